@@ -1,0 +1,53 @@
+/* credentials.h - the principals kmsd knows: access key id -> secret + identity.
+ *
+ * Loaded from a JSON file (kmsd --credentials FILE, default
+ * <data-dir>/credentials.json):
+ *
+ *   { "principals": [ {
+ *       "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
+ *       "secretAccessKey": "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+ *       "sessionToken": "...",               optional: required on requests when set
+ *       "accountId": "111122223333",
+ *       "arn": "arn:aws:iam::111122223333:root",
+ *       "policy": { "Version": "2012-10-17", "Statement": [ ... ] }   optional
+ *   } ] }
+ *
+ * The store owns every principal and secret; they live until creds_free. */
+#ifndef KMSD_AWS_CREDENTIALS_H
+#define KMSD_AWS_CREDENTIALS_H
+
+#include <stddef.h>
+
+#include "aws/principal.h"
+#include "core/kerr.h"
+
+typedef struct creds_store creds_store;
+
+/* One known access key. The secret is wiped when the store is freed. */
+typedef struct cred_entry {
+  principal who;
+  char *secret_access_key;  /* owned by the store */
+  char *session_token;      /* owned by the store; NULL when none is required */
+} cred_entry;
+
+/* Load `path`.  If the file does not exist and `create_default` is non-zero,
+ * first write one (mode 0600) holding AWS's documented example key pair as
+ * the root of account 111122223333 with full access.  Returns KERR_OK and a
+ * new store in *out, or KERR_VALIDATION with a message naming the file and
+ * the problem (never the secret). */
+kerr_code creds_load(const char *path, int create_default, creds_store **out, kerr *err);
+
+/* A store that accepts any access key without checking signatures
+ * (--insecure-any-credentials): every caller becomes the root of account
+ * 111122223333.  The pipeline must still refuse it off loopback. */
+kerr_code creds_any(creds_store **out, kerr *err);
+
+/* Nonzero when the store was made by creds_any. */
+int creds_is_any(const creds_store *s);
+
+/* The entry for `access_key_id`, or NULL. The pointer lives as long as `s`. */
+const cred_entry *creds_lookup(const creds_store *s, const char *access_key_id);
+
+void creds_free(creds_store *s);
+
+#endif

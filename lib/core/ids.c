@@ -1,0 +1,40 @@
+/* ids.c - identifiers from the CSPRNG. */
+#include "core/ids.h"
+
+#include <openssl/rand.h>
+#include <stdio.h>
+
+#include "core/codec.h"
+
+int rand_bytes(uint8_t *out, size_t n) {
+  if (n == 0) return 0;
+  if (n > 0x7fffffff) return -1;
+  return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+int uuid_v4(char out[UUID_STR_LEN]) {
+  uint8_t b[16];
+  if (rand_bytes(b, sizeof b)) return -1;
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  snprintf(out, UUID_STR_LEN,
+           "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x", b[0], b[1],
+           b[2], b[3], b[4], b[5], b[6], b[7], b[8], b[9], b[10], b[11], b[12], b[13], b[14],
+           b[15]);
+  return 0;
+}
+
+int rand_hex(char *out, size_t n) {
+  uint8_t buf[64];
+  size_t done = 0;
+  while (done < n) {
+    size_t take = (n - done + 1) / 2;
+    if (take > sizeof buf) take = sizeof buf;
+    if (rand_bytes(buf, take)) return -1;
+    char hex[2 * sizeof buf + 1];
+    hex_encode(buf, take, hex);
+    for (size_t i = 0; i < 2 * take && done < n; i++) out[done++] = hex[i];
+  }
+  out[n] = '\0';
+  return 0;
+}

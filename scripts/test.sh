@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Builds kmsd and runs every test (unit + end to end) with ctest.
+#   scripts/test.sh                 normal build in ./build
+#   scripts/test.sh --sanitize      ASan+UBSan build in ./build-asan
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+scripts/install-deps.sh
+
+builddir=build
+cmake_args=()
+if [ "${1:-}" = "--sanitize" ]; then
+  builddir=build-asan
+  cmake_args+=(-DKMSD_SANITIZE=ON -DCMAKE_BUILD_TYPE=Debug)
+  export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1}
+  export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+fi
+
+cmake -S . -B "$builddir" "${cmake_args[@]}" >/dev/null
+cmake --build "$builddir" -j "$(nproc)"
+ctest --test-dir "$builddir" --output-on-failure -j 2
