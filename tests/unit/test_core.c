@@ -1,0 +1,124 @@
+/* test_core.c - unit tests for lib/core: codecs, error table, clock, ids, secmem. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cmocka.h>
+
+#include "core/codec.h"
+#include "core/ids.h"
+#include "core/kclock.h"
+#include "core/kerr.h"
+#include "core/secmem.h"
+
+static void b64_roundtrip(const char *plain, const char *expect) {
+  char enc[64];
+  uint8_t dec[64];
+  size_t n = strlen(plain), dn = 0;
+  assert_int_equal(b64_encode((const uint8_t *)plain, n, enc), strlen(expect));
+  assert_string_equal(enc, expect);
+  assert_int_equal(b64_decode(enc, strlen(enc), dec, &dn), 0);
+  assert_int_equal(dn, n);
+  assert_memory_equal(dec, plain, n);
+}
+
+static void test_b64_rfc4648_vectors(void **state) {
+  (void)state;
+  b64_roundtrip("", "");
+  b64_roundtrip("f", "Zg==");
+  b64_roundtrip("fo", "Zm8=");
+  b64_roundtrip("foo", "Zm9v");
+  b64_roundtrip("foob", "Zm9vYg==");
+  b64_roundtrip("fooba", "Zm9vYmE=");
+  b64_roundtrip("foobar", "Zm9vYmFy");
+}
+
+static void test_b64_rejects_malformed(void **state) {
+  (void)state;
+  uint8_t out[16];
+  size_t n;
+  const char *bad[] = {"Zg=", "Z===", "Zm9v\n", "Zm-v", "Zm_v", "=Zm9", "Zg==Zg==", "Zh==", "Zm9="};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_int_equal(b64_decode(bad[i], strlen(bad[i]), out, &n), -1);
+}
+
+static void test_hex(void **state) {
+  (void)state;
+  const uint8_t in[] = {0x00, 0xab, 0xff, 0x10};
+  char text[9];
+  uint8_t back[4];
+  size_t n;
+  hex_encode(in, 4, text);
+  assert_string_equal(text, "00abff10");
+  assert_int_equal(hex_decode("00ABff10", 8, back, &n), 0);
+  assert_int_equal(n, 4);
+  assert_memory_equal(back, in, 4);
+  assert_int_equal(hex_decode("0g", 2, back, &n), -1);
+  assert_int_equal(hex_decode("abc", 3, back, &n), -1);
+}
+
+static void test_kerr_table(void **state) {
+  (void)state;
+  kerr e;
+  assert_int_equal(kerr_set(&e, KERR_NOT_FOUND, "Key '%s' does not exist", "x"), KERR_NOT_FOUND);
+  assert_string_equal(e.msg, "Key 'x' does not exist");
+  assert_string_equal(kerr_name(KERR_NOT_FOUND), "NotFoundException");
+  assert_string_equal(kerr_name(KERR_INVALID_STATE), "KMSInvalidStateException");
+  assert_int_equal(kerr_http_status(KERR_INTERNAL), 500);
+  assert_int_equal(kerr_http_status(KERR_DEPENDENCY_TIMEOUT), 503);
+  assert_int_equal(kerr_http_status(KERR_REQUEST_TOO_LARGE), 413);
+  assert_int_equal(kerr_http_status(KERR_VALIDATION), 400);
+  assert_string_equal(kerr_name((kerr_code)9999), "KMSInternalException");
+  assert_int_equal(kerr_http_status((kerr_code)9999), 500);
+  kerr_clear(&e);
+  assert_int_equal(e.code, KERR_OK);
+  assert_string_equal(e.msg, "");
+}
+
+static void test_kclock_moves(void **state) {
+  (void)state;
+  int64_t before = kclock_now_ms();
+  kclock_advance_ms(7LL * 24 * 3600 * 1000);
+  int64_t after = kclock_now_ms();
+  assert_true(after - before >= 7LL * 24 * 3600 * 1000);
+  assert_int_equal(kclock_set_offset_ms(0), 7LL * 24 * 3600 * 1000);
+  assert_int_equal(kclock_offset_ms(), 0);
+}
+
+static void test_ids(void **state) {
+  (void)state;
+  char a[UUID_STR_LEN], b[UUID_STR_LEN], h[18];
+  assert_int_equal(uuid_v4(a), 0);
+  assert_int_equal(uuid_v4(b), 0);
+  assert_int_equal(strlen(a), 36);
+  assert_string_not_equal(a, b);
+  assert_int_equal(a[14], '4');
+  assert_true(strchr("89ab", a[19]) != NULL);
+  assert_int_equal(rand_hex(h, 17), 0);
+  assert_int_equal(strlen(h), 17);
+  assert_true(strspn(h, "0123456789abcdef") == 17);
+}
+
+static void test_secmem(void **state) {
+  (void)state;
+  kbytes b = {secure_alloc(32), 32};
+  assert_non_null(b.data);
+  memset(b.data, 0x5a, b.len);
+  assert_int_equal(secure_memcmp(b.data, b.data, b.len), 0);
+  kbytes_wipe_free(&b);
+  assert_null(b.data);
+  assert_int_equal(b.len, 0);
+  kbytes_wipe_free(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_rejects_malformed),
+      cmocka_unit_test(test_hex),                 cmocka_unit_test(test_kerr_table),
+      cmocka_unit_test(test_kclock_moves),        cmocka_unit_test(test_ids),
+      cmocka_unit_test(test_secmem),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
