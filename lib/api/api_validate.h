@@ -1,0 +1,47 @@
+/* api_validate.h - validate a JSON 1.1 request body against the AWS model.
+ *
+ * The pipeline runs this after parsing the body and before any handler, so
+ * handlers can rely on types, required members, lengths, ranges, enums and
+ * patterns being what the model says.  Errors are worded exactly as AWS words
+ * them, because clients and tests compare messages. */
+#ifndef KMSD_API_API_VALIDATE_H
+#define KMSD_API_API_VALIDATE_H
+
+#include <jansson.h>
+
+#include "core/kerr.h"
+#include "model/model.h"
+
+/* Deepest nesting of JSON containers accepted in a request body; deeper
+ * bodies get KERR_SERIALIZATION instead of unbounded recursion. */
+#define API_VALIDATE_MAX_DEPTH 32
+
+/* Validate `body` against `op`'s input shape.
+ *
+ * Returns KERR_OK when the body is acceptable (unknown members are ignored,
+ * as AWS ignores them).  Returns KERR_SERIALIZATION when the body is not a
+ * JSON object, a member has the wrong JSON type, a blob is not standard
+ * base64, or nesting is too deep.  Returns KERR_VALIDATION with every
+ * constraint violation, in order, in AWS's wording:
+ *   "2 validation errors detected: Value '' at 'keyId' failed to satisfy
+ *    constraint: Member must have length greater than or equal to 1; Value
+ *    null at 'plaintext' failed to satisfy constraint: Member must not be null"
+ * Values of sensitive shapes and blobs are never echoed.  An operation with no
+ * input shape accepts any JSON object.  Returns KERR_INTERNAL if a model
+ * pattern cannot be compiled.  `body` is not modified; nothing to free; `err`
+ * is filled on failure only. */
+kerr_code api_validate_input(const model_op *op, const json_t *body, kerr *err);
+
+/* Compile every pattern of `svc` (the work api_validate_input does once, on
+ * first use).  Returns KERR_OK, or KERR_INTERNAL naming the first shape whose
+ * pattern does not compile.  Thread-safe; compiled patterns are cached for
+ * the life of the process. */
+kerr_code api_validate_check_patterns(const model_service *svc, kerr *err);
+
+/* Whether `value` (UTF-8, `len` bytes) matches `shape`'s pattern as a Java
+ * `matches()` would: the whole value.  Returns 1 on a match or when the shape
+ * has no pattern, 0 when it does not match, -1 on an internal failure (the
+ * pattern does not compile, out of memory). */
+int api_validate_pattern_matches(const model_shape *shape, const char *value, size_t len);
+
+#endif
