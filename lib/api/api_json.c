@@ -1,0 +1,190 @@
+/* api_json.c - typed request members and JSON 1.1 reply values for handlers.
+ *
+ * Exists so that no handler inspects json_t types or base64 by hand: one
+ * place decides how absent members, blobs and timestamps look on the wire. */
+#include "api/api_json.h"
+
+#include <ctype.h>
+#include <string.h>
+
+#include "core/codec.h"
+
+/* AWS names members in validation messages with a lowercase first letter
+ * ("Value null at 'keyId' failed to satisfy constraint"). */
+static void member_label(const char *name, char *buf, size_t size) {
+  snprintf(buf, size, "%s", name);
+  if (buf[0]) buf[0] = (char)tolower((unsigned char)buf[0]);
+}
+
+static kerr_code missing(const char *name, kerr *err) {
+  char label[128];
+  member_label(name, label, sizeof label);
+  return kerr_set(err, KERR_VALIDATION,
+                  "1 validation error detected: Value null at '%s' failed to satisfy "
+                  "constraint: Member must not be null",
+                  label);
+}
+
+static kerr_code wrong_type(const char *name, const char *type, kerr *err) {
+  char label[128];
+  member_label(name, label, sizeof label);
+  return kerr_set(err, KERR_VALIDATION,
+                  "1 validation error detected: Value at '%s' failed to satisfy constraint: "
+                  "Member must be %s",
+                  label, type);
+}
+
+/* The member, or NULL when absent or JSON null (both mean "not given"). */
+static json_t *member(json_t *in, const char *name) {
+  json_t *v = json_is_object(in) ? json_object_get(in, name) : NULL;
+  return json_is_null(v) ? NULL : v;
+}
+
+kerr_code api_json_get_str(json_t *in, const char *name, bool required, const char **out,
+                           kerr *err) {
+  json_t *v = member(in, name);
+  *out = NULL;
+  if (!v) return required ? missing(name, err) : KERR_OK;
+  if (!json_is_string(v)) return wrong_type(name, "a string", err);
+  *out = json_string_value(v);
+  return KERR_OK;
+}
+
+kerr_code api_json_get_int(json_t *in, const char *name, bool *present, int64_t *out,
+                           kerr *err) {
+  json_t *v = member(in, name);
+  *present = false;
+  if (!v) return KERR_OK;
+  if (!json_is_integer(v)) return wrong_type(name, "an integer", err);
+  *out = (int64_t)json_integer_value(v);
+  *present = true;
+  return KERR_OK;
+}
+
+kerr_code api_json_get_bool(json_t *in, const char *name, bool dflt, bool *out, kerr *err) {
+  json_t *v = member(in, name);
+  *out = dflt;
+  if (!v) return KERR_OK;
+  if (!json_is_boolean(v)) return wrong_type(name, "a boolean", err);
+  *out = json_is_true(v);
+  return KERR_OK;
+}
+
+kerr_code api_json_get_blob(json_t *in, const char *name, bool required, kbytes *out,
+                            kerr *err) {
+  kerr_code rc = KERR_OK;
+  json_t *v = member(in, name);
+  const char *text;
+  size_t text_len, cap;
+
+  out->data = NULL;
+  out->len = 0;
+  if (!v) return required ? missing(name, err) : KERR_OK;
+  if (!json_is_string(v)) return wrong_type(name, "a base64-encoded string", err);
+  text = json_string_value(v);
+  text_len = json_string_length(v);
+  cap = b64_decoded_max(text_len);
+  out->data = secure_alloc(cap);
+  if (!out->data) {
+    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+    goto out;
+  }
+  if (b64_decode(text, text_len, out->data, &out->len) != 0) {
+    char label[128];
+    member_label(name, label, sizeof label);
+    rc = kerr_set(err, KERR_VALIDATION,
+                  "1 validation error detected: Value at '%s' failed to satisfy constraint: "
+                  "Member must be valid base64",
+                  label);
+    goto out;
+  }
+out:
+  /* On success kbytes_wipe_free() later wipes out->len bytes; the slack up
+   * to `cap` was zeroed at birth and b64_decode never writes past out->len,
+   * so nothing secret is left unwiped. */
+  if (rc) {
+    secure_free(out->data, cap);
+    out->data = NULL;
+    out->len = 0;
+  }
+  return rc;
+}
+
+kerr_code api_json_get_str_map(json_t *in, const char *name, json_t **out, kerr *err) {
+  json_t *v = member(in, name);
+  const char *key;
+  json_t *value;
+
+  *out = NULL;
+  if (!v) return KERR_OK;
+  if (!json_is_object(v)) return wrong_type(name, "a map of strings", err);
+  json_object_foreach(v, key, value) {
+    if (!json_is_string(value)) return wrong_type(name, "a map of strings", err);
+  }
+  if (json_object_size(v) > 0) *out = v;
+  return KERR_OK;
+}
+
+kerr_code api_json_get_list(json_t *in, const char *name, bool required, json_t **out,
+                            kerr *err) {
+  json_t *v = member(in, name);
+  *out = NULL;
+  if (!v) return required ? missing(name, err) : KERR_OK;
+  if (!json_is_array(v)) return wrong_type(name, "a list", err);
+  *out = v;
+  return KERR_OK;
+}
+
+kerr_code api_json_set_new(json_t *out, const char *name, json_t *value, kerr *err) {
+  /* json_object_set_new releases `value` on failure as well. */
+  if (!value || json_object_set_new(out, name, value) != 0)
+    return kerr_set(err, KERR_INTERNAL, "could not build the reply");
+  return KERR_OK;
+}
+
+kerr_code api_json_set_str(json_t *out, const char *name, const char *value, kerr *err) {
+  if (!value) return KERR_OK;
+  return api_json_set_new(out, name, json_string(value), err);
+}
+
+kerr_code api_json_set_str_opt(json_t *out, const char *name, const char *value, kerr *err) {
+  if (!value || !value[0]) return KERR_OK;
+  return api_json_set_new(out, name, json_string(value), err);
+}
+
+kerr_code api_json_set_int(json_t *out, const char *name, int64_t value, kerr *err) {
+  return api_json_set_new(out, name, json_integer((json_int_t)value), err);
+}
+
+kerr_code api_json_set_bool(json_t *out, const char *name, bool value, kerr *err) {
+  return api_json_set_new(out, name, json_boolean(value), err);
+}
+
+kerr_code api_json_set_time_ms(json_t *out, const char *name, int64_t epoch_ms, kerr *err) {
+  if (epoch_ms <= 0) return KERR_OK;
+  if (epoch_ms % 1000 == 0)
+    return api_json_set_new(out, name, json_integer((json_int_t)(epoch_ms / 1000)), err);
+  return api_json_set_new(out, name, json_real((double)epoch_ms / 1000.0), err);
+}
+
+kerr_code api_json_set_blob(json_t *out, const char *name, const uint8_t *data, size_t len,
+                            kerr *err) {
+  kerr_code rc;
+  size_t size;
+  char *text;
+
+  if (len == 0) return KERR_OK;
+  size = b64_encoded_size(len);
+  text = secure_alloc(size);
+  if (!text) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  b64_encode(data, len, text);
+  rc = api_json_set_new(out, name, json_string(text), err);
+  secure_free(text, size);
+  return rc;
+}
+
+kerr_code api_json_new_object(json_t **out, kerr *err) {
+  *out = json_object();
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  return KERR_OK;
+}
