@@ -1,0 +1,473 @@
+/* kms.h - the KMS domain: keys, key material, aliases, tags, policies,
+ * rotation and deletion, as the AWS KMS API defines them.
+ *
+ * This is the C API the protocol layer (lib/api) maps JSON onto.  It knows
+ * nothing of HTTP or JSON; it calls the store (lib/store) for durable state,
+ * lib/crypto for AES-GCM and lib/aws/authz.h for every authorization decision.
+ *
+ * Conventions shared by every operation:
+ *   - The first arguments are the domain and a kms_call saying who calls,
+ *     in which region (keys live per account + region) and under which
+ *     request id (for logs).
+ *   - Key references (`key_id` inputs) accept what the AWS model allows:
+ *     a key id (UUID), a key ARN, an alias name ("alias/x") or an alias ARN.
+ *     A key of another account is reachable only by key or alias ARN.
+ *   - Optional inputs are NULL pointers, 0 counts or has_* flags.
+ *   - Outputs are plain structs the caller provides zeroed; on KERR_OK they
+ *     are filled and the caller frees them with the matching
+ *     kms_*_clear() function.  On failure nothing is left allocated in them
+ *     (clearing them anyway is harmless).  Secrets (plaintexts, data keys)
+ *     come back in kbytes and are wiped by the clear functions.
+ *   - Timestamps are int64 milliseconds since the Unix epoch, read from the
+ *     movable clock (core/kclock.h).
+ *   - Every operation authorizes through authz_check with "kms:<Operation>".
+ *   - Errors are kerr codes with AWS-worded messages that never contain
+ *     key material or plaintext.
+ * All functions are safe to call from many threads at once. */
+#ifndef KMSD_KMS_KMS_H
+#define KMSD_KMS_KMS_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aws/principal.h"
+#include "core/ids.h"
+#include "core/kerr.h"
+#include "core/secmem.h"
+
+/* Room for any key ARN or alias ARN this service produces (alias names are at
+ * most 256 characters, regions at most 63). */
+#define KMS_ARN_MAX 512
+/* A key material id: 64 lowercase hex digits plus NUL (the model's pattern). */
+#define KMS_MATERIAL_ID_LEN 65
+
+typedef struct kms_domain kms_domain;
+
+typedef struct kms_domain_config {
+  const char *data_dir;          /* required; created (0700) if missing */
+  int sweep_interval_ms;         /* how often the background sweeper runs
+                                    deletions and rotations; 0 = 1000 ms;
+                                    negative = no sweeper thread (tests call
+                                    kms_domain_sweep themselves) */
+  size_t material_cache_entries; /* unwrapped key materials kept in wiped
+                                    memory; 0 = 1024 */
+} kms_domain_config;
+
+/* Open the domain over `cfg->data_dir`: create the directory if needed,
+ * create or load <data_dir>/root.key (0600; refused if group/others may read
+ * it), open the store and run its migrations, then start the sweeper.
+ * On KERR_OK *out owns a new domain (free with kms_domain_close); on failure
+ * *out is NULL and nothing is left running or open. */
+kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err);
+
+/* Stop the sweeper, wipe cached key material, close the store, free `d`.
+ * NULL is allowed. No call on `d` may be in flight. */
+void kms_domain_close(kms_domain *d);
+
+/* Run one sweep now: delete keys whose deletion date has passed and rotate
+ * keys whose next rotation date has passed (both on the kclock).  Returns
+ * KERR_OK or the first store error.  The background sweeper calls this; tests
+ * call it after kclock_advance_ms to avoid waiting for the thread. */
+kerr_code kms_domain_sweep(kms_domain *d, kerr *err);
+
+/* Who calls and where. All fields must be non-NULL. */
+typedef struct kms_call {
+  const principal *caller;
+  const char *region;      /* from the SigV4 credential scope, e.g. "us-east-1" */
+  const char *request_id;
+} kms_call;
+
+/* One encryption-context entry or one tag (both are {key, value} strings). */
+typedef struct kms_pair {
+  const char *key;
+  const char *value;
+} kms_pair;
+
+/* An owned {key, value} pair in an output (both heap strings). */
+typedef struct kms_owned_pair {
+  char *key;
+  char *value;
+} kms_owned_pair;
+
+/* ------------------------------------------------------------------ keys */
+
+/* KeyMetadata.  String pointers typed `const char *` point at static storage
+ * (enum values of the model); `char *` fields are owned by the struct. */
+typedef struct kms_key_metadata {
+  char aws_account_id[ACCOUNT_ID_LEN + 1];
+  char key_id[UUID_STR_LEN];
+  char arn[KMS_ARN_MAX];
+  int64_t creation_date_ms;
+  bool enabled;
+  char *description;                 /* owned; "" when none, never NULL on success */
+  const char *key_usage;             /* "ENCRYPT_DECRYPT" */
+  const char *key_state;             /* "Enabled" | "Disabled" | "PendingDeletion" | ... */
+  bool has_deletion_date;
+  int64_t deletion_date_ms;
+  int pending_deletion_window_days;  /* 0 unless PendingDeletion */
+  const char *origin;                /* "AWS_KMS" | "EXTERNAL" | "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" */
+  char *custom_key_store_id;         /* owned; NULL when not in a custom key store */
+  const char *key_manager;           /* "CUSTOMER" */
+  const char *key_spec;              /* "SYMMETRIC_DEFAULT" */
+  const char *customer_master_key_spec; /* same as key_spec (deprecated member) */
+  const char *const *encryption_algorithms; /* static list: {"SYMMETRIC_DEFAULT"} */
+  size_t n_encryption_algorithms;
+  bool multi_region;                 /* always false for now */
+  char current_key_material_id[KMS_MATERIAL_ID_LEN]; /* "" if none */
+} kms_key_metadata;
+
+void kms_key_metadata_clear(kms_key_metadata *m);
+
+typedef struct kms_create_key_input {
+  const char *policy;                   /* NULL: AWS's default key policy */
+  const char *description;              /* NULL: "" */
+  const char *key_usage;                /* NULL: ENCRYPT_DECRYPT */
+  const char *customer_master_key_spec; /* NULL or SYMMETRIC_DEFAULT */
+  const char *key_spec;                 /* NULL or SYMMETRIC_DEFAULT; both given -> KERR_VALIDATION */
+  const char *origin;                   /* NULL: AWS_KMS */
+  const char *custom_key_store_id;      /* NULL (custom key stores: later milestone) */
+  const char *xks_key_id;               /* NULL */
+  bool bypass_policy_lockout_safety_check;
+  const kms_pair *tags;                 /* TagKey/TagValue */
+  size_t ntags;
+  bool multi_region;
+} kms_create_key_input;
+
+/* CreateKey. Unsupported specs, usages, origins, custom key stores and
+ * multi-Region -> KERR_UNSUPPORTED_OPERATION; bad policy ->
+ * KERR_MALFORMED_POLICY; bad tags -> KERR_TAG. */
+kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
+                         kms_key_metadata *out, kerr *err);
+
+/* DescribeKey. */
+kerr_code kms_describe_key(kms_domain *d, const kms_call *call, const char *key_id,
+                           kms_key_metadata *out, kerr *err);
+
+typedef struct kms_list_input {
+  int limit;           /* 0: default 100; else 1..1000 */
+  const char *marker;  /* NULL: from the start; else a NextMarker we returned */
+} kms_list_input;
+
+typedef struct kms_key_list_entry {
+  char key_id[UUID_STR_LEN];
+  char key_arn[KMS_ARN_MAX];
+} kms_key_list_entry;
+
+typedef struct kms_list_keys_output {
+  kms_key_list_entry *keys; /* owned array */
+  size_t nkeys;
+  bool truncated;
+  char *next_marker;        /* owned; NULL unless truncated */
+} kms_list_keys_output;
+
+void kms_list_keys_output_clear(kms_list_keys_output *o);
+
+/* ListKeys: the caller's account + region only. Bad marker -> KERR_INVALID_MARKER. */
+kerr_code kms_list_keys(kms_domain *d, const kms_call *call, const kms_list_input *in,
+                        kms_list_keys_output *out, kerr *err);
+
+/* EnableKey / DisableKey. */
+kerr_code kms_enable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
+kerr_code kms_disable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
+
+/* UpdateKeyDescription (description may be "" but not NULL; max 8192). */
+kerr_code kms_update_key_description(kms_domain *d, const kms_call *call, const char *key_id,
+                                     const char *description, kerr *err);
+
+typedef struct kms_schedule_deletion_output {
+  char key_id[KMS_ARN_MAX];     /* the key ARN, as AWS returns it */
+  int64_t deletion_date_ms;
+  const char *key_state;        /* "PendingDeletion" */
+  int pending_window_days;
+} kms_schedule_deletion_output;
+
+/* ScheduleKeyDeletion: pending_window_days 0 = 30, else 7..30 (KERR_VALIDATION
+ * otherwise).  The key is deleted when the date passes on the kclock. */
+kerr_code kms_schedule_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+                                    int pending_window_days, kms_schedule_deletion_output *out,
+                                    kerr *err);
+
+/* CancelKeyDeletion: PendingDeletion -> Disabled. `key_arn_out` receives the
+ * key ARN (KMS_ARN_MAX bytes). Other states -> KERR_INVALID_STATE. */
+kerr_code kms_cancel_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+                                  char key_arn_out[KMS_ARN_MAX], kerr *err);
+
+/* ------------------------------------------------------------- crypto ops */
+
+typedef struct kms_encrypt_input {
+  const char *key_id;
+  const uint8_t *plaintext;           /* 1..4096 bytes */
+  size_t plaintext_len;
+  const kms_pair *context;            /* encryption context; may be NULL with ncontext 0 */
+  size_t ncontext;
+  const char *encryption_algorithm;   /* NULL or "SYMMETRIC_DEFAULT" */
+  bool dry_run;
+} kms_encrypt_input;
+
+typedef struct kms_encrypt_output {
+  uint8_t *ciphertext;                /* owned (malloc); not secret */
+  size_t ciphertext_len;
+  char key_id[KMS_ARN_MAX];           /* key ARN */
+  const char *encryption_algorithm;   /* "SYMMETRIC_DEFAULT" */
+} kms_encrypt_output;
+
+void kms_encrypt_output_clear(kms_encrypt_output *o);
+
+/* Encrypt. Disabled key -> KERR_DISABLED; PendingDeletion ->
+ * KERR_INVALID_STATE; dry_run -> KERR_DRY_RUN after every check passed. */
+kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
+                      kms_encrypt_output *out, kerr *err);
+
+typedef struct kms_decrypt_input {
+  const uint8_t *ciphertext;          /* 1..6144 bytes */
+  size_t ciphertext_len;
+  const kms_pair *context;
+  size_t ncontext;
+  const char *key_id;                 /* optional; must name the ciphertext's key */
+  const char *encryption_algorithm;   /* NULL or "SYMMETRIC_DEFAULT" */
+  bool dry_run;
+} kms_decrypt_input;
+
+typedef struct kms_decrypt_output {
+  char key_id[KMS_ARN_MAX];           /* key ARN */
+  kbytes plaintext;                   /* secret; wiped by clear */
+  const char *encryption_algorithm;
+  char key_material_id[KMS_MATERIAL_ID_LEN];
+} kms_decrypt_output;
+
+void kms_decrypt_output_clear(kms_decrypt_output *o);
+
+/* Decrypt. Unparsable/tampered blob or wrong context ->
+ * KERR_INVALID_CIPHERTEXT; key_id naming another key -> KERR_INCORRECT_KEY. */
+kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
+                      kms_decrypt_output *out, kerr *err);
+
+typedef struct kms_reencrypt_input {
+  const uint8_t *ciphertext;
+  size_t ciphertext_len;
+  const kms_pair *source_context;
+  size_t nsource_context;
+  const char *source_key_id;                 /* optional */
+  const char *destination_key_id;            /* required */
+  const kms_pair *destination_context;
+  size_t ndestination_context;
+  const char *source_encryption_algorithm;   /* NULL or SYMMETRIC_DEFAULT */
+  const char *destination_encryption_algorithm;
+  bool dry_run;
+} kms_reencrypt_input;
+
+typedef struct kms_reencrypt_output {
+  uint8_t *ciphertext;                       /* owned */
+  size_t ciphertext_len;
+  char source_key_id[KMS_ARN_MAX];           /* ARN */
+  char key_id[KMS_ARN_MAX];                  /* destination ARN */
+  const char *source_encryption_algorithm;
+  const char *destination_encryption_algorithm;
+  char source_key_material_id[KMS_MATERIAL_ID_LEN];
+  char destination_key_material_id[KMS_MATERIAL_ID_LEN];
+} kms_reencrypt_output;
+
+void kms_reencrypt_output_clear(kms_reencrypt_output *o);
+
+/* ReEncrypt: authorizes kms:ReEncryptFrom on the source key and
+ * kms:ReEncryptTo on the destination key. */
+kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt_input *in,
+                        kms_reencrypt_output *out, kerr *err);
+
+typedef struct kms_generate_data_key_input {
+  const char *key_id;
+  const kms_pair *context;
+  size_t ncontext;
+  const char *key_spec;          /* "AES_256" | "AES_128" | NULL */
+  bool has_number_of_bytes;
+  int number_of_bytes;           /* 1..1024 */
+  bool dry_run;
+} kms_generate_data_key_input;
+
+typedef struct kms_generate_data_key_output {
+  uint8_t *ciphertext;           /* owned */
+  size_t ciphertext_len;
+  kbytes plaintext;              /* secret; empty for ...WithoutPlaintext */
+  char key_id[KMS_ARN_MAX];      /* key ARN */
+  char key_material_id[KMS_MATERIAL_ID_LEN];
+} kms_generate_data_key_output;
+
+void kms_generate_data_key_output_clear(kms_generate_data_key_output *o);
+
+/* GenerateDataKey: neither or both of key_spec / number_of_bytes ->
+ * KERR_VALIDATION. */
+kerr_code kms_generate_data_key(kms_domain *d, const kms_call *call,
+                                const kms_generate_data_key_input *in,
+                                kms_generate_data_key_output *out, kerr *err);
+
+/* GenerateDataKeyWithoutPlaintext: as above, out->plaintext stays empty. */
+kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
+                                                  const kms_generate_data_key_input *in,
+                                                  kms_generate_data_key_output *out, kerr *err);
+
+typedef struct kms_generate_random_input {
+  bool has_number_of_bytes;
+  int number_of_bytes;               /* 1..1024; missing -> KERR_VALIDATION */
+  const char *custom_key_store_id;   /* no stores yet: KERR_CKS_NOT_FOUND */
+} kms_generate_random_input;
+
+/* GenerateRandom. On KERR_OK *out holds fresh random bytes (free with
+ * kbytes_wipe_free). */
+kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
+                              const kms_generate_random_input *in, kbytes *out, kerr *err);
+
+/* ---------------------------------------------------------------- aliases */
+
+/* CreateAlias: name must match ^alias/[a-zA-Z0-9/_-]+$ (KERR_INVALID_ALIAS_NAME
+ * otherwise, and for "alias/aws/..."); duplicate -> KERR_ALREADY_EXISTS;
+ * target must be a key id or key ARN of the caller's account+region. */
+kerr_code kms_create_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+                           const char *target_key_id, kerr *err);
+
+/* UpdateAlias: point an existing alias at another key of the same account. */
+kerr_code kms_update_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+                           const char *target_key_id, kerr *err);
+
+/* DeleteAlias. Unknown alias -> KERR_NOT_FOUND. */
+kerr_code kms_delete_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+                           kerr *err);
+
+typedef struct kms_alias_entry {
+  char *alias_name;              /* owned */
+  char *alias_arn;               /* owned */
+  char target_key_id[UUID_STR_LEN];
+  int64_t creation_date_ms;
+  int64_t last_updated_date_ms;
+} kms_alias_entry;
+
+typedef struct kms_list_aliases_output {
+  kms_alias_entry *aliases;      /* owned array */
+  size_t naliases;
+  bool truncated;
+  char *next_marker;             /* owned; NULL unless truncated */
+} kms_list_aliases_output;
+
+void kms_list_aliases_output_clear(kms_list_aliases_output *o);
+
+/* ListAliases: the caller's account+region; `key_id` (optional) filters to
+ * one key (authorized on that key; otherwise on "*"). */
+kerr_code kms_list_aliases(kms_domain *d, const kms_call *call, const char *key_id,
+                           const kms_list_input *in, kms_list_aliases_output *out, kerr *err);
+
+/* ------------------------------------------------------------------- tags */
+
+/* TagResource: add or overwrite tags. Keys 1..128 chars, values 0..256,
+ * "aws:" prefix reserved, at most 50 tags per key -> KERR_TAG. */
+kerr_code kms_tag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+                           const kms_pair *tags, size_t ntags, kerr *err);
+
+/* UntagResource: remove the named tag keys (absent keys are ignored). */
+kerr_code kms_untag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+                             const char *const *tag_keys, size_t nkeys, kerr *err);
+
+typedef struct kms_list_tags_output {
+  kms_owned_pair *tags;          /* owned array, sorted by key */
+  size_t ntags;
+  bool truncated;
+  char *next_marker;
+} kms_list_tags_output;
+
+void kms_list_tags_output_clear(kms_list_tags_output *o);
+
+/* ListResourceTags (limit 1..50, default 50). */
+kerr_code kms_list_resource_tags(kms_domain *d, const kms_call *call, const char *key_id,
+                                 const kms_list_input *in, kms_list_tags_output *out, kerr *err);
+
+/* --------------------------------------------------------------- rotation */
+
+/* EnableKeyRotation: rotation_period_days 0 = 365 (or the current period
+ * when already enabled), else 90..2560. */
+kerr_code kms_enable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+                                  int rotation_period_days, kerr *err);
+
+/* DisableKeyRotation. */
+kerr_code kms_disable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+                                   kerr *err);
+
+typedef struct kms_rotation_status {
+  char key_id[KMS_ARN_MAX];      /* key ARN */
+  bool enabled;
+  int rotation_period_days;      /* 0 when rotation is disabled */
+  bool has_next_rotation_date;
+  int64_t next_rotation_date_ms;
+  bool has_on_demand_rotation_start_date;
+  int64_t on_demand_rotation_start_date_ms;
+} kms_rotation_status;
+
+/* GetKeyRotationStatus. */
+kerr_code kms_get_key_rotation_status(kms_domain *d, const kms_call *call, const char *key_id,
+                                      kms_rotation_status *out, kerr *err);
+
+/* RotateKeyOnDemand: new current key material now; older materials keep
+ * decrypting. At most 25 on-demand rotations per key -> KERR_LIMIT_EXCEEDED.
+ * `key_id_out` receives the key id (UUID). */
+kerr_code kms_rotate_key_on_demand(kms_domain *d, const kms_call *call, const char *key_id,
+                                   char key_id_out[UUID_STR_LEN], kerr *err);
+
+typedef struct kms_rotation_entry {
+  char key_id[UUID_STR_LEN];
+  char key_material_id[KMS_MATERIAL_ID_LEN];
+  const char *key_material_state;  /* "CURRENT" | "NON_CURRENT" */
+  const char *rotation_type;       /* "AUTOMATIC" | "ON_DEMAND"; NULL for the original material */
+  bool has_rotation_date;
+  int64_t rotation_date_ms;
+  const char *expiration_model;    /* "KEY_MATERIAL_DOES_NOT_EXPIRE" */
+} kms_rotation_entry;
+
+typedef struct kms_list_rotations_output {
+  kms_rotation_entry *rotations;   /* owned array, oldest first */
+  size_t nrotations;
+  bool truncated;
+  char *next_marker;
+} kms_list_rotations_output;
+
+void kms_list_rotations_output_clear(kms_list_rotations_output *o);
+
+/* ListKeyRotations: include_key_material NULL or "ROTATIONS_ONLY" lists
+ * materials created by rotation; "ALL_KEY_MATERIAL" adds the original one. */
+kerr_code kms_list_key_rotations(kms_domain *d, const kms_call *call, const char *key_id,
+                                 const char *include_key_material, const kms_list_input *in,
+                                 kms_list_rotations_output *out, kerr *err);
+
+/* --------------------------------------------------------------- policies */
+
+/* PutKeyPolicy: policy_name NULL or "default" (any other name ->
+ * KERR_NOT_FOUND, each key has one policy); bad JSON or grammar ->
+ * KERR_MALFORMED_POLICY; a policy that would lock the caller out ->
+ * KERR_MALFORMED_POLICY unless bypass is set. */
+kerr_code kms_put_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+                             const char *policy_name, const char *policy,
+                             bool bypass_policy_lockout_safety_check, kerr *err);
+
+typedef struct kms_key_policy_output {
+  char *policy;                    /* owned JSON text, as stored */
+  const char *policy_name;         /* "default" */
+} kms_key_policy_output;
+
+void kms_key_policy_output_clear(kms_key_policy_output *o);
+
+/* GetKeyPolicy: policy_name NULL or "default" (other names -> KERR_NOT_FOUND). */
+kerr_code kms_get_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+                             const char *policy_name, kms_key_policy_output *out, kerr *err);
+
+typedef struct kms_list_policies_output {
+  const char *const *policy_names; /* static {"default"} */
+  size_t npolicy_names;
+  bool truncated;
+  char *next_marker;               /* always NULL: one policy per key */
+} kms_list_policies_output;
+
+void kms_list_policies_output_clear(kms_list_policies_output *o);
+
+/* ListKeyPolicies. */
+kerr_code kms_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
+                                const kms_list_input *in, kms_list_policies_output *out,
+                                kerr *err);
+
+#endif
