@@ -1,0 +1,543 @@
+/* http_server.c - libmicrohttpd wrapper: one callback per complete request.
+ *
+ * libmicrohttpd calls the access handler several times per request (headers,
+ * then body pieces, then the end).  This file turns that into a single call
+ * with the whole body, enforces the body cap before reading an oversized
+ * body, keeps the raw request target (SigV4 signs the path and query exactly
+ * as sent, before any unescaping), and counts requests in flight so that
+ * shutdown can let them finish. */
+#include "http/http_server.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <microhttpd.h>
+
+#include "core/kerr.h"
+#include "core/log.h"
+#include "core/secmem.h"
+
+#define RAW_URI_MAX 8192
+
+struct http_server {
+  struct MHD_Daemon *daemon;
+  http_handler_fn handler;
+  void *handler_ctx;
+  size_t max_body;
+  uint16_t port;
+  char *tls_cert;
+  char *tls_key;
+  atomic_int in_flight;
+  char start_error[256]; /* last libmicrohttpd message while starting */
+  int starting;
+};
+
+/* Per-request state: created when the request line arrives, freed when
+ * libmicrohttpd reports the request complete. */
+typedef struct req_state {
+  http_server *server;
+  char *raw_uri;
+  uint8_t *body;
+  size_t body_len;
+  size_t body_cap;
+  int headers_seen;
+  int too_large;
+  int responded;
+} req_state;
+
+/* Releases a response body once libmicrohttpd has sent it. */
+typedef struct body_owner {
+  char *body;
+  size_t len;
+  void (*body_free)(void *body, size_t len);
+} body_owner;
+
+int http_response_header(http_response *r, const char *name, const char *value) {
+  if (!r || !name || !value || r->nheaders >= HTTP_RESPONSE_HEADERS_MAX) return -1;
+  size_t nl = strlen(name), vl = strlen(value);
+  if (nl == 0 || nl >= HTTP_HEADER_NAME_MAX || vl >= HTTP_HEADER_VALUE_MAX) return -1;
+  /* A CR or LF would let a value inject headers of its own. */
+  if (strpbrk(name, "\r\n:") || strpbrk(value, "\r\n")) return -1;
+  memcpy(r->headers[r->nheaders].name, name, nl + 1);
+  memcpy(r->headers[r->nheaders].value, value, vl + 1);
+  r->nheaders++;
+  return 0;
+}
+
+const char *http_request_header(const http_request *req, const char *name) {
+  if (!req || !name) return NULL;
+  for (size_t i = 0; i < req->nheaders; i++)
+    if (req->headers[i].name && strcasecmp(req->headers[i].name, name) == 0)
+      return req->headers[i].value;
+  return NULL;
+}
+
+kerr_code http_parse_listen(const char *spec, char host[HTTP_HOST_MAX], uint16_t *port, kerr *err) {
+  if (!spec || !*spec) return kerr_set(err, KERR_VALIDATION, "listen address is empty");
+  size_t len = strlen(spec);
+  if (len > 128) return kerr_set(err, KERR_VALIDATION, "listen address is too long");
+
+  const char *host_start, *host_end, *port_str;
+  if (spec[0] == '[') {
+    host_start = spec + 1;
+    host_end = strchr(host_start, ']');
+    if (!host_end || host_end[1] != ':')
+      return kerr_set(err, KERR_VALIDATION, "listen address '%s': expected [IPv6]:PORT", spec);
+    port_str = host_end + 2;
+  } else {
+    host_start = spec;
+    host_end = strrchr(spec, ':');
+    if (!host_end)
+      return kerr_set(err, KERR_VALIDATION, "listen address '%s': expected HOST:PORT", spec);
+    if (memchr(spec, ':', (size_t)(host_end - spec)))
+      return kerr_set(err, KERR_VALIDATION,
+                      "listen address '%s': write IPv6 addresses as [ADDR]:PORT", spec);
+    port_str = host_end + 1;
+  }
+  size_t hl = (size_t)(host_end - host_start);
+  if (hl == 0 || hl >= HTTP_HOST_MAX)
+    return kerr_set(err, KERR_VALIDATION, "listen address '%s': bad host", spec);
+  memcpy(host, host_start, hl);
+  host[hl] = '\0';
+  if (strcmp(host, "localhost") == 0) strcpy(host, "127.0.0.1");
+
+  if (!*port_str || strlen(port_str) > 5 || strspn(port_str, "0123456789") != strlen(port_str))
+    return kerr_set(err, KERR_VALIDATION, "listen address '%s': port must be a number", spec);
+  long p = strtol(port_str, NULL, 10);
+  if (p > 65535)
+    return kerr_set(err, KERR_VALIDATION, "listen address '%s': port must be 0-65535", spec);
+
+  struct in_addr a4;
+  struct in6_addr a6;
+  int is_v6 = spec[0] == '[';
+  if ((is_v6 && inet_pton(AF_INET6, host, &a6) != 1) || (!is_v6 && inet_pton(AF_INET, host, &a4) != 1))
+    return kerr_set(err, KERR_VALIDATION,
+                    "listen address '%s': host must be a numeric %s address", spec,
+                    is_v6 ? "IPv6" : "IPv4");
+  *port = (uint16_t)p;
+  return KERR_OK;
+}
+
+int http_host_is_loopback(const char *host) {
+  struct in_addr a4;
+  struct in6_addr a6;
+  if (!host) return 0;
+  if (inet_pton(AF_INET, host, &a4) == 1) return (ntohl(a4.s_addr) >> 24) == 127;
+  if (inet_pton(AF_INET6, host, &a6) == 1) {
+    if (IN6_IS_ADDR_LOOPBACK(&a6)) return 1;
+    if (IN6_IS_ADDR_V4MAPPED(&a6)) return a6.s6_addr[12] == 127;
+  }
+  return 0;
+}
+
+kerr_code http_read_pem_file(const char *path, size_t max, char **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  char *buf = NULL;
+  size_t len = 0;
+  FILE *f = fopen(path, "rb");
+  *out = NULL;
+  if (!f) return kerr_set(err, KERR_VALIDATION, "cannot open %s: %s", path, strerror(errno));
+  buf = malloc(max + 1);
+  if (!buf) {
+    rc = kerr_set(err, KERR_INTERNAL, "out of memory reading %s", path);
+    goto out;
+  }
+  len = fread(buf, 1, max + 1, f);
+  if (ferror(f)) {
+    rc = kerr_set(err, KERR_VALIDATION, "cannot read %s", path);
+    goto out;
+  }
+  if (len > max) {
+    rc = kerr_set(err, KERR_VALIDATION, "%s is larger than %zu bytes", path, max);
+    goto out;
+  }
+  buf[len] = '\0';
+  if (len == 0 || strlen(buf) != len || !strstr(buf, "-----BEGIN ")) {
+    rc = kerr_set(err, KERR_VALIDATION, "%s is not a PEM file", path);
+    goto out;
+  }
+  *out = buf;
+  buf = NULL;
+out:
+  /* A key file holds a secret: never leave it in freed memory. */
+  if (buf) secure_free(buf, max + 1);
+  fclose(f);
+  return rc;
+}
+
+__attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const char *fmt, va_list ap) {
+  http_server *s = cls;
+  char line[512];
+  vsnprintf(line, sizeof line, fmt, ap);
+  size_t n = strlen(line);
+  while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
+  if (s->starting) snprintf(s->start_error, sizeof s->start_error, "%s", line);
+  log_msg(LOG_DEBUG, NULL, "http: %s", line);
+}
+
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  http_server *s = cls;
+  (void)conn;
+  req_state *st = calloc(1, sizeof *st);
+  if (!st) return NULL;
+  st->server = s;
+  /* libmicrohttpd already bounds the request line by its connection memory
+   * limit; the copy is bounded again so nothing here depends on that. */
+  st->raw_uri = strndup(uri ? uri : "/", RAW_URI_MAX);
+  atomic_fetch_add(&s->in_flight, 1);
+  return st;
+}
+
+static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
+                         enum MHD_RequestTerminationCode toe) {
+  http_server *s = cls;
+  (void)conn;
+  (void)toe;
+  req_state *st = *con_cls;
+  if (!st) return;
+  if (st->body) secure_free(st->body, st->body_cap);
+  free(st->raw_uri);
+  free(st);
+  *con_cls = NULL;
+  atomic_fetch_sub(&s->in_flight, 1);
+}
+
+static void release_body(void *cls) {
+  body_owner *o = cls;
+  if (!o) return;
+  if (o->body_free)
+    o->body_free(o->body, o->len);
+  else
+    free(o->body);
+  free(o);
+}
+
+static void drop_response_body(http_response *r) {
+  if (!r->body) return;
+  if (r->body_free)
+    r->body_free(r->body, r->body_len);
+  else
+    free(r->body);
+  r->body = NULL;
+  r->body_len = 0;
+  r->body_free = NULL;
+}
+
+/* The answer of last resort, when the callback did not produce a usable one
+ * for an oversized body or memory ran out.  Same AWS JSON error shape. */
+static void fallback_error(http_response *r, kerr_code code, const char *message) {
+  drop_response_body(r);
+  r->nheaders = 0;
+  r->status = kerr_http_status(code);
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "{\"__type\":\"%s\",\"message\":\"%s\"}", kerr_name(code), message);
+  r->body = strndup(buf, (size_t)n);
+  r->body_len = r->body ? (size_t)n : 0;
+  http_response_header(r, "Content-Type", "application/x-amz-json-1.1");
+}
+
+typedef struct header_list {
+  http_header *items;
+  size_t n;
+  size_t cap;
+} header_list;
+
+static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                      size_t key_size, const char *value, size_t value_size) {
+  header_list *l = cls;
+  (void)kind;
+  (void)key_size;
+  (void)value_size;
+  if (l->n == l->cap) return MHD_NO;
+  l->items[l->n].name = key;
+  l->items[l->n].value = value ? value : "";
+  l->n++;
+  return MHD_YES;
+}
+
+static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
+  const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+  char host[INET6_ADDRSTRLEN + 16], serv[8];
+  snprintf(out, out_size, "-");
+  if (!ci || !ci->client_addr) return;
+  socklen_t alen = ci->client_addr->sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+                                                          : sizeof(struct sockaddr_in);
+  if (getnameinfo(ci->client_addr, alen, host, sizeof host, serv, sizeof serv,
+                  NI_NUMERICHOST | NI_NUMERICSERV) != 0)
+    return;
+  if (ci->client_addr->sa_family == AF_INET6)
+    snprintf(out, out_size, "[%s]:%s", host, serv);
+  else
+    snprintf(out, out_size, "%s:%s", host, serv);
+}
+
+/* Build the request, run the callback, queue its answer. */
+static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req_state *st,
+                                const char *method) {
+  http_request req;
+  http_response resp;
+  header_list hl = {0};
+  char peer[HTTP_PEER_MAX];
+  char *path = NULL;
+  enum MHD_Result ret = MHD_NO;
+  struct MHD_Response *mr = NULL;
+  body_owner *owner = NULL;
+
+  memset(&req, 0, sizeof req);
+  memset(&resp, 0, sizeof resp);
+  st->responded = 1;
+
+  int count = MHD_get_connection_values_n(conn, MHD_HEADER_KIND, NULL, NULL);
+  hl.cap = count > 0 ? (size_t)count : 0;
+  hl.items = calloc(hl.cap ? hl.cap : 1, sizeof *hl.items);
+  path = strdup(st->raw_uri ? st->raw_uri : "/");
+  if (!hl.items || !path) {
+    fallback_error(&resp, KERR_INTERNAL, "out of memory");
+    goto respond;
+  }
+  MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &hl);
+  char *q = strchr(path, '?');
+  if (q) *q++ = '\0';
+  /* A fragment is never part of the signed request. */
+  char *frag = strchr(q ? q : path, '#');
+  if (frag) *frag = '\0';
+  format_peer(conn, peer, sizeof peer);
+
+  req.method = method;
+  req.path = path;
+  req.query = q;
+  req.headers = hl.items;
+  req.nheaders = hl.n;
+  req.body = st->too_large ? NULL : st->body;
+  req.body_len = st->too_large ? 0 : st->body_len;
+  req.peer = peer;
+  req.body_too_large = st->too_large;
+
+  s->handler(s->handler_ctx, &req, &resp);
+  if (st->too_large && resp.status < 400)
+    fallback_error(&resp, KERR_REQUEST_TOO_LARGE, "Request body is larger than the server accepts");
+  if (resp.status < 100 || resp.status > 599) resp.status = 500;
+
+respond:
+  /* The request body may carry a plaintext; it is not needed any more. */
+  if (st->body) {
+    secure_free(st->body, st->body_cap);
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
+  }
+  if (resp.body && resp.body_len > 0) {
+    owner = malloc(sizeof *owner);
+    if (owner) {
+      owner->body = resp.body;
+      owner->len = resp.body_len;
+      owner->body_free = resp.body_free;
+      mr = MHD_create_response_from_buffer_with_free_callback_cls(resp.body_len, resp.body,
+                                                                  release_body, owner);
+      if (mr) resp.body = NULL; /* now owned by the response */
+      else free(owner);
+    }
+  } else {
+    mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  }
+  drop_response_body(&resp);
+  if (!mr) goto out;
+  for (size_t i = 0; i < resp.nheaders; i++)
+    MHD_add_response_header(mr, resp.headers[i].name, resp.headers[i].value);
+  ret = MHD_queue_response(conn, (unsigned)resp.status, mr);
+  MHD_destroy_response(mr);
+out:
+  free(hl.items);
+  free(path);
+  return ret;
+}
+
+static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
+                                  const char *method, const char *version, const char *upload_data,
+                                  size_t *upload_data_size, void **con_cls) {
+  http_server *s = cls;
+  req_state *st = *con_cls;
+  (void)url;
+  (void)version;
+  if (!st) return MHD_NO; /* out of memory when the request line arrived */
+
+  if (!st->headers_seen) {
+    st->headers_seen = 1;
+    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+    if (cl) {
+      char *end = NULL;
+      errno = 0;
+      unsigned long long n = strtoull(cl, &end, 10);
+      if (errno == 0 && end != cl && (unsigned long long)s->max_body < n) st->too_large = 1;
+    }
+    /* Answer an announced oversized body before reading any of it:
+     * libmicrohttpd then closes the connection instead of reading on. */
+    if (st->too_large) return dispatch(s, conn, st, method);
+    return MHD_YES;
+  }
+
+  if (*upload_data_size > 0) {
+    size_t n = *upload_data_size;
+    *upload_data_size = 0;
+    if (st->responded || st->too_large) return MHD_YES;
+    if (n > s->max_body - st->body_len) {
+      /* A chunked body that grew past the cap: drop what we hold and answer
+       * at the end; the rest is discarded unread into any buffer. */
+      st->too_large = 1;
+      secure_free(st->body, st->body_cap);
+      st->body = NULL;
+      st->body_len = st->body_cap = 0;
+      return MHD_YES;
+    }
+    if (st->body_len + n > st->body_cap) {
+      size_t cap = st->body_cap ? st->body_cap : 4096;
+      while (cap < st->body_len + n) cap *= 2;
+      if (cap > s->max_body) cap = s->max_body;
+      /* Grow through secure_alloc so no copy of a plaintext is left behind. */
+      uint8_t *nb = secure_alloc(cap);
+      if (!nb) return MHD_NO;
+      if (st->body) {
+        memcpy(nb, st->body, st->body_len);
+        secure_free(st->body, st->body_cap);
+      }
+      st->body = nb;
+      st->body_cap = cap;
+    }
+    memcpy(st->body + st->body_len, upload_data, n);
+    st->body_len += n;
+    return MHD_YES;
+  }
+
+  if (st->responded) return MHD_YES;
+  return dispatch(s, conn, st, method);
+}
+
+static void free_server(http_server *s) {
+  if (!s) return;
+  if (s->tls_key) secure_free(s->tls_key, strlen(s->tls_key) + 1);
+  free(s->tls_cert);
+  free(s);
+}
+
+kerr_code http_server_start(const http_server_config *cfg, http_server **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  http_server *s = NULL;
+  struct sockaddr_storage ss;
+  memset(&ss, 0, sizeof ss);
+  *out = NULL;
+
+  if (!cfg || !cfg->handler || !cfg->host)
+    return kerr_set(err, KERR_INTERNAL, "http server: missing handler or host");
+  if ((cfg->tls_cert_pem == NULL) != (cfg->tls_key_pem == NULL))
+    return kerr_set(err, KERR_VALIDATION, "TLS needs both a certificate and a key");
+
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
+  struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
+  if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(cfg->port);
+  } else if (inet_pton(AF_INET6, cfg->host, &sin6->sin6_addr) == 1) {
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(cfg->port);
+    flags |= MHD_USE_IPv6;
+  } else {
+    return kerr_set(err, KERR_VALIDATION, "'%s' is not a numeric IP address", cfg->host);
+  }
+  if (cfg->tls_cert_pem) {
+    if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES)
+      return kerr_set(err, KERR_VALIDATION, "this libmicrohttpd was built without TLS");
+    flags |= MHD_USE_TLS;
+  }
+
+  s = calloc(1, sizeof *s);
+  if (!s) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  s->handler = cfg->handler;
+  s->handler_ctx = cfg->handler_ctx;
+  s->max_body = cfg->max_body ? cfg->max_body : HTTP_DEFAULT_MAX_BODY;
+  atomic_init(&s->in_flight, 0);
+  if (cfg->tls_cert_pem) {
+    s->tls_cert = strdup(cfg->tls_cert_pem);
+    size_t kl = strlen(cfg->tls_key_pem);
+    s->tls_key = secure_alloc(kl + 1);
+    if (!s->tls_cert || !s->tls_key) {
+      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+      goto out;
+    }
+    memcpy(s->tls_key, cfg->tls_key_pem, kl + 1);
+  }
+
+  unsigned threads = cfg->threads;
+  if (threads == 0) {
+    long n = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = n > 0 ? (unsigned)n : 1;
+  }
+
+  struct MHD_OptionItem opts[16];
+  size_t no = 0;
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, s};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
+                                       (intptr_t)(cfg->connection_limit ? cfg->connection_limit : 1024), NULL};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
+                                       (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 60), NULL};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
+  if (threads > 1)
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_THREAD_POOL_SIZE, (intptr_t)threads, NULL};
+  if (s->tls_cert) {
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert};
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key};
+  }
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
+
+  s->starting = 1;
+  errno = 0;
+  s->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+                               MHD_OPTION_END);
+  s->starting = 0;
+  if (!s->daemon) {
+    int e = errno;
+    if (s->start_error[0])
+      rc = kerr_set(err, KERR_VALIDATION, "cannot listen on %s port %u: %s", cfg->host,
+                    (unsigned)cfg->port, s->start_error);
+    else
+      rc = kerr_set(err, KERR_VALIDATION, "cannot listen on %s port %u: %s", cfg->host,
+                    (unsigned)cfg->port, e ? strerror(e) : "libmicrohttpd refused the configuration");
+    goto out;
+  }
+  const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
+  s->port = di && di->port ? di->port : cfg->port;
+  *out = s;
+  s = NULL;
+out:
+  free_server(s);
+  return rc;
+}
+
+uint16_t http_server_port(const http_server *s) { return s ? s->port : 0; }
+
+void http_server_stop(http_server *s, unsigned grace_ms) {
+  if (!s) return;
+  if (s->daemon) {
+    MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
+    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    /* Requests already being read or handled get to finish and send their
+     * answer; idle keep-alive connections do not count. */
+    struct timespec tick = {0, 10 * 1000 * 1000};
+    for (unsigned waited = 0; waited < grace_ms && atomic_load(&s->in_flight) > 0; waited += 10)
+      nanosleep(&tick, NULL);
+    MHD_stop_daemon(s->daemon);
+  }
+  free_server(s);
+}

@@ -1,0 +1,117 @@
+/* http_server.h - the HTTP/1.1 server kmsd speaks through: a thin wrapper
+ * over libmicrohttpd.
+ *
+ * It exists so that the rest of kmsd sees one plain callback per complete
+ * request (method, raw path and query, headers, body, peer) and fills one
+ * plain response, while this module owns the libmicrohttpd details: the
+ * thread pool on epoll, keep-alive, timeouts, the connection limit, TLS, the
+ * body-size cap and a clean shutdown that lets in-flight requests finish.
+ *
+ * Threading: the callback runs on the server's worker threads, several at
+ * once; whatever `ctx` points to must be safe for that. */
+#ifndef KMSD_HTTP_HTTP_SERVER_H
+#define KMSD_HTTP_HTTP_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aws/sigv4.h" /* http_header */
+#include "core/kerr.h"
+
+#define HTTP_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
+#define HTTP_HOST_MAX 64      /* textual IPv4/IPv6 address, no brackets */
+#define HTTP_PEER_MAX 80      /* "addr:port" or "[addr]:port" */
+#define HTTP_RESPONSE_HEADERS_MAX 8
+#define HTTP_HEADER_NAME_MAX 64
+#define HTTP_HEADER_VALUE_MAX 256
+
+/* One complete request as the callback sees it.  Everything it points to is
+ * owned by the server and valid only during the callback. */
+typedef struct http_request {
+  const char *method;          /* "POST" */
+  const char *path;            /* raw (still percent-encoded) path, e.g. "/" */
+  const char *query;           /* raw query string without '?', or NULL */
+  const http_header *headers;  /* every request header, in arrival order */
+  size_t nheaders;
+  const uint8_t *body;         /* the whole body (NULL when empty) */
+  size_t body_len;
+  const char *peer;            /* client address, "127.0.0.1:53211" */
+  /* Non-zero when the body was larger than the server's cap: `body` is then
+   * NULL and the callback must answer with an error (kmsd: 413
+   * RequestEntityTooLargeException).  If it answers with a status below 400
+   * the server replaces the answer with its own 413. */
+  int body_too_large;
+} http_request;
+
+/* What the callback fills.  The server zeroes it before the call. */
+typedef struct http_response {
+  int status;                  /* 0 is treated as 500 */
+  size_t nheaders;
+  struct {
+    char name[HTTP_HEADER_NAME_MAX];
+    char value[HTTP_HEADER_VALUE_MAX];
+  } headers[HTTP_RESPONSE_HEADERS_MAX];
+  /* The body, handed over to the server, which releases it once sent with
+   * body_free(body, body_len), or free(body) when body_free is NULL.  A body
+   * that may hold a secret (Decrypt's plaintext) should come with a
+   * body_free that wipes it. */
+  char *body;
+  size_t body_len;
+  void (*body_free)(void *body, size_t len);
+} http_response;
+
+typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *resp);
+
+typedef struct http_server_config {
+  const char *host;            /* numeric IPv4 or IPv6 address to bind ("127.0.0.1", "::1") */
+  uint16_t port;               /* 0: an ephemeral port (see http_server_port) */
+  unsigned threads;            /* worker threads; 0: one per online CPU */
+  size_t max_body;             /* body cap in bytes; 0: HTTP_DEFAULT_MAX_BODY */
+  unsigned connection_limit;   /* 0: 1024 */
+  unsigned timeout_s;          /* idle connection timeout; 0: 60 seconds */
+  const char *tls_cert_pem;    /* PEM text (not a path); NULL with tls_key_pem NULL: plain HTTP */
+  const char *tls_key_pem;
+  http_handler_fn handler;
+  void *handler_ctx;
+} http_server_config;
+
+typedef struct http_server http_server;
+
+/* Start listening and serving.  On success *out is a running server (stop it
+ * with http_server_stop).  On failure nothing is left running, *out is NULL
+ * and err says why (bad address, port in use, TLS not available...). The
+ * PEM strings are copied; the config may be freed after the call. */
+kerr_code http_server_start(const http_server_config *cfg, http_server **out, kerr *err);
+
+/* The port the server listens on (the real one when started with port 0). */
+uint16_t http_server_port(const http_server *s);
+
+/* Stop accepting connections, wait up to `grace_ms` for requests already
+ * being processed to finish, then close every connection, join the threads
+ * and free the server.  NULL is allowed. */
+void http_server_stop(http_server *s, unsigned grace_ms);
+
+/* Append a response header (name and value are copied).  Returns 0, or -1
+ * when the table is full or a string is too long or holds CR/LF. */
+int http_response_header(http_response *r, const char *name, const char *value);
+
+/* The value of the first request header called `name` (case-insensitive),
+ * or NULL. */
+const char *http_request_header(const http_request *req, const char *name);
+
+/* Split a listen spec "HOST:PORT" or "[IPv6]:PORT" into a numeric host and
+ * a port (1-65535, or 0 for an ephemeral one).  "localhost" is taken as
+ * 127.0.0.1.  The host must be a numeric address.  KERR_VALIDATION with a
+ * message on anything else; host/port are then unspecified. */
+kerr_code http_parse_listen(const char *spec, char host[HTTP_HOST_MAX], uint16_t *port, kerr *err);
+
+/* Non-zero when the numeric `host` is a loopback address (127.0.0.0/8, ::1,
+ * ::ffff:127.x.y.z). */
+int http_host_is_loopback(const char *host);
+
+/* Read a whole (small, PEM) file into a NUL-terminated malloc'd string, at
+ * most `max` bytes.  The caller frees *out.  KERR_VALIDATION naming the file
+ * on failure; *out is then NULL. */
+kerr_code http_read_pem_file(const char *path, size_t max, char **out, kerr *err);
+
+#endif
