@@ -1,0 +1,489 @@
+/* test_http_server.c - the libmicrohttpd wrapper, driven over real loopback
+ * HTTP with libcurl: what the callback sees, keep-alive, the body cap (413
+ * before the body is read, and for chunked bodies), concurrency across the
+ * thread pool, graceful stop with a request in flight, and TLS. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <curl/curl.h>
+#include <microhttpd.h>
+
+#include "http/http_server.h"
+
+/* ------------------------------------------------------------ test server */
+
+typedef struct test_ctx {
+  atomic_int calls;
+  atomic_int active;
+  atomic_int max_active;
+  atomic_int saw_too_large;
+  int sleep_ms;
+} test_ctx;
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+/* Echoes what it received so tests can check the request as delivered. */
+static void echo_handler(void *ctx, const http_request *req, http_response *resp) {
+  test_ctx *t = ctx;
+  atomic_fetch_add(&t->calls, 1);
+  int now = atomic_fetch_add(&t->active, 1) + 1;
+  int prev = atomic_load(&t->max_active);
+  while (now > prev && !atomic_compare_exchange_weak(&t->max_active, &prev, now)) {
+  }
+  if (t->sleep_ms) sleep_ms(t->sleep_ms);
+
+  if (req->body_too_large) {
+    atomic_fetch_add(&t->saw_too_large, 1);
+    resp->status = 413;
+    resp->body = strdup("{\"__type\":\"RequestEntityTooLargeException\",\"message\":\"too big\"}");
+    resp->body_len = strlen(resp->body);
+    atomic_fetch_sub(&t->active, 1);
+    return;
+  }
+  if (strcmp(req->path, "/missing") == 0) {
+    resp->status = 404;
+    atomic_fetch_sub(&t->active, 1);
+    return;
+  }
+  const char *xt = http_request_header(req, "x-test");
+  char buf[512];
+  int n = snprintf(buf, sizeof buf, "method=%s path=%s query=%s body=%zu x-test=%s peer=%s", req->method,
+                   req->path, req->query ? req->query : "(none)", req->body_len, xt ? xt : "(none)",
+                   strncmp(req->peer, "127.0.0.1:", 10) == 0 ? "loopback" : req->peer);
+  resp->status = 200;
+  resp->body = strndup(buf, (size_t)n);
+  resp->body_len = (size_t)n;
+  http_response_header(resp, "Content-Type", "text/plain");
+  http_response_header(resp, "X-Echo", "yes");
+  atomic_fetch_sub(&t->active, 1);
+}
+
+static http_server *start(test_ctx *t, size_t max_body, unsigned threads) {
+  http_server_config cfg = {0};
+  cfg.host = "127.0.0.1";
+  cfg.port = 0;
+  cfg.threads = threads;
+  cfg.max_body = max_body;
+  cfg.handler = echo_handler;
+  cfg.handler_ctx = t;
+  http_server *s = NULL;
+  kerr err;
+  kerr_clear(&err);
+  assert_int_equal(http_server_start(&cfg, &s, &err), KERR_OK);
+  assert_non_null(s);
+  assert_true(http_server_port(s) > 0);
+  return s;
+}
+
+/* ------------------------------------------------------------ curl helper */
+
+typedef struct buf {
+  char data[8192];
+  size_t len;
+} buf;
+
+static size_t write_cb(char *p, size_t size, size_t nmemb, void *ud) {
+  buf *b = ud;
+  size_t n = size * nmemb;
+  size_t room = sizeof b->data - 1 - b->len;
+  size_t take = n < room ? n : room;
+  memcpy(b->data + b->len, p, take);
+  b->len += take;
+  b->data[b->len] = '\0';
+  return n;
+}
+
+static CURL *make_easy(buf *body, buf *hdrs) {
+  CURL *c = curl_easy_init();
+  assert_non_null(c);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, body);
+  if (hdrs) {
+    curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, write_cb);
+    curl_easy_setopt(c, CURLOPT_HEADERDATA, hdrs);
+  }
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  return c;
+}
+
+static long do_request(CURL *c, const char *url, const char *post, long post_len) {
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  if (post) {
+    curl_easy_setopt(c, CURLOPT_POSTFIELDS, post);
+    curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, post_len);
+  }
+  CURLcode cc = curl_easy_perform(c);
+  assert_int_equal(cc, CURLE_OK);
+  long status = 0;
+  curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+  return status;
+}
+
+/* ------------------------------------------------------------------ tests */
+
+static void test_parse_listen(void **state) {
+  (void)state;
+  char host[HTTP_HOST_MAX];
+  uint16_t port = 1;
+  kerr err;
+  assert_int_equal(http_parse_listen("127.0.0.1:4599", host, &port, &err), KERR_OK);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 4599);
+  assert_int_equal(http_parse_listen("[::1]:8080", host, &port, &err), KERR_OK);
+  assert_string_equal(host, "::1");
+  assert_int_equal(port, 8080);
+  assert_int_equal(http_parse_listen("localhost:0", host, &port, &err), KERR_OK);
+  assert_string_equal(host, "127.0.0.1");
+  assert_int_equal(port, 0);
+  assert_int_equal(http_parse_listen("0.0.0.0:443", host, &port, &err), KERR_OK);
+
+  const char *bad[] = {"", "127.0.0.1", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1",
+                       "127.0.0.1:80x", "::1:80", "[::1]80", "[::1:80", "example.com:80",
+                       "999.1.1.1:80", "[127.0.0.1]:80", ":80", "127.0.0.1:123456"};
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+    kerr_clear(&err);
+    assert_int_equal(http_parse_listen(bad[i], host, &port, &err), KERR_VALIDATION);
+    assert_true(err.msg[0] != '\0');
+  }
+}
+
+static void test_loopback(void **state) {
+  (void)state;
+  assert_true(http_host_is_loopback("127.0.0.1"));
+  assert_true(http_host_is_loopback("127.5.6.7"));
+  assert_true(http_host_is_loopback("::1"));
+  assert_true(http_host_is_loopback("::ffff:127.0.0.1"));
+  assert_false(http_host_is_loopback("0.0.0.0"));
+  assert_false(http_host_is_loopback("10.0.0.1"));
+  assert_false(http_host_is_loopback("::"));
+  assert_false(http_host_is_loopback("128.0.0.1"));
+  assert_false(http_host_is_loopback("localhost"));
+  assert_false(http_host_is_loopback(NULL));
+}
+
+static void test_response_header_rejects_injection(void **state) {
+  (void)state;
+  http_response r;
+  memset(&r, 0, sizeof r);
+  assert_int_equal(http_response_header(&r, "X-A", "ok"), 0);
+  assert_int_equal(http_response_header(&r, "X-B", "bad\r\nSet-Cookie: x"), -1);
+  assert_int_equal(http_response_header(&r, "X-C:", "v"), -1);
+  assert_int_equal(http_response_header(&r, "", "v"), -1);
+  for (int i = 1; i < HTTP_RESPONSE_HEADERS_MAX; i++)
+    assert_int_equal(http_response_header(&r, "X-N", "v"), 0);
+  assert_int_equal(http_response_header(&r, "X-Full", "v"), -1);
+  assert_int_equal(r.nheaders, HTTP_RESPONSE_HEADERS_MAX);
+}
+
+static void test_request_as_delivered(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  http_server *s = start(&t, 0, 2);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/a%%20b/c?x=1&y=%%2F", http_server_port(s));
+  buf body = {0}, hdrs = {0};
+  CURL *c = make_easy(&body, &hdrs);
+  struct curl_slist *h = curl_slist_append(NULL, "X-Test: hello");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  assert_int_equal(do_request(c, url, "hello", 5), 200);
+  /* The path and query arrive raw, still percent-encoded, as SigV4 signs them. */
+  assert_string_equal(body.data,
+                      "method=POST path=/a%20b/c query=x=1&y=%2F body=5 x-test=hello peer=loopback");
+  assert_non_null(strstr(hdrs.data, "X-Echo: yes"));
+  assert_non_null(strstr(hdrs.data, "Content-Type: text/plain"));
+
+  /* Unknown paths are the callback's to answer; a GET without a body works. */
+  body.len = 0;
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/missing", http_server_port(s));
+  curl_easy_setopt(c, CURLOPT_HTTPGET, 1L);
+  assert_int_equal(do_request(c, url, NULL, 0), 404);
+  assert_int_equal(body.len, 0);
+
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+  http_server_stop(s, 1000);
+  assert_int_equal(atomic_load(&t.calls), 2);
+}
+
+static void test_keep_alive(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  http_server *s = start(&t, 0, 2);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/", http_server_port(s));
+  buf body = {0};
+  CURL *c = make_easy(&body, NULL);
+  for (int i = 0; i < 5; i++) {
+    body.len = 0;
+    assert_int_equal(do_request(c, url, "{}", 2), 200);
+    long new_conns = -1;
+    curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &new_conns);
+    /* The first request opens the connection; every later one reuses it. */
+    assert_int_equal(new_conns, i == 0 ? 1 : 0);
+  }
+  curl_easy_cleanup(c);
+  http_server_stop(s, 1000);
+}
+
+static void test_body_cap(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  http_server *s = start(&t, 1024, 2);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/", http_server_port(s));
+  char *big = malloc(64 * 1024);
+  assert_non_null(big);
+  memset(big, 'a', 64 * 1024);
+
+  /* Exactly at the cap: accepted. */
+  buf body = {0};
+  CURL *c = make_easy(&body, NULL);
+  assert_int_equal(do_request(c, url, big, 1024), 200);
+  assert_non_null(strstr(body.data, "body=1024"));
+  curl_easy_cleanup(c);
+
+  /* Announced by Content-Length: refused before the body is read. */
+  body.len = 0;
+  c = make_easy(&body, NULL);
+  assert_int_equal(do_request(c, url, big, 64 * 1024), 413);
+  assert_non_null(strstr(body.data, "RequestEntityTooLargeException"));
+  curl_easy_cleanup(c);
+
+  /* Chunked, so the size is only known while reading. */
+  body.len = 0;
+  c = make_easy(&body, NULL);
+  struct curl_slist *h = curl_slist_append(NULL, "Transfer-Encoding: chunked");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_URL, url);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, big);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, 64L * 1024);
+  CURLcode cc = curl_easy_perform(c);
+  if (cc == CURLE_OK) {
+    long status = 0;
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 413);
+    assert_non_null(strstr(body.data, "RequestEntityTooLargeException"));
+  }
+  curl_slist_free_all(h);
+  curl_easy_cleanup(c);
+
+  /* The server still serves after refusing. */
+  body.len = 0;
+  c = make_easy(&body, NULL);
+  assert_int_equal(do_request(c, url, "ok", 2), 200);
+  curl_easy_cleanup(c);
+
+  http_server_stop(s, 1000);
+  assert_true(atomic_load(&t.saw_too_large) >= 2);
+  free(big);
+}
+
+/* A callback that ignores the oversized flag must not turn it into a 200. */
+static void careless_handler(void *ctx, const http_request *req, http_response *resp) {
+  (void)ctx;
+  (void)req;
+  resp->status = 200;
+  resp->body = strdup("fine");
+  resp->body_len = 4;
+}
+
+static void test_body_cap_enforced_by_server(void **state) {
+  (void)state;
+  http_server_config cfg = {0};
+  cfg.host = "127.0.0.1";
+  cfg.max_body = 16;
+  cfg.threads = 1;
+  cfg.handler = careless_handler;
+  http_server *s = NULL;
+  kerr err;
+  assert_int_equal(http_server_start(&cfg, &s, &err), KERR_OK);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/", http_server_port(s));
+  buf body = {0};
+  CURL *c = make_easy(&body, NULL);
+  assert_int_equal(do_request(c, url, "0123456789abcdefXYZ", 19), 413);
+  assert_non_null(strstr(body.data, "\"__type\":\"RequestEntityTooLargeException\""));
+  curl_easy_cleanup(c);
+  http_server_stop(s, 1000);
+}
+
+static void test_concurrent(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  t.sleep_ms = 100;
+  http_server *s = start(&t, 0, 4);
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/", http_server_port(s));
+
+  enum { N = 16 };
+  CURLM *m = curl_multi_init();
+  CURL *easy[N];
+  buf bodies[N];
+  memset(bodies, 0, sizeof bodies);
+  for (int i = 0; i < N; i++) {
+    easy[i] = make_easy(&bodies[i], NULL);
+    curl_easy_setopt(easy[i], CURLOPT_URL, url);
+    curl_easy_setopt(easy[i], CURLOPT_POSTFIELDS, "{}");
+    curl_multi_add_handle(m, easy[i]);
+  }
+  int running = 1;
+  while (running) {
+    curl_multi_perform(m, &running);
+    if (running) curl_multi_poll(m, NULL, 0, 100, NULL);
+  }
+  for (int i = 0; i < N; i++) {
+    long status = 0;
+    curl_easy_getinfo(easy[i], CURLINFO_RESPONSE_CODE, &status);
+    assert_int_equal(status, 200);
+    assert_non_null(strstr(bodies[i].data, "method=POST"));
+    curl_multi_remove_handle(m, easy[i]);
+    curl_easy_cleanup(easy[i]);
+  }
+  curl_multi_cleanup(m);
+  http_server_stop(s, 1000);
+  assert_int_equal(atomic_load(&t.calls), N);
+  /* Four worker threads: requests overlapped. */
+  assert_true(atomic_load(&t.max_active) > 1);
+}
+
+typedef struct slow_req {
+  char url[128];
+  long status;
+  buf body;
+} slow_req;
+
+static void *slow_client(void *arg) {
+  slow_req *r = arg;
+  CURL *c = curl_easy_init();
+  curl_easy_setopt(c, CURLOPT_URL, r->url);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{}");
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT, 10L);
+  if (curl_easy_perform(c) == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_easy_cleanup(c);
+  return NULL;
+}
+
+static void test_stop_finishes_in_flight(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  t.sleep_ms = 300;
+  http_server *s = start(&t, 0, 2);
+  slow_req r = {0};
+  snprintf(r.url, sizeof r.url, "http://127.0.0.1:%u/", http_server_port(s));
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, slow_client, &r), 0);
+  for (int i = 0; i < 200 && atomic_load(&t.active) == 0; i++) sleep_ms(5);
+  assert_int_equal(atomic_load(&t.active), 1);
+  http_server_stop(s, 5000);
+  pthread_join(th, NULL);
+  assert_int_equal(r.status, 200);
+  assert_non_null(strstr(r.body.data, "method=POST"));
+}
+
+static void test_port_in_use(void **state) {
+  (void)state;
+  test_ctx t = {0};
+  http_server *s = start(&t, 0, 1);
+  http_server_config cfg = {0};
+  cfg.host = "127.0.0.1";
+  cfg.port = http_server_port(s);
+  cfg.threads = 1;
+  cfg.handler = echo_handler;
+  cfg.handler_ctx = &t;
+  http_server *s2 = NULL;
+  kerr err;
+  kerr_clear(&err);
+  assert_int_not_equal(http_server_start(&cfg, &s2, &err), KERR_OK);
+  assert_null(s2);
+  assert_non_null(strstr(err.msg, "cannot listen"));
+  http_server_stop(s, 1000);
+}
+
+static void test_tls(void **state) {
+  (void)state;
+  if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+    skip();
+  }
+  char dir[] = "/tmp/kmsd-tls-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  char cmd[1024], cert[64], key[64];
+  snprintf(cert, sizeof cert, "%s/cert.pem", dir);
+  snprintf(key, sizeof key, "%s/key.pem", dir);
+  snprintf(cmd, sizeof cmd,
+           "openssl req -x509 -newkey rsa:2048 -nodes -keyout %s -out %s -days 1 "
+           "-subj /CN=127.0.0.1 >/dev/null 2>&1",
+           key, cert);
+  if (system(cmd) != 0) {
+    skip();
+  }
+  char *cert_pem = NULL, *key_pem = NULL;
+  kerr err;
+  assert_int_equal(http_read_pem_file(cert, 65536, &cert_pem, &err), KERR_OK);
+  assert_int_equal(http_read_pem_file(key, 65536, &key_pem, &err), KERR_OK);
+  assert_int_equal(http_read_pem_file("/nonexistent/x.pem", 65536, &cert_pem, &err), KERR_VALIDATION);
+  assert_null(cert_pem);
+  assert_int_equal(http_read_pem_file(cert, 65536, &cert_pem, &err), KERR_OK);
+
+  test_ctx t = {0};
+  http_server_config cfg = {0};
+  cfg.host = "127.0.0.1";
+  cfg.threads = 1;
+  cfg.handler = echo_handler;
+  cfg.handler_ctx = &t;
+  cfg.tls_cert_pem = cert_pem;
+  cfg.tls_key_pem = key_pem;
+  http_server *s = NULL;
+  assert_int_equal(http_server_start(&cfg, &s, &err), KERR_OK);
+  free(cert_pem);
+  free(key_pem);
+
+  char url[128];
+  snprintf(url, sizeof url, "https://127.0.0.1:%u/tls", http_server_port(s));
+  buf body = {0};
+  CURL *c = make_easy(&body, NULL);
+  curl_easy_setopt(c, CURLOPT_CAINFO, cert);
+  assert_int_equal(do_request(c, url, "x", 1), 200);
+  assert_non_null(strstr(body.data, "path=/tls"));
+  curl_easy_cleanup(c);
+  http_server_stop(s, 1000);
+
+  unlink(cert);
+  unlink(key);
+  rmdir(dir);
+}
+
+int main(void) {
+  curl_global_init(CURL_GLOBAL_ALL);
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_parse_listen),
+      cmocka_unit_test(test_loopback),
+      cmocka_unit_test(test_response_header_rejects_injection),
+      cmocka_unit_test(test_request_as_delivered),
+      cmocka_unit_test(test_keep_alive),
+      cmocka_unit_test(test_body_cap),
+      cmocka_unit_test(test_body_cap_enforced_by_server),
+      cmocka_unit_test(test_concurrent),
+      cmocka_unit_test(test_stop_finishes_in_flight),
+      cmocka_unit_test(test_port_in_use),
+      cmocka_unit_test(test_tls),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  curl_global_cleanup();
+  return rc;
+}
