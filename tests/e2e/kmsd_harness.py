@@ -456,11 +456,22 @@ def _utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-def signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_ACCESS_KEY,
-                   secret=DEFAULT_SECRET_KEY, region=DEFAULT_REGION, session_token=None,
-                   date=None, mutate=None, sign=True, service="kms", method="POST", path="/",
-                   content_type=JSON_CONTENT_TYPE, timeout=60):
+def signed_request(server, target, body=b"{}", timeout=60, conn=None, **kwargs):
     """Build a JSON 1.1 request, sign it with botocore's SigV4Auth, send it with http.client.
+
+    Takes the arguments of build_signed_request; `conn` reuses an open
+    http.client connection (keep-alive tests).  Returns (status, headers,
+    parsed) where headers is case-insensitive and parsed is the decoded JSON
+    body, the text when it is not JSON, or None when the body is empty."""
+    return send_raw(server, build_signed_request(server, target, body, **kwargs),
+                    timeout=timeout, conn=conn)
+
+
+def build_signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_ACCESS_KEY,
+                         secret=DEFAULT_SECRET_KEY, region=DEFAULT_REGION, session_token=None,
+                         date=None, mutate=None, sign=True, service="kms", method="POST",
+                         path="/", content_type=JSON_CONTENT_TYPE, host=None):
+    """A RawRequest for a JSON 1.1 call, signed with botocore's SigV4Auth.
 
     target:  X-Amz-Target value ("TrentService.CreateKey"); None sends none.
     body:    bytes, str, or a JSON-serializable object.
@@ -469,9 +480,7 @@ def signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_
     mutate:  callable(RawRequest) run after signing; it may edit the request in
              place or return a replacement (to tamper with body, headers, date).
     sign:    False sends the request without an Authorization header.
-    Returns (status, headers, parsed) where headers is case-insensitive and
-    parsed is the decoded JSON body, the text when it is not JSON, or None
-    when the body is empty."""
+    host:    "host:port" to sign and send as Host (default the server's)."""
     if not isinstance(body, (bytes, str)):
         body = json.dumps(body)
     if isinstance(body, str):
@@ -482,7 +491,8 @@ def signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_
     if target is not None:
         req_headers["X-Amz-Target"] = target
     req_headers.update(headers or {})
-    url = server.endpoint + path
+    host = host or server.host_port
+    url = "%s://%s%s" % (server.scheme, host, path)
     awsreq = botocore.awsrequest.AWSRequest(method=method, url=url, data=body, headers=req_headers)
     when = date or (_utcnow() + datetime.timedelta(seconds=server.clock_offset))
     if when.tzinfo is not None:
@@ -495,17 +505,22 @@ def signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_
         awsreq.context["timestamp"] = when.strftime(botocore.auth.SIGV4_TIMESTAMP)
         signer._modify_request_before_signing(awsreq)
     # Host is signed as botocore computed it from the URL; send exactly that.
-    out_headers = [["Host", server.host_port]]
+    out_headers = [["Host", host]]
     out_headers += [[k, v] for k, v in awsreq.headers.items() if k.lower() != "host"]
     raw = RawRequest(method, path, out_headers, body)
     if mutate is not None:
         raw = mutate(raw) or raw
-    return send_raw(server, raw, timeout=timeout)
+    return raw
 
 
-def send_raw(server, raw, timeout=60):
-    """Send a RawRequest byte-for-byte as given. Returns (status, headers, parsed)."""
-    conn = server.connection(timeout)
+def send_raw(server, raw, timeout=60, conn=None):
+    """Send a RawRequest byte-for-byte as given. Returns (status, headers, parsed).
+
+    With `conn` the request goes over that open connection, which stays open;
+    otherwise over a new one that is closed afterwards."""
+    own = conn is None
+    if own:
+        conn = server.connection(timeout)
     try:
         conn.putrequest(raw.method, raw.path, skip_host=True, skip_accept_encoding=True)
         has_length = False
@@ -518,7 +533,8 @@ def send_raw(server, raw, timeout=60):
         resp = conn.getresponse()
         data = resp.read()
     finally:
-        conn.close()
+        if own:
+            conn.close()
     return resp.status, resp.headers, parse_body(data)
 
 

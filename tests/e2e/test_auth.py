@@ -1,0 +1,282 @@
+"""test_auth - SigV4 authentication and IAM-style authorization, seen from real clients.
+
+kmsd must reject exactly what AWS KMS rejects, with the same error names and
+wording, because SDKs and scripts branch on them.  Signatures are made by
+botocore itself (boto3 clients, or botocore's SigV4Auth for hand-built
+requests that tests then tamper with), never by code of ours.
+"""
+
+import datetime
+import json
+import unittest
+
+import kmsd_harness as h
+
+OTHER_ACCOUNT = "444455556666"
+
+
+def allow_policy(*actions, deny=()):
+    statements = [{"Effect": "Allow", "Action": list(actions), "Resource": "*"}]
+    if deny:
+        statements.append({"Effect": "Deny", "Action": list(deny), "Resource": "*"})
+    return {"Version": "2012-10-17", "Statement": statements}
+
+
+def principal(key, secret, account, arn, policy=None, token=None):
+    p = {"accessKeyId": key, "secretAccessKey": secret, "accountId": account, "arn": arn}
+    if policy is not None:
+        p["policy"] = policy
+    if token is not None:
+        p["sessionToken"] = token
+    return p
+
+
+SESSION_KEY, SESSION_SECRET = "ASIAIOSFODNN7SESSION1", "sessionSecretKey/EXAMPLE+0123456789abcdef"
+SESSION_TOKEN = "IQoJb3JpZ2luX2VjEXAMPLE//////////wEaCXVzLWVhc3QtMSJHMEUCIQDsessiontoken="
+DESCRIBER_KEY, DESCRIBER_SECRET = "AKIAIOSFODNN7DESCRIBE", "describerSecretKey/EXAMPLE+0123456789abcd"
+DENIED_KEY, DENIED_SECRET = "AKIAIOSFODNN7DENYCRKY", "deniedSecretKey/EXAMPLE+0123456789abcdefgh"
+ADMIN_KEY, ADMIN_SECRET = "AKIAIOSFODNN7ALICEKMS", "aliceSecretKey/EXAMPLE+0123456789abcdefghi"
+OTHER_ROOT_KEY, OTHER_ROOT_SECRET = "AKIAI44QH8DHBOTHROOT", "otherRootSecretKey/EXAMPLE+0123456789abcd"
+BOB_KEY, BOB_SECRET = "AKIAI44QH8DHBBOBUSER", "bobSecretKey/EXAMPLE+0123456789abcdefghijk"
+EVE_KEY, EVE_SECRET = "AKIAI44QH8DHBEVEUSER", "eveSecretKey/EXAMPLE+0123456789abcdefghijk"
+
+CREDENTIALS = {"principals": [
+    principal(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY, h.DEFAULT_ACCOUNT, h.DEFAULT_ROOT_ARN),
+    principal(SESSION_KEY, SESSION_SECRET, h.DEFAULT_ACCOUNT,
+              "arn:aws:sts::%s:assumed-role/app/session1" % h.DEFAULT_ACCOUNT,
+              policy=allow_policy("kms:*"), token=SESSION_TOKEN),
+    principal(DESCRIBER_KEY, DESCRIBER_SECRET, h.DEFAULT_ACCOUNT,
+              "arn:aws:iam::%s:user/describer" % h.DEFAULT_ACCOUNT,
+              policy=allow_policy("kms:Describe*")),
+    principal(DENIED_KEY, DENIED_SECRET, h.DEFAULT_ACCOUNT,
+              "arn:aws:iam::%s:user/carol" % h.DEFAULT_ACCOUNT,
+              policy=allow_policy("kms:*", deny=["kms:CreateKey"])),
+    principal(ADMIN_KEY, ADMIN_SECRET, h.DEFAULT_ACCOUNT,
+              "arn:aws:iam::%s:user/alice" % h.DEFAULT_ACCOUNT,
+              policy=allow_policy("kms:*")),
+    principal(OTHER_ROOT_KEY, OTHER_ROOT_SECRET, OTHER_ACCOUNT,
+              "arn:aws:iam::%s:root" % OTHER_ACCOUNT),
+    principal(BOB_KEY, BOB_SECRET, OTHER_ACCOUNT, "arn:aws:iam::%s:user/bob" % OTHER_ACCOUNT,
+              policy=allow_policy("kms:*")),
+    principal(EVE_KEY, EVE_SECRET, OTHER_ACCOUNT, "arn:aws:iam::%s:user/eve" % OTHER_ACCOUNT,
+              policy=allow_policy("kms:ListKeys")),
+]}
+
+
+def utcnow():
+    return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
+
+
+class SignatureTest(h.KmsdTestCase):
+    """SigV4 verification: every way a signature can be wrong."""
+
+    credentials = CREDENTIALS
+
+    def assertRawError(self, reply, code, status=400):
+        got_status, headers, parsed = reply
+        self.assertEqual(h.error_type(parsed), code, "reply: %d %r" % (got_status, parsed))
+        self.assertEqual(got_status, status, "reply: %r" % (parsed,))
+        self.assertRequestId(headers)
+        self.assertTrue(h.error_message(parsed), "error without a message: %r" % (parsed,))
+        return h.error_message(parsed)
+
+    def test_correct_raw_request_is_accepted(self):
+        # The baseline every tampering test below departs from.
+        status, headers, parsed = h.kms_call(self.server, "ListKeys", {})
+        self.assertEqual(status, 200, parsed)
+        self.assertIn("Keys", parsed)
+        self.assertRequestId(headers)
+
+    def test_wrong_secret(self):
+        kms = self.client_for(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY[:-1] + "X")
+        err = self.assertKmsError("InvalidSignatureException", kms.list_keys)
+        self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(err))
+
+    def test_body_tampered_after_signing(self):
+        def tamper(req):
+            req.body = json.dumps({"Limit": 2}).encode()
+        reply = h.kms_call(self.server, "ListKeys", {"Limit": 1}, mutate=tamper)
+        self.assertRawError(reply, "InvalidSignatureException")
+
+    def test_signed_header_changed_after_signing(self):
+        def tamper(req):
+            req.set_header("X-Amz-Target", "TrentService.ListAliases")
+        reply = h.kms_call(self.server, "ListKeys", {}, mutate=tamper)
+        self.assertRawError(reply, "InvalidSignatureException")
+
+    def test_stale_date(self):
+        reply = h.kms_call(self.server, "ListKeys", {},
+                           date=utcnow() - datetime.timedelta(minutes=10))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("Signature expired", message)
+
+    def test_future_date(self):
+        reply = h.kms_call(self.server, "ListKeys", {},
+                           date=utcnow() + datetime.timedelta(minutes=10))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("Signature", message)
+
+    def test_date_within_skew_is_accepted(self):
+        for minutes in (-4, 4):
+            status, _, parsed = h.kms_call(self.server, "ListKeys", {},
+                                           date=utcnow() + datetime.timedelta(minutes=minutes))
+            self.assertEqual(status, 200, "skew %d min: %r" % (minutes, parsed))
+
+    def test_no_authorization_header(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, sign=False)
+        self.assertRawError(reply, "MissingAuthenticationTokenException")
+
+    def test_malformed_authorization_headers(self):
+        scope = "%s/%s/us-east-1/kms/aws4_request" % (h.DEFAULT_ACCESS_KEY,
+                                                      utcnow().strftime("%Y%m%d"))
+        signature = "Signature=" + "0" * 64
+        forms = [
+            "AWS4-HMAC-SHA256",
+            "AWS4-HMAC-SHA256 ",
+            "AWS4-HMAC-SHA256 Credential=%s" % scope,
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date" % scope,
+            "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, %s" % signature,
+            "AWS4-HMAC-SHA256 Credential=%s, %s" % (scope, signature),
+            "AWS4-HMAC-SHA256 Credential, SignedHeaders, Signature",
+            "AWS4-HMAC-SHA256 Credential=%s,,,, %s" % (scope, signature),
+        ]
+        for form in forms:
+            with self.subTest(authorization=form):
+                reply = h.kms_call(self.server, "ListKeys", {},
+                                   mutate=lambda req, f=form: req.set_header("Authorization", f))
+                self.assertRawError(reply, "IncompleteSignatureException")
+
+    def test_malformed_date_header(self):
+        reply = h.kms_call(self.server, "ListKeys", {},
+                           mutate=lambda req: req.set_header("X-Amz-Date", "yesterday"))
+        self.assertRawError(reply, "IncompleteSignatureException")
+
+    def test_unknown_access_key(self):
+        kms = self.client_for("AKIAUNKNOWNKEY000000", "whatever/secret/EXAMPLEKEY0000000000000")
+        self.assertKmsError("UnrecognizedClientException", kms.list_keys)
+
+    def test_session_token_principal(self):
+        good = self.client_for(SESSION_KEY, SESSION_SECRET, session_token=SESSION_TOKEN)
+        key_id = good.create_key(Description="from a session")["KeyMetadata"]["KeyId"]
+        self.assertEqual(good.describe_key(KeyId=key_id)["KeyMetadata"]["KeyId"], key_id)
+
+        missing = self.client_for(SESSION_KEY, SESSION_SECRET)
+        self.assertKmsError("UnrecognizedClientException", missing.list_keys)
+        wrong = self.client_for(SESSION_KEY, SESSION_SECRET, session_token=SESSION_TOKEN + "x")
+        self.assertKmsError("UnrecognizedClientException", wrong.list_keys)
+
+    def test_secret_never_echoed(self):
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {},
+                                       secret=h.DEFAULT_SECRET_KEY + "typo")
+        self.assertEqual(status, 400)
+        self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(parsed))
+
+
+class AuthorizationTest(h.KmsdTestCase):
+    """Identity policies, explicit deny and cross-account key policies."""
+
+    credentials = CREDENTIALS
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        meta = cls.kms.create_key(Description="owned by the first account")["KeyMetadata"]
+        cls.key_id, cls.key_arn = meta["KeyId"], meta["Arn"]
+
+    def test_describe_only_user_cannot_create(self):
+        kms = self.client_for(DESCRIBER_KEY, DESCRIBER_SECRET)
+        err = self.assertKmsError("AccessDeniedException", kms.create_key)
+        self.assertIn("arn:aws:iam::%s:user/describer" % h.DEFAULT_ACCOUNT, err["Message"])
+        self.assertIn("is not authorized to perform: kms:CreateKey", err["Message"])
+
+    def test_describe_only_user_can_describe(self):
+        kms = self.client_for(DESCRIBER_KEY, DESCRIBER_SECRET)
+        self.assertEqual(kms.describe_key(KeyId=self.key_id)["KeyMetadata"]["Arn"], self.key_arn)
+        err = self.assertKmsError("AccessDeniedException", kms.encrypt, KeyId=self.key_id,
+                                  Plaintext=b"no")
+        self.assertIn("is not authorized to perform: kms:Encrypt", err["Message"])
+
+    def test_explicit_deny_beats_allow(self):
+        kms = self.client_for(DENIED_KEY, DENIED_SECRET)
+        err = self.assertKmsError("AccessDeniedException", kms.create_key)
+        self.assertIn("is not authorized to perform: kms:CreateKey", err["Message"])
+        # Everything else is still allowed by the kms:* statement.
+        self.assertIn("Keys", kms.list_keys())
+        blob = kms.encrypt(KeyId=self.key_id, Plaintext=b"still allowed")["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"still allowed")
+
+    def test_account_user_with_full_access(self):
+        kms = self.client_for(ADMIN_KEY, ADMIN_SECRET)
+        meta = kms.create_key(Description="alice's key")["KeyMetadata"]
+        self.assertIn(":%s:key/" % h.DEFAULT_ACCOUNT, meta["Arn"])
+        blob = kms.encrypt(KeyId=meta["KeyId"], Plaintext=b"alice")["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"alice")
+        # The root of the same account can use it too (default key policy).
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"alice")
+
+    def test_cross_account_by_key_id_is_not_found(self):
+        bob = self.client_for(BOB_KEY, BOB_SECRET)
+        self.assertKmsError("NotFoundException", bob.describe_key, KeyId=self.key_id)
+        other_root = self.client_for(OTHER_ROOT_KEY, OTHER_ROOT_SECRET)
+        self.assertKmsError("NotFoundException", other_root.describe_key, KeyId=self.key_id)
+
+    def test_cross_account_by_arn_needs_both_policies(self):
+        meta = self.kms.create_key(Description="shared with another account")["KeyMetadata"]
+        key_id, key_arn = meta["KeyId"], meta["Arn"]
+        bob = self.client_for(BOB_KEY, BOB_SECRET)
+        eve = self.client_for(EVE_KEY, EVE_SECRET)
+
+        # The default key policy trusts only the owning account.
+        err = self.assertKmsError("AccessDeniedException", bob.describe_key, KeyId=key_arn)
+        self.assertIn("is not authorized to perform: kms:DescribeKey", err["Message"])
+        self.assertKmsError("AccessDeniedException", bob.encrypt, KeyId=key_arn, Plaintext=b"x")
+
+        policy = {"Version": "2012-10-17", "Statement": [
+            {"Sid": "Owner", "Effect": "Allow",
+             "Principal": {"AWS": h.DEFAULT_ROOT_ARN}, "Action": "kms:*", "Resource": "*"},
+            {"Sid": "OtherAccount", "Effect": "Allow",
+             "Principal": {"AWS": "arn:aws:iam::%s:root" % OTHER_ACCOUNT},
+             "Action": ["kms:DescribeKey", "kms:Encrypt", "kms:Decrypt"], "Resource": "*"},
+        ]}
+        self.kms.put_key_policy(KeyId=key_id, PolicyName="default", Policy=json.dumps(policy))
+
+        # Key policy and bob's identity policy both allow: works by ARN ...
+        self.assertEqual(bob.describe_key(KeyId=key_arn)["KeyMetadata"]["KeyId"], key_id)
+        blob = bob.encrypt(KeyId=key_arn, Plaintext=b"across accounts")["CiphertextBlob"]
+        self.assertEqual(bob.decrypt(CiphertextBlob=blob)["Plaintext"], b"across accounts")
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"across accounts")
+        # ... still never by bare id, which names a key of the caller's own account ...
+        self.assertKmsError("NotFoundException", bob.describe_key, KeyId=key_id)
+        # ... and not for eve, whose identity policy does not allow the action.
+        err = self.assertKmsError("AccessDeniedException", eve.describe_key, KeyId=key_arn)
+        self.assertIn("is not authorized to perform: kms:DescribeKey", err["Message"])
+        # An action the key policy does not grant stays denied for bob.
+        self.assertKmsError("AccessDeniedException", bob.disable_key, KeyId=key_arn)
+
+    def test_keys_of_one_account_are_not_listed_in_another(self):
+        other_root = self.client_for(OTHER_ROOT_KEY, OTHER_ROOT_SECRET)
+        listed = {k["KeyId"] for k in other_root.list_keys()["Keys"]}
+        self.assertNotIn(self.key_id, listed)
+
+
+class InsecureAnyCredentialsTest(h.KmsdTestCase):
+    """--insecure-any-credentials: any key pair is the default account's root."""
+
+    server_args = ("--insecure-any-credentials",)
+
+    def test_any_key_pair_is_accepted(self):
+        kms = self.client_for("AKIAANYTHINGATALL123", "not-a-real-secret")
+        meta = kms.create_key(Description="any credentials")["KeyMetadata"]
+        self.assertIn(":%s:key/" % h.DEFAULT_ACCOUNT, meta["Arn"])
+        other = self.client_for("AKIASOMETHINGELSE456", "another-secret")
+        blob = other.encrypt(KeyId=meta["KeyId"], Plaintext=b"any")["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"any")
+
+    def test_aws_cli_with_made_up_credentials(self):
+        out = h.aws_cli(self.server, "list-keys", access_key="AKIAMADEUPCLIKEY0000",
+                        secret="made-up")
+        self.assertIn("Keys", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
