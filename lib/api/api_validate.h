@@ -40,8 +40,9 @@ kerr_code api_validate_check_patterns(const model_service *svc, kerr *err);
 
 /* Whether `value` (UTF-8, `len` bytes) matches `shape`'s pattern as a Java
  * `matches()` would: the whole value.  Returns 1 on a match or when the shape
- * has no pattern, 0 when it does not match, -1 on an internal failure (the
- * pattern does not compile, out of memory). */
+ * has no pattern, 0 when it does not match (a value that exhausts the match
+ * limit counts as no match), -1 when the pattern cannot be used (it does not
+ * compile, the shape is not in a known service's table, out of memory). */
 int api_validate_pattern_matches(const model_shape *shape, const char *value, size_t len);
 
 #endif
