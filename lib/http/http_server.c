@@ -148,7 +148,7 @@ kerr_code http_read_pem_file(const char *path, size_t max, char **out, kerr *err
   FILE *f = fopen(path, "rb");
   *out = NULL;
   if (!f) return kerr_set(err, KERR_VALIDATION, "cannot open %s: %s", path, strerror(errno));
-  buf = malloc(max + 1);
+  buf = secure_alloc(max + 1);
   if (!buf) {
     rc = kerr_set(err, KERR_INTERNAL, "out of memory reading %s", path);
     goto out;
@@ -167,8 +167,14 @@ kerr_code http_read_pem_file(const char *path, size_t max, char **out, kerr *err
     rc = kerr_set(err, KERR_VALIDATION, "%s is not a PEM file", path);
     goto out;
   }
-  *out = buf;
-  buf = NULL;
+  /* Hand back an exact-size copy so the caller can wipe it knowing only
+   * the text. */
+  *out = secure_alloc(len + 1);
+  if (!*out) {
+    rc = kerr_set(err, KERR_INTERNAL, "out of memory reading %s", path);
+    goto out;
+  }
+  memcpy(*out, buf, len + 1);
 out:
   /* A key file holds a secret: never leave it in freed memory. */
   if (buf) secure_free(buf, max + 1);

@@ -109,9 +109,11 @@ kerr_code http_parse_listen(const char *spec, char host[HTTP_HOST_MAX], uint16_t
  * ::ffff:127.x.y.z). */
 int http_host_is_loopback(const char *host);
 
-/* Read a whole (small, PEM) file into a NUL-terminated malloc'd string, at
- * most `max` bytes.  The caller frees *out.  KERR_VALIDATION naming the file
- * on failure; *out is then NULL. */
+/* Read a whole (small, PEM) file of at most `max` bytes into a
+ * NUL-terminated string.  The caller frees *out with
+ * secure_free(*out, strlen(*out) + 1) (it may hold a private key).
+ * KERR_VALIDATION naming the file on failure; *out is then NULL and no copy
+ * of the contents is left in memory. */
 kerr_code http_read_pem_file(const char *path, size_t max, char **out, kerr *err);
 
 #endif

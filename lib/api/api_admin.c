@@ -1,0 +1,63 @@
+/* api_admin.c - kmsd's own admin operations (X-Amz-Target: KmsdAdmin.*).
+ *
+ * They exist for test suites: moving the one service clock lets a seven-day
+ * deletion window pass in a second without touching the system clock.  They
+ * are served only when kmsd runs with --enable-admin-api, go through the
+ * same SigV4 check as every call, and only an account root may use them. */
+#include "api/api_pipeline.h"
+
+#include <string.h>
+
+#include "core/kclock.h"
+#include "core/log.h"
+
+static kerr_code admin_json_result(json_t **out, int64_t offset_s, int with_now, kerr *err) {
+  json_t *obj = json_object();
+  if (!obj) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  if (json_object_set_new(obj, "OffsetSeconds", json_integer(offset_s)) != 0 ||
+      (with_now && json_object_set_new(obj, "Now", json_integer(kclock_now_s())) != 0)) {
+    json_decref(obj);
+    return kerr_set(err, KERR_INTERNAL, "out of memory");
+  }
+  *out = obj;
+  return KERR_OK;
+}
+
+static kerr_code advance_clock(const api_request *req, json_t *in, json_t **out, kerr *err) {
+  json_t *v = in ? json_object_get(in, "Seconds") : NULL;
+  if (!v || json_is_null(v))
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value null at 'seconds' failed to satisfy "
+                    "constraint: Member must not be null");
+  if (!json_is_integer(v))
+    return kerr_set(err, KERR_VALIDATION, "Seconds must be an integer number of seconds");
+  json_int_t seconds = json_integer_value(v);
+  if (seconds > API_ADMIN_MAX_ADVANCE_S || seconds < -API_ADMIN_MAX_ADVANCE_S)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'seconds' failed to satisfy "
+                    "constraint: Member must have value between %lld and %lld",
+                    (long long)seconds, -API_ADMIN_MAX_ADVANCE_S, API_ADMIN_MAX_ADVANCE_S);
+  int64_t total_ms = kclock_advance_ms((int64_t)seconds * 1000);
+  log_msg(LOG_WARN, req->request_id, "admin: %s moved the clock by %lld s; offset now %lld s",
+          req->caller->arn, (long long)seconds, (long long)(total_ms / 1000));
+  return admin_json_result(out, total_ms / 1000, 0, err);
+}
+
+kerr_code api_admin_handle(const api_request *req, const char *operation, json_t *in, json_t **out,
+                           kerr *err) {
+  *out = NULL;
+  int is_advance = strcmp(operation, "AdvanceClock") == 0;
+  int is_get = strcmp(operation, "GetClock") == 0;
+  if (!is_advance && !is_get)
+    return kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation " API_ADMIN_TARGET_PREFIX ".%s",
+                    operation);
+  /* Moving the clock changes every account's deletion windows: only a
+   * root may do it, and identity policies cannot grant it. */
+  if (!req->caller || !req->caller->is_root)
+    return kerr_set(err, KERR_ACCESS_DENIED,
+                    "User: %s is not authorized to perform: " API_ADMIN_TARGET_PREFIX
+                    ":%s because only an account root may use the admin API",
+                    req->caller ? req->caller->arn : "-", operation);
+  if (is_advance) return advance_clock(req, in, out, err);
+  return admin_json_result(out, kclock_offset_ms() / 1000, 1, err);
+}

@@ -1,0 +1,313 @@
+/* api_pipeline.c - kmsd's single request path, from an HTTP request to an
+ * AWS JSON 1.1 reply.
+ *
+ * Everything a request must pass before a handler sees it lives here, in one
+ * straight line (see api_pipeline.h for the order), so that no operation can
+ * skip authentication or validation and every reply has the same shape,
+ * request id and log line. */
+#include "api/api_pipeline.h"
+
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "api/api_validate.h"
+#include "aws/sigv4.h"
+#include "core/ids.h"
+#include "core/kclock.h"
+#include "core/log.h"
+#include "core/secmem.h"
+#include "model/model.h"
+
+#define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
+#define OPERATION_NAME_MAX 64
+
+struct api_pipeline {
+  api_pipeline_config cfg;
+};
+
+/* What one request did, for its log line. */
+typedef struct request_outcome {
+  char request_id[UUID_STR_LEN];
+  const char *principal_arn;     /* "-" until SigV4 passes */
+  char operation[API_TARGET_MAX + 1];
+  kerr err;                      /* code KERR_OK on success */
+  int status;
+} request_outcome;
+
+kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err) {
+  *out = NULL;
+  if (!cfg || !cfg->creds) return kerr_set(err, KERR_INTERNAL, "pipeline needs a credentials store");
+  api_pipeline *p = calloc(1, sizeof *p);
+  if (!p) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  p->cfg = *cfg;
+  if (!p->cfg.find_handler) p->cfg.find_handler = api_kms_handler_find;
+  *out = p;
+  return KERR_OK;
+}
+
+void api_pipeline_free(api_pipeline *p) { free(p); }
+
+/* Reply bodies may carry plaintexts (Decrypt, GenerateDataKey): wipe them
+ * before the memory goes back to the allocator jansson used. */
+static void wipe_json_text(void *body, size_t len) {
+  json_malloc_t m;
+  json_free_t f;
+  if (!body) return;
+  secure_wipe(body, len);
+  json_get_alloc_funcs(&m, &f);
+  f(body);
+}
+
+static int64_t monotonic_us(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+/* Serialize `obj` (a JSON object) as the reply body.  0 on success. */
+static int set_json_body(http_response *resp, const json_t *obj) {
+  char *text = json_dumps(obj, JSON_COMPACT);
+  if (!text) return -1;
+  resp->body = text;
+  resp->body_len = strlen(text);
+  resp->body_free = wipe_json_text;
+  return 0;
+}
+
+static void set_error(http_response *resp, request_outcome *o, int status_override) {
+  json_t *obj = json_object();
+  const char *name = kerr_name(o->err.code);
+  resp->status = status_override ? status_override : kerr_http_status(o->err.code);
+  o->status = resp->status;
+  if (obj) {
+    json_object_set_new(obj, "__type", json_string(name));
+    /* A message that is not valid UTF-8 cannot go into JSON; say so instead. */
+    json_t *msg = json_string(o->err.msg);
+    json_object_set_new(obj, "message", msg ? msg : json_string("(message not representable)"));
+  }
+  if (!obj || set_json_body(resp, obj) != 0) {
+    resp->status = 500;
+    o->status = 500;
+  }
+  json_decref(obj);
+  http_response_header(resp, "Content-Type", JSON_CONTENT_TYPE);
+}
+
+/* Content-Type of a JSON 1.1 request: the AWS type, or plain JSON, with any
+ * parameters (charset) after a ';'. */
+static int content_type_ok(const char *ct) {
+  static const char *accepted[] = {JSON_CONTENT_TYPE, "application/json"};
+  if (!ct) return 0;
+  while (*ct == ' ' || *ct == '\t') ct++;
+  size_t len = strcspn(ct, "; \t");
+  for (size_t i = 0; i < sizeof accepted / sizeof accepted[0]; i++)
+    if (len == strlen(accepted[i]) && strncasecmp(ct, accepted[i], len) == 0) return 1;
+  return 0;
+}
+
+/* An operation name as the model spells them: letters and digits only. */
+static int operation_name_ok(const char *name) {
+  size_t n = strlen(name);
+  if (n == 0 || n > OPERATION_NAME_MAX) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (!isalnum((unsigned char)name[i])) return 0;
+  return 1;
+}
+
+/* Parse the body; an empty body is the empty object.  Only objects pass. */
+static kerr_code parse_body(const http_request *req, json_t **out, kerr *err) {
+  json_error_t jerr;
+  *out = NULL;
+  if (!req->body || req->body_len == 0) {
+    *out = json_object();
+    return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "out of memory");
+  }
+  json_t *v = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  if (!v)
+    /* jansson's own text can quote a piece of the body, which may be a
+     * secret: report only where the problem is. */
+    return kerr_set(err, KERR_SERIALIZATION, "Malformed JSON request body at line %d, column %d",
+                    jerr.line, jerr.column);
+  if (!json_is_object(v)) {
+    json_decref(v);
+    return kerr_set(err, KERR_SERIALIZATION, "The request body must be a JSON object");
+  }
+  *out = v;
+  return KERR_OK;
+}
+
+static void log_outcome(const request_outcome *o, const http_request *req, int64_t started_us) {
+  int64_t latency = monotonic_us() - started_us;
+  log_level level = o->status >= 500 ? LOG_ERROR : LOG_INFO;
+  log_msg(level, o->request_id, "%s principal=%s op=%s outcome=%s status=%d latency_us=%lld peer=%s",
+          req->method ? req->method : "-", o->principal_arn, o->operation[0] ? o->operation : "-",
+          o->err.code == KERR_OK ? "OK" : kerr_name(o->err.code), o->status, (long long)latency,
+          req->peer ? req->peer : "-");
+  if (o->err.code != KERR_OK) log_msg(LOG_DEBUG, o->request_id, "error detail: %s", o->err.msg);
+}
+
+/* The authenticated part of POST /: everything after the path and method
+ * are known to be right.  Fills resp on success; on failure returns the code
+ * with o->err filled and leaves the error reply to the caller. */
+static kerr_code serve_call(api_pipeline *p, const http_request *req, http_response *resp,
+                            request_outcome *o) {
+  kerr *err = &o->err;
+  kerr_code rc;
+  json_t *in = NULL, *out = NULL;
+  sigv4_result auth;
+  memset(&auth, 0, sizeof auth);
+
+  if (req->body_too_large) {
+    rc = kerr_set(err, KERR_REQUEST_TOO_LARGE, "Request body is larger than the server accepts");
+    goto out;
+  }
+
+  sigv4_request sreq = {
+      .method = req->method,
+      .path = req->path,
+      .query = req->query,
+      .headers = req->headers,
+      .nheaders = req->nheaders,
+      .body = req->body,
+      .body_len = req->body_len,
+  };
+  rc = sigv4_verify(p->cfg.creds, &sreq, "kms", kclock_now_s(), &auth, err);
+  if (rc) goto out;
+  if (!auth.cred) {
+    rc = kerr_set(err, KERR_INTERNAL, "authentication produced no caller");
+    goto out;
+  }
+  o->principal_arn = auth.cred->who.arn;
+
+  /* Operation lookup. */
+  const char *target = http_request_header(req, "X-Amz-Target");
+  if (!target || !*target) {
+    rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Missing X-Amz-Target header");
+    goto out;
+  }
+  if (strlen(target) > API_TARGET_MAX) {
+    rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "X-Amz-Target is too long");
+    goto out;
+  }
+  snprintf(o->operation, sizeof o->operation, "%s", target);
+  const char *dot = strchr(target, '.');
+  const char *op_name = dot ? dot + 1 : "";
+  size_t prefix_len = dot ? (size_t)(dot - target) : strlen(target);
+  int is_kms = prefix_len == strlen(API_KMS_TARGET_PREFIX) &&
+               strncmp(target, API_KMS_TARGET_PREFIX, prefix_len) == 0;
+  int is_admin = p->cfg.enable_admin_api && prefix_len == strlen(API_ADMIN_TARGET_PREFIX) &&
+                 strncmp(target, API_ADMIN_TARGET_PREFIX, prefix_len) == 0;
+  if ((!is_kms && !is_admin) || !operation_name_ok(op_name)) {
+    rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation %s", o->operation);
+    goto out;
+  }
+  const model_op *mop = NULL;
+  api_handler_fn handler = NULL;
+  if (is_kms) {
+    snprintf(o->operation, sizeof o->operation, "%s", op_name);
+    mop = model_find_op(&model_kms, op_name);
+    if (!mop) {
+      rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation %s", target);
+      goto out;
+    }
+    handler = p->cfg.find_handler(op_name);
+    if (!handler) {
+      rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd does not support %s yet", op_name);
+      goto out;
+    }
+  }
+
+  if (!content_type_ok(http_request_header(req, "Content-Type"))) {
+    rc = kerr_set(err, KERR_SERIALIZATION,
+                  "Content-Type must be " JSON_CONTENT_TYPE " (or application/json)");
+    goto out;
+  }
+  rc = parse_body(req, &in, err);
+  if (rc) goto out;
+
+  api_request areq = {
+      .domain = p->cfg.domain,
+      .caller = &auth.cred->who,
+      .request_id = o->request_id,
+      .operation = op_name,
+      .region = auth.region,
+  };
+  if (is_admin) {
+    rc = api_admin_handle(&areq, op_name, in, &out, err);
+    if (rc) goto out;
+  } else {
+    rc = api_validate_input(mop, in, err);
+    if (rc) goto out;
+    rc = handler(&areq, in, &out, err);
+    if (rc) {
+      /* A handler that fails without saying why must still say something. */
+      if (!err->msg[0]) kerr_set(err, rc, "%s failed", op_name);
+      err->code = rc;
+      goto out;
+    }
+  }
+  if (!out) out = json_object();
+  if (!out || !json_is_object(out)) {
+    rc = kerr_set(err, KERR_INTERNAL, "An internal error occurred");
+    log_msg(LOG_ERROR, o->request_id, "handler for %s returned no JSON object", o->operation);
+    goto out;
+  }
+  if (set_json_body(resp, out) != 0) {
+    rc = kerr_set(err, KERR_INTERNAL, "An internal error occurred");
+    goto out;
+  }
+  resp->status = 200;
+  o->status = 200;
+  http_response_header(resp, "Content-Type", JSON_CONTENT_TYPE);
+  rc = KERR_OK;
+out:
+  json_decref(in);
+  json_decref(out);
+  return rc;
+}
+
+void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp) {
+  api_pipeline *p = ctx;
+  int64_t started = monotonic_us();
+  request_outcome o;
+  memset(&o, 0, sizeof o);
+  o.principal_arn = "-";
+  kerr_clear(&o.err);
+
+  if (uuid_v4(o.request_id) != 0) snprintf(o.request_id, sizeof o.request_id, "%s", "00000000-0000-4000-8000-000000000000");
+  http_response_header(resp, "x-amzn-RequestId", o.request_id);
+
+  const char *method = req->method ? req->method : "";
+  const char *path = req->path ? req->path : "";
+
+  if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
+    json_t *obj = json_pack("{s:s}", "status", "ok");
+    if (obj && set_json_body(resp, obj) == 0) {
+      resp->status = 200;
+      http_response_header(resp, "Content-Type", "application/json");
+    } else {
+      resp->status = 500;
+    }
+    json_decref(obj);
+    /* Health probes are frequent and carry no caller: debug level only. */
+    log_msg(LOG_DEBUG, o.request_id, "%s /health status=%d", method, resp->status);
+    return;
+  }
+
+  if (strcmp(path, "/") != 0) {
+    kerr_set(&o.err, KERR_UNKNOWN_OPERATION, "No such resource; KMS requests are POST /");
+    set_error(resp, &o, 404);
+  } else if (strcmp(method, "POST") != 0) {
+    kerr_set(&o.err, KERR_UNKNOWN_OPERATION, "Method %.16s is not allowed; KMS requests are POST /",
+             method);
+    set_error(resp, &o, 405);
+    http_response_header(resp, "Allow", "POST");
+  } else if (serve_call(p, req, resp, &o) != KERR_OK) {
+    set_error(resp, &o, 0);
+  }
+  log_outcome(&o, req, started);
+}
