@@ -1,0 +1,36 @@
+/* store.c - backend-independent helpers of the store records (store.h). */
+#include "store/store.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+void store_key_clear(store_key *k) {
+  if (!k) return;
+  free(k->description);
+  free(k->custom_key_store_id);
+  free(k->xks_key_id);
+  memset(k, 0, sizeof *k);
+}
+
+void store_material_clear(store_material *m) {
+  if (!m) return;
+  /* Wrapped material is not secret, but there is no reason to leave it around. */
+  if (m->wrapped) memset(m->wrapped, 0, m->wrapped_len);
+  free(m->wrapped);
+  memset(m, 0, sizeof *m);
+}
+
+void store_material_list_free(store_material *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) store_material_clear(&list[i]);
+  free(list);
+}
+
+void store_tag_list_free(store_tag *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) {
+    free(list[i].key);
+    free(list[i].value);
+  }
+  free(list);
+}

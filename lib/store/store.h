@@ -1,0 +1,174 @@
+/* store.h - the durable state of the KMS domain behind a method table.
+ *
+ * The domain (lib/kms) talks to storage only through `store_ops`, so a
+ * PostgreSQL backend can be added beside store_sqlite.c without touching the
+ * domain.  Every domain API call opens one transaction (store_tx), makes all
+ * its reads and writes through it and commits before returning: a successful
+ * reply means the change is durable.
+ *
+ * Records are plain structs.  Fixed-size text fields hold bounded values;
+ * `char *` fields are heap strings owned by the record and freed by its
+ * *_clear function.  Missing rows come back as KERR_NOT_FOUND with no message
+ * worth showing (the domain writes AWS-worded messages); any other failure is
+ * KERR_INTERNAL with a message that never contains key material.
+ *
+ * A store is safe to use from many threads; a store_tx belongs to the one
+ * thread that began it. */
+#ifndef KMSD_STORE_STORE_H
+#define KMSD_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "aws/principal.h"
+#include "core/ids.h"
+#include "core/kerr.h"
+
+#define STORE_REGION_MAX 64      /* region text incl. NUL */
+#define STORE_ENUM_MAX 32        /* enum-valued text incl. NUL */
+#define STORE_MATERIAL_ID_MAX 65 /* 64 hex digits incl. NUL */
+#define STORE_ALIAS_MAX 257      /* alias name incl. NUL */
+
+typedef struct store store;
+typedef struct store_tx store_tx;
+
+/* One KMS key (everything but its policy text, which can be large and is
+ * read separately only when the parsed-policy cache misses). */
+typedef struct store_key {
+  char key_id[UUID_STR_LEN];
+  char account_id[ACCOUNT_ID_LEN + 1];
+  char region[STORE_REGION_MAX];
+  int64_t created_ms;
+  char *description;                        /* owned, never NULL once read */
+  char key_state[STORE_ENUM_MAX];           /* "Enabled", "Disabled", "PendingDeletion", ... */
+  char key_usage[STORE_ENUM_MAX];
+  char key_spec[STORE_ENUM_MAX];
+  char origin[STORE_ENUM_MAX];
+  char *custom_key_store_id;                /* owned; NULL when none */
+  char *xks_key_id;                         /* owned; NULL when none */
+  int64_t policy_version;                   /* bumped by every policy change */
+  int64_t deletion_date_ms;                 /* 0: not pending deletion */
+  int pending_window_days;                  /* 0: not pending deletion */
+  bool rotation_enabled;
+  int rotation_period_days;                 /* 0: none */
+  int64_t next_rotation_ms;                 /* 0: none */
+  int on_demand_rotations;
+  char current_material_id[STORE_MATERIAL_ID_MAX]; /* "" when the key has none */
+} store_key;
+
+void store_key_clear(store_key *k);
+
+/* One generation of a key's material, wrapped under the root key. */
+typedef struct store_material {
+  char material_id[STORE_MATERIAL_ID_MAX];
+  char key_id[UUID_STR_LEN];
+  int64_t seq;                              /* 0 for the original, then 1, 2, ... */
+  uint8_t *wrapped;                         /* owned */
+  size_t wrapped_len;
+  int64_t created_ms;
+  char rotation_type[STORE_ENUM_MAX];       /* "" original, "AUTOMATIC", "ON_DEMAND" */
+} store_material;
+
+void store_material_clear(store_material *m);
+void store_material_list_free(store_material *list, size_t n);
+
+typedef struct store_alias {
+  char account_id[ACCOUNT_ID_LEN + 1];
+  char region[STORE_REGION_MAX];
+  char alias_name[STORE_ALIAS_MAX];
+  char key_id[UUID_STR_LEN];
+  int64_t created_ms;
+  int64_t updated_ms;
+} store_alias;
+
+typedef struct store_tag {
+  char *key;                                /* owned */
+  char *value;                              /* owned */
+} store_tag;
+
+void store_tag_list_free(store_tag *list, size_t n);
+
+typedef struct store_ops {
+  const char *name; /* "sqlite" */
+
+  /* Transactions.  `write` nonzero takes the write lock at once (no upgrade
+   * deadlocks).  commit makes every write durable before returning and frees
+   * the tx, also on failure (then nothing was written).  rollback frees the
+   * tx and discards its writes; NULL is allowed. */
+  kerr_code (*begin)(store *s, bool write, store_tx **out, kerr *err);
+  kerr_code (*commit)(store_tx *tx, kerr *err);
+  void (*rollback)(store_tx *tx);
+
+  /* Keys. key_get fills *out (clear it with store_key_clear). */
+  kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);
+  kerr_code (*key_get)(store_tx *tx, const char *key_id, store_key *out, kerr *err);
+  /* Write back every mutable column of `k` (all but ids, policy, created). */
+  kerr_code (*key_update)(store_tx *tx, const store_key *k, kerr *err);
+  /* Replace the policy text and bump policy_version; *new_version gets it. */
+  kerr_code (*key_set_policy)(store_tx *tx, const char *key_id, const char *policy,
+                              int64_t *new_version, kerr *err);
+  /* *policy is a new heap string (caller frees). */
+  kerr_code (*key_get_policy)(store_tx *tx, const char *key_id, char **policy,
+                              int64_t *version, kerr *err);
+  /* Delete a key with its materials, aliases and tags. */
+  kerr_code (*key_delete)(store_tx *tx, const char *key_id, kerr *err);
+  /* Key ids of (account, region) ordered by id, strictly after `after`
+   * (NULL: from the start), at most `limit`.  *ids is a new array. */
+  kerr_code (*key_list)(store_tx *tx, const char *account_id, const char *region,
+                        const char *after, size_t limit, char (**ids)[UUID_STR_LEN], size_t *n,
+                        kerr *err);
+  /* Ids of keys whose deletion date or next rotation date is <= now_ms. */
+  kerr_code (*keys_due)(store_tx *tx, int64_t now_ms, size_t limit,
+                        char (**ids)[UUID_STR_LEN], size_t *n, kerr *err);
+
+  /* Key materials. material_list is ordered by seq. */
+  kerr_code (*material_insert)(store_tx *tx, const store_material *m, kerr *err);
+  kerr_code (*material_get)(store_tx *tx, const char *material_id, store_material *out,
+                            kerr *err);
+  kerr_code (*material_list)(store_tx *tx, const char *key_id, store_material **out, size_t *n,
+                             kerr *err);
+
+  /* Aliases; names are unique per (account, region): insert of an existing
+   * one -> KERR_ALREADY_EXISTS. */
+  kerr_code (*alias_insert)(store_tx *tx, const store_alias *a, kerr *err);
+  kerr_code (*alias_get)(store_tx *tx, const char *account_id, const char *region,
+                         const char *alias_name, store_alias *out, kerr *err);
+  kerr_code (*alias_update)(store_tx *tx, const store_alias *a, kerr *err);
+  kerr_code (*alias_delete)(store_tx *tx, const char *account_id, const char *region,
+                            const char *alias_name, kerr *err);
+  /* Ordered by name, strictly after `after`, optionally only those of
+   * `key_id`; *out is a new array (free()). */
+  kerr_code (*alias_list)(store_tx *tx, const char *account_id, const char *region,
+                          const char *key_id, const char *after, size_t limit,
+                          store_alias **out, size_t *n, kerr *err);
+
+  /* Tags: put inserts or overwrites; delete of an absent key is not an error. */
+  kerr_code (*tag_put)(store_tx *tx, const char *key_id, const char *tag_key,
+                       const char *tag_value, kerr *err);
+  kerr_code (*tag_delete)(store_tx *tx, const char *key_id, const char *tag_key, kerr *err);
+  /* All tags of a key ordered by tag key; *out is new (store_tag_list_free). */
+  kerr_code (*tag_list)(store_tx *tx, const char *key_id, store_tag **out, size_t *n,
+                        kerr *err);
+
+  /* The schema version the store is at (for tests and diagnostics). */
+  kerr_code (*schema_version)(store *s, int *version, kerr *err);
+
+  void (*close)(store *s);
+} store_ops;
+
+/* Every backend's handle starts with this. */
+struct store {
+  const store_ops *ops;
+};
+
+/* Open (creating if needed) the SQLite database at `path`, in WAL mode with
+ * synchronous=FULL and foreign keys on, and run pending migrations.  On
+ * KERR_OK *out is a new store (close with (*out)->ops->close); on failure
+ * *out is NULL and nothing is left open. */
+kerr_code store_sqlite_open(const char *path, store **out, kerr *err);
+
+/* The schema version this build's migrations lead to. */
+int store_sqlite_latest_version(void);
+
+#endif

@@ -1,0 +1,974 @@
+/* store_sqlite.c - the embedded SQLite backend of the store (store.h).
+ *
+ * Durability: WAL journal with synchronous=FULL, so a COMMIT that returned
+ * survives SIGKILL and power loss.  Concurrency: a small pool of connections,
+ * one per in-flight transaction; WAL lets readers run beside the one writer,
+ * and an in-process write mutex queues writers instead of letting them spin
+ * on SQLITE_BUSY (busy_timeout still covers other processes).  Each
+ * connection caches its prepared statements, so the hot path (one key read
+ * per Encrypt) prepares nothing. */
+#include "store/store.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#define POOL_MAX 16
+#define BUSY_TIMEOUT_MS 10000
+
+/* Numbered migrations: index i brings the schema to version i+1.  Never edit
+ * a released one; append a new one. */
+static const char *const migrations[] = {
+    /* 1: keys, key materials, aliases, tags. */
+    "CREATE TABLE keys ("
+    "  key_id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL,"
+    "  region TEXT NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  description TEXT NOT NULL DEFAULT '',"
+    "  key_state TEXT NOT NULL,"
+    "  key_usage TEXT NOT NULL,"
+    "  key_spec TEXT NOT NULL,"
+    "  origin TEXT NOT NULL,"
+    "  custom_key_store_id TEXT,"
+    "  xks_key_id TEXT,"
+    "  policy TEXT NOT NULL,"
+    "  policy_version INTEGER NOT NULL DEFAULT 1,"
+    "  deletion_date_ms INTEGER,"
+    "  pending_window_days INTEGER,"
+    "  rotation_enabled INTEGER NOT NULL DEFAULT 0,"
+    "  rotation_period_days INTEGER,"
+    "  next_rotation_ms INTEGER,"
+    "  on_demand_rotations INTEGER NOT NULL DEFAULT 0,"
+    "  current_material_id TEXT"
+    ");"
+    "CREATE INDEX keys_by_owner ON keys(account_id, region, key_id);"
+    "CREATE INDEX keys_by_deletion ON keys(deletion_date_ms) WHERE deletion_date_ms IS NOT NULL;"
+    "CREATE INDEX keys_by_rotation ON keys(next_rotation_ms) WHERE next_rotation_ms IS NOT NULL;"
+    "CREATE INDEX keys_by_custom_key_store ON keys(custom_key_store_id)"
+    "  WHERE custom_key_store_id IS NOT NULL;"
+    "CREATE TABLE key_materials ("
+    "  material_id TEXT PRIMARY KEY,"
+    "  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  seq INTEGER NOT NULL,"
+    "  wrapped BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL,"
+    "  rotation_type TEXT NOT NULL DEFAULT '',"
+    "  UNIQUE (key_id, seq)"
+    ");"
+    "CREATE TABLE aliases ("
+    "  account_id TEXT NOT NULL,"
+    "  region TEXT NOT NULL,"
+    "  alias_name TEXT NOT NULL,"
+    "  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  created_ms INTEGER NOT NULL,"
+    "  updated_ms INTEGER NOT NULL,"
+    "  PRIMARY KEY (account_id, region, alias_name)"
+    ");"
+    "CREATE INDEX aliases_by_key ON aliases(key_id);"
+    "CREATE TABLE tags ("
+    "  key_id TEXT NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  tag_key TEXT NOT NULL,"
+    "  tag_value TEXT NOT NULL,"
+    "  PRIMARY KEY (key_id, tag_key)"
+    ");",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+#define KEY_COLUMNS                                                                        \
+  "key_id, account_id, region, created_ms, description, key_state, key_usage, key_spec, " \
+  "origin, custom_key_store_id, xks_key_id, policy_version, deletion_date_ms, "           \
+  "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_ms, "       \
+  "on_demand_rotations, current_material_id"
+
+enum stmt_id {
+  ST_KEY_INSERT,
+  ST_KEY_GET,
+  ST_KEY_UPDATE,
+  ST_KEY_SET_POLICY,
+  ST_KEY_GET_POLICY,
+  ST_KEY_DELETE,
+  ST_KEY_LIST,
+  ST_KEY_LIST_AFTER,
+  ST_KEYS_DUE,
+  ST_MAT_INSERT,
+  ST_MAT_GET,
+  ST_MAT_LIST,
+  ST_ALIAS_INSERT,
+  ST_ALIAS_GET,
+  ST_ALIAS_UPDATE,
+  ST_ALIAS_DELETE,
+  ST_ALIAS_LIST,
+  ST_TAG_PUT,
+  ST_TAG_DELETE,
+  ST_TAG_LIST,
+  ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_KEY_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", policy) VALUES "
+                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20)",
+    [ST_KEY_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE key_id = ?1",
+    [ST_KEY_UPDATE] = "UPDATE keys SET description=?2, key_state=?3, deletion_date_ms=?4, "
+                      "pending_window_days=?5, rotation_enabled=?6, rotation_period_days=?7, "
+                      "next_rotation_ms=?8, on_demand_rotations=?9, current_material_id=?10, "
+                      "custom_key_store_id=?11, xks_key_id=?12 WHERE key_id=?1",
+    [ST_KEY_SET_POLICY] = "UPDATE keys SET policy=?2, policy_version=policy_version+1 "
+                          "WHERE key_id=?1 RETURNING policy_version",
+    [ST_KEY_GET_POLICY] = "SELECT policy, policy_version FROM keys WHERE key_id=?1",
+    [ST_KEY_DELETE] = "DELETE FROM keys WHERE key_id=?1",
+    [ST_KEY_LIST] = "SELECT key_id FROM keys WHERE account_id=?1 AND region=?2 "
+                    "ORDER BY key_id LIMIT ?3",
+    [ST_KEY_LIST_AFTER] = "SELECT key_id FROM keys WHERE account_id=?1 AND region=?2 AND "
+                          "key_id > ?4 ORDER BY key_id LIMIT ?3",
+    [ST_KEYS_DUE] = "SELECT key_id FROM keys WHERE deletion_date_ms <= ?1 UNION "
+                    "SELECT key_id FROM keys WHERE next_rotation_ms <= ?1 LIMIT ?2",
+    [ST_MAT_INSERT] = "INSERT INTO key_materials (material_id, key_id, seq, wrapped, created_ms, "
+                      "rotation_type) VALUES (?1,?2,?3,?4,?5,?6)",
+    [ST_MAT_GET] = "SELECT material_id, key_id, seq, wrapped, created_ms, rotation_type "
+                   "FROM key_materials WHERE material_id=?1",
+    [ST_MAT_LIST] = "SELECT material_id, key_id, seq, wrapped, created_ms, rotation_type "
+                    "FROM key_materials WHERE key_id=?1 ORDER BY seq",
+    [ST_ALIAS_INSERT] = "INSERT INTO aliases (account_id, region, alias_name, key_id, created_ms, "
+                        "updated_ms) VALUES (?1,?2,?3,?4,?5,?6)",
+    [ST_ALIAS_GET] = "SELECT account_id, region, alias_name, key_id, created_ms, updated_ms "
+                     "FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+    [ST_ALIAS_UPDATE] = "UPDATE aliases SET key_id=?4, updated_ms=?6 "
+                        "WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+    [ST_ALIAS_DELETE] = "DELETE FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+    [ST_ALIAS_LIST] = "SELECT account_id, region, alias_name, key_id, created_ms, updated_ms "
+                      "FROM aliases WHERE account_id=?1 AND region=?2 "
+                      "AND (?3 IS NULL OR key_id=?3) AND (?4 IS NULL OR alias_name > ?4) "
+                      "ORDER BY alias_name LIMIT ?5",
+    [ST_TAG_PUT] = "INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3) "
+                   "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value=excluded.tag_value",
+    [ST_TAG_DELETE] = "DELETE FROM tags WHERE key_id=?1 AND tag_key=?2",
+    [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=?1 ORDER BY tag_key",
+};
+
+typedef struct sq_conn sq_conn;
+
+typedef struct sq_store {
+  store base;
+  char *path;
+  pthread_mutex_t pool_lock;
+  pthread_cond_t pool_cond;
+  sq_conn *idle[POOL_MAX];
+  size_t nidle;
+  size_t nopen;
+  pthread_mutex_t write_lock;
+} sq_store;
+
+/* A transaction is a borrowed connection; it goes back to the pool at commit
+ * or rollback. */
+struct store_tx {
+  sq_store *owner;
+  sqlite3 *db;
+  sqlite3_stmt *stmts[ST_COUNT];
+  bool write;
+  bool in_tx;
+};
+
+struct sq_conn {
+  store_tx tx;
+};
+
+static kerr_code db_error(sqlite3 *db, const char *what, kerr *err) {
+  return kerr_set(err, KERR_INTERNAL, "Storage error while %s: %s", what,
+                  db ? sqlite3_errmsg(db) : "cannot open database");
+}
+
+static kerr_code exec_sql(sqlite3 *db, const char *sql, const char *what, kerr *err) {
+  char *msg = NULL;
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
+    kerr_code rc = kerr_set(err, KERR_INTERNAL, "Storage error while %s: %s", what,
+                            msg ? msg : "unknown");
+    sqlite3_free(msg);
+    return rc;
+  }
+  return KERR_OK;
+}
+
+static void conn_free(sq_conn *c) {
+  if (!c) return;
+  for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->tx.stmts[i]);
+  sqlite3_close(c->tx.db);
+  free(c);
+}
+
+static kerr_code conn_open(sq_store *s, sq_conn **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  sq_conn *c = calloc(1, sizeof *c);
+  *out = NULL;
+  if (!c) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  c->tx.owner = s;
+  if (sqlite3_open_v2(s->path, &c->tx.db,
+                      SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      NULL) != SQLITE_OK) {
+    rc = db_error(c->tx.db, "opening the database", err);
+    goto out;
+  }
+  sqlite3_busy_timeout(c->tx.db, BUSY_TIMEOUT_MS);
+  rc = exec_sql(c->tx.db,
+                "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
+                "configuring the database", err);
+  if (rc) goto out;
+  *out = c;
+  c = NULL;
+out:
+  conn_free(c);
+  return rc;
+}
+
+static sqlite3_stmt *stmt(store_tx *tx, enum stmt_id id, kerr *err) {
+  if (!tx->stmts[id]) {
+    if (sqlite3_prepare_v3(tx->db, stmt_sql[id], -1, SQLITE_PREPARE_PERSISTENT, &tx->stmts[id],
+                           NULL) != SQLITE_OK) {
+      db_error(tx->db, "preparing a statement", err);
+      tx->stmts[id] = NULL;
+      return NULL;
+    }
+  }
+  return tx->stmts[id];
+}
+
+static void stmt_done(sqlite3_stmt *st) {
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+}
+
+static void bind_text_or_null(sqlite3_stmt *st, int i, const char *v) {
+  if (v)
+    sqlite3_bind_text(st, i, v, -1, SQLITE_TRANSIENT);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v) {
+  if (v)
+    sqlite3_bind_int64(st, i, v);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  size_t n = t ? strlen((const char *)t) : 0;
+  if (n >= cap) n = cap - 1;
+  if (n) memcpy(dst, t, n);
+  dst[n] = '\0';
+}
+
+static kerr_code dup_col(sqlite3_stmt *st, int i, bool nullable, char **out, kerr *err) {
+  const unsigned char *t = sqlite3_column_text(st, i);
+  *out = NULL;
+  if (!t && nullable) return KERR_OK;
+  *out = strdup(t ? (const char *)t : "");
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  return KERR_OK;
+}
+
+/* ---------------------------------------------------------- transactions */
+
+static kerr_code sq_begin(store *base, bool write, store_tx **out, kerr *err) {
+  sq_store *s = (sq_store *)base;
+  sq_conn *c = NULL;
+  kerr_code rc = KERR_OK;
+
+  *out = NULL;
+  pthread_mutex_lock(&s->pool_lock);
+  while (!s->nidle && s->nopen >= POOL_MAX) pthread_cond_wait(&s->pool_cond, &s->pool_lock);
+  if (s->nidle) {
+    c = s->idle[--s->nidle];
+  } else {
+    s->nopen++;
+  }
+  pthread_mutex_unlock(&s->pool_lock);
+  if (!c) {
+    rc = conn_open(s, &c, err);
+    if (rc) {
+      pthread_mutex_lock(&s->pool_lock);
+      s->nopen--;
+      pthread_cond_signal(&s->pool_cond);
+      pthread_mutex_unlock(&s->pool_lock);
+      return rc;
+    }
+  }
+  c->tx.write = write;
+  if (write) pthread_mutex_lock(&s->write_lock);
+  rc = exec_sql(c->tx.db, write ? "BEGIN IMMEDIATE" : "BEGIN", "starting a transaction", err);
+  if (rc) {
+    if (write) pthread_mutex_unlock(&s->write_lock);
+    pthread_mutex_lock(&s->pool_lock);
+    s->idle[s->nidle++] = c;
+    pthread_cond_signal(&s->pool_cond);
+    pthread_mutex_unlock(&s->pool_lock);
+    return rc;
+  }
+  c->tx.in_tx = true;
+  *out = &c->tx;
+  return KERR_OK;
+}
+
+static void tx_release(store_tx *tx) {
+  sq_store *s = tx->owner;
+  if (tx->write) pthread_mutex_unlock(&s->write_lock);
+  tx->in_tx = false;
+  tx->write = false;
+  pthread_mutex_lock(&s->pool_lock);
+  s->idle[s->nidle++] = (sq_conn *)tx;
+  pthread_cond_signal(&s->pool_cond);
+  pthread_mutex_unlock(&s->pool_lock);
+}
+
+static kerr_code sq_commit(store_tx *tx, kerr *err) {
+  kerr_code rc = exec_sql(tx->db, "COMMIT", "committing", err);
+  if (rc) exec_sql(tx->db, "ROLLBACK", "rolling back", NULL);
+  tx_release(tx);
+  return rc;
+}
+
+static void sq_rollback(store_tx *tx) {
+  if (!tx) return;
+  if (tx->in_tx) exec_sql(tx->db, "ROLLBACK", "rolling back", NULL);
+  tx_release(tx);
+}
+
+/* ------------------------------------------------------------------ keys */
+
+static kerr_code sq_key_insert(store_tx *tx, const store_key *k, const char *policy, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_INSERT, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, k->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, k->account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, k->region, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 4, k->created_ms);
+  sqlite3_bind_text(st, 5, k->description ? k->description : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, k->key_state, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 7, k->key_usage, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 8, k->key_spec, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 9, k->origin, -1, SQLITE_STATIC);
+  bind_text_or_null(st, 10, k->custom_key_store_id);
+  bind_text_or_null(st, 11, k->xks_key_id);
+  sqlite3_bind_int64(st, 12, k->policy_version ? k->policy_version : 1);
+  bind_int64_or_null(st, 13, k->deletion_date_ms);
+  bind_int64_or_null(st, 14, k->pending_window_days);
+  sqlite3_bind_int(st, 15, k->rotation_enabled ? 1 : 0);
+  bind_int64_or_null(st, 16, k->rotation_period_days);
+  bind_int64_or_null(st, 17, k->next_rotation_ms);
+  sqlite3_bind_int(st, 18, k->on_demand_rotations);
+  bind_text_or_null(st, 19, k->current_material_id[0] ? k->current_material_id : NULL);
+  sqlite3_bind_text(st, 20, policy, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(tx->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Key %s already exists.", k->key_id);
+    else
+      rc = db_error(tx->db, "inserting a key", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code read_key_row(sqlite3_stmt *st, store_key *k, kerr *err) {
+  kerr_code rc;
+  memset(k, 0, sizeof *k);
+  copy_col(st, 0, k->key_id, sizeof k->key_id);
+  copy_col(st, 1, k->account_id, sizeof k->account_id);
+  copy_col(st, 2, k->region, sizeof k->region);
+  k->created_ms = sqlite3_column_int64(st, 3);
+  rc = dup_col(st, 4, false, &k->description, err);
+  if (rc) return rc;
+  copy_col(st, 5, k->key_state, sizeof k->key_state);
+  copy_col(st, 6, k->key_usage, sizeof k->key_usage);
+  copy_col(st, 7, k->key_spec, sizeof k->key_spec);
+  copy_col(st, 8, k->origin, sizeof k->origin);
+  rc = dup_col(st, 9, true, &k->custom_key_store_id, err);
+  if (rc) return rc;
+  rc = dup_col(st, 10, true, &k->xks_key_id, err);
+  if (rc) return rc;
+  k->policy_version = sqlite3_column_int64(st, 11);
+  k->deletion_date_ms = sqlite3_column_int64(st, 12);
+  k->pending_window_days = sqlite3_column_int(st, 13);
+  k->rotation_enabled = sqlite3_column_int(st, 14) != 0;
+  k->rotation_period_days = sqlite3_column_int(st, 15);
+  k->next_rotation_ms = sqlite3_column_int64(st, 16);
+  k->on_demand_rotations = sqlite3_column_int(st, 17);
+  copy_col(st, 18, k->current_material_id, sizeof k->current_material_id);
+  return KERR_OK;
+}
+
+static kerr_code sq_key_get(store_tx *tx, const char *key_id, store_key *out, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_GET, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  memset(out, 0, sizeof *out);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    rc = read_key_row(st, out, err);
+    if (rc) store_key_clear(out);
+  } else if (step == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  } else {
+    rc = db_error(tx->db, "reading a key", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_key_update(store_tx *tx, const store_key *k, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_UPDATE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, k->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, k->description ? k->description : "", -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, k->key_state, -1, SQLITE_STATIC);
+  bind_int64_or_null(st, 4, k->deletion_date_ms);
+  bind_int64_or_null(st, 5, k->pending_window_days);
+  sqlite3_bind_int(st, 6, k->rotation_enabled ? 1 : 0);
+  bind_int64_or_null(st, 7, k->rotation_period_days);
+  bind_int64_or_null(st, 8, k->next_rotation_ms);
+  sqlite3_bind_int(st, 9, k->on_demand_rotations);
+  bind_text_or_null(st, 10, k->current_material_id[0] ? k->current_material_id : NULL);
+  bind_text_or_null(st, 11, k->custom_key_store_id);
+  bind_text_or_null(st, 12, k->xks_key_id);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    rc = db_error(tx->db, "updating a key", err);
+  else if (sqlite3_changes(tx->db) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", k->key_id);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_key_set_policy(store_tx *tx, const char *key_id, const char *policy,
+                                   int64_t *new_version, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_SET_POLICY, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, policy, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    if (new_version) *new_version = sqlite3_column_int64(st, 0);
+  } else if (step == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  } else {
+    rc = db_error(tx->db, "updating a key policy", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_key_get_policy(store_tx *tx, const char *key_id, char **policy,
+                                   int64_t *version, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_GET_POLICY, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  *policy = NULL;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    rc = dup_col(st, 0, false, policy, err);
+    if (version) *version = sqlite3_column_int64(st, 1);
+  } else if (step == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  } else {
+    rc = db_error(tx->db, "reading a key policy", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_key_delete(store_tx *tx, const char *key_id, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_DELETE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE) rc = db_error(tx->db, "deleting a key", err);
+  stmt_done(st);
+  return rc;
+}
+
+/* Collect the first column of every row as key ids. */
+static kerr_code collect_ids(store_tx *tx, sqlite3_stmt *st, size_t limit,
+                             char (**ids)[UUID_STR_LEN], size_t *n, kerr *err) {
+  kerr_code rc = KERR_OK;
+  char(*arr)[UUID_STR_LEN] = calloc(limit ? limit : 1, UUID_STR_LEN);
+  size_t count = 0;
+  int step;
+  *ids = NULL;
+  *n = 0;
+  if (!arr) {
+    stmt_done(st);
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  while ((step = sqlite3_step(st)) == SQLITE_ROW && count < limit)
+    copy_col(st, 0, arr[count++], UUID_STR_LEN);
+  if (step != SQLITE_ROW && step != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing keys", err);
+    free(arr);
+  } else {
+    *ids = arr;
+    *n = count;
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_key_list(store_tx *tx, const char *account_id, const char *region,
+                             const char *after, size_t limit, char (**ids)[UUID_STR_LEN],
+                             size_t *n, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, after ? ST_KEY_LIST_AFTER : ST_KEY_LIST, err);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, (sqlite3_int64)limit);
+  if (after) sqlite3_bind_text(st, 4, after, -1, SQLITE_STATIC);
+  return collect_ids(tx, st, limit, ids, n, err);
+}
+
+static kerr_code sq_keys_due(store_tx *tx, int64_t now_ms, size_t limit,
+                             char (**ids)[UUID_STR_LEN], size_t *n, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEYS_DUE, err);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_int64(st, 1, now_ms);
+  sqlite3_bind_int64(st, 2, (sqlite3_int64)limit);
+  return collect_ids(tx, st, limit, ids, n, err);
+}
+
+/* ------------------------------------------------------------- materials */
+
+static kerr_code sq_material_insert(store_tx *tx, const store_material *m, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_MAT_INSERT, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, m->material_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, m->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 3, m->seq);
+  sqlite3_bind_blob(st, 4, m->wrapped, (int)m->wrapped_len, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, m->created_ms);
+  sqlite3_bind_text(st, 6, m->rotation_type, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE) rc = db_error(tx->db, "storing key material", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code read_material_row(sqlite3_stmt *st, store_material *m, kerr *err) {
+  const void *blob = sqlite3_column_blob(st, 3);
+  int len = sqlite3_column_bytes(st, 3);
+  memset(m, 0, sizeof *m);
+  copy_col(st, 0, m->material_id, sizeof m->material_id);
+  copy_col(st, 1, m->key_id, sizeof m->key_id);
+  m->seq = sqlite3_column_int64(st, 2);
+  m->wrapped = malloc(len > 0 ? (size_t)len : 1);
+  if (!m->wrapped) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (len > 0) memcpy(m->wrapped, blob, (size_t)len);
+  m->wrapped_len = len > 0 ? (size_t)len : 0;
+  m->created_ms = sqlite3_column_int64(st, 4);
+  copy_col(st, 5, m->rotation_type, sizeof m->rotation_type);
+  return KERR_OK;
+}
+
+static kerr_code sq_material_get(store_tx *tx, const char *material_id, store_material *out,
+                                 kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_MAT_GET, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  memset(out, 0, sizeof *out);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, material_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    rc = read_material_row(st, out, err);
+  else if (step == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key material not found.");
+  else
+    rc = db_error(tx->db, "reading key material", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_material_list(store_tx *tx, const char *key_id, store_material **out,
+                                  size_t *n, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_MAT_LIST, err);
+  kerr_code rc = KERR_OK;
+  store_material *arr = NULL;
+  size_t count = 0, cap = 0;
+  int step;
+  *out = NULL;
+  *n = 0;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      size_t ncap = cap ? cap * 2 : 8;
+      store_material *grown = realloc(arr, ncap * sizeof *arr);
+      if (!grown) {
+        rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+        goto out;
+      }
+      arr = grown;
+      cap = ncap;
+    }
+    rc = read_material_row(st, &arr[count], err);
+    count++;
+    if (rc) goto out;
+  }
+  if (step != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing key materials", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+  count = 0;
+out:
+  store_material_list_free(arr, count);
+  stmt_done(st);
+  return rc;
+}
+
+/* --------------------------------------------------------------- aliases */
+
+static void bind_alias(sqlite3_stmt *st, const store_alias *a) {
+  sqlite3_bind_text(st, 1, a->account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, a->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, a->alias_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, a->key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 5, a->created_ms);
+  sqlite3_bind_int64(st, 6, a->updated_ms);
+}
+
+static void read_alias_row(sqlite3_stmt *st, store_alias *a) {
+  memset(a, 0, sizeof *a);
+  copy_col(st, 0, a->account_id, sizeof a->account_id);
+  copy_col(st, 1, a->region, sizeof a->region);
+  copy_col(st, 2, a->alias_name, sizeof a->alias_name);
+  copy_col(st, 3, a->key_id, sizeof a->key_id);
+  a->created_ms = sqlite3_column_int64(st, 4);
+  a->updated_ms = sqlite3_column_int64(st, 5);
+}
+
+static kerr_code sq_alias_insert(store_tx *tx, const store_alias *a, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_ALIAS_INSERT, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  bind_alias(st, a);
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(tx->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Alias %s already exists.", a->alias_name);
+    else
+      rc = db_error(tx->db, "creating an alias", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_alias_get(store_tx *tx, const char *account_id, const char *region,
+                              const char *alias_name, store_alias *out, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_ALIAS_GET, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  memset(out, 0, sizeof *out);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, alias_name, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    read_alias_row(st, out);
+  else if (step == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", alias_name);
+  else
+    rc = db_error(tx->db, "reading an alias", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_alias_update(store_tx *tx, const store_alias *a, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_ALIAS_UPDATE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  bind_alias(st, a);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    rc = db_error(tx->db, "updating an alias", err);
+  else if (sqlite3_changes(tx->db) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", a->alias_name);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_alias_delete(store_tx *tx, const char *account_id, const char *region,
+                                 const char *alias_name, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_ALIAS_DELETE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, alias_name, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    rc = db_error(tx->db, "deleting an alias", err);
+  else if (sqlite3_changes(tx->db) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", alias_name);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_alias_list(store_tx *tx, const char *account_id, const char *region,
+                               const char *key_id, const char *after, size_t limit,
+                               store_alias **out, size_t *n, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_ALIAS_LIST, err);
+  kerr_code rc = KERR_OK;
+  store_alias *arr = NULL;
+  size_t count = 0;
+  int step;
+  *out = NULL;
+  *n = 0;
+  if (!st) return KERR_INTERNAL;
+  arr = calloc(limit ? limit : 1, sizeof *arr);
+  if (!arr) {
+    stmt_done(st);
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+  bind_text_or_null(st, 3, key_id);
+  bind_text_or_null(st, 4, after);
+  sqlite3_bind_int64(st, 5, (sqlite3_int64)limit);
+  while ((step = sqlite3_step(st)) == SQLITE_ROW && count < limit) read_alias_row(st, &arr[count++]);
+  if (step != SQLITE_ROW && step != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing aliases", err);
+    free(arr);
+  } else {
+    *out = arr;
+    *n = count;
+  }
+  stmt_done(st);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ tags */
+
+static kerr_code sq_tag_put(store_tx *tx, const char *key_id, const char *tag_key,
+                            const char *tag_value, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_TAG_PUT, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, tag_key, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, tag_value, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE) rc = db_error(tx->db, "storing a tag", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_tag_delete(store_tx *tx, const char *key_id, const char *tag_key,
+                               kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_TAG_DELETE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, tag_key, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE) rc = db_error(tx->db, "deleting a tag", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_tag_list(store_tx *tx, const char *key_id, store_tag **out, size_t *n,
+                             kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_TAG_LIST, err);
+  kerr_code rc = KERR_OK;
+  store_tag *arr = NULL;
+  size_t count = 0, cap = 0;
+  int step;
+  *out = NULL;
+  *n = 0;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
+  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
+    if (count == cap) {
+      size_t ncap = cap ? cap * 2 : 8;
+      store_tag *grown = realloc(arr, ncap * sizeof *arr);
+      if (!grown) {
+        rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+        goto out;
+      }
+      arr = grown;
+      cap = ncap;
+    }
+    memset(&arr[count], 0, sizeof arr[count]);
+    count++;
+    rc = dup_col(st, 0, false, &arr[count - 1].key, err);
+    if (rc) goto out;
+    rc = dup_col(st, 1, false, &arr[count - 1].value, err);
+    if (rc) goto out;
+  }
+  if (step != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing tags", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+  count = 0;
+out:
+  store_tag_list_free(arr, count);
+  stmt_done(st);
+  return rc;
+}
+
+/* ------------------------------------------------------------- lifecycle */
+
+static kerr_code read_version(sqlite3 *db, int *version, kerr *err) {
+  sqlite3_stmt *st = NULL;
+  kerr_code rc = KERR_OK;
+  *version = 0;
+  if (sqlite3_prepare_v2(db, "SELECT COALESCE(MAX(version), 0) FROM schema_version", -1, &st,
+                         NULL) != SQLITE_OK)
+    return db_error(db, "reading the schema version", err);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    *version = sqlite3_column_int(st, 0);
+  else
+    rc = db_error(db, "reading the schema version", err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code sq_schema_version(store *base, int *version, kerr *err) {
+  store_tx *tx = NULL;
+  kerr_code rc = sq_begin(base, false, &tx, err);
+  if (rc) return rc;
+  rc = read_version(tx->db, version, err);
+  sq_rollback(tx);
+  return rc;
+}
+
+/* Apply each pending migration in its own IMMEDIATE transaction, so two
+ * processes opening the same new database cannot both apply one. */
+static kerr_code migrate(sqlite3 *db, kerr *err) {
+  kerr_code rc = exec_sql(db,
+                          "CREATE TABLE IF NOT EXISTS schema_version ("
+                          " version INTEGER PRIMARY KEY, applied_ms INTEGER NOT NULL)",
+                          "creating the schema_version table", err);
+  if (rc) return rc;
+  for (;;) {
+    int version = 0;
+    char sql[160];
+    rc = exec_sql(db, "BEGIN IMMEDIATE", "starting a migration", err);
+    if (rc) return rc;
+    rc = read_version(db, &version, err);
+    if (rc) goto fail;
+    if (version > N_MIGRATIONS) {
+      rc = kerr_set(err, KERR_INTERNAL,
+                    "The database schema (version %d) is newer than this program (%d).", version,
+                    N_MIGRATIONS);
+      goto fail;
+    }
+    if (version == N_MIGRATIONS) return exec_sql(db, "COMMIT", "finishing migrations", err);
+    rc = exec_sql(db, migrations[version], "migrating the schema", err);
+    if (rc) goto fail;
+    snprintf(sql, sizeof sql,
+             "INSERT INTO schema_version (version, applied_ms) VALUES (%d, "
+             "CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER))",
+             version + 1);
+    rc = exec_sql(db, sql, "recording the schema version", err);
+    if (rc) goto fail;
+    rc = exec_sql(db, "COMMIT", "committing a migration", err);
+    if (rc) goto fail;
+  }
+fail:
+  exec_sql(db, "ROLLBACK", "rolling back a migration", NULL);
+  return rc;
+}
+
+static void sq_close(store *base) {
+  sq_store *s = (sq_store *)base;
+  if (!s) return;
+  /* Every transaction must be finished: only idle connections remain. */
+  for (size_t i = 0; i < s->nidle; i++) conn_free(s->idle[i]);
+  pthread_mutex_destroy(&s->pool_lock);
+  pthread_cond_destroy(&s->pool_cond);
+  pthread_mutex_destroy(&s->write_lock);
+  free(s->path);
+  free(s);
+}
+
+static const store_ops sqlite_ops = {
+    .name = "sqlite",
+    .begin = sq_begin,
+    .commit = sq_commit,
+    .rollback = sq_rollback,
+    .key_insert = sq_key_insert,
+    .key_get = sq_key_get,
+    .key_update = sq_key_update,
+    .key_set_policy = sq_key_set_policy,
+    .key_get_policy = sq_key_get_policy,
+    .key_delete = sq_key_delete,
+    .key_list = sq_key_list,
+    .keys_due = sq_keys_due,
+    .material_insert = sq_material_insert,
+    .material_get = sq_material_get,
+    .material_list = sq_material_list,
+    .alias_insert = sq_alias_insert,
+    .alias_get = sq_alias_get,
+    .alias_update = sq_alias_update,
+    .alias_delete = sq_alias_delete,
+    .alias_list = sq_alias_list,
+    .tag_put = sq_tag_put,
+    .tag_delete = sq_tag_delete,
+    .tag_list = sq_tag_list,
+    .schema_version = sq_schema_version,
+    .close = sq_close,
+};
+
+int store_sqlite_latest_version(void) { return N_MIGRATIONS; }
+
+kerr_code store_sqlite_open(const char *path, store **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  sq_store *s = NULL;
+  sq_conn *first = NULL;
+  int fd;
+
+  *out = NULL;
+  if (sqlite3_threadsafe() == 0)
+    return kerr_set(err, KERR_INTERNAL, "SQLite was built without thread support.");
+  /* Create the file ourselves so it is 0600 from the first byte: it holds
+   * wrapped key material.  SQLite gives -wal/-shm the same mode. */
+  fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC | O_NOFOLLOW, 0600);
+  if (fd < 0) return kerr_set(err, KERR_INTERNAL, "Cannot open database %s: %s", path, strerror(errno));
+  close(fd);
+
+  s = calloc(1, sizeof *s);
+  if (!s) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  s->base.ops = &sqlite_ops;
+  pthread_mutex_init(&s->pool_lock, NULL);
+  pthread_cond_init(&s->pool_cond, NULL);
+  pthread_mutex_init(&s->write_lock, NULL);
+  s->path = strdup(path);
+  if (!s->path) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  rc = conn_open(s, &first, err);
+  if (rc) goto out;
+  rc = migrate(first->tx.db, err);
+  if (rc) goto out;
+  s->idle[s->nidle++] = first;
+  s->nopen = 1;
+  first = NULL;
+  *out = &s->base;
+  s = NULL;
+out:
+  conn_free(first);
+  if (s) sq_close(&s->base);
+  return rc;
+}
