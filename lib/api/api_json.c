@@ -5,6 +5,8 @@
 #include "api/api_json.h"
 
 #include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "core/codec.h"
@@ -186,5 +188,127 @@ kerr_code api_json_set_blob(json_t *out, const char *name, const uint8_t *data, 
 kerr_code api_json_new_object(json_t **out, kerr *err) {
   *out = json_object();
   if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  return KERR_OK;
+}
+
+/* ---------------------------------------------------------------- domain */
+
+kms_call api_json_call(const api_request *req) {
+  kms_call call = {req->caller, req->region, req->request_id};
+  return call;
+}
+
+kerr_code api_json_get_pairs(json_t *in, const char *name, kms_pair **out, size_t *n,
+                             kerr *err) {
+  kerr_code rc;
+  json_t *map, *value;
+  const char *key;
+  size_t i = 0;
+
+  *out = NULL;
+  *n = 0;
+  rc = api_json_get_str_map(in, name, &map, err);
+  if (rc || !map) return rc;
+  *out = calloc(json_object_size(map), sizeof **out);
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  json_object_foreach(map, key, value) {
+    (*out)[i].key = key;
+    (*out)[i].value = json_string_value(value);
+    i++;
+  }
+  *n = i;
+  return KERR_OK;
+}
+
+kerr_code api_json_get_tags(json_t *in, const char *name, bool required, kms_pair **out,
+                            size_t *n, kerr *err) {
+  kerr_code rc;
+  json_t *list, *tag;
+  size_t i;
+
+  *out = NULL;
+  *n = 0;
+  rc = api_json_get_list(in, name, required, &list, err);
+  if (rc || !list || json_array_size(list) == 0) return rc;
+  *out = calloc(json_array_size(list), sizeof **out);
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  json_array_foreach(list, i, tag) {
+    rc = api_json_get_str(tag, "TagKey", true, &(*out)[i].key, err);
+    if (rc) goto out;
+    rc = api_json_get_str(tag, "TagValue", true, &(*out)[i].value, err);
+    if (rc) goto out;
+  }
+  *n = json_array_size(list);
+out:
+  if (rc) {
+    free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+kerr_code api_json_get_str_list(json_t *in, const char *name, bool required,
+                                const char ***out, size_t *n, kerr *err) {
+  kerr_code rc;
+  json_t *list, *item;
+  size_t i;
+
+  *out = NULL;
+  *n = 0;
+  rc = api_json_get_list(in, name, required, &list, err);
+  if (rc || !list || json_array_size(list) == 0) return rc;
+  *out = calloc(json_array_size(list), sizeof **out);
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  json_array_foreach(list, i, item) {
+    if (!json_is_string(item)) {
+      rc = wrong_type(name, "a list of strings", err);
+      free(*out);
+      *out = NULL;
+      return rc;
+    }
+    (*out)[i] = json_string_value(item);
+  }
+  *n = json_array_size(list);
+  return KERR_OK;
+}
+
+kerr_code api_json_get_list_input(json_t *in, kms_list_input *out, kerr *err) {
+  kerr_code rc;
+  bool has_limit;
+  int64_t limit = 0;
+
+  out->limit = 0;
+  out->marker = NULL;
+  rc = api_json_get_int(in, "Limit", &has_limit, &limit, err);
+  if (rc) return rc;
+  /* The model bounds Limit to 1..1000; keep the conversion to int safe
+   * should a caller skip validation. */
+  if (has_limit && (limit < 1 || limit > 1000))
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value '%lld' at 'limit' failed to satisfy "
+                    "constraint: Member must have value between 1 and 1000",
+                    (long long)limit);
+  out->limit = (int)limit;
+  return api_json_get_str(in, "Marker", false, &out->marker, err);
+}
+
+kerr_code api_json_set_list_tail(json_t *out, bool truncated, const char *next_marker,
+                                 kerr *err) {
+  kerr_code rc = api_json_set_bool(out, "Truncated", truncated, err);
+  if (rc || !truncated) return rc;
+  return api_json_set_str_opt(out, "NextMarker", next_marker, err);
+}
+
+kerr_code api_json_reject_unsupported(json_t *in, kerr *err) {
+  kerr_code rc;
+  json_t *tokens;
+
+  rc = api_json_get_list(in, "GrantTokens", false, &tokens, err);
+  if (rc) return rc;
+  if (tokens && json_array_size(tokens) > 0)
+    return kerr_set(err, KERR_INVALID_GRANT_TOKEN, "The grant token is not valid.");
+  if (member(in, "Recipient"))
+    return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
+                    "Recipient (attested enclave delivery) is not supported by this service.");
   return KERR_OK;
 }

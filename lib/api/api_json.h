@@ -17,8 +17,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "api/api.h"
 #include "core/kerr.h"
 #include "core/secmem.h"
+#include "kms/kms.h"
 
 /* String member `name` of object `in`.  *out points into `in` (valid while
  * `in` lives; do not free) or is NULL when the member is absent or JSON null.
@@ -84,5 +86,62 @@ kerr_code api_json_set_new(json_t *out, const char *name, json_t *value, kerr *e
 
 /* A new empty reply object, or KERR_INTERNAL.  The caller owns *out. */
 kerr_code api_json_new_object(json_t **out, kerr *err);
+
+/* ------------------------------------------- JSON <-> domain conversions */
+
+/* The domain's view of who calls: borrows every field of `req`. */
+kms_call api_json_call(const api_request *req);
+
+/* Map member `name` (EncryptionContextType) as an array of kms_pair whose
+ * strings point into `in`.  *out is NULL and *n 0 when absent or empty.
+ * The caller frees *out with free() (the strings stay owned by `in`).
+ * KERR_VALIDATION when the member is not a map of strings, KERR_INTERNAL when
+ * out of memory; *out is NULL after a failure. */
+kerr_code api_json_get_pairs(json_t *in, const char *name, kms_pair **out, size_t *n,
+                             kerr *err);
+
+/* List member `name` of Tag structures ({"TagKey", "TagValue"}) as kms_pair
+ * (key = TagKey, value = TagValue), borrowing strings from `in`; free *out
+ * with free().  KERR_VALIDATION when `required` and absent or an entry lacks
+ * TagKey/TagValue; *out is NULL after a failure. */
+kerr_code api_json_get_tags(json_t *in, const char *name, bool required, kms_pair **out,
+                            size_t *n, kerr *err);
+
+/* List member `name` of strings as an array of borrowed pointers; free *out
+ * with free().  KERR_VALIDATION when `required` and absent or an entry is not
+ * a string; *out is NULL after a failure. */
+kerr_code api_json_get_str_list(json_t *in, const char *name, bool required,
+                                const char ***out, size_t *n, kerr *err);
+
+/* The Limit and Marker members of a List* request (Marker borrowed from
+ * `in`; limit 0 when absent).  KERR_VALIDATION on wrong types. */
+kerr_code api_json_get_list_input(json_t *in, kms_list_input *out, kerr *err);
+
+/* The tail every List* reply shares: "Truncated" always, "NextMarker" only
+ * when truncated and a marker is given. */
+kerr_code api_json_set_list_tail(json_t *out, bool truncated, const char *next_marker,
+                                 kerr *err);
+
+/* Reject members kmsd cannot honour rather than silently ignore them:
+ * a non-empty GrantTokens list (kmsd has no grants, so no token can be
+ * valid: KERR_INVALID_GRANT_TOKEN) and a Recipient (attested enclave
+ * delivery: KERR_UNSUPPORTED_OPERATION). */
+kerr_code api_json_reject_unsupported(json_t *in, kerr *err);
+
+/* ------------------------------------------ handler tables of each area */
+
+/* Each handlers_<area>.c exports its table; kms_handlers.c searches them. */
+extern const api_handler api_handlers_keys[];
+extern const size_t api_handlers_keys_count;
+extern const api_handler api_handlers_crypto[];
+extern const size_t api_handlers_crypto_count;
+extern const api_handler api_handlers_aliases[];
+extern const size_t api_handlers_aliases_count;
+extern const api_handler api_handlers_tags[];
+extern const size_t api_handlers_tags_count;
+extern const api_handler api_handlers_rotation[];
+extern const size_t api_handlers_rotation_count;
+extern const api_handler api_handlers_policies[];
+extern const size_t api_handlers_policies_count;
 
 #endif
