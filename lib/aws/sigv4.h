@@ -55,4 +55,10 @@ kerr_code sigv4_sign(const sigv4_request *req, const char *access_key_id, const 
                      const char *region, const char *service, const char *amz_date,
                      char *out, size_t out_size, kerr *err);
 
+/* Signing keys derived during verification and signing are cached per
+ * (access key, date, region, service, secret) in a small fixed-size,
+ * thread-safe table, so a request costs one HMAC instead of five.  Wipe and
+ * empty that table (after reloading credentials, at shutdown, in tests). */
+void sigv4_cache_clear(void);
+
 #endif
