@@ -119,7 +119,7 @@ static void compile_all_patterns(void) {
     const model_service *svc = pc->svc;
 
     if (!svc->pattern_count) continue;
-    pc->codes = calloc(svc->pattern_count, sizeof *pc->codes);
+    pc->codes = calloc(svc->pattern_count, sizeof(pcre2_code *));
     if (!pc->codes) {
       pc->rc = KERR_INTERNAL;
       snprintf(pc->msg, sizeof pc->msg, "out of memory compiling %s model patterns", svc->name);
@@ -186,6 +186,17 @@ kerr_code api_validate_check_patterns(const model_service *svc, kerr *err) {
     return KERR_OK;
   }
   return kerr_set(err, KERR_INTERNAL, "no pattern cache for this service model");
+}
+
+kerr_code api_validate_pattern_compiles(const char *java_pattern, kerr *err) {
+  char why[300];
+  pcre2_code *code;
+
+  if (!java_pattern) return kerr_set(err, KERR_INTERNAL, "no pattern");
+  code = compile_pattern(java_pattern, why, sizeof why);
+  if (!code) return kerr_set(err, KERR_INTERNAL, "pattern does not compile: %s", why);
+  pcre2_code_free(code);
+  return KERR_OK;
 }
 
 /* ---- The walk ----------------------------------------------------------- */
@@ -741,8 +752,8 @@ kerr_code api_validate_input(const model_op *op, const json_t *body, kerr *err) 
   kerr_code rc = KERR_OK;
 
   if (!op) return kerr_set(err, KERR_INTERNAL, "No operation to validate against");
-  if (!body || !json_is_object(body)) {
-    if (body && json_is_array(body))
+  if (!json_is_object(body)) {
+    if (json_is_array(body))
       return kerr_set(err, KERR_SERIALIZATION, "Start of list found where not expected.");
     return kerr_set(err, KERR_SERIALIZATION, "The request body must be a JSON object.");
   }

@@ -38,6 +38,11 @@ kerr_code api_validate_input(const model_op *op, const json_t *body, kerr *err);
  * the life of the process. */
 kerr_code api_validate_check_patterns(const model_service *svc, kerr *err);
 
+/* Whether a Java-syntax pattern (as the model spells it) compiles with the
+ * translation validation uses.  Returns KERR_OK, or KERR_INTERNAL with the
+ * PCRE2 error and offset in `err`.  Nothing is cached; nothing to free. */
+kerr_code api_validate_pattern_compiles(const char *java_pattern, kerr *err);
+
 /* Whether `value` (UTF-8, `len` bytes) matches `shape`'s pattern as a Java
  * `matches()` would: the whole value.  Returns 1 on a match or when the shape
  * has no pattern, 0 when it does not match (a value that exhausts the match

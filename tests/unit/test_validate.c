@@ -10,6 +10,7 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <pthread.h>
 
 #include "api/api_validate.h"
 #include "core/codec.h"
@@ -46,6 +47,34 @@ static char *b64_of_size(size_t n) {
   strcat(text, "\"");
   free(raw);
   return text;
+}
+
+/* Many threads validating at once, racing on the first use of the patterns. */
+static void *validate_many(void *arg) {
+  long *bad_out = arg;
+  long bad = 0;
+  for (int i = 0; i < 300; i++) {
+    kerr err;
+    if (validate("CreateKey", "{\"XksKeyId\":\"abc-1\"}", &err) != KERR_OK) bad++;
+    if (validate("CreateKey", "{\"XksKeyId\":\"a b\"}", &err) != KERR_VALIDATION) bad++;
+    if (validate_in(&model_cloudhsmv2, "DescribeClusters", "{\"Filters\":{\"a b\":[]}}",
+                    &err) != KERR_VALIDATION)
+      bad++;
+  }
+  *bad_out = bad;
+  return NULL;
+}
+
+static void test_concurrent_first_use(void **state) {
+  pthread_t threads[8];
+  long bad[8] = {0};
+  (void)state;
+  for (int i = 0; i < 8; i++)
+    assert_int_equal(pthread_create(&threads[i], NULL, validate_many, &bad[i]), 0);
+  for (int i = 0; i < 8; i++) {
+    assert_int_equal(pthread_join(threads[i], NULL), 0);
+    assert_int_equal(bad[i], 0);
+  }
 }
 
 static void test_valid_requests_pass(void **state) {
@@ -418,6 +447,21 @@ static void test_all_patterns_compile(void **state) {
   }
 }
 
+static void test_bad_pattern_fails_loudly(void **state) {
+  kerr err;
+  (void)state;
+  kerr_clear(&err);
+  assert_int_equal(api_validate_pattern_compiles("[a-", &err), KERR_INTERNAL);
+  assert_non_null(strstr(err.msg, "does not compile"));
+  assert_int_equal(api_validate_pattern_compiles("(unclosed", &err), KERR_INTERNAL);
+  assert_int_equal(api_validate_pattern_compiles("\\u00e9[\\u0020-\\u00FF]", &err), KERR_OK);
+  /* A shape outside the generated tables has no compiled pattern: unusable,
+   * never a silent pass. */
+  model_shape fake = {.name = "Fake", .type = MODEL_STRING, .pattern = "[a-z]+",
+                      .pattern_index = 0};
+  assert_int_equal(api_validate_pattern_matches(&fake, "abc", 3), -1);
+}
+
 static void test_pattern_translation(void **state) {
   const model_shape *policy = model_find_shape(&model_kms, "PolicyType");
   const model_shape *tag_key = model_find_shape(&model_cloudhsmv2, "TagKey");
@@ -445,6 +489,7 @@ static void test_pattern_translation(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_concurrent_first_use),
       cmocka_unit_test(test_valid_requests_pass),
       cmocka_unit_test(test_encrypt_missing_key_id),
       cmocka_unit_test(test_encrypt_empty_key_id),
@@ -466,6 +511,7 @@ int main(void) {
       cmocka_unit_test(test_deep_nesting_is_bounded),
       cmocka_unit_test(test_cloudhsmv2_integer_range),
       cmocka_unit_test(test_all_patterns_compile),
+      cmocka_unit_test(test_bad_pattern_fails_loudly),
       cmocka_unit_test(test_pattern_translation),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
