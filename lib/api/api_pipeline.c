@@ -40,11 +40,11 @@ typedef struct request_outcome {
 
 kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err) {
   *out = NULL;
-  if (!cfg || !cfg->creds) return kerr_set(err, KERR_INTERNAL, "pipeline needs a credentials store");
+  if (!cfg || !cfg->creds || !cfg->find_handler)
+    return kerr_set(err, KERR_INTERNAL, "pipeline needs a credentials store and a handler lookup");
   api_pipeline *p = calloc(1, sizeof *p);
   if (!p) return kerr_set(err, KERR_INTERNAL, "out of memory");
   p->cfg = *cfg;
-  if (!p->cfg.find_handler) p->cfg.find_handler = api_kms_handler_find;
   *out = p;
   return KERR_OK;
 }
@@ -161,6 +161,10 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
   sigv4_result auth;
   memset(&auth, 0, sizeof auth);
 
+  /* Known before authentication, for the log line only. */
+  const char *target = http_request_header(req, "X-Amz-Target");
+  if (target) snprintf(o->operation, sizeof o->operation, "%.*s", API_TARGET_MAX, target);
+
   if (req->body_too_large) {
     rc = kerr_set(err, KERR_REQUEST_TOO_LARGE, "Request body is larger than the server accepts");
     goto out;
@@ -184,7 +188,6 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
   o->principal_arn = auth.cred->who.arn;
 
   /* Operation lookup. */
-  const char *target = http_request_header(req, "X-Amz-Target");
   if (!target || !*target) {
     rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Missing X-Amz-Target header");
     goto out;

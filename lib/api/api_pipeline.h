@@ -37,8 +37,10 @@ typedef struct api_pipeline_config {
   struct kms_domain *domain;   /* handed to handlers as api_request.domain; not owned */
   const creds_store *creds;    /* required; not owned; must outlive the pipeline */
   int enable_admin_api;        /* non-zero: serve KmsdAdmin.* targets */
-  /* Where operations find their handler; NULL means api_kms_handler_find.
-   * Tests plug in their own table here. */
+  /* Required: where TrentService operations find their handler.  kmsd
+   * passes api_kms_handler_find; tests plug in a table of their own.  Taking
+   * it as a parameter keeps the pipeline free of a link-time dependency on
+   * every handler and, through them, on the whole domain. */
   api_handler_fn (*find_handler)(const char *operation);
 } api_pipeline_config;
 
@@ -46,7 +48,7 @@ typedef struct api_pipeline api_pipeline;
 
 /* Create a pipeline over `cfg` (copied).  On KERR_OK *out owns a new
  * pipeline (free with api_pipeline_free); on failure *out is NULL.  Refuses
- * a NULL credentials store. */
+ * a NULL credentials store or handler lookup (KERR_INTERNAL). */
 kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err);
 
 /* Free the pipeline.  NULL is allowed.  No request may be in flight. */
