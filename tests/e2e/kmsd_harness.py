@@ -91,6 +91,10 @@ def _tail(path, max_bytes=4000):
 class KmsdStartError(RuntimeError):
     """kmsd exited or never answered /health; the message carries its log."""
 
+    def __init__(self, message, exited):
+        super().__init__(message)
+        self.exited = exited  # True: the process ended by itself during start
+
 
 class KmsdServer:
     """One kmsd process on 127.0.0.1 with its own data directory.
@@ -179,9 +183,21 @@ class KmsdServer:
         """Start kmsd and wait until GET /health answers 200. Returns self.
 
         Raises KmsdStartError (with the log tail) if the process exits or the
-        timeout passes first."""
+        timeout passes first.  A restart that exits at once is tried again a
+        few times: the port of a killed server can take a moment to free."""
         if self.proc is not None and self.proc.poll() is None:
             return self
+        attempts = 4 if self.starts > 0 else 1
+        for attempt in range(attempts):
+            try:
+                return self._start_once()
+            except KmsdStartError as e:
+                if attempt + 1 == attempts or not e.exited:
+                    raise
+                time.sleep(0.5)
+        return self
+
+    def _start_once(self):
         if self.credentials is not None:
             fd = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
@@ -199,7 +215,7 @@ class KmsdServer:
         last_error = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise KmsdStartError("kmsd exited during start.\n" + self.describe())
+                raise KmsdStartError("kmsd exited during start.\n" + self.describe(), True)
             try:
                 status, _, _ = self.raw_request("GET", "/health", timeout=2)
                 if status == 200:
@@ -210,7 +226,7 @@ class KmsdServer:
             time.sleep(0.05)
         self.kill()
         raise KmsdStartError("kmsd did not answer /health within %.0fs (%s).\n%s" % (
-            self.start_timeout, last_error, self.describe()))
+            self.start_timeout, last_error, self.describe()), False)
 
     def _reap(self, timeout):
         try:
