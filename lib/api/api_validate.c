@@ -492,7 +492,7 @@ static void wrong_type(vstate *st, const model_shape *shape, const json_t *v) {
     set_fatal(st, KERR_SERIALIZATION, "class java.lang.String can not be converted to %s",
               java_names[shape->type]);
   } else {
-    set_fatal(st, KERR_SERIALIZATION, "Unexpected %s at '%s' where %s is expected", json_kind(v),
+    set_fatal(st, KERR_SERIALIZATION, "Found %s at '%s' where %s is expected.", json_kind(v),
               st->path, java_names[shape->type]);
   }
 }

@@ -355,6 +355,7 @@ static void test_wrong_json_types(void **state) {
   assert_string_equal(err.msg, "Start of list found where not expected.");
   assert_int_equal(validate("Encrypt", "{\"KeyId\":5,\"Plaintext\":\"AA==\"}", &err),
                    KERR_SERIALIZATION);
+  assert_string_equal(err.msg, "Found a number at 'keyId' where a String is expected.");
   assert_int_equal(validate("Encrypt", "{\"KeyId\":\"k\",\"Plaintext\":\"AA==\",\"DryRun\":"
                                        "\"true\"}", &err),
                    KERR_SERIALIZATION);
@@ -447,6 +448,38 @@ static void test_all_patterns_compile(void **state) {
   }
 }
 
+/* Every member of every operation of both models, given every JSON kind:
+ * the answer is always OK, a validation or a serialization error with a
+ * message, never a crash or an internal error. */
+static void test_every_member_every_json_kind(void **state) {
+  static const char *const values[] = {
+      "\"\"", "\"x\"", "\"AAAA\"", "0", "-1", "1.5", "true", "null", "[]", "{}",
+      "[\"x\"]", "{\"a\":\"b\"}", "[{}]", "[null]", "{\"a\":null}", "99999999999",
+  };
+  const model_service *svcs[] = {&model_kms, &model_cloudhsmv2};
+  size_t checked = 0;
+  (void)state;
+  for (size_t s = 0; s < 2; s++) {
+    for (size_t o = 0; o < svcs[s]->op_count; o++) {
+      const model_op *op = &svcs[s]->ops[o];
+      for (size_t m = 0; m < op->input->member_count; m++) {
+        for (size_t v = 0; v < sizeof values / sizeof *values; v++) {
+          char body[512];
+          kerr err;
+          kerr_code rc;
+          snprintf(body, sizeof body, "{\"%s\":%s}", op->input->members[m].name, values[v]);
+          rc = validate_in(svcs[s], op->name, body, &err);
+          if (rc != KERR_OK && rc != KERR_VALIDATION && rc != KERR_SERIALIZATION)
+            fail_msg("%s %s: unexpected code %d: %s", op->name, body, rc, err.msg);
+          if (rc != KERR_OK && !err.msg[0]) fail_msg("%s %s: empty message", op->name, body);
+          checked++;
+        }
+      }
+    }
+  }
+  assert_true(checked > 1000);
+}
+
 static void test_bad_pattern_fails_loudly(void **state) {
   kerr err;
   (void)state;
@@ -511,6 +544,7 @@ int main(void) {
       cmocka_unit_test(test_deep_nesting_is_bounded),
       cmocka_unit_test(test_cloudhsmv2_integer_range),
       cmocka_unit_test(test_all_patterns_compile),
+      cmocka_unit_test(test_every_member_every_json_kind),
       cmocka_unit_test(test_bad_pattern_fails_loudly),
       cmocka_unit_test(test_pattern_translation),
   };
