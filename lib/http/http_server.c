@@ -39,7 +39,7 @@ struct http_server {
   char *tls_cert;
   char *tls_key;
   atomic_int in_flight;
-  char start_error[256]; /* last libmicrohttpd message while starting */
+  char start_error[512]; /* last libmicrohttpd message while starting */
   int starting;
 };
 

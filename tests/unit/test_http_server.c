@@ -436,9 +436,15 @@ static void test_tls(void **state) {
   kerr err;
   assert_int_equal(http_read_pem_file(cert, 65536, &cert_pem, &err), KERR_OK);
   assert_int_equal(http_read_pem_file(key, 65536, &key_pem, &err), KERR_OK);
-  assert_int_equal(http_read_pem_file("/nonexistent/x.pem", 65536, &cert_pem, &err), KERR_VALIDATION);
-  assert_null(cert_pem);
-  assert_int_equal(http_read_pem_file(cert, 65536, &cert_pem, &err), KERR_OK);
+  char *missing = (char *)"x";
+  assert_int_equal(http_read_pem_file("/nonexistent/x.pem", 65536, &missing, &err), KERR_VALIDATION);
+  assert_null(missing);
+  /* Not PEM at all, and over the size limit. */
+  char *other = (char *)"x";
+  assert_int_equal(http_read_pem_file("/etc/hostname", 65536, &other, &err), KERR_VALIDATION);
+  assert_null(other);
+  assert_int_equal(http_read_pem_file(cert, 16, &other, &err), KERR_VALIDATION);
+  assert_null(other);
 
   test_ctx t = {0};
   http_server_config cfg = {0};

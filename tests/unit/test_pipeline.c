@@ -85,8 +85,8 @@ typedef struct signed_req {
 typedef struct reply {
   int status;
   json_t *json;
-  char request_id[64];
-  char content_type[128];
+  char request_id[HTTP_HEADER_VALUE_MAX];
+  char content_type[HTTP_HEADER_VALUE_MAX];
 } reply;
 
 static void amz_date_now(char out[32]) {
@@ -232,7 +232,7 @@ static void test_success(void **state) {
   assert_string_equal(json_string_value(json_object_get(rep.json, "Caller")), "arn:aws:iam::111122223333:root");
   assert_string_equal(json_string_value(json_object_get(rep.json, "Region")), "us-east-1");
   assert_string_equal(json_string_value(json_object_get(rep.json, "Operation")), "ListKeys");
-  char first_id[64];
+  char first_id[HTTP_HEADER_VALUE_MAX];
   snprintf(first_id, sizeof first_id, "%s", rep.request_id);
   json_decref(rep.json);
 
