@@ -42,6 +42,11 @@ kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, k
   *out = NULL;
   if (!cfg || !cfg->creds || !cfg->find_handler)
     return kerr_set(err, KERR_INTERNAL, "pipeline needs a credentials store and a handler lookup");
+  /* Second line of defence behind kmsd's flag check: a store that accepts
+   * any caller must never face a network. */
+  if (creds_is_any(cfg->creds) && !cfg->loopback_only)
+    return kerr_set(err, KERR_VALIDATION,
+                    "--insecure-any-credentials is only allowed on a loopback address");
   api_pipeline *p = calloc(1, sizeof *p);
   if (!p) return kerr_set(err, KERR_INTERNAL, "out of memory");
   p->cfg = *cfg;

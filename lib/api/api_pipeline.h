@@ -37,6 +37,9 @@ typedef struct api_pipeline_config {
   struct kms_domain *domain;   /* handed to handlers as api_request.domain; not owned */
   const creds_store *creds;    /* required; not owned; must outlive the pipeline */
   int enable_admin_api;        /* non-zero: serve KmsdAdmin.* targets */
+  /* Non-zero when the server listens on a loopback address only.  A
+   * creds_any store (no signature checks) is refused without it. */
+  int loopback_only;
   /* Required: where TrentService operations find their handler.  kmsd
    * passes api_kms_handler_find; tests plug in a table of their own.  Taking
    * it as a parameter keeps the pipeline free of a link-time dependency on
@@ -48,7 +51,8 @@ typedef struct api_pipeline api_pipeline;
 
 /* Create a pipeline over `cfg` (copied).  On KERR_OK *out owns a new
  * pipeline (free with api_pipeline_free); on failure *out is NULL.  Refuses
- * a NULL credentials store or handler lookup (KERR_INTERNAL). */
+ * a NULL credentials store or handler lookup (KERR_INTERNAL), and a
+ * creds_any store unless loopback_only is set (KERR_VALIDATION). */
 kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err);
 
 /* Free the pipeline.  NULL is allowed.  No request may be in flight. */

@@ -634,6 +634,29 @@ static void test_config_checked(void **state) {
   kerr err;
   assert_int_not_equal(api_pipeline_new(&cfg, &p, &err), KERR_OK);
   assert_null(p);
+
+  /* No signature checks and not on loopback: refused. */
+  creds_store *any = NULL;
+  assert_int_equal(creds_any(&any, &err), KERR_OK);
+  cfg.creds = any;
+  cfg.find_handler = test_find;
+  p = (api_pipeline *)1;
+  assert_int_equal(api_pipeline_new(&cfg, &p, &err), KERR_VALIDATION);
+  assert_null(p);
+  assert_non_null(strstr(err.msg, "loopback"));
+  cfg.loopback_only = 1;
+  assert_int_equal(api_pipeline_new(&cfg, &p, &err), KERR_OK);
+
+  /* And then any access key is the default root, whatever the signature. */
+  signed_req r;
+  reply rep;
+  build(&r, "TrentService.ListKeys", "{}", "AKIAMADEUPKEY1234567", "made-up", "application/x-amz-json-1.1");
+  run(p, &r.req, &rep);
+  assert_int_equal(rep.status, 200);
+  assert_string_equal(json_string_value(json_object_get(rep.json, "Caller")), "arn:aws:iam::111122223333:root");
+  json_decref(rep.json);
+  api_pipeline_free(p);
+  creds_free(any);
 }
 
 int main(void) {
