@@ -17,7 +17,8 @@
 #include <ctype.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -130,6 +131,18 @@ static int parse_http_date(const char *s, int64_t *out) {
 
 /* ---- streaming SHA-256 of the canonical request ------------------------- */
 
+/* OpenSSL 3 looks an algorithm up by name on every implicit use; fetching
+ * SHA-256 once takes that lookup off every request. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+
+static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
+static const EVP_MD *sha256(void) {
+  pthread_once(&sha256_once, fetch_sha256);
+  return sha256_md ? sha256_md : EVP_sha256();
+}
+
 typedef struct hstream {
   EVP_MD_CTX *ctx;
   char buf[1024];
@@ -179,8 +192,9 @@ static void hs_put_encoded(hstream *h, const char *s, size_t n, int keep_slash) 
 /* Canonical URI: RFC 3986 dot-segment removal plus the removal of empty
  * segments AWS requires, then every segment encoded. */
 static kerr_code put_canonical_path(hstream *h, const char *path, kerr *err) {
-  const char *seg_start[PATH_MAX_LEN / 2 + 1];
-  size_t seg_len[PATH_MAX_LEN / 2 + 1];
+  /* Offsets fit in 16 bits because the path is at most PATH_MAX_LEN bytes. */
+  uint16_t seg_start[PATH_MAX_LEN / 2 + 1];
+  uint16_t seg_len[PATH_MAX_LEN / 2 + 1];
   size_t nseg = 0, len, i = 0;
   if (!path || !*path) {
     hs_putc(h, '/');
@@ -198,8 +212,8 @@ static kerr_code put_canonical_path(hstream *h, const char *path, kerr *err) {
       } else if (n == 2 && path[i] == '.' && path[i + 1] == '.') {
         if (nseg) nseg--;
       } else {
-        seg_start[nseg] = path + i;
-        seg_len[nseg++] = n;
+        seg_start[nseg] = (uint16_t)i;
+        seg_len[nseg++] = (uint16_t)n;
       }
     }
     i = j + 1;
@@ -207,7 +221,7 @@ static kerr_code put_canonical_path(hstream *h, const char *path, kerr *err) {
   if (path[0] == '/') hs_putc(h, '/');
   for (i = 0; i < nseg; i++) {
     if (i) hs_putc(h, '/');
-    hs_put_encoded(h, seg_start[i], seg_len[i], 0);
+    hs_put_encoded(h, path + seg_start[i], seg_len[i], 0);
   }
   if (path[len - 1] == '/' && nseg) hs_putc(h, '/');
   return KERR_OK;
@@ -337,12 +351,12 @@ static kerr_code canonical_request_hash(const sigv4_request *req, const char *si
 
   memset(&h, 0, sizeof h);
   h.ctx = EVP_MD_CTX_new();
-  if (!h.ctx || EVP_DigestInit_ex(h.ctx, EVP_sha256(), NULL) != 1) {
+  if (!h.ctx || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1) {
     rc = kerr_set(err, KERR_INTERNAL, "SHA-256 unavailable");
     goto out;
   }
   if (EVP_Digest(req->body ? (const void *)req->body : (const void *)"", req->body ? req->body_len : 0,
-                 body_hash, &mdlen, EVP_sha256(), NULL) != 1) {
+                 body_hash, &mdlen, sha256(), NULL) != 1) {
     rc = kerr_set(err, KERR_INTERNAL, "SHA-256 failed");
     goto out;
   }
@@ -376,9 +390,28 @@ out:
 
 /* ---- signing key derivation and its cache ------------------------------- */
 
+/* HMAC-SHA256 through a MAC fetched once (the one-shot HMAC() would look it
+ * up by name on every call). */
+static EVP_MAC *hmac_mac;
+static pthread_once_t hmac_once = PTHREAD_ONCE_INIT;
+
+static void fetch_hmac(void) { hmac_mac = EVP_MAC_fetch(NULL, "HMAC", NULL); }
+
 static int hmac256(const void *key, size_t keylen, const void *msg, size_t msglen, uint8_t out[32]) {
-  unsigned int n = 32;
-  return HMAC(EVP_sha256(), key, (int)keylen, msg, msglen, out, &n) ? 0 : -1;
+  OSSL_PARAM params[2];
+  EVP_MAC_CTX *ctx;
+  size_t outlen = 0;
+  int ok;
+  pthread_once(&hmac_once, fetch_hmac);
+  if (!hmac_mac) return -1;
+  ctx = EVP_MAC_CTX_new(hmac_mac);
+  if (!ctx) return -1;
+  params[0] = OSSL_PARAM_construct_utf8_string("digest", (char *)"SHA256", 0);
+  params[1] = OSSL_PARAM_construct_end();
+  ok = EVP_MAC_init(ctx, key, keylen, params) == 1 && EVP_MAC_update(ctx, msg, msglen) == 1 &&
+       EVP_MAC_final(ctx, out, &outlen, 32) == 1 && outlen == 32;
+  EVP_MAC_CTX_free(ctx);
+  return ok ? 0 : -1;
 }
 
 typedef struct cache_slot {
