@@ -126,8 +126,10 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "ORDER BY key_id LIMIT ?3",
     [ST_KEY_LIST_AFTER] = "SELECT key_id FROM keys WHERE account_id=?1 AND region=?2 AND "
                           "key_id > ?4 ORDER BY key_id LIMIT ?3",
-    [ST_KEYS_DUE] = "SELECT key_id FROM keys WHERE deletion_date_ms <= ?1 UNION "
-                    "SELECT key_id FROM keys WHERE next_rotation_ms <= ?1 LIMIT ?2",
+    [ST_KEYS_DUE] = "SELECT key_id FROM keys WHERE deletion_date_ms <= ?1 "
+                    "AND key_state = 'PendingDeletion' UNION "
+                    "SELECT key_id FROM keys WHERE next_rotation_ms <= ?1 "
+                    "AND key_state = 'Enabled' AND rotation_enabled = 1 LIMIT ?2",
     [ST_MAT_INSERT] = "INSERT INTO key_materials (material_id, key_id, seq, wrapped, created_ms, "
                       "rotation_type) VALUES (?1,?2,?3,?4,?5,?6)",
     [ST_MAT_GET] = "SELECT material_id, key_id, seq, wrapped, created_ms, rotation_type "

@@ -1,0 +1,429 @@
+/* kms_crypto.c - the cryptographic operations on symmetric keys: Encrypt,
+ * Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
+ *
+ * Each runs in one read transaction: resolve the key, authorize, check its
+ * state, fetch the (usually cached) unwrapped material, honour DryRun, then
+ * seal or open a ciphertext blob (lib/crypto/blob.h).  Plaintexts and
+ * materials live only in secure memory and are wiped before returning. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/codec.h"
+#include "core/secmem.h"
+#include "crypto/blob.h"
+#include "crypto/encctx.h"
+#include "kms/kms_internal.h"
+
+#define MAX_PLAINTEXT 4096
+#define MAX_CIPHERTEXT 6144
+#define MAX_DATA_KEY 1024
+#define MAX_CONTEXT_ENTRIES 64
+
+static const char dry_run_msg[] = "The request would have succeeded, but the DryRun parameter was set.";
+
+static kerr_code check_algorithm(const char *alg, kerr *err) {
+  if (alg && strcmp(alg, "SYMMETRIC_DEFAULT") != 0)
+    return kerr_set(err, KERR_INVALID_KEY_USAGE,
+                    "The encryption algorithm %.64s is not valid for a SYMMETRIC_DEFAULT key. "
+                    "Use SYMMETRIC_DEFAULT.",
+                    alg);
+  return KERR_OK;
+}
+
+/* Canonical AAD form of an encryption context (see encctx.h). */
+static kerr_code canonical_context(const kms_pair *pairs, size_t n, uint8_t **out, size_t *len,
+                                   kerr *err) {
+  encctx_entry entries[MAX_CONTEXT_ENTRIES];
+  if (n > MAX_CONTEXT_ENTRIES)
+    return kerr_set(err, KERR_VALIDATION, "The encryption context has more than %d entries.",
+                    MAX_CONTEXT_ENTRIES);
+  if (n && !pairs) return kerr_set(err, KERR_VALIDATION, "The encryption context is missing.");
+  for (size_t i = 0; i < n; i++) {
+    entries[i].key = pairs[i].key;
+    entries[i].value = pairs[i].value;
+  }
+  return encctx_canonical(entries, n, out, len, err);
+}
+
+static kerr_code material_id_bytes(const char *hex, uint8_t out[KBLOB_MATERIAL_ID_LEN], kerr *err) {
+  size_t n = 0;
+  if (strlen(hex) != 2 * KBLOB_MATERIAL_ID_LEN || hex_decode(hex, strlen(hex), out, &n) ||
+      n != KBLOB_MATERIAL_ID_LEN)
+    return kerr_set(err, KERR_INTERNAL, "The key has no usable key material.");
+  return KERR_OK;
+}
+
+/* Seal `pt` under the current material of the resolved, authorized key. */
+static kerr_code seal_with_key(kms_domain *d, store_tx *tx, const kmsi_key *k,
+                               const uint8_t *ctx, size_t ctx_len, const uint8_t *pt,
+                               size_t pt_len, uint8_t **blob, size_t *blob_len, kerr *err) {
+  uint8_t mid[KBLOB_MATERIAL_ID_LEN];
+  uint8_t *material = secure_alloc(AESGCM_KEY_LEN);
+  kerr_code rc;
+  if (!material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  rc = material_id_bytes(k->row.current_material_id, mid, err);
+  if (rc) goto out;
+  rc = kmsi_material(d, tx, k->row.key_id, k->row.current_material_id, material, err);
+  if (rc) goto out;
+  rc = kblob_seal(material, k->row.key_id, mid, ctx, ctx_len, pt, pt_len, blob, blob_len, err);
+out:
+  secure_free(material, AESGCM_KEY_LEN);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- Encrypt */
+
+void kms_encrypt_output_clear(kms_encrypt_output *o) {
+  if (!o) return;
+  free(o->ciphertext);
+  memset(o, 0, sizeof *o);
+}
+
+kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
+                      kms_encrypt_output *out, kerr *err) {
+  kerr_code rc;
+  store_tx *tx = NULL;
+  uint8_t *ctx = NULL;
+  size_t ctx_len = 0;
+  kmsi_key k;
+
+  memset(&k, 0, sizeof k);
+  memset(out, 0, sizeof *out);
+  rc = kmsi_check_call(call, err);
+  if (rc) return rc;
+  if (!in->plaintext || in->plaintext_len < 1 || in->plaintext_len > MAX_PLAINTEXT)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value at 'plaintext' failed to satisfy "
+                    "constraint: Member must have length between 1 and %d",
+                    MAX_PLAINTEXT);
+  rc = check_algorithm(in->encryption_algorithm, err);
+  if (rc) return rc;
+  rc = canonical_context(in->context, in->ncontext, &ctx, &ctx_len, err);
+  if (rc) return rc;
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) goto out;
+  rc = kmsi_resolve(d, &tx, false, call, in->key_id, &KMSI_CRYPTO, &k, err);
+  if (rc) goto out;
+  rc = kmsi_authorize(d, tx, call, &k, "kms:Encrypt", err);
+  if (rc) goto out;
+  rc = kmsi_check_state(&k, KMSI_NEED_USABLE, err);
+  if (rc) goto out;
+  if (in->dry_run) {
+    rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
+    goto out;
+  }
+  rc = seal_with_key(d, tx, &k, ctx, ctx_len, in->plaintext, in->plaintext_len, &out->ciphertext,
+                     &out->ciphertext_len, err);
+  if (rc) goto out;
+  memcpy(out->key_id, k.arn, sizeof out->key_id);
+  out->encryption_algorithm = "SYMMETRIC_DEFAULT";
+out:
+  if (tx) d->st->ops->rollback(tx);
+  free(ctx);
+  kmsi_key_clear(&k);
+  if (rc) kms_encrypt_output_clear(out);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- Decrypt */
+
+/* The decrypting half shared by Decrypt and ReEncrypt: parse, resolve the
+ * blob's key (checking an explicit key id against it), authorize `action`,
+ * check state, open.  On KERR_OK *k is the source key and *pt the plaintext. */
+static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
+                           const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
+                           size_t npairs, const char *key_id, const char *action, bool dry_run,
+                           kmsi_key *k, kbytes *pt, char material_hex[KMS_MATERIAL_ID_LEN],
+                           kerr *err) {
+  kerr_code rc;
+  kblob_view v;
+  uint8_t *ctx = NULL;
+  size_t ctx_len = 0;
+  uint8_t *material = NULL;
+
+  if (!blob || blob_len < 1 || blob_len > MAX_CIPHERTEXT)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
+                    "constraint: Member must have length between 1 and %d",
+                    MAX_CIPHERTEXT);
+  rc = kblob_parse(blob, blob_len, &v, err);
+  if (rc) return rc;
+  rc = canonical_context(pairs, npairs, &ctx, &ctx_len, err);
+  if (rc) return rc;
+  if (key_id) {
+    rc = kmsi_resolve(d, tx, false, call, key_id, &KMSI_CRYPTO, k, err);
+    if (rc) goto out;
+    if (strcmp(k->row.key_id, v.key_id) != 0) {
+      rc = kerr_set(err, KERR_INCORRECT_KEY,
+                    "The key ID in the request does not identify a KMS key that can perform "
+                    "this operation.");
+      goto out;
+    }
+  } else {
+    rc = kmsi_resolve(d, tx, false, call, v.key_id, &KMSI_BLOB, k, err);
+    if (rc) goto out;
+  }
+  rc = kmsi_authorize(d, *tx, call, k, action, err);
+  if (rc) goto out;
+  rc = kmsi_check_state(k, KMSI_NEED_USABLE, err);
+  if (rc) goto out;
+  if (dry_run) {
+    rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
+    goto out;
+  }
+  hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
+  material = secure_alloc(AESGCM_KEY_LEN);
+  if (!material) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
+  if (rc) goto out;
+  rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
+  if (rc == KERR_INVALID_CIPHERTEXT)
+    kerr_set(err, KERR_INVALID_CIPHERTEXT,
+             "The ciphertext is invalid, was altered, or its encryption context does not match.");
+out:
+  secure_free(material, AESGCM_KEY_LEN);
+  free(ctx);
+  return rc;
+}
+
+void kms_decrypt_output_clear(kms_decrypt_output *o) {
+  if (!o) return;
+  kbytes_wipe_free(&o->plaintext);
+  memset(o, 0, sizeof *o);
+}
+
+kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
+                      kms_decrypt_output *out, kerr *err) {
+  kerr_code rc;
+  store_tx *tx = NULL;
+  kmsi_key k;
+
+  memset(&k, 0, sizeof k);
+  memset(out, 0, sizeof *out);
+  rc = kmsi_check_call(call, err);
+  if (rc) return rc;
+  rc = check_algorithm(in->encryption_algorithm, err);
+  if (rc) return rc;
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
+                 in->key_id, "kms:Decrypt", in->dry_run, &k, &out->plaintext,
+                 out->key_material_id, err);
+  if (rc) goto out;
+  memcpy(out->key_id, k.arn, sizeof out->key_id);
+  out->encryption_algorithm = "SYMMETRIC_DEFAULT";
+out:
+  if (tx) d->st->ops->rollback(tx);
+  kmsi_key_clear(&k);
+  if (rc) kms_decrypt_output_clear(out);
+  return rc;
+}
+
+/* -------------------------------------------------------------- ReEncrypt */
+
+void kms_reencrypt_output_clear(kms_reencrypt_output *o) {
+  if (!o) return;
+  free(o->ciphertext);
+  memset(o, 0, sizeof *o);
+}
+
+kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt_input *in,
+                        kms_reencrypt_output *out, kerr *err) {
+  kerr_code rc;
+  store_tx *tx = NULL;
+  kmsi_key src, dst;
+  kbytes pt = {0};
+  uint8_t *ctx = NULL;
+  size_t ctx_len = 0;
+
+  memset(&src, 0, sizeof src);
+  memset(&dst, 0, sizeof dst);
+  memset(out, 0, sizeof *out);
+  rc = kmsi_check_call(call, err);
+  if (rc) return rc;
+  rc = check_algorithm(in->source_encryption_algorithm, err);
+  if (rc) return rc;
+  rc = check_algorithm(in->destination_encryption_algorithm, err);
+  if (rc) return rc;
+  if (!in->destination_key_id)
+    return kerr_set(err, KERR_VALIDATION, "DestinationKeyId is required.");
+  rc = canonical_context(in->destination_context, in->ndestination_context, &ctx, &ctx_len, err);
+  if (rc) return rc;
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) goto out;
+  /* DryRun is honoured only after both keys passed every check. */
+  rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
+                 in->nsource_context, in->source_key_id, "kms:ReEncryptFrom", false, &src, &pt,
+                 out->source_key_material_id, err);
+  if (rc) goto out;
+  rc = kmsi_resolve(d, &tx, false, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
+  if (rc) goto out;
+  rc = kmsi_authorize(d, tx, call, &dst, "kms:ReEncryptTo", err);
+  if (rc) goto out;
+  rc = kmsi_check_state(&dst, KMSI_NEED_USABLE, err);
+  if (rc) goto out;
+  if (in->dry_run) {
+    rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
+    goto out;
+  }
+  rc = seal_with_key(d, tx, &dst, ctx, ctx_len, pt.data, pt.len, &out->ciphertext,
+                     &out->ciphertext_len, err);
+  if (rc) goto out;
+  memcpy(out->source_key_id, src.arn, sizeof out->source_key_id);
+  memcpy(out->key_id, dst.arn, sizeof out->key_id);
+  out->source_encryption_algorithm = "SYMMETRIC_DEFAULT";
+  out->destination_encryption_algorithm = "SYMMETRIC_DEFAULT";
+  memcpy(out->destination_key_material_id, dst.row.current_material_id,
+         sizeof out->destination_key_material_id);
+out:
+  if (tx) d->st->ops->rollback(tx);
+  kbytes_wipe_free(&pt);
+  free(ctx);
+  kmsi_key_clear(&src);
+  kmsi_key_clear(&dst);
+  if (rc) kms_reencrypt_output_clear(out);
+  return rc;
+}
+
+/* -------------------------------------------------------- GenerateDataKey */
+
+void kms_generate_data_key_output_clear(kms_generate_data_key_output *o) {
+  if (!o) return;
+  free(o->ciphertext);
+  kbytes_wipe_free(&o->plaintext);
+  memset(o, 0, sizeof *o);
+}
+
+static kerr_code data_key_size(const kms_generate_data_key_input *in, size_t *n, kerr *err) {
+  if (in->key_spec && in->has_number_of_bytes)
+    return kerr_set(err, KERR_VALIDATION,
+                    "Please specify either number of bytes or key spec, but not both.");
+  if (!in->key_spec && !in->has_number_of_bytes)
+    return kerr_set(err, KERR_VALIDATION, "Please specify either number of bytes or key spec.");
+  if (in->key_spec) {
+    if (strcmp(in->key_spec, "AES_256") == 0)
+      *n = 32;
+    else if (strcmp(in->key_spec, "AES_128") == 0)
+      *n = 16;
+    else
+      return kerr_set(err, KERR_VALIDATION,
+                      "1 validation error detected: Value '%.64s' at 'keySpec' failed to satisfy "
+                      "constraint: Member must satisfy enum value set: [AES_256, AES_128]",
+                      in->key_spec);
+    return KERR_OK;
+  }
+  if (in->number_of_bytes < 1 || in->number_of_bytes > MAX_DATA_KEY)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy "
+                    "constraint: Member must have value between 1 and %d",
+                    in->number_of_bytes, MAX_DATA_KEY);
+  *n = (size_t)in->number_of_bytes;
+  return KERR_OK;
+}
+
+static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
+                                   const kms_generate_data_key_input *in, bool with_plaintext,
+                                   kms_generate_data_key_output *out, kerr *err) {
+  kerr_code rc;
+  store_tx *tx = NULL;
+  uint8_t *ctx = NULL;
+  size_t ctx_len = 0, n = 0;
+  kbytes dk = {0};
+  kmsi_key k;
+
+  memset(&k, 0, sizeof k);
+  memset(out, 0, sizeof *out);
+  rc = kmsi_check_call(call, err);
+  if (rc) return rc;
+  rc = data_key_size(in, &n, err);
+  if (rc) return rc;
+  rc = canonical_context(in->context, in->ncontext, &ctx, &ctx_len, err);
+  if (rc) return rc;
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) goto out;
+  rc = kmsi_resolve(d, &tx, false, call, in->key_id, &KMSI_CRYPTO, &k, err);
+  if (rc) goto out;
+  rc = kmsi_authorize(d, tx, call, &k,
+                      with_plaintext ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext",
+                      err);
+  if (rc) goto out;
+  rc = kmsi_check_state(&k, KMSI_NEED_USABLE, err);
+  if (rc) goto out;
+  if (in->dry_run) {
+    rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
+    goto out;
+  }
+  dk.data = secure_alloc(n);
+  if (!dk.data) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  dk.len = n;
+  if (rand_bytes(dk.data, n)) {
+    rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
+    goto out;
+  }
+  rc = seal_with_key(d, tx, &k, ctx, ctx_len, dk.data, dk.len, &out->ciphertext,
+                     &out->ciphertext_len, err);
+  if (rc) goto out;
+  memcpy(out->key_id, k.arn, sizeof out->key_id);
+  memcpy(out->key_material_id, k.row.current_material_id, sizeof out->key_material_id);
+  if (with_plaintext) {
+    out->plaintext = dk;
+    dk.data = NULL;
+    dk.len = 0;
+  }
+out:
+  if (tx) d->st->ops->rollback(tx);
+  kbytes_wipe_free(&dk);
+  free(ctx);
+  kmsi_key_clear(&k);
+  if (rc) kms_generate_data_key_output_clear(out);
+  return rc;
+}
+
+kerr_code kms_generate_data_key(kms_domain *d, const kms_call *call,
+                                const kms_generate_data_key_input *in,
+                                kms_generate_data_key_output *out, kerr *err) {
+  return generate_data_key(d, call, in, true, out, err);
+}
+
+kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
+                                                  const kms_generate_data_key_input *in,
+                                                  kms_generate_data_key_output *out, kerr *err) {
+  return generate_data_key(d, call, in, false, out, err);
+}
+
+/* --------------------------------------------------------- GenerateRandom */
+
+kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
+                              const kms_generate_random_input *in, kbytes *out, kerr *err) {
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  rc = kmsi_check_call(call, err);
+  if (rc) return rc;
+  rc = kmsi_authorize(d, NULL, call, NULL, "kms:GenerateRandom", err);
+  if (rc) return rc;
+  if (in->custom_key_store_id)
+    return kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store '%.64s' does not exist.",
+                    in->custom_key_store_id);
+  if (!in->has_number_of_bytes)
+    return kerr_set(err, KERR_VALIDATION, "NumberOfBytes is required.");
+  if (in->number_of_bytes < 1 || in->number_of_bytes > MAX_DATA_KEY)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy "
+                    "constraint: Member must have value between 1 and %d",
+                    in->number_of_bytes, MAX_DATA_KEY);
+  out->data = secure_alloc((size_t)in->number_of_bytes);
+  if (!out->data) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  out->len = (size_t)in->number_of_bytes;
+  if (rand_bytes(out->data, out->len)) {
+    kbytes_wipe_free(out);
+    return kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
+  }
+  return KERR_OK;
+}

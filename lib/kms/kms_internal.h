@@ -1,0 +1,151 @@
+/* kms_internal.h - what the domain's source files share and nobody else sees:
+ * the domain struct, key resolution, state checks, authorization, key
+ * material access and the list-marker codec.  Not part of the API. */
+#ifndef KMSD_KMS_INTERNAL_H
+#define KMSD_KMS_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+
+#include "aws/policy.h"
+#include "crypto/rootkey.h"
+#include "kms/kms.h"
+#include "store/store.h"
+
+#define KMS_STATE_ENABLED "Enabled"
+#define KMS_STATE_DISABLED "Disabled"
+#define KMS_STATE_PENDING_DELETION "PendingDeletion"
+#define KMS_DEFAULT_LIST_LIMIT 100
+#define KMS_MAX_LIST_LIMIT 1000
+#define KMS_MAX_DESCRIPTION 8192
+#define KMS_MAX_POLICY 32768
+#define KMS_MAX_TAGS 50
+#define KMS_MAX_ON_DEMAND_ROTATIONS 25
+#define KMS_DAY_MS (86400LL * 1000)
+
+typedef struct kmsi_material_cache kmsi_material_cache;
+typedef struct kmsi_policy_cache kmsi_policy_cache;
+typedef struct kmsi_policy_ref kmsi_policy_ref;
+
+struct kms_domain {
+  char *data_dir;
+  store *st;
+  rootkey *rk;
+  kmsi_material_cache *materials;
+  kmsi_policy_cache *policies;
+  /* The sweeper thread, stopped through stop_cond at close. */
+  pthread_t sweeper;
+  bool sweeper_running;
+  bool stopping;
+  int sweep_interval_ms;
+  pthread_mutex_t stop_lock;
+  pthread_cond_t stop_cond;
+};
+
+/* How an operation may name its key. */
+typedef struct kmsi_resolve_opts {
+  bool cross_account;   /* "Cross-account use: Yes" in the model */
+  bool allow_alias;     /* alias names / alias ARNs accepted */
+  bool invalid_arn;     /* malformed ARN -> KERR_INVALID_ARN (else NOT_FOUND) */
+  bool any_account_id;  /* a bare key id may name another account's key (the
+                           id inside a ciphertext blob) */
+} kmsi_resolve_opts;
+
+extern const kmsi_resolve_opts KMSI_CRYPTO;     /* cross-account, aliases, NotFound */
+extern const kmsi_resolve_opts KMSI_DESCRIBE;   /* cross-account, aliases, InvalidArn */
+extern const kmsi_resolve_opts KMSI_MANAGE;     /* own account, key id/ARN only, InvalidArn */
+extern const kmsi_resolve_opts KMSI_MANAGE_ANY; /* own account, aliases too, InvalidArn */
+extern const kmsi_resolve_opts KMSI_BLOB;       /* the key id carried by a ciphertext */
+
+/* A resolved key: its row and its ARN. */
+typedef struct kmsi_key {
+  store_key row;
+  char arn[KMS_ARN_MAX];
+} kmsi_key;
+
+void kmsi_key_clear(kmsi_key *k);
+
+/* Begin a transaction on the domain's store. */
+kerr_code kmsi_begin(kms_domain *d, bool write, store_tx **tx, kerr *err);
+
+/* Resolve `ref` for `call` inside *tx.  A key whose deletion or automatic
+ * rotation is due is first brought up to date in its own write transaction:
+ * *tx is then rolled back and replaced by a fresh one of the same kind (only
+ * call this before any write in *tx).  On KERR_OK *out is filled
+ * (kmsi_key_clear).  Unknown -> KERR_NOT_FOUND with AWS's wording. */
+kerr_code kmsi_resolve(kms_domain *d, store_tx **tx, bool write, const kms_call *call,
+                       const char *ref, const kmsi_resolve_opts *opts, kmsi_key *out, kerr *err);
+
+/* Check the key state for a kind of operation. */
+typedef enum kmsi_need {
+  KMSI_NEED_ANY = 0,        /* DescribeKey, tags listing, policies... */
+  KMSI_NEED_USABLE,         /* crypto: Disabled -> KERR_DISABLED, others -> INVALID_STATE */
+  KMSI_NEED_NOT_PENDING,    /* changes: PendingDeletion -> KERR_INVALID_STATE */
+} kmsi_need;
+
+kerr_code kmsi_check_state(const kmsi_key *k, kmsi_need need, kerr *err);
+
+/* authz_check for `action` on key `k` (NULL: resource "*"). */
+kerr_code kmsi_authorize(kms_domain *d, store_tx *tx, const kms_call *call, const kmsi_key *k,
+                         const char *action, kerr *err);
+
+/* Validate a key policy document for `account`'s key `key_arn` and, unless
+ * `bypass`, make sure `call`'s caller could still PutKeyPolicy under it.
+ * KERR_MALFORMED_POLICY / KERR_LIMIT_EXCEEDED on failure. */
+kerr_code kmsi_check_new_policy(const kms_call *call, const char *key_arn, const char *account,
+                                const char *policy, bool bypass, kerr *err);
+
+/* AWS's default key policy for `account`; new heap string (caller frees). */
+char *kmsi_default_policy(const char *account);
+
+/* Forget the cached parsed policy of a key (after PutKeyPolicy, deletion). */
+void kmsi_policy_forget(kms_domain *d, const char *key_id);
+
+/* Fetch the unwrapped material `material_id` of key `key_id` into `out`
+ * (caller's secret buffer, wiped by the caller).  A material that does not
+ * belong to the key -> KERR_INVALID_CIPHERTEXT. */
+kerr_code kmsi_material(kms_domain *d, store_tx *tx, const char *key_id,
+                        const char *material_id, uint8_t out[AESGCM_KEY_LEN], kerr *err);
+
+/* Create, wrap and store a fresh material for `key_id` with sequence `seq`
+ * and rotation type ("" for the original); its id goes to material_id. */
+kerr_code kmsi_new_material(kms_domain *d, store_tx *tx, const char *key_id, int64_t seq,
+                            const char *rotation_type, int64_t now_ms,
+                            char material_id[KMS_MATERIAL_ID_LEN], kerr *err);
+
+/* Rotate key `k` (row updated in place and written back). */
+kerr_code kmsi_rotate(kms_domain *d, store_tx *tx, store_key *k, const char *rotation_type,
+                      int64_t now_ms, kerr *err);
+
+/* Opaque pagination markers: base64 of "<kind>:<position>".  make returns a
+ * new heap string (NULL on OOM); parse fills pos (cap bytes) or returns
+ * KERR_INVALID_MARKER. */
+char *kmsi_marker_make(char kind, const char *pos);
+kerr_code kmsi_marker_parse(char kind, const char *marker, char *pos, size_t cap, kerr *err);
+
+/* Limit 0 -> def, else must lie in 1..max (KERR_VALIDATION). */
+kerr_code kmsi_limit(int limit, int def, int max, size_t *out, kerr *err);
+
+/* strdup that reports OOM as KERR_INTERNAL. */
+kerr_code kmsi_strdup(const char *s, char **out, kerr *err);
+
+/* Key ARN of a stored key into out (KMS_ARN_MAX). */
+void kmsi_key_arn(const store_key *k, char out[KMS_ARN_MAX]);
+
+/* Validate tags per TagException rules (and count limits against
+ * `existing`, the tag count already on the key). */
+kerr_code kmsi_validate_tags(const kms_pair *tags, size_t ntags, kerr *err);
+
+/* The shape of most operations: begin, resolve `ref`, authorize `action`,
+ * run `fn` on the key, commit (write) or roll back (read).  `fn` may write
+ * through tx only when `write` is set. */
+typedef kerr_code (*kmsi_key_fn)(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, kerr *err);
+
+kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
+                        const kmsi_resolve_opts *opts, bool write, const char *action,
+                        kmsi_key_fn fn, void *arg, kerr *err);
+
+/* KERR_VALIDATION unless call, caller and a well-formed region are present. */
+kerr_code kmsi_check_call(const kms_call *call, kerr *err);
+
+#endif
