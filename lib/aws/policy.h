@@ -35,7 +35,11 @@ kerr_code iam_policy_parse(const char *json, size_t len, iam_policy_kind kind, i
 void iam_policy_free(iam_policy *p);
 
 /* Match (principal, action, resource) against the policy's statements.
- * `principal_arn`/`principal_account` are ignored for identity policies.
+ * `principal_arn`/`principal_account` are not matched against a Principal in
+ * identity policies (they have none), but feed the condition keys
+ * aws:PrincipalArn, aws:PrincipalAccount and kms:CallerAccount in both kinds.
+ * Conditions kmsd cannot evaluate fail closed: such an Allow never applies,
+ * such a Deny always does (see policy.c).
  * Action and Resource support `*` and `?` wildcards; actions compare
  * case-insensitively ("kms:*CustomKeyStore*"), resources case-sensitively. */
 iam_decision iam_policy_evaluate(const iam_policy *p, const char *principal_arn,
