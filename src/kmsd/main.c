@@ -1,8 +1,376 @@
-/* main.c - the kmsd program: flags, wiring of the server, pipeline and
- * domain, signal handling.  (Start-up wiring lands in the next commits.) */
+/* main.c - the kmsd program: flags, start-up wiring and shutdown.
+ *
+ * kmsd is a KMS-compatible service.  This file only turns flags into the
+ * configuration of the library's parts (credentials, domain, pipeline, HTTP
+ * server), starts them in dependency order, waits for SIGINT/SIGTERM and
+ * stops them in reverse order so in-flight requests finish and the store is
+ * closed cleanly. */
+#include <errno.h>
+#include <getopt.h>
+#include <jansson.h>
+#include <limits.h>
+#include <malloc.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
-int main(void) {
-  fprintf(stderr, "kmsd: not wired up yet\n");
-  return 1;
+#include "api/api_pipeline.h"
+#include "aws/credentials.h"
+#include "core/kclock.h"
+#include "core/kerr.h"
+#include "core/log.h"
+#include "core/secmem.h"
+#include "http/http_server.h"
+#include "kms/kms.h"
+
+#define KMSD_VERSION "0.1.0"
+#define DEFAULT_LISTEN "127.0.0.1:4599"
+#define DEFAULT_DATA_DIR "./var"
+#define MAX_THREADS 1024
+#define MIN_MAX_BODY 1024
+#define MAX_MAX_BODY ((size_t)64 * 1024 * 1024)
+#define MAX_CLOCK_OFFSET_S (100LL * 365 * 24 * 3600)
+#define PEM_FILE_MAX (1024 * 1024)
+#define SHUTDOWN_GRACE_MS 10000
+#define PATH_MAX_LEN 4096
+
+typedef struct kmsd_options {
+  char host[HTTP_HOST_MAX];
+  uint16_t port;
+  const char *listen;
+  const char *data_dir;
+  const char *credentials;
+  int insecure_any;
+  const char *tls_cert;
+  const char *tls_key;
+  unsigned threads;
+  size_t max_body;
+  long long clock_offset_s;
+  int enable_admin;
+  log_level level;
+} kmsd_options;
+
+static void usage(FILE *f) {
+  fprintf(f,
+          "Usage: kmsd [OPTIONS]\n"
+          "A KMS-compatible key management service (AWS KMS JSON 1.1 API, SigV4).\n"
+          "\n"
+          "  --listen HOST:PORT          address to serve on (default " DEFAULT_LISTEN ");\n"
+          "                              IPv6 as [ADDR]:PORT; port 0 picks a free port\n"
+          "  --data-dir DIR              keys, store and default credentials (default " DEFAULT_DATA_DIR
+          ");\n"
+          "                              created if missing\n"
+          "  --credentials FILE          principals file (default DIR/credentials.json; written\n"
+          "                              with AWS's documented example root key pair if missing)\n"
+          "  --insecure-any-credentials  accept any access key without checking signatures;\n"
+          "                              every caller is the root of account 111122223333.\n"
+          "                              Refused unless listening on a loopback address\n"
+          "  --tls-cert FILE             serve HTTPS with this PEM certificate (needs --tls-key)\n"
+          "  --tls-key FILE              PEM private key of --tls-cert\n"
+          "  --threads N                 worker threads, 1-%d (default: one per CPU)\n"
+          "  --max-body BYTES            largest request body, %d-%zu (default %zu);\n"
+          "                              larger ones get 413 RequestEntityTooLargeException\n"
+          "  --clock-offset SECONDS      start the service clock this far from the system clock\n"
+          "                              (may be negative)\n"
+          "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
+          "                              account roots (for tests)\n"
+          "  --log-level LEVEL           debug, info, warn or error (default info)\n"
+          "  --version                   print the version and exit\n"
+          "  --help                      print this help and exit\n"
+          "\n"
+          "Logs go to stderr, one line per request.  SIGINT/SIGTERM stop the server after\n"
+          "in-flight requests finish.\n",
+          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY);
+}
+
+/* Report a bad command line and return the exit status for it (2). */
+__attribute__((format(printf, 1, 2))) static int bad_flag(const char *fmt, ...) {
+  va_list ap;
+  fprintf(stderr, "kmsd: ");
+  va_start(ap, fmt);
+  vfprintf(stderr, fmt, ap);
+  va_end(ap);
+  fprintf(stderr, "\nTry 'kmsd --help'.\n");
+  return 2;
+}
+
+/* Strictly parse a whole decimal integer in [min, max]. */
+static int parse_ll(const char *s, long long min, long long max, long long *out) {
+  char *end = NULL;
+  if (!s || !*s) return -1;
+  errno = 0;
+  long long v = strtoll(s, &end, 10);
+  if (errno || *end || v < min || v > max) return -1;
+  *out = v;
+  return 0;
+}
+
+enum {
+  OPT_LISTEN = 256,
+  OPT_DATA_DIR,
+  OPT_CREDENTIALS,
+  OPT_INSECURE,
+  OPT_TLS_CERT,
+  OPT_TLS_KEY,
+  OPT_THREADS,
+  OPT_MAX_BODY,
+  OPT_CLOCK_OFFSET,
+  OPT_ADMIN,
+  OPT_LOG_LEVEL,
+  OPT_VERSION,
+  OPT_HELP,
+};
+
+/* Returns -1 to go on, or the exit status. */
+static int parse_flags(int argc, char **argv, kmsd_options *o) {
+  static const struct option longopts[] = {
+      {"listen", required_argument, NULL, OPT_LISTEN},
+      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
+      {"credentials", required_argument, NULL, OPT_CREDENTIALS},
+      {"insecure-any-credentials", no_argument, NULL, OPT_INSECURE},
+      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
+      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
+      {"threads", required_argument, NULL, OPT_THREADS},
+      {"max-body", required_argument, NULL, OPT_MAX_BODY},
+      {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
+      {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
+      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+      {"version", no_argument, NULL, OPT_VERSION},
+      {"help", no_argument, NULL, OPT_HELP},
+      {NULL, 0, NULL, 0},
+  };
+  long long v;
+  int c;
+  memset(o, 0, sizeof *o);
+  o->listen = DEFAULT_LISTEN;
+  o->data_dir = DEFAULT_DATA_DIR;
+  o->max_body = HTTP_DEFAULT_MAX_BODY;
+  o->level = LOG_INFO;
+
+  opterr = 0;
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
+    const char *flag = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
+    switch (c) {
+    case OPT_LISTEN: o->listen = optarg; break;
+    case OPT_DATA_DIR:
+      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
+        return bad_flag("%s: bad directory '%s'", "--data-dir", optarg);
+      o->data_dir = optarg;
+      break;
+    case OPT_CREDENTIALS:
+      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%s'", "--credentials", optarg);
+      o->credentials = optarg;
+      break;
+    case OPT_INSECURE: o->insecure_any = 1; break;
+    case OPT_TLS_CERT: o->tls_cert = optarg; break;
+    case OPT_TLS_KEY: o->tls_key = optarg; break;
+    case OPT_THREADS:
+      if (parse_ll(optarg, 1, MAX_THREADS, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to 1024, not '%s'", "--threads", optarg);
+      o->threads = (unsigned)v;
+      break;
+    case OPT_MAX_BODY:
+      if (parse_ll(optarg, MIN_MAX_BODY, (long long)MAX_MAX_BODY, &v) != 0)
+        return bad_flag("%s must be a byte count from 1024 to 67108864, not '%s'", "--max-body", optarg);
+      o->max_body = (size_t)v;
+      break;
+    case OPT_CLOCK_OFFSET:
+      if (parse_ll(optarg, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
+        return bad_flag("%s must be a whole number of seconds within 100 years, not '%s'",
+                        "--clock-offset", optarg);
+      o->clock_offset_s = v;
+      break;
+    case OPT_ADMIN: o->enable_admin = 1; break;
+    case OPT_LOG_LEVEL: {
+      int lv = log_level_parse(optarg);
+      if (lv < 0) return bad_flag("%s must be debug, info, warn or error, not '%s'", "--log-level", optarg);
+      o->level = (log_level)lv;
+      break;
+    }
+    case OPT_VERSION: printf("kmsd " KMSD_VERSION "\n"); return 0;
+    case OPT_HELP: usage(stdout); return 0;
+    case ':': return bad_flag("%s needs a value", flag);
+    default: return bad_flag("unknown option '%s'", flag);
+    }
+  }
+  if (optind < argc) return bad_flag("unexpected argument '%s'", argv[optind]);
+
+  kerr err;
+  kerr_clear(&err);
+  if (http_parse_listen(o->listen, o->host, &o->port, &err) != KERR_OK)
+    return bad_flag("%s: %s", "--listen", err.msg);
+  if ((o->tls_cert == NULL) != (o->tls_key == NULL))
+    return bad_flag("--tls-cert and --tls-key go together");
+  if (o->insecure_any && !http_host_is_loopback(o->host))
+    return bad_flag("%s is refused off loopback (listening on %s); it would let anyone in",
+                    "--insecure-any-credentials", o->host);
+  return -1;
+}
+
+/* mkdir -p with mode 0700 for the directories we create. */
+static kerr_code make_dirs(const char *path, kerr *err) {
+  char buf[PATH_MAX_LEN + 1];
+  size_t n = strlen(path);
+  if (n == 0 || n > PATH_MAX_LEN) return kerr_set(err, KERR_VALIDATION, "bad data directory");
+  memcpy(buf, path, n + 1);
+  for (size_t i = 1; i <= n; i++) {
+    if (buf[i] != '/' && buf[i] != '\0') continue;
+    char saved = buf[i];
+    buf[i] = '\0';
+    if (mkdir(buf, 0700) != 0 && errno != EEXIST)
+      return kerr_set(err, KERR_VALIDATION, "cannot create %s: %s", buf, strerror(errno));
+    buf[i] = saved;
+  }
+  struct stat st;
+  if (stat(path, &st) != 0 || !S_ISDIR(st.st_mode))
+    return kerr_set(err, KERR_VALIDATION, "%s is not a directory", path);
+  return KERR_OK;
+}
+
+/* jansson holds request and reply JSON, which can carry plaintexts and data
+ * keys: give it a free that wipes every block first.  The blocks stay plain
+ * malloc blocks (no size header), so code that frees jansson's strings with
+ * free() keeps working. */
+static void *json_plain_malloc(size_t n) { return malloc(n); }
+
+static void json_wiping_free(void *p) {
+  if (!p) return;
+  secure_wipe(p, malloc_usable_size(p));
+  free(p);
+}
+
+static int run(const kmsd_options *o) {
+  kerr err;
+  kerr_clear(&err);
+  kerr_code rc;
+  int status = 1;
+  creds_store *creds = NULL;
+  kms_domain *domain = NULL;
+  api_pipeline *pipeline = NULL;
+  http_server *server = NULL;
+  char *cert_pem = NULL, *key_pem = NULL;
+  size_t key_pem_len = 0;
+  char creds_path[PATH_MAX_LEN + 64];
+  sigset_t stop_signals;
+
+  /* Block the stop signals before any thread exists so that every thread
+   * inherits the mask and only sigwait() below ever sees them. */
+  sigemptyset(&stop_signals);
+  sigaddset(&stop_signals, SIGINT);
+  sigaddset(&stop_signals, SIGTERM);
+  pthread_sigmask(SIG_BLOCK, &stop_signals, NULL);
+  signal(SIGPIPE, SIG_IGN);
+
+  log_set_level(o->level);
+  if (o->clock_offset_s) kclock_set_offset_ms(o->clock_offset_s * 1000);
+
+  rc = make_dirs(o->data_dir, &err);
+  if (rc) goto out;
+
+  if (o->insecure_any) {
+    snprintf(creds_path, sizeof creds_path, "(none: --insecure-any-credentials)");
+    rc = creds_any(&creds, &err);
+  } else {
+    if (o->credentials)
+      snprintf(creds_path, sizeof creds_path, "%s", o->credentials);
+    else
+      snprintf(creds_path, sizeof creds_path, "%s/credentials.json", o->data_dir);
+    rc = creds_load(creds_path, 1, &creds, &err);
+  }
+  if (rc) goto out;
+
+  if (o->tls_cert) {
+    rc = http_read_pem_file(o->tls_cert, PEM_FILE_MAX, &cert_pem, &err);
+    if (rc) goto out;
+    rc = http_read_pem_file(o->tls_key, PEM_FILE_MAX, &key_pem, &err);
+    if (rc) goto out;
+    key_pem_len = strlen(key_pem);
+  }
+
+  kms_domain_config dcfg;
+  memset(&dcfg, 0, sizeof dcfg);
+  dcfg.data_dir = o->data_dir;
+  rc = kms_domain_open(&dcfg, &domain, &err);
+  if (rc) goto out;
+
+  api_pipeline_config pcfg;
+  memset(&pcfg, 0, sizeof pcfg);
+  pcfg.domain = domain;
+  pcfg.creds = creds;
+  pcfg.enable_admin_api = o->enable_admin;
+  pcfg.find_handler = api_kms_handler_find;
+  pcfg.loopback_only = http_host_is_loopback(o->host);
+  rc = api_pipeline_new(&pcfg, &pipeline, &err);
+  if (rc) goto out;
+
+  http_server_config scfg;
+  memset(&scfg, 0, sizeof scfg);
+  scfg.host = o->host;
+  scfg.port = o->port;
+  unsigned threads = o->threads;
+  if (threads == 0) {
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    threads = ncpu > 0 ? (unsigned)ncpu : 1;
+  }
+  scfg.threads = threads;
+  scfg.max_body = o->max_body;
+  scfg.tls_cert_pem = cert_pem;
+  scfg.tls_key_pem = key_pem;
+  scfg.handler = api_pipeline_handle;
+  scfg.handler_ctx = pipeline;
+  rc = http_server_start(&scfg, &server, &err);
+  if (key_pem) secure_free(key_pem, key_pem_len + 1);
+  key_pem = NULL;
+  if (rc) goto out;
+
+  const char *scheme = o->tls_cert ? "https" : "http";
+  int v6 = strchr(o->host, ':') != NULL;
+  char where[HTTP_HOST_MAX + 16];
+  snprintf(where, sizeof where, v6 ? "[%s]:%u" : "%s:%u", o->host, (unsigned)http_server_port(server));
+  if (o->insecure_any)
+    log_msg(LOG_WARN, NULL,
+            "!!! INSECURE: --insecure-any-credentials: signatures are NOT checked; any caller is the "
+            "root of account 111122223333. For local testing only. !!!");
+  if (o->enable_admin)
+    log_msg(LOG_WARN, NULL, "admin API enabled: account roots may move the service clock");
+  if (o->clock_offset_s)
+    log_msg(LOG_INFO, NULL, "service clock offset %lld s", o->clock_offset_s);
+  log_msg(LOG_INFO, NULL,
+          "kmsd " KMSD_VERSION " listening on %s://%s data-dir=%s credentials=%s threads=%u max-body=%zu",
+          scheme, where, o->data_dir, creds_path, threads, o->max_body);
+  fprintf(stderr, "kmsd listening on %s://%s\n", scheme, where);
+
+  int sig = 0;
+  while (sigwait(&stop_signals, &sig) != 0) {
+  }
+  log_msg(LOG_INFO, NULL, "received %s: finishing in-flight requests and stopping",
+          sig == SIGINT ? "SIGINT" : "SIGTERM");
+  status = 0;
+
+out:
+  if (rc) fprintf(stderr, "kmsd: %s\n", err.msg);
+  http_server_stop(server, SHUTDOWN_GRACE_MS);
+  api_pipeline_free(pipeline);
+  kms_domain_close(domain);
+  creds_free(creds);
+  free(cert_pem);
+  if (key_pem) secure_free(key_pem, key_pem_len + 1);
+  if (status == 0) log_msg(LOG_INFO, NULL, "kmsd stopped");
+  return status;
+}
+
+int main(int argc, char **argv) {
+  json_set_alloc_funcs(json_plain_malloc, json_wiping_free);
+  kmsd_options o;
+  int rc = parse_flags(argc, argv, &o);
+  if (rc >= 0) return rc;
+  return run(&o);
 }
