@@ -1,0 +1,255 @@
+/* test_store.c - the SQLite store on real database files: migrations from
+ * empty and on reopen, WAL/durability settings, every record type, rollback,
+ * and concurrent writers from several threads. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <pthread.h>
+#include <sqlite3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "store/store.h"
+
+static char dir[64];
+static char path[128];
+
+static int setup(void **state) {
+  snprintf(dir, sizeof dir, "/tmp/kmsd-test-store-XXXXXX");
+  if (!mkdtemp(dir)) return -1;
+  snprintf(path, sizeof path, "%s/kmsd.db", dir);
+  return 0;
+}
+
+static int teardown(void **state) {
+  char cmd[160];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+static void make_key(store_key *k, const char *id) {
+  memset(k, 0, sizeof *k);
+  snprintf(k->key_id, sizeof k->key_id, "%s", id);
+  strcpy(k->account_id, "111122223333");
+  strcpy(k->region, "us-east-1");
+  k->created_ms = 1000;
+  k->description = "desc";
+  strcpy(k->key_state, "Enabled");
+  strcpy(k->key_usage, "ENCRYPT_DECRYPT");
+  strcpy(k->key_spec, "SYMMETRIC_DEFAULT");
+  strcpy(k->origin, "AWS_KMS");
+}
+
+#define K1 "00000000-0000-4000-8000-000000000001"
+#define K2 "00000000-0000-4000-8000-000000000002"
+
+static void test_migrations_and_pragmas(void **state) {
+  store *s = NULL;
+  kerr err;
+  int v = -1;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->schema_version(s, &v, &err), KERR_OK);
+  assert_int_equal(v, store_sqlite_latest_version());
+  s->ops->close(s);
+  /* reopening runs nothing new and keeps the version */
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->schema_version(s, &v, &err), KERR_OK);
+  assert_int_equal(v, store_sqlite_latest_version());
+  s->ops->close(s);
+
+  /* the file is in WAL mode (persistent) and has one schema_version row per migration */
+  sqlite3 *db = NULL;
+  sqlite3_stmt *st = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  assert_int_equal(sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "wal");
+  sqlite3_finalize(st);
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT COUNT(*) FROM schema_version", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_int_equal(sqlite3_column_int(st, 0), store_sqlite_latest_version());
+  sqlite3_finalize(st);
+  /* a database from a newer program is refused */
+  assert_int_equal(sqlite3_exec(db, "INSERT INTO schema_version VALUES (999, 0)", NULL, NULL, NULL), SQLITE_OK);
+  sqlite3_close(db);
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_INTERNAL);
+  assert_null(s);
+  assert_non_null(strstr(err.msg, "newer"));
+}
+
+static void test_keys_materials_aliases_tags(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k, got;
+  kerr err;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{\"p\":1}", &err), KERR_OK);
+  make_key(&k, K2);
+  k.description = NULL;
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_ALREADY_EXISTS);
+  uint8_t wrapped[61];
+  memset(wrapped, 7, sizeof wrapped);
+  store_material m = {.seq = 0, .wrapped = wrapped, .wrapped_len = sizeof wrapped, .created_ms = 5};
+  strcpy(m.material_id, "m1");
+  strcpy(m.key_id, K1);
+  assert_int_equal(s->ops->material_insert(tx, &m, &err), KERR_OK);
+  strcpy(m.material_id, "m2");
+  m.seq = 1;
+  strcpy(m.rotation_type, "ON_DEMAND");
+  assert_int_equal(s->ops->material_insert(tx, &m, &err), KERR_OK);
+  store_alias a = {.created_ms = 1, .updated_ms = 1};
+  strcpy(a.account_id, "111122223333");
+  strcpy(a.region, "us-east-1");
+  strcpy(a.alias_name, "alias/one");
+  strcpy(a.key_id, K1);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_OK);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_ALREADY_EXISTS);
+  assert_int_equal(s->ops->tag_put(tx, K1, "b", "2", &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "a", "1", &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "a", "one", &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+
+  /* a rolled back write leaves nothing */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "c", "3", &err), KERR_OK);
+  s->ops->rollback(tx);
+
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_OK);
+  assert_string_equal(got.description, "desc");
+  assert_string_equal(got.key_state, "Enabled");
+  assert_int_equal(got.policy_version, 1);
+  assert_null(got.custom_key_store_id);
+  store_key_clear(&got);
+  assert_int_equal(s->ops->key_get(tx, "nope", &got, &err), KERR_NOT_FOUND);
+  store_material *mats = NULL;
+  size_t n = 0;
+  assert_int_equal(s->ops->material_list(tx, K1, &mats, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(mats[0].material_id, "m1");
+  assert_string_equal(mats[1].rotation_type, "ON_DEMAND");
+  assert_int_equal(mats[1].wrapped_len, 61);
+  store_material_list_free(mats, n);
+  store_tag *tags = NULL;
+  assert_int_equal(s->ops->tag_list(tx, K1, &tags, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(tags[0].key, "a");
+  assert_string_equal(tags[0].value, "one");
+  store_tag_list_free(tags, n);
+  char(*ids)[UUID_STR_LEN] = NULL;
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "us-east-1", NULL, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(ids[0], K1);
+  free(ids);
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "us-east-1", K1, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(ids[0], K2);
+  free(ids);
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "eu-west-1", NULL, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  free(ids);
+  s->ops->rollback(tx);
+
+  /* policy versions, updates, due keys, cascade on delete */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  int64_t ver = 0;
+  char *pol = NULL;
+  assert_int_equal(s->ops->key_set_policy(tx, K1, "{\"p\":2}", &ver, &err), KERR_OK);
+  assert_int_equal(ver, 2);
+  assert_int_equal(s->ops->key_get_policy(tx, K1, &pol, &ver, &err), KERR_OK);
+  assert_string_equal(pol, "{\"p\":2}");
+  free(pol);
+  assert_int_equal(s->ops->key_get(tx, K2, &got, &err), KERR_OK);
+  strcpy(got.key_state, "PendingDeletion");
+  got.deletion_date_ms = 500;
+  assert_int_equal(s->ops->key_update(tx, &got, &err), KERR_OK);
+  store_key_clear(&got);
+  assert_int_equal(s->ops->keys_due(tx, 499, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  free(ids);
+  assert_int_equal(s->ops->keys_due(tx, 500, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(ids[0], K2);
+  free(ids);
+  assert_int_equal(s->ops->key_delete(tx, K1, &err), KERR_OK);
+  assert_int_equal(s->ops->alias_get(tx, "111122223333", "us-east-1", "alias/one", &a, &err), KERR_NOT_FOUND);
+  assert_int_equal(s->ops->material_get(tx, "m1", &m, &err), KERR_NOT_FOUND);
+  assert_int_equal(s->ops->tag_list(tx, K1, &tags, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  store_tag_list_free(tags, n);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  s->ops->close(s);
+
+  /* everything committed survives a reopen */
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K2, &got, &err), KERR_OK);
+  assert_string_equal(got.key_state, "PendingDeletion");
+  assert_string_equal(got.description, "");
+  store_key_clear(&got);
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+#define THREADS 8
+#define PER_THREAD 25
+
+static void *writer(void *arg) {
+  store *s = arg;
+  kerr err;
+  for (int i = 0; i < PER_THREAD; i++) {
+    store_tx *tx = NULL;
+    store_key k;
+    char id[UUID_STR_LEN];
+    snprintf(id, sizeof id, "%08lx-0000-4000-8000-%012d", (unsigned long)pthread_self() & 0xffffffffUL, i);
+    make_key(&k, id);
+    if (s->ops->begin(s, true, &tx, &err) != KERR_OK) return (void *)1;
+    if (s->ops->key_insert(tx, &k, "{}", &err) != KERR_OK) {
+      s->ops->rollback(tx);
+      return (void *)1;
+    }
+    if (s->ops->commit(tx, &err) != KERR_OK) return (void *)1;
+  }
+  return NULL;
+}
+
+static void test_concurrent_writers(void **state) {
+  store *s = NULL;
+  kerr err;
+  pthread_t th[THREADS];
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&th[i], NULL, writer, s), 0);
+  for (int i = 0; i < THREADS; i++) {
+    void *ret = (void *)1;
+    pthread_join(th[i], &ret);
+    assert_null(ret);
+  }
+  store_tx *tx = NULL;
+  char(*ids)[UUID_STR_LEN] = NULL;
+  size_t n = 0;
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "us-east-1", NULL, 1000, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, THREADS * PER_THREAD);
+  free(ids);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_migrations_and_pragmas, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
