@@ -43,7 +43,7 @@ EVE_KEY, EVE_SECRET = "AKIAI44QH8DHBEVEUSER", "eveSecretKey/EXAMPLE+0123456789ab
 CREDENTIALS = {"principals": [
     principal(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY, h.DEFAULT_ACCOUNT, h.DEFAULT_ROOT_ARN),
     principal(SESSION_KEY, SESSION_SECRET, h.DEFAULT_ACCOUNT,
-              "arn:aws:sts::%s:assumed-role/app/session1" % h.DEFAULT_ACCOUNT,
+              "arn:aws:iam::%s:role/app" % h.DEFAULT_ACCOUNT,
               policy=allow_policy("kms:*"), token=SESSION_TOKEN),
     principal(DESCRIBER_KEY, DESCRIBER_SECRET, h.DEFAULT_ACCOUNT,
               "arn:aws:iam::%s:user/describer" % h.DEFAULT_ACCOUNT,
@@ -250,8 +250,10 @@ class AuthorizationTest(h.KmsdTestCase):
         # ... and not for eve, whose identity policy does not allow the action.
         err = self.assertKmsError("AccessDeniedException", eve.describe_key, KeyId=key_arn)
         self.assertIn("is not authorized to perform: kms:DescribeKey", err["Message"])
-        # An action the key policy does not grant stays denied for bob.
-        self.assertKmsError("AccessDeniedException", bob.disable_key, KeyId=key_arn)
+        # A cross-account action the key policy does not grant stays denied for bob.
+        err = self.assertKmsError("AccessDeniedException", bob.generate_data_key, KeyId=key_arn,
+                                  KeySpec="AES_256")
+        self.assertIn("is not authorized to perform: kms:GenerateDataKey", err["Message"])
 
     def test_keys_of_one_account_are_not_listed_in_another(self):
         other_root = self.client_for(OTHER_ROOT_KEY, OTHER_ROOT_SECRET)
