@@ -92,6 +92,13 @@ class SignatureTest(h.KmsdTestCase):
         err = self.assertKmsError("InvalidSignatureException", kms.list_keys)
         self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(err))
 
+    def test_aws_cli_reports_auth_errors(self):
+        failure = h.aws_cli(self.server, "list-keys", secret="wrong", expect_error=True)
+        self.assertIn("InvalidSignatureException", failure.stderr)
+        failure = h.aws_cli(self.server, "list-keys", access_key="AKIAUNKNOWNKEY000000",
+                            expect_error=True)
+        self.assertIn("UnrecognizedClientException", failure.stderr)
+
     def test_body_tampered_after_signing(self):
         def tamper(req):
             req.body = json.dumps({"Limit": 2}).encode()
@@ -259,6 +266,50 @@ class AuthorizationTest(h.KmsdTestCase):
         other_root = self.client_for(OTHER_ROOT_KEY, OTHER_ROOT_SECRET)
         listed = {k["KeyId"] for k in other_root.list_keys()["Keys"]}
         self.assertNotIn(self.key_id, listed)
+
+
+class ServiceClockTest(h.KmsdTestCase):
+    """SigV4's skew window follows kmsd's movable clock, and only a root may move it."""
+
+    credentials = CREDENTIALS
+
+    def test_signatures_follow_the_service_clock(self):
+        self.assertEqual(h.get_clock(self.server)["OffsetSeconds"], 0)
+        self.assertEqual(h.advance_clock(self.server, 3600), 3600)
+        self.assertEqual(h.get_clock(self.server)["OffsetSeconds"], 3600)
+        # kms_client signs at the server's time and keeps working ...
+        self.assertIn("Keys", self.kms.list_keys())
+        # ... a client on the wall clock is now an hour late ...
+        wall = h.kms_client(self.server, follow_clock=False)
+        err = self.assertKmsError("InvalidSignatureException", wall.list_keys)
+        self.assertIn("Signature expired", err["Message"])
+        # ... and so is a raw request signed at the wall clock.
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, date=utcnow())
+        self.assertEqual(h.error_type(parsed), "InvalidSignatureException", parsed)
+        self.assertEqual(h.advance_clock(self.server, -3600), 0)
+        self.assertIn("Keys", wall.list_keys())
+
+    def test_only_a_root_may_move_the_clock(self):
+        status, headers, parsed = h.signed_request(
+            self.server, "KmsdAdmin.AdvanceClock", {"Seconds": 60},
+            access_key=ADMIN_KEY, secret=ADMIN_SECRET)
+        self.assertEqual(h.error_type(parsed), "AccessDeniedException", parsed)
+        self.assertEqual(status, 400)
+        self.assertRequestId(headers)
+        self.assertEqual(h.get_clock(self.server)["OffsetSeconds"], self.server.clock_offset)
+
+    def test_unsigned_admin_call_is_refused(self):
+        status, _, parsed = h.signed_request(self.server, "KmsdAdmin.AdvanceClock",
+                                             {"Seconds": 60}, sign=False)
+        self.assertEqual(h.error_type(parsed), "MissingAuthenticationTokenException", parsed)
+
+
+class AdminApiOffTest(unittest.TestCase):
+    def test_admin_api_is_off_by_default(self):
+        with h.KmsdServer() as server:
+            status, _, parsed = h.signed_request(server, "KmsdAdmin.GetClock", {})
+            self.assertEqual(h.error_type(parsed), "UnknownOperationException",
+                             "%d %r\n%s" % (status, parsed, server.describe()))
 
 
 class InsecureAnyCredentialsTest(h.KmsdTestCase):
