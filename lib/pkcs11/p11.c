@@ -1,0 +1,1162 @@
+/* p11.c - PKCS#11 module loading, tokens, the session pool and in-token key
+ * operations (see p11.h for the contract and docs/pkcs11.md for the design).
+ *
+ * Every answer of the module is treated as untrusted input: counts and lengths
+ * are bounded before use and checked after, and every CK_RV becomes a kerr
+ * naming the PKCS#11 function and the CKR_ constant. */
+#include "pkcs11/p11.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <limits.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+/* ---- errors ------------------------------------------------------------- */
+
+static const struct {
+  CK_RV rv;
+  const char *name;
+} rv_names[] = {
+    {CKR_OK, "CKR_OK"},
+    {CKR_CANCEL, "CKR_CANCEL"},
+    {CKR_HOST_MEMORY, "CKR_HOST_MEMORY"},
+    {CKR_SLOT_ID_INVALID, "CKR_SLOT_ID_INVALID"},
+    {CKR_GENERAL_ERROR, "CKR_GENERAL_ERROR"},
+    {CKR_FUNCTION_FAILED, "CKR_FUNCTION_FAILED"},
+    {CKR_ARGUMENTS_BAD, "CKR_ARGUMENTS_BAD"},
+    {CKR_NO_EVENT, "CKR_NO_EVENT"},
+    {CKR_NEED_TO_CREATE_THREADS, "CKR_NEED_TO_CREATE_THREADS"},
+    {CKR_CANT_LOCK, "CKR_CANT_LOCK"},
+    {CKR_ATTRIBUTE_READ_ONLY, "CKR_ATTRIBUTE_READ_ONLY"},
+    {CKR_ATTRIBUTE_SENSITIVE, "CKR_ATTRIBUTE_SENSITIVE"},
+    {CKR_ATTRIBUTE_TYPE_INVALID, "CKR_ATTRIBUTE_TYPE_INVALID"},
+    {CKR_ATTRIBUTE_VALUE_INVALID, "CKR_ATTRIBUTE_VALUE_INVALID"},
+    {CKR_ACTION_PROHIBITED, "CKR_ACTION_PROHIBITED"},
+    {CKR_DATA_INVALID, "CKR_DATA_INVALID"},
+    {CKR_DATA_LEN_RANGE, "CKR_DATA_LEN_RANGE"},
+    {CKR_DEVICE_ERROR, "CKR_DEVICE_ERROR"},
+    {CKR_DEVICE_MEMORY, "CKR_DEVICE_MEMORY"},
+    {CKR_DEVICE_REMOVED, "CKR_DEVICE_REMOVED"},
+    {CKR_ENCRYPTED_DATA_INVALID, "CKR_ENCRYPTED_DATA_INVALID"},
+    {CKR_ENCRYPTED_DATA_LEN_RANGE, "CKR_ENCRYPTED_DATA_LEN_RANGE"},
+    {CKR_FUNCTION_CANCELED, "CKR_FUNCTION_CANCELED"},
+    {CKR_FUNCTION_NOT_PARALLEL, "CKR_FUNCTION_NOT_PARALLEL"},
+    {CKR_FUNCTION_NOT_SUPPORTED, "CKR_FUNCTION_NOT_SUPPORTED"},
+    {CKR_KEY_HANDLE_INVALID, "CKR_KEY_HANDLE_INVALID"},
+    {CKR_KEY_SIZE_RANGE, "CKR_KEY_SIZE_RANGE"},
+    {CKR_KEY_TYPE_INCONSISTENT, "CKR_KEY_TYPE_INCONSISTENT"},
+    {CKR_KEY_NOT_NEEDED, "CKR_KEY_NOT_NEEDED"},
+    {CKR_KEY_CHANGED, "CKR_KEY_CHANGED"},
+    {CKR_KEY_NEEDED, "CKR_KEY_NEEDED"},
+    {CKR_KEY_INDIGESTIBLE, "CKR_KEY_INDIGESTIBLE"},
+    {CKR_KEY_FUNCTION_NOT_PERMITTED, "CKR_KEY_FUNCTION_NOT_PERMITTED"},
+    {CKR_KEY_NOT_WRAPPABLE, "CKR_KEY_NOT_WRAPPABLE"},
+    {CKR_KEY_UNEXTRACTABLE, "CKR_KEY_UNEXTRACTABLE"},
+    {CKR_MECHANISM_INVALID, "CKR_MECHANISM_INVALID"},
+    {CKR_MECHANISM_PARAM_INVALID, "CKR_MECHANISM_PARAM_INVALID"},
+    {CKR_OBJECT_HANDLE_INVALID, "CKR_OBJECT_HANDLE_INVALID"},
+    {CKR_OPERATION_ACTIVE, "CKR_OPERATION_ACTIVE"},
+    {CKR_OPERATION_NOT_INITIALIZED, "CKR_OPERATION_NOT_INITIALIZED"},
+    {CKR_PIN_INCORRECT, "CKR_PIN_INCORRECT"},
+    {CKR_PIN_INVALID, "CKR_PIN_INVALID"},
+    {CKR_PIN_LEN_RANGE, "CKR_PIN_LEN_RANGE"},
+    {CKR_PIN_EXPIRED, "CKR_PIN_EXPIRED"},
+    {CKR_PIN_LOCKED, "CKR_PIN_LOCKED"},
+    {CKR_SESSION_CLOSED, "CKR_SESSION_CLOSED"},
+    {CKR_SESSION_COUNT, "CKR_SESSION_COUNT"},
+    {CKR_SESSION_HANDLE_INVALID, "CKR_SESSION_HANDLE_INVALID"},
+    {CKR_SESSION_PARALLEL_NOT_SUPPORTED, "CKR_SESSION_PARALLEL_NOT_SUPPORTED"},
+    {CKR_SESSION_READ_ONLY, "CKR_SESSION_READ_ONLY"},
+    {CKR_SESSION_EXISTS, "CKR_SESSION_EXISTS"},
+    {CKR_SESSION_READ_ONLY_EXISTS, "CKR_SESSION_READ_ONLY_EXISTS"},
+    {CKR_SESSION_READ_WRITE_SO_EXISTS, "CKR_SESSION_READ_WRITE_SO_EXISTS"},
+    {CKR_SIGNATURE_INVALID, "CKR_SIGNATURE_INVALID"},
+    {CKR_SIGNATURE_LEN_RANGE, "CKR_SIGNATURE_LEN_RANGE"},
+    {CKR_TEMPLATE_INCOMPLETE, "CKR_TEMPLATE_INCOMPLETE"},
+    {CKR_TEMPLATE_INCONSISTENT, "CKR_TEMPLATE_INCONSISTENT"},
+    {CKR_TOKEN_NOT_PRESENT, "CKR_TOKEN_NOT_PRESENT"},
+    {CKR_TOKEN_NOT_RECOGNIZED, "CKR_TOKEN_NOT_RECOGNIZED"},
+    {CKR_TOKEN_WRITE_PROTECTED, "CKR_TOKEN_WRITE_PROTECTED"},
+    {CKR_UNWRAPPING_KEY_HANDLE_INVALID, "CKR_UNWRAPPING_KEY_HANDLE_INVALID"},
+    {CKR_UNWRAPPING_KEY_SIZE_RANGE, "CKR_UNWRAPPING_KEY_SIZE_RANGE"},
+    {CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT, "CKR_UNWRAPPING_KEY_TYPE_INCONSISTENT"},
+    {CKR_USER_ALREADY_LOGGED_IN, "CKR_USER_ALREADY_LOGGED_IN"},
+    {CKR_USER_NOT_LOGGED_IN, "CKR_USER_NOT_LOGGED_IN"},
+    {CKR_USER_PIN_NOT_INITIALIZED, "CKR_USER_PIN_NOT_INITIALIZED"},
+    {CKR_USER_TYPE_INVALID, "CKR_USER_TYPE_INVALID"},
+    {CKR_USER_ANOTHER_ALREADY_LOGGED_IN, "CKR_USER_ANOTHER_ALREADY_LOGGED_IN"},
+    {CKR_USER_TOO_MANY_TYPES, "CKR_USER_TOO_MANY_TYPES"},
+    {CKR_WRAPPED_KEY_INVALID, "CKR_WRAPPED_KEY_INVALID"},
+    {CKR_WRAPPED_KEY_LEN_RANGE, "CKR_WRAPPED_KEY_LEN_RANGE"},
+    {CKR_WRAPPING_KEY_HANDLE_INVALID, "CKR_WRAPPING_KEY_HANDLE_INVALID"},
+    {CKR_WRAPPING_KEY_SIZE_RANGE, "CKR_WRAPPING_KEY_SIZE_RANGE"},
+    {CKR_WRAPPING_KEY_TYPE_INCONSISTENT, "CKR_WRAPPING_KEY_TYPE_INCONSISTENT"},
+    {CKR_RANDOM_SEED_NOT_SUPPORTED, "CKR_RANDOM_SEED_NOT_SUPPORTED"},
+    {CKR_RANDOM_NO_RNG, "CKR_RANDOM_NO_RNG"},
+    {CKR_DOMAIN_PARAMS_INVALID, "CKR_DOMAIN_PARAMS_INVALID"},
+    {CKR_CURVE_NOT_SUPPORTED, "CKR_CURVE_NOT_SUPPORTED"},
+    {CKR_BUFFER_TOO_SMALL, "CKR_BUFFER_TOO_SMALL"},
+    {CKR_SAVED_STATE_INVALID, "CKR_SAVED_STATE_INVALID"},
+    {CKR_INFORMATION_SENSITIVE, "CKR_INFORMATION_SENSITIVE"},
+    {CKR_STATE_UNSAVEABLE, "CKR_STATE_UNSAVEABLE"},
+    {CKR_CRYPTOKI_NOT_INITIALIZED, "CKR_CRYPTOKI_NOT_INITIALIZED"},
+    {CKR_CRYPTOKI_ALREADY_INITIALIZED, "CKR_CRYPTOKI_ALREADY_INITIALIZED"},
+    {CKR_MUTEX_BAD, "CKR_MUTEX_BAD"},
+    {CKR_MUTEX_NOT_LOCKED, "CKR_MUTEX_NOT_LOCKED"},
+    {CKR_NEW_PIN_MODE, "CKR_NEW_PIN_MODE"},
+    {CKR_NEXT_OTP, "CKR_NEXT_OTP"},
+    {CKR_EXCEEDED_MAX_ITERATIONS, "CKR_EXCEEDED_MAX_ITERATIONS"},
+    {CKR_FIPS_SELF_TEST_FAILED, "CKR_FIPS_SELF_TEST_FAILED"},
+    {CKR_LIBRARY_LOAD_FAILED, "CKR_LIBRARY_LOAD_FAILED"},
+    {CKR_PIN_TOO_WEAK, "CKR_PIN_TOO_WEAK"},
+    {CKR_PUBLIC_KEY_INVALID, "CKR_PUBLIC_KEY_INVALID"},
+    {CKR_FUNCTION_REJECTED, "CKR_FUNCTION_REJECTED"},
+};
+
+const char *p11_rv_name(CK_RV rv) {
+  for (size_t i = 0; i < sizeof rv_names / sizeof rv_names[0]; i++)
+    if (rv_names[i].rv == rv) return rv_names[i].name;
+  if (rv & CKR_VENDOR_DEFINED) return "CKR_VENDOR_DEFINED";
+  return "CKR_UNKNOWN";
+}
+
+kerr_code p11_rv_to_kerr(CK_RV rv) {
+  switch (rv) {
+    case CKR_OK:
+      return KERR_OK;
+    case CKR_PIN_INCORRECT:
+    case CKR_PIN_INVALID:
+    case CKR_PIN_LEN_RANGE:
+    case CKR_PIN_EXPIRED:
+    case CKR_PIN_LOCKED:
+    case CKR_PIN_TOO_WEAK:
+      return KERR_ACCESS_DENIED;
+    case CKR_USER_ALREADY_LOGGED_IN:
+    case CKR_USER_NOT_LOGGED_IN:
+    case CKR_USER_PIN_NOT_INITIALIZED:
+    case CKR_USER_ANOTHER_ALREADY_LOGGED_IN:
+    case CKR_USER_TOO_MANY_TYPES:
+    case CKR_SESSION_READ_WRITE_SO_EXISTS:
+    case CKR_SESSION_READ_ONLY_EXISTS:
+      return KERR_INVALID_STATE;
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+    case CKR_DEVICE_ERROR:
+    case CKR_DEVICE_MEMORY:
+    case CKR_DEVICE_REMOVED:
+    case CKR_SESSION_CLOSED:
+    case CKR_SESSION_HANDLE_INVALID:
+    case CKR_SLOT_ID_INVALID:
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+      return KERR_KEY_UNAVAILABLE;
+    case CKR_ENCRYPTED_DATA_INVALID:
+    case CKR_ENCRYPTED_DATA_LEN_RANGE:
+      return KERR_INVALID_CIPHERTEXT;
+    case CKR_OBJECT_HANDLE_INVALID:
+    case CKR_KEY_HANDLE_INVALID:
+      return KERR_NOT_FOUND;
+    case CKR_SESSION_COUNT:
+      return KERR_LIMIT_EXCEEDED;
+    default:
+      return KERR_INTERNAL;
+  }
+}
+
+void p11_err_clear(p11_err *err) {
+  if (err) {
+    kerr_clear(&err->e);
+    err->rv = CKR_OK;
+  }
+}
+
+/* A failure reported by the module: the message names the call and the CKR_
+ * constant only, so no argument (PIN, data) can leak into it. */
+static kerr_code fail_rv(p11_err *err, const char *function, CK_RV rv) {
+  kerr_code code = p11_rv_to_kerr(rv);
+  if (code == KERR_OK) code = KERR_INTERNAL;
+  if (!err) return code;
+  err->rv = rv;
+  return kerr_set(&err->e, code, "PKCS#11 %s failed: %s (0x%lx)", function, p11_rv_name(rv),
+                  (unsigned long)rv);
+}
+
+/* A failure decided by this layer (bad argument, bound, memory). */
+static kerr_code refuse(p11_err *err, kerr_code code, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+static kerr_code refuse(p11_err *err, kerr_code code, const char *fmt, ...) {
+  if (!err) return code;
+  va_list ap;
+  err->rv = CKR_OK;
+  err->e.code = code;
+  va_start(ap, fmt);
+  vsnprintf(err->e.msg, sizeof err->e.msg, fmt, ap);
+  va_end(ap);
+  return code;
+}
+
+/* ---- argument checks ---------------------------------------------------- */
+
+static int printable(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] > 0x7e) return 0;
+  return 1;
+}
+
+static kerr_code check_label(const char *label, p11_err *err) {
+  size_t n = label ? strnlen(label, P11_LABEL_MAX + 1) : 0;
+  if (n == 0 || n > P11_LABEL_MAX || !printable(label, n) || label[n - 1] == ' ')
+    return refuse(err, KERR_VALIDATION,
+                  "token label must be 1 to %d printable ASCII characters without trailing spaces",
+                  P11_LABEL_MAX);
+  return KERR_OK;
+}
+
+static kerr_code check_pin(const char *pin, const char *what, p11_err *err) {
+  size_t n = pin ? strnlen(pin, P11_PIN_MAX + 1) : 0;
+  if (n < P11_PIN_MIN || n > P11_PIN_MAX)
+    return refuse(err, KERR_VALIDATION, "%s must be %d to %d characters", what, P11_PIN_MIN,
+                  P11_PIN_MAX);
+  return KERR_OK;
+}
+
+static kerr_code check_id(const char *id, p11_err *err) {
+  size_t n = id ? strnlen(id, P11_ID_MAX + 1) : 0;
+  if (n == 0 || n > P11_ID_MAX || !printable(id, n))
+    return refuse(err, KERR_VALIDATION, "key id must be 1 to %d printable ASCII characters",
+                  P11_ID_MAX);
+  return KERR_OK;
+}
+
+/* ---- modules ------------------------------------------------------------ */
+
+struct p11_module {
+  char *path; /* realpath, the registry key */
+  void *dl;
+  CK_FUNCTION_LIST_PTR fn;
+  int initialized_by_us;
+  unsigned refs;
+  struct p11_module *next;
+};
+
+/* Process-wide registry: PKCS#11 allows one C_Initialize per module per
+ * process, so every user of a path must share one handle. */
+static pthread_mutex_t modules_lock = PTHREAD_MUTEX_INITIALIZER;
+static p11_module *modules;
+
+/* The functions this layer calls; a module missing one is refused at load
+ * rather than crashing on first use. */
+static int function_list_complete(const CK_FUNCTION_LIST *f) {
+  return f->C_Initialize && f->C_Finalize && f->C_GetSlotList && f->C_GetTokenInfo &&
+         f->C_InitToken && f->C_InitPIN && f->C_SetPIN && f->C_OpenSession &&
+         f->C_CloseSession && f->C_Login && f->C_Logout && f->C_GenerateKey &&
+         f->C_FindObjectsInit && f->C_FindObjects && f->C_FindObjectsFinal &&
+         f->C_DestroyObject && f->C_GetAttributeValue && f->C_EncryptInit && f->C_Encrypt &&
+         f->C_DecryptInit && f->C_Decrypt && f->C_GenerateRandom && f->C_WrapKey &&
+         f->C_UnwrapKey && f->C_GetSessionInfo;
+}
+
+kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err) {
+  kerr_code rc = KERR_OK;
+  p11_module *m = NULL;
+  char resolved[PATH_MAX];
+  *out = NULL;
+  p11_err_clear(err);
+  if (!path || path[0] != '/' || strnlen(path, PATH_MAX) >= PATH_MAX)
+    return refuse(err, KERR_VALIDATION, "PKCS#11 module path must be an absolute path");
+  if (!realpath(path, resolved))
+    return refuse(err, KERR_NOT_FOUND, "PKCS#11 module %s: %s", path, strerror(errno));
+
+  pthread_mutex_lock(&modules_lock);
+  for (p11_module *it = modules; it; it = it->next) {
+    if (strcmp(it->path, resolved) == 0) {
+      it->refs++;
+      *out = it;
+      goto out;
+    }
+  }
+  m = calloc(1, sizeof *m);
+  if (!m || !(m->path = strdup(resolved))) {
+    rc = refuse(err, KERR_INTERNAL, "out of memory loading a PKCS#11 module");
+    goto out;
+  }
+  m->dl = dlopen(resolved, RTLD_NOW | RTLD_LOCAL);
+  if (!m->dl) {
+    const char *why = dlerror();
+    rc = refuse(err, KERR_INTERNAL, "PKCS#11 module %s cannot be loaded: %s", resolved,
+                why ? why : "unknown error");
+    goto out;
+  }
+  CK_C_GetFunctionList get_list;
+  /* POSIX blesses this conversion of dlsym's result. */
+  *(void **)&get_list = dlsym(m->dl, "C_GetFunctionList");
+  if (!get_list) {
+    rc = refuse(err, KERR_INTERNAL, "%s is not a PKCS#11 module (no C_GetFunctionList)", resolved);
+    goto out;
+  }
+  CK_RV rv = get_list(&m->fn);
+  if (rv != CKR_OK) {
+    rc = fail_rv(err, "C_GetFunctionList", rv);
+    goto out;
+  }
+  if (!m->fn || m->fn->version.major != 2 || !function_list_complete(m->fn)) {
+    rc = refuse(err, KERR_INTERNAL, "%s returned an unusable PKCS#11 v2 function list", resolved);
+    goto out;
+  }
+  CK_C_INITIALIZE_ARGS init_args;
+  memset(&init_args, 0, sizeof init_args);
+  init_args.flags = CKF_OS_LOCKING_OK;
+  rv = m->fn->C_Initialize(&init_args);
+  if (rv == CKR_OK) {
+    m->initialized_by_us = 1;
+  } else if (rv != CKR_CRYPTOKI_ALREADY_INITIALIZED) {
+    rc = fail_rv(err, "C_Initialize", rv);
+    goto out;
+  }
+  m->refs = 1;
+  m->next = modules;
+  modules = m;
+  *out = m;
+  m = NULL;
+out:
+  pthread_mutex_unlock(&modules_lock);
+  if (m) {
+    if (m->dl) dlclose(m->dl);
+    free(m->path);
+    free(m);
+  }
+  return rc;
+}
+
+void p11_module_release(p11_module *mod) {
+  if (!mod) return;
+  pthread_mutex_lock(&modules_lock);
+  if (--mod->refs > 0) {
+    pthread_mutex_unlock(&modules_lock);
+    return;
+  }
+  for (p11_module **pp = &modules; *pp; pp = &(*pp)->next) {
+    if (*pp == mod) {
+      *pp = mod->next;
+      break;
+    }
+  }
+  if (mod->initialized_by_us) mod->fn->C_Finalize(NULL);
+  dlclose(mod->dl);
+  pthread_mutex_unlock(&modules_lock);
+  free(mod->path);
+  free(mod);
+}
+
+const CK_FUNCTION_LIST *p11_module_functions(const p11_module *mod) { return mod->fn; }
+
+/* ---- slots and tokens --------------------------------------------------- */
+
+/* C_GetSlotList with the two-call size query, bounded; *slots is heap memory.
+ * A token inserted between the two calls gives CKR_BUFFER_TOO_SMALL: ask again. */
+static kerr_code slot_list(p11_module *mod, CK_SLOT_ID **slots, CK_ULONG *count, p11_err *err) {
+  *slots = NULL;
+  *count = 0;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    CK_ULONG n = 0;
+    CK_RV rv = mod->fn->C_GetSlotList(CK_TRUE, NULL, &n);
+    if (rv != CKR_OK) return fail_rv(err, "C_GetSlotList", rv);
+    if (n > P11_MAX_SLOTS)
+      return refuse(err, KERR_INTERNAL, "PKCS#11 module reports %lu slots (limit %d)",
+                    (unsigned long)n, P11_MAX_SLOTS);
+    CK_SLOT_ID *list = calloc(n ? n : 1, sizeof *list);
+    if (!list) return refuse(err, KERR_INTERNAL, "out of memory listing slots");
+    CK_ULONG got = n;
+    rv = mod->fn->C_GetSlotList(CK_TRUE, list, &got);
+    if (rv == CKR_BUFFER_TOO_SMALL) {
+      free(list);
+      continue;
+    }
+    if (rv != CKR_OK) {
+      free(list);
+      return fail_rv(err, "C_GetSlotList", rv);
+    }
+    if (got > n) {
+      free(list);
+      return refuse(err, KERR_INTERNAL, "PKCS#11 C_GetSlotList returned more slots than it announced");
+    }
+    *slots = list;
+    *count = got;
+    return KERR_OK;
+  }
+  return refuse(err, KERR_INTERNAL, "PKCS#11 slot list kept changing");
+}
+
+/* The token label without its space padding, NUL-terminated. */
+static void token_label(const CK_TOKEN_INFO *info, char out[P11_LABEL_MAX + 1]) {
+  size_t n = sizeof info->label < P11_LABEL_MAX ? sizeof info->label : P11_LABEL_MAX;
+  memcpy(out, info->label, n);
+  while (n > 0 && (out[n - 1] == ' ' || out[n - 1] == '\0')) n--;
+  out[n] = '\0';
+}
+
+kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p11_err *err) {
+  CK_SLOT_ID *slots = NULL;
+  CK_ULONG count = 0;
+  int found = 0;
+  p11_err_clear(err);
+  kerr_code rc = check_label(label, err);
+  if (rc) return rc;
+  rc = slot_list(mod, &slots, &count, err);
+  if (rc) goto out;
+  for (CK_ULONG i = 0; i < count; i++) {
+    CK_TOKEN_INFO info;
+    char name[P11_LABEL_MAX + 1];
+    CK_RV rv = mod->fn->C_GetTokenInfo(slots[i], &info);
+    if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED) continue;
+    if (rv != CKR_OK) {
+      rc = fail_rv(err, "C_GetTokenInfo", rv);
+      goto out;
+    }
+    if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
+    token_label(&info, name);
+    if (strcmp(name, label) != 0) continue;
+    if (found) {
+      rc = refuse(err, KERR_CONFLICT, "more than one PKCS#11 token is labelled \"%s\"", label);
+      goto out;
+    }
+    found = 1;
+    *slot = slots[i];
+  }
+  if (!found) rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 token labelled \"%s\"", label);
+out:
+  free(slots);
+  return rc;
+}
+
+kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
+  CK_SLOT_ID *slots = NULL;
+  CK_ULONG count = 0;
+  p11_err_clear(err);
+  kerr_code rc = slot_list(mod, &slots, &count, err);
+  if (rc) return rc;
+  rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 slot holds an uninitialized token");
+  for (CK_ULONG i = 0; i < count; i++) {
+    CK_TOKEN_INFO info;
+    CK_RV rv = mod->fn->C_GetTokenInfo(slots[i], &info);
+    if (rv != CKR_OK) continue;
+    if (!(info.flags & CKF_TOKEN_INITIALIZED)) {
+      *slot = slots[i];
+      p11_err_clear(err);
+      rc = KERR_OK;
+      break;
+    }
+  }
+  free(slots);
+  return rc;
+}
+
+kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
+                         const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
+                         p11_err *err) {
+  CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
+  CK_SLOT_ID existing;
+  CK_UTF8CHAR padded[32];
+  int logged_in = 0;
+  CK_RV rv;
+  kerr_code rc;
+  p11_err_clear(err);
+  if ((rc = check_label(label, err)) || (rc = check_pin(so_pin, "SO PIN", err)) ||
+      (rc = check_pin(user_pin, "user PIN", err)))
+    return rc;
+  rc = p11_find_token(mod, label, &existing, err);
+  if (rc == KERR_OK || rc == KERR_CONFLICT)
+    return refuse(err, KERR_ALREADY_EXISTS, "a PKCS#11 token labelled \"%s\" already exists", label);
+  if (rc != KERR_NOT_FOUND) return rc;
+  p11_err_clear(err);
+
+  memset(padded, ' ', sizeof padded);
+  memcpy(padded, label, strlen(label));
+  rv = mod->fn->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
+  if (rv != CKR_OK) return fail_rv(err, "C_InitToken", rv);
+  rc = p11_find_token(mod, label, new_slot, err);
+  if (rc) goto out;
+  rv = mod->fn->C_OpenSession(*new_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sh);
+  if (rv != CKR_OK) {
+    rc = fail_rv(err, "C_OpenSession", rv);
+    goto out;
+  }
+  rv = mod->fn->C_Login(sh, CKU_SO, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin));
+  if (rv != CKR_OK) {
+    rc = fail_rv(err, "C_Login(CKU_SO)", rv);
+    goto out;
+  }
+  logged_in = 1;
+  rv = mod->fn->C_InitPIN(sh, (CK_UTF8CHAR_PTR)user_pin, strlen(user_pin));
+  if (rv != CKR_OK) rc = fail_rv(err, "C_InitPIN", rv);
+out:
+  if (logged_in) mod->fn->C_Logout(sh);
+  if (sh != CK_INVALID_HANDLE) mod->fn->C_CloseSession(sh);
+  return rc;
+}
+
+/* ---- the session pool --------------------------------------------------- */
+
+struct p11_token {
+  p11_module *mod;
+  CK_SLOT_ID slot;
+  pthread_mutex_t lock;
+  pthread_cond_t freed;
+  size_t pool_size;
+  size_t open_count;         /* pooled sessions open, idle or acquired */
+  CK_SESSION_HANDLE *idle;   /* pool_size entries */
+  size_t idle_count;
+  CK_SESSION_HANDLE anchor;  /* keeps the login alive; not handed out */
+  CK_USER_TYPE login_user;   /* CKU_USER, CKU_SO, or (CK_USER_TYPE)-1 */
+  unsigned generation;       /* bumped at logout: older sessions are closed on release */
+};
+
+struct p11_session {
+  p11_token *tok;
+  CK_SESSION_HANDLE h;
+  CK_RV last_rv;     /* last module answer, decides reuse at release */
+  int op_active;     /* an Encrypt/Decrypt/Find operation was left open */
+  unsigned generation;
+};
+
+#define NOBODY ((CK_USER_TYPE)-1)
+
+kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size,
+                              p11_token **out, p11_err *err) {
+  p11_token *t;
+  *out = NULL;
+  p11_err_clear(err);
+  if (pool_size < 1 || pool_size > P11_POOL_MAX)
+    return refuse(err, KERR_VALIDATION, "session pool size must be 1 to %d", P11_POOL_MAX);
+  CK_TOKEN_INFO info;
+  CK_RV rv = mod->fn->C_GetTokenInfo(slot, &info);
+  if (rv != CKR_OK) return fail_rv(err, "C_GetTokenInfo", rv);
+  t = calloc(1, sizeof *t);
+  if (!t || !(t->idle = calloc(pool_size, sizeof *t->idle))) {
+    free(t);
+    return refuse(err, KERR_INTERNAL, "out of memory opening a token");
+  }
+  pthread_mutex_init(&t->lock, NULL);
+  pthread_cond_init(&t->freed, NULL);
+  t->slot = slot;
+  t->pool_size = pool_size;
+  t->anchor = CK_INVALID_HANDLE;
+  t->login_user = NOBODY;
+  pthread_mutex_lock(&modules_lock);
+  mod->refs++;
+  pthread_mutex_unlock(&modules_lock);
+  t->mod = mod;
+  *out = t;
+  return KERR_OK;
+}
+
+kerr_code p11_token_open(p11_module *mod, const char *label, size_t pool_size, p11_token **out,
+                         p11_err *err) {
+  CK_SLOT_ID slot;
+  *out = NULL;
+  kerr_code rc = p11_find_token(mod, label, &slot, err);
+  if (rc) return rc;
+  return p11_token_open_slot(mod, slot, pool_size, out, err);
+}
+
+/* Close idle sessions and the anchor; the caller holds the lock. */
+static void close_pool_locked(p11_token *t) {
+  for (size_t i = 0; i < t->idle_count; i++) t->mod->fn->C_CloseSession(t->idle[i]);
+  t->open_count -= t->idle_count;
+  t->idle_count = 0;
+  if (t->anchor != CK_INVALID_HANDLE) t->mod->fn->C_CloseSession(t->anchor);
+  t->anchor = CK_INVALID_HANDLE;
+  t->generation++;
+  pthread_cond_broadcast(&t->freed);
+}
+
+void p11_token_close(p11_token *tok) {
+  if (!tok) return;
+  pthread_mutex_lock(&tok->lock);
+  if (tok->login_user != NOBODY && tok->anchor != CK_INVALID_HANDLE)
+    tok->mod->fn->C_Logout(tok->anchor);
+  close_pool_locked(tok);
+  pthread_mutex_unlock(&tok->lock);
+  pthread_cond_destroy(&tok->freed);
+  pthread_mutex_destroy(&tok->lock);
+  p11_module_release(tok->mod);
+  free(tok->idle);
+  free(tok);
+}
+
+static kerr_code login_as(p11_token *tok, CK_USER_TYPE user, const char *pin, p11_err *err) {
+  kerr_code rc = KERR_OK;
+  CK_RV rv;
+  p11_err_clear(err);
+  rc = check_pin(pin, user == CKU_SO ? "SO PIN" : "user PIN", err);
+  if (rc) return rc;
+  pthread_mutex_lock(&tok->lock);
+  if (tok->login_user != NOBODY) {
+    rc = fail_rv(err, "C_Login", user == tok->login_user ? CKR_USER_ALREADY_LOGGED_IN
+                                                         : CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
+    goto out;
+  }
+  if (tok->anchor == CK_INVALID_HANDLE) {
+    rv = tok->mod->fn->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                                     &tok->anchor);
+    if (rv != CKR_OK) {
+      tok->anchor = CK_INVALID_HANDLE;
+      rc = fail_rv(err, "C_OpenSession", rv);
+      goto out;
+    }
+  }
+  rv = tok->mod->fn->C_Login(tok->anchor, user, (CK_UTF8CHAR_PTR)pin, strlen(pin));
+  if (rv != CKR_OK) {
+    rc = fail_rv(err, user == CKU_SO ? "C_Login(CKU_SO)" : "C_Login(CKU_USER)", rv);
+    goto out;
+  }
+  tok->login_user = user;
+out:
+  pthread_mutex_unlock(&tok->lock);
+  return rc;
+}
+
+kerr_code p11_token_login(p11_token *tok, const char *pin, p11_err *err) {
+  return login_as(tok, CKU_USER, pin, err);
+}
+
+kerr_code p11_token_login_so(p11_token *tok, const char *so_pin, p11_err *err) {
+  return login_as(tok, CKU_SO, so_pin, err);
+}
+
+kerr_code p11_token_logout(p11_token *tok, p11_err *err) {
+  kerr_code rc = KERR_OK;
+  p11_err_clear(err);
+  pthread_mutex_lock(&tok->lock);
+  if (tok->login_user != NOBODY && tok->anchor != CK_INVALID_HANDLE) {
+    CK_RV rv = tok->mod->fn->C_Logout(tok->anchor);
+    /* Not logged in (the module lost it) is the state we want anyway. */
+    if (rv != CKR_OK && rv != CKR_USER_NOT_LOGGED_IN) rc = fail_rv(err, "C_Logout", rv);
+  }
+  tok->login_user = NOBODY;
+  close_pool_locked(tok);
+  pthread_mutex_unlock(&tok->lock);
+  return rc;
+}
+
+int p11_token_logged_in(p11_token *tok) {
+  pthread_mutex_lock(&tok->lock);
+  int yes = tok->login_user == CKU_USER;
+  pthread_mutex_unlock(&tok->lock);
+  return yes;
+}
+
+kerr_code p11_token_set_pin(p11_token *tok, const char *old_pin, const char *new_pin,
+                            p11_err *err) {
+  kerr_code rc;
+  p11_err_clear(err);
+  if ((rc = check_pin(old_pin, "current PIN", err)) || (rc = check_pin(new_pin, "new PIN", err)))
+    return rc;
+  pthread_mutex_lock(&tok->lock);
+  if (tok->login_user != CKU_USER || tok->anchor == CK_INVALID_HANDLE) {
+    rc = fail_rv(err, "C_SetPIN", CKR_USER_NOT_LOGGED_IN);
+  } else {
+    CK_RV rv = tok->mod->fn->C_SetPIN(tok->anchor, (CK_UTF8CHAR_PTR)old_pin, strlen(old_pin),
+                                      (CK_UTF8CHAR_PTR)new_pin, strlen(new_pin));
+    if (rv != CKR_OK) rc = fail_rv(err, "C_SetPIN", rv);
+  }
+  pthread_mutex_unlock(&tok->lock);
+  return rc;
+}
+
+CK_SLOT_ID p11_token_slot(const p11_token *tok) { return tok->slot; }
+
+size_t p11_token_open_sessions(p11_token *tok) {
+  pthread_mutex_lock(&tok->lock);
+  size_t n = tok->open_count;
+  pthread_mutex_unlock(&tok->lock);
+  return n;
+}
+
+static void deadline_after_ms(struct timespec *ts, long ms) {
+  clock_gettime(CLOCK_REALTIME, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
+  struct timespec deadline;
+  CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
+  int must_open = 0;
+  unsigned generation;
+  *out = NULL;
+  p11_err_clear(err);
+  p11_session *s = calloc(1, sizeof *s);
+  if (!s) return refuse(err, KERR_INTERNAL, "out of memory acquiring a session");
+  deadline_after_ms(&deadline, P11_POOL_WAIT_MS);
+  pthread_mutex_lock(&tok->lock);
+  for (;;) {
+    if (tok->idle_count > 0) {
+      h = tok->idle[--tok->idle_count];
+      break;
+    }
+    if (tok->open_count < tok->pool_size) {
+      tok->open_count++; /* reserve the place; the module call runs unlocked */
+      must_open = 1;
+      break;
+    }
+    if (pthread_cond_timedwait(&tok->freed, &tok->lock, &deadline) == ETIMEDOUT) {
+      pthread_mutex_unlock(&tok->lock);
+      free(s);
+      return refuse(err, KERR_DEPENDENCY_TIMEOUT,
+                    "all %zu PKCS#11 sessions of the token stayed busy", tok->pool_size);
+    }
+  }
+  generation = tok->generation;
+  pthread_mutex_unlock(&tok->lock);
+
+  if (must_open) {
+    CK_RV rv = tok->mod->fn->C_OpenSession(tok->slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL,
+                                           NULL, &h);
+    if (rv != CKR_OK) {
+      pthread_mutex_lock(&tok->lock);
+      tok->open_count--;
+      pthread_cond_signal(&tok->freed);
+      pthread_mutex_unlock(&tok->lock);
+      free(s);
+      return fail_rv(err, "C_OpenSession", rv);
+    }
+  }
+  s->tok = tok;
+  s->h = h;
+  s->generation = generation;
+  *out = s;
+  return KERR_OK;
+}
+
+/* Answers after which a session must not be handed out again. */
+static int session_fatal(CK_RV rv) {
+  switch (rv) {
+    case CKR_SESSION_CLOSED:
+    case CKR_SESSION_HANDLE_INVALID:
+    case CKR_DEVICE_ERROR:
+    case CKR_DEVICE_MEMORY:
+    case CKR_DEVICE_REMOVED:
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+    case CKR_GENERAL_ERROR:
+    case CKR_OPERATION_ACTIVE:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+void p11_session_release(p11_session *s) {
+  if (!s) return;
+  p11_token *t = s->tok;
+  pthread_mutex_lock(&t->lock);
+  if (s->op_active || session_fatal(s->last_rv) || s->generation != t->generation ||
+      t->idle_count >= t->pool_size) {
+    t->mod->fn->C_CloseSession(s->h);
+    t->open_count--;
+  } else {
+    t->idle[t->idle_count++] = s->h;
+  }
+  pthread_cond_signal(&t->freed);
+  pthread_mutex_unlock(&t->lock);
+  free(s);
+}
+
+CK_SESSION_HANDLE p11_session_handle(const p11_session *s) { return s->h; }
+
+/* Record a module answer on the session (it decides reuse) and turn a failure
+ * into a kerr. */
+static kerr_code check_rv(p11_session *s, p11_err *err, const char *function, CK_RV rv) {
+  s->last_rv = rv;
+  if (rv == CKR_OK) return KERR_OK;
+  return fail_rv(err, function, rv);
+}
+
+#define FN(s) ((s)->tok->mod->fn)
+
+/* ---- keys --------------------------------------------------------------- */
+
+static CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
+
+/* Up to 2 handles of secret keys with CKA_ID `id`; *count says how many. */
+static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE found[2],
+                            CK_ULONG *count, p11_err *err) {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_ID, (void *)id, strlen(id)},
+  };
+  *count = 0;
+  kerr_code rc = check_rv(s, err, "C_FindObjectsInit", FN(s)->C_FindObjectsInit(s->h, tmpl, 2));
+  if (rc) return rc;
+  s->op_active = 1;
+  CK_ULONG n = 0;
+  rc = check_rv(s, err, "C_FindObjects", FN(s)->C_FindObjects(s->h, found, 2, &n));
+  CK_RV rv = FN(s)->C_FindObjectsFinal(s->h);
+  if (rv == CKR_OK) s->op_active = 0;
+  if (rc) return rc;
+  if (rv != CKR_OK) return check_rv(s, err, "C_FindObjectsFinal", rv);
+  if (n > 2) return refuse(err, KERR_INTERNAL, "PKCS#11 C_FindObjects returned too many handles");
+  *count = n;
+  return KERR_OK;
+}
+
+kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_OBJECT_HANDLE found[2];
+  CK_ULONG n;
+  p11_err_clear(err);
+  kerr_code rc = check_id(id, err);
+  if (rc) return rc;
+  rc = find_by_id(s, id, found, &n, err);
+  if (rc) return rc;
+  if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key with id %s in the token", id);
+  if (n > 1) return refuse(err, KERR_CONFLICT, "more than one key with id %s in the token", id);
+  *out = found[0];
+  return KERR_OK;
+}
+
+static kerr_code refuse_existing_id(p11_session *s, const char *id, p11_err *err) {
+  CK_OBJECT_HANDLE found[2];
+  CK_ULONG n;
+  kerr_code rc = find_by_id(s, id, found, &n, err);
+  if (rc) return rc;
+  if (n > 0) return refuse(err, KERR_ALREADY_EXISTS, "a key with id %s already exists in the token", id);
+  return KERR_OK;
+}
+
+/* The attribute template shared by generation and unwrapping.  `a` must have
+ * room for 16 entries; returns how many were filled. */
+static CK_ULONG key_template(CK_ATTRIBUTE *a, const char *id, p11_key_kind kind, int with_value_len,
+                             CK_OBJECT_CLASS *cls, CK_KEY_TYPE *type, CK_ULONG *value_len) {
+  CK_ULONG n = 0;
+  int data = kind != P11_KEY_WRAPPING;
+  *cls = CKO_SECRET_KEY;
+  *type = CKK_AES;
+  *value_len = P11_AES_KEY_BYTES;
+  a[n++] = (CK_ATTRIBUTE){CKA_CLASS, cls, sizeof *cls};
+  a[n++] = (CK_ATTRIBUTE){CKA_KEY_TYPE, type, sizeof *type};
+  if (with_value_len) a[n++] = (CK_ATTRIBUTE){CKA_VALUE_LEN, value_len, sizeof *value_len};
+  a[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_PRIVATE, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, kind == P11_KEY_DATA_COPYABLE ? &ck_true : &ck_false,
+                          sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_WRAP_WITH_TRUSTED, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_ENCRYPT, data ? &ck_true : &ck_false, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_DECRYPT, data ? &ck_true : &ck_false, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_WRAP, data ? &ck_false : &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_UNWRAP, data ? &ck_false : &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_SIGN, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_VERIFY, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_DERIVE, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, strlen(id)};
+  a[n++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)id, strlen(id)};
+  return n;
+}
+
+kerr_code p11_key_generate(p11_session *s, const char *id, p11_key_kind kind,
+                           CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_ATTRIBUTE tmpl[20];
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE type;
+  CK_ULONG len;
+  CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
+  p11_err_clear(err);
+  kerr_code rc = check_id(id, err);
+  if (rc) return rc;
+  if (kind != P11_KEY_DATA && kind != P11_KEY_DATA_COPYABLE && kind != P11_KEY_WRAPPING)
+    return refuse(err, KERR_VALIDATION, "unknown key kind %d", (int)kind);
+  rc = refuse_existing_id(s, id, err);
+  if (rc) return rc;
+  CK_ULONG n = key_template(tmpl, id, kind, 1, &cls, &type, &len);
+  return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl, n, out));
+}
+
+kerr_code p11_key_generate_so(p11_session *s, const char *id, CK_OBJECT_HANDLE *out,
+                              p11_err *err) {
+  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+  CK_KEY_TYPE type = CKK_AES;
+  CK_ULONG len = P11_AES_KEY_BYTES;
+  CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
+  p11_err_clear(err);
+  kerr_code rc = check_id(id, err);
+  if (rc) return rc;
+  rc = refuse_existing_id(s, id, err);
+  if (rc) return rc;
+  CK_ATTRIBUTE tmpl[] = {
+      {CKA_CLASS, &cls, sizeof cls},
+      {CKA_KEY_TYPE, &type, sizeof type},
+      {CKA_VALUE_LEN, &len, sizeof len},
+      {CKA_TOKEN, &ck_true, sizeof ck_true},
+      {CKA_PRIVATE, &ck_false, sizeof ck_false},
+      {CKA_SENSITIVE, &ck_true, sizeof ck_true},
+      {CKA_EXTRACTABLE, &ck_false, sizeof ck_false},
+      {CKA_TRUSTED, &ck_true, sizeof ck_true},
+      {CKA_ENCRYPT, &ck_false, sizeof ck_false},
+      {CKA_DECRYPT, &ck_false, sizeof ck_false},
+      {CKA_WRAP, &ck_true, sizeof ck_true},
+      {CKA_UNWRAP, &ck_true, sizeof ck_true},
+      {CKA_SIGN, &ck_false, sizeof ck_false},
+      {CKA_VERIFY, &ck_false, sizeof ck_false},
+      {CKA_DERIVE, &ck_false, sizeof ck_false},
+      {CKA_ID, (void *)id, strlen(id)},
+      {CKA_LABEL, (void *)id, strlen(id)},
+  };
+  return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl,
+                                                                 sizeof tmpl / sizeof tmpl[0], out));
+}
+
+kerr_code p11_key_set_trusted(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
+  CK_ATTRIBUTE a = {CKA_TRUSTED, &ck_true, sizeof ck_true};
+  p11_err_clear(err);
+  return check_rv(s, err, "C_SetAttributeValue", FN(s)->C_SetAttributeValue(s->h, key, &a, 1));
+}
+
+kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
+  p11_err_clear(err);
+  return check_rv(s, err, "C_DestroyObject", FN(s)->C_DestroyObject(s->h, key));
+}
+
+kerr_code p11_key_get_info(p11_session *s, CK_OBJECT_HANDLE key, p11_key_info *info,
+                           p11_err *err) {
+  enum { NB = 12 };
+  CK_BBOOL b[NB];
+  CK_ATTRIBUTE_TYPE types[NB] = {CKA_SENSITIVE,         CKA_EXTRACTABLE, CKA_ALWAYS_SENSITIVE,
+                                 CKA_NEVER_EXTRACTABLE, CKA_WRAP_WITH_TRUSTED, CKA_TRUSTED,
+                                 CKA_TOKEN,             CKA_PRIVATE,     CKA_ENCRYPT,
+                                 CKA_DECRYPT,           CKA_WRAP,        CKA_UNWRAP};
+  CK_ATTRIBUTE a[NB + 2];
+  int *dst[NB] = {&info->sensitive,         &info->extractable, &info->always_sensitive,
+                  &info->never_extractable, &info->wrap_with_trusted, &info->trusted,
+                  &info->token,             &info->private_,    &info->encrypt,
+                  &info->decrypt,           &info->wrap,        &info->unwrap};
+  p11_err_clear(err);
+  memset(info, 0, sizeof *info);
+  for (int i = 0; i < NB; i++) {
+    b[i] = CK_FALSE;
+    a[i] = (CK_ATTRIBUTE){types[i], &b[i], sizeof b[i]};
+  }
+  a[NB] = (CK_ATTRIBUTE){CKA_KEY_TYPE, &info->key_type, sizeof info->key_type};
+  a[NB + 1] = (CK_ATTRIBUTE){CKA_VALUE_LEN, &info->value_len, sizeof info->value_len};
+  CK_RV rv = FN(s)->C_GetAttributeValue(s->h, key, a, NB + 2);
+  /* CKR_ATTRIBUTE_TYPE_INVALID only marks an attribute the object lacks
+   * (ulValueLen = -1); the others are still filled. */
+  if (rv != CKR_OK && rv != CKR_ATTRIBUTE_TYPE_INVALID)
+    return check_rv(s, err, "C_GetAttributeValue", rv);
+  s->last_rv = CKR_OK;
+  for (int i = 0; i < NB; i++)
+    *dst[i] = a[i].ulValueLen == sizeof(CK_BBOOL) && b[i] == CK_TRUE;
+  if (a[NB].ulValueLen != sizeof info->key_type) info->key_type = (CK_KEY_TYPE)-1;
+  if (a[NB + 1].ulValueLen != sizeof info->value_len) info->value_len = 0;
+  return KERR_OK;
+}
+
+kerr_code p11_random(p11_session *s, uint8_t *buf, size_t len, p11_err *err) {
+  p11_err_clear(err);
+  if (len == 0 || len > P11_RANDOM_MAX)
+    return refuse(err, KERR_VALIDATION, "random length must be 1 to %d bytes", P11_RANDOM_MAX);
+  return check_rv(s, err, "C_GenerateRandom", FN(s)->C_GenerateRandom(s->h, buf, len));
+}
+
+/* One single-part Encrypt or Decrypt with the two-call size query.  The
+ * output is a secure allocation of exactly the size the module announced,
+ * which must not exceed `max_out`; any unused tail is wiped. */
+static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
+                            const uint8_t *in, size_t in_len, size_t max_out, kbytes *out,
+                            p11_err *err) {
+  const char *init_name = encrypt ? "C_EncryptInit" : "C_DecryptInit";
+  const char *name = encrypt ? "C_Encrypt" : "C_Decrypt";
+  CK_ULONG need = 0, got;
+  uint8_t *buf = NULL;
+  kerr_code rc;
+  CK_RV rv = encrypt ? FN(s)->C_EncryptInit(s->h, mech, key) : FN(s)->C_DecryptInit(s->h, mech, key);
+  rc = check_rv(s, err, init_name, rv);
+  if (rc) return rc;
+  s->op_active = 1;
+  rv = encrypt ? FN(s)->C_Encrypt(s->h, (CK_BYTE_PTR)in, in_len, NULL, &need)
+               : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, NULL, &need);
+  if (rv != CKR_OK) {
+    s->op_active = 0; /* any error but CKR_BUFFER_TOO_SMALL ends the operation */
+    return check_rv(s, err, name, rv);
+  }
+  if (need > max_out) {
+    /* Leave the operation active: release closes the session. */
+    return refuse(err, KERR_INTERNAL, "PKCS#11 %s announced %lu output bytes (limit %zu)", name,
+                  (unsigned long)need, max_out);
+  }
+  buf = secure_alloc(need);
+  if (!buf) return refuse(err, KERR_INTERNAL, "out of memory for %s", name);
+  got = need;
+  rv = encrypt ? FN(s)->C_Encrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got)
+               : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got);
+  if (rv != CKR_BUFFER_TOO_SMALL) s->op_active = 0;
+  rc = check_rv(s, err, name, rv);
+  if (!rc && got > need)
+    rc = refuse(err, KERR_INTERNAL, "PKCS#11 %s wrote more than it announced", name);
+  if (rc) {
+    secure_free(buf, need);
+    return rc;
+  }
+  secure_wipe(buf + got, need - got);
+  out->data = buf;
+  out->len = got;
+  /* secure_free(data, len) wipes len bytes: the tail was wiped above. */
+  return KERR_OK;
+}
+
+kerr_code p11_gcm_encrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *aad,
+                          size_t aad_len, const uint8_t *pt, size_t pt_len,
+                          uint8_t iv[P11_GCM_IV_BYTES], kbytes *out, p11_err *err) {
+  CK_GCM_PARAMS params;
+  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  if (pt_len > P11_GCM_MAX_INPUT || (pt_len && !pt))
+    return refuse(err, KERR_VALIDATION, "plaintext must be at most %u bytes", P11_GCM_MAX_INPUT);
+  if (aad_len > P11_GCM_MAX_AAD || (aad_len && !aad))
+    return refuse(err, KERR_VALIDATION, "additional data must be at most %u bytes", P11_GCM_MAX_AAD);
+  rc = check_rv(s, err, "C_GenerateRandom", FN(s)->C_GenerateRandom(s->h, iv, P11_GCM_IV_BYTES));
+  if (rc) return rc;
+  memset(&params, 0, sizeof params);
+  params.pIv = iv;
+  params.ulIvLen = P11_GCM_IV_BYTES;
+  params.ulIvBits = P11_GCM_IV_BYTES * 8;
+  params.pAAD = (CK_BYTE_PTR)aad;
+  params.ulAADLen = aad_len;
+  params.ulTagBits = P11_GCM_TAG_BYTES * 8;
+  rc = crypt_once(s, 1, &mech, key, pt, pt_len, pt_len + P11_GCM_TAG_BYTES, out, err);
+  if (rc) return rc;
+  if (out->len != pt_len + P11_GCM_TAG_BYTES) {
+    kbytes_wipe_free(out);
+    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Encrypt returned a GCM output of the wrong size");
+  }
+  return KERR_OK;
+}
+
+kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t iv[P11_GCM_IV_BYTES],
+                          const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
+                          kbytes *out, p11_err *err) {
+  CK_GCM_PARAMS params;
+  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
+  uint8_t iv_copy[P11_GCM_IV_BYTES];
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  if (!ct || ct_len < P11_GCM_TAG_BYTES || ct_len > P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES)
+    return refuse(err, KERR_INVALID_CIPHERTEXT, "GCM ciphertext must be %d to %u bytes",
+                  P11_GCM_TAG_BYTES, P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES);
+  if (aad_len > P11_GCM_MAX_AAD || (aad_len && !aad))
+    return refuse(err, KERR_VALIDATION, "additional data must be at most %u bytes", P11_GCM_MAX_AAD);
+  memcpy(iv_copy, iv, sizeof iv_copy); /* the mechanism takes a non-const pointer */
+  memset(&params, 0, sizeof params);
+  params.pIv = iv_copy;
+  params.ulIvLen = P11_GCM_IV_BYTES;
+  params.ulIvBits = P11_GCM_IV_BYTES * 8;
+  params.pAAD = (CK_BYTE_PTR)aad;
+  params.ulAADLen = aad_len;
+  params.ulTagBits = P11_GCM_TAG_BYTES * 8;
+  rc = crypt_once(s, 0, &mech, key, ct, ct_len, ct_len, out, err);
+  if (rc) return rc;
+  if (out->len != ct_len - P11_GCM_TAG_BYTES) {
+    kbytes_wipe_free(out);
+    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Decrypt returned a GCM output of the wrong size");
+  }
+  return KERR_OK;
+}
+
+/* ---- wrapping ----------------------------------------------------------- */
+
+kerr_code p11_key_wrap(p11_session *s, CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key,
+                       kbytes *out, p11_err *err) {
+  CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+  CK_ULONG need = 0, got;
+  uint8_t *buf;
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  rc = check_rv(s, err, "C_WrapKey", FN(s)->C_WrapKey(s->h, &mech, wrapping_key, key, NULL, &need));
+  if (rc) return rc;
+  if (need == 0 || need > P11_WRAPPED_MAX)
+    return refuse(err, KERR_INTERNAL, "PKCS#11 C_WrapKey announced %lu bytes (limit %d)",
+                  (unsigned long)need, P11_WRAPPED_MAX);
+  buf = secure_alloc(need);
+  if (!buf) return refuse(err, KERR_INTERNAL, "out of memory wrapping a key");
+  got = need;
+  rc = check_rv(s, err, "C_WrapKey", FN(s)->C_WrapKey(s->h, &mech, wrapping_key, key, buf, &got));
+  if (!rc && (got == 0 || got > need))
+    rc = refuse(err, KERR_INTERNAL, "PKCS#11 C_WrapKey returned an inconsistent length");
+  if (rc) {
+    secure_free(buf, need);
+    return rc;
+  }
+  secure_wipe(buf + got, need - got);
+  out->data = buf;
+  out->len = got;
+  return KERR_OK;
+}
+
+kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key, const uint8_t *wrapped,
+                         size_t wrapped_len, const char *id, p11_key_kind kind,
+                         CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_MECHANISM mech = {CKM_AES_KEY_WRAP_PAD, NULL, 0};
+  CK_ATTRIBUTE tmpl[20];
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE type;
+  CK_ULONG len;
+  p11_err_clear(err);
+  kerr_code rc = check_id(id, err);
+  if (rc) return rc;
+  if (kind != P11_KEY_DATA && kind != P11_KEY_DATA_COPYABLE && kind != P11_KEY_WRAPPING)
+    return refuse(err, KERR_VALIDATION, "unknown key kind %d", (int)kind);
+  if (!wrapped || wrapped_len == 0 || wrapped_len > P11_WRAPPED_MAX)
+    return refuse(err, KERR_VALIDATION, "wrapped key must be 1 to %d bytes", P11_WRAPPED_MAX);
+  rc = refuse_existing_id(s, id, err);
+  if (rc) return rc;
+  /* No CKA_VALUE_LEN: the length comes from the blob, and PKCS#11 forbids it
+   * in an unwrap template for AES keys. */
+  CK_ULONG n = key_template(tmpl, id, kind, 0, &cls, &type, &len);
+  rc = check_rv(s, err, "C_UnwrapKey",
+                FN(s)->C_UnwrapKey(s->h, &mech, unwrapping_key, (CK_BYTE_PTR)wrapped, wrapped_len,
+                                   tmpl, n, out));
+  if (rc) return rc;
+  /* A blob of another size would make a key of another size: refuse it. */
+  p11_key_info info;
+  rc = p11_key_get_info(s, *out, &info, err);
+  if (!rc && info.value_len != P11_AES_KEY_BYTES)
+    rc = refuse(err, KERR_INTERNAL, "unwrapped key is %lu bytes, not %d",
+                (unsigned long)info.value_len, P11_AES_KEY_BYTES);
+  if (rc) {
+    FN(s)->C_DestroyObject(s->h, *out);
+    *out = CK_INVALID_HANDLE;
+  }
+  return rc;
+}
+
+kerr_code p11_key_copy(p11_session *src, CK_OBJECT_HANDLE src_wrap, p11_session *dst,
+                       CK_OBJECT_HANDLE dst_wrap, const char *id, p11_key_kind kind,
+                       CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_OBJECT_HANDLE key;
+  kbytes blob = {NULL, 0};
+  kerr_code rc = p11_key_find(src, id, &key, err);
+  if (rc) return rc;
+  rc = p11_key_wrap(src, src_wrap, key, &blob, err);
+  if (rc) goto out;
+  rc = p11_key_unwrap(dst, dst_wrap, blob.data, blob.len, id, kind, out, err);
+out:
+  kbytes_wipe_free(&blob);
+  return rc;
+}

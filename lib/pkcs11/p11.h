@@ -1,0 +1,297 @@
+/* p11.h - the PKCS#11 layer: load any v2.40 module, find tokens, pool sessions,
+ * and run the few key operations HSM-backed key stores need inside the token.
+ *
+ * Why it exists: custom key stores keep their keys in HSMs reached through
+ * PKCS#11 (SoftHSM2 by default, any vendor module otherwise).  Everything above
+ * this layer (clusters, connection states, the API) talks to HSMs only through
+ * these functions, never to a CK_FUNCTION_LIST directly, so every value the
+ * module returns is bounded and validated in one place and every CK_RV becomes
+ * a kerr with a readable message.
+ *
+ * Keys made here never leave a token in clear: they are CKA_SENSITIVE, and
+ * either non-extractable or extractable only under a trusted wrapping key
+ * (CKA_WRAP_WITH_TRUSTED).  See docs/pkcs11.md for the design and for what
+ * SoftHSM2 enforces.
+ *
+ * Threads: a p11_module and a p11_token may be shared by any number of
+ * threads.  A p11_session belongs to the one thread that acquired it until it
+ * is released. */
+#ifndef KMSD_PKCS11_P11_H
+#define KMSD_PKCS11_P11_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include <p11-kit-1/p11-kit/pkcs11.h>
+
+#include "core/kerr.h"
+#include "core/secmem.h"
+
+/* ---- errors ------------------------------------------------------------- */
+
+/* A kerr plus the CK_RV that caused it.  `rv` is CKR_OK when the failure did
+ * not come from the module (bad argument, bound exceeded, out of memory), so
+ * callers can tell "the HSM said no" from "we refused".  The cluster layer
+ * maps rv (CKR_PIN_INCORRECT, CKR_PIN_LOCKED, CKR_TOKEN_NOT_PRESENT...) to
+ * its own connection error codes.  Messages name the PKCS#11 function and the
+ * CKR_ constant, never a PIN or key value. */
+typedef struct p11_err {
+  kerr e;
+  CK_RV rv;
+} p11_err;
+
+/* The CKR_ constant's name for `rv` ("CKR_PIN_INCORRECT"), or
+ * "CKR_VENDOR_DEFINED" / "CKR_UNKNOWN" for values outside the standard table.
+ * Static storage. */
+const char *p11_rv_name(CK_RV rv);
+
+/* The kerr code a CK_RV maps to: PIN failures (CKR_PIN_*) -> KERR_ACCESS_DENIED;
+ * login-state errors (CKR_USER_*) -> KERR_INVALID_STATE; token or device gone
+ * (CKR_TOKEN_NOT_PRESENT, CKR_DEVICE_*, CKR_SESSION_CLOSED...) ->
+ * KERR_KEY_UNAVAILABLE; GCM authentication failure and malformed ciphertext
+ * (CKR_ENCRYPTED_DATA_*) -> KERR_INVALID_CIPHERTEXT; missing objects
+ * (CKR_OBJECT_HANDLE_INVALID, CKR_KEY_HANDLE_INVALID) -> KERR_NOT_FOUND;
+ * CKR_SESSION_COUNT -> KERR_LIMIT_EXCEEDED; everything else KERR_INTERNAL. */
+kerr_code p11_rv_to_kerr(CK_RV rv);
+
+/* Clear `err` (may be NULL) to KERR_OK / CKR_OK. */
+void p11_err_clear(p11_err *err);
+
+/* ---- modules ------------------------------------------------------------ */
+
+typedef struct p11_module p11_module;
+
+/* Load the PKCS#11 module at `path` (dlopen + C_GetFunctionList) and
+ * C_Initialize it with CKF_OS_LOCKING_OK.  Modules are shared: loading the same
+ * path twice returns the same handle with its reference count raised, so
+ * C_Initialize runs once per module per process.  If the module reports
+ * CKR_CRYPTOKI_ALREADY_INITIALIZED (another library in this process
+ * initialized it) it is used as is and never finalized by us.
+ * On success *out holds a reference; give it back with p11_module_release.
+ * On failure *out is NULL and nothing stays loaded. */
+kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err);
+
+/* Drop one reference; the last one calls C_Finalize (if we initialized the
+ * module) and dlclose.  Every token opened on the module must be closed
+ * first.  NULL is allowed. */
+void p11_module_release(p11_module *mod);
+
+/* The module's function list, for callers (tests, diagnostics) that need a
+ * call this layer does not wrap.  Valid while the module is held. */
+const CK_FUNCTION_LIST *p11_module_functions(const p11_module *mod);
+
+/* ---- tokens ------------------------------------------------------------- */
+
+#define P11_LABEL_MAX 32         /* CK_TOKEN_INFO.label is 32 space-padded bytes */
+#define P11_PIN_MIN 4            /* SoftHSM2's own minimum; most HSMs agree */
+#define P11_PIN_MAX 255
+#define P11_MAX_SLOTS 1024       /* bound on C_GetSlotList answers */
+
+/* Find the slot holding an initialized token whose label is `label`
+ * (1..32 printable ASCII bytes, compared after removing the padding).
+ * KERR_NOT_FOUND when there is none; KERR_CONFLICT when two tokens carry the
+ * label (we refuse to guess which HSM is meant). */
+kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p11_err *err);
+
+/* Find the first slot whose token is present but not yet initialized (SoftHSM2
+ * always keeps one).  KERR_NOT_FOUND when none is free. */
+kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err);
+
+/* Initialize a new token in `slot` (C_InitToken with `so_pin` and `label`),
+ * then log in as SO and set the user PIN (C_InitPIN).  Refuses a label that
+ * an existing token already carries (KERR_ALREADY_EXISTS).  On success
+ * *new_slot is the slot the token lives in afterwards (SoftHSM2 moves a token
+ * to a new slot id when it is initialized).  After a failure between the two
+ * steps the token exists with no user PIN; re-run C_InitPIN or discard it. */
+kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
+                         const char *so_pin, const char *user_pin,
+                         CK_SLOT_ID *new_slot, p11_err *err);
+
+/* ---- sessions and the per-token pool ------------------------------------ */
+
+typedef struct p11_token p11_token;
+typedef struct p11_session p11_session;
+
+#define P11_POOL_MAX 64          /* upper bound accepted for pool_size */
+#define P11_POOL_WAIT_MS 10000   /* how long acquire waits for a free session */
+
+/* Open a handle on the token labelled `label` with a pool of at most
+ * `pool_size` (1..P11_POOL_MAX) R/W sessions.  No session is opened and
+ * nobody is logged in yet.  The token holds a module reference.  Free with
+ * p11_token_close.  On failure *out is NULL. */
+kerr_code p11_token_open(p11_module *mod, const char *label, size_t pool_size,
+                         p11_token **out, p11_err *err);
+
+/* The same, for a token already located by slot id. */
+kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size,
+                              p11_token **out, p11_err *err);
+
+/* Close every session of the pool (which, per PKCS#11, also ends the login),
+ * release the module reference and free the handle.  No session may still be
+ * acquired.  NULL is allowed. */
+void p11_token_close(p11_token *tok);
+
+/* Log in as the normal user (CKU_USER) with `pin`.  PKCS#11 login state
+ * belongs to the application, not to a session: once this succeeds every
+ * session of this token in this process, pooled or not, is logged in, and it
+ * stays so until p11_token_logout or until the last session closes (this
+ * layer keeps one "anchor" session open for that reason).  A wrong PIN gives
+ * KERR_ACCESS_DENIED with rv CKR_PIN_INCORRECT (or CKR_PIN_LOCKED once the
+ * token locked the user out); a second login gives KERR_INVALID_STATE with
+ * CKR_USER_ALREADY_LOGGED_IN.  After a failure nobody is logged in. */
+kerr_code p11_token_login(p11_token *tok, const char *pin, p11_err *err);
+
+/* Log out (C_Logout) and close the pooled sessions, including the anchor.
+ * Sessions still acquired by other threads lose their login at once (shared
+ * login state) and are closed when released.  Logging out when not logged in
+ * is not an error. */
+kerr_code p11_token_logout(p11_token *tok, p11_err *err);
+
+/* 1 when this handle has a successful login that was not logged out. */
+int p11_token_logged_in(p11_token *tok);
+
+/* Change the user PIN (C_SetPIN) while logged in as the user.  The login
+ * survives.  On failure the PIN is unchanged. */
+kerr_code p11_token_set_pin(p11_token *tok, const char *old_pin, const char *new_pin,
+                            p11_err *err);
+
+/* The slot this token lives in. */
+CK_SLOT_ID p11_token_slot(const p11_token *tok);
+
+/* Take a session from the pool, opening one if fewer than pool_size are open,
+ * else waiting up to P11_POOL_WAIT_MS for one to be released
+ * (KERR_DEPENDENCY_TIMEOUT after that).  The session is logged in exactly when
+ * the token is.  Give it back with p11_session_release. */
+kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err);
+
+/* Return a session to the pool.  A session whose last call failed with a
+ * session-fatal CK_RV (CKR_SESSION_CLOSED, CKR_SESSION_HANDLE_INVALID,
+ * CKR_DEVICE_*, CKR_TOKEN_NOT_PRESENT...) or one left with an operation active
+ * is closed instead of being reused.  NULL is allowed. */
+void p11_session_release(p11_session *s);
+
+/* The raw handle, for calls this layer does not wrap (with
+ * p11_module_functions).  Valid until release. */
+CK_SESSION_HANDLE p11_session_handle(const p11_session *s);
+
+/* Open / close sessions for the open-count check in tests and diagnostics. */
+size_t p11_token_open_sessions(p11_token *tok);
+
+/* ---- keys --------------------------------------------------------------- */
+
+#define P11_ID_MAX 128            /* bytes of a caller-given key id */
+#define P11_AES_KEY_BYTES 32
+#define P11_GCM_IV_BYTES 12
+#define P11_GCM_TAG_BYTES 16
+#define P11_GCM_MAX_INPUT (1u << 20)   /* plaintext / ciphertext bound */
+#define P11_GCM_MAX_AAD (64u << 10)
+#define P11_WRAPPED_MAX 512       /* bound on a wrapped-key blob from the module */
+#define P11_RANDOM_MAX 4096
+
+typedef enum p11_key_kind {
+  /* A data key: CKA_ENCRYPT/DECRYPT, sensitive, never extractable. */
+  P11_KEY_DATA = 0,
+  /* A data key a cluster can copy to its other HSMs: as P11_KEY_DATA but
+   * CKA_EXTRACTABLE=TRUE with CKA_WRAP_WITH_TRUSTED=TRUE, so only a wrapping
+   * key the SO marked CKA_TRUSTED can wrap it; CKA_VALUE stays unreadable. */
+  P11_KEY_DATA_COPYABLE = 1,
+  /* A wrapping key: CKA_WRAP/UNWRAP only (no encrypt/decrypt), sensitive,
+   * never extractable. */
+  P11_KEY_WRAPPING = 2,
+} p11_key_kind;
+
+/* Attributes of a key object as the token reports them (for checks). */
+typedef struct p11_key_info {
+  int sensitive, extractable, always_sensitive, never_extractable;
+  int wrap_with_trusted, trusted, token, private_;
+  int encrypt, decrypt, wrap, unwrap;
+  CK_KEY_TYPE key_type;
+  CK_ULONG value_len;
+} p11_key_info;
+
+/* Generate an AES-256 token key of `kind` in the session's token
+ * (CKM_AES_KEY_GEN, CKA_TOKEN=TRUE, CKA_PRIVATE=TRUE, CKA_SENSITIVE=TRUE),
+ * with CKA_ID and CKA_LABEL set to `id` (1..P11_ID_MAX printable ASCII bytes).
+ * Refuses an id some key of the token already has (KERR_ALREADY_EXISTS).
+ * Needs a user login.  On failure no object is left. */
+kerr_code p11_key_generate(p11_session *s, const char *id, p11_key_kind kind,
+                           CK_OBJECT_HANDLE *out, p11_err *err);
+
+/* Find the secret key whose CKA_ID is `id`.  KERR_NOT_FOUND when none;
+ * KERR_CONFLICT when more than one carries it. */
+kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p11_err *err);
+
+/* Destroy a key object.  KERR_NOT_FOUND when the handle is stale. */
+kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
+
+/* Read the boolean and size attributes of a key (never CKA_VALUE). */
+kerr_code p11_key_get_info(p11_session *s, CK_OBJECT_HANDLE key, p11_key_info *info,
+                           p11_err *err);
+
+/* Mark a wrapping key CKA_TRUSTED.  PKCS#11 reserves this to the security
+ * officer, so `s` must be a session of a token where the SO is logged in (see
+ * p11_token_login_so); the key must be visible to the SO, i.e. a wrapping key
+ * created with p11_key_generate_so. */
+kerr_code p11_key_set_trusted(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
+
+/* Log in as the security officer (CKU_SO) on the token handle, for the short
+ * provisioning steps that need it.  Fails with CKR_USER_ANOTHER_ALREADY_LOGGED_IN
+ * while the user is logged in: log the user out first.  Undo with
+ * p11_token_logout. */
+kerr_code p11_token_login_so(p11_token *tok, const char *so_pin, p11_err *err);
+
+/* Generate a trusted wrapping key as the SO (see docs/pkcs11.md): AES-256,
+ * CKA_WRAP/UNWRAP, sensitive, never extractable, CKA_TRUSTED=TRUE, and
+ * CKA_PRIVATE=FALSE because an SO session can neither create nor see private
+ * objects.  Being sensitive, its value is unreadable to anyone. */
+kerr_code p11_key_generate_so(p11_session *s, const char *id, CK_OBJECT_HANDLE *out,
+                              p11_err *err);
+
+/* Fill `buf` with `len` (1..P11_RANDOM_MAX) bytes from the token's RNG. */
+kerr_code p11_random(p11_session *s, uint8_t *buf, size_t len, p11_err *err);
+
+/* AES-256-GCM encryption inside the token (CKM_AES_GCM, 96-bit IV drawn from
+ * C_GenerateRandom, 128-bit tag).  `aad` may be NULL when aad_len is 0.
+ * On success `iv` holds the IV and *out the ciphertext followed by the 16-byte
+ * tag (pt_len + 16 bytes; caller frees with kbytes_wipe_free).  On failure
+ * *out is empty. */
+kerr_code p11_gcm_encrypt(p11_session *s, CK_OBJECT_HANDLE key,
+                          const uint8_t *aad, size_t aad_len,
+                          const uint8_t *pt, size_t pt_len,
+                          uint8_t iv[P11_GCM_IV_BYTES], kbytes *out, p11_err *err);
+
+/* AES-256-GCM decryption inside the token of ciphertext||tag (`ct_len` >= 16).
+ * A wrong key, IV, AAD or a tampered ciphertext gives KERR_INVALID_CIPHERTEXT.
+ * On success *out is the plaintext in a secure allocation (caller frees with
+ * kbytes_wipe_free); on failure *out is empty. */
+kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key,
+                          const uint8_t iv[P11_GCM_IV_BYTES],
+                          const uint8_t *aad, size_t aad_len,
+                          const uint8_t *ct, size_t ct_len, kbytes *out, p11_err *err);
+
+/* Wrap `key` under `wrapping_key` with CKM_AES_KEY_WRAP_PAD (RFC 5649).  The
+ * blob is the key encrypted under a key that never leaves the HSMs, so it is
+ * not a secret in clear; *out is heap memory the caller frees with
+ * kbytes_wipe_free.  Fails with CKR_KEY_UNEXTRACTABLE for non-copyable keys and
+ * CKR_KEY_NOT_WRAPPABLE when the wrapping key is not trusted. */
+kerr_code p11_key_wrap(p11_session *s, CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_HANDLE key,
+                       kbytes *out, p11_err *err);
+
+/* Unwrap a blob made by p11_key_wrap into a new token key of `kind` with
+ * CKA_ID/CKA_LABEL `id` (refused if the id exists).  The new key is
+ * sensitive, and non-extractable unless `kind` is P11_KEY_DATA_COPYABLE. */
+kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key,
+                         const uint8_t *wrapped, size_t wrapped_len,
+                         const char *id, p11_key_kind kind, CK_OBJECT_HANDLE *out,
+                         p11_err *err);
+
+/* Copy the key with CKA_ID `id` from the token of `src` to the token of `dst`:
+ * wrap under `src_wrap`, unwrap under `dst_wrap` (the same wrapping key present
+ * on both tokens), keeping its kind.  The value never exists outside the HSMs
+ * in clear.  On failure nothing is created on the target. */
+kerr_code p11_key_copy(p11_session *src, CK_OBJECT_HANDLE src_wrap,
+                       p11_session *dst, CK_OBJECT_HANDLE dst_wrap,
+                       const char *id, p11_key_kind kind, CK_OBJECT_HANDLE *out,
+                       p11_err *err);
+
+#endif
