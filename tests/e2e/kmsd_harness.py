@@ -269,12 +269,22 @@ class KmsdServer:
         return self.proc is not None and self.proc.poll() is None
 
     def cleanup(self):
-        """Stop the server and remove its temporary files (unless KMSD_KEEP_TMP)."""
+        """Stop the server and remove its temporary files (unless KMSD_KEEP_TMP).
+
+        A graceful stop must exit 0: anything else (a sanitizer's leak report,
+        a fault during shutdown) raises AssertionError, and the files are kept
+        for inspection."""
+        graceful = self.running()
+        rc = None
         try:
-            self.stop()
+            rc = self.stop()
         finally:
-            if not os.environ.get("KMSD_KEEP_TMP"):
+            clean = not graceful or rc == 0
+            if clean and not os.environ.get("KMSD_KEEP_TMP"):
                 shutil.rmtree(self.tmp_root, ignore_errors=True)
+        if not clean:
+            raise AssertionError("kmsd exited with %s after SIGTERM instead of 0.\n%s" % (
+                rc, self.describe()))
 
     def __enter__(self):
         return self.start()
