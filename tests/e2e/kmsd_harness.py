@@ -122,6 +122,7 @@ class KmsdServer:
         self.start_timeout = start_timeout
         self.proc = None
         self.log_path = os.path.join(self.tmp_root, "kmsd.log")
+        self.keep_files = False   # set when a test failed: cleanup() leaves the files
         self._log_file = None
         self.starts = 0
         # Seconds kmsd's clock runs ahead of ours; clients from kms_client()
@@ -215,6 +216,7 @@ class KmsdServer:
         last_error = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
+                self.keep_files = True
                 raise KmsdStartError("kmsd exited during start.\n" + self.describe(), True)
             try:
                 status, _, _ = self.raw_request("GET", "/health", timeout=2)
@@ -225,6 +227,7 @@ class KmsdServer:
                 last_error = repr(e)
             time.sleep(0.05)
         self.kill()
+        self.keep_files = True
         raise KmsdStartError("kmsd did not answer /health within %.0fs (%s).\n%s" % (
             self.start_timeout, last_error, self.describe()), False)
 
@@ -280,7 +283,7 @@ class KmsdServer:
             rc = self.stop()
         finally:
             clean = not graceful or rc == 0
-            if clean and not os.environ.get("KMSD_KEEP_TMP"):
+            if clean and not self.keep_files and not os.environ.get("KMSD_KEEP_TMP"):
                 shutil.rmtree(self.tmp_root, ignore_errors=True)
         if not clean:
             raise AssertionError("kmsd exited with %s after SIGTERM instead of 0.\n%s" % (
@@ -624,13 +627,70 @@ def get_clock(server, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET_KEY):
 
 # -- test base ----------------------------------------------------------------
 
-class KmsdTestCase(unittest.TestCase):
+class KmsdBaseTestCase(unittest.TestCase):
+    """unittest.TestCase whose failure reports carry the state and log of every
+    kmsd still running, and keep those servers' files for inspection."""
+
+    def start_server(self, **kwargs):
+        """Start a KmsdServer(**kwargs) that lives for this test only.
+
+        It is cleaned up after the test, once its log has been attached to
+        any failure report, so its files survive a failure."""
+        server = KmsdServer(**kwargs)
+        self._test_servers.append(server)
+        return server.start()
+
+    def run(self, result=None):
+        # Failures are recorded as (test, formatted traceback); appending the
+        # servers' state to the text puts the log path right in the report.
+        self._test_servers = []
+        if result is None:
+            return super().run(result)
+        marks = (len(result.failures), len(result.errors))
+        try:
+            return super().run(result)
+        finally:
+            new = result.failures[marks[0]:] + result.errors[marks[1]:]
+            if new:
+                with _LIVE_LOCK:
+                    servers = set(_LIVE_SERVERS) | set(self._test_servers)
+                for server in servers:
+                    server.keep_files = True
+                note = "\n--- kmsd state (files kept):\n%s\n" % (
+                    "\n".join(s.describe() for s in servers) or "(no kmsd)")
+                for records, mark in ((result.failures, marks[0]), (result.errors, marks[1])):
+                    for i in range(mark, len(records)):
+                        test, text = records[i]
+                        records[i] = (test, text + note)
+            for server in self._test_servers:
+                try:
+                    server.cleanup()
+                except AssertionError:
+                    result.addFailure(self, sys.exc_info())
+
+    def assertKmsError(self, code, fn, *args, **kwargs):
+        """Call fn(*args, **kwargs); assert it raises ClientError `code`. Returns the error dict."""
+        try:
+            result = fn(*args, **kwargs)
+        except botocore.exceptions.ClientError as e:
+            got = e.response.get("Error", {})
+            self.assertEqual(got.get("Code"), code, "wrong error: %r" % (e.response,))
+            return got
+        self.fail("expected %s, call succeeded: %r" % (code, result))
+
+    def assertRequestId(self, headers):
+        rid = headers.get("x-amzn-RequestId")
+        self.assertTrue(rid, "reply lacks x-amzn-RequestId: %r" % (dict(headers),))
+        return rid
+
+
+class KmsdTestCase(KmsdBaseTestCase):
     """Base for suites sharing one kmsd per test class.
 
     Subclasses may set `server_args` (extra flags) and `credentials` (a dict
     for the credentials file).  The server runs with --enable-admin-api.
     `self.kms` / `cls.kms` is a boto3 KMS client for the default root.
-    When a test fails the logs of all running servers are printed."""
+    A failing test's report carries the server's log (KmsdBaseTestCase)."""
 
     server_args = ()
     credentials = None
@@ -655,30 +715,6 @@ class KmsdTestCase(unittest.TestCase):
             cls.server.cleanup()
         super().tearDownClass()
 
-    def tearDown(self):
-        # unittest has no public hook for "this test failed"; _outcome.success is
-        # what its own runner consults, and missing it just skips the hint.
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
-            sys.stderr.write("\n--- %s failed; server state:\n%s\n" % (
-                self.id(), live_servers_description()))
-        super().tearDown()
-
     def client_for(self, access_key, secret, **kwargs):
         """A boto3 client for another principal of the class's server."""
         return kms_client(self.server, access_key=access_key, secret=secret, **kwargs)
-
-    def assertKmsError(self, code, fn, *args, **kwargs):
-        """Call fn(*args, **kwargs); assert it raises ClientError `code`. Returns the error dict."""
-        try:
-            result = fn(*args, **kwargs)
-        except botocore.exceptions.ClientError as e:
-            got = e.response.get("Error", {})
-            self.assertEqual(got.get("Code"), code, "wrong error: %r" % (e.response,))
-            return got
-        self.fail("expected %s, call succeeded: %r" % (code, result))
-
-    def assertRequestId(self, headers):
-        rid = headers.get("x-amzn-RequestId")
-        self.assertTrue(rid, "reply lacks x-amzn-RequestId: %r" % (dict(headers),))
-        return rid

@@ -62,19 +62,12 @@ def worker(kms, base_key, burst, rng, round_no, worker_no):
             return
 
 
-class CrashTest(unittest.TestCase):
+class CrashTest(h.KmsdBaseTestCase):
     def setUp(self):
         seed = int(os.environ.get("KMSD_CRASH_SEED", random.SystemRandom().randrange(1 << 32)))
         sys.stderr.write("\ncrash test seed %d (replay with KMSD_CRASH_SEED=%d)\n" % (seed, seed))
         self.rng = random.Random(seed)
-        self.server = h.KmsdServer()
-        self.server.start()
-
-    def tearDown(self):
-        outcome = getattr(self, "_outcome", None)
-        if outcome is not None and not getattr(outcome, "success", True):
-            sys.stderr.write("\n%s\n" % self.server.describe())
-        self.server.cleanup()
+        self.server = self.start_server()
 
     def verify(self, keys, ciphertexts):
         """Every acknowledged key is described and every ciphertext decrypts, in parallel."""

@@ -188,7 +188,7 @@ def make_self_signed_cert(directory):
     return cert, key
 
 
-class TlsTest(unittest.TestCase):
+class TlsTest(h.KmsdBaseTestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="kmsd-tls-")

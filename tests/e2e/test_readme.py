@@ -74,7 +74,7 @@ def readme_env(server):
     return env
 
 
-class ReadmeQuickStartTest(unittest.TestCase):
+class ReadmeQuickStartTest(h.KmsdBaseTestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(README):
