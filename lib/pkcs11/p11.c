@@ -257,7 +257,7 @@ static int function_list_complete(const CK_FUNCTION_LIST *f) {
          f->C_FindObjectsInit && f->C_FindObjects && f->C_FindObjectsFinal &&
          f->C_DestroyObject && f->C_GetAttributeValue && f->C_EncryptInit && f->C_Encrypt &&
          f->C_DecryptInit && f->C_Decrypt && f->C_GenerateRandom && f->C_WrapKey &&
-         f->C_UnwrapKey && f->C_GetSessionInfo;
+         f->C_UnwrapKey && f->C_GetSessionInfo && f->C_GenerateKeyPair && f->C_DeriveKey;
 }
 
 kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err) {
@@ -882,44 +882,129 @@ kerr_code p11_key_generate(p11_session *s, const char *id, p11_key_kind kind,
   return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl, n, out));
 }
 
+/* Attributes of a trusted wrapping key made by the SO.  CKA_PRIVATE=FALSE
+ * because an SO session can neither create nor see private objects; the key
+ * stays unreadable because it is sensitive and never extractable.  `a` must
+ * have room for 17 entries; returns how many were filled. */
+static CK_ULONG trusted_wrap_template(CK_ATTRIBUTE *a, const char *id, CK_OBJECT_CLASS *cls,
+                                      CK_KEY_TYPE *type, CK_ULONG *value_len) {
+  CK_ULONG n = 0;
+  *cls = CKO_SECRET_KEY;
+  *type = CKK_AES;
+  *value_len = P11_AES_KEY_BYTES;
+  a[n++] = (CK_ATTRIBUTE){CKA_CLASS, cls, sizeof *cls};
+  a[n++] = (CK_ATTRIBUTE){CKA_KEY_TYPE, type, sizeof *type};
+  a[n++] = (CK_ATTRIBUTE){CKA_VALUE_LEN, value_len, sizeof *value_len};
+  a[n++] = (CK_ATTRIBUTE){CKA_TOKEN, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_PRIVATE, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_SENSITIVE, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_EXTRACTABLE, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_TRUSTED, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_ENCRYPT, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_DECRYPT, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_WRAP, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_UNWRAP, &ck_true, sizeof ck_true};
+  a[n++] = (CK_ATTRIBUTE){CKA_SIGN, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_VERIFY, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_DERIVE, &ck_false, sizeof ck_false};
+  a[n++] = (CK_ATTRIBUTE){CKA_ID, (void *)id, strlen(id)};
+  a[n++] = (CK_ATTRIBUTE){CKA_LABEL, (void *)id, strlen(id)};
+  return n;
+}
+
 kerr_code p11_key_generate_so(p11_session *s, const char *id, CK_OBJECT_HANDLE *out,
                               p11_err *err) {
-  CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
-  CK_KEY_TYPE type = CKK_AES;
-  CK_ULONG len = P11_AES_KEY_BYTES;
+  CK_ATTRIBUTE tmpl[20];
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE type;
+  CK_ULONG len;
   CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
   p11_err_clear(err);
   kerr_code rc = check_id(id, err);
   if (rc) return rc;
   rc = refuse_existing_id(s, id, err);
   if (rc) return rc;
-  CK_ATTRIBUTE tmpl[] = {
-      {CKA_CLASS, &cls, sizeof cls},
-      {CKA_KEY_TYPE, &type, sizeof type},
-      {CKA_VALUE_LEN, &len, sizeof len},
-      {CKA_TOKEN, &ck_true, sizeof ck_true},
-      {CKA_PRIVATE, &ck_false, sizeof ck_false},
-      {CKA_SENSITIVE, &ck_true, sizeof ck_true},
-      {CKA_EXTRACTABLE, &ck_false, sizeof ck_false},
-      {CKA_TRUSTED, &ck_true, sizeof ck_true},
-      {CKA_ENCRYPT, &ck_false, sizeof ck_false},
-      {CKA_DECRYPT, &ck_false, sizeof ck_false},
-      {CKA_WRAP, &ck_true, sizeof ck_true},
-      {CKA_UNWRAP, &ck_true, sizeof ck_true},
-      {CKA_SIGN, &ck_false, sizeof ck_false},
-      {CKA_VERIFY, &ck_false, sizeof ck_false},
-      {CKA_DERIVE, &ck_false, sizeof ck_false},
-      {CKA_ID, (void *)id, strlen(id)},
-      {CKA_LABEL, (void *)id, strlen(id)},
-  };
-  return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl,
-                                                                 sizeof tmpl / sizeof tmpl[0], out));
+  CK_ULONG n = trusted_wrap_template(tmpl, id, &cls, &type, &len);
+  return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl, n, out));
 }
 
-kerr_code p11_key_set_trusted(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
-  CK_ATTRIBUTE a = {CKA_TRUSTED, &ck_true, sizeof ck_true};
+/* DER of the P-256 curve OID (1.2.840.10045.3.1.7), the CKA_EC_PARAMS value. */
+static const CK_BYTE p256_params[] = {0x06, 0x08, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x03, 0x01, 0x07};
+
+kerr_code p11_agree_begin(p11_session *s, p11_agreement *ag, uint8_t point[P11_EC_POINT_BYTES],
+                          p11_err *err) {
+  CK_MECHANISM mech = {CKM_EC_KEY_PAIR_GEN, NULL, 0};
+  CK_ATTRIBUTE pub_tmpl[] = {
+      {CKA_EC_PARAMS, (void *)p256_params, sizeof p256_params},
+      {CKA_TOKEN, &ck_false, sizeof ck_false},
+      {CKA_PRIVATE, &ck_false, sizeof ck_false},
+  };
+  CK_ATTRIBUTE priv_tmpl[] = {
+      {CKA_TOKEN, &ck_false, sizeof ck_false},  {CKA_PRIVATE, &ck_false, sizeof ck_false},
+      {CKA_SENSITIVE, &ck_true, sizeof ck_true}, {CKA_EXTRACTABLE, &ck_false, sizeof ck_false},
+      {CKA_DERIVE, &ck_true, sizeof ck_true},    {CKA_SIGN, &ck_false, sizeof ck_false},
+  };
+  /* CKA_EC_POINT is a DER OCTET STRING around the point (04 41 04...), though
+   * some modules return the bare point: accept both, nothing larger. */
+  CK_BYTE raw[P11_EC_POINT_BYTES + 8];
+  CK_ATTRIBUTE a = {CKA_EC_POINT, raw, sizeof raw};
+  kerr_code rc;
   p11_err_clear(err);
-  return check_rv(s, err, "C_SetAttributeValue", FN(s)->C_SetAttributeValue(s->h, key, &a, 1));
+  ag->pub = ag->priv = CK_INVALID_HANDLE;
+  rc = check_rv(s, err, "C_GenerateKeyPair",
+                FN(s)->C_GenerateKeyPair(s->h, &mech, pub_tmpl, 3, priv_tmpl, 6, &ag->pub,
+                                         &ag->priv));
+  if (rc) return rc;
+  rc = check_rv(s, err, "C_GetAttributeValue(CKA_EC_POINT)",
+                FN(s)->C_GetAttributeValue(s->h, ag->pub, &a, 1));
+  if (rc) goto out;
+  if (a.ulValueLen == P11_EC_POINT_BYTES + 2 && raw[0] == 0x04 && raw[1] == P11_EC_POINT_BYTES &&
+      raw[2] == 0x04) {
+    memcpy(point, raw + 2, P11_EC_POINT_BYTES);
+  } else if (a.ulValueLen == P11_EC_POINT_BYTES && raw[0] == 0x04) {
+    memcpy(point, raw, P11_EC_POINT_BYTES);
+  } else {
+    rc = refuse(err, KERR_INTERNAL, "PKCS#11 module returned a malformed P-256 public point");
+  }
+out:
+  if (rc) {
+    FN(s)->C_DestroyObject(s->h, ag->priv);
+    FN(s)->C_DestroyObject(s->h, ag->pub);
+    ag->pub = ag->priv = CK_INVALID_HANDLE;
+  }
+  return rc;
+}
+
+kerr_code p11_agree_finish(p11_session *s, p11_agreement *ag,
+                           const uint8_t peer_point[P11_EC_POINT_BYTES], const char *id,
+                           CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_ATTRIBUTE tmpl[20];
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE type;
+  CK_ULONG len;
+  CK_BYTE peer[P11_EC_POINT_BYTES];
+  CK_ECDH1_DERIVE_PARAMS params;
+  CK_MECHANISM mech = {CKM_ECDH1_DERIVE, &params, sizeof params};
+  kerr_code rc;
+  p11_err_clear(err);
+  if ((rc = check_id(id, err))) goto out;
+  if (peer_point[0] != 0x04) {
+    rc = refuse(err, KERR_VALIDATION, "peer public point is not an uncompressed P-256 point");
+    goto out;
+  }
+  if ((rc = refuse_existing_id(s, id, err))) goto out;
+  memcpy(peer, peer_point, sizeof peer);
+  memset(&params, 0, sizeof params);
+  params.kdf = CKD_NULL; /* the one KDF SoftHSM2 2.6 implements for ECDH */
+  params.pPublicData = peer;
+  params.ulPublicDataLen = sizeof peer;
+  CK_ULONG n = trusted_wrap_template(tmpl, id, &cls, &type, &len);
+  rc = check_rv(s, err, "C_DeriveKey", FN(s)->C_DeriveKey(s->h, &mech, ag->priv, tmpl, n, out));
+out:
+  FN(s)->C_DestroyObject(s->h, ag->priv);
+  FN(s)->C_DestroyObject(s->h, ag->pub);
+  ag->pub = ag->priv = CK_INVALID_HANDLE;
+  return rc;
 }
 
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
@@ -968,13 +1053,38 @@ kerr_code p11_random(p11_session *s, uint8_t *buf, size_t len, p11_err *err) {
   return check_rv(s, err, "C_GenerateRandom", FN(s)->C_GenerateRandom(s->h, buf, len));
 }
 
+/* A failed C_Encrypt / C_Decrypt.  Modules disagree on how a GCM tag
+ * mismatch is reported: the standard CKR_ENCRYPTED_DATA_INVALID, but SoftHSM2
+ * 2.6 answers CKR_GENERAL_ERROR and others CKR_FUNCTION_FAILED.  After a
+ * successful C_DecryptInit those all mean "this ciphertext does not
+ * authenticate" to the caller (the session is still discarded at release). */
+static kerr_code crypt_failed(p11_session *s, int encrypt, p11_err *err, const char *name,
+                              CK_RV rv) {
+  kerr_code rc = check_rv(s, err, name, rv);
+  if (!encrypt && (rv == CKR_ENCRYPTED_DATA_INVALID || rv == CKR_GENERAL_ERROR ||
+                   rv == CKR_FUNCTION_FAILED || rv == CKR_DATA_INVALID)) {
+    rc = KERR_INVALID_CIPHERTEXT;
+    if (err) {
+      err->e.code = rc;
+      snprintf(err->e.msg, sizeof err->e.msg,
+               "PKCS#11 %s failed: %s (0x%lx): the ciphertext, IV or additional data does not "
+               "authenticate under this key",
+               name, p11_rv_name(rv), (unsigned long)rv);
+    }
+  }
+  return rc;
+}
+
 /* One single-part Encrypt or Decrypt with the two-call size query.  The
  * output is a secure allocation of exactly the size the module announced,
  * which must not exceed `max_out`; any unused tail is wiped. */
 static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                             const uint8_t *in, size_t in_len, size_t max_out, kbytes *out,
                             p11_err *err) {
+  static CK_BYTE empty_input;
   const char *init_name = encrypt ? "C_EncryptInit" : "C_DecryptInit";
+  /* Modules reject a NULL data pointer even with a zero length. */
+  if (in_len == 0) in = &empty_input;
   const char *name = encrypt ? "C_Encrypt" : "C_Decrypt";
   CK_ULONG need = 0, got;
   uint8_t *buf = NULL;
@@ -987,7 +1097,7 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
                : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, NULL, &need);
   if (rv != CKR_OK) {
     s->op_active = 0; /* any error but CKR_BUFFER_TOO_SMALL ends the operation */
-    return check_rv(s, err, name, rv);
+    return crypt_failed(s, encrypt, err, name, rv);
   }
   if (need > max_out) {
     /* Leave the operation active: release closes the session. */
@@ -1000,7 +1110,7 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
   rv = encrypt ? FN(s)->C_Encrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got)
                : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got);
   if (rv != CKR_BUFFER_TOO_SMALL) s->op_active = 0;
-  rc = check_rv(s, err, name, rv);
+  rc = rv == CKR_OK ? check_rv(s, err, name, rv) : crypt_failed(s, encrypt, err, name, rv);
   if (!rc && got > need)
     rc = refuse(err, KERR_INTERNAL, "PKCS#11 %s wrote more than it announced", name);
   if (rc) {
@@ -1122,8 +1232,10 @@ kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key, const 
   if (rc) return rc;
   if (kind != P11_KEY_DATA && kind != P11_KEY_DATA_COPYABLE && kind != P11_KEY_WRAPPING)
     return refuse(err, KERR_VALIDATION, "unknown key kind %d", (int)kind);
-  if (!wrapped || wrapped_len == 0 || wrapped_len > P11_WRAPPED_MAX)
-    return refuse(err, KERR_VALIDATION, "wrapped key must be 1 to %d bytes", P11_WRAPPED_MAX);
+  /* RFC 5649 wraps a 32-byte key into exactly 40 bytes. */
+  if (!wrapped || wrapped_len != P11_WRAPPED_AES256_BYTES)
+    return refuse(err, KERR_VALIDATION, "a wrapped AES-256 key is %d bytes, not %zu",
+                  P11_WRAPPED_AES256_BYTES, wrapped_len);
   rc = refuse_existing_id(s, id, err);
   if (rc) return rc;
   /* No CKA_VALUE_LEN: the length comes from the blob, and PKCS#11 forbids it
@@ -1133,10 +1245,12 @@ kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key, const 
                 FN(s)->C_UnwrapKey(s->h, &mech, unwrapping_key, (CK_BYTE_PTR)wrapped, wrapped_len,
                                    tmpl, n, out));
   if (rc) return rc;
-  /* A blob of another size would make a key of another size: refuse it. */
+  /* Some modules (SoftHSM2 2.6) do not record CKA_VALUE_LEN on an unwrapped
+   * key; the blob length checked above already pins it to 25..32 bytes, and
+   * where the module reports the length it must be 32. */
   p11_key_info info;
   rc = p11_key_get_info(s, *out, &info, err);
-  if (!rc && info.value_len != P11_AES_KEY_BYTES)
+  if (!rc && info.value_len != 0 && info.value_len != P11_AES_KEY_BYTES)
     rc = refuse(err, KERR_INTERNAL, "unwrapped key is %lu bytes, not %d",
                 (unsigned long)info.value_len, P11_AES_KEY_BYTES);
   if (rc) {

@@ -186,6 +186,7 @@ size_t p11_token_open_sessions(p11_token *tok);
 #define P11_GCM_MAX_INPUT (1u << 20)   /* plaintext / ciphertext bound */
 #define P11_GCM_MAX_AAD (64u << 10)
 #define P11_WRAPPED_MAX 512       /* bound on a wrapped-key blob from the module */
+#define P11_WRAPPED_AES256_BYTES 40 /* CKM_AES_KEY_WRAP_PAD of a 32-byte key */
 #define P11_RANDOM_MAX 4096
 
 typedef enum p11_key_kind {
@@ -228,12 +229,6 @@ kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
 kerr_code p11_key_get_info(p11_session *s, CK_OBJECT_HANDLE key, p11_key_info *info,
                            p11_err *err);
 
-/* Mark a wrapping key CKA_TRUSTED.  PKCS#11 reserves this to the security
- * officer, so `s` must be a session of a token where the SO is logged in (see
- * p11_token_login_so); the key must be visible to the SO, i.e. a wrapping key
- * created with p11_key_generate_so. */
-kerr_code p11_key_set_trusted(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
-
 /* Log in as the security officer (CKU_SO) on the token handle, for the short
  * provisioning steps that need it.  Fails with CKR_USER_ANOTHER_ALREADY_LOGGED_IN
  * while the user is logged in: log the user out first.  Undo with
@@ -246,6 +241,30 @@ kerr_code p11_token_login_so(p11_token *tok, const char *so_pin, p11_err *err);
  * objects.  Being sensitive, its value is unreadable to anyone. */
 kerr_code p11_key_generate_so(p11_session *s, const char *id, CK_OBJECT_HANDLE *out,
                               p11_err *err);
+
+/* Establishing one trusted wrapping key on two tokens without its value ever
+ * existing outside them: each token makes an ephemeral P-256 key pair, the
+ * public points are exchanged through kmsd, and each token derives the same
+ * AES-256 key by ECDH (CKM_ECDH1_DERIVE).  Both steps need the SO logged in
+ * (only the SO may create a CKA_TRUSTED key).  See docs/pkcs11.md. */
+#define P11_EC_POINT_BYTES 65     /* uncompressed P-256 point: 04 || X || Y */
+
+typedef struct p11_agreement {
+  CK_OBJECT_HANDLE pub, priv;     /* session objects, destroyed by finish */
+} p11_agreement;
+
+/* Step 1: generate the ephemeral key pair (session objects, so they vanish
+ * with the session even if step 2 never runs) and return its public point. */
+kerr_code p11_agree_begin(p11_session *s, p11_agreement *ag, uint8_t point[P11_EC_POINT_BYTES],
+                          p11_err *err);
+
+/* Step 2: derive from the peer token's point a token wrapping key with
+ * CKA_ID/CKA_LABEL `id` and the attributes of p11_key_generate_so (trusted,
+ * sensitive, never extractable, public object).  The ephemeral pair is
+ * destroyed whatever the outcome.  Refuses an id that exists. */
+kerr_code p11_agree_finish(p11_session *s, p11_agreement *ag,
+                           const uint8_t peer_point[P11_EC_POINT_BYTES], const char *id,
+                           CK_OBJECT_HANDLE *out, p11_err *err);
 
 /* Fill `buf` with `len` (1..P11_RANDOM_MAX) bytes from the token's RNG. */
 kerr_code p11_random(p11_session *s, uint8_t *buf, size_t len, p11_err *err);
@@ -279,7 +298,10 @@ kerr_code p11_key_wrap(p11_session *s, CK_OBJECT_HANDLE wrapping_key, CK_OBJECT_
 
 /* Unwrap a blob made by p11_key_wrap into a new token key of `kind` with
  * CKA_ID/CKA_LABEL `id` (refused if the id exists).  The new key is
- * sensitive, and non-extractable unless `kind` is P11_KEY_DATA_COPYABLE. */
+ * sensitive, and non-extractable unless `kind` is P11_KEY_DATA_COPYABLE.
+ * The blob must be P11_WRAPPED_AES256_BYTES long.  A blob that does not
+ * authenticate under the unwrapping key fails (CKR_WRAPPED_KEY_INVALID or the
+ * module's equivalent) and creates nothing. */
 kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key,
                          const uint8_t *wrapped, size_t wrapped_len,
                          const char *id, p11_key_kind kind, CK_OBJECT_HANDLE *out,
