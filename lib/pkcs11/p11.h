@@ -174,7 +174,8 @@ void p11_session_release(p11_session *s);
  * p11_module_functions).  Valid until release. */
 CK_SESSION_HANDLE p11_session_handle(const p11_session *s);
 
-/* Open / close sessions for the open-count check in tests and diagnostics. */
+/* How many pooled sessions are open (idle or acquired; the anchor is not
+ * counted), for tests and diagnostics. */
 size_t p11_token_open_sessions(p11_token *tok);
 
 /* ---- keys --------------------------------------------------------------- */
