@@ -7,6 +7,7 @@ provoke, and the key's state after each call (errors must change nothing).
 A separate class moves the server's clock to watch a 7-day deletion happen.
 """
 
+import base64
 import datetime
 import re
 import time
@@ -207,13 +208,16 @@ class KeyLifecycleTest(h.KmsdTestCase):
         self.assertIs(md["Enabled"], True)
         self.kms.encrypt(KeyId=key_id, Plaintext=b"x")
 
-    def test_enable_disable_by_arn_and_alias(self):
+    def test_enable_disable_by_arn_but_not_by_alias(self):
+        # The model: "Specify the key ID or key ARN" - aliases are refused here.
         md = self.create()
         alias = "alias/toggle-%s" % uuid.uuid4().hex[:8]
         self.kms.create_alias(AliasName=alias, TargetKeyId=md["KeyId"])
         self.kms.disable_key(KeyId=md["Arn"])
         self.assertEqual(self.describe(md["KeyId"])["KeyState"], "Disabled")
-        self.kms.enable_key(KeyId=alias)
+        self.assertKmsError("NotFoundException", self.kms.enable_key, KeyId=alias)
+        self.assertEqual(self.describe(md["KeyId"])["KeyState"], "Disabled")
+        self.kms.enable_key(KeyId=md["Arn"])
         self.assertEqual(self.describe(md["KeyId"])["KeyState"], "Enabled")
 
     def test_enable_disable_not_found(self):
@@ -325,6 +329,34 @@ class KeyLifecycleTest(h.KmsdTestCase):
         self.assertKmsError("KMSInvalidStateException", self.kms.cancel_key_deletion,
                             KeyId=key_id)
         self.assertEqual(self.describe(key_id)["KeyState"], "Enabled")
+
+    def test_wire_format_is_json_1_1(self):
+        # What botocore hides: numbers for timestamps, base64 for blobs, no nulls.
+        status, headers, body = h.kms_call(self.server, "CreateKey", {"Description": "wire"})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(headers.get("Content-Type"), h.JSON_CONTENT_TYPE)
+        md = body["KeyMetadata"]
+        self.assertIsInstance(md["CreationDate"], (int, float))
+        self.assertLess(abs(md["CreationDate"] - time.time()), 300)
+        self.assertNotIn(None, md.values())
+        status, _, body = h.kms_call(self.server, "ScheduleKeyDeletion",
+                                     {"KeyId": md["KeyId"], "PendingWindowInDays": 7})
+        self.assertEqual(status, 200, body)
+        self.assertIsInstance(body["DeletionDate"], (int, float))
+        self.assertLess(abs(body["DeletionDate"] - (time.time() + 7 * DAY)), 300)
+        key = self.create()["KeyId"]
+        status, _, body = h.kms_call(self.server, "Encrypt",
+                                     {"KeyId": key, "Plaintext": "aGVsbG8="})
+        self.assertEqual(status, 200, body)
+        blob = base64.b64decode(body["CiphertextBlob"], validate=True)
+        status, _, body = h.kms_call(self.server, "Decrypt", {
+            "CiphertextBlob": base64.b64encode(blob).decode()})
+        self.assertEqual(status, 200, body)
+        self.assertEqual(body["Plaintext"], "aGVsbG8=")
+        status, _, body = h.kms_call(self.server, "ListKeys", {})
+        self.assertEqual(status, 200, body)
+        self.assertIs(body["Truncated"], False)
+        self.assertNotIn("NextMarker", body)
 
     def test_unserved_operation_is_unsupported(self):
         # Operations of the model that kmsd does not serve get a clear error.

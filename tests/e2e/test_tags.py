@@ -50,14 +50,17 @@ class TagTest(h.KmsdTestCase):
         self.kms.untag_resource(KeyId=key_id, TagKeys=["env", "blank"])
         self.assertEqual(self.tags(key_id), {})
 
-    def test_tags_are_per_key_and_by_any_reference(self):
+    def test_tags_are_per_key_and_by_id_or_arn(self):
         a, b = self.new_key(), self.new_key()
         arn = self.kms.describe_key(KeyId=a)["KeyMetadata"]["Arn"]
         alias = "alias/tags-%s" % uuid.uuid4().hex[:8]
         self.kms.create_alias(AliasName=alias, TargetKeyId=a)
         self.kms.tag_resource(KeyId=arn, Tags=[{"TagKey": "by", "TagValue": "arn"}])
-        self.kms.tag_resource(KeyId=alias, Tags=[{"TagKey": "also", "TagValue": "alias"}])
-        self.assertEqual(self.tags(a), {"by": "arn", "also": "alias"})
+        self.kms.tag_resource(KeyId=a, Tags=[{"TagKey": "also", "TagValue": "id"}])
+        # The model takes a key ID or key ARN only: an alias names no taggable key.
+        self.assertKmsError("NotFoundException", self.kms.tag_resource, KeyId=alias,
+                            Tags=[{"TagKey": "via", "TagValue": "alias"}])
+        self.assertEqual(self.tags(arn), {"by": "arn", "also": "id"})
         self.assertEqual(self.tags(b), {})
 
     def test_list_sorted_and_paginated(self):
