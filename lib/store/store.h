@@ -89,6 +89,158 @@ typedef struct store_tag {
 
 void store_tag_list_free(store_tag *list, size_t n);
 
+/* ---- custom key stores (kms_cks*.c) ---- */
+
+#define STORE_CKS_ID_MAX 32      /* "cks-" + 17 hex digits incl. NUL, with room */
+#define STORE_CKS_NAME_MAX 257   /* CustomKeyStoreName is 1..256 */
+#define STORE_CLUSTER_ID_MAX 32  /* cluster-[2-7a-zA-Z]{11,16} incl. NUL */
+#define STORE_CKS_ERROR_MAX 64   /* a ConnectionErrorCode incl. NUL */
+
+/* One custom key store.  The kmsuser password is stored only wrapped under
+ * the root key (rootkey.h); `pending_password_wrapped` holds a rotated
+ * password between the moment it is chosen and the moment the HSMs are known
+ * to have it, so a crash in between cannot lose it.  `xks_config` is JSON
+ * reserved for external key stores (NULL for AWS_CLOUDHSM). */
+typedef struct store_cks {
+  char cks_id[STORE_CKS_ID_MAX];
+  char account_id[ACCOUNT_ID_LEN + 1];
+  char region[STORE_REGION_MAX];
+  char name[STORE_CKS_NAME_MAX];
+  char type[STORE_ENUM_MAX];                /* "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" */
+  char cluster_id[STORE_CLUSTER_ID_MAX];    /* "" for external key stores */
+  char *trust_anchor_pem;                   /* owned; NULL for external key stores */
+  uint8_t *password_wrapped;                /* owned; NULL when none */
+  size_t password_wrapped_len;
+  uint8_t *pending_password_wrapped;        /* owned; NULL when none */
+  size_t pending_password_wrapped_len;
+  char connection_state[STORE_ENUM_MAX];    /* ConnectionState of the model */
+  char connection_error[STORE_CKS_ERROR_MAX]; /* "" unless FAILED */
+  int64_t created_ms;
+  int64_t state_changed_ms;
+  char *xks_config;                         /* owned; NULL when none */
+} store_cks;
+
+void store_cks_clear(store_cks *c);
+void store_cks_list_free(store_cks *list, size_t n);
+
+/* ---- HSM clusters (lib/kms/hsm_*.c) ------------------------------------
+ * Clusters, their HSMs, crypto users, the wrapped key blobs every new HSM
+ * is restored from, backups, and small root-key-wrapped secrets (PINs, the
+ * backup wrapping key).  Kept in their own method table so the key-store
+ * side and the cluster side grow independently. */
+#define STORE_HSM_ID_MAX 32       /* cluster-/hsm-/backup- ids incl. NUL */
+#define STORE_HSM_TEXT_MAX 128    /* short free text incl. NUL */
+
+typedef struct store_hsm_cluster {
+  char cluster_id[STORE_HSM_ID_MAX];
+  char account_id[ACCOUNT_ID_LEN + 1];
+  char region[STORE_REGION_MAX];
+  char state[STORE_ENUM_MAX];
+  char state_message[STORE_HSM_TEXT_MAX];
+  char hsm_type[STORE_ENUM_MAX + 8];
+  char mode[STORE_ENUM_MAX];
+  char network_type[STORE_ENUM_MAX];
+  char lineage[64];
+  char source_backup_id[STORE_HSM_ID_MAX];     /* "" when none */
+  char simulated_failure[STORE_ENUM_MAX];
+  char security_group[STORE_HSM_ID_MAX];
+  char vpc_id[STORE_HSM_ID_MAX];
+  int64_t created_ms;
+  char *subnets;          /* owned: subnet ids in zone order, comma-separated */
+  char *tags;             /* owned: "key\tvalue\n" lines; "" when none */
+  char *csr_pem;          /* owned; NULL when none */
+  char *trust_anchor_pem; /* owned; NULL when none */
+  char *cluster_cert_pem; /* owned; NULL when none */
+} store_hsm_cluster;
+
+void store_hsm_cluster_clear(store_hsm_cluster *c);
+void store_hsm_cluster_list_free(store_hsm_cluster *list, size_t n);
+
+typedef struct store_hsm {
+  char hsm_id[STORE_HSM_ID_MAX];
+  char cluster_id[STORE_HSM_ID_MAX];
+  char availability_zone[STORE_REGION_MAX + 2];
+  char subnet_id[STORE_HSM_ID_MAX];
+  char eni_id[STORE_HSM_ID_MAX];
+  char eni_ip[16];
+  char state[STORE_ENUM_MAX];
+  char state_message[STORE_HSM_TEXT_MAX];
+  int64_t created_ms;
+  int pool_index;          /* -1: a SoftHSM2 token kmsd made; else --hsm-pool entry */
+  char token_label[33];
+} store_hsm;
+
+typedef struct store_hsm_user {
+  char cluster_id[STORE_HSM_ID_MAX];
+  char username[32];
+  char role[16];
+  uint8_t salt[16];
+  uint8_t hash[32];
+  int failed_logins;
+  bool locked;
+  bool logged_in;
+} store_hsm_user;
+
+typedef struct store_hsm_blob {
+  char label[STORE_HSM_TEXT_MAX];
+  uint8_t wrapped[512];
+  size_t wrapped_len;
+} store_hsm_blob;
+
+typedef struct store_hsm_backup {
+  char backup_id[STORE_HSM_ID_MAX];
+  char cluster_id[STORE_HSM_ID_MAX];
+  char account_id[ACCOUNT_ID_LEN + 1];
+  char region[STORE_REGION_MAX];
+  char lineage[64];
+  char state[STORE_ENUM_MAX];
+  char hsm_type[STORE_ENUM_MAX + 8];
+  char mode[STORE_ENUM_MAX];
+  int64_t created_ms;
+} store_hsm_backup;
+
+/* Every list returns a new array (free(), or store_hsm_cluster_list_free
+ * for clusters); get of a missing row -> KERR_NOT_FOUND. */
+typedef struct store_hsm_ops {
+  kerr_code (*cluster_insert)(store_tx *tx, const store_hsm_cluster *c, kerr *err);
+  kerr_code (*cluster_get)(store_tx *tx, const char *cluster_id, store_hsm_cluster *out,
+                           kerr *err);
+  /* Writes back every column but the ids, owner and creation time. */
+  kerr_code (*cluster_update)(store_tx *tx, const store_hsm_cluster *c, kerr *err);
+  /* Clusters of (account, region) ordered by id; account NULL: every cluster. */
+  kerr_code (*cluster_list)(store_tx *tx, const char *account_id, const char *region,
+                            store_hsm_cluster **out, size_t *n, kerr *err);
+  kerr_code (*hsm_insert)(store_tx *tx, const store_hsm *h, kerr *err);
+  kerr_code (*hsm_update)(store_tx *tx, const store_hsm *h, kerr *err);
+  /* HSMs of a cluster (NULL: all) ordered by creation, DELETED ones included. */
+  kerr_code (*hsm_list)(store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
+                        kerr *err);
+  /* Insert or replace. */
+  kerr_code (*user_put)(store_tx *tx, const store_hsm_user *u, kerr *err);
+  kerr_code (*user_get)(store_tx *tx, const char *cluster_id, const char *username,
+                        store_hsm_user *out, kerr *err);
+  kerr_code (*user_delete)(store_tx *tx, const char *cluster_id, const char *username,
+                           kerr *err);
+  kerr_code (*user_list)(store_tx *tx, const char *cluster_id, store_hsm_user **out, size_t *n,
+                         kerr *err);
+  /* Key blobs of a lineage: put inserts or replaces, delete of an absent one is
+   * not an error. */
+  kerr_code (*blob_put)(store_tx *tx, const char *lineage, const store_hsm_blob *b, kerr *err);
+  kerr_code (*blob_delete)(store_tx *tx, const char *lineage, const char *label, kerr *err);
+  kerr_code (*blob_list)(store_tx *tx, const char *lineage, store_hsm_blob **out, size_t *n,
+                         kerr *err);
+  kerr_code (*backup_insert)(store_tx *tx, const store_hsm_backup *b, kerr *err);
+  kerr_code (*backup_get)(store_tx *tx, const char *backup_id, store_hsm_backup *out, kerr *err);
+  kerr_code (*backup_list)(store_tx *tx, const char *account_id, const char *region,
+                           store_hsm_backup **out, size_t *n, kerr *err);
+  /* Root-key-wrapped secrets by (owner id, name): put inserts or replaces. */
+  kerr_code (*secret_put)(store_tx *tx, const char *owner, const char *name,
+                          const uint8_t *wrapped, size_t len, kerr *err);
+  /* *out is a new buffer (free()). */
+  kerr_code (*secret_get)(store_tx *tx, const char *owner, const char *name, uint8_t **out,
+                          size_t *len, kerr *err);
+} store_hsm_ops;
+
 typedef struct store_ops {
   const char *name; /* "sqlite" */
 
@@ -152,10 +304,29 @@ typedef struct store_ops {
   kerr_code (*tag_list)(store_tx *tx, const char *key_id, store_tag **out, size_t *n,
                         kerr *err);
 
+  /* Custom key stores.  Names are unique per (account, region): an insert
+   * or update that would repeat one -> KERR_ALREADY_EXISTS.  cks_update
+   * writes every mutable column of `c` (all but ids, type and creation).
+   * cks_list returns stores ordered by id strictly after `after` (NULL:
+   * from the start), at most `limit`, of (account, region) or of every
+   * account when account_id is NULL (restart recovery); *out is new
+   * (store_cks_list_free).  cks_key_count counts the keys of a store in any
+   * state, pending deletion included. */
+  kerr_code (*cks_insert)(store_tx *tx, const store_cks *c, kerr *err);
+  kerr_code (*cks_get)(store_tx *tx, const char *cks_id, store_cks *out, kerr *err);
+  kerr_code (*cks_update)(store_tx *tx, const store_cks *c, kerr *err);
+  kerr_code (*cks_delete)(store_tx *tx, const char *cks_id, kerr *err);
+  kerr_code (*cks_list)(store_tx *tx, const char *account_id, const char *region,
+                        const char *after, size_t limit, store_cks **out, size_t *n, kerr *err);
+  kerr_code (*cks_key_count)(store_tx *tx, const char *cks_id, int64_t *count, kerr *err);
+
   /* The schema version the store is at (for tests and diagnostics). */
   kerr_code (*schema_version)(store *s, int *version, kerr *err);
 
   void (*close)(store *s);
+
+  /* HSM clusters (see store_hsm_ops above). */
+  const store_hsm_ops *hsm;
 } store_ops;
 
 /* Every backend's handle starts with this. */

@@ -77,6 +77,24 @@ static const char *const migrations[] = {
     "  tag_value TEXT NOT NULL,"
     "  PRIMARY KEY (key_id, tag_key)"
     ");",
+    /* custom key stores (kms_cks*.c); keys name theirs in keys.custom_key_store_id. */
+    "CREATE TABLE custom_key_stores ("
+    "  cks_id TEXT PRIMARY KEY,"
+    "  account_id TEXT NOT NULL,"
+    "  region TEXT NOT NULL,"
+    "  name TEXT NOT NULL,"
+    "  type TEXT NOT NULL,"
+    "  cluster_id TEXT NOT NULL DEFAULT '',"
+    "  trust_anchor_pem TEXT,"
+    "  password_wrapped BLOB,"
+    "  pending_password_wrapped BLOB,"
+    "  connection_state TEXT NOT NULL,"
+    "  connection_error TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL,"
+    "  state_changed_ms INTEGER NOT NULL,"
+    "  xks_config TEXT,"
+    "  UNIQUE (account_id, region, name)"
+    ");",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -85,6 +103,11 @@ static const char *const migrations[] = {
   "origin, custom_key_store_id, xks_key_id, policy_version, deletion_date_ms, "           \
   "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_ms, "       \
   "on_demand_rotations, current_material_id"
+
+#define CKS_COLUMNS                                                                    \
+  "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
+  "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
+  "state_changed_ms, xks_config"
 
 enum stmt_id {
   ST_KEY_INSERT,
@@ -107,6 +130,13 @@ enum stmt_id {
   ST_TAG_PUT,
   ST_TAG_DELETE,
   ST_TAG_LIST,
+  /* custom key stores */
+  ST_CKS_INSERT,
+  ST_CKS_GET,
+  ST_CKS_UPDATE,
+  ST_CKS_DELETE,
+  ST_CKS_LIST,
+  ST_CKS_KEY_COUNT,
   ST_COUNT
 };
 
@@ -151,6 +181,18 @@ static const char *const stmt_sql[ST_COUNT] = {
                    "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value=excluded.tag_value",
     [ST_TAG_DELETE] = "DELETE FROM tags WHERE key_id=?1 AND tag_key=?2",
     [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=?1 ORDER BY tag_key",
+    /* custom key stores */
+    [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
+                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+    [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=?1",
+    [ST_CKS_UPDATE] = "UPDATE custom_key_stores SET name=?4, cluster_id=?6, trust_anchor_pem=?7, "
+                      "password_wrapped=?8, pending_password_wrapped=?9, connection_state=?10, "
+                      "connection_error=?11, state_changed_ms=?13, xks_config=?14 WHERE cks_id=?1",
+    [ST_CKS_DELETE] = "DELETE FROM custom_key_stores WHERE cks_id=?1",
+    [ST_CKS_LIST] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE "
+                    "(?1 IS NULL OR (account_id=?1 AND region=?2)) AND (?3 IS NULL OR cks_id > ?3) "
+                    "ORDER BY cks_id LIMIT ?4",
+    [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
 };
 
 typedef struct sq_conn sq_conn;
@@ -828,6 +870,196 @@ out:
   return rc;
 }
 
+/* ---------------------------------------------------- custom key stores */
+
+void store_cks_clear(store_cks *c) {
+  if (!c) return;
+  free(c->trust_anchor_pem);
+  free(c->password_wrapped);
+  free(c->pending_password_wrapped);
+  free(c->xks_config);
+  memset(c, 0, sizeof *c);
+}
+
+void store_cks_list_free(store_cks *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) store_cks_clear(&list[i]);
+  free(list);
+}
+
+static void bind_blob_or_null(sqlite3_stmt *st, int i, const uint8_t *v, size_t len) {
+  if (v && len)
+    sqlite3_bind_blob(st, i, v, (int)len, SQLITE_STATIC);
+  else
+    sqlite3_bind_null(st, i);
+}
+
+static void bind_cks(sqlite3_stmt *st, const store_cks *c) {
+  sqlite3_bind_text(st, 1, c->cks_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, c->account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 3, c->region, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 4, c->name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 5, c->type, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 6, c->cluster_id, -1, SQLITE_STATIC);
+  bind_text_or_null(st, 7, c->trust_anchor_pem);
+  bind_blob_or_null(st, 8, c->password_wrapped, c->password_wrapped_len);
+  bind_blob_or_null(st, 9, c->pending_password_wrapped, c->pending_password_wrapped_len);
+  sqlite3_bind_text(st, 10, c->connection_state, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 11, c->connection_error, -1, SQLITE_STATIC);
+  sqlite3_bind_int64(st, 12, c->created_ms);
+  sqlite3_bind_int64(st, 13, c->state_changed_ms);
+  bind_text_or_null(st, 14, c->xks_config);
+}
+
+static kerr_code dup_blob_col(sqlite3_stmt *st, int i, uint8_t **out, size_t *len, kerr *err) {
+  const void *b = sqlite3_column_blob(st, i);
+  int n = sqlite3_column_bytes(st, i);
+  *out = NULL;
+  *len = 0;
+  if (!b || n <= 0) return KERR_OK;
+  *out = malloc((size_t)n);
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  memcpy(*out, b, (size_t)n);
+  *len = (size_t)n;
+  return KERR_OK;
+}
+
+static kerr_code read_cks_row(sqlite3_stmt *st, store_cks *c, kerr *err) {
+  kerr_code rc;
+  memset(c, 0, sizeof *c);
+  copy_col(st, 0, c->cks_id, sizeof c->cks_id);
+  copy_col(st, 1, c->account_id, sizeof c->account_id);
+  copy_col(st, 2, c->region, sizeof c->region);
+  copy_col(st, 3, c->name, sizeof c->name);
+  copy_col(st, 4, c->type, sizeof c->type);
+  copy_col(st, 5, c->cluster_id, sizeof c->cluster_id);
+  if ((rc = dup_col(st, 6, true, &c->trust_anchor_pem, err))) goto fail;
+  if ((rc = dup_blob_col(st, 7, &c->password_wrapped, &c->password_wrapped_len, err))) goto fail;
+  if ((rc = dup_blob_col(st, 8, &c->pending_password_wrapped, &c->pending_password_wrapped_len,
+                         err)))
+    goto fail;
+  copy_col(st, 9, c->connection_state, sizeof c->connection_state);
+  copy_col(st, 10, c->connection_error, sizeof c->connection_error);
+  c->created_ms = sqlite3_column_int64(st, 11);
+  c->state_changed_ms = sqlite3_column_int64(st, 12);
+  if ((rc = dup_col(st, 13, true, &c->xks_config, err))) goto fail;
+  return KERR_OK;
+fail:
+  store_cks_clear(c);
+  return rc;
+}
+
+static kerr_code cks_write(store_tx *tx, enum stmt_id id, const store_cks *c, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, id, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  bind_cks(st, c);
+  if (sqlite3_step(st) != SQLITE_DONE) {
+    if (sqlite3_extended_errcode(tx->db) == SQLITE_CONSTRAINT_UNIQUE)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Custom key store name %s is in use.", c->name);
+    else if (sqlite3_extended_errcode(tx->db) == SQLITE_CONSTRAINT_PRIMARYKEY)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Custom key store %s already exists.", c->cks_id);
+    else
+      rc = db_error(tx->db, "writing a custom key store", err);
+  } else if (id == ST_CKS_UPDATE && sqlite3_changes(tx->db) == 0) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store %s not found.", c->cks_id);
+  }
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_cks_insert(store_tx *tx, const store_cks *c, kerr *err) {
+  return cks_write(tx, ST_CKS_INSERT, c, err);
+}
+
+static kerr_code sq_cks_update(store_tx *tx, const store_cks *c, kerr *err) {
+  return cks_write(tx, ST_CKS_UPDATE, c, err);
+}
+
+static kerr_code sq_cks_get(store_tx *tx, const char *cks_id, store_cks *out, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_GET, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  memset(out, 0, sizeof *out);
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW)
+    rc = read_cks_row(st, out, err);
+  else if (step == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  else
+    rc = db_error(tx->db, "reading a custom key store", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_cks_delete(store_tx *tx, const char *cks_id, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_DELETE, err);
+  kerr_code rc = KERR_OK;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) != SQLITE_DONE)
+    rc = db_error(tx->db, "deleting a custom key store", err);
+  else if (sqlite3_changes(tx->db) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_cks_list(store_tx *tx, const char *account_id, const char *region,
+                             const char *after, size_t limit, store_cks **out, size_t *n,
+                             kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_LIST, err);
+  kerr_code rc = KERR_OK;
+  store_cks *arr = NULL;
+  size_t count = 0;
+  int step = SQLITE_DONE;
+  *out = NULL;
+  *n = 0;
+  if (!st) return KERR_INTERNAL;
+  arr = calloc(limit ? limit : 1, sizeof *arr);
+  if (!arr) {
+    stmt_done(st);
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  bind_text_or_null(st, 1, account_id);
+  bind_text_or_null(st, 2, region);
+  bind_text_or_null(st, 3, after);
+  sqlite3_bind_int64(st, 4, (sqlite3_int64)limit);
+  while (count < limit && (step = sqlite3_step(st)) == SQLITE_ROW) {
+    rc = read_cks_row(st, &arr[count], err);
+    if (rc) goto out;
+    count++;
+  }
+  if (count < limit && step != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing custom key stores", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+  count = 0;
+out:
+  store_cks_list_free(arr, count);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_cks_key_count(store_tx *tx, const char *cks_id, int64_t *count, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_KEY_COUNT, err);
+  kerr_code rc = KERR_OK;
+  *count = 0;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    *count = sqlite3_column_int64(st, 0);
+  else
+    rc = db_error(tx->db, "counting the keys of a custom key store", err);
+  stmt_done(st);
+  return rc;
+}
+
 /* ------------------------------------------------------------- lifecycle */
 
 static kerr_code read_version(sqlite3 *db, int *version, kerr *err) {
@@ -928,6 +1160,12 @@ static const store_ops sqlite_ops = {
     .tag_put = sq_tag_put,
     .tag_delete = sq_tag_delete,
     .tag_list = sq_tag_list,
+    .cks_insert = sq_cks_insert,
+    .cks_get = sq_cks_get,
+    .cks_update = sq_cks_update,
+    .cks_delete = sq_cks_delete,
+    .cks_list = sq_cks_list,
+    .cks_key_count = sq_cks_key_count,
     .schema_version = sq_schema_version,
     .close = sq_close,
 };
