@@ -95,6 +95,46 @@ static const char *const migrations[] = {
     "  xks_config TEXT,"
     "  UNIQUE (account_id, region, name)"
     ");",
+    /* 3: HSM clusters, their HSMs, crypto users, key blobs, backups, wrapped
+     * secrets (lib/kms/hsm_*.c). */
+    "CREATE TABLE hsm_clusters ("
+    "  cluster_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region TEXT NOT NULL,"
+    "  state TEXT NOT NULL, state_message TEXT NOT NULL DEFAULT '',"
+    "  hsm_type TEXT NOT NULL, mode TEXT NOT NULL, network_type TEXT NOT NULL,"
+    "  lineage TEXT NOT NULL, source_backup_id TEXT NOT NULL DEFAULT '',"
+    "  simulated_failure TEXT NOT NULL DEFAULT 'none', security_group TEXT NOT NULL,"
+    "  vpc_id TEXT NOT NULL, created_ms INTEGER NOT NULL, subnets TEXT NOT NULL,"
+    "  tags TEXT NOT NULL DEFAULT '', csr_pem TEXT, trust_anchor_pem TEXT,"
+    "  cluster_cert_pem TEXT"
+    ");"
+    "CREATE INDEX hsm_clusters_by_owner ON hsm_clusters(account_id, region, cluster_id);"
+    "CREATE TABLE hsm_hsms ("
+    "  hsm_id TEXT PRIMARY KEY,"
+    "  cluster_id TEXT NOT NULL REFERENCES hsm_clusters(cluster_id),"
+    "  availability_zone TEXT NOT NULL, subnet_id TEXT NOT NULL, eni_id TEXT NOT NULL,"
+    "  eni_ip TEXT NOT NULL, state TEXT NOT NULL, state_message TEXT NOT NULL DEFAULT '',"
+    "  created_ms INTEGER NOT NULL, pool_index INTEGER NOT NULL, token_label TEXT NOT NULL"
+    ");"
+    "CREATE INDEX hsm_hsms_by_cluster ON hsm_hsms(cluster_id);"
+    "CREATE TABLE hsm_users ("
+    "  cluster_id TEXT NOT NULL REFERENCES hsm_clusters(cluster_id),"
+    "  username TEXT NOT NULL, role TEXT NOT NULL, salt BLOB NOT NULL, hash BLOB NOT NULL,"
+    "  failed_logins INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0,"
+    "  logged_in INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster_id, username)"
+    ");"
+    "CREATE TABLE hsm_key_blobs ("
+    "  lineage TEXT NOT NULL, label TEXT NOT NULL, wrapped BLOB NOT NULL,"
+    "  created_ms INTEGER NOT NULL, PRIMARY KEY (lineage, label)"
+    ");"
+    "CREATE TABLE hsm_backups ("
+    "  backup_id TEXT PRIMARY KEY, cluster_id TEXT NOT NULL, account_id TEXT NOT NULL,"
+    "  region TEXT NOT NULL, lineage TEXT NOT NULL, state TEXT NOT NULL,"
+    "  hsm_type TEXT NOT NULL, mode TEXT NOT NULL, created_ms INTEGER NOT NULL"
+    ");"
+    "CREATE TABLE hsm_secrets ("
+    "  owner TEXT NOT NULL, name TEXT NOT NULL, wrapped BLOB NOT NULL,"
+    "  PRIMARY KEY (owner, name)"
+    ");",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -1060,6 +1100,612 @@ static kerr_code sq_cks_key_count(store_tx *tx, const char *cks_id, int64_t *cou
   return rc;
 }
 
+/* ------------------------------------------------------------ HSM clusters
+ * The cluster side's tables (store_hsm_ops).  These statements run far less
+ * often than key reads, so they are prepared per call instead of cached. */
+
+void store_hsm_cluster_clear(store_hsm_cluster *c) {
+  if (!c) return;
+  free(c->subnets);
+  free(c->tags);
+  free(c->csr_pem);
+  free(c->trust_anchor_pem);
+  free(c->cluster_cert_pem);
+  memset(c, 0, sizeof *c);
+}
+
+void store_hsm_cluster_list_free(store_hsm_cluster *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) store_hsm_cluster_clear(&list[i]);
+  free(list);
+}
+
+static kerr_code hq_prepare(store_tx *tx, const char *sql, sqlite3_stmt **st, kerr *err) {
+  if (sqlite3_prepare_v2(tx->db, sql, -1, st, NULL) != SQLITE_OK) {
+    *st = NULL;
+    return db_error(tx->db, "preparing a statement", err);
+  }
+  return KERR_OK;
+}
+
+/* Run a statement that returns no rows, then finalize it. */
+static kerr_code hq_exec(store_tx *tx, sqlite3_stmt *st, const char *what, kerr *err) {
+  int r = sqlite3_step(st);
+  kerr_code rc = KERR_OK;
+  if (r == SQLITE_CONSTRAINT)
+    rc = kerr_set(err, KERR_ALREADY_EXISTS, "already exists");
+  else if (r != SQLITE_DONE)
+    rc = db_error(tx->db, what, err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+/* Grow *arr (of `size`-byte items) to hold one more; NULL on OOM. */
+static void *hq_grow(void **arr, size_t *cap, size_t n, size_t size) {
+  if (n < *cap) return (char *)*arr + n * size;
+  size_t ncap = *cap ? *cap * 2 : 8;
+  void *p = realloc(*arr, ncap * size);
+  if (!p) return NULL;
+  *arr = p;
+  *cap = ncap;
+  memset((char *)p + n * size, 0, (ncap - n) * size);
+  return (char *)p + n * size;
+}
+
+#define HSM_CLUSTER_COLUMNS                                                              \
+  "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
+  "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
+  "subnets, tags, csr_pem, trust_anchor_pem, cluster_cert_pem"
+
+static void hq_bind_cluster(sqlite3_stmt *st, const store_hsm_cluster *c) {
+  sqlite3_bind_text(st, 1, c->cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, c->account_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, c->region, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, c->state, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 5, c->state_message, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 6, c->hsm_type, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 7, c->mode, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 8, c->network_type, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 9, c->lineage, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 10, c->source_backup_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 11, c->simulated_failure, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 12, c->security_group, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 13, c->vpc_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 14, c->created_ms);
+  sqlite3_bind_text(st, 15, c->subnets ? c->subnets : "", -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 16, c->tags ? c->tags : "", -1, SQLITE_TRANSIENT);
+  bind_text_or_null(st, 17, c->csr_pem);
+  bind_text_or_null(st, 18, c->trust_anchor_pem);
+  bind_text_or_null(st, 19, c->cluster_cert_pem);
+}
+
+static kerr_code hq_read_cluster(sqlite3_stmt *st, store_hsm_cluster *c, kerr *err) {
+  kerr_code rc;
+  memset(c, 0, sizeof *c);
+  copy_col(st, 0, c->cluster_id, sizeof c->cluster_id);
+  copy_col(st, 1, c->account_id, sizeof c->account_id);
+  copy_col(st, 2, c->region, sizeof c->region);
+  copy_col(st, 3, c->state, sizeof c->state);
+  copy_col(st, 4, c->state_message, sizeof c->state_message);
+  copy_col(st, 5, c->hsm_type, sizeof c->hsm_type);
+  copy_col(st, 6, c->mode, sizeof c->mode);
+  copy_col(st, 7, c->network_type, sizeof c->network_type);
+  copy_col(st, 8, c->lineage, sizeof c->lineage);
+  copy_col(st, 9, c->source_backup_id, sizeof c->source_backup_id);
+  copy_col(st, 10, c->simulated_failure, sizeof c->simulated_failure);
+  copy_col(st, 11, c->security_group, sizeof c->security_group);
+  copy_col(st, 12, c->vpc_id, sizeof c->vpc_id);
+  c->created_ms = sqlite3_column_int64(st, 13);
+  if ((rc = dup_col(st, 14, false, &c->subnets, err)) || (rc = dup_col(st, 15, false, &c->tags, err)) ||
+      (rc = dup_col(st, 16, true, &c->csr_pem, err)) ||
+      (rc = dup_col(st, 17, true, &c->trust_anchor_pem, err)) ||
+      (rc = dup_col(st, 18, true, &c->cluster_cert_pem, err))) {
+    store_hsm_cluster_clear(c);
+    return rc;
+  }
+  return KERR_OK;
+}
+
+static kerr_code hq_cluster_insert(store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "INSERT INTO hsm_clusters (" HSM_CLUSTER_COLUMNS ") VALUES "
+                            "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19)",
+                            &st, err);
+  if (rc) return rc;
+  hq_bind_cluster(st, c);
+  return hq_exec(tx, st, "inserting a cluster", err);
+}
+
+static kerr_code hq_cluster_update(store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "UPDATE hsm_clusters SET state=?4, state_message=?5, hsm_type=?6, "
+                            "mode=?7, network_type=?8, lineage=?9, source_backup_id=?10, "
+                            "simulated_failure=?11, security_group=?12, vpc_id=?13, subnets=?15, "
+                            "tags=?16, csr_pem=?17, trust_anchor_pem=?18, cluster_cert_pem=?19 "
+                            "WHERE cluster_id=?1 AND account_id=?2 AND region=?3 "
+                            "AND created_ms=?14",
+                            &st, err);
+  if (rc) return rc;
+  hq_bind_cluster(st, c);
+  rc = hq_exec(tx, st, "updating a cluster", err);
+  if (!rc && sqlite3_changes(tx->db) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such cluster");
+  return rc;
+}
+
+static kerr_code hq_cluster_get(store_tx *tx, const char *cluster_id, store_hsm_cluster *out,
+                                kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(
+      tx, "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE cluster_id=?1", &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW)
+    rc = hq_read_cluster(st, out, err);
+  else if (r == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "no such cluster");
+  else
+    rc = db_error(tx->db, "reading a cluster", err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code hq_cluster_list(store_tx *tx, const char *account_id, const char *region,
+                                 store_hsm_cluster **out, size_t *n, kerr *err) {
+  sqlite3_stmt *st;
+  store_hsm_cluster *arr = NULL;
+  size_t cap = 0, count = 0;
+  int r;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE "
+                            "(?1 IS NULL OR (account_id=?1 AND region=?2)) ORDER BY cluster_id",
+                            &st, err);
+  *out = NULL;
+  *n = 0;
+  if (rc) return rc;
+  bind_text_or_null(st, 1, account_id);
+  bind_text_or_null(st, 2, region);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    store_hsm_cluster *slot = hq_grow((void **)&arr, &cap, count, sizeof *arr);
+    if (!slot) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    rc = hq_read_cluster(st, slot, err);
+    if (rc) goto out;
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing clusters", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+  count = 0;
+out:
+  store_hsm_cluster_list_free(arr, count);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+#define HSM_HSM_COLUMNS                                                                  \
+  "hsm_id, cluster_id, availability_zone, subnet_id, eni_id, eni_ip, state, state_message, " \
+  "created_ms, pool_index, token_label"
+
+static void hq_bind_hsm(sqlite3_stmt *st, const store_hsm *h) {
+  sqlite3_bind_text(st, 1, h->hsm_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, h->cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, h->availability_zone, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, h->subnet_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 5, h->eni_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 6, h->eni_ip, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 7, h->state, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 8, h->state_message, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 9, h->created_ms);
+  sqlite3_bind_int(st, 10, h->pool_index);
+  sqlite3_bind_text(st, 11, h->token_label, -1, SQLITE_TRANSIENT);
+}
+
+static kerr_code hq_hsm_insert(store_tx *tx, const store_hsm *h, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "INSERT INTO hsm_hsms (" HSM_HSM_COLUMNS ") VALUES "
+                            "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11)",
+                            &st, err);
+  if (rc) return rc;
+  hq_bind_hsm(st, h);
+  return hq_exec(tx, st, "inserting an HSM", err);
+}
+
+static kerr_code hq_hsm_update(store_tx *tx, const store_hsm *h, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "UPDATE hsm_hsms SET availability_zone=?3, subnet_id=?4, eni_id=?5, "
+                            "eni_ip=?6, state=?7, state_message=?8, pool_index=?10, "
+                            "token_label=?11 WHERE hsm_id=?1 AND cluster_id=?2 AND created_ms=?9",
+                            &st, err);
+  if (rc) return rc;
+  hq_bind_hsm(st, h);
+  rc = hq_exec(tx, st, "updating an HSM", err);
+  if (!rc && sqlite3_changes(tx->db) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such HSM");
+  return rc;
+}
+
+static kerr_code hq_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
+                             kerr *err) {
+  sqlite3_stmt *st;
+  store_hsm *arr = NULL;
+  size_t cap = 0, count = 0;
+  int r;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT " HSM_HSM_COLUMNS " FROM hsm_hsms WHERE "
+                            "(?1 IS NULL OR cluster_id=?1) ORDER BY created_ms, hsm_id",
+                            &st, err);
+  *out = NULL;
+  *n = 0;
+  if (rc) return rc;
+  bind_text_or_null(st, 1, cluster_id);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    store_hsm *h = hq_grow((void **)&arr, &cap, count, sizeof *arr);
+    if (!h) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    copy_col(st, 0, h->hsm_id, sizeof h->hsm_id);
+    copy_col(st, 1, h->cluster_id, sizeof h->cluster_id);
+    copy_col(st, 2, h->availability_zone, sizeof h->availability_zone);
+    copy_col(st, 3, h->subnet_id, sizeof h->subnet_id);
+    copy_col(st, 4, h->eni_id, sizeof h->eni_id);
+    copy_col(st, 5, h->eni_ip, sizeof h->eni_ip);
+    copy_col(st, 6, h->state, sizeof h->state);
+    copy_col(st, 7, h->state_message, sizeof h->state_message);
+    h->created_ms = sqlite3_column_int64(st, 8);
+    h->pool_index = sqlite3_column_int(st, 9);
+    copy_col(st, 10, h->token_label, sizeof h->token_label);
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing HSMs", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+out:
+  free(arr);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static void hq_read_user(sqlite3_stmt *st, store_hsm_user *u) {
+  memset(u, 0, sizeof *u);
+  copy_col(st, 0, u->cluster_id, sizeof u->cluster_id);
+  copy_col(st, 1, u->username, sizeof u->username);
+  copy_col(st, 2, u->role, sizeof u->role);
+  if (sqlite3_column_bytes(st, 3) == (int)sizeof u->salt)
+    memcpy(u->salt, sqlite3_column_blob(st, 3), sizeof u->salt);
+  if (sqlite3_column_bytes(st, 4) == (int)sizeof u->hash)
+    memcpy(u->hash, sqlite3_column_blob(st, 4), sizeof u->hash);
+  u->failed_logins = sqlite3_column_int(st, 5);
+  u->locked = sqlite3_column_int(st, 6) != 0;
+  u->logged_in = sqlite3_column_int(st, 7) != 0;
+}
+
+#define HSM_USER_COLUMNS "cluster_id, username, role, salt, hash, failed_logins, locked, logged_in"
+
+static kerr_code hq_user_put(store_tx *tx, const store_hsm_user *u, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "INSERT OR REPLACE INTO hsm_users (" HSM_USER_COLUMNS
+                            ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8)",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, u->cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, u->username, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, u->role, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 4, u->salt, sizeof u->salt, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 5, u->hash, sizeof u->hash, SQLITE_TRANSIENT);
+  sqlite3_bind_int(st, 6, u->failed_logins);
+  sqlite3_bind_int(st, 7, u->locked ? 1 : 0);
+  sqlite3_bind_int(st, 8, u->logged_in ? 1 : 0);
+  return hq_exec(tx, st, "writing a user", err);
+}
+
+static kerr_code hq_user_get(store_tx *tx, const char *cluster_id, const char *username,
+                             store_hsm_user *out, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT " HSM_USER_COLUMNS
+                            " FROM hsm_users WHERE cluster_id=?1 AND username=?2",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, username, -1, SQLITE_TRANSIENT);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW)
+    hq_read_user(st, out);
+  else if (r == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "no such user");
+  else
+    rc = db_error(tx->db, "reading a user", err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code hq_user_delete(store_tx *tx, const char *cluster_id, const char *username,
+                                kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx, "DELETE FROM hsm_users WHERE cluster_id=?1 AND username=?2",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, username, -1, SQLITE_TRANSIENT);
+  rc = hq_exec(tx, st, "deleting a user", err);
+  if (!rc && sqlite3_changes(tx->db) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such user");
+  return rc;
+}
+
+static kerr_code hq_user_list(store_tx *tx, const char *cluster_id, store_hsm_user **out,
+                              size_t *n, kerr *err) {
+  sqlite3_stmt *st;
+  store_hsm_user *arr = NULL;
+  size_t cap = 0, count = 0;
+  int r;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT " HSM_USER_COLUMNS
+                            " FROM hsm_users WHERE cluster_id=?1 ORDER BY username",
+                            &st, err);
+  *out = NULL;
+  *n = 0;
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    store_hsm_user *u = hq_grow((void **)&arr, &cap, count, sizeof *arr);
+    if (!u) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    hq_read_user(st, u);
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing users", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+out:
+  free(arr);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code hq_blob_put(store_tx *tx, const char *lineage, const store_hsm_blob *b,
+                             kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "INSERT OR REPLACE INTO hsm_key_blobs (lineage, label, wrapped, "
+                            "created_ms) VALUES (?1,?2,?3, CAST((julianday('now') - 2440587.5) "
+                            "* 86400000 AS INTEGER))",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, lineage, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, b->label, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 3, b->wrapped, (int)b->wrapped_len, SQLITE_TRANSIENT);
+  return hq_exec(tx, st, "writing a key blob", err);
+}
+
+static kerr_code hq_blob_delete(store_tx *tx, const char *lineage, const char *label, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc =
+      hq_prepare(tx, "DELETE FROM hsm_key_blobs WHERE lineage=?1 AND label=?2", &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, lineage, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, label, -1, SQLITE_TRANSIENT);
+  return hq_exec(tx, st, "deleting a key blob", err);
+}
+
+static kerr_code hq_blob_list(store_tx *tx, const char *lineage, store_hsm_blob **out, size_t *n,
+                              kerr *err) {
+  sqlite3_stmt *st;
+  store_hsm_blob *arr = NULL;
+  size_t cap = 0, count = 0;
+  int r;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT label, wrapped FROM hsm_key_blobs WHERE lineage=?1 "
+                            "ORDER BY created_ms, label",
+                            &st, err);
+  *out = NULL;
+  *n = 0;
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, lineage, -1, SQLITE_TRANSIENT);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    store_hsm_blob *b = hq_grow((void **)&arr, &cap, count, sizeof *arr);
+    if (!b) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    copy_col(st, 0, b->label, sizeof b->label);
+    int len = sqlite3_column_bytes(st, 1);
+    if (len < 0 || (size_t)len > sizeof b->wrapped) {
+      rc = kerr_set(err, KERR_INTERNAL, "stored key blob has a bad length");
+      goto out;
+    }
+    if (len) memcpy(b->wrapped, sqlite3_column_blob(st, 1), (size_t)len);
+    b->wrapped_len = (size_t)len;
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing key blobs", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+out:
+  free(arr);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+#define HSM_BACKUP_COLUMNS \
+  "backup_id, cluster_id, account_id, region, lineage, state, hsm_type, mode, created_ms"
+
+static void hq_read_backup(sqlite3_stmt *st, store_hsm_backup *b) {
+  memset(b, 0, sizeof *b);
+  copy_col(st, 0, b->backup_id, sizeof b->backup_id);
+  copy_col(st, 1, b->cluster_id, sizeof b->cluster_id);
+  copy_col(st, 2, b->account_id, sizeof b->account_id);
+  copy_col(st, 3, b->region, sizeof b->region);
+  copy_col(st, 4, b->lineage, sizeof b->lineage);
+  copy_col(st, 5, b->state, sizeof b->state);
+  copy_col(st, 6, b->hsm_type, sizeof b->hsm_type);
+  copy_col(st, 7, b->mode, sizeof b->mode);
+  b->created_ms = sqlite3_column_int64(st, 8);
+}
+
+static kerr_code hq_backup_insert(store_tx *tx, const store_hsm_backup *b, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx,
+                            "INSERT INTO hsm_backups (" HSM_BACKUP_COLUMNS
+                            ") VALUES (?1,?2,?3,?4,?5,?6,?7,?8,?9)",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, b->backup_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, b->cluster_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 3, b->account_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 4, b->region, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 5, b->lineage, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 6, b->state, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 7, b->hsm_type, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 8, b->mode, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_int64(st, 9, b->created_ms);
+  return hq_exec(tx, st, "inserting a backup", err);
+}
+
+static kerr_code hq_backup_get(store_tx *tx, const char *backup_id, store_hsm_backup *out,
+                               kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(
+      tx, "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE backup_id=?1", &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, backup_id, -1, SQLITE_TRANSIENT);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW)
+    hq_read_backup(st, out);
+  else if (r == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "no such backup");
+  else
+    rc = db_error(tx->db, "reading a backup", err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code hq_backup_list(store_tx *tx, const char *account_id, const char *region,
+                                store_hsm_backup **out, size_t *n, kerr *err) {
+  sqlite3_stmt *st;
+  store_hsm_backup *arr = NULL;
+  size_t cap = 0, count = 0;
+  int r;
+  kerr_code rc = hq_prepare(tx,
+                            "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE account_id=?1 "
+                            "AND region=?2 ORDER BY created_ms, backup_id",
+                            &st, err);
+  *out = NULL;
+  *n = 0;
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_TRANSIENT);
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    store_hsm_backup *b = hq_grow((void **)&arr, &cap, count, sizeof *arr);
+    if (!b) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    hq_read_backup(st, b);
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "listing backups", err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+out:
+  free(arr);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code hq_secret_put(store_tx *tx, const char *owner, const char *name,
+                               const uint8_t *wrapped, size_t len, kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(
+      tx, "INSERT OR REPLACE INTO hsm_secrets (owner, name, wrapped) VALUES (?1,?2,?3)", &st,
+      err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 3, wrapped, (int)len, SQLITE_TRANSIENT);
+  return hq_exec(tx, st, "writing a wrapped secret", err);
+}
+
+static kerr_code hq_secret_get(store_tx *tx, const char *owner, const char *name, uint8_t **out,
+                               size_t *len, kerr *err) {
+  sqlite3_stmt *st;
+  *out = NULL;
+  *len = 0;
+  kerr_code rc = hq_prepare(tx, "SELECT wrapped FROM hsm_secrets WHERE owner=?1 AND name=?2",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, owner, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_text(st, 2, name, -1, SQLITE_TRANSIENT);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    int n = sqlite3_column_bytes(st, 0);
+    *out = malloc(n > 0 ? (size_t)n : 1);
+    if (!*out) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    } else {
+      if (n > 0) memcpy(*out, sqlite3_column_blob(st, 0), (size_t)n);
+      *len = (size_t)n;
+    }
+  } else if (r == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "no such secret");
+  } else {
+    rc = db_error(tx->db, "reading a wrapped secret", err);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static const store_hsm_ops sqlite_hsm_ops = {
+    .cluster_insert = hq_cluster_insert,
+    .cluster_get = hq_cluster_get,
+    .cluster_update = hq_cluster_update,
+    .cluster_list = hq_cluster_list,
+    .hsm_insert = hq_hsm_insert,
+    .hsm_update = hq_hsm_update,
+    .hsm_list = hq_hsm_list,
+    .user_put = hq_user_put,
+    .user_get = hq_user_get,
+    .user_delete = hq_user_delete,
+    .user_list = hq_user_list,
+    .blob_put = hq_blob_put,
+    .blob_delete = hq_blob_delete,
+    .blob_list = hq_blob_list,
+    .backup_insert = hq_backup_insert,
+    .backup_get = hq_backup_get,
+    .backup_list = hq_backup_list,
+    .secret_put = hq_secret_put,
+    .secret_get = hq_secret_get,
+};
+
 /* ------------------------------------------------------------- lifecycle */
 
 static kerr_code read_version(sqlite3 *db, int *version, kerr *err) {
@@ -1168,6 +1814,7 @@ static const store_ops sqlite_ops = {
     .cks_key_count = sq_cks_key_count,
     .schema_version = sq_schema_version,
     .close = sq_close,
+    .hsm = &sqlite_hsm_ops,
 };
 
 int store_sqlite_latest_version(void) { return N_MIGRATIONS; }
