@@ -183,6 +183,10 @@ class AliasTest(h.KmsdTestCase):
         self.raw_error("ListAliases", {"Limit": 0}, "ValidationException")
         self.raw_error("ListAliases", {"Limit": 1001}, "ValidationException")
 
+    def test_list_aliases_malformed_key_arn(self):
+        self.assertKmsError("InvalidArnException", self.kms.list_aliases,
+                            KeyId="arn:aws:kms:us-east-1:%s:notakey/x" % h.DEFAULT_ACCOUNT)
+
 
 if __name__ == "__main__":
     unittest.main()

@@ -337,6 +337,21 @@ class CryptoTest(h.KmsdTestCase):
         self.assertNotEqual(a, b)
         self.assertNotEqual(a, bytes(32))
 
+    def test_recipient_is_refused_not_ignored(self):
+        # Silently ignoring Recipient would hand out plaintext the caller
+        # expected to be sealed for an enclave.
+        recipient = {"KeyEncryptionAlgorithm": "RSAES_OAEP_SHA_256",
+                     "AttestationDocument": base64.b64encode(b"doc").decode()}
+        for op, params in (("GenerateRandom", {"NumberOfBytes": 8}),
+                           ("GenerateDataKey", {"KeyId": self.key["KeyId"], "KeySpec": "AES_256"}),
+                           ("Decrypt", {"CiphertextBlob": base64.b64encode(
+                               self.encrypt(b"sealed")).decode()})):
+            with self.subTest(op=op):
+                status, _, body = self.raw(op, dict(params, Recipient=recipient))
+                self.assertEqual(status, 400, body)
+                self.assertEqual(h.error_type(body), "UnsupportedOperationException", body)
+                self.assertNotIn("Plaintext", body)
+
     def test_generate_random_errors(self):
         msg = self.raw_error("GenerateRandom", {"NumberOfBytes": 1025}, "ValidationException")
         self.assertIn("numberOfBytes", msg)

@@ -19,6 +19,8 @@ import kmsd_harness as h
 UUID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 KEY_ARN_PREFIX = "arn:aws:kms:%s:%s:key/" % (h.DEFAULT_REGION, h.DEFAULT_ACCOUNT)
 DAY = 86400
+BAD_ARNS = ("arn:aws:kms:us-east-1:%s:notakey/abc" % h.DEFAULT_ACCOUNT, "arn:aws:foo",
+            "arn:aws:kms:us-east-1:%s:key/" % h.DEFAULT_ACCOUNT)
 
 
 def now_utc():
@@ -148,6 +150,16 @@ class KeyLifecycleTest(h.KmsdTestCase):
         self.assertKmsError("NotFoundException", self.kms.describe_key,
                             KeyId=KEY_ARN_PREFIX + str(uuid.uuid4()))
         self.assertKmsError("NotFoundException", self.kms.describe_key, KeyId="alias/no-such-alias")
+
+    def test_malformed_arn_is_invalid_arn(self):
+        for arn in BAD_ARNS:
+            for op, extra in (("describe_key", {}), ("enable_key", {}), ("disable_key", {}),
+                              ("update_key_description", {"Description": "x"}),
+                              ("schedule_key_deletion", {"PendingWindowInDays": 7}),
+                              ("cancel_key_deletion", {})):
+                with self.subTest(op=op, arn=arn):
+                    self.assertKmsError("InvalidArnException", getattr(self.kms, op), KeyId=arn,
+                                        **extra)
 
     def test_describe_missing_key_id_is_validation_error(self):
         msg = self.raw_error("DescribeKey", {}, "ValidationException")

@@ -153,6 +153,19 @@ class PolicyTest(h.KmsdTestCase):
         out = self.kms.list_key_policies(KeyId=key_id, Limit=1)
         self.assertEqual(out["PolicyNames"], ["default"])
 
+    def test_malformed_arn(self):
+        arn = "arn:aws:kms:%s:%s:notakey/x" % (h.DEFAULT_REGION, h.DEFAULT_ACCOUNT)
+        self.assertKmsError("InvalidArnException", self.kms.get_key_policy, KeyId=arn)
+        self.assertKmsError("InvalidArnException", self.kms.put_key_policy, KeyId=arn,
+                            Policy=policy(ROOT_ADMIN))
+        self.assertKmsError("InvalidArnException", self.kms.list_key_policies, KeyId=arn)
+
+    def test_policy_readable_while_pending_deletion(self):
+        key_id = self.new_key()
+        self.kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        self.assertEqual(self.get_policy(key_id)["Version"], "2012-10-17")
+        self.assertEqual(self.kms.list_key_policies(KeyId=key_id)["PolicyNames"], ["default"])
+
     def test_not_found(self):
         missing = str(uuid.uuid4())
         self.assertKmsError("NotFoundException", self.kms.get_key_policy, KeyId=missing)

@@ -90,6 +90,20 @@ class RotationTest(h.KmsdTestCase):
             with self.subTest(op=op):
                 self.assertKmsError("NotFoundException", getattr(self.kms, op), KeyId=missing)
 
+    def test_malformed_arn(self):
+        arn = "arn:aws:kms:%s:%s:notakey/x" % (h.DEFAULT_REGION, h.DEFAULT_ACCOUNT)
+        for op in ("enable_key_rotation", "disable_key_rotation", "get_key_rotation_status",
+                   "rotate_key_on_demand", "list_key_rotations"):
+            with self.subTest(op=op):
+                self.assertKmsError("InvalidArnException", getattr(self.kms, op), KeyId=arn)
+
+    def test_status_and_history_readable_while_pending_deletion(self):
+        key = self.new_key()
+        self.kms.enable_key_rotation(KeyId=key["KeyId"])
+        self.kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+        self.assertIn("KeyRotationEnabled", self.status(key["KeyId"]))
+        self.assertEqual(self.rotations(key["KeyId"]), [])
+
     def test_disabled_key(self):
         key = self.new_key()
         self.kms.disable_key(KeyId=key["KeyId"])

@@ -129,6 +129,14 @@ class TagTest(h.KmsdTestCase):
                             TagKeys=["a"])
         self.assertKmsError("NotFoundException", self.kms.list_resource_tags, KeyId=missing)
 
+    def test_malformed_arn(self):
+        arn = "arn:aws:kms:%s:%s:key/" % (h.DEFAULT_REGION, h.DEFAULT_ACCOUNT)
+        self.assertKmsError("InvalidArnException", self.kms.tag_resource, KeyId=arn,
+                            Tags=[{"TagKey": "a", "TagValue": "b"}])
+        self.assertKmsError("InvalidArnException", self.kms.untag_resource, KeyId=arn,
+                            TagKeys=["a"])
+        self.assertKmsError("InvalidArnException", self.kms.list_resource_tags, KeyId=arn)
+
     def test_invalid_marker(self):
         self.assertKmsError("InvalidMarkerException", self.kms.list_resource_tags,
                             KeyId=self.new_key(), Marker="garbage-marker")
