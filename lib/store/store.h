@@ -108,6 +108,9 @@ typedef struct store_cks {
   char name[STORE_CKS_NAME_MAX];
   char type[STORE_ENUM_MAX];                /* "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" */
   char cluster_id[STORE_CLUSTER_ID_MAX];    /* "" for external key stores */
+  char cluster_lineage[64];                 /* the cluster's backup lineage when the
+                                               store was created or re-pointed: what
+                                               "related cluster" is checked against */
   char *trust_anchor_pem;                   /* owned; NULL for external key stores */
   uint8_t *password_wrapped;                /* owned; NULL when none */
   size_t password_wrapped_len;

@@ -85,6 +85,7 @@ static const char *const migrations[] = {
     "  name TEXT NOT NULL,"
     "  type TEXT NOT NULL,"
     "  cluster_id TEXT NOT NULL DEFAULT '',"
+    "  cluster_lineage TEXT NOT NULL DEFAULT '',"
     "  trust_anchor_pem TEXT,"
     "  password_wrapped BLOB,"
     "  pending_password_wrapped BLOB,"
@@ -147,7 +148,7 @@ static const char *const migrations[] = {
 #define CKS_COLUMNS                                                                    \
   "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
   "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
-  "state_changed_ms, xks_config"
+  "state_changed_ms, xks_config, cluster_lineage"
 
 enum stmt_id {
   ST_KEY_INSERT,
@@ -223,11 +224,12 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=?1 ORDER BY tag_key",
     /* custom key stores */
     [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
-                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14)",
+                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
     [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_UPDATE] = "UPDATE custom_key_stores SET name=?4, cluster_id=?6, trust_anchor_pem=?7, "
                       "password_wrapped=?8, pending_password_wrapped=?9, connection_state=?10, "
-                      "connection_error=?11, state_changed_ms=?13, xks_config=?14 WHERE cks_id=?1",
+                      "connection_error=?11, state_changed_ms=?13, xks_config=?14, "
+                      "cluster_lineage=?15 WHERE cks_id=?1",
     [ST_CKS_DELETE] = "DELETE FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_LIST] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE "
                     "(?1 IS NULL OR (account_id=?1 AND region=?2)) AND (?3 IS NULL OR cks_id > ?3) "
@@ -949,6 +951,7 @@ static void bind_cks(sqlite3_stmt *st, const store_cks *c) {
   sqlite3_bind_int64(st, 12, c->created_ms);
   sqlite3_bind_int64(st, 13, c->state_changed_ms);
   bind_text_or_null(st, 14, c->xks_config);
+  sqlite3_bind_text(st, 15, c->cluster_lineage, -1, SQLITE_STATIC);
 }
 
 static kerr_code dup_blob_col(sqlite3_stmt *st, int i, uint8_t **out, size_t *len, kerr *err) {
@@ -983,6 +986,7 @@ static kerr_code read_cks_row(sqlite3_stmt *st, store_cks *c, kerr *err) {
   c->created_ms = sqlite3_column_int64(st, 11);
   c->state_changed_ms = sqlite3_column_int64(st, 12);
   if ((rc = dup_col(st, 13, true, &c->xks_config, err))) goto fail;
+  copy_col(st, 14, c->cluster_lineage, sizeof c->cluster_lineage);
   return KERR_OK;
 fail:
   store_cks_clear(c);
