@@ -1,0 +1,90 @@
+/* aws_config.h - credentials, region and endpoint resolved the way the aws CLI does.
+ *
+ * Command-line clients of kmsd (hsm-cli, the kms CLI) must pick up exactly the
+ * credentials an `aws` command would use in the same shell, so that a user who
+ * can run `aws --endpoint-url ... kms ...` can run them too without any other
+ * setup.  The rules follow botocore's credential chain and configuration
+ * lookup (see docs/hsm-cli.md, "Credentials"):
+ *
+ *   profile      --profile, else AWS_DEFAULT_PROFILE, else AWS_PROFILE, else
+ *                "default".  A profile named by --profile or the environment
+ *                must exist in one of the two files.
+ *   credentials  1. AWS_ACCESS_KEY_ID + AWS_SECRET_ACCESS_KEY (+ AWS_SESSION_TOKEN
+ *                   or AWS_SECURITY_TOKEN), unless --profile was given: an
+ *                   explicit profile overrides the environment, as in botocore;
+ *                2. aws_access_key_id / aws_secret_access_key / aws_session_token
+ *                   of the profile in the shared credentials file
+ *                   (AWS_SHARED_CREDENTIALS_FILE, default ~/.aws/credentials,
+ *                   section [name]);
+ *                3. the same keys in the config file (AWS_CONFIG_FILE, default
+ *                   ~/.aws/config, section [profile name], or [default]).
+ *   region       --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`.
+ *   endpoint     --endpoint-url, AWS_ENDPOINT_URL, the profile's `endpoint_url`.
+ *   ca bundle    --ca-bundle, AWS_CA_BUNDLE, the profile's `ca_bundle`.
+ *
+ * A profile value in the credentials file wins over the same key in the config
+ * file (botocore merges the two files that way).  Files are INI as Python's
+ * configparser reads them: `key = value` or `key: value`, full-line `#`/`;`
+ * comments, indented continuation lines (nested settings, ignored here),
+ * keys case-insensitive, duplicate sections or keys rejected.
+ *
+ * Secrets (the secret key and the session token) live in secure memory and
+ * are wiped by aws_config_free; they never appear in an error message. */
+#ifndef KMSD_CLIENT_AWS_CONFIG_H
+#define KMSD_CLIENT_AWS_CONFIG_H
+
+#include "core/kerr.h"
+
+/* Values given on the command line; each may be NULL (not given). */
+typedef struct aws_config_opts {
+  const char *profile;       /* --profile */
+  const char *region;        /* --region */
+  const char *endpoint_url;  /* --endpoint-url */
+  const char *ca_bundle;     /* --ca-bundle */
+} aws_config_opts;
+
+/* Where the credentials came from, for messages and --debug output. */
+typedef enum aws_cred_source {
+  AWS_CRED_NONE = 0,
+  AWS_CRED_ENV,                /* AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY */
+  AWS_CRED_SHARED_FILE,        /* the shared credentials file */
+  AWS_CRED_CONFIG_FILE,        /* the config file */
+} aws_cred_source;
+
+/* The resolved configuration.  Every string is owned by the struct and freed
+ * by aws_config_free; NULL means "not configured". */
+typedef struct aws_config {
+  char *profile;            /* the profile consulted (never NULL after a load) */
+  char *access_key_id;
+  char *secret_access_key;  /* secure memory */
+  char *session_token;      /* secure memory; NULL when none */
+  char *region;
+  char *endpoint_url;
+  char *ca_bundle;
+  aws_cred_source source;
+} aws_config;
+
+/* Resolve credentials, region, endpoint and CA bundle from `opts` (may be
+ * NULL), the process environment and the two files, as described above.
+ *
+ * Missing credentials or a missing region are not errors here (the fields
+ * stay NULL), so a caller can say precisely what is missing; see
+ * aws_config_require.  Errors: KERR_VALIDATION when a named profile exists in
+ * neither file ("The config profile (x) could not be found"), when a
+ * file cannot be parsed (file name and line), or when credentials are partial
+ * (an access key without its secret, or the reverse).  On failure *out is
+ * left empty (all NULL) and owns nothing. */
+kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *err);
+
+/* KERR_OK when `c` holds an access key, its secret and a region; otherwise
+ * KERR_MISSING_AUTH_TOKEN ("Unable to locate credentials ...") or
+ * KERR_VALIDATION ("You must specify a region ...") with the aws CLI's advice. */
+kerr_code aws_config_require(const aws_config *c, kerr *err);
+
+/* Wipe the secrets and free every field; `c` is zeroed.  NULL is allowed. */
+void aws_config_free(aws_config *c);
+
+/* "environment", "shared credentials file", "config file" or "none". */
+const char *aws_cred_source_name(aws_cred_source s);
+
+#endif

@@ -1,0 +1,370 @@
+/* aws_http.c - SigV4-signed AWS JSON 1.1 calls over libcurl.
+ *
+ * Kept deliberately small: one easy handle per client (connections are
+ * reused between calls), headers signed exactly as sent, the reply collected
+ * into a capped secure buffer, and the AWS error shape decoded with jansson.
+ * Everything about credentials and endpoints comes from aws_config. */
+#include "client/aws_http.h"
+
+#include <curl/curl.h>
+#include <jansson.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include "aws/sigv4.h"
+#include "core/secmem.h"
+
+#define HOST_HEADER_MAX 300
+#define PATH_MAX_LEN 2048
+
+struct aws_http_client {
+  const aws_config *cfg;
+  char service[64];
+  CURL *curl;
+  char host[HOST_HEADER_MAX];  /* Host header value: host[:port], port only when not the scheme's default */
+  char path[PATH_MAX_LEN];     /* request path, "/" when the URL has none */
+  long connect_timeout_s;
+  long total_timeout_s;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+/* Split the endpoint URL into what signing needs.  curl's own parser decides
+ * what the URL means, so what is signed is what curl sends. */
+static kerr_code parse_endpoint(aws_http_client *c, const char *url, kerr *err) {
+  CURLU *u = curl_url();
+  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+  kerr_code rc = KERR_OK;
+  int w;
+
+  if (!u) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  if (strlen(url) > 1024 || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
+      curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": not a URL like http://127.0.0.1:4599",
+                  url);
+    goto out;
+  }
+  if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": the scheme must be http or https",
+                  url);
+    goto out;
+  }
+  if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query && *query) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": a query string is not allowed", url);
+    goto out;
+  }
+  /* NO_DEFAULT_PORT: http://h:80 is signed as Host "h", as curl sends it. */
+  if (curl_url_get(u, CURLUPART_PORT, &port, CURLU_NO_DEFAULT_PORT) != CURLUE_OK) port = NULL;
+  w = port ? snprintf(c->host, sizeof c->host, "%s:%s", host, port) : snprintf(c->host, sizeof c->host, "%s", host);
+  if (w < 0 || (size_t)w >= sizeof c->host) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url: host name too long");
+    goto out;
+  }
+  if (curl_url_get(u, CURLUPART_PATH, &path, 0) != CURLUE_OK || !path || !*path) {
+    snprintf(c->path, sizeof c->path, "/");
+  } else if ((size_t)snprintf(c->path, sizeof c->path, "%s", path) >= sizeof c->path) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url: path too long");
+    goto out;
+  }
+out:
+  curl_free(scheme);
+  curl_free(host);
+  curl_free(port);
+  curl_free(path);
+  curl_free(query);
+  curl_url_cleanup(u);
+  return rc;
+}
+
+kerr_code aws_http_client_new(const aws_config *cfg, const char *service, aws_http_client **out, kerr *err) {
+  aws_http_client *c = NULL;
+  kerr_code rc;
+
+  *out = NULL;
+  if (!cfg || !service || !*service || strlen(service) >= sizeof c->service)
+    return kerr_set(err, KERR_VALIDATION, "aws_http_client_new: missing configuration or service");
+  if (!cfg->endpoint_url || !*cfg->endpoint_url)
+    return kerr_set(err, KERR_VALIDATION, "no endpoint: give --endpoint-url URL (or set AWS_ENDPOINT_URL)");
+  rc = aws_config_require(cfg, err);
+  if (rc) return rc;
+  pthread_once(&curl_once, curl_init);
+  if (curl_init_rc != CURLE_OK) return kerr_set(err, KERR_INTERNAL, "libcurl failed to initialise");
+  c = calloc(1, sizeof *c);
+  if (!c) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  c->cfg = cfg;
+  snprintf(c->service, sizeof c->service, "%s", service);
+  c->connect_timeout_s = 10;
+  c->total_timeout_s = 60;
+  rc = parse_endpoint(c, cfg->endpoint_url, err);
+  if (rc) goto out;
+  c->curl = curl_easy_init();
+  if (!c->curl) {
+    rc = kerr_set(err, KERR_INTERNAL, "libcurl failed to create a handle");
+    goto out;
+  }
+out:
+  if (rc) {
+    aws_http_client_free(c);
+    c = NULL;
+  }
+  *out = c;
+  return rc;
+}
+
+void aws_http_client_free(aws_http_client *c) {
+  if (!c) return;
+  if (c->curl) curl_easy_cleanup(c->curl);
+  free(c);
+}
+
+void aws_http_client_set_timeouts(aws_http_client *c, long connect_s, long total_s) {
+  if (!c) return;
+  if (connect_s > 0) c->connect_timeout_s = connect_s;
+  if (total_s > 0) c->total_timeout_s = total_s;
+}
+
+const char *aws_http_client_endpoint(const aws_http_client *c) { return c ? c->cfg->endpoint_url : NULL; }
+
+/* Reply collection: a secure buffer that grows by doubling up to the cap. */
+typedef struct reply_sink {
+  aws_http_reply *reply;
+  size_t cap;
+  int too_large;
+} reply_sink;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
+  reply_sink *s = userdata;
+  aws_http_reply *r = s->reply;
+  size_t n = size * nmemb;
+
+  if (n > AWS_HTTP_REPLY_MAX - r->body_len) {
+    s->too_large = 1;
+    return 0;
+  }
+  if (r->body_len + n + 1 > s->cap) {
+    size_t cap = s->cap ? s->cap : 4096;
+    char *grown;
+    while (cap < r->body_len + n + 1) cap *= 2;
+    grown = secure_alloc(cap);
+    if (!grown) return 0;
+    if (r->body) memcpy(grown, r->body, r->body_len);
+    secure_free(r->body, s->cap);
+    r->body = grown;
+    s->cap = cap;
+  }
+  memcpy(r->body + r->body_len, data, n);
+  r->body_len += n;
+  r->body[r->body_len] = '\0';
+  return n;
+}
+
+/* Copy a header's value, trimmed, when its name is `name`. */
+static void take_header(const char *line, size_t len, const char *name, char *dst, size_t dst_size) {
+  size_t nlen = strlen(name), vlen;
+  const char *v;
+  if (len <= nlen || strncasecmp(line, name, nlen) != 0 || line[nlen] != ':') return;
+  v = line + nlen + 1;
+  vlen = len - nlen - 1;
+  while (vlen && (*v == ' ' || *v == '\t')) v++, vlen--;
+  while (vlen && (v[vlen - 1] == '\r' || v[vlen - 1] == '\n' || v[vlen - 1] == ' ')) vlen--;
+  if (vlen >= dst_size) vlen = dst_size - 1;
+  memcpy(dst, v, vlen);
+  dst[vlen] = '\0';
+}
+
+typedef struct header_sink {
+  aws_http_reply *reply;
+  char error_type_header[128];
+} header_sink;
+
+static size_t on_header(char *line, size_t size, size_t nitems, void *userdata) {
+  header_sink *h = userdata;
+  size_t n = size * nitems;
+  take_header(line, n, "x-amzn-RequestId", h->reply->request_id, sizeof h->reply->request_id);
+  take_header(line, n, "x-amzn-ErrorType", h->error_type_header, sizeof h->error_type_header);
+  return n;
+}
+
+/* "com.amazonaws.kms#NotFoundException" or "NotFoundException:http://..." -> "NotFoundException". */
+static void clean_error_name(const char *in, char *out, size_t out_size) {
+  const char *hash = strrchr(in, '#');
+  size_t len;
+  if (hash) in = hash + 1;
+  len = strcspn(in, ":");
+  if (len >= out_size) len = out_size - 1;
+  memcpy(out, in, len);
+  out[len] = '\0';
+}
+
+/* Printable single-line copy, so a hostile server cannot drive the terminal. */
+static void copy_printable(const char *in, size_t len, char *out, size_t out_size) {
+  size_t i, j = 0;
+  for (i = 0; i < len && j + 1 < out_size; i++) {
+    unsigned char ch = (unsigned char)in[i];
+    out[j++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+  }
+  out[j] = '\0';
+}
+
+static void decode_error(aws_http_reply *r, const char *type_header) {
+  json_t *doc = NULL;
+  const char *type = NULL, *msg = NULL;
+
+  if (r->body_len) doc = json_loadb(r->body, r->body_len, 0, NULL);
+  if (json_is_object(doc)) {
+    json_t *t = json_object_get(doc, "__type");
+    json_t *m = json_object_get(doc, "message");
+    if (!json_is_string(t)) t = json_object_get(doc, "code");
+    if (!json_is_string(m)) m = json_object_get(doc, "Message");
+    if (json_is_string(t)) type = json_string_value(t);
+    if (json_is_string(m)) msg = json_string_value(m);
+  }
+  if (!type && *type_header) type = type_header;
+  if (type && *type) {
+    char name[128];
+    clean_error_name(type, name, sizeof name);
+    copy_printable(name, strlen(name), r->error_type, sizeof r->error_type);
+  } else {
+    snprintf(r->error_type, sizeof r->error_type, "%ld", r->status);
+  }
+  if (msg)
+    copy_printable(msg, strlen(msg), r->error_message, sizeof r->error_message);
+  else if (!doc && r->body_len)
+    copy_printable(r->body, r->body_len < 200 ? r->body_len : 200, r->error_message, sizeof r->error_message);
+  json_decref(doc);
+}
+
+kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body, size_t len, aws_http_reply *out,
+                        kerr *err) {
+  char amz_date[17], auth[1024], line[1200];
+  struct curl_slist *hdrs = NULL;
+  http_header sign_headers[5];
+  sigv4_request req;
+  reply_sink sink;
+  header_sink hsink;
+  size_t nh = 0;
+  time_t now;
+  struct tm tm;
+  CURLcode cc;
+  kerr_code rc = KERR_OK;
+  char curl_error[CURL_ERROR_SIZE];
+
+  memset(out, 0, sizeof *out);
+  if (!c || !target || !*target || strlen(target) > 256 || (!body && len))
+    return kerr_set(err, KERR_VALIDATION, "aws_http_call: bad arguments");
+  if (!body) body = "";
+
+  now = time(NULL);
+  gmtime_r(&now, &tm);
+  strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+
+  sign_headers[nh++] = (http_header){"Host", c->host};
+  sign_headers[nh++] = (http_header){"X-Amz-Date", amz_date};
+  sign_headers[nh++] = (http_header){"X-Amz-Target", target};
+  sign_headers[nh++] = (http_header){"Content-Type", "application/x-amz-json-1.1"};
+  if (c->cfg->session_token) sign_headers[nh++] = (http_header){"X-Amz-Security-Token", c->cfg->session_token};
+  memset(&req, 0, sizeof req);
+  req.method = "POST";
+  req.path = c->path;
+  req.headers = sign_headers;
+  req.nheaders = nh;
+  req.body = (const uint8_t *)body;
+  req.body_len = len;
+  rc = sigv4_sign(&req, c->cfg->access_key_id, c->cfg->secret_access_key, c->cfg->region, c->service, amz_date,
+                  auth, sizeof auth, err);
+  if (rc) return rc;
+
+  for (size_t i = 0; i < nh; i++) {
+    struct curl_slist *n;
+    int w = snprintf(line, sizeof line, "%s: %s", sign_headers[i].name, sign_headers[i].value);
+    if (w < 0 || (size_t)w >= sizeof line) {
+      rc = kerr_set(err, KERR_VALIDATION, "aws_http_call: header %s too long", sign_headers[i].name);
+      goto out;
+    }
+    n = curl_slist_append(hdrs, line);
+    if (!n) goto oom;
+    hdrs = n;
+  }
+  {
+    static const char *const extra[] = {"Expect:", "Accept: application/json"};
+    for (size_t i = 0; i < 2; i++) {
+      struct curl_slist *n = curl_slist_append(hdrs, extra[i]);
+      if (!n) goto oom;
+      hdrs = n;
+    }
+    snprintf(line, sizeof line, "Authorization: %s", auth);
+    struct curl_slist *n = curl_slist_append(hdrs, line);
+    if (!n) goto oom;
+    hdrs = n;
+  }
+
+  memset(&sink, 0, sizeof sink);
+  sink.reply = out;
+  memset(&hsink, 0, sizeof hsink);
+  hsink.reply = out;
+  curl_error[0] = '\0';
+  curl_easy_reset(c->curl);
+  curl_easy_setopt(c->curl, CURLOPT_URL, c->cfg->endpoint_url);
+  curl_easy_setopt(c->curl, CURLOPT_POST, 1L);
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
+  curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
+  curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
+  curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "kmsd-client/1");
+  curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
+  curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink);
+  curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
+  curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hsink);
+  curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, curl_error);
+  curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
+  curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->total_timeout_s);
+  curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
+  curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
+  curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
+  if (c->cfg->ca_bundle) curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cfg->ca_bundle);
+
+  cc = curl_easy_perform(c->curl);
+  curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
+  if (cc != CURLE_OK) {
+    const char *why = curl_error[0] ? curl_error : curl_easy_strerror(cc);
+    if (sink.too_large)
+      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "the reply from %s is larger than %d bytes", c->cfg->endpoint_url,
+                    AWS_HTTP_REPLY_MAX);
+    else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_OPERATION_TIMEDOUT)
+      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "Could not connect to the endpoint URL: \"%s\" (%s)",
+                    c->cfg->endpoint_url, why);
+    else
+      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "request to \"%s\" failed: %s", c->cfg->endpoint_url, why);
+    goto out;
+  }
+  curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &out->status);
+  if (!out->body) {
+    out->body = secure_alloc(1);
+    if (!out->body) goto oom;
+  }
+  if (out->status >= 300) decode_error(out, hsink.error_type_header);
+  goto out;
+oom:
+  rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+out:
+  secure_wipe(auth, sizeof auth);
+  secure_wipe(line, sizeof line);
+  curl_slist_free_all(hdrs);
+  return rc;
+}
+
+void aws_http_reply_free(aws_http_reply *r) {
+  if (!r) return;
+  /* Bytes past body_len + 1 were never written (secure_alloc zeroes), so
+   * wiping the written part is wiping everything. */
+  if (r->body) secure_free(r->body, r->body_len + 1);
+  memset(r, 0, sizeof *r);
+}
