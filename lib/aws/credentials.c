@@ -19,6 +19,7 @@
 #include "aws/arn.h"
 #include "aws/policy.h"
 #include "core/secmem.h"
+#include "core/strlist.h"
 
 #define CREDS_FILE_MAX (1024 * 1024)
 #define CREDS_MAX_PRINCIPALS 10000
@@ -104,8 +105,9 @@ static kerr_code load_principal(creds_store *s, size_t i, json_t *jp, const char
   if (!json_is_object(jp))
     return kerr_set(err, KERR_VALIDATION, "credentials file %s: principals[%zu] must be an object", path, i);
   json_object_foreach(jp, key, v) {
-    if (strcmp(key, "accessKeyId") && strcmp(key, "secretAccessKey") && strcmp(key, "sessionToken") &&
-        strcmp(key, "accountId") && strcmp(key, "arn") && strcmp(key, "policy"))
+    static const char *const fields[] = {"accessKeyId", "secretAccessKey", "sessionToken",
+                                         "accountId",   "arn",             "policy", NULL};
+    if (!strlist_contains(fields, key))
       return kerr_set(err, KERR_VALIDATION, "credentials file %s: principals[%zu] has an unknown field '%.64s'",
                       path, i, key);
   }
@@ -245,7 +247,7 @@ static kerr_code write_default(const char *path, kerr *err) {
   int fd = -1, dfd;
   kerr_code rc = KERR_OK;
 
-  tmp = malloc(plen + 16);
+  tmp = calloc(1, plen + 16);
   dir = strdup(path);
   if (!tmp || !dir) {
     rc = kerr_set(err, KERR_INTERNAL, "out of memory writing credentials file");

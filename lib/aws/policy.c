@@ -30,6 +30,7 @@
 #include <strings.h>
 
 #include "aws/arn.h"
+#include "core/strlist.h"
 
 #define POLICY_MAX_BYTES 32768     /* the KMS key policy limit */
 #define POLICY_MAX_STATEMENTS 256
@@ -523,9 +524,10 @@ static kerr_code parse_statement(json_t *js, iam_policy_kind kind, statement *st
   if (!json_is_object(js))
     return kerr_set(err, KERR_MALFORMED_POLICY, "Policy statement must be a JSON object.");
   json_object_foreach(js, key, val) {
-    if (strcmp(key, "Sid") && strcmp(key, "Effect") && strcmp(key, "Action") &&
-        strcmp(key, "NotAction") && strcmp(key, "Resource") && strcmp(key, "NotResource") &&
-        strcmp(key, "Principal") && strcmp(key, "NotPrincipal") && strcmp(key, "Condition"))
+    static const char *const fields[] = {"Sid",         "Effect",    "Action",       "NotAction",
+                                         "Resource",    "NotResource", "Principal", "NotPrincipal",
+                                         "Condition",   NULL};
+    if (!strlist_contains(fields, key))
       return kerr_set(err, KERR_MALFORMED_POLICY, "Policy statement has an unknown field '%.64s'.", key);
   }
   val = json_object_get(js, "Sid");
@@ -612,7 +614,8 @@ kerr_code iam_policy_parse(const char *json, size_t len, iam_policy_kind kind, i
     goto out;
   }
   json_object_foreach(root, key, val) {
-    if (strcmp(key, "Version") && strcmp(key, "Id") && strcmp(key, "Statement")) {
+    static const char *const fields[] = {"Version", "Id", "Statement", NULL};
+    if (!strlist_contains(fields, key)) {
       rc = kerr_set(err, KERR_MALFORMED_POLICY, "Policy document has an unknown field '%.64s'.", key);
       goto out;
     }

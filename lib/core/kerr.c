@@ -5,7 +5,7 @@
 #include <stdio.h>
 #include <string.h>
 
-kerr_code kerr_set(kerr *e, kerr_code code, const char *fmt, ...) {
+void kerr_fill(kerr *e, kerr_code code, const char *fmt, ...) {
   if (e) {
     va_list ap;
     e->code = code;
@@ -13,7 +13,6 @@ kerr_code kerr_set(kerr *e, kerr_code code, const char *fmt, ...) {
     vsnprintf(e->msg, sizeof e->msg, fmt, ap);
     va_end(ap);
   }
-  return code;
 }
 
 void kerr_clear(kerr *e) {

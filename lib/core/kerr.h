@@ -98,11 +98,18 @@ typedef struct kerr {
   char msg[KERR_MSG_MAX];
 } kerr;
 
-/* Fill `e` (may be NULL) with `code` and a printf-style message; returns `code`
- * so callers can write `return kerr_set(e, KERR_NOT_FOUND, "...")`.
+/* Fill `e` (may be NULL) with `code` and a printf-style message.
  * Messages longer than KERR_MSG_MAX-1 are truncated. */
-kerr_code kerr_set(kerr *e, kerr_code code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void kerr_fill(kerr *e, kerr_code code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* kerr_fill, then yield `code`, so callers write
+ * `return kerr_set(e, KERR_NOT_FOUND, "...")`.  A macro rather than a
+ * function so that the value returned is visible where it is used: static
+ * analysers then know a failure path returns non-zero.  `code` is evaluated
+ * twice: pass a constant or a plain variable. */
+#define kerr_set(e, code, ...) kerr_pass((kerr_fill((e), (code), __VA_ARGS__), (code)))
+
+static inline kerr_code kerr_pass(kerr_code code) { return code; }
 
 /* Reset `e` to KERR_OK with an empty message. */
 void kerr_clear(kerr *e);

@@ -137,7 +137,7 @@ kerr_code kms_delete_alias(kms_domain *d, const kms_call *call, const char *alia
 
 void kms_list_aliases_output_clear(kms_list_aliases_output *o) {
   if (!o) return;
-  for (size_t i = 0; i < o->naliases; i++) {
+  for (size_t i = 0; o->aliases && i < o->naliases; i++) {
     free(o->aliases[i].alias_name);
     free(o->aliases[i].alias_arn);
   }

@@ -556,7 +556,7 @@ kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size
 
 kerr_code p11_token_open(p11_module *mod, const char *label, size_t pool_size, p11_token **out,
                          p11_err *err) {
-  CK_SLOT_ID slot;
+  CK_SLOT_ID slot = 0;
   *out = NULL;
   kerr_code rc = p11_find_token(mod, label, &slot, err);
   if (rc) return rc;
@@ -1263,7 +1263,7 @@ kerr_code p11_key_unwrap(p11_session *s, CK_OBJECT_HANDLE unwrapping_key, const 
 kerr_code p11_key_copy(p11_session *src, CK_OBJECT_HANDLE src_wrap, p11_session *dst,
                        CK_OBJECT_HANDLE dst_wrap, const char *id, p11_key_kind kind,
                        CK_OBJECT_HANDLE *out, p11_err *err) {
-  CK_OBJECT_HANDLE key;
+  CK_OBJECT_HANDLE key = CK_INVALID_HANDLE;
   kbytes blob = {NULL, 0};
   kerr_code rc = p11_key_find(src, id, &key, err);
   if (rc) return rc;
