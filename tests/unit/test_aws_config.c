@@ -1,0 +1,351 @@
+/* test_aws_config.c - the client-side credential and region lookup follows the aws CLI.
+ *
+ * Each test builds a real HOME with ~/.aws/credentials and ~/.aws/config (or
+ * files named by AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE) in a fresh
+ * temporary directory and a clean AWS_* environment, then checks what
+ * aws_config_load resolves: the precedence between flags, environment and
+ * files, profile naming in both files, the INI dialect, and that malformed
+ * or partial configurations fail with a message that names the problem and
+ * never the secret. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "client/aws_config.h"
+
+static const char *const AWS_VARS[] = {
+    "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
+    "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE",
+};
+
+typedef struct fixture {
+  char home[256];
+  char aws_dir[300];
+  char creds[320];
+  char config[320];
+} fixture;
+
+static void write_file(const char *path, const char *text) {
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+  assert_int_equal(fclose(f), 0);
+}
+
+static int setup(void **state) {
+  fixture *fx = calloc(1, sizeof *fx);
+  size_t i;
+  if (!fx) return -1;
+  snprintf(fx->home, sizeof fx->home, "/tmp/test_aws_config.XXXXXX");
+  if (!mkdtemp(fx->home)) return -1;
+  snprintf(fx->aws_dir, sizeof fx->aws_dir, "%s/.aws", fx->home);
+  if (mkdir(fx->aws_dir, 0700) != 0) return -1;
+  snprintf(fx->creds, sizeof fx->creds, "%s/credentials", fx->aws_dir);
+  snprintf(fx->config, sizeof fx->config, "%s/config", fx->aws_dir);
+  for (i = 0; i < sizeof AWS_VARS / sizeof *AWS_VARS; i++) unsetenv(AWS_VARS[i]);
+  setenv("HOME", fx->home, 1);
+  *state = fx;
+  return 0;
+}
+
+static int teardown(void **state) {
+  fixture *fx = *state;
+  char cmd[400];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->home);
+  if (system(cmd) != 0) return -1;
+  free(fx);
+  return 0;
+}
+
+static kerr_code load(const aws_config_opts *o, aws_config *c, kerr *err) {
+  kerr_clear(err);
+  return aws_config_load(o, c, err);
+}
+
+static void test_environment_credentials_win_over_files(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = filesecret\n");
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+  setenv("AWS_SESSION_TOKEN", "envtoken", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIAENV");
+  assert_string_equal(c.secret_access_key, "envsecret");
+  assert_string_equal(c.session_token, "envtoken");
+  assert_int_equal(c.source, AWS_CRED_ENV);
+  assert_string_equal(c.profile, "default");
+  aws_config_free(&c);
+  assert_null(c.access_key_id);
+}
+
+static void test_shared_file_default_profile(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  write_file(fx->creds, "# comment\n; another\n[default]\r\nAWS_ACCESS_KEY_ID: AKIAFILE\r\n"
+                        "aws_secret_access_key=  file/secret+x  \r\naws_security_token = legacy\r\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIAFILE");
+  assert_string_equal(c.secret_access_key, "file/secret+x");
+  assert_string_equal(c.session_token, "legacy");
+  assert_int_equal(c.source, AWS_CRED_SHARED_FILE);
+  assert_null(c.region);
+  assert_int_equal(aws_config_require(&c, &err), KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "region"));
+  aws_config_free(&c);
+}
+
+static void test_explicit_profile_overrides_environment(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  aws_config_opts o = {.profile = "dev"};
+  kerr err;
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIADEF\naws_secret_access_key = d\n"
+                        "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = devsecret\n");
+  write_file(fx->config, "[default]\nregion = eu-west-1\n[profile dev]\nregion = ap-south-1\n");
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+  assert_int_equal(load(&o, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIADEV");
+  assert_string_equal(c.region, "ap-south-1");
+  assert_string_equal(c.profile, "dev");
+  aws_config_free(&c);
+}
+
+static void test_aws_profile_env_keeps_env_credentials(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  write_file(fx->creds, "[dev]\naws_access_key_id = AKIADEV\naws_secret_access_key = devsecret\n");
+  write_file(fx->config, "[profile dev]\nregion = ap-south-1\n");
+  setenv("AWS_PROFILE", "dev", 1);
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIAENV");  /* botocore keeps env credentials */
+  assert_string_equal(c.region, "ap-south-1");      /* but the profile's settings apply */
+  aws_config_free(&c);
+
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIADEV");
+  assert_string_equal(c.profile, "dev");
+  aws_config_free(&c);
+
+  /* AWS_DEFAULT_PROFILE is looked at before AWS_PROFILE, as botocore does. */
+  setenv("AWS_DEFAULT_PROFILE", "nosuch", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_string_equal(err.msg, "The config profile (nosuch) could not be found");
+}
+
+static void test_config_file_credentials_and_merge(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  aws_config_opts o = {.profile = "ops"};
+  kerr err;
+  /* Credentials only in the config file; a region in both files: the
+   * credentials file's wins, as botocore merges them. */
+  write_file(fx->config, "[profile ops]\naws_access_key_id = AKIACFG\naws_secret_access_key = cfgsecret\n"
+                         "aws_session_token = cfgtoken\nregion = us-west-2\n"
+                         "s3 =\n  max_concurrent_requests = 20\n  region = nested-not-a-region\n"
+                         "endpoint_url = http://127.0.0.1:4599\nca_bundle = ~/ca.pem\n");
+  write_file(fx->creds, "[ops]\nregion = eu-north-1\n");
+  assert_int_equal(load(&o, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIACFG");
+  assert_string_equal(c.secret_access_key, "cfgsecret");
+  assert_string_equal(c.session_token, "cfgtoken");
+  assert_int_equal(c.source, AWS_CRED_CONFIG_FILE);
+  assert_string_equal(c.region, "eu-north-1");
+  assert_string_equal(c.endpoint_url, "http://127.0.0.1:4599");
+  {
+    char expect[400];
+    snprintf(expect, sizeof expect, "%s/ca.pem", fx->home);
+    assert_string_equal(c.ca_bundle, expect);
+  }
+  assert_int_equal(aws_config_require(&c, &err), KERR_OK);
+  aws_config_free(&c);
+}
+
+static void test_region_endpoint_precedence(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  aws_config_opts flags = {.region = "sa-east-1", .endpoint_url = "http://flag", .ca_bundle = "/flag.pem"};
+  kerr err;
+  write_file(fx->config, "[default]\nregion = eu-west-1\nendpoint_url = http://file\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.region, "eu-west-1");
+  assert_string_equal(c.endpoint_url, "http://file");
+  aws_config_free(&c);
+  setenv("AWS_DEFAULT_REGION", "us-east-2", 1);
+  setenv("AWS_ENDPOINT_URL", "http://env", 1);
+  setenv("AWS_CA_BUNDLE", "/env.pem", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.region, "us-east-2");
+  assert_string_equal(c.endpoint_url, "http://env");
+  assert_string_equal(c.ca_bundle, "/env.pem");
+  aws_config_free(&c);
+  setenv("AWS_REGION", "ca-central-1", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.region, "ca-central-1");
+  aws_config_free(&c);
+  assert_int_equal(load(&flags, &c, &err), KERR_OK);
+  assert_string_equal(c.region, "sa-east-1");
+  assert_string_equal(c.endpoint_url, "http://flag");
+  assert_string_equal(c.ca_bundle, "/flag.pem");
+  aws_config_free(&c);
+}
+
+static void test_file_locations_from_environment(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  char path[400];
+  /* The default files hold other values; the named files must be the ones read. */
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIAHOME\naws_secret_access_key = h\n");
+  snprintf(path, sizeof path, "%s/elsewhere-creds", fx->home);
+  write_file(path, "[default]\naws_access_key_id = AKIAELSE\naws_secret_access_key = e\n");
+  setenv("AWS_SHARED_CREDENTIALS_FILE", "~/elsewhere-creds", 1);
+  snprintf(path, sizeof path, "%s/elsewhere-config", fx->home);
+  write_file(path, "[default]\nregion = me-south-1\n");
+  setenv("AWS_CONFIG_FILE", path, 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIAELSE");
+  assert_string_equal(c.region, "me-south-1");
+  aws_config_free(&c);
+
+  /* /dev/null, as test harnesses set it, is an empty file. */
+  setenv("AWS_SHARED_CREDENTIALS_FILE", "/dev/null", 1);
+  setenv("AWS_CONFIG_FILE", "/dev/null", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_null(c.access_key_id);
+  assert_int_equal(aws_config_require(&c, &err), KERR_MISSING_AUTH_TOKEN);
+  assert_non_null(strstr(err.msg, "Unable to locate credentials"));
+  aws_config_free(&c);
+}
+
+static void test_missing_files_and_profiles(void **state) {
+  aws_config c;
+  aws_config_opts o = {.profile = "ghost"};
+  kerr err;
+  (void)state;
+  /* No files at all: nothing configured, not an error. */
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_null(c.access_key_id);
+  assert_null(c.region);
+  assert_int_equal(c.source, AWS_CRED_NONE);
+  aws_config_free(&c);
+  /* A named profile must exist. */
+  assert_int_equal(load(&o, &c, &err), KERR_VALIDATION);
+  assert_string_equal(err.msg, "The config profile (ghost) could not be found");
+  assert_null(c.profile);
+}
+
+static void test_partial_credentials(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_string_equal(err.msg, "Partial credentials found in env, missing: AWS_SECRET_ACCESS_KEY");
+  unsetenv("AWS_ACCESS_KEY_ID");
+  write_file(fx->creds, "[default]\naws_secret_access_key = topsecret-value\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_string_equal(err.msg, "Partial credentials found in shared-credentials-file, missing: aws_access_key_id");
+  assert_null(strstr(err.msg, "topsecret"));
+}
+
+static void expect_parse_error(fixture *fx, const char *text, const char *needle) {
+  aws_config c;
+  kerr err;
+  write_file(fx->creds, text);
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  if (!strstr(err.msg, needle)) fail_msg("message %s lacks %s", err.msg, needle);
+  assert_non_null(strstr(err.msg, fx->creds));
+  assert_null(strstr(err.msg, "s3cr3t"));
+  assert_null(c.access_key_id);
+}
+
+static void test_malformed_files(void **state) {
+  fixture *fx = *state;
+  expect_parse_error(fx, "aws_secret_access_key = s3cr3t\n", "line 1: setting outside any [section]");
+  expect_parse_error(fx, "[default]\naws_secret_access_key = s3cr3t\n[default]\n", "line 3: section [default] appears twice");
+  expect_parse_error(fx, "[default]\naws_secret_access_key = s3cr3t\nAWS_SECRET_ACCESS_KEY = s3cr3t\n",
+                     "line 3: `aws_secret_access_key` appears twice in [default]");
+  expect_parse_error(fx, "[default]\njust-a-word-s3cr3t\n", "line 2: expected `key = value`");
+  expect_parse_error(fx, "[default\n", "line 1: bad section header");
+  expect_parse_error(fx, "[]\n", "line 1: bad section header");
+}
+
+static void test_oversized_file(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  size_t n = 1024 * 1024 + 10, i;
+  char *big = malloc(n + 1);
+  assert_non_null(big);
+  memcpy(big, "[default]\n", 10);
+  for (i = 10; i < n; i++) big[i] = (i % 64 == 63) ? '\n' : '#';
+  big[n] = '\0';
+  write_file(fx->creds, big);
+  free(big);
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "larger than"));
+}
+
+static void test_unsupported_credential_styles(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  aws_config_opts o = {.profile = "role"};
+  kerr err;
+  write_file(fx->config, "[profile role]\nrole_arn = arn:aws:iam::111122223333:role/x\nsource_profile = default\n");
+  assert_int_equal(load(&o, &c, &err), KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "role_arn"));
+}
+
+static void test_secrets_are_copies(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  (void)fx;
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "envsecret", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  /* The struct owns its strings: the environment may change afterwards. */
+  assert_ptr_not_equal(c.secret_access_key, getenv("AWS_SECRET_ACCESS_KEY"));
+  setenv("AWS_SECRET_ACCESS_KEY", "changed", 1);
+  assert_string_equal(c.secret_access_key, "envsecret");
+  assert_string_equal(aws_cred_source_name(c.source), "environment");
+  aws_config_free(&c);
+  aws_config_free(NULL);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_environment_credentials_win_over_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_shared_file_default_profile, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_explicit_profile_overrides_environment, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_aws_profile_env_keeps_env_credentials, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_config_file_credentials_and_merge, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_region_endpoint_precedence, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_file_locations_from_environment, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_missing_files_and_profiles, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_partial_credentials, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_malformed_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_oversized_file, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_unsupported_credential_styles, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_secrets_are_copies, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
