@@ -41,6 +41,10 @@
 #define KMS_ARN_MAX 512
 /* A key material id: 64 lowercase hex digits plus NUL (the model's pattern). */
 #define KMS_MATERIAL_ID_LEN 65
+/* A custom key store id ("cks-" + 17 hex digits) plus NUL, with room. */
+#define KMS_CKS_ID_MAX 32
+/* A CloudHSM cluster id (cluster-[2-7a-zA-Z]{11,16}) plus NUL, with room. */
+#define KMS_CLUSTER_ID_MAX 32
 
 typedef struct kms_domain kms_domain;
 
@@ -102,7 +106,9 @@ typedef struct kms_key_metadata {
   bool enabled;
   char *description;                 /* owned; "" when none, never NULL on success */
   const char *key_usage;             /* "ENCRYPT_DECRYPT" */
-  const char *key_state;             /* "Enabled" | "Disabled" | "PendingDeletion" | ... */
+  const char *key_state;             /* "Enabled" | "Disabled" | "PendingDeletion" |
+                                        "Unavailable" (in a custom key store that is
+                                        not CONNECTED) */
   bool has_deletion_date;
   int64_t deletion_date_ms;
   int pending_deletion_window_days;  /* 0 unless PendingDeletion */
@@ -115,6 +121,7 @@ typedef struct kms_key_metadata {
   size_t n_encryption_algorithms;
   bool multi_region;                 /* always false for now */
   char current_key_material_id[KMS_MATERIAL_ID_LEN]; /* "" if none */
+  char cloud_hsm_cluster_id[KMS_CLUSTER_ID_MAX]; /* "" unless in a CloudHSM key store */
 } kms_key_metadata;
 
 void kms_key_metadata_clear(kms_key_metadata *m);
@@ -126,7 +133,9 @@ typedef struct kms_create_key_input {
   const char *customer_master_key_spec; /* NULL or SYMMETRIC_DEFAULT */
   const char *key_spec;                 /* NULL or SYMMETRIC_DEFAULT; both given -> KERR_VALIDATION */
   const char *origin;                   /* NULL: AWS_KMS */
-  const char *custom_key_store_id;      /* NULL (custom key stores: later milestone) */
+  const char *custom_key_store_id;      /* NULL, or a CONNECTED AWS_CLOUDHSM store: the
+                                           key is generated in its cluster; Origin is then
+                                           AWS_CLOUDHSM (given or implied) */
   const char *xks_key_id;               /* NULL */
   bool bypass_policy_lockout_safety_check;
   const kms_pair *tags;                 /* TagKey/TagValue */
@@ -134,9 +143,12 @@ typedef struct kms_create_key_input {
   bool multi_region;
 } kms_create_key_input;
 
-/* CreateKey. Unsupported specs, usages, origins, custom key stores and
- * multi-Region -> KERR_UNSUPPORTED_OPERATION; bad policy ->
- * KERR_MALFORMED_POLICY; bad tags -> KERR_TAG. */
+/* CreateKey. Unsupported specs, usages, origins and multi-Region ->
+ * KERR_UNSUPPORTED_OPERATION; bad policy -> KERR_MALFORMED_POLICY; bad tags
+ * -> KERR_TAG.  In a custom key store: unknown store -> KERR_CKS_NOT_FOUND,
+ * not CONNECTED -> KERR_CKS_INVALID_STATE, fewer than two active HSMs in
+ * two zones -> KERR_HSM_CLUSTER_INVALID_CONFIG, Origin AWS_CLOUDHSM without
+ * a store -> KERR_VALIDATION. */
 kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
                          kms_key_metadata *out, kerr *err);
 
@@ -309,7 +321,11 @@ kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call 
 typedef struct kms_generate_random_input {
   bool has_number_of_bytes;
   int number_of_bytes;               /* 1..1024; missing -> KERR_VALIDATION */
-  const char *custom_key_store_id;   /* no stores yet: KERR_CKS_NOT_FOUND */
+  const char *custom_key_store_id;   /* NULL, or a CloudHSM key store whose HSMs
+                                        generate the bytes: unknown ->
+                                        KERR_CKS_NOT_FOUND, not CONNECTED ->
+                                        KERR_CKS_INVALID_STATE, external ->
+                                        KERR_UNSUPPORTED_OPERATION */
 } kms_generate_random_input;
 
 /* GenerateRandom. On KERR_OK *out holds fresh random bytes (free with
@@ -469,5 +485,108 @@ void kms_list_policies_output_clear(kms_list_policies_output *o);
 kerr_code kms_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
                                 const kms_list_input *in, kms_list_policies_output *out,
                                 kerr *err);
+
+/* ------------------------------------------------------ custom key stores
+ *
+ * CloudHSM key stores (type AWS_CLOUDHSM) backed by the clusters kmsd
+ * manages (hsm_cluster.h); see docs/custom-key-stores.md.  Stores belong to
+ * the caller's account and region.  Every operation authorizes
+ * "kms:<Operation>" on resource "*" (IAM policy only, as in AWS).
+ * EXTERNAL_KEY_STORE requests get KERR_UNSUPPORTED_OPERATION for now. */
+
+/* One CustomKeyStoresListEntry.  `const char *` fields are static. */
+typedef struct kms_custom_key_store {
+  char custom_key_store_id[KMS_CKS_ID_MAX];
+  char *custom_key_store_name;             /* owned */
+  const char *custom_key_store_type;       /* "AWS_CLOUDHSM" | "EXTERNAL_KEY_STORE" */
+  char cloud_hsm_cluster_id[KMS_CLUSTER_ID_MAX]; /* "" for external key stores */
+  char *trust_anchor_certificate;          /* owned PEM; NULL for external key stores */
+  const char *connection_state;            /* CONNECTED | CONNECTING | FAILED |
+                                              DISCONNECTED | DISCONNECTING */
+  const char *connection_error_code;       /* NULL unless FAILED */
+  int64_t creation_date_ms;
+} kms_custom_key_store;
+
+typedef struct kms_create_cks_input {
+  const char *custom_key_store_name;       /* required, 1..256 */
+  const char *custom_key_store_type;       /* NULL: AWS_CLOUDHSM */
+  const char *cloud_hsm_cluster_id;        /* required for AWS_CLOUDHSM */
+  const char *trust_anchor_certificate;    /* required for AWS_CLOUDHSM: PEM */
+  const char *key_store_password;          /* required for AWS_CLOUDHSM: 7..32 */
+  bool has_xks_members;                    /* any Xks* member was given */
+} kms_create_cks_input;
+
+/* CreateCustomKeyStore: the store starts DISCONNECTED.  Name used in the
+ * account+region -> KERR_CKS_NAME_IN_USE; cluster unknown ->
+ * KERR_HSM_CLUSTER_NOT_FOUND, not ACTIVE -> KERR_HSM_CLUSTER_NOT_ACTIVE,
+ * fewer than two active HSMs in different zones ->
+ * KERR_HSM_CLUSTER_INVALID_CONFIG, used (or related to one used) by another
+ * store -> KERR_HSM_CLUSTER_IN_USE, trust anchor not the cluster's ->
+ * KERR_INCORRECT_TRUST_ANCHOR.  On KERR_OK id_out holds the new id. */
+kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
+                                      const kms_create_cks_input *in,
+                                      char id_out[KMS_CKS_ID_MAX], kerr *err);
+
+typedef struct kms_describe_cks_input {
+  const char *custom_key_store_id;         /* NULL, or one store */
+  const char *custom_key_store_name;       /* NULL, or one store; not both */
+  kms_list_input list;                     /* Limit 1..1000, Marker */
+} kms_describe_cks_input;
+
+typedef struct kms_describe_cks_output {
+  kms_custom_key_store *stores;            /* owned array, ordered by id */
+  size_t nstores;
+  bool truncated;
+  char *next_marker;                       /* owned; NULL unless truncated */
+} kms_describe_cks_output;
+
+void kms_describe_cks_output_clear(kms_describe_cks_output *o);
+
+/* DescribeCustomKeyStores: by id, by name, or all of the account+region.
+ * An id or name that names no store -> KERR_CKS_NOT_FOUND; both given ->
+ * KERR_VALIDATION; bad marker -> KERR_INVALID_MARKER.  Never a password. */
+kerr_code kms_describe_custom_key_stores(kms_domain *d, const kms_call *call,
+                                         const kms_describe_cks_input *in,
+                                         kms_describe_cks_output *out, kerr *err);
+
+typedef struct kms_update_cks_input {
+  const char *custom_key_store_id;         /* required */
+  const char *new_custom_key_store_name;   /* NULL: unchanged */
+  const char *key_store_password;          /* NULL: unchanged; DISCONNECTED only */
+  const char *cloud_hsm_cluster_id;        /* NULL: unchanged; DISCONNECTED only */
+  bool has_xks_members;
+} kms_update_cks_input;
+
+/* UpdateCustomKeyStore: the name while CONNECTED or DISCONNECTED, the
+ * password and cluster only while DISCONNECTED (else
+ * KERR_CKS_INVALID_STATE).  A new cluster must exist
+ * (KERR_HSM_CLUSTER_NOT_FOUND), share the old one's backup lineage
+ * (KERR_HSM_CLUSTER_NOT_RELATED), be ACTIVE (KERR_HSM_CLUSTER_NOT_ACTIVE)
+ * with two active HSMs in two zones (KERR_HSM_CLUSTER_INVALID_CONFIG).
+ * Nothing changes on failure. */
+kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
+                                      const kms_update_cks_input *in, kerr *err);
+
+/* ConnectCustomKeyStore: DISCONNECTED -> CONNECTING and a worker connects
+ * in the background (CONNECTED, or FAILED with a ConnectionErrorCode);
+ * CONNECTING and CONNECTED: nothing to do; DISCONNECTING and FAILED ->
+ * KERR_CKS_INVALID_STATE.  The cluster not ACTIVE ->
+ * KERR_HSM_CLUSTER_NOT_ACTIVE; its active HSMs all in one zone ->
+ * KERR_HSM_CLUSTER_INVALID_CONFIG.  Returns before the worker finishes. */
+kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
+                                       const char *custom_key_store_id, kerr *err);
+
+/* DisconnectCustomKeyStore: CONNECTED, CONNECTING or FAILED ->
+ * DISCONNECTING -> DISCONNECTED (closing the HSM sessions; in-flight
+ * operations finish first); DISCONNECTED and DISCONNECTING ->
+ * KERR_CKS_INVALID_STATE. */
+kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
+                                          const char *custom_key_store_id, kerr *err);
+
+/* DeleteCustomKeyStore: only DISCONNECTED (else KERR_CKS_INVALID_STATE)
+ * and holding no KMS keys, pending deletion included (else
+ * KERR_CKS_HAS_CMKS). */
+kerr_code kms_delete_custom_key_store(kms_domain *d, const kms_call *call,
+                                      const char *custom_key_store_id, kerr *err);
 
 #endif

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "aws/policy.h"
+#include "crypto/blob.h"
 #include "crypto/rootkey.h"
 #include "kms/kms.h"
 #include "store/store.h"
@@ -26,6 +27,7 @@
 typedef struct kmsi_material_cache kmsi_material_cache;
 typedef struct kmsi_policy_cache kmsi_policy_cache;
 typedef struct kmsi_policy_ref kmsi_policy_ref;
+typedef struct kmsi_cks_manager kmsi_cks_manager;
 
 struct kms_domain {
   char *data_dir;
@@ -40,6 +42,8 @@ struct kms_domain {
   int sweep_interval_ms;
   pthread_mutex_t stop_lock;
   pthread_cond_t stop_cond;
+  /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */
+  kmsi_cks_manager *cks;
 };
 
 /* How an operation may name its key. */
@@ -61,6 +65,9 @@ extern const kmsi_resolve_opts KMSI_BLOB;       /* the key id carried by a ciphe
 typedef struct kmsi_key {
   store_key row;
   char arn[KMS_ARN_MAX];
+  /* Filled by resolution for keys in a custom key store: */
+  bool cks_unavailable;                          /* its store is not CONNECTED */
+  char cloud_hsm_cluster_id[KMS_CLUSTER_ID_MAX]; /* the store's cluster */
 } kmsi_key;
 
 void kmsi_key_clear(kmsi_key *k);
@@ -147,5 +154,90 @@ kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
 
 /* KERR_VALIDATION unless call, caller and a well-formed region are present. */
 kerr_code kmsi_check_call(const kms_call *call, kerr *err);
+
+/* ---------------------------------------- custom key stores (kms_cks*.c) */
+
+#define KMS_STATE_UNAVAILABLE "Unavailable"
+
+/* Create the connection manager and drive stores left mid-transition by a
+ * previous run: CONNECTING -> connect again, DISCONNECTING ->
+ * DISCONNECTED, CONNECTED -> CONNECTING and reconnect with the stored
+ * password.  Connects run on worker threads; this returns at once.  On
+ * failure nothing is left running. */
+kerr_code kmsi_cks_start(kms_domain *d, kerr *err);
+
+/* Stop: join every connect worker and close every HSM connection.  No call
+ * on `d` may be in flight.  Safe when kmsi_cks_start never ran. */
+void kmsi_cks_stop(kms_domain *d);
+
+/* Fill k->cks_unavailable and k->cloud_hsm_cluster_id for a key in a
+ * custom key store (no-op for others).  A store that has vanished counts as
+ * unavailable. */
+kerr_code kmsi_cks_key_info(kms_domain *d, store_tx *tx, kmsi_key *k, kerr *err);
+
+/* For CreateKey in store `cks_id`: check the store (exists in the caller's
+ * account+region, type, CONNECTED) and its cluster (two active HSMs in two
+ * zones), then generate the key labelled `key_id` in the HSMs.  On KERR_OK
+ * cluster_id_out (KMS_CLUSTER_ID_MAX) holds the store's cluster; the caller
+ * must kmsi_cks_delete_key if it then fails to record the key. */
+kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
+                              const char *key_id, char *cluster_id_out, kerr *err);
+
+/* Remove key `key_id` from the HSMs of store `cks_id` if it is connected;
+ * otherwise log that its material stays in the cluster.  Best effort: the
+ * KMS key is gone either way. */
+void kmsi_cks_delete_key(kms_domain *d, const char *cks_id, const char *key_id);
+
+/* Encrypt `pt` inside the HSMs of k's store into a ciphertext blob of the
+ * same layout as local keys (blob.h), the HSM's AES-GCM over AAD = blob
+ * header || ctx.  Not connected -> KERR_INVALID_STATE.  *blob is new (free). */
+kerr_code kmsi_cks_seal(kms_domain *d, const kmsi_key *k, const uint8_t *ctx, size_t ctx_len,
+                        const uint8_t *pt, size_t pt_len, uint8_t **blob, size_t *blob_len,
+                        kerr *err);
+
+/* The inverse for a parsed blob of key k; *pt in wiped-on-free memory. */
+kerr_code kmsi_cks_open(kms_domain *d, const kmsi_key *k, const kblob_view *v,
+                        const uint8_t *ctx, size_t ctx_len, kbytes *pt, kerr *err);
+
+/* THE function that changes a store's ConnectionState: in one write
+ * transaction, when the stored state is one of `from` (a NULL-terminated
+ * list; NULL: any), set `to` and `error_code` (NULL: none), stamp the time,
+ * commit, and log the transition.  A state outside `from` -> KERR_CONFLICT
+ * and nothing changes; a vanished store -> KERR_CKS_NOT_FOUND.  When
+ * `prev_out` (STORE_ENUM_MAX bytes) is given it receives the state found. */
+kerr_code kmsi_cks_set_state(kms_domain *d, const char *cks_id, const char *const *from,
+                             const char *to, const char *error_code, const char *request_id,
+                             char *prev_out, kerr *err);
+
+/* Start a connect worker for store `cks_id`, which the caller has just
+ * moved to CONNECTING.  The worker ends in CONNECTED or FAILED unless a
+ * disconnect overtakes it. */
+kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *request_id,
+                                 kerr *err);
+
+/* Invalidate any connect in flight for `cks_id` and close its HSM
+ * connection, after waiting for operations that use it to finish. */
+void kmsi_cks_detach(kms_domain *d, const char *cks_id);
+
+/* Wrap a kmsuser password for store `cks_id` under the root key.  On KERR_OK
+ * *out is new (free), ROOTKEY_WRAPPED_LEN bytes.  Passwords are 1..32 bytes. */
+kerr_code kmsi_cks_wrap_password(kms_domain *d, const char *cks_id, const char *password,
+                                 uint8_t **out, size_t *out_len, kerr *err);
+
+/* GenerateRandom in the HSMs of store `cks_id` (authorization done). */
+kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
+                          kbytes *out, kerr *err);
+
+/* ---------------------------------------------- HSM clusters (hsm_*.c) */
+
+/* Create the cluster manager: configure SoftHSM2 under <data_dir>/hsm (must
+ * run before other threads exist), then start the worker that drives
+ * clusters and HSMs through their asynchronous states, including those a
+ * previous run left mid-way.  On failure nothing is left running. */
+kerr_code hsm_manager_start(kms_domain *d, kerr *err);
+
+/* Stop the worker and close every token.  Call after every user of
+ * hsm_conn has stopped (kmsi_cks_stop).  Safe when never started. */
+void hsm_manager_stop(kms_domain *d);
 
 #endif
