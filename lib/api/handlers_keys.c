@@ -31,6 +31,7 @@ static kerr_code metadata_to_json(const kms_key_metadata *m, json_t **out, kerr 
     goto out;
   if ((rc = api_json_set_str(md, "Origin", m->origin, err))) goto out;
   if ((rc = api_json_set_str_opt(md, "CustomKeyStoreId", m->custom_key_store_id, err))) goto out;
+  if ((rc = api_json_set_str_opt(md, "CloudHsmClusterId", m->cloud_hsm_cluster_id, err))) goto out;
   if ((rc = api_json_set_str(md, "KeyManager", m->key_manager, err))) goto out;
   if ((rc = api_json_set_str(md, "CustomerMasterKeySpec", m->customer_master_key_spec, err)))
     goto out;
