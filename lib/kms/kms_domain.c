@@ -427,6 +427,10 @@ kerr_code kmsi_check_new_policy(const kms_call *call, const char *key_arn, const
 kerr_code kmsi_check_state(const kmsi_key *k, kmsi_need need, kerr *err) {
   const char *st = k->row.key_state;
   if (need == KMSI_NEED_ANY) return KERR_OK;
+  /* custom key stores: a key whose store is not CONNECTED cannot be used */
+  if (need == KMSI_NEED_USABLE && k->cks_unavailable && strcmp(st, KMS_STATE_PENDING_DELETION) != 0)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "%s is unavailable: its custom key store is not connected.", k->arn);
   if (strcmp(st, KMS_STATE_ENABLED) == 0) return KERR_OK;
   if (strcmp(st, KMS_STATE_PENDING_DELETION) == 0)
     return kerr_set(err, KERR_INVALID_STATE, "%s is pending deletion.", k->arn);
@@ -501,6 +505,14 @@ static kerr_code resolve_once(kms_domain *d, store_tx *tx, const kms_call *call,
     return key_not_found(call->region, account, key_id, err);
   }
   kmsi_key_arn(&out->row, out->arn);
+  /* custom key stores: the store's connection state and cluster */
+  if (out->row.custom_key_store_id) {
+    rc = kmsi_cks_key_info(d, tx, out, err);
+    if (rc) {
+      kmsi_key_clear(out);
+      return rc;
+    }
+  }
   return KERR_OK;
 }
 
@@ -546,6 +558,8 @@ static kerr_code maintain_key(kms_domain *d, const char *key_id, kerr *err) {
   if (rc) goto out;
   if (deleted) {
     kmsi_policy_forget(d, key_id);
+    /* custom key stores: the KMS key is gone; now its material in the HSMs */
+    if (k.custom_key_store_id) kmsi_cks_delete_key(d, k.custom_key_store_id, key_id);
     log_msg(LOG_INFO, NULL, "key %s deleted at the end of its waiting period", key_id);
   } else {
     log_msg(LOG_INFO, NULL, "key %s rotated automatically", key_id);
@@ -594,6 +608,13 @@ kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
   if (rc) goto out;
   rc = kmsi_authorize(d, tx, call, &k, action, err);
   if (rc) goto out;
+  /* custom key stores: AWS does not rotate keys whose material is in an HSM */
+  if (k.row.custom_key_store_id &&
+      (strcmp(action, "kms:EnableKeyRotation") == 0 || strcmp(action, "kms:RotateKeyOnDemand") == 0)) {
+    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
+                  "%s is in a custom key store: its key material cannot be rotated.", k.arn);
+    goto out;
+  }
   rc = fn(d, tx, &k, arg, err);
   if (rc) goto out;
   if (write) {
@@ -721,6 +742,8 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   snprintf(path, plen, "%s/kmsd.db", d->data_dir);
   rc = store_sqlite_open(path, &d->st, err);
   if (rc) goto out;
+  rc = hsm_manager_start(d, err);
+  if (rc) goto out;
   rc = material_cache_new(cfg->material_cache_entries ? cfg->material_cache_entries
                                                       : DEFAULT_MATERIAL_SLOTS,
                           &d->materials, err);
@@ -742,6 +765,9 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
     }
     d->sweeper_running = true;
   }
+  /* custom key stores: finish what a previous run left mid-transition */
+  rc = kmsi_cks_start(d, err);
+  if (rc) goto out;
   *out = d;
   d = NULL;
 out:
@@ -759,6 +785,8 @@ void kms_domain_close(kms_domain *d) {
     pthread_mutex_unlock(&d->stop_lock);
     pthread_join(d->sweeper, NULL);
   }
+  kmsi_cks_stop(d); /* custom key stores: before the clusters they use */
+  hsm_manager_stop(d);
   if (d->st) d->st->ops->close(d->st);
   material_cache_free(d->materials);
   policy_cache_free(d->policies);

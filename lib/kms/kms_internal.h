@@ -44,6 +44,8 @@ struct kms_domain {
   pthread_cond_t stop_cond;
   /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */
   kmsi_cks_manager *cks;
+  /* HSM clusters: tokens, their worker thread (hsm_manager.c). */
+  struct hsm_manager *hsm;
 };
 
 /* How an operation may name its key. */

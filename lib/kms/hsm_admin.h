@@ -1,0 +1,170 @@
+/* hsm_admin.h - the domain C API of HSM clusters: the CloudHSMv2 operations
+ * (BaldrApiService) and kmsd's own cluster administration (KmsdHsmAdmin,
+ * what hsm-cli calls), as kms.h is for KMS.
+ *
+ * The protocol layer (handlers_cloudhsm.c, handlers_hsm_admin.c) maps JSON
+ * onto these calls.  Conventions are kms.h's: a kms_call says who calls and
+ * where (clusters live per account + region), every operation authorizes
+ * with authz_check ("cloudhsm:<Operation>" on the cluster's ARN, "*" for
+ * CreateCluster / DescribeClusters / DescribeBackups), outputs are zeroed
+ * caller structs freed by the matching *_clear, and errors are the
+ * CloudHSMv2 codes of kerr.h (KERR_HSM_*) worded for callers, never
+ * containing a password or PIN.  Design: docs/hsm-clusters.md. */
+#ifndef KMSD_KMS_HSM_ADMIN_H
+#define KMSD_KMS_HSM_ADMIN_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kerr.h"
+#include "kms/kms.h"
+#include "store/store.h"
+
+/* ------------------------------------------------------------- HSM pool */
+
+/* One operator-provisioned PKCS#11 token (kmsd --hsm-pool).  CreateHsm takes
+ * a free one instead of making a SoftHSM2 token. */
+typedef struct hsm_pool_entry {
+  char *module;              /* path of the PKCS#11 module */
+  char *token_label;         /* 1..32 bytes */
+  char *so_pin;              /* the token's SO PIN (4..32 bytes) */
+  char *availability_zone;   /* NULL: any zone */
+} hsm_pool_entry;
+
+/* Hand the pool to the cluster manager (entries are copied; the SO PINs are
+ * kept in wiped memory).  Replaces a previous pool.  Bad entries ->
+ * KERR_VALIDATION and nothing changes. */
+kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err);
+
+/* ---------------------------------------------------------- CloudHSMv2 */
+
+/* A cluster as DescribeClusters shows it: the row plus its HSMs (DELETED
+ * ones left out) and which certificates the state allows to show. */
+typedef struct hsm_cluster_desc {
+  store_hsm_cluster c;
+  store_hsm *hsms;           /* owned */
+  size_t nhsms;
+  bool show_csr;             /* Certificates.ClusterCsr */
+  bool show_cluster_cert;    /* Certificates.ClusterCertificate */
+} hsm_cluster_desc;
+
+void hsm_cluster_desc_clear(hsm_cluster_desc *c);
+
+typedef struct hsm_create_cluster_input {
+  const char *hsm_type;               /* required */
+  const char *const *subnet_ids;      /* 1..10, distinct; zone a, b, c... in this order */
+  size_t nsubnets;
+  const char *source_backup_id;       /* NULL, a backup id or a backup ARN */
+  const char *mode;                   /* NULL: FIPS */
+  const char *network_type;           /* NULL: IPV4 */
+  const kms_pair *tags;
+  size_t ntags;
+} hsm_create_cluster_input;
+
+kerr_code hsm_create_cluster(kms_domain *d, const kms_call *call,
+                             const hsm_create_cluster_input *in, hsm_cluster_desc *out, kerr *err);
+
+typedef struct hsm_filter {
+  const char *name;                   /* "clusterIds", "states", "vpcIds", "backupIds" */
+  const char *const *values;
+  size_t nvalues;
+} hsm_filter;
+
+typedef struct hsm_list_input {
+  const hsm_filter *filters;
+  size_t nfilters;
+  int max_results;                    /* 0: all */
+  const char *next_token;             /* NULL: from the start */
+  bool sort_ascending;                /* DescribeBackups */
+} hsm_list_input;
+
+typedef struct hsm_cluster_list {
+  hsm_cluster_desc *items;            /* owned */
+  size_t n;
+  char *next_token;                   /* owned; NULL when no more */
+} hsm_cluster_list;
+
+void hsm_cluster_list_clear(hsm_cluster_list *l);
+
+/* DescribeClusters.  An unknown filter name or a bad token ->
+ * KERR_HSM_INVALID_REQUEST. */
+kerr_code hsm_describe_clusters(kms_domain *d, const kms_call *call, const hsm_list_input *in,
+                                hsm_cluster_list *out, kerr *err);
+
+/* InitializeCluster: UNINITIALIZED -> INITIALIZE_IN_PROGRESS (-> INITIALIZED
+ * by the worker).  SignedCert must verify under TrustAnchor and carry the
+ * cluster CSR's public key.  `state_out` gets the new state. */
+kerr_code hsm_initialize_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
+                                 const char *signed_cert, const char *trust_anchor,
+                                 char state_out[STORE_ENUM_MAX], kerr *err);
+
+/* CreateHsm in one of the cluster's zones; ip_address optional (must lie in
+ * that zone's subnet, 10.0.<zone index>.0/24, and be free). */
+kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluster_id,
+                         const char *availability_zone, const char *ip_address, store_hsm *out,
+                         kerr *err);
+
+/* DeleteHsm by HSM id, ENI id or ENI IP (at least one). */
+kerr_code hsm_delete_hsm(kms_domain *d, const kms_call *call, const char *cluster_id,
+                         const char *hsm_id, const char *eni_id, const char *eni_ip,
+                         char hsm_id_out[STORE_HSM_ID_MAX], kerr *err);
+
+/* DeleteCluster: a cluster with HSMs left -> KERR_HSM_INVALID_REQUEST. */
+kerr_code hsm_delete_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
+                             hsm_cluster_desc *out, kerr *err);
+
+typedef struct hsm_backup_list {
+  store_hsm_backup *items;            /* owned */
+  size_t n;
+  char *next_token;                   /* owned; NULL when no more */
+} hsm_backup_list;
+
+void hsm_backup_list_clear(hsm_backup_list *l);
+
+/* DescribeBackups (filters backupIds, clusterIds, states). */
+kerr_code hsm_describe_backups(kms_domain *d, const kms_call *call, const hsm_list_input *in,
+                               hsm_backup_list *out, kerr *err);
+
+/* ------------------------------------------------------ KmsdHsmAdmin */
+
+#define HSM_PASSWORD_MIN 7
+#define HSM_PASSWORD_MAX 32
+#define HSM_USERNAME_MAX 31
+
+/* ActivateCluster: INITIALIZED -> ACTIVE; `password` becomes the admin's. */
+kerr_code hsm_admin_activate(kms_domain *d, const kms_call *call, const char *cluster_id,
+                             const char *password, kerr *err);
+
+/* CreateUser (role "crypto-user" | "admin").  kmsuser's password also
+ * becomes the user PIN of every HSM of the cluster. */
+kerr_code hsm_admin_create_user(kms_domain *d, const kms_call *call, const char *cluster_id,
+                                const char *username, const char *role, const char *password,
+                                kerr *err);
+
+kerr_code hsm_admin_delete_user(kms_domain *d, const kms_call *call, const char *cluster_id,
+                                const char *username, kerr *err);
+
+/* ListUsers: *out is a new array ordered by name (free()); no hashes leave
+ * the domain that matter (the salted hash is in the record; do not show it). */
+kerr_code hsm_admin_list_users(kms_domain *d, const kms_call *call, const char *cluster_id,
+                               store_hsm_user **out, size_t *n, kerr *err);
+
+/* ChangePassword: also clears the lockout and the failed-attempt count. */
+kerr_code hsm_admin_change_password(kms_domain *d, const kms_call *call, const char *cluster_id,
+                                    const char *username, const char *password, kerr *err);
+
+/* Login: wrong password counts a failure (the 5th in a row locks);
+ * locked -> KERR_HSM_ACCESS_DENIED "user is locked out". */
+kerr_code hsm_admin_login(kms_domain *d, const kms_call *call, const char *cluster_id,
+                          const char *username, const char *password, kerr *err);
+
+kerr_code hsm_admin_logout(kms_domain *d, const kms_call *call, const char *cluster_id,
+                           const char *username, kerr *err);
+
+/* SimulateFailure: kind "none" | "network-errors" | "subnet-not-found" |
+ * "no-free-addresses" | "internal-error". */
+kerr_code hsm_admin_simulate_failure(kms_domain *d, const kms_call *call, const char *cluster_id,
+                                     const char *kind, kerr *err);
+
+#endif

@@ -1,0 +1,637 @@
+/* hsm_conn.c - hsm_cluster.h: what custom key stores use of a cluster.
+ *
+ * A connection is the cluster id, kmsuser's current password and the list of
+ * the cluster's ACTIVE HSMs (shared live tokens, see hsm_internal.h).  The
+ * list is refreshed whenever the manager's HSM generation moves, so an HSM
+ * added or replaced after connecting is picked up without reconnecting:
+ * that is what keeps old ciphertexts decrypting across HSM replacement.
+ *
+ * Keys: generated once in one HSM as a copyable key, wrapped there under the
+ * lineage's trusted wrapping key into a backup blob (kept in the store),
+ * destroyed, and unwrapped on every active HSM as a non-extractable key.
+ * New HSMs unwrap the same blobs when they are provisioned. */
+#include "kms/hsm_internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "core/log.h"
+#include "core/secmem.h"
+
+struct hsm_conn {
+  kms_domain *d;
+  char cluster_id[STORE_HSM_ID_MAX];
+  char lineage[64];
+  pthread_mutex_t lock;        /* lives, n, gen, password, rr */
+  hsm_live **lives;
+  size_t n;
+  uint64_t gen;
+  unsigned rr;
+  char password[HSMI_PIN_MAX + 1];
+};
+
+void hsm_cluster_view_clear(hsm_cluster_view *v) {
+  if (!v) return;
+  free(v->trust_anchor_pem);
+  memset(v, 0, sizeof *v);
+}
+
+/* A cluster of (account, region) that is not DELETED. */
+static kerr_code visible_cluster(kms_domain *d, store_tx *tx, const char *account_id,
+                                 const char *region, const char *cluster_id, store_hsm_cluster *c,
+                                 kerr *err) {
+  kerr_code rc = d->st->ops->hsm->cluster_get(tx, cluster_id, c, err);
+  if (rc == KERR_NOT_FOUND || (!rc && (strcmp(c->account_id, account_id) != 0 ||
+                                       strcmp(c->region, region) != 0 ||
+                                       strcmp(c->state, "DELETED") == 0))) {
+    store_hsm_cluster_clear(c);
+    return kerr_set(err, KERR_HSM_CLUSTER_NOT_FOUND,
+                    "AWS CloudHSM cluster %s does not exist in this account and Region", cluster_id);
+  }
+  return rc;
+}
+
+kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char *region,
+                               const char *cluster_id, hsm_cluster_view *out, kerr *err) {
+  store_tx *tx = NULL;
+  store_hsm_cluster c;
+  store_hsm *hsms = NULL;
+  size_t n = 0;
+  memset(&c, 0, sizeof c);
+  memset(out, 0, sizeof *out);
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = visible_cluster(d, tx, account_id, region, cluster_id, &c, err);
+  if (rc) goto out;
+  rc = hsmi_active_hsms(d, tx, cluster_id, &hsms, &n, err);
+  if (rc) goto out;
+  snprintf(out->cluster_id, sizeof out->cluster_id, "%.24s", c.cluster_id);
+  snprintf(out->state, sizeof out->state, "%s", c.state);
+  snprintf(out->lineage, sizeof out->lineage, "%s", c.lineage);
+  snprintf(out->simulated_failure, sizeof out->simulated_failure, "%s", c.simulated_failure);
+  out->active_hsms = (int)n;
+  for (size_t i = 0; i < n; i++) {
+    bool seen = false;
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(hsms[i].availability_zone, hsms[j].availability_zone) == 0) seen = true;
+    if (!seen) out->active_zones++;
+  }
+  if (c.trust_anchor_pem) {
+    out->trust_anchor_pem = strdup(c.trust_anchor_pem);
+    if (!out->trust_anchor_pem) rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+out:
+  if (tx) d->st->ops->rollback(tx);
+  free(hsms);
+  store_hsm_cluster_clear(&c);
+  if (rc) hsm_cluster_view_clear(out);
+  return rc;
+}
+
+/* ------------------------------------------------------------- the list */
+
+static void drop_lives(kms_domain *d, hsm_live **lives, size_t n) {
+  for (size_t i = 0; i < n; i++) hsmi_live_put(d->hsm, lives[i]);
+  free(lives);
+}
+
+/* Bring c's HSM list up to date with the store.  With c->lock held. */
+static kerr_code refresh_locked(hsm_conn *c, kerr *err) {
+  uint64_t gen = hsmi_gen(c->d->hsm);
+  store_tx *tx = NULL;
+  store_hsm *hsms = NULL;
+  size_t n = 0, k = 0;
+  hsm_live **lives = NULL;
+  p11_err pe;
+  if (c->lives && gen == c->gen) return KERR_OK;
+  kerr_code rc = kmsi_begin(c->d, false, &tx, err);
+  if (rc) return rc;
+  rc = hsmi_active_hsms(c->d, tx, c->cluster_id, &hsms, &n, err);
+  c->d->st->ops->rollback(tx);
+  if (rc) return rc;
+  lives = calloc(n ? n : 1, sizeof *lives);
+  if (!lives) {
+    free(hsms);
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  for (size_t i = 0; i < n; i++) {
+    p11_err_clear(&pe);
+    if (hsmi_live_get(c->d->hsm, &hsms[i], &lives[k], &pe) == KERR_OK)
+      k++;
+    else
+      log_msg(LOG_WARN, NULL, "hsm %s unreachable: %s", hsms[i].hsm_id, pe.e.msg);
+  }
+  free(hsms);
+  drop_lives(c->d, c->lives, c->n);
+  c->lives = lives;
+  c->n = k;
+  c->gen = gen;
+  return KERR_OK;
+}
+
+/* A snapshot of the HSM list with a reference on each (drop_lives). */
+static kerr_code snapshot(hsm_conn *c, hsm_live ***out, size_t *n, char pin[HSMI_PIN_MAX + 1],
+                          kerr *err) {
+  pthread_mutex_lock(&c->lock);
+  kerr_code rc = refresh_locked(c, err);
+  *out = NULL;
+  *n = 0;
+  if (!rc) {
+    hsm_live **arr = calloc(c->n ? c->n : 1, sizeof *arr);
+    if (!arr) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    } else {
+      /* Start at a rotating index so load spreads over the HSMs. */
+      unsigned start = c->n ? c->rr++ % (unsigned)c->n : 0;
+      pthread_mutex_lock(&c->d->hsm->lock);
+      for (size_t i = 0; i < c->n; i++) {
+        arr[i] = c->lives[(start + i) % c->n];
+        arr[i]->refs++;
+      }
+      pthread_mutex_unlock(&c->d->hsm->lock);
+      *out = arr;
+      *n = c->n;
+      memcpy(pin, c->password, HSMI_PIN_MAX + 1);
+    }
+  }
+  pthread_mutex_unlock(&c->lock);
+  return rc;
+}
+
+/* Take l's lock for reading with the user logged in. */
+static kerr_code read_lock_logged_in(hsm_live *l, const char *pin, p11_err *pe) {
+  for (;;) {
+    pthread_rwlock_rdlock(&l->lock);
+    if (p11_token_logged_in(l->tok)) return KERR_OK;
+    pthread_rwlock_unlock(&l->lock);
+    pthread_rwlock_wrlock(&l->lock);
+    kerr_code rc = hsmi_login_locked(l, pin, false, pe);
+    pthread_rwlock_unlock(&l->lock);
+    if (rc) return rc;
+  }
+}
+
+/* --------------------------------------------------------------- connect */
+
+static kerr_code count_failed_login(kms_domain *d, const char *cluster_id, bool *locked_now,
+                                    kerr *err) {
+  store_tx *tx = NULL;
+  store_hsm_user u;
+  *locked_now = false;
+  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  if (!rc) {
+    u.failed_logins++;
+    if (u.failed_logins >= HSMI_MAX_LOGIN_FAILURES) u.locked = *locked_now = true;
+    rc = d->st->ops->hsm->user_put(tx, &u, err);
+  }
+  if (rc) {
+    d->st->ops->rollback(tx);
+    return rc;
+  }
+  return d->st->ops->commit(tx, err);
+}
+
+static kerr_code reset_failed_logins(kms_domain *d, const char *cluster_id, kerr *err) {
+  store_tx *tx = NULL;
+  store_hsm_user u;
+  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  if (!rc && u.failed_logins) {
+    u.failed_logins = 0;
+    rc = d->st->ops->hsm->user_put(tx, &u, err);
+  }
+  if (rc) {
+    d->st->ops->rollback(tx);
+    return rc;
+  }
+  return d->st->ops->commit(tx, err);
+}
+
+static const char *simulated_code(const char *kind) {
+  if (strcmp(kind, "network-errors") == 0) return "NETWORK_ERRORS";
+  if (strcmp(kind, "subnet-not-found") == 0) return "SUBNET_NOT_FOUND";
+  if (strcmp(kind, "no-free-addresses") == 0) return "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET";
+  if (strcmp(kind, "internal-error") == 0) return "INTERNAL_ERROR";
+  return NULL;
+}
+
+kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char *region,
+                              const char *cluster_id, const char *password, hsm_conn **out,
+                              const char **connection_error, kerr *err) {
+  store_tx *tx = NULL;
+  store_hsm_cluster c;
+  store_hsm *hsms = NULL;
+  store_hsm_user u;
+  size_t n = 0;
+  hsm_conn *conn = NULL;
+  const char *code = "INTERNAL_ERROR";
+  kerr_code rc;
+  memset(&c, 0, sizeof c);
+  *out = NULL;
+  *connection_error = NULL;
+
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) goto out;
+  rc = visible_cluster(d, tx, account_id, region, cluster_id, &c, err);
+  if (rc) {
+    if (rc == KERR_HSM_CLUSTER_NOT_FOUND) code = "CLUSTER_NOT_FOUND";
+    goto out;
+  }
+  rc = hsmi_active_hsms(d, tx, cluster_id, &hsms, &n, err);
+  if (rc) goto out;
+  if (n == 0) {
+    code = "INSUFFICIENT_CLOUDHSM_HSMS";
+    rc = kerr_set(err, KERR_HSM_CLUSTER_INVALID_CONFIG, "Cluster %s has no active HSM", cluster_id);
+    goto out;
+  }
+  const char *sim = simulated_code(c.simulated_failure);
+  if (sim) {
+    code = sim;
+    rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "Simulated failure (%s) on cluster %s",
+                  c.simulated_failure, cluster_id);
+    goto out;
+  }
+  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  if (rc == KERR_NOT_FOUND) {
+    code = "USER_NOT_FOUND";
+    rc = kerr_set(err, KERR_HSM_RESOURCE_NOT_FOUND, "Cluster %s has no kmsuser crypto user",
+                  cluster_id);
+    goto out;
+  }
+  if (rc) goto out;
+  if (u.locked) {
+    code = "USER_LOCKED_OUT";
+    rc = kerr_set(err, KERR_HSM_ACCESS_DENIED, "kmsuser is locked out of cluster %s", cluster_id);
+    goto out;
+  }
+  if (u.logged_in) {
+    code = "USER_LOGGED_IN";
+    rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "kmsuser is logged in to cluster %s elsewhere",
+                  cluster_id);
+    goto out;
+  }
+  d->st->ops->rollback(tx);
+  tx = NULL;
+
+  size_t plen = password ? strlen(password) : 0;
+  if (plen < 1 || plen > HSMI_PIN_MAX) {
+    code = "INVALID_CREDENTIALS";
+    rc = kerr_set(err, KERR_ACCESS_DENIED, "The kmsuser password is not valid");
+    goto out;
+  }
+  /* The real check: a PKCS#11 login with the password on every HSM. */
+  for (size_t i = 0; i < n; i++) {
+    hsm_live *l = NULL;
+    p11_err pe;
+    p11_err_clear(&pe);
+    rc = hsmi_live_get(d->hsm, &hsms[i], &l, &pe);
+    if (!rc) {
+      pthread_rwlock_wrlock(&l->lock);
+      rc = hsmi_login_locked(l, password, true, &pe);
+      pthread_rwlock_unlock(&l->lock);
+    }
+    hsmi_live_put(d->hsm, l);
+    if (rc) {
+      bool locked_now = false;
+      if (pe.rv == CKR_PIN_INCORRECT || pe.rv == CKR_PIN_LEN_RANGE) {
+        code = "INVALID_CREDENTIALS";
+        count_failed_login(d, cluster_id, &locked_now, err);
+        rc = kerr_set(err, KERR_ACCESS_DENIED, "kmsuser's password was rejected by HSM %s%s",
+                      hsms[i].hsm_id, locked_now ? "; kmsuser is now locked out" : "");
+      } else if (pe.rv == CKR_PIN_LOCKED) {
+        code = "USER_LOCKED_OUT";
+        rc = kerr_set(err, KERR_HSM_ACCESS_DENIED, "HSM %s reports kmsuser locked", hsms[i].hsm_id);
+      } else {
+        rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "HSM %s: %s", hsms[i].hsm_id, pe.e.msg);
+      }
+      goto out;
+    }
+  }
+  rc = reset_failed_logins(d, cluster_id, err);
+  if (rc) goto out;
+
+  conn = secure_alloc(sizeof *conn);
+  if (!conn) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  conn->d = d;
+  snprintf(conn->cluster_id, sizeof conn->cluster_id, "%s", cluster_id);
+  snprintf(conn->lineage, sizeof conn->lineage, "%s", c.lineage);
+  snprintf(conn->password, sizeof conn->password, "%s", password);
+  pthread_mutex_init(&conn->lock, NULL);
+  pthread_mutex_lock(&conn->lock);
+  rc = refresh_locked(conn, err);
+  pthread_mutex_unlock(&conn->lock);
+  if (rc) goto out;
+  log_msg(LOG_INFO, NULL, "cluster %s: kmsuser connected to %zu HSM(s)", cluster_id, conn->n);
+  *out = conn;
+  conn = NULL;
+  code = NULL;
+out:
+  if (tx) d->st->ops->rollback(tx);
+  if (conn) hsm_conn_close(conn);
+  free(hsms);
+  store_hsm_cluster_clear(&c);
+  if (rc) *connection_error = code;
+  return rc;
+}
+
+void hsm_conn_close(hsm_conn *c) {
+  if (!c) return;
+  /* Log out of each token so a disconnected store really holds no session. */
+  for (size_t i = 0; i < c->n; i++) {
+    pthread_rwlock_wrlock(&c->lives[i]->lock);
+    p11_token_logout(c->lives[i]->tok, NULL);
+    pthread_rwlock_unlock(&c->lives[i]->lock);
+  }
+  drop_lives(c->d, c->lives, c->n);
+  pthread_mutex_destroy(&c->lock);
+  secure_free(c, sizeof *c);
+}
+
+kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err) {
+  hsm_live **lives = NULL;
+  size_t n = 0;
+  char old[HSMI_PIN_MAX + 1];
+  p11_err pe;
+  store_tx *tx = NULL;
+  store_hsm_user u;
+  size_t plen = new_password ? strlen(new_password) : 0;
+  if (plen < HSM_PASSWORD_MIN || plen > HSMI_PIN_MAX)
+    return kerr_set(err, KERR_VALIDATION, "kmsuser passwords are 7 to 32 characters");
+  kerr_code rc = snapshot(c, &lives, &n, old, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    p11_err_clear(&pe);
+    pthread_rwlock_wrlock(&lives[i]->lock);
+    rc = hsmi_login_locked(lives[i], old, false, &pe);
+    if (!rc) rc = p11_token_set_pin(lives[i]->tok, old, new_password, &pe);
+    pthread_rwlock_unlock(&lives[i]->lock);
+    if (rc) {
+      rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "Cannot change kmsuser's PIN on HSM %s: %s",
+                    lives[i]->hsm_id, pe.e.msg);
+      goto out;
+    }
+  }
+  rc = kmsi_begin(c->d, true, &tx, err);
+  if (rc) goto out;
+  rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  if (!rc) rc = hsmi_password_set(&u, new_password, err);
+  if (!rc) rc = c->d->st->ops->hsm->user_put(tx, &u, err);
+  if (!rc)
+    rc = hsmi_secret_put_text(c->d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, new_password, err);
+  if (rc) {
+    c->d->st->ops->rollback(tx);
+    goto out;
+  }
+  rc = c->d->st->ops->commit(tx, err);
+  if (rc) goto out;
+  pthread_mutex_lock(&c->lock);
+  snprintf(c->password, sizeof c->password, "%s", new_password);
+  pthread_mutex_unlock(&c->lock);
+out:
+  secure_wipe(old, sizeof old);
+  drop_lives(c->d, lives, n);
+  return rc;
+}
+
+/* ------------------------------------------------------------------ keys */
+
+kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
+  hsm_live **lives = NULL;
+  size_t n = 0;
+  char pin[HSMI_PIN_MAX + 1];
+  p11_err pe;
+  p11_session *s = NULL;
+  store_hsm_blob blob;
+  kbytes wrapped = {0};
+  CK_OBJECT_HANDLE key, wrap;
+  store_tx *tx = NULL;
+  bool stored = false;
+  memset(&blob, 0, sizeof blob);
+  p11_err_clear(&pe);
+  if (!label || !*label || strlen(label) >= sizeof blob.label)
+    return kerr_set(err, KERR_VALIDATION, "bad key label");
+  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  if (rc) return rc;
+  if (n < 2) {
+    rc = kerr_set(err, KERR_HSM_CLUSTER_INVALID_CONFIG,
+                  "The AWS CloudHSM cluster %s has %zu active HSM(s); creating a key needs two",
+                  c->cluster_id, n);
+    goto out;
+  }
+  /* Make the key once, as a copy-able key, and turn it into a backup blob. */
+  rc = read_lock_logged_in(lives[0], pin, &pe);
+  if (rc) goto p11fail;
+  rc = p11_session_acquire(lives[0]->tok, &s, &pe);
+  if (!rc) rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
+  if (!rc) rc = p11_key_generate(s, label, P11_KEY_DATA_COPYABLE, &key, &pe);
+  if (!rc) {
+    rc = p11_key_wrap(s, wrap, key, &wrapped, &pe);
+    p11_key_destroy(s, key, NULL);
+  }
+  p11_session_release(s);
+  s = NULL;
+  pthread_rwlock_unlock(&lives[0]->lock);
+  if (rc) goto p11fail;
+  if (wrapped.len > sizeof blob.wrapped) {
+    rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "wrapped key too large");
+    goto out;
+  }
+  snprintf(blob.label, sizeof blob.label, "%s", label);
+  memcpy(blob.wrapped, wrapped.data, wrapped.len);
+  blob.wrapped_len = wrapped.len;
+  rc = kmsi_begin(c->d, true, &tx, err);
+  if (rc) goto out;
+  rc = c->d->st->ops->hsm->blob_put(tx, c->lineage, &blob, err);
+  if (rc) {
+    c->d->st->ops->rollback(tx);
+    goto out;
+  }
+  rc = c->d->st->ops->commit(tx, err);
+  if (rc) goto out;
+  stored = true;
+  /* Every active HSM gets the key as a non-extractable key. */
+  for (size_t i = 0; i < n; i++) {
+    rc = read_lock_logged_in(lives[i], pin, &pe);
+    if (rc) goto p11fail;
+    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
+    if (!rc) rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
+    if (!rc) rc = p11_key_unwrap(s, wrap, blob.wrapped, blob.wrapped_len, label, P11_KEY_DATA, &key, &pe);
+    p11_session_release(s);
+    s = NULL;
+    pthread_rwlock_unlock(&lives[i]->lock);
+    if (rc) goto p11fail;
+  }
+  goto out;
+p11fail:
+  rc = kerr_set(err, rc == KERR_ALREADY_EXISTS ? KERR_ALREADY_EXISTS : KERR_HSM_INTERNAL_FAILURE,
+                "%s", pe.e.msg);
+out:
+  if (rc && stored) hsm_conn_delete_key(c, label, NULL);
+  kbytes_wipe_free(&wrapped);
+  secure_wipe(pin, sizeof pin);
+  drop_lives(c->d, lives, n);
+  return rc;
+}
+
+kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
+  hsm_live **lives = NULL;
+  size_t n = 0;
+  char pin[HSMI_PIN_MAX + 1];
+  p11_err pe;
+  store_tx *tx = NULL;
+  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    p11_session *s = NULL;
+    CK_OBJECT_HANDLE key;
+    p11_err_clear(&pe);
+    rc = read_lock_logged_in(lives[i], pin, &pe);
+    if (rc) goto p11fail;
+    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
+    if (!rc) rc = p11_key_find(s, label, &key, &pe);
+    if (!rc) rc = p11_key_destroy(s, key, &pe);
+    if (rc == KERR_NOT_FOUND) rc = KERR_OK;
+    p11_session_release(s);
+    pthread_rwlock_unlock(&lives[i]->lock);
+    if (rc) goto p11fail;
+  }
+  rc = kmsi_begin(c->d, true, &tx, err);
+  if (rc) goto out;
+  rc = c->d->st->ops->hsm->blob_delete(tx, c->lineage, label, err);
+  if (rc)
+    c->d->st->ops->rollback(tx);
+  else
+    rc = c->d->st->ops->commit(tx, err);
+  goto out;
+p11fail:
+  rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
+out:
+  secure_wipe(pin, sizeof pin);
+  drop_lives(c->d, lives, n);
+  return rc;
+}
+
+/* Run `fn` on the first HSM that answers; a missing key or a bad ciphertext
+ * is final, an unreachable HSM moves on to the next. */
+typedef kerr_code (*hsm_op_fn)(p11_session *s, void *arg, p11_err *pe);
+
+static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
+  hsm_live **lives = NULL;
+  size_t n = 0;
+  char pin[HSMI_PIN_MAX + 1];
+  p11_err pe;
+  p11_err_clear(&pe);
+  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  if (rc) return rc;
+  rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "The AWS CloudHSM cluster %s has no reachable HSM",
+                c->cluster_id);
+  for (size_t i = 0; i < n; i++) {
+    p11_session *s = NULL;
+    p11_err_clear(&pe);
+    rc = read_lock_logged_in(lives[i], pin, &pe);
+    if (rc) {
+      rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
+      continue;
+    }
+    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
+    if (!rc) rc = fn(s, arg, &pe);
+    p11_session_release(s);
+    pthread_rwlock_unlock(&lives[i]->lock);
+    if (!rc) break;
+    rc = kerr_set(err, rc == KERR_NOT_FOUND || rc == KERR_INVALID_CIPHERTEXT ? rc : KERR_KEY_UNAVAILABLE,
+                  "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
+    if (rc != KERR_KEY_UNAVAILABLE) break;
+  }
+  secure_wipe(pin, sizeof pin);
+  drop_lives(c->d, lives, n);
+  return rc;
+}
+
+typedef struct gcm_arg {
+  const char *label;
+  const uint8_t *in;
+  size_t len;
+  const uint8_t *aad;
+  size_t aad_len;
+  uint8_t *iv;        /* in or out */
+  uint8_t *tag;       /* in or out */
+  uint8_t *out;
+} gcm_arg;
+
+static kerr_code do_encrypt(p11_session *s, void *arg, p11_err *pe) {
+  gcm_arg *a = arg;
+  CK_OBJECT_HANDLE key;
+  kbytes ct = {0};
+  kerr_code rc = p11_key_find(s, a->label, &key, pe);
+  if (!rc) rc = p11_gcm_encrypt(s, key, a->aad, a->aad_len, a->in, a->len, a->iv, &ct, pe);
+  if (!rc && ct.len != a->len + HSM_GCM_TAG_LEN) rc = kerr_set(&pe->e, KERR_INTERNAL, "bad GCM output length");
+  if (!rc) {
+    memcpy(a->out, ct.data, a->len);
+    memcpy(a->tag, ct.data + a->len, HSM_GCM_TAG_LEN);
+  }
+  kbytes_wipe_free(&ct);
+  return rc;
+}
+
+static kerr_code do_decrypt(p11_session *s, void *arg, p11_err *pe) {
+  gcm_arg *a = arg;
+  CK_OBJECT_HANDLE key;
+  kbytes pt = {0};
+  uint8_t *buf = malloc(a->len + HSM_GCM_TAG_LEN);
+  if (!buf) return kerr_set(&pe->e, KERR_INTERNAL, "Out of memory.");
+  if (a->len) memcpy(buf, a->in, a->len);
+  memcpy(buf + a->len, a->tag, HSM_GCM_TAG_LEN);
+  kerr_code rc = p11_key_find(s, a->label, &key, pe);
+  if (!rc) rc = p11_gcm_decrypt(s, key, a->iv, a->aad, a->aad_len, buf, a->len + HSM_GCM_TAG_LEN, &pt, pe);
+  if (!rc && pt.len != a->len) rc = kerr_set(&pe->e, KERR_INTERNAL, "bad GCM output length");
+  if (!rc && a->len) memcpy(a->out, pt.data, a->len);
+  kbytes_wipe_free(&pt);
+  free(buf);
+  return rc;
+}
+
+kerr_code hsm_conn_encrypt(hsm_conn *c, const char *label, const uint8_t *pt, size_t len,
+                           const uint8_t *aad, size_t aad_len, uint8_t iv_out[HSM_GCM_IV_LEN],
+                           uint8_t *ct_out, uint8_t tag_out[HSM_GCM_TAG_LEN], kerr *err) {
+  gcm_arg a = {label, pt, len, aad, aad_len, iv_out, tag_out, ct_out};
+  return on_some_hsm(c, do_encrypt, &a, err);
+}
+
+kerr_code hsm_conn_decrypt(hsm_conn *c, const char *label, const uint8_t *ct, size_t len,
+                           const uint8_t *aad, size_t aad_len,
+                           const uint8_t iv[HSM_GCM_IV_LEN], const uint8_t tag[HSM_GCM_TAG_LEN],
+                           uint8_t *pt_out, kerr *err) {
+  gcm_arg a = {label, ct, len, aad, aad_len, (uint8_t *)iv, (uint8_t *)tag, pt_out};
+  kerr_code rc = on_some_hsm(c, do_decrypt, &a, err);
+  if (rc && len) secure_wipe(pt_out, len);
+  return rc;
+}
+
+typedef struct random_arg {
+  uint8_t *out;
+  size_t n;
+} random_arg;
+
+static kerr_code do_random(p11_session *s, void *arg, p11_err *pe) {
+  random_arg *a = arg;
+  for (size_t off = 0; off < a->n;) {
+    size_t chunk = a->n - off > P11_RANDOM_MAX ? P11_RANDOM_MAX : a->n - off;
+    kerr_code rc = p11_random(s, a->out + off, chunk, pe);
+    if (rc) return rc;
+    off += chunk;
+  }
+  return KERR_OK;
+}
+
+kerr_code hsm_conn_random(hsm_conn *c, uint8_t *out, size_t n, kerr *err) {
+  random_arg a = {out, n};
+  if (n == 0) return KERR_OK;
+  return on_some_hsm(c, do_random, &a, err);
+}

@@ -1,0 +1,125 @@
+/* hsm_internal.h - what the HSM cluster files (hsm_*.c) share and nobody
+ * else sees: the cluster manager, the registry of open tokens, wrapped
+ * secrets, ids and password hashing.  Not part of any API.
+ *
+ * One process holds exactly one p11_token per HSM (the "live" entry): PKCS#11
+ * login state belongs to the application, not to a handle, so two handles on
+ * one token would log each other in and out.  Everything that touches a
+ * token - the worker provisioning it, admin operations changing its PIN, a
+ * custom key store's crypto calls - goes through that one entry and its
+ * lock. */
+#ifndef KMSD_KMS_HSM_INTERNAL_H
+#define KMSD_KMS_HSM_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "kms/hsm_admin.h"
+#include "kms/hsm_cluster.h"
+#include "kms/kms_internal.h"
+#include "pkcs11/p11.h"
+#include "store/store.h"
+
+#define HSMI_WRAP_KEY_ID "kmsd-cluster-backup-wrap"
+#define HSMI_PIN_MAX 32                /* passwords and PINs we keep: 32 bytes */
+#define HSMI_MAX_LOGIN_FAILURES 5
+#define HSMI_POOL_SIZE 8               /* PKCS#11 sessions per token */
+#define HSMI_KMSUSER "kmsuser"
+
+/* Names of wrapped secrets (owner, name) in the store. */
+#define HSMI_SECRET_SO_PIN "so-pin"     /* owner: cluster id */
+#define HSMI_SECRET_USER_PIN "user-pin" /* owner: cluster id; == kmsuser's password */
+#define HSMI_SECRET_WRAP_KEY "wrap-key" /* owner: lineage */
+#define HSMI_SECRET_CSR_KEY "csr-key"   /* owner: cluster id; P-256 private scalar */
+
+/* One open token. */
+typedef struct hsm_live {
+  struct hsm_live *next;
+  char hsm_id[STORE_HSM_ID_MAX];
+  char cluster_id[STORE_HSM_ID_MAX];
+  char zone[STORE_REGION_MAX + 2];
+  p11_module *mod;
+  p11_token *tok;
+  /* Readers: crypto calls.  Writer: anything that changes the login state
+   * (login, logout, SO work). */
+  pthread_rwlock_t lock;
+  int refs;            /* guarded by the manager's lock */
+  bool dead;           /* HSM deleted: freed when the last reference goes */
+} hsm_live;
+
+struct hsm_manager {
+  kms_domain *d;
+  pthread_mutex_t lock;            /* lives, pool, softhsm, gen */
+  hsm_live *lives;
+  p11_module *softhsm;             /* loaded on first use */
+  char softhsm_path[4096];
+  hsm_pool_entry *pool;            /* --hsm-pool; owned (secrets wiped) */
+  size_t npool;
+  uint64_t gen;                    /* bumped whenever an HSM changes state */
+  pthread_t worker;
+  bool running, stopping, kicked;
+  pthread_cond_t cond;
+};
+
+/* Wake the worker now instead of at its next tick. */
+void hsmi_kick(struct hsm_manager *m);
+
+/* Bump the HSM generation (connections refresh their HSM list). */
+void hsmi_bump(struct hsm_manager *m);
+uint64_t hsmi_gen(struct hsm_manager *m);
+
+/* "<prefix>" + 11 characters of [2-7a-z] into out (cap >= strlen(prefix)+12). */
+kerr_code hsmi_new_id(const char *prefix, char *out, size_t cap, kerr *err);
+
+/* Wrap a text secret of 1..32 bytes (a PIN or password) under the root key
+ * and store it as (owner, name). */
+kerr_code hsmi_secret_put_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                               const char *value, kerr *err);
+/* Read it back into `out` (33 bytes, NUL-terminated; the caller wipes it). */
+kerr_code hsmi_secret_get_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                               char out[HSMI_PIN_MAX + 1], kerr *err);
+/* The same for exactly 32 raw bytes (the backup wrapping key). */
+kerr_code hsmi_secret_put_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                              const uint8_t value[32], kerr *err);
+kerr_code hsmi_secret_get_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                              uint8_t out[32], kerr *err);
+
+/* A random 32-character PIN of [a-z2-7] (the caller wipes it). */
+kerr_code hsmi_random_pin(char out[HSMI_PIN_MAX + 1], kerr *err);
+
+/* Salted PBKDF2-HMAC-SHA256 of `password` into u->hash with a fresh salt. */
+kerr_code hsmi_password_set(store_hsm_user *u, const char *password, kerr *err);
+/* 1 when `password` matches u's hash (constant time). */
+int hsmi_password_ok(const store_hsm_user *u, const char *password);
+
+/* The live entry of HSM `h`, opening its token if needed (not logged in).
+ * Holds a reference: give it back with hsmi_live_put. */
+kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *err);
+void hsmi_live_put(struct hsm_manager *m, hsm_live *l);
+/* Forget HSM `hsm_id`: its entry is closed once unreferenced. */
+void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id);
+
+/* With l->lock held for writing: make sure the token is logged in as the
+ * user with `pin` (logs out and in again when `force`). */
+kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *err);
+
+/* Set the user PIN of every ACTIVE HSM of `cluster_id` to `pin` (SO login +
+ * C_InitPIN) and store it as the cluster's user PIN.  Runs inside `tx`. */
+kerr_code hsmi_set_user_pin(kms_domain *d, store_tx *tx, const store_hsm_cluster *c,
+                            const char *pin, kerr *err);
+
+/* The active HSMs of a cluster (state ACTIVE) from the store; *out is new (free()). */
+kerr_code hsmi_active_hsms(kms_domain *d, store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
+                           kerr *err);
+
+/* Copy a p11_err into a kerr with `code` (NULL: keep its own). */
+kerr_code hsmi_from_p11(const p11_err *pe, kerr *err);
+
+/* Persist a cluster's new state and log it. */
+kerr_code hsmi_cluster_set_state(kms_domain *d, store_tx *tx, store_hsm_cluster *c,
+                                 const char *state, const char *message, kerr *err);
+kerr_code hsmi_hsm_set_state(kms_domain *d, store_tx *tx, store_hsm *h, const char *state,
+                             const char *message, kerr *err);
+
+#endif

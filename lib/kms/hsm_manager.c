@@ -1,0 +1,922 @@
+/* hsm_manager.c - the cluster manager: the one open handle per HSM token,
+ * the worker thread that moves clusters and HSMs through their asynchronous
+ * states, token provisioning and scrubbing, and the small helpers (ids,
+ * wrapped secrets, password hashes) the other hsm_*.c files share.
+ *
+ * Why a worker: CloudHSM's CreateCluster, InitializeCluster, CreateHsm,
+ * DeleteHsm and DeleteCluster return at once and finish later.  The API
+ * records the *_IN_PROGRESS state; the worker polls the store for such rows
+ * and finishes them.  Because the state is durable, a restart simply
+ * resumes: there is no in-memory queue to lose. */
+#include "kms/hsm_internal.h"
+
+#include <errno.h>
+#include <openssl/bn.h>
+#include <openssl/core_names.h>
+#include <openssl/evp.h>
+#include <openssl/pem.h>
+#include <openssl/sha.h>
+#include <openssl/x509.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/ids.h"
+#include "core/kclock.h"
+#include "core/log.h"
+#include "core/secmem.h"
+#include "crypto/rootkey.h"
+#include "pkcs11/p11_softhsm.h"
+
+#define WORKER_TICK_MS 50
+#define PBKDF2_ITERATIONS 20000
+
+/* ------------------------------------------------------------- helpers */
+
+kerr_code hsmi_from_p11(const p11_err *pe, kerr *err) {
+  kerr_code code = pe->e.code ? pe->e.code : KERR_INTERNAL;
+  return kerr_set(err, code, "%s", pe->e.msg[0] ? pe->e.msg : "PKCS#11 failure");
+}
+
+kerr_code hsmi_new_id(const char *prefix, char *out, size_t cap, kerr *err) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  uint8_t raw[11];
+  size_t plen = strlen(prefix);
+  if (cap < plen + sizeof raw + 1) return kerr_set(err, KERR_INTERNAL, "id buffer too small");
+  if (rand_bytes(raw, sizeof raw) != 0) return kerr_set(err, KERR_INTERNAL, "RNG failure");
+  memcpy(out, prefix, plen);
+  for (size_t i = 0; i < sizeof raw; i++) out[plen + i] = alphabet[raw[i] & 31];
+  out[plen + sizeof raw] = '\0';
+  return KERR_OK;
+}
+
+kerr_code hsmi_secret_put_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                              const uint8_t value[32], kerr *err) {
+  uint8_t wrapped[ROOTKEY_WRAPPED_LEN];
+  kerr_code rc = rootkey_wrap(d->rk, owner, name, value, wrapped, err);
+  if (rc) return rc;
+  return d->st->ops->hsm->secret_put(tx, owner, name, wrapped, sizeof wrapped, err);
+}
+
+kerr_code hsmi_secret_get_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                              uint8_t out[32], kerr *err) {
+  uint8_t *wrapped = NULL;
+  size_t len = 0;
+  kerr_code rc = d->st->ops->hsm->secret_get(tx, owner, name, &wrapped, &len, err);
+  if (rc) return rc;
+  rc = rootkey_unwrap(d->rk, owner, name, wrapped, len, out, err);
+  free(wrapped);
+  return rc;
+}
+
+kerr_code hsmi_secret_put_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                               const char *value, kerr *err) {
+  uint8_t buf[32] = {0};
+  size_t n = strlen(value);
+  if (n == 0 || n > HSMI_PIN_MAX) return kerr_set(err, KERR_INTERNAL, "secret of a bad length");
+  memcpy(buf, value, n);
+  kerr_code rc = hsmi_secret_put_raw(d, tx, owner, name, buf, err);
+  secure_wipe(buf, sizeof buf);
+  return rc;
+}
+
+kerr_code hsmi_secret_get_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+                               char out[HSMI_PIN_MAX + 1], kerr *err) {
+  uint8_t buf[32];
+  kerr_code rc = hsmi_secret_get_raw(d, tx, owner, name, buf, err);
+  if (rc) return rc;
+  memcpy(out, buf, 32);
+  out[32] = '\0';
+  secure_wipe(buf, sizeof buf);
+  return KERR_OK;
+}
+
+/* A random PIN of 32 characters from [a-z2-7]. */
+kerr_code hsmi_random_pin(char out[HSMI_PIN_MAX + 1], kerr *err) {
+  static const char alphabet[] = "abcdefghijklmnopqrstuvwxyz234567";
+  uint8_t raw[HSMI_PIN_MAX];
+  if (rand_bytes(raw, sizeof raw) != 0) return kerr_set(err, KERR_INTERNAL, "RNG failure");
+  for (size_t i = 0; i < sizeof raw; i++) out[i] = alphabet[raw[i] & 31];
+  out[HSMI_PIN_MAX] = '\0';
+  secure_wipe(raw, sizeof raw);
+  return KERR_OK;
+}
+
+static void pbkdf2(const char *password, const uint8_t salt[16], uint8_t out[32]) {
+  PKCS5_PBKDF2_HMAC(password, (int)strlen(password), salt, 16, PBKDF2_ITERATIONS, EVP_sha256(),
+                    32, out);
+}
+
+kerr_code hsmi_password_set(store_hsm_user *u, const char *password, kerr *err) {
+  if (rand_bytes(u->salt, sizeof u->salt) != 0) return kerr_set(err, KERR_INTERNAL, "RNG failure");
+  pbkdf2(password, u->salt, u->hash);
+  return KERR_OK;
+}
+
+int hsmi_password_ok(const store_hsm_user *u, const char *password) {
+  uint8_t h[32];
+  pbkdf2(password, u->salt, h);
+  int ok = secure_memcmp(h, u->hash, sizeof h) == 0;
+  secure_wipe(h, sizeof h);
+  return ok;
+}
+
+kerr_code hsmi_cluster_set_state(kms_domain *d, store_tx *tx, store_hsm_cluster *c,
+                                 const char *state, const char *message, kerr *err) {
+  char old[STORE_ENUM_MAX];
+  snprintf(old, sizeof old, "%s", c->state);
+  snprintf(c->state, sizeof c->state, "%s", state);
+  snprintf(c->state_message, sizeof c->state_message, "%s", message ? message : "");
+  kerr_code rc = d->st->ops->hsm->cluster_update(tx, c, err);
+  if (!rc) log_msg(LOG_INFO, NULL, "cluster %s: %s -> %s", c->cluster_id, old, state);
+  return rc;
+}
+
+kerr_code hsmi_hsm_set_state(kms_domain *d, store_tx *tx, store_hsm *h, const char *state,
+                             const char *message, kerr *err) {
+  char old[STORE_ENUM_MAX];
+  snprintf(old, sizeof old, "%s", h->state);
+  snprintf(h->state, sizeof h->state, "%s", state);
+  snprintf(h->state_message, sizeof h->state_message, "%s", message ? message : "");
+  kerr_code rc = d->st->ops->hsm->hsm_update(tx, h, err);
+  if (!rc) {
+    log_msg(LOG_INFO, NULL, "hsm %s of %s: %s -> %s", h->hsm_id, h->cluster_id, old, state);
+    hsmi_bump(d->hsm);
+  }
+  return rc;
+}
+
+/* The ACTIVE HSMs of a cluster. */
+kerr_code hsmi_active_hsms(kms_domain *d, store_tx *tx, const char *cluster_id, store_hsm **out,
+                             size_t *n, kerr *err) {
+  store_hsm *all = NULL;
+  size_t nall = 0, k = 0;
+  kerr_code rc = d->st->ops->hsm->hsm_list(tx, cluster_id, &all, &nall, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < nall; i++)
+    if (strcmp(all[i].state, "ACTIVE") == 0) all[k++] = all[i];
+  *out = all;
+  *n = k;
+  return KERR_OK;
+}
+
+void hsmi_kick(struct hsm_manager *m) {
+  if (!m) return;
+  pthread_mutex_lock(&m->lock);
+  m->kicked = true;
+  pthread_cond_signal(&m->cond);
+  pthread_mutex_unlock(&m->lock);
+}
+
+void hsmi_bump(struct hsm_manager *m) {
+  if (!m) return;
+  pthread_mutex_lock(&m->lock);
+  m->gen++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+uint64_t hsmi_gen(struct hsm_manager *m) {
+  pthread_mutex_lock(&m->lock);
+  uint64_t g = m->gen;
+  pthread_mutex_unlock(&m->lock);
+  return g;
+}
+
+/* ------------------------------------------------------------ the pool */
+
+static void pool_free(hsm_pool_entry *pool, size_t n) {
+  if (!pool) return;
+  for (size_t i = 0; i < n; i++) {
+    free(pool[i].module);
+    free(pool[i].token_label);
+    if (pool[i].so_pin) secure_free(pool[i].so_pin, strlen(pool[i].so_pin) + 1);
+    free(pool[i].availability_zone);
+  }
+  free(pool);
+}
+
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err) {
+  struct hsm_manager *m = d->hsm;
+  hsm_pool_entry *copy = NULL;
+  if (!m) return kerr_set(err, KERR_INTERNAL, "cluster manager not started");
+  if (n > 1024) return kerr_set(err, KERR_VALIDATION, "HSM pool: at most 1024 entries");
+  for (size_t i = 0; i < n; i++) {
+    const hsm_pool_entry *e = &entries[i];
+    size_t ll = e->token_label ? strlen(e->token_label) : 0;
+    size_t pl = e->so_pin ? strlen(e->so_pin) : 0;
+    if (!e->module || e->module[0] != '/')
+      return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: module must be an absolute path", i);
+    if (ll < 1 || ll > P11_LABEL_MAX)
+      return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: tokenLabel must be 1..32 bytes", i);
+    if (pl < P11_PIN_MIN || pl > HSMI_PIN_MAX)
+      return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: soPin must be 4..32 bytes", i);
+    for (size_t j = 0; j < i; j++)
+      if (strcmp(entries[j].token_label, e->token_label) == 0 &&
+          strcmp(entries[j].module, e->module) == 0)
+        return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu repeats token %s", i,
+                        e->token_label);
+  }
+  copy = calloc(n ? n : 1, sizeof *copy);
+  if (!copy) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  for (size_t i = 0; i < n; i++) {
+    size_t pl = strlen(entries[i].so_pin);
+    copy[i].module = strdup(entries[i].module);
+    copy[i].token_label = strdup(entries[i].token_label);
+    copy[i].availability_zone = dup_or_null(entries[i].availability_zone);
+    copy[i].so_pin = secure_alloc(pl + 1);
+    if (copy[i].so_pin) memcpy(copy[i].so_pin, entries[i].so_pin, pl);
+    if (!copy[i].module || !copy[i].token_label || !copy[i].so_pin ||
+        (entries[i].availability_zone && !copy[i].availability_zone)) {
+      pool_free(copy, n);
+      return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    }
+  }
+  pthread_mutex_lock(&m->lock);
+  pool_free(m->pool, m->npool);
+  m->pool = copy;
+  m->npool = n;
+  m->kicked = true;
+  pthread_cond_signal(&m->cond);
+  pthread_mutex_unlock(&m->lock);
+  log_msg(LOG_INFO, NULL, "HSM pool: %zu operator-provisioned token(s)", n);
+  return KERR_OK;
+}
+
+/* ---------------------------------------------------------- live tokens */
+
+static void live_free(hsm_live *l) {
+  if (!l) return;
+  p11_token_close(l->tok);
+  p11_module_release(l->mod);
+  pthread_rwlock_destroy(&l->lock);
+  free(l);
+}
+
+/* With m->lock held: SoftHSM2, loaded on first use. */
+static kerr_code softhsm_locked(struct hsm_manager *m, p11_err *pe) {
+  kerr_code rc;
+  if (m->softhsm) return KERR_OK;
+  rc = p11_softhsm_find_module(NULL, m->softhsm_path, sizeof m->softhsm_path, pe);
+  if (rc) return rc;
+  return p11_module_load(m->softhsm_path, &m->softhsm, pe);
+}
+
+kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *pe) {
+  kerr_code rc = KERR_OK;
+  hsm_live *l;
+  p11_module *mod = NULL;
+  *out = NULL;
+  pthread_mutex_lock(&m->lock);
+  for (l = m->lives; l; l = l->next)
+    if (!l->dead && strcmp(l->hsm_id, h->hsm_id) == 0) {
+      l->refs++;
+      *out = l;
+      goto out;
+    }
+  if (h->pool_index >= 0) {
+    if ((size_t)h->pool_index >= m->npool) {
+      p11_err_clear(pe);
+      rc = kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                    "HSM %s is a pool token but the HSM pool has no entry %d", h->hsm_id,
+                    h->pool_index);
+      goto out;
+    }
+    rc = p11_module_load(m->pool[h->pool_index].module, &mod, pe);
+  } else {
+    rc = softhsm_locked(m, pe);
+    if (!rc) rc = p11_module_load(m->softhsm_path, &mod, pe);
+  }
+  if (rc) goto out;
+  l = calloc(1, sizeof *l);
+  if (!l) {
+    p11_err_clear(pe);
+    rc = kerr_set(&pe->e, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  snprintf(l->hsm_id, sizeof l->hsm_id, "%s", h->hsm_id);
+  snprintf(l->cluster_id, sizeof l->cluster_id, "%s", h->cluster_id);
+  snprintf(l->zone, sizeof l->zone, "%s", h->availability_zone);
+  pthread_rwlock_init(&l->lock, NULL);
+  l->mod = mod;
+  mod = NULL;
+  rc = p11_token_open(l->mod, h->token_label, HSMI_POOL_SIZE, &l->tok, pe);
+  if (rc) {
+    live_free(l);
+    goto out;
+  }
+  l->refs = 1;
+  l->next = m->lives;
+  m->lives = l;
+  *out = l;
+out:
+  pthread_mutex_unlock(&m->lock);
+  p11_module_release(mod);
+  return rc;
+}
+
+/* With m->lock held: unlink and free `l` if it is dead and unreferenced. */
+static void live_reap_locked(struct hsm_manager *m, hsm_live *l) {
+  if (!l->dead || l->refs > 0) return;
+  for (hsm_live **pp = &m->lives; *pp; pp = &(*pp)->next)
+    if (*pp == l) {
+      *pp = l->next;
+      live_free(l);
+      return;
+    }
+}
+
+void hsmi_live_put(struct hsm_manager *m, hsm_live *l) {
+  if (!l) return;
+  pthread_mutex_lock(&m->lock);
+  l->refs--;
+  live_reap_locked(m, l);
+  pthread_mutex_unlock(&m->lock);
+}
+
+void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id) {
+  pthread_mutex_lock(&m->lock);
+  for (hsm_live *l = m->lives; l; l = l->next)
+    if (!l->dead && strcmp(l->hsm_id, hsm_id) == 0) {
+      l->dead = true;
+      live_reap_locked(m, l);
+      break;
+    }
+  m->gen++;
+  pthread_mutex_unlock(&m->lock);
+}
+
+kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *pe) {
+  if (force) p11_token_logout(l->tok, NULL);
+  if (p11_token_logged_in(l->tok)) return KERR_OK;
+  return p11_token_login(l->tok, pin, pe);
+}
+
+/* With l->lock held for writing: log in as SO (the user is logged out). */
+static kerr_code so_login_locked(hsm_live *l, const char *so_pin, p11_err *pe) {
+  p11_token_logout(l->tok, NULL);
+  return p11_token_login_so(l->tok, so_pin, pe);
+}
+
+/* With l->lock held for writing: set the user PIN as SO (C_InitPIN).  The
+ * token is left logged out. */
+static kerr_code init_pin_locked(hsm_live *l, const char *so_pin, const char *user_pin,
+                                 p11_err *pe) {
+  p11_session *s = NULL;
+  kerr_code rc = so_login_locked(l, so_pin, pe);
+  if (rc) goto out;
+  rc = p11_session_acquire(l->tok, &s, pe);
+  if (rc) goto out;
+  const CK_FUNCTION_LIST *fl = p11_module_functions(l->mod);
+  CK_RV rv = fl->C_InitPIN(p11_session_handle(s), (CK_UTF8CHAR_PTR)user_pin,
+                           (CK_ULONG)strlen(user_pin));
+  if (rv != CKR_OK) {
+    p11_err_clear(pe);
+    pe->rv = rv;
+    rc = kerr_set(&pe->e, p11_rv_to_kerr(rv), "C_InitPIN failed: %s", p11_rv_name(rv));
+  }
+out:
+  p11_session_release(s);
+  p11_token_logout(l->tok, NULL);
+  return rc;
+}
+
+/* With l->lock held for writing: import the lineage's backup wrapping key
+ * as the SO (a trusted, sensitive, non-extractable public object, so only
+ * it may wrap the cluster's copyable keys).  Present already: nothing to do. */
+static kerr_code import_wrap_key_locked(hsm_live *l, const char *so_pin, const uint8_t key[32],
+                                        p11_err *pe) {
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE h;
+  kerr_code rc = so_login_locked(l, so_pin, pe);
+  if (rc) goto out;
+  rc = p11_session_acquire(l->tok, &s, pe);
+  if (rc) goto out;
+  rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &h, pe);
+  if (rc != KERR_NOT_FOUND) goto out;
+  {
+    CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
+    CK_KEY_TYPE kt = CKK_AES;
+    CK_BBOOL t = CK_TRUE, f = CK_FALSE;
+    CK_ATTRIBUTE tmpl[] = {
+        {CKA_CLASS, &cls, sizeof cls},
+        {CKA_KEY_TYPE, &kt, sizeof kt},
+        {CKA_TOKEN, &t, sizeof t},
+        {CKA_PRIVATE, &f, sizeof f},
+        {CKA_SENSITIVE, &t, sizeof t},
+        {CKA_EXTRACTABLE, &f, sizeof f},
+        {CKA_WRAP, &t, sizeof t},
+        {CKA_UNWRAP, &t, sizeof t},
+        {CKA_ENCRYPT, &f, sizeof f},
+        {CKA_DECRYPT, &f, sizeof f},
+        {CKA_TRUSTED, &t, sizeof t},
+        {CKA_ID, (void *)HSMI_WRAP_KEY_ID, sizeof HSMI_WRAP_KEY_ID - 1},
+        {CKA_LABEL, (void *)HSMI_WRAP_KEY_ID, sizeof HSMI_WRAP_KEY_ID - 1},
+        {CKA_VALUE, (void *)key, 32},
+    };
+    const CK_FUNCTION_LIST *fl = p11_module_functions(l->mod);
+    CK_RV rv = fl->C_CreateObject(p11_session_handle(s), tmpl, sizeof tmpl / sizeof tmpl[0], &h);
+    p11_err_clear(pe);
+    rc = KERR_OK;
+    if (rv != CKR_OK) {
+      pe->rv = rv;
+      rc = kerr_set(&pe->e, p11_rv_to_kerr(rv), "C_CreateObject (wrapping key) failed: %s",
+                    p11_rv_name(rv));
+    }
+  }
+out:
+  p11_session_release(s);
+  p11_token_logout(l->tok, NULL);
+  return rc;
+}
+
+/* With l->lock held for writing and the user logged in: unwrap every key
+ * blob of the lineage the token lacks, as a non-extractable key. */
+static kerr_code sync_blobs_locked(hsm_live *l, const store_hsm_blob *blobs, size_t n,
+                                   p11_err *pe) {
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE wrap, h;
+  kerr_code rc = p11_session_acquire(l->tok, &s, pe);
+  if (rc) return rc;
+  rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, pe);
+  for (size_t i = 0; !rc && i < n; i++) {
+    rc = p11_key_find(s, blobs[i].label, &h, pe);
+    if (rc == KERR_NOT_FOUND)
+      rc = p11_key_unwrap(s, wrap, blobs[i].wrapped, blobs[i].wrapped_len, blobs[i].label,
+                          P11_KEY_DATA, &h, pe);
+  }
+  p11_session_release(s);
+  return rc;
+}
+
+/* With l->lock held for writing: destroy every object the user can see
+ * (keys, the public wrapping key), leaving the token empty. */
+static kerr_code scrub_locked(hsm_live *l, const char *user_pin, p11_err *pe) {
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE found[256];
+  CK_ULONG count = 0;
+  kerr_code rc = hsmi_login_locked(l, user_pin, true, pe);
+  if (rc) return rc;
+  rc = p11_session_acquire(l->tok, &s, pe);
+  if (rc) goto out;
+  const CK_FUNCTION_LIST *fl = p11_module_functions(l->mod);
+  CK_SESSION_HANDLE sh = p11_session_handle(s);
+  for (int round = 0; round < 64; round++) {
+    if (fl->C_FindObjectsInit(sh, NULL, 0) != CKR_OK) break;
+    CK_RV rv = fl->C_FindObjects(sh, found, 256, &count);
+    fl->C_FindObjectsFinal(sh);
+    if (rv != CKR_OK || count == 0) break;
+    for (CK_ULONG i = 0; i < count; i++) fl->C_DestroyObject(sh, found[i]);
+  }
+out:
+  p11_session_release(s);
+  p11_token_logout(l->tok, NULL);
+  return rc;
+}
+
+/* The SO PIN of HSM `h`: the pool's or the cluster's. */
+static kerr_code so_pin_of(kms_domain *d, store_tx *tx, const store_hsm *h,
+                           char out[HSMI_PIN_MAX + 1], kerr *err) {
+  struct hsm_manager *m = d->hsm;
+  if (h->pool_index < 0) return hsmi_secret_get_text(d, tx, h->cluster_id, HSMI_SECRET_SO_PIN, out, err);
+  pthread_mutex_lock(&m->lock);
+  kerr_code rc = KERR_OK;
+  if ((size_t)h->pool_index < m->npool)
+    snprintf(out, HSMI_PIN_MAX + 1, "%s", m->pool[h->pool_index].so_pin);
+  else
+    rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "the HSM pool has no entry %d", h->pool_index);
+  pthread_mutex_unlock(&m->lock);
+  return rc;
+}
+
+kerr_code hsmi_set_user_pin(kms_domain *d, store_tx *tx, const store_hsm_cluster *c,
+                            const char *pin, kerr *err) {
+  store_hsm *hsms = NULL;
+  size_t n = 0;
+  char so_pin[HSMI_PIN_MAX + 1] = {0};
+  p11_err pe;
+  kerr_code rc = hsmi_active_hsms(d, tx, c->cluster_id, &hsms, &n, err);
+  if (rc) return rc;
+  for (size_t i = 0; i < n; i++) {
+    hsm_live *l = NULL;
+    rc = so_pin_of(d, tx, &hsms[i], so_pin, err);
+    if (rc) goto out;
+    p11_err_clear(&pe);
+    rc = hsmi_live_get(d->hsm, &hsms[i], &l, &pe);
+    if (!rc) {
+      pthread_rwlock_wrlock(&l->lock);
+      rc = init_pin_locked(l, so_pin, pin, &pe);
+      pthread_rwlock_unlock(&l->lock);
+    }
+    hsmi_live_put(d->hsm, l);
+    if (rc) {
+      rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "Cannot set the user PIN of HSM %s: %s",
+                    hsms[i].hsm_id, pe.e.msg);
+      goto out;
+    }
+  }
+  rc = hsmi_secret_put_text(d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+out:
+  secure_wipe(so_pin, sizeof so_pin);
+  free(hsms);
+  return rc;
+}
+
+/* ------------------------------------------------------- worker steps */
+
+/* A P-256 key pair and a CSR for the cluster; the private scalar is kept
+ * wrapped under the root key. */
+static kerr_code make_csr(kms_domain *d, store_tx *tx, store_hsm_cluster *c, kerr *err) {
+  kerr_code rc = KERR_OK;
+  EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
+  X509_REQ *req = X509_REQ_new();
+  X509_NAME *name = X509_NAME_new();
+  BIO *bio = BIO_new(BIO_s_mem());
+  BIGNUM *priv = NULL;
+  uint8_t scalar[32];
+  char *pem = NULL;
+  if (!key || !req || !name || !bio) {
+    rc = kerr_set(err, KERR_INTERNAL, "OpenSSL could not make the cluster key");
+    goto out;
+  }
+  X509_NAME_add_entry_by_txt(name, "C", MBSTRING_ASC, (const unsigned char *)"US", -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "O", MBSTRING_ASC, (const unsigned char *)"kmsd", -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "OU", MBSTRING_ASC, (const unsigned char *)c->account_id, -1, -1, 0);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)c->cluster_id, -1, -1, 0);
+  if (X509_REQ_set_version(req, 0) != 1 || X509_REQ_set_subject_name(req, name) != 1 ||
+      X509_REQ_set_pubkey(req, key) != 1 || X509_REQ_sign(req, key, EVP_sha256()) <= 0 ||
+      PEM_write_bio_X509_REQ(bio, req) != 1 ||
+      EVP_PKEY_get_bn_param(key, OSSL_PKEY_PARAM_PRIV_KEY, &priv) != 1 ||
+      BN_bn2binpad(priv, scalar, sizeof scalar) != (int)sizeof scalar) {
+    rc = kerr_set(err, KERR_INTERNAL, "OpenSSL could not make the cluster CSR");
+    goto out;
+  }
+  {
+    char *data = NULL;
+    long len = BIO_get_mem_data(bio, &data);
+    pem = malloc((size_t)len + 1);
+    if (!pem) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    memcpy(pem, data, (size_t)len);
+    pem[len] = '\0';
+  }
+  rc = hsmi_secret_put_raw(d, tx, c->cluster_id, HSMI_SECRET_CSR_KEY, scalar, err);
+  if (rc) goto out;
+  free(c->csr_pem);
+  c->csr_pem = pem;
+  pem = NULL;
+out:
+  secure_wipe(scalar, sizeof scalar);
+  BN_clear_free(priv);
+  free(pem);
+  BIO_free(bio);
+  X509_NAME_free(name);
+  X509_REQ_free(req);
+  EVP_PKEY_free(key);
+  return rc;
+}
+
+static kerr_code record_backup(kms_domain *d, store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+  store_hsm_backup b;
+  memset(&b, 0, sizeof b);
+  kerr_code rc = hsmi_new_id("backup-", b.backup_id, sizeof b.backup_id, err);
+  if (rc) return rc;
+  snprintf(b.cluster_id, sizeof b.cluster_id, "%s", c->cluster_id);
+  snprintf(b.account_id, sizeof b.account_id, "%s", c->account_id);
+  snprintf(b.region, sizeof b.region, "%s", c->region);
+  snprintf(b.lineage, sizeof b.lineage, "%s", c->lineage);
+  snprintf(b.state, sizeof b.state, "READY");
+  snprintf(b.hsm_type, sizeof b.hsm_type, "%s", c->hsm_type);
+  snprintf(b.mode, sizeof b.mode, "%s", c->mode);
+  b.created_ms = kclock_now_ms();
+  return d->st->ops->hsm->backup_insert(tx, &b, err);
+}
+
+/* A cluster made from a backup inherits the source cluster's users,
+ * certificates and user PIN; its keys come from the shared lineage. */
+static kerr_code restore_from_backup(kms_domain *d, store_tx *tx, store_hsm_cluster *c, kerr *err) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_hsm_backup b;
+  store_hsm_cluster src;
+  store_hsm_user *users = NULL;
+  size_t n = 0;
+  char pin[HSMI_PIN_MAX + 1] = {0};
+  memset(&src, 0, sizeof src);
+  kerr_code rc = o->backup_get(tx, c->source_backup_id, &b, err);
+  if (rc) goto out;
+  rc = o->cluster_get(tx, b.cluster_id, &src, err);
+  if (rc) goto out;
+  rc = o->user_list(tx, src.cluster_id, &users, &n, err);
+  if (rc) goto out;
+  for (size_t i = 0; i < n; i++) {
+    snprintf(users[i].cluster_id, sizeof users[i].cluster_id, "%s", c->cluster_id);
+    users[i].logged_in = false;
+    rc = o->user_put(tx, &users[i], err);
+    if (rc) goto out;
+  }
+  rc = hsmi_secret_get_text(d, tx, src.cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+  if (rc) goto out;
+  rc = hsmi_secret_put_text(d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+  if (rc) goto out;
+  free(c->csr_pem);
+  free(c->trust_anchor_pem);
+  free(c->cluster_cert_pem);
+  c->csr_pem = src.csr_pem;
+  c->trust_anchor_pem = src.trust_anchor_pem;
+  c->cluster_cert_pem = src.cluster_cert_pem;
+  src.csr_pem = src.trust_anchor_pem = src.cluster_cert_pem = NULL;
+out:
+  secure_wipe(pin, sizeof pin);
+  free(users);
+  store_hsm_cluster_clear(&src);
+  return rc;
+}
+
+static void step_cluster(kms_domain *d, const char *cluster_id) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_tx *tx = NULL;
+  store_hsm_cluster c;
+  kerr err;
+  memset(&c, 0, sizeof c);
+  kerr_code rc = kmsi_begin(d, true, &tx, &err);
+  if (rc) goto out;
+  rc = o->cluster_get(tx, cluster_id, &c, &err);
+  if (rc) goto out;
+  if (strcmp(c.state, "CREATE_IN_PROGRESS") == 0) {
+    if (c.source_backup_id[0]) {
+      rc = restore_from_backup(d, tx, &c, &err);
+      if (!rc) rc = hsmi_cluster_set_state(d, tx, &c, "ACTIVE", "Cluster restored from backup", &err);
+    } else {
+      rc = make_csr(d, tx, &c, &err);
+      if (!rc) rc = hsmi_cluster_set_state(d, tx, &c, "UNINITIALIZED", "", &err);
+    }
+  } else if (strcmp(c.state, "INITIALIZE_IN_PROGRESS") == 0) {
+    rc = hsmi_cluster_set_state(d, tx, &c, "INITIALIZED", "Cluster is initialized", &err);
+  } else if (strcmp(c.state, "DELETE_IN_PROGRESS") == 0) {
+    rc = hsmi_cluster_set_state(d, tx, &c, "DELETED", "", &err);
+  }
+  if (rc) goto out;
+  rc = d->st->ops->commit(tx, &err);
+  tx = NULL;
+out:
+  if (tx) d->st->ops->rollback(tx);
+  if (rc) log_msg(LOG_ERROR, NULL, "cluster %s: worker step failed: %s", cluster_id, err.msg);
+  store_hsm_cluster_clear(&c);
+}
+
+/* Secrets a token step needs, read in one short transaction. */
+typedef struct token_secrets {
+  char so_pin[HSMI_PIN_MAX + 1];
+  char user_pin[HSMI_PIN_MAX + 1];
+  uint8_t wrap_key[32];
+  store_hsm_blob *blobs;
+  size_t nblobs;
+} token_secrets;
+
+static void token_secrets_clear(token_secrets *t) {
+  free(t->blobs);
+  secure_wipe(t, sizeof *t);
+}
+
+static kerr_code read_token_secrets(kms_domain *d, const store_hsm *h, token_secrets *t,
+                                    bool need_blobs, kerr *err) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_tx *tx = NULL;
+  store_hsm_cluster c;
+  memset(&c, 0, sizeof c);
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = o->cluster_get(tx, h->cluster_id, &c, err);
+  if (!rc) rc = so_pin_of(d, tx, h, t->so_pin, err);
+  if (!rc) rc = hsmi_secret_get_text(d, tx, h->cluster_id, HSMI_SECRET_USER_PIN, t->user_pin, err);
+  if (!rc && need_blobs) rc = hsmi_secret_get_raw(d, tx, c.lineage, HSMI_SECRET_WRAP_KEY, t->wrap_key, err);
+  if (!rc && need_blobs) rc = o->blob_list(tx, c.lineage, &t->blobs, &t->nblobs, err);
+  d->st->ops->rollback(tx);
+  store_hsm_cluster_clear(&c);
+  return rc;
+}
+
+/* Make HSM `h` a working member of its cluster: a token with the cluster's
+ * PINs, the lineage's wrapping key and every key of the lineage. */
+static kerr_code provision(kms_domain *d, const store_hsm *h, char *used_pin, kerr *err) {
+  struct hsm_manager *m = d->hsm;
+  token_secrets t;
+  hsm_live *l = NULL;
+  p11_err pe;
+  memset(&t, 0, sizeof t);
+  p11_err_clear(&pe);
+  kerr_code rc = read_token_secrets(d, h, &t, true, err);
+  if (rc) goto out;
+  if (h->pool_index < 0) {
+    CK_SLOT_ID slot;
+    pthread_mutex_lock(&m->lock);
+    rc = softhsm_locked(m, &pe);
+    pthread_mutex_unlock(&m->lock);
+    if (!rc) rc = p11_softhsm_provision(m->softhsm, h->token_label, t.so_pin, t.user_pin, &slot, &pe);
+    if (rc == KERR_ALREADY_EXISTS) rc = KERR_OK; /* a previous run got this far */
+    if (rc) goto p11fail;
+  }
+  rc = hsmi_live_get(m, h, &l, &pe);
+  if (rc) goto p11fail;
+  pthread_rwlock_wrlock(&l->lock);
+  rc = init_pin_locked(l, t.so_pin, t.user_pin, &pe);
+  if (!rc) rc = import_wrap_key_locked(l, t.so_pin, t.wrap_key, &pe);
+  if (!rc) rc = hsmi_login_locked(l, t.user_pin, true, &pe);
+  if (!rc) rc = sync_blobs_locked(l, t.blobs, t.nblobs, &pe);
+  pthread_rwlock_unlock(&l->lock);
+  if (rc) goto p11fail;
+  snprintf(used_pin, HSMI_PIN_MAX + 1, "%s", t.user_pin);
+  goto out;
+p11fail:
+  rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
+out:
+  hsmi_live_put(m, l);
+  token_secrets_clear(&t);
+  return rc;
+}
+
+static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_tx *tx = NULL;
+  store_hsm_cluster c;
+  store_hsm *all = NULL, *h = NULL;
+  size_t n = 0;
+  kerr err;
+  char used_pin[HSMI_PIN_MAX + 1] = {0}, pin_now[HSMI_PIN_MAX + 1] = {0};
+  bool creating = strcmp(snapshot->state, "CREATE_IN_PROGRESS") == 0;
+  kerr_code rc, step_rc = KERR_OK;
+  memset(&c, 0, sizeof c);
+  kerr_clear(&err);
+
+  if (creating) {
+    if (snapshot->pool_index >= 0) {
+      pthread_mutex_lock(&d->hsm->lock);
+      bool loaded = (size_t)snapshot->pool_index < d->hsm->npool;
+      pthread_mutex_unlock(&d->hsm->lock);
+      if (!loaded) return; /* waits for --hsm-pool */
+    }
+    step_rc = provision(d, snapshot, used_pin, &err);
+  } else {
+    token_secrets t;
+    hsm_live *l = NULL;
+    p11_err pe;
+    memset(&t, 0, sizeof t);
+    p11_err_clear(&pe);
+    hsmi_live_kill(d->hsm, snapshot->hsm_id);
+    /* Best effort: an HSM whose token never came up has nothing to scrub. */
+    if (read_token_secrets(d, snapshot, &t, false, &err) == KERR_OK &&
+        hsmi_live_get(d->hsm, snapshot, &l, &pe) == KERR_OK) {
+      pthread_rwlock_wrlock(&l->lock);
+      if (scrub_locked(l, t.user_pin, &pe))
+        log_msg(LOG_WARN, NULL, "hsm %s: scrubbing the token failed: %s", snapshot->hsm_id, pe.e.msg);
+      pthread_rwlock_unlock(&l->lock);
+    }
+    hsmi_live_put(d->hsm, l);
+    hsmi_live_kill(d->hsm, snapshot->hsm_id);
+    token_secrets_clear(&t);
+  }
+
+  rc = kmsi_begin(d, true, &tx, &err);
+  if (rc) goto out;
+  rc = o->cluster_get(tx, snapshot->cluster_id, &c, &err);
+  if (rc) goto out;
+  rc = o->hsm_list(tx, snapshot->cluster_id, &all, &n, &err);
+  if (rc) goto out;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(all[i].hsm_id, snapshot->hsm_id) == 0) h = &all[i];
+  if (!h || strcmp(h->state, snapshot->state) != 0) goto out; /* changed meanwhile */
+  if (creating && step_rc) {
+    rc = hsmi_hsm_set_state(d, tx, h, "DEGRADED", err.msg, &err);
+  } else if (creating) {
+    /* kmsuser's password may have changed while the token was being made. */
+    rc = hsmi_secret_get_text(d, tx, c.cluster_id, HSMI_SECRET_USER_PIN, pin_now, &err);
+    if (!rc) rc = hsmi_hsm_set_state(d, tx, h, "ACTIVE", "", &err);
+    if (!rc && strcmp(pin_now, used_pin) != 0) rc = hsmi_set_user_pin(d, tx, &c, pin_now, &err);
+    if (!rc && (strcmp(c.state, "ACTIVE") == 0 || strcmp(c.state, "INITIALIZED") == 0))
+      rc = record_backup(d, tx, &c, &err);
+  } else {
+    rc = hsmi_hsm_set_state(d, tx, h, "DELETED", "", &err);
+    if (!rc) rc = record_backup(d, tx, &c, &err);
+  }
+  if (rc) goto out;
+  rc = d->st->ops->commit(tx, &err);
+  tx = NULL;
+out:
+  if (tx) d->st->ops->rollback(tx);
+  if (rc) log_msg(LOG_ERROR, NULL, "hsm %s: worker step failed: %s", snapshot->hsm_id, err.msg);
+  secure_wipe(used_pin, sizeof used_pin);
+  secure_wipe(pin_now, sizeof pin_now);
+  free(all);
+  store_hsm_cluster_clear(&c);
+}
+
+static bool in_progress(const char *state) {
+  return strcmp(state, "CREATE_IN_PROGRESS") == 0 || strcmp(state, "INITIALIZE_IN_PROGRESS") == 0 ||
+         strcmp(state, "DELETE_IN_PROGRESS") == 0;
+}
+
+/* One pass over everything mid-transition. */
+static void worker_pass(kms_domain *d) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_tx *tx = NULL;
+  store_hsm_cluster *cl = NULL;
+  store_hsm *hs = NULL;
+  size_t ncl = 0, nhs = 0;
+  kerr err;
+  if (kmsi_begin(d, false, &tx, &err)) return;
+  if (o->cluster_list(tx, NULL, NULL, &cl, &ncl, &err) || o->hsm_list(tx, NULL, &hs, &nhs, &err)) {
+    d->st->ops->rollback(tx);
+    log_msg(LOG_ERROR, NULL, "cluster worker: %s", err.msg);
+    goto out;
+  }
+  d->st->ops->rollback(tx);
+  /* HSMs first: a cluster being deleted has none left anyway. */
+  for (size_t i = 0; i < nhs; i++)
+    if (strcmp(hs[i].state, "CREATE_IN_PROGRESS") == 0 || strcmp(hs[i].state, "DELETE_IN_PROGRESS") == 0)
+      step_hsm(d, &hs[i]);
+  for (size_t i = 0; i < ncl; i++)
+    if (in_progress(cl[i].state)) step_cluster(d, cl[i].cluster_id);
+out:
+  store_hsm_cluster_list_free(cl, ncl);
+  free(hs);
+}
+
+static void *worker_main(void *arg) {
+  kms_domain *d = arg;
+  struct hsm_manager *m = d->hsm;
+  pthread_mutex_lock(&m->lock);
+  while (!m->stopping) {
+    m->kicked = false;
+    pthread_mutex_unlock(&m->lock);
+    worker_pass(d);
+    pthread_mutex_lock(&m->lock);
+    if (m->stopping || m->kicked) continue;
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += (long)WORKER_TICK_MS * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&m->cond, &m->lock, &ts);
+  }
+  pthread_mutex_unlock(&m->lock);
+  return NULL;
+}
+
+/* ------------------------------------------------------------ lifecycle */
+
+kerr_code hsm_manager_start(kms_domain *d, kerr *err) {
+  struct hsm_manager *m = calloc(1, sizeof *m);
+  p11_err pe;
+  char conf[4096];
+  if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  m->d = d;
+  pthread_mutex_init(&m->lock, NULL);
+  pthread_cond_init(&m->cond, NULL);
+  p11_err_clear(&pe);
+  if (p11_softhsm_configure(d->data_dir, conf, sizeof conf, &pe) != KERR_OK) {
+    kerr_code rc = kerr_set(err, KERR_INTERNAL, "Cannot prepare the HSM directory: %s", pe.e.msg);
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+    return rc;
+  }
+  d->hsm = m;
+  if (pthread_create(&m->worker, NULL, worker_main, d) != 0) {
+    d->hsm = NULL;
+    pthread_mutex_destroy(&m->lock);
+    pthread_cond_destroy(&m->cond);
+    free(m);
+    return kerr_set(err, KERR_INTERNAL, "Cannot start the cluster worker thread.");
+  }
+  m->running = true;
+  return KERR_OK;
+}
+
+void hsm_manager_stop(kms_domain *d) {
+  struct hsm_manager *m = d ? d->hsm : NULL;
+  if (!m) return;
+  if (m->running) {
+    pthread_mutex_lock(&m->lock);
+    m->stopping = true;
+    pthread_cond_signal(&m->cond);
+    pthread_mutex_unlock(&m->lock);
+    pthread_join(m->worker, NULL);
+  }
+  while (m->lives) {
+    hsm_live *l = m->lives;
+    m->lives = l->next;
+    live_free(l);
+  }
+  p11_module_release(m->softhsm);
+  pool_free(m->pool, m->npool);
+  pthread_mutex_destroy(&m->lock);
+  pthread_cond_destroy(&m->cond);
+  free(m);
+  d->hsm = NULL;
+}
