@@ -286,7 +286,8 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
   o.principal_arn = "-";
   kerr_clear(&o.err);
 
-  if (uuid_v4(o.request_id) != 0) snprintf(o.request_id, sizeof o.request_id, "%s", "00000000-0000-4000-8000-000000000000");
+  if (request_id_new(o.request_id) != 0)
+    snprintf(o.request_id, sizeof o.request_id, "%s", "00000000-0000-4000-8000-000000000000");
   http_response_header(resp, "x-amzn-RequestId", o.request_id);
 
   const char *method = req->method ? req->method : "";

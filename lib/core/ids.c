@@ -24,6 +24,38 @@ int uuid_v4(char out[UUID_STR_LEN]) {
   return 0;
 }
 
+/* splitmix64: a bijective mixer, so distinct counters give distinct outputs. */
+static uint64_t mix64(uint64_t z) {
+  z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ULL;
+  z = (z ^ (z >> 27)) * 0x94d049bb133111ebULL;
+  return z ^ (z >> 31);
+}
+
+int request_id_new(char out[UUID_STR_LEN]) {
+  static _Thread_local uint64_t seed[2];
+  static _Thread_local uint64_t counter;
+  static _Thread_local int seeded;
+  if (!seeded) {
+    if (rand_bytes((uint8_t *)seed, sizeof seed)) return -1;
+    seeded = 1;
+  }
+  /* The first half is fixed per thread (distinct threads differ with
+   * overwhelming probability); the second is a bijection of the counter, so
+   * one thread never repeats itself. */
+  uint64_t hi = seed[0], lo = mix64(seed[1] + counter++);
+  uint8_t b[16];
+  for (int i = 0; i < 8; i++) {
+    b[i] = (uint8_t)(hi >> (56 - 8 * i));
+    b[8 + i] = (uint8_t)(lo >> (56 - 8 * i));
+  }
+  b[6] = (uint8_t)((b[6] & 0x0f) | 0x40);
+  b[8] = (uint8_t)((b[8] & 0x3f) | 0x80);
+  char hex[33];
+  hex_encode(b, 16, hex);
+  snprintf(out, UUID_STR_LEN, "%.8s-%.4s-%.4s-%.4s-%.12s", hex, hex + 8, hex + 12, hex + 16, hex + 20);
+  return 0;
+}
+
 int rand_hex(char *out, size_t n) {
   uint8_t buf[64];
   size_t done = 0;

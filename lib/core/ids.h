@@ -18,4 +18,12 @@ int uuid_v4(char out[UUID_STR_LEN]);
 /* `n` random lowercase hex digits into out (n+1 bytes). */
 int rand_hex(char *out, size_t n);
 
+/* A request id shaped like a version 4 UUID, unique within the process and
+ * unpredictable across processes, without a CSPRNG call per request: each
+ * thread seeds a 128-bit state from the CSPRNG once, then mixes a counter
+ * into it.  Request ids identify log lines; they protect nothing, so they
+ * need uniqueness, not secrecy.  Never use it for key ids or anything a
+ * caller must not guess.  Returns 0, or -1 if the one-time seeding failed. */
+int request_id_new(char out[UUID_STR_LEN]);
+
 #endif

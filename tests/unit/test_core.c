@@ -101,6 +101,22 @@ static void test_ids(void **state) {
   assert_true(strspn(h, "0123456789abcdef") == 17);
 }
 
+static void test_request_ids(void **state) {
+  (void)state;
+  char first[UUID_STR_LEN], id[UUID_STR_LEN];
+  assert_int_equal(request_id_new(first), 0);
+  assert_int_equal(strlen(first), 36);
+  assert_int_equal(first[14], '4');
+  assert_true(strchr("89ab", first[19]) != NULL);
+  /* Consecutive ids of one thread never repeat (the counter half is a bijection). */
+  for (int i = 0; i < 10000; i++) {
+    assert_int_equal(request_id_new(id), 0);
+    assert_string_not_equal(id, first);
+    assert_int_equal(id[8], '-');
+    assert_int_equal(id[23], '-');
+  }
+}
+
 static void test_secmem(void **state) {
   (void)state;
   kbytes b = {secure_alloc(32), 32};
@@ -118,6 +134,7 @@ int main(void) {
       cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_rejects_malformed),
       cmocka_unit_test(test_hex),                 cmocka_unit_test(test_kerr_table),
       cmocka_unit_test(test_kclock_moves),        cmocka_unit_test(test_ids),
+      cmocka_unit_test(test_request_ids),
       cmocka_unit_test(test_secmem),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
