@@ -9,6 +9,10 @@
 #include "api/api.h"
 #include "api/api_json.h"
 
+/* custom key stores (handlers_cks.c) */
+extern const api_handler api_handlers_cks[];
+extern const size_t api_handlers_cks_count;
+
 typedef struct handler_area {
   const api_handler *handlers;
   const size_t *count;
@@ -23,6 +27,7 @@ static const handler_area areas[] = {
     {api_handlers_tags, &api_handlers_tags_count},
     {api_handlers_rotation, &api_handlers_rotation_count},
     {api_handlers_policies, &api_handlers_policies_count},
+    {api_handlers_cks, &api_handlers_cks_count},
 };
 
 api_handler_fn api_kms_handler_find(const char *operation) {

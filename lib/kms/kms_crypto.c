@@ -61,6 +61,11 @@ static kerr_code seal_with_key(kms_domain *d, store_tx *tx, const kmsi_key *k,
   uint8_t *material = secure_alloc(AESGCM_KEY_LEN);
   kerr_code rc;
   if (!material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  /* custom key stores: AES-GCM runs inside the store's HSMs */
+  if (k->row.custom_key_store_id) {
+    rc = kmsi_cks_seal(d, k, ctx, ctx_len, pt, pt_len, blob, blob_len, err);
+    goto out;
+  }
   rc = material_id_bytes(k->row.current_material_id, mid, err);
   if (rc) goto out;
   rc = kmsi_material(d, tx, k->row.key_id, k->row.current_material_id, material, err);
@@ -172,6 +177,11 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
     goto out;
   }
   hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
+  /* custom key stores: AES-GCM runs inside the store's HSMs */
+  if (k->row.custom_key_store_id) {
+    rc = kmsi_cks_open(d, k, &v, ctx, ctx_len, pt, err);
+    goto out;
+  }
   material = secure_alloc(AESGCM_KEY_LEN);
   if (!material) {
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
@@ -408,9 +418,6 @@ kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:GenerateRandom", err);
   if (rc) return rc;
-  if (in->custom_key_store_id)
-    return kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store '%.64s' does not exist.",
-                    in->custom_key_store_id);
   if (!in->has_number_of_bytes)
     return kerr_set(err, KERR_VALIDATION, "NumberOfBytes is required.");
   if (in->number_of_bytes < 1 || in->number_of_bytes > MAX_DATA_KEY)
@@ -418,6 +425,10 @@ kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
                     "1 validation error detected: Value '%d' at 'numberOfBytes' failed to satisfy "
                     "constraint: Member must have value between 1 and %d",
                     in->number_of_bytes, MAX_DATA_KEY);
+  /* custom key stores: the bytes come from the store's HSMs */
+  if (in->custom_key_store_id)
+    return kmsi_cks_random(d, call, in->custom_key_store_id, (size_t)in->number_of_bytes, out,
+                           err);
   out->data = secure_alloc((size_t)in->number_of_bytes);
   if (!out->data) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   out->len = (size_t)in->number_of_bytes;

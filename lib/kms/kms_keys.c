@@ -45,6 +45,11 @@ static kerr_code fill_metadata(const kmsi_key *k, kms_key_metadata *out, kerr *e
   }
   out->key_usage = "ENCRYPT_DECRYPT";
   out->key_state = static_state(k->row.key_state);
+  /* custom key stores: a key whose store is not CONNECTED is Unavailable */
+  if (k->cks_unavailable && strcmp(k->row.key_state, KMS_STATE_PENDING_DELETION) != 0)
+    out->key_state = static_state(KMS_STATE_UNAVAILABLE);
+  snprintf(out->cloud_hsm_cluster_id, sizeof out->cloud_hsm_cluster_id, "%s",
+           k->cloud_hsm_cluster_id);
   if (strcmp(k->row.key_state, KMS_STATE_PENDING_DELETION) == 0) {
     out->has_deletion_date = true;
     out->deletion_date_ms = k->row.deletion_date_ms;
@@ -88,13 +93,25 @@ static kerr_code check_create_input(const kms_create_key_input *in, kerr *err) {
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
                     "KeyUsage %.64s is not supported for SYMMETRIC_DEFAULT keys; use ENCRYPT_DECRYPT.",
                     in->key_usage);
-  if (in->origin && strcmp(in->origin, "AWS_KMS") != 0)
+  /* custom key stores: Origin AWS_CLOUDHSM needs a store id; a store id
+   * implies AWS_CLOUDHSM when Origin is omitted (the store's type decides,
+   * and only CloudHSM key stores exist for now). */
+  if (in->origin && strcmp(in->origin, "AWS_CLOUDHSM") == 0 && !in->custom_key_store_id)
+    return kerr_set(err, KERR_VALIDATION,
+                    "Origin AWS_CLOUDHSM requires the CustomKeyStoreId of a CloudHSM key store.");
+  if (in->origin && strcmp(in->origin, "EXTERNAL_KEY_STORE") == 0)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                    "Origin %.64s is not supported yet: this service creates AWS_KMS keys only.",
+                    "Origin EXTERNAL_KEY_STORE is not supported yet: external key stores are not "
+                    "available.");
+  if (in->custom_key_store_id && in->origin && strcmp(in->origin, "AWS_CLOUDHSM") != 0)
+    return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
+                    "Origin %.64s is not valid for a key in a CloudHSM key store; use AWS_CLOUDHSM.",
                     in->origin);
-  if (in->custom_key_store_id)
+  if (in->origin && strcmp(in->origin, "AWS_KMS") != 0 && strcmp(in->origin, "AWS_CLOUDHSM") != 0)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                    "CustomKeyStoreId is not supported yet: keys in custom key stores are not available.");
+                    "Origin %.64s is not supported yet: this service creates AWS_KMS keys and "
+                    "keys in CloudHSM key stores only.",
+                    in->origin);
   if (in->xks_key_id)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
                     "XksKeyId is only valid for keys in an external key store.");
@@ -118,6 +135,7 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
   const char *policy;
   kmsi_key k;
   int64_t now = kclock_now_ms();
+  bool hsm_key_made = false;
 
   memset(&k, 0, sizeof k);
   memset(out, 0, sizeof *out);
@@ -159,15 +177,33 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
   snprintf(k.row.origin, sizeof k.row.origin, "AWS_KMS");
   k.row.policy_version = 1;
 
+  /* custom key stores: the key is generated in the store's HSMs first; the
+   * row carries no material, only a fixed material id for its blobs. */
+  if (in->custom_key_store_id) {
+    rc = kmsi_cks_create_key(d, call, in->custom_key_store_id, k.row.key_id,
+                             k.cloud_hsm_cluster_id, err);
+    if (rc) goto out;
+    hsm_key_made = true;
+    snprintf(k.row.origin, sizeof k.row.origin, "AWS_CLOUDHSM");
+    rc = kmsi_strdup(in->custom_key_store_id, &k.row.custom_key_store_id, err);
+    if (rc) goto out;
+    if (rand_hex(k.row.current_material_id, 64)) {
+      rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
+      goto out;
+    }
+  }
+
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
   /* The key row first (materials reference it), then its material. */
   rc = d->st->ops->key_insert(tx, &k.row, policy, err);
   if (rc) goto out;
-  rc = kmsi_new_material(d, tx, k.row.key_id, 0, "", now, k.row.current_material_id, err);
-  if (rc) goto out;
-  rc = d->st->ops->key_update(tx, &k.row, err);
-  if (rc) goto out;
+  if (!in->custom_key_store_id) {
+    rc = kmsi_new_material(d, tx, k.row.key_id, 0, "", now, k.row.current_material_id, err);
+    if (rc) goto out;
+    rc = d->st->ops->key_update(tx, &k.row, err);
+    if (rc) goto out;
+  }
   for (size_t i = 0; i < in->ntags; i++) {
     rc = d->st->ops->tag_put(tx, k.row.key_id, in->tags[i].key, in->tags[i].value, err);
     if (rc) goto out;
@@ -176,9 +212,12 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
   tx = NULL;
   if (rc) goto out;
   log_msg(LOG_INFO, call->request_id, "created key %s", k.arn);
+  hsm_key_made = false;
   rc = fill_metadata(&k, out, err);
 out:
   if (tx) d->st->ops->rollback(tx);
+  /* custom key stores: a key the store never recorded must not stay in the HSMs */
+  if (hsm_key_made) kmsi_cks_delete_key(d, in->custom_key_store_id, k.row.key_id);
   free(default_policy);
   kmsi_key_clear(&k);
   return rc;
