@@ -252,9 +252,15 @@ typedef struct sq_store {
 
 /* A transaction is a borrowed connection; it goes back to the pool at commit
  * or rollback. */
+/* Transaction control statements, prepared once per connection: running
+ * them through sqlite3_exec re-parsed the SQL on every request. */
+enum { TXC_BEGIN, TXC_BEGIN_IMMEDIATE, TXC_COMMIT, TXC_ROLLBACK, TXC_COUNT };
+static const char *const txc_sql[TXC_COUNT] = {"BEGIN", "BEGIN IMMEDIATE", "COMMIT", "ROLLBACK"};
+
 struct store_tx {
   sq_store *owner;
   sqlite3 *db;
+  sqlite3_stmt *txc[TXC_COUNT];
   sqlite3_stmt *stmts[ST_COUNT];
   bool write;
   bool in_tx;
@@ -280,8 +286,20 @@ static kerr_code exec_sql(sqlite3 *db, const char *sql, const char *what, kerr *
   return KERR_OK;
 }
 
+/* Run one transaction control statement (TXC_*) on tx's connection. */
+static kerr_code tx_control(store_tx *tx, int which, const char *what, kerr *err) {
+  sqlite3_stmt **st = &tx->txc[which];
+  if (!*st && sqlite3_prepare_v3(tx->db, txc_sql[which], -1, SQLITE_PREPARE_PERSISTENT, st, NULL) !=
+                  SQLITE_OK)
+    return db_error(tx->db, what, err);
+  int rc = sqlite3_step(*st);
+  sqlite3_reset(*st);
+  return rc == SQLITE_DONE ? KERR_OK : db_error(tx->db, what, err);
+}
+
 static void conn_free(sq_conn *c) {
   if (!c) return;
+  for (int i = 0; i < TXC_COUNT; i++) sqlite3_finalize(c->tx.txc[i]);
   for (int i = 0; i < ST_COUNT; i++) sqlite3_finalize(c->tx.stmts[i]);
   sqlite3_close(c->tx.db);
   free(c);
@@ -387,7 +405,7 @@ static kerr_code sq_begin(store *base, bool write, store_tx **out, kerr *err) {
   }
   c->tx.write = write;
   if (write) pthread_mutex_lock(&s->write_lock);
-  rc = exec_sql(c->tx.db, write ? "BEGIN IMMEDIATE" : "BEGIN", "starting a transaction", err);
+  rc = tx_control(&c->tx, write ? TXC_BEGIN_IMMEDIATE : TXC_BEGIN, "starting a transaction", err);
   if (rc) {
     if (write) pthread_mutex_unlock(&s->write_lock);
     pthread_mutex_lock(&s->pool_lock);
@@ -413,15 +431,15 @@ static void tx_release(store_tx *tx) {
 }
 
 static kerr_code sq_commit(store_tx *tx, kerr *err) {
-  kerr_code rc = exec_sql(tx->db, "COMMIT", "committing", err);
-  if (rc) exec_sql(tx->db, "ROLLBACK", "rolling back", NULL);
+  kerr_code rc = tx_control(tx, TXC_COMMIT, "committing", err);
+  if (rc) tx_control(tx, TXC_ROLLBACK, "rolling back", NULL);
   tx_release(tx);
   return rc;
 }
 
 static void sq_rollback(store_tx *tx) {
   if (!tx) return;
-  if (tx->in_tx) exec_sql(tx->db, "ROLLBACK", "rolling back", NULL);
+  if (tx->in_tx) tx_control(tx, TXC_ROLLBACK, "rolling back", NULL);
   tx_release(tx);
 }
 
