@@ -124,7 +124,9 @@ store_state() {
 openssl rand -hex 12 > kmsuser.password
 openssl rand -hex 12 > admin.password
 
-CLUSTER_ID=$(hsm create-cluster --hsm-type hsm2m.medium --subnet-ids subnet-0a1b2c3d subnet-4e5f6a7b \
+# Any well-formed subnet ids will do; random ones keep repeated runs apart.
+CLUSTER_ID=$(hsm create-cluster --hsm-type hsm2m.medium \
+  --subnet-ids "subnet-$(openssl rand -hex 8)" "subnet-$(openssl rand -hex 8)" \
   --query Cluster.ClusterId --output text)
 say "cluster $CLUSTER_ID created; waiting for its CSR"
 wait_for UNINITIALIZED cluster_state

@@ -24,7 +24,6 @@ import botocore.session
 
 import kmsd_harness as h
 
-SUBNETS = ["subnet-0a1b2c3d", "subnet-4e5f6a7b"]
 ADMIN_PASSWORD = "admin-Pa55word"
 KMSUSER_PASSWORD = "kmsuser-Pa55"
 
@@ -104,7 +103,8 @@ def make_cluster(server, workdir, hsms=0, activate=False):
     (with `hsms` ACTIVE HSMs in zones a, b, ...), or ACTIVE through hsm-cli.
     Returns (cluster id, trust anchor PEM)."""
     hsm = cloudhsm_client(server)
-    cid = hsm.create_cluster(HsmType="hsm2m.medium", SubnetIds=SUBNETS)["Cluster"]["ClusterId"]
+    subnets = ["subnet-" + os.urandom(8).hex() for _ in range(2)]
+    cid = hsm.create_cluster(HsmType="hsm2m.medium", SubnetIds=subnets)["Cluster"]["ClusterId"]
     csr = wait_until("%s UNINITIALIZED with a CSR" % cid,
                      lambda: (describe_cluster(hsm, cid) or {}).get("Certificates", {}).get("ClusterCsr")
                      if describe_cluster(hsm, cid)["State"] == "UNINITIALIZED" else None)
