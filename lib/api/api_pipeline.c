@@ -184,7 +184,15 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
       .body = req->body,
       .body_len = req->body_len,
   };
-  rc = sigv4_verify(p->cfg.creds, &sreq, "kms", kclock_now_s(), &auth, err);
+  /* CloudHSM targets are signed for "cloudhsm", everything else for "kms";
+   * the target only picks the service name, the signature still covers it. */
+  const char *service = "kms";
+  if (target && (strncmp(target, API_CLOUDHSM_TARGET_PREFIX ".",
+                         strlen(API_CLOUDHSM_TARGET_PREFIX) + 1) == 0 ||
+                 strncmp(target, API_HSM_ADMIN_TARGET_PREFIX ".",
+                         strlen(API_HSM_ADMIN_TARGET_PREFIX) + 1) == 0))
+    service = "cloudhsm";
+  rc = sigv4_verify(p->cfg.creds, &sreq, service, kclock_now_s(), &auth, err);
   if (rc) goto out;
   if (!auth.cred) {
     rc = kerr_set(err, KERR_INTERNAL, "authentication produced no caller");
@@ -209,7 +217,11 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
                strncmp(target, API_KMS_TARGET_PREFIX, prefix_len) == 0;
   int is_admin = p->cfg.enable_admin_api && prefix_len == strlen(API_ADMIN_TARGET_PREFIX) &&
                  strncmp(target, API_ADMIN_TARGET_PREFIX, prefix_len) == 0;
-  if ((!is_kms && !is_admin) || !operation_name_ok(op_name)) {
+  int is_cloudhsm = prefix_len == strlen(API_CLOUDHSM_TARGET_PREFIX) &&
+                    strncmp(target, API_CLOUDHSM_TARGET_PREFIX, prefix_len) == 0;
+  int is_hsm_admin = prefix_len == strlen(API_HSM_ADMIN_TARGET_PREFIX) &&
+                     strncmp(target, API_HSM_ADMIN_TARGET_PREFIX, prefix_len) == 0;
+  if ((!is_kms && !is_admin && !is_cloudhsm && !is_hsm_admin) || !operation_name_ok(op_name)) {
     rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation %s", o->operation);
     goto out;
   }
@@ -225,6 +237,20 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
     handler = p->cfg.find_handler(op_name);
     if (!handler) {
       rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd does not support %s yet", op_name);
+      goto out;
+    }
+  }
+
+  if (is_cloudhsm) {
+    snprintf(o->operation, sizeof o->operation, "%s", op_name);
+    mop = model_find_op(&model_cloudhsmv2, op_name);
+    if (!mop) {
+      rc = kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation %s", target);
+      goto out;
+    }
+    handler = api_cloudhsm_handler_find(op_name);
+    if (!handler) {
+      rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "kmsd does not support %s", op_name);
       goto out;
     }
   }
@@ -246,6 +272,9 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
   };
   if (is_admin) {
     rc = api_admin_handle(&areq, op_name, in, &out, err);
+    if (rc) goto out;
+  } else if (is_hsm_admin) {
+    rc = api_hsm_admin_handle(&areq, op_name, in, &out, err);
     if (rc) goto out;
   } else {
     rc = api_validate_input(mop, in, err);

@@ -32,6 +32,8 @@
 #define API_TARGET_MAX 128            /* longest X-Amz-Target accepted */
 #define API_ADMIN_TARGET_PREFIX "KmsdAdmin"
 #define API_KMS_TARGET_PREFIX "TrentService"
+#define API_CLOUDHSM_TARGET_PREFIX "BaldrApiService"  /* SigV4 service "cloudhsm" */
+#define API_HSM_ADMIN_TARGET_PREFIX "KmsdHsmAdmin"     /* SigV4 service "cloudhsm" */
 
 typedef struct api_pipeline_config {
   struct kms_domain *domain;   /* handed to handlers as api_request.domain; not owned */
@@ -81,5 +83,21 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
  * success. */
 kerr_code api_admin_handle(const api_request *req, const char *operation, json_t *in, json_t **out,
                            kerr *err);
+
+/* ---------------------------------------------------- HSM clusters
+ * BaldrApiService.<Op> (the cloudhsmv2 model: CreateCluster,
+ * DescribeClusters, InitializeCluster, CreateHsm, DeleteHsm, DeleteCluster,
+ * DescribeBackups) and KmsdHsmAdmin.<Op> (hsm-cli: ActivateCluster,
+ * CreateUser, DeleteUser, ListUsers, ChangePassword, Login, Logout,
+ * SimulateFailure) are signed for service "cloudhsm" and always served. */
+
+/* The handler of a BaldrApiService operation, or NULL (handlers_cloudhsm.c). */
+api_handler_fn api_cloudhsm_handler_find(const char *operation);
+
+/* Run KmsdHsmAdmin operation `operation` (handlers_hsm_admin.c).  Returns
+ * KERR_OK with *out a new JSON object, or an error (unknown operation ->
+ * KERR_UNKNOWN_OPERATION) with *out NULL. */
+kerr_code api_hsm_admin_handle(const api_request *req, const char *operation, json_t *in,
+                               json_t **out, kerr *err);
 
 #endif
