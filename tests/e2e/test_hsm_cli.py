@@ -111,6 +111,8 @@ def make_cluster(server, workdir, hsms=0, activate=False):
     cert, ca = sign_csr(workdir, csr)
     hsm.initialize_cluster(ClusterId=cid, SignedCert=cert, TrustAnchor=ca)
     wait_until("%s INITIALIZED" % cid, lambda: describe_cluster(hsm, cid)["State"] == "INITIALIZED")
+    if activate:
+        hsms = max(hsms, 1)  # a cluster is activated through one of its HSMs
     zones = [h.DEFAULT_REGION + z for z in "abcdefghij"[:hsms]]
     for zone in zones:
         hsm.create_hsm(ClusterId=cid, AvailabilityZone=zone)
@@ -267,6 +269,13 @@ class CommandsTest(HsmCliCase):
 
     def test_activate(self):
         cid, _ = make_cluster(self.server, self.workdir())
+        # Activation goes through an HSM: none yet.
+        proc = self.hsm_cli("cluster", "activate", "--password", ADMIN_PASSWORD, cluster_id=cid)
+        self.assertServiceError(proc, "CloudHsmInvalidRequestException", "ActivateCluster")
+        hsm = cloudhsm_client(self.server)
+        hsm.create_hsm(ClusterId=cid, AvailabilityZone=h.DEFAULT_REGION + "a")
+        wait_until("an ACTIVE HSM", lambda: any(
+            x["State"] == "ACTIVE" for x in describe_cluster(hsm, cid).get("Hsms", [])))
         # Too short for the admin password (7..32): the server refuses it.
         proc = self.hsm_cli("cluster", "activate", "--password", "short", cluster_id=cid)
         self.assertServiceError(proc, "CloudHsmInvalidRequestException", "ActivateCluster")
@@ -390,6 +399,18 @@ class CommandsTest(HsmCliCase):
             s = kms.describe_custom_key_stores(CustomKeyStoreId=store)["CustomKeyStores"][0]
             return s["ConnectionState"], s.get("ConnectionErrorCode")
 
+        # A crypto user logged in through hsm-cli blocks KMS's own login.
+        # (Before the first successful connect: after it, kmsuser's password
+        # is one only kmsd knows.)
+        self.assertOk(self.hsm_cli("login", "--username", "kmsuser", "--password", KMSUSER_PASSWORD,
+                                   cluster_id=cid))
+        kms.connect_custom_key_store(CustomKeyStoreId=store)
+        self.assertEqual(wait_until("FAILED", lambda: state() if state()[0] == "FAILED" else None),
+                         ("FAILED", "USER_LOGGED_IN"))
+        kms.disconnect_custom_key_store(CustomKeyStoreId=store)
+        wait_until("DISCONNECTED", lambda: state()[0] == "DISCONNECTED")
+        self.assertOk(self.hsm_cli("logout", "--username", "kmsuser", cluster_id=cid))
+
         self.assertOk(self.hsm_cli("cluster", "simulate-failure", "--kind", "subnet-not-found", cluster_id=cid))
         kms.connect_custom_key_store(CustomKeyStoreId=store)
         self.assertEqual(wait_until("FAILED", lambda: state() if state()[0] == "FAILED" else None),
@@ -399,19 +420,9 @@ class CommandsTest(HsmCliCase):
         self.assertOk(self.hsm_cli("cluster", "simulate-failure", "--kind", "none", cluster_id=cid))
         kms.connect_custom_key_store(CustomKeyStoreId=store)
         wait_until("CONNECTED", lambda: state()[0] == "CONNECTED")
-        kms.disconnect_custom_key_store(CustomKeyStoreId=store)
-        wait_until("DISCONNECTED", lambda: state()[0] == "DISCONNECTED")
-        # A crypto user logged in through hsm-cli blocks KMS's own login.
-        self.assertOk(self.hsm_cli("login", "--username", "kmsuser", "--password", KMSUSER_PASSWORD,
-                                   cluster_id=cid))
-        kms.connect_custom_key_store(CustomKeyStoreId=store)
-        self.assertEqual(wait_until("FAILED", lambda: state() if state()[0] == "FAILED" else None),
-                         ("FAILED", "USER_LOGGED_IN"))
-        kms.disconnect_custom_key_store(CustomKeyStoreId=store)
-        wait_until("DISCONNECTED", lambda: state()[0] == "DISCONNECTED")
-        self.assertOk(self.hsm_cli("logout", "--username", "kmsuser", cluster_id=cid))
-        kms.connect_custom_key_store(CustomKeyStoreId=store)
-        wait_until("CONNECTED", lambda: state()[0] == "CONNECTED")
+        # KMS rotated kmsuser's password: the one hsm-cli set no longer logs in.
+        proc = self.hsm_cli("login", "--username", "kmsuser", "--password", KMSUSER_PASSWORD, cluster_id=cid)
+        self.assertServiceError(proc, "CloudHsmAccessDeniedException", "Login")
 
 
 class CredentialsTest(HsmCliCase):
@@ -428,7 +439,7 @@ class CredentialsTest(HsmCliCase):
                         "Statement": [{"Effect": "Allow", "Action": "kms:*", "Resource": "*"}]}},
             {"accessKeyId": "AKIASESSIONEXAMPLE01", "secretAccessKey": "session-secret-key-00000000000000000000",
              "sessionToken": "session-token-example", "accountId": h.DEFAULT_ACCOUNT,
-             "arn": "arn:aws:sts::%s:assumed-role/ops/s" % h.DEFAULT_ACCOUNT,
+             "arn": "arn:aws:iam::%s:user/session-user" % h.DEFAULT_ACCOUNT,
              "policy": {"Version": "2012-10-17",
                         "Statement": [{"Effect": "Allow", "Action": "cloudhsm:*", "Resource": "*"}]}},
         ]}}
