@@ -65,7 +65,10 @@ class CloudHsmTest(KmsdBaseTestCase):
                 % (p("x.key"), p("csr.pem")))
         run("openssl x509 -req -in %s -CA %s -CAkey %s -CAcreateserial -out %s -days 2"
             % (p("csr.pem"), p("ca.pem"), p("ca.key"), p("signed.pem")))
-        return open(p("signed.pem")).read(), open(p("ca.pem")).read()
+        def read(name):
+            with open(p(name)) as f:
+                return f.read()
+        return read("signed.pem"), read("ca.pem")
 
     def test_life_cycle(self):
         cl = self.c.create_cluster(HsmType="hsm1.medium", SubnetIds=SUBNETS,
