@@ -3,13 +3,16 @@
  * They exist for test suites: moving the one service clock lets a seven-day
  * deletion window pass in a second without touching the system clock.  They
  * are served only when kmsd runs with --enable-admin-api, go through the
- * same SigV4 check as every call, and only an account root may use them. */
+ * same SigV4 check as every call, and only an account root may use them.
+ * Sweep runs the deletion and rotation sweep at once, so a test that has
+ * moved the clock need not wait for the background sweeper. */
 #include "api/api_pipeline.h"
 
 #include <string.h>
 
 #include "core/kclock.h"
 #include "core/log.h"
+#include "kms/kms.h"
 
 static kerr_code admin_json_result(json_t **out, int64_t offset_s, int with_now, kerr *err) {
   json_t *obj = json_object();
@@ -43,12 +46,21 @@ static kerr_code advance_clock(const api_request *req, json_t *in, json_t **out,
   return admin_json_result(out, total_ms / 1000, 0, err);
 }
 
+static kerr_code sweep(const api_request *req, json_t **out, kerr *err) {
+  if (!req->domain) return kerr_set(err, KERR_INTERNAL, "no domain to sweep");
+  kerr_code rc = kms_domain_sweep(req->domain, err);
+  if (rc) return rc;
+  *out = json_object();
+  return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "out of memory");
+}
+
 kerr_code api_admin_handle(const api_request *req, const char *operation, json_t *in, json_t **out,
                            kerr *err) {
   *out = NULL;
   int is_advance = strcmp(operation, "AdvanceClock") == 0;
   int is_get = strcmp(operation, "GetClock") == 0;
-  if (!is_advance && !is_get)
+  int is_sweep = strcmp(operation, "Sweep") == 0;
+  if (!is_advance && !is_get && !is_sweep)
     return kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation " API_ADMIN_TARGET_PREFIX ".%s",
                     operation);
   /* Moving the clock changes every account's deletion windows: only a
@@ -59,5 +71,6 @@ kerr_code api_admin_handle(const api_request *req, const char *operation, json_t
                     ":%s because only an account root may use the admin API",
                     req->caller ? req->caller->arn : "-", operation);
   if (is_advance) return advance_clock(req, in, out, err);
+  if (is_sweep) return sweep(req, out, err);
   return admin_json_result(out, kclock_offset_ms() / 1000, 1, err);
 }

@@ -616,6 +616,15 @@ def advance_clock(server, seconds, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT
     return server.clock_offset
 
 
+def sweep(server, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET_KEY):
+    """Run the server's deletion/rotation sweep now (KmsdAdmin.Sweep)."""
+    status, _, parsed = signed_request(server, "KmsdAdmin.Sweep", {},
+                                       access_key=access_key, secret=secret)
+    if status != 200:
+        raise AssertionError("Sweep -> %d %r\n%s" % (status, parsed, server.describe()))
+    return parsed
+
+
 def get_clock(server, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET_KEY):
     """The response of KmsdAdmin.GetClock (a dict with OffsetSeconds)."""
     status, _, parsed = signed_request(server, "KmsdAdmin.GetClock", {},
