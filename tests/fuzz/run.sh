@@ -27,7 +27,7 @@ usage() {
   cat <<EOF
 usage: tests/fuzz/run.sh [--seconds N] [--target NAME]... [--jobs J] [--build-dir DIR] [--build-only]
 
-  --seconds N     run each target for N seconds (default 30)
+  --seconds N     run each target for N seconds (default 30; 0: replay the corpora once)
   --target NAME   run only fuzz_NAME (repeatable; default: every tests/fuzz/fuzz_*.c)
   --jobs J        run up to J targets at once (default 1)
   --build-dir DIR objects, binaries, working corpora, logs, artifacts (default build-fuzz/)
@@ -192,8 +192,10 @@ export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
 run_target() {
   local t=$1 log="$build_dir/logs/$1.log" args
   mkdir -p "$build_dir/corpus/$t"
-  args=(-max_total_time="$seconds" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1
-        -artifact_prefix="$build_dir/artifacts/$t-")
+  args=(-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 -artifact_prefix="$build_dir/artifacts/$t-")
+  # libFuzzer reads -max_total_time=0 as "forever": 0 seconds means replay
+  # the corpora once, a quick regression run.
+  if [ "$seconds" -eq 0 ]; then args+=(-runs=0); else args+=(-max_total_time="$seconds"); fi
   [ -f "$here/$t.dict" ] && args+=(-dict="$here/$t.dict")
   # New inputs go to the working corpus in the build directory; the committed
   # seeds are only read.
