@@ -323,6 +323,8 @@ class CommandsTest(HsmCliCase):
         # Text output, as `aws --output text` prints a list: sorted keys.
         text = self.assertOk(self.hsm_cli("--output", "text", "user", "list", cluster_id=cid))
         self.assertIn("USERS\tFalse\tFalse\tcrypto-user\tkmsuser\n", text)
+        self.assertEqual(self.assertOk(self.hsm_cli("user", "list", cluster_id=cid,
+                                                    env=root_env({"AWS_DEFAULT_OUTPUT": "text"}))), text)
         # Creating it again, a bad name: the server's errors.
         proc = self.hsm_cli("user", "create", "--username", "kmsuser", "--role", "crypto-user",
                             "--password", KMSUSER_PASSWORD, cluster_id=cid)

@@ -21,6 +21,7 @@ import re
 import shutil
 import subprocess
 import tempfile
+import time
 import unittest
 
 import kmsd_harness as h
@@ -155,6 +156,30 @@ class WalkthroughTest(h.KmsdBaseTestCase):
         self.assertEqual(meta["CustomKeyStoreId"], store["CustomKeyStoreId"])
         self.assertEqual(meta["CloudHsmClusterId"], store["CloudHsmClusterId"])
         self.assertEqual(meta["KeyState"], "Enabled")
+
+        # What the README says of a disconnected store, and that reconnecting
+        # (kmsuser's password was rotated by the first connect) still works.
+        store_id = store["CustomKeyStoreId"]
+
+        def state():
+            return kms.describe_custom_key_stores(CustomKeyStoreId=store_id)["CustomKeyStores"][0][
+                "ConnectionState"]
+
+        kms.disconnect_custom_key_store(CustomKeyStoreId=store_id)
+        for _ in range(200):
+            if state() == "DISCONNECTED":
+                break
+            time.sleep(0.05)
+        self.assertEqual(state(), "DISCONNECTED")
+        self.assertEqual(kms.describe_key(KeyId=meta["KeyId"])["KeyMetadata"]["KeyState"], "Unavailable")
+        self.assertKmsError("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
+        kms.connect_custom_key_store(CustomKeyStoreId=store_id)
+        for _ in range(200):
+            if state() in ("CONNECTED", "FAILED"):
+                break
+            time.sleep(0.05)
+        self.assertEqual(state(), "CONNECTED")
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], plaintext)
 
     def test_quickstart_section(self):
         script = self.subsection_script(QUICKSTART)
