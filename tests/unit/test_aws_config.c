@@ -1,12 +1,20 @@
-/* test_aws_config.c - the client-side credential and region lookup follows the aws CLI.
+/* test_aws_config.c - the client side of kmsd's tools: config lookup and the signed HTTP client.
  *
+ * Part 1: the credential and region lookup follows the aws CLI.
  * Each test builds a real HOME with ~/.aws/credentials and ~/.aws/config (or
  * files named by AWS_SHARED_CREDENTIALS_FILE / AWS_CONFIG_FILE) in a fresh
  * temporary directory and a clean AWS_* environment, then checks what
  * aws_config_load resolves: the precedence between flags, environment and
  * files, profile naming in both files, the INI dialect, and that malformed
  * or partial configurations fail with a message that names the problem and
- * never the secret. */
+ * never the secret.
+ *
+ * Part 2: aws_http against a real HTTP server on loopback (lib/http) that
+ * verifies every request with sigv4_verify for service `cloudhsm`, so the
+ * client's signatures (with and without a session token) are proven
+ * acceptable to kmsd's own verifier; the server's scripted replies exercise
+ * the AWS error shapes (namespaced __type, x-amzn-ErrorType, "Message",
+ * non-JSON bodies), the reply cap and connection failures. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -14,12 +22,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <cmocka.h>
 
+#include "aws/credentials.h"
+#include "aws/sigv4.h"
 #include "client/aws_config.h"
+#include "client/aws_http.h"
+#include "core/kclock.h"
+#include "http/http_server.h"
 
 static const char *const AWS_VARS[] = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
@@ -331,6 +345,254 @@ static void test_secrets_are_copies(void **state) {
   aws_config_free(NULL);
 }
 
+
+/* ------------------------------------------------------------ aws_http */
+
+#define AKID "AKIAIOSFODNN7EXAMPLE"
+#define SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
+#define TOKEN_AKID "AKIASESSIONEXAMPLE01"
+#define TOKEN_SECRET "session-secret-key-00000000000000000000"
+#define TOKEN "session-token-example"
+
+typedef struct http_fixture {
+  http_server *server;
+  creds_store *creds;
+  char url[64];
+  char dir[64];
+  char last_body[256];     /* what the server received */
+  char last_verify[1200];  /* "" when the signature verified */
+} http_fixture;
+
+static void reply(http_response *r, int status, const char *body) {
+  r->status = status;
+  r->body = strdup(body);
+  r->body_len = strlen(body);
+}
+
+static const char *header_of(const http_request *req, const char *name) {
+  size_t i;
+  for (i = 0; i < req->nheaders; i++)
+    if (strcasecmp(req->headers[i].name, name) == 0) return req->headers[i].value;
+  return "";
+}
+
+static void handle(void *ctx, const http_request *req, http_response *resp) {
+  http_fixture *fx = ctx;
+  sigv4_request sr;
+  sigv4_result who;
+  kerr err;
+  const char *target = header_of(req, "X-Amz-Target");
+
+  memset(&sr, 0, sizeof sr);
+  sr.method = req->method;
+  sr.path = req->path;
+  sr.query = req->query;
+  sr.headers = req->headers;
+  sr.nheaders = req->nheaders;
+  sr.body = req->body;
+  sr.body_len = req->body_len;
+  kerr_clear(&err);
+  if (sigv4_verify(fx->creds, &sr, "cloudhsm", kclock_now_s(), &who, &err) != KERR_OK)
+    snprintf(fx->last_verify, sizeof fx->last_verify, "%s: %s", kerr_name(err.code), err.msg);
+  else
+    fx->last_verify[0] = '\0';
+  snprintf(fx->last_body, sizeof fx->last_body, "%.*s", (int)req->body_len, req->body ? (const char *)req->body : "");
+  http_response_header(resp, "x-amzn-RequestId", "req-1234");
+  if (strcmp(target, "T.Ok") == 0) {
+    reply(resp, 200, "{\"State\":\"ACTIVE\"}");
+  } else if (strcmp(target, "T.Empty") == 0) {
+    reply(resp, 200, "");
+  } else if (strcmp(target, "T.NsErr") == 0) {
+    reply(resp, 400, "{\"__type\":\"com.amazonaws.kms#NotFoundException\",\"message\":\"no such key\"}");
+  } else if (strcmp(target, "T.HeaderErr") == 0) {
+    http_response_header(resp, "x-amzn-ErrorType", "ThrottlingException:http://internal.amazon.com/");
+    reply(resp, 400, "{\"Message\":\"slow down\"}");
+  } else if (strcmp(target, "T.Text") == 0) {
+    reply(resp, 502, "Bad gateway\n\x1b[31mred");
+  } else if (strcmp(target, "T.Huge") == 0) {
+    size_t n = AWS_HTTP_REPLY_MAX + 100;
+    resp->status = 200;
+    resp->body = malloc(n);
+    memset(resp->body, 'x', n);
+    resp->body_len = n;
+  } else {
+    reply(resp, 400, "{\"__type\":\"UnknownOperationException\"}");
+  }
+}
+
+static int http_setup(void **state) {
+  http_fixture *fx = calloc(1, sizeof *fx);
+  http_server_config cfg;
+  kerr err;
+  char path[128];
+  FILE *f;
+  if (!fx) return -1;
+  snprintf(fx->dir, sizeof fx->dir, "/tmp/test_aws_http.XXXXXX");
+  if (!mkdtemp(fx->dir)) return -1;
+  snprintf(path, sizeof path, "%s/credentials.json", fx->dir);
+  f = fopen(path, "w");
+  if (!f) return -1;
+  fprintf(f, "{\"principals\":[{\"accessKeyId\":\"" AKID "\",\"secretAccessKey\":\"" SECRET "\","
+             "\"accountId\":\"111122223333\",\"arn\":\"arn:aws:iam::111122223333:root\"},"
+             "{\"accessKeyId\":\"" TOKEN_AKID "\",\"secretAccessKey\":\"" TOKEN_SECRET "\","
+             "\"sessionToken\":\"" TOKEN "\",\"accountId\":\"111122223333\","
+             "\"arn\":\"arn:aws:iam::111122223333:user/s\"}]}");
+  fclose(f);
+  if (creds_load(path, 0, &fx->creds, &err) != KERR_OK) return -1;
+  memset(&cfg, 0, sizeof cfg);
+  cfg.host = "127.0.0.1";
+  cfg.threads = 1;
+  cfg.handler = handle;
+  cfg.handler_ctx = fx;
+  if (http_server_start(&cfg, &fx->server, &err) != KERR_OK) return -1;
+  snprintf(fx->url, sizeof fx->url, "http://127.0.0.1:%u", (unsigned)http_server_port(fx->server));
+  *state = fx;
+  return 0;
+}
+
+static int http_teardown(void **state) {
+  http_fixture *fx = *state;
+  char cmd[128];
+  http_server_stop(fx->server, 1000);
+  creds_free(fx->creds);
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", fx->dir);
+  if (system(cmd) != 0) return -1;
+  free(fx);
+  return 0;
+}
+
+static aws_config test_config(const char *url, const char *akid, const char *secret, const char *token) {
+  aws_config c;
+  memset(&c, 0, sizeof c);
+  c.profile = (char *)"default";
+  c.access_key_id = (char *)akid;
+  c.secret_access_key = (char *)secret;
+  c.session_token = (char *)token;
+  c.region = (char *)"eu-west-1";
+  c.endpoint_url = (char *)url;
+  return c;
+}
+
+static void call(aws_http_client *client, const char *target, const char *body, aws_http_reply *r, kerr_code want) {
+  kerr err;
+  kerr_clear(&err);
+  kerr_code rc = aws_http_call(client, target, body, strlen(body), r, &err);
+  if (rc != want) fail_msg("%s: got %d (%s), want %d", target, rc, err.msg, want);
+}
+
+static void test_http_signed_calls_verify(void **state) {
+  http_fixture *fx = *state;
+  aws_config cfg = test_config(fx->url, AKID, SECRET, NULL);
+  aws_http_client *client = NULL;
+  aws_http_reply r;
+  kerr err;
+
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_OK);
+  assert_string_equal(aws_http_client_endpoint(client), fx->url);
+  call(client, "T.Ok", "{\"ClusterId\":\"cluster-abcdefghijk\"}", &r, KERR_OK);
+  assert_string_equal(fx->last_verify, "");
+  assert_string_equal(fx->last_body, "{\"ClusterId\":\"cluster-abcdefghijk\"}");
+  assert_int_equal(r.status, 200);
+  assert_string_equal(r.body, "{\"State\":\"ACTIVE\"}");
+  assert_string_equal(r.request_id, "req-1234");
+  assert_string_equal(r.error_type, "");
+  aws_http_reply_free(&r);
+  /* The connection is reused; the second call is signed afresh. */
+  call(client, "T.Empty", "", &r, KERR_OK);
+  assert_string_equal(fx->last_verify, "");
+  assert_int_equal(r.status, 200);
+  assert_int_equal(r.body_len, 0);
+  assert_non_null(r.body);
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+
+  /* A wrong secret is caught by the verifier, and a session key needs its token. */
+  cfg = test_config(fx->url, AKID, "not-the-secret", NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_OK);
+  call(client, "T.Ok", "{}", &r, KERR_OK);
+  assert_non_null(strstr(fx->last_verify, "InvalidSignatureException"));
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+  cfg = test_config(fx->url, TOKEN_AKID, TOKEN_SECRET, TOKEN);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_OK);
+  call(client, "T.Ok", "{}", &r, KERR_OK);
+  assert_string_equal(fx->last_verify, "");
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+  /* Signed for the wrong service: kmsd's verifier refuses the scope. */
+  cfg = test_config(fx->url, AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "kms", &client, &err), KERR_OK);
+  call(client, "T.Ok", "{}", &r, KERR_OK);
+  assert_non_null(strstr(fx->last_verify, "InvalidSignatureException"));
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+}
+
+static void test_http_error_shapes(void **state) {
+  http_fixture *fx = *state;
+  aws_config cfg = test_config(fx->url, AKID, SECRET, NULL);
+  aws_http_client *client = NULL;
+  aws_http_reply r;
+  kerr err;
+
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_OK);
+  call(client, "T.NsErr", "{}", &r, KERR_OK);
+  assert_int_equal(r.status, 400);
+  assert_string_equal(r.error_type, "NotFoundException");
+  assert_string_equal(r.error_message, "no such key");
+  aws_http_reply_free(&r);
+  call(client, "T.HeaderErr", "{}", &r, KERR_OK);
+  assert_string_equal(r.error_type, "ThrottlingException");
+  assert_string_equal(r.error_message, "slow down");
+  aws_http_reply_free(&r);
+  call(client, "T.Text", "{}", &r, KERR_OK);
+  assert_int_equal(r.status, 502);
+  assert_string_equal(r.error_type, "502");
+  assert_string_equal(r.error_message, "Bad gateway  [31mred"); /* control characters blanked */
+  aws_http_reply_free(&r);
+  call(client, "T.Other", "{}", &r, KERR_OK);
+  assert_string_equal(r.error_type, "UnknownOperationException");
+  assert_string_equal(r.error_message, "");
+  aws_http_reply_free(&r);
+  /* A reply beyond the cap is refused, not buffered. */
+  call(client, "T.Huge", "{}", &r, KERR_DEPENDENCY_TIMEOUT);
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+}
+
+static void test_http_client_refusals(void **state) {
+  http_fixture *fx = *state;
+  aws_config cfg;
+  aws_http_client *client = (aws_http_client *)1;
+  aws_http_reply r;
+  kerr err;
+  (void)fx;
+
+  cfg = test_config("ftp://127.0.0.1/", AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_VALIDATION);
+  assert_null(client);
+  assert_non_null(strstr(err.msg, "scheme must be http or https"));
+  cfg = test_config("not a url", AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_VALIDATION);
+  cfg = test_config("http://127.0.0.1:1/?x=1", AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_VALIDATION);
+  cfg = test_config(NULL, AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "--endpoint-url"));
+  cfg = test_config("http://127.0.0.1:1", NULL, NULL, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_MISSING_AUTH_TOKEN);
+
+  /* Nothing listens on port 1: no reply, and the message says where. */
+  cfg = test_config("http://127.0.0.1:1", AKID, SECRET, NULL);
+  assert_int_equal(aws_http_client_new(&cfg, "cloudhsm", &client, &err), KERR_OK);
+  aws_http_client_set_timeouts(client, 2, 5);
+  assert_int_equal(aws_http_call(client, "T.Ok", "{}", 2, &r, &err), KERR_DEPENDENCY_TIMEOUT);
+  assert_non_null(strstr(err.msg, "Could not connect to the endpoint URL: \"http://127.0.0.1:1\""));
+  assert_null(strstr(err.msg, SECRET));
+  aws_http_reply_free(&r);
+  aws_http_client_free(client);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_environment_credentials_win_over_files, setup, teardown),
@@ -346,6 +608,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_oversized_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsupported_credential_styles, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secrets_are_copies, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_http_signed_calls_verify, http_setup, http_teardown),
+      cmocka_unit_test_setup_teardown(test_http_error_shapes, http_setup, http_teardown),
+      cmocka_unit_test_setup_teardown(test_http_client_refusals, http_setup, http_teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
