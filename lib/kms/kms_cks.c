@@ -328,7 +328,7 @@ out:
 
 void kms_describe_cks_output_clear(kms_describe_cks_output *o) {
   if (!o) return;
-  for (size_t i = 0; i < o->nstores; i++) {
+  for (size_t i = 0; o->stores && i < o->nstores; i++) {
     free(o->stores[i].custom_key_store_name);
     free(o->stores[i].trust_anchor_certificate);
   }
