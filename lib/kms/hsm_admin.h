@@ -23,19 +23,43 @@
 
 /* ------------------------------------------------------------- HSM pool */
 
+#define HSM_POOL_MAX 1024
+#define HSM_POOL_PATH_MAX 4096
+
 /* One operator-provisioned PKCS#11 token (kmsd --hsm-pool).  CreateHsm takes
  * a free one instead of making a SoftHSM2 token. */
 typedef struct hsm_pool_entry {
-  char *module;              /* path of the PKCS#11 module */
+  char *module;              /* absolute path of the PKCS#11 module */
   char *token_label;         /* 1..32 bytes */
   char *so_pin;              /* the token's SO PIN (4..32 bytes) */
   char *availability_zone;   /* NULL: any zone */
 } hsm_pool_entry;
 
-/* Hand the pool to the cluster manager (entries are copied; the SO PINs are
- * kept in wiped memory).  Replaces a previous pool.  Bad entries ->
- * KERR_VALIDATION and nothing changes. */
+/* The pool the next kms_domain_open of this process starts with (what kmsd
+ * --hsm-pool calls, before opening the domain and before other threads
+ * exist).  Process-wide because SoftHSM2's configuration is: a domain that
+ * starts with a non-empty pool writes no SoftHSM2 configuration of its own
+ * and leaves SOFTHSM2_CONF as the operator set it, so pool tokens that are
+ * SoftHSM2 tokens in the operator's directory are reachable; CreateHsm then
+ * only takes pool tokens.  The domain refuses to open when its store holds an
+ * HSM (not DELETED) that it could not reach: a SoftHSM2 token it made earlier
+ * under the data directory, or a pool token the pool no longer lists.  Pool
+ * HSMs are matched to entries by token label, so the file may be reordered.
+ * Entries are validated and copied (SO PINs in wiped memory); n == 0 clears
+ * the preset.  Bad entries -> KERR_VALIDATION and the preset is unchanged. */
+kerr_code hsm_clusters_preset_pool(const hsm_pool_entry *entries, size_t n, kerr *err);
+
+/* Replace the pool of a running domain (same validation and label matching
+ * as above, against the HSMs in the store).  A domain that started without a
+ * pool keeps its own SoftHSM2 directory, so a pool set this way can only
+ * reach SoftHSM2 tokens of that directory (other modules are fine).  A
+ * domain that started with a pool cannot be given an empty one.  On failure
+ * nothing changes. */
 kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err);
+
+/* Free an array of entries made by hsm_pool_file_load or by hand (SO PINs
+ * wiped).  NULL is allowed. */
+void hsm_pool_entries_free(hsm_pool_entry *entries, size_t n);
 
 /* ---------------------------------------------------------- CloudHSMv2 */
 

@@ -46,6 +46,7 @@ typedef struct hsm_live {
   pthread_rwlock_t lock;
   int refs;            /* guarded by the manager's lock */
   bool dead;           /* HSM deleted: freed when the last reference goes */
+  bool retired;        /* logged out for good (HSM deleted); guarded by lock */
 } hsm_live;
 
 struct hsm_manager {
@@ -55,6 +56,7 @@ struct hsm_manager {
   p11_module *softhsm;             /* loaded on first use */
   char softhsm_path[4096];
   hsm_pool_entry *pool;            /* --hsm-pool; owned (secrets wiped) */
+  bool own_softhsm;                /* SOFTHSM2_CONF is kmsd's (no pool at start) */
   size_t npool;
   uint64_t gen;                    /* bumped whenever an HSM changes state */
   pthread_t worker;
@@ -97,11 +99,13 @@ int hsmi_password_ok(const store_hsm_user *u, const char *password);
  * Holds a reference: give it back with hsmi_live_put. */
 kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *err);
 void hsmi_live_put(struct hsm_manager *m, hsm_live *l);
-/* Forget HSM `hsm_id`: its entry is closed once unreferenced. */
+/* Forget HSM `hsm_id`: its entry is logged out at once (so another handle
+ * may log in to the same token) and closed once unreferenced. */
 void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id);
 
 /* With l->lock held for writing: make sure the token is logged in as the
- * user with `pin` (logs out and in again when `force`). */
+ * user with `pin` (logs out and in again when `force`).  An entry retired by
+ * hsmi_live_kill refuses (KERR_KEY_UNAVAILABLE). */
 kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *err);
 
 /* Set the user PIN of every ACTIVE HSM of `cluster_id` to `pin` (SO login +

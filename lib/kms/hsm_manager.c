@@ -185,7 +185,7 @@ uint64_t hsmi_gen(struct hsm_manager *m) {
 
 /* ------------------------------------------------------------ the pool */
 
-static void pool_free(hsm_pool_entry *pool, size_t n) {
+void hsm_pool_entries_free(hsm_pool_entry *pool, size_t n) {
   if (!pool) return;
   for (size_t i = 0; i < n; i++) {
     free(pool[i].module);
@@ -196,23 +196,31 @@ static void pool_free(hsm_pool_entry *pool, size_t n) {
   free(pool);
 }
 
+static void pool_free(hsm_pool_entry *pool, size_t n) { hsm_pool_entries_free(pool, n); }
+
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err) {
-  struct hsm_manager *m = d->hsm;
+/* Validate `entries` and copy them into *out (SO PINs in wiped memory). */
+static kerr_code pool_copy(const hsm_pool_entry *entries, size_t n, hsm_pool_entry **out,
+                           kerr *err) {
   hsm_pool_entry *copy = NULL;
-  if (!m) return kerr_set(err, KERR_INTERNAL, "cluster manager not started");
-  if (n > 1024) return kerr_set(err, KERR_VALIDATION, "HSM pool: at most 1024 entries");
+  *out = NULL;
+  if (n > HSM_POOL_MAX) return kerr_set(err, KERR_VALIDATION, "HSM pool: at most %d entries", HSM_POOL_MAX);
   for (size_t i = 0; i < n; i++) {
     const hsm_pool_entry *e = &entries[i];
     size_t ll = e->token_label ? strlen(e->token_label) : 0;
     size_t pl = e->so_pin ? strlen(e->so_pin) : 0;
-    if (!e->module || e->module[0] != '/')
-      return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: module must be an absolute path", i);
+    if (!e->module || e->module[0] != '/' || strlen(e->module) > HSM_POOL_PATH_MAX)
+      return kerr_set(err, KERR_VALIDATION,
+                      "HSM pool entry %zu: module must be an absolute path of at most %d bytes", i,
+                      HSM_POOL_PATH_MAX);
     if (ll < 1 || ll > P11_LABEL_MAX)
       return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: tokenLabel must be 1..32 bytes", i);
     if (pl < P11_PIN_MIN || pl > HSMI_PIN_MAX)
       return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: soPin must be 4..32 bytes", i);
+    if (e->availability_zone &&
+        (!e->availability_zone[0] || strlen(e->availability_zone) > STORE_REGION_MAX))
+      return kerr_set(err, KERR_VALIDATION, "HSM pool entry %zu: availabilityZone is empty or too long", i);
     for (size_t j = 0; j < i; j++)
       if (strcmp(entries[j].token_label, e->token_label) == 0 &&
           strcmp(entries[j].module, e->module) == 0)
@@ -234,10 +242,109 @@ kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, si
       return kerr_set(err, KERR_INTERNAL, "Out of memory.");
     }
   }
+  *out = copy;
+  return KERR_OK;
+}
+
+/* Pool HSMs are recorded by their entry's index; the operator may reorder or
+ * extend the file between runs.  Point every HSM that is not DELETED at the
+ * entry carrying its token label, so a reordered file never hands one HSM's
+ * token to another.  An HSM whose token the pool no longer lists, or (when
+ * `softhsm_reachable` is false) an HSM kmsd made as a SoftHSM2 token under
+ * the data directory, cannot be served: KERR_VALIDATION naming it, and the
+ * store is left unchanged. */
+static kerr_code pool_reconcile(kms_domain *d, const hsm_pool_entry *pool, size_t n,
+                                bool softhsm_reachable, kerr *err) {
+  const store_hsm_ops *o = d->st->ops->hsm;
+  store_tx *tx = NULL;
+  store_hsm *hs = NULL;
+  size_t nhs = 0;
+  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  if (rc) return rc;
+  rc = o->hsm_list(tx, NULL, &hs, &nhs, err);
+  for (size_t i = 0; !rc && i < nhs; i++) {
+    store_hsm *h = &hs[i];
+    size_t matches = 0, match = 0;
+    if (strcmp(h->state, "DELETED") == 0) continue;
+    if (h->pool_index < 0) {
+      if (!softhsm_reachable)
+        rc = kerr_set(err, KERR_VALIDATION,
+                      "HSM %s of cluster %s is a SoftHSM2 token kmsd made under its data "
+                      "directory, which kmsd does not use while an HSM pool is configured; "
+                      "delete that HSM first or start without --hsm-pool",
+                      h->hsm_id, h->cluster_id);
+      continue;
+    }
+    if ((size_t)h->pool_index < n && strcmp(pool[h->pool_index].token_label, h->token_label) == 0)
+      continue;
+    for (size_t j = 0; j < n; j++)
+      if (strcmp(pool[j].token_label, h->token_label) == 0) {
+        matches++;
+        match = j;
+      }
+    if (matches != 1) {
+      rc = kerr_set(err, KERR_VALIDATION,
+                    matches ? "HSM %s of cluster %s uses pool token \"%s\", which the HSM pool "
+                              "lists more than once (under different modules)"
+                            : "HSM %s of cluster %s uses pool token \"%s\", which the HSM pool "
+                              "no longer lists",
+                    h->hsm_id, h->cluster_id, h->token_label);
+      continue;
+    }
+    log_msg(LOG_INFO, NULL, "hsm %s of %s: pool token %s is now pool entry %zu (was %d)", h->hsm_id,
+            h->cluster_id, h->token_label, match, h->pool_index);
+    h->pool_index = (int)match;
+    rc = o->hsm_update(tx, h, err);
+  }
+  free(hs);
+  if (rc) {
+    d->st->ops->rollback(tx);
+    return rc;
+  }
+  return d->st->ops->commit(tx, err);
+}
+
+/* The pool kmsd --hsm-pool gives before the domain opens (see
+ * hsm_clusters_preset_pool); taken by the next hsm_manager_start. */
+static hsm_pool_entry *preset_pool;
+static size_t preset_npool;
+static pthread_mutex_t preset_lock = PTHREAD_MUTEX_INITIALIZER;
+
+kerr_code hsm_clusters_preset_pool(const hsm_pool_entry *entries, size_t n, kerr *err) {
+  hsm_pool_entry *copy = NULL;
+  kerr_code rc = KERR_OK;
+  if (n > 0) {
+    rc = pool_copy(entries, n, &copy, err);
+    if (rc) return rc;
+  }
+  pthread_mutex_lock(&preset_lock);
+  pool_free(preset_pool, preset_npool);
+  preset_pool = copy;
+  preset_npool = copy ? n : 0;
+  pthread_mutex_unlock(&preset_lock);
+  return KERR_OK;
+}
+
+kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err) {
+  struct hsm_manager *m = d->hsm;
+  hsm_pool_entry *copy = NULL;
+  if (!m) return kerr_set(err, KERR_INTERNAL, "cluster manager not started");
+  if (n == 0 && !m->own_softhsm)
+    return kerr_set(err, KERR_VALIDATION,
+                    "kmsd started with an HSM pool and makes no SoftHSM2 tokens of its own; "
+                    "the pool cannot be emptied");
+  kerr_code rc = pool_copy(entries, n, &copy, err);
+  if (rc) return rc;
+  rc = pool_reconcile(d, copy, n, m->own_softhsm, err);
+  if (rc) {
+    pool_free(copy, n);
+    return rc;
+  }
   pthread_mutex_lock(&m->lock);
   pool_free(m->pool, m->npool);
   m->pool = copy;
   m->npool = n;
+  m->gen++;
   m->kicked = true;
   pthread_cond_signal(&m->cond);
   pthread_mutex_unlock(&m->lock);
@@ -337,18 +444,34 @@ void hsmi_live_put(struct hsm_manager *m, hsm_live *l) {
 }
 
 void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id) {
+  hsm_live *victim = NULL;
   pthread_mutex_lock(&m->lock);
   for (hsm_live *l = m->lives; l; l = l->next)
     if (!l->dead && strcmp(l->hsm_id, hsm_id) == 0) {
       l->dead = true;
-      live_reap_locked(m, l);
+      l->refs++; /* ours, until it is logged out below */
+      victim = l;
       break;
     }
   m->gen++;
   pthread_mutex_unlock(&m->lock);
+  if (!victim) return;
+  /* Connections may hold the entry a little longer (until they next refresh
+   * their HSM list).  Log it out for good now: PKCS#11 login state belongs to
+   * the process and token, so a lingering login would break the next handle
+   * on this token (scrubbing it, or a pool token going to a new HSM). */
+  pthread_rwlock_wrlock(&victim->lock);
+  victim->retired = true;
+  p11_token_logout(victim->tok, NULL);
+  pthread_rwlock_unlock(&victim->lock);
+  hsmi_live_put(m, victim);
 }
 
 kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *pe) {
+  if (l->retired) {
+    p11_err_clear(pe);
+    return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE, "HSM %s has been deleted", l->hsm_id);
+  }
   if (force) p11_token_logout(l->tok, NULL);
   if (p11_token_logged_in(l->tok)) return KERR_OK;
   return p11_token_login(l->tok, pin, pe);
@@ -872,6 +995,7 @@ static void *worker_main(void *arg) {
 
 kerr_code hsm_manager_start(kms_domain *d, kerr *err) {
   struct hsm_manager *m = calloc(1, sizeof *m);
+  kerr_code rc = KERR_OK;
   p11_err pe;
   char conf[4096];
   if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
@@ -879,23 +1003,41 @@ kerr_code hsm_manager_start(kms_domain *d, kerr *err) {
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->cond, NULL);
   p11_err_clear(&pe);
-  if (p11_softhsm_configure(d->data_dir, conf, sizeof conf, &pe) != KERR_OK) {
-    kerr_code rc = kerr_set(err, KERR_INTERNAL, "Cannot prepare the HSM directory: %s", pe.e.msg);
-    pthread_mutex_destroy(&m->lock);
-    pthread_cond_destroy(&m->cond);
-    free(m);
-    return rc;
+  pthread_mutex_lock(&preset_lock);
+  m->pool = preset_pool;
+  m->npool = preset_npool;
+  preset_pool = NULL;
+  preset_npool = 0;
+  pthread_mutex_unlock(&preset_lock);
+  /* SoftHSM2 reads one configuration per process.  With an operator pool the
+   * operator's SOFTHSM2_CONF must win (their pool tokens may be SoftHSM2
+   * tokens in their own directory), so kmsd then makes no tokens of its own
+   * and leaves the environment alone (docs/hsm-clusters.md). */
+  m->own_softhsm = m->npool == 0;
+  if (m->own_softhsm && p11_softhsm_configure(d->data_dir, conf, sizeof conf, &pe) != KERR_OK) {
+    rc = kerr_set(err, KERR_INTERNAL, "Cannot prepare the HSM directory: %s", pe.e.msg);
+    goto fail;
   }
   d->hsm = m;
+  if (m->npool) {
+    rc = pool_reconcile(d, m->pool, m->npool, false, err);
+    if (rc) goto fail;
+    log_msg(LOG_INFO, NULL, "HSM pool: %zu operator-provisioned token(s); SoftHSM2 reads %s",
+            m->npool, getenv("SOFTHSM2_CONF") ? "$SOFTHSM2_CONF" : "its default configuration");
+  }
   if (pthread_create(&m->worker, NULL, worker_main, d) != 0) {
-    d->hsm = NULL;
-    pthread_mutex_destroy(&m->lock);
-    pthread_cond_destroy(&m->cond);
-    free(m);
-    return kerr_set(err, KERR_INTERNAL, "Cannot start the cluster worker thread.");
+    rc = kerr_set(err, KERR_INTERNAL, "Cannot start the cluster worker thread.");
+    goto fail;
   }
   m->running = true;
   return KERR_OK;
+fail:
+  d->hsm = NULL;
+  pool_free(m->pool, m->npool);
+  pthread_mutex_destroy(&m->lock);
+  pthread_cond_destroy(&m->cond);
+  free(m);
+  return rc;
 }
 
 void hsm_manager_stop(kms_domain *d) {

@@ -27,7 +27,9 @@
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
+#include "api/hsm_pool_file.h"
 #include "http/http_server.h"
+#include "kms/hsm_admin.h"
 #include "kms/kms.h"
 
 #define KMSD_VERSION "0.1.0"
@@ -55,6 +57,7 @@ typedef struct kmsd_options {
   long long clock_offset_s;
   int enable_admin;
   log_level level;
+  const char *hsm_pool; /* --hsm-pool FILE */
 } kmsd_options;
 
 static void usage(FILE *f) {
@@ -81,6 +84,10 @@ static void usage(FILE *f) {
           "                              (may be negative)\n"
           "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
           "                              account roots (for tests)\n"
+          "  --hsm-pool FILE             operator-provisioned PKCS#11 tokens for CreateHsm (a JSON\n"
+          "                              array of {module, tokenLabel, soPin, availabilityZone?};\n"
+          "                              mode 0600). With it kmsd makes no SoftHSM2 tokens of its\n"
+          "                              own and SoftHSM2 reads the caller's SOFTHSM2_CONF\n"
           "  --log-level LEVEL           debug, info, warn or error (default info)\n"
           "  --version                   print the version and exit\n"
           "  --help                      print this help and exit\n"
@@ -124,6 +131,7 @@ enum {
   OPT_CLOCK_OFFSET,
   OPT_ADMIN,
   OPT_LOG_LEVEL,
+  OPT_HSM_POOL,
   OPT_VERSION,
   OPT_HELP,
 };
@@ -142,6 +150,7 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
       {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
+      {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
       {"version", no_argument, NULL, OPT_VERSION},
       {"help", no_argument, NULL, OPT_HELP},
       {NULL, 0, NULL, 0},
@@ -195,6 +204,11 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       o->level = (log_level)lv;
       break;
     }
+    case OPT_HSM_POOL:
+      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%s'", "--hsm-pool", optarg);
+      o->hsm_pool = optarg;
+      break;
     case OPT_VERSION: printf("kmsd " KMSD_VERSION "\n"); return 0;
     case OPT_HELP: usage(stdout); return 0;
     case ':': return bad_flag("%s needs a value", flag);
@@ -293,6 +307,19 @@ static int run(const kmsd_options *o) {
     rc = http_read_pem_file(o->tls_key, PEM_FILE_MAX, &key_pem, &err);
     if (rc) goto out;
     key_pem_len = strlen(key_pem);
+  }
+
+  /* The HSM pool goes in before the domain opens: it decides whose SoftHSM2
+   * configuration the process uses and must be there when key stores left
+   * CONNECTED reconnect during kms_domain_open. */
+  if (o->hsm_pool) {
+    hsm_pool_entry *pool = NULL;
+    size_t npool = 0;
+    rc = hsm_pool_file_load(o->hsm_pool, &pool, &npool, &err);
+    if (!rc) rc = hsm_clusters_preset_pool(pool, npool, &err);
+    hsm_pool_entries_free(pool, npool);
+    if (rc) goto out;
+    log_msg(LOG_INFO, NULL, "HSM pool: %zu token(s) from %s", npool, o->hsm_pool);
   }
 
   kms_domain_config dcfg;
