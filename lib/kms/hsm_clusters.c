@@ -13,6 +13,7 @@
 #include <openssl/pem.h>
 #include <openssl/sha.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -101,7 +102,9 @@ static kerr_code describe(kms_domain *d, store_tx *tx, store_hsm_cluster *c, hsm
   memset(c, 0, sizeof *c);
   out->hsms = hsms;
   out->nhsms = k;
-  out->show_csr = out->c.csr_pem && !state_is(&out->c, "CREATE_IN_PROGRESS");
+  /* The model: "The CSR exists only when the cluster's state is
+   * UNINITIALIZED."  Afterwards the signed ClusterCertificate takes its place. */
+  out->show_csr = out->c.csr_pem && state_is(&out->c, "UNINITIALIZED");
   out->show_cluster_cert = out->c.cluster_cert_pem != NULL;
   return KERR_OK;
 }
@@ -389,7 +392,13 @@ static kerr_code check_certs(const char *csr_pem, const char *signed_pem, const 
     rc = kerr_set(err, KERR_INTERNAL, "The cluster CSR cannot be read.");
     goto out;
   }
-  if (X509_verify(cert, X509_get0_pubkey(anchor)) != 1) {
+  /* The model: the trust anchor must be a self-signed (root) certificate. */
+  if (X509_check_issued(anchor, anchor) != X509_V_OK ||
+      X509_verify(anchor, X509_get0_pubkey(anchor)) != 1) {
+    rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "TrustAnchor must be a self-signed certificate.");
+    goto out;
+  }
+  if (X509_check_issued(anchor, cert) != X509_V_OK || X509_verify(cert, X509_get0_pubkey(anchor)) != 1) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "SignedCert is not signed by TrustAnchor.");
     goto out;
   }

@@ -1,0 +1,550 @@
+/* test_hsm_clusters.c - HSM clusters through their domain C API
+ * (hsm_admin.h, hsm_cluster.h) on real parts: SoftHSM2 tokens under a
+ * temporary data directory, a real SQLite store, certificates made with the
+ * openssl command line.  Covers the cluster life cycle and its certificate
+ * rules, HSM provisioning and keys reaching a new HSM after the old ones are
+ * gone, the five-failure lockout, the order of hsm_cluster_connect's
+ * ConnectionErrorCodes, and that a cluster key's value cannot be read from a
+ * token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE). */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "kms/hsm_admin.h"
+#include "kms/hsm_cluster.h"
+#include "kms/kms.h"
+#include "pkcs11/p11.h"
+#include "pkcs11/p11_softhsm.h"
+
+#define ACCT "111122223333"
+#define REGION "us-east-1"
+#define KMSUSER_PW "kmsuser-pw-1"
+#define WAIT_MS 60000
+
+static char dir[64];
+static kms_domain *dom;
+static principal root;
+static kms_call call;
+
+static void sleep_ms(long ms) {
+  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static char *read_file(const char *path) {
+  FILE *f = fopen(path, "rb");
+  long n;
+  char *buf;
+  if (!f) return NULL;
+  fseek(f, 0, SEEK_END);
+  n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  buf = calloc(1, (size_t)n + 1);
+  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
+    free(buf);
+    buf = NULL;
+  }
+  fclose(f);
+  return buf;
+}
+
+static char *read_in_dir(const char *name) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  char *text = read_file(path);
+  assert_non_null(text);
+  return text;
+}
+
+static void write_in_dir(const char *name, const char *text) {
+  char path[128];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "wb");
+  assert_non_null(f);
+  assert_int_equal(fwrite(text, 1, strlen(text), f), strlen(text));
+  fclose(f);
+}
+
+static void run(const char *cmd) {
+  char full[1024];
+  snprintf(full, sizeof full, "cd %s && %s >/dev/null 2>&1", dir, cmd);
+  assert_int_equal(system(full), 0);
+}
+
+static void describe(const char *cluster_id, hsm_cluster_desc *out) {
+  const char *ids[] = {cluster_id};
+  hsm_filter f = {"clusterIds", ids, 1};
+  hsm_list_input in;
+  hsm_cluster_list list;
+  kerr err;
+  memset(&in, 0, sizeof in);
+  memset(&list, 0, sizeof list);
+  in.filters = &f;
+  in.nfilters = 1;
+  if (hsm_describe_clusters(dom, &call, &in, &list, &err) != KERR_OK)
+    fail_msg("describe_clusters: %s", err.msg);
+  assert_int_equal(list.n, 1);
+  *out = list.items[0];
+  memset(&list.items[0], 0, sizeof list.items[0]);
+  hsm_cluster_list_clear(&list);
+}
+
+static int count_hsms(const hsm_cluster_desc *c, const char *state) {
+  int n = 0;
+  for (size_t i = 0; i < c->nhsms; i++) n += strcmp(c->hsms[i].state, state) == 0;
+  return n;
+}
+
+/* Wait for the cluster's state and exactly `active` ACTIVE HSMs with none
+ * in progress. */
+static void wait_cluster(const char *cluster_id, const char *state, int active) {
+  for (int waited = 0; waited < WAIT_MS; waited += 20) {
+    hsm_cluster_desc c;
+    describe(cluster_id, &c);
+    bool done = strcmp(c.c.state, state) == 0 && count_hsms(&c, "ACTIVE") == active &&
+                (int)c.nhsms == active;
+    hsm_cluster_desc_clear(&c);
+    if (done) return;
+    sleep_ms(20);
+  }
+  fail_msg("cluster %s never reached %s with %d active HSMs", cluster_id, state, active);
+}
+
+static int setup(void **state) {
+  kms_domain_config cfg = {.sweep_interval_ms = -1};
+  kerr err;
+  (void)state;
+  snprintf(dir, sizeof dir, "/tmp/kmsd-test-hsm-clusters-XXXXXX");
+  if (!mkdtemp(dir)) return -1;
+  memset(&root, 0, sizeof root);
+  snprintf(root.access_key_id, sizeof root.access_key_id, "AKIA" ACCT);
+  snprintf(root.account_id, sizeof root.account_id, ACCT);
+  snprintf(root.arn, sizeof root.arn, "arn:aws:iam::" ACCT ":root");
+  root.is_root = true;
+  call = (kms_call){&root, REGION, "req-hsm-clusters"};
+  cfg.data_dir = dir;
+  if (kms_domain_open(&cfg, &dom, &err) != KERR_OK) {
+    fprintf(stderr, "open: %s\n", err.msg);
+    return -1;
+  }
+  /* The customer's CA, and a second CA that has nothing to do with it. */
+  run("openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.crt -days 30 "
+      "-subj /CN=customer-ca");
+  run("openssl req -x509 -newkey rsa:2048 -nodes -keyout other.key -out other.crt -days 30 "
+      "-subj /CN=customer-ca");
+  return 0;
+}
+
+static int teardown(void **state) {
+  char cmd[128];
+  (void)state;
+  kms_domain_close(dom);
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* CreateCluster with two subnets; waits for UNINITIALIZED and returns the CSR. */
+static char *new_cluster(char cluster_id[STORE_HSM_ID_MAX]) {
+  const char *subnets[] = {"subnet-0a1b2c3d", "subnet-0e1f2a3b"};
+  hsm_create_cluster_input ci;
+  hsm_cluster_desc c;
+  kerr err;
+  memset(&ci, 0, sizeof ci);
+  ci.hsm_type = "hsm1.medium";
+  ci.subnet_ids = subnets;
+  ci.nsubnets = 2;
+  if (hsm_create_cluster(dom, &call, &ci, &c, &err) != KERR_OK) fail_msg("create: %s", err.msg);
+  snprintf(cluster_id, STORE_HSM_ID_MAX, "%s", c.c.cluster_id);
+  hsm_cluster_desc_clear(&c);
+  wait_cluster(cluster_id, "UNINITIALIZED", 0);
+  describe(cluster_id, &c);
+  assert_true(c.show_csr);
+  assert_false(c.show_cluster_cert);
+  assert_non_null(strstr(c.c.csr_pem, "BEGIN CERTIFICATE REQUEST"));
+  char *csr = strdup(c.c.csr_pem);
+  hsm_cluster_desc_clear(&c);
+  return csr;
+}
+
+/* Sign `csr` with CA `ca` ("ca" or "other"); returns the certificate PEM. */
+static char *sign(const char *csr, const char *ca) {
+  char cmd[256];
+  write_in_dir("req.csr", csr);
+  snprintf(cmd, sizeof cmd,
+           "openssl x509 -req -in req.csr -CA %s.crt -CAkey %s.key -set_serial 9 -days 30 "
+           "-out signed.crt", ca, ca);
+  run(cmd);
+  return read_in_dir("signed.crt");
+}
+
+static void create_hsm(const char *cluster_id, char zone_letter, char hsm_id[STORE_HSM_ID_MAX]) {
+  char zone[16];
+  store_hsm h;
+  kerr err;
+  snprintf(zone, sizeof zone, REGION "%c", zone_letter);
+  memset(&h, 0, sizeof h);
+  if (hsm_create_hsm(dom, &call, cluster_id, zone, NULL, &h, &err)) fail_msg("create_hsm: %s", err.msg);
+  assert_string_equal(h.state, "CREATE_IN_PROGRESS");
+  if (hsm_id) snprintf(hsm_id, STORE_HSM_ID_MAX, "%s", h.hsm_id);
+}
+
+static void delete_hsm(const char *cluster_id, const char *hsm_id) {
+  char out[STORE_HSM_ID_MAX];
+  kerr err;
+  if (hsm_delete_hsm(dom, &call, cluster_id, hsm_id, NULL, NULL, out, &err))
+    fail_msg("delete_hsm: %s", err.msg);
+  assert_string_equal(out, hsm_id);
+}
+
+/* An ACTIVE cluster with HSMs in zones a and b; kmsuser unless !with_kmsuser. */
+static void active_cluster(char cluster_id[STORE_HSM_ID_MAX], bool with_kmsuser) {
+  char st[STORE_ENUM_MAX];
+  kerr err;
+  char *csr = new_cluster(cluster_id);
+  char *cert = sign(csr, "ca");
+  char *anchor = read_in_dir("ca.crt");
+  if (hsm_initialize_cluster(dom, &call, cluster_id, cert, anchor, st, &err))
+    fail_msg("initialize: %s", err.msg);
+  wait_cluster(cluster_id, "INITIALIZED", 0);
+  create_hsm(cluster_id, 'a', NULL);
+  create_hsm(cluster_id, 'b', NULL);
+  wait_cluster(cluster_id, "INITIALIZED", 2);
+  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err), KERR_OK);
+  wait_cluster(cluster_id, "ACTIVE", 2);
+  if (with_kmsuser)
+    assert_int_equal(hsm_admin_create_user(dom, &call, cluster_id, "kmsuser", "crypto-user",
+                                           KMSUSER_PW, &err), KERR_OK);
+  free(csr);
+  free(cert);
+  free(anchor);
+}
+
+/* ------------------------------------------------------------- tests */
+
+static void test_lifecycle_and_certificates(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX], hsm_a[STORE_HSM_ID_MAX], hsm_b[STORE_HSM_ID_MAX];
+  char st[STORE_ENUM_MAX];
+  hsm_cluster_desc c;
+  store_hsm h;
+  kerr err;
+  (void)state;
+
+  char *csr = new_cluster(cluster_id);
+  describe(cluster_id, &c);
+  assert_string_equal(c.c.subnets, "subnet-0a1b2c3d,subnet-0e1f2a3b");
+  hsm_cluster_desc_clear(&c);
+
+  /* Signed by another CA (same subject name, different key): refused. */
+  char *anchor = read_in_dir("ca.crt");
+  char *foreign = sign(csr, "other");
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, foreign, anchor, st, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  assert_non_null(strstr(err.msg, "not signed by TrustAnchor"));
+  /* Signed by the right CA but for a key that is not the CSR's: refused. */
+  run("openssl req -new -newkey rsa:2048 -nodes -keyout stranger.key -out stranger.csr "
+      "-subj /CN=stranger");
+  char *stranger_csr = read_in_dir("stranger.csr");
+  char *stranger = sign(stranger_csr, "ca");
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, stranger, anchor, st, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  assert_non_null(strstr(err.msg, "public key of the cluster's CSR"));
+  /* A trust anchor that is not self-signed: refused. */
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, stranger, stranger, st, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  assert_non_null(strstr(err.msg, "self-signed"));
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, "not a cert", anchor, st, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  describe(cluster_id, &c);
+  assert_string_equal(c.c.state, "UNINITIALIZED"); /* nothing changed */
+  hsm_cluster_desc_clear(&c);
+
+  char *good = sign(csr, "ca");
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, good, anchor, st, &err), KERR_OK);
+  assert_string_equal(st, "INITIALIZE_IN_PROGRESS");
+  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, good, anchor, st, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  wait_cluster(cluster_id, "INITIALIZED", 0);
+  describe(cluster_id, &c);
+  assert_false(c.show_csr); /* the CSR exists only while UNINITIALIZED */
+  assert_true(c.show_cluster_cert);
+  assert_string_equal(c.c.cluster_cert_pem, good);
+  assert_string_equal(c.c.trust_anchor_pem, anchor);
+  hsm_cluster_desc_clear(&c);
+
+  /* Activation needs an ACTIVE HSM; a zone without a subnet is refused. */
+  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err),
+                   KERR_HSM_INVALID_REQUEST);
+  memset(&h, 0, sizeof h);
+  assert_int_equal(hsm_create_hsm(dom, &call, cluster_id, REGION "c", NULL, &h, &err),
+                   KERR_HSM_INVALID_REQUEST);
+  create_hsm(cluster_id, 'a', hsm_a);
+  create_hsm(cluster_id, 'b', hsm_b);
+  wait_cluster(cluster_id, "INITIALIZED", 2);
+  describe(cluster_id, &c);
+  for (size_t i = 0; i < c.nhsms; i++) {
+    assert_non_null(strstr(c.hsms[i].eni_ip, strcmp(c.hsms[i].availability_zone, REGION "a") == 0
+                                                 ? "10.0.0."
+                                                 : "10.0.1."));
+    assert_string_equal(c.hsms[i].token_label, c.hsms[i].hsm_id); /* a SoftHSM2 token of ours */
+  }
+  hsm_cluster_desc_clear(&c);
+  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "short", &err), KERR_HSM_INVALID_REQUEST);
+  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err), KERR_OK);
+  wait_cluster(cluster_id, "ACTIVE", 2);
+
+  /* A cluster with HSMs cannot be deleted; without them it goes to DELETED. */
+  assert_int_equal(hsm_delete_cluster(dom, &call, cluster_id, &c, &err), KERR_HSM_INVALID_REQUEST);
+  delete_hsm(cluster_id, hsm_a);
+  delete_hsm(cluster_id, hsm_b);
+  wait_cluster(cluster_id, "ACTIVE", 0);
+  assert_int_equal(hsm_delete_cluster(dom, &call, cluster_id, &c, &err), KERR_OK);
+  assert_string_equal(c.c.state, "DELETE_IN_PROGRESS");
+  hsm_cluster_desc_clear(&c);
+  wait_cluster(cluster_id, "DELETED", 0);
+  hsm_cluster_view v;
+  assert_int_equal(hsm_cluster_describe(dom, ACCT, REGION, cluster_id, &v, &err),
+                   KERR_HSM_CLUSTER_NOT_FOUND);
+
+  free(csr);
+  free(anchor);
+  free(foreign);
+  free(stranger_csr);
+  free(stranger);
+  free(good);
+}
+
+/* hsm_cluster_connect's documented order: each check is made to fail while
+ * every later one would fail too, and the earlier one must be reported. */
+static void test_connect_error_order(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX], hsm_c[STORE_HSM_ID_MAX];
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  kerr err;
+  (void)state;
+
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, "cluster-234567abcde", KMSUSER_PW, &conn,
+                                       &code, &err), KERR_HSM_CLUSTER_NOT_FOUND);
+  assert_string_equal(code, "CLUSTER_NOT_FOUND");
+
+  active_cluster(cluster_id, false);
+  /* Another account sees no such cluster. */
+  code = NULL;
+  assert_int_not_equal(hsm_cluster_connect(dom, "444455556666", REGION, cluster_id, KMSUSER_PW,
+                                           &conn, &code, &err), KERR_OK);
+  assert_string_equal(code, "CLUSTER_NOT_FOUND");
+
+  /* No active HSM beats a simulated network failure and a missing kmsuser. */
+  hsm_cluster_desc c;
+  describe(cluster_id, &c);
+  for (size_t i = 0; i < c.nhsms; i++) delete_hsm(cluster_id, c.hsms[i].hsm_id);
+  hsm_cluster_desc_clear(&c);
+  wait_cluster(cluster_id, "ACTIVE", 0);
+  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "network-errors", &err), KERR_OK);
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                           &err), KERR_OK);
+  assert_string_equal(code, "INSUFFICIENT_CLOUDHSM_HSMS");
+
+  create_hsm(cluster_id, 'a', hsm_c);
+  wait_cluster(cluster_id, "ACTIVE", 1);
+  /* Each simulated failure beats the missing kmsuser. */
+  static const char *const kinds[][2] = {
+      {"network-errors", "NETWORK_ERRORS"},
+      {"subnet-not-found", "SUBNET_NOT_FOUND"},
+      {"no-free-addresses", "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET"},
+      {"internal-error", "INTERNAL_ERROR"},
+  };
+  for (size_t i = 0; i < 4; i++) {
+    assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, kinds[i][0], &err), KERR_OK);
+    assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn,
+                                             &code, &err), KERR_OK);
+    assert_string_equal(code, kinds[i][1]);
+  }
+  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "bogus", &err),
+                   KERR_HSM_INVALID_REQUEST);
+  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "none", &err), KERR_OK);
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                           &err), KERR_OK);
+  assert_string_equal(code, "USER_NOT_FOUND");
+
+  /* kmsuser locked and logged in: the lockout is reported first. */
+  assert_int_equal(hsm_admin_create_user(dom, &call, cluster_id, "kmsuser", "crypto-user",
+                                         KMSUSER_PW, &err), KERR_OK);
+  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
+  for (int i = 0; i < 5; i++)
+    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+                     KERR_HSM_ACCESS_DENIED);
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                           &err), KERR_OK);
+  assert_string_equal(code, "USER_LOCKED_OUT");
+  /* Unlocked but still logged in through hsm-cli. */
+  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+                   KERR_OK);
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
+                                           &code, &err), KERR_OK);
+  assert_string_equal(code, "USER_LOGGED_IN");
+  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
+                                           &code, &err), KERR_OK);
+  assert_string_equal(code, "INVALID_CREDENTIALS");
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                       &err), KERR_OK);
+  assert_non_null(conn);
+  hsm_conn_close(conn);
+}
+
+static void test_lockout_after_five_failures(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX];
+  store_hsm_user *users = NULL;
+  size_t n = 0;
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+                     KERR_HSM_ACCESS_DENIED);
+  /* A success resets the count: four more failures do not lock. */
+  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
+  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+  for (int i = 0; i < 4; i++)
+    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+                     KERR_HSM_ACCESS_DENIED);
+  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(users[i].username, "kmsuser") == 0) assert_false(users[i].locked);
+  free(users);
+  /* The fifth in a row locks; then even the right password is refused. */
+  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+                   KERR_HSM_ACCESS_DENIED);
+  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+                   KERR_HSM_ACCESS_DENIED);
+  assert_non_null(strstr(err.msg, "locked out"));
+  assert_null(strstr(err.msg, KMSUSER_PW));
+  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  bool seen = false;
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(users[i].username, "kmsuser") == 0) {
+      seen = true;
+      assert_true(users[i].locked);
+    }
+  assert_true(seen);
+  free(users);
+  /* Failed KMS connections count too: a new password, then five bad connects. */
+  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+                   KERR_OK);
+  for (int i = 0; i < 5; i++) {
+    assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
+                                             &code, &err), KERR_OK);
+    assert_string_equal(code, "INVALID_CREDENTIALS");
+  }
+  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                           &err), KERR_OK);
+  assert_string_equal(code, "USER_LOCKED_OUT");
+  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+                   KERR_OK);
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                       &err), KERR_OK);
+  hsm_conn_close(conn);
+}
+
+/* Log into `label` as kmsuser with `pin` and check the key `key_label` is
+ * there and its value cannot be read. */
+static void assert_key_sealed(const char *token_label, const char *pin, const char *key_label) {
+  char module_path[512];
+  p11_module *mod = NULL;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE key;
+  uint8_t value[64];
+  CK_ATTRIBUTE attr = {CKA_VALUE, value, sizeof value};
+  p11_key_info info;
+  p11_err perr;
+  assert_int_equal(p11_softhsm_find_module(NULL, module_path, sizeof module_path, &perr), KERR_OK);
+  assert_int_equal(p11_module_load(module_path, &mod, &perr), KERR_OK);
+  assert_int_equal(p11_token_open(mod, token_label, 1, &tok, &perr), KERR_OK);
+  kerr_code lrc = p11_token_login(tok, pin, &perr);
+  /* This process's cluster manager may hold the login already (PKCS#11
+   * login state is per application); it is the same PIN. */
+  if (lrc != KERR_OK) assert_int_equal(perr.rv, CKR_USER_ALREADY_LOGGED_IN);
+  assert_int_equal(p11_session_acquire(tok, &s, &perr), KERR_OK);
+  assert_int_equal(p11_key_find(s, key_label, &key, &perr), KERR_OK);
+  CK_RV rv = p11_module_functions(mod)->C_GetAttributeValue(p11_session_handle(s), key, &attr, 1);
+  assert_int_equal(rv, CKR_ATTRIBUTE_SENSITIVE);
+  assert_int_equal(attr.ulValueLen, CK_UNAVAILABLE_INFORMATION);
+  assert_int_equal(p11_key_get_info(s, key, &info, &perr), KERR_OK);
+  assert_int_equal(info.sensitive, 1);
+  assert_int_equal(info.extractable, 0); /* copies on the HSMs are never extractable */
+  p11_session_release(s);
+  if (lrc == KERR_OK) p11_token_logout(tok, &perr);
+  p11_token_close(tok);
+  p11_module_release(mod);
+}
+
+static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX], fresh[STORE_HSM_ID_MAX];
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  uint8_t iv[HSM_GCM_IV_LEN], tag[HSM_GCM_TAG_LEN], ct[16], pt[16], rnd[32] = {0}, zero[32] = {0};
+  hsm_cluster_desc c;
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
+                                       &err), KERR_OK);
+  assert_int_equal(hsm_conn_create_key(conn, "key-one", &err), KERR_OK);
+  assert_int_equal(hsm_conn_encrypt(conn, "key-one", (const uint8_t *)"sixteen byte msg", 16,
+                                    (const uint8_t *)"aad", 3, iv, ct, tag, &err), KERR_OK);
+  assert_memory_not_equal(ct, "sixteen byte msg", 16);
+  assert_int_equal(hsm_conn_random(conn, rnd, sizeof rnd, &err), KERR_OK);
+  assert_memory_not_equal(rnd, zero, sizeof rnd);
+
+  /* The key is on both HSMs, sealed. */
+  describe(cluster_id, &c);
+  assert_int_equal(c.nhsms, 2);
+  for (size_t i = 0; i < c.nhsms; i++) assert_key_sealed(c.hsms[i].token_label, KMSUSER_PW, "key-one");
+  /* Replace both HSMs: a new one in zone a first, then the old ones go. */
+  create_hsm(cluster_id, 'a', fresh);
+  wait_cluster(cluster_id, "ACTIVE", 3);
+  for (size_t i = 0; i < c.nhsms; i++) delete_hsm(cluster_id, c.hsms[i].hsm_id);
+  hsm_cluster_desc_clear(&c);
+  wait_cluster(cluster_id, "ACTIVE", 1);
+
+  /* The connection follows: the ciphertext decrypts on the new HSM only,
+   * where the key arrived wrapped and is sealed too. */
+  assert_int_equal(hsm_conn_decrypt(conn, "key-one", ct, 16, (const uint8_t *)"aad", 3, iv, tag, pt,
+                                    &err), KERR_OK);
+  assert_memory_equal(pt, "sixteen byte msg", 16);
+  assert_int_equal(hsm_conn_decrypt(conn, "key-one", ct, 16, (const uint8_t *)"bad", 3, iv, tag, pt,
+                                    &err), KERR_INVALID_CIPHERTEXT);
+  describe(cluster_id, &c);
+  assert_string_equal(c.hsms[0].hsm_id, fresh);
+  assert_key_sealed(c.hsms[0].token_label, KMSUSER_PW, "key-one");
+  hsm_cluster_desc_clear(&c);
+
+  /* Fewer than two active HSMs: no new keys; deleting removes it. */
+  assert_int_equal(hsm_conn_create_key(conn, "key-two", &err), KERR_HSM_CLUSTER_INVALID_CONFIG);
+  assert_int_equal(hsm_conn_delete_key(conn, "key-one", &err), KERR_OK);
+  assert_int_equal(hsm_conn_encrypt(conn, "key-one", (const uint8_t *)"sixteen byte msg", 16, NULL,
+                                    0, iv, ct, tag, &err), KERR_NOT_FOUND);
+  hsm_conn_close(conn);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_lifecycle_and_certificates),
+      cmocka_unit_test(test_connect_error_order),
+      cmocka_unit_test(test_lockout_after_five_failures),
+      cmocka_unit_test(test_keys_reach_a_new_hsm_and_stay_sealed),
+  };
+  return cmocka_run_group_tests(tests, setup, teardown);
+}
