@@ -48,7 +48,14 @@ static kerr_code authorize(const kms_call *call, const char *op, const char *clu
       .resource_account = call->caller->account_id,
       .key_policy = NULL,
   };
-  return authz_check(&req, err);
+  rc = authz_check(&req, err);
+  /* CloudHSMv2 names its denial CloudHsmAccessDeniedException; callers (boto3's
+   * cloudhsmv2 client, hsm-cli) match on that name, not on KMS's. */
+  if (rc == KERR_ACCESS_DENIED) {
+    err->code = KERR_HSM_ACCESS_DENIED;
+    rc = KERR_HSM_ACCESS_DENIED;
+  }
+  return rc;
 }
 
 /* The caller's cluster `id`, not DELETED; else CloudHsmResourceNotFound. */
