@@ -276,7 +276,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
     if (rc) goto out;
   } else if (is_hsm_admin) {
     rc = api_hsm_admin_handle(&areq, op_name, in, &out, err);
-    if (rc) goto out;
+    if (rc) goto cloudhsm_error;
   } else {
     rc = api_validate_input(mop, in, err);
     if (rc) goto out;
@@ -285,6 +285,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
       /* A handler that fails without saying why must still say something. */
       if (!err->msg[0]) kerr_set(err, rc, "%s failed", op_name);
       err->code = rc;
+      if (is_cloudhsm) goto cloudhsm_error;
       goto out;
     }
   }
@@ -302,6 +303,13 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
   o->status = 200;
   http_response_header(resp, "Content-Type", JSON_CONTENT_TYPE);
   rc = KERR_OK;
+  goto out;
+cloudhsm_error:
+  /* CloudHSM callers speak CloudHSMv2's error names: a fault inside kmsd is
+   * CloudHsmInternalFailureException there, a denial
+   * CloudHsmAccessDeniedException, never KMS's names. */
+  if (rc == KERR_INTERNAL) err->code = rc = KERR_HSM_INTERNAL_FAILURE;
+  if (rc == KERR_ACCESS_DENIED) err->code = rc = KERR_HSM_ACCESS_DENIED;
 out:
   json_decref(in);
   json_decref(out);
