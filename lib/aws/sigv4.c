@@ -32,6 +32,7 @@
 #define ALGORITHM "AWS4-HMAC-SHA256"
 #define AUTH_HEADER_MAX 4096
 #define SIGNED_HEADERS_MAX 64       /* names in SignedHeaders */
+#define SIGNED_LIST_MAX 2048        /* characters of the SignedHeaders list */
 #define REQUEST_HEADERS_MAX 256     /* headers considered at all */
 #define PATH_MAX_LEN 8192
 #define QUERY_MAX_LEN 8192
@@ -663,7 +664,7 @@ static kerr_code parse_scope(const char *s, size_t len, scope *sc, kerr *err) {
 static kerr_code check_signed_headers(const char *s, size_t len, int *has_host, kerr *err) {
   size_t i, count = 1, start = 0;
   *has_host = 0;
-  if (!s || len == 0 || len > 2048) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "SignedHeaders is empty or too long.");
+  if (!s || len == 0 || len > SIGNED_LIST_MAX) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "SignedHeaders is empty or too long.");
   for (i = 0; i <= len; i++) {
     if (i == len || s[i] == ';') {
       if (i == start) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "SignedHeaders contains an empty header name.");
@@ -687,7 +688,7 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
   auth_parts a;
   scope sc;
   char amz_date[AMZ_DATE_LEN + 1], now_txt[AMZ_DATE_LEN + 1], edge_txt[AMZ_DATE_LEN + 1];
-  char signed_list[2049], expected[65], missing[512];
+  char signed_list[SIGNED_LIST_MAX + 1], expected[65], missing[512];
   int64_t req_time = 0;
   int has_host, any;
   const cred_entry *cred;
@@ -851,6 +852,10 @@ kerr_code sigv4_sign(const sigv4_request *req, const char *access_key_id, const 
     pos += len;
   }
   signed_list[pos] = '\0';
+  /* Never sign what sigv4_verify would refuse as malformed. */
+  if (pos > SIGNED_LIST_MAX)
+    return kerr_set(err, KERR_VALIDATION, "sigv4_sign: the signed header names exceed %d characters",
+                    SIGNED_LIST_MAX);
   memcpy(date, amz_date, 8);
   date[8] = '\0';
   rc = compute_signature(req, signed_list, access_key_id, secret, amz_date, date, region, service, sig, err);

@@ -133,6 +133,44 @@ static void test_botocore_vector_verifies(void **state) {
   assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
 }
 
+/* What sigv4_sign signs, sigv4_verify accepts: a signed-header list longer
+ * than the verifier's limit is refused at signing time (found by fuzzing). */
+static void test_sign_never_exceeds_verify_limits(void **state) {
+  enum { LONG_HEADERS = 28 };
+  static char names[LONG_HEADERS][80];
+  http_header h[LONG_HEADERS + 3];
+  sigv4_request r;
+  sigv4_result res;
+  char auth[4096];
+  kerr err;
+  (void)state;
+  h[0] = (http_header){"X-Amz-Date", "20240101T000000Z"};
+  h[1] = (http_header){"Host", "kms.us-east-1.amazonaws.com"};
+  for (int i = 0; i < LONG_HEADERS; i++) {
+    snprintf(names[i], sizeof names[i], "x-long-header-name-%02d-%050d", i, 0);
+    h[2 + i] = (http_header){names[i], "v"};
+  }
+  memset(&r, 0, sizeof r);
+  r.method = "POST";
+  r.path = "/";
+  r.headers = h;
+  r.body = (const uint8_t *)"{}";
+  r.body_len = 2;
+  /* 20 long names (about 1,460 characters of list) sign and verify. */
+  r.nheaders = 2 + 20;
+  assert_int_equal(sigv4_sign(&r, AKID, SECRET, "us-east-1", "kms", "20240101T000000Z", auth, sizeof auth, &err),
+                   KERR_OK);
+  h[2 + 20] = (http_header){"Authorization", auth};
+  r.nheaders = 2 + 20 + 1;
+  assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+  /* 28 of them would exceed the 2,048 characters a verifier accepts. */
+  h[2 + 20] = (http_header){names[20], "v"};
+  r.nheaders = 2 + LONG_HEADERS;
+  assert_int_equal(sigv4_sign(&r, AKID, SECRET, "us-east-1", "kms", "20240101T000000Z", auth, sizeof auth, &err),
+                   KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "2048"));
+}
+
 static void test_sign_matches_botocore(void **state) {
   http_header h[5];
   sigv4_request r = v1_request(h, "");
@@ -534,6 +572,7 @@ int main(void) {
       cmocka_unit_test(test_any_credentials),
       cmocka_unit_test(test_cache_does_not_outlive_secret),
       cmocka_unit_test(test_concurrent_verification),
+      cmocka_unit_test(test_sign_never_exceeds_verify_limits),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
