@@ -111,10 +111,14 @@ def create_hsm(hsm, cluster_id, zone):
 
 
 def delete_hsm(hsm, cluster_id, hsm_id):
-    """DeleteHsm and wait until it has left the cluster's active HSMs."""
+    """DeleteHsm and wait until the deletion has finished (DeleteCluster, like
+    CloudHSM's, refuses a cluster that still has an HSM being deleted)."""
     hsm.delete_hsm(ClusterId=cluster_id, HsmId=hsm_id)
-    wait_for("HSM %s gone" % hsm_id,
-             lambda: all(x["HsmId"] != hsm_id for x in active_hsms(hsm, cluster_id)))
+
+    def finished():
+        c = describe_cluster(hsm, cluster_id)
+        return all(x["HsmId"] != hsm_id or x["State"] == "DELETED" for x in (c or {}).get("Hsms", []))
+    wait_for("HSM %s deleted" % hsm_id, finished)
 
 
 _subnet_counter = [0]
