@@ -302,6 +302,9 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
   resp->status = 200;
   o->status = 200;
   http_response_header(resp, "Content-Type", JSON_CONTENT_TYPE);
+  /* A handler may succeed after an inner step failed and was retried; the
+   * log line's outcome must say OK, not that step's error. */
+  kerr_clear(err);
   rc = KERR_OK;
   goto out;
 cloudhsm_error:
