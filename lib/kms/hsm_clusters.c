@@ -489,6 +489,21 @@ static size_t pool_size(kms_domain *d) {
   pthread_mutex_unlock(&d->hsm->lock);
   return n;
 }
+/* Parse a dotted-quad IPv4 address strictly (four decimal parts 0..255, no
+ * signs, spaces or trailing text) into q.  0 on success, -1 otherwise. */
+static int parse_ipv4(const char *s, unsigned q[4]) {
+  for (int part = 0; part < 4; part++) {
+    if (*s < '0' || *s > '9') return -1;
+    char *end;
+    unsigned long v = strtoul(s, &end, 10);
+    if (v > 255 || end - s > 3) return -1;
+    q[part] = (unsigned)v;
+    s = end;
+    if (part < 3 && *s++ != '.') return -1;
+  }
+  return *s ? -1 : 0;
+}
+
 
 kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluster_id,
                          const char *availability_zone, const char *ip_address, store_hsm *out,
@@ -546,10 +561,10 @@ kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluste
     char prefix[32];
     snprintf(prefix, sizeof prefix, "10.0.%zu.", zone_index);
     if (ip_address) {
-      unsigned a, b, cc, host;
-      char extra;
-      if (sscanf(ip_address, "%u.%u.%u.%u%c", &a, &b, &cc, &host, &extra) != 4 || a != 10 ||
-          b != 0 || cc != zone_index || host < 4 || host > 254) {
+      unsigned q[4];
+      unsigned host = 0;
+      if (parse_ipv4(ip_address, q) != 0 || q[0] != 10 || q[1] != 0 || q[2] != zone_index ||
+          (host = q[3]) < 4 || host > 254) {
         rc = kerr_set(err, KERR_HSM_INVALID_REQUEST,
                       "IpAddress %s is not in subnet %s (10.0.%zu.0/24, hosts .4 to .254).",
                       ip_address, subnets[zone_index], zone_index);

@@ -92,7 +92,7 @@ out:
 /* ------------------------------------------------------------- the list */
 
 static void drop_lives(kms_domain *d, hsm_live **lives, size_t n) {
-  for (size_t i = 0; i < n; i++) hsmi_live_put(d->hsm, lives[i]);
+  for (size_t i = 0; lives && i < n; i++) hsmi_live_put(d->hsm, lives[i]);
   free(lives);
 }
 
