@@ -1174,6 +1174,45 @@ static void *hq_grow(void **arr, size_t *cap, size_t n, size_t size) {
   return (char *)p + n * size;
 }
 
+/* Step `st` to the end, reading each row with `read` into a new element of
+ * a growing array of `size`-byte elements.  On KERR_OK *out owns the array
+ * (n elements; NULL when none); on failure nothing is left allocated
+ * (`release`, when given, frees what `read` put into the elements). */
+typedef kerr_code (*hq_row_reader)(sqlite3_stmt *st, void *elem, kerr *err);
+
+static kerr_code hq_collect(store_tx *tx, sqlite3_stmt *st, size_t size, hq_row_reader read,
+                            void (*release)(void *list, size_t n), const char *what, void **out,
+                            size_t *n, kerr *err) {
+  void *arr = NULL;
+  size_t cap = 0, count = 0;
+  kerr_code rc = KERR_OK;
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    void *elem = hq_grow(&arr, &cap, count, size);
+    if (!elem) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    rc = read(st, elem, err);
+    if (rc) {
+      count++; /* the element may hold part of a row: release it too */
+      goto out;
+    }
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, what, err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  return KERR_OK;
+out:
+  if (release) release(arr, count);
+  else free(arr);
+  return rc;
+}
+
 #define HSM_CLUSTER_COLUMNS                                                              \
   "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
   "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
@@ -1274,12 +1313,15 @@ static kerr_code hq_cluster_get(store_tx *tx, const char *cluster_id, store_hsm_
   return rc;
 }
 
+static kerr_code hq_row_cluster(sqlite3_stmt *st, void *elem, kerr *err) {
+  return hq_read_cluster(st, elem, err);
+}
+
+static void hq_release_clusters(void *list, size_t n) { store_hsm_cluster_list_free(list, n); }
+
 static kerr_code hq_cluster_list(store_tx *tx, const char *account_id, const char *region,
                                  store_hsm_cluster **out, size_t *n, kerr *err) {
   sqlite3_stmt *st;
-  store_hsm_cluster *arr = NULL;
-  size_t cap = 0, count = 0;
-  int r;
   kerr_code rc = hq_prepare(tx,
                             "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE "
                             "(?1 IS NULL OR (account_id=?1 AND region=?2)) ORDER BY cluster_id",
@@ -1289,27 +1331,11 @@ static kerr_code hq_cluster_list(store_tx *tx, const char *account_id, const cha
   if (rc) return rc;
   bind_text_or_null(st, 1, account_id);
   bind_text_or_null(st, 2, region);
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    store_hsm_cluster *slot = hq_grow((void **)&arr, &cap, count, sizeof *arr);
-    if (!slot) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    rc = hq_read_cluster(st, slot, err);
-    if (rc) goto out;
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing clusters", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-  count = 0;
-out:
-  store_hsm_cluster_list_free(arr, count);
+  void *list = NULL;
+  rc = hq_collect(tx, st, sizeof(store_hsm_cluster), hq_row_cluster, hq_release_clusters,
+                  "listing clusters", &list, n, err);
   sqlite3_finalize(st);
+  *out = list;
   return rc;
 }
 
@@ -1356,12 +1382,26 @@ static kerr_code hq_hsm_update(store_tx *tx, const store_hsm *h, kerr *err) {
   return rc;
 }
 
+static kerr_code hq_row_hsm(sqlite3_stmt *st, void *elem, kerr *err) {
+  store_hsm *h = elem;
+  (void)err;
+  copy_col(st, 0, h->hsm_id, sizeof h->hsm_id);
+  copy_col(st, 1, h->cluster_id, sizeof h->cluster_id);
+  copy_col(st, 2, h->availability_zone, sizeof h->availability_zone);
+  copy_col(st, 3, h->subnet_id, sizeof h->subnet_id);
+  copy_col(st, 4, h->eni_id, sizeof h->eni_id);
+  copy_col(st, 5, h->eni_ip, sizeof h->eni_ip);
+  copy_col(st, 6, h->state, sizeof h->state);
+  copy_col(st, 7, h->state_message, sizeof h->state_message);
+  h->created_ms = sqlite3_column_int64(st, 8);
+  h->pool_index = sqlite3_column_int(st, 9);
+  copy_col(st, 10, h->token_label, sizeof h->token_label);
+  return KERR_OK;
+}
+
 static kerr_code hq_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
                              kerr *err) {
   sqlite3_stmt *st;
-  store_hsm *arr = NULL;
-  size_t cap = 0, count = 0;
-  int r;
   kerr_code rc = hq_prepare(tx,
                             "SELECT " HSM_HSM_COLUMNS " FROM hsm_hsms WHERE "
                             "(?1 IS NULL OR cluster_id=?1) ORDER BY created_ms, hsm_id",
@@ -1370,35 +1410,11 @@ static kerr_code hq_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **o
   *n = 0;
   if (rc) return rc;
   bind_text_or_null(st, 1, cluster_id);
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    store_hsm *h = hq_grow((void **)&arr, &cap, count, sizeof *arr);
-    if (!h) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    copy_col(st, 0, h->hsm_id, sizeof h->hsm_id);
-    copy_col(st, 1, h->cluster_id, sizeof h->cluster_id);
-    copy_col(st, 2, h->availability_zone, sizeof h->availability_zone);
-    copy_col(st, 3, h->subnet_id, sizeof h->subnet_id);
-    copy_col(st, 4, h->eni_id, sizeof h->eni_id);
-    copy_col(st, 5, h->eni_ip, sizeof h->eni_ip);
-    copy_col(st, 6, h->state, sizeof h->state);
-    copy_col(st, 7, h->state_message, sizeof h->state_message);
-    h->created_ms = sqlite3_column_int64(st, 8);
-    h->pool_index = sqlite3_column_int(st, 9);
-    copy_col(st, 10, h->token_label, sizeof h->token_label);
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing HSMs", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-out:
-  free(arr);
+  void *list = NULL;
+  rc = hq_collect(tx, st, sizeof(store_hsm), hq_row_hsm, NULL,
+                  "listing HSMs", &list, n, err);
   sqlite3_finalize(st);
+  *out = list;
   return rc;
 }
 
@@ -1470,12 +1486,15 @@ static kerr_code hq_user_delete(store_tx *tx, const char *cluster_id, const char
   return rc;
 }
 
+static kerr_code hq_row_user(sqlite3_stmt *st, void *elem, kerr *err) {
+  (void)err;
+  hq_read_user(st, elem);
+  return KERR_OK;
+}
+
 static kerr_code hq_user_list(store_tx *tx, const char *cluster_id, store_hsm_user **out,
                               size_t *n, kerr *err) {
   sqlite3_stmt *st;
-  store_hsm_user *arr = NULL;
-  size_t cap = 0, count = 0;
-  int r;
   kerr_code rc = hq_prepare(tx,
                             "SELECT " HSM_USER_COLUMNS
                             " FROM hsm_users WHERE cluster_id=?1 ORDER BY username",
@@ -1484,25 +1503,11 @@ static kerr_code hq_user_list(store_tx *tx, const char *cluster_id, store_hsm_us
   *n = 0;
   if (rc) return rc;
   sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    store_hsm_user *u = hq_grow((void **)&arr, &cap, count, sizeof *arr);
-    if (!u) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    hq_read_user(st, u);
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing users", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-out:
-  free(arr);
+  void *list = NULL;
+  rc = hq_collect(tx, st, sizeof(store_hsm_user), hq_row_user, NULL,
+                  "listing users", &list, n, err);
   sqlite3_finalize(st);
+  *out = list;
   return rc;
 }
 
@@ -1531,12 +1536,20 @@ static kerr_code hq_blob_delete(store_tx *tx, const char *lineage, const char *l
   return hq_exec(tx, st, "deleting a key blob", err);
 }
 
+static kerr_code hq_row_blob(sqlite3_stmt *st, void *elem, kerr *err) {
+  store_hsm_blob *b = elem;
+  copy_col(st, 0, b->label, sizeof b->label);
+  int len = sqlite3_column_bytes(st, 1);
+  if (len < 0 || (size_t)len > sizeof b->wrapped)
+    return kerr_set(err, KERR_INTERNAL, "stored key blob has a bad length");
+  if (len) memcpy(b->wrapped, sqlite3_column_blob(st, 1), (size_t)len);
+  b->wrapped_len = (size_t)len;
+  return KERR_OK;
+}
+
 static kerr_code hq_blob_list(store_tx *tx, const char *lineage, store_hsm_blob **out, size_t *n,
                               kerr *err) {
   sqlite3_stmt *st;
-  store_hsm_blob *arr = NULL;
-  size_t cap = 0, count = 0;
-  int r;
   kerr_code rc = hq_prepare(tx,
                             "SELECT label, wrapped FROM hsm_key_blobs WHERE lineage=?1 "
                             "ORDER BY created_ms, label",
@@ -1545,32 +1558,11 @@ static kerr_code hq_blob_list(store_tx *tx, const char *lineage, store_hsm_blob 
   *n = 0;
   if (rc) return rc;
   sqlite3_bind_text(st, 1, lineage, -1, SQLITE_TRANSIENT);
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    store_hsm_blob *b = hq_grow((void **)&arr, &cap, count, sizeof *arr);
-    if (!b) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    copy_col(st, 0, b->label, sizeof b->label);
-    int len = sqlite3_column_bytes(st, 1);
-    if (len < 0 || (size_t)len > sizeof b->wrapped) {
-      rc = kerr_set(err, KERR_INTERNAL, "stored key blob has a bad length");
-      goto out;
-    }
-    if (len) memcpy(b->wrapped, sqlite3_column_blob(st, 1), (size_t)len);
-    b->wrapped_len = (size_t)len;
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing key blobs", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-out:
-  free(arr);
+  void *list = NULL;
+  rc = hq_collect(tx, st, sizeof(store_hsm_blob), hq_row_blob, NULL,
+                  "listing key blobs", &list, n, err);
   sqlite3_finalize(st);
+  *out = list;
   return rc;
 }
 
@@ -1627,12 +1619,15 @@ static kerr_code hq_backup_get(store_tx *tx, const char *backup_id, store_hsm_ba
   return rc;
 }
 
+static kerr_code hq_row_backup(sqlite3_stmt *st, void *elem, kerr *err) {
+  (void)err;
+  hq_read_backup(st, elem);
+  return KERR_OK;
+}
+
 static kerr_code hq_backup_list(store_tx *tx, const char *account_id, const char *region,
                                 store_hsm_backup **out, size_t *n, kerr *err) {
   sqlite3_stmt *st;
-  store_hsm_backup *arr = NULL;
-  size_t cap = 0, count = 0;
-  int r;
   kerr_code rc = hq_prepare(tx,
                             "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE account_id=?1 "
                             "AND region=?2 ORDER BY created_ms, backup_id",
@@ -1642,25 +1637,11 @@ static kerr_code hq_backup_list(store_tx *tx, const char *account_id, const char
   if (rc) return rc;
   sqlite3_bind_text(st, 1, account_id, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, region, -1, SQLITE_TRANSIENT);
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    store_hsm_backup *b = hq_grow((void **)&arr, &cap, count, sizeof *arr);
-    if (!b) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    hq_read_backup(st, b);
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing backups", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-out:
-  free(arr);
+  void *list = NULL;
+  rc = hq_collect(tx, st, sizeof(store_hsm_backup), hq_row_backup, NULL,
+                  "listing backups", &list, n, err);
   sqlite3_finalize(st);
+  *out = list;
   return rc;
 }
 
