@@ -292,6 +292,25 @@ kerr_code api_json_get_list_input(json_t *in, kms_list_input *out, kerr *err) {
   return api_json_get_str(in, "Marker", false, &out->marker, err);
 }
 
+kerr_code api_json_set_array(json_t *out, const char *name, const void *items, size_t n,
+                             size_t size, api_json_entry_fn to_json, kerr *err) {
+  json_t *list = json_array();
+  if (!list) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  for (size_t i = 0; i < n; i++) {
+    json_t *entry = NULL;
+    kerr_code rc = to_json((const char *)items + i * size, &entry, err);
+    if (rc) {
+      json_decref(list);
+      return rc;
+    }
+    if (json_array_append_new(list, entry) != 0) {
+      json_decref(list);
+      return kerr_set(err, KERR_INTERNAL, "out of memory");
+    }
+  }
+  return api_json_set_new(out, name, list, err);
+}
+
 kerr_code api_json_set_list_tail(json_t *out, bool truncated, const char *next_marker,
                                  kerr *err) {
   kerr_code rc = api_json_set_bool(out, "Truncated", truncated, err);

@@ -117,6 +117,14 @@ kerr_code api_json_get_str_list(json_t *in, const char *name, bool required,
  * `in`; limit 0 when absent).  KERR_VALIDATION on wrong types. */
 kerr_code api_json_get_list_input(json_t *in, kms_list_input *out, kerr *err);
 
+/* Turns one element of a domain output array into a new JSON value. */
+typedef kerr_code (*api_json_entry_fn)(const void *item, json_t **out, kerr *err);
+
+/* Set `name` to a JSON array made of the `n` elements (each `size` bytes) at
+ * `items`, converted by `to_json`.  On failure `out` is unchanged. */
+kerr_code api_json_set_array(json_t *out, const char *name, const void *items, size_t n,
+                             size_t size, api_json_entry_fn to_json, kerr *err);
+
 /* The tail every List* reply shares: "Truncated" always, "NextMarker" only
  * when truncated and a marker is given. */
 kerr_code api_json_set_list_tail(json_t *out, bool truncated, const char *next_marker,

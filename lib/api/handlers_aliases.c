@@ -43,7 +43,8 @@ static kerr_code handle_delete_alias(const api_request *req, json_t *in, json_t 
 }
 
 /* One AliasListEntry of the model into *out (owned by the caller). */
-static kerr_code alias_entry_json(const kms_alias_entry *a, json_t **out, kerr *err) {
+static kerr_code alias_entry_json(const void *item, json_t **out, kerr *err) {
+  const kms_alias_entry *a = item;
   kerr_code rc;
   json_t *entry = NULL;
 
@@ -67,33 +68,18 @@ static kerr_code handle_list_aliases(const api_request *req, json_t *in, json_t 
   kms_list_input li;
   kms_list_aliases_output lo = {0};
   const char *key_id;
-  json_t *reply = NULL, *list = NULL;
-  size_t i;
+  json_t *reply = NULL;
 
   if ((rc = api_json_get_str(in, "KeyId", false, &key_id, err))) goto out;
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
   rc = kms_list_aliases(req->domain, &call, key_id, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
-  list = json_array();
-  if (!list) {
-    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-    goto out;
-  }
-  for (i = 0; i < lo.naliases; i++) {
-    json_t *entry = NULL;
-    if ((rc = alias_entry_json(&lo.aliases[i], &entry, err))) goto out;
-    if (json_array_append_new(list, entry) != 0) {
-      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-      goto out;
-    }
-  }
-  rc = api_json_set_new(reply, "Aliases", list, err);
-  list = NULL;
+  rc = api_json_set_array(reply, "Aliases", lo.aliases, lo.naliases, sizeof lo.aliases[0],
+                          alias_entry_json, err);
   if (rc) goto out;
   rc = api_json_set_list_tail(reply, lo.truncated, lo.next_marker, err);
 out:
-  json_decref(list);
   kms_list_aliases_output_clear(&lo);
   if (rc) {
     json_decref(reply);

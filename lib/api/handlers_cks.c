@@ -64,7 +64,8 @@ static kerr_code handle_create(const api_request *req, json_t *in, json_t **out,
 }
 
 /* One CustomKeyStoresListEntry. */
-static kerr_code entry_to_json(const kms_custom_key_store *s, json_t **out, kerr *err) {
+static kerr_code entry_to_json(const void *item, json_t **out, kerr *err) {
+  const kms_custom_key_store *s = item;
   json_t *e = NULL;
   kerr_code rc = api_json_new_object(&e, err);
   if (rc) return rc;
@@ -91,7 +92,7 @@ static kerr_code handle_describe(const api_request *req, json_t *in, json_t **ou
   kms_call call = api_json_call(req);
   kms_describe_cks_input di;
   kms_describe_cks_output dout;
-  json_t *reply = NULL, *list = NULL, *e = NULL;
+  json_t *reply = NULL;
   kerr_code rc;
 
   memset(&di, 0, sizeof di);
@@ -104,25 +105,11 @@ static kerr_code handle_describe(const api_request *req, json_t *in, json_t **ou
   rc = kms_describe_custom_key_stores(req->domain, &call, &di, &dout, err);
   if (rc) return rc;
   if ((rc = api_json_new_object(&reply, err))) goto out;
-  list = json_array();
-  if (!list) {
-    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-    goto out;
-  }
-  for (size_t i = 0; i < dout.nstores; i++) {
-    rc = entry_to_json(&dout.stores[i], &e, err);
-    if (rc) goto out;
-    if (json_array_append_new(list, e) != 0) {
-      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-      goto out;
-    }
-  }
-  rc = api_json_set_new(reply, "CustomKeyStores", list, err);
-  list = NULL; /* taken, also on failure */
+  rc = api_json_set_array(reply, "CustomKeyStores", dout.stores, dout.nstores,
+                          sizeof dout.stores[0], entry_to_json, err);
   if (rc) goto out;
   rc = api_json_set_list_tail(reply, dout.truncated, dout.next_marker, err);
 out:
-  json_decref(list);
   kms_describe_cks_output_clear(&dout);
   if (rc) {
     json_decref(reply);

@@ -63,7 +63,10 @@ static kerr_code cluster_json(const hsm_cluster_desc *dsc, json_t **out, kerr *e
     json_t *h = NULL;
     rc = hsm_json(&dsc->hsms[i], &h, err);
     if (rc) goto out;
-    json_array_append_new(hsms, h);
+    if (json_array_append_new(hsms, h) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
   }
   /* Subnets in zone order: <region>a, b, c... */
   {
@@ -246,7 +249,10 @@ static kerr_code h_describe_clusters(const api_request *req, json_t *in, json_t 
     json_t *c = NULL;
     rc = cluster_json(&list.items[i], &c, err);
     if (rc) goto out;
-    json_array_append_new(arr, c);
+    if (json_array_append_new(arr, c) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
   }
   rc = api_json_set_new(o, "Clusters", arr, err);
   arr = NULL;
@@ -355,7 +361,10 @@ static kerr_code h_describe_backups(const api_request *req, json_t *in, json_t *
              b->backup_id);
     rc = api_json_new_object(&bj, err);
     if (rc) goto out;
-    json_array_append_new(arr, bj);
+    if (json_array_append_new(arr, bj) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
     if ((rc = api_json_set_str(bj, "BackupId", b->backup_id, err)) ||
         (rc = api_json_set_str(bj, "BackupArn", arn, err)) ||
         (rc = api_json_set_str(bj, "BackupState", b->state, err)) ||

@@ -22,6 +22,14 @@ static kerr_code need(json_t *in, const char *name, const char **out, kerr *err)
   return KERR_OK;
 }
 
+/* One entry of ListUsers. */
+static kerr_code user_json(const void *item, json_t **out, kerr *err) {
+  const store_hsm_user *u = item;
+  *out = json_pack("{s:s,s:s,s:b,s:b}", "Username", u->username, "Role", u->role, "LockedOut",
+                   u->locked, "LoggedIn", u->logged_in);
+  return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "Out of memory.");
+}
+
 kerr_code api_hsm_admin_handle(const api_request *req, const char *operation, json_t *in,
                                json_t **out, kerr *err) {
   kms_call call = api_json_call(req);
@@ -56,16 +64,8 @@ kerr_code api_hsm_admin_handle(const api_request *req, const char *operation, js
     store_hsm_user *users = NULL;
     size_t n = 0;
     rc = hsm_admin_list_users(req->domain, &call, cluster, &users, &n, err);
-    if (!rc) {
-      json_t *arr = json_array();
-      for (size_t i = 0; arr && i < n; i++)
-        json_array_append_new(arr, json_pack("{s:s,s:s,s:b,s:b}", "Username", users[i].username,
-                                             "Role", users[i].role, "LockedOut", users[i].locked,
-                                             "LoggedIn", users[i].logged_in));
-      rc = api_json_new_object(out, err);
-      if (!rc) rc = api_json_set_new(*out, "Users", arr ? arr : json_array(), err);
-      else json_decref(arr);
-    }
+    if (!rc) rc = api_json_new_object(out, err);
+    if (!rc) rc = api_json_set_array(*out, "Users", users, n, sizeof users[0], user_json, err);
     free(users);
   } else if (strcmp(operation, "ChangePassword") == 0) {
     rc = need(in, "Username", &user, err);

@@ -91,7 +91,8 @@ static kerr_code handle_rotate_key_on_demand(const api_request *req, json_t *in,
 }
 
 /* One RotationsListEntry of the model into *out (owned by the caller). */
-static kerr_code rotation_entry_json(const kms_rotation_entry *r, json_t **out, kerr *err) {
+static kerr_code rotation_entry_json(const void *item, json_t **out, kerr *err) {
+  const kms_rotation_entry *r = item;
   kerr_code rc;
   json_t *entry = NULL;
 
@@ -117,8 +118,7 @@ static kerr_code handle_list_key_rotations(const api_request *req, json_t *in, j
   kms_list_input li;
   kms_list_rotations_output lo = {0};
   const char *key_id, *include;
-  json_t *reply = NULL, *list = NULL;
-  size_t i;
+  json_t *reply = NULL;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_str(in, "IncludeKeyMaterial", false, &include, err))) goto out;
@@ -126,25 +126,11 @@ static kerr_code handle_list_key_rotations(const api_request *req, json_t *in, j
   rc = kms_list_key_rotations(req->domain, &call, key_id, include, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
-  list = json_array();
-  if (!list) {
-    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-    goto out;
-  }
-  for (i = 0; i < lo.nrotations; i++) {
-    json_t *entry = NULL;
-    if ((rc = rotation_entry_json(&lo.rotations[i], &entry, err))) goto out;
-    if (json_array_append_new(list, entry) != 0) {
-      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-      goto out;
-    }
-  }
-  rc = api_json_set_new(reply, "Rotations", list, err);
-  list = NULL;
+  rc = api_json_set_array(reply, "Rotations", lo.rotations, lo.nrotations, sizeof lo.rotations[0],
+                          rotation_entry_json, err);
   if (rc) goto out;
   rc = api_json_set_list_tail(reply, lo.truncated, lo.next_marker, err);
 out:
-  json_decref(list);
   kms_list_rotations_output_clear(&lo);
   if (rc) {
     json_decref(reply);
