@@ -63,7 +63,8 @@ static kerr_code check_username(const char *username, kerr *err) {
 }
 
 /* Begin a write transaction on the caller's cluster; with `need_active`,
- * it must be ACTIVE. */
+ * it must be ACTIVE.  On failure the transaction is rolled back and `c` is
+ * left empty. */
 static kerr_code open_cluster(kms_domain *d, const kms_call *call, const char *op,
                               const char *cluster_id, bool need_active, store_tx **tx,
                               store_hsm_cluster *c, kerr *err) {
@@ -82,8 +83,9 @@ static kerr_code open_cluster(kms_domain *d, const kms_call *call, const char *o
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "Cluster %s is %s, not ACTIVE.", cluster_id,
                   c->state);
   if (rc) {
-    d->st->ops->rollback(*tx);
+    if (*tx) d->st->ops->rollback(*tx);
     *tx = NULL;
+    store_hsm_cluster_clear(c);
   }
   return rc;
 }
