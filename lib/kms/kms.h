@@ -56,6 +56,10 @@ typedef struct kms_domain_config {
                                     kms_domain_sweep themselves) */
   size_t material_cache_entries; /* unwrapped key materials kept in wiped
                                     memory; 0 = 1024 */
+  int max_custom_key_stores;     /* custom key stores per account and
+                                    Region; 0 = 10, AWS's documented quota;
+                                    CreateCustomKeyStore past it ->
+                                    KERR_LIMIT_EXCEEDED */
 } kms_domain_config;
 
 /* Open the domain over `cfg->data_dir`: create the directory if needed,

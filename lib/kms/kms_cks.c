@@ -198,6 +198,13 @@ static bool match_cluster_in_use(const store_cks *c, const void *varg) {
   return a->lineage[0] && strcmp(c->cluster_lineage, a->lineage) == 0;
 }
 
+/* Never matches; counts what it sees (find_own over a whole account). */
+static bool match_count(const store_cks *c, const void *varg) {
+  (void)c;
+  ++*(size_t *)varg;
+  return false;
+}
+
 /* ------------------------------------------------- CreateCustomKeyStore */
 
 kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
@@ -301,8 +308,29 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
 
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
-  /* The name check above ran in a read transaction; the unique index makes
-   * the final decision under the write lock. */
+  /* The checks above ran in a read transaction; under the write lock, count
+   * against the quota and look again for a store on the cluster, so two
+   * concurrent creates cannot both pass.  The unique index decides names. */
+  {
+    size_t count = 0;
+    rc = find_own(d, tx, call, match_count, &count, NULL, NULL, &hit, err);
+    if (rc) goto out;
+    if (count >= (size_t)d->max_custom_key_stores) {
+      rc = kerr_set(err, KERR_LIMIT_EXCEEDED,
+                    "This account already has %zu custom key stores in %s; the limit is %d.",
+                    count, call->region, d->max_custom_key_stores);
+      goto out;
+    }
+    rc = find_own(d, tx, call, match_cluster_in_use, &use, NULL, NULL, &hit, err);
+    if (rc) goto out;
+    if (hit) {
+      rc = kerr_set(err, KERR_HSM_CLUSTER_IN_USE,
+                    "AWS CloudHSM cluster %s (or a cluster sharing its backup history) is already "
+                    "associated with a custom key store.",
+                    v.cluster_id);
+      goto out;
+    }
+  }
   rc = d->st->ops->cks_insert(tx, &c, err);
   if (rc == KERR_ALREADY_EXISTS) {
     rc = kerr_set(err, KERR_CKS_NAME_IN_USE, "Custom key store name %.256s is already in use.",

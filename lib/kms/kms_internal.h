@@ -23,6 +23,7 @@
 #define KMS_MAX_TAGS 50
 #define KMS_MAX_ON_DEMAND_ROTATIONS 25
 #define KMS_DAY_MS (86400LL * 1000)
+#define KMS_DEFAULT_MAX_CUSTOM_KEY_STORES 10
 
 typedef struct kmsi_material_cache kmsi_material_cache;
 typedef struct kmsi_policy_cache kmsi_policy_cache;
@@ -40,6 +41,7 @@ struct kms_domain {
   bool sweeper_running;
   bool stopping;
   int sweep_interval_ms;
+  int max_custom_key_stores;
   pthread_mutex_t stop_lock;
   pthread_cond_t stop_cond;
   /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */

@@ -55,6 +55,7 @@ typedef struct kmsd_options {
   unsigned threads;
   size_t max_body;
   long long clock_offset_s;
+  int max_custom_key_stores;
   int enable_admin;
   log_level level;
   const char *hsm_pool; /* --hsm-pool FILE */
@@ -80,6 +81,8 @@ static void usage(FILE *f) {
           "  --threads N                 worker threads, 1-%d (default: one per CPU)\n"
           "  --max-body BYTES            largest request body, %d-%zu (default %zu);\n"
           "                              larger ones get 413 RequestEntityTooLargeException\n"
+          "  --max-custom-key-stores N   custom key stores per account and Region (default 10,\n"
+          "                              AWS's quota); past it LimitExceededException\n"
           "  --clock-offset SECONDS      start the service clock this far from the system clock\n"
           "                              (may be negative)\n"
           "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
@@ -129,6 +132,7 @@ enum {
   OPT_THREADS,
   OPT_MAX_BODY,
   OPT_CLOCK_OFFSET,
+  OPT_MAX_CUSTOM_KEY_STORES,
   OPT_ADMIN,
   OPT_LOG_LEVEL,
   OPT_HSM_POOL,
@@ -148,6 +152,7 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       {"threads", required_argument, NULL, OPT_THREADS},
       {"max-body", required_argument, NULL, OPT_MAX_BODY},
       {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
+      {"max-custom-key-stores", required_argument, NULL, OPT_MAX_CUSTOM_KEY_STORES},
       {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
@@ -190,6 +195,12 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       if (parse_ll(optarg, MIN_MAX_BODY, (long long)MAX_MAX_BODY, &v) != 0)
         return bad_flag("%s must be a byte count from 1024 to 67108864, not '%s'", "--max-body", optarg);
       o->max_body = (size_t)v;
+      break;
+    case OPT_MAX_CUSTOM_KEY_STORES:
+      if (parse_ll(optarg, 1, 10000, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to 10000, not '%s'",
+                        "--max-custom-key-stores", optarg);
+      o->max_custom_key_stores = (int)v;
       break;
     case OPT_CLOCK_OFFSET:
       if (parse_ll(optarg, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
@@ -325,6 +336,7 @@ static int run(const kmsd_options *o) {
   kms_domain_config dcfg;
   memset(&dcfg, 0, sizeof dcfg);
   dcfg.data_dir = o->data_dir;
+  dcfg.max_custom_key_stores = o->max_custom_key_stores;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 

@@ -1,0 +1,88 @@
+"""Custom key stores at their limits: the per-account quota
+(LimitExceededException) and a store database another process has locked
+(KMSInternalException, with nothing changed).
+
+Clusters are real (CloudHSMv2 API, SoftHSM2 tokens), as in test_cks."""
+
+import os
+import sqlite3
+import unittest
+
+import kmsd_harness as h
+import cloudhsm_fixture as fx
+
+
+class CustomKeyStoreQuotaTest(h.KmsdBaseTestCase):
+    """kmsd --max-custom-key-stores 1: the second store of an account fails."""
+
+    def test_quota(self):
+        server = self.start_server(args=["--enable-admin-api", "--max-custom-key-stores", "1"])
+        kms = h.kms_client(server)
+        ca = fx.CertificateAuthority()
+        first = fx.make_cluster(server, ca)
+        second = fx.make_cluster(server, ca)
+        store = fx.create_store(kms, first, "quota-first")
+        err = self.assertKmsError("LimitExceededException", fx.create_store, kms, second,
+                                  "quota-second")
+        self.assertIn("limit is 1", err["Message"])
+        names = [s["CustomKeyStoreName"] for s in
+                 kms.describe_custom_key_stores()["CustomKeyStores"]]
+        self.assertEqual(names, ["quota-first"])
+        # The quota counts stores that exist: delete one, and there is room again.
+        kms.delete_custom_key_store(CustomKeyStoreId=store)
+        fx.create_store(kms, second, "quota-second")
+
+
+class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
+    """Another process holds the database's write lock past kmsd's busy
+    timeout: every custom key store operation that must write fails with a
+    retryable KMSInternalException (HTTP 500) and changes nothing."""
+
+    def test_writes_fail_cleanly_while_locked(self):
+        server = self.start_server(args=["--enable-admin-api"])
+        kms = h.kms_client(server)
+        ca = fx.CertificateAuthority()
+        cluster = fx.make_cluster(server, ca)
+        spare = fx.make_cluster(server, ca)
+        idle = fx.create_store(kms, cluster, "locked-idle")
+        busy_cluster = fx.make_cluster(server, ca)
+        busy = fx.create_store(kms, busy_cluster, "locked-busy")
+        self.assertEqual(fx.connect(kms, busy)["ConnectionState"], "CONNECTED")
+
+        lock = sqlite3.connect(os.path.join(server.data_dir, "kmsd.db"), timeout=30,
+                               isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            calls = [
+                ("CreateCustomKeyStore", lambda: fx.create_store(kms, spare, "locked-new")),
+                ("UpdateCustomKeyStore", lambda: kms.update_custom_key_store(
+                    CustomKeyStoreId=idle, NewCustomKeyStoreName="locked-renamed")),
+                ("ConnectCustomKeyStore", lambda: kms.connect_custom_key_store(
+                    CustomKeyStoreId=idle)),
+                ("DisconnectCustomKeyStore", lambda: kms.disconnect_custom_key_store(
+                    CustomKeyStoreId=busy)),
+                ("DeleteCustomKeyStore", lambda: kms.delete_custom_key_store(
+                    CustomKeyStoreId=idle)),
+            ]
+            for name, call in calls:
+                with self.subTest(operation=name):
+                    err = self.assertKmsError("KMSInternalException", call)
+                    self.assertNotIn(fx.KMSUSER_PASSWORD, err["Message"])
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+
+        # Nothing changed: the same two stores, in the same states, names intact.
+        stores = {s["CustomKeyStoreId"]: s for s in
+                  kms.describe_custom_key_stores()["CustomKeyStores"]}
+        self.assertEqual(set(stores), {idle, busy})
+        self.assertEqual(stores[idle]["CustomKeyStoreName"], "locked-idle")
+        self.assertEqual(stores[idle]["ConnectionState"], "DISCONNECTED")
+        self.assertEqual(stores[busy]["ConnectionState"], "CONNECTED")
+        # And kmsd works again once the lock is gone.
+        kms.update_custom_key_store(CustomKeyStoreId=idle, NewCustomKeyStoreName="locked-renamed")
+        self.assertEqual(fx.store_entry(kms, idle)["CustomKeyStoreName"], "locked-renamed")
+
+
+if __name__ == "__main__":
+    unittest.main()
