@@ -1,6 +1,7 @@
 """Custom key stores at their limits: the per-account quota
 (LimitExceededException) and a store database another process has locked
-(KMSInternalException, with nothing changed).
+(KMSInternalException for the key-store operations and CreateKey in a
+store, with nothing changed).
 
 Clusters are real (CloudHSMv2 API, SoftHSM2 tokens), as in test_cks."""
 
@@ -49,6 +50,8 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
         busy = fx.create_store(kms, busy_cluster, "locked-busy")
         self.assertEqual(fx.connect(kms, busy)["ConnectionState"], "CONNECTED")
 
+        keys_before = kms.list_keys()["Keys"]
+
         lock = sqlite3.connect(os.path.join(server.data_dir, "kmsd.db"), timeout=30,
                                isolation_level=None)
         try:
@@ -63,6 +66,10 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
                     CustomKeyStoreId=busy)),
                 ("DeleteCustomKeyStore", lambda: kms.delete_custom_key_store(
                     CustomKeyStoreId=idle)),
+                # The key is made in the HSMs first; kmsd removes it again when
+                # the row cannot be written.
+                ("CreateKey", lambda: kms.create_key(CustomKeyStoreId=busy,
+                                                     Origin="AWS_CLOUDHSM")),
             ]
             for name, call in calls:
                 with self.subTest(operation=name):
@@ -79,6 +86,7 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
         self.assertEqual(stores[idle]["CustomKeyStoreName"], "locked-idle")
         self.assertEqual(stores[idle]["ConnectionState"], "DISCONNECTED")
         self.assertEqual(stores[busy]["ConnectionState"], "CONNECTED")
+        self.assertEqual(kms.list_keys()["Keys"], keys_before)
         # And kmsd works again once the lock is gone.
         kms.update_custom_key_store(CustomKeyStoreId=idle, NewCustomKeyStoreName="locked-renamed")
         self.assertEqual(fx.store_entry(kms, idle)["CustomKeyStoreName"], "locked-renamed")
