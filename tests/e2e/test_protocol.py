@@ -188,6 +188,32 @@ def make_self_signed_cert(directory):
     return cert, key
 
 
+class SecretsNeverLoggedTest(h.KmsdBaseTestCase):
+    """Even at --log-level debug, the log carries no plaintext, no data key
+    and no secret access key: only ids, principals, outcomes and timings."""
+
+    def test_log_has_no_secrets(self):
+        server = self.start_server(args=["--log-level", "debug"])
+        kms = h.kms_client(server)
+        plaintext = ("kmsd-log-canary-" + os.urandom(8).hex()).encode()
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        blob = kms.encrypt(KeyId=key, Plaintext=plaintext,
+                           EncryptionContext={"purpose": "log-canary"})["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob,
+                                     EncryptionContext={"purpose": "log-canary"})["Plaintext"],
+                         plaintext)
+        data_key = kms.generate_data_key(KeyId=key, KeySpec="AES_256")["Plaintext"]
+        # A failing call too: its error path must not echo the body either.
+        with self.assertRaises(kms.exceptions.InvalidCiphertextException):
+            kms.decrypt(CiphertextBlob=blob, EncryptionContext={"purpose": "other"})
+        with open(server.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertIn(key, log)  # the log does record what happened
+        for secret in (plaintext, base64.b64encode(plaintext), data_key,
+                       base64.b64encode(data_key), h.DEFAULT_SECRET_KEY.encode()):
+            self.assertNotIn(secret.decode("latin-1"), log)
+
+
 class TlsTest(h.KmsdBaseTestCase):
     @classmethod
     def setUpClass(cls):
