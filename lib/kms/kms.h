@@ -48,6 +48,12 @@
 
 typedef struct kms_domain kms_domain;
 
+/* The range and default of kms_domain_config.db_busy_timeout_ms (the same as
+ * the store's, which the domain checks at compile time). */
+#define KMS_DB_BUSY_TIMEOUT_DEFAULT_MS 10000
+#define KMS_DB_BUSY_TIMEOUT_MIN_MS 1
+#define KMS_DB_BUSY_TIMEOUT_MAX_MS 600000
+
 typedef struct kms_domain_config {
   const char *data_dir;          /* required; created (0700) if missing */
   int sweep_interval_ms;         /* how often the background sweeper runs
@@ -60,6 +66,12 @@ typedef struct kms_domain_config {
                                     Region; 0 = 10, AWS's documented quota;
                                     CreateCustomKeyStore past it ->
                                     KERR_LIMIT_EXCEEDED */
+  int db_busy_timeout_ms;        /* how long a call waits for a database
+                                    another process holds locked before it
+                                    fails with KERR_INTERNAL; 0 = the
+                                    default, else within the range above;
+                                    out of range -> kms_domain_open fails
+                                    with KERR_VALIDATION */
 } kms_domain_config;
 
 /* Open the domain over `cfg->data_dir`: create the directory if needed,

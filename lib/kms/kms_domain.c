@@ -713,6 +713,11 @@ static kerr_code make_dir(const char *path, kerr *err) {
   return kerr_set(err, KERR_INTERNAL, "Cannot create data directory %s: %s", path, strerror(errno));
 }
 
+_Static_assert(KMS_DB_BUSY_TIMEOUT_DEFAULT_MS == STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS &&
+                   KMS_DB_BUSY_TIMEOUT_MIN_MS == STORE_SQLITE_BUSY_TIMEOUT_MIN_MS &&
+                   KMS_DB_BUSY_TIMEOUT_MAX_MS == STORE_SQLITE_BUSY_TIMEOUT_MAX_MS,
+               "kms.h and store.h disagree on the database busy timeout");
+
 kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err) {
   kerr_code rc = KERR_OK;
   kms_domain *d = NULL;
@@ -740,7 +745,10 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   rc = rootkey_load_or_create(path, &d->rk, err);
   if (rc) goto out;
   snprintf(path, plen, "%s/kmsd.db", d->data_dir);
-  rc = store_sqlite_open(path, &d->st, err);
+  store_sqlite_options sopts;
+  memset(&sopts, 0, sizeof sopts);
+  sopts.busy_timeout_ms = cfg->db_busy_timeout_ms;
+  rc = store_sqlite_open_with(path, &sopts, &d->st, err);
   if (rc) goto out;
   rc = hsm_manager_start(d, err);
   if (rc) goto out;

@@ -337,11 +337,29 @@ struct store {
   const store_ops *ops;
 };
 
+/* How long a transaction waits for a database another process holds
+ * locked before it fails with KERR_INTERNAL (SQLite's busy_timeout). */
+#define STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS 10000
+#define STORE_SQLITE_BUSY_TIMEOUT_MIN_MS 1
+#define STORE_SQLITE_BUSY_TIMEOUT_MAX_MS 600000
+
+/* Tunables of the SQLite backend; a zeroed struct means every default. */
+typedef struct store_sqlite_options {
+  int busy_timeout_ms; /* 0: STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS; else within
+                          STORE_SQLITE_BUSY_TIMEOUT_MIN_MS..MAX_MS */
+} store_sqlite_options;
+
 /* Open (creating if needed) the SQLite database at `path`, in WAL mode with
- * synchronous=FULL and foreign keys on, and run pending migrations.  On
- * KERR_OK *out is a new store (close with (*out)->ops->close); on failure
- * *out is NULL and nothing is left open. */
+ * synchronous=FULL and foreign keys on, and run pending migrations, with
+ * every option at its default.  On KERR_OK *out is a new store (close with
+ * (*out)->ops->close); on failure *out is NULL and nothing is left open. */
 kerr_code store_sqlite_open(const char *path, store **out, kerr *err);
+
+/* store_sqlite_open with options (`opts` NULL: all defaults).  An option out
+ * of range fails with KERR_VALIDATION before anything is opened; otherwise as
+ * store_sqlite_open. */
+kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *opts, store **out,
+                                 kerr *err);
 
 /* The schema version this build's migrations lead to. */
 int store_sqlite_latest_version(void);

@@ -4,7 +4,8 @@
  * survives SIGKILL and power loss.  Concurrency: a small pool of connections,
  * one per in-flight transaction; WAL lets readers run beside the one writer,
  * and an in-process write mutex queues writers instead of letting them spin
- * on SQLITE_BUSY (busy_timeout still covers other processes).  Each
+ * on SQLITE_BUSY (busy_timeout, store_sqlite_options, still covers other
+ * processes: past it the transaction fails instead of hanging).  Each
  * connection caches its prepared statements, so the hot path (one key read
  * per Encrypt) prepares nothing. */
 #include "store/store.h"
@@ -19,7 +20,6 @@
 #include <unistd.h>
 
 #define POOL_MAX 16
-#define BUSY_TIMEOUT_MS 10000
 
 /* Numbered migrations: index i brings the schema to version i+1.  Never edit
  * a released one; append a new one. */
@@ -248,6 +248,7 @@ typedef struct sq_store {
   size_t nidle;
   size_t nopen;
   pthread_mutex_t write_lock;
+  int busy_timeout_ms; /* every connection of the pool gets the same */
 } sq_store;
 
 /* A transaction is a borrowed connection; it goes back to the pool at commit
@@ -317,7 +318,7 @@ static kerr_code conn_open(sq_store *s, sq_conn **out, kerr *err) {
     rc = db_error(c->tx.db, "opening the database", err);
     goto out;
   }
-  sqlite3_busy_timeout(c->tx.db, BUSY_TIMEOUT_MS);
+  sqlite3_busy_timeout(c->tx.db, s->busy_timeout_ms);
   rc = exec_sql(c->tx.db,
                 "PRAGMA journal_mode=WAL; PRAGMA synchronous=FULL; PRAGMA foreign_keys=ON;",
                 "configuring the database", err);
@@ -1823,12 +1824,26 @@ static const store_ops sqlite_ops = {
 int store_sqlite_latest_version(void) { return N_MIGRATIONS; }
 
 kerr_code store_sqlite_open(const char *path, store **out, kerr *err) {
+  return store_sqlite_open_with(path, NULL, out, err);
+}
+
+kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *opts, store **out,
+                                 kerr *err) {
   kerr_code rc = KERR_OK;
   sq_store *s = NULL;
   sq_conn *first = NULL;
   int fd;
+  int busy_timeout_ms = STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS;
 
   *out = NULL;
+  if (opts && opts->busy_timeout_ms) {
+    if (opts->busy_timeout_ms < STORE_SQLITE_BUSY_TIMEOUT_MIN_MS ||
+        opts->busy_timeout_ms > STORE_SQLITE_BUSY_TIMEOUT_MAX_MS)
+      return kerr_set(err, KERR_VALIDATION, "The database busy timeout must be %d to %d ms, not %d.",
+                      STORE_SQLITE_BUSY_TIMEOUT_MIN_MS, STORE_SQLITE_BUSY_TIMEOUT_MAX_MS,
+                      opts->busy_timeout_ms);
+    busy_timeout_ms = opts->busy_timeout_ms;
+  }
   if (sqlite3_threadsafe() == 0)
     return kerr_set(err, KERR_INTERNAL, "SQLite was built without thread support.");
   /* Create the file ourselves so it is 0600 from the first byte: it holds
@@ -1840,6 +1855,7 @@ kerr_code store_sqlite_open(const char *path, store **out, kerr *err) {
   s = calloc(1, sizeof *s);
   if (!s) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   s->base.ops = &sqlite_ops;
+  s->busy_timeout_ms = busy_timeout_ms;
   pthread_mutex_init(&s->pool_lock, NULL);
   pthread_cond_init(&s->pool_cond, NULL);
   pthread_mutex_init(&s->write_lock, NULL);

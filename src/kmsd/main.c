@@ -56,6 +56,7 @@ typedef struct kmsd_options {
   size_t max_body;
   long long clock_offset_s;
   int max_custom_key_stores;
+  int db_busy_timeout_ms;
   int enable_admin;
   log_level level;
   const char *hsm_pool; /* --hsm-pool FILE */
@@ -83,6 +84,9 @@ static void usage(FILE *f) {
           "                              larger ones get 413 RequestEntityTooLargeException\n"
           "  --max-custom-key-stores N   custom key stores per account and Region (default 10,\n"
           "                              AWS's quota); past it LimitExceededException\n"
+          "  --db-busy-timeout MS        how long a request waits for a database another process\n"
+          "                              has locked, %d-%d (default %d); past it\n"
+          "                              KMSInternalException\n"
           "  --clock-offset SECONDS      start the service clock this far from the system clock\n"
           "                              (may be negative)\n"
           "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
@@ -97,7 +101,9 @@ static void usage(FILE *f) {
           "\n"
           "Logs go to stderr, one line per request.  SIGINT/SIGTERM stop the server after\n"
           "in-flight requests finish.\n",
-          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY);
+          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY,
+          KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
+          KMS_DB_BUSY_TIMEOUT_DEFAULT_MS);
 }
 
 /* Report a bad command line and return the exit status for it (2). */
@@ -133,6 +139,7 @@ enum {
   OPT_MAX_BODY,
   OPT_CLOCK_OFFSET,
   OPT_MAX_CUSTOM_KEY_STORES,
+  OPT_DB_BUSY_TIMEOUT,
   OPT_ADMIN,
   OPT_LOG_LEVEL,
   OPT_HSM_POOL,
@@ -153,6 +160,7 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       {"max-body", required_argument, NULL, OPT_MAX_BODY},
       {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
       {"max-custom-key-stores", required_argument, NULL, OPT_MAX_CUSTOM_KEY_STORES},
+      {"db-busy-timeout", required_argument, NULL, OPT_DB_BUSY_TIMEOUT},
       {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
@@ -201,6 +209,13 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
         return bad_flag("%s must be a whole number from 1 to 10000, not '%s'",
                         "--max-custom-key-stores", optarg);
       o->max_custom_key_stores = (int)v;
+      break;
+    case OPT_DB_BUSY_TIMEOUT:
+      if (parse_ll(optarg, KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%s'",
+                        "--db-busy-timeout", KMS_DB_BUSY_TIMEOUT_MIN_MS,
+                        KMS_DB_BUSY_TIMEOUT_MAX_MS, optarg);
+      o->db_busy_timeout_ms = (int)v;
       break;
     case OPT_CLOCK_OFFSET:
       if (parse_ll(optarg, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
@@ -337,6 +352,7 @@ static int run(const kmsd_options *o) {
   memset(&dcfg, 0, sizeof dcfg);
   dcfg.data_dir = o->data_dir;
   dcfg.max_custom_key_stores = o->max_custom_key_stores;
+  dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 
