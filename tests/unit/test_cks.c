@@ -3,54 +3,25 @@
  * password never in clear on disk) and the domain's rules that need no
  * cluster (not-found errors, validation, pagination markers, external key
  * stores refused, every ConnectionState change persisted). */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
-
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
+#include "domain_fixture.h"
 
 #include "core/kclock.h"
-#include "kms/kms.h"
 #include "kms/kms_internal.h"
 #include "store/store.h"
 
-#define ACCT "111122223333"
-#define REGION "us-east-1"
+#define ACCT FIXTURE_ACCT
+#define REGION FIXTURE_REGION
 #define PASSWORD "kmsuser-secret-pw"
 
-static char dir[64];
-static kms_domain *dom;
-static principal root;
-static kms_call call;
 
 static int setup(void **state) {
-  kms_domain_config cfg = {.sweep_interval_ms = -1};
-  kerr err;
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/kmsd-test-cks-XXXXXX");
-  if (!mkdtemp(dir)) return -1;
-  memset(&root, 0, sizeof root);
-  snprintf(root.access_key_id, sizeof root.access_key_id, "AKIA" ACCT);
-  snprintf(root.account_id, sizeof root.account_id, ACCT);
-  snprintf(root.arn, sizeof root.arn, "arn:aws:iam::" ACCT ":root");
-  root.is_root = true;
-  call = (kms_call){&root, REGION, "req-cks"};
-  cfg.data_dir = dir;
-  if (kms_domain_open(&cfg, &dom, &err) != KERR_OK) return -1;
-  return 0;
+  return fixture_open("test-cks", "req-cks");
 }
 
 static int teardown(void **state) {
-  char cmd[128];
   (void)state;
-  kms_domain_close(dom);
-  dom = NULL;
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return fixture_close();
 }
 
 /* A store record written straight through the store, as CreateCustomKeyStore does. */

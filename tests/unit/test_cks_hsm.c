@@ -6,54 +6,16 @@
  * C_GetAttributeValue(CKA_VALUE) of the key fails: its value never leaves the
  * HSM.  Also: connect rotated the password away from the one the customer
  * gave, and the ciphertext made in the HSM decrypts. */
-#include <setjmp.h>
-#include <stdarg.h>
-#include <stddef.h>
-#include <stdint.h>
-#include <cmocka.h>
+#include "domain_fixture.h"
 
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <time.h>
-
-#include "kms/hsm_admin.h"
-#include "kms/kms.h"
 #include "kms/kms_internal.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
-#define ACCT "111122223333"
-#define REGION "us-east-1"
+#define ACCT FIXTURE_ACCT
+#define REGION FIXTURE_REGION
 #define KMSUSER_PW "kmsuser-given-pw"
-#define WAIT_MS 60000
-
-static char dir[64];
-static kms_domain *dom;
-static principal root;
-static kms_call call;
-
-static void sleep_ms(long ms) {
-  struct timespec ts = {ms / 1000, (ms % 1000) * 1000000L};
-  nanosleep(&ts, NULL);
-}
-
-static char *read_file(const char *path) {
-  FILE *f = fopen(path, "rb");
-  long n;
-  char *buf;
-  if (!f) return NULL;
-  fseek(f, 0, SEEK_END);
-  n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  buf = calloc(1, (size_t)n + 1);
-  if (buf && fread(buf, 1, (size_t)n, f) != (size_t)n) {
-    free(buf);
-    buf = NULL;
-  }
-  fclose(f);
-  return buf;
-}
+#define WAIT_MS FIXTURE_WAIT_MS
 
 static void write_file(const char *path, const char *text) {
   FILE *f = fopen(path, "wb");
@@ -62,44 +24,8 @@ static void write_file(const char *path, const char *text) {
   fclose(f);
 }
 
-static void run(const char *cmd) {
-  char full[1024];
-  snprintf(full, sizeof full, "cd %s && %s >/dev/null 2>&1", dir, cmd);
-  assert_int_equal(system(full), 0);
-}
-
-/* The cluster as DescribeClusters shows it (caller clears). */
-static void describe(const char *cluster_id, hsm_cluster_desc *out) {
-  const char *ids[] = {cluster_id};
-  hsm_filter f = {"clusterIds", ids, 1};
-  hsm_list_input in;
-  hsm_cluster_list list;
-  kerr err;
-  memset(&in, 0, sizeof in);
-  memset(&list, 0, sizeof list);
-  in.filters = &f;
-  in.nfilters = 1;
-  if (hsm_describe_clusters(dom, &call, &in, &list, &err) != KERR_OK)
-    fail_msg("describe_clusters: %s", err.msg);
-  assert_int_equal(list.n, 1);
-  *out = list.items[0];
-  memset(&list.items[0], 0, sizeof list.items[0]);
-  hsm_cluster_list_clear(&list);
-}
-
 static void wait_cluster(const char *cluster_id, const char *state, int active_hsms) {
-  for (int waited = 0; waited < WAIT_MS; waited += 20) {
-    hsm_cluster_desc c;
-    int active = 0;
-    bool done;
-    describe(cluster_id, &c);
-    for (size_t i = 0; i < c.nhsms; i++) active += strcmp(c.hsms[i].state, "ACTIVE") == 0;
-    done = strcmp(c.c.state, state) == 0 && active >= active_hsms;
-    hsm_cluster_desc_clear(&c);
-    if (done) return;
-    sleep_ms(20);
-  }
-  fail_msg("cluster %s never reached %s with %d active HSMs", cluster_id, state, active_hsms);
+  wait_cluster_hsms(cluster_id, state, active_hsms, false);
 }
 
 static void wait_store(const char *cks_id, const char *state) {
@@ -122,31 +48,13 @@ static void wait_store(const char *cks_id, const char *state) {
 }
 
 static int setup(void **state) {
-  kms_domain_config cfg = {.sweep_interval_ms = -1};
-  kerr err;
   (void)state;
-  snprintf(dir, sizeof dir, "/tmp/kmsd-test-cks-hsm-XXXXXX");
-  if (!mkdtemp(dir)) return -1;
-  memset(&root, 0, sizeof root);
-  snprintf(root.access_key_id, sizeof root.access_key_id, "AKIA" ACCT);
-  snprintf(root.account_id, sizeof root.account_id, ACCT);
-  snprintf(root.arn, sizeof root.arn, "arn:aws:iam::" ACCT ":root");
-  root.is_root = true;
-  call = (kms_call){&root, REGION, "req-cks-hsm"};
-  cfg.data_dir = dir;
-  if (kms_domain_open(&cfg, &dom, &err) != KERR_OK) {
-    fprintf(stderr, "open: %s\n", err.msg);
-    return -1;
-  }
-  return 0;
+  return fixture_open("test-cks-hsm", "req-cks-hsm");
 }
 
 static int teardown(void **state) {
-  char cmd[128];
   (void)state;
-  kms_domain_close(dom);
-  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return fixture_close();
 }
 
 /* A cluster made as a customer makes it: create, sign the CSR with their
