@@ -50,6 +50,12 @@ typedef struct kms_domain kms_domain;
 
 /* The range and default of kms_domain_config.db_busy_timeout_ms (the same as
  * the store's, which the domain checks at compile time). */
+/* AWS's documented resource quotas kmsd enforces (the Developer Guide's
+ * "Resource quotas"): keys per account and Region (kms_domain_config.max_keys
+ * lowers it), aliases per key. */
+#define KMS_DEFAULT_MAX_KEYS 100000
+#define KMS_MAX_ALIASES_PER_KEY 50
+
 #define KMS_DB_BUSY_TIMEOUT_DEFAULT_MS 10000
 #define KMS_DB_BUSY_TIMEOUT_MIN_MS 1
 #define KMS_DB_BUSY_TIMEOUT_MAX_MS 600000
@@ -65,6 +71,10 @@ typedef struct kms_domain_config {
   int max_custom_key_stores;     /* custom key stores per account and
                                     Region; 0 = 10, AWS's documented quota;
                                     CreateCustomKeyStore past it ->
+                                    KERR_LIMIT_EXCEEDED */
+  int max_keys;                  /* KMS keys per account and Region, in any
+                                    state; 0 = 100000, AWS's documented
+                                    quota; CreateKey past it ->
                                     KERR_LIMIT_EXCEEDED */
   int db_busy_timeout_ms;        /* how long a call waits for a database
                                     another process holds locked before it

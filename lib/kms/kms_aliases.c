@@ -44,10 +44,30 @@ typedef struct alias_arg {
   const char *name;
 } alias_arg;
 
+/* AWS's "aliases per KMS key" quota: the key `k` may take one more alias.
+ * Runs inside the caller's write transaction, so the count cannot go stale
+ * before the alias is written. */
+static kerr_code check_alias_quota(kms_domain *d, store_tx *tx, const alias_arg *a,
+                                   const kmsi_key *k, kerr *err) {
+  store_alias *list = NULL;
+  size_t n = 0;
+  kerr_code rc = d->st->ops->alias_list(tx, a->call->caller->account_id, a->call->region,
+                                        k->row.key_id, NULL, KMS_MAX_ALIASES_PER_KEY, &list, &n,
+                                        err);
+  free(list);
+  if (rc) return rc;
+  if (n >= KMS_MAX_ALIASES_PER_KEY)
+    return kerr_set(err, KERR_LIMIT_EXCEEDED, "The KMS key %s already has %d aliases; the limit is %d.",
+                    k->arn, KMS_MAX_ALIASES_PER_KEY, KMS_MAX_ALIASES_PER_KEY);
+  return KERR_OK;
+}
+
 static kerr_code create_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, kerr *err) {
   alias_arg *a = arg;
   store_alias row;
   kerr_code rc = kmsi_check_state(k, KMSI_NEED_NOT_PENDING, err);
+  if (rc) return rc;
+  rc = check_alias_quota(d, tx, a, k, err);
   if (rc) return rc;
   memset(&row, 0, sizeof row);
   snprintf(row.account_id, sizeof row.account_id, "%s", a->call->caller->account_id);
@@ -100,6 +120,11 @@ static kerr_code update_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   }
   kmsi_key_clear(&old);
   if (rc) return rc;
+  /* Re-pointing an alias at the key it already names adds nothing. */
+  if (strcmp(row.key_id, k->row.key_id) != 0) {
+    rc = check_alias_quota(d, tx, a, k, err);
+    if (rc) return rc;
+  }
   snprintf(row.key_id, sizeof row.key_id, "%s", k->row.key_id);
   row.updated_ms = kclock_now_ms();
   return d->st->ops->alias_update(tx, &row, err);

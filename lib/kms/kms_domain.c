@@ -768,6 +768,7 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   d->sweep_interval_ms = cfg->sweep_interval_ms ? cfg->sweep_interval_ms : DEFAULT_SWEEP_MS;
   d->max_custom_key_stores = cfg->max_custom_key_stores > 0 ? cfg->max_custom_key_stores
                                                             : KMS_DEFAULT_MAX_CUSTOM_KEY_STORES;
+  d->max_keys = cfg->max_keys > 0 ? cfg->max_keys : KMS_DEFAULT_MAX_KEYS;
   if (d->sweep_interval_ms > 0) {
     if (pthread_create(&d->sweeper, NULL, sweeper_main, d) != 0) {
       rc = kerr_set(err, KERR_INTERNAL, "Cannot start the key sweeper thread.");

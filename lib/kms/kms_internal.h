@@ -42,6 +42,7 @@ struct kms_domain {
   bool stopping;
   int sweep_interval_ms;
   int max_custom_key_stores;
+  int max_keys;
   pthread_mutex_t stop_lock;
   pthread_cond_t stop_cond;
   /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */

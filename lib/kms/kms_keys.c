@@ -195,6 +195,19 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
 
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
+  /* The key quota, counted under the write lock so that concurrent creates
+   * cannot both take the last place. */
+  {
+    int64_t count = 0;
+    rc = d->st->ops->key_count(tx, k.row.account_id, k.row.region, &count, err);
+    if (rc) goto out;
+    if (count >= d->max_keys) {
+      rc = kerr_set(err, KERR_LIMIT_EXCEEDED,
+                    "This account already has %lld KMS keys in %s; the limit is %d.",
+                    (long long)count, k.row.region, d->max_keys);
+      goto out;
+    }
+  }
   /* The key row first (materials reference it), then its material. */
   rc = d->st->ops->key_insert(tx, &k.row, policy, err);
   if (rc) goto out;

@@ -273,6 +273,10 @@ typedef struct store_ops {
   kerr_code (*key_list)(store_tx *tx, const char *account_id, const char *region,
                         const char *after, size_t limit, char (**ids)[UUID_STR_LEN], size_t *n,
                         kerr *err);
+  /* Number of keys of (account, region) in any state, pending deletion and
+   * custom key stores included (the per-Region key quota counts them all). */
+  kerr_code (*key_count)(store_tx *tx, const char *account_id, const char *region,
+                         int64_t *count, kerr *err);
   /* Ids of keys due for maintenance at now_ms: PendingDeletion keys whose
    * deletion date has passed, Enabled keys whose automatic rotation is due. */
   kerr_code (*keys_due)(store_tx *tx, int64_t now_ms, size_t limit,

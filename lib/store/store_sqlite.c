@@ -178,6 +178,7 @@ enum stmt_id {
   ST_CKS_DELETE,
   ST_CKS_LIST,
   ST_CKS_KEY_COUNT,
+  ST_KEY_COUNT,
   ST_COUNT
 };
 
@@ -235,6 +236,7 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "(?1 IS NULL OR (account_id=?1 AND region=?2)) AND (?3 IS NULL OR cks_id > ?3) "
                     "ORDER BY cks_id LIMIT ?4",
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
+    [ST_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
 };
 
 typedef struct sq_conn sq_conn;
@@ -1123,6 +1125,23 @@ static kerr_code sq_cks_key_count(store_tx *tx, const char *cks_id, int64_t *cou
   return rc;
 }
 
+/* Counted through keys_by_owner, an index-only scan. */
+static kerr_code sq_key_count(store_tx *tx, const char *account_id, const char *region,
+                              int64_t *count, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_KEY_COUNT, err);
+  kerr_code rc = KERR_OK;
+  *count = 0;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
+  if (sqlite3_step(st) == SQLITE_ROW)
+    *count = sqlite3_column_int64(st, 0);
+  else
+    rc = db_error(tx->db, "counting keys", err);
+  stmt_done(st);
+  return rc;
+}
+
 /* ------------------------------------------------------------ HSM clusters
  * The cluster side's tables (store_hsm_ops).  These statements run far less
  * often than key reads, so they are prepared per call instead of cached. */
@@ -1816,6 +1835,7 @@ static const store_ops sqlite_ops = {
     .cks_delete = sq_cks_delete,
     .cks_list = sq_cks_list,
     .cks_key_count = sq_cks_key_count,
+    .key_count = sq_key_count,
     .schema_version = sq_schema_version,
     .close = sq_close,
     .hsm = &sqlite_hsm_ops,

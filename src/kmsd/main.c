@@ -42,6 +42,7 @@
 #define PEM_FILE_MAX (1024 * 1024)
 #define SHUTDOWN_GRACE_MS 10000
 #define PATH_MAX_LEN 4096
+#define MAX_MAX_KEYS 10000000
 
 typedef struct kmsd_options {
   char host[HTTP_HOST_MAX];
@@ -57,6 +58,7 @@ typedef struct kmsd_options {
   long long clock_offset_s;
   int max_custom_key_stores;
   int db_busy_timeout_ms;
+  int max_keys;
   int enable_admin;
   log_level level;
   const char *hsm_pool; /* --hsm-pool FILE */
@@ -84,6 +86,9 @@ static void usage(FILE *f) {
           "                              larger ones get 413 RequestEntityTooLargeException\n"
           "  --max-custom-key-stores N   custom key stores per account and Region (default 10,\n"
           "                              AWS's quota); past it LimitExceededException\n"
+          "  --max-keys N                KMS keys per account and Region, any state, 1-%d\n"
+          "                              (default %d, AWS's quota); past it CreateKey answers\n"
+          "                              LimitExceededException\n"
           "  --db-busy-timeout MS        how long a request waits for a database another process\n"
           "                              has locked, %d-%d (default %d); past it\n"
           "                              KMSInternalException\n"
@@ -101,7 +106,8 @@ static void usage(FILE *f) {
           "\n"
           "Logs go to stderr, one line per request.  SIGINT/SIGTERM stop the server after\n"
           "in-flight requests finish.\n",
-          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY,
+          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY, MAX_MAX_KEYS,
+          KMS_DEFAULT_MAX_KEYS,
           KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
           KMS_DB_BUSY_TIMEOUT_DEFAULT_MS);
 }
@@ -140,6 +146,7 @@ enum {
   OPT_CLOCK_OFFSET,
   OPT_MAX_CUSTOM_KEY_STORES,
   OPT_DB_BUSY_TIMEOUT,
+  OPT_MAX_KEYS,
   OPT_ADMIN,
   OPT_LOG_LEVEL,
   OPT_HSM_POOL,
@@ -161,6 +168,7 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
       {"max-custom-key-stores", required_argument, NULL, OPT_MAX_CUSTOM_KEY_STORES},
       {"db-busy-timeout", required_argument, NULL, OPT_DB_BUSY_TIMEOUT},
+      {"max-keys", required_argument, NULL, OPT_MAX_KEYS},
       {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
@@ -209,6 +217,12 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
         return bad_flag("%s must be a whole number from 1 to 10000, not '%s'",
                         "--max-custom-key-stores", optarg);
       o->max_custom_key_stores = (int)v;
+      break;
+    case OPT_MAX_KEYS:
+      if (parse_ll(optarg, 1, MAX_MAX_KEYS, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%s'", "--max-keys",
+                        MAX_MAX_KEYS, optarg);
+      o->max_keys = (int)v;
       break;
     case OPT_DB_BUSY_TIMEOUT:
       if (parse_ll(optarg, KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS, &v) != 0)
@@ -353,6 +367,7 @@ static int run(const kmsd_options *o) {
   dcfg.data_dir = o->data_dir;
   dcfg.max_custom_key_stores = o->max_custom_key_stores;
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
+  dcfg.max_keys = o->max_keys;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 
