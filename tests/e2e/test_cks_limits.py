@@ -1,7 +1,8 @@
 """Custom key stores at their limits: the per-account quota
-(LimitExceededException) and a store database another process has locked
+(LimitExceededException), a store database another process has locked
 (KMSInternalException for the key-store operations and CreateKey in a
-store, with nothing changed).
+store, with nothing changed), and a cluster without a reachable HSM
+(KeyUnavailableException for the keys' cryptographic operations).
 
 Clusters are real (CloudHSMv2 API, SoftHSM2 tokens), as in test_cks."""
 
@@ -100,6 +101,55 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
         # And kmsd works again once the lock is gone.
         kms.update_custom_key_store(CustomKeyStoreId=idle, NewCustomKeyStoreName="locked-renamed")
         self.assertEqual(fx.store_entry(kms, idle)["CustomKeyStoreName"], "locked-renamed")
+
+
+class NoReachableHsmTest(h.KmsdBaseTestCase):
+    """A connected store whose cluster has lost every HSM: its keys are
+    KeyUnavailableException for every cryptographic operation (the store stays
+    CONNECTED, as in AWS), and they come back when an HSM is added again,
+    because a new HSM is restored with the cluster's keys."""
+
+    def test_key_unavailable_until_an_hsm_returns(self):
+        server = self.start_server(args=["--enable-admin-api"])
+        kms = h.kms_client(server)
+        hsm = fx.cloudhsm_client(server)
+        ca = fx.CertificateAuthority()
+        cluster = fx.make_cluster(server, ca)
+        store = fx.create_store(kms, cluster, "no-hsm")
+        self.assertEqual(fx.connect(kms, store)["ConnectionState"], "CONNECTED")
+        key = kms.create_key(CustomKeyStoreId=store, Origin="AWS_CLOUDHSM")["KeyMetadata"]["KeyId"]
+        other = kms.create_key()["KeyMetadata"]["KeyId"]
+        blob = kms.encrypt(KeyId=key, Plaintext=b"kept in the HSMs")["CiphertextBlob"]
+        other_blob = kms.encrypt(KeyId=other, Plaintext=b"elsewhere")["CiphertextBlob"]
+
+        for x in fx.active_hsms(hsm, cluster.id):
+            fx.delete_hsm(hsm, cluster.id, x["HsmId"])
+        self.assertEqual(fx.active_hsms(hsm, cluster.id), [])
+
+        calls = [
+            ("Encrypt", lambda: kms.encrypt(KeyId=key, Plaintext=b"x")),
+            ("Decrypt", lambda: kms.decrypt(CiphertextBlob=blob)),
+            ("ReEncrypt from", lambda: kms.re_encrypt(CiphertextBlob=blob,
+                                                      DestinationKeyId=other)),
+            ("ReEncrypt to", lambda: kms.re_encrypt(CiphertextBlob=other_blob,
+                                                    DestinationKeyId=key)),
+            ("GenerateDataKey", lambda: kms.generate_data_key(KeyId=key, KeySpec="AES_256")),
+            ("GenerateDataKeyWithoutPlaintext", lambda: kms.generate_data_key_without_plaintext(
+                KeyId=key, KeySpec="AES_256")),
+        ]
+        for name, call in calls:
+            with self.subTest(operation=name):
+                err = self.assertKmsError("KeyUnavailableException", call)
+                self.assertIn(cluster.id, err["Message"])
+                self.assertNotIn(fx.KMSUSER_PASSWORD, err["Message"])
+        # The key itself and the store are unchanged; only the HSMs are gone.
+        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+        self.assertEqual(fx.store_entry(kms, store)["ConnectionState"], "CONNECTED")
+
+        fx.create_hsm(hsm, cluster.id, cluster.zones[0])
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"kept in the HSMs")
+        again = kms.encrypt(KeyId=key, Plaintext=b"again")["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=again)["Plaintext"], b"again")
 
 
 if __name__ == "__main__":
