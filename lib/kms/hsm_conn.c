@@ -470,7 +470,10 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   }
   goto out;
 p11fail:
-  rc = kerr_set(err, rc == KERR_ALREADY_EXISTS ? KERR_ALREADY_EXISTS : KERR_HSM_INTERNAL_FAILURE,
+  /* An HSM whose sessions all stayed busy past --hsm-timeout did not fail:
+   * it did not answer in time, and the caller may retry. */
+  rc = kerr_set(err, rc == KERR_ALREADY_EXISTS || rc == KERR_DEPENDENCY_TIMEOUT ? rc
+                                                                                : KERR_HSM_INTERNAL_FAILURE,
                 "%s", pe.e.msg);
 out:
   if (rc && stored) hsm_conn_delete_key(c, label, NULL);
@@ -519,7 +522,9 @@ out:
 }
 
 /* Run `fn` on the first HSM that answers; a missing key or a bad ciphertext
- * is final, an unreachable HSM moves on to the next. */
+ * is final, an unreachable or busy HSM moves on to the next.  When none
+ * answered and at least one was only busy (no free session within
+ * --hsm-timeout), the answer is KERR_DEPENDENCY_TIMEOUT: retrying may work. */
 typedef kerr_code (*hsm_op_fn)(p11_session *s, void *arg, p11_err *pe);
 
 static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
@@ -527,6 +532,7 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
   size_t n = 0;
   char pin[HSMI_PIN_MAX + 1];
   p11_err pe;
+  bool busy = false;
   p11_err_clear(&pe);
   kerr_code rc = snapshot(c, &lives, &n, pin, err);
   if (rc) return rc;
@@ -541,6 +547,7 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
       continue;
     }
     rc = p11_session_acquire(lives[i]->tok, &s, &pe);
+    if (rc == KERR_DEPENDENCY_TIMEOUT) busy = true;
     if (!rc) rc = fn(s, arg, &pe);
     p11_session_release(s);
     pthread_rwlock_unlock(&lives[i]->lock);
@@ -549,6 +556,11 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
                   "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
     if (rc != KERR_KEY_UNAVAILABLE) break;
   }
+  if (rc == KERR_KEY_UNAVAILABLE && busy)
+    rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT,
+                  "The AWS CloudHSM cluster %s did not answer in time: every HSM's sessions "
+                  "stayed busy.",
+                  c->cluster_id);
   secure_wipe(pin, sizeof pin);
   drop_lives(c->d, lives, n);
   return rc;

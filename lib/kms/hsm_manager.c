@@ -354,6 +354,11 @@ kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, si
 
 /* ---------------------------------------------------------- live tokens */
 
+_Static_assert(KMS_HSM_TIMEOUT_DEFAULT_MS == P11_POOL_WAIT_MS &&
+                   KMS_HSM_TIMEOUT_MIN_MS == P11_POOL_WAIT_MIN_MS &&
+                   KMS_HSM_TIMEOUT_MAX_MS == P11_POOL_WAIT_MAX_MS,
+               "kms.h and p11.h disagree on the HSM session wait");
+
 static void live_free(hsm_live *l) {
   if (!l) return;
   p11_token_close(l->tok);
@@ -410,6 +415,9 @@ kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **ou
   l->mod = mod;
   mod = NULL;
   rc = p11_token_open(l->mod, h->token_label, HSMI_POOL_SIZE, &l->tok, pe);
+  /* The operator's --hsm-timeout: how long a request waits for one of this
+   * HSM's sessions when all are busy (DependencyTimeoutException after). */
+  if (!rc) rc = p11_token_set_acquire_timeout(l->tok, m->d->hsm_timeout_ms, pe);
   if (rc) {
     live_free(l);
     goto out;

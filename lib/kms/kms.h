@@ -60,6 +60,12 @@ typedef struct kms_domain kms_domain;
 #define KMS_DB_BUSY_TIMEOUT_MIN_MS 1
 #define KMS_DB_BUSY_TIMEOUT_MAX_MS 600000
 
+/* The range and default of kms_domain_config.hsm_timeout_ms (the PKCS#11
+ * session pool's, lib/pkcs11/p11.h). */
+#define KMS_HSM_TIMEOUT_DEFAULT_MS 10000
+#define KMS_HSM_TIMEOUT_MIN_MS 1
+#define KMS_HSM_TIMEOUT_MAX_MS 600000
+
 typedef struct kms_domain_config {
   const char *data_dir;          /* required; created (0700) if missing */
   int sweep_interval_ms;         /* how often the background sweeper runs
@@ -82,6 +88,15 @@ typedef struct kms_domain_config {
                                     default, else within the range above;
                                     out of range -> kms_domain_open fails
                                     with KERR_VALIDATION */
+  int hsm_timeout_ms;            /* how long a call waits for a free PKCS#11
+                                    session of an HSM whose sessions are all
+                                    busy before it fails with
+                                    KERR_DEPENDENCY_TIMEOUT; 0 = the default,
+                                    else within the range above (else
+                                    kms_domain_open fails with
+                                    KERR_VALIDATION).  It does not bound a
+                                    PKCS#11 call already running (see
+                                    docs/pkcs11.md, "A hung HSM") */
 } kms_domain_config;
 
 /* Open the domain over `cfg->data_dir`: create the directory if needed,

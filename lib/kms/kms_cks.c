@@ -50,6 +50,47 @@ static const char *static_error_code(const char *s) {
   return "INTERNAL_ERROR";
 }
 
+/* cluster-[2-7a-zA-Z]{11,16}, the model's pattern. */
+static bool cluster_id_ok(const char *s) {
+  size_t n;
+  if (strncmp(s, "cluster-", 8) != 0) return false;
+  s += 8;
+  for (n = 0; s[n]; n++)
+    if (!((s[n] >= '2' && s[n] <= '7') || (s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z')))
+      return false;
+  return n >= 11 && n <= 16;
+}
+
+kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err) {
+  const char *bad = NULL;
+  size_t name_len = strlen(c->name);
+  bool cloudhsm = strcmp(c->type, TYPE_CLOUDHSM) == 0;
+  if (!cloudhsm && strcmp(c->type, TYPE_XKS) != 0)
+    bad = "type";
+  else if (name_len == 0 || name_len > 256)
+    bad = "name";
+  else if (strcmp(static_connection_state(c->connection_state), c->connection_state) != 0)
+    bad = "connection state";
+  else if (c->connection_error[0] &&
+           strcmp(static_error_code(c->connection_error), c->connection_error) != 0)
+    bad = "connection error code";
+  else if (c->created_ms <= 0)
+    bad = "creation date";
+  else if (cloudhsm && !cluster_id_ok(c->cluster_id))
+    bad = "cluster id";
+  else if (cloudhsm && (!c->trust_anchor_pem ||
+                        strncmp(c->trust_anchor_pem, "-----BEGIN CERTIFICATE-----", 27) != 0))
+    bad = "trust anchor certificate";
+  else if (cloudhsm && (!c->password_wrapped || c->password_wrapped_len == 0))
+    bad = "kmsuser password";
+  if (!bad) return KERR_OK;
+  /* Only the id and the field's name: the row may hold a wrapped password. */
+  log_msg(LOG_ERROR, NULL, "custom key store %.64s: stored record is damaged (%s)", c->cks_id, bad);
+  return kerr_set(err, KERR_INTERNAL,
+                  "The stored record of custom key store %.64s is damaged (%s); kmsd cannot use it.",
+                  c->cks_id, bad);
+}
+
 static kerr_code not_found(const char *what, kerr *err) {
   return kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.256s does not exist.", what);
 }
@@ -73,7 +114,9 @@ static kerr_code get_own(kms_domain *d, store_tx *tx, const kms_call *call, cons
     store_cks_clear(out);
     return not_found(cks_id, err);
   }
-  return KERR_OK;
+  rc = kmsi_cks_check_row(out, err);
+  if (rc) store_cks_clear(out);
+  return rc;
 }
 
 /* Scan the caller's stores (account+region), skipping `skip_id`, for the
@@ -368,6 +411,9 @@ void kms_describe_cks_output_clear(kms_describe_cks_output *o) {
 static kerr_code fill_entry(const store_cks *c, kms_custom_key_store *e, kerr *err) {
   kerr_code rc;
   memset(e, 0, sizeof *e);
+  /* A damaged row is an internal fault, never shown as some other store. */
+  rc = kmsi_cks_check_row(c, err);
+  if (rc) return rc;
   snprintf(e->custom_key_store_id, sizeof e->custom_key_store_id, "%s", c->cks_id);
   rc = kmsi_strdup(c->name, &e->custom_key_store_name, err);
   if (rc) return rc;

@@ -706,6 +706,7 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
     rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
     goto out;
   }
+  if (!rc) rc = kmsi_cks_check_row(&c, err);
   if (rc) goto out;
   if (strcmp(c.type, "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
@@ -740,6 +741,12 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   }
   rc = hsm_conn_create_key(conn, key_id, err);
   conn_release(d, cks_id);
+  /* CreateKey's model has no CloudHSM error names: an HSM that failed is
+   * KMSInternalException (retryable) there. */
+  if (rc == KERR_HSM_INTERNAL_FAILURE || rc == KERR_KEY_UNAVAILABLE) {
+    rc = KERR_INTERNAL;
+    if (err) err->code = rc;
+  }
   if (rc) goto out;
   snprintf(cluster_id_out, KMS_CLUSTER_ID_MAX, "%s", c.cluster_id);
 out:
@@ -785,6 +792,7 @@ kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_i
     rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
     goto out;
   }
+  if (!rc) rc = kmsi_cks_check_row(&c, err);
   if (rc) goto out;
   if (strcmp(c.type, "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
@@ -805,6 +813,12 @@ kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_i
   }
   out->len = n;
   rc = hsm_conn_random(conn, out->data, n, err);
+  /* GenerateRandom's model lists DependencyTimeoutException and
+   * KMSInternalException for a backing store that fails, nothing else. */
+  if (rc && rc != KERR_DEPENDENCY_TIMEOUT) {
+    rc = KERR_INTERNAL;
+    if (err) err->code = rc;
+  }
   if (rc) kbytes_wipe_free(out);
 out:
   if (conn) conn_release(d, cks_id);

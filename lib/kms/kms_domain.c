@@ -750,6 +750,13 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   sopts.busy_timeout_ms = cfg->db_busy_timeout_ms;
   rc = store_sqlite_open_with(path, &sopts, &d->st, err);
   if (rc) goto out;
+  if (cfg->hsm_timeout_ms &&
+      (cfg->hsm_timeout_ms < KMS_HSM_TIMEOUT_MIN_MS || cfg->hsm_timeout_ms > KMS_HSM_TIMEOUT_MAX_MS)) {
+    rc = kerr_set(err, KERR_VALIDATION, "The HSM timeout must be %d to %d ms.",
+                  KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS);
+    goto out;
+  }
+  d->hsm_timeout_ms = cfg->hsm_timeout_ms ? cfg->hsm_timeout_ms : KMS_HSM_TIMEOUT_DEFAULT_MS;
   rc = hsm_manager_start(d, err);
   if (rc) goto out;
   rc = material_cache_new(cfg->material_cache_entries ? cfg->material_cache_entries

@@ -49,6 +49,7 @@ struct kms_domain {
   kmsi_cks_manager *cks;
   /* HSM clusters: tokens, their worker thread (hsm_manager.c). */
   struct hsm_manager *hsm;
+  int hsm_timeout_ms;   /* wait for a free PKCS#11 session (kms_domain_config) */
 };
 
 /* How an operation may name its key. */
@@ -229,7 +230,17 @@ void kmsi_cks_detach(kms_domain *d, const char *cks_id);
 kerr_code kmsi_cks_wrap_password(kms_domain *d, const char *cks_id, const char *password,
                                  uint8_t **out, size_t *out_len, kerr *err);
 
-/* GenerateRandom in the HSMs of store `cks_id` (authorization done). */
+/* KERR_OK when a custom key store row read from the store is whole: a known
+ * type and connection state, a name, a creation date, and for AWS_CLOUDHSM a
+ * well-formed cluster id, a trust anchor and a wrapped password.  Otherwise
+ * (data damaged at rest) KERR_INTERNAL naming the store and the field, never
+ * a value, and an error log line. */
+kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err);
+
+/* GenerateRandom in the HSMs of store `cks_id` (authorization done).  Errors
+ * are those the model lists for GenerateRandom: an HSM that did not answer in
+ * time -> KERR_DEPENDENCY_TIMEOUT, any other HSM or storage fault ->
+ * KERR_INTERNAL. */
 kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
                           kbytes *out, kerr *err);
 

@@ -505,7 +505,9 @@ struct p11_token {
   p11_module *mod;
   CK_SLOT_ID slot;
   pthread_mutex_t lock;
-  pthread_cond_t freed;
+  pthread_cond_t freed;      /* waits on CLOCK_MONOTONIC: a clock step must not
+                                stretch or cut the acquire timeout */
+  long acquire_timeout_ms;
   size_t pool_size;
   size_t open_count;         /* pooled sessions open, idle or acquired */
   CK_SESSION_HANDLE *idle;   /* pool_size entries */
@@ -540,8 +542,13 @@ kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size
     free(t);
     return refuse(err, KERR_INTERNAL, "out of memory opening a token");
   }
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_mutex_init(&t->lock, NULL);
-  pthread_cond_init(&t->freed, NULL);
+  pthread_cond_init(&t->freed, &ca);
+  pthread_condattr_destroy(&ca);
+  t->acquire_timeout_ms = P11_POOL_WAIT_MS;
   t->slot = slot;
   t->pool_size = pool_size;
   t->anchor = CK_INVALID_HANDLE;
@@ -677,8 +684,19 @@ size_t p11_token_open_sessions(p11_token *tok) {
   return n;
 }
 
+kerr_code p11_token_set_acquire_timeout(p11_token *tok, long ms, p11_err *err) {
+  p11_err_clear(err);
+  if (ms < P11_POOL_WAIT_MIN_MS || ms > P11_POOL_WAIT_MAX_MS)
+    return refuse(err, KERR_VALIDATION, "session wait must be %d to %d ms", P11_POOL_WAIT_MIN_MS,
+                  P11_POOL_WAIT_MAX_MS);
+  pthread_mutex_lock(&tok->lock);
+  tok->acquire_timeout_ms = ms;
+  pthread_mutex_unlock(&tok->lock);
+  return KERR_OK;
+}
+
 static void deadline_after_ms(struct timespec *ts, long ms) {
-  clock_gettime(CLOCK_REALTIME, ts);
+  clock_gettime(CLOCK_MONOTONIC, ts);
   ts->tv_sec += ms / 1000;
   ts->tv_nsec += (ms % 1000) * 1000000L;
   if (ts->tv_nsec >= 1000000000L) {
@@ -696,8 +714,9 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
   p11_err_clear(err);
   p11_session *s = calloc(1, sizeof *s);
   if (!s) return refuse(err, KERR_INTERNAL, "out of memory acquiring a session");
-  deadline_after_ms(&deadline, P11_POOL_WAIT_MS);
   pthread_mutex_lock(&tok->lock);
+  long wait_ms = tok->acquire_timeout_ms;
+  deadline_after_ms(&deadline, wait_ms);
   for (;;) {
     if (tok->idle_count > 0) {
       h = tok->idle[--tok->idle_count];
@@ -712,7 +731,8 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
       pthread_mutex_unlock(&tok->lock);
       free(s);
       return refuse(err, KERR_DEPENDENCY_TIMEOUT,
-                    "all %zu PKCS#11 sessions of the token stayed busy", tok->pool_size);
+                    "all %zu PKCS#11 sessions of the token stayed busy for %ld ms",
+                    tok->pool_size, wait_ms);
     }
   }
   generation = tok->generation;

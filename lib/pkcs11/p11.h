@@ -113,7 +113,9 @@ typedef struct p11_token p11_token;
 typedef struct p11_session p11_session;
 
 #define P11_POOL_MAX 64          /* upper bound accepted for pool_size */
-#define P11_POOL_WAIT_MS 10000   /* how long acquire waits for a free session */
+#define P11_POOL_WAIT_MS 10000   /* default wait of acquire for a free session */
+#define P11_POOL_WAIT_MIN_MS 1
+#define P11_POOL_WAIT_MAX_MS 600000
 
 /* Open a handle on the token labelled `label` with a pool of at most
  * `pool_size` (1..P11_POOL_MAX) R/W sessions.  No session is opened and
@@ -158,10 +160,22 @@ kerr_code p11_token_set_pin(p11_token *tok, const char *old_pin, const char *new
 /* The slot this token lives in. */
 CK_SLOT_ID p11_token_slot(const p11_token *tok);
 
+/* How long p11_session_acquire waits for a session to be released when all
+ * pool_size are busy: `ms` in P11_POOL_WAIT_MIN_MS..P11_POOL_WAIT_MAX_MS
+ * (KERR_VALIDATION otherwise, nothing changed).  A new token waits
+ * P11_POOL_WAIT_MS.  Takes effect for acquires that start afterwards.
+ *
+ * This bounds only the wait for a free session.  It cannot bound a module
+ * call already in progress: PKCS#11 has no way to cancel one, so a call into
+ * an HSM that never answers keeps its thread and its session (see "A hung
+ * HSM" in docs/pkcs11.md). */
+kerr_code p11_token_set_acquire_timeout(p11_token *tok, long ms, p11_err *err);
+
 /* Take a session from the pool, opening one if fewer than pool_size are open,
- * else waiting up to P11_POOL_WAIT_MS for one to be released
- * (KERR_DEPENDENCY_TIMEOUT after that).  The session is logged in exactly when
- * the token is.  Give it back with p11_session_release. */
+ * else waiting up to the token's acquire timeout (p11_token_set_acquire_timeout)
+ * for one to be released; KERR_DEPENDENCY_TIMEOUT after that, with nothing
+ * acquired.  The session is logged in exactly when the token is.  Give it back
+ * with p11_session_release. */
 kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err);
 
 /* Return a session to the pool.  A session whose last call failed with a

@@ -59,6 +59,7 @@ typedef struct kmsd_options {
   int max_custom_key_stores;
   int db_busy_timeout_ms;
   int max_keys;
+  int hsm_timeout_ms;   /* --hsm-timeout */
   int enable_admin;
   log_level level;
   const char *hsm_pool; /* --hsm-pool FILE */
@@ -92,6 +93,10 @@ static void usage(FILE *f) {
           "  --db-busy-timeout MS        how long a request waits for a database another process\n"
           "                              has locked, %d-%d (default %d); past it\n"
           "                              KMSInternalException\n"
+          "  --hsm-timeout MS            how long a request waits for a free session of an HSM\n"
+          "                              whose sessions are all busy, %d-%d (default %d); past\n"
+          "                              it DependencyTimeoutException.  A call the HSM never\n"
+          "                              answers is not bounded (docs/pkcs11.md)\n"
           "  --clock-offset SECONDS      start the service clock this far from the system clock\n"
           "                              (may be negative)\n"
           "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
@@ -109,7 +114,8 @@ static void usage(FILE *f) {
           MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY, MAX_MAX_KEYS,
           KMS_DEFAULT_MAX_KEYS,
           KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
-          KMS_DB_BUSY_TIMEOUT_DEFAULT_MS);
+          KMS_DB_BUSY_TIMEOUT_DEFAULT_MS, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS,
+          KMS_HSM_TIMEOUT_DEFAULT_MS);
 }
 
 /* Report a bad command line and return the exit status for it (2). */
@@ -147,6 +153,7 @@ enum {
   OPT_MAX_CUSTOM_KEY_STORES,
   OPT_DB_BUSY_TIMEOUT,
   OPT_MAX_KEYS,
+  OPT_HSM_TIMEOUT,
   OPT_ADMIN,
   OPT_LOG_LEVEL,
   OPT_HSM_POOL,
@@ -169,6 +176,7 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       {"max-custom-key-stores", required_argument, NULL, OPT_MAX_CUSTOM_KEY_STORES},
       {"db-busy-timeout", required_argument, NULL, OPT_DB_BUSY_TIMEOUT},
       {"max-keys", required_argument, NULL, OPT_MAX_KEYS},
+      {"hsm-timeout", required_argument, NULL, OPT_HSM_TIMEOUT},
       {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
       {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
       {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
@@ -230,6 +238,12 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
                         "--db-busy-timeout", KMS_DB_BUSY_TIMEOUT_MIN_MS,
                         KMS_DB_BUSY_TIMEOUT_MAX_MS, optarg);
       o->db_busy_timeout_ms = (int)v;
+      break;
+    case OPT_HSM_TIMEOUT:
+      if (parse_ll(optarg, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%s'",
+                        "--hsm-timeout", KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, optarg);
+      o->hsm_timeout_ms = (int)v;
       break;
     case OPT_CLOCK_OFFSET:
       if (parse_ll(optarg, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
@@ -368,6 +382,7 @@ static int run(const kmsd_options *o) {
   dcfg.max_custom_key_stores = o->max_custom_key_stores;
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   dcfg.max_keys = o->max_keys;
+  dcfg.hsm_timeout_ms = o->hsm_timeout_ms;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 
