@@ -718,6 +718,30 @@ _Static_assert(KMS_DB_BUSY_TIMEOUT_DEFAULT_MS == STORE_SQLITE_BUSY_TIMEOUT_DEFAU
                    KMS_DB_BUSY_TIMEOUT_MAX_MS == STORE_SQLITE_BUSY_TIMEOUT_MAX_MS,
                "kms.h and store.h disagree on the database busy timeout");
 
+/* The root key and the database belong together: one without the other is a
+ * half-restored backup or an unmounted disk, never a first start.  Making a
+ * new root key beside an old database would leave every stored key
+ * unreadable, and an empty database beside an old root key would silently
+ * serve nothing; so refuse, and say which file to restore. */
+static kerr_code check_data_files(const char *data_dir, kerr *err) {
+  char key_path[4096], db_path[4096];
+  struct stat st;
+  snprintf(key_path, sizeof key_path, "%s/root.key", data_dir);
+  snprintf(db_path, sizeof db_path, "%s/kmsd.db", data_dir);
+  bool have_key = lstat(key_path, &st) == 0, have_db = lstat(db_path, &st) == 0;
+  if (have_db && !have_key)
+    return kerr_set(err, KERR_INTERNAL,
+                    "%s exists but %s does not: without the root key no stored key can be read. "
+                    "Restore root.key, or move kmsd.db away to start with an empty store.",
+                    db_path, key_path);
+  if (have_key && !have_db)
+    return kerr_set(err, KERR_INTERNAL,
+                    "%s exists but %s does not: restore the database, or remove root.key to "
+                    "start with an empty store.",
+                    key_path, db_path);
+  return KERR_OK;
+}
+
 kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err) {
   kerr_code rc = KERR_OK;
   kms_domain *d = NULL;
@@ -741,6 +765,8 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
+  rc = check_data_files(d->data_dir, err);
+  if (rc) goto out;
   snprintf(path, plen, "%s/root.key", d->data_dir);
   rc = rootkey_load_or_create(path, &d->rk, err);
   if (rc) goto out;

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "aws/policy.h"
@@ -759,6 +760,36 @@ static void test_close_and_reopen_keeps_everything(void **state) {
   kms_key_metadata_clear(&md);
 }
 
+/* A root key without its database, or a database without its root key, is
+ * refused rather than silently replaced by a fresh, empty one. */
+static void test_half_data_directory_refused(void **state) {
+  kms_domain_config cfg = {.data_dir = dir, .sweep_interval_ms = -1};
+  kms_domain *other = NULL;
+  kerr err;
+  char key_path[128], db_path[128], aside[160];
+  snprintf(key_path, sizeof key_path, "%s/root.key", dir);
+  snprintf(db_path, sizeof db_path, "%s/kmsd.db", dir);
+  kms_domain_close(dom);
+  dom = NULL;
+
+  snprintf(aside, sizeof aside, "%s.aside", key_path);
+  assert_int_equal(rename(key_path, aside), 0);
+  assert_int_equal(kms_domain_open(&cfg, &other, &err), KERR_INTERNAL);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "Restore root.key"));
+  assert_int_equal(access(key_path, F_OK), -1); /* no new root key was made */
+  assert_int_equal(rename(aside, key_path), 0);
+
+  snprintf(aside, sizeof aside, "%s.aside", db_path);
+  assert_int_equal(rename(db_path, aside), 0);
+  assert_int_equal(kms_domain_open(&cfg, &other, &err), KERR_INTERNAL);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "restore the database"));
+  assert_int_equal(rename(aside, db_path), 0);
+
+  open_domain(); /* both back: opens as before */
+}
+
 /* The background sweeper thread also deletes keys on its own. */
 static void test_background_sweeper(void **state) {
   kms_key_metadata md, d2;
@@ -799,6 +830,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_key_policies, setup, teardown),
       cmocka_unit_test_setup_teardown(test_close_and_reopen_keeps_everything, setup, teardown),
       cmocka_unit_test_setup_teardown(test_background_sweeper, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_half_data_directory_refused, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   iam_policy_free(allow_all);
