@@ -217,6 +217,7 @@ class KmsdServer:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 self.keep_files = True
+                self._reap(0)  # exited already: close its log and forget it
                 raise KmsdStartError("kmsd exited during start.\n" + self.describe(), True)
             try:
                 status, _, _ = self.raw_request("GET", "/health", timeout=2)
@@ -360,7 +361,7 @@ def kms_client(server, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET_KEY,
     verify defaults to the server's certificate when it serves https.  With
     follow_clock the client signs at the server's (possibly advanced) clock,
     so it keeps working after advance_clock()."""
-    cfg = botocore.config.Config(retries={"max_attempts": 1, "mode": "standard"},
+    cfg = botocore.config.Config(retries={"total_max_attempts": 1, "mode": "standard"},
                                  connect_timeout=10, read_timeout=60)
     session = boto3.session.Session()
     client = session.client(service, endpoint_url=server.endpoint, region_name=region,

@@ -243,7 +243,7 @@ class TlsTest(h.KmsdBaseTestCase):
         kms = boto3.session.Session().client(
             "kms", endpoint_url=self.server.endpoint, region_name="us-east-1",
             aws_access_key_id=h.DEFAULT_ACCESS_KEY, aws_secret_access_key=h.DEFAULT_SECRET_KEY,
-            verify=True, config=botocore.config.Config(retries={"max_attempts": 1}))
+            verify=True, config=botocore.config.Config(retries={"total_max_attempts": 1}))
         with self.assertRaises(botocore.exceptions.SSLError):
             kms.list_keys()
 
