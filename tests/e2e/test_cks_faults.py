@@ -163,14 +163,19 @@ class StalledHsmTest(h.KmsdBaseTestCase):
                 c.thread.join(60)
 
         kms = h.kms_client(server)
-        # When the HSMs answer again every stalled call completes; the ones
-        # that timed out left no key behind.
+        # When the HSMs answer again every stalled call completes: normally,
+        # or with a retryable KMSInternalException when the module then fails
+        # the call (SoftHSM2 may answer CKR_GENERAL_ERROR to C_GenerateKey
+        # when many stalled creations resume at once).  The ones that timed
+        # out or failed left no key behind.
         for c in calls:
             self.assertFalse(c.thread.is_alive())
-            if not isinstance(c.result, dict):
+            if c in stalled:
+                if not isinstance(c.result, dict):
+                    self.assertEqual(c.result.response["Error"]["Code"], "KMSInternalException",
+                                     c.result)
+            elif not isinstance(c.result, dict):
                 self.assertTrue(is_dependency_timeout(c.result), c.result)
-        for c in stalled:
-            self.assertIsInstance(c.result, dict, c.result)
         made = {c.result["KeyMetadata"]["KeyId"] for c in calls
                 if c.operation == "create_key" and isinstance(c.result, dict)}
         self.assertTrue(made)
@@ -241,8 +246,8 @@ class DamagedStoreRecordTest(h.KmsdBaseTestCase):
             kms.generate_random(NumberOfBytes=16, CustomKeyStoreId=bent)
         self.assertEqual(cm.exception.response["ResponseMetadata"]["HTTPStatusCode"], 500)
 
-        # The healthy store is untouched.
-        self.assertEqual(fx.store_entry(kms, healthy)["ConnectionState"], "CONNECTED")
+        # The healthy store is untouched (it reconnects after the restart).
+        fx.wait_store_state(kms, healthy, "CONNECTED")
         self.assertEqual(len(kms.generate_random(NumberOfBytes=16,
                                                  CustomKeyStoreId=healthy)["Plaintext"]), 16)
 
