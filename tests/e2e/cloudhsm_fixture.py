@@ -167,6 +167,10 @@ def make_cluster(server, ca, hsm_zones=(0, 1), nsubnets=2, activate=True,
         hsm.initialize_cluster(ClusterId=cluster_id, SignedCert=signed, TrustAnchor=ca.pem)
         wait_cluster_state(hsm, cluster_id, "INITIALIZED")
         trust_anchor = ca.pem
+    if source_backup_id:
+        # A restored cluster needs no initialization, but it accepts HSMs
+        # only once it has left CREATE_IN_PROGRESS.
+        wait_cluster_state(hsm, cluster_id, "ACTIVE")
     hsm_ids = [create_hsm(hsm, cluster_id, zones[z]) for z in hsm_zones] if initialize else []
     if initialize and activate and not source_backup_id:
         admin_ok(server, "ActivateCluster", ClusterId=cluster_id, Password=ADMIN_PASSWORD)
