@@ -278,6 +278,58 @@ static kerr_code db_error(sqlite3 *db, const char *what, kerr *err) {
                   db ? sqlite3_errmsg(db) : "cannot open database");
 }
 
+/* Grow *arr (cap elements of `size` bytes) to hold element n; zero-fills
+ * new space.  The new element, or NULL when out of memory. */
+static void *grow_array(void **arr, size_t *cap, size_t n, size_t size) {
+  if (n < *cap) return (char *)*arr + n * size;
+  size_t ncap = *cap ? *cap * 2 : 8;
+  void *p = realloc(*arr, ncap * size);
+  if (!p) return NULL;
+  *arr = p;
+  *cap = ncap;
+  memset((char *)p + n * size, 0, (ncap - n) * size);
+  return (char *)p + n * size;
+}
+
+/* Step `st` to the end, reading each row with `read` into a new element of
+ * a growing array of `size`-byte elements.  On KERR_OK *out owns the array
+ * (n elements; NULL when none); on failure nothing is left allocated
+ * (`release`, when given, frees what `read` put into the elements). */
+typedef kerr_code (*row_reader)(sqlite3_stmt *st, void *elem, kerr *err);
+
+static kerr_code collect_rows(store_tx *tx, sqlite3_stmt *st, size_t size, row_reader read,
+                              void (*release)(void *list, size_t n), const char *what,
+                              void **out, size_t *n, kerr *err) {
+  void *arr = NULL;
+  size_t cap = 0, count = 0;
+  kerr_code rc = KERR_OK;
+  int r;
+  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
+    void *elem = grow_array(&arr, &cap, count, size);
+    if (!elem) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    rc = read(st, elem, err);
+    if (rc) {
+      count++; /* the element may hold part of a row: release it too */
+      goto out;
+    }
+    count++;
+  }
+  if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, what, err);
+    goto out;
+  }
+  *out = arr;
+  *n = count;
+  return KERR_OK;
+out:
+  if (release) release(arr, count);
+  else free(arr);
+  return rc;
+}
+
 static kerr_code exec_sql(sqlite3 *db, const char *sql, const char *what, kerr *err) {
   char *msg = NULL;
   if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) {
@@ -704,43 +756,25 @@ static kerr_code sq_material_get(store_tx *tx, const char *material_id, store_ma
   return rc;
 }
 
+static kerr_code row_material(sqlite3_stmt *st, void *elem, kerr *err) {
+  return read_material_row(st, elem, err);
+}
+
+static void release_materials(void *list, size_t n) { store_material_list_free(list, n); }
+
 static kerr_code sq_material_list(store_tx *tx, const char *key_id, store_material **out,
                                   size_t *n, kerr *err) {
   sqlite3_stmt *st = stmt(tx, ST_MAT_LIST, err);
   kerr_code rc = KERR_OK;
-  store_material *arr = NULL;
-  size_t count = 0, cap = 0;
-  int step;
   *out = NULL;
   *n = 0;
   if (!st) return KERR_INTERNAL;
   sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      store_material *grown = realloc(arr, ncap * sizeof *arr);
-      if (!grown) {
-        rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-        goto out;
-      }
-      arr = grown;
-      cap = ncap;
-    }
-    rc = read_material_row(st, &arr[count], err);
-    count++;
-    if (rc) goto out;
-  }
-  if (step != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing key materials", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-  count = 0;
-out:
-  store_material_list_free(arr, count);
+  void *list = NULL;
+  rc = collect_rows(tx, st, sizeof(store_material), row_material, release_materials,
+                      "listing key materials", &list, n, err);
   stmt_done(st);
+  *out = list;
   return rc;
 }
 
@@ -890,46 +924,27 @@ static kerr_code sq_tag_delete(store_tx *tx, const char *key_id, const char *tag
   return rc;
 }
 
+static kerr_code row_tag(sqlite3_stmt *st, void *elem, kerr *err) {
+  store_tag *t = elem;
+  kerr_code rc = dup_col(st, 0, false, &t->key, err);
+  return rc ? rc : dup_col(st, 1, false, &t->value, err);
+}
+
+static void release_tags(void *list, size_t n) { store_tag_list_free(list, n); }
+
 static kerr_code sq_tag_list(store_tx *tx, const char *key_id, store_tag **out, size_t *n,
                              kerr *err) {
   sqlite3_stmt *st = stmt(tx, ST_TAG_LIST, err);
   kerr_code rc = KERR_OK;
-  store_tag *arr = NULL;
-  size_t count = 0, cap = 0;
-  int step;
   *out = NULL;
   *n = 0;
   if (!st) return KERR_INTERNAL;
   sqlite3_bind_text(st, 1, key_id, -1, SQLITE_STATIC);
-  while ((step = sqlite3_step(st)) == SQLITE_ROW) {
-    if (count == cap) {
-      size_t ncap = cap ? cap * 2 : 8;
-      store_tag *grown = realloc(arr, ncap * sizeof *arr);
-      if (!grown) {
-        rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-        goto out;
-      }
-      arr = grown;
-      cap = ncap;
-    }
-    memset(&arr[count], 0, sizeof arr[count]);
-    count++;
-    rc = dup_col(st, 0, false, &arr[count - 1].key, err);
-    if (rc) goto out;
-    rc = dup_col(st, 1, false, &arr[count - 1].value, err);
-    if (rc) goto out;
-  }
-  if (step != SQLITE_DONE) {
-    rc = db_error(tx->db, "listing tags", err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  arr = NULL;
-  count = 0;
-out:
-  store_tag_list_free(arr, count);
+  void *list = NULL;
+  rc = collect_rows(tx, st, sizeof(store_tag), row_tag, release_tags, "listing tags", &list,
+                    n, err);
   stmt_done(st);
+  *out = list;
   return rc;
 }
 
@@ -1182,57 +1197,6 @@ static kerr_code hq_exec(store_tx *tx, sqlite3_stmt *st, const char *what, kerr 
   return rc;
 }
 
-/* Grow *arr (of `size`-byte items) to hold one more; NULL on OOM. */
-static void *hq_grow(void **arr, size_t *cap, size_t n, size_t size) {
-  if (n < *cap) return (char *)*arr + n * size;
-  size_t ncap = *cap ? *cap * 2 : 8;
-  void *p = realloc(*arr, ncap * size);
-  if (!p) return NULL;
-  *arr = p;
-  *cap = ncap;
-  memset((char *)p + n * size, 0, (ncap - n) * size);
-  return (char *)p + n * size;
-}
-
-/* Step `st` to the end, reading each row with `read` into a new element of
- * a growing array of `size`-byte elements.  On KERR_OK *out owns the array
- * (n elements; NULL when none); on failure nothing is left allocated
- * (`release`, when given, frees what `read` put into the elements). */
-typedef kerr_code (*hq_row_reader)(sqlite3_stmt *st, void *elem, kerr *err);
-
-static kerr_code hq_collect(store_tx *tx, sqlite3_stmt *st, size_t size, hq_row_reader read,
-                            void (*release)(void *list, size_t n), const char *what, void **out,
-                            size_t *n, kerr *err) {
-  void *arr = NULL;
-  size_t cap = 0, count = 0;
-  kerr_code rc = KERR_OK;
-  int r;
-  while ((r = sqlite3_step(st)) == SQLITE_ROW) {
-    void *elem = hq_grow(&arr, &cap, count, size);
-    if (!elem) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    rc = read(st, elem, err);
-    if (rc) {
-      count++; /* the element may hold part of a row: release it too */
-      goto out;
-    }
-    count++;
-  }
-  if (r != SQLITE_DONE) {
-    rc = db_error(tx->db, what, err);
-    goto out;
-  }
-  *out = arr;
-  *n = count;
-  return KERR_OK;
-out:
-  if (release) release(arr, count);
-  else free(arr);
-  return rc;
-}
-
 #define HSM_CLUSTER_COLUMNS                                                              \
   "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
   "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
@@ -1352,8 +1316,8 @@ static kerr_code hq_cluster_list(store_tx *tx, const char *account_id, const cha
   bind_text_or_null(st, 1, account_id);
   bind_text_or_null(st, 2, region);
   void *list = NULL;
-  rc = hq_collect(tx, st, sizeof(store_hsm_cluster), hq_row_cluster, hq_release_clusters,
-                  "listing clusters", &list, n, err);
+  rc = collect_rows(tx, st, sizeof(store_hsm_cluster), hq_row_cluster, hq_release_clusters,
+                    "listing clusters", &list, n, err);
   sqlite3_finalize(st);
   *out = list;
   return rc;
@@ -1431,8 +1395,8 @@ static kerr_code hq_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **o
   if (rc) return rc;
   bind_text_or_null(st, 1, cluster_id);
   void *list = NULL;
-  rc = hq_collect(tx, st, sizeof(store_hsm), hq_row_hsm, NULL,
-                  "listing HSMs", &list, n, err);
+  rc = collect_rows(tx, st, sizeof(store_hsm), hq_row_hsm, NULL,
+                    "listing HSMs", &list, n, err);
   sqlite3_finalize(st);
   *out = list;
   return rc;
@@ -1524,8 +1488,8 @@ static kerr_code hq_user_list(store_tx *tx, const char *cluster_id, store_hsm_us
   if (rc) return rc;
   sqlite3_bind_text(st, 1, cluster_id, -1, SQLITE_TRANSIENT);
   void *list = NULL;
-  rc = hq_collect(tx, st, sizeof(store_hsm_user), hq_row_user, NULL,
-                  "listing users", &list, n, err);
+  rc = collect_rows(tx, st, sizeof(store_hsm_user), hq_row_user, NULL,
+                    "listing users", &list, n, err);
   sqlite3_finalize(st);
   *out = list;
   return rc;
@@ -1579,8 +1543,8 @@ static kerr_code hq_blob_list(store_tx *tx, const char *lineage, store_hsm_blob 
   if (rc) return rc;
   sqlite3_bind_text(st, 1, lineage, -1, SQLITE_TRANSIENT);
   void *list = NULL;
-  rc = hq_collect(tx, st, sizeof(store_hsm_blob), hq_row_blob, NULL,
-                  "listing key blobs", &list, n, err);
+  rc = collect_rows(tx, st, sizeof(store_hsm_blob), hq_row_blob, NULL,
+                    "listing key blobs", &list, n, err);
   sqlite3_finalize(st);
   *out = list;
   return rc;
@@ -1658,8 +1622,8 @@ static kerr_code hq_backup_list(store_tx *tx, const char *account_id, const char
   sqlite3_bind_text(st, 1, account_id, -1, SQLITE_TRANSIENT);
   sqlite3_bind_text(st, 2, region, -1, SQLITE_TRANSIENT);
   void *list = NULL;
-  rc = hq_collect(tx, st, sizeof(store_hsm_backup), hq_row_backup, NULL,
-                  "listing backups", &list, n, err);
+  rc = collect_rows(tx, st, sizeof(store_hsm_backup), hq_row_backup, NULL,
+                    "listing backups", &list, n, err);
   sqlite3_finalize(st);
   *out = list;
   return rc;
