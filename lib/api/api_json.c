@@ -292,6 +292,19 @@ kerr_code api_json_get_list_input(json_t *in, kms_list_input *out, kerr *err) {
   return api_json_get_str(in, "Marker", false, &out->marker, err);
 }
 
+kerr_code api_json_reply_str(json_t **out, const char *name, const char *value, kerr *err) {
+  json_t *reply = NULL;
+  kerr_code rc = api_json_new_object(&reply, err);
+  if (rc) return rc;
+  rc = api_json_set_str(reply, name, value, err);
+  if (rc) {
+    json_decref(reply);
+    return rc;
+  }
+  *out = reply;
+  return KERR_OK;
+}
+
 kerr_code api_json_set_array(json_t *out, const char *name, const void *items, size_t n,
                              size_t size, api_json_entry_fn to_json, kerr *err) {
   json_t *list = json_array();

@@ -84,6 +84,11 @@ kerr_code api_json_set_blob(json_t *out, const char *name, const uint8_t *data, 
  * on failure, when the value is released).  KERR_INTERNAL when out of memory. */
 kerr_code api_json_set_new(json_t *out, const char *name, json_t *value, kerr *err);
 
+/* A new reply object holding the one string member `name` (e.g. the KeyId
+ * that CancelKeyDeletion and RotateKeyOnDemand answer with).  The caller
+ * owns *out; on failure *out is untouched. */
+kerr_code api_json_reply_str(json_t **out, const char *name, const char *value, kerr *err);
+
 /* A new empty reply object, or KERR_INTERNAL.  The caller owns *out. */
 kerr_code api_json_new_object(json_t **out, kerr *err);
 

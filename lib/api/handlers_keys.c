@@ -263,17 +263,10 @@ static kerr_code handle_cancel_key_deletion(const api_request *req, json_t *in, 
   kms_call call = api_json_call(req);
   char arn[KMS_ARN_MAX] = "";
   const char *key_id;
-  json_t *reply = NULL;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
   if ((rc = kms_cancel_key_deletion(req->domain, &call, key_id, arn, err))) return rc;
-  if ((rc = api_json_new_object(&reply, err))) return rc;
-  if ((rc = api_json_set_str(reply, "KeyId", arn, err))) {
-    json_decref(reply);
-    return rc;
-  }
-  *out = reply;
-  return KERR_OK;
+  return api_json_reply_str(out, "KeyId", arn, err);
 }
 
 const api_handler api_handlers_keys[] = {

@@ -77,17 +77,10 @@ static kerr_code handle_rotate_key_on_demand(const api_request *req, json_t *in,
   kms_call call = api_json_call(req);
   char key_id_out[UUID_STR_LEN] = "";
   const char *key_id;
-  json_t *reply = NULL;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
   if ((rc = kms_rotate_key_on_demand(req->domain, &call, key_id, key_id_out, err))) return rc;
-  if ((rc = api_json_new_object(&reply, err))) return rc;
-  if ((rc = api_json_set_str(reply, "KeyId", key_id_out, err))) {
-    json_decref(reply);
-    return rc;
-  }
-  *out = reply;
-  return KERR_OK;
+  return api_json_reply_str(out, "KeyId", key_id_out, err);
 }
 
 /* One RotationsListEntry of the model into *out (owned by the caller). */

@@ -686,9 +686,27 @@ out:
   return rc;
 }
 
+/* The caller's key store `cks_id` (its account and Region), read in its own
+ * short transaction and checked for damage.  Another account's store, or
+ * none, is KERR_CKS_NOT_FOUND.  On failure `c` is left empty. */
+static kerr_code load_own_store(kms_domain *d, const kms_call *call, const char *cks_id,
+                                store_cks *c, kerr *err) {
+  store_tx *tx = NULL;
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->cks_get(tx, cks_id, c, err);
+  d->st->ops->rollback(tx);
+  if (rc == KERR_NOT_FOUND ||
+      (rc == KERR_OK && (strcmp(c->account_id, call->caller->account_id) != 0 ||
+                         strcmp(c->region, call->region) != 0)))
+    rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
+  if (!rc) rc = kmsi_cks_check_row(c, err);
+  if (rc) store_cks_clear(c);
+  return rc;
+}
+
 kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
                               const char *key_id, char *cluster_id_out, kerr *err) {
-  store_tx *tx = NULL;
   store_cks c;
   hsm_cluster_view v;
   hsm_conn *conn = NULL;
@@ -697,16 +715,7 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   memset(&c, 0, sizeof c);
   memset(&v, 0, sizeof v);
   cluster_id_out[0] = '\0';
-  rc = kmsi_begin(d, false, &tx, err);
-  if (rc) return rc;
-  rc = d->st->ops->cks_get(tx, cks_id, &c, err);
-  d->st->ops->rollback(tx);
-  if (rc == KERR_NOT_FOUND || (rc == KERR_OK && (strcmp(c.account_id, call->caller->account_id) != 0 ||
-                                                 strcmp(c.region, call->region) != 0))) {
-    rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
-    goto out;
-  }
-  if (!rc) rc = kmsi_cks_check_row(&c, err);
+  rc = load_own_store(d, call, cks_id, &c, err);
   if (rc) goto out;
   if (strcmp(c.type, "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
@@ -775,7 +784,6 @@ void kmsi_cks_delete_key(kms_domain *d, const char *cks_id, const char *key_id) 
 
 kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
                           kbytes *out, kerr *err) {
-  store_tx *tx = NULL;
   store_cks c;
   hsm_conn *conn = NULL;
   kerr_code rc;
@@ -783,16 +791,7 @@ kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_i
   memset(&c, 0, sizeof c);
   out->data = NULL;
   out->len = 0;
-  rc = kmsi_begin(d, false, &tx, err);
-  if (rc) return rc;
-  rc = d->st->ops->cks_get(tx, cks_id, &c, err);
-  d->st->ops->rollback(tx);
-  if (rc == KERR_NOT_FOUND || (rc == KERR_OK && (strcmp(c.account_id, call->caller->account_id) != 0 ||
-                                                 strcmp(c.region, call->region) != 0))) {
-    rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
-    goto out;
-  }
-  if (!rc) rc = kmsi_cks_check_row(&c, err);
+  rc = load_own_store(d, call, cks_id, &c, err);
   if (rc) goto out;
   if (strcmp(c.type, "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
