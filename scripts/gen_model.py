@@ -43,7 +43,7 @@ DOC_MAX = 300
 
 
 def load(service):
-    """The newest botocore model of `service`, found the way kms-model finds it."""
+    """The newest botocore model of `service`, the highest dated version under botocore's data directory."""
     try:
         import botocore
         roots = [os.path.dirname(botocore.__file__)]
