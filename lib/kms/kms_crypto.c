@@ -19,6 +19,8 @@
 #define MAX_DATA_KEY 1024
 #define MAX_CONTEXT_ENTRIES 64
 
+static const char invalid_ciphertext_msg[] =
+    "The ciphertext is invalid, was altered, or its encryption context does not match.";
 static const char dry_run_msg[] = "The request would have succeeded, but the DryRun parameter was set.";
 
 static kerr_code check_algorithm(const char *alg, kerr *err) {
@@ -177,22 +179,23 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
     goto out;
   }
   hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
-  /* custom key stores: AES-GCM runs inside the store's HSMs */
   if (k->row.custom_key_store_id) {
+    /* custom key stores: AES-GCM runs inside the store's HSMs */
     rc = kmsi_cks_open(d, k, &v, ctx, ctx_len, pt, err);
-    goto out;
+  } else {
+    material = secure_alloc(AESGCM_KEY_LEN);
+    if (!material) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
+    if (rc == KERR_OK) rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
   }
-  material = secure_alloc(AESGCM_KEY_LEN);
-  if (!material) {
-    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    goto out;
-  }
-  rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
-  if (rc) goto out;
-  rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
+  /* One answer for every blob that does not open under this key: a foreign
+   * or unknown material id, a wrong context and a flipped bit must not be
+   * told apart, or the difference leaks what other keys' blobs carry. */
   if (rc == KERR_INVALID_CIPHERTEXT)
-    kerr_set(err, KERR_INVALID_CIPHERTEXT,
-             "The ciphertext is invalid, was altered, or its encryption context does not match.");
+    kerr_set(err, KERR_INVALID_CIPHERTEXT, "%s", invalid_ciphertext_msg);
 out:
   secure_free(material, AESGCM_KEY_LEN);
   free(ctx);
