@@ -164,8 +164,12 @@ kerr_code api_json_set_bool(json_t *out, const char *name, bool value, kerr *err
 
 kerr_code api_json_set_time_ms(json_t *out, const char *name, int64_t epoch_ms, kerr *err) {
   if (epoch_ms <= 0) return KERR_OK;
-  if (epoch_ms % 1000 == 0)
+  if (epoch_ms % 1000 == 0 || epoch_ms >= API_JSON_MAX_FRACTIONAL_MS)
     return api_json_set_new(out, name, json_integer((json_int_t)(epoch_ms / 1000)), err);
+  /* epoch_ms / 1000 is a decimal of at most 15 significant digits.  The
+   * double nearest to it is within 2^-53 of it relatively, far less than half
+   * a unit of the 15th digit, so printing API_JSON_REAL_DIGITS digits (%.15g,
+   * trailing zeros dropped) gives back exactly that decimal. */
   return api_json_set_new(out, name, json_real((double)epoch_ms / 1000.0), err);
 }
 

@@ -22,6 +22,14 @@
 #include "core/secmem.h"
 #include "kms/kms.h"
 
+/* How every reply is serialized (the pipeline uses exactly this): compact,
+ * and JSON reals printed with 15 significant digits.  The only reals in
+ * replies are timestamps (api_json_set_time_ms), and 15 digits render each of
+ * them as its exact milliseconds with no binary noise, where jansson's default
+ * of 17 prints 1796187467.432 as 1796187467.4319999. */
+#define API_JSON_REAL_DIGITS 15
+#define API_JSON_ENCODE_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(API_JSON_REAL_DIGITS))
+
 /* String member `name` of object `in`.  *out points into `in` (valid while
  * `in` lives; do not free) or is NULL when the member is absent or JSON null.
  * KERR_VALIDATION when `required` and absent, or when it is not a string;
@@ -70,8 +78,12 @@ kerr_code api_json_set_int(json_t *out, const char *name, int64_t value, kerr *e
 kerr_code api_json_set_bool(json_t *out, const char *name, bool value, kerr *err);
 
 /* Set `name` to a timestamp given in milliseconds since the epoch: a JSON
- * number of seconds, fractional when the milliseconds are not whole seconds.
+ * number of seconds as AWS sends them, an integer for whole seconds, else at
+ * most three decimals with no binary-float noise ("1796187467.432") once
+ * serialized with API_JSON_ENCODE_FLAGS.  Times from the year 33658 on
+ * (API_JSON_MAX_FRACTIONAL_MS) are sent as whole seconds, rounded down.
  * A value <= 0 means "no such time" and leaves the member out. */
+#define API_JSON_MAX_FRACTIONAL_MS 1000000000000000LL
 kerr_code api_json_set_time_ms(json_t *out, const char *name, int64_t epoch_ms, kerr *err);
 
 /* Set `name` to the base64 text of `len` bytes at `data`.  The temporary

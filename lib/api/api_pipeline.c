@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/api_json.h"
 #include "api/api_validate.h"
 #include "aws/sigv4.h"
 #include "core/ids.h"
@@ -75,7 +76,7 @@ static int64_t monotonic_us(void) {
 
 /* Serialize `obj` (a JSON object) as the reply body.  0 on success. */
 static int set_json_body(http_response *resp, const json_t *obj) {
-  char *text = json_dumps(obj, JSON_COMPACT);
+  char *text = json_dumps(obj, API_JSON_ENCODE_FLAGS);
   if (!text) return -1;
   resp->body = text;
   resp->body_len = strlen(text);
