@@ -22,6 +22,13 @@
 #include "core/secmem.h"
 #include "kms/kms.h"
 
+/* How every request body is parsed (the pipeline and the decoder's fuzz
+ * target use exactly this): duplicate member names are refused, and the
+ * escape \u0000 is accepted in string values as AWS accepts it, so that a NUL
+ * is judged by the member's validation (api_validate.h), not reported as
+ * malformed JSON.  jansson still refuses a NUL in a member name. */
+#define API_JSON_DECODE_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
 /* How every reply is serialized (the pipeline uses exactly this): compact,
  * and JSON reals printed with 15 significant digits.  The only reals in
  * replies are timestamps (api_json_set_time_ms), and 15 digits render each of
@@ -32,14 +39,17 @@
 
 /* String member `name` of object `in`.  *out points into `in` (valid while
  * `in` lives; do not free) or is NULL when the member is absent or JSON null.
- * KERR_VALIDATION when `required` and absent, or when it is not a string;
- * *out is NULL after a failure. */
+ * KERR_VALIDATION when `required` and absent, when it is not a string, or
+ * when it holds a NUL character (C strings cannot carry it; the validator
+ * refuses it first for every operation of the model); *out is NULL after a
+ * failure. */
 kerr_code api_json_get_str(json_t *in, const char *name, bool required, const char **out,
                            kerr *err);
 
-/* Integer member `name`.  *present tells whether it was given; *out is left
- * untouched when absent (so callers preset the default).  KERR_VALIDATION when
- * the member is not an integer. */
+/* Integer member `name`: a JSON integer, or a number with no fraction (1.0)
+ * as the validator accepts it.  *present tells whether it was given; *out is
+ * left untouched when absent (so callers preset the default).
+ * KERR_VALIDATION when the member is not such a number. */
 kerr_code api_json_get_int(json_t *in, const char *name, bool *present, int64_t *out,
                            kerr *err);
 

@@ -132,7 +132,7 @@ static kerr_code parse_body(const http_request *req, json_t **out, kerr *err) {
     *out = json_object();
     return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "out of memory");
   }
-  json_t *v = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *v = json_loadb((const char *)req->body, req->body_len, API_JSON_DECODE_FLAGS, &jerr);
   if (!v)
     /* jansson's own text can quote a piece of the body, which may be a
      * secret: report only where the problem is. */

@@ -1,6 +1,7 @@
 /* test_api_json.c - unit tests of api_json: the wire text of reply values
- * (timestamps serialized exactly as the pipeline serializes replies) and the
- * typed access to request members. */
+ * (timestamps serialized exactly as the pipeline serializes replies), request
+ * bodies parsed exactly as the pipeline parses them, and the typed access to
+ * request members with the validator's rules for integers and NULs. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -12,6 +13,7 @@
 #include <cmocka.h>
 
 #include "api/api_json.h"
+#include "api/api_validate.h"
 
 /* The reply text of {"T": <epoch_ms as a timestamp>}, as the pipeline sends
  * it.  Caller frees. */
@@ -92,11 +94,107 @@ static void test_time_absent(void **state) {
   json_decref(o);
 }
 
+/* A request body parsed as the pipeline parses it.  Caller decrefs. */
+static json_t *request(const char *text) {
+  json_error_t jerr;
+  json_t *v = json_loadb(text, strlen(text), API_JSON_DECODE_FLAGS, &jerr);
+  if (!v) fail_msg("%s does not parse: %s", text, jerr.text);
+  return v;
+}
+
+static kerr_code validate(const char *op, const char *text, kerr *err) {
+  json_t *body = request(text);
+  kerr_code rc;
+  kerr_clear(err);
+  rc = api_validate_input(model_find_op(&model_kms, op), body, err);
+  json_decref(body);
+  return rc;
+}
+
+static void test_nul_is_json_then_validation(void **state) {
+  (void)state;
+  kerr err;
+  const char *s = NULL;
+  json_t *in = request("{\"Description\": \"a\\u0000b\", \"KeyId\": \"k\"}");
+
+  assert_int_equal(json_string_length(json_object_get(in, "Description")), 3);
+  assert_int_equal(api_json_get_str(in, "Description", false, &s, &err), KERR_VALIDATION);
+  assert_null(s);
+  assert_non_null(strstr(err.msg, "'description'"));
+  assert_non_null(strstr(err.msg, "NUL character (U+0000)"));
+  assert_int_equal(api_json_get_str(in, "KeyId", true, &s, &err), KERR_OK);
+  assert_string_equal(s, "k");
+  json_decref(in);
+
+  assert_int_equal(validate("CreateKey", "{\"Description\": \"a\\u0000b\"}", &err),
+                   KERR_VALIDATION);
+  assert_string_equal(err.msg,
+                      "1 validation error detected: Value 'a\\u0000b' at 'description' failed "
+                      "to satisfy constraint: Member must not contain the NUL character (U+0000)");
+  /* A pattern that excludes NUL reports itself, not the NUL rule as well. */
+  assert_int_equal(validate("CreateAlias",
+                            "{\"AliasName\": \"alias/\\u0000\", \"TargetKeyId\": \"k\"}", &err),
+                   KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "1 validation error detected"));
+  assert_non_null(strstr(err.msg, "Member must satisfy regular expression pattern"));
+  /* Map values of an encryption context. */
+  assert_int_equal(validate("Encrypt",
+                            "{\"KeyId\": \"k\", \"Plaintext\": \"eA==\", "
+                            "\"EncryptionContext\": {\"a\": \"b\\u0000\"}}",
+                            &err),
+                   KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "NUL character (U+0000)"));
+  /* A member name with a NUL is still refused by the parser. */
+  json_error_t jerr;
+  assert_null(json_loads("{\"a\\u0000\": 1}", API_JSON_DECODE_FLAGS, &jerr));
+}
+
+static void test_integers_with_zero_fraction(void **state) {
+  (void)state;
+  kerr err;
+  bool present = false;
+  int64_t n = -1;
+  json_t *in = request("{\"A\": 7.0, \"B\": 2.5, \"C\": 12, \"D\": 1e3, \"E\": \"7\"}");
+
+  assert_int_equal(api_json_get_int(in, "A", &present, &n, &err), KERR_OK);
+  assert_true(present);
+  assert_int_equal(n, 7);
+  assert_int_equal(api_json_get_int(in, "C", &present, &n, &err), KERR_OK);
+  assert_int_equal(n, 12);
+  assert_int_equal(api_json_get_int(in, "D", &present, &n, &err), KERR_OK);
+  assert_int_equal(n, 1000);
+  assert_int_equal(api_json_get_int(in, "B", &present, &n, &err), KERR_VALIDATION);
+  assert_false(present);
+  assert_int_equal(api_json_get_int(in, "E", &present, &n, &err), KERR_VALIDATION);
+  json_decref(in);
+
+  int64_t v = 0;
+  json_t *real = json_real(-9223372036854775808.0);
+  assert_int_equal(api_validate_integral(real, &v), API_INTEGRAL_OK);
+  assert_true(v == INT64_MIN);
+  json_real_set(real, 9223372036854775808.0);
+  assert_int_equal(api_validate_integral(real, &v), API_INTEGRAL_RANGE);
+  json_real_set(real, -0.5);
+  assert_int_equal(api_validate_integral(real, &v), API_INTEGRAL_FRACTION);
+  json_decref(real);
+
+  assert_int_equal(validate("ListKeys", "{\"Limit\": 1.0}", &err), KERR_OK);
+  assert_int_equal(validate("ListKeys", "{\"Limit\": 1.5}", &err), KERR_SERIALIZATION);
+  assert_string_equal(err.msg, "Numeric value (1.5) at 'limit' has a fractional part where an "
+                               "integer is expected");
+  assert_int_equal(validate("ListKeys", "{\"Limit\": 3e9}", &err), KERR_SERIALIZATION);
+  assert_string_equal(err.msg, "Numeric value (3000000000) out of range of int");
+  assert_int_equal(validate("ListKeys", "{\"Limit\": 0.0}", &err), KERR_VALIDATION);
+  assert_non_null(strstr(err.msg, "Member must have value greater than or equal to 1"));
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_time_examples),
       cmocka_unit_test(test_time_exhaustive),
       cmocka_unit_test(test_time_absent),
+      cmocka_unit_test(test_nul_is_json_then_validation),
+      cmocka_unit_test(test_integers_with_zero_fraction),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
