@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "api/api_validate.h"
 #include "core/codec.h"
 
 /* AWS names members in validation messages with a lowercase first letter
@@ -36,6 +37,20 @@ static kerr_code wrong_type(const char *name, const char *type, kerr *err) {
                   label, type);
 }
 
+/* A JSON string with a NUL inside: its C string would be cut short there. */
+static bool holds_nul(const json_t *v) {
+  return strlen(json_string_value(v)) != json_string_length(v);
+}
+
+static kerr_code nul_inside(const char *name, kerr *err) {
+  char label[128];
+  member_label(name, label, sizeof label);
+  return kerr_set(err, KERR_VALIDATION,
+                  "1 validation error detected: Value at '%s' failed to satisfy constraint: "
+                  "Member must not contain the NUL character (U+0000)",
+                  label);
+}
+
 /* The member, or NULL when absent or JSON null (both mean "not given"). */
 static json_t *member(json_t *in, const char *name) {
   json_t *v = json_is_object(in) ? json_object_get(in, name) : NULL;
@@ -48,6 +63,7 @@ kerr_code api_json_get_str(json_t *in, const char *name, bool required, const ch
   *out = NULL;
   if (!v) return required ? missing(name, err) : KERR_OK;
   if (!json_is_string(v)) return wrong_type(name, "a string", err);
+  if (holds_nul(v)) return nul_inside(name, err);
   *out = json_string_value(v);
   return KERR_OK;
 }
@@ -55,10 +71,11 @@ kerr_code api_json_get_str(json_t *in, const char *name, bool required, const ch
 kerr_code api_json_get_int(json_t *in, const char *name, bool *present, int64_t *out,
                            kerr *err) {
   json_t *v = member(in, name);
+  int64_t n = 0;
   *present = false;
   if (!v) return KERR_OK;
-  if (!json_is_integer(v)) return wrong_type(name, "an integer", err);
-  *out = (int64_t)json_integer_value(v);
+  if (api_validate_integral(v, &n) != API_INTEGRAL_OK) return wrong_type(name, "an integer", err);
+  *out = n;
   *present = true;
   return KERR_OK;
 }
@@ -122,6 +139,7 @@ kerr_code api_json_get_str_map(json_t *in, const char *name, json_t **out, kerr 
   if (!json_is_object(v)) return wrong_type(name, "a map of strings", err);
   json_object_foreach(v, key, value) {
     if (!json_is_string(value)) return wrong_type(name, "a map of strings", err);
+    if (holds_nul(value)) return nul_inside(name, err);
   }
   if (json_object_size(v) > 0) *out = v;
   return KERR_OK;
@@ -164,8 +182,12 @@ kerr_code api_json_set_bool(json_t *out, const char *name, bool value, kerr *err
 
 kerr_code api_json_set_time_ms(json_t *out, const char *name, int64_t epoch_ms, kerr *err) {
   if (epoch_ms <= 0) return KERR_OK;
-  if (epoch_ms % 1000 == 0)
+  if (epoch_ms % 1000 == 0 || epoch_ms >= API_JSON_MAX_FRACTIONAL_MS)
     return api_json_set_new(out, name, json_integer((json_int_t)(epoch_ms / 1000)), err);
+  /* epoch_ms / 1000 is a decimal of at most 15 significant digits.  The
+   * double nearest to it is within 2^-53 of it relatively, far less than half
+   * a unit of the 15th digit, so printing API_JSON_REAL_DIGITS digits (%.15g,
+   * trailing zeros dropped) gives back exactly that decimal. */
   return api_json_set_new(out, name, json_real((double)epoch_ms / 1000.0), err);
 }
 
@@ -260,8 +282,8 @@ kerr_code api_json_get_str_list(json_t *in, const char *name, bool required,
   *out = calloc(json_array_size(list), sizeof **out);
   if (!*out) return kerr_set(err, KERR_INTERNAL, "out of memory");
   json_array_foreach(list, i, item) {
-    if (!json_is_string(item)) {
-      rc = wrong_type(name, "a list of strings", err);
+    if (!json_is_string(item) || holds_nul(item)) {
+      rc = json_is_string(item) ? nul_inside(name, err) : wrong_type(name, "a list of strings", err);
       free(*out);
       *out = NULL;
       return rc;

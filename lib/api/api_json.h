@@ -22,16 +22,34 @@
 #include "core/secmem.h"
 #include "kms/kms.h"
 
+/* How every request body is parsed (the pipeline and the decoder's fuzz
+ * target use exactly this): duplicate member names are refused, and the
+ * escape \u0000 is accepted in string values as AWS accepts it, so that a NUL
+ * is judged by the member's validation (api_validate.h), not reported as
+ * malformed JSON.  jansson still refuses a NUL in a member name. */
+#define API_JSON_DECODE_FLAGS (JSON_REJECT_DUPLICATES | JSON_ALLOW_NUL)
+
+/* How every reply is serialized (the pipeline uses exactly this): compact,
+ * and JSON reals printed with 15 significant digits.  The only reals in
+ * replies are timestamps (api_json_set_time_ms), and 15 digits render each of
+ * them as its exact milliseconds with no binary noise, where jansson's default
+ * of 17 prints 1796187467.432 as 1796187467.4319999. */
+#define API_JSON_REAL_DIGITS 15
+#define API_JSON_ENCODE_FLAGS (JSON_COMPACT | JSON_REAL_PRECISION(API_JSON_REAL_DIGITS))
+
 /* String member `name` of object `in`.  *out points into `in` (valid while
  * `in` lives; do not free) or is NULL when the member is absent or JSON null.
- * KERR_VALIDATION when `required` and absent, or when it is not a string;
- * *out is NULL after a failure. */
+ * KERR_VALIDATION when `required` and absent, when it is not a string, or
+ * when it holds a NUL character (C strings cannot carry it; the validator
+ * refuses it first for every operation of the model); *out is NULL after a
+ * failure. */
 kerr_code api_json_get_str(json_t *in, const char *name, bool required, const char **out,
                            kerr *err);
 
-/* Integer member `name`.  *present tells whether it was given; *out is left
- * untouched when absent (so callers preset the default).  KERR_VALIDATION when
- * the member is not an integer. */
+/* Integer member `name`: a JSON integer, or a number with no fraction (1.0)
+ * as the validator accepts it.  *present tells whether it was given; *out is
+ * left untouched when absent (so callers preset the default).
+ * KERR_VALIDATION when the member is not such a number. */
 kerr_code api_json_get_int(json_t *in, const char *name, bool *present, int64_t *out,
                            kerr *err);
 
@@ -70,8 +88,12 @@ kerr_code api_json_set_int(json_t *out, const char *name, int64_t value, kerr *e
 kerr_code api_json_set_bool(json_t *out, const char *name, bool value, kerr *err);
 
 /* Set `name` to a timestamp given in milliseconds since the epoch: a JSON
- * number of seconds, fractional when the milliseconds are not whole seconds.
+ * number of seconds as AWS sends them, an integer for whole seconds, else at
+ * most three decimals with no binary-float noise ("1796187467.432") once
+ * serialized with API_JSON_ENCODE_FLAGS.  Times from the year 33658 on
+ * (API_JSON_MAX_FRACTIONAL_MS) are sent as whole seconds, rounded down.
  * A value <= 0 means "no such time" and leaves the member out. */
+#define API_JSON_MAX_FRACTIONAL_MS 1000000000000000LL
 kerr_code api_json_set_time_ms(json_t *out, const char *name, int64_t epoch_ms, kerr *err);
 
 /* Set `name` to the base64 text of `len` bytes at `data`.  The temporary

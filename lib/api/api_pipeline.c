@@ -14,6 +14,7 @@
 #include <strings.h>
 #include <time.h>
 
+#include "api/api_json.h"
 #include "api/api_validate.h"
 #include "aws/sigv4.h"
 #include "core/ids.h"
@@ -75,7 +76,7 @@ static int64_t monotonic_us(void) {
 
 /* Serialize `obj` (a JSON object) as the reply body.  0 on success. */
 static int set_json_body(http_response *resp, const json_t *obj) {
-  char *text = json_dumps(obj, JSON_COMPACT);
+  char *text = json_dumps(obj, API_JSON_ENCODE_FLAGS);
   if (!text) return -1;
   resp->body = text;
   resp->body_len = strlen(text);
@@ -131,7 +132,7 @@ static kerr_code parse_body(const http_request *req, json_t **out, kerr *err) {
     *out = json_object();
     return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "out of memory");
   }
-  json_t *v = json_loadb((const char *)req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *v = json_loadb((const char *)req->body, req->body_len, API_JSON_DECODE_FLAGS, &jerr);
   if (!v)
     /* jansson's own text can quote a piece of the body, which may be a
      * secret: report only where the problem is. */

@@ -7,6 +7,14 @@
  * driven only by the generated model tables, so no handler sees a request the
  * model forbids.
  *
+ * Two rules go beyond the model's constraints, both decided in
+ * docs/kmsd.md: an integer member also takes a JSON number whose fraction is
+ * zero (1.0, 1e3) as the integer it denotes, never a fraction; and a string
+ * that passes every constraint of its shape must still hold no NUL character
+ * (the \u0000 escape), since kmsd carries strings as C strings and a NUL
+ * would silently cut them short (an encryption context "a\u0000b" would bind
+ * like "a").
+ *
  * Patterns are Java regexes; they are translated to PCRE2 and compiled once
  * per process (pthread_once), then shared read-only by every thread, each
  * match using its own match data. */
@@ -154,6 +162,21 @@ static pattern_cache *cache_for_shape(const model_shape *shape) {
   return NULL;
 }
 
+api_integral api_validate_integral(const json_t *v, int64_t *out) {
+  double d;
+  if (json_is_integer(v)) {
+    *out = (int64_t)json_integer_value(v);
+    return API_INTEGRAL_OK;
+  }
+  if (!json_is_real(v)) return API_INTEGRAL_NOT_NUMBER;
+  d = json_real_value(v);
+  /* Both bounds are exact doubles (-2^63 and 2^63); NaN fails them too. */
+  if (!(d >= -9223372036854775808.0 && d < 9223372036854775808.0)) return API_INTEGRAL_RANGE;
+  if ((double)(int64_t)d != d) return API_INTEGRAL_FRACTION;
+  *out = (int64_t)d;
+  return API_INTEGRAL_OK;
+}
+
 int api_validate_pattern_matches(const model_shape *shape, const char *value, size_t len) {
   pattern_cache *pc;
   pcre2_code *code;
@@ -219,8 +242,9 @@ enum {
   FAIL_MAX_LEN = 1 << 3,
   FAIL_MIN_VAL = 1 << 4,
   FAIL_MAX_VAL = 1 << 5,
+  FAIL_NUL = 1 << 6,
 };
-#define FAIL_KINDS 6
+#define FAIL_KINDS 7
 
 static void set_fatal(vstate *st, kerr_code code, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
@@ -366,9 +390,18 @@ static void echo_value(echo_buf *b, const json_t *v, int depth) {
 
   if (b->chars >= b->max_chars) return;
   switch (json_typeof(v)) {
-  case JSON_STRING:
-    echo_bytes(b, json_string_value(v), json_string_length(v));
+  case JSON_STRING: {
+    /* A NUL would end the message early: it is shown as its JSON escape. */
+    const char *p = json_string_value(v), *end = p + json_string_length(v);
+    while (p < end) {
+      const char *nul = memchr(p, '\0', (size_t)(end - p));
+      echo_bytes(b, p, (size_t)((nul ? nul : end) - p));
+      if (!nul) break;
+      echo_str(b, "\\u0000");
+      p = nul + 1;
+    }
     break;
+  }
   case JSON_INTEGER:
     snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
     echo_str(b, num);
@@ -455,6 +488,9 @@ static void constraint_text(const model_shape *shape, int kind, char *out, size_
   case FAIL_MAX_VAL:
     snprintf(out, cap, "Member must have value less than or equal to %lld", shape->max);
     break;
+  case FAIL_NUL:
+    snprintf(out, cap, "Member must not contain the NUL character (U+0000)");
+    break;
   default:
     snprintf(out, cap, "Member is invalid");
   }
@@ -534,6 +570,7 @@ static unsigned check_scalar(vstate *st, const model_shape *shape, const json_t 
       if (m != 1) fails |= FAIL_PATTERN;
     }
     fails |= check_length(shape, utf8_chars(s, len));
+    if (!fails && memchr(s, '\0', len)) fails |= FAIL_NUL;
     return fails;
   }
   case MODEL_BLOB: {
@@ -564,15 +601,28 @@ static unsigned check_scalar(vstate *st, const model_shape *shape, const json_t 
   }
   case MODEL_INTEGER:
   case MODEL_LONG: {
-    json_int_t n;
-    if (!json_is_integer(v)) {
+    int64_t n = 0;
+    const char *java_type = shape->type == MODEL_INTEGER ? "int" : "long";
+    switch (api_validate_integral(v, &n)) {
+    case API_INTEGRAL_OK:
+      break;
+    case API_INTEGRAL_FRACTION:
+      set_fatal(st, KERR_SERIALIZATION,
+                "Numeric value (%.17g) at '%s' has a fractional part where an integer is "
+                "expected",
+                json_real_value(v), st->path);
+      return 0;
+    case API_INTEGRAL_RANGE:
+      set_fatal(st, KERR_SERIALIZATION, "Numeric value (%.17g) out of range of %s",
+                json_real_value(v), java_type);
+      return 0;
+    default:
       wrong_type(st, shape, v);
       return 0;
     }
-    n = json_integer_value(v);
     if (shape->type == MODEL_INTEGER && (n < INT32_MIN || n > INT32_MAX)) {
-      set_fatal(st, KERR_SERIALIZATION, "Numeric value (%" JSON_INTEGER_FORMAT
-                ") out of range of int", n);
+      set_fatal(st, KERR_SERIALIZATION, "Numeric value (%lld) out of range of int",
+                (long long)n);
       return 0;
     }
     if (shape->has_min && n < shape->min) fails |= FAIL_MIN_VAL;

@@ -8,6 +8,7 @@
 #define KMSD_API_API_VALIDATE_H
 
 #include <jansson.h>
+#include <stdint.h>
 
 #include "core/kerr.h"
 #include "model/model.h"
@@ -26,6 +27,10 @@
  *   "2 validation errors detected: Value '' at 'keyId' failed to satisfy
  *    constraint: Member must have length greater than or equal to 1; Value
  *    null at 'plaintext' failed to satisfy constraint: Member must not be null"
+ * An integer member accepts a number with a zero fraction (1.0) as that
+ * integer; a fraction (1.5) is KERR_SERIALIZATION.  A string that holds a NUL
+ * character (\u0000) but meets its shape's constraints is a KERR_VALIDATION
+ * ("Member must not contain the NUL character (U+0000)").
  * Values of sensitive shapes and blobs are never echoed.  An operation with no
  * input shape accepts any JSON object.  Returns KERR_INTERNAL if a model
  * pattern cannot be compiled.  `body` is not modified; nothing to free; `err`
@@ -42,6 +47,19 @@ kerr_code api_validate_check_patterns(const model_service *svc, kerr *err);
  * translation validation uses.  Returns KERR_OK, or KERR_INTERNAL with the
  * PCRE2 error and offset in `err`.  Nothing is cached; nothing to free. */
 kerr_code api_validate_pattern_compiles(const char *java_pattern, kerr *err);
+
+/* How a JSON value stands as the model's integer or long. */
+typedef enum api_integral {
+  API_INTEGRAL_OK,         /* an integer, or a number with no fraction (1.0, 1e3) */
+  API_INTEGRAL_NOT_NUMBER, /* not a JSON number at all */
+  API_INTEGRAL_FRACTION,   /* a number with a fractional part (1.5) */
+  API_INTEGRAL_RANGE,      /* a number beyond the int64 range */
+} api_integral;
+
+/* Classify `v`; on API_INTEGRAL_OK *out is the integer it denotes, otherwise
+ * *out is untouched.  Range checks of the member itself (int32, min, max)
+ * are the caller's. */
+api_integral api_validate_integral(const json_t *v, int64_t *out);
 
 /* Whether `value` (UTF-8, `len` bytes) matches `shape`'s pattern as a Java
  * `matches()` would: the whole value.  Returns 1 on a match or when the shape

@@ -267,8 +267,11 @@ typedef struct kms_encrypt_output {
 
 void kms_encrypt_output_clear(kms_encrypt_output *o);
 
-/* Encrypt. Disabled key -> KERR_DISABLED; PendingDeletion ->
- * KERR_INVALID_STATE; dry_run -> KERR_DRY_RUN after every check passed. */
+/* Encrypt. Checks in order: plaintext length and context, the key
+ * (KERR_NOT_FOUND), kms:Encrypt (KERR_ACCESS_DENIED), the algorithm (not
+ * SYMMETRIC_DEFAULT -> KERR_INVALID_KEY_USAGE), the state (Disabled ->
+ * KERR_DISABLED, PendingDeletion -> KERR_INVALID_STATE), then dry_run ->
+ * KERR_DRY_RUN.  On failure *out is empty. */
 kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
                       kms_encrypt_output *out, kerr *err);
 
@@ -291,8 +294,13 @@ typedef struct kms_decrypt_output {
 
 void kms_decrypt_output_clear(kms_decrypt_output *o);
 
-/* Decrypt. Unparsable/tampered blob or wrong context ->
- * KERR_INVALID_CIPHERTEXT; key_id naming another key -> KERR_INCORRECT_KEY. */
+/* Decrypt. Checks in order: blob length and context, the key named by
+ * key_id if given (KERR_NOT_FOUND), the blob's format
+ * (KERR_INVALID_CIPHERTEXT), the blob's key (KERR_NOT_FOUND; key_id naming
+ * another key -> KERR_INCORRECT_KEY), kms:Decrypt (KERR_ACCESS_DENIED), the
+ * algorithm (KERR_INVALID_KEY_USAGE), the state, dry_run, and last the
+ * opening: a tampered blob, a foreign material or a wrong context ->
+ * KERR_INVALID_CIPHERTEXT with one message.  On failure *out is empty. */
 kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
                       kms_decrypt_output *out, kerr *err);
 
@@ -323,8 +331,10 @@ typedef struct kms_reencrypt_output {
 
 void kms_reencrypt_output_clear(kms_reencrypt_output *o);
 
-/* ReEncrypt: authorizes kms:ReEncryptFrom on the source key and
- * kms:ReEncryptTo on the destination key. */
+/* ReEncrypt: the source side as Decrypt with kms:ReEncryptFrom and the
+ * source algorithm, then the destination key (KERR_NOT_FOUND),
+ * kms:ReEncryptTo, the destination algorithm and state, then dry_run.  On
+ * failure *out is empty. */
 kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt_input *in,
                         kms_reencrypt_output *out, kerr *err);
 

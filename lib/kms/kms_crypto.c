@@ -1,10 +1,15 @@
 /* kms_crypto.c - the cryptographic operations on symmetric keys: Encrypt,
  * Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
  *
- * Each runs in one read transaction: resolve the key, authorize, check its
- * state, fetch the (usually cached) unwrapped material, honour DryRun, then
- * seal or open a ciphertext blob (lib/crypto/blob.h).  Plaintexts and
- * materials live only in secure memory and are wiped before returning. */
+ * Each runs in one read transaction and checks in AWS's order: the request's
+ * own shape (lengths, context), then the key is resolved (NotFoundException)
+ * and authorized (AccessDeniedException), and only then is what the request
+ * asks of that key judged: the algorithm (InvalidKeyUsageException), the
+ * key's state, DryRun.  A caller who may not use a key, or names none that
+ * exists, so never learns anything about it.  Then the (usually cached)
+ * unwrapped material seals or opens a ciphertext blob (lib/crypto/blob.h).
+ * Plaintexts and materials live only in secure memory and are wiped before
+ * returning.  docs/kmsd.md lists the order per operation. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +24,8 @@
 #define MAX_DATA_KEY 1024
 #define MAX_CONTEXT_ENTRIES 64
 
+static const char invalid_ciphertext_msg[] =
+    "The ciphertext is invalid, was altered, or its encryption context does not match.";
 static const char dry_run_msg[] = "The request would have succeeded, but the DryRun parameter was set.";
 
 static kerr_code check_algorithm(const char *alg, kerr *err) {
@@ -101,8 +108,6 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
                     "1 validation error detected: Value at 'plaintext' failed to satisfy "
                     "constraint: Member must have length between 1 and %d",
                     MAX_PLAINTEXT);
-  rc = check_algorithm(in->encryption_algorithm, err);
-  if (rc) return rc;
   rc = canonical_context(in->context, in->ncontext, &ctx, &ctx_len, err);
   if (rc) return rc;
   rc = kmsi_begin(d, false, &tx, err);
@@ -110,6 +115,8 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
   rc = kmsi_resolve(d, &tx, false, call, in->key_id, &KMSI_CRYPTO, &k, err);
   if (rc) goto out;
   rc = kmsi_authorize(d, tx, call, &k, "kms:Encrypt", err);
+  if (rc) goto out;
+  rc = check_algorithm(in->encryption_algorithm, err);
   if (rc) goto out;
   rc = kmsi_check_state(&k, KMSI_NEED_USABLE, err);
   if (rc) goto out;
@@ -132,14 +139,15 @@ out:
 
 /* ---------------------------------------------------------------- Decrypt */
 
-/* The decrypting half shared by Decrypt and ReEncrypt: parse, resolve the
- * blob's key (checking an explicit key id against it), authorize `action`,
- * check state, open.  On KERR_OK *k is the source key and *pt the plaintext. */
+/* The decrypting half shared by Decrypt and ReEncrypt: resolve an explicit
+ * key id, parse the blob, resolve the blob's key (or check the explicit one
+ * against it), authorize `action`, check `algorithm` and the key's state,
+ * open.  On KERR_OK *k is the source key and *pt the plaintext. */
 static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
                            const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
-                           size_t npairs, const char *key_id, const char *action, bool dry_run,
-                           kmsi_key *k, kbytes *pt, char material_hex[KMS_MATERIAL_ID_LEN],
-                           kerr *err) {
+                           size_t npairs, const char *key_id, const char *algorithm,
+                           const char *action, bool dry_run, kmsi_key *k, kbytes *pt,
+                           char material_hex[KMS_MATERIAL_ID_LEN], kerr *err) {
   kerr_code rc;
   kblob_view v;
   uint8_t *ctx = NULL;
@@ -151,13 +159,18 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
                     "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
                     "constraint: Member must have length between 1 and %d",
                     MAX_CIPHERTEXT);
-  rc = kblob_parse(blob, blob_len, &v, err);
-  if (rc) return rc;
   rc = canonical_context(pairs, npairs, &ctx, &ctx_len, err);
   if (rc) return rc;
+  /* A key the caller names is looked up before the blob is read: a key that
+   * does not exist is NotFoundException whatever the blob holds (an RSA
+   * ciphertext, say, is no kmsd blob at all). */
   if (key_id) {
     rc = kmsi_resolve(d, tx, false, call, key_id, &KMSI_CRYPTO, k, err);
     if (rc) goto out;
+  }
+  rc = kblob_parse(blob, blob_len, &v, err);
+  if (rc) goto out;
+  if (key_id) {
     if (strcmp(k->row.key_id, v.key_id) != 0) {
       rc = kerr_set(err, KERR_INCORRECT_KEY,
                     "The key ID in the request does not identify a KMS key that can perform "
@@ -170,6 +183,8 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
   }
   rc = kmsi_authorize(d, *tx, call, k, action, err);
   if (rc) goto out;
+  rc = check_algorithm(algorithm, err);
+  if (rc) goto out;
   rc = kmsi_check_state(k, KMSI_NEED_USABLE, err);
   if (rc) goto out;
   if (dry_run) {
@@ -177,22 +192,23 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
     goto out;
   }
   hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
-  /* custom key stores: AES-GCM runs inside the store's HSMs */
   if (k->row.custom_key_store_id) {
+    /* custom key stores: AES-GCM runs inside the store's HSMs */
     rc = kmsi_cks_open(d, k, &v, ctx, ctx_len, pt, err);
-    goto out;
+  } else {
+    material = secure_alloc(AESGCM_KEY_LEN);
+    if (!material) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
+    if (rc == KERR_OK) rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
   }
-  material = secure_alloc(AESGCM_KEY_LEN);
-  if (!material) {
-    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    goto out;
-  }
-  rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
-  if (rc) goto out;
-  rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
+  /* One answer for every blob that does not open under this key: a foreign
+   * or unknown material id, a wrong context and a flipped bit must not be
+   * told apart, or the difference leaks what other keys' blobs carry. */
   if (rc == KERR_INVALID_CIPHERTEXT)
-    kerr_set(err, KERR_INVALID_CIPHERTEXT,
-             "The ciphertext is invalid, was altered, or its encryption context does not match.");
+    kerr_set(err, KERR_INVALID_CIPHERTEXT, "%s", invalid_ciphertext_msg);
 out:
   secure_free(material, AESGCM_KEY_LEN);
   free(ctx);
@@ -215,13 +231,11 @@ kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_inp
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
-  rc = check_algorithm(in->encryption_algorithm, err);
-  if (rc) return rc;
   rc = kmsi_begin(d, false, &tx, err);
   if (rc) return rc;
   rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
-                 in->key_id, "kms:Decrypt", in->dry_run, &k, &out->plaintext,
-                 out->key_material_id, err);
+                 in->key_id, in->encryption_algorithm, "kms:Decrypt", in->dry_run, &k,
+                 &out->plaintext, out->key_material_id, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
@@ -254,10 +268,6 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
-  rc = check_algorithm(in->source_encryption_algorithm, err);
-  if (rc) return rc;
-  rc = check_algorithm(in->destination_encryption_algorithm, err);
-  if (rc) return rc;
   if (!in->destination_key_id)
     return kerr_set(err, KERR_VALIDATION, "DestinationKeyId is required.");
   rc = canonical_context(in->destination_context, in->ndestination_context, &ctx, &ctx_len, err);
@@ -266,12 +276,14 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
   if (rc) goto out;
   /* DryRun is honoured only after both keys passed every check. */
   rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
-                 in->nsource_context, in->source_key_id, "kms:ReEncryptFrom", false, &src, &pt,
-                 out->source_key_material_id, err);
+                 in->nsource_context, in->source_key_id, in->source_encryption_algorithm,
+                 "kms:ReEncryptFrom", false, &src, &pt, out->source_key_material_id, err);
   if (rc) goto out;
   rc = kmsi_resolve(d, &tx, false, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
   if (rc) goto out;
   rc = kmsi_authorize(d, tx, call, &dst, "kms:ReEncryptTo", err);
+  if (rc) goto out;
+  rc = check_algorithm(in->destination_encryption_algorithm, err);
   if (rc) goto out;
   rc = kmsi_check_state(&dst, KMSI_NEED_USABLE, err);
   if (rc) goto out;

@@ -132,7 +132,11 @@ kerr_code kmsi_begin(kms_domain *d, bool write, store_tx **tx, kerr *err) {
 
 /* -------------------------------------------------------- material cache */
 
+/* A slot holds one key's material: the owning key id is part of the entry
+ * and of every lookup, so a material id copied into another key's blob can
+ * never be served from here for that other key. */
 typedef struct material_slot {
+  char key_id[UUID_STR_LEN];
   char material_id[KMS_MATERIAL_ID_LEN];
   uint8_t material[AESGCM_KEY_LEN];
   bool used;
@@ -166,11 +170,12 @@ static void material_cache_free(kmsi_material_cache *c) {
   free(c);
 }
 
-static bool material_cache_get(kmsi_material_cache *c, const char *id, uint8_t out[AESGCM_KEY_LEN]) {
+static bool material_cache_get(kmsi_material_cache *c, const char *key_id, const char *id,
+                               uint8_t out[AESGCM_KEY_LEN]) {
   material_slot *s = &c->slots[fnv1a(id) % c->nslots];
   bool hit = false;
   pthread_mutex_lock(&c->lock);
-  if (s->used && strcmp(s->material_id, id) == 0) {
+  if (s->used && strcmp(s->material_id, id) == 0 && strcmp(s->key_id, key_id) == 0) {
     memcpy(out, s->material, AESGCM_KEY_LEN);
     hit = true;
   }
@@ -178,10 +183,11 @@ static bool material_cache_get(kmsi_material_cache *c, const char *id, uint8_t o
   return hit;
 }
 
-static void material_cache_put(kmsi_material_cache *c, const char *id,
+static void material_cache_put(kmsi_material_cache *c, const char *key_id, const char *id,
                                const uint8_t material[AESGCM_KEY_LEN]) {
   material_slot *s = &c->slots[fnv1a(id) % c->nslots];
   pthread_mutex_lock(&c->lock);
+  snprintf(s->key_id, sizeof s->key_id, "%s", key_id);
   snprintf(s->material_id, sizeof s->material_id, "%s", id);
   memcpy(s->material, material, AESGCM_KEY_LEN);
   s->used = true;
@@ -194,9 +200,11 @@ kerr_code kmsi_material(kms_domain *d, store_tx *tx, const char *key_id,
   kerr_code rc;
   kerr ignored;
 
-  /* The cache is keyed by material id alone; the key check below ran when
-   * the entry was filled, and material ids are random 256-bit values. */
-  if (material_cache_get(d->materials, material_id, out)) return KERR_OK;
+  /* A hit needs both the material id and its owning key to match, so the
+   * ownership check holds on every path: a material id taken from another
+   * key's blob misses here and is refused below exactly as when it was never
+   * cached (no answer may depend on what other callers used recently). */
+  if (material_cache_get(d->materials, key_id, material_id, out)) return KERR_OK;
   rc = d->st->ops->material_get(tx, material_id, &m, &ignored);
   if (rc == KERR_NOT_FOUND || (rc == KERR_OK && strcmp(m.key_id, key_id) != 0)) {
     store_material_clear(&m);
@@ -210,7 +218,7 @@ kerr_code kmsi_material(kms_domain *d, store_tx *tx, const char *key_id,
   rc = rootkey_unwrap(d->rk, key_id, m.material_id, m.wrapped, m.wrapped_len, out, err);
   store_material_clear(&m);
   if (rc) return rc;
-  material_cache_put(d->materials, material_id, out);
+  material_cache_put(d->materials, key_id, material_id, out);
   return KERR_OK;
 }
 

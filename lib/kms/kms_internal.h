@@ -115,8 +115,10 @@ char *kmsi_default_policy(const char *account);
 void kmsi_policy_forget(kms_domain *d, const char *key_id);
 
 /* Fetch the unwrapped material `material_id` of key `key_id` into `out`
- * (caller's secret buffer, wiped by the caller).  A material that does not
- * belong to the key -> KERR_INVALID_CIPHERTEXT. */
+ * (caller's secret buffer, wiped by the caller), from the cache or the store.
+ * A material that does not exist or does not belong to the key ->
+ * KERR_INVALID_CIPHERTEXT, with the same message whether or not the material
+ * is cached; `out` holds nothing usable after a failure. */
 kerr_code kmsi_material(kms_domain *d, store_tx *tx, const char *key_id,
                         const char *material_id, uint8_t out[AESGCM_KEY_LEN], kerr *err);
 

@@ -543,11 +543,13 @@ def build_signed_request(server, target, body=b"{}", headers=None, access_key=DE
     return raw
 
 
-def send_raw(server, raw, timeout=60, conn=None):
+def send_raw(server, raw, timeout=60, conn=None, raw_body=False):
     """Send a RawRequest byte-for-byte as given. Returns (status, headers, parsed).
 
     With `conn` the request goes over that open connection, which stays open;
-    otherwise over a new one that is closed afterwards."""
+    otherwise over a new one that is closed afterwards.  With raw_body=True
+    the third item is the body's bytes exactly as received, not parsed (for
+    tests of the wire text itself, which a JSON parser would normalize)."""
     own = conn is None
     if own:
         conn = server.connection(timeout)
@@ -565,7 +567,7 @@ def send_raw(server, raw, timeout=60, conn=None):
     finally:
         if own:
             conn.close()
-    return resp.status, resp.headers, parse_body(data)
+    return resp.status, resp.headers, data if raw_body else parse_body(data)
 
 
 def parse_body(data):

@@ -10,8 +10,9 @@
  *     with keys strictly ascending: the form is injective;
  *   - it does not depend on the order entries arrive in (reversed input
  *     gives the same bytes);
- *   - a map that is not an object of strings is a validation error with a
- *     message, and nothing is returned. */
+ *   - a map that is not an object of strings, or holds a NUL in a value
+ *     (\u0000: a C string would end there, and "a\u0000b" would bind like
+ *     "a"), is a validation error with a message, and nothing is returned. */
 #include <jansson.h>
 #include <string.h>
 
@@ -69,7 +70,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   kerr err;
   kerr_code rc;
 
-  map = json_loadb((const char *)data, size, JSON_REJECT_DUPLICATES, NULL);
+  map = json_loadb((const char *)data, size, API_JSON_DECODE_FLAGS, NULL);
   if (!map) return 0;
   wrapper = json_object();
   if (!wrapper || json_object_set(wrapper, "EncryptionContext", map)) abort();

@@ -6,8 +6,9 @@
  * Input: an operation name, '\n', then the request body.  A name that is not
  * an operation of the KMS or CloudHSMv2 model still selects one (by hash), so
  * no input is wasted.  The body is parsed exactly as the pipeline parses it
- * (jansson, duplicates rejected, empty body = {}); bodies jansson refuses
- * never reach the validator and are skipped.  Invariants:
+ * (API_JSON_DECODE_FLAGS: duplicates rejected, \u0000 allowed in strings;
+ * empty body = {}); bodies jansson refuses never reach the validator and are
+ * skipped.  Invariants:
  *   - the result is KERR_OK, KERR_VALIDATION or KERR_SERIALIZATION (a model
  *     pattern that cannot be used, KERR_INTERNAL, is a finding too);
  *   - on error the message is non-empty and bounded; on success `err` is left
@@ -22,6 +23,7 @@
 #include <jansson.h>
 #include <string.h>
 
+#include "api/api_json.h"
 #include "api/api_validate.h"
 #include "core/codec.h"
 #include "fuzz_common.h"
@@ -113,8 +115,11 @@ static void replace_secrets(const model_shape *shape, json_t *copy, secrets *out
     if (m->shape->type == MODEL_BLOB)
       equivalent = blob_is_valid(s, len);
     else
+      /* The filler has no NUL, so it meets the no-NUL rule a value with one
+       * fails: such a value is not replaced by an equivalent. */
       equivalent = api_validate_pattern_matches(m->shape, s, len) == 1 &&
-                   api_validate_pattern_matches(m->shape, fill, strlen(fill)) == 1;
+                   api_validate_pattern_matches(m->shape, fill, strlen(fill)) == 1 &&
+                   !memchr(s, '\0', len);
     out->v[out->n].text = strndup(s, len);
     if (!out->v[out->n].text) abort();
     out->v[out->n].equivalent = equivalent;
@@ -168,7 +173,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     char *buf = malloc(size);
     if (!buf) abort();
     memcpy(buf, data, size);
-    body = json_loadb(buf, size, JSON_REJECT_DUPLICATES, NULL);
+    body = json_loadb(buf, size, API_JSON_DECODE_FLAGS, NULL);
     free(buf);
   }
   if (!body) return 0;
