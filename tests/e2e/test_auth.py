@@ -67,10 +67,8 @@ def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-class SignatureTest(h.KmsdTestCase):
-    """SigV4 verification: every way a signature can be wrong."""
-
-    credentials = CREDENTIALS
+class RawErrorAssertions:
+    """assertRawError for suites that send hand-built requests."""
 
     def assertRawError(self, reply, code, status=400):
         got_status, headers, parsed = reply
@@ -79,6 +77,12 @@ class SignatureTest(h.KmsdTestCase):
         self.assertRequestId(headers)
         self.assertTrue(h.error_message(parsed), "error without a message: %r" % (parsed,))
         return h.error_message(parsed)
+
+
+class SignatureTest(RawErrorAssertions, h.KmsdTestCase):
+    """SigV4 verification: every way a signature can be wrong."""
+
+    credentials = CREDENTIALS
 
     def test_correct_raw_request_is_accepted(self):
         # The baseline every tampering test below departs from.
@@ -177,6 +181,91 @@ class SignatureTest(h.KmsdTestCase):
                                        secret=h.DEFAULT_SECRET_KEY + "typo")
         self.assertEqual(status, 400)
         self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(parsed))
+
+
+FAKE_SIGNATURE = "5eed" * 16  # 64 hex digits: recognisable wherever it turns up
+
+
+class AuthorizationNeverEchoedTest(RawErrorAssertions, h.KmsdBaseTestCase):
+    """No reply and no log line, even at debug level, carries a signature
+    from a request (or a secret): a logged signature is a request anyone
+    reading the log can replay within the skew window."""
+
+    def test_signature_never_in_reply_or_log(self):
+        server = self.start_server(args=["--log-level", "debug"], credentials=CREDENTIALS)
+        scope = "%s/%s/us-east-1/kms/aws4_request" % (h.DEFAULT_ACCESS_KEY,
+                                                      utcnow().strftime("%Y%m%d"))
+        sig = FAKE_SIGNATURE
+        forms = [
+            "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, Signature=%s" % sig,
+            "AWS4-HMAC-SHA256 Credential=%s, Signature=%s" % (scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date, %s" % (scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date, Signature:%s" % (
+                scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s;Signature=%s, SignedHeaders=host;x-amz-date" % (
+                scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/kms/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (h.DEFAULT_ACCESS_KEY, sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/%s/kms/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/%s/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/kms/%s, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA512 Credential=%s, SignedHeaders=host;x-amz-date, Signature=%s" % (
+                scope, sig),
+            "%s Credential=%s, SignedHeaders=host;x-amz-date" % (sig, scope),
+            sig,
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date;%s, Signature=%s" % (
+                scope, sig, sig),
+        ]
+        replies = []
+        for form in forms:
+            replies.append(h.kms_call(server, "ListKeys", {},
+                                      mutate=lambda req, f=form: req.set_header("Authorization", f)))
+        # Without a date header, AWS's message would quote the whole header.
+        def no_date(req):
+            req.set_header("X-Amz-Date", None)
+            req.set_header("Authorization", "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders="
+                           "host;x-amz-date, Signature=%s" % (scope, sig))
+        replies.append(h.kms_call(server, "ListKeys", {}, mutate=no_date))
+
+        # A well-formed header whose signature is wrong.
+        def wrong_signature(req):
+            auth = req.get_header("Authorization")
+            req.set_header("Authorization", auth[:auth.index("Signature=")] + "Signature=" + sig)
+        reply = h.kms_call(server, "ListKeys", {}, mutate=wrong_signature)
+        self.assertIn("does not match", self.assertRawError(reply, "InvalidSignatureException"))
+        replies.append(reply)
+
+        # The presigned (query-string) form, which kmsd does not accept.
+        query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s&X-Amz-Date=%s"
+                 "&X-Amz-SignedHeaders=host&X-Amz-Signature=%s" % (
+                     scope.replace("/", "%2F"), utcnow().strftime("%Y%m%dT%H%M%SZ"), sig))
+        reply = h.kms_call(server, "ListKeys", {}, sign=False, path="/?" + query)
+        self.assertRawError(reply, "MissingAuthenticationTokenException")
+        replies.append(reply)
+
+        for i, (status, headers, parsed) in enumerate(replies):
+            with self.subTest(request=i):
+                self.assertEqual(status, 400, parsed)
+                self.assertIn(h.error_type(parsed), (
+                    "IncompleteSignatureException", "InvalidSignatureException",
+                    "MissingAuthenticationTokenException"), parsed)
+                self.assertNotIn(sig, json.dumps(parsed))
+                self.assertNotIn(sig, str(headers))
+        with open(server.log_path, errors="replace") as f:
+            log = f.read()
+        # Debug logging was on and recorded every error's message ...
+        self.assertGreaterEqual(log.count("error detail:"), len(replies), log)
+        # ... and none of them holds the signature or any secret.
+        self.assertNotIn(sig, log)
+        self.assertNotIn(sig[:32], log)
+        for p in CREDENTIALS["principals"]:
+            self.assertNotIn(p["secretAccessKey"], log)
 
 
 class AuthorizationTest(h.KmsdTestCase):

@@ -112,6 +112,7 @@ static void expect_error(const creds_store *s, const sigv4_request *r, int64_t n
   assert_int_equal(err.code, code);
   if (msg_part && !strstr(err.msg, msg_part)) fail_msg("message '%s' lacks '%s'", err.msg, msg_part);
   assert_null(strstr(err.msg, SECRET));
+  assert_null(strstr(err.msg, "5eed5eed5eed5eed5eed5eed5eed5eed"));
 }
 
 static void test_botocore_vector_verifies(void **state) {
@@ -404,6 +405,62 @@ static void test_missing_and_malformed(void **state) {
   expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "ISO-8601");
 }
 
+/* No message quotes the Authorization header, whatever its shape: messages
+ * reach the caller and the debug log, and a logged signature can be
+ * replayed.  AWS quotes the header in some of these; kmsd does not. */
+#define FAKE_SIG "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"
+#define SCOPE AKID "/20240101/us-east-1/kms/aws4_request"
+static void test_messages_never_echo_the_signature(void **state) {
+  static const char *const forms[] = {
+      "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=host;x-amz-date, " FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=host;x-amz-date, Signature:" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ";Signature=" FAKE_SIG ", SignedHeaders=host;x-amz-date",
+      "AWS4-HMAC-SHA256 Credential=" AKID "/" FAKE_SIG "/us-east-1/kms/aws4_request, SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/" FAKE_SIG "/kms/aws4_request, SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/" FAKE_SIG ", SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/sig" "5eed5eed5eed5eed5eed5eed5eed5eed"
+      ", SignedHeaders=host, Signature=00",
+      "AWS4-HMAC-SHA512 Credential=" SCOPE ", SignedHeaders=host, Signature=" FAKE_SIG,
+      FAKE_SIG " Credential=" SCOPE,
+      FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=content-type;host;x-amz-date;x-amz-target, "
+      "Signature=" FAKE_SIG,
+  };
+  http_header h[5];
+  sigv4_request r = v1_request(h, NULL);
+  sigv4_result res;
+  kerr err;
+  size_t i;
+  (void)state;
+  for (i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    h[4].value = forms[i];
+    kerr_clear(&err);
+    assert_int_not_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+    if (strstr(err.msg, "5eed5eed5eed5eed5eed5eed5eed5eed")) fail_msg("form %zu echoed: %s", i, err.msg);
+  }
+  /* Without a date header, the message lists what is missing, no more. */
+  h[2].name = "X-Not-Date";
+  h[4].value = "AWS4-HMAC-SHA256 Credential=" SCOPE ", Signature=" FAKE_SIG;
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE,
+               "Authorization header requires 'SignedHeaders' parameter. Authorization header requires "
+               "existence of either a 'X-Amz-Date' or a 'Date' header.");
+  /* A date header value is echoed only when short. */
+  h[2].name = "X-Amz-Date";
+  h[2].value = FAKE_SIG;
+  h[4].value = V1_AUTH;
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "ISO-8601");
+  h[2] = (http_header){"Date", FAKE_SIG};
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "RFC 1123");
+  /* Short fragments still are, as AWS does. */
+  h[2] = (http_header){"X-Amz-Date", "2024-01-01"};
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "Got '2024-01-01'");
+}
+
 static void test_tolerated_formatting(void **state) {
   http_header h[5];
   sigv4_request r = v1_request(h, NULL);
@@ -564,6 +621,7 @@ int main(void) {
       cmocka_unit_test(test_query_sorting),
       cmocka_unit_test(test_round_trip_and_tamper),
       cmocka_unit_test(test_missing_and_malformed),
+      cmocka_unit_test(test_messages_never_echo_the_signature),
       cmocka_unit_test(test_tolerated_formatting),
       cmocka_unit_test(test_unknown_key),
       cmocka_unit_test(test_clock_skew),
