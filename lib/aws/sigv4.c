@@ -712,6 +712,53 @@ static kerr_code check_signed_headers(const char *s, size_t len, int *has_host, 
   return KERR_OK;
 }
 
+/* Whether `name` is one of the ';'-separated names of list[0..len). */
+static int signed_list_has(const char *list, size_t len, const char *name) {
+  size_t n = strlen(name), start = 0, i;
+  for (i = 0; i <= len; i++) {
+    if (i == len || list[i] == ';') {
+      if (i - start == n && strncasecmp(list + start, name, n) == 0) return 1;
+      start = i + 1;
+    }
+  }
+  return 0;
+}
+
+#define MUST_BE_SIGNED "'%s' must be a 'SignedHeader' in the AWS Authorization."
+
+/* The headers a signature must cover besides Host (checked with the list's
+ * syntax): the date header the request time was taken from, X-Amz-Target,
+ * which chooses the operation, and every other X-Amz-* header sent.  Signed
+ * over host and date alone, a captured ListKeys could otherwise be replayed
+ * within the skew window as CreateKey.  Every AWS SDK signs all of these;
+ * the headers SDKs leave unsigned (User-Agent, X-Amzn-Trace-Id, Expect, ...)
+ * are not X-Amz-* headers.  Content-Type need not be signed: both accepted
+ * values select the same JSON parser, so changing it changes nothing. */
+static kerr_code check_required_signed(const sigv4_request *req, const char *list, size_t len,
+                                       int date_from_amz_header, kerr *err) {
+  size_t i, n = req->nheaders < REQUEST_HEADERS_MAX ? req->nheaders : REQUEST_HEADERS_MAX;
+  if (!signed_list_has(list, len, date_from_amz_header ? "x-amz-date" : "date"))
+    return kerr_set(err, KERR_INVALID_SIGNATURE, MUST_BE_SIGNED, date_from_amz_header ? "X-Amz-Date" : "Date");
+  if (header_get(req, "X-Amz-Target") && !signed_list_has(list, len, "x-amz-target"))
+    return kerr_set(err, KERR_INVALID_SIGNATURE, MUST_BE_SIGNED, "X-Amz-Target");
+  for (i = 0; i < n; i++) {
+    const char *hn = req->headers[i].name;
+    char lower[65];
+    size_t j;
+    if (!hn || strncasecmp(hn, "x-amz-", 6) != 0 || signed_list_has(list, len, hn)) continue;
+    /* Named in lower case, as SignedHeaders spells it, and cut at 64
+     * characters (too short for a signature); the value is never quoted. */
+    for (j = 0; hn[j] && j < sizeof lower - 1; j++)
+      lower[j] = (char)tolower((unsigned char)hn[j]);
+    lower[j] = '\0';
+    return kerr_set(err, KERR_INVALID_SIGNATURE,
+                    "Header '%s' is present in the request but is not a 'SignedHeader' in the AWS "
+                    "Authorization; every X-Amz-* header must be signed.",
+                    lower);
+  }
+  return KERR_OK;
+}
+
 /* ---- verification ----------------------------------------------------- */
 
 kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const char *service,
@@ -787,8 +834,9 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
   if (rc) return rc;
   rc = check_signed_headers(a.signed_headers, a.signed_headers_len, &has_host, err);
   if (rc) return rc;
+  /* AWS answers InvalidSignatureException here, with this wording. */
   if (!has_host)
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
+    return kerr_set(err, KERR_INVALID_SIGNATURE,
                     "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
   /* a.signed_headers is non-NULL: the "missing parameter" check returned otherwise. */
   memcpy(signed_list, a.signed_headers, a.signed_headers_len); /* NOLINT(clang-analyzer-core.NonNullParamChecker) */
@@ -836,6 +884,9 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
   }
 
   if (!any) {
+    /* Only where signatures are checked: with a creds_any store nothing is. */
+    rc = check_required_signed(req, signed_list, a.signed_headers_len, amz_date_hdr != NULL, err);
+    if (rc) return rc;
     rc = compute_signature(req, signed_list, sc.akid, cred->secret_access_key, amz_date, sc.date, sc.region,
                            sc.service, expected, err);
     if (rc) return rc;

@@ -183,6 +183,87 @@ class SignatureTest(RawErrorAssertions, h.KmsdTestCase):
         self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(parsed))
 
 
+class SignedHeadersTest(RawErrorAssertions, h.KmsdTestCase):
+    """What a signature must cover.  Signed over host and date alone, a
+    captured ListKeys could be replayed within the skew window as CreateKey;
+    so Host, the date header, X-Amz-Target and every other X-Amz-* header
+    sent must be in SignedHeaders.  Every AWS SDK signs all of them."""
+
+    credentials = CREDENTIALS
+
+    def key_ids(self):
+        return sorted(k["KeyId"] for k in self.kms.list_keys(Limit=1000)["Keys"])
+
+    def test_target_changed_on_a_request_that_did_not_sign_it(self):
+        before = self.key_ids()
+
+        def replay_as_create_key(req):
+            req.set_header("X-Amz-Target", "TrentService.CreateKey")
+        reply = h.kms_call(self.server, "ListKeys", {}, mutate=replay_as_create_key,
+                           unsigned_headers=("X-Amz-Target", "Content-Type"))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'X-Amz-Target' must be a 'SignedHeader'", message)
+        self.assertEqual(self.key_ids(), before, "the replayed request created a key")
+
+    def test_target_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("X-Amz-Target",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("X-Amz-Target", message)
+
+    def test_date_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("X-Amz-Date",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'X-Amz-Date' must be a 'SignedHeader'", message)
+
+    def test_host_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("Host",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertEqual(message,
+                         "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+
+    def test_amz_header_added_after_signing(self):
+        reply = h.kms_call(self.server, "ListKeys", {},
+                           mutate=lambda req: req.set_header("X-Amz-Meta-Note", "added later"))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'x-amz-meta-note'", message)
+        self.assertNotIn("added later", message)
+
+    def test_security_token_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, access_key=SESSION_KEY,
+                           secret=SESSION_SECRET, session_token=SESSION_TOKEN,
+                           unsigned_headers=("X-Amz-Security-Token",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'x-amz-security-token'", message)
+        self.assertNotIn(SESSION_TOKEN, message)
+        # Signed, the same principal is served.
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, access_key=SESSION_KEY,
+                                       secret=SESSION_SECRET, session_token=SESSION_TOKEN)
+        self.assertEqual(status, 200, parsed)
+
+    def test_unsigned_content_type_is_accepted(self):
+        # Either accepted value selects the same JSON parser, so an unsigned
+        # Content-Type cannot change what a request does.
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {},
+                                       unsigned_headers=("Content-Type",))
+        self.assertEqual(status, 200, parsed)
+
+    def test_headers_sdks_leave_unsigned_are_accepted(self):
+        # botocore and the AWS SDKs for JavaScript, Go and Ruby never sign
+        # these; X-Amzn-Trace-Id is not an X-Amz-* header.
+        def add_unsigned(req):
+            req.set_header("User-Agent", "aws-sdk-js/3.0.0")
+            req.set_header("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793")
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, mutate=add_unsigned)
+        self.assertEqual(status, 200, parsed)
+
+    def test_sdk_style_headers_signed_are_accepted(self):
+        # What the JavaScript SDK v3 sends and signs on every call.
+        headers = {"X-Amz-User-Agent": "aws-sdk-js/3.0.0", "amz-sdk-invocation-id": "0d8b1e52",
+                   "amz-sdk-request": "attempt=1; max=3"}
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, headers=headers)
+        self.assertEqual(status, 200, parsed)
+
+
 FAKE_SIGNATURE = "5eed" * 16  # 64 hex digits: recognisable wherever it turns up
 
 
