@@ -3,9 +3,11 @@
  * They exist for test suites: moving the one service clock lets a seven-day
  * deletion window pass in a second without touching the system clock.  They
  * are served only when kmsd runs with --enable-admin-api, go through the
- * same SigV4 check as every call, and only an account root may use them.
- * Sweep runs the deletion and rotation sweep at once, so a test that has
- * moved the clock need not wait for the background sweeper. */
+ * same SigV4 check as every call, and only a principal the credentials file
+ * marks "admin" may use them: the clock is shared by every account, so an
+ * account's root must not move it for the others.  Sweep runs the deletion
+ * and rotation sweep at once, so a test that has moved the clock need not
+ * wait for the background sweeper. */
 #include "api/api_pipeline.h"
 
 #include <string.h>
@@ -63,12 +65,13 @@ kerr_code api_admin_handle(const api_request *req, const char *operation, json_t
   if (!is_advance && !is_get && !is_sweep)
     return kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation " API_ADMIN_TARGET_PREFIX ".%s",
                     operation);
-  /* Moving the clock changes every account's deletion windows: only a
-   * root may do it, and identity policies cannot grant it. */
-  if (!req->caller || !req->caller->is_root)
+  /* Moving the clock changes every account's deletion windows and SigV4
+   * skew: only the operator's admin principals may do it.  Neither being an
+   * account root nor an identity policy grants it. */
+  if (!req->caller || !req->caller->is_admin)
     return kerr_set(err, KERR_ACCESS_DENIED,
                     "User: %s is not authorized to perform: " API_ADMIN_TARGET_PREFIX
-                    ":%s because only an account root may use the admin API",
+                    ":%s because the principal is not marked admin in the credentials file",
                     req->caller ? req->caller->arn : "-", operation);
   if (is_advance) return advance_clock(req, in, out, err);
   if (is_sweep) return sweep(req, out, err);

@@ -66,10 +66,12 @@ void api_pipeline_free(api_pipeline *p);
 void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp);
 
 /* ---------------------------------------------------------- admin API
- * Implemented in api_admin.c.  Operations, for account-root callers only:
+ * Implemented in api_admin.c.  Operations, for callers the credentials file
+ * marks "admin" only (principal.is_admin; an account root is not enough):
  *   AdvanceClock  {"Seconds": N}  (integer, |N| <= 10 years, may be negative)
  *                 -> {"OffsetSeconds": total offset after the move}
  *   GetClock      {}              -> {"OffsetSeconds": n, "Now": epoch seconds}
+ *   Sweep         {}              -> {} once due deletions and rotations ran
  */
 
 /* Ten years of 365 days: the most one AdvanceClock call may move the clock. */
@@ -78,7 +80,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
 /* Run admin operation `operation` (the part after "KmsdAdmin.") for the
  * verified `req->caller`.  Returns KERR_OK with *out a new JSON object the
  * caller frees; or KERR_UNKNOWN_OPERATION (no such admin operation),
- * KERR_ACCESS_DENIED (caller is not an account root), KERR_VALIDATION (bad
+ * KERR_ACCESS_DENIED (caller is not an admin principal), KERR_VALIDATION (bad
  * Seconds) with `err` filled and *out NULL.  The clock is only moved on
  * success. */
 kerr_code api_admin_handle(const api_request *req, const char *operation, json_t *in, json_t **out,

@@ -105,8 +105,8 @@ static kerr_code load_principal(creds_store *s, size_t i, json_t *jp, const char
   if (!json_is_object(jp))
     return kerr_set(err, KERR_VALIDATION, "credentials file %s: principals[%zu] must be an object", path, i);
   json_object_foreach(jp, key, v) {
-    static const char *const fields[] = {"accessKeyId", "secretAccessKey", "sessionToken",
-                                         "accountId",   "arn",             "policy", NULL};
+    static const char *const fields[] = {"accessKeyId", "secretAccessKey", "sessionToken", "accountId",
+                                         "arn",         "policy",          "admin",        NULL};
     if (!strlist_contains(fields, key))
       return kerr_set(err, KERR_VALIDATION, "credentials file %s: principals[%zu] has an unknown field '%.64s'",
                       path, i, key);
@@ -141,10 +141,17 @@ static kerr_code load_principal(creds_store *s, size_t i, json_t *jp, const char
                     "credentials file %s: principals[%zu].arn must be an ARN starting with arn:aws:iam::%s:",
                     path, i, acct);
 
+  /* A mistyped "admin": "true" must stop the server, not quietly deny. */
+  v = json_object_get(jp, "admin");
+  if (v && !json_is_boolean(v))
+    return kerr_set(err, KERR_VALIDATION, "credentials file %s: principals[%zu].admin must be true or false",
+                    path, i);
+
   strcpy(e->who.access_key_id, akid);
   strcpy(e->who.account_id, acct);
   strcpy(e->who.arn, arn);
   e->who.is_root = is_root_arn(arn, acct);
+  e->who.is_admin = v && json_is_true(v);
   e->secret_access_key = secret_dup(secret);
   if (!e->secret_access_key) return kerr_set(err, KERR_INTERNAL, "out of memory loading credentials");
   if (token && !(e->session_token = secret_dup(token)))
@@ -231,6 +238,7 @@ static const char default_file[] =
     "      \"secretAccessKey\": \"" DEFAULT_SECRET "\",\n"
     "      \"accountId\": \"" DEFAULT_ACCOUNT "\",\n"
     "      \"arn\": \"arn:aws:iam::" DEFAULT_ACCOUNT ":root\",\n"
+    "      \"admin\": true,\n"
     "      \"policy\": {\n"
     "        \"Version\": \"2012-10-17\",\n"
     "        \"Statement\": [ { \"Effect\": \"Allow\", \"Action\": \"kms:*\", \"Resource\": \"*\" } ]\n"
@@ -368,6 +376,8 @@ kerr_code creds_any(creds_store **out, kerr *err) {
   strcpy(s->entries[0].who.account_id, DEFAULT_ACCOUNT);
   strcpy(s->entries[0].who.arn, "arn:aws:iam::" DEFAULT_ACCOUNT ":root");
   s->entries[0].who.is_root = true;
+  /* No file marks this caller admin, and any key pair becomes it. */
+  s->entries[0].who.is_admin = false;
   s->entries[0].secret_access_key = secret_dup(DEFAULT_SECRET);
   if (!s->entries[0].secret_access_key) {
     creds_free(s);

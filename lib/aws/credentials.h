@@ -1,7 +1,7 @@
 /* credentials.h - the principals kmsd knows: access key id -> secret + identity.
  *
  * Loaded from a JSON file (kmsd --credentials FILE, default
- * <data-dir>/credentials.json):
+ * <data-dir>/credentials.json; docs/kmsd.md describes every member):
  *
  *   { "principals": [ {
  *       "accessKeyId": "AKIAIOSFODNN7EXAMPLE",
@@ -9,7 +9,9 @@
  *       "sessionToken": "...",               optional: required on requests when set
  *       "accountId": "111122223333",
  *       "arn": "arn:aws:iam::111122223333:root",
- *       "policy": { "Version": "2012-10-17", "Statement": [ ... ] }   optional
+ *       "policy": { "Version": "2012-10-17", "Statement": [ ... ] },  optional
+ *       "admin": true                        optional, default false: may use the
+ *                                            admin API (KmsdAdmin.*)
  *   } ] }
  *
  * The store owns every principal and secret; they live until creds_free. */
@@ -32,14 +34,15 @@ typedef struct cred_entry {
 
 /* Load `path`.  If the file does not exist and `create_default` is non-zero,
  * first write one (mode 0600) holding AWS's documented example key pair as
- * the root of account 111122223333 with full access.  Returns KERR_OK and a
+ * the root of account 111122223333 with full access, marked admin.  Returns KERR_OK and a
  * new store in *out, or KERR_VALIDATION with a message naming the file and
  * the problem (never the secret). */
 kerr_code creds_load(const char *path, int create_default, creds_store **out, kerr *err);
 
 /* A store that accepts any access key without checking signatures
  * (--insecure-any-credentials): every caller becomes the root of account
- * 111122223333.  The pipeline must still refuse it off loopback. */
+ * 111122223333, not admin (no file says so).  The pipeline must still
+ * refuse it off loopback. */
 kerr_code creds_any(creds_store **out, kerr *err);
 
 /* Nonzero when the store was made by creds_any. */

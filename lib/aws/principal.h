@@ -19,6 +19,7 @@ typedef struct principal {
   char account_id[ACCOUNT_ID_LEN + 1];  /* 12 digits */
   char arn[PRINCIPAL_ARN_MAX + 1];      /* arn:aws:iam::111122223333:root, :user/alice, ... */
   bool is_root;                         /* the account's root: implicitly allowed in its account */
+  bool is_admin;                        /* may use kmsd's admin API ("admin": true in the file) */
   const struct iam_policy *identity_policy; /* NULL: no identity policy (nothing allowed unless root) */
 } principal;
 

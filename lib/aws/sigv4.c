@@ -11,7 +11,12 @@
  * removed, each byte outside RFC 3986's unreserved set percent-encoded (so an
  * already-encoded path is encoded twice); query parameters decoded,
  * re-encoded and sorted by name then value; header values trimmed with inner
- * whitespace runs collapsed, repeated headers joined with ','. */
+ * whitespace runs collapsed, repeated headers joined with ','.
+ *
+ * Error messages are worded like AWS's but, unlike some of AWS's, never quote
+ * the Authorization header: a message reaches the caller and the debug log,
+ * and a logged signature is a request anyone reading the log may replay
+ * within the skew window.  Only short fragments are echoed (see quotable). */
 #include "aws/sigv4.h"
 
 #include <ctype.h>
@@ -42,6 +47,7 @@
 #define SCOPE_FIELD_MAX 63
 #define SECRET_MAX 1024
 #define CACHE_SLOTS 64
+#define QUOTE_MAX 24                /* longest client fragment a message may echo */
 
 static const char msg_mismatch[] =
     "The request signature we calculated does not match the signature you provided. Check your AWS "
@@ -49,6 +55,20 @@ static const char msg_mismatch[] =
 static const char msg_bad_token[] = "The security token included in the request is invalid.";
 
 /* ---- small helpers ----------------------------------------------------- */
+
+/* Whether a fragment of the request may be echoed in an error message: at
+ * most QUOTE_MAX printable characters, so no message can carry a signature
+ * (64 hex digits), a secret access key (40 characters) or any other long
+ * token a broken client put where it does not belong.  Every legitimate
+ * value quoted (an algorithm name, a scope date or region, a date header)
+ * fits in that. */
+static int quotable(const char *s, size_t n) {
+  size_t i;
+  if (n == 0 || n > QUOTE_MAX) return 0;
+  for (i = 0; i < n; i++)
+    if ((unsigned char)s[i] < 0x20 || (unsigned char)s[i] >= 0x7f || s[i] == '\'' || s[i] == '\\') return 0;
+  return 1;
+}
 
 static const char *header_get(const sigv4_request *req, const char *name) {
   size_t i, n = req->nheaders < REQUEST_HEADERS_MAX ? req->nheaders : REQUEST_HEADERS_MAX;
@@ -574,8 +594,11 @@ typedef struct auth_parts {
 static int is_sep(char c) { return c == ',' || c == ' ' || c == '\t'; }
 
 /* Split "Credential=..., SignedHeaders=..., Signature=..." (after the
- * algorithm).  Components are separated by commas and/or whitespace. */
-static kerr_code parse_components(const char *s, const char *whole, auth_parts *a, kerr *err) {
+ * algorithm).  Components are separated by commas and/or whitespace.  A
+ * malformed component is named by its position only: it may well be the
+ * signature itself. */
+static kerr_code parse_components(const char *s, auth_parts *a, kerr *err) {
+  size_t position = 0;
   while (*s) {
     const char *start, *eq, *end;
     while (is_sep(*s)) s++;
@@ -583,11 +606,13 @@ static kerr_code parse_components(const char *s, const char *whole, auth_parts *
     start = s;
     while (*s && !is_sep(*s)) s++;
     end = s;
+    position++;
     eq = memchr(start, '=', (size_t)(end - start));
     if (!eq)
       return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
-                      "'%.*s' not a valid key=value pair (missing equal-sign) in Authorization header: '%.512s'.",
-                      (int)(end - start > 128 ? 128 : end - start), start, whole);
+                      "Component %zu after the algorithm is not a valid key=value pair (missing equal-sign) "
+                      "in Authorization header.",
+                      position);
 #define COMPONENT(lit, field)                                                                    \
   if ((size_t)(eq - start) == sizeof(lit) - 1 && strncmp(start, lit, sizeof(lit) - 1) == 0) {     \
     if (a->field)                                                                                \
@@ -632,26 +657,33 @@ static kerr_code parse_scope(const char *s, size_t len, scope *sc, kerr *err) {
       start = i + 1;
     }
   }
+  /* The whole Credential value is never quoted: a client that ran two
+   * components together ("...aws4_request;Signature=...") would see its
+   * signature in the message. */
   if (k != 5 || i <= len)
     return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
-                    "Credential should have the form ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request, "
-                    "not '%.*s'.", (int)(len > 256 ? 256 : len), s);
+                    "Credential should have the form ACCESS_KEY_ID/YYYYMMDD/REGION/SERVICE/aws4_request.");
   if (copy_part(parts[0], lens[0], sc->akid, sizeof sc->akid))
     return kerr_set(err, KERR_UNRECOGNIZED_CLIENT, msg_bad_token);
-  if (lens[1] != 8 || copy_part(parts[1], lens[1], sc->date, sizeof sc->date))
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid date, not '%.*s'. ",
-                    (int)(lens[1] > 64 ? 64 : lens[1]), parts[1]);
-  for (i = 0; i < 8; i++)
-    if (!isdigit((unsigned char)sc->date[i]))
-      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid date, not '%s'. ",
-                      sc->date);
-  if (copy_part(parts[2], lens[2], sc->region, sizeof sc->region))
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid region, not '%.*s'. ",
-                    (int)(lens[2] > 64 ? 64 : lens[2]), parts[2]);
-  for (i = 0; sc->region[i]; i++)
+  int date_ok = lens[1] == 8 && copy_part(parts[1], lens[1], sc->date, sizeof sc->date) == 0;
+  for (i = 0; date_ok && i < 8; i++)
+    if (!isdigit((unsigned char)sc->date[i])) date_ok = 0;
+  if (!date_ok) {
+    if (quotable(parts[1], lens[1]))
+      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid date, not '%.*s'. ",
+                      (int)lens[1], parts[1]);
+    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid date. ");
+  }
+  int region_ok = copy_part(parts[2], lens[2], sc->region, sizeof sc->region) == 0;
+  for (i = 0; region_ok && sc->region[i]; i++)
     if (!islower((unsigned char)sc->region[i]) && !isdigit((unsigned char)sc->region[i]) && sc->region[i] != '-')
-      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid region, not '%s'. ",
-                      sc->region);
+      region_ok = 0;
+  if (!region_ok) {
+    if (quotable(parts[2], lens[2]))
+      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid region, not '%.*s'. ",
+                      (int)lens[2], parts[2]);
+    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid region. ");
+  }
   if (copy_part(parts[3], lens[3], sc->service, sizeof sc->service))
     return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential should be scoped to a valid service. ");
   if (copy_part(parts[4], lens[4], sc->terminator, sizeof sc->terminator))
@@ -680,6 +712,53 @@ static kerr_code check_signed_headers(const char *s, size_t len, int *has_host, 
   return KERR_OK;
 }
 
+/* Whether `name` is one of the ';'-separated names of list[0..len). */
+static int signed_list_has(const char *list, size_t len, const char *name) {
+  size_t n = strlen(name), start = 0, i;
+  for (i = 0; i <= len; i++) {
+    if (i == len || list[i] == ';') {
+      if (i - start == n && strncasecmp(list + start, name, n) == 0) return 1;
+      start = i + 1;
+    }
+  }
+  return 0;
+}
+
+#define MUST_BE_SIGNED "'%s' must be a 'SignedHeader' in the AWS Authorization."
+
+/* The headers a signature must cover besides Host (checked with the list's
+ * syntax): the date header the request time was taken from, X-Amz-Target,
+ * which chooses the operation, and every other X-Amz-* header sent.  Signed
+ * over host and date alone, a captured ListKeys could otherwise be replayed
+ * within the skew window as CreateKey.  Every AWS SDK signs all of these;
+ * the headers SDKs leave unsigned (User-Agent, X-Amzn-Trace-Id, Expect, ...)
+ * are not X-Amz-* headers.  Content-Type need not be signed: both accepted
+ * values select the same JSON parser, so changing it changes nothing. */
+static kerr_code check_required_signed(const sigv4_request *req, const char *list, size_t len,
+                                       int date_from_amz_header, kerr *err) {
+  size_t i, n = req->nheaders < REQUEST_HEADERS_MAX ? req->nheaders : REQUEST_HEADERS_MAX;
+  if (!signed_list_has(list, len, date_from_amz_header ? "x-amz-date" : "date"))
+    return kerr_set(err, KERR_INVALID_SIGNATURE, MUST_BE_SIGNED, date_from_amz_header ? "X-Amz-Date" : "Date");
+  if (header_get(req, "X-Amz-Target") && !signed_list_has(list, len, "x-amz-target"))
+    return kerr_set(err, KERR_INVALID_SIGNATURE, MUST_BE_SIGNED, "X-Amz-Target");
+  for (i = 0; i < n; i++) {
+    const char *hn = req->headers[i].name;
+    char lower[65];
+    size_t j;
+    if (!hn || strncasecmp(hn, "x-amz-", 6) != 0 || signed_list_has(list, len, hn)) continue;
+    /* Named in lower case, as SignedHeaders spells it, and cut at 64
+     * characters (too short for a signature); the value is never quoted. */
+    for (j = 0; hn[j] && j < sizeof lower - 1; j++)
+      lower[j] = (char)tolower((unsigned char)hn[j]);
+    lower[j] = '\0';
+    return kerr_set(err, KERR_INVALID_SIGNATURE,
+                    "Header '%s' is present in the request but is not a 'SignedHeader' in the AWS "
+                    "Authorization; every X-Amz-* header must be signed.",
+                    lower);
+  }
+  return KERR_OK;
+}
+
 /* ---- verification ----------------------------------------------------- */
 
 kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const char *service,
@@ -704,12 +783,14 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
     return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Authorization header is longer than %d characters.",
                     AUTH_HEADER_MAX);
   if (strncmp(auth, ALGORITHM, alg_len) != 0 || (auth[alg_len] && auth[alg_len] != ' ' && auth[alg_len] != '\t')) {
+    /* The first word may be a bare token or signature rather than a name. */
     size_t n = strcspn(auth, " \t");
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Unsupported AWS 'algorithm': '%.*s'.",
-                    (int)(n > 64 ? 64 : n), auth);
+    if (quotable(auth, n))
+      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Unsupported AWS 'algorithm': '%.*s'.", (int)n, auth);
+    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Unsupported AWS 'algorithm'; kmsd accepts only " ALGORITHM ".");
   }
   memset(&a, 0, sizeof a);
-  rc = parse_components(auth + alg_len, auth, &a, err);
+  rc = parse_components(auth + alg_len, &a, err);
   if (rc) return rc;
 
   amz_date_hdr = header_get(req, "X-Amz-Date");
@@ -723,18 +804,29 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
     strcat(missing, "Authorization header requires 'SignedHeaders' parameter. ");
   if (!amz_date_hdr && !date_hdr)
     strcat(missing, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
-  if (missing[0])
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "%sAuthorization=%.400s", missing, auth);
+  /* AWS appends "Authorization=<the whole header>" here; that would put
+   * the signature in the reply and the log. */
+  if (missing[0]) {
+    missing[strlen(missing) - 1] = '\0'; /* the trailing space */
+    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "%s", missing);
+  }
 
   if (amz_date_hdr) {
-    if (parse_amz_date(amz_date_hdr, &req_time) != 0)
+    if (parse_amz_date(amz_date_hdr, &req_time) != 0) {
+      if (quotable(amz_date_hdr, strlen(amz_date_hdr)))
+        return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
+                        "Date must be in ISO-8601 'basic format'. Got '%s'. See http://en.wikipedia.org/wiki/ISO_8601",
+                        amz_date_hdr);
       return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
-                      "Date must be in ISO-8601 'basic format'. Got '%.64s'. See http://en.wikipedia.org/wiki/ISO_8601",
-                      amz_date_hdr);
+                      "Date must be in ISO-8601 'basic format'. See http://en.wikipedia.org/wiki/ISO_8601");
+    }
     strcpy(amz_date, amz_date_hdr);
   } else {
-    if (parse_http_date(date_hdr, &req_time) != 0)
-      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Date header is not an RFC 1123 date: '%.64s'.", date_hdr);
+    if (parse_http_date(date_hdr, &req_time) != 0) {
+      /* A valid RFC 1123 date is 29 characters, longer than anything quoted. */
+      return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
+                      "Date header is not an RFC 1123 date like 'Sun, 30 Aug 2015 12:36:00 GMT'.");
+    }
     format_amz_date(req_time, amz_date);
   }
 
@@ -742,16 +834,21 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
   if (rc) return rc;
   rc = check_signed_headers(a.signed_headers, a.signed_headers_len, &has_host, err);
   if (rc) return rc;
+  /* AWS answers InvalidSignatureException here, with this wording. */
   if (!has_host)
-    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
+    return kerr_set(err, KERR_INVALID_SIGNATURE,
                     "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
   /* a.signed_headers is non-NULL: the "missing parameter" check returned otherwise. */
   memcpy(signed_list, a.signed_headers, a.signed_headers_len); /* NOLINT(clang-analyzer-core.NonNullParamChecker) */
   signed_list[a.signed_headers_len] = '\0';
 
-  if (strcmp(sc.terminator, "aws4_request") != 0)
-    return kerr_set(err, KERR_INVALID_SIGNATURE,
-                    "Credential should be scoped with a valid terminator: 'aws4_request', not '%s'. ", sc.terminator);
+  if (strcmp(sc.terminator, "aws4_request") != 0) {
+    if (quotable(sc.terminator, strlen(sc.terminator)))
+      return kerr_set(err, KERR_INVALID_SIGNATURE,
+                      "Credential should be scoped with a valid terminator: 'aws4_request', not '%s'. ",
+                      sc.terminator);
+    return kerr_set(err, KERR_INVALID_SIGNATURE, "Credential should be scoped with a valid terminator: 'aws4_request'. ");
+  }
   if (strcmp(sc.service, service) != 0)
     return kerr_set(err, KERR_INVALID_SIGNATURE, "Credential should be scoped to correct service: '%s'. ", service);
   if (strncmp(sc.date, amz_date, 8) != 0)
@@ -787,6 +884,9 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
   }
 
   if (!any) {
+    /* Only where signatures are checked: with a creds_any store nothing is. */
+    rc = check_required_signed(req, signed_list, a.signed_headers_len, amz_date_hdr != NULL, err);
+    if (rc) return rc;
     rc = compute_signature(req, signed_list, sc.akid, cred->secret_access_key, amz_date, sc.date, sc.region,
                            sc.service, expected, err);
     if (rc) return rc;

@@ -3,7 +3,9 @@
  * Verification follows AWS's definition of the canonical request exactly
  * (URI-encoded path segments, sorted query, lowercase trimmed headers, the
  * SignedHeaders list as sent, hex SHA-256 of the body).  Only the
- * Authorization-header form is accepted. */
+ * Authorization-header form is accepted: a presigned query string is a
+ * request without authentication.  The signature must cover Host, the date
+ * header used, X-Amz-Target and every X-Amz-* header sent. */
 #ifndef KMSD_AWS_SIGV4_H
 #define KMSD_AWS_SIGV4_H
 
@@ -35,16 +37,21 @@ typedef struct sigv4_result {
 } sigv4_result;
 
 /* Verify `req` against `creds` for `service` ("kms") at time `now_s` (the
- * kclock).  Errors, worded like AWS:
+ * kclock).  Errors, worded like AWS (but never quoting the Authorization
+ * header or more than a short fragment of it):
  *   no Authorization header              -> KERR_MISSING_AUTH_TOKEN
  *   malformed Authorization / X-Amz-Date -> KERR_INCOMPLETE_SIGNATURE
+ *   Host not in SignedHeaders            -> KERR_INVALID_SIGNATURE
  *   unknown access key                   -> KERR_UNRECOGNIZED_CLIENT
  *   missing/wrong X-Amz-Security-Token   -> KERR_UNRECOGNIZED_CLIENT
- *   date more than 5 minutes off         -> KERR_INVALID_SIGNATURE ("Signature expired: ...")
  *   wrong service in scope               -> KERR_INVALID_SIGNATURE
+ *   date more than 5 minutes off         -> KERR_INVALID_SIGNATURE ("Signature expired: ...")
+ *   the date header, X-Amz-Target or another X-Amz-* header sent but not
+ *   in SignedHeaders                     -> KERR_INVALID_SIGNATURE, naming it
  *   signature mismatch                   -> KERR_INVALID_SIGNATURE
- * With a creds_any store the signature is not checked; the caller is the
- * store's one root principal and the region still comes from the scope. */
+ * With a creds_any store the signature is not checked (nor what it covers);
+ * the caller is the store's one root principal and the region still comes
+ * from the scope.  `out` is filled only on success. */
 kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const char *service,
                        int64_t now_s, sigv4_result *out, kerr *err);
 

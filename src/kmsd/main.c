@@ -76,7 +76,8 @@ static void usage(FILE *f) {
           ");\n"
           "                              created if missing\n"
           "  --credentials FILE          principals file (default DIR/credentials.json; written\n"
-          "                              with AWS's documented example root key pair if missing)\n"
+          "                              with AWS's documented example root key pair, marked\n"
+          "                              admin, if missing)\n"
           "  --insecure-any-credentials  accept any access key without checking signatures;\n"
           "                              every caller is the root of account 111122223333.\n"
           "                              Refused unless listening on a loopback address\n"
@@ -99,8 +100,10 @@ static void usage(FILE *f) {
           "                              answers is not bounded (docs/pkcs11.md)\n"
           "  --clock-offset SECONDS      start the service clock this far from the system clock\n"
           "                              (may be negative)\n"
-          "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / KmsdAdmin.GetClock to\n"
-          "                              account roots (for tests)\n"
+          "  --enable-admin-api          serve KmsdAdmin.AdvanceClock / GetClock / Sweep (for\n"
+          "                              tests), only to principals the credentials file marks\n"
+          "                              \"admin\": true (so to none with\n"
+          "                              --insecure-any-credentials)\n"
           "  --hsm-pool FILE             operator-provisioned PKCS#11 tokens for CreateHsm (a JSON\n"
           "                              array of {module, tokenLabel, soPin, availabilityZone?};\n"
           "                              mode 0600). With it kmsd makes no SoftHSM2 tokens of its\n"
@@ -425,7 +428,7 @@ static int run(const kmsd_options *o) {
             "!!! INSECURE: --insecure-any-credentials: signatures are NOT checked; any caller is the "
             "root of account 111122223333. For local testing only. !!!");
   if (o->enable_admin)
-    log_msg(LOG_WARN, NULL, "admin API enabled: account roots may move the service clock");
+    log_msg(LOG_WARN, NULL, "admin API enabled: admin principals may move the service clock");
   if (o->clock_offset_s)
     log_msg(LOG_INFO, NULL, "service clock offset %lld s", o->clock_offset_s);
   log_msg(LOG_INFO, NULL,

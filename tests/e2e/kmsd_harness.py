@@ -443,11 +443,20 @@ def aws_cli(server, *args, expect_error=False, env_extra=None, access_key=DEFAUL
 # -- raw signed requests ----------------------------------------------------
 
 class _FixedDateSigV4Auth(botocore.auth.SigV4Auth):
-    """botocore's SigV4 signer, but at a chosen instant (to test clock skew)."""
+    """botocore's SigV4 signer, but at a chosen instant (to test clock skew),
+    optionally leaving some headers out of SignedHeaders (to test which
+    headers kmsd insists are signed)."""
 
-    def __init__(self, credentials, service, region, when):
+    def __init__(self, credentials, service, region, when, unsigned_headers=()):
         super().__init__(credentials, service, region)
         self._when = when
+        self._unsigned = [name.lower() for name in unsigned_headers]
+
+    def headers_to_sign(self, request):
+        header_map = super().headers_to_sign(request)
+        for name in self._unsigned:
+            del header_map[name]
+        return header_map
 
     def add_auth(self, request):
         request.context["timestamp"] = self._when.strftime(botocore.auth.SIGV4_TIMESTAMP)
@@ -500,7 +509,8 @@ def signed_request(server, target, body=b"{}", timeout=60, conn=None, **kwargs):
 def build_signed_request(server, target, body=b"{}", headers=None, access_key=DEFAULT_ACCESS_KEY,
                          secret=DEFAULT_SECRET_KEY, region=DEFAULT_REGION, session_token=None,
                          date=None, mutate=None, sign=True, service="kms", method="POST",
-                         path="/", content_type=JSON_CONTENT_TYPE, host=None):
+                         path="/", content_type=JSON_CONTENT_TYPE, host=None,
+                         unsigned_headers=()):
     """A RawRequest for a JSON 1.1 call, signed with botocore's SigV4Auth.
 
     target:  X-Amz-Target value ("TrentService.CreateKey"); None sends none.
@@ -510,7 +520,9 @@ def build_signed_request(server, target, body=b"{}", headers=None, access_key=DE
     mutate:  callable(RawRequest) run after signing; it may edit the request in
              place or return a replacement (to tamper with body, headers, date).
     sign:    False sends the request without an Authorization header.
-    host:    "host:port" to sign and send as Host (default the server's)."""
+    host:    "host:port" to sign and send as Host (default the server's).
+    unsigned_headers: names sent but left out of SignedHeaders, as a client
+             that signs too little would (botocore signs every header)."""
     if not isinstance(body, (bytes, str)):
         body = json.dumps(body)
     if isinstance(body, str):
@@ -528,7 +540,7 @@ def build_signed_request(server, target, body=b"{}", headers=None, access_key=DE
     if when.tzinfo is not None:
         when = when.astimezone(datetime.timezone.utc).replace(tzinfo=None)
     creds = botocore.credentials.Credentials(access_key, secret, session_token)
-    signer = _FixedDateSigV4Auth(creds, service, region, when)
+    signer = _FixedDateSigV4Auth(creds, service, region, when, unsigned_headers)
     if sign:
         signer.add_auth(awsreq)
     else:

@@ -22,12 +22,14 @@ def allow_policy(*actions, deny=()):
     return {"Version": "2012-10-17", "Statement": statements}
 
 
-def principal(key, secret, account, arn, policy=None, token=None):
+def principal(key, secret, account, arn, policy=None, token=None, admin=None):
     p = {"accessKeyId": key, "secretAccessKey": secret, "accountId": account, "arn": arn}
     if policy is not None:
         p["policy"] = policy
     if token is not None:
         p["sessionToken"] = token
+    if admin is not None:
+        p["admin"] = admin
     return p
 
 
@@ -41,7 +43,8 @@ BOB_KEY, BOB_SECRET = "AKIAI44QH8DHBBOBUSER", "bobSecretKey/EXAMPLE+0123456789ab
 EVE_KEY, EVE_SECRET = "AKIAI44QH8DHBEVEUSER", "eveSecretKey/EXAMPLE+0123456789abcdefghijk"
 
 CREDENTIALS = {"principals": [
-    principal(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY, h.DEFAULT_ACCOUNT, h.DEFAULT_ROOT_ARN),
+    principal(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY, h.DEFAULT_ACCOUNT, h.DEFAULT_ROOT_ARN,
+              admin=True),
     principal(SESSION_KEY, SESSION_SECRET, h.DEFAULT_ACCOUNT,
               "arn:aws:iam::%s:role/app" % h.DEFAULT_ACCOUNT,
               policy=allow_policy("kms:*"), token=SESSION_TOKEN),
@@ -67,10 +70,8 @@ def utcnow():
     return datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
 
 
-class SignatureTest(h.KmsdTestCase):
-    """SigV4 verification: every way a signature can be wrong."""
-
-    credentials = CREDENTIALS
+class RawErrorAssertions:
+    """assertRawError for suites that send hand-built requests."""
 
     def assertRawError(self, reply, code, status=400):
         got_status, headers, parsed = reply
@@ -79,6 +80,12 @@ class SignatureTest(h.KmsdTestCase):
         self.assertRequestId(headers)
         self.assertTrue(h.error_message(parsed), "error without a message: %r" % (parsed,))
         return h.error_message(parsed)
+
+
+class SignatureTest(RawErrorAssertions, h.KmsdTestCase):
+    """SigV4 verification: every way a signature can be wrong."""
+
+    credentials = CREDENTIALS
 
     def test_correct_raw_request_is_accepted(self):
         # The baseline every tampering test below departs from.
@@ -179,6 +186,172 @@ class SignatureTest(h.KmsdTestCase):
         self.assertNotIn(h.DEFAULT_SECRET_KEY, json.dumps(parsed))
 
 
+class SignedHeadersTest(RawErrorAssertions, h.KmsdTestCase):
+    """What a signature must cover.  Signed over host and date alone, a
+    captured ListKeys could be replayed within the skew window as CreateKey;
+    so Host, the date header, X-Amz-Target and every other X-Amz-* header
+    sent must be in SignedHeaders.  Every AWS SDK signs all of them."""
+
+    credentials = CREDENTIALS
+
+    def key_ids(self):
+        return sorted(k["KeyId"] for k in self.kms.list_keys(Limit=1000)["Keys"])
+
+    def test_target_changed_on_a_request_that_did_not_sign_it(self):
+        before = self.key_ids()
+
+        def replay_as_create_key(req):
+            req.set_header("X-Amz-Target", "TrentService.CreateKey")
+        reply = h.kms_call(self.server, "ListKeys", {}, mutate=replay_as_create_key,
+                           unsigned_headers=("X-Amz-Target", "Content-Type"))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'X-Amz-Target' must be a 'SignedHeader'", message)
+        self.assertEqual(self.key_ids(), before, "the replayed request created a key")
+
+    def test_target_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("X-Amz-Target",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("X-Amz-Target", message)
+
+    def test_date_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("X-Amz-Date",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'X-Amz-Date' must be a 'SignedHeader'", message)
+
+    def test_host_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("Host",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertEqual(message,
+                         "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.")
+
+    def test_amz_header_added_after_signing(self):
+        reply = h.kms_call(self.server, "ListKeys", {},
+                           mutate=lambda req: req.set_header("X-Amz-Meta-Note", "added later"))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'x-amz-meta-note'", message)
+        self.assertNotIn("added later", message)
+
+    def test_security_token_not_signed(self):
+        reply = h.kms_call(self.server, "ListKeys", {}, access_key=SESSION_KEY,
+                           secret=SESSION_SECRET, session_token=SESSION_TOKEN,
+                           unsigned_headers=("X-Amz-Security-Token",))
+        message = self.assertRawError(reply, "InvalidSignatureException")
+        self.assertIn("'x-amz-security-token'", message)
+        self.assertNotIn(SESSION_TOKEN, message)
+        # Signed, the same principal is served.
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, access_key=SESSION_KEY,
+                                       secret=SESSION_SECRET, session_token=SESSION_TOKEN)
+        self.assertEqual(status, 200, parsed)
+
+    def test_unsigned_content_type_is_accepted(self):
+        # Either accepted value selects the same JSON parser, so an unsigned
+        # Content-Type cannot change what a request does.
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {},
+                                       unsigned_headers=("Content-Type",))
+        self.assertEqual(status, 200, parsed)
+
+    def test_headers_sdks_leave_unsigned_are_accepted(self):
+        # botocore and the AWS SDKs for JavaScript, Go and Ruby never sign
+        # these; X-Amzn-Trace-Id is not an X-Amz-* header.
+        def add_unsigned(req):
+            req.set_header("User-Agent", "aws-sdk-js/3.0.0")
+            req.set_header("X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793")
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, mutate=add_unsigned)
+        self.assertEqual(status, 200, parsed)
+
+    def test_sdk_style_headers_signed_are_accepted(self):
+        # What the JavaScript SDK v3 sends and signs on every call.
+        headers = {"X-Amz-User-Agent": "aws-sdk-js/3.0.0", "amz-sdk-invocation-id": "0d8b1e52",
+                   "amz-sdk-request": "attempt=1; max=3"}
+        status, _, parsed = h.kms_call(self.server, "ListKeys", {}, headers=headers)
+        self.assertEqual(status, 200, parsed)
+
+
+FAKE_SIGNATURE = "5eed" * 16  # 64 hex digits: recognisable wherever it turns up
+
+
+class AuthorizationNeverEchoedTest(RawErrorAssertions, h.KmsdBaseTestCase):
+    """No reply and no log line, even at debug level, carries a signature
+    from a request (or a secret): a logged signature is a request anyone
+    reading the log can replay within the skew window."""
+
+    def test_signature_never_in_reply_or_log(self):
+        server = self.start_server(args=["--log-level", "debug"], credentials=CREDENTIALS)
+        scope = "%s/%s/us-east-1/kms/aws4_request" % (h.DEFAULT_ACCESS_KEY,
+                                                      utcnow().strftime("%Y%m%d"))
+        sig = FAKE_SIGNATURE
+        forms = [
+            "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, Signature=%s" % sig,
+            "AWS4-HMAC-SHA256 Credential=%s, Signature=%s" % (scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date, %s" % (scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date, Signature:%s" % (
+                scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s;Signature=%s, SignedHeaders=host;x-amz-date" % (
+                scope, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/kms/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (h.DEFAULT_ACCESS_KEY, sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/%s/kms/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/%s/aws4_request, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA256 Credential=%s/%s/us-east-1/kms/%s, "
+            "SignedHeaders=host;x-amz-date, Signature=%s" % (
+                h.DEFAULT_ACCESS_KEY, utcnow().strftime("%Y%m%d"), sig, sig),
+            "AWS4-HMAC-SHA512 Credential=%s, SignedHeaders=host;x-amz-date, Signature=%s" % (
+                scope, sig),
+            "%s Credential=%s, SignedHeaders=host;x-amz-date" % (sig, scope),
+            sig,
+            "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders=host;x-amz-date;%s, Signature=%s" % (
+                scope, sig, sig),
+        ]
+        replies = []
+        for form in forms:
+            replies.append(h.kms_call(server, "ListKeys", {},
+                                      mutate=lambda req, f=form: req.set_header("Authorization", f)))
+        # Without a date header, AWS's message would quote the whole header.
+        def no_date(req):
+            req.set_header("X-Amz-Date", None)
+            req.set_header("Authorization", "AWS4-HMAC-SHA256 Credential=%s, SignedHeaders="
+                           "host;x-amz-date, Signature=%s" % (scope, sig))
+        replies.append(h.kms_call(server, "ListKeys", {}, mutate=no_date))
+
+        # A well-formed header whose signature is wrong.
+        def wrong_signature(req):
+            auth = req.get_header("Authorization")
+            req.set_header("Authorization", auth[:auth.index("Signature=")] + "Signature=" + sig)
+        reply = h.kms_call(server, "ListKeys", {}, mutate=wrong_signature)
+        self.assertIn("does not match", self.assertRawError(reply, "InvalidSignatureException"))
+        replies.append(reply)
+
+        # The presigned (query-string) form, which kmsd does not accept.
+        query = ("X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Credential=%s&X-Amz-Date=%s"
+                 "&X-Amz-SignedHeaders=host&X-Amz-Signature=%s" % (
+                     scope.replace("/", "%2F"), utcnow().strftime("%Y%m%dT%H%M%SZ"), sig))
+        reply = h.kms_call(server, "ListKeys", {}, sign=False, path="/?" + query)
+        self.assertRawError(reply, "MissingAuthenticationTokenException")
+        replies.append(reply)
+
+        for i, (status, headers, parsed) in enumerate(replies):
+            with self.subTest(request=i):
+                self.assertEqual(status, 400, parsed)
+                self.assertIn(h.error_type(parsed), (
+                    "IncompleteSignatureException", "InvalidSignatureException",
+                    "MissingAuthenticationTokenException"), parsed)
+                self.assertNotIn(sig, json.dumps(parsed))
+                self.assertNotIn(sig, str(headers))
+        with open(server.log_path, errors="replace") as f:
+            log = f.read()
+        # Debug logging was on and recorded every error's message ...
+        self.assertGreaterEqual(log.count("error detail:"), len(replies), log)
+        # ... and none of them holds the signature or any secret.
+        self.assertNotIn(sig, log)
+        self.assertNotIn(sig[:32], log)
+        for p in CREDENTIALS["principals"]:
+            self.assertNotIn(p["secretAccessKey"], log)
+
+
 class AuthorizationTest(h.KmsdTestCase):
     """Identity policies, explicit deny and cross-account key policies."""
 
@@ -269,7 +442,8 @@ class AuthorizationTest(h.KmsdTestCase):
 
 
 class ServiceClockTest(h.KmsdTestCase):
-    """SigV4's skew window follows kmsd's movable clock, and only a root may move it."""
+    """SigV4's skew window follows kmsd's movable clock, and only an admin
+    principal may move it (test_admin.py has the rest of that rule)."""
 
     credentials = CREDENTIALS
 
@@ -289,13 +463,15 @@ class ServiceClockTest(h.KmsdTestCase):
         self.assertEqual(h.advance_clock(self.server, -3600), 0)
         self.assertIn("Keys", wall.list_keys())
 
-    def test_only_a_root_may_move_the_clock(self):
-        status, headers, parsed = h.signed_request(
-            self.server, "KmsdAdmin.AdvanceClock", {"Seconds": 60},
-            access_key=ADMIN_KEY, secret=ADMIN_SECRET)
-        self.assertEqual(h.error_type(parsed), "AccessDeniedException", parsed)
-        self.assertEqual(status, 400)
-        self.assertRequestId(headers)
+    def test_only_an_admin_may_move_the_clock(self):
+        # A user with kms:* and another account's root alike are refused.
+        for key, secret in ((ADMIN_KEY, ADMIN_SECRET), (OTHER_ROOT_KEY, OTHER_ROOT_SECRET)):
+            status, headers, parsed = h.signed_request(
+                self.server, "KmsdAdmin.AdvanceClock", {"Seconds": 60},
+                access_key=key, secret=secret)
+            self.assertEqual(h.error_type(parsed), "AccessDeniedException", parsed)
+            self.assertEqual(status, 400)
+            self.assertRequestId(headers)
         self.assertEqual(h.get_clock(self.server)["OffsetSeconds"], self.server.clock_offset)
 
     def test_unsigned_admin_call_is_refused(self):

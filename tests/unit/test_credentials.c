@@ -159,6 +159,38 @@ static void test_invalid_fields(void **state) {
                  "principals[1].accessKeyId");
 }
 
+/* "admin" is an optional boolean, false unless set; roots are not admin by
+ * being roots. */
+static void test_admin_member(void **state) {
+  creds_store *s = NULL;
+  kerr err;
+  (void)state;
+  assert_int_equal(
+      load_text("{\"principals\":["
+                P("AKIAIOSFODNN7EXAMPLE", SECRET, "111122223333", "arn:aws:iam::111122223333:root", "")
+                "," P("AKIAZZZZZZZZZZZZZZZZ", "s1", "111122223333", "arn:aws:iam::111122223333:user/ops",
+                      ",\"admin\":true")
+                "," P("AKIABBBBBBBBBBBBBBBB", "s2", "444455556666", "arn:aws:iam::444455556666:root",
+                      ",\"admin\":false")
+                "]}",
+                &s, &err),
+      KERR_OK);
+  assert_false(creds_lookup(s, "AKIAIOSFODNN7EXAMPLE")->who.is_admin);
+  assert_true(creds_lookup(s, "AKIAZZZZZZZZZZZZZZZZ")->who.is_admin);
+  assert_false(creds_lookup(s, "AKIAZZZZZZZZZZZZZZZZ")->who.is_root);
+  assert_false(creds_lookup(s, "AKIABBBBBBBBBBBBBBBB")->who.is_admin);
+  creds_free(s);
+  expect_invalid("{\"principals\":[" P("AKIAIOSFODNN7EXAMPLE", "TOPSECRET", "111122223333",
+                                       "arn:aws:iam::111122223333:root", ",\"admin\":\"true\"") "]}",
+                 "principals[0].admin must be true or false");
+  expect_invalid("{\"principals\":[" P("AKIAIOSFODNN7EXAMPLE", "TOPSECRET", "111122223333",
+                                       "arn:aws:iam::111122223333:root", ",\"admin\":1") "]}",
+                 "principals[0].admin must be true or false");
+  expect_invalid("{\"principals\":[" P("AKIAIOSFODNN7EXAMPLE", "TOPSECRET", "111122223333",
+                                       "arn:aws:iam::111122223333:root", ",\"admin\":null") "]}",
+                 "principals[0].admin must be true or false");
+}
+
 static void test_missing_file(void **state) {
   char path[512];
   creds_store *s = NULL;
@@ -188,6 +220,7 @@ static void test_create_default(void **state) {
   assert_string_equal(e->secret_access_key, SECRET);
   assert_string_equal(e->who.arn, "arn:aws:iam::111122223333:root");
   assert_true(e->who.is_root);
+  assert_true(e->who.is_admin); /* the admin API works out of the box */
   assert_non_null(e->who.identity_policy);
   assert_int_equal(iam_policy_evaluate(e->who.identity_policy, e->who.arn, "111122223333", "kms:CreateKey", "*"),
                    IAM_ALLOW);
@@ -223,6 +256,7 @@ static void test_any(void **state) {
   assert_non_null(a);
   assert_ptr_equal(a, b);
   assert_true(a->who.is_root);
+  assert_false(a->who.is_admin); /* any key pair becomes this caller */
   assert_string_equal(a->who.account_id, "111122223333");
   assert_false(creds_is_any(NULL));
   creds_free(s);
@@ -258,6 +292,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_and_lookup),
       cmocka_unit_test(test_invalid_fields),
+      cmocka_unit_test(test_admin_member),
       cmocka_unit_test(test_missing_file),
       cmocka_unit_test(test_create_default),
       cmocka_unit_test(test_any),

@@ -33,6 +33,8 @@
 #define ROOT_SECRET "wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY"
 #define USER_KEY "AKIAI44QH8DHBUSERKEY"
 #define USER_SECRET "userSecretKey/EXAMPLE+0123456789abcdefghij"
+#define OTHER_ROOT_KEY "AKIAI44QH8DHBOTHROOT"
+#define OTHER_ROOT_SECRET "otherRootSecretKey/EXAMPLE+0123456789abcd"
 #define PLAINTEXT_MARK "c2VjcmV0LXBsYWludGV4dC1tYXJr" /* base64 of a marker */
 
 static char tmpdir[64];
@@ -192,7 +194,9 @@ static int setup(void **state) {
   fprintf(f,
           "{\"principals\": ["
           "{\"accessKeyId\": \"" ROOT_KEY "\", \"secretAccessKey\": \"" ROOT_SECRET "\","
-          " \"accountId\": \"111122223333\", \"arn\": \"arn:aws:iam::111122223333:root\"},"
+          " \"accountId\": \"111122223333\", \"arn\": \"arn:aws:iam::111122223333:root\", \"admin\": true},"
+          "{\"accessKeyId\": \"" OTHER_ROOT_KEY "\", \"secretAccessKey\": \"" OTHER_ROOT_SECRET "\","
+          " \"accountId\": \"444455556666\", \"arn\": \"arn:aws:iam::444455556666:root\"},"
           "{\"accessKeyId\": \"" USER_KEY "\", \"secretAccessKey\": \"" USER_SECRET "\","
           " \"accountId\": \"111122223333\", \"arn\": \"arn:aws:iam::111122223333:user/alice\","
           " \"policy\": {\"Version\": \"2012-10-17\", \"Statement\": [{\"Effect\": \"Allow\","
@@ -455,12 +459,22 @@ static void test_admin_api(void **state) {
   }
   assert_int_equal(kclock_offset_ms(), before);
 
-  /* Not a root: denied, even with kms:* in its policy. */
+  /* Not admin: denied, even with kms:* in its policy ... */
   build(&r, "KmsdAdmin.AdvanceClock", "{\"Seconds\": 10}", USER_KEY, USER_SECRET, "application/x-amz-json-1.1");
   run(p, &r.req, &rep);
   expect_error(&rep, 400, "AccessDeniedException");
   assert_non_null(strstr(message(&rep), "user/alice"));
   json_decref(rep.json);
+  /* ... and even as another account's root: the clock is every account's. */
+  const char *ops[] = {"KmsdAdmin.AdvanceClock", "KmsdAdmin.GetClock", "KmsdAdmin.Sweep"};
+  for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++) {
+    build(&r, ops[i], "{\"Seconds\": 10}", OTHER_ROOT_KEY, OTHER_ROOT_SECRET, "application/x-amz-json-1.1");
+    run(p, &r.req, &rep);
+    expect_error(&rep, 400, "AccessDeniedException");
+    assert_non_null(strstr(message(&rep), "User: arn:aws:iam::444455556666:root is not authorized"));
+    assert_non_null(strstr(message(&rep), "not marked admin"));
+    json_decref(rep.json);
+  }
   assert_int_equal(kclock_offset_ms(), before);
 
   build(&r, "KmsdAdmin.Reboot", "{}", ROOT_KEY, ROOT_SECRET, "application/x-amz-json-1.1");

@@ -112,6 +112,7 @@ static void expect_error(const creds_store *s, const sigv4_request *r, int64_t n
   assert_int_equal(err.code, code);
   if (msg_part && !strstr(err.msg, msg_part)) fail_msg("message '%s' lacks '%s'", err.msg, msg_part);
   assert_null(strstr(err.msg, SECRET));
+  assert_null(strstr(err.msg, "5eed5eed5eed5eed5eed5eed5eed5eed"));
 }
 
 static void test_botocore_vector_verifies(void **state) {
@@ -381,7 +382,7 @@ static void test_missing_and_malformed(void **state) {
   expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "more than one 'Credential'");
   h[4].value = "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/aws4_request, "
                "SignedHeaders=content-type;x-amz-date, Signature=00";
-  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE,
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE,
                "'Host' or ':authority' must be a 'SignedHeader' in the AWS Authorization.");
   h[4].value = "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/aws4_request, "
                "SignedHeaders=host;;x-amz-date, Signature=00";
@@ -402,6 +403,118 @@ static void test_missing_and_malformed(void **state) {
   expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "ISO-8601");
   h[2].value = "20240231T000000Z"; /* 31 February */
   expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "ISO-8601");
+}
+
+/* No message quotes the Authorization header, whatever its shape: messages
+ * reach the caller and the debug log, and a logged signature can be
+ * replayed.  AWS quotes the header in some of these; kmsd does not. */
+#define FAKE_SIG "5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed5eed"
+#define SCOPE AKID "/20240101/us-east-1/kms/aws4_request"
+static void test_messages_never_echo_the_signature(void **state) {
+  static const char *const forms[] = {
+      "AWS4-HMAC-SHA256 SignedHeaders=host;x-amz-date, Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=host;x-amz-date, " FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=host;x-amz-date, Signature:" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ";Signature=" FAKE_SIG ", SignedHeaders=host;x-amz-date",
+      "AWS4-HMAC-SHA256 Credential=" AKID "/" FAKE_SIG "/us-east-1/kms/aws4_request, SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/" FAKE_SIG "/kms/aws4_request, SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/" FAKE_SIG ", SignedHeaders=host, "
+      "Signature=" FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/sig" "5eed5eed5eed5eed5eed5eed5eed5eed"
+      ", SignedHeaders=host, Signature=00",
+      "AWS4-HMAC-SHA512 Credential=" SCOPE ", SignedHeaders=host, Signature=" FAKE_SIG,
+      FAKE_SIG " Credential=" SCOPE,
+      FAKE_SIG,
+      "AWS4-HMAC-SHA256 Credential=" SCOPE ", SignedHeaders=content-type;host;x-amz-date;x-amz-target, "
+      "Signature=" FAKE_SIG,
+  };
+  http_header h[5];
+  sigv4_request r = v1_request(h, NULL);
+  sigv4_result res;
+  kerr err;
+  size_t i;
+  (void)state;
+  for (i = 0; i < sizeof forms / sizeof forms[0]; i++) {
+    h[4].value = forms[i];
+    kerr_clear(&err);
+    assert_int_not_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+    if (strstr(err.msg, "5eed5eed5eed5eed5eed5eed5eed5eed")) fail_msg("form %zu echoed: %s", i, err.msg);
+  }
+  /* Without a date header, the message lists what is missing, no more. */
+  h[2].name = "X-Not-Date";
+  h[4].value = "AWS4-HMAC-SHA256 Credential=" SCOPE ", Signature=" FAKE_SIG;
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE,
+               "Authorization header requires 'SignedHeaders' parameter. Authorization header requires "
+               "existence of either a 'X-Amz-Date' or a 'Date' header.");
+  /* A date header value is echoed only when short. */
+  h[2].name = "X-Amz-Date";
+  h[2].value = FAKE_SIG;
+  h[4].value = V1_AUTH;
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "ISO-8601");
+  h[2] = (http_header){"Date", FAKE_SIG};
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "RFC 1123");
+  /* Short fragments still are, as AWS does. */
+  h[2] = (http_header){"X-Amz-Date", "2024-01-01"};
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "Got '2024-01-01'");
+}
+
+/* A signature must cover the date header, X-Amz-Target and every X-Amz-*
+ * header sent, or a captured request could be replayed as another. */
+static void test_required_signed_headers(void **state) {
+  http_header h[7];
+  sigv4_request r = v1_request(h, NULL);
+  sigv4_result res;
+  char auth[1024];
+  kerr err;
+  (void)state;
+  /* Signed without X-Amz-Target (sigv4_sign signs what it is given) ... */
+  h[1] = (http_header){"Host", "kms.us-east-1.amazonaws.com"};
+  h[3] = (http_header){"X-Amz-Target", "TrentService.Encrypt"};
+  r.nheaders = 3;
+  assert_int_equal(sigv4_sign(&r, AKID, SECRET, "us-east-1", "kms", "20240101T000000Z", auth, sizeof auth, &err),
+                   KERR_OK);
+  assert_non_null(strstr(auth, "SignedHeaders=content-type;host;x-amz-date,"));
+  /* ... then sent with it: refused, however the target is spelt. */
+  h[4].value = auth;
+  r.nheaders = 5;
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE,
+               "'X-Amz-Target' must be a 'SignedHeader' in the AWS Authorization.");
+  h[3].name = "x-amz-TARGET";
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "'X-Amz-Target' must be a 'SignedHeader'");
+  /* Without it the same signature verifies: the body alone picks nothing. */
+  h[3] = (http_header){"User-Agent", "aws-sdk-go-v2/1.30.0"};
+  assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+
+  /* X-Amz-Date sent but left out of the list. */
+  r = v1_request(h, "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/aws4_request, "
+                    "SignedHeaders=content-type;host;x-amz-target, Signature=" FAKE_SIG);
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE,
+               "'X-Amz-Date' must be a 'SignedHeader' in the AWS Authorization.");
+
+  /* Any other X-Amz-* header present and unsigned is named. */
+  r = v1_request(h, V1_AUTH);
+  h[5] = (http_header){"X-Amz-Meta-Note", "added after signing"};
+  r.nheaders = 6;
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "Header 'x-amz-meta-note' is present");
+  assert_null(strstr(err.msg, "added after signing"));
+  h[5] = (http_header){"X-Amz-Security-Token", TOKEN};
+  expect_error(token_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "Header 'x-amz-security-token' is present");
+  /* Headers every SDK leaves unsigned are not X-Amz-* headers. */
+  h[5] = (http_header){"X-Amzn-Trace-Id", "Root=1-5759e988-bd862e3fe1be46a994272793"};
+  h[6] = (http_header){"Expect", "100-continue"};
+  r.nheaders = 7;
+  assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+
+  /* Signatures are not checked with a creds_any store: neither is this. */
+  creds_store *any = NULL;
+  assert_int_equal(creds_any(&any, &err), KERR_OK);
+  r = v1_request(h, "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/aws4_request, "
+                    "SignedHeaders=host, Signature=" FAKE_SIG);
+  assert_int_equal(sigv4_verify(any, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+  creds_free(any);
 }
 
 static void test_tolerated_formatting(void **state) {
@@ -478,10 +591,15 @@ static void test_date_header(void **state) {
   http_header h[5];
   sigv4_request r = v1_request(h, V1_AUTH);
   (void)state;
-  /* With only Date, the date is taken from it: correct day, so the request
-   * gets as far as the signature (which botocore computed over X-Amz-Date). */
+  /* With only Date, the date is taken from it, so Date must be signed. */
   h[2] = (http_header){"Date", "Mon, 01 Jan 2024 00:00:00 GMT"};
+  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE,
+               "'Date' must be a 'SignedHeader' in the AWS Authorization.");
+  /* Signed, the request gets as far as the signature. */
+  h[4].value = "AWS4-HMAC-SHA256 Credential=" AKID "/20240101/us-east-1/kms/aws4_request, "
+               "SignedHeaders=content-type;date;host;x-amz-target, Signature=" FAKE_SIG;
   expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "does not match");
+  h[4].value = V1_AUTH;
   expect_error(plain_store, &r, NOW_2024 + 3600, KERR_INVALID_SIGNATURE,
                "Signature expired: 20240101T000000Z is now earlier than 20240101T005500Z");
   h[2].value = "Mon, 01 Foo 2024 00:00:00 GMT";
@@ -564,6 +682,8 @@ int main(void) {
       cmocka_unit_test(test_query_sorting),
       cmocka_unit_test(test_round_trip_and_tamper),
       cmocka_unit_test(test_missing_and_malformed),
+      cmocka_unit_test(test_messages_never_echo_the_signature),
+      cmocka_unit_test(test_required_signed_headers),
       cmocka_unit_test(test_tolerated_formatting),
       cmocka_unit_test(test_unknown_key),
       cmocka_unit_test(test_clock_skew),
