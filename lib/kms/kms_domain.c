@@ -759,6 +759,17 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   if (rc) goto out;
   rc = make_dir(d->data_dir, err);
   if (rc) goto out;
+  /* Before anything in the directory is read: recovery and the sweep below
+   * write to the store, and must never run under another kmsd's feet. */
+  if (cfg->data_dir_lock) {
+    if (strcmp(datadir_lock_dir(cfg->data_dir_lock), cfg->data_dir) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "The lock held is not on data directory %s.", cfg->data_dir);
+      goto out;
+    }
+  } else {
+    rc = datadir_lock_take(d->data_dir, &d->own_lock, err);
+    if (rc) goto out;
+  }
   plen = strlen(d->data_dir) + 32;
   path = malloc(plen);
   if (!path) {
@@ -835,6 +846,7 @@ void kms_domain_close(kms_domain *d) {
   material_cache_free(d->materials);
   policy_cache_free(d->policies);
   rootkey_free(d->rk);
+  datadir_lock_release(d->own_lock);
   pthread_mutex_destroy(&d->stop_lock);
   pthread_cond_destroy(&d->stop_cond);
   free(d->data_dir);

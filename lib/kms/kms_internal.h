@@ -32,6 +32,7 @@ typedef struct kmsi_cks_manager kmsi_cks_manager;
 
 struct kms_domain {
   char *data_dir;
+  datadir_lock *own_lock; /* NULL when the caller holds the data directory's lock */
   store *st;
   rootkey *rk;
   kmsi_material_cache *materials;

@@ -23,6 +23,7 @@
 
 #include "api/api_pipeline.h"
 #include "aws/credentials.h"
+#include "core/datadir_lock.h"
 #include "core/kclock.h"
 #include "core/kerr.h"
 #include "core/log.h"
@@ -324,6 +325,8 @@ static int run(const kmsd_options *o) {
   kms_domain *domain = NULL;
   api_pipeline *pipeline = NULL;
   http_server *server = NULL;
+  datadir_lock *lock = NULL;
+  int listen_fd = -1;
   char *cert_pem = NULL, *key_pem = NULL;
   size_t key_pem_len = 0;
   char creds_path[PATH_MAX_LEN + 64];
@@ -341,6 +344,11 @@ static int run(const kmsd_options *o) {
   if (o->clock_offset_s) kclock_set_offset_ms(o->clock_offset_s * 1000);
 
   rc = make_dirs(o->data_dir, &err);
+  if (rc) goto out;
+  /* The data directory is this process's before anything in it is read or
+   * written (credentials file, root key, store, tokens): a second kmsd must
+   * fail here, without running recovery on the first one's store. */
+  rc = datadir_lock_take(o->data_dir, &lock, &err);
   if (rc) goto out;
 
   if (o->insecure_any) {
@@ -363,6 +371,11 @@ static int run(const kmsd_options *o) {
     key_pem_len = strlen(key_pem);
   }
 
+  /* Bind before the domain opens: a port in use ends the start here, before
+   * start-up recovery has changed any key store's state. */
+  rc = http_listen_socket(o->host, o->port, &listen_fd, &err);
+  if (rc) goto out;
+
   /* The HSM pool goes in before the domain opens: it decides whose SoftHSM2
    * configuration the process uses and must be there when key stores left
    * CONNECTED reconnect during kms_domain_open. */
@@ -383,6 +396,7 @@ static int run(const kmsd_options *o) {
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   dcfg.max_keys = o->max_keys;
   dcfg.hsm_timeout_ms = o->hsm_timeout_ms;
+  dcfg.data_dir_lock = lock;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 
@@ -411,7 +425,11 @@ static int run(const kmsd_options *o) {
   scfg.tls_key_pem = key_pem;
   scfg.handler = api_pipeline_handle;
   scfg.handler_ctx = pipeline;
+  scfg.use_listen_fd = 1;
+  scfg.listen_fd = listen_fd;
   rc = http_server_start(&scfg, &server, &err);
+  close(listen_fd);
+  listen_fd = -1;
   if (key_pem) secure_free(key_pem, key_pem_len + 1);
   key_pem = NULL;
   if (rc) goto out;
@@ -445,6 +463,8 @@ out:
   http_server_stop(server, SHUTDOWN_GRACE_MS);
   api_pipeline_free(pipeline);
   kms_domain_close(domain);
+  datadir_lock_release(lock); /* only once the store is closed */
+  if (listen_fd >= 0) close(listen_fd);
   creds_free(creds);
   free(cert_pem);
   if (key_pem) secure_free(key_pem, key_pem_len + 1);

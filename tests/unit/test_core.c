@@ -1,13 +1,18 @@
-/* test_core.c - unit tests for lib/core: codecs, error table, clock, ids, secmem. */
+/* test_core.c - unit tests for lib/core: codecs, error table, clock, ids, secmem,
+ * the data directory lock. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
 #include "core/codec.h"
+#include "core/datadir_lock.h"
 #include "core/ids.h"
 #include "core/kclock.h"
 #include "core/kerr.h"
@@ -129,6 +134,51 @@ static void test_secmem(void **state) {
   kbytes_wipe_free(NULL);
 }
 
+static void read_lock_file(const char *dir, char *buf, size_t cap) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/" DATADIR_LOCK_FILE, dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+}
+
+/* flock belongs to an open file description, so a second take in the same
+ * process is refused exactly as another process's would be. */
+static void test_datadir_lock(void **state) {
+  char dir[] = "/tmp/kmsd-test-lock-XXXXXX", expect[160], content[32], pid[24];
+  datadir_lock *held = NULL, *other = NULL;
+  kerr err;
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(datadir_lock_take(dir, &held, &err), KERR_OK);
+  assert_string_equal(datadir_lock_dir(held), dir);
+  snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  read_lock_file(dir, content, sizeof content);
+  assert_string_equal(content, pid);
+
+  assert_int_equal(datadir_lock_take(dir, &other, &err), KERR_CONFLICT);
+  assert_null(other);
+  snprintf(expect, sizeof expect, "data directory %s is in use by kmsd (pid %ld)", dir, (long)getpid());
+  assert_string_equal(err.msg, expect);
+
+  datadir_lock_release(held);
+  read_lock_file(dir, content, sizeof content);
+  assert_string_equal(content, ""); /* no stale pid to mislead anyone */
+  assert_int_equal(datadir_lock_take(dir, &other, &err), KERR_OK);
+  datadir_lock_release(other);
+  datadir_lock_release(NULL);
+
+  assert_int_equal(datadir_lock_take("/nonexistent/kmsd-dir", &other, &err), KERR_INTERNAL);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "/nonexistent/kmsd-dir/" DATADIR_LOCK_FILE));
+
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_rejects_malformed),
@@ -136,6 +186,7 @@ int main(void) {
       cmocka_unit_test(test_kclock_moves),        cmocka_unit_test(test_ids),
       cmocka_unit_test(test_request_ids),
       cmocka_unit_test(test_secmem),
+      cmocka_unit_test(test_datadir_lock),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
