@@ -108,8 +108,10 @@ typedef struct kms_domain_config {
  * make sure this process holds its lock (core/datadir_lock.h; another
  * process holding it -> KERR_CONFLICT before anything else is read or
  * written), create or load <data_dir>/root.key (0600; refused if
- * group/others may read it), open the store and run its migrations, then
- * start the sweeper.
+ * group/others may read it), open the store and run its migrations, check
+ * that the root key is the store's (a root.key of another store ->
+ * KERR_INTERNAL "root.key does not belong to this data directory's store",
+ * with the store's contents unchanged), then start the sweeper.
  * On KERR_OK *out owns a new domain (free with kms_domain_close); on failure
  * *out is NULL and nothing is left running or open. */
 kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err);

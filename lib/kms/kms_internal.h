@@ -53,6 +53,10 @@ struct kms_domain {
   int hsm_timeout_ms;   /* wait for a free PKCS#11 session (kms_domain_config) */
 };
 
+/* The material id a key store's kmsuser password is wrapped under (with
+ * the key store id as the key id, rootkey.h). */
+#define KMSI_CKS_PASSWORD_MATERIAL_ID "kmsuser-password"
+
 /* How an operation may name its key. */
 typedef struct kmsi_resolve_opts {
   bool cross_account;   /* "Cross-account use: Yes" in the model */
