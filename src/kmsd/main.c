@@ -28,12 +28,12 @@
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
+#include "core/version.h"
 #include "api/hsm_pool_file.h"
 #include "http/http_server.h"
 #include "kms/hsm_admin.h"
 #include "kms/kms.h"
 
-#define KMSD_VERSION "0.1.0"
 #define DEFAULT_LISTEN "127.0.0.1:4599"
 #define DEFAULT_DATA_DIR "./var"
 #define MAX_THREADS 1024
