@@ -21,6 +21,7 @@
 #include "core/kclock.h"
 #include "core/log.h"
 #include "core/secmem.h"
+#include "core/version.h"
 #include "model/model.h"
 
 #define JSON_CONTENT_TYPE "application/x-amz-json-1.1"
@@ -336,7 +337,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
   const char *path = req->path ? req->path : "";
 
   if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
-    json_t *obj = json_pack("{s:s}", "status", "ok");
+    json_t *obj = json_pack("{s:s, s:s}", "status", "ok", "version", KMSD_VERSION);
     if (obj && set_json_body(resp, obj) == 0) {
       resp->status = 200;
       http_response_header(resp, "Content-Type", "application/json");

@@ -16,7 +16,8 @@
  * principal ARN, operation, outcome, status, latency in microseconds.
  * Bodies, headers and secrets are never logged.
  *
- * GET /health answers 200 {"status":"ok"} without authentication.
+ * GET /health answers 200 {"status":"ok","version":KMSD_VERSION} without
+ * authentication.
  * With the admin API enabled, KmsdAdmin.<Operation> targets reach
  * api_admin_handle (see below). */
 #ifndef KMSD_API_API_PIPELINE_H

@@ -15,6 +15,10 @@ struct rootkey {
 };
 
 #define WRAP_LABEL "kmsd-wrap-v1"
+/* The ids the check value is bound to; key ids are UUIDs, so no key
+ * material can ever be wrapped under the same AAD. */
+#define CHECK_OWNER "kmsd-root-key-check"
+#define CHECK_NAME "v1"
 
 static kerr_code write_all(int fd, const uint8_t *p, size_t n, const char *path, kerr *err) {
   while (n) {
@@ -155,4 +159,19 @@ bad:
   secure_wipe(material, AESGCM_KEY_LEN);
   return kerr_set(err, KERR_INTERNAL,
                   "Stored key material failed its integrity check (wrong root key?).");
+}
+
+kerr_code rootkey_check_value_make(const rootkey *rk, uint8_t out[ROOTKEY_CHECK_LEN], kerr *err) {
+  static const uint8_t zeros[AESGCM_KEY_LEN];
+  return rootkey_wrap(rk, CHECK_OWNER, CHECK_NAME, zeros, out, err);
+}
+
+int rootkey_check_value_matches(const rootkey *rk, const uint8_t *value, size_t len) {
+  static const uint8_t zeros[AESGCM_KEY_LEN];
+  uint8_t opened[AESGCM_KEY_LEN];
+  kerr ignored;
+  int ok = rootkey_unwrap(rk, CHECK_OWNER, CHECK_NAME, value, len, opened, &ignored) == KERR_OK &&
+           memcmp(opened, zeros, sizeof zeros) == 0;
+  secure_wipe(opened, sizeof opened);
+  return ok;
 }

@@ -45,4 +45,19 @@ kerr_code rootkey_unwrap(const rootkey *rk, const char *key_id, const char *mate
                          const uint8_t *wrapped, size_t wrapped_len,
                          uint8_t material[AESGCM_KEY_LEN], kerr *err);
 
+/* The check value a store keeps to recognise its root key: a wrap (as
+ * above) of 32 zero bytes bound to a label no key id can take.  It tells
+ * nothing about the key, and a store opened with another root key fails to
+ * open it, so a root.key from another data directory is refused at start
+ * rather than at the first crypto call. */
+#define ROOTKEY_CHECK_LEN ROOTKEY_WRAPPED_LEN
+
+/* Make a fresh check value for `rk` into `out`.  KERR_INTERNAL if OpenSSL or
+ * the RNG fails. */
+kerr_code rootkey_check_value_make(const rootkey *rk, uint8_t out[ROOTKEY_CHECK_LEN], kerr *err);
+
+/* Non-zero when `value` (`len` bytes) is a check value made under `rk`;
+ * zero for another root key, a damaged value or a wrong length. */
+int rootkey_check_value_matches(const rootkey *rk, const uint8_t *value, size_t len);
+
 #endif

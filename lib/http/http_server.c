@@ -10,6 +10,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <stdarg.h>
@@ -492,7 +493,19 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
   struct MHD_OptionItem opts[16];
   size_t no = 0;
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_EXTERNAL_LOGGER, (intptr_t)mhd_logger, s};
-  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+  if (cfg->use_listen_fd) {
+    /* libmicrohttpd closes the socket it is given, also when it fails to
+     * start: give it its own copy. */
+    int mhd_fd = fcntl(cfg->listen_fd, F_DUPFD_CLOEXEC, 0);
+    if (mhd_fd < 0) {
+      rc = kerr_set(err, KERR_VALIDATION, "cannot listen on %s port %u: %s", cfg->host,
+                    (unsigned)cfg->port, strerror(errno));
+      goto out;
+    }
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_LISTEN_SOCKET, mhd_fd, NULL};
+  } else {
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_SOCK_ADDR, 0, &ss};
+  }
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_LIMIT,
                                        (intptr_t)(cfg->connection_limit ? cfg->connection_limit : 1024), NULL};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
@@ -524,6 +537,13 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
   }
   const union MHD_DaemonInfo *di = MHD_get_daemon_info(s->daemon, MHD_DAEMON_INFO_BIND_PORT);
   s->port = di && di->port ? di->port : cfg->port;
+  if (cfg->use_listen_fd) {
+    struct sockaddr_storage bound;
+    socklen_t blen = sizeof bound;
+    if (getsockname(cfg->listen_fd, (struct sockaddr *)&bound, &blen) == 0)
+      s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                                  : ((struct sockaddr_in *)&bound)->sin_port);
+  }
   *out = s;
   s = NULL;
 out:

@@ -73,6 +73,9 @@ typedef struct http_server_config {
   const char *tls_key_pem;
   http_handler_fn handler;
   void *handler_ctx;
+  int use_listen_fd;           /* non-zero: serve on listen_fd instead of binding host:port */
+  int listen_fd;               /* from http_listen_socket; still the caller's to close
+                                  after http_server_start (the server serves a duplicate) */
 } http_server_config;
 
 typedef struct http_server http_server;
@@ -82,6 +85,12 @@ typedef struct http_server http_server;
  * and err says why (bad address, port in use, TLS not available...). The
  * PEM strings are copied; the config may be freed after the call. */
 kerr_code http_server_start(const http_server_config *cfg, http_server **out, kerr *err);
+
+/* Make a listening TCP socket on the numeric `host` and `port` (0: an
+ * ephemeral one), close-on-exec, for http_server_config.listen_fd.  On
+ * KERR_OK *fd is the caller's to close; on failure (bad address, port in
+ * use: KERR_VALIDATION "cannot listen on HOST port N: ...") *fd is -1. */
+kerr_code http_listen_socket(const char *host, uint16_t port, int *fd, kerr *err);
 
 /* The port the server listens on (the real one when started with port 0). */
 uint16_t http_server_port(const http_server *s);

@@ -32,6 +32,7 @@
 #include <stdint.h>
 
 #include "aws/principal.h"
+#include "core/datadir_lock.h"
 #include "core/ids.h"
 #include "core/kerr.h"
 #include "core/secmem.h"
@@ -97,11 +98,20 @@ typedef struct kms_domain_config {
                                     KERR_VALIDATION).  It does not bound a
                                     PKCS#11 call already running (see
                                     docs/pkcs11.md, "A hung HSM") */
+  const datadir_lock *data_dir_lock; /* the lock on data_dir the caller
+                                    already holds (datadir_lock_take) and
+                                    keeps until kms_domain_close; NULL: the
+                                    domain takes it itself */
 } kms_domain_config;
 
 /* Open the domain over `cfg->data_dir`: create the directory if needed,
- * create or load <data_dir>/root.key (0600; refused if group/others may read
- * it), open the store and run its migrations, then start the sweeper.
+ * make sure this process holds its lock (core/datadir_lock.h; another
+ * process holding it -> KERR_CONFLICT before anything else is read or
+ * written), create or load <data_dir>/root.key (0600; refused if
+ * group/others may read it), open the store and run its migrations, check
+ * that the root key is the store's (a root.key of another store ->
+ * KERR_INTERNAL "root.key does not belong to this data directory's store",
+ * with the store's contents unchanged), then start the sweeper.
  * On KERR_OK *out owns a new domain (free with kms_domain_close); on failure
  * *out is NULL and nothing is left running or open. */
 kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err);

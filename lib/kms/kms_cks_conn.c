@@ -28,7 +28,7 @@
 #include "kms/hsm_cluster.h"
 #include "kms/kms_internal.h"
 
-#define PASSWORD_MATERIAL_ID "kmsuser-password"
+#define PASSWORD_MATERIAL_ID KMSI_CKS_PASSWORD_MATERIAL_ID
 #define ROTATED_PASSWORD_LEN 32
 #define PASSWORD_BUF (ROTATED_PASSWORD_LEN + 1)
 #define RECOVERY_PAGE 100

@@ -750,6 +750,74 @@ static kerr_code check_data_files(const char *data_dir, kerr *err) {
   return KERR_OK;
 }
 
+#define ROOT_KEY_CHECK_META "root_key_check"
+
+static kerr_code root_key_mismatch(const kms_domain *d, kerr *err) {
+  return kerr_set(err, KERR_INTERNAL,
+                  "root.key does not belong to this data directory's store: %s/root.key does not "
+                  "open what %s/kmsd.db holds. Restore the root.key that was made with this store.",
+                  d->data_dir, d->data_dir);
+}
+
+/* A store without a check value predates it: before trusting the root key
+ * with a new one, it must open one wrapped value of every kind the store
+ * holds (an empty store proves nothing and accepts any key). */
+static kerr_code root_key_opens_store(kms_domain *d, store_tx *tx, kerr *err) {
+  static const store_wrapped_kind kinds[] = {STORE_WRAPPED_KEY_MATERIAL, STORE_WRAPPED_CKS_PASSWORD,
+                                             STORE_WRAPPED_HSM_SECRET};
+  uint8_t *opened = secure_alloc(AESGCM_KEY_LEN);
+  kerr_code rc = KERR_OK;
+  if (!opened) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  for (size_t i = 0; i < sizeof kinds / sizeof *kinds && !rc; i++) {
+    store_wrapped_sample w;
+    kerr ignored;
+    rc = d->st->ops->wrapped_sample(tx, kinds[i], &w, err);
+    if (rc == KERR_NOT_FOUND) {
+      rc = KERR_OK;
+      continue;
+    }
+    if (rc) break;
+    const char *name = kinds[i] == STORE_WRAPPED_CKS_PASSWORD ? KMSI_CKS_PASSWORD_MATERIAL_ID : w.name;
+    if (rootkey_unwrap(d->rk, w.owner, name, w.wrapped, w.wrapped_len, opened, &ignored) != KERR_OK)
+      rc = root_key_mismatch(d, err);
+    store_wrapped_sample_clear(&w);
+  }
+  secure_free(opened, AESGCM_KEY_LEN);
+  return rc;
+}
+
+/* Make sure root.key is the one this store was written with, before
+ * anything (recovery, the sweep, HSM tokens) reads or writes through it.
+ * A mismatch changes nothing in the store. */
+static kerr_code check_root_key(kms_domain *d, kerr *err) {
+  store_tx *tx = NULL;
+  uint8_t *value = NULL, fresh[ROOTKEY_CHECK_LEN];
+  size_t len = 0;
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->meta_get(tx, ROOT_KEY_CHECK_META, &value, &len, err);
+  d->st->ops->rollback(tx);
+  tx = NULL;
+  if (rc == KERR_OK) {
+    if (!rootkey_check_value_matches(d->rk, value, len)) rc = root_key_mismatch(d, err);
+    goto out;
+  }
+  if (rc != KERR_NOT_FOUND) goto out;
+  /* First start of a new store, or of one made before check values. */
+  rc = kmsi_begin(d, true, &tx, err);
+  if (rc) goto out;
+  rc = root_key_opens_store(d, tx, err);
+  if (!rc) rc = rootkey_check_value_make(d->rk, fresh, err);
+  if (!rc) rc = d->st->ops->meta_put(tx, ROOT_KEY_CHECK_META, fresh, sizeof fresh, err);
+  if (rc) goto out;
+  rc = d->st->ops->commit(tx, err);
+  tx = NULL;
+out:
+  if (tx) d->st->ops->rollback(tx);
+  free(value);
+  return rc;
+}
+
 kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *err) {
   kerr_code rc = KERR_OK;
   kms_domain *d = NULL;
@@ -767,6 +835,17 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   if (rc) goto out;
   rc = make_dir(d->data_dir, err);
   if (rc) goto out;
+  /* Before anything in the directory is read: recovery and the sweep below
+   * write to the store, and must never run under another kmsd's feet. */
+  if (cfg->data_dir_lock) {
+    if (strcmp(datadir_lock_dir(cfg->data_dir_lock), cfg->data_dir) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "The lock held is not on data directory %s.", cfg->data_dir);
+      goto out;
+    }
+  } else {
+    rc = datadir_lock_take(d->data_dir, &d->own_lock, err);
+    if (rc) goto out;
+  }
   plen = strlen(d->data_dir) + 32;
   path = malloc(plen);
   if (!path) {
@@ -783,6 +862,8 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   memset(&sopts, 0, sizeof sopts);
   sopts.busy_timeout_ms = cfg->db_busy_timeout_ms;
   rc = store_sqlite_open_with(path, &sopts, &d->st, err);
+  if (rc) goto out;
+  rc = check_root_key(d, err);
   if (rc) goto out;
   if (cfg->hsm_timeout_ms &&
       (cfg->hsm_timeout_ms < KMS_HSM_TIMEOUT_MIN_MS || cfg->hsm_timeout_ms > KMS_HSM_TIMEOUT_MAX_MS)) {
@@ -843,6 +924,7 @@ void kms_domain_close(kms_domain *d) {
   material_cache_free(d->materials);
   policy_cache_free(d->policies);
   rootkey_free(d->rk);
+  datadir_lock_release(d->own_lock);
   pthread_mutex_destroy(&d->stop_lock);
   pthread_cond_destroy(&d->stop_cond);
   free(d->data_dir);

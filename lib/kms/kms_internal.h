@@ -32,6 +32,7 @@ typedef struct kmsi_cks_manager kmsi_cks_manager;
 
 struct kms_domain {
   char *data_dir;
+  datadir_lock *own_lock; /* NULL when the caller holds the data directory's lock */
   store *st;
   rootkey *rk;
   kmsi_material_cache *materials;
@@ -51,6 +52,10 @@ struct kms_domain {
   struct hsm_manager *hsm;
   int hsm_timeout_ms;   /* wait for a free PKCS#11 session (kms_domain_config) */
 };
+
+/* The material id a key store's kmsuser password is wrapped under (with
+ * the key store id as the key id, rootkey.h). */
+#define KMSI_CKS_PASSWORD_MATERIAL_ID "kmsuser-password"
 
 /* How an operation may name its key. */
 typedef struct kmsi_resolve_opts {

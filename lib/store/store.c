@@ -34,3 +34,9 @@ void store_tag_list_free(store_tag *list, size_t n) {
   }
   free(list);
 }
+
+void store_wrapped_sample_clear(store_wrapped_sample *w) {
+  if (!w) return;
+  free(w->wrapped);
+  memset(w, 0, sizeof *w);
+}

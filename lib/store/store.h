@@ -244,6 +244,29 @@ typedef struct store_hsm_ops {
                           size_t *len, kerr *err);
 } store_hsm_ops;
 
+/* ---- the store's own metadata --------------------------------------- */
+
+#define STORE_META_NAME_MAX 64        /* a metadata name incl. NUL */
+#define STORE_WRAPPED_ID_MAX 128      /* an owner or name of a wrapped value incl. NUL */
+
+/* The kinds of root-key-wrapped values a store holds (rootkey.h): what a
+ * root key is tried on when the store predates its check value. */
+typedef enum store_wrapped_kind {
+  STORE_WRAPPED_KEY_MATERIAL,   /* owner: key id, name: material id */
+  STORE_WRAPPED_CKS_PASSWORD,   /* owner: key store id, name: "" (the domain's) */
+  STORE_WRAPPED_HSM_SECRET,     /* owner and name as stored */
+} store_wrapped_kind;
+
+/* One wrapped value and the ids it is bound to. */
+typedef struct store_wrapped_sample {
+  char owner[STORE_WRAPPED_ID_MAX];
+  char name[STORE_WRAPPED_ID_MAX];
+  uint8_t *wrapped;             /* owned: store_wrapped_sample_clear */
+  size_t wrapped_len;
+} store_wrapped_sample;
+
+void store_wrapped_sample_clear(store_wrapped_sample *w);
+
 typedef struct store_ops {
   const char *name; /* "sqlite" */
 
@@ -326,6 +349,18 @@ typedef struct store_ops {
   kerr_code (*cks_list)(store_tx *tx, const char *account_id, const char *region,
                         const char *after, size_t limit, store_cks **out, size_t *n, kerr *err);
   kerr_code (*cks_key_count)(store_tx *tx, const char *cks_id, int64_t *count, kerr *err);
+
+  /* Small named values about the store itself (the root key's check value,
+   * kms_domain.c).  meta_get: *value is a new buffer (free()), a missing
+   * name -> KERR_NOT_FOUND.  meta_put inserts or replaces. */
+  kerr_code (*meta_get)(store_tx *tx, const char *name, uint8_t **value, size_t *len, kerr *err);
+  kerr_code (*meta_put)(store_tx *tx, const char *name, const uint8_t *value, size_t len,
+                        kerr *err);
+  /* Any one wrapped value of `kind` (fill *out; clear it with
+   * store_wrapped_sample_clear), or KERR_NOT_FOUND when the store holds
+   * none of that kind. */
+  kerr_code (*wrapped_sample)(store_tx *tx, store_wrapped_kind kind, store_wrapped_sample *out,
+                              kerr *err);
 
   /* The schema version the store is at (for tests and diagnostics). */
   kerr_code (*schema_version)(store *s, int *version, kerr *err);

@@ -136,6 +136,12 @@ static const char *const migrations[] = {
     "  owner TEXT NOT NULL, name TEXT NOT NULL, wrapped BLOB NOT NULL,"
     "  PRIMARY KEY (owner, name)"
     ");",
+    /* 4: small named values about the store itself: the root key's check
+     * value (kms_domain.c), so a root.key of another store is refused at
+     * start instead of failing every crypto call. */
+    "CREATE TABLE store_meta ("
+    "  name TEXT PRIMARY KEY, value BLOB NOT NULL"
+    ");",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -1671,6 +1677,76 @@ static kerr_code hq_secret_get(store_tx *tx, const char *owner, const char *name
   return rc;
 }
 
+/* A new copy of column `col`'s blob into *out / *len. */
+static kerr_code copy_blob(sqlite3_stmt *st, int col, uint8_t **out, size_t *len, kerr *err) {
+  int n = sqlite3_column_bytes(st, col);
+  *out = malloc(n > 0 ? (size_t)n : 1);
+  if (!*out) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (n > 0) memcpy(*out, sqlite3_column_blob(st, col), (size_t)n);
+  *len = (size_t)n;
+  return KERR_OK;
+}
+
+static kerr_code sq_meta_get(store_tx *tx, const char *name, uint8_t **value, size_t *len,
+                             kerr *err) {
+  sqlite3_stmt *st;
+  *value = NULL;
+  *len = 0;
+  kerr_code rc = hq_prepare(tx, "SELECT value FROM store_meta WHERE name=?1", &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW)
+    rc = copy_blob(st, 0, value, len, err);
+  else if (r == SQLITE_DONE)
+    rc = kerr_set(err, KERR_NOT_FOUND, "no such metadata");
+  else
+    rc = db_error(tx->db, "reading the store's metadata", err);
+  sqlite3_finalize(st);
+  return rc;
+}
+
+static kerr_code sq_meta_put(store_tx *tx, const char *name, const uint8_t *value, size_t len,
+                             kerr *err) {
+  sqlite3_stmt *st;
+  kerr_code rc = hq_prepare(tx, "INSERT OR REPLACE INTO store_meta (name, value) VALUES (?1,?2)",
+                            &st, err);
+  if (rc) return rc;
+  sqlite3_bind_text(st, 1, name, -1, SQLITE_TRANSIENT);
+  sqlite3_bind_blob(st, 2, value, (int)len, SQLITE_TRANSIENT);
+  return hq_exec(tx, st, "writing the store's metadata", err);
+}
+
+static kerr_code sq_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_wrapped_sample *out,
+                                   kerr *err) {
+  static const char *const sql[] = {
+      [STORE_WRAPPED_KEY_MATERIAL] = "SELECT key_id, material_id, wrapped FROM key_materials LIMIT 1",
+      [STORE_WRAPPED_CKS_PASSWORD] = "SELECT cks_id, '', password_wrapped FROM custom_key_stores "
+                                     "WHERE password_wrapped IS NOT NULL LIMIT 1",
+      [STORE_WRAPPED_HSM_SECRET] = "SELECT owner, name, wrapped FROM hsm_secrets LIMIT 1",
+  };
+  sqlite3_stmt *st;
+  memset(out, 0, sizeof *out);
+  if ((unsigned)kind >= sizeof sql / sizeof *sql)
+    return kerr_set(err, KERR_INTERNAL, "unknown kind of wrapped value");
+  kerr_code rc = hq_prepare(tx, sql[kind], &st, err);
+  if (rc) return rc;
+  int r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    const char *owner = (const char *)sqlite3_column_text(st, 0);
+    const char *name = (const char *)sqlite3_column_text(st, 1);
+    snprintf(out->owner, sizeof out->owner, "%s", owner ? owner : "");
+    snprintf(out->name, sizeof out->name, "%s", name ? name : "");
+    rc = copy_blob(st, 2, &out->wrapped, &out->wrapped_len, err);
+  } else if (r == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "no wrapped value of that kind");
+  } else {
+    rc = db_error(tx->db, "reading a wrapped value", err);
+  }
+  sqlite3_finalize(st);
+  return rc;
+}
+
 static const store_hsm_ops sqlite_hsm_ops = {
     .cluster_insert = hq_cluster_insert,
     .cluster_get = hq_cluster_get,
@@ -1800,6 +1876,9 @@ static const store_ops sqlite_ops = {
     .cks_list = sq_cks_list,
     .cks_key_count = sq_cks_key_count,
     .key_count = sq_key_count,
+    .meta_get = sq_meta_get,
+    .meta_put = sq_meta_put,
+    .wrapped_sample = sq_wrapped_sample,
     .schema_version = sq_schema_version,
     .close = sq_close,
     .hsm = &sqlite_hsm_ops,

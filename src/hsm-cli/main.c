@@ -12,18 +12,20 @@
  * Passwords never reach the output; see docs/hsm-cli.md. */
 #include <jansson.h>
 #include <malloc.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "client/aws_config.h"
 #include "client/aws_http.h"
+#include "core/cli_flags.h"
 #include "core/secmem.h"
+#include "core/version.h"
 #include "hsm_cli.h"
 
 enum { EXIT_OK = 0, EXIT_SERVICE = 1, EXIT_USAGE = 2, EXIT_CONNECTION = 3 };
 
+#define PROGRAM "hsm-cli"
 #define MAX_ARGS 64
 #define SERVICE_NAME "cloudhsm"
 #define TARGET_PREFIX "KmsdHsmAdmin."
@@ -88,7 +90,34 @@ typedef struct globals {
   const char *ca_bundle;
   int debug;
   int help;
+  int version;
 } globals;
+
+/* Flag ids: the global options, then one id for every command option
+ * (which command takes which is checked once the command is known). */
+enum {
+  FLAG_ENDPOINT_URL = 1,
+  FLAG_REGION,
+  FLAG_PROFILE,
+  FLAG_CLUSTER_ID,
+  FLAG_OUTPUT,
+  FLAG_CA_BUNDLE,
+  FLAG_DEBUG,
+  FLAG_HELP,
+  FLAG_VERSION,
+  FLAG_COMMAND_OPTION,
+};
+
+static const cli_flag GLOBAL_FLAGS[] = {
+    {"--endpoint-url", NULL, FLAG_ENDPOINT_URL, 1}, {"--region", NULL, FLAG_REGION, 1},
+    {"--profile", NULL, FLAG_PROFILE, 1},           {"--cluster-id", NULL, FLAG_CLUSTER_ID, 1},
+    {"--output", NULL, FLAG_OUTPUT, 1},             {"--ca-bundle", NULL, FLAG_CA_BUNDLE, 1},
+    {"--debug", NULL, FLAG_DEBUG, 0},               {"--help", "-h", FLAG_HELP, 0},
+    {"--version", NULL, FLAG_VERSION, 0},
+};
+#define NGLOBAL_FLAGS (sizeof GLOBAL_FLAGS / sizeof *GLOBAL_FLAGS)
+/* The globals, each command option once, and --password-file. */
+#define MAX_FLAGS (NGLOBAL_FLAGS + NCOMMANDS * 4 + 1)
 
 /* jansson keeps copies of every string it holds, passwords included; wipe
  * its blocks on free so no password lingers in freed heap memory. */
@@ -99,16 +128,8 @@ static void json_wiping_free(void *p) {
   free(p);
 }
 
-static int usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
-static int usage_error(const char *fmt, ...) {
-  va_list ap;
-  fputs("hsm-cli: ", stderr);
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fputs(" (see hsm-cli --help)\n", stderr);
-  return EXIT_USAGE;
-}
+/* Report a usage error on one line and return EXIT_USAGE. */
+#define usage_error(...) cli_usage_error(PROGRAM, __VA_ARGS__)
 
 static void print_command_line(const cmd_spec *c, FILE *out) {
   size_t i;
@@ -134,7 +155,11 @@ static void print_global_help(FILE *out) {
         "  --output json|text   reply format (default json, or AWS_DEFAULT_OUTPUT)\n"
         "  --ca-bundle FILE     CA certificates to trust for https (or AWS_CA_BUNDLE)\n"
         "  --debug              log the request flow (never secrets) to stderr\n"
-        "  --help               this text; `hsm-cli COMMAND --help` for one command\n"
+        "  -h, --help           this text; `hsm-cli COMMAND --help` for one command\n"
+        "  --version            print the version and exit\n"
+        "\n"
+        "Every option takes its value as --option VALUE or --option=VALUE (a value that\n"
+        "starts with -- must use the second form).\n"
         "\n"
         "Commands:\n",
         out);
@@ -206,60 +231,68 @@ typedef struct given_opt {
   const char *value;
 } given_opt;
 
-static const char **global_slot(globals *g, const char *flag) {
-  if (strcmp(flag, "--endpoint-url") == 0) return &g->endpoint_url;
-  if (strcmp(flag, "--region") == 0) return &g->region;
-  if (strcmp(flag, "--profile") == 0) return &g->profile;
-  if (strcmp(flag, "--cluster-id") == 0) return &g->cluster_id;
-  if (strcmp(flag, "--output") == 0) return &g->output;
-  if (strcmp(flag, "--ca-bundle") == 0) return &g->ca_bundle;
-  return NULL;
+static const char **global_slot(globals *g, int id) {
+  switch (id) {
+  case FLAG_ENDPOINT_URL: return &g->endpoint_url;
+  case FLAG_REGION: return &g->region;
+  case FLAG_PROFILE: return &g->profile;
+  case FLAG_CLUSTER_ID: return &g->cluster_id;
+  case FLAG_OUTPUT: return &g->output;
+  case FLAG_CA_BUNDLE: return &g->ca_bundle;
+  default: return NULL;
+  }
+}
+
+/* Every flag hsm-cli knows into `out` (MAX_FLAGS entries); returns how many. */
+static size_t known_flags(cli_flag *out) {
+  static const cli_flag password_file = {"--password-file", NULL, FLAG_COMMAND_OPTION, 1};
+  size_t n = 0, i, j, k;
+  for (i = 0; i < NGLOBAL_FLAGS; i++) out[n++] = GLOBAL_FLAGS[i];
+  out[n++] = password_file;
+  for (i = 0; i < NCOMMANDS; i++)
+    for (j = 0; j < 4 && COMMANDS[i].opts[j].flag; j++) {
+      for (k = 0; k < n && strcmp(out[k].name, COMMANDS[i].opts[j].flag) != 0; k++) continue;
+      if (k < n) continue;
+      out[n++] = (cli_flag){COMMANDS[i].opts[j].flag, NULL, FLAG_COMMAND_OPTION, 1};
+    }
+  return n;
 }
 
 /* Split argv into global options, positional words and command options. */
 static int parse_args(int argc, char **argv, globals *g, const char **words, size_t *nwords, given_opt *opts,
                       size_t *nopts) {
-  int i;
+  cli_flag flags[MAX_FLAGS];
+  cli_parser parser;
+  cli_item item;
+  cli_item_kind kind;
+  const char **slot;
   *nwords = *nopts = 0;
   if (argc > MAX_ARGS) return usage_error("too many arguments");
-  for (i = 1; i < argc; i++) {
-    const char *arg = argv[i], *value = NULL, *eq;
-    char flag[64];
-    const char **slot;
-    if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
-      g->help = 1;
+  cli_parser_init(&parser, argc, argv, flags, known_flags(flags));
+  while ((kind = cli_next(&parser, &item)) != CLI_END) {
+    if (kind == CLI_ERROR) return usage_error("%s", item.error);
+    if (kind == CLI_WORD) {
+      if (*nwords == 2) return usage_error("unexpected argument \"%.64s\"", item.value);
+      words[(*nwords)++] = item.value;
       continue;
     }
-    if (strcmp(arg, "--debug") == 0) {
-      g->debug = 1;
-      continue;
+    switch (item.flag->id) {
+    case FLAG_HELP: g->help = 1; break;
+    case FLAG_DEBUG: g->debug = 1; break;
+    case FLAG_VERSION: g->version = 1; break;
+    case FLAG_COMMAND_OPTION:
+      if (*nopts == MAX_ARGS) return usage_error("too many options");
+      snprintf(opts[*nopts].flag, sizeof opts[*nopts].flag, "%s", item.flag->name);
+      opts[*nopts].value = item.value;
+      (*nopts)++;
+      break;
+    default:
+      slot = global_slot(g, item.flag->id);
+      if (*slot) return usage_error("%s given twice", item.flag->name);
+      if (!*item.value) return usage_error("%s is empty", item.flag->name);
+      *slot = item.value;
+      break;
     }
-    if (strncmp(arg, "--", 2) != 0 || strcmp(arg, "-") == 0) {
-      if (arg[0] == '-') return usage_error("unknown option %.64s", arg);
-      if (*nwords == 2) return usage_error("unexpected argument \"%.64s\"", arg);
-      words[(*nwords)++] = arg;
-      continue;
-    }
-    eq = strchr(arg, '=');
-    if ((eq ? (size_t)(eq - arg) : strlen(arg)) >= sizeof flag) return usage_error("unknown option %.64s", arg);
-    snprintf(flag, sizeof flag, "%.*s", eq ? (int)(eq - arg) : (int)strlen(arg), arg);
-    if (eq) {
-      value = eq + 1;
-    } else {
-      if (i + 1 >= argc) return usage_error("%s needs a value", flag);
-      value = argv[++i];
-    }
-    slot = global_slot(g, flag);
-    if (slot) {
-      if (*slot) return usage_error("%s given twice", flag);
-      if (!*value) return usage_error("%s is empty", flag);
-      *slot = value;
-      continue;
-    }
-    if (*nopts == MAX_ARGS) return usage_error("too many options");
-    memcpy(opts[*nopts].flag, flag, sizeof flag);
-    opts[*nopts].value = value;
-    (*nopts)++;
   }
   return EXIT_OK;
 }
@@ -457,6 +490,10 @@ int main(int argc, char **argv) {
   memset(&g, 0, sizeof g);
   code = parse_args(argc, argv, &g, words, &nwords, opts, &nopts);
   if (code) return code;
+  if (g.version && !g.help) {
+    printf(PROGRAM " " KMSD_VERSION "\n");
+    return EXIT_OK;
+  }
 
   if (nwords >= 1 && strcmp(words[0], "help") == 0) {
     g.help = 1;

@@ -6,13 +6,11 @@
  * stops them in reverse order so in-flight requests finish and the store is
  * closed cleanly. */
 #include <errno.h>
-#include <getopt.h>
 #include <jansson.h>
 #include <limits.h>
 #include <malloc.h>
 #include <pthread.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -23,16 +21,19 @@
 
 #include "api/api_pipeline.h"
 #include "aws/credentials.h"
+#include "core/cli_flags.h"
+#include "core/datadir_lock.h"
 #include "core/kclock.h"
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
+#include "core/version.h"
 #include "api/hsm_pool_file.h"
 #include "http/http_server.h"
 #include "kms/hsm_admin.h"
 #include "kms/kms.h"
 
-#define KMSD_VERSION "0.1.0"
+#define PROGRAM "kmsd"
 #define DEFAULT_LISTEN "127.0.0.1:4599"
 #define DEFAULT_DATA_DIR "./var"
 #define MAX_THREADS 1024
@@ -110,7 +111,10 @@ static void usage(FILE *f) {
           "                              own and SoftHSM2 reads the caller's SOFTHSM2_CONF\n"
           "  --log-level LEVEL           debug, info, warn or error (default info)\n"
           "  --version                   print the version and exit\n"
-          "  --help                      print this help and exit\n"
+          "  -h, --help                  print this help and exit\n"
+          "\n"
+          "A flag's value may also be given as --flag=VALUE (a value that starts with --\n"
+          "must be).  A bad flag or value exits 2.\n"
           "\n"
           "Logs go to stderr, one line per request.  SIGINT/SIGTERM stop the server after\n"
           "in-flight requests finish.\n",
@@ -122,15 +126,7 @@ static void usage(FILE *f) {
 }
 
 /* Report a bad command line and return the exit status for it (2). */
-__attribute__((format(printf, 1, 2))) static int bad_flag(const char *fmt, ...) {
-  va_list ap;
-  fprintf(stderr, "kmsd: ");
-  va_start(ap, fmt);
-  vfprintf(stderr, fmt, ap);
-  va_end(ap);
-  fprintf(stderr, "\nTry 'kmsd --help'.\n");
-  return 2;
-}
+#define bad_flag(...) cli_usage_error(PROGRAM, __VA_ARGS__)
 
 /* Strictly parse a whole decimal integer in [min, max]. */
 static int parse_ll(const char *s, long long min, long long max, long long *out) {
@@ -164,115 +160,118 @@ enum {
   OPT_HELP,
 };
 
+static const cli_flag FLAGS[] = {
+    {"--listen", NULL, OPT_LISTEN, 1},
+    {"--data-dir", NULL, OPT_DATA_DIR, 1},
+    {"--credentials", NULL, OPT_CREDENTIALS, 1},
+    {"--insecure-any-credentials", NULL, OPT_INSECURE, 0},
+    {"--tls-cert", NULL, OPT_TLS_CERT, 1},
+    {"--tls-key", NULL, OPT_TLS_KEY, 1},
+    {"--threads", NULL, OPT_THREADS, 1},
+    {"--max-body", NULL, OPT_MAX_BODY, 1},
+    {"--clock-offset", NULL, OPT_CLOCK_OFFSET, 1},
+    {"--max-custom-key-stores", NULL, OPT_MAX_CUSTOM_KEY_STORES, 1},
+    {"--db-busy-timeout", NULL, OPT_DB_BUSY_TIMEOUT, 1},
+    {"--max-keys", NULL, OPT_MAX_KEYS, 1},
+    {"--hsm-timeout", NULL, OPT_HSM_TIMEOUT, 1},
+    {"--enable-admin-api", NULL, OPT_ADMIN, 0},
+    {"--log-level", NULL, OPT_LOG_LEVEL, 1},
+    {"--hsm-pool", NULL, OPT_HSM_POOL, 1},
+    {"--version", NULL, OPT_VERSION, 0},
+    {"--help", "-h", OPT_HELP, 0},
+};
+
 /* Returns -1 to go on, or the exit status. */
 static int parse_flags(int argc, char **argv, kmsd_options *o) {
-  static const struct option longopts[] = {
-      {"listen", required_argument, NULL, OPT_LISTEN},
-      {"data-dir", required_argument, NULL, OPT_DATA_DIR},
-      {"credentials", required_argument, NULL, OPT_CREDENTIALS},
-      {"insecure-any-credentials", no_argument, NULL, OPT_INSECURE},
-      {"tls-cert", required_argument, NULL, OPT_TLS_CERT},
-      {"tls-key", required_argument, NULL, OPT_TLS_KEY},
-      {"threads", required_argument, NULL, OPT_THREADS},
-      {"max-body", required_argument, NULL, OPT_MAX_BODY},
-      {"clock-offset", required_argument, NULL, OPT_CLOCK_OFFSET},
-      {"max-custom-key-stores", required_argument, NULL, OPT_MAX_CUSTOM_KEY_STORES},
-      {"db-busy-timeout", required_argument, NULL, OPT_DB_BUSY_TIMEOUT},
-      {"max-keys", required_argument, NULL, OPT_MAX_KEYS},
-      {"hsm-timeout", required_argument, NULL, OPT_HSM_TIMEOUT},
-      {"enable-admin-api", no_argument, NULL, OPT_ADMIN},
-      {"log-level", required_argument, NULL, OPT_LOG_LEVEL},
-      {"hsm-pool", required_argument, NULL, OPT_HSM_POOL},
-      {"version", no_argument, NULL, OPT_VERSION},
-      {"help", no_argument, NULL, OPT_HELP},
-      {NULL, 0, NULL, 0},
-  };
+  cli_parser parser;
+  cli_item item;
+  cli_item_kind kind;
   long long v;
-  int c;
   memset(o, 0, sizeof *o);
   o->listen = DEFAULT_LISTEN;
   o->data_dir = DEFAULT_DATA_DIR;
   o->max_body = HTTP_DEFAULT_MAX_BODY;
   o->level = LOG_INFO;
 
-  opterr = 0;
-  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
-    const char *flag = optind > 0 && optind <= argc ? argv[optind - 1] : "?";
-    switch (c) {
-    case OPT_LISTEN: o->listen = optarg; break;
+  cli_parser_init(&parser, argc, argv, FLAGS, sizeof FLAGS / sizeof *FLAGS);
+  while ((kind = cli_next(&parser, &item)) != CLI_END) {
+    if (kind == CLI_ERROR) return bad_flag("%s", item.error);
+    if (kind == CLI_WORD) return bad_flag("unexpected argument '%.64s'", item.value);
+    const char *value = item.value;
+    switch (item.flag->id) {
+    case OPT_LISTEN: o->listen = value; break;
     case OPT_DATA_DIR:
-      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
-        return bad_flag("%s: bad directory '%s'", "--data-dir", optarg);
-      o->data_dir = optarg;
+      if (!*value || strlen(value) > PATH_MAX_LEN)
+        return bad_flag("%s: bad directory '%.64s'", "--data-dir", value);
+      o->data_dir = value;
       break;
     case OPT_CREDENTIALS:
-      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
-        return bad_flag("%s: bad file name '%s'", "--credentials", optarg);
-      o->credentials = optarg;
+      if (!*value || strlen(value) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%.64s'", "--credentials", value);
+      o->credentials = value;
       break;
     case OPT_INSECURE: o->insecure_any = 1; break;
-    case OPT_TLS_CERT: o->tls_cert = optarg; break;
-    case OPT_TLS_KEY: o->tls_key = optarg; break;
+    case OPT_TLS_CERT: o->tls_cert = value; break;
+    case OPT_TLS_KEY: o->tls_key = value; break;
     case OPT_THREADS:
-      if (parse_ll(optarg, 1, MAX_THREADS, &v) != 0)
-        return bad_flag("%s must be a whole number from 1 to 1024, not '%s'", "--threads", optarg);
+      if (parse_ll(value, 1, MAX_THREADS, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to 1024, not '%.64s'", "--threads", value);
       o->threads = (unsigned)v;
       break;
     case OPT_MAX_BODY:
-      if (parse_ll(optarg, MIN_MAX_BODY, (long long)MAX_MAX_BODY, &v) != 0)
-        return bad_flag("%s must be a byte count from 1024 to 67108864, not '%s'", "--max-body", optarg);
+      if (parse_ll(value, MIN_MAX_BODY, (long long)MAX_MAX_BODY, &v) != 0)
+        return bad_flag("%s must be a byte count from 1024 to 67108864, not '%.64s'", "--max-body",
+                        value);
       o->max_body = (size_t)v;
       break;
     case OPT_MAX_CUSTOM_KEY_STORES:
-      if (parse_ll(optarg, 1, 10000, &v) != 0)
-        return bad_flag("%s must be a whole number from 1 to 10000, not '%s'",
-                        "--max-custom-key-stores", optarg);
+      if (parse_ll(value, 1, 10000, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to 10000, not '%.64s'",
+                        "--max-custom-key-stores", value);
       o->max_custom_key_stores = (int)v;
       break;
     case OPT_MAX_KEYS:
-      if (parse_ll(optarg, 1, MAX_MAX_KEYS, &v) != 0)
-        return bad_flag("%s must be a whole number from 1 to %d, not '%s'", "--max-keys",
-                        MAX_MAX_KEYS, optarg);
+      if (parse_ll(value, 1, MAX_MAX_KEYS, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%.64s'", "--max-keys",
+                        MAX_MAX_KEYS, value);
       o->max_keys = (int)v;
       break;
     case OPT_DB_BUSY_TIMEOUT:
-      if (parse_ll(optarg, KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS, &v) != 0)
-        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%s'",
+      if (parse_ll(value, KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%.64s'",
                         "--db-busy-timeout", KMS_DB_BUSY_TIMEOUT_MIN_MS,
-                        KMS_DB_BUSY_TIMEOUT_MAX_MS, optarg);
+                        KMS_DB_BUSY_TIMEOUT_MAX_MS, value);
       o->db_busy_timeout_ms = (int)v;
       break;
     case OPT_HSM_TIMEOUT:
-      if (parse_ll(optarg, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, &v) != 0)
-        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%s'",
-                        "--hsm-timeout", KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, optarg);
+      if (parse_ll(value, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%.64s'",
+                        "--hsm-timeout", KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS, value);
       o->hsm_timeout_ms = (int)v;
       break;
     case OPT_CLOCK_OFFSET:
-      if (parse_ll(optarg, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
-        return bad_flag("%s must be a whole number of seconds within 100 years, not '%s'",
-                        "--clock-offset", optarg);
+      if (parse_ll(value, -MAX_CLOCK_OFFSET_S, MAX_CLOCK_OFFSET_S, &v) != 0)
+        return bad_flag("%s must be a whole number of seconds within 100 years, not '%.64s'",
+                        "--clock-offset", value);
       o->clock_offset_s = v;
       break;
     case OPT_ADMIN: o->enable_admin = 1; break;
     case OPT_LOG_LEVEL: {
-      int lv = log_level_parse(optarg);
-      if (lv < 0) return bad_flag("%s must be debug, info, warn or error, not '%s'", "--log-level", optarg);
+      int lv = log_level_parse(value);
+      if (lv < 0)
+        return bad_flag("%s must be debug, info, warn or error, not '%.64s'", "--log-level", value);
       o->level = (log_level)lv;
       break;
     }
     case OPT_HSM_POOL:
-      if (!*optarg || strlen(optarg) > PATH_MAX_LEN)
-        return bad_flag("%s: bad file name '%s'", "--hsm-pool", optarg);
-      o->hsm_pool = optarg;
+      if (!*value || strlen(value) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%.64s'", "--hsm-pool", value);
+      o->hsm_pool = value;
       break;
-    case OPT_VERSION: printf("kmsd " KMSD_VERSION "\n"); return 0;
+    case OPT_VERSION: printf(PROGRAM " " KMSD_VERSION "\n"); return 0;
     case OPT_HELP: usage(stdout); return 0;
-    case ':': return bad_flag("%s needs a value", flag);
-    default: return bad_flag("unknown option '%s'", flag);
     }
   }
-  if (optind < argc) return bad_flag("unexpected argument '%s'", argv[optind]);
 
   kerr err;
   kerr_clear(&err);
@@ -327,6 +326,8 @@ static int run(const kmsd_options *o) {
   kms_domain *domain = NULL;
   api_pipeline *pipeline = NULL;
   http_server *server = NULL;
+  datadir_lock *lock = NULL;
+  int listen_fd = -1;
   char *cert_pem = NULL, *key_pem = NULL;
   size_t key_pem_len = 0;
   char creds_path[PATH_MAX_LEN + 64];
@@ -344,6 +345,11 @@ static int run(const kmsd_options *o) {
   if (o->clock_offset_s) kclock_set_offset_ms(o->clock_offset_s * 1000);
 
   rc = make_dirs(o->data_dir, &err);
+  if (rc) goto out;
+  /* The data directory is this process's before anything in it is read or
+   * written (credentials file, root key, store, tokens): a second kmsd must
+   * fail here, without running recovery on the first one's store. */
+  rc = datadir_lock_take(o->data_dir, &lock, &err);
   if (rc) goto out;
 
   if (o->insecure_any) {
@@ -366,6 +372,11 @@ static int run(const kmsd_options *o) {
     key_pem_len = strlen(key_pem);
   }
 
+  /* Bind before the domain opens: a port in use ends the start here, before
+   * start-up recovery has changed any key store's state. */
+  rc = http_listen_socket(o->host, o->port, &listen_fd, &err);
+  if (rc) goto out;
+
   /* The HSM pool goes in before the domain opens: it decides whose SoftHSM2
    * configuration the process uses and must be there when key stores left
    * CONNECTED reconnect during kms_domain_open. */
@@ -386,6 +397,7 @@ static int run(const kmsd_options *o) {
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   dcfg.max_keys = o->max_keys;
   dcfg.hsm_timeout_ms = o->hsm_timeout_ms;
+  dcfg.data_dir_lock = lock;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
 
@@ -414,7 +426,11 @@ static int run(const kmsd_options *o) {
   scfg.tls_key_pem = key_pem;
   scfg.handler = api_pipeline_handle;
   scfg.handler_ctx = pipeline;
+  scfg.use_listen_fd = 1;
+  scfg.listen_fd = listen_fd;
   rc = http_server_start(&scfg, &server, &err);
+  close(listen_fd);
+  listen_fd = -1;
   if (key_pem) secure_free(key_pem, key_pem_len + 1);
   key_pem = NULL;
   if (rc) goto out;
@@ -448,6 +464,8 @@ out:
   http_server_stop(server, SHUTDOWN_GRACE_MS);
   api_pipeline_free(pipeline);
   kms_domain_close(domain);
+  datadir_lock_release(lock); /* only once the store is closed */
+  if (listen_fd >= 0) close(listen_fd);
   creds_free(creds);
   free(cert_pem);
   if (key_pem) secure_free(key_pem, key_pem_len + 1);

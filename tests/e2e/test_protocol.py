@@ -38,6 +38,9 @@ class ProtocolTest(h.KmsdTestCase):
     def test_health(self):
         status, _, body = self.server.raw_request("GET", "/health")
         self.assertEqual(status, 200, body)
+        parsed = h.parse_body(body)
+        self.assertEqual(parsed["status"], "ok")
+        self.assertRegex(parsed["version"], r"^[0-9]+\.[0-9]+\.[0-9]+$")
 
     def test_unknown_target(self):
         for target in ("TrentService.NoSuchOperation", "TrentService.", "NotAService.ListKeys",

@@ -1,13 +1,19 @@
-/* test_core.c - unit tests for lib/core: codecs, error table, clock, ids, secmem. */
+/* test_core.c - unit tests for lib/core: codecs, error table, clock, ids, secmem,
+ * the data directory lock, the command-line parser. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <cmocka.h>
 
+#include "core/cli_flags.h"
 #include "core/codec.h"
+#include "core/datadir_lock.h"
 #include "core/ids.h"
 #include "core/kclock.h"
 #include "core/kerr.h"
@@ -129,6 +135,133 @@ static void test_secmem(void **state) {
   kbytes_wipe_free(NULL);
 }
 
+static void read_lock_file(const char *dir, char *buf, size_t cap) {
+  char path[256];
+  snprintf(path, sizeof path, "%s/" DATADIR_LOCK_FILE, dir);
+  FILE *f = fopen(path, "r");
+  assert_non_null(f);
+  size_t n = fread(buf, 1, cap - 1, f);
+  buf[n] = '\0';
+  fclose(f);
+}
+
+/* flock belongs to an open file description, so a second take in the same
+ * process is refused exactly as another process's would be. */
+static void test_datadir_lock(void **state) {
+  char dir[] = "/tmp/kmsd-test-lock-XXXXXX", expect[160], content[32], pid[24];
+  datadir_lock *held = NULL, *other = NULL;
+  kerr err;
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  assert_int_equal(datadir_lock_take(dir, &held, &err), KERR_OK);
+  assert_string_equal(datadir_lock_dir(held), dir);
+  snprintf(pid, sizeof pid, "%ld\n", (long)getpid());
+  read_lock_file(dir, content, sizeof content);
+  assert_string_equal(content, pid);
+
+  assert_int_equal(datadir_lock_take(dir, &other, &err), KERR_CONFLICT);
+  assert_null(other);
+  snprintf(expect, sizeof expect, "data directory %s is in use by kmsd (pid %ld)", dir, (long)getpid());
+  assert_string_equal(err.msg, expect);
+
+  datadir_lock_release(held);
+  read_lock_file(dir, content, sizeof content);
+  assert_string_equal(content, ""); /* no stale pid to mislead anyone */
+  assert_int_equal(datadir_lock_take(dir, &other, &err), KERR_OK);
+  datadir_lock_release(other);
+  datadir_lock_release(NULL);
+
+  assert_int_equal(datadir_lock_take("/nonexistent/kmsd-dir", &other, &err), KERR_INTERNAL);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "/nonexistent/kmsd-dir/" DATADIR_LOCK_FILE));
+
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
+enum { F_LISTEN = 1, F_DEBUG, F_HELP };
+static const cli_flag TEST_FLAGS[] = {
+    {"--listen", NULL, F_LISTEN, 1},
+    {"--debug", NULL, F_DEBUG, 0},
+    {"--help", "-h", F_HELP, 0},
+};
+
+/* Parse `args` (NULL-terminated, without the program name) and describe
+ * every item as text: "listen=a debug word:x END" or "... ERROR:<message>". */
+static void parse_to_text(const char *const *args, char *out, size_t cap) {
+  char *argv[16] = {"prog"};
+  int argc = 1;
+  cli_parser p;
+  cli_item item;
+  cli_item_kind kind;
+  while (args[argc - 1]) {
+    argv[argc] = (char *)args[argc - 1];
+    argc++;
+  }
+  cli_parser_init(&p, argc, argv, TEST_FLAGS, sizeof TEST_FLAGS / sizeof *TEST_FLAGS);
+  out[0] = '\0';
+  do {
+    size_t used = strlen(out);
+    kind = cli_next(&p, &item);
+    if (kind == CLI_FLAG)
+      snprintf(out + used, cap - used, "%s%s%s ", item.flag->name + 2, item.value ? "=" : "",
+               item.value ? item.value : "");
+    else if (kind == CLI_WORD)
+      snprintf(out + used, cap - used, "word:%s ", item.value);
+    else if (kind == CLI_ERROR)
+      snprintf(out + used, cap - used, "ERROR:%s", item.error);
+    else
+      snprintf(out + used, cap - used, "END");
+  } while (kind == CLI_FLAG || kind == CLI_WORD);
+  assert_int_equal(cli_next(&p, &item), CLI_END); /* nothing after the end or an error */
+}
+
+#define PARSES_TO(expect, ...)                                    \
+  do {                                                            \
+    static const char *const args_[] = {__VA_ARGS__, NULL};       \
+    char got_[512];                                               \
+    parse_to_text(args_, got_, sizeof got_);                      \
+    assert_string_equal(got_, expect);                            \
+  } while (0)
+
+static void test_cli_flags(void **state) {
+  (void)state;
+  /* both value forms, the alias, words, "-" as a word, "--" ending the flags */
+  PARSES_TO("listen=a listen=b help help debug word:w word:- word:--listen word:-h END", "--listen", "a",
+            "--listen=b", "-h", "--help", "--debug", "w", "-", "--", "--listen", "-h");
+  /* values that look odd but are values */
+  PARSES_TO("listen=-5 listen= listen=--x listen=a=b END", "--listen", "-5", "--listen", "", "--listen=--x",
+            "--listen=a=b");
+  /* an unknown flag is named, stops the parse and swallows nothing */
+  PARSES_TO("ERROR:unknown option --bogus", "--bogus", "--listen", "x");
+  PARSES_TO("word:w ERROR:unknown option --bogus", "w", "--bogus=secret-value", "x");
+  PARSES_TO("ERROR:unknown option -x", "-x");
+  PARSES_TO("ERROR:unknown option --lis", "--lis", "a"); /* no abbreviations */
+  PARSES_TO("ERROR:unknown option --LISTEN", "--LISTEN", "a");
+  /* a missing value is said, not taken from the next flag */
+  PARSES_TO("ERROR:--listen needs a value", "--listen");
+  PARSES_TO("ERROR:--listen needs a value", "--listen", "--debug");
+  PARSES_TO("debug ERROR:--listen needs a value", "--debug", "--listen", "--");
+  PARSES_TO("ERROR:--debug takes no value", "--debug=1");
+  PARSES_TO("END", "--");
+  /* outside input is cut in messages */
+  char long_flag[300], expect[200];
+  memset(long_flag, 'x', sizeof long_flag - 1);
+  long_flag[0] = long_flag[1] = '-';
+  long_flag[sizeof long_flag - 1] = '\0';
+  char *argv[] = {"prog", long_flag};
+  cli_parser p;
+  cli_item item;
+  cli_parser_init(&p, 2, argv, TEST_FLAGS, sizeof TEST_FLAGS / sizeof *TEST_FLAGS);
+  assert_int_equal(cli_next(&p, &item), CLI_ERROR);
+  snprintf(expect, sizeof expect, "unknown option %.64s", long_flag);
+  assert_string_equal(item.error, expect);
+  /* no arguments at all */
+  cli_parser_init(&p, 1, argv, TEST_FLAGS, sizeof TEST_FLAGS / sizeof *TEST_FLAGS);
+  assert_int_equal(cli_next(&p, &item), CLI_END);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_b64_rfc4648_vectors), cmocka_unit_test(test_b64_rejects_malformed),
@@ -136,6 +269,8 @@ int main(void) {
       cmocka_unit_test(test_kclock_moves),        cmocka_unit_test(test_ids),
       cmocka_unit_test(test_request_ids),
       cmocka_unit_test(test_secmem),
+      cmocka_unit_test(test_datadir_lock),
+      cmocka_unit_test(test_cli_flags),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

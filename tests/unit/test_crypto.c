@@ -186,6 +186,44 @@ static void test_rootkey_file_and_wrapping(void **state) {
   rmdir(dir);
 }
 
+/* The check value recognises its own root key and nothing else. */
+static void test_rootkey_check_value(void **state) {
+  char dir[] = "/tmp/kmsd-test-check-XXXXXX";
+  char path_a[128], path_b[128];
+  rootkey *a = NULL, *b = NULL;
+  uint8_t check[ROOTKEY_CHECK_LEN], again[ROOTKEY_CHECK_LEN];
+  kerr err;
+  (void)state;
+  assert_non_null(mkdtemp(dir));
+  snprintf(path_a, sizeof path_a, "%s/a.key", dir);
+  snprintf(path_b, sizeof path_b, "%s/b.key", dir);
+  assert_int_equal(rootkey_load_or_create(path_a, &a, &err), KERR_OK);
+  assert_int_equal(rootkey_load_or_create(path_b, &b, &err), KERR_OK);
+
+  assert_int_equal(rootkey_check_value_make(a, check, &err), KERR_OK);
+  assert_true(rootkey_check_value_matches(a, check, sizeof check));
+  assert_false(rootkey_check_value_matches(b, check, sizeof check));
+  /* fresh IV each time, both valid */
+  assert_int_equal(rootkey_check_value_make(a, again, &err), KERR_OK);
+  assert_memory_not_equal(check, again, sizeof check);
+  assert_true(rootkey_check_value_matches(a, again, sizeof again));
+  /* damaged or cut short: no match */
+  assert_false(rootkey_check_value_matches(a, check, sizeof check - 1));
+  assert_false(rootkey_check_value_matches(a, check, 0));
+  check[sizeof check - 1] ^= 0x80;
+  assert_false(rootkey_check_value_matches(a, check, sizeof check));
+  /* a material wrapped for a key is not a check value */
+  uint8_t material[32] = {0}, wrapped[ROOTKEY_WRAPPED_LEN];
+  assert_int_equal(rootkey_wrap(a, KEY_ID, "v1", material, wrapped, &err), KERR_OK);
+  assert_false(rootkey_check_value_matches(a, wrapped, sizeof wrapped));
+
+  rootkey_free(a);
+  rootkey_free(b);
+  unlink(path_a);
+  unlink(path_b);
+  rmdir(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_aesgcm_round_trip_and_tamper),
@@ -193,6 +231,7 @@ int main(void) {
       cmocka_unit_test(test_blob_round_trip_tamper_and_context),
       cmocka_unit_test(test_uuid_bytes),
       cmocka_unit_test(test_rootkey_file_and_wrapping),
+      cmocka_unit_test(test_rootkey_check_value),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -16,6 +16,7 @@
 
 #include "aws/policy.h"
 #include "core/kclock.h"
+#include "crypto/rootkey.h"
 #include "kms/kms.h"
 
 #define ACCT "111122223333"
@@ -790,6 +791,38 @@ static void test_half_data_directory_refused(void **state) {
   open_domain(); /* both back: opens as before */
 }
 
+/* A root.key of another store is refused at open, before anything runs on
+ * the store; its own root key opens it as before. */
+static void test_root_key_of_another_store_refused(void **state) {
+  kms_domain_config cfg = {.data_dir = dir, .sweep_interval_ms = -1};
+  kms_domain *other = NULL;
+  kms_key_metadata md;
+  kerr err;
+  char key_path[128], aside[160], stranger[160];
+  create_key(&call_a, &md);
+  kms_domain_close(dom);
+  dom = NULL;
+  snprintf(key_path, sizeof key_path, "%s/root.key", dir);
+  snprintf(aside, sizeof aside, "%s.own", key_path);
+  snprintf(stranger, sizeof stranger, "%s.stranger", key_path);
+  assert_int_equal(rename(key_path, aside), 0);
+  rootkey *rk = NULL;
+  assert_int_equal(rootkey_load_or_create(stranger, &rk, &err), KERR_OK);
+  rootkey_free(rk);
+  assert_int_equal(rename(stranger, key_path), 0);
+
+  assert_int_equal(kms_domain_open(&cfg, &other, &err), KERR_INTERNAL);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "root.key does not belong to this data directory's store"));
+
+  assert_int_equal(rename(aside, key_path), 0);
+  open_domain();
+  kms_key_metadata d2;
+  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  kms_key_metadata_clear(&d2);
+  kms_key_metadata_clear(&md);
+}
+
 /* The background sweeper thread also deletes keys on its own. */
 static void test_background_sweeper(void **state) {
   kms_key_metadata md, d2;
@@ -831,6 +864,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_close_and_reopen_keeps_everything, setup, teardown),
       cmocka_unit_test_setup_teardown(test_background_sweeper, setup, teardown),
       cmocka_unit_test_setup_teardown(test_half_data_directory_refused, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_root_key_of_another_store_refused, setup, teardown),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   iam_policy_free(allow_all);

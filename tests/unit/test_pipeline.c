@@ -27,6 +27,7 @@
 #include "aws/sigv4.h"
 #include "core/kclock.h"
 #include "core/log.h"
+#include "core/version.h"
 #include "http/http_server.h"
 
 #define ROOT_KEY "AKIAIOSFODNN7EXAMPLE"
@@ -397,6 +398,7 @@ static void test_paths_and_health(void **state) {
   run(p, &req, &rep);
   assert_int_equal(rep.status, 200);
   assert_string_equal(json_string_value(json_object_get(rep.json, "status")), "ok");
+  assert_string_equal(json_string_value(json_object_get(rep.json, "version")), KMSD_VERSION);
   json_decref(rep.json);
 
   req.path = "/no/such/thing";

@@ -245,11 +245,67 @@ static void test_concurrent_writers(void **state) {
   s->ops->close(s);
 }
 
+/* The store's metadata and one wrapped value of each kind (what a root
+ * key is tried on when the store has no check value yet). */
+static void test_meta_and_wrapped_samples(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  store_wrapped_sample w;
+  uint8_t *value = NULL, blob[61];
+  size_t len = 0;
+  kerr err;
+  (void)state;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->meta_get(tx, "check", &value, &len, &err), KERR_NOT_FOUND);
+  assert_null(value);
+  for (int kind = STORE_WRAPPED_KEY_MATERIAL; kind <= STORE_WRAPPED_HSM_SECRET; kind++)
+    assert_int_equal(s->ops->wrapped_sample(tx, (store_wrapped_kind)kind, &w, &err), KERR_NOT_FOUND);
+
+  assert_int_equal(s->ops->meta_put(tx, "check", (const uint8_t *)"one", 3, &err), KERR_OK);
+  assert_int_equal(s->ops->meta_put(tx, "check", (const uint8_t *)"second", 6, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  memset(blob, 9, sizeof blob);
+  store_material m = {.seq = 0, .wrapped = blob, .wrapped_len = sizeof blob, .created_ms = 5};
+  strcpy(m.material_id, "m1");
+  strcpy(m.key_id, K1);
+  assert_int_equal(s->ops->material_insert(tx, &m, &err), KERR_OK);
+  assert_int_equal(s->ops->hsm->secret_put(tx, "cluster-x", "pin", blob, 7, &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  s->ops->close(s);
+
+  /* durable across a reopen */
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->meta_get(tx, "check", &value, &len, &err), KERR_OK);
+  assert_int_equal(len, 6);
+  assert_memory_equal(value, "second", 6);
+  free(value);
+  assert_int_equal(s->ops->wrapped_sample(tx, STORE_WRAPPED_KEY_MATERIAL, &w, &err), KERR_OK);
+  assert_string_equal(w.owner, K1);
+  assert_string_equal(w.name, "m1");
+  assert_int_equal(w.wrapped_len, sizeof blob);
+  assert_memory_equal(w.wrapped, blob, sizeof blob);
+  store_wrapped_sample_clear(&w);
+  assert_null(w.wrapped);
+  assert_int_equal(s->ops->wrapped_sample(tx, STORE_WRAPPED_HSM_SECRET, &w, &err), KERR_OK);
+  assert_string_equal(w.owner, "cluster-x");
+  assert_string_equal(w.name, "pin");
+  assert_int_equal(w.wrapped_len, 7);
+  store_wrapped_sample_clear(&w);
+  assert_int_equal(s->ops->wrapped_sample(tx, STORE_WRAPPED_CKS_PASSWORD, &w, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_migrations_and_pragmas, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_meta_and_wrapped_samples, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
