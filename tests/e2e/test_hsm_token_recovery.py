@@ -7,7 +7,9 @@ administrator's chmod).  While they are, CreateKey in the key store fails
 with KMSInternalException and a reconnect fails with INTERNAL_ERROR.  Once
 the permissions are back, Disconnect + Connect must reach CONNECTED, and
 CreateKey, Encrypt and Decrypt (of old ciphertexts too) must work, in the
-same kmsd process.
+same kmsd process.  Another store whose HSMs share the PKCS#11 module keeps
+serving throughout.  Both kinds of token are covered: SoftHSM2 tokens kmsd
+made under its data directory, and operator tokens from --hsm-pool.
 
 Everything is real: the kmsd binary, SoftHSM2 tokens made through the
 CloudHSMv2 API, boto3 as the client.  Root ignores permission bits, so when
@@ -15,9 +17,10 @@ the tests run as root kmsd runs as the unprivileged user `nobody` (setpriv)
 over a data directory that user owns; otherwise it runs as the current user.
 """
 
+import grp
+import json
 import os
 import pwd
-import grp
 import shutil
 import stat
 import subprocess
@@ -112,27 +115,88 @@ class BystanderTraffic:
             t.join(120)
 
 
+class OperatorTokens:
+    """SoftHSM2 tokens an operator provisioned for --hsm-pool, in a directory
+    of their own (owned by kmsd's user) named by their own SOFTHSM2_CONF."""
+
+    SO_PIN = "operator-so-pin-1"
+
+    def __init__(self, base, uid, gid):
+        self.dir = os.path.join(base, "operator")
+        self.tokendir = os.path.join(self.dir, "tokens")
+        os.makedirs(self.tokendir, 0o700)
+        self.conf = os.path.join(self.dir, "softhsm2.conf")
+        with open(self.conf, "w") as f:
+            f.write("directories.tokendir = %s\nobjectstore.backend = file\nlog.level = ERROR\n"
+                    % self.tokendir)
+        self.uid, self.gid = uid, gid
+        self.dirs = {}  # label -> token directory
+
+    def init_token(self, label):
+        before = set(os.listdir(self.tokendir))
+        subprocess.run(["softhsm2-util", "--init-token", "--free", "--label", label,
+                        "--so-pin", self.SO_PIN, "--pin", "initial-user-pin"],
+                       check=True, capture_output=True,
+                       env=dict(os.environ, SOFTHSM2_CONF=self.conf))
+        made = set(os.listdir(self.tokendir)) - before
+        assert len(made) == 1, made
+        self.dirs[label] = os.path.join(self.tokendir, made.pop())
+
+    def write_pool(self, zones):
+        """The pool file: one entry per (label, zone), readable by kmsd's user only."""
+        path = os.path.join(self.dir, "pool.json")
+        entries = [{"module": softhsm_module(), "tokenLabel": label, "soPin": self.SO_PIN,
+                    "availabilityZone": zone} for label, zone in zones]
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as f:
+            json.dump(entries, f)
+        for parent, _, files in os.walk(self.dir):
+            os.chown(parent, self.uid, self.gid)
+            for name in files:
+                os.chown(os.path.join(parent, name), self.uid, self.gid)
+        return path
+
+
+def softhsm_module():
+    """The SoftHSM2 module kmsd would find (p11_softhsm.c's first locations)."""
+    for path in (os.environ.get("KMSD_SOFTHSM2_MODULE"), "/usr/lib/softhsm/libsofthsm2.so",
+                 "/usr/lib/x86_64-linux-gnu/softhsm/libsofthsm2.so",
+                 "/usr/lib/aarch64-linux-gnu/softhsm/libsofthsm2.so"):
+        if path and os.path.isfile(path):
+            return path
+    raise unittest.SkipTest("SoftHSM2 module not installed")
+
+
 class TokenRecoveryTest(h.KmsdBaseTestCase):
 
     def setUp(self):
-        prefix, uid, gid = unprivileged_wrapper()
+        self.wrapper, self.uid, self.gid = unprivileged_wrapper()
         # Every parent of the data directory must be traversable by kmsd's user.
         self.base = tempfile.mkdtemp(prefix="kmsd-e2e-token-")
         os.chmod(self.base, 0o755)
         self.data_dir = os.path.join(self.base, "data")
         os.mkdir(self.data_dir, 0o700)
-        os.chown(self.data_dir, uid, gid)
+        os.chown(self.data_dir, self.uid, self.gid)
         self.saved_modes = {}
+        self.server = None
         self.addCleanup(self.cleanup_base)
-        self.server = self.start_server(data_dir=self.data_dir, args=["--enable-admin-api"],
-                                        wrapper=prefix)
+        self.ca = fx.CertificateAuthority(workdir=tempfile.mkdtemp(dir=self.base))
+
+    def start(self, args=(), env=None):
+        """Start kmsd as the unprivileged user; `env` adds environment variables."""
+        wrapper = list(self.wrapper)
+        if env:
+            wrapper += ["env"] + ["%s=%s" % kv for kv in sorted(env.items())]
+        self.server = self.start_server(data_dir=self.data_dir,
+                                        args=["--enable-admin-api"] + list(args),
+                                        wrapper=wrapper)
         self.pid = self.server.proc.pid
         self.kms = h.kms_client(self.server)
-        self.ca = fx.CertificateAuthority(workdir=tempfile.mkdtemp(dir=self.base))
 
     def cleanup_base(self):
         self.restore_writable()
-        if not self.server.keep_files and not os.environ.get("KMSD_KEEP_TMP"):
+        keep = self.server is not None and self.server.keep_files
+        if not keep and not os.environ.get("KMSD_KEEP_TMP"):
             shutil.rmtree(self.base, ignore_errors=True)
 
     def make_read_only(self, dirs):
@@ -154,27 +218,22 @@ class TokenRecoveryTest(h.KmsdBaseTestCase):
         fx.wait_store_state(self.kms, cks, "DISCONNECTED")
         return fx.connect(self.kms, cks)
 
-    def test_token_works_again_after_a_transient_write_error(self):
+    def connected_store(self):
+        """A cluster of two HSMs, a CONNECTED store on it and a key there."""
         cluster = fx.make_cluster(self.server, self.ca)
-        broken_dirs = token_dirs(self.data_dir)
-        self.assertEqual(len(broken_dirs), 2)
         cks = fx.create_store(self.kms, cluster, "store-" + cluster.id)
         self.assertEqual(fx.connect(self.kms, cks)["ConnectionState"], "CONNECTED")
         key = self.kms.create_key(Origin="AWS_CLOUDHSM",
                                   CustomKeyStoreId=cks)["KeyMetadata"]["KeyId"]
+        return cks, key
+
+    def break_and_recover(self, cks, key, broken_dirs, bystander_key):
+        """The fault on `broken_dirs` and the way back, with `bystander_key`
+        (a key of another store whose HSMs share the module) in use meanwhile."""
         old_ct = self.kms.encrypt(KeyId=key, Plaintext=b"written before")["CiphertextBlob"]
+        traffic = BystanderTraffic(self.server, bystander_key)
 
-        # A bystander: another cluster whose tokens live in the same SoftHSM2
-        # module and never fail.  Its store stays connected and busy
-        # throughout, across the recovery of the first one.
-        other = fx.make_cluster(self.server, self.ca)
-        other_cks = fx.create_store(self.kms, other, "store-" + other.id)
-        self.assertEqual(fx.connect(self.kms, other_cks)["ConnectionState"], "CONNECTED")
-        other_key = self.kms.create_key(Origin="AWS_CLOUDHSM",
-                                        CustomKeyStoreId=other_cks)["KeyMetadata"]["KeyId"]
-        traffic = BystanderTraffic(self.server, other_key)
-
-        # The fault: the first cluster's tokens cannot be written.
+        # The fault: the tokens cannot be written.
         self.make_read_only(broken_dirs)
         self.assertKmsError("KMSInternalException", self.kms.create_key, Origin="AWS_CLOUDHSM",
                             CustomKeyStoreId=cks)
@@ -202,13 +261,40 @@ class TokenRecoveryTest(h.KmsdBaseTestCase):
         # Not one bystander request failed, and each round-tripped its data.
         self.assertGreater(traffic.rounds, 0)
         self.assertEqual(traffic.failures, [])
-        ct = self.kms.encrypt(KeyId=other_key, Plaintext=b"bystander")["CiphertextBlob"]
+        ct = self.kms.encrypt(KeyId=bystander_key, Plaintext=b"bystander")["CiphertextBlob"]
         self.assertEqual(self.kms.decrypt(CiphertextBlob=ct)["Plaintext"], b"bystander")
-        # The HSMs survived a reconnect too, and nothing was restarted.
+        # The HSMs survive a reconnect too, and nothing was restarted.
         self.assertEqual(self.reconnect(cks)["ConnectionState"], "CONNECTED")
         self.assertEqual(self.kms.decrypt(CiphertextBlob=old_ct)["Plaintext"], b"written before")
         self.assertEqual((self.server.starts, self.server.proc.pid), (1, self.pid))
         self.assertTrue(self.server.running())
+        with open(self.server.log_path) as f:
+            self.assertIn("reinitializing its PKCS#11 module", f.read())
+
+    def test_softhsm_tokens_kmsd_made_work_again_after_a_transient_write_error(self):
+        self.start()
+        cks, key = self.connected_store()
+        broken_dirs = token_dirs(self.data_dir)
+        self.assertEqual(len(broken_dirs), 2)
+        # The bystander's cluster: two more tokens of the same SoftHSM2 module.
+        _, other_key = self.connected_store()
+        self.break_and_recover(cks, key, broken_dirs, other_key)
+
+    def test_pool_tokens_work_again_after_a_transient_write_error(self):
+        tokens = OperatorTokens(self.base, self.uid, self.gid)
+        zones = [("pool-a", "us-east-1a"), ("pool-b", "us-east-1b"),
+                 ("pool-c", "us-east-1a"), ("pool-d", "us-east-1b")]
+        for label, _ in zones:
+            tokens.init_token(label)
+        pool = tokens.write_pool(zones)
+        # kmsd reads the operator's SOFTHSM2_CONF, as under a service manager.
+        self.start(args=["--hsm-pool", pool], env={"SOFTHSM2_CONF": tokens.conf})
+        # The first cluster takes the first free entry of each zone.
+        cks, key = self.connected_store()
+        _, other_key = self.connected_store()
+        self.assertFalse(os.path.exists(os.path.join(self.data_dir, "hsm")))
+        self.break_and_recover(cks, key, [tokens.dirs["pool-a"], tokens.dirs["pool-b"]],
+                               other_key)
 
 
 if __name__ == "__main__":
