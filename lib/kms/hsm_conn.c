@@ -172,6 +172,30 @@ static kerr_code read_lock_logged_in(hsm_live *l, const char *pin, p11_err *pe) 
   }
 }
 
+/* Take l's lock for reading and a pooled session of its token, logged in as
+ * the user.  A reinitialization of the token's module (p11_token_recover,
+ * on behalf of another HSM of the same module) ends the login between the
+ * check and the acquire; while a session is held none can run, so the
+ * check after the acquire is final, and the login is simply redone.  On
+ * success both are held (release the session, then unlock); on failure
+ * neither is. */
+static kerr_code acquire_logged_in(hsm_live *l, const char *pin, p11_session **s, p11_err *pe) {
+  *s = NULL;
+  for (int attempt = 0; attempt < 3; attempt++) {
+    kerr_code rc = read_lock_logged_in(l, pin, pe);
+    if (rc) return rc;
+    rc = p11_session_acquire(l->tok, s, pe);
+    if (!rc && p11_token_logged_in(l->tok)) return KERR_OK;
+    p11_session_release(*s);
+    *s = NULL;
+    pthread_rwlock_unlock(&l->lock);
+    if (rc) return rc;
+  }
+  p11_err_clear(pe);
+  return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                  "HSM %s: its PKCS#11 module was reinitialized three times in a row", l->hsm_id);
+}
+
 /* --------------------------------------------------------------- connect */
 
 static kerr_code count_failed_login(kms_domain *d, const char *cluster_id, bool *locked_now,
@@ -426,10 +450,9 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
     goto out;
   }
   /* Make the key once, as a copy-able key, and turn it into a backup blob. */
-  rc = read_lock_logged_in(lives[0], pin, &pe);
+  rc = acquire_logged_in(lives[0], pin, &s, &pe);
   if (rc) goto p11fail;
-  rc = p11_session_acquire(lives[0]->tok, &s, &pe);
-  if (!rc) rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
+  rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
   if (!rc) rc = p11_key_generate(s, label, P11_KEY_DATA_COPYABLE, &key, &pe);
   if (!rc) {
     rc = p11_key_wrap(s, wrap, key, &wrapped, &pe);
@@ -458,10 +481,9 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   stored = true;
   /* Every active HSM gets the key as a non-extractable key. */
   for (size_t i = 0; i < n; i++) {
-    rc = read_lock_logged_in(lives[i], pin, &pe);
+    rc = acquire_logged_in(lives[i], pin, &s, &pe);
     if (rc) goto p11fail;
-    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
-    if (!rc) rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
+    rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
     if (!rc) rc = p11_key_unwrap(s, wrap, blob.wrapped, blob.wrapped_len, label, P11_KEY_DATA, &key, &pe);
     p11_session_release(s);
     s = NULL;
@@ -495,10 +517,9 @@ kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
     p11_session *s = NULL;
     CK_OBJECT_HANDLE key;
     p11_err_clear(&pe);
-    rc = read_lock_logged_in(lives[i], pin, &pe);
+    rc = acquire_logged_in(lives[i], pin, &s, &pe);
     if (rc) goto p11fail;
-    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
-    if (!rc) rc = p11_key_find(s, label, &key, &pe);
+    rc = p11_key_find(s, label, &key, &pe);
     if (!rc) rc = p11_key_destroy(s, key, &pe);
     if (rc == KERR_NOT_FOUND) rc = KERR_OK;
     p11_session_release(s);
@@ -541,14 +562,13 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
   for (size_t i = 0; i < n; i++) {
     p11_session *s = NULL;
     p11_err_clear(&pe);
-    rc = read_lock_logged_in(lives[i], pin, &pe);
+    rc = acquire_logged_in(lives[i], pin, &s, &pe);
     if (rc) {
+      if (rc == KERR_DEPENDENCY_TIMEOUT) busy = true;
       rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
       continue;
     }
-    rc = p11_session_acquire(lives[i]->tok, &s, &pe);
-    if (rc == KERR_DEPENDENCY_TIMEOUT) busy = true;
-    if (!rc) rc = fn(s, arg, &pe);
+    rc = fn(s, arg, &pe);
     p11_session_release(s);
     pthread_rwlock_unlock(&lives[i]->lock);
     if (!rc) break;

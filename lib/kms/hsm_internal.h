@@ -104,8 +104,11 @@ void hsmi_live_put(struct hsm_manager *m, hsm_live *l);
 void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id);
 
 /* With l->lock held for writing: make sure the token is logged in as the
- * user with `pin` (logs out and in again when `force`).  An entry retired by
- * hsmi_live_kill refuses (KERR_KEY_UNAVAILABLE). */
+ * user with `pin` (logs out and in again when `force`).  A forced login that
+ * fails with an answer saying the module's state of the token went bad
+ * (p11_rv_module_state) reinitializes the token's module and tries once
+ * more; the caller must hold no session of any token then.  An entry
+ * retired by hsmi_live_kill refuses (KERR_KEY_UNAVAILABLE). */
 kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *err);
 
 /* Set the user PIN of every ACTIVE HSM of `cluster_id` to `pin` (SO login +

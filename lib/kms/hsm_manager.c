@@ -482,7 +482,26 @@ kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *p
   }
   if (force) p11_token_logout(l->tok, NULL);
   if (p11_token_logged_in(l->tok)) return KERR_OK;
-  return p11_token_login(l->tok, pin, pe);
+  kerr_code rc = p11_token_login(l->tok, pin, pe);
+  /* A module may keep a token broken in memory after the fault that broke
+   * it is gone (SoftHSM2 after one failed write answers CKR_GENERAL_ERROR to
+   * every later C_Login of that token).  Only reinitializing the module
+   * brings it back, and that logs out every token of the module in this
+   * process, so it is tried only on the deliberate logins (connecting,
+   * provisioning, scrubbing), never on the lazy ones of crypto calls: a
+   * token that stays broken then costs one reinitialization per connect
+   * attempt, not one per request. */
+  if (rc && force && p11_rv_module_state(pe->rv)) {
+    p11_err re;
+    p11_err_clear(&re);
+    log_msg(LOG_WARN, NULL, "hsm %s: %s; reinitializing its PKCS#11 module", l->hsm_id, pe->e.msg);
+    if (p11_token_recover(l->tok, &re) == KERR_OK)
+      rc = p11_token_login(l->tok, pin, pe);
+    else
+      log_msg(LOG_WARN, NULL, "hsm %s: cannot reinitialize its PKCS#11 module: %s", l->hsm_id,
+              re.e.msg);
+  }
+  return rc;
 }
 
 /* With l->lock held for writing: log in as SO (the user is logged out). */

@@ -241,6 +241,16 @@ struct p11_module {
   int initialized_by_us;
   unsigned refs;
   struct p11_module *next;
+  /* The gate that makes C_Finalize + C_Initialize safe (p11_module_reinitialize).
+   * Every module call runs inside it: a module-level call for its duration, a
+   * session from acquire to release.  A reinitialization closes the gate to
+   * newcomers, waits for `users` to drain, and bumps `epoch`, so tokens know
+   * that every handle they kept died with the old initialization. */
+  pthread_mutex_t gate_lock;
+  pthread_cond_t gate_changed;   /* CLOCK_MONOTONIC */
+  unsigned long users;
+  int reinitializing;
+  unsigned long epoch;
 };
 
 /* Process-wide registry: PKCS#11 allows one C_Initialize per module per
@@ -258,6 +268,67 @@ static int function_list_complete(const CK_FUNCTION_LIST *f) {
          f->C_DestroyObject && f->C_GetAttributeValue && f->C_EncryptInit && f->C_Encrypt &&
          f->C_DecryptInit && f->C_Decrypt && f->C_GenerateRandom && f->C_WrapKey &&
          f->C_UnwrapKey && f->C_GetSessionInfo && f->C_GenerateKeyPair && f->C_DeriveKey;
+}
+
+static void gate_init(p11_module *m) {
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&m->gate_lock, NULL);
+  pthread_cond_init(&m->gate_changed, &ca);
+  pthread_condattr_destroy(&ca);
+}
+
+static void gate_destroy(p11_module *m) {
+  pthread_cond_destroy(&m->gate_changed);
+  pthread_mutex_destroy(&m->gate_lock);
+}
+
+static void deadline_after_ms(struct timespec *ts, long ms) {
+  clock_gettime(CLOCK_MONOTONIC, ts);
+  ts->tv_sec += ms / 1000;
+  ts->tv_nsec += (ms % 1000) * 1000000L;
+  if (ts->tv_nsec >= 1000000000L) {
+    ts->tv_sec++;
+    ts->tv_nsec -= 1000000000L;
+  }
+}
+
+/* Enter the module's gate, waiting while a reinitialization runs: until the
+ * CLOCK_MONOTONIC `deadline`, or as long as it takes when it is NULL (a
+ * reinitialization's own wait is bounded, so that is bounded too).
+ * KERR_DEPENDENCY_TIMEOUT when the wait ran out, nothing entered.  A thread
+ * inside the gate must not enter it again (a pending reinitialization would
+ * wait for it while it waits for the reinitialization). */
+static kerr_code gate_enter(p11_module *m, const struct timespec *deadline, p11_err *err) {
+  pthread_mutex_lock(&m->gate_lock);
+  while (m->reinitializing) {
+    if (!deadline) {
+      pthread_cond_wait(&m->gate_changed, &m->gate_lock);
+    } else if (pthread_cond_timedwait(&m->gate_changed, &m->gate_lock, deadline) == ETIMEDOUT &&
+               m->reinitializing) {
+      pthread_mutex_unlock(&m->gate_lock);
+      return refuse(err, KERR_DEPENDENCY_TIMEOUT,
+                    "PKCS#11 module is being reinitialized and did not finish in time");
+    }
+  }
+  m->users++;
+  pthread_mutex_unlock(&m->gate_lock);
+  return KERR_OK;
+}
+
+static void gate_leave(p11_module *m) {
+  pthread_mutex_lock(&m->gate_lock);
+  if (--m->users == 0) pthread_cond_broadcast(&m->gate_changed);
+  pthread_mutex_unlock(&m->gate_lock);
+}
+
+/* The current epoch; stable while the caller is inside the gate. */
+static unsigned long gate_epoch(p11_module *m) {
+  pthread_mutex_lock(&m->gate_lock);
+  unsigned long epoch = m->epoch;
+  pthread_mutex_unlock(&m->gate_lock);
+  return epoch;
 }
 
 kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err) {
@@ -284,6 +355,7 @@ kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err) {
     rc = refuse(err, KERR_INTERNAL, "out of memory loading a PKCS#11 module");
     goto out;
   }
+  gate_init(m);
   m->dl = dlopen(resolved, RTLD_NOW | RTLD_LOCAL);
   if (!m->dl) {
     const char *why = dlerror();
@@ -326,6 +398,7 @@ out:
   pthread_mutex_unlock(&modules_lock);
   if (m) {
     if (m->dl) dlclose(m->dl);
+    if (m->path) gate_destroy(m);
     free(m->path);
     free(m);
   }
@@ -348,11 +421,98 @@ void p11_module_release(p11_module *mod) {
   if (mod->initialized_by_us) mod->fn->C_Finalize(NULL);
   dlclose(mod->dl);
   pthread_mutex_unlock(&modules_lock);
+  gate_destroy(mod);
   free(mod->path);
   free(mod);
 }
 
 const CK_FUNCTION_LIST *p11_module_functions(const p11_module *mod) { return mod->fn; }
+
+unsigned long p11_module_epoch(p11_module *mod) { return gate_epoch(mod); }
+
+int p11_rv_module_state(CK_RV rv) {
+  switch (rv) {
+    case CKR_GENERAL_ERROR:
+    case CKR_FUNCTION_FAILED:
+    case CKR_DEVICE_ERROR:
+    case CKR_DEVICE_MEMORY:
+    case CKR_DEVICE_REMOVED:
+    case CKR_TOKEN_NOT_PRESENT:
+    case CKR_TOKEN_NOT_RECOGNIZED:
+    case CKR_SLOT_ID_INVALID:
+    case CKR_SESSION_CLOSED:
+    case CKR_SESSION_HANDLE_INVALID:
+    case CKR_CRYPTOKI_NOT_INITIALIZED:
+      return 1;
+    default:
+      return 0;
+  }
+}
+
+kerr_code p11_module_reinitialize(p11_module *mod, unsigned long seen_epoch, long wait_ms,
+                                  p11_err *err) {
+  struct timespec deadline;
+  CK_C_INITIALIZE_ARGS init_args;
+  CK_RV rv;
+  p11_err_clear(err);
+  if (wait_ms < P11_POOL_WAIT_MIN_MS || wait_ms > P11_POOL_WAIT_MAX_MS)
+    return refuse(err, KERR_VALIDATION, "reinitialization wait must be %d to %d ms",
+                  P11_POOL_WAIT_MIN_MS, P11_POOL_WAIT_MAX_MS);
+  /* Finalizing would pull the module from under the library that initialized it. */
+  if (!mod->initialized_by_us)
+    return refuse(err, KERR_INVALID_STATE,
+                  "PKCS#11 module %s was initialized by another library in this process; "
+                  "kmsd does not reinitialize it",
+                  mod->path);
+  deadline_after_ms(&deadline, wait_ms);
+  pthread_mutex_lock(&mod->gate_lock);
+  /* Another thread is at it already: its outcome is ours. */
+  while (mod->reinitializing)
+    if (pthread_cond_timedwait(&mod->gate_changed, &mod->gate_lock, &deadline) == ETIMEDOUT &&
+        mod->reinitializing) {
+      pthread_mutex_unlock(&mod->gate_lock);
+      return refuse(err, KERR_DEPENDENCY_TIMEOUT,
+                    "PKCS#11 module is being reinitialized by another thread; gave up after "
+                    "%ld ms",
+                    wait_ms);
+    }
+  if (mod->epoch != seen_epoch) {
+    /* Reinitialized since the caller's handles were made: nothing left to do. */
+    pthread_mutex_unlock(&mod->gate_lock);
+    return KERR_OK;
+  }
+  mod->reinitializing = 1;
+  while (mod->users > 0)
+    if (pthread_cond_timedwait(&mod->gate_changed, &mod->gate_lock, &deadline) == ETIMEDOUT &&
+        mod->users > 0) {
+      unsigned long busy = mod->users;
+      mod->reinitializing = 0;
+      pthread_cond_broadcast(&mod->gate_changed);
+      pthread_mutex_unlock(&mod->gate_lock);
+      return refuse(err, KERR_DEPENDENCY_TIMEOUT,
+                    "PKCS#11 module not reinitialized: %lu call(s) or session(s) still busy "
+                    "after %ld ms",
+                    busy, wait_ms);
+    }
+  /* Nobody is inside and newcomers wait: the module is ours alone.  The
+   * lock is let go so that waiting threads can time out meanwhile. */
+  pthread_mutex_unlock(&mod->gate_lock);
+  /* Its answer does not matter: CKR_CRYPTOKI_NOT_INITIALIZED after an
+   * earlier failed C_Initialize is the state we want anyway. */
+  mod->fn->C_Finalize(NULL);
+  memset(&init_args, 0, sizeof init_args);
+  init_args.flags = CKF_OS_LOCKING_OK;
+  rv = mod->fn->C_Initialize(&init_args);
+  pthread_mutex_lock(&mod->gate_lock);
+  /* Even a failed C_Initialize ended every handle of the old epoch. */
+  mod->epoch++;
+  mod->reinitializing = 0;
+  pthread_cond_broadcast(&mod->gate_changed);
+  pthread_mutex_unlock(&mod->gate_lock);
+  if (rv != CKR_OK && rv != CKR_CRYPTOKI_ALREADY_INITIALIZED)
+    return fail_rv(err, "C_Initialize", rv);
+  return KERR_OK;
+}
 
 /* ---- slots and tokens --------------------------------------------------- */
 
@@ -399,9 +559,12 @@ static void token_label(const CK_TOKEN_INFO *info, char out[P11_LABEL_MAX + 1]) 
   out[n] = '\0';
 }
 
-kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p11_err *err) {
+/* p11_find_token inside the gate. */
+static kerr_code find_token_in(p11_module *mod, const char *label, CK_SLOT_ID *slot,
+                               p11_err *err) {
   CK_SLOT_ID *slots = NULL;
   CK_ULONG count = 0;
+  CK_RV unreadable = CKR_OK;
   int found = 0;
   p11_err_clear(err);
   kerr_code rc = check_label(label, err);
@@ -413,9 +576,11 @@ kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p
     char name[P11_LABEL_MAX + 1];
     CK_RV rv = mod->fn->C_GetTokenInfo(slots[i], &info);
     if (rv == CKR_TOKEN_NOT_PRESENT || rv == CKR_TOKEN_NOT_RECOGNIZED) continue;
+    /* One token in a bad state (SoftHSM2 answers CKR_GENERAL_ERROR for a
+     * token it could not write) must not hide the module's other tokens. */
     if (rv != CKR_OK) {
-      rc = fail_rv(err, "C_GetTokenInfo", rv);
-      goto out;
+      if (unreadable == CKR_OK) unreadable = rv;
+      continue;
     }
     if (!(info.flags & CKF_TOKEN_INITIALIZED)) continue;
     token_label(&info, name);
@@ -427,18 +592,45 @@ kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p
     found = 1;
     *slot = slots[i];
   }
-  if (!found) rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 token labelled \"%s\"", label);
+  /* The unreadable token may be the one asked for: say so, not "no such token". */
+  if (!found && unreadable != CKR_OK)
+    rc = fail_rv(err, "C_GetTokenInfo", unreadable);
+  else if (!found)
+    rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 token labelled \"%s\"", label);
 out:
   free(slots);
+  return rc;
+}
+
+/* The wait of module-level calls (slot and token lookups) for a
+ * reinitialization in progress. */
+static const struct timespec *module_call_deadline(struct timespec *ts) {
+  deadline_after_ms(ts, P11_POOL_WAIT_MS);
+  return ts;
+}
+
+kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p11_err *err) {
+  struct timespec ts;
+  p11_err_clear(err);
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  if (rc) return rc;
+  rc = find_token_in(mod, label, slot, err);
+  gate_leave(mod);
   return rc;
 }
 
 kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
   CK_SLOT_ID *slots = NULL;
   CK_ULONG count = 0;
+  struct timespec ts;
   p11_err_clear(err);
-  kerr_code rc = slot_list(mod, &slots, &count, err);
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
   if (rc) return rc;
+  rc = slot_list(mod, &slots, &count, err);
+  if (rc) {
+    gate_leave(mod);
+    return rc;
+  }
   rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 slot holds an uninitialized token");
   for (CK_ULONG i = 0; i < count; i++) {
     CK_TOKEN_INFO info;
@@ -451,13 +643,30 @@ kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
       break;
     }
   }
+  gate_leave(mod);
   free(slots);
   return rc;
 }
 
+static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+                               const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
+                               p11_err *err);
+
 kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
                          const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
                          p11_err *err) {
+  struct timespec ts;
+  p11_err_clear(err);
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  if (rc) return rc;
+  rc = init_token_in(mod, slot, label, so_pin, user_pin, new_slot, err);
+  gate_leave(mod);
+  return rc;
+}
+
+static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+                               const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
+                               p11_err *err) {
   CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
   CK_SLOT_ID existing;
   CK_UTF8CHAR padded[32];
@@ -468,7 +677,7 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
   if ((rc = check_label(label, err)) || (rc = check_pin(so_pin, "SO PIN", err)) ||
       (rc = check_pin(user_pin, "user PIN", err)))
     return rc;
-  rc = p11_find_token(mod, label, &existing, err);
+  rc = find_token_in(mod, label, &existing, err);
   if (rc == KERR_OK || rc == KERR_CONFLICT)
     return refuse(err, KERR_ALREADY_EXISTS, "a PKCS#11 token labelled \"%s\" already exists", label);
   if (rc != KERR_NOT_FOUND) return rc;
@@ -478,7 +687,7 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
   memcpy(padded, label, strlen(label));
   rv = mod->fn->C_InitToken(slot, (CK_UTF8CHAR_PTR)so_pin, strlen(so_pin), padded);
   if (rv != CKR_OK) return fail_rv(err, "C_InitToken", rv);
-  rc = p11_find_token(mod, label, new_slot, err);
+  rc = find_token_in(mod, label, new_slot, err);
   if (rc) goto out;
   rv = mod->fn->C_OpenSession(*new_slot, CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL, &sh);
   if (rv != CKR_OK) {
@@ -515,6 +724,9 @@ struct p11_token {
   CK_SESSION_HANDLE anchor;  /* keeps the login alive; not handed out */
   CK_USER_TYPE login_user;   /* CKU_USER, CKU_SO, or (CK_USER_TYPE)-1 */
   unsigned generation;       /* bumped at logout: older sessions are closed on release */
+  char label[P11_LABEL_MAX + 1]; /* to find the token again after a reinitialization */
+  unsigned long epoch;       /* the module epoch the handles above belong to */
+  int slot_stale;            /* `slot` not yet confirmed in this epoch */
 };
 
 struct p11_session {
@@ -527,11 +739,11 @@ struct p11_session {
 
 #define NOBODY ((CK_USER_TYPE)-1)
 
-kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size,
-                              p11_token **out, p11_err *err) {
+/* p11_token_open_slot inside the gate. */
+static kerr_code open_slot_in(p11_module *mod, CK_SLOT_ID slot, size_t pool_size, p11_token **out,
+                              p11_err *err) {
   p11_token *t;
   *out = NULL;
-  p11_err_clear(err);
   if (pool_size < 1 || pool_size > P11_POOL_MAX)
     return refuse(err, KERR_VALIDATION, "session pool size must be 1 to %d", P11_POOL_MAX);
   CK_TOKEN_INFO info;
@@ -553,6 +765,8 @@ kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size
   t->pool_size = pool_size;
   t->anchor = CK_INVALID_HANDLE;
   t->login_user = NOBODY;
+  token_label(&info, t->label);
+  t->epoch = mod->epoch; /* stable: we are inside the gate */
   pthread_mutex_lock(&modules_lock);
   mod->refs++;
   pthread_mutex_unlock(&modules_lock);
@@ -561,13 +775,32 @@ kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size
   return KERR_OK;
 }
 
+kerr_code p11_token_open_slot(p11_module *mod, CK_SLOT_ID slot, size_t pool_size,
+                              p11_token **out, p11_err *err) {
+  struct timespec ts;
+  *out = NULL;
+  p11_err_clear(err);
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  if (rc) return rc;
+  rc = open_slot_in(mod, slot, pool_size, out, err);
+  gate_leave(mod);
+  return rc;
+}
+
 kerr_code p11_token_open(p11_module *mod, const char *label, size_t pool_size, p11_token **out,
                          p11_err *err) {
   CK_SLOT_ID slot = 0;
+  struct timespec ts;
   *out = NULL;
-  kerr_code rc = p11_find_token(mod, label, &slot, err);
+  p11_err_clear(err);
+  /* One gate entry for both steps: a reinitialization in between could
+   * renumber the slots. */
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
   if (rc) return rc;
-  return p11_token_open_slot(mod, slot, pool_size, out, err);
+  rc = find_token_in(mod, label, &slot, err);
+  if (!rc) rc = open_slot_in(mod, slot, pool_size, out, err);
+  gate_leave(mod);
+  return rc;
 }
 
 /* Close idle sessions and the anchor; the caller holds the lock. */
@@ -581,13 +814,50 @@ static void close_pool_locked(p11_token *t) {
   pthread_cond_broadcast(&t->freed);
 }
 
+/* With the lock held, inside the gate: when the module was reinitialized
+ * since this token's handles were made, forget them.  C_Finalize ended every
+ * session and the login, and the module may already have handed the same
+ * numbers to new sessions of other tokens, so they are dropped, never passed
+ * to C_CloseSession or C_Logout.  No session of the old epoch can still be
+ * acquired: the reinitialization waited for all of them to be released.
+ * Afterwards the slot still has to be confirmed (sync_locked). */
+static void forget_stale_locked(p11_token *t) {
+  unsigned long epoch = gate_epoch(t->mod);
+  if (t->epoch == epoch) return;
+  t->open_count -= t->idle_count;
+  t->idle_count = 0;
+  t->anchor = CK_INVALID_HANDLE;
+  t->login_user = NOBODY;
+  t->generation++;
+  t->epoch = epoch;
+  t->slot_stale = 1;
+  pthread_cond_broadcast(&t->freed);
+}
+
+/* With the lock held, inside the gate: make the handle usable in the
+ * module's current epoch.  A module may renumber its slots when initialized
+ * again, so the token is found again by its label. */
+static kerr_code sync_locked(p11_token *t, p11_err *err) {
+  CK_SLOT_ID slot = 0;
+  forget_stale_locked(t);
+  if (!t->slot_stale) return KERR_OK;
+  kerr_code rc = find_token_in(t->mod, t->label, &slot, err);
+  if (rc) return rc;
+  t->slot = slot;
+  t->slot_stale = 0;
+  return KERR_OK;
+}
+
 void p11_token_close(p11_token *tok) {
   if (!tok) return;
+  gate_enter(tok->mod, NULL, NULL);
   pthread_mutex_lock(&tok->lock);
+  forget_stale_locked(tok);
   if (tok->login_user != NOBODY && tok->anchor != CK_INVALID_HANDLE)
     tok->mod->fn->C_Logout(tok->anchor);
   close_pool_locked(tok);
   pthread_mutex_unlock(&tok->lock);
+  gate_leave(tok->mod);
   pthread_cond_destroy(&tok->freed);
   pthread_mutex_destroy(&tok->lock);
   p11_module_release(tok->mod);
@@ -595,13 +865,27 @@ void p11_token_close(p11_token *tok) {
   free(tok);
 }
 
+/* The deadline of a wait for `tok`'s module: the token's acquire timeout. */
+static const struct timespec *token_deadline(p11_token *tok, struct timespec *ts) {
+  pthread_mutex_lock(&tok->lock);
+  long ms = tok->acquire_timeout_ms;
+  pthread_mutex_unlock(&tok->lock);
+  deadline_after_ms(ts, ms);
+  return ts;
+}
+
 static kerr_code login_as(p11_token *tok, CK_USER_TYPE user, const char *pin, p11_err *err) {
+  struct timespec deadline;
   kerr_code rc = KERR_OK;
   CK_RV rv;
   p11_err_clear(err);
   rc = check_pin(pin, user == CKU_SO ? "SO PIN" : "user PIN", err);
   if (rc) return rc;
+  rc = gate_enter(tok->mod, token_deadline(tok, &deadline), err);
+  if (rc) return rc;
   pthread_mutex_lock(&tok->lock);
+  rc = sync_locked(tok, err);
+  if (rc) goto out;
   if (tok->login_user != NOBODY) {
     rc = fail_rv(err, "C_Login", user == tok->login_user ? CKR_USER_ALREADY_LOGGED_IN
                                                          : CKR_USER_ANOTHER_ALREADY_LOGGED_IN);
@@ -624,6 +908,7 @@ static kerr_code login_as(p11_token *tok, CK_USER_TYPE user, const char *pin, p1
   tok->login_user = user;
 out:
   pthread_mutex_unlock(&tok->lock);
+  gate_leave(tok->mod);
   return rc;
 }
 
@@ -638,7 +923,11 @@ kerr_code p11_token_login_so(p11_token *tok, const char *so_pin, p11_err *err) {
 kerr_code p11_token_logout(p11_token *tok, p11_err *err) {
   kerr_code rc = KERR_OK;
   p11_err_clear(err);
+  /* No deadline: logging out must not fail, and a reinitialization's own
+   * wait is bounded. */
+  gate_enter(tok->mod, NULL, NULL);
   pthread_mutex_lock(&tok->lock);
+  forget_stale_locked(tok);
   if (tok->login_user != NOBODY && tok->anchor != CK_INVALID_HANDLE) {
     CK_RV rv = tok->mod->fn->C_Logout(tok->anchor);
     /* Not logged in (the module lost it) is the state we want anyway. */
@@ -647,23 +936,37 @@ kerr_code p11_token_logout(p11_token *tok, p11_err *err) {
   tok->login_user = NOBODY;
   close_pool_locked(tok);
   pthread_mutex_unlock(&tok->lock);
+  gate_leave(tok->mod);
   return rc;
 }
 
 int p11_token_logged_in(p11_token *tok) {
   pthread_mutex_lock(&tok->lock);
-  int yes = tok->login_user == CKU_USER;
+  /* A reinitialization since the login ended it. */
+  int yes = tok->login_user == CKU_USER && tok->epoch == gate_epoch(tok->mod);
   pthread_mutex_unlock(&tok->lock);
   return yes;
 }
 
+kerr_code p11_token_recover(p11_token *tok, p11_err *err) {
+  pthread_mutex_lock(&tok->lock);
+  unsigned long seen = tok->epoch;
+  long wait_ms = tok->acquire_timeout_ms;
+  pthread_mutex_unlock(&tok->lock);
+  return p11_module_reinitialize(tok->mod, seen, wait_ms, err);
+}
+
 kerr_code p11_token_set_pin(p11_token *tok, const char *old_pin, const char *new_pin,
                             p11_err *err) {
+  struct timespec deadline;
   kerr_code rc;
   p11_err_clear(err);
   if ((rc = check_pin(old_pin, "current PIN", err)) || (rc = check_pin(new_pin, "new PIN", err)))
     return rc;
+  rc = gate_enter(tok->mod, token_deadline(tok, &deadline), err);
+  if (rc) return rc;
   pthread_mutex_lock(&tok->lock);
+  forget_stale_locked(tok);
   if (tok->login_user != CKU_USER || tok->anchor == CK_INVALID_HANDLE) {
     rc = fail_rv(err, "C_SetPIN", CKR_USER_NOT_LOGGED_IN);
   } else {
@@ -672,6 +975,7 @@ kerr_code p11_token_set_pin(p11_token *tok, const char *old_pin, const char *new
     if (rv != CKR_OK) rc = fail_rv(err, "C_SetPIN", rv);
   }
   pthread_mutex_unlock(&tok->lock);
+  gate_leave(tok->mod);
   return rc;
 }
 
@@ -695,16 +999,6 @@ kerr_code p11_token_set_acquire_timeout(p11_token *tok, long ms, p11_err *err) {
   return KERR_OK;
 }
 
-static void deadline_after_ms(struct timespec *ts, long ms) {
-  clock_gettime(CLOCK_MONOTONIC, ts);
-  ts->tv_sec += ms / 1000;
-  ts->tv_nsec += (ms % 1000) * 1000000L;
-  if (ts->tv_nsec >= 1000000000L) {
-    ts->tv_sec++;
-    ts->tv_nsec -= 1000000000L;
-  }
-}
-
 kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
   struct timespec deadline;
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
@@ -716,7 +1010,23 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
   if (!s) return refuse(err, KERR_INTERNAL, "out of memory acquiring a session");
   pthread_mutex_lock(&tok->lock);
   long wait_ms = tok->acquire_timeout_ms;
+  pthread_mutex_unlock(&tok->lock);
+  /* One deadline for both waits: a reinitialization, then a free session.
+   * The session stays inside the module's gate until it is released. */
   deadline_after_ms(&deadline, wait_ms);
+  kerr_code rc = gate_enter(tok->mod, &deadline, err);
+  if (rc) {
+    free(s);
+    return rc;
+  }
+  pthread_mutex_lock(&tok->lock);
+  rc = sync_locked(tok, err);
+  if (rc) {
+    pthread_mutex_unlock(&tok->lock);
+    gate_leave(tok->mod);
+    free(s);
+    return rc;
+  }
   for (;;) {
     if (tok->idle_count > 0) {
       h = tok->idle[--tok->idle_count];
@@ -729,6 +1039,7 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
     }
     if (pthread_cond_timedwait(&tok->freed, &tok->lock, &deadline) == ETIMEDOUT) {
       pthread_mutex_unlock(&tok->lock);
+      gate_leave(tok->mod);
       free(s);
       return refuse(err, KERR_DEPENDENCY_TIMEOUT,
                     "all %zu PKCS#11 sessions of the token stayed busy for %ld ms",
@@ -746,6 +1057,7 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
       tok->open_count--;
       pthread_cond_signal(&tok->freed);
       pthread_mutex_unlock(&tok->lock);
+      gate_leave(tok->mod);
       free(s);
       return fail_rv(err, "C_OpenSession", rv);
     }
@@ -789,6 +1101,7 @@ void p11_session_release(p11_session *s) {
   }
   pthread_cond_signal(&t->freed);
   pthread_mutex_unlock(&t->lock);
+  gate_leave(t->mod);
   free(s);
 }
 

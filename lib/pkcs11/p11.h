@@ -15,7 +15,11 @@
  *
  * Threads: a p11_module and a p11_token may be shared by any number of
  * threads.  A p11_session belongs to the one thread that acquired it until it
- * is released. */
+ * is released.  A thread holding a session must not call into the same
+ * module through another token or session while a reinitialization may be
+ * pending (p11_module_reinitialize waits for that session, the call waits
+ * for the reinitialization; both waits are bounded, so this ends in
+ * KERR_DEPENDENCY_TIMEOUT, not a hang). */
 #ifndef KMSD_PKCS11_P11_H
 #define KMSD_PKCS11_P11_H
 
@@ -77,8 +81,46 @@ kerr_code p11_module_load(const char *path, p11_module **out, p11_err *err);
 void p11_module_release(p11_module *mod);
 
 /* The module's function list, for callers (tests, diagnostics) that need a
- * call this layer does not wrap.  Valid while the module is held. */
+ * call this layer does not wrap.  Valid while the module is held, and only
+ * with a session acquired from this layer (whose lifetime keeps a
+ * reinitialization out, see p11_module_reinitialize). */
 const CK_FUNCTION_LIST *p11_module_functions(const p11_module *mod);
+
+/* 1 when `rv` may mean that the module's in-memory state of a token went bad
+ * and outlives the fault that caused it (CKR_GENERAL_ERROR,
+ * CKR_FUNCTION_FAILED, CKR_DEVICE_*, CKR_TOKEN_NOT_*, CKR_SLOT_ID_INVALID,
+ * CKR_SESSION_CLOSED / _HANDLE_INVALID, CKR_CRYPTOKI_NOT_INITIALIZED): the
+ * answers after which p11_module_reinitialize is worth a try.  Never a
+ * credential or login-state answer. */
+int p11_rv_module_state(CK_RV rv);
+
+/* How many times the module was reinitialized (p11_module_reinitialize). */
+unsigned long p11_module_epoch(p11_module *mod);
+
+/* C_Finalize and C_Initialize the module again, so it drops whatever state
+ * it kept in memory and reloads its slots and tokens.  SoftHSM2, for one,
+ * marks a token bad for the rest of the process once it failed to write it
+ * (a read-only or full disk), and answers CKR_GENERAL_ERROR to that token's
+ * C_Login and C_GetTokenInfo even after the fault is gone; this is the only
+ * way back short of a restart.
+ *
+ * It ends every session and login of every token of the module in this
+ * process, so it is coordinated: newcomers wait, and it waits up to
+ * `wait_ms` (P11_POOL_WAIT_MIN_MS..P11_POOL_WAIT_MAX_MS) for every module
+ * call in progress and every acquired session to finish; after that
+ * KERR_DEPENDENCY_TIMEOUT and nothing was done.  p11_token handles notice
+ * on their next use: they forget their old session handles without closing
+ * them (the numbers may name new sessions by then), find their token again
+ * by label, and are logged out.  `seen_epoch` is p11_module_epoch as the
+ * caller saw it when its failure happened; if the module was reinitialized
+ * since, nothing is done (KERR_OK), so threads that failed together cause
+ * one reinitialization.  The caller must hold no session of the module.
+ * KERR_INVALID_STATE for a module another library initialized (we never
+ * finalize it).  When C_Initialize fails the module stays uninitialized,
+ * every call answers CKR_CRYPTOKI_NOT_INITIALIZED, and a later call may
+ * try again. */
+kerr_code p11_module_reinitialize(p11_module *mod, unsigned long seen_epoch, long wait_ms,
+                                  p11_err *err);
 
 /* ---- tokens ------------------------------------------------------------- */
 
@@ -90,7 +132,10 @@ const CK_FUNCTION_LIST *p11_module_functions(const p11_module *mod);
 /* Find the slot holding an initialized token whose label is `label`
  * (1..32 printable ASCII bytes, compared after removing the padding).
  * KERR_NOT_FOUND when there is none; KERR_CONFLICT when two tokens carry the
- * label (we refuse to guess which HSM is meant). */
+ * label (we refuse to guess which HSM is meant).  A token whose
+ * C_GetTokenInfo fails is skipped, so it cannot hide the others; when the
+ * label is not found and such a token exists, that failure is returned
+ * instead of KERR_NOT_FOUND (it may be the token asked for). */
 kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p11_err *err);
 
 /* Find the first slot whose token is present but not yet initialized (SoftHSM2
@@ -149,8 +194,16 @@ kerr_code p11_token_login(p11_token *tok, const char *pin, p11_err *err);
  * is not an error. */
 kerr_code p11_token_logout(p11_token *tok, p11_err *err);
 
-/* 1 when this handle has a successful login that was not logged out. */
+/* 1 when this handle has a successful login that was not logged out (nor
+ * ended by a reinitialization of the module). */
 int p11_token_logged_in(p11_token *tok);
+
+/* After a failure with p11_rv_module_state(rv) on this token: reinitialize
+ * its module (p11_module_reinitialize), unless that already happened since
+ * the token's handles were last made, waiting up to the token's acquire
+ * timeout.  The token is logged out afterwards; log in again.  The caller
+ * must hold no session of the module.  On failure nothing changed. */
+kerr_code p11_token_recover(p11_token *tok, p11_err *err);
 
 /* Change the user PIN (C_SetPIN) while logged in as the user.  The login
  * survives.  On failure the PIN is unchanged. */

@@ -105,12 +105,15 @@ class KmsdServer:
                   before start; None lets kmsd write its default file.
     tls:          (cert_path, key_path) to serve https.
     insecure_any: pass --insecure-any-credentials.
+    wrapper:      a command prefix kmsd runs under, e.g. ["setpriv", "--reuid=nobody", ...]
+                  to run it unprivileged; it must exec kmsd, so signals reach kmsd.
     The process's stderr (and stdout) go to `log_path`.
     """
 
     def __init__(self, data_dir=None, args=(), credentials=None, tls=None, port=None,
-                 start_timeout=START_TIMEOUT, binary=None):
+                 start_timeout=START_TIMEOUT, binary=None, wrapper=()):
         self.binary = binary or find_kmsd_binary()
+        self.wrapper = list(wrapper)
         self.tmp_root = tempfile.mkdtemp(prefix="kmsd-e2e-")
         self.own_data_dir = data_dir is None
         self.data_dir = data_dir or os.path.join(self.tmp_root, "data")
@@ -173,7 +176,7 @@ class KmsdServer:
     # -- lifecycle --------------------------------------------------------
 
     def command(self):
-        cmd = [self.binary, "--listen", self.host_port, "--data-dir", self.data_dir]
+        cmd = self.wrapper + [self.binary, "--listen", self.host_port, "--data-dir", self.data_dir]
         if self.credentials is not None:
             cmd += ["--credentials", self.credentials_path]
         if self.tls:

@@ -1,7 +1,8 @@
 /* test_p11.c - unit tests for lib/pkcs11 against real SoftHSM2 tokens created
  * in a temporary directory: provisioning, login and PIN handling, key
  * attributes, in-token AES-GCM, copying keys between tokens under a wrapping
- * key agreed by ECDH, and the session pool under concurrent use. */
+ * key agreed by ECDH, the session pool under concurrent use, and
+ * reinitializing a module under the tokens that use it. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -676,6 +677,91 @@ static void test_pool_waits_for_a_free_session(void **state) {
   p11_token_close(tok);
 }
 
+/* Reinitializing a module (C_Finalize + C_Initialize, the way back from a
+ * token the module keeps broken in memory) ends every session and login of
+ * its tokens in the process.  It waits for held sessions; afterwards token
+ * handles forget their old session handles without closing them (the
+ * module reuses the numbers for new sessions of other tokens), find their
+ * token again, and work after a new login. */
+static void test_module_reinitialize(void **state) {
+  (void)state;
+  p11_token *tok = open_logged_in("hsm-pool", 2);
+  p11_token *other = open_logged_in("hsm-b", 2);
+  p11_session *s = NULL, *os = NULL;
+  CK_OBJECT_HANDLE key;
+  p11_err err;
+  uint8_t iv[P11_GCM_IV_BYTES], rnd[16];
+  static const uint8_t plain[] = "kept across a reinitialization";
+  kbytes ct = {0}, pt = {0};
+
+  assert_true(p11_rv_module_state(CKR_GENERAL_ERROR));
+  assert_true(p11_rv_module_state(CKR_DEVICE_ERROR));
+  assert_true(p11_rv_module_state(CKR_TOKEN_NOT_PRESENT));
+  assert_false(p11_rv_module_state(CKR_OK));
+  assert_false(p11_rv_module_state(CKR_PIN_INCORRECT));
+  assert_false(p11_rv_module_state(CKR_USER_NOT_LOGGED_IN));
+
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_generate(s, "reinit-key", P11_KEY_DATA, &key, &err), KERR_OK);
+  assert_int_equal(p11_gcm_encrypt(s, key, NULL, 0, plain, sizeof plain, iv, &ct, &err), KERR_OK);
+
+  /* A held session keeps a reinitialization out, up to its wait. */
+  unsigned long epoch = p11_module_epoch(module);
+  assert_int_equal(p11_module_reinitialize(module, epoch, 50, &err), KERR_DEPENDENCY_TIMEOUT);
+  assert_int_equal(p11_module_epoch(module), epoch);
+  assert_true(p11_token_logged_in(tok));
+  assert_int_equal(p11_random(s, rnd, sizeof rnd, &err), KERR_OK);
+  p11_session_release(s);
+  assert_int_equal(p11_module_reinitialize(module, epoch, 0, &err), KERR_VALIDATION);
+
+  assert_int_equal(p11_module_reinitialize(module, epoch, 2000, &err), KERR_OK);
+  assert_int_equal(p11_module_epoch(module), epoch + 1);
+  /* Reinitialized since `epoch` already: nothing more happens. */
+  assert_int_equal(p11_module_reinitialize(module, epoch, 2000, &err), KERR_OK);
+  assert_int_equal(p11_module_epoch(module), epoch + 1);
+  assert_false(p11_token_logged_in(tok));
+  assert_false(p11_token_logged_in(other));
+
+  /* Logged out by the reinitialization: the private key shows again after
+   * a new login, and still decrypts what it encrypted before. */
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_find(s, "reinit-key", &key, &err), KERR_NOT_FOUND);
+  p11_session_release(s);
+  assert_int_equal(p11_token_login(tok, USER_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_find(s, "reinit-key", &key, &err), KERR_OK);
+  assert_int_equal(p11_gcm_decrypt(s, key, iv, NULL, 0, ct.data, ct.len, &pt, &err), KERR_OK);
+  assert_int_equal(pt.len, sizeof plain);
+  assert_memory_equal(pt.data, plain, sizeof plain);
+  assert_int_equal(p11_key_destroy(s, key, &err), KERR_OK);
+  p11_session_release(s);
+
+  /* p11_token_recover reinitializes once for a token whose handles are
+   * current.  The first token's anchor and idle session were the first
+   * handles of the last epoch; the other token now opens the first handles
+   * of the new one, so they carry the same numbers.  Forgetting the stale
+   * ones must not close them. */
+  assert_int_equal(p11_token_recover(tok, &err), KERR_OK);
+  assert_int_equal(p11_module_epoch(module), epoch + 2);
+  assert_false(p11_token_logged_in(tok));
+  assert_int_equal(p11_token_login(other, USER_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire(other, &os, &err), KERR_OK);
+  assert_int_equal(p11_token_logout(tok, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  p11_session_release(s);
+  assert_int_equal(p11_random(os, rnd, sizeof rnd, &err), KERR_OK);
+  assert_true(p11_token_logged_in(other));
+  p11_session_release(os);
+  assert_int_equal(p11_session_acquire(other, &os, &err), KERR_OK);
+  assert_int_equal(p11_random(os, rnd, sizeof rnd, &err), KERR_OK);
+  p11_session_release(os);
+
+  kbytes_wipe_free(&ct);
+  kbytes_wipe_free(&pt);
+  p11_token_close(tok);
+  p11_token_close(other);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rv_names_and_codes),
@@ -691,6 +777,7 @@ int main(void) {
       cmocka_unit_test(test_copy_key_between_tokens),
       cmocka_unit_test(test_pool_concurrent_encrypts),
       cmocka_unit_test(test_pool_waits_for_a_free_session),
+      cmocka_unit_test(test_module_reinitialize),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
