@@ -251,6 +251,27 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
                 self.assertLess(failed_logins, LOCKOUT_AFTER)
                 self.assertRotationFinished()
 
+    def test_operator_password_clears_pending(self):
+        # A change left unfinished (the second HSM refused it), then the
+        # operator takes kmsuser back: hsm-cli sets a password on every HSM,
+        # UpdateCustomKeyStore gives it to KMS.  The old pending password is
+        # on no HSM any more and must not stay a candidate.
+        self.restart(fault("FAIL", 2))
+        self.assertEqual(fx.connect(self.kms, self.cks)["ConnectionState"], "CONNECTED")
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        self.assertTrue(self.has_pending_password())
+        self.restart(fault())
+        fx.admin_ok(self.server, "ChangePassword", ClusterId=self.cluster.id,
+                    Username=fx.KMSUSER, Password="operator-pw-1")
+        self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                         KeyStorePassword="operator-pw-1")
+        self.assertFalse(self.has_pending_password())
+        entry = fx.connect(self.kms, self.cks)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        self.assertConnectedAndUsable()
+        self.assertRotationFinished()
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+
 
 if __name__ == "__main__":
     unittest.main()
