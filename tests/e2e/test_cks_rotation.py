@@ -272,6 +272,11 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
         self.assertConnectedAndUsable()
         self.assertRotationFinished()
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        with open(self.server.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertIn("password change is unfinished", log)
+        for secret in ("operator-pw-1", fx.KMSUSER_PASSWORD):
+            self.assertNotIn(secret, log)
 
 
 if __name__ == "__main__":
