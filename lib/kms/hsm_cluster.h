@@ -55,23 +55,52 @@ kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char
 /* A connection to every active HSM of one cluster, logged in as kmsuser. */
 typedef struct hsm_conn hsm_conn;
 
-/* Connect to `cluster_id` as kmsuser with `password`, in the order a real
- * connection fails: cluster missing -> "CLUSTER_NOT_FOUND"; no active HSM ->
+/* How many passwords hsm_cluster_connect may be given to try. */
+#define HSM_CONNECT_PASSWORDS_MAX 2
+
+/* Connect to `cluster_id` as kmsuser, in the order a real connection fails:
+ * cluster missing -> "CLUSTER_NOT_FOUND"; no active HSM ->
  * "INSUFFICIENT_CLOUDHSM_HSMS"; a simulated network failure ->
  * "NETWORK_ERRORS" / "SUBNET_NOT_FOUND" / "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET"
  * / "INTERNAL_ERROR"; then the login: no kmsuser -> "USER_NOT_FOUND"; locked
  * -> "USER_LOCKED_OUT"; logged in elsewhere (hsm-cli login) ->
- * "USER_LOGGED_IN"; wrong password -> "INVALID_CREDENTIALS" (and the failed
- * attempt counts toward the lockout, as on a real HSM); any PKCS#11 failure
- * -> "INTERNAL_ERROR".  On failure *connection_error points at that static
- * ConnectionErrorCode string and err says more; on KERR_OK *out is a new
- * connection (hsm_conn_close) with a session pool per active HSM. */
+ * "USER_LOGGED_IN"; an HSM that accepts none of the passwords ->
+ * "INVALID_CREDENTIALS"; any PKCS#11 failure -> "INTERNAL_ERROR".
+ *
+ * `passwords` (1 to HSM_CONNECT_PASSWORDS_MAX of them, in order of
+ * preference) are the passwords kmsuser may have: each HSM is logged in with
+ * the first of them it accepts (the one the previous HSM took is tried
+ * first), so HSMs left with different passwords by an interrupted change
+ * still connect, and the connection remembers which password each HSM has.
+ * A connect that fails on credentials counts one failed login toward the
+ * lockout (as on a real HSM); one that succeeds resets the count, so the
+ * passwords an HSM refused on the way never add up.
+ *
+ * On failure *connection_error points at that static ConnectionErrorCode
+ * string and err says more; on KERR_OK *out is a new connection
+ * (hsm_conn_close) with a session pool per active HSM. */
 kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char *region,
-                              const char *cluster_id, const char *password, hsm_conn **out,
-                              const char **connection_error, kerr *err);
+                              const char *cluster_id, const char *const *passwords,
+                              size_t npasswords, hsm_conn **out, const char **connection_error,
+                              kerr *err);
 
-/* Change kmsuser's password on every HSM of the connected cluster (KMS
- * rotates it after connecting so only kmsd knows it). */
+/* Whether some HSM of the connection has kmsuser's password `password` (it
+ * logged in with it, or hsm_conn_set_password gave it to it). */
+bool hsm_conn_has_password(hsm_conn *c, const char *password);
+
+/* Give kmsuser the password `new_password` on every HSM of the connected
+ * cluster that does not have it yet, each from the PIN it has (C_SetPIN, one
+ * HSM after the other), then record it as the cluster's kmsuser password:
+ * the PIN new HSMs get and hsm-cli checks.  KMS rotates it after connecting
+ * so only kmsd knows it.  The caller must have stored `new_password` where
+ * the next connect will try it first: a crash may leave any HSM with either
+ * password.
+ *
+ * Fails (KERR_HSM_INTERNAL_FAILURE) on the first HSM that refuses the change,
+ * or when an HSM became active in the cluster meanwhile without the change;
+ * then the HSMs changed so far have `new_password`, the others their old
+ * one, the connection stays logged in to each with the password it has, the
+ * cluster's record is unchanged, and calling again finishes the change. */
 kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err);
 
 /* Log out and close every session. NULL is allowed. */

@@ -1,10 +1,18 @@
 /* hsm_conn.c - hsm_cluster.h: what custom key stores use of a cluster.
  *
- * A connection is the cluster id, kmsuser's current password and the list of
- * the cluster's ACTIVE HSMs (shared live tokens, see hsm_internal.h).  The
- * list is refreshed whenever the manager's HSM generation moves, so an HSM
- * added or replaced after connecting is picked up without reconnecting:
- * that is what keeps old ciphertexts decrypting across HSM replacement.
+ * A connection is the cluster id, the list of the cluster's ACTIVE HSMs
+ * (shared live tokens, see hsm_internal.h) and, per HSM, the kmsuser password
+ * that HSM has.  The list is refreshed whenever the manager's HSM generation
+ * moves, so an HSM added or replaced after connecting is picked up without
+ * reconnecting: that is what keeps old ciphertexts decrypting across HSM
+ * replacement.
+ *
+ * Why a password per HSM: changing kmsuser's password is one C_SetPIN per
+ * HSM, so a crash or a failing HSM can leave HSMs with different passwords.
+ * The key store keeps every password an HSM may have (docs/custom-key-stores.md,
+ * "Passwords"); a login tries those on each HSM and remembers the one that
+ * worked, and a new HSM (given the cluster's password when it was made) is
+ * logged in with the first of the known passwords it accepts.
  *
  * Keys: generated once in one HSM as a copyable key, wrapped there under the
  * lineage's trusted wrapping key into a backup blob (kept in the store),
@@ -19,16 +27,31 @@
 #include "core/log.h"
 #include "core/secmem.h"
 
+/* Passwords a connection remembers as ones an HSM may have: the connect's
+ * candidates and each password hsm_conn_set_password gave (a connect worker
+ * sets at most two, so four never drops one still in use). */
+#define KNOWN_PASSWORDS_MAX 4
+#define PIN_BUF (HSMI_PIN_MAX + 1)
+
+/* The kmsuser password one HSM has. */
+typedef struct hsm_pin {
+  char hsm_id[STORE_HSM_ID_MAX];
+  char pin[PIN_BUF];
+} hsm_pin;
+
 struct hsm_conn {
   kms_domain *d;
   char cluster_id[STORE_HSM_ID_MAX];
   char lineage[64];
-  pthread_mutex_t lock;        /* lives, n, gen, password, rr */
+  pthread_mutex_t lock;        /* lives, n, gen, rr, pins, known */
   hsm_live **lives;
   size_t n;
   uint64_t gen;
   unsigned rr;
-  char password[HSMI_PIN_MAX + 1];
+  hsm_pin *pins;               /* secure memory, pins_cap entries */
+  size_t npins, pins_cap;
+  char known[KNOWN_PASSWORDS_MAX][PIN_BUF]; /* newest first */
+  size_t nknown;
 };
 
 void hsm_cluster_view_clear(hsm_cluster_view *v) {
@@ -131,8 +154,7 @@ static kerr_code refresh_locked(hsm_conn *c, kerr *err) {
 }
 
 /* A snapshot of the HSM list with a reference on each (drop_lives). */
-static kerr_code snapshot(hsm_conn *c, hsm_live ***out, size_t *n, char pin[HSMI_PIN_MAX + 1],
-                          kerr *err) {
+static kerr_code snapshot(hsm_conn *c, hsm_live ***out, size_t *n, kerr *err) {
   pthread_mutex_lock(&c->lock);
   kerr_code rc = refresh_locked(c, err);
   *out = NULL;
@@ -152,21 +174,119 @@ static kerr_code snapshot(hsm_conn *c, hsm_live ***out, size_t *n, char pin[HSMI
       pthread_mutex_unlock(&c->d->hsm->lock);
       *out = arr;
       *n = c->n;
-      memcpy(pin, c->password, HSMI_PIN_MAX + 1);
     }
   }
   pthread_mutex_unlock(&c->lock);
   return rc;
 }
 
+/* ------------------------------------------------------ per-HSM passwords */
+
+static bool same_password(const char *a, const char *b) {
+  size_t n = strlen(a);
+  return n == strlen(b) && secure_memcmp(a, b, n) == 0;
+}
+
+/* The password record of HSM `hsm_id`, or NULL.  With c->lock held. */
+static hsm_pin *pin_find_locked(hsm_conn *c, const char *hsm_id) {
+  for (size_t i = 0; i < c->npins; i++)
+    if (strcmp(c->pins[i].hsm_id, hsm_id) == 0) return &c->pins[i];
+  return NULL;
+}
+
+/* Record that HSM `hsm_id` has `pin`.  With c->lock held. */
+static kerr_code pin_record_locked(hsm_conn *c, const char *hsm_id, const char *pin, kerr *err) {
+  hsm_pin *p = pin_find_locked(c, hsm_id);
+  if (!p) {
+    if (c->npins == c->pins_cap) {
+      size_t cap = c->pins_cap ? 2 * c->pins_cap : 4;
+      hsm_pin *grown = secure_alloc(cap * sizeof *grown);
+      if (!grown) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      if (c->npins) memcpy(grown, c->pins, c->npins * sizeof *grown);
+      secure_free(c->pins, c->pins_cap * sizeof *c->pins);
+      c->pins = grown;
+      c->pins_cap = cap;
+    }
+    p = &c->pins[c->npins++];
+    snprintf(p->hsm_id, sizeof p->hsm_id, "%s", hsm_id);
+  }
+  snprintf(p->pin, sizeof p->pin, "%s", pin);
+  return KERR_OK;
+}
+
+/* Remember `password` as one an HSM may have, newest first.  With c->lock held. */
+static void known_add_locked(hsm_conn *c, const char *password) {
+  size_t i;
+  for (i = 0; i < c->nknown; i++)
+    if (same_password(c->known[i], password)) break;
+  if (i == c->nknown && c->nknown < KNOWN_PASSWORDS_MAX) c->nknown++;
+  if (i == KNOWN_PASSWORDS_MAX) i--;
+  for (; i > 0; i--) memcpy(c->known[i], c->known[i - 1], PIN_BUF);
+  snprintf(c->known[0], PIN_BUF, "%s", password);
+}
+
+/* With l->lock held for writing: log l in as kmsuser with the first of
+ * `tries` (ntries PINs) it accepts and set *taken to its index.  `force`
+ * logs out first (the token may be logged in with a stale PIN).  A refused
+ * PIN moves on to the next; any other failure is final.  On failure pe
+ * holds the last failure (CKR_PIN_INCORRECT when every PIN was refused). */
+static kerr_code login_first_accepted_locked(hsm_live *l, char (*tries)[PIN_BUF], size_t ntries,
+                                             bool force, size_t *taken, p11_err *pe) {
+  kerr_code rc = KERR_OK;
+  p11_err_clear(pe);
+  if (ntries == 0) {
+    pe->rv = CKR_PIN_INCORRECT;
+    return kerr_set(&pe->e, KERR_ACCESS_DENIED, "no kmsuser password to try on HSM %s",
+                    l->hsm_id);
+  }
+  for (size_t i = 0; i < ntries; i++) {
+    p11_err_clear(pe);
+    rc = hsmi_login_locked(l, tries[i], force && i == 0, pe);
+    if (rc == KERR_OK) {
+      *taken = i;
+      return KERR_OK;
+    }
+    if (pe->rv != CKR_PIN_INCORRECT && pe->rv != CKR_PIN_LEN_RANGE) return rc;
+  }
+  return rc;
+}
+
+/* With l->lock held for writing: log l in again (its session was closed,
+ * or with `force` because its password is unknown) with the password
+ * recorded for it, else the first known one it takes, and record that. */
+static kerr_code relogin_locked(hsm_conn *c, hsm_live *l, bool force, p11_err *pe) {
+  char tries[KNOWN_PASSWORDS_MAX + 1][PIN_BUF];
+  size_t ntries = 0, taken = 0;
+  kerr e;
+  pthread_mutex_lock(&c->lock);
+  hsm_pin *p = pin_find_locked(c, l->hsm_id);
+  if (p) snprintf(tries[ntries++], PIN_BUF, "%s", p->pin);
+  for (size_t i = 0; i < c->nknown; i++)
+    if (!p || !same_password(p->pin, c->known[i]))
+      snprintf(tries[ntries++], PIN_BUF, "%s", c->known[i]);
+  pthread_mutex_unlock(&c->lock);
+  kerr_code rc = login_first_accepted_locked(l, tries, ntries, force, &taken, pe);
+  if (rc == KERR_OK) {
+    pthread_mutex_lock(&c->lock);
+    rc = pin_record_locked(c, l->hsm_id, tries[taken], &e);
+    pthread_mutex_unlock(&c->lock);
+    if (rc) {
+      p11_err_clear(pe);
+      rc = kerr_set(&pe->e, rc, "%s", e.msg);
+    }
+  }
+  secure_wipe(tries, sizeof tries);
+  return rc;
+}
+
 /* Take l's lock for reading with the user logged in. */
-static kerr_code read_lock_logged_in(hsm_live *l, const char *pin, p11_err *pe) {
+static kerr_code read_lock_logged_in(hsm_conn *c, hsm_live *l, p11_err *pe) {
   for (;;) {
     pthread_rwlock_rdlock(&l->lock);
     if (p11_token_logged_in(l->tok)) return KERR_OK;
     pthread_rwlock_unlock(&l->lock);
     pthread_rwlock_wrlock(&l->lock);
-    kerr_code rc = hsmi_login_locked(l, pin, false, pe);
+    kerr_code rc = p11_token_logged_in(l->tok) ? KERR_OK : relogin_locked(c, l, false, pe);
     pthread_rwlock_unlock(&l->lock);
     if (rc) return rc;
   }
@@ -179,10 +299,10 @@ static kerr_code read_lock_logged_in(hsm_live *l, const char *pin, p11_err *pe) 
  * check after the acquire is final, and the login is simply redone.  On
  * success both are held (release the session, then unlock); on failure
  * neither is. */
-static kerr_code acquire_logged_in(hsm_live *l, const char *pin, p11_session **s, p11_err *pe) {
+static kerr_code acquire_logged_in(hsm_conn *c, hsm_live *l, p11_session **s, p11_err *pe) {
   *s = NULL;
   for (int attempt = 0; attempt < 3; attempt++) {
-    kerr_code rc = read_lock_logged_in(l, pin, pe);
+    kerr_code rc = read_lock_logged_in(c, l, pe);
     if (rc) return rc;
     rc = p11_session_acquire(l->tok, s, pe);
     if (!rc && p11_token_logged_in(l->tok)) return KERR_OK;
@@ -244,17 +364,20 @@ static const char *simulated_code(const char *kind) {
 }
 
 kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char *region,
-                              const char *cluster_id, const char *password, hsm_conn **out,
-                              const char **connection_error, kerr *err) {
+                              const char *cluster_id, const char *const *passwords,
+                              size_t npasswords, hsm_conn **out, const char **connection_error,
+                              kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
   store_hsm *hsms = NULL;
   store_hsm_user u;
-  size_t n = 0;
+  size_t n = 0, hint = 0;
   hsm_conn *conn = NULL;
+  char tries[HSM_CONNECT_PASSWORDS_MAX][PIN_BUF];
   const char *code = "INTERNAL_ERROR";
   kerr_code rc;
   memset(&c, 0, sizeof c);
+  memset(tries, 0, sizeof tries);
   *out = NULL;
   *connection_error = NULL;
 
@@ -301,21 +424,45 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
   d->st->ops->rollback(tx);
   tx = NULL;
 
-  size_t plen = password ? strlen(password) : 0;
-  if (plen < 1 || plen > HSMI_PIN_MAX) {
+  if (npasswords < 1 || npasswords > HSM_CONNECT_PASSWORDS_MAX) {
     code = "INVALID_CREDENTIALS";
-    rc = kerr_set(err, KERR_ACCESS_DENIED, "The kmsuser password is not valid");
+    rc = kerr_set(err, KERR_ACCESS_DENIED, "No usable kmsuser password");
     goto out;
   }
-  /* The real check: a PKCS#11 login with the password on every HSM. */
+  for (size_t k = 0; k < npasswords; k++) {
+    size_t plen = passwords[k] ? strlen(passwords[k]) : 0;
+    if (plen < 1 || plen > HSMI_PIN_MAX) {
+      code = "INVALID_CREDENTIALS";
+      rc = kerr_set(err, KERR_ACCESS_DENIED, "The kmsuser password is not valid");
+      goto out;
+    }
+  }
+  conn = secure_alloc(sizeof *conn);
+  if (!conn) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  conn->d = d;
+  snprintf(conn->cluster_id, sizeof conn->cluster_id, "%s", cluster_id);
+  snprintf(conn->lineage, sizeof conn->lineage, "%s", c.lineage);
+  pthread_mutex_init(&conn->lock, NULL);
+  for (size_t k = npasswords; k > 0; k--) known_add_locked(conn, passwords[k - 1]);
+
+  /* The real check: a PKCS#11 login on every HSM with a password it takes.
+   * HSMs changed one after the other are a prefix on the newer password,
+   * so trying first what the previous HSM took misses at most once. */
   for (size_t i = 0; i < n; i++) {
     hsm_live *l = NULL;
+    size_t ntries = 0, taken = 0;
     p11_err pe;
     p11_err_clear(&pe);
+    snprintf(tries[ntries++], PIN_BUF, "%s", passwords[hint]);
+    for (size_t k = 0; k < npasswords; k++)
+      if (k != hint) snprintf(tries[ntries++], PIN_BUF, "%s", passwords[k]);
     rc = hsmi_live_get(d->hsm, &hsms[i], &l, &pe);
     if (!rc) {
       pthread_rwlock_wrlock(&l->lock);
-      rc = hsmi_login_locked(l, password, true, &pe);
+      rc = login_first_accepted_locked(l, tries, ntries, true, &taken, &pe);
       pthread_rwlock_unlock(&l->lock);
     }
     hsmi_live_put(d->hsm, l);
@@ -334,20 +481,16 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
       }
       goto out;
     }
+    for (size_t k = 0; k < npasswords; k++)
+      if (same_password(passwords[k], tries[taken])) hint = k;
+    pthread_mutex_lock(&conn->lock);
+    rc = pin_record_locked(conn, hsms[i].hsm_id, tries[taken], err);
+    pthread_mutex_unlock(&conn->lock);
+    if (rc) goto out;
   }
   rc = reset_failed_logins(d, cluster_id, err);
   if (rc) goto out;
 
-  conn = secure_alloc(sizeof *conn);
-  if (!conn) {
-    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    goto out;
-  }
-  conn->d = d;
-  snprintf(conn->cluster_id, sizeof conn->cluster_id, "%s", cluster_id);
-  snprintf(conn->lineage, sizeof conn->lineage, "%s", c.lineage);
-  snprintf(conn->password, sizeof conn->password, "%s", password);
-  pthread_mutex_init(&conn->lock, NULL);
   pthread_mutex_lock(&conn->lock);
   rc = refresh_locked(conn, err);
   pthread_mutex_unlock(&conn->lock);
@@ -359,6 +502,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
 out:
   if (tx) d->st->ops->rollback(tx);
   if (conn) hsm_conn_close(conn);
+  secure_wipe(tries, sizeof tries);
   free(hsms);
   store_hsm_cluster_clear(&c);
   if (rc) *connection_error = code;
@@ -375,26 +519,92 @@ void hsm_conn_close(hsm_conn *c) {
   }
   drop_lives(c->d, c->lives, c->n);
   pthread_mutex_destroy(&c->lock);
+  secure_free(c->pins, c->pins_cap * sizeof *c->pins);
   secure_free(c, sizeof *c);
+}
+
+bool hsm_conn_has_password(hsm_conn *c, const char *password) {
+  bool found = false;
+  if (!c || !password) return false;
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < c->npins && !found; i++) found = same_password(c->pins[i].pin, password);
+  pthread_mutex_unlock(&c->lock);
+  return found;
+}
+
+/* With l->lock held for writing: give l `new_password` from the password it
+ * has, unless it has it already, and record it. */
+static kerr_code set_pin_locked(hsm_conn *c, hsm_live *l, const char *new_password, p11_err *pe) {
+  char old[PIN_BUF] = {0};
+  kerr e;
+  kerr_code rc = KERR_OK;
+  pthread_mutex_lock(&c->lock);
+  bool known = pin_find_locked(c, l->hsm_id) != NULL;
+  pthread_mutex_unlock(&c->lock);
+  /* An HSM that joined after the connect may be logged in already (by its
+   * provisioning): log in afresh to learn which password it has. */
+  if (!known || !p11_token_logged_in(l->tok)) rc = relogin_locked(c, l, !known, pe);
+  if (rc) return rc;
+  pthread_mutex_lock(&c->lock);
+  hsm_pin *p = pin_find_locked(c, l->hsm_id);
+  if (p) snprintf(old, sizeof old, "%s", p->pin);
+  pthread_mutex_unlock(&c->lock);
+  if (same_password(old, new_password)) goto out;
+  rc = p11_token_set_pin(l->tok, old, new_password, pe);
+  if (rc) goto out;
+  pthread_mutex_lock(&c->lock);
+  rc = pin_record_locked(c, l->hsm_id, new_password, &e);
+  pthread_mutex_unlock(&c->lock);
+  if (rc) {
+    p11_err_clear(pe);
+    rc = kerr_set(&pe->e, rc, "%s", e.msg);
+  }
+out:
+  secure_wipe(old, sizeof old);
+  return rc;
+}
+
+/* Inside `tx`: fail unless every ACTIVE HSM of the cluster has
+ * `new_password` (an HSM that became active during the change has the
+ * cluster's old password). */
+static kerr_code check_all_changed(hsm_conn *c, store_tx *tx, const char *new_password,
+                                   kerr *err) {
+  store_hsm *hsms = NULL;
+  size_t n = 0;
+  kerr_code rc = hsmi_active_hsms(c->d, tx, c->cluster_id, &hsms, &n, err);
+  if (rc) return rc;
+  pthread_mutex_lock(&c->lock);
+  for (size_t i = 0; i < n && !rc; i++) {
+    hsm_pin *p = pin_find_locked(c, hsms[i].hsm_id);
+    if (!p || !same_password(p->pin, new_password))
+      rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE,
+                    "HSM %s became active during the change of kmsuser's password",
+                    hsms[i].hsm_id);
+  }
+  pthread_mutex_unlock(&c->lock);
+  free(hsms);
+  return rc;
 }
 
 kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err) {
   hsm_live **lives = NULL;
   size_t n = 0;
-  char old[HSMI_PIN_MAX + 1];
   p11_err pe;
   store_tx *tx = NULL;
   store_hsm_user u;
   size_t plen = new_password ? strlen(new_password) : 0;
   if (plen < HSM_PASSWORD_MIN || plen > HSMI_PIN_MAX)
     return kerr_set(err, KERR_VALIDATION, "kmsuser passwords are 7 to 32 characters");
-  kerr_code rc = snapshot(c, &lives, &n, old, err);
+  /* Known before any HSM has it: a lost session on a changed HSM logs in again. */
+  pthread_mutex_lock(&c->lock);
+  known_add_locked(c, new_password);
+  pthread_mutex_unlock(&c->lock);
+  kerr_code rc = snapshot(c, &lives, &n, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     p11_err_clear(&pe);
     pthread_rwlock_wrlock(&lives[i]->lock);
-    rc = hsmi_login_locked(lives[i], old, false, &pe);
-    if (!rc) rc = p11_token_set_pin(lives[i]->tok, old, new_password, &pe);
+    rc = set_pin_locked(c, lives[i], new_password, &pe);
     pthread_rwlock_unlock(&lives[i]->lock);
     if (rc) {
       rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "Cannot change kmsuser's PIN on HSM %s: %s",
@@ -402,9 +612,11 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
       goto out;
     }
   }
+  /* Only now is it the cluster's password (what new HSMs get). */
   rc = kmsi_begin(c->d, true, &tx, err);
   if (rc) goto out;
-  rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  rc = check_all_changed(c, tx, new_password, err);
+  if (!rc) rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
   if (!rc) rc = hsmi_password_set(&u, new_password, err);
   if (!rc) rc = c->d->st->ops->hsm->user_put(tx, &u, err);
   if (!rc)
@@ -414,12 +626,7 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
     goto out;
   }
   rc = c->d->st->ops->commit(tx, err);
-  if (rc) goto out;
-  pthread_mutex_lock(&c->lock);
-  snprintf(c->password, sizeof c->password, "%s", new_password);
-  pthread_mutex_unlock(&c->lock);
 out:
-  secure_wipe(old, sizeof old);
   drop_lives(c->d, lives, n);
   return rc;
 }
@@ -429,7 +636,6 @@ out:
 kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   hsm_live **lives = NULL;
   size_t n = 0;
-  char pin[HSMI_PIN_MAX + 1];
   p11_err pe;
   p11_session *s = NULL;
   store_hsm_blob blob;
@@ -441,7 +647,7 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   p11_err_clear(&pe);
   if (!label || !*label || strlen(label) >= sizeof blob.label)
     return kerr_set(err, KERR_VALIDATION, "bad key label");
-  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  kerr_code rc = snapshot(c, &lives, &n, err);
   if (rc) return rc;
   if (n < 2) {
     rc = kerr_set(err, KERR_HSM_CLUSTER_INVALID_CONFIG,
@@ -450,7 +656,7 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
     goto out;
   }
   /* Make the key once, as a copy-able key, and turn it into a backup blob. */
-  rc = acquire_logged_in(lives[0], pin, &s, &pe);
+  rc = acquire_logged_in(c, lives[0], &s, &pe);
   if (rc) goto p11fail;
   rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
   if (!rc) rc = p11_key_generate(s, label, P11_KEY_DATA_COPYABLE, &key, &pe);
@@ -481,7 +687,7 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   stored = true;
   /* Every active HSM gets the key as a non-extractable key. */
   for (size_t i = 0; i < n; i++) {
-    rc = acquire_logged_in(lives[i], pin, &s, &pe);
+    rc = acquire_logged_in(c, lives[i], &s, &pe);
     if (rc) goto p11fail;
     rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, &pe);
     if (!rc) rc = p11_key_unwrap(s, wrap, blob.wrapped, blob.wrapped_len, label, P11_KEY_DATA, &key, &pe);
@@ -500,7 +706,6 @@ p11fail:
 out:
   if (rc && stored) hsm_conn_delete_key(c, label, NULL);
   kbytes_wipe_free(&wrapped);
-  secure_wipe(pin, sizeof pin);
   drop_lives(c->d, lives, n);
   return rc;
 }
@@ -508,16 +713,15 @@ out:
 kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
   hsm_live **lives = NULL;
   size_t n = 0;
-  char pin[HSMI_PIN_MAX + 1];
   p11_err pe;
   store_tx *tx = NULL;
-  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  kerr_code rc = snapshot(c, &lives, &n, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     p11_session *s = NULL;
     CK_OBJECT_HANDLE key;
     p11_err_clear(&pe);
-    rc = acquire_logged_in(lives[i], pin, &s, &pe);
+    rc = acquire_logged_in(c, lives[i], &s, &pe);
     if (rc) goto p11fail;
     rc = p11_key_find(s, label, &key, &pe);
     if (!rc) rc = p11_key_destroy(s, key, &pe);
@@ -537,7 +741,6 @@ kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
 p11fail:
   rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
 out:
-  secure_wipe(pin, sizeof pin);
   drop_lives(c->d, lives, n);
   return rc;
 }
@@ -551,18 +754,17 @@ typedef kerr_code (*hsm_op_fn)(p11_session *s, void *arg, p11_err *pe);
 static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
   hsm_live **lives = NULL;
   size_t n = 0;
-  char pin[HSMI_PIN_MAX + 1];
   p11_err pe;
   bool busy = false;
   p11_err_clear(&pe);
-  kerr_code rc = snapshot(c, &lives, &n, pin, err);
+  kerr_code rc = snapshot(c, &lives, &n, err);
   if (rc) return rc;
   rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "The AWS CloudHSM cluster %s has no reachable HSM",
                 c->cluster_id);
   for (size_t i = 0; i < n; i++) {
     p11_session *s = NULL;
     p11_err_clear(&pe);
-    rc = acquire_logged_in(lives[i], pin, &s, &pe);
+    rc = acquire_logged_in(c, lives[i], &s, &pe);
     if (rc) {
       if (rc == KERR_DEPENDENCY_TIMEOUT) busy = true;
       rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
@@ -581,7 +783,6 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
                   "The AWS CloudHSM cluster %s did not answer in time: every HSM's sessions "
                   "stayed busy.",
                   c->cluster_id);
-  secure_wipe(pin, sizeof pin);
   drop_lives(c->d, lives, n);
   return rc;
 }

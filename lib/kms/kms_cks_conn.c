@@ -13,9 +13,21 @@
  * the kmsuser password finishes persisting it before the next one reads it.
  *
  * The kmsuser password is rotated after every successful login to a random
- * one only kmsd knows.  It is written wrapped as "pending" before the HSMs
- * are changed and promoted to "current" after, so a crash at any point
- * leaves a password that works (the worker tries current, then pending). */
+ * one only kmsd knows.  Changing it is one C_SetPIN per HSM, so a crash or a
+ * failing HSM can stop it between two HSMs.  What makes that harmless is one
+ * invariant, kept at every instant by the order of the steps below:
+ *
+ *   every HSM's kmsuser password is one of the store's stored passwords,
+ *   {current, pending} (both wrapped under the root key in its row).
+ *
+ * The connect worker logs in to each HSM with whichever of the two it takes
+ * (hsm_cluster_connect), then repairs: if any HSM took pending, the others
+ * are moved to pending and pending is promoted to current.  Only then does
+ * it rotate: a fresh password is stored as pending (no HSM has the old
+ * pending any more), set on each HSM, and promoted.  A connect after a crash
+ * anywhere in this therefore logs in and finishes the job; a PIN change that
+ * fails leaves every HSM logged in with the password it has, so the store
+ * still connects and the next connect finishes the change. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -247,51 +259,81 @@ void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
 
 /* ------------------------------------------------------- connect worker */
 
-/* Write the password columns of `cks_id` (each NULL = clear). Not a state change. */
-static kerr_code store_passwords(kms_domain *d, const char *cks_id, const uint8_t *current,
-                                 size_t current_len, bool keep_current, const uint8_t *pending,
-                                 size_t pending_len, kerr *err) {
+/* Copy `len` bytes of `src` into a new allocation (*dst; NULL for NULL). */
+static kerr_code dup_bytes(const uint8_t *src, size_t len, uint8_t **dst, kerr *err) {
+  *dst = NULL;
+  if (!src) return KERR_OK;
+  *dst = malloc(len ? len : 1);
+  if (!*dst) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (len) memcpy(*dst, src, len);
+  return KERR_OK;
+}
+
+static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t blen) {
+  if (!a || !b) return a == b;
+  return alen == blen && memcmp(a, b, alen) == 0;
+}
+
+/* Set the wrapped passwords of store `c->cks_id` to `current` (never NULL)
+ * and `pending` (NULL: none), provided the row still holds the two that `c`
+ * holds; then `c` holds the new ones.  A row whose passwords changed under
+ * the worker (an UpdateCustomKeyStore after a disconnect) is the operator's:
+ * KERR_CONFLICT, nothing written.  Not a state change.  On failure `c` and
+ * the row are unchanged. */
+static kerr_code store_passwords(kms_domain *d, store_cks *c, const uint8_t *current,
+                                 size_t current_len, const uint8_t *pending, size_t pending_len,
+                                 kerr *err) {
   store_tx *tx = NULL;
-  store_cks c;
+  store_cks row;
+  uint8_t *new_current = NULL, *new_pending = NULL, *mirror_current = NULL,
+          *mirror_pending = NULL;
   kerr_code rc;
-  memset(&c, 0, sizeof c);
-  rc = kmsi_begin(d, true, &tx, err);
-  if (rc) return rc;
-  rc = d->st->ops->cks_get(tx, cks_id, &c, err);
+  memset(&row, 0, sizeof row);
+  rc = dup_bytes(current, current_len, &new_current, err);
+  if (!rc) rc = dup_bytes(pending, pending_len, &new_pending, err);
+  if (!rc) rc = dup_bytes(current, current_len, &mirror_current, err);
+  if (!rc) rc = dup_bytes(pending, pending_len, &mirror_pending, err);
   if (rc) goto out;
-  if (!keep_current) {
-    free(c.password_wrapped);
-    c.password_wrapped = NULL;
-    c.password_wrapped_len = 0;
-    if (current) {
-      c.password_wrapped = malloc(current_len);
-      if (!c.password_wrapped) {
-        rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-        goto out;
-      }
-      memcpy(c.password_wrapped, current, current_len);
-      c.password_wrapped_len = current_len;
-    }
+  rc = kmsi_begin(d, true, &tx, err);
+  if (rc) goto out;
+  rc = d->st->ops->cks_get(tx, c->cks_id, &row, err);
+  if (rc) goto out;
+  if (!same_bytes(row.password_wrapped, row.password_wrapped_len, c->password_wrapped,
+                  c->password_wrapped_len) ||
+      !same_bytes(row.pending_password_wrapped, row.pending_password_wrapped_len,
+                  c->pending_password_wrapped, c->pending_password_wrapped_len)) {
+    rc = kerr_set(err, KERR_CONFLICT,
+                  "The kmsuser password of custom key store %s was changed meanwhile.", c->cks_id);
+    goto out;
   }
-  free(c.pending_password_wrapped);
-  c.pending_password_wrapped = NULL;
-  c.pending_password_wrapped_len = 0;
-  if (pending) {
-    c.pending_password_wrapped = malloc(pending_len);
-    if (!c.pending_password_wrapped) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    memcpy(c.pending_password_wrapped, pending, pending_len);
-    c.pending_password_wrapped_len = pending_len;
-  }
-  rc = d->st->ops->cks_update(tx, &c, err);
+  free(row.password_wrapped);
+  row.password_wrapped = new_current;
+  row.password_wrapped_len = current_len;
+  new_current = NULL;
+  free(row.pending_password_wrapped);
+  row.pending_password_wrapped = new_pending;
+  row.pending_password_wrapped_len = new_pending ? pending_len : 0;
+  new_pending = NULL;
+  rc = d->st->ops->cks_update(tx, &row, err);
   if (rc) goto out;
   rc = d->st->ops->commit(tx, err);
   tx = NULL;
+  if (rc) goto out;
+  free(c->password_wrapped);
+  c->password_wrapped = mirror_current;
+  c->password_wrapped_len = current_len;
+  mirror_current = NULL;
+  free(c->pending_password_wrapped);
+  c->pending_password_wrapped = mirror_pending;
+  c->pending_password_wrapped_len = mirror_pending ? pending_len : 0;
+  mirror_pending = NULL;
 out:
   if (tx) d->st->ops->rollback(tx);
-  store_cks_clear(&c);
+  free(new_current);
+  free(new_pending);
+  free(mirror_current);
+  free(mirror_pending);
+  store_cks_clear(&row);
   return rc;
 }
 
@@ -303,45 +345,70 @@ static bool attempt_current(kmsi_cks_manager *m, cks_live *l, uint64_t attempt) 
   return ok;
 }
 
-/* Log in to the cluster with the stored password (then the pending one, if
- * a rotation was interrupted).  On KERR_OK *conn is live and `used_pending`
- * says which password worked; else *code is the ConnectionErrorCode. */
+/* Log in to the cluster with the store's passwords: each HSM with the one it
+ * takes of current and pending.  On KERR_OK *conn is live; else *code is the
+ * ConnectionErrorCode. */
 static kerr_code login_cluster(kms_domain *d, const store_cks *c, hsm_conn **conn,
-                               bool *used_pending, const char **code, kerr *err) {
-  char *pw = secure_alloc(PASSWORD_BUF);
+                               const char **code, kerr *err) {
+  char *current = secure_alloc(PASSWORD_BUF);
+  char *pending = secure_alloc(PASSWORD_BUF);
+  const char *passwords[HSM_CONNECT_PASSWORDS_MAX];
+  size_t n = 0;
   kerr_code rc = KERR_OK;
 
   *conn = NULL;
-  *used_pending = false;
   *code = "INTERNAL_ERROR";
-  if (!pw) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  if (c->password_wrapped) {
-    rc = unwrap_password(d, c->cks_id, c->password_wrapped, c->password_wrapped_len, pw, err);
-    if (rc) goto out;
-  } else if (!c->pending_password_wrapped) {
+  if (!current || !pending) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  if (!c->password_wrapped) {
     rc = kerr_set(err, KERR_INTERNAL, "The key store has no kmsuser password.");
     goto out;
   }
-  if (c->password_wrapped) {
-    rc = hsm_cluster_connect(d, c->account_id, c->region, c->cluster_id, pw, conn, code, err);
-    if (rc == KERR_OK || !c->pending_password_wrapped || !*code ||
-        strcmp(*code, "INVALID_CREDENTIALS") != 0)
-      goto out;
-  }
-  rc = unwrap_password(d, c->cks_id, c->pending_password_wrapped, c->pending_password_wrapped_len,
-                       pw, err);
+  rc = unwrap_password(d, c->cks_id, c->password_wrapped, c->password_wrapped_len, current, err);
   if (rc) goto out;
-  rc = hsm_cluster_connect(d, c->account_id, c->region, c->cluster_id, pw, conn, code, err);
-  if (rc == KERR_OK) *used_pending = true;
+  passwords[n++] = current;
+  if (c->pending_password_wrapped) {
+    rc = unwrap_password(d, c->cks_id, c->pending_password_wrapped,
+                         c->pending_password_wrapped_len, pending, err);
+    if (rc) goto out;
+    passwords[n++] = pending;
+  }
+  rc = hsm_cluster_connect(d, c->account_id, c->region, c->cluster_id, passwords, n, conn, code,
+                           err);
 out:
-  secure_free(pw, PASSWORD_BUF);
+  secure_free(current, PASSWORD_BUF);
+  secure_free(pending, PASSWORD_BUF);
   if (rc && !*code) *code = "INTERNAL_ERROR";
   return rc;
 }
 
-/* Rotate kmsuser's password on the connected cluster, persisting the new
- * one wrapped before the HSMs change and promoting it after. */
-static kerr_code rotate_password(kms_domain *d, const store_cks *c, hsm_conn *conn, kerr *err) {
+/* Finish a change of kmsuser's password that a crash or a failing HSM cut
+ * short: if any HSM has the pending password, give it to the others and make
+ * it current.  Nothing to do when no HSM has it. */
+static kerr_code repair_password(kms_domain *d, store_cks *c, hsm_conn *conn, kerr *err) {
+  char *pw = NULL;
+  kerr_code rc = KERR_OK;
+  if (!c->pending_password_wrapped) return KERR_OK;
+  pw = secure_alloc(PASSWORD_BUF);
+  if (!pw) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  rc = unwrap_password(d, c->cks_id, c->pending_password_wrapped, c->pending_password_wrapped_len,
+                       pw, err);
+  if (rc || !hsm_conn_has_password(conn, pw)) goto out;
+  rc = hsm_conn_set_password(conn, pw, err);
+  if (rc) goto out;
+  rc = store_passwords(d, c, c->pending_password_wrapped, c->pending_password_wrapped_len, NULL, 0,
+                       err);
+out:
+  secure_free(pw, PASSWORD_BUF);
+  return rc;
+}
+
+/* Rotate kmsuser's password on the connected cluster, every HSM of which has
+ * the current one (after repair_password): store a new one as pending (the
+ * old pending, if any, is on no HSM), set it on the HSMs, promote it. */
+static kerr_code rotate_password(kms_domain *d, store_cks *c, hsm_conn *conn, kerr *err) {
   char *pw = secure_alloc(PASSWORD_BUF);
   uint8_t *wrapped = NULL;
   size_t wrapped_len = 0;
@@ -352,11 +419,12 @@ static kerr_code rotate_password(kms_domain *d, const store_cks *c, hsm_conn *co
   if (rc) goto out;
   rc = kmsi_cks_wrap_password(d, c->cks_id, pw, &wrapped, &wrapped_len, err);
   if (rc) goto out;
-  rc = store_passwords(d, c->cks_id, NULL, 0, true, wrapped, wrapped_len, err);
+  rc = store_passwords(d, c, c->password_wrapped, c->password_wrapped_len, wrapped, wrapped_len,
+                       err);
   if (rc) goto out;
   rc = hsm_conn_set_password(conn, pw, err);
   if (rc) goto out;
-  rc = store_passwords(d, c->cks_id, wrapped, wrapped_len, false, NULL, 0, err);
+  rc = store_passwords(d, c, wrapped, wrapped_len, NULL, 0, err);
 out:
   free(wrapped);
   secure_free(pw, PASSWORD_BUF);
@@ -371,7 +439,7 @@ static void worker_run(cks_worker *w) {
   store_cks c;
   hsm_conn *conn = NULL;
   const char *code = NULL;
-  bool used_pending = false, published = false;
+  bool published = false;
   kerr e;
   kerr_code rc;
 
@@ -389,23 +457,22 @@ static void worker_run(cks_worker *w) {
   }
   if (strcmp(c.connection_state, STATE_CONNECTING) != 0) goto out;
 
-  rc = login_cluster(d, &c, &conn, &used_pending, &code, &e);
+  rc = login_cluster(d, &c, &conn, &code, &e);
   if (rc) goto failed;
-  if (used_pending) {
-    /* The interrupted rotation did reach the HSMs: promote it. */
-    rc = store_passwords(d, c.cks_id, c.pending_password_wrapped, c.pending_password_wrapped_len,
-                         false, NULL, 0, &e);
-    if (rc) {
-      code = "INTERNAL_ERROR";
-      goto failed;
-    }
-  }
   if (!attempt_current(m, w->live, w->attempt)) goto out;
-  rc = rotate_password(d, &c, conn, &e);
-  if (rc) {
-    code = "INTERNAL_ERROR";
-    goto failed;
+  /* Every HSM is logged in with a password it has: a repair or rotation cut
+   * short leaves the invariant true and the connection usable, so the store
+   * connects anyway and the next connect finishes the change. */
+  rc = repair_password(d, &c, conn, &e);
+  if (rc == KERR_OK) {
+    if (!attempt_current(m, w->live, w->attempt)) goto out;
+    rc = rotate_password(d, &c, conn, &e);
   }
+  if (rc)
+    log_msg(LOG_WARN, w->request_id,
+            "custom key store %s: kmsuser's password change is unfinished (the next connect "
+            "finishes it): %s",
+            c.cks_id, e.msg);
   pthread_mutex_lock(&m->lock);
   if (w->live->attempt == w->attempt) {
     w->live->conn = conn;

@@ -107,11 +107,14 @@ class KmsdServer:
     insecure_any: pass --insecure-any-credentials.
     wrapper:      a command prefix kmsd runs under, e.g. ["setpriv", "--reuid=nobody", ...]
                   to run it unprivileged; it must exec kmsd, so signals reach kmsd.
+    env:          extra environment variables of the process (a dict; a value
+                  of None removes the variable); `server.env` may be changed
+                  between starts.
     The process's stderr (and stdout) go to `log_path`.
     """
 
     def __init__(self, data_dir=None, args=(), credentials=None, tls=None, port=None,
-                 start_timeout=START_TIMEOUT, binary=None, wrapper=()):
+                 start_timeout=START_TIMEOUT, binary=None, wrapper=(), env=None):
         self.binary = binary or find_kmsd_binary()
         self.wrapper = list(wrapper)
         self.tmp_root = tempfile.mkdtemp(prefix="kmsd-e2e-")
@@ -123,6 +126,7 @@ class KmsdServer:
         self.tls = tls
         self.port = port or free_port()
         self.start_timeout = start_timeout
+        self.env = dict(env or {})
         self.proc = None
         self.log_path = os.path.join(self.tmp_root, "kmsd.log")
         self.keep_files = False   # set when a test failed: cleanup() leaves the files
@@ -201,20 +205,29 @@ class KmsdServer:
                 time.sleep(0.5)
         return self
 
-    def _start_once(self):
+    def _spawn(self):
         if self.credentials is not None:
             fd = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(self.credentials, f, indent=2)
+        env = dict(os.environ)
+        for name, value in self.env.items():
+            if value is None:
+                env.pop(name, None)
+            else:
+                env[name] = str(value)
         self._log_file = open(self.log_path, "ab")
         self._log_file.write(("\n=== start %d: %s\n" % (self.starts + 1, " ".join(self.command()))).encode())
         self._log_file.flush()
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL,
+        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, env=env,
                                      stdout=self._log_file, stderr=subprocess.STDOUT)
         self.starts += 1
         self.clock_offset = self._initial_clock_offset()
         with _LIVE_LOCK:
             _LIVE_SERVERS.add(self)
+
+    def _start_once(self):
+        self._spawn()
         deadline = time.monotonic() + self.start_timeout
         last_error = None
         while time.monotonic() < deadline:
@@ -234,6 +247,26 @@ class KmsdServer:
         self.keep_files = True
         raise KmsdStartError("kmsd did not answer /health within %.0fs (%s).\n%s" % (
             self.start_timeout, last_error, self.describe()), False)
+
+    def wait_exit(self, timeout=START_TIMEOUT):
+        """Wait for a process expected to end by itself (a fault injected
+        into it); returns its exit status (-9 for SIGKILL).  AssertionError
+        with the log when it is still running after `timeout` seconds."""
+        try:
+            self.proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            raise AssertionError("kmsd still runs after %ss; it was expected to exit.\n%s" % (
+                timeout, self.describe()))
+        return self._reap(0)
+
+    def start_until_exit(self, timeout=START_TIMEOUT):
+        """Start kmsd expecting it to end by itself (whether or not it
+        answered /health first, e.g. killed by an injected fault during
+        start-up recovery); returns its exit status, see wait_exit."""
+        if self.proc is not None and self.proc.poll() is None:
+            raise AssertionError("kmsd is already running.\n" + self.describe())
+        self._spawn()
+        return self.wait_exit(timeout)
 
     def _reap(self, timeout):
         try:

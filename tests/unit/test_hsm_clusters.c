@@ -4,8 +4,9 @@
  * openssl command line.  Covers the cluster life cycle and its certificate
  * rules, HSM provisioning and keys reaching a new HSM after the old ones are
  * gone, the five-failure lockout, the order of hsm_cluster_connect's
- * ConnectionErrorCodes, and that a cluster key's value cannot be read from a
- * token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE). */
+ * ConnectionErrorCodes, a connect given several passwords and a password
+ * change through the connection, and that a cluster key's value cannot be
+ * read from a token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE). */
 #include "domain_fixture.h"
 
 #include "kms/hsm_cluster.h"
@@ -114,6 +115,27 @@ static void active_cluster(char cluster_id[STORE_HSM_ID_MAX], bool with_kmsuser)
   free(anchor);
 }
 
+/* hsm_cluster_connect with one password. */
+static kerr_code connect_with(const char *account, const char *cluster_id, const char *password,
+                              hsm_conn **conn, const char **code, kerr *err) {
+  const char *passwords[] = {password};
+  return hsm_cluster_connect(dom, account, REGION, cluster_id, passwords, 1, conn, code, err);
+}
+
+/* kmsuser's failed-login count in `cluster_id`. */
+static int kmsuser_failed_logins(const char *cluster_id) {
+  store_hsm_user *users = NULL;
+  size_t n = 0;
+  int failed = -1;
+  kerr err;
+  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  for (size_t i = 0; i < n; i++)
+    if (strcmp(users[i].username, "kmsuser") == 0) failed = users[i].failed_logins;
+  free(users);
+  assert_true(failed >= 0);
+  return failed;
+}
+
 /* ------------------------------------------------------------- tests */
 
 static void test_lifecycle_and_certificates(void **state) {
@@ -217,15 +239,15 @@ static void test_connect_error_order(void **state) {
   kerr err;
   (void)state;
 
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, "cluster-234567abcde", KMSUSER_PW, &conn,
-                                       &code, &err), KERR_HSM_CLUSTER_NOT_FOUND);
+  assert_int_equal(connect_with(ACCT, "cluster-234567abcde", KMSUSER_PW, &conn, &code, &err),
+                   KERR_HSM_CLUSTER_NOT_FOUND);
   assert_string_equal(code, "CLUSTER_NOT_FOUND");
 
   active_cluster(cluster_id, false);
   /* Another account sees no such cluster. */
   code = NULL;
-  assert_int_not_equal(hsm_cluster_connect(dom, "444455556666", REGION, cluster_id, KMSUSER_PW,
-                                           &conn, &code, &err), KERR_OK);
+  assert_int_not_equal(connect_with("444455556666", cluster_id, KMSUSER_PW, &conn, &code, &err),
+                       KERR_OK);
   assert_string_equal(code, "CLUSTER_NOT_FOUND");
 
   /* No active HSM beats a simulated network failure and a missing kmsuser. */
@@ -235,8 +257,7 @@ static void test_connect_error_order(void **state) {
   hsm_cluster_desc_clear(&c);
   wait_cluster(cluster_id, "ACTIVE", 0);
   assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "network-errors", &err), KERR_OK);
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                           &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "INSUFFICIENT_CLOUDHSM_HSMS");
 
   create_hsm(cluster_id, 'a', hsm_c);
@@ -250,15 +271,13 @@ static void test_connect_error_order(void **state) {
   };
   for (size_t i = 0; i < 4; i++) {
     assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, kinds[i][0], &err), KERR_OK);
-    assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn,
-                                             &code, &err), KERR_OK);
+    assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
     assert_string_equal(code, kinds[i][1]);
   }
   assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "bogus", &err),
                    KERR_HSM_INVALID_REQUEST);
   assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "none", &err), KERR_OK);
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                           &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_NOT_FOUND");
 
   /* kmsuser locked and logged in: the lockout is reported first. */
@@ -268,21 +287,17 @@ static void test_connect_error_order(void **state) {
   for (int i = 0; i < 5; i++)
     assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
                      KERR_HSM_ACCESS_DENIED);
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                           &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOCKED_OUT");
   /* Unlocked but still logged in through hsm-cli. */
   assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
-                                           &code, &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOGGED_IN");
   assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
-                                           &code, &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "INVALID_CREDENTIALS");
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                       &err), KERR_OK);
+  assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_non_null(conn);
   hsm_conn_close(conn);
 }
@@ -330,17 +345,14 @@ static void test_lockout_after_five_failures(void **state) {
   assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
   for (int i = 0; i < 5; i++) {
-    assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, "wrong-pw-1", &conn,
-                                             &code, &err), KERR_OK);
+    assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
     assert_string_equal(code, "INVALID_CREDENTIALS");
   }
-  assert_int_not_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                           &err), KERR_OK);
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOCKED_OUT");
   assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                       &err), KERR_OK);
+  assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   hsm_conn_close(conn);
 }
 
@@ -377,6 +389,49 @@ static void assert_key_sealed(const char *token_label, const char *pin, const ch
   p11_module_release(mod);
 }
 
+/* A connect takes, on each HSM, the first of its passwords that HSM accepts;
+ * the ones refused on the way are not failed logins.  A password change
+ * through the connection reaches every HSM and the cluster's record. */
+static void test_connect_with_candidates_and_change(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX];
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  const char *wrong_then_right[] = {"wrong-pw-1", KMSUSER_PW};
+  const char *old_then_new[] = {KMSUSER_PW, "rotated-pw-12"};
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, wrong_then_right, 2, &conn,
+                                       &code, &err), KERR_OK);
+  assert_true(hsm_conn_has_password(conn, KMSUSER_PW));
+  assert_false(hsm_conn_has_password(conn, "wrong-pw-1"));
+  assert_int_equal(kmsuser_failed_logins(cluster_id), 0);
+
+  assert_int_equal(hsm_conn_set_password(conn, "rotated-pw-12", &err), KERR_OK);
+  assert_true(hsm_conn_has_password(conn, "rotated-pw-12"));
+  assert_false(hsm_conn_has_password(conn, KMSUSER_PW));
+  /* Changing to the password the HSMs have already is a no-op. */
+  assert_int_equal(hsm_conn_set_password(conn, "rotated-pw-12", &err), KERR_OK);
+  hsm_conn_close(conn);
+  conn = NULL;
+
+  /* Every HSM has the new password: the old one alone is refused (one
+   * failed login), the pair connects and resets the count. */
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
+  assert_string_equal(code, "INVALID_CREDENTIALS");
+  assert_null(strstr(err.msg, KMSUSER_PW));
+  assert_int_equal(kmsuser_failed_logins(cluster_id), 1);
+  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, old_then_new, 2, &conn,
+                                       &code, &err), KERR_OK);
+  assert_int_equal(kmsuser_failed_logins(cluster_id), 0);
+  hsm_conn_close(conn);
+  /* The cluster's record followed: hsm-cli's login checks the new one. */
+  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "rotated-pw-12", &err),
+                   KERR_OK);
+  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+}
+
 static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
   char cluster_id[STORE_HSM_ID_MAX], fresh[STORE_HSM_ID_MAX];
   hsm_conn *conn = NULL;
@@ -387,8 +442,7 @@ static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
   (void)state;
   active_cluster(cluster_id, true);
 
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, KMSUSER_PW, &conn, &code,
-                                       &err), KERR_OK);
+  assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_int_equal(hsm_conn_create_key(conn, "key-one", &err), KERR_OK);
   assert_int_equal(hsm_conn_encrypt(conn, "key-one", (const uint8_t *)"sixteen byte msg", 16,
                                     (const uint8_t *)"aad", 3, iv, ct, tag, &err), KERR_OK);
@@ -432,6 +486,7 @@ int main(void) {
       cmocka_unit_test(test_lifecycle_and_certificates),
       cmocka_unit_test(test_connect_error_order),
       cmocka_unit_test(test_lockout_after_five_failures),
+      cmocka_unit_test(test_connect_with_candidates_and_change),
       cmocka_unit_test(test_keys_reach_a_new_hsm_and_stay_sealed),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
