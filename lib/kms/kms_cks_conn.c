@@ -460,19 +460,25 @@ static void worker_run(cks_worker *w) {
   rc = login_cluster(d, &c, &conn, &code, &e);
   if (rc) goto failed;
   if (!attempt_current(m, w->live, w->attempt)) goto out;
-  /* Every HSM is logged in with a password it has: a repair or rotation cut
-   * short leaves the invariant true and the connection usable, so the store
-   * connects anyway and the next connect finishes the change. */
+  /* A repair or rotation cut short leaves the invariant true, so the next
+   * connect finishes it.  This one still fails: an HSM that refused
+   * C_SetPIN may refuse what follows too (SoftHSM2 keeps a token it could
+   * not write broken until its module is reinitialized, which the next
+   * connect's login does), and a store must not look CONNECTED while one of
+   * its HSMs is in doubt. */
   rc = repair_password(d, &c, conn, &e);
   if (rc == KERR_OK) {
     if (!attempt_current(m, w->live, w->attempt)) goto out;
     rc = rotate_password(d, &c, conn, &e);
   }
-  if (rc)
+  if (rc) {
     log_msg(LOG_WARN, w->request_id,
             "custom key store %s: kmsuser's password change is unfinished (the next connect "
-            "finishes it): %s",
-            c.cks_id, e.msg);
+            "finishes it)",
+            c.cks_id);
+    code = "INTERNAL_ERROR";
+    goto failed;
+  }
   pthread_mutex_lock(&m->lock);
   if (w->live->attempt == w->attempt) {
     w->live->conn = conn;

@@ -227,22 +227,23 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
                 self.recovers_by_itself()
 
     def test_pin_change_failing_on_the_second_hsm(self):
-        # The second HSM refuses the new PIN: every HSM is still logged in
-        # (the first with the new password, the second with the old one), so
-        # the store connects and works; the next connect finishes the
-        # rotation.  Repeated, this never locks kmsuser out.
+        # The second HSM refuses the new PIN: the first HSM has the new
+        # password, the second the old one, both stored.  The connect fails
+        # (INTERNAL_ERROR: an HSM that refused C_SetPIN is in doubt); the next
+        # Disconnect + Connect, in the same process (the shim fails only its
+        # second C_SetPIN), finishes the rotation.  Repeated, this never locks
+        # kmsuser out.
         for round_no in range(6):
             with self.subTest(round=round_no):
                 self.restart(fault("FAIL", 2))
                 mark = self.log_size()
                 entry = fx.connect(self.kms, self.cks)
-                self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+                self.assertEqual(entry["ConnectionState"], "FAILED", entry)
+                self.assertEqual(entry.get("ConnectionErrorCode"), "INTERNAL_ERROR", entry)
                 self.assertShimSaid(mark, "FAIL", 2)
-                self.assertConnectedAndUsable()
                 self.assertTrue(self.has_pending_password())   # left unfinished
                 self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
 
-                self.restart(fault())
                 entry = fx.connect(self.kms, self.cks)
                 self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
                 self.assertConnectedAndUsable()
@@ -258,7 +259,7 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
         # UpdateCustomKeyStore gives it to KMS.  The old pending password is
         # on no HSM any more and must not stay a candidate.
         self.restart(fault("FAIL", 2))
-        self.assertEqual(fx.connect(self.kms, self.cks)["ConnectionState"], "CONNECTED")
+        self.assertEqual(fx.connect(self.kms, self.cks)["ConnectionState"], "FAILED")
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
         self.assertTrue(self.has_pending_password())
         self.restart(fault())
