@@ -776,6 +776,14 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
 
   if (!creds || !req || !service || !out) return kerr_set(err, KERR_INTERNAL, "sigv4_verify: missing argument");
   memset(out, 0, sizeof *out);
+  /* Every check below looks at the first REQUEST_HEADERS_MAX headers only,
+   * while the caller may read any header (X-Amz-Target picks the operation):
+   * an unsigned header placed past the limit would escape the rule that it
+   * be signed.  So a request with more headers is not verified at all. */
+  if (req->nheaders > REQUEST_HEADERS_MAX)
+    return kerr_set(err, KERR_INCOMPLETE_SIGNATURE,
+                    "The request has %zu headers; kmsd verifies requests with at most %d.",
+                    req->nheaders, REQUEST_HEADERS_MAX);
   auth = header_get(req, "Authorization");
   while (auth && (*auth == ' ' || *auth == '\t')) auth++;
   if (!auth || !*auth) return kerr_set(err, KERR_MISSING_AUTH_TOKEN, "Missing Authentication Token");

@@ -208,6 +208,20 @@ class SignedHeadersTest(RawErrorAssertions, h.KmsdTestCase):
         self.assertIn("'X-Amz-Target' must be a 'SignedHeader'", message)
         self.assertEqual(self.key_ids(), before, "the replayed request created a key")
 
+    def test_unsigned_target_behind_many_headers(self):
+        # The signature checks look at a bounded number of headers; a target
+        # placed past them must not escape the rule that it be signed.
+        before = self.key_ids()
+
+        def target_last(req):
+            req.set_header("X-Amz-Target", None)
+            req.headers += [["X-Filler-%d" % i, "b"] for i in range(300)]
+            req.set_header("X-Amz-Target", "TrentService.CreateKey")
+        reply = h.kms_call(self.server, "ListKeys", {}, mutate=target_last,
+                           unsigned_headers=("X-Amz-Target", "Content-Type"))
+        self.assertRawError(reply, "IncompleteSignatureException")
+        self.assertEqual(self.key_ids(), before, "the replayed request created a key")
+
     def test_target_not_signed(self):
         reply = h.kms_call(self.server, "ListKeys", {}, unsigned_headers=("X-Amz-Target",))
         message = self.assertRawError(reply, "InvalidSignatureException")

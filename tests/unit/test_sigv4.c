@@ -463,6 +463,32 @@ static void test_messages_never_echo_the_signature(void **state) {
 
 /* A signature must cover the date header, X-Amz-Target and every X-Amz-*
  * header sent, or a captured request could be replayed as another. */
+/* Headers past the ones the signature checks look at must not carry an
+ * unsigned X-Amz-Target in: a request with more headers than that is not
+ * verified at all, however well its first headers are signed. */
+static void test_too_many_headers_refused(void **state) {
+  enum { FILLERS = 256 };
+  http_header h[5 + FILLERS + 1];
+  sigv4_request r = v1_request(h, NULL);
+  sigv4_result res;
+  char auth[1024];
+  kerr err;
+  (void)state;
+  /* Signed over content-type, host and x-amz-date only: verifies alone. */
+  h[1] = (http_header){"Host", "kms.us-east-1.amazonaws.com"};
+  r.nheaders = 3;
+  assert_int_equal(sigv4_sign(&r, AKID, SECRET, "us-east-1", "kms", "20240101T000000Z", auth, sizeof auth, &err),
+                   KERR_OK);
+  h[3] = (http_header){"Authorization", auth};
+  r.nheaders = 4;
+  assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_OK);
+  /* The same request with fillers, then an unsigned target at the end. */
+  for (size_t i = 0; i < FILLERS; i++) h[4 + i] = (http_header){"A", "b"};
+  h[4 + FILLERS] = (http_header){"X-Amz-Target", "TrentService.CreateKey"};
+  r.nheaders = 4 + FILLERS + 1;
+  expect_error(plain_store, &r, NOW_2024, KERR_INCOMPLETE_SIGNATURE, "headers; kmsd verifies requests with at most");
+}
+
 static void test_required_signed_headers(void **state) {
   http_header h[7];
   sigv4_request r = v1_request(h, NULL);
@@ -684,6 +710,7 @@ int main(void) {
       cmocka_unit_test(test_missing_and_malformed),
       cmocka_unit_test(test_messages_never_echo_the_signature),
       cmocka_unit_test(test_required_signed_headers),
+      cmocka_unit_test(test_too_many_headers_refused),
       cmocka_unit_test(test_tolerated_formatting),
       cmocka_unit_test(test_unknown_key),
       cmocka_unit_test(test_clock_skew),
