@@ -2,10 +2,14 @@
  *
  * libmicrohttpd calls the access handler several times per request (headers,
  * then body pieces, then the end).  This file turns that into a single call
- * with the whole body, enforces the body cap before reading an oversized
- * body, keeps the raw request target (SigV4 signs the path and query exactly
- * as sent, before any unescaping), and counts requests in flight so that
- * shutdown can let them finish. */
+ * with the whole body, keeps the raw request target (SigV4 signs the path and
+ * query exactly as sent, before any unescaping), refuses an over-long
+ * target, enforces the body cap before reading an oversized body, and counts
+ * requests in flight so that shutdown can let them finish.
+ *
+ * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
+ * on hostile input; docs/architecture.md lists them and
+ * tests/e2e/test_http_hardening.py pins each one down on the wire. */
 #include "http/http_server.h"
 
 #include <arpa/inet.h>
@@ -28,8 +32,6 @@
 #include "core/log.h"
 #include "core/secmem.h"
 
-#define RAW_URI_MAX 8192
-
 struct http_server {
   struct MHD_Daemon *daemon;
   http_handler_fn handler;
@@ -43,18 +45,32 @@ struct http_server {
   int starting;
 };
 
-/* Per-request state: created when the request line arrives, freed when
- * libmicrohttpd reports the request complete. */
-typedef struct req_state {
+/* One connection and the request it is reading or answering.
+ *
+ * It is made when libmicrohttpd accepts the connection and freed when it
+ * reports the connection closed, which it does exactly once on every path.
+ * NOTIFY_COMPLETED is not that reliable: when a request dies inside the
+ * library before the access handler runs (0.9.75: an error it queues while
+ * parsing the request line), the request is never reported complete.  So
+ * nothing a request holds is allocated per request in the URI callback on
+ * its own: it hangs off the connection and is released when the request
+ * completes, when the next request starts, or at the latest when the
+ * connection closes. */
+typedef struct conn_state {
   http_server *server;
-  char *raw_uri;
+  /* The current request; end_request() resets everything below. */
+  char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
+  int target_too_long;
+  int headers_seen;
+  int counted;           /* counted in server->in_flight */
+  int responded;
+  int too_large;         /* body over the cap: answered 413 */
+  int refusal_status;    /* 414: answered before the body, then closed */
+  const char *refusal_reason;
   uint8_t *body;
   size_t body_len;
   size_t body_cap;
-  int headers_seen;
-  int too_large;
-  int responded;
-} req_state;
+} conn_state;
 
 /* Releases a response body once libmicrohttpd has sent it. */
 typedef struct body_owner {
@@ -192,31 +208,73 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
   log_msg(LOG_DEBUG, NULL, "http: %s", line);
 }
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+/* Forget the current request: free what it holds and take it out of the
+ * in-flight count if it was in.  Safe to call more than once. */
+static void end_request(conn_state *c) {
+  if (c->body) secure_free(c->body, c->body_cap);
+  free(c->raw_target);
+  if (c->counted) atomic_fetch_sub(&c->server->in_flight, 1);
+  http_server *s = c->server;
+  memset(c, 0, sizeof *c);
+  c->server = s;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
   http_server *s = cls;
   (void)conn;
-  req_state *st = calloc(1, sizeof *st);
-  if (!st) return NULL;
-  st->server = s;
-  /* libmicrohttpd already bounds the request line by its connection memory
-   * limit; the copy is bounded again so nothing here depends on that. */
-  st->raw_uri = strndup(uri ? uri : "/", RAW_URI_MAX);
-  atomic_fetch_add(&s->in_flight, 1);
-  return st;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    conn_state *c = calloc(1, sizeof *c);
+    if (c) c->server = s;
+    *socket_context = c; /* NULL: on_uri refuses the connection's requests */
+    return;
+  }
+  conn_state *c = *socket_context;
+  if (!c) return;
+  end_request(c);
+  free(c);
+  *socket_context = NULL;
+}
+
+/* Called with the request line's target, before libmicrohttpd parses it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_state *c = ci ? ci->socket_context : NULL;
+  if (!c) return NULL;
+  end_request(c); /* a request the library never reported complete */
+  if (!uri) uri = "/";
+  size_t len = strnlen(uri, HTTP_REQUEST_TARGET_MAX + 1);
+  if (len > HTTP_REQUEST_TARGET_MAX) {
+    c->target_too_long = 1;
+  } else {
+    c->raw_target = strndup(uri, len);
+    if (!c->raw_target) return NULL;
+  }
+  /* libmicrohttpd 0.9.75 splits the query into one record per parameter in
+   * the connection's memory pool right after this callback returns.  When
+   * they do not fit (a few hundred "a=b&" are enough) it queues a 431 it
+   * never sends, leaves the connection blocked until the idle timeout and
+   * never reports the request complete.  kmsd never reads those records (it
+   * keeps the raw target above, and SigV4 parses the query itself), so the
+   * query is ended where the library is about to parse it: the target lives
+   * in the library's own writable read buffer, and only the library's copy
+   * of the query, which nothing reads, is cut. */
+  char *query = strchr(uri, '?');
+  if (query) query[1] = '\0';
+  return c;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  http_server *s = cls;
+  (void)cls;
   (void)conn;
   (void)toe;
-  req_state *st = *con_cls;
-  if (!st) return;
-  if (st->body) secure_free(st->body, st->body_cap);
-  free(st->raw_uri);
-  free(st);
+  conn_state *c = *con_cls;
+  if (!c) return;
+  end_request(c);
   *con_cls = NULL;
-  atomic_fetch_sub(&s->in_flight, 1);
 }
 
 static void release_body(void *cls) {
@@ -241,11 +299,12 @@ static void drop_response_body(http_response *r) {
 }
 
 /* The answer of last resort, when the callback did not produce a usable one
- * for an oversized body or memory ran out.  Same AWS JSON error shape. */
-static void fallback_error(http_response *r, kerr_code code, const char *message) {
+ * for a refused request or memory ran out.  Same AWS JSON error shape;
+ * `status` 0 takes the code's own. */
+static void fallback_error(http_response *r, kerr_code code, int status, const char *message) {
   drop_response_body(r);
   r->nheaders = 0;
-  r->status = kerr_http_status(code);
+  r->status = status ? status : kerr_http_status(code);
   char buf[512];
   int n = snprintf(buf, sizeof buf, "{\"__type\":\"%s\",\"message\":\"%s\"}", kerr_name(code), message);
   r->body = strndup(buf, (size_t)n);
@@ -288,8 +347,10 @@ static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size)
     snprintf(out, out_size, "%s:%s", host, serv);
 }
 
-/* Build the request, run the callback, queue its answer. */
-static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req_state *st,
+/* Build the request, run the callback, queue its answer.  A refused
+ * request ends the connection: its answer carries Connection: close and the
+ * library closes once it is sent. */
+static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                 const char *method) {
   http_request req;
   http_response resp;
@@ -299,17 +360,19 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req
   enum MHD_Result ret = MHD_NO;
   struct MHD_Response *mr = NULL;
   body_owner *owner = NULL;
+  int closing = c->refusal_status != 0;
 
   memset(&req, 0, sizeof req);
   memset(&resp, 0, sizeof resp);
-  st->responded = 1;
+  c->responded = 1;
 
   int count = MHD_get_connection_values_n(conn, MHD_HEADER_KIND, NULL, NULL);
   hl.cap = count > 0 ? (size_t)count : 0;
   hl.items = calloc(hl.cap ? hl.cap : 1, sizeof *hl.items);
-  path = strdup(st->raw_uri ? st->raw_uri : "/");
+  /* An over-long target is not handed on; "/" stands in for it. */
+  path = strdup(c->raw_target ? c->raw_target : "/");
   if (!hl.items || !path) {
-    fallback_error(&resp, KERR_INTERNAL, "out of memory");
+    fallback_error(&resp, KERR_INTERNAL, 0, "out of memory");
     goto respond;
   }
   MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &hl);
@@ -325,22 +388,28 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req
   req.query = q;
   req.headers = hl.items;
   req.nheaders = hl.n;
-  req.body = st->too_large ? NULL : st->body;
-  req.body_len = st->too_large ? 0 : st->body_len;
+  req.body = c->too_large ? NULL : c->body;
+  req.body_len = c->too_large ? 0 : c->body_len;
   req.peer = peer;
-  req.body_too_large = st->too_large;
+  req.body_too_large = c->too_large;
+  req.refusal_status = c->refusal_status;
+  req.refusal_reason = c->refusal_reason;
 
   s->handler(s->handler_ctx, &req, &resp);
-  if (st->too_large && resp.status < 400)
-    fallback_error(&resp, KERR_REQUEST_TOO_LARGE, "Request body is larger than the server accepts");
+  if (c->refusal_status && resp.status != c->refusal_status)
+    fallback_error(&resp, c->refusal_status == 414 ? KERR_VALIDATION : KERR_SERIALIZATION,
+                   c->refusal_status, c->refusal_reason);
+  else if (c->too_large && resp.status < 400)
+    fallback_error(&resp, KERR_REQUEST_TOO_LARGE, 0,
+                   "Request body is larger than the server accepts");
   if (resp.status < 100 || resp.status > 599) resp.status = 500;
 
 respond:
   /* The request body may carry a plaintext; it is not needed any more. */
-  if (st->body) {
-    secure_free(st->body, st->body_cap);
-    st->body = NULL;
-    st->body_len = st->body_cap = 0;
+  if (c->body) {
+    secure_free(c->body, c->body_cap);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
   }
   if (resp.body && resp.body_len > 0) {
     owner = malloc(sizeof *owner);
@@ -358,8 +427,12 @@ respond:
   }
   drop_response_body(&resp);
   if (!mr) goto out;
-  for (size_t i = 0; i < resp.nheaders; i++)
+  for (size_t i = 0; i < resp.nheaders; i++) {
+    /* The server decides when a connection ends. */
+    if (strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0) continue;
     MHD_add_response_header(mr, resp.headers[i].name, resp.headers[i].value);
+  }
+  if (closing) MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
   ret = MHD_queue_response(conn, (unsigned)resp.status, mr);
   MHD_destroy_response(mr);
 out:
@@ -368,64 +441,80 @@ out:
   return ret;
 }
 
+/* First call for a request: its header fields are in.  Decide whether to
+ * refuse it, read it, or answer an oversized body at once. */
+static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, conn_state *c,
+                                  const char *method) {
+  c->headers_seen = 1;
+  /* Only requests that reach this point are waited for at shutdown; one
+   * that died inside the library never gets here and is never counted. */
+  c->counted = 1;
+  atomic_fetch_add(&s->in_flight, 1);
+
+  if (c->target_too_long) {
+    c->refusal_status = 414;
+    c->refusal_reason = "The request target is longer than the server accepts";
+    /* Answered before any of the body is read; the library then closes the
+     * connection without reading on. */
+    return dispatch(s, conn, c, method);
+  }
+
+  const char *cl =
+      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
+  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->max_body) {
+    /* Answer an announced oversized body before reading any of it:
+     * libmicrohttpd then closes the connection instead of reading on. */
+    c->too_large = 1;
+    return dispatch(s, conn, c, method);
+  }
+  return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   http_server *s = cls;
-  req_state *st = *con_cls;
+  conn_state *c = *con_cls;
   (void)url;
   (void)version;
-  if (!st) return MHD_NO; /* out of memory when the request line arrived */
+  if (!c) return MHD_NO; /* out of memory when the connection or request line arrived */
 
-  if (!st->headers_seen) {
-    st->headers_seen = 1;
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-      char *end = NULL;
-      errno = 0;
-      unsigned long long n = strtoull(cl, &end, 10);
-      if (errno == 0 && end != cl && (unsigned long long)s->max_body < n) st->too_large = 1;
-    }
-    /* Answer an announced oversized body before reading any of it:
-     * libmicrohttpd then closes the connection instead of reading on. */
-    if (st->too_large) return dispatch(s, conn, st, method);
-    return MHD_YES;
-  }
+  if (!c->headers_seen) return on_headers(s, conn, c, method);
 
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (st->responded || st->too_large) return MHD_YES;
-    if (n > s->max_body - st->body_len) {
+    if (c->responded || c->too_large) return MHD_YES;
+    if (n > s->max_body - c->body_len) {
       /* A chunked body that grew past the cap: drop what we hold and answer
        * at the end; the rest is discarded unread into any buffer. */
-      st->too_large = 1;
-      secure_free(st->body, st->body_cap);
-      st->body = NULL;
-      st->body_len = st->body_cap = 0;
+      c->too_large = 1;
+      secure_free(c->body, c->body_cap);
+      c->body = NULL;
+      c->body_len = c->body_cap = 0;
       return MHD_YES;
     }
-    if (st->body_len + n > st->body_cap) {
-      size_t cap = st->body_cap ? st->body_cap : 4096;
-      while (cap < st->body_len + n) cap *= 2;
+    if (c->body_len + n > c->body_cap) {
+      size_t cap = c->body_cap ? c->body_cap : 4096;
+      while (cap < c->body_len + n) cap *= 2;
       if (cap > s->max_body) cap = s->max_body;
       /* Grow through secure_alloc so no copy of a plaintext is left behind. */
       uint8_t *nb = secure_alloc(cap);
       if (!nb) return MHD_NO;
-      if (st->body) {
-        memcpy(nb, st->body, st->body_len);
-        secure_free(st->body, st->body_cap);
+      if (c->body) {
+        memcpy(nb, c->body, c->body_len);
+        secure_free(c->body, c->body_cap);
       }
-      st->body = nb;
-      st->body_cap = cap;
+      c->body = nb;
+      c->body_cap = cap;
     }
-    memcpy(st->body + st->body_len, upload_data, n);
-    st->body_len += n;
+    memcpy(c->body + c->body_len, upload_data, n);
+    c->body_len += n;
     return MHD_YES;
   }
 
-  if (st->responded) return MHD_YES;
-  return dispatch(s, conn, st, method);
+  if (c->responded) return MHD_YES;
+  return dispatch(s, conn, c, method);
 }
 
 static void free_server(http_server *s) {
@@ -497,6 +586,12 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
                                        (intptr_t)(cfg->connection_limit ? cfg->connection_limit : 1024), NULL};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 60), NULL};
+  /* Set, not left to the library's default: it bounds the request line and
+   * header block of each connection (a target over HTTP_REQUEST_TARGET_MAX
+   * still fits, so kmsd can answer 414 itself). */
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                       (intptr_t)HTTP_CONNECTION_MEMORY, NULL};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
   if (threads > 1)

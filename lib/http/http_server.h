@@ -19,6 +19,13 @@
 #include "core/kerr.h"
 
 #define HTTP_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
+/* Longest request target (path and query) answered normally; a longer one
+ * gets 414.  SigV4 takes paths and queries of up to the same length. */
+#define HTTP_REQUEST_TARGET_MAX 8192
+/* Memory of one connection in libmicrohttpd: request line, header fields and
+ * the answer's header.  A request line or header block that does not fit is
+ * refused by the library itself (414/431, closed). */
+#define HTTP_CONNECTION_MEMORY ((size_t)64 * 1024)
 #define HTTP_HOST_MAX 64      /* textual IPv4/IPv6 address, no brackets */
 #define HTTP_PEER_MAX 80      /* "addr:port" or "[addr]:port" */
 #define HTTP_RESPONSE_HEADERS_MAX 8
@@ -41,6 +48,14 @@ typedef struct http_request {
    * RequestEntityTooLargeException).  If it answers with a status below 400
    * the server replaces the answer with its own 413. */
   int body_too_large;
+  /* Non-zero when the server refuses the request before reading its body:
+   * 414 for a target over HTTP_REQUEST_TARGET_MAX (`path` is then "/" and
+   * `query` NULL).  `refusal_reason` says why, in words for the
+   * client.  The callback must answer with this status; any other answer is
+   * replaced by the server's own error.  The connection is closed after the
+   * answer. */
+  int refusal_status;
+  const char *refusal_reason;
 } http_request;
 
 /* What the callback fills.  The server zeroes it before the call. */
