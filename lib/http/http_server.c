@@ -3,9 +3,10 @@
  * libmicrohttpd calls the access handler several times per request (headers,
  * then body pieces, then the end).  This file turns that into a single call
  * with the whole body, keeps the raw request target (SigV4 signs the path and
- * query exactly as sent, before any unescaping), refuses an over-long
- * target, enforces the body cap before reading an oversized body, and counts
- * requests in flight so that shutdown can let them finish.
+ * query exactly as sent, before any unescaping), refuses requests whose
+ * framing two parsers could read differently, enforces the body cap before
+ * reading an oversized body, and counts requests in flight so that shutdown
+ * can let them finish.
  *
  * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
  * on hostile input; docs/architecture.md lists them and
@@ -31,6 +32,10 @@
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
+
+/* Whitespace allowed between a header's colon and its value; anything
+ * longer is refused along with folded lines (see header_is_folded). */
+#define HEADER_OWS_MAX 64
 
 struct http_server {
   struct MHD_Daemon *daemon;
@@ -65,7 +70,7 @@ typedef struct conn_state {
   int counted;           /* counted in server->in_flight */
   int responded;
   int too_large;         /* body over the cap: answered 413 */
-  int refusal_status;    /* 414: answered before the body, then closed */
+  int refusal_status;    /* 400 / 414: answered before the body, then closed */
   const char *refusal_reason;
   uint8_t *body;
   size_t body_len;
@@ -331,6 +336,97 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   return MHD_YES;
 }
 
+/* What the framing check learns from the header fields. */
+typedef struct framing {
+  const char *problem;           /* first reason to refuse, or NULL */
+  unsigned content_lengths;
+  unsigned transfer_encodings;
+  const char *content_length;
+  const char *transfer_encoding;
+  int expect_continue;
+} framing;
+
+/* RFC 9110 token characters, the only ones a field name may hold. */
+static int is_token_char(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* libmicrohttpd 0.9.75 accepts obs-fold continuation lines and hides them:
+ * it appends the continuation to the header's *name* in a fresh allocation
+ * and keeps the value from the first line, so "Content-: 5" followed by
+ * " Length" reaches us as a Content-Length it also frames the body by.  An
+ * unfolded header's value follows its name in the library's read buffer,
+ * separated only by the colon (now a NUL) and optional whitespace; a folded
+ * one's does not.  Addresses are compared as integers: the two strings need
+ * not be parts of one object. */
+static int header_is_folded(const char *key, size_t key_size, const char *value) {
+  uintptr_t after_colon = (uintptr_t)key + key_size + 1, at = (uintptr_t)value;
+  if (at < after_colon || at - after_colon > HEADER_OWS_MAX) return 1;
+  for (size_t i = 0, gap = (size_t)(at - after_colon); i < gap; i++)
+    if (key[key_size + 1 + i] != ' ' && key[key_size + 1 + i] != '\t') return 1;
+  return 0;
+}
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size) {
+  framing *f = cls;
+  (void)kind;
+  (void)value_size;
+  if (!value) value = "";
+  if (key_size == 0) {
+    if (!f->problem) f->problem = "A request header has an empty name";
+    return MHD_YES;
+  }
+  for (size_t i = 0; i < key_size; i++)
+    if (!is_token_char((unsigned char)key[i])) {
+      /* "Transfer-Encoding : chunked" arrives as a header named
+       * "Transfer-Encoding " that the library does not frame by, while a
+       * proxy in front may. */
+      if (!f->problem)
+        f->problem = "A request header name holds whitespace or another character "
+                     "a field name may not hold";
+      return MHD_YES;
+    }
+  if (header_is_folded(key, key_size, value)) {
+    if (!f->problem)
+      f->problem = "A request header is folded over several lines (obs-fold) or malformed";
+    return MHD_YES;
+  }
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    f->content_lengths++;
+    f->content_length = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->transfer_encodings++;
+    f->transfer_encoding = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0 &&
+             strcasecmp(value, "100-continue") == 0) {
+    f->expect_continue = 1;
+  }
+  return MHD_YES;
+}
+
+/* Refuse any request whose end two HTTP parsers could place differently
+ * (RFC 9112 section 6.3): kmsd may sit behind a proxy, and bytes one of them
+ * takes for a body the other would run as a request of its own. */
+static void check_framing(struct MHD_Connection *conn, framing *f) {
+  memset(f, 0, sizeof *f);
+  MHD_get_connection_values_n(conn, MHD_HEADER_KIND, check_header, f);
+  if (f->problem) return;
+  if (f->content_lengths > 1)
+    f->problem = "A request may carry only one Content-Length header";
+  else if (f->transfer_encodings > 1)
+    f->problem = "A request may carry only one Transfer-Encoding header";
+  else if (f->transfer_encodings && f->content_lengths)
+    f->problem = "A request may not carry both Content-Length and Transfer-Encoding";
+  else if (f->transfer_encodings && strcasecmp(f->transfer_encoding, "chunked") != 0)
+    f->problem = "The only Transfer-Encoding accepted is chunked";
+  else if (f->content_lengths &&
+           (!*f->content_length || strlen(f->content_length) > 20 ||
+            strspn(f->content_length, "0123456789") != strlen(f->content_length)))
+    f->problem = "Content-Length must be a single decimal number";
+}
+
 static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   char host[INET6_ADDRSTRLEN + 16], serv[8];
@@ -445,23 +541,28 @@ out:
  * refuse it, read it, or answer an oversized body at once. */
 static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                   const char *method) {
+  framing f;
   c->headers_seen = 1;
   /* Only requests that reach this point are waited for at shutdown; one
    * that died inside the library never gets here and is never counted. */
   c->counted = 1;
   atomic_fetch_add(&s->in_flight, 1);
 
+  check_framing(conn, &f);
   if (c->target_too_long) {
     c->refusal_status = 414;
     c->refusal_reason = "The request target is longer than the server accepts";
-    /* Answered before any of the body is read; the library then closes the
-     * connection without reading on. */
-    return dispatch(s, conn, c, method);
+  } else if (f.problem) {
+    c->refusal_status = 400;
+    c->refusal_reason = f.problem;
   }
+  /* Answered before any of the body is read; the library then closes the
+   * connection without reading on, so no byte after these headers is ever
+   * taken for a request. */
+  if (c->refusal_status) return dispatch(s, conn, c, method);
 
-  const char *cl =
-      MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-  if (cl && strtoull(cl, NULL, 10) > (unsigned long long)s->max_body) {
+  if (f.content_length &&
+      strtoull(f.content_length, NULL, 10) > (unsigned long long)s->max_body) {
     /* Answer an announced oversized body before reading any of it:
      * libmicrohttpd then closes the connection instead of reading on. */
     c->too_large = 1;

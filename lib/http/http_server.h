@@ -5,7 +5,8 @@
  * request (method, raw path and query, headers, body, peer) and fills one
  * plain response, while this module owns the libmicrohttpd details: the
  * thread pool on epoll, keep-alive, timeouts, the connection limit, TLS, the
- * body-size cap and a clean shutdown that lets in-flight requests finish.
+ * body-size cap, the framing rules that keep one request from being read as
+ * two, and a clean shutdown that lets in-flight requests finish.
  *
  * Threading: the callback runs on the server's worker threads, several at
  * once; whatever `ctx` points to must be safe for that. */
@@ -49,8 +50,11 @@ typedef struct http_request {
    * the server replaces the answer with its own 413. */
   int body_too_large;
   /* Non-zero when the server refuses the request before reading its body:
-   * 414 for a target over HTTP_REQUEST_TARGET_MAX (`path` is then "/" and
-   * `query` NULL).  `refusal_reason` says why, in words for the
+   * 400 for framing that two HTTP parsers could read differently (repeated
+   * or malformed Content-Length, Transfer-Encoding other than one
+   * "chunked", both at once, whitespace in a header name, folded header
+   * lines) or 414 for a target over HTTP_REQUEST_TARGET_MAX (`path` is then
+   * "/" and `query` NULL).  `refusal_reason` says why, in words for the
    * client.  The callback must answer with this status; any other answer is
    * replaced by the server's own error.  The connection is closed after the
    * answer. */

@@ -6,7 +6,9 @@ duplicate or stops at an error.  Each class pins one rule of
 docs/kmsd.md ("HTTP limits and framing"):
 
 - an over-long request target, or one with hundreds of query parameters, is
-  answered at once and leaves nothing behind (memory, in-flight count).
+  answered at once and leaves nothing behind (memory, in-flight count);
+- a request whose end two HTTP parsers could place differently is refused
+  with 400 and the connection closed, so smuggled bytes never run.
 """
 
 import json
@@ -102,6 +104,18 @@ def exchange(server, data, timeout=5, expect_close=True, trailing_ok=False):
     with connect(server, timeout) as sock:
         sock.sendall(data)
         return read_reply(sock, expect_close=expect_close, trailing_ok=trailing_ok)
+
+
+def request_bytes(raw, extra_headers=(), content_length=True, body=None):
+    """The wire form of a harness RawRequest, with extra header lines written
+    verbatim (they may be malformed on purpose) and the body replaced."""
+    body = raw.body if body is None else body
+    lines = ["%s %s HTTP/1.1" % (raw.method, raw.path)]
+    lines += ["%s: %s" % (k, v) for k, v in raw.headers if k.lower() != "content-length"]
+    if content_length:
+        lines.append("Content-Length: %d" % len(body))
+    lines += list(extra_headers)
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
 
 
 def oversized_target(params):
@@ -225,6 +239,131 @@ class OversizedTargetTest(h.KmsdBaseTestCase):
                           % (before, after))
         self.assertLess(after - before, 6 * 1024,
                         "RSS grew from %d to %d KiB over 3000 requests" % (before, after))
+
+
+# -- 3: request smuggling -----------------------------------------------------------
+
+class FramingTest(h.KmsdTestCase):
+    """Requests whose framing two parsers could read differently get 400, in
+    the AWS shape where kmsd sees them, and the connection is closed: the
+    signed CreateKey smuggled behind each of them must never run (item 3)."""
+
+    server_args = ("--max-body", str(MAX_BODY))
+
+    def setUp(self):
+        self.keys_before = self.key_count()
+
+    def key_count(self):
+        return len(self.kms.list_keys(Limit=1000)["Keys"])
+
+    def smuggled(self):
+        create = h.build_signed_request(self.server, "TrentService.CreateKey",
+                                        {"Description": "smuggled"})
+        return request_bytes(create)
+
+    def list_keys(self):
+        return h.build_signed_request(self.server, "TrentService.ListKeys", {})
+
+    def assertRefused(self, data, aws_shape=True):
+        # libmicrohttpd 0.9.75 writes the header block of its own error pages
+        # twice; only kmsd's answers are held to exact framing.
+        reply = exchange(self.server, data, trailing_ok=not aws_shape)
+        self.assertEqual(reply.status, 400, reply)
+        self.assertTrue(reply.closed, "connection left open after the 400: %r" % reply)
+        if aws_shape:
+            self.assertEqual(h.error_type(reply.json), "SerializationException", reply)
+            self.assertTrue(h.error_message(reply.json), reply)
+            self.assertEqual(reply.header("Connection"), "close", reply)
+            self.assertTrue(reply.header("x-amzn-RequestId"), reply)
+        # Give a smuggled request every chance to have run before looking.
+        time.sleep(0.2)
+        self.assertEqual(self.key_count(), self.keys_before, "the smuggled CreateKey ran")
+        return reply
+
+    def test_two_content_lengths(self):
+        first = self.list_keys()
+        body = first.body + self.smuggled()
+        data = request_bytes(first, content_length=False, body=body,
+                             extra_headers=["Content-Length: %d" % len(first.body),
+                                            "Content-Length: %d" % len(body)])
+        reply = self.assertRefused(data)
+        self.assertIn("Content-Length", h.error_message(reply.json))
+
+    def test_two_equal_content_lengths(self):
+        first = self.list_keys()
+        n = len(first.body)
+        data = request_bytes(first, content_length=False,
+                             extra_headers=["Content-Length: %d" % n, "Content-Length: %d" % n])
+        self.assertRefused(data + self.smuggled())
+
+    def test_whitespace_before_colon(self):
+        # The library does not frame by "Transfer-Encoding " (with the space);
+        # a proxy in front may read it as chunked.
+        first = self.list_keys()
+        for bad in ("Transfer-Encoding : chunked", "Transfer-Encoding\t: chunked",
+                    "Content-Length : 2"):
+            with self.subTest(header=bad):
+                data = request_bytes(first, extra_headers=[bad])
+                self.assertRefused(data + self.smuggled())
+
+    def test_content_length_and_transfer_encoding(self):
+        first = self.list_keys()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first.body), first.body)
+        data = request_bytes(first, content_length=False, body=chunked,
+                             extra_headers=["Content-Length: %d" % len(first.body),
+                                            "Transfer-Encoding: chunked"])
+        self.assertRefused(data + self.smuggled())
+
+    def test_transfer_encoding_other_than_chunked(self):
+        first = self.list_keys()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first.body), first.body)
+        for te in (["Transfer-Encoding: gzip, chunked"], ["Transfer-Encoding: identity"],
+                   ["Transfer-Encoding: chunked", "Transfer-Encoding: chunked"],
+                   ["Transfer-Encoding: chunked, chunked"]):
+            with self.subTest(te=te):
+                data = request_bytes(first, content_length=False, body=chunked, extra_headers=te)
+                self.assertRefused(data + self.smuggled())
+
+    def test_chunked_alone_still_works(self):
+        first = self.list_keys()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first.body), first.body)
+        data = request_bytes(first, content_length=False, body=chunked,
+                             extra_headers=["Transfer-Encoding: chunked"])
+        reply = exchange(self.server, data, expect_close=False)
+        self.assertEqual(reply.status, 200, reply)
+        self.assertIn("Keys", reply.json)
+
+    def test_content_length_list_or_not_a_number(self):
+        # libmicrohttpd refuses these itself, before kmsd sees the request:
+        # its own 400 page, then the connection closes.
+        first = self.list_keys()
+        n = len(first.body)
+        for value in ("%d, %d" % (n, n), "+%d" % n, "%dx" % n, "0x2", ""):
+            with self.subTest(value=value):
+                data = request_bytes(first, content_length=False,
+                                     extra_headers=["Content-Length: " + value])
+                self.assertRefused(data + self.smuggled(), aws_shape=False)
+
+    def test_folded_header_lines(self):
+        first = self.list_keys()
+        # The library would glue " Length" onto the name: a Content-Length
+        # that a proxy in front never saw.
+        synthesized = request_bytes(first, content_length=False,
+                                    extra_headers=["Content-: %d" % len(first.body), " Length"])
+        folded = request_bytes(first, extra_headers=["X-Folded: a", "\tb"])
+        for name, data in (("synthesized Content-Length", synthesized), ("folded header", folded)):
+            with self.subTest(case=name):
+                reply = self.assertRefused(data + self.smuggled())
+                self.assertIn("folded", h.error_message(reply.json))
+
+    def test_plain_requests_keep_alive(self):
+        # The rules refuse nothing a well-formed client sends.
+        with connect(self.server) as sock:
+            for _ in range(3):
+                sock.sendall(request_bytes(self.list_keys()))
+                reply = read_reply(sock)
+                self.assertEqual(reply.status, 200, reply)
+                self.assertNotEqual(reply.header("Connection"), "close", reply)
 
 
 if __name__ == "__main__":
