@@ -4,9 +4,9 @@
  * then body pieces, then the end).  This file turns that into a single call
  * with the whole body, keeps the raw request target (SigV4 signs the path and
  * query exactly as sent, before any unescaping), refuses requests whose
- * framing two parsers could read differently, enforces the body cap before
- * reading an oversized body, and counts requests in flight so that shutdown
- * can let them finish.
+ * framing two parsers could read differently, enforces the body cap without
+ * buffering an oversized body, and counts requests in flight so that
+ * shutdown can let them finish.
  *
  * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
  * on hostile input; docs/architecture.md lists them and
@@ -69,12 +69,14 @@ typedef struct conn_state {
   int headers_seen;
   int counted;           /* counted in server->in_flight */
   int responded;
-  int too_large;         /* body over the cap: answered 413 */
+  int too_large;         /* body over the cap: read and dropped, then 413 */
   int refusal_status;    /* 400 / 414: answered before the body, then closed */
   const char *refusal_reason;
   uint8_t *body;
   size_t body_len;
   size_t body_cap;
+  uint64_t discarded;    /* bytes of an oversized body read and dropped */
+  int64_t discard_deadline_ms;
 } conn_state;
 
 /* Releases a response body once libmicrohttpd has sent it. */
@@ -211,6 +213,12 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
   while (n > 0 && (line[n - 1] == '\n' || line[n - 1] == '\r')) line[--n] = '\0';
   if (s->starting) snprintf(s->start_error, sizeof s->start_error, "%s", line);
   log_msg(LOG_DEBUG, NULL, "http: %s", line);
+}
+
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
 /* Forget the current request: free what it holds and take it out of the
@@ -444,8 +452,8 @@ static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size)
 }
 
 /* Build the request, run the callback, queue its answer.  A refused
- * request ends the connection: its answer carries Connection: close and the
- * library closes once it is sent. */
+ * request or an oversized body ends the connection: its answer carries
+ * Connection: close and the library closes once it is sent. */
 static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                 const char *method) {
   http_request req;
@@ -456,7 +464,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   enum MHD_Result ret = MHD_NO;
   struct MHD_Response *mr = NULL;
   body_owner *owner = NULL;
-  int closing = c->refusal_status != 0;
+  int closing = c->refusal_status || c->too_large;
 
   memset(&req, 0, sizeof req);
   memset(&resp, 0, sizeof resp);
@@ -538,7 +546,7 @@ out:
 }
 
 /* First call for a request: its header fields are in.  Decide whether to
- * refuse it, read it, or answer an oversized body at once. */
+ * refuse it, read it, or read and drop an oversized body. */
 static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                   const char *method) {
   framing f;
@@ -561,12 +569,19 @@ static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, c
    * taken for a request. */
   if (c->refusal_status) return dispatch(s, conn, c, method);
 
-  if (f.content_length &&
-      strtoull(f.content_length, NULL, 10) > (unsigned long long)s->max_body) {
-    /* Answer an announced oversized body before reading any of it:
-     * libmicrohttpd then closes the connection instead of reading on. */
-    c->too_large = 1;
-    return dispatch(s, conn, c, method);
+  if (f.content_length) {
+    unsigned long long n = strtoull(f.content_length, NULL, 10);
+    if (n > (unsigned long long)s->max_body) {
+      c->too_large = 1;
+      /* A client that waits for "100 Continue" has sent no body: answer
+       * now.  So does a body too large to be worth reading. */
+      if (f.expect_continue || n - s->max_body > HTTP_DISCARD_MAX)
+        return dispatch(s, conn, c, method);
+      /* Otherwise read it and drop it, then answer: a client that writes its
+       * whole body before it reads would otherwise meet a closed connection
+       * (EPIPE or a reset) instead of the 413. */
+      c->discard_deadline_ms = monotonic_ms() + HTTP_DISCARD_TIMEOUT_MS;
+    }
   }
   return MHD_YES;
 }
@@ -585,14 +600,26 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (c->responded || c->too_large) return MHD_YES;
-    if (n > s->max_body - c->body_len) {
-      /* A chunked body that grew past the cap: drop what we hold and answer
-       * at the end; the rest is discarded unread into any buffer. */
+    if (c->responded) return MHD_YES;
+    if (!c->too_large && n > s->max_body - c->body_len) {
+      /* A chunked body that grew past the cap: drop what we hold and read
+       * the rest into no buffer at all, then answer 413. */
       c->too_large = 1;
+      c->discarded = c->body_len;
       secure_free(c->body, c->body_cap);
       c->body = NULL;
       c->body_len = c->body_cap = 0;
+      c->discard_deadline_ms = monotonic_ms() + HTTP_DISCARD_TIMEOUT_MS;
+    }
+    if (c->too_large) {
+      c->discarded += n;
+      /* Draining is bounded in bytes and time; past either, the
+       * connection is dropped without an answer. */
+      if (c->discarded > s->max_body + HTTP_DISCARD_MAX ||
+          monotonic_ms() > c->discard_deadline_ms) {
+        log_msg(LOG_INFO, NULL, "http: dropped a connection still sending an oversized body");
+        return MHD_NO;
+      }
       return MHD_YES;
     }
     if (c->body_len + n > c->body_cap) {

@@ -27,6 +27,13 @@
  * the answer's header.  A request line or header block that does not fit is
  * refused by the library itself (414/431, closed). */
 #define HTTP_CONNECTION_MEMORY ((size_t)64 * 1024)
+/* An oversized body announced by Content-Length is read and dropped, never
+ * buffered, before the 413 goes out, so that a client that writes its whole
+ * body before reading sees the answer.  At most this many bytes past the cap
+ * and this long; beyond, the 413 goes out at once (announced) or the
+ * connection is dropped (while reading). */
+#define HTTP_DISCARD_MAX ((size_t)8 * 1024 * 1024)
+#define HTTP_DISCARD_TIMEOUT_MS 10000
 #define HTTP_HOST_MAX 64      /* textual IPv4/IPv6 address, no brackets */
 #define HTTP_PEER_MAX 80      /* "addr:port" or "[addr]:port" */
 #define HTTP_RESPONSE_HEADERS_MAX 8

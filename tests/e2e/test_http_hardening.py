@@ -8,7 +8,8 @@ docs/kmsd.md ("HTTP limits and framing"):
 - an over-long request target, or one with hundreds of query parameters, is
   answered at once and leaves nothing behind (memory, in-flight count);
 - a request whose end two HTTP parsers could place differently is refused
-  with 400 and the connection closed, so smuggled bytes never run.
+  with 400 and the connection closed, so smuggled bytes never run;
+- a client that writes a whole oversized body before reading gets the 413.
 """
 
 import json
@@ -364,6 +365,62 @@ class FramingTest(h.KmsdTestCase):
                 reply = read_reply(sock)
                 self.assertEqual(reply.status, 200, reply)
                 self.assertNotEqual(reply.header("Connection"), "close", reply)
+
+
+# -- 7: 413 a writing client can read ----------------------------------------------
+
+class BodyOverCapTest(h.KmsdTestCase):
+    """An oversized body is read and dropped, never buffered, before the 413
+    goes out, so a client that writes everything first still reads it (item 7)."""
+
+    server_args = ("--max-body", str(MAX_BODY))
+
+    def post_headers(self, length, extra=""):
+        return ("POST / HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: %s\r\n"
+                "X-Amz-Target: TrentService.Encrypt\r\nContent-Length: %d\r\n%s\r\n"
+                % (h.JSON_CONTENT_TYPE, length, extra)).encode()
+
+    def assert413(self, reply):
+        self.assertEqual(reply.status, 413, reply)
+        self.assertEqual(h.error_type(reply.json), "RequestEntityTooLargeException", reply)
+        self.assertTrue(reply.header("x-amzn-RequestId"), reply)
+        self.assertEqual(reply.header("Connection"), "close", reply)
+        self.assertTrue(reply.closed, reply)
+
+    def test_client_that_writes_its_whole_body_first_reads_the_413(self):
+        body = b"x" * (4 * 1024 * 1024)
+        for attempt in range(20):
+            with self.subTest(attempt=attempt):
+                with connect(self.server, timeout=20) as sock:
+                    sock.sendall(self.post_headers(len(body)))
+                    view = memoryview(body)
+                    while view:  # a blocking write loop, as the SDKs do
+                        sent = sock.send(view[:65536])
+                        view = view[sent:]
+                    self.assert413(read_reply(sock, expect_close=True))
+        self.assertEqual(self.kms.list_keys()["ResponseMetadata"]["HTTPStatusCode"], 200)
+
+    def test_expect_continue_gets_413_before_any_body(self):
+        with connect(self.server) as sock:
+            sock.sendall(self.post_headers(10 * 1024 * 1024, "Expect: 100-continue\r\n"))
+            reply = read_reply(sock, expect_close=True)
+        self.assert413(reply)
+
+    def test_body_too_large_to_drain_is_answered_at_once(self):
+        # Past the drain bound the 413 goes out before the body; a client
+        # that reads first gets it.
+        with connect(self.server) as sock:
+            sock.sendall(self.post_headers(64 * 1024 * 1024))
+            reply = read_reply(sock, expect_close=True)
+        self.assert413(reply)
+
+    def test_chunked_body_over_cap(self):
+        chunk = b"y" * 8192
+        data = b"".join(b"%x\r\n%s\r\n" % (len(chunk), chunk) for _ in range(64)) + b"0\r\n\r\n"
+        head = self.post_headers(0).replace(b"Content-Length: 0\r\n", b"Transfer-Encoding: chunked\r\n")
+        with connect(self.server, timeout=20) as sock:
+            sock.sendall(head + data)
+            self.assert413(read_reply(sock, expect_close=True))
 
 
 if __name__ == "__main__":
