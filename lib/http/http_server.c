@@ -5,8 +5,8 @@
  * with the whole body, keeps the raw request target (SigV4 signs the path and
  * query exactly as sent, before any unescaping), refuses requests whose
  * framing two parsers could read differently, enforces the body cap without
- * buffering an oversized body, and counts requests in flight so that
- * shutdown can let them finish.
+ * buffering an oversized body, stamps every answer with the service clock,
+ * and counts requests in flight so that shutdown can let them finish.
  *
  * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
  * on hostile input; docs/architecture.md lists them and
@@ -29,6 +29,7 @@
 
 #include <microhttpd.h>
 
+#include "core/kclock.h"
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
@@ -435,6 +436,23 @@ static void check_framing(struct MHD_Connection *conn, framing *f) {
     f->problem = "Content-Length must be a single decimal number";
 }
 
+/* The service clock (kclock, which --clock-offset moves) as an HTTP date:
+ * SigV4 checks request times against that clock, and clients such as the
+ * AWS SDK for JavaScript correct their own clock from this header. */
+static void format_http_date(char *out, size_t out_size) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  time_t now = (time_t)kclock_now_s();
+  struct tm tm;
+  if (!gmtime_r(&now, &tm)) {
+    out[0] = '\0';
+    return;
+  }
+  snprintf(out, out_size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+           months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   char host[INET6_ADDRSTRLEN + 16], serv[8];
@@ -460,6 +478,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   http_response resp;
   header_list hl = {0};
   char peer[HTTP_PEER_MAX];
+  char date[80]; /* 29 bytes in practice; room for any int the format could print */
   char *path = NULL;
   enum MHD_Result ret = MHD_NO;
   struct MHD_Response *mr = NULL;
@@ -532,10 +551,14 @@ respond:
   drop_response_body(&resp);
   if (!mr) goto out;
   for (size_t i = 0; i < resp.nheaders; i++) {
-    /* The server decides when a connection ends. */
-    if (strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0) continue;
+    /* These two are the server's to set. */
+    if (strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_DATE) == 0 ||
+        strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0)
+      continue;
     MHD_add_response_header(mr, resp.headers[i].name, resp.headers[i].value);
   }
+  format_http_date(date, sizeof date);
+  if (date[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_DATE, date);
   if (closing) MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
   ret = MHD_queue_response(conn, (unsigned)resp.status, mr);
   MHD_destroy_response(mr);
@@ -664,7 +687,11 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
   if ((cfg->tls_cert_pem == NULL) != (cfg->tls_key_pem == NULL))
     return kerr_set(err, KERR_VALIDATION, "TLS needs both a certificate and a key");
 
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  /* The library's own Date would be the system clock's; dispatch() sets the
+   * service clock's on every answer instead, and the library's own error
+   * answers go out without one rather than with a second clock. */
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                   MHD_USE_SUPPRESS_DATE_NO_CLOCK;
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {

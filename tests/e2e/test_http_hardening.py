@@ -9,9 +9,12 @@ docs/kmsd.md ("HTTP limits and framing"):
   answered at once and leaves nothing behind (memory, in-flight count);
 - a request whose end two HTTP parsers could place differently is refused
   with 400 and the connection closed, so smuggled bytes never run;
-- a client that writes a whole oversized body before reading gets the 413.
+- a client that writes a whole oversized body before reading gets the 413;
+- the Date header follows the service clock (--clock-offset).
 """
 
+import datetime
+import email.utils
 import json
 import socket
 import time
@@ -421,6 +424,54 @@ class BodyOverCapTest(h.KmsdTestCase):
         with connect(self.server, timeout=20) as sock:
             sock.sendall(head + data)
             self.assert413(read_reply(sock, expect_close=True))
+
+
+# -- 12: Date follows the service clock -----------------------------------------------
+
+class DateHeaderTest(h.KmsdBaseTestCase):
+    """With --clock-offset, Date must tell the clock SigV4 checks against:
+    the AWS SDK for JavaScript corrects its own clock from it (item 12)."""
+
+    OFFSET = 2 * 24 * 3600
+
+    def assertServiceDate(self, dates, label):
+        self.assertEqual(len(dates), 1, "%s: Date headers %r" % (label, dates))
+        when = email.utils.parsedate_to_datetime(dates[0])
+        expected = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(
+            seconds=self.OFFSET)
+        self.assertLess(abs((when - expected).total_seconds()), 5,
+                        "%s: Date %s, service clock %s" % (label, dates[0], expected))
+
+    def test_date_header_uses_service_clock(self):
+        server = self.start_server(args=["--clock-offset", str(self.OFFSET)])
+        self.assertEqual(server.clock_offset, self.OFFSET)
+
+        health = exchange(server, b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n", expect_close=False)
+        self.assertEqual(health.status, 200, health)
+        self.assertServiceDate(health.all("Date"), "health")
+
+        unsigned = exchange(server, unsigned_post("/"), expect_close=False)
+        self.assertEqual(unsigned.status, 400, unsigned)
+        self.assertServiceDate(unsigned.all("Date"), "error reply")
+
+        refused = exchange(server, unsigned_post(oversized_target(2300)))
+        self.assertEqual(refused.status, 414, refused)
+        self.assertServiceDate(refused.all("Date"), "414 refusal")
+
+        signed = exchange(server, request_bytes(
+            h.build_signed_request(server, "TrentService.ListKeys", {})), expect_close=False)
+        self.assertEqual(signed.status, 200, signed)
+        self.assertServiceDate(signed.all("Date"), "signed ListKeys")
+
+        # A client signing at the Date it was told is accepted.
+        told = email.utils.parsedate_to_datetime(signed.header("Date"))
+        status, headers, parsed = h.signed_request(server, "TrentService.ListKeys", {},
+                                                   date=told)
+        self.assertEqual(status, 200, parsed)
+        # And boto3, signing at now + offset, works end to end.
+        kms = h.kms_client(server)
+        key = kms.create_key(Description="dated")["KeyMetadata"]
+        self.assertEqual(key["KeyState"], "Enabled")
 
 
 if __name__ == "__main__":
