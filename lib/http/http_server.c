@@ -583,6 +583,12 @@ static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, c
   if (c->target_too_long) {
     c->refusal_status = 414;
     c->refusal_reason = "The request target is longer than the server accepts";
+  } else if (MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) {
+    /* on_uri ended the library's copy of the query, so it can only have
+     * parsed parameters behind a NUL byte that hid them from on_uri (and
+     * from the raw target kmsd would sign). */
+    c->refusal_status = 400;
+    c->refusal_reason = "The request target holds a NUL byte";
   } else if (f.problem) {
     c->refusal_status = 400;
     c->refusal_reason = f.problem;

@@ -190,6 +190,18 @@ class OversizedTargetTest(h.KmsdBaseTestCase):
                 self.assertEqual(reply.header("Connection"), "close", reply)
                 self.assertTrue(reply.closed, reply)
 
+    def test_nul_byte_hiding_a_query_is_refused(self):
+        # The query behind the NUL would reach the library but not the raw
+        # target kmsd keeps and SigV4 signs.
+        server = self.start_server()
+        for target in ("/\0?a=b", "/\0x?a=b&c=d"):
+            with self.subTest(target=target):
+                reply = exchange(server, unsigned_post(target))
+                self.assertEqual(reply.status, 400, reply)
+                self.assertEqual(h.error_type(reply.json), "SerializationException", reply)
+                self.assertIn("NUL", h.error_message(reply.json))
+                self.assertTrue(reply.closed, reply)
+
     def test_target_past_connection_memory_is_refused_by_the_library(self):
         # Longer than a connection's buffer: libmicrohttpd answers itself (no
         # AWS shape there) and closes; nothing hangs.
