@@ -336,6 +336,17 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
   const char *method = req->method ? req->method : "";
   const char *path = req->path ? req->path : "";
 
+  /* Refused by the HTTP layer before the body was read (see
+   * http_request.refusal_status): the same error shape, request id and log
+   * line as any other refusal. */
+  if (req->refusal_status) {
+    kerr_set(&o.err, req->refusal_status == 414 ? KERR_VALIDATION : KERR_SERIALIZATION, "%s",
+             req->refusal_reason ? req->refusal_reason : "Malformed HTTP request");
+    set_error(resp, &o, req->refusal_status);
+    log_outcome(&o, req, started);
+    return;
+  }
+
   if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
     json_t *obj = json_pack("{s:s, s:s}", "status", "ok", "version", KMSD_VERSION);
     if (obj && set_json_body(resp, obj) == 0) {

@@ -2,10 +2,15 @@
  *
  * libmicrohttpd calls the access handler several times per request (headers,
  * then body pieces, then the end).  This file turns that into a single call
- * with the whole body, enforces the body cap before reading an oversized
- * body, keeps the raw request target (SigV4 signs the path and query exactly
- * as sent, before any unescaping), and counts requests in flight so that
- * shutdown can let them finish. */
+ * with the whole body, keeps the raw request target (SigV4 signs the path and
+ * query exactly as sent, before any unescaping), refuses requests whose
+ * framing two parsers could read differently, enforces the body cap without
+ * buffering an oversized body, stamps every answer with the service clock,
+ * and counts requests in flight so that shutdown can let them finish.
+ *
+ * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
+ * on hostile input; docs/architecture.md lists them and
+ * tests/e2e/test_http_hardening.py pins each one down on the wire. */
 #include "http/http_server.h"
 
 #include <arpa/inet.h>
@@ -25,11 +30,14 @@
 
 #include <microhttpd.h>
 
+#include "core/kclock.h"
 #include "core/kerr.h"
 #include "core/log.h"
 #include "core/secmem.h"
 
-#define RAW_URI_MAX 8192
+/* Whitespace allowed between a header's colon and its value; anything
+ * longer is refused along with folded lines (see header_is_folded). */
+#define HEADER_OWS_MAX 64
 
 struct http_server {
   struct MHD_Daemon *daemon;
@@ -44,18 +52,34 @@ struct http_server {
   int starting;
 };
 
-/* Per-request state: created when the request line arrives, freed when
- * libmicrohttpd reports the request complete. */
-typedef struct req_state {
+/* One connection and the request it is reading or answering.
+ *
+ * It is made when libmicrohttpd accepts the connection and freed when it
+ * reports the connection closed, which it does exactly once on every path.
+ * NOTIFY_COMPLETED is not that reliable: when a request dies inside the
+ * library before the access handler runs (0.9.75: an error it queues while
+ * parsing the request line), the request is never reported complete.  So
+ * nothing a request holds is allocated per request in the URI callback on
+ * its own: it hangs off the connection and is released when the request
+ * completes, when the next request starts, or at the latest when the
+ * connection closes. */
+typedef struct conn_state {
   http_server *server;
-  char *raw_uri;
+  /* The current request; end_request() resets everything below. */
+  char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
+  int target_too_long;
+  int headers_seen;
+  int counted;           /* counted in server->in_flight */
+  int responded;
+  int too_large;         /* body over the cap: read and dropped, then 413 */
+  int refusal_status;    /* 400 / 414: answered before the body, then closed */
+  const char *refusal_reason;
   uint8_t *body;
   size_t body_len;
   size_t body_cap;
-  int headers_seen;
-  int too_large;
-  int responded;
-} req_state;
+  uint64_t discarded;    /* bytes of an oversized body read and dropped */
+  int64_t discard_deadline_ms;
+} conn_state;
 
 /* Releases a response body once libmicrohttpd has sent it. */
 typedef struct body_owner {
@@ -193,31 +217,79 @@ __attribute__((format(printf, 2, 0))) static void mhd_logger(void *cls, const ch
   log_msg(LOG_DEBUG, NULL, "http: %s", line);
 }
 
-static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Forget the current request: free what it holds and take it out of the
+ * in-flight count if it was in.  Safe to call more than once. */
+static void end_request(conn_state *c) {
+  if (c->body) secure_free(c->body, c->body_cap);
+  free(c->raw_target);
+  if (c->counted) atomic_fetch_sub(&c->server->in_flight, 1);
+  http_server *s = c->server;
+  memset(c, 0, sizeof *c);
+  c->server = s;
+}
+
+static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
+                          enum MHD_ConnectionNotificationCode toe) {
   http_server *s = cls;
   (void)conn;
-  req_state *st = calloc(1, sizeof *st);
-  if (!st) return NULL;
-  st->server = s;
-  /* libmicrohttpd already bounds the request line by its connection memory
-   * limit; the copy is bounded again so nothing here depends on that. */
-  st->raw_uri = strndup(uri ? uri : "/", RAW_URI_MAX);
-  atomic_fetch_add(&s->in_flight, 1);
-  return st;
+  if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
+    conn_state *c = calloc(1, sizeof *c);
+    if (c) c->server = s;
+    *socket_context = c; /* NULL: on_uri refuses the connection's requests */
+    return;
+  }
+  conn_state *c = *socket_context;
+  if (!c) return;
+  end_request(c);
+  free(c);
+  *socket_context = NULL;
+}
+
+/* Called with the request line's target, before libmicrohttpd parses it. */
+static void *on_uri(void *cls, const char *uri, struct MHD_Connection *conn) {
+  (void)cls;
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+  conn_state *c = ci ? ci->socket_context : NULL;
+  if (!c) return NULL;
+  end_request(c); /* a request the library never reported complete */
+  if (!uri) uri = "/";
+  size_t len = strnlen(uri, HTTP_REQUEST_TARGET_MAX + 1);
+  if (len > HTTP_REQUEST_TARGET_MAX) {
+    c->target_too_long = 1;
+  } else {
+    c->raw_target = strndup(uri, len);
+    if (!c->raw_target) return NULL;
+  }
+  /* libmicrohttpd 0.9.75 splits the query into one record per parameter in
+   * the connection's memory pool right after this callback returns.  When
+   * they do not fit (a few hundred "a=b&" are enough) it queues a 431 it
+   * never sends, leaves the connection blocked until the idle timeout and
+   * never reports the request complete.  kmsd never reads those records (it
+   * keeps the raw target above, and SigV4 parses the query itself), so the
+   * query is ended where the library is about to parse it: the target lives
+   * in the library's own writable read buffer, and only the library's copy
+   * of the query, which nothing reads, is cut. */
+  char *query = strchr(uri, '?');
+  if (query) query[1] = '\0';
+  return c;
 }
 
 static void on_completed(void *cls, struct MHD_Connection *conn, void **con_cls,
                          enum MHD_RequestTerminationCode toe) {
-  http_server *s = cls;
+  (void)cls;
   (void)conn;
   (void)toe;
-  req_state *st = *con_cls;
-  if (!st) return;
-  if (st->body) secure_free(st->body, st->body_cap);
-  free(st->raw_uri);
-  free(st);
+  conn_state *c = *con_cls;
+  if (!c) return;
+  end_request(c);
   *con_cls = NULL;
-  atomic_fetch_sub(&s->in_flight, 1);
 }
 
 static void release_body(void *cls) {
@@ -242,11 +314,12 @@ static void drop_response_body(http_response *r) {
 }
 
 /* The answer of last resort, when the callback did not produce a usable one
- * for an oversized body or memory ran out.  Same AWS JSON error shape. */
-static void fallback_error(http_response *r, kerr_code code, const char *message) {
+ * for a refused request or memory ran out.  Same AWS JSON error shape;
+ * `status` 0 takes the code's own. */
+static void fallback_error(http_response *r, kerr_code code, int status, const char *message) {
   drop_response_body(r);
   r->nheaders = 0;
-  r->status = kerr_http_status(code);
+  r->status = status ? status : kerr_http_status(code);
   char buf[512];
   int n = snprintf(buf, sizeof buf, "{\"__type\":\"%s\",\"message\":\"%s\"}", kerr_name(code), message);
   r->body = strndup(buf, (size_t)n);
@@ -273,6 +346,114 @@ static enum MHD_Result collect_header(void *cls, enum MHD_ValueKind kind, const 
   return MHD_YES;
 }
 
+/* What the framing check learns from the header fields. */
+typedef struct framing {
+  const char *problem;           /* first reason to refuse, or NULL */
+  unsigned content_lengths;
+  unsigned transfer_encodings;
+  const char *content_length;
+  const char *transfer_encoding;
+  int expect_continue;
+} framing;
+
+/* RFC 9110 token characters, the only ones a field name may hold. */
+static int is_token_char(unsigned char ch) {
+  return (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+         (ch != 0 && strchr("!#$%&'*+-.^_`|~", ch) != NULL);
+}
+
+/* libmicrohttpd 0.9.75 accepts obs-fold continuation lines and hides them:
+ * it appends the continuation to the header's *name* in a fresh allocation
+ * and keeps the value from the first line, so "Content-: 5" followed by
+ * " Length" reaches us as a Content-Length it also frames the body by.  An
+ * unfolded header's value follows its name in the library's read buffer,
+ * separated only by the colon (now a NUL) and optional whitespace; a folded
+ * one's does not.  Addresses are compared as integers: the two strings need
+ * not be parts of one object. */
+static int header_is_folded(const char *key, size_t key_size, const char *value) {
+  uintptr_t after_colon = (uintptr_t)key + key_size + 1, at = (uintptr_t)value;
+  if (at < after_colon || at - after_colon > HEADER_OWS_MAX) return 1;
+  for (size_t i = 0, gap = (size_t)(at - after_colon); i < gap; i++)
+    if (key[key_size + 1 + i] != ' ' && key[key_size + 1 + i] != '\t') return 1;
+  return 0;
+}
+
+static enum MHD_Result check_header(void *cls, enum MHD_ValueKind kind, const char *key,
+                                    size_t key_size, const char *value, size_t value_size) {
+  framing *f = cls;
+  (void)kind;
+  (void)value_size;
+  if (!value) value = "";
+  if (key_size == 0) {
+    if (!f->problem) f->problem = "A request header has an empty name";
+    return MHD_YES;
+  }
+  for (size_t i = 0; i < key_size; i++)
+    if (!is_token_char((unsigned char)key[i])) {
+      /* "Transfer-Encoding : chunked" arrives as a header named
+       * "Transfer-Encoding " that the library does not frame by, while a
+       * proxy in front may. */
+      if (!f->problem)
+        f->problem = "A request header name holds whitespace or another character "
+                     "a field name may not hold";
+      return MHD_YES;
+    }
+  if (header_is_folded(key, key_size, value)) {
+    if (!f->problem)
+      f->problem = "A request header is folded over several lines (obs-fold) or malformed";
+    return MHD_YES;
+  }
+  if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0) {
+    f->content_lengths++;
+    f->content_length = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0) {
+    f->transfer_encodings++;
+    f->transfer_encoding = value;
+  } else if (strcasecmp(key, MHD_HTTP_HEADER_EXPECT) == 0 &&
+             strcasecmp(value, "100-continue") == 0) {
+    f->expect_continue = 1;
+  }
+  return MHD_YES;
+}
+
+/* Refuse any request whose end two HTTP parsers could place differently
+ * (RFC 9112 section 6.3): kmsd may sit behind a proxy, and bytes one of them
+ * takes for a body the other would run as a request of its own. */
+static void check_framing(struct MHD_Connection *conn, framing *f) {
+  memset(f, 0, sizeof *f);
+  MHD_get_connection_values_n(conn, MHD_HEADER_KIND, check_header, f);
+  if (f->problem) return;
+  if (f->content_lengths > 1)
+    f->problem = "A request may carry only one Content-Length header";
+  else if (f->transfer_encodings > 1)
+    f->problem = "A request may carry only one Transfer-Encoding header";
+  else if (f->transfer_encodings && f->content_lengths)
+    f->problem = "A request may not carry both Content-Length and Transfer-Encoding";
+  else if (f->transfer_encodings && strcasecmp(f->transfer_encoding, "chunked") != 0)
+    f->problem = "The only Transfer-Encoding accepted is chunked";
+  else if (f->content_lengths &&
+           (!*f->content_length || strlen(f->content_length) > 20 ||
+            strspn(f->content_length, "0123456789") != strlen(f->content_length)))
+    f->problem = "Content-Length must be a single decimal number";
+}
+
+/* The service clock (kclock, which --clock-offset moves) as an HTTP date:
+ * SigV4 checks request times against that clock, and clients such as the
+ * AWS SDK for JavaScript correct their own clock from this header. */
+static void format_http_date(char *out, size_t out_size) {
+  static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+  static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                     "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  time_t now = (time_t)kclock_now_s();
+  struct tm tm;
+  if (!gmtime_r(&now, &tm)) {
+    out[0] = '\0';
+    return;
+  }
+  snprintf(out, out_size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
+           months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+}
+
 static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
   const union MHD_ConnectionInfo *ci = MHD_get_connection_info(conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
   char host[INET6_ADDRSTRLEN + 16], serv[8];
@@ -289,28 +470,33 @@ static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size)
     snprintf(out, out_size, "%s:%s", host, serv);
 }
 
-/* Build the request, run the callback, queue its answer. */
-static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req_state *st,
+/* Build the request, run the callback, queue its answer.  A refused
+ * request or an oversized body ends the connection: its answer carries
+ * Connection: close and the library closes once it is sent. */
+static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                 const char *method) {
   http_request req;
   http_response resp;
   header_list hl = {0};
   char peer[HTTP_PEER_MAX];
+  char date[80]; /* 29 bytes in practice; room for any int the format could print */
   char *path = NULL;
   enum MHD_Result ret = MHD_NO;
   struct MHD_Response *mr = NULL;
   body_owner *owner = NULL;
+  int closing = c->refusal_status || c->too_large;
 
   memset(&req, 0, sizeof req);
   memset(&resp, 0, sizeof resp);
-  st->responded = 1;
+  c->responded = 1;
 
   int count = MHD_get_connection_values_n(conn, MHD_HEADER_KIND, NULL, NULL);
   hl.cap = count > 0 ? (size_t)count : 0;
   hl.items = calloc(hl.cap ? hl.cap : 1, sizeof *hl.items);
-  path = strdup(st->raw_uri ? st->raw_uri : "/");
+  /* An over-long target is not handed on; "/" stands in for it. */
+  path = strdup(c->raw_target ? c->raw_target : "/");
   if (!hl.items || !path) {
-    fallback_error(&resp, KERR_INTERNAL, "out of memory");
+    fallback_error(&resp, KERR_INTERNAL, 0, "out of memory");
     goto respond;
   }
   MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &hl);
@@ -326,22 +512,28 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, req
   req.query = q;
   req.headers = hl.items;
   req.nheaders = hl.n;
-  req.body = st->too_large ? NULL : st->body;
-  req.body_len = st->too_large ? 0 : st->body_len;
+  req.body = c->too_large ? NULL : c->body;
+  req.body_len = c->too_large ? 0 : c->body_len;
   req.peer = peer;
-  req.body_too_large = st->too_large;
+  req.body_too_large = c->too_large;
+  req.refusal_status = c->refusal_status;
+  req.refusal_reason = c->refusal_reason;
 
   s->handler(s->handler_ctx, &req, &resp);
-  if (st->too_large && resp.status < 400)
-    fallback_error(&resp, KERR_REQUEST_TOO_LARGE, "Request body is larger than the server accepts");
+  if (c->refusal_status && resp.status != c->refusal_status)
+    fallback_error(&resp, c->refusal_status == 414 ? KERR_VALIDATION : KERR_SERIALIZATION,
+                   c->refusal_status, c->refusal_reason);
+  else if (c->too_large && resp.status < 400)
+    fallback_error(&resp, KERR_REQUEST_TOO_LARGE, 0,
+                   "Request body is larger than the server accepts");
   if (resp.status < 100 || resp.status > 599) resp.status = 500;
 
 respond:
   /* The request body may carry a plaintext; it is not needed any more. */
-  if (st->body) {
-    secure_free(st->body, st->body_cap);
-    st->body = NULL;
-    st->body_len = st->body_cap = 0;
+  if (c->body) {
+    secure_free(c->body, c->body_cap);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
   }
   if (resp.body && resp.body_len > 0) {
     owner = malloc(sizeof *owner);
@@ -359,8 +551,16 @@ respond:
   }
   drop_response_body(&resp);
   if (!mr) goto out;
-  for (size_t i = 0; i < resp.nheaders; i++)
+  for (size_t i = 0; i < resp.nheaders; i++) {
+    /* These two are the server's to set. */
+    if (strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_DATE) == 0 ||
+        strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0)
+      continue;
     MHD_add_response_header(mr, resp.headers[i].name, resp.headers[i].value);
+  }
+  format_http_date(date, sizeof date);
+  if (date[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_DATE, date);
+  if (closing) MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
   ret = MHD_queue_response(conn, (unsigned)resp.status, mr);
   MHD_destroy_response(mr);
 out:
@@ -369,64 +569,110 @@ out:
   return ret;
 }
 
+/* First call for a request: its header fields are in.  Decide whether to
+ * refuse it, read it, or read and drop an oversized body. */
+static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, conn_state *c,
+                                  const char *method) {
+  framing f;
+  c->headers_seen = 1;
+  /* Only requests that reach this point are waited for at shutdown; one
+   * that died inside the library never gets here and is never counted. */
+  c->counted = 1;
+  atomic_fetch_add(&s->in_flight, 1);
+
+  check_framing(conn, &f);
+  if (c->target_too_long) {
+    c->refusal_status = 414;
+    c->refusal_reason = "The request target is longer than the server accepts";
+  } else if (MHD_get_connection_values_n(conn, MHD_GET_ARGUMENT_KIND, NULL, NULL) > 0) {
+    /* on_uri ended the library's copy of the query, so it can only have
+     * parsed parameters behind a NUL byte that hid them from on_uri (and
+     * from the raw target kmsd would sign). */
+    c->refusal_status = 400;
+    c->refusal_reason = "The request target holds a NUL byte";
+  } else if (f.problem) {
+    c->refusal_status = 400;
+    c->refusal_reason = f.problem;
+  }
+  /* Answered before any of the body is read; the library then closes the
+   * connection without reading on, so no byte after these headers is ever
+   * taken for a request. */
+  if (c->refusal_status) return dispatch(s, conn, c, method);
+
+  if (f.content_length) {
+    unsigned long long n = strtoull(f.content_length, NULL, 10);
+    if (n > (unsigned long long)s->max_body) {
+      c->too_large = 1;
+      /* A client that waits for "100 Continue" has sent no body: answer
+       * now.  So does a body too large to be worth reading. */
+      if (f.expect_continue || n - s->max_body > HTTP_DISCARD_MAX)
+        return dispatch(s, conn, c, method);
+      /* Otherwise read it and drop it, then answer: a client that writes its
+       * whole body before it reads would otherwise meet a closed connection
+       * (EPIPE or a reset) instead of the 413. */
+      c->discard_deadline_ms = monotonic_ms() + HTTP_DISCARD_TIMEOUT_MS;
+    }
+  }
+  return MHD_YES;
+}
+
 static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const char *url,
                                   const char *method, const char *version, const char *upload_data,
                                   size_t *upload_data_size, void **con_cls) {
   http_server *s = cls;
-  req_state *st = *con_cls;
+  conn_state *c = *con_cls;
   (void)url;
   (void)version;
-  if (!st) return MHD_NO; /* out of memory when the request line arrived */
+  if (!c) return MHD_NO; /* out of memory when the connection or request line arrived */
 
-  if (!st->headers_seen) {
-    st->headers_seen = 1;
-    const char *cl = MHD_lookup_connection_value(conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_CONTENT_LENGTH);
-    if (cl) {
-      char *end = NULL;
-      errno = 0;
-      unsigned long long n = strtoull(cl, &end, 10);
-      if (errno == 0 && end != cl && (unsigned long long)s->max_body < n) st->too_large = 1;
-    }
-    /* Answer an announced oversized body before reading any of it:
-     * libmicrohttpd then closes the connection instead of reading on. */
-    if (st->too_large) return dispatch(s, conn, st, method);
-    return MHD_YES;
-  }
+  if (!c->headers_seen) return on_headers(s, conn, c, method);
 
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;
     *upload_data_size = 0;
-    if (st->responded || st->too_large) return MHD_YES;
-    if (n > s->max_body - st->body_len) {
-      /* A chunked body that grew past the cap: drop what we hold and answer
-       * at the end; the rest is discarded unread into any buffer. */
-      st->too_large = 1;
-      secure_free(st->body, st->body_cap);
-      st->body = NULL;
-      st->body_len = st->body_cap = 0;
+    if (c->responded) return MHD_YES;
+    if (!c->too_large && n > s->max_body - c->body_len) {
+      /* A chunked body that grew past the cap: drop what we hold and read
+       * the rest into no buffer at all, then answer 413. */
+      c->too_large = 1;
+      c->discarded = c->body_len;
+      secure_free(c->body, c->body_cap);
+      c->body = NULL;
+      c->body_len = c->body_cap = 0;
+      c->discard_deadline_ms = monotonic_ms() + HTTP_DISCARD_TIMEOUT_MS;
+    }
+    if (c->too_large) {
+      c->discarded += n;
+      /* Draining is bounded in bytes and time; past either, the
+       * connection is dropped without an answer. */
+      if (c->discarded > s->max_body + HTTP_DISCARD_MAX ||
+          monotonic_ms() > c->discard_deadline_ms) {
+        log_msg(LOG_INFO, NULL, "http: dropped a connection still sending an oversized body");
+        return MHD_NO;
+      }
       return MHD_YES;
     }
-    if (st->body_len + n > st->body_cap) {
-      size_t cap = st->body_cap ? st->body_cap : 4096;
-      while (cap < st->body_len + n) cap *= 2;
+    if (c->body_len + n > c->body_cap) {
+      size_t cap = c->body_cap ? c->body_cap : 4096;
+      while (cap < c->body_len + n) cap *= 2;
       if (cap > s->max_body) cap = s->max_body;
       /* Grow through secure_alloc so no copy of a plaintext is left behind. */
       uint8_t *nb = secure_alloc(cap);
       if (!nb) return MHD_NO;
-      if (st->body) {
-        memcpy(nb, st->body, st->body_len);
-        secure_free(st->body, st->body_cap);
+      if (c->body) {
+        memcpy(nb, c->body, c->body_len);
+        secure_free(c->body, c->body_cap);
       }
-      st->body = nb;
-      st->body_cap = cap;
+      c->body = nb;
+      c->body_cap = cap;
     }
-    memcpy(st->body + st->body_len, upload_data, n);
-    st->body_len += n;
+    memcpy(c->body + c->body_len, upload_data, n);
+    c->body_len += n;
     return MHD_YES;
   }
 
-  if (st->responded) return MHD_YES;
-  return dispatch(s, conn, st, method);
+  if (c->responded) return MHD_YES;
+  return dispatch(s, conn, c, method);
 }
 
 static void free_server(http_server *s) {
@@ -448,7 +694,11 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
   if ((cfg->tls_cert_pem == NULL) != (cfg->tls_key_pem == NULL))
     return kerr_set(err, KERR_VALIDATION, "TLS needs both a certificate and a key");
 
-  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG;
+  /* The library's own Date would be the system clock's; dispatch() sets the
+   * service clock's on every answer instead, and the library's own error
+   * answers go out without one rather than with a second clock. */
+  unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
+                   MHD_USE_SUPPRESS_DATE_NO_CLOCK;
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
@@ -510,6 +760,12 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
                                        (intptr_t)(cfg->connection_limit ? cfg->connection_limit : 1024), NULL};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_TIMEOUT,
                                        (intptr_t)(cfg->timeout_s ? cfg->timeout_s : 60), NULL};
+  /* Set, not left to the library's default: it bounds the request line and
+   * header block of each connection (a target over HTTP_REQUEST_TARGET_MAX
+   * still fits, so kmsd can answer 414 itself). */
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_CONNECTION_MEMORY_LIMIT,
+                                       (intptr_t)HTTP_CONNECTION_MEMORY, NULL};
+  opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_CONNECTION, (intptr_t)on_connection, s};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_URI_LOG_CALLBACK, (intptr_t)on_uri, s};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_NOTIFY_COMPLETED, (intptr_t)on_completed, s};
   if (threads > 1)

@@ -5,7 +5,8 @@
  * request (method, raw path and query, headers, body, peer) and fills one
  * plain response, while this module owns the libmicrohttpd details: the
  * thread pool on epoll, keep-alive, timeouts, the connection limit, TLS, the
- * body-size cap and a clean shutdown that lets in-flight requests finish.
+ * body-size cap, the framing rules that keep one request from being read as
+ * two, and a clean shutdown that lets in-flight requests finish.
  *
  * Threading: the callback runs on the server's worker threads, several at
  * once; whatever `ctx` points to must be safe for that. */
@@ -19,6 +20,20 @@
 #include "core/kerr.h"
 
 #define HTTP_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
+/* Longest request target (path and query) answered normally; a longer one
+ * gets 414.  SigV4 takes paths and queries of up to the same length. */
+#define HTTP_REQUEST_TARGET_MAX 8192
+/* Memory of one connection in libmicrohttpd: request line, header fields and
+ * the answer's header.  A request line or header block that does not fit is
+ * refused by the library itself (414/431, closed). */
+#define HTTP_CONNECTION_MEMORY ((size_t)64 * 1024)
+/* An oversized body announced by Content-Length is read and dropped, never
+ * buffered, before the 413 goes out, so that a client that writes its whole
+ * body before reading sees the answer.  At most this many bytes past the cap
+ * and this long; beyond, the 413 goes out at once (announced) or the
+ * connection is dropped (while reading). */
+#define HTTP_DISCARD_MAX ((size_t)8 * 1024 * 1024)
+#define HTTP_DISCARD_TIMEOUT_MS 10000
 #define HTTP_HOST_MAX 64      /* textual IPv4/IPv6 address, no brackets */
 #define HTTP_PEER_MAX 80      /* "addr:port" or "[addr]:port" */
 #define HTTP_RESPONSE_HEADERS_MAX 8
@@ -41,6 +56,17 @@ typedef struct http_request {
    * RequestEntityTooLargeException).  If it answers with a status below 400
    * the server replaces the answer with its own 413. */
   int body_too_large;
+  /* Non-zero when the server refuses the request before reading its body:
+   * 400 for framing that two HTTP parsers could read differently (repeated
+   * or malformed Content-Length, Transfer-Encoding other than one
+   * "chunked", both at once, whitespace in a header name, folded header
+   * lines) or 414 for a target over HTTP_REQUEST_TARGET_MAX (`path` is then
+   * "/" and `query` NULL).  `refusal_reason` says why, in words for the
+   * client.  The callback must answer with this status; any other answer is
+   * replaced by the server's own error.  The connection is closed after the
+   * answer. */
+  int refusal_status;
+  const char *refusal_reason;
 } http_request;
 
 /* What the callback fills.  The server zeroes it before the call. */

@@ -256,7 +256,7 @@ static void test_body_cap(void **state) {
   assert_non_null(strstr(body.data, "body=1024"));
   curl_easy_cleanup(c);
 
-  /* Announced by Content-Length: refused before the body is read. */
+  /* Announced by Content-Length: read and dropped, never buffered, then 413. */
   body.len = 0;
   c = make_easy(&body, NULL);
   assert_int_equal(do_request(c, url, big, 64 * 1024), 413);

@@ -384,6 +384,15 @@ static void test_body_errors(void **state) {
   run(p, &r.req, &rep);
   expect_error(&rep, 413, "RequestEntityTooLargeException");
   json_decref(rep.json);
+
+  /* Requests the HTTP layer refused keep its status and reason. */
+  build(&r, "TrentService.ListKeys", NULL, ROOT_KEY, ROOT_SECRET, "application/x-amz-json-1.1");
+  r.req.refusal_status = 414;
+  r.req.refusal_reason = "The request target is longer than the server accepts";
+  run(p, &r.req, &rep);
+  expect_error(&rep, 414, "ValidationException");
+  assert_string_equal(message(&rep), "The request target is longer than the server accepts");
+  json_decref(rep.json);
   api_pipeline_free(p);
 }
 
