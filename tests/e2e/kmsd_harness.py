@@ -44,6 +44,27 @@ DEFAULT_ACCOUNT = "111122223333"
 DEFAULT_ROOT_ARN = "arn:aws:iam::%s:root" % DEFAULT_ACCOUNT
 DEFAULT_REGION = "us-east-1"
 
+# A second account's root, for tests of what one account may not do to another.
+OTHER_ACCOUNT = "444455556666"
+OTHER_ROOT_KEY = "AKIAI44QH8DHBOTHROOT"
+OTHER_ROOT_SECRET = "otherRootSecretKey/EXAMPLE+0123456789abcd"
+OTHER_ROOT_ARN = "arn:aws:iam::%s:root" % OTHER_ACCOUNT
+
+
+def principal(key, secret, account, arn, **extra):
+    """One entry of a credentials file (docs/kmsd.md); `extra` adds members
+    such as policy=, sessionToken= or admin=."""
+    p = {"accessKeyId": key, "secretAccessKey": secret, "accountId": account, "arn": arn}
+    p.update(extra)
+    return p
+
+
+def two_roots_credentials():
+    """A credentials file with the default account's root and OTHER_ACCOUNT's."""
+    return {"principals": [
+        principal(DEFAULT_ACCESS_KEY, DEFAULT_SECRET_KEY, DEFAULT_ACCOUNT, DEFAULT_ROOT_ARN),
+        principal(OTHER_ROOT_KEY, OTHER_ROOT_SECRET, OTHER_ACCOUNT, OTHER_ROOT_ARN)]}
+
 JSON_CONTENT_TYPE = "application/x-amz-json-1.1"
 START_TIMEOUT = float(os.environ.get("KMSD_START_TIMEOUT", "20"))
 

@@ -11,15 +11,11 @@ import kmsd_harness as h
 DAY = 86400
 ADMIN_OPERATIONS = (("AdvanceClock", {"Seconds": 60}), ("GetClock", {}), ("Sweep", {}))
 
-OTHER_ACCOUNT = "444455556666"
-OTHER_ROOT_KEY, OTHER_ROOT_SECRET = "AKIAI44QH8DHBOTHROOT", "otherRootSecretKey/EXAMPLE+0123456789abcd"
+OTHER_ACCOUNT, OTHER_ROOT_KEY, OTHER_ROOT_SECRET = h.OTHER_ACCOUNT, h.OTHER_ROOT_KEY, h.OTHER_ROOT_SECRET
 CLOCK_ADMIN_KEY, CLOCK_ADMIN_SECRET = "AKIAIOSFODNN7CLOCKADM", "clockAdminSecret/EXAMPLE+0123456789abcdef"
 
 
-def principal(key, secret, account, arn, **extra):
-    p = {"accessKeyId": key, "secretAccessKey": secret, "accountId": account, "arn": arn}
-    p.update(extra)
-    return p
+principal = h.principal
 
 
 DEFAULT_ROOT = principal(h.DEFAULT_ACCESS_KEY, h.DEFAULT_SECRET_KEY, h.DEFAULT_ACCOUNT,

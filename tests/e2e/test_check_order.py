@@ -17,15 +17,7 @@ import uuid
 
 import kmsd_harness as h
 
-OTHER_ACCOUNT = "444455556666"
-OTHER_KEY, OTHER_SECRET = "AKIAI44QH8DHBOTHROOT", "otherRootSecretKey/EXAMPLE+0123456789abcd"
-
-CREDENTIALS = {"principals": [
-    {"accessKeyId": h.DEFAULT_ACCESS_KEY, "secretAccessKey": h.DEFAULT_SECRET_KEY,
-     "accountId": h.DEFAULT_ACCOUNT, "arn": h.DEFAULT_ROOT_ARN},
-    {"accessKeyId": OTHER_KEY, "secretAccessKey": OTHER_SECRET,
-     "accountId": OTHER_ACCOUNT, "arn": "arn:aws:iam::%s:root" % OTHER_ACCOUNT},
-]}
+CREDENTIALS = h.two_roots_credentials()
 
 RSA = "RSAES_OAEP_SHA_256"
 
@@ -46,7 +38,7 @@ class CheckOrderTest(h.KmsdTestCase):
         super().setUpClass()
         cls.key = cls.kms.create_key()["KeyMetadata"]
         cls.blob = cls.kms.encrypt(KeyId=cls.key["KeyId"], Plaintext=b"x")["CiphertextBlob"]
-        cls.other = h.kms_client(cls.server, access_key=OTHER_KEY, secret=OTHER_SECRET)
+        cls.other = h.kms_client(cls.server, access_key=h.OTHER_ROOT_KEY, secret=h.OTHER_ROOT_SECRET)
 
     def test_unknown_key_is_not_found_before_the_algorithm(self):
         missing = str(uuid.uuid4())

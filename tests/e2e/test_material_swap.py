@@ -13,15 +13,7 @@ import unittest
 
 import kmsd_harness as h
 
-OTHER_ACCOUNT = "444455556666"
-OTHER_KEY, OTHER_SECRET = "AKIAI44QH8DHBOTHROOT", "otherRootSecretKey/EXAMPLE+0123456789abcd"
-
-CREDENTIALS = {"principals": [
-    {"accessKeyId": h.DEFAULT_ACCESS_KEY, "secretAccessKey": h.DEFAULT_SECRET_KEY,
-     "accountId": h.DEFAULT_ACCOUNT, "arn": h.DEFAULT_ROOT_ARN},
-    {"accessKeyId": OTHER_KEY, "secretAccessKey": OTHER_SECRET,
-     "accountId": OTHER_ACCOUNT, "arn": "arn:aws:iam::%s:root" % OTHER_ACCOUNT},
-]}
+CREDENTIALS = h.two_roots_credentials()
 
 # Offsets of the blob format (lib/crypto/blob.h).
 MATERIAL_ID = slice(17, 49)
@@ -44,7 +36,7 @@ class MaterialSwapTest(h.KmsdBaseTestCase):
     def test_foreign_material_id_answers_the_same_cached_or_not(self):
         server = self.start_server(credentials=CREDENTIALS)
         a = h.kms_client(server)
-        b = h.kms_client(server, access_key=OTHER_KEY, secret=OTHER_SECRET)
+        b = h.kms_client(server, access_key=h.OTHER_ROOT_KEY, secret=h.OTHER_ROOT_SECRET)
 
         key_a = a.create_key(Description="account A")["KeyMetadata"]["KeyId"]
         key_b = b.create_key(Description="account B")["KeyMetadata"]["KeyId"]
