@@ -151,7 +151,7 @@ static kerr_code load_principal(creds_store *s, size_t i, json_t *jp, const char
   strcpy(e->who.account_id, acct);
   strcpy(e->who.arn, arn);
   e->who.is_root = is_root_arn(arn, acct);
-  e->who.is_admin = v && json_is_true(v);
+  e->who.is_admin = json_is_true(v);
   e->secret_access_key = secret_dup(secret);
   if (!e->secret_access_key) return kerr_set(err, KERR_INTERNAL, "out of memory loading credentials");
   if (token && !(e->session_token = secret_dup(token)))

@@ -748,7 +748,7 @@ static kerr_code check_required_signed(const sigv4_request *req, const char *lis
     if (!hn || strncasecmp(hn, "x-amz-", 6) != 0 || signed_list_has(list, len, hn)) continue;
     /* Named in lower case, as SignedHeaders spells it, and cut at 64
      * characters (too short for a signature); the value is never quoted. */
-    for (j = 0; hn[j] && j < sizeof lower - 1; j++)
+    for (j = 0; j < sizeof lower - 1 && hn[j]; j++)
       lower[j] = (char)tolower((unsigned char)hn[j]);
     lower[j] = '\0';
     return kerr_set(err, KERR_INVALID_SIGNATURE,
