@@ -5,11 +5,13 @@
  * rules, HSM provisioning and keys reaching a new HSM after the old ones are
  * gone, the five-failure lockout, the order of hsm_cluster_connect's
  * ConnectionErrorCodes, a connect given several passwords and a password
- * change through the connection, and that a cluster key's value cannot be
- * read from a token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE). */
+ * change through the connection, that a cluster key's value cannot be
+ * read from a token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE), and that a
+ * deleted HSM whose token cannot be scrubbed is never reported DELETED. */
 #include "domain_fixture.h"
 
 #include "kms/hsm_cluster.h"
+#include "kms/hsm_internal.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -481,6 +483,98 @@ static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
   hsm_conn_close(conn);
 }
 
+/* Replace the cluster's stored user PIN, the one a scrub logs in with. */
+static void put_user_pin(const char *cluster_id, const char *pin) {
+  store_tx *tx = NULL;
+  kerr err;
+  assert_int_equal(kmsi_begin(dom, true, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_secret_put_text(dom, tx, cluster_id, HSMI_SECRET_USER_PIN, pin, &err),
+                   KERR_OK);
+  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+}
+
+/* The state and message of HSM `hsm_id`; false when DescribeClusters no
+ * longer lists it (DELETED). */
+static bool hsm_state(const char *cluster_id, const char *hsm_id, char state[STORE_ENUM_MAX],
+                      char message[STORE_HSM_TEXT_MAX]) {
+  hsm_cluster_desc c;
+  bool found = false;
+  describe(cluster_id, &c);
+  for (size_t i = 0; i < c.nhsms; i++)
+    if (strcmp(c.hsms[i].hsm_id, hsm_id) == 0) {
+      snprintf(state, STORE_ENUM_MAX, "%s", c.hsms[i].state);
+      snprintf(message, STORE_HSM_TEXT_MAX, "%s", c.hsms[i].state_message);
+      found = true;
+    }
+  hsm_cluster_desc_clear(&c);
+  return found;
+}
+
+/* A deleted HSM whose token cannot be scrubbed (here: the stored user PIN
+ * is refused, so the scrub cannot see the private keys) is not reported
+ * DELETED, which for a pool token would hand the cluster's keys to the next
+ * CreateHsm of anyone: it stays DELETE_IN_PROGRESS and says why, through
+ * retries, and becomes DELETED once a scrub succeeds, leaving an empty
+ * token. */
+static void test_failed_scrub_keeps_the_hsm(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX], victim[STORE_HSM_ID_MAX], label[33], other[33];
+  char st[STORE_ENUM_MAX], msg[STORE_HSM_TEXT_MAX];
+  char module_path[512];
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  hsm_cluster_desc c;
+  p11_module *mod = NULL;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  size_t left = 99;
+  p11_err perr;
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+  assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
+  assert_int_equal(hsm_conn_create_key(conn, "doomed-key", &err), KERR_OK);
+  hsm_conn_close(conn);
+  describe(cluster_id, &c);
+  assert_int_equal(c.nhsms, 2);
+  snprintf(victim, sizeof victim, "%s", c.hsms[0].hsm_id);
+  snprintf(label, sizeof label, "%s", c.hsms[0].token_label);
+  snprintf(other, sizeof other, "%s", c.hsms[1].token_label);
+  hsm_cluster_desc_clear(&c);
+
+  put_user_pin(cluster_id, "not-kmsusers-pin");
+  delete_hsm(cluster_id, victim);
+  int waited = 0;
+  for (; waited < FIXTURE_WAIT_MS; waited += 20) {
+    assert_true(hsm_state(cluster_id, victim, st, msg));
+    if (strstr(msg, "Scrubbing the token failed")) break;
+    sleep_ms(20);
+  }
+  assert_true(waited < FIXTURE_WAIT_MS);
+  assert_string_equal(st, "DELETE_IN_PROGRESS");
+  assert_non_null(strstr(msg, "CKR_PIN_INCORRECT"));
+  /* Retried (after 1 s, then 2 s), never DELETED while it fails. */
+  sleep_ms(1500);
+  assert_true(hsm_state(cluster_id, victim, st, msg));
+  assert_string_equal(st, "DELETE_IN_PROGRESS");
+
+  put_user_pin(cluster_id, KMSUSER_PW);
+  wait_cluster(cluster_id, "ACTIVE", 1);
+  assert_false(hsm_state(cluster_id, victim, st, msg));
+
+  /* Nothing left on the scrubbed token; the other HSM kept the key. */
+  assert_int_equal(p11_softhsm_find_module(NULL, module_path, sizeof module_path, &perr), KERR_OK);
+  assert_int_equal(p11_module_load(module_path, &mod, &perr), KERR_OK);
+  assert_int_equal(p11_token_open(mod, label, 1, &tok, &perr), KERR_OK);
+  assert_int_equal(p11_token_login(tok, KMSUSER_PW, &perr), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &perr), KERR_OK);
+  assert_int_equal(p11_objects_destroy_all(s, &left, &perr), KERR_OK);
+  assert_int_equal(left, 0);
+  p11_session_release(s);
+  p11_token_close(tok);
+  p11_module_release(mod);
+  assert_key_sealed(other, KMSUSER_PW, "doomed-key");
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_and_certificates),
@@ -488,6 +582,7 @@ int main(void) {
       cmocka_unit_test(test_lockout_after_five_failures),
       cmocka_unit_test(test_connect_with_candidates_and_change),
       cmocka_unit_test(test_keys_reach_a_new_hsm_and_stay_sealed),
+      cmocka_unit_test(test_failed_scrub_keeps_the_hsm),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
