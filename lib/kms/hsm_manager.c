@@ -644,16 +644,29 @@ static kerr_code sync_blobs_locked(hsm_live *l, const char *user_pin,
   return rc;
 }
 
-/* With l->lock held for writing: destroy every object the user can see
- * (keys, the public wrapping key), leaving the token empty, and log out.
- * Fails, rather than reporting a clean token, when it cannot log in, when
- * the session is not logged in as the user (it would see the public objects
- * only), or when any search or destruction fails; the token may then still
- * hold keys and must not be used again before a scrub succeeds. */
-static kerr_code scrub_locked(hsm_live *l, const char *user_pin, p11_err *pe) {
+/* With l->lock held for writing, on the token of an HSM being deleted:
+ * destroy every object the user can see (keys, the public wrapping key),
+ * leaving the token empty, and log out.  Fails, rather than reporting a
+ * clean token, when it cannot log in, when the session is not logged in as
+ * the user (it would see the public objects only), or when any search or
+ * destruction fails; the token may then still hold keys and must not be
+ * used again before a scrub succeeds. */
+static kerr_code scrub_locked(hsm_live *l, const char *so_pin, const char *user_pin,
+                              p11_err *pe) {
   p11_session *s = NULL;
   size_t destroyed = 0;
   kerr_code rc = user_session_locked(l, user_pin, &s, pe);
+  /* The token may refuse the cluster's user PIN: an HSM that never became
+   * ACTIVE missed every later change of kmsuser's password, and a change
+   * may have stopped half way.  The SO then sets it, which is harmless on a
+   * token being deleted (its old handle is retired), so that the scrub can
+   * see the private keys. */
+  if (rc && (pe->e.code == KERR_ACCESS_DENIED || pe->rv == CKR_USER_PIN_NOT_INITIALIZED)) {
+    log_msg(LOG_INFO, NULL, "hsm %s: %s; setting the user PIN as the SO to scrub the token",
+            l->hsm_id, pe->e.msg);
+    rc = init_pin_locked(l, so_pin, user_pin, pe);
+    if (!rc) rc = user_session_locked(l, user_pin, &s, pe);
+  }
   if (!rc) rc = p11_objects_destroy_all(s, &destroyed, pe);
   p11_session_release(s);
   p11_token_logout(l->tok, NULL);
@@ -1017,7 +1030,7 @@ static kerr_code scrub_hsm(kms_domain *d, const store_hsm *h, kerr *err) {
   }
   if (!rc) {
     pthread_rwlock_wrlock(&l->lock);
-    rc = scrub_locked(l, t.user_pin, &pe);
+    rc = scrub_locked(l, t.so_pin, t.user_pin, &pe);
     pthread_rwlock_unlock(&l->lock);
   }
   if (rc) rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
