@@ -657,7 +657,7 @@ kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
   return rc;
 }
 
-static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+static kerr_code init_token_in(p11_module *mod, const CK_SLOT_ID *slot, const char *label,
                                const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
                                p11_err *err);
 
@@ -669,7 +669,7 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
   kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
   if (rc) return rc;
   pthread_mutex_lock(&mod->init_lock);
-  rc = init_token_in(mod, slot, label, so_pin, user_pin, new_slot, err);
+  rc = init_token_in(mod, &slot, label, so_pin, user_pin, new_slot, err);
   pthread_mutex_unlock(&mod->init_lock);
   gate_leave(mod);
   return rc;
@@ -677,7 +677,6 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
 
 kerr_code p11_init_free_token(p11_module *mod, const char *label, const char *so_pin,
                               const char *user_pin, CK_SLOT_ID *new_slot, p11_err *err) {
-  CK_SLOT_ID slot = 0;
   struct timespec ts;
   p11_err_clear(err);
   /* One gate entry from the lookup to C_InitToken: a reinitialization in
@@ -686,18 +685,19 @@ kerr_code p11_init_free_token(p11_module *mod, const char *label, const char *so
   kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
   if (rc) return rc;
   pthread_mutex_lock(&mod->init_lock);
-  rc = find_free_slot_in(mod, &slot, err);
-  if (!rc) rc = init_token_in(mod, slot, label, so_pin, user_pin, new_slot, err);
+  rc = init_token_in(mod, NULL, label, so_pin, user_pin, new_slot, err);
   pthread_mutex_unlock(&mod->init_lock);
   gate_leave(mod);
   return rc;
 }
 
-static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+/* p11_init_token inside the gate with the init lock held; `slot_in` NULL means
+ * the first free slot (p11_init_free_token). */
+static kerr_code init_token_in(p11_module *mod, const CK_SLOT_ID *slot_in, const char *label,
                                const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
                                p11_err *err) {
   CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
-  CK_SLOT_ID existing;
+  CK_SLOT_ID existing, slot = 0;
   CK_TOKEN_INFO info;
   CK_UTF8CHAR padded[32];
   int logged_in = 0;
@@ -712,6 +712,12 @@ static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *lab
     return refuse(err, KERR_ALREADY_EXISTS, "a PKCS#11 token labelled \"%s\" already exists", label);
   if (rc != KERR_NOT_FOUND) return rc;
   p11_err_clear(err);
+  if (slot_in) {
+    slot = *slot_in;
+  } else {
+    rc = find_free_slot_in(mod, &slot, err);
+    if (rc) return rc;
+  }
   /* C_InitToken wipes whatever token the slot holds.  The caller found the
    * slot free, but perhaps in an earlier gate entry: a reinitialization
    * since may have renumbered the slots, and the id may now name another

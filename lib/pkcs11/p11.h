@@ -159,8 +159,9 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
 
 /* p11_find_free_slot and p11_init_token in one step that no
  * reinitialization of the module can split, so the slot initialized is the
- * free one found.  KERR_NOT_FOUND when no slot is free; otherwise as
- * p11_init_token. */
+ * free one found.  Answers as p11_init_token (a label in use is
+ * KERR_ALREADY_EXISTS, free slot or not), and KERR_NOT_FOUND when no slot
+ * is free. */
 kerr_code p11_init_free_token(p11_module *mod, const char *label, const char *so_pin,
                               const char *user_pin, CK_SLOT_ID *new_slot, p11_err *err);
 
