@@ -292,28 +292,23 @@ static kerr_code read_lock_logged_in(hsm_conn *c, hsm_live *l, p11_err *pe) {
   }
 }
 
+static kerr_code read_lock_cb(hsm_live *l, void *ctx, p11_err *pe) {
+  return read_lock_logged_in(ctx, l, pe);
+}
+
+static void read_unlock_cb(hsm_live *l, void *ctx) {
+  (void)ctx;
+  pthread_rwlock_unlock(&l->lock);
+}
+
 /* Take l's lock for reading and a pooled session of its token, logged in as
- * the user.  A reinitialization of the token's module (p11_token_recover,
- * on behalf of another HSM of the same module) ends the login between the
- * check and the acquire; while a session is held none can run, so the
- * check after the acquire is final, and the login is simply redone.  On
- * success both are held (release the session, then unlock); on failure
- * neither is. */
+ * the user (hsmi_session_as: a reinitialization of the token's module on
+ * behalf of another HSM of the same module may end the login between the
+ * check and the acquire; the login is then redone).  On success both are
+ * held (release the session, then unlock); on failure neither is. */
 static kerr_code acquire_logged_in(hsm_conn *c, hsm_live *l, p11_session **s, p11_err *pe) {
-  *s = NULL;
-  for (int attempt = 0; attempt < 3; attempt++) {
-    kerr_code rc = read_lock_logged_in(c, l, pe);
-    if (rc) return rc;
-    rc = p11_session_acquire(l->tok, s, pe);
-    if (!rc && p11_token_logged_in(l->tok)) return KERR_OK;
-    p11_session_release(*s);
-    *s = NULL;
-    pthread_rwlock_unlock(&l->lock);
-    if (rc) return rc;
-  }
-  p11_err_clear(pe);
-  return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
-                  "HSM %s: its PKCS#11 module was reinitialized three times in a row", l->hsm_id);
+  hsmi_login how = {read_lock_cb, read_unlock_cb, c};
+  return hsmi_session_as(l, CKU_USER, &how, s, pe);
 }
 
 /* --------------------------------------------------------------- connect */

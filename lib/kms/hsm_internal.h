@@ -62,6 +62,7 @@ struct hsm_manager {
   pthread_t worker;
   bool running, stopping, kicked;
   pthread_cond_t cond;
+  struct scrub_retry *scrub_retries; /* deleted HSMs whose scrub failed (hsm_manager.c) */
 };
 
 /* Wake the worker now instead of at its next tick. */
@@ -96,7 +97,9 @@ kerr_code hsmi_password_set(store_hsm_user *u, const char *password, kerr *err);
 int hsmi_password_ok(const store_hsm_user *u, const char *password);
 
 /* The live entry of HSM `h`, opening its token if needed (not logged in).
- * Holds a reference: give it back with hsmi_live_put. */
+ * Holds a reference: give it back with hsmi_live_put.  KERR_NOT_FOUND only
+ * when the module answers and no token carries the HSM's label; a module
+ * that cannot be found or loaded gives KERR_KEY_UNAVAILABLE. */
 kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *err);
 void hsmi_live_put(struct hsm_manager *m, hsm_live *l);
 /* Forget HSM `hsm_id`: its entry is logged out at once (so another handle
@@ -110,6 +113,32 @@ void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id);
  * more; the caller must hold no session of any token then.  An entry
  * retired by hsmi_live_kill refuses (KERR_KEY_UNAVAILABLE). */
 kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *err);
+
+/* How hsmi_session_as logs l's token in.  `login` runs before every attempt:
+ * on success the token is logged in as the user asked for and the caller
+ * holds whatever lock of l its session needs; on failure it holds nothing
+ * more than before.  `unlock` (may be NULL) gives that lock back after an
+ * attempt that failed, before the next `login`. */
+typedef struct hsmi_login {
+  kerr_code (*login)(hsm_live *l, void *ctx, p11_err *pe);
+  void (*unlock)(hsm_live *l, void *ctx);
+  void *ctx;
+} hsmi_login;
+
+#define HSMI_LOGIN_ATTEMPTS 3
+
+/* A pooled session of l's token logged in as `user` (CKU_USER or CKU_SO).
+ * Logging in and then acquiring is not enough: a reinitialization of the
+ * token's module on behalf of another HSM of the same module may end the
+ * login in between, and the session would work unauthenticated.  So the
+ * session is taken with p11_session_acquire_as, which refuses unless the
+ * login is still there, and the login is redone, HSMI_LOGIN_ATTEMPTS times
+ * at most (then KERR_KEY_UNAVAILABLE).  A held session keeps
+ * reinitializations out, so the login lasts until release (a logout needs
+ * l->lock for writing).  On success *s and the lock `login` took are held
+ * (release the session, then unlock); on failure neither is. */
+kerr_code hsmi_session_as(hsm_live *l, CK_USER_TYPE user, const hsmi_login *how,
+                          p11_session **s, p11_err *pe);
 
 /* Set the user PIN of every ACTIVE HSM of `cluster_id` to `pin` (SO login +
  * C_InitPIN) and store it as the cluster's user PIN.  Runs inside `tx`. */

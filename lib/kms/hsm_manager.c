@@ -401,6 +401,10 @@ kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **ou
     rc = softhsm_locked(m, pe);
     if (!rc) rc = p11_module_load(m->softhsm_path, &mod, pe);
   }
+  /* KERR_NOT_FOUND must mean "the module answered and no token carries the
+   * label" (a deleted HSM's scrub takes it for "nothing to scrub"), never
+   * "the module is missing", after which its token may well come back. */
+  if (rc == KERR_NOT_FOUND) rc = pe->e.code = KERR_KEY_UNAVAILABLE;
   if (rc) goto out;
   l = calloc(1, sizeof *l);
   if (!l) {
@@ -504,10 +508,52 @@ kerr_code hsmi_login_locked(hsm_live *l, const char *pin, bool force, p11_err *p
   return rc;
 }
 
+kerr_code hsmi_session_as(hsm_live *l, CK_USER_TYPE user, const hsmi_login *how,
+                          p11_session **s, p11_err *pe) {
+  *s = NULL;
+  for (int attempt = 0; attempt < HSMI_LOGIN_ATTEMPTS; attempt++) {
+    kerr_code rc = how->login(l, how->ctx, pe);
+    if (rc) return rc;
+    rc = p11_session_acquire_as(l->tok, user, s, pe);
+    if (!rc) return KERR_OK;
+    if (how->unlock) how->unlock(l, how->ctx);
+    /* Anything but a login lost since `login` is final. */
+    if (pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
+  }
+  p11_err_clear(pe);
+  return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                  "HSM %s: its PKCS#11 module was reinitialized %d times in a row", l->hsm_id,
+                  HSMI_LOGIN_ATTEMPTS);
+}
+
 /* With l->lock held for writing: log in as SO (the user is logged out). */
 static kerr_code so_login_locked(hsm_live *l, const char *so_pin, p11_err *pe) {
   p11_token_logout(l->tok, NULL);
   return p11_token_login_so(l->tok, so_pin, pe);
+}
+
+static kerr_code so_login_cb(hsm_live *l, void *ctx, p11_err *pe) {
+  return so_login_locked(l, ctx, pe);
+}
+
+/* A forced user login (hsmi_login_locked), which may reinitialize a module
+ * that keeps the token broken. */
+static kerr_code user_login_cb(hsm_live *l, void *ctx, p11_err *pe) {
+  return hsmi_login_locked(l, ctx, true, pe);
+}
+
+/* With l->lock held for writing: a session logged in as SO / as the user
+ * with a forced login.  The token stays logged in after release. */
+static kerr_code so_session_locked(hsm_live *l, const char *so_pin, p11_session **s,
+                                   p11_err *pe) {
+  hsmi_login how = {so_login_cb, NULL, (void *)so_pin};
+  return hsmi_session_as(l, CKU_SO, &how, s, pe);
+}
+
+static kerr_code user_session_locked(hsm_live *l, const char *pin, p11_session **s,
+                                     p11_err *pe) {
+  hsmi_login how = {user_login_cb, NULL, (void *)pin};
+  return hsmi_session_as(l, CKU_USER, &how, s, pe);
 }
 
 /* With l->lock held for writing: set the user PIN as SO (C_InitPIN).  The
@@ -515,9 +561,7 @@ static kerr_code so_login_locked(hsm_live *l, const char *so_pin, p11_err *pe) {
 static kerr_code init_pin_locked(hsm_live *l, const char *so_pin, const char *user_pin,
                                  p11_err *pe) {
   p11_session *s = NULL;
-  kerr_code rc = so_login_locked(l, so_pin, pe);
-  if (rc) goto out;
-  rc = p11_session_acquire(l->tok, &s, pe);
+  kerr_code rc = so_session_locked(l, so_pin, &s, pe);
   if (rc) goto out;
   const CK_FUNCTION_LIST *fl = p11_module_functions(l->mod);
   CK_RV rv = fl->C_InitPIN(p11_session_handle(s), (CK_UTF8CHAR_PTR)user_pin,
@@ -540,9 +584,7 @@ static kerr_code import_wrap_key_locked(hsm_live *l, const char *so_pin, const u
                                         p11_err *pe) {
   p11_session *s = NULL;
   CK_OBJECT_HANDLE h;
-  kerr_code rc = so_login_locked(l, so_pin, pe);
-  if (rc) goto out;
-  rc = p11_session_acquire(l->tok, &s, pe);
+  kerr_code rc = so_session_locked(l, so_pin, &s, pe);
   if (rc) goto out;
   rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &h, pe);
   if (rc != KERR_NOT_FOUND) goto out;
@@ -582,13 +624,14 @@ out:
   return rc;
 }
 
-/* With l->lock held for writing and the user logged in: unwrap every key
- * blob of the lineage the token lacks, as a non-extractable key. */
-static kerr_code sync_blobs_locked(hsm_live *l, const store_hsm_blob *blobs, size_t n,
-                                   p11_err *pe) {
+/* With l->lock held for writing: log in as the user with `user_pin`
+ * (forced) and unwrap every key blob of the lineage the token lacks, as a
+ * non-extractable key.  The token stays logged in. */
+static kerr_code sync_blobs_locked(hsm_live *l, const char *user_pin,
+                                   const store_hsm_blob *blobs, size_t n, p11_err *pe) {
   p11_session *s = NULL;
   CK_OBJECT_HANDLE wrap, h;
-  kerr_code rc = p11_session_acquire(l->tok, &s, pe);
+  kerr_code rc = user_session_locked(l, user_pin, &s, pe);
   if (rc) return rc;
   rc = p11_key_find(s, HSMI_WRAP_KEY_ID, &wrap, pe);
   for (size_t i = 0; !rc && i < n; i++) {
@@ -601,28 +644,34 @@ static kerr_code sync_blobs_locked(hsm_live *l, const store_hsm_blob *blobs, siz
   return rc;
 }
 
-/* With l->lock held for writing: destroy every object the user can see
- * (keys, the public wrapping key), leaving the token empty. */
-static kerr_code scrub_locked(hsm_live *l, const char *user_pin, p11_err *pe) {
+/* With l->lock held for writing, on the token of an HSM being deleted:
+ * destroy every object the user can see (keys, the public wrapping key),
+ * leaving the token empty, and log out.  Fails, rather than reporting a
+ * clean token, when it cannot log in, when the session is not logged in as
+ * the user (it would see the public objects only), or when any search or
+ * destruction fails; the token may then still hold keys and must not be
+ * used again before a scrub succeeds. */
+static kerr_code scrub_locked(hsm_live *l, const char *so_pin, const char *user_pin,
+                              p11_err *pe) {
   p11_session *s = NULL;
-  CK_OBJECT_HANDLE found[256];
-  CK_ULONG count = 0;
-  kerr_code rc = hsmi_login_locked(l, user_pin, true, pe);
-  if (rc) return rc;
-  rc = p11_session_acquire(l->tok, &s, pe);
-  if (rc) goto out;
-  const CK_FUNCTION_LIST *fl = p11_module_functions(l->mod);
-  CK_SESSION_HANDLE sh = p11_session_handle(s);
-  for (int round = 0; round < 64; round++) {
-    if (fl->C_FindObjectsInit(sh, NULL, 0) != CKR_OK) break;
-    CK_RV rv = fl->C_FindObjects(sh, found, 256, &count);
-    fl->C_FindObjectsFinal(sh);
-    if (rv != CKR_OK || count == 0) break;
-    for (CK_ULONG i = 0; i < count; i++) fl->C_DestroyObject(sh, found[i]);
+  size_t destroyed = 0;
+  kerr_code rc = user_session_locked(l, user_pin, &s, pe);
+  /* The token may refuse the cluster's user PIN: an HSM that never became
+   * ACTIVE missed every later change of kmsuser's password, and a change
+   * may have stopped half way.  The SO then sets it, which is harmless on a
+   * token being deleted (its old handle is retired), so that the scrub can
+   * see the private keys. */
+  if (rc && (pe->e.code == KERR_ACCESS_DENIED || pe->rv == CKR_USER_PIN_NOT_INITIALIZED)) {
+    log_msg(LOG_INFO, NULL, "hsm %s: %s; setting the user PIN as the SO to scrub the token",
+            l->hsm_id, pe->e.msg);
+    rc = init_pin_locked(l, so_pin, user_pin, pe);
+    if (!rc) rc = user_session_locked(l, user_pin, &s, pe);
   }
-out:
+  if (!rc) rc = p11_objects_destroy_all(s, &destroyed, pe);
   p11_session_release(s);
   p11_token_logout(l->tok, NULL);
+  if (!rc) log_msg(LOG_INFO, NULL, "hsm %s: token scrubbed (%zu object(s) destroyed)", l->hsm_id,
+                   destroyed);
   return rc;
 }
 
@@ -675,6 +724,79 @@ out:
 }
 
 /* ------------------------------------------------------- worker steps */
+
+/* A deleted HSM whose scrub failed stays DELETE_IN_PROGRESS and is tried
+ * again after a pause that doubles from SCRUB_RETRY_MIN_MS up to
+ * SCRUB_RETRY_MAX_MS: a token that stays unusable then costs one attempt
+ * (and perhaps one module reinitialization, which logs out every token of
+ * the module) per pause, not one per worker tick.  In memory only: after a
+ * restart the first attempt comes at once. */
+#define SCRUB_RETRY_MIN_MS 1000
+#define SCRUB_RETRY_MAX_MS 60000
+
+struct scrub_retry {
+  struct scrub_retry *next;
+  char hsm_id[STORE_HSM_ID_MAX];
+  struct timespec not_before;    /* CLOCK_MONOTONIC */
+  unsigned failures;
+};
+
+static bool before(const struct timespec *a, const struct timespec *b) {
+  return a->tv_sec < b->tv_sec || (a->tv_sec == b->tv_sec && a->tv_nsec < b->tv_nsec);
+}
+
+/* With m->lock held. */
+static struct scrub_retry **scrub_retry_find_locked(struct hsm_manager *m, const char *hsm_id) {
+  struct scrub_retry **pp = &m->scrub_retries;
+  while (*pp && strcmp((*pp)->hsm_id, hsm_id) != 0) pp = &(*pp)->next;
+  return pp;
+}
+
+/* false while HSM `hsm_id`'s last failed scrub is still pausing. */
+static bool scrub_due(struct hsm_manager *m, const char *hsm_id) {
+  struct timespec now;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  pthread_mutex_lock(&m->lock);
+  struct scrub_retry *r = *scrub_retry_find_locked(m, hsm_id);
+  bool due = !r || !before(&now, &r->not_before);
+  pthread_mutex_unlock(&m->lock);
+  return due;
+}
+
+/* Record a failed scrub of `hsm_id`; returns the pause before the next one
+ * in ms.  Out of memory: no pause (retried at the next tick). */
+static long scrub_failed(struct hsm_manager *m, const char *hsm_id) {
+  long pause = 0;
+  pthread_mutex_lock(&m->lock);
+  struct scrub_retry **pp = scrub_retry_find_locked(m, hsm_id);
+  if (!*pp && (*pp = calloc(1, sizeof **pp)) != NULL)
+    snprintf((*pp)->hsm_id, sizeof (*pp)->hsm_id, "%s", hsm_id);
+  if (*pp) {
+    struct scrub_retry *r = *pp;
+    pause = SCRUB_RETRY_MIN_MS;
+    for (unsigned i = 0; i < r->failures && pause < SCRUB_RETRY_MAX_MS; i++) pause *= 2;
+    if (pause > SCRUB_RETRY_MAX_MS) pause = SCRUB_RETRY_MAX_MS;
+    r->failures++;
+    clock_gettime(CLOCK_MONOTONIC, &r->not_before);
+    r->not_before.tv_sec += pause / 1000;
+    r->not_before.tv_nsec += (pause % 1000) * 1000000L;
+    if (r->not_before.tv_nsec >= 1000000000L) {
+      r->not_before.tv_sec++;
+      r->not_before.tv_nsec -= 1000000000L;
+    }
+  }
+  pthread_mutex_unlock(&m->lock);
+  return pause;
+}
+
+static void scrub_forget(struct hsm_manager *m, const char *hsm_id) {
+  pthread_mutex_lock(&m->lock);
+  struct scrub_retry **pp = scrub_retry_find_locked(m, hsm_id);
+  struct scrub_retry *r = *pp;
+  if (r) *pp = r->next;
+  pthread_mutex_unlock(&m->lock);
+  free(r);
+}
 
 /* A P-256 key pair and a CSR for the cluster; the private scalar is kept
  * wrapped under the root key. */
@@ -875,8 +997,7 @@ static kerr_code provision(kms_domain *d, const store_hsm *h, char *used_pin, ke
   pthread_rwlock_wrlock(&l->lock);
   rc = init_pin_locked(l, t.so_pin, t.user_pin, &pe);
   if (!rc) rc = import_wrap_key_locked(l, t.so_pin, t.wrap_key, &pe);
-  if (!rc) rc = hsmi_login_locked(l, t.user_pin, true, &pe);
-  if (!rc) rc = sync_blobs_locked(l, t.blobs, t.nblobs, &pe);
+  if (!rc) rc = sync_blobs_locked(l, t.user_pin, t.blobs, t.nblobs, &pe);
   pthread_rwlock_unlock(&l->lock);
   if (rc) goto p11fail;
   snprintf(used_pin, HSMI_PIN_MAX + 1, "%s", t.user_pin);
@@ -885,6 +1006,37 @@ p11fail:
   rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
 out:
   hsmi_live_put(m, l);
+  token_secrets_clear(&t);
+  return rc;
+}
+
+/* Scrub the token of HSM `h`, which is being deleted, and log its handle
+ * out for good.  KERR_OK when the token is clean, or when the module
+ * answers and no token carries the label (the token was never made).  Any
+ * other outcome fails: the token may still hold the cluster's keys. */
+static kerr_code scrub_hsm(kms_domain *d, const store_hsm *h, kerr *err) {
+  token_secrets t;
+  hsm_live *l = NULL;
+  p11_err pe;
+  memset(&t, 0, sizeof t);
+  p11_err_clear(&pe);
+  hsmi_live_kill(d->hsm, h->hsm_id);
+  kerr_code rc = read_token_secrets(d, h, &t, false, err);
+  if (rc) goto out;
+  rc = hsmi_live_get(d->hsm, h, &l, &pe);
+  if (rc == KERR_NOT_FOUND) {
+    rc = KERR_OK;
+    goto out;
+  }
+  if (!rc) {
+    pthread_rwlock_wrlock(&l->lock);
+    rc = scrub_locked(l, t.so_pin, t.user_pin, &pe);
+    pthread_rwlock_unlock(&l->lock);
+  }
+  if (rc) rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
+out:
+  hsmi_live_put(d->hsm, l);
+  hsmi_live_kill(d->hsm, h->hsm_id);
   token_secrets_clear(&t);
   return rc;
 }
@@ -911,23 +1063,13 @@ static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
     }
     step_rc = provision(d, snapshot, used_pin, &err);
   } else {
-    token_secrets t;
-    hsm_live *l = NULL;
-    p11_err pe;
-    memset(&t, 0, sizeof t);
-    p11_err_clear(&pe);
-    hsmi_live_kill(d->hsm, snapshot->hsm_id);
-    /* Best effort: an HSM whose token never came up has nothing to scrub. */
-    if (read_token_secrets(d, snapshot, &t, false, &err) == KERR_OK &&
-        hsmi_live_get(d->hsm, snapshot, &l, &pe) == KERR_OK) {
-      pthread_rwlock_wrlock(&l->lock);
-      if (scrub_locked(l, t.user_pin, &pe))
-        log_msg(LOG_WARN, NULL, "hsm %s: scrubbing the token failed: %s", snapshot->hsm_id, pe.e.msg);
-      pthread_rwlock_unlock(&l->lock);
-    }
-    hsmi_live_put(d->hsm, l);
-    hsmi_live_kill(d->hsm, snapshot->hsm_id);
-    token_secrets_clear(&t);
+    if (!scrub_due(d->hsm, snapshot->hsm_id)) return;
+    step_rc = scrub_hsm(d, snapshot, &err);
+    if (step_rc)
+      log_msg(LOG_WARN, NULL, "hsm %s: scrubbing its token failed, trying again in %ld ms: %s",
+              snapshot->hsm_id, scrub_failed(d->hsm, snapshot->hsm_id), err.msg);
+    else
+      scrub_forget(d->hsm, snapshot->hsm_id);
   }
 
   rc = kmsi_begin(d, true, &tx, &err);
@@ -948,6 +1090,15 @@ static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
     if (!rc && strcmp(pin_now, used_pin) != 0) rc = hsmi_set_user_pin(d, tx, &c, pin_now, &err);
     if (!rc && (strcmp(c.state, "ACTIVE") == 0 || strcmp(c.state, "INITIALIZED") == 0))
       rc = record_backup(d, tx, &c, &err);
+  } else if (step_rc) {
+    /* Not DELETED: that would free a pool token for the next CreateHsm (of
+     * any cluster or account) with this cluster's keys on it.  The HSM stays
+     * DELETE_IN_PROGRESS, holding its pool entry, and is tried again. */
+    static const char prefix[] = "Scrubbing the token failed; retrying: ";
+    char msg[STORE_HSM_TEXT_MAX];
+    snprintf(msg, sizeof msg, "%s%.*s", prefix, (int)(sizeof msg - sizeof prefix), err.msg);
+    if (strcmp(msg, h->state_message) == 0) goto out;
+    rc = hsmi_hsm_set_state(d, tx, h, "DELETE_IN_PROGRESS", msg, &err);
   } else {
     rc = hsmi_hsm_set_state(d, tx, h, "DELETED", "", &err);
     if (!rc) rc = record_backup(d, tx, &c, &err);
@@ -1083,6 +1234,11 @@ void hsm_manager_stop(kms_domain *d) {
     live_free(l);
   }
   p11_module_release(m->softhsm);
+  while (m->scrub_retries) {
+    struct scrub_retry *r = m->scrub_retries;
+    m->scrub_retries = r->next;
+    free(r);
+  }
   pool_free(m->pool, m->npool);
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);

@@ -251,6 +251,10 @@ struct p11_module {
   unsigned long users;
   int reinitializing;
   unsigned long epoch;
+  /* Held, inside the gate, from the free-slot lookup and label check to the
+   * end of C_InitToken + C_InitPIN: two threads of this process can then
+   * neither initialize the same free slot nor give two tokens one label. */
+  pthread_mutex_t init_lock;
 };
 
 /* Process-wide registry: PKCS#11 allows one C_Initialize per module per
@@ -275,6 +279,7 @@ static void gate_init(p11_module *m) {
   pthread_condattr_init(&ca);
   pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
   pthread_mutex_init(&m->gate_lock, NULL);
+  pthread_mutex_init(&m->init_lock, NULL);
   pthread_cond_init(&m->gate_changed, &ca);
   pthread_condattr_destroy(&ca);
 }
@@ -282,6 +287,7 @@ static void gate_init(p11_module *m) {
 static void gate_destroy(p11_module *m) {
   pthread_cond_destroy(&m->gate_changed);
   pthread_mutex_destroy(&m->gate_lock);
+  pthread_mutex_destroy(&m->init_lock);
 }
 
 static void deadline_after_ms(struct timespec *ts, long ms) {
@@ -619,18 +625,12 @@ kerr_code p11_find_token(p11_module *mod, const char *label, CK_SLOT_ID *slot, p
   return rc;
 }
 
-kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
+/* p11_find_free_slot inside the gate. */
+static kerr_code find_free_slot_in(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
   CK_SLOT_ID *slots = NULL;
   CK_ULONG count = 0;
-  struct timespec ts;
-  p11_err_clear(err);
-  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  kerr_code rc = slot_list(mod, &slots, &count, err);
   if (rc) return rc;
-  rc = slot_list(mod, &slots, &count, err);
-  if (rc) {
-    gate_leave(mod);
-    return rc;
-  }
   rc = refuse(err, KERR_NOT_FOUND, "no PKCS#11 slot holds an uninitialized token");
   for (CK_ULONG i = 0; i < count; i++) {
     CK_TOKEN_INFO info;
@@ -643,12 +643,21 @@ kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
       break;
     }
   }
-  gate_leave(mod);
   free(slots);
   return rc;
 }
 
-static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err) {
+  struct timespec ts;
+  p11_err_clear(err);
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  if (rc) return rc;
+  rc = find_free_slot_in(mod, slot, err);
+  gate_leave(mod);
+  return rc;
+}
+
+static kerr_code init_token_in(p11_module *mod, const CK_SLOT_ID *slot, const char *label,
                                const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
                                p11_err *err);
 
@@ -659,16 +668,37 @@ kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
   p11_err_clear(err);
   kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
   if (rc) return rc;
-  rc = init_token_in(mod, slot, label, so_pin, user_pin, new_slot, err);
+  pthread_mutex_lock(&mod->init_lock);
+  rc = init_token_in(mod, &slot, label, so_pin, user_pin, new_slot, err);
+  pthread_mutex_unlock(&mod->init_lock);
   gate_leave(mod);
   return rc;
 }
 
-static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *label,
+kerr_code p11_init_free_token(p11_module *mod, const char *label, const char *so_pin,
+                              const char *user_pin, CK_SLOT_ID *new_slot, p11_err *err) {
+  struct timespec ts;
+  p11_err_clear(err);
+  /* One gate entry from the lookup to C_InitToken: a reinitialization in
+   * between could renumber the slots, and the id found could then name a
+   * token in use (init_token_in refuses that too, as a second line). */
+  kerr_code rc = gate_enter(mod, module_call_deadline(&ts), err);
+  if (rc) return rc;
+  pthread_mutex_lock(&mod->init_lock);
+  rc = init_token_in(mod, NULL, label, so_pin, user_pin, new_slot, err);
+  pthread_mutex_unlock(&mod->init_lock);
+  gate_leave(mod);
+  return rc;
+}
+
+/* p11_init_token inside the gate with the init lock held; `slot_in` NULL means
+ * the first free slot (p11_init_free_token). */
+static kerr_code init_token_in(p11_module *mod, const CK_SLOT_ID *slot_in, const char *label,
                                const char *so_pin, const char *user_pin, CK_SLOT_ID *new_slot,
                                p11_err *err) {
   CK_SESSION_HANDLE sh = CK_INVALID_HANDLE;
-  CK_SLOT_ID existing;
+  CK_SLOT_ID existing, slot = 0;
+  CK_TOKEN_INFO info;
   CK_UTF8CHAR padded[32];
   int logged_in = 0;
   CK_RV rv;
@@ -682,6 +712,23 @@ static kerr_code init_token_in(p11_module *mod, CK_SLOT_ID slot, const char *lab
     return refuse(err, KERR_ALREADY_EXISTS, "a PKCS#11 token labelled \"%s\" already exists", label);
   if (rc != KERR_NOT_FOUND) return rc;
   p11_err_clear(err);
+  if (slot_in) {
+    slot = *slot_in;
+  } else {
+    rc = find_free_slot_in(mod, &slot, err);
+    if (rc) return rc;
+  }
+  /* C_InitToken wipes whatever token the slot holds.  The caller found the
+   * slot free, but perhaps in an earlier gate entry: a reinitialization
+   * since may have renumbered the slots, and the id may now name another
+   * token (HSMs of one cluster share the SO PIN, so C_InitToken would take
+   * it).  Look again right before, inside the gate. */
+  rv = mod->fn->C_GetTokenInfo(slot, &info);
+  if (rv != CKR_OK) return fail_rv(err, "C_GetTokenInfo", rv);
+  if (info.flags & CKF_TOKEN_INITIALIZED)
+    return refuse(err, KERR_CONFLICT,
+                  "PKCS#11 slot %lu holds an initialized token; it is not initialized again",
+                  (unsigned long)slot);
 
   memset(padded, ' ', sizeof padded);
   memcpy(padded, label, strlen(label));
@@ -999,7 +1046,8 @@ kerr_code p11_token_set_acquire_timeout(p11_token *tok, long ms, p11_err *err) {
   return KERR_OK;
 }
 
-kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
+/* p11_session_acquire, and p11_session_acquire_as when `want` is not NOBODY. */
+static kerr_code acquire(p11_token *tok, CK_USER_TYPE want, p11_session **out, p11_err *err) {
   struct timespec deadline;
   CK_SESSION_HANDLE h = CK_INVALID_HANDLE;
   int must_open = 0;
@@ -1046,6 +1094,24 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
                     tok->pool_size, wait_ms);
     }
   }
+  /* Checked where the session is taken, with the lock held and inside the
+   * gate: no reinitialization can end the login from here until release. */
+  if (want != NOBODY && tok->login_user != want) {
+    if (must_open)
+      tok->open_count--;
+    else
+      tok->idle[tok->idle_count++] = h;
+    pthread_cond_signal(&tok->freed);
+    pthread_mutex_unlock(&tok->lock);
+    gate_leave(tok->mod);
+    free(s);
+    if (err) err->rv = CKR_USER_NOT_LOGGED_IN;
+    return err ? kerr_set(&err->e, KERR_INVALID_STATE,
+                          "PKCS#11 token \"%s\" is not logged in as the %s (a logout or a "
+                          "reinitialization of its module ended the login)",
+                          tok->label, want == CKU_SO ? "security officer" : "user")
+               : KERR_INVALID_STATE;
+  }
   generation = tok->generation;
   pthread_mutex_unlock(&tok->lock);
 
@@ -1067,6 +1133,19 @@ kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
   s->generation = generation;
   *out = s;
   return KERR_OK;
+}
+
+kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err) {
+  return acquire(tok, NOBODY, out, err);
+}
+
+kerr_code p11_session_acquire_as(p11_token *tok, CK_USER_TYPE user, p11_session **out,
+                                 p11_err *err) {
+  *out = NULL;
+  p11_err_clear(err);
+  if (user != CKU_USER && user != CKU_SO)
+    return refuse(err, KERR_VALIDATION, "a session can be asked for as CKU_USER or CKU_SO only");
+  return acquire(tok, user, out, err);
 }
 
 /* Answers after which a session must not be handed out again. */
@@ -1343,6 +1422,65 @@ out:
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
   p11_err_clear(err);
   return check_rv(s, err, "C_DestroyObject", FN(s)->C_DestroyObject(s->h, key));
+}
+
+/* Refuse unless the module itself says the session is logged in as the
+ * user: a session that is not sees only public objects. */
+static kerr_code require_user_session(p11_session *s, p11_err *err) {
+  CK_SESSION_INFO si;
+  kerr_code rc = check_rv(s, err, "C_GetSessionInfo", FN(s)->C_GetSessionInfo(s->h, &si));
+  if (rc) return rc;
+  if (si.state == CKS_RW_USER_FUNCTIONS) return KERR_OK;
+  if (err) err->rv = CKR_USER_NOT_LOGGED_IN;
+  return err ? kerr_set(&err->e, KERR_INVALID_STATE,
+                        "PKCS#11 session is not logged in as the user (state %lu); it would "
+                        "not see the token's private objects",
+                        (unsigned long)si.state)
+             : KERR_INVALID_STATE;
+}
+
+#define SCRUB_BATCH 256
+#define SCRUB_ROUNDS 64
+
+kerr_code p11_objects_destroy_all(p11_session *s, size_t *destroyed, p11_err *err) {
+  CK_OBJECT_HANDLE found[SCRUB_BATCH];
+  size_t n = 0;
+  kerr_code rc;
+  p11_err_clear(err);
+  if (destroyed) *destroyed = 0;
+  rc = require_user_session(s, err);
+  if (rc) return rc;
+  for (int round = 0; round < SCRUB_ROUNDS; round++) {
+    CK_ULONG count = 0;
+    rc = check_rv(s, err, "C_FindObjectsInit", FN(s)->C_FindObjectsInit(s->h, NULL, 0));
+    if (rc) goto out;
+    s->op_active = 1;
+    rc = check_rv(s, err, "C_FindObjects", FN(s)->C_FindObjects(s->h, found, SCRUB_BATCH, &count));
+    CK_RV rv = FN(s)->C_FindObjectsFinal(s->h);
+    if (rv == CKR_OK) s->op_active = 0;
+    if (rc) goto out;
+    rc = check_rv(s, err, "C_FindObjectsFinal", rv);
+    if (rc) goto out;
+    if (count > SCRUB_BATCH) {
+      rc = refuse(err, KERR_INTERNAL, "PKCS#11 C_FindObjects returned too many handles");
+      goto out;
+    }
+    if (count == 0) {
+      /* "Nothing left" counts only if it was seen as the user: a logout in
+       * the meantime would have hidden the private objects. */
+      rc = require_user_session(s, err);
+      goto out;
+    }
+    for (CK_ULONG i = 0; i < count; i++) {
+      rc = check_rv(s, err, "C_DestroyObject", FN(s)->C_DestroyObject(s->h, found[i]));
+      if (rc) goto out;
+      n++;
+    }
+  }
+  rc = refuse(err, KERR_INTERNAL, "PKCS#11 token still shows objects after destroying %zu", n);
+out:
+  if (destroyed) *destroyed = n;
+  return rc;
 }
 
 kerr_code p11_key_get_info(p11_session *s, CK_OBJECT_HANDLE key, p11_key_info *info,

@@ -144,13 +144,26 @@ kerr_code p11_find_free_slot(p11_module *mod, CK_SLOT_ID *slot, p11_err *err);
 
 /* Initialize a new token in `slot` (C_InitToken with `so_pin` and `label`),
  * then log in as SO and set the user PIN (C_InitPIN).  Refuses a label that
- * an existing token already carries (KERR_ALREADY_EXISTS).  On success
- * *new_slot is the slot the token lives in afterwards (SoftHSM2 moves a token
- * to a new slot id when it is initialized).  After a failure between the two
- * steps the token exists with no user PIN; re-run C_InitPIN or discard it. */
+ * an existing token already carries (KERR_ALREADY_EXISTS), and a slot whose
+ * token is initialized already (KERR_CONFLICT): the slot is looked at again
+ * right before C_InitToken, because a slot id found earlier may name another
+ * token after a reinitialization of the module (p11_module_reinitialize),
+ * and C_InitToken would wipe it.  Initializations of one module by threads
+ * of this process run one at a time.  On success *new_slot is the slot the
+ * token lives in afterwards (SoftHSM2 moves a token to a new slot id when it
+ * is initialized).  After a failure between the two steps the token exists
+ * with no user PIN; re-run C_InitPIN or discard it. */
 kerr_code p11_init_token(p11_module *mod, CK_SLOT_ID slot, const char *label,
                          const char *so_pin, const char *user_pin,
                          CK_SLOT_ID *new_slot, p11_err *err);
+
+/* p11_find_free_slot and p11_init_token in one step that no
+ * reinitialization of the module can split, so the slot initialized is the
+ * free one found.  Answers as p11_init_token (a label in use is
+ * KERR_ALREADY_EXISTS, free slot or not), and KERR_NOT_FOUND when no slot
+ * is free. */
+kerr_code p11_init_free_token(p11_module *mod, const char *label, const char *so_pin,
+                              const char *user_pin, CK_SLOT_ID *new_slot, p11_err *err);
 
 /* ---- sessions and the per-token pool ------------------------------------ */
 
@@ -231,6 +244,18 @@ kerr_code p11_token_set_acquire_timeout(p11_token *tok, long ms, p11_err *err);
  * with p11_session_release. */
 kerr_code p11_session_acquire(p11_token *tok, p11_session **out, p11_err *err);
 
+/* p11_session_acquire for work that must run logged in as `user` (CKU_USER
+ * or CKU_SO): refuses with KERR_INVALID_STATE and rv CKR_USER_NOT_LOGGED_IN,
+ * nothing acquired, unless the token is logged in as `user` when the session
+ * is taken.  "Log in, then acquire" is not enough: a reinitialization of the
+ * module in between (on behalf of another token) ends the login quietly,
+ * and the session would work unauthenticated (seeing public objects only).
+ * Held, the session keeps reinitializations out, so the login lasts until
+ * release unless this process logs the token out (p11_token_logout).  On
+ * that refusal, log in again and retry. */
+kerr_code p11_session_acquire_as(p11_token *tok, CK_USER_TYPE user, p11_session **out,
+                                 p11_err *err);
+
 /* Return a session to the pool.  A session whose last call failed with a
  * session-fatal CK_RV (CKR_SESSION_CLOSED, CKR_SESSION_HANDLE_INVALID,
  * CKR_DEVICE_*, CKR_TOKEN_NOT_PRESENT...) or one left with an operation active
@@ -292,6 +317,18 @@ kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p1
 
 /* Destroy a key object.  KERR_NOT_FOUND when the handle is stale. */
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
+
+/* Destroy every object the session can see, token and session objects
+ * alike, until a search finds none (scrubbing a token before it is used
+ * again).  Refuses (KERR_INVALID_STATE, rv CKR_USER_NOT_LOGGED_IN) unless
+ * the module reports the session logged in as the user (C_GetSessionInfo:
+ * CKS_RW_USER_FUNCTIONS), at the start and again with the final empty
+ * search, since a session that is not sees only public objects.  Any failed
+ * C_FindObjects* or C_DestroyObject fails the call, as does a token still
+ * showing objects after 64 rounds of 256.  KERR_OK therefore means the user
+ * can see no object left.  *destroyed (may be NULL) counts the objects
+ * destroyed, which stay destroyed after a failure. */
+kerr_code p11_objects_destroy_all(p11_session *s, size_t *destroyed, p11_err *err);
 
 /* Read the boolean and size attributes of a key (never CKA_VALUE). */
 kerr_code p11_key_get_info(p11_session *s, CK_OBJECT_HANDLE key, p11_key_info *info,

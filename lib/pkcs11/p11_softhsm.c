@@ -153,12 +153,7 @@ out:
 
 kerr_code p11_softhsm_provision(p11_module *mod, const char *label, const char *so_pin,
                                 const char *user_pin, CK_SLOT_ID *slot, p11_err *err) {
-  CK_SLOT_ID free_slot, existing;
-  kerr_code rc = p11_find_token(mod, label, &existing, err);
-  if (rc == KERR_OK || rc == KERR_CONFLICT)
-    return fail(err, KERR_ALREADY_EXISTS, "a PKCS#11 token labelled \"%s\" already exists", label);
-  if (rc != KERR_NOT_FOUND) return rc;
-  rc = p11_find_free_slot(mod, &free_slot, err);
-  if (rc) return rc;
-  return p11_init_token(mod, free_slot, label, so_pin, user_pin, slot, err);
+  /* One step (the label check included): a free slot found in one gate
+   * entry and initialized in another could be another token's by then. */
+  return p11_init_free_token(mod, label, so_pin, user_pin, slot, err);
 }

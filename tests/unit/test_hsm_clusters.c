@@ -5,11 +5,13 @@
  * rules, HSM provisioning and keys reaching a new HSM after the old ones are
  * gone, the five-failure lockout, the order of hsm_cluster_connect's
  * ConnectionErrorCodes, a connect given several passwords and a password
- * change through the connection, and that a cluster key's value cannot be
- * read from a token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE). */
+ * change through the connection, that a cluster key's value cannot be
+ * read from a token even by kmsuser (CKR_ATTRIBUTE_SENSITIVE), and that a
+ * deleted HSM whose token cannot be scrubbed is never reported DELETED. */
 #include "domain_fixture.h"
 
 #include "kms/hsm_cluster.h"
+#include "kms/hsm_internal.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -481,6 +483,129 @@ static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
   hsm_conn_close(conn);
 }
 
+/* Replace one of the cluster's stored PINs (HSMI_SECRET_USER_PIN: the one a
+ * scrub logs in with; HSMI_SECRET_SO_PIN: the one that can reset it). */
+static void put_pin(const char *cluster_id, const char *name, const char *pin) {
+  store_tx *tx = NULL;
+  kerr err;
+  assert_int_equal(kmsi_begin(dom, true, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_secret_put_text(dom, tx, cluster_id, name, pin, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+}
+
+static void get_pin(const char *cluster_id, const char *name, char pin[HSMI_PIN_MAX + 1]) {
+  store_tx *tx = NULL;
+  kerr err;
+  assert_int_equal(kmsi_begin(dom, false, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_secret_get_text(dom, tx, cluster_id, name, pin, &err), KERR_OK);
+  dom->st->ops->rollback(tx);
+}
+
+/* The state and message of HSM `hsm_id`; false when DescribeClusters no
+ * longer lists it (DELETED). */
+static bool hsm_state(const char *cluster_id, const char *hsm_id, char state[STORE_ENUM_MAX],
+                      char message[STORE_HSM_TEXT_MAX]) {
+  hsm_cluster_desc c;
+  bool found = false;
+  describe(cluster_id, &c);
+  for (size_t i = 0; i < c.nhsms; i++)
+    if (strcmp(c.hsms[i].hsm_id, hsm_id) == 0) {
+      snprintf(state, STORE_ENUM_MAX, "%s", c.hsms[i].state);
+      snprintf(message, STORE_HSM_TEXT_MAX, "%s", c.hsms[i].state_message);
+      found = true;
+    }
+  hsm_cluster_desc_clear(&c);
+  return found;
+}
+
+/* Token `label` shows no object to its user (PIN `pin`). */
+static void assert_token_empty(const char *label, const char *pin) {
+  char module_path[512];
+  p11_module *mod = NULL;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  size_t left = 99;
+  p11_err perr;
+  assert_int_equal(p11_softhsm_find_module(NULL, module_path, sizeof module_path, &perr), KERR_OK);
+  assert_int_equal(p11_module_load(module_path, &mod, &perr), KERR_OK);
+  assert_int_equal(p11_token_open(mod, label, 1, &tok, &perr), KERR_OK);
+  assert_int_equal(p11_token_login(tok, pin, &perr), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &perr), KERR_OK);
+  assert_int_equal(p11_objects_destroy_all(s, &left, &perr), KERR_OK);
+  assert_int_equal(left, 0);
+  p11_session_release(s);
+  p11_token_close(tok);
+  p11_module_release(mod);
+}
+
+/* Deleting an HSM scrubs its token, and a scrub that cannot see the private
+ * keys fails rather than reporting the token clean.  A token that refuses
+ * the cluster's user PIN gets it back from the SO first.  A token that
+ * cannot be scrubbed at all (here: the SO PIN is refused too) is not
+ * reported DELETED, which for a pool token would hand the cluster's keys to
+ * the next CreateHsm of anyone: the HSM stays DELETE_IN_PROGRESS and says
+ * why through its retries, and becomes DELETED with an empty token once a
+ * scrub succeeds. */
+static void test_scrub_before_deleted(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX], victim[STORE_HSM_ID_MAX], fresh[STORE_HSM_ID_MAX];
+  char label[2][33], so_pin[HSMI_PIN_MAX + 1];
+  char st[STORE_ENUM_MAX], msg[STORE_HSM_TEXT_MAX];
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  hsm_cluster_desc c;
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+  create_hsm(cluster_id, 'a', fresh);
+  wait_cluster(cluster_id, "ACTIVE", 3);
+  assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
+  assert_int_equal(hsm_conn_create_key(conn, "doomed-key", &err), KERR_OK);
+  hsm_conn_close(conn);
+  describe(cluster_id, &c);
+  assert_int_equal(c.nhsms, 3);
+  for (int i = 0; i < 2; i++) snprintf(label[i], sizeof label[i], "%s", c.hsms[i].token_label);
+
+  /* The token has kmsuser's password, the store another one: the SO gives
+   * the token the stored one, and the scrub goes on. */
+  put_pin(cluster_id, HSMI_SECRET_USER_PIN, "not-kmsusers-pin");
+  delete_hsm(cluster_id, c.hsms[0].hsm_id);
+  wait_cluster(cluster_id, "ACTIVE", 2);
+  put_pin(cluster_id, HSMI_SECRET_USER_PIN, KMSUSER_PW);
+  assert_token_empty(label[0], "not-kmsusers-pin");
+
+  /* Neither PIN works: no scrub, no DELETED. */
+  snprintf(victim, sizeof victim, "%s", c.hsms[1].hsm_id);
+  hsm_cluster_desc_clear(&c);
+  get_pin(cluster_id, HSMI_SECRET_SO_PIN, so_pin);
+  put_pin(cluster_id, HSMI_SECRET_USER_PIN, "not-kmsusers-pin");
+  put_pin(cluster_id, HSMI_SECRET_SO_PIN, "not-the-so-pin");
+  delete_hsm(cluster_id, victim);
+  int waited = 0;
+  for (; waited < FIXTURE_WAIT_MS; waited += 20) {
+    assert_true(hsm_state(cluster_id, victim, st, msg));
+    if (strstr(msg, "Scrubbing the token failed")) break;
+    sleep_ms(20);
+  }
+  assert_true(waited < FIXTURE_WAIT_MS);
+  assert_string_equal(st, "DELETE_IN_PROGRESS");
+  assert_non_null(strstr(msg, "CKR_PIN_INCORRECT"));
+  /* Retried (after 1 s, then 2 s), never DELETED while it fails. */
+  sleep_ms(1500);
+  assert_true(hsm_state(cluster_id, victim, st, msg));
+  assert_string_equal(st, "DELETE_IN_PROGRESS");
+
+  put_pin(cluster_id, HSMI_SECRET_SO_PIN, so_pin);
+  put_pin(cluster_id, HSMI_SECRET_USER_PIN, KMSUSER_PW);
+  wait_cluster(cluster_id, "ACTIVE", 1);
+  assert_false(hsm_state(cluster_id, victim, st, msg));
+  assert_token_empty(label[1], KMSUSER_PW);
+  describe(cluster_id, &c);
+  assert_string_equal(c.hsms[0].hsm_id, fresh);
+  assert_key_sealed(c.hsms[0].token_label, KMSUSER_PW, "doomed-key");
+  hsm_cluster_desc_clear(&c);
+  secure_wipe(so_pin, sizeof so_pin);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_lifecycle_and_certificates),
@@ -488,6 +613,7 @@ int main(void) {
       cmocka_unit_test(test_lockout_after_five_failures),
       cmocka_unit_test(test_connect_with_candidates_and_change),
       cmocka_unit_test(test_keys_reach_a_new_hsm_and_stay_sealed),
+      cmocka_unit_test(test_scrub_before_deleted),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

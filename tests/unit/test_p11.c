@@ -1,8 +1,10 @@
 /* test_p11.c - unit tests for lib/pkcs11 against real SoftHSM2 tokens created
  * in a temporary directory: provisioning, login and PIN handling, key
  * attributes, in-token AES-GCM, copying keys between tokens under a wrapping
- * key agreed by ECDH, the session pool under concurrent use, and
- * reinitializing a module under the tokens that use it. */
+ * key agreed by ECDH, the session pool under concurrent use, reinitializing
+ * a module under the tokens that use it, and the checks that keep such a
+ * reinitialization from leaving a session unauthenticated or a slot id
+ * stale (scrubbing, provisioning). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -762,6 +764,139 @@ static void test_module_reinitialize(void **state) {
   p11_token_close(other);
 }
 
+/* "Log in, then take a session" is checked where the session is taken.  A
+ * reinitialization of the module between the two steps (on behalf of
+ * another token of the module) ends the login quietly; a session taken then
+ * sees only public objects, and a scrub with it used to destroy those alone
+ * and report the token clean, leaving its private keys. */
+static void test_login_checked_at_acquire_and_scrub(void **state) {
+  (void)state;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE key, wrap;
+  CK_SLOT_ID slot;
+  size_t n = 99;
+  p11_err err;
+
+  assert_int_equal(p11_init_free_token(module, "hsm-scrub", SO_PIN, USER_PIN, &slot, &err),
+                   KERR_OK);
+  assert_int_equal(p11_token_open(module, "hsm-scrub", 2, &tok, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &err), KERR_INVALID_STATE);
+  assert_int_equal(err.rv, CKR_USER_NOT_LOGGED_IN);
+  assert_null(s);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_CONTEXT_SPECIFIC, &s, &err), KERR_VALIDATION);
+
+  /* A public object made as the SO, two private keys made as the user. */
+  assert_int_equal(p11_token_login_so(tok, SO_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &err), KERR_INVALID_STATE);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_SO, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_generate_so(s, "scrub-wrap", &wrap, &err), KERR_OK);
+  p11_session_release(s);
+  assert_int_equal(p11_token_logout(tok, &err), KERR_OK);
+  assert_int_equal(p11_token_login(tok, USER_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_generate(s, "scrub-1", P11_KEY_DATA, &key, &err), KERR_OK);
+  assert_int_equal(p11_key_generate(s, "scrub-2", P11_KEY_DATA_COPYABLE, &key, &err), KERR_OK);
+  p11_session_release(s);
+  assert_int_equal(p11_token_open_sessions(tok), 1);
+
+  /* Logged in; then another token's recovery reinitializes the module. */
+  assert_int_equal(p11_module_reinitialize(module, p11_module_epoch(module), 2000, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &err), KERR_INVALID_STATE);
+  assert_int_equal(err.rv, CKR_USER_NOT_LOGGED_IN);
+  assert_null(s);
+  assert_int_equal(p11_token_open_sessions(tok), 0); /* the refusal kept no session */
+
+  /* A scrub handed such a session refuses and destroys nothing. */
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  assert_int_equal(p11_objects_destroy_all(s, &n, &err), KERR_INVALID_STATE);
+  assert_int_equal(err.rv, CKR_USER_NOT_LOGGED_IN);
+  assert_int_equal(n, 0);
+  p11_session_release(s);
+
+  /* Logged in again, it destroys the private and the public objects. */
+  assert_int_equal(p11_token_login(tok, USER_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(tok, CKU_USER, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_find(s, "scrub-1", &key, &err), KERR_OK);
+  assert_int_equal(p11_objects_destroy_all(s, &n, &err), KERR_OK);
+  assert_int_equal(n, 3);
+  assert_int_equal(p11_key_find(s, "scrub-1", &key, &err), KERR_NOT_FOUND);
+  assert_int_equal(p11_key_find(s, "scrub-2", &key, &err), KERR_NOT_FOUND);
+  assert_int_equal(p11_key_find(s, "scrub-wrap", &key, &err), KERR_NOT_FOUND);
+  assert_int_equal(p11_objects_destroy_all(s, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  p11_session_release(s);
+  p11_token_close(tok);
+}
+
+struct provisioner {
+  char label[P11_LABEL_MAX + 1];
+  kerr_code rc;
+  p11_err err;
+};
+
+static void *provision_worker(void *arg) {
+  struct provisioner *p = arg;
+  CK_SLOT_ID slot;
+  p->rc = p11_softhsm_provision(module, p->label, SO_PIN, USER_PIN, &slot, &p->err);
+  return NULL;
+}
+
+/* C_InitToken never runs on a slot whose token is initialized: a slot id
+ * kept across a reinitialization of the module may name another token by
+ * then, and since HSMs of one cluster share their SO PIN, C_InitToken would
+ * wipe it.  Provisioning finds its free slot and initializes it in one step,
+ * one thread at a time, while reinitializations come and go. */
+static void test_init_token_never_reuses_a_slot(void **state) {
+  (void)state;
+  p11_token *b = NULL;
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE key;
+  CK_SLOT_ID slot_b, slot;
+  struct provisioner prov[4];
+  pthread_t threads[4];
+  p11_err err;
+
+  b = open_logged_in("hsm-b", 2);
+  assert_int_equal(p11_session_acquire_as(b, CKU_USER, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_generate(s, "sibling-key", P11_KEY_DATA, &key, &err), KERR_OK);
+  p11_session_release(s);
+  assert_int_equal(p11_find_token(module, "hsm-b", &slot_b, &err), KERR_OK);
+
+  /* The stale slot id now names hsm-b: refused, hsm-b untouched. */
+  assert_int_equal(p11_init_token(module, slot_b, "hsm-usurper", SO_PIN, USER_PIN, &slot, &err),
+                   KERR_CONFLICT);
+  assert_int_equal(err.rv, CKR_OK);
+  assert_int_equal(p11_find_token(module, "hsm-usurper", &slot, &err), KERR_NOT_FOUND);
+  assert_int_equal(p11_session_acquire_as(b, CKU_USER, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_find(s, "sibling-key", &key, &err), KERR_OK);
+  p11_session_release(s);
+
+  /* Four provisionings at once, and reinitializations meanwhile. */
+  for (int i = 0; i < 4; i++) {
+    snprintf(prov[i].label, sizeof prov[i].label, "hsm-race-%d", i);
+    assert_int_equal(pthread_create(&threads[i], NULL, provision_worker, &prov[i]), 0);
+  }
+  for (int i = 0; i < 3; i++)
+    assert_int_equal(p11_module_reinitialize(module, p11_module_epoch(module), 10000, &err),
+                     KERR_OK);
+  for (int i = 0; i < 4; i++) {
+    pthread_join(threads[i], NULL);
+    if (prov[i].rc) fail_msg("provisioning %s: %s", prov[i].label, prov[i].err.e.msg);
+  }
+  for (int i = 0; i < 4; i++) {
+    p11_token *t = open_logged_in(prov[i].label, 1);
+    p11_token_close(t);
+  }
+  /* hsm-b kept its key through all of it. */
+  assert_int_equal(p11_token_login(b, USER_PIN, &err), KERR_OK);
+  assert_int_equal(p11_session_acquire_as(b, CKU_USER, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_find(s, "sibling-key", &key, &err), KERR_OK);
+  assert_int_equal(p11_key_destroy(s, key, &err), KERR_OK);
+  p11_session_release(s);
+  p11_token_close(b);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_rv_names_and_codes),
@@ -778,6 +913,8 @@ int main(void) {
       cmocka_unit_test(test_pool_concurrent_encrypts),
       cmocka_unit_test(test_pool_waits_for_a_free_session),
       cmocka_unit_test(test_module_reinitialize),
+      cmocka_unit_test(test_login_checked_at_acquire_and_scrub),
+      cmocka_unit_test(test_init_token_never_reuses_a_slot),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
