@@ -572,7 +572,7 @@ out:
 /* First call for a request: its header fields are in.  Decide whether to
  * refuse it, read it, or read and drop an oversized body. */
 static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, conn_state *c,
-                                  const char *method) {
+                                  const char *method, const char *version) {
   framing f;
   c->headers_seen = 1;
   /* Only requests that reach this point are waited for at shutdown; one
@@ -581,6 +581,10 @@ static enum MHD_Result on_headers(http_server *s, struct MHD_Connection *conn, c
   atomic_fetch_add(&s->in_flight, 1);
 
   check_framing(conn, &f);
+  /* HTTP/1.0 has no chunked coding: a 1.0 proxy in front would ignore the
+   * Transfer-Encoding that libmicrohttpd frames by (RFC 9112 section 6.1). */
+  if (!f.problem && f.transfer_encodings && (!version || strcmp(version, "HTTP/1.1") != 0))
+    f.problem = "Transfer-Encoding is accepted only in HTTP/1.1 requests";
   if (c->target_too_long) {
     c->refusal_status = 414;
     c->refusal_reason = "The request target is longer than the server accepts";
@@ -622,10 +626,9 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
   http_server *s = cls;
   conn_state *c = *con_cls;
   (void)url;
-  (void)version;
   if (!c) return MHD_NO; /* out of memory when the connection or request line arrived */
 
-  if (!c->headers_seen) return on_headers(s, conn, c, method);
+  if (!c->headers_seen) return on_headers(s, conn, c, method, version);
 
   if (*upload_data_size > 0) {
     size_t n = *upload_data_size;

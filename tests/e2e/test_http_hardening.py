@@ -340,6 +340,16 @@ class FramingTest(h.KmsdTestCase):
                 data = request_bytes(first, content_length=False, body=chunked, extra_headers=te)
                 self.assertRefused(data + self.smuggled())
 
+    def test_chunked_in_http_1_0(self):
+        # HTTP/1.0 has no chunked coding: a 1.0 proxy in front would frame
+        # this request by its (absent) length and read the chunks as a request.
+        first = self.list_keys()
+        chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first.body), first.body)
+        data = request_bytes(first, content_length=False, body=chunked,
+                             extra_headers=["Transfer-Encoding: chunked"])
+        data = data.replace(b" HTTP/1.1\r\n", b" HTTP/1.0\r\n", 1)
+        self.assertRefused(data + self.smuggled())
+
     def test_chunked_alone_still_works(self):
         first = self.list_keys()
         chunked = b"%x\r\n%s\r\n0\r\n\r\n" % (len(first.body), first.body)
