@@ -98,6 +98,8 @@ bool hsm_conn_has_password(hsm_conn *c, const char *password);
  *
  * Fails (KERR_HSM_INTERNAL_FAILURE) on the first HSM that refuses the change,
  * or when an HSM became active in the cluster meanwhile without the change;
+ * KERR_CONFLICT when the cluster's record of kmsuser's password changed
+ * while the HSMs were being changed (an operator's hsm-cli change wins);
  * then the HSMs changed so far have `new_password`, the others their old
  * one, the connection stays logged in to each with the password it has, the
  * cluster's record is unchanged, and calling again finishes the change. */

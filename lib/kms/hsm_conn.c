@@ -366,7 +366,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
   store_hsm_cluster c;
   store_hsm *hsms = NULL;
   store_hsm_user u;
-  size_t n = 0, hint = 0;
+  size_t n = 0, hint = 0, logged_in = 0;
   hsm_conn *conn = NULL;
   char tries[HSM_CONNECT_PASSWORDS_MAX][PIN_BUF];
   const char *code = "INTERNAL_ERROR";
@@ -478,6 +478,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
     }
     for (size_t k = 0; k < npasswords; k++)
       if (same_password(passwords[k], tries[taken])) hint = k;
+    logged_in = i + 1;
     pthread_mutex_lock(&conn->lock);
     rc = pin_record_locked(conn, hsms[i].hsm_id, tries[taken], err);
     pthread_mutex_unlock(&conn->lock);
@@ -497,6 +498,20 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
 out:
   if (tx) d->st->ops->rollback(tx);
   if (conn) hsm_conn_close(conn);
+  /* A connect that failed after some HSMs took a password leaves none of
+   * them logged in: the connection never held them, so closing it did not
+   * log them out. */
+  for (size_t i = 0; rc && i < logged_in; i++) {
+    hsm_live *l = NULL;
+    p11_err pe;
+    p11_err_clear(&pe);
+    if (hsmi_live_get(d->hsm, &hsms[i], &l, &pe) == KERR_OK) {
+      pthread_rwlock_wrlock(&l->lock);
+      p11_token_logout(l->tok, NULL);
+      pthread_rwlock_unlock(&l->lock);
+    }
+    hsmi_live_put(d->hsm, l);
+  }
   secure_wipe(tries, sizeof tries);
   free(hsms);
   store_hsm_cluster_clear(&c);
@@ -594,7 +609,18 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
   pthread_mutex_lock(&c->lock);
   known_add_locked(c, new_password);
   pthread_mutex_unlock(&c->lock);
-  kerr_code rc = snapshot(c, &lives, &n, err);
+  /* The cluster's record of kmsuser as it was before any HSM changed: an
+   * operator who sets kmsuser's password meanwhile (hsm-cli) owns it, and
+   * this change must not write over theirs at the end. */
+  uint8_t hash_before[sizeof u.hash];
+  kerr_code rc = kmsi_begin(c->d, false, &tx, err);
+  if (rc) return rc;
+  rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  c->d->st->ops->rollback(tx);
+  tx = NULL;
+  if (rc) return rc;
+  memcpy(hash_before, u.hash, sizeof hash_before);
+  rc = snapshot(c, &lives, &n, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     p11_err_clear(&pe);
@@ -612,6 +638,10 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
   if (rc) goto out;
   rc = check_all_changed(c, tx, new_password, err);
   if (!rc) rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  if (!rc && memcmp(u.hash, hash_before, sizeof hash_before) != 0)
+    rc = kerr_set(err, KERR_CONFLICT,
+                  "kmsuser's password of cluster %s was changed by an operator during the change",
+                  c->cluster_id);
   if (!rc) rc = hsmi_password_set(&u, new_password, err);
   if (!rc) rc = c->d->st->ops->hsm->user_put(tx, &u, err);
   if (!rc)

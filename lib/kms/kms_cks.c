@@ -599,11 +599,21 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
     snprintf(c.cluster_lineage, sizeof c.cluster_lineage, "%s", nv.lineage);
   }
   if (in->key_store_password) {
+    /* The pending password may be on some HSMs (a change of kmsuser's
+     * password cut short), and only the next connect moves the others to
+     * it.  Told the password the store already has, keep pending as a
+     * candidate; told a new one, the operator has set it on every HSM
+     * (hsm-cli), so no HSM has pending any more. */
+    bool keep_pending = c.pending_password_wrapped &&
+                        kmsi_cks_password_is(d, c.cks_id, c.password_wrapped,
+                                             c.password_wrapped_len, in->key_store_password);
     free(c.password_wrapped);
     c.password_wrapped = NULL;
-    free(c.pending_password_wrapped);
-    c.pending_password_wrapped = NULL;
-    c.pending_password_wrapped_len = 0;
+    if (!keep_pending) {
+      free(c.pending_password_wrapped);
+      c.pending_password_wrapped = NULL;
+      c.pending_password_wrapped_len = 0;
+    }
     rc = kmsi_cks_wrap_password(d, c.cks_id, in->key_store_password, &c.password_wrapped,
                                 &c.password_wrapped_len, err);
     if (rc) goto out;

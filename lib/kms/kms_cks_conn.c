@@ -26,8 +26,10 @@
  * it rotate: a fresh password is stored as pending (no HSM has the old
  * pending any more), set on each HSM, and promoted.  A connect after a crash
  * anywhere in this therefore logs in and finishes the job; a PIN change that
- * fails leaves every HSM logged in with the password it has, so the store
- * still connects and the next connect finishes the change. */
+ * fails ends the connect FAILED, and the next connect finishes the change.
+ * A worker that a disconnect overtakes stops at its next step, and the
+ * disconnect waits for it, so nothing changes a store's passwords after it
+ * is DISCONNECTED. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -121,6 +123,19 @@ static kerr_code unwrap_password(kms_domain *d, const char *cks_id, const uint8_
                                 (uint8_t *)out, err);
   out[AESGCM_KEY_LEN] = '\0';
   return rc;
+}
+
+bool kmsi_cks_password_is(kms_domain *d, const char *cks_id, const uint8_t *wrapped, size_t len,
+                          const char *password) {
+  char *pw = secure_alloc(PASSWORD_BUF);
+  kerr ignored;
+  bool same = false;
+  if (!pw || !wrapped || !password) goto out;
+  if (unwrap_password(d, cks_id, wrapped, len, pw, &ignored) == KERR_OK)
+    same = strcmp(pw, password) == 0;
+out:
+  secure_free(pw, PASSWORD_BUF);
+  return same;
 }
 
 /* A fresh random password of ROTATED_PASSWORD_LEN letters and digits. */
@@ -255,6 +270,15 @@ void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
   }
   pthread_mutex_unlock(&m->lock);
   hsm_conn_close(c);
+  /* Wait for a worker still running for the store: it sees the new attempt
+   * at its next step and stops, changing no state.  After this returns no
+   * worker touches the store's HSMs or passwords, so what the operator does
+   * next (UpdateCustomKeyStore, hsm-cli) is not raced by a stale rotation.
+   * Live records live as long as the manager, so `l` stays valid. */
+  if (l) {
+    pthread_mutex_lock(&l->connect_lock);
+    pthread_mutex_unlock(&l->connect_lock);
+  }
 }
 
 /* ------------------------------------------------------- connect worker */
@@ -345,6 +369,15 @@ static bool attempt_current(kmsi_cks_manager *m, cks_live *l, uint64_t attempt) 
   return ok;
 }
 
+/* KERR_CONFLICT when a disconnect or a newer connect overtook worker `w`:
+ * checked before each step of a password change that touches the HSMs or
+ * the stored passwords, so a stale worker stops at the next step (every
+ * step leaves the invariant above true). */
+static kerr_code check_current(const cks_worker *w, kerr *err) {
+  if (attempt_current(w->d->cks, w->live, w->attempt)) return KERR_OK;
+  return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
+}
+
 /* Log in to the cluster with the store's passwords: each HSM with the one it
  * takes of current and pending.  On KERR_OK *conn is live; else *code is the
  * ConnectionErrorCode. */
@@ -387,7 +420,8 @@ out:
 /* Finish a change of kmsuser's password that a crash or a failing HSM cut
  * short: if any HSM has the pending password, give it to the others and make
  * it current.  Nothing to do when no HSM has it. */
-static kerr_code repair_password(kms_domain *d, store_cks *c, hsm_conn *conn, kerr *err) {
+static kerr_code repair_password(const cks_worker *w, store_cks *c, hsm_conn *conn, kerr *err) {
+  kms_domain *d = w->d;
   char *pw = NULL;
   kerr_code rc = KERR_OK;
   if (!c->pending_password_wrapped) return KERR_OK;
@@ -396,7 +430,9 @@ static kerr_code repair_password(kms_domain *d, store_cks *c, hsm_conn *conn, ke
   rc = unwrap_password(d, c->cks_id, c->pending_password_wrapped, c->pending_password_wrapped_len,
                        pw, err);
   if (rc || !hsm_conn_has_password(conn, pw)) goto out;
-  rc = hsm_conn_set_password(conn, pw, err);
+  rc = check_current(w, err);
+  if (!rc) rc = hsm_conn_set_password(conn, pw, err);
+  if (!rc) rc = check_current(w, err);
   if (rc) goto out;
   rc = store_passwords(d, c, c->pending_password_wrapped, c->pending_password_wrapped_len, NULL, 0,
                        err);
@@ -408,7 +444,8 @@ out:
 /* Rotate kmsuser's password on the connected cluster, every HSM of which has
  * the current one (after repair_password): store a new one as pending (the
  * old pending, if any, is on no HSM), set it on the HSMs, promote it. */
-static kerr_code rotate_password(kms_domain *d, store_cks *c, hsm_conn *conn, kerr *err) {
+static kerr_code rotate_password(const cks_worker *w, store_cks *c, hsm_conn *conn, kerr *err) {
+  kms_domain *d = w->d;
   char *pw = secure_alloc(PASSWORD_BUF);
   uint8_t *wrapped = NULL;
   size_t wrapped_len = 0;
@@ -419,10 +456,13 @@ static kerr_code rotate_password(kms_domain *d, store_cks *c, hsm_conn *conn, ke
   if (rc) goto out;
   rc = kmsi_cks_wrap_password(d, c->cks_id, pw, &wrapped, &wrapped_len, err);
   if (rc) goto out;
-  rc = store_passwords(d, c, c->password_wrapped, c->password_wrapped_len, wrapped, wrapped_len,
-                       err);
-  if (rc) goto out;
-  rc = hsm_conn_set_password(conn, pw, err);
+  rc = check_current(w, err);
+  if (!rc)
+    rc = store_passwords(d, c, c->password_wrapped, c->password_wrapped_len, wrapped, wrapped_len,
+                         err);
+  if (!rc) rc = check_current(w, err);
+  if (!rc) rc = hsm_conn_set_password(conn, pw, err);
+  if (!rc) rc = check_current(w, err);
   if (rc) goto out;
   rc = store_passwords(d, c, wrapped, wrapped_len, NULL, 0, err);
 out:
@@ -466,11 +506,9 @@ static void worker_run(cks_worker *w) {
    * not write broken until its module is reinitialized, which the next
    * connect's login does), and a store must not look CONNECTED while one of
    * its HSMs is in doubt. */
-  rc = repair_password(d, &c, conn, &e);
-  if (rc == KERR_OK) {
-    if (!attempt_current(m, w->live, w->attempt)) goto out;
-    rc = rotate_password(d, &c, conn, &e);
-  }
+  rc = repair_password(w, &c, conn, &e);
+  if (rc == KERR_OK) rc = rotate_password(w, &c, conn, &e);
+  if (rc && !attempt_current(m, w->live, w->attempt)) goto out; /* overtaken: no state change */
   if (rc) {
     log_msg(LOG_WARN, w->request_id,
             "custom key store %s: kmsuser's password change is unfinished (the next connect "

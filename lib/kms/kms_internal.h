@@ -229,8 +229,14 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
                                  kerr *err);
 
 /* Invalidate any connect in flight for `cks_id` and close its HSM
- * connection, after waiting for operations that use it to finish. */
+ * connection, after waiting for operations that use it to finish and for a
+ * running connect worker of the store to stop. */
 void kmsi_cks_detach(kms_domain *d, const char *cks_id);
+
+/* Whether the wrapped kmsuser password `wrapped` of store `cks_id` is
+ * `password`.  False when it does not unwrap. */
+bool kmsi_cks_password_is(kms_domain *d, const char *cks_id, const uint8_t *wrapped, size_t len,
+                          const char *password);
 
 /* Wrap a kmsuser password for store `cks_id` under the root key.  On KERR_OK
  * *out is new (free), ROOTKEY_WRAPPED_LEN bytes.  Passwords are 1..32 bytes. */

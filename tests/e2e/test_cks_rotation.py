@@ -20,6 +20,7 @@ fault fired where the test meant it to.
 
 import os
 import sqlite3
+import time
 import unittest
 
 import kmsd_harness as h
@@ -54,12 +55,13 @@ def shim_module():
     raise FileNotFoundError("libp11shim.so not found (tried %s); build the tests" % candidates)
 
 
-FAULTS = ("P11SHIM_SETPIN_KILL_BEFORE", "P11SHIM_SETPIN_KILL_AFTER", "P11SHIM_SETPIN_FAIL")
+FAULTS = ("P11SHIM_SETPIN_KILL_BEFORE", "P11SHIM_SETPIN_KILL_AFTER", "P11SHIM_SETPIN_FAIL",
+          "P11SHIM_SETPIN_PAUSE_AFTER")
 
 
 def fault(kind=None, call=None):
     """The shim's environment: no fault, or `kind` ("KILL_BEFORE",
-    "KILL_AFTER", "FAIL") at the `call`th C_SetPIN."""
+    "KILL_AFTER", "FAIL", "PAUSE_AFTER") at the `call`th C_SetPIN."""
     env = {name: None for name in FAULTS}
     if kind:
         env["P11SHIM_SETPIN_" + kind] = str(call)
@@ -68,7 +70,8 @@ def fault(kind=None, call=None):
 
 SHIM_LINE = {"KILL_BEFORE": "p11shim: SIGKILL before C_SetPIN #%d",
              "KILL_AFTER": "p11shim: SIGKILL after C_SetPIN #%d",
-             "FAIL": "p11shim: CKR_DEVICE_ERROR for C_SetPIN #%d"}
+             "FAIL": "p11shim: CKR_DEVICE_ERROR for C_SetPIN #%d",
+             "PAUSE_AFTER": "p11shim: pausing after C_SetPIN #%d"}
 
 
 class RotationFaultsTest(h.KmsdBaseTestCase):
@@ -252,6 +255,73 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
                 self.assertFalse(locked)
                 self.assertLess(failed_logins, LOCKOUT_AFTER)
                 self.assertRotationFinished()
+
+    def test_disconnect_stops_a_rotation_in_flight(self):
+        # The connect worker is between its last C_SetPIN and recording the
+        # new password as the cluster's.  A Disconnect must not return while
+        # that worker can still write: the operator then takes kmsuser back
+        # (hsm-cli, then UpdateCustomKeyStore), and nothing the worker does
+        # afterwards may overwrite the cluster's record of that password
+        # (the PIN new HSMs get, what hsm-cli checks).
+        pause_s = 1.5
+        self.server.env["P11SHIM_PAUSE_MS"] = str(int(pause_s * 1000))
+        self.restart(fault("PAUSE_AFTER", 2))
+        mark = self.log_size()
+        self.kms.connect_custom_key_store(CustomKeyStoreId=self.cks)
+        deadline = time.monotonic() + 20
+        while True:
+            with open(self.server.log_path, errors="replace") as f:
+                f.seek(mark)
+                if SHIM_LINE["PAUSE_AFTER"] % 2 in f.read():
+                    break
+            self.assertLess(time.monotonic(), deadline, "the rotation never reached C_SetPIN #2")
+            time.sleep(0.02)
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        # Disconnect returned only after the worker left C_SetPIN and stopped.
+        with open(self.server.log_path, errors="replace") as f:
+            f.seek(mark)
+            self.assertIn("p11shim: resuming after C_SetPIN #2", f.read())
+        fx.admin_ok(self.server, "ChangePassword", ClusterId=self.cluster.id,
+                    Username=fx.KMSUSER, Password="operator-pw-2")
+        operators_record = self.query("SELECT hash FROM hsm_users WHERE cluster_id = ? AND "
+                                      "username = ?", self.cluster.id, fx.KMSUSER)
+        self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                         KeyStorePassword="operator-pw-2")
+        time.sleep(pause_s + 0.5)   # a worker still running would have written by now
+        self.assertEqual(self.query("SELECT hash FROM hsm_users WHERE cluster_id = ? AND "
+                                    "username = ?", self.cluster.id, fx.KMSUSER),
+                         operators_record, "a stale rotation overwrote the operator's password")
+        self.assertEqual(fx.wait_store_state(self.kms, self.cks, ("DISCONNECTED",))
+                         ["ConnectionState"], "DISCONNECTED")
+        self.restart(fault())
+        entry = fx.connect(self.kms, self.cks)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        self.assertConnectedAndUsable()
+        self.assertRotationFinished()
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+
+    def test_same_password_again_keeps_pending(self):
+        # The operator knows kmsuser's password, then a change is cut short
+        # (the first HSM takes the new password, the second refuses it) and
+        # the store is FAILED.  Telling KMS the password it already has must
+        # not drop the new one the first HSM has: the next connect finishes.
+        self.restart(fault())
+        fx.admin_ok(self.server, "ChangePassword", ClusterId=self.cluster.id,
+                    Username=fx.KMSUSER, Password="operator-pw-4")
+        self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                         KeyStorePassword="operator-pw-4")
+        self.restart(fault("FAIL", 2))
+        self.assertEqual(fx.connect(self.kms, self.cks)["ConnectionState"], "FAILED")
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        self.assertTrue(self.has_pending_password())
+        self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                         KeyStorePassword="operator-pw-4")
+        self.assertTrue(self.has_pending_password())
+        entry = fx.connect(self.kms, self.cks)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        self.assertConnectedAndUsable()
+        self.assertRotationFinished()
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
 
     def test_operator_password_clears_pending(self):
         # A change left unfinished (the second HSM refused it), then the

@@ -11,6 +11,9 @@
  *                                 SIGKILL the process before forwarding it
  *   P11SHIM_SETPIN_KILL_AFTER=N   ... after forwarding it (the PIN changed)
  *   P11SHIM_SETPIN_FAIL=N         ... answer CKR_DEVICE_ERROR, not forwarded
+ *   P11SHIM_SETPIN_PAUSE_AFTER=N  ... sleep P11SHIM_PAUSE_MS (default 2000)
+ *                                 after forwarding it, so a test can act
+ *                                 while a PIN change is in flight
  * Every C_SetPIN and every fault is announced on stderr ("p11shim: ..."),
  * never with a PIN, so a test can check from the log that the fault fired.
  *
@@ -25,6 +28,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 static pthread_once_t load_once = PTHREAD_ONCE_INIT;
@@ -32,7 +36,7 @@ static CK_RV load_rv = CKR_GENERAL_ERROR;
 static CK_FUNCTION_LIST shim_list;
 static CK_FUNCTION_LIST_PTR real_list;
 static atomic_long setpin_calls;
-static long kill_before, kill_after, fail_at;
+static long kill_before, kill_after, fail_at, pause_after, pause_ms;
 
 /* The call number an environment variable names (0: never). */
 static long env_call_number(const char *name) {
@@ -69,6 +73,12 @@ static CK_RV shim_set_pin(CK_SESSION_HANDLE session, CK_UTF8CHAR_PTR old_pin, CK
     announce("SIGKILL after", call);
     kill(getpid(), SIGKILL);
   }
+  if (call == pause_after) {
+    struct timespec pause = {pause_ms / 1000, (pause_ms % 1000) * 1000000L};
+    announce("pausing after", call);
+    while (nanosleep(&pause, &pause) != 0) continue;
+    announce("resuming after", call);
+  }
   return rv;
 }
 
@@ -87,6 +97,9 @@ static void load_real_module(void) {
   kill_before = env_call_number("P11SHIM_SETPIN_KILL_BEFORE");
   kill_after = env_call_number("P11SHIM_SETPIN_KILL_AFTER");
   fail_at = env_call_number("P11SHIM_SETPIN_FAIL");
+  pause_after = env_call_number("P11SHIM_SETPIN_PAUSE_AFTER");
+  pause_ms = env_call_number("P11SHIM_PAUSE_MS");
+  if (pause_ms == 0) pause_ms = 2000;
   shim_list = *real_list;
   shim_list.C_GetFunctionList = C_GetFunctionList;
   shim_list.C_SetPIN = shim_set_pin;

@@ -434,6 +434,48 @@ static void test_connect_with_candidates_and_change(void **state) {
   assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
 }
 
+/* A connect that fails on a later HSM leaves none of the HSMs before it
+ * logged in as kmsuser: the store is not connected, so it holds nothing. */
+static void test_failed_connect_leaves_no_login(void **state) {
+  char cluster_id[STORE_HSM_ID_MAX];
+  store_tx *tx = NULL;
+  store_hsm *hsms = NULL;
+  size_t n = 0;
+  hsm_live *l = NULL;
+  hsm_conn *conn = NULL;
+  const char *code = NULL;
+  p11_err pe;
+  kerr err;
+  (void)state;
+  active_cluster(cluster_id, true);
+  assert_int_equal(kmsi_begin(dom, false, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_active_hsms(dom, tx, cluster_id, &hsms, &n, &err), KERR_OK);
+  dom->st->ops->rollback(tx);
+  assert_int_equal(n, 2);
+
+  /* The last HSM a connect reaches gets a kmsuser PIN of its own. */
+  assert_int_equal(hsmi_live_get(dom->hsm, &hsms[n - 1], &l, &pe), KERR_OK);
+  pthread_rwlock_wrlock(&l->lock);
+  assert_int_equal(hsmi_login_locked(l, KMSUSER_PW, true, &pe), KERR_OK);
+  assert_int_equal(p11_token_set_pin(l->tok, KMSUSER_PW, "its-own-pin-77", &pe), KERR_OK);
+  p11_token_logout(l->tok, NULL);
+  pthread_rwlock_unlock(&l->lock);
+  hsmi_live_put(dom->hsm, l);
+
+  assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
+  assert_null(conn);
+  assert_string_equal(code, "INVALID_CREDENTIALS");
+  for (size_t i = 0; i < n; i++) {
+    assert_int_equal(hsmi_live_get(dom->hsm, &hsms[i], &l, &pe), KERR_OK);
+    pthread_rwlock_rdlock(&l->lock);
+    int logged_in = p11_token_logged_in(l->tok);
+    pthread_rwlock_unlock(&l->lock);
+    hsmi_live_put(dom->hsm, l);
+    if (logged_in) fail_msg("HSM %s is still logged in after a failed connect", hsms[i].hsm_id);
+  }
+  free(hsms);
+}
+
 static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
   char cluster_id[STORE_HSM_ID_MAX], fresh[STORE_HSM_ID_MAX];
   hsm_conn *conn = NULL;
@@ -612,6 +654,7 @@ int main(void) {
       cmocka_unit_test(test_connect_error_order),
       cmocka_unit_test(test_lockout_after_five_failures),
       cmocka_unit_test(test_connect_with_candidates_and_change),
+      cmocka_unit_test(test_failed_connect_leaves_no_login),
       cmocka_unit_test(test_keys_reach_a_new_hsm_and_stay_sealed),
       cmocka_unit_test(test_scrub_before_deleted),
   };
