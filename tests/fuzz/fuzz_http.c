@@ -17,17 +17,22 @@
  * input is written raw to a new TCP connection in one to three pieces, cut
  * at points taken from a hash of the input (so that the library also sees
  * requests arrive in parts), then the write side is shut down and the reply
- * read until EOF, 64 KiB or 3 s (see LLVMFuzzerTestOneInput for how a
+ * read until EOF, 64 KiB or 4 s (see LLVMFuzzerTestOneInput for how a
  * keep-alive reply ends sooner).  Invariants:
  *   - the reply is empty (connection closed) or a sequence of responses
  *     that each start "HTTP/1.x NNN ", and nothing follows a response that
  *     closes the connection (a refusal, a 413, the library's own errors):
  *     no byte after a refused request is ever answered as a request;
+ *   - within 4 s of the client's FIN (four idle timeouts) the server has
+ *     either finished its answers or closed the connection: no hang;
  *   - no response is 5xx except 505, the library's answer to an HTTP
  *     version it does not speak.  The handler never answers 5xx, the
  *     wrapper turns an answer into 500 only when the handler's status is
  *     unusable or memory ran out, and libmicrohttpd answers 500 only when it
  *     failed itself: every other 5xx is the server breaking, not the client;
+ *   - a first request whose header block, read straight from the input,
+ *     has a folded line or a blank before a colon is never let through
+ *     (libmicrohttpd hides both, so this is checked against the bytes);
  *   - what reaches the handler is what http_server.h promises: a refusal is
  *     400 or 414 with a reason and no body; an oversized body is flagged and
  *     not handed on; otherwise the body is at most the cap and, when
@@ -65,9 +70,9 @@
 #define MAX_BODY 5000
 #define IDLE_TIMEOUT_S 1             /* the server's; bounds a stalled request */
 #define REPLY_MAX ((size_t)64 * 1024) /* stop reading past this */
-/* Longer than the idle timeout plus the library's one-second timeout
- * granularity, well under run.sh's -timeout=10. */
-#define REPLY_DEADLINE_MS 3000
+/* Twice the idle timeout plus the library's one-second timeout granularity
+ * and room for a loaded machine; well under run.sh's -timeout=10. */
+#define REPLY_DEADLINE_MS 4000
 #define STOP_GRACE_MS 3000
 /* See LLVMFuzzerTestOneInput: how long the reply must be quiet before the
  * end of input is sent, and after it for whole responses without EOF. */
@@ -108,6 +113,11 @@ static atomic_int server_failure_line;
       return;                                                                                  \
     }                                                                                          \
   } while (0)
+
+/* The client port of the last request the wrapper let through (no
+ * refusal), so the fuzzing thread can tell whether its own connection's
+ * request was accepted. */
+static atomic_uint accepted_port;
 
 /* What http_server.h promises about a request that reaches the callback. */
 static void check_request(const http_request *req) {
@@ -187,6 +197,8 @@ static void handler(void *ctx, const http_request *req, http_response *resp) {
   char buf[128];
   int n;
   check_request(req);
+  if (!req->refusal_status && req->peer && strncmp(req->peer, "127.0.0.1:", 10) == 0)
+    atomic_store(&accepted_port, (unsigned)strtoul(req->peer + 10, NULL, 10));
   if (req->refusal_status) {
     resp->status = req->refusal_status;
     n = snprintf(buf, sizeof buf, "{\"__type\":\"SerializationException\",\"message\":\"refused\"}");
@@ -440,27 +452,81 @@ static int walk_reply(const uint8_t *buf, size_t len, int check) {
   return len > 0;
 }
 
-/* Read more of the reply into buf[*len, cap).  Returns 1 at EOF or an error
- * (a reset also ends the reply), 0 at the size bound, at the deadline, or
- * once nothing came for `quiet_ms` and, with `whole`, what came is whole
+/* How read_reply stopped. */
+enum { READ_EOF, READ_QUIET, READ_FULL, READ_DEADLINE };
+
+/* Read more of the reply into buf[*len, cap) until EOF or an error (a
+ * reset also ends the reply), the size bound, the deadline, or until
+ * nothing came for `quiet_ms` and, with `whole`, what came is whole
  * responses. */
 static int read_reply(int fd, uint8_t *buf, size_t cap, size_t *len, int64_t deadline,
                       int quiet_ms, int whole) {
   while (*len < cap) {
     int64_t left = deadline - now_ms();
-    if (left <= 0) return 0;
+    if (left <= 0) return READ_DEADLINE;
     struct pollfd pfd = {fd, POLLIN, 0};
     int pr = poll(&pfd, 1, left < quiet_ms ? (int)left : quiet_ms);
     if (pr < 0 && errno == EINTR) continue;
-    if (pr < 0) return 1;
+    if (pr < 0) return READ_EOF;
     if (pr == 0) {
-      if (!whole || walk_reply(buf, *len, 0)) return 0;
+      if (!whole || walk_reply(buf, *len, 0)) return READ_QUIET;
       continue;
     }
     ssize_t r = recv(fd, buf + *len, cap - *len, 0);
     if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) return 1;
+    if (r <= 0) return READ_EOF;
     *len += (size_t)r;
+  }
+  return READ_FULL;
+}
+
+/* Whether the first request's header block holds what another HTTP parser
+ * (a proxy in front) could frame differently and that the wrapper promises
+ * to refuse, seen straight from the input bytes rather than through
+ * libmicrohttpd: a line that starts with a blank after a header line
+ * (obs-fold: the library hides it by gluing it to the header's name), or
+ * a blank between a header's name and its colon.  Lines end at LF, with an
+ * optional CR before it; empty lines before the request line are skipped.
+ * Only a block both parsers must split into the same lines is judged: one
+ * that ends, holds nothing but printable ASCII and tabs, and where every
+ * line but a folded one has a name before its colon.  (libmicrohttpd ends
+ * or splits a block early on some other bytes, such as a bare CR in a value
+ * followed by a line that starts with ':'; those are left to the other
+ * checks.)
+ *
+ * Known defect, allowed for here: libmicrohttpd takes a header line that
+ * starts with a NUL byte for the empty line that ends the header block, and
+ * http_server.c does not refuse it, so "POST / ...\r\nHost: x\r\n\0\r\n
+ * GET /missing HTTP/1.1\r\n..." is answered as two requests where an
+ * RFC 9112 parser sees one malformed one (seed regress-nul-line-ends-headers).
+ * The block is ended there as the library ends it; once the wrapper refuses
+ * a NUL in the header block, such a line should count as ambiguous. */
+static int first_request_is_ambiguous(const uint8_t *data, size_t size) {
+  size_t off = 0, line_no = 0;
+  int ambiguous = 0;
+  while (off < size) {
+    const uint8_t *nl = memchr(data + off, '\n', size - off);
+    if (!nl) return 0;
+    size_t ll = (size_t)(nl - (data + off));
+    const uint8_t *l = data + off;
+    off += ll + 1;
+    if (ll > 0 && l[ll - 1] == '\r') ll--;
+    if (ll == 0) {
+      if (line_no == 0) continue; /* before the request line */
+      return ambiguous;           /* end of the header block */
+    }
+    if (line_no > 0 && l[0] == '\0') return ambiguous; /* the library's end (see above) */
+    for (size_t i = 0; i < ll; i++)
+      if ((l[i] < 0x20 || l[i] > 0x7e) && l[i] != '\t') return 0;
+    line_no++;
+    if (line_no == 1) continue; /* the request line */
+    if (l[0] == ' ' || l[0] == '\t') {
+      if (line_no > 2) ambiguous = 1;
+      continue;
+    }
+    const uint8_t *colon = memchr(l, ':', ll);
+    if (!colon || colon == l) return 0;
+    if (colon[-1] == ' ' || colon[-1] == '\t') ambiguous = 1;
   }
   return 0;
 }
@@ -482,6 +548,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   }
 
   int fd = connect_server();
+  struct sockaddr_in self;
+  socklen_t self_len = sizeof self;
+  unsigned self_port = 0;
+  if (getsockname(fd, (struct sockaddr *)&self, &self_len) == 0) self_port = ntohs(self.sin_port);
+  atomic_store(&accepted_port, 0);
   size_t prev = 0;
   for (int i = 0; i < 3; i++) {
     if (bounds[i] <= prev) continue;
@@ -501,9 +572,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
    * responses that then stays quiet without EOF is taken as complete. */
   size_t len = 0;
   int64_t deadline = now_ms() + REPLY_DEADLINE_MS;
-  if (!read_reply(fd, reply, sizeof reply, &len, deadline, SETTLE_MS, 0)) {
+  int how = read_reply(fd, reply, sizeof reply, &len, deadline, SETTLE_MS, 0);
+  if (how == READ_QUIET) {
     shutdown(fd, SHUT_WR);
-    read_reply(fd, reply, sizeof reply, &len, deadline, KEEPALIVE_QUIET_MS, 1);
+    how = read_reply(fd, reply, sizeof reply, &len, deadline, KEEPALIVE_QUIET_MS, 1);
   }
   /* Reset rather than linger in TIME_WAIT: one connection per input would
    * otherwise run the machine out of ephemeral ports. */
@@ -512,6 +584,15 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   close(fd);
 
   walk_reply(reply, len, 1);
+  /* Past the deadline the server had the client's FIN and its own idle
+   * timeout for seconds and neither finished an answer nor closed: a
+   * connection stuck in the wrapper (a drain that never ends, a request
+   * never completed).  Cutting it short silently would hide the hang. */
+  if (how == READ_DEADLINE) dump_reply(reply, len);
+  FUZZ_CHECK(how != READ_DEADLINE, "the server answers or closes within its idle timeout");
+  if (first_request_is_ambiguous(data, size))
+    FUZZ_CHECK(self_port == 0 || atomic_load(&accepted_port) != self_port,
+               "a request with a folded header line or a blank before a colon is refused");
   const char *failure = atomic_exchange(&server_failure, NULL);
   if (failure) {
     fprintf(stderr, "fuzz invariant failed at %s:%d: %s (on a server thread)\n", __FILE__,
