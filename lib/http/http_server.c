@@ -500,11 +500,13 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
     goto respond;
   }
   MHD_get_connection_values_n(conn, MHD_HEADER_KIND, collect_header, &hl);
+  /* A fragment is never part of the signed request.  It starts at the first
+   * '#' wherever that is (RFC 3986), so it is cut before the query is split
+   * off: "/a#b?c=d" is path "/a" and no query. */
+  char *frag = strchr(path, '#');
+  if (frag) *frag = '\0';
   char *q = strchr(path, '?');
   if (q) *q++ = '\0';
-  /* A fragment is never part of the signed request. */
-  char *frag = strchr(q ? q : path, '#');
-  if (frag) *frag = '\0';
   format_peer(conn, peer, sizeof peer);
 
   req.method = method;

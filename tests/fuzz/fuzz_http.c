@@ -127,15 +127,9 @@ static void check_request(const http_request *req) {
   for (size_t i = 0; i < req->nheaders; i++)
     SERVER_CHECK(req->headers[i].name && req->headers[i].value, "every header has a name and value");
   SERVER_CHECK(strchr(req->path, '?') == NULL, "the query is split off the path");
-  /* Known defect of http_server.c's dispatch(): the fragment is looked for
-   * only after the first '?', so "/a#b?c=d" reaches the callback as path
-   * "/a#b" and query "c=d" instead of path "/a" and no query (RFC 3986: the
-   * fragment starts at the first '#').  Until it is fixed, a '#' in the
-   * path is let through when a query follows (the corpus seed
-   * regress-fragment-before-query); then this should read
-   * strchr(req->path, '#') == NULL alone. */
-  SERVER_CHECK((req->query || strchr(req->path, '#') == NULL) &&
-                   (!req->query || strchr(req->query, '#') == NULL),
+  /* The fragment starts at the first '#' (RFC 3986), before or after a '?'
+   * (the corpus seed regress-fragment-before-query). */
+  SERVER_CHECK(strchr(req->path, '#') == NULL && (!req->query || strchr(req->query, '#') == NULL),
                "the fragment is cut");
   SERVER_CHECK(strlen(req->path) + (req->query ? 1 + strlen(req->query) : 0) <= HTTP_REQUEST_TARGET_MAX,
              "the target handed on is within HTTP_REQUEST_TARGET_MAX");

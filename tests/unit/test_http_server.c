@@ -206,6 +206,19 @@ static void test_request_as_delivered(void **state) {
   assert_non_null(strstr(hdrs.data, "X-Echo: yes"));
   assert_non_null(strstr(hdrs.data, "Content-Type: text/plain"));
 
+  /* A fragment (never sent by a client, but a target may hold one) starts at
+   * the first '#', also before a '?': nothing after it is path or query. */
+  const char *const targets[][2] = {{"/a#b?c=d", "path=/a query=(none)"},
+                                    {"/a?c=d#e?f", "path=/a query=c=d "}};
+  for (size_t i = 0; i < 2; i++) {
+    body.len = 0;
+    curl_easy_setopt(c, CURLOPT_REQUEST_TARGET, targets[i][0]);
+    assert_int_equal(do_request(c, url, "hello", 5), 200);
+    if (!strstr(body.data, targets[i][1]))
+      fail_msg("target %s delivered as '%s'", targets[i][0], body.data);
+  }
+  curl_easy_setopt(c, CURLOPT_REQUEST_TARGET, NULL);
+
   /* Unknown paths are the callback's to answer; a GET without a body works. */
   body.len = 0;
   snprintf(url, sizeof url, "http://127.0.0.1:%u/missing", http_server_port(s));
@@ -216,7 +229,7 @@ static void test_request_as_delivered(void **state) {
   curl_slist_free_all(h);
   curl_easy_cleanup(c);
   http_server_stop(s, 1000);
-  assert_int_equal(atomic_load(&t.calls), 2);
+  assert_int_equal(atomic_load(&t.calls), 4);
 }
 
 static void test_keep_alive(void **state) {
