@@ -524,7 +524,10 @@ static void test_required_signed_headers(void **state) {
   r = v1_request(h, V1_AUTH);
   h[5] = (http_header){"X-Amz-Meta-Note", "added after signing"};
   r.nheaders = 6;
-  expect_error(plain_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "Header 'x-amz-meta-note' is present");
+  /* Named, never quoted: the value is the caller's, not kmsd's to echo. */
+  kerr_clear(&err);
+  assert_int_equal(sigv4_verify(plain_store, &r, "kms", NOW_2024, &res, &err), KERR_INVALID_SIGNATURE);
+  assert_non_null(strstr(err.msg, "Header 'x-amz-meta-note' is present"));
   assert_null(strstr(err.msg, "added after signing"));
   h[5] = (http_header){"X-Amz-Security-Token", TOKEN};
   expect_error(token_store, &r, NOW_2024, KERR_INVALID_SIGNATURE, "Header 'x-amz-security-token' is present");
