@@ -645,7 +645,7 @@ kerr_code xks_encrypt_result_parse(const char *body, size_t len, size_t plaintex
   if (rc) goto out;
   rc = get_b64(root, "ciphertext", 1, XKS_DATA_MAX, 0, BAD_REPLY, BAD_REPLY, &out->ciphertext,
                NULL, err);
-  if (!rc && out->ciphertext.len != plaintext_len)
+  if (!rc && (out->ciphertext.len == 0 || out->ciphertext.len != plaintext_len))
     rc = kerr_set(err, BAD_REPLY, "ciphertext is not as long as the plaintext.");
   if (!rc)
     rc = get_b64(root, "initializationVector", 1, XKS_IV_MAX, 0, BAD_REPLY, BAD_REPLY, &iv, NULL,
@@ -694,7 +694,7 @@ kerr_code xks_decrypt_result_parse(const char *body, size_t len, size_t cipherte
   if (rc) goto out;
   rc = get_b64(root, "plaintext", 1, XKS_DATA_MAX, 1, BAD_REPLY, BAD_REPLY, &out->plaintext,
                NULL, err);
-  if (!rc && out->plaintext.len != ciphertext_len)
+  if (!rc && (out->plaintext.len == 0 || out->plaintext.len != ciphertext_len))
     rc = kerr_set(err, BAD_REPLY, "plaintext is not as long as the ciphertext.");
 out:
   json_decref(root);

@@ -221,9 +221,9 @@ kerr_code xks_error_serialize(xks_error e, const char *msg, kbytes *out, kerr *e
  * rule of the spec.  Errors: KERR_XKS_PROXY_INVALID_RESPONSE for anything
  * malformed, KERR_INTERNAL for memory.  On success the caller owns *out and
  * frees it with the matching _free; on failure *out is left empty.
- * xks_encrypt_result_parse checks the ciphertext is `plaintext_len` bytes and
+ * xks_encrypt_result_parse checks the ciphertext is `plaintext_len` bytes (never 0) and
  * that a CDIV is present exactly when `want_cdiv`; xks_decrypt_result_parse
- * checks the plaintext is `ciphertext_len` bytes. */
+ * checks the plaintext is `ciphertext_len` bytes (never 0). */
 kerr_code xks_key_metadata_parse(const char *body, size_t len, xks_key_metadata *out, kerr *err);
 kerr_code xks_encrypt_result_parse(const char *body, size_t len, size_t plaintext_len,
                                    int want_cdiv, xks_encrypt_result *out, kerr *err);

@@ -690,12 +690,18 @@ static void test_encrypt_reply(void **state) {
       /* url-safe ciphertext */
       "{\"ciphertext\":\"AQIDBA-_\",\"initializationVector\":\"AAAAAAAAAAAAAAAA\","
       "\"authenticationTag\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}",
+      /* empty ciphertext (index 5) */
+      "{\"ciphertext\":\"\",\"initializationVector\":\"AAAAAAAAAAAAAAAA\","
+      "\"authenticationTag\":\"AAAAAAAAAAAAAAAAAAAAAA==\"}",
       /* missing tag */
       "{\"ciphertext\":\"AQIDBAU=\",\"initializationVector\":\"AAAAAAAAAAAAAAAA\"}",
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_int_equal(xks_encrypt_result_parse(bad[i], strlen(bad[i]), 5, 0, &p, &err),
                      KERR_XKS_PROXY_INVALID_RESPONSE);
+  /* an empty ciphertext is refused even when an empty one was expected */
+  assert_int_equal(xks_encrypt_result_parse(bad[5], strlen(bad[5]), 0, 0, &p, &err),
+                   KERR_XKS_PROXY_INVALID_RESPONSE);
 }
 
 static void test_decrypt_reply(void **state) {
@@ -715,6 +721,9 @@ static void test_decrypt_reply(void **state) {
   kbytes_wipe_free(&out);
   xks_decrypt_result_free(&r);
   assert_int_equal(xks_decrypt_result_serialize(&r, &out, &err), KERR_INTERNAL);
+  const char *empty = "{\"plaintext\":\"\"}";
+  assert_int_equal(xks_decrypt_result_parse(empty, strlen(empty), 0, &p, &err),
+                   KERR_XKS_PROXY_INVALID_RESPONSE);
   const char *missing = "{\"plain\":\"AA==\"}";
   assert_int_equal(xks_decrypt_result_parse(missing, strlen(missing), 1, &p, &err),
                    KERR_XKS_PROXY_INVALID_RESPONSE);
