@@ -207,7 +207,7 @@ out:
       free(buf);
   }
   /* jansson owns the text; a secret must not outlive the tree in the heap. */
-  if (secret) secure_wipe((void *)(uintptr_t)text, n);
+  if (secret) secure_wipe((char *)text, n);
   return rc;
 }
 
@@ -550,7 +550,7 @@ kerr_code xks_error_serialize(xks_error e, const char *msg, kbytes *out, kerr *e
   sb_str(&b, "{");
   sb_str_field(&b, 1, "errorName", xks_error_name(e));
   if (msg) {
-    for (; msg[n] && n < XKS_ERROR_MESSAGE_MAX; n++)
+    for (; n < XKS_ERROR_MESSAGE_MAX && msg[n]; n++)
       clean[n] = (msg[n] >= 0x20 && msg[n] <= 0x7e) ? msg[n] : '?';
     clean[n] = '\0';
     sb_str_field(&b, 0, "errorMessage", clean);
@@ -771,7 +771,7 @@ kerr_code xks_error_parse(const char *body, size_t len, xks_error *name, char *m
   *name = xks_error_from_name(n);
   if (msg && m) {
     size_t i;
-    for (i = 0; m[i] && i < XKS_ERROR_MESSAGE_MAX; i++)
+    for (i = 0; i < XKS_ERROR_MESSAGE_MAX && m[i]; i++)
       msg[i] = (m[i] >= 0x20 && m[i] <= 0x7e) ? m[i] : '?';
     msg[i] = '\0';
   }
