@@ -28,13 +28,19 @@ static kerr_code missing(const char *name, kerr *err) {
                   label);
 }
 
-static kerr_code wrong_type(const char *name, const char *type, kerr *err) {
+/* "Value at 'member' failed to satisfy constraint: <constraint>". */
+static kerr_code unsatisfied(const char *name, const char *constraint, kerr *err) {
   char label[128];
   member_label(name, label, sizeof label);
   return kerr_set(err, KERR_VALIDATION,
-                  "1 validation error detected: Value at '%s' failed to satisfy constraint: "
-                  "Member must be %s",
-                  label, type);
+                  "1 validation error detected: Value at '%s' failed to satisfy constraint: %s",
+                  label, constraint);
+}
+
+static kerr_code wrong_type(const char *name, const char *type, kerr *err) {
+  char constraint[64];
+  snprintf(constraint, sizeof constraint, "Member must be %s", type);
+  return unsatisfied(name, constraint, err);
 }
 
 /* A JSON string with a NUL inside: its C string would be cut short there. */
@@ -43,12 +49,7 @@ static bool holds_nul(const json_t *v) {
 }
 
 static kerr_code nul_inside(const char *name, kerr *err) {
-  char label[128];
-  member_label(name, label, sizeof label);
-  return kerr_set(err, KERR_VALIDATION,
-                  "1 validation error detected: Value at '%s' failed to satisfy constraint: "
-                  "Member must not contain the NUL character (U+0000)",
-                  label);
+  return unsatisfied(name, "Member must not contain the NUL character (U+0000)", err);
 }
 
 /* The member, or NULL when absent or JSON null (both mean "not given"). */
