@@ -10,6 +10,7 @@ PACKAGES=(
   libp11-kit-dev softhsm2 opensc
   libcmocka-dev wrk openssl
   python3 python3-venv
+  util-linux valgrind
 )
 
 missing=()
