@@ -97,6 +97,19 @@ typedef struct http_server_config {
   unsigned timeout_s;          /* idle connection timeout; 0: 60 seconds */
   const char *tls_cert_pem;    /* PEM text (not a path); NULL with tls_key_pem NULL: plain HTTP */
   const char *tls_key_pem;
+  /* GnuTLS priority string limiting TLS versions and cipher suites; NULL:
+   * libmicrohttpd's default.  Refused at start when GnuTLS rejects it. */
+  const char *tls_priority;
+  /* mTLS: PEM text of the CAs a client certificate must chain to.  When set,
+   * every connection must present a certificate that chains to one of them,
+   * is within its validity period, and (when tls_client_name_count > 0) is
+   * valid for one of tls_client_names under the rules of
+   * gnutls_x509_crt_check_hostname (a dNSName of the subject alternative
+   * names, or the subject CN when there is none); otherwise the handshake is
+   * aborted and no request is read.  NULL: no client certificate asked. */
+  const char *tls_client_ca_pem;
+  const char *const *tls_client_names;  /* copied at start */
+  size_t tls_client_name_count;
   http_handler_fn handler;
   void *handler_ctx;
   int use_listen_fd;           /* non-zero: serve on listen_fd instead of binding host:port */
