@@ -198,8 +198,8 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   }
   pthread_mutex_unlock(&t->lock);
   if (!rc)
-    log_msg(LOG_INFO, NULL, "key store %s: PKCS#11 token \"%s\" is serving again", h->store->name,
-            t->cfg->label);
+    log_msg(LOG_INFO, NULL, "key store %s: PKCS#11 token \"%s\" %s", h->store->name,
+            t->cfg->label, tok ? "is serving again" : "opened");
   else if (t->pin_rejected)
     log_msg(LOG_ERROR, NULL, "key store %s: PKCS#11 token \"%s\" refused its PIN; not retried",
             h->store->name, t->cfg->label);
