@@ -203,6 +203,10 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   else if (t->pin_rejected)
     log_msg(LOG_ERROR, NULL, "key store %s: PKCS#11 token \"%s\" refused its PIN; not retried",
             h->store->name, t->cfg->label);
+  /* Whatever kept the token closed (absent, wrong PIN, device), the request
+   * is not at fault: it moves on, and no KeyNotFound or AccessDenied leaks
+   * out of a token that merely is not there. */
+  if (rc && rc != KERR_DEPENDENCY_TIMEOUT) rc = pe->e.code = KERR_KEY_UNAVAILABLE;
   return rc;
 }
 
@@ -221,9 +225,10 @@ static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, p11_er
       pthread_mutex_unlock(&t->lock);
     }
     *pe = lp;
-    return rc;
+    return pe->e.code = KERR_KEY_UNAVAILABLE;
   }
-  return p11_session_acquire_as(tok, CKU_USER, s, pe);
+  rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
+  return rc == KERR_INVALID_STATE ? (pe->e.code = KERR_KEY_UNAVAILABLE) : rc;
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -611,10 +616,13 @@ static void probe_token(xksp_hsm *h, htoken *t) {
   if (rc && device_failure(rc, &pe) && pe.rv != CKR_OK) mark_failed(h, t, &pe);
   long long took = now_ms() - start;
   pthread_mutex_lock(&t->lock);
-  if (rc)
+  long long slow_ms = h->store->degraded_ms ? h->store->degraded_ms : XKSP_DEFAULT_DEGRADED_MS;
+  if (rc == KERR_DEPENDENCY_TIMEOUT)
+    t->status = ST_DEGRADED; /* it answers, but every session stayed busy */
+  else if (rc)
     t->status = ST_UNAVAILABLE;
   else
-    t->status = degraded || took > (long long)h->store->degraded_ms ? ST_DEGRADED : ST_ACTIVE;
+    t->status = degraded || took > slow_ms ? ST_DEGRADED : ST_ACTIVE;
   t->probing = 0;
   pthread_mutex_unlock(&t->lock);
 }

@@ -547,6 +547,21 @@ static void test_failover_and_recovery(void **state) {
   assert_int_equal(xksp_hsm_metadata(h, "k-ed", &m, &e), KERR_OK);
   xks_key_metadata_free(&m);
   xksp_hsm_close(h);
+
+  /* A configured token that does not exist is unavailable, never "key not
+   * found": the next token serves, and alone it is KERR_KEY_UNAVAILABLE. */
+  const char *missing_first[] = {"absent-token", "xb"}, *direct[] = {softhsm, softhsm};
+  make_store(&c, 2, missing_first, direct);
+  h = open_store(&c);
+  assert_int_equal(xksp_hsm_metadata(h, "k-ed", &m, &e), KERR_OK);
+  xks_key_metadata_free(&m);
+  xksp_hsm_close(h);
+  make_store(&c, 1, missing_first, direct);
+  h = open_store(&c);
+  assert_int_equal(xksp_hsm_metadata(h, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  sleep_ms(XKSP_REOPEN_BACKOFF_MS + 100);
+  assert_int_equal(xksp_hsm_metadata(h, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  xksp_hsm_close(h);
 }
 
 int main(void) {
