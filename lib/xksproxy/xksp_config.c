@@ -399,7 +399,7 @@ static kerr_code yaml_to_tree(cfg_ctx *c, const char *text, size_t len, json_t *
     tree_free(root);
     return rc;
   }
-  qsort(c->quoted, c->quoted_count, sizeof *c->quoted, ptr_cmp);
+  if (c->quoted_count > 1) qsort(c->quoted, c->quoted_count, sizeof *c->quoted, ptr_cmp);
   *out = root;
   return KERR_OK;
 }
