@@ -635,11 +635,14 @@ static kerr_code resolve_path(cfg_ctx *c, const char *p, const char *path, char 
     if (!(*out = strdup(p))) return oom(c);
     return KERR_OK;
   }
-  need = strlen(c->dir) + 1 + strlen(p) + 1;
+  size_t dl = strlen(c->dir), pl = strlen(p);
+  need = dl + 1 + pl + 1;
   if (need > XKSP_PATH_MAX)
     return fail(c, path, "is longer than %d bytes once made absolute", XKSP_PATH_MAX - 1);
   if (!(*out = malloc(need))) return oom(c);
-  snprintf(*out, need, "%s/%s", c->dir, p);
+  memcpy(*out, c->dir, dl);
+  (*out)[dl] = '/';
+  memcpy(*out + dl + 1, p, pl + 1);
   return KERR_OK;
 }
 
