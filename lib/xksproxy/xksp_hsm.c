@@ -31,6 +31,10 @@
 #define MODEL_MAX 128              /* ekmFleetDetails model */
 #define HEALTH_PLAINTEXT "xks-proxy health probe"
 
+/* An external key id is a CKA_LABEL: both bounds are 128 today, and one
+ * check of XKS_KEY_ID_MAX is enough only while that holds. */
+_Static_assert(XKS_KEY_ID_MAX <= P11_ID_MAX, "an externalKeyId must fit a PKCS#11 label");
+
 typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_status;
 
 static const char *const status_names[] = {"ACTIVE", "DEGRADED", "UNAVAILABLE"};
@@ -190,6 +194,7 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   t->reopening = 0;
   t->tok = opened;
   if (rc && pin_refusal(pe)) t->pin_rejected = 1;
+  int pin_rejected = t->pin_rejected;
   if (!rc) {
     t->failed = 0;
     t->generation++;
@@ -200,7 +205,7 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   if (!rc)
     log_msg(LOG_INFO, NULL, "key store %s: PKCS#11 token \"%s\" %s", h->store->name,
             t->cfg->label, tok ? "is serving again" : "opened");
-  else if (t->pin_rejected)
+  else if (pin_rejected)
     log_msg(LOG_ERROR, NULL, "key store %s: PKCS#11 token \"%s\" refused its PIN; not retried",
             h->store->name, t->cfg->label);
   /* Whatever kept the token closed (absent, wrong PIN, device), the request
@@ -323,7 +328,7 @@ static kerr_code serve(xksp_hsm *h, const char *key_id, key_op op, void *ctx, ke
   p11_err pe;
   int timed_out = 0;
   size_t n = key_id ? strnlen(key_id, XKS_KEY_ID_MAX + 1) : 0;
-  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX)
+  if (n == 0 || n > XKS_KEY_ID_MAX)
     return kerr_set(err, KERR_NOT_FOUND, "external key id must be 1 to %d characters",
                     XKS_KEY_ID_MAX);
   if (h->store->keys && !listed(h->store->keys, h->store->key_count, key_id))
@@ -738,7 +743,10 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     p11_token *tok = NULL;
     p11_err_clear(&pe);
     if (token_ready(h, t, &tok, &pe)) {
-      if (t->pin_rejected) {
+      pthread_mutex_lock(&t->lock);
+      int pin_rejected = t->pin_rejected;
+      pthread_mutex_unlock(&t->lock);
+      if (pin_rejected) {
         rc = kerr_set(err, KERR_VALIDATION, "key store %s: PKCS#11 token \"%s\" refused the PIN",
                       store->name, t->cfg->label);
         goto fail;
@@ -788,7 +796,7 @@ int xksp_usage_parse(const char *s) {
 
 static int valid_key_id(const char *s) {
   size_t n = s ? strnlen(s, XKS_KEY_ID_MAX + 1) : 0;
-  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX) return 0;
+  if (n == 0 || n > XKS_KEY_ID_MAX) return 0;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -810,7 +818,7 @@ kerr_code xksp_create_key(const char *module, const char *token_label, const cha
   if (!valid_key_id(label))
     return kerr_set(err, KERR_VALIDATION,
                     "key label must be 1 to %d characters of A-Z a-z 0-9 - . _",
-                    XKS_KEY_ID_MAX < P11_ID_MAX ? XKS_KEY_ID_MAX : P11_ID_MAX);
+                    XKS_KEY_ID_MAX);
   if (usage < XKSP_USAGE_ENCRYPT_DECRYPT || usage > XKSP_USAGE_NONE)
     return kerr_set(err, KERR_VALIDATION, "unknown key usage %d", (int)usage);
   if (p11_module_load(module, &mod, &pe))
