@@ -44,6 +44,7 @@ typedef struct cached_key {
   CK_OBJECT_HANDLE handle;
   p11_key_info info;
   unsigned long generation;        /* the token's generation it was found in */
+  unsigned long epoch;             /* p11_module_epoch it was found in */
 } cached_key;
 
 typedef struct htoken {
@@ -57,7 +58,7 @@ typedef struct htoken {
   int pin_rejected;                /* wrong PIN: never tried again */
   CK_RV fail_rv;                   /* the answer that failed it */
   long long last_reopen_ms;
-  unsigned long generation;        /* bumped at each re-open: cached handles die */
+  unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
   char manufacturer[33];
   char model[MODEL_MAX + 1];
@@ -215,6 +216,13 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   return rc;
 }
 
+/* Forget every cached handle of the token. */
+static void cache_clear(htoken *t) {
+  pthread_mutex_lock(&t->lock);
+  t->generation++;
+  pthread_mutex_unlock(&t->lock);
+}
+
 /* A session logged in as the user.  A reinitialization of the module on
  * behalf of another token ends this token's login quietly: log in again
  * once and retry. */
@@ -232,6 +240,8 @@ static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, p11_er
     *pe = lp;
     return pe->e.code = KERR_KEY_UNAVAILABLE;
   }
+  /* Whatever ended the login may have renumbered the handles too. */
+  cache_clear(t);
   rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
   return rc == KERR_INVALID_STATE ? (pe->e.code = KERR_KEY_UNAVAILABLE) : rc;
 }
@@ -251,14 +261,20 @@ static void cache_drop(htoken *t, const char *label) {
   pthread_mutex_unlock(&t->lock);
 }
 
-/* The key labelled `label` on the token, from the cache or found now. */
+/* The key labelled `label` on the token, from the cache or found now.  A
+ * reinitialization of the module (for any of its tokens, on behalf of any
+ * store) renumbers every object handle, so a cached handle is good only in
+ * the module epoch it was found in; the epoch is read while `s` is held,
+ * which keeps reinitializations out until the handle has been used. */
 static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJECT_HANDLE *handle,
                             p11_key_info *info, p11_err *pe) {
+  unsigned long epoch = p11_module_epoch(t->mod);
   pthread_mutex_lock(&t->lock);
   unsigned long gen = t->generation;
   for (size_t i = 0; i < KEY_CACHE_MAX; i++) {
     cached_key *k = &t->keys[i];
-    if (k->label[0] && k->generation == gen && strcmp(k->label, label) == 0) {
+    if (k->label[0] && k->generation == gen && k->epoch == epoch &&
+        strcmp(k->label, label) == 0) {
       *handle = k->handle;
       *info = k->info;
       pthread_mutex_unlock(&t->lock);
@@ -286,6 +302,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJ
     k->handle = *handle;
     k->info = *info;
     k->generation = gen;
+    k->epoch = epoch;
   }
   pthread_mutex_unlock(&t->lock);
   return KERR_OK;

@@ -392,6 +392,53 @@ static void test_key_usage(void **state) {
   xksp_hsm_close(h);
 }
 
+/* ---- the key cache across module reinitializations ----------------------- */
+
+static void reinitialize_softhsm(void) {
+  p11_err pe;
+  assert_int_equal(p11_module_reinitialize(module, p11_module_epoch(module), 2000, &pe), KERR_OK);
+}
+
+/* A reinitialization renumbers every object handle (for any token of the
+ * module, on behalf of anyone): a handle cached before it may name another
+ * key after it.  Here bob, found first after the reinitialization, gets the
+ * number alice had; alice's next encryption must still use alice. */
+static void test_cache_across_reinitialization(void **state) {
+  (void)state;
+  kerr e;
+  assert_int_equal(xksp_create_key(softhsm, "xa", USER_PIN, "alice", XKSP_USAGE_ENCRYPT_DECRYPT, &e),
+                   KERR_OK);
+  assert_int_equal(xksp_create_key(softhsm, "xa", USER_PIN, "bob", XKSP_USAGE_ENCRYPT_DECRYPT, &e),
+                   KERR_OK);
+  reinitialize_softhsm(); /* handle numbers from a known start */
+  xksp_store_config c;
+  const char *labels[] = {"xa"}, *mods[] = {softhsm};
+  make_store(&c, 1, labels, mods);
+  xksp_hsm *h = open_store(&c);
+  const uint8_t pt[] = "for alice only";
+  xks_encrypt_result r;
+  assert_int_equal(encrypt(h, "alice", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  reinitialize_softhsm();
+  assert_int_equal(encrypt(h, "bob", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  assert_int_equal(encrypt(h, "alice", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xksp_hsm_close(h);
+  /* A fresh store (empty cache) judges which key made it. */
+  h = open_store(&c);
+  xks_decrypt_result d;
+  assert_int_equal(decrypt(h, "alice", r.ciphertext.data, r.ciphertext.len, r.iv, 12, r.tag, NULL,
+                           NULL, &d),
+                   KERR_OK);
+  assert_memory_equal(d.plaintext.data, pt, sizeof pt);
+  xks_decrypt_result_free(&d);
+  assert_int_equal(decrypt(h, "bob", r.ciphertext.data, r.ciphertext.len, r.iv, 12, r.tag, NULL,
+                           NULL, &d),
+                   KERR_INVALID_CIPHERTEXT);
+  xks_encrypt_result_free(&r);
+  xksp_hsm_close(h);
+}
+
 /* ---- health and failover ------------------------------------------------ */
 
 static void expect_health(xksp_hsm *h, const char *const *want, size_t n) {
@@ -572,6 +619,7 @@ int main(void) {
       cmocka_unit_test(test_round_trip_iv_hsm),
       cmocka_unit_test(test_sixteen_byte_iv_and_metadata),
       cmocka_unit_test(test_key_usage),
+      cmocka_unit_test(test_cache_across_reinitialization),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_failover_and_recovery),
   };
