@@ -134,10 +134,24 @@ static kerr_code describe(htoken *t, p11_token *tok, p11_err *pe) {
   return KERR_OK;
 }
 
+/* Log the user in.  Already logged in (a request thread or another handle
+ * of this process got there first: PKCS#11 login state is per process) is
+ * the state wanted, not a failure. */
+static kerr_code login_user(htoken *t, p11_token *tok, p11_err *pe) {
+  kerr_code rc = p11_token_login(tok, t->cfg->pin, pe);
+  if (rc && pe->rv == CKR_USER_ALREADY_LOGGED_IN) {
+    p11_err_clear(pe);
+    rc = KERR_OK;
+  }
+  return rc;
+}
+
 /* Make `tok` (NULL: open it) usable again: reinitialize the module when the
  * failure `rv` says its state may be bad (refused for a module another
- * library initialized: then just log in again), log out, log in.  No lock
- * held; the caller holds no session.  *opened is the token afterwards. */
+ * library initialized: then just log in again), log out unless a
+ * reinitialization already did (other threads may be using the login; they
+ * log in again on their own), log in.  No lock held; the caller holds no
+ * session.  *opened is the token afterwards. */
 static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_token **opened,
                         p11_err *pe) {
   kerr_code rc;
@@ -152,9 +166,11 @@ static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_to
       rc = p11_token_recover(tok, pe);
       if (rc && rc != KERR_INVALID_STATE) return rc;
     }
-    p11_token_logout(tok, NULL);
+    /* Still logged in by this handle means the module was not
+     * reinitialized since: the login may be what went bad. */
+    if (p11_token_logged_in(tok)) p11_token_logout(tok, NULL);
   }
-  rc = p11_token_login(tok, t->cfg->pin, pe);
+  rc = login_user(t, tok, pe);
   if (rc) return rc;
   return describe(t, tok, pe);
 }
@@ -223,27 +239,68 @@ static void cache_clear(htoken *t) {
   pthread_mutex_unlock(&t->lock);
 }
 
-/* A session logged in as the user.  A reinitialization of the module on
- * behalf of another token ends this token's login quietly: log in again
- * once and retry. */
-static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, p11_err *pe) {
-  kerr_code rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
-  if (rc != KERR_INVALID_STATE || pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
-  p11_err lp;
-  rc = p11_token_login(tok, t->cfg->pin, &lp);
-  if (rc && lp.rv != CKR_USER_ALREADY_LOGGED_IN) {
-    if (pin_refusal(&lp)) {
+/* Log in again after the login was found gone; a refused PIN is remembered
+ * (never tried again).  The handle's cached keys die with the login: what
+ * ended it may have renumbered them. */
+static kerr_code relogin(htoken *t, p11_token *tok, p11_err *pe) {
+  kerr_code rc = login_user(t, tok, pe);
+  if (rc) {
+    if (pin_refusal(pe)) {
       pthread_mutex_lock(&t->lock);
       t->pin_rejected = 1;
       pthread_mutex_unlock(&t->lock);
     }
-    *pe = lp;
-    return pe->e.code = KERR_KEY_UNAVAILABLE;
+    return rc;
   }
-  /* Whatever ended the login may have renumbered the handles too. */
   cache_clear(t);
-  rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
-  return rc == KERR_INVALID_STATE ? (pe->e.code = KERR_KEY_UNAVAILABLE) : rc;
+  return KERR_OK;
+}
+
+/* A session logged in as the user.  A reinitialization of the module on
+ * behalf of another token ends this token's login quietly: log in again
+ * and retry.  When the login is ended again each time (restarts racing),
+ * KERR_KEY_UNAVAILABLE with *lost set: the token is not at fault.  Any
+ * other failure is the token's (the caller marks it failed). */
+static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, int *lost,
+                              p11_err *pe) {
+  *lost = 0;
+  for (int attempt = 0;; attempt++) {
+    kerr_code rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
+    if (rc != KERR_INVALID_STATE || pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
+    if (attempt == 2) {
+      *lost = 1;
+      return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                      "the login of PKCS#11 token \"%s\" kept being ended by module restarts",
+                      t->cfg->label);
+    }
+    rc = relogin(t, tok, pe);
+    if (rc) return rc;
+  }
+}
+
+/* 1 when the module says the session works logged in as the user; a
+ * session that does not sees no private object, so an empty search there
+ * says nothing about the key. */
+static int session_is_user(htoken *t, p11_session *s) {
+  CK_SESSION_INFO si;
+  const CK_FUNCTION_LIST *fn = p11_module_functions(t->mod);
+  if (fn->C_GetSessionInfo(p11_session_handle(s), &si) != CKR_OK) return 0;
+  return si.state == CKS_RW_USER_FUNCTIONS || si.state == CKS_RO_USER_FUNCTIONS;
+}
+
+/* The login was found gone in the middle of a key operation (another
+ * thread's re-open logged the token out, or the module lost it): unless
+ * someone logged in again meanwhile, log out what the handle still counts
+ * and log in again. */
+static kerr_code restore_login(htoken *t, p11_token *tok, int *lost, p11_err *pe) {
+  p11_session *s = NULL;
+  kerr_code rc = acquire_user(t, tok, &s, lost, pe);
+  if (rc) return rc;
+  int fine = session_is_user(t, s);
+  p11_session_release(s);
+  if (fine) return KERR_OK;
+  p11_token_logout(tok, NULL);
+  return relogin(t, tok, pe);
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -317,25 +374,62 @@ static int stale_handle(kerr_code rc, const p11_err *pe) {
          (pe->rv == CKR_OBJECT_HANDLE_INVALID || pe->rv == CKR_KEY_HANDLE_INVALID);
 }
 
+/* What became of a request on one token. */
+typedef enum token_outcome {
+  TOKEN_ANSWERED = 0,   /* rc is the request's answer (success or the key's refusal) */
+  TOKEN_FAULT,          /* the token could not be made ready: mark it failed, next token */
+  TOKEN_SKIPPED,        /* not usable now, not its fault (busy, login lost to a restart) */
+} token_outcome;
+
+/* 1 when the failure says the session was not logged in (so the answer is
+ * about the login, not the key). */
+static int login_gone(htoken *t, p11_session *s, kerr_code rc, const p11_err *pe) {
+  if (rc == KERR_INVALID_STATE && pe->rv == CKR_USER_NOT_LOGGED_IN) return 1;
+  return rc == KERR_NOT_FOUND && !stale_handle(rc, pe) && !session_is_user(t, s);
+}
+
 /* Run `op` on the key through token `t`; a stale cached handle is dropped
- * and the key found once more. */
+ * and the key found once more; a login found gone is restored and the
+ * operation run once more.  Only a key lookup on a logged-in session of a
+ * healthy token can answer KERR_NOT_FOUND. */
 static kerr_code on_token(xksp_hsm *h, htoken *t, const char *key_id, key_op op, void *ctx,
-                          p11_err *pe) {
+                          token_outcome *out, p11_err *pe) {
   p11_token *tok;
   p11_session *s = NULL;
   CK_OBJECT_HANDLE key;
   p11_key_info info;
+  int lost = 0;
+  *out = TOKEN_ANSWERED;
   kerr_code rc = token_ready(h, t, &tok, pe);
-  if (rc) return rc;
-  rc = acquire_user(t, tok, &s, pe);
-  if (rc) return rc;
-  for (int attempt = 0; attempt < 2; attempt++) {
-    rc = key_lookup(t, s, key_id, &key, &info, pe);
-    if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
-    if (!stale_handle(rc, pe)) break;
-    cache_drop(t, key_id);
+  for (int relogged = 0; !rc; relogged++) {
+    rc = acquire_user(t, tok, &s, &lost, pe);
+    if (rc) break;
+    for (int attempt = 0; attempt < 2; attempt++) {
+      rc = key_lookup(t, s, key_id, &key, &info, pe);
+      if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
+      if (!stale_handle(rc, pe)) break;
+      cache_drop(t, key_id);
+    }
+    int gone = rc && login_gone(t, s, rc, pe);
+    p11_session_release(s);
+    s = NULL;
+    if (!gone) return rc;
+    if (relogged) {
+      *out = TOKEN_SKIPPED;
+      return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                      "PKCS#11 token \"%s\" lost its login again right after logging in",
+                      t->cfg->label);
+    }
+    rc = restore_login(t, tok, &lost, pe);
   }
-  p11_session_release(s);
+  /* Getting the token ready or a session of it failed: whatever the
+   * answer (a token gone after a module restart says KERR_NOT_FOUND with
+   * CKR_OK), it is about the token, never about the key. */
+  if (rc == KERR_DEPENDENCY_TIMEOUT || lost)
+    *out = TOKEN_SKIPPED;
+  else
+    *out = TOKEN_FAULT;
+  if (rc != KERR_DEPENDENCY_TIMEOUT) rc = pe->e.code = KERR_KEY_UNAVAILABLE;
   return rc;
 }
 
@@ -353,13 +447,19 @@ static kerr_code serve(xksp_hsm *h, const char *key_id, key_op op, void *ctx, ke
                     h->store->name);
   for (size_t i = 0; i < h->token_count; i++) {
     htoken *t = &h->tokens[i];
+    token_outcome outcome;
     p11_err_clear(&pe);
-    kerr_code rc = on_token(h, t, key_id, op, ctx, &pe);
+    kerr_code rc = on_token(h, t, key_id, op, ctx, &outcome, &pe);
     if (rc == KERR_OK) return KERR_OK;
     if (rc == KERR_DEPENDENCY_TIMEOUT) {
       timed_out = 1;
       continue;
     }
+    if (outcome == TOKEN_FAULT) {
+      mark_failed(h, t, &pe);
+      continue;
+    }
+    if (outcome == TOKEN_SKIPPED) continue;
     if (device_failure(rc, &pe)) {
       if (pe.rv != CKR_OK) mark_failed(h, t, &pe);
       continue;
@@ -624,9 +724,13 @@ static void probe_token(xksp_hsm *h, htoken *t) {
   t->probe_started_ms = start;
   pthread_mutex_unlock(&t->lock);
   p11_err_clear(&pe);
+  int lost = 0, fault = 0;
   kerr_code rc = token_ready(h, t, &tok, &pe);
   if (!rc) rc = describe(t, tok, &pe);
-  if (!rc) rc = acquire_user(t, tok, &s, &pe);
+  if (!rc) rc = acquire_user(t, tok, &s, &lost, &pe);
+  /* As for a request: not getting the token ready is the token's failure,
+   * whatever the answer. */
+  fault = rc && rc != KERR_DEPENDENCY_TIMEOUT && !lost;
   if (!rc && h->store->health_key) {
     kerr_code hk = health_round_trip(h, t, s, &pe);
     if (hk && device_failure(hk, &pe))
@@ -635,7 +739,7 @@ static void probe_token(xksp_hsm *h, htoken *t) {
       degraded = 1;
   }
   p11_session_release(s);
-  if (rc && device_failure(rc, &pe) && pe.rv != CKR_OK) mark_failed(h, t, &pe);
+  if (fault || (rc && device_failure(rc, &pe) && pe.rv != CKR_OK)) mark_failed(h, t, &pe);
   long long took = now_ms() - start;
   pthread_mutex_lock(&t->lock);
   long long slow_ms = h->store->degraded_ms ? h->store->degraded_ms : XKSP_DEFAULT_DEGRADED_MS;

@@ -392,6 +392,8 @@ static void test_key_usage(void **state) {
   xksp_hsm_close(h);
 }
 
+static void expect_health(xksp_hsm *h, const char *const *want, size_t n);
+
 /* ---- the key cache across module reinitializations ----------------------- */
 
 static void reinitialize_softhsm(void) {
@@ -436,6 +438,78 @@ static void test_cache_across_reinitialization(void **state) {
                            NULL, &d),
                    KERR_INVALID_CIPHERTEXT);
   xks_encrypt_result_free(&r);
+  xksp_hsm_close(h);
+}
+
+/* A token whose label is gone after a module restart is unavailable, never
+ * "key not found": the next token serves, and it is marked failed. */
+static void test_token_gone_after_restart(void **state) {
+  (void)state;
+  p11_err pe;
+  kerr e;
+  CK_SLOT_ID slot;
+  assert_int_equal(p11_softhsm_provision(module, "xgone", SO_PIN, USER_PIN, &slot, &pe), KERR_OK);
+  assert_int_equal(xksp_create_key(softhsm, "xgone", USER_PIN, "k-ed", XKSP_USAGE_ENCRYPT_DECRYPT,
+                                   &e),
+                   KERR_OK);
+  xksp_store_config c2, c1;
+  const char *labels[] = {"xgone", "xb"}, *mods[] = {softhsm, softhsm};
+  make_store(&c2, 2, labels, mods);
+  make_store(&c1, 1, labels, mods);
+  xksp_hsm *h2 = open_store(&c2), *h1 = open_store(&c1);
+  xks_key_metadata m;
+  assert_int_equal(xksp_hsm_metadata(h2, "k-ed", &m, &e), KERR_OK);
+  xks_key_metadata_free(&m);
+  char cmd[PATH_MAX + 160];
+  snprintf(cmd, sizeof cmd,
+           "for f in '%s'/hsm/tokens/*/token.object; do grep -q -a xgone \"$f\" && "
+           "rm -rf \"$(dirname \"$f\")\"; done; true",
+           data_dir);
+  assert_int_equal(system(cmd), 0);
+  reinitialize_softhsm();
+  assert_int_equal(xksp_hsm_metadata(h2, "k-ed", &m, &e), KERR_OK); /* xb */
+  xks_key_metadata_free(&m);
+  assert_int_equal(xksp_hsm_metadata(h1, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  assert_int_equal(xksp_hsm_metadata(h1, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  const char *gone[] = {"UNAVAILABLE"};
+  expect_health(h1, gone, 1);
+  xksp_hsm_close(h1);
+  xksp_hsm_close(h2);
+}
+
+/* The login ended under the store's feet (here by a C_Logout through
+ * another handle; in production by another thread's re-open): the store
+ * logs in again and the request succeeds, with a cached key and with a key
+ * it has to find (whose search, not logged in, would come back empty). */
+static void test_login_lost(void **state) {
+  (void)state;
+  xksp_store_config c;
+  const char *labels[] = {"xa"}, *mods[] = {softhsm};
+  make_store(&c, 1, labels, mods);
+  xksp_hsm *h = open_store(&c);
+  const uint8_t pt[] = "logged out";
+  xks_encrypt_result r;
+  xks_key_metadata m;
+  kerr e;
+  assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  for (int round = 0; round < 2; round++) {
+    p11_token *tok = NULL;
+    p11_session *s = NULL;
+    p11_err pe;
+    assert_int_equal(p11_token_open(module, "xa", 1, &tok, &pe), KERR_OK);
+    assert_int_equal(p11_session_acquire(tok, &s, &pe), KERR_OK);
+    assert_int_equal(p11_module_functions(module)->C_Logout(p11_session_handle(s)), CKR_OK);
+    p11_session_release(s);
+    p11_token_close(tok);
+    if (round == 0) {
+      assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+      xks_encrypt_result_free(&r);
+    } else {
+      assert_int_equal(xksp_hsm_metadata(h, "k-e", &m, &e), KERR_OK);
+      xks_key_metadata_free(&m);
+    }
+  }
   xksp_hsm_close(h);
 }
 
@@ -620,6 +694,8 @@ int main(void) {
       cmocka_unit_test(test_sixteen_byte_iv_and_metadata),
       cmocka_unit_test(test_key_usage),
       cmocka_unit_test(test_cache_across_reinitialization),
+      cmocka_unit_test(test_token_gone_after_restart),
+      cmocka_unit_test(test_login_lost),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_failover_and_recovery),
   };
