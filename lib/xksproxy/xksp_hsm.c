@@ -29,6 +29,7 @@
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
 #define MODEL_MAX 128              /* ekmFleetDetails model */
+#define HEALTH_MAX_AGE_MS 60000    /* the spec: health no older than a minute */
 #define HEALTH_PLAINTEXT "xks-proxy health probe"
 
 /* An external key id is a CKA_LABEL: both bounds are 128 today, and one
@@ -56,7 +57,8 @@ typedef struct htoken {
   int failed;                      /* must be re-opened before use */
   int reopening;                   /* a thread is re-opening it now */
   int pin_rejected;                /* wrong PIN: never tried again */
-  CK_RV fail_rv;                   /* the answer that failed it */
+  CK_RV fail_rv;                   /* the answer that failed it (or its last re-open) */
+  unsigned long fail_epoch;        /* p11_module_epoch when a re-open failed so */
   long long last_reopen_ms;
   unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
@@ -65,6 +67,7 @@ typedef struct htoken {
   token_status status;
   int probing;
   long long probe_started_ms;
+  long long last_probe_done_ms;    /* when the status was last found (open or probe) */
   cached_key keys[KEY_CACHE_MAX];
   size_t next_victim;
 } htoken;
@@ -152,11 +155,18 @@ static kerr_code login_user(htoken *t, p11_token *tok, p11_err *pe) {
  * reinitialization already did (other threads may be using the login; they
  * log in again on their own), log in.  No lock held; the caller holds no
  * session.  *opened is the token afterwards. */
-static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_token **opened,
-                        p11_err *pe) {
+static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv,
+                        unsigned long fail_epoch, p11_token **opened, p11_err *pe) {
   kerr_code rc;
   *opened = tok;
   if (!tok) {
+    /* The token was never opened and the last try said the module's state
+     * may be bad: no token handle can recover it, so reinitialize the
+     * module here (once: not when that happened since the failure). */
+    if (p11_rv_module_state(rv)) {
+      rc = p11_module_reinitialize(t->mod, fail_epoch, ACQUIRE_WAIT_MS, pe);
+      if (rc && rc != KERR_INVALID_STATE) return rc;
+    }
     rc = p11_token_open(t->mod, t->cfg->label, h->pool, &tok, pe);
     if (rc) return rc;
     p11_token_set_acquire_timeout(tok, ACQUIRE_WAIT_MS, NULL);
@@ -202,15 +212,23 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   t->last_reopen_ms = now;
   tok = t->tok;
   rv = t->fail_rv;
+  unsigned long fail_epoch = t->fail_epoch;
   pthread_mutex_unlock(&t->lock);
 
+  unsigned long epoch_before = p11_module_epoch(t->mod);
   p11_token *opened = NULL;
-  kerr_code rc = reopen(h, t, tok, rv, &opened, pe);
+  kerr_code rc = reopen(h, t, tok, rv, fail_epoch, &opened, pe);
 
   pthread_mutex_lock(&t->lock);
   t->reopening = 0;
   t->tok = opened;
   if (rc && pin_refusal(pe)) t->pin_rejected = 1;
+  /* A re-open that failed with a module-state answer has the next one
+   * reinitialize the module, even for a token that never opened. */
+  if (rc && pe->rv != CKR_OK && p11_rv_module_state(pe->rv)) {
+    t->fail_rv = pe->rv;
+    t->fail_epoch = epoch_before;
+  }
   int pin_rejected = t->pin_rejected;
   if (!rc) {
     t->failed = 0;
@@ -749,12 +767,23 @@ static void probe_token(xksp_hsm *h, htoken *t) {
     t->status = ST_UNAVAILABLE;
   else
     t->status = degraded || took > slow_ms ? ST_DEGRADED : ST_ACTIVE;
+  /* A request failed it while this probe ran: the failure is newer. */
+  if (t->failed) t->status = ST_UNAVAILABLE;
   t->probing = 0;
+  t->last_probe_done_ms = now_ms();
   pthread_mutex_unlock(&t->lock);
 }
 
+static int stopping(xksp_hsm *h) {
+  pthread_mutex_lock(&h->prober_lock);
+  int yes = h->stopping;
+  pthread_mutex_unlock(&h->prober_lock);
+  return yes;
+}
+
 void xksp_hsm_probe_now(xksp_hsm *h) {
-  for (size_t i = 0; i < h->token_count; i++) probe_token(h, &h->tokens[i]);
+  /* Close waits for the prober: it stops between tokens, not after all. */
+  for (size_t i = 0; i < h->token_count && !stopping(h); i++) probe_token(h, &h->tokens[i]);
 }
 
 static void *prober_main(void *arg) {
@@ -788,6 +817,8 @@ kerr_code xksp_hsm_start_prober(xksp_hsm *h, kerr *err) {
 
 kerr_code xksp_hsm_health(xksp_hsm *h, xks_health *out, kerr *err) {
   long long now = now_ms();
+  long long max_age_ms = (long long)h->interval_s * 2000;
+  if (max_age_ms > HEALTH_MAX_AGE_MS) max_age_ms = HEALTH_MAX_AGE_MS;
   char vendor[33] = "";
   for (size_t i = 0; i < h->token_count; i++) {
     htoken *t = &h->tokens[i];
@@ -797,6 +828,9 @@ kerr_code xksp_hsm_health(xksp_hsm *h, xks_health *out, kerr *err) {
     /* A probe stuck in the token for longer than an interval: it hangs. */
     if (t->probing && now - t->probe_started_ms > (long long)h->interval_s * 1000)
       st = ST_UNAVAILABLE;
+    /* A status nobody confirmed for two intervals (a minute at most, the
+     * spec's bound) is not reported as current. */
+    if (now - t->last_probe_done_ms > max_age_ms) st = ST_UNAVAILABLE;
     snprintf(model, sizeof model, "%s", t->model[0] ? t->model : "unknown");
     if (i == 0) snprintf(vendor, sizeof vendor, "%s", t->manufacturer);
     pthread_mutex_unlock(&t->lock);
@@ -863,6 +897,7 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     }
     p11_token *tok = NULL;
     p11_err_clear(&pe);
+    t->last_probe_done_ms = now_ms(); /* the open is the first look */
     if (token_ready(h, t, &tok, &pe)) {
       pthread_mutex_lock(&t->lock);
       int pin_rejected = t->pin_rejected;

@@ -393,6 +393,7 @@ static void test_key_usage(void **state) {
 }
 
 static void expect_health(xksp_hsm *h, const char *const *want, size_t n);
+static void sleep_ms(long ms);
 
 /* ---- the key cache across module reinitializations ----------------------- */
 
@@ -559,6 +560,17 @@ static void test_health(void **state) {
   xksp_hsm_probe_now(h);
   const char *degraded[] = {"DEGRADED", "DEGRADED"};
   expect_health(h, degraded, 2);
+  xksp_hsm_close(h);
+  /* A status no probe confirmed for two intervals (here 1 s) is not current. */
+  c.health_key = NULL;
+  h = open_store(&c);
+  xksp_hsm_probe_now(h);
+  expect_health(h, active, 2);
+  sleep_ms(2100);
+  const char *stale[] = {"UNAVAILABLE", "UNAVAILABLE"};
+  expect_health(h, stale, 2);
+  xksp_hsm_probe_now(h);
+  expect_health(h, active, 2);
   xksp_hsm_close(h);
   /* A wrong PIN stops the open, naming the token, not the PIN. */
   char bad[] = "not-the-pin-1";
