@@ -578,9 +578,11 @@ static kerr_code fresh_iv(xksp_hsm *h, htoken *t, p11_session *s, uint8_t iv[P11
   return KERR_OK;
 }
 
-static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
-                            const p11_key_info *info, void *vctx, p11_err *pe) {
-  crypt_ctx *c = vctx;
+/* One encryption; *trial_failed when the CDIV's trial decryption did not
+ * give the plaintext back (nothing returned then). */
+static kerr_code encrypt_once(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                              const p11_key_info *info, crypt_ctx *c, int *trial_failed,
+                              p11_err *pe) {
   const xks_request *req = c->req;
   uint8_t iv[P11_GCM_IV_BYTES], cdiv[XKS_CDIV_LEN];
   kbytes out = {0}, back = {0};
@@ -609,9 +611,11 @@ static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HA
     if (info->decrypt) {
       rc = p11_gcm_decrypt_iv(s, key, iv, sizeof iv, c->aad->data, c->aad->len, out.data, out.len,
                               &back, pe);
+      if (rc == KERR_INVALID_CIPHERTEXT) *trial_failed = 1;
       if (rc) goto out;
       if (back.len != req->plaintext.len ||
           (back.len && secure_memcmp(back.data, req->plaintext.data, back.len) != 0)) {
+        *trial_failed = 1;
         rc = kerr_set(&pe->e, KERR_INTERNAL,
                       "the token's ciphertext did not decrypt to the plaintext; not returned");
         goto out;
@@ -640,6 +644,21 @@ out:
   kbytes_wipe_free(&back);
   kbytes_wipe_free(&out);
   return rc;
+}
+
+/* A trial decryption that fails is a fault of this encryption, not of the
+ * request's ciphertext (there is none): the spec allows encrypting again,
+ * once; then it is an internal error, never InvalidCiphertext. */
+static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                            const p11_key_info *info, void *vctx, p11_err *pe) {
+  kerr_code rc = KERR_OK;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int trial_failed = 0;
+    rc = encrypt_once(h, t, s, key, info, vctx, &trial_failed, pe);
+    if (!trial_failed) return rc;
+  }
+  return kerr_set(&pe->e, KERR_INTERNAL,
+                  "the token's ciphertext twice did not decrypt to the plaintext; not returned");
 }
 
 static kerr_code op_decrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
