@@ -29,6 +29,7 @@
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
 #define MODEL_MAX 128              /* ekmFleetDetails model */
+#define RETRY_MAX_MS 30000         /* the prober's longest wait between re-opens */
 #define HEALTH_MAX_AGE_MS 60000    /* the spec: health no older than a minute */
 #define HEALTH_PLAINTEXT "xks-proxy health probe"
 
@@ -60,6 +61,7 @@ typedef struct htoken {
   CK_RV fail_rv;                   /* the answer that failed it (or its last re-open) */
   unsigned long fail_epoch;        /* p11_module_epoch when a re-open failed so */
   long long last_reopen_ms;
+  long long retry_delay_ms;        /* prober's backoff: 1 s doubling to 30 s, reset on success */
   unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
   char manufacturer[33];
@@ -80,7 +82,8 @@ struct xksp_hsm {
   unsigned interval_s;
   pthread_mutex_t prober_lock;
   pthread_cond_t prober_wake;      /* CLOCK_MONOTONIC */
-  int prober_started, stopping;
+  int prober_started, stopping;    /* under prober_lock */
+  int wake;                        /* a request failed a token: recover it now */
   pthread_t prober;
 };
 
@@ -108,6 +111,13 @@ static void mark_failed(xksp_hsm *h, htoken *t, const p11_err *pe) {
   t->status = ST_UNAVAILABLE;
   if (!was_failed) t->fail_rv = pe->rv;
   pthread_mutex_unlock(&t->lock);
+  if (!was_failed) {
+    /* Recovery starts now, not at the next interval. */
+    pthread_mutex_lock(&h->prober_lock);
+    h->wake = 1;
+    pthread_cond_signal(&h->prober_wake);
+    pthread_mutex_unlock(&h->prober_lock);
+  }
   if (!was_failed)
     log_msg(LOG_WARN, NULL, "key store %s: PKCS#11 token \"%s\" failed, trying the others: %s",
             h->store->name, t->cfg->label, pe->e.msg);
@@ -185,9 +195,21 @@ static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv,
   return describe(t, tok, pe);
 }
 
+static int prober_running(xksp_hsm *h) {
+  pthread_mutex_lock(&h->prober_lock);
+  int yes = h->prober_started;
+  pthread_mutex_unlock(&h->prober_lock);
+  return yes;
+}
+
 /* The token, usable: re-opened first if it failed and the backoff allows.
- * KERR_KEY_UNAVAILABLE (or the re-open's failure) when it is not. */
-static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_err *pe) {
+ * KERR_KEY_UNAVAILABLE (or the re-open's failure) when it is not.  With a
+ * prober running only the prober re-opens (`by_prober`), with a backoff of
+ * its own per token; requests skip a failed token, so none of them waits
+ * on a dead HSM or a module reinitialization. */
+static kerr_code token_ready(xksp_hsm *h, htoken *t, int by_prober, p11_token **tok_out,
+                             p11_err *pe) {
+  int prober = prober_running(h);
   p11_token *tok;
   CK_RV rv;
   *tok_out = NULL;
@@ -203,7 +225,9 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
     return KERR_OK;
   }
   long long now = now_ms();
-  if (t->reopening || now - t->last_reopen_ms < XKSP_REOPEN_BACKOFF_MS) {
+  long long backoff = prober ? (t->retry_delay_ms ? t->retry_delay_ms : XKSP_REOPEN_BACKOFF_MS)
+                             : XKSP_REOPEN_BACKOFF_MS;
+  if ((prober && !by_prober) || t->reopening || now - t->last_reopen_ms < backoff) {
     pthread_mutex_unlock(&t->lock);
     return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE, "PKCS#11 token \"%s\" is unavailable",
                     t->cfg->label);
@@ -230,7 +254,10 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
     t->fail_epoch = epoch_before;
   }
   int pin_rejected = t->pin_rejected;
+  if (rc && prober)
+    t->retry_delay_ms = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
   if (!rc) {
+    t->retry_delay_ms = 0;
     t->failed = 0;
     t->generation++;
     t->status = ST_ACTIVE;
@@ -418,7 +445,7 @@ static kerr_code on_token(xksp_hsm *h, htoken *t, const char *key_id, key_op op,
   p11_key_info info;
   int lost = 0;
   *out = TOKEN_ANSWERED;
-  kerr_code rc = token_ready(h, t, &tok, pe);
+  kerr_code rc = token_ready(h, t, 0, &tok, pe);
   for (int relogged = 0; !rc; relogged++) {
     rc = acquire_user(t, tok, &s, &lost, pe);
     if (rc) break;
@@ -750,7 +777,7 @@ static kerr_code health_round_trip(xksp_hsm *h, htoken *t, p11_session *s, p11_e
   return rc;
 }
 
-static void probe_token(xksp_hsm *h, htoken *t) {
+static void probe_token(xksp_hsm *h, htoken *t, int by_prober) {
   p11_err pe;
   p11_token *tok = NULL;
   p11_session *s = NULL;
@@ -762,7 +789,7 @@ static void probe_token(xksp_hsm *h, htoken *t) {
   pthread_mutex_unlock(&t->lock);
   p11_err_clear(&pe);
   int lost = 0, fault = 0;
-  kerr_code rc = token_ready(h, t, &tok, &pe);
+  kerr_code rc = token_ready(h, t, by_prober, &tok, &pe);
   if (!rc) rc = describe(t, tok, &pe);
   if (!rc) rc = acquire_user(t, tok, &s, &lost, &pe);
   /* As for a request: not getting the token ready is the token's failure,
@@ -800,24 +827,59 @@ static int stopping(xksp_hsm *h) {
   return yes;
 }
 
-void xksp_hsm_probe_now(xksp_hsm *h) {
-  /* Close waits for the prober: it stops between tokens, not after all. */
-  for (size_t i = 0; i < h->token_count && !stopping(h); i++) probe_token(h, &h->tokens[i]);
+/* Probe every token, or (only_failed) just the failed ones, re-opening
+ * them when their backoff allows.  Close waits for the prober: it stops
+ * between tokens, not after all of them. */
+static void probe_pass(xksp_hsm *h, int by_prober, int only_failed) {
+  for (size_t i = 0; i < h->token_count && !stopping(h); i++) {
+    htoken *t = &h->tokens[i];
+    pthread_mutex_lock(&t->lock);
+    int failed = t->failed;
+    pthread_mutex_unlock(&t->lock);
+    if (!only_failed || failed) probe_token(h, t, by_prober);
+  }
 }
 
+void xksp_hsm_probe_now(xksp_hsm *h) { probe_pass(h, 1, 0); }
+
+static int any_failed(xksp_hsm *h) {
+  int n = 0;
+  for (size_t i = 0; i < h->token_count; i++) {
+    pthread_mutex_lock(&h->tokens[i].lock);
+    n += h->tokens[i].failed && !h->tokens[i].pin_rejected;
+    pthread_mutex_unlock(&h->tokens[i].lock);
+  }
+  return n > 0;
+}
+
+/* Every interval a probe of every token; in between, while a token is
+ * failed, a recovery pass over the failed ones each second (woken at once
+ * when a request fails one), each re-opened no more often than its backoff
+ * allows.  A module is reinitialized at most once per such re-open, and not
+ * at all when another token's re-open already did it since the failure. */
 static void *prober_main(void *arg) {
   xksp_hsm *h = arg;
-  struct timespec deadline;
+  long long next_full = now_ms() + (long long)h->interval_s * 1000;
   pthread_mutex_lock(&h->prober_lock);
   while (!h->stopping) {
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += h->interval_s;
-    while (!h->stopping &&
+    pthread_mutex_unlock(&h->prober_lock);
+    long long wake_at = next_full;
+    if (any_failed(h) && now_ms() + XKSP_REOPEN_BACKOFF_MS < wake_at)
+      wake_at = now_ms() + XKSP_REOPEN_BACKOFF_MS;
+    struct timespec deadline = {wake_at / 1000, (wake_at % 1000) * 1000000L};
+    pthread_mutex_lock(&h->prober_lock);
+    while (!h->stopping && !h->wake &&
            pthread_cond_timedwait(&h->prober_wake, &h->prober_lock, &deadline) == 0)
       continue;
+    h->wake = 0;
     if (h->stopping) break;
     pthread_mutex_unlock(&h->prober_lock);
-    xksp_hsm_probe_now(h);
+    if (now_ms() >= next_full) {
+      probe_pass(h, 1, 0);
+      next_full = now_ms() + (long long)h->interval_s * 1000;
+    } else {
+      probe_pass(h, 1, 1);
+    }
     pthread_mutex_lock(&h->prober_lock);
   }
   pthread_mutex_unlock(&h->prober_lock);
@@ -825,12 +887,19 @@ static void *prober_main(void *arg) {
 }
 
 kerr_code xksp_hsm_start_prober(xksp_hsm *h, kerr *err) {
-  if (h->prober_started) return KERR_OK;
+  if (prober_running(h)) return KERR_OK;
   xksp_hsm_probe_now(h);
-  if (pthread_create(&h->prober, NULL, prober_main, h) != 0)
+  /* Set first: from now on only the prober re-opens failed tokens. */
+  pthread_mutex_lock(&h->prober_lock);
+  h->prober_started = 1;
+  pthread_mutex_unlock(&h->prober_lock);
+  if (pthread_create(&h->prober, NULL, prober_main, h) != 0) {
+    pthread_mutex_lock(&h->prober_lock);
+    h->prober_started = 0;
+    pthread_mutex_unlock(&h->prober_lock);
     return kerr_set(err, KERR_INTERNAL, "cannot start the health prober of key store %s",
                     h->store->name);
-  h->prober_started = 1;
+  }
   return KERR_OK;
 }
 
@@ -917,7 +986,7 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     p11_token *tok = NULL;
     p11_err_clear(&pe);
     t->last_probe_done_ms = now_ms(); /* the open is the first look */
-    if (token_ready(h, t, &tok, &pe)) {
+    if (token_ready(h, t, 1, &tok, &pe)) {
       pthread_mutex_lock(&t->lock);
       int pin_rejected = t->pin_rejected;
       pthread_mutex_unlock(&t->lock);

@@ -697,6 +697,39 @@ static void test_failover_and_recovery(void **state) {
   xksp_hsm_close(h);
 }
 
+/* With the prober running, requests skip a failed token and the prober,
+ * woken by the failure, re-opens it within its first backoff step, long
+ * before its 30 s interval. */
+static void test_prober_recovers(void **state) {
+  (void)state;
+  xksp_store_config c;
+  kerr e;
+  const char *labels[] = {"xa", "xb"}, *mods[] = {P11SHIM_PATH, softhsm};
+  make_store(&c, 2, labels, mods);
+  c.health_interval_s = 30;
+  xksp_hsm *h = open_store(&c);
+  assert_int_equal(xksp_hsm_start_prober(h, &e), KERR_OK);
+  const uint8_t pt[] = "prober";
+  xks_encrypt_result r;
+  set_down(1);
+  assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK); /* by xb */
+  xks_encrypt_result_free(&r);
+  const char *first_down[] = {"UNAVAILABLE", "ACTIVE"}, *active[] = {"ACTIVE", "ACTIVE"};
+  expect_health(h, first_down, 2);
+  set_down(0);
+  int back = 0;
+  for (int i = 0; i < 40 && !back; i++) {
+    xks_health hh = {0};
+    assert_int_equal(xksp_hsm_health(h, &hh, &e), KERR_OK);
+    back = strcmp(hh.ekm[0].health_status, "ACTIVE") == 0;
+    xks_health_free(&hh);
+    if (!back) sleep_ms(100);
+  }
+  assert_true(back);
+  expect_health(h, active, 2);
+  xksp_hsm_close(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_usage_parse_and_create_key),
@@ -710,6 +743,7 @@ int main(void) {
       cmocka_unit_test(test_login_lost),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_failover_and_recovery),
+      cmocka_unit_test(test_prober_recovers),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
