@@ -253,7 +253,7 @@ static kerr_code yaml_to_tree(cfg_ctx *c, const char *text, size_t len, json_t *
   yframe stack[CFG_DEPTH_MAX];
   size_t depth = 0, i;
   json_t *root = NULL, *v;
-  int done = 0, documents = 0, have_event = 0;
+  int done = 0, documents = 0;
   kerr_code rc = KERR_OK;
 
   *out = NULL;
@@ -272,7 +272,6 @@ static kerr_code yaml_to_tree(cfg_ctx *c, const char *text, size_t len, json_t *
       }
       break;
     }
-    have_event = 1;
     m = &ev.start_mark;
     switch (ev.type) {
     case YAML_STREAM_START_EVENT:
@@ -389,13 +388,8 @@ static kerr_code yaml_to_tree(cfg_ctx *c, const char *text, size_t len, json_t *
       break;
     }
     yaml_wipe_event(&ev);
-    yaml_event_delete(&ev);
-    have_event = 0;
+    yaml_event_delete(&ev); /* every event parsed is freed here: nothing above leaves the loop */
     if (rc != KERR_OK) break;
-  }
-  if (have_event) {
-    yaml_wipe_event(&ev);
-    yaml_event_delete(&ev);
   }
   for (i = 0; i < CFG_DEPTH_MAX; i++) free(stack[i].key);
   yaml_wipe_parser(&parser);
@@ -474,7 +468,7 @@ static const char *word(json_t *v) {
 static kerr_code get_string(cfg_ctx *c, json_t *v, const char *path, size_t min, size_t max,
                             const char **out) {
   size_t n;
-  *out = NULL;
+  *out = ""; /* never NULL or unset, even on failure (the analyzer loses track of rc) */
   if (!json_is_string(v)) return fail(c, path, "must be a string");
   n = json_string_length(v);
   if (strlen(json_string_value(v)) != n) return fail(c, path, "must not contain a NUL character");
@@ -664,6 +658,7 @@ static kerr_code get_path(cfg_ctx *c, json_t *v, const char *path, char **out) {
 /* A file that must exist and be a regular file we can read. */
 static kerr_code check_readable_file(cfg_ctx *c, const char *file, const char *path) {
   struct stat st;
+  if (!file) return fail(c, path, "is required");
   if (stat(file, &st) != 0) return fail(c, path, "%s: %s", file, strerror(errno));
   if (!S_ISREG(st.st_mode)) return fail(c, path, "%s: not a regular file", file);
   if (access(file, R_OK) != 0) return fail(c, path, "%s: %s", file, strerror(errno));
@@ -780,7 +775,7 @@ static kerr_code read_credential(cfg_ctx *c, json_t *v, const char *path, xksp_c
   if ((rc = get_secret(c, v, path, "secret_access_key", "secret_access_key_file",
                        &cr->secret_access_key, where)) != KERR_OK)
     return rc;
-  n = strlen(cr->secret_access_key);
+  n = cr->secret_access_key ? strlen(cr->secret_access_key) : 0;
   if (n < XKSP_SECRET_MIN || n > XKSP_SECRET_MAX ||
       !all_in(cr->secret_access_key, UPPER LOWER DIGITS "+/="))
     return fail(c, where, "must be %d to %d characters of A-Z a-z 0-9 + / =", XKSP_SECRET_MIN,
@@ -804,7 +799,7 @@ static kerr_code read_token(cfg_ctx *c, json_t *v, const char *path, xksp_token_
     return fail(c, where, "must be 1 to %zu printable ASCII characters", sizeof t->label - 1);
   copy_fixed(t->label, sizeof t->label, label);
   if ((rc = get_secret(c, v, path, "pin", "pin_file", &t->pin, where)) != KERR_OK) return rc;
-  n = strlen(t->pin);
+  n = t->pin ? strlen(t->pin) : 0;
   if (n < P11_PIN_MIN || n > P11_PIN_MAX)
     return fail(c, where, "must be %d to %d bytes", P11_PIN_MIN, P11_PIN_MAX);
   if ((m = json_object_get(v, "pkcs11_module"))) {
@@ -1045,7 +1040,7 @@ static kerr_code read_store(cfg_ctx *c, json_t *v, const char *path, xksp_store_
 }
 
 static int valid_ping_path(const char *s) {
-  return s[0] == '/' && all_in(s, UPPER LOWER DIGITS "/-_.");
+  return s && s[0] == '/' && all_in(s, UPPER LOWER DIGITS "/-_.");
 }
 
 static int valid_subject(const char *s) { return all_in(s, UPPER LOWER DIGITS "-.*"); }
@@ -1180,7 +1175,7 @@ static kerr_code read_root(cfg_ctx *c, json_t *root, xksp_config *cfg) {
                                      "threads",   "connection_limit", "idle_timeout_seconds",
                                      "log_level", "key_stores", NULL};
   char where[CFG_PATH_TEXT_MAX];
-  const char *s;
+  const char *s = NULL;
   json_t *x, *e;
   size_t i;
   kerr_code rc;
