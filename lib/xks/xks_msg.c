@@ -119,7 +119,11 @@ static kerr_code load_object(const char *body, size_t len, int reply, json_t **r
   json_error_t jerr;
 
   *root = NULL;
-  if (!body || len > XKS_BODY_MAX) {
+  if (!body || len == 0) {
+    if (reply) return kerr_set(err, BAD_REPLY, "The XKS proxy reply is empty.");
+    return kerr_set(err, KERR_VALIDATION, "The request body is empty.");
+  }
+  if (len > XKS_BODY_MAX) {
     if (reply) return kerr_set(err, BAD_REPLY, "The XKS proxy reply is too large.");
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION, "The request body is larger than %zu bytes.",
                     XKS_BODY_MAX);

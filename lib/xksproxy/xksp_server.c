@@ -8,6 +8,7 @@
 #include "xksproxy/xksp_server.h"
 
 #include <inttypes.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -243,6 +244,22 @@ static void dispatch(xksp_proxy *p, xksp_store *st, const xks_route *rt, const x
   reply_ok(resp, lg, &body);
 }
 
+/* For the log line of a request whose body was refused: its kmsRequestId
+ * and kmsOperation when the body is JSON that carries them as strings, so a
+ * refusal can still be matched with KMS's side. */
+static void peek_log_meta(req_log *lg, const http_request *req) {
+  json_t *root, *md;
+  if (!req->body || req->body_len == 0 || req->body_len > XKS_BODY_MAX) return;
+  root = json_loadb((const char *)req->body, req->body_len, 0, NULL);
+  md = json_object_get(root, "requestMetadata");
+  if (json_is_string(json_object_get(md, "kmsRequestId")))
+    log_copy(lg->request_id, sizeof lg->request_id, json_string_value(json_object_get(md, "kmsRequestId")));
+  if (json_is_string(json_object_get(md, "kmsOperation")))
+    log_copy(lg->kms_operation, sizeof lg->kms_operation,
+             json_string_value(json_object_get(md, "kmsOperation")));
+  json_decref(root);
+}
+
 static void fill_log_meta(req_log *lg, const xks_req_meta *m) {
   log_copy(lg->request_id, sizeof lg->request_id, m->kms_request_id);
   log_copy(lg->kms_operation, sizeof lg->kms_operation, m->kms_operation);
@@ -310,11 +327,12 @@ void xksp_proxy_handle(void *ctx, const http_request *req, http_response *resp) 
     goto done;
   }
   rc = xks_request_parse(rt.op, (const char *)req->body, req->body_len, &xreq, &err); /* 7 */
-  fill_log_meta(&lg, &xreq.meta);
   if (rc) {
+    peek_log_meta(&lg, req);
     reply_kerr(resp, &lg, rc, err.msg);
     goto done;
   }
+  fill_log_meta(&lg, &xreq.meta);
   if (rt.op != XKS_OP_HEALTH) { /* 8 */
     xksp_authz_decision d;
     xksp_authz_decide(st->cfg, rt.key_id, &xreq.meta, &d);

@@ -349,6 +349,9 @@ static void test_validation_and_backend_errors(void **state) {
   send_req(p, "POST", PREFIX "/keys/k1/encrypt", "{" META_KEY ",\"plaintext\":\"\",\"encryptionAlgorithm\":\"AES_GCM\"}", &s);
   expect_error(&s, 400, "ValidationException");
   sent_free(&s);
+  send_req(p, "POST", PREFIX "/keys/k1/encrypt", "", &s); /* an empty body is malformed, not too large */
+  expect_error(&s, 400, "ValidationException");
+  sent_free(&s);
   send_req(p, "POST", PREFIX "/keys/missing/metadata",
            "{\"requestMetadata\":{\"awsPrincipalArn\":\"a\",\"kmsOperation\":\"CreateKey\",\"kmsRequestId\":\"r\"}}",
            &s);
