@@ -386,3 +386,42 @@ kerr_code creds_any(creds_store **out, kerr *err) {
   *out = s;
   return KERR_OK;
 }
+
+kerr_code creds_from_keys(const char *const *access_key_ids, const char *const *secrets, size_t n,
+                          creds_store **out, kerr *err) {
+  creds_store *s;
+  size_t i;
+  if (!out) return kerr_set(err, KERR_INTERNAL, "creds_from_keys: no output");
+  *out = NULL;
+  if (n == 0 || n > CREDS_MAX_PRINCIPALS)
+    return kerr_set(err, KERR_VALIDATION, "between 1 and %d access keys are needed", CREDS_MAX_PRINCIPALS);
+  s = calloc(1, sizeof *s);
+  if (!s || !(s->entries = calloc(n, sizeof *s->entries)) || !(s->policies = calloc(n, sizeof *s->policies))) {
+    creds_free(s);
+    return kerr_set(err, KERR_INTERNAL, "out of memory");
+  }
+  s->n = n;
+  for (i = 0; i < n; i++) {
+    size_t kl = strlen(access_key_ids[i]);
+    if (kl == 0 || kl > ACCESS_KEY_ID_MAX || !secrets[i] || !secrets[i][0]) {
+      creds_free(s);
+      return kerr_set(err, KERR_VALIDATION, "access key %zu: empty or longer than %d characters", i + 1,
+                      ACCESS_KEY_ID_MAX);
+    }
+    memcpy(s->entries[i].who.access_key_id, access_key_ids[i], kl + 1);
+    s->entries[i].secret_access_key = secret_dup(secrets[i]);
+    if (!s->entries[i].secret_access_key) {
+      creds_free(s);
+      return kerr_set(err, KERR_INTERNAL, "out of memory");
+    }
+  }
+  qsort(s->entries, n, sizeof *s->entries, cmp_entry);
+  for (i = 1; i < n; i++)
+    if (strcmp(s->entries[i - 1].who.access_key_id, s->entries[i].who.access_key_id) == 0) {
+      creds_free(s);
+      return kerr_set(err, KERR_VALIDATION, "access key %s appears more than once",
+                      s->entries[i].who.access_key_id);
+    }
+  *out = s;
+  return KERR_OK;
+}

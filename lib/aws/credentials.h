@@ -45,6 +45,16 @@ kerr_code creds_load(const char *path, int create_default, creds_store **out, ke
  * refuse it off loopback. */
 kerr_code creds_any(creds_store **out, kerr *err);
 
+/* A store of bare key pairs, for servers whose callers are not IAM
+ * principals (xks-proxy: the SigV4 credentials of a key store): n entries
+ * (1..10000) of access_key_ids[i] with secrets[i], copied (secrets into wiped
+ * memory); each principal has only its access key id (no account, ARN or
+ * policy).  KERR_VALIDATION for an empty or over-long id, an empty secret or a
+ * repeated id (the message names ids, never secrets).  The caller frees *out
+ * with creds_free. */
+kerr_code creds_from_keys(const char *const *access_key_ids, const char *const *secrets, size_t n,
+                          creds_store **out, kerr *err);
+
 /* Nonzero when the store was made by creds_any. */
 int creds_is_any(const creds_store *s);
 
