@@ -90,7 +90,7 @@ static const struct {
     {"key_stores[0].pkcs11_module", "--pkcs11-module"},
     {"key_stores[0].session_pool", "--session-pool"},
     {"key_stores[0].health_key", "--health-key"},
-    {"key_stores[0].quota", "--quota-rps"},
+    {"key_stores[0].quota", "--quota"},
     {"tls.client_subjects", "--tls-client-subject"},
     {"tls.client_ca", "--tls-client-ca"},
     {"tls.priority", "--tls-priority"},
@@ -635,11 +635,14 @@ static kerr_code resolve_path(cfg_ctx *c, const char *p, const char *path, char 
     if (!(*out = strdup(p))) return oom(c);
     return KERR_OK;
   }
-  need = strlen(c->dir) + 1 + strlen(p) + 1;
+  size_t dl = strlen(c->dir), pl = strlen(p);
+  need = dl + 1 + pl + 1;
   if (need > XKSP_PATH_MAX)
     return fail(c, path, "is longer than %d bytes once made absolute", XKSP_PATH_MAX - 1);
   if (!(*out = malloc(need))) return oom(c);
-  snprintf(*out, need, "%s/%s", c->dir, p);
+  memcpy(*out, c->dir, dl);
+  (*out)[dl] = '/';
+  memcpy(*out + dl + 1, p, pl + 1);
   return KERR_OK;
 }
 
@@ -1093,7 +1096,7 @@ static kerr_code default_subjects(cfg_ctx *c, xksp_config *cfg) {
   return KERR_OK;
 }
 
-/* Rules between key stores: unique names, prefixes and access key ids. */
+/* Rules between key stores: unique names, prefixes, access key ids and tokens. */
 static kerr_code check_across_stores(cfg_ctx *c, xksp_config *cfg) {
   char where[CFG_PATH_TEXT_MAX], p[CFG_PATH_TEXT_MAX];
   size_t i, j, a, b;
@@ -1126,6 +1129,27 @@ static kerr_code check_across_stores(cfg_ctx *c, xksp_config *cfg) {
             path_key(cp, where, "access_key_id");
             return fail(c, cp, "is also used by key_stores[%zu].credentials[%zu]", j, b);
           }
+    /* PKCS#11 login state belongs to the process per token, so two handles
+     * on one token would fight over it (one store's logout or failed
+     * re-login ends the other's).  A token serves one key store. */
+    for (a = 0; a < si->token_count; a++)
+      for (j = 0; j <= i; j++)
+        for (b = 0; b < (j == i ? a : cfg->stores[j].token_count); b++) {
+          const xksp_token_config *ta = &si->tokens[a], *tb = &cfg->stores[j].tokens[b];
+          const char *ma = ta->module ? ta->module : si->pkcs11_module;
+          const char *mb = tb->module ? tb->module : cfg->stores[j].pkcs11_module;
+          if (strcmp(ta->label, tb->label) == 0 && strcmp(ma, mb) == 0) {
+            char cp[CFG_PATH_TEXT_MAX];
+            path_index(p, "key_stores", i);
+            path_key(cp, p, "tokens");
+            path_index(where, cp, a);
+            path_key(cp, where, "label");
+            return fail(c, cp,
+                        "token '%s' is also key_stores[%zu].tokens[%zu]; a token serves one key "
+                        "store (give each store its own token or partition)",
+                        ta->label, j, b);
+          }
+        }
   }
   return KERR_OK;
 }
@@ -1471,7 +1495,7 @@ kerr_code xksp_config_from_flags(const xksp_flags *f, xksp_config **out, kerr *e
                     f->access_key_id_2 ? "--secret-access-key-2" : "--access-key-id-2",
                     f->access_key_id_2 ? "--access-key-id-2" : "--secret-access-key-2");
   if (f->quota_rps < 0 || isnan(f->quota_rps))
-    return kerr_set(err, KERR_VALIDATION, "--quota-rps: must be a number above 0 and at most %g", CFG_RPS_MAX);
+    return kerr_set(err, KERR_VALIDATION, "--quota: must be a number above 0 and at most %g", CFG_RPS_MAX);
   if ((rc = flags_tree(&c, f, &root)) == KERR_OK) rc = build(&c, root, "command line", out);
   tree_free(root);
   return rc;

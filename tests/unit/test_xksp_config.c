@@ -616,6 +616,11 @@ static void test_refused_stores(void **state) {
            "    tokens: [{label: a, pin: \"1234\"}]\n",
            yaml(NULL, NULL, NULL, NULL), "/other/kms/xks/v1", g_module, AKID2);
   refused(text, "key_stores[1].name: '/demo/kms/xks/v1' is also the name of key_stores[0]");
+  snprintf(text, sizeof text, "%s  - uri_prefix: %s\n    region: us-west-2\n    pkcs11_module: %s\n"
+           "    credentials: [{access_key_id: %s, secret_access_key: " SECRET1 "}]\n"
+           "    tokens: [{label: xks-1, pin: \"1234\"}]\n",
+           yaml(NULL, NULL, NULL, NULL), "/other/kms/xks/v1", g_module, AKID2);
+  refused(text, "key_stores[1].tokens[0].label: token 'xks-1' is also key_stores[0].tokens[0]");
   refused(yaml(NULL, NULL,
                "    credentials:\n"
                "      - {access_key_id: " AKID1 ", secret_access_key: " SECRET1 "}\n"
@@ -833,7 +838,7 @@ static void test_flags(void **state) {
   flags_refused(&f, "--session-pool: must be an integer from 1 to 64", NULL);
   f = good_flags();
   f.quota_rps = 5e6;
-  flags_refused(&f, "--quota-rps: must be a number", NULL);
+  flags_refused(&f, "--quota: must be a number", NULL);
   f = good_flags();
   f.listen = "nowhere";
   flags_refused(&f, "--listen: ", NULL);
