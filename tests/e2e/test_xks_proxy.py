@@ -45,7 +45,27 @@ class XksApiTest(unittest.TestCase):
                                env=cls.tokens.env())
         cls.proxy.start()
         cls.addClassCleanup(cls.proxy.cleanup)
+        # Every plaintext and AAD sent by any test (base64 and, when printable,
+        # raw); the log is searched for them when the class ends.
+        cls.sent_secrets = set()
+        cls.addClassCleanup(cls.check_log_for_secrets)
         cls.client = x.XksClient(cls.proxy.port, PREFIX, ca=cls.pki.ca)
+
+    @classmethod
+    def check_log_for_secrets(cls):
+        log = cls.proxy.log_text()
+        leaked = [s for s in cls.sent_secrets | {x.SECRET_1, x.SECRET_2, x.TOKEN_PIN, x.SO_PIN}
+                  if s in log]
+        if leaked:
+            raise AssertionError("the log holds plaintext, AAD, PIN or secret: %r" % leaked[:5])
+
+    @classmethod
+    def remember(cls, *values):
+        for v in values:
+            if v and len(v) >= 8:
+                cls.sent_secrets.add(x.b64(v))
+                if all(0x20 < c < 0x7f for c in v):
+                    cls.sent_secrets.add(v.decode())
 
     # -- helpers ------------------------------------------------------------
 
@@ -72,6 +92,7 @@ class XksApiTest(unittest.TestCase):
             self.assertTrue(ctype.startswith("application/json"), ctype)
 
     def encrypt_ok(self, plaintext, key=KEY, aad=None, cdiv=False, **kw):
+        self.remember(plaintext, aad)
         r = self.client.encrypt(key, plaintext, aad=aad, cdiv=cdiv, **kw)
         j = self.expect(r, 200)
         self.assertEqual(len(x.unb64(j["ciphertext"])), len(plaintext))
@@ -208,6 +229,7 @@ class XksApiTest(unittest.TestCase):
                 with self.subTest(path=path, signed=signed):
                     r = self.client.raw("GET", path, b"", signed=signed)
                     self.assertEqual(r.status, 405, r)
+                    self.assertEqual(r.headers.get("Allow"), "POST")
                     self.assertOneLineJson(r)
 
     def test_unknown_paths_are_404_even_when_signed(self):
@@ -416,6 +438,14 @@ class XksApiTest(unittest.TestCase):
                                         x.unb64(j["initializationVector"]),
                                         x.unb64(j["authenticationTag"]), aad=os.urandom(8193)),
                     501, "UnsupportedOperationException")
+
+    def test_body_over_64_kib_is_refused_before_authentication(self):
+        body = json.dumps({"requestMetadata": x.meta(), "encryptionAlgorithm": "AES_GCM",
+                           "plaintext": x.b64(b"a"), "padding": "p" * 70000}).encode()
+        self.expect(self.client.raw("POST", self.client.key_path(KEY, "encrypt"), body), 501,
+                    "UnsupportedOperationException")
+        self.expect(self.client.raw("POST", self.client.key_path(KEY, "encrypt"), body,
+                                    signed=False), 501, "UnsupportedOperationException")
 
     def test_both_largest_at_once(self):
         self.round_trip(os.urandom(4300), aad=os.urandom(8192))

@@ -12,18 +12,27 @@ with `openssl s_client` allowed to speak 1.1 at security level 0).
 The token failure test puts tests/p11shim between the proxy and SoftHSM2:
 while P11SHIM_FAIL_FILE exists every token call fails, so Encrypt must get
 500 InternalException and GetHealthStatus UNAVAILABLE; when the file goes,
-the proxy must reopen the token by itself within a few seconds.
+the proxy must reopen the token by itself within a few seconds.  A token
+that stalls instead (its SoftHSM2 generation file locked, as another
+process holding it would) makes a request that finds no free session within
+the proxy's wait answer 503 DependencyTimeoutException, and SIGTERM lets the
+stalled request finish before the proxy exits 0.
 """
 
+import fcntl
+import glob
 import http.client
 import json
 import os
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import threading
 import time
 import unittest
+import warnings
 
 import xks_fixture as x
 
@@ -125,6 +134,24 @@ class XksMutualTlsTest(unittest.TestCase):
         # The proxy still serves the right client afterwards.
         self.assertEqual(self.client.health().status, 200)
 
+    def test_default_client_subject_is_kms_in_the_region(self):
+        # Without --tls-client-subject the proxy wants cks.kms.<region>.amazonaws.com.
+        proxy = x.XksProxy(x.serve_flags(self.tokens, "/default-subject/kms/xks/v1",
+                                         tls=self.pki.server, client_ca=self.pki.ca),
+                           env=self.tokens.env())
+        proxy.start()
+        try:
+            good = x.XksClient(proxy.port, "/default-subject/kms/xks/v1", ca=self.pki.ca,
+                               client=self.pki.client)
+            # The token is this class's proxy's too: a separate process, its own login.
+            self.assertEqual(good.health().status, 200)
+            ctx = x.tls_context(self.pki.ca, self.pki.wrong_subject)
+            rid = x.request_id()
+            refused(self, good, ctx, rid)
+            self.assertEqual(proxy.log_lines_with(rid), [])
+        finally:
+            proxy.cleanup()
+
     def _s_client(self, *args):
         cmd = ["openssl", "s_client", "-connect", "127.0.0.1:%d" % self.proxy.port,
                "-servername", x.SERVER_NAME, "-CAfile", self.pki.ca,
@@ -151,8 +178,10 @@ class XksMutualTlsTest(unittest.TestCase):
         ctx.load_verify_locations(self.pki.ca)
         ctx.load_cert_chain(*self.pki.client)
         ctx.set_ciphers("DEFAULT@SECLEVEL=0")
-        ctx.minimum_version = ssl.TLSVersion.TLSv1_1
-        ctx.maximum_version = ssl.TLSVersion.TLSv1_1
+        with warnings.catch_warnings():  # TLS 1.1 is deprecated: that is the point
+            warnings.simplefilter("ignore", DeprecationWarning)
+            ctx.minimum_version = ssl.TLSVersion.TLSv1_1
+            ctx.maximum_version = ssl.TLSVersion.TLSv1_1
         with socket.create_connection(("127.0.0.1", self.proxy.port), timeout=10) as raw:
             with self.assertRaises((ssl.SSLError, ConnectionError)):
                 ctx.wrap_socket(raw, server_hostname=x.SERVER_NAME).close()
@@ -272,6 +301,79 @@ class XksTokenFailureTest(unittest.TestCase):
         dec = self.client.decrypt_reply(KEY, enc)
         self.assertEqual(x.unb64(dec.json["plaintext"]), b"before the failure")
         self.assertTrue(self.proxy.log_lines_with("InternalException"))
+
+
+class XksStalledTokenTest(unittest.TestCase):
+    """One session (--session-pool 1) on a token that stalls while its
+    SoftHSM2 generation file is locked; a fresh proxy per test."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.pki = x.Pki()
+        cls.addClassCleanup(cls.pki.cleanup)
+        cls.tokens = x.SoftToken(["xks-stall-token"])
+        cls.addClassCleanup(cls.tokens.cleanup)
+        cls.tokens.must_create_key(KEY)
+
+    def setUp(self):
+        self.proxy = x.XksProxy(x.serve_flags(self.tokens, PREFIX, tls=self.pki.server,
+                                              extra=["--session-pool", "1"]),
+                                env=self.tokens.env())
+        self.proxy.start()
+        self.addCleanup(self.proxy.cleanup)
+        self.client = x.XksClient(self.proxy.port, PREFIX, ca=self.pki.ca)
+        self.assertEqual(self.client.encrypt(KEY, b"warm").status, 200)
+        self.locks = []
+        self.addCleanup(self.unlock)
+
+    def lock_token(self):
+        paths = glob.glob(os.path.join(self.tokens.tokendir, "*", "generation"))
+        self.assertEqual(len(paths), 1)
+        for path in paths:
+            fd = os.open(path, os.O_RDWR)
+            fcntl.lockf(fd, fcntl.LOCK_EX)
+            self.locks.append(fd)
+
+    def unlock(self):
+        while self.locks:
+            fd = self.locks.pop()
+            fcntl.lockf(fd, fcntl.LOCK_UN)
+            os.close(fd)
+
+    def stalled_encrypt(self):
+        """An Encrypt on its own thread that holds the only session, stalled."""
+        out = {}
+        t = threading.Thread(target=lambda: out.update(r=self.client.encrypt(KEY, b"stalled")),
+                             daemon=True)
+        t.start()
+        time.sleep(0.5)
+        self.assertNotIn("r", out, "the token did not stall")
+        return t, out
+
+    def test_no_free_session_is_dependency_timeout(self):
+        self.lock_token()
+        t, out = self.stalled_encrypt()
+        t0 = time.monotonic()
+        r = self.client.encrypt(KEY, b"waits for a session")
+        self.assertEqual((r.status, r.error), (503, "DependencyTimeoutException"), r)
+        self.assertLess(time.monotonic() - t0, 10)
+        self.unlock()
+        t.join(10)
+        self.assertEqual(out["r"].status, 200, out)
+        self.assertEqual(self.client.encrypt(KEY, b"served again").status, 200)
+
+    def test_sigterm_lets_the_request_in_flight_finish(self):
+        self.lock_token()
+        t, out = self.stalled_encrypt()
+        self.proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.5)
+        self.assertIsNone(self.proxy.proc.poll(), "the proxy did not wait for its request")
+        self.unlock()
+        t.join(10)
+        self.assertEqual(out["r"].status, 200, out)
+        j = out["r"].json
+        self.assertEqual(len(x.unb64(j["ciphertext"])), len(b"stalled"))
+        self.assertEqual(self.proxy.proc.wait(15), 0, self.proxy.describe())
 
 
 if __name__ == "__main__":
