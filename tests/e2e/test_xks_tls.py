@@ -24,7 +24,6 @@ import glob
 import http.client
 import json
 import os
-import shutil
 import signal
 import socket
 import ssl
