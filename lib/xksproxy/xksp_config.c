@@ -149,7 +149,7 @@ static void path_index(char out[CFG_PATH_TEXT_MAX], const char *parent, size_t i
 /* A key as a message may show it: printable ASCII, shortened. */
 static void shown_key(char out[CFG_KEY_SHOWN_MAX + 4], const char *key) {
   size_t i;
-  for (i = 0; key[i] && i < CFG_KEY_SHOWN_MAX; i++)
+  for (i = 0; i < CFG_KEY_SHOWN_MAX && key[i]; i++)
     out[i] = (key[i] >= 0x20 && key[i] < 0x7f) ? key[i] : '?';
   if (key[i]) {
     memcpy(out + i, "...", 3);
@@ -169,9 +169,13 @@ static void tree_wipe(json_t *v) {
   if (json_is_string(v)) {
     secure_wipe((char *)json_string_value(v), json_string_length(v));
   } else if (json_is_object(v)) {
-    json_object_foreach(v, key, child) tree_wipe(child);
+    json_object_foreach(v, key, child) {
+      tree_wipe(child);
+    }
   } else if (json_is_array(v)) {
-    json_array_foreach(v, i, child) tree_wipe(child);
+    json_array_foreach(v, i, child) {
+      tree_wipe(child);
+    }
   }
 }
 
@@ -491,7 +495,7 @@ static int parse_uint_text(const char *s, unsigned long long *out) {
 
 static kerr_code get_uint(cfg_ctx *c, json_t *v, const char *path, unsigned min, unsigned max,
                           unsigned *out) {
-  unsigned long long n;
+  unsigned long long n = 0;
   int ok = 0;
   if (json_is_integer(v)) {
     json_int_t i = json_integer_value(v);
