@@ -62,7 +62,7 @@ class XksConfigStoresTest(unittest.TestCase):
         cls.addClassCleanup(cls.pki.cleanup)
         cls.tokens = x.SoftToken(["tok-pay", "tok-locked", "tok-metered", "tok-long"])
         cls.addClassCleanup(cls.tokens.cleanup)
-        for label in ("key-1", "key-off-cfg", "secret-1", "hidden"):
+        for label in ("key-1", "key-off-cfg", "secret-1", "hidden", "health-probe"):
             cls.tokens.must_create_key(label, token="tok-pay")
         cls.tokens.must_create_key("lk-1", token="tok-locked")
         cls.tokens.must_create_key("m-1", token="tok-metered")
@@ -90,6 +90,7 @@ class XksConfigStoresTest(unittest.TestCase):
                        {"access_key_id": x.AKID_2, "secret_access_key_file": secret_file}],
                       "tok-pay",
                       keys=["key-1", "key-off-cfg", "secret-1"],
+                      health_key="health-probe", health_interval_seconds=1,
                       disabled_keys=["key-off-cfg"],
                       authorization=[
                           {"sid": "deny-mallory", "effect": "deny",
@@ -108,7 +109,8 @@ class XksConfigStoresTest(unittest.TestCase):
                       authorization=[{"sid": "deny-all", "effect": "deny", "operations": ["*"]}]),
                 store("metered", "/metered/kms/xks/v1",
                       [{"access_key_id": AKID_METERED, "secret_access_key": x.SECRET_1}],
-                      "tok-metered", quota={"requests_per_second": 2, "burst": 3}),
+                      "tok-metered", quota={"requests_per_second": 2, "burst": 3},
+                      health_key="missing-health-key"),
                 store("long", LONG_PREFIX,
                       [{"access_key_id": AKID_LONG, "secret_access_key": x.SECRET_1}],
                       "tok-long"),
@@ -221,6 +223,16 @@ class XksConfigStoresTest(unittest.TestCase):
         self.expect(self.pay.metadata("key-1", akid=x.AKID_2, secret=x.SECRET_2), 200)
         j = self.expect(self.pay.health(), 200)
         self.assertEqual([e["id"] for e in j["ekmFleetDetails"]], ["tok-pay"])
+
+    def test_health_key_round_trip_decides_active_or_degraded(self):
+        # payments probes its test key "health-probe" (not one KMS uses: it is
+        # outside the store's allow-list); metered names a key that is not there.
+        j = self.expect(self.pay.health(), 200)
+        self.assertEqual(j["ekmFleetDetails"][0]["healthStatus"], "ACTIVE")
+        self.expect(self.pay.metadata("health-probe"), 404, "KeyNotFoundException")
+        time.sleep(0.6)  # the metered bucket refills a request
+        j = self.expect(self.metered.health(), 200)
+        self.assertEqual(j["ekmFleetDetails"][0]["healthStatus"], "DEGRADED")
 
     # -- quota ------------------------------------------------------------------
 

@@ -257,6 +257,9 @@ class XksApiTest(unittest.TestCase):
     def test_ping_for_load_balancers(self):
         r = self.client.raw("GET", "/ping", b"", signed=False)
         self.assertEqual(r.status, 200, r)
+        self.assertEqual(self.client.raw("HEAD", "/ping", b"", signed=False).status, 200)
+        # POST is not a probe: /ping is no API URI either.
+        self.expect(self.client.raw("POST", "/ping", b"{}"), 404, "InvalidUriPathException")
 
     # -- errors, each provoked --------------------------------------------------
 
@@ -583,6 +586,30 @@ class XksCommandLineTest(unittest.TestCase):
                 self.assertIn(flag, err)
                 for secret in (short_secret, bad_char_secret, x.SECRET_1, x.TOKEN_PIN):
                     self.assertNotIn(secret, out + err)
+
+    def test_credential_length_bounds(self):
+        def args_with(akid, secret):
+            a = x.serve_flags(self.tokens, "/cli/kms/xks/v1", tls=self.pki.server,
+                              second_credential=False)
+            a[a.index("--access-key-id") + 1] = akid
+            a[a.index("--secret-access-key") + 1] = secret
+            return a
+        for akid, secret in (("A" * 15, "s" * 32), ("A" * 129, "s" * 32),
+                             ("A" * 16, "s" * 31), ("A" * 16, "s" * 129)):
+            with self.subTest(akid=len(akid), secret=len(secret)):
+                rc, out, err = x.run_proxy(args_with(akid, secret), env=self.tokens.env())
+                self.assertIn(rc, (1, 2), out + err)
+                self.assertNotIn(secret, out + err)
+        for akid, secret in (("A" * 16, "s" * 32), ("B" * 120 + "234567AB", "/+=9" * 32)):
+            with self.subTest(akid=len(akid), secret=len(secret)):
+                proxy = x.XksProxy(args_with(akid, secret), env=self.tokens.env())
+                proxy.start()
+                try:
+                    c = x.XksClient(proxy.port, "/cli/kms/xks/v1", ca=self.pki.ca, akid=akid,
+                                    secret=secret)
+                    self.assertEqual(c.health().status, 200)
+                finally:
+                    proxy.cleanup()
 
     def test_tls_is_required_unless_plain_http(self):
         args = [a for a in x.serve_flags(self.tokens, "/cli/kms/xks/v1", tls=("c", "k"))
