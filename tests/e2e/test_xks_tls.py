@@ -340,11 +340,30 @@ class XksStalledTokenTest(unittest.TestCase):
             os.close(fd)
 
     def stalled_encrypt(self, plaintext=b"stalled", settle=0.5):
-        """An Encrypt on its own thread; returns (thread, dict that gets "r")."""
+        """An Encrypt on its own thread; returns (thread, dict that gets "r").
+        Returns once the request has been written and `settle` seconds more
+        have passed, so the proxy has it."""
         out = {}
-        t = threading.Thread(target=lambda: out.update(r=self.client.encrypt(KEY, plaintext)),
-                             daemon=True)
+        sent = threading.Event()
+
+        def run():
+            conn = self.client.connect()
+            try:
+                path = self.client.key_path(KEY, "encrypt")
+                body = json.dumps({"requestMetadata": x.meta(), "plaintext": x.b64(plaintext),
+                                   "encryptionAlgorithm": "AES_GCM"}).encode()
+                conn.request("POST", path, body=body, headers=self.client.sign("POST", path, body))
+                sent.set()
+                resp = conn.getresponse()
+                out["r"] = x.Reply(resp.status, resp.headers, resp.read())
+            except Exception as e:  # reported by the test that reads out["r"]
+                out["r"] = x.Reply(0, {}, repr(e).encode())
+            finally:
+                sent.set()
+                conn.close()
+        t = threading.Thread(target=run, daemon=True)
         t.start()
+        self.assertTrue(sent.wait(10))
         time.sleep(settle)
         self.assertNotIn("r", out, "the token did not stall")
         return t, out
