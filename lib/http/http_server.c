@@ -67,6 +67,11 @@ struct http_server {
   atomic_int in_flight;
   char start_error[512]; /* last libmicrohttpd message while starting */
   int starting;
+  /* Refused client certificates are logged at most once a second, so a
+   * client that needs no credentials cannot flood the log; the next line
+   * counts the ones left out. */
+  atomic_llong refusal_logged_s;
+  atomic_ulong refusals_unlogged;
 };
 
 /* One connection and the request it is reading or answering.
@@ -328,6 +333,26 @@ static int client_name_allowed(const http_server *s, const gnutls_datum_t *der) 
   return allowed;
 }
 
+/* One log line for a refused client certificate, unless one went out this
+ * second already (then it is only counted). */
+static void log_refusal(http_server *s, const char *why) {
+  struct timespec now;
+  long long sec, last;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  sec = (long long)now.tv_sec;
+  last = atomic_load(&s->refusal_logged_s);
+  if (last == sec || !atomic_compare_exchange_strong(&s->refusal_logged_s, &last, sec)) {
+    atomic_fetch_add(&s->refusals_unlogged, 1);
+    return;
+  }
+  unsigned long skipped = atomic_exchange(&s->refusals_unlogged, 0);
+  if (skipped)
+    log_msg(LOG_INFO, NULL, "http: client certificate refused: %s (and %lu more refused, not logged)", why,
+            skipped);
+  else
+    log_msg(LOG_INFO, NULL, "http: client certificate refused: %s", why);
+}
+
 /* The session's verify function: runs once the client's certificate is in
  * and before the handshake completes.  Non-zero aborts the handshake, so no
  * request is ever read from a client that fails here. */
@@ -346,23 +371,23 @@ static int verify_client_certificate(gnutls_session_t session) {
   unsigned status = 0;
   int r = gnutls_certificate_verify_peers(session, &purpose, 1, &status);
   if (r < 0) {
-    log_msg(LOG_INFO, NULL, "http: client certificate refused: %s", gnutls_strerror(r));
+    log_refusal(s, gnutls_strerror(r));
     return -1;
   }
   if (status != 0) {
     gnutls_datum_t why = {NULL, 0};
     if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
-      log_msg(LOG_INFO, NULL, "http: client certificate refused: %s", (const char *)why.data);
+      log_refusal(s, (const char *)why.data);
       gnutls_free(why.data);
     } else {
-      log_msg(LOG_INFO, NULL, "http: client certificate refused: status 0x%x", status);
+      log_refusal(s, "the certificate does not verify");
     }
     return -1;
   }
   unsigned npeers = 0;
   const gnutls_datum_t *peers = gnutls_certificate_get_peers(session, &npeers);
   if (!peers || npeers == 0 || !client_name_allowed(s, &peers[0])) {
-    log_msg(LOG_INFO, NULL, "http: client certificate refused: not issued to an allowed name");
+    log_refusal(s, "not issued to an allowed name");
     return -1;
   }
   return 0;

@@ -76,8 +76,10 @@ static const struct {
   const char *path, *flag;
 } flag_names[] = {
     {"key_stores[0].credentials[0].access_key_id", "--access-key-id"},
+    {"key_stores[0].credentials[0].secret_access_key_file", "--secret-access-key-file"},
     {"key_stores[0].credentials[0].secret_access_key", "--secret-access-key"},
     {"key_stores[0].credentials[1].access_key_id", "--access-key-id-2"},
+    {"key_stores[0].credentials[1].secret_access_key_file", "--secret-access-key-2-file"},
     {"key_stores[0].credentials[1].secret_access_key", "--secret-access-key-2"},
     {"key_stores[0].credentials", "--access-key-id"},
     {"key_stores[0].tokens[0].label", "--token-label"},
@@ -472,6 +474,7 @@ static const char *word(json_t *v) {
 static kerr_code get_string(cfg_ctx *c, json_t *v, const char *path, size_t min, size_t max,
                             const char **out) {
   size_t n;
+  *out = NULL;
   if (!json_is_string(v)) return fail(c, path, "must be a string");
   n = json_string_length(v);
   if (strlen(json_string_value(v)) != n) return fail(c, path, "must not contain a NUL character");
@@ -678,7 +681,10 @@ static kerr_code read_secret_file(cfg_ctx *c, const char *file, const char *path
   kerr_code rc = KERR_OK;
 
   *out = NULL;
-  fd = open(file, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: opening a FIFO would otherwise wait for a writer forever
+   * (at start, or inside a SIGHUP reload where it would also block SIGTERM).
+   * Regular files ignore the flag. */
+  fd = open(file, O_RDONLY | O_CLOEXEC | O_NONBLOCK);
   if (fd < 0) return fail(c, path, "%s: %s", file, strerror(errno));
   if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     rc = fail(c, path, "%s: not a regular file", file);
@@ -1439,17 +1445,19 @@ static kerr_code flags_tree(cfg_ctx *c, const xksp_flags *f, json_t **out) {
       bad |= !q || json_object_set_new(store, "quota", q);
       if (q) bad |= json_object_set_new(q, "requests_per_second", json_real(f->quota_rps));
     }
-    if (f->access_key_id || f->secret_access_key) {
+    if (f->access_key_id || f->secret_access_key || f->secret_access_key_file) {
       bad |= !(cred = json_object()) || json_array_append_new(creds, cred);
       if (cred)
         bad |= set_str(cred, "access_key_id", f->access_key_id) |
-               set_str(cred, "secret_access_key", f->secret_access_key);
+               set_str(cred, "secret_access_key", f->secret_access_key) |
+               set_str(cred, "secret_access_key_file", f->secret_access_key_file);
     }
-    if (f->access_key_id_2 || f->secret_access_key_2) {
+    if (f->access_key_id_2 || f->secret_access_key_2 || f->secret_access_key_2_file) {
       bad |= !(cred = json_object()) || json_array_append_new(creds, cred);
       if (cred)
         bad |= set_str(cred, "access_key_id", f->access_key_id_2) |
-               set_str(cred, "secret_access_key", f->secret_access_key_2);
+               set_str(cred, "secret_access_key", f->secret_access_key_2) |
+               set_str(cred, "secret_access_key_file", f->secret_access_key_2_file);
     }
     bad |= json_object_set(store, "credentials", creds);
     bad |= set_str(token, "label", f->token_label) | set_str(token, "pin", f->pin) |
@@ -1493,8 +1501,16 @@ kerr_code xksp_config_from_flags(const xksp_flags *f, xksp_config **out, kerr *e
   if (!f->pin && !f->pin_file)
     return kerr_set(err, KERR_VALIDATION, "--pin: is required (or --pin-file)");
   if (!f->access_key_id) return kerr_set(err, KERR_VALIDATION, "--access-key-id: is required");
-  if (!f->secret_access_key) return kerr_set(err, KERR_VALIDATION, "--secret-access-key: is required");
-  if (!f->access_key_id_2 != !f->secret_access_key_2)
+  if (f->secret_access_key && f->secret_access_key_file)
+    return kerr_set(err, KERR_VALIDATION,
+                    "--secret-access-key-file: give --secret-access-key or --secret-access-key-file, not both");
+  if (!f->secret_access_key && !f->secret_access_key_file)
+    return kerr_set(err, KERR_VALIDATION, "--secret-access-key: is required (or --secret-access-key-file)");
+  if (f->secret_access_key_2 && f->secret_access_key_2_file)
+    return kerr_set(err, KERR_VALIDATION,
+                    "--secret-access-key-2-file: give --secret-access-key-2 or --secret-access-key-2-file, "
+                    "not both");
+  if (!f->access_key_id_2 != !(f->secret_access_key_2 || f->secret_access_key_2_file))
     return kerr_set(err, KERR_VALIDATION, "%s: is required with %s",
                     f->access_key_id_2 ? "--secret-access-key-2" : "--access-key-id-2",
                     f->access_key_id_2 ? "--access-key-id-2" : "--secret-access-key-2");
@@ -1503,4 +1519,13 @@ kerr_code xksp_config_from_flags(const xksp_flags *f, xksp_config **out, kerr *e
   if ((rc = flags_tree(&c, f, &root)) == KERR_OK) rc = build(&c, root, "command line", out);
   tree_free(root);
   return rc;
+}
+
+kerr_code xksp_read_secret_file(const char *file, const char *what, char **out, kerr *err) {
+  cfg_ctx c;
+  memset(&c, 0, sizeof c);
+  c.err = err;
+  c.flags = 1;
+  c.name = "command line";
+  return read_secret_file(&c, file, what, out);
 }

@@ -33,10 +33,14 @@
 #define XKSP_CLIENT_SUBJECTS_MAX 16
 #define XKSP_NAME_MAX 64             /* key store name */
 #define XKSP_REGION_MAX 32
-#define XKSP_AKID_MIN 16             /* access key id: A-Z and 2-7 (the spec's alphabet) */
-#define XKSP_AKID_MAX 128
-#define XKSP_SECRET_MIN 32           /* secret access key: A-Z a-z 0-9 + / = */
-#define XKSP_SECRET_MAX 128
+/* Credential shapes: what KMS's XksProxyAuthenticationCredential accepts
+ * (AccessKeyId 20-30 of A-Z and 2-7, RawSecretAccessKey 43-64 of A-Z a-z
+ * 0-9 + / =).  A credential outside them could never be given to KMS, so a
+ * proxy configured with one is refused at start. */
+#define XKSP_AKID_MIN 20
+#define XKSP_AKID_MAX 30
+#define XKSP_SECRET_MIN 43
+#define XKSP_SECRET_MAX 64
 #define XKSP_PATH_MAX 4096
 #define XKSP_CONFIG_FILE_MAX ((size_t)1024 * 1024)
 #define XKSP_DEFAULT_LISTEN "127.0.0.1:8443"
@@ -152,7 +156,9 @@ typedef struct xksp_flags {
   const char *listen, *tls_cert, *tls_key, *tls_client_ca, *tls_client_subject, *tls_priority;
   int plain_http;
   const char *uri_prefix, *region, *access_key_id, *secret_access_key;
+  const char *secret_access_key_file;                 /* instead of secret_access_key */
   const char *access_key_id_2, *secret_access_key_2;  /* a second credential */
+  const char *secret_access_key_2_file;
   const char *pkcs11_module, *token_label, *pin, *pin_file;
   const char *ping_path, *health_key, *log_level;
   unsigned session_pool, threads;
@@ -160,6 +166,14 @@ typedef struct xksp_flags {
 } xksp_flags;
 
 kerr_code xksp_config_from_flags(const xksp_flags *f, xksp_config **out, kerr *err);
+
+/* Read a secret file the way the configuration does (pin_file,
+ * secret_access_key_file): a regular file (a FIFO or device is refused, never
+ * waited on) of at most 4096 bytes without a NUL, one trailing newline (LF or
+ * CRLF) removed.  On success *out is a secure_alloc'd string the caller frees
+ * with secure_free(*out, strlen(*out) + 1).  KERR_VALIDATION "WHAT: FILE:
+ * reason" otherwise (never the contents); *out is then NULL. */
+kerr_code xksp_read_secret_file(const char *file, const char *what, char **out, kerr *err);
 
 /* Wipe every secret and free.  NULL allowed. */
 void xksp_config_free(xksp_config *c);

@@ -27,11 +27,19 @@
 #define LOG_FIELD_MAX 160   /* longest metadata value quoted in a log line */
 #define STOP_GRACE_DEFAULT_MS 10000
 
+/* A key store's credentials, counted: the store holds one reference and
+ * every request verifying against them holds one, so a reload can swap them
+ * at any moment and the old set (and its secrets) is freed, wiped, as soon
+ * as the last request using it is done. */
+typedef struct creds_ref {
+  creds_store *creds;
+  unsigned refs;       /* under the store's creds_mu */
+} creds_ref;
+
 typedef struct xksp_store {
   const xksp_store_config *cfg;
-  /* Swapped whole by xksp_proxy_update_credentials while requests read it;
-   * read and written with __atomic builtins only. */
-  creds_store *creds;
+  pthread_mutex_t creds_mu;
+  creds_ref *creds;
   xksp_quota quota;
   void *backend;       /* the backend's handle for this store */
 } xksp_store;
@@ -43,13 +51,29 @@ struct xksp_proxy {
   size_t store_count;
   http_server *server;
   char proxy_model[64];
-  /* Credential stores replaced by a reload.  A request may still be verifying
-   * against one, and nothing tells when it is done, so they are kept until
-   * the proxy is freed: a few hundred bytes per reload. */
-  pthread_mutex_t retired_mu;
-  creds_store **retired;
-  size_t retired_count;
 };
+
+static creds_ref *creds_hold(xksp_store *st) {
+  creds_ref *r;
+  pthread_mutex_lock(&st->creds_mu);
+  r = st->creds;
+  r->refs++;
+  pthread_mutex_unlock(&st->creds_mu);
+  return r;
+}
+
+/* Drop one reference; the last frees the set (creds_free wipes secrets). */
+static void creds_drop(xksp_store *st, creds_ref *r) {
+  unsigned left;
+  if (!r) return;
+  pthread_mutex_lock(&st->creds_mu);
+  left = --r->refs;
+  pthread_mutex_unlock(&st->creds_mu);
+  if (left == 0) {
+    creds_free(r->creds);
+    free(r);
+  }
+}
 
 /* What one request did, for its log line. */
 typedef struct req_log {
@@ -59,7 +83,7 @@ typedef struct req_log {
   char request_id[LOG_FIELD_MAX];
   char kms_operation[LOG_FIELD_MAX];
   char principal[LOG_FIELD_MAX];
-  char access_key_id[XKSP_AKID_MAX + 1]; /* the credential used: shows when a rotation is complete */
+  char access_key_id[ACCESS_KEY_ID_MAX + 1]; /* the credential used: shows when a rotation is complete */
   const char *outcome;   /* "ok" or the errorName */
   char detail[200];      /* why, for errors (never a secret) */
 } req_log;
@@ -146,19 +170,21 @@ static int is_ping(const xksp_proxy *p, const http_request *req) {
          (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0);
 }
 
-static kerr_code authenticate(const xksp_store *st, const http_request *req, req_log *lg, kerr *err) {
+static kerr_code authenticate(xksp_store *st, const http_request *req, req_log *lg, kerr *err) {
   sigv4_request sr = {req->method, req->path, req->query, req->headers, req->nheaders, req->body,
                       req->body_len};
   sigv4_result res;
-  const creds_store *creds = __atomic_load_n(&st->creds, __ATOMIC_ACQUIRE);
-  kerr_code rc = sigv4_verify(creds, &sr, XKS_SIGV4_SERVICE, kclock_now_s(), &res, err);
-  if (rc) return rc;
-  snprintf(lg->access_key_id, sizeof lg->access_key_id, "%s", res.cred->who.access_key_id);
-  if (strcmp(res.region, st->cfg->region) != 0)
-    return kerr_set(err, KERR_INVALID_SIGNATURE,
+  creds_ref *held = creds_hold(st);
+  kerr_code rc = sigv4_verify(held->creds, &sr, XKS_SIGV4_SERVICE, kclock_now_s(), &res, err);
+  if (rc == KERR_OK) {
+    snprintf(lg->access_key_id, sizeof lg->access_key_id, "%s", res.cred->who.access_key_id);
+    if (strcmp(res.region, st->cfg->region) != 0)
+      rc = kerr_set(err, KERR_INVALID_SIGNATURE,
                     "the credential scope names region %.32s; this key store is in %s", res.region,
                     st->cfg->region);
-  return KERR_OK;
+  }
+  creds_drop(st, held);
+  return rc;
 }
 
 /* Steps 9: the backend, and the success body. */
@@ -271,6 +297,10 @@ void xksp_proxy_handle(void *ctx, const http_request *req, http_response *resp) 
     goto done;
   }
   rc = authenticate(st, req, &lg, &err); /* 5 */
+  if (rc == KERR_INTERNAL) { /* memory or a digest failed: not the caller's fault */
+    reply_error(resp, &lg, 500, XKS_ERR_INTERNAL, err.msg);
+    goto done;
+  }
   if (rc) {
     reply_error(resp, &lg, 401, XKS_ERR_AUTHENTICATION_FAILED, err.msg);
     goto done;
@@ -304,7 +334,7 @@ done:
   write_log(&lg, resp->status, t0);
 }
 
-static kerr_code store_creds(const xksp_store_config *sc, creds_store **out, kerr *err);
+static kerr_code store_creds(const xksp_store_config *sc, creds_ref **out, kerr *err);
 
 kerr_code xksp_proxy_new(const xksp_config *cfg, const xksp_backend *backend, xksp_proxy **out,
                          kerr *err) {
@@ -319,7 +349,6 @@ kerr_code xksp_proxy_new(const xksp_config *cfg, const xksp_backend *backend, xk
   }
   p->cfg = cfg;
   p->backend = backend;
-  pthread_mutex_init(&p->retired_mu, NULL);
   snprintf(p->proxy_model, sizeof p->proxy_model, "xks-proxy %s", KMSD_VERSION);
   for (i = 0; i < cfg->store_count; i++) {
     const xksp_store_config *sc = &cfg->stores[i];
@@ -328,6 +357,7 @@ kerr_code xksp_proxy_new(const xksp_config *cfg, const xksp_backend *backend, xk
     st->cfg = sc;
     xksp_quota_init(&st->quota, sc->quota_rps, sc->quota_burst);
     p->store_count = i + 1;
+    pthread_mutex_init(&st->creds_mu, NULL);
     rc = store_creds(sc, &st->creds, &e);
     if (!rc) rc = backend->open(sc, &st->backend, &e);
     if (rc) {
@@ -394,64 +424,69 @@ void xksp_proxy_free(xksp_proxy *p, unsigned grace_ms) {
   http_server_stop(p->server, grace_ms ? grace_ms : STOP_GRACE_DEFAULT_MS);
   for (i = 0; i < p->store_count; i++) {
     if (p->stores[i].backend && p->backend->close) p->backend->close(p->stores[i].backend);
-    creds_free(p->stores[i].creds);
+    creds_drop(&p->stores[i], p->stores[i].creds);
+    pthread_mutex_destroy(&p->stores[i].creds_mu);
     xksp_quota_destroy(&p->stores[i].quota);
   }
-  for (i = 0; i < p->retired_count; i++) creds_free(p->retired[i]);
-  free(p->retired);
-  pthread_mutex_destroy(&p->retired_mu);
   free(p->stores);
   free(p);
 }
 
-/* The credential store of `sc`'s one or two key pairs. */
-static kerr_code store_creds(const xksp_store_config *sc, creds_store **out, kerr *err) {
+/* A counted credential set (one reference, the store's) of `sc`'s one or
+ * two key pairs. */
+static kerr_code store_creds(const xksp_store_config *sc, creds_ref **out, kerr *err) {
   const char *ids[XKSP_CREDENTIALS_MAX], *secrets[XKSP_CREDENTIALS_MAX];
+  creds_ref *r;
   size_t j;
+  kerr_code rc;
+  *out = NULL;
   for (j = 0; j < sc->credential_count && j < XKSP_CREDENTIALS_MAX; j++) {
     ids[j] = sc->credentials[j].access_key_id;
     secrets[j] = sc->credentials[j].secret_access_key;
   }
-  return creds_from_keys(ids, secrets, j, out, err);
+  if (!(r = calloc(1, sizeof *r))) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  rc = creds_from_keys(ids, secrets, j, &r->creds, err);
+  if (rc) {
+    free(r);
+    return rc;
+  }
+  r->refs = 1;
+  *out = r;
+  return KERR_OK;
 }
 
 kerr_code xksp_proxy_update_credentials(xksp_proxy *p, const xksp_config *fresh, size_t *updated,
                                         kerr *err) {
-  creds_store *made[XKSP_STORES_MAX] = {0};
-  size_t i, n = 0;
+  creds_ref *made[XKSP_STORES_MAX] = {0};
+  size_t i;
   kerr_code rc = KERR_OK;
   *updated = 0;
-  /* Build every new store first, so a failure changes nothing. */
-  for (i = 0; i < p->store_count; i++) {
+  /* Build every new set first, so a failure changes nothing. */
+  for (i = 0; i < p->store_count && i < XKSP_STORES_MAX; i++) {
     int k = xksp_config_find_store(fresh, p->stores[i].cfg->uri_prefix);
     kerr e = {0};
     if (k < 0) continue;
     rc = store_creds(&fresh->stores[k], &made[i], &e);
     if (rc) {
       kerr_set(err, rc, "key store %s: %s", p->stores[i].cfg->name, e.msg);
-      goto fail;
+      for (i = 0; i < p->store_count && i < XKSP_STORES_MAX; i++)
+        if (made[i]) {
+          creds_free(made[i]->creds);
+          free(made[i]);
+        }
+      return rc;
     }
   }
-  pthread_mutex_lock(&p->retired_mu);
-  for (i = 0; i < p->store_count; i++) {
-    if (made[i]) n++;
-  }
-  creds_store **grown = realloc(p->retired, (p->retired_count + n + 1) * sizeof *grown);
-  if (!grown) {
-    pthread_mutex_unlock(&p->retired_mu);
-    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
-    goto fail;
-  }
-  p->retired = grown;
-  for (i = 0; i < p->store_count; i++) {
+  for (i = 0; i < p->store_count && i < XKSP_STORES_MAX; i++) {
+    xksp_store *st = &p->stores[i];
+    creds_ref *old;
     if (!made[i]) continue;
-    p->retired[p->retired_count++] = __atomic_exchange_n(&p->stores[i].creds, made[i], __ATOMIC_ACQ_REL);
-    made[i] = NULL;
+    pthread_mutex_lock(&st->creds_mu);
+    old = st->creds;
+    st->creds = made[i];
+    pthread_mutex_unlock(&st->creds_mu);
+    creds_drop(st, old); /* freed now, or by the last request still using it */
     (*updated)++;
   }
-  pthread_mutex_unlock(&p->retired_mu);
   return KERR_OK;
-fail:
-  for (i = 0; i < p->store_count; i++) creds_free(made[i]);
-  return rc;
 }

@@ -36,8 +36,9 @@ static void usage(FILE *f) {
           "usage: " PROGRAM " --config FILE\n"
           "       " PROGRAM " [--listen HOST:PORT] (--tls-cert F --tls-key F | --plain-http)\n"
           "                 [--tls-client-ca F [--tls-client-subject DNSNAME]] [--tls-priority P]\n"
-          "                 --uri-prefix PREFIX --region R --access-key-id ID --secret-access-key S\n"
-          "                 [--access-key-id-2 ID --secret-access-key-2 S]\n"
+          "                 --uri-prefix PREFIX --region R --access-key-id ID\n"
+          "                 (--secret-access-key S | --secret-access-key-file F)\n"
+          "                 [--access-key-id-2 ID (--secret-access-key-2 S | --secret-access-key-2-file F)]\n"
           "                 --pkcs11-module PATH --token-label L (--pin PIN | --pin-file F)\n"
           "                 [--session-pool N] [--health-key LABEL] [--ping-path P] [--threads N]\n"
           "                 [--quota RPS] [--log-level debug|info|warn|error]\n"
@@ -60,11 +61,14 @@ static void usage(FILE *f) {
           "  --plain-http             serve HTTP without TLS (only behind a TLS-terminating balancer)\n"
           "  --uri-prefix PREFIX      the XksProxyUriPath, e.g. /example/kms/xks/v1\n"
           "  --region R               the AWS Region KMS signs requests for\n"
-          "  --access-key-id ID, --secret-access-key S   the SigV4 credential KMS uses\n"
-          "  --access-key-id-2 ID, --secret-access-key-2 S   a second one (rotation)\n"
+          "  --access-key-id ID       the SigV4 credential KMS uses: 20-30 of A-Z and 2-7\n"
+          "  --secret-access-key-file F  its secret (43-64 base64 characters), from a file;\n"
+          "                           --secret-access-key S puts it on the command line,\n"
+          "                           where other local users can read it: tests only\n"
+          "  --access-key-id-2 ID, --secret-access-key-2[-file] ...   a second one (rotation)\n"
           "  --pkcs11-module PATH     the PKCS#11 library of the HSM\n"
           "  --token-label L          the token holding the keys\n"
-          "  --pin PIN | --pin-file F the token's user PIN\n"
+          "  --pin-file F | --pin PIN the token's user PIN (--pin: tests only, as above)\n"
           "  --session-pool N         PKCS#11 sessions (default %d)\n"
           "  --health-key LABEL       a test key for deep health checks\n"
           "  --ping-path P            load-balancer probe path, GET -> 200 (default " XKSP_DEFAULT_PING_PATH ")\n"
@@ -82,7 +86,8 @@ enum {
   OPT_HELP = 1, OPT_VERSION, OPT_CONFIG, OPT_LISTEN, OPT_TLS_CERT, OPT_TLS_KEY, OPT_TLS_CLIENT_CA,
   OPT_TLS_CLIENT_SUBJECT, OPT_TLS_PRIORITY, OPT_PLAIN_HTTP, OPT_URI_PREFIX, OPT_REGION, OPT_AKID,
   OPT_SECRET, OPT_AKID2, OPT_SECRET2, OPT_MODULE, OPT_TOKEN, OPT_PIN, OPT_PIN_FILE, OPT_POOL,
-  OPT_HEALTH_KEY, OPT_PING_PATH, OPT_THREADS, OPT_QUOTA, OPT_LOG_LEVEL, OPT_LABEL, OPT_USAGE,
+  OPT_HEALTH_KEY, OPT_PING_PATH, OPT_THREADS, OPT_QUOTA, OPT_LOG_LEVEL, OPT_SECRET_FILE,
+  OPT_SECRET2_FILE, OPT_LABEL, OPT_USAGE,
 };
 
 static const cli_flag FLAGS[] = {
@@ -102,6 +107,8 @@ static const cli_flag FLAGS[] = {
     {"--secret-access-key", NULL, OPT_SECRET, 1},
     {"--access-key-id-2", NULL, OPT_AKID2, 1},
     {"--secret-access-key-2", NULL, OPT_SECRET2, 1},
+    {"--secret-access-key-file", NULL, OPT_SECRET_FILE, 1},
+    {"--secret-access-key-2-file", NULL, OPT_SECRET2_FILE, 1},
     {"--pkcs11-module", NULL, OPT_MODULE, 1},
     {"--token-label", NULL, OPT_TOKEN, 1},
     {"--pin", NULL, OPT_PIN, 1},
@@ -134,27 +141,10 @@ static int parse_uint(const char *s, unsigned long max, unsigned *out) {
   return 0;
 }
 
-/* Read a PIN file for create-key: first line, at most 255 bytes, into
- * secure memory.  NULL on failure (message printed). */
-static char *read_pin_file(const char *path) {
-  FILE *f = fopen(path, "re");
-  char *buf = secure_alloc(4097);
-  size_t n;
-  if (!f || !buf) {
-    if (f) fclose(f);
-    secure_free(buf, 4097);
-    fprintf(stderr, PROGRAM ": cannot read the PIN file %s\n", path);
-    return NULL;
-  }
-  n = fread(buf, 1, 4096, f);
-  fclose(f);
-  while (n > 0 && (buf[n - 1] == '\n' || buf[n - 1] == '\r')) buf[--n] = '\0';
-  if (n == 0 || n > 255 || memchr(buf, '\n', n)) {
-    secure_free(buf, 4097);
-    fprintf(stderr, PROGRAM ": the PIN file %s must hold one line of 1 to 255 bytes\n", path);
-    return NULL;
-  }
-  return buf;
+/* Overwrite a command-line value in place (argv memory is what
+ * /proc/PID/cmdline shows). */
+static void wipe_arg(const char *v) {
+  if (v) memset((char *)v, 'x', strlen(v));
 }
 
 static int create_key(int argc, char **argv) {
@@ -187,9 +177,12 @@ static int create_key(int argc, char **argv) {
   }
   if (!module || !token || !label) return bad_flag("create-key needs --pkcs11-module, --token-label and --label");
   if (!pin == !pin_file) return bad_flag("create-key needs one of --pin and --pin-file");
-  if (pin_file && !(file_pin = read_pin_file(pin_file))) return 1;
+  if (pin_file && xksp_read_secret_file(pin_file, "--pin-file", &file_pin, &err) != KERR_OK) {
+    fprintf(stderr, PROGRAM ": create-key: %s\n", err.msg);
+    return 1;
+  }
   rc = xksp_create_key(module, token, file_pin ? file_pin : pin, label, (xksp_usage)usage_v, &err);
-  if (file_pin) secure_free(file_pin, 4097);
+  if (file_pin) secure_free(file_pin, strlen(file_pin) + 1);
   if (rc) {
     fprintf(stderr, PROGRAM ": create-key: %s\n", err.msg);
     return 1;
@@ -304,6 +297,8 @@ int main(int argc, char **argv) {
     case OPT_SECRET: f.secret_access_key = v; break;
     case OPT_AKID2: f.access_key_id_2 = v; break;
     case OPT_SECRET2: f.secret_access_key_2 = v; break;
+    case OPT_SECRET_FILE: f.secret_access_key_file = v; break;
+    case OPT_SECRET2_FILE: f.secret_access_key_2_file = v; break;
     case OPT_MODULE: f.pkcs11_module = v; break;
     case OPT_TOKEN: f.token_label = v; break;
     case OPT_PIN: f.pin = v; break;
@@ -343,6 +338,11 @@ int main(int argc, char **argv) {
   } else {
     if (!store_flags) return bad_flag("nothing to serve: give --config FILE or the key store flags");
     if (xksp_config_from_flags(&f, &cfg, &err) != KERR_OK) return bad_flag("%s", err.msg);
+    /* The configuration holds copies now: blank the command line's, which
+     * /proc/PID/cmdline shows to every local user. */
+    wipe_arg(f.secret_access_key);
+    wipe_arg(f.secret_access_key_2);
+    wipe_arg(f.pin);
   }
   status = serve(cfg, config_path);
   xksp_config_free(cfg);

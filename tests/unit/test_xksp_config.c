@@ -21,10 +21,10 @@
  * through the nested snprintf calls. */
 #pragma GCC diagnostic ignored "-Wformat-truncation"
 
-#define AKID1 "AKIAXKSPROXY2345"
-#define AKID2 "AKIAXKSPROXY7777"
-#define AKID3 "AKIAXKSPROXY3333"
-#define SECRET1 "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY1234"
+#define AKID1 "AKIAXKSPROXYTEST2345"
+#define AKID2 "AKIAXKSPROXYTEST7777"
+#define AKID3 "AKIAXKSPROXYTEST3333"
+#define SECRET1 "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY12345"
 #define SECRET2 "Zm9vYmFyYmF6cXV4cXV1eGZvb2JhcmJhenF1eHF1dXg="
 #define SECRET_FROM_FILE "c2VjcmV0LWZyb20tYS1maWxlLWZvci10aGUtcHJveHk="
 
@@ -559,11 +559,13 @@ static void test_refused_stores(void **state) {
                "      - {access_key_id: " AKID1 ", secret_access_key: " SECRET1 "}\n"
                "      - {access_key_id: akiaxksproxy7777, secret_access_key: " SECRET1 "}\n",
                NULL),
-          "cfg.yaml: key_stores[0].credentials[1].access_key_id: must be 16 to 128 characters of A-Z and 2-7");
+          "cfg.yaml: key_stores[0].credentials[1].access_key_id: must be 20 to 30 characters of A-Z and 2-7");
   refused(yaml(NULL, NULL, "    credentials: [{access_key_id: AKIAXKSPROXY2341, secret_access_key: " SECRET1 "}]\n", NULL),
-          "credentials[0].access_key_id: must be 16 to 128 characters of A-Z and 2-7");
+          "credentials[0].access_key_id: must be 20 to 30 characters of A-Z and 2-7");
   refused(yaml(NULL, NULL, "    credentials: [{access_key_id: AKIA, secret_access_key: " SECRET1 "}]\n", NULL),
-          "credentials[0].access_key_id: must be 16");
+          "credentials[0].access_key_id: must be 20");
+  refused(yaml(NULL, NULL, "    credentials: [{access_key_id: AKIAXKSPROXYTESTAAAAAAAAAAAAAAA, secret_access_key: " SECRET1 "}]\n", NULL),
+          "credentials[0].access_key_id: must be 20 to 30");
   refused(yaml(NULL, NULL, "    credentials: [{secret_access_key: " SECRET1 "}]\n", NULL),
           "credentials[0].access_key_id: is required");
   refused(yaml(NULL, NULL, "    credentials: [{access_key_id: " AKID1 "}]\n", NULL),
@@ -684,10 +686,10 @@ static void test_secrets_never_quoted(void **state) {
   snprintf(text, sizeof text,
            "    credentials: [{access_key_id: " AKID1 ", secret_access_key: \"%s\"}]\n", bad_secret);
   refused_secret(yaml(NULL, NULL, text, NULL),
-                 "cfg.yaml: key_stores[0].credentials[0].secret_access_key: must be 32 to 128 characters of A-Z a-z 0-9 + / =",
+                 "cfg.yaml: key_stores[0].credentials[0].secret_access_key: must be 43 to 64 characters of A-Z a-z 0-9 + / =",
                  bad_secret);
   refused_secret(yaml(NULL, NULL, "    credentials: [{access_key_id: " AKID1 ", secret_access_key: shortSecretKey}]\n", NULL),
-                 "secret_access_key: must be 32 to 128", "shortSecretKey");
+                 "secret_access_key: must be 43 to 64", "shortSecretKey");
   refused_secret(yaml(NULL, NULL, "    credentials: [{access_key_id: " AKID1 ", secret_access_key: [wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY9876]}]\n", NULL),
                  "secret_access_key: must be a string", "wJalrXUtnFEMIK7MDENGbPxRfiCYEXAMPLEKEY9876");
   refused_secret(yaml(NULL, NULL, NULL, "    tokens: [{label: a, pin: zq9}]\n"),
@@ -697,7 +699,7 @@ static void test_secrets_never_quoted(void **state) {
   /* A secret file with a bad secret: the path is named, the contents not. */
   write_file(g_dir, "big.txt", "not-a-valid-secret-because-of-these-dashes\n");
   snprintf(text, sizeof text, "    credentials: [{access_key_id: " AKID1 ", secret_access_key_file: %s/big.txt}]\n", g_dir);
-  refused_secret(yaml(NULL, NULL, text, NULL), "credentials[0].secret_access_key_file: must be 32 to 128",
+  refused_secret(yaml(NULL, NULL, text, NULL), "credentials[0].secret_access_key_file: must be 43 to 64",
                  "not-a-valid-secret");
   /* Too large a secret file. */
   {
@@ -819,10 +821,10 @@ static void test_flags(void **state) {
   flags_refused(&f, "--uri-prefix: is required", NULL);
   f = good_flags();
   f.access_key_id = "lowercase-key-id-x";
-  flags_refused(&f, "--access-key-id: must be 16 to 128 characters of A-Z and 2-7", NULL);
+  flags_refused(&f, "--access-key-id: must be 20 to 30 characters of A-Z and 2-7", NULL);
   f = good_flags();
   f.secret_access_key = "bad secret value with spaces in it!!";
-  flags_refused(&f, "--secret-access-key: must be 32 to 128", "bad secret value");
+  flags_refused(&f, "--secret-access-key: must be 43 to 64", "bad secret value");
   f = good_flags();
   f.access_key_id_2 = AKID1;
   f.secret_access_key_2 = SECRET2;
