@@ -513,6 +513,15 @@ class XksApiTest(unittest.TestCase):
                        x.TOKEN_PIN, x.SO_PIN):
             self.assertNotIn(secret, log)
 
+    def test_secrets_are_not_left_in_the_command_line(self):
+        # Every local user can read /proc/PID/cmdline; --pin and
+        # --secret-access-key(-2) were given inline to this proxy.
+        with open("/proc/%d/cmdline" % self.proxy.proc.pid, "rb") as f:
+            cmdline = f.read().decode("utf-8", "replace")
+        self.assertIn("--secret-access-key", cmdline)
+        for secret in (x.SECRET_1, x.SECRET_2, x.TOKEN_PIN):
+            self.assertNotIn(secret, cmdline)
+
     def test_plain_http_to_the_tls_port_gets_no_answer(self):
         conn = x._PinnedHTTPConnection(self.proxy.port, 5)
         try:
@@ -588,19 +597,22 @@ class XksCommandLineTest(unittest.TestCase):
                     self.assertNotIn(secret, out + err)
 
     def test_credential_length_bounds(self):
+        # The spec's bounds, which are what KMS can send: access key ids of 20
+        # to 30 characters of A-Z and 2-7, secrets of 43 to 64 of A-Za-z0-9+/=
+        # (XksProxyAuthenticationCredential).
         def args_with(akid, secret):
             a = x.serve_flags(self.tokens, "/cli/kms/xks/v1", tls=self.pki.server,
                               second_credential=False)
             a[a.index("--access-key-id") + 1] = akid
             a[a.index("--secret-access-key") + 1] = secret
             return a
-        for akid, secret in (("A" * 15, "s" * 32), ("A" * 129, "s" * 32),
-                             ("A" * 16, "s" * 31), ("A" * 16, "s" * 129)):
+        for akid, secret in (("A" * 19, "s" * 43), ("A" * 31, "s" * 43),
+                             ("A" * 20, "s" * 42), ("A" * 20, "s" * 65)):
             with self.subTest(akid=len(akid), secret=len(secret)):
                 rc, out, err = x.run_proxy(args_with(akid, secret), env=self.tokens.env())
                 self.assertIn(rc, (1, 2), out + err)
                 self.assertNotIn(secret, out + err)
-        for akid, secret in (("A" * 16, "s" * 32), ("B" * 120 + "234567AB", "/+=9" * 32)):
+        for akid, secret in (("A" * 20, "s" * 43), ("B" * 22 + "234567AB", "/+=9" * 16)):
             with self.subTest(akid=len(akid), secret=len(secret)):
                 proxy = x.XksProxy(args_with(akid, secret), env=self.tokens.env())
                 proxy.start()
@@ -610,6 +622,30 @@ class XksCommandLineTest(unittest.TestCase):
                     self.assertEqual(c.health().status, 200)
                 finally:
                     proxy.cleanup()
+
+    def test_secrets_from_files(self):
+        files = {}
+        for name, secret in (("s1", x.SECRET_1), ("s2", x.SECRET_2)):
+            files[name] = os.path.join(self.tokens.dir, name + ".secret")
+            with open(files[name], "w") as f:
+                f.write(secret + "\n")
+            os.chmod(files[name], 0o600)
+        args = ["--listen", "127.0.0.1:0", "--uri-prefix", "/files/kms/xks/v1",
+                "--region", x.REGION, "--tls-cert", self.pki.server[0],
+                "--tls-key", self.pki.server[1],
+                "--access-key-id", x.AKID_1, "--secret-access-key-file", files["s1"],
+                "--access-key-id-2", x.AKID_2, "--secret-access-key-2-file", files["s2"],
+                "--pkcs11-module", self.tokens.module, "--token-label", "xks-cli-token",
+                "--pin-file", self.tokens.pin_file()]
+        proxy = x.XksProxy(args, env=self.tokens.env())
+        proxy.start()
+        try:
+            for akid, secret in ((x.AKID_1, x.SECRET_1), (x.AKID_2, x.SECRET_2)):
+                c = x.XksClient(proxy.port, "/files/kms/xks/v1", ca=self.pki.ca, akid=akid,
+                                secret=secret)
+                self.assertEqual(c.health().status, 200)
+        finally:
+            proxy.cleanup()
 
     def test_tls_is_required_unless_plain_http(self):
         args = [a for a in x.serve_flags(self.tokens, "/cli/kms/xks/v1", tls=("c", "k"))

@@ -53,7 +53,7 @@ KMS_CLIENT_SUBJECT = "cks.kms.%s.amazonaws.com" % REGION
 START_TIMEOUT = float(os.environ.get("KMSD_START_TIMEOUT", "20"))
 
 # Two SigV4 credentials of one key store (the spec's rotation pair) and one
-# that belongs to nobody.  Ids: A-Z and 2-7; secrets: A-Za-z0-9+/=.
+# that belongs to nobody.  Ids: 20..30 of A-Z and 2-7; secrets: 43..64 of A-Za-z0-9+/=.
 AKID_1 = "AKIAXKSTESTPRIMARY22"
 SECRET_1 = "c2VjcmV0LW9uZS1mb3ItdGhlLXhrcy1wcm94eS10ZXN0cw=="
 AKID_2 = "AKIAXKSTESTROTATED33"
