@@ -418,9 +418,9 @@ kerr_code creds_from_keys(const char *const *access_key_ids, const char *const *
   qsort(s->entries, n, sizeof *s->entries, cmp_entry);
   for (i = 1; i < n; i++)
     if (strcmp(s->entries[i - 1].who.access_key_id, s->entries[i].who.access_key_id) == 0) {
+      kerr_set(err, KERR_VALIDATION, "access key %s appears more than once", s->entries[i].who.access_key_id);
       creds_free(s);
-      return kerr_set(err, KERR_VALIDATION, "access key %s appears more than once",
-                      s->entries[i].who.access_key_id);
+      return KERR_VALIDATION;
     }
   *out = s;
   return KERR_OK;

@@ -11,7 +11,9 @@
  * names no secret and leaves the output empty.  The codes a method may
  * return, and the XKS errors the front end turns them into
  * (xks_error_from_kerr): KERR_NOT_FOUND (KeyNotFoundException),
- * KERR_INVALID_STATE, KERR_INVALID_KEY_USAGE, KERR_INVALID_CIPHERTEXT,
+ * KERR_VALIDATION (ValidationException: a request refused before any key
+ * is touched, such as an encrypt's plaintext or an AAD or ciphertextMetadata
+ * out of bounds), KERR_INVALID_STATE, KERR_INVALID_KEY_USAGE, KERR_INVALID_CIPHERTEXT,
  * KERR_DEPENDENCY_TIMEOUT, KERR_KEY_UNAVAILABLE and KERR_INTERNAL
  * (InternalException). */
 #ifndef KMSD_XKSPROXY_XKSP_BACKEND_H

@@ -29,7 +29,13 @@
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
 #define MODEL_MAX 128              /* ekmFleetDetails model */
+#define RETRY_MAX_MS 30000         /* the prober's longest wait between re-opens */
+#define HEALTH_MAX_AGE_MS 60000    /* the spec: health no older than a minute */
 #define HEALTH_PLAINTEXT "xks-proxy health probe"
+
+/* An external key id is a CKA_LABEL: both bounds are 128 today, and one
+ * check of XKS_KEY_ID_MAX is enough only while that holds. */
+_Static_assert(XKS_KEY_ID_MAX <= P11_ID_MAX, "an externalKeyId must fit a PKCS#11 label");
 
 typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_status;
 
@@ -40,6 +46,7 @@ typedef struct cached_key {
   CK_OBJECT_HANDLE handle;
   p11_key_info info;
   unsigned long generation;        /* the token's generation it was found in */
+  unsigned long epoch;             /* p11_module_epoch it was found in */
 } cached_key;
 
 typedef struct htoken {
@@ -51,15 +58,18 @@ typedef struct htoken {
   int failed;                      /* must be re-opened before use */
   int reopening;                   /* a thread is re-opening it now */
   int pin_rejected;                /* wrong PIN: never tried again */
-  CK_RV fail_rv;                   /* the answer that failed it */
+  CK_RV fail_rv;                   /* the answer that failed it (or its last re-open) */
+  unsigned long fail_epoch;        /* p11_module_epoch when a re-open failed so */
   long long last_reopen_ms;
-  unsigned long generation;        /* bumped at each re-open: cached handles die */
+  long long retry_delay_ms;        /* prober's backoff: 1 s doubling to 30 s, reset on success */
+  unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
   char manufacturer[33];
   char model[MODEL_MAX + 1];
   token_status status;
   int probing;
   long long probe_started_ms;
+  long long last_probe_done_ms;    /* when the status was last found (open or probe) */
   cached_key keys[KEY_CACHE_MAX];
   size_t next_victim;
 } htoken;
@@ -72,7 +82,8 @@ struct xksp_hsm {
   unsigned interval_s;
   pthread_mutex_t prober_lock;
   pthread_cond_t prober_wake;      /* CLOCK_MONOTONIC */
-  int prober_started, stopping;
+  int prober_started, stopping;    /* under prober_lock */
+  int wake;                        /* a request failed a token: recover it now */
   pthread_t prober;
 };
 
@@ -100,6 +111,13 @@ static void mark_failed(xksp_hsm *h, htoken *t, const p11_err *pe) {
   t->status = ST_UNAVAILABLE;
   if (!was_failed) t->fail_rv = pe->rv;
   pthread_mutex_unlock(&t->lock);
+  if (!was_failed) {
+    /* Recovery starts now, not at the next interval. */
+    pthread_mutex_lock(&h->prober_lock);
+    h->wake = 1;
+    pthread_cond_signal(&h->prober_wake);
+    pthread_mutex_unlock(&h->prober_lock);
+  }
   if (!was_failed)
     log_msg(LOG_WARN, NULL, "key store %s: PKCS#11 token \"%s\" failed, trying the others: %s",
             h->store->name, t->cfg->label, pe->e.msg);
@@ -129,15 +147,36 @@ static kerr_code describe(htoken *t, p11_token *tok, p11_err *pe) {
   return KERR_OK;
 }
 
+/* Log the user in.  Already logged in (a request thread or another handle
+ * of this process got there first: PKCS#11 login state is per process) is
+ * the state wanted, not a failure. */
+static kerr_code login_user(htoken *t, p11_token *tok, p11_err *pe) {
+  kerr_code rc = p11_token_login(tok, t->cfg->pin, pe);
+  if (rc && pe->rv == CKR_USER_ALREADY_LOGGED_IN) {
+    p11_err_clear(pe);
+    rc = KERR_OK;
+  }
+  return rc;
+}
+
 /* Make `tok` (NULL: open it) usable again: reinitialize the module when the
  * failure `rv` says its state may be bad (refused for a module another
- * library initialized: then just log in again), log out, log in.  No lock
- * held; the caller holds no session.  *opened is the token afterwards. */
-static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_token **opened,
-                        p11_err *pe) {
+ * library initialized: then just log in again), log out unless a
+ * reinitialization already did (other threads may be using the login; they
+ * log in again on their own), log in.  No lock held; the caller holds no
+ * session.  *opened is the token afterwards. */
+static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv,
+                        unsigned long fail_epoch, p11_token **opened, p11_err *pe) {
   kerr_code rc;
   *opened = tok;
   if (!tok) {
+    /* The token was never opened and the last try said the module's state
+     * may be bad: no token handle can recover it, so reinitialize the
+     * module here (once: not when that happened since the failure). */
+    if (p11_rv_module_state(rv)) {
+      rc = p11_module_reinitialize(t->mod, fail_epoch, ACQUIRE_WAIT_MS, pe);
+      if (rc && rc != KERR_INVALID_STATE) return rc;
+    }
     rc = p11_token_open(t->mod, t->cfg->label, h->pool, &tok, pe);
     if (rc) return rc;
     p11_token_set_acquire_timeout(tok, ACQUIRE_WAIT_MS, NULL);
@@ -147,16 +186,30 @@ static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_to
       rc = p11_token_recover(tok, pe);
       if (rc && rc != KERR_INVALID_STATE) return rc;
     }
-    p11_token_logout(tok, NULL);
+    /* Still logged in by this handle means the module was not
+     * reinitialized since: the login may be what went bad. */
+    if (p11_token_logged_in(tok)) p11_token_logout(tok, NULL);
   }
-  rc = p11_token_login(tok, t->cfg->pin, pe);
+  rc = login_user(t, tok, pe);
   if (rc) return rc;
   return describe(t, tok, pe);
 }
 
+static int prober_running(xksp_hsm *h) {
+  pthread_mutex_lock(&h->prober_lock);
+  int yes = h->prober_started;
+  pthread_mutex_unlock(&h->prober_lock);
+  return yes;
+}
+
 /* The token, usable: re-opened first if it failed and the backoff allows.
- * KERR_KEY_UNAVAILABLE (or the re-open's failure) when it is not. */
-static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_err *pe) {
+ * KERR_KEY_UNAVAILABLE (or the re-open's failure) when it is not.  With a
+ * prober running only the prober re-opens (`by_prober`), with a backoff of
+ * its own per token; requests skip a failed token, so none of them waits
+ * on a dead HSM or a module reinitialization. */
+static kerr_code token_ready(xksp_hsm *h, htoken *t, int by_prober, p11_token **tok_out,
+                             p11_err *pe) {
+  int prober = prober_running(h);
   p11_token *tok;
   CK_RV rv;
   *tok_out = NULL;
@@ -172,7 +225,9 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
     return KERR_OK;
   }
   long long now = now_ms();
-  if (t->reopening || now - t->last_reopen_ms < XKSP_REOPEN_BACKOFF_MS) {
+  long long backoff = prober ? (t->retry_delay_ms ? t->retry_delay_ms : XKSP_REOPEN_BACKOFF_MS)
+                             : XKSP_REOPEN_BACKOFF_MS;
+  if ((prober && !by_prober) || t->reopening || now - t->last_reopen_ms < backoff) {
     pthread_mutex_unlock(&t->lock);
     return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE, "PKCS#11 token \"%s\" is unavailable",
                     t->cfg->label);
@@ -181,16 +236,28 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   t->last_reopen_ms = now;
   tok = t->tok;
   rv = t->fail_rv;
+  unsigned long fail_epoch = t->fail_epoch;
   pthread_mutex_unlock(&t->lock);
 
+  unsigned long epoch_before = p11_module_epoch(t->mod);
   p11_token *opened = NULL;
-  kerr_code rc = reopen(h, t, tok, rv, &opened, pe);
+  kerr_code rc = reopen(h, t, tok, rv, fail_epoch, &opened, pe);
 
   pthread_mutex_lock(&t->lock);
   t->reopening = 0;
   t->tok = opened;
   if (rc && pin_refusal(pe)) t->pin_rejected = 1;
+  /* A re-open that failed with a module-state answer has the next one
+   * reinitialize the module, even for a token that never opened. */
+  if (rc && pe->rv != CKR_OK && p11_rv_module_state(pe->rv)) {
+    t->fail_rv = pe->rv;
+    t->fail_epoch = epoch_before;
+  }
+  int pin_rejected = t->pin_rejected;
+  if (rc && prober)
+    t->retry_delay_ms = backoff * 2 > RETRY_MAX_MS ? RETRY_MAX_MS : backoff * 2;
   if (!rc) {
+    t->retry_delay_ms = 0;
     t->failed = 0;
     t->generation++;
     t->status = ST_ACTIVE;
@@ -200,7 +267,7 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   if (!rc)
     log_msg(LOG_INFO, NULL, "key store %s: PKCS#11 token \"%s\" %s", h->store->name,
             t->cfg->label, tok ? "is serving again" : "opened");
-  else if (t->pin_rejected)
+  else if (pin_rejected)
     log_msg(LOG_ERROR, NULL, "key store %s: PKCS#11 token \"%s\" refused its PIN; not retried",
             h->store->name, t->cfg->label);
   /* Whatever kept the token closed (absent, wrong PIN, device), the request
@@ -210,25 +277,75 @@ static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_er
   return rc;
 }
 
-/* A session logged in as the user.  A reinitialization of the module on
- * behalf of another token ends this token's login quietly: log in again
- * once and retry. */
-static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, p11_err *pe) {
-  kerr_code rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
-  if (rc != KERR_INVALID_STATE || pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
-  p11_err lp;
-  rc = p11_token_login(tok, t->cfg->pin, &lp);
-  if (rc && lp.rv != CKR_USER_ALREADY_LOGGED_IN) {
-    if (pin_refusal(&lp)) {
+/* Forget every cached handle of the token. */
+static void cache_clear(htoken *t) {
+  pthread_mutex_lock(&t->lock);
+  t->generation++;
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* Log in again after the login was found gone; a refused PIN is remembered
+ * (never tried again).  The handle's cached keys die with the login: what
+ * ended it may have renumbered them. */
+static kerr_code relogin(htoken *t, p11_token *tok, p11_err *pe) {
+  kerr_code rc = login_user(t, tok, pe);
+  if (rc) {
+    if (pin_refusal(pe)) {
       pthread_mutex_lock(&t->lock);
       t->pin_rejected = 1;
       pthread_mutex_unlock(&t->lock);
     }
-    *pe = lp;
-    return pe->e.code = KERR_KEY_UNAVAILABLE;
+    return rc;
   }
-  rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
-  return rc == KERR_INVALID_STATE ? (pe->e.code = KERR_KEY_UNAVAILABLE) : rc;
+  cache_clear(t);
+  return KERR_OK;
+}
+
+/* A session logged in as the user.  A reinitialization of the module on
+ * behalf of another token ends this token's login quietly: log in again
+ * and retry.  When the login is ended again each time (restarts racing),
+ * KERR_KEY_UNAVAILABLE with *lost set: the token is not at fault.  Any
+ * other failure is the token's (the caller marks it failed). */
+static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, int *lost,
+                              p11_err *pe) {
+  *lost = 0;
+  for (int attempt = 0;; attempt++) {
+    kerr_code rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
+    if (rc != KERR_INVALID_STATE || pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
+    if (attempt == 2) {
+      *lost = 1;
+      return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                      "the login of PKCS#11 token \"%s\" kept being ended by module restarts",
+                      t->cfg->label);
+    }
+    rc = relogin(t, tok, pe);
+    if (rc) return rc;
+  }
+}
+
+/* 1 when the module says the session works logged in as the user; a
+ * session that does not sees no private object, so an empty search there
+ * says nothing about the key. */
+static int session_is_user(htoken *t, p11_session *s) {
+  CK_SESSION_INFO si;
+  const CK_FUNCTION_LIST *fn = p11_module_functions(t->mod);
+  if (fn->C_GetSessionInfo(p11_session_handle(s), &si) != CKR_OK) return 0;
+  return si.state == CKS_RW_USER_FUNCTIONS || si.state == CKS_RO_USER_FUNCTIONS;
+}
+
+/* The login was found gone in the middle of a key operation (another
+ * thread's re-open logged the token out, or the module lost it): unless
+ * someone logged in again meanwhile, log out what the handle still counts
+ * and log in again. */
+static kerr_code restore_login(htoken *t, p11_token *tok, int *lost, p11_err *pe) {
+  p11_session *s = NULL;
+  kerr_code rc = acquire_user(t, tok, &s, lost, pe);
+  if (rc) return rc;
+  int fine = session_is_user(t, s);
+  p11_session_release(s);
+  if (fine) return KERR_OK;
+  p11_token_logout(tok, NULL);
+  return relogin(t, tok, pe);
 }
 
 /* ---- keys --------------------------------------------------------------- */
@@ -246,14 +363,20 @@ static void cache_drop(htoken *t, const char *label) {
   pthread_mutex_unlock(&t->lock);
 }
 
-/* The key labelled `label` on the token, from the cache or found now. */
+/* The key labelled `label` on the token, from the cache or found now.  A
+ * reinitialization of the module (for any of its tokens, on behalf of any
+ * store) renumbers every object handle, so a cached handle is good only in
+ * the module epoch it was found in; the epoch is read while `s` is held,
+ * which keeps reinitializations out until the handle has been used. */
 static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJECT_HANDLE *handle,
                             p11_key_info *info, p11_err *pe) {
+  unsigned long epoch = p11_module_epoch(t->mod);
   pthread_mutex_lock(&t->lock);
   unsigned long gen = t->generation;
   for (size_t i = 0; i < KEY_CACHE_MAX; i++) {
     cached_key *k = &t->keys[i];
-    if (k->label[0] && k->generation == gen && strcmp(k->label, label) == 0) {
+    if (k->label[0] && k->generation == gen && k->epoch == epoch &&
+        strcmp(k->label, label) == 0) {
       *handle = k->handle;
       *info = k->info;
       pthread_mutex_unlock(&t->lock);
@@ -281,6 +404,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJ
     k->handle = *handle;
     k->info = *info;
     k->generation = gen;
+    k->epoch = epoch;
   }
   pthread_mutex_unlock(&t->lock);
   return KERR_OK;
@@ -295,25 +419,62 @@ static int stale_handle(kerr_code rc, const p11_err *pe) {
          (pe->rv == CKR_OBJECT_HANDLE_INVALID || pe->rv == CKR_KEY_HANDLE_INVALID);
 }
 
+/* What became of a request on one token. */
+typedef enum token_outcome {
+  TOKEN_ANSWERED = 0,   /* rc is the request's answer (success or the key's refusal) */
+  TOKEN_FAULT,          /* the token could not be made ready: mark it failed, next token */
+  TOKEN_SKIPPED,        /* not usable now, not its fault (busy, login lost to a restart) */
+} token_outcome;
+
+/* 1 when the failure says the session was not logged in (so the answer is
+ * about the login, not the key). */
+static int login_gone(htoken *t, p11_session *s, kerr_code rc, const p11_err *pe) {
+  if (rc == KERR_INVALID_STATE && pe->rv == CKR_USER_NOT_LOGGED_IN) return 1;
+  return rc == KERR_NOT_FOUND && !stale_handle(rc, pe) && !session_is_user(t, s);
+}
+
 /* Run `op` on the key through token `t`; a stale cached handle is dropped
- * and the key found once more. */
+ * and the key found once more; a login found gone is restored and the
+ * operation run once more.  Only a key lookup on a logged-in session of a
+ * healthy token can answer KERR_NOT_FOUND. */
 static kerr_code on_token(xksp_hsm *h, htoken *t, const char *key_id, key_op op, void *ctx,
-                          p11_err *pe) {
+                          token_outcome *out, p11_err *pe) {
   p11_token *tok;
   p11_session *s = NULL;
   CK_OBJECT_HANDLE key;
   p11_key_info info;
-  kerr_code rc = token_ready(h, t, &tok, pe);
-  if (rc) return rc;
-  rc = acquire_user(t, tok, &s, pe);
-  if (rc) return rc;
-  for (int attempt = 0; attempt < 2; attempt++) {
-    rc = key_lookup(t, s, key_id, &key, &info, pe);
-    if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
-    if (!stale_handle(rc, pe)) break;
-    cache_drop(t, key_id);
+  int lost = 0;
+  *out = TOKEN_ANSWERED;
+  kerr_code rc = token_ready(h, t, 0, &tok, pe);
+  for (int relogged = 0; !rc; relogged++) {
+    rc = acquire_user(t, tok, &s, &lost, pe);
+    if (rc) break;
+    for (int attempt = 0; attempt < 2; attempt++) {
+      rc = key_lookup(t, s, key_id, &key, &info, pe);
+      if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
+      if (!stale_handle(rc, pe)) break;
+      cache_drop(t, key_id);
+    }
+    int gone = rc && login_gone(t, s, rc, pe);
+    p11_session_release(s);
+    s = NULL;
+    if (!gone) return rc;
+    if (relogged) {
+      *out = TOKEN_SKIPPED;
+      return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                      "PKCS#11 token \"%s\" lost its login again right after logging in",
+                      t->cfg->label);
+    }
+    rc = restore_login(t, tok, &lost, pe);
   }
-  p11_session_release(s);
+  /* Getting the token ready or a session of it failed: whatever the
+   * answer (a token gone after a module restart says KERR_NOT_FOUND with
+   * CKR_OK), it is about the token, never about the key. */
+  if (rc == KERR_DEPENDENCY_TIMEOUT || lost)
+    *out = TOKEN_SKIPPED;
+  else
+    *out = TOKEN_FAULT;
+  if (rc != KERR_DEPENDENCY_TIMEOUT) rc = pe->e.code = KERR_KEY_UNAVAILABLE;
   return rc;
 }
 
@@ -323,7 +484,7 @@ static kerr_code serve(xksp_hsm *h, const char *key_id, key_op op, void *ctx, ke
   p11_err pe;
   int timed_out = 0;
   size_t n = key_id ? strnlen(key_id, XKS_KEY_ID_MAX + 1) : 0;
-  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX)
+  if (n == 0 || n > XKS_KEY_ID_MAX)
     return kerr_set(err, KERR_NOT_FOUND, "external key id must be 1 to %d characters",
                     XKS_KEY_ID_MAX);
   if (h->store->keys && !listed(h->store->keys, h->store->key_count, key_id))
@@ -331,13 +492,19 @@ static kerr_code serve(xksp_hsm *h, const char *key_id, key_op op, void *ctx, ke
                     h->store->name);
   for (size_t i = 0; i < h->token_count; i++) {
     htoken *t = &h->tokens[i];
+    token_outcome outcome;
     p11_err_clear(&pe);
-    kerr_code rc = on_token(h, t, key_id, op, ctx, &pe);
+    kerr_code rc = on_token(h, t, key_id, op, ctx, &outcome, &pe);
     if (rc == KERR_OK) return KERR_OK;
     if (rc == KERR_DEPENDENCY_TIMEOUT) {
       timed_out = 1;
       continue;
     }
+    if (outcome == TOKEN_FAULT) {
+      mark_failed(h, t, &pe);
+      continue;
+    }
+    if (outcome == TOKEN_SKIPPED) continue;
     if (device_failure(rc, &pe)) {
       if (pe.rv != CKR_OK) mark_failed(h, t, &pe);
       continue;
@@ -438,9 +605,11 @@ static kerr_code fresh_iv(xksp_hsm *h, htoken *t, p11_session *s, uint8_t iv[P11
   return KERR_OK;
 }
 
-static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
-                            const p11_key_info *info, void *vctx, p11_err *pe) {
-  crypt_ctx *c = vctx;
+/* One encryption; *trial_failed when the CDIV's trial decryption did not
+ * give the plaintext back (nothing returned then). */
+static kerr_code encrypt_once(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                              const p11_key_info *info, crypt_ctx *c, int *trial_failed,
+                              p11_err *pe) {
   const xks_request *req = c->req;
   uint8_t iv[P11_GCM_IV_BYTES], cdiv[XKS_CDIV_LEN];
   kbytes out = {0}, back = {0};
@@ -469,9 +638,11 @@ static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HA
     if (info->decrypt) {
       rc = p11_gcm_decrypt_iv(s, key, iv, sizeof iv, c->aad->data, c->aad->len, out.data, out.len,
                               &back, pe);
+      if (rc == KERR_INVALID_CIPHERTEXT) *trial_failed = 1;
       if (rc) goto out;
       if (back.len != req->plaintext.len ||
           (back.len && secure_memcmp(back.data, req->plaintext.data, back.len) != 0)) {
+        *trial_failed = 1;
         rc = kerr_set(&pe->e, KERR_INTERNAL,
                       "the token's ciphertext did not decrypt to the plaintext; not returned");
         goto out;
@@ -500,6 +671,21 @@ out:
   kbytes_wipe_free(&back);
   kbytes_wipe_free(&out);
   return rc;
+}
+
+/* A trial decryption that fails is a fault of this encryption, not of the
+ * request's ciphertext (there is none): the spec allows encrypting again,
+ * once; then it is an internal error, never InvalidCiphertext. */
+static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                            const p11_key_info *info, void *vctx, p11_err *pe) {
+  kerr_code rc = KERR_OK;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    int trial_failed = 0;
+    rc = encrypt_once(h, t, s, key, info, vctx, &trial_failed, pe);
+    if (!trial_failed) return rc;
+  }
+  return kerr_set(&pe->e, KERR_INTERNAL,
+                  "the token's ciphertext twice did not decrypt to the plaintext; not returned");
 }
 
 static kerr_code op_decrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
@@ -591,7 +777,7 @@ static kerr_code health_round_trip(xksp_hsm *h, htoken *t, p11_session *s, p11_e
   return rc;
 }
 
-static void probe_token(xksp_hsm *h, htoken *t) {
+static void probe_token(xksp_hsm *h, htoken *t, int by_prober) {
   p11_err pe;
   p11_token *tok = NULL;
   p11_session *s = NULL;
@@ -602,9 +788,13 @@ static void probe_token(xksp_hsm *h, htoken *t) {
   t->probe_started_ms = start;
   pthread_mutex_unlock(&t->lock);
   p11_err_clear(&pe);
-  kerr_code rc = token_ready(h, t, &tok, &pe);
+  int lost = 0, fault = 0;
+  kerr_code rc = token_ready(h, t, by_prober, &tok, &pe);
   if (!rc) rc = describe(t, tok, &pe);
-  if (!rc) rc = acquire_user(t, tok, &s, &pe);
+  if (!rc) rc = acquire_user(t, tok, &s, &lost, &pe);
+  /* As for a request: not getting the token ready is the token's failure,
+   * whatever the answer. */
+  fault = rc && rc != KERR_DEPENDENCY_TIMEOUT && !lost;
   if (!rc && h->store->health_key) {
     kerr_code hk = health_round_trip(h, t, s, &pe);
     if (hk && device_failure(hk, &pe))
@@ -613,7 +803,7 @@ static void probe_token(xksp_hsm *h, htoken *t) {
       degraded = 1;
   }
   p11_session_release(s);
-  if (rc && device_failure(rc, &pe) && pe.rv != CKR_OK) mark_failed(h, t, &pe);
+  if (fault || (rc && device_failure(rc, &pe) && pe.rv != CKR_OK)) mark_failed(h, t, &pe);
   long long took = now_ms() - start;
   pthread_mutex_lock(&t->lock);
   long long slow_ms = h->store->degraded_ms ? h->store->degraded_ms : XKSP_DEFAULT_DEGRADED_MS;
@@ -623,27 +813,73 @@ static void probe_token(xksp_hsm *h, htoken *t) {
     t->status = ST_UNAVAILABLE;
   else
     t->status = degraded || took > slow_ms ? ST_DEGRADED : ST_ACTIVE;
+  /* A request failed it while this probe ran: the failure is newer. */
+  if (t->failed) t->status = ST_UNAVAILABLE;
   t->probing = 0;
+  t->last_probe_done_ms = now_ms();
   pthread_mutex_unlock(&t->lock);
 }
 
-void xksp_hsm_probe_now(xksp_hsm *h) {
-  for (size_t i = 0; i < h->token_count; i++) probe_token(h, &h->tokens[i]);
+static int stopping(xksp_hsm *h) {
+  pthread_mutex_lock(&h->prober_lock);
+  int yes = h->stopping;
+  pthread_mutex_unlock(&h->prober_lock);
+  return yes;
 }
 
+/* Probe every token, or (only_failed) just the failed ones, re-opening
+ * them when their backoff allows.  Close waits for the prober: it stops
+ * between tokens, not after all of them. */
+static void probe_pass(xksp_hsm *h, int by_prober, int only_failed) {
+  for (size_t i = 0; i < h->token_count && !stopping(h); i++) {
+    htoken *t = &h->tokens[i];
+    pthread_mutex_lock(&t->lock);
+    int failed = t->failed;
+    pthread_mutex_unlock(&t->lock);
+    if (!only_failed || failed) probe_token(h, t, by_prober);
+  }
+}
+
+void xksp_hsm_probe_now(xksp_hsm *h) { probe_pass(h, 1, 0); }
+
+static int any_failed(xksp_hsm *h) {
+  int n = 0;
+  for (size_t i = 0; i < h->token_count; i++) {
+    pthread_mutex_lock(&h->tokens[i].lock);
+    n += h->tokens[i].failed && !h->tokens[i].pin_rejected;
+    pthread_mutex_unlock(&h->tokens[i].lock);
+  }
+  return n > 0;
+}
+
+/* Every interval a probe of every token; in between, while a token is
+ * failed, a recovery pass over the failed ones each second (woken at once
+ * when a request fails one), each re-opened no more often than its backoff
+ * allows.  A module is reinitialized at most once per such re-open, and not
+ * at all when another token's re-open already did it since the failure. */
 static void *prober_main(void *arg) {
   xksp_hsm *h = arg;
-  struct timespec deadline;
+  long long next_full = now_ms() + (long long)h->interval_s * 1000;
   pthread_mutex_lock(&h->prober_lock);
   while (!h->stopping) {
-    clock_gettime(CLOCK_MONOTONIC, &deadline);
-    deadline.tv_sec += h->interval_s;
-    while (!h->stopping &&
+    pthread_mutex_unlock(&h->prober_lock);
+    long long wake_at = next_full;
+    if (any_failed(h) && now_ms() + XKSP_REOPEN_BACKOFF_MS < wake_at)
+      wake_at = now_ms() + XKSP_REOPEN_BACKOFF_MS;
+    struct timespec deadline = {wake_at / 1000, (wake_at % 1000) * 1000000L};
+    pthread_mutex_lock(&h->prober_lock);
+    while (!h->stopping && !h->wake &&
            pthread_cond_timedwait(&h->prober_wake, &h->prober_lock, &deadline) == 0)
       continue;
+    h->wake = 0;
     if (h->stopping) break;
     pthread_mutex_unlock(&h->prober_lock);
-    xksp_hsm_probe_now(h);
+    if (now_ms() >= next_full) {
+      probe_pass(h, 1, 0);
+      next_full = now_ms() + (long long)h->interval_s * 1000;
+    } else {
+      probe_pass(h, 1, 1);
+    }
     pthread_mutex_lock(&h->prober_lock);
   }
   pthread_mutex_unlock(&h->prober_lock);
@@ -651,17 +887,26 @@ static void *prober_main(void *arg) {
 }
 
 kerr_code xksp_hsm_start_prober(xksp_hsm *h, kerr *err) {
-  if (h->prober_started) return KERR_OK;
+  if (prober_running(h)) return KERR_OK;
   xksp_hsm_probe_now(h);
-  if (pthread_create(&h->prober, NULL, prober_main, h) != 0)
+  /* Set first: from now on only the prober re-opens failed tokens. */
+  pthread_mutex_lock(&h->prober_lock);
+  h->prober_started = 1;
+  pthread_mutex_unlock(&h->prober_lock);
+  if (pthread_create(&h->prober, NULL, prober_main, h) != 0) {
+    pthread_mutex_lock(&h->prober_lock);
+    h->prober_started = 0;
+    pthread_mutex_unlock(&h->prober_lock);
     return kerr_set(err, KERR_INTERNAL, "cannot start the health prober of key store %s",
                     h->store->name);
-  h->prober_started = 1;
+  }
   return KERR_OK;
 }
 
 kerr_code xksp_hsm_health(xksp_hsm *h, xks_health *out, kerr *err) {
   long long now = now_ms();
+  long long max_age_ms = (long long)h->interval_s * 2000;
+  if (max_age_ms > HEALTH_MAX_AGE_MS) max_age_ms = HEALTH_MAX_AGE_MS;
   char vendor[33] = "";
   for (size_t i = 0; i < h->token_count; i++) {
     htoken *t = &h->tokens[i];
@@ -671,6 +916,9 @@ kerr_code xksp_hsm_health(xksp_hsm *h, xks_health *out, kerr *err) {
     /* A probe stuck in the token for longer than an interval: it hangs. */
     if (t->probing && now - t->probe_started_ms > (long long)h->interval_s * 1000)
       st = ST_UNAVAILABLE;
+    /* A status nobody confirmed for two intervals (a minute at most, the
+     * spec's bound) is not reported as current. */
+    if (now - t->last_probe_done_ms > max_age_ms) st = ST_UNAVAILABLE;
     snprintf(model, sizeof model, "%s", t->model[0] ? t->model : "unknown");
     if (i == 0) snprintf(vendor, sizeof vendor, "%s", t->manufacturer);
     pthread_mutex_unlock(&t->lock);
@@ -737,8 +985,12 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     }
     p11_token *tok = NULL;
     p11_err_clear(&pe);
-    if (token_ready(h, t, &tok, &pe)) {
-      if (t->pin_rejected) {
+    t->last_probe_done_ms = now_ms(); /* the open is the first look */
+    if (token_ready(h, t, 1, &tok, &pe)) {
+      pthread_mutex_lock(&t->lock);
+      int pin_rejected = t->pin_rejected;
+      pthread_mutex_unlock(&t->lock);
+      if (pin_rejected) {
         rc = kerr_set(err, KERR_VALIDATION, "key store %s: PKCS#11 token \"%s\" refused the PIN",
                       store->name, t->cfg->label);
         goto fail;
@@ -788,7 +1040,7 @@ int xksp_usage_parse(const char *s) {
 
 static int valid_key_id(const char *s) {
   size_t n = s ? strnlen(s, XKS_KEY_ID_MAX + 1) : 0;
-  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX) return 0;
+  if (n == 0 || n > XKS_KEY_ID_MAX) return 0;
   for (size_t i = 0; i < n; i++) {
     char c = s[i];
     if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
@@ -810,7 +1062,7 @@ kerr_code xksp_create_key(const char *module, const char *token_label, const cha
   if (!valid_key_id(label))
     return kerr_set(err, KERR_VALIDATION,
                     "key label must be 1 to %d characters of A-Z a-z 0-9 - . _",
-                    XKS_KEY_ID_MAX < P11_ID_MAX ? XKS_KEY_ID_MAX : P11_ID_MAX);
+                    XKS_KEY_ID_MAX);
   if (usage < XKSP_USAGE_ENCRYPT_DECRYPT || usage > XKSP_USAGE_NONE)
     return kerr_set(err, KERR_VALIDATION, "unknown key usage %d", (int)usage);
   if (p11_module_load(module, &mod, &pe))

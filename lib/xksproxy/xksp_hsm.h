@@ -6,9 +6,15 @@
  * the first token, in configured order, that is usable; a token that fails
  * with a device-class error is marked failed, the request moves to the next
  * one, and the failed token is re-opened (module reinitialized when it has
- * to be, logged in again) by the next request that needs it, at most once
- * per XKSP_REOPEN_BACKOFF_MS, so a token that comes back is used again
- * without an operator.
+ * to be, logged in again), so a token that comes back is used again
+ * without an operator.  With the prober running (xksp_hsm_start_prober)
+ * only the prober re-opens: requests skip failed tokens, a request that
+ * fails a token wakes the prober at once, and each token is re-opened with
+ * a backoff of XKSP_REOPEN_BACKOFF_MS doubling to 30 s (reset when it
+ * opens).  Without a prober the next request that needs a failed token
+ * re-opens it, at most once per XKSP_REOPEN_BACKOFF_MS.  A token that
+ * cannot be made ready (absent, module restarted without it, login
+ * refused) is unavailable, never "key not found".
  *
  * No login per request: each token is logged in once and keeps a pool of
  * sessions (p11.h).  Key handles and attributes are cached per token and
@@ -43,7 +49,9 @@ typedef struct xksp_hsm xksp_hsm;
 kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *err);
 
 /* Stop the prober, close every session and token, release the modules.
- * No call may be in progress.  NULL allowed. */
+ * No call may be in progress.  NULL allowed.  The prober stops between
+ * tokens; a module call that never returns (a hung HSM: PKCS#11 cannot
+ * cancel a call) still blocks this until it does. */
 void xksp_hsm_close(xksp_hsm *h);
 
 /* Start the background thread that probes every token each
@@ -81,8 +89,7 @@ kerr_code xksp_hsm_encrypt(xksp_hsm *h, const char *key_id, const xks_request *r
 kerr_code xksp_hsm_decrypt(xksp_hsm *h, const char *key_id, const xks_request *req,
                            xks_decrypt_result *r, kerr *err);
 
-/* Health of each token as last probed (never older than the interval plus
- * one probe): ACTIVE, DEGRADED (answers, but its probe took longer than
+/* Health of each token as last probed: ACTIVE, DEGRADED (answers, but its probe took longer than
  * degraded_ms or the health key's round trip failed) or UNAVAILABLE.
  * Fills h->ekm[0..token_count-1] with id = the token label, model = the
  * token's manufacturer, model and firmware as it reports them, and the

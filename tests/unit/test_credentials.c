@@ -288,6 +288,30 @@ static void test_oversized_file(void **state) {
   assert_non_null(strstr(err.msg, "larger than"));
 }
 
+/* Bare key pairs (xks-proxy): found by id with their secret, sorted, and a
+ * repeated id refused with a message that names the id, never a secret. */
+static void test_from_keys(void **state) {
+  (void)state;
+  const char *ids[] = {"ZZZZZZZZZZZZZZZZZZZZ", "AAAAAAAAAAAAAAAAAAAA"};
+  const char *secrets[] = {"secret-of-z-0123456789012345678901234567", "secret-of-a-0123456789012345678901234567"};
+  creds_store *s = NULL;
+  kerr err;
+  kerr_clear(&err);
+  assert_int_equal(creds_from_keys(ids, secrets, 2, &s, &err), KERR_OK);
+  const cred_entry *e = creds_lookup(s, "AAAAAAAAAAAAAAAAAAAA");
+  assert_non_null(e);
+  assert_string_equal(e->secret_access_key, secrets[1]);
+  assert_null(creds_lookup(s, "BBBBBBBBBBBBBBBBBBBB"));
+  creds_free(s);
+  const char *dup[] = {"AAAAAAAAAAAAAAAAAAAA", "AAAAAAAAAAAAAAAAAAAA"};
+  s = NULL;
+  assert_int_equal(creds_from_keys(dup, secrets, 2, &s, &err), KERR_VALIDATION);
+  assert_null(s);
+  assert_non_null(strstr(err.msg, "AAAAAAAAAAAAAAAAAAAA appears more than once"));
+  assert_null(strstr(err.msg, "secret-of"));
+  assert_int_equal(creds_from_keys(ids, secrets, 0, &s, &err), KERR_VALIDATION);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_load_and_lookup),
@@ -297,6 +321,7 @@ int main(void) {
       cmocka_unit_test(test_create_default),
       cmocka_unit_test(test_any),
       cmocka_unit_test(test_oversized_file),
+      cmocka_unit_test(test_from_keys),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }

@@ -392,6 +392,128 @@ static void test_key_usage(void **state) {
   xksp_hsm_close(h);
 }
 
+static void expect_health(xksp_hsm *h, const char *const *want, size_t n);
+static void sleep_ms(long ms);
+
+/* ---- the key cache across module reinitializations ----------------------- */
+
+static void reinitialize_softhsm(void) {
+  p11_err pe;
+  assert_int_equal(p11_module_reinitialize(module, p11_module_epoch(module), 2000, &pe), KERR_OK);
+}
+
+/* A reinitialization renumbers every object handle (for any token of the
+ * module, on behalf of anyone): a handle cached before it may name another
+ * key after it.  Here bob, found first after the reinitialization, gets the
+ * number alice had; alice's next encryption must still use alice. */
+static void test_cache_across_reinitialization(void **state) {
+  (void)state;
+  kerr e;
+  assert_int_equal(xksp_create_key(softhsm, "xa", USER_PIN, "alice", XKSP_USAGE_ENCRYPT_DECRYPT, &e),
+                   KERR_OK);
+  assert_int_equal(xksp_create_key(softhsm, "xa", USER_PIN, "bob", XKSP_USAGE_ENCRYPT_DECRYPT, &e),
+                   KERR_OK);
+  reinitialize_softhsm(); /* handle numbers from a known start */
+  xksp_store_config c;
+  const char *labels[] = {"xa"}, *mods[] = {softhsm};
+  make_store(&c, 1, labels, mods);
+  xksp_hsm *h = open_store(&c);
+  const uint8_t pt[] = "for alice only";
+  xks_encrypt_result r;
+  assert_int_equal(encrypt(h, "alice", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  reinitialize_softhsm();
+  assert_int_equal(encrypt(h, "bob", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  assert_int_equal(encrypt(h, "alice", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xksp_hsm_close(h);
+  /* A fresh store (empty cache) judges which key made it. */
+  h = open_store(&c);
+  xks_decrypt_result d;
+  assert_int_equal(decrypt(h, "alice", r.ciphertext.data, r.ciphertext.len, r.iv, 12, r.tag, NULL,
+                           NULL, &d),
+                   KERR_OK);
+  assert_memory_equal(d.plaintext.data, pt, sizeof pt);
+  xks_decrypt_result_free(&d);
+  assert_int_equal(decrypt(h, "bob", r.ciphertext.data, r.ciphertext.len, r.iv, 12, r.tag, NULL,
+                           NULL, &d),
+                   KERR_INVALID_CIPHERTEXT);
+  xks_encrypt_result_free(&r);
+  xksp_hsm_close(h);
+}
+
+/* A token whose label is gone after a module restart is unavailable, never
+ * "key not found": the next token serves, and it is marked failed. */
+static void test_token_gone_after_restart(void **state) {
+  (void)state;
+  p11_err pe;
+  kerr e;
+  CK_SLOT_ID slot;
+  assert_int_equal(p11_softhsm_provision(module, "xgone", SO_PIN, USER_PIN, &slot, &pe), KERR_OK);
+  assert_int_equal(xksp_create_key(softhsm, "xgone", USER_PIN, "k-ed", XKSP_USAGE_ENCRYPT_DECRYPT,
+                                   &e),
+                   KERR_OK);
+  xksp_store_config c2, c1;
+  const char *labels[] = {"xgone", "xb"}, *mods[] = {softhsm, softhsm};
+  make_store(&c2, 2, labels, mods);
+  make_store(&c1, 1, labels, mods);
+  xksp_hsm *h2 = open_store(&c2), *h1 = open_store(&c1);
+  xks_key_metadata m;
+  assert_int_equal(xksp_hsm_metadata(h2, "k-ed", &m, &e), KERR_OK);
+  xks_key_metadata_free(&m);
+  char cmd[PATH_MAX + 160];
+  snprintf(cmd, sizeof cmd,
+           "for f in '%s'/hsm/tokens/*/token.object; do grep -q -a xgone \"$f\" && "
+           "rm -rf \"$(dirname \"$f\")\"; done; true",
+           data_dir);
+  assert_int_equal(system(cmd), 0);
+  reinitialize_softhsm();
+  assert_int_equal(xksp_hsm_metadata(h2, "k-ed", &m, &e), KERR_OK); /* xb */
+  xks_key_metadata_free(&m);
+  assert_int_equal(xksp_hsm_metadata(h1, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  assert_int_equal(xksp_hsm_metadata(h1, "k-ed", &m, &e), KERR_KEY_UNAVAILABLE);
+  const char *gone[] = {"UNAVAILABLE"};
+  expect_health(h1, gone, 1);
+  xksp_hsm_close(h1);
+  xksp_hsm_close(h2);
+}
+
+/* The login ended under the store's feet (here by a C_Logout through
+ * another handle; in production by another thread's re-open): the store
+ * logs in again and the request succeeds, with a cached key and with a key
+ * it has to find (whose search, not logged in, would come back empty). */
+static void test_login_lost(void **state) {
+  (void)state;
+  xksp_store_config c;
+  const char *labels[] = {"xa"}, *mods[] = {softhsm};
+  make_store(&c, 1, labels, mods);
+  xksp_hsm *h = open_store(&c);
+  const uint8_t pt[] = "logged out";
+  xks_encrypt_result r;
+  xks_key_metadata m;
+  kerr e;
+  assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+  xks_encrypt_result_free(&r);
+  for (int round = 0; round < 2; round++) {
+    p11_token *tok = NULL;
+    p11_session *s = NULL;
+    p11_err pe;
+    assert_int_equal(p11_token_open(module, "xa", 1, &tok, &pe), KERR_OK);
+    assert_int_equal(p11_session_acquire(tok, &s, &pe), KERR_OK);
+    assert_int_equal(p11_module_functions(module)->C_Logout(p11_session_handle(s)), CKR_OK);
+    p11_session_release(s);
+    p11_token_close(tok);
+    if (round == 0) {
+      assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+      xks_encrypt_result_free(&r);
+    } else {
+      assert_int_equal(xksp_hsm_metadata(h, "k-e", &m, &e), KERR_OK);
+      xks_key_metadata_free(&m);
+    }
+  }
+  xksp_hsm_close(h);
+}
+
 /* ---- health and failover ------------------------------------------------ */
 
 static void expect_health(xksp_hsm *h, const char *const *want, size_t n) {
@@ -438,6 +560,17 @@ static void test_health(void **state) {
   xksp_hsm_probe_now(h);
   const char *degraded[] = {"DEGRADED", "DEGRADED"};
   expect_health(h, degraded, 2);
+  xksp_hsm_close(h);
+  /* A status no probe confirmed for two intervals (here 1 s) is not current. */
+  c.health_key = NULL;
+  h = open_store(&c);
+  xksp_hsm_probe_now(h);
+  expect_health(h, active, 2);
+  sleep_ms(2100);
+  const char *stale[] = {"UNAVAILABLE", "UNAVAILABLE"};
+  expect_health(h, stale, 2);
+  xksp_hsm_probe_now(h);
+  expect_health(h, active, 2);
   xksp_hsm_close(h);
   /* A wrong PIN stops the open, naming the token, not the PIN. */
   char bad[] = "not-the-pin-1";
@@ -564,6 +697,39 @@ static void test_failover_and_recovery(void **state) {
   xksp_hsm_close(h);
 }
 
+/* With the prober running, requests skip a failed token and the prober,
+ * woken by the failure, re-opens it within its first backoff step, long
+ * before its 30 s interval. */
+static void test_prober_recovers(void **state) {
+  (void)state;
+  xksp_store_config c;
+  kerr e;
+  const char *labels[] = {"xa", "xb"}, *mods[] = {P11SHIM_PATH, softhsm};
+  make_store(&c, 2, labels, mods);
+  c.health_interval_s = 30;
+  xksp_hsm *h = open_store(&c);
+  assert_int_equal(xksp_hsm_start_prober(h, &e), KERR_OK);
+  const uint8_t pt[] = "prober";
+  xks_encrypt_result r;
+  set_down(1);
+  assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r), KERR_OK); /* by xb */
+  xks_encrypt_result_free(&r);
+  const char *first_down[] = {"UNAVAILABLE", "ACTIVE"}, *active[] = {"ACTIVE", "ACTIVE"};
+  expect_health(h, first_down, 2);
+  set_down(0);
+  int back = 0;
+  for (int i = 0; i < 40 && !back; i++) {
+    xks_health hh = {0};
+    assert_int_equal(xksp_hsm_health(h, &hh, &e), KERR_OK);
+    back = strcmp(hh.ekm[0].health_status, "ACTIVE") == 0;
+    xks_health_free(&hh);
+    if (!back) sleep_ms(100);
+  }
+  assert_true(back);
+  expect_health(h, active, 2);
+  xksp_hsm_close(h);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_usage_parse_and_create_key),
@@ -572,8 +738,12 @@ int main(void) {
       cmocka_unit_test(test_round_trip_iv_hsm),
       cmocka_unit_test(test_sixteen_byte_iv_and_metadata),
       cmocka_unit_test(test_key_usage),
+      cmocka_unit_test(test_cache_across_reinitialization),
+      cmocka_unit_test(test_token_gone_after_restart),
+      cmocka_unit_test(test_login_lost),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_failover_and_recovery),
+      cmocka_unit_test(test_prober_recovers),
   };
   return cmocka_run_group_tests(tests, group_setup, group_teardown);
 }
