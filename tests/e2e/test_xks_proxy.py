@@ -268,8 +268,6 @@ class XksApiTest(unittest.TestCase):
         ct_reply = self.encrypt_ok(b"0123456789").json
         cases = {
             "not json": b"{not json",
-            # FAILS: an empty body is answered 501 UnsupportedOperationException ("larger
-            # than 65536 bytes") instead of 400 ValidationException.
             "empty body": b"",
             "array body": b"[]",
             "no requestMetadata": {"plaintext": x.b64(b"a"), "encryptionAlgorithm": "AES_GCM"},
@@ -479,8 +477,8 @@ class XksApiTest(unittest.TestCase):
             conn.close()
 
     def test_one_log_line_per_request(self):
-        # FAILS: a request refused at body validation (here an empty plaintext) is logged
-        # without its kmsRequestId ("[-]", kmsOperation=-) although the body carries it.
+        # A request refused at body validation (here an empty plaintext) is logged with
+        # the kmsRequestId its body carries.
         rid_ok, rid_missing, rid_bad = x.request_id(), x.request_id(), x.request_id()
         self.expect(self.client.encrypt(KEY, b"logged", rid=rid_ok), 200)
         self.expect(self.client.metadata("no-such-key", rid=rid_missing), 404, "KeyNotFoundException")
