@@ -7,6 +7,9 @@
  * framing two parsers could read differently, enforces the body cap without
  * buffering an oversized body, stamps every answer with the service clock,
  * and counts requests in flight so that shutdown can let them finish.
+ * Over TLS it applies the configured GnuTLS priorities and, for mutual TLS,
+ * makes every handshake require a client certificate that chains to the
+ * configured CAs and carries one of the allowed names.
  *
  * Several rules here work around how libmicrohttpd 0.9.75 (Debian 12) behaves
  * on hostile input; docs/architecture.md lists them and
@@ -15,9 +18,11 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <stddef.h>
 #include <fcntl.h>
 #include <netdb.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -28,6 +33,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <gnutls/gnutls.h>
+#include <gnutls/x509.h>
 #include <microhttpd.h>
 
 #include "core/kclock.h"
@@ -39,6 +46,12 @@
  * longer is refused along with folded lines (see header_is_folded). */
 #define HEADER_OWS_MAX 64
 
+/* Bounds on the TLS settings; all of them come from the operator's
+ * configuration, and none is anywhere near these in practice. */
+#define TLS_PRIORITY_MAX 1024
+#define TLS_CLIENT_NAMES_MAX 64
+#define TLS_CLIENT_NAME_MAX 253 /* longest DNS name */
+
 struct http_server {
   struct MHD_Daemon *daemon;
   http_handler_fn handler;
@@ -47,6 +60,10 @@ struct http_server {
   uint16_t port;
   char *tls_cert;
   char *tls_key;
+  char *tls_priority;          /* NULL: the library's default */
+  char *tls_client_ca;         /* NULL: no client certificate asked */
+  char **tls_client_names;     /* tls_client_name_count copies */
+  size_t tls_client_name_count;
   atomic_int in_flight;
   char start_error[512]; /* last libmicrohttpd message while starting */
   int starting;
@@ -64,8 +81,13 @@ struct http_server {
  * completes, when the next request starts, or at the latest when the
  * connection closes. */
 typedef struct conn_state {
+  /* The connection's own, kept across its requests. */
   http_server *server;
-  /* The current request; end_request() resets everything below. */
+  /* mTLS: the connection's GnuTLS session while it is in the session
+   * registry (see verify_client_certificate), else NULL. */
+  gnutls_session_t tls_session;
+  struct conn_state *tls_next;  /* next in its registry bucket */
+  /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
   int target_too_long;
   int headers_seen;
@@ -229,23 +251,161 @@ static void end_request(conn_state *c) {
   if (c->body) secure_free(c->body, c->body_cap);
   free(c->raw_target);
   if (c->counted) atomic_fetch_sub(&c->server->in_flight, 1);
-  http_server *s = c->server;
-  memset(c, 0, sizeof *c);
-  c->server = s;
+  size_t keep = offsetof(conn_state, raw_target);
+  memset((char *)c + keep, 0, sizeof *c - keep);
+}
+
+/* ---------------------------------------------------------------- mTLS
+ *
+ * GnuTLS calls a session's verify function in the middle of the handshake,
+ * with nothing but the session.  The function needs the server's allowed
+ * names, and the session's user pointer is not free to carry them:
+ * libmicrohttpd 0.9.75 keeps its own connection there (its PSK callback
+ * reads it back).  So each mTLS connection's state is entered in this
+ * registry, keyed by its session, from the moment the connection is
+ * announced (before any byte of the handshake is read) until it closes.  A
+ * session not found is refused. */
+
+#define TLS_REGISTRY_BUCKETS 256
+
+static pthread_mutex_t tls_registry_lock = PTHREAD_MUTEX_INITIALIZER;
+static conn_state *tls_registry[TLS_REGISTRY_BUCKETS];
+
+static size_t tls_registry_bucket(gnutls_session_t session) {
+  uintptr_t v = (uintptr_t)session;
+  return (size_t)((v >> 4) ^ (v >> 12)) % TLS_REGISTRY_BUCKETS;
+}
+
+static void tls_registry_add(conn_state *c, gnutls_session_t session) {
+  size_t b = tls_registry_bucket(session);
+  pthread_mutex_lock(&tls_registry_lock);
+  c->tls_session = session;
+  c->tls_next = tls_registry[b];
+  tls_registry[b] = c;
+  pthread_mutex_unlock(&tls_registry_lock);
+}
+
+static void tls_registry_remove(conn_state *c) {
+  if (!c->tls_session) return;
+  size_t b = tls_registry_bucket(c->tls_session);
+  pthread_mutex_lock(&tls_registry_lock);
+  for (conn_state **at = &tls_registry[b]; *at; at = &(*at)->tls_next)
+    if (*at == c) {
+      *at = c->tls_next;
+      break;
+    }
+  pthread_mutex_unlock(&tls_registry_lock);
+  c->tls_session = NULL;
+  c->tls_next = NULL;
+}
+
+/* The server a registered session belongs to, or NULL.  The server outlives
+ * its connections, so the pointer stays good after the lock is let go. */
+static http_server *tls_registry_server(gnutls_session_t session) {
+  http_server *s = NULL;
+  size_t b = tls_registry_bucket(session);
+  pthread_mutex_lock(&tls_registry_lock);
+  for (conn_state *c = tls_registry[b]; c; c = c->tls_next)
+    if (c->tls_session == session) {
+      s = c->server;
+      break;
+    }
+  pthread_mutex_unlock(&tls_registry_lock);
+  return s;
+}
+
+/* Non-zero when the DER certificate is valid for one of the server's
+ * allowed client names (or no names are configured). */
+static int client_name_allowed(const http_server *s, const gnutls_datum_t *der) {
+  if (s->tls_client_name_count == 0) return 1;
+  gnutls_x509_crt_t crt;
+  int allowed = 0;
+  if (gnutls_x509_crt_init(&crt) < 0) return 0;
+  if (gnutls_x509_crt_import(crt, der, GNUTLS_X509_FMT_DER) == 0)
+    for (size_t i = 0; i < s->tls_client_name_count && !allowed; i++)
+      allowed = gnutls_x509_crt_check_hostname(crt, s->tls_client_names[i]) != 0;
+  gnutls_x509_crt_deinit(crt);
+  return allowed;
+}
+
+/* The session's verify function: runs once the client's certificate is in
+ * and before the handshake completes.  Non-zero aborts the handshake, so no
+ * request is ever read from a client that fails here. */
+static int verify_client_certificate(gnutls_session_t session) {
+  http_server *s = tls_registry_server(session);
+  if (!s) {
+    log_msg(LOG_WARN, NULL, "http: TLS handshake refused: connection state missing");
+    return -1;
+  }
+  /* The chain must end at one of the configured CAs (libmicrohttpd loaded
+   * them as the credentials' trust list) and every certificate in it must
+   * be within its validity period.  A certificate whose extended key usage
+   * names purposes but not TLS client authentication is refused too. */
+  gnutls_typed_vdata_st purpose = {GNUTLS_DT_KEY_PURPOSE_OID,
+                                   (unsigned char *)GNUTLS_KP_TLS_WWW_CLIENT, 0};
+  unsigned status = 0;
+  int r = gnutls_certificate_verify_peers(session, &purpose, 1, &status);
+  if (r < 0) {
+    log_msg(LOG_INFO, NULL, "http: client certificate refused: %s", gnutls_strerror(r));
+    return -1;
+  }
+  if (status != 0) {
+    gnutls_datum_t why = {NULL, 0};
+    if (gnutls_certificate_verification_status_print(status, GNUTLS_CRT_X509, &why, 0) == 0) {
+      log_msg(LOG_INFO, NULL, "http: client certificate refused: %s", (const char *)why.data);
+      gnutls_free(why.data);
+    } else {
+      log_msg(LOG_INFO, NULL, "http: client certificate refused: status 0x%x", status);
+    }
+    return -1;
+  }
+  unsigned npeers = 0;
+  const gnutls_datum_t *peers = gnutls_certificate_get_peers(session, &npeers);
+  if (!peers || npeers == 0 || !client_name_allowed(s, &peers[0])) {
+    log_msg(LOG_INFO, NULL, "http: client certificate refused: not issued to an allowed name");
+    return -1;
+  }
+  return 0;
+}
+
+/* Make this connection's handshake require a client certificate and check
+ * it.  `c` may be NULL (out of memory): the handshake is then still made to
+ * require and check one, and the check fails, finding no registered state.
+ * Returns 0, or -1 when the connection cannot be checked (no session, or no
+ * state); its requests are then refused (on_uri and on_request see no
+ * state). */
+static int require_client_certificate(conn_state *c, struct MHD_Connection *conn) {
+  const union MHD_ConnectionInfo *ci =
+      MHD_get_connection_info(conn, MHD_CONNECTION_INFO_GNUTLS_SESSION);
+  gnutls_session_t session = ci ? (gnutls_session_t)ci->tls_session : NULL;
+  if (!session) return -1;
+  if (c) tls_registry_add(c, session);
+  /* libmicrohttpd only asks (GNUTLS_CERT_REQUEST) when given a trust list,
+   * and checks nothing: a client could send none, or any. */
+  gnutls_certificate_server_set_request(session, GNUTLS_CERT_REQUIRE);
+  gnutls_session_set_verify_function(session, verify_client_certificate);
+  return c ? 0 : -1;
 }
 
 static void on_connection(void *cls, struct MHD_Connection *conn, void **socket_context,
                           enum MHD_ConnectionNotificationCode toe) {
   http_server *s = cls;
-  (void)conn;
   if (toe == MHD_CONNECTION_NOTIFY_STARTED) {
     conn_state *c = calloc(1, sizeof *c);
     if (c) c->server = s;
+    if (s->tls_client_ca && require_client_certificate(c, conn) != 0) {
+      /* Unchecked, the connection must not be served at all. */
+      log_msg(LOG_WARN, NULL, "http: cannot check a client certificate; refusing the connection");
+      if (c) tls_registry_remove(c);
+      free(c);
+      c = NULL;
+    }
     *socket_context = c; /* NULL: on_uri refuses the connection's requests */
     return;
   }
   conn_state *c = *socket_context;
   if (!c) return;
+  tls_registry_remove(c);
   end_request(c);
   free(c);
   *socket_context = NULL;
@@ -684,7 +844,86 @@ static void free_server(http_server *s) {
   if (!s) return;
   if (s->tls_key) secure_free(s->tls_key, strlen(s->tls_key) + 1);
   free(s->tls_cert);
+  free(s->tls_priority);
+  free(s->tls_client_ca);
+  if (s->tls_client_names)
+    for (size_t i = 0; i < s->tls_client_name_count; i++) free(s->tls_client_names[i]);
+  free(s->tls_client_names);
   free(s);
+}
+
+/* KERR_VALIDATION unless GnuTLS accepts `priority`, saying where it stops
+ * making sense. */
+static kerr_code check_tls_priority(const char *priority, kerr *err) {
+  size_t len = strnlen(priority, TLS_PRIORITY_MAX + 1);
+  if (len == 0 || len > TLS_PRIORITY_MAX)
+    return kerr_set(err, KERR_VALIDATION, "TLS priority string must be 1-%d characters",
+                    TLS_PRIORITY_MAX);
+  gnutls_priority_t cache;
+  const char *where = NULL;
+  int r = gnutls_priority_init(&cache, priority, &where);
+  if (r < 0) {
+    if (where && where >= priority && where < priority + len)
+      return kerr_set(err, KERR_VALIDATION, "TLS priority string is not valid at '%.40s' (%s)",
+                      where, gnutls_strerror(r));
+    return kerr_set(err, KERR_VALIDATION, "TLS priority string is not valid (%s)",
+                    gnutls_strerror(r));
+  }
+  gnutls_priority_deinit(cache);
+  return KERR_OK;
+}
+
+/* KERR_VALIDATION unless `pem` holds at least one certificate (an empty
+ * trust list would refuse every client without saying why). */
+static kerr_code check_client_ca(const char *pem, kerr *err) {
+  gnutls_x509_crt_t *certs = NULL;
+  unsigned n = 0;
+  gnutls_datum_t d = {(unsigned char *)pem, (unsigned)strlen(pem)};
+  int r = gnutls_x509_crt_list_import2(&certs, &n, &d, GNUTLS_X509_FMT_PEM, 0);
+  if (r < 0)
+    return kerr_set(err, KERR_VALIDATION, "client CA certificates: %s", gnutls_strerror(r));
+  for (unsigned i = 0; i < n; i++) gnutls_x509_crt_deinit(certs[i]);
+  gnutls_free(certs);
+  if (n == 0) return kerr_set(err, KERR_VALIDATION, "client CA certificates: none found");
+  return KERR_OK;
+}
+
+/* Check the TLS settings beyond certificate and key, and copy them into
+ * `s`. */
+static kerr_code copy_tls_settings(const http_server_config *cfg, http_server *s, kerr *err) {
+  kerr_code rc;
+  if (!cfg->tls_cert_pem && (cfg->tls_priority || cfg->tls_client_ca_pem))
+    return kerr_set(err, KERR_VALIDATION, "TLS settings need a certificate and a key");
+  if (cfg->tls_client_name_count > 0 && !cfg->tls_client_ca_pem)
+    return kerr_set(err, KERR_VALIDATION, "client certificate names need client CA certificates");
+  if (cfg->tls_client_name_count > 0 && !cfg->tls_client_names)
+    return kerr_set(err, KERR_INTERNAL, "client certificate names missing");
+  if (cfg->tls_client_name_count > TLS_CLIENT_NAMES_MAX)
+    return kerr_set(err, KERR_VALIDATION, "at most %d client certificate names",
+                    TLS_CLIENT_NAMES_MAX);
+  if (cfg->tls_priority) {
+    if ((rc = check_tls_priority(cfg->tls_priority, err)) != KERR_OK) return rc;
+    if (!(s->tls_priority = strdup(cfg->tls_priority)))
+      return kerr_set(err, KERR_INTERNAL, "out of memory");
+  }
+  if (!cfg->tls_client_ca_pem) return KERR_OK;
+  if ((rc = check_client_ca(cfg->tls_client_ca_pem, err)) != KERR_OK) return rc;
+  if (!(s->tls_client_ca = strdup(cfg->tls_client_ca_pem)))
+    return kerr_set(err, KERR_INTERNAL, "out of memory");
+  if (cfg->tls_client_name_count == 0) return KERR_OK;
+  s->tls_client_names = calloc(cfg->tls_client_name_count, sizeof *s->tls_client_names);
+  if (!s->tls_client_names) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  for (size_t i = 0; i < cfg->tls_client_name_count; i++) {
+    const char *name = cfg->tls_client_names[i];
+    size_t len = name ? strnlen(name, TLS_CLIENT_NAME_MAX + 1) : 0;
+    if (len == 0 || len > TLS_CLIENT_NAME_MAX)
+      return kerr_set(err, KERR_VALIDATION, "client certificate name %zu must be 1-%d characters",
+                      i + 1, TLS_CLIENT_NAME_MAX);
+    if (!(s->tls_client_names[i] = strndup(name, len)))
+      return kerr_set(err, KERR_INTERNAL, "out of memory");
+    s->tls_client_name_count = i + 1;
+  }
+  return KERR_OK;
 }
 
 kerr_code http_server_start(const http_server_config *cfg, http_server **out, kerr *err) {
@@ -738,6 +977,7 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
     }
     memcpy(s->tls_key, cfg->tls_key_pem, kl + 1);
   }
+  if ((rc = copy_tls_settings(cfg, s, err)) != KERR_OK) goto out;
 
   unsigned threads = cfg->threads;
   if (threads == 0) {
@@ -779,6 +1019,10 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_CERT, 0, s->tls_cert};
     opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_KEY, 0, s->tls_key};
   }
+  if (s->tls_priority)
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_PRIORITIES, 0, s->tls_priority};
+  if (s->tls_client_ca)
+    opts[no++] = (struct MHD_OptionItem){MHD_OPTION_HTTPS_MEM_TRUST, 0, s->tls_client_ca};
   opts[no++] = (struct MHD_OptionItem){MHD_OPTION_END, 0, NULL};
 
   s->starting = 1;

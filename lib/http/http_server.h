@@ -40,6 +40,17 @@
 #define HTTP_HEADER_NAME_MAX 64
 #define HTTP_HEADER_VALUE_MAX 256
 
+/* A tls_priority for an XKS proxy: TLS 1.3 and 1.2 only, and of the cipher
+ * suites the XKS specification lists only TLS_AES_256_GCM_SHA384 (1.3) and
+ * TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 / TLS_ECDHE_ECDSA_WITH_AES_256_GCM_SHA384
+ * (1.2).  TLS_CHACHA20_POLY1305_SHA256, which the specification also lists
+ * for 1.3, is left out: GnuTLS enables a cipher for every protocol version
+ * at once, so allowing it would also allow ECDHE-RSA/ECDSA-CHACHA20-POLY1305
+ * in TLS 1.2, which the specification does not list. */
+#define HTTP_TLS_PRIORITY_XKS                                                       \
+  "NORMAL:-VERS-ALL:+VERS-TLS1.3:+VERS-TLS1.2:-CIPHER-ALL:+AES-256-GCM:-MAC-ALL:+AEAD:" \
+  "-KX-ALL:+ECDHE-RSA:+ECDHE-ECDSA"
+
 /* One complete request as the callback sees it.  Everything it points to is
  * owned by the server and valid only during the callback. */
 typedef struct http_request {
@@ -97,18 +108,24 @@ typedef struct http_server_config {
   unsigned timeout_s;          /* idle connection timeout; 0: 60 seconds */
   const char *tls_cert_pem;    /* PEM text (not a path); NULL with tls_key_pem NULL: plain HTTP */
   const char *tls_key_pem;
-  /* GnuTLS priority string limiting TLS versions and cipher suites; NULL:
-   * libmicrohttpd's default.  Refused at start when GnuTLS rejects it. */
+  /* GnuTLS priority string limiting TLS versions and cipher suites (e.g.
+   * HTTP_TLS_PRIORITY_XKS), at most 1024 characters; NULL: libmicrohttpd's
+   * default.  Refused at start (KERR_VALIDATION) when GnuTLS rejects it. */
   const char *tls_priority;
   /* mTLS: PEM text of the CAs a client certificate must chain to.  When set,
    * every connection must present a certificate that chains to one of them,
-   * is within its validity period, and (when tls_client_name_count > 0) is
-   * valid for one of tls_client_names under the rules of
-   * gnutls_x509_crt_check_hostname (a dNSName of the subject alternative
-   * names, or the subject CN when there is none); otherwise the handshake is
-   * aborted and no request is read.  NULL: no client certificate asked. */
+   * is within its validity period, is meant for TLS client authentication
+   * when it names key purposes at all (extended key usage), and (when
+   * tls_client_name_count > 0) is valid for one of tls_client_names under
+   * the rules of gnutls_x509_crt_check_hostname (a dNSName of the subject
+   * alternative names, or the subject CN when there is none); otherwise the
+   * handshake is aborted and no request is read.  NULL: no client
+   * certificate asked.  A PEM text holding no certificate is refused at
+   * start. */
   const char *tls_client_ca_pem;
-  const char *const *tls_client_names;  /* copied at start */
+  /* At most 64 names of 1-253 characters each; copied at start.  Names
+   * without tls_client_ca_pem are refused at start. */
+  const char *const *tls_client_names;
   size_t tls_client_name_count;
   http_handler_fn handler;
   void *handler_ctx;

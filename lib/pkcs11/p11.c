@@ -1200,13 +1200,14 @@ static kerr_code check_rv(p11_session *s, p11_err *err, const char *function, CK
 
 static CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
 
-/* Up to 2 handles of secret keys with CKA_ID `id`; *count says how many. */
-static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE found[2],
-                            CK_ULONG *count, p11_err *err) {
+/* Up to 2 handles of secret keys whose attribute `type` (CKA_ID or
+ * CKA_LABEL) is `value`; *count says how many. */
+static kerr_code find_by_attr(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
+                              CK_OBJECT_HANDLE found[2], CK_ULONG *count, p11_err *err) {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_ATTRIBUTE tmpl[] = {
       {CKA_CLASS, &cls, sizeof cls},
-      {CKA_ID, (void *)id, strlen(id)},
+      {type, (void *)value, strlen(value)},
   };
   *count = 0;
   kerr_code rc = check_rv(s, err, "C_FindObjectsInit", FN(s)->C_FindObjectsInit(s->h, tmpl, 2));
@@ -1221,6 +1222,11 @@ static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE fou
   if (n > 2) return refuse(err, KERR_INTERNAL, "PKCS#11 C_FindObjects returned too many handles");
   *count = n;
   return KERR_OK;
+}
+
+static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE found[2],
+                            CK_ULONG *count, p11_err *err) {
+  return find_by_attr(s, CKA_ID, id, found, count, err);
 }
 
 kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p11_err *err) {
@@ -1655,6 +1661,163 @@ kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t iv
     kbytes_wipe_free(out);
     return refuse(err, KERR_INTERNAL, "PKCS#11 C_Decrypt returned a GCM output of the wrong size");
   }
+  return KERR_OK;
+}
+
+/* ---- external keys (xks-proxy) ------------------------------------------ */
+
+kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
+                             p11_err *err) {
+  CK_OBJECT_HANDLE found[2];
+  CK_ULONG n;
+  p11_err_clear(err);
+  kerr_code rc = check_id(label, err);
+  if (rc) return rc;
+  rc = find_by_attr(s, CKA_LABEL, label, found, &n, err);
+  if (rc) return rc;
+  if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key labelled %s in the token", label);
+  if (n > 1) return refuse(err, KERR_CONFLICT, "more than one key labelled %s in the token", label);
+  *out = found[0];
+  return KERR_OK;
+}
+
+kerr_code p11_key_generate_usage(p11_session *s, const char *id, int encrypt, int decrypt,
+                                 CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_ATTRIBUTE tmpl[20];
+  CK_OBJECT_CLASS cls;
+  CK_KEY_TYPE type;
+  CK_ULONG len, n;
+  CK_OBJECT_HANDLE found[2];
+  CK_ULONG count;
+  CK_MECHANISM mech = {CKM_AES_KEY_GEN, NULL, 0};
+  p11_err_clear(err);
+  kerr_code rc = check_id(id, err);
+  if (rc) return rc;
+  rc = refuse_existing_id(s, id, err);
+  if (rc) return rc;
+  /* External keys are found by label: a label in use must stay unique too. */
+  rc = find_by_attr(s, CKA_LABEL, id, found, &count, err);
+  if (rc) return rc;
+  if (count > 0)
+    return refuse(err, KERR_ALREADY_EXISTS, "a key labelled %s already exists in the token", id);
+  n = key_template(tmpl, id, P11_KEY_DATA, 1, &cls, &type, &len);
+  /* key_template sets CKA_ENCRYPT and CKA_DECRYPT of a data key to true. */
+  for (CK_ULONG i = 0; i < n; i++) {
+    if (tmpl[i].type == CKA_ENCRYPT) tmpl[i].pValue = encrypt ? &ck_true : &ck_false;
+    if (tmpl[i].type == CKA_DECRYPT) tmpl[i].pValue = decrypt ? &ck_true : &ck_false;
+  }
+  return check_rv(s, err, "C_GenerateKey", FN(s)->C_GenerateKey(s->h, &mech, tmpl, n, out));
+}
+
+/* After a failed crypt_once of the external-key calls: a key that refuses
+ * the operation is a usage error, which the caller reports as such. */
+static kerr_code usage_refusal(p11_session *s, kerr_code rc, p11_err *err) {
+  if (s->last_rv != CKR_KEY_FUNCTION_NOT_PERMITTED && s->last_rv != CKR_KEY_TYPE_INCONSISTENT)
+    return rc;
+  if (err) err->e.code = KERR_INVALID_KEY_USAGE;
+  return KERR_INVALID_KEY_USAGE;
+}
+
+/* CK_GCM_PARAMS for an IV of 12 or 16 bytes, `iv_copy` holding the IV (the
+ * mechanism takes a non-const pointer). */
+static kerr_code gcm_params(const uint8_t *iv, size_t iv_len, const uint8_t *aad, size_t aad_len,
+                            uint8_t iv_copy[P11_GCM_IV_MAX_BYTES], CK_GCM_PARAMS *params,
+                            p11_err *err) {
+  if (!iv || (iv_len != P11_GCM_IV_BYTES && iv_len != P11_GCM_IV_MAX_BYTES))
+    return refuse(err, KERR_VALIDATION, "GCM IV must be %d or %d bytes", P11_GCM_IV_BYTES,
+                  P11_GCM_IV_MAX_BYTES);
+  if (aad_len > P11_GCM_MAX_AAD || (aad_len && !aad))
+    return refuse(err, KERR_VALIDATION, "additional data must be at most %u bytes", P11_GCM_MAX_AAD);
+  memcpy(iv_copy, iv, iv_len);
+  memset(params, 0, sizeof *params);
+  params->pIv = iv_copy;
+  params->ulIvLen = iv_len;
+  params->ulIvBits = iv_len * 8;
+  params->pAAD = (CK_BYTE_PTR)aad;
+  params->ulAADLen = aad_len;
+  params->ulTagBits = P11_GCM_TAG_BYTES * 8;
+  return KERR_OK;
+}
+
+kerr_code p11_gcm_encrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                             size_t iv_len, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *pt, size_t pt_len, kbytes *out, p11_err *err) {
+  CK_GCM_PARAMS params;
+  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
+  uint8_t iv_copy[P11_GCM_IV_MAX_BYTES];
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  if (pt_len > P11_GCM_MAX_INPUT || (pt_len && !pt))
+    return refuse(err, KERR_VALIDATION, "plaintext must be at most %u bytes", P11_GCM_MAX_INPUT);
+  rc = gcm_params(iv, iv_len, aad, aad_len, iv_copy, &params, err);
+  if (rc) return rc;
+  rc = crypt_once(s, 1, &mech, key, pt, pt_len, pt_len + P11_GCM_TAG_BYTES, out, err);
+  if (rc) return usage_refusal(s, rc, err);
+  if (out->len != pt_len + P11_GCM_TAG_BYTES) {
+    kbytes_wipe_free(out);
+    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Encrypt returned a GCM output of the wrong size");
+  }
+  return KERR_OK;
+}
+
+kerr_code p11_gcm_decrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                             size_t iv_len, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *ct, size_t ct_len, kbytes *out, p11_err *err) {
+  CK_GCM_PARAMS params;
+  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
+  uint8_t iv_copy[P11_GCM_IV_MAX_BYTES];
+  kerr_code rc;
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  if (!ct || ct_len < P11_GCM_TAG_BYTES || ct_len > P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES)
+    return refuse(err, KERR_INVALID_CIPHERTEXT, "GCM ciphertext must be %d to %u bytes",
+                  P11_GCM_TAG_BYTES, P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES);
+  rc = gcm_params(iv, iv_len, aad, aad_len, iv_copy, &params, err);
+  if (rc) return rc;
+  rc = crypt_once(s, 0, &mech, key, ct, ct_len, ct_len, out, err);
+  if (rc) return usage_refusal(s, rc, err);
+  if (out->len != ct_len - P11_GCM_TAG_BYTES) {
+    kbytes_wipe_free(out);
+    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Decrypt returned a GCM output of the wrong size");
+  }
+  return KERR_OK;
+}
+
+/* `n` bytes of a space-padded CK_TOKEN_INFO string, unpadded, printable. */
+static void info_string(const CK_UTF8CHAR *in, size_t n, char *out) {
+  while (n > 0 && (in[n - 1] == ' ' || in[n - 1] == '\0')) n--;
+  for (size_t i = 0; i < n; i++) out[i] = in[i] >= 0x20 && in[i] <= 0x7e ? (char)in[i] : '?';
+  out[n] = '\0';
+}
+
+kerr_code p11_token_describe(p11_token *tok, p11_token_desc *out, p11_err *err) {
+  struct timespec deadline;
+  CK_TOKEN_INFO info;
+  CK_SLOT_ID slot;
+  memset(out, 0, sizeof *out);
+  p11_err_clear(err);
+  kerr_code rc = gate_enter(tok->mod, token_deadline(tok, &deadline), err);
+  if (rc) return rc;
+  pthread_mutex_lock(&tok->lock);
+  rc = sync_locked(tok, err);
+  slot = tok->slot;
+  pthread_mutex_unlock(&tok->lock);
+  if (!rc) {
+    CK_RV rv = tok->mod->fn->C_GetTokenInfo(slot, &info);
+    if (rv != CKR_OK) rc = fail_rv(err, "C_GetTokenInfo", rv);
+  }
+  gate_leave(tok->mod);
+  if (rc) return rc;
+  info_string(info.label, sizeof info.label, out->label);
+  info_string(info.manufacturerID, sizeof info.manufacturerID, out->manufacturer);
+  info_string(info.model, sizeof info.model, out->model);
+  info_string(info.serialNumber, sizeof info.serialNumber, out->serial);
+  out->fw_major = info.firmwareVersion.major;
+  out->fw_minor = info.firmwareVersion.minor;
+  out->has_rng = (info.flags & CKF_RNG) != 0;
   return KERR_OK;
 }
 

@@ -393,6 +393,65 @@ kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key,
                           const uint8_t *aad, size_t aad_len,
                           const uint8_t *ct, size_t ct_len, kbytes *out, p11_err *err);
 
+/* ---- external keys (xks-proxy) ------------------------------------------
+ *
+ * An External Key Store names its keys by CKA_LABEL, chooses their usage
+ * per key, and must decrypt what other proxies made with 16-byte IVs; these
+ * calls serve it.  A key that refuses the operation (CKA_ENCRYPT or
+ * CKA_DECRYPT false: CKR_KEY_FUNCTION_NOT_PERMITTED, or a key of the wrong
+ * type: CKR_KEY_TYPE_INCONSISTENT) gives KERR_INVALID_KEY_USAGE here, where
+ * the older calls above keep their KERR_INTERNAL. */
+
+#define P11_GCM_IV_MAX_BYTES 16   /* the 16-byte IVs an XKS proxy may accept */
+
+/* Find the secret key whose CKA_LABEL is `label` (1..P11_ID_MAX printable
+ * ASCII bytes).  KERR_NOT_FOUND when none; KERR_CONFLICT when more than one
+ * carries it. */
+kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
+                             p11_err *err);
+
+/* Generate an AES-256 token key (CKA_TOKEN, CKA_PRIVATE, CKA_SENSITIVE,
+ * never extractable, no wrap/unwrap/sign/derive) with CKA_ID = CKA_LABEL =
+ * `id` and CKA_ENCRYPT / CKA_DECRYPT as `encrypt` / `decrypt` (0 or 1; both
+ * 0 makes a key that can do nothing, for tests of that case).  Refuses an id
+ * or label some secret key of the token already has (KERR_ALREADY_EXISTS).
+ * Needs a user login.  On failure no object is left. */
+kerr_code p11_key_generate_usage(p11_session *s, const char *id, int encrypt, int decrypt,
+                                 CK_OBJECT_HANDLE *out, p11_err *err);
+
+/* AES-GCM encryption inside the token with the caller's IV (`iv_len` 12 or
+ * 16 bytes; ulIvLen and ulIvBits set to match) and a 128-bit tag.  The caller
+ * must never repeat an IV under one key.  *out as for p11_gcm_encrypt
+ * (ciphertext || tag, pt_len + 16 bytes, secure; kbytes_wipe_free). */
+kerr_code p11_gcm_encrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                             size_t iv_len, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *pt, size_t pt_len, kbytes *out, p11_err *err);
+
+/* AES-GCM decryption of ciphertext || tag with an IV of 12 or 16 bytes.
+ * Answers as p11_gcm_decrypt (authentication failure KERR_INVALID_CIPHERTEXT,
+ * plaintext in secure memory). */
+kerr_code p11_gcm_decrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                             size_t iv_len, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *ct, size_t ct_len, kbytes *out, p11_err *err);
+
+/* What a token says about itself (C_GetTokenInfo), its strings with the
+ * padding removed and every byte outside 0x20..0x7E replaced by '?', so
+ * they can go into logs and replies. */
+typedef struct p11_token_desc {
+  char label[P11_LABEL_MAX + 1];
+  char manufacturer[33];
+  char model[17];
+  char serial[17];
+  unsigned fw_major, fw_minor;
+  int has_rng;                    /* CKF_RNG: C_GenerateRandom is a real RNG */
+} p11_token_desc;
+
+/* C_GetTokenInfo on the token's slot (found again after a reinitialization
+ * of its module), waiting for a reinitialization no longer than the token's
+ * acquire timeout.  The token's lock is not held during the module call, so
+ * a token that hangs here blocks no acquire of it. */
+kerr_code p11_token_describe(p11_token *tok, p11_token_desc *out, p11_err *err);
+
 /* Wrap `key` under `wrapping_key` with CKM_AES_KEY_WRAP_PAD (RFC 5649).  The
  * blob is the key encrypted under a key that never leaves the HSMs, so it is
  * not a secret in clear; *out is heap memory the caller frees with

@@ -8,6 +8,7 @@
 #include "xksproxy/xksp_server.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,14 +24,13 @@
 #include "xksproxy/xksp_quota.h"
 
 #define XKS_SIGV4_SERVICE "kms-xks-proxy"
-#ifndef HTTP_TLS_PRIORITY_XKS /* TEMP until lib/http defines it */
-#define HTTP_TLS_PRIORITY_XKS "NORMAL"
-#endif
 #define LOG_FIELD_MAX 160   /* longest metadata value quoted in a log line */
 #define STOP_GRACE_DEFAULT_MS 10000
 
 typedef struct xksp_store {
   const xksp_store_config *cfg;
+  /* Swapped whole by xksp_proxy_update_credentials while requests read it;
+   * read and written with __atomic builtins only. */
   creds_store *creds;
   xksp_quota quota;
   void *backend;       /* the backend's handle for this store */
@@ -43,6 +43,12 @@ struct xksp_proxy {
   size_t store_count;
   http_server *server;
   char proxy_model[64];
+  /* Credential stores replaced by a reload.  A request may still be verifying
+   * against one, and nothing tells when it is done, so they are kept until
+   * the proxy is freed: a few hundred bytes per reload. */
+  pthread_mutex_t retired_mu;
+  creds_store **retired;
+  size_t retired_count;
 };
 
 /* What one request did, for its log line. */
@@ -53,6 +59,7 @@ typedef struct req_log {
   char request_id[LOG_FIELD_MAX];
   char kms_operation[LOG_FIELD_MAX];
   char principal[LOG_FIELD_MAX];
+  char access_key_id[XKSP_AKID_MAX + 1]; /* the credential used: shows when a rotation is complete */
   const char *outcome;   /* "ok" or the errorName */
   char detail[200];      /* why, for errors (never a secret) */
 } req_log;
@@ -116,11 +123,11 @@ static void write_log(const req_log *lg, int status, int64_t t0_ns) {
   int64_t us = (xksp_monotonic_ns() - t0_ns) / 1000;
   log_level level = status >= 500 ? LOG_WARN : LOG_INFO;
   log_msg(level, lg->request_id[0] ? lg->request_id : NULL,
-          "xks store=%s op=%s key=%s kmsOperation=%s principal=%s outcome=%s status=%d latency_us=%" PRId64
-          "%s%s",
+          "xks store=%s op=%s key=%s kmsOperation=%s principal=%s credential=%s outcome=%s status=%d "
+          "latency_us=%" PRId64 "%s%s",
           lg->store ? lg->store : "-", lg->op ? lg->op : "-", lg->key_id && *lg->key_id ? lg->key_id : "-",
           lg->kms_operation[0] ? lg->kms_operation : "-", lg->principal[0] ? lg->principal : "-",
-          lg->outcome ? lg->outcome : "-", status, us, lg->detail[0] ? " reason=" : "", lg->detail);
+          lg->access_key_id[0] ? lg->access_key_id : "-", lg->outcome ? lg->outcome : "-", status, us, lg->detail[0] ? " reason=" : "", lg->detail);
 }
 
 /* The store whose prefix routes `path`, with the route; NULL when none does
@@ -139,12 +146,14 @@ static int is_ping(const xksp_proxy *p, const http_request *req) {
          (strcmp(req->method, "GET") == 0 || strcmp(req->method, "HEAD") == 0);
 }
 
-static kerr_code authenticate(const xksp_store *st, const http_request *req, kerr *err) {
+static kerr_code authenticate(const xksp_store *st, const http_request *req, req_log *lg, kerr *err) {
   sigv4_request sr = {req->method, req->path, req->query, req->headers, req->nheaders, req->body,
                       req->body_len};
   sigv4_result res;
-  kerr_code rc = sigv4_verify(st->creds, &sr, XKS_SIGV4_SERVICE, kclock_now_s(), &res, err);
+  const creds_store *creds = __atomic_load_n(&st->creds, __ATOMIC_ACQUIRE);
+  kerr_code rc = sigv4_verify(creds, &sr, XKS_SIGV4_SERVICE, kclock_now_s(), &res, err);
   if (rc) return rc;
+  snprintf(lg->access_key_id, sizeof lg->access_key_id, "%s", res.cred->who.access_key_id);
   if (strcmp(res.region, st->cfg->region) != 0)
     return kerr_set(err, KERR_INVALID_SIGNATURE,
                     "the credential scope names region %.32s; this key store is in %s", res.region,
@@ -261,7 +270,7 @@ void xksp_proxy_handle(void *ctx, const http_request *req, http_response *resp) 
     reply_error(resp, &lg, 501, XKS_ERR_UNSUPPORTED_OPERATION, m);
     goto done;
   }
-  rc = authenticate(st, req, &err); /* 5 */
+  rc = authenticate(st, req, &lg, &err); /* 5 */
   if (rc) {
     reply_error(resp, &lg, 401, XKS_ERR_AUTHENTICATION_FAILED, err.msg);
     goto done;
@@ -295,11 +304,13 @@ done:
   write_log(&lg, resp->status, t0);
 }
 
+static kerr_code store_creds(const xksp_store_config *sc, creds_store **out, kerr *err);
+
 kerr_code xksp_proxy_new(const xksp_config *cfg, const xksp_backend *backend, xksp_proxy **out,
                          kerr *err) {
   xksp_proxy *p;
   kerr_code rc = KERR_OK;
-  size_t i, j;
+  size_t i;
   *out = NULL;
   p = calloc(1, sizeof *p);
   if (!p || !(p->stores = calloc(cfg->store_count ? cfg->store_count : 1, sizeof *p->stores))) {
@@ -308,20 +319,16 @@ kerr_code xksp_proxy_new(const xksp_config *cfg, const xksp_backend *backend, xk
   }
   p->cfg = cfg;
   p->backend = backend;
+  pthread_mutex_init(&p->retired_mu, NULL);
   snprintf(p->proxy_model, sizeof p->proxy_model, "xks-proxy %s", KMSD_VERSION);
   for (i = 0; i < cfg->store_count; i++) {
     const xksp_store_config *sc = &cfg->stores[i];
     xksp_store *st = &p->stores[i];
-    const char *ids[XKSP_CREDENTIALS_MAX], *secrets[XKSP_CREDENTIALS_MAX];
     kerr e = {0};
     st->cfg = sc;
     xksp_quota_init(&st->quota, sc->quota_rps, sc->quota_burst);
     p->store_count = i + 1;
-    for (j = 0; j < sc->credential_count && j < XKSP_CREDENTIALS_MAX; j++) {
-      ids[j] = sc->credentials[j].access_key_id;
-      secrets[j] = sc->credentials[j].secret_access_key;
-    }
-    rc = creds_from_keys(ids, secrets, j, &st->creds, &e);
+    rc = store_creds(sc, &st->creds, &e);
     if (!rc) rc = backend->open(sc, &st->backend, &e);
     if (rc) {
       kerr_set(err, rc, "key store %s: %s", sc->name, e.msg);
@@ -390,6 +397,61 @@ void xksp_proxy_free(xksp_proxy *p, unsigned grace_ms) {
     creds_free(p->stores[i].creds);
     xksp_quota_destroy(&p->stores[i].quota);
   }
+  for (i = 0; i < p->retired_count; i++) creds_free(p->retired[i]);
+  free(p->retired);
+  pthread_mutex_destroy(&p->retired_mu);
   free(p->stores);
   free(p);
+}
+
+/* The credential store of `sc`'s one or two key pairs. */
+static kerr_code store_creds(const xksp_store_config *sc, creds_store **out, kerr *err) {
+  const char *ids[XKSP_CREDENTIALS_MAX], *secrets[XKSP_CREDENTIALS_MAX];
+  size_t j;
+  for (j = 0; j < sc->credential_count && j < XKSP_CREDENTIALS_MAX; j++) {
+    ids[j] = sc->credentials[j].access_key_id;
+    secrets[j] = sc->credentials[j].secret_access_key;
+  }
+  return creds_from_keys(ids, secrets, j, out, err);
+}
+
+kerr_code xksp_proxy_update_credentials(xksp_proxy *p, const xksp_config *fresh, size_t *updated,
+                                        kerr *err) {
+  creds_store *made[XKSP_STORES_MAX] = {0};
+  size_t i, n = 0;
+  kerr_code rc = KERR_OK;
+  *updated = 0;
+  /* Build every new store first, so a failure changes nothing. */
+  for (i = 0; i < p->store_count; i++) {
+    int k = xksp_config_find_store(fresh, p->stores[i].cfg->uri_prefix);
+    kerr e = {0};
+    if (k < 0) continue;
+    rc = store_creds(&fresh->stores[k], &made[i], &e);
+    if (rc) {
+      kerr_set(err, rc, "key store %s: %s", p->stores[i].cfg->name, e.msg);
+      goto fail;
+    }
+  }
+  pthread_mutex_lock(&p->retired_mu);
+  for (i = 0; i < p->store_count; i++) {
+    if (made[i]) n++;
+  }
+  creds_store **grown = realloc(p->retired, (p->retired_count + n + 1) * sizeof *grown);
+  if (!grown) {
+    pthread_mutex_unlock(&p->retired_mu);
+    rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+    goto fail;
+  }
+  p->retired = grown;
+  for (i = 0; i < p->store_count; i++) {
+    if (!made[i]) continue;
+    p->retired[p->retired_count++] = __atomic_exchange_n(&p->stores[i].creds, made[i], __ATOMIC_ACQ_REL);
+    made[i] = NULL;
+    (*updated)++;
+  }
+  pthread_mutex_unlock(&p->retired_mu);
+  return KERR_OK;
+fail:
+  for (i = 0; i < p->store_count; i++) creds_free(made[i]);
+  return rc;
 }

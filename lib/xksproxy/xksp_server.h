@@ -49,6 +49,16 @@ void xksp_proxy_handle(void *proxy, const http_request *req, http_response *resp
  * KERR_VALIDATION naming the file or address on failure. */
 kerr_code xksp_proxy_serve(xksp_proxy *p, kerr *err);
 
+/* Rotate credentials without a restart or a dropped connection: each key
+ * store of the proxy that `fresh` also has (same uri_prefix) takes fresh's
+ * credentials, atomically, for the next request; requests already being
+ * verified finish with the old ones.  Nothing else of `fresh` is applied
+ * (stores added or removed, tokens, rules and quotas need a restart).  On
+ * failure nothing changed.  *updated counts the stores that took new
+ * credentials.  `fresh` may be freed afterwards. */
+kerr_code xksp_proxy_update_credentials(xksp_proxy *p, const xksp_config *fresh, size_t *updated,
+                                        kerr *err);
+
 /* The port listened on (after xksp_proxy_serve), e.g. when cfg asked for 0. */
 uint16_t xksp_proxy_port(const xksp_proxy *p);
 

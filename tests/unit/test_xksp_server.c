@@ -390,6 +390,36 @@ static void test_validation_and_backend_errors(void **state) {
   xksp_proxy_free(p, 0);
 }
 
+static void test_credential_rotation(void **state) {
+  (void)state;
+  xksp_proxy *p = new_proxy(0);
+  static xksp_config fresh;
+  sent s;
+  size_t updated = 99;
+  kerr err = {0};
+  fresh = cfg;
+  /* the next credential replaces the first; the second stays */
+  strcpy(fresh.stores[0].credentials[0].access_key_id, "NEWKEYNEWKEYNEWKEY22");
+  fresh.stores[0].credentials[0].secret_access_key = "bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQK";
+  assert_int_equal(xksp_proxy_update_credentials(p, &fresh, &updated, &err), KERR_OK);
+  assert_int_equal(updated, 1);
+  send_req(p, "POST", PREFIX "/health", HEALTH_BODY, &s);
+  expect_error(&s, 401, "AuthenticationFailedException");
+  sent_free(&s);
+  send_full(p, "POST", PREFIX "/health", HEALTH_BODY, "NEWKEYNEWKEYNEWKEY22",
+            "bmV3LXNlY3JldC1uZXctc2VjcmV0LW5ldy1zZWNyZXQK", REGION, "kms-xks-proxy", 0, &s);
+  assert_int_equal(s.resp.status, 200);
+  sent_free(&s);
+  send_full(p, "POST", PREFIX "/health", HEALTH_BODY, AKID2, SECRET2, REGION, "kms-xks-proxy", 0, &s);
+  assert_int_equal(s.resp.status, 200);
+  sent_free(&s);
+  /* a configuration without this store changes nothing */
+  strcpy(fresh.stores[0].uri_prefix, "/other/kms/xks/v1");
+  assert_int_equal(xksp_proxy_update_credentials(p, &fresh, &updated, &err), KERR_OK);
+  assert_int_equal(updated, 0);
+  xksp_proxy_free(p, 0);
+}
+
 static void test_patterns(void **state) {
   (void)state;
   assert_true(xksp_pattern_match("*", ""));
@@ -431,7 +461,7 @@ int main(void) {
       cmocka_unit_test(test_happy_paths),     cmocka_unit_test(test_routing),
       cmocka_unit_test(test_authentication),  cmocka_unit_test(test_quota),
       cmocka_unit_test(test_authorization),   cmocka_unit_test(test_validation_and_backend_errors),
-      cmocka_unit_test(test_patterns),        cmocka_unit_test(test_quota_bucket),
+      cmocka_unit_test(test_credential_rotation), cmocka_unit_test(test_patterns),        cmocka_unit_test(test_quota_bucket),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -1,0 +1,885 @@
+/* xksp_hsm.c - the external keys of one key store, in its PKCS#11 tokens
+ * (see xksp_hsm.h for the contract): token failover and re-opening, the
+ * per-token key cache, AES-GCM with the XKS AAD and CDIV, health probing,
+ * and create-key.
+ *
+ * Why the shape: a token handle (p11_token) is made once and never replaced
+ * while the store is open, so request threads may use it without holding
+ * any lock of ours; "re-opening" a failed token is done through it
+ * (reinitialize the module when the failure says its state may be bad, log
+ * out, log in), under a per-token flag so that one thread does it while the
+ * others move on to the next token. */
+#include "xksproxy/xksp_hsm.h"
+
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "core/log.h"
+#include "pkcs11/p11.h"
+#include "xksproxy/xksp_backend.h"
+
+/* p11-kit's pkcs11.h aliases `iv_len` to CK_GCM_PARAMS' ulIvLen; here the
+ * name is the XKS messages' field. */
+#undef iv_len
+
+#define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
+#define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
+#define MODEL_MAX 128              /* ekmFleetDetails model */
+#define HEALTH_PLAINTEXT "xks-proxy health probe"
+
+typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_status;
+
+static const char *const status_names[] = {"ACTIVE", "DEGRADED", "UNAVAILABLE"};
+
+typedef struct cached_key {
+  char label[XKS_KEY_ID_MAX + 1];  /* "" for a free slot */
+  CK_OBJECT_HANDLE handle;
+  p11_key_info info;
+  unsigned long generation;        /* the token's generation it was found in */
+} cached_key;
+
+typedef struct htoken {
+  const xksp_token_config *cfg;
+  const char *module_path;
+  p11_module *mod;
+  pthread_mutex_t lock;            /* guards every field below */
+  p11_token *tok;                  /* NULL until first opened; then fixed until close */
+  int failed;                      /* must be re-opened before use */
+  int reopening;                   /* a thread is re-opening it now */
+  int pin_rejected;                /* wrong PIN: never tried again */
+  CK_RV fail_rv;                   /* the answer that failed it */
+  long long last_reopen_ms;
+  unsigned long generation;        /* bumped at each re-open: cached handles die */
+  int has_rng;
+  char manufacturer[33];
+  char model[MODEL_MAX + 1];
+  token_status status;
+  int probing;
+  long long probe_started_ms;
+  cached_key keys[KEY_CACHE_MAX];
+  size_t next_victim;
+} htoken;
+
+struct xksp_hsm {
+  const xksp_store_config *store;
+  htoken tokens[XKSP_TOKENS_MAX];
+  size_t token_count;
+  unsigned pool;
+  unsigned interval_s;
+  pthread_mutex_t prober_lock;
+  pthread_cond_t prober_wake;      /* CLOCK_MONOTONIC */
+  int prober_started, stopping;
+  pthread_t prober;
+};
+
+static long long now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (long long)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- token state -------------------------------------------------------- */
+
+/* A failure that says the token (not the request) is the problem: the
+ * request moves on to the next token.  A GCM tag mismatch is never one,
+ * even when a module reports it as CKR_GENERAL_ERROR (p11 maps that to
+ * KERR_INVALID_CIPHERTEXT first). */
+static int device_failure(kerr_code rc, const p11_err *pe) {
+  if (rc == KERR_KEY_UNAVAILABLE) return 1;
+  return rc == KERR_INTERNAL && pe->rv != CKR_OK && p11_rv_module_state(pe->rv);
+}
+
+static void mark_failed(xksp_hsm *h, htoken *t, const p11_err *pe) {
+  pthread_mutex_lock(&t->lock);
+  int was_failed = t->failed;
+  t->failed = 1;
+  t->status = ST_UNAVAILABLE;
+  if (!was_failed) t->fail_rv = pe->rv;
+  pthread_mutex_unlock(&t->lock);
+  if (!was_failed)
+    log_msg(LOG_WARN, NULL, "key store %s: PKCS#11 token \"%s\" failed, trying the others: %s",
+            h->store->name, t->cfg->label, pe->e.msg);
+}
+
+static int pin_refusal(const p11_err *pe) {
+  return pe->e.code == KERR_ACCESS_DENIED || pe->rv == CKR_PIN_INCORRECT ||
+         pe->rv == CKR_PIN_LOCKED;
+}
+
+/* Copy manufacturer, model string and RNG flag from the token. */
+static kerr_code describe(htoken *t, p11_token *tok, p11_err *pe) {
+  p11_token_desc d;
+  char model[MODEL_MAX + 1];  /* 32 + 16 + " fw 999.999" fit */
+  kerr_code rc = p11_token_describe(tok, &d, pe);
+  if (rc) return rc;
+  snprintf(model, sizeof model, "%s %s fw %u.%u", d.manufacturer, d.model, d.fw_major % 1000,
+           d.fw_minor % 1000);
+  /* An empty manufacturer or model leaves spaces to trim at the start. */
+  const char *m = model;
+  while (*m == ' ') m++;
+  pthread_mutex_lock(&t->lock);
+  snprintf(t->manufacturer, sizeof t->manufacturer, "%s", d.manufacturer);
+  snprintf(t->model, sizeof t->model, "%s", m);
+  t->has_rng = d.has_rng;
+  pthread_mutex_unlock(&t->lock);
+  return KERR_OK;
+}
+
+/* Make `tok` (NULL: open it) usable again: reinitialize the module when the
+ * failure `rv` says its state may be bad (refused for a module another
+ * library initialized: then just log in again), log out, log in.  No lock
+ * held; the caller holds no session.  *opened is the token afterwards. */
+static kerr_code reopen(xksp_hsm *h, htoken *t, p11_token *tok, CK_RV rv, p11_token **opened,
+                        p11_err *pe) {
+  kerr_code rc;
+  *opened = tok;
+  if (!tok) {
+    rc = p11_token_open(t->mod, t->cfg->label, h->pool, &tok, pe);
+    if (rc) return rc;
+    p11_token_set_acquire_timeout(tok, ACQUIRE_WAIT_MS, NULL);
+    *opened = tok;
+  } else {
+    if (p11_rv_module_state(rv)) {
+      rc = p11_token_recover(tok, pe);
+      if (rc && rc != KERR_INVALID_STATE) return rc;
+    }
+    p11_token_logout(tok, NULL);
+  }
+  rc = p11_token_login(tok, t->cfg->pin, pe);
+  if (rc) return rc;
+  return describe(t, tok, pe);
+}
+
+/* The token, usable: re-opened first if it failed and the backoff allows.
+ * KERR_KEY_UNAVAILABLE (or the re-open's failure) when it is not. */
+static kerr_code token_ready(xksp_hsm *h, htoken *t, p11_token **tok_out, p11_err *pe) {
+  p11_token *tok;
+  CK_RV rv;
+  *tok_out = NULL;
+  pthread_mutex_lock(&t->lock);
+  if (t->pin_rejected) {
+    pthread_mutex_unlock(&t->lock);
+    return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE,
+                    "PKCS#11 token \"%s\" refused its PIN; fix the configuration", t->cfg->label);
+  }
+  if (!t->failed && t->tok) {
+    *tok_out = t->tok;
+    pthread_mutex_unlock(&t->lock);
+    return KERR_OK;
+  }
+  long long now = now_ms();
+  if (t->reopening || now - t->last_reopen_ms < XKSP_REOPEN_BACKOFF_MS) {
+    pthread_mutex_unlock(&t->lock);
+    return kerr_set(&pe->e, KERR_KEY_UNAVAILABLE, "PKCS#11 token \"%s\" is unavailable",
+                    t->cfg->label);
+  }
+  t->reopening = 1;
+  t->last_reopen_ms = now;
+  tok = t->tok;
+  rv = t->fail_rv;
+  pthread_mutex_unlock(&t->lock);
+
+  p11_token *opened = NULL;
+  kerr_code rc = reopen(h, t, tok, rv, &opened, pe);
+
+  pthread_mutex_lock(&t->lock);
+  t->reopening = 0;
+  t->tok = opened;
+  if (rc && pin_refusal(pe)) t->pin_rejected = 1;
+  if (!rc) {
+    t->failed = 0;
+    t->generation++;
+    t->status = ST_ACTIVE;
+    *tok_out = opened;
+  }
+  pthread_mutex_unlock(&t->lock);
+  if (!rc)
+    log_msg(LOG_INFO, NULL, "key store %s: PKCS#11 token \"%s\" %s", h->store->name,
+            t->cfg->label, tok ? "is serving again" : "opened");
+  else if (t->pin_rejected)
+    log_msg(LOG_ERROR, NULL, "key store %s: PKCS#11 token \"%s\" refused its PIN; not retried",
+            h->store->name, t->cfg->label);
+  /* Whatever kept the token closed (absent, wrong PIN, device), the request
+   * is not at fault: it moves on, and no KeyNotFound or AccessDenied leaks
+   * out of a token that merely is not there. */
+  if (rc && rc != KERR_DEPENDENCY_TIMEOUT) rc = pe->e.code = KERR_KEY_UNAVAILABLE;
+  return rc;
+}
+
+/* A session logged in as the user.  A reinitialization of the module on
+ * behalf of another token ends this token's login quietly: log in again
+ * once and retry. */
+static kerr_code acquire_user(htoken *t, p11_token *tok, p11_session **s, p11_err *pe) {
+  kerr_code rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
+  if (rc != KERR_INVALID_STATE || pe->rv != CKR_USER_NOT_LOGGED_IN) return rc;
+  p11_err lp;
+  rc = p11_token_login(tok, t->cfg->pin, &lp);
+  if (rc && lp.rv != CKR_USER_ALREADY_LOGGED_IN) {
+    if (pin_refusal(&lp)) {
+      pthread_mutex_lock(&t->lock);
+      t->pin_rejected = 1;
+      pthread_mutex_unlock(&t->lock);
+    }
+    *pe = lp;
+    return pe->e.code = KERR_KEY_UNAVAILABLE;
+  }
+  rc = p11_session_acquire_as(tok, CKU_USER, s, pe);
+  return rc == KERR_INVALID_STATE ? (pe->e.code = KERR_KEY_UNAVAILABLE) : rc;
+}
+
+/* ---- keys --------------------------------------------------------------- */
+
+static int listed(char *const *list, size_t n, const char *id) {
+  for (size_t i = 0; i < n; i++)
+    if (list[i] && strcmp(list[i], id) == 0) return 1;
+  return 0;
+}
+
+static void cache_drop(htoken *t, const char *label) {
+  pthread_mutex_lock(&t->lock);
+  for (size_t i = 0; i < KEY_CACHE_MAX; i++)
+    if (strcmp(t->keys[i].label, label) == 0) t->keys[i].label[0] = '\0';
+  pthread_mutex_unlock(&t->lock);
+}
+
+/* The key labelled `label` on the token, from the cache or found now. */
+static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJECT_HANDLE *handle,
+                            p11_key_info *info, p11_err *pe) {
+  pthread_mutex_lock(&t->lock);
+  unsigned long gen = t->generation;
+  for (size_t i = 0; i < KEY_CACHE_MAX; i++) {
+    cached_key *k = &t->keys[i];
+    if (k->label[0] && k->generation == gen && strcmp(k->label, label) == 0) {
+      *handle = k->handle;
+      *info = k->info;
+      pthread_mutex_unlock(&t->lock);
+      return KERR_OK;
+    }
+  }
+  pthread_mutex_unlock(&t->lock);
+  kerr_code rc = p11_key_find_label(s, label, handle, pe);
+  if (rc == KERR_CONFLICT)
+    return kerr_set(&pe->e, KERR_INTERNAL, "more than one key of token \"%s\" is labelled %s",
+                    t->cfg->label, label);
+  if (rc) return rc;
+  rc = p11_key_get_info(s, *handle, info, pe);
+  if (rc) return rc;
+  if (info->key_type != CKK_AES)
+    return kerr_set(&pe->e, KERR_NOT_FOUND, "the key labelled %s is not an AES key", label);
+  pthread_mutex_lock(&t->lock);
+  if (t->generation == gen) {
+    size_t slot = KEY_CACHE_MAX;
+    for (size_t i = 0; i < KEY_CACHE_MAX && slot == KEY_CACHE_MAX; i++)
+      if (!t->keys[i].label[0] || strcmp(t->keys[i].label, label) == 0) slot = i;
+    if (slot == KEY_CACHE_MAX) slot = t->next_victim++ % KEY_CACHE_MAX;
+    cached_key *k = &t->keys[slot];
+    snprintf(k->label, sizeof k->label, "%s", label);
+    k->handle = *handle;
+    k->info = *info;
+    k->generation = gen;
+  }
+  pthread_mutex_unlock(&t->lock);
+  return KERR_OK;
+}
+
+/* One operation on one key of one token, with its session. */
+typedef kerr_code (*key_op)(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                            const p11_key_info *info, void *ctx, p11_err *pe);
+
+static int stale_handle(kerr_code rc, const p11_err *pe) {
+  return rc == KERR_NOT_FOUND &&
+         (pe->rv == CKR_OBJECT_HANDLE_INVALID || pe->rv == CKR_KEY_HANDLE_INVALID);
+}
+
+/* Run `op` on the key through token `t`; a stale cached handle is dropped
+ * and the key found once more. */
+static kerr_code on_token(xksp_hsm *h, htoken *t, const char *key_id, key_op op, void *ctx,
+                          p11_err *pe) {
+  p11_token *tok;
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE key;
+  p11_key_info info;
+  kerr_code rc = token_ready(h, t, &tok, pe);
+  if (rc) return rc;
+  rc = acquire_user(t, tok, &s, pe);
+  if (rc) return rc;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    rc = key_lookup(t, s, key_id, &key, &info, pe);
+    if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
+    if (!stale_handle(rc, pe)) break;
+    cache_drop(t, key_id);
+  }
+  p11_session_release(s);
+  return rc;
+}
+
+/* Serve one request: tokens in configured order, moving on after a
+ * device-class failure or a pool that stayed busy. */
+static kerr_code serve(xksp_hsm *h, const char *key_id, key_op op, void *ctx, kerr *err) {
+  p11_err pe;
+  int timed_out = 0;
+  size_t n = key_id ? strnlen(key_id, XKS_KEY_ID_MAX + 1) : 0;
+  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX)
+    return kerr_set(err, KERR_NOT_FOUND, "external key id must be 1 to %d characters",
+                    XKS_KEY_ID_MAX);
+  if (h->store->keys && !listed(h->store->keys, h->store->key_count, key_id))
+    return kerr_set(err, KERR_NOT_FOUND, "no external key %s in key store %s", key_id,
+                    h->store->name);
+  for (size_t i = 0; i < h->token_count; i++) {
+    htoken *t = &h->tokens[i];
+    p11_err_clear(&pe);
+    kerr_code rc = on_token(h, t, key_id, op, ctx, &pe);
+    if (rc == KERR_OK) return KERR_OK;
+    if (rc == KERR_DEPENDENCY_TIMEOUT) {
+      timed_out = 1;
+      continue;
+    }
+    if (device_failure(rc, &pe)) {
+      if (pe.rv != CKR_OK) mark_failed(h, t, &pe);
+      continue;
+    }
+    if (err) *err = pe.e;
+    return rc;
+  }
+  if (timed_out)
+    return kerr_set(err, KERR_DEPENDENCY_TIMEOUT,
+                    "no PKCS#11 session of key store %s became free in time", h->store->name);
+  return kerr_set(err, KERR_KEY_UNAVAILABLE, "no PKCS#11 token of key store %s is available",
+                  h->store->name);
+}
+
+static int disabled(const xksp_hsm *h, const char *key_id) {
+  return listed(h->store->disabled_keys, h->store->disabled_key_count, key_id);
+}
+
+/* ---- metadata ----------------------------------------------------------- */
+
+static kerr_code op_metadata(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                             const p11_key_info *cached, void *ctx, p11_err *pe) {
+  const char *key_id = ((const char **)ctx)[0];
+  xks_key_metadata *m = ((xks_key_metadata **)ctx)[1];
+  p11_key_info info;
+  char spec[16];
+  /* Attributes read now, not from the cache: the reply says what the key is. */
+  kerr_code rc = p11_key_get_info(s, key, &info, pe);
+  if (rc) return rc;
+  if (info.value_len != 16 && info.value_len != 24 && info.value_len != 32)
+    return kerr_set(&pe->e, KERR_INTERNAL, "the key labelled %s has an AES size of %lu bytes",
+                    key_id, (unsigned long)info.value_len);
+  snprintf(spec, sizeof spec, "AES_%lu", (unsigned long)info.value_len * 8);
+  const char *usage[4];
+  size_t nu = 0;
+  if (info.encrypt) usage[nu++] = "ENCRYPT";
+  if (info.decrypt) usage[nu++] = "DECRYPT";
+  if (info.wrap) usage[nu++] = "WRAP";
+  if (info.unwrap) usage[nu++] = "UNWRAP";
+  int enabled = (info.encrypt || info.decrypt) && !disabled(h, key_id);
+  xks_key_metadata out = {0};
+  out.key_spec = strdup(spec);
+  out.key_status = strdup(enabled ? "ENABLED" : "DISABLED");
+  int ok = out.key_spec && out.key_status;
+  for (size_t i = 0; i < nu; i++) {
+    out.key_usage[i] = strdup(usage[i]);
+    ok = ok && out.key_usage[i];
+  }
+  out.key_usage_count = nu;
+  if (!ok) {
+    xks_key_metadata_free(&out);
+    return kerr_set(&pe->e, KERR_INTERNAL, "out of memory building key metadata");
+  }
+  *m = out;
+  return KERR_OK;
+}
+
+kerr_code xksp_hsm_metadata(xksp_hsm *h, const char *key_id, xks_key_metadata *m, kerr *err) {
+  void *ctx[2] = {(void *)key_id, m};
+  memset(m, 0, sizeof *m);
+  return serve(h, key_id, op_metadata, ctx, err);
+}
+
+/* ---- encrypt and decrypt ------------------------------------------------ */
+
+/* Refusals that depend on the key only. */
+static kerr_code usable(xksp_hsm *h, const char *key_id, const p11_key_info *info, int encrypt,
+                        p11_err *pe) {
+  if (disabled(h, key_id) || (!info->encrypt && !info->decrypt))
+    return kerr_set(&pe->e, KERR_INVALID_STATE, "external key %s is disabled", key_id);
+  if (info->value_len != P11_AES_KEY_BYTES)
+    return kerr_set(&pe->e, KERR_INVALID_KEY_USAGE, "external key %s is not AES-256", key_id);
+  if (encrypt ? !info->encrypt : !info->decrypt)
+    return kerr_set(&pe->e, KERR_INVALID_KEY_USAGE, "external key %s cannot %s", key_id,
+                    encrypt ? "encrypt" : "decrypt");
+  return KERR_OK;
+}
+
+typedef struct crypt_ctx {
+  const char *key_id;
+  const xks_request *req;
+  const kbytes *aad;            /* xks_gcm_aad of the request */
+  xks_encrypt_result *enc;
+  xks_decrypt_result *dec;
+} crypt_ctx;
+
+static kerr_code fresh_iv(xksp_hsm *h, htoken *t, p11_session *s, uint8_t iv[P11_GCM_IV_BYTES],
+                          p11_err *pe) {
+  int from_token = h->store->iv_source == XKSP_IV_HSM;
+  if (h->store->iv_source == XKSP_IV_AUTO) {
+    pthread_mutex_lock(&t->lock);
+    from_token = t->has_rng;
+    pthread_mutex_unlock(&t->lock);
+  }
+  if (from_token) return p11_random(s, iv, P11_GCM_IV_BYTES, pe);
+  if (RAND_bytes(iv, P11_GCM_IV_BYTES) != 1)
+    return kerr_set(&pe->e, KERR_INTERNAL, "the random generator failed to make an IV");
+  return KERR_OK;
+}
+
+static kerr_code op_encrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                            const p11_key_info *info, void *vctx, p11_err *pe) {
+  crypt_ctx *c = vctx;
+  const xks_request *req = c->req;
+  uint8_t iv[P11_GCM_IV_BYTES], cdiv[XKS_CDIV_LEN];
+  kbytes out = {0}, back = {0};
+  uint8_t *ct = NULL;
+  kerr_code rc = usable(h, c->key_id, info, 1, pe);
+  if (rc) return rc;
+  rc = fresh_iv(h, t, s, iv, pe);
+  if (rc) return rc;
+  rc = p11_gcm_encrypt_iv(s, key, iv, sizeof iv, c->aad->data, c->aad->len, req->plaintext.data,
+                          req->plaintext.len, &out, pe);
+  if (rc) return rc;
+  size_t ct_len = out.len - XKS_TAG_LEN;
+  const uint8_t *tag = out.data + ct_len;
+  if (req->want_cdiv) {
+    /* The spec's order: the CDIV over the output as the token gave it,
+     * then a decryption that must give the plaintext back, so a fault in
+     * between is caught rather than vouched for.  A key that cannot
+     * decrypt (ENCRYPT only) cannot be checked this way. */
+    kerr e;
+    rc = xks_cdiv(req->has_aad ? req->aad.data : NULL, req->has_aad ? req->aad.len : 0, NULL, 0,
+                  iv, sizeof iv, out.data, ct_len, tag, XKS_TAG_LEN, cdiv, &e);
+    if (rc) {
+      pe->e = e;
+      goto out;
+    }
+    if (info->decrypt) {
+      rc = p11_gcm_decrypt_iv(s, key, iv, sizeof iv, c->aad->data, c->aad->len, out.data, out.len,
+                              &back, pe);
+      if (rc) goto out;
+      if (back.len != req->plaintext.len ||
+          (back.len && secure_memcmp(back.data, req->plaintext.data, back.len) != 0)) {
+        rc = kerr_set(&pe->e, KERR_INTERNAL,
+                      "the token's ciphertext did not decrypt to the plaintext; not returned");
+        goto out;
+      }
+    }
+  }
+  ct = malloc(ct_len ? ct_len : 1);
+  if (!ct) {
+    rc = kerr_set(&pe->e, KERR_INTERNAL, "out of memory for the ciphertext");
+    goto out;
+  }
+  memcpy(ct, out.data, ct_len);
+  memset(c->enc, 0, sizeof *c->enc);
+  c->enc->ciphertext.data = ct;
+  c->enc->ciphertext.len = ct_len;
+  memcpy(c->enc->iv, iv, sizeof iv);
+  c->enc->iv_len = sizeof iv;
+  memcpy(c->enc->tag, tag, XKS_TAG_LEN);
+  /* No ciphertextMetadata: this proxy keeps no key versions, so it has
+   * nothing to record next to a ciphertext.  has_ct_metadata stays 0. */
+  if (req->want_cdiv) {
+    memcpy(c->enc->cdiv, cdiv, sizeof cdiv);
+    c->enc->has_cdiv = 1;
+  }
+out:
+  kbytes_wipe_free(&back);
+  kbytes_wipe_free(&out);
+  return rc;
+}
+
+static kerr_code op_decrypt(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                            const p11_key_info *info, void *vctx, p11_err *pe) {
+  crypt_ctx *c = vctx;
+  const xks_request *req = c->req;
+  kbytes pt = {0};
+  size_t in_len = req->ciphertext.len + XKS_TAG_LEN;
+  kerr_code rc = usable(h, c->key_id, info, 0, pe);
+  if (rc) return rc;
+  uint8_t *in = malloc(in_len);
+  if (!in) return kerr_set(&pe->e, KERR_INTERNAL, "out of memory for the ciphertext");
+  memcpy(in, req->ciphertext.data, req->ciphertext.len);
+  memcpy(in + req->ciphertext.len, req->tag, XKS_TAG_LEN);
+  rc = p11_gcm_decrypt_iv(s, key, req->iv, req->iv_len, c->aad->data, c->aad->len, in, in_len,
+                          &pt, pe);
+  free(in);
+  if (rc) return rc;
+  c->dec->plaintext = pt;
+  return KERR_OK;
+}
+
+kerr_code xksp_hsm_encrypt(xksp_hsm *h, const char *key_id, const xks_request *req,
+                           xks_encrypt_result *r, kerr *err) {
+  kbytes aad = {0};
+  memset(r, 0, sizeof *r);
+  if (!req->plaintext.data || req->plaintext.len == 0 || req->plaintext.len > XKS_DATA_MAX)
+    return kerr_set(err, KERR_VALIDATION, "plaintext must be 1 to %d bytes", XKS_DATA_MAX);
+  if (req->has_aad && req->aad.len > XKS_AAD_MAX)
+    return kerr_set(err, KERR_VALIDATION, "additionalAuthenticatedData is too long");
+  kerr_code rc = xks_gcm_aad(req->has_aad ? req->aad.data : NULL, req->has_aad ? req->aad.len : 0,
+                             NULL, 0, &aad, err);
+  if (rc) return rc;
+  crypt_ctx c = {key_id, req, &aad, r, NULL};
+  rc = serve(h, key_id, op_encrypt, &c, err);
+  kbytes_wipe_free(&aad);
+  return rc;
+}
+
+kerr_code xksp_hsm_decrypt(xksp_hsm *h, const char *key_id, const xks_request *req,
+                           xks_decrypt_result *r, kerr *err) {
+  kbytes aad = {0};
+  memset(r, 0, sizeof *r);
+  if (req->iv_len != 12 && req->iv_len != 16)
+    return kerr_set(err, KERR_INVALID_CIPHERTEXT, "the IV must be 12 or 16 bytes");
+  if (!req->ciphertext.data || req->ciphertext.len == 0 || req->ciphertext.len > XKS_DATA_MAX)
+    return kerr_set(err, KERR_INVALID_CIPHERTEXT, "the ciphertext must be 1 to %d bytes",
+                    XKS_DATA_MAX);
+  if ((req->has_aad && req->aad.len > XKS_AAD_MAX) ||
+      (req->has_ct_metadata && req->ct_metadata.len > XKS_CT_METADATA_MAX))
+    return kerr_set(err, KERR_VALIDATION, "additional data or ciphertext metadata too long");
+  /* Whatever ciphertextMetadata comes is bound through the AAD: changed,
+   * added or dropped, the tag does not verify. */
+  kerr_code rc = xks_gcm_aad(req->has_aad ? req->aad.data : NULL, req->has_aad ? req->aad.len : 0,
+                             req->has_ct_metadata ? req->ct_metadata.data : NULL,
+                             req->has_ct_metadata ? req->ct_metadata.len : 0, &aad, err);
+  if (rc) return rc;
+  crypt_ctx c = {key_id, req, &aad, NULL, r};
+  rc = serve(h, key_id, op_decrypt, &c, err);
+  kbytes_wipe_free(&aad);
+  return rc;
+}
+
+/* ---- health ------------------------------------------------------------- */
+
+/* The health key's round trip on one session. */
+static kerr_code health_round_trip(xksp_hsm *h, htoken *t, p11_session *s, p11_err *pe) {
+  static const uint8_t pt[] = HEALTH_PLAINTEXT;
+  CK_OBJECT_HANDLE key;
+  p11_key_info info;
+  uint8_t iv[P11_GCM_IV_BYTES];
+  kbytes out = {0}, back = {0};
+  kerr_code rc = KERR_OK;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    rc = key_lookup(t, s, h->store->health_key, &key, &info, pe);
+    if (!rc && RAND_bytes(iv, sizeof iv) != 1)
+      rc = kerr_set(&pe->e, KERR_INTERNAL, "the random generator failed");
+    if (!rc)
+      rc = p11_gcm_encrypt_iv(s, key, iv, sizeof iv, NULL, 0, pt, sizeof pt, &out, pe);
+    if (!rc) rc = p11_gcm_decrypt_iv(s, key, iv, sizeof iv, NULL, 0, out.data, out.len, &back, pe);
+    if (!stale_handle(rc, pe)) break;
+    kbytes_wipe_free(&out);
+    cache_drop(t, h->store->health_key);
+  }
+  if (!rc && (back.len != sizeof pt || memcmp(back.data, pt, sizeof pt) != 0))
+    rc = kerr_set(&pe->e, KERR_INTERNAL, "the health key's round trip gave another plaintext");
+  kbytes_wipe_free(&out);
+  kbytes_wipe_free(&back);
+  return rc;
+}
+
+static void probe_token(xksp_hsm *h, htoken *t) {
+  p11_err pe;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  int degraded = 0;
+  long long start = now_ms();
+  pthread_mutex_lock(&t->lock);
+  t->probing = 1;
+  t->probe_started_ms = start;
+  pthread_mutex_unlock(&t->lock);
+  p11_err_clear(&pe);
+  kerr_code rc = token_ready(h, t, &tok, &pe);
+  if (!rc) rc = describe(t, tok, &pe);
+  if (!rc) rc = acquire_user(t, tok, &s, &pe);
+  if (!rc && h->store->health_key) {
+    kerr_code hk = health_round_trip(h, t, s, &pe);
+    if (hk && device_failure(hk, &pe))
+      rc = hk;
+    else if (hk)
+      degraded = 1;
+  }
+  p11_session_release(s);
+  if (rc && device_failure(rc, &pe) && pe.rv != CKR_OK) mark_failed(h, t, &pe);
+  long long took = now_ms() - start;
+  pthread_mutex_lock(&t->lock);
+  long long slow_ms = h->store->degraded_ms ? h->store->degraded_ms : XKSP_DEFAULT_DEGRADED_MS;
+  if (rc == KERR_DEPENDENCY_TIMEOUT)
+    t->status = ST_DEGRADED; /* it answers, but every session stayed busy */
+  else if (rc)
+    t->status = ST_UNAVAILABLE;
+  else
+    t->status = degraded || took > slow_ms ? ST_DEGRADED : ST_ACTIVE;
+  t->probing = 0;
+  pthread_mutex_unlock(&t->lock);
+}
+
+void xksp_hsm_probe_now(xksp_hsm *h) {
+  for (size_t i = 0; i < h->token_count; i++) probe_token(h, &h->tokens[i]);
+}
+
+static void *prober_main(void *arg) {
+  xksp_hsm *h = arg;
+  struct timespec deadline;
+  pthread_mutex_lock(&h->prober_lock);
+  while (!h->stopping) {
+    clock_gettime(CLOCK_MONOTONIC, &deadline);
+    deadline.tv_sec += h->interval_s;
+    while (!h->stopping &&
+           pthread_cond_timedwait(&h->prober_wake, &h->prober_lock, &deadline) == 0)
+      continue;
+    if (h->stopping) break;
+    pthread_mutex_unlock(&h->prober_lock);
+    xksp_hsm_probe_now(h);
+    pthread_mutex_lock(&h->prober_lock);
+  }
+  pthread_mutex_unlock(&h->prober_lock);
+  return NULL;
+}
+
+kerr_code xksp_hsm_start_prober(xksp_hsm *h, kerr *err) {
+  if (h->prober_started) return KERR_OK;
+  xksp_hsm_probe_now(h);
+  if (pthread_create(&h->prober, NULL, prober_main, h) != 0)
+    return kerr_set(err, KERR_INTERNAL, "cannot start the health prober of key store %s",
+                    h->store->name);
+  h->prober_started = 1;
+  return KERR_OK;
+}
+
+kerr_code xksp_hsm_health(xksp_hsm *h, xks_health *out, kerr *err) {
+  long long now = now_ms();
+  char vendor[33] = "";
+  for (size_t i = 0; i < h->token_count; i++) {
+    htoken *t = &h->tokens[i];
+    char model[MODEL_MAX + 1];
+    pthread_mutex_lock(&t->lock);
+    token_status st = t->status;
+    /* A probe stuck in the token for longer than an interval: it hangs. */
+    if (t->probing && now - t->probe_started_ms > (long long)h->interval_s * 1000)
+      st = ST_UNAVAILABLE;
+    snprintf(model, sizeof model, "%s", t->model[0] ? t->model : "unknown");
+    if (i == 0) snprintf(vendor, sizeof vendor, "%s", t->manufacturer);
+    pthread_mutex_unlock(&t->lock);
+    out->ekm[i].id = strdup(t->cfg->label);
+    out->ekm[i].model = strdup(model);
+    out->ekm[i].health_status = strdup(status_names[st]);
+    if (!out->ekm[i].id || !out->ekm[i].model || !out->ekm[i].health_status) goto oom;
+  }
+  out->ekm_count = h->token_count;
+  out->ekm_vendor = strdup(vendor[0] ? vendor : "unknown");
+  if (!out->ekm_vendor) goto oom;
+  return KERR_OK;
+oom:
+  for (size_t i = 0; i < h->token_count; i++) {
+    free(out->ekm[i].id);
+    free(out->ekm[i].model);
+    free(out->ekm[i].health_status);
+    memset(&out->ekm[i], 0, sizeof out->ekm[i]);
+  }
+  out->ekm_count = 0;
+  return kerr_set(err, KERR_INTERNAL, "out of memory building the health report");
+}
+
+/* ---- open and close ----------------------------------------------------- */
+
+kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  *out = NULL;
+  if (store->token_count < 1 || store->token_count > XKSP_TOKENS_MAX)
+    return kerr_set(err, KERR_VALIDATION, "key store %s: 1 to %d tokens", store->name,
+                    XKSP_TOKENS_MAX);
+  xksp_hsm *h = calloc(1, sizeof *h);
+  if (!h) return kerr_set(err, KERR_INTERNAL, "out of memory opening key store %s", store->name);
+  pthread_condattr_t ca;
+  pthread_condattr_init(&ca);
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  pthread_mutex_init(&h->prober_lock, NULL);
+  pthread_cond_init(&h->prober_wake, &ca);
+  pthread_condattr_destroy(&ca);
+  h->store = store;
+  h->pool = store->session_pool >= 1 && store->session_pool <= P11_POOL_MAX ? store->session_pool
+                                                                              : XKSP_DEFAULT_POOL;
+  h->interval_s = store->health_interval_s >= 1 && store->health_interval_s <= 59
+                      ? store->health_interval_s
+                      : XKSP_DEFAULT_HEALTH_INTERVAL_S;
+  for (size_t i = 0; i < store->token_count; i++) {
+    htoken *t = &h->tokens[i];
+    p11_err pe;
+    pthread_mutex_init(&t->lock, NULL);
+    h->token_count = i + 1; /* what close must undo */
+    t->cfg = &store->tokens[i];
+    t->module_path = t->cfg->module ? t->cfg->module : store->pkcs11_module;
+    t->failed = 1;
+    t->status = ST_UNAVAILABLE;
+    if (!t->module_path) {
+      rc = kerr_set(err, KERR_VALIDATION, "key store %s: token \"%s\" has no PKCS#11 module",
+                    store->name, t->cfg->label);
+      goto fail;
+    }
+    if (p11_module_load(t->module_path, &t->mod, &pe)) {
+      rc = kerr_set(err, KERR_VALIDATION, "key store %s: PKCS#11 module %s: %s", store->name,
+                    t->module_path, pe.e.msg);
+      goto fail;
+    }
+    p11_token *tok = NULL;
+    p11_err_clear(&pe);
+    if (token_ready(h, t, &tok, &pe)) {
+      if (t->pin_rejected) {
+        rc = kerr_set(err, KERR_VALIDATION, "key store %s: PKCS#11 token \"%s\" refused the PIN",
+                      store->name, t->cfg->label);
+        goto fail;
+      }
+      log_msg(LOG_WARN, NULL, "key store %s: PKCS#11 token \"%s\" cannot be opened now: %s",
+              store->name, t->cfg->label, pe.e.msg);
+    }
+  }
+  *out = h;
+  return KERR_OK;
+fail:
+  xksp_hsm_close(h);
+  return rc;
+}
+
+void xksp_hsm_close(xksp_hsm *h) {
+  if (!h) return;
+  if (h->prober_started) {
+    pthread_mutex_lock(&h->prober_lock);
+    h->stopping = 1;
+    pthread_cond_broadcast(&h->prober_wake);
+    pthread_mutex_unlock(&h->prober_lock);
+    pthread_join(h->prober, NULL);
+  }
+  for (size_t i = 0; i < h->token_count; i++) {
+    htoken *t = &h->tokens[i];
+    p11_token_close(t->tok);
+    p11_module_release(t->mod);
+    pthread_mutex_destroy(&t->lock);
+  }
+  pthread_cond_destroy(&h->prober_wake);
+  pthread_mutex_destroy(&h->prober_lock);
+  free(h);
+}
+
+/* ---- create-key --------------------------------------------------------- */
+
+int xksp_usage_parse(const char *s) {
+  if (!s) return -1;
+  if (strcmp(s, "encrypt,decrypt") == 0 || strcmp(s, "decrypt,encrypt") == 0)
+    return XKSP_USAGE_ENCRYPT_DECRYPT;
+  if (strcmp(s, "encrypt") == 0) return XKSP_USAGE_ENCRYPT;
+  if (strcmp(s, "decrypt") == 0) return XKSP_USAGE_DECRYPT;
+  if (strcmp(s, "none") == 0) return XKSP_USAGE_NONE;
+  return -1;
+}
+
+static int valid_key_id(const char *s) {
+  size_t n = s ? strnlen(s, XKS_KEY_ID_MAX + 1) : 0;
+  if (n == 0 || n > XKS_KEY_ID_MAX || n > P11_ID_MAX) return 0;
+  for (size_t i = 0; i < n; i++) {
+    char c = s[i];
+    if (!((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+          c == '-' || c == '.' || c == '_'))
+      return 0;
+  }
+  return 1;
+}
+
+kerr_code xksp_create_key(const char *module, const char *token_label, const char *pin,
+                          const char *label, xksp_usage usage, kerr *err) {
+  p11_module *mod = NULL;
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  CK_OBJECT_HANDLE key;
+  p11_err pe;
+  kerr_code rc;
+  int logged_in = 0;
+  if (!valid_key_id(label))
+    return kerr_set(err, KERR_VALIDATION,
+                    "key label must be 1 to %d characters of A-Z a-z 0-9 - . _",
+                    XKS_KEY_ID_MAX < P11_ID_MAX ? XKS_KEY_ID_MAX : P11_ID_MAX);
+  if (usage < XKSP_USAGE_ENCRYPT_DECRYPT || usage > XKSP_USAGE_NONE)
+    return kerr_set(err, KERR_VALIDATION, "unknown key usage %d", (int)usage);
+  if (p11_module_load(module, &mod, &pe))
+    return kerr_set(err, KERR_VALIDATION, "PKCS#11 module %s: %s", module ? module : "(none)",
+                    pe.e.msg);
+  rc = p11_token_open(mod, token_label, 1, &tok, &pe);
+  if (rc) {
+    if (rc == KERR_NOT_FOUND || rc == KERR_CONFLICT || rc == KERR_VALIDATION) rc = KERR_VALIDATION;
+    kerr_set(err, rc, "PKCS#11 token: %s", pe.e.msg);
+    goto out;
+  }
+  rc = p11_token_login(tok, pin, &pe);
+  if (rc) {
+    kerr_set(err, rc, "PKCS#11 token \"%s\": %s", token_label, pe.e.msg);
+    goto out;
+  }
+  logged_in = 1;
+  rc = p11_session_acquire_as(tok, CKU_USER, &s, &pe);
+  if (!rc)
+    rc = p11_key_generate_usage(s, label,
+                                usage == XKSP_USAGE_ENCRYPT_DECRYPT || usage == XKSP_USAGE_ENCRYPT,
+                                usage == XKSP_USAGE_ENCRYPT_DECRYPT || usage == XKSP_USAGE_DECRYPT,
+                                &key, &pe);
+  if (rc) kerr_set(err, rc, "PKCS#11 token \"%s\": %s", token_label, pe.e.msg);
+out:
+  p11_session_release(s);
+  if (logged_in) p11_token_logout(tok, NULL);
+  p11_token_close(tok);
+  p11_module_release(mod);
+  return rc;
+}
+
+/* ---- the backend table -------------------------------------------------- */
+
+static kerr_code be_open(const xksp_store_config *store, void **out, kerr *err) {
+  xksp_hsm *h = NULL;
+  kerr_code rc = xksp_hsm_open(store, &h, err);
+  *out = h;
+  return rc;
+}
+
+static kerr_code be_start(void *be, kerr *err) { return xksp_hsm_start_prober(be, err); }
+static void be_close(void *be) { xksp_hsm_close(be); }
+
+static kerr_code be_metadata(void *be, const char *key_id, xks_key_metadata *out, kerr *err) {
+  return xksp_hsm_metadata(be, key_id, out, err);
+}
+
+static kerr_code be_encrypt(void *be, const char *key_id, const xks_request *req,
+                            xks_encrypt_result *out, kerr *err) {
+  return xksp_hsm_encrypt(be, key_id, req, out, err);
+}
+
+static kerr_code be_decrypt(void *be, const char *key_id, const xks_request *req,
+                            xks_decrypt_result *out, kerr *err) {
+  return xksp_hsm_decrypt(be, key_id, req, out, err);
+}
+
+static kerr_code be_health(void *be, xks_health *out, kerr *err) {
+  return xksp_hsm_health(be, out, err);
+}
+
+const xksp_backend xksp_hsm_backend = {
+    .name = "pkcs11",
+    .open = be_open,
+    .start = be_start,
+    .close = be_close,
+    .metadata = be_metadata,
+    .encrypt = be_encrypt,
+    .decrypt = be_decrypt,
+    .health = be_health,
+};
