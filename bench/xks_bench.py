@@ -32,6 +32,7 @@ import os
 import re
 import secrets
 import shutil
+import socket
 import ssl
 import string
 import subprocess
@@ -140,6 +141,12 @@ def random_secret():
     return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
 
 
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
 def proc_cpu_seconds(pid):
     """utime + stime of a process, in seconds."""
     with open("/proc/%d/stat" % pid) as f:
@@ -156,25 +163,26 @@ class Proxy:
         self.ca = tls[0]
         self.log_path = os.path.join(workdir, "xks-proxy-%s-%d-%d.log" % (log_level, threads, pool))
         self.log = open(self.log_path, "wb")
-        cmd = [binary, "--listen", "127.0.0.1:0", "--tls-cert", tls[1], "--tls-key", tls[2],
+        # A port chosen here, not port 0: the proxy logs the port it got at
+        # info, and these runs are at warn.
+        self.port = free_port()
+        cmd = [binary, "--listen", "127.0.0.1:%d" % self.port, "--tls-cert", tls[1], "--tls-key", tls[2],
                "--uri-prefix", PREFIX, "--region", REGION,
                "--access-key-id", self.access_key_id, "--secret-access-key", self.secret,
                "--pkcs11-module", token.module, "--token-label", TOKEN_LABEL, "--pin", token.pin,
                "--session-pool", str(pool), "--threads", str(threads), "--log-level", log_level]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=self.log,
                                      stderr=subprocess.STDOUT, env=token.env)
-        self.port = self._wait_listening()
+        self._wait_listening()
 
     def _wait_listening(self, timeout=30):
         deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            with open(self.log_path, errors="replace") as f:
-                m = re.search(r"listening on https://[^\s:]+:(\d+)", f.read())
-            if m:
-                return int(m.group(1))
-            if self.proc.poll() is not None:
-                break
-            time.sleep(0.05)
+        while time.monotonic() < deadline and self.proc.poll() is None:
+            try:
+                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                    return
+            except OSError:
+                time.sleep(0.05)
         self.stop()
         with open(self.log_path, errors="replace") as f:
             raise RuntimeError("xks-proxy did not start listening:\n" + f.read()[-3000:])
@@ -332,12 +340,12 @@ def verdict(ok):
     return "met" if ok else "MISSED"
 
 
-def print_table(results, header):
+def print_table(results, header, wrk_threads):
     print()
     for line in header:
         print(line)
     print()
-    print("peak (wrk -t2, kept-alive TLS)")
+    print("peak (wrk -t%d, kept-alive TLS)" % wrk_threads)
     print("%-5s %7s %5s %6s %12s %8s %8s %8s %10s" % (
         "log", "threads", "pool", "conns", "requests/s", "p50 ms", "p99 ms", "errors",
         "cpu us/req"))
@@ -394,7 +402,7 @@ def main():
     p.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
     p.add_argument("--connections", default="16,64", help="wrk connection counts, comma-separated")
     p.add_argument("--settings", type=parse_settings, default=None,
-                   help="proxy THREADS:POOL pairs, comma-separated (default: CPUs:4)")
+                   help="proxy THREADS:POOL pairs, comma-separated (default: CPUs:8, the proxy's own defaults)")
     p.add_argument("--rate", type=int, default=GOAL_RATE, help="xksload requests/s")
     p.add_argument("--rate-connections", type=int, default=8, help="xksload connections")
     p.add_argument("--rate-duration", type=int, default=30,
@@ -407,9 +415,11 @@ def main():
     if max(args.duration, args.rate_duration + 2) > 240:
         p.error("runs must stay well under the 5-minute life of a signature")
     connection_counts = [int(c) for c in args.connections.split(",") if c]
-    settings = args.settings or [(os.cpu_count() or 1, 4)]
+    settings = args.settings or [(os.cpu_count() or 1, 8)]
     module = find_softhsm2(args.pkcs11_module)
 
+    with open("/proc/loadavg") as f:
+        load_before = " ".join(f.read().split()[:3])
     workdir = tempfile.mkdtemp(prefix="xks-bench-")
     results = []
     tls_line = ""
@@ -428,7 +438,7 @@ def main():
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
     header = [
-        "machine: %s" % machine(),
+        "machine: %s (load average before: %s)" % (machine(), load_before),
         "date: %s" % time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
         "TLS: %s, server certificate %s" % (
             tls_line, "ECDSA P-256" if args.cert_key == "ecdsa" else "RSA-2048"),
@@ -436,7 +446,7 @@ def main():
     info = [s for s in results if s["log"] == "info"]
     if info and info[0]["peak"] and info[0]["peak"][0]["log_bytes_per_req"]:
         header.append("info log: %.0f bytes per request" % info[0]["peak"][0]["log_bytes_per_req"])
-    print_table(results, header)
+    print_table(results, header, args.wrk_threads)
     if args.json:
         with open(args.json, "w") as f:
             json.dump({"header": header, "results": results}, f, indent=2)
