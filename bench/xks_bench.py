@@ -30,6 +30,7 @@ import http.client
 import json
 import os
 import re
+import resource
 import secrets
 import shutil
 import socket
@@ -147,11 +148,65 @@ def free_port():
         return s.getsockname()[1]
 
 
-def proc_cpu_seconds(pid):
-    """utime + stime of a process, in seconds."""
-    with open("/proc/%d/stat" % pid) as f:
+def proc_cpu_seconds(pid, tid=None):
+    """utime + stime of a process (or one of its threads), in seconds."""
+    path = "/proc/%d/stat" % pid if tid is None else "/proc/%d/task/%s/stat" % (pid, tid)
+    with open(path) as f:
         fields = f.read().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuWatch:
+    """CPU time used on the whole machine during a run by everything except
+    the proxy and our own load generator (other users, steal), in CPUs: the
+    runs share the machine, and this says how much it was shared."""
+
+    def __init__(self, proxy):
+        self.proxy = proxy
+        self.workers0 = self._worker_seconds()
+        self.machine0, self.proxy0 = self._machine_busy(), proxy.cpu_seconds()
+        self.children0, self.t0 = self._children(), time.monotonic()
+
+    @staticmethod
+    def _machine_busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        idle = v[3] + v[4]  # idle, iowait
+        return (sum(v[:8]) - idle) / os.sysconf("SC_CLK_TCK")
+
+    def _worker_seconds(self):
+        """CPU seconds of each HTTP worker thread (libmicrohttpd names them MHD-worker)."""
+        out = {}
+        for tid in os.listdir("/proc/%d/task" % self.proxy.proc.pid):
+            try:
+                with open("/proc/%d/task/%s/comm" % (self.proxy.proc.pid, tid)) as f:
+                    if f.read().strip() != "MHD-worker":
+                        continue
+                out[tid] = proc_cpu_seconds(self.proxy.proc.pid, tid)
+            except OSError:
+                pass
+        return out
+
+    @staticmethod
+    def _children():
+        r = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return r.ru_utime + r.ru_stime
+
+    def stop(self, requests):
+        """Fill and return a dict: proxy CPU us per request, load generator CPUs, others' CPUs."""
+        wall = time.monotonic() - self.t0
+        proxy = self.proxy.cpu_seconds() - self.proxy0
+        load = self._children() - self.children0
+        others = self._machine_busy() - self.machine0 - proxy - load
+        # Share of the workers' CPU time taken by the busiest one: with 2
+        # workers, 0.5 is an even split and 1.0 means one worker was handed
+        # every connection while the other idled.
+        workers = self._worker_seconds()
+        spent = [workers[t] - self.workers0.get(t, 0.0) for t in workers]
+        busiest = max(spent) / sum(spent) if spent and sum(spent) > 0 else 1.0
+        return {"cpu_us_per_req": proxy * 1e6 / requests if requests else 0,
+                "proxy_cpus": proxy / wall, "loadgen_cpus": load / wall,
+                "other_cpus": max(0.0, others / wall), "busiest_worker": busiest}
 
 
 class Proxy:
@@ -267,9 +322,9 @@ def run_wrk(proxy, request_path, threads, connections, duration):
     cmd = ["wrk", "-t", str(threads), "-c", str(connections), "-d", "%ds" % duration,
            "--timeout", "10s", "-s", os.path.join(HERE, "request.lua"),
            "https://127.0.0.1:%d/" % proxy.port]
-    cpu0, log0 = proxy.cpu_seconds(), proxy.log_bytes()
+    watch, log0 = CpuWatch(proxy), proxy.log_bytes()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=duration + 60)
-    cpu1, log1 = proxy.cpu_seconds(), proxy.log_bytes()
+    log1 = proxy.log_bytes()
     if proc.returncode != 0:
         raise RuntimeError("wrk failed: %s" % proc.stderr.strip())
     for line in reversed(proc.stdout.splitlines()):
@@ -277,7 +332,7 @@ def run_wrk(proxy, request_path, threads, connections, duration):
             r = json.loads(line)
             r["rps"] = r["requests"] / (r["duration_us"] / 1e6)
             r["errors"] = r["non2xx"] + r["socket_errors"]
-            r["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / r["requests"] if r["requests"] else 0
+            r.update(watch.stop(r["requests"]))
             r["log_bytes_per_req"] = (log1 - log0) / r["requests"] if r["requests"] else 0
             return r
     raise RuntimeError("wrk printed no result line:\n%s" % proc.stdout)
@@ -287,9 +342,8 @@ def run_xksload(proxy, xksload, request_path, rate, connections, duration):
     cmd = [xksload, "--port", str(proxy.port), "--ca", proxy.ca, "--server-name", "localhost",
            "--request", request_path, "--rate", str(rate), "--connections", str(connections),
            "--duration", str(duration), "--warmup", "2"]
-    cpu0 = proxy.cpu_seconds()
+    watch = CpuWatch(proxy)
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
-    cpu1 = proxy.cpu_seconds()
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if not lines:
         raise RuntimeError("xksload printed no result (%d): %s" % (proc.returncode, proc.stderr))
@@ -299,7 +353,7 @@ def run_xksload(proxy, xksload, request_path, rate, connections, duration):
     r["errors"] = r["non200"]
     # Whole run (warm-up included) over the requests sent: an estimate good
     # enough to compare with the peak runs.
-    r["cpu_us_per_req"] = (cpu1 - cpu0) * 1e6 / r["sent"] if r["sent"] else 0
+    r.update(watch.stop(r["sent"]))
     return r
 
 
@@ -346,27 +400,33 @@ def print_table(results, header, wrk_threads):
         print(line)
     print()
     print("peak (wrk -t%d, kept-alive TLS)" % wrk_threads)
-    print("%-5s %7s %5s %6s %12s %8s %8s %8s %10s" % (
+    print("%-5s %7s %5s %6s %12s %8s %8s %7s %10s %8s %7s" % (
         "log", "threads", "pool", "conns", "requests/s", "p50 ms", "p99 ms", "errors",
-        "cpu us/req"))
+        "cpu us/req", "busiest", "others"))
     for s in results:
         for r in s["peak"]:
-            print("%-5s %7d %5d %6d %12.0f %8.2f %8.2f %8d %10.1f" % (
+            print("%-5s %7d %5d %6d %12.0f %8.2f %8.2f %7d %10.1f %8.2f %7.2f" % (
                 s["log"], s["threads"], s["pool"], r["connections"], r["rps"],
-                r["p50_us"] / 1000.0, r["p99_us"] / 1000.0, r["errors"], r["cpu_us_per_req"]))
+                r["p50_us"] / 1000.0, r["p99_us"] / 1000.0, r["errors"], r["cpu_us_per_req"],
+                r["busiest_worker"], r["other_cpus"]))
     rated = [s for s in results if s["rate"]]
     if rated:
         print()
         print("fixed rate (xksload, open loop, latency from the intended send time)")
-        print("%-5s %7s %5s %6s %9s %9s %7s %7s %7s %7s %7s %7s" % (
+        print("%-5s %7s %5s %6s %9s %9s %7s %7s %7s %7s %7s %7s %7s" % (
             "log", "threads", "pool", "conns", "target/s", "achieved", "p50 ms", "p90 ms",
-            "p99 ms", "p99.9", "max ms", "errors"))
+            "p99 ms", "p99.9", "max ms", "errors", "others"))
         for s in rated:
             r = s["rate"]
-            print("%-5s %7d %5d %6d %9.0f %9.0f %7.2f %7.2f %7.2f %7.2f %7.2f %7d" % (
+            print("%-5s %7d %5d %6d %9.0f %9.0f %7.2f %7.2f %7.2f %7.2f %7.2f %7d %7.2f" % (
                 s["log"], s["threads"], s["pool"], r["connections"], r["target_rps"],
                 r["achieved_rps"], r["p50_us"] / 1000.0, r["p90_us"] / 1000.0,
-                r["p99_us"] / 1000.0, r["p999_us"] / 1000.0, r["max_us"] / 1000.0, r["errors"]))
+                r["p99_us"] / 1000.0, r["p999_us"] / 1000.0, r["max_us"] / 1000.0, r["errors"],
+                r["other_cpus"]))
+    print("(cpu us/req: the proxy's CPU time per request; busiest: the share of the HTTP\n"
+          " workers' CPU time taken by the busiest worker, 1/threads = even, 1.00 = one worker\n"
+          " served every connection; others: CPUs busy with anything but the proxy and the\n"
+          " load generator during the run, steal included)")
 
     warn = [s for s in results if s["log"] == "warn"]
     peaks = [(r, s) for s in warn for r in s["peak"] if not r["errors"]]
