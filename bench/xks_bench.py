@@ -139,7 +139,7 @@ def random_access_key_id():
 
 
 def random_secret():
-    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(40))
+    return "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(44))
 
 
 def free_port():
