@@ -27,6 +27,8 @@
 #undef iv_len
 
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
+#define KEY_REFRESH_MS 5000        /* how long a cached key (and its working copy) is used */
+#define RETIRED_MAX (2 * KEY_CACHE_MAX) /* copies waiting to be destroyed, per token */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
 #define MODEL_MAX 128              /* ekmFleetDetails model */
 #define RETRY_MAX_MS 30000         /* the prober's longest wait between re-opens */
@@ -41,13 +43,31 @@ typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_s
 
 static const char *const status_names[] = {"ACTIVE", "DEGRADED", "UNAVAILABLE"};
 
+/* A key found by label.  Requests use a working copy of it, a session object
+ * (p11_key_session_copy), when the token allows one: a module that keeps
+ * token objects in storage serves it from memory (SoftHSM2 re-reads and
+ * decrypts the token object's file on every C_EncryptInit, a quarter of a
+ * request's time).  A copy does not follow what happens to the token key
+ * afterwards, so an entry is good for KEY_REFRESH_MS only: then the token key
+ * is found and read again and a fresh copy replaces the old one, which is
+ * destroyed.  A key deleted or restricted on the HSM is thus seen within that
+ * time; GetKeyMetadata always reads the token key. */
 typedef struct cached_key {
   char label[XKS_KEY_ID_MAX + 1];  /* "" for a free slot */
-  CK_OBJECT_HANDLE handle;
+  CK_OBJECT_HANDLE handle;         /* the copy, or the token key when no copy could be made */
+  int is_copy;
+  long long made_ms;               /* when it was found (and copied) */
   p11_key_info info;
   unsigned long generation;        /* the token's generation it was found in */
   unsigned long epoch;             /* p11_module_epoch it was found in */
 } cached_key;
+
+typedef struct retired_copy {
+  CK_OBJECT_HANDLE handle;
+  char label[XKS_KEY_ID_MAX + 1];
+  long long since_ms;
+  unsigned long generation, epoch;
+} retired_copy;
 
 typedef struct htoken {
   const xksp_token_config *cfg;
@@ -72,6 +92,12 @@ typedef struct htoken {
   long long last_probe_done_ms;    /* when the status was last found (open or probe) */
   cached_key keys[KEY_CACHE_MAX];
   size_t next_victim;
+  /* Working copies out of the cache (replaced or evicted), destroyed once
+   * KEY_REFRESH_MS old: a request may still be using one, and a module may
+   * fail that request oddly if its key vanishes under it (SoftHSM2 answers
+   * CKR_MECHANISM_INVALID), so no copy is destroyed while it may be in use. */
+  retired_copy retired[RETIRED_MAX];
+  size_t retired_count;
 } htoken;
 
 struct xksp_hsm {
@@ -356,10 +382,13 @@ static int listed(char *const *list, size_t n, const char *id) {
   return 0;
 }
 
-static void cache_drop(htoken *t, const char *label) {
+/* Forget the entry for `label` if it still holds `handle` (a request that
+ * found its handle stale must not drop a fresher entry another request just
+ * made).  A stale copy needs no destroying: it is already gone. */
+static void cache_drop(htoken *t, const char *label, CK_OBJECT_HANDLE handle) {
   pthread_mutex_lock(&t->lock);
   for (size_t i = 0; i < KEY_CACHE_MAX; i++)
-    if (strcmp(t->keys[i].label, label) == 0) t->keys[i].label[0] = '\0';
+    if (strcmp(t->keys[i].label, label) == 0 && t->keys[i].handle == handle) t->keys[i].label[0] = '\0';
   pthread_mutex_unlock(&t->lock);
 }
 
@@ -367,15 +396,18 @@ static void cache_drop(htoken *t, const char *label) {
  * reinitialization of the module (for any of its tokens, on behalf of any
  * store) renumbers every object handle, so a cached handle is good only in
  * the module epoch it was found in; the epoch is read while `s` is held,
- * which keeps reinitializations out until the handle has been used. */
-static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJECT_HANDLE *handle,
-                            p11_key_info *info, p11_err *pe) {
+ * which keeps reinitializations out until the handle has been used.
+ * `fresh` skips the cache (GetKeyMetadata reports the token key as it is
+ * now). */
+static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fresh,
+                            CK_OBJECT_HANDLE *handle, p11_key_info *info, p11_err *pe) {
   unsigned long epoch = p11_module_epoch(t->mod);
+  long long now = now_ms();
   pthread_mutex_lock(&t->lock);
   unsigned long gen = t->generation;
-  for (size_t i = 0; i < KEY_CACHE_MAX; i++) {
+  for (size_t i = 0; i < KEY_CACHE_MAX && !fresh; i++) {
     cached_key *k = &t->keys[i];
-    if (k->label[0] && k->generation == gen && k->epoch == epoch &&
+    if (k->label[0] && k->generation == gen && k->epoch == epoch && now - k->made_ms < KEY_REFRESH_MS &&
         strcmp(k->label, label) == 0) {
       *handle = k->handle;
       *info = k->info;
@@ -384,35 +416,79 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, CK_OBJ
     }
   }
   pthread_mutex_unlock(&t->lock);
-  kerr_code rc = p11_key_find_label(s, label, handle, pe);
+  CK_OBJECT_HANDLE found, copy = CK_INVALID_HANDLE;
+  kerr_code rc = p11_key_find_label(s, label, &found, pe);
   if (rc == KERR_CONFLICT)
     return kerr_set(&pe->e, KERR_INTERNAL, "more than one key of token \"%s\" is labelled %s",
                     t->cfg->label, label);
   if (rc) return rc;
-  rc = p11_key_get_info(s, *handle, info, pe);
+  rc = p11_key_get_info(s, found, info, pe);
   if (rc) return rc;
   if (info->key_type != CKK_AES)
     return kerr_set(&pe->e, KERR_NOT_FOUND, "the key labelled %s is not an AES key", label);
+  *handle = found;
+  if (fresh) return KERR_OK;
+  p11_err ce;
+  int is_copy = p11_key_session_copy(s, found, &copy, &ce) == KERR_OK; /* else the token key serves */
+  if (is_copy) *handle = copy;
+
+  /* Keep it.  A copy it replaces (or evicts) is retired, and retired copies
+   * old enough are destroyed now, with this session; copies from another
+   * epoch or generation died with their sessions and are only forgotten. */
+  retired_copy doomed[RETIRED_MAX];
+  size_t ndoomed = 0;
   pthread_mutex_lock(&t->lock);
   if (t->generation == gen) {
     size_t slot = KEY_CACHE_MAX;
     for (size_t i = 0; i < KEY_CACHE_MAX && slot == KEY_CACHE_MAX; i++)
-      if (!t->keys[i].label[0] || strcmp(t->keys[i].label, label) == 0) slot = i;
+      if (strcmp(t->keys[i].label, label) == 0) slot = i;
+    for (size_t i = 0; i < KEY_CACHE_MAX && slot == KEY_CACHE_MAX; i++)
+      if (!t->keys[i].label[0]) slot = i;
     if (slot == KEY_CACHE_MAX) slot = t->next_victim++ % KEY_CACHE_MAX;
     cached_key *k = &t->keys[slot];
+    if (k->label[0] && k->is_copy && k->epoch == epoch && k->generation == gen) {
+      if (t->retired_count == RETIRED_MAX) { /* full: the oldest goes now */
+        doomed[ndoomed++] = t->retired[0];
+        memmove(t->retired, t->retired + 1, (RETIRED_MAX - 1) * sizeof *t->retired);
+        t->retired_count--;
+      }
+      retired_copy *rc_ = &t->retired[t->retired_count++];
+      rc_->handle = k->handle;
+      memcpy(rc_->label, k->label, sizeof rc_->label);
+      rc_->since_ms = now;
+      rc_->generation = gen;
+      rc_->epoch = epoch;
+    }
     snprintf(k->label, sizeof k->label, "%s", label);
     k->handle = *handle;
+    k->is_copy = is_copy;
+    k->made_ms = now;
     k->info = *info;
     k->generation = gen;
     k->epoch = epoch;
   }
+  size_t kept = 0;
+  for (size_t i = 0; i < t->retired_count; i++) {
+    retired_copy *rc_ = &t->retired[i];
+    int alive = rc_->epoch == epoch && rc_->generation == t->generation;
+    if (alive && now - rc_->since_ms < KEY_REFRESH_MS)
+      t->retired[kept++] = *rc_;
+    else if (alive && ndoomed < RETIRED_MAX)
+      doomed[ndoomed++] = *rc_;
+  }
+  t->retired_count = kept;
   pthread_mutex_unlock(&t->lock);
+  /* Destroyed only once checked to be a session copy of its label, so a
+   * reused handle number can never cost a token key. */
+  for (size_t i = 0; i < ndoomed; i++) p11_key_session_copy_destroy(s, doomed[i].handle, doomed[i].label, &ce);
   return KERR_OK;
 }
 
 /* One operation on one key of one token, with its session. */
 typedef kerr_code (*key_op)(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
                             const p11_key_info *info, void *ctx, p11_err *pe);
+static kerr_code op_metadata(xksp_hsm *h, htoken *t, p11_session *s, CK_OBJECT_HANDLE key,
+                             const p11_key_info *info, void *ctx, p11_err *pe);
 
 static int stale_handle(kerr_code rc, const p11_err *pe) {
   return rc == KERR_NOT_FOUND &&
@@ -450,10 +526,10 @@ static kerr_code on_token(xksp_hsm *h, htoken *t, const char *key_id, key_op op,
     rc = acquire_user(t, tok, &s, &lost, pe);
     if (rc) break;
     for (int attempt = 0; attempt < 2; attempt++) {
-      rc = key_lookup(t, s, key_id, &key, &info, pe);
+      rc = key_lookup(t, s, key_id, op == op_metadata, &key, &info, pe);
       if (!rc) rc = op(h, t, s, key, &info, ctx, pe);
       if (!stale_handle(rc, pe)) break;
-      cache_drop(t, key_id);
+      cache_drop(t, key_id, key);
     }
     int gone = rc && login_gone(t, s, rc, pe);
     p11_session_release(s);
@@ -760,7 +836,7 @@ static kerr_code health_round_trip(xksp_hsm *h, htoken *t, p11_session *s, p11_e
   kbytes out = {0}, back = {0};
   kerr_code rc = KERR_OK;
   for (int attempt = 0; attempt < 2; attempt++) {
-    rc = key_lookup(t, s, h->store->health_key, &key, &info, pe);
+    rc = key_lookup(t, s, h->store->health_key, 1, &key, &info, pe); /* the token key itself */
     if (!rc && RAND_bytes(iv, sizeof iv) != 1)
       rc = kerr_set(&pe->e, KERR_INTERNAL, "the random generator failed");
     if (!rc)
@@ -768,7 +844,7 @@ static kerr_code health_round_trip(xksp_hsm *h, htoken *t, p11_session *s, p11_e
     if (!rc) rc = p11_gcm_decrypt_iv(s, key, iv, sizeof iv, NULL, 0, out.data, out.len, &back, pe);
     if (!stale_handle(rc, pe)) break;
     kbytes_wipe_free(&out);
-    cache_drop(t, h->store->health_key);
+    cache_drop(t, h->store->health_key, key);
   }
   if (!rc && (back.len != sizeof pt || memcmp(back.data, pt, sizeof pt) != 0))
     rc = kerr_set(&pe->e, KERR_INTERNAL, "the health key's round trip gave another plaintext");

@@ -37,6 +37,7 @@ import xks_fixture as x
 
 PREFIX = "/mtls/kms/xks/v1"
 KEY = "mtls-key"
+STALL_KEY = "stall-key"  # looked up for the first time while the token stalls
 
 
 def refused(test, client, conn_ctx, rid):
@@ -304,7 +305,10 @@ class XksTokenFailureTest(unittest.TestCase):
 
 class XksStalledTokenTest(unittest.TestCase):
     """One session (--session-pool 1) on a token that stalls while its
-    SoftHSM2 generation file is locked; a fresh proxy per test."""
+    SoftHSM2 generation file is locked; a fresh proxy per test.  The stalled
+    requests use a key the proxy has not looked up yet: a key it has (a
+    working copy in the token's memory, see docs/xks-proxy.md) needs no file
+    and does not stall."""
 
     @classmethod
     def setUpClass(cls):
@@ -313,6 +317,7 @@ class XksStalledTokenTest(unittest.TestCase):
         cls.tokens = x.SoftToken(["xks-stall-token"])
         cls.addClassCleanup(cls.tokens.cleanup)
         cls.tokens.must_create_key(KEY)
+        cls.tokens.must_create_key(STALL_KEY)
 
     def setUp(self):
         self.proxy = x.XksProxy(x.serve_flags(self.tokens, PREFIX, tls=self.pki.server,
@@ -349,7 +354,7 @@ class XksStalledTokenTest(unittest.TestCase):
         def run():
             conn = self.client.connect()
             try:
-                path = self.client.key_path(KEY, "encrypt")
+                path = self.client.key_path(STALL_KEY, "encrypt")
                 body = json.dumps({"requestMetadata": x.meta(), "plaintext": x.b64(plaintext),
                                    "encryptionAlgorithm": "AES_GCM"}).encode()
                 conn.request("POST", path, body=body, headers=self.client.sign("POST", path, body))

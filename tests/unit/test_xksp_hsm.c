@@ -514,6 +514,72 @@ static void test_login_lost(void **state) {
   xksp_hsm_close(h);
 }
 
+/* ---- working copies ----------------------------------------------------- */
+
+/* How many session objects (working copies) labelled `label` the token shows. */
+static size_t count_copies(p11_session *s, const char *label) {
+  CK_BBOOL off = CK_FALSE;
+  CK_ATTRIBUTE t[] = {{CKA_TOKEN, &off, sizeof off}, {CKA_LABEL, (void *)label, strlen(label)}};
+  CK_OBJECT_HANDLE found[16];
+  CK_ULONG n = 0;
+  const CK_FUNCTION_LIST *f = p11_module_functions(module);
+  assert_int_equal(f->C_FindObjectsInit(p11_session_handle(s), t, 2), CKR_OK);
+  assert_int_equal(f->C_FindObjects(p11_session_handle(s), found, 16, &n), CKR_OK);
+  assert_int_equal(f->C_FindObjectsFinal(p11_session_handle(s)), CKR_OK);
+  return n;
+}
+
+/* Requests run on a session copy of the key; the finders never count a copy
+ * as a second key; destroying a copy refuses anything but a copy; a cached
+ * key is refreshed after KEY_REFRESH_MS (the old copy retired, and destroyed
+ * one refresh later), so a key deleted on the HSM is seen within that time. */
+static void test_working_copies(void **state) {
+  (void)state;
+  kerr e;
+  assert_int_equal(xksp_create_key(softhsm, "xa", USER_PIN, "k-copy", XKSP_USAGE_ENCRYPT_DECRYPT, &e), KERR_OK);
+  xksp_store_config c;
+  const char *labels[] = {"xa"}, *mods[] = {softhsm};
+  make_store(&c, 1, labels, mods);
+  xksp_hsm *h = open_store(&c);
+  const uint8_t pt[] = "copied";
+  xks_encrypt_result r;
+  xks_decrypt_result d;
+  assert_int_equal(encrypt(h, "k-copy", pt, sizeof pt, NULL, 0, &r), KERR_OK);
+
+  p11_token *tok = NULL;
+  p11_session *s = NULL;
+  p11_err pe;
+  CK_OBJECT_HANDLE key;
+  assert_int_equal(p11_token_open(module, "xa", 1, &tok, &pe), KERR_OK);
+  assert_int_equal(p11_session_acquire(tok, &s, &pe), KERR_OK);
+  assert_int_equal(count_copies(s, "k-copy"), 1);
+  assert_int_equal(p11_key_find_label(s, "k-copy", &key, &pe), KERR_OK); /* one key, not two */
+  assert_int_equal(p11_key_session_copy_destroy(s, key, "k-copy", &pe), KERR_CONFLICT);
+  assert_int_equal(p11_key_find_label(s, "k-copy", &key, &pe), KERR_OK); /* still there */
+
+  sleep_ms(5100); /* past KEY_REFRESH_MS: the next request makes a fresh copy */
+  assert_int_equal(decrypt(h, "k-copy", r.ciphertext.data, r.ciphertext.len, r.iv, r.iv_len, r.tag,
+                           NULL, NULL, &d), KERR_OK);
+  assert_memory_equal(d.plaintext.data, pt, sizeof pt);
+  xks_decrypt_result_free(&d);
+  /* The old copy is retired, not destroyed: a request may still hold it. */
+  assert_int_equal(count_copies(s, "k-copy"), 2);
+  sleep_ms(5100); /* one refresh later the retired copy is destroyed: never more than two */
+  assert_int_equal(decrypt(h, "k-copy", r.ciphertext.data, r.ciphertext.len, r.iv, r.iv_len, r.tag,
+                           NULL, NULL, &d), KERR_OK);
+  xks_decrypt_result_free(&d);
+  assert_int_equal(count_copies(s, "k-copy"), 2);
+
+  assert_int_equal(p11_key_destroy(s, key, &pe), KERR_OK); /* deleted on the HSM */
+  sleep_ms(5100);
+  xks_encrypt_result r2;
+  assert_int_equal(encrypt(h, "k-copy", pt, sizeof pt, NULL, 0, &r2), KERR_NOT_FOUND);
+  xks_encrypt_result_free(&r);
+  p11_session_release(s);
+  p11_token_close(tok);
+  xksp_hsm_close(h);
+}
+
 /* ---- health and failover ------------------------------------------------ */
 
 static void expect_health(xksp_hsm *h, const char *const *want, size_t n) {
@@ -741,6 +807,7 @@ int main(void) {
       cmocka_unit_test(test_cache_across_reinitialization),
       cmocka_unit_test(test_token_gone_after_restart),
       cmocka_unit_test(test_login_lost),
+      cmocka_unit_test(test_working_copies),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_failover_and_recovery),
       cmocka_unit_test(test_prober_recovers),
