@@ -29,6 +29,7 @@
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
 #define KEY_REFRESH_MS 5000        /* how long a cached key (and its working copy) is used */
 #define RETIRED_MAX (2 * KEY_CACHE_MAX) /* copies waiting to be destroyed, per token */
+#define DOOMED_BATCH 16            /* retired copies one lookup destroys at most */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
 #define MODEL_MAX 128              /* ekmFleetDetails model */
 #define RETRY_MAX_MS 30000         /* the prober's longest wait between re-opens */
@@ -435,7 +436,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
   /* Keep it.  A copy it replaces (or evicts) is retired, and retired copies
    * old enough are destroyed now, with this session; copies from another
    * epoch or generation died with their sessions and are only forgotten. */
-  retired_copy doomed[RETIRED_MAX];
+  retired_copy doomed[DOOMED_BATCH];
   size_t ndoomed = 0;
   pthread_mutex_lock(&t->lock);
   if (t->generation == gen) {
@@ -473,8 +474,10 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
     int alive = rc_->epoch == epoch && rc_->generation == t->generation;
     if (alive && now - rc_->since_ms < KEY_REFRESH_MS)
       t->retired[kept++] = *rc_;
-    else if (alive && ndoomed < RETIRED_MAX)
+    else if (alive && ndoomed < DOOMED_BATCH)
       doomed[ndoomed++] = *rc_;
+    else if (alive)
+      t->retired[kept++] = *rc_; /* due, but the batch is full: the next miss destroys it */
   }
   t->retired_count = kept;
   pthread_mutex_unlock(&t->lock);
