@@ -72,6 +72,7 @@ struct http_server {
    * counts the ones left out. */
   atomic_llong refusal_logged_s;
   atomic_ulong refusals_unlogged;
+  atomic_int stopping;   /* set by http_server_stop: new connections are turned away */
 };
 
 /* One connection and the request it is reading or answering.
@@ -951,6 +952,14 @@ static kerr_code copy_tls_settings(const http_server_config *cfg, http_server *s
   return KERR_OK;
 }
 
+/* libmicrohttpd's accept policy: once stopping, a new connection is closed
+ * as soon as it is accepted, so nothing new starts during the grace period. */
+static enum MHD_Result accept_policy(void *cls, const struct sockaddr *addr, socklen_t addrlen) {
+  (void)addr;
+  (void)addrlen;
+  return atomic_load(&((http_server *)cls)->stopping) ? MHD_NO : MHD_YES;
+}
+
 kerr_code http_server_start(const http_server_config *cfg, http_server **out, kerr *err) {
   kerr_code rc = KERR_OK;
   http_server *s = NULL;
@@ -1052,7 +1061,7 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
 
   s->starting = 1;
   errno = 0;
-  s->daemon = MHD_start_daemon(flags, cfg->port, NULL, NULL, on_request, s, MHD_OPTION_ARRAY, opts,
+  s->daemon = MHD_start_daemon(flags, cfg->port, accept_policy, s, on_request, s, MHD_OPTION_ARRAY, opts,
                                MHD_OPTION_END);
   s->starting = 0;
   if (!s->daemon) {
@@ -1086,8 +1095,12 @@ uint16_t http_server_port(const http_server *s) { return s ? s->port : 0; }
 void http_server_stop(http_server *s, unsigned grace_ms) {
   if (!s) return;
   if (s->daemon) {
-    MHD_socket lsock = MHD_quiesce_daemon(s->daemon);
-    if (lsock != MHD_INVALID_SOCKET) close(lsock);
+    /* Turn new connections away (accept_policy) rather than with
+     * MHD_quiesce_daemon: libmicrohttpd 0.9.75 quiesces an epoll thread pool
+     * racily (it marks a worker quiesced, then removes the listening socket
+     * from the worker's epoll set, which the worker may be doing itself;
+     * the loser's epoll_ctl fails and the library aborts the process). */
+    atomic_store(&s->stopping, 1);
     /* Requests already being read or handled get to finish and send their
      * answer; idle keep-alive connections do not count. */
     struct timespec tick = {0, 10 * 1000 * 1000};
