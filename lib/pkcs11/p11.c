@@ -1202,9 +1202,9 @@ static CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
 
 /* Up to 2 handles of secret keys whose attribute `type` (CKA_ID or
  * CKA_LABEL) is `value`; *count says how many. */
-/* Token objects only: a session object (a working copy made by
- * p11_key_session_copy) carries its original's id and label and must not
- * count as a second key. */
+/* Token objects only: a session object (such as xks-proxy's working copy of
+ * a key) carries its original's id and label and must not count as a second
+ * key. */
 static kerr_code find_by_attr(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
                               CK_OBJECT_HANDLE found[2], CK_ULONG *count, p11_err *err) {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
@@ -1433,28 +1433,6 @@ out:
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
   p11_err_clear(err);
   return check_rv(s, err, "C_DestroyObject", FN(s)->C_DestroyObject(s->h, key));
-}
-
-kerr_code p11_key_session_copy(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *copy,
-                               p11_err *err) {
-  CK_BBOOL off_token = CK_FALSE;
-  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &off_token, sizeof off_token}};
-  p11_err_clear(err);
-  return check_rv(s, err, "C_CopyObject", FN(s)->C_CopyObject(s->h, key, tmpl, 1, copy));
-}
-
-kerr_code p11_key_session_copy_destroy(p11_session *s, CK_OBJECT_HANDLE copy, const char *label,
-                                       p11_err *err) {
-  CK_BBOOL on_token = CK_TRUE;
-  char got[P11_ID_MAX + 1];
-  CK_ATTRIBUTE a[] = {{CKA_TOKEN, &on_token, sizeof on_token}, {CKA_LABEL, got, sizeof got - 1}};
-  p11_err_clear(err);
-  kerr_code rc = check_rv(s, err, "C_GetAttributeValue", FN(s)->C_GetAttributeValue(s->h, copy, a, 2));
-  if (rc) return rc;
-  if (on_token != CK_FALSE || a[1].ulValueLen != strlen(label) || memcmp(got, label, a[1].ulValueLen) != 0)
-    return refuse(err, KERR_CONFLICT, "object %lu is not a session copy of key %s; left alone",
-                  (unsigned long)copy, label);
-  return p11_key_destroy(s, copy, err);
 }
 
 /* Refuse unless the module itself says the session is logged in as the

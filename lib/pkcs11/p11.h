@@ -318,24 +318,6 @@ kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p1
 /* Destroy a key object.  KERR_NOT_FOUND when the handle is stale. */
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
 
-/* A working copy of `key` as a session object (C_CopyObject with
- * CKA_TOKEN=FALSE): the same value, usage and label, still sensitive and
- * never extractable, living inside the token until destroyed or until the
- * session that made it closes.  Modules that keep token objects in storage
- * (SoftHSM2 re-reads and decrypts the object file on every use) serve a
- * session object from memory.  The finders above (p11_key_find,
- * p11_key_find_label) see token objects only, so a copy never makes a key
- * look duplicated.  A key with CKA_COPYABLE=FALSE is refused by the
- * module. */
-kerr_code p11_key_session_copy(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *copy,
-                               p11_err *err);
-
-/* Destroy a copy made by p11_key_session_copy, after checking that `copy`
- * still names a session object labelled `label` (a handle number may have
- * been reused since): anything else is KERR_CONFLICT and left alone, so this
- * can never destroy a token key. */
-kerr_code p11_key_session_copy_destroy(p11_session *s, CK_OBJECT_HANDLE copy, const char *label,
-                                       p11_err *err);
 
 /* Destroy every object the session can see, token and session objects
  * alike, until a search finds none (scrubbing a token before it is used

@@ -45,7 +45,7 @@ typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_s
 static const char *const status_names[] = {"ACTIVE", "DEGRADED", "UNAVAILABLE"};
 
 /* A key found by label.  Requests use a working copy of it, a session object
- * (p11_key_session_copy), when the token allows one: a module that keeps
+ * (C_CopyObject with CKA_TOKEN=FALSE), when the token allows one: a module that keeps
  * token objects in storage serves it from memory (SoftHSM2 re-reads and
  * decrypts the token object's file on every C_EncryptInit, a quarter of a
  * request's time).  A copy does not follow what happens to the token key
@@ -99,6 +99,17 @@ typedef struct htoken {
    * CKR_MECHANISM_INVALID), so no copy is destroyed while it may be in use. */
   retired_copy retired[RETIRED_MAX];
   size_t retired_count;
+  /* The session every working copy is made in and destroyed from.  It is
+   * never handed to a request, so no pool decision (closing a session after
+   * a failed call) can take copies away under the cache; it is replaced, and
+   * every copy with it, when the token's generation changes, and forgotten
+   * (the module already closed it) when the module's epoch does.  Used only
+   * under copy_lock and while the caller holds a pooled session, which keeps
+   * reinitializations out. */
+  pthread_mutex_t copy_lock;
+  CK_SESSION_HANDLE copy_session;
+  int has_copy_session;
+  unsigned long copy_epoch, copy_generation;
 } htoken;
 
 struct xksp_hsm {
@@ -393,6 +404,78 @@ static void cache_drop(htoken *t, const char *label, CK_OBJECT_HANDLE handle) {
   pthread_mutex_unlock(&t->lock);
 }
 
+/* Make a working copy of `key` in the token's copy session (opened, or
+ * replaced when the token's generation moved on, here).  0 and *copy set, or
+ * -1: the token key itself will serve. */
+static int make_copy(htoken *t, CK_OBJECT_HANDLE key, unsigned long epoch, unsigned long gen,
+                     CK_OBJECT_HANDLE *copy) {
+  const CK_FUNCTION_LIST *f = p11_module_functions(t->mod);
+  CK_BBOOL off_token = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &off_token, sizeof off_token}};
+  p11_token *tok;
+  int ok = -1;
+  pthread_mutex_lock(&t->lock);
+  tok = t->tok;
+  pthread_mutex_unlock(&t->lock);
+  if (!tok) return -1;
+  pthread_mutex_lock(&t->copy_lock);
+  if (t->has_copy_session && (t->copy_epoch != epoch || t->copy_generation != gen)) {
+    /* Another login or re-open: its copies are no longer in the cache.  In
+     * the same epoch the session still exists, and closing it destroys them. */
+    if (t->copy_epoch == epoch) f->C_CloseSession(t->copy_session);
+    t->has_copy_session = 0;
+  }
+  if (!t->has_copy_session &&
+      f->C_OpenSession(p11_token_slot(tok), CKF_SERIAL_SESSION | CKF_RW_SESSION, NULL, NULL,
+                       &t->copy_session) == CKR_OK) {
+    t->has_copy_session = 1;
+    t->copy_epoch = epoch;
+    t->copy_generation = gen;
+  }
+  if (t->has_copy_session && f->C_CopyObject(t->copy_session, key, tmpl, 1, copy) == CKR_OK) ok = 0;
+  pthread_mutex_unlock(&t->copy_lock);
+  return ok;
+}
+
+/* Destroy retired copies made in the current copy session, each after
+ * checking it still names a session object labelled as recorded. */
+static void destroy_copies(htoken *t, const retired_copy *doomed, size_t n) {
+  const CK_FUNCTION_LIST *f = p11_module_functions(t->mod);
+  pthread_mutex_lock(&t->copy_lock);
+  for (size_t i = 0; i < n && t->has_copy_session; i++) {
+    if (doomed[i].epoch != t->copy_epoch || doomed[i].generation != t->copy_generation) continue;
+    CK_BBOOL on_token = CK_TRUE;
+    char got[XKS_KEY_ID_MAX + 1];
+    CK_ATTRIBUTE a[] = {{CKA_TOKEN, &on_token, sizeof on_token}, {CKA_LABEL, got, sizeof got - 1}};
+    if (f->C_GetAttributeValue(t->copy_session, doomed[i].handle, a, 2) != CKR_OK) continue;
+    if (on_token != CK_FALSE || a[1].ulValueLen != strlen(doomed[i].label) ||
+        memcmp(got, doomed[i].label, a[1].ulValueLen) != 0)
+      continue;
+    f->C_DestroyObject(t->copy_session, doomed[i].handle);
+  }
+  pthread_mutex_unlock(&t->copy_lock);
+}
+
+/* Forget the entry of `label` (its key is gone or no longer usable on the
+ * token): its copy is retired, to be destroyed once no request can hold it. */
+static void cache_forget(htoken *t, const char *label, long long now) {
+  pthread_mutex_lock(&t->lock);
+  for (size_t i = 0; i < KEY_CACHE_MAX; i++) {
+    cached_key *k = &t->keys[i];
+    if (strcmp(k->label, label) != 0) continue;
+    if (k->is_copy && t->retired_count < RETIRED_MAX) {
+      retired_copy *r = &t->retired[t->retired_count++];
+      r->handle = k->handle;
+      memcpy(r->label, k->label, sizeof r->label);
+      r->since_ms = now;
+      r->generation = k->generation;
+      r->epoch = k->epoch;
+    }
+    k->label[0] = '\0';
+  }
+  pthread_mutex_unlock(&t->lock);
+}
+
 /* The key labelled `label` on the token, from the cache or found now.  A
  * reinitialization of the module (for any of its tokens, on behalf of any
  * store) renumbers every object handle, so a cached handle is good only in
@@ -417,20 +500,28 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
     }
   }
   pthread_mutex_unlock(&t->lock);
-  CK_OBJECT_HANDLE found, copy = CK_INVALID_HANDLE;
+  CK_OBJECT_HANDLE found = CK_INVALID_HANDLE, copy = CK_INVALID_HANDLE;
+  *handle = CK_INVALID_HANDLE;
   kerr_code rc = p11_key_find_label(s, label, &found, pe);
   if (rc == KERR_CONFLICT)
-    return kerr_set(&pe->e, KERR_INTERNAL, "more than one key of token \"%s\" is labelled %s",
-                    t->cfg->label, label);
-  if (rc) return rc;
-  rc = p11_key_get_info(s, found, info, pe);
-  if (rc) return rc;
-  if (info->key_type != CKK_AES)
-    return kerr_set(&pe->e, KERR_NOT_FOUND, "the key labelled %s is not an AES key", label);
+    rc = kerr_set(&pe->e, KERR_INTERNAL, "more than one key of token \"%s\" is labelled %s",
+                  t->cfg->label, label);
+  if (!rc) rc = p11_key_get_info(s, found, info, pe);
+  if (!rc && info->key_type != CKK_AES)
+    rc = kerr_set(&pe->e, KERR_NOT_FOUND, "the key labelled %s is not an AES key", label);
+  if (rc) {
+    /* The token key cannot serve (gone, doubled, not AES): neither may its
+     * copy.  A lost login or a dead token is not the key's fault, and the
+     * caller retries; only a logged-in session's answer counts. */
+    if (session_is_user(t, s)) cache_forget(t, label, now);
+    return rc;
+  }
   *handle = found;
   if (fresh) return KERR_OK;
-  p11_err ce;
-  int is_copy = p11_key_session_copy(s, found, &copy, &ce) == KERR_OK; /* else the token key serves */
+  pthread_mutex_lock(&t->lock);
+  int room = t->retired_count < RETIRED_MAX; /* else no copy: retiring would mean destroying early */
+  pthread_mutex_unlock(&t->lock);
+  int is_copy = room && make_copy(t, found, epoch, gen, &copy) == 0; /* else the token key serves */
   if (is_copy) *handle = copy;
 
   /* Keep it.  A copy it replaces (or evicts) is retired, and retired copies
@@ -447,12 +538,8 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
       if (!t->keys[i].label[0]) slot = i;
     if (slot == KEY_CACHE_MAX) slot = t->next_victim++ % KEY_CACHE_MAX;
     cached_key *k = &t->keys[slot];
-    if (k->label[0] && k->is_copy && k->epoch == epoch && k->generation == gen) {
-      if (t->retired_count == RETIRED_MAX) { /* full: the oldest goes now */
-        doomed[ndoomed++] = t->retired[0];
-        memmove(t->retired, t->retired + 1, (RETIRED_MAX - 1) * sizeof *t->retired);
-        t->retired_count--;
-      }
+    if (k->label[0] && k->is_copy && k->epoch == epoch && k->generation == gen &&
+        t->retired_count < RETIRED_MAX) {
       retired_copy *rc_ = &t->retired[t->retired_count++];
       rc_->handle = k->handle;
       memcpy(rc_->label, k->label, sizeof rc_->label);
@@ -483,7 +570,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
   pthread_mutex_unlock(&t->lock);
   /* Destroyed only once checked to be a session copy of its label, so a
    * reused handle number can never cost a token key. */
-  for (size_t i = 0; i < ndoomed; i++) p11_key_session_copy_destroy(s, doomed[i].handle, doomed[i].label, &ce);
+  destroy_copies(t, doomed, ndoomed);
   return KERR_OK;
 }
 
@@ -1047,6 +1134,7 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     htoken *t = &h->tokens[i];
     p11_err pe;
     pthread_mutex_init(&t->lock, NULL);
+    pthread_mutex_init(&t->copy_lock, NULL);
     h->token_count = i + 1; /* what close must undo */
     t->cfg = &store->tokens[i];
     t->module_path = t->cfg->module ? t->cfg->module : store->pkcs11_module;
@@ -1096,6 +1184,16 @@ void xksp_hsm_close(xksp_hsm *h) {
   }
   for (size_t i = 0; i < h->token_count; i++) {
     htoken *t = &h->tokens[i];
+    /* Close the copy session (and its copies) while holding a pooled session,
+     * which keeps a reinitialization of a shared module out meanwhile. */
+    p11_session *s = NULL;
+    p11_err pe;
+    if (t->has_copy_session && t->tok && p11_session_acquire(t->tok, &s, &pe) == KERR_OK) {
+      if (t->copy_epoch == p11_module_epoch(t->mod))
+        p11_module_functions(t->mod)->C_CloseSession(t->copy_session);
+      p11_session_release(s);
+    }
+    pthread_mutex_destroy(&t->copy_lock);
     p11_token_close(t->tok);
     p11_module_release(t->mod);
     pthread_mutex_destroy(&t->lock);
