@@ -1606,69 +1606,6 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
   return KERR_OK;
 }
 
-kerr_code p11_gcm_encrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *aad,
-                          size_t aad_len, const uint8_t *pt, size_t pt_len,
-                          uint8_t iv[P11_GCM_IV_BYTES], kbytes *out, p11_err *err) {
-  CK_GCM_PARAMS params;
-  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
-  kerr_code rc;
-  out->data = NULL;
-  out->len = 0;
-  p11_err_clear(err);
-  if (pt_len > P11_GCM_MAX_INPUT || (pt_len && !pt))
-    return refuse(err, KERR_VALIDATION, "plaintext must be at most %u bytes", P11_GCM_MAX_INPUT);
-  if (aad_len > P11_GCM_MAX_AAD || (aad_len && !aad))
-    return refuse(err, KERR_VALIDATION, "additional data must be at most %u bytes", P11_GCM_MAX_AAD);
-  rc = check_rv(s, err, "C_GenerateRandom", FN(s)->C_GenerateRandom(s->h, iv, P11_GCM_IV_BYTES));
-  if (rc) return rc;
-  memset(&params, 0, sizeof params);
-  params.pIv = iv;
-  params.ulIvLen = P11_GCM_IV_BYTES;
-  params.ulIvBits = P11_GCM_IV_BYTES * 8;
-  params.pAAD = (CK_BYTE_PTR)aad;
-  params.ulAADLen = aad_len;
-  params.ulTagBits = P11_GCM_TAG_BYTES * 8;
-  rc = crypt_once(s, 1, &mech, key, pt, pt_len, pt_len + P11_GCM_TAG_BYTES, out, err);
-  if (rc) return rc;
-  if (out->len != pt_len + P11_GCM_TAG_BYTES) {
-    kbytes_wipe_free(out);
-    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Encrypt returned a GCM output of the wrong size");
-  }
-  return KERR_OK;
-}
-
-kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t iv[P11_GCM_IV_BYTES],
-                          const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
-                          kbytes *out, p11_err *err) {
-  CK_GCM_PARAMS params;
-  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
-  uint8_t iv_copy[P11_GCM_IV_BYTES];
-  kerr_code rc;
-  out->data = NULL;
-  out->len = 0;
-  p11_err_clear(err);
-  if (!ct || ct_len < P11_GCM_TAG_BYTES || ct_len > P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES)
-    return refuse(err, KERR_INVALID_CIPHERTEXT, "GCM ciphertext must be %d to %u bytes",
-                  P11_GCM_TAG_BYTES, P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES);
-  if (aad_len > P11_GCM_MAX_AAD || (aad_len && !aad))
-    return refuse(err, KERR_VALIDATION, "additional data must be at most %u bytes", P11_GCM_MAX_AAD);
-  memcpy(iv_copy, iv, sizeof iv_copy); /* the mechanism takes a non-const pointer */
-  memset(&params, 0, sizeof params);
-  params.pIv = iv_copy;
-  params.ulIvLen = P11_GCM_IV_BYTES;
-  params.ulIvBits = P11_GCM_IV_BYTES * 8;
-  params.pAAD = (CK_BYTE_PTR)aad;
-  params.ulAADLen = aad_len;
-  params.ulTagBits = P11_GCM_TAG_BYTES * 8;
-  rc = crypt_once(s, 0, &mech, key, ct, ct_len, ct_len, out, err);
-  if (rc) return rc;
-  if (out->len != ct_len - P11_GCM_TAG_BYTES) {
-    kbytes_wipe_free(out);
-    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Decrypt returned a GCM output of the wrong size");
-  }
-  return KERR_OK;
-}
-
 /* ---- external keys (xks-proxy) ------------------------------------------ */
 
 kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
@@ -1744,51 +1681,68 @@ static kerr_code gcm_params(const uint8_t *iv, size_t iv_len, const uint8_t *aad
   return KERR_OK;
 }
 
-kerr_code p11_gcm_encrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
-                             size_t iv_len, const uint8_t *aad, size_t aad_len,
-                             const uint8_t *pt, size_t pt_len, kbytes *out, p11_err *err) {
+/* AES-256-GCM in the token, encrypting (pt -> ct||tag) or decrypting
+ * (ct||tag -> pt), with the bounds and the output-size check every caller
+ * shares.  `in` is the plaintext or ciphertext||tag. */
+static kerr_code gcm_crypt(p11_session *s, int encrypt, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                           size_t iv_len, const uint8_t *aad, size_t aad_len, const uint8_t *in,
+                           size_t in_len, kbytes *out, p11_err *err) {
   CK_GCM_PARAMS params;
   CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
   uint8_t iv_copy[P11_GCM_IV_MAX_BYTES];
+  size_t want;
   kerr_code rc;
   out->data = NULL;
   out->len = 0;
   p11_err_clear(err);
-  if (pt_len > P11_GCM_MAX_INPUT || (pt_len && !pt))
+  if (encrypt && (in_len > P11_GCM_MAX_INPUT || (in_len && !in)))
     return refuse(err, KERR_VALIDATION, "plaintext must be at most %u bytes", P11_GCM_MAX_INPUT);
+  if (!encrypt && (!in || in_len < P11_GCM_TAG_BYTES || in_len > P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES))
+    return refuse(err, KERR_INVALID_CIPHERTEXT, "GCM ciphertext must be %d to %u bytes",
+                  P11_GCM_TAG_BYTES, P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES);
   rc = gcm_params(iv, iv_len, aad, aad_len, iv_copy, &params, err);
   if (rc) return rc;
-  rc = crypt_once(s, 1, &mech, key, pt, pt_len, pt_len + P11_GCM_TAG_BYTES, out, err);
-  if (rc) return usage_refusal(s, rc, err);
-  if (out->len != pt_len + P11_GCM_TAG_BYTES) {
+  want = encrypt ? in_len + P11_GCM_TAG_BYTES : in_len - P11_GCM_TAG_BYTES;
+  rc = crypt_once(s, encrypt, &mech, key, in, in_len, encrypt ? want : in_len, out, err);
+  if (rc) return rc;
+  if (out->len != want) {
     kbytes_wipe_free(out);
-    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Encrypt returned a GCM output of the wrong size");
+    return refuse(err, KERR_INTERNAL, "PKCS#11 %s returned a GCM output of the wrong size",
+                  encrypt ? "C_Encrypt" : "C_Decrypt");
   }
   return KERR_OK;
+}
+
+kerr_code p11_gcm_encrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *aad,
+                          size_t aad_len, const uint8_t *pt, size_t pt_len,
+                          uint8_t iv[P11_GCM_IV_BYTES], kbytes *out, p11_err *err) {
+  out->data = NULL;
+  out->len = 0;
+  p11_err_clear(err);
+  kerr_code rc =
+      check_rv(s, err, "C_GenerateRandom", FN(s)->C_GenerateRandom(s->h, iv, P11_GCM_IV_BYTES));
+  if (rc) return rc;
+  return gcm_crypt(s, 1, key, iv, P11_GCM_IV_BYTES, aad, aad_len, pt, pt_len, out, err);
+}
+
+kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t iv[P11_GCM_IV_BYTES],
+                          const uint8_t *aad, size_t aad_len, const uint8_t *ct, size_t ct_len,
+                          kbytes *out, p11_err *err) {
+  return gcm_crypt(s, 0, key, iv, P11_GCM_IV_BYTES, aad, aad_len, ct, ct_len, out, err);
+}
+
+kerr_code p11_gcm_encrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
+                             size_t iv_len, const uint8_t *aad, size_t aad_len,
+                             const uint8_t *pt, size_t pt_len, kbytes *out, p11_err *err) {
+  kerr_code rc = gcm_crypt(s, 1, key, iv, iv_len, aad, aad_len, pt, pt_len, out, err);
+  return rc ? usage_refusal(s, rc, err) : KERR_OK;
 }
 
 kerr_code p11_gcm_decrypt_iv(p11_session *s, CK_OBJECT_HANDLE key, const uint8_t *iv,
                              size_t iv_len, const uint8_t *aad, size_t aad_len,
                              const uint8_t *ct, size_t ct_len, kbytes *out, p11_err *err) {
-  CK_GCM_PARAMS params;
-  CK_MECHANISM mech = {CKM_AES_GCM, &params, sizeof params};
-  uint8_t iv_copy[P11_GCM_IV_MAX_BYTES];
-  kerr_code rc;
-  out->data = NULL;
-  out->len = 0;
-  p11_err_clear(err);
-  if (!ct || ct_len < P11_GCM_TAG_BYTES || ct_len > P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES)
-    return refuse(err, KERR_INVALID_CIPHERTEXT, "GCM ciphertext must be %d to %u bytes",
-                  P11_GCM_TAG_BYTES, P11_GCM_MAX_INPUT + P11_GCM_TAG_BYTES);
-  rc = gcm_params(iv, iv_len, aad, aad_len, iv_copy, &params, err);
-  if (rc) return rc;
-  rc = crypt_once(s, 0, &mech, key, ct, ct_len, ct_len, out, err);
-  if (rc) return usage_refusal(s, rc, err);
-  if (out->len != ct_len - P11_GCM_TAG_BYTES) {
-    kbytes_wipe_free(out);
-    return refuse(err, KERR_INTERNAL, "PKCS#11 C_Decrypt returned a GCM output of the wrong size");
-  }
-  return KERR_OK;
+  kerr_code rc = gcm_crypt(s, 0, key, iv, iv_len, aad, aad_len, ct, ct_len, out, err);
+  return rc ? usage_refusal(s, rc, err) : KERR_OK;
 }
 
 /* `n` bytes of a space-padded CK_TOKEN_INFO string, unpadded, printable. */
