@@ -18,7 +18,9 @@ rate    xksload (bench/xksload.c) sends it open-loop at --rate per second
         request queued behind it.
 
 Both run at --log-level warn so logging does not dominate; one more round at
-info (the proxy's one log line per request) shows what that line costs.
+info (the proxy's one log line per request) shows what that line costs, and
+its latency_us= fields give the fixed-rate latency inside the proxy, apart
+from the time the load generator spends waiting for a CPU.
 The table puts the figures next to the issue's goals: >= 15,000 Encrypt/s,
 and p99 < 5 ms at 1,800/s.  wrk, xksload and the proxy share the machine's
 CPUs; the proxy's own CPU time per request is shown too.
@@ -342,8 +344,9 @@ def run_xksload(proxy, xksload, request_path, rate, connections, duration):
     cmd = [xksload, "--port", str(proxy.port), "--ca", proxy.ca, "--server-name", "localhost",
            "--request", request_path, "--rate", str(rate), "--connections", str(connections),
            "--duration", str(duration), "--warmup", "2"]
-    watch = CpuWatch(proxy)
+    watch, log0 = CpuWatch(proxy), proxy.log_bytes()
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=duration + 60)
+    log1 = proxy.log_bytes()
     lines = [l for l in proc.stdout.splitlines() if l.startswith("{")]
     if not lines:
         raise RuntimeError("xksload printed no result (%d): %s" % (proc.returncode, proc.stderr))
@@ -354,7 +357,29 @@ def run_xksload(proxy, xksload, request_path, rate, connections, duration):
     # Whole run (warm-up included) over the requests sent: an estimate good
     # enough to compare with the peak runs.
     r.update(watch.stop(r["sent"]))
+    r["inside"] = proxy_latencies(proxy.log_path, log0, log1)
     return r
+
+
+def proxy_latencies(log_path, start, end):
+    """p50/p99/max of latency_us= in the proxy's log lines between two offsets.
+
+    At --log-level info the proxy writes one line per request with the time
+    from the request's arrival (headers and body read) to its reply being
+    built: the time spent inside the proxy, without the network, TLS or the
+    load generator's wait for a CPU.  None at warn (no such lines)."""
+    with open(log_path, "rb") as f:
+        f.seek(start)
+        text = f.read(end - start).decode("utf-8", "replace")
+    values = sorted(int(m) for m in re.findall(r" latency_us=(\d+)", text))
+    if not values:
+        return None
+
+    def pct(q):
+        return values[min(len(values) - 1, int(q * len(values)))]
+    return {"count": len(values), "p50_us": pct(0.50), "p99_us": pct(0.99),
+            "p999_us": pct(0.999), "max_us": values[-1],
+            "over_5ms": sum(1 for v in values if v >= 5000)}
 
 
 def bench_setting(args, token, tls, workdir, threads, pool, log_level, connection_counts):
@@ -423,6 +448,13 @@ def print_table(results, header, wrk_threads):
                 r["achieved_rps"], r["p50_us"] / 1000.0, r["p90_us"] / 1000.0,
                 r["p99_us"] / 1000.0, r["p999_us"] / 1000.0, r["max_us"] / 1000.0, r["errors"],
                 r["other_cpus"]))
+        inside = [s for s in rated if s["rate"].get("inside")]
+        for s in inside:
+            r = s["rate"]["inside"]
+            print("inside the proxy (its log's latency_us, %s, %d requests): p50 %.2f ms, "
+                  "p99 %.2f ms, p99.9 %.2f ms, max %.2f ms, %d at 5 ms or more" % (
+                      s["log"], r["count"], r["p50_us"] / 1000.0, r["p99_us"] / 1000.0,
+                      r["p999_us"] / 1000.0, r["max_us"] / 1000.0, r["over_5ms"]))
     print("(cpu us/req: the proxy's CPU time per request; busiest: the share of the HTTP\n"
           " workers' CPU time taken by the busiest worker, 1/threads = even, 1.00 = one worker\n"
           " served every connection; others: CPUs busy with anything but the proxy and the\n"
