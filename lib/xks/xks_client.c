@@ -1,0 +1,879 @@
+/* xks_client.c - kmsd's XKS Proxy API v1 client over libcurl (xks_client.h).
+ *
+ * One call: check the arguments, build the body with xks_request_serialize
+ * (a secure buffer), sign it, take an easy handle from the client's pool
+ * (each handle keeps its own connection alive between calls), POST, read
+ * the reply into the handle's secure buffer (capped), classify what
+ * happened, parse the reply with lib/xks's strict parsers, wipe the buffers
+ * and put the handle back.  Everything about the transport is set once per
+ * handle; only the URL, the headers, the body and the time left change per
+ * call. */
+#include "xks/xks_client.h"
+
+#include <curl/curl.h>
+#include <errno.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "aws/sigv4.h"
+#include "core/secmem.h"
+
+#define HOST_MAX 128
+#define REGION_MAX 32
+#define AKID_MIN 20
+#define AKID_MAX 30
+#define SECRET_MIN 43
+#define SECRET_MAX 64
+#define URI_PATH_MIN 10
+#define URI_PATH_MAX 128
+#define ENDPOINT_MIN 10
+#define CA_PATH_MAX 4096
+#define AUTH_MAX 512
+#define HEADER_LINE_MAX 600
+
+/* One easy handle and the secure buffer its replies land in. */
+typedef struct pool_slot {
+  CURL *curl;
+  int busy;
+  uint8_t *buf;       /* secure, XKS_CLIENT_REPLY_MAX + 1 bytes */
+} pool_slot;
+
+struct xks_client {
+  char endpoint[XKS_CLIENT_ENDPOINT_MAX + 1];
+  char host_header[HOST_MAX + 8];   /* "host" or "host:port" */
+  char uri_path[URI_PATH_MAX + 1];
+  char region[REGION_MAX + 1];
+  char access_key_id[AKID_MAX + 1];
+  char *secret;                     /* secure_alloc'd, NUL-terminated */
+  size_t secret_len;
+  char *ca_bundle;                  /* NULL: the system store */
+  struct curl_slist *connect_to;
+  long timeout_ms;
+  long connect_timeout_ms;
+
+  pthread_mutex_t lock;
+  pthread_cond_t freed;             /* a slot became free (CLOCK_MONOTONIC) */
+  pool_slot *slots;
+  unsigned pool_size;
+};
+
+static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
+static CURLcode curl_init_rc = CURLE_FAILED_INIT;
+
+static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
+
+static const char *const OUTCOME_NAMES[] = {"OK",        "PROXY_ERROR",      "TIMED_OUT",
+                                            "NOT_REACHABLE", "TLS_ERROR",   "INVALID_RESPONSE",
+                                            "BAD_INPUT", "LOCAL_ERROR"};
+
+const char *xks_outcome_name(xks_outcome o) {
+  if ((unsigned)o >= sizeof OUTCOME_NAMES / sizeof OUTCOME_NAMES[0]) return "?";
+  return OUTCOME_NAMES[o];
+}
+
+/* ---- checking the configuration ----------------------------------------- */
+
+static int all_in(const char *s, size_t n, const char *set) {
+  for (size_t i = 0; i < n; i++)
+    if (!s[i] || !strchr(set, s[i])) return 0;
+  return 1;
+}
+
+#define ALNUM "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+
+/* A port of 1..5 digits (checked by the caller) as a number. */
+static long port_value(const char *s, size_t n) {
+  long v = 0;
+  for (size_t i = 0; i < n; i++) v = v * 10 + (s[i] - '0');
+  return v;
+}
+
+/* "https://HOST[:PORT]": HOST of [A-Za-z0-9.-] (the model's pattern), PORT
+ * 1..65535.  Fills the Host header value. */
+static kerr_code check_endpoint(const char *ep, char *host_header, size_t hh_size, kerr *err) {
+  static const char scheme[] = "https://";
+  size_t len, hlen;
+  const char *host, *colon;
+  int w;
+
+  if (!ep) return kerr_set(err, KERR_VALIDATION, "XKS client: no proxy endpoint.");
+  len = strlen(ep);
+  if (len < ENDPOINT_MIN || len > XKS_CLIENT_ENDPOINT_MAX)
+    return kerr_set(err, KERR_VALIDATION, "XKS proxy endpoint must be %d to %d characters.",
+                    ENDPOINT_MIN, XKS_CLIENT_ENDPOINT_MAX);
+  if (strncmp(ep, scheme, sizeof scheme - 1) != 0)
+    return kerr_set(err, KERR_VALIDATION, "XKS proxy endpoint must start with https://.");
+  host = ep + sizeof scheme - 1;
+  colon = strchr(host, ':');
+  hlen = colon ? (size_t)(colon - host) : strlen(host);
+  if (hlen == 0 || !all_in(host, hlen, ALNUM ".-"))
+    return kerr_set(err, KERR_VALIDATION,
+                    "XKS proxy endpoint must be https:// and a host name of A-Z a-z 0-9 . - "
+                    "(and an optional :PORT).");
+  if (colon) {
+    const char *p = colon + 1;
+    size_t plen = strlen(p);
+    long port;
+    if (plen == 0 || plen > 5 || !all_in(p, plen, "0123456789") || (port = port_value(p, plen)) < 1 ||
+        port > 65535)
+      return kerr_set(err, KERR_VALIDATION, "XKS proxy endpoint has a bad port.");
+    if (port == 443) colon = NULL; /* Host is sent without the default port */
+  }
+  w = colon ? snprintf(host_header, hh_size, "%s", host)
+            : snprintf(host_header, hh_size, "%.*s", (int)hlen, host);
+  if (w < 0 || (size_t)w >= hh_size)
+    return kerr_set(err, KERR_VALIDATION, "XKS proxy endpoint host name too long.");
+  return KERR_OK;
+}
+
+/* The model's XksProxyUriPathType:
+ *   ^(/[a-zA-Z0-9\/_-]+/kms/xks/v\d{1,2})$|^(/kms/xks/v\d{1,2})$, 10..128. */
+static kerr_code check_uri_path(const char *p, kerr *err) {
+  static const char tail[] = "/kms/xks/v";
+  size_t len, digits = 0, head;
+
+  if (!p) return kerr_set(err, KERR_VALIDATION, "XKS client: no proxy URI path.");
+  len = strlen(p);
+  if (len < URI_PATH_MIN || len > URI_PATH_MAX)
+    return kerr_set(err, KERR_VALIDATION, "XKS proxy URI path must be %d to %d characters.",
+                    URI_PATH_MIN, URI_PATH_MAX);
+  while (digits < len && digits < 3 && p[len - 1 - digits] >= '0' && p[len - 1 - digits] <= '9')
+    digits++;
+  if (digits < 1 || digits > 2 || len - digits < sizeof tail - 1 ||
+      memcmp(p + len - digits - (sizeof tail - 1), tail, sizeof tail - 1) != 0)
+    return kerr_set(err, KERR_VALIDATION,
+                    "XKS proxy URI path must end in /kms/xks/v followed by 1 or 2 digits.");
+  head = len - digits - (sizeof tail - 1);
+  /* head is "" or "/" followed by at least one of [A-Za-z0-9/_-]. */
+  if (head != 0 && (head < 2 || p[0] != '/' || !all_in(p + 1, head - 1, ALNUM "/_-")))
+    return kerr_set(err, KERR_VALIDATION,
+                    "XKS proxy URI path must be /kms/xks/vN or /PREFIX/kms/xks/vN with a PREFIX "
+                    "of A-Z a-z 0-9 / _ -.");
+  return KERR_OK;
+}
+
+/* One host field of a connect-to: empty, a name/IPv4 of [A-Za-z0-9.-], or
+ * "[IPv6]".  Returns the length consumed, or -1. */
+static long connect_to_host(const char *s) {
+  if (*s == '[') {
+    const char *end = strchr(s, ']');
+    if (!end || end == s + 1 || !all_in(s + 1, (size_t)(end - s - 1), "0123456789abcdefABCDEF:."))
+      return -1;
+    return (long)(end - s + 1);
+  }
+  size_t n = strcspn(s, ":");
+  return all_in(s, n, ALNUM ".-") ? (long)n : -1;
+}
+
+static long connect_to_port(const char *s) {
+  size_t n = strcspn(s, ":");
+  if (n > 5 || !all_in(s, n, "0123456789") || (n && (port_value(s, n) < 1 || port_value(s, n) > 65535)))
+    return -1;
+  return (long)n;
+}
+
+/* curl's connect-to syntax HOST:PORT:TO_HOST:TO_PORT. */
+static int connect_to_ok(const char *s) {
+  long n;
+  if (!s || strlen(s) > XKS_CLIENT_CONNECT_TO_LEN_MAX) return 0;
+  for (int field = 0; field < 4; field++) {
+    n = (field % 2 == 0) ? connect_to_host(s) : connect_to_port(s);
+    if (n < 0) return 0;
+    s += n;
+    if (field < 3) {
+      if (*s != ':') return 0;
+      s++;
+    }
+  }
+  return *s == '\0';
+}
+
+static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
+  size_t n;
+
+  if (!cfg->region || (n = strlen(cfg->region)) < 1 || n > REGION_MAX ||
+      !all_in(cfg->region, n, "abcdefghijklmnopqrstuvwxyz0123456789-"))
+    return kerr_set(err, KERR_VALIDATION, "XKS client region must be 1 to %d of a-z 0-9 -.",
+                    REGION_MAX);
+  if (!cfg->access_key_id || (n = strlen(cfg->access_key_id)) < AKID_MIN || n > AKID_MAX ||
+      !all_in(cfg->access_key_id, n, "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"))
+    return kerr_set(err, KERR_VALIDATION,
+                    "XKS proxy AccessKeyId must be %d to %d characters of A-Z and 2-7.", AKID_MIN,
+                    AKID_MAX);
+  if (!cfg->secret_access_key || (n = strlen(cfg->secret_access_key)) < SECRET_MIN ||
+      n > SECRET_MAX || !all_in(cfg->secret_access_key, n, ALNUM "/+="))
+    return kerr_set(err, KERR_VALIDATION,
+                    "XKS proxy RawSecretAccessKey must be %d to %d characters of A-Z a-z 0-9 / + =.",
+                    SECRET_MIN, SECRET_MAX);
+  if (cfg->ca_bundle) {
+    n = strlen(cfg->ca_bundle);
+    if (n == 0 || n > CA_PATH_MAX)
+      return kerr_set(err, KERR_VALIDATION, "XKS CA bundle path must be 1 to %d characters.",
+                      CA_PATH_MAX);
+    if (access(cfg->ca_bundle, R_OK) != 0)
+      return kerr_set(err, KERR_VALIDATION, "XKS CA bundle %.200s cannot be read: %s",
+                      cfg->ca_bundle, strerror(errno));
+  }
+  if (cfg->connect_to_count > XKS_CLIENT_CONNECT_TO_MAX ||
+      (cfg->connect_to_count && !cfg->connect_to))
+    return kerr_set(err, KERR_VALIDATION, "At most %d XKS connect-to overrides.",
+                    XKS_CLIENT_CONNECT_TO_MAX);
+  for (size_t i = 0; i < cfg->connect_to_count; i++)
+    if (!connect_to_ok(cfg->connect_to[i]))
+      return kerr_set(err, KERR_VALIDATION,
+                      "XKS connect-to \"%.*s\" is not HOST:PORT:TO_HOST:TO_PORT.",
+                      XKS_CLIENT_CONNECT_TO_LEN_MAX,
+                      cfg->connect_to[i] ? cfg->connect_to[i] : "");
+  if (cfg->timeout_ms < 0 || cfg->timeout_ms > XKS_CLIENT_TIMEOUT_MAX_MS ||
+      cfg->connect_timeout_ms < 0 || cfg->connect_timeout_ms > XKS_CLIENT_TIMEOUT_MAX_MS)
+    return kerr_set(err, KERR_VALIDATION, "XKS timeouts must be 0 to %d ms.",
+                    XKS_CLIENT_TIMEOUT_MAX_MS);
+  if (cfg->pool_size > XKS_CLIENT_POOL_MAX)
+    return kerr_set(err, KERR_VALIDATION, "The XKS handle pool holds at most %d handles.",
+                    XKS_CLIENT_POOL_MAX);
+  return KERR_OK;
+}
+
+/* ---- the client ------------------------------------------------------------ */
+
+kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *err) {
+  xks_client *c = NULL;
+  pthread_condattr_t ca;
+  kerr_code rc;
+  int lock_ok = 0, cond_ok = 0;
+
+  *out = NULL;
+  if (!cfg) return kerr_set(err, KERR_VALIDATION, "XKS client: no configuration.");
+  c = calloc(1, sizeof *c);
+  if (!c) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  rc = check_endpoint(cfg->endpoint, c->host_header, sizeof c->host_header, err);
+  if (!rc) rc = check_uri_path(cfg->uri_path, err);
+  if (!rc) rc = check_config(cfg, err);
+  if (rc) goto out;
+  snprintf(c->endpoint, sizeof c->endpoint, "%s", cfg->endpoint);
+  snprintf(c->uri_path, sizeof c->uri_path, "%s", cfg->uri_path);
+  snprintf(c->region, sizeof c->region, "%s", cfg->region);
+  snprintf(c->access_key_id, sizeof c->access_key_id, "%s", cfg->access_key_id);
+  c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : XKS_CLIENT_DEFAULT_TIMEOUT_MS;
+  c->connect_timeout_ms = cfg->connect_timeout_ms;
+  c->pool_size = cfg->pool_size ? cfg->pool_size : XKS_CLIENT_DEFAULT_POOL;
+
+  c->secret_len = strlen(cfg->secret_access_key);
+  c->secret = secure_alloc(c->secret_len + 1);
+  if (!c->secret) goto oom;
+  memcpy(c->secret, cfg->secret_access_key, c->secret_len);
+  if (cfg->ca_bundle && !(c->ca_bundle = strdup(cfg->ca_bundle))) goto oom;
+  for (size_t i = 0; i < cfg->connect_to_count; i++) {
+    struct curl_slist *n = curl_slist_append(c->connect_to, cfg->connect_to[i]);
+    if (!n) goto oom;
+    c->connect_to = n;
+  }
+  c->slots = calloc(c->pool_size, sizeof *c->slots);
+  if (!c->slots) goto oom;
+
+  pthread_once(&curl_once, curl_init);
+  if (curl_init_rc != CURLE_OK) {
+    rc = kerr_set(err, KERR_INTERNAL, "libcurl failed to initialise.");
+    goto out;
+  }
+  if (pthread_mutex_init(&c->lock, NULL) != 0) goto oom;
+  lock_ok = 1;
+  if (pthread_condattr_init(&ca) != 0) goto oom;
+  pthread_condattr_setclock(&ca, CLOCK_MONOTONIC);
+  cond_ok = pthread_cond_init(&c->freed, &ca) == 0;
+  pthread_condattr_destroy(&ca);
+  if (!cond_ok) goto oom;
+  goto out;
+oom:
+  rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+out:
+  if (rc) {
+    if (cond_ok) pthread_cond_destroy(&c->freed);
+    if (lock_ok) pthread_mutex_destroy(&c->lock);
+    secure_free(c->secret, c->secret ? c->secret_len + 1 : 0);
+    free(c->ca_bundle);
+    curl_slist_free_all(c->connect_to);
+    free(c->slots);
+    free(c);
+    return rc;
+  }
+  *out = c;
+  return KERR_OK;
+}
+
+void xks_client_free(xks_client *c) {
+  if (!c) return;
+  for (unsigned i = 0; i < c->pool_size; i++) {
+    if (c->slots[i].curl) curl_easy_cleanup(c->slots[i].curl);
+    secure_free(c->slots[i].buf, c->slots[i].buf ? XKS_CLIENT_REPLY_MAX + 1 : 0);
+  }
+  free(c->slots);
+  pthread_cond_destroy(&c->freed);
+  pthread_mutex_destroy(&c->lock);
+  secure_free(c->secret, c->secret_len + 1);
+  /* sigv4's signing-key cache holds a secure copy of the secret too. */
+  sigv4_cache_clear();
+  free(c->ca_bundle);
+  curl_slist_free_all(c->connect_to);
+  free(c);
+}
+
+const char *xks_client_endpoint(const xks_client *c) { return c ? c->endpoint : NULL; }
+const char *xks_client_uri_path(const xks_client *c) { return c ? c->uri_path : NULL; }
+
+/* ---- the handle pool --------------------------------------------------------- */
+
+typedef struct reply_sink {
+  uint8_t *buf;
+  size_t len;
+  int too_large;
+} reply_sink;
+
+static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
+  reply_sink *s = userdata;
+  size_t n = size * nmemb;
+  if (n > XKS_CLIENT_REPLY_MAX - s->len) {
+    s->too_large = 1;
+    return 0; /* CURLE_WRITE_ERROR */
+  }
+  memcpy(s->buf + s->len, data, n);
+  s->len += n;
+  return n;
+}
+
+/* The options every call of a handle shares. */
+static CURLcode setup_handle(const xks_client *c, CURL *h) {
+  CURLcode cc = CURLE_OK;
+#define SET(opt, val) \
+  if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val)
+  SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_PROTOCOLS_STR, "https");
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
+  SET(CURLOPT_SSL_VERIFYPEER, 1L);
+  SET(CURLOPT_SSL_VERIFYHOST, 2L);
+  SET(CURLOPT_FOLLOWLOCATION, 0L);
+  SET(CURLOPT_PROXY, ""); /* never an environment proxy */
+  SET(CURLOPT_TCP_NODELAY, 1L);
+  SET(CURLOPT_TCP_KEEPALIVE, 1L);
+  SET(CURLOPT_USERAGENT, "kmsd-xks-client/1");
+  SET(CURLOPT_POST, 1L);
+  SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)XKS_CLIENT_REPLY_MAX);
+  SET(CURLOPT_WRITEFUNCTION, on_body);
+  if (c->ca_bundle) {
+    SET(CURLOPT_CAINFO, c->ca_bundle);
+    SET(CURLOPT_CAPATH, (char *)NULL); /* only the bundle's CAs */
+  }
+  if (c->connect_to) SET(CURLOPT_CONNECT_TO, c->connect_to);
+  if (c->connect_timeout_ms) SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
+#undef SET
+  return cc;
+}
+
+static int64_t mono_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* Take a free slot (making its handle when new), waiting until
+ * `deadline_ms` (CLOCK_MONOTONIC).  Returns the slot index, -1 when the
+ * deadline passed, -2 on a local failure. */
+static int pool_take(xks_client *c, int64_t deadline_ms) {
+  int idx = -1;
+  pthread_mutex_lock(&c->lock);
+  for (;;) {
+    int fresh = -1;
+    for (unsigned i = 0; i < c->pool_size; i++) {
+      if (c->slots[i].busy) continue;
+      if (c->slots[i].curl) {
+        idx = (int)i; /* a handle with a kept connection first */
+        break;
+      }
+      if (fresh < 0) fresh = (int)i;
+    }
+    if (idx < 0 && fresh >= 0) {
+      pool_slot *s = &c->slots[fresh];
+      s->buf = secure_alloc(XKS_CLIENT_REPLY_MAX + 1);
+      s->curl = s->buf ? curl_easy_init() : NULL;
+      if (!s->curl || setup_handle(c, s->curl) != CURLE_OK) {
+        if (s->curl) curl_easy_cleanup(s->curl);
+        secure_free(s->buf, s->buf ? XKS_CLIENT_REPLY_MAX + 1 : 0);
+        s->curl = NULL;
+        s->buf = NULL;
+        idx = -2;
+        break;
+      }
+      idx = fresh;
+    }
+    if (idx >= 0) {
+      c->slots[idx].busy = 1;
+      break;
+    }
+    int64_t now = mono_ms();
+    if (now >= deadline_ms) break;
+    struct timespec ts = {(time_t)(deadline_ms / 1000), (long)(deadline_ms % 1000) * 1000000};
+    pthread_cond_timedwait(&c->freed, &c->lock, &ts);
+  }
+  pthread_mutex_unlock(&c->lock);
+  return idx;
+}
+
+static void pool_give(xks_client *c, int idx) {
+  pthread_mutex_lock(&c->lock);
+  c->slots[idx].busy = 0;
+  pthread_cond_broadcast(&c->freed); /* a waiter past its deadline must not swallow it */
+  pthread_mutex_unlock(&c->lock);
+}
+
+/* ---- classifying -------------------------------------------------------------- */
+
+static xks_outcome classify_curl(CURLcode cc) {
+  switch (cc) {
+  case CURLE_OPERATION_TIMEDOUT:
+    return XKS_OUTCOME_TIMED_OUT;
+  case CURLE_SSL_CONNECT_ERROR:
+  case CURLE_PEER_FAILED_VERIFICATION:
+  case CURLE_SSL_CERTPROBLEM:
+  case CURLE_SSL_CIPHER:
+  case CURLE_SSL_CACERT_BADFILE:
+  case CURLE_SSL_ISSUER_ERROR:
+  case CURLE_SSL_CRL_BADFILE:
+  case CURLE_SSL_INVALIDCERTSTATUS:
+  case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_SSL_ENGINE_NOTFOUND:
+  case CURLE_SSL_ENGINE_SETFAILED:
+  case CURLE_SSL_ENGINE_INITFAILED:
+  case CURLE_USE_SSL_FAILED:
+    return XKS_OUTCOME_TLS_ERROR;
+  case CURLE_WRITE_ERROR:          /* our cap */
+  case CURLE_FILESIZE_EXCEEDED:    /* an announced body over the cap */
+  case CURLE_WEIRD_SERVER_REPLY:   /* not HTTP */
+  case CURLE_UNSUPPORTED_PROTOCOL: /* e.g. an HTTP/0.9 answer */
+  case CURLE_PARTIAL_FILE:         /* shorter than its Content-Length */
+  case CURLE_BAD_CONTENT_ENCODING:
+  case CURLE_HTTP2:
+  case CURLE_HTTP2_STREAM:
+  case CURLE_TOO_MANY_REDIRECTS:
+    return XKS_OUTCOME_INVALID_RESPONSE;
+  case CURLE_OUT_OF_MEMORY:
+  case CURLE_FAILED_INIT:
+  case CURLE_BAD_FUNCTION_ARGUMENT:
+  case CURLE_READ_ERROR:
+    return XKS_OUTCOME_LOCAL_ERROR;
+  default: /* COULDNT_CONNECT, COULDNT_RESOLVE_HOST, RECV_ERROR, SEND_ERROR, GOT_NOTHING... */
+    return XKS_OUTCOME_NOT_REACHABLE;
+  }
+}
+
+/* Which error names the spec's table gives each operation. */
+static int error_allowed(xks_op op, xks_error e) {
+  switch (e) {
+  case XKS_ERR_VALIDATION:
+  case XKS_ERR_ACCESS_DENIED:
+  case XKS_ERR_KEY_NOT_FOUND:
+    return op != XKS_OP_HEALTH;
+  case XKS_ERR_INVALID_CIPHERTEXT:
+    return op == XKS_OP_DECRYPT;
+  case XKS_ERR_INVALID_KEY_USAGE:
+    return op == XKS_OP_ENCRYPT || op == XKS_OP_DECRYPT;
+  case XKS_ERR_INVALID_STATE:
+  case XKS_ERR_AUTHENTICATION_FAILED:
+  case XKS_ERR_INVALID_URI_PATH:
+  case XKS_ERR_THROTTLING:
+  case XKS_ERR_UNSUPPORTED_OPERATION:
+  case XKS_ERR_DEPENDENCY_TIMEOUT:
+  case XKS_ERR_INTERNAL:
+    return 1;
+  default:
+    return 0;
+  }
+}
+
+kerr_code xks_client_kerr(const xks_call_status *st) {
+  if (!st) return KERR_INTERNAL;
+  switch (st->outcome) {
+  case XKS_OUTCOME_OK:
+    return KERR_OK;
+  case XKS_OUTCOME_TIMED_OUT:
+  case XKS_OUTCOME_NOT_REACHABLE:
+  case XKS_OUTCOME_TLS_ERROR:
+    return KERR_XKS_PROXY_URI_UNREACHABLE;
+  case XKS_OUTCOME_INVALID_RESPONSE:
+    return KERR_XKS_PROXY_INVALID_RESPONSE;
+  case XKS_OUTCOME_BAD_INPUT:
+    return KERR_VALIDATION;
+  case XKS_OUTCOME_LOCAL_ERROR:
+    return KERR_INTERNAL;
+  case XKS_OUTCOME_PROXY_ERROR:
+    break;
+  }
+  switch (st->proxy_error) {
+  case XKS_ERR_DEPENDENCY_TIMEOUT:
+  case XKS_ERR_THROTTLING:
+    return KERR_XKS_PROXY_URI_UNREACHABLE;
+  case XKS_ERR_AUTHENTICATION_FAILED:
+    return KERR_XKS_PROXY_BAD_CREDENTIAL;
+  case XKS_ERR_INVALID_URI_PATH:
+    return KERR_XKS_PROXY_INVALID_CONFIG;
+  case XKS_ERR_KEY_NOT_FOUND:
+    return KERR_XKS_KEY_NOT_FOUND;
+  case XKS_ERR_INVALID_STATE:
+  case XKS_ERR_INVALID_KEY_USAGE:
+    return KERR_XKS_KEY_INVALID_CONFIG;
+  case XKS_ERR_ACCESS_DENIED:
+  case XKS_ERR_INVALID_CIPHERTEXT:
+    return KERR_INVALID_STATE;
+  default: /* Validation, Internal, UnsupportedOperation */
+    return KERR_XKS_PROXY_INVALID_RESPONSE;
+  }
+}
+
+/* ---- one call -------------------------------------------------------------------- */
+
+static const char *const OP_NAMES[] = {"?", "GetKeyMetadata", "Encrypt", "Decrypt",
+                                       "GetHealthStatus"};
+static const char *const OP_SUFFIX[] = {"", "metadata", "encrypt", "decrypt", "health"};
+
+/* What a call needs to parse its 200 reply. */
+typedef struct call_ctx {
+  xks_op op;
+  const char *key_id;            /* NULL for health */
+  size_t data_len;               /* plaintext or ciphertext length */
+  int want_cdiv;
+  const uint8_t *aad;            /* for the CDIV */
+  size_t aad_len;
+  void *out;                     /* the op's result */
+} call_ctx;
+
+static int key_id_ok(const char *id) {
+  size_t n;
+  return id && (n = strlen(id)) >= 1 && n <= XKS_KEY_ID_MAX && all_in(id, n, ALNUM "-._");
+}
+
+/* Fill the status and the kerr for a failure. */
+static kerr_code fail(xks_call_status *st, xks_outcome o, const call_ctx *cx, const char *url,
+                      kerr *err, const char *fmt, ...) __attribute__((format(printf, 6, 7)));
+
+static kerr_code fail(xks_call_status *st, xks_outcome o, const call_ctx *cx, const char *url,
+                      kerr *err, const char *fmt, ...) {
+  char detail[512];
+  va_list ap;
+  kerr_code code;
+
+  st->outcome = o;
+  code = xks_client_kerr(st);
+  va_start(ap, fmt);
+  vsnprintf(detail, sizeof detail, fmt, ap);
+  va_end(ap);
+  kerr_fill(err, code, "XKS %s %s: %s: %s", OP_NAMES[cx->op], url ? url : "", xks_outcome_name(o),
+            detail);
+  return code;
+}
+
+/* Parse a 200 reply into cx->out. */
+static kerr_code parse_ok(const call_ctx *cx, const char *body, size_t len, kerr *err) {
+  switch (cx->op) {
+  case XKS_OP_HEALTH:
+    return xks_health_parse(body, len, cx->out, err);
+  case XKS_OP_METADATA:
+    return xks_key_metadata_parse(body, len, cx->out, err);
+  case XKS_OP_DECRYPT:
+    return xks_decrypt_result_parse(body, len, cx->data_len, cx->out, err);
+  case XKS_OP_ENCRYPT: {
+    xks_encrypt_result *r = cx->out;
+    uint8_t cdiv[XKS_CDIV_LEN];
+    kerr_code rc = xks_encrypt_result_parse(body, len, cx->data_len, cx->want_cdiv, r, err);
+    if (rc || !cx->want_cdiv) return rc;
+    rc = xks_cdiv(cx->aad, cx->aad_len, r->ct_metadata.data, r->ct_metadata.len, r->iv, r->iv_len,
+                  r->ciphertext.data, r->ciphertext.len, r->tag, XKS_TAG_LEN, cdiv, err);
+    if (!rc && secure_memcmp(cdiv, r->cdiv, XKS_CDIV_LEN) != 0)
+      rc = kerr_set(err, KERR_XKS_PROXY_INVALID_RESPONSE,
+                    "ciphertextDataIntegrityValue does not match the reply.");
+    if (rc) xks_encrypt_result_free(r);
+    return rc;
+  }
+  default:
+    return kerr_set(err, KERR_INTERNAL, "Not an XKS operation.");
+  }
+}
+
+static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *cx,
+                         xks_call_status *st, kerr *err) {
+  char url[XKS_CLIENT_ENDPOINT_MAX + URI_PATH_MAX + XKS_KEY_ID_MAX + 32];
+  char path[URI_PATH_MAX + XKS_KEY_ID_MAX + 32];
+  char amz_date[17], auth[AUTH_MAX], line[HEADER_LINE_MAX];
+  char curl_msg[CURL_ERROR_SIZE];
+  struct curl_slist *hdrs = NULL;
+  kbytes body = {0};
+  int64_t start = mono_ms(), deadline = start + c->timeout_ms;
+  int slot = -1;
+  reply_sink sink = {0};
+  kerr sub;
+  kerr_code rc = KERR_OK;
+  CURLcode cc;
+  time_t now;
+  struct tm tm;
+  int w;
+
+  memset(st, 0, sizeof *st);
+  url[0] = '\0';
+  if (cx->key_id)
+    w = snprintf(path, sizeof path, "%s/keys/%s/%s", c->uri_path, cx->key_id, OP_SUFFIX[cx->op]);
+  else
+    w = snprintf(path, sizeof path, "%s/%s", c->uri_path, OP_SUFFIX[cx->op]);
+  if (w < 0 || (size_t)w >= sizeof path)
+    return fail(st, XKS_OUTCOME_BAD_INPUT, cx, NULL, err, "the request URI is too long");
+  w = snprintf(url, sizeof url, "%s%s", c->endpoint, path);
+  if (w < 0 || (size_t)w >= sizeof url || (size_t)w > XKS_CLIENT_URI_MAX) {
+    url[0] = '\0';
+    return fail(st, XKS_OUTCOME_BAD_INPUT, cx, NULL, err,
+                "the request URI would be longer than %d characters", XKS_CLIENT_URI_MAX);
+  }
+
+  if (xks_request_serialize(req, &body, &sub) != KERR_OK)
+    return fail(st, sub.code == KERR_INTERNAL ? XKS_OUTCOME_LOCAL_ERROR : XKS_OUTCOME_BAD_INPUT,
+                cx, url, err, "%s", sub.msg);
+
+  now = time(NULL);
+  gmtime_r(&now, &tm);
+  strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+  {
+    http_header sh[3] = {{"Host", c->host_header},
+                         {"X-Amz-Date", amz_date},
+                         {"Content-Type", "application/json"}};
+    sigv4_request sr = {"POST", path, NULL, sh, 3, body.data, body.len};
+    if (sigv4_sign(&sr, c->access_key_id, c->secret, c->region, XKS_CLIENT_SERVICE, amz_date,
+                   auth, sizeof auth, &sub) != KERR_OK) {
+      rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "signing failed");
+      goto out;
+    }
+    const char *lines[6][2] = {{"Host", c->host_header},
+                               {"X-Amz-Date", amz_date},
+                               {"Content-Type", "application/json"},
+                               {"Authorization", auth},
+                               {"Accept", "application/json"},
+                               {"Expect", NULL}}; /* no 100-continue round trip */
+    for (size_t i = 0; i < 6; i++) {
+      struct curl_slist *n;
+      w = lines[i][1] ? snprintf(line, sizeof line, "%s: %s", lines[i][0], lines[i][1])
+                      : snprintf(line, sizeof line, "%s:", lines[i][0]);
+      if (w < 0 || (size_t)w >= sizeof line || !(n = curl_slist_append(hdrs, line))) {
+        rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "cannot build the headers");
+        goto out;
+      }
+      hdrs = n;
+    }
+  }
+
+  slot = pool_take(c, deadline);
+  if (slot == -2) {
+    rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "cannot make a libcurl handle");
+    goto out;
+  }
+  if (slot < 0) {
+    rc = fail(st, XKS_OUTCOME_TIMED_OUT, cx, url, err,
+              "no free connection within %ld ms (%u calls in flight)", c->timeout_ms,
+              c->pool_size);
+    goto out;
+  }
+  {
+    CURL *h = c->slots[slot].curl;
+    long left = (long)(deadline - mono_ms());
+    if (left < 1) left = 1;
+    sink.buf = c->slots[slot].buf;
+    curl_msg[0] = '\0';
+    curl_easy_setopt(h, CURLOPT_URL, url);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)body.data);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
+    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left);
+    cc = curl_easy_perform(h);
+    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st->http_status);
+    /* Nothing of this call may outlive it in the handle. */
+    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)NULL);
+    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
+    curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
+    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
+    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+  }
+  if (cc != CURLE_OK) {
+    xks_outcome o = classify_curl(cc);
+    if (sink.too_large) o = XKS_OUTCOME_INVALID_RESPONSE;
+    if (o != XKS_OUTCOME_INVALID_RESPONSE) st->http_status = 0;
+    rc = fail(st, o, cx, url, err, "%s%s",
+              sink.too_large ? "reply larger than 65536 bytes; " : "",
+              curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+    goto out;
+  }
+
+  if (st->http_status == 200) {
+    rc = parse_ok(cx, (const char *)sink.buf, sink.len, &sub);
+    if (rc)
+      rc = fail(st, rc == KERR_INTERNAL ? XKS_OUTCOME_LOCAL_ERROR : XKS_OUTCOME_INVALID_RESPONSE,
+                cx, url, err, "HTTP 200: %s", sub.msg);
+    goto out;
+  }
+  {
+    xks_error e = XKS_ERR_NONE;
+    if (xks_error_parse((const char *)sink.buf, sink.len, &e, st->proxy_message, &sub) != KERR_OK) {
+      st->proxy_message[0] = '\0';
+      rc = fail(st, XKS_OUTCOME_INVALID_RESPONSE, cx, url, err, "HTTP %ld: %s", st->http_status,
+                sub.code == KERR_INTERNAL ? "out of memory" : "not an XKS error reply");
+    } else if (xks_error_status(e) != st->http_status) {
+      rc = fail(st, XKS_OUTCOME_INVALID_RESPONSE, cx, url, err, "HTTP %ld with errorName %s",
+                st->http_status, xks_error_name(e));
+    } else if (!error_allowed(cx->op, e)) {
+      rc = fail(st, XKS_OUTCOME_INVALID_RESPONSE, cx, url, err,
+                "HTTP %ld: %s is not an error of this operation", st->http_status,
+                xks_error_name(e));
+    } else {
+      st->proxy_error = e;
+      rc = fail(st, XKS_OUTCOME_PROXY_ERROR, cx, url, err, "HTTP %ld %s%s%s", st->http_status,
+                xks_error_name(e), st->proxy_message[0] ? ": " : "", st->proxy_message);
+    }
+  }
+
+out:
+  if (rc && st->outcome != XKS_OUTCOME_PROXY_ERROR) {
+    st->proxy_error = XKS_ERR_NONE;
+    st->proxy_message[0] = '\0';
+  }
+  if (slot >= 0) {
+    secure_wipe(sink.buf, sink.len);
+    pool_give(c, slot);
+  }
+  secure_wipe(auth, sizeof auth);
+  secure_wipe(line, sizeof line);
+  curl_slist_free_all(hdrs);
+  kbytes_wipe_free(&body);
+  st->elapsed_ms = (long)(mono_ms() - start);
+  if (!rc) st->outcome = XKS_OUTCOME_OK;
+  return rc;
+}
+
+/* Borrow the metadata fields an operation sends (the spec's lists). */
+static void fill_meta(xks_op op, const xks_call_meta *m, xks_req_meta *out) {
+  memset(out, 0, sizeof *out);
+  if (!m) return;
+  out->kms_request_id = (char *)m->kms_request_id;
+  out->kms_operation = (char *)m->kms_operation;
+  if (op == XKS_OP_HEALTH) return;
+  out->aws_principal_arn = (char *)m->aws_principal_arn;
+  out->kms_key_arn = (char *)m->kms_key_arn;
+  out->kms_via_service = (char *)m->kms_via_service;
+  out->aws_source_vpc = (char *)m->aws_source_vpc;
+  out->aws_source_vpce = (char *)m->aws_source_vpce;
+}
+
+static kerr_code check_args(xks_client *c, const call_ctx *cx, xks_call_status *st, kerr *err) {
+  if (!c || !st || !cx->out) {
+    if (st) memset(st, 0, sizeof *st);
+    if (st) st->outcome = XKS_OUTCOME_BAD_INPUT;
+    return kerr_set(err, KERR_VALIDATION, "XKS %s: missing argument.", OP_NAMES[cx->op]);
+  }
+  if (cx->op != XKS_OP_HEALTH && !key_id_ok(cx->key_id)) {
+    memset(st, 0, sizeof *st);
+    return fail(st, XKS_OUTCOME_BAD_INPUT, cx, NULL, err,
+                "externalKeyId must be 1 to %d characters of A-Z a-z 0-9 - . _", XKS_KEY_ID_MAX);
+  }
+  return KERR_OK;
+}
+
+kerr_code xks_client_health(xks_client *c, const xks_call_meta *meta, xks_health *out,
+                            xks_call_status *st, kerr *err) {
+  call_ctx cx = {XKS_OP_HEALTH, NULL, 0, 0, NULL, 0, out};
+  xks_request req;
+  kerr_code rc;
+
+  if (out) memset(out, 0, sizeof *out);
+  rc = check_args(c, &cx, st, err);
+  if (rc) return rc;
+  memset(&req, 0, sizeof req);
+  req.op = XKS_OP_HEALTH;
+  fill_meta(req.op, meta, &req.meta);
+  return do_call(c, &req, &cx, st, err);
+}
+
+kerr_code xks_client_metadata(xks_client *c, const xks_call_meta *meta, const char *key_id,
+                              xks_key_metadata *out, xks_call_status *st, kerr *err) {
+  call_ctx cx = {XKS_OP_METADATA, key_id, 0, 0, NULL, 0, out};
+  xks_request req;
+  kerr_code rc;
+
+  if (out) memset(out, 0, sizeof *out);
+  rc = check_args(c, &cx, st, err);
+  if (rc) return rc;
+  memset(&req, 0, sizeof req);
+  req.op = XKS_OP_METADATA;
+  fill_meta(req.op, meta, &req.meta);
+  return do_call(c, &req, &cx, st, err);
+}
+
+kerr_code xks_client_encrypt(xks_client *c, const xks_call_meta *meta, const char *key_id,
+                             const uint8_t *pt, size_t pt_len, const uint8_t *aad,
+                             size_t aad_len, int want_cdiv, xks_encrypt_result *out,
+                             xks_call_status *st, kerr *err) {
+  call_ctx cx = {XKS_OP_ENCRYPT, key_id, pt_len, want_cdiv != 0, aad, aad ? aad_len : 0, out};
+  xks_request req;
+  kerr_code rc;
+
+  if (out) memset(out, 0, sizeof *out);
+  rc = check_args(c, &cx, st, err);
+  if (rc) return rc;
+  memset(&req, 0, sizeof req);
+  req.op = XKS_OP_ENCRYPT;
+  fill_meta(req.op, meta, &req.meta);
+  req.plaintext.data = (uint8_t *)pt;
+  req.plaintext.len = pt ? pt_len : 0;
+  if (aad) {
+    req.aad.data = (uint8_t *)aad;
+    req.aad.len = aad_len;
+    req.has_aad = 1;
+  }
+  req.want_cdiv = want_cdiv != 0;
+  return do_call(c, &req, &cx, st, err);
+}
+
+kerr_code xks_client_decrypt(xks_client *c, const xks_call_meta *meta, const char *key_id,
+                             const xks_decrypt_input *in, xks_decrypt_result *out,
+                             xks_call_status *st, kerr *err) {
+  call_ctx cx = {XKS_OP_DECRYPT, key_id, in ? in->ciphertext_len : 0, 0, NULL, 0, out};
+  xks_request req;
+  kerr_code rc;
+
+  if (out) memset(out, 0, sizeof *out);
+  rc = check_args(c, &cx, st, err);
+  if (rc) return rc;
+  if (!in || !in->ciphertext || !in->iv || !in->tag || (in->iv_len != 12 && in->iv_len != 16)) {
+    memset(st, 0, sizeof *st);
+    return fail(st, XKS_OUTCOME_BAD_INPUT, &cx, NULL, err,
+                "decrypt needs a ciphertext, a 12- or 16-byte IV and a 16-byte tag");
+  }
+  memset(&req, 0, sizeof req);
+  req.op = XKS_OP_DECRYPT;
+  fill_meta(req.op, meta, &req.meta);
+  req.ciphertext.data = (uint8_t *)in->ciphertext;
+  req.ciphertext.len = in->ciphertext_len;
+  memcpy(req.iv, in->iv, in->iv_len);
+  req.iv_len = in->iv_len;
+  memcpy(req.tag, in->tag, XKS_TAG_LEN);
+  if (in->aad) {
+    req.aad.data = (uint8_t *)in->aad;
+    req.aad.len = in->aad_len;
+    req.has_aad = 1;
+  }
+  if (in->ct_metadata) {
+    req.ct_metadata.data = (uint8_t *)in->ct_metadata;
+    req.ct_metadata.len = in->ct_metadata_len;
+    req.has_ct_metadata = 1;
+  }
+  return do_call(c, &req, &cx, st, err);
+}
