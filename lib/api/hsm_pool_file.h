@@ -10,7 +10,7 @@
 #include <stddef.h>
 
 #include "core/kerr.h"
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 
 #define HSM_POOL_FILE_MAX (256 * 1024)
 

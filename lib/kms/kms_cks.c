@@ -17,7 +17,7 @@
 
 #include "core/kclock.h"
 #include "core/log.h"
-#include "kms/hsm_cluster.h"
+#include "cloudhsm/hsm_cluster.h"
 #include "kms/kms_internal.h"
 
 #define CKS_MAX_NAME 256
@@ -200,7 +200,7 @@ out:
 
 static kerr_code describe_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
                                   hsm_cluster_view *v, kerr *err) {
-  kerr_code rc = hsm_cluster_describe(d, call->caller->account_id, call->region, cluster_id, v, err);
+  kerr_code rc = hsm_cluster_describe(d->hsm, call->caller->account_id, call->region, cluster_id, v, err);
   if (rc == KERR_HSM_CLUSTER_NOT_FOUND || rc == KERR_NOT_FOUND || rc == KERR_HSM_RESOURCE_NOT_FOUND)
     return kerr_set(err, KERR_HSM_CLUSTER_NOT_FOUND, "AWS CloudHSM cluster %.64s not found.",
                     cluster_id);
@@ -583,7 +583,7 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
     if (rc) goto out;
     /* Stores made before lineage was recorded ask the old cluster. */
     if (!old_lineage[0] &&
-        hsm_cluster_describe(d, c.account_id, c.region, c.cluster_id, &ov, NULL) == KERR_OK)
+        hsm_cluster_describe(d->hsm, c.account_id, c.region, c.cluster_id, &ov, NULL) == KERR_OK)
       old_lineage = ov.lineage;
     if (!old_lineage[0] || strcmp(old_lineage, nv.lineage) != 0) {
       rc = kerr_set(err, KERR_HSM_CLUSTER_NOT_RELATED,
@@ -682,7 +682,7 @@ kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
   }
   /* A missing cluster is reported by the worker (CLUSTER_NOT_FOUND), as
    * AWS does; a present one must be active, and able to survive a zone. */
-  rc = hsm_cluster_describe(d, c.account_id, c.region, c.cluster_id, &v, err);
+  rc = hsm_cluster_describe(d->hsm, c.account_id, c.region, c.cluster_id, &v, err);
   if (rc == KERR_OK) {
     rc = check_cluster_active(&v, err);
     if (rc) goto out;

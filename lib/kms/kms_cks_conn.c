@@ -39,7 +39,7 @@
 #include "core/kclock.h"
 #include "core/log.h"
 #include "core/secmem.h"
-#include "kms/hsm_cluster.h"
+#include "cloudhsm/hsm_cluster.h"
 #include "kms/kms_internal.h"
 
 #define PASSWORD_MATERIAL_ID KMSI_CKS_PASSWORD_MATERIAL_ID
@@ -408,7 +408,7 @@ static kerr_code login_cluster(kms_domain *d, const store_cks *c, hsm_conn **con
     if (rc) goto out;
     passwords[n++] = pending;
   }
-  rc = hsm_cluster_connect(d, c->account_id, c->region, c->cluster_id, passwords, n, conn, code,
+  rc = hsm_cluster_connect(d->hsm, c->account_id, c->region, c->cluster_id, passwords, n, conn, code,
                            err);
 out:
   secure_free(current, PASSWORD_BUF);
@@ -839,7 +839,7 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
                   c.connection_state);
     goto out;
   }
-  rc = hsm_cluster_describe(d, c.account_id, c.region, c.cluster_id, &v, err);
+  rc = hsm_cluster_describe(d->hsm, c.account_id, c.region, c.cluster_id, &v, err);
   if (rc == KERR_HSM_CLUSTER_NOT_FOUND) {
     rc = kerr_set(err, KERR_HSM_CLUSTER_INVALID_CONFIG,
                   "The CloudHSM cluster %s of custom key store %s no longer exists.", c.cluster_id,

@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "aws/policy.h"
+#include "cloudhsm/hsm_service.h"
 #include "crypto/blob.h"
 #include "crypto/rootkey.h"
 #include "kms/kms.h"
@@ -48,9 +49,8 @@ struct kms_domain {
   pthread_cond_t stop_cond;
   /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */
   kmsi_cks_manager *cks;
-  /* HSM clusters: tokens, their worker thread (hsm_manager.c). */
-  struct hsm_manager *hsm;
-  int hsm_timeout_ms;   /* wait for a free PKCS#11 session (kms_domain_config) */
+  /* The CloudHSM service the domain opened over its store (lib/cloudhsm). */
+  hsm_service *hsm;
 };
 
 /* The material id a key store's kmsuser password is wrapped under (with
@@ -256,17 +256,5 @@ kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err);
  * KERR_INTERNAL. */
 kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
                           kbytes *out, kerr *err);
-
-/* ---------------------------------------------- HSM clusters (hsm_*.c) */
-
-/* Create the cluster manager: configure SoftHSM2 under <data_dir>/hsm (must
- * run before other threads exist), then start the worker that drives
- * clusters and HSMs through their asynchronous states, including those a
- * previous run left mid-way.  On failure nothing is left running. */
-kerr_code hsm_manager_start(kms_domain *d, kerr *err);
-
-/* Stop the worker and close every token.  Call after every user of
- * hsm_conn has stopped (kmsi_cks_stop).  Safe when never started. */
-void hsm_manager_stop(kms_domain *d);
 
 #endif
