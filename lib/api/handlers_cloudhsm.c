@@ -7,7 +7,7 @@
 
 #include "api/api_json.h"
 #include "api/api_pipeline.h"
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 
 static kerr_code hsm_json(const store_hsm *h, json_t **out, kerr *err) {
   json_t *o = NULL;
@@ -209,7 +209,7 @@ static kerr_code h_create_cluster(const api_request *req, json_t *in, json_t **o
   ci.subnet_ids = subnets;
   ci.tags = tags;
   ci.ntags = ntags;
-  rc = hsm_create_cluster(req->domain, &call, &ci, &dsc, err);
+  rc = hsm_create_cluster(kms_domain_cloudhsm(req->domain), &call, &ci, &dsc, err);
   if (!rc) rc = reply_cluster(&dsc, out, err);
 out:
   hsm_cluster_desc_clear(&dsc);
@@ -236,7 +236,7 @@ static kerr_code h_describe_clusters(const api_request *req, json_t *in, json_t 
   li.filters = filters;
   li.nfilters = nf;
   li.max_results = (int)max;
-  rc = hsm_describe_clusters(req->domain, &call, &li, &list, err);
+  rc = hsm_describe_clusters(kms_domain_cloudhsm(req->domain), &call, &li, &list, err);
   if (rc) goto out;
   rc = api_json_new_object(&o, err);
   if (rc) goto out;
@@ -275,7 +275,7 @@ static kerr_code h_initialize_cluster(const api_request *req, json_t *in, json_t
   kerr_code rc = api_json_get_str(in, "ClusterId", true, &id, err);
   if (!rc) rc = api_json_get_str(in, "SignedCert", true, &cert, err);
   if (!rc) rc = api_json_get_str(in, "TrustAnchor", true, &anchor, err);
-  if (!rc) rc = hsm_initialize_cluster(req->domain, &call, id, cert, anchor, state, err);
+  if (!rc) rc = hsm_initialize_cluster(kms_domain_cloudhsm(req->domain), &call, id, cert, anchor, state, err);
   if (!rc) rc = api_json_new_object(out, err);
   if (!rc) rc = api_json_set_str(*out, "State", state, err);
   if (!rc) rc = api_json_set_str(*out, "StateMessage", "Cluster is initializing", err);
@@ -290,7 +290,7 @@ static kerr_code h_create_hsm(const api_request *req, json_t *in, json_t **out, 
   kerr_code rc = api_json_get_str(in, "ClusterId", true, &id, err);
   if (!rc) rc = api_json_get_str(in, "AvailabilityZone", true, &az, err);
   if (!rc) rc = api_json_get_str(in, "IpAddress", false, &ip, err);
-  if (!rc) rc = hsm_create_hsm(req->domain, &call, id, az, ip, &h, err);
+  if (!rc) rc = hsm_create_hsm(kms_domain_cloudhsm(req->domain), &call, id, az, ip, &h, err);
   if (!rc) rc = hsm_json(&h, &hj, err);
   if (!rc) rc = api_json_new_object(out, err);
   if (!rc) rc = api_json_set_new(*out, "Hsm", hj, err);
@@ -306,7 +306,7 @@ static kerr_code h_delete_hsm(const api_request *req, json_t *in, json_t **out, 
   if (!rc) rc = api_json_get_str(in, "HsmId", false, &hsm, err);
   if (!rc) rc = api_json_get_str(in, "EniId", false, &eni, err);
   if (!rc) rc = api_json_get_str(in, "EniIp", false, &ip, err);
-  if (!rc) rc = hsm_delete_hsm(req->domain, &call, id, hsm, eni, ip, deleted, err);
+  if (!rc) rc = hsm_delete_hsm(kms_domain_cloudhsm(req->domain), &call, id, hsm, eni, ip, deleted, err);
   if (!rc) rc = api_json_new_object(out, err);
   if (!rc) rc = api_json_set_str(*out, "HsmId", deleted, err);
   return rc;
@@ -318,7 +318,7 @@ static kerr_code h_delete_cluster(const api_request *req, json_t *in, json_t **o
   hsm_cluster_desc dsc;
   memset(&dsc, 0, sizeof dsc);
   kerr_code rc = api_json_get_str(in, "ClusterId", true, &id, err);
-  if (!rc) rc = hsm_delete_cluster(req->domain, &call, id, &dsc, err);
+  if (!rc) rc = hsm_delete_cluster(kms_domain_cloudhsm(req->domain), &call, id, &dsc, err);
   if (!rc) rc = reply_cluster(&dsc, out, err);
   hsm_cluster_desc_clear(&dsc);
   return rc;
@@ -344,7 +344,7 @@ static kerr_code h_describe_backups(const api_request *req, json_t *in, json_t *
   li.filters = filters;
   li.nfilters = nf;
   li.max_results = (int)max;
-  rc = hsm_describe_backups(req->domain, &call, &li, &list, err);
+  rc = hsm_describe_backups(kms_domain_cloudhsm(req->domain), &call, &li, &list, err);
   if (rc) goto out;
   rc = api_json_new_object(&o, err);
   arr = json_array();

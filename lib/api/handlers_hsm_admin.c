@@ -9,7 +9,7 @@
 
 #include "api/api_json.h"
 #include "api/api_pipeline.h"
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 
 #define ADMIN_STRING_MAX 256
 
@@ -49,38 +49,38 @@ kerr_code api_hsm_admin_handle(const api_request *req, const char *operation, js
   }
   if (strcmp(operation, "ActivateCluster") == 0) {
     rc = need(in, "Password", &pw, err);
-    if (!rc) rc = hsm_admin_activate(req->domain, &call, cluster, pw, err);
+    if (!rc) rc = hsm_admin_activate(kms_domain_cloudhsm(req->domain), &call, cluster, pw, err);
     if (!rc) rc = api_json_new_object(out, err);
     if (!rc) rc = api_json_set_str(*out, "State", "ACTIVE", err);
   } else if (strcmp(operation, "CreateUser") == 0) {
     rc = need(in, "Username", &user, err);
     if (!rc) rc = need(in, "Role", &role, err);
     if (!rc) rc = need(in, "Password", &pw, err);
-    if (!rc) rc = hsm_admin_create_user(req->domain, &call, cluster, user, role, pw, err);
+    if (!rc) rc = hsm_admin_create_user(kms_domain_cloudhsm(req->domain), &call, cluster, user, role, pw, err);
   } else if (strcmp(operation, "DeleteUser") == 0) {
     rc = need(in, "Username", &user, err);
-    if (!rc) rc = hsm_admin_delete_user(req->domain, &call, cluster, user, err);
+    if (!rc) rc = hsm_admin_delete_user(kms_domain_cloudhsm(req->domain), &call, cluster, user, err);
   } else if (strcmp(operation, "ListUsers") == 0) {
     store_hsm_user *users = NULL;
     size_t n = 0;
-    rc = hsm_admin_list_users(req->domain, &call, cluster, &users, &n, err);
+    rc = hsm_admin_list_users(kms_domain_cloudhsm(req->domain), &call, cluster, &users, &n, err);
     if (!rc) rc = api_json_new_object(out, err);
     if (!rc) rc = api_json_set_array(*out, "Users", users, n, sizeof users[0], user_json, err);
     free(users);
   } else if (strcmp(operation, "ChangePassword") == 0) {
     rc = need(in, "Username", &user, err);
     if (!rc) rc = need(in, "Password", &pw, err);
-    if (!rc) rc = hsm_admin_change_password(req->domain, &call, cluster, user, pw, err);
+    if (!rc) rc = hsm_admin_change_password(kms_domain_cloudhsm(req->domain), &call, cluster, user, pw, err);
   } else if (strcmp(operation, "Login") == 0) {
     rc = need(in, "Username", &user, err);
     if (!rc) rc = need(in, "Password", &pw, err);
-    if (!rc) rc = hsm_admin_login(req->domain, &call, cluster, user, pw, err);
+    if (!rc) rc = hsm_admin_login(kms_domain_cloudhsm(req->domain), &call, cluster, user, pw, err);
   } else if (strcmp(operation, "Logout") == 0) {
     rc = need(in, "Username", &user, err);
-    if (!rc) rc = hsm_admin_logout(req->domain, &call, cluster, user, err);
+    if (!rc) rc = hsm_admin_logout(kms_domain_cloudhsm(req->domain), &call, cluster, user, err);
   } else if (strcmp(operation, "SimulateFailure") == 0) {
     rc = need(in, "Kind", &kind, err);
-    if (!rc) rc = hsm_admin_simulate_failure(req->domain, &call, cluster, kind, err);
+    if (!rc) rc = hsm_admin_simulate_failure(kms_domain_cloudhsm(req->domain), &call, cluster, kind, err);
   } else {
     return kerr_set(err, KERR_UNKNOWN_OPERATION, "Unknown operation %s", operation);
   }

@@ -3,14 +3,14 @@
  * The file lists PKCS#11 tokens the operator provisioned for kmsd's HSM
  * clusters, with their SO PINs, so it is checked like a key file: owner-only
  * permissions, bounded size, strict JSON with no unknown fields.  The result
- * feeds hsm_clusters_preset_pool (lib/kms/hsm_admin.h). */
+ * feeds hsm_clusters_preset_pool (lib/cloudhsm/hsm_admin.h). */
 #ifndef KMSD_API_HSM_POOL_FILE_H
 #define KMSD_API_HSM_POOL_FILE_H
 
 #include <stddef.h>
 
 #include "core/kerr.h"
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 
 #define HSM_POOL_FILE_MAX (256 * 1024)
 

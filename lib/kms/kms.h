@@ -31,6 +31,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "aws/call.h"
 #include "aws/principal.h"
 #include "core/datadir_lock.h"
 #include "core/ids.h"
@@ -120,24 +121,23 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
  * NULL is allowed. No call on `d` may be in flight. */
 void kms_domain_close(kms_domain *d);
 
+/* The CloudHSM service the domain opened over its store and root key
+ * (lib/cloudhsm/hsm_service.h): what the BaldrApiService and KmsdHsmAdmin
+ * handlers call.  Owned by the domain; valid until kms_domain_close. */
+struct hsm_service;
+struct hsm_service *kms_domain_cloudhsm(kms_domain *d);
+
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns
  * KERR_OK or the first store error.  The background sweeper calls this; tests
  * call it after kclock_advance_ms to avoid waiting for the thread. */
 kerr_code kms_domain_sweep(kms_domain *d, kerr *err);
 
-/* Who calls and where. All fields must be non-NULL. */
-typedef struct kms_call {
-  const principal *caller;
-  const char *region;      /* from the SigV4 credential scope, e.g. "us-east-1" */
-  const char *request_id;
-} kms_call;
+/* Who calls and where (aws/call.h). All fields must be non-NULL. */
+typedef aws_call kms_call;
 
 /* One encryption-context entry or one tag (both are {key, value} strings). */
-typedef struct kms_pair {
-  const char *key;
-  const char *value;
-} kms_pair;
+typedef aws_pair kms_pair;
 
 /* An owned {key, value} pair in an output (both heap strings). */
 typedef struct kms_owned_pair {

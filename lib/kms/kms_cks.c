@@ -6,18 +6,17 @@
  * room for external key stores (type, xks_config), which are refused with
  * UnsupportedOperationException until they are built.  Every rule comes from
  * the AWS model's documentation of the operations; every ConnectionState
- * change goes through kmsi_cks_set_state (kms_cks_conn.c).  Clusters are
- * reached only through hsm_cluster.h.  The kmsuser password is kept wrapped
+ * change goes through kmsi_cks_set_state (kms_cks_conn.c).  What a kind of
+ * store checks of its backing system (a CloudHSM cluster) is its backend's
+ * check_config (kms_backend.h).  The kmsuser password is kept wrapped
  * under the root key and never returned or logged. */
-#include <openssl/pem.h>
-#include <openssl/x509.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/kclock.h"
 #include "core/log.h"
-#include "kms/hsm_cluster.h"
+#include "kms/kms_backend.h"
 #include "kms/kms_internal.h"
 
 #define CKS_MAX_NAME 256
@@ -50,22 +49,11 @@ static const char *static_error_code(const char *s) {
   return "INTERNAL_ERROR";
 }
 
-/* cluster-[2-7a-zA-Z]{11,16}, the model's pattern. */
-static bool cluster_id_ok(const char *s) {
-  size_t n;
-  if (strncmp(s, "cluster-", 8) != 0) return false;
-  s += 8;
-  for (n = 0; s[n]; n++)
-    if (!((s[n] >= '2' && s[n] <= '7') || (s[n] >= 'a' && s[n] <= 'z') || (s[n] >= 'A' && s[n] <= 'Z')))
-      return false;
-  return n >= 11 && n <= 16;
-}
-
 kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err) {
   const char *bad = NULL;
   size_t name_len = strlen(c->name);
-  bool cloudhsm = strcmp(c->type, TYPE_CLOUDHSM) == 0;
-  if (!cloudhsm && strcmp(c->type, TYPE_XKS) != 0)
+  const kms_backend *b = kmsi_backend_for_type(c->type);
+  if (strcmp(c->type, TYPE_CLOUDHSM) != 0 && strcmp(c->type, TYPE_XKS) != 0)
     bad = "type";
   else if (name_len == 0 || name_len > 256)
     bad = "name";
@@ -76,13 +64,8 @@ kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err) {
     bad = "connection error code";
   else if (c->created_ms <= 0)
     bad = "creation date";
-  else if (cloudhsm && !cluster_id_ok(c->cluster_id))
-    bad = "cluster id";
-  else if (cloudhsm && (!c->trust_anchor_pem ||
-                        strncmp(c->trust_anchor_pem, "-----BEGIN CERTIFICATE-----", 27) != 0))
-    bad = "trust anchor certificate";
-  else if (cloudhsm && (!c->password_wrapped || c->password_wrapped_len == 0))
-    bad = "kmsuser password";
+  else if (b && b->check_row)
+    b->check_row(c, &bad);
   if (!bad) return KERR_OK;
   /* Only the id and the field's name: the row may hold a wrapped password. */
   log_msg(LOG_ERROR, NULL, "custom key store %.64s: stored record is damaged (%s)", c->cks_id, bad);
@@ -119,14 +102,9 @@ static kerr_code get_own(kms_domain *d, store_tx *tx, const kms_call *call, cons
   return rc;
 }
 
-/* Scan the caller's stores (account+region), skipping `skip_id`, for the
- * first one `match` accepts: *hit tells whether there is one, and when
- * `found` is given it receives that store (store_cks_clear). */
-typedef bool (*cks_match_fn)(const store_cks *c, const void *arg);
-
-static kerr_code find_own(kms_domain *d, store_tx *tx, const kms_call *call, cks_match_fn match,
-                          const void *arg, const char *skip_id, store_cks *found, bool *hit,
-                          kerr *err) {
+kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
+                            kmsi_cks_match_fn match, const void *arg, const char *skip_id,
+                            store_cks *found, bool *hit, kerr *err) {
   char after[STORE_CKS_ID_MAX] = "";
   kerr_code rc = KERR_OK;
   *hit = false;
@@ -177,70 +155,6 @@ static kerr_code check_name(const char *name, const char *member, kerr *err) {
   return KERR_OK;
 }
 
-/* Whether two PEM certificates are the same certificate (whitespace and
- * PEM line breaks aside).  Unparsable input is "not the same". */
-static bool same_certificate(const char *a_pem, const char *b_pem) {
-  BIO *a_bio = NULL, *b_bio = NULL;
-  X509 *a = NULL, *b = NULL;
-  bool same = false;
-  if (!a_pem || !b_pem) return false;
-  a_bio = BIO_new_mem_buf(a_pem, -1);
-  b_bio = BIO_new_mem_buf(b_pem, -1);
-  if (!a_bio || !b_bio) goto out;
-  a = PEM_read_bio_X509(a_bio, NULL, NULL, NULL);
-  b = PEM_read_bio_X509(b_bio, NULL, NULL, NULL);
-  same = a && b && X509_cmp(a, b) == 0;
-out:
-  X509_free(a);
-  X509_free(b);
-  BIO_free(a_bio);
-  BIO_free(b_bio);
-  return same;
-}
-
-static kerr_code describe_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
-                                  hsm_cluster_view *v, kerr *err) {
-  kerr_code rc = hsm_cluster_describe(d, call->caller->account_id, call->region, cluster_id, v, err);
-  if (rc == KERR_HSM_CLUSTER_NOT_FOUND || rc == KERR_NOT_FOUND || rc == KERR_HSM_RESOURCE_NOT_FOUND)
-    return kerr_set(err, KERR_HSM_CLUSTER_NOT_FOUND, "AWS CloudHSM cluster %.64s not found.",
-                    cluster_id);
-  return rc;
-}
-
-static kerr_code check_cluster_active(const hsm_cluster_view *v, kerr *err) {
-  if (strcmp(v->state, "ACTIVE") != 0)
-    return kerr_set(err, KERR_HSM_CLUSTER_NOT_ACTIVE,
-                    "AWS CloudHSM cluster %s is not active (it is %s). Initialize and activate it.",
-                    v->cluster_id, v->state);
-  return KERR_OK;
-}
-
-/* Two or more active HSMs in different Availability Zones: what the model
- * requires of a cluster behind a key store that creates keys. */
-static kerr_code check_cluster_config(const hsm_cluster_view *v, kerr *err) {
-  if (v->active_hsms < 2 || v->active_zones < 2)
-    return kerr_set(err, KERR_HSM_CLUSTER_INVALID_CONFIG,
-                    "AWS CloudHSM cluster %s must have at least two active HSMs in different "
-                    "Availability Zones (it has %d active HSM(s) in %d zone(s)).",
-                    v->cluster_id, v->active_hsms, v->active_zones);
-  return KERR_OK;
-}
-
-typedef struct in_use_arg {
-  kms_domain *d;
-  const kms_call *call;
-  const char *cluster_id;
-  const char *lineage;
-} in_use_arg;
-
-/* A store uses the cluster, or a cluster sharing its backup history. */
-static bool match_cluster_in_use(const store_cks *c, const void *varg) {
-  const in_use_arg *a = varg;
-  if (strcmp(c->type, TYPE_CLOUDHSM) != 0) return false;
-  if (strcmp(c->cluster_id, a->cluster_id) == 0) return true;
-  return a->lineage[0] && strcmp(c->cluster_lineage, a->lineage) == 0;
-}
-
 /* Never matches; counts what it sees (find_own over a whole account). */
 static bool match_count(const store_cks *c, const void *varg) {
   (void)c;
@@ -254,16 +168,13 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_create_cks_input *in,
                                       char id_out[KMS_CKS_ID_MAX], kerr *err) {
   store_tx *tx = NULL;
-  store_cks c, other;
-  hsm_cluster_view v;
-  in_use_arg use;
+  store_cks c;
+  const kms_backend *b = &kms_backend_cloudhsm;
   bool hit = false;
   kerr_code rc;
   int64_t now = kclock_now_ms();
 
   memset(&c, 0, sizeof c);
-  memset(&other, 0, sizeof other);
-  memset(&v, 0, sizeof v);
   id_out[0] = '\0';
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
@@ -294,38 +205,23 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
 
   rc = kmsi_begin(d, false, &tx, err);
   if (rc) return rc;
-  rc = find_own(d, tx, call, match_name, in->custom_key_store_name, NULL, NULL, &hit, err);
+  rc = kmsi_cks_find_own(d, tx, call, match_name, in->custom_key_store_name, NULL, NULL, &hit, err);
   if (rc) goto out;
   if (hit) {
     rc = kerr_set(err, KERR_CKS_NAME_IN_USE, "Custom key store name %.256s is already in use.",
                   in->custom_key_store_name);
     goto out;
   }
-  rc = describe_cluster(d, call, in->cloud_hsm_cluster_id, &v, err);
+  /* The store as it will be, for its backend to judge and complete. */
+  snprintf(c.account_id, sizeof c.account_id, "%s", call->caller->account_id);
+  snprintf(c.region, sizeof c.region, "%s", call->region);
+  snprintf(c.name, sizeof c.name, "%s", in->custom_key_store_name);
+  snprintf(c.type, sizeof c.type, "%s", b->type);
+  snprintf(c.cluster_id, sizeof c.cluster_id, "%s", in->cloud_hsm_cluster_id);
+  rc = kmsi_strdup(in->trust_anchor_certificate, &c.trust_anchor_pem, err);
   if (rc) goto out;
-  use.d = d;
-  use.call = call;
-  use.cluster_id = v.cluster_id;
-  use.lineage = v.lineage;
-  rc = find_own(d, tx, call, match_cluster_in_use, &use, NULL, &other, &hit, err);
+  rc = b->check_config(d, call, tx, KMS_BACKEND_CHECK_CREATE, NULL, &c, err);
   if (rc) goto out;
-  if (hit) {
-    rc = kerr_set(err, KERR_HSM_CLUSTER_IN_USE,
-                  "AWS CloudHSM cluster %s (or a cluster sharing its backup history) is already "
-                  "associated with custom key store %s.",
-                  v.cluster_id, other.cks_id);
-    goto out;
-  }
-  rc = check_cluster_active(&v, err);
-  if (rc) goto out;
-  rc = check_cluster_config(&v, err);
-  if (rc) goto out;
-  if (!same_certificate(in->trust_anchor_certificate, v.trust_anchor_pem)) {
-    rc = kerr_set(err, KERR_INCORRECT_TRUST_ANCHOR,
-                  "The trust anchor certificate is not the trust anchor of AWS CloudHSM cluster %s.",
-                  v.cluster_id);
-    goto out;
-  }
   d->st->ops->rollback(tx);
   tx = NULL;
 
@@ -334,14 +230,6 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  snprintf(c.account_id, sizeof c.account_id, "%s", call->caller->account_id);
-  snprintf(c.region, sizeof c.region, "%s", call->region);
-  snprintf(c.name, sizeof c.name, "%s", in->custom_key_store_name);
-  snprintf(c.type, sizeof c.type, "%s", TYPE_CLOUDHSM);
-  snprintf(c.cluster_id, sizeof c.cluster_id, "%s", v.cluster_id);
-  snprintf(c.cluster_lineage, sizeof c.cluster_lineage, "%s", v.lineage);
-  rc = kmsi_strdup(in->trust_anchor_certificate, &c.trust_anchor_pem, err);
-  if (rc) goto out;
   rc = kmsi_cks_wrap_password(d, c.cks_id, in->key_store_password, &c.password_wrapped,
                               &c.password_wrapped_len, err);
   if (rc) goto out;
@@ -352,11 +240,12 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
   /* The checks above ran in a read transaction; under the write lock, count
-   * against the quota and look again for a store on the cluster, so two
-   * concurrent creates cannot both pass.  The unique index decides names. */
+   * against the quota and let the backend look again for what two concurrent
+   * creates could both pass (a store on the cluster).  The unique index
+   * decides names. */
   {
     size_t count = 0;
-    rc = find_own(d, tx, call, match_count, &count, NULL, NULL, &hit, err);
+    rc = kmsi_cks_find_own(d, tx, call, match_count, &count, NULL, NULL, &hit, err);
     if (rc) goto out;
     if (count >= (size_t)d->max_custom_key_stores) {
       rc = kerr_set(err, KERR_LIMIT_EXCEEDED,
@@ -364,15 +253,8 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
                     count, call->region, d->max_custom_key_stores);
       goto out;
     }
-    rc = find_own(d, tx, call, match_cluster_in_use, &use, NULL, NULL, &hit, err);
+    rc = b->check_config(d, call, tx, KMS_BACKEND_CHECK_INSERT, NULL, &c, err);
     if (rc) goto out;
-    if (hit) {
-      rc = kerr_set(err, KERR_HSM_CLUSTER_IN_USE,
-                    "AWS CloudHSM cluster %s (or a cluster sharing its backup history) is already "
-                    "associated with a custom key store.",
-                    v.cluster_id);
-      goto out;
-    }
   }
   rc = d->st->ops->cks_insert(tx, &c, err);
   if (rc == KERR_ALREADY_EXISTS) {
@@ -389,9 +271,7 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   snprintf(id_out, KMS_CKS_ID_MAX, "%s", c.cks_id);
 out:
   if (tx) d->st->ops->rollback(tx);
-  hsm_cluster_view_clear(&v);
   store_cks_clear(&c);
-  store_cks_clear(&other);
   return rc;
 }
 
@@ -464,7 +344,7 @@ kerr_code kms_describe_custom_key_stores(kms_domain *d, const kms_call *call,
       rc = get_own(d, tx, call, in->custom_key_store_id, &one, err);
       if (rc) goto out;
     } else {
-      rc = find_own(d, tx, call, match_name, in->custom_key_store_name, NULL, &one, &hit, err);
+      rc = kmsi_cks_find_own(d, tx, call, match_name, in->custom_key_store_name, NULL, &one, &hit, err);
       if (rc) goto out;
       if (!hit) {
         rc = not_found(in->custom_key_store_name, err);
@@ -515,15 +395,13 @@ out:
 kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_update_cks_input *in, kerr *err) {
   store_tx *tx = NULL;
-  store_cks c;
-  hsm_cluster_view nv, ov;
+  store_cks c, cur;
+  const kms_backend *b = NULL;
   bool hit = false, disconnected, connected;
   bool changes_more = in->key_store_password || in->cloud_hsm_cluster_id;
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
-  memset(&nv, 0, sizeof nv);
-  memset(&ov, 0, sizeof ov);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:UpdateCustomKeyStore", err);
@@ -543,10 +421,17 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = get_own(d, tx, call, in->custom_key_store_id, &c, err);
   if (rc) goto out;
-  if (strcmp(c.type, TYPE_CLOUDHSM) != 0) {
+  b = kmsi_backend_for_type(c.type);
+  if (!b) {
     rc = xks_unsupported(err);
     goto out;
   }
+  /* The stored row as it was (its fixed fields: owned ones may change). */
+  cur = c;
+  cur.trust_anchor_pem = NULL;
+  cur.password_wrapped = NULL;
+  cur.pending_password_wrapped = NULL;
+  cur.xks_config = NULL;
   if (in->has_xks_members) {
     rc = kerr_set(err, KERR_VALIDATION,
                   "Xks* parameters are valid only for external key stores; %s is a CloudHSM key "
@@ -567,7 +452,7 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
     goto out;
   }
   if (in->new_custom_key_store_name && strcmp(in->new_custom_key_store_name, c.name) != 0) {
-    rc = find_own(d, tx, call, match_name, in->new_custom_key_store_name, c.cks_id, NULL, &hit,
+    rc = kmsi_cks_find_own(d, tx, call, match_name, in->new_custom_key_store_name, c.cks_id, NULL, &hit,
                   err);
     if (rc) goto out;
     if (hit) {
@@ -577,26 +462,10 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
     }
     snprintf(c.name, sizeof c.name, "%s", in->new_custom_key_store_name);
   }
-  if (in->cloud_hsm_cluster_id && strcmp(in->cloud_hsm_cluster_id, c.cluster_id) != 0) {
-    const char *old_lineage = c.cluster_lineage;
-    rc = describe_cluster(d, call, in->cloud_hsm_cluster_id, &nv, err);
+  if (in->cloud_hsm_cluster_id) snprintf(c.cluster_id, sizeof c.cluster_id, "%s", in->cloud_hsm_cluster_id);
+  if (b->check_config) {
+    rc = b->check_config(d, call, tx, KMS_BACKEND_CHECK_UPDATE, &cur, &c, err);
     if (rc) goto out;
-    /* Stores made before lineage was recorded ask the old cluster. */
-    if (!old_lineage[0] &&
-        hsm_cluster_describe(d, c.account_id, c.region, c.cluster_id, &ov, NULL) == KERR_OK)
-      old_lineage = ov.lineage;
-    if (!old_lineage[0] || strcmp(old_lineage, nv.lineage) != 0) {
-      rc = kerr_set(err, KERR_HSM_CLUSTER_NOT_RELATED,
-                    "AWS CloudHSM cluster %s does not share a backup history with cluster %s.",
-                    nv.cluster_id, c.cluster_id);
-      goto out;
-    }
-    rc = check_cluster_active(&nv, err);
-    if (rc) goto out;
-    rc = check_cluster_config(&nv, err);
-    if (rc) goto out;
-    snprintf(c.cluster_id, sizeof c.cluster_id, "%s", nv.cluster_id);
-    snprintf(c.cluster_lineage, sizeof c.cluster_lineage, "%s", nv.lineage);
   }
   if (in->key_store_password) {
     /* The pending password may be on some HSMs (a change of kmsuser's
@@ -633,8 +502,6 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
           in->cloud_hsm_cluster_id ? "cluster" : "");
 out:
   if (tx) d->st->ops->rollback(tx);
-  hsm_cluster_view_clear(&nv);
-  hsm_cluster_view_clear(&ov);
   store_cks_clear(&c);
   return rc;
 }
@@ -656,19 +523,19 @@ kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
                                        const char *custom_key_store_id, kerr *err) {
   static const char *const from_disconnected[] = {"DISCONNECTED", NULL};
   store_cks c;
-  hsm_cluster_view v;
+  const kms_backend *b = NULL;
   char prev[STORE_ENUM_MAX] = "";
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
-  memset(&v, 0, sizeof v);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:ConnectCustomKeyStore", err);
   if (rc) return rc;
   rc = read_own(d, call, custom_key_store_id, &c, err);
   if (rc) goto out;
-  if (strcmp(c.type, TYPE_CLOUDHSM) != 0) {
+  b = kmsi_backend_for_type(c.type);
+  if (!b) {
     rc = xks_unsupported(err);
     goto out;
   }
@@ -680,18 +547,11 @@ kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
                   c.connection_state);
     goto out;
   }
-  /* A missing cluster is reported by the worker (CLUSTER_NOT_FOUND), as
-   * AWS does; a present one must be active, and able to survive a zone. */
-  rc = hsm_cluster_describe(d, c.account_id, c.region, c.cluster_id, &v, err);
-  if (rc == KERR_OK) {
-    rc = check_cluster_active(&v, err);
+  /* What the API answers at once; the rest is the worker's (a
+   * ConnectionErrorCode). */
+  if (b->check_config) {
+    rc = b->check_config(d, call, NULL, KMS_BACKEND_CHECK_CONNECT, NULL, &c, err);
     if (rc) goto out;
-    if (v.active_hsms >= 2 && v.active_zones < 2) {
-      rc = check_cluster_config(&v, err);
-      goto out;
-    }
-  } else if (rc != KERR_HSM_CLUSTER_NOT_FOUND) {
-    goto out;
   }
   rc = kmsi_cks_set_state(d, c.cks_id, from_disconnected, "CONNECTING", NULL, call->request_id,
                           prev, err);
@@ -715,7 +575,6 @@ kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
                        NULL, &e2);
   }
 out:
-  hsm_cluster_view_clear(&v);
   store_cks_clear(&c);
   return rc;
 }
@@ -735,7 +594,7 @@ kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = read_own(d, call, custom_key_store_id, &c, err);
   if (rc) goto out;
-  if (strcmp(c.type, TYPE_CLOUDHSM) != 0) {
+  if (!kmsi_backend_for_type(c.type)) {
     rc = xks_unsupported(err);
     goto out;
   }

@@ -6,8 +6,10 @@
  * and authorized (AccessDeniedException), and only then is what the request
  * asks of that key judged: the algorithm (InvalidKeyUsageException), the
  * key's state, DryRun.  A caller who may not use a key, or names none that
- * exists, so never learns anything about it.  Then the (usually cached)
- * unwrapped material seals or opens a ciphertext blob (lib/crypto/blob.h).
+ * exists, so never learns anything about it.  Then the key's backend
+ * (kms_backend.h: local material, a CloudHSM key store, ...) seals or opens
+ * the body of a ciphertext blob (lib/crypto/blob.h) whose header is made and
+ * read here, the same for every backend.
  * Plaintexts and materials live only in secure memory and are wiped before
  * returning.  docs/kmsd.md lists the order per operation. */
 #include <stdlib.h>
@@ -17,6 +19,7 @@
 #include "core/secmem.h"
 #include "crypto/blob.h"
 #include "crypto/encctx.h"
+#include "kms/kms_backend.h"
 #include "kms/kms_internal.h"
 
 #define MAX_PLAINTEXT 4096
@@ -60,26 +63,113 @@ static kerr_code material_id_bytes(const char *hex, uint8_t out[KBLOB_MATERIAL_I
   return KERR_OK;
 }
 
-/* Seal `pt` under the current material of the resolved, authorized key. */
-static kerr_code seal_with_key(kms_domain *d, store_tx *tx, const kmsi_key *k,
-                               const uint8_t *ctx, size_t ctx_len, const uint8_t *pt,
-                               size_t pt_len, uint8_t **blob, size_t *blob_len, kerr *err) {
-  uint8_t mid[KBLOB_MATERIAL_ID_LEN];
-  uint8_t *material = secure_alloc(AESGCM_KEY_LEN);
+/* What a backend is told about a call on key `k` (kms_backend.h). */
+static void backend_call(kms_domain *d, store_tx *tx, const kms_call *call, const char *operation,
+                         const kmsi_key *k, kms_backend_ctx *ctx) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->d = d;
+  ctx->tx = tx;
+  ctx->request_id = call->request_id;
+  ctx->principal_arn = call->caller->arn;
+  ctx->operation = operation;
+  ctx->key_arn = k->arn;
+}
+
+/* The key id the key's store knows it by: an external key store's XksKeyId,
+ * else (CloudHSM) the KMS key id, which labels its key in the HSMs. */
+static const char *backing_key_id(const kmsi_key *k) {
+  if (!k->row.custom_key_store_id) return NULL;
+  return k->row.xks_key_id ? k->row.xks_key_id : k->row.key_id;
+}
+
+/* The AAD of a blob: its header followed by the canonical context. */
+static kerr_code blob_aad(const uint8_t header[KBLOB_AAD_HEADER_LEN], const uint8_t *ctx,
+                          size_t ctx_len, uint8_t **aad, kerr *err) {
+  *aad = malloc(KBLOB_AAD_HEADER_LEN + ctx_len);
+  if (!*aad) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  memcpy(*aad, header, KBLOB_AAD_HEADER_LEN);
+  if (ctx_len) memcpy(*aad + KBLOB_AAD_HEADER_LEN, ctx, ctx_len);
+  return KERR_OK;
+}
+
+/* Seal `pt` under the current material of the resolved, authorized key, in
+ * whichever backend holds the key: a blob (crypto/blob.h) whose header names
+ * key and material and whose body the backend makes over AAD = header ||
+ * context. */
+static kerr_code seal_with_key(kms_domain *d, store_tx *tx, const kms_call *call,
+                               const char *operation, const kmsi_key *k, const uint8_t *ctx,
+                               size_t ctx_len, const uint8_t *pt, size_t pt_len, uint8_t **blob,
+                               size_t *blob_len, kerr *err) {
+  uint8_t header[KBLOB_AAD_HEADER_LEN];
+  uint8_t *aad = NULL, *body = NULL;
+  size_t body_len = 0;
+  const kms_backend *b = NULL;
+  kms_backend_conn *conn = NULL;
+  kms_backend_ctx bctx;
+  kms_backend_key bkey;
   kerr_code rc;
-  if (!material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  /* custom key stores: AES-GCM runs inside the store's HSMs */
-  if (k->row.custom_key_store_id) {
-    rc = kmsi_cks_seal(d, k, ctx, ctx_len, pt, pt_len, blob, blob_len, err);
+
+  *blob = NULL;
+  *blob_len = 0;
+  header[0] = KBLOB_VERSION;
+  if (kblob_uuid_to_bytes(k->row.key_id, header + 1))
+    return kerr_set(err, KERR_INTERNAL, "Malformed key id for a ciphertext blob.");
+  rc = material_id_bytes(k->row.current_material_id, header + 17, err);
+  if (rc) return rc;
+  rc = blob_aad(header, ctx, ctx_len, &aad, err);
+  if (rc) return rc;
+  rc = kmsi_backend_acquire(d, k, &b, &conn, err);
+  if (rc) goto out;
+  backend_call(d, tx, call, operation, k, &bctx);
+  memset(&bkey, 0, sizeof bkey);
+  bkey.key_id = k->row.key_id;
+  bkey.backing_key_id = backing_key_id(k);
+  bkey.material_id = k->row.current_material_id;
+  bkey.current_material_id = k->row.current_material_id;
+  rc = b->encrypt(conn, &bctx, &bkey, pt, pt_len, aad, KBLOB_AAD_HEADER_LEN + ctx_len, &body,
+                  &body_len, err);
+  kmsi_backend_release(d, k, conn);
+  if (rc) goto out;
+  *blob = malloc(KBLOB_AAD_HEADER_LEN + body_len);
+  if (!*blob) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  rc = material_id_bytes(k->row.current_material_id, mid, err);
-  if (rc) goto out;
-  rc = kmsi_material(d, tx, k->row.key_id, k->row.current_material_id, material, err);
-  if (rc) goto out;
-  rc = kblob_seal(material, k->row.key_id, mid, ctx, ctx_len, pt, pt_len, blob, blob_len, err);
+  memcpy(*blob, header, KBLOB_AAD_HEADER_LEN);
+  memcpy(*blob + KBLOB_AAD_HEADER_LEN, body, body_len);
+  *blob_len = KBLOB_AAD_HEADER_LEN + body_len;
 out:
-  secure_free(material, AESGCM_KEY_LEN);
+  free(aad);
+  free(body);
+  return rc;
+}
+
+/* The inverse for blob `blob` (parsed into `v`) of key `k`, whose material
+ * `material_hex` the blob names. */
+static kerr_code open_with_key(kms_domain *d, store_tx *tx, const kms_call *call,
+                               const char *operation, const kmsi_key *k, const uint8_t *blob,
+                               size_t blob_len, const kblob_view *v, const char *material_hex,
+                               const uint8_t *ctx, size_t ctx_len, kbytes *pt, kerr *err) {
+  uint8_t *aad = NULL;
+  const kms_backend *b = NULL;
+  kms_backend_conn *conn = NULL;
+  kms_backend_ctx bctx;
+  kms_backend_key bkey;
+  kerr_code rc = blob_aad(v->header, ctx, ctx_len, &aad, err);
+  if (rc) return rc;
+  rc = kmsi_backend_acquire(d, k, &b, &conn, err);
+  if (rc) goto out;
+  backend_call(d, tx, call, operation, k, &bctx);
+  memset(&bkey, 0, sizeof bkey);
+  bkey.key_id = k->row.key_id;
+  bkey.backing_key_id = backing_key_id(k);
+  bkey.material_id = material_hex;
+  bkey.current_material_id = k->row.current_material_id;
+  rc = b->decrypt(conn, &bctx, &bkey, blob + KBLOB_AAD_HEADER_LEN, blob_len - KBLOB_AAD_HEADER_LEN,
+                  aad, KBLOB_AAD_HEADER_LEN + ctx_len, pt, err);
+  kmsi_backend_release(d, k, conn);
+out:
+  free(aad);
   return rc;
 }
 
@@ -124,8 +214,8 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = seal_with_key(d, tx, &k, ctx, ctx_len, in->plaintext, in->plaintext_len, &out->ciphertext,
-                     &out->ciphertext_len, err);
+  rc = seal_with_key(d, tx, call, "Encrypt", &k, ctx, ctx_len, in->plaintext, in->plaintext_len,
+                     &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
@@ -146,13 +236,13 @@ out:
 static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
                            const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
                            size_t npairs, const char *key_id, const char *algorithm,
-                           const char *action, bool dry_run, kmsi_key *k, kbytes *pt,
+                           const char *action, const char *operation, bool dry_run,
+                           kmsi_key *k, kbytes *pt,
                            char material_hex[KMS_MATERIAL_ID_LEN], kerr *err) {
   kerr_code rc;
   kblob_view v;
   uint8_t *ctx = NULL;
   size_t ctx_len = 0;
-  uint8_t *material = NULL;
 
   if (!blob || blob_len < 1 || blob_len > MAX_CIPHERTEXT)
     return kerr_set(err, KERR_VALIDATION,
@@ -192,25 +282,14 @@ static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
     goto out;
   }
   hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
-  if (k->row.custom_key_store_id) {
-    /* custom key stores: AES-GCM runs inside the store's HSMs */
-    rc = kmsi_cks_open(d, k, &v, ctx, ctx_len, pt, err);
-  } else {
-    material = secure_alloc(AESGCM_KEY_LEN);
-    if (!material) {
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    rc = kmsi_material(d, *tx, k->row.key_id, material_hex, material, err);
-    if (rc == KERR_OK) rc = kblob_open(material, &v, ctx, ctx_len, pt, err);
-  }
+  rc = open_with_key(d, *tx, call, operation, k, blob, blob_len, &v, material_hex, ctx, ctx_len,
+                     pt, err);
   /* One answer for every blob that does not open under this key: a foreign
    * or unknown material id, a wrong context and a flipped bit must not be
    * told apart, or the difference leaks what other keys' blobs carry. */
   if (rc == KERR_INVALID_CIPHERTEXT)
     kerr_set(err, KERR_INVALID_CIPHERTEXT, "%s", invalid_ciphertext_msg);
 out:
-  secure_free(material, AESGCM_KEY_LEN);
   free(ctx);
   return rc;
 }
@@ -234,7 +313,7 @@ kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_inp
   rc = kmsi_begin(d, false, &tx, err);
   if (rc) return rc;
   rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
-                 in->key_id, in->encryption_algorithm, "kms:Decrypt", in->dry_run, &k,
+                 in->key_id, in->encryption_algorithm, "kms:Decrypt", "Decrypt", in->dry_run, &k,
                  &out->plaintext, out->key_material_id, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
@@ -277,7 +356,7 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
   /* DryRun is honoured only after both keys passed every check. */
   rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
                  in->nsource_context, in->source_key_id, in->source_encryption_algorithm,
-                 "kms:ReEncryptFrom", false, &src, &pt, out->source_key_material_id, err);
+                 "kms:ReEncryptFrom", "ReEncrypt", false, &src, &pt, out->source_key_material_id, err);
   if (rc) goto out;
   rc = kmsi_resolve(d, &tx, false, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
   if (rc) goto out;
@@ -291,8 +370,8 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = seal_with_key(d, tx, &dst, ctx, ctx_len, pt.data, pt.len, &out->ciphertext,
-                     &out->ciphertext_len, err);
+  rc = seal_with_key(d, tx, call, "ReEncrypt", &dst, ctx, ctx_len, pt.data, pt.len,
+                     &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->source_key_id, src.arn, sizeof out->source_key_id);
   memcpy(out->key_id, dst.arn, sizeof out->key_id);
@@ -388,8 +467,9 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  rc = seal_with_key(d, tx, &k, ctx, ctx_len, dk.data, dk.len, &out->ciphertext,
-                     &out->ciphertext_len, err);
+  rc = seal_with_key(d, tx, call,
+                     with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &k,
+                     ctx, ctx_len, dk.data, dk.len, &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   memcpy(out->key_material_id, k.row.current_material_id, sizeof out->key_material_id);
@@ -423,6 +503,7 @@ kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call 
 
 kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
                               const kms_generate_random_input *in, kbytes *out, kerr *err) {
+  kms_backend_ctx bctx;
   kerr_code rc;
   out->data = NULL;
   out->len = 0;
@@ -444,9 +525,12 @@ kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
   out->data = secure_alloc((size_t)in->number_of_bytes);
   if (!out->data) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   out->len = (size_t)in->number_of_bytes;
-  if (rand_bytes(out->data, out->len)) {
-    kbytes_wipe_free(out);
-    return kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
-  }
-  return KERR_OK;
+  memset(&bctx, 0, sizeof bctx);
+  bctx.d = d;
+  bctx.request_id = call->request_id;
+  bctx.principal_arn = call->caller->arn;
+  bctx.operation = "GenerateRandom";
+  rc = kms_backend_local.random(NULL, &bctx, out->data, out->len, err);
+  if (rc) kbytes_wipe_free(out);
+  return rc;
 }

@@ -18,6 +18,7 @@
 #include "core/secmem.h"
 #include "crypto/blob.h"
 #include "kms/kms_internal.h"
+#include "pkcs11/p11.h"
 
 const kmsi_resolve_opts KMSI_CRYPTO = {.cross_account = true, .allow_alias = true, .invalid_arn = false};
 const kmsi_resolve_opts KMSI_DESCRIBE = {.cross_account = true, .allow_alias = true, .invalid_arn = true};
@@ -107,15 +108,6 @@ bad:
 out:
   free(raw);
   return rc;
-}
-
-static bool region_ok(const char *r) {
-  size_t n = r ? strlen(r) : 0;
-  if (n == 0 || n >= STORE_REGION_MAX) return false;
-  for (size_t i = 0; i < n; i++)
-    if (!((r[i] >= 'a' && r[i] <= 'z') || (r[i] >= '0' && r[i] <= '9') || r[i] == '-'))
-      return false;
-  return true;
 }
 
 static bool uuid_ok(const char *s) {
@@ -465,7 +457,8 @@ static kerr_code resolve_once(kms_domain *d, store_tx *tx, const kms_call *call,
 
   memset(out, 0, sizeof *out);
   if (!ref || !*ref) return kerr_set(err, KERR_NOT_FOUND, "Invalid keyId ''");
-  if (!region_ok(call->region)) return kerr_set(err, KERR_VALIDATION, "Invalid region.");
+  rc = aws_call_check(call, err);
+  if (rc) return rc;
   if (strncmp(ref, "arn:", 4) == 0) {
     int is_alias = 0;
     kerr perr;
@@ -594,11 +587,9 @@ kerr_code kmsi_resolve(kms_domain *d, store_tx **tx, bool write, const kms_call 
   return resolve_once(d, *tx, call, ref, opts, out, err);
 }
 
-kerr_code kmsi_check_call(const kms_call *call, kerr *err) {
-  if (!call || !call->caller) return kerr_set(err, KERR_INTERNAL, "No caller for a KMS call.");
-  if (!region_ok(call->region)) return kerr_set(err, KERR_VALIDATION, "Invalid region.");
-  return KERR_OK;
-}
+kerr_code kmsi_check_call(const kms_call *call, kerr *err) { return aws_call_check(call, err); }
+
+hsm_service *kms_domain_cloudhsm(kms_domain *d) { return d->hsm; }
 
 kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
                         const kmsi_resolve_opts *opts, bool write, const char *action,
@@ -750,6 +741,11 @@ static kerr_code check_data_files(const char *data_dir, kerr *err) {
   return KERR_OK;
 }
 
+_Static_assert(KMS_HSM_TIMEOUT_DEFAULT_MS == P11_POOL_WAIT_MS &&
+                   KMS_HSM_TIMEOUT_MIN_MS == P11_POOL_WAIT_MIN_MS &&
+                   KMS_HSM_TIMEOUT_MAX_MS == P11_POOL_WAIT_MAX_MS,
+               "kms.h and p11.h disagree on the HSM session wait");
+
 #define ROOT_KEY_CHECK_META "root_key_check"
 
 static kerr_code root_key_mismatch(const kms_domain *d, kerr *err) {
@@ -871,8 +867,10 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
                   KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS);
     goto out;
   }
-  d->hsm_timeout_ms = cfg->hsm_timeout_ms ? cfg->hsm_timeout_ms : KMS_HSM_TIMEOUT_DEFAULT_MS;
-  rc = hsm_manager_start(d, err);
+  hsm_service_config hcfg = {.st = d->st, .rk = d->rk, .data_dir = d->data_dir,
+                             .timeout_ms = cfg->hsm_timeout_ms ? cfg->hsm_timeout_ms
+                                                               : KMS_HSM_TIMEOUT_DEFAULT_MS};
+  rc = hsm_service_open(&hcfg, &d->hsm, err);
   if (rc) goto out;
   rc = material_cache_new(cfg->material_cache_entries ? cfg->material_cache_entries
                                                       : DEFAULT_MATERIAL_SLOTS,
@@ -919,7 +917,7 @@ void kms_domain_close(kms_domain *d) {
     pthread_join(d->sweeper, NULL);
   }
   kmsi_cks_stop(d); /* custom key stores: before the clusters they use */
-  hsm_manager_stop(d);
+  hsm_service_close(d->hsm);
   if (d->st) d->st->ops->close(d->st);
   material_cache_free(d->materials);
   policy_cache_free(d->policies);

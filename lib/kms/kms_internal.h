@@ -8,6 +8,7 @@
 #include <stdbool.h>
 
 #include "aws/policy.h"
+#include "cloudhsm/hsm_service.h"
 #include "crypto/blob.h"
 #include "crypto/rootkey.h"
 #include "kms/kms.h"
@@ -48,9 +49,8 @@ struct kms_domain {
   pthread_cond_t stop_cond;
   /* Custom key stores: live HSM connections and connect workers (kms_cks_conn.c). */
   kmsi_cks_manager *cks;
-  /* HSM clusters: tokens, their worker thread (hsm_manager.c). */
-  struct hsm_manager *hsm;
-  int hsm_timeout_ms;   /* wait for a free PKCS#11 session (kms_domain_config) */
+  /* The CloudHSM service the domain opened over its store (lib/cloudhsm). */
+  hsm_service *hsm;
 };
 
 /* The material id a key store's kmsuser password is wrapped under (with
@@ -201,16 +201,29 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
  * KMS key is gone either way. */
 void kmsi_cks_delete_key(kms_domain *d, const char *cks_id, const char *key_id);
 
-/* Encrypt `pt` inside the HSMs of k's store into a ciphertext blob of the
- * same layout as local keys (blob.h), the HSM's AES-GCM over AAD = blob
- * header || ctx.  Not connected -> KERR_INVALID_STATE.  *blob is new (free). */
-kerr_code kmsi_cks_seal(kms_domain *d, const kmsi_key *k, const uint8_t *ctx, size_t ctx_len,
-                        const uint8_t *pt, size_t pt_len, uint8_t **blob, size_t *blob_len,
-                        kerr *err);
+/* The backend that does the cryptography of key `k` (kms_backend.h) and
+ * its connection: the local backend (no connection) for keys outside
+ * custom key stores, else the live connection of the key's store, held
+ * until kmsi_backend_release.  A store that is not connected ->
+ * KERR_INVALID_STATE. */
+struct kms_backend;
+struct kms_backend_conn;
+kerr_code kmsi_backend_acquire(kms_domain *d, const kmsi_key *k, const struct kms_backend **b,
+                               struct kms_backend_conn **conn, kerr *err);
+void kmsi_backend_release(kms_domain *d, const kmsi_key *k, struct kms_backend_conn *conn);
 
-/* The inverse for a parsed blob of key k; *pt in wiped-on-free memory. */
-kerr_code kmsi_cks_open(kms_domain *d, const kmsi_key *k, const kblob_view *v,
-                        const uint8_t *ctx, size_t ctx_len, kbytes *pt, kerr *err);
+/* A zeroed AES-GCM ciphertext body for `pt_len` (1..KBLOB_MAX_PLAINTEXT)
+ * bytes: IV || tag || ciphertext, the layout after a blob's header
+ * (crypto/blob.h).  *body is new (free). */
+kerr_code kmsi_gcm_body_new(size_t pt_len, uint8_t **body, size_t *len, kerr *err);
+
+/* Scan the caller's stores (account+region), skipping `skip_id`, for the
+ * first one `match` accepts: *hit tells whether there is one, and when
+ * `found` is given it receives that store (store_cks_clear). */
+typedef bool (*kmsi_cks_match_fn)(const store_cks *c, const void *arg);
+kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
+                            kmsi_cks_match_fn match, const void *arg, const char *skip_id,
+                            store_cks *found, bool *hit, kerr *err);
 
 /* THE function that changes a store's ConnectionState: in one write
  * transaction, when the stored state is one of `from` (a NULL-terminated
@@ -233,12 +246,12 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
  * running connect worker of the store to stop. */
 void kmsi_cks_detach(kms_domain *d, const char *cks_id);
 
-/* Whether the wrapped kmsuser password `wrapped` of store `cks_id` is
+/* (backend_cloudhsm.c) Whether the wrapped kmsuser password `wrapped` of store `cks_id` is
  * `password`.  False when it does not unwrap. */
 bool kmsi_cks_password_is(kms_domain *d, const char *cks_id, const uint8_t *wrapped, size_t len,
                           const char *password);
 
-/* Wrap a kmsuser password for store `cks_id` under the root key.  On KERR_OK
+/* (backend_cloudhsm.c) Wrap a kmsuser password for store `cks_id` under the root key.  On KERR_OK
  * *out is new (free), ROOTKEY_WRAPPED_LEN bytes.  Passwords are 1..32 bytes. */
 kerr_code kmsi_cks_wrap_password(kms_domain *d, const char *cks_id, const char *password,
                                  uint8_t **out, size_t *out_len, kerr *err);
@@ -256,17 +269,5 @@ kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err);
  * KERR_INTERNAL. */
 kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
                           kbytes *out, kerr *err);
-
-/* ---------------------------------------------- HSM clusters (hsm_*.c) */
-
-/* Create the cluster manager: configure SoftHSM2 under <data_dir>/hsm (must
- * run before other threads exist), then start the worker that drives
- * clusters and HSMs through their asynchronous states, including those a
- * previous run left mid-way.  On failure nothing is left running. */
-kerr_code hsm_manager_start(kms_domain *d, kerr *err);
-
-/* Stop the worker and close every token.  Call after every user of
- * hsm_conn has stopped (kmsi_cks_stop).  Safe when never started. */
-void hsm_manager_stop(kms_domain *d);
 
 #endif

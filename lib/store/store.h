@@ -126,7 +126,7 @@ typedef struct store_cks {
 void store_cks_clear(store_cks *c);
 void store_cks_list_free(store_cks *list, size_t n);
 
-/* ---- HSM clusters (lib/kms/hsm_*.c) ------------------------------------
+/* ---- HSM clusters (lib/cloudhsm/hsm_*.c) ------------------------------------
  * Clusters, their HSMs, crypto users, the wrapped key blobs every new HSM
  * is restored from, backups, and small root-key-wrapped secrets (PINs, the
  * backup wrapping key).  Kept in their own method table so the key-store

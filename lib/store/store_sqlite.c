@@ -97,7 +97,7 @@ static const char *const migrations[] = {
     "  UNIQUE (account_id, region, name)"
     ");",
     /* 3: HSM clusters, their HSMs, crypto users, key blobs, backups, wrapped
-     * secrets (lib/kms/hsm_*.c). */
+     * secrets (lib/cloudhsm/hsm_*.c). */
     "CREATE TABLE hsm_clusters ("
     "  cluster_id TEXT PRIMARY KEY, account_id TEXT NOT NULL, region TEXT NOT NULL,"
     "  state TEXT NOT NULL, state_message TEXT NOT NULL DEFAULT '',"

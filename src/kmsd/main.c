@@ -30,7 +30,7 @@
 #include "core/version.h"
 #include "api/hsm_pool_file.h"
 #include "http/http_server.h"
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 #include "kms/kms.h"
 
 #define PROGRAM "kmsd"

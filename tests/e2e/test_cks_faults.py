@@ -36,7 +36,7 @@ import kmsd_harness as h
 import cloudhsm_fixture as fx
 
 HSM_TIMEOUT_MS = 300
-POOL_SESSIONS_PER_HSM = 8      # HSMI_POOL_SIZE in lib/kms/hsm_internal.h
+POOL_SESSIONS_PER_HSM = 8      # HSMI_POOL_SIZE in lib/cloudhsm/hsm_internal.h
 HSMS = 2
 
 

@@ -33,7 +33,7 @@ SOFTHSM2_PATHS = (
     "/usr/lib64/pkcs11/libsofthsm2.so",
     "/usr/local/lib/softhsm/libsofthsm2.so",
 )
-LOCKOUT_AFTER = 5   # HSMI_MAX_LOGIN_FAILURES in lib/kms/hsm_internal.h
+LOCKOUT_AFTER = 5   # HSMI_MAX_LOGIN_FAILURES in lib/cloudhsm/hsm_internal.h
 
 
 def real_softhsm2():

@@ -20,7 +20,7 @@
 #include <string.h>
 #include <time.h>
 
-#include "kms/hsm_admin.h"
+#include "cloudhsm/hsm_admin.h"
 #include "kms/kms.h"
 
 #define FIXTURE_ACCT "111122223333"
@@ -122,7 +122,7 @@ static inline void describe(const char *cluster_id, hsm_cluster_desc *out) {
   memset(&list, 0, sizeof list);
   in.filters = &f;
   in.nfilters = 1;
-  if (hsm_describe_clusters(dom, &call, &in, &list, &err) != KERR_OK)
+  if (hsm_describe_clusters(kms_domain_cloudhsm(dom), &call, &in, &list, &err) != KERR_OK)
     fail_msg("describe_clusters: %s", err.msg);
   assert_int_equal(list.n, 1);
   *out = list.items[0];

@@ -71,7 +71,7 @@ static void make_cluster(char cluster_id[STORE_HSM_ID_MAX], char **trust_anchor)
   ci.hsm_type = "hsm1.medium";
   ci.subnet_ids = subnets;
   ci.nsubnets = 2;
-  if (hsm_create_cluster(dom, &call, &ci, &c, &err) != KERR_OK) fail_msg("create: %s", err.msg);
+  if (hsm_create_cluster(kms_domain_cloudhsm(dom), &call, &ci, &c, &err) != KERR_OK) fail_msg("create: %s", err.msg);
   snprintf(cluster_id, STORE_HSM_ID_MAX, "%s", c.c.cluster_id);
   hsm_cluster_desc_clear(&c);
   wait_cluster(cluster_id, "UNINITIALIZED", 0);
@@ -90,7 +90,7 @@ static void make_cluster(char cluster_id[STORE_HSM_ID_MAX], char **trust_anchor)
   *trust_anchor = read_file(path);
   assert_non_null(signed_pem);
   assert_non_null(*trust_anchor);
-  if (hsm_initialize_cluster(dom, &call, cluster_id, signed_pem, *trust_anchor, st, &err))
+  if (hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, signed_pem, *trust_anchor, st, &err))
     fail_msg("initialize: %s", err.msg);
   free(signed_pem);
   wait_cluster(cluster_id, "INITIALIZED", 0);
@@ -98,14 +98,14 @@ static void make_cluster(char cluster_id[STORE_HSM_ID_MAX], char **trust_anchor)
     char zone[16];
     snprintf(zone, sizeof zone, REGION "%c", 'a' + z);
     memset(&h, 0, sizeof h);
-    if (hsm_create_hsm(dom, &call, cluster_id, zone, NULL, &h, &err))
+    if (hsm_create_hsm(kms_domain_cloudhsm(dom), &call, cluster_id, zone, NULL, &h, &err))
       fail_msg("create_hsm: %s", err.msg);
   }
   wait_cluster(cluster_id, "INITIALIZED", 2);
-  if (hsm_admin_activate(dom, &call, cluster_id, "admin-password", &err))
+  if (hsm_admin_activate(kms_domain_cloudhsm(dom), &call, cluster_id, "admin-password", &err))
     fail_msg("activate: %s", err.msg);
   wait_cluster(cluster_id, "ACTIVE", 2);
-  if (hsm_admin_create_user(dom, &call, cluster_id, "kmsuser", "crypto-user", KMSUSER_PW, &err))
+  if (hsm_admin_create_user(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "crypto-user", KMSUSER_PW, &err))
     fail_msg("create_user: %s", err.msg);
 }
 

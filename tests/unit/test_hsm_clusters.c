@@ -10,8 +10,8 @@
  * deleted HSM whose token cannot be scrubbed is never reported DELETED. */
 #include "domain_fixture.h"
 
-#include "kms/hsm_cluster.h"
-#include "kms/hsm_internal.h"
+#include "cloudhsm/hsm_cluster.h"
+#include "cloudhsm/hsm_internal.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -51,7 +51,7 @@ static char *new_cluster(char cluster_id[STORE_HSM_ID_MAX]) {
   ci.hsm_type = "hsm1.medium";
   ci.subnet_ids = subnets;
   ci.nsubnets = 2;
-  if (hsm_create_cluster(dom, &call, &ci, &c, &err) != KERR_OK) fail_msg("create: %s", err.msg);
+  if (hsm_create_cluster(kms_domain_cloudhsm(dom), &call, &ci, &c, &err) != KERR_OK) fail_msg("create: %s", err.msg);
   snprintf(cluster_id, STORE_HSM_ID_MAX, "%s", c.c.cluster_id);
   hsm_cluster_desc_clear(&c);
   wait_cluster(cluster_id, "UNINITIALIZED", 0);
@@ -81,7 +81,7 @@ static void create_hsm(const char *cluster_id, char zone_letter, char hsm_id[STO
   kerr err;
   snprintf(zone, sizeof zone, REGION "%c", zone_letter);
   memset(&h, 0, sizeof h);
-  if (hsm_create_hsm(dom, &call, cluster_id, zone, NULL, &h, &err)) fail_msg("create_hsm: %s", err.msg);
+  if (hsm_create_hsm(kms_domain_cloudhsm(dom), &call, cluster_id, zone, NULL, &h, &err)) fail_msg("create_hsm: %s", err.msg);
   assert_string_equal(h.state, "CREATE_IN_PROGRESS");
   if (hsm_id) snprintf(hsm_id, STORE_HSM_ID_MAX, "%s", h.hsm_id);
 }
@@ -89,7 +89,7 @@ static void create_hsm(const char *cluster_id, char zone_letter, char hsm_id[STO
 static void delete_hsm(const char *cluster_id, const char *hsm_id) {
   char out[STORE_HSM_ID_MAX];
   kerr err;
-  if (hsm_delete_hsm(dom, &call, cluster_id, hsm_id, NULL, NULL, out, &err))
+  if (hsm_delete_hsm(kms_domain_cloudhsm(dom), &call, cluster_id, hsm_id, NULL, NULL, out, &err))
     fail_msg("delete_hsm: %s", err.msg);
   assert_string_equal(out, hsm_id);
 }
@@ -101,16 +101,16 @@ static void active_cluster(char cluster_id[STORE_HSM_ID_MAX], bool with_kmsuser)
   char *csr = new_cluster(cluster_id);
   char *cert = sign(csr, "ca");
   char *anchor = read_in_dir("ca.crt");
-  if (hsm_initialize_cluster(dom, &call, cluster_id, cert, anchor, st, &err))
+  if (hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, cert, anchor, st, &err))
     fail_msg("initialize: %s", err.msg);
   wait_cluster(cluster_id, "INITIALIZED", 0);
   create_hsm(cluster_id, 'a', NULL);
   create_hsm(cluster_id, 'b', NULL);
   wait_cluster(cluster_id, "INITIALIZED", 2);
-  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err), KERR_OK);
+  assert_int_equal(hsm_admin_activate(kms_domain_cloudhsm(dom), &call, cluster_id, "admin-pw-1", &err), KERR_OK);
   wait_cluster(cluster_id, "ACTIVE", 2);
   if (with_kmsuser)
-    assert_int_equal(hsm_admin_create_user(dom, &call, cluster_id, "kmsuser", "crypto-user",
+    assert_int_equal(hsm_admin_create_user(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "crypto-user",
                                            KMSUSER_PW, &err), KERR_OK);
   free(csr);
   free(cert);
@@ -121,7 +121,7 @@ static void active_cluster(char cluster_id[STORE_HSM_ID_MAX], bool with_kmsuser)
 static kerr_code connect_with(const char *account, const char *cluster_id, const char *password,
                               hsm_conn **conn, const char **code, kerr *err) {
   const char *passwords[] = {password};
-  return hsm_cluster_connect(dom, account, REGION, cluster_id, passwords, 1, conn, code, err);
+  return hsm_cluster_connect(kms_domain_cloudhsm(dom), account, REGION, cluster_id, passwords, 1, conn, code, err);
 }
 
 /* kmsuser's failed-login count in `cluster_id`. */
@@ -130,7 +130,7 @@ static int kmsuser_failed_logins(const char *cluster_id) {
   size_t n = 0;
   int failed = -1;
   kerr err;
-  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  assert_int_equal(hsm_admin_list_users(kms_domain_cloudhsm(dom), &call, cluster_id, &users, &n, &err), KERR_OK);
   for (size_t i = 0; i < n; i++)
     if (strcmp(users[i].username, "kmsuser") == 0) failed = users[i].failed_logins;
   free(users);
@@ -156,7 +156,7 @@ static void test_lifecycle_and_certificates(void **state) {
   /* Signed by another CA (same subject name, different key): refused. */
   char *anchor = read_in_dir("ca.crt");
   char *foreign = sign(csr, "other");
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, foreign, anchor, st, &err),
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, foreign, anchor, st, &err),
                    KERR_HSM_INVALID_REQUEST);
   assert_non_null(strstr(err.msg, "not signed by TrustAnchor"));
   /* Signed by the right CA but for a key that is not the CSR's: refused. */
@@ -164,23 +164,23 @@ static void test_lifecycle_and_certificates(void **state) {
       "-subj /CN=stranger");
   char *stranger_csr = read_in_dir("stranger.csr");
   char *stranger = sign(stranger_csr, "ca");
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, stranger, anchor, st, &err),
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, stranger, anchor, st, &err),
                    KERR_HSM_INVALID_REQUEST);
   assert_non_null(strstr(err.msg, "public key of the cluster's CSR"));
   /* A trust anchor that is not self-signed: refused. */
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, stranger, stranger, st, &err),
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, stranger, stranger, st, &err),
                    KERR_HSM_INVALID_REQUEST);
   assert_non_null(strstr(err.msg, "self-signed"));
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, "not a cert", anchor, st, &err),
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, "not a cert", anchor, st, &err),
                    KERR_HSM_INVALID_REQUEST);
   describe(cluster_id, &c);
   assert_string_equal(c.c.state, "UNINITIALIZED"); /* nothing changed */
   hsm_cluster_desc_clear(&c);
 
   char *good = sign(csr, "ca");
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, good, anchor, st, &err), KERR_OK);
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, good, anchor, st, &err), KERR_OK);
   assert_string_equal(st, "INITIALIZE_IN_PROGRESS");
-  assert_int_equal(hsm_initialize_cluster(dom, &call, cluster_id, good, anchor, st, &err),
+  assert_int_equal(hsm_initialize_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, good, anchor, st, &err),
                    KERR_HSM_INVALID_REQUEST);
   wait_cluster(cluster_id, "INITIALIZED", 0);
   describe(cluster_id, &c);
@@ -191,10 +191,10 @@ static void test_lifecycle_and_certificates(void **state) {
   hsm_cluster_desc_clear(&c);
 
   /* Activation needs an ACTIVE HSM; a zone without a subnet is refused. */
-  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err),
+  assert_int_equal(hsm_admin_activate(kms_domain_cloudhsm(dom), &call, cluster_id, "admin-pw-1", &err),
                    KERR_HSM_INVALID_REQUEST);
   memset(&h, 0, sizeof h);
-  assert_int_equal(hsm_create_hsm(dom, &call, cluster_id, REGION "c", NULL, &h, &err),
+  assert_int_equal(hsm_create_hsm(kms_domain_cloudhsm(dom), &call, cluster_id, REGION "c", NULL, &h, &err),
                    KERR_HSM_INVALID_REQUEST);
   create_hsm(cluster_id, 'a', hsm_a);
   create_hsm(cluster_id, 'b', hsm_b);
@@ -207,21 +207,21 @@ static void test_lifecycle_and_certificates(void **state) {
     assert_string_equal(c.hsms[i].token_label, c.hsms[i].hsm_id); /* a SoftHSM2 token of ours */
   }
   hsm_cluster_desc_clear(&c);
-  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "short", &err), KERR_HSM_INVALID_REQUEST);
-  assert_int_equal(hsm_admin_activate(dom, &call, cluster_id, "admin-pw-1", &err), KERR_OK);
+  assert_int_equal(hsm_admin_activate(kms_domain_cloudhsm(dom), &call, cluster_id, "short", &err), KERR_HSM_INVALID_REQUEST);
+  assert_int_equal(hsm_admin_activate(kms_domain_cloudhsm(dom), &call, cluster_id, "admin-pw-1", &err), KERR_OK);
   wait_cluster(cluster_id, "ACTIVE", 2);
 
   /* A cluster with HSMs cannot be deleted; without them it goes to DELETED. */
-  assert_int_equal(hsm_delete_cluster(dom, &call, cluster_id, &c, &err), KERR_HSM_INVALID_REQUEST);
+  assert_int_equal(hsm_delete_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, &c, &err), KERR_HSM_INVALID_REQUEST);
   delete_hsm(cluster_id, hsm_a);
   delete_hsm(cluster_id, hsm_b);
   wait_cluster(cluster_id, "ACTIVE", 0);
-  assert_int_equal(hsm_delete_cluster(dom, &call, cluster_id, &c, &err), KERR_OK);
+  assert_int_equal(hsm_delete_cluster(kms_domain_cloudhsm(dom), &call, cluster_id, &c, &err), KERR_OK);
   assert_string_equal(c.c.state, "DELETE_IN_PROGRESS");
   hsm_cluster_desc_clear(&c);
   wait_cluster(cluster_id, "DELETED", 0);
   hsm_cluster_view v;
-  assert_int_equal(hsm_cluster_describe(dom, ACCT, REGION, cluster_id, &v, &err),
+  assert_int_equal(hsm_cluster_describe(kms_domain_cloudhsm(dom), ACCT, REGION, cluster_id, &v, &err),
                    KERR_HSM_CLUSTER_NOT_FOUND);
 
   free(csr);
@@ -258,7 +258,7 @@ static void test_connect_error_order(void **state) {
   for (size_t i = 0; i < c.nhsms; i++) delete_hsm(cluster_id, c.hsms[i].hsm_id);
   hsm_cluster_desc_clear(&c);
   wait_cluster(cluster_id, "ACTIVE", 0);
-  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "network-errors", &err), KERR_OK);
+  assert_int_equal(hsm_admin_simulate_failure(kms_domain_cloudhsm(dom), &call, cluster_id, "network-errors", &err), KERR_OK);
   assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "INSUFFICIENT_CLOUDHSM_HSMS");
 
@@ -272,31 +272,31 @@ static void test_connect_error_order(void **state) {
       {"internal-error", "INTERNAL_ERROR"},
   };
   for (size_t i = 0; i < 4; i++) {
-    assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, kinds[i][0], &err), KERR_OK);
+    assert_int_equal(hsm_admin_simulate_failure(kms_domain_cloudhsm(dom), &call, cluster_id, kinds[i][0], &err), KERR_OK);
     assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
     assert_string_equal(code, kinds[i][1]);
   }
-  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "bogus", &err),
+  assert_int_equal(hsm_admin_simulate_failure(kms_domain_cloudhsm(dom), &call, cluster_id, "bogus", &err),
                    KERR_HSM_INVALID_REQUEST);
-  assert_int_equal(hsm_admin_simulate_failure(dom, &call, cluster_id, "none", &err), KERR_OK);
+  assert_int_equal(hsm_admin_simulate_failure(kms_domain_cloudhsm(dom), &call, cluster_id, "none", &err), KERR_OK);
   assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_NOT_FOUND");
 
   /* kmsuser locked and logged in: the lockout is reported first. */
-  assert_int_equal(hsm_admin_create_user(dom, &call, cluster_id, "kmsuser", "crypto-user",
+  assert_int_equal(hsm_admin_create_user(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "crypto-user",
                                          KMSUSER_PW, &err), KERR_OK);
-  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
+  assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
   for (int i = 0; i < 5; i++)
-    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+    assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
                      KERR_HSM_ACCESS_DENIED);
   assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOCKED_OUT");
   /* Unlocked but still logged in through hsm-cli. */
-  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+  assert_int_equal(hsm_admin_change_password(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
   assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOGGED_IN");
-  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+  assert_int_equal(hsm_admin_logout(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", &err), KERR_OK);
   assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "INVALID_CREDENTIALS");
   assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
@@ -315,26 +315,26 @@ static void test_lockout_after_five_failures(void **state) {
   active_cluster(cluster_id, true);
 
   for (int i = 0; i < 4; i++)
-    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+    assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
                      KERR_HSM_ACCESS_DENIED);
   /* A success resets the count: four more failures do not lock. */
-  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
-  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+  assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err), KERR_OK);
+  assert_int_equal(hsm_admin_logout(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", &err), KERR_OK);
   for (int i = 0; i < 4; i++)
-    assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+    assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
                      KERR_HSM_ACCESS_DENIED);
-  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  assert_int_equal(hsm_admin_list_users(kms_domain_cloudhsm(dom), &call, cluster_id, &users, &n, &err), KERR_OK);
   for (size_t i = 0; i < n; i++)
     if (strcmp(users[i].username, "kmsuser") == 0) assert_false(users[i].locked);
   free(users);
   /* The fifth in a row locks; then even the right password is refused. */
-  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
+  assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "wrong-pw-1", &err),
                    KERR_HSM_ACCESS_DENIED);
-  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+  assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_HSM_ACCESS_DENIED);
   assert_non_null(strstr(err.msg, "locked out"));
   assert_null(strstr(err.msg, KMSUSER_PW));
-  assert_int_equal(hsm_admin_list_users(dom, &call, cluster_id, &users, &n, &err), KERR_OK);
+  assert_int_equal(hsm_admin_list_users(kms_domain_cloudhsm(dom), &call, cluster_id, &users, &n, &err), KERR_OK);
   bool seen = false;
   for (size_t i = 0; i < n; i++)
     if (strcmp(users[i].username, "kmsuser") == 0) {
@@ -344,7 +344,7 @@ static void test_lockout_after_five_failures(void **state) {
   assert_true(seen);
   free(users);
   /* Failed KMS connections count too: a new password, then five bad connects. */
-  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+  assert_int_equal(hsm_admin_change_password(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
   for (int i = 0; i < 5; i++) {
     assert_int_not_equal(connect_with(ACCT, cluster_id, "wrong-pw-1", &conn, &code, &err), KERR_OK);
@@ -352,7 +352,7 @@ static void test_lockout_after_five_failures(void **state) {
   }
   assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_string_equal(code, "USER_LOCKED_OUT");
-  assert_int_equal(hsm_admin_change_password(dom, &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
+  assert_int_equal(hsm_admin_change_password(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", KMSUSER_PW, &err),
                    KERR_OK);
   assert_int_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   hsm_conn_close(conn);
@@ -404,7 +404,7 @@ static void test_connect_with_candidates_and_change(void **state) {
   (void)state;
   active_cluster(cluster_id, true);
 
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, wrong_then_right, 2, &conn,
+  assert_int_equal(hsm_cluster_connect(kms_domain_cloudhsm(dom), ACCT, REGION, cluster_id, wrong_then_right, 2, &conn,
                                        &code, &err), KERR_OK);
   assert_true(hsm_conn_has_password(conn, KMSUSER_PW));
   assert_false(hsm_conn_has_password(conn, "wrong-pw-1"));
@@ -424,14 +424,14 @@ static void test_connect_with_candidates_and_change(void **state) {
   assert_string_equal(code, "INVALID_CREDENTIALS");
   assert_null(strstr(err.msg, KMSUSER_PW));
   assert_int_equal(kmsuser_failed_logins(cluster_id), 1);
-  assert_int_equal(hsm_cluster_connect(dom, ACCT, REGION, cluster_id, old_then_new, 2, &conn,
+  assert_int_equal(hsm_cluster_connect(kms_domain_cloudhsm(dom), ACCT, REGION, cluster_id, old_then_new, 2, &conn,
                                        &code, &err), KERR_OK);
   assert_int_equal(kmsuser_failed_logins(cluster_id), 0);
   hsm_conn_close(conn);
   /* The cluster's record followed: hsm-cli's login checks the new one. */
-  assert_int_equal(hsm_admin_login(dom, &call, cluster_id, "kmsuser", "rotated-pw-12", &err),
+  assert_int_equal(hsm_admin_login(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", "rotated-pw-12", &err),
                    KERR_OK);
-  assert_int_equal(hsm_admin_logout(dom, &call, cluster_id, "kmsuser", &err), KERR_OK);
+  assert_int_equal(hsm_admin_logout(kms_domain_cloudhsm(dom), &call, cluster_id, "kmsuser", &err), KERR_OK);
 }
 
 /* A connect that fails on a later HSM leaves none of the HSMs before it
@@ -448,29 +448,29 @@ static void test_failed_connect_leaves_no_login(void **state) {
   kerr err;
   (void)state;
   active_cluster(cluster_id, true);
-  assert_int_equal(kmsi_begin(dom, false, &tx, &err), KERR_OK);
-  assert_int_equal(hsmi_active_hsms(dom, tx, cluster_id, &hsms, &n, &err), KERR_OK);
-  dom->st->ops->rollback(tx);
+  assert_int_equal(hsmi_begin(kms_domain_cloudhsm(dom), false, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_active_hsms(kms_domain_cloudhsm(dom), tx, cluster_id, &hsms, &n, &err), KERR_OK);
+  kms_domain_cloudhsm(dom)->st->ops->rollback(tx);
   assert_int_equal(n, 2);
 
   /* The last HSM a connect reaches gets a kmsuser PIN of its own. */
-  assert_int_equal(hsmi_live_get(dom->hsm, &hsms[n - 1], &l, &pe), KERR_OK);
+  assert_int_equal(hsmi_live_get(kms_domain_cloudhsm(dom), &hsms[n - 1], &l, &pe), KERR_OK);
   pthread_rwlock_wrlock(&l->lock);
   assert_int_equal(hsmi_login_locked(l, KMSUSER_PW, true, &pe), KERR_OK);
   assert_int_equal(p11_token_set_pin(l->tok, KMSUSER_PW, "its-own-pin-77", &pe), KERR_OK);
   p11_token_logout(l->tok, NULL);
   pthread_rwlock_unlock(&l->lock);
-  hsmi_live_put(dom->hsm, l);
+  hsmi_live_put(kms_domain_cloudhsm(dom), l);
 
   assert_int_not_equal(connect_with(ACCT, cluster_id, KMSUSER_PW, &conn, &code, &err), KERR_OK);
   assert_null(conn);
   assert_string_equal(code, "INVALID_CREDENTIALS");
   for (size_t i = 0; i < n; i++) {
-    assert_int_equal(hsmi_live_get(dom->hsm, &hsms[i], &l, &pe), KERR_OK);
+    assert_int_equal(hsmi_live_get(kms_domain_cloudhsm(dom), &hsms[i], &l, &pe), KERR_OK);
     pthread_rwlock_rdlock(&l->lock);
     int logged_in = p11_token_logged_in(l->tok);
     pthread_rwlock_unlock(&l->lock);
-    hsmi_live_put(dom->hsm, l);
+    hsmi_live_put(kms_domain_cloudhsm(dom), l);
     if (logged_in) fail_msg("HSM %s is still logged in after a failed connect", hsms[i].hsm_id);
   }
   free(hsms);
@@ -530,17 +530,17 @@ static void test_keys_reach_a_new_hsm_and_stay_sealed(void **state) {
 static void put_pin(const char *cluster_id, const char *name, const char *pin) {
   store_tx *tx = NULL;
   kerr err;
-  assert_int_equal(kmsi_begin(dom, true, &tx, &err), KERR_OK);
-  assert_int_equal(hsmi_secret_put_text(dom, tx, cluster_id, name, pin, &err), KERR_OK);
-  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+  assert_int_equal(hsmi_begin(kms_domain_cloudhsm(dom), true, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_secret_put_text(kms_domain_cloudhsm(dom), tx, cluster_id, name, pin, &err), KERR_OK);
+  assert_int_equal(kms_domain_cloudhsm(dom)->st->ops->commit(tx, &err), KERR_OK);
 }
 
 static void get_pin(const char *cluster_id, const char *name, char pin[HSMI_PIN_MAX + 1]) {
   store_tx *tx = NULL;
   kerr err;
-  assert_int_equal(kmsi_begin(dom, false, &tx, &err), KERR_OK);
-  assert_int_equal(hsmi_secret_get_text(dom, tx, cluster_id, name, pin, &err), KERR_OK);
-  dom->st->ops->rollback(tx);
+  assert_int_equal(hsmi_begin(kms_domain_cloudhsm(dom), false, &tx, &err), KERR_OK);
+  assert_int_equal(hsmi_secret_get_text(kms_domain_cloudhsm(dom), tx, cluster_id, name, pin, &err), KERR_OK);
+  kms_domain_cloudhsm(dom)->st->ops->rollback(tx);
 }
 
 /* The state and message of HSM `hsm_id`; false when DescribeClusters no

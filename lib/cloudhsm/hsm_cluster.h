@@ -3,23 +3,24 @@
  * kmsd manages CloudHSM-style clusters (the BaldrApiService API, see
  * docs/hsm-clusters.md).  Each HSM of a cluster is a PKCS#11 token; every
  * key of the cluster exists on each of its active HSMs.  This header is the
- * narrow interface the custom-key-store code (kms_cks*.c) needs from the
- * cluster code (hsm_*.c): read a cluster's configuration, connect to it as
+ * narrow interface the CloudHSM key-store backend
+ * (lib/kms/backend_cloudhsm.c) needs from the cluster code (hsm_*.c): read a cluster's configuration, connect to it as
  * the `kmsuser` crypto user, and run key operations inside its HSMs.  It
  * knows nothing of key stores; key stores know nothing of tokens.
  *
  * Keys are named by a label chosen by the caller (the KMS key id); key
  * values never leave an HSM in clear.  All functions are thread-safe; an
  * hsm_conn may be used by many threads at once (it pools PKCS#11 sessions). */
-#ifndef KMSD_KMS_HSM_CLUSTER_H
-#define KMSD_KMS_HSM_CLUSTER_H
+#ifndef KMSD_CLOUDHSM_HSM_CLUSTER_H
+#define KMSD_CLOUDHSM_HSM_CLUSTER_H
 
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "core/kerr.h"
-#include "kms/kms.h"
+#include "aws/call.h"
+#include "cloudhsm/hsm_service.h"
 
 #define HSM_CLUSTER_ID_MAX 25   /* cluster-[2-7a-zA-Z]{11,16} plus NUL */
 #define HSM_STATE_MAX 32
@@ -49,7 +50,7 @@ void hsm_cluster_view_clear(hsm_cluster_view *v);
  * authorization (the KMS operation that asks has been authorized).
  * KERR_HSM_CLUSTER_NOT_FOUND when there is none (or it is DELETED). On
  * KERR_OK *out is filled (hsm_cluster_view_clear). */
-kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char *region,
+kerr_code hsm_cluster_describe(hsm_service *svc, const char *account_id, const char *region,
                                const char *cluster_id, hsm_cluster_view *out, kerr *err);
 
 /* A connection to every active HSM of one cluster, logged in as kmsuser. */
@@ -79,7 +80,7 @@ typedef struct hsm_conn hsm_conn;
  * On failure *connection_error points at that static ConnectionErrorCode
  * string and err says more; on KERR_OK *out is a new connection
  * (hsm_conn_close) with a session pool per active HSM. */
-kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char *region,
+kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const char *region,
                               const char *cluster_id, const char *const *passwords,
                               size_t npasswords, hsm_conn **out, const char **connection_error,
                               kerr *err);

@@ -18,7 +18,7 @@
  * lineage's trusted wrapping key into a backup blob (kept in the store),
  * destroyed, and unwrapped on every active HSM as a non-extractable key.
  * New HSMs unwrap the same blobs when they are provisioned. */
-#include "kms/hsm_internal.h"
+#include "cloudhsm/hsm_internal.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -40,7 +40,7 @@ typedef struct hsm_pin {
 } hsm_pin;
 
 struct hsm_conn {
-  kms_domain *d;
+  hsm_service *svc;
   char cluster_id[STORE_HSM_ID_MAX];
   char lineage[64];
   pthread_mutex_t lock;        /* lives, n, gen, rr, pins, known */
@@ -61,10 +61,10 @@ void hsm_cluster_view_clear(hsm_cluster_view *v) {
 }
 
 /* A cluster of (account, region) that is not DELETED. */
-static kerr_code visible_cluster(kms_domain *d, store_tx *tx, const char *account_id,
+static kerr_code visible_cluster(hsm_service *svc, store_tx *tx, const char *account_id,
                                  const char *region, const char *cluster_id, store_hsm_cluster *c,
                                  kerr *err) {
-  kerr_code rc = d->st->ops->hsm->cluster_get(tx, cluster_id, c, err);
+  kerr_code rc = svc->st->ops->hsm->cluster_get(tx, cluster_id, c, err);
   if (rc == KERR_NOT_FOUND || (!rc && (strcmp(c->account_id, account_id) != 0 ||
                                        strcmp(c->region, region) != 0 ||
                                        strcmp(c->state, "DELETED") == 0))) {
@@ -75,7 +75,7 @@ static kerr_code visible_cluster(kms_domain *d, store_tx *tx, const char *accoun
   return rc;
 }
 
-kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char *region,
+kerr_code hsm_cluster_describe(hsm_service *svc, const char *account_id, const char *region,
                                const char *cluster_id, hsm_cluster_view *out, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -83,11 +83,11 @@ kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char
   size_t n = 0;
   memset(&c, 0, sizeof c);
   memset(out, 0, sizeof *out);
-  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  kerr_code rc = hsmi_begin(svc, false, &tx, err);
   if (rc) return rc;
-  rc = visible_cluster(d, tx, account_id, region, cluster_id, &c, err);
+  rc = visible_cluster(svc, tx, account_id, region, cluster_id, &c, err);
   if (rc) goto out;
-  rc = hsmi_active_hsms(d, tx, cluster_id, &hsms, &n, err);
+  rc = hsmi_active_hsms(svc, tx, cluster_id, &hsms, &n, err);
   if (rc) goto out;
   snprintf(out->cluster_id, sizeof out->cluster_id, "%.24s", c.cluster_id);
   snprintf(out->state, sizeof out->state, "%s", c.state);
@@ -105,7 +105,7 @@ kerr_code hsm_cluster_describe(kms_domain *d, const char *account_id, const char
     if (!out->trust_anchor_pem) rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
   }
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   free(hsms);
   store_hsm_cluster_clear(&c);
   if (rc) hsm_cluster_view_clear(out);
@@ -114,24 +114,24 @@ out:
 
 /* ------------------------------------------------------------- the list */
 
-static void drop_lives(kms_domain *d, hsm_live **lives, size_t n) {
-  for (size_t i = 0; lives && i < n; i++) hsmi_live_put(d->hsm, lives[i]);
+static void drop_lives(hsm_service *svc, hsm_live **lives, size_t n) {
+  for (size_t i = 0; lives && i < n; i++) hsmi_live_put(svc, lives[i]);
   free(lives);
 }
 
 /* Bring c's HSM list up to date with the store.  With c->lock held. */
 static kerr_code refresh_locked(hsm_conn *c, kerr *err) {
-  uint64_t gen = hsmi_gen(c->d->hsm);
+  uint64_t gen = hsmi_gen(c->svc);
   store_tx *tx = NULL;
   store_hsm *hsms = NULL;
   size_t n = 0, k = 0;
   hsm_live **lives = NULL;
   p11_err pe;
   if (c->lives && gen == c->gen) return KERR_OK;
-  kerr_code rc = kmsi_begin(c->d, false, &tx, err);
+  kerr_code rc = hsmi_begin(c->svc, false, &tx, err);
   if (rc) return rc;
-  rc = hsmi_active_hsms(c->d, tx, c->cluster_id, &hsms, &n, err);
-  c->d->st->ops->rollback(tx);
+  rc = hsmi_active_hsms(c->svc, tx, c->cluster_id, &hsms, &n, err);
+  c->svc->st->ops->rollback(tx);
   if (rc) return rc;
   lives = calloc(n ? n : 1, sizeof *lives);
   if (!lives) {
@@ -140,13 +140,13 @@ static kerr_code refresh_locked(hsm_conn *c, kerr *err) {
   }
   for (size_t i = 0; i < n; i++) {
     p11_err_clear(&pe);
-    if (hsmi_live_get(c->d->hsm, &hsms[i], &lives[k], &pe) == KERR_OK)
+    if (hsmi_live_get(c->svc, &hsms[i], &lives[k], &pe) == KERR_OK)
       k++;
     else
       log_msg(LOG_WARN, NULL, "hsm %s unreachable: %s", hsms[i].hsm_id, pe.e.msg);
   }
   free(hsms);
-  drop_lives(c->d, c->lives, c->n);
+  drop_lives(c->svc, c->lives, c->n);
   c->lives = lives;
   c->n = k;
   c->gen = gen;
@@ -166,12 +166,12 @@ static kerr_code snapshot(hsm_conn *c, hsm_live ***out, size_t *n, kerr *err) {
     } else {
       /* Start at a rotating index so load spreads over the HSMs. */
       unsigned start = c->n ? c->rr++ % (unsigned)c->n : 0;
-      pthread_mutex_lock(&c->d->hsm->lock);
+      pthread_mutex_lock(&c->svc->lock);
       for (size_t i = 0; i < c->n; i++) {
         arr[i] = c->lives[(start + i) % c->n];
         arr[i]->refs++;
       }
-      pthread_mutex_unlock(&c->d->hsm->lock);
+      pthread_mutex_unlock(&c->svc->lock);
       *out = arr;
       *n = c->n;
     }
@@ -313,41 +313,41 @@ static kerr_code acquire_logged_in(hsm_conn *c, hsm_live *l, p11_session **s, p1
 
 /* --------------------------------------------------------------- connect */
 
-static kerr_code count_failed_login(kms_domain *d, const char *cluster_id, bool *locked_now,
+static kerr_code count_failed_login(hsm_service *svc, const char *cluster_id, bool *locked_now,
                                     kerr *err) {
   store_tx *tx = NULL;
   store_hsm_user u;
   *locked_now = false;
-  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  kerr_code rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  rc = svc->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
   if (!rc) {
     u.failed_logins++;
     if (u.failed_logins >= HSMI_MAX_LOGIN_FAILURES) u.locked = *locked_now = true;
-    rc = d->st->ops->hsm->user_put(tx, &u, err);
+    rc = svc->st->ops->hsm->user_put(tx, &u, err);
   }
   if (rc) {
-    d->st->ops->rollback(tx);
+    svc->st->ops->rollback(tx);
     return rc;
   }
-  return d->st->ops->commit(tx, err);
+  return svc->st->ops->commit(tx, err);
 }
 
-static kerr_code reset_failed_logins(kms_domain *d, const char *cluster_id, kerr *err) {
+static kerr_code reset_failed_logins(hsm_service *svc, const char *cluster_id, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_user u;
-  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  kerr_code rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  rc = svc->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
   if (!rc && u.failed_logins) {
     u.failed_logins = 0;
-    rc = d->st->ops->hsm->user_put(tx, &u, err);
+    rc = svc->st->ops->hsm->user_put(tx, &u, err);
   }
   if (rc) {
-    d->st->ops->rollback(tx);
+    svc->st->ops->rollback(tx);
     return rc;
   }
-  return d->st->ops->commit(tx, err);
+  return svc->st->ops->commit(tx, err);
 }
 
 static const char *simulated_code(const char *kind) {
@@ -358,7 +358,7 @@ static const char *simulated_code(const char *kind) {
   return NULL;
 }
 
-kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char *region,
+kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const char *region,
                               const char *cluster_id, const char *const *passwords,
                               size_t npasswords, hsm_conn **out, const char **connection_error,
                               kerr *err) {
@@ -376,14 +376,14 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
   *out = NULL;
   *connection_error = NULL;
 
-  rc = kmsi_begin(d, false, &tx, err);
+  rc = hsmi_begin(svc, false, &tx, err);
   if (rc) goto out;
-  rc = visible_cluster(d, tx, account_id, region, cluster_id, &c, err);
+  rc = visible_cluster(svc, tx, account_id, region, cluster_id, &c, err);
   if (rc) {
     if (rc == KERR_HSM_CLUSTER_NOT_FOUND) code = "CLUSTER_NOT_FOUND";
     goto out;
   }
-  rc = hsmi_active_hsms(d, tx, cluster_id, &hsms, &n, err);
+  rc = hsmi_active_hsms(svc, tx, cluster_id, &hsms, &n, err);
   if (rc) goto out;
   if (n == 0) {
     code = "INSUFFICIENT_CLOUDHSM_HSMS";
@@ -397,7 +397,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
                   c.simulated_failure, cluster_id);
     goto out;
   }
-  rc = d->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
+  rc = svc->st->ops->hsm->user_get(tx, cluster_id, HSMI_KMSUSER, &u, err);
   if (rc == KERR_NOT_FOUND) {
     code = "USER_NOT_FOUND";
     rc = kerr_set(err, KERR_HSM_RESOURCE_NOT_FOUND, "Cluster %s has no kmsuser crypto user",
@@ -416,7 +416,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
                   cluster_id);
     goto out;
   }
-  d->st->ops->rollback(tx);
+  svc->st->ops->rollback(tx);
   tx = NULL;
 
   if (npasswords < 1 || npasswords > HSM_CONNECT_PASSWORDS_MAX) {
@@ -437,7 +437,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  conn->d = d;
+  conn->svc = svc;
   snprintf(conn->cluster_id, sizeof conn->cluster_id, "%s", cluster_id);
   snprintf(conn->lineage, sizeof conn->lineage, "%s", c.lineage);
   pthread_mutex_init(&conn->lock, NULL);
@@ -454,18 +454,18 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
     snprintf(tries[ntries++], PIN_BUF, "%s", passwords[hint]);
     for (size_t k = 0; k < npasswords; k++)
       if (k != hint) snprintf(tries[ntries++], PIN_BUF, "%s", passwords[k]);
-    rc = hsmi_live_get(d->hsm, &hsms[i], &l, &pe);
+    rc = hsmi_live_get(svc, &hsms[i], &l, &pe);
     if (!rc) {
       pthread_rwlock_wrlock(&l->lock);
       rc = login_first_accepted_locked(l, tries, ntries, true, &taken, &pe);
       pthread_rwlock_unlock(&l->lock);
     }
-    hsmi_live_put(d->hsm, l);
+    hsmi_live_put(svc, l);
     if (rc) {
       bool locked_now = false;
       if (pe.rv == CKR_PIN_INCORRECT || pe.rv == CKR_PIN_LEN_RANGE) {
         code = "INVALID_CREDENTIALS";
-        count_failed_login(d, cluster_id, &locked_now, err);
+        count_failed_login(svc, cluster_id, &locked_now, err);
         rc = kerr_set(err, KERR_ACCESS_DENIED, "kmsuser's password was rejected by HSM %s%s",
                       hsms[i].hsm_id, locked_now ? "; kmsuser is now locked out" : "");
       } else if (pe.rv == CKR_PIN_LOCKED) {
@@ -484,7 +484,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
     pthread_mutex_unlock(&conn->lock);
     if (rc) goto out;
   }
-  rc = reset_failed_logins(d, cluster_id, err);
+  rc = reset_failed_logins(svc, cluster_id, err);
   if (rc) goto out;
 
   pthread_mutex_lock(&conn->lock);
@@ -496,7 +496,7 @@ kerr_code hsm_cluster_connect(kms_domain *d, const char *account_id, const char 
   conn = NULL;
   code = NULL;
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   if (conn) hsm_conn_close(conn);
   /* A connect that failed after some HSMs took a password leaves none of
    * them logged in: the connection never held them, so closing it did not
@@ -505,12 +505,12 @@ out:
     hsm_live *l = NULL;
     p11_err pe;
     p11_err_clear(&pe);
-    if (hsmi_live_get(d->hsm, &hsms[i], &l, &pe) == KERR_OK) {
+    if (hsmi_live_get(svc, &hsms[i], &l, &pe) == KERR_OK) {
       pthread_rwlock_wrlock(&l->lock);
       p11_token_logout(l->tok, NULL);
       pthread_rwlock_unlock(&l->lock);
     }
-    hsmi_live_put(d->hsm, l);
+    hsmi_live_put(svc, l);
   }
   secure_wipe(tries, sizeof tries);
   free(hsms);
@@ -527,7 +527,7 @@ void hsm_conn_close(hsm_conn *c) {
     p11_token_logout(c->lives[i]->tok, NULL);
     pthread_rwlock_unlock(&c->lives[i]->lock);
   }
-  drop_lives(c->d, c->lives, c->n);
+  drop_lives(c->svc, c->lives, c->n);
   pthread_mutex_destroy(&c->lock);
   secure_free(c->pins, c->pins_cap * sizeof *c->pins);
   secure_free(c, sizeof *c);
@@ -581,7 +581,7 @@ static kerr_code check_all_changed(hsm_conn *c, store_tx *tx, const char *new_pa
                                    kerr *err) {
   store_hsm *hsms = NULL;
   size_t n = 0;
-  kerr_code rc = hsmi_active_hsms(c->d, tx, c->cluster_id, &hsms, &n, err);
+  kerr_code rc = hsmi_active_hsms(c->svc, tx, c->cluster_id, &hsms, &n, err);
   if (rc) return rc;
   pthread_mutex_lock(&c->lock);
   for (size_t i = 0; i < n && !rc; i++) {
@@ -613,10 +613,10 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
    * operator who sets kmsuser's password meanwhile (hsm-cli) owns it, and
    * this change must not write over theirs at the end. */
   uint8_t hash_before[sizeof u.hash];
-  kerr_code rc = kmsi_begin(c->d, false, &tx, err);
+  kerr_code rc = hsmi_begin(c->svc, false, &tx, err);
   if (rc) return rc;
-  rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
-  c->d->st->ops->rollback(tx);
+  rc = c->svc->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  c->svc->st->ops->rollback(tx);
   tx = NULL;
   if (rc) return rc;
   memcpy(hash_before, u.hash, sizeof hash_before);
@@ -634,25 +634,25 @@ kerr_code hsm_conn_set_password(hsm_conn *c, const char *new_password, kerr *err
     }
   }
   /* Only now is it the cluster's password (what new HSMs get). */
-  rc = kmsi_begin(c->d, true, &tx, err);
+  rc = hsmi_begin(c->svc, true, &tx, err);
   if (rc) goto out;
   rc = check_all_changed(c, tx, new_password, err);
-  if (!rc) rc = c->d->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
+  if (!rc) rc = c->svc->st->ops->hsm->user_get(tx, c->cluster_id, HSMI_KMSUSER, &u, err);
   if (!rc && memcmp(u.hash, hash_before, sizeof hash_before) != 0)
     rc = kerr_set(err, KERR_CONFLICT,
                   "kmsuser's password of cluster %s was changed by an operator during the change",
                   c->cluster_id);
   if (!rc) rc = hsmi_password_set(&u, new_password, err);
-  if (!rc) rc = c->d->st->ops->hsm->user_put(tx, &u, err);
+  if (!rc) rc = c->svc->st->ops->hsm->user_put(tx, &u, err);
   if (!rc)
-    rc = hsmi_secret_put_text(c->d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, new_password, err);
+    rc = hsmi_secret_put_text(c->svc, tx, c->cluster_id, HSMI_SECRET_USER_PIN, new_password, err);
   if (rc) {
-    c->d->st->ops->rollback(tx);
+    c->svc->st->ops->rollback(tx);
     goto out;
   }
-  rc = c->d->st->ops->commit(tx, err);
+  rc = c->svc->st->ops->commit(tx, err);
 out:
-  drop_lives(c->d, lives, n);
+  drop_lives(c->svc, lives, n);
   return rc;
 }
 
@@ -700,14 +700,14 @@ kerr_code hsm_conn_create_key(hsm_conn *c, const char *label, kerr *err) {
   snprintf(blob.label, sizeof blob.label, "%s", label);
   memcpy(blob.wrapped, wrapped.data, wrapped.len);
   blob.wrapped_len = wrapped.len;
-  rc = kmsi_begin(c->d, true, &tx, err);
+  rc = hsmi_begin(c->svc, true, &tx, err);
   if (rc) goto out;
-  rc = c->d->st->ops->hsm->blob_put(tx, c->lineage, &blob, err);
+  rc = c->svc->st->ops->hsm->blob_put(tx, c->lineage, &blob, err);
   if (rc) {
-    c->d->st->ops->rollback(tx);
+    c->svc->st->ops->rollback(tx);
     goto out;
   }
-  rc = c->d->st->ops->commit(tx, err);
+  rc = c->svc->st->ops->commit(tx, err);
   if (rc) goto out;
   stored = true;
   /* Every active HSM gets the key as a non-extractable key. */
@@ -731,7 +731,7 @@ p11fail:
 out:
   if (rc && stored) hsm_conn_delete_key(c, label, NULL);
   kbytes_wipe_free(&wrapped);
-  drop_lives(c->d, lives, n);
+  drop_lives(c->svc, lives, n);
   return rc;
 }
 
@@ -755,18 +755,18 @@ kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
     pthread_rwlock_unlock(&lives[i]->lock);
     if (rc) goto p11fail;
   }
-  rc = kmsi_begin(c->d, true, &tx, err);
+  rc = hsmi_begin(c->svc, true, &tx, err);
   if (rc) goto out;
-  rc = c->d->st->ops->hsm->blob_delete(tx, c->lineage, label, err);
+  rc = c->svc->st->ops->hsm->blob_delete(tx, c->lineage, label, err);
   if (rc)
-    c->d->st->ops->rollback(tx);
+    c->svc->st->ops->rollback(tx);
   else
-    rc = c->d->st->ops->commit(tx, err);
+    rc = c->svc->st->ops->commit(tx, err);
   goto out;
 p11fail:
   rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
 out:
-  drop_lives(c->d, lives, n);
+  drop_lives(c->svc, lives, n);
   return rc;
 }
 
@@ -808,7 +808,7 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
                   "The AWS CloudHSM cluster %s did not answer in time: every HSM's sessions "
                   "stayed busy.",
                   c->cluster_id);
-  drop_lives(c->d, lives, n);
+  drop_lives(c->svc, lives, n);
   return rc;
 }
 

@@ -5,7 +5,7 @@
  * kmsuser is special: its password is the user PIN of every HSM token of the
  * cluster, so creating it or changing its password re-keys the tokens (SO
  * login + C_InitPIN) and a PKCS#11 login really checks it. */
-#include "kms/hsm_internal.h"
+#include "cloudhsm/hsm_internal.h"
 
 #include <ctype.h>
 #include <stdio.h>
@@ -16,10 +16,10 @@
 #include "core/log.h"
 #include "core/secmem.h"
 
-static kerr_code authorize(const kms_call *call, const char *op, const char *cluster_id,
+static kerr_code authorize(const aws_call *call, const char *op, const char *cluster_id,
                            kerr *err) {
   char action[64], arn[256];
-  kerr_code rc = kmsi_check_call(call, err);
+  kerr_code rc = aws_call_check(call, err);
   if (rc) return rc;
   snprintf(action, sizeof action, "cloudhsm:%s", op);
   snprintf(arn, sizeof arn, "arn:aws:cloudhsm:%s:%s:cluster/%s", call->region,
@@ -65,14 +65,14 @@ static kerr_code check_username(const char *username, kerr *err) {
 /* Begin a write transaction on the caller's cluster; with `need_active`,
  * it must be ACTIVE.  On failure the transaction is rolled back and `c` is
  * left empty. */
-static kerr_code open_cluster(kms_domain *d, const kms_call *call, const char *op,
+static kerr_code open_cluster(hsm_service *svc, const aws_call *call, const char *op,
                               const char *cluster_id, bool need_active, store_tx **tx,
                               store_hsm_cluster *c, kerr *err) {
   kerr_code rc = authorize(call, op, cluster_id, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, true, tx, err);
+  rc = hsmi_begin(svc, true, tx, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->cluster_get(*tx, cluster_id, c, err);
+  rc = svc->st->ops->hsm->cluster_get(*tx, cluster_id, c, err);
   if (rc == KERR_NOT_FOUND ||
       (!rc && (strcmp(c->account_id, call->caller->account_id) != 0 ||
                strcmp(c->region, call->region) != 0 || strcmp(c->state, "DELETED") == 0))) {
@@ -83,32 +83,32 @@ static kerr_code open_cluster(kms_domain *d, const kms_call *call, const char *o
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "Cluster %s is %s, not ACTIVE.", cluster_id,
                   c->state);
   if (rc) {
-    if (*tx) d->st->ops->rollback(*tx);
+    if (*tx) svc->st->ops->rollback(*tx);
     *tx = NULL;
     store_hsm_cluster_clear(c);
   }
   return rc;
 }
 
-static kerr_code get_user(kms_domain *d, store_tx *tx, const char *cluster_id,
+static kerr_code get_user(hsm_service *svc, store_tx *tx, const char *cluster_id,
                           const char *username, store_hsm_user *u, kerr *err) {
-  kerr_code rc = d->st->ops->hsm->user_get(tx, cluster_id, username, u, err);
+  kerr_code rc = svc->st->ops->hsm->user_get(tx, cluster_id, username, u, err);
   if (rc == KERR_NOT_FOUND)
     return kerr_set(err, KERR_HSM_RESOURCE_NOT_FOUND, "User %s not found in cluster %s.",
                     username, cluster_id);
   return rc;
 }
 
-static kerr_code finish(kms_domain *d, store_tx *tx, kerr_code rc, kerr *err) {
+static kerr_code finish(hsm_service *svc, store_tx *tx, kerr_code rc, kerr *err) {
   if (!tx) return rc;
   if (rc) {
-    d->st->ops->rollback(tx);
+    svc->st->ops->rollback(tx);
     return rc;
   }
-  return d->st->ops->commit(tx, err);
+  return svc->st->ops->commit(tx, err);
 }
 
-kerr_code hsm_admin_activate(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_activate(hsm_service *svc, const aws_call *call, const char *cluster_id,
                              const char *password, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -119,7 +119,7 @@ kerr_code hsm_admin_activate(kms_domain *d, const kms_call *call, const char *cl
   memset(&u, 0, sizeof u);
   kerr_code rc = check_password(password, err);
   if (rc) return rc;
-  rc = open_cluster(d, call, "ActivateCluster", cluster_id, false, &tx, &c, err);
+  rc = open_cluster(svc, call, "ActivateCluster", cluster_id, false, &tx, &c, err);
   if (rc) return rc;
   if (strcmp(c.state, "INITIALIZED") != 0) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST,
@@ -127,7 +127,7 @@ kerr_code hsm_admin_activate(kms_domain *d, const kms_call *call, const char *cl
                   c.state);
     goto out;
   }
-  rc = hsmi_active_hsms(d, tx, cluster_id, &hsms, &n, err);
+  rc = hsmi_active_hsms(svc, tx, cluster_id, &hsms, &n, err);
   if (rc) goto out;
   if (n == 0) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST,
@@ -138,16 +138,16 @@ kerr_code hsm_admin_activate(kms_domain *d, const kms_call *call, const char *cl
   snprintf(u.username, sizeof u.username, "admin");
   snprintf(u.role, sizeof u.role, "admin");
   rc = hsmi_password_set(&u, password, err);
-  if (!rc) rc = d->st->ops->hsm->user_put(tx, &u, err);
-  if (!rc) rc = hsmi_cluster_set_state(d, tx, &c, "ACTIVE", "", err);
+  if (!rc) rc = svc->st->ops->hsm->user_put(tx, &u, err);
+  if (!rc) rc = hsmi_cluster_set_state(svc, tx, &c, "ACTIVE", "", err);
 out:
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   free(hsms);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_create_user(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_create_user(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                 const char *username, const char *role, const char *password,
                                 kerr *err) {
   store_tx *tx = NULL;
@@ -162,9 +162,9 @@ kerr_code hsm_admin_create_user(kms_domain *d, const kms_call *call, const char 
   if (!rc && strcmp(username, HSMI_KMSUSER) == 0 && strcmp(role, "crypto-user") != 0)
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "kmsuser must be a crypto-user.");
   if (rc) return rc;
-  rc = open_cluster(d, call, "CreateUser", cluster_id, true, &tx, &c, err);
+  rc = open_cluster(svc, call, "CreateUser", cluster_id, true, &tx, &c, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->user_get(tx, cluster_id, username, &u, err);
+  rc = svc->st->ops->hsm->user_get(tx, cluster_id, username, &u, err);
   if (rc == KERR_OK) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "User %s already exists in cluster %s.",
                   username, cluster_id);
@@ -176,15 +176,15 @@ kerr_code hsm_admin_create_user(kms_domain *d, const kms_call *call, const char 
   snprintf(u.username, sizeof u.username, "%s", username);
   snprintf(u.role, sizeof u.role, "%s", role);
   rc = hsmi_password_set(&u, password, err);
-  if (!rc) rc = d->st->ops->hsm->user_put(tx, &u, err);
-  if (!rc && strcmp(username, HSMI_KMSUSER) == 0) rc = hsmi_set_user_pin(d, tx, &c, password, err);
+  if (!rc) rc = svc->st->ops->hsm->user_put(tx, &u, err);
+  if (!rc && strcmp(username, HSMI_KMSUSER) == 0) rc = hsmi_set_user_pin(svc, tx, &c, password, err);
 out:
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_delete_user(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_delete_user(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                 const char *username, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -193,37 +193,37 @@ kerr_code hsm_admin_delete_user(kms_domain *d, const kms_call *call, const char 
   memset(&c, 0, sizeof c);
   kerr_code rc = check_username(username, err);
   if (rc) return rc;
-  rc = open_cluster(d, call, "DeleteUser", cluster_id, true, &tx, &c, err);
+  rc = open_cluster(svc, call, "DeleteUser", cluster_id, true, &tx, &c, err);
   if (rc) return rc;
-  rc = get_user(d, tx, cluster_id, username, &u, err);
-  if (!rc) rc = d->st->ops->hsm->user_delete(tx, cluster_id, username, err);
+  rc = get_user(svc, tx, cluster_id, username, &u, err);
+  if (!rc) rc = svc->st->ops->hsm->user_delete(tx, cluster_id, username, err);
   /* kmsuser's password must stop opening the tokens. */
   if (!rc && strcmp(username, HSMI_KMSUSER) == 0) {
     rc = hsmi_random_pin(pin, err);
-    if (!rc) rc = hsmi_set_user_pin(d, tx, &c, pin, err);
+    if (!rc) rc = hsmi_set_user_pin(svc, tx, &c, pin, err);
   }
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   secure_wipe(pin, sizeof pin);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_list_users(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_list_users(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                store_hsm_user **out, size_t *n, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
   memset(&c, 0, sizeof c);
   *out = NULL;
   *n = 0;
-  kerr_code rc = open_cluster(d, call, "ListUsers", cluster_id, false, &tx, &c, err);
+  kerr_code rc = open_cluster(svc, call, "ListUsers", cluster_id, false, &tx, &c, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->user_list(tx, cluster_id, out, n, err);
-  d->st->ops->rollback(tx);
+  rc = svc->st->ops->hsm->user_list(tx, cluster_id, out, n, err);
+  svc->st->ops->rollback(tx);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_change_password(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_change_password(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                     const char *username, const char *password, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -232,22 +232,22 @@ kerr_code hsm_admin_change_password(kms_domain *d, const kms_call *call, const c
   kerr_code rc = check_username(username, err);
   if (!rc) rc = check_password(password, err);
   if (rc) return rc;
-  rc = open_cluster(d, call, "ChangePassword", cluster_id, true, &tx, &c, err);
+  rc = open_cluster(svc, call, "ChangePassword", cluster_id, true, &tx, &c, err);
   if (rc) return rc;
-  rc = get_user(d, tx, cluster_id, username, &u, err);
+  rc = get_user(svc, tx, cluster_id, username, &u, err);
   if (!rc) {
     u.failed_logins = 0;
     u.locked = false;
     rc = hsmi_password_set(&u, password, err);
   }
-  if (!rc) rc = d->st->ops->hsm->user_put(tx, &u, err);
-  if (!rc && strcmp(username, HSMI_KMSUSER) == 0) rc = hsmi_set_user_pin(d, tx, &c, password, err);
-  rc = finish(d, tx, rc, err);
+  if (!rc) rc = svc->st->ops->hsm->user_put(tx, &u, err);
+  if (!rc && strcmp(username, HSMI_KMSUSER) == 0) rc = hsmi_set_user_pin(svc, tx, &c, password, err);
+  rc = finish(svc, tx, rc, err);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_login(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_login(hsm_service *svc, const aws_call *call, const char *cluster_id,
                           const char *username, const char *password, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -260,9 +260,9 @@ kerr_code hsm_admin_login(kms_domain *d, const kms_call *call, const char *clust
   if (rc) return rc;
   if (!password || !*password || strlen(password) > HSM_PASSWORD_MAX)
     return kerr_set(err, KERR_HSM_INVALID_REQUEST, "Passwords are 7 to 32 characters.");
-  rc = open_cluster(d, call, "Login", cluster_id, true, &tx, &c, err);
+  rc = open_cluster(svc, call, "Login", cluster_id, true, &tx, &c, err);
   if (rc) return rc;
-  rc = get_user(d, tx, cluster_id, username, &u, err);
+  rc = get_user(svc, tx, cluster_id, username, &u, err);
   if (rc) goto out;
   if (u.locked) {
     rc = kerr_set(err, KERR_HSM_ACCESS_DENIED, "user is locked out");
@@ -275,7 +275,7 @@ kerr_code hsm_admin_login(kms_domain *d, const kms_call *call, const char *clust
     denied = kerr_set(&failure, KERR_HSM_ACCESS_DENIED, "%s",
                       u.locked ? "incorrect password; user is locked out"
                                : "incorrect password");
-    rc = d->st->ops->hsm->user_put(tx, &u, err);
+    rc = svc->st->ops->hsm->user_put(tx, &u, err);
     goto out;
   }
   if (u.logged_in) {
@@ -284,9 +284,9 @@ kerr_code hsm_admin_login(kms_domain *d, const kms_call *call, const char *clust
   }
   u.failed_logins = 0;
   u.logged_in = true;
-  rc = d->st->ops->hsm->user_put(tx, &u, err);
+  rc = svc->st->ops->hsm->user_put(tx, &u, err);
 out:
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   store_hsm_cluster_clear(&c);
   if (!rc && denied) {
     *err = failure;
@@ -295,7 +295,7 @@ out:
   return rc;
 }
 
-kerr_code hsm_admin_logout(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_logout(hsm_service *svc, const aws_call *call, const char *cluster_id,
                            const char *username, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -303,21 +303,21 @@ kerr_code hsm_admin_logout(kms_domain *d, const kms_call *call, const char *clus
   memset(&c, 0, sizeof c);
   kerr_code rc = check_username(username, err);
   if (rc) return rc;
-  rc = open_cluster(d, call, "Logout", cluster_id, true, &tx, &c, err);
+  rc = open_cluster(svc, call, "Logout", cluster_id, true, &tx, &c, err);
   if (rc) return rc;
-  rc = get_user(d, tx, cluster_id, username, &u, err);
+  rc = get_user(svc, tx, cluster_id, username, &u, err);
   if (!rc && !u.logged_in)
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "User %s is not logged in.", username);
   if (!rc) {
     u.logged_in = false;
-    rc = d->st->ops->hsm->user_put(tx, &u, err);
+    rc = svc->st->ops->hsm->user_put(tx, &u, err);
   }
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
-kerr_code hsm_admin_simulate_failure(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_admin_simulate_failure(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                      const char *kind, kerr *err) {
   static const char *const kinds[] = {"none", "network-errors", "subnet-not-found",
                                       "no-free-addresses", "internal-error"};
@@ -331,12 +331,12 @@ kerr_code hsm_admin_simulate_failure(kms_domain *d, const kms_call *call, const 
     return kerr_set(err, KERR_HSM_INVALID_REQUEST,
                     "Kind must be none, network-errors, subnet-not-found, no-free-addresses or "
                     "internal-error.");
-  kerr_code rc = open_cluster(d, call, "SimulateFailure", cluster_id, false, &tx, &c, err);
+  kerr_code rc = open_cluster(svc, call, "SimulateFailure", cluster_id, false, &tx, &c, err);
   if (rc) return rc;
   snprintf(c.simulated_failure, sizeof c.simulated_failure, "%s", kind);
-  rc = d->st->ops->hsm->cluster_update(tx, &c, err);
+  rc = svc->st->ops->hsm->cluster_update(tx, &c, err);
   if (!rc) log_msg(LOG_INFO, call->request_id, "cluster %s: simulated failure %s", cluster_id, kind);
-  rc = finish(d, tx, rc, err);
+  rc = finish(svc, tx, rc, err);
   store_hsm_cluster_clear(&c);
   return rc;
 }

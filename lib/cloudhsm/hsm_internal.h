@@ -1,6 +1,7 @@
-/* hsm_internal.h - what the HSM cluster files (hsm_*.c) share and nobody
- * else sees: the cluster manager, the registry of open tokens, wrapped
- * secrets, ids and password hashing.  Not part of any API.
+/* hsm_internal.h - what the CloudHSM service's files (lib/cloudhsm/hsm_*.c)
+ * share and nobody else sees: the service struct (the cluster manager), the
+ * registry of open tokens, wrapped secrets, ids and password hashing.  Not
+ * part of any API.
  *
  * One process holds exactly one p11_token per HSM (the "live" entry): PKCS#11
  * login state belongs to the application, not to a handle, so two handles on
@@ -8,16 +9,17 @@
  * token - the worker provisioning it, admin operations changing its PIN, a
  * custom key store's crypto calls - goes through that one entry and its
  * lock. */
-#ifndef KMSD_KMS_HSM_INTERNAL_H
-#define KMSD_KMS_HSM_INTERNAL_H
+#ifndef KMSD_CLOUDHSM_HSM_INTERNAL_H
+#define KMSD_CLOUDHSM_HSM_INTERNAL_H
 
 #include <pthread.h>
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "kms/hsm_admin.h"
-#include "kms/hsm_cluster.h"
-#include "kms/kms_internal.h"
+#include "cloudhsm/hsm_admin.h"
+#include "cloudhsm/hsm_cluster.h"
+#include "cloudhsm/hsm_service.h"
+#include "crypto/rootkey.h"
 #include "pkcs11/p11.h"
 #include "store/store.h"
 
@@ -49,8 +51,12 @@ typedef struct hsm_live {
   bool retired;        /* logged out for good (HSM deleted); guarded by lock */
 } hsm_live;
 
-struct hsm_manager {
-  kms_domain *d;
+struct hsm_service {
+  /* Borrowed from the opener (hsm_service_config), alive until close. */
+  store *st;
+  rootkey *rk;
+  char data_dir[4096];
+  int timeout_ms;                  /* wait for a free PKCS#11 session */
   pthread_mutex_t lock;            /* lives, pool, softhsm, gen */
   hsm_live *lives;
   p11_module *softhsm;             /* loaded on first use */
@@ -65,27 +71,30 @@ struct hsm_manager {
   struct scrub_retry *scrub_retries; /* deleted HSMs whose scrub failed (hsm_manager.c) */
 };
 
+/* Begin a transaction on the service's store. */
+kerr_code hsmi_begin(hsm_service *svc, bool write, store_tx **tx, kerr *err);
+
 /* Wake the worker now instead of at its next tick. */
-void hsmi_kick(struct hsm_manager *m);
+void hsmi_kick(hsm_service *m);
 
 /* Bump the HSM generation (connections refresh their HSM list). */
-void hsmi_bump(struct hsm_manager *m);
-uint64_t hsmi_gen(struct hsm_manager *m);
+void hsmi_bump(hsm_service *m);
+uint64_t hsmi_gen(hsm_service *m);
 
 /* "<prefix>" + 11 characters of [2-7a-z] into out (cap >= strlen(prefix)+12). */
 kerr_code hsmi_new_id(const char *prefix, char *out, size_t cap, kerr *err);
 
 /* Wrap a text secret of 1..32 bytes (a PIN or password) under the root key
  * and store it as (owner, name). */
-kerr_code hsmi_secret_put_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_put_text(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                                const char *value, kerr *err);
 /* Read it back into `out` (33 bytes, NUL-terminated; the caller wipes it). */
-kerr_code hsmi_secret_get_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_get_text(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                                char out[HSMI_PIN_MAX + 1], kerr *err);
 /* The same for exactly 32 raw bytes (the backup wrapping key). */
-kerr_code hsmi_secret_put_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_put_raw(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                               const uint8_t value[32], kerr *err);
-kerr_code hsmi_secret_get_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_get_raw(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                               uint8_t out[32], kerr *err);
 
 /* A random 32-character PIN of [a-z2-7] (the caller wipes it). */
@@ -100,11 +109,11 @@ int hsmi_password_ok(const store_hsm_user *u, const char *password);
  * Holds a reference: give it back with hsmi_live_put.  KERR_NOT_FOUND only
  * when the module answers and no token carries the HSM's label; a module
  * that cannot be found or loaded gives KERR_KEY_UNAVAILABLE. */
-kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *err);
-void hsmi_live_put(struct hsm_manager *m, hsm_live *l);
+kerr_code hsmi_live_get(hsm_service *m, const store_hsm *h, hsm_live **out, p11_err *err);
+void hsmi_live_put(hsm_service *m, hsm_live *l);
 /* Forget HSM `hsm_id`: its entry is logged out at once (so another handle
  * may log in to the same token) and closed once unreferenced. */
-void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id);
+void hsmi_live_kill(hsm_service *m, const char *hsm_id);
 
 /* With l->lock held for writing: make sure the token is logged in as the
  * user with `pin` (logs out and in again when `force`).  A forced login that
@@ -142,20 +151,20 @@ kerr_code hsmi_session_as(hsm_live *l, CK_USER_TYPE user, const hsmi_login *how,
 
 /* Set the user PIN of every ACTIVE HSM of `cluster_id` to `pin` (SO login +
  * C_InitPIN) and store it as the cluster's user PIN.  Runs inside `tx`. */
-kerr_code hsmi_set_user_pin(kms_domain *d, store_tx *tx, const store_hsm_cluster *c,
+kerr_code hsmi_set_user_pin(hsm_service *svc, store_tx *tx, const store_hsm_cluster *c,
                             const char *pin, kerr *err);
 
 /* The active HSMs of a cluster (state ACTIVE) from the store; *out is new (free()). */
-kerr_code hsmi_active_hsms(kms_domain *d, store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
+kerr_code hsmi_active_hsms(hsm_service *svc, store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
                            kerr *err);
 
 /* Copy a p11_err into a kerr with `code` (NULL: keep its own). */
 kerr_code hsmi_from_p11(const p11_err *pe, kerr *err);
 
 /* Persist a cluster's new state and log it. */
-kerr_code hsmi_cluster_set_state(kms_domain *d, store_tx *tx, store_hsm_cluster *c,
+kerr_code hsmi_cluster_set_state(hsm_service *svc, store_tx *tx, store_hsm_cluster *c,
                                  const char *state, const char *message, kerr *err);
-kerr_code hsmi_hsm_set_state(kms_domain *d, store_tx *tx, store_hsm *h, const char *state,
+kerr_code hsmi_hsm_set_state(hsm_service *svc, store_tx *tx, store_hsm *h, const char *state,
                              const char *message, kerr *err);
 
 #endif

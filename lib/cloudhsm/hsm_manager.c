@@ -8,7 +8,7 @@
  * records the *_IN_PROGRESS state; the worker polls the store for such rows
  * and finishes them.  Because the state is durable, a restart simply
  * resumes: there is no in-memory queue to lose. */
-#include "kms/hsm_internal.h"
+#include "cloudhsm/hsm_internal.h"
 
 #include <errno.h>
 #include <openssl/bn.h>
@@ -34,6 +34,10 @@
 
 /* ------------------------------------------------------------- helpers */
 
+kerr_code hsmi_begin(hsm_service *svc, bool write, store_tx **tx, kerr *err) {
+  return svc->st->ops->begin(svc->st, write, tx, err);
+}
+
 kerr_code hsmi_from_p11(const p11_err *pe, kerr *err) {
   kerr_code code = pe->e.code ? pe->e.code : KERR_INTERNAL;
   return kerr_set(err, code, "%s", pe->e.msg[0] ? pe->e.msg : "PKCS#11 failure");
@@ -51,40 +55,40 @@ kerr_code hsmi_new_id(const char *prefix, char *out, size_t cap, kerr *err) {
   return KERR_OK;
 }
 
-kerr_code hsmi_secret_put_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_put_raw(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                               const uint8_t value[32], kerr *err) {
   uint8_t wrapped[ROOTKEY_WRAPPED_LEN];
-  kerr_code rc = rootkey_wrap(d->rk, owner, name, value, wrapped, err);
+  kerr_code rc = rootkey_wrap(svc->rk, owner, name, value, wrapped, err);
   if (rc) return rc;
-  return d->st->ops->hsm->secret_put(tx, owner, name, wrapped, sizeof wrapped, err);
+  return svc->st->ops->hsm->secret_put(tx, owner, name, wrapped, sizeof wrapped, err);
 }
 
-kerr_code hsmi_secret_get_raw(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_get_raw(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                               uint8_t out[32], kerr *err) {
   uint8_t *wrapped = NULL;
   size_t len = 0;
-  kerr_code rc = d->st->ops->hsm->secret_get(tx, owner, name, &wrapped, &len, err);
+  kerr_code rc = svc->st->ops->hsm->secret_get(tx, owner, name, &wrapped, &len, err);
   if (rc) return rc;
-  rc = rootkey_unwrap(d->rk, owner, name, wrapped, len, out, err);
+  rc = rootkey_unwrap(svc->rk, owner, name, wrapped, len, out, err);
   free(wrapped);
   return rc;
 }
 
-kerr_code hsmi_secret_put_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_put_text(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                                const char *value, kerr *err) {
   uint8_t buf[32] = {0};
   size_t n = strlen(value);
   if (n == 0 || n > HSMI_PIN_MAX) return kerr_set(err, KERR_INTERNAL, "secret of a bad length");
   memcpy(buf, value, n);
-  kerr_code rc = hsmi_secret_put_raw(d, tx, owner, name, buf, err);
+  kerr_code rc = hsmi_secret_put_raw(svc, tx, owner, name, buf, err);
   secure_wipe(buf, sizeof buf);
   return rc;
 }
 
-kerr_code hsmi_secret_get_text(kms_domain *d, store_tx *tx, const char *owner, const char *name,
+kerr_code hsmi_secret_get_text(hsm_service *svc, store_tx *tx, const char *owner, const char *name,
                                char out[HSMI_PIN_MAX + 1], kerr *err) {
   uint8_t buf[32];
-  kerr_code rc = hsmi_secret_get_raw(d, tx, owner, name, buf, err);
+  kerr_code rc = hsmi_secret_get_raw(svc, tx, owner, name, buf, err);
   if (rc) return rc;
   memcpy(out, buf, 32);
   out[32] = '\0';
@@ -122,37 +126,37 @@ int hsmi_password_ok(const store_hsm_user *u, const char *password) {
   return ok;
 }
 
-kerr_code hsmi_cluster_set_state(kms_domain *d, store_tx *tx, store_hsm_cluster *c,
+kerr_code hsmi_cluster_set_state(hsm_service *svc, store_tx *tx, store_hsm_cluster *c,
                                  const char *state, const char *message, kerr *err) {
   char old[STORE_ENUM_MAX];
   snprintf(old, sizeof old, "%s", c->state);
   snprintf(c->state, sizeof c->state, "%s", state);
   snprintf(c->state_message, sizeof c->state_message, "%s", message ? message : "");
-  kerr_code rc = d->st->ops->hsm->cluster_update(tx, c, err);
+  kerr_code rc = svc->st->ops->hsm->cluster_update(tx, c, err);
   if (!rc) log_msg(LOG_INFO, NULL, "cluster %s: %s -> %s", c->cluster_id, old, state);
   return rc;
 }
 
-kerr_code hsmi_hsm_set_state(kms_domain *d, store_tx *tx, store_hsm *h, const char *state,
+kerr_code hsmi_hsm_set_state(hsm_service *svc, store_tx *tx, store_hsm *h, const char *state,
                              const char *message, kerr *err) {
   char old[STORE_ENUM_MAX];
   snprintf(old, sizeof old, "%s", h->state);
   snprintf(h->state, sizeof h->state, "%s", state);
   snprintf(h->state_message, sizeof h->state_message, "%s", message ? message : "");
-  kerr_code rc = d->st->ops->hsm->hsm_update(tx, h, err);
+  kerr_code rc = svc->st->ops->hsm->hsm_update(tx, h, err);
   if (!rc) {
     log_msg(LOG_INFO, NULL, "hsm %s of %s: %s -> %s", h->hsm_id, h->cluster_id, old, state);
-    hsmi_bump(d->hsm);
+    hsmi_bump(svc);
   }
   return rc;
 }
 
 /* The ACTIVE HSMs of a cluster. */
-kerr_code hsmi_active_hsms(kms_domain *d, store_tx *tx, const char *cluster_id, store_hsm **out,
+kerr_code hsmi_active_hsms(hsm_service *svc, store_tx *tx, const char *cluster_id, store_hsm **out,
                              size_t *n, kerr *err) {
   store_hsm *all = NULL;
   size_t nall = 0, k = 0;
-  kerr_code rc = d->st->ops->hsm->hsm_list(tx, cluster_id, &all, &nall, err);
+  kerr_code rc = svc->st->ops->hsm->hsm_list(tx, cluster_id, &all, &nall, err);
   if (rc) return rc;
   for (size_t i = 0; i < nall; i++)
     if (strcmp(all[i].state, "ACTIVE") == 0) all[k++] = all[i];
@@ -161,7 +165,7 @@ kerr_code hsmi_active_hsms(kms_domain *d, store_tx *tx, const char *cluster_id, 
   return KERR_OK;
 }
 
-void hsmi_kick(struct hsm_manager *m) {
+void hsmi_kick(hsm_service *m) {
   if (!m) return;
   pthread_mutex_lock(&m->lock);
   m->kicked = true;
@@ -169,14 +173,14 @@ void hsmi_kick(struct hsm_manager *m) {
   pthread_mutex_unlock(&m->lock);
 }
 
-void hsmi_bump(struct hsm_manager *m) {
+void hsmi_bump(hsm_service *m) {
   if (!m) return;
   pthread_mutex_lock(&m->lock);
   m->gen++;
   pthread_mutex_unlock(&m->lock);
 }
 
-uint64_t hsmi_gen(struct hsm_manager *m) {
+uint64_t hsmi_gen(hsm_service *m) {
   pthread_mutex_lock(&m->lock);
   uint64_t g = m->gen;
   pthread_mutex_unlock(&m->lock);
@@ -253,13 +257,13 @@ static kerr_code pool_copy(const hsm_pool_entry *entries, size_t n, hsm_pool_ent
  * `softhsm_reachable` is false) an HSM kmsd made as a SoftHSM2 token under
  * the data directory, cannot be served: KERR_VALIDATION naming it, and the
  * store is left unchanged. */
-static kerr_code pool_reconcile(kms_domain *d, const hsm_pool_entry *pool, size_t n,
+static kerr_code pool_reconcile(hsm_service *svc, const hsm_pool_entry *pool, size_t n,
                                 bool softhsm_reachable, kerr *err) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm *hs = NULL;
   size_t nhs = 0;
-  kerr_code rc = kmsi_begin(d, true, &tx, err);
+  kerr_code rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
   rc = o->hsm_list(tx, NULL, &hs, &nhs, err);
   for (size_t i = 0; !rc && i < nhs; i++) {
@@ -298,14 +302,14 @@ static kerr_code pool_reconcile(kms_domain *d, const hsm_pool_entry *pool, size_
   }
   free(hs);
   if (rc) {
-    d->st->ops->rollback(tx);
+    svc->st->ops->rollback(tx);
     return rc;
   }
-  return d->st->ops->commit(tx, err);
+  return svc->st->ops->commit(tx, err);
 }
 
 /* The pool kmsd --hsm-pool gives before the domain opens (see
- * hsm_clusters_preset_pool); taken by the next hsm_manager_start. */
+ * hsm_clusters_preset_pool); taken by the next hsm_service_open. */
 static hsm_pool_entry *preset_pool;
 static size_t preset_npool;
 static pthread_mutex_t preset_lock = PTHREAD_MUTEX_INITIALIZER;
@@ -325,8 +329,7 @@ kerr_code hsm_clusters_preset_pool(const hsm_pool_entry *entries, size_t n, kerr
   return KERR_OK;
 }
 
-kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, size_t n, kerr *err) {
-  struct hsm_manager *m = d->hsm;
+kerr_code hsm_clusters_set_pool(hsm_service *m, const hsm_pool_entry *entries, size_t n, kerr *err) {
   hsm_pool_entry *copy = NULL;
   if (!m) return kerr_set(err, KERR_INTERNAL, "cluster manager not started");
   if (n == 0 && !m->own_softhsm)
@@ -335,7 +338,7 @@ kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, si
                     "the pool cannot be emptied");
   kerr_code rc = pool_copy(entries, n, &copy, err);
   if (rc) return rc;
-  rc = pool_reconcile(d, copy, n, m->own_softhsm, err);
+  rc = pool_reconcile(m, copy, n, m->own_softhsm, err);
   if (rc) {
     pool_free(copy, n);
     return rc;
@@ -354,11 +357,6 @@ kerr_code hsm_clusters_set_pool(kms_domain *d, const hsm_pool_entry *entries, si
 
 /* ---------------------------------------------------------- live tokens */
 
-_Static_assert(KMS_HSM_TIMEOUT_DEFAULT_MS == P11_POOL_WAIT_MS &&
-                   KMS_HSM_TIMEOUT_MIN_MS == P11_POOL_WAIT_MIN_MS &&
-                   KMS_HSM_TIMEOUT_MAX_MS == P11_POOL_WAIT_MAX_MS,
-               "kms.h and p11.h disagree on the HSM session wait");
-
 static void live_free(hsm_live *l) {
   if (!l) return;
   p11_token_close(l->tok);
@@ -368,7 +366,7 @@ static void live_free(hsm_live *l) {
 }
 
 /* With m->lock held: SoftHSM2, loaded on first use. */
-static kerr_code softhsm_locked(struct hsm_manager *m, p11_err *pe) {
+static kerr_code softhsm_locked(hsm_service *m, p11_err *pe) {
   kerr_code rc;
   if (m->softhsm) return KERR_OK;
   rc = p11_softhsm_find_module(NULL, m->softhsm_path, sizeof m->softhsm_path, pe);
@@ -376,7 +374,7 @@ static kerr_code softhsm_locked(struct hsm_manager *m, p11_err *pe) {
   return p11_module_load(m->softhsm_path, &m->softhsm, pe);
 }
 
-kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **out, p11_err *pe) {
+kerr_code hsmi_live_get(hsm_service *m, const store_hsm *h, hsm_live **out, p11_err *pe) {
   kerr_code rc = KERR_OK;
   hsm_live *l;
   p11_module *mod = NULL;
@@ -421,7 +419,7 @@ kerr_code hsmi_live_get(struct hsm_manager *m, const store_hsm *h, hsm_live **ou
   rc = p11_token_open(l->mod, h->token_label, HSMI_POOL_SIZE, &l->tok, pe);
   /* The operator's --hsm-timeout: how long a request waits for one of this
    * HSM's sessions when all are busy (DependencyTimeoutException after). */
-  if (!rc) rc = p11_token_set_acquire_timeout(l->tok, m->d->hsm_timeout_ms, pe);
+  if (!rc) rc = p11_token_set_acquire_timeout(l->tok, m->timeout_ms, pe);
   if (rc) {
     live_free(l);
     goto out;
@@ -437,7 +435,7 @@ out:
 }
 
 /* With m->lock held: unlink and free `l` if it is dead and unreferenced. */
-static void live_reap_locked(struct hsm_manager *m, hsm_live *l) {
+static void live_reap_locked(hsm_service *m, hsm_live *l) {
   if (!l->dead || l->refs > 0) return;
   for (hsm_live **pp = &m->lives; *pp; pp = &(*pp)->next)
     if (*pp == l) {
@@ -447,7 +445,7 @@ static void live_reap_locked(struct hsm_manager *m, hsm_live *l) {
     }
 }
 
-void hsmi_live_put(struct hsm_manager *m, hsm_live *l) {
+void hsmi_live_put(hsm_service *m, hsm_live *l) {
   if (!l) return;
   pthread_mutex_lock(&m->lock);
   l->refs--;
@@ -455,7 +453,7 @@ void hsmi_live_put(struct hsm_manager *m, hsm_live *l) {
   pthread_mutex_unlock(&m->lock);
 }
 
-void hsmi_live_kill(struct hsm_manager *m, const char *hsm_id) {
+void hsmi_live_kill(hsm_service *m, const char *hsm_id) {
   hsm_live *victim = NULL;
   pthread_mutex_lock(&m->lock);
   for (hsm_live *l = m->lives; l; l = l->next)
@@ -676,10 +674,9 @@ static kerr_code scrub_locked(hsm_live *l, const char *so_pin, const char *user_
 }
 
 /* The SO PIN of HSM `h`: the pool's or the cluster's. */
-static kerr_code so_pin_of(kms_domain *d, store_tx *tx, const store_hsm *h,
+static kerr_code so_pin_of(hsm_service *m, store_tx *tx, const store_hsm *h,
                            char out[HSMI_PIN_MAX + 1], kerr *err) {
-  struct hsm_manager *m = d->hsm;
-  if (h->pool_index < 0) return hsmi_secret_get_text(d, tx, h->cluster_id, HSMI_SECRET_SO_PIN, out, err);
+  if (h->pool_index < 0) return hsmi_secret_get_text(m, tx, h->cluster_id, HSMI_SECRET_SO_PIN, out, err);
   pthread_mutex_lock(&m->lock);
   kerr_code rc = KERR_OK;
   if ((size_t)h->pool_index < m->npool)
@@ -690,33 +687,33 @@ static kerr_code so_pin_of(kms_domain *d, store_tx *tx, const store_hsm *h,
   return rc;
 }
 
-kerr_code hsmi_set_user_pin(kms_domain *d, store_tx *tx, const store_hsm_cluster *c,
+kerr_code hsmi_set_user_pin(hsm_service *svc, store_tx *tx, const store_hsm_cluster *c,
                             const char *pin, kerr *err) {
   store_hsm *hsms = NULL;
   size_t n = 0;
   char so_pin[HSMI_PIN_MAX + 1] = {0};
   p11_err pe;
-  kerr_code rc = hsmi_active_hsms(d, tx, c->cluster_id, &hsms, &n, err);
+  kerr_code rc = hsmi_active_hsms(svc, tx, c->cluster_id, &hsms, &n, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++) {
     hsm_live *l = NULL;
-    rc = so_pin_of(d, tx, &hsms[i], so_pin, err);
+    rc = so_pin_of(svc, tx, &hsms[i], so_pin, err);
     if (rc) goto out;
     p11_err_clear(&pe);
-    rc = hsmi_live_get(d->hsm, &hsms[i], &l, &pe);
+    rc = hsmi_live_get(svc, &hsms[i], &l, &pe);
     if (!rc) {
       pthread_rwlock_wrlock(&l->lock);
       rc = init_pin_locked(l, so_pin, pin, &pe);
       pthread_rwlock_unlock(&l->lock);
     }
-    hsmi_live_put(d->hsm, l);
+    hsmi_live_put(svc, l);
     if (rc) {
       rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "Cannot set the user PIN of HSM %s: %s",
                     hsms[i].hsm_id, pe.e.msg);
       goto out;
     }
   }
-  rc = hsmi_secret_put_text(d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+  rc = hsmi_secret_put_text(svc, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
 out:
   secure_wipe(so_pin, sizeof so_pin);
   free(hsms);
@@ -746,14 +743,14 @@ static bool before(const struct timespec *a, const struct timespec *b) {
 }
 
 /* With m->lock held. */
-static struct scrub_retry **scrub_retry_find_locked(struct hsm_manager *m, const char *hsm_id) {
+static struct scrub_retry **scrub_retry_find_locked(hsm_service *m, const char *hsm_id) {
   struct scrub_retry **pp = &m->scrub_retries;
   while (*pp && strcmp((*pp)->hsm_id, hsm_id) != 0) pp = &(*pp)->next;
   return pp;
 }
 
 /* false while HSM `hsm_id`'s last failed scrub is still pausing. */
-static bool scrub_due(struct hsm_manager *m, const char *hsm_id) {
+static bool scrub_due(hsm_service *m, const char *hsm_id) {
   struct timespec now;
   clock_gettime(CLOCK_MONOTONIC, &now);
   pthread_mutex_lock(&m->lock);
@@ -765,7 +762,7 @@ static bool scrub_due(struct hsm_manager *m, const char *hsm_id) {
 
 /* Record a failed scrub of `hsm_id`; returns the pause before the next one
  * in ms.  Out of memory: no pause (retried at the next tick). */
-static long scrub_failed(struct hsm_manager *m, const char *hsm_id) {
+static long scrub_failed(hsm_service *m, const char *hsm_id) {
   long pause = 0;
   pthread_mutex_lock(&m->lock);
   struct scrub_retry **pp = scrub_retry_find_locked(m, hsm_id);
@@ -789,7 +786,7 @@ static long scrub_failed(struct hsm_manager *m, const char *hsm_id) {
   return pause;
 }
 
-static void scrub_forget(struct hsm_manager *m, const char *hsm_id) {
+static void scrub_forget(hsm_service *m, const char *hsm_id) {
   pthread_mutex_lock(&m->lock);
   struct scrub_retry **pp = scrub_retry_find_locked(m, hsm_id);
   struct scrub_retry *r = *pp;
@@ -800,7 +797,7 @@ static void scrub_forget(struct hsm_manager *m, const char *hsm_id) {
 
 /* A P-256 key pair and a CSR for the cluster; the private scalar is kept
  * wrapped under the root key. */
-static kerr_code make_csr(kms_domain *d, store_tx *tx, store_hsm_cluster *c, kerr *err) {
+static kerr_code make_csr(hsm_service *svc, store_tx *tx, store_hsm_cluster *c, kerr *err) {
   kerr_code rc = KERR_OK;
   EVP_PKEY *key = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
   X509_REQ *req = X509_REQ_new();
@@ -836,7 +833,7 @@ static kerr_code make_csr(kms_domain *d, store_tx *tx, store_hsm_cluster *c, ker
     memcpy(pem, data, (size_t)len);
     pem[len] = '\0';
   }
-  rc = hsmi_secret_put_raw(d, tx, c->cluster_id, HSMI_SECRET_CSR_KEY, scalar, err);
+  rc = hsmi_secret_put_raw(svc, tx, c->cluster_id, HSMI_SECRET_CSR_KEY, scalar, err);
   if (rc) goto out;
   free(c->csr_pem);
   c->csr_pem = pem;
@@ -852,7 +849,7 @@ out:
   return rc;
 }
 
-static kerr_code record_backup(kms_domain *d, store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+static kerr_code record_backup(hsm_service *svc, store_tx *tx, const store_hsm_cluster *c, kerr *err) {
   store_hsm_backup b;
   memset(&b, 0, sizeof b);
   kerr_code rc = hsmi_new_id("backup-", b.backup_id, sizeof b.backup_id, err);
@@ -865,13 +862,13 @@ static kerr_code record_backup(kms_domain *d, store_tx *tx, const store_hsm_clus
   snprintf(b.hsm_type, sizeof b.hsm_type, "%s", c->hsm_type);
   snprintf(b.mode, sizeof b.mode, "%s", c->mode);
   b.created_ms = kclock_now_ms();
-  return d->st->ops->hsm->backup_insert(tx, &b, err);
+  return svc->st->ops->hsm->backup_insert(tx, &b, err);
 }
 
 /* A cluster made from a backup inherits the source cluster's users,
  * certificates and user PIN; its keys come from the shared lineage. */
-static kerr_code restore_from_backup(kms_domain *d, store_tx *tx, store_hsm_cluster *c, kerr *err) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+static kerr_code restore_from_backup(hsm_service *svc, store_tx *tx, store_hsm_cluster *c, kerr *err) {
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_hsm_backup b;
   store_hsm_cluster src;
   store_hsm_user *users = NULL;
@@ -890,9 +887,9 @@ static kerr_code restore_from_backup(kms_domain *d, store_tx *tx, store_hsm_clus
     rc = o->user_put(tx, &users[i], err);
     if (rc) goto out;
   }
-  rc = hsmi_secret_get_text(d, tx, src.cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+  rc = hsmi_secret_get_text(svc, tx, src.cluster_id, HSMI_SECRET_USER_PIN, pin, err);
   if (rc) goto out;
-  rc = hsmi_secret_put_text(d, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+  rc = hsmi_secret_put_text(svc, tx, c->cluster_id, HSMI_SECRET_USER_PIN, pin, err);
   if (rc) goto out;
   free(c->csr_pem);
   free(c->trust_anchor_pem);
@@ -908,34 +905,34 @@ out:
   return rc;
 }
 
-static void step_cluster(kms_domain *d, const char *cluster_id) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+static void step_cluster(hsm_service *svc, const char *cluster_id) {
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster c;
   kerr err;
   memset(&c, 0, sizeof c);
-  kerr_code rc = kmsi_begin(d, true, &tx, &err);
+  kerr_code rc = hsmi_begin(svc, true, &tx, &err);
   if (rc) goto out;
   rc = o->cluster_get(tx, cluster_id, &c, &err);
   if (rc) goto out;
   if (strcmp(c.state, "CREATE_IN_PROGRESS") == 0) {
     if (c.source_backup_id[0]) {
-      rc = restore_from_backup(d, tx, &c, &err);
-      if (!rc) rc = hsmi_cluster_set_state(d, tx, &c, "ACTIVE", "Cluster restored from backup", &err);
+      rc = restore_from_backup(svc, tx, &c, &err);
+      if (!rc) rc = hsmi_cluster_set_state(svc, tx, &c, "ACTIVE", "Cluster restored from backup", &err);
     } else {
-      rc = make_csr(d, tx, &c, &err);
-      if (!rc) rc = hsmi_cluster_set_state(d, tx, &c, "UNINITIALIZED", "", &err);
+      rc = make_csr(svc, tx, &c, &err);
+      if (!rc) rc = hsmi_cluster_set_state(svc, tx, &c, "UNINITIALIZED", "", &err);
     }
   } else if (strcmp(c.state, "INITIALIZE_IN_PROGRESS") == 0) {
-    rc = hsmi_cluster_set_state(d, tx, &c, "INITIALIZED", "Cluster is initialized", &err);
+    rc = hsmi_cluster_set_state(svc, tx, &c, "INITIALIZED", "Cluster is initialized", &err);
   } else if (strcmp(c.state, "DELETE_IN_PROGRESS") == 0) {
-    rc = hsmi_cluster_set_state(d, tx, &c, "DELETED", "", &err);
+    rc = hsmi_cluster_set_state(svc, tx, &c, "DELETED", "", &err);
   }
   if (rc) goto out;
-  rc = d->st->ops->commit(tx, &err);
+  rc = svc->st->ops->commit(tx, &err);
   tx = NULL;
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   if (rc) log_msg(LOG_ERROR, NULL, "cluster %s: worker step failed: %s", cluster_id, err.msg);
   store_hsm_cluster_clear(&c);
 }
@@ -954,34 +951,33 @@ static void token_secrets_clear(token_secrets *t) {
   secure_wipe(t, sizeof *t);
 }
 
-static kerr_code read_token_secrets(kms_domain *d, const store_hsm *h, token_secrets *t,
+static kerr_code read_token_secrets(hsm_service *svc, const store_hsm *h, token_secrets *t,
                                     bool need_blobs, kerr *err) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster c;
   memset(&c, 0, sizeof c);
-  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  kerr_code rc = hsmi_begin(svc, false, &tx, err);
   if (rc) return rc;
   rc = o->cluster_get(tx, h->cluster_id, &c, err);
-  if (!rc) rc = so_pin_of(d, tx, h, t->so_pin, err);
-  if (!rc) rc = hsmi_secret_get_text(d, tx, h->cluster_id, HSMI_SECRET_USER_PIN, t->user_pin, err);
-  if (!rc && need_blobs) rc = hsmi_secret_get_raw(d, tx, c.lineage, HSMI_SECRET_WRAP_KEY, t->wrap_key, err);
+  if (!rc) rc = so_pin_of(svc, tx, h, t->so_pin, err);
+  if (!rc) rc = hsmi_secret_get_text(svc, tx, h->cluster_id, HSMI_SECRET_USER_PIN, t->user_pin, err);
+  if (!rc && need_blobs) rc = hsmi_secret_get_raw(svc, tx, c.lineage, HSMI_SECRET_WRAP_KEY, t->wrap_key, err);
   if (!rc && need_blobs) rc = o->blob_list(tx, c.lineage, &t->blobs, &t->nblobs, err);
-  d->st->ops->rollback(tx);
+  svc->st->ops->rollback(tx);
   store_hsm_cluster_clear(&c);
   return rc;
 }
 
 /* Make HSM `h` a working member of its cluster: a token with the cluster's
  * PINs, the lineage's wrapping key and every key of the lineage. */
-static kerr_code provision(kms_domain *d, const store_hsm *h, char *used_pin, kerr *err) {
-  struct hsm_manager *m = d->hsm;
+static kerr_code provision(hsm_service *m, const store_hsm *h, char *used_pin, kerr *err) {
   token_secrets t;
   hsm_live *l = NULL;
   p11_err pe;
   memset(&t, 0, sizeof t);
   p11_err_clear(&pe);
-  kerr_code rc = read_token_secrets(d, h, &t, true, err);
+  kerr_code rc = read_token_secrets(m, h, &t, true, err);
   if (rc) goto out;
   if (h->pool_index < 0) {
     CK_SLOT_ID slot;
@@ -1014,16 +1010,16 @@ out:
  * out for good.  KERR_OK when the token is clean, or when the module
  * answers and no token carries the label (the token was never made).  Any
  * other outcome fails: the token may still hold the cluster's keys. */
-static kerr_code scrub_hsm(kms_domain *d, const store_hsm *h, kerr *err) {
+static kerr_code scrub_hsm(hsm_service *svc, const store_hsm *h, kerr *err) {
   token_secrets t;
   hsm_live *l = NULL;
   p11_err pe;
   memset(&t, 0, sizeof t);
   p11_err_clear(&pe);
-  hsmi_live_kill(d->hsm, h->hsm_id);
-  kerr_code rc = read_token_secrets(d, h, &t, false, err);
+  hsmi_live_kill(svc, h->hsm_id);
+  kerr_code rc = read_token_secrets(svc, h, &t, false, err);
   if (rc) goto out;
-  rc = hsmi_live_get(d->hsm, h, &l, &pe);
+  rc = hsmi_live_get(svc, h, &l, &pe);
   if (rc == KERR_NOT_FOUND) {
     rc = KERR_OK;
     goto out;
@@ -1035,14 +1031,14 @@ static kerr_code scrub_hsm(kms_domain *d, const store_hsm *h, kerr *err) {
   }
   if (rc) rc = kerr_set(err, KERR_HSM_INTERNAL_FAILURE, "%s", pe.e.msg);
 out:
-  hsmi_live_put(d->hsm, l);
-  hsmi_live_kill(d->hsm, h->hsm_id);
+  hsmi_live_put(svc, l);
+  hsmi_live_kill(svc, h->hsm_id);
   token_secrets_clear(&t);
   return rc;
 }
 
-static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+static void step_hsm(hsm_service *svc, const store_hsm *snapshot) {
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster c;
   store_hsm *all = NULL, *h = NULL;
@@ -1056,23 +1052,23 @@ static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
 
   if (creating) {
     if (snapshot->pool_index >= 0) {
-      pthread_mutex_lock(&d->hsm->lock);
-      bool loaded = (size_t)snapshot->pool_index < d->hsm->npool;
-      pthread_mutex_unlock(&d->hsm->lock);
+      pthread_mutex_lock(&svc->lock);
+      bool loaded = (size_t)snapshot->pool_index < svc->npool;
+      pthread_mutex_unlock(&svc->lock);
       if (!loaded) return; /* waits for --hsm-pool */
     }
-    step_rc = provision(d, snapshot, used_pin, &err);
+    step_rc = provision(svc, snapshot, used_pin, &err);
   } else {
-    if (!scrub_due(d->hsm, snapshot->hsm_id)) return;
-    step_rc = scrub_hsm(d, snapshot, &err);
+    if (!scrub_due(svc, snapshot->hsm_id)) return;
+    step_rc = scrub_hsm(svc, snapshot, &err);
     if (step_rc)
       log_msg(LOG_WARN, NULL, "hsm %s: scrubbing its token failed, trying again in %ld ms: %s",
-              snapshot->hsm_id, scrub_failed(d->hsm, snapshot->hsm_id), err.msg);
+              snapshot->hsm_id, scrub_failed(svc, snapshot->hsm_id), err.msg);
     else
-      scrub_forget(d->hsm, snapshot->hsm_id);
+      scrub_forget(svc, snapshot->hsm_id);
   }
 
-  rc = kmsi_begin(d, true, &tx, &err);
+  rc = hsmi_begin(svc, true, &tx, &err);
   if (rc) goto out;
   rc = o->cluster_get(tx, snapshot->cluster_id, &c, &err);
   if (rc) goto out;
@@ -1082,14 +1078,14 @@ static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
     if (strcmp(all[i].hsm_id, snapshot->hsm_id) == 0) h = &all[i];
   if (!h || strcmp(h->state, snapshot->state) != 0) goto out; /* changed meanwhile */
   if (creating && step_rc) {
-    rc = hsmi_hsm_set_state(d, tx, h, "DEGRADED", err.msg, &err);
+    rc = hsmi_hsm_set_state(svc, tx, h, "DEGRADED", err.msg, &err);
   } else if (creating) {
     /* kmsuser's password may have changed while the token was being made. */
-    rc = hsmi_secret_get_text(d, tx, c.cluster_id, HSMI_SECRET_USER_PIN, pin_now, &err);
-    if (!rc) rc = hsmi_hsm_set_state(d, tx, h, "ACTIVE", "", &err);
-    if (!rc && strcmp(pin_now, used_pin) != 0) rc = hsmi_set_user_pin(d, tx, &c, pin_now, &err);
+    rc = hsmi_secret_get_text(svc, tx, c.cluster_id, HSMI_SECRET_USER_PIN, pin_now, &err);
+    if (!rc) rc = hsmi_hsm_set_state(svc, tx, h, "ACTIVE", "", &err);
+    if (!rc && strcmp(pin_now, used_pin) != 0) rc = hsmi_set_user_pin(svc, tx, &c, pin_now, &err);
     if (!rc && (strcmp(c.state, "ACTIVE") == 0 || strcmp(c.state, "INITIALIZED") == 0))
-      rc = record_backup(d, tx, &c, &err);
+      rc = record_backup(svc, tx, &c, &err);
   } else if (step_rc) {
     /* Not DELETED: that would free a pool token for the next CreateHsm (of
      * any cluster or account) with this cluster's keys on it.  The HSM stays
@@ -1098,16 +1094,16 @@ static void step_hsm(kms_domain *d, const store_hsm *snapshot) {
     char msg[STORE_HSM_TEXT_MAX];
     snprintf(msg, sizeof msg, "%s%.*s", prefix, (int)(sizeof msg - sizeof prefix), err.msg);
     if (strcmp(msg, h->state_message) == 0) goto out;
-    rc = hsmi_hsm_set_state(d, tx, h, "DELETE_IN_PROGRESS", msg, &err);
+    rc = hsmi_hsm_set_state(svc, tx, h, "DELETE_IN_PROGRESS", msg, &err);
   } else {
-    rc = hsmi_hsm_set_state(d, tx, h, "DELETED", "", &err);
-    if (!rc) rc = record_backup(d, tx, &c, &err);
+    rc = hsmi_hsm_set_state(svc, tx, h, "DELETED", "", &err);
+    if (!rc) rc = record_backup(svc, tx, &c, &err);
   }
   if (rc) goto out;
-  rc = d->st->ops->commit(tx, &err);
+  rc = svc->st->ops->commit(tx, &err);
   tx = NULL;
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   if (rc) log_msg(LOG_ERROR, NULL, "hsm %s: worker step failed: %s", snapshot->hsm_id, err.msg);
   secure_wipe(used_pin, sizeof used_pin);
   secure_wipe(pin_now, sizeof pin_now);
@@ -1121,39 +1117,38 @@ static bool in_progress(const char *state) {
 }
 
 /* One pass over everything mid-transition. */
-static void worker_pass(kms_domain *d) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+static void worker_pass(hsm_service *svc) {
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster *cl = NULL;
   store_hsm *hs = NULL;
   size_t ncl = 0, nhs = 0;
   kerr err;
-  if (kmsi_begin(d, false, &tx, &err)) return;
+  if (hsmi_begin(svc, false, &tx, &err)) return;
   if (o->cluster_list(tx, NULL, NULL, &cl, &ncl, &err) || o->hsm_list(tx, NULL, &hs, &nhs, &err)) {
-    d->st->ops->rollback(tx);
+    svc->st->ops->rollback(tx);
     log_msg(LOG_ERROR, NULL, "cluster worker: %s", err.msg);
     goto out;
   }
-  d->st->ops->rollback(tx);
+  svc->st->ops->rollback(tx);
   /* HSMs first: a cluster being deleted has none left anyway. */
   for (size_t i = 0; i < nhs; i++)
     if (strcmp(hs[i].state, "CREATE_IN_PROGRESS") == 0 || strcmp(hs[i].state, "DELETE_IN_PROGRESS") == 0)
-      step_hsm(d, &hs[i]);
+      step_hsm(svc, &hs[i]);
   for (size_t i = 0; i < ncl; i++)
-    if (in_progress(cl[i].state)) step_cluster(d, cl[i].cluster_id);
+    if (in_progress(cl[i].state)) step_cluster(svc, cl[i].cluster_id);
 out:
   store_hsm_cluster_list_free(cl, ncl);
   free(hs);
 }
 
 static void *worker_main(void *arg) {
-  kms_domain *d = arg;
-  struct hsm_manager *m = d->hsm;
+  hsm_service *m = arg;
   pthread_mutex_lock(&m->lock);
   while (!m->stopping) {
     m->kicked = false;
     pthread_mutex_unlock(&m->lock);
-    worker_pass(d);
+    worker_pass(m);
     pthread_mutex_lock(&m->lock);
     if (m->stopping || m->kicked) continue;
     struct timespec ts;
@@ -1171,13 +1166,23 @@ static void *worker_main(void *arg) {
 
 /* ------------------------------------------------------------ lifecycle */
 
-kerr_code hsm_manager_start(kms_domain *d, kerr *err) {
-  struct hsm_manager *m = calloc(1, sizeof *m);
+kerr_code hsm_service_open(const hsm_service_config *cfg, hsm_service **out, kerr *err) {
+  hsm_service *m;
   kerr_code rc = KERR_OK;
   p11_err pe;
   char conf[4096];
+  *out = NULL;
+  if (!cfg || !cfg->st || !cfg->rk || !cfg->data_dir || strlen(cfg->data_dir) >= sizeof m->data_dir)
+    return kerr_set(err, KERR_INTERNAL, "The CloudHSM service needs a store, a root key and a data directory.");
+  if (cfg->timeout_ms < P11_POOL_WAIT_MIN_MS || cfg->timeout_ms > P11_POOL_WAIT_MAX_MS)
+    return kerr_set(err, KERR_VALIDATION, "The HSM timeout must be %d to %d ms.", P11_POOL_WAIT_MIN_MS,
+                    P11_POOL_WAIT_MAX_MS);
+  m = calloc(1, sizeof *m);
   if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  m->d = d;
+  m->st = cfg->st;
+  m->rk = cfg->rk;
+  snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
+  m->timeout_ms = cfg->timeout_ms;
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->cond, NULL);
   p11_err_clear(&pe);
@@ -1192,25 +1197,24 @@ kerr_code hsm_manager_start(kms_domain *d, kerr *err) {
    * tokens in their own directory), so kmsd then makes no tokens of its own
    * and leaves the environment alone (docs/hsm-clusters.md). */
   m->own_softhsm = m->npool == 0;
-  if (m->own_softhsm && p11_softhsm_configure(d->data_dir, conf, sizeof conf, &pe) != KERR_OK) {
+  if (m->own_softhsm && p11_softhsm_configure(m->data_dir, conf, sizeof conf, &pe) != KERR_OK) {
     rc = kerr_set(err, KERR_INTERNAL, "Cannot prepare the HSM directory: %s", pe.e.msg);
     goto fail;
   }
-  d->hsm = m;
   if (m->npool) {
-    rc = pool_reconcile(d, m->pool, m->npool, false, err);
+    rc = pool_reconcile(m, m->pool, m->npool, false, err);
     if (rc) goto fail;
     log_msg(LOG_INFO, NULL, "HSM pool: %zu operator-provisioned token(s); SoftHSM2 reads %s",
             m->npool, getenv("SOFTHSM2_CONF") ? "$SOFTHSM2_CONF" : "its default configuration");
   }
-  if (pthread_create(&m->worker, NULL, worker_main, d) != 0) {
+  if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
     rc = kerr_set(err, KERR_INTERNAL, "Cannot start the cluster worker thread.");
     goto fail;
   }
   m->running = true;
+  *out = m;
   return KERR_OK;
 fail:
-  d->hsm = NULL;
   pool_free(m->pool, m->npool);
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);
@@ -1218,8 +1222,7 @@ fail:
   return rc;
 }
 
-void hsm_manager_stop(kms_domain *d) {
-  struct hsm_manager *m = d ? d->hsm : NULL;
+void hsm_service_close(hsm_service *m) {
   if (!m) return;
   if (m->running) {
     pthread_mutex_lock(&m->lock);
@@ -1243,5 +1246,4 @@ void hsm_manager_stop(kms_domain *d) {
   pthread_mutex_destroy(&m->lock);
   pthread_cond_destroy(&m->cond);
   free(m);
-  d->hsm = NULL;
 }

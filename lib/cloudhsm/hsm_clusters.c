@@ -7,7 +7,7 @@
  * finds the *_IN_PROGRESS rows.  Subnets map to zones <region>a, b, c... in
  * the order CreateCluster got them; each zone's subnet is 10.0.<index>.0/24
  * so ENI addresses are made up but well-formed and deterministic. */
-#include "kms/hsm_internal.h"
+#include "cloudhsm/hsm_internal.h"
 
 #include <openssl/evp.h>
 #include <openssl/pem.h>
@@ -30,10 +30,10 @@
 
 /* ------------------------------------------------------------- helpers */
 
-static kerr_code authorize(const kms_call *call, const char *op, const char *cluster_id,
+static kerr_code authorize(const aws_call *call, const char *op, const char *cluster_id,
                            kerr *err) {
   char action[64], arn[256];
-  kerr_code rc = kmsi_check_call(call, err);
+  kerr_code rc = aws_call_check(call, err);
   if (rc) return rc;
   snprintf(action, sizeof action, "cloudhsm:%s", op);
   if (cluster_id)
@@ -59,9 +59,9 @@ static kerr_code authorize(const kms_call *call, const char *op, const char *clu
 }
 
 /* The caller's cluster `id`, not DELETED; else CloudHsmResourceNotFound. */
-static kerr_code owned_cluster(kms_domain *d, store_tx *tx, const kms_call *call, const char *id,
+static kerr_code owned_cluster(hsm_service *svc, store_tx *tx, const aws_call *call, const char *id,
                                store_hsm_cluster *c, kerr *err) {
-  kerr_code rc = d->st->ops->hsm->cluster_get(tx, id, c, err);
+  kerr_code rc = svc->st->ops->hsm->cluster_get(tx, id, c, err);
   if (rc == KERR_NOT_FOUND ||
       (!rc && (strcmp(c->account_id, call->caller->account_id) != 0 ||
                strcmp(c->region, call->region) != 0 || strcmp(c->state, "DELETED") == 0))) {
@@ -96,11 +96,11 @@ void hsm_backup_list_clear(hsm_backup_list *l) {
 static bool state_is(const store_hsm_cluster *c, const char *s) { return strcmp(c->state, s) == 0; }
 
 /* Fill `out` from `c` (taken over: c is left empty) and its HSMs. */
-static kerr_code describe(kms_domain *d, store_tx *tx, store_hsm_cluster *c, hsm_cluster_desc *out,
+static kerr_code describe(hsm_service *svc, store_tx *tx, store_hsm_cluster *c, hsm_cluster_desc *out,
                           kerr *err) {
   store_hsm *hsms = NULL;
   size_t n = 0, k = 0;
-  kerr_code rc = d->st->ops->hsm->hsm_list(tx, c->cluster_id, &hsms, &n, err);
+  kerr_code rc = svc->st->ops->hsm->hsm_list(tx, c->cluster_id, &hsms, &n, err);
   if (rc) return rc;
   for (size_t i = 0; i < n; i++)
     if (strcmp(hsms[i].state, "DELETED") != 0) hsms[k++] = hsms[i];
@@ -143,8 +143,8 @@ static void hex_of_hash(const char *text, size_t digits, char *out) {
   out[digits] = '\0';
 }
 
-static kerr_code commit(kms_domain *d, store_tx **tx, kerr *err) {
-  kerr_code rc = d->st->ops->commit(*tx, err);
+static kerr_code commit(hsm_service *svc, store_tx **tx, kerr *err) {
+  kerr_code rc = svc->st->ops->commit(*tx, err);
   *tx = NULL;
   return rc;
 }
@@ -152,7 +152,7 @@ static kerr_code commit(kms_domain *d, store_tx **tx, kerr *err) {
 /* ------------------------------------------------------- CreateCluster */
 
 /* A backup id from an id or an ARN of the caller's account and region. */
-static kerr_code backup_ref(const kms_call *call, const char *ref, char out[STORE_HSM_ID_MAX],
+static kerr_code backup_ref(const aws_call *call, const char *ref, char out[STORE_HSM_ID_MAX],
                             kerr *err) {
   const char *id = ref;
   if (strncmp(ref, "arn:", 4) == 0) {
@@ -169,7 +169,7 @@ static kerr_code backup_ref(const kms_call *call, const char *ref, char out[STOR
   return KERR_OK;
 }
 
-static kerr_code join_tags(const kms_pair *tags, size_t n, char **out, kerr *err) {
+static kerr_code join_tags(const aws_pair *tags, size_t n, char **out, kerr *err) {
   size_t len = 1;
   for (size_t i = 0; i < n; i++) {
     if (strncmp(tags[i].key, "aws:", 4) == 0)
@@ -194,10 +194,10 @@ static kerr_code join_tags(const kms_pair *tags, size_t n, char **out, kerr *err
   return KERR_OK;
 }
 
-kerr_code hsm_create_cluster(kms_domain *d, const kms_call *call,
+kerr_code hsm_create_cluster(hsm_service *svc, const aws_call *call,
                              const hsm_create_cluster_input *in, hsm_cluster_desc *out,
                              kerr *err) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster c;
   char pin[HSMI_PIN_MAX + 1] = {0};
@@ -256,7 +256,7 @@ kerr_code hsm_create_cluster(kms_domain *d, const kms_call *call,
   }
   c.created_ms = kclock_now_ms();
 
-  rc = kmsi_begin(d, true, &tx, err);
+  rc = hsmi_begin(svc, true, &tx, err);
   if (rc) goto out;
   if (in->source_backup_id) {
     store_hsm_backup b;
@@ -276,23 +276,23 @@ kerr_code hsm_create_cluster(kms_domain *d, const kms_call *call,
       rc = kerr_set(err, KERR_INTERNAL, "RNG failure");
       goto out;
     }
-    rc = hsmi_secret_put_raw(d, tx, c.lineage, HSMI_SECRET_WRAP_KEY, wrap_key, err);
+    rc = hsmi_secret_put_raw(svc, tx, c.lineage, HSMI_SECRET_WRAP_KEY, wrap_key, err);
     if (rc) goto out;
     /* Until kmsuser exists the tokens' user PIN is a random one. */
     rc = hsmi_random_pin(pin, err);
-    if (!rc) rc = hsmi_secret_put_text(d, tx, c.cluster_id, HSMI_SECRET_USER_PIN, pin, err);
+    if (!rc) rc = hsmi_secret_put_text(svc, tx, c.cluster_id, HSMI_SECRET_USER_PIN, pin, err);
     if (rc) goto out;
   }
   rc = hsmi_random_pin(pin, err);
-  if (!rc) rc = hsmi_secret_put_text(d, tx, c.cluster_id, HSMI_SECRET_SO_PIN, pin, err);
+  if (!rc) rc = hsmi_secret_put_text(svc, tx, c.cluster_id, HSMI_SECRET_SO_PIN, pin, err);
   if (!rc) rc = o->cluster_insert(tx, &c, err);
-  if (!rc) rc = describe(d, tx, &c, out, err);
-  if (!rc) rc = commit(d, &tx, err);
+  if (!rc) rc = describe(svc, tx, &c, out, err);
+  if (!rc) rc = commit(svc, &tx, err);
   if (rc) goto out;
   log_msg(LOG_INFO, call->request_id, "cluster %s: created (CREATE_IN_PROGRESS)", out->c.cluster_id);
-  hsmi_kick(d->hsm);
+  hsmi_kick(svc);
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   secure_wipe(pin, sizeof pin);
   secure_wipe(wrap_key, sizeof wrap_key);
   store_hsm_cluster_clear(&c);
@@ -325,7 +325,7 @@ static kerr_code check_filters(const hsm_list_input *in, const char *const *allo
   return KERR_OK;
 }
 
-kerr_code hsm_describe_clusters(kms_domain *d, const kms_call *call, const hsm_list_input *in,
+kerr_code hsm_describe_clusters(hsm_service *svc, const aws_call *call, const hsm_list_input *in,
                                 hsm_cluster_list *out, kerr *err) {
   static const char *const allowed[] = {"clusterIds", "states", "vpcIds", NULL};
   store_tx *tx = NULL;
@@ -341,9 +341,9 @@ kerr_code hsm_describe_clusters(kms_domain *d, const kms_call *call, const hsm_l
     return kerr_set(err, KERR_HSM_INVALID_REQUEST, "Invalid NextToken.");
   const hsm_filter *ids = find_filter(in, "clusterIds"), *states = find_filter(in, "states"),
                    *vpcs = find_filter(in, "vpcIds");
-  rc = kmsi_begin(d, false, &tx, err);
+  rc = hsmi_begin(svc, false, &tx, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->cluster_list(tx, call->caller->account_id, call->region, &all, &n, err);
+  rc = svc->st->ops->hsm->cluster_list(tx, call->caller->account_id, call->region, &all, &n, err);
   if (rc) goto out;
   out->items = calloc(n ? n : 1, sizeof *out->items);
   if (!out->items) {
@@ -360,12 +360,12 @@ kerr_code hsm_describe_clusters(kms_domain *d, const kms_call *call, const hsm_l
       if (!out->next_token) rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
       break;
     }
-    rc = describe(d, tx, &all[i], &out->items[out->n], err);
+    rc = describe(svc, tx, &all[i], &out->items[out->n], err);
     if (rc) goto out;
     out->n++;
   }
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   store_hsm_cluster_list_free(all, n);
   if (rc) hsm_cluster_list_clear(out);
   return rc;
@@ -422,7 +422,7 @@ out:
   return rc;
 }
 
-kerr_code hsm_initialize_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_initialize_cluster(hsm_service *svc, const aws_call *call, const char *cluster_id,
                                  const char *signed_cert, const char *trust_anchor,
                                  char state_out[STORE_ENUM_MAX], kerr *err) {
   store_tx *tx = NULL;
@@ -430,9 +430,9 @@ kerr_code hsm_initialize_cluster(kms_domain *d, const kms_call *call, const char
   memset(&c, 0, sizeof c);
   kerr_code rc = authorize(call, "InitializeCluster", cluster_id, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, true, &tx, err);
+  rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = owned_cluster(d, tx, call, cluster_id, &c, err);
+  rc = owned_cluster(svc, tx, call, cluster_id, &c, err);
   if (rc) goto out;
   if (!state_is(&c, "UNINITIALIZED") || !c.csr_pem) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST,
@@ -450,14 +450,14 @@ kerr_code hsm_initialize_cluster(kms_domain *d, const kms_call *call, const char
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  rc = hsmi_cluster_set_state(d, tx, &c, "INITIALIZE_IN_PROGRESS", "Cluster is initializing",
+  rc = hsmi_cluster_set_state(svc, tx, &c, "INITIALIZE_IN_PROGRESS", "Cluster is initializing",
                               err);
-  if (!rc) rc = commit(d, &tx, err);
+  if (!rc) rc = commit(svc, &tx, err);
   if (rc) goto out;
   snprintf(state_out, STORE_ENUM_MAX, "%s", c.state);
-  hsmi_kick(d->hsm);
+  hsmi_kick(svc);
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   store_hsm_cluster_clear(&c);
   return rc;
 }
@@ -467,8 +467,7 @@ out:
 static bool hsm_alive(const store_hsm *h) { return strcmp(h->state, "DELETED") != 0; }
 
 /* A free --hsm-pool entry for `zone`, or -1. */
-static int free_pool_entry(kms_domain *d, const store_hsm *all, size_t n, const char *zone) {
-  struct hsm_manager *m = d->hsm;
+static int free_pool_entry(hsm_service *m, const store_hsm *all, size_t n, const char *zone) {
   int found = -1;
   pthread_mutex_lock(&m->lock);
   for (size_t i = 0; i < m->npool && found < 0; i++) {
@@ -483,10 +482,10 @@ static int free_pool_entry(kms_domain *d, const store_hsm *all, size_t n, const 
   return found;
 }
 
-static size_t pool_size(kms_domain *d) {
-  pthread_mutex_lock(&d->hsm->lock);
-  size_t n = d->hsm->npool;
-  pthread_mutex_unlock(&d->hsm->lock);
+static size_t pool_size(hsm_service *svc) {
+  pthread_mutex_lock(&svc->lock);
+  size_t n = svc->npool;
+  pthread_mutex_unlock(&svc->lock);
   return n;
 }
 /* Parse a dotted-quad IPv4 address strictly (four decimal parts 0..255, no
@@ -505,10 +504,10 @@ static int parse_ipv4(const char *s, unsigned q[4]) {
 }
 
 
-kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_create_hsm(hsm_service *svc, const aws_call *call, const char *cluster_id,
                          const char *availability_zone, const char *ip_address, store_hsm *out,
                          kerr *err) {
-  const store_hsm_ops *o = d->st->ops->hsm;
+  const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
   store_hsm_cluster c;
   store_hsm *all = NULL, *mine = NULL;
@@ -519,9 +518,9 @@ kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluste
   memset(out, 0, sizeof *out);
   kerr_code rc = authorize(call, "CreateHsm", cluster_id, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, true, &tx, err);
+  rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = owned_cluster(d, tx, call, cluster_id, &c, err);
+  rc = owned_cluster(svc, tx, call, cluster_id, &c, err);
   if (rc) goto out;
   if (!state_is(&c, "UNINITIALIZED") && !state_is(&c, "INITIALIZED") && !state_is(&c, "ACTIVE") &&
       !state_is(&c, "DEGRADED")) {
@@ -590,8 +589,8 @@ kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluste
     }
   }
   out->pool_index = -1;
-  if (pool_size(d) > 0) {
-    out->pool_index = free_pool_entry(d, all, nall, availability_zone);
+  if (pool_size(svc) > 0) {
+    out->pool_index = free_pool_entry(svc, all, nall, availability_zone);
     if (out->pool_index < 0) {
       rc = kerr_set(err, KERR_HSM_INVALID_REQUEST,
                     "No free HSM in the configured pool for Availability Zone %s.",
@@ -613,20 +612,20 @@ kerr_code hsm_create_hsm(kms_domain *d, const kms_call *call, const char *cluste
   snprintf(out->state, sizeof out->state, "CREATE_IN_PROGRESS");
   out->created_ms = kclock_now_ms();
   if (out->pool_index >= 0) {
-    pthread_mutex_lock(&d->hsm->lock);
-    snprintf(out->token_label, sizeof out->token_label, "%s", d->hsm->pool[out->pool_index].token_label);
-    pthread_mutex_unlock(&d->hsm->lock);
+    pthread_mutex_lock(&svc->lock);
+    snprintf(out->token_label, sizeof out->token_label, "%s", svc->pool[out->pool_index].token_label);
+    pthread_mutex_unlock(&svc->lock);
   } else {
     snprintf(out->token_label, sizeof out->token_label, "%s", out->hsm_id);
   }
   rc = o->hsm_insert(tx, out, err);
-  if (!rc) rc = commit(d, &tx, err);
+  if (!rc) rc = commit(svc, &tx, err);
   if (rc) goto out;
   log_msg(LOG_INFO, call->request_id, "hsm %s of %s: created in %s (%s)", out->hsm_id, cluster_id,
           availability_zone, out->pool_index >= 0 ? "pool token" : "SoftHSM2 token");
-  hsmi_kick(d->hsm);
+  hsmi_kick(svc);
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   free(all);
   free(mine);
   store_hsm_cluster_clear(&c);
@@ -636,7 +635,7 @@ out:
 
 /* ------------------------------------------------------------ DeleteHsm */
 
-kerr_code hsm_delete_hsm(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_delete_hsm(hsm_service *svc, const aws_call *call, const char *cluster_id,
                          const char *hsm_id, const char *eni_id, const char *eni_ip,
                          char hsm_id_out[STORE_HSM_ID_MAX], kerr *err) {
   store_tx *tx = NULL;
@@ -648,11 +647,11 @@ kerr_code hsm_delete_hsm(kms_domain *d, const kms_call *call, const char *cluste
   if (rc) return rc;
   if (!hsm_id && !eni_id && !eni_ip)
     return kerr_set(err, KERR_HSM_INVALID_REQUEST, "Specify HsmId, EniId or EniIp.");
-  rc = kmsi_begin(d, true, &tx, err);
+  rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = owned_cluster(d, tx, call, cluster_id, &c, err);
+  rc = owned_cluster(svc, tx, call, cluster_id, &c, err);
   if (rc) goto out;
-  rc = d->st->ops->hsm->hsm_list(tx, cluster_id, &hsms, &n, err);
+  rc = svc->st->ops->hsm->hsm_list(tx, cluster_id, &hsms, &n, err);
   if (rc) goto out;
   for (size_t i = 0; i < n && !h; i++) {
     if (!hsm_alive(&hsms[i])) continue;
@@ -671,13 +670,13 @@ kerr_code hsm_delete_hsm(kms_domain *d, const kms_call *call, const char *cluste
                   h->hsm_id, h->state);
     goto out;
   }
-  rc = hsmi_hsm_set_state(d, tx, h, "DELETE_IN_PROGRESS", "", err);
-  if (!rc) rc = commit(d, &tx, err);
+  rc = hsmi_hsm_set_state(svc, tx, h, "DELETE_IN_PROGRESS", "", err);
+  if (!rc) rc = commit(svc, &tx, err);
   if (rc) goto out;
   snprintf(hsm_id_out, STORE_HSM_ID_MAX, "%s", h->hsm_id);
-  hsmi_kick(d->hsm);
+  hsmi_kick(svc);
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   free(hsms);
   store_hsm_cluster_clear(&c);
   return rc;
@@ -685,7 +684,7 @@ out:
 
 /* -------------------------------------------------------- DeleteCluster */
 
-kerr_code hsm_delete_cluster(kms_domain *d, const kms_call *call, const char *cluster_id,
+kerr_code hsm_delete_cluster(hsm_service *svc, const aws_call *call, const char *cluster_id,
                              hsm_cluster_desc *out, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
@@ -695,16 +694,16 @@ kerr_code hsm_delete_cluster(kms_domain *d, const kms_call *call, const char *cl
   memset(out, 0, sizeof *out);
   kerr_code rc = authorize(call, "DeleteCluster", cluster_id, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, true, &tx, err);
+  rc = hsmi_begin(svc, true, &tx, err);
   if (rc) return rc;
-  rc = owned_cluster(d, tx, call, cluster_id, &c, err);
+  rc = owned_cluster(svc, tx, call, cluster_id, &c, err);
   if (rc) goto out;
   if (state_is(&c, "CREATE_IN_PROGRESS") || state_is(&c, "INITIALIZE_IN_PROGRESS") ||
       state_is(&c, "DELETE_IN_PROGRESS")) {
     rc = kerr_set(err, KERR_HSM_INVALID_REQUEST, "Cluster %s is in state %s.", cluster_id, c.state);
     goto out;
   }
-  rc = d->st->ops->hsm->hsm_list(tx, cluster_id, &hsms, &n, err);
+  rc = svc->st->ops->hsm->hsm_list(tx, cluster_id, &hsms, &n, err);
   if (rc) goto out;
   for (size_t i = 0; i < n; i++) alive += hsm_alive(&hsms[i]);
   if (alive) {
@@ -712,13 +711,13 @@ kerr_code hsm_delete_cluster(kms_domain *d, const kms_call *call, const char *cl
                   "Cluster %s still has %zu HSM(s); delete them first.", cluster_id, alive);
     goto out;
   }
-  rc = hsmi_cluster_set_state(d, tx, &c, "DELETE_IN_PROGRESS", "", err);
-  if (!rc) rc = describe(d, tx, &c, out, err);
-  if (!rc) rc = commit(d, &tx, err);
+  rc = hsmi_cluster_set_state(svc, tx, &c, "DELETE_IN_PROGRESS", "", err);
+  if (!rc) rc = describe(svc, tx, &c, out, err);
+  if (!rc) rc = commit(svc, &tx, err);
   if (rc) goto out;
-  hsmi_kick(d->hsm);
+  hsmi_kick(svc);
 out:
-  if (tx) d->st->ops->rollback(tx);
+  if (tx) svc->st->ops->rollback(tx);
   free(hsms);
   store_hsm_cluster_clear(&c);
   if (rc) hsm_cluster_desc_clear(out);
@@ -727,7 +726,7 @@ out:
 
 /* ------------------------------------------------------ DescribeBackups */
 
-kerr_code hsm_describe_backups(kms_domain *d, const kms_call *call, const hsm_list_input *in,
+kerr_code hsm_describe_backups(hsm_service *svc, const aws_call *call, const hsm_list_input *in,
                                hsm_backup_list *out, kerr *err) {
   static const char *const allowed[] = {"backupIds", "clusterIds", "states", NULL};
   store_tx *tx = NULL;
@@ -742,10 +741,10 @@ kerr_code hsm_describe_backups(kms_domain *d, const kms_call *call, const hsm_li
     return kerr_set(err, KERR_HSM_INVALID_REQUEST, "Invalid NextToken.");
   const hsm_filter *ids = find_filter(in, "backupIds"), *clusters = find_filter(in, "clusterIds"),
                    *states = find_filter(in, "states");
-  rc = kmsi_begin(d, false, &tx, err);
+  rc = hsmi_begin(svc, false, &tx, err);
   if (rc) return rc;
-  rc = d->st->ops->hsm->backup_list(tx, call->caller->account_id, call->region, &all, &n, err);
-  d->st->ops->rollback(tx);
+  rc = svc->st->ops->hsm->backup_list(tx, call->caller->account_id, call->region, &all, &n, err);
+  svc->st->ops->rollback(tx);
   if (rc) return rc;
   out->items = calloc(n ? n : 1, sizeof *out->items);
   if (!out->items) {

@@ -1,0 +1,188 @@
+/* kms_backend.h - the key-store backend interface: where a KMS key's
+ * cryptography happens, as one method table per kind of backing store, in
+ * the spirit of SQLite's VFS and of the store's own method table
+ * (store/store.h).
+ *
+ * Why: KMS keys live in one of several places - in kmsd itself (AWS_KMS:
+ * key material wrapped under the root key), in a CloudHSM cluster
+ * (AWS_CLOUDHSM custom key stores, lib/cloudhsm), and next behind an
+ * external key store proxy (EXTERNAL_KEY_STORE).  The domain's operations
+ * and the connection manager of custom key stores (kms_cks_conn.c: the
+ * ConnectionState machine, connect workers, attempts, recovery) are the same
+ * for all of them, so they call a backend only through this table and a new
+ * kind of store is one more table (backend_<kind>.c), not code threaded
+ * through the domain.
+ *
+ * Implementations: kms_backend_local (backend_local.c) and
+ * kms_backend_cloudhsm (backend_cloudhsm.c).  kmsi_backend_for_type finds
+ * the table of a CustomKeyStoreType.
+ *
+ * Conventions: every method returns a kerr_code and fills `err` (worded for
+ * the KMS caller, never holding a secret); NULL methods are operations the
+ * kind of store does not have (see each).  Methods that take a connection
+ * are called only with one that `connect` returned and `disconnect` has not
+ * closed; the manager keeps a connection alive while any call uses it, and
+ * calls may run on many threads at once. */
+#ifndef KMSD_KMS_KMS_BACKEND_H
+#define KMSD_KMS_KMS_BACKEND_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/kerr.h"
+#include "core/secmem.h"
+#include "kms/kms.h"
+#include "store/store.h"
+
+/* A backend's live connection to one custom key store; each backend defines
+ * the struct (backend_cloudhsm.c: a logged-in hsm_conn). */
+typedef struct kms_backend_conn kms_backend_conn;
+
+/* What one backend call is about: who asks, in which KMS operation, for
+ * which KMS key.  A struct so that it can grow with what backends need (an
+ * external key store sends these as its requestMetadata).  Fields not known
+ * to the caller are NULL. */
+typedef struct kms_backend_ctx {
+  kms_domain *d;
+  store_tx *tx;               /* the operation's read transaction (the local
+                                 backend reads key material there); NULL
+                                 outside one */
+  const char *request_id;     /* the KMS request id ("recovery", "sweeper"
+                                 for kmsd's own work) */
+  const char *principal_arn;  /* the caller's ARN; NULL for kmsd's own work */
+  const char *operation;      /* the KMS operation: "Encrypt", "Decrypt",
+                                 "ReEncrypt", "GenerateDataKey", "CreateKey",
+                                 "GenerateRandom", ... */
+  const char *key_arn;        /* the KMS key's ARN; NULL when no key */
+  const char *via_service;    /* kms:ViaService; NULL */
+} kms_backend_ctx;
+
+/* A KMS key as a backend's crypto methods see it. */
+typedef struct kms_backend_key {
+  const char *key_id;              /* the KMS key id (UUID) */
+  const char *backing_key_id;      /* the store's own id of the key: the HSM
+                                      key label (== key_id) for CloudHSM, the
+                                      XksKeyId for an external key store;
+                                      NULL for local keys */
+  const char *material_id;         /* hex id of the key material to use: the
+                                      current one to encrypt, the one the
+                                      ciphertext names to decrypt */
+  const char *current_material_id; /* the key's current material (hex) */
+} kms_backend_key;
+
+/* What a connect is given.  `row` is the store's record as read for this
+ * connect; the backend may change its own fields of it (and of the stored
+ * row, through the store) while connecting, as CloudHSM does when it
+ * rotates kmsuser's password.  `still_current` answers KERR_CONFLICT once a
+ * disconnect or a newer connect overtook this one: a backend that changes
+ * anything outside itself asks it before each such step and stops. */
+typedef struct kms_backend_connect_ctx {
+  kms_domain *d;
+  store_cks *row;
+  const char *request_id;
+  kerr_code (*still_current)(const struct kms_backend_connect_ctx *cx, kerr *err);
+  void *manager_arg;          /* the manager's, for still_current */
+} kms_backend_connect_ctx;
+
+/* When check_config runs. */
+typedef enum kms_backend_check {
+  KMS_BACKEND_CHECK_CREATE,   /* CreateCustomKeyStore, in its read
+                                 transaction: resolve and judge the backing
+                                 configuration in `proposed` and complete
+                                 the backend's fields of it */
+  KMS_BACKEND_CHECK_INSERT,   /* CreateCustomKeyStore again, under the
+                                 write lock just before the row is inserted:
+                                 what concurrent creates could race
+                                 (uniqueness) */
+  KMS_BACKEND_CHECK_UPDATE,   /* UpdateCustomKeyStore, in its write
+                                 transaction: `current` is the stored row,
+                                 `proposed` the changed one */
+  KMS_BACKEND_CHECK_CONNECT,  /* ConnectCustomKeyStore, before the store
+                                 moves to CONNECTING: what the API answers at
+                                 once (the rest is the worker's, as a
+                                 ConnectionErrorCode) */
+} kms_backend_check;
+
+typedef struct kms_backend {
+  const char *type;  /* "AWS_KMS" (local) or the CustomKeyStoreType served */
+
+  /* A custom key store row read from the store is whole for this backend
+   * (its own fields; the manager checks the common ones).  The name of the
+   * damaged field into *bad (never a value); NULL *bad when whole.  NULL
+   * method: nothing to check. */
+  void (*check_row)(const store_cks *row, const char **bad);
+
+  /* Check a store's configuration against its backing system (see
+   * kms_backend_check).  `tx` is the operation's transaction on the store;
+   * `current` is NULL except for UPDATE.  Errors are the operation's model
+   * exceptions (e.g. CloudHsmClusterNotFound, ...InUse, IncorrectTrustAnchor).
+   * NULL method: any configuration is accepted. */
+  kerr_code (*check_config)(kms_domain *d, const kms_call *call, store_tx *tx,
+                            kms_backend_check when, const store_cks *current,
+                            store_cks *proposed, kerr *err);
+
+  /* Connect to the store described by cx->row.  Runs on the manager's
+   * connect worker, may take long, and must not hold the store's write lock
+   * while it waits on the backing system.  On KERR_OK *out is a new
+   * connection (disconnect); on failure *connection_error points at a static
+   * ConnectionErrorCode of the model ("CLUSTER_NOT_FOUND",
+   * "INVALID_CREDENTIALS", "XKS_PROXY_TIMED_OUT", ...), err says more for the
+   * log, and nothing is left open.  A failure after cx->still_current said
+   * KERR_CONFLICT changes no state (the manager checks).  NULL for local. */
+  kerr_code (*connect)(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                       const char **connection_error, kerr *err);
+
+  /* Close a connection.  NULL is allowed.  NULL for local. */
+  void (*disconnect)(kms_backend_conn *c);
+
+  /* Whether a connected store still works: KERR_OK, or a failure with
+   * *connection_error as for connect.  For periodic checks of CONNECTED
+   * stores (an external key store's GetHealthStatus).  NULL: no check. */
+  kerr_code (*health)(kms_backend_conn *c, const kms_backend_ctx *ctx,
+                      const char **connection_error, kerr *err);
+
+  /* Create the backing key of new KMS key `key_id` in store `row` (CreateKey
+   * in a custom key store; the store is CONNECTED).  Errors are CreateKey's
+   * exceptions.  NULL for local keys, whose first key material CreateKey
+   * makes itself. */
+  kerr_code (*create_key)(kms_backend_conn *c, const kms_backend_ctx *ctx, const store_cks *row,
+                          const char *key_id, kerr *err);
+
+  /* Remove the backing key `backing_key_id` (a deleted KMS key).  A key
+   * already absent is not an error.  NULL: nothing to remove. */
+  kerr_code (*delete_key)(kms_backend_conn *c, const kms_backend_ctx *ctx,
+                          const char *backing_key_id, kerr *err);
+
+  /* Encrypt `pt` (1..KBLOB_MAX_PLAINTEXT bytes) under key `k`, binding
+   * `aad` (the ciphertext blob's header and the canonical encryption
+   * context).  On KERR_OK *body is a new buffer (free) of *body_len bytes:
+   * what follows the header in the ciphertext blob (crypto/blob.h), in the
+   * backend's own layout - AES-GCM's IV || tag || ciphertext for local and
+   * CloudHSM keys.  A key the store does not have -> KERR_KEY_UNAVAILABLE. */
+  kerr_code (*encrypt)(kms_backend_conn *c, const kms_backend_ctx *ctx, const kms_backend_key *k,
+                       const uint8_t *pt, size_t pt_len, const uint8_t *aad, size_t aad_len,
+                       uint8_t **body, size_t *body_len, kerr *err);
+
+  /* The inverse: open `body` (body_len bytes after the blob's header) of
+   * key `k` with `aad`.  On KERR_OK *pt is the plaintext in wiped-on-free
+   * memory (kbytes_wipe_free).  Anything that does not open under this key -
+   * a foreign material, a wrong context, a flipped bit - is
+   * KERR_INVALID_CIPHERTEXT, all alike. */
+  kerr_code (*decrypt)(kms_backend_conn *c, const kms_backend_ctx *ctx, const kms_backend_key *k,
+                       const uint8_t *body, size_t body_len, const uint8_t *aad, size_t aad_len,
+                       kbytes *pt, kerr *err);
+
+  /* `n` random bytes into `out` (GenerateRandom).  NULL: the kind of store
+   * does not generate random bytes (external key stores). */
+  kerr_code (*random)(kms_backend_conn *c, const kms_backend_ctx *ctx, uint8_t *out, size_t n,
+                      kerr *err);
+} kms_backend;
+
+extern const kms_backend kms_backend_local;
+extern const kms_backend kms_backend_cloudhsm;
+
+/* The backend of CustomKeyStoreType `type`; NULL when kmsd has none. */
+const kms_backend *kmsi_backend_for_type(const char *type);
+
+#endif
