@@ -7,6 +7,7 @@ from a client's side of the wire.
 
 import http.client
 import json
+import shutil
 import socket
 import ssl
 import subprocess
@@ -73,6 +74,24 @@ class SigV4Test(StandInCase):
                  self.certs.ca, akid=DEFAULT_ACCESS_KEY_ID, secret=DEFAULT_SECRET)
         self.assertEqual(r.status, 200, (r, r.curl_stderr))
         self.assertTrue(self.proxy.requests()[0].authenticated)
+
+    def test_libcurl_connect_to_as_kmsd_uses_it(self):
+        # kmsd reaches https://<host> (port 443, so Host has no port) through
+        # curl's connect-to; the stand-in verifies the Host as sent.
+        if not shutil.which("curl"):
+            self.skipTest("curl is not installed")
+        body = json.dumps({"requestMetadata": {"kmsRequestId": "c2", "kmsOperation": "KmsHealthCheck"}})
+        p = subprocess.run(
+            ["curl", "-sS", "--max-time", "20", "--aws-sigv4", "aws:amz:us-east-1:kms-xks-proxy",
+             "--user", "%s:%s" % (DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET), "--cacert", self.certs.ca,
+             "--connect-to", self.proxy.connect_to(SERVER_NAME), "-H", "Content-Type: application/json",
+             "--data-binary", body, "-o", "-", "-w", "\n%{http_code}",
+             "https://%s%s/health" % (SERVER_NAME, self.proxy.uri_path)],
+            capture_output=True, text=True, timeout=30)
+        self.assertTrue(p.stdout.endswith("\n200"), (p.stdout, p.stderr))
+        rec = self.proxy.requests()[0]
+        self.assertEqual(rec.headers["host"], SERVER_NAME)
+        self.assertTrue(rec.authenticated)
 
     def test_wrong_signatures_are_401(self):
         cases = {
@@ -412,6 +431,9 @@ class LifecycleTest(unittest.TestCase):
             self.assertEqual(client.health().status, 200)
             self.assertIsNone(proxy.requests()[0].tls_version)
             self.assertTrue(proxy.url("/health").startswith("http://127.0.0.1:%d/" % port))
+            self.assertEqual(proxy.connect_to("xks.example.com"),
+                             "xks.example.com:443:127.0.0.1:%d" % port)
+            self.assertEqual(proxy.forward_to(), "127.0.0.1:%d" % port)
         finally:
             proxy.stop()
 

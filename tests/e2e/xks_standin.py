@@ -14,6 +14,7 @@ runs:
     certs = make_certs()                        # hostname xks.example.com
     with StandIn(cert=certs.good) as proxy:     # started; stopped on exit
         proxy.port, proxy.uri_path, proxy.credentials   # what kmsd is given
+        proxy.connect_to("xks.example.com")     # its --xks-connect-to value
         proxy.set_mode("not_json", ops={"health"})
         proxy.set_delay(0.5)                    # answer after the 250 ms budget
         proxy.set_credentials({AKID: SECRET})   # rotation: the old pair now fails
@@ -381,6 +382,14 @@ class StandIn:
     def url(self, suffix=""):
         """http(s)://127.0.0.1:PORT<uri_path><suffix>."""
         return "%s://%s:%d%s%s" % (self.scheme, self.host, self.port, self.uri_path, suffix)
+
+    def connect_to(self, hostname, port=443):
+        """kmsd's --xks-connect-to value sending HOSTNAME:PORT here."""
+        return "%s:%d:%s:%d" % (hostname, port, self.host, self.port)
+
+    def forward_to(self):
+        """The `forward_to` of a VPC endpoint service registry entry for this proxy."""
+        return "%s:%d" % (self.host, self.port)
 
     # -- knobs ---------------------------------------------------------------
 
