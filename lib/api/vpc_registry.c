@@ -26,10 +26,10 @@ typedef struct ctx {
   kerr *err;
 } ctx;
 
-/* Fail with "NAME: PATH: reason" (or "NAME: reason" without a path). */
-static kerr_code fail(ctx *c, const char *path, const char *fmt, ...)
+/* Fill err with "NAME: PATH: reason" (or "NAME: reason" without a path). */
+static void fail_fill(ctx *c, const char *path, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
-static kerr_code fail(ctx *c, const char *path, const char *fmt, ...) {
+static void fail_fill(ctx *c, const char *path, const char *fmt, ...) {
   char reason[KERR_MSG_MAX];
   va_list ap;
   va_start(ap, fmt);
@@ -39,12 +39,12 @@ static kerr_code fail(ctx *c, const char *path, const char *fmt, ...) {
     kerr_fill(c->err, KERR_VALIDATION, "%s: %s: %s", c->name, path, reason);
   else
     kerr_fill(c->err, KERR_VALIDATION, "%s: %s", c->name, reason);
-  return KERR_VALIDATION;
 }
 
-static kerr_code oom(ctx *c) {
-  return kerr_set(c->err, KERR_INTERNAL, "out of memory reading the VPC endpoint service registry");
-}
+/* fail_fill, yielding KERR_VALIDATION where it is used (as kerr_set does),
+ * so static analysers see that a failure path returns non-zero. */
+#define fail(c, path, ...) (fail_fill((c), (path), __VA_ARGS__), KERR_VALIDATION)
+#define oom(c) kerr_set((c)->err, KERR_INTERNAL, "out of memory reading the VPC endpoint service registry")
 
 /* ---- small checks -------------------------------------------------------- */
 
@@ -227,9 +227,10 @@ static kerr_code get_list(ctx *c, json_t *obj, const char *parent, const char *k
   if (n < min || n > max) return fail(c, path, "must hold %zu to %zu entries", min, max);
   if (n == 0) return KERR_OK;
   if (!(*items = calloc(n, sizeof **items))) return oom(c);
-  json_array_foreach(v, i, item) {
+  for (i = 0; i < n; i++) {
     const char *s;
     size_t sl;
+    item = json_array_get(v, i);
     path_index(ipath, path, i);
     if (!json_is_string(item)) return fail(c, ipath, "must be a string");
     s = json_string_value(item);
@@ -388,9 +389,11 @@ static kerr_code build(ctx *c, json_t *root, vpc_registry *r) {
   if (!json_is_array(list)) return fail(c, "services", "must be an array");
   n = json_array_size(list);
   if (n > VPCR_SERVICES_MAX) return fail(c, "services", "must hold at most %d entries", VPCR_SERVICES_MAX);
-  if (n && !(r->services = calloc(n, sizeof *r->services))) return oom(c);
-  json_array_foreach(list, i, item) {
+  if (n == 0) return KERR_OK;
+  if (!(r->services = calloc(n, sizeof *r->services))) return oom(c);
+  for (i = 0; i < n; i++) {
     char path[PATH_TEXT_MAX];
+    item = json_array_get(list, i);
     path_index(path, "services", i);
     r->count = i + 1; /* so a failure frees what this entry holds */
     if ((rc = build_service(c, item, path, &r->services[i])) != KERR_OK) return rc;
