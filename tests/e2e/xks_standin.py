@@ -544,7 +544,7 @@ class StandIn:
         return None, None
 
     def _serve(self, h, method):
-        body = h._read_body() if method == "POST" else b""
+        body = h._read_body()  # any method: a kept-alive stream stays in step
         if body is None:
             self._send(h, None, 400, {"errorName": "ValidationException",
                                       "errorMessage": "body length not acceptable"})
