@@ -431,7 +431,7 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
   cur.trust_anchor_pem = NULL;
   cur.password_wrapped = NULL;
   cur.pending_password_wrapped = NULL;
-  cur.xks_config = NULL;
+  cur.xks_secret_wrapped = NULL;
   if (in->has_xks_members) {
     rc = kerr_set(err, KERR_VALIDATION,
                   "Xks* parameters are valid only for external key stores; %s is a CloudHSM key "
