@@ -13,8 +13,9 @@
  * kind of store is one more table (backend_<kind>.c), not code threaded
  * through the domain.
  *
- * Implementations: kms_backend_local (backend_local.c) and
- * kms_backend_cloudhsm (backend_cloudhsm.c).  kmsi_backend_for_type finds
+ * Implementations: kms_backend_local (backend_local.c),
+ * kms_backend_cloudhsm (backend_cloudhsm.c) and kms_backend_xks
+ * (backend_xks.c).  kmsi_backend_for_type finds
  * the table of a CustomKeyStoreType.
  *
  * Conventions: every method returns a kerr_code and fills `err` (worded for
@@ -181,6 +182,7 @@ typedef struct kms_backend {
 
 extern const kms_backend kms_backend_local;
 extern const kms_backend kms_backend_cloudhsm;
+extern const kms_backend kms_backend_xks;
 
 /* The backend of CustomKeyStoreType `type`; NULL when kmsd has none. */
 const kms_backend *kmsi_backend_for_type(const char *type);

@@ -2,7 +2,7 @@
  * records (real SQLite file: round trip, unique names, key counts, the
  * password never in clear on disk) and the domain's rules that need no
  * cluster (not-found errors, validation, pagination markers, external key
- * stores refused, every ConnectionState change persisted). */
+ * store members checked, every ConnectionState change persisted). */
 #include "domain_fixture.h"
 
 #include "core/kclock.h"
@@ -306,9 +306,9 @@ static void test_operations_without_a_cluster(void **state) {
                    KERR_HSM_CLUSTER_NOT_FOUND);
   ci.key_store_password = "short";
   assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
+  /* An external key store refuses CloudHSM members and needs its own. */
   ci.custom_key_store_type = "EXTERNAL_KEY_STORE";
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err),
-                   KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
 
   put_record("cks-00000000000000001", "existing", "DISCONNECTED");
   ci.custom_key_store_type = NULL;
