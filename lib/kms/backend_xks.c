@@ -22,6 +22,7 @@
 #include "core/log.h"
 #include "core/secmem.h"
 #include "crypto/aesgcm.h"
+#include "crypto/blob.h"
 #include "kms/kms_backend.h"
 #include "kms/kms_internal.h"
 #include "xks/xks_client.h"
@@ -389,6 +390,220 @@ static kerr_code xks_check_health(kms_backend_conn *bc, const kms_backend_ctx *c
                       connection_error, &st, err);
 }
 
+/* ------------------------------------------------------------- keys */
+
+static void call_meta(const kms_backend_ctx *ctx, xks_call_meta *meta) {
+  memset(meta, 0, sizeof *meta);
+  meta->kms_request_id = ctx->request_id && *ctx->request_id ? ctx->request_id : "kmsd";
+  meta->kms_operation = ctx->operation ? ctx->operation : "Unknown";
+  meta->aws_principal_arn = ctx->principal_arn ? ctx->principal_arn : "kmsd";
+  meta->kms_key_arn = ctx->key_arn;
+  meta->kms_via_service = ctx->via_service;
+}
+
+/* CreateKey: GetKeyMetadata decides whether XksKeyId can back a KMS key
+ * (AES_256, ENCRYPT and DECRYPT, ENABLED).  Failures of the proxy itself
+ * are the exceptions CreateKey's model lists: a timeout is
+ * DependencyTimeoutException, anything else about the proxy
+ * CustomKeyStoreInvalidStateException (the store cannot serve now). */
+static kerr_code xks_create_key(kms_backend_conn *bc, const kms_backend_ctx *ctx,
+                                const store_cks *row, const char *key_id,
+                                const char *backing_key_id, kerr *err) {
+  xks_conn *c = (xks_conn *)bc;
+  xks_call_meta meta;
+  xks_key_metadata md;
+  xks_call_status st;
+  bool enc = false, dec = false;
+  kerr ce;
+  kerr_code rc;
+  (void)key_id;
+  memset(&md, 0, sizeof md);
+  kerr_clear(&ce);
+  call_meta(ctx, &meta);
+  meta.kms_key_arn = NULL; /* CreateKey: the key does not exist yet */
+  rc = xks_client_metadata(c->client, &meta, backing_key_id, &md, &st, &ce);
+  if (rc) {
+    log_msg(LOG_WARN, ctx->request_id, "external key store %s: GetKeyMetadata failed: %s",
+            row->cks_id, ce.msg);
+    if (st.outcome == XKS_OUTCOME_PROXY_ERROR && st.proxy_error == XKS_ERR_KEY_NOT_FOUND)
+      return kerr_set(err, KERR_XKS_KEY_NOT_FOUND,
+                      "The external key store proxy cannot find external key %.128s.",
+                      backing_key_id);
+    if (st.outcome == XKS_OUTCOME_PROXY_ERROR &&
+        (st.proxy_error == XKS_ERR_INVALID_STATE || st.proxy_error == XKS_ERR_INVALID_KEY_USAGE))
+      return kerr_set(err, KERR_XKS_KEY_INVALID_CONFIG,
+                      "External key %.128s must be an enabled AES-256 key for ENCRYPT and "
+                      "DECRYPT.",
+                      backing_key_id);
+    if (st.outcome == XKS_OUTCOME_BAD_INPUT)
+      return kerr_set(err, KERR_VALIDATION, "XksKeyId %.128s is not valid for the proxy.",
+                      backing_key_id);
+    if (st.outcome == XKS_OUTCOME_TIMED_OUT ||
+        (st.outcome == XKS_OUTCOME_PROXY_ERROR && st.proxy_error == XKS_ERR_DEPENDENCY_TIMEOUT))
+      return kerr_set(err, KERR_DEPENDENCY_TIMEOUT,
+                      "The external key store proxy of %s did not answer in time.", row->cks_id);
+    return kerr_set(err, KERR_CKS_INVALID_STATE,
+                    "The external key store proxy of %s cannot serve CreateKey (%s%s%s).",
+                    row->cks_id, xks_outcome_name(st.outcome),
+                    st.proxy_error ? " " : "", st.proxy_error ? xks_error_name(st.proxy_error) : "");
+  }
+  for (size_t i = 0; i < md.key_usage_count; i++) {
+    if (strcmp(md.key_usage[i], "ENCRYPT") == 0) enc = true;
+    if (strcmp(md.key_usage[i], "DECRYPT") == 0) dec = true;
+  }
+  if (!md.key_spec || strcmp(md.key_spec, "AES_256") != 0 || !enc || !dec || !md.key_status ||
+      strcmp(md.key_status, "ENABLED") != 0)
+    rc = kerr_set(err, KERR_XKS_KEY_INVALID_CONFIG,
+                  "External key %.128s must be an enabled AES_256 key whose usage includes "
+                  "ENCRYPT and DECRYPT.",
+                  backing_key_id);
+  xks_key_metadata_free(&md);
+  return rc;
+}
+
+/* The exception of a cryptographic operation for a failed proxy call: as
+ * AWS documents for external key stores, KMSInvalidStateException for every
+ * failure of the proxy or its configuration, except a dependency that did
+ * not answer in time (DependencyTimeoutException, which every crypto
+ * operation lists). */
+static kerr_code crypto_error(const kms_backend_ctx *ctx, const xks_call_status *st,
+                              const kerr *ce, kerr *err) {
+  log_msg(LOG_WARN, ctx->request_id, "external key store: %s failed: %s",
+          ctx->operation ? ctx->operation : "?", ce->msg);
+  if (st->outcome == XKS_OUTCOME_TIMED_OUT ||
+      (st->outcome == XKS_OUTCOME_PROXY_ERROR && st->proxy_error == XKS_ERR_DEPENDENCY_TIMEOUT))
+    return kerr_set(err, KERR_DEPENDENCY_TIMEOUT,
+                    "The external key store proxy did not answer %s in time.", ctx->key_arn);
+  if (st->outcome == XKS_OUTCOME_LOCAL_ERROR)
+    return kerr_set(err, KERR_INTERNAL, "KMS could not complete the request.");
+  return kerr_set(err, KERR_INVALID_STATE,
+                  "%s is unusable: its external key store proxy answered %s%s%s.", ctx->key_arn,
+                  xks_outcome_name(st->outcome), st->proxy_error ? " " : "",
+                  st->proxy_error ? xks_error_name(st->proxy_error) : "");
+}
+
+/* The AAD the proxy binds: the blob's header (version, key id, material
+ * id), the first KBLOB_AAD_HEADER_LEN bytes of `aad`.  The inner layer binds
+ * the whole AAD, header and encryption context, so a wrong context fails
+ * there, in kmsd, as InvalidCiphertextException, and the context never
+ * reaches the proxy. */
+static size_t outer_aad_len(size_t aad_len) {
+  return aad_len < KBLOB_AAD_HEADER_LEN ? aad_len : KBLOB_AAD_HEADER_LEN;
+}
+
+/* Body of a ciphertext of an external key store's key (after the blob
+ * header):
+ *   iv_len (1) | outer IV | outer tag (16) | md_len (1) | ciphertextMetadata |
+ *   outer ciphertext
+ * where the outer ciphertext is the proxy's encryption, under XksKeyId, of
+ * the inner body (IV | tag | ciphertext) that kmsd's own key material made
+ * (backend_local.c). */
+static kerr_code xks_encrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
+                             const kms_backend_key *k, const uint8_t *pt, size_t pt_len,
+                             const uint8_t *aad, size_t aad_len, uint8_t **body, size_t *body_len,
+                             kerr *err) {
+  xks_conn *c = (xks_conn *)bc;
+  uint8_t *inner = NULL, *out = NULL;
+  size_t inner_len = 0, n;
+  xks_call_meta meta;
+  xks_encrypt_result res;
+  xks_call_status st;
+  kerr ce;
+  kerr_code rc;
+
+  *body = NULL;
+  *body_len = 0;
+  memset(&res, 0, sizeof res);
+  kerr_clear(&ce);
+  rc = kms_backend_local.encrypt(NULL, ctx, k, pt, pt_len, aad, aad_len, &inner, &inner_len, err);
+  if (rc) return rc;
+  call_meta(ctx, &meta);
+  rc = xks_client_encrypt(c->client, &meta, k->backing_key_id, inner, inner_len, aad,
+                          outer_aad_len(aad_len), 1, &res, &st, &ce);
+  if (rc) {
+    rc = crypto_error(ctx, &st, &ce, err);
+    goto out;
+  }
+  if (res.iv_len == 0 || res.iv_len > XKS_IV_MAX || res.ct_metadata.len > 255 ||
+      res.ciphertext.len != inner_len) {
+    rc = kerr_set(err, KERR_INVALID_STATE, "%s is unusable: its proxy's reply cannot be kept.",
+                  ctx->key_arn);
+    goto out;
+  }
+  n = 1 + res.iv_len + XKS_TAG_LEN + 1 + res.ct_metadata.len + res.ciphertext.len;
+  out = malloc(n);
+  if (!out) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  {
+    uint8_t *p = out;
+    *p++ = (uint8_t)res.iv_len;
+    memcpy(p, res.iv, res.iv_len);
+    p += res.iv_len;
+    memcpy(p, res.tag, XKS_TAG_LEN);
+    p += XKS_TAG_LEN;
+    *p++ = (uint8_t)res.ct_metadata.len;
+    if (res.ct_metadata.len) memcpy(p, res.ct_metadata.data, res.ct_metadata.len);
+    p += res.ct_metadata.len;
+    memcpy(p, res.ciphertext.data, res.ciphertext.len);
+  }
+  *body = out;
+  *body_len = n;
+  out = NULL;
+out:
+  free(out);
+  free(inner);
+  xks_encrypt_result_free(&res);
+  return rc;
+}
+
+static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
+                             const kms_backend_key *k, const uint8_t *body, size_t body_len,
+                             const uint8_t *aad, size_t aad_len, kbytes *pt, kerr *err) {
+  xks_conn *c = (xks_conn *)bc;
+  xks_decrypt_input in;
+  xks_decrypt_result res;
+  xks_call_meta meta;
+  xks_call_status st;
+  size_t off = 0;
+  kerr ce;
+  kerr_code rc;
+
+  pt->data = NULL;
+  pt->len = 0;
+  memset(&in, 0, sizeof in);
+  memset(&res, 0, sizeof res);
+  kerr_clear(&ce);
+  /* The body's own framing: anything off is not a ciphertext of this key. */
+  if (body_len < 1) goto bad;
+  in.iv_len = body[off++];
+  if ((in.iv_len != 12 && in.iv_len != 16) || body_len < off + in.iv_len + XKS_TAG_LEN + 1)
+    goto bad;
+  in.iv = body + off;
+  off += in.iv_len;
+  in.tag = body + off;
+  off += XKS_TAG_LEN;
+  in.ct_metadata_len = body[off++];
+  if (in.ct_metadata_len > XKS_CT_METADATA_MAX || body_len <= off + in.ct_metadata_len) goto bad;
+  in.ct_metadata = in.ct_metadata_len ? body + off : NULL;
+  off += in.ct_metadata_len;
+  in.ciphertext = body + off;
+  in.ciphertext_len = body_len - off;
+  if (in.ciphertext_len > XKS_DATA_MAX) goto bad;
+  in.aad = aad;
+  in.aad_len = outer_aad_len(aad_len);
+  call_meta(ctx, &meta);
+  rc = xks_client_decrypt(c->client, &meta, k->backing_key_id, &in, &res, &st, &ce);
+  if (rc) return crypto_error(ctx, &st, &ce, err);
+  rc = kms_backend_local.decrypt(NULL, ctx, k, res.plaintext.data, res.plaintext.len, aad, aad_len,
+                                 pt, err);
+  xks_decrypt_result_free(&res);
+  return rc;
+bad:
+  return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
+}
+
 /* ------------------------------------------------------- configuration */
 
 typedef struct in_use_arg {
@@ -506,9 +721,9 @@ const kms_backend kms_backend_xks = {
     .connect = xks_connect,
     .disconnect = xks_disconnect,
     .health = xks_check_health,
-    .create_key = NULL,
-    .delete_key = NULL,
-    .encrypt = NULL,
-    .decrypt = NULL,
-    .random = NULL,
+    .create_key = xks_create_key,
+    .delete_key = NULL,  /* the external key is the customer's: never deleted */
+    .encrypt = xks_encrypt,
+    .decrypt = xks_decrypt,
+    .random = NULL,      /* GenerateRandom: not for external key stores */
 };

@@ -222,6 +222,8 @@ typedef struct kms_key_metadata {
   bool multi_region;                 /* always false for now */
   char current_key_material_id[KMS_MATERIAL_ID_LEN]; /* "" if none */
   char cloud_hsm_cluster_id[KMS_CLUSTER_ID_MAX]; /* "" unless in a CloudHSM key store */
+  char *xks_key_id;                  /* owned; XksKeyConfiguration.Id, NULL unless in an
+                                        external key store */
 } kms_key_metadata;
 
 void kms_key_metadata_clear(kms_key_metadata *m);
@@ -233,10 +235,14 @@ typedef struct kms_create_key_input {
   const char *customer_master_key_spec; /* NULL or SYMMETRIC_DEFAULT */
   const char *key_spec;                 /* NULL or SYMMETRIC_DEFAULT; both given -> KERR_VALIDATION */
   const char *origin;                   /* NULL: AWS_KMS */
-  const char *custom_key_store_id;      /* NULL, or a CONNECTED AWS_CLOUDHSM store: the
-                                           key is generated in its cluster; Origin is then
-                                           AWS_CLOUDHSM (given or implied) */
-  const char *xks_key_id;               /* NULL */
+  const char *custom_key_store_id;      /* NULL, or a CONNECTED custom key store: an
+                                           AWS_CLOUDHSM store generates the key in its
+                                           cluster (Origin AWS_CLOUDHSM, given or implied);
+                                           an EXTERNAL_KEY_STORE store adopts XksKeyId
+                                           (Origin EXTERNAL_KEY_STORE) */
+  const char *xks_key_id;               /* required with an external key store's
+                                           CustomKeyStoreId (checked with
+                                           GetKeyMetadata); else NULL */
   bool bypass_policy_lockout_safety_check;
   const kms_pair *tags;                 /* TagKey/TagValue */
   size_t ntags;

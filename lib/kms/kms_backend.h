@@ -143,12 +143,14 @@ typedef struct kms_backend {
   kerr_code (*health)(kms_backend_conn *c, const kms_backend_ctx *ctx,
                       const char **connection_error, kerr *err);
 
-  /* Create the backing key of new KMS key `key_id` in store `row` (CreateKey
-   * in a custom key store; the store is CONNECTED).  Errors are CreateKey's
-   * exceptions.  NULL for local keys, whose first key material CreateKey
-   * makes itself. */
+  /* Create or adopt the backing key of new KMS key `key_id` in store `row`
+   * (CreateKey in a custom key store; the store is CONNECTED).
+   * `backing_key_id` is the key the caller names in the store (an external
+   * key store's XksKeyId, checked with GetKeyMetadata), NULL when the store
+   * makes a new one (CloudHSM).  Errors are CreateKey's exceptions.  NULL
+   * for local keys, whose first key material CreateKey makes itself. */
   kerr_code (*create_key)(kms_backend_conn *c, const kms_backend_ctx *ctx, const store_cks *row,
-                          const char *key_id, kerr *err);
+                          const char *key_id, const char *backing_key_id, kerr *err);
 
   /* Remove the backing key `backing_key_id` (a deleted KMS key).  A key
    * already absent is not an error.  NULL: nothing to remove. */

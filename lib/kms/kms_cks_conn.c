@@ -574,21 +574,42 @@ static kerr_code load_own_store(kms_domain *d, const kms_call *call, const char 
 }
 
 kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
-                              const char *key_id, char *cluster_id_out, kerr *err) {
+                              const char *key_id, const char *origin, const char *xks_key_id,
+                              char *type_out, char *cluster_id_out, kerr *err) {
   store_cks c;
   const kms_backend *b = NULL, *live_b = NULL;
   kms_backend_conn *conn = NULL;
   kms_backend_ctx ctx;
+  bool xks;
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
   cluster_id_out[0] = '\0';
+  type_out[0] = '\0';
   rc = load_own_store(d, call, cks_id, &c, err);
   if (rc) goto out;
   b = kmsi_backend_for_type(c.type);
   if (!b || !b->create_key) {
+    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd cannot create keys in key stores of type %s.",
+                  c.type);
+    goto out;
+  }
+  /* The store's type decides the origin (given or implied) and whether an
+   * XksKeyId belongs. */
+  xks = strcmp(c.type, "EXTERNAL_KEY_STORE") == 0;
+  if (origin && strcmp(origin, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                  "Keys in external key stores are not supported yet.");
+                  "Origin %.64s is not valid for a key in %s key store %s; use %s.", origin,
+                  xks ? "external" : "CloudHSM", cks_id, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
+    goto out;
+  }
+  if (xks && !xks_key_id) {
+    rc = kerr_set(err, KERR_VALIDATION,
+                  "XksKeyId is required for a KMS key in an external key store.");
+    goto out;
+  }
+  if (!xks && xks_key_id) {
+    rc = kerr_set(err, KERR_VALIDATION, "XksKeyId is only valid for keys in an external key store.");
     goto out;
   }
   if (strcmp(c.connection_state, STATE_CONNECTED) != 0) {
@@ -606,10 +627,11 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   ctx.request_id = call->request_id;
   ctx.principal_arn = call->caller->arn;
   ctx.operation = "CreateKey";
-  rc = live_b->create_key(conn, &ctx, &c, key_id, err);
+  rc = live_b->create_key(conn, &ctx, &c, key_id, xks_key_id, err);
   conn_release(d, cks_id);
   if (rc) goto out;
   snprintf(cluster_id_out, KMS_CLUSTER_ID_MAX, "%s", c.cluster_id);
+  snprintf(type_out, STORE_ENUM_MAX, "%s", c.type);
 out:
   store_cks_clear(&c);
   return rc;

@@ -230,11 +230,15 @@ kerr_code kmsi_cks_key_info(kms_domain *d, store_tx *tx, kmsi_key *k, kerr *err)
 
 /* For CreateKey in store `cks_id`: check the store (exists in the caller's
  * account+region, type, CONNECTED) and its cluster (two active HSMs in two
- * zones), then generate the key labelled `key_id` in the HSMs.  On KERR_OK
- * cluster_id_out (KMS_CLUSTER_ID_MAX) holds the store's cluster; the caller
+ * zones), then generate the key labelled `key_id` in the HSMs; for an
+ * external key store, check `xks_key_id` with GetKeyMetadata.  `origin`
+ * (NULL: implied) must be the store type's.  On KERR_OK type_out
+ * (STORE_ENUM_MAX) holds the store's type and cluster_id_out
+ * (KMS_CLUSTER_ID_MAX) its cluster ("" for external key stores); the caller
  * must kmsi_cks_delete_key if it then fails to record the key. */
 kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
-                              const char *key_id, char *cluster_id_out, kerr *err);
+                              const char *key_id, const char *origin, const char *xks_key_id,
+                              char *type_out, char *cluster_id_out, kerr *err);
 
 /* Remove key `key_id` from the HSMs of store `cks_id` if it is connected;
  * otherwise log that its material stays in the cluster.  Best effort: the

@@ -365,6 +365,11 @@ typedef struct store_ops {
   kerr_code (*cks_list)(store_tx *tx, const char *account_id, const char *region,
                         const char *after, size_t limit, store_cks **out, size_t *n, kerr *err);
   kerr_code (*cks_key_count)(store_tx *tx, const char *cks_id, int64_t *count, kerr *err);
+  /* The KMS key of external key store `cks_id` whose XksKeyId is
+   * `xks_key_id`, in any state: its id into key_id_out (UUID_STR_LEN) and
+   * *found; "" and false when there is none. */
+  kerr_code (*cks_key_by_xks_id)(store_tx *tx, const char *cks_id, const char *xks_key_id,
+                                 char *key_id_out, bool *found, kerr *err);
 
   /* Small named values about the store itself (the root key's check value,
    * kms_domain.c).  meta_get: *value is a new buffer (free()), a missing

@@ -196,6 +196,7 @@ enum stmt_id {
   ST_CKS_LIST,
   ST_CKS_KEY_COUNT,
   ST_KEY_COUNT,
+  ST_CKS_KEY_BY_XKS_ID,
   ST_COUNT
 };
 
@@ -256,6 +257,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "ORDER BY cks_id LIMIT ?4",
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
     [ST_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
+    [ST_CKS_KEY_BY_XKS_ID] = "SELECT key_id FROM keys WHERE custom_key_store_id=?1 AND "
+                             "xks_key_id=?2 LIMIT 1",
 };
 
 typedef struct sq_conn sq_conn;
@@ -1189,6 +1192,27 @@ static kerr_code sq_key_count(store_tx *tx, const char *account_id, const char *
   return rc;
 }
 
+static kerr_code sq_cks_key_by_xks_id(store_tx *tx, const char *cks_id, const char *xks_key_id,
+                                      char *key_id_out, bool *found, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_KEY_BY_XKS_ID, err);
+  kerr_code rc = KERR_OK;
+  int r;
+  key_id_out[0] = '\0';
+  *found = false;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, xks_key_id, -1, SQLITE_STATIC);
+  r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    copy_col(st, 0, key_id_out, UUID_STR_LEN);
+    *found = true;
+  } else if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "looking up a key by XksKeyId", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
 /* ------------------------------------------------------------ HSM clusters
  * The cluster side's tables (store_hsm_ops).  These statements run far less
  * often than key reads, so they are prepared per call instead of cached. */
@@ -1901,6 +1925,7 @@ static const store_ops sqlite_ops = {
     .cks_delete = sq_cks_delete,
     .cks_list = sq_cks_list,
     .cks_key_count = sq_cks_key_count,
+    .cks_key_by_xks_id = sq_cks_key_by_xks_id,
     .key_count = sq_key_count,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,
