@@ -11,6 +11,7 @@ StandInTest runs against the stand-in proxy (xks_standin.py);
 RealProxyTest once against the real xks-proxy on a SoftHSM2 token over real
 TLS."""
 import base64
+import json
 import os
 import tempfile
 import time
@@ -155,6 +156,13 @@ class StandInTest(h.KmsdBaseTestCase):
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
         self.assertKmsError("CustomKeyStoreInvalidStateException", create,
                             XksKeyId=self.new_external_key())
+        self.ensure_connected()
+
+    def test_store_with_keys_cannot_be_deleted(self):
+        self.create_key()
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        self.assertKmsError("CustomKeyStoreHasCMKsException", self.kms.delete_custom_key_store,
+                            CustomKeyStoreId=self.cks)
         self.ensure_connected()
 
     def test_generate_random_refuses_external_store(self):
@@ -370,6 +378,49 @@ class RealProxyTest(h.KmsdBaseTestCase):
         self.assertEqual(self.kms.decrypt(CiphertextBlob=blob, EncryptionContext=ctx)["Plaintext"],
                          b"through the real proxy")
         self.assertNotIn(x.SECRET_1, open(self.server.log_path, errors="replace").read())
+
+    def test_aws_cli_walkthrough(self):
+        """The README's steps with the real aws CLI (v1: blobs through fileb://),
+        on a kmsd of its own (one proxy URI is one store per account)."""
+        server = h.KmsdServer(args=self.server.args)
+        server.start()
+        self.addCleanup(server.cleanup)
+        tmp = tempfile.mkdtemp(prefix="xks-cli-")
+        self.addCleanup(lambda: __import__("shutil").rmtree(tmp, ignore_errors=True))
+        cred = "AccessKeyId=%s,RawSecretAccessKey=%s" % (x.AKID_2, x.SECRET_2)
+        # aws CLI v1 fetches parameter values that start with https://
+        # unless told not to (the README says so too).
+        config = os.path.join(tmp, "aws-config")
+        with open(config, "w") as f:
+            f.write("[default]\ncli_follow_urlparam = false\n")
+        cks = h.aws_cli(server, "create-custom-key-store", "--custom-key-store-name", "cli",
+                        "--custom-key-store-type", "EXTERNAL_KEY_STORE",
+                        "--xks-proxy-uri-endpoint", "https://" + x.SERVER_NAME,
+                        "--xks-proxy-uri-path", self.PREFIX,
+                        "--xks-proxy-connectivity", "PUBLIC_ENDPOINT",
+                        "--xks-proxy-authentication-credential", cred,
+                        env_extra={"AWS_CONFIG_FILE": config})["CustomKeyStoreId"]
+        h.aws_cli(server, "connect-custom-key-store", "--custom-key-store-id", cks)
+        self.assertEqual(wait_state(h.kms_client(server), cks)["ConnectionState"], "CONNECTED")
+        listed = h.aws_cli(server, "describe-custom-key-stores", "--custom-key-store-id",
+                           cks)["CustomKeyStores"][0]
+        self.assertEqual(listed["XksProxyConfiguration"]["AccessKeyId"], x.AKID_2)
+        self.assertNotIn(x.SECRET_2, json.dumps(listed))
+        self.tokens.must_create_key("kmsd-cli-key")
+        key = h.aws_cli(server, "create-key", "--origin", "EXTERNAL_KEY_STORE",
+                        "--custom-key-store-id", cks, "--xks-key-id",
+                        "kmsd-cli-key")["KeyMetadata"]["KeyId"]
+        pt = os.path.join(tmp, "secret.txt")
+        with open(pt, "wb") as f:
+            f.write(b"a secret for the external key store\n")
+        blob = h.aws_cli(server, "encrypt", "--key-id", key, "--plaintext", "fileb://" + pt,
+                         "--query", "CiphertextBlob", "--output", "text")
+        ct = os.path.join(tmp, "secret.enc")
+        with open(ct, "wb") as f:
+            f.write(base64.b64decode(blob))
+        out = h.aws_cli(server, "decrypt", "--ciphertext-blob", "fileb://" + ct,
+                        "--query", "Plaintext", "--output", "text")
+        self.assertEqual(base64.b64decode(out), b"a secret for the external key store\n")
 
 
 if __name__ == "__main__":

@@ -73,7 +73,8 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         cls.server = h.KmsdServer(args=[
             "--xks-ca-bundle", cls.ca_bundle,
             "--xks-connect-to", cls.proxy.connect_to(HOST),
-            "--vpc-endpoint-services", cls.registry_path])
+            "--vpc-endpoint-services", cls.registry_path,
+            "--xks-health-interval", "300"])
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
@@ -164,6 +165,11 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             entry = self.connect(cks_id)
             self.assertEqual(entry["ConnectionState"], "FAILED", entry)
             self.assertEqual(entry.get("ConnectionErrorCode"), code, entry)
+            # FAILED: connect again only after a disconnect; delete neither.
+            self.assertKmsError("CustomKeyStoreInvalidStateException",
+                                self.kms.connect_custom_key_store, CustomKeyStoreId=cks_id)
+            self.assertKmsError("CustomKeyStoreInvalidStateException",
+                                self.kms.delete_custom_key_store, CustomKeyStoreId=cks_id)
         finally:
             self.disconnect(cks_id)
 
@@ -231,8 +237,11 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                                              XksProxyUriPath="/life3/kms/xks/v1")
         finally:
             self.remove(cks)
-        self.assertKmsError("CustomKeyStoreNotFoundException",
-                            self.kms.describe_custom_key_stores, CustomKeyStoreId=cks)
+        for op in (self.kms.describe_custom_key_stores, self.kms.connect_custom_key_store,
+                   self.kms.disconnect_custom_key_store, self.kms.delete_custom_key_store,
+                   self.kms.update_custom_key_store):
+            with self.subTest(op=op.__name__):
+                self.assertKmsError("CustomKeyStoreNotFoundException", op, CustomKeyStoreId=cks)
 
     def test_validation_of_members(self):
         base = dict(CustomKeyStoreType="EXTERNAL_KEY_STORE", XksProxyUriEndpoint=ENDPOINT,
@@ -332,6 +341,32 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             self.assertKmsError("XksProxyUriInUseException", self.kms.update_custom_key_store,
                                 CustomKeyStoreId=self.create("uniq-e"),
                                 XksProxyUriPath="/shared/kms/xks/v1")
+            # Update meets the same rules.
+            e = self.kms.describe_custom_key_stores(CustomKeyStoreName="uniq-e")
+            e = e["CustomKeyStores"][0]["CustomKeyStoreId"]
+            self.assertKmsError("CustomKeyStoreNameInUseException",
+                                self.kms.update_custom_key_store, CustomKeyStoreId=e,
+                                NewCustomKeyStoreName="uniq-a")
+            self.assertKmsError("XksProxyUriEndpointInUseException",
+                                self.kms.update_custom_key_store, CustomKeyStoreId=e,
+                                XksProxyUriEndpoint=VPC_ENDPOINT)
+            to_vpc = dict(CustomKeyStoreId=e, XksProxyConnectivity="VPC_ENDPOINT_SERVICE")
+            self.assertKmsError("XksProxyVpcEndpointServiceInUseException",
+                                self.kms.update_custom_key_store,
+                                XksProxyUriEndpoint="https://xks-vpc2.example.com",
+                                XksProxyVpcEndpointServiceName=SVC_OK, **to_vpc)
+            self.assertKmsError("XksProxyVpcEndpointServiceNotFoundException",
+                                self.kms.update_custom_key_store,
+                                XksProxyUriEndpoint="https://xks-vpc2.example.com",
+                                XksProxyVpcEndpointServiceName=SVC_UNKNOWN, **to_vpc)
+            self.assertKmsError("XksProxyVpcEndpointServiceInvalidConfigurationException",
+                                self.kms.update_custom_key_store,
+                                XksProxyUriEndpoint="https://xks-bad.example.com",
+                                XksProxyVpcEndpointServiceName=SVC_INVALID, **to_vpc)
+            self.assertKmsError("ValidationException", self.kms.update_custom_key_store,
+                                XksProxyVpcEndpointServiceName=SVC_UNKNOWN, **to_vpc)
+            self.assertEqual(self.describe(e)["XksProxyConfiguration"]["Connectivity"],
+                             "PUBLIC_ENDPOINT")
             conf = self.describe(v)["XksProxyConfiguration"]
             self.assertEqual(conf["Connectivity"], "VPC_ENDPOINT_SERVICE")
             self.assertEqual(conf["VpcEndpointServiceName"], SVC_OK)
@@ -429,6 +464,37 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             if not self.server.running:
                 self.server.start()
             self.remove(v)
+
+    def test_periodic_health_check(self):
+        """A CONNECTED store is sent GetHealthStatus (KmsHealthCheck) every
+        --xks-health-interval; a failing check is logged with its code and,
+        as in KMS, leaves the store CONNECTED."""
+        cks = self.create("health")
+        try:
+            self.assertEqual(self.connect(cks)["ConnectionState"], "CONNECTED")
+            self.proxy.clear_requests()
+            deadline = time.monotonic() + 5
+            checks = []
+            while len(checks) < 2 and time.monotonic() < deadline:
+                time.sleep(0.1)
+                checks = [r for r in self.proxy.requests("health")
+                          if r.request_metadata
+                          and r.request_metadata.get("kmsOperation") == "KmsHealthCheck"]
+            self.assertGreaterEqual(len(checks), 2)
+            self.assertNotIn("awsPrincipalArn", checks[0].request_metadata)
+            self.proxy.stop()
+            deadline = time.monotonic() + 5
+            while time.monotonic() < deadline:
+                with open(self.server.log_path, errors="replace") as f:
+                    if "health check failed (XKS_PROXY_NOT_REACHABLE)" in f.read():
+                        break
+                time.sleep(0.1)
+            else:
+                self.fail("no failed health check in the log")
+            self.assertEqual(self.describe(cks)["ConnectionState"], "CONNECTED")
+        finally:
+            self.setUp()
+            self.remove(cks)
 
     def test_secret_not_in_log(self):
         cks = self.create("logcheck")
