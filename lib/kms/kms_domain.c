@@ -559,8 +559,10 @@ static kerr_code maintain_key(kms_domain *d, const char *key_id, kerr *err) {
   if (rc) goto out;
   if (deleted) {
     kmsi_policy_forget(d, key_id);
-    /* custom key stores: the KMS key is gone; now its material in the HSMs */
-    if (k.custom_key_store_id) kmsi_cks_delete_key(d, k.custom_key_store_id, key_id);
+    /* custom key stores: the KMS key is gone; now its material in the HSMs
+     * (an external key store's external key is the customer's: kept) */
+    if (k.custom_key_store_id && !k.xks_key_id)
+      kmsi_cks_delete_key(d, k.custom_key_store_id, key_id);
     log_msg(LOG_INFO, NULL, "key %s deleted at the end of its waiting period", key_id);
   } else {
     log_msg(LOG_INFO, NULL, "key %s rotated automatically", key_id);

@@ -258,7 +258,7 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
 out:
   if (tx) d->st->ops->rollback(tx);
   /* custom key stores: a key the store never recorded must not stay in the HSMs */
-  if (hsm_key_made) kmsi_cks_delete_key(d, in->custom_key_store_id, k.row.key_id);
+  if (hsm_key_made && !xks) kmsi_cks_delete_key(d, in->custom_key_store_id, k.row.key_id);
   free(default_policy);
   kmsi_key_clear(&k);
   return rc;

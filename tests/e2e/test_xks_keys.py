@@ -283,6 +283,31 @@ class StandInTest(h.KmsdBaseTestCase):
         self.ensure_connected()
         self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"keep me")
 
+    def test_credential_rotation_while_connected(self):
+        """UpdateCustomKeyStore with a new credential while CONNECTED: the live
+        connection moves to it, so crypto keeps working once the proxy drops
+        the old one."""
+        new_id, new_secret = "AKIAROTATEDXKSPROXY2", "cm90YXRlZC1zZWNyZXQtZm9yLWttc2QteGtzLXRlc3RzLTI="
+        md, _ = self.create_key()
+        blob = self.kms.encrypt(KeyId=md["KeyId"], Plaintext=b"rotate")["CiphertextBlob"]
+        self.proxy.set_credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET, new_id: new_secret})
+        try:
+            self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                             XksProxyAuthenticationCredential={
+                                                 "AccessKeyId": new_id,
+                                                 "RawSecretAccessKey": new_secret})
+            self.proxy.set_credentials({new_id: new_secret})
+            self.proxy.clear_requests()
+            self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"rotate")
+            self.assertEqual({r.access_key_id for r in self.proxy.requests("decrypt")}, {new_id})
+        finally:
+            self.proxy.set_credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET, new_id: new_secret})
+            self.kms.update_custom_key_store(CustomKeyStoreId=self.cks,
+                                             XksProxyAuthenticationCredential={
+                                                 "AccessKeyId": DEFAULT_ACCESS_KEY_ID,
+                                                 "RawSecretAccessKey": DEFAULT_SECRET})
+            self.proxy.set_credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET})
+
     def test_key_side_errors(self):
         """The external key changes under the KMS key; the KMS key's own
         state; a ciphertext of another key."""

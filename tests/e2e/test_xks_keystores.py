@@ -506,6 +506,12 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             log = f.read()
         self.assertNotIn(DEFAULT_SECRET, log)
         self.assertIn("external key store proxy", log)
+        # Nor on disk: the store keeps the secret only wrapped under the root key.
+        data = os.path.join(self.server.data_dir)
+        for name in os.listdir(data):
+            if name.startswith("kmsd.db"):
+                with open(os.path.join(data, name), "rb") as f:
+                    self.assertNotIn(DEFAULT_SECRET.encode(), f.read(), name)
 
 
 if __name__ == "__main__":
