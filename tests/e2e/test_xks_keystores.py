@@ -514,5 +514,50 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                     self.assertNotIn(DEFAULT_SECRET.encode(), f.read(), name)
 
 
+class RestartWhileConnectingTest(h.KmsdBaseTestCase):
+    """kmsd killed while an external key store is CONNECTING (its proxy
+    answers slowly within a long --xks-timeout): the next start connects it
+    again, through the shared manager, and it ends CONNECTED."""
+
+    def test_connecting_store_is_driven_to_an_end(self):
+        tmp = tempfile.mkdtemp(prefix="xks-restart-")
+        certs = xks_certs.make_certs(os.path.join(tmp, "certs"), hostname=HOST)
+        self.addCleanup(certs.cleanup)
+        proxy = StandIn(cert=certs.good, uri_path="/restart/kms/xks/v1")
+        self.addCleanup(proxy.stop)
+        server = h.KmsdServer(args=["--xks-ca-bundle", certs.ca, "--xks-timeout", "8000",
+                                    "--xks-connect-to", proxy.connect_to(HOST)])
+        self.addCleanup(server.cleanup)
+        server.start()
+        kms = h.kms_client(server)
+        cks = kms.create_custom_key_store(
+            CustomKeyStoreName="restart", CustomKeyStoreType="EXTERNAL_KEY_STORE",
+            XksProxyUriEndpoint=ENDPOINT, XksProxyUriPath="/restart/kms/xks/v1",
+            XksProxyConnectivity="PUBLIC_ENDPOINT",
+            XksProxyAuthenticationCredential={"AccessKeyId": DEFAULT_ACCESS_KEY_ID,
+                                              "RawSecretAccessKey": DEFAULT_SECRET}
+        )["CustomKeyStoreId"]
+        proxy.set_delay(6, ops={"health"})
+        kms.connect_custom_key_store(CustomKeyStoreId=cks)
+        state = kms.describe_custom_key_stores(CustomKeyStoreId=cks)["CustomKeyStores"][0]
+        self.assertEqual(state["ConnectionState"], "CONNECTING")
+        server.kill()
+        proxy.reset()
+        proxy.drop_connections()   # the killed kmsd's request, still in its delay
+        server.start()
+        kms = h.kms_client(server)
+        deadline = time.monotonic() + 20
+        while True:
+            entry = kms.describe_custom_key_stores(CustomKeyStoreId=cks)["CustomKeyStores"][0]
+            if entry["ConnectionState"] in ("CONNECTED", "FAILED"):
+                break
+            self.assertLess(time.monotonic(), deadline, entry)
+            time.sleep(0.1)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        reqs = [r for r in proxy.requests("health")
+                if r.request_metadata and r.request_metadata.get("kmsRequestId") == "recovery"]
+        self.assertTrue(reqs, "no GetHealthStatus from the restart's recovery")
+
+
 if __name__ == "__main__":
     unittest.main()
