@@ -4,7 +4,8 @@
  *
  * Each handler maps the validated JSON request onto one kms_* domain call and
  * the result onto the model's output shape.  KeyStorePassword is read here
- * and handed to the domain; it is never echoed, logged or returned. */
+ * and handed to the domain; it is never echoed, logged or returned, nor is
+ * an external key store's RawSecretAccessKey. */
 #include <stdlib.h>
 #include <string.h>
 
@@ -13,8 +14,7 @@
 extern const api_handler api_handlers_cks[];
 extern const size_t api_handlers_cks_count;
 
-/* Members of external key stores; their presence matters, their values
- * are not used until external key stores exist. */
+/* Members of external key stores (a CloudHSM store refuses them). */
 static const char *const xks_members[] = {
     "XksProxyUriEndpoint",          "XksProxyUriPath",
     "XksProxyVpcEndpointServiceName", "XksProxyVpcEndpointServiceOwner",
@@ -29,6 +29,29 @@ static bool has_xks_members(json_t *in) {
 }
 
 static kerr_code empty_reply(json_t **out, kerr *err) { return api_json_new_object(out, err); }
+
+/* The Xks* members (the model validated them already).  The secret access
+ * key stays a pointer into the request; it is never echoed or logged. */
+static kerr_code get_xks(json_t *in, kms_xks_input *x, kerr *err) {
+  kerr_code rc;
+  json_t *cred;
+  if ((rc = api_json_get_str(in, "XksProxyUriEndpoint", false, &x->uri_endpoint, err))) return rc;
+  if ((rc = api_json_get_str(in, "XksProxyUriPath", false, &x->uri_path, err))) return rc;
+  if ((rc = api_json_get_str(in, "XksProxyVpcEndpointServiceName", false, &x->vpc_service_name,
+                             err)))
+    return rc;
+  if ((rc = api_json_get_str(in, "XksProxyVpcEndpointServiceOwner", false, &x->vpc_service_owner,
+                             err)))
+    return rc;
+  if ((rc = api_json_get_str(in, "XksProxyConnectivity", false, &x->connectivity, err))) return rc;
+  cred = json_object_get(in, "XksProxyAuthenticationCredential");
+  if (json_is_object(cred)) {
+    if ((rc = api_json_get_str(cred, "AccessKeyId", true, &x->access_key_id, err))) return rc;
+    if ((rc = api_json_get_str(cred, "RawSecretAccessKey", true, &x->secret_access_key, err)))
+      return rc;
+  }
+  return KERR_OK;
+}
 
 static kerr_code handle_create(const api_request *req, json_t *in, json_t **out, kerr *err) {
   kms_call call = api_json_call(req);
@@ -50,6 +73,7 @@ static kerr_code handle_create(const api_request *req, json_t *in, json_t **out,
   if ((rc = api_json_get_str(in, "KeyStorePassword", false, &ci.key_store_password, err)))
     return rc;
   ci.has_xks_members = has_xks_members(in);
+  if ((rc = get_xks(in, &ci.xks, err))) return rc;
   rc = kms_create_custom_key_store(req->domain, &call, &ci, id, err);
   if (rc) return rc;
   rc = api_json_new_object(&reply, err);
@@ -79,6 +103,23 @@ static kerr_code entry_to_json(const void *item, json_t **out, kerr *err) {
   if ((rc = api_json_set_str_opt(e, "ConnectionErrorCode", s->connection_error_code, err)))
     goto out;
   if ((rc = api_json_set_time_ms(e, "CreationDate", s->creation_date_ms, err))) goto out;
+  if (s->has_xks) {
+    json_t *x = NULL;
+    if ((rc = api_json_new_object(&x, err))) goto out;
+    if ((rc = api_json_set_str(x, "Connectivity", s->xks_connectivity, err)) ||
+        (rc = api_json_set_str(x, "AccessKeyId", s->xks_access_key_id, err)) ||
+        (rc = api_json_set_str(x, "UriEndpoint", s->xks_uri_endpoint, err)) ||
+        (rc = api_json_set_str(x, "UriPath", s->xks_uri_path, err)) ||
+        (rc = api_json_set_str_opt(x, "VpcEndpointServiceName", s->xks_vpc_service_name, err)) ||
+        (rc = api_json_set_str_opt(x, "VpcEndpointServiceOwner", s->xks_vpc_service_owner, err))) {
+      json_decref(x);
+      goto out;
+    }
+    if (json_object_set_new(e, "XksProxyConfiguration", x) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+  }
 out:
   if (rc) {
     json_decref(e);
@@ -135,6 +176,7 @@ static kerr_code handle_update(const api_request *req, json_t *in, json_t **out,
   if ((rc = api_json_get_str(in, "CloudHsmClusterId", false, &ui.cloud_hsm_cluster_id, err)))
     return rc;
   ui.has_xks_members = has_xks_members(in);
+  if ((rc = get_xks(in, &ui.xks, err))) return rc;
   rc = kms_update_custom_key_store(req->domain, &call, &ui, err);
   if (rc) return rc;
   return empty_reply(out, err);

@@ -32,6 +32,18 @@ static kerr_code metadata_to_json(const kms_key_metadata *m, json_t **out, kerr 
   if ((rc = api_json_set_str(md, "Origin", m->origin, err))) goto out;
   if ((rc = api_json_set_str_opt(md, "CustomKeyStoreId", m->custom_key_store_id, err))) goto out;
   if ((rc = api_json_set_str_opt(md, "CloudHsmClusterId", m->cloud_hsm_cluster_id, err))) goto out;
+  if (m->xks_key_id) {
+    json_t *x = NULL;
+    if ((rc = api_json_new_object(&x, err))) goto out;
+    if ((rc = api_json_set_str(x, "Id", m->xks_key_id, err))) {
+      json_decref(x);
+      goto out;
+    }
+    if (json_object_set_new(md, "XksKeyConfiguration", x) != 0) {
+      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+      goto out;
+    }
+  }
   if ((rc = api_json_set_str(md, "KeyManager", m->key_manager, err))) goto out;
   if ((rc = api_json_set_str(md, "CustomerMasterKeySpec", m->customer_master_key_spec, err)))
     goto out;

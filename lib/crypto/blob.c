@@ -35,7 +35,7 @@ void kblob_uuid_from_bytes(const uint8_t in[16], char out[UUID_STR_LEN]) {
 
 kerr_code kblob_parse(const uint8_t *blob, size_t len, kblob_view *out, kerr *err) {
   memset(out, 0, sizeof *out);
-  if (!blob || len <= KBLOB_OVERHEAD || len > KBLOB_OVERHEAD + KBLOB_MAX_PLAINTEXT ||
+  if (!blob || len <= KBLOB_OVERHEAD || len > KBLOB_OVERHEAD + KBLOB_MAX_PLAINTEXT + KBLOB_MAX_BODY_EXTRA ||
       blob[0] != KBLOB_VERSION)
     return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
   kblob_uuid_from_bytes(blob + 1, out->key_id);

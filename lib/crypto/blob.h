@@ -29,6 +29,10 @@
 /* Largest plaintext sealed into one blob (GenerateDataKey's 1024 and
  * Encrypt's 4096 both fit). */
 #define KBLOB_MAX_PLAINTEXT 4096
+/* Room beyond AES-GCM's IV and tag for a backend's own body layout
+ * (kms/kms_backend.h): an external key store's body also carries the
+ * proxy's IV, tag and ciphertextMetadata around the inner layer. */
+#define KBLOB_MAX_BODY_EXTRA 128
 
 /* A parsed blob: pointers into the caller's buffer, valid while it lives. */
 typedef struct kblob_view {

@@ -559,8 +559,10 @@ static kerr_code chsm_check_config(kms_domain *d, const kms_call *call, store_tx
 /* ------------------------------------------------------------------ keys */
 
 static kerr_code chsm_create_key(kms_backend_conn *c, const kms_backend_ctx *ctx,
-                                 const store_cks *row, const char *key_id, kerr *err) {
+                                 const store_cks *row, const char *key_id,
+                                 const char *backing_key_id, kerr *err) {
   hsm_cluster_view v;
+  (void)backing_key_id; /* the HSMs make a new key labelled key_id */
   kerr_code rc;
   memset(&v, 0, sizeof v);
   rc = hsm_cluster_describe(ctx->d->hsm, row->account_id, row->region, row->cluster_id, &v, err);

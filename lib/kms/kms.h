@@ -68,6 +68,44 @@ typedef struct kms_domain kms_domain;
 #define KMS_HSM_TIMEOUT_MIN_MS 1
 #define KMS_HSM_TIMEOUT_MAX_MS 600000
 
+/* External key stores (backend_xks.c): the per-call deadline of requests to
+ * an XKS proxy (KMS's is 250 ms), how often a CONNECTED external key store
+ * is health-checked (GetHealthStatus, as KMS does), and how many connect-to
+ * overrides the operator may give. */
+#define KMS_XKS_TIMEOUT_DEFAULT_MS 250
+#define KMS_XKS_TIMEOUT_MIN_MS 1
+#define KMS_XKS_TIMEOUT_MAX_MS 600000
+#define KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS 60000
+#define KMS_XKS_HEALTH_INTERVAL_MIN_MS 100
+#define KMS_XKS_HEALTH_INTERVAL_MAX_MS 86400000
+#define KMS_XKS_CONNECT_TO_MAX 15   /* one more is kept for a VPC endpoint service */
+#define KMS_VPC_HOST_MAX 254        /* a DNS name or IP address incl. NUL */
+#define KMS_VPC_WHY_MAX 256
+
+/* What the VPC endpoint service registry (lib/api/vpc_registry.h, wired by
+ * src/kmsd) says about a service an external key store names. */
+typedef enum kms_vpc_verdict {
+  KMS_VPC_OK = 0,
+  KMS_VPC_NOT_FOUND,             /* XksProxyVpcEndpointServiceNotFoundException */
+  KMS_VPC_INVALID_CONFIGURATION, /* XksProxyVpcEndpointServiceInvalidConfigurationException */
+} kms_vpc_verdict;
+
+typedef struct kms_vpc_answer {
+  kms_vpc_verdict verdict;
+  char forward_host[KMS_VPC_HOST_MAX]; /* where its traffic goes (KMS_VPC_OK): a DNS
+                                          name, IPv4 or IPv6 without brackets */
+  unsigned forward_port;
+  char why[KMS_VPC_WHY_MAX];           /* why not OK, for the caller's message; names no
+                                          secret */
+} kms_vpc_answer;
+
+/* Judge service `name` for an external key store of account `owner` in
+ * `region` whose XksProxyUriEndpoint host is `endpoint_host`.  Must be
+ * thread-safe; fills *out. */
+typedef void (*kms_vpc_judge_fn)(void *arg, const char *name, const char *region,
+                                 const char *owner, const char *endpoint_host,
+                                 kms_vpc_answer *out);
+
 typedef struct kms_domain_config {
   const char *data_dir;          /* required; created (0700) if missing */
   int sweep_interval_ms;         /* how often the background sweeper runs
@@ -99,6 +137,17 @@ typedef struct kms_domain_config {
                                     KERR_VALIDATION).  It does not bound a
                                     PKCS#11 call already running (see
                                     docs/pkcs11.md, "A hung HSM") */
+  /* External key stores.  Strings are copied. */
+  const char *xks_ca_bundle;     /* PEM file of the CAs trusted for XKS
+                                    proxies; NULL: the system store */
+  const char *const *xks_connect_to; /* curl connect-to overrides
+                                    "HOST:PORT:TO_HOST:TO_PORT" */
+  size_t xks_connect_to_count;   /* 0..KMS_XKS_CONNECT_TO_MAX */
+  int xks_timeout_ms;            /* per XKS call; 0 = 250, else within the
+                                    range above (else KERR_VALIDATION) */
+  int xks_health_interval_ms;    /* 0 = 60000; negative: no periodic check */
+  kms_vpc_judge_fn vpc_judge;    /* NULL: no VPC endpoint service exists */
+  void *vpc_arg;
   const datadir_lock *data_dir_lock; /* the lock on data_dir the caller
                                     already holds (datadir_lock_take) and
                                     keeps until kms_domain_close; NULL: the
@@ -173,6 +222,8 @@ typedef struct kms_key_metadata {
   bool multi_region;                 /* always false for now */
   char current_key_material_id[KMS_MATERIAL_ID_LEN]; /* "" if none */
   char cloud_hsm_cluster_id[KMS_CLUSTER_ID_MAX]; /* "" unless in a CloudHSM key store */
+  char *xks_key_id;                  /* owned; XksKeyConfiguration.Id, NULL unless in an
+                                        external key store */
 } kms_key_metadata;
 
 void kms_key_metadata_clear(kms_key_metadata *m);
@@ -184,10 +235,14 @@ typedef struct kms_create_key_input {
   const char *customer_master_key_spec; /* NULL or SYMMETRIC_DEFAULT */
   const char *key_spec;                 /* NULL or SYMMETRIC_DEFAULT; both given -> KERR_VALIDATION */
   const char *origin;                   /* NULL: AWS_KMS */
-  const char *custom_key_store_id;      /* NULL, or a CONNECTED AWS_CLOUDHSM store: the
-                                           key is generated in its cluster; Origin is then
-                                           AWS_CLOUDHSM (given or implied) */
-  const char *xks_key_id;               /* NULL */
+  const char *custom_key_store_id;      /* NULL, or a CONNECTED custom key store: an
+                                           AWS_CLOUDHSM store generates the key in its
+                                           cluster (Origin AWS_CLOUDHSM, given or implied);
+                                           an EXTERNAL_KEY_STORE store adopts XksKeyId
+                                           (Origin EXTERNAL_KEY_STORE) */
+  const char *xks_key_id;               /* required with an external key store's
+                                           CustomKeyStoreId (checked with
+                                           GetKeyMetadata); else NULL */
   bool bypass_policy_lockout_safety_check;
   const kms_pair *tags;                 /* TagKey/TagValue */
   size_t ntags;
@@ -553,7 +608,8 @@ kerr_code kms_list_key_policies(kms_domain *d, const kms_call *call, const char 
  * manages (hsm_cluster.h); see docs/custom-key-stores.md.  Stores belong to
  * the caller's account and region.  Every operation authorizes
  * "kms:<Operation>" on resource "*" (IAM policy only, as in AWS).
- * EXTERNAL_KEY_STORE requests get KERR_UNSUPPORTED_OPERATION for now. */
+ * External key stores (EXTERNAL_KEY_STORE) reach an XKS proxy
+ * (backend_xks.c); see docs/custom-key-stores.md. */
 
 /* One CustomKeyStoresListEntry.  `const char *` fields are static. */
 typedef struct kms_custom_key_store {
@@ -566,7 +622,28 @@ typedef struct kms_custom_key_store {
                                               DISCONNECTED | DISCONNECTING */
   const char *connection_error_code;       /* NULL unless FAILED */
   int64_t creation_date_ms;
+  /* XksProxyConfiguration: only for external key stores (has_xks); never
+   * the secret access key. */
+  bool has_xks;
+  const char *xks_connectivity;            /* PUBLIC_ENDPOINT | VPC_ENDPOINT_SERVICE */
+  char xks_access_key_id[32];
+  char xks_uri_endpoint[132];
+  char xks_uri_path[132];
+  char xks_vpc_service_name[68];           /* "" when none */
+  char xks_vpc_service_owner[16];          /* "" when none */
 } kms_custom_key_store;
+
+/* The Xks* members of Create/UpdateCustomKeyStore (NULL: not given). */
+typedef struct kms_xks_input {
+  const char *uri_endpoint;                /* XksProxyUriEndpoint */
+  const char *uri_path;                    /* XksProxyUriPath */
+  const char *vpc_service_name;            /* XksProxyVpcEndpointServiceName ("" on
+                                              Update: none) */
+  const char *vpc_service_owner;           /* XksProxyVpcEndpointServiceOwner */
+  const char *connectivity;                /* XksProxyConnectivity */
+  const char *access_key_id;               /* XksProxyAuthenticationCredential: */
+  const char *secret_access_key;           /* both or neither; sensitive */
+} kms_xks_input;
 
 typedef struct kms_create_cks_input {
   const char *custom_key_store_name;       /* required, 1..256 */
@@ -575,6 +652,7 @@ typedef struct kms_create_cks_input {
   const char *trust_anchor_certificate;    /* required for AWS_CLOUDHSM: PEM */
   const char *key_store_password;          /* required for AWS_CLOUDHSM: 7..32 */
   bool has_xks_members;                    /* any Xks* member was given */
+  kms_xks_input xks;                       /* for EXTERNAL_KEY_STORE */
 } kms_create_cks_input;
 
 /* CreateCustomKeyStore: the store starts DISCONNECTED.  Name used in the
@@ -616,6 +694,9 @@ typedef struct kms_update_cks_input {
   const char *key_store_password;          /* NULL: unchanged; DISCONNECTED only */
   const char *cloud_hsm_cluster_id;        /* NULL: unchanged; DISCONNECTED only */
   bool has_xks_members;
+  kms_xks_input xks;                       /* external key stores: name, credential
+                                              and path while CONNECTED or
+                                              DISCONNECTED, the rest DISCONNECTED */
 } kms_update_cks_input;
 
 /* UpdateCustomKeyStore: the name while CONNECTED or DISCONNECTED, the

@@ -13,8 +13,9 @@
  * kind of store is one more table (backend_<kind>.c), not code threaded
  * through the domain.
  *
- * Implementations: kms_backend_local (backend_local.c) and
- * kms_backend_cloudhsm (backend_cloudhsm.c).  kmsi_backend_for_type finds
+ * Implementations: kms_backend_local (backend_local.c),
+ * kms_backend_cloudhsm (backend_cloudhsm.c) and kms_backend_xks
+ * (backend_xks.c).  kmsi_backend_for_type finds
  * the table of a CustomKeyStoreType.
  *
  * Conventions: every method returns a kerr_code and fills `err` (worded for
@@ -142,12 +143,14 @@ typedef struct kms_backend {
   kerr_code (*health)(kms_backend_conn *c, const kms_backend_ctx *ctx,
                       const char **connection_error, kerr *err);
 
-  /* Create the backing key of new KMS key `key_id` in store `row` (CreateKey
-   * in a custom key store; the store is CONNECTED).  Errors are CreateKey's
-   * exceptions.  NULL for local keys, whose first key material CreateKey
-   * makes itself. */
+  /* Create or adopt the backing key of new KMS key `key_id` in store `row`
+   * (CreateKey in a custom key store; the store is CONNECTED).
+   * `backing_key_id` is the key the caller names in the store (an external
+   * key store's XksKeyId, checked with GetKeyMetadata), NULL when the store
+   * makes a new one (CloudHSM).  Errors are CreateKey's exceptions.  NULL
+   * for local keys, whose first key material CreateKey makes itself. */
   kerr_code (*create_key)(kms_backend_conn *c, const kms_backend_ctx *ctx, const store_cks *row,
-                          const char *key_id, kerr *err);
+                          const char *key_id, const char *backing_key_id, kerr *err);
 
   /* Remove the backing key `backing_key_id` (a deleted KMS key).  A key
    * already absent is not an error.  NULL: nothing to remove. */
@@ -181,6 +184,7 @@ typedef struct kms_backend {
 
 extern const kms_backend kms_backend_local;
 extern const kms_backend kms_backend_cloudhsm;
+extern const kms_backend kms_backend_xks;
 
 /* The backend of CustomKeyStoreType `type`; NULL when kmsd has none. */
 const kms_backend *kmsi_backend_for_type(const char *type);

@@ -42,7 +42,11 @@ static const char *static_error_code(const char *s) {
   static const char *const codes[] = {
       "INVALID_CREDENTIALS", "CLUSTER_NOT_FOUND",  "NETWORK_ERRORS",   "INTERNAL_ERROR",
       "INSUFFICIENT_CLOUDHSM_HSMS", "USER_LOCKED_OUT", "USER_NOT_FOUND", "USER_LOGGED_IN",
-      "SUBNET_NOT_FOUND", "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET"};
+      "SUBNET_NOT_FOUND", "INSUFFICIENT_FREE_ADDRESSES_IN_SUBNET", "XKS_PROXY_ACCESS_DENIED",
+      "XKS_PROXY_NOT_REACHABLE", "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND",
+      "XKS_PROXY_INVALID_RESPONSE", "XKS_PROXY_INVALID_CONFIGURATION",
+      "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION", "XKS_PROXY_TIMED_OUT",
+      "XKS_PROXY_INVALID_TLS_CONFIGURATION"};
   if (!s || !*s) return NULL;
   for (size_t i = 0; i < sizeof codes / sizeof codes[0]; i++)
     if (strcmp(codes[i], s) == 0) return codes[i];
@@ -76,11 +80,6 @@ kerr_code kmsi_cks_check_row(const store_cks *c, kerr *err) {
 
 static kerr_code not_found(const char *what, kerr *err) {
   return kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.256s does not exist.", what);
-}
-
-static kerr_code xks_unsupported(kerr *err) {
-  return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                  "External key stores (EXTERNAL_KEY_STORE) are not supported yet.");
 }
 
 /* Read the caller's store `cks_id` in tx; other accounts' and regions'
@@ -164,13 +163,107 @@ static bool match_count(const store_cks *c, const void *varg) {
 
 /* ------------------------------------------------- CreateCustomKeyStore */
 
+static const char CONN_PUBLIC[] = "PUBLIC_ENDPOINT";
+static const char CONN_VPC[] = "VPC_ENDPOINT_SERVICE";
+
+/* Copy an Xks* setting into a row field, refusing what does not fit (the
+ * API checked the model's pattern already; the domain bounds it again). */
+static kerr_code put_setting(const char *v, const char *member, size_t min, size_t max, char *dst,
+                             size_t cap, kerr *err) {
+  size_t n = strlen(v);
+  if (n < min || n > max || n >= cap)
+    return kerr_set(err, KERR_VALIDATION,
+                    "1 validation error detected: Value at '%s' failed to satisfy constraint: "
+                    "Member must have length between %zu and %zu",
+                    member, min, max);
+  memcpy(dst, v, n + 1);
+  return KERR_OK;
+}
+
+static kerr_code check_connectivity(const char *v, kerr *err) {
+  if (strcmp(v, CONN_PUBLIC) == 0 || strcmp(v, CONN_VPC) == 0) return KERR_OK;
+  return kerr_set(err, KERR_VALIDATION,
+                  "1 validation error detected: Value at 'xksProxyConnectivity' failed to satisfy "
+                  "constraint: Member must satisfy enum value set: [PUBLIC_ENDPOINT, "
+                  "VPC_ENDPOINT_SERVICE]");
+}
+
+/* The Xks* members of `x` into row `c`, for a new store (all that apply
+ * required) or an update (only those given; `c` holds the current ones). */
+static kerr_code put_xks_settings(const kms_xks_input *x, bool create, store_cks *c, kerr *err) {
+  kerr_code rc = KERR_OK;
+  if (create && (!x->connectivity || !x->uri_endpoint || !x->uri_path || !x->access_key_id ||
+                 !x->secret_access_key))
+    return kerr_set(err, KERR_VALIDATION,
+                    "An external key store needs XksProxyConnectivity, XksProxyUriEndpoint, "
+                    "XksProxyUriPath and XksProxyAuthenticationCredential.");
+  if ((x->access_key_id == NULL) != (x->secret_access_key == NULL))
+    return kerr_set(err, KERR_VALIDATION,
+                    "XksProxyAuthenticationCredential needs both AccessKeyId and "
+                    "RawSecretAccessKey.");
+  if (x->connectivity) {
+    rc = check_connectivity(x->connectivity, err);
+    if (rc) return rc;
+    snprintf(c->xks_connectivity, sizeof c->xks_connectivity, "%s", x->connectivity);
+  }
+  if (x->uri_endpoint &&
+      (rc = put_setting(x->uri_endpoint, "xksProxyUriEndpoint", 10, 128, c->xks_uri_endpoint,
+                        sizeof c->xks_uri_endpoint, err)))
+    return rc;
+  if (x->uri_path && (rc = put_setting(x->uri_path, "xksProxyUriPath", 10, 128, c->xks_uri_path,
+                                       sizeof c->xks_uri_path, err)))
+    return rc;
+  if (x->vpc_service_name) {
+    if (!*x->vpc_service_name && !create)
+      c->xks_vpc_service_name[0] = '\0';
+    else if ((rc = put_setting(x->vpc_service_name, "xksProxyVpcEndpointServiceName", 20, 64,
+                               c->xks_vpc_service_name, sizeof c->xks_vpc_service_name, err)))
+      return rc;
+  }
+  if (x->vpc_service_owner &&
+      (rc = put_setting(x->vpc_service_owner, "xksProxyVpcEndpointServiceOwner", 12, 12,
+                        c->xks_vpc_service_owner, sizeof c->xks_vpc_service_owner, err)))
+    return rc;
+  if (x->access_key_id &&
+      (rc = put_setting(x->access_key_id, "xksProxyAuthenticationCredential.accessKeyId", 20, 30,
+                        c->xks_access_key_id, sizeof c->xks_access_key_id, err)))
+    return rc;
+  if (x->secret_access_key) {
+    size_t n = strlen(x->secret_access_key);
+    if (n < 43 || n > 64)
+      return kerr_set(err, KERR_VALIDATION,
+                      "1 validation error detected: Value at "
+                      "'xksProxyAuthenticationCredential.rawSecretAccessKey' failed to satisfy "
+                      "constraint: Member must have length between 43 and 64");
+  }
+  /* What each connectivity needs and refuses. */
+  if (strcmp(c->xks_connectivity, CONN_VPC) == 0) {
+    if (!c->xks_vpc_service_name[0])
+      return kerr_set(err, KERR_VALIDATION,
+                      "An external key store with VPC_ENDPOINT_SERVICE connectivity needs "
+                      "XksProxyVpcEndpointServiceName.");
+  } else if (c->xks_vpc_service_name[0] || c->xks_vpc_service_owner[0]) {
+    if (create || x->vpc_service_name == NULL || *x->vpc_service_name)
+      return kerr_set(err, KERR_VALIDATION,
+                      "XksProxyVpcEndpointServiceName and XksProxyVpcEndpointServiceOwner are "
+                      "valid only with VPC_ENDPOINT_SERVICE connectivity.");
+    c->xks_vpc_service_owner[0] = '\0';
+  }
+  return KERR_OK;
+}
+
+static bool any_xks(const kms_xks_input *x) {
+  return x->uri_endpoint || x->uri_path || x->vpc_service_name || x->vpc_service_owner ||
+         x->connectivity || x->access_key_id || x->secret_access_key;
+}
+
 kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_create_cks_input *in,
                                       char id_out[KMS_CKS_ID_MAX], kerr *err) {
   store_tx *tx = NULL;
   store_cks c;
   const kms_backend *b = &kms_backend_cloudhsm;
-  bool hit = false;
+  bool hit = false, xks;
   kerr_code rc;
   int64_t now = kclock_now_ms();
 
@@ -180,31 +273,67 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:CreateCustomKeyStore", err);
   if (rc) return rc;
-  if (in->custom_key_store_type && strcmp(in->custom_key_store_type, TYPE_XKS) == 0)
-    return xks_unsupported(err);
-  if (in->custom_key_store_type && strcmp(in->custom_key_store_type, TYPE_CLOUDHSM) != 0)
+  if (in->custom_key_store_type && strcmp(in->custom_key_store_type, TYPE_XKS) != 0 &&
+      strcmp(in->custom_key_store_type, TYPE_CLOUDHSM) != 0)
     return kerr_set(err, KERR_VALIDATION, "Unknown CustomKeyStoreType.");
-  if (in->has_xks_members)
-    return kerr_set(err, KERR_VALIDATION,
-                    "Xks* parameters are valid only for a custom key store of type "
-                    "EXTERNAL_KEY_STORE.");
+  xks = in->custom_key_store_type && strcmp(in->custom_key_store_type, TYPE_XKS) == 0;
   if (!in->custom_key_store_name) return kerr_set(err, KERR_VALIDATION, "CustomKeyStoreName is required.");
   rc = check_name(in->custom_key_store_name, "customKeyStoreName", err);
   if (rc) return rc;
-  if (!in->cloud_hsm_cluster_id || !in->trust_anchor_certificate || !in->key_store_password)
-    return kerr_set(err, KERR_VALIDATION,
-                    "A CloudHSM key store needs CloudHsmClusterId, TrustAnchorCertificate and "
-                    "KeyStorePassword.");
-  rc = check_password(in->key_store_password, err);
-  if (rc) return rc;
-  if (strlen(in->cloud_hsm_cluster_id) >= KMS_CLUSTER_ID_MAX)
-    return kerr_set(err, KERR_VALIDATION, "CloudHsmClusterId is too long.");
-  if (strlen(in->trust_anchor_certificate) > CKS_TRUST_ANCHOR_MAX)
-    return kerr_set(err, KERR_VALIDATION, "TrustAnchorCertificate is longer than %d characters.",
-                    CKS_TRUST_ANCHOR_MAX);
+  if (xks) {
+    b = &kms_backend_xks;
+    if (in->cloud_hsm_cluster_id || in->trust_anchor_certificate || in->key_store_password)
+      return kerr_set(err, KERR_VALIDATION,
+                      "CloudHsmClusterId, TrustAnchorCertificate and KeyStorePassword are valid "
+                      "only for a custom key store of type AWS_CLOUDHSM.");
+    rc = put_xks_settings(&in->xks, true, &c, err);
+    if (rc) goto out;
+  } else {
+    if (in->has_xks_members || any_xks(&in->xks))
+      return kerr_set(err, KERR_VALIDATION,
+                      "Xks* parameters are valid only for a custom key store of type "
+                      "EXTERNAL_KEY_STORE.");
+    if (!in->cloud_hsm_cluster_id || !in->trust_anchor_certificate || !in->key_store_password)
+      return kerr_set(err, KERR_VALIDATION,
+                      "A CloudHSM key store needs CloudHsmClusterId, TrustAnchorCertificate and "
+                      "KeyStorePassword.");
+    rc = check_password(in->key_store_password, err);
+    if (rc) return rc;
+    if (strlen(in->cloud_hsm_cluster_id) >= KMS_CLUSTER_ID_MAX)
+      return kerr_set(err, KERR_VALIDATION, "CloudHsmClusterId is too long.");
+    if (strlen(in->trust_anchor_certificate) > CKS_TRUST_ANCHOR_MAX)
+      return kerr_set(err, KERR_VALIDATION, "TrustAnchorCertificate is longer than %d characters.",
+                      CKS_TRUST_ANCHOR_MAX);
+    snprintf(c.cluster_id, sizeof c.cluster_id, "%s", in->cloud_hsm_cluster_id);
+    rc = kmsi_strdup(in->trust_anchor_certificate, &c.trust_anchor_pem, err);
+    if (rc) goto out;
+  }
+
+  /* The store as it will be, for its backend to judge and complete: its id
+   * first, since its secret is wrapped bound to it (and an external key
+   * store's backend unwraps it to ask the proxy). */
+  snprintf(c.account_id, sizeof c.account_id, "%s", call->caller->account_id);
+  snprintf(c.region, sizeof c.region, "%s", call->region);
+  snprintf(c.name, sizeof c.name, "%s", in->custom_key_store_name);
+  snprintf(c.type, sizeof c.type, "%s", b->type);
+  memcpy(c.cks_id, "cks-", 4);
+  if (rand_hex(c.cks_id + 4, 17)) {
+    rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
+    goto out;
+  }
+  if (xks)
+    rc = kmsi_xks_wrap_secret(d, c.cks_id, in->xks.secret_access_key, &c.xks_secret_wrapped,
+                              &c.xks_secret_wrapped_len, err);
+  else
+    rc = kmsi_cks_wrap_password(d, c.cks_id, in->key_store_password, &c.password_wrapped,
+                                &c.password_wrapped_len, err);
+  if (rc) goto out;
+  snprintf(c.connection_state, sizeof c.connection_state, "DISCONNECTED");
+  c.created_ms = now;
+  c.state_changed_ms = now;
 
   rc = kmsi_begin(d, false, &tx, err);
-  if (rc) return rc;
+  if (rc) goto out;
   rc = kmsi_cks_find_own(d, tx, call, match_name, in->custom_key_store_name, NULL, NULL, &hit, err);
   if (rc) goto out;
   if (hit) {
@@ -212,37 +341,17 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
                   in->custom_key_store_name);
     goto out;
   }
-  /* The store as it will be, for its backend to judge and complete. */
-  snprintf(c.account_id, sizeof c.account_id, "%s", call->caller->account_id);
-  snprintf(c.region, sizeof c.region, "%s", call->region);
-  snprintf(c.name, sizeof c.name, "%s", in->custom_key_store_name);
-  snprintf(c.type, sizeof c.type, "%s", b->type);
-  snprintf(c.cluster_id, sizeof c.cluster_id, "%s", in->cloud_hsm_cluster_id);
-  rc = kmsi_strdup(in->trust_anchor_certificate, &c.trust_anchor_pem, err);
-  if (rc) goto out;
   rc = b->check_config(d, call, tx, KMS_BACKEND_CHECK_CREATE, NULL, &c, err);
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;
 
-  memcpy(c.cks_id, "cks-", 4);
-  if (rand_hex(c.cks_id + 4, 17)) {
-    rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
-    goto out;
-  }
-  rc = kmsi_cks_wrap_password(d, c.cks_id, in->key_store_password, &c.password_wrapped,
-                              &c.password_wrapped_len, err);
-  if (rc) goto out;
-  snprintf(c.connection_state, sizeof c.connection_state, "DISCONNECTED");
-  c.created_ms = now;
-  c.state_changed_ms = now;
-
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
   /* The checks above ran in a read transaction; under the write lock, count
    * against the quota and let the backend look again for what two concurrent
-   * creates could both pass (a store on the cluster).  The unique index
-   * decides names. */
+   * creates could both pass (a store on the cluster, a used proxy URI).  The
+   * unique index decides names. */
   {
     size_t count = 0;
     rc = kmsi_cks_find_own(d, tx, call, match_count, &count, NULL, NULL, &hit, err);
@@ -266,8 +375,13 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   rc = d->st->ops->commit(tx, err);
   tx = NULL;
   if (rc) goto out;
-  log_msg(LOG_INFO, call->request_id, "custom key store %s created for cluster %s (DISCONNECTED)",
-          c.cks_id, c.cluster_id);
+  if (xks)
+    log_msg(LOG_INFO, call->request_id,
+            "custom key store %s created for external key store proxy %s%s (%s, DISCONNECTED)",
+            c.cks_id, c.xks_uri_endpoint, c.xks_uri_path, c.xks_connectivity);
+  else
+    log_msg(LOG_INFO, call->request_id, "custom key store %s created for cluster %s (DISCONNECTED)",
+            c.cks_id, c.cluster_id);
   snprintf(id_out, KMS_CKS_ID_MAX, "%s", c.cks_id);
 out:
   if (tx) d->st->ops->rollback(tx);
@@ -309,6 +423,17 @@ static kerr_code fill_entry(const store_cks *c, kms_custom_key_store *e, kerr *e
   if (strcmp(e->connection_state, "FAILED") == 0 && !e->connection_error_code)
     e->connection_error_code = "INTERNAL_ERROR";
   e->creation_date_ms = c->created_ms;
+  if (strcmp(c->type, TYPE_XKS) == 0) {
+    e->has_xks = true;
+    e->xks_connectivity = strcmp(c->xks_connectivity, CONN_VPC) == 0 ? CONN_VPC : CONN_PUBLIC;
+    snprintf(e->xks_access_key_id, sizeof e->xks_access_key_id, "%s", c->xks_access_key_id);
+    snprintf(e->xks_uri_endpoint, sizeof e->xks_uri_endpoint, "%s", c->xks_uri_endpoint);
+    snprintf(e->xks_uri_path, sizeof e->xks_uri_path, "%s", c->xks_uri_path);
+    snprintf(e->xks_vpc_service_name, sizeof e->xks_vpc_service_name, "%s",
+             c->xks_vpc_service_name);
+    snprintf(e->xks_vpc_service_owner, sizeof e->xks_vpc_service_owner, "%s",
+             c->xks_vpc_service_owner);
+  }
   return KERR_OK;
 }
 
@@ -392,16 +517,43 @@ out:
 
 /* ------------------------------------------------- UpdateCustomKeyStore */
 
+/* Which changes the store's state allows (UpdateCustomKeyStore's
+ * documentation): for CloudHSM the name while CONNECTED or DISCONNECTED and
+ * the rest DISCONNECTED; for external key stores the name, the credential
+ * and the path while CONNECTED or DISCONNECTED, and the endpoint, the
+ * connectivity and the VPC endpoint service only while DISCONNECTED. */
+static kerr_code check_update_state(const kms_update_cks_input *in, const store_cks *c, bool xks,
+                                    kerr *err) {
+  bool disconnected = strcmp(c->connection_state, "DISCONNECTED") == 0;
+  bool connected = strcmp(c->connection_state, "CONNECTED") == 0;
+  bool needs_disconnected =
+      xks ? (in->xks.uri_endpoint || in->xks.connectivity || in->xks.vpc_service_name ||
+             in->xks.vpc_service_owner)
+          : (in->key_store_password || in->cloud_hsm_cluster_id);
+  if (needs_disconnected ? disconnected : (disconnected || connected)) return KERR_OK;
+  if (needs_disconnected)
+    return kerr_set(err, KERR_CKS_INVALID_STATE,
+                    xks ? "Custom key store %s is %s: disconnect it before changing its "
+                          "XksProxyUriEndpoint, XksProxyConnectivity or VPC endpoint service."
+                        : "Custom key store %s is %s: disconnect it before changing its password "
+                          "or cluster.",
+                    c->cks_id, c->connection_state);
+  return kerr_set(err, KERR_CKS_INVALID_STATE,
+                  "Custom key store %s is %s: it can change only while it is CONNECTED or "
+                  "DISCONNECTED.",
+                  c->cks_id, c->connection_state);
+}
+
 kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_update_cks_input *in, kerr *err) {
   store_tx *tx = NULL;
   store_cks c, cur;
   const kms_backend *b = NULL;
-  bool hit = false, disconnected, connected;
-  bool changes_more = in->key_store_password || in->cloud_hsm_cluster_id;
+  bool hit = false, xks;
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
+  memset(&cur, 0, sizeof cur);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:UpdateCustomKeyStore", err);
@@ -423,33 +575,70 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) goto out;
   b = kmsi_backend_for_type(c.type);
   if (!b) {
-    rc = xks_unsupported(err);
+    rc = kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
     goto out;
   }
-  /* The stored row as it was (its fixed fields: owned ones may change). */
+  xks = strcmp(c.type, TYPE_XKS) == 0;
+  /* The stored row as it was (owned fields copied: they may change). */
   cur = c;
   cur.trust_anchor_pem = NULL;
   cur.password_wrapped = NULL;
   cur.pending_password_wrapped = NULL;
-  cur.xks_config = NULL;
-  if (in->has_xks_members) {
+  cur.xks_secret_wrapped = NULL;
+  if (c.xks_secret_wrapped) {
+    cur.xks_secret_wrapped = malloc(c.xks_secret_wrapped_len);
+    if (!cur.xks_secret_wrapped) {
+      cur.xks_secret_wrapped_len = 0;
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    memcpy(cur.xks_secret_wrapped, c.xks_secret_wrapped, c.xks_secret_wrapped_len);
+  }
+  if (!xks && (in->has_xks_members || any_xks(&in->xks))) {
     rc = kerr_set(err, KERR_VALIDATION,
                   "Xks* parameters are valid only for external key stores; %s is a CloudHSM key "
                   "store.",
                   c.cks_id);
     goto out;
   }
-  disconnected = strcmp(c.connection_state, "DISCONNECTED") == 0;
-  connected = strcmp(c.connection_state, "CONNECTED") == 0;
-  if (changes_more ? !disconnected : !(disconnected || connected)) {
-    rc = kerr_set(err, KERR_CKS_INVALID_STATE,
-                  changes_more
-                      ? "Custom key store %s is %s: disconnect it before changing its password "
-                        "or cluster."
-                      : "Custom key store %s is %s: its name can change only while it is "
-                        "CONNECTED or DISCONNECTED.",
-                  c.cks_id, c.connection_state);
+  if (xks && (in->key_store_password || in->cloud_hsm_cluster_id)) {
+    rc = kerr_set(err, KERR_VALIDATION,
+                  "KeyStorePassword and CloudHsmClusterId are valid only for CloudHSM key stores; "
+                  "%s is an external key store.",
+                  c.cks_id);
     goto out;
+  }
+  rc = check_update_state(in, &c, xks, err);
+  if (rc) goto out;
+  if (xks) {
+    /* A change of connectivity comes with a new endpoint (and, to
+     * VPC_ENDPOINT_SERVICE, a service name; to PUBLIC_ENDPOINT, none). */
+    if (in->xks.connectivity && strcmp(in->xks.connectivity, c.xks_connectivity) != 0) {
+      bool to_vpc = strcmp(in->xks.connectivity, CONN_VPC) == 0;
+      if (!in->xks.uri_endpoint || strcmp(in->xks.uri_endpoint, c.xks_uri_endpoint) == 0 ||
+          (to_vpc && (!in->xks.vpc_service_name || !*in->xks.vpc_service_name))) {
+        rc = kerr_set(err, KERR_VALIDATION,
+                      to_vpc ? "Changing XksProxyConnectivity to VPC_ENDPOINT_SERVICE needs a new "
+                               "XksProxyUriEndpoint and an XksProxyVpcEndpointServiceName."
+                             : "Changing XksProxyConnectivity to PUBLIC_ENDPOINT needs a new "
+                               "XksProxyUriEndpoint.");
+        goto out;
+      }
+      if (!to_vpc && in->xks.vpc_service_name == NULL) {
+        c.xks_vpc_service_name[0] = '\0';
+        c.xks_vpc_service_owner[0] = '\0';
+      }
+    }
+    rc = put_xks_settings(&in->xks, false, &c, err);
+    if (rc) goto out;
+    if (in->xks.secret_access_key) {
+      free(c.xks_secret_wrapped);
+      c.xks_secret_wrapped = NULL;
+      c.xks_secret_wrapped_len = 0;
+      rc = kmsi_xks_wrap_secret(d, c.cks_id, in->xks.secret_access_key, &c.xks_secret_wrapped,
+                                &c.xks_secret_wrapped_len, err);
+      if (rc) goto out;
+    }
   }
   if (in->new_custom_key_store_name && strcmp(in->new_custom_key_store_name, c.name) != 0) {
     rc = kmsi_cks_find_own(d, tx, call, match_name, in->new_custom_key_store_name, c.cks_id, NULL, &hit,
@@ -497,12 +686,18 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
   rc = d->st->ops->commit(tx, err);
   tx = NULL;
   if (rc) goto out;
-  log_msg(LOG_INFO, call->request_id, "custom key store %s updated (%s%s%s)", c.cks_id,
+  log_msg(LOG_INFO, call->request_id, "custom key store %s updated (%s%s%s%s%s)", c.cks_id,
           in->new_custom_key_store_name ? "name " : "", in->key_store_password ? "password " : "",
-          in->cloud_hsm_cluster_id ? "cluster" : "");
+          in->cloud_hsm_cluster_id ? "cluster " : "", in->xks.access_key_id ? "credential " : "",
+          any_xks(&in->xks) ? "proxy settings" : "");
+  /* A CONNECTED external key store keeps serving with its new credential
+   * or path: its live connection is rebuilt from the stored row. */
+  if (xks && strcmp(c.connection_state, "CONNECTED") == 0 && kmsi_xks_settings_differ(d, &cur, &c))
+    kmsi_cks_refresh(d, c.cks_id, call->request_id);
 out:
   if (tx) d->st->ops->rollback(tx);
   store_cks_clear(&c);
+  store_cks_clear(&cur);
   return rc;
 }
 
@@ -536,7 +731,7 @@ kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) goto out;
   b = kmsi_backend_for_type(c.type);
   if (!b) {
-    rc = xks_unsupported(err);
+    rc = kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
     goto out;
   }
   if (strcmp(c.connection_state, "CONNECTING") == 0 || strcmp(c.connection_state, "CONNECTED") == 0)
@@ -595,7 +790,7 @@ kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
   rc = read_own(d, call, custom_key_store_id, &c, err);
   if (rc) goto out;
   if (!kmsi_backend_for_type(c.type)) {
-    rc = xks_unsupported(err);
+    rc = kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
     goto out;
   }
   rc = kmsi_cks_set_state(d, c.cks_id, from_live, "DISCONNECTING", NULL, call->request_id, prev,

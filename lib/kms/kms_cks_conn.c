@@ -431,10 +431,106 @@ void kmsi_cks_stop(kms_domain *d) {
   d->cks = NULL;
 }
 
+void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id) {
+  kmsi_cks_manager *m = d->cks;
+  cks_worker w;
+  store_tx *tx = NULL;
+  store_cks c;
+  const kms_backend *b;
+  kms_backend_conn *conn = NULL, *old = NULL;
+  kms_backend_connect_ctx cx;
+  const char *code = NULL;
+  kerr e;
+  kerr_code rc;
+
+  if (!m) return;
+  memset(&c, 0, sizeof c);
+  memset(&w, 0, sizeof w);
+  kerr_clear(&e);
+  pthread_mutex_lock(&m->lock);
+  w.live = live_get_locked(m, cks_id);
+  if (!w.live || !w.live->conn) {
+    pthread_mutex_unlock(&m->lock);
+    return;
+  }
+  w.attempt = w.live->attempt;
+  pthread_mutex_unlock(&m->lock);
+  w.d = d;
+  snprintf(w.request_id, sizeof w.request_id, "%s", request_id ? request_id : "");
+  pthread_mutex_lock(&w.live->connect_lock);
+  rc = kmsi_begin(d, false, &tx, &e);
+  if (rc == KERR_OK) rc = d->st->ops->cks_get(tx, cks_id, &c, &e);
+  if (tx) d->st->ops->rollback(tx);
+  b = rc ? NULL : kmsi_backend_for_type(c.type);
+  if (b && b->connect && attempt_current(m, w.live, w.attempt)) {
+    memset(&cx, 0, sizeof cx);
+    cx.d = d;
+    cx.row = &c;
+    cx.request_id = w.request_id;
+    cx.still_current = still_current;
+    cx.manager_arg = &w;
+    rc = b->connect(&cx, &conn, &code, &e);
+    if (rc == KERR_OK) {
+      pthread_mutex_lock(&m->lock);
+      if (w.live->attempt == w.attempt && w.live->conn && w.live->backend == b) {
+        while (w.live->users > 0) pthread_cond_wait(&m->released, &m->lock);
+        old = w.live->conn;
+        w.live->conn = conn;
+        conn = NULL;
+      }
+      pthread_mutex_unlock(&m->lock);
+    }
+  }
+  if (rc)
+    log_msg(LOG_WARN, request_id, "custom key store %s: new settings not in use yet (%s): %s",
+            cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+  if (old) b->disconnect(old);
+  if (conn) b->disconnect(conn);
+  pthread_mutex_unlock(&w.live->connect_lock);
+  store_cks_clear(&c);
+}
+
+/* ------------------------------------------------- periodic health */
+
+void kmsi_cks_health_sweep(kms_domain *d) {
+  kmsi_cks_manager *m = d ? d->cks : NULL;
+  int64_t now = kclock_now_ms();
+  char ids[RECOVERY_PAGE][STORE_CKS_ID_MAX];
+  size_t n = 0;
+  if (!m || d->xks_health_interval_ms <= 0 || now < d->xks_next_health_ms) return;
+  d->xks_next_health_ms = now + d->xks_health_interval_ms;
+  pthread_mutex_lock(&m->lock);
+  for (cks_live *l = m->live; l && n < RECOVERY_PAGE; l = l->next)
+    /* External key stores only: KMS health-checks XKS proxies; a CloudHSM
+     * store's HSMs are not probed behind the operator's back. */
+    if (l->conn && l->backend == &kms_backend_xks && l->backend->health)
+      snprintf(ids[n++], STORE_CKS_ID_MAX, "%s", l->cks_id);
+  pthread_mutex_unlock(&m->lock);
+  for (size_t i = 0; i < n; i++) {
+    const kms_backend *b = NULL;
+    kms_backend_conn *conn = NULL;
+    kms_backend_ctx ctx;
+    const char *code = NULL;
+    kerr e;
+    if (!conn_acquire(d, ids[i], &b, &conn)) continue;
+    memset(&ctx, 0, sizeof ctx);
+    ctx.d = d;
+    ctx.request_id = "health-check";
+    ctx.operation = "KmsHealthCheck";
+    kerr_clear(&e);
+    if (b->health(conn, &ctx, &code, &e) != KERR_OK)
+      log_msg(LOG_WARN, "health-check", "custom key store %s: health check failed (%s): %s",
+              ids[i], code ? code : "INTERNAL_ERROR", e.msg);
+    else
+      log_msg(LOG_DEBUG, "health-check", "custom key store %s: healthy", ids[i]);
+    conn_release(d, ids[i]);
+  }
+}
+
 /* ------------------------------------------------- keys in a key store */
 
 const kms_backend *kmsi_backend_for_type(const char *type) {
-  static const kms_backend *const custom[] = {&kms_backend_cloudhsm};
+  static const kms_backend *const custom[] = {&kms_backend_cloudhsm, &kms_backend_xks};
   for (size_t i = 0; type && i < sizeof custom / sizeof *custom; i++)
     if (strcmp(custom[i]->type, type) == 0) return custom[i];
   return NULL;
@@ -478,21 +574,42 @@ static kerr_code load_own_store(kms_domain *d, const kms_call *call, const char 
 }
 
 kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
-                              const char *key_id, char *cluster_id_out, kerr *err) {
+                              const char *key_id, const char *origin, const char *xks_key_id,
+                              char *type_out, char *cluster_id_out, kerr *err) {
   store_cks c;
   const kms_backend *b = NULL, *live_b = NULL;
   kms_backend_conn *conn = NULL;
   kms_backend_ctx ctx;
+  bool xks;
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
   cluster_id_out[0] = '\0';
+  type_out[0] = '\0';
   rc = load_own_store(d, call, cks_id, &c, err);
   if (rc) goto out;
   b = kmsi_backend_for_type(c.type);
   if (!b || !b->create_key) {
+    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd cannot create keys in key stores of type %s.",
+                  c.type);
+    goto out;
+  }
+  /* The store's type decides the origin (given or implied) and whether an
+   * XksKeyId belongs. */
+  xks = strcmp(c.type, "EXTERNAL_KEY_STORE") == 0;
+  if (origin && strcmp(origin, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                  "Keys in external key stores are not supported yet.");
+                  "Origin %.64s is not valid for a key in %s key store %s; use %s.", origin,
+                  xks ? "external" : "CloudHSM", cks_id, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
+    goto out;
+  }
+  if (xks && !xks_key_id) {
+    rc = kerr_set(err, KERR_VALIDATION,
+                  "XksKeyId is required for a KMS key in an external key store.");
+    goto out;
+  }
+  if (!xks && xks_key_id) {
+    rc = kerr_set(err, KERR_VALIDATION, "XksKeyId is only valid for keys in an external key store.");
     goto out;
   }
   if (strcmp(c.connection_state, STATE_CONNECTED) != 0) {
@@ -510,10 +627,11 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   ctx.request_id = call->request_id;
   ctx.principal_arn = call->caller->arn;
   ctx.operation = "CreateKey";
-  rc = live_b->create_key(conn, &ctx, &c, key_id, err);
+  rc = live_b->create_key(conn, &ctx, &c, key_id, xks_key_id, err);
   conn_release(d, cks_id);
   if (rc) goto out;
   snprintf(cluster_id_out, KMS_CLUSTER_ID_MAX, "%s", c.cluster_id);
+  snprintf(type_out, STORE_ENUM_MAX, "%s", c.type);
 out:
   store_cks_clear(&c);
   return rc;

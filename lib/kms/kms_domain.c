@@ -559,8 +559,10 @@ static kerr_code maintain_key(kms_domain *d, const char *key_id, kerr *err) {
   if (rc) goto out;
   if (deleted) {
     kmsi_policy_forget(d, key_id);
-    /* custom key stores: the KMS key is gone; now its material in the HSMs */
-    if (k.custom_key_store_id) kmsi_cks_delete_key(d, k.custom_key_store_id, key_id);
+    /* custom key stores: the KMS key is gone; now its material in the HSMs
+     * (an external key store's external key is the customer's: kept) */
+    if (k.custom_key_store_id && !k.xks_key_id)
+      kmsi_cks_delete_key(d, k.custom_key_store_id, key_id);
     log_msg(LOG_INFO, NULL, "key %s deleted at the end of its waiting period", key_id);
   } else {
     log_msg(LOG_INFO, NULL, "key %s rotated automatically", key_id);
@@ -699,6 +701,7 @@ static void *sweeper_main(void *arg) {
     kerr_clear(&e);
     if (kms_domain_sweep(d, &e) != KERR_OK)
       log_msg(LOG_WARN, NULL, "key sweeper: %s", e.msg);
+    kmsi_cks_health_sweep(d);
     pthread_mutex_lock(&d->stop_lock);
   }
   pthread_mutex_unlock(&d->stop_lock);
@@ -867,6 +870,45 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
                   KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS);
     goto out;
   }
+  if (cfg->xks_timeout_ms &&
+      (cfg->xks_timeout_ms < KMS_XKS_TIMEOUT_MIN_MS || cfg->xks_timeout_ms > KMS_XKS_TIMEOUT_MAX_MS)) {
+    rc = kerr_set(err, KERR_VALIDATION, "The XKS timeout must be %d to %d ms.",
+                  KMS_XKS_TIMEOUT_MIN_MS, KMS_XKS_TIMEOUT_MAX_MS);
+    goto out;
+  }
+  if (cfg->xks_health_interval_ms > 0 &&
+      (cfg->xks_health_interval_ms < KMS_XKS_HEALTH_INTERVAL_MIN_MS ||
+       cfg->xks_health_interval_ms > KMS_XKS_HEALTH_INTERVAL_MAX_MS)) {
+    rc = kerr_set(err, KERR_VALIDATION, "The XKS health-check interval must be %d to %d ms.",
+                  KMS_XKS_HEALTH_INTERVAL_MIN_MS, KMS_XKS_HEALTH_INTERVAL_MAX_MS);
+    goto out;
+  }
+  if (cfg->xks_connect_to_count > KMS_XKS_CONNECT_TO_MAX) {
+    rc = kerr_set(err, KERR_VALIDATION, "At most %d XKS connect-to overrides.",
+                  KMS_XKS_CONNECT_TO_MAX);
+    goto out;
+  }
+  d->xks_timeout_ms = cfg->xks_timeout_ms ? cfg->xks_timeout_ms : KMS_XKS_TIMEOUT_DEFAULT_MS;
+  d->xks_health_interval_ms = cfg->xks_health_interval_ms ? cfg->xks_health_interval_ms
+                                                          : KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS;
+  d->vpc_judge = cfg->vpc_judge;
+  d->vpc_arg = cfg->vpc_arg;
+  if (cfg->xks_ca_bundle) {
+    rc = kmsi_strdup(cfg->xks_ca_bundle, &d->xks_ca_bundle, err);
+    if (rc) goto out;
+  }
+  if (cfg->xks_connect_to_count) {
+    d->xks_connect_to = calloc(cfg->xks_connect_to_count, sizeof *d->xks_connect_to);
+    if (!d->xks_connect_to) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+      goto out;
+    }
+    d->xks_connect_to_count = cfg->xks_connect_to_count;
+    for (size_t i = 0; i < cfg->xks_connect_to_count; i++) {
+      rc = kmsi_strdup(cfg->xks_connect_to[i], &d->xks_connect_to[i], err);
+      if (rc) goto out;
+    }
+  }
   hsm_service_config hcfg = {.st = d->st, .rk = d->rk, .data_dir = d->data_dir,
                              .timeout_ms = cfg->hsm_timeout_ms ? cfg->hsm_timeout_ms
                                                                : KMS_HSM_TIMEOUT_DEFAULT_MS};
@@ -925,6 +967,10 @@ void kms_domain_close(kms_domain *d) {
   datadir_lock_release(d->own_lock);
   pthread_mutex_destroy(&d->stop_lock);
   pthread_cond_destroy(&d->stop_cond);
+  for (size_t i = 0; d->xks_connect_to && i < d->xks_connect_to_count; i++)
+    free(d->xks_connect_to[i]);
+  free(d->xks_connect_to);
+  free(d->xks_ca_bundle);
   free(d->data_dir);
   free(d);
 }

@@ -51,6 +51,15 @@ struct kms_domain {
   kmsi_cks_manager *cks;
   /* The CloudHSM service the domain opened over its store (lib/cloudhsm). */
   hsm_service *hsm;
+  /* External key stores (backend_xks.c), from kms_domain_config. */
+  char *xks_ca_bundle;
+  char **xks_connect_to;
+  size_t xks_connect_to_count;
+  int xks_timeout_ms;
+  int xks_health_interval_ms;
+  int64_t xks_next_health_ms;
+  kms_vpc_judge_fn vpc_judge;
+  void *vpc_arg;
 };
 
 /* The material id a key store's kmsuser password is wrapped under (with
@@ -179,6 +188,37 @@ kerr_code kmsi_check_call(const kms_call *call, kerr *err);
  * failure nothing is left running. */
 kerr_code kmsi_cks_start(kms_domain *d, kerr *err);
 
+/* Health-check CONNECTED external key stores (GetHealthStatus) once per
+ * d->xks_health_interval_ms; run by
+ * the sweeper thread.  A failing check is logged (with its
+ * ConnectionErrorCode) and leaves the store CONNECTED, as in KMS: the
+ * operations on its keys meet the failure themselves. */
+void kmsi_cks_health_sweep(kms_domain *d);
+
+/* External key stores (backend_xks.c).  Wrap the credential's secret access
+ * key (1..64 characters) under the root key, bound to store `cks_id`; *out
+ * is a new buffer (free) of *out_len bytes; nothing on failure. */
+kerr_code kmsi_xks_wrap_secret(kms_domain *d, const char *cks_id, const char *secret,
+                               uint8_t **out, size_t *out_len, kerr *err);
+
+/* Build a client from `row` (its wrapped secret unwrapped) and call
+ * GetHealthStatus once: KERR_OK, or the exception CreateCustomKeyStore and
+ * UpdateCustomKeyStore give (XksProxyUriUnreachable..., VPC endpoint
+ * service NotFound / InvalidConfiguration, ...). */
+kerr_code kmsi_xks_probe(kms_domain *d, const store_cks *row, const char *request_id,
+                         const char *operation, kerr *err);
+
+/* Whether the settings that reach the proxy (endpoint, path, connectivity,
+ * VPC endpoint service, credential) differ between two rows of one
+ * external key store. */
+bool kmsi_xks_settings_differ(kms_domain *d, const store_cks *a, const store_cks *b);
+
+/* Rebuild the live connection of CONNECTED store `cks_id` from its stored
+ * row (UpdateCustomKeyStore changed its credential or path while
+ * CONNECTED): calls in flight finish on the old one.  When the new connect
+ * fails the old connection stays and the failure is logged. */
+void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id);
+
 /* Stop: join every connect worker and close every HSM connection.  No call
  * on `d` may be in flight.  Safe when kmsi_cks_start never ran. */
 void kmsi_cks_stop(kms_domain *d);
@@ -190,11 +230,15 @@ kerr_code kmsi_cks_key_info(kms_domain *d, store_tx *tx, kmsi_key *k, kerr *err)
 
 /* For CreateKey in store `cks_id`: check the store (exists in the caller's
  * account+region, type, CONNECTED) and its cluster (two active HSMs in two
- * zones), then generate the key labelled `key_id` in the HSMs.  On KERR_OK
- * cluster_id_out (KMS_CLUSTER_ID_MAX) holds the store's cluster; the caller
+ * zones), then generate the key labelled `key_id` in the HSMs; for an
+ * external key store, check `xks_key_id` with GetKeyMetadata.  `origin`
+ * (NULL: implied) must be the store type's.  On KERR_OK type_out
+ * (STORE_ENUM_MAX) holds the store's type and cluster_id_out
+ * (KMS_CLUSTER_ID_MAX) its cluster ("" for external key stores); the caller
  * must kmsi_cks_delete_key if it then fails to record the key. */
 kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
-                              const char *key_id, char *cluster_id_out, kerr *err);
+                              const char *key_id, const char *origin, const char *xks_key_id,
+                              char *type_out, char *cluster_id_out, kerr *err);
 
 /* Remove key `key_id` from the HSMs of store `cks_id` if it is connected;
  * otherwise log that its material stays in the cluster.  Best effort: the

@@ -43,6 +43,10 @@ static kerr_code fill_metadata(const kmsi_key *k, kms_key_metadata *out, kerr *e
     rc = kmsi_strdup(k->row.custom_key_store_id, &out->custom_key_store_id, err);
     if (rc) goto fail;
   }
+  if (k->row.xks_key_id) {
+    rc = kmsi_strdup(k->row.xks_key_id, &out->xks_key_id, err);
+    if (rc) goto fail;
+  }
   out->key_usage = "ENCRYPT_DECRYPT";
   out->key_state = static_state(k->row.key_state);
   /* custom key stores: a key whose store is not CONNECTED is Unavailable */
@@ -74,6 +78,7 @@ void kms_key_metadata_clear(kms_key_metadata *m) {
   if (!m) return;
   free(m->description);
   free(m->custom_key_store_id);
+  free(m->xks_key_id);
   memset(m, 0, sizeof *m);
 }
 
@@ -99,21 +104,21 @@ static kerr_code check_create_input(const kms_create_key_input *in, kerr *err) {
   if (in->origin && strcmp(in->origin, "AWS_CLOUDHSM") == 0 && !in->custom_key_store_id)
     return kerr_set(err, KERR_VALIDATION,
                     "Origin AWS_CLOUDHSM requires the CustomKeyStoreId of a CloudHSM key store.");
-  if (in->origin && strcmp(in->origin, "EXTERNAL_KEY_STORE") == 0)
-    return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                    "Origin EXTERNAL_KEY_STORE is not supported yet: external key stores are not "
-                    "available.");
-  if (in->custom_key_store_id && in->origin && strcmp(in->origin, "AWS_CLOUDHSM") != 0)
-    return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                    "Origin %.64s is not valid for a key in a CloudHSM key store; use AWS_CLOUDHSM.",
-                    in->origin);
-  if (in->origin && strcmp(in->origin, "AWS_KMS") != 0 && strcmp(in->origin, "AWS_CLOUDHSM") != 0)
+  if (in->origin && strcmp(in->origin, "EXTERNAL_KEY_STORE") == 0 && !in->custom_key_store_id)
+    return kerr_set(err, KERR_VALIDATION,
+                    "Origin EXTERNAL_KEY_STORE requires the CustomKeyStoreId of an external key "
+                    "store.");
+  if (in->origin && strcmp(in->origin, "AWS_KMS") != 0 && strcmp(in->origin, "AWS_CLOUDHSM") != 0 &&
+      strcmp(in->origin, "EXTERNAL_KEY_STORE") != 0)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
                     "Origin %.64s is not supported yet: this service creates AWS_KMS keys and "
-                    "keys in CloudHSM key stores only.",
+                    "keys in custom key stores only.",
                     in->origin);
-  if (in->xks_key_id)
+  if (in->custom_key_store_id && in->origin && strcmp(in->origin, "AWS_KMS") == 0)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION,
+                    "Origin AWS_KMS is not valid for a key in a custom key store.");
+  if (in->xks_key_id && !in->custom_key_store_id)
+    return kerr_set(err, KERR_VALIDATION,
                     "XksKeyId is only valid for keys in an external key store.");
   if (in->multi_region)
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION, "Multi-Region keys are not supported.");
@@ -135,7 +140,8 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
   const char *policy;
   kmsi_key k;
   int64_t now = kclock_now_ms();
-  bool hsm_key_made = false;
+  bool hsm_key_made = false, xks = false;
+  char store_type[STORE_ENUM_MAX] = "";
 
   memset(&k, 0, sizeof k);
   memset(out, 0, sizeof *out);
@@ -180,14 +186,21 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
   /* custom key stores: the key is generated in the store's HSMs first; the
    * row carries no material, only a fixed material id for its blobs. */
   if (in->custom_key_store_id) {
-    rc = kmsi_cks_create_key(d, call, in->custom_key_store_id, k.row.key_id,
-                             k.cloud_hsm_cluster_id, err);
+    rc = kmsi_cks_create_key(d, call, in->custom_key_store_id, k.row.key_id, in->origin,
+                             in->xks_key_id, store_type, k.cloud_hsm_cluster_id, err);
     if (rc) goto out;
     hsm_key_made = true;
-    snprintf(k.row.origin, sizeof k.row.origin, "AWS_CLOUDHSM");
+    xks = strcmp(store_type, "EXTERNAL_KEY_STORE") == 0;
+    snprintf(k.row.origin, sizeof k.row.origin, "%s", xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
     rc = kmsi_strdup(in->custom_key_store_id, &k.row.custom_key_store_id, err);
     if (rc) goto out;
-    if (rand_hex(k.row.current_material_id, 64)) {
+    if (xks) {
+      /* Double encryption: the inner layer is under key material kmsd
+       * makes for the key below (as for AWS_KMS keys), the outer one by the
+       * proxy under XksKeyId. */
+      rc = kmsi_strdup(in->xks_key_id, &k.row.xks_key_id, err);
+      if (rc) goto out;
+    } else if (rand_hex(k.row.current_material_id, 64)) {
       rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
       goto out;
     }
@@ -208,10 +221,25 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
       goto out;
     }
   }
+  /* Each KMS key of an external key store has its own external key. */
+  if (xks) {
+    char other[UUID_STR_LEN];
+    bool used = false;
+    rc = d->st->ops->cks_key_by_xks_id(tx, in->custom_key_store_id, in->xks_key_id, other, &used,
+                                       err);
+    if (rc) goto out;
+    if (used) {
+      rc = kerr_set(err, KERR_XKS_KEY_IN_USE,
+                    "XksKeyId %.128s is already associated with KMS key %s in this external key "
+                    "store.",
+                    in->xks_key_id, other);
+      goto out;
+    }
+  }
   /* The key row first (materials reference it), then its material. */
   rc = d->st->ops->key_insert(tx, &k.row, policy, err);
   if (rc) goto out;
-  if (!in->custom_key_store_id) {
+  if (!in->custom_key_store_id || xks) {
     rc = kmsi_new_material(d, tx, k.row.key_id, 0, "", now, k.row.current_material_id, err);
     if (rc) goto out;
     rc = d->st->ops->key_update(tx, &k.row, err);
@@ -230,7 +258,7 @@ kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_k
 out:
   if (tx) d->st->ops->rollback(tx);
   /* custom key stores: a key the store never recorded must not stay in the HSMs */
-  if (hsm_key_made) kmsi_cks_delete_key(d, in->custom_key_store_id, k.row.key_id);
+  if (hsm_key_made && !xks) kmsi_cks_delete_key(d, in->custom_key_store_id, k.row.key_id);
   free(default_policy);
   kmsi_key_clear(&k);
   return rc;

@@ -95,12 +95,20 @@ void store_tag_list_free(store_tag *list, size_t n);
 #define STORE_CKS_NAME_MAX 257   /* CustomKeyStoreName is 1..256 */
 #define STORE_CLUSTER_ID_MAX 32  /* cluster-[2-7a-zA-Z]{11,16} incl. NUL */
 #define STORE_CKS_ERROR_MAX 64   /* a ConnectionErrorCode incl. NUL */
+#define STORE_XKS_URI_MAX 129    /* XksProxyUriEndpoint / XksProxyUriPath: 10..128 */
+#define STORE_XKS_VPCE_MAX 65    /* XksProxyVpcEndpointServiceName: 20..64 */
+#define STORE_XKS_ACCESS_KEY_MAX 31 /* AccessKeyId: 20..30 */
 
 /* One custom key store.  The kmsuser password is stored only wrapped under
  * the root key (rootkey.h); `pending_password_wrapped` holds a rotated
  * password between the moment it is chosen and the moment the HSMs are known
- * to have it, so a crash in between cannot lose it.  `xks_config` is JSON
- * reserved for external key stores (NULL for AWS_CLOUDHSM). */
+ * to have it, so a crash in between cannot lose it.
+ *
+ * External key stores (EXTERNAL_KEY_STORE) keep their XksProxy* settings in
+ * plain columns (all "" for AWS_CLOUDHSM) and the credential's secret access
+ * key only wrapped under the root key (`xks_secret_wrapped`, see
+ * kms/backend_xks.c); its AccessKeyId is not a secret and is stored as is.
+ * The older `xks_config` column of the table is unused. */
 typedef struct store_cks {
   char cks_id[STORE_CKS_ID_MAX];
   char account_id[ACCOUNT_ID_LEN + 1];
@@ -120,7 +128,15 @@ typedef struct store_cks {
   char connection_error[STORE_CKS_ERROR_MAX]; /* "" unless FAILED */
   int64_t created_ms;
   int64_t state_changed_ms;
-  char *xks_config;                         /* owned; NULL when none */
+  /* EXTERNAL_KEY_STORE only ("" otherwise): */
+  char xks_uri_endpoint[STORE_XKS_URI_MAX]; /* "https://host" */
+  char xks_uri_path[STORE_XKS_URI_MAX];     /* ".../kms/xks/v1" */
+  char xks_connectivity[STORE_ENUM_MAX];    /* PUBLIC_ENDPOINT | VPC_ENDPOINT_SERVICE */
+  char xks_vpc_service_name[STORE_XKS_VPCE_MAX]; /* "" unless VPC_ENDPOINT_SERVICE */
+  char xks_vpc_service_owner[ACCOUNT_ID_LEN + 1]; /* "" when not given */
+  char xks_access_key_id[STORE_XKS_ACCESS_KEY_MAX];
+  uint8_t *xks_secret_wrapped;              /* owned; NULL for AWS_CLOUDHSM */
+  size_t xks_secret_wrapped_len;
 } store_cks;
 
 void store_cks_clear(store_cks *c);
@@ -349,6 +365,11 @@ typedef struct store_ops {
   kerr_code (*cks_list)(store_tx *tx, const char *account_id, const char *region,
                         const char *after, size_t limit, store_cks **out, size_t *n, kerr *err);
   kerr_code (*cks_key_count)(store_tx *tx, const char *cks_id, int64_t *count, kerr *err);
+  /* The KMS key of external key store `cks_id` whose XksKeyId is
+   * `xks_key_id`, in any state: its id into key_id_out (UUID_STR_LEN) and
+   * *found; "" and false when there is none. */
+  kerr_code (*cks_key_by_xks_id)(store_tx *tx, const char *cks_id, const char *xks_key_id,
+                                 char *key_id_out, bool *found, kerr *err);
 
   /* Small named values about the store itself (the root key's check value,
    * kms_domain.c).  meta_get: *value is a new buffer (free()), a missing

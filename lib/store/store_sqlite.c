@@ -142,6 +142,16 @@ static const char *const migrations[] = {
     "CREATE TABLE store_meta ("
     "  name TEXT PRIMARY KEY, value BLOB NOT NULL"
     ");",
+    /* 5: the settings of external key stores (kms/backend_xks.c), one
+     * column each so the domain never parses JSON; the secret access key
+     * only wrapped under the root key.  xks_config (2) stays unused. */
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_uri_endpoint TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_uri_path TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_connectivity TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_vpc_service_name TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_vpc_service_owner TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_access_key_id TEXT NOT NULL DEFAULT '';"
+    "ALTER TABLE custom_key_stores ADD COLUMN xks_secret_wrapped BLOB;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -154,7 +164,8 @@ static const char *const migrations[] = {
 #define CKS_COLUMNS                                                                    \
   "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
   "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
-  "state_changed_ms, xks_config, cluster_lineage"
+  "state_changed_ms, cluster_lineage, xks_uri_endpoint, xks_uri_path, xks_connectivity, " \
+  "xks_vpc_service_name, xks_vpc_service_owner, xks_access_key_id, xks_secret_wrapped"
 
 enum stmt_id {
   ST_KEY_INSERT,
@@ -185,6 +196,7 @@ enum stmt_id {
   ST_CKS_LIST,
   ST_CKS_KEY_COUNT,
   ST_KEY_COUNT,
+  ST_CKS_KEY_BY_XKS_ID,
   ST_COUNT
 };
 
@@ -231,18 +243,22 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=?1 ORDER BY tag_key",
     /* custom key stores */
     [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
-                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15)",
+                      "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
     [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_UPDATE] = "UPDATE custom_key_stores SET name=?4, cluster_id=?6, trust_anchor_pem=?7, "
                       "password_wrapped=?8, pending_password_wrapped=?9, connection_state=?10, "
-                      "connection_error=?11, state_changed_ms=?13, xks_config=?14, "
-                      "cluster_lineage=?15 WHERE cks_id=?1",
+                      "connection_error=?11, state_changed_ms=?13, cluster_lineage=?14, "
+                      "xks_uri_endpoint=?15, xks_uri_path=?16, xks_connectivity=?17, "
+                      "xks_vpc_service_name=?18, xks_vpc_service_owner=?19, "
+                      "xks_access_key_id=?20, xks_secret_wrapped=?21 WHERE cks_id=?1",
     [ST_CKS_DELETE] = "DELETE FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_LIST] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE "
                     "(?1 IS NULL OR (account_id=?1 AND region=?2)) AND (?3 IS NULL OR cks_id > ?3) "
                     "ORDER BY cks_id LIMIT ?4",
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
     [ST_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
+    [ST_CKS_KEY_BY_XKS_ID] = "SELECT key_id FROM keys WHERE custom_key_store_id=?1 AND "
+                             "xks_key_id=?2 LIMIT 1",
 };
 
 typedef struct sq_conn sq_conn;
@@ -961,7 +977,7 @@ void store_cks_clear(store_cks *c) {
   free(c->trust_anchor_pem);
   free(c->password_wrapped);
   free(c->pending_password_wrapped);
-  free(c->xks_config);
+  free(c->xks_secret_wrapped);
   memset(c, 0, sizeof *c);
 }
 
@@ -992,8 +1008,14 @@ static void bind_cks(sqlite3_stmt *st, const store_cks *c) {
   sqlite3_bind_text(st, 11, c->connection_error, -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 12, c->created_ms);
   sqlite3_bind_int64(st, 13, c->state_changed_ms);
-  bind_text_or_null(st, 14, c->xks_config);
-  sqlite3_bind_text(st, 15, c->cluster_lineage, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 14, c->cluster_lineage, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 15, c->xks_uri_endpoint, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 16, c->xks_uri_path, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 17, c->xks_connectivity, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 18, c->xks_vpc_service_name, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 19, c->xks_vpc_service_owner, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 20, c->xks_access_key_id, -1, SQLITE_STATIC);
+  bind_blob_or_null(st, 21, c->xks_secret_wrapped, c->xks_secret_wrapped_len);
 }
 
 static kerr_code dup_blob_col(sqlite3_stmt *st, int i, uint8_t **out, size_t *len, kerr *err) {
@@ -1027,8 +1049,15 @@ static kerr_code read_cks_row(sqlite3_stmt *st, store_cks *c, kerr *err) {
   copy_col(st, 10, c->connection_error, sizeof c->connection_error);
   c->created_ms = sqlite3_column_int64(st, 11);
   c->state_changed_ms = sqlite3_column_int64(st, 12);
-  if ((rc = dup_col(st, 13, true, &c->xks_config, err))) goto fail;
-  copy_col(st, 14, c->cluster_lineage, sizeof c->cluster_lineage);
+  copy_col(st, 13, c->cluster_lineage, sizeof c->cluster_lineage);
+  copy_col(st, 14, c->xks_uri_endpoint, sizeof c->xks_uri_endpoint);
+  copy_col(st, 15, c->xks_uri_path, sizeof c->xks_uri_path);
+  copy_col(st, 16, c->xks_connectivity, sizeof c->xks_connectivity);
+  copy_col(st, 17, c->xks_vpc_service_name, sizeof c->xks_vpc_service_name);
+  copy_col(st, 18, c->xks_vpc_service_owner, sizeof c->xks_vpc_service_owner);
+  copy_col(st, 19, c->xks_access_key_id, sizeof c->xks_access_key_id);
+  if ((rc = dup_blob_col(st, 20, &c->xks_secret_wrapped, &c->xks_secret_wrapped_len, err)))
+    goto fail;
   return KERR_OK;
 fail:
   store_cks_clear(c);
@@ -1159,6 +1188,27 @@ static kerr_code sq_key_count(store_tx *tx, const char *account_id, const char *
     *count = sqlite3_column_int64(st, 0);
   else
     rc = db_error(tx->db, "counting keys", err);
+  stmt_done(st);
+  return rc;
+}
+
+static kerr_code sq_cks_key_by_xks_id(store_tx *tx, const char *cks_id, const char *xks_key_id,
+                                      char *key_id_out, bool *found, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_KEY_BY_XKS_ID, err);
+  kerr_code rc = KERR_OK;
+  int r;
+  key_id_out[0] = '\0';
+  *found = false;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  sqlite3_bind_text(st, 2, xks_key_id, -1, SQLITE_STATIC);
+  r = sqlite3_step(st);
+  if (r == SQLITE_ROW) {
+    copy_col(st, 0, key_id_out, UUID_STR_LEN);
+    *found = true;
+  } else if (r != SQLITE_DONE) {
+    rc = db_error(tx->db, "looking up a key by XksKeyId", err);
+  }
   stmt_done(st);
   return rc;
 }
@@ -1875,6 +1925,7 @@ static const store_ops sqlite_ops = {
     .cks_delete = sq_cks_delete,
     .cks_list = sq_cks_list,
     .cks_key_count = sq_cks_key_count,
+    .cks_key_by_xks_id = sq_cks_key_by_xks_id,
     .key_count = sq_key_count,
     .meta_get = sq_meta_get,
     .meta_put = sq_meta_put,

@@ -29,6 +29,7 @@
 #include "core/secmem.h"
 #include "core/version.h"
 #include "api/hsm_pool_file.h"
+#include "api/vpc_registry.h"
 #include "http/http_server.h"
 #include "cloudhsm/hsm_admin.h"
 #include "kms/kms.h"
@@ -64,6 +65,12 @@ typedef struct kmsd_options {
   int enable_admin;
   log_level level;
   const char *hsm_pool; /* --hsm-pool FILE */
+  const char *xks_ca_bundle;                          /* --xks-ca-bundle FILE */
+  const char *xks_connect_to[KMS_XKS_CONNECT_TO_MAX]; /* --xks-connect-to, repeatable */
+  size_t xks_connect_to_count;
+  int xks_timeout_ms;                                 /* --xks-timeout */
+  int xks_health_interval_ms;                         /* --xks-health-interval */
+  const char *vpc_endpoint_services;                  /* --vpc-endpoint-services FILE */
 } kmsd_options;
 
 static void usage(FILE *f) {
@@ -109,6 +116,19 @@ static void usage(FILE *f) {
           "                              array of {module, tokenLabel, soPin, availabilityZone?};\n"
           "                              mode 0600). With it kmsd makes no SoftHSM2 tokens of its\n"
           "                              own and SoftHSM2 reads the caller's SOFTHSM2_CONF\n"
+          "  --xks-ca-bundle FILE        PEM file of the CAs trusted for external key store\n"
+          "                              proxies (default: the system's CA store)\n"
+          "  --xks-connect-to HOST:PORT:TO_HOST:TO_PORT\n"
+          "                              send connections for HOST:PORT to TO_HOST:TO_PORT\n"
+          "                              (curl's connect-to; the certificate must still name\n"
+          "                              HOST); repeatable, at most %d\n"
+          "  --xks-timeout MS            deadline of each call to an external key store proxy,\n"
+          "                              %d-%d (default %d, KMS's)\n"
+          "  --xks-health-interval MS    how often a CONNECTED external key store is sent\n"
+          "                              GetHealthStatus, %d-%d (default %d)\n"
+          "  --vpc-endpoint-services FILE  the VPC endpoint services external key stores with\n"
+          "                              VPC_ENDPOINT_SERVICE connectivity may name\n"
+          "                              (docs/xks-vpc-endpoint-services.md); default none\n"
           "  --log-level LEVEL           debug, info, warn or error (default info)\n"
           "  --version                   print the version and exit\n"
           "  -h, --help                  print this help and exit\n"
@@ -122,7 +142,25 @@ static void usage(FILE *f) {
           KMS_DEFAULT_MAX_KEYS,
           KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
           KMS_DB_BUSY_TIMEOUT_DEFAULT_MS, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS,
-          KMS_HSM_TIMEOUT_DEFAULT_MS);
+          KMS_HSM_TIMEOUT_DEFAULT_MS, KMS_XKS_CONNECT_TO_MAX, KMS_XKS_TIMEOUT_MIN_MS,
+          KMS_XKS_TIMEOUT_MAX_MS, KMS_XKS_TIMEOUT_DEFAULT_MS, KMS_XKS_HEALTH_INTERVAL_MIN_MS,
+          KMS_XKS_HEALTH_INTERVAL_MAX_MS, KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS);
+}
+
+/* HOST:PORT:TO_HOST:TO_PORT, as curl's connect-to (a field may be empty; an
+ * IPv6 TO_HOST in brackets).  The XKS client checks it again when used. */
+static int connect_to_ok(const char *v) {
+  size_t n = strlen(v), colons = 0;
+  int in_brackets = 0;
+  if (n < 3 || n >= 300) return 0;
+  for (size_t i = 0; i < n; i++) {
+    unsigned char ch = (unsigned char)v[i];
+    if (ch == '[') in_brackets = 1;
+    else if (ch == ']') in_brackets = 0;
+    else if (ch == ':' && !in_brackets) colons++;
+    else if (ch <= 0x20 || ch >= 0x7f) return 0;
+  }
+  return colons == 3;
 }
 
 /* Report a bad command line and return the exit status for it (2). */
@@ -156,6 +194,11 @@ enum {
   OPT_ADMIN,
   OPT_LOG_LEVEL,
   OPT_HSM_POOL,
+  OPT_XKS_CA_BUNDLE,
+  OPT_XKS_CONNECT_TO,
+  OPT_XKS_TIMEOUT,
+  OPT_XKS_HEALTH_INTERVAL,
+  OPT_VPC_ENDPOINT_SERVICES,
   OPT_VERSION,
   OPT_HELP,
 };
@@ -177,6 +220,11 @@ static const cli_flag FLAGS[] = {
     {"--enable-admin-api", NULL, OPT_ADMIN, 0},
     {"--log-level", NULL, OPT_LOG_LEVEL, 1},
     {"--hsm-pool", NULL, OPT_HSM_POOL, 1},
+    {"--xks-ca-bundle", NULL, OPT_XKS_CA_BUNDLE, 1},
+    {"--xks-connect-to", NULL, OPT_XKS_CONNECT_TO, 1},
+    {"--xks-timeout", NULL, OPT_XKS_TIMEOUT, 1},
+    {"--xks-health-interval", NULL, OPT_XKS_HEALTH_INTERVAL, 1},
+    {"--vpc-endpoint-services", NULL, OPT_VPC_ENDPOINT_SERVICES, 1},
     {"--version", NULL, OPT_VERSION, 0},
     {"--help", "-h", OPT_HELP, 0},
 };
@@ -268,6 +316,40 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
         return bad_flag("%s: bad file name '%.64s'", "--hsm-pool", value);
       o->hsm_pool = value;
       break;
+    case OPT_XKS_CA_BUNDLE:
+      if (!*value || strlen(value) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%.64s'", "--xks-ca-bundle", value);
+      if (access(value, R_OK) != 0)
+        return bad_flag("%s: cannot read '%.64s': %s", "--xks-ca-bundle", value, strerror(errno));
+      o->xks_ca_bundle = value;
+      break;
+    case OPT_XKS_CONNECT_TO:
+      if (!connect_to_ok(value))
+        return bad_flag("%s must be HOST:PORT:TO_HOST:TO_PORT, not '%.64s'", "--xks-connect-to",
+                        value);
+      if (o->xks_connect_to_count >= KMS_XKS_CONNECT_TO_MAX)
+        return bad_flag("%s may be given at most %d times", "--xks-connect-to",
+                        KMS_XKS_CONNECT_TO_MAX);
+      o->xks_connect_to[o->xks_connect_to_count++] = value;
+      break;
+    case OPT_XKS_TIMEOUT:
+      if (parse_ll(value, KMS_XKS_TIMEOUT_MIN_MS, KMS_XKS_TIMEOUT_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%.64s'",
+                        "--xks-timeout", KMS_XKS_TIMEOUT_MIN_MS, KMS_XKS_TIMEOUT_MAX_MS, value);
+      o->xks_timeout_ms = (int)v;
+      break;
+    case OPT_XKS_HEALTH_INTERVAL:
+      if (parse_ll(value, KMS_XKS_HEALTH_INTERVAL_MIN_MS, KMS_XKS_HEALTH_INTERVAL_MAX_MS, &v) != 0)
+        return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%.64s'",
+                        "--xks-health-interval", KMS_XKS_HEALTH_INTERVAL_MIN_MS,
+                        KMS_XKS_HEALTH_INTERVAL_MAX_MS, value);
+      o->xks_health_interval_ms = (int)v;
+      break;
+    case OPT_VPC_ENDPOINT_SERVICES:
+      if (!*value || strlen(value) > PATH_MAX_LEN)
+        return bad_flag("%s: bad file name '%.64s'", "--vpc-endpoint-services", value);
+      o->vpc_endpoint_services = value;
+      break;
     case OPT_VERSION: printf(PROGRAM " " KMSD_VERSION "\n"); return 0;
     case OPT_HELP: usage(stdout); return 0;
     }
@@ -283,6 +365,28 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
     return bad_flag("%s is refused off loopback (listening on %s); it would let anyone in",
                     "--insecure-any-credentials", o->host);
   return -1;
+}
+
+/* The domain's view of the VPC endpoint service registry
+ * (kms_vpc_judge_fn over api/vpc_registry.h). */
+static void judge_vpc(void *arg, const char *name, const char *region, const char *owner,
+                      const char *endpoint_host, kms_vpc_answer *out) {
+  const vpc_registry *r = arg;
+  vpc_expectation want = {.region = region, .owner = owner, .endpoint_host = endpoint_host};
+  const vpc_service *svc = NULL;
+  unsigned faults = 0;
+  vpcr_verdict v = vpc_registry_judge(r, name, &want, &faults, &svc);
+  memset(out, 0, sizeof *out);
+  out->verdict = v == VPCR_OK              ? KMS_VPC_OK
+                 : v == VPCR_NOT_FOUND     ? KMS_VPC_NOT_FOUND
+                                           : KMS_VPC_INVALID_CONFIGURATION;
+  if (v != VPCR_OK) {
+    vpc_faults_describe(v == VPCR_NOT_FOUND ? faults & VPCR_FAULTS_NOT_FOUND : faults, out->why,
+                        sizeof out->why);
+  } else if (svc) {
+    snprintf(out->forward_host, sizeof out->forward_host, "%s", svc->forward_host);
+    out->forward_port = svc->forward_port;
+  }
 }
 
 /* mkdir -p with mode 0700 for the directories we create. */
@@ -323,6 +427,7 @@ static int run(const kmsd_options *o) {
   kerr_code rc;
   int status = 1;
   creds_store *creds = NULL;
+  vpc_registry *vpc = NULL;
   kms_domain *domain = NULL;
   api_pipeline *pipeline = NULL;
   http_server *server = NULL;
@@ -397,6 +502,19 @@ static int run(const kmsd_options *o) {
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   dcfg.max_keys = o->max_keys;
   dcfg.hsm_timeout_ms = o->hsm_timeout_ms;
+  dcfg.xks_ca_bundle = o->xks_ca_bundle;
+  dcfg.xks_connect_to = o->xks_connect_to;
+  dcfg.xks_connect_to_count = o->xks_connect_to_count;
+  dcfg.xks_timeout_ms = o->xks_timeout_ms;
+  dcfg.xks_health_interval_ms = o->xks_health_interval_ms;
+  if (o->vpc_endpoint_services) {
+    rc = vpc_registry_load(o->vpc_endpoint_services, &vpc, &err);
+    if (rc) goto out;
+    log_msg(LOG_INFO, NULL, "VPC endpoint services: %zu from %s", vpc->count,
+            o->vpc_endpoint_services);
+  }
+  dcfg.vpc_judge = judge_vpc;
+  dcfg.vpc_arg = vpc;
   dcfg.data_dir_lock = lock;
   rc = kms_domain_open(&dcfg, &domain, &err);
   if (rc) goto out;
@@ -467,6 +585,7 @@ out:
   datadir_lock_release(lock); /* only once the store is closed */
   if (listen_fd >= 0) close(listen_fd);
   creds_free(creds);
+  vpc_registry_free(vpc);
   free(cert_pem);
   if (key_pem) secure_free(key_pem, key_pem_len + 1);
   if (status == 0) log_msg(LOG_INFO, NULL, "kmsd stopped");

@@ -2,7 +2,7 @@
  * records (real SQLite file: round trip, unique names, key counts, the
  * password never in clear on disk) and the domain's rules that need no
  * cluster (not-found errors, validation, pagination markers, external key
- * stores refused, every ConnectionState change persisted). */
+ * store members checked, every ConnectionState change persisted). */
 #include "domain_fixture.h"
 
 #include "core/kclock.h"
@@ -102,6 +102,70 @@ static void test_store_round_trip_and_unique_names(void **state) {
   assert_int_equal(dom->st->ops->cks_key_count(tx, "cks-00000000000000001", &count, &err), KERR_OK);
   assert_int_equal(count, 0);
   dom->st->ops->rollback(tx);
+  store_cks_clear(&c);
+}
+
+/* The settings of an external key store survive a round trip through their
+ * own columns (migration 5); an update changes them; the wrapped secret is
+ * kept as given. */
+static void test_store_round_trip_xks_settings(void **state) {
+  store_tx *tx = NULL;
+  store_cks c, got;
+  static const uint8_t wrapped[] = {1, 2, 3, 4, 5, 6, 7, 8};
+  kerr err;
+  (void)state;
+
+  memset(&c, 0, sizeof c);
+  memset(&got, 0, sizeof got);
+  snprintf(c.cks_id, sizeof c.cks_id, "cks-00000000000000007");
+  snprintf(c.account_id, sizeof c.account_id, ACCT);
+  snprintf(c.region, sizeof c.region, REGION);
+  snprintf(c.name, sizeof c.name, "external");
+  snprintf(c.type, sizeof c.type, "EXTERNAL_KEY_STORE");
+  snprintf(c.connection_state, sizeof c.connection_state, "DISCONNECTED");
+  snprintf(c.xks_uri_endpoint, sizeof c.xks_uri_endpoint, "https://xks.example.com");
+  snprintf(c.xks_uri_path, sizeof c.xks_uri_path, "/example/kms/xks/v1");
+  snprintf(c.xks_connectivity, sizeof c.xks_connectivity, "VPC_ENDPOINT_SERVICE");
+  snprintf(c.xks_vpc_service_name, sizeof c.xks_vpc_service_name,
+           "com.amazonaws.vpce.us-east-1.vpce-svc-0123456789abcdef0");
+  snprintf(c.xks_vpc_service_owner, sizeof c.xks_vpc_service_owner, "111122223333");
+  snprintf(c.xks_access_key_id, sizeof c.xks_access_key_id, "ABCDEFGHIJKLMNOPQRST");
+  c.xks_secret_wrapped = malloc(sizeof wrapped);
+  assert_non_null(c.xks_secret_wrapped);
+  memcpy(c.xks_secret_wrapped, wrapped, sizeof wrapped);
+  c.xks_secret_wrapped_len = sizeof wrapped;
+  c.created_ms = kclock_now_ms();
+  c.state_changed_ms = c.created_ms;
+  assert_int_equal(dom->st->ops->begin(dom->st, true, &tx, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->cks_insert(tx, &c, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+
+  get_record(c.cks_id, &got);
+  assert_string_equal(got.type, "EXTERNAL_KEY_STORE");
+  assert_string_equal(got.xks_uri_endpoint, c.xks_uri_endpoint);
+  assert_string_equal(got.xks_uri_path, c.xks_uri_path);
+  assert_string_equal(got.xks_connectivity, c.xks_connectivity);
+  assert_string_equal(got.xks_vpc_service_name, c.xks_vpc_service_name);
+  assert_string_equal(got.xks_vpc_service_owner, c.xks_vpc_service_owner);
+  assert_string_equal(got.xks_access_key_id, c.xks_access_key_id);
+  assert_int_equal(got.xks_secret_wrapped_len, sizeof wrapped);
+  assert_memory_equal(got.xks_secret_wrapped, wrapped, sizeof wrapped);
+  assert_null(got.password_wrapped);
+  assert_string_equal(got.cluster_id, "");
+
+  snprintf(got.xks_uri_path, sizeof got.xks_uri_path, "/other/kms/xks/v1");
+  snprintf(got.xks_connectivity, sizeof got.xks_connectivity, "PUBLIC_ENDPOINT");
+  got.xks_vpc_service_name[0] = '\0';
+  assert_int_equal(dom->st->ops->begin(dom->st, true, &tx, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->cks_update(tx, &got, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+  store_cks_clear(&got);
+  get_record(c.cks_id, &got);
+  assert_string_equal(got.xks_uri_path, "/other/kms/xks/v1");
+  assert_string_equal(got.xks_connectivity, "PUBLIC_ENDPOINT");
+  assert_string_equal(got.xks_vpc_service_name, "");
+  assert_string_equal(got.xks_access_key_id, "ABCDEFGHIJKLMNOPQRST");
+  store_cks_clear(&got);
   store_cks_clear(&c);
 }
 
@@ -242,9 +306,9 @@ static void test_operations_without_a_cluster(void **state) {
                    KERR_HSM_CLUSTER_NOT_FOUND);
   ci.key_store_password = "short";
   assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
+  /* An external key store refuses CloudHSM members and needs its own. */
   ci.custom_key_store_type = "EXTERNAL_KEY_STORE";
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err),
-                   KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
 
   put_record("cks-00000000000000001", "existing", "DISCONNECTED");
   ci.custom_key_store_type = NULL;
@@ -287,6 +351,7 @@ static void test_operations_without_a_cluster(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_store_round_trip_and_unique_names, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_round_trip_xks_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_never_in_clear_on_disk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_state_changes_persist_and_check_origin, setup, teardown),
       cmocka_unit_test_setup_teardown(test_restart_finishes_disconnecting, setup, teardown),

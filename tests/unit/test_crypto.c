@@ -118,7 +118,7 @@ static void test_blob_round_trip_tamper_and_context(void **state) {
   /* truncated, empty, oversized, bad version */
   assert_int_equal(kblob_parse(blob, KBLOB_OVERHEAD, &v, &err), KERR_INVALID_CIPHERTEXT);
   assert_int_equal(kblob_parse(blob, 0, &v, &err), KERR_INVALID_CIPHERTEXT);
-  assert_int_equal(kblob_parse(blob, KBLOB_OVERHEAD + KBLOB_MAX_PLAINTEXT + 1, &v, &err),
+  assert_int_equal(kblob_parse(blob, KBLOB_OVERHEAD + KBLOB_MAX_PLAINTEXT + KBLOB_MAX_BODY_EXTRA + 1, &v, &err),
                    KERR_INVALID_CIPHERTEXT);
   blob[0] = 9;
   assert_int_equal(kblob_parse(blob, blob_len, &v, &err), KERR_INVALID_CIPHERTEXT);
