@@ -115,7 +115,8 @@ key_stores:
 EOF
 fi
 
-"$proxy" --config "$workdir/xks-proxy.yaml" 2>>"$workdir/xks-proxy.log" &
+# Detached from the caller's output: a proxy left running must not hold its pipes open.
+"$proxy" --config "$workdir/xks-proxy.yaml" </dev/null >/dev/null 2>>"$workdir/xks-proxy.log" &
 pid=$!
 echo "$pid" >"$workdir/xks-proxy.pid"
 stop() { kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null || true; }
