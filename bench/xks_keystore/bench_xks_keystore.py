@@ -1,0 +1,207 @@
+"""bench_xks_keystore.py - kmsd Encrypt on an external key, through xks-proxy over TLS, beside an AWS_KMS key.
+
+xks-keystore.sh builds the binaries and calls this.  In a temporary
+directory, scripts/xks-quickstart.sh starts xks-proxy on a SoftHSM2 token
+with TLS on a free loopback port; one kmsd is started with
+--xks-ca-bundle (the proxy's CA) and --xks-connect-to localhost:443 ->
+the proxy's port, and scripts/xks-keystore-quickstart.sh (the README's
+walkthrough) makes a CONNECTED external key store there.  Then one KMS key
+in that store (XksKeyId demo-key-1) and one AWS_KMS key each get one signed
+Encrypt request that wrk replays for --duration seconds (bench/request.lua),
+one after the other in the same run.  Every Encrypt on the external key is a
+full XKS call from kmsd to the proxy (double encryption: kmsd's inner layer,
+then the proxy's AES-GCM in the token), so the ratio external / AWS_KMS says
+what an external key store costs.  The goal is >= 0.25.
+"""
+
+import argparse
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+BENCH = os.path.dirname(HERE)
+ROOT = os.path.dirname(BENCH)
+sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+
+import kmsd_harness as h  # noqa: E402  (path set just above)
+
+PLAINTEXT = b"benchmark plaintext: 64 bytes of data to encrypt, again & again"
+GOAL_RATIO = 0.25
+
+
+def start_proxy(proxy, workdir, port, quota):
+    """scripts/xks-quickstart.sh in `workdir`: once to make the token, key,
+    certificates and configuration (it calls the four operations and stops),
+    then, with the configuration's request quota raised to `quota` so that it
+    is not what the run measures, again with --keep-running.  Returns the
+    proxy's pid."""
+    os.makedirs(workdir)
+    log_path = os.path.join(workdir, "quickstart.log")
+    cmd = [os.path.join(ROOT, "scripts", "xks-quickstart.sh"), "--work-dir", workdir,
+           "--port", str(port), "--xks-proxy", proxy]
+    for extra in ([], ["--keep-running"]):
+        # Output to a file, not a pipe: the proxy left running inherits it,
+        # and a pipe would stay open until it exits.
+        with open(log_path, "ab") as log:
+            proc = subprocess.run(cmd + extra, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                  timeout=120)
+        if proc.returncode != 0:
+            with open(log_path, errors="replace") as f:
+                raise RuntimeError("xks-quickstart.sh failed:\n%s" % f.read()[-3000:])
+        if not extra:
+            config = os.path.join(workdir, "xks-proxy.yaml")
+            with open(config) as f:
+                text = f.read()
+            raised = text.replace("requests_per_second: 1800", "requests_per_second: %d" % quota)
+            if raised == text:
+                raise RuntimeError("no 1,800/s quota in %s to raise" % config)
+            with open(config, "w") as f:
+                f.write(raised)
+    with open(os.path.join(workdir, "xks-proxy.pid")) as f:
+        return int(f.read().strip())
+
+
+def make_store(server, proxy_dir, port):
+    env = h.aws_env(server)
+    proc = subprocess.run([os.path.join(ROOT, "scripts", "xks-keystore-quickstart.sh"),
+                           "--endpoint-url", server.endpoint, "--proxy-dir", proxy_dir,
+                           "--proxy-port", str(port)],
+                          capture_output=True, text=True, env=env, timeout=120)
+    if proc.returncode != 0:
+        raise RuntimeError("xks-keystore-quickstart.sh failed:\n%s\n%s" % (proc.stderr, server.describe()))
+    return proc.stdout.strip()
+
+
+def write_request(server, body, path):
+    """Sign an Encrypt now; write it in request.lua's format (method path, headers, blank, body)."""
+    raw = h.build_signed_request(server, "TrentService.Encrypt", body)
+    with open(path, "w") as f:
+        f.write("%s %s\n" % (raw.method, raw.path))
+        for name, value in raw.headers:
+            if name.lower() != "content-length":
+                f.write("%s: %s\n" % (name, value))
+        f.write("\n")
+        f.write(raw.body.decode())
+    return raw
+
+
+def run_wrk(server, request_path, args):
+    env = dict(os.environ, BENCH_REQUEST=request_path)
+    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", "%ds" % args.duration,
+           "--timeout", "10s", "-s", os.path.join(BENCH, "request.lua"), server.endpoint + "/"]
+    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.duration + 60)
+    if proc.returncode != 0:
+        raise RuntimeError("wrk failed: %s" % proc.stderr.strip())
+    for line in reversed(proc.stdout.splitlines()):
+        if line.startswith("{"):
+            result = json.loads(line)
+            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
+            return result
+    raise RuntimeError("wrk printed no result line:\n%s" % proc.stdout)
+
+
+def measure(server, store_id, args, workdir):
+    kms = h.kms_client(server)
+    keys = {
+        "EXTERNAL_KEY_STORE": kms.create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=store_id,
+                                             XksKeyId="demo-key-1", Description="bench")["KeyMetadata"]["KeyId"],
+        "AWS_KMS": kms.create_key(Description="bench")["KeyMetadata"]["KeyId"],
+    }
+    results = {}
+    for origin, key_id in keys.items():
+        body = {"KeyId": key_id, "Plaintext": base64.b64encode(PLAINTEXT).decode()}
+        path = os.path.join(workdir, "encrypt-%s.req" % origin)
+        raw = write_request(server, body, path)
+        status, _, parsed = h.send_raw(server, raw)
+        if status != 200:
+            raise RuntimeError("the signed Encrypt for %s is refused: %d %r" % (origin, status, parsed))
+        print("  encrypt %s: %ds ..." % (origin, args.duration), file=sys.stderr)
+        results[origin] = run_wrk(server, path, args)
+    return results
+
+
+def machine():
+    model = "unknown CPU"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return "%d CPUs, %s" % (os.cpu_count() or 0, model)
+
+
+def print_report(results, args):
+    print()
+    print("machine: %s; wrk -t%d -c%d, %d s per key; kmsd --threads %d" % (
+        machine(), args.threads, args.connections, args.duration, args.server_threads))
+    print("%-20s %12s %10s %10s %9s" % ("Encrypt key", "requests/s", "p50 ms", "p99 ms", "non-2xx"))
+    for origin, r in results.items():
+        print("%-20s %12.0f %10.2f %10.2f %9d" % (origin, r["rps"], r["p50_us"] / 1000.0,
+                                                 r["p99_us"] / 1000.0, r["non2xx"] + r["socket_errors"]))
+    ext, local = results.get("EXTERNAL_KEY_STORE"), results.get("AWS_KMS")
+    if ext and local and local["rps"]:
+        ratio = ext["rps"] / local["rps"]
+        print()
+        print("EXTERNAL_KEY_STORE / AWS_KMS throughput: %.2f (goal >= %.2f: %s)" % (
+            ratio, GOAL_RATIO, "met" if ratio >= GOAL_RATIO else "MISSED"))
+    bad = [o for o, r in results.items() if r["non2xx"] or r["socket_errors"]]
+    if bad:
+        print("\nWARNING: error replies during %s; those rates are not comparable" % bad)
+
+
+def main():
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--kmsd", required=True, help="kmsd binary")
+    p.add_argument("--xks-proxy", required=True, help="xks-proxy binary")
+    p.add_argument("--duration", type=int, default=10, help="seconds per wrk run")
+    p.add_argument("--threads", type=int, default=2, help="wrk threads")
+    p.add_argument("--connections", type=int, default=32, help="wrk connections")
+    p.add_argument("--server-threads", type=int, default=os.cpu_count() or 1, help="kmsd worker threads")
+    p.add_argument("--proxy-quota", type=int, default=1000000,
+                   help="the proxy's requests/s quota (the quickstart's 1,800 would be what is measured)")
+    p.add_argument("--json", help="also write the raw results to this file")
+    args = p.parse_args()
+    if args.duration > 240:
+        p.error("--duration must stay under the 5-minute life of a signature")
+
+    workdir = tempfile.mkdtemp(prefix="kmsd-bench-xks-")
+    proxy_dir = os.path.join(workdir, "proxy")
+    port = h.free_port()
+    pid = None
+    server = None
+    try:
+        print("  starting xks-proxy (scripts/xks-quickstart.sh) ...", file=sys.stderr)
+        pid = start_proxy(args.xks_proxy, proxy_dir, port, args.proxy_quota)
+        server = h.KmsdServer(binary=args.kmsd, args=[
+            "--threads", str(args.server_threads), "--log-level", "warn",
+            "--xks-ca-bundle", os.path.join(proxy_dir, "ca.pem"),
+            "--xks-connect-to", "localhost:443:127.0.0.1:%d" % port])
+        server.start()
+        print("  connecting an external key store (scripts/xks-keystore-quickstart.sh) ...", file=sys.stderr)
+        store_id = make_store(server, proxy_dir, port)
+        results = measure(server, store_id, args, workdir)
+    finally:
+        if server:
+            server.cleanup()
+        if pid:
+            try:
+                os.kill(pid, 15)
+            except OSError:
+                pass
+        shutil.rmtree(workdir, ignore_errors=True)
+    print_report(results, args)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+
+
+if __name__ == "__main__":
+    main()
