@@ -263,10 +263,15 @@ static void worker_run(cks_worker *w) {
   if (rc) goto failed;
   pthread_mutex_lock(&m->lock);
   if (w->live->attempt == w->attempt) {
-    w->live->backend = b;
-    w->live->conn = conn;
-    conn = NULL;
-    published = true;
+    /* A connection still here (a connect over a CONNECTED store after a
+     * restart's recovery) is replaced, and closed once nobody uses it. */
+    if (w->live->conn) conn_close_locked(m, w->live); /* drops the lock while closing */
+    if (w->live->attempt == w->attempt) {
+      w->live->backend = b;
+      w->live->conn = conn;
+      conn = NULL;
+      published = true;
+    }
   }
   pthread_mutex_unlock(&m->lock);
   if (!published) goto out;
@@ -474,9 +479,14 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
       pthread_mutex_lock(&m->lock);
       if (w.live->attempt == w.attempt && w.live->conn && w.live->backend == b) {
         while (w.live->users > 0) pthread_cond_wait(&m->released, &m->lock);
-        old = w.live->conn;
-        w.live->conn = conn;
-        conn = NULL;
+        /* The wait drops the lock: a disconnect may have closed the
+         * connection and moved the attempt on meanwhile.  Then the new one
+         * is not published (it is closed below). */
+        if (w.live->attempt == w.attempt && w.live->conn && w.live->backend == b) {
+          old = w.live->conn;
+          w.live->conn = conn;
+          conn = NULL;
+        }
       }
       pthread_mutex_unlock(&m->lock);
     }
