@@ -263,8 +263,8 @@ static void worker_run(cks_worker *w) {
   if (rc) goto failed;
   pthread_mutex_lock(&m->lock);
   if (w->live->attempt == w->attempt) {
-    /* A connection still here (a connect over a CONNECTED store after a
-     * restart's recovery) is replaced, and closed once nobody uses it. */
+    /* A connection should not be here, but one that is (left by any path
+     * that failed to close it) is closed once nobody uses it, not leaked. */
     if (w->live->conn) conn_close_locked(m, w->live); /* drops the lock while closing */
     if (w->live->attempt == w->attempt) {
       w->live->backend = b;
