@@ -23,6 +23,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(os.path.dirname(HERE), "tests", "e2e"))
 
 import kmsd_harness as h  # noqa: E402  (path set just above)
+from wrk_replay import run_wrk, write_request  # noqa: E402  (bench/ is the script's own folder)
 
 OPERATIONS = ("Encrypt", "Decrypt", "GenerateDataKey")
 PLAINTEXT = b"benchmark plaintext: 64 bytes of data to encrypt, again & again"
@@ -98,36 +99,6 @@ def request_bodies(target):
     }
 
 
-def write_request(target, operation, body, path):
-    """Sign now and write the request in request.lua's format. Returns the RawRequest."""
-    raw = h.build_signed_request(target, "TrentService." + operation, body)
-    with open(path, "w") as f:
-        f.write("%s %s\n" % (raw.method, raw.path))
-        for name, value in raw.headers:
-            if name.lower() != "content-length":
-                f.write("%s: %s\n" % (name, value))
-        f.write("\n")
-        f.write(raw.body.decode())
-    return raw
-
-
-def run_wrk(target, request_path, args):
-    env = dict(os.environ, BENCH_REQUEST=request_path)
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections),
-           "-d", "%ds" % args.duration, "--timeout", "10s",
-           "-s", os.path.join(HERE, "request.lua"), target.endpoint + "/"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True,
-                          timeout=args.duration + 60)
-    if proc.returncode != 0:
-        raise RuntimeError("wrk failed: %s" % proc.stderr.strip())
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            result = json.loads(line)
-            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-            return result
-    raise RuntimeError("wrk printed no result line:\n%s" % proc.stdout)
-
-
 def bench_target(target, args, workdir):
     results = {}
     bodies = request_bodies(target) if target.name != "floor" else None
@@ -136,14 +107,14 @@ def bench_target(target, args, workdir):
         body = bodies[operation] if bodies else {"KeyId": "alias/floor",
                                                  "Plaintext": base64.b64encode(PLAINTEXT).decode()}
         path = os.path.join(workdir, "%s-%s.req" % (target.name, operation))
-        raw = write_request(target, operation, body, path)
+        raw = write_request(h, target, operation, body, path)
         status, _, parsed = h.send_raw(target, raw)
         if status != 200:
             print("  %s %s: the signed request is refused (%d %s); skipped" % (
                 target.name, operation, status, parsed), file=sys.stderr)
             continue
         print("  %s %s: %ds ..." % (target.name, operation, args.duration), file=sys.stderr)
-        results[operation] = run_wrk(target, path, args)
+        results[operation] = run_wrk(target.endpoint, path, args.threads, args.connections, args.duration)
     return results
 
 

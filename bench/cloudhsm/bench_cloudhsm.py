@@ -34,8 +34,10 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 BENCH = os.path.dirname(HERE)
 ROOT = os.path.dirname(BENCH)
 sys.path.insert(0, os.path.join(ROOT, "tests", "e2e"))
+sys.path.insert(0, BENCH)
 
 import kmsd_harness as h  # noqa: E402  (path set just above)
+from wrk_replay import run_wrk, write_request  # noqa: E402
 
 PLAINTEXT = b"benchmark plaintext: 64 bytes of data to encrypt, again & again"
 
@@ -111,34 +113,6 @@ def measure_connect(server, store_id, cycles, poll_s):
     return latencies
 
 
-def write_request(server, body, path):
-    """Sign an Encrypt now; write it in request.lua's format (method path, headers, blank, body)."""
-    raw = h.build_signed_request(server, "TrentService.Encrypt", body)
-    with open(path, "w") as f:
-        f.write("%s %s\n" % (raw.method, raw.path))
-        for name, value in raw.headers:
-            if name.lower() != "content-length":
-                f.write("%s: %s\n" % (name, value))
-        f.write("\n")
-        f.write(raw.body.decode())
-    return raw
-
-
-def run_wrk(server, request_path, args):
-    env = dict(os.environ, BENCH_REQUEST=request_path)
-    cmd = ["wrk", "-t", str(args.threads), "-c", str(args.connections), "-d", "%ds" % args.duration,
-           "--timeout", "10s", "-s", os.path.join(BENCH, "request.lua"), server.endpoint + "/"]
-    proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=args.duration + 60)
-    if proc.returncode != 0:
-        raise RuntimeError("wrk failed: %s" % proc.stderr.strip())
-    for line in reversed(proc.stdout.splitlines()):
-        if line.startswith("{"):
-            result = json.loads(line)
-            result["rps"] = result["requests"] / (result["duration_us"] / 1e6)
-            return result
-    raise RuntimeError("wrk printed no result line:\n%s" % proc.stdout)
-
-
 def measure_encrypt(server, store_id, args, workdir):
     kms = h.kms_client(server)
     keys = {
@@ -150,12 +124,12 @@ def measure_encrypt(server, store_id, args, workdir):
     for origin, key_id in keys.items():
         body = {"KeyId": key_id, "Plaintext": base64.b64encode(PLAINTEXT).decode()}
         path = os.path.join(workdir, "encrypt-%s.req" % origin)
-        raw = write_request(server, body, path)
+        raw = write_request(h, server, "Encrypt", body, path)
         status, _, parsed = h.send_raw(server, raw)
         if status != 200:
             raise RuntimeError("the signed Encrypt for %s is refused: %d %r" % (origin, status, parsed))
         print("  encrypt %s: %ds ..." % (origin, args.duration), file=sys.stderr)
-        results[origin] = run_wrk(server, path, args)
+        results[origin] = run_wrk(server.endpoint, path, args.threads, args.connections, args.duration)
     return results
 
 
