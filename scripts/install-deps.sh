@@ -8,7 +8,7 @@ PACKAGES=(
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
   libjansson-dev libpcre2-dev libsqlite3-dev libyaml-dev
   libp11-kit-dev softhsm2 opensc
-  libcmocka-dev wrk openssl
+  libcmocka-dev wrk openssl curl
   python3 python3-venv
   util-linux valgrind
 )
@@ -31,4 +31,12 @@ if ! python3 -c 'import boto3' 2>/dev/null || ! command -v aws >/dev/null 2>&1; 
   SUDO=""
   [ "$(id -u)" -eq 0 ] || SUDO="sudo"
   $SUDO apt-get install -y -qq --no-install-recommends python3-boto3 awscli
+fi
+
+# The XKS stand-in proxy of the end-to-end tests (tests/e2e/xks_standin.py)
+# does its AES-GCM with the cryptography package.
+if ! python3 -c 'import cryptography' 2>/dev/null; then
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  $SUDO apt-get install -y -qq --no-install-recommends python3-cryptography
 fi
