@@ -2,14 +2,15 @@
  * CreateCustomKeyStore, DescribeCustomKeyStores, UpdateCustomKeyStore,
  * ConnectCustomKeyStore, DisconnectCustomKeyStore, DeleteCustomKeyStore.
  *
- * Only CloudHSM key stores (AWS_CLOUDHSM) exist for now; the record keeps
- * room for external key stores (type, xks_config), which are refused with
- * UnsupportedOperationException until they are built.  Every rule comes from
- * the AWS model's documentation of the operations; every ConnectionState
- * change goes through kmsi_cks_set_state (kms_cks_conn.c).  What a kind of
- * store checks of its backing system (a CloudHSM cluster) is its backend's
- * check_config (kms_backend.h).  The kmsuser password is kept wrapped
- * under the root key and never returned or logged. */
+ * CloudHSM key stores (AWS_CLOUDHSM) and external key stores
+ * (EXTERNAL_KEY_STORE).  Every rule comes from the AWS model's documentation
+ * of the operations; every ConnectionState change goes through
+ * kmsi_cks_set_state (kms_cks_conn.c).  What a kind of store checks of its
+ * backing system (a CloudHSM cluster, an XKS proxy) is its backend's
+ * check_config, inside a transaction, and probe, with none open
+ * (kms_backend.h): Create and Update never hold a transaction while a proxy
+ * is asked.  The kmsuser password and the XKS secret are kept wrapped under
+ * the root key and never returned or logged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
