@@ -549,6 +549,9 @@ static kerr_code chsm_check_config(kms_domain *d, const kms_call *call, store_tx
   case KMS_BACKEND_CHECK_INSERT:
     return check_insert(d, call, tx, proposed, err);
   case KMS_BACKEND_CHECK_UPDATE:
+  case KMS_BACKEND_CHECK_UPDATE_LOCKED:
+    /* Both: the cluster is kmsd's own (no network to wait on), so it is
+     * judged again under the write lock, on the row as read there. */
     return check_update(d, call, current, proposed, err);
   case KMS_BACKEND_CHECK_CONNECT:
     return check_connect(d, proposed, err);

@@ -1,8 +1,10 @@
 /* backend_local.c - the key-store backend of AWS_KMS keys (kms_backend.h):
  * key material made by kmsd, kept in the store wrapped under the root key,
- * unwrapped into a bounded cache of wiped memory (kmsi_material), and used
- * for AES-256-GCM in this process.  No connection: a local key is always
- * reachable, so the table has no connect, disconnect or health.
+ * unwrapped into a bounded cache of wiped memory (kmsi_material) by the
+ * caller inside its transaction (uses_material), and used for AES-256-GCM
+ * in this process.  No connection: a local key is always reachable, so the
+ * table has no connect, disconnect or health.  The external key store
+ * backend reuses encrypt and decrypt for its inner layer.
  *
  * Also the AES-GCM body layout (IV || tag || ciphertext) that the CloudHSM
  * backend shares, so a blob of either kind has the layout of crypto/blob.h. */
@@ -26,42 +28,42 @@ kerr_code kmsi_gcm_body_new(size_t pt_len, uint8_t **body, size_t *len, kerr *er
   return KERR_OK;
 }
 
+/* A caller that did not read the material (kms_backend.h: uses_material). */
+static kerr_code no_material(kerr *err) {
+  return kerr_set(err, KERR_INTERNAL, "The key material for this call was not loaded.");
+}
+
 static kerr_code local_encrypt(kms_backend_conn *c, const kms_backend_ctx *ctx,
                                const kms_backend_key *k, const uint8_t *pt, size_t pt_len,
                                const uint8_t *aad, size_t aad_len, uint8_t **body,
                                size_t *body_len, kerr *err) {
-  uint8_t *material = secure_alloc(AESGCM_KEY_LEN);
   uint8_t *out = NULL;
   size_t len = 0;
   kerr_code rc;
 
   *body = NULL;
   *body_len = 0;
-  if (!material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (!k->material) return no_material(err);
   rc = kmsi_gcm_body_new(pt_len, &out, &len, err);
-  if (rc) goto out;
-  rc = kmsi_material(ctx->d, ctx->tx, k->key_id, k->material_id, material, err);
   if (rc) goto out;
   if (rand_bytes(out, AESGCM_IV_LEN)) {
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  rc = aesgcm_seal(material, out, aad, aad_len, pt, pt_len, out + AESGCM_IV_LEN + AESGCM_TAG_LEN,
-                   out + AESGCM_IV_LEN, err);
+  rc = aesgcm_seal(k->material, out, aad, aad_len, pt, pt_len,
+                   out + AESGCM_IV_LEN + AESGCM_TAG_LEN, out + AESGCM_IV_LEN, err);
   if (rc) goto out;
   *body = out;
   *body_len = len;
   out = NULL;
 out:
   free(out);
-  secure_free(material, AESGCM_KEY_LEN);
   return rc;
 }
 
 static kerr_code local_decrypt(kms_backend_conn *c, const kms_backend_ctx *ctx,
                                const kms_backend_key *k, const uint8_t *body, size_t body_len,
                                const uint8_t *aad, size_t aad_len, kbytes *pt, kerr *err) {
-  uint8_t *material = NULL;
   kbytes out = {0};
   kerr_code rc;
 
@@ -69,18 +71,16 @@ static kerr_code local_decrypt(kms_backend_conn *c, const kms_backend_ctx *ctx,
   pt->len = 0;
   if (body_len < AESGCM_IV_LEN + AESGCM_TAG_LEN)
     return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is too short.");
-  material = secure_alloc(AESGCM_KEY_LEN);
-  if (!material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  /* The material must be the key's own (kmsi_material refuses others). */
-  rc = kmsi_material(ctx->d, ctx->tx, k->key_id, k->material_id, material, err);
-  if (rc) goto out;
+  /* The caller read the material the blob names, and only if it is the
+   * key's own (kmsi_material refuses others). */
+  if (!k->material) return no_material(err);
   out.len = body_len - AESGCM_IV_LEN - AESGCM_TAG_LEN;
   out.data = secure_alloc(out.len ? out.len : 1);
   if (!out.data) {
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  rc = aesgcm_open(material, body, aad, aad_len, body + AESGCM_IV_LEN + AESGCM_TAG_LEN, out.len,
+  rc = aesgcm_open(k->material, body, aad, aad_len, body + AESGCM_IV_LEN + AESGCM_TAG_LEN, out.len,
                    body + AESGCM_IV_LEN, out.data, err);
   if (rc) goto out;
   *pt = out;
@@ -88,7 +88,6 @@ static kerr_code local_decrypt(kms_backend_conn *c, const kms_backend_ctx *ctx,
   out.len = 0;
 out:
   kbytes_wipe_free(&out);
-  secure_free(material, AESGCM_KEY_LEN);
   return rc;
 }
 
@@ -100,6 +99,7 @@ static kerr_code local_random(kms_backend_conn *c, const kms_backend_ctx *ctx, u
 
 const kms_backend kms_backend_local = {
     .type = "AWS_KMS",
+    .uses_material = true,
     .encrypt = local_encrypt,
     .decrypt = local_decrypt,
     .random = local_random,

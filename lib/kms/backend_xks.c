@@ -692,32 +692,40 @@ bool kmsi_xks_settings_differ(kms_domain *d, const store_cks *a, const store_cks
   return differ;
 }
 
+/* Uniqueness of the proxy URI and the VPC endpoint service among the
+ * account's stores, in the operation's transaction: in the read
+ * transaction first (CREATE, UPDATE), and again under the write lock
+ * (INSERT, UPDATE_LOCKED), where a concurrent create or update may have
+ * taken them meanwhile.  GetHealthStatus is xks_probe's, with no
+ * transaction open. */
 static kerr_code xks_check_config(kms_domain *d, const kms_call *call, store_tx *tx,
                                   kms_backend_check when, const store_cks *current,
                                   store_cks *proposed, kerr *err) {
-  kerr_code rc;
+  (void)current;
   switch (when) {
   case KMS_BACKEND_CHECK_CREATE:
-    rc = check_in_use(d, call, tx, proposed, err);
-    if (rc) return rc;
-    return kmsi_xks_probe(d, proposed, call->request_id, "CreateCustomKeyStore", err);
   case KMS_BACKEND_CHECK_INSERT:
-    return check_in_use(d, call, tx, proposed, err);
   case KMS_BACKEND_CHECK_UPDATE:
-    rc = check_in_use(d, call, tx, proposed, err);
-    if (rc) return rc;
-    if (current && !kmsi_xks_settings_differ(d, current, proposed)) return KERR_OK;
-    return kmsi_xks_probe(d, proposed, call->request_id, "UpdateCustomKeyStore", err);
+  case KMS_BACKEND_CHECK_UPDATE_LOCKED:
+    return check_in_use(d, call, tx, proposed, err);
   case KMS_BACKEND_CHECK_CONNECT:
     return KERR_OK; /* everything else is the worker's ConnectionErrorCode */
   }
   return KERR_OK;
 }
 
+static kerr_code xks_probe(kms_domain *d, const kms_call *call, const char *operation,
+                           const store_cks *proposed, kerr *err) {
+  return kmsi_xks_probe(d, proposed, call->request_id, operation, err);
+}
+
 const kms_backend kms_backend_xks = {
     .type = TYPE_XKS,
+    .uses_material = true, /* the inner layer */
     .check_row = xks_check_row,
     .check_config = xks_check_config,
+    .probe = xks_probe,
+    .probe_differs = kmsi_xks_settings_differ,
     .connect = xks_connect,
     .disconnect = xks_disconnect,
     .health = xks_check_health,

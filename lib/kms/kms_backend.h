@@ -23,7 +23,19 @@
  * kind of store does not have (see each).  Methods that take a connection
  * are called only with one that `connect` returned and `disconnect` has not
  * closed; the manager keeps a connection alive while any call uses it, and
- * calls may run on many threads at once. */
+ * calls may run on many threads at once.
+ *
+ * Transactions: the methods that may wait on a backing system (probe,
+ * connect, health, create_key, delete_key, encrypt, decrypt, random) are
+ * never called while the caller holds a transaction on the store, so a
+ * proxy or an HSM that answers slowly holds no pooled database connection
+ * and no write lock.  What such a call needs of the store the caller reads
+ * first and hands over (the row of a check or a connect, the key material
+ * of kms_backend_key).  A backend that must write the store itself (the
+ * CloudHSM connect records kmsuser's rotated password) opens a short
+ * transaction of its own between two waits, never across one.  Only
+ * check_config runs inside the caller's transaction, and so it must not
+ * call out over the network (kms_backend_check). */
 #ifndef KMSD_KMS_KMS_BACKEND_H
 #define KMSD_KMS_KMS_BACKEND_H
 
@@ -46,9 +58,6 @@ typedef struct kms_backend_conn kms_backend_conn;
  * to the caller are NULL. */
 typedef struct kms_backend_ctx {
   kms_domain *d;
-  store_tx *tx;               /* the operation's read transaction (the local
-                                 backend reads key material there); NULL
-                                 outside one */
   const char *request_id;     /* the KMS request id ("recovery", "sweeper"
                                  for kmsd's own work) */
   const char *principal_arn;  /* the caller's ARN; NULL for kmsd's own work */
@@ -70,6 +79,13 @@ typedef struct kms_backend_key {
                                       current one to encrypt, the one the
                                       ciphertext names to decrypt */
   const char *current_material_id; /* the key's current material (hex) */
+  const uint8_t *material;         /* when the backend uses_material: the
+                                      unwrapped key material `material_id`
+                                      names (AESGCM_KEY_LEN bytes), read by
+                                      the caller inside its transaction and
+                                      held in secure memory (core/secmem.h)
+                                      that the caller wipes after the call;
+                                      NULL for other backends */
 } kms_backend_key;
 
 /* What a connect is given.  `row` is the store's record as read for this
@@ -86,7 +102,14 @@ typedef struct kms_backend_connect_ctx {
   void *manager_arg;          /* the manager's, for still_current */
 } kms_backend_connect_ctx;
 
-/* When check_config runs. */
+/* When check_config runs.  Create and Update run in three steps, so that
+ * the backing system is never asked while the store is locked: the checks
+ * of what the store knows in a read transaction (CREATE, UPDATE), then the
+ * backend's `probe` with no transaction open, then the checks that
+ * concurrent requests could race again under the write lock just before
+ * the row is written (INSERT, UPDATE_LOCKED).  check_config itself must not
+ * call out to a backing system over the network: it always runs inside a
+ * transaction. */
 typedef enum kms_backend_check {
   KMS_BACKEND_CHECK_CREATE,   /* CreateCustomKeyStore, in its read
                                  transaction: resolve and judge the backing
@@ -96,17 +119,30 @@ typedef enum kms_backend_check {
                                  write lock just before the row is inserted:
                                  what concurrent creates could race
                                  (uniqueness) */
-  KMS_BACKEND_CHECK_UPDATE,   /* UpdateCustomKeyStore, in its write
+  KMS_BACKEND_CHECK_UPDATE,   /* UpdateCustomKeyStore, in a read
                                  transaction: `current` is the stored row,
                                  `proposed` the changed one */
+  KMS_BACKEND_CHECK_UPDATE_LOCKED, /* UpdateCustomKeyStore again, in its
+                                 write transaction just before the row is
+                                 written, on the row as read again there
+                                 (`current`) and the change recomputed from
+                                 it (`proposed`): what concurrent requests
+                                 could race (uniqueness) */
   KMS_BACKEND_CHECK_CONNECT,  /* ConnectCustomKeyStore, before the store
-                                 moves to CONNECTING: what the API answers at
-                                 once (the rest is the worker's, as a
-                                 ConnectionErrorCode) */
+                                 moves to CONNECTING, no transaction open:
+                                 what the API answers at once (the rest is
+                                 the worker's, as a ConnectionErrorCode) */
 } kms_backend_check;
 
 typedef struct kms_backend {
   const char *type;  /* "AWS_KMS" (local) or the CustomKeyStoreType served */
+
+  /* Whether encrypt and decrypt use key material kmsd keeps for the KMS key
+   * (wrapped under the root key): the local backend's only layer, an
+   * external key store's inner one.  The caller then reads the material
+   * the call needs into kms_backend_key.material before it ends its
+   * transaction. */
+  bool uses_material;
 
   /* A custom key store row read from the store is whole for this backend
    * (its own fields; the manager checks the common ones).  The name of the
@@ -114,14 +150,33 @@ typedef struct kms_backend {
    * method: nothing to check. */
   void (*check_row)(const store_cks *row, const char **bad);
 
-  /* Check a store's configuration against its backing system (see
-   * kms_backend_check).  `tx` is the operation's transaction on the store;
-   * `current` is NULL except for UPDATE.  Errors are the operation's model
-   * exceptions (e.g. CloudHsmClusterNotFound, ...InUse, IncorrectTrustAnchor).
-   * NULL method: any configuration is accepted. */
+  /* Check a store's configuration against what kmsd knows of its backing
+   * system (see kms_backend_check).  `tx` is the operation's transaction on
+   * the store (NULL for CONNECT); `current` is NULL except for UPDATE and
+   * UPDATE_LOCKED.  Errors are the operation's model exceptions (e.g.
+   * CloudHsmClusterNotFound, ...InUse, IncorrectTrustAnchor).  NULL method:
+   * any configuration is accepted. */
   kerr_code (*check_config)(kms_domain *d, const kms_call *call, store_tx *tx,
                             kms_backend_check when, const store_cks *current,
                             store_cks *proposed, kerr *err);
+
+  /* Ask the backing system whether the configuration `proposed` works (an
+   * external key store's GetHealthStatus with its settings), for
+   * `operation` ("CreateCustomKeyStore" or "UpdateCustomKeyStore").  Called
+   * with no transaction open, between check_config CREATE and INSERT, and
+   * for Update between UPDATE and UPDATE_LOCKED when probe_differs says the
+   * update changes what reaches the backing system.  May wait up to the
+   * backend's own deadline.  Errors are the operation's model exceptions.
+   * NULL: the backend asks nothing (a CloudHSM cluster is kmsd's own, and
+   * check_config judges it). */
+  kerr_code (*probe)(kms_domain *d, const kms_call *call, const char *operation,
+                     const store_cks *proposed, kerr *err);
+
+  /* Whether what `probe` sends differs between rows `a` and `b` of one
+   * store.  Update asks it to decide whether to probe, and again under the
+   * write lock whether a concurrent update changed what was probed.
+   * Required when `probe` is set. */
+  bool (*probe_differs)(kms_domain *d, const store_cks *a, const store_cks *b);
 
   /* Connect to the store described by cx->row.  Runs on the manager's
    * connect worker, may take long, and must not hold the store's write lock
@@ -157,7 +212,12 @@ typedef struct kms_backend {
   kerr_code (*delete_key)(kms_backend_conn *c, const kms_backend_ctx *ctx,
                           const char *backing_key_id, kerr *err);
 
-  /* Encrypt `pt` (1..KBLOB_MAX_PLAINTEXT bytes) under key `k`, binding
+  /* encrypt and decrypt are called with no transaction of the caller
+   * open (see Transactions above): everything they need of the store is in
+   * `k`.  They may wait on the network (an external key store's proxy) or
+   * an HSM for as long as the backend's own deadline allows.
+   *
+   * Encrypt `pt` (1..KBLOB_MAX_PLAINTEXT bytes) under key `k`, binding
    * `aad` (the ciphertext blob's header and the canonical encryption
    * context).  On KERR_OK *body is a new buffer (free) of *body_len bytes:
    * what follows the header in the ciphertext blob (crypto/blob.h), in the

@@ -2,14 +2,15 @@
  * CreateCustomKeyStore, DescribeCustomKeyStores, UpdateCustomKeyStore,
  * ConnectCustomKeyStore, DisconnectCustomKeyStore, DeleteCustomKeyStore.
  *
- * Only CloudHSM key stores (AWS_CLOUDHSM) exist for now; the record keeps
- * room for external key stores (type, xks_config), which are refused with
- * UnsupportedOperationException until they are built.  Every rule comes from
- * the AWS model's documentation of the operations; every ConnectionState
- * change goes through kmsi_cks_set_state (kms_cks_conn.c).  What a kind of
- * store checks of its backing system (a CloudHSM cluster) is its backend's
- * check_config (kms_backend.h).  The kmsuser password is kept wrapped
- * under the root key and never returned or logged. */
+ * CloudHSM key stores (AWS_CLOUDHSM) and external key stores
+ * (EXTERNAL_KEY_STORE).  Every rule comes from the AWS model's documentation
+ * of the operations; every ConnectionState change goes through
+ * kmsi_cks_set_state (kms_cks_conn.c).  What a kind of store checks of its
+ * backing system (a CloudHSM cluster, an XKS proxy) is its backend's
+ * check_config, inside a transaction, and probe, with none open
+ * (kms_backend.h): Create and Update never hold a transaction while a proxy
+ * is asked.  The kmsuser password and the XKS secret are kept wrapped under
+ * the root key and never returned or logged. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -345,6 +346,12 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;
+  /* The backing system is asked (an external key store's GetHealthStatus)
+   * with no transaction open: a slow proxy holds no database connection. */
+  if (b->probe) {
+    rc = b->probe(d, call, "CreateCustomKeyStore", &c, err);
+    if (rc) goto out;
+  }
 
   rc = kmsi_begin(d, true, &tx, err);
   if (rc) goto out;
@@ -544,16 +551,167 @@ static kerr_code check_update_state(const kms_update_cks_input *in, const store_
                   c->cks_id, c->connection_state);
 }
 
+/* How many times an update starts over when concurrent requests changed,
+ * between its GetHealthStatus and its write, what that GetHealthStatus
+ * checked; then KMSInternalException, which the model calls retryable. */
+#define UPDATE_ATTEMPTS 3
+
+/* `src` into `dst` for comparison: the plain fields and an owned copy of
+ * the wrapped XKS secret; the CloudHSM password and trust anchor are left
+ * out (NULL).  store_cks_clear `dst`, also after a failure. */
+static kerr_code copy_row(const store_cks *src, store_cks *dst, kerr *err) {
+  *dst = *src;
+  dst->trust_anchor_pem = NULL;
+  dst->password_wrapped = NULL;
+  dst->password_wrapped_len = 0;
+  dst->pending_password_wrapped = NULL;
+  dst->pending_password_wrapped_len = 0;
+  dst->xks_secret_wrapped = NULL;
+  dst->xks_secret_wrapped_len = 0;
+  if (!src->xks_secret_wrapped) return KERR_OK;
+  dst->xks_secret_wrapped = malloc(src->xks_secret_wrapped_len);
+  if (!dst->xks_secret_wrapped) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  memcpy(dst->xks_secret_wrapped, src->xks_secret_wrapped, src->xks_secret_wrapped_len);
+  dst->xks_secret_wrapped_len = src->xks_secret_wrapped_len;
+  return KERR_OK;
+}
+
+/* Everything UpdateCustomKeyStore decides from the stored row, in `tx`
+ * (`when`: KMS_BACKEND_CHECK_UPDATE in a read transaction, ..._LOCKED in
+ * the write transaction that then writes `c`): read the caller's store,
+ * check the request against its type and ConnectionState, compute the row
+ * as it will be, check the name and let the backend's check_config judge
+ * it.  The errors are the operation's, in its order.  On KERR_OK *bp is the
+ * store's backend, `cur` a copy of the stored row (copy_row) and `c` the
+ * new row; store_cks_clear both, also after a failure. */
+static kerr_code update_plan(kms_domain *d, const kms_call *call, const kms_update_cks_input *in,
+                             store_tx *tx, kms_backend_check when, const kms_backend **bp,
+                             store_cks *cur, store_cks *c, kerr *err) {
+  const kms_backend *b;
+  bool hit = false, xks;
+  kerr_code rc;
+
+  rc = get_own(d, tx, call, in->custom_key_store_id, c, err);
+  if (rc) return rc;
+  b = kmsi_backend_for_type(c->type);
+  if (!b) return kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c->type);
+  *bp = b;
+  xks = strcmp(c->type, TYPE_XKS) == 0;
+  rc = copy_row(c, cur, err);
+  if (rc) return rc;
+  if (!xks && (in->has_xks_members || any_xks(&in->xks)))
+    return kerr_set(err, KERR_VALIDATION,
+                    "Xks* parameters are valid only for external key stores; %s is a CloudHSM key "
+                    "store.",
+                    c->cks_id);
+  if (xks && (in->key_store_password || in->cloud_hsm_cluster_id))
+    return kerr_set(err, KERR_VALIDATION,
+                    "KeyStorePassword and CloudHsmClusterId are valid only for CloudHSM key stores; "
+                    "%s is an external key store.",
+                    c->cks_id);
+  rc = check_update_state(in, c, xks, err);
+  if (rc) return rc;
+  if (xks) {
+    /* A change of connectivity comes with a new endpoint (and, to
+     * VPC_ENDPOINT_SERVICE, a service name; to PUBLIC_ENDPOINT, none). */
+    if (in->xks.connectivity && strcmp(in->xks.connectivity, c->xks_connectivity) != 0) {
+      bool to_vpc = strcmp(in->xks.connectivity, CONN_VPC) == 0;
+      if (!in->xks.uri_endpoint || strcmp(in->xks.uri_endpoint, c->xks_uri_endpoint) == 0 ||
+          (to_vpc && (!in->xks.vpc_service_name || !*in->xks.vpc_service_name)))
+        return kerr_set(err, KERR_VALIDATION,
+                        to_vpc ? "Changing XksProxyConnectivity to VPC_ENDPOINT_SERVICE needs a new "
+                                 "XksProxyUriEndpoint and an XksProxyVpcEndpointServiceName."
+                               : "Changing XksProxyConnectivity to PUBLIC_ENDPOINT needs a new "
+                                 "XksProxyUriEndpoint.");
+      if (!to_vpc && in->xks.vpc_service_name == NULL) {
+        c->xks_vpc_service_name[0] = '\0';
+        c->xks_vpc_service_owner[0] = '\0';
+      }
+    }
+    rc = put_xks_settings(&in->xks, false, c, err);
+    if (rc) return rc;
+    if (in->xks.secret_access_key) {
+      free(c->xks_secret_wrapped);
+      c->xks_secret_wrapped = NULL;
+      c->xks_secret_wrapped_len = 0;
+      rc = kmsi_xks_wrap_secret(d, c->cks_id, in->xks.secret_access_key, &c->xks_secret_wrapped,
+                                &c->xks_secret_wrapped_len, err);
+      if (rc) return rc;
+    }
+  }
+  if (in->new_custom_key_store_name && strcmp(in->new_custom_key_store_name, c->name) != 0) {
+    rc = kmsi_cks_find_own(d, tx, call, match_name, in->new_custom_key_store_name, c->cks_id, NULL,
+                           &hit, err);
+    if (rc) return rc;
+    if (hit)
+      return kerr_set(err, KERR_CKS_NAME_IN_USE, "Custom key store name %.256s is already in use.",
+                      in->new_custom_key_store_name);
+    snprintf(c->name, sizeof c->name, "%s", in->new_custom_key_store_name);
+  }
+  if (in->cloud_hsm_cluster_id)
+    snprintf(c->cluster_id, sizeof c->cluster_id, "%s", in->cloud_hsm_cluster_id);
+  if (b->check_config) {
+    rc = b->check_config(d, call, tx, when, cur, c, err);
+    if (rc) return rc;
+  }
+  if (in->key_store_password) {
+    /* The pending password may be on some HSMs (a change of kmsuser's
+     * password cut short), and only the next connect moves the others to
+     * it.  Told the password the store already has, keep pending as a
+     * candidate; told a new one, the operator has set it on every HSM
+     * (hsm-cli), so no HSM has pending any more. */
+    bool keep_pending = c->pending_password_wrapped &&
+                        kmsi_cks_password_is(d, c->cks_id, c->password_wrapped,
+                                             c->password_wrapped_len, in->key_store_password);
+    free(c->password_wrapped);
+    c->password_wrapped = NULL;
+    c->password_wrapped_len = 0;
+    if (!keep_pending) {
+      free(c->pending_password_wrapped);
+      c->pending_password_wrapped = NULL;
+      c->pending_password_wrapped_len = 0;
+    }
+    rc = kmsi_cks_wrap_password(d, c->cks_id, in->key_store_password, &c->password_wrapped,
+                                &c->password_wrapped_len, err);
+    if (rc) return rc;
+  }
+  return KERR_OK;
+}
+
+/* UpdateCustomKeyStore runs in three steps, so that no transaction is open
+ * while the backing system is asked (an external key store's
+ * GetHealthStatus may take up to --xks-timeout):
+ *
+ *   1. in a read transaction, every check the store answers (update_plan
+ *      with KMS_BACKEND_CHECK_UPDATE): the errors and their order are the
+ *      operation's;
+ *   2. with no transaction open, the backend's probe of the new settings,
+ *      when the update changes what reaches the backing system;
+ *   3. in the write transaction, the row read again and every check of
+ *      step 1 run again on it (..._LOCKED: uniqueness under the lock), then
+ *      the write.
+ *
+ * Between 1 and 3 other requests may have changed the store.  A change the
+ * checks of step 3 judge (its ConnectionState, a name or a proxy URI taken
+ * meanwhile) is answered as if it had come first, as with one transaction:
+ * a store another request moved to CONNECTING meanwhile is
+ * CustomKeyStoreInvalidStateException.  A change of what step 2 checked
+ * (another update changed the path while this one changes the credential,
+ * say) means that the settings about to be written were never asked about
+ * together: the update starts over from step 1 (at most UPDATE_ATTEMPTS
+ * times), so that what is written is always what the proxy accepted, and
+ * the other request's change is kept. */
 kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_update_cks_input *in, kerr *err) {
   store_tx *tx = NULL;
-  store_cks c, cur;
+  store_cks c, cur, probed;
   const kms_backend *b = NULL;
-  bool hit = false, xks;
+  bool have_probe, xks;
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
   memset(&cur, 0, sizeof cur);
+  memset(&probed, 0, sizeof probed);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
   rc = kmsi_authorize(d, NULL, call, NULL, "kms:UpdateCustomKeyStore", err);
@@ -569,113 +727,53 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
   if (in->cloud_hsm_cluster_id && strlen(in->cloud_hsm_cluster_id) >= KMS_CLUSTER_ID_MAX)
     return kerr_set(err, KERR_VALIDATION, "CloudHsmClusterId is too long.");
 
-  rc = kmsi_begin(d, true, &tx, err);
-  if (rc) return rc;
-  rc = get_own(d, tx, call, in->custom_key_store_id, &c, err);
-  if (rc) goto out;
-  b = kmsi_backend_for_type(c.type);
-  if (!b) {
-    rc = kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
-    goto out;
+  for (int attempt = 1;; attempt++) {
+    /* 1. What the store answers, in a read transaction. */
+    rc = kmsi_begin(d, false, &tx, err);
+    if (rc) goto out;
+    rc = update_plan(d, call, in, tx, KMS_BACKEND_CHECK_UPDATE, &b, &cur, &c, err);
+    d->st->ops->rollback(tx);
+    tx = NULL;
+    if (rc) goto out;
+    /* 2. The backing system, with no transaction open. */
+    have_probe = false;
+    store_cks_clear(&probed);
+    if (b->probe && b->probe_differs(d, &cur, &c)) {
+      rc = b->probe(d, call, "UpdateCustomKeyStore", &c, err);
+      if (rc) goto out;
+      rc = copy_row(&c, &probed, err);
+      if (rc) goto out;
+      have_probe = true;
+    }
+    store_cks_clear(&cur);
+    store_cks_clear(&c);
+    /* 3. Under the write lock: the same checks on the row as it is now. */
+    rc = kmsi_begin(d, true, &tx, err);
+    if (rc) goto out;
+    rc = update_plan(d, call, in, tx, KMS_BACKEND_CHECK_UPDATE_LOCKED, &b, &cur, &c, err);
+    if (rc) goto out;
+    if (!b->probe || !b->probe_differs(d, &cur, &c) ||
+        (have_probe && !b->probe_differs(d, &probed, &c)))
+      break;
+    /* What reaches the proxy now is not what step 2 asked about. */
+    d->st->ops->rollback(tx);
+    tx = NULL;
+    store_cks_clear(&cur);
+    store_cks_clear(&c);
+    if (attempt == UPDATE_ATTEMPTS) {
+      rc = kerr_set(err, KERR_INTERNAL,
+                    "Custom key store %.64s kept changing while this update checked its new "
+                    "settings with the external key store proxy; nothing was changed. Retry the "
+                    "update.",
+                    in->custom_key_store_id);
+      goto out;
+    }
+    log_msg(LOG_INFO, call->request_id,
+            "custom key store %.64s: changed by another request during its update's "
+            "GetHealthStatus; checking the update again",
+            in->custom_key_store_id);
   }
   xks = strcmp(c.type, TYPE_XKS) == 0;
-  /* The stored row as it was (owned fields copied: they may change). */
-  cur = c;
-  cur.trust_anchor_pem = NULL;
-  cur.password_wrapped = NULL;
-  cur.pending_password_wrapped = NULL;
-  cur.xks_secret_wrapped = NULL;
-  if (c.xks_secret_wrapped) {
-    cur.xks_secret_wrapped = malloc(c.xks_secret_wrapped_len);
-    if (!cur.xks_secret_wrapped) {
-      cur.xks_secret_wrapped_len = 0;
-      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-      goto out;
-    }
-    memcpy(cur.xks_secret_wrapped, c.xks_secret_wrapped, c.xks_secret_wrapped_len);
-  }
-  if (!xks && (in->has_xks_members || any_xks(&in->xks))) {
-    rc = kerr_set(err, KERR_VALIDATION,
-                  "Xks* parameters are valid only for external key stores; %s is a CloudHSM key "
-                  "store.",
-                  c.cks_id);
-    goto out;
-  }
-  if (xks && (in->key_store_password || in->cloud_hsm_cluster_id)) {
-    rc = kerr_set(err, KERR_VALIDATION,
-                  "KeyStorePassword and CloudHsmClusterId are valid only for CloudHSM key stores; "
-                  "%s is an external key store.",
-                  c.cks_id);
-    goto out;
-  }
-  rc = check_update_state(in, &c, xks, err);
-  if (rc) goto out;
-  if (xks) {
-    /* A change of connectivity comes with a new endpoint (and, to
-     * VPC_ENDPOINT_SERVICE, a service name; to PUBLIC_ENDPOINT, none). */
-    if (in->xks.connectivity && strcmp(in->xks.connectivity, c.xks_connectivity) != 0) {
-      bool to_vpc = strcmp(in->xks.connectivity, CONN_VPC) == 0;
-      if (!in->xks.uri_endpoint || strcmp(in->xks.uri_endpoint, c.xks_uri_endpoint) == 0 ||
-          (to_vpc && (!in->xks.vpc_service_name || !*in->xks.vpc_service_name))) {
-        rc = kerr_set(err, KERR_VALIDATION,
-                      to_vpc ? "Changing XksProxyConnectivity to VPC_ENDPOINT_SERVICE needs a new "
-                               "XksProxyUriEndpoint and an XksProxyVpcEndpointServiceName."
-                             : "Changing XksProxyConnectivity to PUBLIC_ENDPOINT needs a new "
-                               "XksProxyUriEndpoint.");
-        goto out;
-      }
-      if (!to_vpc && in->xks.vpc_service_name == NULL) {
-        c.xks_vpc_service_name[0] = '\0';
-        c.xks_vpc_service_owner[0] = '\0';
-      }
-    }
-    rc = put_xks_settings(&in->xks, false, &c, err);
-    if (rc) goto out;
-    if (in->xks.secret_access_key) {
-      free(c.xks_secret_wrapped);
-      c.xks_secret_wrapped = NULL;
-      c.xks_secret_wrapped_len = 0;
-      rc = kmsi_xks_wrap_secret(d, c.cks_id, in->xks.secret_access_key, &c.xks_secret_wrapped,
-                                &c.xks_secret_wrapped_len, err);
-      if (rc) goto out;
-    }
-  }
-  if (in->new_custom_key_store_name && strcmp(in->new_custom_key_store_name, c.name) != 0) {
-    rc = kmsi_cks_find_own(d, tx, call, match_name, in->new_custom_key_store_name, c.cks_id, NULL, &hit,
-                  err);
-    if (rc) goto out;
-    if (hit) {
-      rc = kerr_set(err, KERR_CKS_NAME_IN_USE, "Custom key store name %.256s is already in use.",
-                    in->new_custom_key_store_name);
-      goto out;
-    }
-    snprintf(c.name, sizeof c.name, "%s", in->new_custom_key_store_name);
-  }
-  if (in->cloud_hsm_cluster_id) snprintf(c.cluster_id, sizeof c.cluster_id, "%s", in->cloud_hsm_cluster_id);
-  if (b->check_config) {
-    rc = b->check_config(d, call, tx, KMS_BACKEND_CHECK_UPDATE, &cur, &c, err);
-    if (rc) goto out;
-  }
-  if (in->key_store_password) {
-    /* The pending password may be on some HSMs (a change of kmsuser's
-     * password cut short), and only the next connect moves the others to
-     * it.  Told the password the store already has, keep pending as a
-     * candidate; told a new one, the operator has set it on every HSM
-     * (hsm-cli), so no HSM has pending any more. */
-    bool keep_pending = c.pending_password_wrapped &&
-                        kmsi_cks_password_is(d, c.cks_id, c.password_wrapped,
-                                             c.password_wrapped_len, in->key_store_password);
-    free(c.password_wrapped);
-    c.password_wrapped = NULL;
-    if (!keep_pending) {
-      free(c.pending_password_wrapped);
-      c.pending_password_wrapped = NULL;
-      c.pending_password_wrapped_len = 0;
-    }
-    rc = kmsi_cks_wrap_password(d, c.cks_id, in->key_store_password, &c.password_wrapped,
-                                &c.password_wrapped_len, err);
-    if (rc) goto out;
-  }
   rc = d->st->ops->cks_update(tx, &c, err);
   if (rc == KERR_ALREADY_EXISTS) {
     rc = kerr_set(err, KERR_CKS_NAME_IN_USE, "Custom key store name %.256s is already in use.",
@@ -698,6 +796,7 @@ out:
   if (tx) d->st->ops->rollback(tx);
   store_cks_clear(&c);
   store_cks_clear(&cur);
+  store_cks_clear(&probed);
   return rc;
 }
 

@@ -1,17 +1,24 @@
 /* kms_crypto.c - the cryptographic operations on symmetric keys: Encrypt,
  * Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
  *
- * Each runs in one read transaction and checks in AWS's order: the request's
- * own shape (lengths, context), then the key is resolved (NotFoundException)
+ * Each checks in AWS's order, in one read transaction: the request's own
+ * shape (lengths, context), then the key is resolved (NotFoundException)
  * and authorized (AccessDeniedException), and only then is what the request
  * asks of that key judged: the algorithm (InvalidKeyUsageException), the
  * key's state, DryRun.  A caller who may not use a key, or names none that
- * exists, so never learns anything about it.  Then the key's backend
- * (kms_backend.h: local material, a CloudHSM key store, ...) seals or opens
- * the body of a ciphertext blob (lib/crypto/blob.h) whose header is made and
- * read here, the same for every backend.
+ * exists, so never learns anything about it.  ReEncrypt checks both keys
+ * that way, source then destination, before DryRun.  Still in the
+ * transaction, each key's call is prepared (key_call): its backend and live
+ * connection, and the key material kmsd keeps for it when the backend uses
+ * some.  Then the transaction ends, and only then does the key's backend
+ * (kms_backend.h: local material, a CloudHSM key store, an external key
+ * store's proxy) seal or open the body of a ciphertext blob
+ * (lib/crypto/blob.h) whose header is made and read here, the same for
+ * every backend: a proxy that answers slowly holds none of the store's
+ * pooled database connections.
  * Plaintexts and materials live only in secure memory and are wiped before
  * returning.  docs/kmsd.md lists the order per operation. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -64,11 +71,10 @@ static kerr_code material_id_bytes(const char *hex, uint8_t out[KBLOB_MATERIAL_I
 }
 
 /* What a backend is told about a call on key `k` (kms_backend.h). */
-static void backend_call(kms_domain *d, store_tx *tx, const kms_call *call, const char *operation,
+static void backend_call(kms_domain *d, const kms_call *call, const char *operation,
                          const kmsi_key *k, kms_backend_ctx *ctx) {
   memset(ctx, 0, sizeof *ctx);
   ctx->d = d;
-  ctx->tx = tx;
   ctx->request_id = call->request_id;
   ctx->principal_arn = call->caller->arn;
   ctx->operation = operation;
@@ -92,43 +98,81 @@ static kerr_code blob_aad(const uint8_t header[KBLOB_AAD_HEADER_LEN], const uint
   return KERR_OK;
 }
 
-/* Seal `pt` under the current material of the resolved, authorized key, in
- * whichever backend holds the key: a blob (crypto/blob.h) whose header names
- * key and material and whose body the backend makes over AAD = header ||
- * context. */
-static kerr_code seal_with_key(kms_domain *d, store_tx *tx, const kms_call *call,
-                               const char *operation, const kmsi_key *k, const uint8_t *ctx,
-                               size_t ctx_len, const uint8_t *pt, size_t pt_len, uint8_t **blob,
-                               size_t *blob_len, kerr *err) {
+/* One backend call on a resolved, authorized key, prepared inside the
+ * operation's transaction so that the call itself needs none: the key's
+ * backend and live connection (held until call_end), and, for a backend
+ * that uses_material, the unwrapped material in secure memory. */
+typedef struct key_call {
+  const kmsi_key *k;
+  const kms_backend *b;
+  kms_backend_conn *conn;
+  bool acquired;
+  uint8_t *material;                       /* secure_alloc'd, AESGCM_KEY_LEN; or NULL */
+  char material_id[KMS_MATERIAL_ID_LEN];   /* hex */
+  kms_backend_key bkey;
+} key_call;
+
+/* Prepare a call on key `k` with its material `material_hex` (the current
+ * one to encrypt, the one the blob names to decrypt), reading through `tx`:
+ * a store that is not connected -> KERR_INVALID_STATE; a material that is
+ * not the key's -> KERR_INVALID_CIPHERTEXT (kmsi_material).  call_end `kc`
+ * in every case; `k` must outlive it. */
+static kerr_code call_prepare(kms_domain *d, store_tx *tx, const kmsi_key *k,
+                              const char *material_hex, key_call *kc, kerr *err) {
+  kerr_code rc;
+  memset(kc, 0, sizeof *kc);
+  kc->k = k;
+  snprintf(kc->material_id, sizeof kc->material_id, "%s", material_hex);
+  rc = kmsi_backend_acquire(d, k, &kc->b, &kc->conn, err);
+  if (rc) return rc;
+  kc->acquired = true;
+  if (kc->b->uses_material) {
+    kc->material = secure_alloc(AESGCM_KEY_LEN);
+    if (!kc->material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    rc = kmsi_material(d, tx, k->row.key_id, kc->material_id, kc->material, err);
+    if (rc) return rc;
+  }
+  kc->bkey.key_id = k->row.key_id;
+  kc->bkey.backing_key_id = backing_key_id(k);
+  kc->bkey.material_id = kc->material_id;
+  kc->bkey.current_material_id = k->row.current_material_id;
+  kc->bkey.material = kc->material;
+  return KERR_OK;
+}
+
+/* Give back the connection and wipe the material.  Safe on a zeroed or
+ * half-prepared `kc`. */
+static void call_end(kms_domain *d, key_call *kc) {
+  if (kc->acquired) kmsi_backend_release(d, kc->k, kc->conn);
+  secure_free(kc->material, AESGCM_KEY_LEN);
+  memset(kc, 0, sizeof *kc);
+}
+
+/* Seal `pt` with a prepared call (no transaction open): a blob
+ * (crypto/blob.h) whose header names key and material and whose body the
+ * key's backend makes over AAD = header || context. */
+static kerr_code seal_with_key(kms_domain *d, const kms_call *call, const char *operation,
+                               const key_call *kc, const uint8_t *ctx, size_t ctx_len,
+                               const uint8_t *pt, size_t pt_len, uint8_t **blob, size_t *blob_len,
+                               kerr *err) {
   uint8_t header[KBLOB_AAD_HEADER_LEN];
   uint8_t *aad = NULL, *body = NULL;
   size_t body_len = 0;
-  const kms_backend *b = NULL;
-  kms_backend_conn *conn = NULL;
   kms_backend_ctx bctx;
-  kms_backend_key bkey;
   kerr_code rc;
 
   *blob = NULL;
   *blob_len = 0;
   header[0] = KBLOB_VERSION;
-  if (kblob_uuid_to_bytes(k->row.key_id, header + 1))
+  if (kblob_uuid_to_bytes(kc->k->row.key_id, header + 1))
     return kerr_set(err, KERR_INTERNAL, "Malformed key id for a ciphertext blob.");
-  rc = material_id_bytes(k->row.current_material_id, header + 17, err);
+  rc = material_id_bytes(kc->material_id, header + 17, err);
   if (rc) return rc;
   rc = blob_aad(header, ctx, ctx_len, &aad, err);
   if (rc) return rc;
-  rc = kmsi_backend_acquire(d, k, &b, &conn, err);
-  if (rc) goto out;
-  backend_call(d, tx, call, operation, k, &bctx);
-  memset(&bkey, 0, sizeof bkey);
-  bkey.key_id = k->row.key_id;
-  bkey.backing_key_id = backing_key_id(k);
-  bkey.material_id = k->row.current_material_id;
-  bkey.current_material_id = k->row.current_material_id;
-  rc = b->encrypt(conn, &bctx, &bkey, pt, pt_len, aad, KBLOB_AAD_HEADER_LEN + ctx_len, &body,
-                  &body_len, err);
-  kmsi_backend_release(d, k, conn);
+  backend_call(d, call, operation, kc->k, &bctx);
+  rc = kc->b->encrypt(kc->conn, &bctx, &kc->bkey, pt, pt_len, aad, KBLOB_AAD_HEADER_LEN + ctx_len,
+                      &body, &body_len, err);
   if (rc) goto out;
   *blob = malloc(KBLOB_AAD_HEADER_LEN + body_len);
   if (!*blob) {
@@ -144,32 +188,31 @@ out:
   return rc;
 }
 
-/* The inverse for blob `blob` (parsed into `v`) of key `k`, whose material
- * `material_hex` the blob names. */
-static kerr_code open_with_key(kms_domain *d, store_tx *tx, const kms_call *call,
-                               const char *operation, const kmsi_key *k, const uint8_t *blob,
-                               size_t blob_len, const kblob_view *v, const char *material_hex,
-                               const uint8_t *ctx, size_t ctx_len, kbytes *pt, kerr *err) {
+/* The inverse, with a prepared call (no transaction open), for blob `blob`
+ * (parsed into `v`).  Every blob that does not open under this key is one
+ * InvalidCiphertextException. */
+static kerr_code open_with_key(kms_domain *d, const kms_call *call, const char *operation,
+                               const key_call *kc, const uint8_t *blob, size_t blob_len,
+                               const kblob_view *v, const uint8_t *ctx, size_t ctx_len,
+                               kbytes *pt, kerr *err) {
   uint8_t *aad = NULL;
-  const kms_backend *b = NULL;
-  kms_backend_conn *conn = NULL;
   kms_backend_ctx bctx;
-  kms_backend_key bkey;
   kerr_code rc = blob_aad(v->header, ctx, ctx_len, &aad, err);
   if (rc) return rc;
-  rc = kmsi_backend_acquire(d, k, &b, &conn, err);
-  if (rc) goto out;
-  backend_call(d, tx, call, operation, k, &bctx);
-  memset(&bkey, 0, sizeof bkey);
-  bkey.key_id = k->row.key_id;
-  bkey.backing_key_id = backing_key_id(k);
-  bkey.material_id = material_hex;
-  bkey.current_material_id = k->row.current_material_id;
-  rc = b->decrypt(conn, &bctx, &bkey, blob + KBLOB_AAD_HEADER_LEN, blob_len - KBLOB_AAD_HEADER_LEN,
-                  aad, KBLOB_AAD_HEADER_LEN + ctx_len, pt, err);
-  kmsi_backend_release(d, k, conn);
-out:
+  backend_call(d, call, operation, kc->k, &bctx);
+  rc = kc->b->decrypt(kc->conn, &bctx, &kc->bkey, blob + KBLOB_AAD_HEADER_LEN,
+                      blob_len - KBLOB_AAD_HEADER_LEN, aad, KBLOB_AAD_HEADER_LEN + ctx_len, pt,
+                      err);
   free(aad);
+  return rc;
+}
+
+/* One answer for every blob that does not open under its key: a foreign
+ * or unknown material id (refused while the call is prepared), a wrong
+ * context and a flipped bit must not be told apart, or the difference
+ * leaks what other keys' blobs carry. */
+static kerr_code same_invalid_ciphertext(kerr_code rc, kerr *err) {
+  if (rc == KERR_INVALID_CIPHERTEXT) kerr_set(err, KERR_INVALID_CIPHERTEXT, "%s", invalid_ciphertext_msg);
   return rc;
 }
 
@@ -188,8 +231,10 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
   uint8_t *ctx = NULL;
   size_t ctx_len = 0;
   kmsi_key k;
+  key_call kc;
 
   memset(&k, 0, sizeof k);
+  memset(&kc, 0, sizeof kc);
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
@@ -214,13 +259,18 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = seal_with_key(d, tx, call, "Encrypt", &k, ctx, ctx_len, in->plaintext, in->plaintext_len,
+  rc = call_prepare(d, tx, &k, k.row.current_material_id, &kc, err);
+  if (rc) goto out;
+  d->st->ops->rollback(tx);
+  tx = NULL;
+  rc = seal_with_key(d, call, "Encrypt", &kc, ctx, ctx_len, in->plaintext, in->plaintext_len,
                      &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
 out:
   if (tx) d->st->ops->rollback(tx);
+  call_end(d, &kc);
   free(ctx);
   kmsi_key_clear(&k);
   if (rc) kms_encrypt_output_clear(out);
@@ -229,69 +279,57 @@ out:
 
 /* ---------------------------------------------------------------- Decrypt */
 
-/* The decrypting half shared by Decrypt and ReEncrypt: resolve an explicit
- * key id, parse the blob, resolve the blob's key (or check the explicit one
- * against it), authorize `action`, check `algorithm` and the key's state,
- * open.  On KERR_OK *k is the source key and *pt the plaintext. */
-static kerr_code open_blob(kms_domain *d, store_tx **tx, const kms_call *call,
-                           const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
-                           size_t npairs, const char *key_id, const char *algorithm,
-                           const char *action, const char *operation, bool dry_run,
-                           kmsi_key *k, kbytes *pt,
-                           char material_hex[KMS_MATERIAL_ID_LEN], kerr *err) {
+/* The checks of the decrypting half shared by Decrypt and ReEncrypt, in
+ * `*tx`: resolve an explicit key id, parse the blob, resolve the blob's key
+ * (or check the explicit one against it), authorize `action`, check
+ * `algorithm` and the key's state, then DryRun when `dry_run`.  On KERR_OK
+ * *k is the source key, *v the parsed blob (pointing into `blob`),
+ * *ctx (free) and *ctx_len the canonical context, material_hex the material
+ * the blob names. */
+static kerr_code check_blob(kms_domain *d, store_tx **tx, const kms_call *call,
+                            const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
+                            size_t npairs, const char *key_id, const char *algorithm,
+                            const char *action, bool dry_run, kmsi_key *k, kblob_view *v,
+                            uint8_t **ctx, size_t *ctx_len, char material_hex[KMS_MATERIAL_ID_LEN],
+                            kerr *err) {
   kerr_code rc;
-  kblob_view v;
-  uint8_t *ctx = NULL;
-  size_t ctx_len = 0;
 
+  *ctx = NULL;
+  *ctx_len = 0;
   if (!blob || blob_len < 1 || blob_len > MAX_CIPHERTEXT)
     return kerr_set(err, KERR_VALIDATION,
                     "1 validation error detected: Value at 'ciphertextBlob' failed to satisfy "
                     "constraint: Member must have length between 1 and %d",
                     MAX_CIPHERTEXT);
-  rc = canonical_context(pairs, npairs, &ctx, &ctx_len, err);
+  rc = canonical_context(pairs, npairs, ctx, ctx_len, err);
   if (rc) return rc;
   /* A key the caller names is looked up before the blob is read: a key that
    * does not exist is NotFoundException whatever the blob holds (an RSA
    * ciphertext, say, is no kmsd blob at all). */
   if (key_id) {
     rc = kmsi_resolve(d, tx, false, call, key_id, &KMSI_CRYPTO, k, err);
-    if (rc) goto out;
+    if (rc) return rc;
   }
-  rc = kblob_parse(blob, blob_len, &v, err);
-  if (rc) goto out;
+  rc = kblob_parse(blob, blob_len, v, err);
+  if (rc) return rc;
   if (key_id) {
-    if (strcmp(k->row.key_id, v.key_id) != 0) {
-      rc = kerr_set(err, KERR_INCORRECT_KEY,
-                    "The key ID in the request does not identify a KMS key that can perform "
-                    "this operation.");
-      goto out;
-    }
+    if (strcmp(k->row.key_id, v->key_id) != 0)
+      return kerr_set(err, KERR_INCORRECT_KEY,
+                      "The key ID in the request does not identify a KMS key that can perform "
+                      "this operation.");
   } else {
-    rc = kmsi_resolve(d, tx, false, call, v.key_id, &KMSI_BLOB, k, err);
-    if (rc) goto out;
+    rc = kmsi_resolve(d, tx, false, call, v->key_id, &KMSI_BLOB, k, err);
+    if (rc) return rc;
   }
   rc = kmsi_authorize(d, *tx, call, k, action, err);
-  if (rc) goto out;
+  if (rc) return rc;
   rc = check_algorithm(algorithm, err);
-  if (rc) goto out;
+  if (rc) return rc;
   rc = kmsi_check_state(k, KMSI_NEED_USABLE, err);
-  if (rc) goto out;
-  if (dry_run) {
-    rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
-    goto out;
-  }
-  hex_encode(v.material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
-  rc = open_with_key(d, *tx, call, operation, k, blob, blob_len, &v, material_hex, ctx, ctx_len,
-                     pt, err);
-  /* One answer for every blob that does not open under this key: a foreign
-   * or unknown material id, a wrong context and a flipped bit must not be
-   * told apart, or the difference leaks what other keys' blobs carry. */
-  if (rc == KERR_INVALID_CIPHERTEXT)
-    kerr_set(err, KERR_INVALID_CIPHERTEXT, "%s", invalid_ciphertext_msg);
-out:
-  free(ctx);
-  return rc;
+  if (rc) return rc;
+  if (dry_run) return kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
+  hex_encode(v->material_id, KBLOB_MATERIAL_ID_LEN, material_hex);
+  return KERR_OK;
 }
 
 void kms_decrypt_output_clear(kms_decrypt_output *o) {
@@ -305,21 +343,37 @@ kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_inp
   kerr_code rc;
   store_tx *tx = NULL;
   kmsi_key k;
+  kblob_view v;
+  key_call kc;
+  uint8_t *ctx = NULL;
+  size_t ctx_len = 0;
 
   memset(&k, 0, sizeof k);
+  memset(&kc, 0, sizeof kc);
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
   rc = kmsi_begin(d, false, &tx, err);
   if (rc) return rc;
-  rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
-                 in->key_id, in->encryption_algorithm, "kms:Decrypt", "Decrypt", in->dry_run, &k,
-                 &out->plaintext, out->key_material_id, err);
+  rc = check_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
+                  in->key_id, in->encryption_algorithm, "kms:Decrypt", in->dry_run, &k, &v, &ctx,
+                  &ctx_len, out->key_material_id, err);
+  if (rc) goto out;
+  rc = same_invalid_ciphertext(call_prepare(d, tx, &k, out->key_material_id, &kc, err), err);
+  if (rc) goto out;
+  d->st->ops->rollback(tx);
+  tx = NULL;
+  rc = same_invalid_ciphertext(open_with_key(d, call, "Decrypt", &kc, in->ciphertext,
+                                             in->ciphertext_len, &v, ctx, ctx_len,
+                                             &out->plaintext, err),
+                               err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
 out:
   if (tx) d->st->ops->rollback(tx);
+  call_end(d, &kc);
+  free(ctx);
   kmsi_key_clear(&k);
   if (rc) kms_decrypt_output_clear(out);
   return rc;
@@ -333,17 +387,26 @@ void kms_reencrypt_output_clear(kms_reencrypt_output *o) {
   memset(o, 0, sizeof *o);
 }
 
+/* Both keys are resolved, authorized and judged, source then destination,
+ * before DryRun and before anything is opened (docs/kmsd.md, "Order of
+ * checks"); both calls are prepared in the one transaction, which ends
+ * before the source's backend opens the blob and the destination's seals
+ * the plaintext. */
 kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt_input *in,
                         kms_reencrypt_output *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;
   kmsi_key src, dst;
+  kblob_view v;
+  key_call from, to;
   kbytes pt = {0};
-  uint8_t *ctx = NULL;
-  size_t ctx_len = 0;
+  uint8_t *ctx = NULL, *src_ctx = NULL;
+  size_t ctx_len = 0, src_ctx_len = 0;
 
   memset(&src, 0, sizeof src);
   memset(&dst, 0, sizeof dst);
+  memset(&from, 0, sizeof from);
+  memset(&to, 0, sizeof to);
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
@@ -354,9 +417,10 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
   rc = kmsi_begin(d, false, &tx, err);
   if (rc) goto out;
   /* DryRun is honoured only after both keys passed every check. */
-  rc = open_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
-                 in->nsource_context, in->source_key_id, in->source_encryption_algorithm,
-                 "kms:ReEncryptFrom", "ReEncrypt", false, &src, &pt, out->source_key_material_id, err);
+  rc = check_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
+                  in->nsource_context, in->source_key_id, in->source_encryption_algorithm,
+                  "kms:ReEncryptFrom", false, &src, &v, &src_ctx, &src_ctx_len,
+                  out->source_key_material_id, err);
   if (rc) goto out;
   rc = kmsi_resolve(d, &tx, false, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
   if (rc) goto out;
@@ -370,8 +434,20 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = seal_with_key(d, tx, call, "ReEncrypt", &dst, ctx, ctx_len, pt.data, pt.len,
-                     &out->ciphertext, &out->ciphertext_len, err);
+  rc = same_invalid_ciphertext(call_prepare(d, tx, &src, out->source_key_material_id, &from, err),
+                               err);
+  if (rc) goto out;
+  rc = call_prepare(d, tx, &dst, dst.row.current_material_id, &to, err);
+  if (rc) goto out;
+  d->st->ops->rollback(tx);
+  tx = NULL;
+  rc = same_invalid_ciphertext(open_with_key(d, call, "ReEncrypt", &from, in->ciphertext,
+                                             in->ciphertext_len, &v, src_ctx, src_ctx_len, &pt,
+                                             err),
+                               err);
+  if (rc) goto out;
+  rc = seal_with_key(d, call, "ReEncrypt", &to, ctx, ctx_len, pt.data, pt.len, &out->ciphertext,
+                     &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->source_key_id, src.arn, sizeof out->source_key_id);
   memcpy(out->key_id, dst.arn, sizeof out->key_id);
@@ -381,8 +457,11 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
          sizeof out->destination_key_material_id);
 out:
   if (tx) d->st->ops->rollback(tx);
+  call_end(d, &from);
+  call_end(d, &to);
   kbytes_wipe_free(&pt);
   free(ctx);
+  free(src_ctx);
   kmsi_key_clear(&src);
   kmsi_key_clear(&dst);
   if (rc) kms_reencrypt_output_clear(out);
@@ -434,8 +513,10 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
   size_t ctx_len = 0, n = 0;
   kbytes dk = {0};
   kmsi_key k;
+  key_call kc;
 
   memset(&k, 0, sizeof k);
+  memset(&kc, 0, sizeof kc);
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
@@ -467,8 +548,12 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  rc = seal_with_key(d, tx, call,
-                     with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &k,
+  rc = call_prepare(d, tx, &k, k.row.current_material_id, &kc, err);
+  if (rc) goto out;
+  d->st->ops->rollback(tx);
+  tx = NULL;
+  rc = seal_with_key(d, call,
+                     with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &kc,
                      ctx, ctx_len, dk.data, dk.len, &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
@@ -480,6 +565,7 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
   }
 out:
   if (tx) d->st->ops->rollback(tx);
+  call_end(d, &kc);
   kbytes_wipe_free(&dk);
   free(ctx);
   kmsi_key_clear(&k);

@@ -89,6 +89,29 @@ class CheckOrderTest(h.KmsdTestCase):
         self.assertKmsError("InvalidKeyUsageException", self.kms.decrypt, CiphertextBlob=self.blob,
                             EncryptionAlgorithm=RSA, DryRun=True)
 
+    def test_reencrypt_judges_both_keys_before_opening_the_blob(self):
+        # Source and destination are looked up, authorized and judged, and
+        # DryRun answered, before the blob is opened (docs/kmsd.md): a blob
+        # that does not open loses to every error of the destination.
+        bad = bytearray(self.blob)
+        bad[-1] ^= 0x01
+        bad = bytes(bad)
+        self.assertKmsError("NotFoundException", self.kms.re_encrypt, CiphertextBlob=bad,
+                            DestinationKeyId=str(uuid.uuid4()))
+        self.assertKmsError("InvalidKeyUsageException", self.kms.re_encrypt, CiphertextBlob=bad,
+                            DestinationKeyId=self.key["KeyId"],
+                            DestinationEncryptionAlgorithm=RSA)
+        self.assertKmsError("DryRunOperationException", self.kms.re_encrypt, CiphertextBlob=bad,
+                            DestinationKeyId=self.key["KeyId"], DryRun=True)
+        self.assertKmsError("InvalidCiphertextException", self.kms.re_encrypt, CiphertextBlob=bad,
+                            DestinationKeyId=self.key["KeyId"])
+        # A blob naming material its key does not have, likewise.
+        foreign = self.blob[:17] + bytes(32) + self.blob[49:]
+        self.assertKmsError("NotFoundException", self.kms.re_encrypt, CiphertextBlob=foreign,
+                            DestinationKeyId=str(uuid.uuid4()))
+        self.assertKmsError("InvalidCiphertextException", self.kms.re_encrypt,
+                            CiphertextBlob=foreign, DestinationKeyId=self.key["KeyId"])
+
     def test_algorithm_is_judged_before_the_key_state(self):
         # A key that can never use RSA says so, rather than that it is disabled now.
         key_id = self.kms.create_key()["KeyMetadata"]["KeyId"]

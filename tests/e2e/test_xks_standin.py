@@ -236,6 +236,14 @@ class OperationsTest(StandInCase):
         r = self.client.raw("GET", self.proxy.uri_path + "/health")
         self.assertEqual(r.status, 405)
         self.assertEqual(r.headers["Allow"], "POST")
+        # also_serve: the API under a second path too, until reset.
+        self.proxy.also_serve = ("/other/kms/xks/v1",)
+        other = XksClient(self.proxy.port, "/other/kms/xks/v1", ca=self.certs.ca,
+                          akid=DEFAULT_ACCESS_KEY_ID, secret=DEFAULT_SECRET)
+        self.assertEqual(other.health().status, 200)
+        self.assertEqual(self.client.health().status, 200)
+        self.proxy.reset()
+        self.assertError(other.health(), 404, "InvalidUriPathException")
 
     def test_keep_alive(self):
         conn = self.client.connect()

@@ -45,7 +45,12 @@ Knobs (each also a plain attribute; a change applies to the next request):
                operation and see `mode` only when mode_ops is None.
     delay_s, delay_ops   seconds to wait before answering (after the request
                is read), and the operations that wait (None: all).  stop()
-               cuts a wait short.
+               cuts a wait short.  The delay is taken when a request
+               arrives: changing it later does not shorten or lengthen the
+               waits of requests already received.
+    also_serve further URI paths the API is served under besides uri_path
+               (a tuple; empty by default): a proxy reachable at an old and
+               a new XksProxyUriPath at once.
     credentials   {access key id: secret}: the SigV4 pairs accepted.
     region        the SigV4 scope region required (default us-east-1).
     keys          {externalKeyId: StandInKey} (add_key/remove_key/set_key).
@@ -404,6 +409,7 @@ class StandIn:
         self.error_name = "InternalException"
         self.delay_s = 0.0
         self.delay_ops = None
+        self.also_serve = ()
 
     def reset(self):
         """Back to a well-behaved proxy: every knob as constructed (mode,
@@ -530,9 +536,11 @@ class StandIn:
     # -- serving -------------------------------------------------------------
 
     def _route(self, path):
-        """(op, key_id) of a path under uri_path, or (None, None)."""
-        base = self.uri_path
-        if not path.startswith(base + "/"):
+        """(op, key_id) of a path under uri_path (or also_serve), or (None, None)."""
+        for base in (self.uri_path,) + tuple(self.also_serve):
+            if path.startswith(base + "/"):
+                break
+        else:
             return None, None
         rest = path[len(base) + 1:]
         if rest == "health":
