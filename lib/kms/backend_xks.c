@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/secmem.h"
@@ -611,24 +612,42 @@ typedef struct in_use_arg {
   kerr_code code;
 } in_use_arg;
 
-/* Whether store `c` (another one of the account and Region) conflicts with
- * the proposed `a->p`; a->code says how. */
+/* XksProxyUriEndpoint is "https://" and a host name (the model's pattern:
+ * no port, no path), and DNS names are case-insensitive: two endpoints are
+ * the same whatever the case of their letters.  Each store keeps (and
+ * Describe shows) its endpoint as it was given. */
+static bool same_endpoint(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+/* Whether store `c` (another one, of any account in the Region) conflicts
+ * with the proposed `a->p`; a->code says how.  The model's exceptions give
+ * each rule the Region as its scope: "the concatenation of the
+ * XksProxyUriEndpoint and XksProxyUriPath is already associated with
+ * another external key store in this Amazon Web Services Region",
+ * "the XksProxyUriEndpoint is already associated with another external key
+ * store in this Amazon Web Services Region", "Each external key store in a
+ * Region must use a different Amazon VPC endpoint service"; and the
+ * ConnectionErrorCode documentation: "The private DNS name for an external
+ * key store with VPC_ENDPOINT_SERVICE connectivity must be unique in its
+ * Amazon Web Services Region". */
 static bool match_in_use(const store_cks *c, const void *varg) {
   in_use_arg *a = (in_use_arg *)varg;
   const store_cks *p = a->p;
   if (strcmp(c->type, TYPE_XKS) != 0) return false;
-  if (strcmp(c->xks_uri_endpoint, p->xks_uri_endpoint) == 0 &&
+  /* URI paths are case-sensitive (RFC 3986), host names are not. */
+  if (same_endpoint(c->xks_uri_endpoint, p->xks_uri_endpoint) &&
       strcmp(c->xks_uri_path, p->xks_uri_path) == 0) {
     a->code = KERR_XKS_PROXY_URI_IN_USE;
     return true;
   }
   /* A VPC store's endpoint is its private DNS name: no other store may use
    * it, and it may use no other store's. */
-  if (strcmp(c->xks_uri_endpoint, p->xks_uri_endpoint) == 0 &&
+  if (same_endpoint(c->xks_uri_endpoint, p->xks_uri_endpoint) &&
       (strcmp(c->xks_connectivity, CONN_VPC) == 0 || strcmp(p->xks_connectivity, CONN_VPC) == 0)) {
     a->code = KERR_XKS_PROXY_URI_ENDPOINT_IN_USE;
     return true;
   }
+  /* Service names are lower case by the model's pattern; an id names one
+   * service in a Region whoever owns it. */
   if (strcmp(p->xks_connectivity, CONN_VPC) == 0 && strcmp(c->xks_connectivity, CONN_VPC) == 0 &&
       strcmp(c->xks_vpc_service_name, p->xks_vpc_service_name) == 0) {
     a->code = KERR_XKS_VPCE_SERVICE_IN_USE;
@@ -641,28 +660,34 @@ static kerr_code check_in_use(kms_domain *d, const kms_call *call, store_tx *tx,
                               const store_cks *p, kerr *err) {
   in_use_arg a = {.p = p, .code = KERR_OK};
   store_cks other;
+  char whose[96];
   bool hit = false;
   kerr_code rc;
   memset(&other, 0, sizeof other);
-  rc = kmsi_cks_find_own(d, tx, call, match_in_use, &a, p->cks_id[0] ? p->cks_id : NULL, &other,
-                         &hit, err);
+  rc = kmsi_cks_find_in_region(d, tx, call, match_in_use, &a, p->cks_id[0] ? p->cks_id : NULL,
+                               &other, &hit, err);
   if (rc || !hit) return rc;
+  /* The caller may learn which of its own stores is in the way; another
+   * account's store is not the caller's to know of beyond its existence. */
+  if (strcmp(other.account_id, call->caller->account_id) == 0)
+    snprintf(whose, sizeof whose, "External key store %s", other.cks_id);
+  else
+    snprintf(whose, sizeof whose, "An external key store of another account");
   switch (a.code) {
   case KERR_XKS_PROXY_URI_IN_USE:
     rc = kerr_set(err, a.code,
-                  "External key store %s already uses this XksProxyUriEndpoint and "
-                  "XksProxyUriPath.",
-                  other.cks_id);
+                  "%s in this Region already uses this XksProxyUriEndpoint and XksProxyUriPath.",
+                  whose);
     break;
   case KERR_XKS_PROXY_URI_ENDPOINT_IN_USE:
     rc = kerr_set(err, a.code,
-                  "External key store %s already uses this XksProxyUriEndpoint; an external key "
+                  "%s in this Region already uses this XksProxyUriEndpoint; an external key "
                   "store with VPC_ENDPOINT_SERVICE connectivity needs its own private DNS name.",
-                  other.cks_id);
+                  whose);
     break;
   default:
     rc = kerr_set(err, KERR_XKS_VPCE_SERVICE_IN_USE,
-                  "External key store %s already uses VPC endpoint service %.64s.", other.cks_id,
+                  "%s in this Region already uses VPC endpoint service %.64s.", whose,
                   p->xks_vpc_service_name);
     break;
   }

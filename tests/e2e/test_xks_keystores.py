@@ -7,8 +7,9 @@ from a real registry file (--vpc-endpoint-services).
 Covered: create / describe (XksProxyConfiguration, never the secret) /
 update (what may change while CONNECTED, what needs DISCONNECTED) / connect /
 disconnect / delete; the model exceptions of Create and Update that a proxy
-or the registry decides; uniqueness; each XKS ConnectionErrorCode provoked
-and then recovered from (disconnect, fix, connect)."""
+or the registry decides; uniqueness within a Region across accounts, with
+host names compared whatever their case; each XKS ConnectionErrorCode
+provoked and then recovered from (disconnect, fix, connect)."""
 import json
 import os
 import tempfile
@@ -70,14 +71,17 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         cls.vpc_proxy = StandIn(cert=cls.vpc_certs.good)
         cls.registry_path = os.path.join(cls.tmp, "vpc.json")
         cls.write_registry(("ok", "invalid"))
+        # Two accounts: what must be unique in a Region is so across them.
         cls.server = h.KmsdServer(args=[
             "--xks-ca-bundle", cls.ca_bundle,
             "--xks-connect-to", cls.proxy.connect_to(HOST),
             "--vpc-endpoint-services", cls.registry_path,
-            "--xks-health-interval", "300"])
+            "--xks-health-interval", "300"], credentials=h.two_roots_credentials())
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
+            cls.other = h.kms_client(cls.server, access_key=h.OTHER_ROOT_KEY,
+                                     secret=h.OTHER_ROOT_SECRET)
         except Exception:
             cls.cleanup_all()
             raise
@@ -114,7 +118,7 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
     # -- helpers ------------------------------------------------------------
 
     def create(self, name, path=None, secret=DEFAULT_SECRET, key_id=DEFAULT_ACCESS_KEY_ID,
-               **extra):
+               kms=None, **extra):
         path = path or "/%s/kms/xks/v1" % name
         self.serve(path)
         args = dict(CustomKeyStoreName=name, CustomKeyStoreType="EXTERNAL_KEY_STORE",
@@ -123,19 +127,21 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                     XksProxyAuthenticationCredential={"AccessKeyId": key_id,
                                                       "RawSecretAccessKey": secret})
         args.update(extra)
-        return self.kms.create_custom_key_store(**args)["CustomKeyStoreId"]
+        return (kms or self.kms).create_custom_key_store(**args)["CustomKeyStoreId"]
 
     def serve(self, path):
         """Make both stand-ins serve the XKS API under `path`."""
         self.proxy.uri_path = path
         self.vpc_proxy.uri_path = path
 
-    def create_vpc(self, name, service=SVC_OK, endpoint=VPC_ENDPOINT):
+    def create_vpc(self, name, service=SVC_OK, endpoint=VPC_ENDPOINT, **extra):
         return self.create(name, XksProxyConnectivity="VPC_ENDPOINT_SERVICE",
-                           XksProxyUriEndpoint=endpoint, XksProxyVpcEndpointServiceName=service)
+                           XksProxyUriEndpoint=endpoint, XksProxyVpcEndpointServiceName=service,
+                           **extra)
 
-    def describe(self, cks_id):
-        return self.kms.describe_custom_key_stores(CustomKeyStoreId=cks_id)["CustomKeyStores"][0]
+    def describe(self, cks_id, kms=None):
+        return (kms or self.kms).describe_custom_key_stores(
+            CustomKeyStoreId=cks_id)["CustomKeyStores"][0]
 
     def wait_state(self, cks_id, states=("CONNECTED", "FAILED"), timeout=15):
         deadline = time.monotonic() + timeout
@@ -155,10 +161,11 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
         self.assertEqual(self.describe(cks_id)["ConnectionState"], "DISCONNECTED")
 
-    def remove(self, cks_id):
-        if self.describe(cks_id)["ConnectionState"] != "DISCONNECTED":
-            self.disconnect(cks_id)
-        self.kms.delete_custom_key_store(CustomKeyStoreId=cks_id)
+    def remove(self, cks_id, kms=None):
+        kms = kms or self.kms
+        if self.describe(cks_id, kms)["ConnectionState"] != "DISCONNECTED":
+            kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
+        kms.delete_custom_key_store(CustomKeyStoreId=cks_id)
 
     def assertFailsWith(self, cks_id, code):
         try:
@@ -387,6 +394,74 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         self.assertKmsError("XksProxyVpcEndpointServiceInvalidConfigurationException",
                             self.create_vpc, "vpc-invalid", service=SVC_INVALID,
                             endpoint="https://xks-bad.example.com")
+
+    def test_uniqueness_across_accounts_regions_and_case(self):
+        """XksProxyUriInUse, XksProxyUriEndpointInUse and
+        XksProxyVpcEndpointServiceInUse are decided over the external key
+        stores of every account in the Region (the model's exceptions: "in
+        this Amazon Web Services Region"), and never name another account's
+        store; host names match whatever the case of their letters, paths
+        only exactly; another Region is another scope."""
+        a = self.create("xa-a", path="/xa/kms/xks/v1")
+        v = self.create_vpc("xa-vpc")
+        theirs = []
+        try:
+            # Another account: the same endpoint and path, as given and in
+            # capitals.
+            for endpoint in (ENDPOINT, "https://XKS.Example.COM"):
+                with self.subTest(endpoint=endpoint):
+                    err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-b",
+                                              path="/xa/kms/xks/v1", kms=self.other,
+                                              XksProxyUriEndpoint=endpoint)
+                    self.assertNotIn(a, err["Message"])
+                    self.assertIn("another account", err["Message"])
+            # The same account, in mixed case: the message names its store.
+            err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-c",
+                                      path="/xa/kms/xks/v1",
+                                      XksProxyUriEndpoint="https://Xks.Example.Com")
+            self.assertIn(a, err["Message"])
+            # A VPC store's private DNS name, taken by another account's
+            # PUBLIC_ENDPOINT store in capitals; its VPC endpoint service,
+            # taken by another account's VPC store.
+            err = self.assertKmsError("XksProxyUriEndpointInUseException", self.create, "xa-d",
+                                      kms=self.other, XksProxyUriEndpoint=VPC_ENDPOINT.upper()
+                                      .replace("HTTPS://", "https://"))
+            self.assertNotIn(v, err["Message"])
+            err = self.assertKmsError("XksProxyVpcEndpointServiceInUseException", self.create_vpc,
+                                      "xa-e", kms=self.other,
+                                      endpoint="https://xks-vpc3.example.com")
+            self.assertNotIn(v, err["Message"])
+            # Paths are compared exactly: another case of the path is another
+            # address, which the other account may use on the same proxy.
+            theirs.append(self.create("xa-f", path="/XA/kms/xks/v1", kms=self.other))
+            # ... and which is then the other account's, for this one too.
+            err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-g",
+                                      path="/XA/kms/xks/v1")
+            self.assertNotIn(theirs[0], err["Message"])
+            # Update meets the same scope.
+            e = self.create("xa-h", path="/xa-h/kms/xks/v1")
+            try:
+                self.assertKmsError("XksProxyUriInUseException", self.kms.update_custom_key_store,
+                                    CustomKeyStoreId=e, XksProxyUriPath="/XA/kms/xks/v1")
+            finally:
+                self.remove(e)
+            # Describe shows each endpoint as it was given.
+            self.assertEqual(self.describe(theirs[0], self.other)["XksProxyConfiguration"]
+                             ["UriEndpoint"], ENDPOINT)
+            # Another Region: the same address is free there.
+            west = h.kms_client(self.server, region="us-west-2")
+            self.proxy.region = "us-west-2"
+            try:
+                w = self.create("xa-west", path="/xa/kms/xks/v1", kms=west)
+                self.remove(w, west)
+            finally:
+                self.proxy.region = "us-east-1"
+        finally:
+            for cks in theirs:
+                self.remove(cks, self.other)
+            self.remove(a)
+            self.remove(v)
+        self.assertEqual(self.other.describe_custom_key_stores()["CustomKeyStores"], [])
 
     # -- ConnectionErrorCodes, each provoked and recovered from ---------------
 
