@@ -447,8 +447,14 @@ static kerr_code fill_entry(const store_cks *c, kms_custom_key_store *e, kerr *e
     snprintf(e->xks_uri_path, sizeof e->xks_uri_path, "%s", c->xks_uri_path);
     snprintf(e->xks_vpc_service_name, sizeof e->xks_vpc_service_name, "%s",
              c->xks_vpc_service_name);
-    snprintf(e->xks_vpc_service_owner, sizeof e->xks_vpc_service_owner, "%s",
-             c->xks_vpc_service_owner);
+    /* XksProxyVpcEndpointServiceOwner: "If not provided, the Amazon Web
+     * Services account ID calling the action will be used" (Create's
+     * model), and Describe shows it for every VPC_ENDPOINT_SERVICE store
+     * ("This field appears only when the XKS uses an VPC endpoint service").
+     * The store's account is the account that created or updated it. */
+    if (strcmp(c->xks_connectivity, CONN_VPC) == 0)
+      snprintf(e->xks_vpc_service_owner, sizeof e->xks_vpc_service_owner, "%s",
+               c->xks_vpc_service_owner[0] ? c->xks_vpc_service_owner : c->account_id);
   }
   return KERR_OK;
 }

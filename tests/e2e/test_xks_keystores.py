@@ -4,12 +4,13 @@ over real TLS on loopback (--xks-connect-to, --xks-ca-bundle) - the stand-in
 proxy that misbehaves on request (xks_standin.py) - and VPC endpoint services
 from a real registry file (--vpc-endpoint-services).
 
-Covered: create / describe (XksProxyConfiguration, never the secret) /
-update (what may change while CONNECTED, what needs DISCONNECTED) / connect /
-disconnect / delete; the model exceptions of Create and Update that a proxy
-or the registry decides; uniqueness within a Region across accounts, with
-host names compared whatever their case; each XKS ConnectionErrorCode
-provoked and then recovered from (disconnect, fix, connect)."""
+Covered: create / describe (XksProxyConfiguration, never the secret; the
+defaulted VPC endpoint service owner) / update (what may change while
+CONNECTED, what needs DISCONNECTED) / connect / disconnect / delete; the model
+exceptions of Create and Update that a proxy or the registry decides;
+uniqueness within a Region across accounts, with host names compared
+whatever their case; each XKS ConnectionErrorCode provoked and then
+recovered from (disconnect, fix, connect)."""
 import json
 import os
 import tempfile
@@ -377,6 +378,8 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             conf = self.describe(v)["XksProxyConfiguration"]
             self.assertEqual(conf["Connectivity"], "VPC_ENDPOINT_SERVICE")
             self.assertEqual(conf["VpcEndpointServiceName"], SVC_OK)
+            # No owner was given: AWS shows the caller's account.
+            self.assertEqual(conf["VpcEndpointServiceOwner"], ACCOUNT)
             self.serve("/uniq-vpc/kms/xks/v1")
             entry = self.connect(v)
             self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
