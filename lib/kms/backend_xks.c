@@ -198,6 +198,29 @@ static kms_vpc_verdict vpc_judge(kms_domain *d, const store_cks *row, kms_vpc_an
   return ans->verdict;
 }
 
+/* Judge a VPC_ENDPOINT_SERVICE store's service with the registry, without
+ * contacting the proxy.  On KERR_OK *ans says where its traffic goes; on
+ * failure *code is the ConnectionErrorCode and err the exception of
+ * Create/UpdateCustomKeyStore. */
+static kerr_code vpc_check(kms_domain *d, const store_cks *row, kms_vpc_answer *ans,
+                           const char **code, kerr *err) {
+  switch (vpc_judge(d, row, ans)) {
+  case KMS_VPC_OK:
+    return KERR_OK;
+  case KMS_VPC_NOT_FOUND:
+    *code = "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND";
+    return kerr_set(err, KERR_XKS_VPCE_SERVICE_NOT_FOUND,
+                    "KMS cannot find the VPC endpoint service %.64s: %s.",
+                    row->xks_vpc_service_name, ans->why);
+  default:
+    *code = "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION";
+    return kerr_set(err, KERR_XKS_VPCE_SERVICE_INVALID_CONFIG,
+                    "The VPC endpoint service %.64s does not meet the requirements of an "
+                    "external key store: %s.",
+                    row->xks_vpc_service_name, ans->why);
+  }
+}
+
 /* Build the client of store `row`.  On failure *code is the
  * ConnectionErrorCode and err the matching exception of
  * CreateCustomKeyStore. */
@@ -217,20 +240,8 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
   if (strcmp(row->xks_connectivity, CONN_VPC) == 0) {
     kms_vpc_answer ans;
     char host[XKS_CLIENT_ENDPOINT_MAX + 1];
-    switch (vpc_judge(d, row, &ans)) {
-    case KMS_VPC_OK: break;
-    case KMS_VPC_NOT_FOUND:
-      *code = "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND";
-      return kerr_set(err, KERR_XKS_VPCE_SERVICE_NOT_FOUND,
-                      "KMS cannot find the VPC endpoint service %.64s: %s.",
-                      row->xks_vpc_service_name, ans.why);
-    default:
-      *code = "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION";
-      return kerr_set(err, KERR_XKS_VPCE_SERVICE_INVALID_CONFIG,
-                      "The VPC endpoint service %.64s does not meet the requirements of an "
-                      "external key store: %s.",
-                      row->xks_vpc_service_name, ans.why);
-    }
+    rc = vpc_check(d, row, &ans, code, err);
+    if (rc) return rc;
     /* The TCP connection goes where the service forwards; the name checked
      * stays the endpoint's (its private DNS name). */
     endpoint_host(row->xks_uri_endpoint, host, sizeof host);
@@ -725,6 +736,19 @@ static kerr_code xks_check_config(kms_domain *d, const kms_call *call, store_tx 
   case KMS_BACKEND_CHECK_CREATE:
     rc = check_in_use(d, call, tx, proposed, err);
     if (rc) return rc;
+    /* The model (CreateCustomKeyStore, XksProxyUriEndpoint): "For external
+     * key stores with PUBLIC_ENDPOINT connectivity ... KMS connects to the
+     * external key store proxy while creating the custom key store. For
+     * external key stores with VPC_ENDPOINT_SERVICE connectivity, KMS
+     * connects when you call the ConnectCustomKeyStore operation."  The VPC
+     * endpoint service itself is still judged (Create lists its NotFound and
+     * InvalidConfiguration exceptions); that asks the registry, not the
+     * proxy. */
+    if (strcmp(proposed->xks_connectivity, CONN_VPC) == 0) {
+      kms_vpc_answer ans;
+      const char *code = NULL;
+      return vpc_check(d, proposed, &ans, &code, err);
+    }
     return kmsi_xks_probe(d, proposed, call->request_id, "CreateCustomKeyStore", err);
   case KMS_BACKEND_CHECK_INSERT:
     return check_in_use(d, call, tx, proposed, err);

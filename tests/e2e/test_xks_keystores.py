@@ -9,8 +9,9 @@ defaulted VPC endpoint service owner) / update (what may change while
 CONNECTED, what needs DISCONNECTED) / connect / disconnect / delete; the model
 exceptions of Create and Update that a proxy or the registry decides;
 uniqueness within a Region across accounts, with host names compared
-whatever their case; each XKS ConnectionErrorCode provoked and then
-recovered from (disconnect, fix, connect)."""
+whatever their case; a VPC_ENDPOINT_SERVICE Create that does not contact the
+proxy; each XKS ConnectionErrorCode provoked and then recovered from
+(disconnect, fix, connect)."""
 import json
 import os
 import tempfile
@@ -465,6 +466,39 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             self.remove(a)
             self.remove(v)
         self.assertEqual(self.other.describe_custom_key_stores()["CustomKeyStores"], [])
+
+    def test_vpc_create_does_not_contact_the_proxy(self):
+        """CreateCustomKeyStore sends GetHealthStatus to a PUBLIC_ENDPOINT
+        proxy, but a VPC_ENDPOINT_SERVICE store's proxy is first contacted at
+        ConnectCustomKeyStore (the model's XksProxyUriEndpoint: "For external
+        key stores with VPC_ENDPOINT_SERVICE connectivity, KMS connects when
+        you call the ConnectCustomKeyStore operation").  Its VPC endpoint
+        service is still judged at Create, from the registry."""
+        self.vpc_proxy.stop()
+        v = self.create_vpc("vpc-quiet")
+        try:
+            self.assertEqual(self.describe(v)["ConnectionState"], "DISCONNECTED")
+            self.assertKmsError("XksProxyVpcEndpointServiceNotFoundException", self.create_vpc,
+                                "vpc-quiet-unknown", service=SVC_UNKNOWN,
+                                endpoint="https://xks-vpc4.example.com")
+            self.assertKmsError("XksProxyVpcEndpointServiceInvalidConfigurationException",
+                                self.create_vpc, "vpc-quiet-invalid", service=SVC_INVALID,
+                                endpoint="https://xks-bad.example.com")
+            # The proxy is contacted at Connect, and is down.
+            self.assertFailsWith(v, "XKS_PROXY_NOT_REACHABLE")
+            self.vpc_proxy.start()
+            self.remove(v)
+            # With the proxy up, Create still sends it nothing; Connect does.
+            self.vpc_proxy.clear_requests()
+            v = self.create_vpc("vpc-quiet")
+            self.assertEqual(self.vpc_proxy.requests(), [])
+            entry = self.connect(v)
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            ops = [r.request_metadata.get("kmsOperation") for r in self.vpc_proxy.requests("health")]
+            self.assertEqual(ops, ["ConnectCustomKeyStore"])
+        finally:
+            self.setUp()
+            self.remove(v)
 
     # -- ConnectionErrorCodes, each provoked and recovered from ---------------
 
