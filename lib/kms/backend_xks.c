@@ -260,6 +260,11 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
   rc = unwrap_secret(d, row, secret, err);
   if (rc) {
     *code = "INTERNAL_ERROR";
+    log_msg(LOG_ERROR, NULL, "external key store %s: its stored secret cannot be unwrapped: %s",
+            row->cks_id, err->msg);
+    rc = kerr_set(err, KERR_INTERNAL,
+                  "The stored credential of custom key store %s is damaged; kmsd cannot use it.",
+                  row->cks_id);
     goto out;
   }
   memset(&cfg, 0, sizeof cfg);
@@ -279,7 +284,15 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
                   "The settings of external key store %s cannot reach a proxy: %s", row->cks_id,
                   err->msg);
   } else if (rc) {
+    /* kmsd's own fault (an unreadable --xks-ca-bundle, memory): the
+     * detail, which may name a file of the host, is for the operator's
+     * log, not for the caller. */
     *code = "INTERNAL_ERROR";
+    log_msg(LOG_ERROR, NULL, "external key store %s: kmsd cannot make its XKS client: %s",
+            row->cks_id[0] ? row->cks_id : "(new)", err->msg);
+    rc = kerr_set(err, KERR_INTERNAL,
+                  "KMS could not prepare the request to the external key store proxy (an "
+                  "internal error: see kmsd's log).");
   }
 out:
   secure_free(secret, SECRET_BUF);

@@ -11,9 +11,11 @@ exceptions of Create and Update that a proxy or the registry decides;
 uniqueness within a Region across accounts, with host names compared
 whatever their case; a VPC_ENDPOINT_SERVICE Create that does not contact the
 proxy; each XKS ConnectionErrorCode provoked and then recovered from
-(disconnect, fix, connect)."""
+(disconnect, fix, connect), INTERNAL_ERROR included (kmsd's CA bundle gone, a
+stored secret damaged in the SQLite file)."""
 import json
 import os
+import sqlite3
 import tempfile
 import time
 import unittest
@@ -501,6 +503,61 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             self.remove(v)
 
     # -- ConnectionErrorCodes, each provoked and recovered from ---------------
+
+    def test_internal_error_from_kmsd_itself(self):
+        """INTERNAL_ERROR is kmsd failing itself, seen through Connect and
+        DescribeCustomKeyStores: its --xks-ca-bundle gone (Create of a
+        PUBLIC_ENDPOINT store, which asks the proxy, is KMSInternalException
+        then), and a store's wrapped secret damaged in the SQLite file.  The
+        log says why, naming the file or the store and never the secret;
+        repaired, the store connects in the same process."""
+        cks = self.create("internal")
+        away = self.ca_bundle + ".away"
+        try:
+            os.rename(self.ca_bundle, away)
+            try:
+                self.assertFailsWith(cks, "INTERNAL_ERROR")
+                err = self.assertKmsError("KMSInternalException", self.create, "internal-2")
+                self.assertNotIn(self.ca_bundle, err["Message"])
+            finally:
+                os.rename(away, self.ca_bundle)
+                self.serve("/internal/kms/xks/v1")
+            with open(self.server.log_path, errors="replace") as f:
+                log = f.read()
+            self.assertIn("XKS CA bundle %s cannot be read" % self.ca_bundle, log)
+            self.assertIn("connect failed (INTERNAL_ERROR)", log)
+            self.assertRecovers(cks)
+
+            # One byte of the wrapped secret changed at rest, its length kept.
+            self.server.stop()
+            db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
+            try:
+                (blob,) = db.execute("SELECT xks_secret_wrapped FROM custom_key_stores "
+                                     "WHERE cks_id=?", (cks,)).fetchone()
+                bad = bytearray(blob)
+                bad[len(bad) // 2] ^= 0x5A
+                db.execute("UPDATE custom_key_stores SET xks_secret_wrapped=? WHERE cks_id=?",
+                           (bytes(bad), cks))
+                db.commit()
+            finally:
+                db.close()
+            self.server.start()
+            self.assertFailsWith(cks, "INTERNAL_ERROR")
+            with open(self.server.log_path, errors="replace") as f:
+                log = f.read()
+            self.assertIn("external key store %s: its stored secret cannot be unwrapped" % cks, log)
+            self.assertNotIn(DEFAULT_SECRET, log)
+            # Repaired by telling kmsd the credential again.
+            self.kms.update_custom_key_store(CustomKeyStoreId=cks, XksProxyAuthenticationCredential={
+                "AccessKeyId": DEFAULT_ACCESS_KEY_ID, "RawSecretAccessKey": DEFAULT_SECRET})
+            self.assertRecovers(cks)
+        finally:
+            if os.path.exists(away):
+                os.rename(away, self.ca_bundle)
+            self.server.start()
+            self.setUp()
+            self.remove(cks)
+
 
     def test_connection_error_codes_and_recovery(self):
         cks = self.create("conn")
