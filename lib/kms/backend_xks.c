@@ -501,6 +501,16 @@ static kerr_code crypto_error(const kms_backend_ctx *ctx, const xks_call_status 
                     "The external key store proxy did not answer %s in time.", ctx->key_arn);
   if (st->outcome == XKS_OUTCOME_LOCAL_ERROR)
     return kerr_set(err, KERR_INTERNAL, "KMS could not complete the request.");
+  /* A blob that passed parse_outer but that the proxy cannot open (a bit
+   * flipped in its IV, tag, metadata or ciphertext; the external key's
+   * material replaced): the spec's table of KMS exceptions gives the
+   * proxy's InvalidCiphertextException on Decrypt and ReEncrypt as
+   * KMSInvalidStateException, with this message. */
+  if (st->outcome == XKS_OUTCOME_PROXY_ERROR && st->proxy_error == XKS_ERR_INVALID_CIPHERTEXT)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "The external key store proxy rejected the request because the specified "
+                    "ciphertext or encryption context is corrupted, missing, or otherwise "
+                    "invalid.");
   return kerr_set(err, KERR_INVALID_STATE,
                   "%s is unusable: its external key store proxy answered %s%s%s.", ctx->key_arn,
                   xks_outcome_name(st->outcome), st->proxy_error ? " " : "",
@@ -583,6 +593,50 @@ out:
   return rc;
 }
 
+/* The outer layer of a ciphertext of key `k`, framed as xks_encrypt wrote
+ * it, into `in` (pointers into `body`).  Everything kmsd's own layout fixes
+ * is checked here, before the proxy sees a byte: a blob that fails is not a
+ * ciphertext of this key, which is InvalidCiphertextException (the model's
+ * "the specified ciphertext ... is corrupted, missing, or otherwise
+ * invalid"), and never a question for the proxy, whose refusal a crypto
+ * operation must answer as KMSInvalidStateException.
+ *   - the material id of the blob's header is the key's own: a key in a
+ *     custom key store never rotates, so it has exactly one;
+ *   - an IV of 12 or 16 bytes and ciphertextMetadata of at most 20 (what
+ *     the spec lets a proxy return, and xks_client_encrypt accepts);
+ *   - an outer ciphertext exactly as long as an inner body can be: the
+ *     proxy encrypted kmsd's IV, tag and a 1..KBLOB_MAX_PLAINTEXT-byte
+ *     ciphertext, and its ciphertext is as long as its plaintext. */
+static kerr_code parse_outer(const kms_backend_key *k, const uint8_t *body, size_t body_len,
+                             xks_decrypt_input *in, kerr *err) {
+  size_t off = 0;
+  memset(in, 0, sizeof *in);
+  if (!k->material_id || !k->current_material_id ||
+      strcmp(k->material_id, k->current_material_id) != 0)
+    goto bad;
+  if (body_len < 1) goto bad;
+  in->iv_len = body[off++];
+  if ((in->iv_len != 12 && in->iv_len != 16) || body_len < off + in->iv_len + XKS_TAG_LEN + 1)
+    goto bad;
+  in->iv = body + off;
+  off += in->iv_len;
+  in->tag = body + off;
+  off += XKS_TAG_LEN;
+  in->ct_metadata_len = body[off++];
+  if (in->ct_metadata_len > XKS_CT_METADATA_MAX || body_len < off + in->ct_metadata_len) goto bad;
+  in->ct_metadata = in->ct_metadata_len ? body + off : NULL;
+  off += in->ct_metadata_len;
+  in->ciphertext = body + off;
+  in->ciphertext_len = body_len - off;
+  if (in->ciphertext_len < AESGCM_IV_LEN + AESGCM_TAG_LEN + 1 ||
+      in->ciphertext_len > AESGCM_IV_LEN + AESGCM_TAG_LEN + KBLOB_MAX_PLAINTEXT)
+    goto bad;
+  return KERR_OK;
+bad:
+  memset(in, 0, sizeof *in);
+  return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
+}
+
 static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
                              const kms_backend_key *k, const uint8_t *body, size_t body_len,
                              const uint8_t *aad, size_t aad_len, kbytes *pt, kerr *err) {
@@ -591,31 +645,15 @@ static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
   xks_decrypt_result res;
   xks_call_meta meta;
   xks_call_status st;
-  size_t off = 0;
   kerr ce;
   kerr_code rc;
 
   pt->data = NULL;
   pt->len = 0;
-  memset(&in, 0, sizeof in);
   memset(&res, 0, sizeof res);
   kerr_clear(&ce);
-  /* The body's own framing: anything off is not a ciphertext of this key. */
-  if (body_len < 1) goto bad;
-  in.iv_len = body[off++];
-  if ((in.iv_len != 12 && in.iv_len != 16) || body_len < off + in.iv_len + XKS_TAG_LEN + 1)
-    goto bad;
-  in.iv = body + off;
-  off += in.iv_len;
-  in.tag = body + off;
-  off += XKS_TAG_LEN;
-  in.ct_metadata_len = body[off++];
-  if (in.ct_metadata_len > XKS_CT_METADATA_MAX || body_len <= off + in.ct_metadata_len) goto bad;
-  in.ct_metadata = in.ct_metadata_len ? body + off : NULL;
-  off += in.ct_metadata_len;
-  in.ciphertext = body + off;
-  in.ciphertext_len = body_len - off;
-  if (in.ciphertext_len > XKS_DATA_MAX) goto bad;
+  rc = parse_outer(k, body, body_len, &in, err);
+  if (rc) return rc;
   in.aad = aad;
   in.aad_len = outer_aad_len(aad_len);
   call_meta(ctx, &meta);
@@ -625,8 +663,6 @@ static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
                                  pt, err);
   xks_decrypt_result_free(&res);
   return rc;
-bad:
-  return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
 }
 
 /* ------------------------------------------------------- configuration */
