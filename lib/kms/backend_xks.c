@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/log.h"
 #include "core/secmem.h"
@@ -197,6 +198,29 @@ static kms_vpc_verdict vpc_judge(kms_domain *d, const store_cks *row, kms_vpc_an
   return ans->verdict;
 }
 
+/* Judge a VPC_ENDPOINT_SERVICE store's service with the registry, without
+ * contacting the proxy.  On KERR_OK *ans says where its traffic goes; on
+ * failure *code is the ConnectionErrorCode and err the exception of
+ * Create/UpdateCustomKeyStore. */
+static kerr_code vpc_check(kms_domain *d, const store_cks *row, kms_vpc_answer *ans,
+                           const char **code, kerr *err) {
+  switch (vpc_judge(d, row, ans)) {
+  case KMS_VPC_OK:
+    return KERR_OK;
+  case KMS_VPC_NOT_FOUND:
+    *code = "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND";
+    return kerr_set(err, KERR_XKS_VPCE_SERVICE_NOT_FOUND,
+                    "KMS cannot find the VPC endpoint service %.64s: %s.",
+                    row->xks_vpc_service_name, ans->why);
+  default:
+    *code = "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION";
+    return kerr_set(err, KERR_XKS_VPCE_SERVICE_INVALID_CONFIG,
+                    "The VPC endpoint service %.64s does not meet the requirements of an "
+                    "external key store: %s.",
+                    row->xks_vpc_service_name, ans->why);
+  }
+}
+
 /* Build the client of store `row`.  On failure *code is the
  * ConnectionErrorCode and err the matching exception of
  * CreateCustomKeyStore. */
@@ -216,20 +240,8 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
   if (strcmp(row->xks_connectivity, CONN_VPC) == 0) {
     kms_vpc_answer ans;
     char host[XKS_CLIENT_ENDPOINT_MAX + 1];
-    switch (vpc_judge(d, row, &ans)) {
-    case KMS_VPC_OK: break;
-    case KMS_VPC_NOT_FOUND:
-      *code = "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND";
-      return kerr_set(err, KERR_XKS_VPCE_SERVICE_NOT_FOUND,
-                      "KMS cannot find the VPC endpoint service %.64s: %s.",
-                      row->xks_vpc_service_name, ans.why);
-    default:
-      *code = "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION";
-      return kerr_set(err, KERR_XKS_VPCE_SERVICE_INVALID_CONFIG,
-                      "The VPC endpoint service %.64s does not meet the requirements of an "
-                      "external key store: %s.",
-                      row->xks_vpc_service_name, ans.why);
-    }
+    rc = vpc_check(d, row, &ans, code, err);
+    if (rc) return rc;
     /* The TCP connection goes where the service forwards; the name checked
      * stays the endpoint's (its private DNS name). */
     endpoint_host(row->xks_uri_endpoint, host, sizeof host);
@@ -248,6 +260,11 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
   rc = unwrap_secret(d, row, secret, err);
   if (rc) {
     *code = "INTERNAL_ERROR";
+    log_msg(LOG_ERROR, NULL, "external key store %s: its stored secret cannot be unwrapped: %s",
+            row->cks_id, err->msg);
+    rc = kerr_set(err, KERR_INTERNAL,
+                  "The stored credential of custom key store %s is damaged; kmsd cannot use it.",
+                  row->cks_id);
     goto out;
   }
   memset(&cfg, 0, sizeof cfg);
@@ -267,7 +284,15 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
                   "The settings of external key store %s cannot reach a proxy: %s", row->cks_id,
                   err->msg);
   } else if (rc) {
+    /* kmsd's own fault (an unreadable --xks-ca-bundle, memory): the
+     * detail, which may name a file of the host, is for the operator's
+     * log, not for the caller. */
     *code = "INTERNAL_ERROR";
+    log_msg(LOG_ERROR, NULL, "external key store %s: kmsd cannot make its XKS client: %s",
+            row->cks_id[0] ? row->cks_id : "(new)", err->msg);
+    rc = kerr_set(err, KERR_INTERNAL,
+                  "KMS could not prepare the request to the external key store proxy (an "
+                  "internal error: see kmsd's log).");
   }
 out:
   secure_free(secret, SECRET_BUF);
@@ -476,6 +501,16 @@ static kerr_code crypto_error(const kms_backend_ctx *ctx, const xks_call_status 
                     "The external key store proxy did not answer %s in time.", ctx->key_arn);
   if (st->outcome == XKS_OUTCOME_LOCAL_ERROR)
     return kerr_set(err, KERR_INTERNAL, "KMS could not complete the request.");
+  /* A blob that passed parse_outer but that the proxy cannot open (a bit
+   * flipped in its IV, tag, metadata or ciphertext; the external key's
+   * material replaced): the spec's table of KMS exceptions gives the
+   * proxy's InvalidCiphertextException on Decrypt and ReEncrypt as
+   * KMSInvalidStateException, with this message. */
+  if (st->outcome == XKS_OUTCOME_PROXY_ERROR && st->proxy_error == XKS_ERR_INVALID_CIPHERTEXT)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "The external key store proxy rejected the request because the specified "
+                    "ciphertext or encryption context is corrupted, missing, or otherwise "
+                    "invalid.");
   return kerr_set(err, KERR_INVALID_STATE,
                   "%s is unusable: its external key store proxy answered %s%s%s.", ctx->key_arn,
                   xks_outcome_name(st->outcome), st->proxy_error ? " " : "",
@@ -558,6 +593,50 @@ out:
   return rc;
 }
 
+/* The outer layer of a ciphertext of key `k`, framed as xks_encrypt wrote
+ * it, into `in` (pointers into `body`).  Everything kmsd's own layout fixes
+ * is checked here, before the proxy sees a byte: a blob that fails is not a
+ * ciphertext of this key, which is InvalidCiphertextException (the model's
+ * "the specified ciphertext ... is corrupted, missing, or otherwise
+ * invalid"), and never a question for the proxy, whose refusal a crypto
+ * operation must answer as KMSInvalidStateException.
+ *   - the material id of the blob's header is the key's own: a key in a
+ *     custom key store never rotates, so it has exactly one;
+ *   - an IV of 12 or 16 bytes and ciphertextMetadata of at most 20 (what
+ *     the spec lets a proxy return, and xks_client_encrypt accepts);
+ *   - an outer ciphertext exactly as long as an inner body can be: the
+ *     proxy encrypted kmsd's IV, tag and a 1..KBLOB_MAX_PLAINTEXT-byte
+ *     ciphertext, and its ciphertext is as long as its plaintext. */
+static kerr_code parse_outer(const kms_backend_key *k, const uint8_t *body, size_t body_len,
+                             xks_decrypt_input *in, kerr *err) {
+  size_t off = 0;
+  memset(in, 0, sizeof *in);
+  if (!k->material_id || !k->current_material_id ||
+      strcmp(k->material_id, k->current_material_id) != 0)
+    goto bad;
+  if (body_len < 1) goto bad;
+  in->iv_len = body[off++];
+  if ((in->iv_len != 12 && in->iv_len != 16) || body_len < off + in->iv_len + XKS_TAG_LEN + 1)
+    goto bad;
+  in->iv = body + off;
+  off += in->iv_len;
+  in->tag = body + off;
+  off += XKS_TAG_LEN;
+  in->ct_metadata_len = body[off++];
+  if (in->ct_metadata_len > XKS_CT_METADATA_MAX || body_len < off + in->ct_metadata_len) goto bad;
+  in->ct_metadata = in->ct_metadata_len ? body + off : NULL;
+  off += in->ct_metadata_len;
+  in->ciphertext = body + off;
+  in->ciphertext_len = body_len - off;
+  if (in->ciphertext_len < AESGCM_IV_LEN + AESGCM_TAG_LEN + 1 ||
+      in->ciphertext_len > AESGCM_IV_LEN + AESGCM_TAG_LEN + KBLOB_MAX_PLAINTEXT)
+    goto bad;
+  return KERR_OK;
+bad:
+  memset(in, 0, sizeof *in);
+  return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
+}
+
 static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
                              const kms_backend_key *k, const uint8_t *body, size_t body_len,
                              const uint8_t *aad, size_t aad_len, kbytes *pt, kerr *err) {
@@ -566,31 +645,15 @@ static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
   xks_decrypt_result res;
   xks_call_meta meta;
   xks_call_status st;
-  size_t off = 0;
   kerr ce;
   kerr_code rc;
 
   pt->data = NULL;
   pt->len = 0;
-  memset(&in, 0, sizeof in);
   memset(&res, 0, sizeof res);
   kerr_clear(&ce);
-  /* The body's own framing: anything off is not a ciphertext of this key. */
-  if (body_len < 1) goto bad;
-  in.iv_len = body[off++];
-  if ((in.iv_len != 12 && in.iv_len != 16) || body_len < off + in.iv_len + XKS_TAG_LEN + 1)
-    goto bad;
-  in.iv = body + off;
-  off += in.iv_len;
-  in.tag = body + off;
-  off += XKS_TAG_LEN;
-  in.ct_metadata_len = body[off++];
-  if (in.ct_metadata_len > XKS_CT_METADATA_MAX || body_len <= off + in.ct_metadata_len) goto bad;
-  in.ct_metadata = in.ct_metadata_len ? body + off : NULL;
-  off += in.ct_metadata_len;
-  in.ciphertext = body + off;
-  in.ciphertext_len = body_len - off;
-  if (in.ciphertext_len > XKS_DATA_MAX) goto bad;
+  rc = parse_outer(k, body, body_len, &in, err);
+  if (rc) return rc;
   in.aad = aad;
   in.aad_len = outer_aad_len(aad_len);
   call_meta(ctx, &meta);
@@ -600,8 +663,6 @@ static kerr_code xks_decrypt(kms_backend_conn *bc, const kms_backend_ctx *ctx,
                                  pt, err);
   xks_decrypt_result_free(&res);
   return rc;
-bad:
-  return kerr_set(err, KERR_INVALID_CIPHERTEXT, "The ciphertext is not a valid ciphertext blob.");
 }
 
 /* ------------------------------------------------------- configuration */
@@ -611,24 +672,42 @@ typedef struct in_use_arg {
   kerr_code code;
 } in_use_arg;
 
-/* Whether store `c` (another one of the account and Region) conflicts with
- * the proposed `a->p`; a->code says how. */
+/* XksProxyUriEndpoint is "https://" and a host name (the model's pattern:
+ * no port, no path), and DNS names are case-insensitive: two endpoints are
+ * the same whatever the case of their letters.  Each store keeps (and
+ * Describe shows) its endpoint as it was given. */
+static bool same_endpoint(const char *a, const char *b) { return strcasecmp(a, b) == 0; }
+
+/* Whether store `c` (another one, of any account in the Region) conflicts
+ * with the proposed `a->p`; a->code says how.  The model's exceptions give
+ * each rule the Region as its scope: "the concatenation of the
+ * XksProxyUriEndpoint and XksProxyUriPath is already associated with
+ * another external key store in this Amazon Web Services Region",
+ * "the XksProxyUriEndpoint is already associated with another external key
+ * store in this Amazon Web Services Region", "Each external key store in a
+ * Region must use a different Amazon VPC endpoint service"; and the
+ * ConnectionErrorCode documentation: "The private DNS name for an external
+ * key store with VPC_ENDPOINT_SERVICE connectivity must be unique in its
+ * Amazon Web Services Region". */
 static bool match_in_use(const store_cks *c, const void *varg) {
   in_use_arg *a = (in_use_arg *)varg;
   const store_cks *p = a->p;
   if (strcmp(c->type, TYPE_XKS) != 0) return false;
-  if (strcmp(c->xks_uri_endpoint, p->xks_uri_endpoint) == 0 &&
+  /* URI paths are case-sensitive (RFC 3986), host names are not. */
+  if (same_endpoint(c->xks_uri_endpoint, p->xks_uri_endpoint) &&
       strcmp(c->xks_uri_path, p->xks_uri_path) == 0) {
     a->code = KERR_XKS_PROXY_URI_IN_USE;
     return true;
   }
   /* A VPC store's endpoint is its private DNS name: no other store may use
    * it, and it may use no other store's. */
-  if (strcmp(c->xks_uri_endpoint, p->xks_uri_endpoint) == 0 &&
+  if (same_endpoint(c->xks_uri_endpoint, p->xks_uri_endpoint) &&
       (strcmp(c->xks_connectivity, CONN_VPC) == 0 || strcmp(p->xks_connectivity, CONN_VPC) == 0)) {
     a->code = KERR_XKS_PROXY_URI_ENDPOINT_IN_USE;
     return true;
   }
+  /* Service names are lower case by the model's pattern; an id names one
+   * service in a Region whoever owns it. */
   if (strcmp(p->xks_connectivity, CONN_VPC) == 0 && strcmp(c->xks_connectivity, CONN_VPC) == 0 &&
       strcmp(c->xks_vpc_service_name, p->xks_vpc_service_name) == 0) {
     a->code = KERR_XKS_VPCE_SERVICE_IN_USE;
@@ -641,28 +720,34 @@ static kerr_code check_in_use(kms_domain *d, const kms_call *call, store_tx *tx,
                               const store_cks *p, kerr *err) {
   in_use_arg a = {.p = p, .code = KERR_OK};
   store_cks other;
+  char whose[96];
   bool hit = false;
   kerr_code rc;
   memset(&other, 0, sizeof other);
-  rc = kmsi_cks_find_own(d, tx, call, match_in_use, &a, p->cks_id[0] ? p->cks_id : NULL, &other,
-                         &hit, err);
+  rc = kmsi_cks_find_in_region(d, tx, call, match_in_use, &a, p->cks_id[0] ? p->cks_id : NULL,
+                               &other, &hit, err);
   if (rc || !hit) return rc;
+  /* The caller may learn which of its own stores is in the way; another
+   * account's store is not the caller's to know of beyond its existence. */
+  if (strcmp(other.account_id, call->caller->account_id) == 0)
+    snprintf(whose, sizeof whose, "External key store %s", other.cks_id);
+  else
+    snprintf(whose, sizeof whose, "An external key store of another account");
   switch (a.code) {
   case KERR_XKS_PROXY_URI_IN_USE:
     rc = kerr_set(err, a.code,
-                  "External key store %s already uses this XksProxyUriEndpoint and "
-                  "XksProxyUriPath.",
-                  other.cks_id);
+                  "%s in this Region already uses this XksProxyUriEndpoint and XksProxyUriPath.",
+                  whose);
     break;
   case KERR_XKS_PROXY_URI_ENDPOINT_IN_USE:
     rc = kerr_set(err, a.code,
-                  "External key store %s already uses this XksProxyUriEndpoint; an external key "
+                  "%s in this Region already uses this XksProxyUriEndpoint; an external key "
                   "store with VPC_ENDPOINT_SERVICE connectivity needs its own private DNS name.",
-                  other.cks_id);
+                  whose);
     break;
   default:
     rc = kerr_set(err, KERR_XKS_VPCE_SERVICE_IN_USE,
-                  "External key store %s already uses VPC endpoint service %.64s.", other.cks_id,
+                  "%s in this Region already uses VPC endpoint service %.64s.", whose,
                   p->xks_vpc_service_name);
     break;
   }
@@ -704,6 +789,24 @@ static kerr_code xks_check_config(kms_domain *d, const kms_call *call, store_tx 
   (void)current;
   switch (when) {
   case KMS_BACKEND_CHECK_CREATE:
+  {
+    /* The model (CreateCustomKeyStore, XksProxyUriEndpoint): "For external
+     * key stores with PUBLIC_ENDPOINT connectivity ... KMS connects to the
+     * external key store proxy while creating the custom key store. For
+     * external key stores with VPC_ENDPOINT_SERVICE connectivity, KMS
+     * connects when you call the ConnectCustomKeyStore operation."  The VPC
+     * endpoint service itself is still judged here (Create lists its
+     * NotFound and InvalidConfiguration exceptions); that asks the
+     * registry, not the proxy, and xks_probe skips such a store. */
+    kerr_code rc = check_in_use(d, call, tx, proposed, err);
+    if (rc) return rc;
+    if (strcmp(proposed->xks_connectivity, CONN_VPC) == 0) {
+      kms_vpc_answer ans;
+      const char *code = NULL;
+      return vpc_check(d, proposed, &ans, &code, err);
+    }
+    return KERR_OK;
+  }
   case KMS_BACKEND_CHECK_INSERT:
   case KMS_BACKEND_CHECK_UPDATE:
   case KMS_BACKEND_CHECK_UPDATE_LOCKED:
@@ -716,6 +819,11 @@ static kerr_code xks_check_config(kms_domain *d, const kms_call *call, store_tx 
 
 static kerr_code xks_probe(kms_domain *d, const kms_call *call, const char *operation,
                            const store_cks *proposed, kerr *err) {
+  /* A VPC_ENDPOINT_SERVICE store's proxy is first contacted at Connect
+   * (xks_check_config, CREATE). */
+  if (strcmp(operation, "CreateCustomKeyStore") == 0 &&
+      strcmp(proposed->xks_connectivity, CONN_VPC) == 0)
+    return KERR_OK;
   return kmsi_xks_probe(d, proposed, call->request_id, operation, err);
 }
 

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "core/kclock.h"
 #include "core/log.h"
@@ -102,17 +103,19 @@ static kerr_code get_own(kms_domain *d, store_tx *tx, const kms_call *call, cons
   return rc;
 }
 
-kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
-                            kmsi_cks_match_fn match, const void *arg, const char *skip_id,
-                            store_cks *found, bool *hit, kerr *err) {
+/* Page through the stores of `account_id` (NULL: every account) in
+ * `region` for the first one `match` accepts. */
+static kerr_code find_store(kms_domain *d, store_tx *tx, const char *account_id,
+                            const char *region, kmsi_cks_match_fn match, const void *arg,
+                            const char *skip_id, store_cks *found, bool *hit, kerr *err) {
   char after[STORE_CKS_ID_MAX] = "";
   kerr_code rc = KERR_OK;
   *hit = false;
   for (;;) {
     store_cks *list = NULL;
     size_t n = 0;
-    rc = d->st->ops->cks_list(tx, call->caller->account_id, call->region,
-                              after[0] ? after : NULL, CKS_SCAN_PAGE, &list, &n, err);
+    rc = d->st->ops->cks_list(tx, account_id, region, after[0] ? after : NULL, CKS_SCAN_PAGE,
+                              &list, &n, err);
     if (rc) return rc;
     for (size_t i = 0; i < n && !*hit; i++) {
       if (skip_id && strcmp(list[i].cks_id, skip_id) == 0) continue;
@@ -129,6 +132,19 @@ kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
     if (*hit || n < CKS_SCAN_PAGE) break;
   }
   return rc;
+}
+
+kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
+                            kmsi_cks_match_fn match, const void *arg, const char *skip_id,
+                            store_cks *found, bool *hit, kerr *err) {
+  return find_store(d, tx, call->caller->account_id, call->region, match, arg, skip_id, found,
+                    hit, err);
+}
+
+kerr_code kmsi_cks_find_in_region(kms_domain *d, store_tx *tx, const kms_call *call,
+                                  kmsi_cks_match_fn match, const void *arg, const char *skip_id,
+                                  store_cks *found, bool *hit, kerr *err) {
+  return find_store(d, tx, NULL, call->region, match, arg, skip_id, found, hit, err);
 }
 
 static bool match_name(const store_cks *c, const void *arg) {
@@ -438,8 +454,14 @@ static kerr_code fill_entry(const store_cks *c, kms_custom_key_store *e, kerr *e
     snprintf(e->xks_uri_path, sizeof e->xks_uri_path, "%s", c->xks_uri_path);
     snprintf(e->xks_vpc_service_name, sizeof e->xks_vpc_service_name, "%s",
              c->xks_vpc_service_name);
-    snprintf(e->xks_vpc_service_owner, sizeof e->xks_vpc_service_owner, "%s",
-             c->xks_vpc_service_owner);
+    /* XksProxyVpcEndpointServiceOwner: "If not provided, the Amazon Web
+     * Services account ID calling the action will be used" (Create's
+     * model), and Describe shows it for every VPC_ENDPOINT_SERVICE store
+     * ("This field appears only when the XKS uses an VPC endpoint service").
+     * The store's account is the account that created or updated it. */
+    if (strcmp(c->xks_connectivity, CONN_VPC) == 0)
+      snprintf(e->xks_vpc_service_owner, sizeof e->xks_vpc_service_owner, "%s",
+               c->xks_vpc_service_owner[0] ? c->xks_vpc_service_owner : c->account_id);
   }
   return KERR_OK;
 }
@@ -616,7 +638,7 @@ static kerr_code update_plan(kms_domain *d, const kms_call *call, const kms_upda
      * VPC_ENDPOINT_SERVICE, a service name; to PUBLIC_ENDPOINT, none). */
     if (in->xks.connectivity && strcmp(in->xks.connectivity, c->xks_connectivity) != 0) {
       bool to_vpc = strcmp(in->xks.connectivity, CONN_VPC) == 0;
-      if (!in->xks.uri_endpoint || strcmp(in->xks.uri_endpoint, c->xks_uri_endpoint) == 0 ||
+      if (!in->xks.uri_endpoint || strcasecmp(in->xks.uri_endpoint, c->xks_uri_endpoint) == 0 ||
           (to_vpc && (!in->xks.vpc_service_name || !*in->xks.vpc_service_name)))
         return kerr_set(err, KERR_VALIDATION,
                         to_vpc ? "Changing XksProxyConnectivity to VPC_ENDPOINT_SERVICE needs a new "

@@ -269,6 +269,15 @@ kerr_code kmsi_cks_find_own(kms_domain *d, store_tx *tx, const kms_call *call,
                             kmsi_cks_match_fn match, const void *arg, const char *skip_id,
                             store_cks *found, bool *hit, kerr *err);
 
+/* The same over the stores of every account in the caller's Region, for
+ * what must be unique in a Region (an external key store's proxy address,
+ * private DNS name and VPC endpoint service).  A store `found` of another
+ * account is the caller's to inspect, never to show: its id and name must
+ * not reach a reply. */
+kerr_code kmsi_cks_find_in_region(kms_domain *d, store_tx *tx, const kms_call *call,
+                                  kmsi_cks_match_fn match, const void *arg, const char *skip_id,
+                                  store_cks *found, bool *hit, kerr *err);
+
 /* THE function that changes a store's ConnectionState: in one write
  * transaction, when the stored state is one of `from` (a NULL-terminated
  * list; NULL: any), set `to` and `error_code` (NULL: none), stamp the time,

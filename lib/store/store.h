@@ -354,8 +354,9 @@ typedef struct store_ops {
    * or update that would repeat one -> KERR_ALREADY_EXISTS.  cks_update
    * writes every mutable column of `c` (all but ids, type and creation).
    * cks_list returns stores ordered by id strictly after `after` (NULL:
-   * from the start), at most `limit`, of (account, region) or of every
-   * account when account_id is NULL (restart recovery); *out is new
+   * from the start), at most `limit`, of (account, region); account_id NULL
+   * lists every account's stores of `region` (uniqueness across accounts),
+   * both NULL every store (restart recovery); *out is new
    * (store_cks_list_free).  cks_key_count counts the keys of a store in any
    * state, pending deletion included. */
   kerr_code (*cks_insert)(store_tx *tx, const store_cks *c, kerr *err);

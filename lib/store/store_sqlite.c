@@ -253,7 +253,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                       "xks_access_key_id=?20, xks_secret_wrapped=?21 WHERE cks_id=?1",
     [ST_CKS_DELETE] = "DELETE FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_LIST] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE "
-                    "(?1 IS NULL OR (account_id=?1 AND region=?2)) AND (?3 IS NULL OR cks_id > ?3) "
+                    "(?1 IS NULL OR account_id=?1) AND (?2 IS NULL OR region=?2) AND "
+                    "(?3 IS NULL OR cks_id > ?3) "
                     "ORDER BY cks_id LIMIT ?4",
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
     [ST_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",

@@ -12,11 +12,14 @@
 
 #include <curl/curl.h>
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -36,11 +39,25 @@
 #define AUTH_MAX 512
 #define HEADER_LINE_MAX 600
 
+/* What the TLS layer saw of one call's handshake (OpenSSL's message
+ * callback, set on each new connection's SSL_CTX): whether either side sent
+ * a TLS alert, and which.  A handshake that ends without a refusal in TLS
+ * terms (the peer reset or closed the connection) is a network failure; one
+ * where a side refused (protocol version, cipher suite, certificate) is a
+ * TLS configuration failure. */
+typedef struct tls_watch {
+  int alert_received;        /* the peer sent an alert */
+  int config_alert_sent;     /* we sent an alert that means "your TLS does not suit me" */
+} tls_watch;
+
 /* One easy handle and the secure buffer its replies land in. */
 typedef struct pool_slot {
   CURL *curl;
   int busy;
   uint8_t *buf;       /* secure, XKS_CLIENT_REPLY_MAX + 1 bytes */
+  tls_watch tls;      /* reset before each call */
+  int tls_watched;    /* the TLS backend took the message callback */
+  int new_socket;     /* this call opened a socket (did not only reuse one) */
 } pool_slot;
 
 struct xks_client {
@@ -215,9 +232,6 @@ static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
     if (n == 0 || n > CA_PATH_MAX)
       return kerr_set(err, KERR_VALIDATION, "XKS CA bundle path must be 1 to %d characters.",
                       CA_PATH_MAX);
-    if (access(cfg->ca_bundle, R_OK) != 0)
-      return kerr_set(err, KERR_VALIDATION, "XKS CA bundle %.200s cannot be read: %s",
-                      cfg->ca_bundle, strerror(errno));
   }
   if (cfg->connect_to_count > XKS_CLIENT_CONNECT_TO_MAX ||
       (cfg->connect_to_count && !cfg->connect_to))
@@ -239,6 +253,28 @@ static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
   return KERR_OK;
 }
 
+/* The CA bundle must be a file kmsd can open for reading.  Its absence is
+ * no fault of the proxy's or of the store's settings but of kmsd's own
+ * installation (--xks-ca-bundle), so it is KERR_INTERNAL, which kmsd reports
+ * as INTERNAL_ERROR / KMSInternalException.  The path is no secret and is
+ * named so an operator can find the file. */
+static kerr_code check_ca_bundle(const char *path, kerr *err) {
+  struct stat sb;
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int e;
+  if (fd < 0) {
+    e = errno;
+    return kerr_set(err, KERR_INTERNAL, "XKS CA bundle %.200s cannot be read: %s", path,
+                    strerror(e));
+  }
+  if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
+    close(fd);
+    return kerr_set(err, KERR_INTERNAL, "XKS CA bundle %.200s cannot be read: not a file", path);
+  }
+  close(fd);
+  return KERR_OK;
+}
+
 /* ---- the client ------------------------------------------------------------ */
 
 kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *err) {
@@ -254,6 +290,7 @@ kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *e
   rc = check_endpoint(cfg->endpoint, c->host_header, sizeof c->host_header, err);
   if (!rc) rc = check_uri_path(cfg->uri_path, err);
   if (!rc) rc = check_config(cfg, err);
+  if (!rc && cfg->ca_bundle) rc = check_ca_bundle(cfg->ca_bundle, err);
   if (rc) goto out;
   snprintf(c->endpoint, sizeof c->endpoint, "%s", cfg->endpoint);
   snprintf(c->uri_path, sizeof c->uri_path, "%s", cfg->uri_path);
@@ -346,8 +383,68 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
   return n;
 }
 
+/* OpenSSL's message callback: notes the alerts of a handshake (tls_watch).
+ * `buf` of an alert is {level, description} (RFC 8446 6). */
+static void tls_msg(int write_p, int version, int content_type, const void *buf, size_t len,
+                    SSL *ssl, void *arg) {
+  tls_watch *w = arg;
+  const uint8_t *a = buf;
+  (void)version;
+  (void)ssl;
+  if (!w || content_type != SSL3_RT_ALERT || len < 2) return;
+  /* close_notify (0) and user_canceled (90) end a connection; they refuse
+   * nothing about its TLS. */
+  if (a[1] == 0 || a[1] == 90) return;
+  if (!write_p) {
+    w->alert_received = 1;
+    return;
+  }
+  switch (a[1]) {
+  case 40:  /* handshake_failure: no common cipher suite or parameters */
+  case 42:  /* bad_certificate */
+  case 43:  /* unsupported_certificate */
+  case 44:  /* certificate_revoked */
+  case 45:  /* certificate_expired */
+  case 46:  /* certificate_unknown */
+  case 47:  /* illegal_parameter */
+  case 48:  /* unknown_ca */
+  case 70:  /* protocol_version: the peer offers no version we accept (TLS 1.2+) */
+  case 71:  /* insufficient_security */
+  case 86:  /* inappropriate_fallback */
+  case 109: /* missing_extension */
+  case 110: /* unsupported_extension */
+  case 112: /* unrecognized_name */
+  case 116: /* certificate_required */
+  case 120: /* no_application_protocol */
+    w->config_alert_sent = 1;
+    break;
+  default:  /* decode_error (OpenSSL's answer to an unexpected EOF), internal_error... */
+    break;
+  }
+}
+
+/* CURLOPT_SSL_CTX_FUNCTION: every new connection's SSL_CTX reports its
+ * handshake messages to the slot's tls_watch. */
+static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *userptr) {
+  (void)h;
+  SSL_CTX_set_msg_callback((SSL_CTX *)ssl_ctx, tls_msg);
+  SSL_CTX_set_msg_callback_arg((SSL_CTX *)ssl_ctx, userptr);
+  return CURLE_OK;
+}
+
+/* CURLOPT_SOCKOPTFUNCTION: called for each socket libcurl opens for a
+ * connection, before it connects; notes that the call did not (only) reuse
+ * a kept connection. */
+static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose) {
+  pool_slot *slot = clientp;
+  (void)fd;
+  if (purpose == CURLSOCKTYPE_IPCXN) slot->new_socket = 1;
+  return CURL_SOCKOPT_OK;
+}
+
 /* The options every call of a handle shares. */
-static CURLcode setup_handle(const xks_client *c, CURL *h) {
+static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
+  CURL *h = slot->curl;
   CURLcode cc = CURLE_OK;
 #define SET(opt, val) \
   if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val)
@@ -365,13 +462,21 @@ static CURLcode setup_handle(const xks_client *c, CURL *h) {
   SET(CURLOPT_POST, 1L);
   SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)XKS_CLIENT_REPLY_MAX);
   SET(CURLOPT_WRITEFUNCTION, on_body);
+  SET(CURLOPT_SOCKOPTFUNCTION, on_sockopt);
+  SET(CURLOPT_SOCKOPTDATA, (void *)slot);
   if (c->ca_bundle) {
     SET(CURLOPT_CAINFO, c->ca_bundle);
     SET(CURLOPT_CAPATH, (char *)NULL); /* only the bundle's CAs */
   }
   if (c->connect_to) SET(CURLOPT_CONNECT_TO, c->connect_to);
-  if (c->connect_timeout_ms) SET(CURLOPT_CONNECTTIMEOUT_MS, c->connect_timeout_ms);
 #undef SET
+  /* Only a libcurl built on OpenSSL takes the SSL_CTX hook; without it a
+   * failed handshake cannot be told from a dropped connection and is
+   * reported as a TLS failure (classify_curl). */
+  slot->tls_watched = 0;
+  if (cc == CURLE_OK && curl_easy_setopt(h, CURLOPT_SSL_CTX_DATA, (void *)&slot->tls) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_SSL_CTX_FUNCTION, on_ssl_ctx) == CURLE_OK)
+    slot->tls_watched = 1;
   return cc;
 }
 
@@ -401,7 +506,7 @@ static int pool_take(xks_client *c, int64_t deadline_ms) {
       pool_slot *s = &c->slots[fresh];
       s->buf = secure_alloc(XKS_CLIENT_REPLY_MAX + 1);
       s->curl = s->buf ? curl_easy_init() : NULL;
-      if (!s->curl || setup_handle(c, s->curl) != CURLE_OK) {
+      if (!s->curl || setup_handle(c, s) != CURLE_OK) {
         if (s->curl) curl_easy_cleanup(s->curl);
         secure_free(s->buf, s->buf ? XKS_CLIENT_REPLY_MAX + 1 : 0);
         s->curl = NULL;
@@ -433,24 +538,52 @@ static void pool_give(xks_client *c, int idx) {
 
 /* ---- classifying -------------------------------------------------------------- */
 
-static xks_outcome classify_curl(CURLcode cc) {
+/* Whether the call had a TCP connection: a kept one (no new socket was
+ * opened), or a new one whose TCP handshake completed (libcurl counts a
+ * new connection in CURLINFO_NUM_CONNECTS once it is connected; a socket
+ * still connecting when the deadline passes is not counted). */
+static int tcp_connected(CURL *h, const pool_slot *slot) {
+  long connects = 0;
+  if (!slot->new_socket) return 1;
+  if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK) return 1;
+  return connects > 0;
+}
+
+/* The outcome of a libcurl failure.  The lines drawn, after KMS's
+ * ConnectionErrorCodes:
+ *   - the deadline passed before the TCP handshake completed (an unanswered
+ *     SYN): NOT_REACHABLE, KMS "can't communicate with" the proxy; after it
+ *     (in the TLS handshake, or waiting for the reply): TIMED_OUT, KMS "can
+ *     connect ... but the proxy does not respond in the time allotted";
+ *   - a TLS handshake that one side refused with an alert (no common
+ *     protocol version >= 1.2 or cipher suite), or a certificate that fails
+ *     verification or does not name the host: TLS_ERROR; a handshake that
+ *     ends because the peer reset or closed the connection, with no TLS
+ *     refusal: NOT_REACHABLE;
+ *   - kmsd's own CA bundle (or another local TLS file) unusable:
+ *     LOCAL_ERROR, which kmsd reports as INTERNAL_ERROR. */
+static xks_outcome classify_curl(CURLcode cc, CURL *h, const pool_slot *slot) {
   switch (cc) {
   case CURLE_OPERATION_TIMEDOUT:
-    return XKS_OUTCOME_TIMED_OUT;
+    return tcp_connected(h, slot) ? XKS_OUTCOME_TIMED_OUT : XKS_OUTCOME_NOT_REACHABLE;
   case CURLE_SSL_CONNECT_ERROR:
-  case CURLE_PEER_FAILED_VERIFICATION:
-  case CURLE_SSL_CERTPROBLEM:
-  case CURLE_SSL_CIPHER:
-  case CURLE_SSL_CACERT_BADFILE:
+    if (!slot->tls_watched || slot->tls.alert_received || slot->tls.config_alert_sent)
+      return XKS_OUTCOME_TLS_ERROR;
+    return XKS_OUTCOME_NOT_REACHABLE;
+  case CURLE_PEER_FAILED_VERIFICATION: /* untrusted, expired, not yet valid, wrong host */
   case CURLE_SSL_ISSUER_ERROR:
-  case CURLE_SSL_CRL_BADFILE:
   case CURLE_SSL_INVALIDCERTSTATUS:
   case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+  case CURLE_USE_SSL_FAILED:
+    return XKS_OUTCOME_TLS_ERROR;
+  case CURLE_SSL_CACERT_BADFILE:       /* --xks-ca-bundle unreadable or not PEM */
+  case CURLE_SSL_CERTPROBLEM:          /* a local client certificate */
+  case CURLE_SSL_CIPHER:               /* a local cipher list */
+  case CURLE_SSL_CRL_BADFILE:
   case CURLE_SSL_ENGINE_NOTFOUND:
   case CURLE_SSL_ENGINE_SETFAILED:
   case CURLE_SSL_ENGINE_INITFAILED:
-  case CURLE_USE_SSL_FAILED:
-    return XKS_OUTCOME_TLS_ERROR;
+    return XKS_OUTCOME_LOCAL_ERROR;
   case CURLE_WRITE_ERROR:          /* our cap */
   case CURLE_FILESIZE_EXCEEDED:    /* an announced body over the cap */
   case CURLE_WEIRD_SERVER_REPLY:   /* not HTTP */
@@ -617,6 +750,7 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
   kerr sub;
   kerr_code rc = KERR_OK;
   CURLcode cc;
+  xks_outcome outcome = XKS_OUTCOME_OK;
   time_t now;
   struct tm tm;
   int w;
@@ -684,8 +818,14 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
   }
   {
     CURL *h = c->slots[slot].curl;
-    long left = (long)(deadline - mono_ms());
+    long left = (long)(deadline - mono_ms()), connect_left;
     if (left < 1) left = 1;
+    /* The connect deadline is part of the call's: whatever of it is left,
+     * or the configured connect timeout if that is shorter. */
+    connect_left = c->connect_timeout_ms && c->connect_timeout_ms < left ? c->connect_timeout_ms
+                                                                         : left;
+    memset(&c->slots[slot].tls, 0, sizeof c->slots[slot].tls);
+    c->slots[slot].new_socket = 0;
     sink.buf = c->slots[slot].buf;
     curl_msg[0] = '\0';
     curl_easy_setopt(h, CURLOPT_URL, url);
@@ -695,7 +835,9 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
     curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
     curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left);
+    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_left);
     cc = curl_easy_perform(h);
+    if (cc != CURLE_OK) outcome = classify_curl(cc, h, &c->slots[slot]);
     curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st->http_status);
     /* Nothing of this call may outlive it in the handle. */
     curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)NULL);
@@ -705,11 +847,16 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
     curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
   }
   if (cc != CURLE_OK) {
-    xks_outcome o = classify_curl(cc);
+    xks_outcome o = outcome;
     if (sink.too_large) o = XKS_OUTCOME_INVALID_RESPONSE;
     if (o != XKS_OUTCOME_INVALID_RESPONSE) st->http_status = 0;
-    rc = fail(st, o, cx, url, err, "%s%s",
+    rc = fail(st, o, cx, url, err, "%s%s%s",
               sink.too_large ? "reply larger than 65536 bytes; " : "",
+              cc == CURLE_OPERATION_TIMEDOUT && o == XKS_OUTCOME_NOT_REACHABLE
+                  ? "no TCP connection within the deadline; "
+              : cc == CURLE_SSL_CONNECT_ERROR && o == XKS_OUTCOME_NOT_REACHABLE
+                  ? "the connection ended during the TLS handshake; "
+                  : "",
               curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
     goto out;
   }

@@ -16,7 +16,9 @@
  * never the name checked).  Environment proxies (https_proxy...) are
  * ignored.  Each call has one deadline, `timeout_ms` (KMS's 250 ms by
  * default), covering the wait for a free handle, connecting, the TLS
- * handshake, the request and the whole reply.  Connections are kept alive:
+ * handshake, the request and the whole reply; connecting (TCP and TLS) is
+ * also bounded by `connect_timeout_ms` when that is shorter than what is
+ * left of the call's deadline.  Connections are kept alive:
  * a small pool of libcurl easy handles, each keeping its connection, so
  * concurrent callers neither serialize nor reconnect.
  *
@@ -67,15 +69,19 @@ typedef enum xks_outcome {
   /* A well-formed XKS error reply: status.proxy_error names it, and its
    * HTTP status is the one the spec gives that name. */
   XKS_OUTCOME_PROXY_ERROR,
-  /* The deadline passed: connecting, in the TLS handshake, waiting for or
-   * reading the reply (or waiting for a free handle). */
+  /* The deadline passed once the TCP connection was up: in the TLS
+   * handshake, waiting for or reading the reply (or waiting for a free
+   * handle). */
   XKS_OUTCOME_TIMED_OUT,
-  /* No connection, or it broke: refused, unresolvable name, reset, closed
-   * without a reply. */
+  /* No connection, or it broke: refused, unresolvable name, no TCP
+   * handshake within the connect deadline (an unanswered SYN), reset or
+   * closed during the TLS handshake with no TLS alert either way, reset or
+   * closed without a reply. */
   XKS_OUTCOME_NOT_REACHABLE,
-  /* The TLS handshake failed: certificate untrusted, expired or not yet
-   * valid, wrong host name, no common protocol version >= 1.2 or cipher
-   * suite, an unreadable CA bundle.  libcurl's message is in the kerr. */
+  /* The TLS handshake failed on TLS terms: certificate untrusted, expired or
+   * not yet valid, wrong host name; one side refused the other with an alert
+   * (no common protocol version >= 1.2, no common cipher suite).  libcurl's
+   * message is in the kerr. */
   XKS_OUTCOME_TLS_ERROR,
   /* A reply that breaks the spec: not JSON, a field missing, mistyped or of
    * the wrong size, larger than XKS_CLIENT_REPLY_MAX, an error name the
@@ -85,8 +91,9 @@ typedef enum xks_outcome {
   /* Nothing was sent: the arguments break a rule of the spec (the call
    * returns KERR_VALIDATION). */
   XKS_OUTCOME_BAD_INPUT,
-  /* A local failure (memory, libcurl itself): KERR_INTERNAL.  The request
-   * may or may not have reached the proxy. */
+  /* A local failure (memory, libcurl itself, the CA bundle `ca_bundle`
+   * unreadable or not PEM when a connection loads it): KERR_INTERNAL.  The
+   * request may or may not have reached the proxy. */
   XKS_OUTCOME_LOCAL_ERROR,
 } xks_outcome;
 
@@ -125,7 +132,8 @@ typedef struct xks_client_config {
   const char *const *connect_to;
   size_t connect_to_count;       /* 0..XKS_CLIENT_CONNECT_TO_MAX */
   long timeout_ms;               /* per call; 0: XKS_CLIENT_DEFAULT_TIMEOUT_MS */
-  long connect_timeout_ms;       /* 0: only the call's deadline */
+  long connect_timeout_ms;       /* connecting (TCP + TLS) at most this long; 0: the
+                                    call's deadline alone bounds it */
   unsigned pool_size;            /* 0: XKS_CLIENT_DEFAULT_POOL; at most XKS_CLIENT_POOL_MAX */
 } xks_client_config;
 
@@ -133,7 +141,10 @@ typedef struct xks_client xks_client;
 
 /* Check `cfg` and build a client; nothing is sent and no connection is
  * made yet.  Errors: KERR_VALIDATION naming the setting that breaks its
- * rule (never quoting the secret), KERR_INTERNAL (memory, libcurl).  On
+ * rule (never quoting the secret), KERR_INTERNAL (memory, libcurl, a
+ * `ca_bundle` that is not a file kmsd can open for reading: a fault of
+ * kmsd's installation, not of the proxy's settings; the message names the
+ * path and the reason).  On
  * success the caller frees *out with xks_client_free; on failure *out is
  * NULL and nothing is left allocated. */
 kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *err);

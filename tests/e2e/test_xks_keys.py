@@ -16,6 +16,7 @@ import os
 import tempfile
 import time
 import unittest
+import uuid
 
 import kmsd_harness as h
 import xks_certs
@@ -222,6 +223,89 @@ class StandInTest(h.KmsdBaseTestCase):
         bad[49] = 7   # the outer IV length, first byte after the 49-byte header
         self.assertKmsError("InvalidCiphertextException", self.kms.decrypt,
                             CiphertextBlob=bytes(bad), EncryptionContext=ctx)
+
+    def test_foreign_and_garbled_ciphertexts(self):
+        """A ciphertext that cannot be one of this key's is refused by kmsd
+        before the proxy sees it: InvalidCiphertextException, with no Decrypt
+        sent (the outer layer's framing, its lengths as kmsd's own layout
+        fixes them - the proxy's ciphertext is kmsd's 28-byte inner IV and
+        tag plus 1..4096 bytes - and the key's one material id).  One that
+        is well formed but that the proxy cannot open (a byte flipped in the
+        proxy's IV, tag or ciphertext, one byte cut off) is the proxy's
+        InvalidCiphertextException, which the XKS spec's table gives
+        Decrypt and ReEncrypt as KMSInvalidStateException with AWS's
+        message.  A ciphertext of another external key's KMS key is
+        IncorrectKeyException when a KeyId names this one (the model's
+        IncorrectKeyException), and InvalidCiphertextException when its
+        header is rewritten to name this key."""
+        md, _ = self.create_key()
+        kid = md["KeyId"]
+        pt = b"p" * 100
+        blob = self.kms.encrypt(KeyId=kid, Plaintext=pt)["CiphertextBlob"]
+        iv_len = blob[49]
+        md_len = blob[49 + 1 + iv_len + 16]
+        ct_off = 49 + 1 + iv_len + 16 + 1 + md_len
+        self.assertEqual(len(blob) - ct_off, len(pt) + 28)
+
+        def local(bad, what):
+            """Refused in kmsd: no Decrypt reaches the proxy."""
+            with self.subTest(what=what):
+                self.proxy.clear_requests()
+                self.assertKmsError("InvalidCiphertextException", self.kms.decrypt,
+                                    CiphertextBlob=bytes(bad))
+                self.assertKmsError("InvalidCiphertextException", self.kms.decrypt,
+                                    CiphertextBlob=bytes(bad), KeyId=kid)
+                self.assertKmsError("InvalidCiphertextException", self.kms.re_encrypt,
+                                    CiphertextBlob=bytes(bad), DestinationKeyId=kid)
+                self.assertEqual(self.proxy.requests("decrypt"), [])
+
+        def by_proxy(bad, what):
+            """Sent to the proxy, which refuses it."""
+            with self.subTest(what=what):
+                self.proxy.clear_requests()
+                err = self.assertKmsError("KMSInvalidStateException", self.kms.decrypt,
+                                          CiphertextBlob=bytes(bad))
+                self.assertIn("ciphertext or encryption context is corrupted", err["Message"])
+                dec = self.proxy.requests("decrypt")
+                self.assertEqual(len(dec), 1)
+                self.assertEqual(dec[0].status, 400)
+
+        local(blob[:60], "cut inside the proxy's IV")
+        local(blob[:ct_off + 20], "proxy ciphertext shorter than an inner IV and tag")
+        local(blob[:ct_off], "no proxy ciphertext")
+        longer = bytearray(blob) + b"\0" * 4000    # 4128 bytes of proxy ciphertext
+        local(longer, "proxy ciphertext longer than any inner body")
+        bad = bytearray(blob)
+        bad[49 + 1 + iv_len + 16] = 21               # ciphertextMetadata over the spec's 20
+        local(bad, "metadata length")
+        bad = bytearray(blob)
+        bad[17] ^= 1                                 # the material id of the header
+        local(bad, "material id")
+
+        by_proxy(blob[:-1], "one byte cut off")
+        for what, at in (("IV", 49 + 1), ("tag", 49 + 1 + iv_len), ("ciphertext", ct_off + 5)):
+            bad = bytearray(blob)
+            bad[at] ^= 0x40
+            by_proxy(bad, "flipped byte in the proxy's " + what)
+
+        # A ciphertext of another external key's KMS key.
+        other, _ = self.create_key()
+        theirs = self.kms.encrypt(KeyId=other["KeyId"], Plaintext=pt)["CiphertextBlob"]
+        self.proxy.clear_requests()
+        self.assertKmsError("IncorrectKeyException", self.kms.decrypt, CiphertextBlob=theirs,
+                            KeyId=kid)
+        self.assertEqual(self.proxy.requests("decrypt"), [])
+        moved = bytearray(theirs)
+        moved[1:17] = uuid.UUID(kid).bytes
+        local(moved, "another key's ciphertext under this key's id")
+        # An AWS_KMS key's ciphertext under this key's id, too.
+        plain = self.kms.create_key()["KeyMetadata"]["KeyId"]
+        moved = bytearray(self.kms.encrypt(KeyId=plain, Plaintext=pt)["CiphertextBlob"])
+        moved[1:17] = uuid.UUID(kid).bytes
+        local(moved, "an AWS_KMS key's ciphertext under this key's id")
+        # Both still open as what they are.
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=theirs)["Plaintext"], pt)
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob, KeyId=kid)["Plaintext"], pt)
 
     def test_data_keys_and_reencrypt(self):
         md, _ = self.create_key()

@@ -4,13 +4,18 @@ over real TLS on loopback (--xks-connect-to, --xks-ca-bundle) - the stand-in
 proxy that misbehaves on request (xks_standin.py) - and VPC endpoint services
 from a real registry file (--vpc-endpoint-services).
 
-Covered: create / describe (XksProxyConfiguration, never the secret) /
-update (what may change while CONNECTED, what needs DISCONNECTED) / connect /
-disconnect / delete; the model exceptions of Create and Update that a proxy
-or the registry decides; uniqueness; each XKS ConnectionErrorCode provoked
-and then recovered from (disconnect, fix, connect)."""
+Covered: create / describe (XksProxyConfiguration, never the secret; the
+defaulted VPC endpoint service owner) / update (what may change while
+CONNECTED, what needs DISCONNECTED) / connect / disconnect / delete; the model
+exceptions of Create and Update that a proxy or the registry decides;
+uniqueness within a Region across accounts, with host names compared
+whatever their case; a VPC_ENDPOINT_SERVICE Create that does not contact the
+proxy; each XKS ConnectionErrorCode provoked and then recovered from
+(disconnect, fix, connect), INTERNAL_ERROR included (kmsd's CA bundle gone, a
+stored secret damaged in the SQLite file)."""
 import json
 import os
+import sqlite3
 import tempfile
 import time
 import unittest
@@ -70,14 +75,17 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         cls.vpc_proxy = StandIn(cert=cls.vpc_certs.good)
         cls.registry_path = os.path.join(cls.tmp, "vpc.json")
         cls.write_registry(("ok", "invalid"))
+        # Two accounts: what must be unique in a Region is so across them.
         cls.server = h.KmsdServer(args=[
             "--xks-ca-bundle", cls.ca_bundle,
             "--xks-connect-to", cls.proxy.connect_to(HOST),
             "--vpc-endpoint-services", cls.registry_path,
-            "--xks-health-interval", "300"])
+            "--xks-health-interval", "300"], credentials=h.two_roots_credentials())
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
+            cls.other = h.kms_client(cls.server, access_key=h.OTHER_ROOT_KEY,
+                                     secret=h.OTHER_ROOT_SECRET)
         except Exception:
             cls.cleanup_all()
             raise
@@ -114,7 +122,7 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
     # -- helpers ------------------------------------------------------------
 
     def create(self, name, path=None, secret=DEFAULT_SECRET, key_id=DEFAULT_ACCESS_KEY_ID,
-               **extra):
+               kms=None, **extra):
         path = path or "/%s/kms/xks/v1" % name
         self.serve(path)
         args = dict(CustomKeyStoreName=name, CustomKeyStoreType="EXTERNAL_KEY_STORE",
@@ -123,19 +131,21 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                     XksProxyAuthenticationCredential={"AccessKeyId": key_id,
                                                       "RawSecretAccessKey": secret})
         args.update(extra)
-        return self.kms.create_custom_key_store(**args)["CustomKeyStoreId"]
+        return (kms or self.kms).create_custom_key_store(**args)["CustomKeyStoreId"]
 
     def serve(self, path):
         """Make both stand-ins serve the XKS API under `path`."""
         self.proxy.uri_path = path
         self.vpc_proxy.uri_path = path
 
-    def create_vpc(self, name, service=SVC_OK, endpoint=VPC_ENDPOINT):
+    def create_vpc(self, name, service=SVC_OK, endpoint=VPC_ENDPOINT, **extra):
         return self.create(name, XksProxyConnectivity="VPC_ENDPOINT_SERVICE",
-                           XksProxyUriEndpoint=endpoint, XksProxyVpcEndpointServiceName=service)
+                           XksProxyUriEndpoint=endpoint, XksProxyVpcEndpointServiceName=service,
+                           **extra)
 
-    def describe(self, cks_id):
-        return self.kms.describe_custom_key_stores(CustomKeyStoreId=cks_id)["CustomKeyStores"][0]
+    def describe(self, cks_id, kms=None):
+        return (kms or self.kms).describe_custom_key_stores(
+            CustomKeyStoreId=cks_id)["CustomKeyStores"][0]
 
     def wait_state(self, cks_id, states=("CONNECTED", "FAILED"), timeout=15):
         deadline = time.monotonic() + timeout
@@ -155,10 +165,11 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
         self.assertEqual(self.describe(cks_id)["ConnectionState"], "DISCONNECTED")
 
-    def remove(self, cks_id):
-        if self.describe(cks_id)["ConnectionState"] != "DISCONNECTED":
-            self.disconnect(cks_id)
-        self.kms.delete_custom_key_store(CustomKeyStoreId=cks_id)
+    def remove(self, cks_id, kms=None):
+        kms = kms or self.kms
+        if self.describe(cks_id, kms)["ConnectionState"] != "DISCONNECTED":
+            kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
+        kms.delete_custom_key_store(CustomKeyStoreId=cks_id)
 
     def assertFailsWith(self, cks_id, code):
         try:
@@ -370,6 +381,8 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             conf = self.describe(v)["XksProxyConfiguration"]
             self.assertEqual(conf["Connectivity"], "VPC_ENDPOINT_SERVICE")
             self.assertEqual(conf["VpcEndpointServiceName"], SVC_OK)
+            # No owner was given: AWS shows the caller's account.
+            self.assertEqual(conf["VpcEndpointServiceOwner"], ACCOUNT)
             self.serve("/uniq-vpc/kms/xks/v1")
             entry = self.connect(v)
             self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
@@ -388,7 +401,163 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                             self.create_vpc, "vpc-invalid", service=SVC_INVALID,
                             endpoint="https://xks-bad.example.com")
 
+    def test_uniqueness_across_accounts_regions_and_case(self):
+        """XksProxyUriInUse, XksProxyUriEndpointInUse and
+        XksProxyVpcEndpointServiceInUse are decided over the external key
+        stores of every account in the Region (the model's exceptions: "in
+        this Amazon Web Services Region"), and never name another account's
+        store; host names match whatever the case of their letters, paths
+        only exactly; another Region is another scope."""
+        a = self.create("xa-a", path="/xa/kms/xks/v1")
+        v = self.create_vpc("xa-vpc")
+        theirs = []
+        try:
+            # Another account: the same endpoint and path, as given and in
+            # capitals.
+            for endpoint in (ENDPOINT, "https://XKS.Example.COM"):
+                with self.subTest(endpoint=endpoint):
+                    err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-b",
+                                              path="/xa/kms/xks/v1", kms=self.other,
+                                              XksProxyUriEndpoint=endpoint)
+                    self.assertNotIn(a, err["Message"])
+                    self.assertIn("another account", err["Message"])
+            # The same account, in mixed case: the message names its store.
+            err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-c",
+                                      path="/xa/kms/xks/v1",
+                                      XksProxyUriEndpoint="https://Xks.Example.Com")
+            self.assertIn(a, err["Message"])
+            # A VPC store's private DNS name, taken by another account's
+            # PUBLIC_ENDPOINT store in capitals; its VPC endpoint service,
+            # taken by another account's VPC store.
+            err = self.assertKmsError("XksProxyUriEndpointInUseException", self.create, "xa-d",
+                                      kms=self.other, XksProxyUriEndpoint=VPC_ENDPOINT.upper()
+                                      .replace("HTTPS://", "https://"))
+            self.assertNotIn(v, err["Message"])
+            err = self.assertKmsError("XksProxyVpcEndpointServiceInUseException", self.create_vpc,
+                                      "xa-e", kms=self.other,
+                                      endpoint="https://xks-vpc3.example.com")
+            self.assertNotIn(v, err["Message"])
+            # Paths are compared exactly: another case of the path is another
+            # address, which the other account may use on the same proxy.
+            theirs.append(self.create("xa-f", path="/XA/kms/xks/v1", kms=self.other))
+            # ... and which is then the other account's, for this one too.
+            err = self.assertKmsError("XksProxyUriInUseException", self.create, "xa-g",
+                                      path="/XA/kms/xks/v1")
+            self.assertNotIn(theirs[0], err["Message"])
+            # Update meets the same scope.
+            e = self.create("xa-h", path="/xa-h/kms/xks/v1")
+            try:
+                self.assertKmsError("XksProxyUriInUseException", self.kms.update_custom_key_store,
+                                    CustomKeyStoreId=e, XksProxyUriPath="/XA/kms/xks/v1")
+            finally:
+                self.remove(e)
+            # Describe shows each endpoint as it was given.
+            self.assertEqual(self.describe(theirs[0], self.other)["XksProxyConfiguration"]
+                             ["UriEndpoint"], ENDPOINT)
+            # Another Region: the same address is free there.
+            west = h.kms_client(self.server, region="us-west-2")
+            self.proxy.region = "us-west-2"
+            try:
+                w = self.create("xa-west", path="/xa/kms/xks/v1", kms=west)
+                self.remove(w, west)
+            finally:
+                self.proxy.region = "us-east-1"
+        finally:
+            for cks in theirs:
+                self.remove(cks, self.other)
+            self.remove(a)
+            self.remove(v)
+        self.assertEqual(self.other.describe_custom_key_stores()["CustomKeyStores"], [])
+
+    def test_vpc_create_does_not_contact_the_proxy(self):
+        """CreateCustomKeyStore sends GetHealthStatus to a PUBLIC_ENDPOINT
+        proxy, but a VPC_ENDPOINT_SERVICE store's proxy is first contacted at
+        ConnectCustomKeyStore (the model's XksProxyUriEndpoint: "For external
+        key stores with VPC_ENDPOINT_SERVICE connectivity, KMS connects when
+        you call the ConnectCustomKeyStore operation").  Its VPC endpoint
+        service is still judged at Create, from the registry."""
+        self.vpc_proxy.stop()
+        v = self.create_vpc("vpc-quiet")
+        try:
+            self.assertEqual(self.describe(v)["ConnectionState"], "DISCONNECTED")
+            self.assertKmsError("XksProxyVpcEndpointServiceNotFoundException", self.create_vpc,
+                                "vpc-quiet-unknown", service=SVC_UNKNOWN,
+                                endpoint="https://xks-vpc4.example.com")
+            self.assertKmsError("XksProxyVpcEndpointServiceInvalidConfigurationException",
+                                self.create_vpc, "vpc-quiet-invalid", service=SVC_INVALID,
+                                endpoint="https://xks-bad.example.com")
+            # The proxy is contacted at Connect, and is down.
+            self.assertFailsWith(v, "XKS_PROXY_NOT_REACHABLE")
+            self.vpc_proxy.start()
+            self.remove(v)
+            # With the proxy up, Create still sends it nothing; Connect does.
+            self.vpc_proxy.clear_requests()
+            v = self.create_vpc("vpc-quiet")
+            self.assertEqual(self.vpc_proxy.requests(), [])
+            entry = self.connect(v)
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            ops = [r.request_metadata.get("kmsOperation") for r in self.vpc_proxy.requests("health")]
+            self.assertEqual(ops, ["ConnectCustomKeyStore"])
+        finally:
+            self.setUp()
+            self.remove(v)
+
     # -- ConnectionErrorCodes, each provoked and recovered from ---------------
+
+    def test_internal_error_from_kmsd_itself(self):
+        """INTERNAL_ERROR is kmsd failing itself, seen through Connect and
+        DescribeCustomKeyStores: its --xks-ca-bundle gone (Create of a
+        PUBLIC_ENDPOINT store, which asks the proxy, is KMSInternalException
+        then), and a store's wrapped secret damaged in the SQLite file.  The
+        log says why, naming the file or the store and never the secret;
+        repaired, the store connects in the same process."""
+        cks = self.create("internal")
+        away = self.ca_bundle + ".away"
+        try:
+            os.rename(self.ca_bundle, away)
+            try:
+                self.assertFailsWith(cks, "INTERNAL_ERROR")
+                err = self.assertKmsError("KMSInternalException", self.create, "internal-2")
+                self.assertNotIn(self.ca_bundle, err["Message"])
+            finally:
+                os.rename(away, self.ca_bundle)
+                self.serve("/internal/kms/xks/v1")
+            with open(self.server.log_path, errors="replace") as f:
+                log = f.read()
+            self.assertIn("XKS CA bundle %s cannot be read" % self.ca_bundle, log)
+            self.assertIn("connect failed (INTERNAL_ERROR)", log)
+            self.assertRecovers(cks)
+
+            # One byte of the wrapped secret changed at rest, its length kept.
+            self.server.stop()
+            db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
+            try:
+                (blob,) = db.execute("SELECT xks_secret_wrapped FROM custom_key_stores "
+                                     "WHERE cks_id=?", (cks,)).fetchone()
+                bad = bytearray(blob)
+                bad[len(bad) // 2] ^= 0x5A
+                db.execute("UPDATE custom_key_stores SET xks_secret_wrapped=? WHERE cks_id=?",
+                           (bytes(bad), cks))
+                db.commit()
+            finally:
+                db.close()
+            self.server.start()
+            self.assertFailsWith(cks, "INTERNAL_ERROR")
+            with open(self.server.log_path, errors="replace") as f:
+                log = f.read()
+            self.assertIn("external key store %s: its stored secret cannot be unwrapped" % cks, log)
+            self.assertNotIn(DEFAULT_SECRET, log)
+            # Repaired by telling kmsd the credential again.
+            self.kms.update_custom_key_store(CustomKeyStoreId=cks, XksProxyAuthenticationCredential={
+                "AccessKeyId": DEFAULT_ACCESS_KEY_ID, "RawSecretAccessKey": DEFAULT_SECRET})
+            self.assertRecovers(cks)
+        finally:
+            if os.path.exists(away):
+                os.rename(away, self.ca_bundle)
+            self.server.start()
+            self.setUp()
+            self.remove(cks)
+
 
     def test_connection_error_codes_and_recovery(self):
         cks = self.create("conn")

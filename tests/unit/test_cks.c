@@ -105,6 +105,69 @@ static void test_store_round_trip_and_unique_names(void **state) {
   store_cks_clear(&c);
 }
 
+/* Listing by Region alone (account NULL) gives every account's stores of
+ * that Region and no other Region's: what must be unique in a Region (an
+ * external key store's proxy address) is checked over it. */
+static void test_store_list_by_region(void **state) {
+  static const struct {
+    const char *id, *account, *region;
+  } rows[] = {
+      {"cks-00000000000000a01", ACCT, "eu-west-3"},
+      {"cks-00000000000000a02", "444455556666", "eu-west-3"},
+      {"cks-00000000000000a03", "444455556666", "ap-south-2"},
+  };
+  store_tx *tx = NULL;
+  store_cks *list = NULL;
+  size_t n = 0;
+  kerr err;
+  (void)state;
+  for (size_t i = 0; i < 3; i++) {
+    store_cks c;
+    memset(&c, 0, sizeof c);
+    snprintf(c.cks_id, sizeof c.cks_id, "%s", rows[i].id);
+    snprintf(c.account_id, sizeof c.account_id, "%s", rows[i].account);
+    snprintf(c.region, sizeof c.region, "%s", rows[i].region);
+    snprintf(c.name, sizeof c.name, "by-region-%zu", i);
+    snprintf(c.type, sizeof c.type, "AWS_CLOUDHSM");
+    snprintf(c.cluster_id, sizeof c.cluster_id, "cluster-abcdefghijk");
+    snprintf(c.connection_state, sizeof c.connection_state, "DISCONNECTED");
+    c.created_ms = c.state_changed_ms = kclock_now_ms();
+    assert_int_equal(dom->st->ops->begin(dom->st, true, &tx, &err), KERR_OK);
+    assert_int_equal(dom->st->ops->cks_insert(tx, &c, &err), KERR_OK);
+    assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+  }
+  assert_int_equal(dom->st->ops->begin(dom->st, false, &tx, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->cks_list(tx, NULL, "eu-west-3", NULL, 10, &list, &n, &err),
+                   KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(list[0].cks_id, rows[0].id);
+  assert_string_equal(list[1].cks_id, rows[1].id);
+  assert_string_equal(list[1].account_id, "444455556666");
+  store_cks_list_free(list, n);
+  assert_int_equal(dom->st->ops->cks_list(tx, NULL, "eu-west-3", rows[0].id, 10, &list, &n, &err),
+                   KERR_OK);
+  assert_int_equal(n, 1);
+  store_cks_list_free(list, n);
+  assert_int_equal(dom->st->ops->cks_list(tx, "444455556666", "eu-west-3", NULL, 10, &list, &n,
+                                          &err),
+                   KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(list[0].cks_id, rows[1].id);
+  store_cks_list_free(list, n);
+  /* Both NULL: every store (restart recovery), these three among them. */
+  assert_int_equal(dom->st->ops->cks_list(tx, NULL, NULL, "cks-00000000000000a00", 10, &list, &n,
+                                          &err),
+                   KERR_OK);
+  assert_true(n >= 3);
+  assert_string_equal(list[2].cks_id, rows[2].id);
+  store_cks_list_free(list, n);
+  dom->st->ops->rollback(tx);
+  assert_int_equal(dom->st->ops->begin(dom->st, true, &tx, &err), KERR_OK);
+  for (size_t i = 0; i < 3; i++)
+    assert_int_equal(dom->st->ops->cks_delete(tx, rows[i].id, &err), KERR_OK);
+  assert_int_equal(dom->st->ops->commit(tx, &err), KERR_OK);
+}
+
 /* The settings of an external key store survive a round trip through their
  * own columns (migration 5); an update changes them; the wrapped secret is
  * kept as given. */
@@ -351,6 +414,7 @@ static void test_operations_without_a_cluster(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_store_round_trip_and_unique_names, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_store_list_by_region, setup, teardown),
       cmocka_unit_test_setup_teardown(test_store_round_trip_xks_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_never_in_clear_on_disk, setup, teardown),
       cmocka_unit_test_setup_teardown(test_state_changes_persist_and_check_origin, setup, teardown),

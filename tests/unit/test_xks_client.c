@@ -8,8 +8,12 @@
  * misbehave, each a real server too - lib/http's TLS server with a handler
  * that answers junk (not JSON, missing fields, wrong types, wrong sizes,
  * mismatched statuses, a bad CDIV, too large, too late) or records what
- * the client sent; servers with an expired certificate and with TLS 1.1
- * only; a port nobody listens on; and a listener that never answers.
+ * the client sent; servers with an expired certificate, with TLS 1.1
+ * only and with a cipher suite the client does not offer; a port nobody
+ * listens on; a listener whose backlog is full, so the kernel drops the
+ * client's SYN (a blackholed connect that works offline); listeners that
+ * accept and then close or reset the connection during the TLS handshake;
+ * a listener that never answers; a CA bundle that cannot be read.
  * Several threads encrypt and decrypt at once through one client. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -18,8 +22,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -43,6 +50,8 @@
 #include "pkcs11/p11_softhsm.h"
 
 #undef iv_len
+
+#include <openssl/ssl.h>
 
 #define SO_PIN "so-secret-1234"
 #define USER_PIN "xks-user-pin-5678"
@@ -347,6 +356,7 @@ typedef struct client_opts {
   int port;               /* connect-to HOST:443 -> 127.0.0.1:port; 0: none */
   const char *connect_host; /* the HOST of the connect-to; default HOST */
   long timeout_ms;        /* default PATIENT_MS */
+  long connect_timeout_ms;
   unsigned pool;
 } client_opts;
 
@@ -366,6 +376,7 @@ static xks_client *new_client(const client_opts *o) {
   cfg.connect_to = cts;
   cfg.connect_to_count = o->port ? 1 : 0;
   cfg.timeout_ms = o->timeout_ms ? o->timeout_ms : PATIENT_MS;
+  cfg.connect_timeout_ms = o->connect_timeout_ms;
   cfg.pool_size = o->pool;
   if (xks_client_new(&cfg, &c, &e) != KERR_OK) fail_msg("xks_client_new: %s", e.msg);
   return c;
@@ -487,7 +498,7 @@ static void test_config_rules(void **state) {
       {3, "ABCDEFG", "AccessKeyId"},
       {4, "short", "RawSecretAccessKey"},
       {4, SECRET "!", "RawSecretAccessKey"},
-      {5, "/nonexistent/ca.pem", "CA bundle"},
+      {5, "", "CA bundle"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     xks_client_config b = base;
@@ -510,6 +521,22 @@ static void test_config_rules(void **state) {
   expect_bad_config(&b, "pool");
   expect_bad_config(NULL, NULL);
   xks_client_free(NULL);
+
+  /* A CA bundle kmsd cannot read is a fault of kmsd's own installation,
+   * not of the proxy's settings: KERR_INTERNAL, naming the path and why. */
+  const char *unreadable[] = {"/nonexistent/ca.pem", dir /* a directory */};
+  for (size_t i = 0; i < 2; i++) {
+    b = base;
+    b.ca_bundle = unreadable[i];
+    c = (xks_client *)&c;
+    assert_int_equal(xks_client_new(&b, &c, &e), KERR_INTERNAL);
+    assert_null(c);
+    print_message("unreadable CA bundle: %s\n", e.msg);
+    assert_non_null(strstr(e.msg, "CA bundle"));
+    assert_non_null(strstr(e.msg, unreadable[i]));
+    assert_non_null(strstr(e.msg, "cannot be read"));
+    assert_clean(&e);
+  }
 }
 
 /* ---- against the real proxy --------------------------------------------- */
@@ -710,6 +737,43 @@ static void test_wrong_secret(void **state) {
 
 /* ---- TLS ------------------------------------------------------------------ */
 
+/* One TLS 1.3 handshake on a server (OpenSSL, the test's certificate) that
+ * offers only `suites`, then the thread ends.  OpenSSL answers a client
+ * with no suite in common with a handshake_failure alert, as a real server
+ * does (libmicrohttpd just closes the connection). */
+typedef struct tls_refuser {
+  int fd;
+  uint16_t port;
+  const char *suites;
+  pthread_t th;
+} tls_refuser;
+
+static int silent_listener(uint16_t *port);
+
+static void *refuser_main(void *arg) {
+  tls_refuser *r = arg;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  int cfd = accept(r->fd, NULL, NULL);
+  if (ctx && cfd >= 0 && SSL_CTX_use_certificate_chain_file(ctx, cert_path) == 1 &&
+      SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) == 1 &&
+      SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION) == 1 &&
+      SSL_CTX_set_ciphersuites(ctx, r->suites) == 1) {
+    SSL *ssl = SSL_new(ctx);
+    if (ssl && SSL_set_fd(ssl, cfd) == 1) (void)SSL_accept(ssl);
+    SSL_free(ssl);
+  }
+  if (cfd >= 0) close(cfd);
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+static void start_refuser(tls_refuser *r, const char *suites) {
+  memset(r, 0, sizeof *r);
+  r->suites = suites;
+  r->fd = silent_listener(&r->port);
+  assert_int_equal(pthread_create(&r->th, NULL, refuser_main, r), 0);
+}
+
 static void test_tls_failures(void **state) {
   (void)state;
   xks_call_status st;
@@ -790,6 +854,19 @@ static void test_tls_failures(void **state) {
   } else {
     print_message("GnuTLS refuses a TLS 1.1-only server here: that case is not run\n");
   }
+
+  /* A server whose only cipher suite the client does not offer: it refuses
+   * the handshake with a handshake_failure alert. */
+  tls_refuser r;
+  start_refuser(&r, "TLS_AES_128_CCM_SHA256");
+  memset(&o, 0, sizeof o);
+  o.port = r.port;
+  c = new_client(&o);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_TLS_ERROR);
+  print_message("no common cipher suite: %s\n", e.msg);
+  xks_client_free(c);
+  pthread_join(r.th, NULL);
+  close(r.fd);
 }
 
 /* ---- the network ---------------------------------------------------------- */
@@ -864,6 +941,196 @@ static void test_network_failures(void **state) {
   assert_true(ms >= 240 && ms < 1500);
   xks_client_free(c);
   atomic_store(&junk, J_RECORD);
+}
+
+/* A listener on 127.0.0.1 whose accept queue is full: with a backlog of 0,
+ * Linux queues one connection and then drops every SYN (it answers none
+ * while the queue is full), so a client's connect stays unanswered, as
+ * behind a firewall that drops packets - and it works offline, unlike a
+ * non-routable address, which fails at once where there is no route.
+ * *filler is the connection that fills the queue.  Returns -1 (after
+ * closing everything) if this kernel answered a probe anyway. */
+static int full_listener(uint16_t *port, int *filler) {
+  struct sockaddr_in a;
+  socklen_t len = sizeof a;
+  int fd = socket(AF_INET, SOCK_STREAM, 0), probe;
+  struct pollfd pfd;
+  assert_true(fd >= 0);
+  memset(&a, 0, sizeof a);
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof a), 0);
+  assert_int_equal(listen(fd, 0), 0);
+  assert_int_equal(getsockname(fd, (struct sockaddr *)&a, &len), 0);
+  *port = ntohs(a.sin_port);
+  *filler = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(*filler >= 0);
+  assert_int_equal(connect(*filler, (struct sockaddr *)&a, sizeof a), 0);
+  /* The queue is full now: a non-blocking probe must stay unanswered. */
+  probe = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(probe >= 0);
+  assert_int_equal(fcntl(probe, F_SETFL, O_NONBLOCK), 0);
+  assert_true(connect(probe, (struct sockaddr *)&a, sizeof a) != 0 && errno == EINPROGRESS);
+  pfd.fd = probe;
+  pfd.events = POLLOUT;
+  int answered = poll(&pfd, 1, 300);
+  close(probe);
+  if (answered != 0) {
+    close(*filler);
+    close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+static void test_blackholed_connect(void **state) {
+  (void)state;
+  xks_call_status st;
+  kerr e;
+  client_opts o = {0};
+  struct timespec t0;
+  uint16_t port;
+  int filler, fd = full_listener(&port, &filler);
+  if (fd < 0) {
+    print_message("this kernel answers SYNs on a full accept queue: not run\n");
+    skip();
+  }
+  /* No TCP handshake within the call's 300 ms: NOT_REACHABLE, not
+   * TIMED_OUT (the proxy was never reached). */
+  o.port = port;
+  o.timeout_ms = 300;
+  xks_client *c = new_client(&o);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_NOT_REACHABLE);
+  long ms = ms_since(&t0);
+  print_message("blackholed connect: %ld ms: %s\n", ms, e.msg);
+  assert_true(ms >= 290 && ms < 1500);
+  assert_non_null(strstr(e.msg, "no TCP connection"));
+  assert_int_equal(e.code, KERR_XKS_PROXY_URI_UNREACHABLE);
+  assert_int_equal(st.http_status, 0);
+  xks_client_free(c);
+
+  /* A connect deadline shorter than the call's ends the wait sooner (the
+   * kernel's first SYN retransmission is a second away). */
+  memset(&o, 0, sizeof o);
+  o.port = port;
+  o.timeout_ms = 3000;
+  o.connect_timeout_ms = 200;
+  c = new_client(&o);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_NOT_REACHABLE);
+  ms = ms_since(&t0);
+  print_message("blackholed connect, 200 ms connect deadline: %ld ms\n", ms);
+  assert_true(ms >= 190 && ms < 900);
+  xks_client_free(c);
+  close(filler);
+  close(fd);
+
+  /* Connected but silent: the connect deadline does not cut the wait for a
+   * TLS answer short into NOT_REACHABLE; the TCP connection was up, so the
+   * end of the deadline is TIMED_OUT. */
+  fd = silent_listener(&port);
+  memset(&o, 0, sizeof o);
+  o.port = port;
+  o.timeout_ms = 300;
+  o.connect_timeout_ms = 150;
+  c = new_client(&o);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_TIMED_OUT);
+  print_message("silent listener, 150 ms connect deadline: %s\n", e.msg);
+  xks_client_free(c);
+  close(fd);
+}
+
+/* A TCP server that accepts each connection and, after reading the
+ * ClientHello (or at once), closes it - or resets it (SO_LINGER 0). */
+typedef struct dropper {
+  int fd;
+  int read_first;
+  int reset;
+  int count;        /* connections to take, then the thread ends */
+  pthread_t th;
+} dropper;
+
+static void *dropper_main(void *arg) {
+  dropper *d = arg;
+  for (int i = 0; i < d->count; i++) {
+    int cfd = accept(d->fd, NULL, NULL);
+    if (cfd < 0) break;
+    if (d->read_first) {
+      char buf[4096];
+      struct pollfd pfd = {cfd, POLLIN, 0};
+      if (poll(&pfd, 1, 5000) > 0) (void)!read(cfd, buf, sizeof buf);
+    }
+    if (d->reset) {
+      struct linger l = {1, 0};
+      setsockopt(cfd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+    }
+    close(cfd);
+  }
+  return NULL;
+}
+
+static void test_handshake_dropped(void **state) {
+  (void)state;
+  static const struct {
+    int read_first, reset;
+    const char *what;
+  } cases[] = {
+      {0, 0, "closed at once"},
+      {1, 0, "closed after the ClientHello"},
+      {1, 1, "reset after the ClientHello"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    dropper d = {0};
+    uint16_t port;
+    xks_call_status st;
+    kerr e;
+    client_opts o = {0};
+    d.fd = silent_listener(&port);
+    d.read_first = cases[i].read_first;
+    d.reset = cases[i].reset;
+    d.count = 1;
+    assert_int_equal(pthread_create(&d.th, NULL, dropper_main, &d), 0);
+    o.port = port;
+    xks_client *c = new_client(&o);
+    /* The proxy went away mid-handshake without refusing anything in TLS
+     * terms: the network failed, the TLS configuration did not. */
+    assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_NOT_REACHABLE);
+    print_message("%s: %s\n", cases[i].what, e.msg);
+    assert_int_equal(e.code, KERR_XKS_PROXY_URI_UNREACHABLE);
+    xks_client_free(c);
+    pthread_join(d.th, NULL);
+    close(d.fd);
+  }
+}
+
+/* The CA bundle was readable when the client was made and is not PEM by
+ * the time a connection loads it: a local failure (LOCAL_ERROR,
+ * KERR_INTERNAL), not a fault of the proxy's TLS; put back, it serves. */
+static void test_ca_bundle_at_call_time(void **state) {
+  (void)state;
+  char path[PATH_MAX], cmd[2 * PATH_MAX + 16];
+  xks_call_status st;
+  kerr e;
+  client_opts o = {0};
+  FILE *f;
+  snprintf(path, sizeof path, "%s/ca-copy.pem", dir);
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", ca_pem, path);
+  assert_int_equal(system(cmd), 0);
+  o.port = proxy_port;
+  o.ca = path;
+  xks_client *c = new_client(&o);
+  f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("this is not a certificate\n", f);
+  fclose(f);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_LOCAL_ERROR);
+  assert_int_equal(e.code, KERR_INTERNAL);
+  print_message("CA bundle gone bad: %s\n", e.msg);
+  assert_int_equal(system(cmd), 0);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_OK);
+  xks_client_free(c);
+  unlink(path);
 }
 
 /* ---- replies that break the spec ------------------------------------------- */
@@ -1130,6 +1397,9 @@ int main(void) {
       cmocka_unit_test(test_wrong_secret),
       cmocka_unit_test(test_tls_failures),
       cmocka_unit_test(test_network_failures),
+      cmocka_unit_test(test_blackholed_connect),
+      cmocka_unit_test(test_handshake_dropped),
+      cmocka_unit_test(test_ca_bundle_at_call_time),
       cmocka_unit_test(test_invalid_responses),
       cmocka_unit_test(test_wire),
       cmocka_unit_test(test_concurrent),
