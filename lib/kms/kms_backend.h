@@ -22,8 +22,10 @@
  * the KMS caller, never holding a secret); NULL methods are operations the
  * kind of store does not have (see each).  Methods that take a connection
  * are called only with one that `connect` returned and `disconnect` has not
- * closed; the manager keeps a connection alive while any call uses it, and
- * calls may run on many threads at once. */
+ * closed; the manager keeps a connection alive while any call uses it (a
+ * counted reference per call, kms_cks_slot.h), and calls may run on many
+ * threads at once, on a connection that has already been replaced by a
+ * newer one. */
 #ifndef KMSD_KMS_KMS_BACKEND_H
 #define KMSD_KMS_KMS_BACKEND_H
 
