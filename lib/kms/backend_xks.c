@@ -345,8 +345,11 @@ static void xks_check_row(const store_cks *c, const char **bad) {
     *bad = "secret access key";
 }
 
-static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
-                             const char **connection_error, kerr *err) {
+/* A connection to the proxy of cx->row: its client, and with `probe` one
+ * GetHealthStatus that must succeed (a connect) - without, nothing is sent
+ * (a resume after a restart). */
+static kerr_code open_conn(const kms_backend_connect_ctx *cx, bool probe, kms_backend_conn **out,
+                           const char **connection_error, kerr *err) {
   xks_conn *c = NULL;
   xks_client *client = NULL;
   xks_call_status st;
@@ -358,9 +361,11 @@ static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn
   snprintf(what, sizeof what, "external key store %s", cx->row->cks_id);
   rc = build_client(cx->d, cx->row, &client, connection_error, err);
   if (rc) return rc;
-  rc = health_check(client, cx->request_id, "ConnectCustomKeyStore", what, connection_error, &st,
-                    err);
-  if (rc) goto fail;
+  if (probe) {
+    rc = health_check(client, cx->request_id, "ConnectCustomKeyStore", what, connection_error,
+                      &st, err);
+    if (rc) goto fail;
+  }
   c = calloc(1, sizeof *c);
   if (!c) {
     *connection_error = "INTERNAL_ERROR";
@@ -373,6 +378,19 @@ static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn
 fail:
   xks_client_free(client);
   return rc;
+}
+
+static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                             const char **connection_error, kerr *err) {
+  return open_conn(cx, true, out, connection_error, err);
+}
+
+/* After a restart a CONNECTED store stays CONNECTED whether or not its proxy
+ * answers now (the first periodic health check logs it): the client is
+ * built from the stored settings, and nothing is sent. */
+static kerr_code xks_resume(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                            const char **connection_error, kerr *err) {
+  return open_conn(cx, false, out, connection_error, err);
 }
 
 static void xks_disconnect(kms_backend_conn *bc) {
@@ -476,6 +494,18 @@ static kerr_code crypto_error(const kms_backend_ctx *ctx, const xks_call_status 
                     "The external key store proxy did not answer %s in time.", ctx->key_arn);
   if (st->outcome == XKS_OUTCOME_LOCAL_ERROR)
     return kerr_set(err, KERR_INTERNAL, "KMS could not complete the request.");
+  /* No answer at all: say so, with the ConnectionErrorCode a connect would
+   * report (the store stays CONNECTED, so DescribeCustomKeyStores shows none). */
+  if (st->outcome == XKS_OUTCOME_NOT_REACHABLE)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "%s is unusable: KMS cannot reach its external key store proxy "
+                    "(XKS_PROXY_NOT_REACHABLE).",
+                    ctx->key_arn);
+  if (st->outcome == XKS_OUTCOME_TLS_ERROR)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "%s is unusable: the TLS connection to its external key store proxy failed "
+                    "(XKS_PROXY_INVALID_TLS_CONFIGURATION).",
+                    ctx->key_arn);
   return kerr_set(err, KERR_INVALID_STATE,
                   "%s is unusable: its external key store proxy answered %s%s%s.", ctx->key_arn,
                   xks_outcome_name(st->outcome), st->proxy_error ? " " : "",
@@ -720,6 +750,7 @@ const kms_backend kms_backend_xks = {
     .check_config = xks_check_config,
     .connect = xks_connect,
     .disconnect = xks_disconnect,
+    .resume = xks_resume,
     .health = xks_check_health,
     .create_key = xks_create_key,
     .delete_key = NULL,  /* the external key is the customer's: never deleted */

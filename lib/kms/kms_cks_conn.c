@@ -371,8 +371,68 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* A store that was CONNECTED when the previous run stopped gets its live
+ * connection back without asking its backing store, when its backend can
+ * (kms_backend.resume: an external key store's client is only settings and
+ * a credential), and stays CONNECTED: a running kmsd whose proxy stops
+ * answering stays CONNECTED too (its health check fails, logged), and a
+ * restart must not turn a proxy that is down for a moment into a FAILED
+ * store that only a Disconnect and Connect repair.  The sweeper's first
+ * round of health checks, one sweep interval after the start, checks it and
+ * logs a failure like any periodic check.  False when the backend cannot
+ * resume (CloudHSM: its connection is logged-in HSM sessions) or the resume
+ * failed: the caller then connects for real. */
+static bool resume_store(kms_domain *d, store_cks *c) {
+  kmsi_cks_manager *m = d->cks;
+  const kms_backend *b = kmsi_backend_for_type(c->type);
+  kms_backend_conn *conn = NULL;
+  kmsi_slot_ref *to_close = NULL;
+  kms_backend_connect_ctx cx;
+  cks_worker w;
+  const char *code = NULL;
+  kerr e;
+  kerr_code rc;
+
+  if (!b || !b->resume) return false;
+  memset(&w, 0, sizeof w);
+  kerr_clear(&e);
+  pthread_mutex_lock(&m->lock);
+  w.live = live_get_locked(m, c->cks_id);
+  if (w.live) w.attempt = ++w.live->attempt;
+  pthread_mutex_unlock(&m->lock);
+  if (!w.live) return false;
+  w.d = d;
+  snprintf(w.request_id, sizeof w.request_id, "recovery");
+  memset(&cx, 0, sizeof cx);
+  cx.d = d;
+  cx.row = c;
+  cx.request_id = w.request_id;
+  cx.still_current = still_current;
+  cx.manager_arg = &w;
+  rc = b->resume(&cx, &conn, &code, &e);
+  if (rc) {
+    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection (%s): %s",
+            c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+    return false;
+  }
+  pthread_mutex_lock(&m->lock);
+  rc = publish_locked(w.live, w.attempt, b, conn, &to_close, &e);
+  pthread_mutex_unlock(&m->lock);
+  kmsi_slot_close_retired(&w.live->slot, to_close);
+  if (rc) {
+    b->disconnect(conn);
+    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection: %s",
+            c->cks_id, e.msg);
+    return false;
+  }
+  log_msg(LOG_INFO, "recovery",
+          "custom key store %s: stays CONNECTED, its connection rebuilt without contacting it",
+          c->cks_id);
+  return true;
+}
+
 /* Bring one store left mid-transition by the previous run forward. */
-static void recover_store(kms_domain *d, const store_cks *c) {
+static void recover_store(kms_domain *d, store_cks *c) {
   static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
   static const char *const from_connected[] = {"CONNECTED", NULL};
   kerr e;
@@ -381,6 +441,9 @@ static void recover_store(kms_domain *d, const store_cks *c) {
     kmsi_cks_set_state(d, c->cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, "recovery",
                        NULL, &e);
   } else if (strcmp(c->connection_state, STATE_CONNECTED) == 0) {
+    /* A damaged row is never resumed: the connect below fails it. */
+    if (kmsi_cks_check_row(c, &e) == KERR_OK && resume_store(d, c)) return;
+    kerr_clear(&e);
     if (kmsi_cks_set_state(d, c->cks_id, from_connected, STATE_CONNECTING, NULL, "recovery",
                            NULL, &e) == KERR_OK)
       kmsi_cks_connect_async(d, c->cks_id, "recovery", &e);

@@ -181,10 +181,14 @@ kerr_code kmsi_check_call(const kms_call *call, kerr *err);
 
 #define KMS_STATE_UNAVAILABLE "Unavailable"
 
-/* Create the connection manager and drive stores left mid-transition by a
- * previous run: CONNECTING -> connect again, DISCONNECTING ->
- * DISCONNECTED, CONNECTED -> CONNECTING and reconnect with the stored
- * password.  Connects run on worker threads; this returns at once.  On
+/* Create the connection manager (d->cks) and drive stores left
+ * mid-transition by a previous run: CONNECTING -> connect again,
+ * DISCONNECTING -> DISCONNECTED, CONNECTED -> stays CONNECTED with its
+ * connection rebuilt without the backing store where the backend can
+ * (external key stores, kms_backend.resume; the sweeper's first health
+ * round checks it), else CONNECTING and a real connect (CloudHSM: log in
+ * with the stored passwords).  Connects run on worker threads; this returns at once.
+ * Call it once the rest of the domain is built (its workers read it).  On
  * failure nothing is left running. */
 kerr_code kmsi_cks_start(kms_domain *d, kerr *err);
 

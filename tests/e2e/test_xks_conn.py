@@ -8,6 +8,12 @@ kmsd:
   new connection must take over at once, not when the old one is idle - under
   steady traffic that moment need not come - so the update answers promptly,
   no call of the stream fails, and the proxy sees the new credential after.
+* RestartProxyDownTest: kmsd restarts while the real proxy is down.  A store
+  that was CONNECTED comes back CONNECTED (a running kmsd whose proxy goes
+  down stays CONNECTED too), Encrypt meets the unreachable proxy as
+  KMSInvalidStateException, and once the proxy is back an old ciphertext
+  decrypts and Encrypt works, with no ConnectCustomKeyStore.  A store left
+  CONNECTING by the previous run still connects for real (stand-in proxy).
 * HealthSweepManyStoresTest: the periodic GetHealthStatus reaches every one
   of more CONNECTED stores than the 100 an earlier kmsd checked per round
   (stand-in proxy serving 110 URI paths).
@@ -213,6 +219,100 @@ class RotationUnderLoadTest(_RealProxyCase):
                          ["CustomKeyStores"][0]["XksProxyConfiguration"]["AccessKeyId"], x.AKID_2)
         # The old connection was closed, not leaked: kmsd stops cleanly
         # (the harness fails a stop that does not exit 0).
+
+
+class RestartProxyDownTest(_RealProxyCase):
+
+    def test_connected_store_survives_restart_with_proxy_down(self):
+        server = self.start_server(args=self.kmsd_args("--xks-timeout", "2000"))
+        kms = h.kms_client(server)
+        cks = real_store(kms, "restarting")
+        md = kms.create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=cks,
+                            XksKeyId=self.KEY)["KeyMetadata"]
+        key = md["KeyId"]
+        blob = kms.encrypt(KeyId=key, Plaintext=b"made before the restart",
+                           EncryptionContext={"c": "1"})["CiphertextBlob"]
+
+        server.stop()
+        self.proxy.stop()
+        try:
+            server.start()
+            kms = h.kms_client(server)
+            # CONNECTED at once and for good: the restart's health check
+            # fails (logged) and changes nothing, as a periodic one would.
+            entry = kms.describe_custom_key_stores(CustomKeyStoreId=cks)["CustomKeyStores"][0]
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            lines = wait_log(server, r"custom key store %s: health check failed "
+                                     r"\(XKS_PROXY_NOT_REACHABLE\)" % cks)
+            self.assertTrue(lines, "no failed health check logged for %s" % cks)
+            entry = kms.describe_custom_key_stores(CustomKeyStoreId=cks)["CustomKeyStores"][0]
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            self.assertNotIn("ConnectionErrorCode", entry)
+            self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+            # Crypto meets the unreachable proxy itself.
+            err = self.assertKmsError("KMSInvalidStateException", kms.encrypt, KeyId=key,
+                                      Plaintext=b"while the proxy is down")
+            self.assertIn(md["Arn"], err["Message"])
+            self.assertIn("cannot reach", err["Message"])
+            self.assertIn("XKS_PROXY_NOT_REACHABLE", err["Message"])
+            self.assertKmsError("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob,
+                                EncryptionContext={"c": "1"})
+        finally:
+            if self.proxy.proc.poll() is not None:
+                self.restart_proxy()
+        # The proxy is back: the same connection serves, no Connect needed.
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob, EncryptionContext={"c": "1"})
+                         ["Plaintext"], b"made before the restart")
+        out = kms.encrypt(KeyId=key, Plaintext=b"after the proxy came back")
+        self.assertEqual(kms.decrypt(CiphertextBlob=out["CiphertextBlob"])["Plaintext"],
+                         b"after the proxy came back")
+        with open(server.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertNotIn("ConnectCustomKeyStore", log.split("=== start 2")[1])
+        self.assertNotIn("%s: CONNECTED -> CONNECTING" % cks, log)
+        self.assertNotIn(x.SECRET_1, log)
+
+
+class RestartConnectingTest(h.KmsdBaseTestCase):
+    """A store the previous run left CONNECTING is connected for real at the
+    next start: with its proxy down it ends FAILED, as any connect would."""
+
+    HOST = "xks.example.com"
+    PATH = "/connecting/kms/xks/v1"
+
+    def test_connecting_store_connects_again(self):
+        tmp = tempfile.mkdtemp(prefix="xks-conn-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        certs = xks_certs.make_certs(os.path.join(tmp, "certs"), hostname=self.HOST)
+        self.addCleanup(certs.cleanup)
+        proxy = StandIn(cert=certs.good, uri_path=self.PATH)
+        self.addCleanup(proxy.stop)
+        server = self.start_server(args=["--xks-ca-bundle", certs.ca, "--xks-timeout", "5000",
+                                         "--xks-connect-to", proxy.connect_to(self.HOST)])
+        kms = h.kms_client(server)
+        cks = kms.create_custom_key_store(
+            CustomKeyStoreName="connecting", CustomKeyStoreType="EXTERNAL_KEY_STORE",
+            XksProxyUriEndpoint="https://" + self.HOST, XksProxyUriPath=self.PATH,
+            XksProxyConnectivity="PUBLIC_ENDPOINT",
+            XksProxyAuthenticationCredential={"AccessKeyId": DEFAULT_ACCESS_KEY_ID,
+                                              "RawSecretAccessKey": DEFAULT_SECRET}
+        )["CustomKeyStoreId"]
+        # The connect's GetHealthStatus hangs; kmsd dies meanwhile.
+        proxy.set_delay(30, ops={"health"})
+        kms.connect_custom_key_store(CustomKeyStoreId=cks)
+        deadline = time.monotonic() + 10
+        while not proxy.requests("health") and time.monotonic() < deadline:
+            time.sleep(0.02)
+        self.assertTrue(proxy.requests("health"), "the connect never asked the proxy")
+        self.assertEqual(kms.describe_custom_key_stores(CustomKeyStoreId=cks)
+                         ["CustomKeyStores"][0]["ConnectionState"], "CONNECTING")
+        server.kill()
+        proxy.stop()
+        server.start()
+        kms = h.kms_client(server)
+        entry = wait_state(kms, cks)
+        self.assertEqual(entry["ConnectionState"], "FAILED", entry)
+        self.assertEqual(entry["ConnectionErrorCode"], "XKS_PROXY_NOT_REACHABLE")
 
 
 class _ManyPathStandIn(StandIn):
