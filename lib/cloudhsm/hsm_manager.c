@@ -1207,11 +1207,14 @@ kerr_code hsm_service_open(const hsm_service_config *cfg, hsm_service **out, ker
     log_msg(LOG_INFO, NULL, "HSM pool: %zu operator-provisioned token(s); SoftHSM2 reads %s",
             m->npool, getenv("SOFTHSM2_CONF") ? "$SOFTHSM2_CONF" : "its default configuration");
   }
+  /* Set before the worker starts: nothing of `m` it can read is written
+   * after pthread_create (`running` shares a word with `stopping`). */
+  m->running = true;
   if (pthread_create(&m->worker, NULL, worker_main, m) != 0) {
+    m->running = false;
     rc = kerr_set(err, KERR_INTERNAL, "Cannot start the cluster worker thread.");
     goto fail;
   }
-  m->running = true;
   *out = m;
   return KERR_OK;
 fail:

@@ -370,8 +370,11 @@ static void xks_check_row(const store_cks *c, const char **bad) {
     *bad = "secret access key";
 }
 
-static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
-                             const char **connection_error, kerr *err) {
+/* A connection to the proxy of cx->row: its client, and with `probe` one
+ * GetHealthStatus that must succeed (a connect) - without, nothing is sent
+ * (a resume after a restart). */
+static kerr_code open_conn(const kms_backend_connect_ctx *cx, bool probe, kms_backend_conn **out,
+                           const char **connection_error, kerr *err) {
   xks_conn *c = NULL;
   xks_client *client = NULL;
   xks_call_status st;
@@ -383,9 +386,11 @@ static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn
   snprintf(what, sizeof what, "external key store %s", cx->row->cks_id);
   rc = build_client(cx->d, cx->row, &client, connection_error, err);
   if (rc) return rc;
-  rc = health_check(client, cx->request_id, "ConnectCustomKeyStore", what, connection_error, &st,
-                    err);
-  if (rc) goto fail;
+  if (probe) {
+    rc = health_check(client, cx->request_id, "ConnectCustomKeyStore", what, connection_error,
+                      &st, err);
+    if (rc) goto fail;
+  }
   c = calloc(1, sizeof *c);
   if (!c) {
     *connection_error = "INTERNAL_ERROR";
@@ -398,6 +403,19 @@ static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn
 fail:
   xks_client_free(client);
   return rc;
+}
+
+static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                             const char **connection_error, kerr *err) {
+  return open_conn(cx, true, out, connection_error, err);
+}
+
+/* After a restart a CONNECTED store stays CONNECTED whether or not its proxy
+ * answers now (the first periodic health check logs it): the client is
+ * built from the stored settings, and nothing is sent. */
+static kerr_code xks_resume(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                            const char **connection_error, kerr *err) {
+  return open_conn(cx, false, out, connection_error, err);
 }
 
 static void xks_disconnect(kms_backend_conn *bc) {
@@ -511,6 +529,18 @@ static kerr_code crypto_error(const kms_backend_ctx *ctx, const xks_call_status 
                     "The external key store proxy rejected the request because the specified "
                     "ciphertext or encryption context is corrupted, missing, or otherwise "
                     "invalid.");
+  /* No answer at all: say so, with the ConnectionErrorCode a connect would
+   * report (the store stays CONNECTED, so DescribeCustomKeyStores shows none). */
+  if (st->outcome == XKS_OUTCOME_NOT_REACHABLE)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "%s is unusable: KMS cannot reach its external key store proxy "
+                    "(XKS_PROXY_NOT_REACHABLE).",
+                    ctx->key_arn);
+  if (st->outcome == XKS_OUTCOME_TLS_ERROR)
+    return kerr_set(err, KERR_INVALID_STATE,
+                    "%s is unusable: the TLS connection to its external key store proxy failed "
+                    "(XKS_PROXY_INVALID_TLS_CONFIGURATION).",
+                    ctx->key_arn);
   return kerr_set(err, KERR_INVALID_STATE,
                   "%s is unusable: its external key store proxy answered %s%s%s.", ctx->key_arn,
                   xks_outcome_name(st->outcome), st->proxy_error ? " " : "",
@@ -836,6 +866,7 @@ const kms_backend kms_backend_xks = {
     .probe_differs = kmsi_xks_settings_differ,
     .connect = xks_connect,
     .disconnect = xks_disconnect,
+    .resume = xks_resume,
     .health = xks_check_health,
     .create_key = xks_create_key,
     .delete_key = NULL,  /* the external key is the customer's: never deleted */

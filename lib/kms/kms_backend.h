@@ -21,9 +21,11 @@
  * Conventions: every method returns a kerr_code and fills `err` (worded for
  * the KMS caller, never holding a secret); NULL methods are operations the
  * kind of store does not have (see each).  Methods that take a connection
- * are called only with one that `connect` returned and `disconnect` has not
- * closed; the manager keeps a connection alive while any call uses it, and
- * calls may run on many threads at once.
+ * are called only with one that `connect` (or `resume`) returned and
+ * `disconnect` has not closed; the manager keeps a connection alive while
+ * any call uses it (a counted reference per call, kms_cks_slot.h), and
+ * calls may run on many threads at once, on a connection that has already
+ * been replaced by a newer one.
  *
  * Transactions: the methods that may wait on a backing system (probe,
  * connect, health, create_key, delete_key, encrypt, decrypt, random) are
@@ -191,6 +193,18 @@ typedef struct kms_backend {
 
   /* Close a connection.  NULL is allowed.  NULL for local. */
   void (*disconnect)(kms_backend_conn *c);
+
+  /* Rebuild, when kmsd starts, the connection of a store that was CONNECTED
+   * when it stopped, without asking the backing system anything (the store
+   * stays CONNECTED; the periodic `health` checks ask it and log a failure,
+   * as for a running store whose backing system stops answering).
+   * Fails only when the connection cannot be built at all (a damaged stored
+   * secret, settings no longer valid), with *connection_error as for
+   * connect; the manager then connects the store for real.  Must not change
+   * cx->row.  NULL: the store goes through CONNECTING and `connect` again
+   * (CloudHSM, whose connection is logged-in HSM sessions). */
+  kerr_code (*resume)(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                      const char **connection_error, kerr *err);
 
   /* Whether a connected store still works: KERR_OK, or a failure with
    * *connection_error as for connect.  For periodic checks of CONNECTED

@@ -10,14 +10,24 @@
  * to a backing store (logging in to every HSM of a cluster, asking an
  * external proxy for its health) takes real time, and a disconnect must not
  * pull a connection from under an Encrypt in flight.  So each store has a
- * small in-memory record (`live`) holding its connection with a use count,
- * and an "attempt" number: a connect worker may only publish its connection
- * when no disconnect or newer connect has happened since it started, and a
+ * small in-memory record (`live`) holding its connection in a slot of
+ * counted references (kms_cks_slot.h: a new connection replaces the old one
+ * at once, and the old one is closed by its last user), and an "attempt"
+ * number: a connect worker may only publish its connection when no
+ * disconnect or newer connect has happened since it started, and a
  * backend's connect asks (still_current) before each step that changes
  * anything outside it.  Workers of one store run one at a time
  * (connect_lock), so a stale worker that changes the store's secrets (the
  * CloudHSM backend rotates kmsuser's password) finishes persisting them
- * before the next one reads them. */
+ * before the next one reads them.
+ *
+ * Locks, outermost first: a store's connect_lock (held by its connect
+ * worker or refresh for a whole connect), the manager's lock (the list of
+ * live records, attempts, workers; never held across a backend call or a
+ * wait), a slot's lock (kms_cks_slot.c).  Live records are freed only by
+ * kmsi_cks_stop, so a pointer to one stays valid without the manager's lock
+ * and the list can be walked a record at a time, dropping the lock between
+ * records (the health sweep); new records are only ever added at its head. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +39,7 @@
 #include "core/secmem.h"
 #include "crypto/blob.h"
 #include "kms/kms_backend.h"
+#include "kms/kms_cks_slot.h"
 #include "kms/kms_internal.h"
 
 #define RECOVERY_PAGE 100
@@ -36,9 +47,7 @@
 
 typedef struct cks_live {
   char cks_id[STORE_CKS_ID_MAX];
-  const kms_backend *backend;   /* conn's backend */
-  kms_backend_conn *conn;       /* NULL unless CONNECTED */
-  int users;                    /* threads using conn now */
+  kmsi_slot slot;               /* the live connection; empty unless CONNECTED */
   uint64_t attempt;             /* bumped by every connect and disconnect */
   pthread_mutex_t connect_lock; /* one connect worker per store at a time */
   struct cks_live *next;
@@ -56,7 +65,6 @@ typedef struct cks_worker {
 
 struct kmsi_cks_manager {
   pthread_mutex_t lock;
-  pthread_cond_t released; /* a connection's use count dropped */
   cks_live *live;
   cks_worker *workers;
 };
@@ -117,91 +125,97 @@ out:
 
 /* ------------------------------------------------------- live registry */
 
+/* The live record of `cks_id`, or NULL.  Caller holds m->lock. */
+static cks_live *live_find_locked(kmsi_cks_manager *m, const char *cks_id) {
+  for (cks_live *l = m->live; l; l = l->next)
+    if (strcmp(l->cks_id, cks_id) == 0) return l;
+  return NULL;
+}
+
 /* The live record of `cks_id`, created on first use.  Caller holds m->lock. */
 static cks_live *live_get_locked(kmsi_cks_manager *m, const char *cks_id) {
-  cks_live *l;
-  for (l = m->live; l; l = l->next)
-    if (strcmp(l->cks_id, cks_id) == 0) return l;
+  cks_live *l = live_find_locked(m, cks_id);
+  if (l) return l;
   l = calloc(1, sizeof *l);
   if (!l) return NULL;
   snprintf(l->cks_id, sizeof l->cks_id, "%s", cks_id);
+  kmsi_slot_init(&l->slot);
   pthread_mutex_init(&l->connect_lock, NULL);
   l->next = m->live;
   m->live = l;
   return l;
 }
 
-/* Borrow the live connection of `cks_id` and its backend; false when not
- * connected.  Give it back with conn_release. */
+static cks_live *live_find(kmsi_cks_manager *m, const char *cks_id) {
+  cks_live *l;
+  pthread_mutex_lock(&m->lock);
+  l = live_find_locked(m, cks_id);
+  pthread_mutex_unlock(&m->lock);
+  return l;
+}
+
+/* Take a reference on the live connection of `cks_id` and its backend;
+ * false when not connected.  Give it back with conn_release.  A connection
+ * replaced meanwhile (UpdateCustomKeyStore) stays open for this call. */
 static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **b,
                          kms_backend_conn **c) {
-  kmsi_cks_manager *m = d->cks;
+  cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
   *b = NULL;
   *c = NULL;
-  if (!m) return false;
-  pthread_mutex_lock(&m->lock);
-  for (cks_live *l = m->live; l; l = l->next) {
-    if (strcmp(l->cks_id, cks_id) == 0 && l->conn) {
-      l->users++;
-      *b = l->backend;
-      *c = l->conn;
-      break;
-    }
-  }
-  pthread_mutex_unlock(&m->lock);
-  return *c != NULL;
+  return l && kmsi_slot_acquire(&l->slot, b, c);
 }
 
-static void conn_release(kms_domain *d, const char *cks_id) {
-  kmsi_cks_manager *m = d->cks;
-  pthread_mutex_lock(&m->lock);
-  for (cks_live *l = m->live; l; l = l->next) {
-    if (strcmp(l->cks_id, cks_id) == 0) {
-      l->users--;
-      break;
-    }
-  }
-  pthread_cond_broadcast(&m->released);
-  pthread_mutex_unlock(&m->lock);
+/* Drop the reference conn_acquire took on `c`; the last reference of a
+ * replaced connection closes it, on this thread. */
+static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c) {
+  cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
+  if (!l || !kmsi_slot_release(&l->slot, c))
+    log_msg(LOG_ERROR, NULL, "custom key store %s: a connection released twice or never taken",
+            cks_id);
 }
 
-/* Close `l`'s connection once nobody uses it.  Caller holds m->lock, which
- * is dropped while the backend closes it. */
-static void conn_close_locked(kmsi_cks_manager *m, cks_live *l) {
-  kms_backend_conn *c;
-  const kms_backend *b;
-  while (l->users > 0) pthread_cond_wait(&m->released, &m->lock);
-  c = l->conn;
-  b = l->backend;
-  l->conn = NULL;
-  l->backend = NULL;
-  if (!c) return;
-  pthread_mutex_unlock(&m->lock);
-  b->disconnect(c);
-  pthread_mutex_lock(&m->lock);
+/* Publish `conn` (of backend `b`) as the live connection of `l` if `attempt`
+ * is still the store's, replacing any other at once.  Caller holds m->lock;
+ * a replaced connection nobody uses comes back in *to_close, for
+ * kmsi_slot_close_retired once the lock is dropped.  KERR_CONFLICT when
+ * overtaken, KERR_INTERNAL when out of memory; the caller keeps `conn`
+ * unless KERR_OK. */
+static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend *b,
+                                kms_backend_conn *conn, kmsi_slot_ref **to_close, kerr *err) {
+  *to_close = NULL;
+  if (l->attempt != attempt)
+    return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
+  if (!kmsi_slot_install(&l->slot, b, conn, to_close))
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  return KERR_OK;
 }
 
 void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
   kmsi_cks_manager *m = d->cks;
+  kmsi_slot_ref *to_close = NULL;
   cks_live *l;
   if (!m) return;
   pthread_mutex_lock(&m->lock);
   l = live_get_locked(m, cks_id);
   if (l) {
     l->attempt++;
-    conn_close_locked(m, l);
+    kmsi_slot_clear(&l->slot, &to_close);
   }
   pthread_mutex_unlock(&m->lock);
+  if (!l) return;
+  /* New calls find no connection from here on, so the wait below ends as
+   * soon as the calls already holding it end: no starvation.  The store's
+   * HSM sessions (or proxy client) are closed before Disconnect answers. */
+  kmsi_slot_close_retired(&l->slot, to_close);
+  kmsi_slot_drain(&l->slot);
   /* Wait for a worker still running for the store: it sees the new attempt
    * at its next step and stops, changing no state.  After this returns no
    * worker touches the store's backing system or secrets, so what the
    * operator does next (UpdateCustomKeyStore, hsm-cli) is not raced by a
    * stale connect.  Live records live as long as the manager, so `l` stays
    * valid. */
-  if (l) {
-    pthread_mutex_lock(&l->connect_lock);
-    pthread_mutex_unlock(&l->connect_lock);
-  }
+  pthread_mutex_lock(&l->connect_lock);
+  pthread_mutex_unlock(&l->connect_lock);
 }
 
 static bool attempt_current(kmsi_cks_manager *m, cks_live *l, uint64_t attempt) {
@@ -229,9 +243,9 @@ static void worker_run(cks_worker *w) {
   store_cks c;
   const kms_backend *b = NULL;
   kms_backend_conn *conn = NULL;
+  kmsi_slot_ref *to_close = NULL;
   kms_backend_connect_ctx cx;
   const char *code = NULL;
-  bool published = false;
   kerr e;
   kerr_code rc;
 
@@ -261,20 +275,19 @@ static void worker_run(cks_worker *w) {
   cx.manager_arg = w;
   rc = b->connect(&cx, &conn, &code, &e);
   if (rc) goto failed;
+  /* A connection should not be in the slot, but one that is (left by any
+   * path that failed to clear it) is retired and closed by its last user,
+   * not leaked. */
   pthread_mutex_lock(&m->lock);
-  if (w->live->attempt == w->attempt) {
-    /* A connection should not be here, but one that is (left by any path
-     * that failed to close it) is closed once nobody uses it, not leaked. */
-    if (w->live->conn) conn_close_locked(m, w->live); /* drops the lock while closing */
-    if (w->live->attempt == w->attempt) {
-      w->live->backend = b;
-      w->live->conn = conn;
-      conn = NULL;
-      published = true;
-    }
-  }
+  rc = publish_locked(w->live, w->attempt, b, conn, &to_close, &e);
   pthread_mutex_unlock(&m->lock);
-  if (!published) goto out;
+  kmsi_slot_close_retired(&w->live->slot, to_close);
+  if (rc == KERR_CONFLICT) goto out;
+  if (rc) {
+    code = "INTERNAL_ERROR";
+    goto failed;
+  }
+  conn = NULL;
   rc = kmsi_cks_set_state(d, c.cks_id, from_connecting, STATE_CONNECTED, NULL, w->request_id,
                           NULL, &e);
   if (rc) {
@@ -358,8 +371,68 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
 
 /* ------------------------------------------------------------ lifecycle */
 
+/* A store that was CONNECTED when the previous run stopped gets its live
+ * connection back without asking its backing store, when its backend can
+ * (kms_backend.resume: an external key store's client is only settings and
+ * a credential), and stays CONNECTED: a running kmsd whose proxy stops
+ * answering stays CONNECTED too (its health check fails, logged), and a
+ * restart must not turn a proxy that is down for a moment into a FAILED
+ * store that only a Disconnect and Connect repair.  The sweeper's first
+ * round of health checks, one sweep interval after the start, checks it and
+ * logs a failure like any periodic check.  False when the backend cannot
+ * resume (CloudHSM: its connection is logged-in HSM sessions) or the resume
+ * failed: the caller then connects for real. */
+static bool resume_store(kms_domain *d, store_cks *c) {
+  kmsi_cks_manager *m = d->cks;
+  const kms_backend *b = kmsi_backend_for_type(c->type);
+  kms_backend_conn *conn = NULL;
+  kmsi_slot_ref *to_close = NULL;
+  kms_backend_connect_ctx cx;
+  cks_worker w;
+  const char *code = NULL;
+  kerr e;
+  kerr_code rc;
+
+  if (!b || !b->resume) return false;
+  memset(&w, 0, sizeof w);
+  kerr_clear(&e);
+  pthread_mutex_lock(&m->lock);
+  w.live = live_get_locked(m, c->cks_id);
+  if (w.live) w.attempt = ++w.live->attempt;
+  pthread_mutex_unlock(&m->lock);
+  if (!w.live) return false;
+  w.d = d;
+  snprintf(w.request_id, sizeof w.request_id, "recovery");
+  memset(&cx, 0, sizeof cx);
+  cx.d = d;
+  cx.row = c;
+  cx.request_id = w.request_id;
+  cx.still_current = still_current;
+  cx.manager_arg = &w;
+  rc = b->resume(&cx, &conn, &code, &e);
+  if (rc) {
+    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection (%s): %s",
+            c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+    return false;
+  }
+  pthread_mutex_lock(&m->lock);
+  rc = publish_locked(w.live, w.attempt, b, conn, &to_close, &e);
+  pthread_mutex_unlock(&m->lock);
+  kmsi_slot_close_retired(&w.live->slot, to_close);
+  if (rc) {
+    b->disconnect(conn);
+    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection: %s",
+            c->cks_id, e.msg);
+    return false;
+  }
+  log_msg(LOG_INFO, "recovery",
+          "custom key store %s: stays CONNECTED, its connection rebuilt without contacting it",
+          c->cks_id);
+  return true;
+}
+
 /* Bring one store left mid-transition by the previous run forward. */
-static void recover_store(kms_domain *d, const store_cks *c) {
+static void recover_store(kms_domain *d, store_cks *c) {
   static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
   static const char *const from_connected[] = {"CONNECTED", NULL};
   kerr e;
@@ -368,6 +441,9 @@ static void recover_store(kms_domain *d, const store_cks *c) {
     kmsi_cks_set_state(d, c->cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, "recovery",
                        NULL, &e);
   } else if (strcmp(c->connection_state, STATE_CONNECTED) == 0) {
+    /* A damaged row is never resumed: the connect below fails it. */
+    if (kmsi_cks_check_row(c, &e) == KERR_OK && resume_store(d, c)) return;
+    kerr_clear(&e);
     if (kmsi_cks_set_state(d, c->cks_id, from_connected, STATE_CONNECTING, NULL, "recovery",
                            NULL, &e) == KERR_OK)
       kmsi_cks_connect_async(d, c->cks_id, "recovery", &e);
@@ -384,7 +460,6 @@ kerr_code kmsi_cks_start(kms_domain *d, kerr *err) {
 
   if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   pthread_mutex_init(&m->lock, NULL);
-  pthread_cond_init(&m->released, NULL);
   d->cks = m;
   for (;;) {
     store_tx *tx = NULL;
@@ -426,12 +501,11 @@ void kmsi_cks_stop(kms_domain *d) {
   while (m->live) {
     cks_live *l = m->live;
     m->live = l->next;
-    if (l->conn) l->backend->disconnect(l->conn);
+    kmsi_slot_destroy(&l->slot); /* closes what is left: no call is in flight */
     pthread_mutex_destroy(&l->connect_lock);
     free(l);
   }
   pthread_mutex_destroy(&m->lock);
-  pthread_cond_destroy(&m->released);
   free(m);
   d->cks = NULL;
 }
@@ -441,8 +515,9 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
   cks_worker w;
   store_tx *tx = NULL;
   store_cks c;
-  const kms_backend *b;
-  kms_backend_conn *conn = NULL, *old = NULL;
+  const kms_backend *b, *live_b = NULL;
+  kms_backend_conn *conn = NULL;
+  kmsi_slot_ref *to_close = NULL;
   kms_backend_connect_ctx cx;
   const char *code = NULL;
   kerr e;
@@ -454,7 +529,7 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
   kerr_clear(&e);
   pthread_mutex_lock(&m->lock);
   w.live = live_get_locked(m, cks_id);
-  if (!w.live || !w.live->conn) {
+  if (!w.live || !kmsi_slot_current(&w.live->slot, NULL)) {
     pthread_mutex_unlock(&m->lock);
     return;
   }
@@ -476,25 +551,29 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
     cx.manager_arg = &w;
     rc = b->connect(&cx, &conn, &code, &e);
     if (rc == KERR_OK) {
+      /* The new connection replaces the old one at once: calls holding the
+       * old one finish on it and the last of them closes it; new calls get
+       * the new one.  Waiting for a moment when no call holds the old one
+       * would starve this (and the UpdateCustomKeyStore waiting on it)
+       * under steady traffic. */
       pthread_mutex_lock(&m->lock);
-      if (w.live->attempt == w.attempt && w.live->conn && w.live->backend == b) {
-        while (w.live->users > 0) pthread_cond_wait(&m->released, &m->lock);
-        /* The wait drops the lock: a disconnect may have closed the
-         * connection and moved the attempt on meanwhile.  Then the new one
-         * is not published (it is closed below). */
-        if (w.live->attempt == w.attempt && w.live->conn && w.live->backend == b) {
-          old = w.live->conn;
-          w.live->conn = conn;
-          conn = NULL;
-        }
+      if (w.live->attempt != w.attempt || !kmsi_slot_current(&w.live->slot, &live_b) ||
+          live_b != b) {
+        /* A disconnect (or a newer connect) came in meanwhile: the new
+         * connection is not published (closed below). */
+        rc = KERR_OK;
+      } else if (publish_locked(w.live, w.attempt, b, conn, &to_close, &e) == KERR_OK) {
+        conn = NULL;
+      } else {
+        rc = KERR_INTERNAL;
       }
       pthread_mutex_unlock(&m->lock);
+      kmsi_slot_close_retired(&w.live->slot, to_close);
     }
   }
   if (rc)
     log_msg(LOG_WARN, request_id, "custom key store %s: new settings not in use yet (%s): %s",
             cks_id, code ? code : "INTERNAL_ERROR", e.msg);
-  if (old) b->disconnect(old);
   if (conn) b->disconnect(conn);
   pthread_mutex_unlock(&w.live->connect_lock);
   store_cks_clear(&c);
@@ -502,38 +581,63 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
 
 /* ------------------------------------------------- periodic health */
 
-void kmsi_cks_health_sweep(kms_domain *d) {
-  kmsi_cks_manager *m = d ? d->cks : NULL;
-  int64_t now = kclock_now_ms();
-  char ids[RECOVERY_PAGE][STORE_CKS_ID_MAX];
-  size_t n = 0;
-  if (!m || d->xks_health_interval_ms <= 0 || now < d->xks_next_health_ms) return;
-  d->xks_next_health_ms = now + d->xks_health_interval_ms;
-  pthread_mutex_lock(&m->lock);
-  for (cks_live *l = m->live; l && n < RECOVERY_PAGE; l = l->next)
-    /* External key stores only: KMS health-checks XKS proxies; a CloudHSM
-     * store's HSMs are not probed behind the operator's back. */
-    if (l->conn && l->backend == &kms_backend_xks && l->backend->health)
-      snprintf(ids[n++], STORE_CKS_ID_MAX, "%s", l->cks_id);
-  pthread_mutex_unlock(&m->lock);
-  for (size_t i = 0; i < n; i++) {
-    const kms_backend *b = NULL;
-    kms_backend_conn *conn = NULL;
-    kms_backend_ctx ctx;
-    const char *code = NULL;
-    kerr e;
-    if (!conn_acquire(d, ids[i], &b, &conn)) continue;
+/* One GetHealthStatus on the live connection of `l` if it is an external
+ * key store's (KMS health-checks XKS proxies; a CloudHSM store's HSMs are
+ * not probed behind the operator's back), bounded by --xks-timeout (the
+ * client's deadline for every call).  A failure is logged with its
+ * ConnectionErrorCode and changes no state, as in KMS: the operations on the
+ * store's keys meet the failure themselves. */
+static void check_live(kms_domain *d, cks_live *l, const char *request_id) {
+  const kms_backend *b = NULL;
+  kms_backend_conn *conn = NULL;
+  kms_backend_ctx ctx;
+  const char *code = NULL;
+  kerr e;
+  if (!kmsi_slot_acquire(&l->slot, &b, &conn)) return;
+  if (b == &kms_backend_xks && b->health) {
     memset(&ctx, 0, sizeof ctx);
     ctx.d = d;
-    ctx.request_id = "health-check";
+    ctx.request_id = request_id;
     ctx.operation = "KmsHealthCheck";
     kerr_clear(&e);
     if (b->health(conn, &ctx, &code, &e) != KERR_OK)
-      log_msg(LOG_WARN, "health-check", "custom key store %s: health check failed (%s): %s",
-              ids[i], code ? code : "INTERNAL_ERROR", e.msg);
+      log_msg(LOG_WARN, request_id, "custom key store %s: health check failed (%s): %s",
+              l->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
     else
-      log_msg(LOG_DEBUG, "health-check", "custom key store %s: healthy", ids[i]);
-    conn_release(d, ids[i]);
+      log_msg(LOG_DEBUG, request_id, "custom key store %s: healthy", l->cks_id);
+  }
+  kmsi_slot_release(&l->slot, conn);
+}
+
+/* Whether the domain is closing (the sweep then stops between stores, so a
+ * long round does not hold up shutdown). */
+static bool domain_stopping(kms_domain *d) {
+  bool stopping;
+  pthread_mutex_lock(&d->stop_lock);
+  stopping = d->stopping;
+  pthread_mutex_unlock(&d->stop_lock);
+  return stopping;
+}
+
+void kmsi_cks_health_sweep(kms_domain *d) {
+  kmsi_cks_manager *m = d ? d->cks : NULL;
+  int64_t now = kclock_now_ms();
+  cks_live *l;
+  if (!m || d->xks_health_interval_ms <= 0 || now < d->xks_next_health_ms) return;
+  d->xks_next_health_ms = now + d->xks_health_interval_ms;
+  /* Every live record, one at a time, with no copy of the list: the
+   * manager's lock is dropped around each check (records are never freed
+   * while the manager runs, and new ones go to the head, so `next` stays
+   * valid), so memory does not grow with the number of stores and no store
+   * is left out.  Stores connected during the round wait for the next. */
+  pthread_mutex_lock(&m->lock);
+  l = m->live;
+  pthread_mutex_unlock(&m->lock);
+  while (l && !domain_stopping(d)) {
+    check_live(d, l, "health-check");
+    pthread_mutex_lock(&m->lock);
+    l = l->next;
+    pthread_mutex_unlock(&m->lock);
   }
 }
 
@@ -561,7 +665,7 @@ kerr_code kmsi_backend_acquire(kms_domain *d, const kmsi_key *k, const kms_backe
 }
 
 void kmsi_backend_release(kms_domain *d, const kmsi_key *k, kms_backend_conn *conn) {
-  if (conn && k->row.custom_key_store_id) conn_release(d, k->row.custom_key_store_id);
+  if (conn && k->row.custom_key_store_id) conn_release(d, k->row.custom_key_store_id, conn);
 }
 
 /* The caller's key store `cks_id` (its account and Region), read in its own
@@ -638,7 +742,7 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   ctx.principal_arn = call->caller->arn;
   ctx.operation = "CreateKey";
   rc = live_b->create_key(conn, &ctx, &c, key_id, xks_key_id, err);
-  conn_release(d, cks_id);
+  conn_release(d, cks_id, conn);
   if (rc) goto out;
   snprintf(cluster_id_out, KMS_CLUSTER_ID_MAX, "%s", c.cluster_id);
   snprintf(type_out, STORE_ENUM_MAX, "%s", c.type);
@@ -670,7 +774,7 @@ void kmsi_cks_delete_key(kms_domain *d, const char *cks_id, const char *key_id) 
             e.msg);
   else
     log_msg(LOG_INFO, NULL, "key %s: material removed from custom key store %s", key_id, cks_id);
-  conn_release(d, cks_id);
+  conn_release(d, cks_id, conn);
 }
 
 kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
@@ -718,7 +822,7 @@ kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_i
   }
   if (rc) kbytes_wipe_free(out);
 out:
-  if (conn) conn_release(d, cks_id);
+  if (conn) conn_release(d, cks_id, conn);
   store_cks_clear(&c);
   return rc;
 }

@@ -931,6 +931,13 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   d->max_custom_key_stores = cfg->max_custom_key_stores > 0 ? cfg->max_custom_key_stores
                                                             : KMS_DEFAULT_MAX_CUSTOM_KEY_STORES;
   d->max_keys = cfg->max_keys > 0 ? cfg->max_keys : KMS_DEFAULT_MAX_KEYS;
+  /* Threads start last, once the domain is whole: pthread_create orders
+   * every write above before anything a new thread reads, and nothing a
+   * thread reads is written after it starts.  The connection manager (and
+   * its recovery workers) before the sweeper, whose key deletions and
+   * health checks use d->cks. */
+  rc = kmsi_cks_start(d, err); /* finishes what a previous run left mid-transition */
+  if (rc) goto out;
   if (d->sweep_interval_ms > 0) {
     if (pthread_create(&d->sweeper, NULL, sweeper_main, d) != 0) {
       rc = kerr_set(err, KERR_INTERNAL, "Cannot start the key sweeper thread.");
@@ -938,9 +945,6 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
     }
     d->sweeper_running = true;
   }
-  /* custom key stores: finish what a previous run left mid-transition */
-  rc = kmsi_cks_start(d, err);
-  if (rc) goto out;
   *out = d;
   d = NULL;
 out:

@@ -181,18 +181,24 @@ kerr_code kmsi_check_call(const kms_call *call, kerr *err);
 
 #define KMS_STATE_UNAVAILABLE "Unavailable"
 
-/* Create the connection manager and drive stores left mid-transition by a
- * previous run: CONNECTING -> connect again, DISCONNECTING ->
- * DISCONNECTED, CONNECTED -> CONNECTING and reconnect with the stored
- * password.  Connects run on worker threads; this returns at once.  On
+/* Create the connection manager (d->cks) and drive stores left
+ * mid-transition by a previous run: CONNECTING -> connect again,
+ * DISCONNECTING -> DISCONNECTED, CONNECTED -> stays CONNECTED with its
+ * connection rebuilt without the backing store where the backend can
+ * (external key stores, kms_backend.resume; the sweeper's first health
+ * round checks it), else CONNECTING and a real connect (CloudHSM: log in
+ * with the stored passwords).  Connects run on worker threads; this returns at once.
+ * Call it once the rest of the domain is built (its workers read it).  On
  * failure nothing is left running. */
 kerr_code kmsi_cks_start(kms_domain *d, kerr *err);
 
-/* Health-check CONNECTED external key stores (GetHealthStatus) once per
- * d->xks_health_interval_ms; run by
- * the sweeper thread.  A failing check is logged (with its
+/* Health-check every CONNECTED external key store (GetHealthStatus), one
+ * after another, each bounded by --xks-timeout, once per
+ * d->xks_health_interval_ms; run by the sweeper thread only (it alone
+ * touches d->xks_next_health_ms).  A failing check is logged (with its
  * ConnectionErrorCode) and leaves the store CONNECTED, as in KMS: the
- * operations on its keys meet the failure themselves. */
+ * operations on its keys meet the failure themselves.  Stops between stores
+ * when the domain is closing. */
 void kmsi_cks_health_sweep(kms_domain *d);
 
 /* External key stores (backend_xks.c).  Wrap the credential's secret access
@@ -215,8 +221,12 @@ bool kmsi_xks_settings_differ(kms_domain *d, const store_cks *a, const store_cks
 
 /* Rebuild the live connection of CONNECTED store `cks_id` from its stored
  * row (UpdateCustomKeyStore changed its credential or path while
- * CONNECTED): calls in flight finish on the old one.  When the new connect
- * fails the old connection stays and the failure is logged. */
+ * CONNECTED).  The new connection replaces the old one as soon as it is
+ * connected, however busy the old one is: calls in flight finish on the old
+ * one, which the last of them closes.  Returns after the backend's connect
+ * (for an external key store one GetHealthStatus, within --xks-timeout).
+ * When the new connect fails the old connection stays and the failure is
+ * logged. */
 void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id);
 
 /* Stop: join every connect worker and close every HSM connection.  No call
@@ -294,9 +304,10 @@ kerr_code kmsi_cks_set_state(kms_domain *d, const char *cks_id, const char *cons
 kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *request_id,
                                  kerr *err);
 
-/* Invalidate any connect in flight for `cks_id` and close its HSM
- * connection, after waiting for operations that use it to finish and for a
- * running connect worker of the store to stop. */
+/* Invalidate any connect in flight for `cks_id` and take its live
+ * connection away at once (new calls find none), then wait until the calls
+ * already using it (or an older one it replaced) have finished and it is
+ * closed, and for a running connect worker of the store to stop. */
 void kmsi_cks_detach(kms_domain *d, const char *cks_id);
 
 /* (backend_cloudhsm.c) Whether the wrapped kmsuser password `wrapped` of store `cks_id` is

@@ -24,6 +24,10 @@
  *                                 close the real sessions (no leak) before
  *                                 answering the error.  Remove the file and
  *                                 calls are forwarded again.
+ *   P11SHIM_CRYPT_DELAY_MS=N     every C_EncryptInit and C_DecryptInit
+ *                                 sleeps N ms before it is forwarded: a
+ *                                 slow HSM, so that the calls of a steady
+ *                                 stream overlap for a test
  * Every C_SetPIN and every fault is announced on stderr ("p11shim: ..."),
  * never with a PIN, so a test can check from the log that the fault fired
  * (P11SHIM_FAIL_FILE faults are not announced: they fire on every call).
@@ -48,7 +52,7 @@ static CK_RV load_rv = CKR_GENERAL_ERROR;
 static CK_FUNCTION_LIST shim_list;
 static CK_FUNCTION_LIST_PTR real_list;
 static atomic_long setpin_calls;
-static long kill_before, kill_after, fail_at, pause_after, pause_ms;
+static long kill_before, kill_after, fail_at, pause_after, pause_ms, crypt_delay_ms;
 static const char *fail_file;
 
 /* 1 while the P11SHIM_FAIL_FILE file exists: the "HSM" is down. */
@@ -105,14 +109,29 @@ SHIM_CALL(C_FindObjects, CKR_DEVICE_ERROR,
           (CK_SESSION_HANDLE h, CK_OBJECT_HANDLE_PTR o, CK_ULONG max, CK_ULONG_PTR n),
           (h, o, max, n))
 SHIM_CALL(C_FindObjectsFinal, CKR_DEVICE_ERROR, (CK_SESSION_HANDLE h), (h))
-SHIM_CALL(C_EncryptInit, CKR_DEVICE_ERROR,
-          (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k), (h, m, k))
+/* Sleep P11SHIM_CRYPT_DELAY_MS (a slow HSM). */
+static void crypt_delay(void) {
+  struct timespec d = {crypt_delay_ms / 1000, (crypt_delay_ms % 1000) * 1000000L};
+  if (crypt_delay_ms <= 0) return;
+  while (nanosleep(&d, &d) != 0) continue;
+}
+
+static CK_RV shim_C_EncryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  if (hsm_down()) return CKR_DEVICE_ERROR;
+  crypt_delay();
+  return real_list->C_EncryptInit(h, m, k);
+}
+
+static CK_RV shim_C_DecryptInit(CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k) {
+  if (hsm_down()) return CKR_DEVICE_ERROR;
+  crypt_delay();
+  return real_list->C_DecryptInit(h, m, k);
+}
+
 SHIM_CALL(C_Encrypt, CKR_DEVICE_ERROR,
           (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
            CK_ULONG_PTR out_len),
           (h, in, in_len, out, out_len))
-SHIM_CALL(C_DecryptInit, CKR_DEVICE_ERROR,
-          (CK_SESSION_HANDLE h, CK_MECHANISM_PTR m, CK_OBJECT_HANDLE k), (h, m, k))
 SHIM_CALL(C_Decrypt, CKR_DEVICE_ERROR,
           (CK_SESSION_HANDLE h, CK_BYTE_PTR in, CK_ULONG in_len, CK_BYTE_PTR out,
            CK_ULONG_PTR out_len),
@@ -215,6 +234,7 @@ static void load_real_module(void) {
   pause_after = env_call_number("P11SHIM_SETPIN_PAUSE_AFTER");
   pause_ms = env_call_number("P11SHIM_PAUSE_MS");
   if (pause_ms == 0) pause_ms = 2000;
+  crypt_delay_ms = env_call_number("P11SHIM_CRYPT_DELAY_MS");
   shim_list = *real_list;
   shim_list.C_GetFunctionList = C_GetFunctionList;
   shim_list.C_SetPIN = shim_set_pin;
