@@ -21,6 +21,7 @@
 #include "api/api_pipeline.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -203,15 +204,21 @@ static void save_rerun_state(const request_outcome *o, http_response *resp) {
 /* The inverse; 0 on success.  The text is the server's copy of what
  * save_rerun_state wrote, never the client's, but it is checked anyway. */
 static int load_rerun_state(const char *text, request_outcome *o) {
-  char id[UUID_STR_LEN];
-  long long started, now;
-  int used = 0;
-  if (sscanf(text, "%36s %lld %lld%n", id, &started, &now, &used) != 3 || text[used] != '\0' ||
-      strlen(id) != UUID_STR_LEN - 1)
-    return -1;
-  memcpy(o->request_id, id, UUID_STR_LEN);
-  o->started_us = started;
-  o->now_s = now;
+  const char *at = text;
+  long long v[2];
+  char *end = NULL;
+  if (strlen(text) < UUID_STR_LEN || text[UUID_STR_LEN - 1] != ' ') return -1;
+  at += UUID_STR_LEN;
+  for (int i = 0; i < 2; i++) {
+    errno = 0;
+    v[i] = strtoll(at, &end, 10);
+    if (errno || end == at || *end != (i == 0 ? ' ' : '\0')) return -1;
+    at = end + 1;
+  }
+  memcpy(o->request_id, text, UUID_STR_LEN - 1);
+  o->request_id[UUID_STR_LEN - 1] = '\0';
+  o->started_us = v[0];
+  o->now_s = v[1];
   return 0;
 }
 
