@@ -12,7 +12,8 @@ thread, so that every connection shares it, and the stand-in proxy
 
 * a kept-alive connection doing Encrypt, Decrypt, GenerateDataKey and
   CreateKey on AWS_KMS keys is served while several calls on an external
-  key's proxy wait - the head-of-line blocking this removes;
+  key's proxy wait - the head-of-line blocking this removes - and while a
+  DisconnectCustomKeyStore waits for such a call to end;
 * each rerun request writes exactly one request log line, under the request
   id its reply carries, and its latency covers the wait;
 * with --wait-queue 1 and --wait-threads 1, a third proxy call while one runs
@@ -226,6 +227,40 @@ class OneEventThreadTest(h.KmsdBaseTestCase):
         status, _, enc = h.kms_call(self.server, "Encrypt",
                                     {"KeyId": xks_key, "Plaintext": b64(b"after")}, conn=conn)
         self.assertEqual(status, 200, enc)
+
+    def test_disconnect_waiting_for_a_call_leaves_the_event_thread(self):
+        # DisconnectCustomKeyStore waits for the store's calls in flight
+        # before it closes the connection: on a waiting thread too.
+        cks, xks_key = self.fx.connected_key(self, self.kms, "disconnect")
+        local = self.kms.create_key()["KeyMetadata"]["KeyId"]
+        conn = self.server.connection(60)
+        self.addCleanup(conn.close)
+        self.fx.proxy.clear_requests()
+        self.fx.proxy.set_delay(SLOW, ops={"encrypt"})
+        slow = slow_encrypt(self.server, xks_key, 0)
+        slow.start()
+        wait_for(self, "the Encrypt at the proxy",
+                 lambda: len(self.fx.proxy.requests("encrypt")) >= 1)
+        other = h.kms_client(self.server)
+        disconnect = Call(lambda: other.disconnect_custom_key_store(CustomKeyStoreId=cks))
+        disconnect.start()
+        wait_for(self, "the store DISCONNECTING",
+                 lambda: self.kms.describe_custom_key_stores(CustomKeyStoreId=cks)
+                 ["CustomKeyStores"][0]["ConnectionState"] == "DISCONNECTING")
+        status, _, body = h.kms_call(self.server, "Encrypt",
+                                     {"KeyId": local, "Plaintext": b64(b"meanwhile")}, conn=conn)
+        self.assertEqual(status, 200, body)
+        local_done = time.monotonic()
+        self.assertTrue(disconnect.is_alive() and slow.is_alive(),
+                        "the disconnect ended before the local call; nothing was shown")
+        for c in (slow, disconnect):
+            c.join(60)
+            self.assertIsNone(c.error)
+            self.assertLess(local_done, c.done_at)
+        self.assertEqual(slow.result[0], 200, slow.result)
+        self.assertLessEqual(slow.done_at, disconnect.done_at + 0.5)
+        self.assertEqual(self.kms.describe_custom_key_stores(CustomKeyStoreId=cks)
+                         ["CustomKeyStores"][0]["ConnectionState"], "DISCONNECTED")
 
     def test_each_operation_logs_one_line_under_its_request_id(self):
         cks, xks_key = self.fx.connected_key(self, self.kms, "one-line")
