@@ -12,6 +12,7 @@
 #define KMSD_API_API_H
 
 #include <jansson.h>
+#include <stdbool.h>
 
 #include "aws/principal.h"
 #include "core/kerr.h"
@@ -24,6 +25,10 @@ typedef struct api_request {
   const char *request_id;      /* for logs and the x-amzn-RequestId header */
   const char *operation;       /* "Encrypt" */
   const char *region;          /* region from the SigV4 credential scope */
+  /* The handler's thread must not wait on a backing system over the
+   * network: copied into the domain call (aws_call.must_not_wait), whose
+   * KERR_WOULD_BLOCK the handler passes on unchanged. */
+  bool must_not_wait;
 } api_request;
 
 typedef kerr_code (*api_handler_fn)(const api_request *req, json_t *in, json_t **out, kerr *err);

@@ -4,10 +4,24 @@
  * Everything a request must pass before a handler sees it lives here, in one
  * straight line (see api_pipeline.h for the order), so that no operation can
  * skip authentication or validation and every reply has the same shape,
- * request id and log line. */
+ * request id and log line.
+ *
+ * A request served on one of the HTTP server's event threads must not wait
+ * on an external key store's proxy there: its domain call says
+ * must_not_wait, and when the domain answers KERR_WOULD_BLOCK (before it
+ * changed anything) the pipeline asks the server for a rerun instead of
+ * answering.  The rerun goes through every step again - SigV4,
+ * authorization, validation - on a waiting thread, with the same request
+ * id, the same start time (the log line's latency is the whole request's)
+ * and the same SigV4 clock reading as the first pass, so that it is
+ * judged exactly as if it had run at once (a request signed near the edge
+ * of the skew window is not refused for having waited in the queue).
+ * Those three travel in http_response.rerun_state; only the pass that
+ * answers writes the log line. */
 #include "api/api_pipeline.h"
 
 #include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +48,8 @@ struct api_pipeline {
 /* What one request did, for its log line. */
 typedef struct request_outcome {
   char request_id[UUID_STR_LEN];
+  int64_t started_us;            /* monotonic, when the request was first seen */
+  int64_t now_s;                 /* the service clock SigV4 is checked against */
   const char *principal_arn;     /* "-" until SigV4 passes */
   char operation[API_TARGET_MAX + 1];
   kerr err;                      /* code KERR_OK on success */
@@ -147,14 +163,63 @@ static kerr_code parse_body(const http_request *req, json_t **out, kerr *err) {
   return KERR_OK;
 }
 
-static void log_outcome(const request_outcome *o, const http_request *req, int64_t started_us) {
-  int64_t latency = monotonic_us() - started_us;
+static void log_outcome(const request_outcome *o, const http_request *req) {
+  int64_t latency = monotonic_us() - o->started_us;
   log_level level = o->status >= 500 ? LOG_ERROR : LOG_INFO;
   log_msg(level, o->request_id, "%s principal=%s op=%s outcome=%s status=%d latency_us=%lld peer=%s",
           req->method ? req->method : "-", o->principal_arn, o->operation[0] ? o->operation : "-",
           o->err.code == KERR_OK ? "OK" : kerr_name(o->err.code), o->status, (long long)latency,
           req->peer ? req->peer : "-");
   if (o->err.code != KERR_OK) log_msg(LOG_DEBUG, o->request_id, "error detail: %s", o->err.msg);
+}
+
+/* What a handler's KERR_WOULD_BLOCK becomes.  On a first pass it stays
+ * (the caller asks for a rerun).  When the server had no room for the
+ * rerun, or is stopping, it is the answer: ThrottlingException, as AWS KMS
+ * answers a caller past a request quota (custom key stores' included) -
+ * a client error every AWS SDK retries with backoff, since the request did
+ * nothing - or KMSInternalException (500, also retried) while stopping.  A
+ * handler that would block where it may wait is a fault. */
+static kerr_code would_block(const http_request *req, const char *request_id, kerr *err) {
+  if (req->wait_refused == HTTP_WAIT_QUEUE_FULL)
+    return kerr_set(err, KERR_THROTTLING,
+                    "Rate exceeded: too many requests are waiting on external key store proxies. "
+                    "Retry the request.");
+  if (req->wait_refused)
+    return kerr_set(err, KERR_INTERNAL,
+                    "kmsd is shutting down; the request was not run. Retry the request.");
+  if (req->may_wait) {
+    log_msg(LOG_ERROR, request_id, "a handler would block on a thread that may wait");
+    return kerr_set(err, KERR_INTERNAL, "An internal error occurred");
+  }
+  return KERR_WOULD_BLOCK;
+}
+
+/* The first pass's request id, start and SigV4 clock, for its rerun. */
+static void save_rerun_state(const request_outcome *o, http_response *resp) {
+  snprintf(resp->rerun_state, sizeof resp->rerun_state, "%s %lld %lld", o->request_id,
+           (long long)o->started_us, (long long)o->now_s);
+}
+
+/* The inverse; 0 on success.  The text is the server's copy of what
+ * save_rerun_state wrote, never the client's, but it is checked anyway. */
+static int load_rerun_state(const char *text, request_outcome *o) {
+  const char *at = text;
+  long long v[2];
+  char *end = NULL;
+  if (strlen(text) < UUID_STR_LEN || text[UUID_STR_LEN - 1] != ' ') return -1;
+  at += UUID_STR_LEN;
+  for (int i = 0; i < 2; i++) {
+    errno = 0;
+    v[i] = strtoll(at, &end, 10);
+    if (errno || end == at || *end != (i == 0 ? ' ' : '\0')) return -1;
+    at = end + 1;
+  }
+  memcpy(o->request_id, text, UUID_STR_LEN - 1);
+  o->request_id[UUID_STR_LEN - 1] = '\0';
+  o->started_us = v[0];
+  o->now_s = v[1];
+  return 0;
 }
 
 /* The authenticated part of POST /: everything after the path and method
@@ -194,7 +259,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
                  strncmp(target, API_HSM_ADMIN_TARGET_PREFIX ".",
                          strlen(API_HSM_ADMIN_TARGET_PREFIX) + 1) == 0))
     service = "cloudhsm";
-  rc = sigv4_verify(p->cfg.creds, &sreq, service, kclock_now_s(), &auth, err);
+  rc = sigv4_verify(p->cfg.creds, &sreq, service, o->now_s, &auth, err);
   if (rc) goto out;
   if (!auth.cred) {
     rc = kerr_set(err, KERR_INTERNAL, "authentication produced no caller");
@@ -272,6 +337,9 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
       .request_id = o->request_id,
       .operation = op_name,
       .region = auth.region,
+      /* An event thread's request must not wait on a proxy; nor may the
+       * pass that answers a rerun the server could not take. */
+      .must_not_wait = !req->may_wait,
   };
   if (is_admin) {
     rc = api_admin_handle(&areq, op_name, in, &out, err);
@@ -283,6 +351,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
     rc = api_validate_input(mop, in, err);
     if (rc) goto out;
     rc = handler(&areq, in, &out, err);
+    if (rc == KERR_WOULD_BLOCK) rc = would_block(req, o->request_id, err);
     if (rc) {
       /* A handler that fails without saying why must still say something. */
       if (!err->msg[0]) kerr_set(err, rc, "%s failed", op_name);
@@ -323,14 +392,20 @@ out:
 
 void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp) {
   api_pipeline *p = ctx;
-  int64_t started = monotonic_us();
   request_outcome o;
   memset(&o, 0, sizeof o);
   o.principal_arn = "-";
   kerr_clear(&o.err);
 
-  if (request_id_new(o.request_id) != 0)
-    snprintf(o.request_id, sizeof o.request_id, "%s", "00000000-0000-4000-8000-000000000000");
+  /* A second pass of one request keeps the first one's id, start and
+   * SigV4 clock. */
+  if (!req->rerun_state || load_rerun_state(req->rerun_state, &o) != 0) {
+    if (req->rerun_state) log_msg(LOG_WARN, NULL, "a rerun came without its first pass's state");
+    o.started_us = monotonic_us();
+    o.now_s = kclock_now_s();
+    if (request_id_new(o.request_id) != 0)
+      snprintf(o.request_id, sizeof o.request_id, "%s", "00000000-0000-4000-8000-000000000000");
+  }
   http_response_header(resp, "x-amzn-RequestId", o.request_id);
 
   const char *method = req->method ? req->method : "";
@@ -343,7 +418,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
     kerr_set(&o.err, req->refusal_status == 414 ? KERR_VALIDATION : KERR_SERIALIZATION, "%s",
              req->refusal_reason ? req->refusal_reason : "Malformed HTTP request");
     set_error(resp, &o, req->refusal_status);
-    log_outcome(&o, req, started);
+    log_outcome(&o, req);
     return;
   }
 
@@ -369,8 +444,16 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
              method);
     set_error(resp, &o, 405);
     http_response_header(resp, "Allow", "POST");
-  } else if (serve_call(p, req, resp, &o) != KERR_OK) {
-    set_error(resp, &o, 0);
+  } else {
+    kerr_code rc = serve_call(p, req, resp, &o);
+    if (rc == KERR_WOULD_BLOCK) {
+      /* Not answered here: the server runs the request again where it may
+       * wait, and that pass writes the reply and the log line. */
+      resp->rerun = 1;
+      save_rerun_state(&o, resp);
+      return;
+    }
+    if (rc != KERR_OK) set_error(resp, &o, 0);
   }
-  log_outcome(&o, req, started);
+  log_outcome(&o, req);
 }

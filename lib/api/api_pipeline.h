@@ -63,7 +63,13 @@ void api_pipeline_free(api_pipeline *p);
 
 /* The http_handler_fn of kmsd: `ctx` is the api_pipeline.  Fills `resp`
  * completely (status, headers, a body the server frees with a wiping
- * body_free).  Safe to call from many threads at once. */
+ * body_free).  Safe to call from many threads at once.  Called with
+ * req->may_wait 0 (an HTTP event thread), a request whose domain call would
+ * wait on an external key store's proxy is not answered: resp->rerun is set
+ * with the request id, start time and SigV4 clock in resp->rerun_state, and
+ * no log line is written; the call with that state (may_wait 1, or
+ * wait_refused: ThrottlingException / KMSInternalException) answers it as
+ * the same request. */
 void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp);
 
 /* ---------------------------------------------------------- admin API

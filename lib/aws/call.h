@@ -9,14 +9,29 @@
 #ifndef KMSD_AWS_CALL_H
 #define KMSD_AWS_CALL_H
 
+#include <stdbool.h>
+
 #include "aws/principal.h"
 #include "core/kerr.h"
 
-/* Who calls and where.  All fields must be non-NULL. */
+/* Who calls and where.  The three pointers must be non-NULL. */
 typedef struct aws_call {
   const principal *caller;
   const char *region;      /* from the SigV4 credential scope, e.g. "us-east-1" */
   const char *request_id;
+  /* true: the calling thread must not wait on a backing system over the
+   * network (an external key store's proxy).  An operation that would have
+   * to - at any point, before or after its checks - answers
+   * KERR_WOULD_BLOCK instead, and does so before it has written, logged as
+   * done, or otherwise changed anything, so that running the whole request
+   * again from the start with must_not_wait false is exactly what running
+   * it once would have been.  Errors that need no such wait (validation,
+   * NotFound, AccessDenied, a store that is not connected...) are still
+   * answered at once.  Waits on local resources (the store, a PKCS#11
+   * token of kmsd's own) are allowed.  kmsd sets it on the HTTP server's
+   * event threads, which serve many connections each (lib/http).  false
+   * (the zero value): the thread may wait. */
+  bool must_not_wait;
 } aws_call;
 
 /* One encryption-context entry or one tag (both are {key, value} strings). */

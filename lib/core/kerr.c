@@ -39,6 +39,7 @@ static const struct {
     {KERR_REQUEST_TOO_LARGE, "RequestEntityTooLargeException", 413},
     {KERR_THROTTLING, "ThrottlingException", 400},
     {KERR_INVALID_CLIENT_TOKEN, "UnrecognizedClientException", 400},
+    {KERR_WOULD_BLOCK, "KMSInternalException", 500},
     {KERR_NOT_FOUND, "NotFoundException", 400},
     {KERR_ALREADY_EXISTS, "AlreadyExistsException", 400},
     {KERR_DISABLED, "DisabledException", 400},

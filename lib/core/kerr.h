@@ -29,6 +29,12 @@ typedef enum kerr_code {
   KERR_REQUEST_TOO_LARGE = 10,       /* RequestEntityTooLargeException, 413 */
   KERR_THROTTLING = 11,              /* ThrottlingException */
   KERR_INVALID_CLIENT_TOKEN = 12,    /* InvalidClientTokenId (bad security token) */
+  /* Never an answer: the caller's thread may not wait on a backing system
+   * over the network (aws_call.must_not_wait), and the operation stopped
+   * before it changed anything, so the whole request can run again where it
+   * may wait (lib/api/api_pipeline.c, lib/http/http_offload.h).  Mapped to
+   * KMSInternalException, 500, should one ever escape. */
+  KERR_WOULD_BLOCK = 13,
 
   /* KMS model errors. */
   KERR_NOT_FOUND = 100,                          /* NotFoundException */

@@ -7,6 +7,9 @@
  * framing two parsers could read differently, enforces the body cap without
  * buffering an oversized body, stamps every answer with the service clock,
  * and counts requests in flight so that shutdown can let them finish.
+ * A request the callback will not answer on an event thread (it would wait)
+ * is run again on a waiting thread (http_offload.h) while its connection is
+ * suspended, and answered when the connection is resumed.
  * Over TLS it applies the configured GnuTLS priorities and, for mutual TLS,
  * makes every handshake require a client certificate that chains to the
  * configured CAs and carries one of the allowed names.
@@ -52,6 +55,10 @@
 #define TLS_CLIENT_NAMES_MAX 64
 #define TLS_CLIENT_NAME_MAX 253 /* longest DNS name */
 
+/* At shutdown, how long answers computed after the grace period still get
+ * to go out (http_server_stop). */
+#define HTTP_STOP_ANSWER_MS 200
+
 struct http_server {
   struct MHD_Daemon *daemon;
   http_handler_fn handler;
@@ -73,7 +80,10 @@ struct http_server {
   atomic_llong refusal_logged_s;
   atomic_ulong refusals_unlogged;
   atomic_int stopping;   /* set by http_server_stop: new connections are turned away */
+  http_offload *offload; /* the waiting threads that run reruns */
 };
+
+struct rerun_job;
 
 /* One connection and the request it is reading or answering.
  *
@@ -95,6 +105,9 @@ typedef struct conn_state {
   struct conn_state *tls_next;  /* next in its registry bucket */
   /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
+  /* The request's rerun, from the moment the connection is suspended for
+   * it until its answer is queued (or the connection closes). */
+  struct rerun_job *job;
   int target_too_long;
   int headers_seen;
   int counted;           /* counted in server->in_flight */
@@ -251,9 +264,14 @@ static int64_t monotonic_ms(void) {
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
+static void rerun_job_free(struct rerun_job *j);
+
 /* Forget the current request: free what it holds and take it out of the
- * in-flight count if it was in.  Safe to call more than once. */
+ * in-flight count if it was in.  Safe to call more than once.  Never called
+ * while the connection is suspended (libmicrohttpd reports nothing of a
+ * suspended connection), so a job is never freed under its thread. */
 static void end_request(conn_state *c) {
+  if (c->job) rerun_job_free(c->job);
   if (c->body) secure_free(c->body, c->body_cap);
   free(c->raw_target);
   if (c->counted) atomic_fetch_sub(&c->server->in_flight, 1);
@@ -656,8 +674,238 @@ static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size)
     snprintf(out, out_size, "%s:%s", host, serv);
 }
 
-/* Build the request, run the callback, queue its answer.  A refused
- * request or an oversized body ends the connection: its answer carries
+/* Queue `resp` as the connection's answer, taking its body over; whatever
+ * is left of it is released.  The request body may carry a plaintext and
+ * is not needed any more: wiped here.  `closing` adds Connection: close
+ * (the library then closes once it is sent). */
+static enum MHD_Result queue_answer(struct MHD_Connection *conn, conn_state *c,
+                                    http_response *resp, int closing) {
+  char date[80]; /* 29 bytes in practice; room for any int the format could print */
+  struct MHD_Response *mr = NULL;
+  body_owner *owner = NULL;
+  enum MHD_Result ret;
+
+  if (c->body) {
+    secure_free(c->body, c->body_cap);
+    c->body = NULL;
+    c->body_len = c->body_cap = 0;
+  }
+  if (resp->body && resp->body_len > 0) {
+    owner = malloc(sizeof *owner);
+    if (owner) {
+      owner->body = resp->body;
+      owner->len = resp->body_len;
+      owner->body_free = resp->body_free;
+      mr = MHD_create_response_from_buffer_with_free_callback_cls(resp->body_len, resp->body,
+                                                                  release_body, owner);
+      if (mr) resp->body = NULL; /* now owned by the response */
+      else free(owner);
+    }
+  } else {
+    mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
+  }
+  drop_response_body(resp);
+  if (!mr) return MHD_NO;
+  for (size_t i = 0; i < resp->nheaders; i++) {
+    /* These two are the server's to set. */
+    if (strcasecmp(resp->headers[i].name, MHD_HTTP_HEADER_DATE) == 0 ||
+        strcasecmp(resp->headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0)
+      continue;
+    MHD_add_response_header(mr, resp->headers[i].name, resp->headers[i].value);
+  }
+  format_http_date(date, sizeof date);
+  if (date[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_DATE, date);
+  if (closing) MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
+  ret = MHD_queue_response(conn, (unsigned)resp->status, mr);
+  MHD_destroy_response(mr);
+  return ret;
+}
+
+/* ------------------------------------------------------------- reruns
+ *
+ * A request the callback asked to run again where it may wait.  The event
+ * thread suspends the connection (libmicrohttpd then neither reads, writes
+ * nor times it out, and reports nothing about it) and queues a job that
+ * owns a copy of the request; a waiting thread calls the callback with it,
+ * keeps the answer in the job, and resumes the connection as the last
+ * thing it does; libmicrohttpd then calls the access handler again on the
+ * connection's own thread, which queues that answer (answer_rerun) and
+ * frees the job.  A client that went away meanwhile is noticed only then:
+ * the answer fails to go out and the connection is closed as usual.  Every
+ * job ends in a resume, also at shutdown (http_offload_stop runs the ones
+ * still queued, refused), and http_server_stop stops the pool before the
+ * daemon: libmicrohttpd must not be stopped with a connection suspended. */
+
+typedef struct rerun_job {
+  http_offload_job base;       /* first: the pool hands this back to run_rerun */
+  http_server *server;
+  struct MHD_Connection *conn;
+  /* The request, owned. */
+  char *method;
+  char *target;                /* path, then (after its NUL) the query */
+  const char *query;           /* inside target, or NULL */
+  http_header *headers;
+  size_t nheaders;
+  char *header_text;           /* what the headers point to */
+  uint8_t *body;               /* the connection's buffer, taken over */
+  size_t body_len;
+  size_t body_cap;
+  char peer[HTTP_PEER_MAX];
+  char state[HTTP_RERUN_STATE_MAX];
+  /* The answer, filled on the waiting thread before `done`. */
+  http_response resp;
+  atomic_int done;
+} rerun_job;
+
+static void rerun_job_free(rerun_job *j) {
+  if (!j) return;
+  free(j->method);
+  free(j->target);
+  free(j->headers);
+  free(j->header_text);
+  if (j->body) secure_free(j->body, j->body_cap);
+  drop_response_body(&j->resp);
+  free(j);
+}
+
+/* A job for `req` (being dispatched on `c`): copies of the method and the
+ * headers, and the target (*target, with the query `query` inside) and the
+ * connection's body taken over.  NULL when out of memory; nothing is taken
+ * then. */
+static rerun_job *rerun_job_new(http_server *s, struct MHD_Connection *conn, conn_state *c,
+                                const http_request *req, char **target, const char *query,
+                                const char *state) {
+  rerun_job *j = calloc(1, sizeof *j);
+  size_t text = 0, at = 0;
+  if (!j) return NULL;
+  for (size_t i = 0; i < req->nheaders; i++)
+    text += strlen(req->headers[i].name) + strlen(req->headers[i].value) + 2;
+  j->method = strdup(req->method ? req->method : "");
+  j->headers = calloc(req->nheaders ? req->nheaders : 1, sizeof *j->headers);
+  j->header_text = malloc(text ? text : 1);
+  if (!j->method || !j->headers || !j->header_text) {
+    rerun_job_free(j);
+    return NULL;
+  }
+  for (size_t i = 0; i < req->nheaders; i++) {
+    size_t nl = strlen(req->headers[i].name) + 1, vl = strlen(req->headers[i].value) + 1;
+    memcpy(j->header_text + at, req->headers[i].name, nl);
+    j->headers[i].name = j->header_text + at;
+    at += nl;
+    memcpy(j->header_text + at, req->headers[i].value, vl);
+    j->headers[i].value = j->header_text + at;
+    at += vl;
+  }
+  j->nheaders = req->nheaders;
+  j->server = s;
+  j->conn = conn;
+  j->target = *target;
+  *target = NULL;
+  j->query = query;
+  j->body = c->body;
+  j->body_len = c->body_len;
+  j->body_cap = c->body_cap;
+  c->body = NULL;
+  c->body_len = c->body_cap = 0;
+  snprintf(j->peer, sizeof j->peer, "%s", req->peer ? req->peer : "-");
+  snprintf(j->state, sizeof j->state, "%s", state);
+  atomic_init(&j->done, 0);
+  return j;
+}
+
+/* Refuse an answer that asks for a rerun where none can happen. */
+static void no_second_rerun(http_response *resp) {
+  if (!resp->rerun) return;
+  log_msg(LOG_ERROR, NULL, "http: a request asked for a rerun where none is possible");
+  fallback_error(resp, KERR_INTERNAL, 0, "An internal error occurred");
+  resp->rerun = 0;
+}
+
+/* The pool's run function, on a waiting thread. */
+static void run_rerun(http_offload_job *base, int refused) {
+  rerun_job *j = (rerun_job *)base;
+  struct MHD_Connection *conn = j->conn;
+  http_request req;
+  memset(&req, 0, sizeof req);
+  req.method = j->method;
+  req.path = j->target;
+  req.query = j->query;
+  req.headers = j->headers;
+  req.nheaders = j->nheaders;
+  req.body = j->body;
+  req.body_len = j->body_len;
+  req.peer = j->peer;
+  req.may_wait = refused ? 0 : 1;
+  req.rerun_state = j->state;
+  req.wait_refused = refused;
+  memset(&j->resp, 0, sizeof j->resp);
+  j->server->handler(j->server->handler_ctx, &req, &j->resp);
+  no_second_rerun(&j->resp);
+  if (j->resp.status < 100 || j->resp.status > 599) j->resp.status = 500;
+  /* The request body may carry a plaintext; it is not needed any more. */
+  if (j->body) {
+    secure_free(j->body, j->body_cap);
+    j->body = NULL;
+    j->body_len = j->body_cap = 0;
+  }
+  atomic_store(&j->done, 1);
+  /* The last touch: from here the connection's thread owns the job. */
+  MHD_resume_connection(conn);
+}
+
+/* Hand the request being dispatched to a waiting thread.  1 when it was:
+ * the connection is suspended and the answer comes with the rerun.  0 when
+ * `resp` holds the answer to send now: the callback's, called again here
+ * with wait_refused when there is no room (or the server is stopping), or
+ * a 500 when out of memory. */
+static int offload(http_server *s, struct MHD_Connection *conn, conn_state *c, http_request *req,
+                   http_response *resp, char **target, const char *query) {
+  char state[HTTP_RERUN_STATE_MAX];
+  int refused;
+  memcpy(state, resp->rerun_state, sizeof state);
+  state[sizeof state - 1] = '\0';
+  drop_response_body(resp);
+  refused = http_offload_reserve(s->offload);
+  if (!refused) {
+    rerun_job *j = rerun_job_new(s, conn, c, req, target, query, state);
+    if (!j) {
+      http_offload_cancel(s->offload);
+      fallback_error(resp, KERR_INTERNAL, 0, "out of memory");
+      resp->rerun = 0;
+      return 0;
+    }
+    j->base.run = run_rerun;
+    c->job = j;
+    /* Suspended before it is queued: the job's thread may resume it as
+     * soon as it is. */
+    MHD_suspend_connection(conn);
+    http_offload_submit(s->offload, &j->base);
+    return 1;
+  }
+  memset(resp, 0, sizeof *resp);
+  req->rerun_state = state;
+  req->wait_refused = refused;
+  s->handler(s->handler_ctx, req, resp);
+  no_second_rerun(resp);
+  return 0;
+}
+
+/* The access handler's call after a rerun resumed the connection: send the
+ * rerun's answer. */
+static enum MHD_Result answer_rerun(struct MHD_Connection *conn, conn_state *c) {
+  rerun_job *j = c->job;
+  enum MHD_Result ret;
+  /* Only a resume ends a suspension, and the job is done before it. */
+  if (!atomic_load(&j->done)) return MHD_YES;
+  ret = queue_answer(conn, c, &j->resp, 0);
+  c->job = NULL;
+  rerun_job_free(j);
+  return ret;
+}
+
+/* Build the request, run the callback, queue its answer (or hand the
+ * request to a waiting thread when the callback asks).  A refused request
+ * or an oversized body ends the connection: its answer carries
  * Connection: close and the library closes once it is sent. */
 static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, conn_state *c,
                                 const char *method) {
@@ -665,11 +913,9 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   http_response resp;
   header_list hl = {0};
   char peer[HTTP_PEER_MAX];
-  char date[80]; /* 29 bytes in practice; room for any int the format could print */
   char *path = NULL;
+  char *q = NULL;
   enum MHD_Result ret = MHD_NO;
-  struct MHD_Response *mr = NULL;
-  body_owner *owner = NULL;
   int closing = c->refusal_status || c->too_large;
 
   memset(&req, 0, sizeof req);
@@ -691,7 +937,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
    * off: "/a#b?c=d" is path "/a" and no query. */
   char *frag = strchr(path, '#');
   if (frag) *frag = '\0';
-  char *q = strchr(path, '?');
+  q = strchr(path, '?');
   if (q) *q++ = '\0';
   format_peer(conn, peer, sizeof peer);
 
@@ -708,6 +954,13 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   req.refusal_reason = c->refusal_reason;
 
   s->handler(s->handler_ctx, &req, &resp);
+  /* The fast path ends at this test: a request answered at once takes
+   * nothing from the rerun machinery. */
+  if (resp.rerun && !closing && offload(s, conn, c, &req, &resp, &path, q)) {
+    ret = MHD_YES; /* suspended; answered by answer_rerun */
+    goto out;
+  }
+  no_second_rerun(&resp);
   if (c->refusal_status && resp.status != c->refusal_status)
     fallback_error(&resp, c->refusal_status == 414 ? KERR_VALIDATION : KERR_SERIALIZATION,
                    c->refusal_status, c->refusal_reason);
@@ -717,40 +970,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   if (resp.status < 100 || resp.status > 599) resp.status = 500;
 
 respond:
-  /* The request body may carry a plaintext; it is not needed any more. */
-  if (c->body) {
-    secure_free(c->body, c->body_cap);
-    c->body = NULL;
-    c->body_len = c->body_cap = 0;
-  }
-  if (resp.body && resp.body_len > 0) {
-    owner = malloc(sizeof *owner);
-    if (owner) {
-      owner->body = resp.body;
-      owner->len = resp.body_len;
-      owner->body_free = resp.body_free;
-      mr = MHD_create_response_from_buffer_with_free_callback_cls(resp.body_len, resp.body,
-                                                                  release_body, owner);
-      if (mr) resp.body = NULL; /* now owned by the response */
-      else free(owner);
-    }
-  } else {
-    mr = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-  }
-  drop_response_body(&resp);
-  if (!mr) goto out;
-  for (size_t i = 0; i < resp.nheaders; i++) {
-    /* These two are the server's to set. */
-    if (strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_DATE) == 0 ||
-        strcasecmp(resp.headers[i].name, MHD_HTTP_HEADER_CONNECTION) == 0)
-      continue;
-    MHD_add_response_header(mr, resp.headers[i].name, resp.headers[i].value);
-  }
-  format_http_date(date, sizeof date);
-  if (date[0]) MHD_add_response_header(mr, MHD_HTTP_HEADER_DATE, date);
-  if (closing) MHD_add_response_header(mr, MHD_HTTP_HEADER_CONNECTION, "close");
-  ret = MHD_queue_response(conn, (unsigned)resp.status, mr);
-  MHD_destroy_response(mr);
+  ret = queue_answer(conn, c, &resp, closing);
 out:
   free(hl.items);
   free(path);
@@ -862,12 +1082,14 @@ static enum MHD_Result on_request(void *cls, struct MHD_Connection *conn, const 
     return MHD_YES;
   }
 
+  if (c->job) return answer_rerun(conn, c);
   if (c->responded) return MHD_YES;
   return dispatch(s, conn, c, method);
 }
 
 static void free_server(http_server *s) {
   if (!s) return;
+  http_offload_free(s->offload);
   if (s->tls_key) secure_free(s->tls_key, strlen(s->tls_key) + 1);
   free(s->tls_cert);
   free(s->tls_priority);
@@ -976,7 +1198,7 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
    * service clock's on every answer instead, and the library's own error
    * answers go out without one rather than with a second clock. */
   unsigned flags = MHD_USE_EPOLL_INTERNAL_THREAD | MHD_USE_ITC | MHD_USE_ERROR_LOG |
-                   MHD_USE_SUPPRESS_DATE_NO_CLOCK;
+                   MHD_USE_SUPPRESS_DATE_NO_CLOCK | MHD_ALLOW_SUSPEND_RESUME;
   struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
   struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
   if (inet_pton(AF_INET, cfg->host, &sin->sin_addr) == 1) {
@@ -1012,6 +1234,10 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
     memcpy(s->tls_key, cfg->tls_key_pem, kl + 1);
   }
   if ((rc = copy_tls_settings(cfg, s, err)) != KERR_OK) goto out;
+  rc = http_offload_new(cfg->wait_threads ? cfg->wait_threads : HTTP_DEFAULT_WAIT_THREADS,
+                        cfg->wait_queue ? cfg->wait_queue : HTTP_DEFAULT_WAIT_QUEUE, &s->offload,
+                        err);
+  if (rc) goto out;
 
   unsigned threads = cfg->threads;
   if (threads == 0) {
@@ -1092,6 +1318,13 @@ out:
 
 uint16_t http_server_port(const http_server *s) { return s ? s->port : 0; }
 
+/* Wait until no request is in flight or the monotonic clock reaches
+ * `deadline_ms`. */
+static void wait_in_flight(http_server *s, int64_t deadline_ms) {
+  struct timespec tick = {0, 10 * 1000 * 1000};
+  while (atomic_load(&s->in_flight) > 0 && monotonic_ms() < deadline_ms) nanosleep(&tick, NULL);
+}
+
 void http_server_stop(http_server *s, unsigned grace_ms) {
   if (!s) return;
   if (s->daemon) {
@@ -1102,10 +1335,23 @@ void http_server_stop(http_server *s, unsigned grace_ms) {
      * the loser's epoll_ctl fails and the library aborts the process). */
     atomic_store(&s->stopping, 1);
     /* Requests already being read or handled get to finish and send their
-     * answer; idle keep-alive connections do not count. */
-    struct timespec tick = {0, 10 * 1000 * 1000};
-    for (unsigned waited = 0; waited < grace_ms && atomic_load(&s->in_flight) > 0; waited += 10)
-      nanosleep(&tick, NULL);
+     * answer, reruns (suspended connections) included; idle keep-alive
+     * connections do not count.  The grace period's last tenth (at most a
+     * second) is kept for the answers to reruns refused below. */
+    unsigned tail = grace_ms / 10 < 1000 ? grace_ms / 10 : 1000;
+    int64_t start = monotonic_ms();
+    wait_in_flight(s, start + (int64_t)(grace_ms - tail));
+    /* Reruns still queued are answered without waiting (the callback sees
+     * HTTP_WAIT_STOPPING), running ones are waited for, and every
+     * suspended connection is resumed: libmicrohttpd must not be stopped
+     * with one suspended.  From here a rerun asked for is refused at once. */
+    http_offload_stop(s->offload);
+    /* The rest of the grace period, and at least HTTP_STOP_ANSWER_MS: a
+     * rerun that ran past the grace period has its answer ready, and
+     * sending it takes no time. */
+    int64_t end = start + (int64_t)grace_ms;
+    if (end < monotonic_ms() + HTTP_STOP_ANSWER_MS) end = monotonic_ms() + HTTP_STOP_ANSWER_MS;
+    wait_in_flight(s, end);
     MHD_stop_daemon(s->daemon);
   }
   free_server(s);

@@ -8,8 +8,13 @@
  * body-size cap, the framing rules that keep one request from being read as
  * two, and a clean shutdown that lets in-flight requests finish.
  *
- * Threading: the callback runs on the server's worker threads, several at
- * once; whatever `ctx` points to must be safe for that. */
+ * Threading: the callback runs on the server's event threads, several at
+ * once; whatever `ctx` points to must be safe for that.  An event thread
+ * serves many connections, so the callback must not wait there on anything
+ * slow: when a request would (req->may_wait is 0), the callback asks for a
+ * rerun (resp->rerun) instead, and the server suspends the connection and
+ * calls it again for the same request on one of its waiting threads
+ * (http_offload.h), with may_wait set; the answer of that call is sent. */
 #ifndef KMSD_HTTP_HTTP_SERVER_H
 #define KMSD_HTTP_HTTP_SERVER_H
 
@@ -18,6 +23,7 @@
 
 #include "aws/sigv4.h" /* http_header */
 #include "core/kerr.h"
+#include "http/http_offload.h" /* HTTP_WAIT_* */
 
 #define HTTP_DEFAULT_MAX_BODY ((size_t)1024 * 1024)
 /* Longest request target (path and query) answered normally; a longer one
@@ -39,6 +45,8 @@
 #define HTTP_RESPONSE_HEADERS_MAX 8
 #define HTTP_HEADER_NAME_MAX 64
 #define HTTP_HEADER_VALUE_MAX 256
+/* What a call may leave for its rerun (http_response.rerun_state). */
+#define HTTP_RERUN_STATE_MAX 128
 
 /* A tls_priority for an XKS proxy: TLS 1.3 and 1.2 only, and of the cipher
  * suites the XKS specification lists only TLS_AES_256_GCM_SHA384 (1.3) and
@@ -78,6 +86,20 @@ typedef struct http_request {
    * answer. */
   int refusal_status;
   const char *refusal_reason;
+  /* 0 on an event thread: the callback must not wait on anything slow, and
+   * asks for a rerun instead (http_response.rerun).  1 on a waiting thread:
+   * it may wait, and must answer. */
+  int may_wait;
+  /* On a second call for one request (a rerun, or the call that answers a
+   * refused rerun): the NUL-terminated rerun_state the first call left;
+   * NULL on a first call. */
+  const char *rerun_state;
+  /* Non-zero when the callback asked for a rerun that cannot happen:
+   * HTTP_WAIT_QUEUE_FULL (too many requests wait already) or
+   * HTTP_WAIT_STOPPING (the server is stopping).  The callback is called
+   * again with it, may_wait still 0, and must answer at once (kmsd:
+   * ThrottlingException / KMSInternalException). */
+  int wait_refused;
 } http_request;
 
 /* What the callback fills.  The server zeroes it before the call. */
@@ -95,6 +117,14 @@ typedef struct http_response {
   char *body;
   size_t body_len;
   void (*body_free)(void *body, size_t len);
+  /* Non-zero: do not answer; call again for this request from the start
+   * where it may wait (see http_request.may_wait), handing it rerun_state
+   * (NUL-terminated).  The rest of the response is dropped.  Only honoured
+   * from a call with may_wait 0 and wait_refused 0 on a request the server
+   * did not refuse; anywhere else it is answered 500.  The callback must
+   * not have changed anything it would change again on the rerun. */
+  int rerun;
+  char rerun_state[HTTP_RERUN_STATE_MAX];
 } http_response;
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *resp);
@@ -129,6 +159,13 @@ typedef struct http_server_config {
   size_t tls_client_name_count;
   http_handler_fn handler;
   void *handler_ctx;
+  /* Threads that run the requests the callback asks to rerun, started as
+   * needed, 1..HTTP_WAIT_THREADS_MAX; 0: HTTP_DEFAULT_WAIT_THREADS. */
+  unsigned wait_threads;
+  /* Reruns that may wait for one of those threads, 1..HTTP_WAIT_QUEUE_MAX;
+   * 0: HTTP_DEFAULT_WAIT_QUEUE.  Past it the callback is told
+   * HTTP_WAIT_QUEUE_FULL. */
+  unsigned wait_queue;
   int use_listen_fd;           /* non-zero: serve on listen_fd instead of binding host:port */
   int listen_fd;               /* from http_listen_socket; still the caller's to close
                                   after http_server_start (the server serves a duplicate) */
@@ -153,7 +190,12 @@ uint16_t http_server_port(const http_server *s);
 
 /* Stop accepting connections, wait up to `grace_ms` for requests already
  * being processed to finish, then close every connection, join the threads
- * and free the server.  NULL is allowed. */
+ * and free the server.  NULL is allowed.  Reruns still waiting for a thread
+ * near the end of the grace period (its last tenth, at most a second) are
+ * answered with wait_refused HTTP_WAIT_STOPPING; a rerun already running
+ * is waited for, however long it takes (the callback's own deadlines bound
+ * it), and its answer gets the rest of the grace period (at least 200 ms)
+ * to go out. */
 void http_server_stop(http_server *s, unsigned grace_ms);
 
 /* Append a response header (name and value are copied).  Returns 0, or -1

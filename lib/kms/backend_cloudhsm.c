@@ -660,6 +660,7 @@ static kerr_code chsm_random(kms_backend_conn *c, const kms_backend_ctx *ctx, ui
 
 const kms_backend kms_backend_cloudhsm = {
     .type = TYPE_CLOUDHSM,
+    .waits_on_network = false, /* PKCS#11 tokens of kmsd's own */
     .check_row = chsm_check_row,
     .check_config = chsm_check_config,
     .connect = chsm_connect,

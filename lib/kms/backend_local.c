@@ -99,6 +99,7 @@ static kerr_code local_random(kms_backend_conn *c, const kms_backend_ctx *ctx, u
 
 const kms_backend kms_backend_local = {
     .type = "AWS_KMS",
+    .waits_on_network = false, /* kmsd's own memory */
     .uses_material = true,
     .encrypt = local_encrypt,
     .decrypt = local_decrypt,

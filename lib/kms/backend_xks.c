@@ -859,6 +859,7 @@ static kerr_code xks_probe(kms_domain *d, const kms_call *call, const char *oper
 
 const kms_backend kms_backend_xks = {
     .type = TYPE_XKS,
+    .waits_on_network = true, /* the proxy, over HTTPS */
     .uses_material = true, /* the inner layer */
     .check_row = xks_check_row,
     .check_config = xks_check_config,

@@ -37,7 +37,16 @@
  * CloudHSM connect records kmsuser's rotated password) opens a short
  * transaction of its own between two waits, never across one.  Only
  * check_config runs inside the caller's transaction, and so it must not
- * call out over the network (kms_backend_check). */
+ * call out over the network (kms_backend_check).
+ *
+ * Threads that must not wait: a request's thread may be one that serves
+ * many connections (kmsd's HTTP event threads).  Before a request's thread
+ * calls a waiting method of a backend that waits_on_network, it asks
+ * kmsi_may_wait, which answers KERR_WOULD_BLOCK when the call says
+ * must_not_wait (aws/call.h); the operation then stops before it has
+ * changed anything, and kmsd runs the request again on a thread that may
+ * wait.  Only request threads ask: connect workers, the health sweep and
+ * the key sweeper are kmsd's own threads and may wait. */
 #ifndef KMSD_KMS_KMS_BACKEND_H
 #define KMSD_KMS_KMS_BACKEND_H
 
@@ -138,6 +147,13 @@ typedef enum kms_backend_check {
 
 typedef struct kms_backend {
   const char *type;  /* "AWS_KMS" (local) or the CustomKeyStoreType served */
+
+  /* Whether the methods that may wait (see Transactions) wait on a system
+   * reached over the network: true for an external key store's proxy, false
+   * for local keys and for CloudHSM key stores, whose PKCS#11 tokens are
+   * kmsd's own (a library call, however slow).  A request that must not
+   * wait is stopped before such a method (kmsi_may_wait). */
+  bool waits_on_network;
 
   /* Whether encrypt and decrypt use key material kmsd keeps for the KMS key
    * (wrapped under the root key): the local backend's only layer, an
@@ -262,5 +278,21 @@ extern const kms_backend kms_backend_xks;
 
 /* The backend of CustomKeyStoreType `type`; NULL when kmsd has none. */
 const kms_backend *kmsi_backend_for_type(const char *type);
+
+/* The one check before a request's thread calls a method of `b` that may
+ * wait (probe, create_key, delete_key, encrypt, decrypt, random; connect
+ * and health when a request runs them): KERR_OK when it may, and
+ * KERR_WOULD_BLOCK with `err` filled when kcall->must_not_wait is set and
+ * `b` waits_on_network.  The caller must not have changed anything yet (no
+ * write, no state change, no log line saying something was done): it
+ * returns the code as is, and the request runs again from the start.
+ * Inline and without allocation or lock: it sits on the path of every
+ * crypto call on every key. */
+static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *b, kerr *err) {
+  if (!kcall->must_not_wait || !b->waits_on_network) return KERR_OK;
+  return kerr_set(err, KERR_WOULD_BLOCK,
+                  "A call to a %s key store's backing system would wait on the network here.",
+                  b->type);
+}
 
 #endif

@@ -365,6 +365,8 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   /* The backing system is asked (an external key store's GetHealthStatus)
    * with no transaction open: a slow proxy holds no database connection. */
   if (b->probe) {
+    rc = kmsi_may_wait(call, b, err); /* nothing written yet */
+    if (rc) goto out;
     rc = b->probe(d, call, "CreateCustomKeyStore", &c, err);
     if (rc) goto out;
   }
@@ -761,6 +763,11 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
     have_probe = false;
     store_cks_clear(&probed);
     if (b->probe && b->probe_differs(d, &cur, &c)) {
+      /* Nothing written yet.  An update that reaches the write without a
+       * probe changes nothing the proxy sees, so the kmsi_cks_refresh
+       * below (a connect) never runs for a caller that must not wait. */
+      rc = kmsi_may_wait(call, b, err);
+      if (rc) goto out;
       rc = b->probe(d, call, "UpdateCustomKeyStore", &c, err);
       if (rc) goto out;
       rc = copy_row(&c, &probed, err);
@@ -900,6 +907,7 @@ kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
   static const char *const from_live[] = {"CONNECTED", "CONNECTING", "FAILED", NULL};
   static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
   store_cks c;
+  const kms_backend *b;
   char prev[STORE_ENUM_MAX] = "";
   kerr_code rc;
 
@@ -910,10 +918,15 @@ kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = read_own(d, call, custom_key_store_id, &c, err);
   if (rc) goto out;
-  if (!kmsi_backend_for_type(c.type)) {
+  b = kmsi_backend_for_type(c.type);
+  if (!b) {
     rc = kerr_set(err, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
     goto out;
   }
+  /* kmsi_cks_detach waits for the store's calls in flight and for a
+   * connect worker's GetHealthStatus: ask before the state changes. */
+  rc = kmsi_may_wait(call, b, err);
+  if (rc) goto out;
   rc = kmsi_cks_set_state(d, c.cks_id, from_live, "DISCONNECTING", NULL, call->request_id, prev,
                           err);
   if (rc == KERR_CONFLICT) {

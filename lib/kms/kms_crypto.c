@@ -114,11 +114,15 @@ typedef struct key_call {
 
 /* Prepare a call on key `k` with its material `material_hex` (the current
  * one to encrypt, the one the blob names to decrypt), reading through `tx`:
- * a store that is not connected -> KERR_INVALID_STATE; a material that is
- * not the key's -> KERR_INVALID_CIPHERTEXT (kmsi_material).  call_end `kc`
- * in every case; `k` must outlive it. */
-static kerr_code call_prepare(kms_domain *d, store_tx *tx, const kmsi_key *k,
-                              const char *material_hex, key_call *kc, kerr *err) {
+ * a store that is not connected -> KERR_INVALID_STATE; a caller that must
+ * not wait on the key's backend -> KERR_WOULD_BLOCK (kmsi_may_wait: these
+ * operations only read, so every check before is answered as usual and the
+ * rerun changes nothing twice); a material that is not the key's ->
+ * KERR_INVALID_CIPHERTEXT (kmsi_material).  call_end `kc` in every case;
+ * `k` must outlive it. */
+static kerr_code call_prepare(kms_domain *d, const kms_call *call, store_tx *tx,
+                              const kmsi_key *k, const char *material_hex, key_call *kc,
+                              kerr *err) {
   kerr_code rc;
   memset(kc, 0, sizeof *kc);
   kc->k = k;
@@ -126,6 +130,8 @@ static kerr_code call_prepare(kms_domain *d, store_tx *tx, const kmsi_key *k,
   rc = kmsi_backend_acquire(d, k, &kc->b, &kc->conn, err);
   if (rc) return rc;
   kc->acquired = true;
+  rc = kmsi_may_wait(call, kc->b, err);
+  if (rc) return rc;
   if (kc->b->uses_material) {
     kc->material = secure_alloc(AESGCM_KEY_LEN);
     if (!kc->material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
@@ -259,7 +265,7 @@ kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_inp
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = call_prepare(d, tx, &k, k.row.current_material_id, &kc, err);
+  rc = call_prepare(d, call, tx, &k, k.row.current_material_id, &kc, err);
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;
@@ -359,7 +365,7 @@ kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_inp
                   in->key_id, in->encryption_algorithm, "kms:Decrypt", in->dry_run, &k, &v, &ctx,
                   &ctx_len, out->key_material_id, err);
   if (rc) goto out;
-  rc = same_invalid_ciphertext(call_prepare(d, tx, &k, out->key_material_id, &kc, err), err);
+  rc = same_invalid_ciphertext(call_prepare(d, call, tx, &k, out->key_material_id, &kc, err), err);
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;
@@ -434,10 +440,10 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = same_invalid_ciphertext(call_prepare(d, tx, &src, out->source_key_material_id, &from, err),
-                               err);
+  rc = same_invalid_ciphertext(
+      call_prepare(d, call, tx, &src, out->source_key_material_id, &from, err), err);
   if (rc) goto out;
-  rc = call_prepare(d, tx, &dst, dst.row.current_material_id, &to, err);
+  rc = call_prepare(d, call, tx, &dst, dst.row.current_material_id, &to, err);
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;
@@ -548,7 +554,7 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  rc = call_prepare(d, tx, &k, k.row.current_material_id, &kc, err);
+  rc = call_prepare(d, call, tx, &k, k.row.current_material_id, &kc, err);
   if (rc) goto out;
   d->st->ops->rollback(tx);
   tx = NULL;

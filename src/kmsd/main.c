@@ -56,6 +56,8 @@ typedef struct kmsd_options {
   const char *tls_cert;
   const char *tls_key;
   unsigned threads;
+  unsigned wait_threads;  /* --wait-threads; 0: HTTP_DEFAULT_WAIT_THREADS */
+  unsigned wait_queue;    /* --wait-queue; 0: HTTP_DEFAULT_WAIT_QUEUE */
   size_t max_body;
   long long clock_offset_s;
   int max_custom_key_stores;
@@ -91,7 +93,13 @@ static void usage(FILE *f) {
           "                              Refused unless listening on a loopback address\n"
           "  --tls-cert FILE             serve HTTPS with this PEM certificate (needs --tls-key)\n"
           "  --tls-key FILE              PEM private key of --tls-cert\n"
-          "  --threads N                 worker threads, 1-%d (default: one per CPU)\n"
+          "  --threads N                 event threads of the HTTP server, 1-%d (default: one\n"
+          "                              per CPU); each serves many connections\n"
+          "  --wait-threads N            threads that run requests which wait on an external\n"
+          "                              key store proxy, so the event threads never do,\n"
+          "                              1-%d (default %d; started as needed)\n"
+          "  --wait-queue N              such requests that may wait for one of them, 1-%d\n"
+          "                              (default %d); past it ThrottlingException\n"
           "  --max-body BYTES            largest request body, %d-%zu (default %zu);\n"
           "                              larger ones get 413 RequestEntityTooLargeException\n"
           "  --max-custom-key-stores N   custom key stores per account and Region (default 10,\n"
@@ -138,7 +146,8 @@ static void usage(FILE *f) {
           "\n"
           "Logs go to stderr, one line per request.  SIGINT/SIGTERM stop the server after\n"
           "in-flight requests finish.\n",
-          MAX_THREADS, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY, MAX_MAX_KEYS,
+          MAX_THREADS, HTTP_WAIT_THREADS_MAX, HTTP_DEFAULT_WAIT_THREADS, HTTP_WAIT_QUEUE_MAX,
+          HTTP_DEFAULT_WAIT_QUEUE, MIN_MAX_BODY, MAX_MAX_BODY, HTTP_DEFAULT_MAX_BODY, MAX_MAX_KEYS,
           KMS_DEFAULT_MAX_KEYS,
           KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
           KMS_DB_BUSY_TIMEOUT_DEFAULT_MS, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS,
@@ -187,6 +196,8 @@ enum {
   OPT_THREADS,
   OPT_MAX_BODY,
   OPT_CLOCK_OFFSET,
+  OPT_WAIT_THREADS,
+  OPT_WAIT_QUEUE,
   OPT_MAX_CUSTOM_KEY_STORES,
   OPT_DB_BUSY_TIMEOUT,
   OPT_MAX_KEYS,
@@ -211,6 +222,8 @@ static const cli_flag FLAGS[] = {
     {"--tls-cert", NULL, OPT_TLS_CERT, 1},
     {"--tls-key", NULL, OPT_TLS_KEY, 1},
     {"--threads", NULL, OPT_THREADS, 1},
+    {"--wait-threads", NULL, OPT_WAIT_THREADS, 1},
+    {"--wait-queue", NULL, OPT_WAIT_QUEUE, 1},
     {"--max-body", NULL, OPT_MAX_BODY, 1},
     {"--clock-offset", NULL, OPT_CLOCK_OFFSET, 1},
     {"--max-custom-key-stores", NULL, OPT_MAX_CUSTOM_KEY_STORES, 1},
@@ -265,6 +278,18 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       if (parse_ll(value, 1, MAX_THREADS, &v) != 0)
         return bad_flag("%s must be a whole number from 1 to 1024, not '%.64s'", "--threads", value);
       o->threads = (unsigned)v;
+      break;
+    case OPT_WAIT_THREADS:
+      if (parse_ll(value, 1, HTTP_WAIT_THREADS_MAX, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%.64s'", "--wait-threads",
+                        HTTP_WAIT_THREADS_MAX, value);
+      o->wait_threads = (unsigned)v;
+      break;
+    case OPT_WAIT_QUEUE:
+      if (parse_ll(value, 1, HTTP_WAIT_QUEUE_MAX, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%.64s'", "--wait-queue",
+                        HTTP_WAIT_QUEUE_MAX, value);
+      o->wait_queue = (unsigned)v;
       break;
     case OPT_MAX_BODY:
       if (parse_ll(value, MIN_MAX_BODY, (long long)MAX_MAX_BODY, &v) != 0)
@@ -539,6 +564,8 @@ static int run(const kmsd_options *o) {
     threads = ncpu > 0 ? (unsigned)ncpu : 1;
   }
   scfg.threads = threads;
+  scfg.wait_threads = o->wait_threads ? o->wait_threads : HTTP_DEFAULT_WAIT_THREADS;
+  scfg.wait_queue = o->wait_queue ? o->wait_queue : HTTP_DEFAULT_WAIT_QUEUE;
   scfg.max_body = o->max_body;
   scfg.tls_cert_pem = cert_pem;
   scfg.tls_key_pem = key_pem;
@@ -566,8 +593,10 @@ static int run(const kmsd_options *o) {
   if (o->clock_offset_s)
     log_msg(LOG_INFO, NULL, "service clock offset %lld s", o->clock_offset_s);
   log_msg(LOG_INFO, NULL,
-          "kmsd " KMSD_VERSION " listening on %s://%s data-dir=%s credentials=%s threads=%u max-body=%zu",
-          scheme, where, o->data_dir, creds_path, threads, o->max_body);
+          "kmsd " KMSD_VERSION " listening on %s://%s data-dir=%s credentials=%s threads=%u "
+          "wait-threads=%u wait-queue=%u max-body=%zu",
+          scheme, where, o->data_dir, creds_path, threads, scfg.wait_threads, scfg.wait_queue,
+          o->max_body);
   fprintf(stderr, "kmsd listening on %s://%s\n", scheme, where);
 
   int sig = 0;

@@ -9,9 +9,11 @@ stand-in proxy (xks_standin.py) answers seconds late, and meanwhile
 
 * writers (CreateKey, CreateAlias, another UpdateCustomKeyStore) and crypto
   on AWS_KMS keys complete while an update's GetHealthStatus waits;
-* crypto on AWS_KMS keys, and CreateKey, complete while twenty crypto calls
-  on an external key store's key - more than the store's 16 pooled database
-  connections - wait on the proxy;
+* crypto on AWS_KMS keys, and CreateKey, complete over a kept-alive
+  connection while twenty crypto calls on an external key store's key - more
+  than the store's 16 pooled database connections - wait on the proxy, with
+  kmsd on two HTTP event threads: the calls that wait run on its waiting
+  threads (--wait-threads), never on the event thread of a connection;
 * an update whose store was moved to CONNECTING during its GetHealthStatus
   is CustomKeyStoreInvalidStateException and changes nothing; an update
   whose GetHealthStatus another update overtook (a new path while it changed
@@ -71,8 +73,9 @@ def b64(data):
 
 
 class SlowProxyTest(h.KmsdBaseTestCase):
-    """One kmsd with enough HTTP threads for every call a test keeps in
-    flight, one stand-in proxy; each test makes its own key stores (unique
+    """One kmsd with two HTTP event threads, far fewer than the calls a
+    test keeps in flight (the ones that wait on the proxy run on waiting
+    threads), one stand-in proxy; each test makes its own key stores (unique
     paths) and starts from a well-behaved proxy."""
 
     @classmethod
@@ -85,7 +88,7 @@ class SlowProxyTest(h.KmsdBaseTestCase):
             "--xks-ca-bundle", cls.certs.ca,
             "--xks-connect-to", cls.proxy.connect_to(HOST),
             "--xks-timeout", str(XKS_TIMEOUT_MS),
-            "--threads", "48"])
+            "--threads", "2"])
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
@@ -151,10 +154,10 @@ class SlowProxyTest(h.KmsdBaseTestCase):
         client = h.kms_client(self.server)
         return Call(lambda: client.update_custom_key_store(CustomKeyStoreId=cks, **changes))
 
-    def kms_op(self, operation, params):
-        """One signed call on a connection of its own; the parsed reply, or
-        an AssertionError naming the error."""
-        status, _, body = h.kms_call(self.server, operation, params)
+    def kms_op(self, operation, params, conn=None):
+        """One signed call, on `conn` (kept alive) or a connection of its
+        own; the parsed reply, or an AssertionError naming the error."""
+        status, _, body = h.kms_call(self.server, operation, params, conn=conn)
         if status != 200:
             raise AssertionError("%s: %s %s" % (operation, status, body))
         return body
@@ -277,6 +280,11 @@ class SlowProxyTest(h.KmsdBaseTestCase):
         local = self.kms.create_key()["KeyMetadata"]["KeyId"]
         xks_blob = self.kms.encrypt(KeyId=xks_key, Plaintext=b"external")["CiphertextBlob"]
         local_blob = self.kms.encrypt(KeyId=local, Plaintext=b"local")["CiphertextBlob"]
+        # The local calls below go over this one kept-alive connection,
+        # opened (and used) before the slow calls start.
+        conn = self.server.connection(60)
+        self.addCleanup(conn.close)
+        self.kms_op("DescribeKey", {"KeyId": local}, conn=conn)
         self.proxy.clear_requests()
         self.proxy.set_delay(SLOW, ops={"encrypt", "decrypt"})
 
@@ -306,14 +314,13 @@ class SlowProxyTest(h.KmsdBaseTestCase):
                       lambda: len(self.proxy.requests("encrypt") + self.proxy.requests("decrypt"))
                       >= 8)
         time.sleep(0.5)
-        # Meanwhile AWS_KMS keys are served, writers included.  Each call on
-        # a new connection: a kept-alive one stays with the HTTP worker
-        # thread that accepted it, which may be one of those waiting on the
-        # proxy (docs/custom-key-stores.md, "Known limits").
-        enc = self.kms_op("Encrypt", {"KeyId": local, "Plaintext": b64(b"still served")})
-        dec = self.kms_op("Decrypt", {"CiphertextBlob": b64(local_blob)})
-        self.kms_op("GenerateDataKey", {"KeyId": local, "KeySpec": "AES_256"})
-        new_key = self.kms_op("CreateKey", {})["KeyMetadata"]["KeyId"]
+        # Meanwhile AWS_KMS keys are served, writers included, on the
+        # kept-alive connection: its event thread never waits on the proxy.
+        enc = self.kms_op("Encrypt", {"KeyId": local, "Plaintext": b64(b"still served")},
+                          conn=conn)
+        dec = self.kms_op("Decrypt", {"CiphertextBlob": b64(local_blob)}, conn=conn)
+        self.kms_op("GenerateDataKey", {"KeyId": local, "KeySpec": "AES_256"}, conn=conn)
+        new_key = self.kms_op("CreateKey", {}, conn=conn)["KeyMetadata"]["KeyId"]
         finished = [name for name, c in calls if not c.is_alive()]
         self.assertEqual(finished, [], "calls on the external key ended before the local ones")
         self.assertEqual(base64.b64decode(dec["Plaintext"]), b"local")

@@ -1,7 +1,10 @@
 /* test_http_server.c - the libmicrohttpd wrapper, driven over real loopback
  * HTTP with libcurl: what the callback sees, keep-alive, the body cap (413
  * before the body is read, and for chunked bodies), concurrency across the
- * thread pool, graceful stop with a request in flight, and TLS. */
+ * thread pool, graceful stop with a request in flight, TLS, and reruns: a
+ * request the callback sends to a waiting thread (the event thread serves
+ * on meanwhile), a full queue, stopping with reruns queued and running, and
+ * a client that leaves while its request waits. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -508,6 +511,261 @@ static void test_tls(void **state) {
   rmdir(dir);
 }
 
+/* ------------------------------------------------------------- reruns */
+
+/* A callback that will not serve /slow... on an event thread: it asks for
+ * a rerun, and on the rerun waits for the test's gate (at most 5 s), then
+ * echoes what it saw.  /twice asks for a rerun even where it may wait. */
+typedef struct rerun_ctx {
+  atomic_int first_passes;
+  atomic_int reruns;
+  atomic_int running;           /* reruns inside the callback now */
+  atomic_int refused_full;
+  atomic_int refused_stopping;
+  atomic_int gate;              /* reruns wait while 0 */
+} rerun_ctx;
+
+static void rerun_handler(void *ctx, const http_request *req, http_response *resp) {
+  rerun_ctx *t = ctx;
+  char text[1024];
+  int slow = strncmp(req->path, "/slow", 5) == 0, twice = strcmp(req->path, "/twice") == 0;
+  if ((slow && !req->may_wait && !req->wait_refused) || twice) {
+    atomic_fetch_add(&t->first_passes, 1);
+    resp->rerun = 1;
+    snprintf(resp->rerun_state, sizeof resp->rerun_state, "state-of-%s",
+             req->query ? req->query : "-");
+    /* Anything else in the answer is dropped (and freed). */
+    resp->status = 200;
+    resp->body = strdup("dropped");
+    resp->body_len = 7;
+    http_response_header(resp, "X-Dropped", "yes");
+    return;
+  }
+  if (req->wait_refused) {
+    atomic_fetch_add(req->wait_refused == HTTP_WAIT_QUEUE_FULL ? &t->refused_full
+                                                               : &t->refused_stopping,
+                     1);
+    int n = snprintf(text, sizeof text, "refused=%d state=%s", req->wait_refused,
+                     req->rerun_state ? req->rerun_state : "(none)");
+    resp->status = 503;
+    resp->body = strndup(text, (size_t)n);
+    resp->body_len = (size_t)n;
+    return;
+  }
+  if (slow) {
+    atomic_fetch_add(&t->reruns, 1);
+    atomic_fetch_add(&t->running, 1);
+    for (int i = 0; i < 2500 && !atomic_load(&t->gate); i++) sleep_ms(2);
+    atomic_fetch_sub(&t->running, 1);
+  }
+  const char *xt = http_request_header(req, "x-test");
+  int n = snprintf(text, sizeof text, "may_wait=%d state=%s path=%s query=%s body=%.*s x-test=%s",
+                   req->may_wait, req->rerun_state ? req->rerun_state : "(none)", req->path,
+                   req->query ? req->query : "(none)", (int)req->body_len,
+                   req->body ? (const char *)req->body : "", xt ? xt : "(none)");
+  resp->status = 200;
+  resp->body = strndup(text, (size_t)n);
+  resp->body_len = (size_t)n;
+  http_response_header(resp, "X-Echo", "yes");
+}
+
+static http_server *start_rerun(rerun_ctx *t, unsigned wait_threads, unsigned wait_queue) {
+  http_server_config cfg = {0};
+  cfg.host = "127.0.0.1";
+  cfg.threads = 1; /* every connection on the one event thread */
+  cfg.wait_threads = wait_threads;
+  cfg.wait_queue = wait_queue;
+  cfg.handler = rerun_handler;
+  cfg.handler_ctx = t;
+  http_server *s = NULL;
+  kerr err;
+  kerr_clear(&err);
+  assert_int_equal(http_server_start(&cfg, &s, &err), KERR_OK);
+  return s;
+}
+
+typedef struct rerun_client {
+  char url[160];
+  long timeout_ms;
+  long status;
+  CURLcode cc;
+  buf body;
+  pthread_t th;
+} rerun_client;
+
+static void *rerun_client_run(void *arg) {
+  rerun_client *r = arg;
+  CURL *c = curl_easy_init();
+  struct curl_slist *h = curl_slist_append(NULL, "X-Test: hello");
+  curl_easy_setopt(c, CURLOPT_URL, r->url);
+  curl_easy_setopt(c, CURLOPT_POSTFIELDS, "{\"a\":1}");
+  curl_easy_setopt(c, CURLOPT_HTTPHEADER, h);
+  curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, write_cb);
+  curl_easy_setopt(c, CURLOPT_WRITEDATA, &r->body);
+  curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, r->timeout_ms ? r->timeout_ms : 10000L);
+  r->cc = curl_easy_perform(c);
+  if (r->cc == CURLE_OK) curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+  curl_easy_cleanup(c);
+  curl_slist_free_all(h);
+  return NULL;
+}
+
+static void rerun_client_start(rerun_client *r, http_server *s, const char *path_query) {
+  memset(r, 0, sizeof *r);
+  snprintf(r->url, sizeof r->url, "http://127.0.0.1:%u%s", http_server_port(s), path_query);
+  assert_int_equal(pthread_create(&r->th, NULL, rerun_client_run, r), 0);
+}
+
+static void wait_until(atomic_int *v, int at_least) {
+  for (int i = 0; i < 2500 && atomic_load(v) < at_least; i++) sleep_ms(2);
+  assert_true(atomic_load(v) >= at_least);
+}
+
+/* While a rerun waits on a waiting thread, the single event thread serves a
+ * kept-alive connection; the rerun then answers with the request exactly
+ * as first delivered and the first pass's state. */
+static void test_rerun_frees_the_event_thread(void **state) {
+  (void)state;
+  rerun_ctx t = {0};
+  http_server *s = start_rerun(&t, 2, 0);
+  rerun_client slow;
+  rerun_client_start(&slow, s, "/slow?q=1");
+  wait_until(&t.running, 1);
+
+  char url[128];
+  snprintf(url, sizeof url, "http://127.0.0.1:%u/fast", http_server_port(s));
+  buf body = {0};
+  CURL *c = make_easy(&body, NULL);
+  for (int i = 0; i < 3; i++) {
+    body.len = 0;
+    assert_int_equal(do_request(c, url, "{}", 2), 200);
+    assert_non_null(strstr(body.data, "may_wait=0 state=(none) path=/fast"));
+  }
+  long conns = -1;
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+  assert_int_equal(conns, 0); /* the last two on the first one's connection */
+  assert_int_equal(atomic_load(&t.running), 1); /* the rerun still waits */
+
+  atomic_store(&t.gate, 1);
+  pthread_join(slow.th, NULL);
+  assert_int_equal(slow.cc, CURLE_OK);
+  assert_int_equal(slow.status, 200);
+  assert_string_equal(slow.body.data,
+                      "may_wait=1 state=state-of-q=1 path=/slow query=q=1 body={\"a\":1} "
+                      "x-test=hello");
+  assert_int_equal(atomic_load(&t.first_passes), 1);
+  assert_int_equal(atomic_load(&t.reruns), 1);
+  /* The connection of the rerun is kept alive and serves on. */
+  body.len = 0;
+  assert_int_equal(do_request(c, url, "{}", 2), 200);
+  curl_easy_cleanup(c);
+
+  /* A callback that asks for a rerun where it may wait is answered 500. */
+  rerun_client twice;
+  rerun_client_start(&twice, s, "/twice");
+  pthread_join(twice.th, NULL);
+  assert_int_equal(twice.status, 500);
+  assert_non_null(strstr(twice.body.data, "KMSInternalException"));
+  http_server_stop(s, 1000);
+}
+
+/* One waiting thread and room for one more: the third is refused at once,
+ * through the callback (wait_refused), with its first pass's state. */
+static void test_rerun_queue_full(void **state) {
+  (void)state;
+  rerun_ctx t = {0};
+  http_server *s = start_rerun(&t, 1, 1);
+  rerun_client a, b, c;
+  rerun_client_start(&a, s, "/slow?q=a");
+  wait_until(&t.running, 1);
+  rerun_client_start(&b, s, "/slow?q=b");
+  wait_until(&t.first_passes, 2);
+  rerun_client_start(&c, s, "/slow?q=c");
+  pthread_join(c.th, NULL);
+  assert_int_equal(c.status, 503);
+  assert_string_equal(c.body.data, "refused=1 state=state-of-q=c");
+  assert_int_equal(atomic_load(&t.running), 1); /* answered while a waited */
+  atomic_store(&t.gate, 1);
+  pthread_join(a.th, NULL);
+  pthread_join(b.th, NULL);
+  assert_int_equal(a.status, 200);
+  assert_int_equal(b.status, 200);
+  assert_non_null(strstr(b.body.data, "state=state-of-q=b"));
+  assert_int_equal(atomic_load(&t.refused_full), 1);
+  assert_int_equal(atomic_load(&t.reruns), 2);
+  http_server_stop(s, 1000);
+}
+
+typedef struct stopper {
+  http_server *s;
+  unsigned grace_ms;
+  pthread_t th;
+} stopper;
+
+static void *stop_run(void *arg) {
+  stopper *st = arg;
+  http_server_stop(st->s, st->grace_ms);
+  return NULL;
+}
+
+/* Stopping with one rerun running and two queued: near the end of the
+ * grace period the queued ones are answered (wait_refused STOPPING) while
+ * the running one still waits; it is waited for and answered. */
+static void test_stop_with_reruns(void **state) {
+  (void)state;
+  rerun_ctx t = {0};
+  http_server *s = start_rerun(&t, 1, 4);
+  rerun_client r[3];
+  rerun_client_start(&r[0], s, "/slow?q=0");
+  wait_until(&t.running, 1);
+  rerun_client_start(&r[1], s, "/slow?q=1");
+  rerun_client_start(&r[2], s, "/slow?q=2");
+  wait_until(&t.first_passes, 3);
+  stopper st = {s, 500, 0};
+  assert_int_equal(pthread_create(&st.th, NULL, stop_run, &st), 0);
+  wait_until(&t.refused_stopping, 2);
+  assert_int_equal(atomic_load(&t.running), 1);
+  atomic_store(&t.gate, 1);
+  pthread_join(st.th, NULL);
+  for (int i = 0; i < 3; i++) pthread_join(r[i].th, NULL);
+  assert_int_equal(r[0].status, 200);
+  for (int i = 1; i < 3; i++) {
+    assert_int_equal(r[i].status, 503);
+    assert_non_null(strstr(r[i].body.data, "refused=2"));
+  }
+  assert_int_equal(atomic_load(&t.reruns), 1);
+}
+
+/* A client that gives up while its request waits: the rerun still ends,
+ * its answer goes nowhere, and the connection is released (stop does not
+ * wait for it). */
+static void test_client_gone_during_rerun(void **state) {
+  (void)state;
+  rerun_ctx t = {0};
+  http_server *s = start_rerun(&t, 1, 0);
+  rerun_client r;
+  memset(&r, 0, sizeof r);
+  snprintf(r.url, sizeof r.url, "http://127.0.0.1:%u/slow", http_server_port(s));
+  r.timeout_ms = 300;
+  assert_int_equal(pthread_create(&r.th, NULL, rerun_client_run, &r), 0);
+  pthread_join(r.th, NULL);
+  assert_int_equal(r.cc, CURLE_OPERATION_TIMEDOUT);
+  assert_int_equal(atomic_load(&t.running), 1);
+  atomic_store(&t.gate, 1);
+  for (int i = 0; i < 2500 && atomic_load(&t.running) > 0; i++) sleep_ms(2);
+  /* Still serving. */
+  rerun_client again;
+  atomic_store(&t.gate, 1);
+  rerun_client_start(&again, s, "/slow?q=again");
+  pthread_join(again.th, NULL);
+  assert_int_equal(again.status, 200);
+  struct timespec a, b;
+  clock_gettime(CLOCK_MONOTONIC, &a);
+  http_server_stop(s, 5000);
+  clock_gettime(CLOCK_MONOTONIC, &b);
+  assert_true(b.tv_sec - a.tv_sec < 3);
+}
+
 int main(void) {
   curl_global_init(CURL_GLOBAL_ALL);
   const struct CMUnitTest tests[] = {
@@ -523,6 +781,10 @@ int main(void) {
       cmocka_unit_test(test_stop_finishes_in_flight),
       cmocka_unit_test(test_port_in_use),
       cmocka_unit_test(test_tls),
+      cmocka_unit_test(test_rerun_frees_the_event_thread),
+      cmocka_unit_test(test_rerun_queue_full),
+      cmocka_unit_test(test_stop_with_reruns),
+      cmocka_unit_test(test_client_gone_during_rerun),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   curl_global_cleanup();

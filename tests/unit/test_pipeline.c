@@ -2,7 +2,9 @@
  * SigV4 signatures (sigv4_sign), the real model tables and validator, and a
  * small handler table of its own: error shapes and statuses for every stage,
  * x-amzn-RequestId on every reply, the admin clock API, the one log line per
- * request (and that it never holds a body or secret), and one call over real
+ * request (and that it never holds a body or secret), a request that would
+ * block on an event thread asked to run again and then answered once, with
+ * its first pass's request id and SigV4 clock, and one call over real
  * loopback HTTP. */
 #include <setjmp.h>
 #include <stdarg.h>
@@ -66,7 +68,19 @@ static kerr_code h_encrypt(const api_request *req, json_t *in, json_t **out, ker
   return KERR_OK;
 }
 
+/* As a domain call on an external key does: KERR_WOULD_BLOCK when the
+ * caller must not wait, else an answer saying what it saw. */
+static int waits_calls;
+static kerr_code h_waits(const api_request *req, json_t *in, json_t **out, kerr *err) {
+  (void)in;
+  waits_calls++;
+  if (req->must_not_wait) return kerr_set(err, KERR_WOULD_BLOCK, "would wait");
+  *out = json_pack("{s:s, s:b}", "RequestId", req->request_id, "MustNotWait", req->must_not_wait);
+  return KERR_OK;
+}
+
 static api_handler_fn test_find(const char *op) {
+  if (strcmp(op, "GenerateRandom") == 0) return h_waits;
   if (strcmp(op, "ListKeys") == 0) return h_list_keys;
   if (strcmp(op, "DescribeKey") == 0) return h_describe_key;
   if (strcmp(op, "Encrypt") == 0) return h_encrypt;
@@ -87,6 +101,8 @@ typedef struct signed_req {
 
 typedef struct reply {
   int status;
+  int rerun;
+  char rerun_state[HTTP_RERUN_STATE_MAX];
   json_t *json;
   char request_id[HTTP_HEADER_VALUE_MAX];
   char content_type[HTTP_HEADER_VALUE_MAX];
@@ -137,6 +153,8 @@ static void run(api_pipeline *p, const http_request *req, reply *out) {
   memset(out, 0, sizeof *out);
   api_pipeline_handle(p, req, &resp);
   out->status = resp.status;
+  out->rerun = resp.rerun;
+  memcpy(out->rerun_state, resp.rerun_state, sizeof out->rerun_state);
   for (size_t i = 0; i < resp.nheaders; i++) {
     if (strcasecmp(resp.headers[i].name, "x-amzn-RequestId") == 0)
       snprintf(out->request_id, sizeof out->request_id, "%s", resp.headers[i].value);
@@ -566,6 +584,85 @@ static void test_log_line(void **state) {
   api_pipeline_free(p);
 }
 
+/* A request the handler cannot serve without waiting: the first pass (on
+ * an event thread) asks for a rerun and writes no log line; the rerun
+ * (may_wait) answers under the first pass's request id with one line; a
+ * rerun the server refused is ThrottlingException or, while stopping,
+ * KMSInternalException.  The rerun is judged at the first pass's SigV4
+ * clock: a request that waited past the skew window still passes, while
+ * a fresh one signed at the same time does not. */
+static void test_rerun(void **state) {
+  (void)state;
+  api_pipeline *p = make_pipeline(0);
+  signed_req r;
+  reply first, rep;
+  char *log;
+  log_set_level(LOG_INFO);
+  build(&r, "TrentService.GenerateRandom", "{}", ROOT_KEY, ROOT_SECRET,
+        "application/x-amz-json-1.1");
+
+  waits_calls = 0;
+  log = logged_by(p, &r.req, &first);
+  assert_int_equal(first.rerun, 1);
+  assert_null(first.json);
+  assert_int_equal(waits_calls, 1);
+  assert_string_equal(log, "");
+  free(log);
+  assert_non_null(strstr(first.rerun_state, first.request_id));
+
+  /* Waiting in the queue for longer than the skew window (5 minutes). */
+  kclock_advance_ms(10 * 60 * 1000);
+  r.req.may_wait = 1;
+  r.req.rerun_state = first.rerun_state;
+  log = logged_by(p, &r.req, &rep);
+  assert_int_equal(rep.rerun, 0);
+  assert_int_equal(rep.status, 200);
+  assert_string_equal(rep.request_id, first.request_id);
+  assert_string_equal(json_string_value(json_object_get(rep.json, "RequestId")), first.request_id);
+  assert_false(json_is_true(json_object_get(rep.json, "MustNotWait")));
+  assert_non_null(strchr(log, '\n'));
+  assert_null(strchr(strchr(log, '\n') + 1, '\n'));
+  assert_non_null(strstr(log, first.request_id));
+  assert_non_null(strstr(log, "op=GenerateRandom outcome=OK status=200"));
+  json_decref(rep.json);
+  free(log);
+
+  /* The same request arriving now is too old. */
+  r.req.may_wait = 0;
+  r.req.rerun_state = NULL;
+  run(p, &r.req, &rep);
+  expect_error(&rep, 400, "InvalidSignatureException");
+  assert_non_null(strstr(message(&rep), "Signature expired"));
+  json_decref(rep.json);
+  kclock_advance_ms(-10 * 60 * 1000);
+
+  /* No room for the rerun, or stopping: answered at once, not waiting. */
+  r.req.rerun_state = first.rerun_state;
+  r.req.wait_refused = HTTP_WAIT_QUEUE_FULL;
+  log = logged_by(p, &r.req, &rep);
+  expect_error(&rep, 400, "ThrottlingException");
+  assert_non_null(strstr(message(&rep), "Rate exceeded"));
+  assert_string_equal(rep.request_id, first.request_id);
+  assert_non_null(strstr(log, "outcome=ThrottlingException status=400"));
+  assert_null(strchr(strchr(log, '\n') + 1, '\n'));
+  json_decref(rep.json);
+  free(log);
+  r.req.wait_refused = HTTP_WAIT_STOPPING;
+  run(p, &r.req, &rep);
+  expect_error(&rep, 500, "KMSInternalException");
+  assert_non_null(strstr(message(&rep), "shutting down"));
+  json_decref(rep.json);
+
+  /* Operations that do not wait are answered on the first pass. */
+  build(&r, "TrentService.ListKeys", "{}", ROOT_KEY, ROOT_SECRET, "application/x-amz-json-1.1");
+  run(p, &r.req, &rep);
+  assert_int_equal(rep.rerun, 0);
+  assert_int_equal(rep.status, 200);
+  json_decref(rep.json);
+  log_set_level(LOG_WARN);
+  api_pipeline_free(p);
+}
+
 typedef struct capture {
   char data[4096];
   size_t len;
@@ -696,6 +793,7 @@ int main(void) {
       cmocka_unit_test(test_paths_and_health),
       cmocka_unit_test(test_admin_api),
       cmocka_unit_test(test_log_line),
+      cmocka_unit_test(test_rerun),
       cmocka_unit_test(test_over_http),
   };
   int rc = cmocka_run_group_tests(tests, setup, teardown);
