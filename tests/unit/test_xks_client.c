@@ -14,7 +14,10 @@
  * client's SYN (a blackholed connect that works offline); listeners that
  * accept and then close or reset the connection during the TLS handshake;
  * a listener that never answers; a CA bundle that cannot be read.
- * Several threads encrypt and decrypt at once through one client. */
+ * Several threads encrypt and decrypt at once through one client.  A name
+ * whose lookup hangs comes from the test's own getaddrinfo, which stands in
+ * front of the C library's for that one name. */
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,9 +25,11 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
 #include <poll.h>
 #include <pthread.h>
@@ -1104,6 +1109,77 @@ static void test_handshake_dropped(void **state) {
   }
 }
 
+/* ---- a host name whose lookup hangs ----------------------------------------- */
+
+/* The lookup of HANGING_NAME blocks (as behind a DNS server that does not
+ * answer) until the test lets it go, or HANG_MAX_MS; every other name goes
+ * to the C library.  libcurl calls getaddrinfo from its resolver thread, and
+ * the test executable's definition comes first. */
+#define HANGING_NAME "dns-hangs.example.com"
+#define HANG_MAX_MS 3000
+static pthread_mutex_t hang_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hang_cond = PTHREAD_COND_INITIALIZER;
+static int hang_released, hang_returned;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+  if (node && strcmp(node, HANGING_NAME) == 0) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += HANG_MAX_MS / 1000;
+    pthread_mutex_lock(&hang_lock);
+    while (!hang_released && pthread_cond_timedwait(&hang_cond, &hang_lock, &until) == 0)
+      ;
+    hang_returned++;
+    pthread_cond_broadcast(&hang_cond);
+    pthread_mutex_unlock(&hang_lock);
+    return EAI_AGAIN;
+  }
+  gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+  return real ? real(node, service, hints, res) : EAI_FAIL;
+}
+
+static void test_hanging_lookup(void **state) {
+  (void)state;
+  xks_call_status st;
+  kerr e;
+  client_opts o = {0};
+  struct timespec t0;
+  o.endpoint = "https://" HANGING_NAME; /* no connect-to: the name is looked up */
+  o.timeout_ms = 300;
+  xks_client *c = new_client(&o);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  xks_outcome out = health_outcome(c, &st, &e);
+  long ms = ms_since(&t0);
+  pthread_mutex_lock(&hang_lock);
+  hang_released = 1;
+  pthread_cond_broadcast(&hang_cond);
+  pthread_mutex_unlock(&hang_lock);
+  print_message("lookup that hangs: %s after %ld ms: %s\n", xks_outcome_name(out), ms, e.msg);
+  /* The call's deadline holds whatever the resolver does, and a proxy
+   * whose name was never resolved was never reached: NOT_REACHABLE, not
+   * TIMED_OUT (which says the proxy was connected but slow). */
+  assert_true(ms >= 290 && ms < 1500);
+  assert_int_equal(out, XKS_OUTCOME_NOT_REACHABLE);
+  assert_int_equal(e.code, KERR_XKS_PROXY_URI_UNREACHABLE);
+  xks_client_free(c);
+  /* The abandoned lookup ends on its own once the resolver answers. */
+  pthread_mutex_lock(&hang_lock);
+  for (int i = 0; i < 100 && !hang_returned; i++) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 50 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&hang_cond, &hang_lock, &until);
+  }
+  assert_int_equal(hang_returned, 1);
+  pthread_mutex_unlock(&hang_lock);
+}
+
 /* The CA bundle was readable when the client was made and is not PEM by
  * the time a connection loads it: a local failure (LOCAL_ERROR,
  * KERR_INTERNAL), not a fault of the proxy's TLS; put back, it serves. */
@@ -1399,6 +1475,7 @@ int main(void) {
       cmocka_unit_test(test_network_failures),
       cmocka_unit_test(test_blackholed_connect),
       cmocka_unit_test(test_handshake_dropped),
+      cmocka_unit_test(test_hanging_lookup),
       cmocka_unit_test(test_ca_bundle_at_call_time),
       cmocka_unit_test(test_invalid_responses),
       cmocka_unit_test(test_wire),
