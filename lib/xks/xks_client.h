@@ -22,7 +22,8 @@
  * when that is shorter than what is left of the call's deadline.
  * Connections are kept alive: a small pool of libcurl easy handles, each
  * keeping its connection, so concurrent callers neither serialize nor
- * reconnect.
+ * reconnect; a kept connection the proxy closed is replaced by libcurl
+ * (the request is sent again on a new one, within the same deadline).
  *
  * Signing.  SigV4 (lib/aws/sigv4.h) with service "kms-xks-proxy", the
  * store's region, the current UTC time, and signed headers host;
