@@ -261,10 +261,12 @@ static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
  * no fault of the proxy's or of the store's settings but of kmsd's own
  * installation (--xks-ca-bundle), so it is KERR_INTERNAL, which kmsd reports
  * as INTERNAL_ERROR / KMSInternalException.  The path is no secret and is
- * named so an operator can find the file. */
+ * named so an operator can find the file.  O_NONBLOCK: a FIFO with no
+ * writer would otherwise hold the open (and the connect worker, restart or
+ * request making the client) for ever, before fstat can refuse it. */
 static kerr_code check_ca_bundle(const char *path, kerr *err) {
   struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   int e;
   if (fd < 0) {
     e = errno;

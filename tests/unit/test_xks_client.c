@@ -41,6 +41,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -545,6 +546,48 @@ static void test_config_rules(void **state) {
     assert_non_null(strstr(e.msg, "cannot be read"));
     assert_clean(&e);
   }
+}
+
+/* A FIFO opens for reading only once something writes to it. */
+static void *fifo_writer(void *arg) {
+  usleep(1500 * 1000);
+  int fd = open((const char *)arg, O_RDWR | O_NONBLOCK);
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+/* --xks-ca-bundle naming a FIFO (a shell's <(...), a mistake) is refused at
+ * once, like any other path that is not a file: a connect worker, a
+ * restart's resume or a Create must not wait on it for a writer. */
+static void test_ca_bundle_fifo(void **state) {
+  (void)state;
+  char path[PATH_MAX];
+  xks_client_config cfg = {0};
+  xks_client *c = (xks_client *)&c;
+  pthread_t writer;
+  struct timespec t0;
+  kerr e;
+  snprintf(path, sizeof path, "%s/ca.fifo", dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  cfg.endpoint = ENDPOINT;
+  cfg.uri_path = PREFIX;
+  cfg.region = REGION;
+  cfg.access_key_id = AKID;
+  cfg.secret_access_key = SECRET;
+  cfg.ca_bundle = path;
+  /* Without a writer an open that waits would wait for ever; this one
+   * comes after 1.5 s. */
+  assert_int_equal(pthread_create(&writer, NULL, fifo_writer, path), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  kerr_code rc = xks_client_new(&cfg, &c, &e);
+  long ms = ms_since(&t0);
+  pthread_join(writer, NULL);
+  unlink(path);
+  print_message("FIFO as CA bundle: %ld ms: %s\n", ms, e.msg);
+  assert_int_equal(rc, KERR_INTERNAL);
+  assert_null(c);
+  assert_non_null(strstr(e.msg, "not a file"));
+  assert_true(ms < 1000);
 }
 
 /* ---- against the real proxy --------------------------------------------- */
@@ -1626,6 +1669,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outcome_names),
       cmocka_unit_test(test_config_rules),
+      cmocka_unit_test(test_ca_bundle_fifo),
       cmocka_unit_test(test_health_ok),
       cmocka_unit_test(test_metadata),
       cmocka_unit_test(test_encrypt_decrypt),
