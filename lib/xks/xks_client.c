@@ -493,15 +493,16 @@ static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
     SET(CURLOPT_CAPATH, (char *)NULL); /* only the bundle's CAs */
   }
   if (c->connect_to) SET(CURLOPT_CONNECT_TO, c->connect_to);
+#undef SET
 #if LIBCURL_VERSION_NUM >= 0x075700 /* 7.87.0: CURLOPT_QUICK_EXIT */
   /* A host name lookup still running when the deadline passes is left to
    * finish on libcurl's resolver thread, which then frees what it holds;
    * without this libcurl waits for it, and a DNS server that does not
    * answer holds the call for as long as the system resolver tries
-   * (seconds), far past the call's deadline. */
-  SET(CURLOPT_QUICK_EXIT, 1L);
+   * (seconds), far past the call's deadline.  An older libcurl at run time
+   * refuses the option; the handle still works, without that bound. */
+  if (cc == CURLE_OK) (void)curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
 #endif
-#undef SET
   /* Whether a call that timed out had a connection at all (tcp_connected). */
   slot->conn_watched = 0;
 #if LIBCURL_VERSION_NUM >= 0x075000
