@@ -808,11 +808,11 @@ bool kmsi_xks_settings_differ(kms_domain *d, const store_cks *a, const store_cks
 }
 
 /* Uniqueness of the proxy URI and the VPC endpoint service among the
- * account's stores, in the operation's transaction: in the read
- * transaction first (CREATE, UPDATE), and again under the write lock
- * (INSERT, UPDATE_LOCKED), where a concurrent create or update may have
- * taken them meanwhile.  GetHealthStatus is xks_probe's, with no
- * transaction open. */
+ * external key stores of every account in the Region (check_in_use), in
+ * the operation's transaction: in the read transaction first (CREATE,
+ * UPDATE), and again under the write lock (INSERT, UPDATE_LOCKED), where a
+ * concurrent create or update may have taken them meanwhile.
+ * GetHealthStatus is xks_probe's, with no transaction open. */
 static kerr_code xks_check_config(kms_domain *d, const kms_call *call, store_tx *tx,
                                   kms_backend_check when, const store_cks *current,
                                   store_cks *proposed, kerr *err) {

@@ -119,8 +119,8 @@ typedef struct kms_backend_connect_ctx {
  * backend's `probe` with no transaction open, then the checks that
  * concurrent requests could race again under the write lock just before
  * the row is written (INSERT, UPDATE_LOCKED).  check_config itself must not
- * call out to a backing system over the network: it always runs inside a
- * transaction. */
+ * call out to a backing system over the network: except for CONNECT (no
+ * transaction), it runs inside the caller's transaction. */
 typedef enum kms_backend_check {
   KMS_BACKEND_CHECK_CREATE,   /* CreateCustomKeyStore, in its read
                                  transaction: resolve and judge the backing

@@ -58,6 +58,10 @@ typedef struct pool_slot {
   tls_watch tls;      /* reset before each call */
   int tls_watched;    /* the TLS backend took the message callback */
   int new_socket;     /* this call opened a socket (did not only reuse one) */
+  int conn_watched;   /* libcurl takes the pre-request hook (on_prereq) */
+  int conn_up;        /* this call's request was about to go out on a
+                         connection, kept or new, and no socket was opened
+                         after that (a retry on a fresh connection) */
 } pool_slot;
 
 struct xks_client {
@@ -257,10 +261,12 @@ static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
  * no fault of the proxy's or of the store's settings but of kmsd's own
  * installation (--xks-ca-bundle), so it is KERR_INTERNAL, which kmsd reports
  * as INTERNAL_ERROR / KMSInternalException.  The path is no secret and is
- * named so an operator can find the file. */
+ * named so an operator can find the file.  O_NONBLOCK: a FIFO with no
+ * writer would otherwise hold the open (and the connect worker, restart or
+ * request making the client) for ever, before fstat can refuse it. */
 static kerr_code check_ca_bundle(const char *path, kerr *err) {
   struct stat sb;
-  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY);
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
   int e;
   if (fd < 0) {
     e = errno;
@@ -438,9 +444,27 @@ static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *userptr) {
 static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose) {
   pool_slot *slot = clientp;
   (void)fd;
-  if (purpose == CURLSOCKTYPE_IPCXN) slot->new_socket = 1;
+  if (purpose == CURLSOCKTYPE_IPCXN) {
+    slot->new_socket = 1;
+    slot->conn_up = 0; /* a kept connection that died: libcurl connects anew */
+  }
   return CURL_SOCKOPT_OK;
 }
+
+#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80.0: CURLOPT_PREREQFUNCTION */
+/* CURLOPT_PREREQFUNCTION: libcurl has a connection (a kept one, or a new
+ * one with its TLS handshake done) and is about to send the request. */
+static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
+                     int local_port) {
+  pool_slot *slot = clientp;
+  (void)primary_ip;
+  (void)local_ip;
+  (void)primary_port;
+  (void)local_port;
+  slot->conn_up = 1;
+  return CURL_PREREQFUNC_OK;
+}
+#endif
 
 /* The options every call of a handle shares. */
 static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
@@ -470,6 +494,22 @@ static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
   }
   if (c->connect_to) SET(CURLOPT_CONNECT_TO, c->connect_to);
 #undef SET
+#if LIBCURL_VERSION_NUM >= 0x075700 /* 7.87.0: CURLOPT_QUICK_EXIT */
+  /* A host name lookup still running when the deadline passes is left to
+   * finish on libcurl's resolver thread, which then frees what it holds;
+   * without this libcurl waits for it, and a DNS server that does not
+   * answer holds the call for as long as the system resolver tries
+   * (seconds), far past the call's deadline.  An older libcurl at run time
+   * refuses the option; the handle still works, without that bound. */
+  if (cc == CURLE_OK) (void)curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
+#endif
+  /* Whether a call that timed out had a connection at all (tcp_connected). */
+  slot->conn_watched = 0;
+#if LIBCURL_VERSION_NUM >= 0x075000
+  if (cc == CURLE_OK && curl_easy_setopt(h, CURLOPT_PREREQDATA, (void *)slot) == CURLE_OK &&
+      curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq) == CURLE_OK)
+    slot->conn_watched = 1;
+#endif
   /* Only a libcurl built on OpenSSL takes the SSL_CTX hook; without it a
    * failed handshake cannot be told from a dropped connection and is
    * reported as a TLS failure (classify_curl). */
@@ -538,13 +578,18 @@ static void pool_give(xks_client *c, int idx) {
 
 /* ---- classifying -------------------------------------------------------------- */
 
-/* Whether the call had a TCP connection: a kept one (no new socket was
- * opened), or a new one whose TCP handshake completed (libcurl counts a
- * new connection in CURLINFO_NUM_CONNECTS once it is connected; a socket
- * still connecting when the deadline passes is not counted). */
+/* Whether the call had a TCP connection: a kept one (libcurl was about to
+ * send the request on it, on_prereq), or a new one whose TCP handshake
+ * completed (libcurl counts a new connection in CURLINFO_NUM_CONNECTS once
+ * it is connected; a socket still connecting when the deadline passes is
+ * not counted).  A call that timed out while the proxy's name was being
+ * looked up had neither: no socket was opened and no kept connection was
+ * used.  Without the pre-request hook (libcurl before 7.80) a call that
+ * opened no socket is taken to have used a kept connection. */
 static int tcp_connected(CURL *h, const pool_slot *slot) {
   long connects = 0;
-  if (!slot->new_socket) return 1;
+  if (slot->conn_up) return 1;
+  if (!slot->conn_watched && !slot->new_socket) return 1;
   if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK) return 1;
   return connects > 0;
 }
@@ -552,7 +597,8 @@ static int tcp_connected(CURL *h, const pool_slot *slot) {
 /* The outcome of a libcurl failure.  The lines drawn, after KMS's
  * ConnectionErrorCodes:
  *   - the deadline passed before the TCP handshake completed (an unanswered
- *     SYN): NOT_REACHABLE, KMS "can't communicate with" the proxy; after it
+ *     SYN, a host name lookup that did not end): NOT_REACHABLE, KMS "can't
+ *     communicate with" the proxy; after it
  *     (in the TLS handshake, or waiting for the reply): TIMED_OUT, KMS "can
  *     connect ... but the proxy does not respond in the time allotted";
  *   - a TLS handshake that one side refused with an alert (no common
@@ -826,6 +872,7 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
                                                                          : left;
     memset(&c->slots[slot].tls, 0, sizeof c->slots[slot].tls);
     c->slots[slot].new_socket = 0;
+    c->slots[slot].conn_up = 0;
     sink.buf = c->slots[slot].buf;
     curl_msg[0] = '\0';
     curl_easy_setopt(h, CURLOPT_URL, url);

@@ -15,12 +15,15 @@
  * (always: connect-to overrides only change where the TCP connection goes,
  * never the name checked).  Environment proxies (https_proxy...) are
  * ignored.  Each call has one deadline, `timeout_ms` (KMS's 250 ms by
- * default), covering the wait for a free handle, connecting, the TLS
- * handshake, the request and the whole reply; connecting (TCP and TLS) is
- * also bounded by `connect_timeout_ms` when that is shorter than what is
- * left of the call's deadline.  Connections are kept alive:
- * a small pool of libcurl easy handles, each keeping its connection, so
- * concurrent callers neither serialize nor reconnect.
+ * default), covering the wait for a free handle, the host name lookup,
+ * connecting, the TLS handshake, the request and the whole reply (a lookup
+ * still running then is left to end on libcurl's resolver thread);
+ * connecting (lookup, TCP and TLS) is also bounded by `connect_timeout_ms`
+ * when that is shorter than what is left of the call's deadline.
+ * Connections are kept alive: a small pool of libcurl easy handles, each
+ * keeping its connection, so concurrent callers neither serialize nor
+ * reconnect; a kept connection the proxy closed is replaced by libcurl
+ * (the request is sent again on a new one, within the same deadline).
  *
  * Signing.  SigV4 (lib/aws/sigv4.h) with service "kms-xks-proxy", the
  * store's region, the current UTC time, and signed headers host;
@@ -74,9 +77,9 @@ typedef enum xks_outcome {
    * handle). */
   XKS_OUTCOME_TIMED_OUT,
   /* No connection, or it broke: refused, unresolvable name, no TCP
-   * handshake within the connect deadline (an unanswered SYN), reset or
-   * closed during the TLS handshake with no TLS alert either way, reset or
-   * closed without a reply. */
+   * handshake within the connect deadline (an unanswered SYN, a host name
+   * lookup that did not end), reset or closed during the TLS handshake with
+   * no TLS alert either way, reset or closed without a reply. */
   XKS_OUTCOME_NOT_REACHABLE,
   /* The TLS handshake failed on TLS terms: certificate untrusted, expired or
    * not yet valid, wrong host name; one side refused the other with an alert

@@ -17,7 +17,10 @@ stand-in proxy (xks_standin.py) answers seconds late, and meanwhile
 * an update whose store was moved to CONNECTING during its GetHealthStatus
   is CustomKeyStoreInvalidStateException and changes nothing; an update
   whose GetHealthStatus another update overtook (a new path while it changed
-  the credential) is checked again with both changes and then written.
+  the credential) is checked again with both changes and then written; one
+  overtaken in each of three rounds gives up with KMSInternalException,
+  having written nothing; one whose store was deleted meanwhile is
+  CustomKeyStoreNotFoundException.
 
 The assertions are about which call completes first, with proxy delays of
 seconds against local calls of milliseconds, never about how long a call
@@ -245,7 +248,7 @@ class SlowProxyTest(h.KmsdBaseTestCase):
                       lambda: self.health_requests(path, "UpdateCustomKeyStore"))
         # B: a new path, checked with the old credential, at once.
         self.proxy.set_delay(0)
-        self.kms.update_custom_key_store(CustomKeyStoreId=cks, XksProxyUriPath=new_path)
+        self.kms_op("UpdateCustomKeyStore", {"CustomKeyStoreId": cks, "XksProxyUriPath": new_path})
         moved_at = time.monotonic()
         self.assertTrue(update.is_alive(),
                         "the first update ended before the second; nothing was shown")
@@ -265,6 +268,72 @@ class SlowProxyTest(h.KmsdBaseTestCase):
         self.assertTrue(all(r.status == 200 for r in moved + [first]))
         with open(self.server.log_path, errors="replace") as f:
             self.assertIn("checking the update again", f.read())
+
+    def test_update_of_a_store_deleted_meanwhile_is_not_found(self):
+        cks, path = self.create_store("update-vs-delete")
+        self.proxy.set_credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET,
+                                    OTHER_KEY_ID: OTHER_SECRET})
+        self.proxy.set_delay(SLOW, ops={"health"})
+        update = self.update_call(cks, XksProxyAuthenticationCredential={
+            "AccessKeyId": OTHER_KEY_ID, "RawSecretAccessKey": OTHER_SECRET})
+        update.start()
+        self.wait_for("the update's GetHealthStatus",
+                      lambda: self.health_requests(path, "UpdateCustomKeyStore"))
+        # The store is DISCONNECTED and has no keys: it goes while the
+        # update waits on the proxy (on a connection of its own, see
+        # kms_op).
+        self.kms_op("DeleteCustomKeyStore", {"CustomKeyStoreId": cks})
+        self.assertTrue(update.is_alive(), "the update ended before the delete; nothing was shown")
+        update.join(60)
+        self.assertFalse(update.is_alive())
+        self.assertIsNotNone(update.error, "the update of a deleted store went through")
+        self.assertEqual(update.error.response["Error"]["Code"],
+                         "CustomKeyStoreNotFoundException")
+        # Nothing was written back.
+        with self.assertRaises(self.kms.exceptions.CustomKeyStoreNotFoundException):
+            self.kms.describe_custom_key_stores(CustomKeyStoreId=cks)
+
+    def test_update_overtaken_every_round_gives_up_having_changed_nothing(self):
+        cks, path = self.create_store("update-overtaken")
+        self.addCleanup(self.remove_store, cks)
+        paths = [path, "/update-overtaken-1/kms/xks/v1", "/update-overtaken-2/kms/xks/v1"]
+        self.proxy.also_serve = tuple(paths[1:])
+        self.proxy.set_credentials({DEFAULT_ACCESS_KEY_ID: DEFAULT_SECRET,
+                                    OTHER_KEY_ID: OTHER_SECRET})
+        # Long enough that each overtaking update ends well within it.
+        delay = 2.0
+        self.proxy.set_delay(delay, ops={"health"})
+        update = self.update_call(cks, XksProxyAuthenticationCredential={
+            "AccessKeyId": OTHER_KEY_ID, "RawSecretAccessKey": OTHER_SECRET})
+        update.start()
+        # During each of the update's GetHealthStatus calls (at the path the
+        # store has then), another update moves the store to the next path:
+        # what was checked is never what would be written.
+        def signed_by_other(r):
+            # Read from the header: the stand-in parses it only after the delay.
+            return "Credential=%s/" % OTHER_KEY_ID in r.headers.get("authorization", "")
+
+        for rnd in range(3):
+            at, to = paths[rnd], paths[(rnd + 1) % 3]
+            self.wait_for("the update's GetHealthStatus %d" % (rnd + 1),
+                          lambda at=at: [r for r in self.health_requests(at, "UpdateCustomKeyStore")
+                                         if signed_by_other(r)])
+            self.assertTrue(update.is_alive(), "round %d: the update ended early" % (rnd + 1))
+            self.proxy.set_delay(0)
+            self.kms_op("UpdateCustomKeyStore", {"CustomKeyStoreId": cks, "XksProxyUriPath": to})
+            self.proxy.set_delay(delay, ops={"health"})
+        update.join(60)
+        self.assertFalse(update.is_alive())
+        # Three rounds, then KMSInternalException (retryable), and the
+        # credential was never written; the other updates' paths were.
+        self.assertIsNotNone(update.error, "the update went through")
+        self.assertEqual(update.error.response["Error"]["Code"], "KMSInternalException")
+        self.assertIn("kept changing", update.error.response["Error"]["Message"])
+        conf = self.describe(cks)["XksProxyConfiguration"]
+        self.assertEqual((conf["UriPath"], conf["AccessKeyId"]), (paths[0], DEFAULT_ACCESS_KEY_ID))
+        asked = [r for p in paths for r in self.health_requests(p, "UpdateCustomKeyStore")
+                 if signed_by_other(r)]
+        self.assertEqual(len(asked), 3)
 
     # -- crypto -------------------------------------------------------------
 

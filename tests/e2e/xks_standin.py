@@ -182,7 +182,7 @@ class RecordedRequest:
         self.json = parsed              # the parsed body, or None when not JSON
         self.access_key_id = None       # from Authorization, once parsed
         self.authenticated = False      # SigV4 verified
-        self.status = None              # HTTP status answered; None: not yet, or closed
+        self.status = None              # HTTP status of the reply (set as it is sent); None: not yet, or closed
         self.closed = False             # the connection was closed with no reply
         self.error_name = None          # errorName answered, if any
         self.time = time.time()
@@ -635,6 +635,10 @@ class StandIn:
         self._send_raw(h, rec, status, json.dumps(obj, separators=(",", ":")).encode(), extra)
 
     def _send_raw(self, h, rec, status, data, extra=None):
+        # Recorded before the reply goes out: a test that reads it once the
+        # client has the reply must not find it still unset.
+        if rec is not None:
+            rec.status = status
         try:
             h.send_response(status)
             h.send_header("Content-Type", "application/json")
@@ -647,8 +651,6 @@ class StandIn:
             h.wfile.flush()
         except OSError:
             h.close_connection = True
-        if rec is not None:
-            rec.status = status
 
     # -- SigV4 ---------------------------------------------------------------
 

@@ -13,8 +13,12 @@
  * listens on; a listener whose backlog is full, so the kernel drops the
  * client's SYN (a blackholed connect that works offline); listeners that
  * accept and then close or reset the connection during the TLS handshake;
- * a listener that never answers; a CA bundle that cannot be read.
- * Several threads encrypt and decrypt at once through one client. */
+ * a listener that never answers; a TLS server that closes or resets a
+ * kept-alive connection; a CA bundle that cannot be read.
+ * Several threads encrypt and decrypt at once through one client.  A name
+ * whose lookup hangs comes from the test's own getaddrinfo, which stands in
+ * front of the C library's for that one name. */
+#define _GNU_SOURCE /* RTLD_NEXT */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,17 +26,22 @@
 #include <cmocka.h>
 
 #include <arpa/inet.h>
+#include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <netdb.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -537,6 +546,48 @@ static void test_config_rules(void **state) {
     assert_non_null(strstr(e.msg, "cannot be read"));
     assert_clean(&e);
   }
+}
+
+/* A FIFO opens for reading only once something writes to it. */
+static void *fifo_writer(void *arg) {
+  usleep(1500 * 1000);
+  int fd = open((const char *)arg, O_RDWR | O_NONBLOCK);
+  if (fd >= 0) close(fd);
+  return NULL;
+}
+
+/* --xks-ca-bundle naming a FIFO (a shell's <(...), a mistake) is refused at
+ * once, like any other path that is not a file: a connect worker, a
+ * restart's resume or a Create must not wait on it for a writer. */
+static void test_ca_bundle_fifo(void **state) {
+  (void)state;
+  char path[PATH_MAX];
+  xks_client_config cfg = {0};
+  xks_client *c = (xks_client *)&c;
+  pthread_t writer;
+  struct timespec t0;
+  kerr e;
+  snprintf(path, sizeof path, "%s/ca.fifo", dir);
+  assert_int_equal(mkfifo(path, 0600), 0);
+  cfg.endpoint = ENDPOINT;
+  cfg.uri_path = PREFIX;
+  cfg.region = REGION;
+  cfg.access_key_id = AKID;
+  cfg.secret_access_key = SECRET;
+  cfg.ca_bundle = path;
+  /* Without a writer an open that waits would wait for ever; this one
+   * comes after 1.5 s. */
+  assert_int_equal(pthread_create(&writer, NULL, fifo_writer, path), 0);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  kerr_code rc = xks_client_new(&cfg, &c, &e);
+  long ms = ms_since(&t0);
+  pthread_join(writer, NULL);
+  unlink(path);
+  print_message("FIFO as CA bundle: %ld ms: %s\n", ms, e.msg);
+  assert_int_equal(rc, KERR_INTERNAL);
+  assert_null(c);
+  assert_non_null(strstr(e.msg, "not a file"));
+  assert_true(ms < 1000);
 }
 
 /* ---- against the real proxy --------------------------------------------- */
@@ -1104,6 +1155,234 @@ static void test_handshake_dropped(void **state) {
   }
 }
 
+/* ---- a host name whose lookup hangs ----------------------------------------- */
+
+/* The lookup of HANGING_NAME blocks (as behind a DNS server that does not
+ * answer) until the test lets it go, or HANG_MAX_MS; every other name goes
+ * to the C library.  libcurl calls getaddrinfo from its resolver thread, and
+ * the test executable's definition comes first. */
+#define HANGING_NAME "dns-hangs.example.com"
+#define HANG_MAX_MS 3000
+static pthread_mutex_t hang_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t hang_cond = PTHREAD_COND_INITIALIZER;
+static int hang_released, hang_returned;
+
+int getaddrinfo(const char *node, const char *service, const struct addrinfo *hints,
+                struct addrinfo **res) {
+  typedef int (*gai_fn)(const char *, const char *, const struct addrinfo *, struct addrinfo **);
+  if (node && strcmp(node, HANGING_NAME) == 0) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_sec += HANG_MAX_MS / 1000;
+    pthread_mutex_lock(&hang_lock);
+    while (!hang_released && pthread_cond_timedwait(&hang_cond, &hang_lock, &until) == 0)
+      ;
+    hang_returned++;
+    pthread_cond_broadcast(&hang_cond);
+    pthread_mutex_unlock(&hang_lock);
+    return EAI_AGAIN;
+  }
+  gai_fn real = (gai_fn)dlsym(RTLD_NEXT, "getaddrinfo");
+  return real ? real(node, service, hints, res) : EAI_FAIL;
+}
+
+static void test_hanging_lookup(void **state) {
+  (void)state;
+  xks_call_status st;
+  kerr e;
+  client_opts o = {0};
+  struct timespec t0;
+  o.endpoint = "https://" HANGING_NAME; /* no connect-to: the name is looked up */
+  o.timeout_ms = 300;
+  xks_client *c = new_client(&o);
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  xks_outcome out = health_outcome(c, &st, &e);
+  long ms = ms_since(&t0);
+  pthread_mutex_lock(&hang_lock);
+  hang_released = 1;
+  pthread_cond_broadcast(&hang_cond);
+  pthread_mutex_unlock(&hang_lock);
+  print_message("lookup that hangs: %s after %ld ms: %s\n", xks_outcome_name(out), ms, e.msg);
+  /* The call's deadline holds whatever the resolver does, and a proxy
+   * whose name was never resolved was never reached: NOT_REACHABLE, not
+   * TIMED_OUT (which says the proxy was connected but slow). */
+  assert_true(ms >= 290 && ms < 1500);
+  assert_int_equal(out, XKS_OUTCOME_NOT_REACHABLE);
+  assert_int_equal(e.code, KERR_XKS_PROXY_URI_UNREACHABLE);
+  xks_client_free(c);
+  /* The abandoned lookup ends on its own once the resolver answers. */
+  pthread_mutex_lock(&hang_lock);
+  for (int i = 0; i < 100 && !hang_returned; i++) {
+    struct timespec until;
+    clock_gettime(CLOCK_REALTIME, &until);
+    until.tv_nsec += 50 * 1000000L;
+    if (until.tv_nsec >= 1000000000L) {
+      until.tv_sec++;
+      until.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&hang_cond, &hang_lock, &until);
+  }
+  assert_int_equal(hang_returned, 1);
+  pthread_mutex_unlock(&hang_lock);
+}
+
+/* ---- a kept-alive connection the proxy closed ------------------------------- */
+
+/* A TLS server that answers GetHealthStatus, keeping the connection alive,
+ * and then lets the first connection die one way or another: closed or
+ * reset while idle (between two calls), or closed or reset on receiving the
+ * next request, before any reply (the proxy's keep-alive timer running out
+ * just as the request arrives).  Every later connection is served until the
+ * client closes it. */
+enum stale_mode { STALE_IDLE_CLOSE, STALE_IDLE_RESET, STALE_REQ_CLOSE, STALE_REQ_RESET };
+
+typedef struct stale_server {
+  int fd;
+  enum stale_mode mode;
+  atomic_int connections;
+  atomic_int answered;
+  atomic_int drop_now; /* the idle cases: the test's word to drop the first connection */
+  atomic_int dropped;
+  atomic_int stop;
+  pthread_t th;
+} stale_server;
+
+/* Read one HTTP request (headers and Content-Length body); 0 when whole. */
+static int stale_read_request(SSL *ssl) {
+  char buf[16384];
+  size_t len = 0;
+  char *end = NULL;
+  long body = 0;
+  while (!end) {
+    int n;
+    if (len >= sizeof buf - 1) return -1;
+    n = SSL_read(ssl, buf + len, (int)(sizeof buf - 1 - len));
+    if (n <= 0) return -1;
+    len += (size_t)n;
+    buf[len] = '\0';
+    end = strstr(buf, "\r\n\r\n");
+  }
+  for (const char *l = strstr(buf, "\r\n"); l && l < end; l = strstr(l + 2, "\r\n"))
+    if (strncasecmp(l + 2, "Content-Length:", 15) == 0) body = strtol(l + 17, NULL, 10);
+  size_t have = len - (size_t)(end + 4 - buf);
+  while ((long)have < body) {
+    int n = SSL_read(ssl, buf, (int)sizeof buf);
+    if (n <= 0) return -1;
+    have += (size_t)n;
+  }
+  return 0;
+}
+
+static int stale_answer(SSL *ssl) {
+  char reply[1024];
+  int n = snprintf(reply, sizeof reply,
+                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                   "\r\n%s",
+                   strlen(HEALTH_OK), HEALTH_OK);
+  return SSL_write(ssl, reply, n) == n ? 0 : -1;
+}
+
+static void stale_drop(int cfd, int reset) {
+  if (reset) {
+    struct linger l = {1, 0};
+    setsockopt(cfd, SOL_SOCKET, SO_LINGER, &l, sizeof l);
+  }
+  close(cfd); /* no close_notify: the proxy just went away */
+}
+
+static void *stale_main(void *arg) {
+  stale_server *s = arg;
+  SSL_CTX *ctx = SSL_CTX_new(TLS_server_method());
+  if (!ctx || SSL_CTX_use_certificate_chain_file(ctx, cert_path) != 1 ||
+      SSL_CTX_use_PrivateKey_file(ctx, key_path, SSL_FILETYPE_PEM) != 1) {
+    SSL_CTX_free(ctx);
+    return NULL;
+  }
+  while (!atomic_load(&s->stop)) {
+    struct pollfd pfd = {s->fd, POLLIN, 0};
+    if (poll(&pfd, 1, 100) <= 0) continue;
+    int cfd = accept(s->fd, NULL, NULL);
+    if (cfd < 0) continue;
+    int first = atomic_fetch_add(&s->connections, 1) == 0, one = 1;
+    setsockopt(cfd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one); /* the reply goes out at once */
+    SSL *ssl = SSL_new(ctx);
+    if (!ssl || SSL_set_fd(ssl, cfd) != 1 || SSL_accept(ssl) != 1) {
+      SSL_free(ssl);
+      close(cfd);
+      continue;
+    }
+    while (stale_read_request(ssl) == 0) {
+      if (first && atomic_load(&s->answered) > 0) {
+        /* The second request on the first connection: it dies unanswered. */
+        break;
+      }
+      if (stale_answer(ssl)) break;
+      atomic_fetch_add(&s->answered, 1);
+      if (first && (s->mode == STALE_IDLE_CLOSE || s->mode == STALE_IDLE_RESET)) {
+        /* Once the client has its reply (a reset discards unread data). */
+        for (int i = 0; i < 1000 && !atomic_load(&s->drop_now); i++) usleep(10 * 1000);
+        break;
+      }
+    }
+    SSL_free(ssl); /* no SSL_shutdown: no close_notify */
+    stale_drop(cfd, s->mode == STALE_IDLE_RESET || s->mode == STALE_REQ_RESET);
+    if (first) atomic_store(&s->dropped, 1);
+  }
+  SSL_CTX_free(ctx);
+  return NULL;
+}
+
+static void test_stale_kept_connection(void **state) {
+  (void)state;
+  static const struct {
+    enum stale_mode mode;
+    const char *what;
+  } cases[] = {
+      {STALE_IDLE_CLOSE, "closed while idle"},
+      {STALE_IDLE_RESET, "reset while idle"},
+      {STALE_REQ_CLOSE, "closed on the next request"},
+      {STALE_REQ_RESET, "reset on the next request"},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    stale_server s;
+    uint16_t port;
+    xks_call_status st;
+    kerr e;
+    client_opts o = {0};
+    memset(&s, 0, sizeof s);
+    s.fd = silent_listener(&port);
+    s.mode = cases[i].mode;
+    assert_int_equal(pthread_create(&s.th, NULL, stale_main, &s), 0);
+    o.port = port;
+    o.pool = 1; /* one handle: the second call is offered the kept connection */
+    o.timeout_ms = 5000;
+    xks_client *c = new_client(&o);
+    xks_outcome first = health_outcome(c, &st, &e), out = first;
+    if (first == XKS_OUTCOME_OK) {
+      if (s.mode == STALE_IDLE_CLOSE || s.mode == STALE_IDLE_RESET) {
+        atomic_store(&s.drop_now, 1);
+        for (int k = 0; k < 1000 && !atomic_load(&s.dropped); k++) usleep(10 * 1000);
+        usleep(100 * 1000); /* the FIN or RST has arrived */
+      }
+      /* The proxy is up: a connection it let go of is no failure of it. */
+      out = health_outcome(c, &st, &e);
+    }
+    xks_client_free(c);
+    /* The server thread ends before anything is asserted: it writes to `s`
+     * on this stack. */
+    atomic_store(&s.stop, 1);
+    pthread_join(s.th, NULL);
+    close(s.fd);
+    print_message("%s: %s (%d connections, %d answered)\n", cases[i].what,
+                  xks_outcome_name(out), atomic_load(&s.connections), atomic_load(&s.answered));
+    if (out != XKS_OUTCOME_OK) print_message("  %s\n", e.msg);
+    assert_int_equal(first, XKS_OUTCOME_OK);
+    assert_int_equal(out, XKS_OUTCOME_OK);
+    assert_int_equal(atomic_load(&s.connections), 2);
+    assert_int_equal(atomic_load(&s.answered), 2);
+  }
+}
+
 /* The CA bundle was readable when the client was made and is not PEM by
  * the time a connection loads it: a local failure (LOCAL_ERROR,
  * KERR_INTERNAL), not a fault of the proxy's TLS; put back, it serves. */
@@ -1390,6 +1669,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_outcome_names),
       cmocka_unit_test(test_config_rules),
+      cmocka_unit_test(test_ca_bundle_fifo),
       cmocka_unit_test(test_health_ok),
       cmocka_unit_test(test_metadata),
       cmocka_unit_test(test_encrypt_decrypt),
@@ -1399,6 +1679,8 @@ int main(void) {
       cmocka_unit_test(test_network_failures),
       cmocka_unit_test(test_blackholed_connect),
       cmocka_unit_test(test_handshake_dropped),
+      cmocka_unit_test(test_stale_kept_connection),
+      cmocka_unit_test(test_hanging_lookup),
       cmocka_unit_test(test_ca_bundle_at_call_time),
       cmocka_unit_test(test_invalid_responses),
       cmocka_unit_test(test_wire),
