@@ -12,13 +12,17 @@ uniqueness within a Region across accounts, with host names compared
 whatever their case; a VPC_ENDPOINT_SERVICE Create that does not contact the
 proxy; each XKS ConnectionErrorCode provoked and then recovered from
 (disconnect, fix, connect), INTERNAL_ERROR included (kmsd's CA bundle gone, a
-stored secret damaged in the SQLite file)."""
+stored secret damaged in the SQLite file); a ciphertext of a KMS key in the
+store, made before the failures, refused while the store is FAILED or
+DISCONNECTED and decrypting after each recovery and after a kmsd restart."""
 import json
 import os
 import sqlite3
 import tempfile
 import time
 import unittest
+
+import botocore.exceptions
 
 import kmsd_harness as h
 import xks_certs
@@ -34,6 +38,11 @@ SVC_UNKNOWN = "com.amazonaws.vpce.us-east-1.vpce-svc-0f0000000000000f0"
 ACCOUNT = "111122223333"
 OTHER_SECRET = "b3RoZXItc2VjcmV0LWZvci1rbXNkLXhrcy10ZXN0cy1yb3RhdGVk"
 OTHER_KEY_ID = "AKIAOTHERXKSPROXYKEY"
+# What the ciphertexts that must outlive failures and restarts hold.
+PLAINTEXT = b"made before the store failed"
+CONTEXT = {"made": "before-the-failures"}
+# KMS's shortest deletion window, and a minute more for the clock jump.
+DELETION_WINDOW_S = 7 * 86400 + 60
 
 
 def registry(proxy, services=("ok", "invalid")):
@@ -76,11 +85,17 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         cls.registry_path = os.path.join(cls.tmp, "vpc.json")
         cls.write_registry(("ok", "invalid"))
         # Two accounts: what must be unique in a Region is so across them.
+        # The admin API (the first root marked admin) moves the clock past a
+        # key's deletion window: a store that held a KMS key can be deleted
+        # only once the key is, and every test leaves no store behind.
+        credentials = h.two_roots_credentials()
+        credentials["principals"][0]["admin"] = True
         cls.server = h.KmsdServer(args=[
+            "--enable-admin-api",
             "--xks-ca-bundle", cls.ca_bundle,
             "--xks-connect-to", cls.proxy.connect_to(HOST),
             "--vpc-endpoint-services", cls.registry_path,
-            "--xks-health-interval", "300"], credentials=h.two_roots_credentials())
+            "--xks-health-interval", "300"], credentials=credentials)
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
@@ -171,7 +186,9 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
         kms.delete_custom_key_store(CustomKeyStoreId=cks_id)
 
-    def assertFailsWith(self, cks_id, code):
+    def assertFailsWith(self, cks_id, code, while_failed=None):
+        """Connect ends FAILED with `code`; `while_failed()` then runs (the
+        store still FAILED).  The store is left DISCONNECTED."""
         try:
             entry = self.connect(cks_id)
             self.assertEqual(entry["ConnectionState"], "FAILED", entry)
@@ -181,14 +198,83 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                                 self.kms.connect_custom_key_store, CustomKeyStoreId=cks_id)
             self.assertKmsError("CustomKeyStoreInvalidStateException",
                                 self.kms.delete_custom_key_store, CustomKeyStoreId=cks_id)
+            if while_failed:
+                while_failed()
         finally:
             self.disconnect(cks_id)
 
-    def assertRecovers(self, cks_id):
+    def assertRecovers(self, cks_id, while_connected=None):
+        """Connect ends CONNECTED with no code; `while_connected()` then runs.
+        The store is left DISCONNECTED, whatever fails."""
         entry = self.connect(cks_id)
-        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
-        self.assertNotIn("ConnectionErrorCode", entry)
-        self.disconnect(cks_id)
+        try:
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            self.assertNotIn("ConnectionErrorCode", entry)
+            if while_connected:
+                while_connected()
+        finally:
+            if self.describe(cks_id)["ConnectionState"] != "DISCONNECTED":
+                self.disconnect(cks_id)
+
+    # -- a KMS key whose ciphertext must outlive failures -------------------
+
+    def new_key(self, cks_id, proxy, xks_key_id):
+        """A KMS key in the CONNECTED store `cks_id`, backed by a new external
+        key `xks_key_id` of `proxy`, and a ciphertext of PLAINTEXT under
+        CONTEXT.  Returns (key metadata, ciphertext)."""
+        proxy.add_key(xks_key_id)
+        md = self.kms.create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=cks_id,
+                                 XksKeyId=xks_key_id)["KeyMetadata"]
+        blob = self.kms.encrypt(KeyId=md["KeyId"], Plaintext=PLAINTEXT,
+                                EncryptionContext=CONTEXT)["CiphertextBlob"]
+        # The context is bound: the later checks decrypt under the right one.
+        self.assertKmsError("InvalidCiphertextException", self.kms.decrypt, CiphertextBlob=blob,
+                            EncryptionContext={"made": "after-the-failures"})
+        self.assertDecrypts(md, blob, proxy, "before any failure")
+        return md, blob
+
+    def assertDecrypts(self, md, blob, proxy, when):
+        """`blob` decrypts under CONTEXT to PLAINTEXT, its outer layer opened
+        by `proxy` (real AES-GCM with the external key's material): one
+        authenticated Decrypt for the key's external key, answered 200."""
+        xks_key_id = md["XksKeyConfiguration"]["Id"]
+        msg = "the old ciphertext %s" % when
+        proxy.clear_requests()
+        try:
+            out = self.kms.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)
+        except botocore.exceptions.ClientError as e:
+            self.fail("%s: Decrypt failed: %r" % (msg, e.response["Error"]))
+        self.assertEqual(out["Plaintext"], PLAINTEXT, msg)
+        self.assertEqual(out["KeyId"], md["Arn"], msg)
+        sent = [(r.status, r.authenticated) for r in proxy.requests("decrypt")
+                if r.key_id == xks_key_id]
+        self.assertEqual(sent, [(200, True)], msg)
+
+    def assertUnusable(self, blob, when):
+        """The key of a store that is not CONNECTED cannot decrypt."""
+        try:
+            self.kms.decrypt(CiphertextBlob=blob, EncryptionContext=CONTEXT)
+        except botocore.exceptions.ClientError as e:
+            self.assertEqual(e.response["Error"]["Code"], "KMSInvalidStateException",
+                             "the old ciphertext %s: %r" % (when, e.response["Error"]))
+        else:
+            self.fail("the old ciphertext decrypted %s" % when)
+
+    def delete_keys(self, key_ids):
+        """Delete KMS keys of external key stores for good (their stores can
+        be deleted only then): the shortest window scheduled, kmsd's clock
+        moved past it and the sweep run; then a restart takes the clock back
+        to the system's, and the timers kmsd set from it (the next health
+        check) with it."""
+        if not key_ids:
+            return
+        for key_id in key_ids:
+            self.kms.schedule_key_deletion(KeyId=key_id, PendingWindowInDays=7)
+        h.advance_clock(self.server, DELETION_WINDOW_S)
+        h.sweep(self.server)
+        self.server.restart()
+        for key_id in key_ids:
+            self.assertKmsError("NotFoundException", self.kms.describe_key, KeyId=key_id)
 
     # -- the life of a store ------------------------------------------------
 
@@ -510,13 +596,22 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
         PUBLIC_ENDPOINT store, which asks the proxy, is KMSInternalException
         then), and a store's wrapped secret damaged in the SQLite file.  The
         log says why, naming the file or the store and never the secret;
-        repaired, the store connects in the same process."""
+        repaired, the store connects in the same process, and a ciphertext
+        made before decrypts."""
         cks = self.create("internal")
         away = self.ca_bundle + ".away"
+        keys = []
         try:
+            entry = self.connect(cks)
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            md, blob = self.new_key(cks, self.proxy, "internal-key")
+            keys.append(md["KeyId"])
+            self.disconnect(cks)
             os.rename(self.ca_bundle, away)
             try:
-                self.assertFailsWith(cks, "INTERNAL_ERROR")
+                self.assertFailsWith(cks, "INTERNAL_ERROR", while_failed=lambda: (
+                    self.assertUnusable(blob, "while the store is FAILED with INTERNAL_ERROR "
+                                        "(CA bundle gone)")))
                 err = self.assertKmsError("KMSInternalException", self.create, "internal-2")
                 self.assertNotIn(self.ca_bundle, err["Message"])
             finally:
@@ -526,15 +621,16 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                 log = f.read()
             self.assertIn("XKS CA bundle %s cannot be read" % self.ca_bundle, log)
             self.assertIn("connect failed (INTERNAL_ERROR)", log)
-            self.assertRecovers(cks)
+            self.assertRecovers(cks, while_connected=lambda: self.assertDecrypts(
+                md, blob, self.proxy, "after recovering from INTERNAL_ERROR (CA bundle gone)"))
 
             # One byte of the wrapped secret changed at rest, its length kept.
             self.server.stop()
             db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
             try:
-                (blob,) = db.execute("SELECT xks_secret_wrapped FROM custom_key_stores "
-                                     "WHERE cks_id=?", (cks,)).fetchone()
-                bad = bytearray(blob)
+                (wrapped,) = db.execute("SELECT xks_secret_wrapped FROM custom_key_stores "
+                                        "WHERE cks_id=?", (cks,)).fetchone()
+                bad = bytearray(wrapped)
                 bad[len(bad) // 2] ^= 0x5A
                 db.execute("UPDATE custom_key_stores SET xks_secret_wrapped=? WHERE cks_id=?",
                            (bytes(bad), cks))
@@ -550,18 +646,33 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             # Repaired by telling kmsd the credential again.
             self.kms.update_custom_key_store(CustomKeyStoreId=cks, XksProxyAuthenticationCredential={
                 "AccessKeyId": DEFAULT_ACCESS_KEY_ID, "RawSecretAccessKey": DEFAULT_SECRET})
-            self.assertRecovers(cks)
+            self.assertRecovers(cks, while_connected=lambda: self.assertDecrypts(
+                md, blob, self.proxy,
+                "after a kmsd restart and recovering from INTERNAL_ERROR (damaged secret)"))
         finally:
             if os.path.exists(away):
                 os.rename(away, self.ca_bundle)
             self.server.start()
             self.setUp()
+            if self.describe(cks)["ConnectionState"] != "DISCONNECTED":
+                self.disconnect(cks)
+            self.delete_keys(keys)
             self.remove(cks)
 
 
     def test_connection_error_codes_and_recovery(self):
+        """Each code provoked, then recovered from; a ciphertext made before
+        the first is refused while the store is FAILED and DISCONNECTED and
+        decrypts after every recovery, and after a kmsd restart."""
         cks = self.create("conn")
+        keys = []
         try:
+            entry = self.connect(cks)
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            md, blob = self.new_key(cks, self.proxy, "conn-key")
+            keys.append(md["KeyId"])
+            self.disconnect(cks)
+            self.assertUnusable(blob, "while the store is DISCONNECTED")
             cases = [
                 ("XKS_PROXY_NOT_REACHABLE", self.proxy.stop),
                 ("XKS_PROXY_NOT_REACHABLE", lambda: self.proxy.set_mode("all_hsms_unavailable")),
@@ -587,20 +698,38 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                     self.setUp()
                     provoke()
                     self.proxy.drop_connections()
-                    self.assertFailsWith(cks, code)
+                    self.assertFailsWith(cks, code, while_failed=lambda: self.assertUnusable(
+                        blob, "while the store is FAILED with %s (case %d)" % (code, i)))
                     self.setUp()
-                    self.assertRecovers(cks)
+                    self.assertRecovers(cks, while_connected=lambda: self.assertDecrypts(
+                        md, blob, self.proxy, "after recovering from %s (case %d)" % (code, i)))
+            # A restart: the store, left CONNECTED, reconnects at start.
+            self.setUp()
+            entry = self.connect(cks)
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            self.server.restart()
+            self.assertEqual(self.wait_state(cks)["ConnectionState"], "CONNECTED")
+            self.assertDecrypts(md, blob, self.proxy, "after the recoveries and a kmsd restart")
         finally:
             self.setUp()
+            self.server.start()
+            if self.describe(cks)["ConnectionState"] != "DISCONNECTED":
+                self.disconnect(cks)
+            self.delete_keys(keys)
             self.remove(cks)
 
     def test_vpc_codes_after_restart_and_recovery(self):
         """The registry changes under a store (a restart with another file):
-        connect fails with the VPC codes, and recovers with the right file."""
+        connect fails with the VPC codes, and recovers with the right file; a
+        ciphertext made before decrypts after each recovery and after a
+        restart that finds the store CONNECTED."""
         v = self.create_vpc("vpc-restart")
+        keys = []
         try:
             entry = self.connect(v)
             self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            md, blob = self.new_key(v, self.vpc_proxy, "vpc-restart-key")
+            keys.append(md["KeyId"])
             # The service gone from the registry.
             self.write_registry(("invalid",))
             self.server.restart()
@@ -608,10 +737,17 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             entry = self.wait_state(v)
             self.assertEqual(entry["ConnectionState"], "FAILED", entry)
             self.assertEqual(entry["ConnectionErrorCode"], "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND")
+            self.assertUnusable(blob, "while the store is FAILED at start with "
+                                "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND")
             self.disconnect(v)
             self.write_registry(())
             self.server.restart()
             self.assertFailsWith(v, "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND")
+            self.write_registry(("ok", "invalid"))
+            self.server.restart()
+            self.assertRecovers(v, while_connected=lambda: self.assertDecrypts(
+                md, blob, self.vpc_proxy,
+                "after recovering from XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND"))
             # A service that turned invalid: the same name, now one zone and
             # acceptance required.
             bad = registry(self.vpc_proxy, ("ok",))
@@ -619,19 +755,27 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             with open(self.registry_path, "w") as f:
                 json.dump(bad, f)
             self.server.restart()
-            self.assertFailsWith(v, "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION")
+            self.assertFailsWith(v, "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION",
+                                 while_failed=lambda: self.assertUnusable(
+                                     blob, "while the store is FAILED with "
+                                     "XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION"))
             self.write_registry(("ok", "invalid"))
             self.server.restart()
-            self.assertRecovers(v)
+            self.assertRecovers(v, while_connected=lambda: self.assertDecrypts(
+                md, blob, self.vpc_proxy,
+                "after recovering from XKS_VPC_ENDPOINT_SERVICE_INVALID_CONFIGURATION"))
             entry = self.connect(v)
             self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
-            # CONNECTED survives a restart.
+            # CONNECTED survives a restart, and so does the ciphertext.
             self.server.restart()
             self.assertEqual(self.wait_state(v)["ConnectionState"], "CONNECTED")
+            self.assertDecrypts(md, blob, self.vpc_proxy, "after the recoveries and a kmsd restart")
         finally:
             self.write_registry(("ok", "invalid"))
-            if not self.server.running:
-                self.server.start()
+            self.server.start()
+            if self.describe(v)["ConnectionState"] != "DISCONNECTED":
+                self.disconnect(v)
+            self.delete_keys(keys)
             self.remove(v)
 
     def test_periodic_health_check(self):
