@@ -18,6 +18,7 @@ DISCONNECTED and decrypting after each recovery and after a kmsd restart."""
 import json
 import os
 import sqlite3
+import sys
 import tempfile
 import time
 import unittest
@@ -173,8 +174,19 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             time.sleep(0.05)
 
     def connect(self, cks_id):
+        """Connect and wait for the outcome.  A connect that timed out is
+        made once more: the stand-in is a Python thread, and under a loaded
+        CI machine it can miss kmsd's 250 ms deadline without being told
+        to.  A test that makes the proxy slow on purpose gets
+        XKS_PROXY_TIMED_OUT again, so nothing it asserts is hidden."""
         self.kms.connect_custom_key_store(CustomKeyStoreId=cks_id)
-        return self.wait_state(cks_id)
+        entry = self.wait_state(cks_id)
+        if entry.get("ConnectionErrorCode") == "XKS_PROXY_TIMED_OUT":
+            sys.stderr.write("connect of %s timed out; connecting once more\n" % cks_id)
+            self.kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
+            self.kms.connect_custom_key_store(CustomKeyStoreId=cks_id)
+            entry = self.wait_state(cks_id)
+        return entry
 
     def disconnect(self, cks_id):
         self.kms.disconnect_custom_key_store(CustomKeyStoreId=cks_id)
