@@ -481,6 +481,10 @@ static kerr_code xks_create_key(kms_backend_conn *bc, const kms_backend_ctx *ctx
     if (st.outcome == XKS_OUTCOME_BAD_INPUT)
       return kerr_set(err, KERR_VALIDATION, "XksKeyId %.128s is not valid for the proxy.",
                       backing_key_id);
+    /* kmsd failing itself (its CA bundle unusable for a new connection):
+     * not the store's state, as for the crypto operations (crypto_error). */
+    if (st.outcome == XKS_OUTCOME_LOCAL_ERROR)
+      return kerr_set(err, KERR_INTERNAL, "KMS could not complete the request.");
     if (st.outcome == XKS_OUTCOME_TIMED_OUT ||
         (st.outcome == XKS_OUTCOME_PROXY_ERROR && st.proxy_error == XKS_ERR_DEPENDENCY_TIMEOUT))
       return kerr_set(err, KERR_DEPENDENCY_TIMEOUT,
