@@ -708,6 +708,27 @@ def get_clock(server, access_key=DEFAULT_ACCESS_KEY, secret=DEFAULT_SECRET_KEY):
 
 # -- test base ----------------------------------------------------------------
 
+class BackgroundCall(threading.Thread):
+    """fn() on a thread of its own, started by the caller: its result or
+    exception, and the monotonic time it ended (for tests that assert which
+    of several calls finished first)."""
+
+    def __init__(self, fn):
+        super().__init__(daemon=True)
+        self.fn = fn
+        self.result = None
+        self.error = None
+        self.done_at = None
+
+    def run(self):
+        try:
+            self.result = self.fn()
+        except Exception as e:  # reported by the test that joins
+            self.error = e
+        finally:
+            self.done_at = time.monotonic()
+
+
 class KmsdBaseTestCase(unittest.TestCase):
     """unittest.TestCase whose failure reports carry the state and log of every
     kmsd still running, and keep those servers' files for inspection."""

@@ -28,12 +28,12 @@ takes."""
 import base64
 import os
 import tempfile
-import threading
 import time
 import unittest
 
 import kmsd_harness as h
 import xks_certs
+from xks_fixture import b64
 from xks_standin import DEFAULT_ACCESS_KEY_ID, DEFAULT_KEY_ID, DEFAULT_SECRET, StandIn
 
 HOST = "xks.example.com"
@@ -50,29 +50,6 @@ XKS_TIMEOUT_MS = 15000
 # connections (POOL_MAX in lib/store/store_sqlite.c).
 DB_POOL = 16
 CONCURRENT = DB_POOL + 4
-
-
-class Call(threading.Thread):
-    """fn() on a thread of its own: its result or exception, and when it ended."""
-
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result = None
-        self.error = None
-        self.done_at = None
-
-    def run(self):
-        try:
-            self.result = self.fn()
-        except Exception as e:  # reported by the test that joins
-            self.error = e
-        finally:
-            self.done_at = time.monotonic()
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 class SlowProxyTest(h.KmsdBaseTestCase):
@@ -155,7 +132,7 @@ class SlowProxyTest(h.KmsdBaseTestCase):
     def update_call(self, cks, **changes):
         """A Call (not started) of UpdateCustomKeyStore with its own client."""
         client = h.kms_client(self.server)
-        return Call(lambda: client.update_custom_key_store(CustomKeyStoreId=cks, **changes))
+        return h.BackgroundCall(lambda: client.update_custom_key_store(CustomKeyStoreId=cks, **changes))
 
     def kms_op(self, operation, params, conn=None):
         """One signed call, on `conn` (kept alive) or a connection of its
@@ -374,7 +351,7 @@ class SlowProxyTest(h.KmsdBaseTestCase):
         calls = []
         for i in range(CONCURRENT):
             name, params = op(i)
-            calls.append((name, Call(lambda n=name, p=params: self.kms_op(n, p))))
+            calls.append((name, h.BackgroundCall(lambda n=name, p=params: self.kms_op(n, p))))
         for _, c in calls:
             c.start()
         # The proxy holds the first of them; the rest queue in kmsd for the

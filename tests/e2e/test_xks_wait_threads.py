@@ -31,12 +31,12 @@ import os
 import re
 import socket
 import tempfile
-import threading
 import time
 import unittest
 
 import kmsd_harness as h
 import xks_certs
+from xks_fixture import b64
 from xks_standin import DEFAULT_ACCESS_KEY_ID, DEFAULT_KEY_ID, DEFAULT_SECRET, StandIn
 
 HOST = "xks.example.com"
@@ -46,29 +46,6 @@ XKS_TIMEOUT_MS = 15000
 # Proxy calls in flight at once: fewer than the XKS client's 8 handles, so
 # all of them are at the proxy together.
 SLOW_CALLS = 4
-
-
-class Call(threading.Thread):
-    """fn() on a thread of its own: its result or exception, and when it ended."""
-
-    def __init__(self, fn):
-        super().__init__(daemon=True)
-        self.fn = fn
-        self.result = None
-        self.error = None
-        self.done_at = None
-
-    def run(self):
-        try:
-            self.result = self.fn()
-        except Exception as e:  # reported by the test that joins
-            self.error = e
-        finally:
-            self.done_at = time.monotonic()
-
-
-def b64(data):
-    return base64.b64encode(data).decode()
 
 
 def request_lines(log_path, request_id):
@@ -138,7 +115,7 @@ def slow_encrypt(server, key, i):
         status, headers, body = h.kms_call(server, "Encrypt",
                                            {"KeyId": key, "Plaintext": b64(b"slow-%d" % i)})
         return status, headers.get("x-amzn-RequestId"), body
-    return Call(fn)
+    return h.BackgroundCall(fn)
 
 
 class OneEventThreadTest(h.KmsdBaseTestCase):
@@ -242,7 +219,7 @@ class OneEventThreadTest(h.KmsdBaseTestCase):
         wait_for(self, "the Encrypt at the proxy",
                  lambda: len(self.fx.proxy.requests("encrypt")) >= 1)
         other = h.kms_client(self.server)
-        disconnect = Call(lambda: other.disconnect_custom_key_store(CustomKeyStoreId=cks))
+        disconnect = h.BackgroundCall(lambda: other.disconnect_custom_key_store(CustomKeyStoreId=cks))
         disconnect.start()
         wait_for(self, "the store DISCONNECTING",
                  lambda: self.kms.describe_custom_key_stores(CustomKeyStoreId=cks)
