@@ -54,6 +54,7 @@ typedef struct request_outcome {
   char operation[API_TARGET_MAX + 1];
   kerr err;                      /* code KERR_OK on success */
   int status;
+  bool waited;                   /* the domain waited on a proxy (aws_call.waited) */
 } request_outcome;
 
 kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err) {
@@ -340,6 +341,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
       /* An event thread's request must not wait on a proxy; nor may the
        * pass that answers a rerun the server could not take. */
       .must_not_wait = !req->may_wait,
+      .waited = &o->waited,
   };
   if (is_admin) {
     rc = api_admin_handle(&areq, op_name, in, &out, err);
@@ -454,6 +456,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
       return;
     }
     if (rc != KERR_OK) set_error(resp, &o, 0);
+    resp->waited = o.waited;
   }
   log_outcome(&o, req);
 }

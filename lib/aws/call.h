@@ -32,6 +32,11 @@ typedef struct aws_call {
    * event threads, which serve many connections each (lib/http).  false
    * (the zero value): the thread may wait. */
   bool must_not_wait;
+  /* When not NULL, set to true once the operation reached a point where it
+   * waits on such a system (where, with must_not_wait, it would have
+   * answered KERR_WOULD_BLOCK); never cleared.  The HTTP server uses it to
+   * run a connection's next request where it may wait at once. */
+  bool *waited;
 } aws_call;
 
 /* One encryption-context entry or one tag (both are {key, value} strings). */

@@ -103,6 +103,11 @@ typedef struct conn_state {
    * registry (see verify_client_certificate), else NULL. */
   gnutls_session_t tls_session;
   struct conn_state *tls_next;  /* next in its registry bucket */
+  /* The last request answered on a waiting thread waited there
+   * (http_response.waited): the next one goes straight to a waiting
+   * thread.  A client that keeps a connection for one kind of request -
+   * an SDK calling on one external key - then costs one pass, not two. */
+  int wait_hint;
   /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
   /* The request's rerun, from the moment the connection is suspended for
@@ -836,7 +841,7 @@ static void run_rerun(http_offload_job *base, int refused) {
   req.body_len = j->body_len;
   req.peer = j->peer;
   req.may_wait = refused ? 0 : 1;
-  req.rerun_state = j->state;
+  req.rerun_state = j->state[0] ? j->state : NULL; /* "": sent here at once (wait_hint) */
   req.wait_refused = refused;
   memset(&j->resp, 0, sizeof j->resp);
   j->server->handler(j->server->handler_ctx, &req, &j->resp);
@@ -853,6 +858,30 @@ static void run_rerun(http_offload_job *base, int refused) {
   MHD_resume_connection(conn);
 }
 
+/* Suspend the connection and queue a job for the request being dispatched,
+ * to be called with rerun_state `state` ("" for none) on a waiting thread.
+ * 1 when it was; else 0 with *refused set (HTTP_WAIT_QUEUE_FULL or
+ * HTTP_WAIT_STOPPING), or -1 when out of memory; nothing is taken then. */
+static int hand_over(http_server *s, struct MHD_Connection *conn, conn_state *c,
+                     const http_request *req, char **target, const char *query, const char *state,
+                     int *refused) {
+  rerun_job *j;
+  *refused = http_offload_reserve(s->offload);
+  if (*refused) return 0;
+  j = rerun_job_new(s, conn, c, req, target, query, state);
+  if (!j) {
+    http_offload_cancel(s->offload);
+    return -1;
+  }
+  j->base.run = run_rerun;
+  c->job = j;
+  /* Suspended before it is queued: the job's thread may resume it as soon
+   * as it is. */
+  MHD_suspend_connection(conn);
+  http_offload_submit(s->offload, &j->base);
+  return 1;
+}
+
 /* Hand the request being dispatched to a waiting thread.  1 when it was:
  * the connection is suspended and the answer comes with the rerun.  0 when
  * `resp` holds the answer to send now: the callback's, called again here
@@ -861,26 +890,16 @@ static void run_rerun(http_offload_job *base, int refused) {
 static int offload(http_server *s, struct MHD_Connection *conn, conn_state *c, http_request *req,
                    http_response *resp, char **target, const char *query) {
   char state[HTTP_RERUN_STATE_MAX];
-  int refused;
+  int refused, handed;
   memcpy(state, resp->rerun_state, sizeof state);
   state[sizeof state - 1] = '\0';
   drop_response_body(resp);
-  refused = http_offload_reserve(s->offload);
-  if (!refused) {
-    rerun_job *j = rerun_job_new(s, conn, c, req, target, query, state);
-    if (!j) {
-      http_offload_cancel(s->offload);
-      fallback_error(resp, KERR_INTERNAL, 0, "out of memory");
-      resp->rerun = 0;
-      return 0;
-    }
-    j->base.run = run_rerun;
-    c->job = j;
-    /* Suspended before it is queued: the job's thread may resume it as
-     * soon as it is. */
-    MHD_suspend_connection(conn);
-    http_offload_submit(s->offload, &j->base);
-    return 1;
+  handed = hand_over(s, conn, c, req, target, query, state, &refused);
+  if (handed) {
+    if (handed > 0) return 1;
+    fallback_error(resp, KERR_INTERNAL, 0, "out of memory");
+    resp->rerun = 0;
+    return 0;
   }
   memset(resp, 0, sizeof *resp);
   req->rerun_state = state;
@@ -897,6 +916,7 @@ static enum MHD_Result answer_rerun(struct MHD_Connection *conn, conn_state *c) 
   enum MHD_Result ret;
   /* Only a resume ends a suspension, and the job is done before it. */
   if (!atomic_load(&j->done)) return MHD_YES;
+  c->wait_hint = j->resp.waited;
   ret = queue_answer(conn, c, &j->resp, 0);
   c->job = NULL;
   rerun_job_free(j);
@@ -953,6 +973,16 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   req.refusal_status = c->refusal_status;
   req.refusal_reason = c->refusal_reason;
 
+  /* After a request that waited, the next one goes to a waiting thread
+   * without a pass here; when there is no room it runs here as any other. */
+  if (c->wait_hint && !closing) {
+    int refused;
+    if (hand_over(s, conn, c, &req, &path, q, "", &refused) > 0) {
+      ret = MHD_YES; /* suspended; answered by answer_rerun */
+      goto out;
+    }
+    c->wait_hint = 0;
+  }
   s->handler(s->handler_ctx, &req, &resp);
   /* The fast path ends at this test: a request answered at once takes
    * nothing from the rerun machinery. */

@@ -92,7 +92,8 @@ typedef struct http_request {
   int may_wait;
   /* On a second call for one request (a rerun, or the call that answers a
    * refused rerun): the NUL-terminated rerun_state the first call left;
-   * NULL on a first call. */
+   * NULL on a first call, which is on a waiting thread (may_wait 1) when
+   * the connection's previous request waited (http_response.waited). */
   const char *rerun_state;
   /* Non-zero when the callback asked for a rerun that cannot happen:
    * HTTP_WAIT_QUEUE_FULL (too many requests wait already) or
@@ -125,6 +126,13 @@ typedef struct http_response {
    * not have changed anything it would change again on the rerun. */
   int rerun;
   char rerun_state[HTTP_RERUN_STATE_MAX];
+  /* Non-zero from a call with may_wait 1: the request did wait on
+   * something slow.  The server then calls for the connection's next
+   * request where it may wait straight away (may_wait 1, rerun_state
+   * NULL), skipping the pass on the event thread that would only ask for a
+   * rerun, until a request answered that way has not waited.  Only a
+   * performance hint: a callback that never sets it works the same. */
+  int waited;
 } http_response;
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *resp);

@@ -283,13 +283,18 @@ const kms_backend *kmsi_backend_for_type(const char *type);
  * wait (probe, create_key, delete_key, encrypt, decrypt, random; connect
  * and health when a request runs them): KERR_OK when it may, and
  * KERR_WOULD_BLOCK with `err` filled when kcall->must_not_wait is set and
- * `b` waits_on_network.  The caller must not have changed anything yet (no
+ * `b` waits_on_network (and notes in kcall->waited that it waits when it
+ * may).  The caller must not have changed anything yet (no
  * write, no state change, no log line saying something was done): it
  * returns the code as is, and the request runs again from the start.
  * Inline and without allocation or lock: it sits on the path of every
  * crypto call on every key. */
 static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *b, kerr *err) {
-  if (!kcall->must_not_wait || !b->waits_on_network) return KERR_OK;
+  if (!b->waits_on_network) return KERR_OK;
+  if (!kcall->must_not_wait) {
+    if (kcall->waited) *kcall->waited = true;
+    return KERR_OK;
+  }
   return kerr_set(err, KERR_WOULD_BLOCK,
                   "A call to a %s key store's backing system would wait on the network here.",
                   b->type);

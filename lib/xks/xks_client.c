@@ -572,7 +572,12 @@ static int pool_take(xks_client *c, int64_t deadline_ms) {
 static void pool_give(xks_client *c, int idx) {
   pthread_mutex_lock(&c->lock);
   c->slots[idx].busy = 0;
-  pthread_cond_broadcast(&c->freed); /* a waiter past its deadline must not swallow it */
+  /* One slot, one waiter woken: waking them all made every waiter of a
+   * busy pool run to find the slot taken, a thundering herd that cost more
+   * CPU than the calls.  No slot is left idle while a waiter sleeps, as
+   * pool_take looks for a free slot before it looks at its deadline: the
+   * waiter woken takes this slot even if its time is up. */
+  pthread_cond_signal(&c->freed);
   pthread_mutex_unlock(&c->lock);
 }
 

@@ -45,7 +45,7 @@ static inline int fixture_open(const char *name, const char *request_id) {
   snprintf(root.account_id, sizeof root.account_id, FIXTURE_ACCT);
   snprintf(root.arn, sizeof root.arn, "arn:aws:iam::" FIXTURE_ACCT ":root");
   root.is_root = true;
-  call = (kms_call){&root, FIXTURE_REGION, request_id, false};
+  call = (kms_call){&root, FIXTURE_REGION, request_id, false, NULL};
   cfg.data_dir = dir;
   if (kms_domain_open(&cfg, &dom, &err) != KERR_OK) {
     fprintf(stderr, "kms_domain_open: %s\n", err.msg);

@@ -515,7 +515,9 @@ static void test_tls(void **state) {
 
 /* A callback that will not serve /slow... on an event thread: it asks for
  * a rerun, and on the rerun waits for the test's gate (at most 5 s), then
- * echoes what it saw.  /twice asks for a rerun even where it may wait. */
+ * echoes what it saw.  /twice asks for a rerun even where it may wait.
+ * /waits asks for a rerun on an event thread and says it waited where it
+ * may (http_response.waited); anything else is answered where it arrives. */
 typedef struct rerun_ctx {
   atomic_int first_passes;
   atomic_int reruns;
@@ -529,7 +531,8 @@ static void rerun_handler(void *ctx, const http_request *req, http_response *res
   rerun_ctx *t = ctx;
   char text[1024];
   int slow = strncmp(req->path, "/slow", 5) == 0, twice = strcmp(req->path, "/twice") == 0;
-  if ((slow && !req->may_wait && !req->wait_refused) || twice) {
+  int waits = strcmp(req->path, "/waits") == 0;
+  if (((slow || waits) && !req->may_wait && !req->wait_refused) || twice) {
     atomic_fetch_add(&t->first_passes, 1);
     resp->rerun = 1;
     snprintf(resp->rerun_state, sizeof resp->rerun_state, "state-of-%s",
@@ -566,6 +569,7 @@ static void rerun_handler(void *ctx, const http_request *req, http_response *res
   resp->status = 200;
   resp->body = strndup(text, (size_t)n);
   resp->body_len = (size_t)n;
+  resp->waited = waits && req->may_wait;
   http_response_header(resp, "X-Echo", "yes");
 }
 
@@ -666,6 +670,51 @@ static void test_rerun_frees_the_event_thread(void **state) {
   pthread_join(twice.th, NULL);
   assert_int_equal(twice.status, 500);
   assert_non_null(strstr(twice.body.data, "KMSInternalException"));
+  http_server_stop(s, 1000);
+}
+
+/* After a request that waited, the connection's next request is called
+ * where it may wait at once, with no first pass and no state, until one
+ * answered that way did not wait; other connections are not affected. */
+static void test_wait_hint(void **state) {
+  (void)state;
+  rerun_ctx t = {0};
+  http_server *s = start_rerun(&t, 2, 0);
+  char local[128], waits[128];
+  snprintf(local, sizeof local, "http://127.0.0.1:%u/local", http_server_port(s));
+  snprintf(waits, sizeof waits, "http://127.0.0.1:%u/waits", http_server_port(s));
+  buf body = {0}, other_body = {0};
+  CURL *c = make_easy(&body, NULL), *other = make_easy(&other_body, NULL);
+  static const struct {
+    int waits;
+    const char *answer;
+    int first_passes;
+  } steps[] = {
+      {0, "may_wait=0 state=(none) path=/local", 0},
+      {1, "may_wait=1 state=state-of-- path=/waits", 1}, /* a first pass, then its rerun */
+      {1, "may_wait=1 state=(none) path=/waits", 1},     /* straight to a waiting thread */
+      {1, "may_wait=1 state=(none) path=/waits", 1},
+      {0, "may_wait=1 state=(none) path=/local", 1},     /* did not wait: the hint ends */
+      {0, "may_wait=0 state=(none) path=/local", 1},
+      {1, "may_wait=1 state=state-of-- path=/waits", 2},
+  };
+  for (size_t i = 0; i < sizeof steps / sizeof steps[0]; i++) {
+    body.len = 0;
+    assert_int_equal(do_request(c, steps[i].waits ? waits : local, "{}", 2), 200);
+    assert_non_null(strstr(body.data, steps[i].answer));
+    assert_int_equal(atomic_load(&t.first_passes), steps[i].first_passes);
+    if (i == 2) {
+      /* Another connection has no hint of its own. */
+      other_body.len = 0;
+      assert_int_equal(do_request(other, local, "{}", 2), 200);
+      assert_non_null(strstr(other_body.data, "may_wait=0 state=(none) path=/local"));
+    }
+  }
+  long conns = -1;
+  curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, &conns);
+  assert_int_equal(conns, 0); /* all on the first request's connection */
+  curl_easy_cleanup(c);
+  curl_easy_cleanup(other);
   http_server_stop(s, 1000);
 }
 
@@ -783,6 +832,7 @@ int main(void) {
       cmocka_unit_test(test_tls),
       cmocka_unit_test(test_rerun_frees_the_event_thread),
       cmocka_unit_test(test_rerun_queue_full),
+      cmocka_unit_test(test_wait_hint),
       cmocka_unit_test(test_stop_with_reruns),
       cmocka_unit_test(test_client_gone_during_rerun),
   };

@@ -58,10 +58,10 @@ static int setup(void **state) {
   make_principal(&root_b, ACCT_B, "arn:aws:iam::" ACCT_B ":root", true, NULL);
   make_principal(&user_nopolicy, ACCT, "arn:aws:iam::" ACCT ":user/nobody", false, NULL);
   make_principal(&user_full, ACCT, "arn:aws:iam::" ACCT ":user/alice", false, allow_all);
-  call_a = (kms_call){&root_a, REGION, "req-a", false};
-  call_b = (kms_call){&root_b, REGION, "req-b", false};
-  call_nopolicy = (kms_call){&user_nopolicy, REGION, "req-n", false};
-  call_user = (kms_call){&user_full, REGION, "req-u", false};
+  call_a = (kms_call){&root_a, REGION, "req-a", false, NULL};
+  call_b = (kms_call){&root_b, REGION, "req-b", false, NULL};
+  call_nopolicy = (kms_call){&user_nopolicy, REGION, "req-n", false, NULL};
+  call_user = (kms_call){&user_full, REGION, "req-u", false, NULL};
   kclock_set_offset_ms(0);
   open_domain();
   return 0;
@@ -140,7 +140,7 @@ static void test_create_describe_list(void **state) {
   assert_int_equal(kms_describe_key(dom, &call_a, "alias/none", &md2, &err), KERR_NOT_FOUND);
   assert_string_equal(err.msg, "Alias 'arn:aws:kms:us-east-1:111122223333:alias/none' is not found.");
   /* another region does not see it */
-  kms_call other_region = {&root_a, "eu-west-1", "r", false};
+  kms_call other_region = {&root_a, "eu-west-1", "r", false, NULL};
   assert_int_equal(kms_describe_key(dom, &other_region, md.key_id, &md2, &err), KERR_NOT_FOUND);
 
   /* options */

@@ -75,6 +75,7 @@ static kerr_code h_waits(const api_request *req, json_t *in, json_t **out, kerr 
   (void)in;
   waits_calls++;
   if (req->must_not_wait) return kerr_set(err, KERR_WOULD_BLOCK, "would wait");
+  if (req->waited) *req->waited = true;
   *out = json_pack("{s:s, s:b}", "RequestId", req->request_id, "MustNotWait", req->must_not_wait);
   return KERR_OK;
 }
@@ -102,6 +103,7 @@ typedef struct signed_req {
 typedef struct reply {
   int status;
   int rerun;
+  int waited;
   char rerun_state[HTTP_RERUN_STATE_MAX];
   json_t *json;
   char request_id[HTTP_HEADER_VALUE_MAX];
@@ -154,6 +156,7 @@ static void run(api_pipeline *p, const http_request *req, reply *out) {
   api_pipeline_handle(p, req, &resp);
   out->status = resp.status;
   out->rerun = resp.rerun;
+  out->waited = resp.waited;
   memcpy(out->rerun_state, resp.rerun_state, sizeof out->rerun_state);
   for (size_t i = 0; i < resp.nheaders; i++) {
     if (strcasecmp(resp.headers[i].name, "x-amzn-RequestId") == 0)
@@ -604,6 +607,7 @@ static void test_rerun(void **state) {
   waits_calls = 0;
   log = logged_by(p, &r.req, &first);
   assert_int_equal(first.rerun, 1);
+  assert_int_equal(first.waited, 0);
   assert_null(first.json);
   assert_int_equal(waits_calls, 1);
   assert_string_equal(log, "");
@@ -617,6 +621,7 @@ static void test_rerun(void **state) {
   log = logged_by(p, &r.req, &rep);
   assert_int_equal(rep.rerun, 0);
   assert_int_equal(rep.status, 200);
+  assert_int_equal(rep.waited, 1); /* the server's hint for the connection's next request */
   assert_string_equal(rep.request_id, first.request_id);
   assert_string_equal(json_string_value(json_object_get(rep.json, "RequestId")), first.request_id);
   assert_false(json_is_true(json_object_get(rep.json, "MustNotWait")));
@@ -658,6 +663,13 @@ static void test_rerun(void **state) {
   run(p, &r.req, &rep);
   assert_int_equal(rep.rerun, 0);
   assert_int_equal(rep.status, 200);
+  assert_int_equal(rep.waited, 0);
+  json_decref(rep.json);
+  /* ... and where they may wait, say they did not (the hint then ends). */
+  r.req.may_wait = 1;
+  run(p, &r.req, &rep);
+  assert_int_equal(rep.status, 200);
+  assert_int_equal(rep.waited, 0);
   json_decref(rep.json);
   log_set_level(LOG_WARN);
   api_pipeline_free(p);
