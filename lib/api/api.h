@@ -14,6 +14,7 @@
 #include <jansson.h>
 #include <stdbool.h>
 
+#include "aws/call.h"
 #include "aws/principal.h"
 #include "core/kerr.h"
 
@@ -29,9 +30,9 @@ typedef struct api_request {
    * network: copied into the domain call (aws_call.must_not_wait), whose
    * KERR_WOULD_BLOCK the handler passes on unchanged. */
   bool must_not_wait;
-  /* Copied into the domain call (aws_call.waited): set when the request
-   * waited on such a system.  May be NULL. */
-  bool *waited;
+  /* Copied into the domain call (aws_call.wait): what the request waited
+   * on, or would have.  May be NULL. */
+  aws_wait *wait;
 } api_request;
 
 typedef kerr_code (*api_handler_fn)(const api_request *req, json_t *in, json_t **out, kerr *err);

@@ -217,7 +217,7 @@ kerr_code api_json_new_object(json_t **out, kerr *err) {
 /* ---------------------------------------------------------------- domain */
 
 kms_call api_json_call(const api_request *req) {
-  kms_call call = {req->caller, req->region, req->request_id, req->must_not_wait, req->waited};
+  kms_call call = {req->caller, req->region, req->request_id, req->must_not_wait, req->wait};
   return call;
 }
 

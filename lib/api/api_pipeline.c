@@ -54,7 +54,7 @@ typedef struct request_outcome {
   char operation[API_TARGET_MAX + 1];
   kerr err;                      /* code KERR_OK on success */
   int status;
-  bool waited;                   /* the domain waited on a proxy (aws_call.waited) */
+  aws_wait wait;                 /* what the domain waited on (aws_call.wait) */
 } request_outcome;
 
 kerr_code api_pipeline_new(const api_pipeline_config *cfg, api_pipeline **out, kerr *err) {
@@ -341,7 +341,7 @@ static kerr_code serve_call(api_pipeline *p, const http_request *req, http_respo
       /* An event thread's request must not wait on a proxy; nor may the
        * pass that answers a rerun the server could not take. */
       .must_not_wait = !req->may_wait,
-      .waited = &o->waited,
+      .wait = &o->wait,
   };
   if (is_admin) {
     rc = api_admin_handle(&areq, op_name, in, &out, err);
@@ -448,6 +448,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
     http_response_header(resp, "Allow", "POST");
   } else {
     kerr_code rc = serve_call(p, req, resp, &o);
+    snprintf(resp->wait_on, sizeof resp->wait_on, "%s", o.wait.on);
     if (rc == KERR_WOULD_BLOCK) {
       /* Not answered here: the server runs the request again where it may
        * wait, and that pass writes the reply and the log line. */
@@ -456,7 +457,7 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
       return;
     }
     if (rc != KERR_OK) set_error(resp, &o, 0);
-    resp->waited = o.waited;
+    resp->waited = o.wait.waited;
   }
   log_outcome(&o, req);
 }

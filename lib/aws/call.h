@@ -32,12 +32,26 @@ typedef struct aws_call {
    * event threads, which serve many connections each (lib/http).  false
    * (the zero value): the thread may wait. */
   bool must_not_wait;
-  /* When not NULL, set to true once the operation reached a point where it
-   * waits on such a system (where, with must_not_wait, it would have
-   * answered KERR_WOULD_BLOCK); never cleared.  The HTTP server uses it to
-   * run a connection's next request where it may wait at once. */
-  bool *waited;
+  /* When not NULL, what the operation waits on is noted here (see
+   * aws_wait).  May be NULL. */
+  struct aws_wait *wait;
 } aws_call;
+
+/* What a call waited on, or would have: the HTTP server runs a
+ * connection's next request where it may wait at once after one waited,
+ * and lets requests that wait on one system share a cap on the threads
+ * they take (lib/http). */
+#define AWS_WAIT_ON_MAX 64
+typedef struct aws_wait {
+  /* Set once the operation reached a point where it waits on a backing
+   * system over the network (where, with must_not_wait, it answered
+   * KERR_WOULD_BLOCK instead); never cleared. */
+  bool waited;
+  /* Which system, when it is known: an external key store's ID.  Set at
+   * the same point as `waited`, and also where KERR_WOULD_BLOCK is
+   * answered.  "" when unknown. */
+  char on[AWS_WAIT_ON_MAX];
+} aws_wait;
 
 /* One encryption-context entry or one tag (both are {key, value} strings). */
 typedef struct aws_pair {

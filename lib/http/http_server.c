@@ -108,6 +108,7 @@ typedef struct conn_state {
    * thread.  A client that keeps a connection for one kind of request -
    * an SDK calling on one external key - then costs one pass, not two. */
   int wait_hint;
+  char wait_on[HTTP_WAIT_LANE_MAX]; /* what that request waited on */
   /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
   /* The request's rerun, from the moment the connection is suspended for
@@ -846,6 +847,7 @@ static void run_rerun(http_offload_job *base, int refused) {
   memset(&j->resp, 0, sizeof j->resp);
   j->server->handler(j->server->handler_ctx, &req, &j->resp);
   no_second_rerun(&j->resp);
+  j->resp.wait_on[sizeof j->resp.wait_on - 1] = '\0';
   if (j->resp.status < 100 || j->resp.status > 599) j->resp.status = 500;
   /* The request body may carry a plaintext; it is not needed any more. */
   if (j->body) {
@@ -864,7 +866,7 @@ static void run_rerun(http_offload_job *base, int refused) {
  * HTTP_WAIT_STOPPING), or -1 when out of memory; nothing is taken then. */
 static int hand_over(http_server *s, struct MHD_Connection *conn, conn_state *c,
                      const http_request *req, char **target, const char *query, const char *state,
-                     int *refused) {
+                     const char *lane, int *refused) {
   rerun_job *j;
   *refused = http_offload_reserve(s->offload);
   if (*refused) return 0;
@@ -874,6 +876,7 @@ static int hand_over(http_server *s, struct MHD_Connection *conn, conn_state *c,
     return -1;
   }
   j->base.run = run_rerun;
+  snprintf(j->base.lane, sizeof j->base.lane, "%s", lane);
   c->job = j;
   /* Suspended before it is queued: the job's thread may resume it as soon
    * as it is. */
@@ -893,8 +896,9 @@ static int offload(http_server *s, struct MHD_Connection *conn, conn_state *c, h
   int refused, handed;
   memcpy(state, resp->rerun_state, sizeof state);
   state[sizeof state - 1] = '\0';
+  resp->wait_on[sizeof resp->wait_on - 1] = '\0';
   drop_response_body(resp);
-  handed = hand_over(s, conn, c, req, target, query, state, &refused);
+  handed = hand_over(s, conn, c, req, target, query, state, resp->wait_on, &refused);
   if (handed) {
     if (handed > 0) return 1;
     fallback_error(resp, KERR_INTERNAL, 0, "out of memory");
@@ -917,6 +921,7 @@ static enum MHD_Result answer_rerun(struct MHD_Connection *conn, conn_state *c) 
   /* Only a resume ends a suspension, and the job is done before it. */
   if (!atomic_load(&j->done)) return MHD_YES;
   c->wait_hint = j->resp.waited;
+  memcpy(c->wait_on, j->resp.wait_on, sizeof c->wait_on);
   ret = queue_answer(conn, c, &j->resp, 0);
   c->job = NULL;
   rerun_job_free(j);
@@ -977,7 +982,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
    * without a pass here; when there is no room it runs here as any other. */
   if (c->wait_hint && !closing) {
     int refused;
-    if (hand_over(s, conn, c, &req, &path, q, "", &refused) > 0) {
+    if (hand_over(s, conn, c, &req, &path, q, "", c->wait_on, &refused) > 0) {
       ret = MHD_YES; /* suspended; answered by answer_rerun */
       goto out;
     }
@@ -1265,8 +1270,8 @@ kerr_code http_server_start(const http_server_config *cfg, http_server **out, ke
   }
   if ((rc = copy_tls_settings(cfg, s, err)) != KERR_OK) goto out;
   rc = http_offload_new(cfg->wait_threads ? cfg->wait_threads : HTTP_DEFAULT_WAIT_THREADS,
-                        cfg->wait_queue ? cfg->wait_queue : HTTP_DEFAULT_WAIT_QUEUE, &s->offload,
-                        err);
+                        cfg->wait_queue ? cfg->wait_queue : HTTP_DEFAULT_WAIT_QUEUE,
+                        cfg->wait_lane_cap, &s->offload, err);
   if (rc) goto out;
 
   unsigned threads = cfg->threads;

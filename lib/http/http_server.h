@@ -133,6 +133,11 @@ typedef struct http_response {
    * rerun, until a request answered that way has not waited.  Only a
    * performance hint: a callback that never sets it works the same. */
   int waited;
+  /* With rerun or waited: what the request waits on (an opaque name, an
+   * external key store's ID in kmsd), "" when unknown.  Requests that
+   * wait on one system share a cap on waiting threads
+   * (http_server_config.wait_lane_cap). */
+  char wait_on[HTTP_WAIT_LANE_MAX];
 } http_response;
 
 typedef void (*http_handler_fn)(void *ctx, const http_request *req, http_response *resp);
@@ -174,6 +179,10 @@ typedef struct http_server_config {
    * 0: HTTP_DEFAULT_WAIT_QUEUE.  Past it the callback is told
    * HTTP_WAIT_QUEUE_FULL. */
   unsigned wait_queue;
+  /* At most this many of those requests that wait on one system
+   * (http_response.wait_on) run at once; 0: no cap.  kmsd: the XKS
+   * client's connections per external key store. */
+  unsigned wait_lane_cap;
   int use_listen_fd;           /* non-zero: serve on listen_fd instead of binding host:port */
   int listen_fd;               /* from http_listen_socket; still the caller's to close
                                   after http_server_start (the server serves a duplicate) */

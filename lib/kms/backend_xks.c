@@ -277,6 +277,7 @@ static kerr_code build_client(kms_domain *d, const store_cks *row, xks_client **
   cfg.connect_to = connect_to;
   cfg.connect_to_count = nconnect;
   cfg.timeout_ms = d->xks_timeout_ms;
+  cfg.pool_size = d->xks_connections;
   rc = xks_client_new(&cfg, out, err);
   if (rc == KERR_VALIDATION) {
     *code = "XKS_PROXY_INVALID_CONFIGURATION";

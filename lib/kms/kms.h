@@ -73,6 +73,10 @@ typedef struct kms_domain kms_domain;
  * is health-checked (GetHealthStatus, as KMS does), and how many connect-to
  * overrides the operator may give. */
 #define KMS_XKS_TIMEOUT_DEFAULT_MS 250
+/* Kept connections to each external key store's proxy, which is also how
+ * many calls to it run at once (the XKS client's pool). */
+#define KMS_XKS_CONNECTIONS_DEFAULT 8
+#define KMS_XKS_CONNECTIONS_MAX 64
 #define KMS_XKS_TIMEOUT_MIN_MS 1
 #define KMS_XKS_TIMEOUT_MAX_MS 600000
 #define KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS 60000
@@ -146,6 +150,8 @@ typedef struct kms_domain_config {
   int xks_timeout_ms;            /* per XKS call; 0 = 250, else within the
                                     range above (else KERR_VALIDATION) */
   int xks_health_interval_ms;    /* 0 = 60000; negative: no periodic check */
+  unsigned xks_connections;      /* per store; 0 = KMS_XKS_CONNECTIONS_DEFAULT, at most
+                                    KMS_XKS_CONNECTIONS_MAX (else KERR_VALIDATION) */
   kms_vpc_judge_fn vpc_judge;    /* NULL: no VPC endpoint service exists */
   void *vpc_arg;
   const datadir_lock *data_dir_lock; /* the lock on data_dir the caller

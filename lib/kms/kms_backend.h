@@ -53,6 +53,7 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #include "core/kerr.h"
 #include "core/secmem.h"
@@ -283,18 +284,25 @@ const kms_backend *kmsi_backend_for_type(const char *type);
  * wait (probe, create_key, delete_key, encrypt, decrypt, random; connect
  * and health when a request runs them): KERR_OK when it may, and
  * KERR_WOULD_BLOCK with `err` filled when kcall->must_not_wait is set and
- * `b` waits_on_network (and notes in kcall->waited that it waits when it
- * may).  The caller must not have changed anything yet (no
+ * `b` waits_on_network; either way it notes in kcall->wait that the call
+ * waits, and on which store (`cks_id`, NULL when none is known yet).  The
+ * caller must not have changed anything yet (no
  * write, no state change, no log line saying something was done): it
  * returns the code as is, and the request runs again from the start.
  * Inline and without allocation or lock: it sits on the path of every
  * crypto call on every key. */
-static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *b, kerr *err) {
+static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *b,
+                                      const char *cks_id, kerr *err) {
   if (!b->waits_on_network) return KERR_OK;
-  if (!kcall->must_not_wait) {
-    if (kcall->waited) *kcall->waited = true;
-    return KERR_OK;
+  if (kcall->wait) {
+    size_t n = 0;
+    if (cks_id)
+      while (cks_id[n] && n < sizeof kcall->wait->on - 1) n++;
+    memcpy(kcall->wait->on, cks_id ? cks_id : "", n);
+    kcall->wait->on[n] = '\0';
+    if (!kcall->must_not_wait) kcall->wait->waited = true;
   }
+  if (!kcall->must_not_wait) return KERR_OK;
   return kerr_set(err, KERR_WOULD_BLOCK,
                   "A call to a %s key store's backing system would wait on the network here.",
                   b->type);

@@ -365,7 +365,7 @@ kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
   /* The backing system is asked (an external key store's GetHealthStatus)
    * with no transaction open: a slow proxy holds no database connection. */
   if (b->probe) {
-    rc = kmsi_may_wait(call, b, err); /* nothing written yet */
+    rc = kmsi_may_wait(call, b, NULL, err); /* nothing written yet */
     if (rc) goto out;
     rc = b->probe(d, call, "CreateCustomKeyStore", &c, err);
     if (rc) goto out;
@@ -766,7 +766,7 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
       /* Nothing written yet.  An update that reaches the write without a
        * probe changes nothing the proxy sees, so the kmsi_cks_refresh
        * below (a connect) never runs for a caller that must not wait. */
-      rc = kmsi_may_wait(call, b, err);
+      rc = kmsi_may_wait(call, b, cur.cks_id, err);
       if (rc) goto out;
       rc = b->probe(d, call, "UpdateCustomKeyStore", &c, err);
       if (rc) goto out;
@@ -925,7 +925,7 @@ kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
   }
   /* kmsi_cks_detach waits for the store's calls in flight and for a
    * connect worker's GetHealthStatus: ask before the state changes. */
-  rc = kmsi_may_wait(call, b, err);
+  rc = kmsi_may_wait(call, b, c.cks_id, err);
   if (rc) goto out;
   rc = kmsi_cks_set_state(d, c.cks_id, from_live, "DISCONNECTING", NULL, call->request_id, prev,
                           err);

@@ -732,7 +732,7 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
                   c.connection_state);
     goto out;
   }
-  rc = kmsi_may_wait(call, b, err); /* before CreateKey writes anything */
+  rc = kmsi_may_wait(call, b, cks_id, err); /* before CreateKey writes anything */
   if (rc) goto out;
   if (!conn_acquire(d, cks_id, &live_b, &conn)) {
     rc = kerr_set(err, KERR_CKS_INVALID_STATE, "Custom key store %s is not connected.", cks_id);
@@ -798,7 +798,7 @@ kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_i
                   "GenerateRandom does not accept the ID of an external key store.");
     goto out;
   }
-  rc = kmsi_may_wait(call, b, err);
+  rc = kmsi_may_wait(call, b, cks_id, err);
   if (rc) goto out;
   if (!conn_acquire(d, cks_id, &live_b, &conn) || strcmp(c.connection_state, STATE_CONNECTED) != 0) {
     rc = kerr_set(err, KERR_CKS_INVALID_STATE,

@@ -130,7 +130,7 @@ static kerr_code call_prepare(kms_domain *d, const kms_call *call, store_tx *tx,
   rc = kmsi_backend_acquire(d, k, &kc->b, &kc->conn, err);
   if (rc) return rc;
   kc->acquired = true;
-  rc = kmsi_may_wait(call, kc->b, err);
+  rc = kmsi_may_wait(call, kc->b, k->row.custom_key_store_id, err);
   if (rc) return rc;
   if (kc->b->uses_material) {
     kc->material = secure_alloc(AESGCM_KEY_LEN);

@@ -883,12 +883,18 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
                   KMS_XKS_HEALTH_INTERVAL_MIN_MS, KMS_XKS_HEALTH_INTERVAL_MAX_MS);
     goto out;
   }
+  if (cfg->xks_connections > KMS_XKS_CONNECTIONS_MAX) {
+    rc = kerr_set(err, KERR_VALIDATION, "At most %d connections to each XKS proxy.",
+                  KMS_XKS_CONNECTIONS_MAX);
+    goto out;
+  }
   if (cfg->xks_connect_to_count > KMS_XKS_CONNECT_TO_MAX) {
     rc = kerr_set(err, KERR_VALIDATION, "At most %d XKS connect-to overrides.",
                   KMS_XKS_CONNECT_TO_MAX);
     goto out;
   }
   d->xks_timeout_ms = cfg->xks_timeout_ms ? cfg->xks_timeout_ms : KMS_XKS_TIMEOUT_DEFAULT_MS;
+  d->xks_connections = cfg->xks_connections ? cfg->xks_connections : KMS_XKS_CONNECTIONS_DEFAULT;
   d->xks_health_interval_ms = cfg->xks_health_interval_ms ? cfg->xks_health_interval_ms
                                                           : KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS;
   d->vpc_judge = cfg->vpc_judge;

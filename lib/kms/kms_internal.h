@@ -56,6 +56,7 @@ struct kms_domain {
   char **xks_connect_to;
   size_t xks_connect_to_count;
   int xks_timeout_ms;
+  unsigned xks_connections;
   int xks_health_interval_ms;
   int64_t xks_next_health_ms;
   kms_vpc_judge_fn vpc_judge;

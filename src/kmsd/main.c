@@ -71,6 +71,7 @@ typedef struct kmsd_options {
   const char *xks_connect_to[KMS_XKS_CONNECT_TO_MAX]; /* --xks-connect-to, repeatable */
   size_t xks_connect_to_count;
   int xks_timeout_ms;                                 /* --xks-timeout */
+  unsigned xks_connections;                           /* --xks-connections; 0: default */
   int xks_health_interval_ms;                         /* --xks-health-interval */
   const char *vpc_endpoint_services;                  /* --vpc-endpoint-services FILE */
 } kmsd_options;
@@ -132,6 +133,10 @@ static void usage(FILE *f) {
           "                              HOST); repeatable, at most %d\n"
           "  --xks-timeout MS            deadline of each call to an external key store proxy,\n"
           "                              %d-%d (default %d, KMS's)\n"
+          "  --xks-connections N         kept connections to each external key store's proxy,\n"
+          "                              which is also how many calls to it run at once and\n"
+          "                              how many waiting threads its requests take, 1-%d\n"
+          "                              (default %d)\n"
           "  --xks-health-interval MS    how often a CONNECTED external key store is sent\n"
           "                              GetHealthStatus, %d-%d (default %d)\n"
           "  --vpc-endpoint-services FILE  the VPC endpoint services external key stores with\n"
@@ -152,7 +157,8 @@ static void usage(FILE *f) {
           KMS_DB_BUSY_TIMEOUT_MIN_MS, KMS_DB_BUSY_TIMEOUT_MAX_MS,
           KMS_DB_BUSY_TIMEOUT_DEFAULT_MS, KMS_HSM_TIMEOUT_MIN_MS, KMS_HSM_TIMEOUT_MAX_MS,
           KMS_HSM_TIMEOUT_DEFAULT_MS, KMS_XKS_CONNECT_TO_MAX, KMS_XKS_TIMEOUT_MIN_MS,
-          KMS_XKS_TIMEOUT_MAX_MS, KMS_XKS_TIMEOUT_DEFAULT_MS, KMS_XKS_HEALTH_INTERVAL_MIN_MS,
+          KMS_XKS_TIMEOUT_MAX_MS, KMS_XKS_TIMEOUT_DEFAULT_MS, KMS_XKS_CONNECTIONS_MAX,
+          KMS_XKS_CONNECTIONS_DEFAULT, KMS_XKS_HEALTH_INTERVAL_MIN_MS,
           KMS_XKS_HEALTH_INTERVAL_MAX_MS, KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS);
 }
 
@@ -208,6 +214,7 @@ enum {
   OPT_XKS_CA_BUNDLE,
   OPT_XKS_CONNECT_TO,
   OPT_XKS_TIMEOUT,
+  OPT_XKS_CONNECTIONS,
   OPT_XKS_HEALTH_INTERVAL,
   OPT_VPC_ENDPOINT_SERVICES,
   OPT_VERSION,
@@ -236,6 +243,7 @@ static const cli_flag FLAGS[] = {
     {"--xks-ca-bundle", NULL, OPT_XKS_CA_BUNDLE, 1},
     {"--xks-connect-to", NULL, OPT_XKS_CONNECT_TO, 1},
     {"--xks-timeout", NULL, OPT_XKS_TIMEOUT, 1},
+    {"--xks-connections", NULL, OPT_XKS_CONNECTIONS, 1},
     {"--xks-health-interval", NULL, OPT_XKS_HEALTH_INTERVAL, 1},
     {"--vpc-endpoint-services", NULL, OPT_VPC_ENDPOINT_SERVICES, 1},
     {"--version", NULL, OPT_VERSION, 0},
@@ -362,6 +370,12 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
         return bad_flag("%s must be a whole number of milliseconds from %d to %d, not '%.64s'",
                         "--xks-timeout", KMS_XKS_TIMEOUT_MIN_MS, KMS_XKS_TIMEOUT_MAX_MS, value);
       o->xks_timeout_ms = (int)v;
+      break;
+    case OPT_XKS_CONNECTIONS:
+      if (parse_ll(value, 1, KMS_XKS_CONNECTIONS_MAX, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%.64s'", "--xks-connections",
+                        KMS_XKS_CONNECTIONS_MAX, value);
+      o->xks_connections = (unsigned)v;
       break;
     case OPT_XKS_HEALTH_INTERVAL:
       if (parse_ll(value, KMS_XKS_HEALTH_INTERVAL_MIN_MS, KMS_XKS_HEALTH_INTERVAL_MAX_MS, &v) != 0)
@@ -531,6 +545,7 @@ static int run(const kmsd_options *o) {
   dcfg.xks_connect_to = o->xks_connect_to;
   dcfg.xks_connect_to_count = o->xks_connect_to_count;
   dcfg.xks_timeout_ms = o->xks_timeout_ms;
+  dcfg.xks_connections = o->xks_connections;
   dcfg.xks_health_interval_ms = o->xks_health_interval_ms;
   if (o->vpc_endpoint_services) {
     rc = vpc_registry_load(o->vpc_endpoint_services, &vpc, &err);
@@ -566,6 +581,8 @@ static int run(const kmsd_options *o) {
   scfg.threads = threads;
   scfg.wait_threads = o->wait_threads ? o->wait_threads : HTTP_DEFAULT_WAIT_THREADS;
   scfg.wait_queue = o->wait_queue ? o->wait_queue : HTTP_DEFAULT_WAIT_QUEUE;
+  /* A store's requests take no more waiting threads than it takes calls. */
+  scfg.wait_lane_cap = o->xks_connections ? o->xks_connections : KMS_XKS_CONNECTIONS_DEFAULT;
   scfg.max_body = o->max_body;
   scfg.tls_cert_pem = cert_pem;
   scfg.tls_key_pem = key_pem;

@@ -19,6 +19,11 @@ thread, so that every connection shares it, and the stand-in proxy
 * with --wait-queue 1 and --wait-threads 1, a third proxy call while one runs
   and one waits is ThrottlingException, answered at once, with its own log
   line;
+* with --xks-connections 2, five slow calls on one store's key: never more
+  than two at the proxy, the others queued in kmsd (a store's requests take
+  at most that many waiting threads), all five answered; and on a kept-alive
+  connection, after a call on the external key, a call on an AWS_KMS key;
+  a bad --xks-connections value exits 2;
 * SIGTERM while calls wait on a slow proxy: kmsd exits 0 once its grace
   period and the call then at the proxy are over; the calls that had not
   started are answered KMSInternalException without reaching the proxy, and
@@ -30,6 +35,7 @@ import base64
 import os
 import re
 import socket
+import subprocess
 import tempfile
 import time
 import unittest
@@ -332,6 +338,63 @@ class FullQueueTest(h.KmsdBaseTestCase):
         # same call goes through.
         self.fx.proxy.set_delay(0)
         self.kms.encrypt(KeyId=xks_key, Plaintext=b"later")
+
+
+class ConnectionsPerStoreTest(h.KmsdBaseTestCase):
+    """--xks-connections 2: a store takes two calls at once."""
+
+    CALLS = 5
+    DELAY = 1.0
+
+    def test_a_store_runs_as_many_calls_as_its_connections(self):
+        tmp = tempfile.mkdtemp(prefix="xks-wait-conns-")
+        fx = ProxyFixture(tmp)
+        self.addCleanup(fx.stop)
+        server = h.KmsdServer(args=fx.kmsd_args() + ["--threads", "1", "--xks-connections", "2"])
+        self.addCleanup(server.cleanup)
+        server.start()
+        kms = h.kms_client(server)
+        cks, xks_key = fx.connected_key(self, kms, "conns")
+        self.addCleanup(kms.disconnect_custom_key_store, CustomKeyStoreId=cks)
+        fx.proxy.clear_requests()
+        fx.proxy.set_delay(self.DELAY, ops={"encrypt"})
+        calls = [slow_encrypt(server, xks_key, i) for i in range(self.CALLS)]
+        for c in calls:
+            c.start()
+        most = 0
+        while any(c.is_alive() for c in calls):
+            at_proxy = [r for r in fx.proxy.requests("encrypt") if r.status is None and not r.closed]
+            most = max(most, len(at_proxy))
+            time.sleep(0.02)
+        self.assertEqual(most, 2, "calls at the proxy at once")
+        for i, c in enumerate(calls):
+            self.assertIsNone(c.error)
+            status, _, body = c.result
+            self.assertEqual(status, 200, body)
+            fx.proxy.set_delay(0)
+            out = kms.decrypt(CiphertextBlob=base64.b64decode(body["CiphertextBlob"]))
+            self.assertEqual(out["Plaintext"], b"slow-%d" % i)
+        # A connection whose last call waited on the proxy is sent straight
+        # to a waiting thread; a call on an AWS_KMS key there is answered
+        # as well.
+        local = kms.create_key()["KeyMetadata"]["KeyId"]
+        conn = server.connection(30)
+        self.addCleanup(conn.close)
+        for key, text in ((xks_key, b"x1"), (xks_key, b"x2"), (local, b"l1"), (local, b"l2")):
+            status, _, enc = h.kms_call(server, "Encrypt", {"KeyId": key, "Plaintext": b64(text)},
+                                        conn=conn)
+            self.assertEqual(status, 200, enc)
+            self.assertEqual(kms.decrypt(CiphertextBlob=base64.b64decode(
+                enc["CiphertextBlob"]))["Plaintext"], text)
+
+    def test_bad_value_exits_2(self):
+        for value in ("0", "65", "two"):
+            with self.subTest(value):
+                proc = subprocess.run([h.find_kmsd_binary(), "--xks-connections", value],
+                                      capture_output=True, text=True, timeout=30,
+                                      stdin=subprocess.DEVNULL)
+                self.assertEqual(proc.returncode, 2, proc.stderr)
+                self.assertIn("--xks-connections must be a whole number from 1 to 64", proc.stderr)
 
 
 class ShutdownTest(h.KmsdBaseTestCase):

@@ -1,8 +1,9 @@
 /* test_http_offload.c - the waiting threads' pool on its own: bounds,
- * threads started on demand, FIFO order, the queue bound, cancel, and
- * stop (queued jobs run refused at once on the stopping thread while a
- * running one is waited for; a place reserved before the stop is still
- * run). */
+ * threads started on demand, FIFO order, the queue bound, cancel, lanes
+ * (a cap per lane, other lanes unhindered, a busy lane served by its own
+ * threads), and stop (queued jobs run refused at once on the stopping
+ * thread while a running one is waited for; a place reserved before the
+ * stop is still run). */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -27,6 +28,8 @@ typedef struct shared {
   atomic_int max_running;
   atomic_int done;
   atomic_int order;    /* next sequence number */
+  atomic_int lane_a_running; /* jobs of lane "a" running now, and at most */
+  atomic_int lane_a_max;
 } shared;
 
 typedef struct job {
@@ -45,10 +48,18 @@ static void run_job(http_offload_job *b, int refused) {
   int prev = atomic_load(&sh->max_running);
   while (now > prev && !atomic_compare_exchange_weak(&sh->max_running, &prev, now)) {
   }
+  int lane_a = strcmp(j->base.lane, "a") == 0;
+  if (lane_a) {
+    int a = atomic_fetch_add(&sh->lane_a_running, 1) + 1;
+    int seen = atomic_load(&sh->lane_a_max);
+    while (a > seen && !atomic_compare_exchange_weak(&sh->lane_a_max, &seen, a)) {
+    }
+  }
   j->seq = atomic_fetch_add(&sh->order, 1);
   j->thread = pthread_self();
   if (j->wait && !refused)
     for (int i = 0; i < 2500 && !atomic_load(&sh->gate); i++) sleep_ms(2);
+  if (lane_a) atomic_fetch_sub(&sh->lane_a_running, 1);
   atomic_fetch_sub(&sh->running, 1);
   atomic_store(&j->ran, 1 + refused);
   atomic_fetch_add(&sh->done, 1);
@@ -75,12 +86,12 @@ static void test_bounds(void **state) {
   (void)state;
   http_offload *p = NULL;
   kerr err;
-  assert_int_equal(http_offload_new(0, 1, &p, &err), KERR_VALIDATION);
+  assert_int_equal(http_offload_new(0, 1, 0, &p, &err), KERR_VALIDATION);
   assert_null(p);
-  assert_int_equal(http_offload_new(HTTP_WAIT_THREADS_MAX + 1, 1, &p, &err), KERR_VALIDATION);
-  assert_int_equal(http_offload_new(1, 0, &p, &err), KERR_VALIDATION);
-  assert_int_equal(http_offload_new(1, HTTP_WAIT_QUEUE_MAX + 1, &p, &err), KERR_VALIDATION);
-  assert_int_equal(http_offload_new(HTTP_WAIT_THREADS_MAX, HTTP_WAIT_QUEUE_MAX, &p, &err), KERR_OK);
+  assert_int_equal(http_offload_new(HTTP_WAIT_THREADS_MAX + 1, 1, 0, &p, &err), KERR_VALIDATION);
+  assert_int_equal(http_offload_new(1, 0, 0, &p, &err), KERR_VALIDATION);
+  assert_int_equal(http_offload_new(1, HTTP_WAIT_QUEUE_MAX + 1, 0, &p, &err), KERR_VALIDATION);
+  assert_int_equal(http_offload_new(HTTP_WAIT_THREADS_MAX, HTTP_WAIT_QUEUE_MAX, 0, &p, &err), KERR_OK);
   /* No thread was started: freeing an unused pool is immediate. */
   http_offload_free(p);
   http_offload_free(NULL);
@@ -94,7 +105,7 @@ static void test_fifo_on_one_thread(void **state) {
   http_offload *p = NULL;
   kerr err;
   job j[5];
-  assert_int_equal(http_offload_new(1, 8, &p, &err), KERR_OK);
+  assert_int_equal(http_offload_new(1, 8, 0, &p, &err), KERR_OK);
   atomic_store(&sh.gate, 1);
   for (int i = 0; i < 5; i++) {
     init_job(&j[i], &sh, 1);
@@ -119,7 +130,7 @@ static void test_threads_and_queue_bound(void **state) {
   kerr err;
   job j[5];
   unsigned queued = 99, running = 99;
-  assert_int_equal(http_offload_new(3, 2, &p, &err), KERR_OK);
+  assert_int_equal(http_offload_new(3, 2, 0, &p, &err), KERR_OK);
   /* Each taken by a thread before the next: waiting jobs count against
    * the queue until a thread takes them. */
   for (int i = 0; i < 3; i++) {
@@ -148,6 +159,49 @@ static void test_threads_and_queue_bound(void **state) {
   http_offload_free(p);
 }
 
+/* Lane cap 2: of four jobs of lane "a" that wait, two run and two stay
+ * queued, while jobs of lane "b" queued after them run at once; when the
+ * gate opens the two left run on the threads that ran the first two
+ * (taken as each ends, no other thread woken), never more than two at a
+ * time. */
+static void test_lanes(void **state) {
+  (void)state;
+  shared sh = {0};
+  http_offload *p = NULL;
+  kerr err;
+  job a[4], b[2];
+  unsigned queued = 99, running = 99;
+  assert_int_equal(http_offload_new(6, 16, 2, &p, &err), KERR_OK);
+  for (int i = 0; i < 4; i++) {
+    init_job(&a[i], &sh, 1);
+    strcpy(a[i].base.lane, "a");
+    submit(p, &a[i]);
+  }
+  wait_at_least(&sh.running, 2);
+  sleep_ms(50);
+  http_offload_counts(p, &queued, &running);
+  assert_int_equal(running, 2);
+  assert_int_equal(queued, 2);
+  for (int i = 0; i < 2; i++) {
+    init_job(&b[i], &sh, 0);
+    strcpy(b[i].base.lane, "b");
+    submit(p, &b[i]);
+  }
+  wait_at_least(&sh.done, 2);
+  assert_int_equal(atomic_load(&b[0].ran), 1);
+  assert_int_equal(atomic_load(&b[1].ran), 1);
+  assert_int_equal(atomic_load(&a[2].ran), 0);
+  assert_int_equal(atomic_load(&a[3].ran), 0);
+  atomic_store(&sh.gate, 1);
+  wait_at_least(&sh.done, 6);
+  assert_int_equal(atomic_load(&sh.lane_a_max), 2);
+  for (int i = 2; i < 4; i++)
+    assert_true(pthread_equal(a[i].thread, a[0].thread) ||
+                pthread_equal(a[i].thread, a[1].thread));
+  assert_true(a[2].seq < a[3].seq); /* in order within the lane */
+  http_offload_free(p);
+}
+
 typedef struct stop_arg {
   http_offload *p;
   atomic_int returned;
@@ -171,7 +225,7 @@ static void test_stop(void **state) {
   job j[3];
   stop_arg a = {0};
   pthread_t th;
-  assert_int_equal(http_offload_new(1, 4, &p, &err), KERR_OK);
+  assert_int_equal(http_offload_new(1, 4, 0, &p, &err), KERR_OK);
   for (int i = 0; i < 3; i++) init_job(&j[i], &sh, 1);
   submit(p, &j[0]);
   wait_at_least(&sh.running, 1);
@@ -205,7 +259,7 @@ static void test_stop_waits_for_a_reserved_place(void **state) {
   job j;
   stop_arg a = {0};
   pthread_t th;
-  assert_int_equal(http_offload_new(2, 4, &p, &err), KERR_OK);
+  assert_int_equal(http_offload_new(2, 4, 0, &p, &err), KERR_OK);
   init_job(&j, &sh, 0);
   assert_int_equal(http_offload_reserve(p), 0);
   assert_int_equal(http_offload_reserve(p), 0);
@@ -229,6 +283,7 @@ int main(void) {
       cmocka_unit_test(test_bounds),
       cmocka_unit_test(test_fifo_on_one_thread),
       cmocka_unit_test(test_threads_and_queue_bound),
+      cmocka_unit_test(test_lanes),
       cmocka_unit_test(test_stop),
       cmocka_unit_test(test_stop_waits_for_a_reserved_place),
   };

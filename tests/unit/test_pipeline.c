@@ -74,8 +74,9 @@ static int waits_calls;
 static kerr_code h_waits(const api_request *req, json_t *in, json_t **out, kerr *err) {
   (void)in;
   waits_calls++;
+  if (req->wait) snprintf(req->wait->on, sizeof req->wait->on, "cks-1234567890abcdef0");
   if (req->must_not_wait) return kerr_set(err, KERR_WOULD_BLOCK, "would wait");
-  if (req->waited) *req->waited = true;
+  if (req->wait) req->wait->waited = true;
   *out = json_pack("{s:s, s:b}", "RequestId", req->request_id, "MustNotWait", req->must_not_wait);
   return KERR_OK;
 }
@@ -104,6 +105,7 @@ typedef struct reply {
   int status;
   int rerun;
   int waited;
+  char wait_on[HTTP_WAIT_LANE_MAX];
   char rerun_state[HTTP_RERUN_STATE_MAX];
   json_t *json;
   char request_id[HTTP_HEADER_VALUE_MAX];
@@ -157,6 +159,7 @@ static void run(api_pipeline *p, const http_request *req, reply *out) {
   out->status = resp.status;
   out->rerun = resp.rerun;
   out->waited = resp.waited;
+  memcpy(out->wait_on, resp.wait_on, sizeof out->wait_on);
   memcpy(out->rerun_state, resp.rerun_state, sizeof out->rerun_state);
   for (size_t i = 0; i < resp.nheaders; i++) {
     if (strcasecmp(resp.headers[i].name, "x-amzn-RequestId") == 0)
@@ -608,6 +611,7 @@ static void test_rerun(void **state) {
   log = logged_by(p, &r.req, &first);
   assert_int_equal(first.rerun, 1);
   assert_int_equal(first.waited, 0);
+  assert_string_equal(first.wait_on, "cks-1234567890abcdef0"); /* its lane among waiting threads */
   assert_null(first.json);
   assert_int_equal(waits_calls, 1);
   assert_string_equal(log, "");
@@ -622,6 +626,7 @@ static void test_rerun(void **state) {
   assert_int_equal(rep.rerun, 0);
   assert_int_equal(rep.status, 200);
   assert_int_equal(rep.waited, 1); /* the server's hint for the connection's next request */
+  assert_string_equal(rep.wait_on, "cks-1234567890abcdef0");
   assert_string_equal(rep.request_id, first.request_id);
   assert_string_equal(json_string_value(json_object_get(rep.json, "RequestId")), first.request_id);
   assert_false(json_is_true(json_object_get(rep.json, "MustNotWait")));
