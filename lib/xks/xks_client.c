@@ -1,19 +1,36 @@
-/* xks_client.c - kmsd's XKS Proxy API v1 client over libcurl (xks_client.h).
+/* xks_client.c - kmsd's XKS Proxy API v1 client (xks_client.h).
  *
  * One call: check the arguments, build the body with xks_request_serialize
- * (a secure buffer), sign it, take an easy handle from the client's pool
- * (each handle keeps its own connection alive between calls), POST, read
- * the reply into the handle's secure buffer (capped), classify what
- * happened, parse the reply with lib/xks's strict parsers, wipe the buffers
- * and put the handle back.  Everything about the transport is set once per
- * handle; only the URL, the headers, the body and the time left change per
- * call. */
+ * (a secure buffer), sign it, take a slot from the client's pool (each slot
+ * keeps one connection alive between calls), send the request, read the
+ * reply into the slot's secure buffer (capped), classify what happened,
+ * parse the reply with lib/xks's strict parsers, wipe the buffers and put
+ * the slot back.
+ *
+ * Who does what.  libcurl makes every connection: an easy handle with
+ * CURLOPT_CONNECT_ONLY looks the name up, applies the connect-to
+ * overrides, connects within the connect deadline and does the TLS
+ * handshake with its checks, then hands the connection over.  The client
+ * then writes the HTTP/1.1 request itself (curl_easy_send) and reads the
+ * reply itself (curl_easy_recv, lib/xks/xks_http.h), polling the socket
+ * against the call's deadline.  A connection is kept for the next call
+ * when the reply allows it, and checked before it is used again, as libcurl
+ * checked its kept connections.  libcurl never reuses a CONNECT_ONLY
+ * connection, and curl_easy_cleanup is its one documented way to close
+ * one, so a connection is let go of by replacing the slot's handle; a share
+ * keeps the slot's TLS sessions and DNS cache across handles, as one handle
+ * kept them before.  Why: a call through curl_easy_perform cost more than
+ * twice the CPU of the TLS and the kernel alone, in libcurl's per-transfer
+ * work (URL, headers, its multi loop); the connection work stays libcurl's,
+ * so every outcome of a call is what it was when libcurl did it all. */
 #include "xks/xks_client.h"
 
 #include <curl/curl.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <openssl/ssl.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdarg.h>
 #include <stdio.h>
@@ -25,6 +42,7 @@
 
 #include "aws/sigv4.h"
 #include "core/secmem.h"
+#include "xks/xks_http.h"
 
 #define HOST_MAX 128
 #define REGION_MAX 32
@@ -37,7 +55,15 @@
 #define ENDPOINT_MIN 10
 #define CA_PATH_MAX 4096
 #define AUTH_MAX 512
-#define HEADER_LINE_MAX 600
+/* The request line and header fields: a URI of at most 256 characters, an
+ * Authorization of at most AUTH_MAX, and the rest of known sizes. */
+#define REQ_HEAD_MAX 1536
+#define RX_SIZE 16384          /* one TLS record's worth of reply per read */
+/* A kept connection idle longer than this is closed rather than used:
+ * libcurl's default (CURLOPT_MAXAGE_CONN), which the client followed before
+ * it did the exchange itself. */
+#define KEPT_IDLE_MAX_MS 118000
+#define USER_AGENT "kmsd-xks-client/1"
 
 /* What the TLS layer saw of one call's handshake (OpenSSL's message
  * callback, set on each new connection's SSL_CTX): whether either side sent
@@ -50,22 +76,29 @@ typedef struct tls_watch {
   int config_alert_sent;     /* we sent an alert that means "your TLS does not suit me" */
 } tls_watch;
 
-/* One easy handle and the secure buffer its replies land in. */
+/* One connection at a time: the easy handle that made it, and the buffers
+ * a call on it uses. */
 typedef struct pool_slot {
-  CURL *curl;
+  CURL *curl;         /* NULL until a connection is to be made */
+  CURLSH *share;      /* TLS sessions and DNS cache, kept across handles */
   int busy;
-  uint8_t *buf;       /* secure, XKS_CLIENT_REPLY_MAX + 1 bytes */
-  tls_watch tls;      /* reset before each call */
+  int connected;      /* curl holds a connection kept for the next call */
+  curl_socket_t fd;   /* its socket, while connected */
+  int64_t idle_since; /* when its last reply ended (mono_ms) */
+  uint8_t *buf;       /* secure, XKS_CLIENT_REPLY_MAX bytes: the reply body */
+  uint8_t *rx;        /* secure, RX_SIZE bytes: the reply as received */
+  uint8_t *req;       /* secure, req_cap bytes: the request as sent */
+  size_t req_cap;
+  xks_http_reader *reader;
+  tls_watch tls;      /* reset before each connection is made */
   int tls_watched;    /* the TLS backend took the message callback */
-  int new_socket;     /* this call opened a socket (did not only reuse one) */
-  int conn_watched;   /* libcurl takes the pre-request hook (on_prereq) */
-  int conn_up;        /* this call's request was about to go out on a
-                         connection, kept or new, and no socket was opened
-                         after that (a retry on a fresh connection) */
 } pool_slot;
+
+static void slot_free(pool_slot *s);
 
 struct xks_client {
   char endpoint[XKS_CLIENT_ENDPOINT_MAX + 1];
+  char conn_url[XKS_CLIENT_ENDPOINT_MAX + 2]; /* endpoint + "/": where libcurl connects */
   char host_header[HOST_MAX + 8];   /* "host" or "host:port" */
   char uri_path[URI_PATH_MAX + 1];
   char region[REGION_MAX + 1];
@@ -299,6 +332,7 @@ kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *e
   if (!rc && cfg->ca_bundle) rc = check_ca_bundle(cfg->ca_bundle, err);
   if (rc) goto out;
   snprintf(c->endpoint, sizeof c->endpoint, "%s", cfg->endpoint);
+  snprintf(c->conn_url, sizeof c->conn_url, "%s/", cfg->endpoint);
   snprintf(c->uri_path, sizeof c->uri_path, "%s", cfg->uri_path);
   snprintf(c->region, sizeof c->region, "%s", cfg->region);
   snprintf(c->access_key_id, sizeof c->access_key_id, "%s", cfg->access_key_id);
@@ -351,10 +385,7 @@ out:
 
 void xks_client_free(xks_client *c) {
   if (!c) return;
-  for (unsigned i = 0; i < c->pool_size; i++) {
-    if (c->slots[i].curl) curl_easy_cleanup(c->slots[i].curl);
-    secure_free(c->slots[i].buf, c->slots[i].buf ? XKS_CLIENT_REPLY_MAX + 1 : 0);
-  }
+  for (unsigned i = 0; i < c->pool_size; i++) slot_free(&c->slots[i]);
   free(c->slots);
   pthread_cond_destroy(&c->freed);
   pthread_mutex_destroy(&c->lock);
@@ -370,24 +401,6 @@ const char *xks_client_endpoint(const xks_client *c) { return c ? c->endpoint : 
 const char *xks_client_uri_path(const xks_client *c) { return c ? c->uri_path : NULL; }
 
 /* ---- the handle pool --------------------------------------------------------- */
-
-typedef struct reply_sink {
-  uint8_t *buf;
-  size_t len;
-  int too_large;
-} reply_sink;
-
-static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
-  reply_sink *s = userdata;
-  size_t n = size * nmemb;
-  if (n > XKS_CLIENT_REPLY_MAX - s->len) {
-    s->too_large = 1;
-    return 0; /* CURLE_WRITE_ERROR */
-  }
-  memcpy(s->buf + s->len, data, n);
-  s->len += n;
-  return n;
-}
 
 /* OpenSSL's message callback: notes the alerts of a handshake (tls_watch).
  * `buf` of an alert is {level, description} (RFC 8446 6). */
@@ -438,56 +451,25 @@ static CURLcode on_ssl_ctx(CURL *h, void *ssl_ctx, void *userptr) {
   return CURLE_OK;
 }
 
-/* CURLOPT_SOCKOPTFUNCTION: called for each socket libcurl opens for a
- * connection, before it connects; notes that the call did not (only) reuse
- * a kept connection. */
-static int on_sockopt(void *clientp, curl_socket_t fd, curlsocktype purpose) {
-  pool_slot *slot = clientp;
-  (void)fd;
-  if (purpose == CURLSOCKTYPE_IPCXN) {
-    slot->new_socket = 1;
-    slot->conn_up = 0; /* a kept connection that died: libcurl connects anew */
-  }
-  return CURL_SOCKOPT_OK;
-}
-
-#if LIBCURL_VERSION_NUM >= 0x075000 /* 7.80.0: CURLOPT_PREREQFUNCTION */
-/* CURLOPT_PREREQFUNCTION: libcurl has a connection (a kept one, or a new
- * one with its TLS handshake done) and is about to send the request. */
-static int on_prereq(void *clientp, char *primary_ip, char *local_ip, int primary_port,
-                     int local_port) {
-  pool_slot *slot = clientp;
-  (void)primary_ip;
-  (void)local_ip;
-  (void)primary_port;
-  (void)local_port;
-  slot->conn_up = 1;
-  return CURL_PREREQFUNC_OK;
-}
-#endif
-
-/* The options every call of a handle shares. */
+/* The options of a slot's handle: everything about making a connection;
+ * it only connects (CURLOPT_CONNECT_ONLY), the client does the exchange. */
 static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
   CURL *h = slot->curl;
   CURLcode cc = CURLE_OK;
 #define SET(opt, val) \
   if (cc == CURLE_OK) cc = curl_easy_setopt(h, opt, val)
   SET(CURLOPT_NOSIGNAL, 1L);
+  SET(CURLOPT_URL, c->conn_url);
+  SET(CURLOPT_CONNECT_ONLY, 1L);
+  SET(CURLOPT_SHARE, slot->share);
   SET(CURLOPT_PROTOCOLS_STR, "https");
-  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1);
+  SET(CURLOPT_HTTP_VERSION, (long)CURL_HTTP_VERSION_1_1); /* ALPN offers http/1.1 only */
   SET(CURLOPT_SSLVERSION, (long)CURL_SSLVERSION_TLSv1_2);
   SET(CURLOPT_SSL_VERIFYPEER, 1L);
   SET(CURLOPT_SSL_VERIFYHOST, 2L);
-  SET(CURLOPT_FOLLOWLOCATION, 0L);
   SET(CURLOPT_PROXY, ""); /* never an environment proxy */
   SET(CURLOPT_TCP_NODELAY, 1L);
   SET(CURLOPT_TCP_KEEPALIVE, 1L);
-  SET(CURLOPT_USERAGENT, "kmsd-xks-client/1");
-  SET(CURLOPT_POST, 1L);
-  SET(CURLOPT_MAXFILESIZE_LARGE, (curl_off_t)XKS_CLIENT_REPLY_MAX);
-  SET(CURLOPT_WRITEFUNCTION, on_body);
-  SET(CURLOPT_SOCKOPTFUNCTION, on_sockopt);
-  SET(CURLOPT_SOCKOPTDATA, (void *)slot);
   if (c->ca_bundle) {
     SET(CURLOPT_CAINFO, c->ca_bundle);
     SET(CURLOPT_CAPATH, (char *)NULL); /* only the bundle's CAs */
@@ -503,13 +485,6 @@ static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
    * refuses the option; the handle still works, without that bound. */
   if (cc == CURLE_OK) (void)curl_easy_setopt(h, CURLOPT_QUICK_EXIT, 1L);
 #endif
-  /* Whether a call that timed out had a connection at all (tcp_connected). */
-  slot->conn_watched = 0;
-#if LIBCURL_VERSION_NUM >= 0x075000
-  if (cc == CURLE_OK && curl_easy_setopt(h, CURLOPT_PREREQDATA, (void *)slot) == CURLE_OK &&
-      curl_easy_setopt(h, CURLOPT_PREREQFUNCTION, on_prereq) == CURLE_OK)
-    slot->conn_watched = 1;
-#endif
   /* Only a libcurl built on OpenSSL takes the SSL_CTX hook; without it a
    * failed handshake cannot be told from a dropped connection and is
    * reported as a TLS failure (classify_curl). */
@@ -520,37 +495,76 @@ static CURLcode setup_handle(const xks_client *c, pool_slot *slot) {
   return cc;
 }
 
+/* Let go of the slot's connection, if any: curl_easy_cleanup is how a
+ * CONNECT_ONLY connection is closed; the next connection gets a new handle
+ * (connect_slot).  Nothing of a call is in the handle. */
+static void drop_connection(pool_slot *s) {
+  if (s->curl) {
+    curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, (char *)NULL); /* keeps the call's message */
+    curl_easy_cleanup(s->curl);
+  }
+  s->curl = NULL;
+  s->connected = 0;
+  s->fd = CURL_SOCKET_BAD;
+}
+
+/* Everything a slot holds; the slot is left empty. */
+static void slot_free(pool_slot *s) {
+  drop_connection(s);
+  if (s->share) curl_share_cleanup(s->share);
+  s->share = NULL;
+  secure_free(s->buf, s->buf ? XKS_CLIENT_REPLY_MAX : 0);
+  secure_free(s->rx, s->rx ? RX_SIZE : 0);
+  secure_free(s->req, s->req_cap);
+  free(s->reader);
+  s->buf = s->rx = s->req = NULL;
+  s->req_cap = 0;
+  s->reader = NULL;
+}
+
+/* The buffers and the share of a slot not used before.  0 on success. */
+static int slot_init(pool_slot *s) {
+  s->fd = CURL_SOCKET_BAD;
+  s->buf = secure_alloc(XKS_CLIENT_REPLY_MAX);
+  s->rx = secure_alloc(RX_SIZE);
+  s->reader = malloc(sizeof *s->reader);
+  s->share = curl_share_init();
+  if (!s->buf || !s->rx || !s->reader || !s->share ||
+      curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
+      curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_DNS) != CURLSHE_OK) {
+    slot_free(s);
+    return -1;
+  }
+  return 0;
+}
+
 static int64_t mono_ms(void) {
   struct timespec ts;
   clock_gettime(CLOCK_MONOTONIC, &ts);
   return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* Take a free slot (making its handle when new), waiting until
- * `deadline_ms` (CLOCK_MONOTONIC).  Returns the slot index, -1 when the
- * deadline passed, -2 on a local failure. */
+/* Take a free slot, waiting until `deadline_ms` (CLOCK_MONOTONIC): one
+ * with a kept connection first, then one used before, then a new one
+ * (given its buffers here).  Returns the slot index, -1 when the deadline
+ * passed, -2 on a local failure. */
 static int pool_take(xks_client *c, int64_t deadline_ms) {
   int idx = -1;
   pthread_mutex_lock(&c->lock);
   for (;;) {
-    int fresh = -1;
+    int used = -1, fresh = -1;
     for (unsigned i = 0; i < c->pool_size; i++) {
       if (c->slots[i].busy) continue;
-      if (c->slots[i].curl) {
-        idx = (int)i; /* a handle with a kept connection first */
+      if (c->slots[i].connected) {
+        idx = (int)i;
         break;
       }
-      if (fresh < 0) fresh = (int)i;
+      if (c->slots[i].buf && used < 0) used = (int)i;
+      if (!c->slots[i].buf && fresh < 0) fresh = (int)i;
     }
+    if (idx < 0) idx = used;
     if (idx < 0 && fresh >= 0) {
-      pool_slot *s = &c->slots[fresh];
-      s->buf = secure_alloc(XKS_CLIENT_REPLY_MAX + 1);
-      s->curl = s->buf ? curl_easy_init() : NULL;
-      if (!s->curl || setup_handle(c, s) != CURLE_OK) {
-        if (s->curl) curl_easy_cleanup(s->curl);
-        secure_free(s->buf, s->buf ? XKS_CLIENT_REPLY_MAX + 1 : 0);
-        s->curl = NULL;
-        s->buf = NULL;
+      if (slot_init(&c->slots[fresh]) != 0) {
         idx = -2;
         break;
       }
@@ -583,24 +597,20 @@ static void pool_give(xks_client *c, int idx) {
 
 /* ---- classifying -------------------------------------------------------------- */
 
-/* Whether the call had a TCP connection: a kept one (libcurl was about to
- * send the request on it, on_prereq), or a new one whose TCP handshake
- * completed (libcurl counts a new connection in CURLINFO_NUM_CONNECTS once
- * it is connected; a socket still connecting when the deadline passes is
- * not counted).  A call that timed out while the proxy's name was being
- * looked up had neither: no socket was opened and no kept connection was
- * used.  Without the pre-request hook (libcurl before 7.80) a call that
- * opened no socket is taken to have used a kept connection. */
-static int tcp_connected(CURL *h, const pool_slot *slot) {
+/* Whether a connection that libcurl failed to make got as far as a TCP
+ * connection: libcurl counts a new connection in CURLINFO_NUM_CONNECTS once
+ * its TCP handshake completed; a socket still connecting when the deadline
+ * passes is not counted, and a call that timed out while the proxy's name
+ * was being looked up opened none.  (Once libcurl hands a connection over,
+ * every deadline that passes is the proxy's: TIMED_OUT.) */
+static int tcp_connected(CURL *h) {
   long connects = 0;
-  if (slot->conn_up) return 1;
-  if (!slot->conn_watched && !slot->new_socket) return 1;
   if (curl_easy_getinfo(h, CURLINFO_NUM_CONNECTS, &connects) != CURLE_OK) return 1;
   return connects > 0;
 }
 
-/* The outcome of a libcurl failure.  The lines drawn, after KMS's
- * ConnectionErrorCodes:
+/* The outcome of a failure to make a connection (curl_easy_perform with
+ * CURLOPT_CONNECT_ONLY).  The lines drawn, after KMS's ConnectionErrorCodes:
  *   - the deadline passed before the TCP handshake completed (an unanswered
  *     SYN, a host name lookup that did not end): NOT_REACHABLE, KMS "can't
  *     communicate with" the proxy; after it
@@ -616,7 +626,7 @@ static int tcp_connected(CURL *h, const pool_slot *slot) {
 static xks_outcome classify_curl(CURLcode cc, CURL *h, const pool_slot *slot) {
   switch (cc) {
   case CURLE_OPERATION_TIMEDOUT:
-    return tcp_connected(h, slot) ? XKS_OUTCOME_TIMED_OUT : XKS_OUTCOME_NOT_REACHABLE;
+    return tcp_connected(h) ? XKS_OUTCOME_TIMED_OUT : XKS_OUTCOME_NOT_REACHABLE;
   case CURLE_SSL_CONNECT_ERROR:
     if (!slot->tls_watched || slot->tls.alert_received || slot->tls.config_alert_sent)
       return XKS_OUTCOME_TLS_ERROR;
@@ -635,8 +645,10 @@ static xks_outcome classify_curl(CURLcode cc, CURL *h, const pool_slot *slot) {
   case CURLE_SSL_ENGINE_SETFAILED:
   case CURLE_SSL_ENGINE_INITFAILED:
     return XKS_OUTCOME_LOCAL_ERROR;
-  case CURLE_WRITE_ERROR:          /* our cap */
-  case CURLE_FILESIZE_EXCEEDED:    /* an announced body over the cap */
+  /* Codes of a transfer's reply, which a CONNECT_ONLY transfer has none
+   * of: kept so that the mapping stays whole. */
+  case CURLE_WRITE_ERROR:
+  case CURLE_FILESIZE_EXCEEDED:
   case CURLE_WEIRD_SERVER_REPLY:   /* not HTTP */
   case CURLE_UNSUPPORTED_PROTOCOL: /* e.g. an HTTP/0.9 answer */
   case CURLE_PARTIAL_FILE:         /* shorter than its Content-Length */
@@ -787,27 +799,226 @@ static kerr_code parse_ok(const call_ctx *cx, const char *body, size_t len, kerr
   }
 }
 
+/* ---- the exchange on a connection ------------------------------------------------ */
+
+/* What one exchange came to: OK (a whole reply is in the slot's reader) or
+ * the failure's outcome and words for it. */
+typedef struct xfer {
+  xks_outcome outcome;
+  CURLcode cc;          /* libcurl's code, when libcurl failed */
+  char what[128];       /* our words when libcurl's do not apply, else "" */
+} xfer;
+
+/* Wait until the socket is ready for `events`.  0: ready (or poll failed:
+ * the send or receive that follows says how); -1: the deadline passed. */
+static int wait_socket(curl_socket_t fd, short events, int64_t deadline) {
+  for (;;) {
+    int64_t left = deadline - mono_ms();
+    struct pollfd p = {fd, events, 0};
+    int n;
+    if (left <= 0) return -1;
+    n = poll(&p, 1, left > INT_MAX ? INT_MAX : (int)left);
+    if (n != 0 && !(n < 0 && errno == EINTR)) return 0;
+  }
+}
+
+/* Whether the kept connection may carry this call, as libcurl judged its
+ * kept connections: not idle too long, and nothing pending on it (a close,
+ * a reset, a TLS alert or stray bytes all make it readable). */
+static int kept_usable(const pool_slot *s) {
+  struct pollfd p = {s->fd, POLLIN, 0};
+  if (mono_ms() - s->idle_since > KEPT_IDLE_MAX_MS) return 0;
+  return poll(&p, 1, 0) == 0;
+}
+
+/* Make the slot's connection with libcurl, within the call's deadline and
+ * the connect deadline.  1 when connected; 0 with x filled. */
+static int connect_slot(const xks_client *c, pool_slot *s, int64_t deadline, char *curl_msg,
+                        xfer *x) {
+  long left = (long)(deadline - mono_ms()), connect_left;
+  CURLcode cc;
+  if (!s->curl) {
+    s->curl = curl_easy_init();
+    if (!s->curl || setup_handle(c, s) != CURLE_OK) {
+      drop_connection(s);
+      x->outcome = XKS_OUTCOME_LOCAL_ERROR;
+      snprintf(x->what, sizeof x->what, "cannot make a libcurl handle");
+      return 0;
+    }
+  }
+  if (left < 1) left = 1;
+  /* The connect deadline is part of the call's: whatever of it is left,
+   * or the configured connect timeout if that is shorter. */
+  connect_left = c->connect_timeout_ms && c->connect_timeout_ms < left ? c->connect_timeout_ms : left;
+  memset(&s->tls, 0, sizeof s->tls);
+  curl_msg[0] = '\0';
+  curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, curl_msg);
+  curl_easy_setopt(s->curl, CURLOPT_TIMEOUT_MS, left);
+  curl_easy_setopt(s->curl, CURLOPT_CONNECTTIMEOUT_MS, connect_left);
+  cc = curl_easy_perform(s->curl);
+  if (cc == CURLE_OK && (curl_easy_getinfo(s->curl, CURLINFO_ACTIVESOCKET, &s->fd) != CURLE_OK ||
+                         s->fd == CURL_SOCKET_BAD)) {
+    drop_connection(s); /* connected, and no socket to show for it */
+    x->outcome = XKS_OUTCOME_LOCAL_ERROR;
+    snprintf(x->what, sizeof x->what, "libcurl gave no socket for the connection");
+    return 0;
+  }
+  if (cc != CURLE_OK) {
+    /* A failed connection is not kept: the handle, with its TLS store,
+     * makes the next one. */
+    x->outcome = classify_curl(cc, s->curl, s);
+    x->cc = cc;
+    s->fd = CURL_SOCKET_BAD;
+    return 0;
+  }
+  s->connected = 1;
+  return 1;
+}
+
+/* How sending or receiving ended. */
+typedef enum io_end { IO_OK, IO_TIMEOUT, IO_FAILED, IO_CLOSED } io_end;
+
+static io_end send_all(pool_slot *s, const uint8_t *p, size_t n, int64_t deadline, CURLcode *cc) {
+  size_t off = 0;
+  while (off < n) {
+    size_t sent = 0;
+    *cc = curl_easy_send(s->curl, p + off, n - off, &sent);
+    if (*cc != CURLE_OK && *cc != CURLE_AGAIN) return IO_FAILED;
+    off += sent;
+    if ((*cc == CURLE_AGAIN || sent == 0) && wait_socket(s->fd, POLLOUT, deadline)) return IO_TIMEOUT;
+  }
+  return IO_OK;
+}
+
+/* Receive into the slot's reader until it has come to something (*hrc),
+ * the peer closed (IO_CLOSED, *hrc from xks_http_end), receiving failed or
+ * the deadline passed.  *excess: bytes came after the reply.  *rx_used:
+ * how much of s->rx was written, to wipe. */
+static io_end read_reply(pool_slot *s, int64_t deadline, xks_http_rc *hrc, size_t *received,
+                         int *excess, size_t *rx_used, CURLcode *cc) {
+  for (;;) {
+    size_t n = 0, used = 0;
+    *cc = curl_easy_recv(s->curl, s->rx, RX_SIZE, &n);
+    if (*cc == CURLE_AGAIN) {
+      if (wait_socket(s->fd, POLLIN, deadline)) return IO_TIMEOUT;
+      continue;
+    }
+    if (*cc != CURLE_OK) return IO_FAILED;
+    if (n == 0) {
+      *hrc = xks_http_end(s->reader);
+      return IO_CLOSED;
+    }
+    *received += n;
+    if (n > *rx_used) *rx_used = n;
+    *hrc = xks_http_read(s->reader, s->rx, n, &used);
+    if (*hrc == XKS_HTTP_DONE) *excess = used < n;
+    if (*hrc != XKS_HTTP_MORE) return IO_OK;
+    /* A peer that keeps sending is held to the deadline too. */
+    if (mono_ms() >= deadline) return IO_TIMEOUT;
+  }
+}
+
+/* Send the request (s->req[0..req_len)) and read the reply into the slot's
+ * reader, connecting first when the slot has no usable connection.  A kept
+ * connection that fails before a single byte of a reply came (the proxy
+ * closed or reset it while idle, or on receiving the request) is no
+ * failure: the request goes once more on a new connection within the same
+ * deadline, as libcurl did.  Every failure lets the connection go; a whole
+ * reply keeps it when the reply allows. */
+static void exchange(const xks_client *c, pool_slot *s, size_t req_len, int64_t start,
+                     int64_t deadline, char *curl_msg, size_t *rx_used, xfer *x) {
+  int retried = 0;
+  memset(x, 0, sizeof *x);
+  for (;;) {
+    int reused = 0, excess = 0;
+    size_t received = 0;
+    xks_http_rc hrc = XKS_HTTP_MORE;
+    io_end io;
+    CURLcode cc = CURLE_OK;
+
+    if (s->connected && !kept_usable(s)) drop_connection(s);
+    if (s->connected) {
+      reused = 1;
+      curl_msg[0] = '\0';
+      curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, curl_msg);
+    } else if (!connect_slot(c, s, deadline, curl_msg, x)) {
+      return;
+    }
+    xks_http_reader_init(s->reader, s->buf, XKS_CLIENT_REPLY_MAX);
+    io = send_all(s, s->req, req_len, deadline, &cc);
+    if (io == IO_OK) io = read_reply(s, deadline, &hrc, &received, &excess, rx_used, &cc);
+
+    if ((io == IO_OK || io == IO_CLOSED) && hrc == XKS_HTTP_DONE) {
+      if (s->reader->keep_alive && !excess)
+        s->idle_since = mono_ms();
+      else
+        drop_connection(s);
+      return;
+    }
+    drop_connection(s);
+    /* Nothing of a reply: not even a whole status line (libcurl's test). */
+    if (reused && !retried && s->reader->status == 0 &&
+        (io == IO_FAILED || (io == IO_CLOSED && hrc == XKS_HTTP_EMPTY))) {
+      retried = 1;
+      continue;
+    }
+    /* The outcomes libcurl's codes had: CURLE_OPERATION_TIMEDOUT once
+     * connected, CURLE_SEND_ERROR, CURLE_RECV_ERROR and CURLE_GOT_NOTHING,
+     * and for a reply that is not HTTP, too large or cut short,
+     * INVALID_RESPONSE. */
+    x->cc = cc;
+    switch (io) {
+    case IO_TIMEOUT:
+      x->outcome = XKS_OUTCOME_TIMED_OUT;
+      x->cc = CURLE_OPERATION_TIMEDOUT;
+      snprintf(x->what, sizeof x->what,
+               "Operation timed out after %ld milliseconds with %zu bytes received",
+               (long)(mono_ms() - start), received);
+      break;
+    case IO_FAILED: /* reset, or a TLS failure: libcurl's message says which */
+      x->outcome = XKS_OUTCOME_NOT_REACHABLE;
+      break;
+    default:
+      if (hrc == XKS_HTTP_EMPTY) {
+        x->outcome = XKS_OUTCOME_NOT_REACHABLE;
+        x->cc = CURLE_GOT_NOTHING;
+        snprintf(x->what, sizeof x->what, "Empty reply from server");
+      } else if (hrc == XKS_HTTP_TOO_LARGE) {
+        x->outcome = XKS_OUTCOME_INVALID_RESPONSE;
+        snprintf(x->what, sizeof x->what, "reply larger than %zu bytes", (size_t)XKS_CLIENT_REPLY_MAX);
+      } else {
+        x->outcome = XKS_OUTCOME_INVALID_RESPONSE;
+        snprintf(x->what, sizeof x->what, "not a valid HTTP reply: %s",
+                 s->reader->error ? s->reader->error : "?");
+      }
+      break;
+    }
+    return;
+  }
+}
+
 static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *cx,
                          xks_call_status *st, kerr *err) {
   char url[XKS_CLIENT_ENDPOINT_MAX + URI_PATH_MAX + XKS_KEY_ID_MAX + 32];
   char path[URI_PATH_MAX + XKS_KEY_ID_MAX + 32];
-  char amz_date[17], auth[AUTH_MAX], line[HEADER_LINE_MAX];
+  char amz_date[17], auth[AUTH_MAX];
   char curl_msg[CURL_ERROR_SIZE];
-  struct curl_slist *hdrs = NULL;
   kbytes body = {0};
   int64_t start = mono_ms(), deadline = start + c->timeout_ms;
   int slot = -1;
-  reply_sink sink = {0};
+  pool_slot *s = NULL;
+  size_t req_len = 0, rx_used = 0;
   kerr sub;
   kerr_code rc = KERR_OK;
-  CURLcode cc;
-  xks_outcome outcome = XKS_OUTCOME_OK;
+  xfer x;
   time_t now;
   struct tm tm;
   int w;
 
   memset(st, 0, sizeof *st);
+  memset(&x, 0, sizeof x);
   url[0] = '\0';
+  curl_msg[0] = '\0';
   if (cx->key_id)
     w = snprintf(path, sizeof path, "%s/keys/%s/%s", c->uri_path, cx->key_id, OP_SUFFIX[cx->op]);
   else
@@ -838,22 +1049,6 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
       rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "signing failed");
       goto out;
     }
-    const char *lines[6][2] = {{"Host", c->host_header},
-                               {"X-Amz-Date", amz_date},
-                               {"Content-Type", "application/json"},
-                               {"Authorization", auth},
-                               {"Accept", "application/json"},
-                               {"Expect", NULL}}; /* no 100-continue round trip */
-    for (size_t i = 0; i < 6; i++) {
-      struct curl_slist *n;
-      w = lines[i][1] ? snprintf(line, sizeof line, "%s: %s", lines[i][0], lines[i][1])
-                      : snprintf(line, sizeof line, "%s:", lines[i][0]);
-      if (w < 0 || (size_t)w >= sizeof line || !(n = curl_slist_append(hdrs, line))) {
-        rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "cannot build the headers");
-        goto out;
-      }
-      hdrs = n;
-    }
   }
 
   slot = pool_take(c, deadline);
@@ -867,54 +1062,54 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
               c->pool_size);
     goto out;
   }
-  {
-    CURL *h = c->slots[slot].curl;
-    long left = (long)(deadline - mono_ms()), connect_left;
-    if (left < 1) left = 1;
-    /* The connect deadline is part of the call's: whatever of it is left,
-     * or the configured connect timeout if that is shorter. */
-    connect_left = c->connect_timeout_ms && c->connect_timeout_ms < left ? c->connect_timeout_ms
-                                                                         : left;
-    memset(&c->slots[slot].tls, 0, sizeof c->slots[slot].tls);
-    c->slots[slot].new_socket = 0;
-    c->slots[slot].conn_up = 0;
-    sink.buf = c->slots[slot].buf;
-    curl_msg[0] = '\0';
-    curl_easy_setopt(h, CURLOPT_URL, url);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)body.data);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)body.len);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, hdrs);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, &sink);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, curl_msg);
-    curl_easy_setopt(h, CURLOPT_TIMEOUT_MS, left);
-    curl_easy_setopt(h, CURLOPT_CONNECTTIMEOUT_MS, connect_left);
-    cc = curl_easy_perform(h);
-    if (cc != CURLE_OK) outcome = classify_curl(cc, h, &c->slots[slot]);
-    curl_easy_getinfo(h, CURLINFO_RESPONSE_CODE, &st->http_status);
-    /* Nothing of this call may outlive it in the handle. */
-    curl_easy_setopt(h, CURLOPT_POSTFIELDS, (const char *)NULL);
-    curl_easy_setopt(h, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)-1);
-    curl_easy_setopt(h, CURLOPT_HTTPHEADER, (struct curl_slist *)NULL);
-    curl_easy_setopt(h, CURLOPT_WRITEDATA, (void *)NULL);
-    curl_easy_setopt(h, CURLOPT_ERRORBUFFER, (char *)NULL);
+  s = &c->slots[slot];
+  xks_http_reader_init(s->reader, s->buf, XKS_CLIENT_REPLY_MAX);
+
+  /* The request, in one buffer so that it leaves in one TLS record: the
+   * headers signed above, exactly as signed, and those libcurl sent
+   * besides (Accept, User-Agent, Content-Length; no Expect). */
+  if (s->req_cap < REQ_HEAD_MAX + body.len) {
+    secure_free(s->req, s->req_cap);
+    s->req_cap = 0;
+    s->req = secure_alloc(REQ_HEAD_MAX + body.len);
+    if (!s->req) {
+      rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "cannot build the request");
+      goto out;
+    }
+    s->req_cap = REQ_HEAD_MAX + body.len;
   }
-  if (cc != CURLE_OK) {
-    xks_outcome o = outcome;
-    if (sink.too_large) o = XKS_OUTCOME_INVALID_RESPONSE;
-    if (o != XKS_OUTCOME_INVALID_RESPONSE) st->http_status = 0;
-    rc = fail(st, o, cx, url, err, "%s%s%s",
-              sink.too_large ? "reply larger than 65536 bytes; " : "",
-              cc == CURLE_OPERATION_TIMEDOUT && o == XKS_OUTCOME_NOT_REACHABLE
-                  ? "no TCP connection within the deadline; "
-              : cc == CURLE_SSL_CONNECT_ERROR && o == XKS_OUTCOME_NOT_REACHABLE
-                  ? "the connection ended during the TLS handshake; "
-                  : "",
-              curl_msg[0] ? curl_msg : curl_easy_strerror(cc));
+  w = snprintf((char *)s->req, REQ_HEAD_MAX,
+               "POST %s HTTP/1.1\r\nHost: %s\r\nX-Amz-Date: %s\r\n"
+               "Content-Type: application/json\r\nAuthorization: %s\r\n"
+               "Accept: application/json\r\nUser-Agent: " USER_AGENT "\r\n"
+               "Content-Length: %zu\r\n\r\n",
+               path, c->host_header, amz_date, auth, body.len);
+  if (w < 0 || w >= REQ_HEAD_MAX) {
+    req_len = REQ_HEAD_MAX;
+    rc = fail(st, XKS_OUTCOME_LOCAL_ERROR, cx, url, err, "cannot build the headers");
     goto out;
   }
+  if (body.len) memcpy(s->req + w, body.data, body.len);
+  req_len = (size_t)w + body.len;
+
+  exchange(c, s, req_len, start, deadline, curl_msg, &rx_used, &x);
+  if (x.outcome != XKS_OUTCOME_OK) {
+    xks_outcome o = x.outcome;
+    /* An HTTP status belongs only to a reply that was read, however badly. */
+    st->http_status = o == XKS_OUTCOME_INVALID_RESPONSE ? s->reader->status : 0;
+    rc = fail(st, o, cx, url, err, "%s%s",
+              x.cc == CURLE_OPERATION_TIMEDOUT && o == XKS_OUTCOME_NOT_REACHABLE
+                  ? "no TCP connection within the deadline; "
+              : x.cc == CURLE_SSL_CONNECT_ERROR && o == XKS_OUTCOME_NOT_REACHABLE
+                  ? "the connection ended during the TLS handshake; "
+                  : "",
+              x.what[0] ? x.what : curl_msg[0] ? curl_msg : curl_easy_strerror(x.cc));
+    goto out;
+  }
+  st->http_status = s->reader->status;
 
   if (st->http_status == 200) {
-    rc = parse_ok(cx, (const char *)sink.buf, sink.len, &sub);
+    rc = parse_ok(cx, (const char *)s->buf, s->reader->body_len, &sub);
     if (rc)
       rc = fail(st, rc == KERR_INTERNAL ? XKS_OUTCOME_LOCAL_ERROR : XKS_OUTCOME_INVALID_RESPONSE,
                 cx, url, err, "HTTP 200: %s", sub.msg);
@@ -922,7 +1117,8 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
   }
   {
     xks_error e = XKS_ERR_NONE;
-    if (xks_error_parse((const char *)sink.buf, sink.len, &e, st->proxy_message, &sub) != KERR_OK) {
+    if (xks_error_parse((const char *)s->buf, s->reader->body_len, &e, st->proxy_message, &sub) !=
+        KERR_OK) {
       st->proxy_message[0] = '\0';
       rc = fail(st, XKS_OUTCOME_INVALID_RESPONSE, cx, url, err, "HTTP %ld: %s", st->http_status,
                 sub.code == KERR_INTERNAL ? "out of memory" : "not an XKS error reply");
@@ -945,13 +1141,15 @@ out:
     st->proxy_error = XKS_ERR_NONE;
     st->proxy_message[0] = '\0';
   }
-  if (slot >= 0) {
-    secure_wipe(sink.buf, sink.len);
+  if (s) {
+    /* Nothing of this call may outlive it in the slot or its handle. */
+    if (s->curl) curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, (char *)NULL);
+    secure_wipe(s->buf, s->reader->body_len);
+    secure_wipe(s->rx, rx_used);
+    secure_wipe(s->req, req_len);
     pool_give(c, slot);
   }
   secure_wipe(auth, sizeof auth);
-  secure_wipe(line, sizeof line);
-  curl_slist_free_all(hdrs);
   kbytes_wipe_free(&body);
   st->elapsed_ms = (long)(mono_ms() - start);
   if (!rc) st->outcome = XKS_OUTCOME_OK;

@@ -1,5 +1,6 @@
 /* xks_client.h - kmsd's client for one external key store proxy (XKS Proxy
- * API v1): the four calls, signed with SigV4, over HTTPS with libcurl.
+ * API v1): the four calls, signed with SigV4, over HTTPS (connections made
+ * by libcurl).
  *
  * Why it exists: an EXTERNAL_KEY_STORE custom key store is a proxy at
  * XksProxyUriEndpoint + XksProxyUriPath, reached with the store's
@@ -20,10 +21,14 @@
  * still running then is left to end on libcurl's resolver thread);
  * connecting (lookup, TCP and TLS) is also bounded by `connect_timeout_ms`
  * when that is shorter than what is left of the call's deadline.
- * Connections are kept alive: a small pool of libcurl easy handles, each
- * keeping its connection, so concurrent callers neither serialize nor
- * reconnect; a kept connection the proxy closed is replaced by libcurl
- * (the request is sent again on a new one, within the same deadline).
+ * libcurl makes every connection (lookup, connect-to, TCP, TLS and its
+ * checks); the client writes the request and reads the reply on it itself
+ * (lib/xks/xks_http.h, a strict HTTP/1.1 reply reader: a reply that is not
+ * HTTP/1.x, is malformed or is cut short is INVALID_RESPONSE).
+ * Connections are kept alive: a small pool of slots, each keeping one
+ * connection, so concurrent callers neither serialize nor reconnect; a kept
+ * connection the proxy closed is replaced (the request is sent again on a
+ * new one, within the same deadline).
  *
  * Signing.  SigV4 (lib/aws/sigv4.h) with service "kms-xks-proxy", the
  * store's region, the current UTC time, and signed headers host;
@@ -58,7 +63,7 @@
 #define XKS_CLIENT_SERVICE "kms-xks-proxy"
 #define XKS_CLIENT_DEFAULT_TIMEOUT_MS 250   /* KMS's per-call timeout (spec, "KMS considerations") */
 #define XKS_CLIENT_TIMEOUT_MAX_MS 600000
-#define XKS_CLIENT_DEFAULT_POOL 8           /* easy handles, i.e. concurrent calls / kept connections */
+#define XKS_CLIENT_DEFAULT_POOL 8           /* concurrent calls / kept connections */
 #define XKS_CLIENT_POOL_MAX 64
 #define XKS_CLIENT_CONNECT_TO_MAX 16        /* connect-to overrides */
 #define XKS_CLIENT_CONNECT_TO_LEN_MAX 300
@@ -137,7 +142,7 @@ typedef struct xks_client_config {
   long timeout_ms;               /* per call; 0: XKS_CLIENT_DEFAULT_TIMEOUT_MS */
   long connect_timeout_ms;       /* connecting (TCP + TLS) at most this long; 0: the
                                     call's deadline alone bounds it */
-  unsigned pool_size;            /* 0: XKS_CLIENT_DEFAULT_POOL; at most XKS_CLIENT_POOL_MAX */
+  unsigned pool_size;            /* slots (0: XKS_CLIENT_DEFAULT_POOL); at most XKS_CLIENT_POOL_MAX */
 } xks_client_config;
 
 typedef struct xks_client xks_client;

@@ -1229,16 +1229,33 @@ static void test_hanging_lookup(void **state) {
 /* ---- a kept-alive connection the proxy closed ------------------------------- */
 
 /* A TLS server that answers GetHealthStatus, keeping the connection alive,
- * and then lets the first connection die one way or another: closed or
- * reset while idle (between two calls), or closed or reset on receiving the
- * next request, before any reply (the proxy's keep-alive timer running out
- * just as the request arrives).  Every later connection is served until the
- * client closes it. */
-enum stale_mode { STALE_IDLE_CLOSE, STALE_IDLE_RESET, STALE_REQ_CLOSE, STALE_REQ_RESET };
+ * and then lets the first connection die one way or another: closed
+ * (with or without a TLS close_notify) or reset while idle (between two
+ * calls), or closed or reset on receiving the next request, before any
+ * reply (the proxy's keep-alive timer running out just as the request
+ * arrives).  Every later connection is served until the client closes it.
+ * STALE_NONE never lets a connection go; `reply` shapes every answer. */
+enum stale_mode {
+  STALE_IDLE_CLOSE,
+  STALE_IDLE_RESET,
+  STALE_IDLE_NOTIFY,
+  STALE_REQ_CLOSE,
+  STALE_REQ_RESET,
+  STALE_NONE,
+};
+
+enum stale_reply {
+  REPLY_LENGTH = 0,  /* Content-Length, kept alive */
+  REPLY_CHUNKED,     /* Transfer-Encoding: chunked, in three chunks, kept alive */
+  REPLY_CLOSE,       /* Content-Length and Connection: close; the server then closes */
+  REPLY_TO_CLOSE,    /* no length: the body ends with the connection */
+  REPLY_HTTP10,      /* HTTP/1.0 with a Content-Length: closed after it, as 1.0 is */
+};
 
 typedef struct stale_server {
   int fd;
   enum stale_mode mode;
+  enum stale_reply reply;
   atomic_int connections;
   atomic_int answered;
   atomic_int drop_now; /* the idle cases: the test's word to drop the first connection */
@@ -1273,12 +1290,41 @@ static int stale_read_request(SSL *ssl) {
   return 0;
 }
 
-static int stale_answer(SSL *ssl) {
+static int stale_answer(SSL *ssl, enum stale_reply shape) {
   char reply[1024];
-  int n = snprintf(reply, sizeof reply,
-                   "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
-                   "\r\n%s",
-                   strlen(HEALTH_OK), HEALTH_OK);
+  size_t len = strlen(HEALTH_OK), a = len / 3, b = len / 3;
+  int n;
+  switch (shape) {
+  case REPLY_CHUNKED:
+    n = snprintf(reply, sizeof reply,
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                 "Transfer-Encoding: chunked\r\n\r\n%zx\r\n%.*s\r\n%zx;ext=1\r\n%.*s\r\n"
+                 "%zx\r\n%s\r\n0\r\nX-Trailer: end\r\n\r\n",
+                 a, (int)a, HEALTH_OK, b, (int)b, HEALTH_OK + a, len - a - b, HEALTH_OK + a + b);
+    break;
+  case REPLY_CLOSE:
+    n = snprintf(reply, sizeof reply,
+                 "HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Type: application/json\r\n"
+                 "Content-Length: %zu\r\n\r\n%s",
+                 len, HEALTH_OK);
+    break;
+  case REPLY_TO_CLOSE:
+    n = snprintf(reply, sizeof reply, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n\r\n%s",
+                 HEALTH_OK);
+    break;
+  case REPLY_HTTP10:
+    n = snprintf(reply, sizeof reply,
+                 "HTTP/1.0 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                 "\r\n%s",
+                 len, HEALTH_OK);
+    break;
+  default:
+    n = snprintf(reply, sizeof reply,
+                 "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: %zu\r\n"
+                 "\r\n%s",
+                 len, HEALTH_OK);
+    break;
+  }
   return SSL_write(ssl, reply, n) == n ? 0 : -1;
 }
 
@@ -1311,20 +1357,28 @@ static void *stale_main(void *arg) {
       close(cfd);
       continue;
     }
+    int notify = 0;
     while (stale_read_request(ssl) == 0) {
-      if (first && atomic_load(&s->answered) > 0) {
+      if (first && s->mode != STALE_NONE && atomic_load(&s->answered) > 0) {
         /* The second request on the first connection: it dies unanswered. */
         break;
       }
-      if (stale_answer(ssl)) break;
+      if (stale_answer(ssl, s->reply)) break;
       atomic_fetch_add(&s->answered, 1);
-      if (first && (s->mode == STALE_IDLE_CLOSE || s->mode == STALE_IDLE_RESET)) {
+      if (s->reply == REPLY_CLOSE || s->reply == REPLY_TO_CLOSE || s->reply == REPLY_HTTP10) {
+        notify = 1; /* the reply said so (or needs it): a clean close */
+        break;
+      }
+      if (first && (s->mode == STALE_IDLE_CLOSE || s->mode == STALE_IDLE_RESET ||
+                    s->mode == STALE_IDLE_NOTIFY)) {
         /* Once the client has its reply (a reset discards unread data). */
         for (int i = 0; i < 1000 && !atomic_load(&s->drop_now); i++) usleep(10 * 1000);
+        notify = s->mode == STALE_IDLE_NOTIFY;
         break;
       }
     }
-    SSL_free(ssl); /* no SSL_shutdown: no close_notify */
+    if (notify) (void)SSL_shutdown(ssl); /* else no close_notify: the proxy just went away */
+    SSL_free(ssl);
     stale_drop(cfd, s->mode == STALE_IDLE_RESET || s->mode == STALE_REQ_RESET);
     if (first) atomic_store(&s->dropped, 1);
   }
@@ -1340,6 +1394,7 @@ static void test_stale_kept_connection(void **state) {
   } cases[] = {
       {STALE_IDLE_CLOSE, "closed while idle"},
       {STALE_IDLE_RESET, "reset while idle"},
+      {STALE_IDLE_NOTIFY, "closed with close_notify while idle"},
       {STALE_REQ_CLOSE, "closed on the next request"},
       {STALE_REQ_RESET, "reset on the next request"},
   };
@@ -1359,7 +1414,7 @@ static void test_stale_kept_connection(void **state) {
     xks_client *c = new_client(&o);
     xks_outcome first = health_outcome(c, &st, &e), out = first;
     if (first == XKS_OUTCOME_OK) {
-      if (s.mode == STALE_IDLE_CLOSE || s.mode == STALE_IDLE_RESET) {
+      if (s.mode == STALE_IDLE_CLOSE || s.mode == STALE_IDLE_RESET || s.mode == STALE_IDLE_NOTIFY) {
         atomic_store(&s.drop_now, 1);
         for (int k = 0; k < 1000 && !atomic_load(&s.dropped); k++) usleep(10 * 1000);
         usleep(100 * 1000); /* the FIN or RST has arrived */
@@ -1380,6 +1435,88 @@ static void test_stale_kept_connection(void **state) {
     assert_int_equal(out, XKS_OUTCOME_OK);
     assert_int_equal(atomic_load(&s.connections), 2);
     assert_int_equal(atomic_load(&s.answered), 2);
+  }
+}
+
+/* Start a stale_server that keeps its connections and answers in `shape`;
+ * a client of one slot for it. */
+static xks_client *kept_server_start(stale_server *s, enum stale_reply shape) {
+  uint16_t port;
+  client_opts o = {0};
+  memset(s, 0, sizeof *s);
+  s->fd = silent_listener(&port);
+  s->mode = STALE_NONE;
+  s->reply = shape;
+  assert_int_equal(pthread_create(&s->th, NULL, stale_main, s), 0);
+  o.port = port;
+  o.pool = 1;
+  o.timeout_ms = 5000;
+  return new_client(&o);
+}
+
+static void kept_server_stop(stale_server *s) {
+  atomic_store(&s->stop, 1);
+  pthread_join(s->th, NULL);
+  close(s->fd);
+}
+
+/* Calls one after another on one slot make one connection, and every call
+ * after the first goes out on it; a chunked reply keeps it too. */
+static void test_kept_connection(void **state) {
+  (void)state;
+  static const struct {
+    enum stale_reply shape;
+    const char *what;
+  } cases[] = {{REPLY_LENGTH, "Content-Length"}, {REPLY_CHUNKED, "chunked"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    stale_server s;
+    xks_call_status st;
+    kerr e;
+    int ok = 0;
+    xks_client *c = kept_server_start(&s, cases[i].shape);
+    for (int k = 0; k < 25; k++) {
+      if (health_outcome(c, &st, &e) == XKS_OUTCOME_OK) ok++;
+      else print_message("call %d: %s\n", k, e.msg);
+      assert_int_equal(st.http_status, 200);
+    }
+    xks_client_free(c);
+    kept_server_stop(&s);
+    print_message("%s replies: %d of 25 OK, %d connection(s)\n", cases[i].what, ok,
+                  atomic_load(&s.connections));
+    assert_int_equal(ok, 25);
+    assert_int_equal(atomic_load(&s.answered), 25);
+    assert_int_equal(atomic_load(&s.connections), 1);
+  }
+}
+
+/* A reply that lets the connection go (Connection: close, a body that ends
+ * with the connection, HTTP/1.0) is a good reply, and the next call makes
+ * a new connection, without a failed first try on the old one. */
+static void test_replies_that_close(void **state) {
+  (void)state;
+  static const struct {
+    enum stale_reply shape;
+    const char *what;
+  } cases[] = {{REPLY_CLOSE, "Connection: close"},
+               {REPLY_TO_CLOSE, "body to the close"},
+               {REPLY_HTTP10, "HTTP/1.0"}};
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    stale_server s;
+    xks_call_status st;
+    kerr e;
+    int ok = 0;
+    xks_client *c = kept_server_start(&s, cases[i].shape);
+    for (int k = 0; k < 3; k++) {
+      if (health_outcome(c, &st, &e) == XKS_OUTCOME_OK) ok++;
+      else print_message("call %d: %s\n", k, e.msg);
+    }
+    xks_client_free(c);
+    kept_server_stop(&s);
+    print_message("%s: %d of 3 OK, %d connection(s)\n", cases[i].what, ok,
+                  atomic_load(&s.connections));
+    assert_int_equal(ok, 3);
+    assert_int_equal(atomic_load(&s.answered), 3);
+    assert_int_equal(atomic_load(&s.connections), 3);
   }
 }
 
@@ -1680,6 +1817,8 @@ int main(void) {
       cmocka_unit_test(test_blackholed_connect),
       cmocka_unit_test(test_handshake_dropped),
       cmocka_unit_test(test_stale_kept_connection),
+      cmocka_unit_test(test_kept_connection),
+      cmocka_unit_test(test_replies_that_close),
       cmocka_unit_test(test_hanging_lookup),
       cmocka_unit_test(test_ca_bundle_at_call_time),
       cmocka_unit_test(test_invalid_responses),
