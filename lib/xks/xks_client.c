@@ -516,6 +516,7 @@ static void slot_free(pool_slot *s) {
   secure_free(s->buf, s->buf ? XKS_CLIENT_REPLY_MAX : 0);
   secure_free(s->rx, s->rx ? RX_SIZE : 0);
   secure_free(s->req, s->req_cap);
+  if (s->reader) xks_http_reader_wipe(s->reader);
   free(s->reader);
   s->buf = s->rx = s->req = NULL;
   s->req_cap = 0;
@@ -527,7 +528,7 @@ static int slot_init(pool_slot *s) {
   s->fd = CURL_SOCKET_BAD;
   s->buf = secure_alloc(XKS_CLIENT_REPLY_MAX);
   s->rx = secure_alloc(RX_SIZE);
-  s->reader = malloc(sizeof *s->reader);
+  s->reader = calloc(1, sizeof *s->reader);
   s->share = curl_share_init();
   if (!s->buf || !s->rx || !s->reader || !s->share ||
       curl_share_setopt(s->share, CURLSHOPT_SHARE, CURL_LOCK_DATA_SSL_SESSION) != CURLSHE_OK ||
@@ -831,6 +832,19 @@ static int kept_usable(const pool_slot *s) {
   return poll(&p, 1, 0) == 0;
 }
 
+/* Whether TLS has decrypted bytes of the connection waiting that nobody
+ * read: stray bytes after a reply that came in the same read as its end,
+ * which the socket poll of kept_usable cannot see.  Such a connection is
+ * not kept.  A libcurl built on another TLS library does not say; those
+ * bytes then show as a reply that is not HTTP on the next call. */
+static int tls_pending(const pool_slot *s) {
+  struct curl_tlssessioninfo *ti = NULL;
+  if (curl_easy_getinfo(s->curl, CURLINFO_TLS_SSL_PTR, &ti) != CURLE_OK || !ti ||
+      ti->backend != CURLSSLBACKEND_OPENSSL || !ti->internals)
+    return 0;
+  return SSL_has_pending((const SSL *)ti->internals);
+}
+
 /* Make the slot's connection with libcurl, within the call's deadline and
  * the connect deadline.  1 when connected; 0 with x filled. */
 static int connect_slot(const xks_client *c, pool_slot *s, int64_t deadline, char *curl_msg,
@@ -949,7 +963,7 @@ static void exchange(const xks_client *c, pool_slot *s, size_t req_len, int64_t 
     if (io == IO_OK) io = read_reply(s, deadline, &hrc, &received, &excess, rx_used, &cc);
 
     if ((io == IO_OK || io == IO_CLOSED) && hrc == XKS_HTTP_DONE) {
-      if (s->reader->keep_alive && !excess)
+      if (s->reader->keep_alive && !excess && !tls_pending(s))
         s->idle_since = mono_ms();
       else
         drop_connection(s);
@@ -1062,6 +1076,17 @@ static kerr_code do_call(xks_client *c, const xks_request *req, const call_ctx *
               c->pool_size);
     goto out;
   }
+  if (mono_ms() >= deadline) {
+    /* Woken for a free connection when its own time was up (pool_take
+     * hands the slot over rather than leave it idle): send nothing, and
+     * keep the connection for the next call. */
+    pool_give(c, slot);
+    slot = -1;
+    rc = fail(st, XKS_OUTCOME_TIMED_OUT, cx, url, err,
+              "no free connection within %ld ms (%u calls in flight)", c->timeout_ms,
+              c->pool_size);
+    goto out;
+  }
   s = &c->slots[slot];
   xks_http_reader_init(s->reader, s->buf, XKS_CLIENT_REPLY_MAX);
 
@@ -1145,6 +1170,7 @@ out:
     /* Nothing of this call may outlive it in the slot or its handle. */
     if (s->curl) curl_easy_setopt(s->curl, CURLOPT_ERRORBUFFER, (char *)NULL);
     secure_wipe(s->buf, s->reader->body_len);
+    xks_http_reader_wipe(s->reader);
     secure_wipe(s->rx, rx_used);
     secure_wipe(s->req, req_len);
     pool_give(c, slot);

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "core/secmem.h"
+
 enum {
   S_STATUS = 0, /* reading a status line */
   S_HEADER,     /* reading header fields */
@@ -30,6 +32,11 @@ void xks_http_reader_init(xks_http_reader *r, uint8_t *body, size_t body_cap) {
   r->body = body;
   r->body_cap = body_cap;
   r->state = S_STATUS;
+}
+
+void xks_http_reader_wipe(xks_http_reader *r) {
+  secure_wipe(r->line, r->line_high < sizeof r->line ? r->line_high : sizeof r->line);
+  r->line_high = 0;
 }
 
 static xks_http_rc finish(xks_http_reader *r, xks_http_rc rc, const char *error) {
@@ -291,6 +298,7 @@ static xks_http_rc take_line(xks_http_reader *r, const uint8_t *data, size_t len
   /* The caps above keep every line within r->line. */
   memcpy(r->line + r->line_len, start, n);
   r->line_len += n;
+  if (r->line_len > r->line_high) r->line_high = r->line_len;
   *pos += with_lf;
   return lf ? line_done(r) : XKS_HTTP_MORE;
 }

@@ -73,11 +73,20 @@ typedef struct xks_http_reader {
   uint64_t left;         /* body or chunk bytes still to come */
   size_t head_used, trailer_used, line_len;
   char line[XKS_HTTP_HEAD_MAX];
+  /* After `line`, so that xks_http_reader_init keeps it: how much of line
+   * was written since xks_http_reader_wipe (a faulty reply can leave body
+   * bytes there, e.g. chunk data past its announced size). */
+  size_t line_high;
 } xks_http_reader;
 
 /* Start reading a reply whose body goes to body[0..body_cap).  The reader
  * borrows `body` until the reply is read; it writes nothing else there. */
 void xks_http_reader_init(xks_http_reader *r, uint8_t *body, size_t body_cap);
+
+/* Wipe what replies left in the reader's own line buffer (the body buffer
+ * is the caller's to wipe).  Call it after each call and before freeing a
+ * reader; a reader from calloc needs no wipe before its first use. */
+void xks_http_reader_wipe(xks_http_reader *r);
 
 /* Take `len` bytes received from the connection (len may be 0).  *used is
  * how many were taken: all of them for MORE; up to the end of the reply for

@@ -413,6 +413,32 @@ static void test_caps(void **state) {
 
 /* ---- the peer's close ------------------------------------------------------ */
 
+static int holds(const char *buf, size_t len, const char *needle) {
+  size_t n = strlen(needle);
+  for (size_t i = 0; i + n <= len; i++)
+    if (memcmp(buf + i, needle, n) == 0) return 1;
+  return 0;
+}
+
+/* Chunk data past its announced size lands in the reader's line buffer
+ * before it is refused; xks_http_reader_wipe clears it (a Decrypt reply's
+ * plaintext must not stay there), and the reader reads on after it. */
+static void test_wipe(void **state) {
+  (void)state;
+  static const char in[] = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"
+                           "2\r\nabSECRET-PLAINTEXT";
+  result r;
+  feed(in, sizeof in - 1, 0, 1, CAP, &r);
+  assert_int_equal(r.rc, XKS_HTTP_BAD);
+  assert_true(holds(reader.line, sizeof reader.line, "SECRET"));
+  assert_true(reader.line_high > 0);
+  xks_http_reader_wipe(&reader);
+  assert_false(holds(reader.line, sizeof reader.line, "SECRET"));
+  assert_int_equal(reader.line_high, 0);
+  feed("HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok", 41, 0, 0, CAP, &r);
+  assert_int_equal(r.rc, XKS_HTTP_DONE);
+}
+
 static void test_closed(void **state) {
   (void)state;
   result *r;
@@ -437,6 +463,7 @@ int main(void) {
       cmocka_unit_test(test_interim_replies),  cmocka_unit_test(test_connection_reuse),
       cmocka_unit_test(test_not_http),         cmocka_unit_test(test_malformed_fields),
       cmocka_unit_test(test_caps),             cmocka_unit_test(test_closed),
+      cmocka_unit_test(test_wipe),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
