@@ -653,14 +653,27 @@ static void format_http_date(char *out, size_t out_size) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  /* Each event thread formats a second once, not once per answer. */
+  static _Thread_local time_t cached_s;
+  static _Thread_local char cached[80];
   time_t now = (time_t)kclock_now_s();
   struct tm tm;
+  size_t n;
+  if (cached[0] && now == cached_s && (n = strlen(cached)) < out_size) {
+    memcpy(out, cached, n + 1);
+    return;
+  }
   if (!gmtime_r(&now, &tm)) {
     out[0] = '\0';
     return;
   }
   snprintf(out, out_size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
            months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  n = strlen(out);
+  if (n < sizeof cached) {
+    memcpy(cached, out, n + 1);
+    cached_s = now;
+  }
 }
 
 static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
