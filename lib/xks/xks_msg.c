@@ -15,6 +15,7 @@
 #include <string.h>
 
 #include "core/codec.h"
+#include "xks/xks_flatjson.h"
 
 #define BAD_REPLY KERR_XKS_PROXY_INVALID_RESPONSE
 
@@ -128,7 +129,10 @@ static kerr_code load_object(const char *body, size_t len, int reply, json_t **r
     return kerr_set(err, KERR_UNSUPPORTED_OPERATION, "The request body is larger than %zu bytes.",
                     XKS_BODY_MAX);
   }
-  *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+  /* The common flat shape without jansson's lexer; anything else (and every
+   * refusal) is jansson's. */
+  *root = xks_flatjson_load(body, len);
+  if (!*root) *root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
   if (!*root || !json_is_object(*root)) {
     json_decref(*root);
     *root = NULL;
