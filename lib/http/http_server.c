@@ -108,6 +108,9 @@ typedef struct conn_state {
    * thread.  A client that keeps a connection for one kind of request -
    * an SDK calling on one external key - then costs one pass, not two. */
   int wait_hint;
+  /* The client's address, formatted at the connection's first request
+   * ("" until then): the same for every request of the connection. */
+  char peer[HTTP_PEER_MAX];
   /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
   /* The request's rerun, from the moment the connection is suspended for
@@ -945,7 +948,6 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   http_request req;
   http_response resp;
   header_list hl = {0};
-  char peer[HTTP_PEER_MAX];
   char *path = NULL;
   char *q = NULL;
   enum MHD_Result ret = MHD_NO;
@@ -972,7 +974,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   if (frag) *frag = '\0';
   q = strchr(path, '?');
   if (q) *q++ = '\0';
-  format_peer(conn, peer, sizeof peer);
+  if (!c->peer[0]) format_peer(conn, c->peer, sizeof c->peer); /* never "" once formatted */
 
   req.method = method;
   req.path = path;
@@ -981,7 +983,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   req.nheaders = hl.n;
   req.body = c->too_large ? NULL : c->body;
   req.body_len = c->too_large ? 0 : c->body_len;
-  req.peer = peer;
+  req.peer = c->peer;
   req.body_too_large = c->too_large;
   req.refusal_status = c->refusal_status;
   req.refusal_reason = c->refusal_reason;
