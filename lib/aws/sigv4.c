@@ -587,20 +587,27 @@ static kerr_code compute_signature(const sigv4_request *req, const char *signed_
                                    const char *secret, const char *amz_date, const char *date,
                                    const char *region, const char *service, char out_hex[65], kerr *err) {
   uint8_t creq[32], key[32], sig[32];
-  char creq_hex[65];
   char sts[512];
-  int n;
+  size_t n = 0;
   kerr_code rc;
 
   rc = canonical_request_hash(req, signed_list, creq, err);
   if (rc) return rc;
-  hex_encode(creq, 32, creq_hex);
-  n = snprintf(sts, sizeof sts, ALGORITHM "\n%s\n%s/%s/%s/aws4_request\n%s", amz_date, date, region,
-               service, creq_hex);
-  if (n < 0 || (size_t)n >= sizeof sts) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential scope is too long.");
+  /* The string to sign: ALGORITHM \n amz_date \n date/region/service/aws4_request \n
+   * hex(creq), put together without a printf on every request. */
+  const char *const parts[] = {ALGORITHM "\n", amz_date, "\n", date, "/", region, "/", service,
+                               "/aws4_request\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t len = strlen(parts[i]);
+    if (len >= sizeof sts - 64 - n) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential scope is too long.");
+    memcpy(sts + n, parts[i], len);
+    n += len;
+  }
+  hex_encode(creq, 32, sts + n); /* 64 digits and a NUL: room was kept above */
+  n += 64;
   if (signing_key(akid, secret, date, region, service, key) != 0)
     return kerr_set(err, KERR_INTERNAL, "HMAC-SHA256 failed");
-  if (hmac256(key, 32, sts, (size_t)n, sig) != 0) {
+  if (hmac256(key, 32, sts, n, sig) != 0) {
     secure_wipe(key, sizeof key);
     return kerr_set(err, KERR_INTERNAL, "HMAC-SHA256 failed");
   }
