@@ -595,7 +595,7 @@ static kerr_code compute_signature(const sigv4_request *req, const char *signed_
   if (rc) return rc;
   /* The string to sign: ALGORITHM \n amz_date \n date/region/service/aws4_request \n
    * hex(creq), put together without a printf on every request. */
-  const char *const parts[] = {ALGORITHM "\n", amz_date, "\n", date, "/", region, "/", service,
+  const char *const parts[] = {ALGORITHM, "\n", amz_date, "\n", date, "/", region, "/", service,
                                "/aws4_request\n"};
   for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
     size_t len = strlen(parts[i]);

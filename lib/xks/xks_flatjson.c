@@ -81,9 +81,11 @@ fail:
 }
 
 json_t *xks_flatjson_load(const char *body, size_t len) {
-  cursor c = {body, body + len};
+  cursor c;
   json_t *root;
   if (!body) return NULL;
+  c.p = body;
+  c.end = body + len;
   skip_ws(&c);
   if (c.p >= c.end || *c.p != '{') return NULL;
   root = read_object(&c, 1);
