@@ -91,9 +91,8 @@ static void format_amz_date(int64_t t, char out[AMZ_DATE_LEN + 1]) {
 
 /* Parse "YYYYMMDDTHHMMSSZ" strictly; -1 when malformed or not a real time. */
 static int parse_amz_date(const char *s, int64_t *out) {
-  struct tm tm;
+  struct tm tm, want;
   time_t t;
-  char back[AMZ_DATE_LEN + 1];
   size_t i;
   if (strlen(s) != AMZ_DATE_LEN || s[8] != 'T' || s[15] != 'Z') return -1;
   for (i = 0; i < AMZ_DATE_LEN; i++)
@@ -105,10 +104,16 @@ static int parse_amz_date(const char *s, int64_t *out) {
   tm.tm_hour = (s[9] - '0') * 10 + (s[10] - '0');
   tm.tm_min = (s[11] - '0') * 10 + (s[12] - '0');
   tm.tm_sec = (s[13] - '0') * 10 + (s[14] - '0');
+  want = tm;
   t = timegm(&tm);
-  /* timegm normalizes 31 February and friends: reject anything that moved. */
-  format_amz_date((int64_t)t, back);
-  if (strcmp(back, s) != 0) return -1;
+  /* timegm normalizes 31 February and friends: reject anything that moved.
+   * A year before 1000 is refused too: its canonical form is not four
+   * digits.  (Compared field by field: formatting the time back and
+   * comparing the text costs a strftime on every request.) */
+  if (tm.tm_year != want.tm_year || tm.tm_year + 1900 < 1000 || tm.tm_mon != want.tm_mon ||
+      tm.tm_mday != want.tm_mday || tm.tm_hour != want.tm_hour || tm.tm_min != want.tm_min ||
+      tm.tm_sec != want.tm_sec)
+    return -1;
   *out = (int64_t)t;
   return 0;
 }
@@ -162,6 +167,32 @@ static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
 static const EVP_MD *sha256(void) {
   pthread_once(&sha256_once, fetch_sha256);
   return sha256_md ? sha256_md : EVP_sha256();
+}
+
+/* Each thread keeps one digest context for the two hashes of every request
+ * (the body, the canonical request): set up again with the same digest it
+ * keeps its provider state, where a context made and freed per hash cost an
+ * allocation and a provider set-up each time.  It never holds a secret: it
+ * hashes what the client sent. */
+static pthread_once_t md_ctx_once = PTHREAD_ONCE_INIT;
+static pthread_key_t md_ctx_key;
+static int md_ctx_key_ok;
+
+static void md_ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
+
+static void make_md_ctx_key(void) { md_ctx_key_ok = pthread_key_create(&md_ctx_key, md_ctx_free) == 0; }
+
+static EVP_MD_CTX *thread_md_ctx(void) {
+  pthread_once(&md_ctx_once, make_md_ctx_key);
+  if (!md_ctx_key_ok) return NULL;
+  EVP_MD_CTX *ctx = pthread_getspecific(md_ctx_key);
+  if (ctx) return ctx;
+  ctx = EVP_MD_CTX_new();
+  if (ctx && pthread_setspecific(md_ctx_key, ctx) != 0) {
+    EVP_MD_CTX_free(ctx);
+    return NULL;
+  }
+  return ctx;
 }
 
 typedef struct hstream {
@@ -370,26 +401,23 @@ static kerr_code canonical_request_hash(const sigv4_request *req, const char *si
   const char *p;
   kerr_code rc = KERR_OK;
 
-  memset(&h, 0, sizeof h);
-  h.ctx = EVP_MD_CTX_new();
-  if (!h.ctx || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1) {
-    rc = kerr_set(err, KERR_INTERNAL, "SHA-256 unavailable");
-    goto out;
-  }
-  if (EVP_Digest(req->body ? (const void *)req->body : (const void *)"", req->body ? req->body_len : 0,
-                 body_hash, &mdlen, sha256(), NULL) != 1) {
-    rc = kerr_set(err, KERR_INTERNAL, "SHA-256 failed");
-    goto out;
-  }
+  h.n = 0;
+  h.failed = 0;
+  h.ctx = thread_md_ctx();
+  if (!h.ctx || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1)
+    return kerr_set(err, KERR_INTERNAL, "SHA-256 unavailable");
+  if ((req->body && req->body_len && EVP_DigestUpdate(h.ctx, req->body, req->body_len) != 1) ||
+      EVP_DigestFinal_ex(h.ctx, body_hash, &mdlen) != 1 || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1)
+    return kerr_set(err, KERR_INTERNAL, "SHA-256 failed");
   hex_encode(body_hash, 32, body_hex);
 
   hs_puts(&h, req->method ? req->method : "");
   hs_putc(&h, '\n');
   rc = put_canonical_path(&h, req->path, err);
-  if (rc) goto out;
+  if (rc) return rc;
   hs_putc(&h, '\n');
   rc = put_canonical_query(&h, req->query, err);
-  if (rc) goto out;
+  if (rc) return rc;
   hs_putc(&h, '\n');
   for (p = signed_list; *p;) {
     const char *semi = strchr(p, ';');
@@ -404,8 +432,6 @@ static kerr_code canonical_request_hash(const sigv4_request *req, const char *si
   hs_put(&h, body_hex, 64);
   hs_flush(&h);
   if (h.failed || EVP_DigestFinal_ex(h.ctx, out, &mdlen) != 1) rc = kerr_set(err, KERR_INTERNAL, "SHA-256 failed");
-out:
-  EVP_MD_CTX_free(h.ctx);
   return rc;
 }
 
@@ -561,20 +587,27 @@ static kerr_code compute_signature(const sigv4_request *req, const char *signed_
                                    const char *secret, const char *amz_date, const char *date,
                                    const char *region, const char *service, char out_hex[65], kerr *err) {
   uint8_t creq[32], key[32], sig[32];
-  char creq_hex[65];
   char sts[512];
-  int n;
+  size_t n = 0;
   kerr_code rc;
 
   rc = canonical_request_hash(req, signed_list, creq, err);
   if (rc) return rc;
-  hex_encode(creq, 32, creq_hex);
-  n = snprintf(sts, sizeof sts, ALGORITHM "\n%s\n%s/%s/%s/aws4_request\n%s", amz_date, date, region,
-               service, creq_hex);
-  if (n < 0 || (size_t)n >= sizeof sts) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential scope is too long.");
+  /* The string to sign: ALGORITHM \n amz_date \n date/region/service/aws4_request \n
+   * hex(creq), put together without a printf on every request. */
+  const char *const parts[] = {ALGORITHM, "\n", amz_date, "\n", date, "/", region, "/", service,
+                               "/aws4_request\n"};
+  for (size_t i = 0; i < sizeof parts / sizeof parts[0]; i++) {
+    size_t len = strlen(parts[i]);
+    if (len >= sizeof sts - 64 - n) return kerr_set(err, KERR_INCOMPLETE_SIGNATURE, "Credential scope is too long.");
+    memcpy(sts + n, parts[i], len);
+    n += len;
+  }
+  hex_encode(creq, 32, sts + n); /* 64 digits and a NUL: room was kept above */
+  n += 64;
   if (signing_key(akid, secret, date, region, service, key) != 0)
     return kerr_set(err, KERR_INTERNAL, "HMAC-SHA256 failed");
-  if (hmac256(key, 32, sts, (size_t)n, sig) != 0) {
+  if (hmac256(key, 32, sts, n, sig) != 0) {
     secure_wipe(key, sizeof key);
     return kerr_set(err, KERR_INTERNAL, "HMAC-SHA256 failed");
   }
@@ -879,13 +912,14 @@ kerr_code sigv4_verify(const creds_store *creds, const sigv4_request *req, const
     }
   }
 
-  format_amz_date(now_s, now_txt);
   if (req_time < now_s - SKEW_SECONDS) {
+    format_amz_date(now_s, now_txt);
     format_amz_date(now_s - SKEW_SECONDS, edge_txt);
     return kerr_set(err, KERR_INVALID_SIGNATURE, "Signature expired: %s is now earlier than %s (%s - 5 min.)",
                     amz_date, edge_txt, now_txt);
   }
   if (req_time > now_s + SKEW_SECONDS) {
+    format_amz_date(now_s, now_txt);
     format_amz_date(now_s + SKEW_SECONDS, edge_txt);
     return kerr_set(err, KERR_INVALID_SIGNATURE, "Signature not yet current: %s is still later than %s (%s + 5 min.)",
                     amz_date, edge_txt, now_txt);

@@ -109,6 +109,9 @@ typedef struct conn_state {
    * an SDK calling on one external key - then costs one pass, not two. */
   int wait_hint;
   char wait_on[HTTP_WAIT_LANE_MAX]; /* what that request waited on */
+  /* The client's address, formatted at the connection's first request
+   * ("" until then): the same for every request of the connection. */
+  char peer[HTTP_PEER_MAX];
   /* The current request; end_request() resets everything from here on. */
   char *raw_target;      /* as sent; NULL when over HTTP_REQUEST_TARGET_MAX */
   /* The request's rerun, from the moment the connection is suspended for
@@ -654,14 +657,27 @@ static void format_http_date(char *out, size_t out_size) {
   static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
   static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                      "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+  /* Each event thread formats a second once, not once per answer. */
+  static _Thread_local time_t cached_s;
+  static _Thread_local char cached[80];
   time_t now = (time_t)kclock_now_s();
   struct tm tm;
+  size_t n;
+  if (cached[0] && now == cached_s && (n = strlen(cached)) < out_size) {
+    memcpy(out, cached, n + 1);
+    return;
+  }
   if (!gmtime_r(&now, &tm)) {
     out[0] = '\0';
     return;
   }
   snprintf(out, out_size, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[tm.tm_wday % 7], tm.tm_mday,
            months[tm.tm_mon % 12], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
+  n = strlen(out);
+  if (n < sizeof cached) {
+    memcpy(cached, out, n + 1);
+    cached_s = now;
+  }
 }
 
 static void format_peer(struct MHD_Connection *conn, char *out, size_t out_size) {
@@ -937,7 +953,6 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   http_request req;
   http_response resp;
   header_list hl = {0};
-  char peer[HTTP_PEER_MAX];
   char *path = NULL;
   char *q = NULL;
   enum MHD_Result ret = MHD_NO;
@@ -964,7 +979,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   if (frag) *frag = '\0';
   q = strchr(path, '?');
   if (q) *q++ = '\0';
-  format_peer(conn, peer, sizeof peer);
+  if (!c->peer[0]) format_peer(conn, c->peer, sizeof c->peer); /* never "" once formatted */
 
   req.method = method;
   req.path = path;
@@ -973,7 +988,7 @@ static enum MHD_Result dispatch(http_server *s, struct MHD_Connection *conn, con
   req.nheaders = hl.n;
   req.body = c->too_large ? NULL : c->body;
   req.body_len = c->too_large ? 0 : c->body_len;
-  req.peer = peer;
+  req.peer = c->peer;
   req.body_too_large = c->too_large;
   req.refusal_status = c->refusal_status;
   req.refusal_reason = c->refusal_reason;

@@ -1557,9 +1557,12 @@ static kerr_code crypt_failed(p11_session *s, int encrypt, p11_err *err, const c
   return rc;
 }
 
-/* One single-part Encrypt or Decrypt with the two-call size query.  The
- * output is a secure allocation of exactly the size the module announced,
- * which must not exceed `max_out`; any unused tail is wiped. */
+/* One single-part Encrypt or Decrypt into a secure allocation of `max_out`
+ * bytes, the most the operation can produce: one call, where asking the
+ * size first would be a second module call per operation for a size the
+ * caller already knows.  A module that wants more than `max_out`
+ * (CKR_BUFFER_TOO_SMALL, which leaves the operation active) is refused, as
+ * its size query would have been; the unused tail is wiped. */
 static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_OBJECT_HANDLE key,
                             const uint8_t *in, size_t in_len, size_t max_out, kbytes *out,
                             p11_err *err) {
@@ -1568,38 +1571,34 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
   /* Modules reject a NULL data pointer even with a zero length. */
   if (in_len == 0) in = &empty_input;
   const char *name = encrypt ? "C_Encrypt" : "C_Decrypt";
-  CK_ULONG need = 0, got;
+  CK_ULONG got;
   uint8_t *buf = NULL;
   kerr_code rc;
   CK_RV rv = encrypt ? FN(s)->C_EncryptInit(s->h, mech, key) : FN(s)->C_DecryptInit(s->h, mech, key);
   rc = check_rv(s, err, init_name, rv);
   if (rc) return rc;
   s->op_active = 1;
-  rv = encrypt ? FN(s)->C_Encrypt(s->h, (CK_BYTE_PTR)in, in_len, NULL, &need)
-               : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, NULL, &need);
-  if (rv != CKR_OK) {
-    s->op_active = 0; /* any error but CKR_BUFFER_TOO_SMALL ends the operation */
-    return crypt_failed(s, encrypt, err, name, rv);
-  }
-  if (need > max_out) {
-    /* Leave the operation active: release closes the session. */
-    return refuse(err, KERR_INTERNAL, "PKCS#11 %s announced %lu output bytes (limit %zu)", name,
-                  (unsigned long)need, max_out);
-  }
-  buf = secure_alloc(need);
+  /* Allocated after the Init: a failed Init leaves no operation to end. */
+  buf = secure_alloc(max_out);
   if (!buf) return refuse(err, KERR_INTERNAL, "out of memory for %s", name);
-  got = need;
+  got = max_out;
   rv = encrypt ? FN(s)->C_Encrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got)
                : FN(s)->C_Decrypt(s->h, (CK_BYTE_PTR)in, in_len, buf, &got);
-  if (rv != CKR_BUFFER_TOO_SMALL) s->op_active = 0;
+  if (rv == CKR_BUFFER_TOO_SMALL) {
+    /* Leave the operation active: release closes the session. */
+    secure_free(buf, max_out);
+    return refuse(err, KERR_INTERNAL, "PKCS#11 %s announced %lu output bytes (limit %zu)", name,
+                  (unsigned long)got, max_out);
+  }
+  s->op_active = 0; /* any other answer ends the operation */
   rc = rv == CKR_OK ? check_rv(s, err, name, rv) : crypt_failed(s, encrypt, err, name, rv);
-  if (!rc && got > need)
-    rc = refuse(err, KERR_INTERNAL, "PKCS#11 %s wrote more than it announced", name);
+  if (!rc && got > max_out)
+    rc = refuse(err, KERR_INTERNAL, "PKCS#11 %s wrote more than its output buffer", name);
   if (rc) {
-    secure_free(buf, need);
+    secure_free(buf, max_out);
     return rc;
   }
-  secure_wipe(buf + got, need - got);
+  secure_wipe(buf + got, max_out - got);
   out->data = buf;
   out->len = got;
   /* secure_free(data, len) wipes len bytes: the tail was wiped above. */

@@ -63,7 +63,10 @@ static creds_ref *creds_hold(xksp_store *st) {
   return r;
 }
 
-/* Drop one reference; the last frees the set (creds_free wipes secrets). */
+/* Drop one reference; the last frees the set (creds_free wipes secrets).
+ * SigV4's signing-key cache keeps secure copies of the secrets it derived
+ * keys from: it is emptied too, so a rotated-out secret does not outlive
+ * its set there (the current ones cost one key derivation again). */
 static void creds_drop(xksp_store *st, creds_ref *r) {
   unsigned left;
   if (!r) return;
@@ -73,6 +76,7 @@ static void creds_drop(xksp_store *st, creds_ref *r) {
   if (left == 0) {
     creds_free(r->creds);
     free(r);
+    sigv4_cache_clear();
   }
 }
 

@@ -579,6 +579,42 @@ static void test_unknown_key(void **state) {
                "The security token included in the request is invalid.");
 }
 
+/* X-Amz-Date is accepted exactly when it is a real UTC time written in the
+ * canonical 16-character form: timegm must not have moved any field, and
+ * the year has four digits.  sigv4_sign checks its amz_date with the same
+ * parser sigv4_verify uses. */
+static void test_amz_date_forms(void **state) {
+  static const struct {
+    const char *date;
+    int ok;
+  } cases[] = {
+      {"20240229T235959Z", 1}, /* leap day */
+      {"20230229T000000Z", 0}, /* not a leap year */
+      {"20240231T000000Z", 0}, {"20241301T000000Z", 0}, {"20240001T000000Z", 0},
+      {"20240100T000000Z", 0}, {"20240101T240000Z", 0}, {"20240101T236000Z", 0},
+      {"20240101T235960Z", 0}, /* no leap second */
+      {"10000101T000000Z", 1}, /* the first year with four digits */
+      {"09991231T235959Z", 0}, {"00000101T000000Z", 0},
+      {"99991231T235959Z", 1}, {"2024010lT000000Z", 0}, {"20240101 000000Z", 0},
+      {"20240101T000000", 0},  {"20240101T0000000Z", 0},
+  };
+  http_header h[2] = {{"Host", "example.com"}, {"X-Amz-Date", NULL}};
+  sigv4_request r;
+  char out[512];
+  kerr err;
+  (void)state;
+  memset(&r, 0, sizeof r);
+  r.method = "POST";
+  r.path = "/";
+  r.headers = h;
+  r.nheaders = 2;
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    h[1].value = cases[i].date;
+    kerr_code rc = sigv4_sign(&r, AKID, SECRET, "us-east-1", "kms", cases[i].date, out, sizeof out, &err);
+    if ((rc == KERR_OK) != cases[i].ok) fail_msg("%s: %s", cases[i].date, cases[i].ok ? err.msg : "accepted");
+  }
+}
+
 static void test_clock_skew(void **state) {
   http_header h[5];
   sigv4_request r = v1_request(h, V1_AUTH);
@@ -717,6 +753,7 @@ int main(void) {
       cmocka_unit_test(test_tolerated_formatting),
       cmocka_unit_test(test_unknown_key),
       cmocka_unit_test(test_clock_skew),
+      cmocka_unit_test(test_amz_date_forms),
       cmocka_unit_test(test_scope_checks),
       cmocka_unit_test(test_date_header),
       cmocka_unit_test(test_any_credentials),

@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <limits.h>
+#include <pthread.h>
 #include <openssl/evp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +23,7 @@
 /* The XKS headers first: p11-kit's pkcs11.h defines `iv_len` as a macro. */
 #include "xksproxy/xksp_backend.h"
 #include "xksproxy/xksp_hsm.h"
+#include "xksproxy/xksp_ivbatch.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -306,6 +308,67 @@ static void test_round_trip_iv_drbg(void **state) {
 static void test_round_trip_iv_hsm(void **state) {
   (void)state;
   round_trips(XKSP_IV_HSM);
+}
+
+/* IVs from the token come out of batches of XKSP_IV_BATCH: over several
+ * batches, and from several threads at once, no IV is ever handed out
+ * twice, and each ciphertext decrypts with the IV it was returned with. */
+#define IV_THREADS 4
+#define IV_PER_THREAD (XKSP_IV_BATCH + XKSP_IV_BATCH / 2 + 3)
+
+typedef struct iv_worker {
+  xksp_hsm *h;
+  uint8_t iv[IV_PER_THREAD][12];
+  kerr_code rc;
+} iv_worker;
+
+static void *iv_worker_main(void *arg) {
+  iv_worker *w = arg;
+  static const uint8_t pt[] = "iv";
+  for (size_t i = 0; i < IV_PER_THREAD && w->rc == KERR_OK; i++) {
+    xks_encrypt_result r;
+    xks_decrypt_result d;
+    w->rc = encrypt(w->h, "k-ed", pt, sizeof pt, NULL, 0, &r);
+    if (w->rc) break;
+    memcpy(w->iv[i], r.iv, 12);
+    w->rc = decrypt(w->h, "k-ed", r.ciphertext.data, r.ciphertext.len, r.iv, 12, r.tag, NULL, NULL, &d);
+    if (!w->rc && (d.plaintext.len != sizeof pt || memcmp(d.plaintext.data, pt, sizeof pt) != 0))
+      w->rc = KERR_INTERNAL;
+    if (!w->rc) xks_decrypt_result_free(&d);
+    xks_encrypt_result_free(&r);
+  }
+  return NULL;
+}
+
+static int cmp_iv(const void *a, const void *b) { return memcmp(a, b, 12); }
+
+static void test_iv_batches_from_token(void **state) {
+  (void)state;
+  const xksp_iv_source sources[] = {XKSP_IV_HSM, XKSP_IV_AUTO};
+  for (size_t si = 0; si < 2; si++) {
+    xksp_store_config c;
+    const char *labels[] = {"xa"}, *mods[] = {softhsm};
+    make_store(&c, 1, labels, mods);
+    c.iv_source = sources[si];
+    xksp_hsm *h = open_store(&c);
+    static iv_worker w[IV_THREADS];
+    pthread_t th[IV_THREADS];
+    for (size_t i = 0; i < IV_THREADS; i++) {
+      memset(&w[i], 0, sizeof w[i]);
+      w[i].h = h;
+      assert_int_equal(pthread_create(&th[i], NULL, iv_worker_main, &w[i]), 0);
+    }
+    for (size_t i = 0; i < IV_THREADS; i++) pthread_join(th[i], NULL);
+    static uint8_t all[IV_THREADS * IV_PER_THREAD][12];
+    for (size_t i = 0; i < IV_THREADS; i++) {
+      assert_int_equal(w[i].rc, KERR_OK);
+      memcpy(all[i * IV_PER_THREAD], w[i].iv, sizeof w[i].iv);
+    }
+    qsort(all, IV_THREADS * IV_PER_THREAD, 12, cmp_iv);
+    for (size_t i = 1; i < IV_THREADS * IV_PER_THREAD; i++)
+      assert_memory_not_equal(all[i - 1], all[i], 12);
+    xksp_hsm_close(h);
+  }
 }
 
 /* A ciphertext made by another proxy: 16-byte IV and ciphertextMetadata,
@@ -815,6 +878,7 @@ int main(void) {
       cmocka_unit_test(test_metadata),
       cmocka_unit_test(test_round_trip_iv_drbg),
       cmocka_unit_test(test_round_trip_iv_hsm),
+      cmocka_unit_test(test_iv_batches_from_token),
       cmocka_unit_test(test_sixteen_byte_iv_and_metadata),
       cmocka_unit_test(test_key_usage),
       cmocka_unit_test(test_cache_across_reinitialization),
