@@ -989,18 +989,17 @@ out:
 /* ------------------------------------------------ keys, for resolution */
 
 kerr_code kmsi_cks_key_info(kms_domain *d, store_tx *tx, kmsi_key *k, kerr *err) {
-  store_cks c;
+  char state[STORE_ENUM_MAX];
   kerr_code rc;
   if (!k->row.custom_key_store_id) return KERR_OK;
-  memset(&c, 0, sizeof c);
-  rc = d->st->ops->cks_get(tx, k->row.custom_key_store_id, &c, err);
+  rc = d->st->ops->cks_state(tx, k->row.custom_key_store_id, state, sizeof state,
+                             k->cloud_hsm_cluster_id, sizeof k->cloud_hsm_cluster_id, err);
   if (rc == KERR_NOT_FOUND) {
     k->cks_unavailable = true;
+    k->cloud_hsm_cluster_id[0] = '\0';
     return KERR_OK;
   }
   if (rc) return rc;
-  k->cks_unavailable = strcmp(c.connection_state, "CONNECTED") != 0;
-  snprintf(k->cloud_hsm_cluster_id, sizeof k->cloud_hsm_cluster_id, "%s", c.cluster_id);
-  store_cks_clear(&c);
+  k->cks_unavailable = strcmp(state, "CONNECTED") != 0;
   return KERR_OK;
 }

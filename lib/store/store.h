@@ -361,6 +361,13 @@ typedef struct store_ops {
    * state, pending deletion included. */
   kerr_code (*cks_insert)(store_tx *tx, const store_cks *c, kerr *err);
   kerr_code (*cks_get)(store_tx *tx, const char *cks_id, store_cks *out, kerr *err);
+  /* Of the store `cks_id`, only its connection state and cluster ID (what
+   * every crypto call on one of its keys checks), copied NUL-terminated
+   * into state[state_size] and cluster_id[cluster_size], cut to fit: the
+   * whole row (certificates, wrapped secrets) costs more to read.
+   * KERR_NOT_FOUND when there is no such store. */
+  kerr_code (*cks_state)(store_tx *tx, const char *cks_id, char *state, size_t state_size,
+                         char *cluster_id, size_t cluster_size, kerr *err);
   kerr_code (*cks_update)(store_tx *tx, const store_cks *c, kerr *err);
   kerr_code (*cks_delete)(store_tx *tx, const char *cks_id, kerr *err);
   kerr_code (*cks_list)(store_tx *tx, const char *account_id, const char *region,

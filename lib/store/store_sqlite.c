@@ -191,6 +191,7 @@ enum stmt_id {
   /* custom key stores */
   ST_CKS_INSERT,
   ST_CKS_GET,
+  ST_CKS_STATE,
   ST_CKS_UPDATE,
   ST_CKS_DELETE,
   ST_CKS_LIST,
@@ -245,6 +246,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
                       "(?1,?2,?3,?4,?5,?6,?7,?8,?9,?10,?11,?12,?13,?14,?15,?16,?17,?18,?19,?20,?21)",
     [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=?1",
+    [ST_CKS_STATE] = "SELECT connection_state, cluster_id FROM custom_key_stores WHERE cks_id=?1",
     [ST_CKS_UPDATE] = "UPDATE custom_key_stores SET name=?4, cluster_id=?6, trust_anchor_pem=?7, "
                       "password_wrapped=?8, pending_password_wrapped=?9, connection_state=?10, "
                       "connection_error=?11, state_changed_ms=?13, cluster_lineage=?14, "
@@ -1110,6 +1112,26 @@ static kerr_code sq_cks_get(store_tx *tx, const char *cks_id, store_cks *out, ke
   return rc;
 }
 
+static kerr_code sq_cks_state(store_tx *tx, const char *cks_id, char *state, size_t state_size,
+                              char *cluster_id, size_t cluster_size, kerr *err) {
+  sqlite3_stmt *st = stmt(tx, ST_CKS_STATE, err);
+  kerr_code rc = KERR_OK;
+  int step;
+  if (!st) return KERR_INTERNAL;
+  sqlite3_bind_text(st, 1, cks_id, -1, SQLITE_STATIC);
+  step = sqlite3_step(st);
+  if (step == SQLITE_ROW) {
+    copy_col(st, 0, state, state_size);
+    copy_col(st, 1, cluster_id, cluster_size);
+  } else if (step == SQLITE_DONE) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  } else {
+    rc = db_error(tx->db, "reading a custom key store's state", err);
+  }
+  stmt_done(st);
+  return rc;
+}
+
 static kerr_code sq_cks_delete(store_tx *tx, const char *cks_id, kerr *err) {
   sqlite3_stmt *st = stmt(tx, ST_CKS_DELETE, err);
   kerr_code rc = KERR_OK;
@@ -1922,6 +1944,7 @@ static const store_ops sqlite_ops = {
     .tag_list = sq_tag_list,
     .cks_insert = sq_cks_insert,
     .cks_get = sq_cks_get,
+    .cks_state = sq_cks_state,
     .cks_update = sq_cks_update,
     .cks_delete = sq_cks_delete,
     .cks_list = sq_cks_list,

@@ -70,6 +70,25 @@ static void test_store_round_trip_and_unique_names(void **state) {
   put_record("cks-00000000000000002", "second", "DISCONNECTED");
   get_record("cks-00000000000000001", &c);
   assert_string_equal(c.name, "first");
+  {
+    /* The state alone, as crypto calls read it; cut to the caller's room. */
+    char st[STORE_ENUM_MAX], cluster[STORE_CLUSTER_ID_MAX], tiny[5];
+    assert_int_equal(dom->st->ops->begin(dom->st, false, &tx, &err), KERR_OK);
+    assert_int_equal(dom->st->ops->cks_state(tx, "cks-00000000000000001", st, sizeof st, cluster,
+                                             sizeof cluster, &err),
+                     KERR_OK);
+    assert_string_equal(st, "DISCONNECTED");
+    assert_string_equal(cluster, c.cluster_id);
+    assert_int_equal(dom->st->ops->cks_state(tx, "cks-00000000000000001", tiny, sizeof tiny,
+                                             cluster, sizeof cluster, &err),
+                     KERR_OK);
+    assert_string_equal(tiny, "DISC");
+    assert_int_equal(dom->st->ops->cks_state(tx, "cks-00000000000000009", st, sizeof st, cluster,
+                                             sizeof cluster, &err),
+                     KERR_NOT_FOUND);
+    dom->st->ops->rollback(tx);
+    tx = NULL;
+  }
   assert_string_equal(c.cluster_lineage, "lineage-1");
   assert_non_null(c.password_wrapped);
   assert_int_equal(c.password_wrapped_len, ROOTKEY_WRAPPED_LEN);
