@@ -297,7 +297,7 @@ static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *
   if (kcall->wait) {
     size_t n = 0;
     if (cks_id)
-      while (cks_id[n] && n < sizeof kcall->wait->on - 1) n++;
+      while (n < sizeof kcall->wait->on - 1 && cks_id[n]) n++;
     memcpy(kcall->wait->on, cks_id ? cks_id : "", n);
     kcall->wait->on[n] = '\0';
     if (!kcall->must_not_wait) kcall->wait->waited = true;

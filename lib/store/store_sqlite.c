@@ -441,6 +441,7 @@ static void bind_int64_or_null(sqlite3_stmt *st, int i, int64_t v) {
 }
 
 static void copy_col(sqlite3_stmt *st, int i, char *dst, size_t cap) {
+  if (cap == 0) return; /* no room even for the NUL */
   const unsigned char *t = sqlite3_column_text(st, i);
   size_t n = t ? strlen((const char *)t) : 0;
   if (n >= cap) n = cap - 1;
