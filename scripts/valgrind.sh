@@ -1,19 +1,31 @@
 #!/usr/bin/env bash
 # Runs every unit test program under valgrind's memcheck; any leak or invalid
-# access fails the run.
+# access fails the run.  Programs run side by side, one per CPU: memcheck
+# runs each program's threads one at a time, so one program never uses more
+# than one CPU.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 command -v valgrind >/dev/null || apt-get install -y -qq valgrind >/dev/null
 cmake -S . -B build >/dev/null
 cmake --build build -j "$(nproc)"
-status=0
-for t in build/test_*; do
-  [ -x "$t" ] || continue
-  if ! valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
+
+# One program: its log beside it, one line of verdict, and on failure the
+# tail of the log (written in one piece so parallel runs do not interleave).
+run_one() {
+  local t=$1 start=$SECONDS
+  if valgrind --quiet --error-exitcode=99 --leak-check=full --errors-for-leak-kinds=definite \
        "$t" >"$t.valgrind.log" 2>&1; then
-    echo "valgrind: $t failed (see $t.valgrind.log)"; tail -30 "$t.valgrind.log"; status=1
+    echo "valgrind: $t clean ($((SECONDS - start)) s)"
   else
-    echo "valgrind: $t clean"
+    printf 'valgrind: %s FAILED (see %s.valgrind.log)\n%s\n' "$t" "$t" "$(tail -30 "$t.valgrind.log")"
+    return 1
   fi
+}
+export -f run_one
+
+programs=()
+for t in build/test_*; do
+  [ -f "$t" ] && [ -x "$t" ] && programs+=("$t")
 done
-exit $status
+# xargs exits non-zero if any program failed.
+printf '%s\n' "${programs[@]}" | xargs -P "$(nproc)" -I{} bash -c 'run_one "$1"' _ {}

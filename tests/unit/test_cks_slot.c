@@ -148,7 +148,10 @@ static void *user_main(void *arg) {
     const kms_backend *b;
     kms_backend_conn *c;
     if (!kmsi_slot_acquire(&st->slot, &b, &c)) {
+      /* Pause rather than spin: a spinning thread starves the others on
+       * one CPU, and under valgrind, which runs one thread at a time. */
       atomic_fetch_add(&st->empty, 1);
+      sleep_us(100);
       continue;
     }
     atomic_fetch_add(&c->users, 1);
