@@ -106,6 +106,8 @@ typedef struct xksp_store_config {
   char *health_key;                  /* label of a test key on every token, or NULL */
   unsigned health_interval_s;        /* 1..59 */
   unsigned degraded_ms;              /* a probe slower than this reports DEGRADED */
+  unsigned key_refresh_ms;           /* how long a looked-up key is reused; 0: 5 s.  Not
+                                      * read from the file: tests shorten it */
   char **keys;                       /* allow-list of externalKeyIds, or NULL: any */
   size_t key_count;
   char **disabled_keys;              /* keys reported DISABLED and refused */

@@ -28,7 +28,8 @@
 #undef iv_len
 
 #define KEY_CACHE_MAX 256          /* cached keys per token; the oldest slot is reused */
-#define KEY_REFRESH_MS 5000        /* how long a cached key (and its working copy) is used */
+#define KEY_REFRESH_MS 5000        /* how long a cached key (and its working copy) is used,
+                                    * unless the store's key_refresh_ms says otherwise */
 #define RETIRED_MAX (2 * KEY_CACHE_MAX) /* copies waiting to be destroyed, per token */
 #define DOOMED_BATCH 16            /* retired copies one lookup destroys at most */
 #define ACQUIRE_WAIT_MS 2000       /* wait for a free session before trying the next token */
@@ -86,6 +87,7 @@ typedef struct htoken {
   unsigned long fail_epoch;        /* p11_module_epoch when a re-open failed so */
   long long last_reopen_ms;
   long long retry_delay_ms;        /* prober's backoff: 1 s doubling to 30 s, reset on success */
+  long long key_refresh_ms;        /* KEY_REFRESH_MS or the store's key_refresh_ms; fixed */
   unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
   xksp_iv_batch ivs;               /* IVs from the token's RNG not yet used (fresh_iv) */
@@ -495,7 +497,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
   unsigned long gen = t->generation;
   for (size_t i = 0; i < KEY_CACHE_MAX && !fresh; i++) {
     cached_key *k = &t->keys[i];
-    if (k->label[0] && k->generation == gen && k->epoch == epoch && now - k->made_ms < KEY_REFRESH_MS &&
+    if (k->label[0] && k->generation == gen && k->epoch == epoch && now - k->made_ms < t->key_refresh_ms &&
         strcmp(k->label, label) == 0) {
       *handle = k->handle;
       *info = k->info;
@@ -563,7 +565,7 @@ static kerr_code key_lookup(htoken *t, p11_session *s, const char *label, int fr
   for (size_t i = 0; i < t->retired_count; i++) {
     retired_copy *rc_ = &t->retired[i];
     int alive = rc_->epoch == epoch && rc_->generation == t->generation;
-    if (alive && now - rc_->since_ms < KEY_REFRESH_MS)
+    if (alive && now - rc_->since_ms < t->key_refresh_ms)
       t->retired[kept++] = *rc_;
     else if (alive && ndoomed < DOOMED_BATCH)
       doomed[ndoomed++] = *rc_;
@@ -1158,6 +1160,7 @@ kerr_code xksp_hsm_open(const xksp_store_config *store, xksp_hsm **out, kerr *er
     h->token_count = i + 1; /* what close must undo */
     t->cfg = &store->tokens[i];
     t->module_path = t->cfg->module ? t->cfg->module : store->pkcs11_module;
+    t->key_refresh_ms = store->key_refresh_ms ? store->key_refresh_ms : KEY_REFRESH_MS;
     t->failed = 1;
     t->status = ST_UNAVAILABLE;
     if (!t->module_path) {

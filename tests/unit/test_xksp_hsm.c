@@ -594,9 +594,12 @@ static size_t count_copies(p11_session *s, const char *label) {
 
 /* Requests run on a session copy of the key, made in a session of its own
  * that a failed request cannot take away; the finders never count a copy as
- * a second key; a cached
- * key is refreshed after KEY_REFRESH_MS (the old copy retired, and destroyed
- * one refresh later), so a key deleted on the HSM is seen within that time. */
+ * a second key; a cached key is refreshed after the store's refresh time
+ * (the old copy retired, and destroyed one refresh later), so a key deleted
+ * on the HSM is seen within that time.  The refresh time is shortened here
+ * from the default 5 s. */
+#define REFRESH_MS 1000
+
 static void test_working_copies(void **state) {
   (void)state;
   kerr e;
@@ -604,6 +607,7 @@ static void test_working_copies(void **state) {
   xksp_store_config c;
   const char *labels[] = {"xa"}, *mods[] = {softhsm};
   make_store(&c, 1, labels, mods);
+  c.key_refresh_ms = REFRESH_MS;
   xksp_hsm *h = open_store(&c);
   const uint8_t pt[] = "copied";
   xks_encrypt_result r;
@@ -628,25 +632,25 @@ static void test_working_copies(void **state) {
                            NULL, NULL, &d), KERR_INVALID_CIPHERTEXT);
   assert_int_equal(count_copies(s, "k-copy"), 1);
 
-  sleep_ms(5100); /* past KEY_REFRESH_MS: the next request makes a fresh copy */
+  sleep_ms(REFRESH_MS + 100); /* past the refresh time: the next request makes a fresh copy */
   assert_int_equal(decrypt(h, "k-copy", r.ciphertext.data, r.ciphertext.len, r.iv, r.iv_len, r.tag,
                            NULL, NULL, &d), KERR_OK);
   assert_memory_equal(d.plaintext.data, pt, sizeof pt);
   xks_decrypt_result_free(&d);
   /* The old copy is retired, not destroyed: a request may still hold it. */
   assert_int_equal(count_copies(s, "k-copy"), 2);
-  sleep_ms(5100); /* one refresh later the retired copy is destroyed: never more than two */
+  sleep_ms(REFRESH_MS + 100); /* one refresh later the retired copy is destroyed: never more than two */
   assert_int_equal(decrypt(h, "k-copy", r.ciphertext.data, r.ciphertext.len, r.iv, r.iv_len, r.tag,
                            NULL, NULL, &d), KERR_OK);
   xks_decrypt_result_free(&d);
   assert_int_equal(count_copies(s, "k-copy"), 2);
 
   assert_int_equal(p11_key_destroy(s, key, &pe), KERR_OK); /* deleted on the HSM */
-  sleep_ms(5100);
+  sleep_ms(REFRESH_MS + 100);
   xks_encrypt_result r2;
   assert_int_equal(encrypt(h, "k-copy", pt, sizeof pt, NULL, 0, &r2), KERR_NOT_FOUND);
   /* Its copies are retired with it and gone one refresh later. */
-  sleep_ms(5100);
+  sleep_ms(REFRESH_MS + 100);
   assert_int_equal(encrypt(h, "k-ed", pt, sizeof pt, NULL, 0, &r2), KERR_OK); /* a lookup destroys them */
   xks_encrypt_result_free(&r2);
   assert_int_equal(count_copies(s, "k-copy"), 0);
