@@ -1607,6 +1607,8 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
 
 /* ---- external keys (xks-proxy) ------------------------------------------ */
 
+#define LABEL_RECHECK_MAX_US 32000 /* searches after 1, 2, 4, 8, 16 and 32 ms */
+
 kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
                              p11_err *err) {
   CK_OBJECT_HANDLE found[2];
@@ -1614,10 +1616,21 @@ kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE
   p11_err_clear(err);
   kerr_code rc = check_id(label, err);
   if (rc) return rc;
-  rc = find_by_attr(s, CKA_LABEL, label, found, &n, err);
-  if (rc) return rc;
-  if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key labelled %s in the token", label);
-  if (n > 1) return refuse(err, KERR_CONFLICT, "more than one key labelled %s in the token", label);
+  /* A second match may be a session object still being made: SoftHSM2's
+   * C_CopyObject copies every attribute of the original, CKA_TOKEN true
+   * included, before it applies the copy's template, so a search in another
+   * thread sees a second token key for a moment.  Only a second match that
+   * stays through several searches, over about 60 ms, is a duplicate. */
+  for (long wait_us = 1000;; wait_us *= 2) {
+    rc = find_by_attr(s, CKA_LABEL, label, found, &n, err);
+    if (rc) return rc;
+    if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key labelled %s in the token", label);
+    if (n == 1) break;
+    if (wait_us > LABEL_RECHECK_MAX_US)
+      return refuse(err, KERR_CONFLICT, "more than one key labelled %s in the token", label);
+    struct timespec pause = {0, wait_us * 1000};
+    nanosleep(&pause, NULL);
+  }
   *out = found[0];
   return KERR_OK;
 }

@@ -14,6 +14,7 @@
 
 #include <limits.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -329,6 +330,83 @@ static void test_generate_find_destroy(void **state) {
                    KERR_NOT_FOUND);
   assert_int_equal(p11_key_destroy(s, key, &err), KERR_NOT_FOUND);
   assert_int_equal(p11_key_destroy(s, wrap, &err), KERR_OK);
+  p11_session_release(s);
+  p11_token_close(tok);
+}
+
+/* ---- finding a key by label while copies of it are made ------------------ */
+
+struct copier {
+  p11_token *tok;
+  CK_OBJECT_HANDLE key;
+  atomic_int stop;
+  int copies, failures;
+};
+
+/* Session copies of the key, made and destroyed as fast as the module goes:
+ * what the XKS proxy's working copies do. */
+static void *copy_worker(void *arg) {
+  struct copier *c = arg;
+  p11_session *s = NULL;
+  p11_err err;
+  if (p11_session_acquire(c->tok, &s, &err)) {
+    c->failures++;
+    return NULL;
+  }
+  const CK_FUNCTION_LIST *f = p11_module_functions(module);
+  CK_BBOOL off_token = CK_FALSE;
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &off_token, sizeof off_token}};
+  while (!atomic_load(&c->stop)) {
+    CK_OBJECT_HANDLE copy;
+    if (f->C_CopyObject(p11_session_handle(s), c->key, tmpl, 1, &copy) != CKR_OK ||
+        f->C_DestroyObject(p11_session_handle(s), copy) != CKR_OK) {
+      c->failures++;
+      break;
+    }
+    c->copies++;
+  }
+  p11_session_release(s);
+  return NULL;
+}
+
+/* A session copy being made is not a second token key (SoftHSM2 shows it
+ * with CKA_TOKEN true for a moment); two token keys with one label are. */
+static void test_find_label_while_copies_are_made(void **state) {
+  (void)state;
+  p11_token *tok = open_logged_in("hsm-a", 3);
+  p11_session *s = NULL;
+  p11_err err;
+  CK_OBJECT_HANDLE key, found, twin;
+  assert_int_equal(p11_session_acquire(tok, &s, &err), KERR_OK);
+  assert_int_equal(p11_key_generate_usage(s, "label-key", 1, 1, &key, &err), KERR_OK);
+
+  struct copier c = {.tok = tok, .key = key};
+  pthread_t th;
+  assert_int_equal(pthread_create(&th, NULL, copy_worker, &c), 0);
+  int wrong = 0;
+  for (int i = 0; i < 2000; i++) {
+    kerr_code rc = p11_key_find_label(s, "label-key", &found, &err);
+    if (rc != KERR_OK || found != key) {
+      fprintf(stderr, "search %d: %s\n", i, rc ? err.e.msg : "another handle");
+      wrong++;
+    }
+  }
+  atomic_store(&c.stop, 1);
+  pthread_join(th, NULL);
+  assert_int_equal(c.failures, 0);
+  assert_true(c.copies > 0);
+  assert_int_equal(wrong, 0);
+
+  /* A real twin on the token. */
+  const CK_FUNCTION_LIST *f = p11_module_functions(module);
+  CK_BBOOL on_token = CK_TRUE;
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &on_token, sizeof on_token}};
+  assert_int_equal(f->C_CopyObject(p11_session_handle(s), key, tmpl, 1, &twin), CKR_OK);
+  assert_int_equal(p11_key_find_label(s, "label-key", &found, &err), KERR_CONFLICT);
+  assert_int_equal(p11_key_destroy(s, twin, &err), KERR_OK);
+  assert_int_equal(p11_key_find_label(s, "label-key", &found, &err), KERR_OK);
+  assert_int_equal(found, key);
+  assert_int_equal(p11_key_destroy(s, key, &err), KERR_OK);
   p11_session_release(s);
   p11_token_close(tok);
 }
@@ -907,6 +985,7 @@ int main(void) {
       cmocka_unit_test(test_softhsm_pin_lockout_behaviour),
       cmocka_unit_test(test_change_pin),
       cmocka_unit_test(test_generate_find_destroy),
+      cmocka_unit_test(test_find_label_while_copies_are_made),
       cmocka_unit_test(test_gcm_round_trip_and_tampering),
       cmocka_unit_test(test_random),
       cmocka_unit_test(test_copy_key_between_tokens),

@@ -100,6 +100,9 @@ static xksp_hsm *open_store(xksp_store_config *c) {
   return h;
 }
 
+/* The error of this thread's last failed encrypt or decrypt, for reports. */
+static _Thread_local kerr last_error;
+
 static kerr_code encrypt(xksp_hsm *h, const char *key, const uint8_t *pt, size_t n,
                          const char *aad, int cdiv, xks_encrypt_result *r) {
   xks_request req = {0};
@@ -112,7 +115,9 @@ static kerr_code encrypt(xksp_hsm *h, const char *key, const uint8_t *pt, size_t
     req.has_aad = 1;
   }
   req.want_cdiv = cdiv;
-  return xksp_hsm_encrypt(h, key, &req, r, &e);
+  kerr_code rc = xksp_hsm_encrypt(h, key, &req, r, &e);
+  if (rc) last_error = e;
+  return rc;
 }
 
 /* Decrypt ct/iv/tag with the given AAD and ciphertextMetadata (may be NULL). */
@@ -136,7 +141,9 @@ static kerr_code decrypt(xksp_hsm *h, const char *key, const uint8_t *ct, size_t
     req.ct_metadata.len = strlen(md);
     req.has_ct_metadata = 1;
   }
-  return xksp_hsm_decrypt(h, key, &req, r, &e);
+  kerr_code rc = xksp_hsm_decrypt(h, key, &req, r, &e);
+  if (rc) last_error = e;
+  return rc;
 }
 
 /* ---- create-key and metadata -------------------------------------------- */
@@ -337,6 +344,7 @@ static void *iv_worker_main(void *arg) {
     if (!w->rc) xks_decrypt_result_free(&d);
     xks_encrypt_result_free(&r);
   }
+  if (w->rc) fprintf(stderr, "IV worker failed (%d): %s\n", (int)w->rc, last_error.msg);
   return NULL;
 }
 
