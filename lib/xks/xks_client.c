@@ -910,6 +910,10 @@ static io_end send_all(pool_slot *s, const uint8_t *p, size_t n, int64_t deadlin
  * how much of s->rx was written, to wipe. */
 static io_end read_reply(pool_slot *s, int64_t deadline, xks_http_rc *hrc, size_t *received,
                          int *excess, size_t *rx_used, CURLcode *cc) {
+  /* The reply cannot have come yet, and TLS holds nothing of it (a kept
+   * connection is kept only with nothing pending): wait before the first
+   * read rather than have TLS find the socket empty first. */
+  if (wait_socket(s->fd, POLLIN, deadline)) return IO_TIMEOUT;
   for (;;) {
     size_t n = 0, used = 0;
     *cc = curl_easy_recv(s->curl, s->rx, RX_SIZE, &n);
