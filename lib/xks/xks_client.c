@@ -59,10 +59,6 @@
  * Authorization of at most AUTH_MAX, and the rest of known sizes. */
 #define REQ_HEAD_MAX 1536
 #define RX_SIZE 16384          /* one TLS record's worth of reply per read */
-/* A kept connection idle longer than this is closed rather than used:
- * libcurl's default (CURLOPT_MAXAGE_CONN), which the client followed before
- * it did the exchange itself. */
-#define KEPT_IDLE_MAX_MS 118000
 #define USER_AGENT "kmsd-xks-client/1"
 
 /* What the TLS layer saw of one call's handshake (OpenSSL's message
@@ -109,6 +105,7 @@ struct xks_client {
   struct curl_slist *connect_to;
   long timeout_ms;
   long connect_timeout_ms;
+  long kept_idle_max_ms;
 
   pthread_mutex_t lock;
   pthread_cond_t freed;             /* a slot became free (CLOCK_MONOTONIC) */
@@ -287,6 +284,9 @@ static kerr_code check_config(const xks_client_config *cfg, kerr *err) {
   if (cfg->pool_size > XKS_CLIENT_POOL_MAX)
     return kerr_set(err, KERR_VALIDATION, "The XKS handle pool holds at most %d handles.",
                     XKS_CLIENT_POOL_MAX);
+  if (cfg->kept_idle_max_ms < 0 || cfg->kept_idle_max_ms > XKS_CLIENT_KEPT_IDLE_MAX_MS)
+    return kerr_set(err, KERR_VALIDATION, "A kept XKS connection may idle 0 to %d ms.",
+                    XKS_CLIENT_KEPT_IDLE_MAX_MS);
   return KERR_OK;
 }
 
@@ -338,6 +338,7 @@ kerr_code xks_client_new(const xks_client_config *cfg, xks_client **out, kerr *e
   snprintf(c->access_key_id, sizeof c->access_key_id, "%s", cfg->access_key_id);
   c->timeout_ms = cfg->timeout_ms ? cfg->timeout_ms : XKS_CLIENT_DEFAULT_TIMEOUT_MS;
   c->connect_timeout_ms = cfg->connect_timeout_ms;
+  c->kept_idle_max_ms = cfg->kept_idle_max_ms ? cfg->kept_idle_max_ms : XKS_CLIENT_KEPT_IDLE_MAX_MS;
   c->pool_size = cfg->pool_size ? cfg->pool_size : XKS_CLIENT_DEFAULT_POOL;
 
   c->secret_len = strlen(cfg->secret_access_key);
@@ -826,9 +827,9 @@ static int wait_socket(curl_socket_t fd, short events, int64_t deadline) {
 /* Whether the kept connection may carry this call, as libcurl judged its
  * kept connections: not idle too long, and nothing pending on it (a close,
  * a reset, a TLS alert or stray bytes all make it readable). */
-static int kept_usable(const pool_slot *s) {
+static int kept_usable(const xks_client *c, const pool_slot *s) {
   struct pollfd p = {s->fd, POLLIN, 0};
-  if (mono_ms() - s->idle_since > KEPT_IDLE_MAX_MS) return 0;
+  if (mono_ms() - s->idle_since > c->kept_idle_max_ms) return 0;
   return poll(&p, 1, 0) == 0;
 }
 
@@ -954,7 +955,7 @@ static void exchange(const xks_client *c, pool_slot *s, size_t req_len, int64_t 
     io_end io;
     CURLcode cc = CURLE_OK;
 
-    if (s->connected && !kept_usable(s)) drop_connection(s);
+    if (s->connected && !kept_usable(c, s)) drop_connection(s);
     if (s->connected) {
       reused = 1;
       curl_msg[0] = '\0';

@@ -65,6 +65,10 @@
 #define XKS_CLIENT_TIMEOUT_MAX_MS 600000
 #define XKS_CLIENT_DEFAULT_POOL 8           /* concurrent calls / kept connections */
 #define XKS_CLIENT_POOL_MAX 64
+/* A kept connection idle longer than this is closed rather than used:
+ * libcurl's default (CURLOPT_MAXAGE_CONN), which the client followed before
+ * it did the exchange itself. */
+#define XKS_CLIENT_KEPT_IDLE_MAX_MS 118000
 #define XKS_CLIENT_CONNECT_TO_MAX 16        /* connect-to overrides */
 #define XKS_CLIENT_CONNECT_TO_LEN_MAX 300
 #define XKS_CLIENT_ENDPOINT_MAX 128         /* XksProxyUriEndpoint max */
@@ -143,6 +147,10 @@ typedef struct xks_client_config {
   long connect_timeout_ms;       /* connecting (TCP + TLS) at most this long; 0: the
                                     call's deadline alone bounds it */
   unsigned pool_size;            /* slots (0: XKS_CLIENT_DEFAULT_POOL); at most XKS_CLIENT_POOL_MAX */
+  /* A kept connection idle longer is closed, not used; 0 to
+   * XKS_CLIENT_KEPT_IDLE_MAX_MS, 0 meaning that maximum.  Not a kmsd flag:
+   * tests shorten it. */
+  long kept_idle_max_ms;
 } xks_client_config;
 
 typedef struct xks_client xks_client;

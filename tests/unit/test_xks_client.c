@@ -367,6 +367,7 @@ typedef struct client_opts {
   long timeout_ms;        /* default PATIENT_MS */
   long connect_timeout_ms;
   unsigned pool;
+  long kept_idle_max_ms;  /* default the client's */
 } client_opts;
 
 static xks_client *new_client(const client_opts *o) {
@@ -387,6 +388,7 @@ static xks_client *new_client(const client_opts *o) {
   cfg.timeout_ms = o->timeout_ms ? o->timeout_ms : PATIENT_MS;
   cfg.connect_timeout_ms = o->connect_timeout_ms;
   cfg.pool_size = o->pool;
+  cfg.kept_idle_max_ms = o->kept_idle_max_ms;
   if (xks_client_new(&cfg, &c, &e) != KERR_OK) fail_msg("xks_client_new: %s", e.msg);
   return c;
 }
@@ -528,6 +530,11 @@ static void test_config_rules(void **state) {
   b = base;
   b.pool_size = XKS_CLIENT_POOL_MAX + 1;
   expect_bad_config(&b, "pool");
+  b = base;
+  b.kept_idle_max_ms = -1;
+  expect_bad_config(&b, "idle");
+  b.kept_idle_max_ms = XKS_CLIENT_KEPT_IDLE_MAX_MS + 1;
+  expect_bad_config(&b, "idle");
   expect_bad_config(NULL, NULL);
   xks_client_free(NULL);
 
@@ -1440,9 +1447,10 @@ static void test_stale_kept_connection(void **state) {
 
 /* Start a stale_server that keeps its connections and answers in `shape`;
  * a client of one slot for it. */
-static xks_client *kept_server_start(stale_server *s, enum stale_reply shape) {
+static xks_client *kept_server_start(stale_server *s, enum stale_reply shape, long idle_max_ms) {
   uint16_t port;
   client_opts o = {0};
+  o.kept_idle_max_ms = idle_max_ms;
   memset(s, 0, sizeof *s);
   s->fd = silent_listener(&port);
   s->mode = STALE_NONE;
@@ -1473,7 +1481,7 @@ static void test_kept_connection(void **state) {
     xks_call_status st;
     kerr e;
     int ok = 0;
-    xks_client *c = kept_server_start(&s, cases[i].shape);
+    xks_client *c = kept_server_start(&s, cases[i].shape, 0);
     for (int k = 0; k < 25; k++) {
       if (health_outcome(c, &st, &e) == XKS_OUTCOME_OK) ok++;
       else print_message("call %d: %s\n", k, e.msg);
@@ -1487,6 +1495,26 @@ static void test_kept_connection(void **state) {
     assert_int_equal(atomic_load(&s.answered), 25);
     assert_int_equal(atomic_load(&s.connections), 1);
   }
+}
+
+/* A kept connection idle past the client's limit is closed, not used: the
+ * next call makes a new one.  The limit is shortened from 118 s. */
+static void test_kept_connection_idle_limit(void **state) {
+  (void)state;
+  stale_server s;
+  xks_call_status st;
+  kerr e;
+  xks_client *c = kept_server_start(&s, REPLY_LENGTH, 300);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_OK);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_OK); /* within the limit */
+  int before = atomic_load(&s.connections);
+  usleep(600 * 1000);
+  assert_int_equal(health_outcome(c, &st, &e), XKS_OUTCOME_OK); /* past it */
+  xks_client_free(c);
+  kept_server_stop(&s);
+  assert_int_equal(before, 1);
+  assert_int_equal(atomic_load(&s.connections), 2);
+  assert_int_equal(atomic_load(&s.answered), 3);
 }
 
 /* A reply that lets the connection go (Connection: close, a body that ends
@@ -1505,7 +1533,7 @@ static void test_replies_that_close(void **state) {
     xks_call_status st;
     kerr e;
     int ok = 0;
-    xks_client *c = kept_server_start(&s, cases[i].shape);
+    xks_client *c = kept_server_start(&s, cases[i].shape, 0);
     for (int k = 0; k < 3; k++) {
       if (health_outcome(c, &st, &e) == XKS_OUTCOME_OK) ok++;
       else print_message("call %d: %s\n", k, e.msg);
@@ -1818,6 +1846,7 @@ int main(void) {
       cmocka_unit_test(test_handshake_dropped),
       cmocka_unit_test(test_stale_kept_connection),
       cmocka_unit_test(test_kept_connection),
+      cmocka_unit_test(test_kept_connection_idle_limit),
       cmocka_unit_test(test_replies_that_close),
       cmocka_unit_test(test_hanging_lookup),
       cmocka_unit_test(test_ca_bundle_at_call_time),
