@@ -84,6 +84,12 @@ kerr_code jmes_compile(const char *expr, jmes_expr **out, jmes_error *err);
  * KERR_INTERNAL (out of memory, kind RESOURCE). */
 kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_error *err);
 
+/* jmes_search with a work budget of `max_steps` units instead of
+ * JMES_STEPS_MAX (0 means JMES_STEPS_MAX): for callers that want a query to
+ * give up sooner, and for tests of the budget. */
+kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
+                              jmes_error *err);
+
 /* Free an expression; NULL is allowed. */
 void jmes_free(jmes_expr *e);
 

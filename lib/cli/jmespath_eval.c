@@ -20,7 +20,7 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n) {
   if (ctx->steps_left < n) {
     ctx->steps_left = 0;
     return jmes_fail(ctx->err, JMES_ERR_RESOURCE,
-                     "jmespath: the query needs more than %u steps of work", JMES_STEPS_MAX);
+                     "jmespath: the query needs more work than its budget allows");
   }
   ctx->steps_left -= n;
   return KERR_OK;
@@ -509,7 +509,12 @@ static kerr_code measure(jmes_ctx *ctx, const json_t *v, unsigned depth, size_t 
 }
 
 kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_error *err) {
-  jmes_ctx ctx = {err, JMES_STEPS_MAX};
+  return jmes_search_bounded(e, data, JMES_STEPS_MAX, result, err);
+}
+
+kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
+                              jmes_error *err) {
+  jmes_ctx ctx = {err, max_steps ? max_steps : JMES_STEPS_MAX};
   json_t *v = NULL;
   size_t bytes = 0;
   kerr_code rc;

@@ -77,9 +77,11 @@ static json_t *sum_of(const json_t *list) {
   int exact = 1;
   for (size_t i = 0; i < json_array_size(list); i++) {
     const json_t *v = json_array_get(list, i);
-    if (exact && json_is_integer(v) &&
-        !__builtin_add_overflow(whole, json_integer_value(v), &whole))
+    json_int_t next;
+    if (exact && json_is_integer(v) && !__builtin_add_overflow(whole, json_integer_value(v), &next)) {
+      whole = next;
       continue;
+    }
     if (exact) {
       real = (double)whole;
       exact = 0;
