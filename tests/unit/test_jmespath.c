@@ -561,6 +561,7 @@ static void test_result_ownership(void **state) {
   assert_int_equal(jmes_search(e, doc, &got, NULL), KERR_VALIDATION);
   assert_null(got);
   assert_int_equal(jmes_search(NULL, doc, &got, &err), KERR_VALIDATION);
+  jmes_free(e);
   assert_int_equal(jmes_compile("(", &e, NULL), KERR_VALIDATION);
   assert_null(e);
   json_decref(doc);
