@@ -147,7 +147,7 @@ static void format_real(double d, char *out, size_t cap) {
   }
   snprintf(probe, sizeof probe, "%.*e", digits - 1, d);
   e = strchr(probe, 'e');
-  exp10 = e ? atoi(e + 1) : 0;
+  exp10 = e ? (int)strtol(e + 1, NULL, 10) : 0;
   if (exp10 < -4 || exp10 >= 16) {
     snprintf(out, cap, "%s", probe);
     return;

@@ -141,12 +141,18 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n);
 
 /* ---- errors (jmespath_parse.c) ---- */
 
-/* Fill `err` (may be NULL) with `kind` and the message, return its code:
- * KERR_INTERNAL for an out-of-memory RESOURCE, else KERR_VALIDATION. */
-kerr_code jmes_fail(jmes_error *err, jmes_error_kind kind, const char *fmt, ...)
+/* Fill `err` (may be NULL) with `kind`, code KERR_VALIDATION and the
+ * message. */
+void jmes_fill(jmes_error *err, jmes_error_kind kind, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)));
 
-/* The failure for a failed allocation. */
-kerr_code jmes_oom(jmes_error *err);
+/* Fill `err` for a failed allocation: kind RESOURCE, code KERR_INTERNAL. */
+void jmes_fill_oom(jmes_error *err);
+
+/* jmes_fill, then yield KERR_VALIDATION; and the same for running out of
+ * memory.  Macros, like kerr_set, so that the failure code is visible where
+ * it is returned and static analysers follow failure paths correctly. */
+#define jmes_fail(err, kind, ...) kerr_pass((jmes_fill((err), (kind), __VA_ARGS__), KERR_VALIDATION))
+#define jmes_oom(err) kerr_pass((jmes_fill_oom(err), KERR_INTERNAL))
 
 #endif

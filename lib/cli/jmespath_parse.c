@@ -18,27 +18,24 @@
 
 /* ---- errors ----------------------------------------------------------- */
 
-kerr_code jmes_fail(jmes_error *err, jmes_error_kind kind, const char *fmt, ...) {
-  kerr_code code = KERR_VALIDATION;
+void jmes_fill(jmes_error *err, jmes_error_kind kind, const char *fmt, ...) {
   if (err) {
     va_list ap;
     err->kind = kind;
     err->offset = 0;
-    err->status.code = code;
+    err->status.code = KERR_VALIDATION;
     va_start(ap, fmt);
     vsnprintf(err->status.msg, sizeof err->status.msg, fmt, ap);
     va_end(ap);
   }
-  return code;
 }
 
-kerr_code jmes_oom(jmes_error *err) {
+void jmes_fill_oom(jmes_error *err) {
   if (err) {
     err->kind = JMES_ERR_RESOURCE;
     err->offset = 0;
     kerr_fill(&err->status, KERR_INTERNAL, "jmespath: out of memory");
   }
-  return KERR_INTERNAL;
 }
 
 const char *jmes_error_kind_name(jmes_error_kind kind) {
@@ -98,19 +95,21 @@ static const char *tok_name(tok_kind k) {
   return names[k];
 }
 
-static kerr_code syntax_error_at(parser *p, size_t pos, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+/* Fill p->err with a syntax error at byte `pos`; syntax_error_at also
+ * yields the code, visibly (see jmes_fail). */
+static void syntax_note(parser *p, size_t pos, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
-static kerr_code syntax_error_at(parser *p, size_t pos, const char *fmt, ...) {
+static void syntax_note(parser *p, size_t pos, const char *fmt, ...) {
   char what[512];
   va_list ap;
   va_start(ap, fmt);
   vsnprintf(what, sizeof what, fmt, ap);
   va_end(ap);
-  jmes_fail(p->err, JMES_ERR_SYNTAX, "Bad jmespath expression: %s at offset %zu", what, pos);
+  jmes_fill(p->err, JMES_ERR_SYNTAX, "Bad jmespath expression: %s at offset %zu", what, pos);
   if (p->err) p->err->offset = pos;
-  return KERR_VALIDATION;
 }
+
+#define syntax_error_at(p, pos, ...) kerr_pass((syntax_note((p), (pos), __VA_ARGS__), KERR_VALIDATION))
 
 /* ---- lexer ------------------------------------------------------------ */
 
@@ -339,8 +338,7 @@ static kerr_code lex(parser *p) {
       long long v = 0;
       end = c == '-' ? i + 1 : i;
       for (; end < len && is_digit(s[end]); end++)
-        if (v < NUMBER_LIMIT) v = v * 10 + (s[end] - '0');
-      if (v > NUMBER_LIMIT) v = NUMBER_LIMIT;
+        v = v <= (NUMBER_LIMIT - 9) / 10 ? v * 10 + (s[end] - '0') : NUMBER_LIMIT;
       t.kind = TK_NUMBER;
       t.number = c == '-' ? -v : v;
     } else if (c == '"' || c == '\'' || c == '`') {

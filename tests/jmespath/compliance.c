@@ -2,8 +2,8 @@
  * lib/cli/jmespath.h.
  *
  * The suite (the JSON files of jmespath.test) is third-party text, so it is
- * not kept in this repository: scripts/jmespath-suite.sh fetches it and hands
- * its directory to this program.  Each file is an array of groups
+ * not kept in this repository: the directory holding its files is the one
+ * argument.  Each file is an array of groups
  * {given, cases: [{expression, result | error | bench}]}; a case passes when
  * the expression yields `result` (numbers compared by value, objects without
  * regard to key order) or fails with the named kind of `error`.  Benchmark
