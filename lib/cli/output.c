@@ -182,7 +182,7 @@ int cli_py_float(cli_output_buf *b, double d) {
     for (; *p && *p != 'e'; p++)
       if (*p != '.' && ndig < (int)sizeof mant - 1) mant[ndig++] = *p;
     mant[ndig] = '\0';
-    if (*p == 'e') exp10 = atoi(p + 1);
+    if (*p == 'e') exp10 = (int)strtol(p + 1, NULL, 10);
     while (ndig > 1 && mant[ndig - 1] == '0') mant[--ndig] = '\0';
     decpt = exp10 + 1; /* value = 0.mant * 10^decpt */
     if (decpt > -4 && decpt <= 16) {

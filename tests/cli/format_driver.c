@@ -32,7 +32,13 @@ int main(int argc, char **argv) {
     if (strcmp(argv[i], "--color") == 0) {
       opts.color = 1;
     } else if (strcmp(argv[i], "--width") == 0 && i + 1 < argc) {
-      opts.terminal_width = atoi(argv[++i]);
+      char *end;
+      long width = strtol(argv[++i], &end, 10);
+      if (*end != '\0' || width < 0 || width > 100000) {
+        fprintf(stderr, "bad --width %s\n", argv[i]);
+        return 2;
+      }
+      opts.terminal_width = (int)width;
     } else {
       fprintf(stderr, "unknown argument %s\n", argv[i]);
       return 2;

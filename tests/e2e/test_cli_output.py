@@ -254,6 +254,8 @@ class CliOutputDifferential(unittest.TestCase):
         except Exception as exc:  # the CLI cannot print it: neither may we
             rc, out, err = ours(fmt, title, data, width, color)
             self.assertEqual(rc, 1, f"the CLI fails ({exc!r}); ours printed:\n{out}")
+            # A refusal, not a sanitizer's report that also exits 1.
+            self.assertIn("output cannot show", err)
             return "refused"
         rc, out, err = ours(fmt, title, data, width, color)
         self.assertEqual(rc, 0, err)
