@@ -14,15 +14,18 @@
  *          read back to the same double, "1733000000.123", "1.0", "1e+16",
  *          "1e-05".  An empty object prints nothing at all.
  *   text   tab-separated rows: scalars of an object in key order, prefixed by
- *          the upper-cased name of the member holding it; lists of objects
+ *          the upper-cased name of the member holding it (ASCII letters are
+ *          upper-cased; Python would also upper-case other scripts, which
+ *          KMS member names never use); lists of objects
  *          use the sorted union of their scalar keys as columns; True, False
  *          and None as Python spells them.
  *   table  the CLI's boxed table titled with `title` (the operation name,
  *          e.g. "DescribeKey"); sub-tables per nested member, columns sorted
  *          by name, widths scaled to the widest section; when the table is
  *          wider than `terminal_width`, single-row sections turn vertical.
- *          East Asian wide characters count two columns.  Empty or false
- *          values print nothing.
+ *          East Asian wide characters count two columns (the Unicode tables
+ *          of output_unicode.c, from scripts/gen_cli_unicode.py).  Empty or
+ *          false values print nothing.
  *   yaml   block YAML (AWS CLI v2 only), the look of v2's ruamel.yaml dump:
  *          keys sorted, sequences not indented under their key, strings that
  *          would read back as another type quoted, `{}` and `[]` for empty
