@@ -1,13 +1,35 @@
 /* jmespath_parse.c - turns a JMESPath expression into the syntax tree that
  * jmespath_eval.c walks: a lexer that cuts the whole expression into tokens
- * first, then a top-down operator-precedence parser over them.
+ * first, then a recursive-descent parser over them, written from the
+ * grammar and the precedence of the specification
+ * (https://jmespath.org/specification.html).
+ *
+ * One function per level, loosest first; each parses its operands with the
+ * next one down and loops over its operator, so every binary operator is
+ * left-associative:
+ *
+ *   parse_pipe        expression *( "|" expression )
+ *   parse_or          *( "||" ... )
+ *   parse_and         *( "&&" ... )
+ *   parse_comparison  *( ("==" / "!=" / "<" / "<=" / ">" / ">=") ... )
+ *   parse_operand     a primary, then its suffixes
+ *   parse_primary     name, "quoted", literal, @, (expr), !x, &expr,
+ *                     [list], {hash}, name(args), and *, [], [*], [n],
+ *                     [a:b], [?c] applied to the current node
+ *   parse_suffixes    .name  .*  .[list]  .{hash}  [n]  [a:b]  [*]  []  [?c]
+ *
+ * The five projections ([*], [a:b], *, [] and [?c]) apply a right-hand side
+ * to each element; parse_projected says where that right side ends, and the
+ * `reach` of an operand says which suffixes may still extend it (see their
+ * comments: that is where this grammar needs more than the ABNF says).
  *
  * The expression is whatever the user typed, so the parser never trusts it:
- * its length is capped, every recursion counts its depth, and every node
- * knows the height of its subtree, so a chain like `a.b.c...` (which the
- * loop of the parser builds without recursing) is refused before it could
- * make the evaluator recurse too deeply.  Function names and argument counts
- * are resolved here, once, rather than on every search. */
+ * its length is capped, every recursion passes through descend(), which
+ * counts its depth, and every node knows the height of its subtree, so a
+ * chain like `a.b.c...` (which parse_suffixes builds in a loop, without
+ * recursing) is refused before it could make the evaluator recurse too
+ * deeply.  Function names and argument counts are resolved here, once,
+ * rather than on every search. */
 #include <limits.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -78,7 +100,7 @@ typedef struct parser {
   token *toks;
   size_t n_toks, cap_toks;
   size_t at;         /* index of the current token */
-  unsigned depth;    /* recursion depth of parse_expr */
+  unsigned depth;    /* recursion depth, see descend() */
   jmes_error *err;
 } parser;
 
@@ -258,28 +280,131 @@ static kerr_code lex_raw_string(parser *p, size_t start, size_t end, token *t) {
   return t->literal ? KERR_OK : jmes_oom(p->err);
 }
 
+/* Nonzero when the integer text s[0..n) (an optional '-', then digits, no
+ * leading zeros as JSON requires) lies outside the range of json_int_t
+ * (long long): jansson refuses such an integer. */
+static int int_out_of_range(const char *s, size_t n) {
+  static const char max_pos[] = "9223372036854775807", max_neg[] = "9223372036854775808";
+  int neg = s[0] == '-';
+  const char *digits = s + neg, *limit = neg ? max_neg : max_pos;
+  size_t nd = n - (size_t)neg, nl = sizeof max_pos - 1;
+  if (nd != nl) return nd > nl;
+  return memcmp(digits, limit, nl) > 0;
+}
+
+/* How rewrite_numbers changes the numbers of a JSON text. */
+typedef enum number_rewrite {
+  /* Append ".0" to every integer too large for json_int_t, so that jansson
+   * reads it as a real while every other integer stays exact:
+   * `[1, 99999999999999999999]` is [1, 1e20], not [1.0, 1e20]. */
+  WIDEN_HUGE_INTS,
+  /* Replace every number by 0: the text parses then exactly when it is JSON
+   * apart from the range of its numbers. */
+  ZERO_NUMBERS,
+} number_rewrite;
+
+/* A copy of the JSON text in[0..n) with its numbers (not those inside
+ * strings) rewritten as `how` says; NULL when memory ran out. */
+static char *rewrite_numbers(const char *in, size_t n, number_rewrite how, size_t *out_len) {
+  /* Only integers of 19 digits or more grow, by 2 bytes each. */
+  char *out = malloc(n + 2 * (n / 19 + 1) + 1);
+  size_t o = 0, i = 0;
+  if (!out) return NULL;
+  while (i < n) {
+    if (in[i] == '"') {
+      size_t close = scan_closing(in, n, i, '"');
+      size_t stop = close ? close : n;
+      memcpy(out + o, in + i, stop - i);
+      o += stop - i;
+      i = stop;
+    } else if (in[i] == '-' || (in[i] >= '0' && in[i] <= '9')) {
+      size_t start = i;
+      int integral = 1;
+      while (i < n && (in[i] == '-' || in[i] == '+' || in[i] == '.' || in[i] == 'e' ||
+                       in[i] == 'E' || (in[i] >= '0' && in[i] <= '9'))) {
+        if (in[i] == '.' || in[i] == 'e' || in[i] == 'E') integral = 0;
+        i++;
+      }
+      if (how == ZERO_NUMBERS) {
+        out[o++] = '0';
+        continue;
+      }
+      memcpy(out + o, in + start, i - start);
+      o += i - start;
+      if (integral && i - start > 1 && int_out_of_range(in + start, i - start)) {
+        out[o++] = '.';
+        out[o++] = '0';
+      }
+    } else {
+      out[o++] = in[i++];
+    }
+  }
+  out[o] = '\0';
+  *out_len = o;
+  return out;
+}
+
+/* Parse in[0..n) with rewrite_numbers applied first; *oom set when memory
+ * ran out. */
+static json_t *load_rewritten(const char *in, size_t n, number_rewrite how, json_error_t *jerr,
+                              int *oom) {
+  size_t len = 0;
+  char *text = rewrite_numbers(in, n, how, &len);
+  json_t *v;
+  if (!text) {
+    *oom = 1;
+    return NULL;
+  }
+  v = json_loadb(text, len, JSON_DECODE_ANY | JSON_ALLOW_NUL, jerr);
+  free(text);
+  return v;
+}
+
+/* The JSON text in[0..n) as a value, or NULL: with *overflow set when it is
+ * JSON but holds a real beyond double (1e400: JSON cannot write infinity
+ * either), with *oom set when memory ran out, and with neither when it is
+ * not JSON.  Integers beyond 64 bits become reals, and only they. */
+static json_t *load_json(const char *in, size_t n, int *overflow, int *oom) {
+  json_error_t jerr;
+  json_t *v = json_loadb(in, n, JSON_DECODE_ANY | JSON_ALLOW_NUL, &jerr);
+  *overflow = 0;
+  *oom = 0;
+  if (!v && json_error_code(&jerr) == json_error_numeric_overflow) {
+    v = load_rewritten(in, n, WIDEN_HUGE_INTS, &jerr, oom);
+    if (!v && !*oom && json_error_code(&jerr) == json_error_numeric_overflow) {
+      /* jansson stops at the first number out of range, before it knows
+       * whether the rest is JSON at all (` 1e400x` is the old form's
+       * string): only JSON apart from its numbers is an overflow. */
+      json_t *shape = load_rewritten(in, n, ZERO_NUMBERS, &jerr, oom);
+      *overflow = shape != NULL;
+      json_decref(shape);
+    }
+  }
+  if (!v && json_error_code(&jerr) == json_error_out_of_memory) *oom = 1;
+  return v;
+}
+
 /* A JSON literal `like this`: \` is a backtick, the rest is JSON.  Text that
  * is not JSON is taken, as the specification's older form allowed, as the
- * body of a JSON string (`foo` is "foo"), after leading white space. */
+ * body of a JSON string (`foo` is "foo"), after leading white space.  A
+ * number out of range is an error, not a string of its digits. */
 static kerr_code lex_json_literal(parser *p, size_t start, size_t end, token *t) {
   const char *body = p->src + start + 1;
   size_t n = end - start - 2, o = 0, skip = 0, bad = 0;
   char *buf = malloc(n + 1);
   jmes_str s = {0};
-  int rc;
+  int rc, overflow = 0, oom = 0;
   if (!buf) return jmes_oom(p->err);
   for (size_t i = 0; i < n; i++) {
     if (body[i] == '\\' && i + 1 < n && body[i + 1] == '`') i++;
     buf[o++] = body[i];
   }
   buf[o] = '\0';
-  t->literal = json_loadb(buf, o, JSON_DECODE_ANY | JSON_ALLOW_NUL, NULL);
-  /* jansson refuses integers beyond 64 bits; as a real they still mean
-   * what they say. */
-  if (!t->literal)
-    t->literal = json_loadb(buf, o, JSON_DECODE_ANY | JSON_ALLOW_NUL | JSON_DECODE_INT_AS_REAL, NULL);
-  if (t->literal) {
+  t->literal = load_json(buf, o, &overflow, &oom);
+  if (t->literal || overflow || oom) {
     free(buf);
+    if (oom) return jmes_oom(p->err);
+    if (overflow) return syntax_error_at(p, start, "number out of range in JSON literal");
     return KERR_OK;
   }
   while (skip < o && (buf[skip] == ' ' || buf[skip] == '\t' || buf[skip] == '\n' ||
@@ -471,66 +596,88 @@ static kerr_code make_node(parser *p, jmes_node_kind kind, jmes_node *lhs, jmes_
 
 /* ---- parser ----------------------------------------------------------- */
 
-/* How tightly each token binds as an infix operator; 0 ends an expression.
- * Tokens below PROJECTION_STOP end the right side of a projection. */
-#define PROJECTION_STOP 10
-
-static int binding_power(tok_kind k) {
-  switch (k) {
-    case TK_PIPE: return 1;
-    case TK_OR: return 2;
-    case TK_AND: return 3;
-    case TK_EQ: case TK_NE: case TK_LT: case TK_LE: case TK_GT: case TK_GE: return 5;
-    case TK_FLATTEN: return 9;
-    case TK_STAR: return 20;
-    case TK_FILTER: return 21;
-    case TK_DOT: return 40;
-    case TK_NOT: return 45;
-    case TK_LBRACE: return 50;
-    case TK_LBRACKET: return 55;
-    case TK_LPAREN: return 60;
-    default: return 0;
-  }
-}
+/* Which suffixes may still extend an operand (see parse_suffixes), from
+ * the most to the fewest.  Each reach below takes a subset of the one
+ * above it, so they are ordered and compared with '<'. */
+typedef enum reach {
+  /* An operand of |, ||, && or a comparison: every suffix applies. */
+  REACH_ALL,
+  /* The right side of a [*], [a:b], * or [] projection: it goes on through
+   * '.name', '[n]', '[*]', '[a:b]' and '[?...]', but a '[]' flattens the
+   * projection's whole result, so it ends the right side (as do |, ||, &&
+   * and the comparators, which no suffix loop takes). */
+  REACH_PROJECTED,
+  /* The right side of a filter projection also ends at a second filter:
+   * `a[?x].b[?y]` filters the projection's result, not each b.  This is
+   * how the widely used implementations read it (the AWS CLI's among
+   * them), so a query means the same here as there. */
+  REACH_FILTERED,
+  /* The right side of '.', of the values projection 'x.*' and the operand
+   * of '!': only bracket suffixes ('[n]', '[*]', '[a:b]').  A further '.'
+   * belongs to the enclosing chain, which makes a.b.c left-associative;
+   * `!a.b` reads as `(!a).b` and `a.*.b.c` as `(a.*.b).c`, again as the
+   * widely used implementations read them. */
+  REACH_TIGHT,
+} reach;
 
 static token *current(parser *p) { return &p->toks[p->at]; }
 
-static tok_kind peek_kind(parser *p, size_t ahead) {
+static tok_kind kind_at(const parser *p, size_t ahead) {
   size_t i = p->at + ahead;
   return i < p->n_toks ? p->toks[i].kind : TK_EOF;
 }
 
-static token *advance(parser *p) {
+static token *take(parser *p) {
   token *t = &p->toks[p->at];
   if (t->kind != TK_EOF) p->at++;
   return t;
 }
 
-static kerr_code unexpected(parser *p, const token *t, const char *expected) {
-  int shown = (int)(t->end - t->pos > 40 ? 40 : t->end - t->pos);
-  if (t->kind == TK_EOF)
-    return syntax_error_at(p, t->pos, "expected %s, found end of expression", expected);
-  return syntax_error_at(p, t->pos, "expected %s, found %s '%.*s'", expected, tok_name(t->kind),
-                         shown, p->src + t->pos);
+/* Bytes of the token at `t` to quote in a message: at most 40, and never
+ * half a UTF-8 character, so that the message stays valid UTF-8 wherever it
+ * is copied (JSON error bodies included).  The expression was checked to be
+ * valid UTF-8 and tokens start on character boundaries, so stepping back
+ * over continuation bytes (10xxxxxx) lands on one. */
+static int excerpt_len(const parser *p, const token *t) {
+  size_t n = t->end - t->pos;
+  if (n > 40) {
+    n = 40;
+    while (n > 0 && ((unsigned char)p->src[t->pos + n] & 0xc0) == 0x80) n--;
+  }
+  return (int)n;
 }
 
-static kerr_code expect(parser *p, tok_kind kind) {
+static kerr_code unexpected(parser *p, const token *t, const char *wanted) {
+  if (t->kind == TK_EOF)
+    return syntax_error_at(p, t->pos, "expected %s, found end of expression", wanted);
+  return syntax_error_at(p, t->pos, "expected %s, found %s '%.*s'", wanted, tok_name(t->kind),
+                         excerpt_len(p, t), p->src + t->pos);
+}
+
+static kerr_code need(parser *p, tok_kind kind) {
   if (current(p)->kind != kind) return unexpected(p, current(p), tok_name(kind));
-  advance(p);
+  take(p);
   return KERR_OK;
 }
 
-static kerr_code parse_expr(parser *p, int rbp, jmes_node **out);
-
-static kerr_code current_node(parser *p, jmes_node **out) {
+static kerr_code at_current(parser *p, jmes_node **out) {
   return make_node(p, JN_CURRENT, NULL, NULL, out);
 }
 
-/* What follows a projection ([*], *, [], [?...]): the expression applied to
- * each element, or `@` when the next token ends the projection. */
-static kerr_code parse_projection_rhs(parser *p, int rbp, jmes_node **out);
+/* Every recursion of the parser passes through descend/ascend: a hostile
+ * expression gets a RESOURCE error instead of exhausting the stack. */
+static kerr_code descend(parser *p) {
+  if (++p->depth > JMES_NEST_MAX)
+    return jmes_fail(p->err, JMES_ERR_RESOURCE,
+                     "Bad jmespath expression: nested deeper than %u levels", JMES_NEST_MAX);
+  return KERR_OK;
+}
 
-static kerr_code parse_dot_rhs(parser *p, int rbp, jmes_node **out);
+static void ascend(parser *p) { p->depth--; }
+
+static kerr_code parse_pipe(parser *p, jmes_node **out);
+static kerr_code parse_operand(parser *p, reach r, jmes_node **out);
+static kerr_code parse_projected(parser *p, reach r, jmes_node **out);
 
 /* Append `item` (taken) to n->items; on failure frees it. */
 static kerr_code add_item(parser *p, jmes_node *n, jmes_node *item, size_t *cap) {
@@ -557,212 +704,84 @@ static kerr_code add_item(parser *p, jmes_node *n, jmes_node *item, size_t *cap)
   return KERR_OK;
 }
 
-/* [a, b, ...] once its '[' is consumed. */
-static kerr_code parse_multi_list(parser *p, jmes_node **out) {
-  jmes_node *n = NULL, *item = NULL;
+/* A comma-separated list of full expressions closed by `close`, the
+ * opening token already taken: the items of a multiselect list, or a
+ * function's arguments (which may be none).  Multiselect hashes have keys
+ * and their own loop. */
+static kerr_code parse_items(parser *p, jmes_node *n, tok_kind close, int may_be_empty) {
   size_t cap = 0;
-  kerr_code rc = make_node(p, JN_MULTI_LIST, NULL, NULL, &n);
-  while (rc == KERR_OK) {
-    rc = parse_expr(p, 0, &item);
+  kerr_code rc = KERR_OK;
+  if (may_be_empty && current(p)->kind == close) return need(p, close);
+  for (;;) {
+    jmes_node *item = NULL;
+    rc = parse_pipe(p, &item);
     if (rc == KERR_OK) rc = add_item(p, n, item, &cap);
-    if (rc != KERR_OK || current(p)->kind == TK_RBRACKET) break;
-    rc = expect(p, TK_COMMA);
+    if (rc != KERR_OK || current(p)->kind != TK_COMMA) break;
+    take(p);
   }
-  if (rc == KERR_OK) rc = expect(p, TK_RBRACKET);
-  if (rc == KERR_OK) rc = seal_height(p, n);
-  if (rc != KERR_OK) {
-    node_free(n);
-    n = NULL;
-  }
-  *out = n;
+  if (rc == KERR_OK) rc = need(p, close);
   return rc;
 }
 
-/* {key: expr, ...} once its '{' is consumed. */
+/* multi-select-list = "[" expression *( "," expression ) "]", '[' taken. */
+static kerr_code parse_multi_list(parser *p, jmes_node **out) {
+  kerr_code rc = make_node(p, JN_MULTI_LIST, NULL, NULL, out);
+  if (rc == KERR_OK) rc = parse_items(p, *out, TK_RBRACKET, 0);
+  if (rc == KERR_OK) rc = seal_height(p, *out);
+  if (rc != KERR_OK) {
+    node_free(*out);
+    *out = NULL;
+  }
+  return rc;
+}
+
+/* multi-select-hash = "{" key ":" expression *( "," key ":" expression )
+ * "}", '{' taken; a key is an identifier, quoted or not. */
 static kerr_code parse_multi_hash(parser *p, jmes_node **out) {
-  jmes_node *n = NULL, *item = NULL;
   size_t cap = 0;
-  kerr_code rc = make_node(p, JN_MULTI_HASH, NULL, NULL, &n);
+  kerr_code rc = make_node(p, JN_MULTI_HASH, NULL, NULL, out);
   while (rc == KERR_OK) {
     token *key = current(p);
+    jmes_node *value = NULL;
     if (key->kind != TK_IDENT && key->kind != TK_QIDENT) {
       rc = unexpected(p, key, "a key (identifier)");
       break;
     }
-    advance(p);
-    rc = expect(p, TK_COLON);
-    if (rc == KERR_OK) rc = parse_expr(p, 0, &item);
-    if (rc == KERR_OK) rc = add_item(p, n, item, &cap);
+    take(p);
+    rc = need(p, TK_COLON);
+    if (rc == KERR_OK) rc = parse_pipe(p, &value);
+    if (rc == KERR_OK) rc = add_item(p, *out, value, &cap);
     if (rc != KERR_OK) break;
-    n->keys[n->n_items - 1] = key->text;
+    (*out)->keys[(*out)->n_items - 1] = key->text;
     key->text = (jmes_str){0};
-    if (current(p)->kind == TK_RBRACE) break;
-    rc = expect(p, TK_COMMA);
+    if (current(p)->kind != TK_COMMA) break;
+    take(p);
   }
-  if (rc == KERR_OK) rc = expect(p, TK_RBRACE);
-  if (rc == KERR_OK) rc = seal_height(p, n);
+  if (rc == KERR_OK) rc = need(p, TK_RBRACE);
+  if (rc == KERR_OK) rc = seal_height(p, *out);
   if (rc != KERR_OK) {
-    node_free(n);
-    n = NULL;
-  }
-  *out = n;
-  return rc;
-}
-
-/* [n] or [a:b:c] once its '[' is consumed and a number or ':' is next. */
-static kerr_code parse_index(parser *p, jmes_node **out) {
-  jmes_node *n = NULL;
-  kerr_code rc;
-  *out = NULL;
-  if (current(p)->kind == TK_NUMBER && peek_kind(p, 1) != TK_COLON) {
-    rc = make_node(p, JN_INDEX, NULL, NULL, &n);
-    if (rc != KERR_OK) return rc;
-    n->index = advance(p)->number;
-  } else {
-    int part = 0;
-    rc = make_node(p, JN_SLICE, NULL, NULL, &n);
-    if (rc != KERR_OK) return rc;
-    while (rc == KERR_OK && current(p)->kind != TK_RBRACKET) {
-      token *t = current(p);
-      if (t->kind == TK_COLON && part < 2) {
-        part++;
-        advance(p);
-      } else if (t->kind == TK_NUMBER && !n->slice_given[part]) {
-        n->slice[part] = t->number;
-        n->slice_given[part] = 1;
-        advance(p);
-      } else {
-        rc = unexpected(p, t, part < 2 ? "a number, ':' or ']'" : "a number or ']'");
-      }
-    }
-    if (rc == KERR_OK && n->slice_given[2] && n->slice[2] == 0)
-      rc = jmes_fail(p->err, JMES_ERR_INVALID_VALUE, "jmespath: slice step cannot be 0");
-  }
-  if (rc == KERR_OK) rc = expect(p, TK_RBRACKET);
-  if (rc != KERR_OK) {
-    node_free(n);
-    return rc;
-  }
-  *out = n;
-  return KERR_OK;
-}
-
-/* lhs[index] or, for a slice, the projection lhs[a:b:c] -> rhs. */
-static kerr_code parse_indexed(parser *p, jmes_node *lhs, jmes_node **out) {
-  jmes_node *index = NULL, *indexed = NULL, *rhs = NULL;
-  kerr_code rc = parse_index(p, &index);
-  int is_slice = rc == KERR_OK && index->kind == JN_SLICE;
-  *out = NULL;
-  if (rc != KERR_OK) {
-    node_free(lhs);
-    return rc;
-  }
-  rc = make_node(p, JN_INDEX_EXPR, lhs, index, &indexed);
-  if (rc != KERR_OK || !is_slice) {
-    *out = indexed;
-    return rc;
-  }
-  rc = parse_projection_rhs(p, binding_power(TK_STAR), &rhs);
-  if (rc != KERR_OK) {
-    node_free(indexed);
-    return rc;
-  }
-  return make_node(p, JN_PROJECT_LIST, indexed, rhs, out);
-}
-
-/* lhs[?cond] -> rhs once '[?' is consumed. */
-static kerr_code parse_filter(parser *p, jmes_node *lhs, jmes_node **out) {
-  jmes_node *cond = NULL, *rhs = NULL, *n = NULL;
-  kerr_code rc = parse_expr(p, 0, &cond);
-  if (rc == KERR_OK) rc = expect(p, TK_RBRACKET);
-  if (rc == KERR_OK) {
-    if (current(p)->kind == TK_FLATTEN) rc = current_node(p, &rhs);
-    else rc = parse_projection_rhs(p, binding_power(TK_FILTER), &rhs);
-  }
-  if (rc == KERR_OK) {
-    rc = make_node(p, JN_PROJECT_FILTER, lhs, rhs, &n);
-    lhs = rhs = NULL;
-  }
-  if (rc == KERR_OK) {
-    n->cond = cond;
-    cond = NULL;
-    rc = seal_height(p, n);
-  }
-  if (rc != KERR_OK) {
-    node_free(n);
-    n = NULL;
-  }
-  node_free(lhs);
-  node_free(rhs);
-  node_free(cond);
-  *out = n;
-  return rc;
-}
-
-/* lhs -> rhs over the elements of an array (kind JN_PROJECT_LIST) or the
- * values of an object (JN_PROJECT_VALUES), rhs parsed here. */
-static kerr_code parse_projection(parser *p, jmes_node_kind kind, jmes_node *lhs, int rbp,
-                                  jmes_node **out) {
-  jmes_node *rhs = NULL;
-  kerr_code rc = parse_projection_rhs(p, rbp, &rhs);
-  if (rc != KERR_OK) {
-    node_free(lhs);
+    node_free(*out);
     *out = NULL;
-    return rc;
   }
-  return make_node(p, kind, lhs, rhs, out);
+  return rc;
 }
 
-static kerr_code parse_projection_rhs(parser *p, int rbp, jmes_node **out) {
-  tok_kind k = current(p)->kind;
-  *out = NULL;
-  if (binding_power(k) < PROJECTION_STOP) return current_node(p, out);
-  if (k == TK_LBRACKET || k == TK_FILTER) return parse_expr(p, rbp, out);
-  if (k == TK_DOT) {
-    advance(p);
-    return parse_dot_rhs(p, rbp, out);
+/* function-expression = name "(" [ expression *( "," expression ) ] ")",
+ * with the name token taken and '(' current.  The function is looked up and
+ * its argument count checked here, once per compile. */
+static kerr_code parse_call(parser *p, const token *name, jmes_node **out) {
+  jmes_node *n = NULL;
+  kerr_code rc = make_node(p, JN_FUNCTION, NULL, NULL, &n);
+  if (rc == KERR_OK) {
+    take(p);
+    rc = parse_items(p, n, TK_RPAREN, 1);
   }
-  return unexpected(p, current(p), "'.', '[', '[?' or the end of the projection");
-}
-
-static kerr_code parse_dot_rhs(parser *p, int rbp, jmes_node **out) {
-  tok_kind k = current(p)->kind;
-  *out = NULL;
-  if (k == TK_IDENT || k == TK_QIDENT || k == TK_STAR) return parse_expr(p, rbp, out);
-  if (k == TK_LBRACKET) {
-    advance(p);
-    return parse_multi_list(p, out);
-  }
-  if (k == TK_LBRACE) {
-    advance(p);
-    return parse_multi_hash(p, out);
-  }
-  return unexpected(p, current(p), "an identifier, '*', '[' or '{' after '.'");
-}
-
-/* name(args...) once '(' is consumed; `name` is the JN_FIELD before it. */
-static kerr_code parse_call(parser *p, jmes_node *name, size_t name_pos, jmes_node **out) {
-  jmes_node *n = NULL, *arg = NULL;
-  size_t cap = 0;
-  kerr_code rc;
-  *out = NULL;
-  if (name->kind != JN_FIELD) {
-    node_free(name);
-    return syntax_error_at(p, name_pos, "only a plain name can be called as a function");
-  }
-  rc = make_node(p, JN_FUNCTION, NULL, NULL, &n);
-  while (rc == KERR_OK && current(p)->kind != TK_RPAREN) {
-    if (n->n_items > 0) rc = expect(p, TK_COMMA);
-    if (rc == KERR_OK) rc = parse_expr(p, 0, &arg);
-    if (rc == KERR_OK) rc = add_item(p, n, arg, &cap);
-  }
-  if (rc == KERR_OK) rc = expect(p, TK_RPAREN);
   if (rc == KERR_OK) rc = seal_height(p, n);
   if (rc == KERR_OK) {
-    n->func = jmes_function_find(name->name.s, name->name.len);
+    n->func = jmes_function_find(name->text.s, name->text.len);
     if (!n->func) {
       rc = jmes_fail(p->err, JMES_ERR_UNKNOWN_FUNCTION, "jmespath: unknown function %.64s()",
-                     name->name.s);
+                     name->text.s);
     } else if (n->n_items < n->func->min_args || n->n_items > n->func->max_args) {
       if (n->func->max_args == SIZE_MAX)
         rc = jmes_fail(p->err, JMES_ERR_INVALID_ARITY,
@@ -774,166 +793,376 @@ static kerr_code parse_call(parser *p, jmes_node *name, size_t name_pos, jmes_no
                        n->func->max_args, n->n_items);
     }
   }
-  node_free(name);
   if (rc != KERR_OK) {
     node_free(n);
-    return rc;
+    n = NULL;
   }
   *out = n;
-  return KERR_OK;
+  return rc;
 }
 
-/* A token in prefix position. */
-static kerr_code parse_nud(parser *p, jmes_node **out) {
-  token *t = advance(p);
-  jmes_node *n = NULL, *inner = NULL;
+/* The inside of a bracket suffix once '[' is taken and a number or ':' is
+ * next: index = "[" number "]", slice = "[" [number] ":" [number]
+ * [":" [number]] "]".  A step of 0 is refused here, at compile time, as the
+ * specification asks (error kind invalid-value). */
+static kerr_code parse_index_or_slice(parser *p, jmes_node **out) {
+  jmes_node *n = NULL;
+  kerr_code rc;
+  if (current(p)->kind == TK_NUMBER && kind_at(p, 1) != TK_COLON) {
+    rc = make_node(p, JN_INDEX, NULL, NULL, &n);
+    if (rc == KERR_OK) n->index = take(p)->number;
+  } else {
+    unsigned part = 0;
+    rc = make_node(p, JN_SLICE, NULL, NULL, &n);
+    /* Up to three numbers, in the places the colons leave for them. */
+    while (rc == KERR_OK && current(p)->kind != TK_RBRACKET) {
+      token *t = current(p);
+      if (t->kind == TK_COLON && part < 2) {
+        part++;
+      } else if (t->kind == TK_NUMBER && !n->slice_given[part]) {
+        n->slice[part] = t->number;
+        n->slice_given[part] = 1;
+      } else {
+        rc = unexpected(p, t, part < 2 ? "a number, ':' or ']'" : "a number or ']'");
+        break;
+      }
+      take(p);
+    }
+    if (rc == KERR_OK && n->slice_given[2] && n->slice[2] == 0)
+      rc = jmes_fail(p->err, JMES_ERR_INVALID_VALUE, "jmespath: slice step cannot be 0");
+  }
+  if (rc == KERR_OK) rc = need(p, TK_RBRACKET);
+  if (rc != KERR_OK) {
+    node_free(n);
+    n = NULL;
+  }
+  *out = n;
+  return rc;
+}
+
+/* Make `base` (taken) the left side of a projection of `kind` and parse the
+ * projection's right side, which reaches as far as `r` says. */
+static kerr_code project(parser *p, jmes_node_kind kind, jmes_node *base, reach r,
+                         jmes_node **out) {
+  jmes_node *rhs = NULL;
+  kerr_code rc = parse_projected(p, r, &rhs);
+  if (rc != KERR_OK) {
+    node_free(base);
+    *out = NULL;
+    return rc;
+  }
+  return make_node(p, kind, base, rhs, out);
+}
+
+/* A bracket suffix of `base` (taken), '[' taken: base[n] is an index,
+ * base[a:b] and base[*] project over the array. */
+static kerr_code parse_bracket_suffix(parser *p, jmes_node *base, jmes_node **out) {
+  jmes_node *inner = NULL;
+  kerr_code rc;
+  tok_kind k = current(p)->kind;
+  *out = NULL;
+  if (k == TK_STAR) {
+    take(p);
+    rc = need(p, TK_RBRACKET);
+    if (rc != KERR_OK) {
+      node_free(base);
+      return rc;
+    }
+    return project(p, JN_PROJECT_LIST, base, REACH_PROJECTED, out);
+  }
+  if (k != TK_NUMBER && k != TK_COLON) {
+    node_free(base);
+    return unexpected(p, current(p), "a number, ':' or '*'");
+  }
+  rc = parse_index_or_slice(p, &inner);
+  if (rc != KERR_OK) {
+    node_free(base);
+    return rc;
+  }
+  if (inner->kind == JN_INDEX) return make_node(p, JN_INDEX_EXPR, base, inner, out);
+  rc = make_node(p, JN_INDEX_EXPR, base, inner, &base);
+  if (rc != KERR_OK) return rc;
+  return project(p, JN_PROJECT_LIST, base, REACH_PROJECTED, out);
+}
+
+/* base[?condition] rhs, '[?' taken: a projection over the elements of base
+ * for which the condition holds. */
+static kerr_code parse_filter(parser *p, jmes_node *base, jmes_node **out) {
+  jmes_node *cond = NULL, *n = NULL;
+  kerr_code rc = parse_pipe(p, &cond);
+  if (rc == KERR_OK) rc = need(p, TK_RBRACKET);
+  if (rc == KERR_OK) {
+    rc = project(p, JN_PROJECT_FILTER, base, REACH_FILTERED, &n);
+    base = NULL;
+  }
+  if (rc == KERR_OK) {
+    n->cond = cond;
+    cond = NULL;
+    rc = seal_height(p, n);
+  }
+  if (rc != KERR_OK) {
+    node_free(n);
+    n = NULL;
+  }
+  node_free(base);
+  node_free(cond);
+  *out = n;
+  return rc;
+}
+
+/* base[] rhs, '[]' taken: base flattened one level, then projected. */
+static kerr_code parse_flatten(parser *p, jmes_node *base, jmes_node **out) {
+  kerr_code rc = make_node(p, JN_FLATTEN, base, NULL, &base);
+  if (rc != KERR_OK) {
+    *out = NULL;
+    return rc;
+  }
+  return project(p, JN_PROJECT_LIST, base, REACH_PROJECTED, out);
+}
+
+/* What may follow a '.', which is taken: a name (or a function call), '*'
+ * (a projection over an object's values), a multiselect list or hash.
+ * `r` is how far the name may be extended: REACH_TIGHT after a plain '.',
+ * the projection's own reach at the start of its right side. */
+static kerr_code parse_after_dot(parser *p, reach r, jmes_node **out) {
+  jmes_node *at = NULL;
+  kerr_code rc;
+  *out = NULL;
+  switch (current(p)->kind) {
+    case TK_IDENT:
+    case TK_QIDENT: return parse_operand(p, r, out);
+    case TK_STAR:
+      take(p);
+      rc = at_current(p, &at);
+      if (rc == KERR_OK) rc = project(p, JN_PROJECT_VALUES, at, REACH_PROJECTED, out);
+      return rc;
+    case TK_LBRACKET: take(p); return parse_multi_list(p, out);
+    case TK_LBRACE: take(p); return parse_multi_hash(p, out);
+    default: return unexpected(p, current(p), "an identifier, '*', '[' or '{' after '.'");
+  }
+}
+
+/* The right side of a projection: what is applied to each element.  The
+ * specification describes a projection as going on until something ends
+ * it.  Here it starts only with '.', '[' or '[?' and is otherwise empty
+ * (the element itself, '@'); once started, it takes the suffixes `r`
+ * allows.  Whatever follows then belongs to the expression around the
+ * projection: '|', '||', '&&' and the comparators take the projection's
+ * result, and so does '[]', which flattens that result.  A '[' that opens
+ * the right side starts an expression of its own over the element
+ * (`a[*][0]`, `a[*][b, c]`, `a[*][*]`, `a[?x][?y]`); a '.[' or '.{' opens a
+ * multiselect that nothing extends (`a[*].[b][0]` indexes the projection's
+ * result). */
+static kerr_code parse_projected(parser *p, reach r, jmes_node **out) {
+  kerr_code rc = descend(p);
+  *out = NULL;
+  if (rc == KERR_OK) {
+    switch (current(p)->kind) {
+      case TK_DOT:
+        take(p);
+        rc = parse_after_dot(p, r, out);
+        break;
+      case TK_LBRACKET:
+      case TK_FILTER: rc = parse_operand(p, r, out); break;
+      default: rc = at_current(p, out); break;
+    }
+  }
+  ascend(p);
+  return rc;
+}
+
+/* The suffixes that extend `base` (taken) into *out, as far as `r` allows:
+ * '.' after something, bracket suffixes, filters and flattens.  A loop, not
+ * a recursion, so a long a.b.c... chain costs no stack; make_node still
+ * refuses a tree taller than JMES_NEST_MAX. */
+static kerr_code parse_suffixes(parser *p, jmes_node *base, reach r, jmes_node **out) {
+  kerr_code rc = KERR_OK;
+  while (rc == KERR_OK) {
+    tok_kind k = current(p)->kind;
+    if (k == TK_DOT && r < REACH_TIGHT && kind_at(p, 1) == TK_STAR) {
+      /* base.* projects over base's values. */
+      take(p);
+      take(p);
+      rc = project(p, JN_PROJECT_VALUES, base, REACH_TIGHT, &base);
+    } else if (k == TK_DOT && r < REACH_TIGHT) {
+      jmes_node *rhs = NULL;
+      take(p);
+      rc = parse_after_dot(p, REACH_TIGHT, &rhs);
+      if (rc == KERR_OK) rc = make_node(p, JN_SUBEXPR, base, rhs, &base);
+      else node_free(base);
+    } else if (k == TK_LBRACKET) {
+      take(p);
+      rc = parse_bracket_suffix(p, base, &base);
+    } else if (k == TK_FILTER && r < REACH_FILTERED) {
+      take(p);
+      rc = parse_filter(p, base, &base);
+    } else if (k == TK_FLATTEN && r == REACH_ALL) {
+      take(p);
+      rc = parse_flatten(p, base, &base);
+    } else {
+      break;
+    }
+    /* Each step above has freed base if it failed. */
+    if (rc != KERR_OK) base = NULL;
+  }
+  *out = base;
+  return rc;
+}
+
+/* What an operand starts with (the specification's terminal forms and
+ * everything written with a prefix), taken into *out. */
+static kerr_code parse_primary(parser *p, jmes_node **out) {
+  token *t = take(p);
+  jmes_node *at = NULL, *inner = NULL;
   kerr_code rc;
   *out = NULL;
   switch (t->kind) {
     case TK_LITERAL:
-      rc = make_node(p, JN_LITERAL, NULL, NULL, &n);
-      if (rc != KERR_OK) return rc;
-      n->literal = t->literal;
-      t->literal = NULL;
-      break;
+      rc = make_node(p, JN_LITERAL, NULL, NULL, out);
+      if (rc == KERR_OK) {
+        (*out)->literal = t->literal;
+        t->literal = NULL;
+      }
+      return rc;
+    case TK_IDENT:
+      /* Only an unquoted name followed at once by '(' calls a function. */
+      if (current(p)->kind == TK_LPAREN) return parse_call(p, t, out);
+      /* fall through */
     case TK_QIDENT:
       if (current(p)->kind == TK_LPAREN)
         return syntax_error_at(p, t->pos, "a quoted identifier cannot name a function");
-      /* fall through */
-    case TK_IDENT:
-      rc = make_node(p, JN_FIELD, NULL, NULL, &n);
-      if (rc != KERR_OK) return rc;
-      n->name = t->text;
-      t->text = (jmes_str){0};
-      break;
-    case TK_CURRENT: rc = current_node(p, &n); break;
-    case TK_STAR:
-      rc = current_node(p, &inner);
-      if (rc == KERR_OK) rc = parse_projection(p, JN_PROJECT_VALUES, inner, binding_power(TK_STAR), &n);
-      break;
-    case TK_FLATTEN:
-      rc = current_node(p, &inner);
-      if (rc == KERR_OK) rc = make_node(p, JN_FLATTEN, inner, NULL, &inner);
-      if (rc == KERR_OK) rc = parse_projection(p, JN_PROJECT_LIST, inner, binding_power(TK_FLATTEN), &n);
-      break;
-    case TK_FILTER:
-      rc = current_node(p, &inner);
-      if (rc == KERR_OK) rc = parse_filter(p, inner, &n);
-      break;
-    case TK_LBRACKET:
-      if (current(p)->kind == TK_NUMBER || current(p)->kind == TK_COLON) {
-        rc = current_node(p, &inner);
-        if (rc == KERR_OK) rc = parse_indexed(p, inner, &n);
-      } else if (current(p)->kind == TK_STAR && peek_kind(p, 1) == TK_RBRACKET) {
-        advance(p);
-        advance(p);
-        rc = current_node(p, &inner);
-        if (rc == KERR_OK) rc = parse_projection(p, JN_PROJECT_LIST, inner, binding_power(TK_STAR), &n);
-      } else {
-        rc = parse_multi_list(p, &n);
+      rc = make_node(p, JN_FIELD, NULL, NULL, out);
+      if (rc == KERR_OK) {
+        (*out)->name = t->text;
+        t->text = (jmes_str){0};
       }
-      break;
-    case TK_LBRACE: rc = parse_multi_hash(p, &n); break;
+      return rc;
+    case TK_CURRENT: return at_current(p, out);
+    case TK_LBRACE: return parse_multi_hash(p, out);
     case TK_LPAREN:
-      rc = parse_expr(p, 0, &n);
-      if (rc == KERR_OK) rc = expect(p, TK_RPAREN);
+      rc = parse_pipe(p, out);
+      if (rc == KERR_OK) rc = need(p, TK_RPAREN);
       break;
     case TK_NOT:
-      rc = parse_expr(p, binding_power(TK_NOT), &inner);
-      if (rc == KERR_OK) rc = make_node(p, JN_NOT, inner, NULL, &n);
-      break;
+      /* `!` applies to what follows it extended only by bracket suffixes:
+       * `!a[0]` is !(a[0]) but `!a.b` is (!a).b. */
+      rc = descend(p);
+      if (rc == KERR_OK) rc = parse_operand(p, REACH_TIGHT, &inner);
+      ascend(p);
+      if (rc == KERR_OK) rc = make_node(p, JN_NOT, inner, NULL, out);
+      return rc;
     case TK_EXPREF:
-      rc = parse_expr(p, 0, &inner);
-      if (rc == KERR_OK) rc = make_node(p, JN_EXPREF, inner, NULL, &n);
-      break;
+      /* `&` takes a whole expression: it ends only where a function
+       * argument does, at ',' or ')'. */
+      rc = parse_pipe(p, &inner);
+      if (rc == KERR_OK) rc = make_node(p, JN_EXPREF, inner, NULL, out);
+      return rc;
+    case TK_STAR:
+    case TK_FLATTEN:
+    case TK_FILTER:
+    case TK_LBRACKET:
+      /* `*`, `[]`, `[?..]`, `[*]`, `[n]` and `[a:b]` with nothing before
+       * them apply to the current node; a '[' followed by anything else
+       * opens a multiselect list. */
+      if (t->kind == TK_LBRACKET && current(p)->kind != TK_NUMBER && current(p)->kind != TK_COLON &&
+          !(current(p)->kind == TK_STAR && kind_at(p, 1) == TK_RBRACKET))
+        return parse_multi_list(p, out);
+      rc = at_current(p, &at);
+      if (rc != KERR_OK) return rc;
+      if (t->kind == TK_STAR) return project(p, JN_PROJECT_VALUES, at, REACH_PROJECTED, out);
+      if (t->kind == TK_FLATTEN) return parse_flatten(p, at, out);
+      if (t->kind == TK_FILTER) return parse_filter(p, at, out);
+      return parse_bracket_suffix(p, at, out);
     default: return unexpected(p, t, "an expression");
   }
   if (rc != KERR_OK) {
-    node_free(n);
-    return rc;
+    node_free(*out);
+    *out = NULL;
   }
-  *out = n;
-  return KERR_OK;
+  return rc;
 }
 
-static jmes_cmp comparator(tok_kind k) {
-  switch (k) {
-    case TK_NE: return JC_NE;
-    case TK_LT: return JC_LT;
-    case TK_LE: return JC_LE;
-    case TK_GT: return JC_GT;
-    case TK_GE: return JC_GE;
-    default: return JC_EQ;
-  }
-}
-
-/* A token in infix position after `lhs` (taken). */
-static kerr_code parse_led(parser *p, jmes_node *lhs, jmes_node **out) {
-  token *t = advance(p);
-  jmes_node *rhs = NULL;
-  jmes_node_kind kind;
-  kerr_code rc;
-  *out = NULL;
-  switch (t->kind) {
-    case TK_DOT:
-      if (current(p)->kind == TK_STAR) {
-        advance(p);
-        return parse_projection(p, JN_PROJECT_VALUES, lhs, binding_power(TK_DOT), out);
-      }
-      rc = parse_dot_rhs(p, binding_power(TK_DOT), &rhs);
-      kind = JN_SUBEXPR;
-      break;
-    case TK_PIPE: kind = JN_PIPE; rc = parse_expr(p, binding_power(t->kind), &rhs); break;
-    case TK_OR: kind = JN_OR; rc = parse_expr(p, binding_power(t->kind), &rhs); break;
-    case TK_AND: kind = JN_AND; rc = parse_expr(p, binding_power(t->kind), &rhs); break;
-    case TK_EQ: case TK_NE: case TK_LT: case TK_LE: case TK_GT: case TK_GE:
-      kind = JN_COMPARE;
-      rc = parse_expr(p, binding_power(t->kind), &rhs);
-      if (rc == KERR_OK) {
-        rc = make_node(p, kind, lhs, rhs, out);
-        if (rc == KERR_OK) (*out)->cmp = comparator(t->kind);
-        return rc;
-      }
-      break;
-    case TK_FLATTEN:
-      rc = make_node(p, JN_FLATTEN, lhs, NULL, &lhs);
-      if (rc != KERR_OK) return rc;
-      return parse_projection(p, JN_PROJECT_LIST, lhs, binding_power(TK_FLATTEN), out);
-    case TK_FILTER: return parse_filter(p, lhs, out);
-    case TK_LBRACKET:
-      if (current(p)->kind == TK_NUMBER || current(p)->kind == TK_COLON) return parse_indexed(p, lhs, out);
-      rc = expect(p, TK_STAR);
-      if (rc == KERR_OK) rc = expect(p, TK_RBRACKET);
-      if (rc != KERR_OK) {
-        node_free(lhs);
-        return rc;
-      }
-      return parse_projection(p, JN_PROJECT_LIST, lhs, binding_power(TK_STAR), out);
-    case TK_LPAREN: return parse_call(p, lhs, t->pos, out);
-    default:
-      node_free(lhs);
-      return unexpected(p, t, "an operator or the end of the expression");
-  }
+/* A primary with the suffixes `r` allows. */
+static kerr_code parse_operand(parser *p, reach r, jmes_node **out) {
+  jmes_node *base = NULL;
+  kerr_code rc = parse_primary(p, &base);
   if (rc != KERR_OK) {
-    node_free(lhs);
+    *out = NULL;
     return rc;
   }
-  return make_node(p, kind, lhs, rhs, out);
+  return parse_suffixes(p, base, r, out);
 }
 
-static kerr_code parse_expr(parser *p, int rbp, jmes_node **out) {
-  jmes_node *left = NULL;
-  kerr_code rc;
-  *out = NULL;
-  if (++p->depth > JMES_NEST_MAX) {
-    rc = jmes_fail(p->err, JMES_ERR_RESOURCE,
-                   "Bad jmespath expression: nested deeper than %u levels", JMES_NEST_MAX);
-  } else {
-    rc = parse_nud(p, &left);
-    while (rc == KERR_OK && rbp < binding_power(current(p)->kind)) rc = parse_led(p, left, &left);
-    if (rc == KERR_OK) *out = left;
+static int comparator(tok_kind k, jmes_cmp *cmp) {
+  switch (k) {
+    case TK_EQ: *cmp = JC_EQ; return 1;
+    case TK_NE: *cmp = JC_NE; return 1;
+    case TK_LT: *cmp = JC_LT; return 1;
+    case TK_LE: *cmp = JC_LE; return 1;
+    case TK_GT: *cmp = JC_GT; return 1;
+    case TK_GE: *cmp = JC_GE; return 1;
+    default: return 0;
   }
-  p->depth--;
+}
+
+/* comparison = operand *( comparator operand ), left to right: `a == b == c`
+ * compares the boolean a == b with c. */
+static kerr_code parse_comparison(parser *p, jmes_node **out) {
+  jmes_node *lhs = NULL, *rhs = NULL;
+  jmes_cmp cmp;
+  kerr_code rc = parse_operand(p, REACH_ALL, &lhs);
+  while (rc == KERR_OK && comparator(current(p)->kind, &cmp)) {
+    take(p);
+    rc = parse_operand(p, REACH_ALL, &rhs);
+    if (rc != KERR_OK) {
+      node_free(lhs);
+      lhs = NULL;
+      break;
+    }
+    rc = make_node(p, JN_COMPARE, lhs, rhs, &lhs);
+    if (rc == KERR_OK) lhs->cmp = cmp;
+  }
+  *out = lhs;
+  return rc;
+}
+
+/* One binary level: operand *( op operand ), left-associative, where the
+ * operands are parsed by `next`, the level that binds more tightly. */
+static kerr_code parse_binary(parser *p, tok_kind op, jmes_node_kind kind,
+                              kerr_code (*next)(parser *, jmes_node **), jmes_node **out) {
+  jmes_node *lhs = NULL, *rhs = NULL;
+  kerr_code rc = next(p, &lhs);
+  while (rc == KERR_OK && current(p)->kind == op) {
+    take(p);
+    rc = next(p, &rhs);
+    if (rc != KERR_OK) {
+      node_free(lhs);
+      lhs = NULL;
+      break;
+    }
+    rc = make_node(p, kind, lhs, rhs, &lhs);
+  }
+  *out = lhs;
+  return rc;
+}
+
+/* and-expression = comparison *( "&&" comparison ) */
+static kerr_code parse_and(parser *p, jmes_node **out) {
+  return parse_binary(p, TK_AND, JN_AND, parse_comparison, out);
+}
+
+/* or-expression = and-expression *( "||" and-expression ) */
+static kerr_code parse_or(parser *p, jmes_node **out) {
+  return parse_binary(p, TK_OR, JN_OR, parse_and, out);
+}
+
+/* expression = or-expression *( "|" or-expression ): the loosest level, and
+ * the one every bracketed construct re-enters, so it counts the depth. */
+static kerr_code parse_pipe(parser *p, jmes_node **out) {
+  kerr_code rc = descend(p);
+  if (rc == KERR_OK) rc = parse_binary(p, TK_PIPE, JN_PIPE, parse_or, out);
+  else *out = NULL;
+  ascend(p);
   return rc;
 }
 
@@ -961,7 +1190,7 @@ kerr_code jmes_compile(const char *expr, jmes_expr **out, jmes_error *err) {
   if (!utf8_valid((const unsigned char *)expr, p.len))
     return jmes_fail(err, JMES_ERR_SYNTAX, "Bad jmespath expression: not valid UTF-8");
   rc = lex(&p);
-  if (rc == KERR_OK) rc = parse_expr(&p, 0, &root);
+  if (rc == KERR_OK) rc = parse_pipe(&p, &root);
   if (rc == KERR_OK && current(&p)->kind != TK_EOF)
     rc = unexpected(&p, current(&p), "an operator or the end of the expression");
   if (rc == KERR_OK) {
