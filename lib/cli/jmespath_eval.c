@@ -31,7 +31,8 @@ static kerr_code too_deep(jmes_ctx *ctx) {
                    JMES_DATA_DEPTH_MAX);
 }
 
-int jmes_truthy(const json_t *v) {
+/* JMESPath truthiness: false, null, "", [] and {} are false. */
+static int jmes_truthy(const json_t *v) {
   switch (json_typeof(v)) {
     case JSON_OBJECT: return json_object_size(v) > 0;
     case JSON_ARRAY: return json_array_size(v) > 0;

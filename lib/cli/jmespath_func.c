@@ -545,10 +545,10 @@ static const jmes_function functions[] = {
     {"map", 2, 2, {JT_EXPREF, JT_ARRAY}, fn_map},
     {"max", 1, 1, {NUMS_OR_STRS}, fn_max},
     {"max_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_max_by},
-    {"merge", 1, SIZE_MAX, {JT_OBJECT}, fn_merge},
+    {"merge", 1, SIZE_MAX, {JT_OBJECT, JT_OBJECT}, fn_merge},
     {"min", 1, 1, {NUMS_OR_STRS}, fn_min},
     {"min_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_min_by},
-    {"not_null", 1, SIZE_MAX, {JT_ANY}, fn_not_null},
+    {"not_null", 1, SIZE_MAX, {JT_ANY, JT_ANY}, fn_not_null},
     {"reverse", 1, 1, {JT_STRING | JT_ARRAY}, fn_reverse},
     {"sort", 1, 1, {NUMS_OR_STRS}, fn_sort},
     {"sort_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_sort_by},
@@ -576,11 +576,14 @@ const jmes_function *jmes_function_find(const char *name, size_t len) {
   return NULL;
 }
 
-/* The type a signature needs at argument `i`: a variadic function's extra
- * arguments take the last declared type. */
+/* The type a signature needs at argument `i`, read from the table entry for
+ * exactly that argument, so an optional or variadic argument never borrows
+ * the type of another one.  An index the signature does not cover (the
+ * parser refuses such calls) accepts nothing. */
 static unsigned wanted_type(const jmes_function *f, size_t i) {
-  size_t last = f->min_args > 0 ? f->min_args - 1 : 0;
-  return f->arg_types[i < last ? i : last];
+  size_t listed = f->max_args == SIZE_MAX ? f->min_args + 1 : f->max_args;
+  if (f->max_args == SIZE_MAX && i > f->min_args) i = f->min_args;
+  return i < listed && i < sizeof f->arg_types / sizeof f->arg_types[0] ? f->arg_types[i] : 0;
 }
 
 static const char *describe(unsigned types) {

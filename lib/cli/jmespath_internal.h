@@ -100,7 +100,10 @@ typedef kerr_code (*jmes_builtin)(jmes_ctx *ctx, const jmes_arg *args, size_t n_
 typedef struct jmes_function {
   const char *name;
   size_t min_args;
-  size_t max_args;          /* SIZE_MAX: variadic, further args typed as the last */
+  size_t max_args;          /* SIZE_MAX: variadic */
+  /* The type of every argument, one entry each up to max_args; a variadic
+   * function lists its min_args fixed arguments and then, at index min_args,
+   * the type of every further one. */
   unsigned arg_types[3];
   jmes_builtin call;
 } jmes_function;
@@ -119,9 +122,6 @@ kerr_code jmes_call(jmes_ctx *ctx, const jmes_node *n, json_t *cur, json_t **out
 /* Evaluate `n` with `cur` (borrowed) as the current node; *out gets a new
  * reference (json_null() for null). */
 kerr_code jmes_eval(jmes_ctx *ctx, const jmes_node *n, json_t *cur, json_t **out);
-
-/* JMESPath truthiness: false, null, "", [] and {} are false. */
-int jmes_truthy(const json_t *v);
 
 /* Deep equality with numbers compared by value (1 == 1.0). */
 kerr_code jmes_equal(jmes_ctx *ctx, const json_t *a, const json_t *b, int *equal);

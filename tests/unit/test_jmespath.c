@@ -334,6 +334,12 @@ static void test_object_and_conversion_functions(void **state) {
   expect_error("keys(Keys)", JMES_ERR_INVALID_TYPE);
   expect_error("values(Name)", JMES_ERR_INVALID_TYPE);
   expect_error("merge(Map, Keys)", JMES_ERR_INVALID_TYPE);
+  /* Every argument of a variadic function is checked against its own entry
+   * of the signature, however many there are. */
+  expect_error("merge(Map, Map, Map, Keys)", JMES_ERR_INVALID_TYPE);
+  expect_error("merge(Map, Map, &Map)", JMES_ERR_INVALID_TYPE);
+  expect_error("not_null(Marker, Marker, &Name)", JMES_ERR_INVALID_TYPE);
+  expect("merge(Map, Empty, `{\"w\": 0}`).w", "0");
 }
 
 static void test_sorting_and_expression_references(void **state) {
