@@ -45,16 +45,26 @@ static kerr_code give(jmes_ctx *ctx, json_t *v, json_t **out) {
   return v ? KERR_OK : jmes_oom(ctx->err);
 }
 
+/* A real result of `func`.  JSON cannot say infinity (and jansson refuses to
+ * hold it), so a result that overflowed is an error about the data rather
+ * than the out-of-memory that json_real's NULL would otherwise look like. */
+static kerr_code give_real(jmes_ctx *ctx, const char *func, double d, json_t **out) {
+  *out = NULL;
+  if (!isfinite(d))
+    return jmes_fail(ctx->err, JMES_ERR_INVALID_VALUE, "jmespath: %s() overflows a double", func);
+  return give(ctx, json_real(d), out);
+}
+
 /* ---- numbers ------------------------------------------------------------ */
 
 static kerr_code fn_abs(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value;
   if (json_is_integer(v)) {
     json_int_t i = json_integer_value(v);
-    if (i == INT64_MIN) return give(ctx, json_real(-(double)i), out);
+    if (i == INT64_MIN) return give_real(ctx, "abs", -(double)i, out);
     return give(ctx, json_integer(i < 0 ? -i : i), out);
   }
-  return give(ctx, json_real(fabs(json_real_value(v))), out);
+  return give_real(ctx, "abs", fabs(json_real_value(v)), out);
 }
 
 static kerr_code fn_ceil(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
@@ -70,8 +80,10 @@ static kerr_code fn_floor(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **o
 }
 
 /* The sum of an array of numbers: exact while every term is an integer and
- * no sum overflows, in doubles (added left to right) from then on. */
-static json_t *sum_of(const json_t *list) {
+ * no sum overflows, in doubles (added left to right) from then on.  *exact
+ * tells which: *whole holds an exact sum, *real any other (perhaps not
+ * finite). */
+static void sum_of(const json_t *list, int *exact_out, json_int_t *whole_out, double *real_out) {
   json_int_t whole = 0;
   double real = 0;
   int exact = 1;
@@ -88,23 +100,27 @@ static json_t *sum_of(const json_t *list) {
     }
     real += json_number_value(v);
   }
-  return exact ? json_integer(whole) : json_real(real);
+  *exact_out = exact;
+  *whole_out = whole;
+  *real_out = real;
 }
 
 static kerr_code fn_sum(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
-  return give(ctx, sum_of(a[0].value), out);
+  int exact;
+  json_int_t whole;
+  double real;
+  sum_of(a[0].value, &exact, &whole, &real);
+  return exact ? give(ctx, json_integer(whole), out) : give_real(ctx, "sum", real, out);
 }
 
 static kerr_code fn_avg(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
-  json_t *sum;
-  double avg;
+  int exact;
+  json_int_t whole;
+  double real;
   size_t count = json_array_size(a[0].value);
   if (count == 0) return give(ctx, json_null(), out);
-  sum = sum_of(a[0].value);
-  if (!sum) return jmes_oom(ctx->err);
-  avg = json_number_value(sum) / (double)count;
-  json_decref(sum);
-  return give(ctx, json_real(avg), out);
+  sum_of(a[0].value, &exact, &whole, &real);
+  return give_real(ctx, "avg", (exact ? (double)whole : real) / (double)count, out);
 }
 
 /* ---- strings ------------------------------------------------------------ */
@@ -203,55 +219,57 @@ static kerr_code fn_length(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **
   return give(ctx, json_integer((json_int_t)count), out);
 }
 
-/* A string that is a JSON number, as a number; anything else is null. */
-static json_t *parse_number(const char *s, size_t len) {
+/* A string that is a JSON number, as a number; anything else is null.  A
+ * number too large for a double is an error (JSON cannot say infinity). */
+static kerr_code parse_number(jmes_ctx *ctx, const char *s, size_t len, json_t **out) {
   size_t i = 0;
   int whole = 1;
   char *copy;
-  json_t *r = NULL;
+  kerr_code rc = KERR_OK;
+  *out = json_null();
   if (i < len && s[i] == '-') i++;
   if (i < len && s[i] == '0') {
     i++;
   } else if (i < len && s[i] >= '1' && s[i] <= '9') {
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   } else {
-    return json_null();
+    return KERR_OK;
   }
   if (i < len && s[i] == '.') {
     whole = 0;
-    if (++i >= len || s[i] < '0' || s[i] > '9') return json_null();
+    if (++i >= len || s[i] < '0' || s[i] > '9') return KERR_OK;
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   }
   if (i < len && (s[i] == 'e' || s[i] == 'E')) {
     whole = 0;
     if (++i < len && (s[i] == '+' || s[i] == '-')) i++;
-    if (i >= len || s[i] < '0' || s[i] > '9') return json_null();
+    if (i >= len || s[i] < '0' || s[i] > '9') return KERR_OK;
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   }
-  if (i != len) return json_null();
+  if (i != len) return KERR_OK;
   copy = malloc(len + 1);
-  if (!copy) return NULL;
+  if (!copy) {
+    *out = NULL;
+    return jmes_oom(ctx->err);
+  }
   memcpy(copy, s, len);
   copy[len] = '\0';
   if (whole) {
     long long v;
     errno = 0;
     v = strtoll(copy, NULL, 10);
-    if (errno == 0) r = json_integer(v);
+    if (errno == 0) rc = give(ctx, json_integer(v), out);
     else whole = 0; /* beyond 64 bits: a real still says it */
   }
-  if (!whole) {
-    double d = strtod(copy, NULL);
-    r = isfinite(d) ? json_real(d) : json_null();
-  }
+  if (!whole) rc = give_real(ctx, "to_number", strtod(copy, NULL), out);
   free(copy);
-  return r;
+  return rc;
 }
 
 static kerr_code fn_to_number(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value;
   if (json_is_number(v)) return give(ctx, json_incref(v), out);
-  if (json_is_string(v)) return give(ctx, parse_number(json_string_value(v), json_string_length(v)), out);
+  if (json_is_string(v)) return parse_number(ctx, json_string_value(v), json_string_length(v), out);
   *out = json_null();
   return KERR_OK;
 }
