@@ -46,12 +46,29 @@ static int jmes_truthy(const json_t *v) {
   return 0;
 }
 
+/* Order of the integer `i` and the finite real `d`, exactly: converting `i`
+ * to a double would round it above 2^53 and make 2^53 + 1 equal 2^53.  A
+ * real outside the int64 range decides by itself; otherwise the integers
+ * are compared with the real's whole part, and a fraction breaks the tie. */
+static int integer_real_cmp(json_int_t i, double d) {
+  double whole;
+  json_int_t w;
+  if (d >= 9223372036854775808.0) return -1;
+  if (d < -9223372036854775808.0) return 1;
+  whole = floor(d);
+  w = (json_int_t)whole;
+  if (i != w) return (i > w) - (i < w);
+  return d > whole ? -1 : 0;
+}
+
 int jmes_number_cmp(const json_t *a, const json_t *b) {
   if (json_is_integer(a) && json_is_integer(b)) {
     json_int_t x = json_integer_value(a), y = json_integer_value(b);
     return (x > y) - (x < y);
   }
-  double x = json_number_value(a), y = json_number_value(b);
+  if (json_is_integer(a)) return integer_real_cmp(json_integer_value(a), json_real_value(b));
+  if (json_is_integer(b)) return -integer_real_cmp(json_integer_value(b), json_real_value(a));
+  double x = json_real_value(a), y = json_real_value(b);
   return (x > y) - (x < y);
 }
 

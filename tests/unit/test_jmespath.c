@@ -267,6 +267,32 @@ static void expect_not_finite(const char *expr) {
   jmes_free(e);
 }
 
+/* An integer and a real compare by their exact values, as in Python: 2^53 + 1
+ * is not 2^53 although both round to the same double. */
+static void test_mixed_number_comparison(void **state) {
+  (void)state;
+  expect("`9007199254740993` == `9007199254740992.0`", "false");
+  expect("`9007199254740993` != `9007199254740992.0`", "true");
+  expect("`9007199254740993` > `9007199254740992.0`", "true");
+  expect("`9007199254740993` >= `9007199254740992.0`", "true");
+  expect("`9007199254740992.0` < `9007199254740993`", "true");
+  expect("`9007199254740992.0` <= `9007199254740993`", "true");
+  expect("`9007199254740992` == `9007199254740992.0`", "true");
+  expect("`9223372036854775807` < `9223372036854775808.0`", "true");
+  expect("`-9223372036854775808` == `-9223372036854775808.0`", "true");
+  expect("`-9223372036854775808` > `-1e19`", "true");
+  expect("`2` > `1.5`", "true");
+  expect("`1` < `1.5`", "true");
+  expect("`-2` < `-1.5`", "true");
+  expect("`-1` > `-1.5`", "true");
+  expect("`[9007199254740993]` == `[9007199254740992.0]`", "false");
+  expect("sort(`[9007199254740993, 9007199254740992.0, 9007199254740992]`)",
+         "[9007199254740992.0,9007199254740992,9007199254740993]");
+  expect("max(`[9007199254740992.0, 9007199254740993]`)", "9007199254740993");
+  expect("min(`[9007199254740993, 9007199254740992.0]`)", "9007199254740992.0");
+  expect("contains(`[9007199254740993]`, `9007199254740992.0`)", "false");
+}
+
 static void test_number_overflow(void **state) {
   (void)state;
   expect_not_finite("sum(`[1e308, 1e308]`)");
@@ -616,6 +642,7 @@ int main(void) {
       cmocka_unit_test(test_multiselect_and_literals),
       cmocka_unit_test(test_number_functions),
       cmocka_unit_test(test_number_overflow),
+      cmocka_unit_test(test_mixed_number_comparison),
       cmocka_unit_test(test_string_functions),
       cmocka_unit_test(test_object_and_conversion_functions),
       cmocka_unit_test(test_sorting_and_expression_references),
