@@ -32,9 +32,12 @@
  * result); jansson's own parser stops at 2048. */
 #define JMES_DATA_DEPTH_MAX 4096u
 /* Units of work one search may spend: one per node evaluated, per element
- * visited, per value compared or written.  Far above any real query over a
- * KMS response; it stops expressions whose work grows exponentially with
- * their length (`[@,@]|[@,@]|...` followed by flattens). */
+ * visited, per value compared or written, and one more per 64 bytes of
+ * string compared, scanned or copied (comparing a string object with itself
+ * reads nothing).  Far above any real query over a KMS response; it stops
+ * expressions whose work grows exponentially with their length
+ * (`[@,@]|[@,@]|...` followed by flattens), also when what is repeated is a
+ * long string rather than many values. */
 #define JMES_STEPS_MAX (32u * 1024u * 1024u)
 /* Largest string a function may build (to_string, join), in bytes. */
 #define JMES_STRING_MAX (64u * 1024u * 1024u)

@@ -26,6 +26,10 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n) {
   return KERR_OK;
 }
 
+kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes) {
+  return jmes_spend(ctx, 1 + bytes / JMES_BYTES_PER_STEP);
+}
+
 static kerr_code too_deep(jmes_ctx *ctx) {
   return jmes_fail(ctx->err, JMES_ERR_RESOURCE, "jmespath: a value is nested deeper than %u levels",
                    JMES_DATA_DEPTH_MAX);
@@ -73,6 +77,7 @@ int jmes_number_cmp(const json_t *a, const json_t *b) {
 }
 
 int jmes_string_cmp(const json_t *a, const json_t *b) {
+  if (a == b) return 0; /* the same object: a shared 67 MB string need not be read */
   size_t la = json_string_length(a), lb = json_string_length(b);
   int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
   if (c != 0) return c < 0 ? -1 : 1;
@@ -95,7 +100,13 @@ static kerr_code equal_at(jmes_ctx *ctx, const json_t *a, const json_t *b, unsig
   }
   if (json_typeof(a) != json_typeof(b)) return KERR_OK;
   switch (json_typeof(a)) {
-    case JSON_STRING: *equal = jmes_string_cmp(a, b) == 0; return KERR_OK;
+    case JSON_STRING:
+      /* Strings of different lengths differ without reading them; equal
+       * lengths cost by the bytes compared. */
+      if (json_string_length(a) != json_string_length(b)) return KERR_OK;
+      rc = jmes_spend_bytes(ctx, json_string_length(a));
+      if (rc == KERR_OK) *equal = jmes_string_cmp(a, b) == 0;
+      return rc;
     case JSON_ARRAY:
       if (json_array_size(a) != json_array_size(b)) return KERR_OK;
       for (size_t i = 0; i < json_array_size(a); i++) {
@@ -177,7 +188,8 @@ static void format_real(double d, char *out, size_t cap) {
 static kerr_code put_string(jmes_ctx *ctx, text_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
-  kerr_code rc = put(ctx, b, "\"", 1);
+  kerr_code rc = jmes_spend_bytes(ctx, n);
+  if (rc == KERR_OK) rc = put(ctx, b, "\"", 1);
   for (size_t i = 0; rc == KERR_OK && i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     char esc[7];

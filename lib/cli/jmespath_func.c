@@ -127,6 +127,8 @@ static kerr_code fn_avg(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out
 
 static kerr_code fn_starts_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   size_t len = json_string_length(a[0].value), plen = json_string_length(a[1].value);
+  kerr_code rc = jmes_spend_bytes(ctx, plen <= len ? plen : 0);
+  if (rc != KERR_OK) return rc;
   *out = json_boolean(plen <= len &&
                       memcmp(json_string_value(a[0].value), json_string_value(a[1].value), plen) == 0);
   return KERR_OK;
@@ -134,6 +136,8 @@ static kerr_code fn_starts_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json
 
 static kerr_code fn_ends_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   size_t len = json_string_length(a[0].value), slen = json_string_length(a[1].value);
+  kerr_code rc = jmes_spend_bytes(ctx, slen <= len ? slen : 0);
+  if (rc != KERR_OK) return rc;
   *out = json_boolean(slen <= len && memcmp(json_string_value(a[0].value) + len - slen,
                                             json_string_value(a[1].value), slen) == 0);
   return KERR_OK;
@@ -190,7 +194,7 @@ static json_t *reverse_string(const json_t *v) {
 
 static kerr_code fn_reverse(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value, *list;
-  kerr_code rc = jmes_spend(ctx, json_is_array(v) ? json_array_size(v) : json_string_length(v) / 64);
+  kerr_code rc = json_is_array(v) ? jmes_spend(ctx, json_array_size(v)) : jmes_spend_bytes(ctx, json_string_length(v));
   if (rc != KERR_OK) return rc;
   if (json_is_string(v)) return give(ctx, reverse_string(v), out);
   list = json_array();
@@ -211,6 +215,8 @@ static kerr_code fn_length(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **
   if (json_is_string(v)) {
     /* Code points: every byte but UTF-8's continuation bytes starts one. */
     const char *s = json_string_value(v);
+    kerr_code rc = jmes_spend_bytes(ctx, json_string_length(v));
+    if (rc != KERR_OK) return rc;
     for (size_t i = 0; i < json_string_length(v); i++)
       if (((unsigned char)s[i] & 0xc0) != 0x80) count++;
   } else {
@@ -247,6 +253,11 @@ static kerr_code parse_number(jmes_ctx *ctx, const char *s, size_t len, json_t *
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   }
   if (i != len) return KERR_OK;
+  rc = jmes_spend_bytes(ctx, len);
+  if (rc != KERR_OK) {
+    *out = NULL;
+    return rc;
+  }
   copy = malloc(len + 1);
   if (!copy) {
     *out = NULL;
@@ -297,11 +308,13 @@ static kerr_code find_substring(jmes_ctx *ctx, const char *hay, size_t hay_len, 
   kerr_code rc = KERR_OK;
   *found = needle_len == 0;
   while (rc == KERR_OK && !*found && (size_t)(end - at) >= needle_len) {
-    at = memchr(at, needle[0], (size_t)(end - at) - needle_len + 1);
-    if (!at) break;
-    rc = jmes_spend(ctx, needle_len / 64 + 1);
-    if (rc == KERR_OK) *found = memcmp(at, needle, needle_len) == 0;
-    at++;
+    size_t span = (size_t)(end - at) - needle_len + 1;
+    const char *hit = memchr(at, needle[0], span);
+    /* The bytes the scan passed over cost as much as those compared. */
+    rc = jmes_spend_bytes(ctx, (hit ? (size_t)(hit - at) : span) + (hit ? needle_len : 0));
+    if (rc != KERR_OK || !hit) break;
+    *found = memcmp(hit, needle, needle_len) == 0;
+    at = hit + 1;
   }
   return rc;
 }
@@ -325,10 +338,14 @@ static kerr_code fn_contains(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t 
 
 static kerr_code fn_keys_or_values(jmes_ctx *ctx, const jmes_arg *a, int want_keys, json_t **out) {
   json_t *obj = a[0].value, *list = json_array();
-  kerr_code rc = jmes_spend(ctx, json_object_size(obj));
+  kerr_code rc = KERR_OK;
   if (!list) return jmes_oom(ctx->err);
   for (void *it = json_object_iter(obj); rc == KERR_OK && it; it = json_object_iter_next(obj, it)) {
-    int failed = want_keys ? json_array_append_new(list, json_stringn_nocheck(json_object_iter_key(it),
+    int failed;
+    /* keys() copies every key. */
+    rc = jmes_spend_bytes(ctx, want_keys ? json_object_iter_key_len(it) : 0);
+    if (rc != KERR_OK) break;
+    failed = want_keys ? json_array_append_new(list, json_stringn_nocheck(json_object_iter_key(it),
                                                                               json_object_iter_key_len(it)))
                            : json_array_append(list, json_object_iter_value(it));
     if (failed) rc = jmes_oom(ctx->err);
@@ -408,9 +425,19 @@ static kerr_code fn_map(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out
 /* ---- ordering ----------------------------------------------------------- */
 
 /* Order of two sort keys already checked to be both numbers or both
- * strings. */
-static int key_cmp(const json_t *a, const json_t *b) {
-  return json_is_number(a) ? jmes_number_cmp(a, b) : jmes_string_cmp(a, b);
+ * strings: one unit, and for two different strings the bytes compared. */
+static kerr_code key_cmp(jmes_ctx *ctx, const json_t *a, const json_t *b, int *order) {
+  kerr_code rc;
+  *order = 0;
+  if (json_is_number(a)) {
+    rc = jmes_spend(ctx, 1);
+    if (rc == KERR_OK) *order = jmes_number_cmp(a, b);
+    return rc;
+  }
+  size_t la = json_string_length(a), lb = json_string_length(b);
+  rc = jmes_spend_bytes(ctx, a == b ? 0 : la < lb ? la : lb);
+  if (rc == KERR_OK) *order = jmes_string_cmp(a, b);
+  return rc;
 }
 
 /* Check that `keys` (n of them) are all numbers or all strings. */
@@ -437,7 +464,11 @@ static kerr_code sort_perm(jmes_ctx *ctx, json_t *const *keys, size_t *perm, siz
     for (size_t lo = 0; rc == KERR_OK && lo < n; lo += 2 * width) {
       size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
       size_t i = lo, j = mid, o = lo;
-      while (i < mid && j < hi) tmp[o++] = key_cmp(keys[perm[j]], keys[perm[i]]) < 0 ? perm[j++] : perm[i++];
+      while (rc == KERR_OK && i < mid && j < hi) {
+        int order = 0;
+        rc = key_cmp(ctx, keys[perm[j]], keys[perm[i]], &order);
+        tmp[o++] = order < 0 ? perm[j++] : perm[i++];
+      }
       while (i < mid) tmp[o++] = perm[i++];
       while (j < hi) tmp[o++] = perm[j++];
     }
@@ -453,7 +484,8 @@ static kerr_code compute_keys(jmes_ctx *ctx, const char *func, json_t *list, con
                               json_t ***keys_out) {
   size_t n = json_array_size(list);
   json_t **keys = calloc(n ? n : 1, sizeof *keys);
-  kerr_code rc = KERR_OK;
+  /* Without `by` the keys are the elements: still a unit each. */
+  kerr_code rc = by ? KERR_OK : jmes_spend(ctx, n);
   *keys_out = NULL;
   if (!keys) return jmes_oom(ctx->err);
   for (size_t i = 0; rc == KERR_OK && i < n; i++) {
@@ -521,11 +553,14 @@ static kerr_code extreme(jmes_ctx *ctx, const char *func, json_t *list, const jm
   }
   rc = compute_keys(ctx, func, list, by, &keys);
   if (rc != KERR_OK) return rc;
-  for (size_t i = 1; i < n; i++)
-    if (key_cmp(keys[i], keys[best]) * want > 0) best = i;
+  for (size_t i = 1; rc == KERR_OK && i < n; i++) {
+    int order = 0;
+    rc = key_cmp(ctx, keys[i], keys[best], &order);
+    if (order * want > 0) best = i;
+  }
   free_keys(keys, n);
-  *out = json_incref(json_array_get(list, best));
-  return KERR_OK;
+  *out = rc == KERR_OK ? json_incref(json_array_get(list, best)) : NULL;
+  return rc;
 }
 
 static kerr_code fn_max(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {

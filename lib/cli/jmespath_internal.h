@@ -129,7 +129,8 @@ kerr_code jmes_equal(jmes_ctx *ctx, const json_t *a, const json_t *b, int *equal
 /* Order of two numbers: <0, 0, >0. */
 int jmes_number_cmp(const json_t *a, const json_t *b);
 
-/* Order of two strings by code point (UTF-8 bytes compare that way). */
+/* Order of two strings by code point (UTF-8 bytes compare that way).  Free
+ * of charge: the caller spends the work (jmes_spend_bytes). */
 int jmes_string_cmp(const json_t *a, const json_t *b);
 
 /* Compact JSON text of `v` (as to_string writes it): malloc'd, NUL-
@@ -138,6 +139,13 @@ kerr_code jmes_to_json(jmes_ctx *ctx, const json_t *v, char **text, size_t *len)
 
 /* Spend `n` units of work; fails with kind RESOURCE when none are left. */
 kerr_code jmes_spend(jmes_ctx *ctx, size_t n);
+
+/* Bytes of string data one unit of work pays for. */
+#define JMES_BYTES_PER_STEP 64u
+
+/* Spend the work of comparing, scanning or copying `bytes` bytes of string:
+ * one unit, plus one per JMES_BYTES_PER_STEP bytes. */
+kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes);
 
 /* ---- errors (jmespath_parse.c) ---- */
 

@@ -573,6 +573,94 @@ static void test_exponential_work_is_stopped(void **state) {
   free(hay);
 }
 
+/* Pieces of expressions whose work grows with string length rather than
+ * with the number of values: E8 is eight empty strings, X makes eight
+ * references to each element, S64K joins 4096 of them into a 65,520-byte
+ * string, and S64K_COPY is another string object with the same text. */
+#define E8 "`[\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"]`"
+#define X "[@,@,@,@,@,@,@,@][]"
+#define S64K "join('aaaaaaaaaaaaaaaa', " E8 "|" X "|" X "|" X ")"
+#define S64K_COPY "join('', [" S64K "])"
+
+static void test_string_work_is_charged(void **state) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  json_t *doc = parse("{}"), *got = NULL;
+  (void)state;
+  /* A 277-byte expression that builds a 67 MB string and has max() compare
+   * 4096 references to it; it ran for a minute when every comparison cost
+   * one unit and read all 67 MB.  A string compared with itself is now not
+   * read, so what is left (building the string once, length() scanning it
+   * once, about 2.2M units) fits the default budget and the answer comes. */
+  assert_int_equal(jmes_compile("join(join('aaaaaaaaaaaaaaaa', " E8 "|" X "|" X "|" X "), " E8 "|" X "|" X
+                                "|[@,@][]) | [@,@,@,@,@,@,@,@]|" X "|" X "|" X " | max(@) | length(@)",
+                                &e, &err),
+                   KERR_OK);
+  assert_int_equal(jmes_search(e, doc, &got, &err), KERR_OK);
+  assert_int_equal(json_integer_value(got), 1023 * 65520);
+  json_decref(got);
+  jmes_free(e);
+  json_decref(doc);
+  /* Each way of touching the bytes of a long string costs by its length:
+   * comparing two different string objects (ordering and equality), scanning
+   * one (length, contains, starts_with, ends_with) and copying one
+   * (to_string). */
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | max(@)", "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | sort(@) | length(@)", "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | sort_by(@, &@) | length(@)",
+                     "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | min_by(@, &@) | length(@)",
+                     "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&(@[0] == @[1]), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&length(@), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&contains(@, 'b'), @)", "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&starts_with(@[0], @[1]), @)", "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&ends_with(@[0], @[1]), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&to_string([@]), @) | length(@)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&reverse(@), @) | length(@)", "{}");
+  /* The same string object compared with itself costs nothing more. */
+  expect_on("[" S64K "] | " X "|" X "|" X " | [max(@), min(@), sort(@)[0]] | map(&length(@), @)", "{}",
+            "[65520,65520,65520]");
+  expect_on(S64K_COPY " == " S64K, "{}", "true");
+}
+
+/* A ListKeys response with 1,000 keys: what real queries cost stays far
+ * inside the budget. */
+static void test_realistic_response_within_budget(void **state) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  json_t *keys = json_array(), *doc, *got = NULL;
+  (void)state;
+  for (int i = 0; i < 1000; i++) {
+    char id[64], arn[128];
+    snprintf(id, sizeof id, "%08x-1234-4abc-8def-%012d", (unsigned)(i * 2654435761u), i);
+    snprintf(arn, sizeof arn, "arn:aws:kms:eu-west-1:111122223333:key/%s", id);
+    json_array_append_new(keys, json_pack("{s:s, s:s}", "KeyId", id, "KeyArn", arn));
+  }
+  doc = json_pack("{s:o, s:b}", "Keys", keys, "Truncated", 0);
+  assert_non_null(doc);
+  assert_int_equal(jmes_compile("{first: sort_by(Keys, &KeyArn)[0].KeyId, last: max_by(Keys, &KeyId).KeyId,"
+                                " least: min_by(Keys, &KeyArn).KeyId, ids: length(join(',', Keys[].KeyId)),"
+                                " sorted: length(sort(Keys[].KeyId)), top: max(Keys[].KeyArn),"
+                                " zeros: length(Keys[?contains(KeyId, '-00000000000')]),"
+                                " text: length(to_string(Keys)), same: Keys[0] == Keys[0]}",
+                                &e, &err),
+                   KERR_OK);
+  assert_int_equal(jmes_search(e, doc, &got, &err), KERR_OK);
+  assert_string_equal(json_string_value(json_object_get(got, "first")), "00000000-1234-4abc-8def-000000000000");
+  assert_int_equal(json_integer_value(json_object_get(got, "ids")), 1000 * 36 + 999);
+  assert_int_equal(json_integer_value(json_object_get(got, "sorted")), 1000);
+  assert_int_equal(json_integer_value(json_object_get(got, "zeros")), 10);
+  assert_true(json_is_string(json_object_get(got, "last")));
+  assert_true(json_is_string(json_object_get(got, "least")));
+  assert_true(json_is_string(json_object_get(got, "top")));
+  assert_true(json_integer_value(json_object_get(got, "text")) > 100000);
+  assert_true(json_is_true(json_object_get(got, "same")));
+  json_decref(got);
+  json_decref(doc);
+  jmes_free(e);
+}
+
 static void test_large_document_within_budget(void **state) {
   jmes_expr *e = NULL;
   jmes_error err;
@@ -653,6 +741,8 @@ int main(void) {
       cmocka_unit_test(test_deep_nesting_is_refused),
       cmocka_unit_test(test_exponential_work_is_stopped),
       cmocka_unit_test(test_large_document_within_budget),
+      cmocka_unit_test(test_string_work_is_charged),
+      cmocka_unit_test(test_realistic_response_within_budget),
       cmocka_unit_test(test_result_ownership),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
