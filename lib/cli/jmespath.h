@@ -41,6 +41,12 @@
 #define JMES_STEPS_MAX (32u * 1024u * 1024u)
 /* Largest string a function may build (to_string, join), in bytes. */
 #define JMES_STRING_MAX (64u * 1024u * 1024u)
+/* Bytes of string one search may build in all (to_string, join, reverse,
+ * keys, to_number's copy), counted as they are built and never given back:
+ * a string that is built and dropped may still be referenced elsewhere, and
+ * this is what keeps `map(&to_string([@]), ...)` over a long string from
+ * holding gigabytes between steps. */
+#define JMES_BUILD_MAX (256u * 1024u * 1024u)
 /* Largest result, counted as its compact JSON text would be (values shared
  * by reference are counted each time they appear), in bytes. */
 #define JMES_RESULT_MAX (256u * 1024u * 1024u)
@@ -92,6 +98,16 @@ kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_er
  * give up sooner, and for tests of the budget. */
 kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
                               jmes_error *err);
+
+/* Budgets of one search; 0 in a field means its default. */
+typedef struct jmes_limits {
+  size_t max_steps; /* units of work; default JMES_STEPS_MAX */
+  size_t max_build; /* bytes of string built; default JMES_BUILD_MAX */
+} jmes_limits;
+
+/* jmes_search with the budgets in `limits` (NULL: all defaults). */
+kerr_code jmes_search_limited(const jmes_expr *e, json_t *data, const jmes_limits *limits,
+                              json_t **result, jmes_error *err);
 
 /* Free an expression; NULL is allowed. */
 void jmes_free(jmes_expr *e);

@@ -26,6 +26,16 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n) {
   return KERR_OK;
 }
 
+kerr_code jmes_build(jmes_ctx *ctx, size_t bytes) {
+  if (ctx->build_left < bytes) {
+    ctx->build_left = 0;
+    return jmes_fail(ctx->err, JMES_ERR_RESOURCE,
+                     "jmespath: the query builds more strings than its budget allows");
+  }
+  ctx->build_left -= bytes;
+  return KERR_OK;
+}
+
 kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes) {
   return jmes_spend(ctx, 1 + bytes / JMES_BYTES_PER_STEP);
 }
@@ -145,9 +155,12 @@ typedef struct text_buf {
 } text_buf;
 
 static kerr_code put(jmes_ctx *ctx, text_buf *b, const char *s, size_t n) {
+  kerr_code rc;
   if (n > JMES_STRING_MAX - b->len)
     return jmes_fail(ctx->err, JMES_ERR_RESOURCE, "jmespath: a string would exceed %u bytes",
                      JMES_STRING_MAX);
+  rc = jmes_build(ctx, n);
+  if (rc != KERR_OK) return rc;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 64;
     char *grown;
@@ -539,12 +552,19 @@ static kerr_code measure(jmes_ctx *ctx, const json_t *v, unsigned depth, size_t 
 }
 
 kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_error *err) {
-  return jmes_search_bounded(e, data, JMES_STEPS_MAX, result, err);
+  return jmes_search_limited(e, data, NULL, result, err);
 }
 
 kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
                               jmes_error *err) {
-  jmes_ctx ctx = {err, max_steps ? max_steps : JMES_STEPS_MAX};
+  jmes_limits limits = {max_steps, 0};
+  return jmes_search_limited(e, data, &limits, result, err);
+}
+
+kerr_code jmes_search_limited(const jmes_expr *e, json_t *data, const jmes_limits *limits,
+                              json_t **result, jmes_error *err) {
+  jmes_ctx ctx = {err, limits && limits->max_steps ? limits->max_steps : JMES_STEPS_MAX,
+                  limits && limits->max_build ? limits->max_build : JMES_BUILD_MAX};
   json_t *v = NULL;
   size_t bytes = 0;
   kerr_code rc;

@@ -155,7 +155,8 @@ static kerr_code fn_join(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **ou
                        JMES_STRING_MAX);
     total += part;
   }
-  rc = jmes_spend(ctx, total / 64 + 1);
+  rc = jmes_spend_bytes(ctx, total);
+  if (rc == KERR_OK) rc = jmes_build(ctx, total);
   if (rc != KERR_OK) return rc;
   buf = malloc(total + 1);
   if (!buf) return jmes_oom(ctx->err);
@@ -195,6 +196,7 @@ static json_t *reverse_string(const json_t *v) {
 static kerr_code fn_reverse(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value, *list;
   kerr_code rc = json_is_array(v) ? jmes_spend(ctx, json_array_size(v)) : jmes_spend_bytes(ctx, json_string_length(v));
+  if (rc == KERR_OK && json_is_string(v)) rc = jmes_build(ctx, json_string_length(v));
   if (rc != KERR_OK) return rc;
   if (json_is_string(v)) return give(ctx, reverse_string(v), out);
   list = json_array();
@@ -254,6 +256,7 @@ static kerr_code parse_number(jmes_ctx *ctx, const char *s, size_t len, json_t *
   }
   if (i != len) return KERR_OK;
   rc = jmes_spend_bytes(ctx, len);
+  if (rc == KERR_OK) rc = jmes_build(ctx, len);
   if (rc != KERR_OK) {
     *out = NULL;
     return rc;
@@ -344,6 +347,7 @@ static kerr_code fn_keys_or_values(jmes_ctx *ctx, const jmes_arg *a, int want_ke
     int failed;
     /* keys() copies every key. */
     rc = jmes_spend_bytes(ctx, want_keys ? json_object_iter_key_len(it) : 0);
+    if (rc == KERR_OK && want_keys) rc = jmes_build(ctx, json_object_iter_key_len(it));
     if (rc != KERR_OK) break;
     failed = want_keys ? json_array_append_new(list, json_stringn_nocheck(json_object_iter_key(it),
                                                                               json_object_iter_key_len(it)))

@@ -67,10 +67,12 @@ struct jmes_expr {
   jmes_node *root;
 };
 
-/* One search's state: the error to fill and the work still allowed. */
+/* One search's state: the error to fill, the work still allowed and the
+ * bytes of string it may still build. */
 typedef struct jmes_ctx {
   jmes_error *err;
   size_t steps_left;
+  size_t build_left;
 } jmes_ctx;
 
 /* A function's argument: a value (owned by the caller of the built-in), or
@@ -146,6 +148,10 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n);
 /* Spend the work of comparing, scanning or copying `bytes` bytes of string:
  * one unit, plus one per JMES_BYTES_PER_STEP bytes. */
 kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes);
+
+/* Account for `bytes` bytes of string about to be built (JMES_BUILD_MAX);
+ * fails with kind RESOURCE past the search's budget. */
+kerr_code jmes_build(jmes_ctx *ctx, size_t bytes);
 
 /* ---- errors (jmespath_parse.c) ---- */
 

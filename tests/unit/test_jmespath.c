@@ -624,6 +624,48 @@ static void test_string_work_is_charged(void **state) {
   expect_on(S64K_COPY " == " S64K, "{}", "true");
 }
 
+/* Search `expr` in {} allowing `max_build` bytes of built strings: want
+ * KERR_OK, or a RESOURCE error when `refused`. */
+static void expect_build(const char *expr, size_t max_build, int refused) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  jmes_limits limits = {0, max_build};
+  json_t *doc = parse("{}"), *got = NULL;
+  kerr_code rc;
+  assert_int_equal(jmes_compile(expr, &e, &err), KERR_OK);
+  rc = jmes_search_limited(e, doc, &limits, &got, &err);
+  if (refused && rc == KERR_OK) fail_msg("%s: answered within %zu built bytes", expr, max_build);
+  if (!refused && rc != KERR_OK) fail_msg("%s: %s", expr, err.status.msg);
+  if (refused) {
+    assert_int_equal(rc, KERR_VALIDATION);
+    assert_int_equal(err.kind, JMES_ERR_RESOURCE);
+    assert_null(got);
+  }
+  json_decref(got);
+  json_decref(doc);
+  jmes_free(e);
+}
+
+/* The bytes of string one search builds are capped in all, not only per
+ * string: many copies of a long string, each below JMES_STRING_MAX, cannot
+ * pile up (a 67 MB string copied by to_string at each of 32 steps held
+ * 2 GB).  A small budget stands in for JMES_BUILD_MAX. */
+static void test_built_strings_are_capped(void **state) {
+  (void)state;
+  /* S64K alone builds 65,520 bytes; two copies of it fit 200,000, three
+   * (the join, then each to_string) do not. */
+  expect_build("[" S64K ", " S64K_COPY "] | length(join('', @))", 400000, 0);
+  expect_build("[" S64K ", " S64K_COPY "]", 200000, 0);
+  expect_build("[" S64K ", " S64K_COPY ", " S64K_COPY "]", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&to_string([@]), @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&reverse(@), @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | join('', @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&keys({\"k\": @}), @) | length(@)", 200000, 0);
+  expect_build("[" S64K "] | " X " | map(&to_string([@]), @) | length(@)", 0, 0); /* the default */
+  expect_build("map(&keys(@), [`{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": 0}`] | "
+               X "|" X "|" X ")", 16000, 1);
+}
+
 /* A ListKeys response with 1,000 keys: what real queries cost stays far
  * inside the budget. */
 static void test_realistic_response_within_budget(void **state) {
@@ -743,6 +785,7 @@ int main(void) {
       cmocka_unit_test(test_large_document_within_budget),
       cmocka_unit_test(test_string_work_is_charged),
       cmocka_unit_test(test_realistic_response_within_budget),
+      cmocka_unit_test(test_built_strings_are_capped),
       cmocka_unit_test(test_result_ownership),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
