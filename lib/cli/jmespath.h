@@ -8,11 +8,19 @@
  * comparators, `||` `&&` `!`, `@`, expression references and every built-in
  * function.
  *
+ * Numbers are jansson's: an integer is an int64, and an integer written
+ * beyond that range (in a JSON literal or given to to_number) becomes a real,
+ * with a real's precision.  An integer and a real compare by exact value.
+ * to_string writes compact JSON with non-ASCII characters as they are, in
+ * UTF-8: Python's json.dumps, which the reference implementation uses,
+ * escapes them as \uXXXX, but the specification does not ask for that and
+ * both texts denote the same string.
+ *
  * The expression is outside input (whatever the user typed), so compiling
  * and searching are bounded: the expression's length, the nesting of its
- * syntax tree, the work one search may do and the size of its result all have
- * caps below, and going past one is an error of kind JMES_ERR_RESOURCE, never
- * a crash, a hang or unbounded memory. */
+ * syntax tree, the work one search may do, the strings it builds and the size
+ * of its result all have caps below, and going past one is an error of kind
+ * JMES_ERR_RESOURCE, never a crash, a hang or unbounded memory. */
 #ifndef KMSD_CLI_JMESPATH_H
 #define KMSD_CLI_JMESPATH_H
 

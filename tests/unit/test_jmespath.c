@@ -376,6 +376,11 @@ static void test_object_and_conversion_functions(void **state) {
   expect("to_number('')", "null");
   expect("to_number('01')", "null");
   expect("to_number('99999999999999999999')", "1e20");
+  /* As jmespath.h documents: an integer beyond int64 becomes a real, and
+   * to_string keeps non-ASCII text as UTF-8 rather than escaping it. */
+  expect("`99999999999999999999`", "1e20");
+  expect("type(`99999999999999999999`)", "\"number\"");
+  expect_on("to_string(@)", "[\"\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80\"]", "\"[\\\"\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80\\\"]\"");
   expect("to_number(Map)", "null");
   expect("to_string(Name)", "\"kmsd\"");
   expect("to_string(Count)", "\"3\"");
