@@ -8,11 +8,19 @@
  * comparators, `||` `&&` `!`, `@`, expression references and every built-in
  * function.
  *
+ * Numbers are jansson's: an integer is an int64, and an integer written
+ * beyond that range (in a JSON literal or given to to_number) becomes a real,
+ * with a real's precision.  An integer and a real compare by exact value.
+ * to_string writes compact JSON with non-ASCII characters as they are, in
+ * UTF-8: Python's json.dumps, which the reference implementation uses,
+ * escapes them as \uXXXX, but the specification does not ask for that and
+ * both texts denote the same string.
+ *
  * The expression is outside input (whatever the user typed), so compiling
  * and searching are bounded: the expression's length, the nesting of its
- * syntax tree, the work one search may do and the size of its result all have
- * caps below, and going past one is an error of kind JMES_ERR_RESOURCE, never
- * a crash, a hang or unbounded memory. */
+ * syntax tree, the work one search may do, the strings it builds and the size
+ * of its result all have caps below, and going past one is an error of kind
+ * JMES_ERR_RESOURCE, never a crash, a hang or unbounded memory. */
 #ifndef KMSD_CLI_JMESPATH_H
 #define KMSD_CLI_JMESPATH_H
 
@@ -32,12 +40,21 @@
  * result); jansson's own parser stops at 2048. */
 #define JMES_DATA_DEPTH_MAX 4096u
 /* Units of work one search may spend: one per node evaluated, per element
- * visited, per value compared or written.  Far above any real query over a
- * KMS response; it stops expressions whose work grows exponentially with
- * their length (`[@,@]|[@,@]|...` followed by flattens). */
+ * visited, per value compared or written, and one more per 64 bytes of
+ * string compared, scanned or copied (comparing a string object with itself
+ * reads nothing).  Far above any real query over a KMS response; it stops
+ * expressions whose work grows exponentially with their length
+ * (`[@,@]|[@,@]|...` followed by flattens), also when what is repeated is a
+ * long string rather than many values. */
 #define JMES_STEPS_MAX (32u * 1024u * 1024u)
 /* Largest string a function may build (to_string, join), in bytes. */
 #define JMES_STRING_MAX (64u * 1024u * 1024u)
+/* Bytes of string one search may build in all (to_string, join, reverse,
+ * keys, to_number's copy), counted as they are built and never given back:
+ * a string that is built and dropped may still be referenced elsewhere, and
+ * this is what keeps `map(&to_string([@]), ...)` over a long string from
+ * holding gigabytes between steps. */
+#define JMES_BUILD_MAX (256u * 1024u * 1024u)
 /* Largest result, counted as its compact JSON text would be (values shared
  * by reference are counted each time they appear), in bytes. */
 #define JMES_RESULT_MAX (256u * 1024u * 1024u)
@@ -89,6 +106,16 @@ kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_er
  * give up sooner, and for tests of the budget. */
 kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
                               jmes_error *err);
+
+/* Budgets of one search; 0 in a field means its default. */
+typedef struct jmes_limits {
+  size_t max_steps; /* units of work; default JMES_STEPS_MAX */
+  size_t max_build; /* bytes of string built; default JMES_BUILD_MAX */
+} jmes_limits;
+
+/* jmes_search with the budgets in `limits` (NULL: all defaults). */
+kerr_code jmes_search_limited(const jmes_expr *e, json_t *data, const jmes_limits *limits,
+                              json_t **result, jmes_error *err);
 
 /* Free an expression; NULL is allowed. */
 void jmes_free(jmes_expr *e);

@@ -26,12 +26,27 @@ kerr_code jmes_spend(jmes_ctx *ctx, size_t n) {
   return KERR_OK;
 }
 
+kerr_code jmes_build(jmes_ctx *ctx, size_t bytes) {
+  if (ctx->build_left < bytes) {
+    ctx->build_left = 0;
+    return jmes_fail(ctx->err, JMES_ERR_RESOURCE,
+                     "jmespath: the query builds more strings than its budget allows");
+  }
+  ctx->build_left -= bytes;
+  return KERR_OK;
+}
+
+kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes) {
+  return jmes_spend(ctx, 1 + bytes / JMES_BYTES_PER_STEP);
+}
+
 static kerr_code too_deep(jmes_ctx *ctx) {
   return jmes_fail(ctx->err, JMES_ERR_RESOURCE, "jmespath: a value is nested deeper than %u levels",
                    JMES_DATA_DEPTH_MAX);
 }
 
-int jmes_truthy(const json_t *v) {
+/* JMESPath truthiness: false, null, "", [] and {} are false. */
+static int jmes_truthy(const json_t *v) {
   switch (json_typeof(v)) {
     case JSON_OBJECT: return json_object_size(v) > 0;
     case JSON_ARRAY: return json_array_size(v) > 0;
@@ -45,16 +60,34 @@ int jmes_truthy(const json_t *v) {
   return 0;
 }
 
+/* Order of the integer `i` and the finite real `d`, exactly: converting `i`
+ * to a double would round it above 2^53 and make 2^53 + 1 equal 2^53.  A
+ * real outside the int64 range decides by itself; otherwise the integers
+ * are compared with the real's whole part, and a fraction breaks the tie. */
+static int integer_real_cmp(json_int_t i, double d) {
+  double whole;
+  json_int_t w;
+  if (d >= 9223372036854775808.0) return -1;
+  if (d < -9223372036854775808.0) return 1;
+  whole = floor(d);
+  w = (json_int_t)whole;
+  if (i != w) return (i > w) - (i < w);
+  return d > whole ? -1 : 0;
+}
+
 int jmes_number_cmp(const json_t *a, const json_t *b) {
   if (json_is_integer(a) && json_is_integer(b)) {
     json_int_t x = json_integer_value(a), y = json_integer_value(b);
     return (x > y) - (x < y);
   }
-  double x = json_number_value(a), y = json_number_value(b);
+  if (json_is_integer(a)) return integer_real_cmp(json_integer_value(a), json_real_value(b));
+  if (json_is_integer(b)) return -integer_real_cmp(json_integer_value(b), json_real_value(a));
+  double x = json_real_value(a), y = json_real_value(b);
   return (x > y) - (x < y);
 }
 
 int jmes_string_cmp(const json_t *a, const json_t *b) {
+  if (a == b) return 0; /* the same object: a shared 67 MB string need not be read */
   size_t la = json_string_length(a), lb = json_string_length(b);
   int c = memcmp(json_string_value(a), json_string_value(b), la < lb ? la : lb);
   if (c != 0) return c < 0 ? -1 : 1;
@@ -77,7 +110,13 @@ static kerr_code equal_at(jmes_ctx *ctx, const json_t *a, const json_t *b, unsig
   }
   if (json_typeof(a) != json_typeof(b)) return KERR_OK;
   switch (json_typeof(a)) {
-    case JSON_STRING: *equal = jmes_string_cmp(a, b) == 0; return KERR_OK;
+    case JSON_STRING:
+      /* Strings of different lengths differ without reading them; equal
+       * lengths cost by the bytes compared. */
+      if (json_string_length(a) != json_string_length(b)) return KERR_OK;
+      rc = jmes_spend_bytes(ctx, json_string_length(a));
+      if (rc == KERR_OK) *equal = jmes_string_cmp(a, b) == 0;
+      return rc;
     case JSON_ARRAY:
       if (json_array_size(a) != json_array_size(b)) return KERR_OK;
       for (size_t i = 0; i < json_array_size(a); i++) {
@@ -116,9 +155,12 @@ typedef struct text_buf {
 } text_buf;
 
 static kerr_code put(jmes_ctx *ctx, text_buf *b, const char *s, size_t n) {
+  kerr_code rc;
   if (n > JMES_STRING_MAX - b->len)
     return jmes_fail(ctx->err, JMES_ERR_RESOURCE, "jmespath: a string would exceed %u bytes",
                      JMES_STRING_MAX);
+  rc = jmes_build(ctx, n);
+  if (rc != KERR_OK) return rc;
   if (b->len + n + 1 > b->cap) {
     size_t cap = b->cap ? b->cap : 64;
     char *grown;
@@ -159,7 +201,8 @@ static void format_real(double d, char *out, size_t cap) {
 static kerr_code put_string(jmes_ctx *ctx, text_buf *b, const char *s, size_t n) {
   static const char hex[] = "0123456789abcdef";
   size_t run = 0;
-  kerr_code rc = put(ctx, b, "\"", 1);
+  kerr_code rc = jmes_spend_bytes(ctx, n);
+  if (rc == KERR_OK) rc = put(ctx, b, "\"", 1);
   for (size_t i = 0; rc == KERR_OK && i < n; i++) {
     unsigned char c = (unsigned char)s[i];
     char esc[7];
@@ -509,12 +552,19 @@ static kerr_code measure(jmes_ctx *ctx, const json_t *v, unsigned depth, size_t 
 }
 
 kerr_code jmes_search(const jmes_expr *e, json_t *data, json_t **result, jmes_error *err) {
-  return jmes_search_bounded(e, data, JMES_STEPS_MAX, result, err);
+  return jmes_search_limited(e, data, NULL, result, err);
 }
 
 kerr_code jmes_search_bounded(const jmes_expr *e, json_t *data, size_t max_steps, json_t **result,
                               jmes_error *err) {
-  jmes_ctx ctx = {err, max_steps ? max_steps : JMES_STEPS_MAX};
+  jmes_limits limits = {max_steps, 0};
+  return jmes_search_limited(e, data, &limits, result, err);
+}
+
+kerr_code jmes_search_limited(const jmes_expr *e, json_t *data, const jmes_limits *limits,
+                              json_t **result, jmes_error *err) {
+  jmes_ctx ctx = {err, limits && limits->max_steps ? limits->max_steps : JMES_STEPS_MAX,
+                  limits && limits->max_build ? limits->max_build : JMES_BUILD_MAX};
   json_t *v = NULL;
   size_t bytes = 0;
   kerr_code rc;

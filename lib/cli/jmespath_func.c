@@ -45,16 +45,26 @@ static kerr_code give(jmes_ctx *ctx, json_t *v, json_t **out) {
   return v ? KERR_OK : jmes_oom(ctx->err);
 }
 
+/* A real result of `func`.  JSON cannot say infinity (and jansson refuses to
+ * hold it), so a result that overflowed is an error about the data rather
+ * than the out-of-memory that json_real's NULL would otherwise look like. */
+static kerr_code give_real(jmes_ctx *ctx, const char *func, double d, json_t **out) {
+  *out = NULL;
+  if (!isfinite(d))
+    return jmes_fail(ctx->err, JMES_ERR_INVALID_VALUE, "jmespath: %s() overflows a double", func);
+  return give(ctx, json_real(d), out);
+}
+
 /* ---- numbers ------------------------------------------------------------ */
 
 static kerr_code fn_abs(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value;
   if (json_is_integer(v)) {
     json_int_t i = json_integer_value(v);
-    if (i == INT64_MIN) return give(ctx, json_real(-(double)i), out);
+    if (i == INT64_MIN) return give_real(ctx, "abs", -(double)i, out);
     return give(ctx, json_integer(i < 0 ? -i : i), out);
   }
-  return give(ctx, json_real(fabs(json_real_value(v))), out);
+  return give_real(ctx, "abs", fabs(json_real_value(v)), out);
 }
 
 static kerr_code fn_ceil(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
@@ -70,8 +80,10 @@ static kerr_code fn_floor(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **o
 }
 
 /* The sum of an array of numbers: exact while every term is an integer and
- * no sum overflows, in doubles (added left to right) from then on. */
-static json_t *sum_of(const json_t *list) {
+ * no sum overflows, in doubles (added left to right) from then on.  *exact
+ * tells which: *whole holds an exact sum, *real any other (perhaps not
+ * finite). */
+static void sum_of(const json_t *list, int *exact_out, json_int_t *whole_out, double *real_out) {
   json_int_t whole = 0;
   double real = 0;
   int exact = 1;
@@ -88,29 +100,35 @@ static json_t *sum_of(const json_t *list) {
     }
     real += json_number_value(v);
   }
-  return exact ? json_integer(whole) : json_real(real);
+  *exact_out = exact;
+  *whole_out = whole;
+  *real_out = real;
 }
 
 static kerr_code fn_sum(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
-  return give(ctx, sum_of(a[0].value), out);
+  int exact;
+  json_int_t whole;
+  double real;
+  sum_of(a[0].value, &exact, &whole, &real);
+  return exact ? give(ctx, json_integer(whole), out) : give_real(ctx, "sum", real, out);
 }
 
 static kerr_code fn_avg(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
-  json_t *sum;
-  double avg;
+  int exact;
+  json_int_t whole;
+  double real;
   size_t count = json_array_size(a[0].value);
   if (count == 0) return give(ctx, json_null(), out);
-  sum = sum_of(a[0].value);
-  if (!sum) return jmes_oom(ctx->err);
-  avg = json_number_value(sum) / (double)count;
-  json_decref(sum);
-  return give(ctx, json_real(avg), out);
+  sum_of(a[0].value, &exact, &whole, &real);
+  return give_real(ctx, "avg", (exact ? (double)whole : real) / (double)count, out);
 }
 
 /* ---- strings ------------------------------------------------------------ */
 
 static kerr_code fn_starts_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   size_t len = json_string_length(a[0].value), plen = json_string_length(a[1].value);
+  kerr_code rc = jmes_spend_bytes(ctx, plen <= len ? plen : 0);
+  if (rc != KERR_OK) return rc;
   *out = json_boolean(plen <= len &&
                       memcmp(json_string_value(a[0].value), json_string_value(a[1].value), plen) == 0);
   return KERR_OK;
@@ -118,6 +136,8 @@ static kerr_code fn_starts_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json
 
 static kerr_code fn_ends_with(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   size_t len = json_string_length(a[0].value), slen = json_string_length(a[1].value);
+  kerr_code rc = jmes_spend_bytes(ctx, slen <= len ? slen : 0);
+  if (rc != KERR_OK) return rc;
   *out = json_boolean(slen <= len && memcmp(json_string_value(a[0].value) + len - slen,
                                             json_string_value(a[1].value), slen) == 0);
   return KERR_OK;
@@ -135,7 +155,8 @@ static kerr_code fn_join(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **ou
                        JMES_STRING_MAX);
     total += part;
   }
-  rc = jmes_spend(ctx, total / 64 + 1);
+  rc = jmes_spend_bytes(ctx, total);
+  if (rc == KERR_OK) rc = jmes_build(ctx, total);
   if (rc != KERR_OK) return rc;
   buf = malloc(total + 1);
   if (!buf) return jmes_oom(ctx->err);
@@ -174,7 +195,8 @@ static json_t *reverse_string(const json_t *v) {
 
 static kerr_code fn_reverse(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value, *list;
-  kerr_code rc = jmes_spend(ctx, json_is_array(v) ? json_array_size(v) : json_string_length(v) / 64);
+  kerr_code rc = json_is_array(v) ? jmes_spend(ctx, json_array_size(v)) : jmes_spend_bytes(ctx, json_string_length(v));
+  if (rc == KERR_OK && json_is_string(v)) rc = jmes_build(ctx, json_string_length(v));
   if (rc != KERR_OK) return rc;
   if (json_is_string(v)) return give(ctx, reverse_string(v), out);
   list = json_array();
@@ -195,6 +217,8 @@ static kerr_code fn_length(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **
   if (json_is_string(v)) {
     /* Code points: every byte but UTF-8's continuation bytes starts one. */
     const char *s = json_string_value(v);
+    kerr_code rc = jmes_spend_bytes(ctx, json_string_length(v));
+    if (rc != KERR_OK) return rc;
     for (size_t i = 0; i < json_string_length(v); i++)
       if (((unsigned char)s[i] & 0xc0) != 0x80) count++;
   } else {
@@ -203,55 +227,63 @@ static kerr_code fn_length(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **
   return give(ctx, json_integer((json_int_t)count), out);
 }
 
-/* A string that is a JSON number, as a number; anything else is null. */
-static json_t *parse_number(const char *s, size_t len) {
+/* A string that is a JSON number, as a number; anything else is null.  A
+ * number too large for a double is an error (JSON cannot say infinity). */
+static kerr_code parse_number(jmes_ctx *ctx, const char *s, size_t len, json_t **out) {
   size_t i = 0;
   int whole = 1;
   char *copy;
-  json_t *r = NULL;
+  kerr_code rc = KERR_OK;
+  *out = json_null();
   if (i < len && s[i] == '-') i++;
   if (i < len && s[i] == '0') {
     i++;
   } else if (i < len && s[i] >= '1' && s[i] <= '9') {
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   } else {
-    return json_null();
+    return KERR_OK;
   }
   if (i < len && s[i] == '.') {
     whole = 0;
-    if (++i >= len || s[i] < '0' || s[i] > '9') return json_null();
+    if (++i >= len || s[i] < '0' || s[i] > '9') return KERR_OK;
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   }
   if (i < len && (s[i] == 'e' || s[i] == 'E')) {
     whole = 0;
     if (++i < len && (s[i] == '+' || s[i] == '-')) i++;
-    if (i >= len || s[i] < '0' || s[i] > '9') return json_null();
+    if (i >= len || s[i] < '0' || s[i] > '9') return KERR_OK;
     while (i < len && s[i] >= '0' && s[i] <= '9') i++;
   }
-  if (i != len) return json_null();
+  if (i != len) return KERR_OK;
+  rc = jmes_spend_bytes(ctx, len);
+  if (rc == KERR_OK) rc = jmes_build(ctx, len);
+  if (rc != KERR_OK) {
+    *out = NULL;
+    return rc;
+  }
   copy = malloc(len + 1);
-  if (!copy) return NULL;
+  if (!copy) {
+    *out = NULL;
+    return jmes_oom(ctx->err);
+  }
   memcpy(copy, s, len);
   copy[len] = '\0';
   if (whole) {
     long long v;
     errno = 0;
     v = strtoll(copy, NULL, 10);
-    if (errno == 0) r = json_integer(v);
+    if (errno == 0) rc = give(ctx, json_integer(v), out);
     else whole = 0; /* beyond 64 bits: a real still says it */
   }
-  if (!whole) {
-    double d = strtod(copy, NULL);
-    r = isfinite(d) ? json_real(d) : json_null();
-  }
+  if (!whole) rc = give_real(ctx, "to_number", strtod(copy, NULL), out);
   free(copy);
-  return r;
+  return rc;
 }
 
 static kerr_code fn_to_number(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
   json_t *v = a[0].value;
   if (json_is_number(v)) return give(ctx, json_incref(v), out);
-  if (json_is_string(v)) return give(ctx, parse_number(json_string_value(v), json_string_length(v)), out);
+  if (json_is_string(v)) return parse_number(ctx, json_string_value(v), json_string_length(v), out);
   *out = json_null();
   return KERR_OK;
 }
@@ -279,11 +311,13 @@ static kerr_code find_substring(jmes_ctx *ctx, const char *hay, size_t hay_len, 
   kerr_code rc = KERR_OK;
   *found = needle_len == 0;
   while (rc == KERR_OK && !*found && (size_t)(end - at) >= needle_len) {
-    at = memchr(at, needle[0], (size_t)(end - at) - needle_len + 1);
-    if (!at) break;
-    rc = jmes_spend(ctx, needle_len / 64 + 1);
-    if (rc == KERR_OK) *found = memcmp(at, needle, needle_len) == 0;
-    at++;
+    size_t span = (size_t)(end - at) - needle_len + 1;
+    const char *hit = memchr(at, needle[0], span);
+    /* The bytes the scan passed over cost as much as those compared. */
+    rc = jmes_spend_bytes(ctx, (hit ? (size_t)(hit - at) : span) + (hit ? needle_len : 0));
+    if (rc != KERR_OK || !hit) break;
+    *found = memcmp(hit, needle, needle_len) == 0;
+    at = hit + 1;
   }
   return rc;
 }
@@ -307,10 +341,15 @@ static kerr_code fn_contains(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t 
 
 static kerr_code fn_keys_or_values(jmes_ctx *ctx, const jmes_arg *a, int want_keys, json_t **out) {
   json_t *obj = a[0].value, *list = json_array();
-  kerr_code rc = jmes_spend(ctx, json_object_size(obj));
+  kerr_code rc = KERR_OK;
   if (!list) return jmes_oom(ctx->err);
   for (void *it = json_object_iter(obj); rc == KERR_OK && it; it = json_object_iter_next(obj, it)) {
-    int failed = want_keys ? json_array_append_new(list, json_stringn_nocheck(json_object_iter_key(it),
+    int failed;
+    /* keys() copies every key. */
+    rc = jmes_spend_bytes(ctx, want_keys ? json_object_iter_key_len(it) : 0);
+    if (rc == KERR_OK && want_keys) rc = jmes_build(ctx, json_object_iter_key_len(it));
+    if (rc != KERR_OK) break;
+    failed = want_keys ? json_array_append_new(list, json_stringn_nocheck(json_object_iter_key(it),
                                                                               json_object_iter_key_len(it)))
                            : json_array_append(list, json_object_iter_value(it));
     if (failed) rc = jmes_oom(ctx->err);
@@ -390,9 +429,19 @@ static kerr_code fn_map(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out
 /* ---- ordering ----------------------------------------------------------- */
 
 /* Order of two sort keys already checked to be both numbers or both
- * strings. */
-static int key_cmp(const json_t *a, const json_t *b) {
-  return json_is_number(a) ? jmes_number_cmp(a, b) : jmes_string_cmp(a, b);
+ * strings: one unit, and for two different strings the bytes compared. */
+static kerr_code key_cmp(jmes_ctx *ctx, const json_t *a, const json_t *b, int *order) {
+  kerr_code rc;
+  *order = 0;
+  if (json_is_number(a)) {
+    rc = jmes_spend(ctx, 1);
+    if (rc == KERR_OK) *order = jmes_number_cmp(a, b);
+    return rc;
+  }
+  size_t la = json_string_length(a), lb = json_string_length(b);
+  rc = jmes_spend_bytes(ctx, a == b ? 0 : la < lb ? la : lb);
+  if (rc == KERR_OK) *order = jmes_string_cmp(a, b);
+  return rc;
 }
 
 /* Check that `keys` (n of them) are all numbers or all strings. */
@@ -419,7 +468,11 @@ static kerr_code sort_perm(jmes_ctx *ctx, json_t *const *keys, size_t *perm, siz
     for (size_t lo = 0; rc == KERR_OK && lo < n; lo += 2 * width) {
       size_t mid = lo + width < n ? lo + width : n, hi = lo + 2 * width < n ? lo + 2 * width : n;
       size_t i = lo, j = mid, o = lo;
-      while (i < mid && j < hi) tmp[o++] = key_cmp(keys[perm[j]], keys[perm[i]]) < 0 ? perm[j++] : perm[i++];
+      while (rc == KERR_OK && i < mid && j < hi) {
+        int order = 0;
+        rc = key_cmp(ctx, keys[perm[j]], keys[perm[i]], &order);
+        tmp[o++] = order < 0 ? perm[j++] : perm[i++];
+      }
       while (i < mid) tmp[o++] = perm[i++];
       while (j < hi) tmp[o++] = perm[j++];
     }
@@ -435,7 +488,8 @@ static kerr_code compute_keys(jmes_ctx *ctx, const char *func, json_t *list, con
                               json_t ***keys_out) {
   size_t n = json_array_size(list);
   json_t **keys = calloc(n ? n : 1, sizeof *keys);
-  kerr_code rc = KERR_OK;
+  /* Without `by` the keys are the elements: still a unit each. */
+  kerr_code rc = by ? KERR_OK : jmes_spend(ctx, n);
   *keys_out = NULL;
   if (!keys) return jmes_oom(ctx->err);
   for (size_t i = 0; rc == KERR_OK && i < n; i++) {
@@ -503,11 +557,14 @@ static kerr_code extreme(jmes_ctx *ctx, const char *func, json_t *list, const jm
   }
   rc = compute_keys(ctx, func, list, by, &keys);
   if (rc != KERR_OK) return rc;
-  for (size_t i = 1; i < n; i++)
-    if (key_cmp(keys[i], keys[best]) * want > 0) best = i;
+  for (size_t i = 1; rc == KERR_OK && i < n; i++) {
+    int order = 0;
+    rc = key_cmp(ctx, keys[i], keys[best], &order);
+    if (order * want > 0) best = i;
+  }
   free_keys(keys, n);
-  *out = json_incref(json_array_get(list, best));
-  return KERR_OK;
+  *out = rc == KERR_OK ? json_incref(json_array_get(list, best)) : NULL;
+  return rc;
 }
 
 static kerr_code fn_max(jmes_ctx *ctx, const jmes_arg *a, size_t n, json_t **out) {
@@ -545,10 +602,10 @@ static const jmes_function functions[] = {
     {"map", 2, 2, {JT_EXPREF, JT_ARRAY}, fn_map},
     {"max", 1, 1, {NUMS_OR_STRS}, fn_max},
     {"max_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_max_by},
-    {"merge", 1, SIZE_MAX, {JT_OBJECT}, fn_merge},
+    {"merge", 1, SIZE_MAX, {JT_OBJECT, JT_OBJECT}, fn_merge},
     {"min", 1, 1, {NUMS_OR_STRS}, fn_min},
     {"min_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_min_by},
-    {"not_null", 1, SIZE_MAX, {JT_ANY}, fn_not_null},
+    {"not_null", 1, SIZE_MAX, {JT_ANY, JT_ANY}, fn_not_null},
     {"reverse", 1, 1, {JT_STRING | JT_ARRAY}, fn_reverse},
     {"sort", 1, 1, {NUMS_OR_STRS}, fn_sort},
     {"sort_by", 2, 2, {JT_ARRAY, JT_EXPREF}, fn_sort_by},
@@ -576,11 +633,14 @@ const jmes_function *jmes_function_find(const char *name, size_t len) {
   return NULL;
 }
 
-/* The type a signature needs at argument `i`: a variadic function's extra
- * arguments take the last declared type. */
+/* The type a signature needs at argument `i`, read from the table entry for
+ * exactly that argument, so an optional or variadic argument never borrows
+ * the type of another one.  An index the signature does not cover (the
+ * parser refuses such calls) accepts nothing. */
 static unsigned wanted_type(const jmes_function *f, size_t i) {
-  size_t last = f->min_args > 0 ? f->min_args - 1 : 0;
-  return f->arg_types[i < last ? i : last];
+  size_t listed = f->max_args == SIZE_MAX ? f->min_args + 1 : f->max_args;
+  if (f->max_args == SIZE_MAX && i > f->min_args) i = f->min_args;
+  return i < listed && i < sizeof f->arg_types / sizeof f->arg_types[0] ? f->arg_types[i] : 0;
 }
 
 static const char *describe(unsigned types) {

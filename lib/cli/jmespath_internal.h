@@ -67,10 +67,12 @@ struct jmes_expr {
   jmes_node *root;
 };
 
-/* One search's state: the error to fill and the work still allowed. */
+/* One search's state: the error to fill, the work still allowed and the
+ * bytes of string it may still build. */
 typedef struct jmes_ctx {
   jmes_error *err;
   size_t steps_left;
+  size_t build_left;
 } jmes_ctx;
 
 /* A function's argument: a value (owned by the caller of the built-in), or
@@ -100,7 +102,10 @@ typedef kerr_code (*jmes_builtin)(jmes_ctx *ctx, const jmes_arg *args, size_t n_
 typedef struct jmes_function {
   const char *name;
   size_t min_args;
-  size_t max_args;          /* SIZE_MAX: variadic, further args typed as the last */
+  size_t max_args;          /* SIZE_MAX: variadic */
+  /* The type of every argument, one entry each up to max_args; a variadic
+   * function lists its min_args fixed arguments and then, at index min_args,
+   * the type of every further one. */
   unsigned arg_types[3];
   jmes_builtin call;
 } jmes_function;
@@ -120,16 +125,14 @@ kerr_code jmes_call(jmes_ctx *ctx, const jmes_node *n, json_t *cur, json_t **out
  * reference (json_null() for null). */
 kerr_code jmes_eval(jmes_ctx *ctx, const jmes_node *n, json_t *cur, json_t **out);
 
-/* JMESPath truthiness: false, null, "", [] and {} are false. */
-int jmes_truthy(const json_t *v);
-
 /* Deep equality with numbers compared by value (1 == 1.0). */
 kerr_code jmes_equal(jmes_ctx *ctx, const json_t *a, const json_t *b, int *equal);
 
 /* Order of two numbers: <0, 0, >0. */
 int jmes_number_cmp(const json_t *a, const json_t *b);
 
-/* Order of two strings by code point (UTF-8 bytes compare that way). */
+/* Order of two strings by code point (UTF-8 bytes compare that way).  Free
+ * of charge: the caller spends the work (jmes_spend_bytes). */
 int jmes_string_cmp(const json_t *a, const json_t *b);
 
 /* Compact JSON text of `v` (as to_string writes it): malloc'd, NUL-
@@ -138,6 +141,17 @@ kerr_code jmes_to_json(jmes_ctx *ctx, const json_t *v, char **text, size_t *len)
 
 /* Spend `n` units of work; fails with kind RESOURCE when none are left. */
 kerr_code jmes_spend(jmes_ctx *ctx, size_t n);
+
+/* Bytes of string data one unit of work pays for. */
+#define JMES_BYTES_PER_STEP 64u
+
+/* Spend the work of comparing, scanning or copying `bytes` bytes of string:
+ * one unit, plus one per JMES_BYTES_PER_STEP bytes. */
+kerr_code jmes_spend_bytes(jmes_ctx *ctx, size_t bytes);
+
+/* Account for `bytes` bytes of string about to be built (JMES_BUILD_MAX);
+ * fails with kind RESOURCE past the search's budget. */
+kerr_code jmes_build(jmes_ctx *ctx, size_t bytes);
 
 /* ---- errors (jmespath_parse.c) ---- */
 

@@ -249,6 +249,66 @@ static void test_number_functions(void **state) {
   expect("avg(`[1, 2, 3, 4]`)", "2.5");
   expect("avg(`[2, 4]`)", "3.0");
   expect("avg(`[]`)", "null");
+}
+
+/* JSON has no infinity: a number function whose result would not be finite
+ * fails with invalid-value (a validation error about the data), not as if
+ * memory had run out. */
+static void expect_not_finite(const char *expr) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  json_t *doc = parse(doc_text), *got = NULL;
+  assert_int_equal(jmes_compile(expr, &e, &err), KERR_OK);
+  if (jmes_search(e, doc, &got, &err) != KERR_VALIDATION || err.kind != JMES_ERR_INVALID_VALUE)
+    fail_msg("%s: want invalid-value, got %s (%s)", expr, jmes_error_kind_name(err.kind), err.status.msg);
+  assert_null(got);
+  assert_non_null(strstr(err.status.msg, "double"));
+  json_decref(doc);
+  jmes_free(e);
+}
+
+/* An integer and a real compare by their exact values, as in Python: 2^53 + 1
+ * is not 2^53 although both round to the same double. */
+static void test_mixed_number_comparison(void **state) {
+  (void)state;
+  expect("`9007199254740993` == `9007199254740992.0`", "false");
+  expect("`9007199254740993` != `9007199254740992.0`", "true");
+  expect("`9007199254740993` > `9007199254740992.0`", "true");
+  expect("`9007199254740993` >= `9007199254740992.0`", "true");
+  expect("`9007199254740992.0` < `9007199254740993`", "true");
+  expect("`9007199254740992.0` <= `9007199254740993`", "true");
+  expect("`9007199254740992` == `9007199254740992.0`", "true");
+  expect("`9223372036854775807` < `9223372036854775808.0`", "true");
+  expect("`-9223372036854775808` == `-9223372036854775808.0`", "true");
+  expect("`-9223372036854775808` > `-1e19`", "true");
+  expect("`2` > `1.5`", "true");
+  expect("`1` < `1.5`", "true");
+  expect("`-2` < `-1.5`", "true");
+  expect("`-1` > `-1.5`", "true");
+  expect("`[9007199254740993]` == `[9007199254740992.0]`", "false");
+  expect("sort(`[9007199254740993, 9007199254740992.0, 9007199254740992]`)",
+         "[9007199254740992.0,9007199254740992,9007199254740993]");
+  expect("max(`[9007199254740992.0, 9007199254740993]`)", "9007199254740993");
+  expect("min(`[9007199254740993, 9007199254740992.0]`)", "9007199254740992.0");
+  expect("contains(`[9007199254740993]`, `9007199254740992.0`)", "false");
+}
+
+static void test_number_overflow(void **state) {
+  (void)state;
+  expect_not_finite("sum(`[1e308, 1e308]`)");
+  expect_not_finite("sum(`[-1e308, -1e308]`)");
+  expect_not_finite("sum(`[9223372036854775807, 1e308, 1e308]`)");
+  expect_not_finite("avg(`[1e308, 1e308]`)");
+  expect_not_finite("avg(`[1e308, 1e308, -1e308]`)"); /* added left to right, as Python does */
+  expect_not_finite("to_number('1e999')");
+  expect_not_finite("to_number('-1e999')");
+  /* What stays finite still works at the edges. */
+  expect("sum(`[1e308, -1e308, 1e308]`)", "1e308");
+  expect("max(`[1e308, 1.7976931348623157e308]`)", "1.7976931348623157e308");
+  expect("abs(`-1.7976931348623157e308`)", "1.7976931348623157e308");
+  expect("ceil(`1.7976931348623157e308`)", "1.7976931348623157e308");
+  expect("floor(`-1.7976931348623157e308`)", "-1.7976931348623157e308");
+  expect("to_number('1e308')", "1e308");
   expect("max(`[3, 1.5, 7]`)", "7");
   expect("min(`[3, 1.5, 7]`)", "1.5");
   expect("max(`[\"b\", \"c\", \"a\"]`)", "\"c\"");
@@ -315,8 +375,12 @@ static void test_object_and_conversion_functions(void **state) {
   expect("to_number('12abc')", "null");
   expect("to_number('')", "null");
   expect("to_number('01')", "null");
-  expect("to_number('1e999')", "null");
   expect("to_number('99999999999999999999')", "1e20");
+  /* As jmespath.h documents: an integer beyond int64 becomes a real, and
+   * to_string keeps non-ASCII text as UTF-8 rather than escaping it. */
+  expect("`99999999999999999999`", "1e20");
+  expect("type(`99999999999999999999`)", "\"number\"");
+  expect_on("to_string(@)", "[\"\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80\"]", "\"[\\\"\xc3\xa9t\xc3\xa9 \xf0\x9f\x98\x80\\\"]\"");
   expect("to_number(Map)", "null");
   expect("to_string(Name)", "\"kmsd\"");
   expect("to_string(Count)", "\"3\"");
@@ -334,6 +398,12 @@ static void test_object_and_conversion_functions(void **state) {
   expect_error("keys(Keys)", JMES_ERR_INVALID_TYPE);
   expect_error("values(Name)", JMES_ERR_INVALID_TYPE);
   expect_error("merge(Map, Keys)", JMES_ERR_INVALID_TYPE);
+  /* Every argument of a variadic function is checked against its own entry
+   * of the signature, however many there are. */
+  expect_error("merge(Map, Map, Map, Keys)", JMES_ERR_INVALID_TYPE);
+  expect_error("merge(Map, Map, &Map)", JMES_ERR_INVALID_TYPE);
+  expect_error("not_null(Marker, Marker, &Name)", JMES_ERR_INVALID_TYPE);
+  expect("merge(Map, Empty, `{\"w\": 0}`).w", "0");
 }
 
 static void test_sorting_and_expression_references(void **state) {
@@ -508,6 +578,136 @@ static void test_exponential_work_is_stopped(void **state) {
   free(hay);
 }
 
+/* Pieces of expressions whose work grows with string length rather than
+ * with the number of values: E8 is eight empty strings, X makes eight
+ * references to each element, S64K joins 4096 of them into a 65,520-byte
+ * string, and S64K_COPY is another string object with the same text. */
+#define E8 "`[\"\",\"\",\"\",\"\",\"\",\"\",\"\",\"\"]`"
+#define X "[@,@,@,@,@,@,@,@][]"
+#define S64K "join('aaaaaaaaaaaaaaaa', " E8 "|" X "|" X "|" X ")"
+#define S64K_COPY "join('', [" S64K "])"
+
+static void test_string_work_is_charged(void **state) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  json_t *doc = parse("{}"), *got = NULL;
+  (void)state;
+  /* A 277-byte expression that builds a 67 MB string and has max() compare
+   * 4096 references to it; it ran for a minute when every comparison cost
+   * one unit and read all 67 MB.  A string compared with itself is now not
+   * read, so what is left (building the string once, length() scanning it
+   * once, about 2.2M units) fits the default budget and the answer comes. */
+  assert_int_equal(jmes_compile("join(join('aaaaaaaaaaaaaaaa', " E8 "|" X "|" X "|" X "), " E8 "|" X "|" X
+                                "|[@,@][]) | [@,@,@,@,@,@,@,@]|" X "|" X "|" X " | max(@) | length(@)",
+                                &e, &err),
+                   KERR_OK);
+  assert_int_equal(jmes_search(e, doc, &got, &err), KERR_OK);
+  assert_int_equal(json_integer_value(got), 1023 * 65520);
+  json_decref(got);
+  jmes_free(e);
+  json_decref(doc);
+  /* Each way of touching the bytes of a long string costs by its length:
+   * comparing two different string objects (ordering and equality), scanning
+   * one (length, contains, starts_with, ends_with) and copying one
+   * (to_string). */
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | max(@)", "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | sort(@) | length(@)", "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | sort_by(@, &@) | length(@)",
+                     "{}");
+  expect_out_of_work("[" S64K ", join('', [" S64K ", 'b'])] | " X "|" X "|" X " | min_by(@, &@) | length(@)",
+                     "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&(@[0] == @[1]), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&length(@), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&contains(@, 'b'), @)", "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&starts_with(@[0], @[1]), @)", "{}");
+  expect_out_of_work("[[" S64K ", " S64K_COPY "]] | " X "|" X "|" X " | map(&ends_with(@[0], @[1]), @)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&to_string([@]), @) | length(@)", "{}");
+  expect_out_of_work("[" S64K "] | " X "|" X "|" X " | map(&reverse(@), @) | length(@)", "{}");
+  /* The same string object compared with itself costs nothing more. */
+  expect_on("[" S64K "] | " X "|" X "|" X " | [max(@), min(@), sort(@)[0]] | map(&length(@), @)", "{}",
+            "[65520,65520,65520]");
+  expect_on(S64K_COPY " == " S64K, "{}", "true");
+}
+
+/* Search `expr` in {} allowing `max_build` bytes of built strings: want
+ * KERR_OK, or a RESOURCE error when `refused`. */
+static void expect_build(const char *expr, size_t max_build, int refused) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  jmes_limits limits = {0, max_build};
+  json_t *doc = parse("{}"), *got = NULL;
+  kerr_code rc;
+  assert_int_equal(jmes_compile(expr, &e, &err), KERR_OK);
+  rc = jmes_search_limited(e, doc, &limits, &got, &err);
+  if (refused && rc == KERR_OK) fail_msg("%s: answered within %zu built bytes", expr, max_build);
+  if (!refused && rc != KERR_OK) fail_msg("%s: %s", expr, err.status.msg);
+  if (refused) {
+    assert_int_equal(rc, KERR_VALIDATION);
+    assert_int_equal(err.kind, JMES_ERR_RESOURCE);
+    assert_null(got);
+  }
+  json_decref(got);
+  json_decref(doc);
+  jmes_free(e);
+}
+
+/* The bytes of string one search builds are capped in all, not only per
+ * string: many copies of a long string, each below JMES_STRING_MAX, cannot
+ * pile up (a 67 MB string copied by to_string at each of 32 steps held
+ * 2 GB).  A small budget stands in for JMES_BUILD_MAX. */
+static void test_built_strings_are_capped(void **state) {
+  (void)state;
+  /* S64K alone builds 65,520 bytes; two copies of it fit 200,000, three
+   * (the join, then each to_string) do not. */
+  expect_build("[" S64K ", " S64K_COPY "] | length(join('', @))", 400000, 0);
+  expect_build("[" S64K ", " S64K_COPY "]", 200000, 0);
+  expect_build("[" S64K ", " S64K_COPY ", " S64K_COPY "]", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&to_string([@]), @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&reverse(@), @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | join('', @) | length(@)", 200000, 1);
+  expect_build("[" S64K "] | " X " | map(&keys({\"k\": @}), @) | length(@)", 200000, 0);
+  expect_build("[" S64K "] | " X " | map(&to_string([@]), @) | length(@)", 0, 0); /* the default */
+  expect_build("map(&keys(@), [`{\"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\": 0}`] | "
+               X "|" X "|" X ")", 16000, 1);
+}
+
+/* A ListKeys response with 1,000 keys: what real queries cost stays far
+ * inside the budget. */
+static void test_realistic_response_within_budget(void **state) {
+  jmes_expr *e = NULL;
+  jmes_error err;
+  json_t *keys = json_array(), *doc, *got = NULL;
+  (void)state;
+  for (int i = 0; i < 1000; i++) {
+    char id[64], arn[128];
+    snprintf(id, sizeof id, "%08x-1234-4abc-8def-%012d", (unsigned)(i * 2654435761u), i);
+    snprintf(arn, sizeof arn, "arn:aws:kms:eu-west-1:111122223333:key/%s", id);
+    json_array_append_new(keys, json_pack("{s:s, s:s}", "KeyId", id, "KeyArn", arn));
+  }
+  doc = json_pack("{s:o, s:b}", "Keys", keys, "Truncated", 0);
+  assert_non_null(doc);
+  assert_int_equal(jmes_compile("{first: sort_by(Keys, &KeyArn)[0].KeyId, last: max_by(Keys, &KeyId).KeyId,"
+                                " least: min_by(Keys, &KeyArn).KeyId, ids: length(join(',', Keys[].KeyId)),"
+                                " sorted: length(sort(Keys[].KeyId)), top: max(Keys[].KeyArn),"
+                                " zeros: length(Keys[?contains(KeyId, '-00000000000')]),"
+                                " text: length(to_string(Keys)), same: Keys[0] == Keys[0]}",
+                                &e, &err),
+                   KERR_OK);
+  assert_int_equal(jmes_search(e, doc, &got, &err), KERR_OK);
+  assert_string_equal(json_string_value(json_object_get(got, "first")), "00000000-1234-4abc-8def-000000000000");
+  assert_int_equal(json_integer_value(json_object_get(got, "ids")), 1000 * 36 + 999);
+  assert_int_equal(json_integer_value(json_object_get(got, "sorted")), 1000);
+  assert_int_equal(json_integer_value(json_object_get(got, "zeros")), 10);
+  assert_true(json_is_string(json_object_get(got, "last")));
+  assert_true(json_is_string(json_object_get(got, "least")));
+  assert_true(json_is_string(json_object_get(got, "top")));
+  assert_true(json_integer_value(json_object_get(got, "text")) > 100000);
+  assert_true(json_is_true(json_object_get(got, "same")));
+  json_decref(got);
+  json_decref(doc);
+  jmes_free(e);
+}
+
 static void test_large_document_within_budget(void **state) {
   jmes_expr *e = NULL;
   jmes_error err;
@@ -576,6 +776,8 @@ int main(void) {
       cmocka_unit_test(test_pipes_and_booleans),
       cmocka_unit_test(test_multiselect_and_literals),
       cmocka_unit_test(test_number_functions),
+      cmocka_unit_test(test_number_overflow),
+      cmocka_unit_test(test_mixed_number_comparison),
       cmocka_unit_test(test_string_functions),
       cmocka_unit_test(test_object_and_conversion_functions),
       cmocka_unit_test(test_sorting_and_expression_references),
@@ -586,6 +788,9 @@ int main(void) {
       cmocka_unit_test(test_deep_nesting_is_refused),
       cmocka_unit_test(test_exponential_work_is_stopped),
       cmocka_unit_test(test_large_document_within_budget),
+      cmocka_unit_test(test_string_work_is_charged),
+      cmocka_unit_test(test_realistic_response_within_budget),
+      cmocka_unit_test(test_built_strings_are_capped),
       cmocka_unit_test(test_result_ownership),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
