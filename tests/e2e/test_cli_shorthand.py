@@ -200,6 +200,63 @@ def generated(count, seed):
     return out
 
 
+def structured(count, seed):
+    """Values built from the grammar, with random whitespace, escapes, quotes
+    and non-ASCII text, a third of them then damaged by one edit."""
+    rnd = random.Random(seed)
+    word_chars = list("abcXYZ019-_./:#!$%&()*+;<>?@^`|~") + [
+        " ", "\\,", "\\", "=", "é", "日本", "😀", "\u00a0", "\u3000", "\t", "[", "{", "]", "}"]
+    keys = ["a", "b", "Key", "TagKey", "TagValue", "k1", "aws:ebs:id", "x.y", "#", "", "a-b_c/d"]
+    spaces = ["", "", "", " ", "  ", "\t", "\n", " \n "]
+
+    clean_chars = list("abcXYZ019-_./:") + [" ", "\\,", "é", "日本", "\u00a0"]
+    noisy = [True]
+
+    def word():
+        chars = word_chars if noisy[0] else clean_chars
+        return "".join(rnd.choice(chars) for _ in range(rnd.randint(0, 8)))
+
+    def quoted():
+        q = rnd.choice("'\"")
+        body = "".join(rnd.choice(word_chars + [",", "\\" + q, "'", "\"", "\\\\"])
+                       for _ in range(rnd.randint(0, 8)))
+        return q + body + (rnd.choice([q, q, q, ""]) if noisy[0] else q)
+
+    def item(depth):
+        r = rnd.random()
+        if depth < 4 and r < 0.2:
+            return "[" + ",".join(rnd.choice(spaces) + item(depth + 1) + rnd.choice(spaces)
+                                  for _ in range(rnd.randint(0, 3))) + rnd.choice(["]", "]", ",]", "" if noisy[0] else "]"])
+        if depth < 4 and r < 0.4:
+            return "{" + ",".join(rnd.choice(spaces) + key() + rnd.choice(spaces) + item(depth + 1)
+                                  for _ in range(rnd.randint(0, 3))) + rnd.choice(["}", "}", ",}", "" if noisy[0] else "}"])
+        return quoted() if r < 0.6 else word()
+
+    def key():
+        if not noisy[0]:
+            return rnd.choice(keys[:-2]) + rnd.choice(["=", "=", "@="])
+        return rnd.choice(keys) + rnd.choice(["=", "=", "=", "@=", " = ", " @= ", "=="])
+
+    def values():
+        r = rnd.random()
+        if r < 0.5:
+            return item(0)
+        return ",".join(rnd.choice(spaces) + (quoted() if rnd.random() < 0.3 else word())
+                        for _ in range(rnd.randint(1, 4)))
+
+    out = []
+    for i in range(count):
+        # Half of them clean: closed quotes and brackets, plain words.
+        noisy[0] = i % 2 == 0
+        text = ",".join(rnd.choice(spaces[:4]) + key() + values()
+                        for _ in range(rnd.randint(1, 4)))
+        if i % 6 == 0 and text:
+            pos = rnd.randint(0, len(text))
+            text = text[:pos] + rnd.choice(list("=,[]{}'\"\\@ ")) + text[pos + 1:]
+        out.append(text)
+    return out
+
+
 def mutated(corpus, count, seed):
     rnd = random.Random(seed)
     pieces = list("=,[]{}'\"\\@ \n") + ["\\,", "😀", "\u00a0"]
@@ -278,6 +335,10 @@ class ShorthandDifferential(unittest.TestCase):
         inputs = [t for t in generated(4000, 20261203) if nesting(t) < MAX_DEPTH]
         self.compare(inputs, marking=False, label="generated")
         self.compare(inputs, marking=True, label="generated, marked")
+
+    def test_structured(self):
+        inputs = [t for t in structured(4000, 42) if nesting(t) < MAX_DEPTH]
+        self.compare(inputs, marking=True, label="structured, marked")
 
     def test_mutated(self):
         inputs = [t for t in mutated(DOCS + CONSTRUCTS, 3000, 7) if nesting(t) < MAX_DEPTH]
