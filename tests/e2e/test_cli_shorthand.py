@@ -182,6 +182,62 @@ CONSTRUCTS = [
 ]
 
 
+# More of the same, written as users write them: several keys, nesting,
+# quoting and whitespace mixed, and the mistakes the CLI's messages point at.
+MORE = [
+    "TagKey=Purpose,TagValue=Test,TagKey=Env,TagValue=Prod",
+    "TagKey=Purpose,TagValue=Test TagKey=Env,TagValue=Prod",
+    "TagKey=Name,TagValue=\"My key, the first\"",
+    "TagKey=Name,TagValue=My key\\, the first",
+    "TagKey=Name,TagValue='it\\'s mine'",
+    "TagKey=empty,TagValue=",
+    "TagKey=empty,TagValue=''",
+    "TagKey=ünïcödé,TagValue=värde",
+    "TagKey=Owner,TagValue=alice@example.com",
+    "TagKey=path,TagValue=/a/b/c",
+    "TagKey=url,TagValue=https://example.com/x?y=1&z=2",
+    "TagKey=eq,TagValue=a=b",
+    "TagKey=json,TagValue={\"a\":1}",
+    "TagKey=list,TagValue=[1,2]",
+    "EncryptionContextSubset={Department=IT},EncryptionContextEquals={Purpose=Test}",
+    "EncryptionContextSubset={Department=IT,Department=HR}",
+    "EncryptionContextSubset={\"Department\"=IT}",
+    "EncryptionContextSubset={Department='IT, HR'}",
+    "EncryptionContextSubset={Department=\"IT\\\"s\"}",
+    "EncryptionContextSubset={ Department = IT , Project = Alpha }",
+    "EncryptionContextSubset={Department=IT Project=Alpha}",
+    "EncryptionContextSubset={Department=IT;Project=Alpha}",
+    "EncryptionContextSubset=Department=IT",
+    "EncryptionContextSubset={Department=IT",
+    "EncryptionContextSubset={Department=IT}}",
+    "EncryptionContextSubset={aws:s3:arn=arn:aws:s3:::bucket/key}",
+    "EncryptionContextSubset={aws:s3:arn=arn:aws:s3:::bucket/a b}",
+    "AccessKeyId=ABCDE12345670EXAMPLE, RawSecretAccessKey=DXjSUawnel2fr6SKC7G25CNxTyWKE5PF9XX6H/u9pSo=",
+    "AccessKeyId=ABCDE12345670EXAMPLE,\nRawSecretAccessKey=DXjSUawnel2fr6SKC7G25CNxTyWKE5PF9XX6H/u9pSo=",
+    "AccessKeyId=ABCDE12345670EXAMPLE,RawSecretAccessKey=a+b/c==",
+    "AccessKeyId=ABCDE12345670EXAMPLE,RawSecretAccessKey==abc",
+    "AccessKeyId=ABCDE12345670EXAMPLE,AccessKeyId=OTHER",
+    "AccessKeyId=ABCDE12345670EXAMPLE,RawSecretAccessKey@=file://secret.txt",
+    "AliasName=alias/ExampleAlias,TargetKeyId=1234abcd-12ab-34cd-56ef-1234567890ab",
+    "KeyId=arn:aws:kms:us-west-2:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+    "KeyId=alias/ExampleAlias,Plaintext=fileb://plain.bin",
+    "KeyId=alias/ExampleAlias,Plaintext@=fileb://plain.bin",
+    "GranteePrincipal=arn:aws:iam::111122223333:role/KeyUserRole,Operations=Decrypt,RetireOnDelete",
+    "a=[b,[c,[d,[e]]]]", "a={b={c={d={e=f}}}}", "a=[{b=[{c=d}]}]", "a={b=[1,2],c={d=[]}}",
+    "a=[ [ ] , { } ]", "a=[\n b,\n c\n]", "a={\n b=c,\n d=e\n}", "a=[b\n]", "a={b=c\n}",
+    "a=b,c=[d,e],f={g=h},i='j',k=\"l\",m=n\\,o",
+    "a=b\\", "a=b\\\\", "a='\\\\'", "a=\"\\\\\"", "a='\\'", "a=\"\\\"",
+    "a=b'c", "a=b\"c", "a=b'c,d", "a=b,c'd", "a=b,c\"d,e",
+    "a=b\r\n", "a=b\r", "a=\rb", "a=b\x0b,c=d", "a=b\x0c", "a=b \t ,c=d", "a=b,\t\tc=d",
+    "a\t=b", "a \n @ \n = \n b", "a=b,c= ,d=e", "a=b,c=,d=", "a=b,,", "a=b,,c=d",
+    "a=x,y,z,", "a=x,y,,z", "a=x, y ,z", "a='x' , 'y'", "a='x','y',c=d", "a=x,'y'z",
+    "a=[x]y=z", "a=[x],", "a=[x],,b=c", "a={x=y},b", "a={x=y},b=", "a={x=y}, b=c",
+    "a=\u00a0b", "a=b\u00a0,c=d", "a=\u2003", "a=[\u00a0]", "a={b=\u00a0}", "a=b,\u00a0c",
+    "a=😀b", "a=[😀]", "a={😀=b}", "😀=b", "a=b,c=😀", "a=é,b=ü,c=日本語,d=한국어",
+    "a=\x1c", "a=b\x1c", "a=[b\x1c]", "a=b\x85", "a=\x85",
+]
+
+
 def generated(count, seed):
     rnd = random.Random(seed)
     alphabet = list("=,[]{}'\"\\@ ") * 3 + list("abcxyzAB019-_.#/:") + [
@@ -326,8 +382,8 @@ class ShorthandDifferential(unittest.TestCase):
             self.fail(f"{label}: {len(problems)} disagreements, first ones:\n{shown}")
 
     def test_corpus(self):
-        corpus = DOCS + CONSTRUCTS
-        self.assertGreater(len(corpus), 250)
+        corpus = DOCS + CONSTRUCTS + MORE
+        self.assertGreater(len(corpus), 300)
         self.compare(corpus, marking=False, label="corpus")
         self.compare(corpus, marking=True, label="corpus, file-optional values marked")
 
@@ -341,7 +397,7 @@ class ShorthandDifferential(unittest.TestCase):
         self.compare(inputs, marking=True, label="structured, marked")
 
     def test_mutated(self):
-        inputs = [t for t in mutated(DOCS + CONSTRUCTS, 3000, 7) if nesting(t) < MAX_DEPTH]
+        inputs = [t for t in mutated(DOCS + CONSTRUCTS + MORE, 3000, 7) if nesting(t) < MAX_DEPTH]
         self.compare(inputs, marking=True, label="mutated corpus, marked")
 
     def test_deep_nesting_is_refused(self):
