@@ -91,7 +91,8 @@ typedef kerr_code (*cli_shorthand_file_fn)(void *ctx, const char *value, size_t 
 
 /* Parse the NUL-terminated `input`.  `file_fn` (may be NULL: file-optional
  * values are then kept as text) is called with `file_ctx` as described
- * above.  On success *out is a new object the caller owns (json_decref) and
+ * above.  `out` must not be NULL (KERR_INTERNAL if it is, nothing parsed).
+ * On success *out is a new object the caller owns (json_decref) and
  * `err` (may be NULL) is cleared.  On failure *out is NULL and `err` is
  * filled (release it with cli_shorthand_error_free).  `err` need not be
  * initialised: it is overwritten, and a message it held before is not freed.
