@@ -1205,8 +1205,11 @@ static CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
 /* Token objects only: a session object (such as xks-proxy's working copy of
  * a key) carries its original's id and label and must not count as a second
  * key. */
-static kerr_code find_by_attr(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
-                              CK_OBJECT_HANDLE found[2], CK_ULONG *count, p11_err *err) {
+/* The secret token keys whose attribute `type` is `value`: up to `max` of
+ * them in found[], how many in *count. */
+static kerr_code find_by_attr_max(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
+                                  CK_OBJECT_HANDLE *found, CK_ULONG max, CK_ULONG *count,
+                                  p11_err *err) {
   CK_OBJECT_CLASS cls = CKO_SECRET_KEY;
   CK_BBOOL on_token = CK_TRUE;
   CK_ATTRIBUTE tmpl[] = {
@@ -1219,14 +1222,19 @@ static kerr_code find_by_attr(p11_session *s, CK_ATTRIBUTE_TYPE type, const char
   if (rc) return rc;
   s->op_active = 1;
   CK_ULONG n = 0;
-  rc = check_rv(s, err, "C_FindObjects", FN(s)->C_FindObjects(s->h, found, 2, &n));
+  rc = check_rv(s, err, "C_FindObjects", FN(s)->C_FindObjects(s->h, found, max, &n));
   CK_RV rv = FN(s)->C_FindObjectsFinal(s->h);
   if (rv == CKR_OK) s->op_active = 0;
   if (rc) return rc;
   if (rv != CKR_OK) return check_rv(s, err, "C_FindObjectsFinal", rv);
-  if (n > 2) return refuse(err, KERR_INTERNAL, "PKCS#11 C_FindObjects returned too many handles");
+  if (n > max) return refuse(err, KERR_INTERNAL, "PKCS#11 C_FindObjects returned too many handles");
   *count = n;
   return KERR_OK;
+}
+
+static kerr_code find_by_attr(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
+                              CK_OBJECT_HANDLE found[2], CK_ULONG *count, p11_err *err) {
+  return find_by_attr_max(s, type, value, found, 2, count, err);
 }
 
 static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE found[2],
@@ -1607,31 +1615,58 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
 
 /* ---- external keys (xks-proxy) ------------------------------------------ */
 
-#define LABEL_RECHECK_MAX_US 32000 /* searches after 1, 2, 4, 8, 16 and 32 ms */
+#define LABEL_RECHECK_MAX_US 128000 /* searches after 1, 2, 4 ... 128 ms */
+#define LABEL_MATCHES_MAX 4
+
+/* Keep in keep[0..*nkeep) only the handles that are also in seen[0..nseen). */
+static void keep_common(CK_OBJECT_HANDLE *keep, CK_ULONG *nkeep, const CK_OBJECT_HANDLE *seen,
+                        CK_ULONG nseen) {
+  CK_ULONG kept = 0;
+  for (CK_ULONG i = 0; i < *nkeep; i++)
+    for (CK_ULONG j = 0; j < nseen; j++)
+      if (keep[i] == seen[j]) {
+        keep[kept++] = keep[i];
+        break;
+      }
+  *nkeep = kept;
+}
 
 kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
                              p11_err *err) {
-  CK_OBJECT_HANDLE found[2];
-  CK_ULONG n;
+  CK_OBJECT_HANDLE found[LABEL_MATCHES_MAX], every[LABEL_MATCHES_MAX];
+  CK_ULONG n, n_every = 0;
   p11_err_clear(err);
   kerr_code rc = check_id(label, err);
   if (rc) return rc;
   /* A second match may be a session object still being made: SoftHSM2's
    * C_CopyObject copies every attribute of the original, CKA_TOKEN true
    * included, before it applies the copy's template, so a search in another
-   * thread sees a second token key for a moment.  Only a second match that
-   * stays through several searches, over about 60 ms, is a duplicate. */
+   * thread sees a second token key for a moment.  Each copy is a new object
+   * with a new handle, while the key (and a real twin) keep theirs; so the
+   * search is made again, and the handles found every time are what is
+   * really there.  One left: the key.  Two or more through every search over
+   * about a quarter of a second: a label carried twice. */
   for (long wait_us = 1000;; wait_us *= 2) {
-    rc = find_by_attr(s, CKA_LABEL, label, found, &n, err);
+    rc = find_by_attr_max(s, CKA_LABEL, label, found, LABEL_MATCHES_MAX, &n, err);
     if (rc) return rc;
     if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key labelled %s in the token", label);
-    if (n == 1) break;
+    if (n_every == 0) {
+      memcpy(every, found, n * sizeof *found);
+      n_every = n;
+    } else {
+      keep_common(every, &n_every, found, n);
+      if (n_every == 0) { /* the key itself was replaced meanwhile: start again from here */
+        memcpy(every, found, n * sizeof *found);
+        n_every = n;
+      }
+    }
+    if (n_every == 1) break;
     if (wait_us > LABEL_RECHECK_MAX_US)
       return refuse(err, KERR_CONFLICT, "more than one key labelled %s in the token", label);
     struct timespec pause = {0, wait_us * 1000};
     nanosleep(&pause, NULL);
   }
-  *out = found[0];
+  *out = every[0];
   return KERR_OK;
 }
 

@@ -407,8 +407,8 @@ kerr_code p11_gcm_decrypt(p11_session *s, CK_OBJECT_HANDLE key,
 
 /* Find the secret key whose CKA_LABEL is `label` (1..P11_ID_MAX printable
  * ASCII bytes).  KERR_NOT_FOUND when none; KERR_CONFLICT when more than one
- * carries it through searches over about 60 ms (a module may show a copy
- * being made as a second token key for a moment). */
+ * carries it through searches over about a quarter of a second (a module
+ * may show a copy being made as a second token key for a moment). */
 kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
                              p11_err *err);
 
