@@ -404,6 +404,17 @@ static kerr_code sh_enter(sh_parser *p) {
   return KERR_OK;
 }
 
+/* After an item of a list or hash literal: whitespace, then either the
+ * `close` bracket (left for the caller) or a ',' and whitespace. */
+static kerr_code sh_separator(sh_parser *p, char close) {
+  sh_skip_space(p);
+  if (!sh_eof(p) && p->in[p->pos] == close) return KERR_OK;
+  if (sh_eof(p) || p->in[p->pos] != ',') return sh_expected(p, p->pos, ",", 0);
+  p->pos++;
+  sh_skip_space(p);
+  return KERR_OK;
+}
+
 /* An explicit list, at its '['.  Items are separated by commas with any
  * whitespace around; a comma before the ']' is allowed, and an item that is
  * absent (`[,x]`) is the empty string. */
@@ -427,15 +438,8 @@ static kerr_code sh_explicit_list(sh_parser *p, json_t **out) {
       goto fail;
     }
     v = NULL;
-    sh_skip_space(p);
-    if (sh_eof(p) || p->in[p->pos] != ']') {
-      if (sh_eof(p) || p->in[p->pos] != ',') {
-        rc = sh_expected(p, p->pos, ",", 0);
-        goto fail;
-      }
-      p->pos++;
-      sh_skip_space(p);
-    }
+    rc = sh_separator(p, ']');
+    if (rc != KERR_OK) goto fail;
   }
   p->pos++;
   p->depth--;
@@ -486,15 +490,8 @@ static kerr_code sh_hash_literal(sh_parser *p, json_t **out) {
     if (rc != KERR_OK) goto fail;
     rc = sh_item(p, &v);
     if (rc != KERR_OK) goto fail;
-    sh_skip_space(p);
-    if (sh_eof(p) || p->in[p->pos] != '}') {
-      if (sh_eof(p) || p->in[p->pos] != ',') {
-        rc = sh_expected(p, p->pos, ",", 0);
-        goto fail;
-      }
-      p->pos++;
-      sh_skip_space(p);
-    }
+    rc = sh_separator(p, '}');
+    if (rc != KERR_OK) goto fail;
     if (json_object_setn_new(obj, p->in + key_at, key_len, v)) {
       v = NULL;
       rc = sh_nomem(p);
