@@ -1,0 +1,132 @@
+/* kms.h - libkms, a C client for AWS KMS and for kmsd: the client, its errors and the
+ * operation-independent call.
+ *
+ * libkms talks to any KMS-compatible endpoint (kmsd, AWS KMS itself) the way the
+ * AWS SDKs do: one signed POST per call (AWS JSON 1.1, SigV4), the AWS shared
+ * configuration (environment, ~/.aws/credentials, ~/.aws/config, profiles), the
+ * SDKs' "standard" retry mode and explicit connect and read timeouts.  The typed
+ * function of every operation (kms_ops.h) is built on kms_call_json below; the
+ * `kms` command line uses kms_call_json directly.
+ *
+ * Conventions of the whole library:
+ *   - Every fallible function returns 0 on success and a kms_error_kind (never 0)
+ *     on failure, and then fills *err when err is not NULL.
+ *   - A pointer passed in is borrowed for the duration of the call unless the
+ *     function says otherwise.  A pointer handed out is owned by the caller and
+ *     freed with the function named beside it.
+ *   - A client may be used by one thread at a time; use one client per thread.
+ *   - Secrets (secret keys, session tokens, plaintexts) are never copied into an
+ *     error message or the debug callback.
+ */
+#ifndef LIBKMS_KMS_H
+#define LIBKMS_KMS_H
+
+#include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* What went wrong, broadly: a caller's exit code or retry decision hangs on it. */
+typedef enum kms_error_kind {
+  KMS_OK = 0,
+  KMS_ERR_SERVICE = 1,     /* the service answered with an error (code, status, request id set) */
+  KMS_ERR_CONFIG = 2,      /* configuration: no credentials, no region, unknown profile, bad file */
+  KMS_ERR_PARAM = 3,       /* the caller's input: a bad argument to a libkms function */
+  KMS_ERR_CONNECTION = 4,  /* the endpoint could not be reached (DNS, connect, TLS) */
+  KMS_ERR_TIMEOUT = 5,     /* connect or read timeout */
+  KMS_ERR_RESPONSE = 6,    /* a reply that is not what the protocol allows (bad JSON, too large) */
+  KMS_ERR_MEMORY = 7,      /* out of memory */
+  KMS_ERR_INTERNAL = 8,    /* anything else (a library failure that is not the caller's) */
+} kms_error_kind;
+
+/* One error.  Every string is NUL-terminated and truncated to fit. */
+typedef struct kms_error {
+  kms_error_kind kind;
+  char code[128];        /* KMS_ERR_SERVICE: the AWS error code without namespace
+                            ("NotFoundException", "ThrottlingException"); otherwise a
+                            name for the failure ("NoCredentialsError",
+                            "EndpointConnectionError", "ReadTimeoutError", ...) */
+  char message[1024];    /* human-readable; never holds a secret */
+  int http_status;       /* the reply's HTTP status; 0 when no reply arrived */
+  char request_id[128];  /* x-amzn-RequestId of the last reply; "" when none */
+  int retryable;         /* 1 when the standard retry mode would retry this error */
+  int attempts;          /* attempts made, retries included (>= 1 once a call started) */
+} kms_error;
+
+/* The two services: KMS ("TrentService") and kmsd's CloudHSMv2 subset
+ * ("BaldrApiService", signed as "cloudhsm"). */
+typedef enum kms_service {
+  KMS_SERVICE_KMS = 0,
+  KMS_SERVICE_CLOUDHSMV2 = 1,
+} kms_service;
+
+/* A timeout in milliseconds: 0 for the default (60 s), KMS_TIMEOUT_NONE to wait
+ * forever, or a positive value. */
+#define KMS_TIMEOUT_NONE (-1L)
+
+/* How to build a client.  Zero-initialise (`kms_client_options o = {0};`) and
+ * set what you need; every NULL string or zero number means "as the AWS
+ * configuration says": the environment, then the profile's files, then the
+ * SDKs' default. */
+typedef struct kms_client_options {
+  const char *profile;       /* else AWS_DEFAULT_PROFILE / AWS_PROFILE / "default" */
+  const char *region;        /* else AWS_REGION / AWS_DEFAULT_REGION / the profile's region */
+  const char *endpoint_url;  /* else AWS_ENDPOINT_URL / the profile's endpoint_url /
+                                https://kms.REGION.amazonaws.com (cloudhsmv2.REGION... for
+                                KMS_SERVICE_CLOUDHSMV2) */
+  const char *ca_bundle;     /* PEM file of trusted CAs; else AWS_CA_BUNDLE / the profile's
+                                ca_bundle / the system store */
+  int no_verify_ssl;         /* 1: do not verify the server's certificate (tests only) */
+  int no_sign_request;       /* 1: send unsigned requests; no credentials needed */
+  long connect_timeout_ms;   /* to set up the connection (TCP and TLS) */
+  long read_timeout_ms;      /* between two reads of the reply */
+  int max_attempts;          /* total attempts; 0: AWS_MAX_ATTEMPTS / the profile's
+                                max_attempts / 3.  1 disables retries. */
+  long max_backoff_ms;       /* cap of one retry delay; 0: 20,000 (the SDKs' cap) */
+  /* Called with one line of diagnostic text per event (request sent, reply status,
+   * retry and its delay); NULL for none.  Lines never hold a secret. */
+  void (*debug)(void *ctx, const char *line);
+  void *debug_ctx;
+} kms_client_options;
+
+typedef struct kms_client kms_client;
+
+/* A client for `service` with the options `opts` (NULL: all defaults).
+ * Credentials, region and endpoint are resolved once, here.  Errors:
+ * KMS_ERR_CONFIG (no credentials unless no_sign_request, no region, an unknown
+ * profile, an unreadable configuration file, an endpoint URL that is not
+ * http(s)), KMS_ERR_MEMORY.  On failure *out is NULL.  Free with kms_client_free. */
+int kms_client_new(kms_service service, const kms_client_options *opts, kms_client **out, kms_error *err);
+
+/* Wipes the credentials and frees the client.  NULL is allowed. */
+void kms_client_free(kms_client *c);
+
+/* The resolved region and endpoint URL; owned by the client. */
+const char *kms_client_region(const kms_client *c);
+const char *kms_client_endpoint(const kms_client *c);
+
+/* Call `operation` ("ConnectCustomKeyStore": the model's name) with the JSON
+ * request body `json` (`len` bytes, not copied; "{}" for no input), retrying as
+ * the standard retry mode says (throttling errors, 5xx replies, connection
+ * failures and timeouts; jittered exponential backoff; a retry quota).
+ *
+ * On success *reply is the reply body, NUL-terminated, `*reply_len` bytes
+ * (possibly "{}" or empty for operations without output), owned by the caller
+ * and freed with kms_reply_free (it may hold plaintext, so it is wiped).  On
+ * failure *reply is NULL and *err says why; KMS_ERR_SERVICE when the service
+ * answered with an error.  Replies over 64 MiB are KMS_ERR_RESPONSE. */
+int kms_call_json(kms_client *c, const char *operation, const char *json, size_t len, char **reply,
+                  size_t *reply_len, kms_error *err);
+
+/* Wipe and free a reply of kms_call_json.  NULL is allowed. */
+void kms_reply_free(char *reply, size_t reply_len);
+
+/* The library's version, "MAJOR.MINOR.PATCH". */
+const char *kms_version(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
