@@ -17,7 +17,7 @@
 #include "aws/policy.h"
 #include "core/kclock.h"
 #include "crypto/rootkey.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 #define ACCT "111122223333"
 #define ACCT_B "444455556666"

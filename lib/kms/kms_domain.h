@@ -1,4 +1,4 @@
-/* kms.h - the KMS domain: keys, key material, aliases, tags, policies,
+/* kms_domain.h - the KMS domain: keys, key material, aliases, tags, policies,
  * rotation and deletion, as the AWS KMS API defines them.
  *
  * This is the C API the protocol layer (lib/api) maps JSON onto.  It knows
@@ -24,8 +24,8 @@
  *   - Errors are kerr codes with AWS-worded messages that never contain
  *     key material or plaintext.
  * All functions are safe to call from many threads at once. */
-#ifndef KMSD_KMS_KMS_H
-#define KMSD_KMS_KMS_H
+#ifndef KMSD_KMS_DOMAIN_H
+#define KMSD_KMS_DOMAIN_H
 
 #include <stdbool.h>
 #include <stddef.h>
