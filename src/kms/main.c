@@ -17,7 +17,7 @@
 
 #include "cli/params.h"
 #include "core/version.h"
-#include "kms/kms_domain.h"
+#include "kms/kms.h"
 #include "kms_tool.h"
 
 /* SIGINT: a newline (the shell prompt then starts on its own line, as after

@@ -24,7 +24,7 @@
 #include "cli/params.h"
 #include "cli/timestamps.h"
 #include "cli/validate.h"
-#include "kms/kms_domain.h"
+#include "kms/kms.h"
 #include "kms_tool.h"
 #include "pager.h"
 #include "settings.h"
