@@ -6,8 +6,9 @@
  * and the command line (lib/cli/params) and checked against the model as the
  * CLI checks it (lib/cli/validate); the --query expression is compiled; only
  * then is the configuration resolved and the service called, page after page
- * for a paginated command (lib/cli/paging); timestamps are rewritten, the
- * query applied and the result printed (lib/cli/output), through a pager on a
+ * for a paginated command (lib/cli/paging); the reply is rebuilt as the
+ * CLI shows it (lib/cli/reply: the model's members and order, timestamps as
+ * text), the query applied and the result printed (lib/cli/output), through a pager on a
  * terminal.  Each failure maps to one of the CLI's exit codes. */
 #include <errno.h>
 #include <limits.h>
@@ -21,10 +22,10 @@
 #include "cli/jmespath.h"
 #include "cli/output.h"
 #include "cli/paging.h"
+#include "cli/reply.h"
 #include "cli/cli_yaml.h"
 #include "cli/params.h"
 #include "cli/skeleton.h"
-#include "cli/timestamps.h"
 #include "cli/validate.h"
 #include "kms/kms.h"
 #include "kms_tool.h"
@@ -214,7 +215,13 @@ static int report_call_error(const run_ctx *r, const kms_error *e) {
     return KMS_EXIT_SERVICE;
   }
   case KMS_ERR_CONFIG:
-    print_error(e->message);
+    /* The two a new user meets first, in the AWS CLI's words. */
+    if (strcmp(e->code, "NoCredentialsError") == 0)
+      print_error("Unable to locate credentials. You can configure credentials by running \"aws configure\".");
+    else if (strcmp(e->code, "NoRegionError") == 0)
+      print_error("You must specify a region. You can also configure your region by running \"aws configure\".");
+    else
+      print_error(e->message);
     return KMS_EXIT_CONFIG;
   case KMS_ERR_PARAM:
     print_error(e->message);
@@ -230,7 +237,7 @@ static int call_once(run_ctx *r, json_t *request) {
   char *body = json_dumps(request, JSON_COMPACT), *reply = NULL;
   size_t reply_len = 0;
   kms_error e;
-  json_t *doc = NULL;
+  json_t *doc = NULL, *shaped = NULL;
   int code;
   if (body == NULL) {
     print_error("out of memory");
@@ -249,13 +256,14 @@ static int call_once(run_ctx *r, json_t *request) {
     goto out;
   }
   kerr err;
-  if (cli_ts_rewrite(doc, r->op->output, r->ts, &err) != KERR_OK) {
+  if (cli_reply_shape(doc, r->op->output, r->ts, &shaped, &err) != KERR_OK) {
     print_error(err.msg);
     code = KMS_EXIT_OTHER;
     goto out;
   }
-  code = print_doc(r, doc, 1);
+  code = print_doc(r, shaped, 1);
 out:
+  json_decref(shaped);
   json_decref(doc);
   kms_reply_free(reply, reply_len);
   free(body);
@@ -277,7 +285,7 @@ static int call_paged(run_ctx *r, json_t *request, const cli_paging_spec *spec, 
     char *body = json_dumps(request, JSON_COMPACT), *reply = NULL;
     size_t reply_len = 0;
     kms_error e;
-    json_t *doc = NULL, *shown = NULL;
+    json_t *doc = NULL, *shaped = NULL, *shown = NULL;
     memset(&e, 0, sizeof e);
     if (body == NULL) {
       print_error("out of memory");
@@ -287,8 +295,8 @@ static int call_paged(run_ctx *r, json_t *request, const cli_paging_spec *spec, 
     } else if ((doc = json_loadb(reply, reply_len, 0, NULL)) == NULL || !json_is_object(doc)) {
       print_error("The service's reply is not a JSON object");
       code = KMS_EXIT_OTHER;
-    } else if (cli_ts_rewrite(doc, r->op->output, r->ts, &err) != KERR_OK ||
-               cli_paging_add(p, doc, per_page ? &shown : NULL, &err) != KERR_OK) {
+    } else if (cli_reply_shape(doc, r->op->output, r->ts, &shaped, &err) != KERR_OK ||
+               cli_paging_add(p, shaped, per_page ? &shown : NULL, &err) != KERR_OK) {
       print_error(err.msg);
       code = KMS_EXIT_OTHER;
     } else if (per_page) {
@@ -306,6 +314,7 @@ static int call_paged(run_ctx *r, json_t *request, const cli_paging_spec *spec, 
       json_decref(page_doc);
     }
     json_decref(shown);
+    json_decref(shaped);
     json_decref(doc);
     kms_reply_free(reply, reply_len);
     free(body);
@@ -544,6 +553,21 @@ int kms_run(const kms_args *a) {
   }
 
   cli_paging_spec spec;
+  if (a->no_paginate && (a->starting_token != NULL || a->page_size != NULL || a->max_items != NULL)) {
+    char given[64] = "";
+    const char *names[] = {a->starting_token ? "--starting-token" : NULL, a->page_size ? "--page-size" : NULL,
+                           a->max_items ? "--max-items" : NULL};
+    for (size_t i = 0; i < 3; i++)
+      if (names[i] != NULL) {
+        if (given[0] != '\0')
+          strcat(given, ", ");
+        strcat(given, names[i]);
+      }
+    fprintf(stderr, "\nError during pagination: Cannot specify --no-paginate along with pagination arguments: %s\n",
+            given);
+    code = KMS_EXIT_PARAM;
+    goto out;
+  }
   int paged = !a->no_paginate && paging_spec(r.op, &spec);
   /* A user who sets the position or the page size member by hand asks for
    * that one page: the CLI then turns pagination off. */
