@@ -217,15 +217,27 @@ static int report_call_error(const run_ctx *r, const kms_error *e) {
   case KMS_ERR_CONFIG:
     /* The two a new user meets first, in the AWS CLI's words. */
     if (strcmp(e->code, "NoCredentialsError") == 0)
-      print_error("Unable to locate credentials. You can configure credentials by running \"aws configure\".");
+      fputs("Unable to locate credentials. You can configure credentials by running \"aws configure\".\n", stderr);
     else if (strcmp(e->code, "NoRegionError") == 0)
-      print_error("You must specify a region. You can also configure your region by running \"aws configure\".");
+      fputs("You must specify a region. You can also configure your region by running \"aws configure\".\n", stderr);
     else
       print_error(e->message);
     return KMS_EXIT_CONFIG;
   case KMS_ERR_PARAM:
     print_error(e->message);
     return KMS_EXIT_PARAM;
+  case KMS_ERR_CONNECTION:
+    /* The CLI names the URL it posted to: the endpoint and its "/". */
+    if (strcmp(e->code, "EndpointConnectionError") == 0 && r->client != NULL) {
+      const char *url = kms_client_endpoint(r->client);
+      size_t n = strlen(url);
+      snprintf(msg, sizeof msg, "Could not connect to the endpoint URL: \"%s%s\"", url,
+               n > 0 && url[n - 1] == '/' ? "" : "/");
+      print_error(msg);
+      return KMS_EXIT_OTHER;
+    }
+    print_error(e->message);
+    return KMS_EXIT_OTHER;
   default:
     print_error(e->message);
     return KMS_EXIT_OTHER;

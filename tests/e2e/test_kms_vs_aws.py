@@ -193,12 +193,16 @@ class KmsVersusAwsTest(h.KmsdBaseTestCase):
                   "--key-store-password", fx.KMSUSER_PASSWORD)
         self.same("update-custom-key-store", "--custom-key-store-id", cks, "--new-custom-key-store-name",
                   name + "-2")
-        # connect prints nothing on success; connecting again while it is
-        # connecting or connected is not an error.
-        self.same("connect-custom-key-store", "--custom-key-store-id", cks)
-        fx.wait_store_state(self.kms, cks, ("CONNECTED", "FAILED"))
+        # The state changes, one tool after the other: each prints nothing.
+        for tool, args, state in (("aws", "connect", ("CONNECTED", "FAILED")),
+                                  ("kms", "disconnect", "DISCONNECTED"),
+                                  ("kms", "connect", ("CONNECTED", "FAILED")),
+                                  ("aws", "disconnect", "DISCONNECTED")):
+            out = self.run_tool(tool, "kms", ["%s-custom-key-store" % args, "--custom-key-store-id", cks])
+            self.assertEqual((out.code, out.out, out.err), (0, "", ""), (tool, args))
+            fx.wait_store_state(self.kms, cks, state)
+        # Errors, the same from both: disconnected already, then gone.
         self.same("disconnect-custom-key-store", "--custom-key-store-id", cks)
-        fx.wait_store_state(self.kms, cks, "DISCONNECTED")
         self.same("delete-custom-key-store", "--custom-key-store-id", cks)
         self.same("delete-custom-key-store", "--custom-key-store-id", cks)  # CustomKeyStoreNotFound
         self.same("connect-custom-key-store", "--custom-key-store-id", "cks-0123456789abcdef0")
