@@ -8,8 +8,8 @@
  * the command line, Tab completes the word under the cursor (the same
  * candidates as bash completion: commands, options, enum values; a second
  * Tab lists them when there are several), Backspace and Ctrl-U edit, Enter
- * runs the line, Ctrl-C ends with exit code 130 and Ctrl-D on an empty line
- * ends without running anything.  The line is then split as a shell splits
+ * runs the line, Ctrl-C ends with exit code 130 and Ctrl-D ends without
+ * running anything.  The line is then split as a shell splits
  * words (blanks, 'single' and "double" quotes, backslash), so a command
  * typed at the prompt means what it means in a script. */
 #include <errno.h>
@@ -89,7 +89,7 @@ out:
   candidates_free(&c);
 }
 
-/* Read one line in raw mode.  0: a line; 1: Ctrl-D on an empty line;
+/* Read one line in raw mode.  0: a line; 1: Ctrl-D;
  * KMS_EXIT_INTERRUPTED: Ctrl-C; -1: the terminal failed. */
 static int read_line(char *line, size_t *len) {
   struct termios saved, raw;
@@ -118,7 +118,7 @@ static int read_line(char *line, size_t *len) {
       rc = KMS_EXIT_INTERRUPTED;
       break;
     }
-    if (ch == 4 && *len == 0) { /* Ctrl-D */
+    if (ch == 4) { /* Ctrl-D */
       rc = 1;
       break;
     }

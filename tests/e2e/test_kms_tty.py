@@ -7,12 +7,15 @@ screen shows and types keys, Tab and Enter included.  Commands go to a real
 kmsd.
 """
 
+import fcntl
 import json
 import os
 import pty
+import struct
 import select
 import subprocess
 import tempfile
+import termios
 import time
 import unittest
 
@@ -31,6 +34,9 @@ class Terminal:
 
     def __init__(self, args, env):
         self.master, slave = pty.openpty()
+        # A terminal of 120 rows and 200 columns: less (with LESS=FRX) then
+        # shows a short text and leaves at once, as on a user's screen.
+        fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 120, 200, 0, 0))
         self.proc = subprocess.Popen(args, stdin=slave, stdout=slave, stderr=slave, env=env,
                                      start_new_session=True)
         os.close(slave)
@@ -163,7 +169,7 @@ class KmsTerminalTest(h.KmsdTestCase):
         self.assertNotIn(b"> kms", t.screen)
         t = Terminal(self.kms_args("--no-cli-pager"), env)
         t.read_until("> kms ")
-        t.type("\x04")  # Ctrl-D on an empty line: nothing runs
+        t.type("\x04")  # Ctrl-D: nothing runs
         self.assertEqual(t.finish(), 0, t.screen)
 
 
