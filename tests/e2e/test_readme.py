@@ -183,5 +183,5 @@ class ReadmeKmsCommandLineTest(h.KmsdBaseTestCase):
         promised = re.search(r"last command prints `([^`]*)`", self.section)
         self.assertIsNotNone(promised, "the kms section no longer says what its last command prints")
         self.assertTrue(proc.stdout.rstrip("\n").endswith(promised.group(1)), proc.stdout)
-        # the listing: two key ids, tab-separated, on one line
-        self.assertRegex(proc.stdout, r"(?m)^[0-9a-f-]{36}\t[0-9a-f-]{36}$")
+        # the listing: the key's id
+        self.assertRegex(proc.stdout, r"(?m)^[0-9a-f]{8}-[0-9a-f-]{27}$")
