@@ -229,6 +229,44 @@ class KmsVersusAwsTest(h.KmsdBaseTestCase):
                              capture_output=True, text=True, env=self.env())
         self.assertEqual((kms.returncode, kms.stdout, kms.stderr), (aws.returncode, aws.stdout, aws.stderr))
 
+    def test_skeletons(self):
+        # Every operation's skeletons are compared with the model by
+        # test_cli_params; here the whole program, for a few, beside aws.
+        for command in ("connect-custom-key-store", "create-custom-key-store", "create-key", "encrypt",
+                        "list-keys", "create-grant"):
+            for kind in ("input", "output"):
+                with self.subTest(command=command, kind=kind):
+                    self.same(command, "--generate-cli-skeleton", kind)
+
+    def test_cli_input_json_round_trip(self):
+        skeleton = self.run_tool("kms", "kms", ["describe-key", "--generate-cli-skeleton"])
+        self.assertEqual(skeleton.code, 0, skeleton.err)
+        doc = json.loads(skeleton.out)
+        doc["KeyId"] = "alias/vs-one"
+        doc["GrantTokens"] = []
+        path = os.path.join(self.tmp.name, "input.json")
+        with open(path, "w") as f:
+            json.dump(doc, f)
+        self.same("describe-key", "--cli-input-json", "file://" + path)
+        # a value on the command line wins over the document's
+        self.same("describe-key", "--cli-input-json", "file://" + path, "--key-id", "alias/vs-two",
+                  "--query", "KeyMetadata.KeyId")
+        yaml_path = os.path.join(self.tmp.name, "input.yaml")
+        with open(yaml_path, "w") as f:
+            f.write("KeyId: alias/vs-one\n")
+        kms = self.run_tool("kms", "kms", ["describe-key", "--cli-input-yaml", "file://" + yaml_path])
+        aws = self.run_tool("aws", "kms", ["describe-key", "--cli-input-json", "file://" + path])
+        self.assertEqual((kms.code, kms.out), (0, aws.out), kms.err)
+
+    def test_debug_shows_no_secret(self):
+        secret_text = "do-not-print-this-plaintext"
+        b64 = base64.b64encode(secret_text.encode()).decode()
+        kms = self.run_tool("kms", "kms", ["--debug", "encrypt", "--key-id", self.keys[0], "--plaintext", b64])
+        self.assertEqual(kms.code, 0, kms.err)
+        self.assertIn("DEBUG", kms.err)
+        for secret in (b64, secret_text, self.env()["AWS_SECRET_ACCESS_KEY"]):
+            self.assertNotIn(secret, kms.err)
+
     def test_usage_errors_exit_2(self):
         for args in (["no-such-command"], ["list-keys", "--output"], ["list-keys", "--output", "xml"]):
             with self.subTest(args=args):
