@@ -244,24 +244,31 @@ static void command_help(text_buf *b, const model_service *svc, const model_docs
     if (m->shape->type == MODEL_STRUCTURE || m->shape->type == MODEL_LIST || m->shape->type == MODEL_MAP)
       shape_tree(b, docs, m->shape, 10, 0);
   }
-  puts_buf(b, "       --cli-input-json | --cli-input-yaml (string) Reads arguments from the JSON string "
-              "provided, or from the YAML string. The JSON string follows the format provided by "
-              "--generate-cli-skeleton. Values given on the command line replace the values of the input.\n\n");
+  static const char input_doc[] = "Reads arguments from the JSON string provided, or from the YAML string. The "
+                                  "JSON string follows the format provided by --generate-cli-skeleton. Values "
+                                  "given on the command line replace the values of the input.";
+  static const char skeleton_doc[] = "Prints a skeleton to standard output without sending an API request: input "
+                                     "(JSON, the default), yaml-input, or output (a sample of the reply).";
+  puts_buf(b, "       --cli-input-json | --cli-input-yaml (string)\n\n");
+  wrap(b, input_doc, sizeof input_doc - 1, 10);
   if (op->paginator != NULL) {
     puts_buf(b, "       --starting-token (string)\n\n");
-    wrap(b, "A token to specify where to start paginating. This is the NextToken from a previously truncated "
-            "response.", 106, 10);
+    static const char start_doc[] = "A token to specify where to start paginating. This is the NextToken from a "
+                                    "previously truncated response.";
+    wrap(b, start_doc, sizeof start_doc - 1, 10);
     puts_buf(b, "       --page-size (integer)\n\n");
-    wrap(b, "The size of each page to get in the service call. This does not affect the number of items "
-            "returned in the command's output.", 124, 10);
+    static const char size_doc[] = "The size of each page to get in the service call. This does not affect the "
+                                   "number of items returned in the command's output.";
+    wrap(b, size_doc, sizeof size_doc - 1, 10);
     puts_buf(b, "       --max-items (integer)\n\n");
-    wrap(b, "The total number of items to return in the command's output. If the total number of items "
-            "available is more than the value specified, a NextToken is provided in the command's output. "
-            "To resume pagination, provide the NextToken value in the starting-token argument of a "
-            "subsequent command.", 292, 10);
+    static const char max_doc[] = "The total number of items to return in the command's output. If the total "
+                                  "number of items available is more than the value specified, a NextToken is "
+                                  "provided in the command's output. To resume pagination, provide the NextToken "
+                                  "value in the starting-token argument of a subsequent command.";
+    wrap(b, max_doc, sizeof max_doc - 1, 10);
   }
-  puts_buf(b, "       --generate-cli-skeleton (string) Prints a JSON skeleton to standard output without "
-              "sending an API request. Values: input (the default), yaml-input, output.\n\n");
+  puts_buf(b, "       --generate-cli-skeleton (string)\n\n");
+  wrap(b, skeleton_doc, sizeof skeleton_doc - 1, 10);
   global_options(b);
   puts_buf(b, "OUTPUT\n");
   if (op->output == NULL || op->output->member_count == 0)
@@ -277,11 +284,9 @@ static void overview(text_buf *b, const model_service *svc, const model_docs *do
   doc_text(b, model_doc_find(docs, "service"), 7);
   printf_buf(b, "SYNOPSIS\n       kms [options] %s<command> [parameters]\n\n",
              svc == &model_kms ? "" : "cloudhsmv2 ");
-  wrap(b, "Use kms <command> help for a command's parameters and output. kms cloudhsmv2 <command> reaches "
-          "the CloudHSMv2 API of the same endpoint.",
-       strlen("Use kms <command> help for a command's parameters and output. kms cloudhsmv2 <command> reaches "
-              "the CloudHSMv2 API of the same endpoint."),
-       7);
+  static const char use_doc[] = "Use kms <command> help for a command's parameters and output. kms cloudhsmv2 "
+                                "<command> reaches the CloudHSMv2 API of the same endpoint.";
+  wrap(b, use_doc, sizeof use_doc - 1, 7);
   global_options(b);
   puts_buf(b, "AVAILABLE COMMANDS\n");
   if (svc == &model_kms)
