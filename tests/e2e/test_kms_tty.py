@@ -13,6 +13,8 @@ import os
 import pty
 import struct
 import select
+import signal
+import socket
 import subprocess
 import tempfile
 import termios
@@ -136,6 +138,21 @@ class KmsTerminalTest(h.KmsdTestCase):
         t = Terminal(self.kms_args("describe-key", "--key-id", self.key), self.env())
         self.assertEqual(t.finish(), 0, t.screen)
         self.assertIn(self.key.encode(), t.screen)
+
+    def test_interrupt_exits_130(self):
+        # A listener that never answers: kms waits in its call until Ctrl-C.
+        with socket.socket() as silent:
+            silent.bind(("127.0.0.1", 0))
+            silent.listen(1)
+            url = "http://127.0.0.1:%d" % silent.getsockname()[1]
+            proc = subprocess.Popen([self.kms_bin, "--endpoint-url", url, "--cli-read-timeout", "0", "list-keys"],
+                                    env=self.env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            time.sleep(1.0)
+            self.assertIsNone(proc.poll())
+            proc.send_signal(signal.SIGINT)
+            out, err = proc.communicate(timeout=20)
+        self.assertEqual(proc.returncode, 130, err)
+        self.assertEqual(out, b"\n")
 
     def test_auto_prompt_completes_and_runs(self):
         t = Terminal(self.kms_args("--cli-auto-prompt", "--no-cli-pager"), self.env())
