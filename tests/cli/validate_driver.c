@@ -9,6 +9,7 @@
  * {"report": TEXT} (the whole report, header included), or {"error": MESSAGE}
  * for an unknown service or operation or an internal failure.  --list prints
  * {"service": S, "ops": [NAMES]} for each service instead.
+ * Strings may hold NUL characters (\u0000).
  * Exit status: 0 all read; 2 usage or an unreadable line.  Built by CMake
  * for the tests, never installed. */
 #include <stdio.h>
@@ -50,7 +51,7 @@ static int list_ops(void) {
 /* One input line to one output row; NULL when the line is unreadable. */
 static json_t *run_line(const char *line, size_t len) {
   json_error_t jerr;
-  json_t *in = json_loadb(line, len, 0, &jerr), *row;
+  json_t *in = json_loadb(line, len, JSON_ALLOW_NUL, &jerr), *row;
   const char *svc_name = NULL, *op_name = NULL;
   json_t *request = NULL;
   const model_service *svc;
