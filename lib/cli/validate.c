@@ -359,7 +359,7 @@ static void put_py_float(vtext *t, double d) {
   /* sci is D[.DDD]e±XX: collect the digits, then the exponent. */
   for (p = sci; *p && *p != 'e'; p++)
     if (*p >= '0' && *p <= '9' && ndigits < sizeof digits - 1) digits[ndigits++] = *p;
-  if (*p == 'e') exp10 = atoi(p + 1);
+  if (*p == 'e') exp10 = (int)strtol(p + 1, NULL, 10);
   while (ndigits > 1 && digits[ndigits - 1] == '0') ndigits--;
   digits[ndigits] = '\0';
   decpt = exp10 + 1; /* digits before the decimal point */
@@ -694,7 +694,8 @@ static void check_map(vcheck *c, const model_shape *shape, const json_t *obj, un
     if (walk_stopped(c)) return;
     /* The key (always a JSON string) against the key shape... */
     if (shape->key) {
-      json_t *key_value = json_string(key);
+      /* The object's own key: already checked text, so only memory can fail. */
+      json_t *key_value = json_stringn_nocheck(key, strlen(key));
       if (!key_value) {
         c->report.nomem = 1;
         return;
@@ -759,7 +760,8 @@ static void check_value(vcheck *c, const model_shape *shape, const json_t *v, un
 
 #define REPORT_HEADER "Parameter validation failed:"
 
-kerr_code cli_validate_request(const model_op *op, const json_t *request, char **report, kerr *err) {
+kerr_code cli_validate_request(const model_op *op, const json_t *request, char **report,
+                               kerr *err) {
   /* What an operation without input takes: a structure with no members. */
   static const model_shape no_input = {.name = "(no input)", .type = MODEL_STRUCTURE,
                                        .pattern_index = -1};
@@ -768,7 +770,8 @@ kerr_code cli_validate_request(const model_op *op, const json_t *request, char *
   char *text;
   int cut;
   if (report) *report = NULL;
-  if (!op || !report) return kerr_set(err, KERR_INTERNAL, "cli_validate_request: no operation or no report");
+  if (!op || !report)
+    return kerr_set(err, KERR_INTERNAL, "cli_validate_request: no operation or no report");
   if (!request) request = json_null(); /* jansson's one null: nothing to release */
   memset(&c, 0, sizeof c);
   c.report.limit = CLI_VALIDATE_MAX_REPORT - (sizeof "\n" CLI_VALIDATE_TRUNCATED - 1);

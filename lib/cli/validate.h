@@ -43,8 +43,9 @@
  *   - containers printed as values are written down to CLI_VALIDATE_MAX_DEPTH
  *     levels, deeper ones as `...`; a NUL character in a string printed bare
  *     is written `\x00` so that the report stays one C string;
- *   - a model whose shapes nest deeper than CLI_VALIDATE_MAX_DEPTH is refused
- *     with KERR_INTERNAL rather than walked without bound (the KMS and
+ *   - a request that goes deeper than CLI_VALIDATE_MAX_DEPTH levels along
+ *     the model's shapes is refused with KERR_INTERNAL rather than walked
+ *     without bound; only a model nesting that deep allows it (the KMS and
  *     CloudHSMv2 models nest a few levels).
  * Integers beyond int64 cannot reach this module as integers (jansson holds
  * int64); a caller that decodes them as reals gets them reported as floats. */
@@ -76,8 +77,8 @@
  * one line per fault, lines separated by "\n", no newline at the end — the
  * text the AWS CLI prints after an empty line (the caller prints both
  * newlines and chooses the exit status); `err` says how many faults.
- * Returns KERR_INTERNAL when memory runs out or the model nests too deep:
- * *report is NULL.
+ * Returns KERR_INTERNAL when memory runs out or the walk goes too deep (see
+ * above): *report is NULL.
  * `err` (may be NULL) is filled on every failure, never with a value. */
 kerr_code cli_validate_request(const model_op *op, const json_t *request, char **report, kerr *err);
 

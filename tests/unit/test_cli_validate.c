@@ -95,7 +95,8 @@ static const model_op no_input_op = {.name = "NoInput", .input = NULL};
 static void test_passes(void **state) {
   (void)state;
   expect_kms("DescribeKey", "{\"KeyId\": \"alias/x\"}", NULL);
-  expect_kms("TagResource", "{\"KeyId\": \"k\", \"Tags\": [{\"TagKey\": \"a\", \"TagValue\": \"\"}]}",
+  expect_kms("TagResource",
+             "{\"KeyId\": \"k\", \"Tags\": [{\"TagKey\": \"a\", \"TagValue\": \"\"}]}",
              NULL);
   expect_kms("Encrypt",
              "{\"KeyId\": \"k\", \"Plaintext\": \"aGk=\", \"EncryptionContext\": {\"\": \"\"},"
@@ -114,7 +115,8 @@ static void test_order(void **state) {
              HEADER "Missing required parameter in input: \"KeyId\"\n"
                     "Missing required parameter in input: \"Tags\"");
   expect_kms("TagResource",
-             "{\"Foo\": 1, \"KeyId\": \"\", \"Bar\": 2, \"Tags\": [{\"TagKey\": \"\", \"Baz\": 1}]}",
+             "{\"Foo\": 1, \"KeyId\": \"\", \"Bar\": 2, \"Tags\": [{\"TagKey\":"
+             " \"\", \"Baz\": 1}]}",
              HEADER "Unknown parameter in input: \"Foo\", must be one of: KeyId, Tags\n"
                     "Unknown parameter in input: \"Bar\", must be one of: KeyId, Tags\n"
                     "Invalid length for parameter KeyId, value: 0, valid min length: 1\n"
@@ -210,13 +212,15 @@ static void test_lengths_and_minimums(void **state) {
   /* Characters, not bytes: 18 two-byte characters are 18 long. */
   expect_kms("CreateCustomKeyStore",
              "{\"CustomKeyStoreName\": \"n\", \"CloudHsmClusterId\": "
-             "\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+             "\"\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9"
+             "\\u00e9\\u00e9\\u00e9"
              "\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\\u00e9\"}",
              HEADER "Invalid length for parameter CloudHsmClusterId, value: 18, valid min "
                     "length: 19");
   expect_kms("CreateCustomKeyStore",
              "{\"CustomKeyStoreName\": \"n\", \"CloudHsmClusterId\": "
-             "\"\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00"
+             "\"\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d"
+             "\\ude00\\ud83d\\ude00"
              "\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00"
              "\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00\\ud83d\\ude00"
              "\\ud83d\\ude00\"}",
@@ -267,7 +271,8 @@ static void test_own_shapes(void **state) {
                     HEADER "Invalid type for parameter L, value: 1.0, type: <class 'float'>, valid "
                            "types: <class 'int'>\n"
                            "Invalid value for parameter D, value: True, valid min value: 2\n"
-                           "Invalid length for parameter M (key: a), value: 1, valid min length: 2\n"
+                           "Invalid length for parameter M (key: a), value: 1,"
+                           " valid min length: 2\n"
                            "Invalid length for parameter M.a, value: 1, valid min length: 2\n"
                            "Invalid length for parameter M (key: ), value: 0, valid min length: 2");
   expect_report_for(&own_op,
@@ -364,7 +369,8 @@ static void test_secrets_hidden(void **state) {
              HEADER "Invalid type for parameter input, value: " CLI_VALIDATE_HIDDEN ", type: "
                     "<class 'list'>, valid types: <class 'dict'>");
   /* A length is a count, not the text: it stays. */
-  expect_kms("CreateCustomKeyStore", "{\"CustomKeyStoreName\": \"n\", \"KeyStorePassword\": \"abc\"}",
+  expect_kms("CreateCustomKeyStore",
+             "{\"CustomKeyStoreName\": \"n\", \"KeyStorePassword\": \"abc\"}",
              HEADER "Invalid length for parameter KeyStorePassword, value: 3, valid min length: 7");
   /* Sensitive numbers and map keys are hidden too. */
   expect_report_for(&own_op, "{\"R\": \"ab\", \"SL\": 7, \"SK\": {\"pw\": 1}}",
