@@ -20,8 +20,11 @@
  *     number or boolean, a boolean a boolean, a list an array, a structure
  *     and a map an object.  The request is in wire form, so a blob accepts
  *     any JSON string (its base64 text) and a timestamp any number or
- *     boolean within the years 1 to 9999 (epoch seconds); a string at a
- *     timestamp is refused like one the AWS CLI cannot read as a date;
+ *     boolean within the years 1 to 9999 (epoch seconds).  A string at a
+ *     timestamp is refused as the AWS CLI refuses one it cannot read as a
+ *     date: the caller turns the dates it can read into epoch seconds before
+ *     this check (the AWS CLI would accept "2020-01-01" here; its date
+ *     parser's leniency is not reproduced);
  *   - minimums: string length in characters (code points), list length in
  *     items, and the value of integers, longs and doubles.  Map sizes, blob
  *     lengths, maximums, patterns and enums are the server's business;
