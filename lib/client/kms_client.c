@@ -392,9 +392,11 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
       a = judge_transport(&r, kerror.msg, e);
       debug_line(c, "libkms: %s: no reply after %lld ms: %s", target, (long long)(now_ms() - started), e->code);
     } else {
+      char request_id[sizeof r.request_id];
       a = judge_reply(&r, e);
+      copy_printable(request_id, sizeof request_id, r.request_id);
       debug_line(c, "libkms: %s: HTTP %ld in %lld ms, %zu-byte reply, request id %s%s%s", target, r.status,
-                 (long long)(now_ms() - started), r.body_len, e->request_id[0] ? e->request_id : "(none)",
+                 (long long)(now_ms() - started), r.body_len, request_id[0] ? request_id : "(none)",
                  a.ok ? "" : ", error ", a.ok ? "" : e->code);
     }
     if (a.ok) {

@@ -110,10 +110,20 @@ def build_dir():
     return d
 
 
+def sanitizer_flags(build):
+    """An ASan/UBSan build installs an instrumented libkms: programs linking
+    it must carry the sanitizer runtime too (which then checks libkms as a
+    user program drives it)."""
+    with open(os.path.join(build, "CMakeCache.txt")) as f:
+        sanitized = any(line.strip() == "KMSD_SANITIZE:BOOL=ON" for line in f)
+    return ["-fsanitize=address,undefined"] if sanitized else []
+
+
 class LibkmsInstallTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="libkms-install-")
+        cls.extra_cflags = sanitizer_flags(build_dir())
         cls.prefix = os.path.join(cls.tmp, "prefix")
         run(["cmake", "--install", build_dir(), "--prefix", cls.prefix])
         pcs = glob.glob(os.path.join(cls.prefix, "**", "pkgconfig", "libkms.pc"), recursive=True)
@@ -137,7 +147,8 @@ class LibkmsInstallTest(unittest.TestCase):
             f.write(PROGRAM)
         cflags = self.pkg_config("--cflags")
         libs = self.pkg_config("--libs")
-        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", exe, src] + cflags + libs)
+        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", exe, src] + self.extra_cflags
+            + cflags + libs)
         return exe
 
     def test_installed_files(self):
@@ -175,7 +186,7 @@ class LibkmsInstallTest(unittest.TestCase):
             f.write("#include <kms/kms.h>\nint main() { kms_client *c = nullptr; kms_client_free(c); "
                     "return kms_version() ? 0 : 1; }\n")
         run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", os.path.join(self.tmp, "use"), src]
-            + self.pkg_config("--cflags") + self.pkg_config("--libs"))
+            + self.extra_cflags + self.pkg_config("--cflags") + self.pkg_config("--libs"))
         run([os.path.join(self.tmp, "use")], env=dict(self.env, LD_LIBRARY_PATH=self.libdir))
 
     def test_round_trip_against_kmsd(self):
