@@ -163,6 +163,7 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
   kerr_code krc;
   int rc = KMS_OK;
 
+  memset(&scratch, 0, sizeof scratch);
   if (!out) return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: out is NULL");
   *out = NULL;
   if (!opts) opts = &defaults;
@@ -364,6 +365,7 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
   aws_http_reply r;
   int attempt, last_cost = 0;
 
+  memset(&scratch, 0, sizeof scratch);
   memset(&r, 0, sizeof r);
   if (reply) *reply = NULL;
   if (reply_len) *reply_len = 0;
