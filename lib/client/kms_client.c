@@ -62,11 +62,9 @@ static void copy_printable(char *out, size_t out_size, const char *in) {
   out[j] = '\0';
 }
 
-static int set_error(kms_error *e, kms_error_kind kind, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Fill `e` (never NULL here) with a failure of this library; returns `kind`. */
-static int set_error(kms_error *e, kms_error_kind kind, const char *code, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static int set_error(kms_error *e, kms_error_kind kind, const char *code,
+                                                           const char *fmt, ...) {
   va_list ap;
   memset(e, 0, sizeof *e);
   e->kind = kind;
@@ -77,9 +75,7 @@ static int set_error(kms_error *e, kms_error_kind kind, const char *code, const 
   return kind;
 }
 
-static void debug_line(const kms_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void debug_line(const kms_client *c, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void debug_line(const kms_client *c, const char *fmt, ...) {
   char line[DEBUG_LINE_MAX];
   va_list ap;
   if (!c->debug) return;
@@ -155,7 +151,7 @@ static int resolve_endpoint(kms_client *c, kms_error *e) {
 int kms_client_new(kms_service service, const kms_client_options *opts, kms_client **out, kms_error *err) {
   static const kms_client_options defaults;
   kms_error scratch;
-  kms_error *e = err ? err : &scratch;
+  kms_error *e;
   aws_config_opts copts;
   aws_http_options hopts;
   kms_client *c = NULL;
@@ -163,7 +159,9 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
   kerr_code krc;
   int rc = KMS_OK;
 
+  /* With err NULL, failures are written to a scratch error and dropped. */
   memset(&scratch, 0, sizeof scratch);
+  e = err ? err : &scratch;
   if (!out) return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: out is NULL");
   *out = NULL;
   if (!opts) opts = &defaults;
@@ -360,12 +358,14 @@ static int64_t now_ms(void) {
 int kms_call_json(kms_client *c, const char *operation, const char *json, size_t len, char **reply,
                   size_t *reply_len, kms_error *err) {
   kms_error scratch;
-  kms_error *e = err ? err : &scratch;
+  kms_error *e;
   char target[OPERATION_NAME_MAX + 32];
   aws_http_reply r;
   int attempt, last_cost = 0;
 
+  /* With err NULL, failures are written to a scratch error and dropped. */
   memset(&scratch, 0, sizeof scratch);
+  e = err ? err : &scratch;
   memset(&r, 0, sizeof r);
   if (reply) *reply = NULL;
   if (reply_len) *reply_len = 0;
