@@ -126,8 +126,8 @@ static int check_options(kms_service service, const kms_client_options *o, kms_e
   if (service != KMS_SERVICE_KMS && service != KMS_SERVICE_CLOUDHSMV2)
     return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: unknown service %d", (int)service);
   if (o->max_attempts < 0 || o->max_attempts > AWS_CONFIG_MAX_ATTEMPTS_LIMIT)
-    return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: max_attempts must be from 1 to %d (0: default)",
-                     AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
+    return set_error(e, KMS_ERR_PARAM, "InvalidParameter",
+                     "kms_client_new: max_attempts must be from 1 to %d (0: default)", AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
   if (!timeout_option(o->connect_timeout_ms, &unused) || !timeout_option(o->read_timeout_ms, &unused))
     return set_error(e, KMS_ERR_PARAM, "InvalidParameter",
                      "kms_client_new: a timeout must be positive, 0 (default) or KMS_TIMEOUT_NONE");
@@ -194,8 +194,10 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
     goto out;
   }
   if (!region_is_valid(c->cfg.region)) {
-    rc = set_error(e, KMS_ERR_CONFIG, "InvalidRegionError", "Provided region_name '%.64s' doesn't match a supported format",
-                   c->cfg.region);
+    char shown[REGION_NAME_MAX + 2];
+    copy_printable(shown, sizeof shown, c->cfg.region);
+    rc = set_error(e, KMS_ERR_CONFIG, "InvalidRegionError",
+                   "Provided region_name '%s' doesn't match a supported format", shown);
     goto out;
   }
   if (!opts->no_sign_request && (!c->cfg.access_key_id || !c->cfg.secret_access_key)) {

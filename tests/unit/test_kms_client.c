@@ -519,7 +519,8 @@ static void test_each_retryable_class_is_retried(void **state) {
 static void test_non_retryable_errors_answer_at_once(void **state) {
   server *s = *state;
   script_reply nf = {.status = 400,
-                     .body = "{\"__type\":\"com.amazonaws.kms#NotFoundException\",\"message\":\"Key 'k' does not exist\"}"};
+                     .body = "{\"__type\":\"com.amazonaws.kms#NotFoundException\","
+                             "\"message\":\"Key 'k' does not exist\"}"};
   script_reply cap = {.status = 400, .body = "{\"__type\":\"ValidationException\",\"Message\":\"1 validation error\"}"};
   script_reply not_impl = {.status = 501, .body = "{\"__type\":\"NotImplemented\"}"};
   kms_client_options o = options_for(s);
