@@ -476,3 +476,27 @@ const char *aws_cred_source_name(aws_cred_source s) {
   }
   return "none";
 }
+
+kerr_code aws_config_setting(const char *profile, const char *key, char **out, kerr *err) {
+  char config_path[PATH_MAX_LEN];
+  profile_files pf;
+  kerr_code rc;
+  *out = NULL;
+  memset(&pf, 0, sizeof pf);
+  if (!profile || !*profile) profile = first_of(getenv("AWS_DEFAULT_PROFILE"), getenv("AWS_PROFILE"));
+  if (!profile) profile = "default";
+  if (strlen(profile) > 256) return kerr_set(err, KERR_VALIDATION, "profile name is longer than 256 characters");
+  pf.name = profile;
+  snprintf(pf.config_section, sizeof pf.config_section, "profile %s", profile);
+  rc = expand_home(first_of(getenv("AWS_CONFIG_FILE"), "~/.aws/config"), config_path, sizeof config_path, err);
+  if (rc) return rc;
+  rc = ini_load(config_path, &pf.config, err);
+  if (rc) return rc;
+  const char *v = profile_get_config(&pf, key);
+  if (v) {
+    *out = strdup(v);
+    if (!*out) rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+  }
+  ini_free(pf.config);
+  return rc;
+}

@@ -108,4 +108,13 @@ void aws_config_free(aws_config *c);
 /* "environment", "shared credentials file", "config file" or "none". */
 const char *aws_cred_source_name(aws_cred_source s);
 
+/* The value of `key` in the config file's section of `profile` (NULL: the
+ * profile AWS_DEFAULT_PROFILE / AWS_PROFILE / "default" names), for settings
+ * that are not credentials: the CLI's `output`, `cli_timestamp_format`,
+ * `cli_binary_format`, `cli_pager`.  *out is a malloc'd copy the caller
+ * frees, or NULL when the profile has no such key (a missing file or profile
+ * is not an error here: aws_config_load reports those).  Errors:
+ * KERR_VALIDATION when the file cannot be read or parsed. */
+kerr_code aws_config_setting(const char *profile, const char *key, char **out, kerr *err);
+
 #endif

@@ -669,9 +669,39 @@ static void test_problem_names_the_rule(void **state) {
   aws_config_free(&c);
 }
 
+/* Settings that are not credentials (the CLI's output, cli_pager, ...) come
+ * from the config file's section of the profile; missing is NULL, not an
+ * error; the credentials file is not looked at. */
+static void test_profile_settings(void **state) {
+  fixture *fx = *state;
+  kerr err;
+  char *v = NULL;
+  write_file(fx->config, "[default]\noutput = table\n[profile dev]\ncli_pager = less -S\noutput = text\n");
+  write_file(fx->creds, "[default]\ncli_timestamp_format = wire\n");
+  assert_int_equal(aws_config_setting(NULL, "output", &v, &err), KERR_OK);
+  assert_string_equal(v, "table");
+  free(v);
+  assert_int_equal(aws_config_setting("dev", "cli_pager", &v, &err), KERR_OK);
+  assert_string_equal(v, "less -S");
+  free(v);
+  setenv("AWS_PROFILE", "dev", 1);
+  assert_int_equal(aws_config_setting(NULL, "output", &v, &err), KERR_OK);
+  assert_string_equal(v, "text");
+  free(v);
+  unsetenv("AWS_PROFILE");
+  assert_int_equal(aws_config_setting(NULL, "cli_timestamp_format", &v, &err), KERR_OK);
+  assert_null(v);
+  assert_int_equal(aws_config_setting("nobody", "output", &v, &err), KERR_OK);
+  assert_null(v);
+  write_file(fx->config, "[default\noutput = table\n");
+  assert_int_equal(aws_config_setting(NULL, "output", &v, &err), KERR_VALIDATION);
+  assert_null(v);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test_setup_teardown(test_environment_credentials_win_over_files, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_profile_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_file_default_profile, setup, teardown),
       cmocka_unit_test_setup_teardown(test_explicit_profile_overrides_environment, setup, teardown),
       cmocka_unit_test_setup_teardown(test_aws_profile_env_keeps_env_credentials, setup, teardown),
