@@ -85,6 +85,10 @@ typedef struct kms_codec_pager_spec {
   size_t more_results_has_off;   /* its has_ flag */
 } kms_codec_pager_spec;
 
+/* The descriptors of every typed operation of `service` (defined in the
+ * generated kms_ops.c), sorted by name; *count set.  Static data. */
+const kms_codec_op *const *kms_codec_ops(kms_service service, size_t *count);
+
 /* Build the JSON request of `in` (laid out as `st`): only present members.
  * KMS_ERR_PARAM names the first missing required member ("Tags[1].TagKey")
  * or a string that is not UTF-8; never a value.  *out owned by the caller
