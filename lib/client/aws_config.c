@@ -291,12 +291,33 @@ static kerr_code creds_from(const char *akid, const char *secret, const char *to
 
 static const char *first_of(const char *a, const char *b) { return a && *a ? a : b && *b ? b : NULL; }
 
+/* max_attempts as the SDKs read it: a positive whole number.  `where` names
+ * the source for the message (the value itself is not secret). */
+static kerr_code parse_max_attempts(const char *text, const char *where, int *out, kerr *err) {
+  long n = 0;
+  const char *s = text;
+  while (*s == ' ' || *s == '\t') s++;
+  if (!*s) goto bad;
+  for (; *s >= '0' && *s <= '9'; s++) {
+    n = n * 10 + (*s - '0');
+    if (n > AWS_CONFIG_MAX_ATTEMPTS_LIMIT) goto bad;
+  }
+  while (*s == ' ' || *s == '\t') s++;
+  if (*s || n < 1) goto bad;
+  *out = (int)n;
+  return KERR_OK;
+bad:
+  return kerr_set(err, KERR_VALIDATION, "Bad value for %s: \"%.32s\": expected a whole number from 1 to %d", where,
+                  text, AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
+}
+
 kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *err) {
   static const aws_config_opts no_opts;
   profile_files pf;
   char creds_path[PATH_MAX_LEN], config_path[PATH_MAX_LEN];
   const char *profile, *v;
   int explicit_flag, explicit_env;
+  aws_config_problem problem = AWS_CONFIG_NO_PROBLEM;
   kerr_code rc;
 
   memset(out, 0, sizeof *out);
@@ -308,12 +329,15 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
   explicit_env = !explicit_flag && profile != NULL;
   if (!profile) profile = "default";
   if (strlen(profile) > 256) {
+    problem = AWS_CONFIG_BAD_VALUE;
     rc = kerr_set(err, KERR_VALIDATION, "profile name is longer than 256 characters");
     goto out;
   }
   pf.name = profile;
   snprintf(pf.config_section, sizeof pf.config_section, "profile %s", profile);
 
+  /* Until the profile is known, every failure is about a file. */
+  problem = AWS_CONFIG_BAD_FILE;
   rc = expand_home(first_of(getenv("AWS_SHARED_CREDENTIALS_FILE"), "~/.aws/credentials"), creds_path,
                    sizeof creds_path, err);
   if (rc) goto out;
@@ -327,9 +351,11 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
   if ((explicit_flag || explicit_env) && !ini_has_section(pf.creds, profile) &&
       !ini_has_section(pf.config, pf.config_section) &&
       !(strcmp(profile, "default") == 0 && ini_has_section(pf.config, "default"))) {
+    problem = AWS_CONFIG_PROFILE_NOT_FOUND;
     rc = kerr_set(err, KERR_VALIDATION, "The config profile (%s) could not be found", profile);
     goto out;
   }
+  problem = AWS_CONFIG_NO_PROBLEM;
   out->profile = dup_plain(profile);
   if (!out->profile) {
     rc = kerr_set(err, KERR_INTERNAL, "out of memory");
@@ -338,6 +364,7 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
 
   /* An explicit --profile takes precedence over environment credentials;
    * AWS_PROFILE does not (botocore keeps its environment provider then). */
+  problem = AWS_CONFIG_PARTIAL_CREDENTIALS;
   if (!explicit_flag) {
     rc = creds_from(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
                     first_of(getenv("AWS_SESSION_TOKEN"), getenv("AWS_SECURITY_TOKEN")), "env", AWS_CRED_ENV, out,
@@ -366,6 +393,7 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
     size_t i;
     for (i = 0; i < sizeof unsupported / sizeof *unsupported; i++)
       if (profile_get(&pf, unsupported[i])) {
+        problem = AWS_CONFIG_UNSUPPORTED_CREDENTIALS;
         rc = kerr_set(err, KERR_VALIDATION,
                       "profile (%s) gets its credentials through %s, which this client does not support; "
                       "use access keys (aws_access_key_id) or AWS_ACCESS_KEY_ID",
@@ -374,6 +402,7 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
       }
   }
 
+  problem = AWS_CONFIG_NO_PROBLEM;
   v = first_of(opts->region, first_of(getenv("AWS_REGION"), getenv("AWS_DEFAULT_REGION")));
   rc = set_copy(&out->region, v ? v : profile_get(&pf, "region"), err);
   if (rc) goto out;
@@ -384,16 +413,33 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
   if (!v) v = profile_get(&pf, "ca_bundle");
   if (v) {
     char expanded[PATH_MAX_LEN];
+    problem = AWS_CONFIG_BAD_FILE;
     rc = expand_home(v, expanded, sizeof expanded, err);
     if (rc) goto out;
+    problem = AWS_CONFIG_NO_PROBLEM;
     rc = set_copy(&out->ca_bundle, expanded, err);
     if (rc) goto out;
   }
+  v = env_nonempty("AWS_MAX_ATTEMPTS");
+  if (v) {
+    problem = AWS_CONFIG_BAD_VALUE;
+    rc = parse_max_attempts(v, "AWS_MAX_ATTEMPTS", &out->max_attempts, err);
+    if (rc) goto out;
+  } else if ((v = profile_get(&pf, "max_attempts")) != NULL) {
+    problem = AWS_CONFIG_BAD_VALUE;
+    rc = parse_max_attempts(v, "max_attempts", &out->max_attempts, err);
+    if (rc) goto out;
+  }
+  problem = AWS_CONFIG_NO_PROBLEM;
   rc = KERR_OK;
 out:
   ini_free(pf.creds);
   ini_free(pf.config);
-  if (rc) aws_config_free(out);
+  if (rc) {
+    aws_config_free(out);
+    /* Running out of memory is not a configuration problem. */
+    out->problem = rc == KERR_INTERNAL ? AWS_CONFIG_NO_PROBLEM : problem;
+  }
   return rc;
 }
 

@@ -21,6 +21,8 @@
  *   region       --region, AWS_REGION, AWS_DEFAULT_REGION, the profile's `region`.
  *   endpoint     --endpoint-url, AWS_ENDPOINT_URL, the profile's `endpoint_url`.
  *   ca bundle    --ca-bundle, AWS_CA_BUNDLE, the profile's `ca_bundle`.
+ *   attempts     AWS_MAX_ATTEMPTS, the profile's `max_attempts` (a whole
+ *                number from 1 to AWS_CONFIG_MAX_ATTEMPTS_LIMIT).
  *
  * A profile value in the credentials file wins over the same key in the config
  * file (botocore merges the two files that way).  Files are INI as Python's
@@ -51,6 +53,21 @@ typedef enum aws_cred_source {
   AWS_CRED_CONFIG_FILE,        /* the config file */
 } aws_cred_source;
 
+/* Which rule a failed aws_config_load broke, so that a library can name the
+ * failure ("ProfileNotFound") without reading the message. */
+typedef enum aws_config_problem {
+  AWS_CONFIG_NO_PROBLEM = 0,
+  AWS_CONFIG_PROFILE_NOT_FOUND,     /* a named profile is in neither file */
+  AWS_CONFIG_BAD_FILE,              /* unreadable, unparsable or oversized file, bad path */
+  AWS_CONFIG_PARTIAL_CREDENTIALS,   /* an access key without its secret, or the reverse */
+  AWS_CONFIG_UNSUPPORTED_CREDENTIALS, /* role_arn, credential_process, SSO, ... */
+  AWS_CONFIG_BAD_VALUE,             /* a setting with a value out of its range */
+} aws_config_problem;
+
+/* Larger values of max_attempts are refused rather than trusted: the retry
+ * quota would stop a client long before anyway. */
+#define AWS_CONFIG_MAX_ATTEMPTS_LIMIT 100
+
 /* The resolved configuration.  Every string is owned by the struct and freed
  * by aws_config_free; NULL means "not configured". */
 typedef struct aws_config {
@@ -62,6 +79,8 @@ typedef struct aws_config {
   char *endpoint_url;
   char *ca_bundle;
   aws_cred_source source;
+  int max_attempts;         /* AWS_MAX_ATTEMPTS / max_attempts; 0 when not configured */
+  aws_config_problem problem; /* after a failed load: which rule failed; else 0 */
 } aws_config;
 
 /* Resolve credentials, region, endpoint and CA bundle from `opts` (may be
@@ -72,8 +91,10 @@ typedef struct aws_config {
  * aws_config_require.  Errors: KERR_VALIDATION when a named profile exists in
  * neither file ("The config profile (x) could not be found"), when a
  * file cannot be parsed (file name and line), or when credentials are partial
- * (an access key without its secret, or the reverse).  On failure *out is
- * left empty (all NULL) and owns nothing. */
+ * (an access key without its secret, or the reverse), or when max_attempts
+ * is not a whole number in range.  On failure *out owns nothing (every
+ * pointer NULL) and out->problem says which rule failed (0 for running out
+ * of memory, KERR_INTERNAL). */
 kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *err);
 
 /* KERR_OK when `c` holds an access key, its secret and a region; otherwise

@@ -1,9 +1,16 @@
 /* aws_http.c - SigV4-signed AWS JSON 1.1 calls over libcurl.
  *
- * Kept deliberately small: one easy handle per client (connections are
- * reused between calls), headers signed exactly as sent, the reply collected
- * into a capped secure buffer, and the AWS error shape decoded with jansson.
- * Everything about credentials and endpoints comes from aws_config. */
+ * Kept deliberately small: one easy handle per client, driven through a
+ * multi handle that lives as long as the client (its connection cache is
+ * what lets calls reuse a connection), headers signed exactly as sent, the
+ * reply collected into a capped secure buffer, and the AWS error shape
+ * decoded with jansson.  Everything about credentials and endpoints comes
+ * from aws_config.
+ *
+ * The transfer loop is ours rather than curl_easy_perform's so that the read
+ * timeout means what the SDKs mean by it: the longest silence between two
+ * pieces of the exchange, measured in milliseconds once the connection is up
+ * (libcurl's own low-speed limit averages over whole seconds instead). */
 #include "client/aws_http.h"
 
 #include <curl/curl.h>
@@ -21,15 +28,19 @@
 
 #define HOST_HEADER_MAX 300
 #define PATH_MAX_LEN 2048
+#define USER_AGENT_MAX 128
+/* The transfer loop wakes at least this often to check the read timeout. */
+#define POLL_SLICE_MS 1000
 
 struct aws_http_client {
   const aws_config *cfg;
   char service[64];
   CURL *curl;
+  CURLM *multi;                /* owns the connection cache between calls */
   char host[HOST_HEADER_MAX];  /* Host header value: host[:port], port only when not the scheme's default */
   char path[PATH_MAX_LEN];     /* request path, "/" when the URL has none */
-  long connect_timeout_s;
-  long total_timeout_s;
+  char user_agent[USER_AGENT_MAX];
+  aws_http_options opts;
 };
 
 static pthread_once_t curl_once = PTHREAD_ONCE_INIT;
@@ -86,28 +97,46 @@ out:
 }
 
 kerr_code aws_http_client_new(const aws_config *cfg, const char *service, aws_http_client **out, kerr *err) {
+  aws_http_options o;
+  memset(&o, 0, sizeof o);
+  o.connect_timeout_ms = 10 * 1000;
+  o.total_timeout_ms = 60 * 1000;
+  return aws_http_client_new_with(cfg, service, &o, out, err);
+}
+
+kerr_code aws_http_client_new_with(const aws_config *cfg, const char *service, const aws_http_options *opts,
+                                   aws_http_client **out, kerr *err) {
   aws_http_client *c = NULL;
   kerr_code rc;
 
   *out = NULL;
-  if (!cfg || !service || !*service || strlen(service) >= sizeof c->service)
+  if (!cfg || !opts || !service || !*service || strlen(service) >= sizeof c->service)
     return kerr_set(err, KERR_VALIDATION, "aws_http_client_new: missing configuration or service");
+  if (opts->connect_timeout_ms < 0 || opts->read_timeout_ms < 0 || opts->total_timeout_ms < 0)
+    return kerr_set(err, KERR_VALIDATION, "aws_http_client_new: a timeout is negative");
+  if (opts->user_agent && strlen(opts->user_agent) >= USER_AGENT_MAX)
+    return kerr_set(err, KERR_VALIDATION, "aws_http_client_new: user agent longer than %d bytes", USER_AGENT_MAX - 1);
   if (!cfg->endpoint_url || !*cfg->endpoint_url)
     return kerr_set(err, KERR_VALIDATION, "no endpoint: give --endpoint-url URL (or set AWS_ENDPOINT_URL)");
-  rc = aws_config_require(cfg, err);
-  if (rc) return rc;
+  if (!opts->no_sign) {
+    rc = aws_config_require(cfg, err);
+    if (rc) return rc;
+  }
   pthread_once(&curl_once, curl_init);
   if (curl_init_rc != CURLE_OK) return kerr_set(err, KERR_INTERNAL, "libcurl failed to initialise");
   c = calloc(1, sizeof *c);
   if (!c) return kerr_set(err, KERR_INTERNAL, "out of memory");
   c->cfg = cfg;
   snprintf(c->service, sizeof c->service, "%s", service);
-  c->connect_timeout_s = 10;
-  c->total_timeout_s = 60;
+  c->opts = *opts;
+  if (!c->opts.reply_max) c->opts.reply_max = AWS_HTTP_REPLY_MAX;
+  snprintf(c->user_agent, sizeof c->user_agent, "%s", opts->user_agent ? opts->user_agent : "kmsd-client/1");
+  c->opts.user_agent = c->user_agent;
   rc = parse_endpoint(c, cfg->endpoint_url, err);
   if (rc) goto out;
   c->curl = curl_easy_init();
-  if (!c->curl) {
+  c->multi = curl_multi_init();
+  if (!c->curl || !c->multi) {
     rc = kerr_set(err, KERR_INTERNAL, "libcurl failed to create a handle");
     goto out;
   }
@@ -123,22 +152,37 @@ out:
 void aws_http_client_free(aws_http_client *c) {
   if (!c) return;
   if (c->curl) curl_easy_cleanup(c->curl);
+  if (c->multi) curl_multi_cleanup(c->multi);
   free(c);
 }
 
 void aws_http_client_set_timeouts(aws_http_client *c, long connect_s, long total_s) {
   if (!c) return;
-  if (connect_s > 0) c->connect_timeout_s = connect_s;
-  if (total_s > 0) c->total_timeout_s = total_s;
+  if (connect_s > 0) c->opts.connect_timeout_ms = connect_s * 1000;
+  if (total_s > 0) c->opts.total_timeout_ms = total_s * 1000;
 }
 
 const char *aws_http_client_endpoint(const aws_http_client *c) { return c ? c->cfg->endpoint_url : NULL; }
+
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* When the exchange last moved: set by the body and header callbacks and by
+ * upload progress, read by the transfer loop. */
+typedef struct activity {
+  int64_t last_ms;
+} activity;
 
 /* Reply collection: a secure buffer that grows by doubling up to the cap. */
 typedef struct reply_sink {
   aws_http_reply *reply;
   size_t cap;
+  size_t max;
   int too_large;
+  activity *act;
 } reply_sink;
 
 static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
@@ -146,7 +190,8 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
   aws_http_reply *r = s->reply;
   size_t n = size * nmemb;
 
-  if (n > AWS_HTTP_REPLY_MAX - r->body_len) {
+  s->act->last_ms = monotonic_ms();
+  if (n > s->max - r->body_len) {
     s->too_large = 1;
     return 0;
   }
@@ -184,13 +229,28 @@ static void take_header(const char *line, size_t len, const char *name, char *ds
 typedef struct header_sink {
   aws_http_reply *reply;
   char error_type_header[128];
+  reply_sink *body;
 } header_sink;
 
 static size_t on_header(char *line, size_t size, size_t nitems, void *userdata) {
   header_sink *h = userdata;
   size_t n = size * nitems;
+  char length[32];
+
+  h->body->act->last_ms = monotonic_ms();
   take_header(line, n, "x-amzn-RequestId", h->reply->request_id, sizeof h->reply->request_id);
   take_header(line, n, "x-amzn-ErrorType", h->error_type_header, sizeof h->error_type_header);
+  /* A reply announced larger than the cap is refused before its body. */
+  length[0] = '\0';
+  take_header(line, n, "Content-Length", length, sizeof length);
+  if (length[0]) {
+    char *end;
+    unsigned long long announced = strtoull(length, &end, 10);
+    if (*end == '\0' && announced > h->body->max) {
+      h->body->too_large = 1;
+      return 0;
+    }
+  }
   return n;
 }
 
@@ -243,48 +303,132 @@ static void decode_error(aws_http_reply *r, const char *type_header) {
   json_decref(doc);
 }
 
-kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body, size_t len, aws_http_reply *out,
-                        kerr *err) {
-  char amz_date[17], auth[1024], line[1200];
-  struct curl_slist *hdrs = NULL;
+/* Drive one transfer on the client's multi handle.  Returns libcurl's
+ * result, or CURLE_OPERATION_TIMEDOUT with *stalled set when the exchange
+ * was silent for longer than the read timeout. */
+static CURLcode run_transfer(aws_http_client *c, activity *act, int *stalled) {
+  CURLMcode mc;
+  CURLcode result = CURLE_OK;
+  curl_off_t sent = 0;
+  int running = 1;
+
+  *stalled = 0;
+  if (curl_multi_add_handle(c->multi, c->curl) != CURLM_OK) return CURLE_FAILED_INIT;
+  act->last_ms = monotonic_ms();
+  for (;;) {
+    int64_t now;
+    long wait_ms = POLL_SLICE_MS;
+    mc = curl_multi_perform(c->multi, &running);
+    if (mc != CURLM_OK) {
+      result = CURLE_FAILED_INIT;
+      break;
+    }
+    if (!running) {
+      int left;
+      CURLMsg *msg = curl_multi_info_read(c->multi, &left);
+      if (msg && msg->msg == CURLMSG_DONE) result = msg->data.result;
+      break;
+    }
+    now = monotonic_ms();
+    if (c->opts.read_timeout_ms > 0) {
+      curl_off_t pretransfer = 0, uploaded = 0;
+      /* Until the request starts to go out, the connect timeout governs;
+       * request bytes leaving count as activity too. */
+      curl_easy_getinfo(c->curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+      curl_easy_getinfo(c->curl, CURLINFO_SIZE_UPLOAD_T, &uploaded);
+      if (pretransfer == 0 || uploaded != sent) {
+        sent = uploaded;
+        act->last_ms = now;
+      }
+      if (now - act->last_ms >= c->opts.read_timeout_ms) {
+        *stalled = 1;
+        result = CURLE_OPERATION_TIMEDOUT;
+        break;
+      }
+      if (c->opts.read_timeout_ms - (now - act->last_ms) < wait_ms)
+        wait_ms = (long)(c->opts.read_timeout_ms - (now - act->last_ms));
+    }
+    mc = curl_multi_poll(c->multi, NULL, 0, (int)wait_ms, NULL);
+    if (mc != CURLM_OK) {
+      result = CURLE_FAILED_INIT;
+      break;
+    }
+  }
+  /* Removing an unfinished transfer closes its connection: a connection
+   * with half a reply in it must not serve the next call. */
+  curl_multi_remove_handle(c->multi, c->curl);
+  return result;
+}
+
+static aws_http_failure classify(CURLcode cc, int stalled, int too_large, CURL *curl) {
+  curl_off_t pretransfer = 0;
+  if (too_large) return AWS_HTTP_FAIL_TOO_LARGE;
+  if (stalled) return AWS_HTTP_FAIL_READ_TIMEOUT;
+  switch (cc) {
+    case CURLE_OPERATION_TIMEDOUT:
+      curl_easy_getinfo(curl, CURLINFO_PRETRANSFER_TIME_T, &pretransfer);
+      return pretransfer == 0 ? AWS_HTTP_FAIL_CONNECT_TIMEOUT : AWS_HTTP_FAIL_READ_TIMEOUT;
+    case CURLE_COULDNT_RESOLVE_HOST:
+    case CURLE_COULDNT_RESOLVE_PROXY:
+    case CURLE_COULDNT_CONNECT:
+    case CURLE_SSL_CONNECT_ERROR:
+      return AWS_HTTP_FAIL_CONNECT;
+    case CURLE_PEER_FAILED_VERIFICATION:
+    case CURLE_SSL_CACERT_BADFILE:
+    case CURLE_SSL_CERTPROBLEM:
+    case CURLE_SSL_ISSUER_ERROR:
+    case CURLE_SSL_PINNEDPUBKEYNOTMATCH:
+      return AWS_HTTP_FAIL_CERTIFICATE;
+    case CURLE_SEND_ERROR:
+    case CURLE_RECV_ERROR:
+    case CURLE_GOT_NOTHING:
+    case CURLE_PARTIAL_FILE:
+      return AWS_HTTP_FAIL_CLOSED;
+    default:
+      return AWS_HTTP_FAIL_OTHER;
+  }
+}
+
+/* The request headers, signed unless the client sends unsigned requests.
+ * `auth` receives the Authorization value (wiped by the caller). */
+static kerr_code build_headers(aws_http_client *c, const char *target, const char *body, size_t len, char *auth,
+                               size_t auth_size, struct curl_slist **out, kerr *err) {
+  static const char *const extra[] = {"Expect:", "Accept: application/json"};
+  char amz_date[17], line[1200];
   http_header sign_headers[5];
+  struct curl_slist *hdrs = NULL, *n;
   sigv4_request req;
-  reply_sink sink;
-  header_sink hsink;
-  size_t nh = 0;
+  size_t nh = 0, i;
   time_t now;
   struct tm tm;
-  CURLcode cc;
   kerr_code rc = KERR_OK;
-  char curl_error[CURL_ERROR_SIZE];
 
-  memset(out, 0, sizeof *out);
-  if (!c || !target || !*target || strlen(target) > 256 || (!body && len))
-    return kerr_set(err, KERR_VALIDATION, "aws_http_call: bad arguments");
-  if (!body) body = "";
-
+  *out = NULL;
   now = time(NULL);
   gmtime_r(&now, &tm);
   strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
 
-  sign_headers[nh++] = (http_header){"Host", c->host};
-  sign_headers[nh++] = (http_header){"X-Amz-Date", amz_date};
+  if (!c->opts.no_sign) {
+    sign_headers[nh++] = (http_header){"Host", c->host};
+    sign_headers[nh++] = (http_header){"X-Amz-Date", amz_date};
+  }
   sign_headers[nh++] = (http_header){"X-Amz-Target", target};
   sign_headers[nh++] = (http_header){"Content-Type", "application/x-amz-json-1.1"};
-  if (c->cfg->session_token) sign_headers[nh++] = (http_header){"X-Amz-Security-Token", c->cfg->session_token};
-  memset(&req, 0, sizeof req);
-  req.method = "POST";
-  req.path = c->path;
-  req.headers = sign_headers;
-  req.nheaders = nh;
-  req.body = (const uint8_t *)body;
-  req.body_len = len;
-  rc = sigv4_sign(&req, c->cfg->access_key_id, c->cfg->secret_access_key, c->cfg->region, c->service, amz_date,
-                  auth, sizeof auth, err);
-  if (rc) return rc;
-
-  for (size_t i = 0; i < nh; i++) {
-    struct curl_slist *n;
+  if (!c->opts.no_sign && c->cfg->session_token)
+    sign_headers[nh++] = (http_header){"X-Amz-Security-Token", c->cfg->session_token};
+  if (!c->opts.no_sign) {
+    memset(&req, 0, sizeof req);
+    req.method = "POST";
+    req.path = c->path;
+    req.headers = sign_headers;
+    req.nheaders = nh;
+    req.body = (const uint8_t *)body;
+    req.body_len = len;
+    rc = sigv4_sign(&req, c->cfg->access_key_id, c->cfg->secret_access_key, c->cfg->region, c->service, amz_date,
+                    auth, auth_size, err);
+    if (rc) goto out;
+  }
+  for (i = 0; i < nh; i++) {
     int w = snprintf(line, sizeof line, "%s: %s", sign_headers[i].name, sign_headers[i].value);
     if (w < 0 || (size_t)w >= sizeof line) {
       rc = kerr_set(err, KERR_VALIDATION, "aws_http_call: header %s too long", sign_headers[i].name);
@@ -294,23 +438,72 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
     if (!n) goto oom;
     hdrs = n;
   }
-  {
-    static const char *const extra[] = {"Expect:", "Accept: application/json"};
-    for (size_t i = 0; i < 2; i++) {
-      struct curl_slist *n = curl_slist_append(hdrs, extra[i]);
-      if (!n) goto oom;
-      hdrs = n;
-    }
-    snprintf(line, sizeof line, "Authorization: %s", auth);
-    struct curl_slist *n = curl_slist_append(hdrs, line);
+  for (i = 0; i < sizeof extra / sizeof *extra; i++) {
+    n = curl_slist_append(hdrs, extra[i]);
     if (!n) goto oom;
     hdrs = n;
   }
+  if (!c->opts.no_sign) {
+    snprintf(line, sizeof line, "Authorization: %s", auth);
+    n = curl_slist_append(hdrs, line);
+    if (!n) goto oom;
+    hdrs = n;
+  }
+  goto out;
+oom:
+  rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+out:
+  secure_wipe(line, sizeof line);
+  if (rc) {
+    curl_slist_free_all(hdrs);
+    hdrs = NULL;
+  }
+  *out = hdrs;
+  return rc;
+}
 
+/* A header list holds the signature and, with a session, the token: wipe
+ * each line before libcurl frees it. */
+static void free_headers(struct curl_slist *hdrs) {
+  struct curl_slist *h;
+  for (h = hdrs; h; h = h->next) secure_wipe(h->data, strlen(h->data));
+  curl_slist_free_all(hdrs);
+}
+
+kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body, size_t len, aws_http_reply *out,
+                        kerr *err) {
+  char auth[1024];
+  struct curl_slist *hdrs = NULL;
+  reply_sink sink;
+  header_sink hsink;
+  activity act;
+  CURLcode cc;
+  kerr_code rc = KERR_OK;
+  int stalled = 0;
+  char curl_error[CURL_ERROR_SIZE];
+
+  memset(out, 0, sizeof *out);
+  auth[0] = '\0';
+  if (!c || !target || !*target || strlen(target) > 256 || (!body && len)) {
+    out->failure = AWS_HTTP_FAIL_OTHER;
+    return kerr_set(err, KERR_VALIDATION, "aws_http_call: bad arguments");
+  }
+  if (!body) body = "";
+
+  rc = build_headers(c, target, body, len, auth, sizeof auth, &hdrs, err);
+  if (rc) {
+    out->failure = AWS_HTTP_FAIL_OTHER;
+    goto out;
+  }
+
+  memset(&act, 0, sizeof act);
   memset(&sink, 0, sizeof sink);
   sink.reply = out;
+  sink.max = c->opts.reply_max;
+  sink.act = &act;
   memset(&hsink, 0, sizeof hsink);
   hsink.reply = out;
+  hsink.body = &sink;
   curl_error[0] = '\0';
   curl_easy_reset(c->curl);
   curl_easy_setopt(c->curl, CURLOPT_URL, c->cfg->endpoint_url);
@@ -318,27 +511,37 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
   curl_easy_setopt(c->curl, CURLOPT_POSTFIELDS, body);
   curl_easy_setopt(c->curl, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)len);
   curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, hdrs);
-  curl_easy_setopt(c->curl, CURLOPT_USERAGENT, "kmsd-client/1");
+  curl_easy_setopt(c->curl, CURLOPT_USERAGENT, c->user_agent);
   curl_easy_setopt(c->curl, CURLOPT_WRITEFUNCTION, on_body);
   curl_easy_setopt(c->curl, CURLOPT_WRITEDATA, &sink);
   curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hsink);
   curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, curl_error);
-  curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT, c->connect_timeout_s);
-  curl_easy_setopt(c->curl, CURLOPT_TIMEOUT, c->total_timeout_s);
+  curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
+  curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->opts.total_timeout_ms);
   curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
   curl_easy_setopt(c->curl, CURLOPT_FOLLOWLOCATION, 0L);
   if (c->cfg->ca_bundle) curl_easy_setopt(c->curl, CURLOPT_CAINFO, c->cfg->ca_bundle);
+  if (c->opts.no_verify_ssl) {
+    curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYPEER, 0L);
+    curl_easy_setopt(c->curl, CURLOPT_SSL_VERIFYHOST, 0L);
+  }
 
-  cc = curl_easy_perform(c->curl);
+  cc = run_transfer(c, &act, &stalled);
   curl_easy_setopt(c->curl, CURLOPT_HTTPHEADER, NULL);
-  if (cc != CURLE_OK) {
+  curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
+  if (cc != CURLE_OK || sink.too_large) {
     const char *why = curl_error[0] ? curl_error : curl_easy_strerror(cc);
-    if (sink.too_large)
-      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "the reply from %s is larger than %d bytes", c->cfg->endpoint_url,
-                    AWS_HTTP_REPLY_MAX);
-    else if (cc == CURLE_COULDNT_CONNECT || cc == CURLE_COULDNT_RESOLVE_HOST || cc == CURLE_OPERATION_TIMEDOUT)
+    out->failure = classify(cc, stalled, sink.too_large, c->curl);
+    if (out->failure == AWS_HTTP_FAIL_TOO_LARGE)
+      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "the reply from %s is larger than %zu bytes", c->cfg->endpoint_url,
+                    c->opts.reply_max);
+    else if (stalled)
+      rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "Read timeout on endpoint URL: \"%s\" (nothing received for %ld ms)",
+                    c->cfg->endpoint_url, c->opts.read_timeout_ms);
+    else if (out->failure == AWS_HTTP_FAIL_CONNECT || out->failure == AWS_HTTP_FAIL_CONNECT_TIMEOUT ||
+             out->failure == AWS_HTTP_FAIL_READ_TIMEOUT)
       rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "Could not connect to the endpoint URL: \"%s\" (%s)",
                     c->cfg->endpoint_url, why);
     else
@@ -348,16 +551,16 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
   curl_easy_getinfo(c->curl, CURLINFO_RESPONSE_CODE, &out->status);
   if (!out->body) {
     out->body = secure_alloc(1);
-    if (!out->body) goto oom;
+    if (!out->body) {
+      out->failure = AWS_HTTP_FAIL_OTHER;
+      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+      goto out;
+    }
   }
   if (out->status >= 300) decode_error(out, hsink.error_type_header);
-  goto out;
-oom:
-  rc = kerr_set(err, KERR_INTERNAL, "out of memory");
 out:
   secure_wipe(auth, sizeof auth);
-  secure_wipe(line, sizeof line);
-  curl_slist_free_all(hdrs);
+  free_headers(hdrs);
   return rc;
 }
 

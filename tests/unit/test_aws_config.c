@@ -7,7 +7,8 @@
  * aws_config_load resolves: the precedence between flags, environment and
  * files, profile naming in both files, the INI dialect, and that malformed
  * or partial configurations fail with a message that names the problem and
- * never the secret.
+ * never the secret, and with the rule broken in aws_config.problem;
+ * max_attempts from AWS_MAX_ATTEMPTS or the profile.
  *
  * Part 2: aws_http against a real HTTP server on loopback (lib/http) that
  * verifies every request with sigv4_verify for service `cloudhsm`, so the
@@ -38,7 +39,7 @@
 static const char *const AWS_VARS[] = {
     "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_SECURITY_TOKEN", "AWS_PROFILE",
     "AWS_DEFAULT_PROFILE", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_CONFIG_FILE", "AWS_SHARED_CREDENTIALS_FILE",
-    "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE",
+    "AWS_ENDPOINT_URL", "AWS_CA_BUNDLE", "AWS_MAX_ATTEMPTS",
 };
 
 typedef struct fixture {
@@ -556,6 +557,7 @@ static void test_http_error_shapes(void **state) {
   aws_http_reply_free(&r);
   /* A reply beyond the cap is refused, not buffered. */
   call(client, "T.Huge", "{}", &r, KERR_DEPENDENCY_TIMEOUT);
+  assert_int_equal(r.failure, AWS_HTTP_FAIL_TOO_LARGE);
   aws_http_reply_free(&r);
   aws_http_client_free(client);
 }
@@ -589,8 +591,82 @@ static void test_http_client_refusals(void **state) {
   assert_int_equal(aws_http_call(client, "T.Ok", "{}", 2, &r, &err), KERR_DEPENDENCY_TIMEOUT);
   assert_non_null(strstr(err.msg, "Could not connect to the endpoint URL: \"http://127.0.0.1:1\""));
   assert_null(strstr(err.msg, SECRET));
+  assert_int_equal(r.failure, AWS_HTTP_FAIL_CONNECT);
   aws_http_reply_free(&r);
   aws_http_client_free(client);
+}
+
+static void test_max_attempts_setting(void **state) {
+  fixture *fx = *state;
+  static const char *const bad[] = {"0", "-1", "101", "2x", "1.5", " ", "99999999999999999999"};
+  aws_config c;
+  kerr err;
+  size_t i;
+
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.max_attempts, 0); /* not configured: the caller's default */
+  aws_config_free(&c);
+  write_file(fx->config, "[default]\nmax_attempts = 4\n[profile other]\nmax_attempts=9\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.max_attempts, 4);
+  aws_config_free(&c);
+  {
+    aws_config_opts o = {.profile = "other"};
+    assert_int_equal(load(&o, &c, &err), KERR_OK);
+    assert_int_equal(c.max_attempts, 9);
+    aws_config_free(&c);
+  }
+  /* The environment wins over the profile; an empty variable is unset. */
+  setenv("AWS_MAX_ATTEMPTS", "7", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.max_attempts, 7);
+  aws_config_free(&c);
+  setenv("AWS_MAX_ATTEMPTS", "", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.max_attempts, 4);
+  aws_config_free(&c);
+  setenv("AWS_MAX_ATTEMPTS", "100", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.max_attempts, AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
+  aws_config_free(&c);
+  for (i = 0; i < sizeof bad / sizeof *bad; i++) {
+    setenv("AWS_MAX_ATTEMPTS", bad[i], 1);
+    if (strcmp(bad[i], " ") == 0) continue; /* blank is "set": checked below */
+    assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+    assert_int_equal(c.problem, AWS_CONFIG_BAD_VALUE);
+    assert_null(c.profile);
+    assert_non_null(strstr(err.msg, "AWS_MAX_ATTEMPTS"));
+  }
+  setenv("AWS_MAX_ATTEMPTS", " ", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  unsetenv("AWS_MAX_ATTEMPTS");
+  write_file(fx->config, "[default]\nmax_attempts = lots\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_BAD_VALUE);
+  assert_non_null(strstr(err.msg, "max_attempts"));
+}
+
+static void test_problem_names_the_rule(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  aws_config_opts ghost = {.profile = "ghost"};
+  kerr err;
+
+  assert_int_equal(load(&ghost, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_PROFILE_NOT_FOUND);
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIAONLY\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_PARTIAL_CREDENTIALS);
+  write_file(fx->creds, "[default]\nrole_arn = arn:aws:iam::111122223333:role/r\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_UNSUPPORTED_CREDENTIALS);
+  write_file(fx->creds, "key = outside\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_BAD_FILE);
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIAOK\naws_secret_access_key = s\n");
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  assert_int_equal(c.problem, AWS_CONFIG_NO_PROBLEM);
+  aws_config_free(&c);
 }
 
 int main(void) {
@@ -608,6 +684,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_oversized_file, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsupported_credential_styles, setup, teardown),
       cmocka_unit_test_setup_teardown(test_secrets_are_copies, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_max_attempts_setting, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_problem_names_the_rule, setup, teardown),
       cmocka_unit_test_setup_teardown(test_http_signed_calls_verify, http_setup, http_teardown),
       cmocka_unit_test_setup_teardown(test_http_error_shapes, http_setup, http_teardown),
       cmocka_unit_test_setup_teardown(test_http_client_refusals, http_setup, http_teardown),

@@ -1,0 +1,218 @@
+"""test_libkms_install - libkms as a user gets it: installed, found by pkg-config, linked, run against kmsd.
+
+The build tree is installed into a temporary prefix with `cmake --install`;
+a small C program (below) is compiled the way the README tells users to,
+`cc prog.c $(pkg-config --cflags --libs libkms)`, with PKG_CONFIG_PATH
+pointing into that prefix, and run against a real kmsd: CreateKey, Encrypt
+and Decrypt through kms_call_json, the round trip checked on both sides
+(the program compares the plaintext; boto3 sees the key the program made),
+and one service error read from kms_error.  The installed files themselves
+are checked too: the headers, the .pc file, a shared library with a SONAME
+that exports only kms_* and links no server library (libmicrohttpd, SQLite,
+PKCS#11), and a header that compiles as C11 and as C++.
+"""
+
+import glob
+import os
+import shutil
+import subprocess
+import tempfile
+import unittest
+
+import kmsd_harness as h
+
+PROGRAM = r"""
+/* Encrypts and decrypts one message with a new KMS key; prints what it saw. */
+#include <kms/kms.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* The string value of "name" in a flat JSON reply (enough for this test). */
+static int member(const char *json, const char *name, char *out, size_t out_size) {
+  char pattern[64];
+  const char *p, *end;
+  snprintf(pattern, sizeof pattern, "\"%s\":\"", name);
+  p = strstr(json, pattern);
+  if (!p) return 0;
+  p += strlen(pattern);
+  end = strchr(p, '"');
+  if (!end || (size_t)(end - p) >= out_size) return 0;
+  memcpy(out, p, (size_t)(end - p));
+  out[end - p] = '\0';
+  return 1;
+}
+
+static void debug_line(void *ctx, const char *line) {
+  (void)ctx;
+  fprintf(stderr, "debug: %s\n", line);
+}
+
+int main(void) {
+  kms_client_options opts;
+  kms_client *c = NULL;
+  kms_error err;
+  char *reply = NULL;
+  size_t len = 0;
+  char key_id[128], blob[4096], plaintext[256], body[8192];
+  const char *create = "{\"Description\":\"made by libkms\"}";
+
+  memset(&opts, 0, sizeof opts);
+  opts.debug = debug_line;
+  if (kms_client_new(KMS_SERVICE_KMS, &opts, &c, &err)) {
+    printf("client: %s: %s\n", err.code, err.message);
+    return 1;
+  }
+  printf("version %s\nendpoint %s\nregion %s\n", kms_version(), kms_client_endpoint(c), kms_client_region(c));
+
+  if (kms_call_json(c, "CreateKey", create, strlen(create), &reply, &len, &err)) goto fail;
+  if (!member(reply, "KeyId", key_id, sizeof key_id)) return 3;
+  kms_reply_free(reply, len);
+  printf("key %s\n", key_id);
+
+  snprintf(body, sizeof body, "{\"KeyId\":\"%s\",\"Plaintext\":\"aGVsbG8gZnJvbSBsaWJrbXM=\"}", key_id);
+  if (kms_call_json(c, "Encrypt", body, strlen(body), &reply, &len, &err)) goto fail;
+  if (!member(reply, "CiphertextBlob", blob, sizeof blob)) return 3;
+  kms_reply_free(reply, len);
+
+  snprintf(body, sizeof body, "{\"CiphertextBlob\":\"%s\"}", blob);
+  if (kms_call_json(c, "Decrypt", body, strlen(body), &reply, &len, &err)) goto fail;
+  if (!member(reply, "Plaintext", plaintext, sizeof plaintext)) return 3;
+  printf("decrypted key %s\n", strstr(reply, key_id) ? "matches" : "differs");
+  kms_reply_free(reply, len);
+  printf("round trip %s\n", strcmp(plaintext, "aGVsbG8gZnJvbSBsaWJrbXM=") == 0 ? "ok" : "WRONG");
+
+  snprintf(body, sizeof body, "{\"KeyId\":\"alias/no-such-alias\"}");
+  if (kms_call_json(c, "DescribeKey", body, strlen(body), &reply, &len, &err) == KMS_ERR_SERVICE)
+    printf("error kind=%d code=%s status=%d attempts=%d retryable=%d request_id=%s\n", (int)err.kind, err.code,
+           err.http_status, err.attempts, err.retryable, err.request_id[0] ? "set" : "none");
+  kms_client_free(c);
+  return 0;
+fail:
+  printf("call: %s: %s\n", err.code, err.message);
+  kms_client_free(c);
+  return 2;
+}
+"""
+
+
+def run(cmd, env=None, check=True):
+    p = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    if check and p.returncode != 0:
+        raise AssertionError("%s exited %d:\n%s\n%s" % (" ".join(cmd), p.returncode, p.stdout, p.stderr))
+    return p
+
+
+def build_dir():
+    d = os.environ.get("KMSD_BUILD_DIR") or os.path.dirname(h.find_kmsd_binary())
+    if not os.path.isfile(os.path.join(d, "CMakeCache.txt")):
+        raise unittest.SkipTest("no CMake build directory (set KMSD_BUILD_DIR)")
+    return d
+
+
+class LibkmsInstallTest(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmp = tempfile.mkdtemp(prefix="libkms-install-")
+        cls.prefix = os.path.join(cls.tmp, "prefix")
+        run(["cmake", "--install", build_dir(), "--prefix", cls.prefix])
+        pcs = glob.glob(os.path.join(cls.prefix, "**", "pkgconfig", "libkms.pc"), recursive=True)
+        if len(pcs) != 1:
+            raise AssertionError("libkms.pc not installed once under %s: %s" % (cls.prefix, pcs))
+        cls.pkgconfig_dir = os.path.dirname(pcs[0])
+        cls.libdir = os.path.dirname(cls.pkgconfig_dir)
+        cls.env = dict(os.environ, PKG_CONFIG_PATH=cls.pkgconfig_dir)
+
+    @classmethod
+    def tearDownClass(cls):
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def pkg_config(self, *args):
+        return run(["pkg-config"] + list(args) + ["libkms"], env=self.env).stdout.split()
+
+    def compile_program(self):
+        src = os.path.join(self.tmp, "prog.c")
+        exe = os.path.join(self.tmp, "prog")
+        with open(src, "w") as f:
+            f.write(PROGRAM)
+        cflags = self.pkg_config("--cflags")
+        libs = self.pkg_config("--libs")
+        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", exe, src] + cflags + libs)
+        return exe
+
+    def test_installed_files(self):
+        self.assertTrue(os.path.isfile(os.path.join(self.prefix, "include", "kms", "kms.h")))
+        self.assertEqual(self.pkg_config("--modversion"), [run(
+            ["sed", "-n", r's/^project(kmsd VERSION \([0-9.]*\).*/\1/p',
+             os.path.join(h.REPO_ROOT, "CMakeLists.txt")]).stdout.strip()])
+        self.assertIn("-I" + os.path.realpath(os.path.join(self.prefix, "include")),
+                      [("-I" + os.path.realpath(f[2:])) for f in self.pkg_config("--cflags")])
+        libs = self.pkg_config("--libs")
+        self.assertIn("-lkms", libs)
+        # The static link needs what libkms uses, and nothing of the server.
+        private = " ".join(self.pkg_config("--static", "--libs"))
+        for lib in ("-lcurl", "-lcrypto", "-ljansson"):
+            self.assertIn(lib, private)
+        for lib in ("microhttpd", "sqlite", "pcre2", "yaml"):
+            self.assertNotIn(lib, private)
+
+        sos = [p for p in glob.glob(os.path.join(self.libdir, "libkms.so.*")) if not os.path.islink(p)]
+        self.assertEqual(len(sos), 1, sos)
+        dyn = run(["readelf", "-d", sos[0]]).stdout
+        self.assertIn("Library soname: [libkms.so.0]", dyn)
+        for server_lib in ("microhttpd", "sqlite", "p11", "softhsm", "pcre2", "yaml", "gnutls"):
+            self.assertNotIn(server_lib, dyn)
+        exported = [line.split()[-1] for line in run(["nm", "-D", "--defined-only", sos[0]]).stdout.splitlines()]
+        self.assertIn("kms_call_json", exported)
+        self.assertIn("kms_client_new", exported)
+        self.assertEqual([s for s in exported if not s.startswith("kms_")], [])
+
+    def test_header_is_cxx_clean(self):
+        if not shutil.which("g++"):
+            self.skipTest("no C++ compiler")
+        src = os.path.join(self.tmp, "use.cpp")
+        with open(src, "w") as f:
+            f.write("#include <kms/kms.h>\nint main() { kms_client *c = nullptr; kms_client_free(c); "
+                    "return kms_version() ? 0 : 1; }\n")
+        run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", os.path.join(self.tmp, "use"), src]
+            + self.pkg_config("--cflags") + self.pkg_config("--libs"))
+        run([os.path.join(self.tmp, "use")], env=dict(self.env, LD_LIBRARY_PATH=self.libdir))
+
+    def test_round_trip_against_kmsd(self):
+        exe = self.compile_program()
+        with h.KmsdServer() as server:
+            env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+            env.update({"HOME": os.path.join(self.tmp, "home"),
+                        "LD_LIBRARY_PATH": self.libdir,
+                        "AWS_ACCESS_KEY_ID": h.DEFAULT_ACCESS_KEY,
+                        "AWS_SECRET_ACCESS_KEY": h.DEFAULT_SECRET_KEY,
+                        "AWS_REGION": h.DEFAULT_REGION,
+                        "AWS_ENDPOINT_URL": server.endpoint})
+            p = run([exe], env=env, check=False)
+            self.assertEqual(p.returncode, 0, p.stdout + p.stderr)
+            lines = p.stdout.splitlines()
+            self.assertIn("endpoint %s" % server.endpoint, lines)
+            self.assertIn("region %s" % h.DEFAULT_REGION, lines)
+            self.assertIn("round trip ok", lines)
+            self.assertIn("decrypted key matches", lines)
+            key_id = [line.split()[1] for line in lines if line.startswith("key ")][0]
+            self.assertIn("error kind=1 code=NotFoundException status=400 attempts=1 retryable=0 request_id=set",
+                          lines)
+            # The key is real: another client sees it, with the description given.
+            meta = h.kms_client(server).describe_key(KeyId=key_id)["KeyMetadata"]
+            self.assertEqual(meta["Description"], "made by libkms")
+            # The debug lines show the calls, never the secret key or plaintexts.
+            self.assertIn("TrentService.Encrypt", p.stderr)
+            self.assertNotIn(h.DEFAULT_SECRET_KEY, p.stderr)
+            self.assertNotIn("aGVsbG8gZnJvbSBsaWJrbXM=", p.stderr)
+
+            # Without credentials the program stops at kms_client_new, as configured.
+            env.pop("AWS_ACCESS_KEY_ID")
+            env.pop("AWS_SECRET_ACCESS_KEY")
+            p = run([exe], env=env, check=False)
+            self.assertEqual(p.returncode, 1)
+            self.assertIn("client: NoCredentialsError", p.stdout)
+
+
+if __name__ == "__main__":
+    unittest.main()
