@@ -33,6 +33,10 @@
 #include "../../include/kms/kms.h"
 #include "model/model.h"  /* model_type only: nothing of lib/model is linked */
 
+/* The engine is libkms's inside: hidden, so that libkms.so, which exports
+ * kms_*, does not offer it as API. */
+#define KMS_CODEC_HIDDEN __attribute__((visibility("hidden")))
+
 /* Most items of one list or map in a reply; a bound beyond any real reply. */
 #define KMS_CODEC_MAX_ITEMS 1000000u
 /* Deepest nesting of values the engine follows (the models nest 4 deep). */
@@ -87,44 +91,44 @@ typedef struct kms_codec_pager_spec {
 
 /* The descriptors of every typed operation of `service` (defined in the
  * generated kms_ops.c), sorted by name; *count set.  Static data. */
-const kms_codec_op *const *kms_codec_ops(kms_service service, size_t *count);
+KMS_CODEC_HIDDEN const kms_codec_op *const *kms_codec_ops(kms_service service, size_t *count);
 
 /* Build the JSON request of `in` (laid out as `st`): only present members.
  * KMS_ERR_PARAM names the first missing required member ("Tags[1].TagKey")
  * or a string that is not UTF-8; never a value.  *out owned by the caller
  * (json_decref; kms_codec_json_wipe first when it may hold a secret). */
-int kms_codec_encode(const kms_codec_struct *st, const void *in, json_t **out, kms_error *err);
+KMS_CODEC_HIDDEN int kms_codec_encode(const kms_codec_struct *st, const void *in, json_t **out, kms_error *err);
 
 /* Fill `out` (laid out as `st`, zeroed here first) from the reply object `obj`.
  * On failure `out` is freed again and zeroed, and *err is KMS_ERR_RESPONSE
  * (a member of the wrong type, bad base64, a number out of range, too many
  * items) or KMS_ERR_MEMORY.  JSON null counts as an absent member. */
-int kms_codec_decode(const kms_codec_struct *st, const json_t *obj, void *out, kms_error *err);
+KMS_CODEC_HIDDEN int kms_codec_decode(const kms_codec_struct *st, const json_t *obj, void *out, kms_error *err);
 
 /* Free everything a decode put in `out` (wiping sensitive strings and every
  * blob) and zero it.  Safe on a partly filled or zeroed struct; NULL allowed. */
-void kms_codec_free(const kms_codec_struct *st, void *out);
+KMS_CODEC_HIDDEN void kms_codec_free(const kms_codec_struct *st, void *out);
 
 /* Overwrite every string value of `j` with zeros, so that freeing the tree
  * leaves no plaintext behind in the heap (member names are not secret). */
-void kms_codec_json_wipe(json_t *j);
+KMS_CODEC_HIDDEN void kms_codec_json_wipe(json_t *j);
 
 /* The whole typed call: encode `in`, kms_call_json, decode into `out`.
  * `out` is zeroed first and holds nothing on failure. */
-int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *out, kms_error *err);
+KMS_CODEC_HIDDEN int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *out, kms_error *err);
 
 /* Paging: the iterator behind every kms_<op>_paginate of kms_ops.h. */
 typedef struct kms_codec_pager kms_codec_pager;
 
 /* Start paging `op` from a shallow copy of `in` (whose pointers must outlive
  * the pager).  *out owned by the caller, freed with kms_codec_pager_free. */
-int kms_codec_pager_new(kms_client *c, const kms_codec_op *op, const kms_codec_pager_spec *spec,
+KMS_CODEC_HIDDEN int kms_codec_pager_new(kms_client *c, const kms_codec_op *op, const kms_codec_pager_spec *spec,
                         const void *in, kms_codec_pager **out, kms_error *err);
 
 /* 1: `out` holds the next page (free it with kms_codec_free); 0: no more pages
  * (`out` zeroed); -1: failure, *err says why, and the pager is finished. */
-int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err);
+KMS_CODEC_HIDDEN int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err);
 
-void kms_codec_pager_free(kms_codec_pager *p);
+KMS_CODEC_HIDDEN void kms_codec_pager_free(kms_codec_pager *p);
 
 #endif
