@@ -495,6 +495,8 @@ int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *
   json_t *request = NULL, *reply_json = NULL;
   char *body = NULL, *reply = NULL;
   size_t body_len = 0, reply_len = 0;
+  kms_error call_err;
+  json_error_t jerr;
   int rc;
 
   if (!out) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "%s: the output is NULL", op->name);
@@ -506,11 +508,16 @@ int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *
     goto out;
   }
   body_len = strlen(body);
-  if ((rc = kms_call_json(c, op->name, body, body_len, &reply, &reply_len, err))) goto out;
+  /* A zeroed error of our own: the caller's *err may be uninitialised, and the
+   * runtime may read it (e.g. a request id) before filling it. */
+  memset(&call_err, 0, sizeof call_err);
+  if ((rc = kms_call_json(c, op->name, body, body_len, &reply, &reply_len, &call_err))) {
+    if (err) *err = call_err;
+    goto out;
+  }
 
   /* Operations without output may answer with an empty body. */
   if (reply_len == 0) goto out;
-  json_error_t jerr;
   if (!(reply_json = json_loadb(reply, reply_len, JSON_REJECT_DUPLICATES, &jerr))) {
     rc = codec_fail(err, KMS_ERR_RESPONSE, "ResponseParserError", "%s: the reply is not JSON (%.200s)", op->name,
                     jerr.text);
