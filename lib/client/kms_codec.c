@@ -31,10 +31,8 @@ typedef struct codec_path {
   size_t len;
 } codec_path;
 
-static size_t path_push(codec_path *p, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
 /* Append to the path; returns the previous length, to restore with path_pop. */
-static size_t path_push(codec_path *p, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static size_t path_push(codec_path *p, const char *fmt, ...) {
   size_t before = p->len;
   if (p->len < sizeof p->text - 1) {
     va_list ap;
@@ -52,11 +50,9 @@ static void path_pop(codec_path *p, size_t before) {
   p->text[before] = '\0';
 }
 
-static int codec_fail(kms_error *err, kms_error_kind kind, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Fill *err (when given) with a libkms-side failure and return `kind`. */
-static int codec_fail(kms_error *err, kms_error_kind kind, const char *code, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static int codec_fail(kms_error *err, kms_error_kind kind, const char *code,
+                                                        const char *fmt, ...) {
   if (err) {
     memset(err, 0, sizeof *err);
     err->kind = kind;
@@ -485,7 +481,9 @@ void kms_codec_json_wipe(json_t *j) {
   } else if (json_is_object(j)) {
     const char *key;
     json_t *value;
-    json_object_foreach(j, key, value) kms_codec_json_wipe(value);
+    json_object_foreach(j, key, value) {
+      kms_codec_json_wipe(value);
+    }
   }
 }
 
