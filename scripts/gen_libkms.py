@@ -296,7 +296,8 @@ def prelude():
  * (free it with kms_<op>_output_free), 0 when there are no more pages (*out
  * zeroed), or -1 with *err filled (err->kind says what failed; the paginator
  * is then finished).  A service that repeats a token ends the walk with
- * KMS_ERR_RESPONSE rather than looping.  kms_<op>_paginator_free(NULL) is
+ * KMS_ERR_RESPONSE rather than looping; a reply that says there is more but
+ * carries no token is taken as the last page.  kms_<op>_paginator_free(NULL) is
  * allowed.
  */
 #ifndef LIBKMS_KMS_OPS_H
