@@ -44,13 +44,26 @@ typedef enum kms_error_kind {
 typedef struct kms_error {
   kms_error_kind kind;
   char code[128];        /* KMS_ERR_SERVICE: the AWS error code without namespace
-                            ("NotFoundException", "ThrottlingException"); otherwise a
-                            name for the failure ("NoCredentialsError",
-                            "EndpointConnectionError", "ReadTimeoutError", ...) */
+                            ("NotFoundException", "ThrottlingException"), or the HTTP
+                            status ("503") when the reply names none; otherwise a
+                            name for the failure:
+                              KMS_ERR_CONFIG      NoCredentialsError, NoRegionError,
+                                                  InvalidRegionError, ProfileNotFound,
+                                                  ConfigParseError, PartialCredentialsError,
+                                                  UnsupportedCredentialsError,
+                                                  InvalidConfigError, InvalidEndpointError
+                              KMS_ERR_PARAM       InvalidParameter
+                              KMS_ERR_CONNECTION  EndpointConnectionError,
+                                                  ConnectionClosedError, SSLError
+                              KMS_ERR_TIMEOUT     ConnectTimeoutError, ReadTimeoutError
+                              KMS_ERR_RESPONSE    ResponseTooLarge, InvalidResponse
+                              KMS_ERR_MEMORY      MemoryError
+                              KMS_ERR_INTERNAL    HTTPClientError */
   char message[1024];    /* human-readable; never holds a secret */
   int http_status;       /* the reply's HTTP status; 0 when no reply arrived */
   char request_id[128];  /* x-amzn-RequestId of the last reply; "" when none */
-  int retryable;         /* 1 when the standard retry mode would retry this error */
+  int retryable;         /* 1 when the standard retry mode would retry this error
+                            (whether or not attempts or the retry quota were left) */
   int attempts;          /* attempts made, retries included (>= 1 once a call started) */
 } kms_error;
 
@@ -80,12 +93,16 @@ typedef struct kms_client_options {
   int no_verify_ssl;         /* 1: do not verify the server's certificate (tests only) */
   int no_sign_request;       /* 1: send unsigned requests; no credentials needed */
   long connect_timeout_ms;   /* to set up the connection (TCP and TLS) */
-  long read_timeout_ms;      /* between two reads of the reply */
-  int max_attempts;          /* total attempts; 0: AWS_MAX_ATTEMPTS / the profile's
-                                max_attempts / 3.  1 disables retries. */
+  long read_timeout_ms;      /* the longest silence once connected: while the request
+                                goes out, before the reply starts and between two
+                                pieces of it (a slow but steady reply never times out) */
+  int max_attempts;          /* total attempts, 1 to 100; 0: AWS_MAX_ATTEMPTS / the
+                                profile's max_attempts / 3.  1 disables retries. */
   long max_backoff_ms;       /* cap of one retry delay; 0: 20,000 (the SDKs' cap) */
-  /* Called with one line of diagnostic text per event (request sent, reply status,
-   * retry and its delay); NULL for none.  Lines never hold a secret. */
+  /* Called with one line of diagnostic text per event (the client made, a request
+   * sent, a reply's status and request id, a failure, a retry and its delay, a
+   * retry refused by the quota); NULL for none.  Lines never hold a secret, a
+   * body or a signature.  Called on the calling thread, inside the call. */
   void (*debug)(void *ctx, const char *line);
   void *debug_ctx;
 } kms_client_options;
@@ -94,9 +111,13 @@ typedef struct kms_client kms_client;
 
 /* A client for `service` with the options `opts` (NULL: all defaults).
  * Credentials, region and endpoint are resolved once, here.  Errors:
- * KMS_ERR_CONFIG (no credentials unless no_sign_request, no region, an unknown
- * profile, an unreadable configuration file, an endpoint URL that is not
- * http(s)), KMS_ERR_MEMORY.  On failure *out is NULL.  Free with kms_client_free. */
+ * KMS_ERR_CONFIG (no credentials unless no_sign_request, no region or one that
+ * is not a region name, an unknown profile, an unreadable configuration file,
+ * an endpoint URL that is not http(s), AWS_MAX_ATTEMPTS or max_attempts not a
+ * number from 1 to 100), KMS_ERR_PARAM (an unknown service, a negative or
+ * out-of-range option), KMS_ERR_MEMORY.  The region is needed even with
+ * no_sign_request (it names the default endpoint).  On failure *out is NULL.
+ * Free with kms_client_free. */
 int kms_client_new(kms_service service, const kms_client_options *opts, kms_client **out, kms_error *err);
 
 /* Wipes the credentials and frees the client.  NULL is allowed. */
@@ -107,9 +128,27 @@ const char *kms_client_region(const kms_client *c);
 const char *kms_client_endpoint(const kms_client *c);
 
 /* Call `operation` ("ConnectCustomKeyStore": the model's name) with the JSON
- * request body `json` (`len` bytes, not copied; "{}" for no input), retrying as
- * the standard retry mode says (throttling errors, 5xx replies, connection
- * failures and timeouts; jittered exponential backoff; a retry quota).
+ * request body `json` (`len` bytes, not copied; "{}" for no input, as is a
+ * NULL `json` with `len` 0), retrying as the standard retry mode says:
+ *   - retried: the throttling codes (Throttling, ThrottlingException,
+ *     ThrottledException, RequestThrottledException, TooManyRequestsException,
+ *     ProvisionedThroughputExceededException, TransactionInProgressException,
+ *     RequestLimitExceeded, BandwidthLimitExceeded, LimitExceededException,
+ *     RequestThrottled, SlowDown, EC2ThrottledException), the transient codes
+ *     (RequestTimeout, RequestTimeoutException, PriorRequestNotComplete),
+ *     HTTP 500, 502, 503 and 504, connection failures and broken connections,
+ *     connect and read timeouts; not retried: anything else, and a server
+ *     certificate that is not trusted (it would be refused again);
+ *   - before attempt n+1, a random delay of up to 2^n seconds, at most
+ *     max_backoff_ms;
+ *   - a retry quota per client (500 tokens; a retry costs 5, 10 after a
+ *     timeout; a first-try success gives 1 back, a success after retries
+ *     gives back what its last retry cost): when it cannot pay, the error is
+ *     returned without retrying.
+ *
+ * The reply of a success status must be empty or a JSON object (checked
+ * shallowly: it starts with '{' and ends with '}'); decoding it is the
+ * caller's.  *err is filled only on failure.
  *
  * On success *reply is the reply body, NUL-terminated, `*reply_len` bytes
  * (possibly "{}" or empty for operations without output), owned by the caller
@@ -122,7 +161,7 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
 /* Wipe and free a reply of kms_call_json.  NULL is allowed. */
 void kms_reply_free(char *reply, size_t reply_len);
 
-/* The library's version, "MAJOR.MINOR.PATCH". */
+/* The library's version, "MAJOR.MINOR.PATCH" (static storage). */
 const char *kms_version(void);
 
 #ifdef __cplusplus

@@ -52,7 +52,7 @@ static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAUL
  * what the URL means, so what is signed is what curl sends. */
 static kerr_code parse_endpoint(aws_http_client *c, const char *url, kerr *err) {
   CURLU *u = curl_url();
-  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL;
+  char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
   kerr_code rc = KERR_OK;
   int w;
 
@@ -67,6 +67,12 @@ static kerr_code parse_endpoint(aws_http_client *c, const char *url, kerr *err) 
   if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
     rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": the scheme must be http or https",
                   url);
+    goto out;
+  }
+  /* Credentials in the URL would end up in messages and debug lines that
+   * quote the endpoint: refused, without quoting it. */
+  if (curl_url_get(u, CURLUPART_USER, &user, 0) == CURLUE_OK && user) {
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url: a user name or password is not allowed");
     goto out;
   }
   if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query && *query) {
@@ -92,6 +98,7 @@ out:
   curl_free(port);
   curl_free(path);
   curl_free(query);
+  curl_free(user);
   curl_url_cleanup(u);
   return rc;
 }

@@ -62,11 +62,9 @@ static void copy_printable(char *out, size_t out_size, const char *in) {
   out[j] = '\0';
 }
 
-static int set_error(kms_error *e, kms_error_kind kind, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 4, 5)));
-
 /* Fill `e` (never NULL here) with a failure of this library; returns `kind`. */
-static int set_error(kms_error *e, kms_error_kind kind, const char *code, const char *fmt, ...) {
+__attribute__((format(printf, 4, 5))) static int set_error(kms_error *e, kms_error_kind kind, const char *code,
+                                                           const char *fmt, ...) {
   va_list ap;
   memset(e, 0, sizeof *e);
   e->kind = kind;
@@ -77,9 +75,7 @@ static int set_error(kms_error *e, kms_error_kind kind, const char *code, const 
   return kind;
 }
 
-static void debug_line(const kms_client *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-
-static void debug_line(const kms_client *c, const char *fmt, ...) {
+__attribute__((format(printf, 2, 3))) static void debug_line(const kms_client *c, const char *fmt, ...) {
   char line[DEBUG_LINE_MAX];
   va_list ap;
   if (!c->debug) return;
@@ -130,8 +126,8 @@ static int check_options(kms_service service, const kms_client_options *o, kms_e
   if (service != KMS_SERVICE_KMS && service != KMS_SERVICE_CLOUDHSMV2)
     return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: unknown service %d", (int)service);
   if (o->max_attempts < 0 || o->max_attempts > AWS_CONFIG_MAX_ATTEMPTS_LIMIT)
-    return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: max_attempts must be from 1 to %d (0: default)",
-                     AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
+    return set_error(e, KMS_ERR_PARAM, "InvalidParameter",
+                     "kms_client_new: max_attempts must be from 1 to %d (0: default)", AWS_CONFIG_MAX_ATTEMPTS_LIMIT);
   if (!timeout_option(o->connect_timeout_ms, &unused) || !timeout_option(o->read_timeout_ms, &unused))
     return set_error(e, KMS_ERR_PARAM, "InvalidParameter",
                      "kms_client_new: a timeout must be positive, 0 (default) or KMS_TIMEOUT_NONE");
@@ -155,7 +151,7 @@ static int resolve_endpoint(kms_client *c, kms_error *e) {
 int kms_client_new(kms_service service, const kms_client_options *opts, kms_client **out, kms_error *err) {
   static const kms_client_options defaults;
   kms_error scratch;
-  kms_error *e = err ? err : &scratch;
+  kms_error *e;
   aws_config_opts copts;
   aws_http_options hopts;
   kms_client *c = NULL;
@@ -163,6 +159,9 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
   kerr_code krc;
   int rc = KMS_OK;
 
+  /* With err NULL, failures are written to a scratch error and dropped. */
+  memset(&scratch, 0, sizeof scratch);
+  e = err ? err : &scratch;
   if (!out) return set_error(e, KMS_ERR_PARAM, "InvalidParameter", "kms_client_new: out is NULL");
   *out = NULL;
   if (!opts) opts = &defaults;
@@ -195,8 +194,10 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
     goto out;
   }
   if (!region_is_valid(c->cfg.region)) {
-    rc = set_error(e, KMS_ERR_CONFIG, "InvalidRegionError", "Provided region_name '%.64s' doesn't match a supported format",
-                   c->cfg.region);
+    char shown[REGION_NAME_MAX + 2];
+    copy_printable(shown, sizeof shown, c->cfg.region);
+    rc = set_error(e, KMS_ERR_CONFIG, "InvalidRegionError",
+                   "Provided region_name '%s' doesn't match a supported format", shown);
     goto out;
   }
   if (!opts->no_sign_request && (!c->cfg.access_key_id || !c->cfg.secret_access_key)) {
@@ -359,11 +360,14 @@ static int64_t now_ms(void) {
 int kms_call_json(kms_client *c, const char *operation, const char *json, size_t len, char **reply,
                   size_t *reply_len, kms_error *err) {
   kms_error scratch;
-  kms_error *e = err ? err : &scratch;
+  kms_error *e;
   char target[OPERATION_NAME_MAX + 32];
   aws_http_reply r;
   int attempt, last_cost = 0;
 
+  /* With err NULL, failures are written to a scratch error and dropped. */
+  memset(&scratch, 0, sizeof scratch);
+  e = err ? err : &scratch;
   memset(&r, 0, sizeof r);
   if (reply) *reply = NULL;
   if (reply_len) *reply_len = 0;
@@ -392,9 +396,11 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
       a = judge_transport(&r, kerror.msg, e);
       debug_line(c, "libkms: %s: no reply after %lld ms: %s", target, (long long)(now_ms() - started), e->code);
     } else {
+      char request_id[sizeof r.request_id];
       a = judge_reply(&r, e);
+      copy_printable(request_id, sizeof request_id, r.request_id);
       debug_line(c, "libkms: %s: HTTP %ld in %lld ms, %zu-byte reply, request id %s%s%s", target, r.status,
-                 (long long)(now_ms() - started), r.body_len, e->request_id[0] ? e->request_id : "(none)",
+                 (long long)(now_ms() - started), r.body_len, request_id[0] ? request_id : "(none)",
                  a.ok ? "" : ", error ", a.ok ? "" : e->code);
     }
     if (a.ok) {

@@ -10,14 +10,28 @@ and one service error read from kms_error.  The installed files themselves
 are checked too: the headers, the .pc file, a shared library with a SONAME
 that exports only kms_* and links no server library (libmicrohttpd, SQLite,
 PKCS#11), and a header that compiles as C11 and as C++.
+
+The installed library's retry decisions are then compared with botocore's
+standard retry mode, both as black boxes: a scripted loopback server fails
+the first request of each case (an error code, a bare HTTP status) and
+answers the second; boto3 and libkms (through ctypes) each get two attempts,
+and the number of requests each one made must agree.
 """
 
+import ctypes
 import glob
+import http.server
+import json
 import os
 import shutil
 import subprocess
 import tempfile
+import threading
 import unittest
+
+import boto3
+import botocore.config
+import botocore.exceptions
 
 import kmsd_harness as h
 
@@ -110,10 +124,20 @@ def build_dir():
     return d
 
 
+def sanitizer_flags(build):
+    """An ASan/UBSan build installs an instrumented libkms: programs linking
+    it must carry the sanitizer runtime too (which then checks libkms as a
+    user program drives it)."""
+    with open(os.path.join(build, "CMakeCache.txt")) as f:
+        sanitized = any(line.strip() == "KMSD_SANITIZE:BOOL=ON" for line in f)
+    return ["-fsanitize=address,undefined"] if sanitized else []
+
+
 class LibkmsInstallTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         cls.tmp = tempfile.mkdtemp(prefix="libkms-install-")
+        cls.extra_cflags = sanitizer_flags(build_dir())
         cls.prefix = os.path.join(cls.tmp, "prefix")
         run(["cmake", "--install", build_dir(), "--prefix", cls.prefix])
         pcs = glob.glob(os.path.join(cls.prefix, "**", "pkgconfig", "libkms.pc"), recursive=True)
@@ -137,7 +161,8 @@ class LibkmsInstallTest(unittest.TestCase):
             f.write(PROGRAM)
         cflags = self.pkg_config("--cflags")
         libs = self.pkg_config("--libs")
-        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", exe, src] + cflags + libs)
+        run(["cc", "-std=c11", "-Wall", "-Wextra", "-Werror", "-pedantic", "-o", exe, src] + self.extra_cflags
+            + cflags + libs)
         return exe
 
     def test_installed_files(self):
@@ -175,7 +200,7 @@ class LibkmsInstallTest(unittest.TestCase):
             f.write("#include <kms/kms.h>\nint main() { kms_client *c = nullptr; kms_client_free(c); "
                     "return kms_version() ? 0 : 1; }\n")
         run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", os.path.join(self.tmp, "use"), src]
-            + self.pkg_config("--cflags") + self.pkg_config("--libs"))
+            + self.extra_cflags + self.pkg_config("--cflags") + self.pkg_config("--libs"))
         run([os.path.join(self.tmp, "use")], env=dict(self.env, LD_LIBRARY_PATH=self.libdir))
 
     def test_round_trip_against_kmsd(self):
@@ -212,6 +237,148 @@ class LibkmsInstallTest(unittest.TestCase):
             p = run([exe], env=env, check=False)
             self.assertEqual(p.returncode, 1)
             self.assertIn("client: NoCredentialsError", p.stdout)
+
+
+class KmsError(ctypes.Structure):
+    _fields_ = [("kind", ctypes.c_int), ("code", ctypes.c_char * 128), ("message", ctypes.c_char * 1024),
+                ("http_status", ctypes.c_int), ("request_id", ctypes.c_char * 128), ("retryable", ctypes.c_int),
+                ("attempts", ctypes.c_int)]
+
+
+class KmsClientOptions(ctypes.Structure):
+    _fields_ = [("profile", ctypes.c_char_p), ("region", ctypes.c_char_p), ("endpoint_url", ctypes.c_char_p),
+                ("ca_bundle", ctypes.c_char_p), ("no_verify_ssl", ctypes.c_int), ("no_sign_request", ctypes.c_int),
+                ("connect_timeout_ms", ctypes.c_long), ("read_timeout_ms", ctypes.c_long),
+                ("max_attempts", ctypes.c_int), ("max_backoff_ms", ctypes.c_long),
+                ("debug", ctypes.c_void_p), ("debug_ctx", ctypes.c_void_p)]
+
+
+class ScriptedServer(http.server.ThreadingHTTPServer):
+    """Fails the first request after each arm() with (status, body), answers the rest with {}."""
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), ScriptedHandler)
+        self.lock = threading.Lock()
+        self.failure = None
+        self.requests = 0
+
+    def arm(self, status, body):
+        with self.lock:
+            self.failure = (status, body)
+            self.requests = 0
+
+
+class ScriptedHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def do_POST(self):
+        self.rfile.read(int(self.headers.get("Content-Length", "0")))
+        with self.server.lock:
+            self.server.requests += 1
+            status, body = self.server.failure or (200, b"{}")
+            self.server.failure = None
+        self.send_response(status)
+        self.send_header("Content-Type", "application/x-amz-json-1.1")
+        self.send_header("x-amzn-RequestId", "parity-1")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args):
+        pass
+
+
+class LibkmsRetryParityTest(unittest.TestCase):
+    CODES = ["Throttling", "ThrottlingException", "ThrottledException", "RequestThrottledException",
+             "TooManyRequestsException", "ProvisionedThroughputExceededException",
+             "TransactionInProgressException", "RequestLimitExceeded", "BandwidthLimitExceeded",
+             "LimitExceededException", "RequestThrottled", "SlowDown", "EC2ThrottledException",
+             "RequestTimeout", "RequestTimeoutException", "PriorRequestNotComplete",
+             # Not retried:
+             "NotFoundException", "ValidationException", "KMSInvalidStateException", "AccessDeniedException",
+             "DependencyTimeoutException", "throttlingexception"]
+    STATUSES = [500, 501, 502, 503, 504, 429, 408, 404]
+
+    @classmethod
+    def setUpClass(cls):
+        build = build_dir()
+        if sanitizer_flags(build):
+            raise unittest.SkipTest("an instrumented libkms cannot be loaded into Python")
+        cls.tmp = tempfile.mkdtemp(prefix="libkms-parity-")
+        prefix = os.path.join(cls.tmp, "prefix")
+        run(["cmake", "--install", build, "--prefix", prefix])
+        sos = glob.glob(os.path.join(prefix, "**", "libkms.so.0"), recursive=True)
+        cls.lib = ctypes.CDLL(sos[0])
+        cls.lib.kms_client_new.argtypes = [ctypes.c_int, ctypes.POINTER(KmsClientOptions),
+                                           ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(KmsError)]
+        cls.lib.kms_call_json.argtypes = [ctypes.c_void_p, ctypes.c_char_p, ctypes.c_char_p, ctypes.c_size_t,
+                                          ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(ctypes.c_size_t),
+                                          ctypes.POINTER(KmsError)]
+        cls.lib.kms_reply_free.argtypes = [ctypes.c_void_p, ctypes.c_size_t]
+        cls.lib.kms_client_free.argtypes = [ctypes.c_void_p]
+        cls.server = ScriptedServer()
+        cls.thread = threading.Thread(target=cls.server.serve_forever, daemon=True)
+        cls.thread.start()
+        cls.url = "http://127.0.0.1:%d" % cls.server.server_address[1]
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.shutdown()
+        cls.server.server_close()
+        shutil.rmtree(cls.tmp, ignore_errors=True)
+
+    def setUp(self):
+        saved = {k: os.environ.pop(k) for k in list(os.environ) if k.startswith("AWS_")}
+        self.addCleanup(os.environ.update, saved)
+        os.environ.update({"AWS_ACCESS_KEY_ID": "AKIDPARITY", "AWS_SECRET_ACCESS_KEY": "parity-secret",
+                           "AWS_REGION": "us-east-1", "AWS_CONFIG_FILE": os.devnull,
+                           "AWS_SHARED_CREDENTIALS_FILE": os.devnull})
+        opts = KmsClientOptions(endpoint_url=self.url.encode(), max_attempts=2, max_backoff_ms=1)
+        self.client = ctypes.c_void_p()
+        err = KmsError()
+        rc = self.lib.kms_client_new(0, ctypes.byref(opts), ctypes.byref(self.client), ctypes.byref(err))
+        self.assertEqual(rc, 0, err.message)
+        self.addCleanup(self.lib.kms_client_free, self.client)
+        cfg = botocore.config.Config(retries={"total_max_attempts": 2, "mode": "standard"})
+        self.boto = boto3.session.Session().client(
+            "kms", endpoint_url=self.url, region_name="us-east-1", aws_access_key_id="AKIDPARITY",
+            aws_secret_access_key="parity-secret", config=cfg)
+
+    def requests_by_libkms(self, status, body):
+        self.server.arm(status, body)
+        reply, length, err = ctypes.c_void_p(), ctypes.c_size_t(), KmsError()
+        rc = self.lib.kms_call_json(self.client, b"ListKeys", b"{}", 2, ctypes.byref(reply), ctypes.byref(length),
+                                    ctypes.byref(err))
+        if rc == 0:
+            self.lib.kms_reply_free(reply, length)
+        return self.server.requests, err
+
+    def requests_by_boto3(self, status, body):
+        self.server.arm(status, body)
+        try:
+            self.boto.list_keys()
+        except botocore.exceptions.ClientError:
+            pass
+        return self.server.requests
+
+    def test_error_codes(self):
+        for code in self.CODES:
+            body = json.dumps({"__type": "com.amazonaws.kms#" + code, "message": "scripted"}).encode()
+            with self.subTest(code=code):
+                ours, err = self.requests_by_libkms(400, body)
+                theirs = self.requests_by_boto3(400, body)
+                self.assertEqual(ours, theirs)
+                if ours == 1:
+                    self.assertEqual((err.code.decode(), err.retryable, err.attempts), (code, 0, 1))
+
+    def test_bare_statuses(self):
+        for status in self.STATUSES:
+            with self.subTest(status=status):
+                ours, err = self.requests_by_libkms(status, b"")
+                theirs = self.requests_by_boto3(status, b"")
+                self.assertEqual(ours, theirs)
+                if ours == 1:
+                    self.assertEqual(err.code.decode(), str(status))
 
 
 if __name__ == "__main__":

@@ -14,7 +14,8 @@
  * answered, non-retryable errors answered at once, max_attempts from the
  * option and from AWS_MAX_ATTEMPTS, the retry quota running dry and filling
  * again, bounded backoff, read timeouts (stall before the reply, stall in the
- * body) against a slow but steady reply that must pass, a closed port, a
+ * body) against a slow but steady reply that must pass, a connect timeout
+ * (a listener whose queue is full), a closed port, a
  * reply over the cap (announced and streamed), the AWS error shapes, request
  * ids, unsigned requests, TLS (trusted bundle, untrusted, no verification),
  * configuration errors, and that no debug line or message carries a secret. */
@@ -518,7 +519,8 @@ static void test_each_retryable_class_is_retried(void **state) {
 static void test_non_retryable_errors_answer_at_once(void **state) {
   server *s = *state;
   script_reply nf = {.status = 400,
-                     .body = "{\"__type\":\"com.amazonaws.kms#NotFoundException\",\"message\":\"Key 'k' does not exist\"}"};
+                     .body = "{\"__type\":\"com.amazonaws.kms#NotFoundException\","
+                             "\"message\":\"Key 'k' does not exist\"}"};
   script_reply cap = {.status = 400, .body = "{\"__type\":\"ValidationException\",\"Message\":\"1 validation error\"}"};
   script_reply not_impl = {.status = 501, .body = "{\"__type\":\"NotImplemented\"}"};
   kms_client_options o = options_for(s);
@@ -831,6 +833,50 @@ static void test_connect_failure(void **state) {
   kms_client_free(c);
 }
 
+/* A listener that never accepts, its queue filled: further SYNs are dropped,
+ * so a connect hangs until the client's connect timeout. */
+static void test_connect_timeout(void **state) {
+  server *s = *state;
+  kms_client_options o = options_for(s);
+  struct sockaddr_in addr;
+  socklen_t alen = sizeof addr;
+  int listener, fillers[8], nfill = 0, i;
+  char url[64];
+  kms_client *c;
+  kms_error e;
+  int64_t t0, spent;
+
+  listener = socket(AF_INET, SOCK_STREAM, 0);
+  assert_true(listener >= 0);
+  memset(&addr, 0, sizeof addr);
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  assert_int_equal(bind(listener, (struct sockaddr *)&addr, sizeof addr), 0);
+  assert_int_equal(getsockname(listener, (struct sockaddr *)&addr, &alen), 0);
+  assert_int_equal(listen(listener, 0), 0);
+  for (i = 0; i < 8; i++) {
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK, 0);
+    assert_true(fd >= 0);
+    (void)connect(fd, (struct sockaddr *)&addr, sizeof addr);
+    fillers[nfill++] = fd;
+  }
+  snprintf(url, sizeof url, "http://127.0.0.1:%u", (unsigned)ntohs(addr.sin_port));
+  o.endpoint_url = url;
+  o.connect_timeout_ms = 300;
+  o.max_attempts = 1;
+  c = client_with(KMS_SERVICE_KMS, &o);
+  t0 = mono_ms();
+  e = call_fails(c, "ListKeys", "{}");
+  spent = mono_ms() - t0;
+  assert_int_equal(e.kind, KMS_ERR_TIMEOUT);
+  assert_string_equal(e.code, "ConnectTimeoutError");
+  assert_int_equal(e.retryable, 1);
+  assert_true(spent >= 250 && spent < 2000);
+  kms_client_free(c);
+  for (i = 0; i < nfill; i++) close(fillers[i]);
+  close(listener);
+}
+
 static void test_reply_too_large(void **state) {
   server *s = *state;
   script_reply announced = {.status = 200, .body = "{", .announce = (uint64_t)65 * 1024 * 1024};
@@ -1021,6 +1067,10 @@ static void test_configuration_errors(void **state) {
   o.endpoint_url = "ftp://127.0.0.1/";
   assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
   assert_string_equal(e.code, "InvalidEndpointError");
+  o.endpoint_url = "http://user:" PLAINTEXT_MARK "@127.0.0.1:1/";
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_string_equal(e.code, "InvalidEndpointError");
+  assert_null(strstr(e.message, PLAINTEXT_MARK));
   o.endpoint_url = s->url;
   snprintf(path, sizeof path, "%s/config", s->dir);
   write_file(path, "region = x\n");
@@ -1161,6 +1211,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_backoff_is_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_read_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_connect_failure, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_connect_timeout, setup, teardown),
       cmocka_unit_test_setup_teardown(test_reply_too_large, setup, teardown),
       cmocka_unit_test_setup_teardown(test_error_shapes, setup, teardown),
       cmocka_unit_test_setup_teardown(test_unsigned_requests, setup, teardown),
