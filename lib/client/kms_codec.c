@@ -506,8 +506,8 @@ int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *
     goto out;
   }
   body_len = strlen(body);
-  /* A zeroed error of our own: the caller's *err may be uninitialised, and the
-   * runtime may read it (e.g. a request id) before filling it. */
+  /* A zeroed error of our own, copied out on failure: the caller's *err may be
+   * uninitialised, and whatever the runtime leaves unset must read as empty. */
   memset(&call_err, 0, sizeof call_err);
   if ((rc = kms_call_json(c, op->name, body, body_len, &reply, &reply_len, &call_err))) {
     if (err) *err = call_err;
