@@ -3,7 +3,8 @@
 
 The AWS API models shipped with botocore are the source of truth for
 operation names, member names and types, required flags, lengths, ranges,
-patterns and enums.  This script turns them into static C tables (see
+patterns and enums; botocore's paginators-1.json says how listing operations
+page (tokens, the "more results" flag, the limit and result members).  This script turns them into static C tables (see
 lib/model/model.h) so that validation and the CLI never rely on hand-typed
 lists, and the build needs no Python.  The output is deterministic: shapes and
 operations sorted by name, members and enums in model order.
@@ -42,8 +43,8 @@ SERVICES = [
 DOC_MAX = 300
 
 
-def load(service):
-    """The newest botocore model of `service`, the highest dated version under botocore's data directory."""
+def model_file(service):
+    """The newest botocore service-2.json of `service`: the highest dated version under botocore's data directory."""
     try:
         import botocore
         roots = [os.path.dirname(botocore.__file__)]
@@ -53,10 +54,25 @@ def load(service):
     for root in roots:
         hits = sorted(glob.glob(os.path.join(root, "data", service, "*", "service-2.json*")))
         if hits:
-            p = hits[-1]
-            with (gzip.open(p, "rt") if p.endswith(".gz") else open(p)) as f:
-                return json.load(f)
+            return hits[-1]
     sys.exit("gen_model: botocore's model for %r not found (python3 -c 'import botocore')" % service)
+
+
+def read_json(path):
+    with (gzip.open(path, "rt") if path.endswith(".gz") else open(path)) as f:
+        return json.load(f)
+
+
+def load(service):
+    """The newest botocore model of `service`."""
+    return read_json(model_file(service))
+
+
+def load_paginators(service):
+    """The paginators (paginators-1.json) that ship beside `service`'s model, or {} when it has none."""
+    for p in sorted(glob.glob(os.path.join(os.path.dirname(model_file(service)), "paginators-1.json*"))):
+        return read_json(p).get("pagination", {})
+    return {}
 
 
 def first_sentence(doc):
@@ -99,7 +115,29 @@ def bound(v, what, name):
     return "%dLL" % v
 
 
-def generate(service, sym, pfx, model):
+def paginator_fields(o, pg, model):
+    """The C initialiser fields of operation `o`'s paginator `pg`.  Only the
+    single-token form is supported (every KMS and CloudHSMv2 paginator uses it);
+    anything else stops the generator rather than producing a wrong table."""
+    for k in ("input_token", "output_token"):
+        if not isinstance(pg.get(k), str):
+            sys.exit("gen_model: paginator of %s has a non-string %s" % (o, k))
+    keys = pg.get("result_key")
+    keys = [keys] if isinstance(keys, str) else list(keys or [])
+    op = model["operations"][o]
+    ins = model["shapes"][op["input"]["shape"]].get("members", {})
+    outs = model["shapes"][op["output"]["shape"]].get("members", {})
+    for k in [pg["input_token"], pg.get("limit_key")]:
+        if k is not None and k not in ins:
+            sys.exit("gen_model: paginator of %s names %s, not an input member" % (o, k))
+    for k in [pg["output_token"], pg.get("more_results")] + keys:
+        if k is not None and k not in outs:
+            sys.exit("gen_model: paginator of %s names %s, not an output member" % (o, k))
+    return keys
+
+
+def generate(service, sym, pfx, model, paginators=None):
+    paginators = paginators or {}
     md = model["metadata"]
     shapes = model["shapes"]
     ops = model["operations"]
@@ -190,6 +228,17 @@ def generate(service, sym, pfx, model):
             for e in errs:
                 w("  %s," % cstr(e["shape"]))
             w("};\n")
+    # Paginators: how a caller walks every page of a listing operation.
+    for o in opnames:
+        if o not in paginators:
+            continue
+        pg = paginators[o]
+        keys = paginator_fields(o, pg, model)
+        w("static const char *const %s_result_keys_%s[] = {%s};" % (pfx, o, ", ".join(cstr(k) for k in keys)))
+        w("static const model_paginator %s_paginator_%s = {.input_token = %s, .output_token = %s, "
+          ".more_results = %s, .limit_key = %s, .result_keys = %s_result_keys_%s, .result_key_count = %d};\n"
+          % (pfx, o, cstr(pg["input_token"]), cstr(pg["output_token"]), cstr(pg.get("more_results")),
+             cstr(pg.get("limit_key")), pfx, o, len(keys)))
     w("static const model_op %s_ops[%d] = {" % (pfx, len(opnames)))
     for o in opnames:
         op = ops[o]
@@ -201,6 +250,8 @@ def generate(service, sym, pfx, model):
              ".error_count = %d" % len(errs),
              ".doc = %s" % cstr(first_sentence(op.get("documentation"))),
              ".service = &%s" % sym]
+        if o in paginators:
+            f.append(".paginator = &%s_paginator_%s" % (pfx, o))
         w("  {%s}," % ", ".join(f))
     w("};\n")
 
@@ -242,7 +293,7 @@ def check(out_dir):
             print("gen_model: %s was generated from another %s model than this machine's; "
                   "regenerate it deliberately to move to this one" % (fname, service))
             continue
-        if generate(service, sym, pfx, model) != committed:
+        if generate(service, sym, pfx, model, load_paginators(service)) != committed:
             print("gen_model: %s is stale: scripts/gen_model.py no longer produces it" % fname)
             status = 1
         else:
@@ -259,7 +310,7 @@ def main():
     if a.check:
         sys.exit(check(a.out_dir))
     for service, sym, pfx, fname in SERVICES:
-        text = generate(service, sym, pfx, load(service))
+        text = generate(service, sym, pfx, load(service), load_paginators(service))
         path = os.path.join(a.out_dir, fname)
         with open(path, "w") as f:
             f.write(text)

@@ -606,6 +606,15 @@ static const char *const hsm_errors_UntagResource[] = {
   "CloudHsmTagException",
 };
 
+static const char *const hsm_result_keys_DescribeBackups[] = {"Backups"};
+static const model_paginator hsm_paginator_DescribeBackups = {.input_token = "NextToken", .output_token = "NextToken", .more_results = NULL, .limit_key = "MaxResults", .result_keys = hsm_result_keys_DescribeBackups, .result_key_count = 1};
+
+static const char *const hsm_result_keys_DescribeClusters[] = {"Clusters"};
+static const model_paginator hsm_paginator_DescribeClusters = {.input_token = "NextToken", .output_token = "NextToken", .more_results = NULL, .limit_key = "MaxResults", .result_keys = hsm_result_keys_DescribeClusters, .result_key_count = 1};
+
+static const char *const hsm_result_keys_ListTags[] = {"TagList"};
+static const model_paginator hsm_paginator_ListTags = {.input_token = "NextToken", .output_token = "NextToken", .more_results = NULL, .limit_key = "MaxResults", .result_keys = hsm_result_keys_ListTags, .result_key_count = 1};
+
 static const model_op hsm_ops[18] = {
   {.name = "CopyBackupToRegion", .input = &hsm_shapes[27], .output = &hsm_shapes[28], .errors = hsm_errors_CopyBackupToRegion, .error_count = 6, .doc = "Copy an CloudHSM cluster backup to a different region.", .service = &model_cloudhsmv2},
   {.name = "CreateCluster", .input = &hsm_shapes[29], .output = &hsm_shapes[30], .errors = hsm_errors_CreateCluster, .error_count = 6, .doc = "Creates a new CloudHSM cluster.", .service = &model_cloudhsmv2},
@@ -614,11 +623,11 @@ static const model_op hsm_ops[18] = {
   {.name = "DeleteCluster", .input = &hsm_shapes[35], .output = &hsm_shapes[36], .errors = hsm_errors_DeleteCluster, .error_count = 6, .doc = "Deletes the specified CloudHSM cluster.", .service = &model_cloudhsmv2},
   {.name = "DeleteHsm", .input = &hsm_shapes[37], .output = &hsm_shapes[38], .errors = hsm_errors_DeleteHsm, .error_count = 5, .doc = "Deletes the specified HSM.", .service = &model_cloudhsmv2},
   {.name = "DeleteResourcePolicy", .input = &hsm_shapes[39], .output = &hsm_shapes[40], .errors = hsm_errors_DeleteResourcePolicy, .error_count = 5, .doc = "Deletes an CloudHSM resource policy.", .service = &model_cloudhsmv2},
-  {.name = "DescribeBackups", .input = &hsm_shapes[41], .output = &hsm_shapes[42], .errors = hsm_errors_DescribeBackups, .error_count = 6, .doc = "Gets information about backups of CloudHSM clusters.", .service = &model_cloudhsmv2},
-  {.name = "DescribeClusters", .input = &hsm_shapes[43], .output = &hsm_shapes[44], .errors = hsm_errors_DescribeClusters, .error_count = 5, .doc = "Gets information about CloudHSM clusters.", .service = &model_cloudhsmv2},
+  {.name = "DescribeBackups", .input = &hsm_shapes[41], .output = &hsm_shapes[42], .errors = hsm_errors_DescribeBackups, .error_count = 6, .doc = "Gets information about backups of CloudHSM clusters.", .service = &model_cloudhsmv2, .paginator = &hsm_paginator_DescribeBackups},
+  {.name = "DescribeClusters", .input = &hsm_shapes[43], .output = &hsm_shapes[44], .errors = hsm_errors_DescribeClusters, .error_count = 5, .doc = "Gets information about CloudHSM clusters.", .service = &model_cloudhsmv2, .paginator = &hsm_paginator_DescribeClusters},
   {.name = "GetResourcePolicy", .input = &hsm_shapes[51], .output = &hsm_shapes[52], .errors = hsm_errors_GetResourcePolicy, .error_count = 5, .doc = "Retrieves the resource policy document attached to a given resource.", .service = &model_cloudhsmv2},
   {.name = "InitializeCluster", .input = &hsm_shapes[58], .output = &hsm_shapes[59], .errors = hsm_errors_InitializeCluster, .error_count = 5, .doc = "Claims an CloudHSM cluster by submitting the cluster certificate issued by your issuing certificate authority (CA) and the CA's root certificate.", .service = &model_cloudhsmv2},
-  {.name = "ListTags", .input = &hsm_shapes[62], .output = &hsm_shapes[63], .errors = hsm_errors_ListTags, .error_count = 6, .doc = "Gets a list of tags for the specified CloudHSM cluster.", .service = &model_cloudhsmv2},
+  {.name = "ListTags", .input = &hsm_shapes[62], .output = &hsm_shapes[63], .errors = hsm_errors_ListTags, .error_count = 6, .doc = "Gets a list of tags for the specified CloudHSM cluster.", .service = &model_cloudhsmv2, .paginator = &hsm_paginator_ListTags},
   {.name = "ModifyBackupAttributes", .input = &hsm_shapes[65], .output = &hsm_shapes[66], .errors = hsm_errors_ModifyBackupAttributes, .error_count = 5, .doc = "Modifies attributes for CloudHSM backup.", .service = &model_cloudhsmv2},
   {.name = "ModifyCluster", .input = &hsm_shapes[67], .output = &hsm_shapes[68], .errors = hsm_errors_ModifyCluster, .error_count = 5, .doc = "Modifies CloudHSM cluster.", .service = &model_cloudhsmv2},
   {.name = "PutResourcePolicy", .input = &hsm_shapes[72], .output = &hsm_shapes[73], .errors = hsm_errors_PutResourcePolicy, .error_count = 5, .doc = "Creates or updates an CloudHSM resource policy.", .service = &model_cloudhsmv2},

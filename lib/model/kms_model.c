@@ -2007,6 +2007,30 @@ static const char *const kms_errors_VerifyMac[] = {
   "DryRunOperationException",
 };
 
+static const char *const kms_result_keys_DescribeCustomKeyStores[] = {"CustomKeyStores"};
+static const model_paginator kms_paginator_DescribeCustomKeyStores = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_DescribeCustomKeyStores, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListAliases[] = {"Aliases"};
+static const model_paginator kms_paginator_ListAliases = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListAliases, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListGrants[] = {"Grants"};
+static const model_paginator kms_paginator_ListGrants = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListGrants, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListKeyPolicies[] = {"PolicyNames"};
+static const model_paginator kms_paginator_ListKeyPolicies = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListKeyPolicies, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListKeyRotations[] = {"Rotations"};
+static const model_paginator kms_paginator_ListKeyRotations = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListKeyRotations, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListKeys[] = {"Keys"};
+static const model_paginator kms_paginator_ListKeys = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListKeys, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListResourceTags[] = {"Tags"};
+static const model_paginator kms_paginator_ListResourceTags = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListResourceTags, .result_key_count = 1};
+
+static const char *const kms_result_keys_ListRetirableGrants[] = {"Grants"};
+static const model_paginator kms_paginator_ListRetirableGrants = {.input_token = "Marker", .output_token = "NextMarker", .more_results = "Truncated", .limit_key = "Limit", .result_keys = kms_result_keys_ListRetirableGrants, .result_key_count = 1};
+
 static const model_op kms_ops[54] = {
   {.name = "CancelKeyDeletion", .input = &kms_shapes[12], .output = &kms_shapes[13], .errors = kms_errors_CancelKeyDeletion, .error_count = 5, .doc = "Cancels the deletion of a KMS key.", .service = &model_kms},
   {.name = "ConnectCustomKeyStore", .input = &kms_shapes[23], .output = &kms_shapes[24], .errors = kms_errors_ConnectCustomKeyStore, .error_count = 5, .doc = "Connects or reconnects a custom key store to its backing key store.", .service = &model_kms},
@@ -2019,7 +2043,7 @@ static const model_op kms_ops[54] = {
   {.name = "DeleteCustomKeyStore", .input = &kms_shapes[50], .output = &kms_shapes[51], .errors = kms_errors_DeleteCustomKeyStore, .error_count = 4, .doc = "Deletes a custom key store .", .service = &model_kms},
   {.name = "DeleteImportedKeyMaterial", .input = &kms_shapes[52], .output = &kms_shapes[53], .errors = kms_errors_DeleteImportedKeyMaterial, .error_count = 6, .doc = "Deletes key material that was previously imported.", .service = &model_kms},
   {.name = "DeriveSharedSecret", .input = &kms_shapes[55], .output = &kms_shapes[56], .errors = kms_errors_DeriveSharedSecret, .error_count = 9, .doc = "Derives a shared secret using a key agreement algorithm.", .service = &model_kms},
-  {.name = "DescribeCustomKeyStores", .input = &kms_shapes[57], .output = &kms_shapes[58], .errors = kms_errors_DescribeCustomKeyStores, .error_count = 3, .doc = "Gets information about custom key stores in the account and Region.", .service = &model_kms},
+  {.name = "DescribeCustomKeyStores", .input = &kms_shapes[57], .output = &kms_shapes[58], .errors = kms_errors_DescribeCustomKeyStores, .error_count = 3, .doc = "Gets information about custom key stores in the account and Region.", .service = &model_kms, .paginator = &kms_paginator_DescribeCustomKeyStores},
   {.name = "DescribeKey", .input = &kms_shapes[59], .output = &kms_shapes[60], .errors = kms_errors_DescribeKey, .error_count = 4, .doc = "Provides detailed information about a KMS key.", .service = &model_kms},
   {.name = "DisableKey", .input = &kms_shapes[62], .output = NULL, .errors = kms_errors_DisableKey, .error_count = 5, .doc = "Sets the state of a KMS key to disabled.", .service = &model_kms},
   {.name = "DisableKeyRotation", .input = &kms_shapes[63], .output = NULL, .errors = kms_errors_DisableKeyRotation, .error_count = 7, .doc = "Disables automatic rotation of the key material of the specified symmetric encryption KMS key.", .service = &model_kms},
@@ -2039,13 +2063,13 @@ static const model_op kms_ops[54] = {
   {.name = "GetParametersForImport", .input = &kms_shapes[100], .output = &kms_shapes[101], .errors = kms_errors_GetParametersForImport, .error_count = 6, .doc = "Returns the public key and an import token you need to import or reimport key material for a KMS key.", .service = &model_kms},
   {.name = "GetPublicKey", .input = &kms_shapes[102], .output = &kms_shapes[103], .errors = kms_errors_GetPublicKey, .error_count = 10, .doc = "Returns the public key of an asymmetric KMS key.", .service = &model_kms},
   {.name = "ImportKeyMaterial", .input = &kms_shapes[113], .output = &kms_shapes[114], .errors = kms_errors_ImportKeyMaterial, .error_count = 10, .doc = "Imports or reimports key material into an existing KMS key that was created without key material.", .service = &model_kms},
-  {.name = "ListAliases", .input = &kms_shapes[153], .output = &kms_shapes[154], .errors = kms_errors_ListAliases, .error_count = 5, .doc = "Gets a list of aliases in the caller's Amazon Web Services account and region.", .service = &model_kms},
-  {.name = "ListGrants", .input = &kms_shapes[155], .output = &kms_shapes[156], .errors = kms_errors_ListGrants, .error_count = 7, .doc = "Gets a list of all grants for the specified KMS key.", .service = &model_kms},
-  {.name = "ListKeyPolicies", .input = &kms_shapes[157], .output = &kms_shapes[158], .errors = kms_errors_ListKeyPolicies, .error_count = 5, .doc = "Gets the names of the key policies that are attached to a KMS key.", .service = &model_kms},
-  {.name = "ListKeyRotations", .input = &kms_shapes[159], .output = &kms_shapes[160], .errors = kms_errors_ListKeyRotations, .error_count = 6, .doc = "Returns information about the key materials associated with the specified KMS key.", .service = &model_kms},
-  {.name = "ListKeys", .input = &kms_shapes[161], .output = &kms_shapes[162], .errors = kms_errors_ListKeys, .error_count = 3, .doc = "Gets a list of all KMS keys in the caller's Amazon Web Services account and Region.", .service = &model_kms},
-  {.name = "ListResourceTags", .input = &kms_shapes[163], .output = &kms_shapes[164], .errors = kms_errors_ListResourceTags, .error_count = 4, .doc = "Returns all tags on the specified KMS key.", .service = &model_kms},
-  {.name = "ListRetirableGrants", .input = &kms_shapes[165], .output = &kms_shapes[156], .errors = kms_errors_ListRetirableGrants, .error_count = 5, .doc = "Returns information about all grants in the Amazon Web Services account and Region that have the specified retiring principal.", .service = &model_kms},
+  {.name = "ListAliases", .input = &kms_shapes[153], .output = &kms_shapes[154], .errors = kms_errors_ListAliases, .error_count = 5, .doc = "Gets a list of aliases in the caller's Amazon Web Services account and region.", .service = &model_kms, .paginator = &kms_paginator_ListAliases},
+  {.name = "ListGrants", .input = &kms_shapes[155], .output = &kms_shapes[156], .errors = kms_errors_ListGrants, .error_count = 7, .doc = "Gets a list of all grants for the specified KMS key.", .service = &model_kms, .paginator = &kms_paginator_ListGrants},
+  {.name = "ListKeyPolicies", .input = &kms_shapes[157], .output = &kms_shapes[158], .errors = kms_errors_ListKeyPolicies, .error_count = 5, .doc = "Gets the names of the key policies that are attached to a KMS key.", .service = &model_kms, .paginator = &kms_paginator_ListKeyPolicies},
+  {.name = "ListKeyRotations", .input = &kms_shapes[159], .output = &kms_shapes[160], .errors = kms_errors_ListKeyRotations, .error_count = 6, .doc = "Returns information about the key materials associated with the specified KMS key.", .service = &model_kms, .paginator = &kms_paginator_ListKeyRotations},
+  {.name = "ListKeys", .input = &kms_shapes[161], .output = &kms_shapes[162], .errors = kms_errors_ListKeys, .error_count = 3, .doc = "Gets a list of all KMS keys in the caller's Amazon Web Services account and Region.", .service = &model_kms, .paginator = &kms_paginator_ListKeys},
+  {.name = "ListResourceTags", .input = &kms_shapes[163], .output = &kms_shapes[164], .errors = kms_errors_ListResourceTags, .error_count = 4, .doc = "Returns all tags on the specified KMS key.", .service = &model_kms, .paginator = &kms_paginator_ListResourceTags},
+  {.name = "ListRetirableGrants", .input = &kms_shapes[165], .output = &kms_shapes[156], .errors = kms_errors_ListRetirableGrants, .error_count = 5, .doc = "Returns information about all grants in the Amazon Web Services account and Region that have the specified retiring principal.", .service = &model_kms, .paginator = &kms_paginator_ListRetirableGrants},
   {.name = "PutKeyPolicy", .input = &kms_shapes[186], .output = NULL, .errors = kms_errors_PutKeyPolicy, .error_count = 8, .doc = "Attaches a key policy to the specified KMS key.", .service = &model_kms},
   {.name = "ReEncrypt", .input = &kms_shapes[187], .output = &kms_shapes[188], .errors = kms_errors_ReEncrypt, .error_count = 11, .doc = "Decrypts ciphertext and then reencrypts it entirely within KMS.", .service = &model_kms},
   {.name = "ReplicateKey", .input = &kms_shapes[191], .output = &kms_shapes[192], .errors = kms_errors_ReplicateKey, .error_count = 10, .doc = "Replicates a multi-Region key into the specified Region.", .service = &model_kms},

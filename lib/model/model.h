@@ -17,6 +17,7 @@ typedef struct model_shape model_shape;
 typedef struct model_member model_member;
 typedef struct model_op model_op;
 typedef struct model_service model_service;
+typedef struct model_paginator model_paginator;
 
 /* Shape types of the AWS JSON protocols.  Never renumber: generated tables
  * use the names, but tools may persist the numbers. */
@@ -61,6 +62,20 @@ struct model_shape {
   size_t member_count;
 };
 
+/* How a listing operation pages (botocore's paginators-1.json): send the
+ * previous reply's output_token member as the input_token member until
+ * more_results is false (or, when more_results is NULL, until the reply has no
+ * output_token); limit_key caps one page; result_keys are the members whose
+ * lists the pages add up to. */
+struct model_paginator {
+  const char *input_token;     /* e.g. "Marker" */
+  const char *output_token;    /* e.g. "NextMarker" */
+  const char *more_results;    /* e.g. "Truncated"; NULL when the token alone says it */
+  const char *limit_key;       /* e.g. "Limit"; NULL when the operation has none */
+  const char *const *result_keys;  /* e.g. {"Keys"} */
+  size_t result_key_count;
+};
+
 struct model_op {
   const char *name;            /* e.g. "Encrypt" */
   const model_shape *input;    /* NULL when the operation takes no input */
@@ -69,6 +84,7 @@ struct model_op {
   size_t error_count;
   const char *doc;             /* first sentence, HTML stripped */
   const model_service *service;
+  const model_paginator *paginator;  /* NULL when the operation does not page */
 };
 
 struct model_service {
