@@ -49,14 +49,62 @@ long out_text_columns(const char *s, size_t len) {
 
 /* ---- floats ---------------------------------------------------------------- */
 
+/* Digits (no trailing zeros) and decimal exponent of `mantissa` x 10^`scale`. */
+static void out_float_digits(long long mantissa, int scale, char digits[24], int *exp10) {
+  int n = snprintf(digits, 24, "%lld", mantissa);
+  *exp10 = scale + n - 1;
+  while (n > 1 && digits[n - 1] == '0') digits[--n] = '\0';
+}
+
+/* Whether mantissa x 10^scale reads back as `v`. */
+static int out_float_reads_as(long long mantissa, int scale, double v) {
+  char text[48];
+  snprintf(text, sizeof text, "%llde%d", mantissa, scale);
+  return strtod(text, NULL) == v;
+}
+
+/* The shortest digits of a positive finite double.  For each length, the
+ * correctly rounded decimal is tried first; when it does not read back, the
+ * one decimal on the other side of v can (the doubles that read back form
+ * an interval around v), and when both neighbours do, the nearer wins. */
+static void out_float_shortest(double v, char digits[24], int *exp10) {
+  for (int precision = 1; precision <= 17; precision++) {
+    char sci[48];
+    long long mantissa = 0;
+    int scale;
+    const char *p;
+    snprintf(sci, sizeof sci, "%.*e", precision - 1, v);
+    for (p = sci; *p && *p != 'e'; p++)
+      if (*p >= '0' && *p <= '9') mantissa = mantissa * 10 + (*p - '0');
+    scale = (int)strtol(p + 1, NULL, 10) - (precision - 1);
+    if (out_float_reads_as(mantissa, scale, v) || precision == 17) {
+      out_float_digits(mantissa, scale, digits, exp10);
+      return;
+    }
+    {
+      int up = out_float_reads_as(mantissa + 1, scale, v);
+      int down = mantissa > 1 && out_float_reads_as(mantissa - 1, scale, v);
+      if (up && down) {
+        char text[48];
+        snprintf(text, sizeof text, "%llde%d", mantissa, scale);
+        /* v above the rounded decimal: the one above is nearer. */
+        down = (long double)v < strtold(text, NULL);
+        up = !down;
+      }
+      if (up || down) {
+        out_float_digits(up ? mantissa + 1 : mantissa - 1, scale, digits, exp10);
+        return;
+      }
+    }
+  }
+}
+
 void out_float_repr(double v, char buf[32]) {
-  char sci[40];
   char text[96]; /* at most 24 bytes are ever used; room so no spelling can truncate */
   char digits[24];
   size_t ndigits = 0;
   int exp10 = 0, point;
   const char *sign = signbit(v) ? "-" : "";
-  const char *e;
   if (v == 0) {
     snprintf(buf, 32, "%s0.0", sign);
     return;
@@ -65,17 +113,10 @@ void out_float_repr(double v, char buf[32]) {
     snprintf(buf, 32, "%s", isnan(v) ? "nan" : (v > 0 ? "inf" : "-inf"));
     return;
   }
-  /* The fewest significant digits that read back as the same double. */
-  for (int precision = 1; precision <= 17; precision++) {
-    snprintf(sci, sizeof sci, "%.*e", precision - 1, fabs(v));
-    if (strtod(sci, NULL) == fabs(v)) break;
-  }
-  e = strchr(sci, 'e');
-  for (const char *p = sci; p < e && ndigits < sizeof digits - 1; p++)
-    if (*p >= '0' && *p <= '9') digits[ndigits++] = *p;
-  while (ndigits > 1 && digits[ndigits - 1] == '0') ndigits--;
-  digits[ndigits] = '\0';
-  exp10 = (int)strtol(e + 1, NULL, 10);
+  /* The fewest significant digits that read back as the same double, and
+   * of those the nearest to it: Python's repr(). */
+  out_float_shortest(fabs(v), digits, &exp10);
+  ndigits = strlen(digits);
   point = exp10 + 1; /* digits[0] sits just before the decimal point moved `point` places */
   if (point > -4 && point <= 16) {
     if (point <= 0) {

@@ -23,6 +23,7 @@ import json
 import os
 import random
 import subprocess
+import time
 import unittest
 from unittest import mock
 
@@ -188,15 +189,17 @@ def aws_format(fmt, title, data, width=80, color=False):
     return stream.getvalue()
 
 
-def ours(fmt, title, data, width=80, color=False):
+def ours(fmt, title, data, width=80, color=False, max_bytes=None):
     """(exit status, stdout text, stderr) of the driver."""
     cmd = [DRIVER, fmt, title]
     if fmt == "table":
         cmd += ["--width", str(width)]
     if color:
         cmd.append("--color")
+    if max_bytes is not None:
+        cmd += ["--max-bytes", str(max_bytes)]
     proc = subprocess.run(cmd, input=json.dumps(data, ensure_ascii=False).encode(),
-                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=30, check=False)
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, timeout=120, check=False)
     return proc.returncode, proc.stdout.decode("utf-8"), proc.stderr.decode("utf-8", "replace")
 
 
@@ -336,6 +339,84 @@ class CliOutputDifferential(unittest.TestCase):
     def test_random_irregular_documents(self):
         counts = self.run_random(7, 250, uniform=False)
         print(f"\nrandom irregular documents: {sorted(counts.items())}")
+
+    def test_floats_print_as_python_repr(self):
+        """Every float spelled as Python's repr: powers of two over the whole
+        exponent range (some need 17 digits, most far fewer), the values
+        scripts meet, and random doubles."""
+        rng = random.Random(53)
+        floats = [2.0 ** k for k in range(-1074, 1024)] + [-(2.0 ** k) for k in range(-30, 60)]
+        floats += [0.1, 0.2, 0.30000000000000004, 1e16, 1e15, 1e-4, 1e-5, 1.5e-7, 2.0 ** 53,
+                   2.0 ** 53 + 2, 1e22, 1e23, 5e-324, 1.7976931348623157e308, 123456789012345.6,
+                   -0.0, 0.0, 1733000000.123, 100.0, 1e100]
+        floats += [rng.uniform(-1, 1) * 10 ** rng.randint(-300, 300) for _ in range(2000)]
+        floats += [float(rng.getrandbits(53)) for _ in range(500)]
+        for fmt in ("json", "text"):
+            with self.subTest(fmt=fmt):
+                self.compare(fmt, "Floats", {"Values": floats})
+        self.compare("table", "Floats", {"Values": floats[:300]})
+        rc, out, err = ours("yaml", "Floats", {"Values": floats})
+        self.assertEqual(rc, 0, err)
+        if yaml is not None:
+            self.assertEqual(yaml.safe_load(out), {"Values": floats})
+
+    def test_unicode_upper_case_section_names(self):
+        """Text upper-cases section names as Python's str.upper(), for every
+        code point (keys of 32 consecutive ones; no NUL, no surrogates)."""
+        points = [cp for cp in range(1, 0x110000) if not 0xD800 <= cp <= 0xDFFF]
+        doc = {"".join(chr(cp) for cp in points[i:i + 32]): [1] for i in range(0, len(points), 32)}
+        self.compare("text", "Unicode", doc)
+
+    def test_unicode_repr_escapes(self):
+        """A list that lands in a text cell shows as Python's repr(), which
+        escapes what Unicode calls unprintable: every code point once."""
+        points = [cp for cp in range(0, 0x110000) if not 0xD800 <= cp <= 0xDFFF]
+        chunks = ["".join(chr(cp) for cp in points[i:i + 64]) for i in range(0, len(points), 64)]
+        chunks += ["it's", 'say "hi"', "both ' and \"", "back\\slash"]
+        self.compare("text", "Unicode", {"Items": [{"Value": 1}, {"Value": chunks}]})
+
+    def test_unicode_table_widths(self):
+        """A table counts East Asian wide, full-width and ambiguous characters
+        as two columns: one row per code point of the Basic Multilingual
+        Plane, every third beyond it."""
+        points = [cp for cp in range(0x20, 0x10000) if not 0xD800 <= cp <= 0xDFFF]
+        points += list(range(0x10000, 0x110000, 3))
+        for start in range(0, len(points), 40000):
+            with self.subTest(start=start):
+                self.compare("table", "Unicode", [[chr(cp)] for cp in points[start:start + 40000]],
+                             width=200)
+
+    def test_wide_characters_in_every_format(self):
+        data = {"Tags": [{"TagKey": "名前", "TagValue": "値" * 30}, {"TagKey": "ｆｕｌｌ", "TagValue": "é" * 50}],
+                "Description": "日本語のキー 🔑 ±×÷ ¿", "Truncated": False}
+        for fmt in ("json", "text", "table"):
+            for width in (20, 80, 300):
+                with self.subTest(fmt=fmt, width=width):
+                    self.compare(fmt, "ListResourceTags", data, width)
+        self.check_yaml("ListResourceTags", data)
+
+    def test_output_cap(self):
+        """Output larger than --max-bytes is refused, early for a table whose
+        one long cell would pad every line."""
+        data = {"Values": ["x" * 60000] + ["y"] * 2000}
+        rc, out, err = ours("json", "Cap", data, max_bytes=61000)
+        self.assertEqual(rc, 1)
+        self.assertEqual(out, "")
+        self.assertIn("larger than the limit of 61000 bytes", err)
+        for fmt, cap in (("table", 1000000), ("text", 65000), ("yaml", 65000), ("yaml-stream", 65000)):
+            with self.subTest(fmt=fmt):
+                rc, out, err = ours(fmt, "Cap", data, max_bytes=cap)
+                self.assertEqual((rc, out), (1, ""), fmt)
+                self.assertIn(f"larger than the limit of {cap} bytes", err)
+        # Within the cap the same reply prints, and exactly as the CLI prints it.
+        self.assertEqual(ours("text", "Cap", data, max_bytes=100000)[1], aws_format("text", "Cap", data))
+        # Under the default cap, a table 60000 columns by 5000 lines (300 MB
+        # from 90 KB) is refused before it is drawn.
+        started = time.monotonic()
+        rc, _, err = ours("table", "Cap", {"Values": ["x" * 60000] + ["y"] * 5000})
+        self.assertEqual(rc, 1)
+        self.assertIn("larger than the limit of 268435456 bytes", err)
+        self.assertLess(time.monotonic() - started, 10)
 
     def test_too_deep_is_refused(self):
         deep = 1
