@@ -34,15 +34,27 @@ static int yaml_sink_write(void *data, unsigned char *bytes, size_t size) {
   return 1;
 }
 
-/* Whether a plain scalar with this text would load as something other than
- * a string.  Errs on the side of quoting: quotes cost nothing. */
+/* Whether a plain scalar with this text could load as something other than
+ * a string under YAML 1.1 or 1.2: null, a boolean (y and n included, as
+ * some 1.1 loaders read them), an integer or float in any base or in
+ * sexagesimal, .inf or .nan, a date, "<<" or "=".  Errs on the side of
+ * quoting, but leaves the strings replies are full of ("1234abcd-12ab...",
+ * ARNs) plain. */
 static int yaml_looks_typed(const char *s, size_t len) {
-  static const char *const words[] = {"yes", "no", "on", "off", "true", "false", "y", "n", "null"};
-  if (len == 0) return 1;
-  if (strchr("0123456789+-.~<=", s[0])) return 1;
-  for (size_t i = 0; i < sizeof words / sizeof words[0]; i++)
+  static const char *const words[] = {"yes", "no", "on", "off", "true", "false", "y", "n", "null",
+                                      ".inf", "-.inf", "+.inf", ".nan"};
+  size_t i, digits = 0;
+  if (len == 0 || s[0] == '~' || s[0] == '<' || s[0] == '=') return 1;
+  for (i = 0; i < sizeof words / sizeof words[0]; i++)
     if (len == strlen(words[i]) && strncasecmp(s, words[i], len) == 0) return 1;
-  return 0;
+  if (!strchr("0123456789+-.", s[0])) return 0;
+  i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
+  if (len > i + 1 && s[i] == '0' && strchr("xXoObB", s[i + 1])) return 1; /* 0x1F, 0o17, 0b101 */
+  while (digits < len && s[digits] >= '0' && s[digits] <= '9') digits++;
+  if (digits == 4 && len > 4 && s[4] == '-') return 1; /* 2024-01-01, timestamps */
+  for (i = 0; i < len; i++)
+    if (!strchr("0123456789+-._:eE", s[i])) return 0;
+  return 1; /* 12, -1.5, 1e5, 1_000, 1:30, 1. */
 }
 
 static int yaml_put_scalar(yaml_emitter_t *em, const char *text, size_t len, yaml_scalar_style_t style) {
