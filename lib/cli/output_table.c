@@ -74,7 +74,9 @@ typedef struct tbl_layout {
   tbl_block *blocks;
   size_t nblocks;
   size_t blocks_alloc;
-  size_t cap; /* output cap: also bounds each cell's text */
+  size_t cap;   /* the output cap */
+  size_t drawn; /* bytes the cells made so far will take at least: each is
+                 * printed in full, with at least a bar after it */
   kerr *err;
 } tbl_layout;
 
@@ -124,6 +126,17 @@ static int tbl_is_false(const json_t *v) {
 
 /* ---- cells ----------------------------------------------------------------- */
 
+/* Count a new cell against the cap before keeping it, so a layout that is
+ * bound to print too much (many records with different keys make a header
+ * and a cell per key for every one of them) stops before it is built. */
+static kerr_code tbl_count_cell(tbl_layout *t, const tbl_cell *cell) {
+  if (cell->len + 1 > t->cap - t->drawn)
+    return kerr_set(t->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
+                    t->cap);
+  t->drawn += cell->len + 1;
+  return KERR_OK;
+}
+
 static kerr_code tbl_cell_of_text(tbl_layout *t, const char *s, size_t len, tbl_cell *cell) {
   out_buf tmp = {0};
   kerr_code rc;
@@ -137,7 +150,7 @@ static kerr_code tbl_cell_of_text(tbl_layout *t, const char *s, size_t len, tbl_
   cell->text = tmp.data;
   cell->len = tmp.len;
   cell->cols = out_text_columns(tmp.data, tmp.len);
-  return KERR_OK;
+  return tbl_count_cell(t, cell);
 }
 
 /* A value's cell: Python's str() of it. */
@@ -155,7 +168,7 @@ static kerr_code tbl_cell_of_value(tbl_layout *t, const json_t *v, tbl_cell *cel
   cell->text = tmp.data;
   cell->len = tmp.len;
   cell->cols = out_text_columns(tmp.data, tmp.len);
-  return KERR_OK;
+  return tbl_count_cell(t, cell);
 }
 
 /* ---- blocks ---------------------------------------------------------------- */

@@ -123,12 +123,14 @@ static kerr_code text_object(out_buf *b, const json_t *obj, const char *name, in
     }
   }
   if (rc == KERR_OK && fields > 0) rc = out_putc(b, '\n');
-  /* Then every member not on the line, by key. */
-  for (size_t k = 0; k < nkeys && rc == KERR_OK; k++) {
+  /* Then every member not on the line, by key.  Keys and columns are both
+   * sorted, so one walk along the columns tells which keys are on it. */
+  for (size_t k = 0, c = 0; k < nkeys && rc == KERR_OK; k++) {
     const json_t *v = json_object_get(obj, keys[k]);
-    int on_line = 0;
+    int on_line;
     if (record) {
-      for (size_t c = 0; c < ncolumns && !on_line; c++) on_line = strcmp(columns[c], keys[k]) == 0;
+      while (c < ncolumns && strcmp(columns[c], keys[k]) < 0) c++;
+      on_line = c < ncolumns && strcmp(columns[c], keys[k]) == 0;
     } else {
       on_line = out_is_scalar(v);
     }

@@ -365,6 +365,23 @@ static void test_output_cap(void **state) {
   json_decref(doc);
 }
 
+/* Records that each have a key of their own: the table gets a column per
+ * key and a row per record, a cell for every pair; it is refused while it is
+ * laid out, before those cells exist. */
+static void test_table_cap_counts_cells(void **state) {
+  cli_output_opts opts = {CLI_FORMAT_TABLE, "Records", 0, 0, 1000000};
+  json_t *records = json_array();
+  json_t *doc = json_pack("{s:o}", "Items", records);
+  (void)state;
+  for (int i = 0; i < 3000; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%d", i);
+    json_array_append_new(records, json_pack("{s:i}", key, i));
+  }
+  expect_refusal(doc, &opts, KERR_VALIDATION, "larger than the limit of 1000000 bytes");
+  json_decref(doc);
+}
+
 static void test_float_spellings(void **state) {
   (void)state;
   /* 2**-1019: the correctly rounded 16 digits do not read back, the next
@@ -434,6 +451,7 @@ int main(void) {
       cmocka_unit_test(test_depth_bound),
       cmocka_unit_test(test_unprintable_data_refused),
       cmocka_unit_test(test_output_cap),
+      cmocka_unit_test(test_table_cap_counts_cells),
       cmocka_unit_test(test_float_spellings),
       cmocka_unit_test(test_text_names_upper_cased_beyond_ascii),
       cmocka_unit_test(test_null_error_struct),
