@@ -807,7 +807,8 @@ static const char *valid_types(model_type t) {
  * placeholder for a sensitive shape. */
 static void show_value(const json_t *v, int sensitive, char *out, size_t size) {
   char *dump;
-  if (sensitive) {
+  /* A secret is text; null, booleans and numbers say nothing of one. */
+  if (sensitive && (json_is_string(v) || json_is_array(v) || json_is_object(v))) {
     snprintf(out, size, "(sensitive value not shown)");
     return;
   }

@@ -8,6 +8,9 @@
  *       message on stderr.  --raw is --cli-binary-format raw-in-base64-out.
  *   cli_params_driver --skeleton input|yaml-input|output SERVICE COMMAND
  *       the template (lib/cli/skeleton.h); JSON with an indent of 4.
+ *   cli_params_driver --names SERVICE
+ *       one line per operation: the command, then its option names
+ *       (booleans with their --no- form), tab-separated.
  *   cli_params_driver --yaml
  *       the YAML document on stdin as compact JSON (lib/cli/cli_yaml.h);
  *       exit 1 with the message on stderr when it is refused.
@@ -102,6 +105,25 @@ static int skeleton_mode(const char *kind, const model_op *op) {
   return rc;
 }
 
+static int names_mode(const char *service) {
+  const model_service *svc = strcmp(service, "kms") == 0 ? &model_kms
+                             : strcmp(service, "cloudhsmv2") == 0 ? &model_cloudhsmv2 : NULL;
+  char name[160];
+  if (!svc) return usage();
+  for (size_t i = 0; i < svc->op_count; i++) {
+    const model_op *op = &svc->ops[i];
+    printf("%s", cli_kebab_name(op->name, name, sizeof name));
+    for (size_t k = 0; op->input && k < op->input->member_count; k++) {
+      const model_member *m = &op->input->members[k];
+      cli_kebab_name(m->name, name, sizeof name);
+      printf("\t--%s", name);
+      if (m->shape->type == MODEL_BOOLEAN) printf("\t--no-%s", name);
+    }
+    printf("\n");
+  }
+  return 0;
+}
+
 int main(int argc, char **argv) {
   cli_params_opts opts = {0};
   json_t *input = NULL, *request = NULL;
@@ -110,6 +132,7 @@ int main(int argc, char **argv) {
   kerr err;
 
   if (argc == 2 && strcmp(argv[1], "--yaml") == 0) return yaml_mode();
+  if (argc == 3 && strcmp(argv[1], "--names") == 0) return names_mode(argv[2]);
   if (argc == 5 && strcmp(argv[1], "--skeleton") == 0) {
     op = find(argv[3], argv[4]);
     return op ? skeleton_mode(argv[2], op) : usage();
