@@ -85,7 +85,7 @@ typedef struct opt_slot {
   char name[128];          /* "--key-id" */
   char no_name[132];       /* "--no-multi-region" for booleans, else "" */
   int is_flag;             /* boolean member */
-  int is_multi;            /* list member: nargs '+' */
+  int is_multi;            /* list member: any number of values */
   int seen;
   int flag_value;
   int first, count;        /* tokens argv[first .. first+count) */
@@ -99,6 +99,7 @@ typedef struct build {
   kerr *err;
   opt_slot *slots;
   size_t nslots;
+  const char *file_error_prefix; /* "Error parsing parameter '--x': " for a whole value, "" inside shorthand */
 } build;
 
 static kerr_code fail_usage(build *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
@@ -267,9 +268,9 @@ static kerr_code scan(build *b, int argc, char *const argv[], int check_required
         i++;
         if (!s->is_multi) break;
       }
-      if (s->count == 0)
-        return fail_usage(b, "argument %s: expected %s", s->name,
-                          s->is_multi ? "at least one argument" : "one argument");
+      /* A list takes zero values or more (`--grant-tokens` alone is an
+       * empty list), anything else exactly one. */
+      if (s->count == 0 && !s->is_multi) return fail_usage(b, "argument %s: expected one argument", s->name);
     }
     s->seen = 1;
   }
@@ -333,11 +334,13 @@ static kerr_code read_param_file(build *b, const char *value, const char *path, 
   f = fopen(path, "rb");
   if (!f) {
     int e = errno;
-    rc = fail_param(b, "Unable to load paramfile %s: [Errno %d] %s: '%s'", value, e, strerror(e), path);
+    rc = fail_param(b, "%sUnable to load paramfile %s: [Errno %d] %s: '%s'", b->file_error_prefix, value, e,
+                    strerror(e), path);
     goto out;
   }
   if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
-    rc = fail_param(b, "Unable to load paramfile %s: [Errno %d] %s: '%s'", value, EISDIR, strerror(EISDIR), path);
+    rc = fail_param(b, "%sUnable to load paramfile %s: [Errno %d] %s: '%s'", b->file_error_prefix, value, EISDIR,
+                    strerror(EISDIR), path);
     goto out;
   }
   buf = malloc(CLI_PARAMS_MAX_FILE + 2);
@@ -348,21 +351,23 @@ static kerr_code read_param_file(build *b, const char *value, const char *path, 
   n = fread(buf, 1, CLI_PARAMS_MAX_FILE + 1, f);
   if (ferror(f)) {
     int e = errno ? errno : EIO;
-    rc = fail_param(b, "Unable to load paramfile %s: [Errno %d] %s: '%s'", value, e, strerror(e), path);
+    rc = fail_param(b, "%sUnable to load paramfile %s: [Errno %d] %s: '%s'", b->file_error_prefix, value, e,
+                    strerror(e), path);
     goto out;
   }
   if (n > CLI_PARAMS_MAX_FILE) {
-    rc = fail_param(b, "Unable to load paramfile %s: larger than %u bytes", value, CLI_PARAMS_MAX_FILE);
+    rc = fail_param(b, "%sUnable to load paramfile %s: larger than %u bytes", b->file_error_prefix, value,
+                    CLI_PARAMS_MAX_FILE);
     goto out;
   }
   buf[n] = '\0';
   if (!binary && !utf8_valid((const unsigned char *)buf, n)) {
-    rc = fail_param(b, "Unable to load paramfile (%s), text contents could not be decoded.  If this is a binary "
-                    "file, please use the fileb:// prefix instead of the file:// prefix.", value);
+    rc = fail_param(b, "%sUnable to load paramfile (%s), text contents could not be decoded.  If this is a binary "
+                    "file, please use the fileb:// prefix instead of the file:// prefix.", b->file_error_prefix, value);
     goto out;
   }
   if (!binary && memchr(buf, '\0', n)) {
-    rc = fail_param(b, "Unable to load paramfile %s: the text holds a NUL character", value);
+    rc = fail_param(b, "%sUnable to load paramfile %s: the text holds a NUL character", b->file_error_prefix, value);
     goto out;
   }
   *data = buf;
@@ -596,7 +601,11 @@ static kerr_code shorthand_file(void *ctx, const char *value, size_t len, json_t
 
 static kerr_code parse_shorthand(build *b, const opt_slot *s, const char *text, json_t **out) {
   cli_shorthand_error se;
-  kerr_code rc = cli_shorthand_parse(text, shorthand_file, b, out, &se);
+  const char *prefix = b->file_error_prefix;
+  kerr_code rc;
+  b->file_error_prefix = ""; /* the AWS CLI names no option for a file inside shorthand */
+  rc = cli_shorthand_parse(text, shorthand_file, b, out, &se);
+  b->file_error_prefix = prefix;
   if (rc == KERR_OK) return KERR_OK;
   if (se.kind == CLI_SHORTHAND_ERR_FILE) {
     cli_shorthand_error_free(&se);
@@ -664,6 +673,10 @@ static kerr_code convert_option(build *b, const opt_slot *s, char *const argv[],
     *out = json_boolean(s->flag_value);
     return *out ? KERR_OK : fail_nomem(b);
   }
+  if (count == 0) {
+    *out = json_array(); /* a list option given without values */
+    return *out ? KERR_OK : fail_nomem(b);
+  }
   /* file:// and fileb:// apply to the value as a whole: one token. */
   if (count == 1) {
     rc = resolve_paramfile(b, first, &resolved);
@@ -706,6 +719,31 @@ static kerr_code convert_option(build *b, const opt_slot *s, char *const argv[],
     list = json_array();
     if (!list) {
       rc = fail_nomem(b);
+      goto out;
+    }
+    /* Several values, the first one JSON: each one is a JSON item. */
+    if (count > 1 && complex_items && starts_json(argv[s->first], 0)) {
+      for (int i = 0; i < count && (size_t)i <= CLI_PARAMS_MAX_ITEMS; i++) {
+        const char *tok = argv[s->first + i];
+        json_error_t je;
+        json_t *v = json_loads(tok, JSON_DECODE_ANY | JSON_REJECT_DUPLICATES, &je);
+        if (!v && i == 0) {
+          rc = fail_param(b, "Error parsing parameter '%s': Invalid JSON: %s\nJSON received: %s", s->name, je.text,
+                          tok);
+          goto out;
+        }
+        if (!v || !json_is_object(v)) {
+          json_decref(v);
+          rc = fail_param(b, "Error parsing parameter '%s': Invalid JSON:\n%s", s->name, tok);
+          goto out;
+        }
+        if (json_array_append_new(list, v)) {
+          rc = fail_nomem(b);
+          goto out;
+        }
+      }
+      *out = list;
+      list = NULL;
       goto out;
     }
     if ((size_t)count > CLI_PARAMS_MAX_ITEMS) {
@@ -1168,7 +1206,7 @@ static kerr_code build_slots(build *b) {
 kerr_code cli_params_build(const model_op *op, int argc, char *const argv[], const cli_params_opts *opts,
                            json_t **request, int *exit_code, kerr *err) {
   kerr local_err;
-  build b = {.op = op, .exit_code = 0, .err = err ? err : &local_err};
+  build b = {.op = op, .exit_code = 0, .err = err ? err : &local_err, .file_error_prefix = ""};
   json_t *req = NULL;
   kerr_code rc = KERR_OK;
   checker c = {.b = &b};
@@ -1207,8 +1245,12 @@ kerr_code cli_params_build(const model_op *op, int argc, char *const argv[], con
   }
   for (size_t i = 0; i < b.nslots; i++) {
     json_t *v = NULL;
+    char prefix[200];
     if (!b.slots[i].seen) continue;
+    snprintf(prefix, sizeof prefix, "Error parsing parameter '%s': ", b.slots[i].name);
+    b.file_error_prefix = prefix;
     rc = convert_option(&b, &b.slots[i], argv, &v);
+    b.file_error_prefix = "";
     if (rc) goto out;
     if (json_object_set_new(req, b.slots[i].member->name, v)) {
       rc = fail_nomem(&b);
