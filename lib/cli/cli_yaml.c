@@ -317,7 +317,7 @@ kerr_code cli_yaml_load(const char *text, size_t len, json_t **out, kerr *err) {
   yaml_build b;
   int parser_ready = 0, done = 0;
   kerr_code rc = KERR_OK;
-  kerr local;
+  kerr local = {.code = KERR_OK};
 
   memset(&b, 0, sizeof b);
   b.err = err ? err : &local;

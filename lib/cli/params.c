@@ -853,7 +853,17 @@ static void show_value(const json_t *v, int sensitive, char *out, size_t size) {
   switch (json_typeof(v)) {
   case JSON_STRING: snprintf(out, size, "%s", json_string_value(v)); return;
   case JSON_INTEGER: snprintf(out, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
-  case JSON_REAL: snprintf(out, size, "%.17g", json_real_value(v)); return;
+  case JSON_REAL: {
+    /* Python's repr: the shortest text that reads back, with a ".0" when it
+     * would otherwise look like an integer. */
+    double d = json_real_value(v);
+    for (int precision = 1; precision <= 17; precision++) {
+      snprintf(out, size, "%.*g", precision, d);
+      if (strtod(out, NULL) == d) break;
+    }
+    if (!strpbrk(out, ".eni")) snprintf(out + strlen(out), size - strlen(out), ".0");
+    return;
+  }
   case JSON_TRUE: snprintf(out, size, "True"); return;
   case JSON_FALSE: snprintf(out, size, "False"); return;
   case JSON_NULL: snprintf(out, size, "None"); return;
@@ -1205,7 +1215,7 @@ static kerr_code build_slots(build *b) {
 
 kerr_code cli_params_build(const model_op *op, int argc, char *const argv[], const cli_params_opts *opts,
                            json_t **request, int *exit_code, kerr *err) {
-  kerr local_err;
+  kerr local_err = {.code = KERR_OK};
   build b = {.op = op, .exit_code = 0, .err = err ? err : &local_err, .file_error_prefix = ""};
   json_t *req = NULL;
   kerr_code rc = KERR_OK;

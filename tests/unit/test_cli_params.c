@@ -284,6 +284,11 @@ static void test_lists_maps_structures(void **state) {
   assert_non_null(strstr(out, "Error parsing parameter '--tags': Second instance of key \"TagKey\""));
   assert_int_equal(KMS("encrypt", "--key-id", "k", "--plaintext", "YQ==", "--encryption-context", "[1]"), 252);
   assert_string_equal(out, "Error parsing parameter '--encryption-context': Invalid JSON:\n[1]");
+  assert_int_equal(KMS("encrypt", "--key-id", "k", "--plaintext", "YQ==", "--encryption-context", "{\"a\":0.1}"), 252);
+  assert_string_equal(out, "Parameter validation failed:\nInvalid type for parameter EncryptionContext.a, value: 0.1, "
+                           "type: <class 'float'>, valid types: <class 'str'>");
+  assert_int_equal(KMS("encrypt", "--key-id", "k", "--plaintext", "YQ==", "--encryption-context", "{\"a\":2.0}"), 252);
+  assert_non_null(strstr(out, "value: 2.0, type: <class 'float'>"));
   assert_int_equal(KMS("encrypt", "--key-id", "k", "--plaintext", "YQ==", "--encryption-context", "{\"a\":1}"), 252);
   assert_string_equal(out, "Parameter validation failed:\nInvalid type for parameter EncryptionContext.a, value: 1, "
                            "type: <class 'int'>, valid types: <class 'str'>");
