@@ -10,12 +10,17 @@
  *     and `--x=v`, an unambiguous prefix of a name stands for it, a token
  *     that starts with `-` is an option unless it looks like a negative
  *     number or holds a space, `--` ends the options, and an option given
- *     twice keeps its last value (the AWS CLI does not refuse it);
- *   - a list option takes every value up to the next option (`--grant-tokens
- *     a b c`) or one JSON array; structures, maps and lists of structures
- *     take JSON or shorthand (lib/cli/shorthand.h), converted by the model
- *     as the AWS CLI converts them (a lone value where a list is wanted
- *     becomes a one-item list, digits become integers, "true" a boolean);
+ *     twice keeps its last value (the AWS CLI does not refuse it).  The
+ *     AWS CLI matches the global options' prefixes first, so the caller
+ *     resolves those before it hands the rest over (`--no` is ambiguous
+ *     there, between --no-paginate and --no-verify-ssl);
+ *   - a list option takes every value up to the next option, none included
+ *     (`--grant-tokens a b c`; `--grant-tokens` alone is []), or one JSON
+ *     array, or for structures several JSON objects; structures, maps and
+ *     lists of structures take JSON or shorthand (lib/cli/shorthand.h),
+ *     converted by the model as the AWS CLI converts them (a lone value
+ *     where a list is wanted becomes a one-item list, digits become
+ *     integers, "true" a boolean);
  *   - any value may be `file://PATH` (UTF-8 text) or `fileb://PATH` (bytes,
  *     for blobs), read here, at most CLI_PARAMS_MAX_FILE bytes;
  *   - blobs are base64 text by default (version 2's rule; version 1 took
@@ -31,6 +36,13 @@
  * prefix, a value after a flag), 252 for everything else (unknown options,
  * a value that does not parse, parameter validation).  Version 1 answers 255
  * where version 2 answers 252; the messages are the same.
+ *
+ * Known differences, on purpose or by nature: a JSON syntax error is worded
+ * by jansson, not by Python's json module ("Invalid JSON: <reason>\nJSON
+ * received: <value>" keeps the AWS CLI's frame); an integer beyond 64 bits
+ * is refused here (Python has no limit; the server would refuse it); JSON
+ * true/false is not an integer here (Python's bool is one); base64 is read
+ * strictly (the standard alphabet, padded; no whitespace).
  *
  * Secrets: a value of a sensitive shape (Plaintext, KeyStorePassword, ...)
  * is never quoted in a message, where the AWS CLI would quote it. */
