@@ -232,10 +232,20 @@ class KmsVersusAwsTest(h.KmsdBaseTestCase):
     def test_skeletons(self):
         # Every operation's skeletons are compared with the model by
         # test_cli_params; here the whole program, for a few, beside aws.
+        # The aws CLI fills an enum member with one of its values picked at
+        # random, so the skeletons must agree in keys, order and types.
+        def layout(doc):
+            if isinstance(doc, dict):
+                return [(k, layout(v)) for k, v in doc.items()]
+            if isinstance(doc, list):
+                return [layout(v) for v in doc]
+            return type(doc).__name__
         for command in ("connect-custom-key-store", "create-custom-key-store", "create-key", "encrypt",
                         "list-keys", "create-grant"):
             with self.subTest(command=command):
-                self.same(command, "--generate-cli-skeleton", "input")
+                aws, kms = self.both(command, "--generate-cli-skeleton", "input")
+                self.assertEqual((kms.code, aws.code), (0, 0), kms.err + aws.err)
+                self.assertEqual(layout(json.loads(kms.out)), layout(json.loads(aws.out)))
         # The aws CLI v1 checks its own output skeleton against the output
         # shape and refuses most (placeholders are shorter than the minimum
         # lengths), so the output skeleton is checked against the model.
