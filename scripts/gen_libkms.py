@@ -357,7 +357,7 @@ def generate(services):
  * %s */
 #include <stddef.h>
 
-#include "../../include/kms/kms_ops.h"
+#include "kms/kms_ops.h"
 #include "client/kms_codec.h"
 """) % ("Models: " + digests.replace("; ", ";\n *   ") + "."))
 

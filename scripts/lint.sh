@@ -9,7 +9,7 @@ for tool in cppcheck clang-tidy; do
 done
 
 cmake -S . -B build-lint -DCMAKE_EXPORT_COMPILE_COMMANDS=ON >/dev/null
-sources=$(git ls-files 'lib/*.c' 'src/*.c' | grep -v '_model\.c$')
+sources=$(git ls-files 'lib/*.c' 'src/*.c' | grep -v -e '_model\.c$' -e '_docs\.c$')
 jobs=$(nproc)
 
 echo "== cppcheck"

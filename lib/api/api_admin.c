@@ -14,7 +14,7 @@
 
 #include "core/kclock.h"
 #include "core/log.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 static kerr_code admin_json_result(json_t **out, int64_t offset_s, int with_now, kerr *err) {
   json_t *obj = json_object();

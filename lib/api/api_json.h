@@ -20,7 +20,7 @@
 #include "api/api.h"
 #include "core/kerr.h"
 #include "core/secmem.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 /* How every request body is parsed (the pipeline and the decoder's fuzz
  * target use exactly this): duplicate member names are refused, and the

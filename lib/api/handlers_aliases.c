@@ -15,7 +15,7 @@ static kerr_code handle_create_alias(const api_request *req, json_t *in, json_t 
 
   if ((rc = api_json_get_str(in, "AliasName", true, &alias_name, err))) return rc;
   if ((rc = api_json_get_str(in, "TargetKeyId", true, &target, err))) return rc;
-  if ((rc = kms_create_alias(req->domain, &call, alias_name, target, err))) return rc;
+  if ((rc = kms_op_create_alias(req->domain, &call, alias_name, target, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -27,7 +27,7 @@ static kerr_code handle_update_alias(const api_request *req, json_t *in, json_t 
 
   if ((rc = api_json_get_str(in, "AliasName", true, &alias_name, err))) return rc;
   if ((rc = api_json_get_str(in, "TargetKeyId", true, &target, err))) return rc;
-  if ((rc = kms_update_alias(req->domain, &call, alias_name, target, err))) return rc;
+  if ((rc = kms_op_update_alias(req->domain, &call, alias_name, target, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -38,7 +38,7 @@ static kerr_code handle_delete_alias(const api_request *req, json_t *in, json_t 
   const char *alias_name;
 
   if ((rc = api_json_get_str(in, "AliasName", true, &alias_name, err))) return rc;
-  if ((rc = kms_delete_alias(req->domain, &call, alias_name, err))) return rc;
+  if ((rc = kms_op_delete_alias(req->domain, &call, alias_name, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -72,7 +72,7 @@ static kerr_code handle_list_aliases(const api_request *req, json_t *in, json_t 
 
   if ((rc = api_json_get_str(in, "KeyId", false, &key_id, err))) goto out;
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
-  rc = kms_list_aliases(req->domain, &call, key_id, &li, &lo, err);
+  rc = kms_op_list_aliases(req->domain, &call, key_id, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   rc = api_json_set_array(reply, "Aliases", lo.aliases, lo.naliases, sizeof lo.aliases[0],

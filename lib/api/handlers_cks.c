@@ -74,7 +74,7 @@ static kerr_code handle_create(const api_request *req, json_t *in, json_t **out,
     return rc;
   ci.has_xks_members = has_xks_members(in);
   if ((rc = get_xks(in, &ci.xks, err))) return rc;
-  rc = kms_create_custom_key_store(req->domain, &call, &ci, id, err);
+  rc = kms_op_create_custom_key_store(req->domain, &call, &ci, id, err);
   if (rc) return rc;
   rc = api_json_new_object(&reply, err);
   if (rc) return rc;
@@ -143,7 +143,7 @@ static kerr_code handle_describe(const api_request *req, json_t *in, json_t **ou
   if ((rc = api_json_get_str(in, "CustomKeyStoreName", false, &di.custom_key_store_name, err)))
     return rc;
   if ((rc = api_json_get_list_input(in, &di.list, err))) return rc;
-  rc = kms_describe_custom_key_stores(req->domain, &call, &di, &dout, err);
+  rc = kms_op_describe_custom_key_stores(req->domain, &call, &di, &dout, err);
   if (rc) return rc;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   rc = api_json_set_array(reply, "CustomKeyStores", dout.stores, dout.nstores,
@@ -177,7 +177,7 @@ static kerr_code handle_update(const api_request *req, json_t *in, json_t **out,
     return rc;
   ui.has_xks_members = has_xks_members(in);
   if ((rc = get_xks(in, &ui.xks, err))) return rc;
-  rc = kms_update_custom_key_store(req->domain, &call, &ui, err);
+  rc = kms_op_update_custom_key_store(req->domain, &call, &ui, err);
   if (rc) return rc;
   return empty_reply(out, err);
 }
@@ -197,15 +197,15 @@ static kerr_code by_id(const api_request *req, json_t *in, json_t **out, cks_id_
 }
 
 static kerr_code handle_connect(const api_request *req, json_t *in, json_t **out, kerr *err) {
-  return by_id(req, in, out, kms_connect_custom_key_store, err);
+  return by_id(req, in, out, kms_op_connect_custom_key_store, err);
 }
 
 static kerr_code handle_disconnect(const api_request *req, json_t *in, json_t **out, kerr *err) {
-  return by_id(req, in, out, kms_disconnect_custom_key_store, err);
+  return by_id(req, in, out, kms_op_disconnect_custom_key_store, err);
 }
 
 static kerr_code handle_delete(const api_request *req, json_t *in, json_t **out, kerr *err) {
-  return by_id(req, in, out, kms_delete_custom_key_store, err);
+  return by_id(req, in, out, kms_op_delete_custom_key_store, err);
 }
 
 const api_handler api_handlers_cks[] = {

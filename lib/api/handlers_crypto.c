@@ -38,7 +38,7 @@ static kerr_code handle_encrypt(const api_request *req, json_t *in, json_t **out
   ei.plaintext_len = plaintext.len;
   ei.context = context;
 
-  rc = kms_encrypt(req->domain, &call, &ei, &eo, err);
+  rc = kms_op_encrypt(req->domain, &call, &ei, &eo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   if ((rc = api_json_set_blob(reply, "CiphertextBlob", eo.ciphertext, eo.ciphertext_len, err)))
@@ -74,7 +74,7 @@ static kerr_code handle_decrypt(const api_request *req, json_t *in, json_t **out
   di.ciphertext_len = ciphertext.len;
   di.context = context;
 
-  rc = kms_decrypt(req->domain, &call, &di, &dout, err);
+  rc = kms_op_decrypt(req->domain, &call, &di, &dout, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   if ((rc = api_json_set_str(reply, "KeyId", dout.key_id, err))) goto out;
@@ -177,9 +177,9 @@ static kerr_code generate_data_key(const api_request *req, json_t *in, json_t **
   gi.context = context;
 
   if (with_plaintext)
-    rc = kms_generate_data_key(req->domain, &call, &gi, &go, err);
+    rc = kms_op_generate_data_key(req->domain, &call, &gi, &go, err);
   else
-    rc = kms_generate_data_key_without_plaintext(req->domain, &call, &gi, &go, err);
+    rc = kms_op_generate_data_key_without_plaintext(req->domain, &call, &gi, &go, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   if ((rc = api_json_set_blob(reply, "CiphertextBlob", go.ciphertext, go.ciphertext_len, err)))
@@ -228,7 +228,7 @@ static kerr_code handle_generate_random(const api_request *req, json_t *in, json
   if ((rc = api_json_get_str(in, "CustomKeyStoreId", false, &gi.custom_key_store_id, err)))
     goto out;
 
-  rc = kms_generate_random(req->domain, &call, &gi, &random, err);
+  rc = kms_op_generate_random(req->domain, &call, &gi, &random, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   rc = api_json_set_blob(reply, "Plaintext", random.data, random.len, err);

@@ -128,7 +128,7 @@ static kerr_code handle_create_key(const api_request *req, json_t *in, json_t **
   if ((rc = api_json_get_tags(in, "Tags", false, &tags, &ki.ntags, err))) goto out;
   ki.tags = tags;
 
-  rc = kms_create_key(req->domain, &call, &ki, &md, err);
+  rc = kms_op_create_key(req->domain, &call, &ki, &md, err);
   if (rc) goto out;
   rc = metadata_reply(&md, out, err);
 out:
@@ -147,7 +147,7 @@ static kerr_code handle_describe_key(const api_request *req, json_t *in, json_t 
   /* GrantTokens only matter for eventual consistency of grants, and
    * DescribeKey lists no grant-token error, so they are ignored here. */
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
-  rc = kms_describe_key(req->domain, &call, key_id, &md, err);
+  rc = kms_op_describe_key(req->domain, &call, key_id, &md, err);
   if (rc) goto out;
   rc = metadata_reply(&md, out, err);
 out:
@@ -165,7 +165,7 @@ static kerr_code handle_list_keys(const api_request *req, json_t *in, json_t **o
   size_t i;
 
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
-  rc = kms_list_keys(req->domain, &call, &li, &lo, err);
+  rc = kms_op_list_keys(req->domain, &call, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   keys = json_array();
@@ -203,7 +203,7 @@ static kerr_code handle_enable_key(const api_request *req, json_t *in, json_t **
   const char *key_id;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_enable_key(req->domain, &call, key_id, err))) return rc;
+  if ((rc = kms_op_enable_key(req->domain, &call, key_id, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -214,7 +214,7 @@ static kerr_code handle_disable_key(const api_request *req, json_t *in, json_t *
   const char *key_id;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_disable_key(req->domain, &call, key_id, err))) return rc;
+  if ((rc = kms_op_disable_key(req->domain, &call, key_id, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -226,7 +226,7 @@ static kerr_code handle_update_key_description(const api_request *req, json_t *i
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
   if ((rc = api_json_get_str(in, "Description", true, &description, err))) return rc;
-  if ((rc = kms_update_key_description(req->domain, &call, key_id, description, err)))
+  if ((rc = kms_op_update_key_description(req->domain, &call, key_id, description, err)))
     return rc;
   return api_json_new_object(out, err);
 }
@@ -250,7 +250,7 @@ static kerr_code handle_schedule_key_deletion(const api_request *req, json_t *in
                     "1 validation error detected: Value '%lld' at 'pendingWindowInDays' failed "
                     "to satisfy constraint: Member must have value between 1 and 365",
                     (long long)window);
-  rc = kms_schedule_key_deletion(req->domain, &call, key_id, has_window ? (int)window : 0, &so,
+  rc = kms_op_schedule_key_deletion(req->domain, &call, key_id, has_window ? (int)window : 0, &so,
                                  err);
   if (rc) return rc;
   if ((rc = api_json_new_object(&reply, err))) return rc;
@@ -277,7 +277,7 @@ static kerr_code handle_cancel_key_deletion(const api_request *req, json_t *in, 
   const char *key_id;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_cancel_key_deletion(req->domain, &call, key_id, arn, err))) return rc;
+  if ((rc = kms_op_cancel_key_deletion(req->domain, &call, key_id, arn, err))) return rc;
   return api_json_reply_str(out, "KeyId", arn, err);
 }
 

@@ -19,7 +19,7 @@ static kerr_code handle_put_key_policy(const api_request *req, json_t *in, json_
   if ((rc = api_json_get_str(in, "Policy", true, &policy, err))) return rc;
   if ((rc = api_json_get_bool(in, "BypassPolicyLockoutSafetyCheck", false, &bypass, err)))
     return rc;
-  rc = kms_put_key_policy(req->domain, &call, key_id, policy_name, policy, bypass, err);
+  rc = kms_op_put_key_policy(req->domain, &call, key_id, policy_name, policy, bypass, err);
   if (rc) return rc;
   return api_json_new_object(out, err);
 }
@@ -34,7 +34,7 @@ static kerr_code handle_get_key_policy(const api_request *req, json_t *in, json_
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_str(in, "PolicyName", false, &policy_name, err))) goto out;
-  if ((rc = kms_get_key_policy(req->domain, &call, key_id, policy_name, &po, err))) goto out;
+  if ((rc = kms_op_get_key_policy(req->domain, &call, key_id, policy_name, &po, err))) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   if ((rc = api_json_set_str(reply, "Policy", po.policy, err))) goto out;
   rc = api_json_set_str(reply, "PolicyName", po.policy_name, err);
@@ -60,7 +60,7 @@ static kerr_code handle_list_key_policies(const api_request *req, json_t *in, js
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
-  if ((rc = kms_list_key_policies(req->domain, &call, key_id, &li, &lo, err))) goto out;
+  if ((rc = kms_op_list_key_policies(req->domain, &call, key_id, &li, &lo, err))) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   names = json_array();
   if (!names) {

@@ -23,7 +23,7 @@ static kerr_code handle_enable_key_rotation(const api_request *req, json_t *in, 
                     "1 validation error detected: Value '%lld' at 'rotationPeriodInDays' failed "
                     "to satisfy constraint: Member must have value between 90 and 2560",
                     (long long)period);
-  rc = kms_enable_key_rotation(req->domain, &call, key_id, has_period ? (int)period : 0, err);
+  rc = kms_op_enable_key_rotation(req->domain, &call, key_id, has_period ? (int)period : 0, err);
   if (rc) return rc;
   return api_json_new_object(out, err);
 }
@@ -35,7 +35,7 @@ static kerr_code handle_disable_key_rotation(const api_request *req, json_t *in,
   const char *key_id;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_disable_key_rotation(req->domain, &call, key_id, err))) return rc;
+  if ((rc = kms_op_disable_key_rotation(req->domain, &call, key_id, err))) return rc;
   return api_json_new_object(out, err);
 }
 
@@ -48,7 +48,7 @@ static kerr_code handle_get_key_rotation_status(const api_request *req, json_t *
   json_t *reply = NULL;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_get_key_rotation_status(req->domain, &call, key_id, &st, err))) return rc;
+  if ((rc = kms_op_get_key_rotation_status(req->domain, &call, key_id, &st, err))) return rc;
   if ((rc = api_json_new_object(&reply, err))) return rc;
   if ((rc = api_json_set_bool(reply, "KeyRotationEnabled", st.enabled, err))) goto out;
   if ((rc = api_json_set_str(reply, "KeyId", st.key_id, err))) goto out;
@@ -79,7 +79,7 @@ static kerr_code handle_rotate_key_on_demand(const api_request *req, json_t *in,
   const char *key_id;
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) return rc;
-  if ((rc = kms_rotate_key_on_demand(req->domain, &call, key_id, key_id_out, err))) return rc;
+  if ((rc = kms_op_rotate_key_on_demand(req->domain, &call, key_id, key_id_out, err))) return rc;
   return api_json_reply_str(out, "KeyId", key_id_out, err);
 }
 
@@ -116,7 +116,7 @@ static kerr_code handle_list_key_rotations(const api_request *req, json_t *in, j
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_str(in, "IncludeKeyMaterial", false, &include, err))) goto out;
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
-  rc = kms_list_key_rotations(req->domain, &call, key_id, include, &li, &lo, err);
+  rc = kms_op_list_key_rotations(req->domain, &call, key_id, include, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   rc = api_json_set_array(reply, "Rotations", lo.rotations, lo.nrotations, sizeof lo.rotations[0],

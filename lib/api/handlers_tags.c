@@ -17,7 +17,7 @@ static kerr_code handle_tag_resource(const api_request *req, json_t *in, json_t 
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_tags(in, "Tags", true, &tags, &ntags, err))) goto out;
-  if ((rc = kms_tag_resource(req->domain, &call, key_id, tags, ntags, err))) goto out;
+  if ((rc = kms_op_tag_resource(req->domain, &call, key_id, tags, ntags, err))) goto out;
   rc = api_json_new_object(out, err);
 out:
   free(tags);
@@ -34,7 +34,7 @@ static kerr_code handle_untag_resource(const api_request *req, json_t *in, json_
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_str_list(in, "TagKeys", true, &tag_keys, &nkeys, err))) goto out;
-  if ((rc = kms_untag_resource(req->domain, &call, key_id, tag_keys, nkeys, err))) goto out;
+  if ((rc = kms_op_untag_resource(req->domain, &call, key_id, tag_keys, nkeys, err))) goto out;
   rc = api_json_new_object(out, err);
 out:
   free(tag_keys);
@@ -53,7 +53,7 @@ static kerr_code handle_list_resource_tags(const api_request *req, json_t *in, j
 
   if ((rc = api_json_get_str(in, "KeyId", true, &key_id, err))) goto out;
   if ((rc = api_json_get_list_input(in, &li, err))) goto out;
-  rc = kms_list_resource_tags(req->domain, &call, key_id, &li, &lo, err);
+  rc = kms_op_list_resource_tags(req->domain, &call, key_id, &li, &lo, err);
   if (rc) goto out;
   if ((rc = api_json_new_object(&reply, err))) goto out;
   list = json_array();

@@ -10,9 +10,7 @@
  * Nothing secret leaves this file: debug lines and error messages name the
  * endpoint, the operation, sizes, statuses, error codes and request ids,
  * never a body, a header value that signs, or a credential. */
-/* By path: inside the tree "kms/kms.h" is the server's domain header
- * (lib/kms/kms.h), found first on the include path. */
-#include "../../include/kms/kms.h"
+#include "kms/kms.h"
 
 #include <errno.h>
 #include <stdarg.h>

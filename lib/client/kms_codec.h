@@ -29,8 +29,7 @@
 
 #include <jansson.h>
 
-/* The public header by path: "kms/kms.h" on the include path is lib/kms's. */
-#include "../../include/kms/kms.h"
+#include "kms/kms.h"
 #include "model/model.h"  /* model_type only: nothing of lib/model is linked */
 
 /* The engine is libkms's inside: hidden, so that libkms.so, which exports

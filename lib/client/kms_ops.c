@@ -8,7 +8,7 @@
  *   cloudhsmv2 model sha256:b2af4609016c5cce3d89868f92fe7c4bd24305decf092b782ff58015549b2860. */
 #include <stddef.h>
 
-#include "../../include/kms/kms_ops.h"
+#include "kms/kms_ops.h"
 #include "client/kms_codec.h"
 
 /* ======================================================================== KMS */

@@ -1,10 +1,10 @@
 /* hsm_admin.h - the C API of the CloudHSM service (hsm_service.h): the
  * CloudHSMv2 operations (BaldrApiService) and kmsd's own cluster
- * administration (KmsdHsmAdmin, what hsm-cli calls), as kms.h is for KMS.
+ * administration (KmsdHsmAdmin, what hsm-cli calls), as kms_domain.h is for KMS.
  *
  * The protocol layer (handlers_cloudhsm.c, handlers_hsm_admin.c) maps JSON
  * onto these calls, with the service kms_domain_cloudhsm gives.  Conventions
- * are kms.h's: an aws_call (aws/call.h) says who calls and
+ * are kms_domain.h's: an aws_call (aws/call.h) says who calls and
  * where (clusters live per account + region), every operation authorizes
  * with authz_check ("cloudhsm:<Operation>" on the cluster's ARN, "*" for
  * CreateCluster / DescribeClusters / DescribeBackups), outputs are zeroed

@@ -84,7 +84,7 @@ static kerr_code create_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return rc;
 }
 
-kerr_code kms_create_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_create_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            const char *target_key_id, kerr *err) {
   alias_arg a = {call, alias_name};
   kerr_code rc = kmsi_check_call(call, err);
@@ -130,7 +130,7 @@ static kerr_code update_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return d->st->ops->alias_update(tx, &row, err);
 }
 
-kerr_code kms_update_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_update_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            const char *target_key_id, kerr *err) {
   alias_arg a = {call, alias_name};
   kerr_code rc = kmsi_check_call(call, err);
@@ -149,7 +149,7 @@ static kerr_code delete_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return rc;
 }
 
-kerr_code kms_delete_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_delete_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            kerr *err) {
   alias_arg a = {call, alias_name};
   kerr_code rc = kmsi_check_call(call, err);
@@ -171,7 +171,7 @@ void kms_list_aliases_output_clear(kms_list_aliases_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_list_aliases(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_aliases(kms_domain *d, const kms_call *call, const char *key_id,
                            const kms_list_input *in, kms_list_aliases_output *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;

@@ -57,7 +57,7 @@
 
 #include "core/kerr.h"
 #include "core/secmem.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 #include "store/store.h"
 
 /* A backend's live connection to one custom key store; each backend defines

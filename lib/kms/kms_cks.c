@@ -274,7 +274,7 @@ static bool any_xks(const kms_xks_input *x) {
          x->connectivity || x->access_key_id || x->secret_access_key;
 }
 
-kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_create_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_create_cks_input *in,
                                       char id_out[KMS_CKS_ID_MAX], kerr *err) {
   store_tx *tx = NULL;
@@ -468,7 +468,7 @@ static kerr_code fill_entry(const store_cks *c, kms_custom_key_store *e, kerr *e
   return KERR_OK;
 }
 
-kerr_code kms_describe_custom_key_stores(kms_domain *d, const kms_call *call,
+kerr_code kms_op_describe_custom_key_stores(kms_domain *d, const kms_call *call,
                                          const kms_describe_cks_input *in,
                                          kms_describe_cks_output *out, kerr *err) {
   store_tx *tx = NULL;
@@ -725,7 +725,7 @@ static kerr_code update_plan(kms_domain *d, const kms_call *call, const kms_upda
  * together: the update starts over from step 1 (at most UPDATE_ATTEMPTS
  * times), so that what is written is always what the proxy accepted, and
  * the other request's change is kept. */
-kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_update_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_update_cks_input *in, kerr *err) {
   store_tx *tx = NULL;
   store_cks c, cur, probed;
@@ -842,7 +842,7 @@ static kerr_code read_own(kms_domain *d, const kms_call *call, const char *cks_i
   return rc;
 }
 
-kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_connect_custom_key_store(kms_domain *d, const kms_call *call,
                                        const char *custom_key_store_id, kerr *err) {
   static const char *const from_disconnected[] = {"DISCONNECTED", NULL};
   store_cks c;
@@ -902,7 +902,7 @@ out:
   return rc;
 }
 
-kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
                                           const char *custom_key_store_id, kerr *err) {
   static const char *const from_live[] = {"CONNECTED", "CONNECTING", "FAILED", NULL};
   static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
@@ -943,7 +943,7 @@ out:
   return rc;
 }
 
-kerr_code kms_delete_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_delete_custom_key_store(kms_domain *d, const kms_call *call,
                                       const char *custom_key_store_id, kerr *err) {
   store_tx *tx = NULL;
   store_cks c;

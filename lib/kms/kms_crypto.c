@@ -230,7 +230,7 @@ void kms_encrypt_output_clear(kms_encrypt_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
+kerr_code kms_op_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
                       kms_encrypt_output *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;
@@ -344,7 +344,7 @@ void kms_decrypt_output_clear(kms_decrypt_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
+kerr_code kms_op_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
                       kms_decrypt_output *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;
@@ -579,13 +579,13 @@ out:
   return rc;
 }
 
-kerr_code kms_generate_data_key(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_data_key(kms_domain *d, const kms_call *call,
                                 const kms_generate_data_key_input *in,
                                 kms_generate_data_key_output *out, kerr *err) {
   return generate_data_key(d, call, in, true, out, err);
 }
 
-kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
                                                   const kms_generate_data_key_input *in,
                                                   kms_generate_data_key_output *out, kerr *err) {
   return generate_data_key(d, call, in, false, out, err);
@@ -593,7 +593,7 @@ kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call 
 
 /* --------------------------------------------------------- GenerateRandom */
 
-kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_random(kms_domain *d, const kms_call *call,
                               const kms_generate_random_input *in, kbytes *out, kerr *err) {
   kms_backend_ctx bctx;
   kerr_code rc;

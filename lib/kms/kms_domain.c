@@ -718,7 +718,7 @@ static kerr_code make_dir(const char *path, kerr *err) {
 _Static_assert(KMS_DB_BUSY_TIMEOUT_DEFAULT_MS == STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS &&
                    KMS_DB_BUSY_TIMEOUT_MIN_MS == STORE_SQLITE_BUSY_TIMEOUT_MIN_MS &&
                    KMS_DB_BUSY_TIMEOUT_MAX_MS == STORE_SQLITE_BUSY_TIMEOUT_MAX_MS,
-               "kms.h and store.h disagree on the database busy timeout");
+               "kms_domain.h and store.h disagree on the database busy timeout");
 
 /* The root key and the database belong together: one without the other is a
  * half-restored backup or an unmounted disk, never a first start.  Making a
@@ -747,7 +747,7 @@ static kerr_code check_data_files(const char *data_dir, kerr *err) {
 _Static_assert(KMS_HSM_TIMEOUT_DEFAULT_MS == P11_POOL_WAIT_MS &&
                    KMS_HSM_TIMEOUT_MIN_MS == P11_POOL_WAIT_MIN_MS &&
                    KMS_HSM_TIMEOUT_MAX_MS == P11_POOL_WAIT_MAX_MS,
-               "kms.h and p11.h disagree on the HSM session wait");
+               "kms_domain.h and p11.h disagree on the HSM session wait");
 
 #define ROOT_KEY_CHECK_META "root_key_check"
 

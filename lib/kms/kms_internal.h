@@ -11,7 +11,7 @@
 #include "cloudhsm/hsm_service.h"
 #include "crypto/blob.h"
 #include "crypto/rootkey.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 #include "store/store.h"
 
 #define KMS_STATE_ENABLED "Enabled"

@@ -132,7 +132,7 @@ static kerr_code check_create_input(const kms_create_key_input *in, kerr *err) {
   return kmsi_validate_tags(in->tags, in->ntags, err);
 }
 
-kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
+kerr_code kms_op_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
                          kms_key_metadata *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;
@@ -270,7 +270,7 @@ static kerr_code describe_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg
   return fill_metadata(k, arg, err);
 }
 
-kerr_code kms_describe_key(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_describe_key(kms_domain *d, const kms_call *call, const char *key_id,
                            kms_key_metadata *out, kerr *err) {
   memset(out, 0, sizeof *out);
   return kmsi_with_key(d, call, key_id, &KMSI_DESCRIBE, false, "kms:DescribeKey", describe_fn,
@@ -286,7 +286,7 @@ void kms_list_keys_output_clear(kms_list_keys_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_list_keys(kms_domain *d, const kms_call *call, const kms_list_input *in,
+kerr_code kms_op_list_keys(kms_domain *d, const kms_call *call, const kms_list_input *in,
                         kms_list_keys_output *out, kerr *err) {
   kerr_code rc;
   store_tx *tx = NULL;
@@ -348,12 +348,12 @@ static kerr_code set_state_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *ar
   return d->st->ops->key_update(tx, &k->row, err);
 }
 
-kerr_code kms_enable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err) {
+kerr_code kms_op_enable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err) {
   return kmsi_with_key(d, call, key_id, &KMSI_MANAGE, true, "kms:EnableKey", set_state_fn,
                        (void *)KMS_STATE_ENABLED, err);
 }
 
-kerr_code kms_disable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err) {
+kerr_code kms_op_disable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err) {
   return kmsi_with_key(d, call, key_id, &KMSI_MANAGE, true, "kms:DisableKey", set_state_fn,
                        (void *)KMS_STATE_DISABLED, err);
 }
@@ -372,7 +372,7 @@ static kerr_code describe_update_fn(kms_domain *d, store_tx *tx, kmsi_key *k, vo
   return d->st->ops->key_update(tx, &k->row, err);
 }
 
-kerr_code kms_update_key_description(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_update_key_description(kms_domain *d, const kms_call *call, const char *key_id,
                                      const char *description, kerr *err) {
   if (!description) return kerr_set(err, KERR_VALIDATION, "Description is required.");
   if (strlen(description) > KMS_MAX_DESCRIPTION)
@@ -407,7 +407,7 @@ static kerr_code schedule_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg
   return KERR_OK;
 }
 
-kerr_code kms_schedule_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_schedule_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
                                     int pending_window_days, kms_schedule_deletion_output *out,
                                     kerr *err) {
   schedule_arg a = {pending_window_days ? pending_window_days : 30, out};
@@ -435,7 +435,7 @@ static kerr_code cancel_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return KERR_OK;
 }
 
-kerr_code kms_cancel_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_cancel_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
                                   char key_arn_out[KMS_ARN_MAX], kerr *err) {
   key_arn_out[0] = '\0';
   return kmsi_with_key(d, call, key_id, &KMSI_MANAGE, true, "kms:CancelKeyDeletion", cancel_fn,
@@ -467,7 +467,7 @@ static kerr_code put_policy_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *a
   return rc;
 }
 
-kerr_code kms_put_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_put_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *policy_name, const char *policy,
                              bool bypass_policy_lockout_safety_check, kerr *err) {
   put_policy_arg a = {call, policy, bypass_policy_lockout_safety_check};
@@ -494,7 +494,7 @@ void kms_key_policy_output_clear(kms_key_policy_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_get_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_get_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *policy_name, kms_key_policy_output *out, kerr *err) {
   memset(out, 0, sizeof *out);
   kerr_code rc = check_policy_name(policy_name, err);
@@ -520,7 +520,7 @@ void kms_list_policies_output_clear(kms_list_policies_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
                                 const kms_list_input *in, kms_list_policies_output *out,
                                 kerr *err) {
   size_t limit = 0;

@@ -45,7 +45,7 @@ static kerr_code enable_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return d->st->ops->key_update(tx, &k->row, err);
 }
 
-kerr_code kms_enable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_enable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
                                   int rotation_period_days, kerr *err) {
   if (rotation_period_days != 0 &&
       (rotation_period_days < MIN_ROTATION_DAYS || rotation_period_days > MAX_ROTATION_DAYS))
@@ -66,7 +66,7 @@ static kerr_code disable_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg,
   return d->st->ops->key_update(tx, &k->row, err);
 }
 
-kerr_code kms_disable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_disable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
                                    kerr *err) {
   return kmsi_with_key(d, call, key_id, &KMSI_MANAGE, true, "kms:DisableKeyRotation", disable_fn,
                        NULL, err);
@@ -86,7 +86,7 @@ static kerr_code status_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return KERR_OK;
 }
 
-kerr_code kms_get_key_rotation_status(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_get_key_rotation_status(kms_domain *d, const kms_call *call, const char *key_id,
                                       kms_rotation_status *out, kerr *err) {
   memset(out, 0, sizeof *out);
   kerr_code rc = kmsi_with_key(d, call, key_id, &status_opts, false, "kms:GetKeyRotationStatus",
@@ -108,7 +108,7 @@ static kerr_code rotate_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, 
   return KERR_OK;
 }
 
-kerr_code kms_rotate_key_on_demand(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_rotate_key_on_demand(kms_domain *d, const kms_call *call, const char *key_id,
                                    char key_id_out[UUID_STR_LEN], kerr *err) {
   key_id_out[0] = '\0';
   return kmsi_with_key(d, call, key_id, &KMSI_MANAGE, true, "kms:RotateKeyOnDemand", rotate_fn,
@@ -174,7 +174,7 @@ void kms_list_rotations_output_clear(kms_list_rotations_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_list_key_rotations(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_key_rotations(kms_domain *d, const kms_call *call, const char *key_id,
                                  const char *include_key_material, const kms_list_input *in,
                                  kms_list_rotations_output *out, kerr *err) {
   list_rot_arg a = {false, 0, 0, out};

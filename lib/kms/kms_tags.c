@@ -39,7 +39,7 @@ static kerr_code tag_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, ker
   return rc;
 }
 
-kerr_code kms_tag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_tag_resource(kms_domain *d, const kms_call *call, const char *key_id,
                            const kms_pair *tags, size_t ntags, kerr *err) {
   tag_arg a = {tags, ntags, NULL, 0};
   kerr_code rc = kmsi_validate_tags(tags, ntags, err);
@@ -55,7 +55,7 @@ static kerr_code untag_fn(kms_domain *d, store_tx *tx, kmsi_key *k, void *arg, k
   return rc;
 }
 
-kerr_code kms_untag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_untag_resource(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *const *tag_keys, size_t nkeys, kerr *err) {
   tag_arg a = {NULL, 0, tag_keys, nkeys};
   if (nkeys && !tag_keys) return kerr_set(err, KERR_TAG, "Tag keys are required.");
@@ -121,7 +121,7 @@ void kms_list_tags_output_clear(kms_list_tags_output *o) {
   memset(o, 0, sizeof *o);
 }
 
-kerr_code kms_list_resource_tags(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_resource_tags(kms_domain *d, const kms_call *call, const char *key_id,
                                  const kms_list_input *in, kms_list_tags_output *out, kerr *err) {
   char after[600];
   list_tags_arg a = {0, NULL, out};

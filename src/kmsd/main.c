@@ -32,7 +32,7 @@
 #include "api/vpc_registry.h"
 #include "http/http_server.h"
 #include "cloudhsm/hsm_admin.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 #define PROGRAM "kmsd"
 #define DEFAULT_LISTEN "127.0.0.1:4599"

@@ -23,9 +23,9 @@ DOC_ENDPOINT = "http://127.0.0.1:4599"
 SERVER_COMMAND = re.compile(r"^\s*(\S*/)?(run\.sh|kmsd)(\s|$)")
 
 
-def quick_start_section(text):
-    """The text under the first heading containing "Quick start", up to the next
-    heading of the same or a higher level; None when there is none."""
+def quick_start_section(text, title="quick start"):
+    """The text under the first heading containing `title` (any case), up to the
+    next heading of the same or a higher level; None when there is none."""
     lines = text.splitlines()
     start = level = None
     in_fence = False
@@ -38,7 +38,7 @@ def quick_start_section(text):
         if not m:
             continue
         if start is None:
-            if "quick start" in m.group(2).lower():
+            if title in m.group(2).lower():
                 start, level = i + 1, len(m.group(1))
         elif len(m.group(1)) <= level:
             return "\n".join(lines[start:i])
@@ -139,3 +139,49 @@ class ReadmeQuickStartTest(h.KmsdBaseTestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class ReadmeKmsCommandLineTest(h.KmsdBaseTestCase):
+    """The README's section on the kms command line, run the same way, with
+    the kms just built first on PATH."""
+
+    @classmethod
+    def setUpClass(cls):
+        with open(README, encoding="utf-8") as f:
+            cls.section = quick_start_section(f.read(), "the kms command line")
+        if cls.section is None:
+            raise AssertionError("README.md has no heading 'The kms command line'")
+        kms = os.environ.get("KMS_BIN") or os.path.join(os.environ.get("KMSD_BUILD_DIR", "build"), "kms")
+        if not os.path.exists(kms):
+            raise AssertionError("kms is not built: %s" % kms)
+        cls.kms_dir = os.path.dirname(os.path.abspath(kms))
+        cls.server = h.KmsdServer()
+        cls.server.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.server.cleanup()
+
+    def setUp(self):
+        self.cwd = tempfile.mkdtemp(prefix="kmsd-readme-kms-")
+
+    def tearDown(self):
+        shutil.rmtree(self.cwd, ignore_errors=True)
+
+    def test_shell_block(self):
+        blocks = fenced_blocks(self.section, ("sh",))
+        self.assertTrue(blocks, "the kms section has no ```sh block")
+        script = shell_script(blocks, self.server.endpoint)
+        self.assertIn(self.server.endpoint, script)
+        env = readme_env(self.server)
+        env.pop("AWS_ENDPOINT_URL", None)
+        env["PATH"] = self.kms_dir + os.pathsep + env.get("PATH", "")
+        proc = subprocess.run(["bash", "-e", "-o", "pipefail", "-s"], input=script, capture_output=True,
+                              text=True, cwd=self.cwd, env=env, timeout=300)
+        self.assertEqual(proc.returncode, 0, "the kms section failed\nscript:\n%s\nstdout:\n%s\nstderr:\n%s\n%s" % (
+            script, proc.stdout, proc.stderr, self.server.describe()))
+        promised = re.search(r"last command prints `([^`]*)`", self.section)
+        self.assertIsNotNone(promised, "the kms section no longer says what its last command prints")
+        self.assertTrue(proc.stdout.rstrip("\n").endswith(promised.group(1)), proc.stdout)
+        # the listing: the key's id
+        self.assertRegex(proc.stdout, r"(?m)^[0-9a-f]{8}-[0-9a-f-]{27}$")

@@ -21,7 +21,7 @@
 #include <time.h>
 
 #include "cloudhsm/hsm_admin.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 #define FIXTURE_ACCT "111122223333"
 #define FIXTURE_REGION "us-east-1"

@@ -324,7 +324,7 @@ static void test_restart_finishes_disconnecting(void **state) {
   assert_int_equal(kms_domain_open(&cfg, &dom, &err), KERR_OK);
   memset(&in, 0, sizeof in);
   in.custom_key_store_id = "cks-00000000000000001";
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
   assert_int_equal(out.nstores, 1);
   assert_string_equal(out.stores[0].connection_state, "DISCONNECTED");
   assert_null(out.stores[0].connection_error_code);
@@ -342,7 +342,7 @@ static void test_describe_pages_and_errors(void **state) {
   put_record("cks-00000000000000003", "c", "DISCONNECTED");
   memset(&in, 0, sizeof in);
   in.list.limit = 2;
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
   assert_int_equal(out.nstores, 2);
   assert_true(out.truncated);
   assert_non_null(out.next_marker);
@@ -351,21 +351,21 @@ static void test_describe_pages_and_errors(void **state) {
   snprintf(marker, sizeof marker, "%s", out.next_marker);
   kms_describe_cks_output_clear(&out);
   in.list.marker = marker;
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
   assert_int_equal(out.nstores, 1);
   assert_false(out.truncated);
   assert_string_equal(out.stores[0].custom_key_store_name, "c");
   kms_describe_cks_output_clear(&out);
 
   in.list.marker = "garbage";
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err),
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err),
                    KERR_INVALID_MARKER);
   memset(&in, 0, sizeof in);
   in.custom_key_store_name = "nope";
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err),
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err),
                    KERR_CKS_NOT_FOUND);
   in.custom_key_store_id = "cks-00000000000000001";
-  assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_VALIDATION);
 }
 
 static void test_operations_without_a_cluster(void **state) {
@@ -384,49 +384,49 @@ static void test_operations_without_a_cluster(void **state) {
   ci.cloud_hsm_cluster_id = "cluster-abcdefghijk";
   ci.trust_anchor_certificate = "-----BEGIN CERTIFICATE-----";
   ci.key_store_password = PASSWORD;
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err),
+  assert_int_equal(kms_op_create_custom_key_store(dom, &call, &ci, id, &err),
                    KERR_HSM_CLUSTER_NOT_FOUND);
   ci.key_store_password = "short";
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
   /* An external key store refuses CloudHSM members and needs its own. */
   ci.custom_key_store_type = "EXTERNAL_KEY_STORE";
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_create_custom_key_store(dom, &call, &ci, id, &err), KERR_VALIDATION);
 
   put_record("cks-00000000000000001", "existing", "DISCONNECTED");
   ci.custom_key_store_type = NULL;
   ci.key_store_password = PASSWORD;
   ci.custom_key_store_name = "existing";
-  assert_int_equal(kms_create_custom_key_store(dom, &call, &ci, id, &err), KERR_CKS_NAME_IN_USE);
+  assert_int_equal(kms_op_create_custom_key_store(dom, &call, &ci, id, &err), KERR_CKS_NAME_IN_USE);
 
   memset(&ui, 0, sizeof ui);
   ui.custom_key_store_id = "cks-00000000000000001";
   ui.cloud_hsm_cluster_id = "cluster-bbbbbbbbbbb";
-  assert_int_equal(kms_update_custom_key_store(dom, &call, &ui, &err), KERR_HSM_CLUSTER_NOT_FOUND);
+  assert_int_equal(kms_op_update_custom_key_store(dom, &call, &ui, &err), KERR_HSM_CLUSTER_NOT_FOUND);
   ui.cloud_hsm_cluster_id = NULL;
   ui.new_custom_key_store_name = "renamed";
-  assert_int_equal(kms_update_custom_key_store(dom, &call, &ui, &err), KERR_OK);
+  assert_int_equal(kms_op_update_custom_key_store(dom, &call, &ui, &err), KERR_OK);
 
-  assert_int_equal(kms_disconnect_custom_key_store(dom, &call, "cks-00000000000000001", &err),
+  assert_int_equal(kms_op_disconnect_custom_key_store(dom, &call, "cks-00000000000000001", &err),
                    KERR_CKS_INVALID_STATE);
   memset(&ki, 0, sizeof ki);
   ki.origin = "AWS_CLOUDHSM";
   ki.custom_key_store_id = "cks-00000000000000001";
-  assert_int_equal(kms_create_key(dom, &call, &ki, &md, &err), KERR_CKS_INVALID_STATE);
+  assert_int_equal(kms_op_create_key(dom, &call, &ki, &md, &err), KERR_CKS_INVALID_STATE);
   ki.custom_key_store_id = "cks-0000000000000000f";
-  assert_int_equal(kms_create_key(dom, &call, &ki, &md, &err), KERR_CKS_NOT_FOUND);
+  assert_int_equal(kms_op_create_key(dom, &call, &ki, &md, &err), KERR_CKS_NOT_FOUND);
   ki.custom_key_store_id = NULL;
-  assert_int_equal(kms_create_key(dom, &call, &ki, &md, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_create_key(dom, &call, &ki, &md, &err), KERR_VALIDATION);
 
   memset(&gi, 0, sizeof gi);
   gi.has_number_of_bytes = true;
   gi.number_of_bytes = 16;
   gi.custom_key_store_id = "cks-00000000000000001";
-  assert_int_equal(kms_generate_random(dom, &call, &gi, &rnd, &err), KERR_CKS_INVALID_STATE);
+  assert_int_equal(kms_op_generate_random(dom, &call, &gi, &rnd, &err), KERR_CKS_INVALID_STATE);
   gi.custom_key_store_id = "cks-0000000000000000f";
-  assert_int_equal(kms_generate_random(dom, &call, &gi, &rnd, &err), KERR_CKS_NOT_FOUND);
+  assert_int_equal(kms_op_generate_random(dom, &call, &gi, &rnd, &err), KERR_CKS_NOT_FOUND);
 
-  assert_int_equal(kms_delete_custom_key_store(dom, &call, "cks-00000000000000001", &err), KERR_OK);
-  assert_int_equal(kms_delete_custom_key_store(dom, &call, "cks-00000000000000001", &err),
+  assert_int_equal(kms_op_delete_custom_key_store(dom, &call, "cks-00000000000000001", &err), KERR_OK);
+  assert_int_equal(kms_op_delete_custom_key_store(dom, &call, "cks-00000000000000001", &err),
                    KERR_CKS_NOT_FOUND);
 }
 

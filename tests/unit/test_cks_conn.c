@@ -205,7 +205,7 @@ static void test_restart_resumes_connected_external_store(void **state) {
   assert_null(live_backend("cks-00000000000000003"));
 
   /* Disconnect takes the resumed connection away. */
-  assert_int_equal(kms_disconnect_custom_key_store(dom, &call, "cks-00000000000000001", &err),
+  assert_int_equal(kms_op_disconnect_custom_key_store(dom, &call, "cks-00000000000000001", &err),
                    KERR_OK);
   state_of("cks-00000000000000001", st, NULL);
   assert_string_equal(st, "DISCONNECTED");

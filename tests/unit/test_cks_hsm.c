@@ -36,7 +36,7 @@ static void wait_store(const char *cks_id, const char *state) {
     bool done;
     memset(&in, 0, sizeof in);
     in.custom_key_store_id = cks_id;
-    assert_int_equal(kms_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
+    assert_int_equal(kms_op_describe_custom_key_stores(dom, &call, &in, &out, &err), KERR_OK);
     done = strcmp(out.stores[0].connection_state, state) == 0;
     if (strcmp(out.stores[0].connection_state, "FAILED") == 0)
       fail_msg("store failed: %s", out.stores[0].connection_error_code);
@@ -150,15 +150,15 @@ static void test_key_value_never_leaves_the_hsm(void **state) {
   ci.cloud_hsm_cluster_id = cluster_id;
   ci.trust_anchor_certificate = trust_anchor;
   ci.key_store_password = KMSUSER_PW;
-  if (kms_create_custom_key_store(dom, &call, &ci, cks_id, &err)) fail_msg("create store: %s", err.msg);
+  if (kms_op_create_custom_key_store(dom, &call, &ci, cks_id, &err)) fail_msg("create store: %s", err.msg);
   free(trust_anchor);
-  assert_int_equal(kms_connect_custom_key_store(dom, &call, cks_id, &err), KERR_OK);
+  assert_int_equal(kms_op_connect_custom_key_store(dom, &call, cks_id, &err), KERR_OK);
   wait_store(cks_id, "CONNECTED");
 
   memset(&ki, 0, sizeof ki);
   ki.origin = "AWS_CLOUDHSM";
   ki.custom_key_store_id = cks_id;
-  if (kms_create_key(dom, &call, &ki, &md, &err)) fail_msg("create key: %s", err.msg);
+  if (kms_op_create_key(dom, &call, &ki, &md, &err)) fail_msg("create key: %s", err.msg);
   assert_string_equal(md.origin, "AWS_CLOUDHSM");
   assert_string_equal(md.cloud_hsm_cluster_id, cluster_id);
 
@@ -166,11 +166,11 @@ static void test_key_value_never_leaves_the_hsm(void **state) {
   ei.key_id = md.key_id;
   ei.plaintext = (const uint8_t *)"in the hsm";
   ei.plaintext_len = 10;
-  assert_int_equal(kms_encrypt(dom, &call, &ei, &eo, &err), KERR_OK);
+  assert_int_equal(kms_op_encrypt(dom, &call, &ei, &eo, &err), KERR_OK);
   memset(&di, 0, sizeof di);
   di.ciphertext = eo.ciphertext;
   di.ciphertext_len = eo.ciphertext_len;
-  assert_int_equal(kms_decrypt(dom, &call, &di, &dout, &err), KERR_OK);
+  assert_int_equal(kms_op_decrypt(dom, &call, &di, &dout, &err), KERR_OK);
   assert_int_equal(dout.plaintext.len, 10);
   assert_memory_equal(dout.plaintext.data, "in the hsm", 10);
   kms_decrypt_output_clear(&dout);
@@ -182,7 +182,7 @@ static void test_key_value_never_leaves_the_hsm(void **state) {
   assert_string_not_equal(pw, KMSUSER_PW);
 
   /* Disconnect (kmsd logs out), then log into each HSM token as kmsuser. */
-  assert_int_equal(kms_disconnect_custom_key_store(dom, &call, cks_id, &err), KERR_OK);
+  assert_int_equal(kms_op_disconnect_custom_key_store(dom, &call, cks_id, &err), KERR_OK);
   describe(cluster_id, &c);
   assert_true(c.nhsms >= 2);
   assert_int_equal(p11_softhsm_find_module(NULL, module_path, sizeof module_path, &perr), KERR_OK);

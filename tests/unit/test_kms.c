@@ -17,7 +17,7 @@
 #include "aws/policy.h"
 #include "core/kclock.h"
 #include "crypto/rootkey.h"
-#include "kms/kms.h"
+#include "kms/kms_domain.h"
 
 #define ACCT "111122223333"
 #define ACCT_B "444455556666"
@@ -88,7 +88,7 @@ static int teardown(void **state) {
 static void create_key(const kms_call *c, kms_key_metadata *md) {
   kms_create_key_input in = {0};
   kerr e_;
-  kerr_code rc = kms_create_key(dom, c, &in, md, &e_);
+  kerr_code rc = kms_op_create_key(dom, c, &in, md, &e_);
   if (rc) fail_msg("create: %s", e_.msg);
 }
 
@@ -97,14 +97,14 @@ static void encrypt(const char *key, const char *msg, const kms_pair *ctx, size_
   kms_encrypt_input in = {.key_id = key, .plaintext = (const uint8_t *)msg,
                           .plaintext_len = strlen(msg), .context = ctx, .ncontext = nctx};
   kerr e_;
-  if (kms_encrypt(dom, &call_a, &in, out, &e_) != KERR_OK) fail_msg("encrypt: %s", e_.msg);
+  if (kms_op_encrypt(dom, &call_a, &in, out, &e_) != KERR_OK) fail_msg("encrypt: %s", e_.msg);
 }
 
 static kerr_code decrypt(const kms_call *c, const uint8_t *ct, size_t len, const char *key,
                          const kms_pair *ctx, size_t nctx, kms_decrypt_output *out, kerr *err) {
   kms_decrypt_input in = {.ciphertext = ct, .ciphertext_len = len, .key_id = key,
                           .context = ctx, .ncontext = nctx};
-  return kms_decrypt(dom, c, &in, out, err);
+  return kms_op_decrypt(dom, c, &in, out, err);
 }
 
 /* ------------------------------------------------------------------ keys */
@@ -127,64 +127,64 @@ static void test_create_describe_list(void **state) {
   assert_string_equal(md.arn, arn);
 
   /* by id and by ARN */
-  OK(kms_describe_key(dom, &call_a, md.key_id, &md2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &md2, &e_));
   assert_string_equal(md2.arn, md.arn);
   kms_key_metadata_clear(&md2);
-  OK(kms_describe_key(dom, &call_a, md.arn, &md2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.arn, &md2, &e_));
   kms_key_metadata_clear(&md2);
 
   /* unknown, malformed */
-  assert_int_equal(kms_describe_key(dom, &call_a, "00000000-0000-4000-8000-000000000000", &md2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, "00000000-0000-4000-8000-000000000000", &md2, &err), KERR_NOT_FOUND);
   assert_string_equal(err.msg, "Key 'arn:aws:kms:us-east-1:111122223333:key/00000000-0000-4000-8000-000000000000' does not exist");
-  assert_int_equal(kms_describe_key(dom, &call_a, "arn:aws:kms:bogus", &md2, &err), KERR_INVALID_ARN);
-  assert_int_equal(kms_describe_key(dom, &call_a, "alias/none", &md2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, "arn:aws:kms:bogus", &md2, &err), KERR_INVALID_ARN);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, "alias/none", &md2, &err), KERR_NOT_FOUND);
   assert_string_equal(err.msg, "Alias 'arn:aws:kms:us-east-1:111122223333:alias/none' is not found.");
   /* another region does not see it */
   kms_call other_region = {&root_a, "eu-west-1", "r", false, NULL};
-  assert_int_equal(kms_describe_key(dom, &other_region, md.key_id, &md2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &other_region, md.key_id, &md2, &err), KERR_NOT_FOUND);
 
   /* options */
   kms_create_key_input in = {.description = "hello", .key_spec = "SYMMETRIC_DEFAULT"};
-  OK(kms_create_key(dom, &call_a, &in, &md2, &e_));
+  OK(kms_op_create_key(dom, &call_a, &in, &md2, &e_));
   assert_string_equal(md2.description, "hello");
   kms_key_metadata_clear(&md2);
   in = (kms_create_key_input){.key_spec = "RSA_2048"};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
   in = (kms_create_key_input){.key_spec = "SYMMETRIC_DEFAULT", .customer_master_key_spec = "SYMMETRIC_DEFAULT"};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_VALIDATION);
   in = (kms_create_key_input){.key_usage = "SIGN_VERIFY"};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
   in = (kms_create_key_input){.origin = "EXTERNAL"};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
   in = (kms_create_key_input){.multi_region = true};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_UNSUPPORTED_OPERATION);
   in = (kms_create_key_input){.policy = "{not json"};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_MALFORMED_POLICY);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_MALFORMED_POLICY);
   kms_pair bad_tag[] = {{"aws:x", "y"}};
   in = (kms_create_key_input){.tags = bad_tag, .ntags = 1};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &md2, &err), KERR_TAG);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &md2, &err), KERR_TAG);
 
   /* ListKeys: paginate 2 keys with limit 1; bad marker */
   kms_list_input li = {.limit = 1};
   kms_list_keys_output lo;
-  OK(kms_list_keys(dom, &call_a, &li, &lo, &e_));
+  OK(kms_op_list_keys(dom, &call_a, &li, &lo, &e_));
   assert_int_equal(lo.nkeys, 1);
   assert_true(lo.truncated);
   assert_non_null(lo.next_marker);
   kms_list_keys_output lo2;
   li.marker = lo.next_marker;
-  OK(kms_list_keys(dom, &call_a, &li, &lo2, &e_));
+  OK(kms_op_list_keys(dom, &call_a, &li, &lo2, &e_));
   assert_int_equal(lo2.nkeys, 1);
   assert_false(lo2.truncated);
   assert_string_not_equal(lo.keys[0].key_id, lo2.keys[0].key_id);
   kms_list_keys_output_clear(&lo);
   kms_list_keys_output_clear(&lo2);
   li = (kms_list_input){.marker = "garbage!"};
-  assert_int_equal(kms_list_keys(dom, &call_a, &li, &lo, &err), KERR_INVALID_MARKER);
+  assert_int_equal(kms_op_list_keys(dom, &call_a, &li, &lo, &err), KERR_INVALID_MARKER);
   li = (kms_list_input){.limit = 1001};
-  assert_int_equal(kms_list_keys(dom, &call_a, &li, &lo, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_list_keys(dom, &call_a, &li, &lo, &err), KERR_VALIDATION);
   /* account B sees none of A's keys */
-  OK(kms_list_keys(dom, &call_b, NULL, &lo, &e_));
+  OK(kms_op_list_keys(dom, &call_b, NULL, &lo, &e_));
   assert_int_equal(lo.nkeys, 0);
   kms_list_keys_output_clear(&lo);
   kms_key_metadata_clear(&md);
@@ -197,23 +197,23 @@ static void test_enable_disable_description(void **state) {
   kerr err;
   create_key(&call_a, &md);
   ei.key_id = md.key_id;
-  OK(kms_disable_key(dom, &call_a, md.key_id, &e_));
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_disable_key(dom, &call_a, md.key_id, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   assert_string_equal(d2.key_state, "Disabled");
   assert_false(d2.enabled);
   kms_key_metadata_clear(&d2);
-  assert_int_equal(kms_encrypt(dom, &call_a, &ei, &eo, &err), KERR_DISABLED);
+  assert_int_equal(kms_op_encrypt(dom, &call_a, &ei, &eo, &err), KERR_DISABLED);
   assert_non_null(strstr(err.msg, "is disabled."));
-  OK(kms_enable_key(dom, &call_a, md.arn, &e_));
-  OK(kms_encrypt(dom, &call_a, &ei, &eo, &e_));
+  OK(kms_op_enable_key(dom, &call_a, md.arn, &e_));
+  OK(kms_op_encrypt(dom, &call_a, &ei, &eo, &e_));
   kms_encrypt_output_clear(&eo);
-  OK(kms_update_key_description(dom, &call_a, md.key_id, "new words", &e_));
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_update_key_description(dom, &call_a, md.key_id, "new words", &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   assert_string_equal(d2.description, "new words");
   kms_key_metadata_clear(&d2);
   /* EnableKey takes key ids and ARNs only, not aliases */
-  OK(kms_create_alias(dom, &call_a, "alias/en", md.key_id, &e_));
-  assert_int_equal(kms_enable_key(dom, &call_a, "alias/en", &err), KERR_NOT_FOUND);
+  OK(kms_op_create_alias(dom, &call_a, "alias/en", md.key_id, &e_));
+  assert_int_equal(kms_op_enable_key(dom, &call_a, "alias/en", &err), KERR_NOT_FOUND);
   kms_key_metadata_clear(&md);
 }
 
@@ -261,21 +261,21 @@ static void test_encrypt_decrypt(void **state) {
   /* DryRun after all checks */
   kms_decrypt_input di = {.ciphertext = eo.ciphertext, .ciphertext_len = eo.ciphertext_len,
                           .context = ctx, .ncontext = 2, .dry_run = true};
-  assert_int_equal(kms_decrypt(dom, &call_a, &di, &dout, &err), KERR_DRY_RUN);
+  assert_int_equal(kms_op_decrypt(dom, &call_a, &di, &dout, &err), KERR_DRY_RUN);
   assert_string_equal(err.msg, "The request would have succeeded, but the DryRun parameter was set.");
   kms_encrypt_input ei = {.key_id = md.key_id, .plaintext = (const uint8_t *)"x", .plaintext_len = 1, .dry_run = true};
   kms_encrypt_output eo2;
-  assert_int_equal(kms_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_DRY_RUN);
+  assert_int_equal(kms_op_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_DRY_RUN);
   ei.encryption_algorithm = "RSAES_OAEP_SHA_256";
   ei.dry_run = false;
-  assert_int_equal(kms_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_INVALID_KEY_USAGE);
+  assert_int_equal(kms_op_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_INVALID_KEY_USAGE);
   ei.encryption_algorithm = NULL;
   ei.plaintext_len = 4097;
-  assert_int_equal(kms_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_encrypt(dom, &call_a, &ei, &eo2, &err), KERR_VALIDATION);
   /* a disabled key cannot decrypt */
-  OK(kms_disable_key(dom, &call_a, md.key_id, &e_));
+  OK(kms_op_disable_key(dom, &call_a, md.key_id, &e_));
   assert_int_equal(decrypt(&call_a, eo.ciphertext, eo.ciphertext_len, NULL, ctx, 2, &dout, &err), KERR_DISABLED);
-  OK(kms_enable_key(dom, &call_a, md.key_id, &e_));
+  OK(kms_op_enable_key(dom, &call_a, md.key_id, &e_));
 
   /* ReEncrypt to the second key, then decrypt there with a new context */
   kms_pair dctx[] = {{"stage", "2"}};
@@ -307,7 +307,7 @@ static void test_data_keys_and_random(void **state) {
   kerr err;
   create_key(&call_a, &md);
   kms_generate_data_key_input gi = {.key_id = md.key_id, .key_spec = "AES_256"};
-  OK(kms_generate_data_key(dom, &call_a, &gi, &go, &e_));
+  OK(kms_op_generate_data_key(dom, &call_a, &gi, &go, &e_));
   assert_int_equal(go.plaintext.len, 32);
   OK(decrypt(&call_a, go.ciphertext, go.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   assert_int_equal(dout.plaintext.len, 32);
@@ -316,7 +316,7 @@ static void test_data_keys_and_random(void **state) {
   kms_generate_data_key_output_clear(&go);
 
   gi = (kms_generate_data_key_input){.key_id = md.key_id, .has_number_of_bytes = true, .number_of_bytes = 7};
-  OK(kms_generate_data_key_without_plaintext(dom, &call_a, &gi, &go2, &e_));
+  OK(kms_op_generate_data_key_without_plaintext(dom, &call_a, &gi, &go2, &e_));
   assert_null(go2.plaintext.data);
   OK(decrypt(&call_a, go2.ciphertext, go2.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   assert_int_equal(dout.plaintext.len, 7);
@@ -324,25 +324,25 @@ static void test_data_keys_and_random(void **state) {
   kms_generate_data_key_output_clear(&go2);
 
   gi = (kms_generate_data_key_input){.key_id = md.key_id};
-  assert_int_equal(kms_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
   gi.key_spec = "AES_128";
   gi.has_number_of_bytes = true;
   gi.number_of_bytes = 16;
-  assert_int_equal(kms_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
   gi = (kms_generate_data_key_input){.key_id = md.key_id, .has_number_of_bytes = true, .number_of_bytes = 1025};
-  assert_int_equal(kms_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_VALIDATION);
   gi = (kms_generate_data_key_input){.key_id = md.key_id, .key_spec = "AES_128", .dry_run = true};
-  assert_int_equal(kms_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_DRY_RUN);
+  assert_int_equal(kms_op_generate_data_key(dom, &call_a, &gi, &go, &err), KERR_DRY_RUN);
 
   kbytes r = {0};
   kms_generate_random_input ri = {.has_number_of_bytes = true, .number_of_bytes = 1024};
-  OK(kms_generate_random(dom, &call_a, &ri, &r, &e_));
+  OK(kms_op_generate_random(dom, &call_a, &ri, &r, &e_));
   assert_int_equal(r.len, 1024);
   kbytes_wipe_free(&r);
   ri.number_of_bytes = 0;
-  assert_int_equal(kms_generate_random(dom, &call_a, &ri, &r, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_generate_random(dom, &call_a, &ri, &r, &err), KERR_VALIDATION);
   ri = (kms_generate_random_input){.has_number_of_bytes = true, .number_of_bytes = 8, .custom_key_store_id = "cks-1"};
-  assert_int_equal(kms_generate_random(dom, &call_a, &ri, &r, &err), KERR_CKS_NOT_FOUND);
+  assert_int_equal(kms_op_generate_random(dom, &call_a, &ri, &r, &err), KERR_CKS_NOT_FOUND);
   kms_key_metadata_clear(&md);
 }
 
@@ -356,24 +356,24 @@ static void test_aliases(void **state) {
   kerr err;
   create_key(&call_a, &md);
   create_key(&call_a, &md2);
-  OK(kms_create_alias(dom, &call_a, "alias/app", md.key_id, &e_));
-  assert_int_equal(kms_create_alias(dom, &call_a, "alias/app", md2.key_id, &err), KERR_ALREADY_EXISTS);
+  OK(kms_op_create_alias(dom, &call_a, "alias/app", md.key_id, &e_));
+  assert_int_equal(kms_op_create_alias(dom, &call_a, "alias/app", md2.key_id, &err), KERR_ALREADY_EXISTS);
   assert_string_equal(err.msg, "An alias with the name arn:aws:kms:us-east-1:111122223333:alias/app already exists");
-  assert_int_equal(kms_create_alias(dom, &call_a, "alias/aws/s3", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
-  assert_int_equal(kms_create_alias(dom, &call_a, "app", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
-  assert_int_equal(kms_create_alias(dom, &call_a, "alias/bad name", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
-  assert_int_equal(kms_create_alias(dom, &call_a, "alias/x", "00000000-0000-4000-8000-000000000000", &err), KERR_NOT_FOUND);
-  OK(kms_create_alias(dom, &call_a, "alias/second", md.arn, &e_));
+  assert_int_equal(kms_op_create_alias(dom, &call_a, "alias/aws/s3", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
+  assert_int_equal(kms_op_create_alias(dom, &call_a, "app", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
+  assert_int_equal(kms_op_create_alias(dom, &call_a, "alias/bad name", md.key_id, &err), KERR_INVALID_ALIAS_NAME);
+  assert_int_equal(kms_op_create_alias(dom, &call_a, "alias/x", "00000000-0000-4000-8000-000000000000", &err), KERR_NOT_FOUND);
+  OK(kms_op_create_alias(dom, &call_a, "alias/second", md.arn, &e_));
 
   /* use by alias name and alias ARN */
   encrypt("alias/app", "via alias", NULL, 0, &eo);
   assert_string_equal(eo.key_id, md.arn);
-  OK(kms_describe_key(dom, &call_a, "arn:aws:kms:us-east-1:111122223333:alias/app", &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, "arn:aws:kms:us-east-1:111122223333:alias/app", &d2, &e_));
   assert_string_equal(d2.key_id, md.key_id);
   kms_key_metadata_clear(&d2);
 
   /* list all, list by key, paginate */
-  OK(kms_list_aliases(dom, &call_a, NULL, NULL, &lo, &e_));
+  OK(kms_op_list_aliases(dom, &call_a, NULL, NULL, &lo, &e_));
   assert_int_equal(lo.naliases, 2);
   assert_string_equal(lo.aliases[0].alias_name, "alias/app");
   assert_string_equal(lo.aliases[0].alias_arn, "arn:aws:kms:us-east-1:111122223333:alias/app");
@@ -381,34 +381,34 @@ static void test_aliases(void **state) {
   assert_true(lo.aliases[0].last_updated_date_ms >= lo.aliases[0].creation_date_ms);
   kms_list_aliases_output_clear(&lo);
   kms_list_input li = {.limit = 1};
-  OK(kms_list_aliases(dom, &call_a, md.key_id, &li, &lo, &e_));
+  OK(kms_op_list_aliases(dom, &call_a, md.key_id, &li, &lo, &e_));
   assert_int_equal(lo.naliases, 1);
   assert_true(lo.truncated);
   kms_list_aliases_output lo2;
   li.marker = lo.next_marker;
-  OK(kms_list_aliases(dom, &call_a, md.key_id, &li, &lo2, &e_));
+  OK(kms_op_list_aliases(dom, &call_a, md.key_id, &li, &lo2, &e_));
   assert_int_equal(lo2.naliases, 1);
   assert_string_equal(lo2.aliases[0].alias_name, "alias/second");
   kms_list_aliases_output_clear(&lo);
   kms_list_aliases_output_clear(&lo2);
-  OK(kms_list_aliases(dom, &call_a, md2.key_id, NULL, &lo, &e_));
+  OK(kms_op_list_aliases(dom, &call_a, md2.key_id, NULL, &lo, &e_));
   assert_int_equal(lo.naliases, 0);
   kms_list_aliases_output_clear(&lo);
-  OK(kms_list_aliases(dom, &call_b, NULL, NULL, &lo, &e_));
+  OK(kms_op_list_aliases(dom, &call_b, NULL, NULL, &lo, &e_));
   assert_int_equal(lo.naliases, 0);
   kms_list_aliases_output_clear(&lo);
 
   /* UpdateAlias moves it; old ciphertext still decrypts (names its key) */
-  OK(kms_update_alias(dom, &call_a, "alias/app", md2.key_id, &e_));
-  OK(kms_describe_key(dom, &call_a, "alias/app", &d2, &e_));
+  OK(kms_op_update_alias(dom, &call_a, "alias/app", md2.key_id, &e_));
+  OK(kms_op_describe_key(dom, &call_a, "alias/app", &d2, &e_));
   assert_string_equal(d2.key_id, md2.key_id);
   kms_key_metadata_clear(&d2);
   OK(decrypt(&call_a, eo.ciphertext, eo.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   kms_decrypt_output_clear(&dout);
-  assert_int_equal(kms_update_alias(dom, &call_a, "alias/none", md2.key_id, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_update_alias(dom, &call_a, "alias/none", md2.key_id, &err), KERR_NOT_FOUND);
 
-  OK(kms_delete_alias(dom, &call_a, "alias/app", &e_));
-  assert_int_equal(kms_delete_alias(dom, &call_a, "alias/app", &err), KERR_NOT_FOUND);
+  OK(kms_op_delete_alias(dom, &call_a, "alias/app", &e_));
+  assert_int_equal(kms_op_delete_alias(dom, &call_a, "alias/app", &err), KERR_NOT_FOUND);
   assert_string_equal(err.msg, "Alias 'arn:aws:kms:us-east-1:111122223333:alias/app' is not found.");
   kms_encrypt_output_clear(&eo);
   kms_key_metadata_clear(&md);
@@ -423,25 +423,25 @@ static void test_tags(void **state) {
   kerr err;
   kms_pair tags[] = {{"team", "blue"}, {"env", "dev"}};
   kms_create_key_input in = {.tags = tags, .ntags = 2};
-  OK(kms_create_key(dom, &call_a, &in, &md, &e_));
-  OK(kms_list_resource_tags(dom, &call_a, md.key_id, NULL, &lo, &e_));
+  OK(kms_op_create_key(dom, &call_a, &in, &md, &e_));
+  OK(kms_op_list_resource_tags(dom, &call_a, md.key_id, NULL, &lo, &e_));
   assert_int_equal(lo.ntags, 2);
   assert_string_equal(lo.tags[0].key, "env");
   assert_string_equal(lo.tags[1].value, "blue");
   kms_list_tags_output_clear(&lo);
 
   kms_pair more[] = {{"team", "red"}, {"cost", ""}};
-  OK(kms_tag_resource(dom, &call_a, md.arn, more, 2, &e_));
+  OK(kms_op_tag_resource(dom, &call_a, md.arn, more, 2, &e_));
   const char *rm[] = {"env", "absent"};
-  OK(kms_untag_resource(dom, &call_a, md.key_id, rm, 2, &e_));
+  OK(kms_op_untag_resource(dom, &call_a, md.key_id, rm, 2, &e_));
   kms_list_input li = {.limit = 1};
-  OK(kms_list_resource_tags(dom, &call_a, md.key_id, &li, &lo, &e_));
+  OK(kms_op_list_resource_tags(dom, &call_a, md.key_id, &li, &lo, &e_));
   assert_int_equal(lo.ntags, 1);
   assert_string_equal(lo.tags[0].key, "cost");
   assert_true(lo.truncated);
   kms_list_tags_output lo2;
   li.marker = lo.next_marker;
-  OK(kms_list_resource_tags(dom, &call_a, md.key_id, &li, &lo2, &e_));
+  OK(kms_op_list_resource_tags(dom, &call_a, md.key_id, &li, &lo2, &e_));
   assert_string_equal(lo2.tags[0].key, "team");
   assert_string_equal(lo2.tags[0].value, "red");
   assert_false(lo2.truncated);
@@ -449,13 +449,13 @@ static void test_tags(void **state) {
   kms_list_tags_output_clear(&lo2);
 
   kms_pair reserved[] = {{"AWS:owner", "x"}};
-  assert_int_equal(kms_tag_resource(dom, &call_a, md.key_id, reserved, 1, &err), KERR_TAG);
+  assert_int_equal(kms_op_tag_resource(dom, &call_a, md.key_id, reserved, 1, &err), KERR_TAG);
   kms_pair longkey[1];
   char k129[130];
   memset(k129, 'k', 129);
   k129[129] = 0;
   longkey[0] = (kms_pair){k129, "v"};
-  assert_int_equal(kms_tag_resource(dom, &call_a, md.key_id, longkey, 1, &err), KERR_TAG);
+  assert_int_equal(kms_op_tag_resource(dom, &call_a, md.key_id, longkey, 1, &err), KERR_TAG);
   kms_pair many[49];
   char names[49][8];
   for (int i = 0; i < 49; i++) {
@@ -463,8 +463,8 @@ static void test_tags(void **state) {
     many[i] = (kms_pair){names[i], "v"};
   }
   /* 2 existing + 49 new = 51 > 50 */
-  assert_int_equal(kms_tag_resource(dom, &call_a, md.key_id, many, 49, &err), KERR_LIMIT_EXCEEDED);
-  OK(kms_tag_resource(dom, &call_a, md.key_id, many, 48, &e_));
+  assert_int_equal(kms_op_tag_resource(dom, &call_a, md.key_id, many, 49, &err), KERR_LIMIT_EXCEEDED);
+  OK(kms_op_tag_resource(dom, &call_a, md.key_id, many, 48, &e_));
   kms_key_metadata_clear(&md);
 }
 
@@ -479,55 +479,55 @@ static void test_schedule_cancel_and_delete_on_clock(void **state) {
   kerr err;
   create_key(&call_a, &md);
   create_key(&call_a, &md2);
-  OK(kms_create_alias(dom, &call_a, "alias/doomed", md.key_id, &e_));
-  assert_int_equal(kms_schedule_key_deletion(dom, &call_a, md.key_id, 6, &so, &err), KERR_VALIDATION);
-  assert_int_equal(kms_schedule_key_deletion(dom, &call_a, md.key_id, 31, &so, &err), KERR_VALIDATION);
-  assert_int_equal(kms_cancel_key_deletion(dom, &call_a, md.key_id, arn, &err), KERR_INVALID_STATE);
+  OK(kms_op_create_alias(dom, &call_a, "alias/doomed", md.key_id, &e_));
+  assert_int_equal(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 6, &so, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 31, &so, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_cancel_key_deletion(dom, &call_a, md.key_id, arn, &err), KERR_INVALID_STATE);
 
   int64_t before = kclock_now_ms();
-  OK(kms_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
+  OK(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
   assert_string_equal(so.key_id, md.arn);
   assert_string_equal(so.key_state, "PendingDeletion");
   assert_int_equal(so.pending_window_days, 7);
   assert_true(so.deletion_date_ms >= before + 7 * DAY_MS);
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   assert_string_equal(d2.key_state, "PendingDeletion");
   assert_true(d2.has_deletion_date);
   assert_int_equal(d2.pending_deletion_window_days, 7);
   kms_key_metadata_clear(&d2);
   ei.key_id = md.key_id;
-  assert_int_equal(kms_encrypt(dom, &call_a, &ei, &eo, &err), KERR_INVALID_STATE);
+  assert_int_equal(kms_op_encrypt(dom, &call_a, &ei, &eo, &err), KERR_INVALID_STATE);
   assert_non_null(strstr(err.msg, "is pending deletion."));
-  assert_int_equal(kms_enable_key(dom, &call_a, md.key_id, &err), KERR_INVALID_STATE);
-  assert_int_equal(kms_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &err), KERR_INVALID_STATE);
+  assert_int_equal(kms_op_enable_key(dom, &call_a, md.key_id, &err), KERR_INVALID_STATE);
+  assert_int_equal(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &err), KERR_INVALID_STATE);
 
   /* cancel -> Disabled; schedule again */
-  OK(kms_cancel_key_deletion(dom, &call_a, md.key_id, arn, &e_));
+  OK(kms_op_cancel_key_deletion(dom, &call_a, md.key_id, arn, &e_));
   assert_string_equal(arn, md.arn);
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   assert_string_equal(d2.key_state, "Disabled");
   assert_false(d2.has_deletion_date);
   kms_key_metadata_clear(&d2);
-  OK(kms_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
-  OK(kms_schedule_key_deletion(dom, &call_a, md2.key_id, 30, &so, &e_));
+  OK(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
+  OK(kms_op_schedule_key_deletion(dom, &call_a, md2.key_id, 30, &so, &e_));
 
   /* 6 days: still there; 8 days: the sweeper deletes the first key only */
   kclock_advance_ms(6 * DAY_MS);
   OK(kms_domain_sweep(dom, &e_));
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   kms_key_metadata_clear(&d2);
   kclock_advance_ms(2 * DAY_MS);
   OK(kms_domain_sweep(dom, &e_));
-  assert_int_equal(kms_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_NOT_FOUND);
-  assert_int_equal(kms_describe_key(dom, &call_a, "alias/doomed", &d2, &err), KERR_NOT_FOUND);
-  OK(kms_describe_key(dom, &call_a, md2.key_id, &d2, &e_));
+  assert_int_equal(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, "alias/doomed", &d2, &err), KERR_NOT_FOUND);
+  OK(kms_op_describe_key(dom, &call_a, md2.key_id, &d2, &e_));
   kms_key_metadata_clear(&d2);
 
   /* 30 days: deleted lazily on touch, without a sweep */
   kclock_advance_ms(23 * DAY_MS);
-  assert_int_equal(kms_describe_key(dom, &call_a, md2.key_id, &d2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, md2.key_id, &d2, &err), KERR_NOT_FOUND);
   kms_list_keys_output lo;
-  OK(kms_list_keys(dom, &call_a, NULL, &lo, &e_));
+  OK(kms_op_list_keys(dom, &call_a, NULL, &lo, &e_));
   assert_int_equal(lo.nkeys, 0);
   kms_list_keys_output_clear(&lo);
   kms_key_metadata_clear(&md);
@@ -547,40 +547,40 @@ static void test_rotation_on_clock_and_on_demand(void **state) {
   create_key(&call_a, &md);
   encrypt(md.key_id, "before rotation", NULL, 0, &old_ct);
 
-  OK(kms_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
   assert_false(rs.enabled);
   assert_int_equal(rs.rotation_period_days, 0);
-  assert_int_equal(kms_enable_key_rotation(dom, &call_a, md.key_id, 89, &err), KERR_VALIDATION);
-  assert_int_equal(kms_enable_key_rotation(dom, &call_a, md.key_id, 2561, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 89, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 2561, &err), KERR_VALIDATION);
   int64_t now = kclock_now_ms();
-  OK(kms_enable_key_rotation(dom, &call_a, md.key_id, 0, &e_));
-  OK(kms_get_key_rotation_status(dom, &call_a, md.arn, &rs, &e_));
+  OK(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 0, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.arn, &rs, &e_));
   assert_true(rs.enabled);
   assert_int_equal(rs.rotation_period_days, 365);
   assert_true(rs.has_next_rotation_date);
   assert_true(rs.next_rotation_date_ms >= now + 365 * DAY_MS);
   assert_string_equal(rs.key_id, md.arn);
-  OK(kms_enable_key_rotation(dom, &call_a, md.key_id, 90, &e_));
-  OK(kms_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
+  OK(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 90, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
   assert_int_equal(rs.rotation_period_days, 90);
 
   /* nothing rotated yet */
-  OK(kms_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
+  OK(kms_op_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
   assert_int_equal(lr.nrotations, 0);
   kms_list_rotations_output_clear(&lr);
 
   /* 91 days later the sweeper rotates */
   kclock_advance_ms(91 * DAY_MS);
   OK(kms_domain_sweep(dom, &e_));
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   assert_string_not_equal(d2.current_key_material_id, md.current_key_material_id);
-  OK(kms_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
+  OK(kms_op_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
   assert_int_equal(lr.nrotations, 1);
   assert_string_equal(lr.rotations[0].rotation_type, "AUTOMATIC");
   assert_string_equal(lr.rotations[0].key_material_state, "CURRENT");
   assert_string_equal(lr.rotations[0].key_material_id, d2.current_key_material_id);
   kms_list_rotations_output_clear(&lr);
-  OK(kms_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
   assert_true(rs.next_rotation_date_ms > kclock_now_ms());
 
   /* new ciphertexts use the new material; old ones still decrypt */
@@ -598,22 +598,22 @@ static void test_rotation_on_clock_and_on_demand(void **state) {
   kclock_advance_ms(91 * DAY_MS);
   kms_encrypt_output_clear(&new_ct);
   encrypt(md.key_id, "lazy", NULL, 0, &new_ct);
-  OK(kms_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
+  OK(kms_op_list_key_rotations(dom, &call_a, md.key_id, NULL, NULL, &lr, &e_));
   assert_int_equal(lr.nrotations, 2);
   kms_list_rotations_output_clear(&lr);
 
   /* on demand */
-  OK(kms_rotate_key_on_demand(dom, &call_a, md.key_id, id, &e_));
+  OK(kms_op_rotate_key_on_demand(dom, &call_a, md.key_id, id, &e_));
   assert_string_equal(id, md.key_id);
   kms_list_input li = {.limit = 2};
-  OK(kms_list_key_rotations(dom, &call_a, md.key_id, "ALL_KEY_MATERIAL", &li, &lr, &e_));
+  OK(kms_op_list_key_rotations(dom, &call_a, md.key_id, "ALL_KEY_MATERIAL", &li, &lr, &e_));
   assert_int_equal(lr.nrotations, 2);
   assert_true(lr.truncated);
   assert_null(lr.rotations[0].rotation_type); /* the original material */
   assert_string_equal(lr.rotations[0].key_material_state, "NON_CURRENT");
   kms_list_rotations_output lr2;
   li.marker = lr.next_marker;
-  OK(kms_list_key_rotations(dom, &call_a, md.key_id, "ALL_KEY_MATERIAL", &li, &lr2, &e_));
+  OK(kms_op_list_key_rotations(dom, &call_a, md.key_id, "ALL_KEY_MATERIAL", &li, &lr2, &e_));
   assert_int_equal(lr2.nrotations, 2);
   assert_false(lr2.truncated);
   assert_string_equal(lr2.rotations[1].rotation_type, "ON_DEMAND");
@@ -622,15 +622,15 @@ static void test_rotation_on_clock_and_on_demand(void **state) {
   kms_list_rotations_output_clear(&lr2);
   OK(decrypt(&call_a, old_ct.ciphertext, old_ct.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   kms_decrypt_output_clear(&dout);
-  assert_int_equal(kms_list_key_rotations(dom, &call_a, md.key_id, "SOME", NULL, &lr, &err), KERR_VALIDATION);
+  assert_int_equal(kms_op_list_key_rotations(dom, &call_a, md.key_id, "SOME", NULL, &lr, &err), KERR_VALIDATION);
 
   /* disabled keys: rotation calls say so */
-  OK(kms_disable_key(dom, &call_a, md.key_id, &e_));
-  assert_int_equal(kms_rotate_key_on_demand(dom, &call_a, md.key_id, id, &err), KERR_DISABLED);
-  assert_int_equal(kms_enable_key_rotation(dom, &call_a, md.key_id, 0, &err), KERR_DISABLED);
-  OK(kms_enable_key(dom, &call_a, md.key_id, &e_));
-  OK(kms_disable_key_rotation(dom, &call_a, md.key_id, &e_));
-  OK(kms_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
+  OK(kms_op_disable_key(dom, &call_a, md.key_id, &e_));
+  assert_int_equal(kms_op_rotate_key_on_demand(dom, &call_a, md.key_id, id, &err), KERR_DISABLED);
+  assert_int_equal(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 0, &err), KERR_DISABLED);
+  OK(kms_op_enable_key(dom, &call_a, md.key_id, &e_));
+  OK(kms_op_disable_key_rotation(dom, &call_a, md.key_id, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
   assert_false(rs.enabled);
   assert_false(rs.has_next_rotation_date);
 
@@ -650,40 +650,40 @@ static void test_authorization(void **state) {
 
   /* a user with no identity policy can do nothing under the default policy */
   kms_create_key_input in = {0};
-  assert_int_equal(kms_create_key(dom, &call_nopolicy, &in, &d2, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_create_key(dom, &call_nopolicy, &in, &d2, &err), KERR_ACCESS_DENIED);
   assert_non_null(strstr(err.msg, "kms:CreateKey"));
   kms_encrypt_input ei = {.key_id = md.key_id, .plaintext = (const uint8_t *)"x", .plaintext_len = 1};
-  assert_int_equal(kms_encrypt(dom, &call_nopolicy, &ei, &eo, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_encrypt(dom, &call_nopolicy, &ei, &eo, &err), KERR_ACCESS_DENIED);
   assert_non_null(strstr(err.msg, "kms:Encrypt"));
-  assert_int_equal(kms_describe_key(dom, &call_nopolicy, md.key_id, &d2, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_describe_key(dom, &call_nopolicy, md.key_id, &d2, &err), KERR_ACCESS_DENIED);
   kms_list_keys_output lo;
-  assert_int_equal(kms_list_keys(dom, &call_nopolicy, NULL, &lo, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_list_keys(dom, &call_nopolicy, NULL, &lo, &err), KERR_ACCESS_DENIED);
   /* a user with an identity policy is allowed through the account statement */
-  OK(kms_encrypt(dom, &call_user, &ei, &eo, &e_));
+  OK(kms_op_encrypt(dom, &call_user, &ei, &eo, &e_));
 
   /* another account: by key id the key is not even found; by ARN the
    * default policy denies it */
-  assert_int_equal(kms_describe_key(dom, &call_b, md.key_id, &d2, &err), KERR_NOT_FOUND);
-  assert_int_equal(kms_describe_key(dom, &call_b, md.arn, &d2, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_describe_key(dom, &call_b, md.key_id, &d2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_b, md.arn, &d2, &err), KERR_ACCESS_DENIED);
   assert_int_equal(decrypt(&call_b, eo.ciphertext, eo.ciphertext_len, NULL, NULL, 0, &dout, &err),
                    KERR_ACCESS_DENIED);
   /* management operations are never cross-account */
-  assert_int_equal(kms_disable_key(dom, &call_b, md.arn, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_disable_key(dom, &call_b, md.arn, &err), KERR_NOT_FOUND);
 
   /* a policy granting account B Decrypt lets B decrypt A's ciphertext */
   const char *shared =
       "{\"Version\":\"2012-10-17\",\"Statement\":["
       "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::" ACCT ":root\"},\"Action\":\"kms:*\",\"Resource\":\"*\"},"
       "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::" ACCT_B ":root\"},\"Action\":[\"kms:Decrypt\",\"kms:DescribeKey\"],\"Resource\":\"*\"}]}";
-  OK(kms_put_key_policy(dom, &call_a, md.key_id, NULL, shared, false, &e_));
+  OK(kms_op_put_key_policy(dom, &call_a, md.key_id, NULL, shared, false, &e_));
   OK(decrypt(&call_b, eo.ciphertext, eo.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   assert_memory_equal(dout.plaintext.data, "x", 1);
   kms_decrypt_output_clear(&dout);
-  OK(kms_describe_key(dom, &call_b, md.arn, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_b, md.arn, &d2, &e_));
   kms_key_metadata_clear(&d2);
   ei.key_id = md.arn;
   kms_encrypt_output eo2;
-  assert_int_equal(kms_encrypt(dom, &call_b, &ei, &eo2, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_encrypt(dom, &call_b, &ei, &eo2, &err), KERR_ACCESS_DENIED);
   kms_encrypt_output_clear(&eo);
   kms_key_metadata_clear(&md);
 }
@@ -694,31 +694,31 @@ static void test_key_policies(void **state) {
   kms_list_policies_output lp;
   kerr err;
   create_key(&call_a, &md);
-  OK(kms_get_key_policy(dom, &call_a, md.key_id, NULL, &po, &e_));
+  OK(kms_op_get_key_policy(dom, &call_a, md.key_id, NULL, &po, &e_));
   assert_string_equal(po.policy_name, "default");
   assert_non_null(strstr(po.policy, "arn:aws:iam::111122223333:root"));
   assert_non_null(strstr(po.policy, "key-default-1"));
   kms_key_policy_output_clear(&po);
-  assert_int_equal(kms_get_key_policy(dom, &call_a, md.key_id, "other", &po, &err), KERR_NOT_FOUND);
-  OK(kms_list_key_policies(dom, &call_a, md.key_id, NULL, &lp, &e_));
+  assert_int_equal(kms_op_get_key_policy(dom, &call_a, md.key_id, "other", &po, &err), KERR_NOT_FOUND);
+  OK(kms_op_list_key_policies(dom, &call_a, md.key_id, NULL, &lp, &e_));
   assert_int_equal(lp.npolicy_names, 1);
   assert_string_equal(lp.policy_names[0], "default");
   kms_list_policies_output_clear(&lp);
 
-  assert_int_equal(kms_put_key_policy(dom, &call_a, md.key_id, NULL, "{", false, &err), KERR_MALFORMED_POLICY);
+  assert_int_equal(kms_op_put_key_policy(dom, &call_a, md.key_id, NULL, "{", false, &err), KERR_MALFORMED_POLICY);
   /* a policy that only lets bob in would lock the caller (root) out */
   const char *lockout =
       "{\"Version\":\"2012-10-17\",\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":"
       "\"arn:aws:iam::111122223333:user/bob\"},\"Action\":\"kms:*\",\"Resource\":\"*\"}]}";
-  assert_int_equal(kms_put_key_policy(dom, &call_a, md.key_id, "default", lockout, false, &err),
+  assert_int_equal(kms_op_put_key_policy(dom, &call_a, md.key_id, "default", lockout, false, &err),
                    KERR_MALFORMED_POLICY);
   assert_non_null(strstr(err.msg, "will not allow you to update the key policy"));
-  OK(kms_put_key_policy(dom, &call_a, md.key_id, "default", lockout, true, &e_));
+  OK(kms_op_put_key_policy(dom, &call_a, md.key_id, "default", lockout, true, &e_));
   /* the new policy is in force at once (cached parse invalidated) */
   kms_key_metadata d2;
-  assert_int_equal(kms_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_ACCESS_DENIED);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_ACCESS_DENIED);
   kms_create_key_input in = {.policy = lockout};
-  assert_int_equal(kms_create_key(dom, &call_a, &in, &d2, &err), KERR_MALFORMED_POLICY);
+  assert_int_equal(kms_op_create_key(dom, &call_a, &in, &d2, &err), KERR_MALFORMED_POLICY);
   kms_key_metadata_clear(&md);
 }
 
@@ -732,17 +732,17 @@ static void test_close_and_reopen_keeps_everything(void **state) {
   char id[UUID_STR_LEN];
   kms_pair tags[] = {{"k", "v"}};
   kms_create_key_input in = {.description = "durable", .tags = tags, .ntags = 1};
-  OK(kms_create_key(dom, &call_a, &in, &md, &e_));
-  OK(kms_create_alias(dom, &call_a, "alias/keep", md.key_id, &e_));
+  OK(kms_op_create_key(dom, &call_a, &in, &md, &e_));
+  OK(kms_op_create_alias(dom, &call_a, "alias/keep", md.key_id, &e_));
   encrypt("alias/keep", "persist me", NULL, 0, &eo);
-  OK(kms_rotate_key_on_demand(dom, &call_a, md.key_id, id, &e_));
-  OK(kms_enable_key_rotation(dom, &call_a, md.key_id, 180, &e_));
+  OK(kms_op_rotate_key_on_demand(dom, &call_a, md.key_id, id, &e_));
+  OK(kms_op_enable_key_rotation(dom, &call_a, md.key_id, 180, &e_));
 
   kms_domain_close(dom);
   dom = NULL;
   open_domain();
 
-  OK(kms_describe_key(dom, &call_a, "alias/keep", &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, "alias/keep", &d2, &e_));
   assert_string_equal(d2.key_id, md.key_id);
   assert_string_equal(d2.description, "durable");
   assert_string_not_equal(d2.current_key_material_id, md.current_key_material_id);
@@ -750,11 +750,11 @@ static void test_close_and_reopen_keeps_everything(void **state) {
   OK(decrypt(&call_a, eo.ciphertext, eo.ciphertext_len, NULL, NULL, 0, &dout, &e_));
   assert_memory_equal(dout.plaintext.data, "persist me", dout.plaintext.len);
   kms_decrypt_output_clear(&dout);
-  OK(kms_list_resource_tags(dom, &call_a, md.key_id, NULL, &lo, &e_));
+  OK(kms_op_list_resource_tags(dom, &call_a, md.key_id, NULL, &lo, &e_));
   assert_int_equal(lo.ntags, 1);
   kms_list_tags_output_clear(&lo);
   kms_rotation_status rs;
-  OK(kms_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
+  OK(kms_op_get_key_rotation_status(dom, &call_a, md.key_id, &rs, &e_));
   assert_true(rs.enabled);
   assert_int_equal(rs.rotation_period_days, 180);
   kms_encrypt_output_clear(&eo);
@@ -818,7 +818,7 @@ static void test_root_key_of_another_store_refused(void **state) {
   assert_int_equal(rename(aside, key_path), 0);
   open_domain();
   kms_key_metadata d2;
-  OK(kms_describe_key(dom, &call_a, md.key_id, &d2, &e_));
+  OK(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &e_));
   kms_key_metadata_clear(&d2);
   kms_key_metadata_clear(&md);
 }
@@ -832,7 +832,7 @@ static void test_background_sweeper(void **state) {
   kms_domain_config cfg = {.data_dir = dir, .sweep_interval_ms = 20};
   OK(kms_domain_open(&cfg, &dom, &e_));
   create_key(&call_a, &md);
-  OK(kms_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
+  OK(kms_op_schedule_key_deletion(dom, &call_a, md.key_id, 7, &so, &e_));
   kclock_advance_ms(8 * DAY_MS);
   /* Poll the store through ListKeys, which does not touch the key itself. */
   size_t remaining = 1;
@@ -840,12 +840,12 @@ static void test_background_sweeper(void **state) {
     kms_list_keys_output lo;
     struct timespec ts = {0, 10 * 1000 * 1000};
     nanosleep(&ts, NULL);
-    OK(kms_list_keys(dom, &call_a, NULL, &lo, &e_));
+    OK(kms_op_list_keys(dom, &call_a, NULL, &lo, &e_));
     remaining = lo.nkeys;
     kms_list_keys_output_clear(&lo);
   }
   assert_int_equal(remaining, 0);
-  assert_int_equal(kms_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_NOT_FOUND);
+  assert_int_equal(kms_op_describe_key(dom, &call_a, md.key_id, &d2, &err), KERR_NOT_FOUND);
   kms_key_metadata_clear(&md);
 }
 

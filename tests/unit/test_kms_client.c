@@ -38,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "../../include/kms/kms.h"
+#include "kms/kms.h"
 #include "aws/credentials.h"
 #include "aws/sigv4.h"
 #include "client/kms_client_retry.h"

@@ -1,4 +1,4 @@
-/* kms.h - the KMS domain: keys, key material, aliases, tags, policies,
+/* kms_domain.h - the KMS domain: keys, key material, aliases, tags, policies,
  * rotation and deletion, as the AWS KMS API defines them.
  *
  * This is the C API the protocol layer (lib/api) maps JSON onto.  It knows
@@ -24,8 +24,8 @@
  *   - Errors are kerr codes with AWS-worded messages that never contain
  *     key material or plaintext.
  * All functions are safe to call from many threads at once. */
-#ifndef KMSD_KMS_KMS_H
-#define KMSD_KMS_KMS_H
+#ifndef KMSD_KMS_DOMAIN_H
+#define KMSD_KMS_DOMAIN_H
 
 #include <stdbool.h>
 #include <stddef.h>
@@ -261,11 +261,11 @@ typedef struct kms_create_key_input {
  * not CONNECTED -> KERR_CKS_INVALID_STATE, fewer than two active HSMs in
  * two zones -> KERR_HSM_CLUSTER_INVALID_CONFIG, Origin AWS_CLOUDHSM without
  * a store -> KERR_VALIDATION. */
-kerr_code kms_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
+kerr_code kms_op_create_key(kms_domain *d, const kms_call *call, const kms_create_key_input *in,
                          kms_key_metadata *out, kerr *err);
 
 /* DescribeKey. */
-kerr_code kms_describe_key(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_describe_key(kms_domain *d, const kms_call *call, const char *key_id,
                            kms_key_metadata *out, kerr *err);
 
 typedef struct kms_list_input {
@@ -288,15 +288,15 @@ typedef struct kms_list_keys_output {
 void kms_list_keys_output_clear(kms_list_keys_output *o);
 
 /* ListKeys: the caller's account + region only. Bad marker -> KERR_INVALID_MARKER. */
-kerr_code kms_list_keys(kms_domain *d, const kms_call *call, const kms_list_input *in,
+kerr_code kms_op_list_keys(kms_domain *d, const kms_call *call, const kms_list_input *in,
                         kms_list_keys_output *out, kerr *err);
 
 /* EnableKey / DisableKey. */
-kerr_code kms_enable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
-kerr_code kms_disable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
+kerr_code kms_op_enable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
+kerr_code kms_op_disable_key(kms_domain *d, const kms_call *call, const char *key_id, kerr *err);
 
 /* UpdateKeyDescription (description may be "" but not NULL; max 8192). */
-kerr_code kms_update_key_description(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_update_key_description(kms_domain *d, const kms_call *call, const char *key_id,
                                      const char *description, kerr *err);
 
 typedef struct kms_schedule_deletion_output {
@@ -308,13 +308,13 @@ typedef struct kms_schedule_deletion_output {
 
 /* ScheduleKeyDeletion: pending_window_days 0 = 30, else 7..30 (KERR_VALIDATION
  * otherwise).  The key is deleted when the date passes on the kclock. */
-kerr_code kms_schedule_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_schedule_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
                                     int pending_window_days, kms_schedule_deletion_output *out,
                                     kerr *err);
 
 /* CancelKeyDeletion: PendingDeletion -> Disabled. `key_arn_out` receives the
  * key ARN (KMS_ARN_MAX bytes). Other states -> KERR_INVALID_STATE. */
-kerr_code kms_cancel_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_cancel_key_deletion(kms_domain *d, const kms_call *call, const char *key_id,
                                   char key_arn_out[KMS_ARN_MAX], kerr *err);
 
 /* ------------------------------------------------------------- crypto ops */
@@ -343,7 +343,7 @@ void kms_encrypt_output_clear(kms_encrypt_output *o);
  * SYMMETRIC_DEFAULT -> KERR_INVALID_KEY_USAGE), the state (Disabled ->
  * KERR_DISABLED, PendingDeletion -> KERR_INVALID_STATE), then dry_run ->
  * KERR_DRY_RUN.  On failure *out is empty. */
-kerr_code kms_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
+kerr_code kms_op_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
                       kms_encrypt_output *out, kerr *err);
 
 typedef struct kms_decrypt_input {
@@ -372,7 +372,7 @@ void kms_decrypt_output_clear(kms_decrypt_output *o);
  * algorithm (KERR_INVALID_KEY_USAGE), the state, dry_run, and last the
  * opening: a tampered blob, a foreign material or a wrong context ->
  * KERR_INVALID_CIPHERTEXT with one message.  On failure *out is empty. */
-kerr_code kms_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
+kerr_code kms_op_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
                       kms_decrypt_output *out, kerr *err);
 
 typedef struct kms_reencrypt_input {
@@ -431,12 +431,12 @@ void kms_generate_data_key_output_clear(kms_generate_data_key_output *o);
 
 /* GenerateDataKey: neither or both of key_spec / number_of_bytes ->
  * KERR_VALIDATION. */
-kerr_code kms_generate_data_key(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_data_key(kms_domain *d, const kms_call *call,
                                 const kms_generate_data_key_input *in,
                                 kms_generate_data_key_output *out, kerr *err);
 
 /* GenerateDataKeyWithoutPlaintext: as above, out->plaintext stays empty. */
-kerr_code kms_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_data_key_without_plaintext(kms_domain *d, const kms_call *call,
                                                   const kms_generate_data_key_input *in,
                                                   kms_generate_data_key_output *out, kerr *err);
 
@@ -452,7 +452,7 @@ typedef struct kms_generate_random_input {
 
 /* GenerateRandom. On KERR_OK *out holds fresh random bytes (free with
  * kbytes_wipe_free). */
-kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
+kerr_code kms_op_generate_random(kms_domain *d, const kms_call *call,
                               const kms_generate_random_input *in, kbytes *out, kerr *err);
 
 /* ---------------------------------------------------------------- aliases */
@@ -460,15 +460,15 @@ kerr_code kms_generate_random(kms_domain *d, const kms_call *call,
 /* CreateAlias: name must match ^alias/[a-zA-Z0-9/_-]+$ (KERR_INVALID_ALIAS_NAME
  * otherwise, and for "alias/aws/..."); duplicate -> KERR_ALREADY_EXISTS;
  * target must be a key id or key ARN of the caller's account+region. */
-kerr_code kms_create_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_create_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            const char *target_key_id, kerr *err);
 
 /* UpdateAlias: point an existing alias at another key of the same account. */
-kerr_code kms_update_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_update_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            const char *target_key_id, kerr *err);
 
 /* DeleteAlias. Unknown alias -> KERR_NOT_FOUND. */
-kerr_code kms_delete_alias(kms_domain *d, const kms_call *call, const char *alias_name,
+kerr_code kms_op_delete_alias(kms_domain *d, const kms_call *call, const char *alias_name,
                            kerr *err);
 
 typedef struct kms_alias_entry {
@@ -490,18 +490,18 @@ void kms_list_aliases_output_clear(kms_list_aliases_output *o);
 
 /* ListAliases: the caller's account+region; `key_id` (optional) filters to
  * one key (authorized on that key; otherwise on "*"). */
-kerr_code kms_list_aliases(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_aliases(kms_domain *d, const kms_call *call, const char *key_id,
                            const kms_list_input *in, kms_list_aliases_output *out, kerr *err);
 
 /* ------------------------------------------------------------------- tags */
 
 /* TagResource: add or overwrite tags. Keys 1..128 chars, values 0..256,
  * "aws:" prefix reserved, at most 50 tags per key -> KERR_TAG. */
-kerr_code kms_tag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_tag_resource(kms_domain *d, const kms_call *call, const char *key_id,
                            const kms_pair *tags, size_t ntags, kerr *err);
 
 /* UntagResource: remove the named tag keys (absent keys are ignored). */
-kerr_code kms_untag_resource(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_untag_resource(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *const *tag_keys, size_t nkeys, kerr *err);
 
 typedef struct kms_list_tags_output {
@@ -514,18 +514,18 @@ typedef struct kms_list_tags_output {
 void kms_list_tags_output_clear(kms_list_tags_output *o);
 
 /* ListResourceTags (limit 1..50, default 50). */
-kerr_code kms_list_resource_tags(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_resource_tags(kms_domain *d, const kms_call *call, const char *key_id,
                                  const kms_list_input *in, kms_list_tags_output *out, kerr *err);
 
 /* --------------------------------------------------------------- rotation */
 
 /* EnableKeyRotation: rotation_period_days 0 = 365 (or the current period
  * when already enabled), else 90..2560. */
-kerr_code kms_enable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_enable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
                                   int rotation_period_days, kerr *err);
 
 /* DisableKeyRotation. */
-kerr_code kms_disable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_disable_key_rotation(kms_domain *d, const kms_call *call, const char *key_id,
                                    kerr *err);
 
 typedef struct kms_rotation_status {
@@ -539,13 +539,13 @@ typedef struct kms_rotation_status {
 } kms_rotation_status;
 
 /* GetKeyRotationStatus. */
-kerr_code kms_get_key_rotation_status(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_get_key_rotation_status(kms_domain *d, const kms_call *call, const char *key_id,
                                       kms_rotation_status *out, kerr *err);
 
 /* RotateKeyOnDemand: new current key material now; older materials keep
  * decrypting. At most 25 on-demand rotations per key -> KERR_LIMIT_EXCEEDED.
  * `key_id_out` receives the key id (UUID). */
-kerr_code kms_rotate_key_on_demand(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_rotate_key_on_demand(kms_domain *d, const kms_call *call, const char *key_id,
                                    char key_id_out[UUID_STR_LEN], kerr *err);
 
 typedef struct kms_rotation_entry {
@@ -569,7 +569,7 @@ void kms_list_rotations_output_clear(kms_list_rotations_output *o);
 
 /* ListKeyRotations: include_key_material NULL or "ROTATIONS_ONLY" lists
  * materials created by rotation; "ALL_KEY_MATERIAL" adds the original one. */
-kerr_code kms_list_key_rotations(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_key_rotations(kms_domain *d, const kms_call *call, const char *key_id,
                                  const char *include_key_material, const kms_list_input *in,
                                  kms_list_rotations_output *out, kerr *err);
 
@@ -579,7 +579,7 @@ kerr_code kms_list_key_rotations(kms_domain *d, const kms_call *call, const char
  * KERR_NOT_FOUND, each key has one policy); bad JSON or grammar ->
  * KERR_MALFORMED_POLICY; a policy that would lock the caller out ->
  * KERR_MALFORMED_POLICY unless bypass is set. */
-kerr_code kms_put_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_put_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *policy_name, const char *policy,
                              bool bypass_policy_lockout_safety_check, kerr *err);
 
@@ -591,7 +591,7 @@ typedef struct kms_key_policy_output {
 void kms_key_policy_output_clear(kms_key_policy_output *o);
 
 /* GetKeyPolicy: policy_name NULL or "default" (other names -> KERR_NOT_FOUND). */
-kerr_code kms_get_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_get_key_policy(kms_domain *d, const kms_call *call, const char *key_id,
                              const char *policy_name, kms_key_policy_output *out, kerr *err);
 
 typedef struct kms_list_policies_output {
@@ -604,7 +604,7 @@ typedef struct kms_list_policies_output {
 void kms_list_policies_output_clear(kms_list_policies_output *o);
 
 /* ListKeyPolicies. */
-kerr_code kms_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
+kerr_code kms_op_list_key_policies(kms_domain *d, const kms_call *call, const char *key_id,
                                 const kms_list_input *in, kms_list_policies_output *out,
                                 kerr *err);
 
@@ -668,7 +668,7 @@ typedef struct kms_create_cks_input {
  * KERR_HSM_CLUSTER_INVALID_CONFIG, used (or related to one used) by another
  * store -> KERR_HSM_CLUSTER_IN_USE, trust anchor not the cluster's ->
  * KERR_INCORRECT_TRUST_ANCHOR.  On KERR_OK id_out holds the new id. */
-kerr_code kms_create_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_create_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_create_cks_input *in,
                                       char id_out[KMS_CKS_ID_MAX], kerr *err);
 
@@ -690,7 +690,7 @@ void kms_describe_cks_output_clear(kms_describe_cks_output *o);
 /* DescribeCustomKeyStores: by id, by name, or all of the account+region.
  * An id or name that names no store -> KERR_CKS_NOT_FOUND; both given ->
  * KERR_VALIDATION; bad marker -> KERR_INVALID_MARKER.  Never a password. */
-kerr_code kms_describe_custom_key_stores(kms_domain *d, const kms_call *call,
+kerr_code kms_op_describe_custom_key_stores(kms_domain *d, const kms_call *call,
                                          const kms_describe_cks_input *in,
                                          kms_describe_cks_output *out, kerr *err);
 
@@ -712,7 +712,7 @@ typedef struct kms_update_cks_input {
  * (KERR_HSM_CLUSTER_NOT_RELATED), be ACTIVE (KERR_HSM_CLUSTER_NOT_ACTIVE)
  * with two active HSMs in two zones (KERR_HSM_CLUSTER_INVALID_CONFIG).
  * Nothing changes on failure. */
-kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_update_custom_key_store(kms_domain *d, const kms_call *call,
                                       const kms_update_cks_input *in, kerr *err);
 
 /* ConnectCustomKeyStore: DISCONNECTED -> CONNECTING and a worker connects
@@ -721,20 +721,20 @@ kerr_code kms_update_custom_key_store(kms_domain *d, const kms_call *call,
  * KERR_CKS_INVALID_STATE.  The cluster not ACTIVE ->
  * KERR_HSM_CLUSTER_NOT_ACTIVE; its active HSMs all in one zone ->
  * KERR_HSM_CLUSTER_INVALID_CONFIG.  Returns before the worker finishes. */
-kerr_code kms_connect_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_connect_custom_key_store(kms_domain *d, const kms_call *call,
                                        const char *custom_key_store_id, kerr *err);
 
 /* DisconnectCustomKeyStore: CONNECTED, CONNECTING or FAILED ->
  * DISCONNECTING -> DISCONNECTED (closing the HSM sessions; in-flight
  * operations finish first); DISCONNECTED and DISCONNECTING ->
  * KERR_CKS_INVALID_STATE. */
-kerr_code kms_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
                                           const char *custom_key_store_id, kerr *err);
 
 /* DeleteCustomKeyStore: only DISCONNECTED (else KERR_CKS_INVALID_STATE)
  * and holding no KMS keys, pending deletion included (else
  * KERR_CKS_HAS_CMKS). */
-kerr_code kms_delete_custom_key_store(kms_domain *d, const kms_call *call,
+kerr_code kms_op_delete_custom_key_store(kms_domain *d, const kms_call *call,
                                       const char *custom_key_store_id, kerr *err);
 
 #endif
