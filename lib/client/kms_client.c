@@ -24,6 +24,7 @@
 
 #include "client/aws_config.h"
 #include "client/aws_http.h"
+#include "client/kms_client_internal.h"
 #include "client/kms_client_retry.h"
 #include "core/kerr.h"
 #include "core/secmem.h"
@@ -244,6 +245,8 @@ void kms_client_free(kms_client *c) {
   aws_config_free(&c->cfg);
   free(c);
 }
+
+kms_service kms_client_service(const kms_client *c) { return c->service; }
 
 const char *kms_client_region(const kms_client *c) { return c ? c->cfg.region : NULL; }
 
