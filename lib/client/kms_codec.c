@@ -422,6 +422,8 @@ int kms_codec_decode(const kms_codec_struct *st, const json_t *obj, void *out, k
 
 static void free_struct(const kms_codec_struct *st, void *base);
 
+/* `aux` is the count of a list or map; the tables never put a list or map
+ * directly in a list (where there is no count), and NULL is read as none. */
 static void free_value(const kms_codec_value *v, void *addr, void *aux, int inline_struct) {
   switch (v->type) {
     case MODEL_STRING: {
@@ -441,16 +443,16 @@ static void free_value(const kms_codec_value *v, void *addr, void *aux, int inli
     }
     case MODEL_LIST: {
       char *items = *(char **)addr;
-      size_t n = items ? *(size_t *)aux : 0;
+      size_t n = items && aux ? *(size_t *)aux : 0;
       for (size_t i = 0; i < n; i++) free_value(v->item, items + i * v->item_size, NULL, 1);
       free(items);
       *(char **)addr = NULL;
-      *(size_t *)aux = 0;
+      if (aux) *(size_t *)aux = 0;
       break;
     }
     case MODEL_MAP: {
       char *pairs = *(char **)addr;
-      size_t n = pairs ? *(size_t *)aux : 0;
+      size_t n = pairs && aux ? *(size_t *)aux : 0;
       for (size_t i = 0; i < n; i++) {
         char *pair = pairs + i * v->item_size;
         free(*(char **)pair);
@@ -458,7 +460,7 @@ static void free_value(const kms_codec_value *v, void *addr, void *aux, int inli
       }
       free(pairs);
       *(char **)addr = NULL;
-      *(size_t *)aux = 0;
+      if (aux) *(size_t *)aux = 0;
       break;
     }
     case MODEL_STRUCTURE:
