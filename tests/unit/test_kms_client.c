@@ -18,7 +18,10 @@
  * (a listener whose queue is full), a closed port, a
  * reply over the cap (announced and streamed), the AWS error shapes, request
  * ids, unsigned requests, TLS (trusted bundle, untrusted, no verification),
- * configuration errors, and that no debug line or message carries a secret. */
+ * configuration errors, and that no debug line or message carries a secret;
+ * a 4 KiB session token, credentials given in the options, a success after
+ * retries (the caller's error untouched, the quota refunded) and running out
+ * of memory while a reply arrives. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,8 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -1353,6 +1358,66 @@ static void test_retried_success(void **state) {
   kms_client_free(c);
 }
 
+/* Running out of memory while a reply arrives is KMS_ERR_MEMORY, not a
+ * libcurl failure.  A child process caps its own address space a little
+ * above what it uses, then receives a 4 MiB reply, whose buffer must grow to
+ * 8 MiB.  (Not under AddressSanitizer, whose shadow memory needs an
+ * unbounded address space, nor under valgrind, whose own allocator would
+ * fail first.) */
+static void test_out_of_memory_while_reading(void **state) {
+#if defined(__SANITIZE_ADDRESS__)
+  (void)state;
+  skip();
+#else
+  server *s = *state;
+  script_reply big = {.status = 200, .stream_bytes = (size_t)4 * 1024 * 1024};
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload")) skip();
+  kms_client_options o = options_for(s);
+  kms_client *c;
+  int status = 0;
+  pid_t pid;
+
+  o.max_attempts = 1;
+  script(s, &big, 1);
+  c = client_with(KMS_SERVICE_KMS, &o);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    kms_error e;
+    char *reply = NULL;
+    size_t len = 0;
+    struct rlimit lim;
+    void *hold[4096];
+    size_t held = 0, i;
+    /* No more address space, and the heap's free memory taken: only the
+     * last 256 KiB taken are given back, for libcurl's small needs. */
+    lim.rlim_cur = lim.rlim_max = 0;
+    if (getrlimit(RLIMIT_AS, &lim) != 0) _exit(10);
+    {
+      FILE *f = fopen("/proc/self/statm", "r");
+      unsigned long pages = 0;
+      if (!f || fscanf(f, "%lu", &pages) != 1) _exit(10);
+      fclose(f);
+      lim.rlim_cur = lim.rlim_max = pages * (unsigned long)sysconf(_SC_PAGESIZE);
+    }
+    if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(11);
+    while (held < sizeof hold / sizeof *hold && (hold[held] = malloc(64 * 1024)) != NULL) held++;
+    for (i = 0; i < 4 && held > 0; i++) free(hold[--held]);
+    memset(&e, 0, sizeof e);
+    if (kms_call_json(c, "Decrypt", "{}", 2, &reply, &len, &e) != KMS_ERR_MEMORY) {
+      fprintf(stderr, "got %d %s: %s\n", (int)e.kind, e.code, e.message);
+      _exit(12);
+    }
+    _exit(strcmp(e.code, "MemoryError") == 0 && reply == NULL ? 0 : 13);  /* held: freed by _exit */
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  kms_client_free(c);
+#endif
+}
+
 static void test_version(void **state) {
   int major = -1, minor = -1, patch = -1;
   char tail = 0;
@@ -1381,6 +1446,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_long_session_token, setup, teardown),
       cmocka_unit_test_setup_teardown(test_credentials_in_options, setup, teardown),
       cmocka_unit_test_setup_teardown(test_retried_success, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_out_of_memory_while_reading, setup, teardown),
       cmocka_unit_test(test_version),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
