@@ -269,6 +269,24 @@ def prelude():
  * keys, shared secrets) and every blob are overwritten with zeros by the free
  * function.
  *
+ * Secrets in memory: what is wiped and what is not.  The typed layer builds
+ * the request and reads the reply with jansson.  Wiped before being freed:
+ * the request text as sent, the reply as received (kms_reply_free), every
+ * string value of the request and reply trees (base64 plaintext included),
+ * the base64 text of each input blob, and, by the free functions, every
+ * output blob and sensitive string.  Not wiped: jansson's own scratch
+ * copies.  Serialising grows its output buffer by reallocation,
+ * so earlier partial copies of the request text (with a blob's base64) are
+ * left in freed heap; parsing copies each string token into a lexer buffer
+ * before it becomes a value, and frees it unwiped.  So a typed call leaves
+ * base64 copies of its plaintext (input of Encrypt, output of Decrypt,
+ * GenerateDataKey, ...) in freed heap until reused.  Nothing is locked into
+ * RAM (mlock), so any of it may reach swap.  libkms does not call
+ * json_set_alloc_funcs, which is process-wide and would change every other
+ * jansson user of the program; a program that needs no such copies can set
+ * wiping allocation functions itself at start-up, or build its request and
+ * read its reply itself with kms_call_json (kms.h).
+ *
  * Output structs are zeroed at the start of every call; on failure they hold
  * nothing, so calling the free function is allowed but not needed.
  *

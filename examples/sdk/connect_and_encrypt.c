@@ -9,10 +9,14 @@
  * Build and run against kmsd:
  *
  *   cc connect_and_encrypt.c $(pkg-config --cflags --libs libkms) -o connect_and_encrypt
- *   AWS_ENDPOINT_URL=http://127.0.0.1:4599 ./connect_and_encrypt cks-0123456789abcdef0 'hello, HSM'
+ *   printf 'hello, HSM' | AWS_ENDPOINT_URL=http://127.0.0.1:4599 ./connect_and_encrypt cks-0123456789abcdef0
  *
- * Credentials, region and endpoint come from the AWS configuration, as for the
- * aws CLI (AWS_* variables, ~/.aws/credentials, ~/.aws/config). */
+ * The secret is read from standard input (up to 4 KiB, KMS's plaintext limit),
+ * never from the command line, where every user of the machine could read it
+ * in the process list; it is never printed either: the program reports its
+ * length and whether the decrypted bytes match.  Credentials, region and
+ * endpoint come from the AWS configuration, as for the aws CLI (AWS_*
+ * variables, ~/.aws/credentials, ~/.aws/config). */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +26,7 @@
 
 #define POLL_INTERVAL_MS 100
 #define POLL_LIMIT_MS 60000
+#define SECRET_MAX 4096
 
 static int fail(const char *what, const kms_error *err) {
   fprintf(stderr, "connect_and_encrypt: %s: %s: %s (HTTP %d, request id %s)\n", what, err->code,
@@ -64,13 +69,26 @@ static int wait_until_connected(kms_client *c, const char *store_id) {
   return 1;
 }
 
+/* Read the secret from standard input into `buf`: its length, or -1 when it
+ * is empty or longer than SECRET_MAX bytes. */
+static long read_secret(unsigned char *buf) {
+  size_t n = fread(buf, 1, SECRET_MAX + 1, stdin);
+  if (n == 0 || n > SECRET_MAX) return -1;
+  return (long)n;
+}
+
 int main(int argc, char **argv) {
-  if (argc < 2 || argc > 3) {
-    fprintf(stderr, "usage: connect_and_encrypt CUSTOM_KEY_STORE_ID [SECRET]\n");
+  if (argc != 2) {
+    fprintf(stderr, "usage: connect_and_encrypt CUSTOM_KEY_STORE_ID < SECRET_FILE\n");
     return 2;
   }
   const char *store_id = argv[1];
-  const char *secret = argc == 3 ? argv[2] : "hello, HSM";
+  static unsigned char secret[SECRET_MAX + 1];
+  long secret_len = read_secret(secret);
+  if (secret_len < 0) {
+    fprintf(stderr, "connect_and_encrypt: give the secret (1 to %d bytes) on standard input\n", SECRET_MAX);
+    return 2;
+  }
   /* Encrypt and Decrypt must name the same context; it is authenticated, not secret. */
   const kms_string_pair_in context[] = {{"purpose", "connect_and_encrypt"}};
   kms_client *c = NULL;
@@ -104,13 +122,17 @@ int main(int argc, char **argv) {
     status = fail("CreateKey", &err);
     goto out;
   }
+  if (!key.key_metadata || !key.key_metadata->key_id) {
+    fprintf(stderr, "connect_and_encrypt: CreateKey answered without KeyMetadata.KeyId\n");
+    goto out;
+  }
   printf("key %s created in the key store\n", key.key_metadata->key_id);
 
   /* 3. Encrypt: the plaintext goes in as raw bytes; libkms does the base64. */
   kms_encrypt_input enc = {0};
   enc.key_id = key.key_metadata->key_id;
-  enc.plaintext.data = (const unsigned char *)secret;
-  enc.plaintext.len = strlen(secret);
+  enc.plaintext.data = secret;
+  enc.plaintext.len = (size_t)secret_len;
   enc.encryption_context = context;
   enc.encryption_context_count = 1;
   if (kms_encrypt(c, &enc, &sealed, &err)) {
@@ -129,11 +151,14 @@ int main(int argc, char **argv) {
     status = fail("Decrypt", &err);
     goto out;
   }
-  if (opened.plaintext.len != strlen(secret) || memcmp(opened.plaintext.data, secret, opened.plaintext.len) != 0) {
+  if (opened.plaintext.len != (size_t)secret_len || memcmp(opened.plaintext.data, secret, opened.plaintext.len) != 0) {
     fprintf(stderr, "connect_and_encrypt: the decrypted bytes differ from the secret\n");
     goto out;
   }
-  printf("decrypted with %s: %.*s\n", opened.key_id, (int)opened.plaintext.len, (const char *)opened.plaintext.data);
+  /* The plaintext itself is not printed: a terminal's scrollback or a log is
+   * no place for a secret. */
+  printf("decrypted %zu bytes with %s: they match the secret\n", opened.plaintext.len,
+         opened.key_id ? opened.key_id : "(no key id)");
   status = 0;
 
 out:
@@ -142,5 +167,6 @@ out:
   kms_encrypt_output_free(&sealed);
   kms_create_key_output_free(&key);
   kms_client_free(c);
+  memset(secret, 0, sizeof secret);
   return status;
 }

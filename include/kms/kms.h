@@ -17,6 +17,15 @@
  *   - A client may be used by one thread at a time; use one client per thread.
  *   - Secrets (secret keys, session tokens, plaintexts) are never copied into an
  *     error message or the debug callback.
+ *
+ * ABI.  The structs of kms.h and kms_ops.h are allocated by the caller and
+ * carry no size field, so any change of their layout (a new option here, a
+ * model refresh that adds a member to an operation's struct) breaks binary
+ * compatibility.  While libkms is 0.x its soname names MAJOR.MINOR
+ * (libkms.so.0.1): every minor release may change layouts and gets a new
+ * soname, so a program is never run against a library whose structs differ
+ * from those it was compiled with; rebuild against the new headers.  Patch
+ * releases keep layouts and soname.
  */
 #ifndef LIBKMS_KMS_H
 #define LIBKMS_KMS_H
@@ -56,8 +65,12 @@ typedef struct kms_error {
                               KMS_ERR_CONNECTION  EndpointConnectionError,
                                                   ConnectionClosedError, SSLError
                               KMS_ERR_TIMEOUT     ConnectTimeoutError, ReadTimeoutError
-                              KMS_ERR_RESPONSE    ResponseTooLarge, InvalidResponse
+                              KMS_ERR_RESPONSE    ResponseTooLarge, InvalidResponse,
+                                                  PaginationError (a page iterator
+                                                  of kms_ops.h was led in a loop or
+                                                  past 100,000 pages)
                               KMS_ERR_MEMORY      MemoryError
+                            The typed layer (kms_ops.h) uses the same names.
                               KMS_ERR_INTERNAL    HTTPClientError */
   char message[1024];    /* human-readable; never holds a secret */
   int http_status;       /* the reply's HTTP status; 0 when no reply arrived */
@@ -74,8 +87,11 @@ typedef enum kms_service {
   KMS_SERVICE_CLOUDHSMV2 = 1,
 } kms_service;
 
-/* A timeout in milliseconds: 0 for the default (60 s), KMS_TIMEOUT_NONE to wait
- * forever, or a positive value. */
+/* A timeout in milliseconds: 0 for the default (60 s), KMS_TIMEOUT_NONE for no
+ * limit, or a positive value.  For the connect timeout "no limit" is the
+ * longest libcurl takes (INT_MAX ms, about 24.8 days); the system's own TCP
+ * connect retries may give up sooner (about 2 minutes on Linux by default),
+ * which is then a KMS_ERR_CONNECTION or KMS_ERR_TIMEOUT. */
 #define KMS_TIMEOUT_NONE (-1L)
 
 /* How to build a client.  Zero-initialise (`kms_client_options o = {0};`) and
@@ -105,6 +121,15 @@ typedef struct kms_client_options {
    * body or a signature.  Called on the calling thread, inside the call. */
   void (*debug)(void *ctx, const char *line);
   void *debug_ctx;
+  /* Credentials given in code, before every other source (environment,
+   * profiles).  access_key_id and secret_access_key go together: one without
+   * the other is KMS_ERR_CONFIG (PartialCredentialsError), as is a
+   * session_token without them.  NULL: the AWS configuration's.  Copied by
+   * kms_client_new (the secret and the token into memory that
+   * kms_client_free wipes); the caller's strings may be wiped right after. */
+  const char *access_key_id;
+  const char *secret_access_key;
+  const char *session_token;
 } kms_client_options;
 
 typedef struct kms_client kms_client;
@@ -154,7 +179,9 @@ const char *kms_client_endpoint(const kms_client *c);
  * (possibly "{}" or empty for operations without output), owned by the caller
  * and freed with kms_reply_free (it may hold plaintext, so it is wiped).  On
  * failure *reply is NULL and *err says why; KMS_ERR_SERVICE when the service
- * answered with an error.  Replies over 64 MiB are KMS_ERR_RESPONSE. */
+ * answered with an error.  Replies over 4 MiB are KMS_ERR_RESPONSE
+ * (ResponseTooLarge); an error reply's body is read as JSON only up to 64 KiB
+ * (beyond, its HTTP status is the code). */
 int kms_call_json(kms_client *c, const char *operation, const char *json, size_t len, char **reply,
                   size_t *reply_len, kms_error *err);
 

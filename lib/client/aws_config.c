@@ -210,11 +210,15 @@ static kerr_code expand_home(const char *path, char *out, size_t out_size, kerr 
   } else {
     home = env_nonempty("HOME");
     if (!home) {
-      struct passwd *pw = getpwuid(getuid());
-      home = pw ? pw->pw_dir : NULL;
+      /* getpwuid_r, not getpwuid: libkms clients live in threaded programs. */
+      struct passwd pwd, *pw = NULL;
+      char buf[4096];
+      if (getpwuid_r(getuid(), &pwd, buf, sizeof buf, &pw) != 0 || !pw || !pw->pw_dir)
+        return kerr_set(err, KERR_VALIDATION, "cannot expand %s: no home directory", path);
+      w = snprintf(out, out_size, "%s%s", pw->pw_dir, path + 1);
+    } else {
+      w = snprintf(out, out_size, "%s%s", home, path + 1);
     }
-    if (!home) return kerr_set(err, KERR_VALIDATION, "cannot expand %s: no home directory", path);
-    w = snprintf(out, out_size, "%s%s", home, path + 1);
   }
   if (w < 0 || (size_t)w >= out_size) return kerr_set(err, KERR_VALIDATION, "path too long: %.64s...", path);
   return KERR_OK;
@@ -312,6 +316,11 @@ bad:
 }
 
 kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *err) {
+  return aws_config_load_with(opts, NULL, out, err);
+}
+
+kerr_code aws_config_load_with(const aws_config_opts *opts, const aws_config_credentials *creds, aws_config *out,
+                               kerr *err) {
   static const aws_config_opts no_opts;
   profile_files pf;
   char creds_path[PATH_MAX_LEN], config_path[PATH_MAX_LEN];
@@ -365,7 +374,19 @@ kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *er
   /* An explicit --profile takes precedence over environment credentials;
    * AWS_PROFILE does not (botocore keeps its environment provider then). */
   problem = AWS_CONFIG_PARTIAL_CREDENTIALS;
-  if (!explicit_flag) {
+  if (creds && (creds->access_key_id || creds->secret_access_key || creds->session_token)) {
+    if (!creds->access_key_id || !*creds->access_key_id || !creds->secret_access_key ||
+        !*creds->secret_access_key) {
+      rc = kerr_set(err, KERR_VALIDATION,
+                    "Partial credentials found in the client options: access_key_id and secret_access_key go "
+                    "together (and a session_token needs both)");
+      goto out;
+    }
+    rc = creds_from(creds->access_key_id, creds->secret_access_key, creds->session_token, "the client options",
+                    AWS_CRED_EXPLICIT, out, err);
+    if (rc) goto out;
+  }
+  if (!explicit_flag && out->source == AWS_CRED_NONE) {
     rc = creds_from(getenv("AWS_ACCESS_KEY_ID"), getenv("AWS_SECRET_ACCESS_KEY"),
                     first_of(getenv("AWS_SESSION_TOKEN"), getenv("AWS_SECURITY_TOKEN")), "env", AWS_CRED_ENV, out,
                     err);
@@ -472,6 +493,7 @@ const char *aws_cred_source_name(aws_cred_source s) {
     case AWS_CRED_ENV: return "environment";
     case AWS_CRED_SHARED_FILE: return "shared credentials file";
     case AWS_CRED_CONFIG_FILE: return "config file";
+    case AWS_CRED_EXPLICIT: return "the client options";
     case AWS_CRED_NONE: break;
   }
   return "none";

@@ -51,6 +51,7 @@ typedef enum aws_cred_source {
   AWS_CRED_ENV,                /* AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY */
   AWS_CRED_SHARED_FILE,        /* the shared credentials file */
   AWS_CRED_CONFIG_FILE,        /* the config file */
+  AWS_CRED_EXPLICIT,           /* given by the program (aws_config_load_with) */
 } aws_cred_source;
 
 /* Which rule a failed aws_config_load broke, so that a library can name the
@@ -96,6 +97,22 @@ typedef struct aws_config {
  * pointer NULL) and out->problem says which rule failed (0 for running out
  * of memory, KERR_INTERNAL). */
 kerr_code aws_config_load(const aws_config_opts *opts, aws_config *out, kerr *err);
+
+/* Credentials a program hands over itself (libkms's kms_client_options). */
+typedef struct aws_config_credentials {
+  const char *access_key_id;
+  const char *secret_access_key;
+  const char *session_token;  /* NULL: none */
+} aws_config_credentials;
+
+/* aws_config_load, with `creds` (may be NULL, or all NULL) before every
+ * other source: when any of its members is set, the environment's and the
+ * profiles' credentials are not consulted.  Key and secret go together:
+ * one without the other, or a token without both, is KERR_VALIDATION with
+ * problem AWS_CONFIG_PARTIAL_CREDENTIALS.  The secret and the token are
+ * copied into secure memory (wiped by aws_config_free). */
+kerr_code aws_config_load_with(const aws_config_opts *opts, const aws_config_credentials *creds, aws_config *out,
+                               kerr *err);
 
 /* KERR_OK when `c` holds an access key, its secret and a region; otherwise
  * KERR_MISSING_AUTH_TOKEN ("Unable to locate credentials ...") or

@@ -15,6 +15,7 @@
 
 #include <curl/curl.h>
 #include <jansson.h>
+#include <limits.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -48,25 +49,42 @@ static CURLcode curl_init_rc = CURLE_FAILED_INIT;
 
 static void curl_init(void) { curl_init_rc = curl_global_init(CURL_GLOBAL_DEFAULT); }
 
+/* `url` as it may be quoted in a message: a user name and password
+ * (scheme://user:password@host) replaced by "***", the rest cut to fit. */
+static void url_for_message(const char *url, char *out, size_t out_size) {
+  const char *start = strstr(url, "://");
+  const char *host_start = start ? start + 3 : url;
+  const char *host_end = host_start + strcspn(host_start, "/?#");
+  const char *at = NULL, *p;
+  for (p = host_start; p < host_end; p++)
+    if (*p == '@') at = p;
+  if (at)
+    snprintf(out, out_size, "%.*s***%.200s", (int)(host_start - url), url, at);
+  else
+    snprintf(out, out_size, "%.200s", url);
+}
+
 /* Split the endpoint URL into what signing needs.  curl's own parser decides
  * what the URL means, so what is signed is what curl sends. */
 static kerr_code parse_endpoint(aws_http_client *c, const char *url, kerr *err) {
   CURLU *u = curl_url();
   char *scheme = NULL, *host = NULL, *port = NULL, *path = NULL, *query = NULL, *user = NULL;
   kerr_code rc = KERR_OK;
+  char shown[256];
   int w;
 
   if (!u) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  url_for_message(url, shown, sizeof shown);
   if (strlen(url) > 1024 || curl_url_set(u, CURLUPART_URL, url, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_SCHEME, &scheme, 0) != CURLUE_OK ||
       curl_url_get(u, CURLUPART_HOST, &host, 0) != CURLUE_OK) {
-    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": not a URL like http://127.0.0.1:4599",
-                  url);
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%s\": not a URL like http://127.0.0.1:4599",
+                  shown);
     goto out;
   }
   if (strcasecmp(scheme, "http") != 0 && strcasecmp(scheme, "https") != 0) {
-    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": the scheme must be http or https",
-                  url);
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%s\": the scheme must be http or https",
+                  shown);
     goto out;
   }
   /* Credentials in the URL would end up in messages and debug lines that
@@ -76,7 +94,7 @@ static kerr_code parse_endpoint(aws_http_client *c, const char *url, kerr *err) 
     goto out;
   }
   if (curl_url_get(u, CURLUPART_QUERY, &query, 0) == CURLUE_OK && query && *query) {
-    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%.200s\": a query string is not allowed", url);
+    rc = kerr_set(err, KERR_VALIDATION, "Bad value for --endpoint-url \"%s\": a query string is not allowed", shown);
     goto out;
   }
   /* NO_DEFAULT_PORT: http://h:80 is signed as Host "h", as curl sends it. */
@@ -189,6 +207,7 @@ typedef struct reply_sink {
   size_t cap;
   size_t max;
   int too_large;
+  int out_of_memory;
   activity *act;
 } reply_sink;
 
@@ -207,7 +226,10 @@ static size_t on_body(char *data, size_t size, size_t nmemb, void *userdata) {
     char *grown;
     while (cap < r->body_len + n + 1) cap *= 2;
     grown = secure_alloc(cap);
-    if (!grown) return 0;
+    if (!grown) {
+      s->out_of_memory = 1;
+      return 0;
+    }
     if (r->body) memcpy(grown, r->body, r->body_len);
     secure_free(r->body, s->cap);
     r->body = grown;
@@ -286,7 +308,9 @@ static void decode_error(aws_http_reply *r, const char *type_header) {
   json_t *doc = NULL;
   const char *type = NULL, *msg = NULL;
 
-  if (r->body_len) doc = json_loadb(r->body, r->body_len, 0, NULL);
+  /* An AWS error is small; a large body is not parsed, since its tree would
+   * cost many times its size. */
+  if (r->body_len && r->body_len <= AWS_HTTP_ERROR_PARSE_MAX) doc = json_loadb(r->body, r->body_len, 0, NULL);
   if (json_is_object(doc)) {
     json_t *t = json_object_get(doc, "__type");
     json_t *m = json_object_get(doc, "message");
@@ -367,9 +391,10 @@ static CURLcode run_transfer(aws_http_client *c, activity *act, int *stalled) {
   return result;
 }
 
-static aws_http_failure classify(CURLcode cc, int stalled, int too_large, CURL *curl) {
+static aws_http_failure classify(CURLcode cc, int stalled, const reply_sink *sink, CURL *curl) {
   curl_off_t pretransfer = 0;
-  if (too_large) return AWS_HTTP_FAIL_TOO_LARGE;
+  if (sink->out_of_memory) return AWS_HTTP_FAIL_MEMORY;
+  if (sink->too_large) return AWS_HTTP_FAIL_TOO_LARGE;
   if (stalled) return AWS_HTTP_FAIL_READ_TIMEOUT;
   switch (cc) {
     case CURLE_OPERATION_TIMEDOUT:
@@ -396,12 +421,39 @@ static aws_http_failure classify(CURLcode cc, int stalled, int too_large, CURL *
   }
 }
 
+/* A header list holds the signature and, with a session, the token: wipe
+ * each line before libcurl frees it. */
+static void free_headers(struct curl_slist *hdrs) {
+  struct curl_slist *h;
+  for (h = hdrs; h; h = h->next) secure_wipe(h->data, strlen(h->data));
+  curl_slist_free_all(hdrs);
+}
+
+/* Append "name: value" to *hdrs.  The line is built in secure memory sized to
+ * fit (a session token can be several KiB), and wiped once libcurl has its
+ * copy.  KERR_VALIDATION when the line would exceed AWS_HTTP_HEADER_MAX. */
+static kerr_code append_header(struct curl_slist **hdrs, const char *name, const char *value, kerr *err) {
+  size_t size = strlen(name) + 2 + strlen(value) + 1;
+  struct curl_slist *n;
+  char *line;
+  if (size > AWS_HTTP_HEADER_MAX)
+    return kerr_set(err, KERR_VALIDATION, "aws_http_call: header %s longer than %d bytes", name, AWS_HTTP_HEADER_MAX);
+  line = secure_alloc(size);
+  if (!line) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  snprintf(line, size, "%s: %s", name, value);
+  n = curl_slist_append(*hdrs, line);
+  secure_free(line, size);
+  if (!n) return kerr_set(err, KERR_INTERNAL, "out of memory");
+  *hdrs = n;
+  return KERR_OK;
+}
+
 /* The request headers, signed unless the client sends unsigned requests.
  * `auth` receives the Authorization value (wiped by the caller). */
 static kerr_code build_headers(aws_http_client *c, const char *target, const char *body, size_t len, char *auth,
                                size_t auth_size, struct curl_slist **out, kerr *err) {
   static const char *const extra[] = {"Expect:", "Accept: application/json"};
-  char amz_date[17], line[1200];
+  char amz_date[17];
   http_header sign_headers[5];
   struct curl_slist *hdrs = NULL, *n;
   sigv4_request req;
@@ -436,46 +488,27 @@ static kerr_code build_headers(aws_http_client *c, const char *target, const cha
     if (rc) goto out;
   }
   for (i = 0; i < nh; i++) {
-    int w = snprintf(line, sizeof line, "%s: %s", sign_headers[i].name, sign_headers[i].value);
-    if (w < 0 || (size_t)w >= sizeof line) {
-      rc = kerr_set(err, KERR_VALIDATION, "aws_http_call: header %s too long", sign_headers[i].name);
-      goto out;
-    }
-    n = curl_slist_append(hdrs, line);
-    if (!n) goto oom;
-    hdrs = n;
+    rc = append_header(&hdrs, sign_headers[i].name, sign_headers[i].value, err);
+    if (rc) goto out;
   }
   for (i = 0; i < sizeof extra / sizeof *extra; i++) {
     n = curl_slist_append(hdrs, extra[i]);
-    if (!n) goto oom;
+    if (!n) {
+      rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+      goto out;
+    }
     hdrs = n;
   }
-  if (!c->opts.no_sign) {
-    snprintf(line, sizeof line, "Authorization: %s", auth);
-    n = curl_slist_append(hdrs, line);
-    if (!n) goto oom;
-    hdrs = n;
-  }
-  goto out;
-oom:
-  rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+  if (!c->opts.no_sign) rc = append_header(&hdrs, "Authorization", auth, err);
 out:
-  secure_wipe(line, sizeof line);
   if (rc) {
-    curl_slist_free_all(hdrs);
+    free_headers(hdrs);
     hdrs = NULL;
   }
   *out = hdrs;
   return rc;
 }
 
-/* A header list holds the signature and, with a session, the token: wipe
- * each line before libcurl frees it. */
-static void free_headers(struct curl_slist *hdrs) {
-  struct curl_slist *h;
-  for (h = hdrs; h; h = h->next) secure_wipe(h->data, strlen(h->data));
-  curl_slist_free_all(hdrs);
-}
 
 kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body, size_t len, aws_http_reply *out,
                         kerr *err) {
@@ -499,7 +532,7 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
 
   rc = build_headers(c, target, body, len, auth, sizeof auth, &hdrs, err);
   if (rc) {
-    out->failure = AWS_HTTP_FAIL_OTHER;
+    out->failure = rc == KERR_INTERNAL ? AWS_HTTP_FAIL_MEMORY : AWS_HTTP_FAIL_OTHER;
     goto out;
   }
 
@@ -524,7 +557,10 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
   curl_easy_setopt(c->curl, CURLOPT_HEADERFUNCTION, on_header);
   curl_easy_setopt(c->curl, CURLOPT_HEADERDATA, &hsink);
   curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, curl_error);
-  curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS, c->opts.connect_timeout_ms);
+  /* libcurl reads 0 as its own default (300 s); "no limit" is its largest
+   * value instead (INT_MAX ms, about 24.8 days). */
+  curl_easy_setopt(c->curl, CURLOPT_CONNECTTIMEOUT_MS,
+                   c->opts.connect_timeout_ms > 0 ? c->opts.connect_timeout_ms : (long)INT_MAX);
   curl_easy_setopt(c->curl, CURLOPT_TIMEOUT_MS, c->opts.total_timeout_ms);
   curl_easy_setopt(c->curl, CURLOPT_NOSIGNAL, 1L);
   curl_easy_setopt(c->curl, CURLOPT_PROTOCOLS_STR, "http,https");
@@ -540,8 +576,10 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
   curl_easy_setopt(c->curl, CURLOPT_ERRORBUFFER, NULL);
   if (cc != CURLE_OK || sink.too_large) {
     const char *why = curl_error[0] ? curl_error : curl_easy_strerror(cc);
-    out->failure = classify(cc, stalled, sink.too_large, c->curl);
-    if (out->failure == AWS_HTTP_FAIL_TOO_LARGE)
+    out->failure = classify(cc, stalled, &sink, c->curl);
+    if (out->failure == AWS_HTTP_FAIL_MEMORY)
+      rc = kerr_set(err, KERR_INTERNAL, "out of memory while reading the reply from %s", c->cfg->endpoint_url);
+    else if (out->failure == AWS_HTTP_FAIL_TOO_LARGE)
       rc = kerr_set(err, KERR_DEPENDENCY_TIMEOUT, "the reply from %s is larger than %zu bytes", c->cfg->endpoint_url,
                     c->opts.reply_max);
     else if (stalled)
@@ -559,7 +597,7 @@ kerr_code aws_http_call(aws_http_client *c, const char *target, const char *body
   if (!out->body) {
     out->body = secure_alloc(1);
     if (!out->body) {
-      out->failure = AWS_HTTP_FAIL_OTHER;
+      out->failure = AWS_HTTP_FAIL_MEMORY;
       rc = kerr_set(err, KERR_INTERNAL, "out of memory");
       goto out;
     }

@@ -26,6 +26,12 @@
 #include "core/kerr.h"
 
 #define AWS_HTTP_REPLY_MAX (4 * 1024 * 1024)
+/* An error reply's body is parsed as JSON only up to this size; a larger one
+ * is reported by its status (and its first bytes). */
+#define AWS_HTTP_ERROR_PARSE_MAX (64 * 1024)
+/* The longest request header line ("X-Amz-Security-Token: ..." is the
+ * longest: STS and SSO tokens run to a few KiB). */
+#define AWS_HTTP_HEADER_MAX (16 * 1024)
 
 typedef struct aws_http_client aws_http_client;
 
@@ -38,11 +44,13 @@ typedef enum aws_http_failure {
   AWS_HTTP_FAIL_READ_TIMEOUT,     /* no byte for read_timeout_ms, or the call's total time ran out */
   AWS_HTTP_FAIL_CLOSED,           /* the connection broke while sending or receiving */
   AWS_HTTP_FAIL_TOO_LARGE,        /* the reply exceeded the client's cap */
+  AWS_HTTP_FAIL_MEMORY,           /* out of memory while building the request or collecting the reply */
   AWS_HTTP_FAIL_OTHER,            /* anything else (signing, a libcurl failure) */
 } aws_http_failure;
 
 /* How a client connects, waits, verifies and signs.  A zero timeout means
- * "no limit" (for connect_timeout_ms: libcurl's own, 300 s). */
+ * "no limit" (for connect_timeout_ms: the longest libcurl takes, INT_MAX ms,
+ * about 24.8 days; the system's own TCP connect retries may give up sooner). */
 typedef struct aws_http_options {
   long connect_timeout_ms;  /* TCP connect plus TLS handshake */
   long read_timeout_ms;     /* longest silence while the request is sent and the reply read */

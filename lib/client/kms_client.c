@@ -22,13 +22,16 @@
 
 #include "client/aws_config.h"
 #include "client/aws_http.h"
+#include "client/kms_client_internal.h"
 #include "client/kms_client_retry.h"
 #include "core/kerr.h"
 #include "core/secmem.h"
 #include "core/version.h"
 
-/* The longest reply kms_call_json accepts (kms.h). */
-#define KMS_REPLY_MAX ((size_t)64 * 1024 * 1024)
+/* The longest reply kms_call_json accepts (kms.h).  Real replies are a few
+ * KiB (Decrypt of the largest plaintext: 4 KiB as base64, ListKeys pages of
+ * 1,000 keys: ~150 KiB); a decoded reply costs many times its size. */
+#define KMS_REPLY_MAX ((size_t)4 * 1024 * 1024)
 #define DEFAULT_TIMEOUT_MS 60000L
 #define OPERATION_NAME_MAX 128
 #define REGION_NAME_MAX 63
@@ -95,7 +98,7 @@ static int region_is_valid(const char *r) {
   return 1;
 }
 
-/* A timeout option as kms.h defines it, into aws_http's terms (0 = none). */
+/* A timeout option as kms.h defines it, into aws_http's terms (0 = no limit). */
 static int timeout_option(long value, long *out_ms) {
   if (value == KMS_TIMEOUT_NONE) {
     *out_ms = 0;
@@ -151,6 +154,7 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
   kms_error scratch;
   kms_error *e;
   aws_config_opts copts;
+  aws_config_credentials given;
   aws_http_options hopts;
   kms_client *c = NULL;
   kerr kerror;
@@ -179,8 +183,12 @@ int kms_client_new(kms_service service, const kms_client_options *opts, kms_clie
   copts.region = opts->region;
   copts.endpoint_url = opts->endpoint_url;
   copts.ca_bundle = opts->ca_bundle;
+  memset(&given, 0, sizeof given);
+  given.access_key_id = opts->access_key_id;
+  given.secret_access_key = opts->secret_access_key;
+  given.session_token = opts->session_token;
   kerr_clear(&kerror);
-  krc = aws_config_load(&copts, &c->cfg, &kerror);
+  krc = aws_config_load_with(&copts, &given, &c->cfg, &kerror);
   if (krc) {
     rc = krc == KERR_INTERNAL ? set_error(e, KMS_ERR_MEMORY, "MemoryError", "%s", kerror.msg)
                               : set_error(e, KMS_ERR_CONFIG, config_problem_code(c->cfg.problem), "%s", kerror.msg);
@@ -242,6 +250,8 @@ void kms_client_free(kms_client *c) {
   aws_config_free(&c->cfg);
   free(c);
 }
+
+kms_service kms_client_service(const kms_client *c) { return c->service; }
 
 const char *kms_client_region(const kms_client *c) { return c ? c->cfg.region : NULL; }
 
@@ -308,6 +318,9 @@ static attempt_result judge_transport(const aws_http_reply *r, const char *msg, 
     case AWS_HTTP_FAIL_TOO_LARGE:
       set_error(e, KMS_ERR_RESPONSE, "ResponseTooLarge", "%s", msg);
       break;
+    case AWS_HTTP_FAIL_MEMORY:
+      set_error(e, KMS_ERR_MEMORY, "MemoryError", "%s", msg);
+      break;
     case AWS_HTTP_FAIL_OTHER:
     case AWS_HTTP_NO_FAILURE:
       set_error(e, KMS_ERR_INTERNAL, "HTTPClientError", "%s", msg);
@@ -357,7 +370,7 @@ static int64_t now_ms(void) {
 
 int kms_call_json(kms_client *c, const char *operation, const char *json, size_t len, char **reply,
                   size_t *reply_len, kms_error *err) {
-  kms_error scratch;
+  kms_error scratch, attempt_err;
   kms_error *e;
   char target[OPERATION_NAME_MAX + 32];
   aws_http_reply r;
@@ -380,6 +393,9 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
   }
   snprintf(target, sizeof target, "%s.%s", c->target_prefix, operation);
 
+  /* Each attempt's error is kept here and copied out only when the call
+   * fails: a success after retries leaves *err as the caller had it. */
+  memset(&attempt_err, 0, sizeof attempt_err);
   for (attempt = 1;; attempt++) {
     attempt_result a;
     kerr kerror;
@@ -391,15 +407,16 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
                c->max_attempts, len);
     kerr_clear(&kerror);
     if (aws_http_call(c->http, target, json, len, &r, &kerror) != KERR_OK) {
-      a = judge_transport(&r, kerror.msg, e);
-      debug_line(c, "libkms: %s: no reply after %lld ms: %s", target, (long long)(now_ms() - started), e->code);
+      a = judge_transport(&r, kerror.msg, &attempt_err);
+      debug_line(c, "libkms: %s: no reply after %lld ms: %s", target, (long long)(now_ms() - started),
+                 attempt_err.code);
     } else {
       char request_id[sizeof r.request_id];
-      a = judge_reply(&r, e);
+      a = judge_reply(&r, &attempt_err);
       copy_printable(request_id, sizeof request_id, r.request_id);
       debug_line(c, "libkms: %s: HTTP %ld in %lld ms, %zu-byte reply, request id %s%s%s", target, r.status,
                  (long long)(now_ms() - started), r.body_len, request_id[0] ? request_id : "(none)",
-                 a.ok ? "" : ", error ", a.ok ? "" : e->code);
+                 a.ok ? "" : ", error ", a.ok ? "" : attempt_err.code);
     }
     if (a.ok) {
       retry_quota_success(&c->quota, last_cost);
@@ -410,8 +427,8 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
       return KMS_OK;
     }
     aws_http_reply_free(&r);
-    e->retryable = a.cls != RETRY_NEVER;
-    e->attempts = attempt;
+    attempt_err.retryable = a.cls != RETRY_NEVER;
+    attempt_err.attempts = attempt;
     if (a.cls == RETRY_NEVER) break;
     if (attempt >= c->max_attempts) {
       debug_line(c, "libkms: %s: giving up after %d attempts", target, attempt);
@@ -424,9 +441,10 @@ int kms_call_json(kms_client *c, const char *operation, const char *json, size_t
     }
     last_cost = cost;
     delay = retry_backoff_ms(attempt, c->max_backoff_ms, retry_jitter());
-    debug_line(c, "libkms: %s: retrying in %ld ms after %s (retry quota %d)", target, delay, e->code,
+    debug_line(c, "libkms: %s: retrying in %ld ms after %s (retry quota %d)", target, delay, attempt_err.code,
                c->quota.tokens);
     sleep_ms(delay);
   }
+  *e = attempt_err;
   return e->kind;
 }

@@ -17,6 +17,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "client/kms_client_internal.h"
 #include "core/codec.h"
 
 /* A blob as both kms_blob and kms_blob_ref of kms_ops.h lay it out. */
@@ -45,6 +46,17 @@ __attribute__((format(printf, 2, 3))) static size_t path_push(codec_path *p, con
   return before;
 }
 
+/* The first out_size - 1 bytes of a server-supplied name, control characters
+ * blanked, so that a hostile reply cannot drive a terminal through a message. */
+static void printable_prefix(const char *in, char *out, size_t out_size) {
+  size_t j = 0;
+  for (; *in && j + 1 < out_size; in++) {
+    unsigned char ch = (unsigned char)*in;
+    out[j++] = (ch < 0x20 || ch == 0x7f) ? ' ' : (char)ch;
+  }
+  out[j] = '\0';
+}
+
 static void path_pop(codec_path *p, size_t before) {
   p->len = before;
   p->text[before] = '\0';
@@ -66,7 +78,7 @@ __attribute__((format(printf, 4, 5))) static int codec_fail(kms_error *err, kms_
 }
 
 static int out_of_memory(kms_error *err) {
-  return codec_fail(err, KMS_ERR_MEMORY, "OutOfMemory", "out of memory");
+  return codec_fail(err, KMS_ERR_MEMORY, "MemoryError", "out of memory");
 }
 
 static void wipe(void *p, size_t n) {
@@ -98,7 +110,7 @@ static int field_present(const kms_codec_field *f, const void *base) {
 }
 
 static int bad_param(kms_error *err, const codec_path *path, const char *what) {
-  return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "input member %s %s", path->text, what);
+  return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "input member %s %s", path->text, what);
 }
 
 /* The JSON of the value at `addr`.  `count` is the item count of a list or
@@ -152,6 +164,7 @@ static int encode_value(const kms_codec_value *v, const void *addr, size_t count
     }
     case MODEL_LIST: {
       const char *items = *(const char *const *)addr;
+      if (!items && count) return bad_param(err, path, "is NULL");
       if (!(j = json_array())) return out_of_memory(err);
       for (size_t i = 0; i < count; i++) {
         json_t *item = NULL;
@@ -168,6 +181,7 @@ static int encode_value(const kms_codec_value *v, const void *addr, size_t count
     }
     case MODEL_MAP: {
       const char *pairs = *(const char *const *)addr;
+      if (!pairs && count) return bad_param(err, path, "is NULL");
       if (!(j = json_object())) return out_of_memory(err);
       for (size_t i = 0; i < count; i++) {
         const char *pair = pairs + i * v->item_size;
@@ -193,6 +207,7 @@ static int encode_value(const kms_codec_value *v, const void *addr, size_t count
     }
     case MODEL_STRUCTURE: {
       const void *sbase = inline_struct ? addr : *(const void *const *)addr;
+      if (!sbase) return bad_param(err, path, "is NULL");
       return encode_struct(v->fields, sbase, out, path, depth + 1, err);
     }
   }
@@ -217,7 +232,7 @@ static int encode_struct(const kms_codec_struct *st, const void *base, json_t **
     const kms_codec_field *f = &st->fields[i];
     size_t mark = path_push(path, "%s%s", path->len ? "." : "", f->wire_name);
     if (!field_present(f, base)) {
-      if (f->required) rc = codec_fail(err, KMS_ERR_PARAM, "ParamValidationError",
+      if (f->required) rc = codec_fail(err, KMS_ERR_PARAM, "InvalidParameter",
                                        "missing required input member %s", path->text);
       path_pop(path, mark);
       if (rc) goto out;
@@ -246,9 +261,9 @@ out:
 
 int kms_codec_encode(const kms_codec_struct *st, const void *in, json_t **out, kms_error *err) {
   codec_path path = {.text = "", .len = 0};
-  if (!out) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "no place for the request");
+  if (!out) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "no place for the request");
   *out = NULL;
-  if (!st || !in) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "the input is NULL");
+  if (!st || !in) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "the input is NULL");
   return encode_struct(st, in, out, &path, 0, err);
 }
 
@@ -258,7 +273,7 @@ static int decode_struct(const kms_codec_struct *st, const json_t *obj, void *ba
                          int depth, kms_error *err);
 
 static int bad_reply(kms_error *err, const codec_path *path, const char *what) {
-  return codec_fail(err, KMS_ERR_RESPONSE, "ResponseParserError", "reply member %s %s", path->text, what);
+  return codec_fail(err, KMS_ERR_RESPONSE, "InvalidResponse", "reply member %s %s", path->text, what);
 }
 
 static int expect(int ok, kms_error *err, const codec_path *path, const char *json_type) {
@@ -353,7 +368,9 @@ static int decode_value(const kms_codec_value *v, const json_t *j, void *addr, v
         if (!(*(char **)pair = strdup(key))) return out_of_memory(err);
         /* Counted as soon as its key is owned, so a failure frees it. */
         *(size_t *)aux = ++i;
-        size_t mark = path_push(path, "[\"%.40s\"]", key);
+        char shown[41];
+        printable_prefix(key, shown, sizeof shown);
+        size_t mark = path_push(path, "[\"%s\"]", shown);
         rc = decode_value(v->item, value, pair + v->value_off,
                           v->item->type == MODEL_LIST ? pair + v->value_aux_off : NULL, 0, path, depth + 1, err);
         path_pop(path, mark);
@@ -392,10 +409,10 @@ static int decode_struct(const kms_codec_struct *st, const json_t *obj, void *ba
 
 int kms_codec_decode(const kms_codec_struct *st, const json_t *obj, void *out, kms_error *err) {
   codec_path path = {.text = "", .len = 0};
-  if (!st || !out) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "no output struct");
+  if (!st || !out) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "no output struct");
   memset(out, 0, st->size);
   if (!json_is_object(obj))
-    return codec_fail(err, KMS_ERR_RESPONSE, "ResponseParserError", "the reply is not a JSON object");
+    return codec_fail(err, KMS_ERR_RESPONSE, "InvalidResponse", "the reply is not a JSON object");
   int rc = decode_struct(st, obj, out, &path, 0, err);
   if (rc) kms_codec_free(st, out);
   return rc;
@@ -405,6 +422,8 @@ int kms_codec_decode(const kms_codec_struct *st, const json_t *obj, void *out, k
 
 static void free_struct(const kms_codec_struct *st, void *base);
 
+/* `aux` is the count of a list or map; the tables never put a list or map
+ * directly in a list (where there is no count), and NULL is read as none. */
 static void free_value(const kms_codec_value *v, void *addr, void *aux, int inline_struct) {
   switch (v->type) {
     case MODEL_STRING: {
@@ -424,16 +443,16 @@ static void free_value(const kms_codec_value *v, void *addr, void *aux, int inli
     }
     case MODEL_LIST: {
       char *items = *(char **)addr;
-      size_t n = items ? *(size_t *)aux : 0;
+      size_t n = items && aux ? *(size_t *)aux : 0;
       for (size_t i = 0; i < n; i++) free_value(v->item, items + i * v->item_size, NULL, 1);
       free(items);
       *(char **)addr = NULL;
-      *(size_t *)aux = 0;
+      if (aux) *(size_t *)aux = 0;
       break;
     }
     case MODEL_MAP: {
       char *pairs = *(char **)addr;
-      size_t n = pairs ? *(size_t *)aux : 0;
+      size_t n = pairs && aux ? *(size_t *)aux : 0;
       for (size_t i = 0; i < n; i++) {
         char *pair = pairs + i * v->item_size;
         free(*(char **)pair);
@@ -441,7 +460,7 @@ static void free_value(const kms_codec_value *v, void *addr, void *aux, int inli
       }
       free(pairs);
       *(char **)addr = NULL;
-      *(size_t *)aux = 0;
+      if (aux) *(size_t *)aux = 0;
       break;
     }
     case MODEL_STRUCTURE:
@@ -489,6 +508,16 @@ void kms_codec_json_wipe(json_t *j) {
 
 /* -------------------------------------------------------------------- call */
 
+/* Is `op` one of `service`'s operations?  (A KMS request sent to a CloudHSMv2
+ * endpoint would be signed for the wrong service, and the reverse.) */
+static int op_is_of_service(const kms_codec_op *op, kms_service service) {
+  size_t n = 0;
+  const kms_codec_op *const *ops = kms_codec_ops(service, &n);
+  for (size_t i = 0; i < n; i++)
+    if (ops[i] == op) return 1;
+  return 0;
+}
+
 int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *out, kms_error *err) {
   json_t *request = NULL, *reply_json = NULL;
   char *body = NULL, *reply = NULL;
@@ -497,9 +526,12 @@ int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *
   json_error_t jerr;
   int rc;
 
-  if (!out) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "%s: the output is NULL", op->name);
+  if (!out) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "%s: the output is NULL", op->name);
   memset(out, 0, op->output->size);
-  if (!c) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "%s: the client is NULL", op->name);
+  if (!c) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "%s: the client is NULL", op->name);
+  if (!op_is_of_service(op, kms_client_service(c)))
+    return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "%s: the client is not for this operation's service",
+                      op->name);
   if ((rc = kms_codec_encode(op->input, in, &request, err))) goto out;
   if (!(body = json_dumps(request, JSON_COMPACT))) {
     rc = out_of_memory(err);
@@ -517,8 +549,11 @@ int kms_codec_call(kms_client *c, const kms_codec_op *op, const void *in, void *
   /* Operations without output may answer with an empty body. */
   if (reply_len == 0) goto out;
   if (!(reply_json = json_loadb(reply, reply_len, JSON_REJECT_DUPLICATES, &jerr))) {
-    rc = codec_fail(err, KMS_ERR_RESPONSE, "ResponseParserError", "%s: the reply is not JSON (%.200s)", op->name,
-                    jerr.text);
+    /* Only where it breaks: jansson's text quotes the bad token, which may be
+     * a piece of plaintext. */
+    rc = codec_fail(err, KMS_ERR_RESPONSE, "InvalidResponse",
+                    "%s: the reply is not JSON (line %d, column %d, byte %d)", op->name, jerr.line, jerr.column,
+                    jerr.position);
     goto out;
   }
   rc = kms_codec_decode(op->output, reply_json, out, err);
@@ -542,15 +577,56 @@ struct kms_codec_pager {
   void *input;   /* shallow copy of the caller's input; its token member is ours */
   char *token;   /* the token of the next page; NULL for the first page */
   int done;
+  size_t pages;  /* pages fetched */
+  /* Hashes of every token sent so far, open addressing (0 marks a free
+   * slot): a service that leads back to a page it already gave (A -> B -> A)
+   * is caught at once.  A hash collision can only end a listing early with
+   * an error, never loop. */
+  uint64_t *seen;
+  size_t seen_cap;    /* slots, a power of two, or 0 */
+  size_t seen_count;
 };
+
+static uint64_t token_hash(const char *t) {
+  uint64_t h = 1469598103934665603ull;  /* FNV-1a */
+  for (; *t; t++) h = (h ^ (unsigned char)*t) * 1099511628211ull;
+  return h ? h : 1;
+}
+
+/* Remember `token`; 1 when it was seen before, 0 when new, -1 out of memory. */
+static int pager_seen_before(kms_codec_pager *p, const char *token) {
+  uint64_t h = token_hash(token);
+  if ((p->seen_count + 1) * 2 > p->seen_cap) {
+    size_t cap = p->seen_cap ? p->seen_cap * 2 : 64;
+    uint64_t *grown = calloc(cap, sizeof *grown);
+    if (!grown) return -1;
+    for (size_t i = 0; i < p->seen_cap; i++) {
+      if (!p->seen[i]) continue;
+      size_t k = (size_t)p->seen[i] & (cap - 1);
+      while (grown[k]) k = (k + 1) & (cap - 1);
+      grown[k] = p->seen[i];
+    }
+    free(p->seen);
+    p->seen = grown;
+    p->seen_cap = cap;
+  }
+  size_t k = (size_t)h & (p->seen_cap - 1);
+  while (p->seen[k]) {
+    if (p->seen[k] == h) return 1;
+    k = (k + 1) & (p->seen_cap - 1);
+  }
+  p->seen[k] = h;
+  p->seen_count++;
+  return 0;
+}
 
 int kms_codec_pager_new(kms_client *c, const kms_codec_op *op, const kms_codec_pager_spec *spec, const void *in,
                         kms_codec_pager **out, kms_error *err) {
   kms_codec_pager *p = NULL;
   int rc = KMS_OK;
-  if (!out) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "%s: no place for the paginator", op->name);
+  if (!out) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "%s: no place for the paginator", op->name);
   *out = NULL;
-  if (!c || !in) return codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "%s: the client or input is NULL",
+  if (!c || !in) return codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "%s: the client or input is NULL",
                                    op->name);
   if (!(p = calloc(1, sizeof *p)) || !(p->input = malloc(op->input->size))) {
     rc = out_of_memory(err);
@@ -562,7 +638,7 @@ int kms_codec_pager_new(kms_client *c, const kms_codec_op *op, const kms_codec_p
   memcpy(p->input, in, op->input->size);
   /* A token in the caller's input resumes a listing where it stopped. */
   const char *start = *(const char *const *)CAT(in, spec->input_token_off);
-  if (start && !(p->token = strdup(start))) {
+  if (start && (!(p->token = strdup(start)) || pager_seen_before(p, start) < 0)) {
     rc = out_of_memory(err);
     goto out;
   }
@@ -575,7 +651,7 @@ out:
 
 int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err) {
   if (!p || !out) {
-    codec_fail(err, KMS_ERR_PARAM, "ParamValidationError", "the paginator or output is NULL");
+    codec_fail(err, KMS_ERR_PARAM, "InvalidParameter", "the paginator or output is NULL");
     return -1;
   }
   memset(out, 0, p->op->output->size);
@@ -593,12 +669,22 @@ int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err) {
     more = next != NULL;
   /* "More" without a token to ask for it cannot be followed: this page is the last. */
   if (!next || !*next) more = 0;
-  if (more && p->token && strcmp(next, p->token) == 0) {
-    kms_codec_free(p->op->output, out);
-    p->done = 1;
-    codec_fail(err, KMS_ERR_RESPONSE, "PaginationError", "%s: the service returned the same page token twice",
-               p->op->name);
-    return -1;
+  p->pages++;
+  if (more) {
+    int seen = p->pages >= KMS_CODEC_MAX_PAGES ? 1 : pager_seen_before(p, next);
+    if (seen) {
+      kms_codec_free(p->op->output, out);
+      p->done = 1;
+      if (seen < 0)
+        out_of_memory(err);
+      else if (p->pages >= KMS_CODEC_MAX_PAGES)
+        codec_fail(err, KMS_ERR_RESPONSE, "PaginationError", "%s: more than %u pages", p->op->name,
+                   KMS_CODEC_MAX_PAGES);
+      else
+        codec_fail(err, KMS_ERR_RESPONSE, "PaginationError",
+                   "%s: the service sent a page token it returned before (the listing would loop)", p->op->name);
+      return -1;
+    }
   }
   char *copy = NULL;
   if (more && !(copy = strdup(next))) {
@@ -616,6 +702,7 @@ int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err) {
 void kms_codec_pager_free(kms_codec_pager *p) {
   if (!p) return;
   free(p->token);
+  free(p->seen);
   free(p->input);
   free(p);
 }

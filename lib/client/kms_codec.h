@@ -36,8 +36,12 @@
  * kms_*, does not offer it as API. */
 #define KMS_CODEC_HIDDEN __attribute__((visibility("hidden")))
 
-/* Most items of one list or map in a reply; a bound beyond any real reply. */
-#define KMS_CODEC_MAX_ITEMS 1000000u
+/* Most items of one list or map in a reply.  A decoded reply costs many times
+ * its size (a jansson node per value, then the C structs), so the bound is
+ * kept near what real replies hold (a page of ListKeys is at most 1,000). */
+#define KMS_CODEC_MAX_ITEMS 10000u
+/* Most pages one paginator fetches before it gives up (PaginationError). */
+#define KMS_CODEC_MAX_PAGES 100000u
 /* Deepest nesting of values the engine follows (the models nest 4 deep). */
 #define KMS_CODEC_MAX_DEPTH 16
 
@@ -125,7 +129,10 @@ KMS_CODEC_HIDDEN int kms_codec_pager_new(kms_client *c, const kms_codec_op *op, 
                         const void *in, kms_codec_pager **out, kms_error *err);
 
 /* 1: `out` holds the next page (free it with kms_codec_free); 0: no more pages
- * (`out` zeroed); -1: failure, *err says why, and the pager is finished. */
+ * (`out` zeroed); -1: failure, *err says why, and the pager is finished.
+ * A token the service returned before (A -> B -> A) or more than
+ * KMS_CODEC_MAX_PAGES pages end the listing with KMS_ERR_RESPONSE
+ * "PaginationError". */
 KMS_CODEC_HIDDEN int kms_codec_pager_next(kms_codec_pager *p, void *out, kms_error *err);
 
 KMS_CODEC_HIDDEN void kms_codec_pager_free(kms_codec_pager *p);

@@ -23,6 +23,7 @@ import glob
 import http.server
 import json
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -117,6 +118,28 @@ def run(cmd, env=None, check=True):
     return p
 
 
+def project_version():
+    with open(os.path.join(h.REPO_ROOT, "CMakeLists.txt")) as f:
+        return re.search(r"^project\(kmsd VERSION ([0-9.]+)", f.read(), re.M).group(1)
+
+
+# The soname's version: MAJOR.MINOR while on 0.x (kms.h, "ABI").
+SONAME_VERSION = ".".join(project_version().split(".")[:2])
+
+
+def declared_functions():
+    """The names of the functions the public headers declare (a declaration
+    starts a line: a return type, then kms_name followed by "(")."""
+    names = set()
+    for header in ("kms.h", "kms_ops.h"):
+        with open(os.path.join(h.REPO_ROOT, "include", "kms", header)) as f:
+            for line in f:
+                m = re.match(r"^(?:const\s+)?[a-z_]+\s*\*?\s*(kms_[a-z0-9_]+)\(", line)
+                if m:
+                    names.add(m.group(1))
+    return names
+
+
 def build_dir():
     d = os.environ.get("KMSD_BUILD_DIR") or os.path.dirname(h.find_kmsd_binary())
     if not os.path.isfile(os.path.join(d, "CMakeCache.txt")):
@@ -176,7 +199,7 @@ class LibkmsInstallTest(unittest.TestCase):
         self.assertIn("-lkms", libs)
         # The static link needs what libkms uses, and nothing of the server.
         private = " ".join(self.pkg_config("--static", "--libs"))
-        for lib in ("-lcurl", "-lcrypto", "-ljansson"):
+        for lib in ("-lcurl", "-lcrypto", "-ljansson", "-lm"):
             self.assertIn(lib, private)
         for lib in ("microhttpd", "sqlite", "pcre2", "yaml"):
             self.assertNotIn(lib, private)
@@ -184,21 +207,26 @@ class LibkmsInstallTest(unittest.TestCase):
         sos = [p for p in glob.glob(os.path.join(self.libdir, "libkms.so.*")) if not os.path.islink(p)]
         self.assertEqual(len(sos), 1, sos)
         dyn = run(["readelf", "-d", sos[0]]).stdout
-        self.assertIn("Library soname: [libkms.so.0]", dyn)
+        # While on 0.x the soname names MAJOR.MINOR (kms.h, "ABI").
+        self.assertIn("Library soname: [libkms.so.%s]" % SONAME_VERSION, dyn)
         for server_lib in ("microhttpd", "sqlite", "p11", "softhsm", "pcre2", "yaml", "gnutls"):
             self.assertNotIn(server_lib, dyn)
         exported = [line.split()[-1] for line in run(["nm", "-D", "--defined-only", sos[0]]).stdout.splitlines()]
         self.assertIn("kms_call_json", exported)
         self.assertIn("kms_client_new", exported)
-        self.assertEqual([s for s in exported if not s.startswith("kms_")], [])
+        # Exactly the functions the public headers declare: none missing,
+        # nothing else.
+        self.assertEqual(sorted(exported), sorted(declared_functions()))
 
     def test_header_is_cxx_clean(self):
         if not shutil.which("g++"):
             self.skipTest("no C++ compiler")
         src = os.path.join(self.tmp, "use.cpp")
         with open(src, "w") as f:
-            f.write("#include <kms/kms.h>\nint main() { kms_client *c = nullptr; kms_client_free(c); "
-                    "return kms_version() ? 0 : 1; }\n")
+            f.write("#include <kms/kms.h>\n#include <kms/kms_ops.h>\n"
+                    "int main() { kms_client *c = nullptr; kms_encrypt_input in = {}; kms_encrypt_output out;\n"
+                    "  kms_error err; (void)in; (void)out; (void)err; kms_client_free(c);\n"
+                    "  return kms_version() ? 0 : 1; }\n")
         run(["g++", "-std=c++17", "-Wall", "-Werror", "-o", os.path.join(self.tmp, "use"), src]
             + self.extra_cflags + self.pkg_config("--cflags") + self.pkg_config("--libs"))
         run([os.path.join(self.tmp, "use")], env=dict(self.env, LD_LIBRARY_PATH=self.libdir))
@@ -250,7 +278,9 @@ class KmsClientOptions(ctypes.Structure):
                 ("ca_bundle", ctypes.c_char_p), ("no_verify_ssl", ctypes.c_int), ("no_sign_request", ctypes.c_int),
                 ("connect_timeout_ms", ctypes.c_long), ("read_timeout_ms", ctypes.c_long),
                 ("max_attempts", ctypes.c_int), ("max_backoff_ms", ctypes.c_long),
-                ("debug", ctypes.c_void_p), ("debug_ctx", ctypes.c_void_p)]
+                ("debug", ctypes.c_void_p), ("debug_ctx", ctypes.c_void_p),
+                ("access_key_id", ctypes.c_char_p), ("secret_access_key", ctypes.c_char_p),
+                ("session_token", ctypes.c_char_p)]
 
 
 class ScriptedServer(http.server.ThreadingHTTPServer):
@@ -307,7 +337,7 @@ class LibkmsRetryParityTest(unittest.TestCase):
         cls.tmp = tempfile.mkdtemp(prefix="libkms-parity-")
         prefix = os.path.join(cls.tmp, "prefix")
         run(["cmake", "--install", build, "--prefix", prefix])
-        sos = glob.glob(os.path.join(prefix, "**", "libkms.so.0"), recursive=True)
+        sos = glob.glob(os.path.join(prefix, "**", "libkms.so." + SONAME_VERSION), recursive=True)
         cls.lib = ctypes.CDLL(sos[0])
         cls.lib.kms_client_new.argtypes = [ctypes.c_int, ctypes.POINTER(KmsClientOptions),
                                            ctypes.POINTER(ctypes.c_void_p), ctypes.POINTER(KmsError)]

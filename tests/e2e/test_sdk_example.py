@@ -43,16 +43,17 @@ class SdkExampleTest(h.KmsdBaseTestCase):
         cls.lib.cleanup()
         super().tearDownClass()
 
-    def run_example(self, *args):
-        return subprocess.run([self.example] + list(args), capture_output=True, text=True, timeout=180,
-                              env=self.lib.env(self.server))
+    def run_example(self, *args, secret="hello, HSM"):
+        # The secret goes in on standard input, never on the command line.
+        return subprocess.run([self.example] + list(args), input=secret, capture_output=True, text=True,
+                              timeout=180, env=self.lib.env(self.server))
 
     def test_connect_encrypt_decrypt(self):
         cluster = fx.make_cluster(self.server, self.ca)
         store_id = fx.create_store(self.kms, cluster, "sdk-example-" + cluster.id)
         self.assertEqual(fx.store_entry(self.kms, store_id)["ConnectionState"], "DISCONNECTED")
 
-        proc = self.run_example(store_id, "hello, HSM")
+        proc = self.run_example(store_id, secret="hello, HSM")
         self.assertEqual(proc.returncode, 0, "stdout:\n%s\nstderr:\n%s\n%s" % (
             proc.stdout, proc.stderr, self.server.describe()))
         lines = proc.stdout.splitlines()
@@ -60,8 +61,9 @@ class SdkExampleTest(h.KmsdBaseTestCase):
         key_id = lines[1].split()[1]
         self.assertEqual(lines[1], "key %s created in the key store" % key_id)
         self.assertRegex(lines[2], r"^encrypted 10 bytes into a \d+-byte ciphertext$")
-        self.assertTrue(lines[3].endswith(": hello, HSM"), lines[3])
-        self.assertIn(key_id, lines[3])
+        self.assertRegex(lines[3], r"^decrypted 10 bytes with arn:aws:kms:[^ ]+:key/%s: they match the secret$"
+                         % key_id)
+        self.assertNotIn("hello, HSM", proc.stdout + proc.stderr)
 
         # The server agrees: the store is connected and the key is in it.
         self.assertEqual(fx.store_entry(self.kms, store_id)["ConnectionState"], "CONNECTED")
@@ -71,9 +73,10 @@ class SdkExampleTest(h.KmsdBaseTestCase):
         self.assertEqual(meta["KeyState"], "Enabled")
 
         # Run again on the connected store: connecting again does nothing.
-        again = self.run_example(store_id)
+        again = self.run_example(store_id, secret="another secret")
         self.assertEqual(again.returncode, 0, again.stderr)
-        self.assertTrue(again.stdout.splitlines()[3].endswith(": hello, HSM"), again.stdout)
+        self.assertRegex(again.stdout.splitlines()[3], r"^decrypted 14 bytes with \S+: they match the secret$")
+        self.assertNotIn("another secret", again.stdout + again.stderr)
 
     def test_unknown_store_reports_the_service_error(self):
         proc = self.run_example("cks-0000000000000000f")
@@ -85,6 +88,13 @@ class SdkExampleTest(h.KmsdBaseTestCase):
         proc = self.run_example()
         self.assertEqual(proc.returncode, 2)
         self.assertIn("usage: connect_and_encrypt", proc.stderr)
+        # A secret on the command line is refused (it would show in ps).
+        proc = self.run_example("cks-0000000000000000f", "hello, HSM")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("usage: connect_and_encrypt", proc.stderr)
+        proc = self.run_example("cks-0000000000000000f", secret="")
+        self.assertEqual(proc.returncode, 2)
+        self.assertIn("on standard input", proc.stderr)
 
 
 if __name__ == "__main__":

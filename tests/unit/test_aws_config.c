@@ -20,6 +20,7 @@
 #include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -84,6 +85,54 @@ static int teardown(void **state) {
 static kerr_code load(const aws_config_opts *o, aws_config *c, kerr *err) {
   kerr_clear(err);
   return aws_config_load(o, c, err);
+}
+
+/* Without HOME, "~" is the password database's home directory of the user
+ * (read with getpwuid_r, safe in threaded programs). */
+static void test_home_from_password_database(void **state) {
+  (void)state;
+  aws_config c;
+  kerr err;
+  struct passwd pwd, *pw = NULL;
+  char buf[4096], want[600];
+  assert_int_equal(getpwuid_r(getuid(), &pwd, buf, sizeof buf, &pw), 0);
+  assert_non_null(pw);
+  unsetenv("HOME");
+  setenv("AWS_CA_BUNDLE", "~/kmsd-test-bundle.pem", 1);
+  assert_int_equal(load(NULL, &c, &err), KERR_OK);
+  snprintf(want, sizeof want, "%s/kmsd-test-bundle.pem", pw->pw_dir);
+  assert_string_equal(c.ca_bundle, want);
+  aws_config_free(&c);
+}
+
+/* Credentials a program hands over come first, whole or not at all. */
+static void test_explicit_credentials(void **state) {
+  fixture *fx = *state;
+  aws_config c;
+  kerr err;
+  aws_config_credentials given = {"AKIAGIVEN", "givensecret", "giventoken"};
+  write_file(fx->creds, "[default]\naws_access_key_id = AKIAFILE\naws_secret_access_key = filesecret\n");
+  /* Even half an environment pair does not matter then. */
+  setenv("AWS_ACCESS_KEY_ID", "AKIAENV", 1);
+  kerr_clear(&err);
+  assert_int_equal(aws_config_load_with(NULL, &given, &c, &err), KERR_OK);
+  assert_string_equal(c.access_key_id, "AKIAGIVEN");
+  assert_string_equal(c.secret_access_key, "givensecret");
+  assert_string_equal(c.session_token, "giventoken");
+  assert_int_equal(c.source, AWS_CRED_EXPLICIT);
+  assert_string_equal(aws_cred_source_name(c.source), "the client options");
+  aws_config_free(&c);
+  given.secret_access_key = NULL;
+  kerr_clear(&err);
+  assert_int_equal(aws_config_load_with(NULL, &given, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_PARTIAL_CREDENTIALS);
+  assert_null(strstr(err.msg, "AKIAGIVEN"));
+  assert_null(strstr(err.msg, "giventoken"));
+  /* All NULL: the usual chain (here the half environment pair is refused). */
+  aws_config_credentials none = {NULL, NULL, NULL};
+  kerr_clear(&err);
+  assert_int_equal(aws_config_load_with(NULL, &none, &c, &err), KERR_VALIDATION);
+  assert_int_equal(c.problem, AWS_CONFIG_PARTIAL_CREDENTIALS);
 }
 
 static void test_environment_credentials_win_over_files(void **state) {
@@ -700,6 +749,8 @@ static void test_profile_settings(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_home_from_password_database, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_explicit_credentials, setup, teardown),
       cmocka_unit_test_setup_teardown(test_environment_credentials_win_over_files, setup, teardown),
       cmocka_unit_test_setup_teardown(test_profile_settings, setup, teardown),
       cmocka_unit_test_setup_teardown(test_shared_file_default_profile, setup, teardown),

@@ -18,7 +18,10 @@
  * (a listener whose queue is full), a closed port, a
  * reply over the cap (announced and streamed), the AWS error shapes, request
  * ids, unsigned requests, TLS (trusted bundle, untrusted, no verification),
- * configuration errors, and that no debug line or message carries a secret. */
+ * configuration errors, and that no debug line or message carries a secret;
+ * a 4 KiB session token, credentials given in the options, a success after
+ * retries (the caller's error untouched, the quota refunded) and running out
+ * of memory while a reply arrives. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -33,8 +36,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -778,7 +783,8 @@ static void test_read_timeout(void **state) {
   assert_int_equal(e.kind, KMS_ERR_TIMEOUT);
   assert_string_equal(e.code, "ReadTimeoutError");
   assert_true(spent >= 290 && spent < 1500);
-  assert_null(strstr(e.message, "Plaintext"));
+  /* The part of the body that did arrive is not quoted. */
+  assert_null(strstr(e.message, "{\"Pla"));
 
   /* Slow but steady: 14 bytes 100 ms apart take 1.4 s in all, yet no gap
    * reaches 300 ms -- the timeout is between reads, not for the call. */
@@ -879,8 +885,9 @@ static void test_connect_timeout(void **state) {
 
 static void test_reply_too_large(void **state) {
   server *s = *state;
-  script_reply announced = {.status = 200, .body = "{", .announce = (uint64_t)65 * 1024 * 1024};
-  script_reply streamed = {.status = 200, .stream_bytes = (size_t)64 * 1024 * 1024 + 1};
+  script_reply announced = {.status = 200, .body = "{", .announce = (uint64_t)5 * 1024 * 1024};
+  script_reply streamed = {.status = 200, .stream_bytes = (size_t)4 * 1024 * 1024 + 1};
+  script_reply at_cap = {.status = 200, .stream_bytes = (size_t)4 * 1024 * 1024};
   kms_client_options o = options_for(s);
   kms_client *c = client_with(KMS_SERVICE_KMS, &o);
   kms_error e;
@@ -895,12 +902,16 @@ static void test_reply_too_large(void **state) {
   assert_int_equal(e.retryable, 0);
   assert_int_equal(e.attempts, 1);
   assert_true(mono_ms() - t0 < 1500);
-  /* Without a length (chunked): refused at the first byte past 64 MiB. */
+  /* Without a length (chunked): refused at the first byte past 4 MiB. */
   script(s, &streamed, 1);
   e = call_fails(c, "Decrypt", "{}");
   assert_int_equal(e.kind, KMS_ERR_RESPONSE);
   assert_string_equal(e.code, "ResponseTooLarge");
   assert_int_equal(requests_seen(s), 1);
+  /* Exactly 4 MiB is accepted (and then found not to be a JSON object). */
+  script(s, &at_cap, 1);
+  e = call_fails(c, "Decrypt", "{}");
+  assert_string_equal(e.code, "InvalidResponse");
   kms_client_free(c);
 }
 
@@ -943,6 +954,26 @@ static void test_error_shapes(void **state) {
   assert_null(strchr(e.code, 0x1b));
   assert_null(strchr(e.message, '\n'));
   assert_null(strchr(e.message, 0x07));
+
+  /* An error body over 64 KiB is not parsed (a reply of many small JSON
+   * values would cost many times its size): the status is the code. */
+  {
+    size_t big = 70 * 1024;
+    char *body = malloc(big + 64);
+    script_reply huge = {.status = 400};
+    assert_non_null(body);
+    strcpy(body, "{\"__type\":\"BigError\",\"message\":\"");
+    memset(body + strlen(body), 'm', big);
+    body[strlen("{\"__type\":\"BigError\",\"message\":\"") + big] = '\0';
+    strcat(body, "\"}");
+    huge.body = body;
+    script(s, &huge, 1);
+    e = call_fails(c, "Encrypt", "{}");
+    assert_int_equal(e.kind, KMS_ERR_SERVICE);
+    assert_string_equal(e.code, "400");
+    assert_int_equal(e.http_status, 400);
+    free(body);
+  }
 
   /* A success status with a body that is not a JSON object. */
   script(s, &html_ok, 1);
@@ -1071,6 +1102,16 @@ static void test_configuration_errors(void **state) {
   assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
   assert_string_equal(e.code, "InvalidEndpointError");
   assert_null(strstr(e.message, PLAINTEXT_MARK));
+  /* Nor in the messages that quote a URL they refuse. */
+  o.endpoint_url = "ftp://user:" PLAINTEXT_MARK "@127.0.0.1/";
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_string_equal(e.code, "InvalidEndpointError");
+  assert_null(strstr(e.message, PLAINTEXT_MARK));
+  assert_non_null(strstr(e.message, "ftp://***@127.0.0.1/"));
+  o.endpoint_url = "http://user:" PLAINTEXT_MARK "@127.0.0.1:99999999/";
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_string_equal(e.code, "InvalidEndpointError");
+  assert_null(strstr(e.message, PLAINTEXT_MARK));
   o.endpoint_url = s->url;
   snprintf(path, sizeof path, "%s/config", s->dir);
   write_file(path, "region = x\n");
@@ -1193,6 +1234,190 @@ static void test_tls(void **state) {
   free(cert);
 }
 
+/* A session token as long as STS and SSO hand out (4 KiB) is sent whole and
+ * signs: header lines are sized to what they carry. */
+static void test_long_session_token(void **state) {
+  server *s = *state;
+  script_reply ok = {.status = 200, .body = "{}"};
+  kms_client_options o = options_for(s);
+  char token[4097], path[128];
+  char *principals;
+  creds_store *store = NULL;
+  kms_client *c;
+  kerr err;
+  size_t i;
+
+  for (i = 0; i < 4096; i++) token[i] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/"[(i * 7) % 64];
+  token[4096] = '\0';
+  principals = malloc(8192);
+  assert_non_null(principals);
+  snprintf(principals, 8192,
+           "{\"principals\":[{\"accessKeyId\":\"" TOKEN_AKID "\",\"secretAccessKey\":\"" TOKEN_SECRET "\","
+           "\"sessionToken\":\"%s\",\"accountId\":\"111122223333\",\"arn\":\"arn:aws:iam::111122223333:user/s\"}]}",
+           token);
+  snprintf(path, sizeof path, "%s/long-token.json", s->dir);
+  write_file(path, principals);
+  free(principals);
+  assert_int_equal(creds_load(path, 0, &store, &err), KERR_OK);
+  creds_free(s->creds);
+  s->creds = store;
+  setenv("AWS_ACCESS_KEY_ID", TOKEN_AKID, 1);
+  setenv("AWS_SECRET_ACCESS_KEY", TOKEN_SECRET, 1);
+  setenv("AWS_SESSION_TOKEN", token, 1);
+  script(s, &ok, 1);
+  c = client_with(KMS_SERVICE_KMS, &o);
+  call_ok(c, "ListKeys", "{}", "{}");
+  assert_true(s->had_authorization);
+  assert_string_equal(s->verify, "");
+  kms_client_free(c);
+}
+
+/* Credentials given in the options win over the environment's; they are
+ * copied; half of a key pair is refused. */
+static void test_credentials_in_options(void **state) {
+  server *s = *state;
+  script_reply ok = {.status = 200, .body = "{}"};
+  kms_client_options o = options_for(s);
+  char akid[] = TOKEN_AKID, secret[] = TOKEN_SECRET, token[] = TOKEN;
+  kms_client *c = NULL;
+  kms_error e;
+
+  /* Keys in the environment the server does not know: using them fails. */
+  setenv("AWS_ACCESS_KEY_ID", "AKIDUNKNOWN000000000", 1);
+  setenv("AWS_SECRET_ACCESS_KEY", "unknownSecretKey", 1);
+  o.access_key_id = akid;
+  o.secret_access_key = secret;
+  o.session_token = token;
+  script(s, &ok, 1);
+  c = client_with(KMS_SERVICE_KMS, &o);
+  memset(secret, 'x', sizeof secret - 1);
+  memset(token, 'x', sizeof token - 1);
+  call_ok(c, "ListKeys", "{}", "{}");
+  assert_string_equal(s->verify, "");
+  kms_client_free(c);
+
+  /* Without any other source at all. */
+  unsetenv("AWS_ACCESS_KEY_ID");
+  unsetenv("AWS_SECRET_ACCESS_KEY");
+  o.access_key_id = AKID;
+  o.secret_access_key = SECRET;
+  o.session_token = NULL;
+  c = client_with(KMS_SERVICE_KMS, &o);
+  call_ok(c, "ListKeys", "{}", "{}");
+  assert_string_equal(s->verify, "");
+  kms_client_free(c);
+
+  /* All or nothing. */
+  o.secret_access_key = NULL;
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_null(c);
+  assert_string_equal(e.code, "PartialCredentialsError");
+  assert_null(strstr(e.message, AKID));
+  o.access_key_id = NULL;
+  o.secret_access_key = SECRET;
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_string_equal(e.code, "PartialCredentialsError");
+  assert_null(strstr(e.message, SECRET));
+  o.secret_access_key = NULL;
+  o.session_token = TOKEN;
+  assert_int_equal(kms_client_new(KMS_SERVICE_KMS, &o, &c, &e), KMS_ERR_CONFIG);
+  assert_string_equal(e.code, "PartialCredentialsError");
+  assert_null(strstr(e.message, TOKEN));
+}
+
+/* A success that needed retries leaves *err as the caller had it (kms.h: it
+ * is filled only on failure), and gives back to the retry quota what its
+ * retry cost: a client whose calls each fail once and then succeed never
+ * runs the quota dry. */
+static void test_retried_success(void **state) {
+  server *s = *state;
+  script_reply fail_then_ok[2] = {{.status = 500}, {.status = 200, .body = "{}"}};
+  script_reply fail = {.status = 500};
+  kms_client_options o = options_for(s);
+  kms_client *c;
+  kms_error e, before;
+  char *reply = NULL;
+  size_t len = 0;
+  int i;
+
+  o.max_attempts = 2;
+  c = client_with(KMS_SERVICE_KMS, &o);
+  for (i = 0; i < RETRY_QUOTA_CAPACITY / RETRY_COST + 5; i++) {
+    memset(&e, 0x5a, sizeof e);
+    before = e;
+    script(s, fail_then_ok, 2);
+    if (kms_call_json(c, "Encrypt", "{}", 2, &reply, &len, &e) != KMS_OK) fail_msg("call %d failed", i + 1);
+    assert_int_equal(requests_seen(s), 2);
+    assert_memory_equal(&e, &before, sizeof e);
+    kms_reply_free(reply, len);
+  }
+  /* Still a full quota: the next failure is retried. */
+  script(s, &fail, 1);
+  e = call_fails(c, "Encrypt", "{}");
+  assert_int_equal(e.attempts, 2);
+  kms_client_free(c);
+}
+
+/* Running out of memory while a reply arrives is KMS_ERR_MEMORY, not a
+ * libcurl failure.  A child process caps its own address space a little
+ * above what it uses, then receives a 4 MiB reply, whose buffer must grow to
+ * 8 MiB.  (Not under AddressSanitizer, whose shadow memory needs an
+ * unbounded address space, nor under valgrind, whose own allocator would
+ * fail first.) */
+static void test_out_of_memory_while_reading(void **state) {
+#if defined(__SANITIZE_ADDRESS__)
+  (void)state;
+  skip();
+#else
+  server *s = *state;
+  script_reply big = {.status = 200, .stream_bytes = (size_t)4 * 1024 * 1024};
+  const char *preload = getenv("LD_PRELOAD");
+  if (preload && strstr(preload, "vgpreload")) skip();
+  kms_client_options o = options_for(s);
+  kms_client *c;
+  int status = 0;
+  pid_t pid;
+
+  o.max_attempts = 1;
+  script(s, &big, 1);
+  c = client_with(KMS_SERVICE_KMS, &o);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    kms_error e;
+    char *reply = NULL;
+    size_t len = 0;
+    struct rlimit lim;
+    void *hold[4096];
+    size_t held = 0, i;
+    /* No more address space, and the heap's free memory taken: only the
+     * last 256 KiB taken are given back, for libcurl's small needs. */
+    lim.rlim_cur = lim.rlim_max = 0;
+    if (getrlimit(RLIMIT_AS, &lim) != 0) _exit(10);
+    {
+      FILE *f = fopen("/proc/self/statm", "r");
+      unsigned long pages = 0;
+      if (!f || fscanf(f, "%lu", &pages) != 1) _exit(10);
+      fclose(f);
+      lim.rlim_cur = lim.rlim_max = pages * (unsigned long)sysconf(_SC_PAGESIZE);
+    }
+    if (setrlimit(RLIMIT_AS, &lim) != 0) _exit(11);
+    while (held < sizeof hold / sizeof *hold && (hold[held] = malloc(64 * 1024)) != NULL) held++;
+    for (i = 0; i < 4 && held > 0; i++) free(hold[--held]);
+    memset(&e, 0, sizeof e);
+    if (kms_call_json(c, "Decrypt", "{}", 2, &reply, &len, &e) != KMS_ERR_MEMORY) {
+      fprintf(stderr, "got %d %s: %s\n", (int)e.kind, e.code, e.message);
+      _exit(12);
+    }
+    _exit(strcmp(e.code, "MemoryError") == 0 && reply == NULL ? 0 : 13);  /* held: freed by _exit */
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+  kms_client_free(c);
+#endif
+}
+
 static void test_version(void **state) {
   int major = -1, minor = -1, patch = -1;
   char tail = 0;
@@ -1218,6 +1443,10 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_debug_and_errors_hold_no_secret, setup, teardown),
       cmocka_unit_test_setup_teardown(test_configuration_errors, setup, teardown),
       cmocka_unit_test_setup_teardown(test_tls, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_long_session_token, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_credentials_in_options, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_retried_success, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_out_of_memory_while_reading, setup, teardown),
       cmocka_unit_test(test_version),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -225,6 +225,7 @@ static void expect_bad_reply(kms_service svc, const char *op_name, const char *j
   int rc = kms_codec_decode(op->output, j, out, &err);
   if (rc != KMS_ERR_RESPONSE) fail_msg("%s: rc %d, expected KMS_ERR_RESPONSE", json, rc);
   assert_int_equal(err.kind, KMS_ERR_RESPONSE);
+  assert_string_equal(err.code, "InvalidResponse");
   if (!strstr(err.message, path)) fail_msg("%s: message \"%s\" does not name %s", json, err.message, path);
   assert_true(all_zero(out, op->output->size));
   free(out);
@@ -272,6 +273,41 @@ static void test_decode_is_strict(void **state) {
   expect_bad_reply(KMS_SERVICE_CLOUDHSMV2, "DescribeClusters",
                    "{\"Clusters\": [{\"ClusterId\": \"c\", \"Hsms\": [{\"HsmId\": \"h\"}, 7]}]}",
                    "Clusters[0].Hsms[1] is not a JSON object");
+}
+
+/* Server-supplied map keys reach messages with control characters blanked. */
+static void test_decode_messages_blank_control_characters(void **state) {
+  (void)state;
+  const kms_codec_op *op = find_op(KMS_SERVICE_KMS, "ListGrants");
+  json_t *j = json_loads("{\"Grants\": [{\"GrantId\": \"g\", \"Constraints\":"
+                         " {\"EncryptionContextSubset\": {\"c\\u001b[31m\\n\": 1}}}]}", 0, NULL);
+  kms_list_grants_output out;
+  kms_error err;
+  assert_non_null(j);
+  assert_int_equal(kms_codec_decode(op->output, j, &out, &err), KMS_ERR_RESPONSE);
+  assert_null(strchr(err.message, 0x1b));
+  assert_null(strchr(err.message, '\n'));
+  assert_non_null(strstr(err.message, "EncryptionContextSubset[\"c [31m \"] is not a JSON string"));
+  json_decref(j);
+}
+
+/* Lists and maps in replies hold at most 10,000 items: a reply's tree costs
+ * many times its size, so the bound keeps a hostile reply's cost small. */
+static void test_decode_bounds_at_ten_thousand(void **state) {
+  (void)state;
+  const kms_codec_op *op = find_op(KMS_SERVICE_KMS, "ListKeys");
+  kms_list_keys_output out;
+  kms_error err;
+  json_t *keys = json_array();
+  for (unsigned i = 0; i < 10000; i++) json_array_append_new(keys, json_pack("{s:s}", "KeyId", "k"));
+  json_t *reply = json_pack("{s:o}", "Keys", keys);
+  assert_int_equal(kms_codec_decode(op->output, reply, &out, &err), KMS_OK);
+  assert_int_equal(out.keys_count, 10000);
+  kms_list_keys_output_free(&out);
+  json_array_append_new(keys, json_pack("{s:s}", "KeyId", "k"));
+  assert_int_equal(kms_codec_decode(op->output, reply, &out, &err), KMS_ERR_RESPONSE);
+  assert_non_null(strstr(err.message, "Keys has too many items"));
+  json_decref(reply);
 }
 
 static void test_decode_bounds_item_counts(void **state) {
@@ -388,6 +424,7 @@ static void expect_bad_input(kms_service svc, const char *op_name, const void *i
   int rc = kms_codec_encode(find_op(svc, op_name)->input, in, &j, &err);
   if (rc != KMS_ERR_PARAM) fail_msg("%s: rc %d, expected KMS_ERR_PARAM", op_name, rc);
   assert_int_equal(err.kind, KMS_ERR_PARAM);
+  assert_string_equal(err.code, "InvalidParameter");
   assert_null(j);
   if (!strstr(err.message, text)) fail_msg("%s: message \"%s\" lacks \"%s\"", op_name, err.message, text);
   assert_null(strstr(err.message, "secret"));  /* values never reach a message */
@@ -420,6 +457,33 @@ static void test_encode_checks_required_members(void **state) {
   kms_cloudhsmv2_create_hsm_input hsm = {0};
   hsm.cluster_id = "cluster-1";
   expect_bad_input(KMS_SERVICE_CLOUDHSMV2, "CreateHsm", &hsm, "missing required input member AvailabilityZone");
+}
+
+/* A NULL item pointer with a count, inside a map's list value, is the
+ * caller's mistake: refused, never followed. */
+static void test_encode_refuses_null_items(void **state) {
+  (void)state;
+  kms_cloudhsmv2_filters_entry_in filters[] = {{"states", NULL, 2}};
+  kms_cloudhsmv2_describe_backups_input backups = {0};
+  backups.filters = filters;
+  backups.filters_count = 1;
+  expect_bad_input(KMS_SERVICE_CLOUDHSMV2, "DescribeBackups", &backups, "Filters[0] is NULL");
+  kms_string_pair_in *no_pairs = NULL;
+  kms_grant_constraints_in constraints = {0};
+  constraints.encryption_context_subset = no_pairs;
+  constraints.encryption_context_subset_count = 3;
+  const char *ops[] = {"Encrypt"};
+  kms_create_grant_input grant = {0};
+  grant.key_id = "k";
+  grant.grantee_principal = "p";
+  grant.operations = ops;
+  grant.operations_count = 1;
+  grant.constraints = &constraints;
+  /* A NULL map with a count is absent, as the header says; with pairs, each is checked. */
+  kms_error err;
+  json_t *j = NULL;
+  assert_int_equal(kms_codec_encode(find_op(KMS_SERVICE_KMS, "CreateGrant")->input, &grant, &j, &err), KMS_OK);
+  json_decref(j);
 }
 
 static void test_json_wipe_zeroes_values(void **state) {
@@ -576,6 +640,8 @@ static void answer_crypto(loopback *lb, const char *target, json_t *body, int *s
     *reply = strdup("{\"__type\": \"NotFoundException\", \"message\": \"Key 'nope' does not exist\"}");
   } else if (strcmp(target, "TrentService.ScheduleKeyDeletion") == 0) {
     *reply = strdup("{\"KeyId\": 17}");  /* the wrong type */
+  } else if (strcmp(target, "TrentService.Decrypt") == 0) {
+    *reply = strdup("{\"Plaintext\": SecretPlainBytes0123456789}");  /* not JSON */
   } else if (strcmp(target, "BaldrApiService.DescribeClusters") == 0) {
     *reply = strdup("{\"Clusters\": [{\"ClusterId\": \"cluster-abc\", \"State\": \"ACTIVE\"}]}");
   } else {
@@ -627,7 +693,33 @@ static void test_loopback_calls(void **state) {
   sk.key_id = "k";
   assert_int_equal(kms_schedule_key_deletion(c, &sk, &sko, &err), KMS_ERR_RESPONSE);
   assert_non_null(strstr(err.message, "KeyId is not a JSON string"));
+  assert_string_equal(err.code, "InvalidResponse");
+
+  /* A reply that is not JSON: where it breaks, not what it holds. */
+  kms_decrypt_input de = {0};
+  kms_decrypt_output deo;
+  de.ciphertext_blob.data = (const unsigned char *)"c";
+  de.ciphertext_blob.len = 1;
+  assert_int_equal(kms_decrypt(c, &de, &deo, &err), KMS_ERR_RESPONSE);
+  assert_string_equal(err.code, "InvalidResponse");
+  assert_null(strstr(err.message, "Secret"));
+  assert_null(strstr(err.message, "Bytes"));
+  assert_non_null(strstr(err.message, "line 1"));
   kms_client_free(c);
+
+  /* A KMS operation on a CloudHSMv2 client: refused before sending. */
+  int sent = lb.requests;
+  kms_client *wrong = loopback_client(&lb, KMS_SERVICE_CLOUDHSMV2);
+  assert_int_equal(kms_encrypt(wrong, &in, &out, &err), KMS_ERR_PARAM);
+  assert_string_equal(err.code, "InvalidParameter");
+  assert_int_equal(lb.requests, sent);
+  kms_client_free(wrong);
+  wrong = loopback_client(&lb, KMS_SERVICE_KMS);
+  kms_cloudhsmv2_describe_clusters_input dc0 = {0};
+  kms_cloudhsmv2_describe_clusters_output dco0;
+  assert_int_equal(kms_cloudhsmv2_describe_clusters(wrong, &dc0, &dco0, &err), KMS_ERR_PARAM);
+  assert_int_equal(lb.requests, sent);
+  kms_client_free(wrong);
 
   kms_client *hsm = loopback_client(&lb, KMS_SERVICE_CLOUDHSMV2);
   kms_cloudhsmv2_describe_clusters_input dc = {0};
@@ -652,6 +744,10 @@ static void answer_pages(loopback *lb, const char *target, json_t *body, int *st
     *reply = strdup("{\"Keys\": [{\"KeyId\": \"k2\"}, {\"KeyId\": \"k3\"}], \"NextMarker\": \"m2\", \"Truncated\": true}");
   else if (strcmp(marker, "m2") == 0)
     *reply = strdup("{\"Keys\": [{\"KeyId\": \"k4\"}], \"Truncated\": false}");
+  else if (strcmp(marker, "A") == 0)
+    *reply = strdup("{\"Keys\": [], \"NextMarker\": \"B\", \"Truncated\": true}");
+  else if (strcmp(marker, "B") == 0)
+    *reply = strdup("{\"Keys\": [], \"NextMarker\": \"A\", \"Truncated\": true}");
   else
     *reply = strdup("{\"Keys\": [], \"NextMarker\": \"loop\", \"Truncated\": true}");
 }
@@ -692,11 +788,26 @@ static void test_loopback_paginator(void **state) {
   kms_list_keys_output_free(&page);
   assert_int_equal(kms_list_keys_next_page(p, &page, &err), -1);
   assert_int_equal(err.kind, KMS_ERR_RESPONSE);
-  assert_non_null(strstr(err.message, "same page token twice"));
+  assert_non_null(strstr(err.message, "a page token it returned before"));
   assert_true(all_zero(&page, sizeof page));
   assert_int_equal(kms_list_keys_next_page(p, &page, &err), 0);
   kms_list_keys_paginator_free(p);
   kms_list_keys_paginator_free(NULL);
+
+  /* A -> B -> A: a token seen before, not only the last one, ends the listing. */
+  in.marker = "A";
+  assert_int_equal(kms_list_keys_paginate(c, &in, &p, &err), 0);
+  pages = 0;
+  while ((rc = kms_list_keys_next_page(p, &page, &err)) == 1) {
+    kms_list_keys_output_free(&page);
+    if (++pages > 10) fail_msg("the A -> B -> A loop was followed %d times", pages);
+  }
+  assert_int_equal(rc, -1);
+  assert_int_equal(pages, 1);  /* A's page (next: B); B's page leads back to A */
+  assert_int_equal(err.kind, KMS_ERR_RESPONSE);
+  assert_string_equal(err.code, "PaginationError");
+  assert_non_null(strstr(err.message, "a page token it returned before"));
+  kms_list_keys_paginator_free(p);
 
   assert_int_equal(kms_list_keys_paginate(c, &in, NULL, &err), KMS_ERR_PARAM);
   kms_client_free(c);
@@ -709,6 +820,9 @@ int main(void) {
       cmocka_unit_test(test_decode_fills_typed_fields),
       cmocka_unit_test(test_decode_is_strict),
       cmocka_unit_test(test_decode_bounds_item_counts),
+      cmocka_unit_test(test_decode_bounds_at_ten_thousand),
+      cmocka_unit_test(test_decode_messages_blank_control_characters),
+      cmocka_unit_test(test_encode_refuses_null_items),
       cmocka_unit_test(test_encode_sends_present_members),
       cmocka_unit_test(test_encode_checks_required_members),
       cmocka_unit_test(test_json_wipe_zeroes_values),
