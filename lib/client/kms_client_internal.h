@@ -6,8 +6,7 @@
 #ifndef KMSD_CLIENT_KMS_CLIENT_INTERNAL_H
 #define KMSD_CLIENT_KMS_CLIENT_INTERNAL_H
 
-/* The public header by path: "kms/kms.h" on the include path is lib/kms's. */
-#include "../../include/kms/kms.h"
+#include "kms/kms.h"
 
 /* The service `c` was made for (kms_client_new's first argument); `c` not NULL. */
 __attribute__((visibility("hidden"))) kms_service kms_client_service(const kms_client *c);
