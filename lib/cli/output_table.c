@@ -149,6 +149,23 @@ static kerr_code table_make_cell(table_build *tb, const json_t *value, const cha
   return KERR_OK;
 }
 
+/* Room for one more cell in `*cells`.  The array doubles, but never past
+ * the cells the rest of the budget could pay for, so growing it cannot
+ * take much more memory than the cap. */
+static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t *room, size_t len) {
+  uint64_t affordable = len + 1 + (tb->cap - tb->charged) / (sizeof **cells + TABLE_CELL_PADDING);
+  if (len < *room) return KERR_OK;
+  if (len >= affordable) return table_too_large(tb->err, tb->cap);
+  if (*room * 2 > affordable) {
+    table_cell *grown = realloc(*cells, (size_t)affordable * sizeof **cells);
+    if (!grown) return table_no_memory(tb->err);
+    *cells = grown;
+    *room = (size_t)affordable;
+    return KERR_OK;
+  }
+  return table_reserve((void **)cells, room, len, sizeof **cells, tb->err);
+}
+
 static kerr_code table_open_block(table_build *tb, const char *title, size_t title_len, int level) {
   kerr_code rc = table_reserve((void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks, tb->err);
   table_block *blk;
@@ -170,11 +187,10 @@ static kerr_code table_open_block(table_build *tb, const char *title, size_t tit
 static table_block *table_current(table_build *tb) { return &tb->blocks[tb->block_len - 1]; }
 
 static kerr_code table_set_header(table_build *tb, const cli_out_member *keys, size_t count) {
-  table_block *blk = table_current(tb);
+  table_block *blk;
   size_t at = tb->header_len;
   for (size_t i = 0; i < count; i++) {
-    kerr_code rc = table_reserve((void **)&tb->headers, &tb->header_room, tb->header_len, sizeof *tb->headers,
-                                 tb->err);
+    kerr_code rc = table_reserve_cell(tb, &tb->headers, &tb->header_room, tb->header_len);
     if (rc == KERR_OK) rc = table_make_cell(tb, NULL, keys[i].key, keys[i].key_len, &tb->headers[tb->header_len]);
     if (rc != KERR_OK) return rc;
     tb->header_len++;
@@ -201,7 +217,7 @@ static kerr_code table_begin_row(table_build *tb, size_t count) {
 }
 
 static kerr_code table_add_cell(table_build *tb, const json_t *value, const char *text, size_t len) {
-  kerr_code rc = table_reserve((void **)&tb->rows, &tb->row_room, tb->row_len, sizeof *tb->rows, tb->err);
+  kerr_code rc = table_reserve_cell(tb, &tb->rows, &tb->row_room, tb->row_len);
   if (rc == KERR_OK) rc = table_make_cell(tb, value, text, len, &tb->rows[tb->row_len]);
   if (rc == KERR_OK) tb->row_len++;
   return rc;
@@ -218,6 +234,7 @@ static kerr_code table_push(table_build *tb, table_step_kind kind, const json_t 
 
 /* Python's truth value: empty containers, "", 0, 0.0, false and null are false. */
 static int table_truthy(const json_t *v) {
+  if (!v) return 0;
   switch (json_typeof(v)) {
   case JSON_OBJECT:
     return json_object_size(v) > 0;
@@ -275,10 +292,11 @@ static kerr_code table_list_keys_of(table_build *tb, const json_t *list, const t
     keys->nested = malloc(total * sizeof *keys->nested);
     if (!keys->scalars || !keys->nested) return table_no_memory(tb->err);
   }
-  json_array_foreach(list, i, item) {
+  for (i = 0; total > 0 && keys->scalars && keys->nested && i < json_array_size(list); i++) {
     const char *key;
     size_t key_len;
     json_t *value;
+    item = json_array_get(list, i);
     if (!json_is_object(item)) continue;
     json_object_keylen_foreach((json_t *)item, key, key_len, value) {
       cli_out_member m = {key, key_len, NULL};

@@ -522,8 +522,12 @@ static void expect_bounded(const json_t *doc) {
     kerr e;
     kerr_code rc;
 #if !defined(__SANITIZE_ADDRESS__)
+    /* ASan reserves terabytes of address space, and valgrind's own heap
+     * counts against the limit: there the run is only checked to end
+     * cleanly (and, under valgrind, to leak nothing). */
+    const char *preload = getenv("LD_PRELOAD");
     struct rlimit limit = {512UL << 20, 512UL << 20};
-    if (setrlimit(RLIMIT_AS, &limit) != 0) _exit(3);
+    if (!(preload && strstr(preload, "vgpreload")) && setrlimit(RLIMIT_AS, &limit) != 0) _exit(3);
 #endif
     rc = cli_output_render(doc, &opts, &out, &len, &e);
     if (rc == KERR_OK) _exit(out && len > 0 ? 0 : 4);
