@@ -2,7 +2,7 @@
  * format's name, the checks every format shares (nesting depth, the output
  * cap), and the bounded buffer the formats write into.
  *
- * Each format lives in its own file and writes into an out_buf; the buffer
+ * Each format lives in its own file and writes into an cli_out_buf; the buffer
  * refuses to grow past the caller's cap, so a small document that a table
  * would blow up (one long string repeated as padding on every line) fails
  * with a clear message instead of eating memory. */
@@ -37,7 +37,7 @@ kerr_code cli_format_parse(const char *name, cli_format *out, kerr *err) {
 
 /* ---- the bounded buffer ---------------------------------------------------- */
 
-kerr_code out_put(out_buf *b, const char *s, size_t n) {
+kerr_code cli_out_put(cli_out_buf *b, const char *s, size_t n) {
   if (n > b->cap || b->len > b->cap - n)
     return kerr_set(b->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
                     b->cap);
@@ -56,18 +56,18 @@ kerr_code out_put(out_buf *b, const char *s, size_t n) {
   return KERR_OK;
 }
 
-kerr_code out_puts(out_buf *b, const char *s) { return out_put(b, s, strlen(s)); }
+kerr_code cli_out_puts(cli_out_buf *b, const char *s) { return cli_out_put(b, s, strlen(s)); }
 
-kerr_code out_putc(out_buf *b, char c) { return out_put(b, &c, 1); }
+kerr_code cli_out_putc(cli_out_buf *b, char c) { return cli_out_put(b, &c, 1); }
 
-kerr_code out_repeat(out_buf *b, const char *s, long count) {
+kerr_code cli_out_repeat(cli_out_buf *b, const char *s, long count) {
   size_t n = strlen(s);
   kerr_code rc = KERR_OK;
-  for (long i = 0; i < count && rc == KERR_OK; i++) rc = out_put(b, s, n);
+  for (long i = 0; i < count && rc == KERR_OK; i++) rc = cli_out_put(b, s, n);
   return rc;
 }
 
-void out_free(out_buf *b) {
+void cli_out_free(cli_out_buf *b) {
   free(b->data);
   b->data = NULL;
   b->len = b->alloc = 0;
@@ -98,7 +98,7 @@ static int output_too_deep(const json_t *v, int room) {
 
 kerr_code cli_output_render(const json_t *doc, const cli_output_opts *opts, char **out, size_t *out_len,
                             kerr *err) {
-  out_buf b = {0};
+  cli_out_buf b = {0};
   kerr scratch;
   kerr_code rc;
   if (!err) err = &scratch; /* the formats read the code back */
@@ -121,19 +121,19 @@ kerr_code cli_output_render(const json_t *doc, const cli_output_opts *opts, char
   }
   switch (opts->format) {
   case CLI_FORMAT_JSON:
-    rc = out_render_json(doc, &b);
+    rc = cli_out_render_json(doc, &b);
     break;
   case CLI_FORMAT_TEXT:
-    rc = out_render_text(doc, &b);
+    rc = cli_out_render_text(doc, &b);
     break;
   case CLI_FORMAT_TABLE:
-    rc = out_render_table(doc, opts, &b);
+    rc = cli_out_render_table(doc, opts, &b);
     break;
   case CLI_FORMAT_YAML:
-    rc = out_render_yaml(doc, 0, &b);
+    rc = cli_out_render_yaml(doc, 0, &b);
     break;
   case CLI_FORMAT_YAML_STREAM:
-    rc = out_render_yaml(doc, 1, &b);
+    rc = cli_out_render_yaml(doc, 1, &b);
     break;
   default:
     rc = kerr_set(err, KERR_VALIDATION, "unknown output format %d", (int)opts->format);
@@ -141,7 +141,7 @@ kerr_code cli_output_render(const json_t *doc, const cli_output_opts *opts, char
   }
 out:
   if (rc != KERR_OK) {
-    out_free(&b);
+    cli_out_free(&b);
     return rc;
   }
   if (!b.data) {

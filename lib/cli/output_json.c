@@ -13,15 +13,15 @@
 
 #include "cli/output_internal.h"
 
-static kerr_code json_put_string(out_buf *b, const char *s, size_t len) {
-  kerr_code rc = out_putc(b, '"');
+static kerr_code json_put_string(cli_out_buf *b, const char *s, size_t len) {
+  kerr_code rc = cli_out_putc(b, '"');
   size_t run = 0; /* bytes copied as they are, pending */
   for (size_t i = 0; i < len && rc == KERR_OK; i++) {
     unsigned char c = (unsigned char)s[i];
     char esc[8];
     const char *named = NULL;
     if (c >= 0x20 && c != '"' && c != '\\') continue;
-    rc = out_put(b, s + run, i - run);
+    rc = cli_out_put(b, s + run, i - run);
     run = i + 1;
     switch (c) {
     case '"': named = "\\\""; break;
@@ -35,65 +35,66 @@ static kerr_code json_put_string(out_buf *b, const char *s, size_t len) {
       snprintf(esc, sizeof esc, "\\u%04x", (unsigned)c);
       named = esc;
     }
-    if (rc == KERR_OK) rc = out_puts(b, named);
+    if (rc == KERR_OK) rc = cli_out_puts(b, named);
   }
-  if (rc == KERR_OK) rc = out_put(b, s + run, len - run);
-  if (rc == KERR_OK) rc = out_putc(b, '"');
+  if (rc == KERR_OK) rc = cli_out_put(b, s + run, len - run);
+  if (rc == KERR_OK) rc = cli_out_putc(b, '"');
   return rc;
 }
 
-static kerr_code json_put_indent(out_buf *b, int level) {
-  kerr_code rc = out_putc(b, '\n');
-  if (rc == KERR_OK) rc = out_repeat(b, "    ", level);
+static kerr_code json_put_indent(cli_out_buf *b, int level) {
+  kerr_code rc = cli_out_putc(b, '\n');
+  if (rc == KERR_OK) rc = cli_out_repeat(b, "    ", level);
   return rc;
 }
 
-static kerr_code json_put_value(out_buf *b, const json_t *v, int level) {
+static kerr_code json_put_value(cli_out_buf *b, const json_t *v, int level) {
   kerr_code rc = KERR_OK;
   if (json_is_array(v)) {
     size_t i;
     const json_t *item;
-    if (json_array_size(v) == 0) return out_puts(b, "[]");
-    rc = out_putc(b, '[');
+    if (json_array_size(v) == 0) return cli_out_puts(b, "[]");
+    rc = cli_out_putc(b, '[');
     json_array_foreach(v, i, item) {
-      if (rc == KERR_OK && i > 0) rc = out_putc(b, ',');
+      if (rc == KERR_OK && i > 0) rc = cli_out_putc(b, ',');
       if (rc == KERR_OK) rc = json_put_indent(b, level + 1);
       if (rc == KERR_OK) rc = json_put_value(b, item, level + 1);
     }
     if (rc == KERR_OK) rc = json_put_indent(b, level);
-    return rc == KERR_OK ? out_putc(b, ']') : rc;
+    return rc == KERR_OK ? cli_out_putc(b, ']') : rc;
   }
   if (json_is_object(v)) {
     const char *key;
-    const json_t *item;
+    size_t key_len;
+    json_t *item;
     int first = 1;
-    if (json_object_size(v) == 0) return out_puts(b, "{}");
-    rc = out_putc(b, '{');
-    json_object_foreach((json_t *)v, key, item) {
-      if (rc == KERR_OK && !first) rc = out_putc(b, ',');
+    if (json_object_size(v) == 0) return cli_out_puts(b, "{}");
+    rc = cli_out_putc(b, '{');
+    json_object_keylen_foreach((json_t *)v, key, key_len, item) {
+      if (rc == KERR_OK && !first) rc = cli_out_putc(b, ',');
       first = 0;
       if (rc == KERR_OK) rc = json_put_indent(b, level + 1);
-      if (rc == KERR_OK) rc = json_put_string(b, key, strlen(key));
-      if (rc == KERR_OK) rc = out_puts(b, ": ");
+      if (rc == KERR_OK) rc = json_put_string(b, key, key_len);
+      if (rc == KERR_OK) rc = cli_out_puts(b, ": ");
       if (rc == KERR_OK) rc = json_put_value(b, item, level + 1);
     }
     if (rc == KERR_OK) rc = json_put_indent(b, level);
-    return rc == KERR_OK ? out_putc(b, '}') : rc;
+    return rc == KERR_OK ? cli_out_putc(b, '}') : rc;
   }
   if (json_is_string(v)) return json_put_string(b, json_string_value(v), json_string_length(v));
   switch (json_typeof(v)) {
   case JSON_TRUE:
-    return out_puts(b, "true");
+    return cli_out_puts(b, "true");
   case JSON_FALSE:
-    return out_puts(b, "false");
+    return cli_out_puts(b, "false");
   case JSON_NULL:
-    return out_puts(b, "null");
+    return cli_out_puts(b, "null");
   default:
-    return out_py_str(b, v); /* numbers: the same digits as Python's str() */
+    return cli_out_py_str(b, v); /* numbers: the same digits as Python's str() */
   }
 }
 
-kerr_code out_render_json(const json_t *doc, out_buf *b) {
+kerr_code cli_out_render_json(const json_t *doc, cli_out_buf *b) {
   kerr_code rc = json_put_value(b, doc, 0);
-  return rc == KERR_OK ? out_putc(b, '\n') : rc;
+  return rc == KERR_OK ? cli_out_putc(b, '\n') : rc;
 }

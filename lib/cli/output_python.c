@@ -16,7 +16,7 @@
 
 /* ---- UTF-8 ----------------------------------------------------------------- */
 
-uint32_t out_utf8_next(const char *s, size_t len, size_t *i) {
+uint32_t cli_out_utf8_next(const char *s, size_t len, size_t *i) {
   const unsigned char *u = (const unsigned char *)s + *i;
   size_t left = len - *i;
   if (u[0] < 0x80 || left < 2) {
@@ -40,10 +40,10 @@ uint32_t out_utf8_next(const char *s, size_t len, size_t *i) {
          (u[3] & 0x3F);
 }
 
-long out_text_columns(const char *s, size_t len) {
+long cli_out_text_columns(const char *s, size_t len) {
   long cols = 0;
   size_t i = 0;
-  while (i < len) cols += cli_uni_columns(out_utf8_next(s, len, &i));
+  while (i < len) cols += cli_uni_columns(cli_out_utf8_next(s, len, &i));
   return cols;
 }
 
@@ -99,7 +99,7 @@ static void out_float_shortest(double v, char digits[24], int *exp10) {
   }
 }
 
-void out_float_repr(double v, char buf[32]) {
+void cli_out_float_repr(double v, char buf[32]) {
   char text[96]; /* at most 24 bytes are ever used; room so no spelling can truncate */
   char digits[24];
   size_t ndigits = 0;
@@ -136,33 +136,33 @@ void out_float_repr(double v, char buf[32]) {
 
 /* ---- str() and repr() ------------------------------------------------------ */
 
-int out_is_scalar(const json_t *v) { return !json_is_array(v) && !json_is_object(v); }
+int cli_out_is_scalar(const json_t *v) { return !json_is_array(v) && !json_is_object(v); }
 
 /* repr() of a str: quotes chosen as Python chooses them, escapes for the
  * backslash, the quote, control characters and whatever Unicode calls
  * unprintable. */
-static kerr_code out_py_repr_string(out_buf *b, const char *s, size_t len) {
+static kerr_code out_py_repr_string(cli_out_buf *b, const char *s, size_t len) {
   char quote = '\'';
   size_t i = 0;
   kerr_code rc;
   if (memchr(s, '\'', len) && !memchr(s, '"', len)) quote = '"';
-  if ((rc = out_putc(b, quote)) != KERR_OK) return rc;
+  if ((rc = cli_out_putc(b, quote)) != KERR_OK) return rc;
   while (i < len && rc == KERR_OK) {
     size_t start = i;
-    uint32_t cp = out_utf8_next(s, len, &i);
+    uint32_t cp = cli_out_utf8_next(s, len, &i);
     char esc[16];
     if (cp == '\\' || cp == (uint32_t)quote) {
       esc[0] = '\\';
       esc[1] = (char)cp;
-      rc = out_put(b, esc, 2);
+      rc = cli_out_put(b, esc, 2);
     } else if (cp == '\t') {
-      rc = out_puts(b, "\\t");
+      rc = cli_out_puts(b, "\\t");
     } else if (cp == '\n') {
-      rc = out_puts(b, "\\n");
+      rc = cli_out_puts(b, "\\n");
     } else if (cp == '\r') {
-      rc = out_puts(b, "\\r");
+      rc = cli_out_puts(b, "\\r");
     } else if (cli_uni_printable(cp)) {
-      rc = out_put(b, s + start, i - start);
+      rc = cli_out_put(b, s + start, i - start);
     } else {
       if (cp <= 0xFF)
         snprintf(esc, sizeof esc, "\\x%02x", (unsigned)cp);
@@ -170,61 +170,62 @@ static kerr_code out_py_repr_string(out_buf *b, const char *s, size_t len) {
         snprintf(esc, sizeof esc, "\\u%04x", (unsigned)cp);
       else
         snprintf(esc, sizeof esc, "\\U%08x", (unsigned)cp);
-      rc = out_puts(b, esc);
+      rc = cli_out_puts(b, esc);
     }
   }
-  if (rc == KERR_OK) rc = out_putc(b, quote);
+  if (rc == KERR_OK) rc = cli_out_putc(b, quote);
   return rc;
 }
 
 /* repr() of any value: what Python prints for a list or dict and its items. */
-static kerr_code out_py_repr(out_buf *b, const json_t *v) {
+static kerr_code out_py_repr(cli_out_buf *b, const json_t *v) {
   kerr_code rc = KERR_OK;
   if (json_is_string(v)) return out_py_repr_string(b, json_string_value(v), json_string_length(v));
   if (json_is_array(v)) {
     size_t i;
     const json_t *item;
-    rc = out_putc(b, '[');
+    rc = cli_out_putc(b, '[');
     json_array_foreach(v, i, item) {
-      if (rc == KERR_OK && i > 0) rc = out_puts(b, ", ");
+      if (rc == KERR_OK && i > 0) rc = cli_out_puts(b, ", ");
       if (rc == KERR_OK) rc = out_py_repr(b, item);
     }
-    return rc == KERR_OK ? out_putc(b, ']') : rc;
+    return rc == KERR_OK ? cli_out_putc(b, ']') : rc;
   }
   if (json_is_object(v)) {
     const char *key;
-    const json_t *item;
+    size_t key_len;
+    json_t *item;
     int first = 1;
-    rc = out_putc(b, '{');
-    json_object_foreach((json_t *)v, key, item) {
-      if (rc == KERR_OK && !first) rc = out_puts(b, ", ");
+    rc = cli_out_putc(b, '{');
+    json_object_keylen_foreach((json_t *)v, key, key_len, item) {
+      if (rc == KERR_OK && !first) rc = cli_out_puts(b, ", ");
       first = 0;
-      if (rc == KERR_OK) rc = out_py_repr_string(b, key, strlen(key));
-      if (rc == KERR_OK) rc = out_puts(b, ": ");
+      if (rc == KERR_OK) rc = out_py_repr_string(b, key, key_len);
+      if (rc == KERR_OK) rc = cli_out_puts(b, ": ");
       if (rc == KERR_OK) rc = out_py_repr(b, item);
     }
-    return rc == KERR_OK ? out_putc(b, '}') : rc;
+    return rc == KERR_OK ? cli_out_putc(b, '}') : rc;
   }
-  return out_py_str(b, v);
+  return cli_out_py_str(b, v);
 }
 
-kerr_code out_py_str(out_buf *b, const json_t *v) {
+kerr_code cli_out_py_str(cli_out_buf *b, const json_t *v) {
   char num[32];
   switch (json_typeof(v)) {
   case JSON_STRING:
-    return out_put(b, json_string_value(v), json_string_length(v));
+    return cli_out_put(b, json_string_value(v), json_string_length(v));
   case JSON_TRUE:
-    return out_puts(b, "True");
+    return cli_out_puts(b, "True");
   case JSON_FALSE:
-    return out_puts(b, "False");
+    return cli_out_puts(b, "False");
   case JSON_NULL:
-    return out_puts(b, "None");
+    return cli_out_puts(b, "None");
   case JSON_INTEGER:
     snprintf(num, sizeof num, "%" JSON_INTEGER_FORMAT, json_integer_value(v));
-    return out_puts(b, num);
+    return cli_out_puts(b, num);
   case JSON_REAL:
-    out_float_repr(json_real_value(v), num);
-    return out_puts(b, num);
+    cli_out_float_repr(json_real_value(v), num);
+    return cli_out_puts(b, num);
   default:
     return out_py_repr(b, v);
   }
@@ -232,26 +233,34 @@ kerr_code out_py_str(out_buf *b, const json_t *v) {
 
 /* ---- keys in Python's order ------------------------------------------------ */
 
-static int out_key_order(const void *a, const void *b) {
-  const char *const *ka = a;
-  const char *const *kb = b;
-  return strcmp(*ka, *kb);
+int cli_out_key_cmp(const char *a, size_t a_len, const char *b, size_t b_len) {
+  int c = memcmp(a, b, a_len < b_len ? a_len : b_len);
+  if (c != 0) return c;
+  return a_len < b_len ? -1 : (a_len > b_len ? 1 : 0);
 }
 
-kerr_code out_sorted_keys(const json_t *obj, const char ***keys, size_t *n, kerr *err) {
-  const char *key;
-  const json_t *item;
+int cli_out_member_order(const void *a, const void *b) {
+  const cli_out_member *ma = a;
+  const cli_out_member *mb = b;
+  return cli_out_key_cmp(ma->key, ma->key_len, mb->key, mb->key_len);
+}
+
+kerr_code cli_out_sorted_members(const json_t *obj, cli_out_member **members, size_t *n, kerr *err) {
   size_t count = 0;
-  *keys = NULL;
+  void *it;
+  *members = NULL;
   *n = 0;
   if (json_object_size(obj) == 0) return KERR_OK;
-  *keys = malloc(json_object_size(obj) * sizeof **keys);
-  if (!*keys) return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
-  json_object_foreach((json_t *)obj, key, item) {
-    (void)item;
-    (*keys)[count++] = key;
+  *members = malloc(json_object_size(obj) * sizeof **members);
+  if (!*members) return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
+  for (it = json_object_iter((json_t *)obj); it && count < json_object_size(obj);
+       it = json_object_iter_next((json_t *)obj, it)) {
+    (*members)[count].key = json_object_iter_key(it);
+    (*members)[count].key_len = json_object_iter_key_len(it);
+    (*members)[count].value = json_object_iter_value(it);
+    count++;
   }
-  qsort((void *)*keys, count, sizeof **keys, out_key_order);
+  qsort(*members, count, sizeof **members, cli_out_member_order);
   *n = count;
   return KERR_OK;
 }

@@ -1,687 +1,773 @@
 /* output_table.c - `--output table`: the reply drawn as nested boxes, as
- * the AWS CLI draws it.
+ * the AWS CLI draws it (byte for byte, so screenshots and scrapers agree).
  *
- * Two passes.  The first walks the document and lays it out as a list of
- * blocks, each a box at some nesting depth with an optional title, an
- * optional header line and rows of cells (text already spelled as Python
- * spells it).  The second measures the blocks, gives every column its width
- * and prints.  The AWS CLI's rules, learned by running it:
+ * Three stages, each over plain data:
  *
- * Laying out (a value that Python finds false - null, false, 0, "", [], {}
- * - adds nothing at all; a named value opens a new block):
- *   - the reply opens the first block, titled with the operation's name;
- *   - an object's scalar members (ordered by key) become one row of values
- *     under a header line of their keys, or, when there is just one, a
- *     single key/value row; each other member (by key) opens a block one
- *     level deeper titled with its key;
- *   - an array whose first element is an object is a list of records (all
- *     its elements must be objects): the header holds every key that has a
- *     scalar somewhere, each element gives a row; when some element has
- *     arrays or objects, those follow each row in deeper blocks, and every
- *     element after the first repeats the block title and header first;
- *   - any other array gives one row per element: a scalar alone, an
- *     array of scalars as its cells, an object as its keys; an array that
- *     holds arrays or objects is laid out in turn, at depth 0 and without a
- *     title, and its rows go to the block opened last;
- *   - rows of a block must all have as many cells as its first row (or
- *     header): the CLI fails otherwise, and so do we.
- * Measuring:
- *   - a column's natural width is its widest cell plus 4; a block needs its
- *     columns plus 2 for the outer bars, or its title plus 2, plus 2 per
- *     depth level; the table is as wide as its widest block, and every block
- *     is stretched (or squeezed) to it;
- *   - when that is wider than the terminal, every block holding a header
- *     and exactly one row is turned on its side (one key/value row per
- *     column) and the table is measured again;
- *   - a block's columns share its inner width in proportion to their natural
- *     widths, each rounded half to even; the columns from the first give
- *     back what rounding overshot, those from the last take what it left.
- * Drawing: text is measured in columns, East Asian wide, full-width and
- * ambiguous characters counting two; titles and headers are centred, cells
- * start two spaces in (none when that does not fit). */
-#include <limits.h>
+ *   1. collect: an iterative walk of the document (an explicit stack of
+ *      pending steps, no recursion) that appends "blocks" to one flat array.
+ *      A block is one box: its nesting level, an optional title, an
+ *      optional header line and rows of cells.  Every cell's text is
+ *      written once into one arena; a cell is (offset, length, columns).
+ *   2. measure: a pure function over the blocks that picks the table's
+ *      width and every block's column widths, turning a block that does
+ *      not fit the terminal into key/value rows.
+ *   3. draw: each block becomes lines in the output buffer.
+ *
+ * What the AWS CLI draws, learned by running it on chosen documents:
+ *   - an object: its scalar members as one header line and one row
+ *     (a single scalar member as one "key | value" row), then a titled
+ *     box one level deeper for each non-empty list or object member, in
+ *     key order.  Empty, zero, false and null values make no box.
+ *   - a list led by an object: a header of the keys that are scalars in
+ *     any element (sorted), one row per element ("" where a key is
+ *     missing) and, after each element's row, the boxes of its nested
+ *     members; when elements have nested members, each element after
+ *     the first starts a new box with the same title and header.
+ *   - any other list: a row per scalar, a row of the items of an
+ *     all-scalar list (of the keys of an object), and the lists in it
+ *     drawn as part of the same box.
+ *   - rows of one box must have as many cells as its first row or
+ *     header; the AWS CLI fails otherwise, and so do we.
+ *
+ * Memory is bounded by the output cap: every cell is charged (its record,
+ * its text and the narrowest it can be drawn) before it is stored, and the
+ * table's width times its line count is checked before anything is
+ * drawn. */
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/output_internal.h"
 
-#define TBL_BAR_COLOR "\x1b[2m\x1b[33m|\x1b[0m"
-#define TBL_CELL_COLOR "\x1b[1m\x1b[34m"
-#define TBL_COLOR_END "\x1b[0m"
+/* Cells are drawn with two spaces before them and need at least this much
+ * room in all (the AWS CLI's padding). */
+#define TABLE_CELL_PADDING 4
+#define TABLE_STYLE_CELL "\x1b[1m\x1b[34m"
+#define TABLE_STYLE_BAR "\x1b[2m\x1b[33m|\x1b[0m"
+#define TABLE_STYLE_END "\x1b[0m"
 
-typedef struct tbl_cell {
-  char *text; /* malloc'd, NUL-terminated; may hold NUL bytes */
-  size_t len;
-  long cols;
-} tbl_cell;
+typedef struct table_cell {
+  size_t text_at; /* offset of the text in the arena */
+  size_t text_len;
+  int64_t cols; /* drawn width of the text */
+} table_cell;
 
-typedef struct tbl_block {
-  char *title; /* NULL: no title; malloc'd copy (the key it came from may not outlive the layout) */
+typedef struct table_block {
+  int level;
+  int titled;  /* 0: no title (measured as the AWS CLI measures "None") */
+  table_cell title;
+  int has_header;
+  size_t header_at, header_count; /* into headers[] */
+  size_t rows_at, row_count;      /* into rows[]: row_count x ncols cells */
+  long ncols;                     /* -1 until the first header or row */
+  int vertical;                   /* set by the measure stage */
+  size_t widths_at;               /* into table_layout.widths */
+} table_block;
+
+/* The keys a list of objects is drawn with: scalar columns and nested
+ * members, each sorted and distinct. */
+typedef struct table_list_keys {
+  cli_out_member *scalars;
+  size_t scalar_count;
+  cli_out_member *nested;
+  size_t nested_count;
+} table_list_keys;
+
+typedef enum table_step_kind { STEP_VALUE, STEP_OBJECT_ELEMENT, STEP_LIST_ITEM } table_step_kind;
+
+/* One pending step of the walk. */
+typedef struct table_step {
+  table_step_kind kind;
+  const json_t *value;
+  const char *title; /* NULL: no title */
   size_t title_len;
-  int depth;
-  tbl_cell *heads;
-  size_t nheads;
-  int ncols_known;
-  size_t ncols;
-  long *widest;      /* per column: the widest header or cell, in columns */
-  tbl_cell *cells;   /* nrows rows of ncols cells, one row after another */
-  size_t nrows;
-  size_t cells_alloc;
-} tbl_block;
+  int level;
+  size_t index;                /* STEP_OBJECT_ELEMENT: position in its list */
+  const table_list_keys *keys; /* STEP_OBJECT_ELEMENT */
+} table_step;
 
-typedef struct tbl_layout {
-  tbl_block *blocks;
-  size_t nblocks;
-  size_t blocks_alloc;
-  size_t cap;   /* the output cap */
-  size_t drawn; /* bytes the cells made so far will take at least: each is
-                 * printed in full, with at least a bar after it */
+typedef struct table_build {
+  cli_out_buf arena; /* every cell's text */
+  table_cell *headers;
+  size_t header_len, header_room;
+  table_cell *rows;
+  size_t row_len, row_room;
+  table_block *blocks;
+  size_t block_len, block_room;
+  table_step *steps;
+  size_t step_len, step_room;
+  table_list_keys **key_sets;
+  size_t key_set_len, key_set_room;
+  uint64_t charged; /* bytes charged against the cap so far */
+  uint64_t cap;
   kerr *err;
-} tbl_layout;
+} table_build;
 
-static kerr_code tbl_place(tbl_layout *t, const json_t *v, const char *title, int depth);
+typedef struct table_layout {
+  int64_t width;
+  int64_t *widths; /* per block, its columns' widths including the border */
+  size_t widths_len;
+} table_layout;
 
-static kerr_code tbl_nomem(tbl_layout *t) {
-  return kerr_set(t->err, KERR_INTERNAL, "out of memory formatting the output");
+static kerr_code table_no_memory(kerr *err) {
+  return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
 }
 
-static void tbl_cells_free(tbl_cell *cells, size_t n) {
-  for (size_t i = 0; i < n; i++) free(cells[i].text);
+static kerr_code table_too_large(kerr *err, uint64_t cap) {
+  return kerr_set(err, KERR_VALIDATION, "output larger than the limit of %llu bytes; narrow it with --query",
+                  (unsigned long long)cap);
 }
 
-static void tbl_layout_free(tbl_layout *t) {
-  for (size_t i = 0; i < t->nblocks; i++) {
-    tbl_block *blk = &t->blocks[i];
-    free(blk->title);
-    tbl_cells_free(blk->heads, blk->nheads);
-    free(blk->heads);
-    tbl_cells_free(blk->cells, blk->nrows * blk->ncols);
-    free(blk->cells);
-    free(blk->widest);
+/* Make room for one more item in a growing array. */
+static kerr_code table_reserve(void **items, size_t *room, size_t len, size_t size, kerr *err) {
+  if (len < *room) return KERR_OK;
+  size_t want = *room ? *room * 2 : 16;
+  if (want > SIZE_MAX / size) return table_no_memory(err);
+  void *grown = realloc(*items, want * size);
+  if (!grown) return table_no_memory(err);
+  *items = grown;
+  *room = want;
+  return KERR_OK;
+}
+
+/* ---- 1. collect ------------------------------------------------------------ */
+
+/* A cell holding str(value) (or raw text when value is NULL). */
+static kerr_code table_make_cell(table_build *tb, const json_t *value, const char *text, size_t len,
+                                 table_cell *cell) {
+  size_t start = tb->arena.len;
+  kerr_code rc = value ? cli_out_py_str(&tb->arena, value) : cli_out_put(&tb->arena, text, len);
+  uint64_t cost;
+  if (rc != KERR_OK) return rc;
+  cell->text_at = start;
+  cell->text_len = tb->arena.len - start;
+  cell->cols = cli_out_text_columns(tb->arena.data + start, cell->text_len);
+  cost = sizeof *cell + cell->text_len + (uint64_t)cell->cols + TABLE_CELL_PADDING;
+  if (cost > tb->cap || tb->charged > tb->cap - cost) return table_too_large(tb->err, tb->cap);
+  tb->charged += cost;
+  return KERR_OK;
+}
+
+/* Room for one more cell in `*cells`.  The array doubles, but never past
+ * the cells the rest of the budget could pay for, so growing it cannot
+ * take much more memory than the cap. */
+static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t *room, size_t len) {
+  uint64_t affordable = len + 1 + (tb->cap - tb->charged) / (sizeof **cells + TABLE_CELL_PADDING);
+  if (len < *room) return KERR_OK;
+  if (len >= affordable) return table_too_large(tb->err, tb->cap);
+  if (*room * 2 > affordable) {
+    table_cell *grown = realloc(*cells, (size_t)affordable * sizeof **cells);
+    if (!grown) return table_no_memory(tb->err);
+    *cells = grown;
+    *room = (size_t)affordable;
+    return KERR_OK;
   }
-  free(t->blocks);
+  return table_reserve((void **)cells, room, len, sizeof **cells, tb->err);
 }
 
-/* Python's truth value: what the CLI skips without a trace. */
-static int tbl_is_false(const json_t *v) {
+static kerr_code table_open_block(table_build *tb, const char *title, size_t title_len, int level) {
+  kerr_code rc = table_reserve((void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks, tb->err);
+  table_block *blk;
+  if (rc != KERR_OK) return rc;
+  blk = &tb->blocks[tb->block_len];
+  memset(blk, 0, sizeof *blk);
+  blk->level = level;
+  blk->ncols = -1;
+  blk->rows_at = tb->row_len;
+  if (title) {
+    blk->titled = 1;
+    rc = table_make_cell(tb, NULL, title, title_len, &blk->title);
+    if (rc != KERR_OK) return rc;
+  }
+  tb->block_len++;
+  return KERR_OK;
+}
+
+static table_block *table_current(table_build *tb) { return &tb->blocks[tb->block_len - 1]; }
+
+static kerr_code table_set_header(table_build *tb, const cli_out_member *keys, size_t count) {
+  table_block *blk;
+  size_t at = tb->header_len;
+  for (size_t i = 0; i < count; i++) {
+    kerr_code rc = table_reserve_cell(tb, &tb->headers, &tb->header_room, tb->header_len);
+    if (rc == KERR_OK) rc = table_make_cell(tb, NULL, keys[i].key, keys[i].key_len, &tb->headers[tb->header_len]);
+    if (rc != KERR_OK) return rc;
+    tb->header_len++;
+  }
+  blk = table_current(tb);
+  blk->has_header = 1;
+  blk->header_at = at;
+  blk->header_count = count;
+  if (blk->ncols < 0) blk->ncols = (long)count;
+  return KERR_OK;
+}
+
+/* Start a row of `count` cells in the current block. */
+static kerr_code table_begin_row(table_build *tb, size_t count) {
+  table_block *blk = table_current(tb);
+  if (blk->ncols < 0) blk->ncols = (long)count;
+  if ((size_t)blk->ncols != count)
+    return kerr_set(tb->err, KERR_VALIDATION,
+                    "table output cannot show rows of %zu and %ld cells in one box (the AWS CLI fails on it too); "
+                    "use --output json or text",
+                    count, blk->ncols);
+  blk->row_count++;
+  return KERR_OK;
+}
+
+static kerr_code table_add_cell(table_build *tb, const json_t *value, const char *text, size_t len) {
+  kerr_code rc = table_reserve_cell(tb, &tb->rows, &tb->row_room, tb->row_len);
+  if (rc == KERR_OK) rc = table_make_cell(tb, value, text, len, &tb->rows[tb->row_len]);
+  if (rc == KERR_OK) tb->row_len++;
+  return rc;
+}
+
+static kerr_code table_push(table_build *tb, table_step_kind kind, const json_t *value, const char *title,
+                            size_t title_len, int level) {
+  kerr_code rc = table_reserve((void **)&tb->steps, &tb->step_room, tb->step_len, sizeof *tb->steps, tb->err);
+  if (rc != KERR_OK) return rc;
+  tb->steps[tb->step_len] = (table_step){kind, value, title, title_len, level, 0, NULL};
+  tb->step_len++;
+  return KERR_OK;
+}
+
+/* Python's truth value: empty containers, "", 0, 0.0, false and null are false. */
+static int table_truthy(const json_t *v) {
+  if (!v) return 0;
   switch (json_typeof(v)) {
-  case JSON_NULL:
-  case JSON_FALSE:
-    return 1;
-  case JSON_INTEGER:
-    return json_integer_value(v) == 0;
-  case JSON_REAL:
-    return json_real_value(v) == 0;
-  case JSON_STRING:
-    return json_string_length(v) == 0;
-  case JSON_ARRAY:
-    return json_array_size(v) == 0;
   case JSON_OBJECT:
-    return json_object_size(v) == 0;
+    return json_object_size(v) > 0;
+  case JSON_ARRAY:
+    return json_array_size(v) > 0;
+  case JSON_STRING:
+    return json_string_length(v) > 0;
+  case JSON_INTEGER:
+    return json_integer_value(v) != 0;
+  case JSON_REAL:
+    return json_real_value(v) != 0.0;
+  case JSON_TRUE:
+    return 1;
   default:
     return 0;
   }
 }
 
-/* ---- cells ----------------------------------------------------------------- */
-
-/* Count a new cell against the cap before keeping it, so a layout that is
- * bound to print too much (many records with different keys make a header
- * and a cell per key for every one of them) stops before it is built. */
-static kerr_code tbl_count_cell(tbl_layout *t, const tbl_cell *cell) {
-  if (cell->len + 1 > t->cap - t->drawn)
-    return kerr_set(t->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
-                    t->cap);
-  t->drawn += cell->len + 1;
+static kerr_code table_unique_sorted(table_build *tb, cli_out_member *keys, size_t *count) {
+  size_t kept = 0;
+  (void)tb;
+  if (*count == 0) return KERR_OK;
+  qsort(keys, *count, sizeof *keys, cli_out_member_order);
+  kept = 1;
+  for (size_t i = 1; i < *count; i++)
+    if (cli_out_key_cmp(keys[kept - 1].key, keys[kept - 1].key_len, keys[i].key, keys[i].key_len) != 0)
+      keys[kept++] = keys[i];
+  *count = kept;
   return KERR_OK;
 }
 
-static kerr_code tbl_cell_of_text(tbl_layout *t, const char *s, size_t len, tbl_cell *cell) {
-  out_buf tmp = {0};
-  kerr_code rc;
-  tmp.cap = t->cap;
-  tmp.err = t->err;
-  rc = out_put(&tmp, s, len); /* allocates even for "" */
-  if (rc != KERR_OK) {
-    out_free(&tmp);
-    return rc;
-  }
-  cell->text = tmp.data;
-  cell->len = tmp.len;
-  cell->cols = out_text_columns(tmp.data, tmp.len);
-  return tbl_count_cell(t, cell);
-}
-
-/* A value's cell: Python's str() of it. */
-static kerr_code tbl_cell_of_value(tbl_layout *t, const json_t *v, tbl_cell *cell) {
-  out_buf tmp = {0};
-  kerr_code rc;
-  tmp.cap = t->cap;
-  tmp.err = t->err;
-  rc = out_py_str(&tmp, v);
-  if (rc == KERR_OK) rc = out_put(&tmp, "", 0); /* allocates when str() was "" */
-  if (rc != KERR_OK) {
-    out_free(&tmp);
-    return rc;
-  }
-  cell->text = tmp.data;
-  cell->len = tmp.len;
-  cell->cols = out_text_columns(tmp.data, tmp.len);
-  return tbl_count_cell(t, cell);
-}
-
-/* ---- blocks ---------------------------------------------------------------- */
-
-static kerr_code tbl_open_block(tbl_layout *t, const char *title, int depth) {
-  tbl_block *blk;
-  if (t->nblocks == t->blocks_alloc) {
-    size_t want = t->blocks_alloc ? t->blocks_alloc * 2 : 8;
-    tbl_block *grown = realloc(t->blocks, want * sizeof *grown);
-    if (!grown) return tbl_nomem(t);
-    t->blocks = grown;
-    t->blocks_alloc = want;
-  }
-  blk = &t->blocks[t->nblocks];
-  memset(blk, 0, sizeof *blk);
-  if (title) {
-    blk->title_len = strlen(title);
-    blk->title = malloc(blk->title_len + 1);
-    if (!blk->title) return tbl_nomem(t);
-    memcpy(blk->title, title, blk->title_len + 1);
-  }
-  blk->depth = depth;
-  t->nblocks++;
-  return KERR_OK;
-}
-
-static kerr_code tbl_set_columns(tbl_layout *t, tbl_block *blk, size_t n) {
-  blk->ncols_known = 1;
-  blk->ncols = n;
-  if (n == 0) return KERR_OK;
-  blk->widest = calloc(n, sizeof *blk->widest);
-  return blk->widest ? KERR_OK : tbl_nomem(t);
-}
-
-static kerr_code tbl_refuse_shape(tbl_layout *t, size_t want, size_t got) {
-  return kerr_set(t->err, KERR_VALIDATION,
-                  "output cannot show this reply as a table: a row of %zu cells where its box has %zu; "
-                  "use --output json or narrow it with --query",
-                  got, want);
-}
-
-/* The header line of the block opened last; takes the cells. */
-static kerr_code tbl_put_heads(tbl_layout *t, tbl_cell *heads, size_t n) {
-  tbl_block *blk = &t->blocks[t->nblocks - 1];
-  kerr_code rc = KERR_OK;
-  if (!blk->ncols_known)
-    rc = tbl_set_columns(t, blk, n);
-  else if (n > blk->ncols)
-    rc = tbl_refuse_shape(t, blk->ncols, n);
-  if (rc != KERR_OK) {
-    tbl_cells_free(heads, n);
-    free(heads);
-    return rc;
-  }
-  for (size_t i = 0; i < n; i++)
-    if (heads[i].cols > blk->widest[i]) blk->widest[i] = heads[i].cols;
-  tbl_cells_free(blk->heads, blk->nheads);
-  free(blk->heads);
-  blk->heads = heads;
-  blk->nheads = n;
-  return KERR_OK;
-}
-
-/* A row for the block opened last; takes the cells (and frees the array). */
-static kerr_code tbl_put_row(tbl_layout *t, tbl_cell *row, size_t n) {
-  tbl_block *blk = &t->blocks[t->nblocks - 1];
-  kerr_code rc = KERR_OK;
-  if (!blk->ncols_known)
-    rc = tbl_set_columns(t, blk, n);
-  else if (n != blk->ncols)
-    rc = tbl_refuse_shape(t, blk->ncols, n);
-  if (rc == KERR_OK && (blk->nrows + 1) * blk->ncols > blk->cells_alloc) {
-    size_t want = blk->cells_alloc ? blk->cells_alloc * 2 : 8 * n;
-    tbl_cell *grown;
-    while (want < (blk->nrows + 1) * blk->ncols) want *= 2;
-    grown = realloc(blk->cells, want * sizeof *grown);
-    if (!grown) {
-      rc = tbl_nomem(t);
-    } else {
-      blk->cells = grown;
-      blk->cells_alloc = want;
+/* The keys of a list led by an object.  Its other elements may only be ""
+ * or [] (which the AWS CLI passes over); anything else makes it fail. */
+static kerr_code table_list_keys_of(table_build *tb, const json_t *list, const table_list_keys **out) {
+  size_t i, total = 0;
+  const json_t *item;
+  table_list_keys *keys;
+  kerr_code rc = table_reserve((void **)&tb->key_sets, &tb->key_set_room, tb->key_set_len, sizeof *tb->key_sets,
+                               tb->err);
+  if (rc != KERR_OK) return rc;
+  json_array_foreach(list, i, item) {
+    if (json_is_object(item)) {
+      total += json_object_size(item);
+    } else if (table_truthy(item) || !(json_is_string(item) || json_is_array(item))) {
+      return kerr_set(tb->err, KERR_VALIDATION,
+                      "table output cannot show a list that mixes objects with other values "
+                      "(the AWS CLI fails on it too); use --output json");
     }
   }
-  if (rc != KERR_OK) {
-    tbl_cells_free(row, n);
-    free(row);
-    return rc;
+  keys = calloc(1, sizeof *keys);
+  if (!keys) return table_no_memory(tb->err);
+  tb->key_sets[tb->key_set_len++] = keys;
+  if (total) {
+    keys->scalars = malloc(total * sizeof *keys->scalars);
+    keys->nested = malloc(total * sizeof *keys->nested);
+    if (!keys->scalars || !keys->nested) return table_no_memory(tb->err);
   }
-  for (size_t i = 0; i < n; i++) {
-    if (row[i].cols > blk->widest[i]) blk->widest[i] = row[i].cols;
-    blk->cells[blk->nrows * n + i] = row[i];
+  for (i = 0; total > 0 && keys->scalars && keys->nested && i < json_array_size(list); i++) {
+    const char *key;
+    size_t key_len;
+    json_t *value;
+    item = json_array_get(list, i);
+    if (!json_is_object(item)) continue;
+    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
+      cli_out_member m = {key, key_len, NULL};
+      if (cli_out_is_scalar(value))
+        keys->scalars[keys->scalar_count++] = m;
+      else
+        keys->nested[keys->nested_count++] = m;
+    }
   }
-  blk->nrows++;
-  free(row);
+  table_unique_sorted(tb, keys->scalars, &keys->scalar_count);
+  table_unique_sorted(tb, keys->nested, &keys->nested_count);
+  /* The AWS CLI looks each nested key up in every element: in "" only the
+   * key "" is found, and then indexing the string fails. */
+  json_array_foreach(list, i, item) {
+    if (json_is_object(item)) continue;
+    if (keys->scalar_count)
+      return kerr_set(tb->err, KERR_VALIDATION,
+                      "table output cannot show a list that mixes objects with other values "
+                      "(the AWS CLI fails on it too); use --output json");
+    for (size_t k = 0; k < keys->nested_count && json_is_string(item); k++)
+      if (keys->nested[k].key_len == 0)
+        return kerr_set(tb->err, KERR_VALIDATION,
+                        "table output cannot show a list that mixes objects with other values "
+                        "(the AWS CLI fails on it too); use --output json");
+  }
+  *out = keys;
   return KERR_OK;
 }
 
-/* ---- the first pass: document to blocks ------------------------------------- */
-
-/* Cells for keys[0..n) (as text) or for obj's values at those keys (""
- * where one is missing).  *cells is malloc'd. */
-static kerr_code tbl_make_cells(tbl_layout *t, const json_t *obj, const char **keys, size_t n, tbl_cell **cells) {
-  kerr_code rc = KERR_OK;
-  size_t made = 0;
-  *cells = calloc(n ? n : 1, sizeof **cells);
-  if (!*cells) return tbl_nomem(t);
-  for (; made < n && rc == KERR_OK; made++) {
-    const json_t *v = obj ? json_object_get(obj, keys[made]) : NULL;
-    if (!obj)
-      rc = tbl_cell_of_text(t, keys[made], strlen(keys[made]), &(*cells)[made]);
-    else if (v)
-      rc = tbl_cell_of_value(t, v, &(*cells)[made]);
-    else
-      rc = tbl_cell_of_text(t, "", 0, &(*cells)[made]);
-  }
-  if (rc != KERR_OK) {
-    tbl_cells_free(*cells, made);
-    free(*cells);
-    *cells = NULL;
+/* A list led by an object: one step per element, pushed last first. */
+static kerr_code table_collect_object_list(table_build *tb, const table_step *s) {
+  const table_list_keys *keys = NULL;
+  kerr_code rc = table_list_keys_of(tb, s->value, &keys);
+  if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
+  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;) {
+    rc = table_push(tb, STEP_OBJECT_ELEMENT, s->value, s->title, s->title_len, s->level);
+    if (rc == KERR_OK) {
+      tb->steps[tb->step_len - 1].index = i;
+      tb->steps[tb->step_len - 1].keys = keys;
+    }
   }
   return rc;
 }
 
-static kerr_code tbl_place_object(tbl_layout *t, const json_t *obj, int depth) {
-  const char **keys = NULL, **scalars = NULL;
-  size_t nkeys = 0, nscalars = 0;
-  tbl_cell *cells = NULL;
-  kerr_code rc = out_sorted_keys(obj, &keys, &nkeys, t->err);
-  if (rc != KERR_OK) return rc;
-  scalars = malloc((nkeys ? nkeys : 1) * sizeof *scalars);
+static kerr_code table_collect_element(table_build *tb, const table_step *s) {
+  const table_list_keys *keys = s->keys;
+  const json_t *element = json_array_get(s->value, s->index);
+  kerr_code rc = KERR_OK;
+  size_t i;
+  if (s->index > 0 && keys->nested_count) {
+    rc = table_open_block(tb, s->title, s->title_len, s->level);
+    if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
+  }
+  if (rc == KERR_OK) rc = table_begin_row(tb, keys->scalar_count);
+  for (i = 0; i < keys->scalar_count && rc == KERR_OK; i++) {
+    const json_t *cell = json_is_object(element) ? json_object_getn(element, keys->scalars[i].key,
+                                                                    keys->scalars[i].key_len)
+                                                 : NULL;
+    rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
+  }
+  for (i = keys->nested_count; json_is_object(element) && i-- > 0 && rc == KERR_OK;) {
+    const cli_out_member *k = &keys->nested[i];
+    const json_t *member = json_object_getn(element, k->key, k->key_len);
+    if (member) rc = table_push(tb, STEP_VALUE, member, k->key, k->key_len, s->level + 1);
+  }
+  return rc;
+}
+
+static kerr_code table_collect_object(table_build *tb, const table_step *s) {
+  cli_out_member *members = NULL, *scalars = NULL;
+  size_t n = 0, nscalars = 0, i;
+  kerr_code rc = cli_out_sorted_members(s->value, &members, &n, tb->err);
+  if (rc != KERR_OK) goto out;
+  scalars = malloc(n * sizeof *scalars);
   if (!scalars) {
-    rc = tbl_nomem(t);
+    rc = table_no_memory(tb->err);
     goto out;
   }
-  for (size_t k = 0; k < nkeys; k++)
-    if (out_is_scalar(json_object_get(obj, keys[k]))) scalars[nscalars++] = keys[k];
+  for (i = 0; i < n; i++)
+    if (cli_out_is_scalar(members[i].value)) scalars[nscalars++] = members[i];
   if (nscalars == 1) {
-    /* A lone scalar member: one key/value row, no header. */
-    cells = calloc(2, sizeof *cells);
-    if (!cells) {
-      rc = tbl_nomem(t);
-      goto out;
-    }
-    rc = tbl_cell_of_text(t, scalars[0], strlen(scalars[0]), &cells[0]);
-    if (rc == KERR_OK) rc = tbl_cell_of_value(t, json_object_get(obj, scalars[0]), &cells[1]);
-    if (rc != KERR_OK) {
-      tbl_cells_free(cells, 2);
-      free(cells);
-      goto out;
-    }
-    rc = tbl_put_row(t, cells, 2);
+    rc = table_begin_row(tb, 2);
+    if (rc == KERR_OK) rc = table_add_cell(tb, NULL, scalars[0].key, scalars[0].key_len);
+    if (rc == KERR_OK) rc = table_add_cell(tb, scalars[0].value, NULL, 0);
   } else if (nscalars > 1) {
-    rc = tbl_make_cells(t, NULL, scalars, nscalars, &cells);
-    if (rc == KERR_OK) rc = tbl_put_heads(t, cells, nscalars);
-    if (rc == KERR_OK) rc = tbl_make_cells(t, obj, scalars, nscalars, &cells);
-    if (rc == KERR_OK) rc = tbl_put_row(t, cells, nscalars);
+    rc = table_set_header(tb, scalars, nscalars);
+    if (rc == KERR_OK) rc = table_begin_row(tb, nscalars);
+    for (i = 0; i < nscalars && rc == KERR_OK; i++) rc = table_add_cell(tb, scalars[i].value, NULL, 0);
   }
-  for (size_t k = 0; k < nkeys && rc == KERR_OK; k++) {
-    const json_t *v = json_object_get(obj, keys[k]);
-    if (!out_is_scalar(v)) rc = tbl_place(t, v, keys[k], depth + 1);
-  }
+  for (i = n; i-- > 0 && rc == KERR_OK;)
+    if (!cli_out_is_scalar(members[i].value))
+      rc = table_push(tb, STEP_VALUE, members[i].value, members[i].key, members[i].key_len, s->level + 1);
 out:
-  free((void *)scalars);
-  free((void *)keys);
+  free(scalars);
+  free(members);
   return rc;
 }
 
-/* Sorted keys of the union, over the records, of members that are scalars
- * (want_scalars) or not.  *set holds them (release it), *keys points at its
- * keys (free() it). */
-static kerr_code tbl_record_keys(tbl_layout *t, const json_t *records, int want_scalars, json_t **set,
-                                 const char ***keys, size_t *n) {
+/* An item of a list not led by an object. */
+static kerr_code table_collect_item(table_build *tb, const table_step *s) {
+  const json_t *item = s->value;
+  kerr_code rc = KERR_OK;
   size_t i;
-  const json_t *rec;
-  *keys = NULL;
-  *n = 0;
-  *set = json_object();
-  if (!*set) return tbl_nomem(t);
-  json_array_foreach(records, i, rec) {
+  const json_t *el;
+  if (cli_out_is_scalar(item)) {
+    rc = table_begin_row(tb, 1);
+    return rc == KERR_OK ? table_add_cell(tb, item, NULL, 0) : rc;
+  }
+  if (json_is_object(item)) { /* the AWS CLI takes an object here for the row of its keys */
     const char *key;
-    const json_t *v;
-    json_object_foreach((json_t *)rec, key, v) {
-      if (out_is_scalar(v) == want_scalars && json_object_set(*set, key, json_null()) != 0) return tbl_nomem(t);
+    size_t key_len;
+    json_t *value;
+    rc = table_begin_row(tb, json_object_size(item));
+    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
+      (void)value;
+      if (rc == KERR_OK) rc = table_add_cell(tb, NULL, key, key_len);
     }
-  }
-  return out_sorted_keys(*set, keys, n, t->err);
-}
-
-static kerr_code tbl_place_records(tbl_layout *t, const json_t *records, const char *title, int depth) {
-  json_t *head_set = NULL, *nested_set = NULL;
-  const char **heads = NULL, **nested = NULL;
-  size_t nheads = 0, nnested = 0, i;
-  const json_t *rec;
-  tbl_cell *cells = NULL;
-  kerr_code rc = KERR_OK;
-  json_array_foreach(records, i, rec) {
-    if (!json_is_object(rec)) {
-      rc = kerr_set(t->err, KERR_VALIDATION,
-                    "output cannot show this reply as a table: a list starts with an object but holds "
-                    "other values; use --output json or narrow it with --query");
-      goto out;
-    }
-  }
-  rc = tbl_record_keys(t, records, 1, &head_set, &heads, &nheads);
-  if (rc == KERR_OK) rc = tbl_record_keys(t, records, 0, &nested_set, &nested, &nnested);
-  if (rc == KERR_OK) rc = tbl_make_cells(t, NULL, heads, nheads, &cells);
-  if (rc == KERR_OK) rc = tbl_put_heads(t, cells, nheads);
-  json_array_foreach(records, i, rec) {
-    if (rc != KERR_OK) break;
-    if (i > 0 && nnested > 0) {
-      /* Records with nested parts each get their own box. */
-      rc = tbl_open_block(t, title, depth);
-      if (rc == KERR_OK) rc = tbl_make_cells(t, NULL, heads, nheads, &cells);
-      if (rc == KERR_OK) rc = tbl_put_heads(t, cells, nheads);
-    }
-    if (rc == KERR_OK) rc = tbl_make_cells(t, rec, heads, nheads, &cells);
-    if (rc == KERR_OK) rc = tbl_put_row(t, cells, nheads);
-    for (size_t k = 0; k < nnested && rc == KERR_OK; k++) {
-      const json_t *v = json_object_get(rec, nested[k]);
-      if (v) rc = tbl_place(t, v, nested[k], depth + 1);
-    }
-  }
-out:
-  free((void *)heads);
-  free((void *)nested);
-  json_decref(head_set);
-  json_decref(nested_set);
-  return rc;
-}
-
-/* One element of a plain (not record) array. */
-static kerr_code tbl_place_item(tbl_layout *t, const json_t *item) {
-  tbl_cell *cells = NULL;
-  size_t n = 0;
-  kerr_code rc = KERR_OK;
-  if (out_is_scalar(item)) {
-    cells = calloc(1, sizeof *cells);
-    if (!cells) return tbl_nomem(t);
-    rc = tbl_cell_of_value(t, item, &cells[0]);
-    n = 1;
-  } else if (json_is_object(item)) {
-    /* Its keys are its cells (they are strings, so always scalars). */
-    const char *key;
-    const json_t *v;
-    n = json_object_size(item);
-    cells = calloc(n ? n : 1, sizeof *cells);
-    if (!cells) return tbl_nomem(t);
-    n = 0;
-    json_object_foreach((json_t *)item, key, v) {
-      (void)v;
-      if (rc == KERR_OK) rc = tbl_cell_of_text(t, key, strlen(key), &cells[n++]);
-    }
-  } else {
-    size_t i;
-    const json_t *el;
-    json_array_foreach(item, i, el) {
-      if (!out_is_scalar(el)) return tbl_place(t, item, NULL, 0);
-    }
-    n = json_array_size(item);
-    cells = calloc(n ? n : 1, sizeof *cells);
-    if (!cells) return tbl_nomem(t);
-    n = 0;
-    json_array_foreach(item, i, el) {
-      if (rc == KERR_OK) rc = tbl_cell_of_value(t, el, &cells[n++]);
-    }
-  }
-  if (rc != KERR_OK) {
-    tbl_cells_free(cells, n);
-    free(cells);
     return rc;
   }
-  return tbl_put_row(t, cells, n);
+  json_array_foreach(item, i, el) {
+    if (!cli_out_is_scalar(el)) /* drawn in the current box, its own boxes from level 0 again (as the AWS CLI does) */
+      return table_push(tb, STEP_VALUE, item, NULL, 0, 0);
+  }
+  rc = table_begin_row(tb, json_array_size(item));
+  json_array_foreach(item, i, el) {
+    if (rc == KERR_OK) rc = table_add_cell(tb, el, NULL, 0);
+  }
+  return rc;
 }
 
-static kerr_code tbl_place(tbl_layout *t, const json_t *v, const char *title, int depth) {
+static kerr_code table_collect_value(table_build *tb, const table_step *s) {
   kerr_code rc = KERR_OK;
-  if (tbl_is_false(v)) return KERR_OK;
-  if (title) rc = tbl_open_block(t, title, depth);
+  if (!table_truthy(s->value)) return KERR_OK;
+  if (s->title) rc = table_open_block(tb, s->title, s->title_len, s->level);
   if (rc != KERR_OK) return rc;
-  if (t->nblocks == 0) return KERR_OK; /* cannot happen: the reply always opens one */
-  if (json_is_object(v)) return tbl_place_object(t, v, depth);
-  if (json_is_array(v)) {
-    size_t i;
-    const json_t *item;
-    if (json_is_object(json_array_get(v, 0))) return tbl_place_records(t, v, title, depth);
-    json_array_foreach(v, i, item) {
-      if (rc == KERR_OK) rc = tbl_place_item(t, item);
+  if (json_is_object(s->value)) return table_collect_object(tb, s);
+  if (!json_is_array(s->value)) return KERR_OK;
+  if (json_is_object(json_array_get(s->value, 0))) return table_collect_object_list(tb, s);
+  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;)
+    rc = table_push(tb, STEP_LIST_ITEM, json_array_get(s->value, i), NULL, 0, s->level);
+  return rc;
+}
+
+static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
+  kerr_code rc = table_push(tb, STEP_VALUE, doc, title ? title : "", title ? strlen(title) : 0, 0);
+  while (rc == KERR_OK && tb->step_len > 0) {
+    table_step s = tb->steps[--tb->step_len];
+    switch (s.kind) {
+    case STEP_VALUE:
+      rc = table_collect_value(tb, &s);
+      break;
+    case STEP_OBJECT_ELEMENT:
+      rc = table_collect_element(tb, &s);
+      break;
+    case STEP_LIST_ITEM:
+      rc = table_collect_item(tb, &s);
+      break;
+    default:
+      rc = kerr_set(tb->err, KERR_INTERNAL, "table: unknown walk step %d", (int)s.kind);
+      break;
     }
   }
   return rc;
 }
 
-/* ---- the second pass: measure and draw ------------------------------------- */
+/* ---- 2. measure ------------------------------------------------------------ */
 
-static long tbl_block_width(const tbl_block *blk) {
-  long cols = 0, title = blk->title ? out_text_columns(blk->title, blk->title_len) : 0;
-  for (size_t i = 0; i < blk->ncols; i++) cols += blk->widest[i] + 4;
-  cols += 2;
-  if (title + 2 > cols) cols = title + 2;
-  return cols + 2L * blk->depth;
+static int64_t table_add_checked(int64_t a, int64_t b, int *overflow) {
+  if (b > 0 && a > INT64_MAX - b) {
+    *overflow = 1;
+    return INT64_MAX;
+  }
+  return a + b;
 }
 
-static long tbl_table_width(const tbl_layout *t) {
-  long width = 0;
-  for (size_t i = 0; i < t->nblocks; i++) {
-    long w = tbl_block_width(&t->blocks[i]);
-    if (w > width) width = w;
+/* The widest text in each of the block's columns (2 when vertical: keys,
+ * values). */
+static void table_column_texts(const table_build *tb, const table_block *blk, int64_t *widest) {
+  size_t ncols = (size_t)blk->ncols;
+  size_t shown = blk->vertical ? 2 : ncols;
+  for (size_t c = 0; c < shown; c++) widest[c] = 0;
+  if (blk->has_header) {
+    for (size_t c = 0; c < blk->header_count && c < ncols; c++) {
+      int64_t w = tb->headers[blk->header_at + c].cols;
+      size_t col = blk->vertical ? 0 : c;
+      if (w > widest[col]) widest[col] = w;
+    }
   }
-  return width;
+  for (size_t r = 0; r < blk->row_count; r++) {
+    for (size_t c = 0; c < ncols; c++) {
+      int64_t w = tb->rows[blk->rows_at + r * ncols + c].cols;
+      size_t col = blk->vertical ? 1 : c;
+      if (w > widest[col]) widest[col] = w;
+    }
+  }
 }
 
-/* Turn a block with a header and one row on its side: a row per column. */
-static kerr_code tbl_turn_on_side(tbl_layout *t, tbl_block *blk) {
-  size_t n = blk->nheads < blk->ncols ? blk->nheads : blk->ncols;
-  tbl_cell *cells = calloc(2 * (n ? n : 1), sizeof *cells);
-  long *widest = calloc(2, sizeof *widest);
-  if (!cells || !widest) {
-    free(cells);
-    free(widest);
-    return tbl_nomem(t);
+/* A block's natural width: its columns padded, or its title, plus borders. */
+static int64_t table_block_width(const table_build *tb, const table_block *blk, int64_t *scratch, int *overflow) {
+  int64_t border = 2 + 2 * (int64_t)blk->level;
+  int64_t title = table_add_checked(blk->titled ? blk->title.cols : 4, border, overflow);
+  int64_t cols = border;
+  if (blk->ncols > 0) {
+    size_t shown = blk->vertical ? 2 : (size_t)blk->ncols;
+    table_column_texts(tb, blk, scratch);
+    for (size_t c = 0; c < shown; c++) cols = table_add_checked(cols, scratch[c] + TABLE_CELL_PADDING, overflow);
   }
-  for (size_t i = 0; i < n; i++) {
-    cells[2 * i] = blk->heads[i];
-    cells[2 * i + 1] = blk->cells[i];
-    blk->heads[i].text = NULL;
-    blk->cells[i].text = NULL;
-    if (cells[2 * i].cols > widest[0]) widest[0] = cells[2 * i].cols;
-    if (cells[2 * i + 1].cols > widest[1]) widest[1] = cells[2 * i + 1].cols;
-  }
-  tbl_cells_free(blk->heads, blk->nheads);
-  free(blk->heads);
-  tbl_cells_free(blk->cells, blk->ncols);
-  free(blk->cells);
-  free(blk->widest);
-  blk->heads = NULL;
-  blk->nheads = 0;
-  blk->cells = cells;
-  blk->cells_alloc = 2 * (n ? n : 1);
-  blk->nrows = n;
-  blk->ncols = 2;
-  blk->widest = widest;
-  return KERR_OK;
+  return title > cols ? title : cols;
 }
 
-static long tbl_floor_half(long v) { return v >= 0 ? v / 2 : -((-v + 1) / 2); }
-
-/* Share `width` among the columns in proportion to widest + 4. */
-static void tbl_share(const tbl_block *blk, long width, long *out) {
-  long natural = 0, given = 0, over;
-  double scale;
-  for (size_t i = 0; i < blk->ncols; i++) natural += blk->widest[i] + 4;
-  scale = (double)width / (double)natural;
-  for (size_t i = 0; i < blk->ncols; i++) {
-    out[i] = (long)nearbyint(scale * (double)(blk->widest[i] + 4));
-    given += out[i];
+/* Spread `target` over columns in proportion to their natural widths,
+ * rounding half to even, then hand out what rounding lost or gained one
+ * at a time: taken from the first columns, given to the last. */
+static void table_share_width(const int64_t *natural, size_t n, int64_t target, int64_t *out) {
+  int64_t total = 0, sum = 0;
+  for (size_t c = 0; c < n; c++) total += natural[c];
+  for (size_t c = 0; c < n; c++) {
+    double factor = (double)target / (double)total;
+    out[c] = (int64_t)nearbyint(factor * (double)natural[c]);
+    sum += out[c];
   }
-  over = given - width;
-  while (over != 0) {
-    for (size_t k = 0; k < blk->ncols && over != 0; k++) {
-      if (over > 0) {
+  while (sum != target) {
+    for (size_t k = 0; k < n && sum != target; k++) {
+      if (sum > target) {
         out[k]--;
-        over--;
+        sum--;
       } else {
-        out[blk->ncols - 1 - k]++;
-        over++;
+        out[n - 1 - k]++;
+        sum++;
       }
     }
   }
 }
 
-typedef struct tbl_pen {
-  out_buf *b;
-  int color;
-  int depth;
-} tbl_pen;
-
-static kerr_code tbl_bars(tbl_pen *p) {
-  return out_repeat(p->b, p->color ? TBL_BAR_COLOR : "|", p->depth);
-}
-
-static kerr_code tbl_line_end(tbl_pen *p) {
-  kerr_code rc = tbl_bars(p);
-  return rc == KERR_OK ? out_putc(p->b, '\n') : rc;
-}
-
-/* Text centred in a cell of `width` that ends with a bar (and starts with
- * one when `left_bar`). */
-static kerr_code tbl_centred(tbl_pen *p, const char *text, size_t len, long text_cols, long width, int left_bar) {
-  long lead = tbl_floor_half(width) - tbl_floor_half(text_cols) - 1;
-  long trail = width - 1 - ((left_bar ? 1 : 0) + lead + text_cols);
-  kerr_code rc = left_bar ? out_putc(p->b, '|') : KERR_OK;
-  if (rc == KERR_OK) rc = out_repeat(p->b, " ", lead);
-  if (rc == KERR_OK) rc = out_put(p->b, text, len);
-  if (rc == KERR_OK) rc = out_repeat(p->b, " ", trail);
-  if (rc == KERR_OK) rc = out_putc(p->b, '|');
-  return rc;
-}
-
-/* A row cell: two spaces in when they fit, then the text, then a bar. */
-static kerr_code tbl_left(tbl_pen *p, const tbl_cell *cell, long width, int left_bar) {
-  long edges = (left_bar ? 1 : 0) + 1;
-  long indent = width - (cell->cols + 2 + edges) >= 0 ? 2 : 0;
-  long trail = width - ((left_bar ? 1 : 0) + indent + cell->cols) - 1;
-  kerr_code rc = left_bar ? out_putc(p->b, '|') : KERR_OK;
-  if (rc == KERR_OK) rc = out_repeat(p->b, " ", indent);
-  if (rc == KERR_OK && p->color) rc = out_puts(p->b, TBL_CELL_COLOR);
-  if (rc == KERR_OK) rc = out_put(p->b, cell->text, cell->len);
-  if (rc == KERR_OK && p->color) rc = out_puts(p->b, TBL_COLOR_END);
-  if (rc == KERR_OK) rc = out_repeat(p->b, " ", trail);
-  if (rc == KERR_OK) rc = out_putc(p->b, '|');
-  return rc;
-}
-
-/* +----+------+ over the columns. */
-static kerr_code tbl_rule(tbl_pen *p, const long *widths, size_t n) {
-  kerr_code rc = tbl_bars(p);
-  for (size_t i = 0; i < n && rc == KERR_OK; i++) {
-    if (i == 0) rc = out_putc(p->b, '+');
-    if (rc == KERR_OK) rc = out_repeat(p->b, "-", widths[i] - (i == 0 ? 2 : 1));
-    if (rc == KERR_OK) rc = out_putc(p->b, '+');
-  }
-  return rc == KERR_OK ? tbl_line_end(p) : rc;
-}
-
-static kerr_code tbl_draw_block(out_buf *b, const tbl_block *blk, long table_width, int color) {
-  tbl_pen pen = {b, color, blk->depth};
-  long inner = table_width - 2L * blk->depth;
-  long *widths = NULL;
+static kerr_code table_measure(table_build *tb, int64_t terminal, table_layout *lay) {
+  int overflow = 0;
+  int64_t widest = 0, *scratch = NULL;
+  size_t b, total_cols = 0, max_cols = 2;
   kerr_code rc = KERR_OK;
-  if (blk->ncols > 0) {
-    widths = calloc(blk->ncols, sizeof *widths);
-    if (!widths) return kerr_set(b->err, KERR_INTERNAL, "out of memory formatting the output");
-    tbl_share(blk, inner, widths);
-  }
-  if (blk->title && blk->title_len > 0) {
-    rc = tbl_bars(&pen);
-    if (rc == KERR_OK)
-      rc = tbl_centred(&pen, blk->title, blk->title_len, out_text_columns(blk->title, blk->title_len), inner, 1);
-    if (rc == KERR_OK) rc = tbl_line_end(&pen);
-    if (rc == KERR_OK && blk->nheads == 0 && blk->nrows == 0) {
-      rc = tbl_bars(&pen);
-      if (rc == KERR_OK) rc = out_putc(b, '+');
-      if (rc == KERR_OK) rc = out_repeat(b, "-", inner - 2);
-      if (rc == KERR_OK) rc = out_putc(b, '+');
-      if (rc == KERR_OK) rc = tbl_line_end(&pen);
+  for (b = 0; b < tb->block_len; b++) {
+    if (tb->blocks[b].ncols > 0) {
+      total_cols += (size_t)tb->blocks[b].ncols;
+      if ((size_t)tb->blocks[b].ncols > max_cols) max_cols = (size_t)tb->blocks[b].ncols;
     }
   }
-  if (rc == KERR_OK && blk->nheads > 0) {
-    size_t n = blk->nheads < blk->ncols ? blk->nheads : blk->ncols;
-    rc = tbl_rule(&pen, widths, blk->ncols);
-    if (rc == KERR_OK) rc = tbl_bars(&pen);
-    for (size_t i = 0; i < n && rc == KERR_OK; i++)
-      rc = tbl_centred(&pen, blk->heads[i].text, blk->heads[i].len, blk->heads[i].cols, widths[i], i == 0);
-    if (rc == KERR_OK) rc = tbl_line_end(&pen);
+  scratch = malloc(max_cols * sizeof *scratch);
+  lay->widths = malloc((total_cols + 2 * tb->block_len + 1) * sizeof *lay->widths);
+  if (!scratch || !lay->widths) {
+    rc = table_no_memory(tb->err);
+    goto out;
   }
-  if (rc == KERR_OK && blk->nrows > 0 && blk->ncols > 0) {
-    rc = tbl_rule(&pen, widths, blk->ncols);
-    for (size_t r = 0; r < blk->nrows && rc == KERR_OK; r++) {
-      rc = tbl_bars(&pen);
-      for (size_t i = 0; i < blk->ncols && rc == KERR_OK; i++)
-        rc = tbl_left(&pen, &blk->cells[r * blk->ncols + i], widths[i], i == 0);
-      if (rc == KERR_OK) rc = tbl_line_end(&pen);
+  /* When the table is wider than the terminal, every box of one row with
+   * a header turns into key/value rows; then the width is measured again. */
+  for (int pass = 0; pass < 2; pass++) {
+    widest = 0;
+    for (b = 0; b < tb->block_len; b++) {
+      int64_t w = table_block_width(tb, &tb->blocks[b], scratch, &overflow);
+      if (w > widest) widest = w;
     }
-    if (rc == KERR_OK) rc = tbl_rule(&pen, widths, blk->ncols);
+    if (widest <= terminal) break;
+    for (b = 0; pass == 0 && b < tb->block_len; b++) {
+      table_block *blk = &tb->blocks[b];
+      if (blk->row_count == 1 && blk->has_header && blk->header_count > 0 &&
+          blk->header_count == (size_t)blk->ncols)
+        blk->vertical = 1;
+    }
   }
-  free(widths);
+  lay->width = widest;
+  for (b = 0; b < tb->block_len; b++) {
+    table_block *blk = &tb->blocks[b];
+    size_t shown = blk->ncols > 0 ? (blk->vertical ? 2 : (size_t)blk->ncols) : 0;
+    blk->widths_at = lay->widths_len;
+    if (!shown) continue;
+    table_column_texts(tb, blk, scratch);
+    for (size_t c = 0; c < shown; c++) scratch[c] += TABLE_CELL_PADDING;
+    table_share_width(scratch, shown, widest - 2 * (int64_t)blk->level, lay->widths + lay->widths_len);
+    lay->widths_len += shown;
+  }
+  if (overflow) rc = table_too_large(tb->err, tb->cap);
+out:
+  free(scratch);
   return rc;
 }
 
-/* Lines the table will print: each is at least as many bytes as the table
- * is wide, so this tells early that the output would pass the cap. */
-static size_t tbl_line_count(const tbl_layout *t) {
-  size_t lines = 1;
-  for (size_t i = 0; i < t->nblocks; i++) {
-    const tbl_block *blk = &t->blocks[i];
-    if (blk->title && blk->title_len > 0) lines += (blk->nheads == 0 && blk->nrows == 0) ? 2 : 1;
-    if (blk->nheads > 0) lines += 2;
-    if (blk->nrows > 0 && blk->ncols > 0) lines += blk->nrows + 2;
+/* ---- 3. draw --------------------------------------------------------------- */
+
+typedef struct table_pen {
+  cli_out_buf *out;
+  const table_build *tb;
+  int color;
+} table_pen;
+
+static kerr_code table_bars(table_pen *p, int level) {
+  kerr_code rc = KERR_OK;
+  for (int i = 0; i < level && rc == KERR_OK; i++)
+    rc = p->color ? cli_out_puts(p->out, TABLE_STYLE_BAR) : cli_out_putc(p->out, '|');
+  return rc;
+}
+
+static kerr_code table_spaces(cli_out_buf *b, int64_t n) {
+  static const char blanks[] = "                                ";
+  kerr_code rc = KERR_OK;
+  while (n > 0 && rc == KERR_OK) {
+    size_t chunk = n > 32 ? 32 : (size_t)n;
+    rc = cli_out_put(b, blanks, chunk);
+    n -= (int64_t)chunk;
   }
+  return rc;
+}
+
+static kerr_code table_dashes(cli_out_buf *b, int64_t n) {
+  static const char dashes[] = "--------------------------------";
+  kerr_code rc = KERR_OK;
+  while (n > 0 && rc == KERR_OK) {
+    size_t chunk = n > 32 ? 32 : (size_t)n;
+    rc = cli_out_put(b, dashes, chunk);
+    n -= (int64_t)chunk;
+  }
+  return rc;
+}
+
+static const char *table_text(const table_pen *p, const table_cell *c) { return p->tb->arena.data + c->text_at; }
+
+/* Text centred in `room` columns between the edges, as the AWS CLI centres:
+ * the left margin is half the room less half the text, less one. */
+static kerr_code table_centered(table_pen *p, const table_cell *c, int64_t room, int left_edge) {
+  int64_t before = room / 2 - c->cols / 2 - 1;
+  int64_t after = room - 1 - ((left_edge ? 1 : 0) + before + c->cols);
+  kerr_code rc = left_edge ? cli_out_putc(p->out, '|') : KERR_OK;
+  if (rc == KERR_OK) rc = table_spaces(p->out, before);
+  if (rc == KERR_OK) rc = cli_out_put(p->out, table_text(p, c), c->text_len);
+  if (rc == KERR_OK) rc = table_spaces(p->out, after);
+  if (rc == KERR_OK) rc = cli_out_putc(p->out, '|');
+  return rc;
+}
+
+/* A cell's text after two spaces, filled out to `room` columns. */
+static kerr_code table_left(table_pen *p, const table_cell *c, int64_t room, int left_edge) {
+  int64_t after = room - (left_edge ? 2 : 1) - 2 - c->cols;
+  kerr_code rc = cli_out_puts(p->out, left_edge ? "|  " : "  ");
+  if (rc == KERR_OK && p->color) rc = cli_out_puts(p->out, TABLE_STYLE_CELL);
+  if (rc == KERR_OK) rc = cli_out_put(p->out, table_text(p, c), c->text_len);
+  if (rc == KERR_OK && p->color) rc = cli_out_puts(p->out, TABLE_STYLE_END);
+  if (rc == KERR_OK) rc = table_spaces(p->out, after);
+  if (rc == KERR_OK) rc = cli_out_putc(p->out, '|');
+  return rc;
+}
+
+static kerr_code table_rule(table_pen *p, const table_block *blk, const int64_t *widths, size_t shown,
+                            int64_t inner) {
+  kerr_code rc = table_bars(p, blk->level);
+  if (rc == KERR_OK) rc = cli_out_putc(p->out, '+');
+  if (shown == 0) {
+    if (rc == KERR_OK) rc = table_dashes(p->out, inner - 2);
+    if (rc == KERR_OK) rc = cli_out_putc(p->out, '+');
+  }
+  for (size_t c = 0; c < shown && rc == KERR_OK; c++) {
+    rc = table_dashes(p->out, widths[c] - (c == 0 ? 2 : 1));
+    if (rc == KERR_OK) rc = cli_out_putc(p->out, '+');
+  }
+  if (rc == KERR_OK) rc = table_bars(p, blk->level);
+  if (rc == KERR_OK) rc = cli_out_putc(p->out, '\n');
+  return rc;
+}
+
+static kerr_code table_line_end(table_pen *p, const table_block *blk) {
+  kerr_code rc = table_bars(p, blk->level);
+  return rc == KERR_OK ? cli_out_putc(p->out, '\n') : rc;
+}
+
+static kerr_code table_draw_block(table_pen *p, const table_block *blk, const table_layout *lay) {
+  const table_build *tb = p->tb;
+  const int64_t *widths = lay->widths + blk->widths_at;
+  int64_t inner = lay->width - 2 * (int64_t)blk->level;
+  size_t shown = blk->ncols > 0 ? (blk->vertical ? 2 : (size_t)blk->ncols) : 0;
+  int header = blk->has_header && blk->header_count > 0 && !blk->vertical;
+  kerr_code rc = KERR_OK;
+  if (blk->titled && blk->title.text_len > 0) {
+    rc = table_bars(p, blk->level);
+    if (rc == KERR_OK) rc = table_centered(p, &blk->title, inner, 1);
+    if (rc == KERR_OK) rc = table_line_end(p, blk);
+    if (rc == KERR_OK && !(blk->has_header && blk->header_count > 0) && blk->row_count == 0)
+      rc = table_rule(p, blk, NULL, 0, inner);
+  }
+  if (rc == KERR_OK && header && shown) {
+    rc = table_rule(p, blk, widths, shown, inner);
+    if (rc == KERR_OK) rc = table_bars(p, blk->level);
+    for (size_t c = 0; c < shown && rc == KERR_OK; c++)
+      rc = table_centered(p, &tb->headers[blk->header_at + c], widths[c], c == 0);
+    if (rc == KERR_OK) rc = table_line_end(p, blk);
+    if (rc == KERR_OK) rc = table_rule(p, blk, widths, shown, inner);
+  }
+  if (rc != KERR_OK || blk->row_count == 0 || shown == 0) return rc;
+  if (!header) rc = table_rule(p, blk, widths, shown, inner);
+  for (size_t r = 0; r < blk->row_count && rc == KERR_OK; r++) {
+    const table_cell *row = &tb->rows[blk->rows_at + r * (size_t)blk->ncols];
+    size_t lines = blk->vertical ? (size_t)blk->ncols : 1;
+    for (size_t l = 0; l < lines && rc == KERR_OK; l++) {
+      rc = table_bars(p, blk->level);
+      if (!blk->vertical) {
+        for (size_t c = 0; c < shown && rc == KERR_OK; c++)
+          rc = table_left(p, &row[c], widths[c], c == 0);
+      } else {
+        const table_cell *key = &tb->headers[blk->header_at + l];
+        rc = table_left(p, key, widths[0], 1);
+        if (rc == KERR_OK) rc = table_left(p, &row[l], widths[1], 0);
+      }
+      if (rc == KERR_OK) rc = table_line_end(p, blk);
+    }
+  }
+  if (rc == KERR_OK) rc = table_rule(p, blk, widths, shown, inner);
+  return rc;
+}
+
+/* How many lines a block draws (as table_draw_block does). */
+static uint64_t table_block_lines(const table_block *blk) {
+  size_t shown = blk->ncols > 0 ? (blk->vertical ? 2 : (size_t)blk->ncols) : 0;
+  int has_header = blk->has_header && blk->header_count > 0;
+  uint64_t lines = 0;
+  if (blk->titled && blk->title.text_len > 0) lines += 1 + (!has_header && blk->row_count == 0 ? 1 : 0);
+  if (has_header && !blk->vertical && shown) lines += 3;
+  if (blk->row_count && shown)
+    lines += (uint64_t)blk->row_count * (blk->vertical ? (uint64_t)blk->ncols : 1) + 1 +
+             (has_header && !blk->vertical ? 0 : 1);
   return lines;
 }
 
-kerr_code out_render_table(const json_t *doc, const cli_output_opts *opts, out_buf *b) {
-  tbl_layout t = {0};
-  long width, terminal = opts->width > 0 ? opts->width : CLI_OUTPUT_DEFAULT_WIDTH;
+static kerr_code table_draw(table_pen *p, const table_layout *lay) {
+  const table_build *tb = p->tb;
+  uint64_t lines = 1;
   kerr_code rc;
-  t.cap = b->cap;
-  t.err = b->err;
-  if (tbl_is_false(doc)) return KERR_OK;
-  /* The reply is laid out as the member named after the operation. */
-  rc = tbl_place(&t, doc, opts->title ? opts->title : "", 0);
-  if (rc != KERR_OK) goto out;
-  width = tbl_table_width(&t);
-  if (width > terminal) {
-    for (size_t i = 0; i < t.nblocks && rc == KERR_OK; i++)
-      if (t.blocks[i].nheads > 0 && t.blocks[i].nrows == 1) rc = tbl_turn_on_side(&t, &t.blocks[i]);
-    if (rc != KERR_OK) goto out;
-    width = tbl_table_width(&t);
+  for (size_t b = 0; b < tb->block_len; b++) lines += table_block_lines(&tb->blocks[b]);
+  /* Every line is at least the table's width in bytes. */
+  if (lay->width > 0 && lines > p->out->cap / (uint64_t)lay->width) return table_too_large(p->out->err, p->out->cap);
+  rc = table_dashes(p->out, lay->width);
+  if (rc == KERR_OK) rc = cli_out_putc(p->out, '\n');
+  for (size_t b = 0; b < tb->block_len && rc == KERR_OK; b++) rc = table_draw_block(p, &tb->blocks[b], lay);
+  return rc;
+}
+
+kerr_code cli_out_render_table(const json_t *doc, const cli_output_opts *opts, cli_out_buf *b) {
+  table_build tb;
+  table_layout lay = {0};
+  table_pen pen;
+  kerr_code rc;
+  memset(&tb, 0, sizeof tb);
+  tb.err = b->err;
+  tb.cap = b->cap;
+  tb.arena.cap = b->cap;
+  tb.arena.err = b->err;
+  rc = table_collect(&tb, doc, opts->title);
+  if (rc == KERR_OK && tb.block_len == 0) goto out; /* nothing to draw: the AWS CLI prints nothing */
+  if (rc == KERR_OK) rc = table_measure(&tb, opts->width > 0 ? opts->width : CLI_OUTPUT_DEFAULT_WIDTH, &lay);
+  if (rc == KERR_OK) {
+    pen.out = b;
+    pen.tb = &tb;
+    pen.color = opts->color;
+    rc = table_draw(&pen, &lay);
   }
-  {
-    size_t lines = tbl_line_count(&t);
-    if ((size_t)width + 1 > b->cap / lines) {
-      rc = kerr_set(b->err, KERR_VALIDATION,
-                    "output larger than the limit of %zu bytes (a table %ld columns wide, %zu lines); "
-                    "narrow it with --query",
-                    b->cap, width, lines);
-      goto out;
-    }
-  }
-  rc = out_repeat(b, "-", width);
-  if (rc == KERR_OK) rc = out_putc(b, '\n');
-  for (size_t i = 0; i < t.nblocks && rc == KERR_OK; i++) rc = tbl_draw_block(b, &t.blocks[i], width, opts->color);
 out:
-  tbl_layout_free(&t);
+  for (size_t i = 0; i < tb.key_set_len; i++) {
+    free(tb.key_sets[i]->scalars);
+    free(tb.key_sets[i]->nested);
+    free(tb.key_sets[i]);
+  }
+  free(tb.key_sets);
+  free(tb.steps);
+  free(tb.blocks);
+  free(tb.rows);
+  free(tb.headers);
+  free(lay.widths);
+  cli_out_free(&tb.arena);
   return rc;
 }

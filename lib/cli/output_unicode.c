@@ -10,8 +10,8 @@
  * escaped where str.isprintable() is false; upper case as str.upper(),
  * which maps some characters to two or three ("\u00df" -> "SS").  ASCII
  * is decided in output_unicode.h's callers and is not in the tables.
- * To rebuild them for a newer Unicode: walk every code point from U+0080
- * with those three functions and write the runs and pairs below. */
+ * scripts/gen_output_unicode.py rebuilds them from the running Python
+ * (ctest cli_output.unicode_tables_current checks they are current). */
 #include "cli/output_unicode.h"
 
 #include <stddef.h>

@@ -13,23 +13,37 @@
  * something else (a number, a boolean, null, a date, "<<", "") is quoted; a
  * float is written so that a YAML 1.1 loader still sees a float ("1e+16" has
  * no dot, so it becomes "1.0e+16"). */
+#include <limits.h>
 #include <string.h>
-#include <strings.h>
 
 #include <yaml.h>
 
 #include "cli/output_internal.h"
 
 typedef struct yaml_sink {
-  out_buf *b;
+  cli_out_buf *b;
   int failed; /* the buffer or the key sort failed: the error is already in b->err */
 } yaml_sink;
 
 static int yaml_sink_write(void *data, unsigned char *bytes, size_t size) {
   yaml_sink *sink = data;
-  if (out_put(sink->b, (const char *)bytes, size) != KERR_OK) {
+  if (cli_out_put(sink->b, (const char *)bytes, size) != KERR_OK) {
     sink->failed = 1;
     return 0;
+  }
+  return 1;
+}
+
+/* Whether s[0..len) is `word` (lower-case ASCII) with ASCII letters in any
+ * case.  By hand rather than strncasecmp, whose folding follows the locale
+ * and which stops at a NUL byte the string may hold. */
+static int yaml_ascii_caseless_equal(const char *s, size_t len, const char *word) {
+  size_t i;
+  if (len != strlen(word)) return 0;
+  for (i = 0; i < len; i++) {
+    char c = s[i];
+    if (c >= 'A' && c <= 'Z') c = (char)(c - 'A' + 'a');
+    if (c != word[i]) return 0;
   }
   return 1;
 }
@@ -46,7 +60,7 @@ static int yaml_looks_typed(const char *s, size_t len) {
   size_t i, digits = 0;
   if (len == 0 || s[0] == '~' || s[0] == '<' || s[0] == '=') return 1;
   for (i = 0; i < sizeof words / sizeof words[0]; i++)
-    if (len == strlen(words[i]) && strncasecmp(s, words[i], len) == 0) return 1;
+    if (yaml_ascii_caseless_equal(s, len, words[i])) return 1;
   if (!strchr("0123456789+-.", s[0])) return 0;
   i = (s[0] == '+' || s[0] == '-') ? 1 : 0;
   if (len > i + 1 && s[i] == '0' && strchr("xXoObB", s[i + 1])) return 1; /* 0x1F, 0o17, 0b101 */
@@ -63,7 +77,14 @@ static int yaml_put_scalar(yaml_emitter_t *em, const char *text, size_t len, yam
   return yaml_emitter_emit(em, &ev);
 }
 
-static int yaml_put_string(yaml_emitter_t *em, const char *s, size_t len) {
+/* libyaml takes a scalar's length as an int: a longer string is refused
+ * (with the reason in the sink's error) rather than cut. */
+static int yaml_put_string(yaml_emitter_t *em, const char *s, size_t len, yaml_sink *sink) {
+  if (len > (size_t)INT_MAX) {
+    kerr_set(sink->b->err, KERR_VALIDATION, "a string of %zu bytes is too long for yaml output", len);
+    sink->failed = 1;
+    return 0;
+  }
   return yaml_put_scalar(em, s, len,
                          yaml_looks_typed(s, len) ? YAML_SINGLE_QUOTED_SCALAR_STYLE : YAML_ANY_SCALAR_STYLE);
 }
@@ -72,10 +93,10 @@ static int yaml_put_node(yaml_emitter_t *em, const json_t *v, yaml_sink *sink) {
   yaml_event_t ev;
   char num[40];
   if (json_is_object(v)) {
-    const char **keys = NULL;
+    cli_out_member *members = NULL;
     size_t n = 0;
     int ok;
-    if (out_sorted_keys(v, &keys, &n, sink->b->err) != KERR_OK) {
+    if (cli_out_sorted_members(v, &members, &n, sink->b->err) != KERR_OK) {
       sink->failed = 1;
       return 0;
     }
@@ -83,8 +104,9 @@ static int yaml_put_node(yaml_emitter_t *em, const json_t *v, yaml_sink *sink) {
                                              n ? YAML_BLOCK_MAPPING_STYLE : YAML_FLOW_MAPPING_STYLE) &&
          yaml_emitter_emit(em, &ev);
     for (size_t i = 0; i < n && ok; i++)
-      ok = yaml_put_string(em, keys[i], strlen(keys[i])) && yaml_put_node(em, json_object_get(v, keys[i]), sink);
-    free((void *)keys);
+      ok = yaml_put_string(em, members[i].key, members[i].key_len, sink) &&
+           yaml_put_node(em, members[i].value, sink);
+    free(members);
     return ok && yaml_mapping_end_event_initialize(&ev) && yaml_emitter_emit(em, &ev);
   }
   if (json_is_array(v)) {
@@ -101,7 +123,7 @@ static int yaml_put_node(yaml_emitter_t *em, const json_t *v, yaml_sink *sink) {
   }
   switch (json_typeof(v)) {
   case JSON_STRING:
-    return yaml_put_string(em, json_string_value(v), json_string_length(v));
+    return yaml_put_string(em, json_string_value(v), json_string_length(v), sink);
   case JSON_TRUE:
     return yaml_put_scalar(em, "true", 4, YAML_PLAIN_SCALAR_STYLE);
   case JSON_FALSE:
@@ -113,7 +135,7 @@ static int yaml_put_node(yaml_emitter_t *em, const json_t *v, yaml_sink *sink) {
     return yaml_put_scalar(em, num, strlen(num), YAML_PLAIN_SCALAR_STYLE);
   default: {
     char *e;
-    out_float_repr(json_real_value(v), num);
+    cli_out_float_repr(json_real_value(v), num);
     e = strchr(num, 'e');
     if (e && !strchr(num, '.')) { /* "1e+16" -> "1.0e+16" */
       memmove(e + 2, e, strlen(e) + 1);
@@ -125,7 +147,7 @@ static int yaml_put_node(yaml_emitter_t *em, const json_t *v, yaml_sink *sink) {
   }
 }
 
-kerr_code out_render_yaml(const json_t *doc, int as_stream, out_buf *b) {
+kerr_code cli_out_render_yaml(const json_t *doc, int as_stream, cli_out_buf *b) {
   yaml_emitter_t em;
   yaml_event_t ev;
   yaml_sink sink = {b, 0};

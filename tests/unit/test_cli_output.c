@@ -13,6 +13,10 @@
 #include <string.h>
 
 #include <cmocka.h>
+#include <sys/resource.h>
+#include <sys/wait.h>
+#include <unistd.h>
+#include <yaml.h>
 
 #include "cli/output.h"
 
@@ -416,6 +420,152 @@ static void test_null_error_struct(void **state) {
   json_decref(doc);
 }
 
+/* Render `doc` (built in C, so it can hold what JSON text cannot) and compare
+ * with `expected` of `expected_len` bytes. */
+static void expect_doc(cli_format format, const char *title, const json_t *doc, const char *expected,
+                       size_t expected_len) {
+  cli_output_opts opts = {format, title, 0, 0, 0};
+  char *out = NULL;
+  size_t len = 0;
+  kerr e;
+  if (cli_output_render(doc, &opts, &out, &len, &e) != KERR_OK) fail_msg("refused: %s", e.msg);
+  if (len != expected_len || memcmp(out, expected, len) != 0) fail_msg("format %d: got\n%s", (int)format, out);
+  free(out);
+}
+
+/* What yaml output loads back to, as JSON (block scalars, flow [] and {},
+ * strings and plain scalars kept as strings: enough to compare keys). */
+static json_t *yaml_keys_of(const char *text, size_t len) {
+  yaml_parser_t parser;
+  yaml_document_t ydoc;
+  json_t *keys = json_array();
+  assert_true(yaml_parser_initialize(&parser));
+  yaml_parser_set_input_string(&parser, (const unsigned char *)text, len);
+  assert_true(yaml_parser_load(&parser, &ydoc));
+  for (yaml_node_t *n = ydoc.nodes.start; n < ydoc.nodes.top; n++) {
+    if (n->type != YAML_MAPPING_NODE) continue;
+    for (yaml_node_pair_t *pair = n->data.mapping.pairs.start; pair < n->data.mapping.pairs.top; pair++) {
+      yaml_node_t *key = yaml_document_get_node(&ydoc, pair->key);
+      json_array_append_new(keys, json_stringn((const char *)key->data.scalar.value, key->data.scalar.length));
+    }
+  }
+  yaml_document_delete(&ydoc);
+  yaml_parser_delete(&parser);
+  return keys;
+}
+
+/* Keys holding a NUL byte (a --query multiselect can make them) print in
+ * full in every format, as the AWS CLI prints them. */
+static void test_keys_with_nul_bytes(void **state) {
+  json_t *doc = json_object(), *inner = json_object(), *keys, *want;
+  cli_output_opts yaml = {CLI_FORMAT_YAML, "N", 0, 0, 0};
+  char *out = NULL;
+  size_t len = 0;
+  kerr e;
+  static const char json_want[] = "{\n    \"a\\u0000b\": [\n        1\n    ],\n    \"c\": {\n        \"x\\u0000\": 1,\n"
+                                  "        \"y\": 2\n    },\n    \"k\\u0000\": \"v\"\n}\n";
+  static const char text_want[] = "v\nA\0B\t1\nC\t1\t2\n";
+  static const char table_want[] =
+      "---------------\n|      N      |\n+------+------+\n|  k\0  |  v   |\n+------+------+\n"
+      "||    a\0b    ||\n|+-----------+|\n||  1        ||\n|+-----------+|\n||     c     ||\n"
+      "|+-----+-----+|\n|| x\0  |  y  ||\n|+-----+-----+|\n||  1  |  2  ||\n|+-----+-----+|\n";
+  (void)state;
+  json_object_setn_new(doc, "a\0b", 3, json_pack("[i]", 1));
+  json_object_setn_new(inner, "x\0", 2, json_integer(1));
+  json_object_set_new(inner, "y", json_integer(2));
+  json_object_set_new(doc, "c", inner);
+  json_object_setn_new(doc, "k\0", 2, json_string("v"));
+  expect_doc(CLI_FORMAT_JSON, "N", doc, json_want, sizeof json_want - 1);
+  expect_doc(CLI_FORMAT_TEXT, "N", doc, text_want, sizeof text_want - 1);
+  expect_doc(CLI_FORMAT_TABLE, "N", doc, table_want, sizeof table_want - 1);
+  assert_int_equal(cli_output_render(doc, &yaml, &out, &len, &e), KERR_OK);
+  keys = yaml_keys_of(out, len);
+  want = json_array();
+  json_array_append_new(want, json_stringn("a\0b", 3));
+  json_array_append_new(want, json_string("c"));
+  json_array_append_new(want, json_stringn("k\0", 2));
+  json_array_append_new(want, json_stringn("x\0", 2));
+  json_array_append_new(want, json_string("y"));
+  if (!json_equal(keys, want)) fail_msg("yaml keys differ:\n%s", out);
+  free(out);
+  json_decref(keys);
+  json_decref(want);
+  json_decref(doc);
+}
+
+/* A list box with no title of its own is measured as the AWS CLI measures
+ * it (the four characters of "None"), and a list led by an object may hold
+ * "" or [], which the AWS CLI passes over. */
+static void test_table_untitled_box_and_empty_items(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TABLE, "T", "[[{\"b\":[[]]},{\"b\":[[]]}]]", "------\n|  T |\n|| b||\n|| b||\n");
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"R\":[{\"a\":[1]},\"\"]}",
+                "-----------\n|    T    |\n+---------+\n||   R   ||\n|||  a  |||\n||+-----+||\n|||  1  |||\n"
+                "||+-----+||\n||   R   ||\n");
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"R\":[{\"a\":[1]},[]]}",
+                "-----------\n|    T    |\n+---------+\n||   R   ||\n|||  a  |||\n||+-----+||\n|||  1  |||\n"
+                "||+-----+||\n||   R   ||\n");
+}
+
+/* Render under a 512 MB address-space limit in a child: it must end in a
+ * clean refusal or in output, never in a crash or an allocation failure. */
+static void expect_bounded(const json_t *doc) {
+  pid_t pid;
+  int status = 0;
+  fflush(NULL);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    cli_output_opts opts = {CLI_FORMAT_TABLE, "Records", 0, 0, 0};
+    char *out = NULL;
+    size_t len = 0;
+    kerr e;
+    kerr_code rc;
+#if !defined(__SANITIZE_ADDRESS__)
+    /* ASan reserves terabytes of address space, and valgrind's own heap
+     * counts against the limit: there the run is only checked to end
+     * cleanly (and, under valgrind, to leak nothing). */
+    const char *preload = getenv("LD_PRELOAD");
+    struct rlimit limit = {512UL << 20, 512UL << 20};
+    if (!(preload && strstr(preload, "vgpreload")) && setrlimit(RLIMIT_AS, &limit) != 0) _exit(3);
+#endif
+    rc = cli_output_render(doc, &opts, &out, &len, &e);
+    if (rc == KERR_OK) _exit(out && len > 0 ? 0 : 4);
+    _exit(rc == KERR_VALIDATION && strstr(e.msg, "larger than the limit") ? 0 : 5);
+  }
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status));
+  assert_int_equal(WEXITSTATUS(status), 0);
+}
+
+/* Adversarial shapes for the table under the default cap: 8000 records
+ * with a key each (110 KB of input, 64 million cells if laid out), and
+ * 3000 records whose nested members each open boxes. */
+static void test_table_memory_bounded(void **state) {
+  json_t *own_keys = json_array(), *nested = json_array();
+  json_t *doc1 = json_pack("{s:o}", "Items", own_keys), *doc2 = json_pack("{s:o}", "Items", nested);
+  char *text;
+  (void)state;
+  for (int i = 0; i < 8000; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "key%05d", i);
+    json_array_append_new(own_keys, json_pack("{s:i}", key, i));
+  }
+  text = json_dumps(doc1, JSON_COMPACT);
+  assert_true(strlen(text) > 100000);
+  free(text);
+  for (int i = 0; i < 3000; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "m%d", i);
+    json_array_append_new(nested, json_pack("{s:i,s:{s:[i,i]},s:[{s:s}]}", "Id", i, key, "Deep", i, i, "List",
+                                            key, "value"));
+  }
+  expect_bounded(doc1);
+  expect_bounded(doc2);
+  json_decref(doc1);
+  json_decref(doc2);
+}
+
 static void test_parse_format(void **state) {
   static const char *const names[] = {"json", "text", "table", "yaml", "yaml-stream"};
   cli_format f;
@@ -455,6 +605,9 @@ int main(void) {
       cmocka_unit_test(test_float_spellings),
       cmocka_unit_test(test_text_names_upper_cased_beyond_ascii),
       cmocka_unit_test(test_null_error_struct),
+      cmocka_unit_test(test_keys_with_nul_bytes),
+      cmocka_unit_test(test_table_untitled_box_and_empty_items),
+      cmocka_unit_test(test_table_memory_bounded),
       cmocka_unit_test(test_parse_format),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
