@@ -633,10 +633,15 @@ static kerr_code table_centered(table_pen *p, const table_cell *c, int64_t room,
   return rc;
 }
 
-/* A cell's text after two spaces, filled out to `room` columns. */
+/* A cell's text after two spaces, filled out to `room` columns.  A column
+ * that the width sharing left narrower than its text and the two spaces
+ * gets its text at the bar instead, as the AWS CLI draws it. */
 static kerr_code table_left(table_pen *p, const table_cell *c, int64_t room, int left_edge) {
-  int64_t after = room - (left_edge ? 2 : 1) - 2 - c->cols;
-  kerr_code rc = cli_out_puts(p->out, left_edge ? "|  " : "  ");
+  int64_t bars = left_edge ? 2 : 1;
+  int64_t margin = room - bars - 2 - c->cols >= 0 ? 2 : 0;
+  int64_t after = room - bars - margin - c->cols;
+  kerr_code rc = left_edge ? cli_out_putc(p->out, '|') : KERR_OK;
+  if (rc == KERR_OK) rc = table_spaces(p->out, margin);
   if (rc == KERR_OK && p->color) rc = cli_out_puts(p->out, TABLE_STYLE_CELL);
   if (rc == KERR_OK) rc = cli_out_put(p->out, table_text(p, c), c->text_len);
   if (rc == KERR_OK && p->color) rc = cli_out_puts(p->out, TABLE_STYLE_END);

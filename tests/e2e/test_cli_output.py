@@ -353,6 +353,17 @@ class CliOutputDifferential(unittest.TestCase):
         counts = self.run_random(7, 250, uniform=False)
         print(f"\nrandom irregular documents: {sorted(counts.items())}")
 
+    def test_narrow_columns(self):
+        # Flat objects whose keys differ in length: width sharing rounds some
+        # columns below their text and its two spaces.
+        rng = random.Random(7)
+        for i in range(150):
+            doc = {"k" * rng.randint(1, 14) + str(j): "v" * rng.randint(0, 3) for j in range(rng.randint(2, 6))}
+            for width in (30, 52, 60, 80):
+                with self.subTest(doc=doc, width=width):
+                    status, out, err = ours("table", "T", doc, width=width)
+                    self.assertEqual((status, out), (0, aws_format("table", "T", doc, width=width)), err)
+
     def test_floats_print_as_python_repr(self):
         """Every float spelled as Python's repr: powers of two over the whole
         exponent range (some need 17 digits, most far fewer), the values

@@ -125,6 +125,20 @@ static void test_table_list_of_objects(void **state) {
       "");
 }
 
+/* Width sharing can leave a column narrower than its text and the two
+ * spaces before it: the CLI then writes the text at the bar. */
+static void test_table_cell_in_a_narrowed_column(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"a\":\"x\",\"bbbbbbbbbbb\":\"y\",\"ccccccccccc\":\"y\",\"ddddddddddd\":\"y\"}",
+                "----------------------------------------------------\n"
+                "|                         T                        |\n"
+                "+--+---------------+---------------+---------------+\n"
+                "| a|  bbbbbbbbbbb  |  ccccccccccc  |  ddddddddddd  |\n"
+                "+--+---------------+---------------+---------------+\n"
+                "|x |  y            |  y            |  y            |\n"
+                "+--+---------------+---------------+---------------+\n");
+}
+
 static void test_table_multiline_value(void **state) {
   (void)state;
   expect_output(CLI_FORMAT_TABLE, "GetKeyPolicy", "{\"Policy\":\"{\\n  \\\"a\\\": 1\\n}\"}",
@@ -588,6 +602,7 @@ int main(void) {
       cmocka_unit_test(test_text_list_of_objects_union),
       cmocka_unit_test(test_text_bare_lists),
       cmocka_unit_test(test_table_list_of_objects),
+      cmocka_unit_test(test_table_cell_in_a_narrowed_column),
       cmocka_unit_test(test_table_multiline_value),
       cmocka_unit_test(test_table_wide_characters),
       cmocka_unit_test(test_table_repeated_header_with_subtables),
