@@ -499,11 +499,12 @@ const char *aws_cred_source_name(aws_cred_source s) {
   return "none";
 }
 
-kerr_code aws_config_setting(const char *profile, const char *key, char **out, kerr *err) {
+kerr_code aws_config_settings(const char *profile, const char *const keys[], size_t n, char *out[], kerr *err) {
   char config_path[PATH_MAX_LEN];
   profile_files pf;
   kerr_code rc;
-  *out = NULL;
+  size_t i;
+  for (i = 0; i < n; i++) out[i] = NULL;
   memset(&pf, 0, sizeof pf);
   if (!profile || !*profile) profile = first_of(getenv("AWS_DEFAULT_PROFILE"), getenv("AWS_PROFILE"));
   if (!profile) profile = "default";
@@ -514,11 +515,20 @@ kerr_code aws_config_setting(const char *profile, const char *key, char **out, k
   if (rc) return rc;
   rc = ini_load(config_path, &pf.config, err);
   if (rc) return rc;
-  const char *v = profile_get_config(&pf, key);
-  if (v) {
-    *out = strdup(v);
-    if (!*out) rc = kerr_set(err, KERR_INTERNAL, "out of memory");
+  for (i = 0; i < n && rc == KERR_OK; i++) {
+    const char *v = profile_get_config(&pf, keys[i]);
+    if (v && !(out[i] = strdup(v))) rc = kerr_set(err, KERR_INTERNAL, "out of memory");
   }
   ini_free(pf.config);
+  if (rc) {
+    for (i = 0; i < n; i++) {
+      free(out[i]);
+      out[i] = NULL;
+    }
+  }
   return rc;
+}
+
+kerr_code aws_config_setting(const char *profile, const char *key, char **out, kerr *err) {
+  return aws_config_settings(profile, &key, 1, out, err);
 }

@@ -134,4 +134,9 @@ const char *aws_cred_source_name(aws_cred_source s);
  * KERR_VALIDATION when the file cannot be read or parsed. */
 kerr_code aws_config_setting(const char *profile, const char *key, char **out, kerr *err);
 
+/* aws_config_setting for `n` keys with one read of the file: out[i] is the
+ * value of keys[i] or NULL, each a malloc'd copy the caller frees.  On
+ * failure every out[i] is NULL. */
+kerr_code aws_config_settings(const char *profile, const char *const keys[], size_t n, char *out[], kerr *err);
+
 #endif

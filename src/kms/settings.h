@@ -17,8 +17,9 @@ typedef struct kms_settings {
 } kms_settings;
 
 /* Read the settings of `profile` (NULL: the default profile as the AWS CLI
- * picks it).  Fields not set stay NULL.  KERR_VALIDATION when the config file
- * cannot be read or the named profile does not exist.  Free with
+ * picks it), reading the config file once.  Fields not set stay NULL; a
+ * profile the file lacks sets nothing (the client reports it).
+ * KERR_VALIDATION when the config file cannot be read or parsed.  Free with
  * kms_settings_free (also after a failure). */
 kerr_code kms_settings_load(const char *profile, kms_settings *out, kerr *err);
 

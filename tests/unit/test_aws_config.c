@@ -742,6 +742,16 @@ static void test_profile_settings(void **state) {
   assert_null(v);
   assert_int_equal(aws_config_setting("nobody", "output", &v, &err), KERR_OK);
   assert_null(v);
+  {
+    static const char *const keys[] = {"output", "cli_pager", "region"};
+    char *vals[3];
+    assert_int_equal(aws_config_settings("dev", keys, 3, vals, &err), KERR_OK);
+    assert_string_equal(vals[0], "text");
+    assert_string_equal(vals[1], "less -S");
+    assert_null(vals[2]);
+    free(vals[0]);
+    free(vals[1]);
+  }
   write_file(fx->config, "[default\noutput = table\n");
   assert_int_equal(aws_config_setting(NULL, "output", &v, &err), KERR_VALIDATION);
   assert_null(v);
