@@ -3,31 +3,14 @@
  *
  * Three stages, each over plain data:
  *
- *   1. collect: an iterative walk of the document (an explicit stack of
- *      pending steps, no recursion) that appends "blocks" to one flat array.
- *      A block is one box: its nesting level, an optional title, an
+ *   1. collect: a walk of the document that appends "blocks" to one flat
+ *      array.  A block is one box: its nesting level, an optional title, an
  *      optional header line and rows of cells.  Every cell's text is
  *      written once into one arena; a cell is (offset, length, columns).
  *   2. measure: a pure function over the blocks that picks the table's
  *      width and every block's column widths, turning a block that does
  *      not fit the terminal into key/value rows.
  *   3. draw: each block becomes lines in the output buffer.
- *
- * What the AWS CLI draws, learned by running it on chosen documents:
- *   - an object: its scalar members as one header line and one row
- *     (a single scalar member as one "key | value" row), then a titled
- *     box one level deeper for each non-empty list or object member, in
- *     key order.  Empty, zero, false and null values make no box.
- *   - a list led by an object: a header of the keys that are scalars in
- *     any element (sorted), one row per element ("" where a key is
- *     missing) and, after each element's row, the boxes of its nested
- *     members; when elements have nested members, each element after
- *     the first starts a new box with the same title and header.
- *   - any other list: a row per scalar, a row of the items of an
- *     all-scalar list (of the keys of an object), and the lists in it
- *     drawn as part of the same box.
- *   - rows of one box must have as many cells as its first row or
- *     header; the AWS CLI fails otherwise, and so do we.
  *
  * Memory is bounded by the output cap: every cell is charged (its record,
  * its text and the narrowest it can be drawn) before it is stored, and the
@@ -65,28 +48,6 @@ typedef struct table_block {
   size_t widths_at;               /* into table_layout.widths */
 } table_block;
 
-/* The keys a list of objects is drawn with: scalar columns and nested
- * members, each sorted and distinct. */
-typedef struct table_list_keys {
-  cli_out_member *scalars;
-  size_t scalar_count;
-  cli_out_member *nested;
-  size_t nested_count;
-} table_list_keys;
-
-typedef enum table_step_kind { STEP_VALUE, STEP_OBJECT_ELEMENT, STEP_LIST_ITEM } table_step_kind;
-
-/* One pending step of the walk. */
-typedef struct table_step {
-  table_step_kind kind;
-  const json_t *value;
-  const char *title; /* NULL: no title */
-  size_t title_len;
-  int level;
-  size_t index;                /* STEP_OBJECT_ELEMENT: position in its list */
-  const table_list_keys *keys; /* STEP_OBJECT_ELEMENT */
-} table_step;
-
 typedef struct table_build {
   cli_out_buf arena; /* every cell's text */
   table_cell *headers;
@@ -95,10 +56,6 @@ typedef struct table_build {
   size_t row_len, row_room;
   table_block *blocks;
   size_t block_len, block_room;
-  table_step *steps;
-  size_t step_len, step_room;
-  table_list_keys **key_sets;
-  size_t key_set_len, key_set_room;
   uint64_t charged; /* bytes charged against the cap so far */
   uint64_t cap;
   kerr *err;
@@ -223,244 +180,8 @@ static kerr_code table_add_cell(table_build *tb, const json_t *value, const char
   return rc;
 }
 
-static kerr_code table_push(table_build *tb, table_step_kind kind, const json_t *value, const char *title,
-                            size_t title_len, int level) {
-  kerr_code rc = table_reserve((void **)&tb->steps, &tb->step_room, tb->step_len, sizeof *tb->steps, tb->err);
-  if (rc != KERR_OK) return rc;
-  tb->steps[tb->step_len] = (table_step){kind, value, title, title_len, level, 0, NULL};
-  tb->step_len++;
-  return KERR_OK;
-}
-
-/* Python's truth value: empty containers, "", 0, 0.0, false and null are false. */
-static int table_truthy(const json_t *v) {
-  if (!v) return 0;
-  switch (json_typeof(v)) {
-  case JSON_OBJECT:
-    return json_object_size(v) > 0;
-  case JSON_ARRAY:
-    return json_array_size(v) > 0;
-  case JSON_STRING:
-    return json_string_length(v) > 0;
-  case JSON_INTEGER:
-    return json_integer_value(v) != 0;
-  case JSON_REAL:
-    return json_real_value(v) != 0.0;
-  case JSON_TRUE:
-    return 1;
-  default:
-    return 0;
-  }
-}
-
-static kerr_code table_unique_sorted(table_build *tb, cli_out_member *keys, size_t *count) {
-  size_t kept = 0;
-  (void)tb;
-  if (*count == 0) return KERR_OK;
-  qsort(keys, *count, sizeof *keys, cli_out_member_order);
-  kept = 1;
-  for (size_t i = 1; i < *count; i++)
-    if (cli_out_key_cmp(keys[kept - 1].key, keys[kept - 1].key_len, keys[i].key, keys[i].key_len) != 0)
-      keys[kept++] = keys[i];
-  *count = kept;
-  return KERR_OK;
-}
-
-/* The keys of a list led by an object.  Its other elements may only be ""
- * or [] (which the AWS CLI passes over); anything else makes it fail. */
-static kerr_code table_list_keys_of(table_build *tb, const json_t *list, const table_list_keys **out) {
-  size_t i, total = 0;
-  const json_t *item;
-  table_list_keys *keys;
-  kerr_code rc = table_reserve((void **)&tb->key_sets, &tb->key_set_room, tb->key_set_len, sizeof *tb->key_sets,
-                               tb->err);
-  if (rc != KERR_OK) return rc;
-  json_array_foreach(list, i, item) {
-    if (json_is_object(item)) {
-      total += json_object_size(item);
-    } else if (table_truthy(item) || !(json_is_string(item) || json_is_array(item))) {
-      return kerr_set(tb->err, KERR_VALIDATION,
-                      "table output cannot show a list that mixes objects with other values "
-                      "(the AWS CLI fails on it too); use --output json");
-    }
-  }
-  keys = calloc(1, sizeof *keys);
-  if (!keys) return table_no_memory(tb->err);
-  tb->key_sets[tb->key_set_len++] = keys;
-  if (total) {
-    keys->scalars = malloc(total * sizeof *keys->scalars);
-    keys->nested = malloc(total * sizeof *keys->nested);
-    if (!keys->scalars || !keys->nested) return table_no_memory(tb->err);
-  }
-  for (i = 0; total > 0 && keys->scalars && keys->nested && i < json_array_size(list); i++) {
-    const char *key;
-    size_t key_len;
-    json_t *value;
-    item = json_array_get(list, i);
-    if (!json_is_object(item)) continue;
-    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
-      cli_out_member m = {key, key_len, NULL};
-      if (cli_out_is_scalar(value))
-        keys->scalars[keys->scalar_count++] = m;
-      else
-        keys->nested[keys->nested_count++] = m;
-    }
-  }
-  table_unique_sorted(tb, keys->scalars, &keys->scalar_count);
-  table_unique_sorted(tb, keys->nested, &keys->nested_count);
-  /* The AWS CLI looks each nested key up in every element: in "" only the
-   * key "" is found, and then indexing the string fails. */
-  json_array_foreach(list, i, item) {
-    if (json_is_object(item)) continue;
-    if (keys->scalar_count)
-      return kerr_set(tb->err, KERR_VALIDATION,
-                      "table output cannot show a list that mixes objects with other values "
-                      "(the AWS CLI fails on it too); use --output json");
-    for (size_t k = 0; k < keys->nested_count && json_is_string(item); k++)
-      if (keys->nested[k].key_len == 0)
-        return kerr_set(tb->err, KERR_VALIDATION,
-                        "table output cannot show a list that mixes objects with other values "
-                        "(the AWS CLI fails on it too); use --output json");
-  }
-  *out = keys;
-  return KERR_OK;
-}
-
-/* A list led by an object: one step per element, pushed last first. */
-static kerr_code table_collect_object_list(table_build *tb, const table_step *s) {
-  const table_list_keys *keys = NULL;
-  kerr_code rc = table_list_keys_of(tb, s->value, &keys);
-  if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
-  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;) {
-    rc = table_push(tb, STEP_OBJECT_ELEMENT, s->value, s->title, s->title_len, s->level);
-    if (rc == KERR_OK) {
-      tb->steps[tb->step_len - 1].index = i;
-      tb->steps[tb->step_len - 1].keys = keys;
-    }
-  }
-  return rc;
-}
-
-static kerr_code table_collect_element(table_build *tb, const table_step *s) {
-  const table_list_keys *keys = s->keys;
-  const json_t *element = json_array_get(s->value, s->index);
-  kerr_code rc = KERR_OK;
-  size_t i;
-  if (s->index > 0 && keys->nested_count) {
-    rc = table_open_block(tb, s->title, s->title_len, s->level);
-    if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
-  }
-  if (rc == KERR_OK) rc = table_begin_row(tb, keys->scalar_count);
-  for (i = 0; i < keys->scalar_count && rc == KERR_OK; i++) {
-    const json_t *cell = json_is_object(element) ? json_object_getn(element, keys->scalars[i].key,
-                                                                    keys->scalars[i].key_len)
-                                                 : NULL;
-    rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
-  }
-  for (i = keys->nested_count; json_is_object(element) && i-- > 0 && rc == KERR_OK;) {
-    const cli_out_member *k = &keys->nested[i];
-    const json_t *member = json_object_getn(element, k->key, k->key_len);
-    if (member) rc = table_push(tb, STEP_VALUE, member, k->key, k->key_len, s->level + 1);
-  }
-  return rc;
-}
-
-static kerr_code table_collect_object(table_build *tb, const table_step *s) {
-  cli_out_member *members = NULL, *scalars = NULL;
-  size_t n = 0, nscalars = 0, i;
-  kerr_code rc = cli_out_sorted_members(s->value, &members, &n, tb->err);
-  if (rc != KERR_OK) goto out;
-  scalars = malloc(n * sizeof *scalars);
-  if (!scalars) {
-    rc = table_no_memory(tb->err);
-    goto out;
-  }
-  for (i = 0; i < n; i++)
-    if (cli_out_is_scalar(members[i].value)) scalars[nscalars++] = members[i];
-  if (nscalars == 1) {
-    rc = table_begin_row(tb, 2);
-    if (rc == KERR_OK) rc = table_add_cell(tb, NULL, scalars[0].key, scalars[0].key_len);
-    if (rc == KERR_OK) rc = table_add_cell(tb, scalars[0].value, NULL, 0);
-  } else if (nscalars > 1) {
-    rc = table_set_header(tb, scalars, nscalars);
-    if (rc == KERR_OK) rc = table_begin_row(tb, nscalars);
-    for (i = 0; i < nscalars && rc == KERR_OK; i++) rc = table_add_cell(tb, scalars[i].value, NULL, 0);
-  }
-  for (i = n; i-- > 0 && rc == KERR_OK;)
-    if (!cli_out_is_scalar(members[i].value))
-      rc = table_push(tb, STEP_VALUE, members[i].value, members[i].key, members[i].key_len, s->level + 1);
-out:
-  free(scalars);
-  free(members);
-  return rc;
-}
-
-/* An item of a list not led by an object. */
-static kerr_code table_collect_item(table_build *tb, const table_step *s) {
-  const json_t *item = s->value;
-  kerr_code rc = KERR_OK;
-  size_t i;
-  const json_t *el;
-  if (cli_out_is_scalar(item)) {
-    rc = table_begin_row(tb, 1);
-    return rc == KERR_OK ? table_add_cell(tb, item, NULL, 0) : rc;
-  }
-  if (json_is_object(item)) { /* the AWS CLI takes an object here for the row of its keys */
-    const char *key;
-    size_t key_len;
-    json_t *value;
-    rc = table_begin_row(tb, json_object_size(item));
-    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
-      (void)value;
-      if (rc == KERR_OK) rc = table_add_cell(tb, NULL, key, key_len);
-    }
-    return rc;
-  }
-  json_array_foreach(item, i, el) {
-    if (!cli_out_is_scalar(el)) /* drawn in the current box, its own boxes from level 0 again (as the AWS CLI does) */
-      return table_push(tb, STEP_VALUE, item, NULL, 0, 0);
-  }
-  rc = table_begin_row(tb, json_array_size(item));
-  json_array_foreach(item, i, el) {
-    if (rc == KERR_OK) rc = table_add_cell(tb, el, NULL, 0);
-  }
-  return rc;
-}
-
-static kerr_code table_collect_value(table_build *tb, const table_step *s) {
-  kerr_code rc = KERR_OK;
-  if (!table_truthy(s->value)) return KERR_OK;
-  if (s->title) rc = table_open_block(tb, s->title, s->title_len, s->level);
-  if (rc != KERR_OK) return rc;
-  if (json_is_object(s->value)) return table_collect_object(tb, s);
-  if (!json_is_array(s->value)) return KERR_OK;
-  if (json_is_object(json_array_get(s->value, 0))) return table_collect_object_list(tb, s);
-  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;)
-    rc = table_push(tb, STEP_LIST_ITEM, json_array_get(s->value, i), NULL, 0, s->level);
-  return rc;
-}
-
-static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
-  kerr_code rc = table_push(tb, STEP_VALUE, doc, title ? title : "", title ? strlen(title) : 0, 0);
-  while (rc == KERR_OK && tb->step_len > 0) {
-    table_step s = tb->steps[--tb->step_len];
-    switch (s.kind) {
-    case STEP_VALUE:
-      rc = table_collect_value(tb, &s);
-      break;
-    case STEP_OBJECT_ELEMENT:
-      rc = table_collect_element(tb, &s);
-      break;
-    case STEP_LIST_ITEM:
-      rc = table_collect_item(tb, &s);
-      break;
-    default:
-      rc = kerr_set(tb->err, KERR_INTERNAL, "table: unknown walk step %d", (int)s.kind);
-      break;
-    }
-  }
-  return rc;
-}
+/* COLLECT STAGE TO BE WRITTEN: static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title)
+ * fills tb->blocks, tb->headers, tb->rows and the arena (see the helpers above). */
 
 /* ---- 2. measure ------------------------------------------------------------ */
 
@@ -762,13 +483,6 @@ kerr_code cli_out_render_table(const json_t *doc, const cli_output_opts *opts, c
     rc = table_draw(&pen, &lay);
   }
 out:
-  for (size_t i = 0; i < tb.key_set_len; i++) {
-    free(tb.key_sets[i]->scalars);
-    free(tb.key_sets[i]->nested);
-    free(tb.key_sets[i]);
-  }
-  free(tb.key_sets);
-  free(tb.steps);
   free(tb.blocks);
   free(tb.rows);
   free(tb.headers);
