@@ -180,8 +180,426 @@ static kerr_code table_add_cell(table_build *tb, const json_t *value, const char
   return rc;
 }
 
-/* COLLECT STAGE TO BE WRITTEN: static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title)
- * fills tb->blocks, tb->headers, tb->rows and the arena (see the helpers above). */
+/* What the AWS CLI draws for each kind of value, found by running its table
+ * formatter on chosen documents (the walk below follows these rules):
+ *
+ * - Python truth decides what gets a box at all: null, false, 0, 0.0, "",
+ *   [] and {} get none (a reply that is one of these prints nothing).  Any
+ *   other scalar given a box of its own gets a box with a title only.
+ * - The reply's box is level 0 and carries the operation's name.
+ * - An object puts its scalar members, sorted by key, in the box it is
+ *   drawn in: one member as a single key/value row, two or more as a header
+ *   of keys over one row of values.  Then each member that is an array or
+ *   an object, sorted by key, gets a box one level in, titled by its key.
+ * - An array led by an object is a list of records.  Its columns are the
+ *   keys that hold a scalar in at least one record, sorted; a record
+ *   lacking one shows an empty cell, one holding an array or object there
+ *   shows Python's repr of it.  When no record has a member that is an
+ *   array or an object, the header and one row per record fill one box.
+ *   Otherwise every record repeats the header in a box of its own, at the
+ *   list's level and with the list's title (the first record uses the box
+ *   already open), followed by a box one level in for each key that holds
+ *   an array or object in any record (sorted), where that record has a
+ *   Python-true value for it.  Records other than objects make the CLI
+ *   fail, except "" and [] while there are no columns: those count as {}.
+ * - Any other array gives one row per item, added to the box opened last
+ *   (which may be a sub-box of an earlier item: the CLI adds rows to
+ *   whatever box it opened last).  A scalar item is a row of one cell; an
+ *   object item a row of its keys, in the order they came; an array of
+ *   scalars (or an empty one) a row of its items; an array led by an object
+ *   a list of records with no title; any other array gives its items one
+ *   by one, by these same rules.  Boxes opened from these items sit one
+ *   level in from the box that holds the array, not from the array's own.
+ * - Rows of different lengths in one box make the CLI fail, as does a
+ *   header longer than the rows already in its box (table_begin_row
+ *   refuses both: the row that follows such a header is as long as it).
+ *
+ * The walk keeps its pending work on an explicit stack (the document comes
+ * from outside and may nest as deep as CLI_OUTPUT_MAX_DEPTH) and turns the
+ * document into a stream of three events: open a box, set a header, add a
+ * row.  table_take applies each event to the blocks. */
+
+/* How a value takes part in a table (see above). */
+typedef enum table_shape {
+  TABLE_SHAPE_NOTHING, /* Python-false: no box */
+  TABLE_SHAPE_SCALAR,
+  TABLE_SHAPE_OBJECT,
+  TABLE_SHAPE_RECORDS, /* a non-empty array whose first item is an object */
+  TABLE_SHAPE_ROWS     /* any other non-empty array */
+} table_shape;
+
+static table_shape table_shape_of(const json_t *v) {
+  switch (json_typeof(v)) {
+  case JSON_OBJECT:
+    return json_object_size(v) ? TABLE_SHAPE_OBJECT : TABLE_SHAPE_NOTHING;
+  case JSON_ARRAY:
+    if (json_array_size(v) == 0) return TABLE_SHAPE_NOTHING;
+    return json_is_object(json_array_get(v, 0)) ? TABLE_SHAPE_RECORDS : TABLE_SHAPE_ROWS;
+  case JSON_STRING:
+    return json_string_length(v) ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
+  case JSON_INTEGER:
+    return json_integer_value(v) ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
+  case JSON_REAL:
+    return json_real_value(v) != 0.0 ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
+  case JSON_TRUE:
+    return TABLE_SHAPE_SCALAR;
+  default:
+    return TABLE_SHAPE_NOTHING;
+  }
+}
+
+/* A list of records, studied once before its first record is drawn. */
+typedef struct table_records {
+  const json_t *list;
+  const char *title; /* NULL: untitled */
+  size_t title_len;
+  int level;
+  cli_out_member *columns; /* keys holding a scalar in some record, sorted, unique */
+  size_t column_count;
+  cli_out_member *nested; /* keys holding an array or object in some record, likewise */
+  size_t nested_count;
+  struct table_records *next; /* every study made, freed when the walk ends */
+} table_records;
+
+/* Where a row's cells come from. */
+typedef enum table_cells {
+  TABLE_CELLS_ONE,    /* the value */
+  TABLE_CELLS_PAIR,   /* the key, then the value */
+  TABLE_CELLS_FIELDS, /* the values of `members` */
+  TABLE_CELLS_ITEMS,  /* the items of the array `value` */
+  TABLE_CELLS_KEYS,   /* the keys of the object `value`, in their order */
+  TABLE_CELLS_RECORD  /* the record `value` under the keys `members` */
+} table_cells;
+
+typedef enum table_event_kind { TABLE_EVENT_BOX, TABLE_EVENT_HEADER, TABLE_EVENT_ROW } table_event_kind;
+
+typedef struct table_event {
+  table_event_kind kind;
+  const char *text; /* BOX: title (NULL: untitled); ROW PAIR: the key */
+  size_t text_len;
+  int level;                     /* BOX */
+  const cli_out_member *members; /* HEADER: its keys; ROW FIELDS, RECORD */
+  size_t count;
+  table_cells cells; /* ROW */
+  const json_t *value;
+} table_event;
+
+static kerr_code table_add_row(table_build *tb, const table_event *ev) {
+  size_t count = 0, i;
+  kerr_code rc;
+  switch (ev->cells) {
+  case TABLE_CELLS_ONE:
+    count = 1;
+    break;
+  case TABLE_CELLS_PAIR:
+    count = 2;
+    break;
+  case TABLE_CELLS_FIELDS:
+  case TABLE_CELLS_RECORD:
+    count = ev->count;
+    break;
+  case TABLE_CELLS_ITEMS:
+    count = json_array_size(ev->value);
+    break;
+  case TABLE_CELLS_KEYS:
+    count = json_object_size(ev->value);
+    break;
+  }
+  rc = table_begin_row(tb, count);
+  if (rc != KERR_OK) return rc;
+  switch (ev->cells) {
+  case TABLE_CELLS_ONE:
+    return table_add_cell(tb, ev->value, NULL, 0);
+  case TABLE_CELLS_PAIR:
+    rc = table_add_cell(tb, NULL, ev->text, ev->text_len);
+    return rc == KERR_OK ? table_add_cell(tb, ev->value, NULL, 0) : rc;
+  case TABLE_CELLS_FIELDS:
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, ev->members[i].value, NULL, 0);
+    return rc;
+  case TABLE_CELLS_RECORD:
+    for (i = 0; i < count && rc == KERR_OK; i++) {
+      const json_t *cell = json_is_object(ev->value)
+                               ? json_object_getn(ev->value, ev->members[i].key, ev->members[i].key_len)
+                               : NULL;
+      rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
+    }
+    return rc;
+  case TABLE_CELLS_ITEMS:
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, json_array_get(ev->value, i), NULL, 0);
+    return rc;
+  case TABLE_CELLS_KEYS: {
+    void *it = json_object_iter((json_t *)ev->value);
+    for (i = 0; it && i < count && rc == KERR_OK; i++, it = json_object_iter_next((json_t *)ev->value, it))
+      rc = table_add_cell(tb, NULL, json_object_iter_key(it), json_object_iter_key_len(it));
+    return rc;
+  }
+  }
+  return rc;
+}
+
+/* Apply one event of the walk to the blocks. */
+static kerr_code table_take(table_build *tb, const table_event *ev) {
+  switch (ev->kind) {
+  case TABLE_EVENT_BOX:
+    return table_open_block(tb, ev->text, ev->text_len, ev->level);
+  case TABLE_EVENT_HEADER:
+    return table_set_header(tb, ev->members, ev->count);
+  case TABLE_EVENT_ROW:
+    return table_add_row(tb, ev);
+  }
+  return KERR_OK;
+}
+
+static kerr_code table_emit_box(table_build *tb, const char *title, size_t title_len, int level) {
+  table_event ev = {TABLE_EVENT_BOX, title, title_len, level, NULL, 0, TABLE_CELLS_ONE, NULL};
+  return table_take(tb, &ev);
+}
+
+static kerr_code table_emit_header(table_build *tb, const cli_out_member *keys, size_t count) {
+  table_event ev = {TABLE_EVENT_HEADER, NULL, 0, 0, keys, count, TABLE_CELLS_ONE, NULL};
+  return table_take(tb, &ev);
+}
+
+static kerr_code table_emit_row(table_build *tb, table_cells cells, const json_t *value, const cli_out_member *members,
+                                size_t count) {
+  table_event ev = {TABLE_EVENT_ROW, NULL, 0, 0, members, count, cells, value};
+  return table_take(tb, &ev);
+}
+
+/* Pending work of the walk. */
+typedef enum table_task_kind {
+  TABLE_TASK_BOX,    /* value in a box of its own */
+  TABLE_TASK_FIELDS, /* an object's members, into the box just opened */
+  TABLE_TASK_ITEM,   /* one item of a plain array, as a row */
+  TABLE_TASK_RECORD  /* record `index` of a list of records */
+} table_task_kind;
+
+typedef struct table_task {
+  table_task_kind kind;
+  const json_t *value;
+  const char *title; /* BOX: NULL untitled */
+  size_t title_len;
+  int level;      /* BOX, FIELDS: the box's level; ITEM: sub-boxes go one in from it */
+  int item_level; /* BOX: the level its array's items hang from */
+  table_records *records;
+  size_t index;
+} table_task;
+
+typedef struct table_walk {
+  table_build *tb;
+  table_task *tasks;
+  size_t task_len, task_room;
+  table_records *studies;
+} table_walk;
+
+static kerr_code table_push(table_walk *w, const table_task *t) {
+  kerr_code rc = table_reserve((void **)&w->tasks, &w->task_room, w->task_len, sizeof *w->tasks, w->tb->err);
+  if (rc == KERR_OK) w->tasks[w->task_len++] = *t;
+  return rc;
+}
+
+static kerr_code table_push_box(table_walk *w, const json_t *value, const char *key, size_t key_len, int level) {
+  table_task t = {TABLE_TASK_BOX, value, key, key_len, level + 1, level, NULL, 0};
+  return table_push(w, &t);
+}
+
+static int table_blank_record(const json_t *v) {
+  return (json_is_string(v) && json_string_length(v) == 0) || (json_is_array(v) && json_array_size(v) == 0);
+}
+
+/* Sort and drop repeated keys. */
+static size_t table_unique_keys(cli_out_member *keys, size_t n) {
+  size_t kept = 0;
+  if (n == 0) return 0;
+  qsort(keys, n, sizeof *keys, cli_out_member_order);
+  for (size_t i = 1; i < n; i++)
+    if (cli_out_member_order(&keys[kept], &keys[i]) != 0) keys[++kept] = keys[i];
+  return kept + 1;
+}
+
+/* Study a list of records: its columns, the keys that open boxes, and
+ * whether the AWS CLI can print it at all. */
+static kerr_code table_study(table_walk *w, const json_t *list, const char *title, size_t title_len, int level,
+                             table_records **out) {
+  table_build *tb = w->tb;
+  size_t total = 0, n_scalar = 0, n_nested = 0, i;
+  int blanks = 0;
+  const json_t *rec;
+  table_records *r = calloc(1, sizeof *r);
+  if (!r) return table_no_memory(tb->err);
+  r->next = w->studies;
+  w->studies = r;
+  r->list = list;
+  r->title = title;
+  r->title_len = title_len;
+  r->level = level;
+  json_array_foreach(list, i, rec) {
+    if (json_is_object(rec))
+      total += json_object_size(rec);
+    else if (table_blank_record(rec))
+      blanks = 1;
+    else
+      goto mixed;
+  }
+  if (total) {
+    r->columns = malloc(total * sizeof *r->columns);
+    r->nested = malloc(total * sizeof *r->nested);
+    if (!r->columns || !r->nested) return table_no_memory(tb->err);
+  }
+  json_array_foreach(list, i, rec) {
+    const char *key;
+    size_t key_len;
+    json_t *member;
+    if (!json_is_object(rec)) continue;
+    json_object_keylen_foreach((json_t *)rec, key, key_len, member) {
+      cli_out_member m = {key, key_len, member};
+      if (cli_out_is_scalar(member))
+        r->columns[n_scalar++] = m;
+      else
+        r->nested[n_nested++] = m;
+    }
+  }
+  r->column_count = table_unique_keys(r->columns, n_scalar);
+  r->nested_count = table_unique_keys(r->nested, n_nested);
+  if (blanks && r->column_count) goto mixed;
+  *out = r;
+  return KERR_OK;
+mixed:
+  return kerr_set(tb->err, KERR_VALIDATION,
+                  "table output cannot show a list of objects mixed with other values (the AWS CLI fails on it "
+                  "too); use --output json or text");
+}
+
+static kerr_code table_do_box(table_walk *w, const table_task *t) {
+  table_shape shape = table_shape_of(t->value);
+  kerr_code rc;
+  if (shape == TABLE_SHAPE_NOTHING) return KERR_OK;
+  rc = table_emit_box(w->tb, t->title, t->title_len, t->level);
+  if (rc != KERR_OK) return rc;
+  if (shape == TABLE_SHAPE_OBJECT) {
+    table_task next = {TABLE_TASK_FIELDS, t->value, NULL, 0, t->level, 0, NULL, 0};
+    return table_push(w, &next);
+  }
+  if (shape == TABLE_SHAPE_RECORDS) {
+    table_task next = {TABLE_TASK_RECORD, t->value, NULL, 0, 0, 0, NULL, 0};
+    rc = table_study(w, t->value, t->title, t->title_len, t->level, &next.records);
+    return rc == KERR_OK ? table_push(w, &next) : rc;
+  }
+  for (size_t i = json_array_size(t->value); shape == TABLE_SHAPE_ROWS && i > 0 && rc == KERR_OK; i--) {
+    table_task next = {TABLE_TASK_ITEM, json_array_get(t->value, i - 1), NULL, 0, t->item_level, 0, NULL, 0};
+    rc = table_push(w, &next);
+  }
+  return rc;
+}
+
+static kerr_code table_do_fields(table_walk *w, const table_task *t) {
+  cli_out_member *members = NULL, *ordered = NULL;
+  size_t n = 0, scalars = 0, boxes, i;
+  kerr_code rc = cli_out_sorted_members(t->value, &members, &n, w->tb->err);
+  if (rc != KERR_OK) return rc;
+  /* Scalars first, then the rest, each part still in key order. */
+  ordered = malloc((n ? n : 1) * sizeof *ordered);
+  if (!ordered) {
+    rc = table_no_memory(w->tb->err);
+    goto out;
+  }
+  for (i = 0; i < n; i++)
+    if (cli_out_is_scalar(members[i].value)) ordered[scalars++] = members[i];
+  boxes = scalars;
+  for (i = 0; i < n; i++)
+    if (!cli_out_is_scalar(members[i].value)) ordered[boxes++] = members[i];
+  if (scalars == 1) {
+    table_event ev = {TABLE_EVENT_ROW,     ordered[0].key, ordered[0].key_len, 0, NULL, 0,
+                      TABLE_CELLS_PAIR, ordered[0].value};
+    rc = table_take(w->tb, &ev);
+  } else if (scalars > 1) {
+    rc = table_emit_header(w->tb, ordered, scalars);
+    if (rc == KERR_OK) rc = table_emit_row(w->tb, TABLE_CELLS_FIELDS, NULL, ordered, scalars);
+  }
+  for (i = n; i > scalars && rc == KERR_OK; i--)
+    rc = table_push_box(w, ordered[i - 1].value, ordered[i - 1].key, ordered[i - 1].key_len, t->level);
+out:
+  free(ordered);
+  free(members);
+  return rc;
+}
+
+static kerr_code table_do_item(table_walk *w, const table_task *t) {
+  const json_t *v = t->value;
+  size_t i;
+  kerr_code rc = KERR_OK;
+  int flat = 1;
+  if (cli_out_is_scalar(v)) return table_emit_row(w->tb, TABLE_CELLS_ONE, v, NULL, 0);
+  if (json_is_object(v)) return table_emit_row(w->tb, TABLE_CELLS_KEYS, v, NULL, 0);
+  if (table_shape_of(v) == TABLE_SHAPE_RECORDS) {
+    table_task next = {TABLE_TASK_RECORD, v, NULL, 0, 0, 0, NULL, 0};
+    rc = table_study(w, v, NULL, 0, t->level, &next.records);
+    return rc == KERR_OK ? table_push(w, &next) : rc;
+  }
+  for (i = 0; i < json_array_size(v) && flat; i++) flat = cli_out_is_scalar(json_array_get(v, i));
+  if (flat) return table_emit_row(w->tb, TABLE_CELLS_ITEMS, v, NULL, 0);
+  for (i = json_array_size(v); i > 0 && rc == KERR_OK; i--) {
+    table_task next = {TABLE_TASK_ITEM, json_array_get(v, i - 1), NULL, 0, t->level, 0, NULL, 0};
+    rc = table_push(w, &next);
+  }
+  return rc;
+}
+
+static kerr_code table_do_record(table_walk *w, const table_task *t) {
+  const table_records *r = t->records;
+  const json_t *rec = json_array_get(r->list, t->index);
+  int apart = r->nested_count > 0; /* each record in a box of its own */
+  kerr_code rc = KERR_OK;
+  if (apart && t->index > 0) rc = table_emit_box(w->tb, r->title, r->title_len, r->level);
+  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_emit_header(w->tb, r->columns, r->column_count);
+  if (rc == KERR_OK) rc = table_emit_row(w->tb, TABLE_CELLS_RECORD, rec, r->columns, r->column_count);
+  if (rc == KERR_OK && t->index + 1 < json_array_size(r->list)) {
+    table_task next = *t;
+    next.index++;
+    rc = table_push(w, &next);
+  }
+  for (size_t k = r->nested_count; apart && json_is_object(rec) && k > 0 && rc == KERR_OK; k--) {
+    const cli_out_member *key = &r->nested[k - 1];
+    const json_t *member = json_object_getn(rec, key->key, key->key_len);
+    if (member) rc = table_push_box(w, member, key->key, key->key_len, r->level);
+  }
+  return rc;
+}
+
+static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
+  table_walk w;
+  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, 0, NULL, 0};
+  kerr_code rc;
+  memset(&w, 0, sizeof w);
+  w.tb = tb;
+  rc = table_push(&w, &top);
+  while (rc == KERR_OK && w.task_len > 0) {
+    table_task t = w.tasks[--w.task_len];
+    switch (t.kind) {
+    case TABLE_TASK_BOX:
+      rc = table_do_box(&w, &t);
+      break;
+    case TABLE_TASK_FIELDS:
+      rc = table_do_fields(&w, &t);
+      break;
+    case TABLE_TASK_ITEM:
+      rc = table_do_item(&w, &t);
+      break;
+    case TABLE_TASK_RECORD:
+      rc = table_do_record(&w, &t);
+      break;
+    }
+  }
+  free(w.tasks);
+  while (w.studies) {
+    table_records *done = w.studies;
+    w.studies = done->next;
+    free(done->columns);
+    free(done->nested);
+    free(done);
+  }
+  return rc;
+}
 
 /* ---- 2. measure ------------------------------------------------------------ */
 
