@@ -59,6 +59,9 @@ typedef struct table_build {
   uint64_t charged; /* bytes charged against the cap so far */
   uint64_t cap;
   kerr *err;
+  struct table_task *tasks; /* the collect walk's pending work */
+  size_t task_len, task_room;
+  struct table_records *studies; /* the lists of records it studied */
 } table_build;
 
 typedef struct table_layout {
@@ -385,22 +388,15 @@ typedef struct table_task {
   size_t index;
 } table_task;
 
-typedef struct table_walk {
-  table_build *tb;
-  table_task *tasks;
-  size_t task_len, task_room;
-  table_records *studies;
-} table_walk;
-
-static kerr_code table_push(table_walk *w, const table_task *t) {
-  kerr_code rc = table_reserve((void **)&w->tasks, &w->task_room, w->task_len, sizeof *w->tasks, w->tb->err);
-  if (rc == KERR_OK) w->tasks[w->task_len++] = *t;
+static kerr_code table_push(table_build *tb, const table_task *t) {
+  kerr_code rc = table_reserve((void **)&tb->tasks, &tb->task_room, tb->task_len, sizeof *tb->tasks, tb->err);
+  if (rc == KERR_OK) tb->tasks[tb->task_len++] = *t;
   return rc;
 }
 
-static kerr_code table_push_box(table_walk *w, const json_t *value, const char *key, size_t key_len, int level) {
+static kerr_code table_push_box(table_build *tb, const json_t *value, const char *key, size_t key_len, int level) {
   table_task t = {TABLE_TASK_BOX, value, key, key_len, level + 1, level, NULL, 0};
-  return table_push(w, &t);
+  return table_push(tb, &t);
 }
 
 static int table_blank_record(const json_t *v) {
@@ -419,16 +415,15 @@ static size_t table_unique_keys(cli_out_member *keys, size_t n) {
 
 /* Study a list of records: its columns, the keys that open boxes, and
  * whether the AWS CLI can print it at all. */
-static kerr_code table_study(table_walk *w, const json_t *list, const char *title, size_t title_len, int level,
+static kerr_code table_study(table_build *tb, const json_t *list, const char *title, size_t title_len, int level,
                              table_records **out) {
-  table_build *tb = w->tb;
   size_t total = 0, n_scalar = 0, n_nested = 0, i;
   int blanks = 0;
   const json_t *rec;
   table_records *r = calloc(1, sizeof *r);
   if (!r) return table_no_memory(tb->err);
-  r->next = w->studies;
-  w->studies = r;
+  r->next = tb->studies;
+  tb->studies = r;
   r->list = list;
   r->title = title;
   r->title_len = title_len;
@@ -441,11 +436,9 @@ static kerr_code table_study(table_walk *w, const json_t *list, const char *titl
     else
       goto mixed;
   }
-  if (total) {
-    r->columns = malloc(total * sizeof *r->columns);
-    r->nested = malloc(total * sizeof *r->nested);
-    if (!r->columns || !r->nested) return table_no_memory(tb->err);
-  }
+  r->columns = malloc((total ? total : 1) * sizeof *r->columns);
+  r->nested = malloc((total ? total : 1) * sizeof *r->nested);
+  if (!r->columns || !r->nested) return table_no_memory(tb->err);
   json_array_foreach(list, i, rec) {
     const char *key;
     size_t key_len;
@@ -470,135 +463,148 @@ mixed:
                   "too); use --output json or text");
 }
 
-static kerr_code table_do_box(table_walk *w, const table_task *t) {
+static kerr_code table_do_box(table_build *tb, const table_task *t) {
   table_shape shape = table_shape_of(t->value);
   kerr_code rc;
   if (shape == TABLE_SHAPE_NOTHING) return KERR_OK;
-  rc = table_emit_box(w->tb, t->title, t->title_len, t->level);
+  rc = table_emit_box(tb, t->title, t->title_len, t->level);
   if (rc != KERR_OK) return rc;
   if (shape == TABLE_SHAPE_OBJECT) {
     table_task next = {TABLE_TASK_FIELDS, t->value, NULL, 0, t->level, 0, NULL, 0};
-    return table_push(w, &next);
+    return table_push(tb, &next);
   }
   if (shape == TABLE_SHAPE_RECORDS) {
     table_task next = {TABLE_TASK_RECORD, t->value, NULL, 0, 0, 0, NULL, 0};
-    rc = table_study(w, t->value, t->title, t->title_len, t->level, &next.records);
-    return rc == KERR_OK ? table_push(w, &next) : rc;
+    rc = table_study(tb, t->value, t->title, t->title_len, t->level, &next.records);
+    return rc == KERR_OK ? table_push(tb, &next) : rc;
   }
   for (size_t i = json_array_size(t->value); shape == TABLE_SHAPE_ROWS && i > 0 && rc == KERR_OK; i--) {
     table_task next = {TABLE_TASK_ITEM, json_array_get(t->value, i - 1), NULL, 0, t->item_level, 0, NULL, 0};
-    rc = table_push(w, &next);
+    rc = table_push(tb, &next);
   }
   return rc;
 }
 
-static kerr_code table_do_fields(table_walk *w, const table_task *t) {
+static kerr_code table_do_fields(table_build *tb, const table_task *t) {
   cli_out_member *members = NULL, *ordered = NULL;
   size_t n = 0, scalars = 0, boxes, i;
-  kerr_code rc = cli_out_sorted_members(t->value, &members, &n, w->tb->err);
+  kerr_code rc = cli_out_sorted_members(t->value, &members, &n, tb->err);
   if (rc != KERR_OK) return rc;
-  /* Scalars first, then the rest, each part still in key order. */
-  ordered = malloc((n ? n : 1) * sizeof *ordered);
+  /* Scalars at the front in key order; the rest from the back, so that
+   * pushing them front to back queues the first key last (it runs first). */
+  ordered = calloc(n ? n : 1, sizeof *ordered);
   if (!ordered) {
-    rc = table_no_memory(w->tb->err);
+    rc = table_no_memory(tb->err);
     goto out;
   }
-  for (i = 0; i < n; i++)
-    if (cli_out_is_scalar(members[i].value)) ordered[scalars++] = members[i];
-  boxes = scalars;
-  for (i = 0; i < n; i++)
-    if (!cli_out_is_scalar(members[i].value)) ordered[boxes++] = members[i];
+  for (i = 0, boxes = n; i < n; i++) {
+    if (cli_out_is_scalar(members[i].value))
+      ordered[scalars++] = members[i];
+    else
+      ordered[--boxes] = members[i];
+  }
   if (scalars == 1) {
     table_event ev = {TABLE_EVENT_ROW,     ordered[0].key, ordered[0].key_len, 0, NULL, 0,
                       TABLE_CELLS_PAIR, ordered[0].value};
-    rc = table_take(w->tb, &ev);
+    rc = table_take(tb, &ev);
   } else if (scalars > 1) {
-    rc = table_emit_header(w->tb, ordered, scalars);
-    if (rc == KERR_OK) rc = table_emit_row(w->tb, TABLE_CELLS_FIELDS, NULL, ordered, scalars);
+    rc = table_emit_header(tb, ordered, scalars);
+    if (rc == KERR_OK) rc = table_emit_row(tb, TABLE_CELLS_FIELDS, NULL, ordered, scalars);
   }
-  for (i = n; i > scalars && rc == KERR_OK; i--)
-    rc = table_push_box(w, ordered[i - 1].value, ordered[i - 1].key, ordered[i - 1].key_len, t->level);
+  for (i = scalars; i < n && rc == KERR_OK; i++)
+    rc = table_push_box(tb, ordered[i].value, ordered[i].key, ordered[i].key_len, t->level);
 out:
   free(ordered);
   free(members);
   return rc;
 }
 
-static kerr_code table_do_item(table_walk *w, const table_task *t) {
+static kerr_code table_do_item(table_build *tb, const table_task *t) {
   const json_t *v = t->value;
   size_t i;
   kerr_code rc = KERR_OK;
   int flat = 1;
-  if (cli_out_is_scalar(v)) return table_emit_row(w->tb, TABLE_CELLS_ONE, v, NULL, 0);
-  if (json_is_object(v)) return table_emit_row(w->tb, TABLE_CELLS_KEYS, v, NULL, 0);
+  if (cli_out_is_scalar(v)) return table_emit_row(tb, TABLE_CELLS_ONE, v, NULL, 0);
+  if (json_is_object(v)) return table_emit_row(tb, TABLE_CELLS_KEYS, v, NULL, 0);
   if (table_shape_of(v) == TABLE_SHAPE_RECORDS) {
     table_task next = {TABLE_TASK_RECORD, v, NULL, 0, 0, 0, NULL, 0};
-    rc = table_study(w, v, NULL, 0, t->level, &next.records);
-    return rc == KERR_OK ? table_push(w, &next) : rc;
+    rc = table_study(tb, v, NULL, 0, t->level, &next.records);
+    return rc == KERR_OK ? table_push(tb, &next) : rc;
   }
   for (i = 0; i < json_array_size(v) && flat; i++) flat = cli_out_is_scalar(json_array_get(v, i));
-  if (flat) return table_emit_row(w->tb, TABLE_CELLS_ITEMS, v, NULL, 0);
+  if (flat) return table_emit_row(tb, TABLE_CELLS_ITEMS, v, NULL, 0);
   for (i = json_array_size(v); i > 0 && rc == KERR_OK; i--) {
     table_task next = {TABLE_TASK_ITEM, json_array_get(v, i - 1), NULL, 0, t->level, 0, NULL, 0};
-    rc = table_push(w, &next);
+    rc = table_push(tb, &next);
   }
   return rc;
 }
 
-static kerr_code table_do_record(table_walk *w, const table_task *t) {
+/* Queue the boxes under one record: its members under keys that hold an
+ * array or object in some record, in key order (pushed last first).  The
+ * record's own members are walked rather than the list's keys, so a list
+ * whose records each bring keys of their own costs no more than its size. */
+static kerr_code table_push_record_boxes(table_build *tb, const table_records *r, const json_t *rec) {
+  cli_out_member *members = NULL;
+  size_t n = 0;
+  kerr_code rc = cli_out_sorted_members(rec, &members, &n, tb->err);
+  for (size_t i = n; i > 0 && rc == KERR_OK; i--) {
+    const cli_out_member *m = &members[i - 1];
+    if (cli_out_is_scalar(m->value) &&
+        !bsearch(m, r->nested, r->nested_count, sizeof *r->nested, cli_out_member_order))
+      continue;
+    rc = table_push_box(tb, m->value, m->key, m->key_len, r->level);
+  }
+  free(members);
+  return rc;
+}
+
+static kerr_code table_do_record(table_build *tb, const table_task *t) {
   const table_records *r = t->records;
   const json_t *rec = json_array_get(r->list, t->index);
   int apart = r->nested_count > 0; /* each record in a box of its own */
   kerr_code rc = KERR_OK;
-  if (apart && t->index > 0) rc = table_emit_box(w->tb, r->title, r->title_len, r->level);
-  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_emit_header(w->tb, r->columns, r->column_count);
-  if (rc == KERR_OK) rc = table_emit_row(w->tb, TABLE_CELLS_RECORD, rec, r->columns, r->column_count);
+  if (apart && t->index > 0) rc = table_emit_box(tb, r->title, r->title_len, r->level);
+  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_emit_header(tb, r->columns, r->column_count);
+  if (rc == KERR_OK) rc = table_emit_row(tb, TABLE_CELLS_RECORD, rec, r->columns, r->column_count);
   if (rc == KERR_OK && t->index + 1 < json_array_size(r->list)) {
     table_task next = *t;
     next.index++;
-    rc = table_push(w, &next);
+    rc = table_push(tb, &next);
   }
-  for (size_t k = r->nested_count; apart && json_is_object(rec) && k > 0 && rc == KERR_OK; k--) {
-    const cli_out_member *key = &r->nested[k - 1];
-    const json_t *member = json_object_getn(rec, key->key, key->key_len);
-    if (member) rc = table_push_box(w, member, key->key, key->key_len, r->level);
+  if (rc == KERR_OK && apart && json_is_object(rec)) rc = table_push_record_boxes(tb, r, rec);
+  return rc;
+}
+
+/* What each kind of task does, by kind. */
+typedef kerr_code (*table_task_step)(table_build *tb, const table_task *t);
+static const table_task_step table_steps[] = {
+    [TABLE_TASK_BOX] = table_do_box,
+    [TABLE_TASK_FIELDS] = table_do_fields,
+    [TABLE_TASK_ITEM] = table_do_item,
+    [TABLE_TASK_RECORD] = table_do_record,
+};
+
+static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
+  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, 0, NULL, 0};
+  kerr_code rc = table_push(tb, &top);
+  while (rc == KERR_OK && tb->task_len > 0) {
+    table_task t = tb->tasks[--tb->task_len];
+    rc = table_steps[t.kind](tb, &t);
   }
   return rc;
 }
 
-static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
-  table_walk w;
-  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, 0, NULL, 0};
-  kerr_code rc;
-  memset(&w, 0, sizeof w);
-  w.tb = tb;
-  rc = table_push(&w, &top);
-  while (rc == KERR_OK && w.task_len > 0) {
-    table_task t = w.tasks[--w.task_len];
-    switch (t.kind) {
-    case TABLE_TASK_BOX:
-      rc = table_do_box(&w, &t);
-      break;
-    case TABLE_TASK_FIELDS:
-      rc = table_do_fields(&w, &t);
-      break;
-    case TABLE_TASK_ITEM:
-      rc = table_do_item(&w, &t);
-      break;
-    case TABLE_TASK_RECORD:
-      rc = table_do_record(&w, &t);
-      break;
-    }
-  }
-  free(w.tasks);
-  while (w.studies) {
-    table_records *done = w.studies;
-    w.studies = done->next;
+/* What the collect walk left besides the blocks: its stack and studies. */
+static void table_free_walk(table_build *tb) {
+  free(tb->tasks);
+  while (tb->studies) {
+    table_records *done = tb->studies;
+    tb->studies = done->next;
     free(done->columns);
     free(done->nested);
     free(done);
   }
-  return rc;
 }
 
 /* ---- 2. measure ------------------------------------------------------------ */
@@ -901,6 +907,7 @@ kerr_code cli_out_render_table(const json_t *doc, const cli_output_opts *opts, c
     rc = table_draw(&pen, &lay);
   }
 out:
+  table_free_walk(&tb);
   free(tb.blocks);
   free(tb.rows);
   free(tb.headers);

@@ -38,13 +38,11 @@
 #include "cli/output_internal.h"
 #include "cli/output_unicode.h"
 
-/* The columns and the other keys of a list of records. */
+/* A list of records and its columns. */
 typedef struct text_records {
   const json_t *list;
   cli_out_member *columns; /* keys holding a scalar in some record, sorted, unique */
   size_t column_count;
-  cli_out_member *below; /* keys holding only arrays and objects, sorted, unique */
-  size_t below_count;
   struct text_records *next; /* every study made, freed when the walk ends */
 } text_records;
 
@@ -85,7 +83,9 @@ typedef struct text_walk {
   text_records *studies;
 } text_walk;
 
-static kerr_code text_no_memory(kerr *err) { return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output"); }
+static kerr_code text_no_memory(kerr *err) {
+  return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
+}
 
 /* Bytes UTF-8 spends on a code point. */
 static size_t text_utf8_size(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
@@ -111,25 +111,31 @@ static kerr_code text_put_code_point(cli_out_buf *b, uint32_t cp) {
   return cli_out_put(b, u, n);
 }
 
+/* Whether s[start..end) is one well formed UTF-8 sequence for `cp`: as
+ * long as UTF-8 writes cp, and continuation bytes where they belong. */
+static int text_well_formed(const char *s, size_t start, size_t end, uint32_t cp) {
+  if (text_utf8_size(cp) != end - start) return 0;
+  for (size_t k = start + 1; k < end; k++)
+    if (((unsigned char)s[k] & 0xC0) != 0x80) return 0;
+  return 1;
+}
+
 /* The name as Python's str.upper() writes it.  Bytes that are not well
  * formed UTF-8 are copied as they are. */
 static kerr_code text_put_upper(cli_out_buf *b, const char *s, size_t len) {
   size_t i = 0;
   kerr_code rc = KERR_OK;
   while (i < len && rc == KERR_OK) {
-    size_t start = i;
+    size_t start = i, n;
     uint32_t cp = cli_out_utf8_next(s, len, &i), upper[3];
-    size_t n;
-    if (cp < 0x80) {
-      rc = cli_out_putc(b, (char)(cp >= 'a' && cp <= 'z' ? cp - ('a' - 'A') : cp));
-      continue;
-    }
-    if (text_utf8_size(cp) != i - start) {
+    if (!text_well_formed(s, start, i, cp)) {
       rc = cli_out_put(b, s + start, i - start);
-      continue;
+    } else if (cp < 0x80) {
+      rc = cli_out_putc(b, (char)(cp >= 'a' && cp <= 'z' ? cp - ('a' - 'A') : cp));
+    } else {
+      n = cli_uni_upper(cp, upper);
+      for (size_t k = 0; k < n && rc == KERR_OK; k++) rc = text_put_code_point(b, upper[k]);
     }
-    n = cli_uni_upper(cp, upper);
-    for (size_t k = 0; k < n && rc == KERR_OK; k++) rc = text_put_code_point(b, upper[k]);
   }
   return rc;
 }
@@ -194,11 +200,29 @@ static size_t text_unique_keys(cli_out_member *keys, size_t n) {
   return kept + 1;
 }
 
+/* How a value prints (see above). */
+typedef enum text_shape {
+  TEXT_SHAPE_SCALAR,
+  TEXT_SHAPE_OBJECT,
+  TEXT_SHAPE_RECORDS, /* an array holding at least one object */
+  TEXT_SHAPE_LIST     /* any other array */
+} text_shape;
+
+static text_shape text_shape_of(const json_t *v) {
+  const json_t *item;
+  size_t i;
+  if (json_is_object(v)) return TEXT_SHAPE_OBJECT;
+  if (!json_is_array(v)) return TEXT_SHAPE_SCALAR;
+  json_array_foreach(v, i, item) {
+    if (json_is_object(item)) return TEXT_SHAPE_RECORDS;
+  }
+  return TEXT_SHAPE_LIST;
+}
+
 /* Study a list of records (an array holding some object): refuse it unless
- * every item is an object, then find its columns and the keys printed below
- * each record's line. */
+ * every item is an object, then find its columns. */
 static kerr_code text_study(text_walk *w, const json_t *list, text_records **out) {
-  size_t total = 0, n_scalar = 0, n_other = 0, kept = 0, c = 0, i;
+  size_t total = 0, n_scalar = 0, i;
   const json_t *rec;
   text_records *r = calloc(1, sizeof *r);
   if (!r) return text_no_memory(w->out->err);
@@ -212,39 +236,35 @@ static kerr_code text_study(text_walk *w, const json_t *list, text_records **out
                       "it too); use --output json");
     total += json_object_size(rec);
   }
-  if (total == 0) goto done;
-  r->columns = malloc(total * sizeof *r->columns);
-  r->below = malloc(total * sizeof *r->below);
-  if (!r->columns || !r->below) return text_no_memory(w->out->err);
+  r->columns = malloc((total ? total : 1) * sizeof *r->columns);
+  if (!r->columns) return text_no_memory(w->out->err);
   json_array_foreach(list, i, rec) {
     const char *key;
     size_t key_len;
     json_t *member;
     json_object_keylen_foreach((json_t *)rec, key, key_len, member) {
       cli_out_member m = {key, key_len, member};
-      if (cli_out_is_scalar(member))
-        r->columns[n_scalar++] = m;
-      else
-        r->below[n_other++] = m;
+      if (cli_out_is_scalar(member)) r->columns[n_scalar++] = m;
     }
   }
   r->column_count = text_unique_keys(r->columns, n_scalar);
-  n_other = text_unique_keys(r->below, n_other);
-  /* A key that is a column in one record is a cell in every record. */
-  for (i = 0; i < n_other; i++) {
-    while (c < r->column_count && cli_out_member_order(&r->columns[c], &r->below[i]) < 0) c++;
-    if (c < r->column_count && cli_out_member_order(&r->columns[c], &r->below[i]) == 0) continue;
-    r->below[kept++] = r->below[i];
-  }
-  r->below_count = kept;
-done:
+  /* Every record's line holds a tab or the newline per column: refuse now
+   * what cannot fit, rather than after writing up to the cap. */
+  if (r->column_count && json_array_size(list) > (w->out->cap - w->out->len) / r->column_count)
+    return kerr_set(w->out->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
+                    w->out->cap);
   *out = r;
   return KERR_OK;
 }
 
+/* One record: its line, then (queued, last first, after the next record's
+ * task so they run before it) its arrays and objects under keys that are no
+ * column: a key that is a column in one record is a cell in every record. */
 static kerr_code text_do_record(text_walk *w, const text_task *t) {
   const text_records *r = t->records;
   const json_t *rec = json_array_get(r->list, t->index);
+  cli_out_member *members = NULL;
+  size_t n = 0;
   kerr_code rc = KERR_OK;
   if (r->column_count) {
     text_line line = {t->name, TEXT_CELLS_RECORD, rec, r->columns, r->column_count};
@@ -255,14 +275,18 @@ static kerr_code text_do_record(text_walk *w, const text_task *t) {
     next.index++;
     rc = text_push(w, &next);
   }
-  for (size_t k = r->below_count; k > 0 && rc == KERR_OK; k--) {
-    const cli_out_member *key = &r->below[k - 1];
-    const json_t *member = json_object_getn(rec, key->key, key->key_len);
-    if (member) {
-      text_task next = {member, {key->key, key->key_len}, NULL, 0};
+  if (rc == KERR_OK) rc = cli_out_sorted_members(rec, &members, &n, w->out->err);
+  for (size_t i = n; i > 0 && rc == KERR_OK; i--) {
+    const cli_out_member *m = &members[i - 1];
+    if (cli_out_is_scalar(m->value) ||
+        bsearch(m, r->columns, r->column_count, sizeof *r->columns, cli_out_member_order))
+      continue;
+    {
+      text_task next = {m->value, {m->key, m->key_len}, NULL, 0};
       rc = text_push(w, &next);
     }
   }
+  free(members);
   return rc;
 }
 
@@ -296,28 +320,23 @@ out:
   return rc;
 }
 
-static kerr_code text_do_array(text_walk *w, const text_task *t) {
+/* An array without objects: its scalars (one line each under a name, one
+ * line for all without), then its arrays under the same name. */
+static kerr_code text_do_list(text_walk *w, const text_task *t) {
   const json_t *item;
   size_t i, scalars = 0;
   kerr_code rc = KERR_OK;
   json_array_foreach(t->value, i, item) {
-    if (json_is_object(item)) {
-      text_task next = {t->value, t->name, NULL, 0};
-      rc = text_study(w, t->value, &next.records);
-      return rc == KERR_OK ? text_push(w, &next) : rc;
-    }
-    scalars += cli_out_is_scalar(item) ? 1 : 0;
-  }
-  if (scalars && !t->name.text) {
-    text_line line = {t->name, TEXT_CELLS_SCALARS, t->value, NULL, 0};
-    rc = text_write_line(w->out, &line);
-  }
-  json_array_foreach(t->value, i, item) {
-    if (rc != KERR_OK) break;
-    if (cli_out_is_scalar(item) && t->name.text) {
+    if (rc != KERR_OK || !cli_out_is_scalar(item)) continue;
+    scalars++;
+    if (t->name.text) {
       text_line line = {t->name, TEXT_CELLS_ONE, item, NULL, 0};
       rc = text_write_line(w->out, &line);
     }
+  }
+  if (rc == KERR_OK && scalars && !t->name.text) {
+    text_line line = {t->name, TEXT_CELLS_SCALARS, t->value, NULL, 0};
+    rc = text_write_line(w->out, &line);
   }
   for (i = json_array_size(t->value); i > 0 && rc == KERR_OK; i--) {
     item = json_array_get(t->value, i - 1);
@@ -329,6 +348,25 @@ static kerr_code text_do_array(text_walk *w, const text_task *t) {
   return rc;
 }
 
+static kerr_code text_do_value(text_walk *w, const text_task *t) {
+  switch (text_shape_of(t->value)) {
+  case TEXT_SHAPE_OBJECT:
+    return text_do_object(w, t);
+  case TEXT_SHAPE_RECORDS: {
+    text_task first = {t->value, t->name, NULL, 0};
+    kerr_code rc = text_study(w, t->value, &first.records);
+    return rc == KERR_OK ? text_push(w, &first) : rc;
+  }
+  case TEXT_SHAPE_LIST:
+    return text_do_list(w, t);
+  case TEXT_SHAPE_SCALAR:
+  default: {
+    text_line line = {t->name, TEXT_CELLS_ONE, t->value, NULL, 0};
+    return text_write_line(w->out, &line);
+  }
+  }
+}
+
 kerr_code cli_out_render_text(const json_t *doc, cli_out_buf *b) {
   text_walk w;
   text_task top = {doc, {NULL, 0}, NULL, 0};
@@ -338,23 +376,13 @@ kerr_code cli_out_render_text(const json_t *doc, cli_out_buf *b) {
   rc = text_push(&w, &top);
   while (rc == KERR_OK && w.task_len > 0) {
     text_task t = w.tasks[--w.task_len];
-    if (t.records) {
-      rc = text_do_record(&w, &t);
-    } else if (json_is_object(t.value)) {
-      rc = text_do_object(&w, &t);
-    } else if (json_is_array(t.value)) {
-      rc = text_do_array(&w, &t);
-    } else {
-      text_line line = {t.name, TEXT_CELLS_ONE, t.value, NULL, 0};
-      rc = text_write_line(b, &line);
-    }
+    rc = t.records ? text_do_record(&w, &t) : text_do_value(&w, &t);
   }
   free(w.tasks);
   while (w.studies) {
     text_records *done = w.studies;
     w.studies = done->next;
     free(done->columns);
-    free(done->below);
     free(done);
   }
   return rc;
