@@ -211,8 +211,9 @@ static kerr_code table_add_cell(table_build *tb, const json_t *value, const char
  *   object item a row of its keys, in the order they came; an array of
  *   scalars (or an empty one) a row of its items; an array led by an object
  *   a list of records with no title; any other array gives its items one
- *   by one, by these same rules.  Boxes opened from these items sit one
- *   level in from the box that holds the array, not from the array's own.
+ *   by one, by these same rules.  Levels from the items count from the
+ *   box that holds the array, not from the array's own box: an untitled
+ *   record box sits at that level, boxes under records one level in.
  * - Rows of different lengths in one box make the CLI fail, as does a
  *   header longer than the rows already in its box (table_begin_row
  *   refuses both: the row that follows such a header is as long as it).
