@@ -8,9 +8,10 @@
  *      options", 252);
  *   2. convert: each option's tokens into a JSON value by its member's
  *      shape (file://, JSON or shorthand, integers, flags; 252);
- *   3. check: the merged request walked against the model, as the SDK's
- *      client-side validation walks it, turning blobs and timestamps into
- *      their wire form on the way (252, every problem listed). */
+ *   3. wire: the merged request walked along the model, turning blobs and
+ *      timestamps into their wire form (bad base64, 252).
+ * Validating the result (types, required and unknown members, minimums) is
+ * cli_validate_request's, in lib/cli/validate.c. */
 #include "cli/params.h"
 
 #include <ctype.h>
@@ -26,6 +27,7 @@
 #include <time.h>
 
 #include "cli/shorthand.h"
+#include "cli/validate.h"
 #include "core/codec.h"
 
 /* ---- names ---------------------------------------------------------------- */
@@ -791,26 +793,25 @@ out:
   return rc;
 }
 
-/* ---- pass 3: the check ------------------------------------------------------------------ */
+/* ---- pass 3: the wire form ------------------------------------------------------------- */
 
-typedef struct checker {
+/* The merged request is walked along the model once, to put blobs and
+ * timestamps in their wire form: base64 text (from fileb:// bytes, from raw
+ * text with raw-in-base64-out, or base64 re-encoded canonically) and epoch
+ * seconds.  A value of the wrong type is left as it is: judging types,
+ * required and unknown members and minimums is cli_validate_request's
+ * (lib/cli/validate.c), the one client-side validator, which the caller
+ * runs on the result.  Bad base64 is the exception: version 2 reports it
+ * alone, before any validation, so it is reported here. */
+typedef struct wire_pass {
   build *b;
-  msgbuf report;
-  char base64_error[KERR_MSG_MAX]; /* version 2 reports bad base64 alone */
-  int problems;
+  /* The first fault that must be reported before validation: bad base64,
+   * file bytes where text is wanted (no JSON value is bytes, so the
+   * validator cannot see them), a list or map past CLI_PARAMS_MAX_ITEMS. */
+  char fault[KERR_MSG_MAX];
+  int too_deep;
   int nomem;
-} checker;
-
-static void problem(checker *c, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-static void problem(checker *c, const char *fmt, ...) {
-  va_list ap;
-  char line[KERR_MSG_MAX];
-  va_start(ap, fmt);
-  vsnprintf(line, sizeof line, fmt, ap);
-  va_end(ap);
-  msg_add(&c->report, "\n%s", line);
-  c->problems++;
-}
+} wire_pass;
 
 static const char *python_type(const json_t *v) {
   switch (json_typeof(v)) {
@@ -825,72 +826,10 @@ static const char *python_type(const json_t *v) {
   }
 }
 
-static const char *valid_types(model_type t) {
-  switch (t) {
-  case MODEL_STRING: return "<class 'str'>";
-  case MODEL_INTEGER:
-  case MODEL_LONG: return "<class 'int'>";
-  case MODEL_DOUBLE: return "<class 'float'>, <class 'decimal.Decimal'>, <class 'int'>";
-  case MODEL_BOOLEAN: return "<class 'bool'>";
-  case MODEL_LIST: return "<class 'list'>, <class 'tuple'>";
-  case MODEL_MAP:
-  case MODEL_STRUCTURE: return "<class 'dict'>";
-  case MODEL_BLOB: return "<class 'bytes'>, <class 'bytearray'>, file-like object";
-  case MODEL_TIMESTAMP: return "<class 'datetime.datetime'>, timestamp-string";
-  }
-  return "";
-}
-
-/* The value as the AWS CLI's message shows it (Python's str()), or a
- * placeholder for a sensitive shape. */
-static void show_value(const json_t *v, int sensitive, char *out, size_t size) {
-  char *dump;
-  /* A secret is text; null, booleans and numbers say nothing of one. */
-  if (sensitive && (json_is_string(v) || json_is_array(v) || json_is_object(v))) {
-    snprintf(out, size, "(sensitive value not shown)");
-    return;
-  }
-  switch (json_typeof(v)) {
-  case JSON_STRING: snprintf(out, size, "%s", json_string_value(v)); return;
-  case JSON_INTEGER: snprintf(out, size, "%" JSON_INTEGER_FORMAT, json_integer_value(v)); return;
-  case JSON_REAL: {
-    /* Python's repr: the shortest text that reads back, with a ".0" when it
-     * would otherwise look like an integer. */
-    double d = json_real_value(v);
-    for (int precision = 1; precision <= 17; precision++) {
-      snprintf(out, size, "%.*g", precision, d);
-      if (strtod(out, NULL) == d) break;
-    }
-    if (!strpbrk(out, ".eni")) snprintf(out + strlen(out), size - strlen(out), ".0");
-    return;
-  }
-  case JSON_TRUE: snprintf(out, size, "True"); return;
-  case JSON_FALSE: snprintf(out, size, "False"); return;
-  case JSON_NULL: snprintf(out, size, "None"); return;
-  default:
-    if (is_fileb(v)) {
-      snprintf(out, size, "(bytes)");
-      return;
-    }
-    dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY);
-    snprintf(out, size, "%s", dump ? dump : "?");
-    free(dump);
-  }
-}
-
-static void bad_type(checker *c, const char *path, const json_t *v, const model_shape *shape) {
-  char shown[256];
-  show_value(v, shape->sensitive, shown, sizeof shown);
-  problem(c, "Invalid type for parameter %s, value: %s, type: %s, valid types: %s", path, shown, python_type(v),
-          valid_types(shape->type));
-}
-
-/* Characters (code points) of UTF-8 text. */
-static size_t utf8_chars(const char *s, size_t n) {
-  size_t count = 0;
-  for (size_t i = 0; i < n; i++)
-    if (((unsigned char)s[i] & 0xC0) != 0x80) count++;
-  return count;
+/* Base64 text as a message quotes it: as it is, or a placeholder when its
+ * shape is sensitive (the text may be the secret itself). */
+static void show_base64_text(const json_t *v, int sensitive, char *out, size_t size) {
+  snprintf(out, size, "%s", sensitive ? CLI_VALIDATE_HIDDEN : json_string_value(v));
 }
 
 /* Days from 1970-01-01 to y-m-d (proleptic Gregorian). */
@@ -1012,183 +951,134 @@ static int base64_canonical(const char *s, size_t n, char **canonical) {
   return 0;
 }
 
-static json_t *check_value(checker *c, const model_shape *shape, json_t *v, const char *path, unsigned depth);
 
-static void child_path(char *out, size_t size, const char *path, const char *sep, const char *name) {
-  snprintf(out, size, "%s%s%s", path, path[0] ? sep : "", name);
+static json_t *to_wire(wire_pass *w, const model_shape *shape, json_t *v, const char *path, unsigned depth);
+
+static void wire_fault(wire_pass *w, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void wire_fault(wire_pass *w, const char *fmt, ...) {
+  va_list ap;
+  if (w->fault[0]) return;
+  va_start(ap, fmt);
+  vsnprintf(w->fault, sizeof w->fault, fmt, ap);
+  va_end(ap);
 }
 
-static json_t *check_structure(checker *c, const model_shape *shape, json_t *v, const char *path,
-                               unsigned depth) {
-  const char *key;
-  json_t *item;
-  const char *where = path[0] ? path : "input";
-  if (!json_is_object(v) || is_fileb(v)) {
-    bad_type(c, where, v, shape);
+/* Replace `child` (a borrowed member of an object, or item `index` of an
+ * array when key is NULL) by its wire form. */
+static void wire_member(wire_pass *w, const model_shape *shape, json_t *parent, const char *key, size_t index,
+                        json_t *child, const char *path, unsigned depth) {
+  char sub[512];
+  json_t *conv;
+  if (key)
+    snprintf(sub, sizeof sub, "%s%s%s", path, path[0] ? "." : "", key);
+  else
+    snprintf(sub, sizeof sub, "%s[%zu]", path, index);
+  conv = to_wire(w, shape, json_incref(child), sub, depth + 1);
+  if (conv == child) {
+    json_decref(conv);
+    return;
+  }
+  if (key ? json_object_set_new(parent, key, conv) : json_array_set_new(parent, index, conv)) w->nomem = 1;
+}
+
+/* A blob's wire form: a new reference, or `v` itself when it cannot be one. */
+static json_t *blob_to_wire(wire_pass *w, const model_shape *shape, json_t *v) {
+  json_t *wire = NULL;
+  if (is_fileb(v)) {
+    wire = json_incref(json_object_get(v, FILEB_MARK));
+  } else if (!json_is_string(v)) {
+    return v;
+  } else if (w->b->raw_blobs) {
+    size_t n = json_string_length(v);
+    char *text = malloc(b64_encoded_size(n));
+    if (text) {
+      b64_encode((const uint8_t *)json_string_value(v), n, text);
+      wire = json_string(text);
+      free(text);
+    }
+  } else {
+    char *canonical = NULL;
+    if (base64_canonical(json_string_value(v), json_string_length(v), &canonical) == -1) {
+      char shown[256];
+      show_base64_text(v, shape->sensitive, shown, sizeof shown);
+      wire_fault(w, "Invalid base64: \"%s\"", shown);
+      return v;
+    }
+    wire = canonical ? json_string(canonical) : NULL;
+    free(canonical);
+  }
+  if (!wire) {
+    w->nomem = 1;
     return v;
   }
-  for (size_t i = 0; i < shape->member_count; i++) {
-    if (shape->members[i].required && !json_object_get(v, shape->members[i].name))
-      problem(c, "Missing required parameter in %s: \"%s\"", where, shape->members[i].name);
-  }
-  json_object_foreach(v, key, item) {
-    if (!model_find_member(shape, key)) {
-      msgbuf names = {.len = 0};
-      names.text[0] = '\0';
-      for (size_t i = 0; i < shape->member_count; i++)
-        msg_add(&names, "%s%s", i ? ", " : "", shape->members[i].name);
-      problem(c, "Unknown parameter in %s: \"%s\", must be one of: %s", where, key, names.text);
-    }
-  }
-  json_object_foreach(v, key, item) {
-    const model_member *m = model_find_member(shape, key);
-    char sub[512];
-    json_t *conv;
-    if (!m) continue;
-    child_path(sub, sizeof sub, path, ".", key);
-    conv = check_value(c, m->shape, json_incref(item), sub, depth + 1);
-    if (conv != item && json_object_set_new(v, key, conv)) c->nomem = 1;
-    else if (conv == item) json_decref(conv);
-  }
-  return v;
+  json_decref(v);
+  return wire;
 }
 
-/* Check `v` (a new reference, stolen) against `shape`; return the value in
- * wire form (a new reference: `v` itself or its replacement). */
-static json_t *check_value(checker *c, const model_shape *shape, json_t *v, const char *path, unsigned depth) {
-  char sub[512];
+/* A timestamp's wire form (epoch seconds; a fraction dropped towards the
+ * past), or `v` itself when it is not one the CLI can read. */
+static json_t *timestamp_to_wire(wire_pass *w, json_t *v) {
+  long long epoch;
+  json_t *wire;
+  if (json_is_real(v))
+    wire = json_integer((json_int_t)floor(json_real_value(v)));
+  else if (json_is_string(v) && parse_timestamp_text(json_string_value(v), &epoch) == 0)
+    wire = json_integer((json_int_t)epoch);
+  else
+    return v;
+  if (!wire) {
+    w->nomem = 1;
+    return v;
+  }
+  json_decref(v);
+  return wire;
+}
+
+/* `v` (a new reference, stolen) in wire form for `shape`: a new reference,
+ * `v` itself or its replacement.  `path` names it as the CLI's messages do
+ * ("" for the request). */
+static json_t *to_wire(wire_pass *w, const model_shape *shape, json_t *v, const char *path, unsigned depth) {
+  const char *key;
+  json_t *item;
+  size_t size = json_is_array(v) ? json_array_size(v) : json_is_object(v) ? json_object_size(v) : 0;
   if (depth > CLI_PARAMS_MAX_DEPTH) {
-    problem(c, "Invalid value for parameter %s: nested deeper than %u", path, CLI_PARAMS_MAX_DEPTH);
+    w->too_deep = 1;
+    return v;
+  }
+  if (is_fileb(v) && shape->type != MODEL_BLOB) {
+    wire_fault(w, "Parameter validation failed:\nInvalid type for parameter %s, value: (bytes), "
+                  "type: <class 'bytes'>, valid types: %s",
+               path[0] ? path : "input", cli_validate_valid_types(shape->type));
+    return v;
+  }
+  if (size > CLI_PARAMS_MAX_ITEMS && (shape->type == MODEL_LIST || shape->type == MODEL_MAP)) {
+    wire_fault(w, "Parameter validation failed:\nInvalid length for parameter %s, value: %zu, valid max length: %u",
+               path[0] ? path : "input", size, CLI_PARAMS_MAX_ITEMS);
     return v;
   }
   switch (shape->type) {
-  case MODEL_STRUCTURE: return check_structure(c, shape, v, path, depth);
-  case MODEL_MAP: {
-    const char *key;
-    json_t *item;
-    if (!json_is_object(v) || is_fileb(v)) {
-      bad_type(c, path, v, shape);
-      return v;
-    }
-    if (json_object_size(v) > CLI_PARAMS_MAX_ITEMS) {
-      problem(c, "Invalid length for parameter %s, value: %zu, valid max length: %u", path, json_object_size(v),
-              CLI_PARAMS_MAX_ITEMS);
-      return v;
-    }
-    if (shape->has_min && (long long)json_object_size(v) < shape->min)
-      problem(c, "Invalid length for parameter %s, value: %zu, valid min length: %lld", path, json_object_size(v),
-              shape->min);
+  case MODEL_STRUCTURE:
+    if (!json_is_object(v)) return v;
     json_object_foreach(v, key, item) {
-      json_t *conv, *keyv = json_string(key);
-      if (keyv) {
-        snprintf(sub, sizeof sub, "%s (key: %s)", path, key);
-        json_decref(check_value(c, shape->key, keyv, sub, depth + 1));
-      }
-      child_path(sub, sizeof sub, path, ".", key);
-      conv = check_value(c, shape->value, json_incref(item), sub, depth + 1);
-      if (conv != item && json_object_set_new(v, key, conv)) c->nomem = 1;
-      else if (conv == item) json_decref(conv);
+      const model_member *m = model_find_member(shape, key);
+      if (m) wire_member(w, m->shape, v, key, 0, item, path, depth);
     }
     return v;
-  }
+  case MODEL_MAP:
+    if (!json_is_object(v)) return v;
+    json_object_foreach(v, key, item) {
+      wire_member(w, shape->value, v, key, 0, item, path, depth);
+    }
+    return v;
   case MODEL_LIST:
-    if (!json_is_array(v)) {
-      bad_type(c, path, v, shape);
-      return v;
-    }
-    if (json_array_size(v) > CLI_PARAMS_MAX_ITEMS) {
-      problem(c, "Invalid length for parameter %s, value: %zu, valid max length: %u", path, json_array_size(v),
-              CLI_PARAMS_MAX_ITEMS);
-      return v;
-    }
-    if (shape->has_min && (long long)json_array_size(v) < shape->min)
-      problem(c, "Invalid length for parameter %s, value: %zu, valid min length: %lld", path, json_array_size(v),
-              shape->min);
-    for (size_t i = 0; i < json_array_size(v); i++) {
-      json_t *item = json_array_get(v, i), *conv;
-      snprintf(sub, sizeof sub, "%s[%zu]", path, i);
-      conv = check_value(c, shape->member, json_incref(item), sub, depth + 1);
-      if (conv != item && json_array_set_new(v, i, conv)) c->nomem = 1;
-      else if (conv == item) json_decref(conv);
-    }
+    if (!json_is_array(v)) return v;
+    for (size_t i = 0; i < json_array_size(v); i++)
+      wire_member(w, shape->member, v, NULL, i, json_array_get(v, i), path, depth);
     return v;
-  case MODEL_STRING:
-    if (!json_is_string(v)) {
-      bad_type(c, path, v, shape);
-      return v;
-    }
-    if (shape->has_min) {
-      size_t n = utf8_chars(json_string_value(v), json_string_length(v));
-      if ((long long)n < shape->min)
-        problem(c, "Invalid length for parameter %s, value: %zu, valid min length: %lld", path, n, shape->min);
-    }
-    return v;
-  case MODEL_INTEGER:
-  case MODEL_LONG:
-    if (!json_is_integer(v)) {
-      bad_type(c, path, v, shape);
-      return v;
-    }
-    if (shape->has_min && json_integer_value(v) < shape->min)
-      problem(c, "Invalid value for parameter %s, value: %" JSON_INTEGER_FORMAT ", valid min value: %lld", path,
-              json_integer_value(v), shape->min);
-    return v;
-  case MODEL_DOUBLE:
-    if (!json_is_number(v)) bad_type(c, path, v, shape);
-    return v;
-  case MODEL_BOOLEAN:
-    if (!json_is_boolean(v)) bad_type(c, path, v, shape);
-    return v;
-  case MODEL_TIMESTAMP: {
-    long long epoch;
-    json_t *wire;
-    if (json_is_integer(v)) return v;
-    if (json_is_real(v)) {
-      wire = json_integer((json_int_t)floor(json_real_value(v)));
-    } else if (json_is_string(v) && parse_timestamp_text(json_string_value(v), &epoch) == 0) {
-      wire = json_integer((json_int_t)epoch);
-    } else {
-      bad_type(c, path, v, shape);
-      return v;
-    }
-    if (!wire) c->nomem = 1;
-    json_decref(v);
-    return wire ? wire : json_null();
+  case MODEL_BLOB: return blob_to_wire(w, shape, v);
+  case MODEL_TIMESTAMP: return timestamp_to_wire(w, v);
+  default: return v;
   }
-  case MODEL_BLOB: {
-    json_t *wire = NULL;
-    if (is_fileb(v)) {
-      wire = json_incref(json_object_get(v, FILEB_MARK));
-    } else if (!json_is_string(v)) {
-      bad_type(c, path, v, shape);
-      return v;
-    } else if (c->b->raw_blobs) {
-      size_t n = json_string_length(v);
-      char *text = malloc(b64_encoded_size(n));
-      if (text) {
-        b64_encode((const uint8_t *)json_string_value(v), n, text);
-        wire = json_string(text);
-        free(text);
-      }
-      if (!wire) c->nomem = 1;
-    } else {
-      char *canonical = NULL;
-      int r = base64_canonical(json_string_value(v), json_string_length(v), &canonical);
-      if (r == -1) {
-        char shown[256];
-        show_value(v, shape->sensitive, shown, sizeof shown);
-        if (!c->base64_error[0]) snprintf(c->base64_error, sizeof c->base64_error, "Invalid base64: \"%s\"", shown);
-        return v;
-      }
-      wire = canonical ? json_string(canonical) : NULL;
-      free(canonical);
-      if (!wire) c->nomem = 1;
-    }
-    json_decref(v);
-    return wire ? wire : json_null();
-  }
-  }
-  return v;
 }
 
 /* ---- the whole ---------------------------------------------------------------------------- */
@@ -1219,7 +1109,7 @@ kerr_code cli_params_build(const model_op *op, int argc, char *const argv[], con
   build b = {.op = op, .exit_code = 0, .err = err ? err : &local_err, .file_error_prefix = ""};
   json_t *req = NULL;
   kerr_code rc = KERR_OK;
-  checker c = {.b = &b};
+  wire_pass w = {.b = &b};
   const json_t *cli_input = opts ? opts->cli_input : NULL;
   char *dump = NULL;
 
@@ -1268,24 +1158,17 @@ kerr_code cli_params_build(const model_op *op, int argc, char *const argv[], con
     }
   }
 
-  /* An operation without input takes an empty object. */
-  if (op->input) {
-    msg_add(&c.report, "Parameter validation failed:");
-    req = check_value(&c, op->input, req, "", 0);
-  } else if (json_object_size(req) > 0) {
-    msg_add(&c.report, "Parameter validation failed:");
-    problem(&c, "Unknown parameter in input: \"%s\", must be one of: ", json_object_iter_key(json_object_iter(req)));
-  }
-  if (c.nomem) {
+  if (op->input) req = to_wire(&w, op->input, req, "", 0);
+  if (w.nomem) {
     rc = fail_nomem(&b);
     goto out;
   }
-  if (c.base64_error[0]) {
-    rc = fail_param(&b, "%s", c.base64_error);
+  if (w.fault[0]) {
+    rc = fail_param(&b, "%s", w.fault);
     goto out;
   }
-  if (c.problems) {
-    rc = fail_param(&b, "%s", c.report.text);
+  if (w.too_deep) {
+    rc = fail_param(&b, "Invalid value for parameter input: nested deeper than %u", CLI_PARAMS_MAX_DEPTH);
     goto out;
   }
   dump = json_dumps(req, JSON_COMPACT);

@@ -27,14 +27,15 @@
  *     raw text) or raw text with `--cli-binary-format raw-in-base64-out`;
  *     timestamps are ISO 8601 or epoch seconds.
  * The request is the wire form: blobs base64, timestamps epoch seconds.
- * The whole request is then checked as the AWS SDK's client-side validation
- * checks it (required members, unknown members, types, minimum lengths and
- * values); maxima, patterns and enums are the server's to check.
+ * A value of the wrong type is passed through as it is: the caller then
+ * checks the request with cli_validate_request (lib/cli/validate.h), as the
+ * AWS SDK's client-side validation checks it, and exits 252 on its report.
  *
  * Exit codes are version 2's: 2 for what the argument parser refuses (a
  * required option missing, an option without its value, an ambiguous
  * prefix, a value after a flag), 252 for everything else (unknown options,
- * a value that does not parse, parameter validation).  Version 1 answers 255
+ * a value that does not parse, bad base64; and parameter validation, which
+ * is the caller's).  Version 1 answers 255
  * where version 2 answers 252; the messages are the same.
  *
  * Known differences, on purpose or by nature: a JSON syntax error is worded
@@ -84,9 +85,9 @@ typedef struct cli_params_opts {
  *
  * cli_input is merged underneath the command line: a member given on the
  * command line replaces the document's member of the same name (top level
- * only); the document's own keys must be input members.  With cli_input,
- * a required member missing is a validation error (252) rather than the
- * argument parser's (2), as in the AWS CLI.
+ * only).  With cli_input, a required member missing is left to the
+ * validation (252) rather than refused by the argument parser (2), as in
+ * the AWS CLI.
  *
  * On success *request is a new object owned by the caller (json_decref),
  * *exit_code is 0 and `err` is cleared.  On failure *request is NULL,

@@ -483,7 +483,7 @@ static const char *py_type_name(const json_t *v) {
 /* ---- the model's rules -------------------------------------------------------- */
 
 /* The types the AWS CLI names as acceptable for a shape type. */
-static const char *valid_types(model_type type) {
+const char *cli_validate_valid_types(model_type type) {
   switch (type) {
   case MODEL_STRING: return "<class 'str'>";
   case MODEL_BLOB: return "<class 'bytes'>, <class 'bytearray'>, file-like object";
@@ -582,14 +582,15 @@ static void fault_type(vcheck *c, const model_shape *shape, const json_t *v) {
   vtext_puts(&c->report, "Invalid type for parameter ");
   vtext_puts(&c->report, here(c));
   vtext_puts(&c->report, ", value: ");
-  if (shape_holds_secret(shape, 0))
+  /* None, True and False say nothing of a secret: printed as the CLI does. */
+  if (shape_holds_secret(shape, 0) && !json_is_null(v) && !json_is_boolean(v))
     vtext_puts(&c->report, CLI_VALIDATE_HIDDEN);
   else
     put_py_str(&c->report, v);
   vtext_puts(&c->report, ", type: <class '");
   vtext_puts(&c->report, py_type_name(v));
   vtext_puts(&c->report, "'>, valid types: ");
-  vtext_puts(&c->report, valid_types(shape->type));
+  vtext_puts(&c->report, cli_validate_valid_types(shape->type));
 }
 
 static void fault_length(vcheck *c, const model_shape *shape, size_t length) {

@@ -40,7 +40,7 @@
  *     credentials), or of a shape that contains one, is never printed: the
  *     report shows CLI_VALIDATE_HIDDEN in its place (a wrong-typed value
  *     there may be the secret itself).  Lengths are still printed: a count,
- *     not the text;
+ *     not the text; so are None, True and False, which say nothing;
  *   - the report is at most CLI_VALIDATE_MAX_REPORT bytes: a longer one is
  *     cut at a character boundary and ends with CLI_VALIDATE_TRUNCATED;
  *   - containers printed as values are written down to CLI_VALIDATE_MAX_DEPTH
@@ -84,5 +84,10 @@
  * above): *report is NULL.
  * `err` (may be NULL) is filled on every failure, never with a value. */
 kerr_code cli_validate_request(const model_op *op, const json_t *request, char **report, kerr *err);
+
+/* The "valid types" the AWS CLI names for a value of `type`, as in
+ * "Invalid type for parameter X, value: 1, type: <class 'int'>, valid
+ * types: <class 'str'>".  A static string. */
+const char *cli_validate_valid_types(model_type type);
 
 #endif

@@ -3,9 +3,10 @@
  *
  * usage:
  *   cli_params_driver [--raw] [--input-json TEXT | --input-yaml TEXT] SERVICE COMMAND [TOKEN...]
- *       the request built from the tokens (lib/cli/params.h), compact JSON
- *       on stdout; exit 0, or the exit code the build gives with its
- *       message on stderr.  --raw is --cli-binary-format raw-in-base64-out.
+ *       the request built from the tokens (lib/cli/params.h) and checked
+ *       (lib/cli/validate.h), as `kms` builds and checks it: compact JSON
+ *       on stdout and exit 0, or the exit code the build gives (252 for a
+ *       validation report) with the message on stderr.  --raw is --cli-binary-format raw-in-base64-out.
  *   cli_params_driver --skeleton input|yaml-input|output SERVICE COMMAND
  *       the template (lib/cli/skeleton.h); JSON with an indent of 4.
  *   cli_params_driver --names SERVICE
@@ -24,6 +25,7 @@
 #include "cli/cli_yaml.h"
 #include "cli/params.h"
 #include "cli/skeleton.h"
+#include "cli/validate.h"
 
 static int usage(void) {
   fprintf(stderr, "usage: cli_params_driver [--raw] [--input-json TEXT | --input-yaml TEXT] SERVICE COMMAND "
@@ -127,6 +129,7 @@ static int names_mode(const char *service) {
 int main(int argc, char **argv) {
   cli_params_opts opts = {0};
   json_t *input = NULL, *request = NULL;
+  char *report = NULL;
   const model_op *op;
   int i = 1, exit_code = 0, rc;
   kerr err;
@@ -173,6 +176,12 @@ int main(int argc, char **argv) {
   if (rc != KERR_OK) {
     fprintf(stderr, "%s\n", err.msg);
     return exit_code;
+  }
+  if (cli_validate_request(op, request, &report, &err) != KERR_OK) {
+    fprintf(stderr, "%s\n", report ? report : err.msg);
+    free(report);
+    json_decref(request);
+    return CLI_PARAMS_EXIT_PARAM;
   }
   rc = print_json(request, JSON_COMPACT);
   json_decref(request);
