@@ -13,7 +13,8 @@
  *   3. draw: each block becomes lines in the output buffer.
  *
  * Memory is bounded by the output cap: every cell is charged (its record,
- * its text and the narrowest it can be drawn) before it is stored, and the
+ * its text and the narrowest it can be drawn) before it is stored, so is
+ * every growth of the array of blocks and of the walk's stack, and the
  * table's width times its line count is checked before anything is
  * drawn. */
 #include <math.h>
@@ -70,28 +71,33 @@ typedef struct table_layout {
   size_t widths_len;
 } table_layout;
 
-static kerr_code table_no_memory(kerr *err) {
-  return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
-}
-
-static kerr_code table_too_large(kerr *err, uint64_t cap) {
-  return kerr_set(err, KERR_VALIDATION, "output larger than the limit of %llu bytes; narrow it with --query",
-                  (unsigned long long)cap);
-}
-
 /* Make room for one more item in a growing array. */
 static kerr_code table_reserve(void **items, size_t *room, size_t len, size_t size, kerr *err) {
   if (len < *room) return KERR_OK;
   size_t want = *room ? *room * 2 : 16;
-  if (want > SIZE_MAX / size) return table_no_memory(err);
+  if (want > SIZE_MAX / size) return cli_out_no_memory(err);
   void *grown = realloc(*items, want * size);
-  if (!grown) return table_no_memory(err);
+  if (!grown) return cli_out_no_memory(err);
   *items = grown;
   *room = want;
   return KERR_OK;
 }
 
 /* ---- 1. collect ------------------------------------------------------------ */
+
+/* table_reserve for the arrays of blocks and of pending tasks: what they
+ * grow by past their first allocation is charged to the cap like a cell,
+ * so that a document of many empty boxes or many pending items cannot take
+ * memory without bound while the output stays small (the first few entries
+ * are free, so that a tiny cap still lets a tiny table through). */
+static kerr_code table_reserve_charged(table_build *tb, void **items, size_t *room, size_t len, size_t size) {
+  uint64_t growth;
+  if (len < *room) return KERR_OK;
+  growth = (uint64_t)*room * size; /* doubling: the new entries */
+  if (growth > tb->cap || tb->charged > tb->cap - growth) return cli_out_too_large(tb->err, (size_t)tb->cap);
+  tb->charged += growth;
+  return table_reserve(items, room, len, size, tb->err);
+}
 
 /* A cell holding str(value) (or raw text when value is NULL). */
 static kerr_code table_make_cell(table_build *tb, const json_t *value, const char *text, size_t len,
@@ -104,7 +110,7 @@ static kerr_code table_make_cell(table_build *tb, const json_t *value, const cha
   cell->text_len = tb->arena.len - start;
   cell->cols = cli_out_text_columns(tb->arena.data + start, cell->text_len);
   cost = sizeof *cell + cell->text_len + (uint64_t)cell->cols + TABLE_CELL_PADDING;
-  if (cost > tb->cap || tb->charged > tb->cap - cost) return table_too_large(tb->err, tb->cap);
+  if (cost > tb->cap || tb->charged > tb->cap - cost) return cli_out_too_large(tb->err, (size_t)tb->cap);
   tb->charged += cost;
   return KERR_OK;
 }
@@ -115,10 +121,10 @@ static kerr_code table_make_cell(table_build *tb, const json_t *value, const cha
 static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t *room, size_t len) {
   uint64_t affordable = len + 1 + (tb->cap - tb->charged) / (sizeof **cells + TABLE_CELL_PADDING);
   if (len < *room) return KERR_OK;
-  if (len >= affordable) return table_too_large(tb->err, tb->cap);
+  if (len >= affordable) return cli_out_too_large(tb->err, (size_t)tb->cap);
   if (*room * 2 > affordable) {
     table_cell *grown = realloc(*cells, (size_t)affordable * sizeof **cells);
-    if (!grown) return table_no_memory(tb->err);
+    if (!grown) return cli_out_no_memory(tb->err);
     *cells = grown;
     *room = (size_t)affordable;
     return KERR_OK;
@@ -127,7 +133,7 @@ static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t 
 }
 
 static kerr_code table_open_block(table_build *tb, const char *title, size_t title_len, int level) {
-  kerr_code rc = table_reserve((void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks, tb->err);
+  kerr_code rc = table_reserve_charged(tb, (void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks);
   table_block *blk;
   if (rc != KERR_OK) return rc;
   blk = &tb->blocks[tb->block_len];
@@ -211,17 +217,16 @@ static kerr_code table_add_cell(table_build *tb, const json_t *value, const char
  *   object item a row of its keys, in the order they came; an array of
  *   scalars (or an empty one) a row of its items; an array led by an object
  *   a list of records with no title; any other array gives its items one
- *   by one, by these same rules.  Levels from the items count from the
- *   box that holds the array, not from the array's own box: an untitled
- *   record box sits at that level, boxes under records one level in.
+ *   by one, by these same rules.  Boxes made from the items start again
+ *   from level 0, however deep the array: an untitled record box sits at
+ *   level 0, the boxes under its records at level 1.
  * - Rows of different lengths in one box make the CLI fail, as does a
  *   header longer than the rows already in its box (table_begin_row
  *   refuses both: the row that follows such a header is as long as it).
  *
  * The walk keeps its pending work on an explicit stack (the document comes
- * from outside and may nest as deep as CLI_OUTPUT_MAX_DEPTH) and turns the
- * document into a stream of three events: open a box, set a header, add a
- * row.  table_take applies each event to the blocks. */
+ * from outside and may nest as deep as CLI_OUTPUT_MAX_DEPTH); each task
+ * opens boxes, sets headers and adds rows to the box opened last. */
 
 /* How a value takes part in a table (see above). */
 typedef enum table_shape {
@@ -275,99 +280,47 @@ typedef enum table_cells {
   TABLE_CELLS_RECORD  /* the record `value` under the keys `members` */
 } table_cells;
 
-typedef enum table_event_kind { TABLE_EVENT_BOX, TABLE_EVENT_HEADER, TABLE_EVENT_ROW } table_event_kind;
-
-typedef struct table_event {
-  table_event_kind kind;
-  const char *text; /* BOX: title (NULL: untitled); ROW PAIR: the key */
-  size_t text_len;
-  int level;                     /* BOX */
-  const cli_out_member *members; /* HEADER: its keys; ROW FIELDS, RECORD */
-  size_t count;
-  table_cells cells; /* ROW */
-  const json_t *value;
-} table_event;
-
-static kerr_code table_add_row(table_build *tb, const table_event *ev) {
-  size_t count = 0, i;
+/* Add a row of cells taken from `value` as `cells` says (`key`: the first
+ * cell of a PAIR row; `members`/`count`: the keys of a FIELDS or RECORD
+ * row) to the box opened last. */
+static kerr_code table_add_row(table_build *tb, table_cells cells, const json_t *value, const cli_out_member *key,
+                               const cli_out_member *members, size_t count) {
+  size_t i;
   kerr_code rc;
-  switch (ev->cells) {
-  case TABLE_CELLS_ONE:
-    count = 1;
-    break;
-  case TABLE_CELLS_PAIR:
-    count = 2;
-    break;
-  case TABLE_CELLS_FIELDS:
-  case TABLE_CELLS_RECORD:
-    count = ev->count;
-    break;
-  case TABLE_CELLS_ITEMS:
-    count = json_array_size(ev->value);
-    break;
-  case TABLE_CELLS_KEYS:
-    count = json_object_size(ev->value);
-    break;
+  switch (cells) {
+  case TABLE_CELLS_ONE: count = 1; break;
+  case TABLE_CELLS_PAIR: count = 2; break;
+  case TABLE_CELLS_ITEMS: count = json_array_size(value); break;
+  case TABLE_CELLS_KEYS: count = json_object_size(value); break;
+  default: break; /* FIELDS, RECORD: `count` keys */
   }
   rc = table_begin_row(tb, count);
-  if (rc != KERR_OK) return rc;
-  switch (ev->cells) {
-  case TABLE_CELLS_ONE:
-    return table_add_cell(tb, ev->value, NULL, 0);
+  switch (cells) {
   case TABLE_CELLS_PAIR:
-    rc = table_add_cell(tb, NULL, ev->text, ev->text_len);
-    return rc == KERR_OK ? table_add_cell(tb, ev->value, NULL, 0) : rc;
+    if (rc == KERR_OK) rc = table_add_cell(tb, NULL, key->key, key->key_len);
+    return rc == KERR_OK ? table_add_cell(tb, value, NULL, 0) : rc;
+  case TABLE_CELLS_ONE:
+    return rc == KERR_OK ? table_add_cell(tb, value, NULL, 0) : rc;
   case TABLE_CELLS_FIELDS:
-    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, ev->members[i].value, NULL, 0);
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, members[i].value, NULL, 0);
     return rc;
   case TABLE_CELLS_RECORD:
     for (i = 0; i < count && rc == KERR_OK; i++) {
-      const json_t *cell = json_is_object(ev->value)
-                               ? json_object_getn(ev->value, ev->members[i].key, ev->members[i].key_len)
-                               : NULL;
+      const json_t *cell = json_is_object(value) ? json_object_getn(value, members[i].key, members[i].key_len) : NULL;
       rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
     }
     return rc;
   case TABLE_CELLS_ITEMS:
-    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, json_array_get(ev->value, i), NULL, 0);
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, json_array_get(value, i), NULL, 0);
     return rc;
   case TABLE_CELLS_KEYS: {
-    void *it = json_object_iter((json_t *)ev->value);
-    for (i = 0; it && i < count && rc == KERR_OK; i++, it = json_object_iter_next((json_t *)ev->value, it))
+    void *it = json_object_iter((json_t *)value);
+    for (i = 0; it && i < count && rc == KERR_OK; i++, it = json_object_iter_next((json_t *)value, it))
       rc = table_add_cell(tb, NULL, json_object_iter_key(it), json_object_iter_key_len(it));
     return rc;
   }
   }
   return rc;
-}
-
-/* Apply one event of the walk to the blocks. */
-static kerr_code table_take(table_build *tb, const table_event *ev) {
-  switch (ev->kind) {
-  case TABLE_EVENT_BOX:
-    return table_open_block(tb, ev->text, ev->text_len, ev->level);
-  case TABLE_EVENT_HEADER:
-    return table_set_header(tb, ev->members, ev->count);
-  case TABLE_EVENT_ROW:
-    return table_add_row(tb, ev);
-  }
-  return KERR_OK;
-}
-
-static kerr_code table_emit_box(table_build *tb, const char *title, size_t title_len, int level) {
-  table_event ev = {TABLE_EVENT_BOX, title, title_len, level, NULL, 0, TABLE_CELLS_ONE, NULL};
-  return table_take(tb, &ev);
-}
-
-static kerr_code table_emit_header(table_build *tb, const cli_out_member *keys, size_t count) {
-  table_event ev = {TABLE_EVENT_HEADER, NULL, 0, 0, keys, count, TABLE_CELLS_ONE, NULL};
-  return table_take(tb, &ev);
-}
-
-static kerr_code table_emit_row(table_build *tb, table_cells cells, const json_t *value, const cli_out_member *members,
-                                size_t count) {
-  table_event ev = {TABLE_EVENT_ROW, NULL, 0, 0, members, count, cells, value};
-  return table_take(tb, &ev);
 }
 
 /* Pending work of the walk. */
@@ -383,20 +336,21 @@ typedef struct table_task {
   const json_t *value;
   const char *title; /* BOX: NULL untitled */
   size_t title_len;
-  int level;      /* BOX, FIELDS: the box's level; ITEM: sub-boxes go one in from it */
-  int item_level; /* BOX: the level its array's items hang from */
+  int level; /* BOX, FIELDS: the box's level (items: always 0, see above) */
   table_records *records;
   size_t index;
 } table_task;
 
 static kerr_code table_push(table_build *tb, const table_task *t) {
-  kerr_code rc = table_reserve((void **)&tb->tasks, &tb->task_room, tb->task_len, sizeof *tb->tasks, tb->err);
-  if (rc == KERR_OK) tb->tasks[tb->task_len++] = *t;
-  return rc;
+  kerr_code rc = table_reserve_charged(tb, (void **)&tb->tasks, &tb->task_room, tb->task_len, sizeof *tb->tasks);
+  if (rc != KERR_OK) return rc;
+  if (!tb->tasks) return cli_out_no_memory(tb->err); /* room without an array: cannot be */
+  tb->tasks[tb->task_len++] = *t;
+  return KERR_OK;
 }
 
 static kerr_code table_push_box(table_build *tb, const json_t *value, const char *key, size_t key_len, int level) {
-  table_task t = {TABLE_TASK_BOX, value, key, key_len, level + 1, level, NULL, 0};
+  table_task t = {TABLE_TASK_BOX, value, key, key_len, level + 1, NULL, 0};
   return table_push(tb, &t);
 }
 
@@ -404,25 +358,15 @@ static int table_blank_record(const json_t *v) {
   return (json_is_string(v) && json_string_length(v) == 0) || (json_is_array(v) && json_array_size(v) == 0);
 }
 
-/* Sort and drop repeated keys. */
-static size_t table_unique_keys(cli_out_member *keys, size_t n) {
-  size_t kept = 0;
-  if (n == 0) return 0;
-  qsort(keys, n, sizeof *keys, cli_out_member_order);
-  for (size_t i = 1; i < n; i++)
-    if (cli_out_member_order(&keys[kept], &keys[i]) != 0) keys[++kept] = keys[i];
-  return kept + 1;
-}
-
 /* Study a list of records: its columns, the keys that open boxes, and
  * whether the AWS CLI can print it at all. */
 static kerr_code table_study(table_build *tb, const json_t *list, const char *title, size_t title_len, int level,
                              table_records **out) {
   size_t total = 0, n_scalar = 0, n_nested = 0, i;
-  int blanks = 0;
+  int blanks = 0, blank_strings = 0;
   const json_t *rec;
   table_records *r = calloc(1, sizeof *r);
-  if (!r) return table_no_memory(tb->err);
+  if (!r) return cli_out_no_memory(tb->err);
   r->next = tb->studies;
   tb->studies = r;
   r->list = list;
@@ -432,14 +376,16 @@ static kerr_code table_study(table_build *tb, const json_t *list, const char *ti
   json_array_foreach(list, i, rec) {
     if (json_is_object(rec))
       total += json_object_size(rec);
-    else if (table_blank_record(rec))
+    else if (table_blank_record(rec)) {
       blanks = 1;
+      blank_strings |= json_is_string(rec);
+    }
     else
       goto mixed;
   }
   r->columns = malloc((total ? total : 1) * sizeof *r->columns);
   r->nested = malloc((total ? total : 1) * sizeof *r->nested);
-  if (!r->columns || !r->nested) return table_no_memory(tb->err);
+  if (!r->columns || !r->nested) return cli_out_no_memory(tb->err);
   json_array_foreach(list, i, rec) {
     const char *key;
     size_t key_len;
@@ -453,9 +399,12 @@ static kerr_code table_study(table_build *tb, const json_t *list, const char *ti
         r->nested[n_nested++] = m;
     }
   }
-  r->column_count = table_unique_keys(r->columns, n_scalar);
-  r->nested_count = table_unique_keys(r->nested, n_nested);
+  r->column_count = cli_out_unique_members(r->columns, n_scalar);
+  r->nested_count = cli_out_unique_members(r->nested, n_nested);
   if (blanks && r->column_count) goto mixed;
+  /* A "" record under a nested key "" fails in the CLI too ("" holds "",
+   * and a string has no member to draw); sorted keys put "" first. */
+  if (blank_strings && r->nested_count && r->nested[0].key_len == 0) goto mixed;
   *out = r;
   return KERR_OK;
 mixed:
@@ -468,19 +417,19 @@ static kerr_code table_do_box(table_build *tb, const table_task *t) {
   table_shape shape = table_shape_of(t->value);
   kerr_code rc;
   if (shape == TABLE_SHAPE_NOTHING) return KERR_OK;
-  rc = table_emit_box(tb, t->title, t->title_len, t->level);
+  rc = table_open_block(tb, t->title, t->title_len, t->level);
   if (rc != KERR_OK) return rc;
   if (shape == TABLE_SHAPE_OBJECT) {
-    table_task next = {TABLE_TASK_FIELDS, t->value, NULL, 0, t->level, 0, NULL, 0};
+    table_task next = {TABLE_TASK_FIELDS, t->value, NULL, 0, t->level, NULL, 0};
     return table_push(tb, &next);
   }
   if (shape == TABLE_SHAPE_RECORDS) {
-    table_task next = {TABLE_TASK_RECORD, t->value, NULL, 0, 0, 0, NULL, 0};
+    table_task next = {TABLE_TASK_RECORD, t->value, NULL, 0, 0, NULL, 0};
     rc = table_study(tb, t->value, t->title, t->title_len, t->level, &next.records);
     return rc == KERR_OK ? table_push(tb, &next) : rc;
   }
   for (size_t i = json_array_size(t->value); shape == TABLE_SHAPE_ROWS && i > 0 && rc == KERR_OK; i--) {
-    table_task next = {TABLE_TASK_ITEM, json_array_get(t->value, i - 1), NULL, 0, t->item_level, 0, NULL, 0};
+    table_task next = {TABLE_TASK_ITEM, json_array_get(t->value, i - 1), NULL, 0, 0, NULL, 0};
     rc = table_push(tb, &next);
   }
   return rc;
@@ -495,7 +444,7 @@ static kerr_code table_do_fields(table_build *tb, const table_task *t) {
    * pushing them front to back queues the first key last (it runs first). */
   ordered = calloc(n ? n : 1, sizeof *ordered);
   if (!ordered) {
-    rc = table_no_memory(tb->err);
+    rc = cli_out_no_memory(tb->err);
     goto out;
   }
   for (i = 0, boxes = n; i < n; i++) {
@@ -505,12 +454,10 @@ static kerr_code table_do_fields(table_build *tb, const table_task *t) {
       ordered[--boxes] = members[i];
   }
   if (scalars == 1) {
-    table_event ev = {TABLE_EVENT_ROW,     ordered[0].key, ordered[0].key_len, 0, NULL, 0,
-                      TABLE_CELLS_PAIR, ordered[0].value};
-    rc = table_take(tb, &ev);
+    rc = table_add_row(tb, TABLE_CELLS_PAIR, ordered[0].value, &ordered[0], NULL, 0);
   } else if (scalars > 1) {
-    rc = table_emit_header(tb, ordered, scalars);
-    if (rc == KERR_OK) rc = table_emit_row(tb, TABLE_CELLS_FIELDS, NULL, ordered, scalars);
+    rc = table_set_header(tb, ordered, scalars);
+    if (rc == KERR_OK) rc = table_add_row(tb, TABLE_CELLS_FIELDS, NULL, NULL, ordered, scalars);
   }
   for (i = scalars; i < n && rc == KERR_OK; i++)
     rc = table_push_box(tb, ordered[i].value, ordered[i].key, ordered[i].key_len, t->level);
@@ -525,17 +472,17 @@ static kerr_code table_do_item(table_build *tb, const table_task *t) {
   size_t i;
   kerr_code rc = KERR_OK;
   int flat = 1;
-  if (cli_out_is_scalar(v)) return table_emit_row(tb, TABLE_CELLS_ONE, v, NULL, 0);
-  if (json_is_object(v)) return table_emit_row(tb, TABLE_CELLS_KEYS, v, NULL, 0);
+  if (cli_out_is_scalar(v)) return table_add_row(tb, TABLE_CELLS_ONE, v, NULL, NULL, 0);
+  if (json_is_object(v)) return table_add_row(tb, TABLE_CELLS_KEYS, v, NULL, NULL, 0);
   if (table_shape_of(v) == TABLE_SHAPE_RECORDS) {
-    table_task next = {TABLE_TASK_RECORD, v, NULL, 0, 0, 0, NULL, 0};
-    rc = table_study(tb, v, NULL, 0, t->level, &next.records);
+    table_task next = {TABLE_TASK_RECORD, v, NULL, 0, 0, NULL, 0};
+    rc = table_study(tb, v, NULL, 0, 0, &next.records);
     return rc == KERR_OK ? table_push(tb, &next) : rc;
   }
   for (i = 0; i < json_array_size(v) && flat; i++) flat = cli_out_is_scalar(json_array_get(v, i));
-  if (flat) return table_emit_row(tb, TABLE_CELLS_ITEMS, v, NULL, 0);
+  if (flat) return table_add_row(tb, TABLE_CELLS_ITEMS, v, NULL, NULL, 0);
   for (i = json_array_size(v); i > 0 && rc == KERR_OK; i--) {
-    table_task next = {TABLE_TASK_ITEM, json_array_get(v, i - 1), NULL, 0, t->level, 0, NULL, 0};
+    table_task next = {TABLE_TASK_ITEM, json_array_get(v, i - 1), NULL, 0, 0, NULL, 0};
     rc = table_push(tb, &next);
   }
   return rc;
@@ -565,9 +512,9 @@ static kerr_code table_do_record(table_build *tb, const table_task *t) {
   const json_t *rec = json_array_get(r->list, t->index);
   int apart = r->nested_count > 0; /* each record in a box of its own */
   kerr_code rc = KERR_OK;
-  if (apart && t->index > 0) rc = table_emit_box(tb, r->title, r->title_len, r->level);
-  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_emit_header(tb, r->columns, r->column_count);
-  if (rc == KERR_OK) rc = table_emit_row(tb, TABLE_CELLS_RECORD, rec, r->columns, r->column_count);
+  if (apart && t->index > 0) rc = table_open_block(tb, r->title, r->title_len, r->level);
+  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_set_header(tb, r->columns, r->column_count);
+  if (rc == KERR_OK) rc = table_add_row(tb, TABLE_CELLS_RECORD, rec, NULL, r->columns, r->column_count);
   if (rc == KERR_OK && t->index + 1 < json_array_size(r->list)) {
     table_task next = *t;
     next.index++;
@@ -587,7 +534,7 @@ static const table_task_step table_steps[] = {
 };
 
 static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
-  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, 0, NULL, 0};
+  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, NULL, 0};
   kerr_code rc = table_push(tb, &top);
   while (rc == KERR_OK && tb->task_len > 0) {
     table_task t = tb->tasks[--tb->task_len];
@@ -691,7 +638,7 @@ static kerr_code table_measure(table_build *tb, int64_t terminal, table_layout *
   scratch = malloc(max_cols * sizeof *scratch);
   lay->widths = malloc((total_cols + 2 * tb->block_len + 1) * sizeof *lay->widths);
   if (!scratch || !lay->widths) {
-    rc = table_no_memory(tb->err);
+    rc = cli_out_no_memory(tb->err);
     goto out;
   }
   /* When the table is wider than the terminal, every box of one row with
@@ -721,7 +668,7 @@ static kerr_code table_measure(table_build *tb, int64_t terminal, table_layout *
     table_share_width(scratch, shown, widest - 2 * (int64_t)blk->level, lay->widths + lay->widths_len);
     lay->widths_len += shown;
   }
-  if (overflow) rc = table_too_large(tb->err, tb->cap);
+  if (overflow) rc = cli_out_too_large(tb->err, (size_t)tb->cap);
 out:
   free(scratch);
   return rc;
@@ -881,7 +828,7 @@ static kerr_code table_draw(table_pen *p, const table_layout *lay) {
   kerr_code rc;
   for (size_t b = 0; b < tb->block_len; b++) lines += table_block_lines(&tb->blocks[b]);
   /* Every line is at least the table's width in bytes. */
-  if (lay->width > 0 && lines > p->out->cap / (uint64_t)lay->width) return table_too_large(p->out->err, p->out->cap);
+  if (lay->width > 0 && lines > p->out->cap / (uint64_t)lay->width) return cli_out_too_large(p->out->err, p->out->cap);
   rc = table_dashes(p->out, lay->width);
   if (rc == KERR_OK) rc = cli_out_putc(p->out, '\n');
   for (size_t b = 0; b < tb->block_len && rc == KERR_OK; b++) rc = table_draw_block(p, &tb->blocks[b], lay);

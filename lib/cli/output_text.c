@@ -83,10 +83,6 @@ typedef struct text_walk {
   text_records *studies;
 } text_walk;
 
-static kerr_code text_no_memory(kerr *err) {
-  return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
-}
-
 /* Bytes UTF-8 spends on a code point. */
 static size_t text_utf8_size(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
 
@@ -182,22 +178,12 @@ static kerr_code text_push(text_walk *w, const text_task *t) {
   if (w->task_len == w->task_room) {
     size_t want = w->task_room ? w->task_room * 2 : 16;
     text_task *grown = want < SIZE_MAX / sizeof *grown ? realloc(w->tasks, want * sizeof *grown) : NULL;
-    if (!grown) return text_no_memory(w->out->err);
+    if (!grown) return cli_out_no_memory(w->out->err);
     w->tasks = grown;
     w->task_room = want;
   }
   w->tasks[w->task_len++] = *t;
   return KERR_OK;
-}
-
-/* Sort and drop repeated keys. */
-static size_t text_unique_keys(cli_out_member *keys, size_t n) {
-  size_t kept = 0;
-  if (n == 0) return 0;
-  qsort(keys, n, sizeof *keys, cli_out_member_order);
-  for (size_t i = 1; i < n; i++)
-    if (cli_out_member_order(&keys[kept], &keys[i]) != 0) keys[++kept] = keys[i];
-  return kept + 1;
 }
 
 /* How a value prints (see above). */
@@ -225,7 +211,7 @@ static kerr_code text_study(text_walk *w, const json_t *list, text_records **out
   size_t total = 0, n_scalar = 0, i;
   const json_t *rec;
   text_records *r = calloc(1, sizeof *r);
-  if (!r) return text_no_memory(w->out->err);
+  if (!r) return cli_out_no_memory(w->out->err);
   r->next = w->studies;
   w->studies = r;
   r->list = list;
@@ -237,7 +223,7 @@ static kerr_code text_study(text_walk *w, const json_t *list, text_records **out
     total += json_object_size(rec);
   }
   r->columns = malloc((total ? total : 1) * sizeof *r->columns);
-  if (!r->columns) return text_no_memory(w->out->err);
+  if (!r->columns) return cli_out_no_memory(w->out->err);
   json_array_foreach(list, i, rec) {
     const char *key;
     size_t key_len;
@@ -247,12 +233,11 @@ static kerr_code text_study(text_walk *w, const json_t *list, text_records **out
       if (cli_out_is_scalar(member)) r->columns[n_scalar++] = m;
     }
   }
-  r->column_count = text_unique_keys(r->columns, n_scalar);
+  r->column_count = cli_out_unique_members(r->columns, n_scalar);
   /* Every record's line holds a tab or the newline per column: refuse now
    * what cannot fit, rather than after writing up to the cap. */
   if (r->column_count && json_array_size(list) > (w->out->cap - w->out->len) / r->column_count)
-    return kerr_set(w->out->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
-                    w->out->cap);
+    return cli_out_too_large(w->out->err, w->out->cap);
   *out = r;
   return KERR_OK;
 }
@@ -300,7 +285,7 @@ static kerr_code text_do_object(text_walk *w, const text_task *t) {
     text_line line = {t->name, TEXT_CELLS_FIELDS, NULL, NULL, 0};
     scalars = malloc(count * sizeof *scalars);
     if (!scalars) {
-      rc = text_no_memory(w->out->err);
+      rc = cli_out_no_memory(w->out->err);
       goto out;
     }
     for (i = 0; i < n; i++)

@@ -349,12 +349,17 @@ static void test_unprintable_data_refused(void **state) {
   cli_output_opts text = {CLI_FORMAT_TEXT, "X", 0, 0, 0}, table = {CLI_FORMAT_TABLE, "X", 0, 0, 0};
   json_t *mixed = parse("{\"L\":[{\"a\":1},2]}"), *ragged = parse("{\"L\":[[1,2],[3]]}");
   json_t *wider_header = parse("[[1],[{\"a\":1,\"b\":2}]]");
+  /* A "" record where another record nests under the key "": the CLI looks
+   * the key up in the string and fails. */
+  json_t *blank_under_empty_key = parse("[{\"\":[1]},\"\"]");
   (void)state;
   /* The AWS CLI raises on these; printing something else would mislead. */
   expect_refusal(mixed, &text, KERR_VALIDATION, "output cannot show");
   expect_refusal(mixed, &table, KERR_VALIDATION, "output cannot show");
   expect_refusal(ragged, &table, KERR_VALIDATION, "output cannot show");
   expect_refusal(wider_header, &table, KERR_VALIDATION, "output cannot show");
+  expect_refusal(blank_under_empty_key, &table, KERR_VALIDATION, "output cannot show");
+  json_decref(blank_under_empty_key);
   json_decref(mixed);
   json_decref(ragged);
   json_decref(wider_header);
@@ -665,7 +670,8 @@ static void test_table_record_boxes(void **state) {
 
 /* Table: the items of a plain array add rows to the box opened last, even
  * a sub-box of an earlier item; records found among the items have no
- * title, and their boxes sit one level in from the box holding the array. */
+ * title, and their boxes start again from level 0 however deep the array
+ * (the e2e corpus checks that at depth 2). */
 static void test_table_items_go_to_the_last_box(void **state) {
   (void)state;
   expect_output(CLI_FORMAT_TABLE, "T", "[[{\"a\":1,\"s\":[1]}],[3]]",
