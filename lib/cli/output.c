@@ -37,16 +37,20 @@ kerr_code cli_format_parse(const char *name, cli_format *out, kerr *err) {
 
 /* ---- the bounded buffer ---------------------------------------------------- */
 
+kerr_code cli_out_too_large(kerr *err, size_t cap) {
+  return kerr_set(err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query", cap);
+}
+
+kerr_code cli_out_no_memory(kerr *err) { return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output"); }
+
 kerr_code cli_out_put(cli_out_buf *b, const char *s, size_t n) {
-  if (n > b->cap || b->len > b->cap - n)
-    return kerr_set(b->err, KERR_VALIDATION, "output larger than the limit of %zu bytes; narrow it with --query",
-                    b->cap);
+  if (n > b->cap || b->len > b->cap - n) return cli_out_too_large(b->err, b->cap);
   if (b->len + n + 1 > b->alloc) {
     size_t want = b->alloc ? b->alloc : 256;
     char *grown;
     while (want < b->len + n + 1) want *= 2;
     grown = realloc(b->data, want);
-    if (!grown) return kerr_set(b->err, KERR_INTERNAL, "out of memory formatting the output");
+    if (!grown) return cli_out_no_memory(b->err);
     b->data = grown;
     b->alloc = want;
   }

@@ -25,6 +25,10 @@ typedef struct cli_out_buf {
 /* Append: KERR_OK, or KERR_VALIDATION when the output would pass `cap`,
  * or KERR_INTERNAL out of memory; the error is filled in b->err. */
 kerr_code cli_out_put(cli_out_buf *b, const char *s, size_t n);
+/* The two failures every format shares, filled in `err`: output past the
+ * cap (KERR_VALIDATION) and out of memory (KERR_INTERNAL). */
+kerr_code cli_out_too_large(kerr *err, size_t cap);
+kerr_code cli_out_no_memory(kerr *err);
 kerr_code cli_out_puts(cli_out_buf *b, const char *s);
 kerr_code cli_out_putc(cli_out_buf *b, char c);
 /* `count` copies of `s` (count <= 0: nothing). */
@@ -73,6 +77,10 @@ int cli_out_member_order(const void *a, const void *b);
  * malloc'd (free() it; NULL for an empty object); keys and values point
  * into the object. */
 kerr_code cli_out_sorted_members(const json_t *obj, cli_out_member **members, size_t *n, kerr *err);
+
+/* Sort keys[0..n) by key and keep one of each key, in place; returns how
+ * many are kept. */
+size_t cli_out_unique_members(cli_out_member *keys, size_t n);
 
 kerr_code cli_out_render_json(const json_t *doc, cli_out_buf *b);
 kerr_code cli_out_render_text(const json_t *doc, cli_out_buf *b);

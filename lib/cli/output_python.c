@@ -264,3 +264,12 @@ kerr_code cli_out_sorted_members(const json_t *obj, cli_out_member **members, si
   *n = count;
   return KERR_OK;
 }
+
+size_t cli_out_unique_members(cli_out_member *keys, size_t n) {
+  size_t kept = 0;
+  if (n == 0) return 0;
+  qsort(keys, n, sizeof *keys, cli_out_member_order);
+  for (size_t i = 1; i < n; i++)
+    if (cli_out_member_order(&keys[kept], &keys[i]) != 0) keys[++kept] = keys[i];
+  return kept + 1;
+}

@@ -3,9 +3,8 @@
  *
  * Three stages, each over plain data:
  *
- *   1. collect: an iterative walk of the document (an explicit stack of
- *      pending steps, no recursion) that appends "blocks" to one flat array.
- *      A block is one box: its nesting level, an optional title, an
+ *   1. collect: a walk of the document that appends "blocks" to one flat
+ *      array.  A block is one box: its nesting level, an optional title, an
  *      optional header line and rows of cells.  Every cell's text is
  *      written once into one arena; a cell is (offset, length, columns).
  *   2. measure: a pure function over the blocks that picks the table's
@@ -13,24 +12,9 @@
  *      not fit the terminal into key/value rows.
  *   3. draw: each block becomes lines in the output buffer.
  *
- * What the AWS CLI draws, learned by running it on chosen documents:
- *   - an object: its scalar members as one header line and one row
- *     (a single scalar member as one "key | value" row), then a titled
- *     box one level deeper for each non-empty list or object member, in
- *     key order.  Empty, zero, false and null values make no box.
- *   - a list led by an object: a header of the keys that are scalars in
- *     any element (sorted), one row per element ("" where a key is
- *     missing) and, after each element's row, the boxes of its nested
- *     members; when elements have nested members, each element after
- *     the first starts a new box with the same title and header.
- *   - any other list: a row per scalar, a row of the items of an
- *     all-scalar list (of the keys of an object), and the lists in it
- *     drawn as part of the same box.
- *   - rows of one box must have as many cells as its first row or
- *     header; the AWS CLI fails otherwise, and so do we.
- *
  * Memory is bounded by the output cap: every cell is charged (its record,
- * its text and the narrowest it can be drawn) before it is stored, and the
+ * its text and the narrowest it can be drawn) before it is stored, so is
+ * every growth of the array of blocks and of the walk's stack, and the
  * table's width times its line count is checked before anything is
  * drawn. */
 #include <math.h>
@@ -65,28 +49,6 @@ typedef struct table_block {
   size_t widths_at;               /* into table_layout.widths */
 } table_block;
 
-/* The keys a list of objects is drawn with: scalar columns and nested
- * members, each sorted and distinct. */
-typedef struct table_list_keys {
-  cli_out_member *scalars;
-  size_t scalar_count;
-  cli_out_member *nested;
-  size_t nested_count;
-} table_list_keys;
-
-typedef enum table_step_kind { STEP_VALUE, STEP_OBJECT_ELEMENT, STEP_LIST_ITEM } table_step_kind;
-
-/* One pending step of the walk. */
-typedef struct table_step {
-  table_step_kind kind;
-  const json_t *value;
-  const char *title; /* NULL: no title */
-  size_t title_len;
-  int level;
-  size_t index;                /* STEP_OBJECT_ELEMENT: position in its list */
-  const table_list_keys *keys; /* STEP_OBJECT_ELEMENT */
-} table_step;
-
 typedef struct table_build {
   cli_out_buf arena; /* every cell's text */
   table_cell *headers;
@@ -95,13 +57,12 @@ typedef struct table_build {
   size_t row_len, row_room;
   table_block *blocks;
   size_t block_len, block_room;
-  table_step *steps;
-  size_t step_len, step_room;
-  table_list_keys **key_sets;
-  size_t key_set_len, key_set_room;
   uint64_t charged; /* bytes charged against the cap so far */
   uint64_t cap;
   kerr *err;
+  struct table_task *tasks; /* the collect walk's pending work */
+  size_t task_len, task_room;
+  struct table_records *studies; /* the lists of records it studied */
 } table_build;
 
 typedef struct table_layout {
@@ -110,28 +71,33 @@ typedef struct table_layout {
   size_t widths_len;
 } table_layout;
 
-static kerr_code table_no_memory(kerr *err) {
-  return kerr_set(err, KERR_INTERNAL, "out of memory formatting the output");
-}
-
-static kerr_code table_too_large(kerr *err, uint64_t cap) {
-  return kerr_set(err, KERR_VALIDATION, "output larger than the limit of %llu bytes; narrow it with --query",
-                  (unsigned long long)cap);
-}
-
 /* Make room for one more item in a growing array. */
 static kerr_code table_reserve(void **items, size_t *room, size_t len, size_t size, kerr *err) {
   if (len < *room) return KERR_OK;
   size_t want = *room ? *room * 2 : 16;
-  if (want > SIZE_MAX / size) return table_no_memory(err);
+  if (want > SIZE_MAX / size) return cli_out_no_memory(err);
   void *grown = realloc(*items, want * size);
-  if (!grown) return table_no_memory(err);
+  if (!grown) return cli_out_no_memory(err);
   *items = grown;
   *room = want;
   return KERR_OK;
 }
 
 /* ---- 1. collect ------------------------------------------------------------ */
+
+/* table_reserve for the arrays of blocks and of pending tasks: what they
+ * grow by past their first allocation is charged to the cap like a cell,
+ * so that a document of many empty boxes or many pending items cannot take
+ * memory without bound while the output stays small (the first few entries
+ * are free, so that a tiny cap still lets a tiny table through). */
+static kerr_code table_reserve_charged(table_build *tb, void **items, size_t *room, size_t len, size_t size) {
+  uint64_t growth;
+  if (len < *room) return KERR_OK;
+  growth = (uint64_t)*room * size; /* doubling: the new entries */
+  if (growth > tb->cap || tb->charged > tb->cap - growth) return cli_out_too_large(tb->err, (size_t)tb->cap);
+  tb->charged += growth;
+  return table_reserve(items, room, len, size, tb->err);
+}
 
 /* A cell holding str(value) (or raw text when value is NULL). */
 static kerr_code table_make_cell(table_build *tb, const json_t *value, const char *text, size_t len,
@@ -144,7 +110,7 @@ static kerr_code table_make_cell(table_build *tb, const json_t *value, const cha
   cell->text_len = tb->arena.len - start;
   cell->cols = cli_out_text_columns(tb->arena.data + start, cell->text_len);
   cost = sizeof *cell + cell->text_len + (uint64_t)cell->cols + TABLE_CELL_PADDING;
-  if (cost > tb->cap || tb->charged > tb->cap - cost) return table_too_large(tb->err, tb->cap);
+  if (cost > tb->cap || tb->charged > tb->cap - cost) return cli_out_too_large(tb->err, (size_t)tb->cap);
   tb->charged += cost;
   return KERR_OK;
 }
@@ -155,10 +121,10 @@ static kerr_code table_make_cell(table_build *tb, const json_t *value, const cha
 static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t *room, size_t len) {
   uint64_t affordable = len + 1 + (tb->cap - tb->charged) / (sizeof **cells + TABLE_CELL_PADDING);
   if (len < *room) return KERR_OK;
-  if (len >= affordable) return table_too_large(tb->err, tb->cap);
+  if (len >= affordable) return cli_out_too_large(tb->err, (size_t)tb->cap);
   if (*room * 2 > affordable) {
     table_cell *grown = realloc(*cells, (size_t)affordable * sizeof **cells);
-    if (!grown) return table_no_memory(tb->err);
+    if (!grown) return cli_out_no_memory(tb->err);
     *cells = grown;
     *room = (size_t)affordable;
     return KERR_OK;
@@ -167,7 +133,7 @@ static kerr_code table_reserve_cell(table_build *tb, table_cell **cells, size_t 
 }
 
 static kerr_code table_open_block(table_build *tb, const char *title, size_t title_len, int level) {
-  kerr_code rc = table_reserve((void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks, tb->err);
+  kerr_code rc = table_reserve_charged(tb, (void **)&tb->blocks, &tb->block_room, tb->block_len, sizeof *tb->blocks);
   table_block *blk;
   if (rc != KERR_OK) return rc;
   blk = &tb->blocks[tb->block_len];
@@ -223,243 +189,370 @@ static kerr_code table_add_cell(table_build *tb, const json_t *value, const char
   return rc;
 }
 
-static kerr_code table_push(table_build *tb, table_step_kind kind, const json_t *value, const char *title,
-                            size_t title_len, int level) {
-  kerr_code rc = table_reserve((void **)&tb->steps, &tb->step_room, tb->step_len, sizeof *tb->steps, tb->err);
-  if (rc != KERR_OK) return rc;
-  tb->steps[tb->step_len] = (table_step){kind, value, title, title_len, level, 0, NULL};
-  tb->step_len++;
-  return KERR_OK;
-}
+/* What the AWS CLI draws for each kind of value, found by running its table
+ * formatter on chosen documents (the walk below follows these rules):
+ *
+ * - Python truth decides what gets a box at all: null, false, 0, 0.0, "",
+ *   [] and {} get none (a reply that is one of these prints nothing).  Any
+ *   other scalar given a box of its own gets a box with a title only.
+ * - The reply's box is level 0 and carries the operation's name.
+ * - An object puts its scalar members, sorted by key, in the box it is
+ *   drawn in: one member as a single key/value row, two or more as a header
+ *   of keys over one row of values.  Then each member that is an array or
+ *   an object, sorted by key, gets a box one level in, titled by its key.
+ * - An array led by an object is a list of records.  Its columns are the
+ *   keys that hold a scalar in at least one record, sorted; a record
+ *   lacking one shows an empty cell, one holding an array or object there
+ *   shows Python's repr of it.  When no record has a member that is an
+ *   array or an object, the header and one row per record fill one box.
+ *   Otherwise every record repeats the header in a box of its own, at the
+ *   list's level and with the list's title (the first record uses the box
+ *   already open), followed by a box one level in for each key that holds
+ *   an array or object in any record (sorted), where that record has a
+ *   Python-true value for it.  Records other than objects make the CLI
+ *   fail, except "" and [] while there are no columns: those count as {}.
+ * - Any other array gives one row per item, added to the box opened last
+ *   (which may be a sub-box of an earlier item: the CLI adds rows to
+ *   whatever box it opened last).  A scalar item is a row of one cell; an
+ *   object item a row of its keys, in the order they came; an array of
+ *   scalars (or an empty one) a row of its items; an array led by an object
+ *   a list of records with no title; any other array gives its items one
+ *   by one, by these same rules.  Boxes made from the items start again
+ *   from level 0, however deep the array: an untitled record box sits at
+ *   level 0, the boxes under its records at level 1.
+ * - Rows of different lengths in one box make the CLI fail, as does a
+ *   header longer than the rows already in its box (table_begin_row
+ *   refuses both: the row that follows such a header is as long as it).
+ *
+ * The walk keeps its pending work on an explicit stack (the document comes
+ * from outside and may nest as deep as CLI_OUTPUT_MAX_DEPTH); each task
+ * opens boxes, sets headers and adds rows to the box opened last. */
 
-/* Python's truth value: empty containers, "", 0, 0.0, false and null are false. */
-static int table_truthy(const json_t *v) {
-  if (!v) return 0;
+/* How a value takes part in a table (see above). */
+typedef enum table_shape {
+  TABLE_SHAPE_NOTHING, /* Python-false: no box */
+  TABLE_SHAPE_SCALAR,
+  TABLE_SHAPE_OBJECT,
+  TABLE_SHAPE_RECORDS, /* a non-empty array whose first item is an object */
+  TABLE_SHAPE_ROWS     /* any other non-empty array */
+} table_shape;
+
+static table_shape table_shape_of(const json_t *v) {
   switch (json_typeof(v)) {
   case JSON_OBJECT:
-    return json_object_size(v) > 0;
+    return json_object_size(v) ? TABLE_SHAPE_OBJECT : TABLE_SHAPE_NOTHING;
   case JSON_ARRAY:
-    return json_array_size(v) > 0;
+    if (json_array_size(v) == 0) return TABLE_SHAPE_NOTHING;
+    return json_is_object(json_array_get(v, 0)) ? TABLE_SHAPE_RECORDS : TABLE_SHAPE_ROWS;
   case JSON_STRING:
-    return json_string_length(v) > 0;
+    return json_string_length(v) ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
   case JSON_INTEGER:
-    return json_integer_value(v) != 0;
+    return json_integer_value(v) ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
   case JSON_REAL:
-    return json_real_value(v) != 0.0;
+    return json_real_value(v) != 0.0 ? TABLE_SHAPE_SCALAR : TABLE_SHAPE_NOTHING;
   case JSON_TRUE:
-    return 1;
+    return TABLE_SHAPE_SCALAR;
   default:
-    return 0;
+    return TABLE_SHAPE_NOTHING;
   }
 }
 
-static kerr_code table_unique_sorted(table_build *tb, cli_out_member *keys, size_t *count) {
-  size_t kept = 0;
-  (void)tb;
-  if (*count == 0) return KERR_OK;
-  qsort(keys, *count, sizeof *keys, cli_out_member_order);
-  kept = 1;
-  for (size_t i = 1; i < *count; i++)
-    if (cli_out_key_cmp(keys[kept - 1].key, keys[kept - 1].key_len, keys[i].key, keys[i].key_len) != 0)
-      keys[kept++] = keys[i];
-  *count = kept;
+/* A list of records, studied once before its first record is drawn. */
+typedef struct table_records {
+  const json_t *list;
+  const char *title; /* NULL: untitled */
+  size_t title_len;
+  int level;
+  cli_out_member *columns; /* keys holding a scalar in some record, sorted, unique */
+  size_t column_count;
+  cli_out_member *nested; /* keys holding an array or object in some record, likewise */
+  size_t nested_count;
+  struct table_records *next; /* every study made, freed when the walk ends */
+} table_records;
+
+/* Where a row's cells come from. */
+typedef enum table_cells {
+  TABLE_CELLS_ONE,    /* the value */
+  TABLE_CELLS_PAIR,   /* the key, then the value */
+  TABLE_CELLS_FIELDS, /* the values of `members` */
+  TABLE_CELLS_ITEMS,  /* the items of the array `value` */
+  TABLE_CELLS_KEYS,   /* the keys of the object `value`, in their order */
+  TABLE_CELLS_RECORD  /* the record `value` under the keys `members` */
+} table_cells;
+
+/* Add a row of cells taken from `value` as `cells` says (`key`: the first
+ * cell of a PAIR row; `members`/`count`: the keys of a FIELDS or RECORD
+ * row) to the box opened last. */
+static kerr_code table_add_row(table_build *tb, table_cells cells, const json_t *value, const cli_out_member *key,
+                               const cli_out_member *members, size_t count) {
+  size_t i;
+  kerr_code rc;
+  switch (cells) {
+  case TABLE_CELLS_ONE: count = 1; break;
+  case TABLE_CELLS_PAIR: count = 2; break;
+  case TABLE_CELLS_ITEMS: count = json_array_size(value); break;
+  case TABLE_CELLS_KEYS: count = json_object_size(value); break;
+  default: break; /* FIELDS, RECORD: `count` keys */
+  }
+  rc = table_begin_row(tb, count);
+  switch (cells) {
+  case TABLE_CELLS_PAIR:
+    if (rc == KERR_OK) rc = table_add_cell(tb, NULL, key->key, key->key_len);
+    return rc == KERR_OK ? table_add_cell(tb, value, NULL, 0) : rc;
+  case TABLE_CELLS_ONE:
+    return rc == KERR_OK ? table_add_cell(tb, value, NULL, 0) : rc;
+  case TABLE_CELLS_FIELDS:
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, members[i].value, NULL, 0);
+    return rc;
+  case TABLE_CELLS_RECORD:
+    for (i = 0; i < count && rc == KERR_OK; i++) {
+      const json_t *cell = json_is_object(value) ? json_object_getn(value, members[i].key, members[i].key_len) : NULL;
+      rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
+    }
+    return rc;
+  case TABLE_CELLS_ITEMS:
+    for (i = 0; i < count && rc == KERR_OK; i++) rc = table_add_cell(tb, json_array_get(value, i), NULL, 0);
+    return rc;
+  case TABLE_CELLS_KEYS: {
+    void *it = json_object_iter((json_t *)value);
+    for (i = 0; it && i < count && rc == KERR_OK; i++, it = json_object_iter_next((json_t *)value, it))
+      rc = table_add_cell(tb, NULL, json_object_iter_key(it), json_object_iter_key_len(it));
+    return rc;
+  }
+  }
+  return rc;
+}
+
+/* Pending work of the walk. */
+typedef enum table_task_kind {
+  TABLE_TASK_BOX,    /* value in a box of its own */
+  TABLE_TASK_FIELDS, /* an object's members, into the box just opened */
+  TABLE_TASK_ITEM,   /* one item of a plain array, as a row */
+  TABLE_TASK_RECORD  /* record `index` of a list of records */
+} table_task_kind;
+
+typedef struct table_task {
+  table_task_kind kind;
+  const json_t *value;
+  const char *title; /* BOX: NULL untitled */
+  size_t title_len;
+  int level; /* BOX, FIELDS: the box's level (items: always 0, see above) */
+  table_records *records;
+  size_t index;
+} table_task;
+
+static kerr_code table_push(table_build *tb, const table_task *t) {
+  kerr_code rc = table_reserve_charged(tb, (void **)&tb->tasks, &tb->task_room, tb->task_len, sizeof *tb->tasks);
+  if (rc != KERR_OK) return rc;
+  if (!tb->tasks) return cli_out_no_memory(tb->err); /* room without an array: cannot be */
+  tb->tasks[tb->task_len++] = *t;
   return KERR_OK;
 }
 
-/* The keys of a list led by an object.  Its other elements may only be ""
- * or [] (which the AWS CLI passes over); anything else makes it fail. */
-static kerr_code table_list_keys_of(table_build *tb, const json_t *list, const table_list_keys **out) {
-  size_t i, total = 0;
-  const json_t *item;
-  table_list_keys *keys;
-  kerr_code rc = table_reserve((void **)&tb->key_sets, &tb->key_set_room, tb->key_set_len, sizeof *tb->key_sets,
-                               tb->err);
-  if (rc != KERR_OK) return rc;
-  json_array_foreach(list, i, item) {
-    if (json_is_object(item)) {
-      total += json_object_size(item);
-    } else if (table_truthy(item) || !(json_is_string(item) || json_is_array(item))) {
-      return kerr_set(tb->err, KERR_VALIDATION,
-                      "table output cannot show a list that mixes objects with other values "
-                      "(the AWS CLI fails on it too); use --output json");
+static kerr_code table_push_box(table_build *tb, const json_t *value, const char *key, size_t key_len, int level) {
+  table_task t = {TABLE_TASK_BOX, value, key, key_len, level + 1, NULL, 0};
+  return table_push(tb, &t);
+}
+
+static int table_blank_record(const json_t *v) {
+  return (json_is_string(v) && json_string_length(v) == 0) || (json_is_array(v) && json_array_size(v) == 0);
+}
+
+/* Study a list of records: its columns, the keys that open boxes, and
+ * whether the AWS CLI can print it at all. */
+static kerr_code table_study(table_build *tb, const json_t *list, const char *title, size_t title_len, int level,
+                             table_records **out) {
+  size_t total = 0, n_scalar = 0, n_nested = 0, i;
+  int blanks = 0, blank_strings = 0;
+  const json_t *rec;
+  table_records *r = calloc(1, sizeof *r);
+  if (!r) return cli_out_no_memory(tb->err);
+  r->next = tb->studies;
+  tb->studies = r;
+  r->list = list;
+  r->title = title;
+  r->title_len = title_len;
+  r->level = level;
+  json_array_foreach(list, i, rec) {
+    if (json_is_object(rec))
+      total += json_object_size(rec);
+    else if (table_blank_record(rec)) {
+      blanks = 1;
+      blank_strings |= json_is_string(rec);
     }
+    else
+      goto mixed;
   }
-  keys = calloc(1, sizeof *keys);
-  if (!keys) return table_no_memory(tb->err);
-  tb->key_sets[tb->key_set_len++] = keys;
-  if (total) {
-    keys->scalars = malloc(total * sizeof *keys->scalars);
-    keys->nested = malloc(total * sizeof *keys->nested);
-    if (!keys->scalars || !keys->nested) return table_no_memory(tb->err);
-  }
-  for (i = 0; total > 0 && keys->scalars && keys->nested && i < json_array_size(list); i++) {
+  r->columns = malloc((total ? total : 1) * sizeof *r->columns);
+  r->nested = malloc((total ? total : 1) * sizeof *r->nested);
+  if (!r->columns || !r->nested) return cli_out_no_memory(tb->err);
+  json_array_foreach(list, i, rec) {
     const char *key;
     size_t key_len;
-    json_t *value;
-    item = json_array_get(list, i);
-    if (!json_is_object(item)) continue;
-    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
-      cli_out_member m = {key, key_len, NULL};
-      if (cli_out_is_scalar(value))
-        keys->scalars[keys->scalar_count++] = m;
+    json_t *member;
+    if (!json_is_object(rec)) continue;
+    json_object_keylen_foreach((json_t *)rec, key, key_len, member) {
+      cli_out_member m = {key, key_len, member};
+      if (cli_out_is_scalar(member))
+        r->columns[n_scalar++] = m;
       else
-        keys->nested[keys->nested_count++] = m;
+        r->nested[n_nested++] = m;
     }
   }
-  table_unique_sorted(tb, keys->scalars, &keys->scalar_count);
-  table_unique_sorted(tb, keys->nested, &keys->nested_count);
-  /* The AWS CLI looks each nested key up in every element: in "" only the
-   * key "" is found, and then indexing the string fails. */
-  json_array_foreach(list, i, item) {
-    if (json_is_object(item)) continue;
-    if (keys->scalar_count)
-      return kerr_set(tb->err, KERR_VALIDATION,
-                      "table output cannot show a list that mixes objects with other values "
-                      "(the AWS CLI fails on it too); use --output json");
-    for (size_t k = 0; k < keys->nested_count && json_is_string(item); k++)
-      if (keys->nested[k].key_len == 0)
-        return kerr_set(tb->err, KERR_VALIDATION,
-                        "table output cannot show a list that mixes objects with other values "
-                        "(the AWS CLI fails on it too); use --output json");
-  }
-  *out = keys;
+  r->column_count = cli_out_unique_members(r->columns, n_scalar);
+  r->nested_count = cli_out_unique_members(r->nested, n_nested);
+  if (blanks && r->column_count) goto mixed;
+  /* A "" record under a nested key "" fails in the CLI too ("" holds "",
+   * and a string has no member to draw); sorted keys put "" first. */
+  if (blank_strings && r->nested_count && r->nested[0].key_len == 0) goto mixed;
+  *out = r;
   return KERR_OK;
+mixed:
+  return kerr_set(tb->err, KERR_VALIDATION,
+                  "table output cannot show a list of objects mixed with other values (the AWS CLI fails on it "
+                  "too); use --output json or text");
 }
 
-/* A list led by an object: one step per element, pushed last first. */
-static kerr_code table_collect_object_list(table_build *tb, const table_step *s) {
-  const table_list_keys *keys = NULL;
-  kerr_code rc = table_list_keys_of(tb, s->value, &keys);
-  if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
-  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;) {
-    rc = table_push(tb, STEP_OBJECT_ELEMENT, s->value, s->title, s->title_len, s->level);
-    if (rc == KERR_OK) {
-      tb->steps[tb->step_len - 1].index = i;
-      tb->steps[tb->step_len - 1].keys = keys;
-    }
+static kerr_code table_do_box(table_build *tb, const table_task *t) {
+  table_shape shape = table_shape_of(t->value);
+  kerr_code rc;
+  if (shape == TABLE_SHAPE_NOTHING) return KERR_OK;
+  rc = table_open_block(tb, t->title, t->title_len, t->level);
+  if (rc != KERR_OK) return rc;
+  if (shape == TABLE_SHAPE_OBJECT) {
+    table_task next = {TABLE_TASK_FIELDS, t->value, NULL, 0, t->level, NULL, 0};
+    return table_push(tb, &next);
+  }
+  if (shape == TABLE_SHAPE_RECORDS) {
+    table_task next = {TABLE_TASK_RECORD, t->value, NULL, 0, 0, NULL, 0};
+    rc = table_study(tb, t->value, t->title, t->title_len, t->level, &next.records);
+    return rc == KERR_OK ? table_push(tb, &next) : rc;
+  }
+  for (size_t i = json_array_size(t->value); shape == TABLE_SHAPE_ROWS && i > 0 && rc == KERR_OK; i--) {
+    table_task next = {TABLE_TASK_ITEM, json_array_get(t->value, i - 1), NULL, 0, 0, NULL, 0};
+    rc = table_push(tb, &next);
   }
   return rc;
 }
 
-static kerr_code table_collect_element(table_build *tb, const table_step *s) {
-  const table_list_keys *keys = s->keys;
-  const json_t *element = json_array_get(s->value, s->index);
-  kerr_code rc = KERR_OK;
-  size_t i;
-  if (s->index > 0 && keys->nested_count) {
-    rc = table_open_block(tb, s->title, s->title_len, s->level);
-    if (rc == KERR_OK) rc = table_set_header(tb, keys->scalars, keys->scalar_count);
-  }
-  if (rc == KERR_OK) rc = table_begin_row(tb, keys->scalar_count);
-  for (i = 0; i < keys->scalar_count && rc == KERR_OK; i++) {
-    const json_t *cell = json_is_object(element) ? json_object_getn(element, keys->scalars[i].key,
-                                                                    keys->scalars[i].key_len)
-                                                 : NULL;
-    rc = cell ? table_add_cell(tb, cell, NULL, 0) : table_add_cell(tb, NULL, "", 0);
-  }
-  for (i = keys->nested_count; json_is_object(element) && i-- > 0 && rc == KERR_OK;) {
-    const cli_out_member *k = &keys->nested[i];
-    const json_t *member = json_object_getn(element, k->key, k->key_len);
-    if (member) rc = table_push(tb, STEP_VALUE, member, k->key, k->key_len, s->level + 1);
-  }
-  return rc;
-}
-
-static kerr_code table_collect_object(table_build *tb, const table_step *s) {
-  cli_out_member *members = NULL, *scalars = NULL;
-  size_t n = 0, nscalars = 0, i;
-  kerr_code rc = cli_out_sorted_members(s->value, &members, &n, tb->err);
-  if (rc != KERR_OK) goto out;
-  scalars = malloc(n * sizeof *scalars);
-  if (!scalars) {
-    rc = table_no_memory(tb->err);
+static kerr_code table_do_fields(table_build *tb, const table_task *t) {
+  cli_out_member *members = NULL, *ordered = NULL;
+  size_t n = 0, scalars = 0, boxes, i;
+  kerr_code rc = cli_out_sorted_members(t->value, &members, &n, tb->err);
+  if (rc != KERR_OK) return rc;
+  /* Scalars at the front in key order; the rest from the back, so that
+   * pushing them front to back queues the first key last (it runs first). */
+  ordered = calloc(n ? n : 1, sizeof *ordered);
+  if (!ordered) {
+    rc = cli_out_no_memory(tb->err);
     goto out;
   }
-  for (i = 0; i < n; i++)
-    if (cli_out_is_scalar(members[i].value)) scalars[nscalars++] = members[i];
-  if (nscalars == 1) {
-    rc = table_begin_row(tb, 2);
-    if (rc == KERR_OK) rc = table_add_cell(tb, NULL, scalars[0].key, scalars[0].key_len);
-    if (rc == KERR_OK) rc = table_add_cell(tb, scalars[0].value, NULL, 0);
-  } else if (nscalars > 1) {
-    rc = table_set_header(tb, scalars, nscalars);
-    if (rc == KERR_OK) rc = table_begin_row(tb, nscalars);
-    for (i = 0; i < nscalars && rc == KERR_OK; i++) rc = table_add_cell(tb, scalars[i].value, NULL, 0);
+  for (i = 0, boxes = n; i < n; i++) {
+    if (cli_out_is_scalar(members[i].value))
+      ordered[scalars++] = members[i];
+    else
+      ordered[--boxes] = members[i];
   }
-  for (i = n; i-- > 0 && rc == KERR_OK;)
-    if (!cli_out_is_scalar(members[i].value))
-      rc = table_push(tb, STEP_VALUE, members[i].value, members[i].key, members[i].key_len, s->level + 1);
+  if (scalars == 1) {
+    rc = table_add_row(tb, TABLE_CELLS_PAIR, ordered[0].value, &ordered[0], NULL, 0);
+  } else if (scalars > 1) {
+    rc = table_set_header(tb, ordered, scalars);
+    if (rc == KERR_OK) rc = table_add_row(tb, TABLE_CELLS_FIELDS, NULL, NULL, ordered, scalars);
+  }
+  for (i = scalars; i < n && rc == KERR_OK; i++)
+    rc = table_push_box(tb, ordered[i].value, ordered[i].key, ordered[i].key_len, t->level);
 out:
-  free(scalars);
+  free(ordered);
   free(members);
   return rc;
 }
 
-/* An item of a list not led by an object. */
-static kerr_code table_collect_item(table_build *tb, const table_step *s) {
-  const json_t *item = s->value;
-  kerr_code rc = KERR_OK;
+static kerr_code table_do_item(table_build *tb, const table_task *t) {
+  const json_t *v = t->value;
   size_t i;
-  const json_t *el;
-  if (cli_out_is_scalar(item)) {
-    rc = table_begin_row(tb, 1);
-    return rc == KERR_OK ? table_add_cell(tb, item, NULL, 0) : rc;
+  kerr_code rc = KERR_OK;
+  int flat = 1;
+  if (cli_out_is_scalar(v)) return table_add_row(tb, TABLE_CELLS_ONE, v, NULL, NULL, 0);
+  if (json_is_object(v)) return table_add_row(tb, TABLE_CELLS_KEYS, v, NULL, NULL, 0);
+  if (table_shape_of(v) == TABLE_SHAPE_RECORDS) {
+    table_task next = {TABLE_TASK_RECORD, v, NULL, 0, 0, NULL, 0};
+    rc = table_study(tb, v, NULL, 0, 0, &next.records);
+    return rc == KERR_OK ? table_push(tb, &next) : rc;
   }
-  if (json_is_object(item)) { /* the AWS CLI takes an object here for the row of its keys */
-    const char *key;
-    size_t key_len;
-    json_t *value;
-    rc = table_begin_row(tb, json_object_size(item));
-    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
-      (void)value;
-      if (rc == KERR_OK) rc = table_add_cell(tb, NULL, key, key_len);
-    }
-    return rc;
-  }
-  json_array_foreach(item, i, el) {
-    if (!cli_out_is_scalar(el)) /* drawn in the current box, its own boxes from level 0 again (as the AWS CLI does) */
-      return table_push(tb, STEP_VALUE, item, NULL, 0, 0);
-  }
-  rc = table_begin_row(tb, json_array_size(item));
-  json_array_foreach(item, i, el) {
-    if (rc == KERR_OK) rc = table_add_cell(tb, el, NULL, 0);
+  for (i = 0; i < json_array_size(v) && flat; i++) flat = cli_out_is_scalar(json_array_get(v, i));
+  if (flat) return table_add_row(tb, TABLE_CELLS_ITEMS, v, NULL, NULL, 0);
+  for (i = json_array_size(v); i > 0 && rc == KERR_OK; i--) {
+    table_task next = {TABLE_TASK_ITEM, json_array_get(v, i - 1), NULL, 0, 0, NULL, 0};
+    rc = table_push(tb, &next);
   }
   return rc;
 }
 
-static kerr_code table_collect_value(table_build *tb, const table_step *s) {
-  kerr_code rc = KERR_OK;
-  if (!table_truthy(s->value)) return KERR_OK;
-  if (s->title) rc = table_open_block(tb, s->title, s->title_len, s->level);
-  if (rc != KERR_OK) return rc;
-  if (json_is_object(s->value)) return table_collect_object(tb, s);
-  if (!json_is_array(s->value)) return KERR_OK;
-  if (json_is_object(json_array_get(s->value, 0))) return table_collect_object_list(tb, s);
-  for (size_t i = json_array_size(s->value); i-- > 0 && rc == KERR_OK;)
-    rc = table_push(tb, STEP_LIST_ITEM, json_array_get(s->value, i), NULL, 0, s->level);
+/* Queue the boxes under one record: its members under keys that hold an
+ * array or object in some record, in key order (pushed last first).  The
+ * record's own members are walked rather than the list's keys, so a list
+ * whose records each bring keys of their own costs no more than its size. */
+static kerr_code table_push_record_boxes(table_build *tb, const table_records *r, const json_t *rec) {
+  cli_out_member *members = NULL;
+  size_t n = 0;
+  kerr_code rc = cli_out_sorted_members(rec, &members, &n, tb->err);
+  for (size_t i = n; i > 0 && rc == KERR_OK; i--) {
+    const cli_out_member *m = &members[i - 1];
+    if (cli_out_is_scalar(m->value) &&
+        !bsearch(m, r->nested, r->nested_count, sizeof *r->nested, cli_out_member_order))
+      continue;
+    rc = table_push_box(tb, m->value, m->key, m->key_len, r->level);
+  }
+  free(members);
   return rc;
 }
+
+static kerr_code table_do_record(table_build *tb, const table_task *t) {
+  const table_records *r = t->records;
+  const json_t *rec = json_array_get(r->list, t->index);
+  int apart = r->nested_count > 0; /* each record in a box of its own */
+  kerr_code rc = KERR_OK;
+  if (apart && t->index > 0) rc = table_open_block(tb, r->title, r->title_len, r->level);
+  if (rc == KERR_OK && (apart || t->index == 0)) rc = table_set_header(tb, r->columns, r->column_count);
+  if (rc == KERR_OK) rc = table_add_row(tb, TABLE_CELLS_RECORD, rec, NULL, r->columns, r->column_count);
+  if (rc == KERR_OK && t->index + 1 < json_array_size(r->list)) {
+    table_task next = *t;
+    next.index++;
+    rc = table_push(tb, &next);
+  }
+  if (rc == KERR_OK && apart && json_is_object(rec)) rc = table_push_record_boxes(tb, r, rec);
+  return rc;
+}
+
+/* What each kind of task does, by kind. */
+typedef kerr_code (*table_task_step)(table_build *tb, const table_task *t);
+static const table_task_step table_steps[] = {
+    [TABLE_TASK_BOX] = table_do_box,
+    [TABLE_TASK_FIELDS] = table_do_fields,
+    [TABLE_TASK_ITEM] = table_do_item,
+    [TABLE_TASK_RECORD] = table_do_record,
+};
 
 static kerr_code table_collect(table_build *tb, const json_t *doc, const char *title) {
-  kerr_code rc = table_push(tb, STEP_VALUE, doc, title ? title : "", title ? strlen(title) : 0, 0);
-  while (rc == KERR_OK && tb->step_len > 0) {
-    table_step s = tb->steps[--tb->step_len];
-    switch (s.kind) {
-    case STEP_VALUE:
-      rc = table_collect_value(tb, &s);
-      break;
-    case STEP_OBJECT_ELEMENT:
-      rc = table_collect_element(tb, &s);
-      break;
-    case STEP_LIST_ITEM:
-      rc = table_collect_item(tb, &s);
-      break;
-    default:
-      rc = kerr_set(tb->err, KERR_INTERNAL, "table: unknown walk step %d", (int)s.kind);
-      break;
-    }
+  table_task top = {TABLE_TASK_BOX, doc, title, title ? strlen(title) : 0, 0, NULL, 0};
+  kerr_code rc = table_push(tb, &top);
+  while (rc == KERR_OK && tb->task_len > 0) {
+    table_task t = tb->tasks[--tb->task_len];
+    rc = table_steps[t.kind](tb, &t);
   }
   return rc;
+}
+
+/* What the collect walk left besides the blocks: its stack and studies. */
+static void table_free_walk(table_build *tb) {
+  free(tb->tasks);
+  while (tb->studies) {
+    table_records *done = tb->studies;
+    tb->studies = done->next;
+    free(done->columns);
+    free(done->nested);
+    free(done);
+  }
 }
 
 /* ---- 2. measure ------------------------------------------------------------ */
@@ -545,7 +638,7 @@ static kerr_code table_measure(table_build *tb, int64_t terminal, table_layout *
   scratch = malloc(max_cols * sizeof *scratch);
   lay->widths = malloc((total_cols + 2 * tb->block_len + 1) * sizeof *lay->widths);
   if (!scratch || !lay->widths) {
-    rc = table_no_memory(tb->err);
+    rc = cli_out_no_memory(tb->err);
     goto out;
   }
   /* When the table is wider than the terminal, every box of one row with
@@ -575,7 +668,7 @@ static kerr_code table_measure(table_build *tb, int64_t terminal, table_layout *
     table_share_width(scratch, shown, widest - 2 * (int64_t)blk->level, lay->widths + lay->widths_len);
     lay->widths_len += shown;
   }
-  if (overflow) rc = table_too_large(tb->err, tb->cap);
+  if (overflow) rc = cli_out_too_large(tb->err, (size_t)tb->cap);
 out:
   free(scratch);
   return rc;
@@ -735,7 +828,7 @@ static kerr_code table_draw(table_pen *p, const table_layout *lay) {
   kerr_code rc;
   for (size_t b = 0; b < tb->block_len; b++) lines += table_block_lines(&tb->blocks[b]);
   /* Every line is at least the table's width in bytes. */
-  if (lay->width > 0 && lines > p->out->cap / (uint64_t)lay->width) return table_too_large(p->out->err, p->out->cap);
+  if (lay->width > 0 && lines > p->out->cap / (uint64_t)lay->width) return cli_out_too_large(p->out->err, p->out->cap);
   rc = table_dashes(p->out, lay->width);
   if (rc == KERR_OK) rc = cli_out_putc(p->out, '\n');
   for (size_t b = 0; b < tb->block_len && rc == KERR_OK; b++) rc = table_draw_block(p, &tb->blocks[b], lay);
@@ -762,13 +855,7 @@ kerr_code cli_out_render_table(const json_t *doc, const cli_output_opts *opts, c
     rc = table_draw(&pen, &lay);
   }
 out:
-  for (size_t i = 0; i < tb.key_set_len; i++) {
-    free(tb.key_sets[i]->scalars);
-    free(tb.key_sets[i]->nested);
-    free(tb.key_sets[i]);
-  }
-  free(tb.key_sets);
-  free(tb.steps);
+  table_free_walk(&tb);
   free(tb.blocks);
   free(tb.rows);
   free(tb.headers);

@@ -1,298 +1,374 @@
 /* output_text.c - `--output text`: the reply as tab-separated lines, as the
  * AWS CLI prints them, so that `cut -f` and `read` scripts keep working.
  *
- * What the AWS CLI prints, learned by running it on chosen documents:
- *   - an object makes one line of its scalar members' values in key order
- *     (Python's str() of each; a list or object that must sit in a cell is
- *     its repr()), led by the upper-cased name it was reached under, if any;
- *     an object with no scalar member makes no line.  Its array and object
- *     members follow, each under its own key as name.
- *   - a list of objects: each object under the list's name, with one
- *     column per key that is a scalar in any of them (sorted), an empty
- *     cell where one lacks it.  Mixing objects with anything else is
- *     something the AWS CLI fails on, and so do we.
- *   - a list holding lists: its scalars first (as below), then each list,
- *     under the same name.
- *   - a list of scalars: one "NAME<tab>value" line each when it has a name,
- *     else all the values on one line.
- *   - a bare scalar: its str() on a line.
+ * The rules, found by running the AWS CLI's text formatter on chosen
+ * documents:
  *
- * The walk is iterative: a stack of pending "visits" (a value and the name
- * it is printed under), children pushed in reverse so they pop in order.
- * Lines are written straight into the capped output buffer. */
+ * - Every line is a list of cells joined by tabs.  A cell is Python's str()
+ *   of a value: "True", "None", "1.5", a string as it is, and for an array
+ *   or object that lands in a cell, Python's repr() of it.
+ * - A line may start with a name: the upper-cased key (Python's
+ *   str.upper(), so "straße" gives "STRASSE") under which the value was
+ *   found, then a tab.  The reply itself has no name, and the items of an
+ *   array carry the name the array had (so items of a bare array have
+ *   none); a key that is "" still names, giving a line that starts with a
+ *   tab.
+ * - A scalar reply is one line holding it.
+ * - An object prints one line of its scalar members, sorted by key (none
+ *   when it has no scalar member), then each member that is an array or an
+ *   object, sorted by key, under the member's key.
+ * - An array that holds any object is a list of records, and then every
+ *   item must be an object (the CLI fails otherwise).  Its columns are the
+ *   keys that hold a scalar in at least one record, sorted.  Each record
+ *   prints one line of those columns (an empty cell where it lacks the
+ *   key), unless there are no columns at all; after its line come its
+ *   members under keys that are no column (arrays and objects), sorted by
+ *   key, each under its key.
+ * - Any other array prints its scalar items first: one line per item when
+ *   the array has a name, all of them on one line when it has none.  Then
+ *   its arrays, in order, each under the same name.
+ *
+ * The walk keeps its pending work on an explicit stack (the document comes
+ * from outside and may nest CLI_OUTPUT_MAX_DEPTH deep) and produces lines,
+ * each a name and a source of cells; text_write_line turns one into bytes
+ * in the capped buffer. */
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/output_internal.h"
 #include "cli/output_unicode.h"
 
-/* The columns shared by the objects of one list: sorted distinct keys. */
-typedef struct text_columns {
-  cli_out_member *keys;
-  size_t count;
-} text_columns;
+/* A list of records and its columns. */
+typedef struct text_records {
+  const json_t *list;
+  cli_out_member *columns; /* keys holding a scalar in some record, sorted, unique */
+  size_t column_count;
+  struct text_records *next; /* every study made, freed when the walk ends */
+} text_records;
 
-/* A value still to be printed, and how. */
-typedef struct text_visit {
+/* Where a line's cells come from. */
+typedef enum text_cells {
+  TEXT_CELLS_ONE,     /* the value */
+  TEXT_CELLS_FIELDS,  /* the values of `members` */
+  TEXT_CELLS_SCALARS, /* the scalar items of the array `value` */
+  TEXT_CELLS_RECORD   /* the record `value` under the keys `members` */
+} text_cells;
+
+typedef struct text_name {
+  const char *text; /* NULL: no name */
+  size_t len;
+} text_name;
+
+typedef struct text_line {
+  text_name name;
+  text_cells cells;
   const json_t *value;
-  const char *name; /* NULL: printed under no name */
-  size_t name_len;
-  const text_columns *columns; /* set for the objects of a list */
-} text_visit;
+  const cli_out_member *members;
+  size_t count;
+} text_line;
+
+/* Pending work: print `value` under `name`, or, with `records`, record
+ * `index` of that list. */
+typedef struct text_task {
+  const json_t *value;
+  text_name name;
+  text_records *records;
+  size_t index;
+} text_task;
 
 typedef struct text_walk {
   cli_out_buf *out;
-  text_visit *pending; /* the stack */
-  size_t depth, room;
-  text_columns **column_sets; /* every text_columns made, freed at the end */
-  size_t sets, set_room;
+  text_task *tasks;
+  size_t task_len, task_room;
+  text_records *studies;
 } text_walk;
 
-static kerr_code text_no_memory(text_walk *w) {
-  return kerr_set(w->out->err, KERR_INTERNAL, "out of memory formatting the output");
+/* Bytes UTF-8 spends on a code point. */
+static size_t text_utf8_size(uint32_t cp) { return cp < 0x80 ? 1 : cp < 0x800 ? 2 : cp < 0x10000 ? 3 : 4; }
+
+static kerr_code text_put_code_point(cli_out_buf *b, uint32_t cp) {
+  char u[4];
+  size_t n = text_utf8_size(cp);
+  if (n == 1) {
+    u[0] = (char)cp;
+  } else if (n == 2) {
+    u[0] = (char)(0xC0 | (cp >> 6));
+    u[1] = (char)(0x80 | (cp & 0x3F));
+  } else if (n == 3) {
+    u[0] = (char)(0xE0 | (cp >> 12));
+    u[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    u[2] = (char)(0x80 | (cp & 0x3F));
+  } else {
+    u[0] = (char)(0xF0 | (cp >> 18));
+    u[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
+    u[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
+    u[3] = (char)(0x80 | (cp & 0x3F));
+  }
+  return cli_out_put(b, u, n);
 }
 
-static kerr_code text_push(text_walk *w, const json_t *value, const char *name, size_t name_len,
-                           const text_columns *columns) {
-  if (w->depth == w->room) {
-    size_t want = w->room ? w->room * 2 : 32;
-    text_visit *grown = realloc(w->pending, want * sizeof *grown);
-    if (!grown) return text_no_memory(w);
-    w->pending = grown;
-    w->room = want;
-  }
-  w->pending[w->depth].value = value;
-  w->pending[w->depth].name = name;
-  w->pending[w->depth].name_len = name_len;
-  w->pending[w->depth].columns = columns;
-  w->depth++;
-  return KERR_OK;
+/* Whether s[start..end) is one well formed UTF-8 sequence for `cp`: as
+ * long as UTF-8 writes cp, and continuation bytes where they belong. */
+static int text_well_formed(const char *s, size_t start, size_t end, uint32_t cp) {
+  if (text_utf8_size(cp) != end - start) return 0;
+  for (size_t k = start + 1; k < end; k++)
+    if (((unsigned char)s[k] & 0xC0) != 0x80) return 0;
+  return 1;
 }
 
-/* Encode code point cp as UTF-8 into buf; returns the byte count. */
-static size_t text_utf8_encode(uint32_t cp, char buf[4]) {
-  if (cp < 0x80) {
-    buf[0] = (char)cp;
-    return 1;
-  }
-  if (cp < 0x800) {
-    buf[0] = (char)(0xC0 | (cp >> 6));
-    buf[1] = (char)(0x80 | (cp & 0x3F));
-    return 2;
-  }
-  if (cp < 0x10000) {
-    buf[0] = (char)(0xE0 | (cp >> 12));
-    buf[1] = (char)(0x80 | ((cp >> 6) & 0x3F));
-    buf[2] = (char)(0x80 | (cp & 0x3F));
-    return 3;
-  }
-  buf[0] = (char)(0xF0 | (cp >> 18));
-  buf[1] = (char)(0x80 | ((cp >> 12) & 0x3F));
-  buf[2] = (char)(0x80 | ((cp >> 6) & 0x3F));
-  buf[3] = (char)(0x80 | (cp & 0x3F));
-  return 4;
-}
-
-/* The name a line starts with: upper-cased as Python's str.upper(). */
-static kerr_code text_put_name(cli_out_buf *b, const char *name, size_t len) {
+/* The name as Python's str.upper() writes it.  Bytes that are not well
+ * formed UTF-8 are copied as they are. */
+static kerr_code text_put_upper(cli_out_buf *b, const char *s, size_t len) {
   size_t i = 0;
   kerr_code rc = KERR_OK;
   while (i < len && rc == KERR_OK) {
-    uint32_t upper[3];
-    size_t n = cli_uni_upper(cli_out_utf8_next(name, len, &i), upper);
-    for (size_t k = 0; k < n && rc == KERR_OK; k++) {
-      char bytes[4];
-      rc = cli_out_put(b, bytes, text_utf8_encode(upper[k], bytes));
-    }
-  }
-  return rc;
-}
-
-/* Before each cell of a line: a tab, except before the first. */
-static kerr_code text_cell_sep(cli_out_buf *b, int *cells) {
-  return (*cells)++ ? cli_out_putc(b, '\t') : KERR_OK;
-}
-
-static kerr_code text_line_start(cli_out_buf *b, const text_visit *v, int *cells) {
-  *cells = 0;
-  if (!v->name) return KERR_OK;
-  (*cells)++;
-  return text_put_name(b, v->name, v->name_len);
-}
-
-/* The scalars of a list: one named line each, or one line of them all. */
-static kerr_code text_scalar_lines(cli_out_buf *b, const text_visit *v) {
-  size_t i;
-  const json_t *item;
-  int cells = 0, any = 0;
-  kerr_code rc = KERR_OK;
-  json_array_foreach(v->value, i, item) {
-    if (!cli_out_is_scalar(item) || rc != KERR_OK) continue;
-    any = 1;
-    if (v->name) {
-      rc = text_put_name(b, v->name, v->name_len);
-      if (rc == KERR_OK) rc = cli_out_putc(b, '\t');
-      if (rc == KERR_OK) rc = cli_out_py_str(b, item);
-      if (rc == KERR_OK) rc = cli_out_putc(b, '\n');
+    size_t start = i, n;
+    uint32_t cp = cli_out_utf8_next(s, len, &i), upper[3];
+    if (!text_well_formed(s, start, i, cp)) {
+      rc = cli_out_put(b, s + start, i - start);
+    } else if (cp < 0x80) {
+      rc = cli_out_putc(b, (char)(cp >= 'a' && cp <= 'z' ? cp - ('a' - 'A') : cp));
     } else {
-      rc = text_cell_sep(b, &cells);
-      if (rc == KERR_OK) rc = cli_out_py_str(b, item);
+      n = cli_uni_upper(cp, upper);
+      for (size_t k = 0; k < n && rc == KERR_OK; k++) rc = text_put_code_point(b, upper[k]);
     }
   }
-  if (rc == KERR_OK && any && !v->name) rc = cli_out_putc(b, '\n');
   return rc;
 }
 
-static int text_column_has(const text_columns *cols, const char *key, size_t key_len) {
-  size_t lo = 0, hi = cols ? cols->count : 0;
-  while (lo < hi) {
-    size_t mid = lo + (hi - lo) / 2;
-    int c = cli_out_key_cmp(cols->keys[mid].key, cols->keys[mid].key_len, key, key_len);
-    if (c == 0) return 1;
-    if (c < 0)
-      lo = mid + 1;
-    else
-      hi = mid;
-  }
-  return 0;
+static kerr_code text_put_cell(cli_out_buf *b, const json_t *v, int *first) {
+  kerr_code rc = *first ? KERR_OK : cli_out_putc(b, '\t');
+  *first = 0;
+  if (rc == KERR_OK && v) rc = cli_out_py_str(b, v);
+  return rc;
 }
 
-/* The keys that are scalars in at least one object of `list`. */
-static kerr_code text_make_columns(text_walk *w, const json_t *list, const text_columns **made) {
-  text_columns *cols;
-  size_t i, total = 0, kept = 0;
-  const json_t *item;
-  json_array_foreach(list, i, item) total += json_object_size(item);
-  if (w->sets == w->set_room) {
-    size_t want = w->set_room ? w->set_room * 2 : 8;
-    text_columns **grown = realloc(w->column_sets, want * sizeof *grown);
-    if (!grown) return text_no_memory(w);
-    w->column_sets = grown;
-    w->set_room = want;
+/* Write one line: the name and a tab when there is a name, the cells
+ * joined by tabs, a newline. */
+static kerr_code text_write_line(cli_out_buf *b, const text_line *line) {
+  kerr_code rc = KERR_OK;
+  int first = 1;
+  size_t i;
+  if (line->name.text) {
+    rc = text_put_upper(b, line->name.text, line->name.len);
+    if (rc == KERR_OK) rc = cli_out_putc(b, '\t');
   }
-  cols = calloc(1, sizeof *cols);
-  if (!cols) return text_no_memory(w);
-  w->column_sets[w->sets++] = cols;
-  if (total == 0) {
-    *made = cols;
-    return KERR_OK;
-  }
-  cols->keys = malloc(total * sizeof *cols->keys);
-  if (!cols->keys) return text_no_memory(w);
-  json_array_foreach(list, i, item) {
-    const char *key;
-    size_t key_len;
-    json_t *value;
-    json_object_keylen_foreach((json_t *)item, key, key_len, value) {
-      if (!cli_out_is_scalar(value)) continue;
-      cols->keys[kept].key = key;
-      cols->keys[kept].key_len = key_len;
-      cols->keys[kept].value = NULL;
-      kept++;
+  switch (line->cells) {
+  case TEXT_CELLS_ONE:
+    if (rc == KERR_OK) rc = text_put_cell(b, line->value, &first);
+    break;
+  case TEXT_CELLS_FIELDS:
+    for (i = 0; i < line->count && rc == KERR_OK; i++) rc = text_put_cell(b, line->members[i].value, &first);
+    break;
+  case TEXT_CELLS_SCALARS:
+    for (i = 0; i < json_array_size(line->value) && rc == KERR_OK; i++) {
+      const json_t *item = json_array_get(line->value, i);
+      if (cli_out_is_scalar(item)) rc = text_put_cell(b, item, &first);
     }
+    break;
+  case TEXT_CELLS_RECORD:
+    for (i = 0; i < line->count && rc == KERR_OK; i++)
+      rc = text_put_cell(b, json_object_getn(line->value, line->members[i].key, line->members[i].key_len), &first);
+    break;
   }
-  if (kept) {
-    size_t distinct = 1;
-    qsort(cols->keys, kept, sizeof *cols->keys, cli_out_member_order);
-    for (i = 1; i < kept; i++) {
-      const cli_out_member *last = &cols->keys[distinct - 1];
-      if (cli_out_key_cmp(last->key, last->key_len, cols->keys[i].key, cols->keys[i].key_len) != 0)
-        cols->keys[distinct++] = cols->keys[i];
-    }
-    kept = distinct;
+  return rc == KERR_OK ? cli_out_putc(b, '\n') : rc;
+}
+
+static kerr_code text_push(text_walk *w, const text_task *t) {
+  if (w->task_len == w->task_room) {
+    size_t want = w->task_room ? w->task_room * 2 : 16;
+    text_task *grown = want < SIZE_MAX / sizeof *grown ? realloc(w->tasks, want * sizeof *grown) : NULL;
+    if (!grown) return cli_out_no_memory(w->out->err);
+    w->tasks = grown;
+    w->task_room = want;
   }
-  cols->count = kept;
-  *made = cols;
+  w->tasks[w->task_len++] = *t;
   return KERR_OK;
 }
 
-static kerr_code text_visit_object(text_walk *w, const text_visit *v) {
-  cli_out_member *members = NULL;
-  size_t n = 0, i, scalars = 0;
-  int cells;
-  cli_out_buf *b = w->out;
-  kerr_code rc = cli_out_sorted_members(v->value, &members, &n, b->err);
-  if (rc != KERR_OK) goto out;
-  /* The line: cells of the list's columns, or of this object's scalars. */
-  for (i = 0; !v->columns && i < n; i++) scalars += cli_out_is_scalar(members[i].value) ? 1 : 0;
-  if (v->columns ? v->columns->count > 0 : scalars > 0) {
-    rc = text_line_start(b, v, &cells);
-    if (v->columns) {
-      for (i = 0; i < v->columns->count && rc == KERR_OK; i++) {
-        const cli_out_member *col = &v->columns->keys[i];
-        const json_t *cell = json_object_getn(v->value, col->key, col->key_len);
-        rc = text_cell_sep(b, &cells);
-        if (rc == KERR_OK && cell) rc = cli_out_py_str(b, cell);
-      }
-    } else {
-      for (i = 0; i < n && rc == KERR_OK; i++) {
-        if (!cli_out_is_scalar(members[i].value)) continue;
-        rc = text_cell_sep(b, &cells);
-        if (rc == KERR_OK) rc = cli_out_py_str(b, members[i].value);
-      }
+/* How a value prints (see above). */
+typedef enum text_shape {
+  TEXT_SHAPE_SCALAR,
+  TEXT_SHAPE_OBJECT,
+  TEXT_SHAPE_RECORDS, /* an array holding at least one object */
+  TEXT_SHAPE_LIST     /* any other array */
+} text_shape;
+
+static text_shape text_shape_of(const json_t *v) {
+  const json_t *item;
+  size_t i;
+  if (json_is_object(v)) return TEXT_SHAPE_OBJECT;
+  if (!json_is_array(v)) return TEXT_SHAPE_SCALAR;
+  json_array_foreach(v, i, item) {
+    if (json_is_object(item)) return TEXT_SHAPE_RECORDS;
+  }
+  return TEXT_SHAPE_LIST;
+}
+
+/* Study a list of records (an array holding some object): refuse it unless
+ * every item is an object, then find its columns. */
+static kerr_code text_study(text_walk *w, const json_t *list, text_records **out) {
+  size_t total = 0, n_scalar = 0, i;
+  const json_t *rec;
+  text_records *r = calloc(1, sizeof *r);
+  if (!r) return cli_out_no_memory(w->out->err);
+  r->next = w->studies;
+  w->studies = r;
+  r->list = list;
+  json_array_foreach(list, i, rec) {
+    if (!json_is_object(rec))
+      return kerr_set(w->out->err, KERR_VALIDATION,
+                      "text output cannot show a list of objects mixed with other values (the AWS CLI fails on "
+                      "it too); use --output json");
+    total += json_object_size(rec);
+  }
+  r->columns = malloc((total ? total : 1) * sizeof *r->columns);
+  if (!r->columns) return cli_out_no_memory(w->out->err);
+  json_array_foreach(list, i, rec) {
+    const char *key;
+    size_t key_len;
+    json_t *member;
+    json_object_keylen_foreach((json_t *)rec, key, key_len, member) {
+      cli_out_member m = {key, key_len, member};
+      if (cli_out_is_scalar(member)) r->columns[n_scalar++] = m;
     }
-    if (rc == KERR_OK) rc = cli_out_putc(b, '\n');
   }
-  /* Then its lists and objects, in key order: pushed last first. */
-  for (i = n; i-- > 0 && rc == KERR_OK;) {
-    const cli_out_member *m = &members[i];
-    if (cli_out_is_scalar(m->value)) continue;
-    if (v->columns && text_column_has(v->columns, m->key, m->key_len)) continue; /* printed as a cell */
-    rc = text_push(w, m->value, m->key, m->key_len, NULL);
+  r->column_count = cli_out_unique_members(r->columns, n_scalar);
+  /* Every record's line holds a tab or the newline per column: refuse now
+   * what cannot fit, rather than after writing up to the cap. */
+  if (r->column_count && json_array_size(list) > (w->out->cap - w->out->len) / r->column_count)
+    return cli_out_too_large(w->out->err, w->out->cap);
+  *out = r;
+  return KERR_OK;
+}
+
+/* One record: its line, then (queued, last first, after the next record's
+ * task so they run before it) its arrays and objects under keys that are no
+ * column: a key that is a column in one record is a cell in every record. */
+static kerr_code text_do_record(text_walk *w, const text_task *t) {
+  const text_records *r = t->records;
+  const json_t *rec = json_array_get(r->list, t->index);
+  cli_out_member *members = NULL;
+  size_t n = 0;
+  kerr_code rc = KERR_OK;
+  if (r->column_count) {
+    text_line line = {t->name, TEXT_CELLS_RECORD, rec, r->columns, r->column_count};
+    rc = text_write_line(w->out, &line);
   }
-out:
+  if (rc == KERR_OK && t->index + 1 < json_array_size(r->list)) {
+    text_task next = *t;
+    next.index++;
+    rc = text_push(w, &next);
+  }
+  if (rc == KERR_OK) rc = cli_out_sorted_members(rec, &members, &n, w->out->err);
+  for (size_t i = n; i > 0 && rc == KERR_OK; i--) {
+    const cli_out_member *m = &members[i - 1];
+    if (cli_out_is_scalar(m->value) ||
+        bsearch(m, r->columns, r->column_count, sizeof *r->columns, cli_out_member_order))
+      continue;
+    {
+      text_task next = {m->value, {m->key, m->key_len}, NULL, 0};
+      rc = text_push(w, &next);
+    }
+  }
   free(members);
   return rc;
 }
 
-static kerr_code text_visit_array(text_walk *w, const text_visit *v) {
-  size_t i, objects = 0, lists = 0, count = json_array_size(v->value);
+static kerr_code text_do_object(text_walk *w, const text_task *t) {
+  cli_out_member *members = NULL, *scalars = NULL;
+  size_t n = 0, count = 0, i;
+  kerr_code rc = cli_out_sorted_members(t->value, &members, &n, w->out->err);
+  if (rc != KERR_OK) return rc;
+  for (i = 0; i < n; i++) count += cli_out_is_scalar(members[i].value) ? 1 : 0;
+  if (count) {
+    text_line line = {t->name, TEXT_CELLS_FIELDS, NULL, NULL, 0};
+    scalars = malloc(count * sizeof *scalars);
+    if (!scalars) {
+      rc = cli_out_no_memory(w->out->err);
+      goto out;
+    }
+    for (i = 0; i < n; i++)
+      if (cli_out_is_scalar(members[i].value)) scalars[line.count++] = members[i];
+    line.members = scalars;
+    rc = text_write_line(w->out, &line);
+  }
+  for (i = n; i > 0 && rc == KERR_OK; i--) {
+    if (!cli_out_is_scalar(members[i - 1].value)) {
+      text_task next = {members[i - 1].value, {members[i - 1].key, members[i - 1].key_len}, NULL, 0};
+      rc = text_push(w, &next);
+    }
+  }
+out:
+  free(scalars);
+  free(members);
+  return rc;
+}
+
+/* An array without objects: its scalars (one line each under a name, one
+ * line for all without), then its arrays under the same name. */
+static kerr_code text_do_list(text_walk *w, const text_task *t) {
   const json_t *item;
+  size_t i, scalars = 0;
   kerr_code rc = KERR_OK;
-  json_array_foreach(v->value, i, item) {
-    objects += json_is_object(item) ? 1 : 0;
-    lists += json_is_array(item) ? 1 : 0;
+  json_array_foreach(t->value, i, item) {
+    if (rc != KERR_OK || !cli_out_is_scalar(item)) continue;
+    scalars++;
+    if (t->name.text) {
+      text_line line = {t->name, TEXT_CELLS_ONE, item, NULL, 0};
+      rc = text_write_line(w->out, &line);
+    }
   }
-  if (objects) {
-    const text_columns *cols = NULL;
-    if (objects != count)
-      return kerr_set(w->out->err, KERR_VALIDATION,
-                      "text output cannot show a list that mixes objects with other values "
-                      "(the AWS CLI fails on it too); narrow it with --query");
-    rc = text_make_columns(w, v->value, &cols);
-    for (i = count; i-- > 0 && rc == KERR_OK;)
-      rc = text_push(w, json_array_get(v->value, i), v->name, v->name_len, cols);
-    return rc;
+  if (rc == KERR_OK && scalars && !t->name.text) {
+    text_line line = {t->name, TEXT_CELLS_SCALARS, t->value, NULL, 0};
+    rc = text_write_line(w->out, &line);
   }
-  rc = text_scalar_lines(w->out, v);
-  for (i = count; lists && i-- > 0 && rc == KERR_OK;) {
-    item = json_array_get(v->value, i);
-    if (json_is_array(item)) rc = text_push(w, item, v->name, v->name_len, NULL);
+  for (i = json_array_size(t->value); i > 0 && rc == KERR_OK; i--) {
+    item = json_array_get(t->value, i - 1);
+    if (!cli_out_is_scalar(item)) {
+      text_task next = {item, t->name, NULL, 0};
+      rc = text_push(w, &next);
+    }
   }
   return rc;
 }
 
+static kerr_code text_do_value(text_walk *w, const text_task *t) {
+  switch (text_shape_of(t->value)) {
+  case TEXT_SHAPE_OBJECT:
+    return text_do_object(w, t);
+  case TEXT_SHAPE_RECORDS: {
+    text_task first = {t->value, t->name, NULL, 0};
+    kerr_code rc = text_study(w, t->value, &first.records);
+    return rc == KERR_OK ? text_push(w, &first) : rc;
+  }
+  case TEXT_SHAPE_LIST:
+    return text_do_list(w, t);
+  case TEXT_SHAPE_SCALAR:
+  default: {
+    text_line line = {t->name, TEXT_CELLS_ONE, t->value, NULL, 0};
+    return text_write_line(w->out, &line);
+  }
+  }
+}
+
 kerr_code cli_out_render_text(const json_t *doc, cli_out_buf *b) {
-  text_walk w = {0};
+  text_walk w;
+  text_task top = {doc, {NULL, 0}, NULL, 0};
   kerr_code rc;
+  memset(&w, 0, sizeof w);
   w.out = b;
-  rc = text_push(&w, doc, NULL, 0, NULL);
-  while (rc == KERR_OK && w.depth > 0) {
-    text_visit v = w.pending[--w.depth];
-    if (json_is_object(v.value)) {
-      rc = text_visit_object(&w, &v);
-    } else if (json_is_array(v.value)) {
-      rc = text_visit_array(&w, &v);
-    } else { /* only the document itself can be a bare scalar */
-      rc = cli_out_py_str(b, v.value);
-      if (rc == KERR_OK) rc = cli_out_putc(b, '\n');
-    }
+  rc = text_push(&w, &top);
+  while (rc == KERR_OK && w.task_len > 0) {
+    text_task t = w.tasks[--w.task_len];
+    rc = t.records ? text_do_record(&w, &t) : text_do_value(&w, &t);
   }
-  for (size_t i = 0; i < w.sets; i++) {
-    free(w.column_sets[i]->keys);
-    free(w.column_sets[i]);
+  free(w.tasks);
+  while (w.studies) {
+    text_records *done = w.studies;
+    w.studies = done->next;
+    free(done->columns);
+    free(done);
   }
-  free(w.column_sets);
-  free(w.pending);
   return rc;
 }

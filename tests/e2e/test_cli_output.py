@@ -151,6 +151,11 @@ CORPUS = [
     ("DescribeKey", None),
     ("DescribeKey", 42),
     ("DescribeKey", 0.5),
+    # Records among the items of an array nested two levels down: their
+    # boxes hang from level 0 whatever the depth.
+    ("T", {"A": {"B": [[{"x": 1, "y": [7]}, {"x": 2, "y": [8]}]]}}),
+    ("T", {"A": {"B": [[1, [{"x": 1, "y": {"z": 1}}]]]}}),
+    ("T", {"A": {"B": {"C": [[{"x": 1, "y": [7]}], [{"x": 2}]]}}}),
 ]
 
 TRICKY_STRINGS = [

@@ -349,12 +349,17 @@ static void test_unprintable_data_refused(void **state) {
   cli_output_opts text = {CLI_FORMAT_TEXT, "X", 0, 0, 0}, table = {CLI_FORMAT_TABLE, "X", 0, 0, 0};
   json_t *mixed = parse("{\"L\":[{\"a\":1},2]}"), *ragged = parse("{\"L\":[[1,2],[3]]}");
   json_t *wider_header = parse("[[1],[{\"a\":1,\"b\":2}]]");
+  /* A "" record where another record nests under the key "": the CLI looks
+   * the key up in the string and fails. */
+  json_t *blank_under_empty_key = parse("[{\"\":[1]},\"\"]");
   (void)state;
   /* The AWS CLI raises on these; printing something else would mislead. */
   expect_refusal(mixed, &text, KERR_VALIDATION, "output cannot show");
   expect_refusal(mixed, &table, KERR_VALIDATION, "output cannot show");
   expect_refusal(ragged, &table, KERR_VALIDATION, "output cannot show");
   expect_refusal(wider_header, &table, KERR_VALIDATION, "output cannot show");
+  expect_refusal(blank_under_empty_key, &table, KERR_VALIDATION, "output cannot show");
+  json_decref(blank_under_empty_key);
   json_decref(mixed);
   json_decref(ragged);
   json_decref(wider_header);
@@ -580,6 +585,128 @@ static void test_table_memory_bounded(void **state) {
   json_decref(doc2);
 }
 
+/* Text: the scalars of an array come before its arrays; under a name each
+ * scalar has a line of its own, without one they share a line.  A key ""
+ * still names (the line starts with a tab); an object without scalar
+ * members prints no line of its own. */
+static void test_text_array_scalars_then_arrays(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TEXT, "X", "{\"L\":[1,[2,[3]],4],\"M\":[[5,6],7]}",
+                "L\t1\nL\t4\nL\t2\nL\t3\nM\t7\nM\t5\nM\t6\n");
+  expect_output(CLI_FORMAT_TEXT, "X", "[1,[2,3],4]", "1\t4\n2\t3\n");
+  expect_output(CLI_FORMAT_TEXT, "X", "{\"\":[1,2],\"o\":{\"k\":[1]}}", "\t1\n\t2\nK\t1\n");
+}
+
+/* Text: a record lacking every column still prints its (empty) line; a
+ * list whose records have no scalar at all prints no record lines, only
+ * what is under them. */
+static void test_text_records_lines(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TEXT, "X", "{\"R\":[{\"a\":1},{},{\"b\":{\"c\":2}}],\"S\":[{\"x\":[1]},{\"x\":[2]}]}",
+                "R\t1\nR\t\nR\t\nB\t2\nX\t1\nX\t2\n");
+}
+
+/* Text refuses any array holding an object next to anything else, empty
+ * values included, as the AWS CLI fails on it; and a list of records whose
+ * lines cannot fit the cap is refused before it is written. */
+static void test_text_refusals(void **state) {
+  cli_output_opts text = {CLI_FORMAT_TEXT, "X", 0, 0, 0};
+  json_t *blank = parse("{\"R\":[{\"a\":1},\"\"]}"), *lead = parse("[[],{\"a\":1}]");
+  json_t *records = json_array();
+  (void)state;
+  expect_refusal(blank, &text, KERR_VALIDATION, "output cannot show");
+  expect_refusal(lead, &text, KERR_VALIDATION, "output cannot show");
+  for (int i = 0; i < 200; i++) {
+    char key[16];
+    snprintf(key, sizeof key, "k%d", i);
+    json_array_append_new(records, json_pack("{s:i}", key, i));
+  }
+  text.max_bytes = 200 * 200 - 1;
+  expect_refusal(records, &text, KERR_VALIDATION, "larger than the limit of 39999 bytes");
+  json_decref(blank);
+  json_decref(lead);
+  json_decref(records);
+}
+
+/* Table: once any record has an array or object, every record gets a box
+ * of its own, and so does each key that holds an array or object in some
+ * record, wherever the record has a true value for it: a scalar there
+ * gives a box with a title only, a false one none. */
+static void test_table_record_boxes(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"K\":[{\"a\":1,\"s\":[1]},{\"a\":2,\"s\":\"x\"},{\"a\":3,\"s\":0}]}",
+                "----------------\n"
+                "|       T      |\n"
+                "+--------------+\n"
+                "||      K     ||\n"
+                "|+----+-------+|\n"
+                "||  a |   s   ||\n"
+                "|+----+-------+|\n"
+                "||  1 |  [1]  ||\n"
+                "|+----+-------+|\n"
+                "|||     s    |||\n"
+                "||+----------+||\n"
+                "|||  1       |||\n"
+                "||+----------+||\n"
+                "||      K     ||\n"
+                "|+-----+------+|\n"
+                "||  a  |  s   ||\n"
+                "|+-----+------+|\n"
+                "||  2  |  x   ||\n"
+                "|+-----+------+|\n"
+                "|||     s    |||\n"
+                "||+----------+||\n"
+                "||      K     ||\n"
+                "|+-----+------+|\n"
+                "||  a  |  s   ||\n"
+                "|+-----+------+|\n"
+                "||  3  |  0   ||\n"
+                "|+-----+------+|\n");
+  /* "" and [] count as records without members while there is no column. */
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"R\":[{\"a\":[1]},\"\",[]]}",
+                "-----------\n|    T    |\n+---------+\n||   R   ||\n|||  a  |||\n||+-----+||\n|||  1  |||\n"
+                "||+-----+||\n||   R   ||\n||   R   ||\n");
+}
+
+/* Table: the items of a plain array add rows to the box opened last, even
+ * a sub-box of an earlier item; records found among the items have no
+ * title, and their boxes start again from level 0 however deep the array
+ * (the e2e corpus checks that at depth 2). */
+static void test_table_items_go_to_the_last_box(void **state) {
+  (void)state;
+  expect_output(CLI_FORMAT_TABLE, "T", "[[{\"a\":1,\"s\":[1]}],[3]]",
+                "---------\n|   T   |\n+-------+\n|   a   |\n+-------+\n|  1    |\n+-------+\n||  s  ||\n"
+                "|+-----+|\n||  1  ||\n||  3  ||\n|+-----+|\n");
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"K\":[[{\"a\":1,\"s\":[1]},{\"a\":5}]]}",
+                "---------\n|   T   |\n+-------+\n||  K  ||\n|+-----+|\n||  a  ||\n|+-----+|\n||  1  ||\n"
+                "|+-----+|\n||  s  ||\n|+-----+|\n||  1  ||\n|+-----+|\n+-------+\n|   a   |\n+-------+\n"
+                "|  5    |\n+-------+\n");
+  /* An object item is a row of its keys, in the document's order; an array
+   * holding arrays gives its items one by one. */
+  expect_output(CLI_FORMAT_TABLE, "T", "{\"R\":[[1,2],{\"b\":1,\"a\":2},[[3,4]]]}",
+                "--------------\n|      T     |\n+------------+\n||     R    ||\n|+----+-----+|\n||  1 |  2  ||\n"
+                "||  b |  a  ||\n||  3 |  4  ||\n|+----+-----+|\n");
+}
+
+/* Table refuses records mixed with values it cannot read as records, as the
+ * AWS CLI fails on them; a reply that Python holds false prints nothing. */
+static void test_table_refusals_and_false_replies(void **state) {
+  cli_output_opts table = {CLI_FORMAT_TABLE, "X", 0, 0, 0};
+  json_t *blank = parse("{\"R\":[{\"b\":1},\"\"]}"), *null_rec = parse("{\"R\":[{\"b\":1},null]}");
+  json_t *list_rec = parse("[{\"a\":1},[1]]");
+  (void)state;
+  expect_refusal(blank, &table, KERR_VALIDATION, "output cannot show");
+  expect_refusal(null_rec, &table, KERR_VALIDATION, "output cannot show");
+  expect_refusal(list_rec, &table, KERR_VALIDATION, "output cannot show");
+  expect_output(CLI_FORMAT_TABLE, "X", "0", "");
+  expect_output(CLI_FORMAT_TABLE, "X", "0.0", "");
+  expect_output(CLI_FORMAT_TABLE, "X", "null", "");
+  expect_output(CLI_FORMAT_TABLE, "X", "[[]]", "---\n|X|\n");
+  json_decref(blank);
+  json_decref(null_rec);
+  json_decref(list_rec);
+}
+
 static void test_parse_format(void **state) {
   static const char *const names[] = {"json", "text", "table", "yaml", "yaml-stream"};
   cli_format f;
@@ -624,6 +751,12 @@ int main(void) {
       cmocka_unit_test(test_table_untitled_box_and_empty_items),
       cmocka_unit_test(test_table_memory_bounded),
       cmocka_unit_test(test_parse_format),
+      cmocka_unit_test(test_text_array_scalars_then_arrays),
+      cmocka_unit_test(test_text_records_lines),
+      cmocka_unit_test(test_text_refusals),
+      cmocka_unit_test(test_table_record_boxes),
+      cmocka_unit_test(test_table_items_go_to_the_last_box),
+      cmocka_unit_test(test_table_refusals_and_false_replies),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
