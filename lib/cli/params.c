@@ -801,8 +801,9 @@ out:
  * seconds.  A value of the wrong type is left as it is: judging types,
  * required and unknown members and minimums is cli_validate_request's
  * (lib/cli/validate.c), the one client-side validator, which the caller
- * runs on the result.  Bad base64 is the exception: version 2 reports it
- * alone, before any validation, so it is reported here. */
+ * runs on the result.  What the validator cannot see is reported here,
+ * alone and before any validation (wire_pass.fault); version 2 reports bad
+ * base64 that way too. */
 typedef struct wire_pass {
   build *b;
   /* The first fault that must be reported before validation: bad base64,
