@@ -75,8 +75,11 @@ def build_store(server, count, clients):
 
 
 def new_server(args):
+    # Both servers alike; the large store holds --keys keys beside the
+    # measured one, past the default quota of 100,000 when --keys is.
     server = h.KmsdServer(binary=args.kmsd, args=["--threads", str(args.server_threads),
-                                                   "--log-level", "warn"])
+                                                   "--log-level", "warn",
+                                                   "--max-keys", str(max(100000, args.keys + 1))])
     server.start()
     kms = h.kms_client(server)
     key_id = kms.create_key(Description="measured")["KeyMetadata"]["KeyId"]

@@ -313,7 +313,9 @@ typedef struct store_ops {
                         const char *after, size_t limit, char (**ids)[UUID_STR_LEN], size_t *n,
                         kerr *err);
   /* Number of keys of (account, region) in any state, pending deletion and
-   * custom key stores included (the per-Region key quota counts them all). */
+   * custom key stores included (the per-Region key quota counts them all).
+   * Constant time: one row kept by the store as keys come and go, however
+   * they are written. */
   kerr_code (*key_count)(store_tx *tx, const char *account_id, const char *region,
                          int64_t *count, kerr *err);
   /* Ids of keys due for maintenance at now_ms: PendingDeletion keys whose

@@ -152,6 +152,33 @@ static const char *const migrations[] = {
     "ALTER TABLE custom_key_stores ADD COLUMN xks_vpc_service_owner TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE custom_key_stores ADD COLUMN xks_access_key_id TEXT NOT NULL DEFAULT '';"
     "ALTER TABLE custom_key_stores ADD COLUMN xks_secret_wrapped BLOB;",
+    /* 6: the number of keys of each account and Region, for CreateKey's
+     * quota, which counted the rows under the write lock: a cost that grew
+     * with the store and that every writer waited on.  Kept by triggers, so
+     * every insert and delete (including another process's, or a
+     * hand-made one) moves it in the same transaction; it is never
+     * written by kmsd itself. */
+    "CREATE TABLE key_counts ("
+    "  account_id TEXT NOT NULL,"
+    "  region TEXT NOT NULL,"
+    "  n INTEGER NOT NULL,"
+    "  PRIMARY KEY (account_id, region)"
+    ") WITHOUT ROWID;"
+    "INSERT INTO key_counts (account_id, region, n) "
+    "  SELECT account_id, region, COUNT(*) FROM keys GROUP BY account_id, region;"
+    "CREATE TRIGGER key_counts_insert AFTER INSERT ON keys BEGIN"
+    "  INSERT INTO key_counts (account_id, region, n) VALUES (NEW.account_id, NEW.region, 1)"
+    "    ON CONFLICT (account_id, region) DO UPDATE SET n = n + 1;"
+    " END;"
+    "CREATE TRIGGER key_counts_delete AFTER DELETE ON keys BEGIN"
+    "  UPDATE key_counts SET n = n - 1 WHERE account_id = OLD.account_id AND region = OLD.region;"
+    " END;"
+    "CREATE TRIGGER key_counts_move AFTER UPDATE OF account_id, region ON keys"
+    "  WHEN OLD.account_id IS NOT NEW.account_id OR OLD.region IS NOT NEW.region BEGIN"
+    "  UPDATE key_counts SET n = n - 1 WHERE account_id = OLD.account_id AND region = OLD.region;"
+    "  INSERT INTO key_counts (account_id, region, n) VALUES (NEW.account_id, NEW.region, 1)"
+    "    ON CONFLICT (account_id, region) DO UPDATE SET n = n + 1;"
+    " END;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -185,6 +212,7 @@ enum stmt_id {
   ST_ALIAS_UPDATE,
   ST_ALIAS_DELETE,
   ST_ALIAS_LIST,
+  ST_ALIAS_LIST_BY_KEY,
   ST_TAG_PUT,
   ST_TAG_DELETE,
   ST_TAG_LIST,
@@ -234,10 +262,17 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_ALIAS_UPDATE] = "UPDATE aliases SET key_id=?4, updated_ms=?6 "
                         "WHERE account_id=?1 AND region=?2 AND alias_name=?3",
     [ST_ALIAS_DELETE] = "DELETE FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name=?3",
+    /* ?4 is '' on the first page: every alias name is longer.  A plain
+     * range, not "?4 IS NULL OR ...", so that a page starts where the
+     * previous one ended instead of at the account's first alias. */
     [ST_ALIAS_LIST] = "SELECT account_id, region, alias_name, key_id, created_ms, updated_ms "
-                      "FROM aliases WHERE account_id=?1 AND region=?2 "
-                      "AND (?3 IS NULL OR key_id=?3) AND (?4 IS NULL OR alias_name > ?4) "
+                      "FROM aliases WHERE account_id=?1 AND region=?2 AND alias_name > ?4 "
                       "ORDER BY alias_name LIMIT ?5",
+    /* The aliases of one key, through aliases_by_key: the unary + keeps the
+     * planner from walking the account's whole primary-key range instead. */
+    [ST_ALIAS_LIST_BY_KEY] = "SELECT account_id, region, alias_name, key_id, created_ms, updated_ms "
+                             "FROM aliases WHERE key_id=?3 AND +account_id=?1 AND +region=?2 "
+                             "AND alias_name > ?4 ORDER BY alias_name LIMIT ?5",
     [ST_TAG_PUT] = "INSERT INTO tags (key_id, tag_key, tag_value) VALUES (?1,?2,?3) "
                    "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value=excluded.tag_value",
     [ST_TAG_DELETE] = "DELETE FROM tags WHERE key_id=?1 AND tag_key=?2",
@@ -259,7 +294,8 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "(?3 IS NULL OR cks_id > ?3) "
                     "ORDER BY cks_id LIMIT ?4",
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=?1",
-    [ST_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE account_id=?1 AND region=?2",
+    [ST_KEY_COUNT] = "SELECT COALESCE((SELECT n FROM key_counts WHERE account_id=?1 "
+                     "AND region=?2), 0)",
     [ST_CKS_KEY_BY_XKS_ID] = "SELECT key_id FROM keys WHERE custom_key_store_id=?1 AND "
                              "xks_key_id=?2 LIMIT 1",
 };
@@ -893,7 +929,7 @@ static kerr_code sq_alias_delete(store_tx *tx, const char *account_id, const cha
 static kerr_code sq_alias_list(store_tx *tx, const char *account_id, const char *region,
                                const char *key_id, const char *after, size_t limit,
                                store_alias **out, size_t *n, kerr *err) {
-  sqlite3_stmt *st = stmt(tx, ST_ALIAS_LIST, err);
+  sqlite3_stmt *st = stmt(tx, key_id ? ST_ALIAS_LIST_BY_KEY : ST_ALIAS_LIST, err);
   kerr_code rc = KERR_OK;
   store_alias *arr = NULL;
   size_t count = 0;
@@ -909,7 +945,7 @@ static kerr_code sq_alias_list(store_tx *tx, const char *account_id, const char 
   sqlite3_bind_text(st, 1, account_id, -1, SQLITE_STATIC);
   sqlite3_bind_text(st, 2, region, -1, SQLITE_STATIC);
   bind_text_or_null(st, 3, key_id);
-  bind_text_or_null(st, 4, after);
+  sqlite3_bind_text(st, 4, after ? after : "", -1, SQLITE_STATIC);
   sqlite3_bind_int64(st, 5, (sqlite3_int64)limit);
   while ((step = sqlite3_step(st)) == SQLITE_ROW && count < limit) read_alias_row(st, &arr[count++]);
   if (step != SQLITE_ROW && step != SQLITE_DONE) {
@@ -1199,7 +1235,7 @@ static kerr_code sq_cks_key_count(store_tx *tx, const char *cks_id, int64_t *cou
   return rc;
 }
 
-/* Counted through keys_by_owner, an index-only scan. */
+/* One row of key_counts (migration 6), kept by triggers. */
 static kerr_code sq_key_count(store_tx *tx, const char *account_id, const char *region,
                               int64_t *count, kerr *err) {
   sqlite3_stmt *st = stmt(tx, ST_KEY_COUNT, err);

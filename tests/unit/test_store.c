@@ -1,6 +1,7 @@
 /* test_store.c - the SQLite store on real database files: migrations from
  * empty and on reopen, WAL/durability settings, every record type, rollback,
- * and concurrent writers from several threads. */
+ * concurrent writers from several threads, the key counts that the quota
+ * reads (kept by triggers, whoever writes) and the alias listings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -245,6 +246,144 @@ static void test_concurrent_writers(void **state) {
   s->ops->close(s);
 }
 
+static int64_t count_of(store *s, const char *account, const char *region) {
+  store_tx *tx = NULL;
+  kerr err;
+  int64_t n = -1;
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_count(tx, account, region, &n, &err), KERR_OK);
+  s->ops->rollback(tx);
+  return n;
+}
+
+static void raw_exec(const char *sql) {
+  sqlite3 *db = NULL;
+  char *msg = NULL;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_busy_timeout(db, 5000);
+  if (sqlite3_exec(db, sql, NULL, NULL, &msg) != SQLITE_OK) fail_msg("%s: %s", sql, msg);
+  sqlite3_close(db);
+}
+
+/* The quota's count moves with every insert and delete, whether the store
+ * or another connection made it, and a database from before the counts
+ * (schema 5) gets them from its rows when it is opened. */
+static void test_key_counts(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  char id[UUID_STR_LEN];
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 0);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  for (int i = 0; i < 5; i++) {
+    snprintf(id, sizeof id, "00000000-0000-4000-8000-%012d", i);
+    make_key(&k, id);
+    if (i == 4) strcpy(k.region, "eu-west-1");
+    assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  }
+  int64_t in_tx = 0; /* the transaction's own inserts count at once */
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "us-east-1", &in_tx, &err), KERR_OK);
+  assert_int_equal(in_tx, 4);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 4);
+  assert_int_equal(count_of(s, "111122223333", "eu-west-1"), 1);
+  assert_int_equal(count_of(s, "444455556666", "us-east-1"), 0);
+
+  /* a rolled back insert counts nothing; a delete counts down */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, "00000000-0000-4000-8000-000000000099");
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  s->ops->rollback(tx);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_delete(tx, "00000000-0000-4000-8000-000000000000", &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 3);
+
+  /* writes behind the store's back, through another connection */
+  raw_exec("INSERT INTO keys (key_id, account_id, region, created_ms, key_state, key_usage, "
+           "key_spec, origin, policy) SELECT 'other-' || key_id, account_id, region, created_ms, "
+           "key_state, key_usage, key_spec, origin, policy FROM keys");
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 6);
+  assert_int_equal(count_of(s, "111122223333", "eu-west-1"), 2);
+  raw_exec("UPDATE keys SET region='ap-south-1' WHERE key_id LIKE 'other-%'");
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 3);
+  assert_int_equal(count_of(s, "111122223333", "eu-west-1"), 1);
+  assert_int_equal(count_of(s, "111122223333", "ap-south-1"), 4);
+  raw_exec("DELETE FROM keys WHERE key_id LIKE 'other-%'");
+  assert_int_equal(count_of(s, "111122223333", "ap-south-1"), 0);
+  s->ops->close(s);
+
+  /* back to schema 5, rows and all: opening it counts them */
+  raw_exec("DROP TRIGGER key_counts_insert; DROP TRIGGER key_counts_delete; "
+           "DROP TRIGGER key_counts_move; DROP TABLE key_counts; "
+           "DELETE FROM schema_version WHERE version = 6");
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), 3);
+  assert_int_equal(count_of(s, "111122223333", "eu-west-1"), 1);
+  s->ops->close(s);
+}
+
+/* Aliases listed by name, a page at a time, for the account or for one key. */
+static void test_alias_lists(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  store_alias a = {.created_ms = 1, .updated_ms = 1}, *list = NULL;
+  size_t n = 0;
+  kerr err;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  make_key(&k, K2);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  strcpy(a.account_id, "111122223333");
+  strcpy(a.region, "us-east-1");
+  for (int i = 0; i < 6; i++) {
+    snprintf(a.alias_name, sizeof a.alias_name, "alias/n%d", 5 - i);
+    strcpy(a.key_id, i % 2 ? K2 : K1); /* K1: n5 n3 n1; K2: n4 n2 n0 */
+    assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_OK);
+  }
+  strcpy(a.region, "eu-west-1");
+  strcpy(a.alias_name, "alias/elsewhere");
+  strcpy(a.key_id, K1);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "us-east-1", NULL, NULL, 4, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 4);
+  assert_string_equal(list[0].alias_name, "alias/n0");
+  assert_string_equal(list[3].alias_name, "alias/n3");
+  free(list);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "us-east-1", NULL, "alias/n3", 4, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(list[0].alias_name, "alias/n4");
+  assert_string_equal(list[1].alias_name, "alias/n5");
+  free(list);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "us-east-1", K1, NULL, 2, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(list[0].alias_name, "alias/n1");
+  assert_string_equal(list[1].alias_name, "alias/n3");
+  free(list);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "us-east-1", K1, "alias/n3", 2, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(list[0].alias_name, "alias/n5");
+  assert_string_equal(list[0].key_id, K1);
+  free(list);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "eu-west-1", K1, NULL, 10, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(list[0].alias_name, "alias/elsewhere");
+  free(list);
+  assert_int_equal(s->ops->alias_list(tx, "111122223333", "eu-west-1", K2, NULL, 10, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  free(list);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
 /* The store's metadata and one wrapped value of each kind (what a root
  * key is tried on when the store has no check value yet). */
 static void test_meta_and_wrapped_samples(void **state) {
@@ -306,6 +445,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_writers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_meta_and_wrapped_samples, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_key_counts, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_alias_lists, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
