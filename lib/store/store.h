@@ -434,4 +434,16 @@ kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *o
 /* The schema version this build's migrations lead to. */
 int store_sqlite_latest_version(void);
 
+/* Group commit (store_sqlite.c, "transactions") as counted since the store
+ * was opened: writes / commits is how many write transactions shared each
+ * fsync. */
+typedef struct store_sqlite_stats {
+  uint64_t commits;  /* batches committed, one COMMIT (and fsync) each */
+  uint64_t writes;   /* write transactions committed in them */
+  unsigned waiting;  /* write transactions waiting for their turn now */
+} store_sqlite_stats;
+
+/* Fill *out for `s`, a store from store_sqlite_open. */
+void store_sqlite_stats_get(store *s, store_sqlite_stats *out);
+
 #endif

@@ -1,7 +1,9 @@
 /* test_store.c - the SQLite store on real database files: migrations from
  * empty and on reopen, WAL/durability settings, every record type, rollback,
- * concurrent writers from several threads, the key counts that the quota
- * reads (kept by triggers, whoever writes) and the alias listings. */
+ * concurrent writers from several threads, group commit (writers that
+ * queue share one COMMIT; a lost batch fails every member's commit), the
+ * key counts that the quota reads (kept by triggers, whoever writes) and
+ * the alias listings. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -9,6 +11,8 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <sqlite3.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -384,6 +388,178 @@ static void test_alias_lists(void **state) {
   s->ops->close(s);
 }
 
+/* ---- group commit ---- */
+
+static bool key_exists(store *s, const char *id) {
+  store_tx *tx = NULL;
+  store_key got;
+  kerr err;
+  kerr_code rc;
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  rc = s->ops->key_get(tx, id, &got, &err);
+  if (rc == KERR_OK) store_key_clear(&got);
+  s->ops->rollback(tx);
+  assert_true(rc == KERR_OK || rc == KERR_NOT_FOUND);
+  return rc == KERR_OK;
+}
+
+typedef struct second_writer {
+  store *s;
+  const char *id;
+  char *description;
+  kerr_code insert_rc, end_rc;
+} second_writer;
+
+/* Begins a write transaction (waiting for the main thread's to end),
+ * inserts a key and commits, or rolls back if the insert failed. */
+static void *second_writer_run(void *arg) {
+  second_writer *w = arg;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  w->end_rc = w->s->ops->begin(w->s, true, &tx, &err);
+  if (w->end_rc) return NULL;
+  make_key(&k, w->id);
+  k.description = w->description;
+  w->insert_rc = w->s->ops->key_insert(tx, &k, "{}", &err);
+  if (w->insert_rc) {
+    w->s->ops->rollback(tx);
+    return NULL;
+  }
+  w->end_rc = w->s->ops->commit(tx, &err);
+  return NULL;
+}
+
+/* The main thread holds a write transaction with key `first` in it and
+ * commits once a second writer waits for its turn: both land in one batch,
+ * whose outcome the main thread's commit returns. */
+static kerr_code commit_beside(store *s, second_writer *w, const char *first, kerr *err) {
+  store_tx *tx = NULL;
+  store_key k;
+  pthread_t th;
+  store_sqlite_stats st;
+  kerr_code rc;
+  assert_int_equal(s->ops->begin(s, true, &tx, err), KERR_OK);
+  make_key(&k, first);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", err), KERR_OK);
+  assert_int_equal(pthread_create(&th, NULL, second_writer_run, w), 0);
+  for (int i = 0;; i++) { /* until the second writer queues (10 s at most) */
+    store_sqlite_stats_get(s, &st);
+    if (st.waiting == 1) break;
+    assert_true(i < 10000);
+    usleep(1000);
+  }
+  rc = s->ops->commit(tx, err);
+  pthread_join(th, NULL);
+  return rc;
+}
+
+static void test_group_commit_one_batch(void **state) {
+  store *s = NULL;
+  kerr err;
+  store_sqlite_stats st;
+  second_writer w = {NULL, K2, (char[]){"second"}, -1, -1};
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  w.s = s;
+  assert_int_equal(commit_beside(s, &w, K1, &err), KERR_OK);
+  assert_int_equal(w.insert_rc, KERR_OK);
+  assert_int_equal(w.end_rc, KERR_OK);
+  store_sqlite_stats_get(s, &st);
+  assert_int_equal(st.commits, 1);
+  assert_int_equal(st.writes, 2);
+  assert_int_equal(st.waiting, 0);
+  assert_true(key_exists(s, K1));
+  assert_true(key_exists(s, K2));
+  s->ops->close(s);
+}
+
+/* The second writer's insert makes SQLite abandon the whole transaction
+ * (RAISE(ROLLBACK) in a trigger, as an I/O error can): the main thread's
+ * commit, already released into the batch, must fail and keep nothing;
+ * the next write starts a new batch. */
+static void test_group_commit_lost_batch(void **state) {
+  store *s = NULL;
+  kerr err;
+  store_sqlite_stats st;
+  second_writer w = {NULL, K2, (char[]){"poison"}, -1, -1};
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  raw_exec("CREATE TRIGGER poison AFTER INSERT ON keys WHEN NEW.description = 'poison' "
+           "BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END");
+  w.s = s;
+  assert_int_equal(commit_beside(s, &w, K1, &err), KERR_INTERNAL);
+  assert_non_null(strstr(err.msg, "Storage error"));
+  assert_int_not_equal(w.insert_rc, KERR_OK);
+  assert_false(key_exists(s, K1));
+  assert_false(key_exists(s, K2));
+  store_sqlite_stats_get(s, &st);
+  assert_int_equal(st.commits, 0);
+  assert_int_equal(st.writes, 0);
+
+  second_writer again = {s, K2, (char[]){"fine"}, -1, -1};
+  second_writer_run(&again);
+  assert_int_equal(again.end_rc, KERR_OK);
+  assert_true(key_exists(s, K2));
+  s->ops->close(s);
+}
+
+/* Many writers, a third of them rolling back: exactly the committed ones
+ * are kept, each counted once. */
+#define MIXED_THREADS 6
+#define MIXED_PER_THREAD 30
+
+static void *mixed_writer(void *arg) {
+  store *s = arg;
+  kerr err;
+  static _Atomic unsigned next;
+  for (int i = 0; i < MIXED_PER_THREAD; i++) {
+    store_tx *tx = NULL;
+    store_key k;
+    char id[UUID_STR_LEN];
+    unsigned n = next++;
+    snprintf(id, sizeof id, "00000000-0000-4000-8000-%012u", n);
+    make_key(&k, id);
+    if (s->ops->begin(s, true, &tx, &err) != KERR_OK) return (void *)1;
+    if (s->ops->key_insert(tx, &k, "{}", &err) != KERR_OK) {
+      s->ops->rollback(tx);
+      return (void *)1;
+    }
+    usleep(200); /* hold the turn a little, so that writers queue */
+    if (n % 3 == 0) {
+      s->ops->rollback(tx);
+    } else if (s->ops->commit(tx, &err) != KERR_OK) {
+      return (void *)1;
+    }
+  }
+  return NULL;
+}
+
+static void test_group_commit_mixed(void **state) {
+  store *s = NULL;
+  kerr err;
+  pthread_t th[MIXED_THREADS];
+  store_sqlite_stats st;
+  unsigned total = MIXED_THREADS * MIXED_PER_THREAD, kept = 0;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  for (int i = 0; i < MIXED_THREADS; i++)
+    assert_int_equal(pthread_create(&th[i], NULL, mixed_writer, s), 0);
+  for (int i = 0; i < MIXED_THREADS; i++) {
+    void *ret = (void *)1;
+    pthread_join(th[i], &ret);
+    assert_null(ret);
+  }
+  for (unsigned n = 0; n < total; n++) {
+    char id[UUID_STR_LEN];
+    snprintf(id, sizeof id, "00000000-0000-4000-8000-%012u", n);
+    assert_int_equal(key_exists(s, id), n % 3 != 0);
+    kept += n % 3 != 0;
+  }
+  assert_int_equal(count_of(s, "111122223333", "us-east-1"), kept);
+  store_sqlite_stats_get(s, &st);
+  assert_int_equal(st.writes, kept);
+  assert_true(st.commits >= 1 && st.commits <= st.writes);
+  s->ops->close(s);
+}
+
 /* The store's metadata and one wrapped value of each kind (what a root
  * key is tried on when the store has no check value yet). */
 static void test_meta_and_wrapped_samples(void **state) {
@@ -447,6 +623,9 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_meta_and_wrapped_samples, setup, teardown),
       cmocka_unit_test_setup_teardown(test_key_counts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alias_lists, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_one_batch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_lost_batch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
