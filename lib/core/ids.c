@@ -1,8 +1,11 @@
-/* ids.c - identifiers from the CSPRNG. */
+/* ids.c - identifiers and nonces from the CSPRNG. */
 #include "core/ids.h"
 
 #include <openssl/rand.h>
+#include <pthread.h>
+#include <stdatomic.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "core/codec.h"
 
@@ -10,6 +13,34 @@ int rand_bytes(uint8_t *out, size_t n) {
   if (n == 0) return 0;
   if (n > 0x7fffffff) return -1;
   return RAND_bytes(out, (int)n) == 1 ? 0 : -1;
+}
+
+/* Bumped in a child after fork(): a thread's batch drawn under another
+ * generation is thrown away, so parent and child never share an IV. */
+static atomic_uint fork_generation;
+static pthread_once_t fork_hook_once = PTHREAD_ONCE_INIT;
+
+static void on_fork_child(void) { atomic_fetch_add(&fork_generation, 1); }
+static void install_fork_hook(void) { pthread_atfork(NULL, NULL, on_fork_child); }
+
+int rand_nonce(uint8_t *out, size_t n) {
+  static _Thread_local uint8_t batch[RAND_NONCE_BATCH];
+  static _Thread_local size_t used = RAND_NONCE_BATCH; /* empty until drawn */
+  static _Thread_local unsigned generation;
+  unsigned now;
+
+  if (n > RAND_NONCE_MAX) return -1;
+  pthread_once(&fork_hook_once, install_fork_hook);
+  now = atomic_load(&fork_generation);
+  if (now != generation || RAND_NONCE_BATCH - used < n) {
+    if (rand_bytes(batch, sizeof batch)) return -1;
+    used = 0;
+    generation = now;
+  }
+  memcpy(out, batch + used, n);
+  memset(batch + used, 0, n); /* handed out once */
+  used += n;
+  return 0;
 }
 
 int uuid_v4(char out[UUID_STR_LEN]) {

@@ -12,6 +12,18 @@
  * generator failed (the caller must treat that as an internal error). */
 int rand_bytes(uint8_t *out, size_t n);
 
+/* `n` (at most RAND_NONCE_MAX) random bytes for a value that must never
+ * repeat but is not secret: an AES-GCM IV.  The bytes come from the CSPRNG
+ * like rand_bytes', drawn RAND_NONCE_BATCH bytes at a time into a buffer of
+ * the calling thread, because one CSPRNG call per Encrypt was a twentieth
+ * of its time.  A child process made by fork() never uses bytes drawn
+ * before the fork (the parent might use them too).  Never use it for keys
+ * or anything else that must stay secret: the batch sits in ordinary
+ * memory until used.  0 on success, -1 if the generator failed. */
+#define RAND_NONCE_MAX 16
+#define RAND_NONCE_BATCH 1024
+int rand_nonce(uint8_t *out, size_t n);
+
 /* A random (version 4) UUID in lowercase, e.g. 1234abcd-12ab-34cd-56ef-1234567890ab. */
 int uuid_v4(char out[UUID_STR_LEN]);
 

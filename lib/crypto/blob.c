@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/codec.h"
+#include "core/ids.h"
 
 int kblob_uuid_to_bytes(const char *uuid, uint8_t out[16]) {
   char hex[33];
@@ -84,7 +85,7 @@ kerr_code kblob_seal(const uint8_t material[AESGCM_KEY_LEN], const char *key_id,
     goto out;
   }
   memcpy(blob + 17, material_id, KBLOB_MATERIAL_ID_LEN);
-  if (rand_bytes(blob + KBLOB_AAD_HEADER_LEN, AESGCM_IV_LEN)) {
+  if (rand_nonce(blob + KBLOB_AAD_HEADER_LEN, AESGCM_IV_LEN)) {
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }

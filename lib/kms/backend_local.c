@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/ids.h"
 #include "core/secmem.h"
 #include "crypto/aesgcm.h"
 #include "crypto/blob.h"
@@ -46,7 +47,7 @@ static kerr_code local_encrypt(kms_backend_conn *c, const kms_backend_ctx *ctx,
   if (!k->material) return no_material(err);
   rc = kmsi_gcm_body_new(pt_len, &out, &len, err);
   if (rc) goto out;
-  if (rand_bytes(out, AESGCM_IV_LEN)) {
+  if (rand_nonce(out, AESGCM_IV_LEN)) {
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }

@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -121,6 +122,41 @@ static void test_request_ids(void **state) {
     assert_int_equal(id[8], '-');
     assert_int_equal(id[23], '-');
   }
+}
+
+static int cmp_nonce(const void *a, const void *b) { return memcmp(a, b, 12); }
+
+/* Nonces: 12-byte draws across several batches never repeat, an oversized
+ * one is refused, and a child made by fork() draws bytes the parent never
+ * hands out (its copy of the parent's batch is thrown away). */
+static void test_nonces(void **state) {
+  enum { N = 3 * RAND_NONCE_BATCH / 12 + 5 };
+  static uint8_t all[N][12];
+  uint8_t big[RAND_NONCE_MAX + 1], parent_next[12], child_first[12];
+  int fds[2], status = 0;
+  pid_t pid;
+  (void)state;
+  for (size_t i = 0; i < N; i++) assert_int_equal(rand_nonce(all[i], 12), 0);
+  qsort(all, N, 12, cmp_nonce);
+  for (size_t i = 1; i < N; i++) assert_int_not_equal(memcmp(all[i - 1], all[i], 12), 0);
+  assert_int_equal(rand_nonce(big, sizeof big), -1);
+
+  assert_int_equal(rand_nonce(all[0], 12), 0); /* the batch is now partly used */
+  assert_int_equal(pipe(fds), 0);
+  pid = fork();
+  assert_true(pid >= 0);
+  if (pid == 0) {
+    uint8_t v[12];
+    int ok = rand_nonce(v, sizeof v) == 0 && write(fds[1], v, sizeof v) == (ssize_t)sizeof v;
+    _exit(ok ? 0 : 1);
+  }
+  close(fds[1]);
+  assert_int_equal(read(fds[0], child_first, sizeof child_first), (ssize_t)sizeof child_first);
+  close(fds[0]);
+  assert_int_equal(waitpid(pid, &status, 0), pid);
+  assert_true(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+  assert_int_equal(rand_nonce(parent_next, sizeof parent_next), 0);
+  assert_int_not_equal(memcmp(child_first, parent_next, 12), 0);
 }
 
 static void test_secmem(void **state) {
@@ -268,6 +304,7 @@ int main(void) {
       cmocka_unit_test(test_hex),                 cmocka_unit_test(test_kerr_table),
       cmocka_unit_test(test_kclock_moves),        cmocka_unit_test(test_ids),
       cmocka_unit_test(test_request_ids),
+      cmocka_unit_test(test_nonces),
       cmocka_unit_test(test_secmem),
       cmocka_unit_test(test_datadir_lock),
       cmocka_unit_test(test_cli_flags),
