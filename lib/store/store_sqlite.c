@@ -158,7 +158,9 @@ static const char *const migrations[] = {
      * with the store and that every writer waited on.  Kept by triggers, so
      * every insert and delete (including another process's, or a
      * hand-made one) moves it in the same transaction; it is never
-     * written by kmsd itself. */
+     * written by kmsd itself.  And a policy changed without its
+     * policy_version (by hand, or by another program) gets a new version
+     * all the same: the parsed-policy cache trusts the version. */
     "CREATE TABLE key_counts ("
     "  account_id TEXT NOT NULL,"
     "  region TEXT NOT NULL,"
@@ -179,6 +181,10 @@ static const char *const migrations[] = {
     "  UPDATE key_counts SET n = n - 1 WHERE account_id = OLD.account_id AND region = OLD.region;"
     "  INSERT INTO key_counts (account_id, region, n) VALUES (NEW.account_id, NEW.region, 1)"
     "    ON CONFLICT (account_id, region) DO UPDATE SET n = n + 1;"
+    " END;"
+    "CREATE TRIGGER keys_policy_version AFTER UPDATE OF policy ON keys"
+    "  WHEN NEW.policy_version IS OLD.policy_version AND NEW.policy IS NOT OLD.policy BEGIN"
+    "  UPDATE keys SET policy_version = OLD.policy_version + 1 WHERE key_id = NEW.key_id;"
     " END;",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

@@ -321,11 +321,40 @@ static void test_key_counts(void **state) {
 
   /* back to schema 5, rows and all: opening it counts them */
   raw_exec("DROP TRIGGER key_counts_insert; DROP TRIGGER key_counts_delete; "
-           "DROP TRIGGER key_counts_move; DROP TABLE key_counts; "
+           "DROP TRIGGER key_counts_move; DROP TRIGGER keys_policy_version; DROP TABLE key_counts; "
            "DELETE FROM schema_version WHERE version = 6");
   assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
   assert_int_equal(count_of(s, "111122223333", "us-east-1"), 3);
   assert_int_equal(count_of(s, "111122223333", "eu-west-1"), 1);
+  s->ops->close(s);
+}
+
+/* A policy changed behind the store's back without its version gets a new
+ * version all the same (the parsed-policy cache keys on it); the store's
+ * own change moves it by one, not two. */
+static void test_policy_version_follows_policy(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  int64_t ver = 0;
+  char *pol = NULL;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{\"v\":1}", &err), KERR_OK);
+  assert_int_equal(s->ops->key_set_policy(tx, K1, "{\"v\":2}", &ver, &err), KERR_OK);
+  assert_int_equal(ver, 2);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  raw_exec("UPDATE keys SET policy = '{\"v\":3}'");
+  raw_exec("UPDATE keys SET policy = '{\"v\":3}'"); /* the same text: no change */
+  raw_exec("UPDATE keys SET description = 'other'");
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get_policy(tx, K1, &pol, &ver, &err), KERR_OK);
+  assert_string_equal(pol, "{\"v\":3}");
+  assert_int_equal(ver, 3);
+  free(pol);
+  s->ops->rollback(tx);
   s->ops->close(s);
 }
 
@@ -623,6 +652,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_meta_and_wrapped_samples, setup, teardown),
       cmocka_unit_test_setup_teardown(test_key_counts, setup, teardown),
       cmocka_unit_test_setup_teardown(test_alias_lists, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_policy_version_follows_policy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_one_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_lost_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),

@@ -1,0 +1,200 @@
+"""test_store_coherence - a change to a key is seen by the very next request,
+whether kmsd made it or something else wrote the database.
+
+kmsd keeps caches in front of its store (unwrapped key material by material
+id, parsed key policies by policy version).  Each is only worth having if it
+can never serve a request from a state that has changed, and the store may
+be written by more than the kmsd that serves it: an operator's `sqlite3`
+shell today, other nodes once the store is shared.  For each kind of change
+(a key disabled, deleted, re-policied, rotated, re-aliased, its custom key
+store disconnected) these tests make the change twice, once through the API
+of the serving kmsd and once through a second connection to the same
+database file behind kmsd's back, and check that the very next request
+answers from the new state.  Every request before the change has warmed the
+caches on the same key.
+"""
+
+import json
+import os
+import sqlite3
+import tempfile
+import time
+import unittest
+
+import kmsd_harness as h
+import xks_certs
+from xks_standin import DEFAULT_ACCESS_KEY_ID, DEFAULT_SECRET, StandIn
+
+PLAINTEXT = b"coherence"
+MATERIAL_AT = slice(17, 17 + 32)  # a ciphertext blob's material id (docs/storage.md)
+
+DENY_ENCRYPT = json.dumps({
+    "Version": "2012-10-17",
+    "Statement": [
+        {"Sid": "root", "Effect": "Allow",
+         "Principal": {"AWS": "arn:aws:iam::%s:root" % h.DEFAULT_ACCOUNT},
+         "Action": "kms:*", "Resource": "*"},
+        {"Sid": "no-encrypt", "Effect": "Deny", "Principal": "*",
+         "Action": "kms:Encrypt", "Resource": "*"},
+    ]})
+
+
+class Behind:
+    """A second connection to kmsd's database, as another process has."""
+
+    def __init__(self, server):
+        self.path = os.path.join(server.data_dir, "kmsd.db")
+
+    def run(self, sql, *args):
+        db = sqlite3.connect(self.path, timeout=10)
+        try:
+            with db:
+                cur = db.execute(sql, args)
+                self.rows = cur.fetchall()
+                return cur.rowcount
+        finally:
+            db.close()
+
+    def one(self, sql, *args):
+        self.run(sql, *args)
+        return self.rows[0][0]
+
+
+class CoherenceTest(h.KmsdBaseTestCase):
+
+    def setUp(self):
+        super().setUp()
+        self.server = self.start_server()
+        self.kms = h.kms_client(self.server)
+        self.behind = Behind(self.server)
+
+    def new_key(self):
+        key = self.kms.create_key()["KeyMetadata"]["KeyId"]
+        self.encrypt(key)  # warms the material and policy caches for it
+        return key
+
+    def encrypt(self, key_id):
+        return self.kms.encrypt(KeyId=key_id, Plaintext=PLAINTEXT)
+
+    def test_disabled(self):
+        key = self.new_key()
+        self.kms.disable_key(KeyId=key)
+        self.assertKmsError("DisabledException", self.encrypt, key)
+        self.kms.enable_key(KeyId=key)
+        self.encrypt(key)
+
+        self.assertEqual(self.behind.run("UPDATE keys SET key_state='Disabled' WHERE key_id=?", key), 1)
+        self.assertKmsError("DisabledException", self.encrypt, key)
+        self.behind.run("UPDATE keys SET key_state='Enabled' WHERE key_id=?", key)
+        self.encrypt(key)
+
+    def test_deleted(self):
+        key = self.new_key()
+        self.kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+        self.assertKmsError("KMSInvalidStateException", self.encrypt, key)
+
+        other = self.new_key()
+        self.assertEqual(self.behind.run("DELETE FROM keys WHERE key_id=?", other), 1)
+        self.assertKmsError("NotFoundException", self.encrypt, other)
+        self.assertKmsError("NotFoundException", self.kms.describe_key, KeyId=other)
+
+    def test_policy(self):
+        key = self.new_key()
+        default = self.kms.get_key_policy(KeyId=key, PolicyName="default")["Policy"]
+        self.kms.put_key_policy(KeyId=key, PolicyName="default", Policy=DENY_ENCRYPT)
+        self.assertKmsError("AccessDeniedException", self.encrypt, key)
+        self.kms.put_key_policy(KeyId=key, PolicyName="default", Policy=default)
+        self.encrypt(key)
+
+        # Behind kmsd's back, with and without moving policy_version: the
+        # store gives a changed policy a new version either way.
+        self.behind.run("UPDATE keys SET policy=?, policy_version=policy_version+1 WHERE key_id=?",
+                        DENY_ENCRYPT, key)
+        self.assertKmsError("AccessDeniedException", self.encrypt, key)
+        self.behind.run("UPDATE keys SET policy=? WHERE key_id=?", default, key)
+        self.encrypt(key)
+        self.behind.run("UPDATE keys SET policy=? WHERE key_id=?", DENY_ENCRYPT, key)
+        self.assertKmsError("AccessDeniedException", self.encrypt, key)
+
+    def test_rotated(self):
+        key = self.new_key()
+        first = self.encrypt(key)["CiphertextBlob"][MATERIAL_AT]
+        self.kms.rotate_key_on_demand(KeyId=key)
+        second = self.encrypt(key)["CiphertextBlob"][MATERIAL_AT]
+        self.assertNotEqual(first, second)
+
+        # Behind kmsd's back: point the key at its first material again (a
+        # new material cannot be made without the root key).
+        old = self.behind.one("SELECT material_id FROM key_materials WHERE key_id=? AND seq=0", key)
+        self.behind.run("UPDATE keys SET current_material_id=? WHERE key_id=?", old, key)
+        blob = self.encrypt(key)["CiphertextBlob"]
+        self.assertEqual(blob[MATERIAL_AT], first)
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], PLAINTEXT)
+
+    def test_realiased(self):
+        a, b = self.new_key(), self.new_key()
+        self.kms.create_alias(AliasName="alias/coherence", TargetKeyId=a)
+        self.assertIn(a, self.encrypt("alias/coherence")["KeyId"])
+        self.kms.update_alias(AliasName="alias/coherence", TargetKeyId=b)
+        self.assertIn(b, self.encrypt("alias/coherence")["KeyId"])
+
+        self.behind.run("UPDATE aliases SET key_id=? WHERE alias_name='alias/coherence'", a)
+        self.assertIn(a, self.encrypt("alias/coherence")["KeyId"])
+        self.behind.run("DELETE FROM aliases WHERE alias_name='alias/coherence'")
+        self.assertKmsError("NotFoundException", self.encrypt, "alias/coherence")
+
+
+HOST = "xks.example.com"
+PATH = "/keys/kms/xks/v1"
+
+
+class StoreCoherenceTest(h.KmsdBaseTestCase):
+    """A key of a CONNECTED external key store (the stand-in proxy) whose
+    store is disconnected: by DisconnectCustomKeyStore, then behind kmsd's
+    back."""
+
+    def test_store_disconnected(self):
+        tmp = tempfile.mkdtemp(prefix="coherence-")
+        certs = xks_certs.make_certs(os.path.join(tmp, "certs"), hostname=HOST)
+        proxy = StandIn(cert=certs.good, uri_path=PATH)
+        self.addCleanup(certs.cleanup)
+        self.addCleanup(proxy.stop)
+        server = self.start_server(args=["--xks-ca-bundle", certs.ca,
+                                         "--xks-connect-to", proxy.connect_to(HOST)])
+        kms = h.kms_client(server)
+        cks = kms.create_custom_key_store(
+            CustomKeyStoreName="coherence", CustomKeyStoreType="EXTERNAL_KEY_STORE",
+            XksProxyUriEndpoint="https://" + HOST, XksProxyUriPath=PATH,
+            XksProxyConnectivity="PUBLIC_ENDPOINT",
+            XksProxyAuthenticationCredential={"AccessKeyId": DEFAULT_ACCESS_KEY_ID,
+                                              "RawSecretAccessKey": DEFAULT_SECRET})["CustomKeyStoreId"]
+
+        def connect():
+            kms.connect_custom_key_store(CustomKeyStoreId=cks)
+            deadline = time.monotonic() + 20
+            while True:
+                state = kms.describe_custom_key_stores(
+                    CustomKeyStoreId=cks)["CustomKeyStores"][0]["ConnectionState"]
+                if state == "CONNECTED":
+                    return
+                self.assertLess(time.monotonic(), deadline, "store stayed %s" % state)
+                time.sleep(0.05)
+
+        connect()
+        proxy.add_key("coherence-key")
+        key = kms.create_key(Origin="EXTERNAL_KEY_STORE", CustomKeyStoreId=cks,
+                             XksKeyId="coherence-key")["KeyMetadata"]["KeyId"]
+        kms.encrypt(KeyId=key, Plaintext=PLAINTEXT)
+
+        kms.disconnect_custom_key_store(CustomKeyStoreId=cks)
+        self.assertKmsError("KMSInvalidStateException", kms.encrypt, KeyId=key, Plaintext=PLAINTEXT)
+        connect()
+        kms.encrypt(KeyId=key, Plaintext=PLAINTEXT)
+
+        Behind(server).run("UPDATE custom_key_stores SET connection_state='DISCONNECTED' "
+                           "WHERE cks_id=?", cks)
+        self.assertKmsError("KMSInvalidStateException", kms.encrypt, KeyId=key, Plaintext=PLAINTEXT)
+
+
+if __name__ == "__main__":
+    unittest.main()
