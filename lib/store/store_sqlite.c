@@ -565,12 +565,12 @@ static kerr_code pool_take(sq_store *s, sq_conn **out, kerr *err) {
     return KERR_OK;
   }
   rc = conn_open(s, &c, err);
-  if (rc) {
+  if (rc || !c) {
     pthread_mutex_lock(&s->pool_lock);
     s->nopen--;
     pthread_cond_signal(&s->pool_cond);
     pthread_mutex_unlock(&s->pool_lock);
-    return rc;
+    return rc ? rc : kerr_set(err, KERR_INTERNAL, "Storage error while opening the database.");
   }
   *out = c;
   return KERR_OK;
