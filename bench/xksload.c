@@ -1,23 +1,26 @@
-/* xksload.c - open-loop HTTPS load at a fixed rate, latency without coordinated omission.
+/* xksload.c - open-loop HTTP(S) load at a fixed rate, latency without coordinated omission.
  *
  * wrk sends as fast as the server answers; it cannot say how a server
  * behaves at the rate KMS will actually drive it (1,800 requests/s, the
- * default XKS quota per key store).  This generator keeps K kept-alive TLS
- * connections, one thread each, and every connection sends the same
+ * default XKS quota per key store), nor what kmsd's latency is at a given
+ * share of its peak.  This generator keeps K kept-alive connections (TLS,
+ * or plain TCP with --plain), one thread each, and every connection sends the same
  * pre-signed request on a fixed schedule of rate/K per second.  Latency is
  * measured from the time a request was *meant* to be sent to the end of its
  * response: when the server stalls, the requests that queue behind the stall
  * are charged for their wait instead of silently being sent later (which is
  * what a closed-loop client does, and why its p99 looks too good).
  *
- *   xksload --port P --ca FILE --request FILE [--host 127.0.0.1]
+ *   xksload --port P (--ca FILE | --plain) --request FILE [--host 127.0.0.1]
  *           [--server-name NAME] [--rate 1800] [--connections 8]
  *           [--duration 30] [--warmup 2]
  *
  * --request is bench/request.lua's format: "METHOD PATH", header lines, a
  * blank line, the body; Content-Length and Connection are added here.  The
  * server certificate is verified against --ca, for --server-name when given
- * (sent as SNI too), else for --host as an IP address.
+ * (sent as SNI too), else for --host as an IP address.  --plain speaks
+ * HTTP/1.1 over plain TCP instead (kmsd as bench/run.sh starts it); it takes
+ * neither --ca nor --server-name.
  *
  * Prints one JSON line: the target and achieved rate, counts, and
  * p50/p90/p99/p99.9/max latency in microseconds over every request whose
@@ -47,6 +50,7 @@
 typedef struct {
   const char *host, *server_name, *ca_file, *request_file;
   int port;
+  int plain; /* plain TCP instead of TLS */
   double rate, duration_s, warmup_s;
   int connections;
 } options;
@@ -54,8 +58,8 @@ typedef struct {
 /* One connection's state and results; only its own thread writes it. */
 typedef struct {
   int index;
-  int fd;
-  SSL *ssl;
+  int fd;   /* -1 while not connected */
+  SSL *ssl; /* NULL with --plain */
   uint32_t *samples_us; /* latencies after the warm-up, in send order */
   size_t samples, samples_cap;
   uint64_t sent, ok, non200, reconnects;
@@ -65,7 +69,7 @@ typedef struct {
 } connection;
 
 static options opt;
-static SSL_CTX *tls_ctx;
+static SSL_CTX *tls_ctx; /* NULL with --plain */
 static char *request_bytes; /* the full HTTP/1.1 request, sent as is every time */
 static size_t request_len;
 static pthread_barrier_t connected, started;
@@ -171,7 +175,8 @@ static void close_connection(connection *c) {
   }
 }
 
-/* TCP connect with Nagle off, then a verified TLS handshake.  0 on success. */
+/* TCP connect with Nagle off, then (unless --plain) a verified TLS
+ * handshake.  0 on success. */
 static int open_connection(connection *c) {
   struct sockaddr_in addr = {.sin_family = AF_INET, .sin_port = htons((uint16_t)opt.port)};
   if (inet_pton(AF_INET, opt.host, &addr.sin_addr) != 1) {
@@ -186,6 +191,8 @@ static int open_connection(connection *c) {
   }
   int one = 1;
   setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+  if (opt.plain)
+    return 0;
 
   c->ssl = SSL_new(tls_ctx);
   if (c->ssl == NULL || SSL_set_fd(c->ssl, c->fd) != 1) {
@@ -217,10 +224,34 @@ static int open_connection(connection *c) {
   return 0;
 }
 
+/* Send or receive some bytes over TLS or, with --plain, the bare socket;
+ * SSL_write_ex/SSL_read_ex's contract: 1 and *done > 0 on success, 0 when
+ * the connection broke or (reading) the peer closed it. */
+static int conn_write(connection *c, const char *data, size_t len, size_t *done) {
+  if (c->ssl != NULL)
+    return SSL_write_ex(c->ssl, data, len, done);
+  ssize_t n;
+  /* MSG_NOSIGNAL: a peer that closed fails this connection, not the process. */
+  while ((n = send(c->fd, data, len, MSG_NOSIGNAL)) < 0 && errno == EINTR) {
+  }
+  *done = n > 0 ? (size_t)n : 0;
+  return n > 0;
+}
+
+static int conn_read(connection *c, char *buf, size_t len, size_t *done) {
+  if (c->ssl != NULL)
+    return SSL_read_ex(c->ssl, buf, len, done);
+  ssize_t n;
+  while ((n = recv(c->fd, buf, len, 0)) < 0 && errno == EINTR) {
+  }
+  *done = n > 0 ? (size_t)n : 0;
+  return n > 0;
+}
+
 static int write_all(connection *c, const char *data, size_t len) {
   while (len > 0) {
     size_t written = 0;
-    if (SSL_write_ex(c->ssl, data, len, &written) != 1)
+    if (conn_write(c, data, len, &written) != 1)
       return -1;
     data += written;
     len -= written;
@@ -238,7 +269,7 @@ static int read_response(connection *c, char *buf, int *keep_alive) {
     if (have == RESPONSE_HEAD_MAX)
       return -1;
     size_t got = 0;
-    if (SSL_read_ex(c->ssl, buf + have, RESPONSE_HEAD_MAX - have, &got) != 1)
+    if (conn_read(c, buf + have, RESPONSE_HEAD_MAX - have, &got) != 1)
       return -1;
     have += got;
     buf[have] = '\0';
@@ -265,7 +296,7 @@ static int read_response(connection *c, char *buf, int *keep_alive) {
   while (body_left > 0) {
     size_t got = 0;
     size_t want = body_left < RESPONSE_HEAD_MAX ? body_left : RESPONSE_HEAD_MAX;
-    if (SSL_read_ex(c->ssl, buf, want, &got) != 1)
+    if (conn_read(c, buf, want, &got) != 1)
       return -1;
     body_left -= got;
   }
@@ -295,7 +326,7 @@ static void *run_connection(void *arg) {
     int64_t intended = origin + (int64_t)((double)n * interval_ns);
     if (intended >= run_end)
       break;
-    if (c->ssl == NULL) {
+    if (c->fd < 0) {
       c->reconnects++;
       if (open_connection(c) != 0)
         break;
@@ -369,7 +400,7 @@ static double number_arg(const char *flag, const char *value, double min, double
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: xksload --port P --ca FILE --request FILE [--host 127.0.0.1]\n"
+  fprintf(stderr, "usage: xksload --port P (--ca FILE | --plain) --request FILE [--host 127.0.0.1]\n"
                   "               [--server-name NAME] [--rate 1800] [--connections 8]\n"
                   "               [--duration 30] [--warmup 2]\n");
   exit(2);
@@ -380,6 +411,10 @@ static void parse_options(int argc, char **argv) {
                   .warmup_s = 2};
   for (int i = 1; i < argc; i++) {
     const char *flag = argv[i];
+    if (strcmp(flag, "--plain") == 0) { /* the one flag without a value */
+      opt.plain = 1;
+      continue;
+    }
     if (i + 1 >= argc)
       usage();
     const char *value = argv[++i];
@@ -404,7 +439,10 @@ static void parse_options(int argc, char **argv) {
     else
       usage();
   }
-  if (opt.port == 0 || opt.ca_file == NULL || opt.request_file == NULL)
+  /* TLS needs a CA to verify against; plain TCP has nothing to verify, and
+   * a CA or server name given with it is a mistake worth refusing. */
+  if (opt.port == 0 || opt.request_file == NULL ||
+      (opt.plain ? opt.ca_file != NULL || opt.server_name != NULL : opt.ca_file == NULL))
     usage();
 }
 
@@ -412,11 +450,13 @@ int main(int argc, char **argv) {
   parse_options(argc, argv);
   load_request(opt.request_file);
 
-  tls_ctx = SSL_CTX_new(TLS_client_method());
-  if (tls_ctx == NULL || SSL_CTX_load_verify_locations(tls_ctx, opt.ca_file, NULL) != 1)
-    die("cannot load the --ca file");
-  SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
-  SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+  if (!opt.plain) {
+    tls_ctx = SSL_CTX_new(TLS_client_method());
+    if (tls_ctx == NULL || SSL_CTX_load_verify_locations(tls_ctx, opt.ca_file, NULL) != 1)
+      die("cannot load the --ca file");
+    SSL_CTX_set_verify(tls_ctx, SSL_VERIFY_PEER, NULL);
+    SSL_CTX_set_min_proto_version(tls_ctx, TLS1_2_VERSION);
+  }
 
   int k = opt.connections;
   connection *conns = calloc((size_t)k, sizeof *conns);

@@ -17,6 +17,9 @@ encrypt   an AWS_CLOUDHSM key (AES-GCM inside the HSM through PKCS#11) and an
           Encrypt request that wrk replays for --duration seconds
           (bench/request.lua); the table shows requests/s, p50, p99 and the
           ratio HSM/AWS_KMS.
+
+bench/bench.py (bench/run.sh) imports quickstart() and measure_encrypt() for
+the CloudHSM row of its goals table.
 """
 
 import argparse
