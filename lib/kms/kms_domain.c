@@ -339,6 +339,14 @@ static kerr_code policy_get(kms_domain *d, store_tx *tx, const store_key *k,
     /* A stored policy was validated when written; failing now is ours. */
     return kerr_set(err, KERR_INTERNAL, "The stored key policy of %s cannot be parsed.", k->key_id);
   }
+  /* What a write transaction reads may belong to a batch that is lost
+   * (store.h, reads_uncommitted), and its policy_version may then come back
+   * with another policy: only committed policies are cached. */
+  if (d->st->ops->reads_uncommitted && d->st->ops->reads_uncommitted(tx)) {
+    r->refs = 1;
+    *out = r;
+    return KERR_OK;
+  }
   r->refs = 2; /* the caller's and the cache's */
   pthread_mutex_lock(&d->policies->lock);
   policy_ref_drop_locked(s->ref);

@@ -293,6 +293,12 @@ typedef struct store_ops {
   kerr_code (*begin)(store *s, bool write, store_tx **out, kerr *err);
   kerr_code (*commit)(store_tx *tx, kerr *err);
   void (*rollback)(store_tx *tx);
+  /* Whether `tx` may read changes of other transactions that are not
+   * committed yet and may still be lost: a write transaction of a backend
+   * with group commit reads the batch it is part of.  A cache shared
+   * between transactions must not keep what such a tx reads (a version
+   * number seen there may come back later with other contents). */
+  bool (*reads_uncommitted)(store_tx *tx);
 
   /* Keys. key_get fills *out (clear it with store_key_clear). */
   kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #define POOL_MAX 16
@@ -325,7 +326,9 @@ typedef struct sq_store {
   unsigned waiting;             /* write transactions waiting for their turn */
   sq_conn *batch;               /* the open batch's connection, or NULL */
   struct group_member *members; /* committed into the batch, waiting on it */
-  unsigned nmembers;
+  unsigned turns;               /* write transactions run in the batch so far */
+  int64_t batch_began_ms;       /* monotonic */
+  bool poisoned;                /* a member's undo failed: the batch must not commit */
   uint64_t commits, writes;     /* store_sqlite_stats */
 } sq_store;
 
@@ -538,7 +541,14 @@ static kerr_code dup_col(sqlite3_stmt *st, int i, bool nullable, char **out, ker
  * after an I/O error), the commit of every member fails: none has been
  * acknowledged.  A lone writer pays two statements more than before. */
 
-#define GROUP_MAX 64 /* members of one batch: bounds a member's wait */
+/* A batch takes at most GROUP_MAX turns (write transactions, committed or
+ * not) and is handed on only while younger than GROUP_MAX_MS: together they
+ * bound how long a committed writer waits for the ones after it.  A write
+ * transaction that is slow by itself (the HSM manager's steps) still delays
+ * the members before it by its length; with one COMMIT per write it delayed
+ * every writer queued behind it instead. */
+#define GROUP_MAX 64
+#define GROUP_MAX_MS 20
 
 /* A write transaction that committed into the batch, on its caller's stack
  * until the batch ends. */
@@ -547,6 +557,12 @@ typedef struct group_member {
   bool done;
   kerr outcome; /* the batch's */
 } group_member;
+
+static int64_t monotonic_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
 
 static kerr_code pool_take(sq_store *s, sq_conn **out, kerr *err) {
   sq_conn *c = NULL;
@@ -608,12 +624,16 @@ static void batch_end(sq_store *s) {
   kerr outcome = {KERR_OK, ""};
   bool open;
 
+  bool poisoned;
+
   pthread_mutex_lock(&s->group_lock);
   c = s->batch;
   list = s->members;
+  poisoned = s->poisoned;
   s->batch = NULL;
   s->members = NULL;
-  s->nmembers = 0;
+  s->turns = 0;
+  s->poisoned = false;
   pthread_mutex_unlock(&s->group_lock);
 
   open = sqlite3_get_autocommit(c->tx.db) == 0;
@@ -621,6 +641,10 @@ static void batch_end(sq_store *s) {
     if (list)
       kerr_set(&outcome, KERR_INTERNAL,
                "Storage error while committing: the database abandoned the transaction.");
+  } else if (poisoned) {
+    if (list)
+      kerr_set(&outcome, KERR_INTERNAL,
+               "Storage error while committing: a write could not be undone, so none was kept.");
   } else if (list && tx_control(&c->tx, TXC_COMMIT, "committing", &outcome) == KERR_OK) {
     open = false;
   }
@@ -645,13 +669,14 @@ static void batch_end(sq_store *s) {
  * once the batch holding `m` has ended, with its outcome in m->outcome. */
 static void writer_done(sq_store *s, group_member *m) {
   bool lost = sqlite3_get_autocommit(s->batch->tx.db) != 0;
+  int64_t age = monotonic_ms() - s->batch_began_ms;
   pthread_mutex_lock(&s->group_lock);
   if (m) {
     m->next = s->members;
     s->members = m;
-    s->nmembers++;
   }
-  if (!lost && s->waiting > 0 && s->nmembers < GROUP_MAX) {
+  s->turns++;
+  if (!lost && !s->poisoned && s->waiting > 0 && s->turns < GROUP_MAX && age < GROUP_MAX_MS) {
     s->writing = false;
     pthread_cond_broadcast(&s->group_cond);
     while (m && !m->done) pthread_cond_wait(&s->group_cond, &s->group_lock);
@@ -689,6 +714,7 @@ static kerr_code write_begin(sq_store *s, store_tx **out, kerr *err) {
     }
     pthread_mutex_lock(&s->group_lock);
     s->batch = c;
+    s->batch_began_ms = monotonic_ms();
     pthread_mutex_unlock(&s->group_lock);
   }
   rc = tx_control(&c->tx, TXC_SAVEPOINT, "starting a transaction", err);
@@ -700,6 +726,20 @@ static kerr_code write_begin(sq_store *s, store_tx **out, kerr *err) {
   c->tx.in_tx = true;
   *out = &c->tx;
   return KERR_OK;
+}
+
+/* Undo the running writer's savepoint.  If that fails while the batch is
+ * still open, its changes would be committed with the others': poison the
+ * batch instead, so that no member's commit succeeds. */
+static void member_undo(store_tx *tx) {
+  sq_store *s = tx->owner;
+  if (sqlite3_get_autocommit(tx->db)) return; /* the whole batch is gone already */
+  if (tx_control(tx, TXC_ROLLBACK_TO, "rolling back", NULL) == KERR_OK &&
+      tx_control(tx, TXC_RELEASE, "rolling back", NULL) == KERR_OK)
+    return;
+  pthread_mutex_lock(&s->group_lock);
+  s->poisoned = true;
+  pthread_mutex_unlock(&s->group_lock);
 }
 
 static kerr_code sq_begin(store *base, bool write, store_tx **out, kerr *err) {
@@ -722,8 +762,7 @@ static kerr_code sq_commit(store_tx *tx, kerr *err) {
   tx->in_tx = false; /* the next writer may take tx over inside writer_done */
   rc = tx_control(tx, TXC_RELEASE, "committing", err);
   if (rc) {
-    tx_control(tx, TXC_ROLLBACK_TO, "rolling back", NULL);
-    tx_control(tx, TXC_RELEASE, "rolling back", NULL);
+    member_undo(tx);
     writer_done(s, NULL);
     return rc;
   }
@@ -740,10 +779,11 @@ static void sq_rollback(store_tx *tx) {
     return;
   }
   tx->in_tx = false;
-  tx_control(tx, TXC_ROLLBACK_TO, "rolling back", NULL);
-  tx_control(tx, TXC_RELEASE, "rolling back", NULL);
+  member_undo(tx);
   writer_done(tx->owner, NULL);
 }
+
+static bool sq_reads_uncommitted(store_tx *tx) { return tx->write; }
 
 void store_sqlite_stats_get(store *base, store_sqlite_stats *out) {
   sq_store *s = (sq_store *)base;
@@ -2155,6 +2195,7 @@ static const store_ops sqlite_ops = {
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
+    .reads_uncommitted = sq_reads_uncommitted,
     .key_insert = sq_key_insert,
     .key_get = sq_key_get,
     .key_update = sq_key_update,

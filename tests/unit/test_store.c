@@ -437,10 +437,12 @@ typedef struct second_writer {
   const char *id;
   char *description;
   kerr_code insert_rc, end_rc;
+  bool roll_back; /* after a successful insert */
 } second_writer;
 
 /* Begins a write transaction (waiting for the main thread's to end),
- * inserts a key and commits, or rolls back if the insert failed. */
+ * inserts a key and commits (or rolls back when asked to, or when the
+ * insert failed). */
 static void *second_writer_run(void *arg) {
   second_writer *w = arg;
   store_tx *tx = NULL;
@@ -451,12 +453,22 @@ static void *second_writer_run(void *arg) {
   make_key(&k, w->id);
   k.description = w->description;
   w->insert_rc = w->s->ops->key_insert(tx, &k, "{}", &err);
-  if (w->insert_rc) {
+  if (w->insert_rc || w->roll_back) {
     w->s->ops->rollback(tx);
     return NULL;
   }
   w->end_rc = w->s->ops->commit(tx, &err);
   return NULL;
+}
+
+static void wait_for_waiting(store *s, unsigned n) {
+  store_sqlite_stats st;
+  for (int i = 0;; i++) { /* 10 s at most */
+    store_sqlite_stats_get(s, &st);
+    if (st.waiting == n) return;
+    assert_true(i < 10000);
+    usleep(1000);
+  }
 }
 
 /* The main thread holds a write transaction with key `first` in it and
@@ -466,18 +478,12 @@ static kerr_code commit_beside(store *s, second_writer *w, const char *first, ke
   store_tx *tx = NULL;
   store_key k;
   pthread_t th;
-  store_sqlite_stats st;
   kerr_code rc;
   assert_int_equal(s->ops->begin(s, true, &tx, err), KERR_OK);
   make_key(&k, first);
   assert_int_equal(s->ops->key_insert(tx, &k, "{}", err), KERR_OK);
   assert_int_equal(pthread_create(&th, NULL, second_writer_run, w), 0);
-  for (int i = 0;; i++) { /* until the second writer queues (10 s at most) */
-    store_sqlite_stats_get(s, &st);
-    if (st.waiting == 1) break;
-    assert_true(i < 10000);
-    usleep(1000);
-  }
+  wait_for_waiting(s, 1);
   rc = s->ops->commit(tx, err);
   pthread_join(th, NULL);
   return rc;
@@ -487,7 +493,7 @@ static void test_group_commit_one_batch(void **state) {
   store *s = NULL;
   kerr err;
   store_sqlite_stats st;
-  second_writer w = {NULL, K2, (char[]){"second"}, -1, -1};
+  second_writer w = {NULL, K2, (char[]){"second"}, -1, -1, false};
   assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
   w.s = s;
   assert_int_equal(commit_beside(s, &w, K1, &err), KERR_OK);
@@ -510,7 +516,7 @@ static void test_group_commit_lost_batch(void **state) {
   store *s = NULL;
   kerr err;
   store_sqlite_stats st;
-  second_writer w = {NULL, K2, (char[]){"poison"}, -1, -1};
+  second_writer w = {NULL, K2, (char[]){"poison"}, -1, -1, false};
   assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
   raw_exec("CREATE TRIGGER poison AFTER INSERT ON keys WHEN NEW.description = 'poison' "
            "BEGIN SELECT RAISE(ROLLBACK, 'poisoned'); END");
@@ -524,10 +530,83 @@ static void test_group_commit_lost_batch(void **state) {
   assert_int_equal(st.commits, 0);
   assert_int_equal(st.writes, 0);
 
-  second_writer again = {s, K2, (char[]){"fine"}, -1, -1};
+  second_writer again = {s, K2, (char[]){"fine"}, -1, -1, false};
   second_writer_run(&again);
   assert_int_equal(again.end_rc, KERR_OK);
   assert_true(key_exists(s, K2));
+  s->ops->close(s);
+}
+
+/* A commits while B and C wait; B rolls back, C commits: one batch, one
+ * COMMIT for A and C, nothing of B. */
+static void test_group_commit_rollback_inside(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  store_sqlite_stats st;
+  pthread_t tb, tc;
+  second_writer b = {NULL, K2, (char[]){"undone"}, -1, -1, true};
+  second_writer c = {NULL, "00000000-0000-4000-8000-000000000003", (char[]){"kept"}, -1, -1, false};
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  b.s = c.s = s;
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  assert_int_equal(pthread_create(&tb, NULL, second_writer_run, &b), 0);
+  wait_for_waiting(s, 1);
+  assert_int_equal(pthread_create(&tc, NULL, second_writer_run, &c), 0);
+  wait_for_waiting(s, 2);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  pthread_join(tb, NULL);
+  pthread_join(tc, NULL);
+  assert_int_equal(c.end_rc, KERR_OK);
+  store_sqlite_stats_get(s, &st);
+  assert_int_equal(st.commits, 1);
+  assert_int_equal(st.writes, 2);
+  assert_true(key_exists(s, K1));
+  assert_false(key_exists(s, K2));
+  assert_true(key_exists(s, c.id));
+  s->ops->close(s);
+}
+
+/* Writers that keep coming and rolling back cannot hold a committed
+ * writer's batch open: the batch ends after a bounded number of turns
+ * (without the bound, this test never ends). */
+static _Atomic bool churn_stop;
+
+static void *churn(void *arg) {
+  store *s = arg;
+  kerr err;
+  while (!churn_stop) {
+    store_tx *tx = NULL;
+    if (s->ops->begin(s, true, &tx, &err) != KERR_OK) return (void *)1;
+    s->ops->rollback(tx);
+  }
+  return NULL;
+}
+
+static void test_group_commit_bounded(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  pthread_t th[3];
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  churn_stop = false;
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  for (int i = 0; i < 3; i++) assert_int_equal(pthread_create(&th[i], NULL, churn, s), 0);
+  wait_for_waiting(s, 3);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  churn_stop = true;
+  for (int i = 0; i < 3; i++) {
+    void *ret = (void *)1;
+    pthread_join(th[i], &ret);
+    assert_null(ret);
+  }
+  assert_true(key_exists(s, K1));
   s->ops->close(s);
 }
 
@@ -655,6 +734,8 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_policy_version_follows_policy, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_one_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_lost_batch, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_rollback_inside, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
