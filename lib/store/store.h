@@ -419,10 +419,17 @@ struct store {
 #define STORE_SQLITE_BUSY_TIMEOUT_MIN_MS 1
 #define STORE_SQLITE_BUSY_TIMEOUT_MAX_MS 600000
 
+/* How long after its first commit a batch of group commit (store_sqlite.c,
+ * "transactions") may still be handed to another writer. */
+#define STORE_SQLITE_GROUP_WINDOW_DEFAULT_MS 20
+#define STORE_SQLITE_GROUP_WINDOW_MAX_MS 600000
+
 /* Tunables of the SQLite backend; a zeroed struct means every default. */
 typedef struct store_sqlite_options {
-  int busy_timeout_ms; /* 0: STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS; else within
-                          STORE_SQLITE_BUSY_TIMEOUT_MIN_MS..MAX_MS */
+  int busy_timeout_ms;  /* 0: STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS; else within
+                           STORE_SQLITE_BUSY_TIMEOUT_MIN_MS..MAX_MS */
+  int group_window_ms;  /* 0: STORE_SQLITE_GROUP_WINDOW_DEFAULT_MS; else
+                           1..STORE_SQLITE_GROUP_WINDOW_MAX_MS */
 } store_sqlite_options;
 
 /* Open (creating if needed) the SQLite database at `path`, in WAL mode with

@@ -319,6 +319,7 @@ typedef struct sq_store {
   size_t nidle;
   size_t nopen;
   int busy_timeout_ms; /* every connection of the pool gets the same */
+  int group_window_ms;
   /* Group commit (see "transactions"), all under group_lock. */
   pthread_mutex_t group_lock;
   pthread_cond_t group_cond;
@@ -327,7 +328,7 @@ typedef struct sq_store {
   sq_conn *batch;               /* the open batch's connection, or NULL */
   struct group_member *members; /* committed into the batch, waiting on it */
   unsigned turns;               /* write transactions run in the batch so far */
-  int64_t batch_began_ms;       /* monotonic */
+  int64_t first_member_ms;      /* monotonic: when the batch's first member committed */
   bool poisoned;                /* a member's undo failed: the batch must not commit */
   uint64_t commits, writes;     /* store_sqlite_stats */
 } sq_store;
@@ -542,13 +543,13 @@ static kerr_code dup_col(sqlite3_stmt *st, int i, bool nullable, char **out, ker
  * acknowledged.  A lone writer pays two statements more than before. */
 
 /* A batch takes at most GROUP_MAX turns (write transactions, committed or
- * not) and is handed on only while younger than GROUP_MAX_MS: together they
- * bound how long a committed writer waits for the ones after it.  A write
- * transaction that is slow by itself (the HSM manager's steps) still delays
- * the members before it by its length; with one COMMIT per write it delayed
- * every writer queued behind it instead. */
+ * not) and is handed on only within the group window (store_sqlite_options)
+ * after its first member committed: together they bound how long a
+ * committed writer waits for the ones after it.  A write transaction that
+ * is slow by itself (the HSM manager's steps) still delays the members
+ * before it by its length; with one COMMIT per write it delayed every
+ * writer queued behind it instead. */
 #define GROUP_MAX 64
-#define GROUP_MAX_MS 20
 
 /* A write transaction that committed into the batch, on its caller's stack
  * until the batch ends. */
@@ -669,14 +670,16 @@ static void batch_end(sq_store *s) {
  * once the batch holding `m` has ended, with its outcome in m->outcome. */
 static void writer_done(sq_store *s, group_member *m) {
   bool lost = sqlite3_get_autocommit(s->batch->tx.db) != 0;
-  int64_t age = monotonic_ms() - s->batch_began_ms;
+  int64_t now = monotonic_ms();
   pthread_mutex_lock(&s->group_lock);
   if (m) {
+    if (!s->members) s->first_member_ms = now;
     m->next = s->members;
     s->members = m;
   }
   s->turns++;
-  if (!lost && !s->poisoned && s->waiting > 0 && s->turns < GROUP_MAX && age < GROUP_MAX_MS) {
+  if (!lost && !s->poisoned && s->waiting > 0 && s->turns < GROUP_MAX &&
+      (!s->members || now - s->first_member_ms < s->group_window_ms)) {
     s->writing = false;
     pthread_cond_broadcast(&s->group_cond);
     while (m && !m->done) pthread_cond_wait(&s->group_cond, &s->group_lock);
@@ -714,7 +717,6 @@ static kerr_code write_begin(sq_store *s, store_tx **out, kerr *err) {
     }
     pthread_mutex_lock(&s->group_lock);
     s->batch = c;
-    s->batch_began_ms = monotonic_ms();
     pthread_mutex_unlock(&s->group_lock);
   }
   rc = tx_control(&c->tx, TXC_SAVEPOINT, "starting a transaction", err);
@@ -2245,8 +2247,15 @@ kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *o
   sq_conn *first = NULL;
   int fd;
   int busy_timeout_ms = STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS;
+  int group_window_ms = STORE_SQLITE_GROUP_WINDOW_DEFAULT_MS;
 
   *out = NULL;
+  if (opts && opts->group_window_ms) {
+    if (opts->group_window_ms < 1 || opts->group_window_ms > STORE_SQLITE_GROUP_WINDOW_MAX_MS)
+      return kerr_set(err, KERR_VALIDATION, "The group commit window must be 1 to %d ms, not %d.",
+                      STORE_SQLITE_GROUP_WINDOW_MAX_MS, opts->group_window_ms);
+    group_window_ms = opts->group_window_ms;
+  }
   if (opts && opts->busy_timeout_ms) {
     if (opts->busy_timeout_ms < STORE_SQLITE_BUSY_TIMEOUT_MIN_MS ||
         opts->busy_timeout_ms > STORE_SQLITE_BUSY_TIMEOUT_MAX_MS)
@@ -2267,6 +2276,7 @@ kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *o
   if (!s) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   s->base.ops = &sqlite_ops;
   s->busy_timeout_ms = busy_timeout_ms;
+  s->group_window_ms = group_window_ms;
   pthread_mutex_init(&s->pool_lock, NULL);
   pthread_cond_init(&s->pool_cond, NULL);
   pthread_mutex_init(&s->group_lock, NULL);
