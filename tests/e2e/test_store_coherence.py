@@ -16,6 +16,7 @@ caches on the same key.
 
 import json
 import os
+import shutil
 import sqlite3
 import tempfile
 import time
@@ -155,6 +156,7 @@ class StoreCoherenceTest(h.KmsdBaseTestCase):
 
     def test_store_disconnected(self):
         tmp = tempfile.mkdtemp(prefix="coherence-")
+        self.addCleanup(shutil.rmtree, tmp, True)
         certs = xks_certs.make_certs(os.path.join(tmp, "certs"), hostname=HOST)
         proxy = StandIn(cert=certs.good, uri_path=PATH)
         self.addCleanup(certs.cleanup)
