@@ -212,11 +212,12 @@ static kerr_code load_text(const char *text, size_t len, const char *path, creds
     if (rc) goto out;
   }
   /* Sorting moves entries, so the policy pointers travel with them inside
-   * `who`; re-derive the owning array afterwards. */
+   * `who`; re-derive the whole owning array before any check can fail, or
+   * creds_free would see some policies twice and others never. */
   qsort(s->entries, n, sizeof *s->entries, cmp_entry);
-  for (i = 0; i < n; i++) {
-    s->policies[i] = (iam_policy *)s->entries[i].who.identity_policy;
-    if (i > 0 && strcmp(s->entries[i - 1].who.access_key_id, s->entries[i].who.access_key_id) == 0) {
+  for (i = 0; i < n; i++) s->policies[i] = (iam_policy *)s->entries[i].who.identity_policy;
+  for (i = 1; i < n; i++) {
+    if (strcmp(s->entries[i - 1].who.access_key_id, s->entries[i].who.access_key_id) == 0) {
       rc = kerr_set(err, KERR_VALIDATION, "credentials file %s: access key %s appears more than once", path,
                     s->entries[i].who.access_key_id);
       goto out;

@@ -152,6 +152,18 @@ static void test_invalid_fields(void **state) {
                  "," P("AKIAIOSFODNN7EXAMPLE", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:user/x", "")
                  "]}",
                  "access key AKIAIOSFODNN7EXAMPLE appears more than once");
+  /* A repeated key found early in the sorted order while later principals
+   * (out of order in the file) carry policies: each policy is freed once
+   * (under ASan a double free or a leak fails this test). */
+  expect_invalid("{\"principals\":["
+                 P("AKIAZZZZZZZZZZZZZZZZ", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:root",
+                   ",\"policy\":{\"Statement\":{\"Effect\":\"Allow\",\"Action\":\"*\",\"Resource\":\"*\"}}")
+                 "," P("AKIAAAAAAAAAAAAAAAAA", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:user/a", "")
+                 "," P("AKIAAAAAAAAAAAAAAAAA", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:user/b", "")
+                 "," P("AKIAYYYYYYYYYYYYYYYY", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:user/y",
+                   ",\"policy\":{\"Statement\":{\"Effect\":\"Deny\",\"Action\":\"*\",\"Resource\":\"*\"}}")
+                 "]}",
+                 "access key AKIAAAAAAAAAAAAAAAAA appears more than once");
   expect_invalid("{\"principals\":[" P("AKIAIOSFODNN7EXAMPLE", "TOPSECRET", "111122223333",
                                        "arn:aws:iam::111122223333:root", "")
                  "," P("AKIAIOSFODNN7EXAMPl", "TOPSECRET", "111122223333", "arn:aws:iam::111122223333:user/x", "")
