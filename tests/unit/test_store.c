@@ -1,7 +1,8 @@
 /* test_store.c - the SQLite store on real database files: migrations from
  * empty and on reopen, WAL/durability settings, every record type, rollback,
  * concurrent writers from several threads, group commit (writers that
- * queue share one COMMIT; a lost batch fails every member's commit), the
+ * queue share one COMMIT; a lost batch, or one whose member could not undo
+ * its write, fails every member's commit), the
  * key counts that the quota reads (kept by triggers, whoever writes) and
  * the alias listings. */
 #include <setjmp.h>
@@ -548,6 +549,59 @@ static void test_group_commit_lost_batch(void **state) {
   s->ops->close(s);
 }
 
+/* A member whose undo fails (ROLLBACK TO refused) poisons its batch: its
+ * insert is still in the open transaction, so committing the batch would
+ * keep a write its caller was told was rolled back.  Every member's commit
+ * fails instead and nothing is kept.  The refusal is real SQLite: an
+ * authorizer, installed on every connection this process opens (an
+ * auto-extension), denies ROLLBACK TO while the flag is up. */
+static _Atomic bool deny_rollback_to;
+
+static int deny_auth(void *unused, int action, const char *a1, const char *a2, const char *a3,
+                     const char *a4) {
+  (void)unused, (void)a2, (void)a3, (void)a4;
+  if (deny_rollback_to && action == SQLITE_SAVEPOINT && a1 && strcmp(a1, "ROLLBACK") == 0)
+    return SQLITE_DENY;
+  return SQLITE_OK;
+}
+
+static int install_deny_auth(sqlite3 *db, char **msg, const void *api) {
+  (void)msg, (void)api;
+  sqlite3_set_authorizer(db, deny_auth, NULL);
+  return SQLITE_OK;
+}
+
+static void test_group_commit_poisoned_batch(void **state) {
+  store *s = NULL;
+  kerr err;
+  store_sqlite_stats st;
+  second_writer w = {NULL, K2, (char[]){"undo refused"}, -1, -1, true};
+  assert_int_equal(sqlite3_auto_extension((void (*)(void))install_deny_auth), SQLITE_OK);
+  assert_int_equal(open_for_groups(&s, &err), KERR_OK);
+  w.s = s;
+  deny_rollback_to = true;
+  assert_int_equal(commit_beside(s, &w, K1, &err), KERR_INTERNAL);
+  deny_rollback_to = false;
+  assert_non_null(strstr(err.msg, "could not be undone"));
+  assert_int_equal(w.insert_rc, KERR_OK); /* it inserted, then asked to roll back */
+  assert_false(key_exists(s, K1));
+  assert_false(key_exists(s, K2));
+  store_sqlite_stats_get(s, &st);
+  assert_int_equal(st.commits, 0);
+  assert_int_equal(st.writes, 0);
+
+  /* The next batch is a new one, and undo works again. */
+  second_writer undone = {s, K2, (char[]){"undone"}, -1, -1, true};
+  second_writer kept = {s, K1, (char[]){"kept"}, -1, -1, false};
+  second_writer_run(&undone);
+  second_writer_run(&kept);
+  assert_int_equal(kept.end_rc, KERR_OK);
+  assert_true(key_exists(s, K1));
+  assert_false(key_exists(s, K2));
+  s->ops->close(s);
+  assert_int_equal(sqlite3_cancel_auto_extension((void (*)(void))install_deny_auth), 1);
+}
+
 /* A commits while B and C wait; B rolls back, C commits: one batch, one
  * COMMIT for A and C, nothing of B. */
 static void test_group_commit_rollback_inside(void **state) {
@@ -746,6 +800,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_group_commit_one_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_lost_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_rollback_inside, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_group_commit_poisoned_batch, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),
   };
