@@ -66,16 +66,30 @@ class Terminal:
         os.write(self.master, keys.encode())
 
     def finish(self, timeout=30):
-        """Read until kms exits; returns its exit code."""
+        """Read until kms exits and the terminal has given back all it wrote;
+        returns its exit code.  What kms wrote just before it exited may
+        still wait in the terminal when the exit is seen (a loaded machine
+        shows it), so the screen is read to its end after the exit too: once
+        no process holds the slave side, reading the master gives the rest
+        and then fails (EIO)."""
         deadline = time.monotonic() + timeout
-        while self.proc.poll() is None and time.monotonic() < deadline:
+        code = None
+        while time.monotonic() < deadline:
+            if code is None:
+                code = self.proc.poll()
             ready, _, _ = select.select([self.master], [], [], 0.1)
             if ready:
                 try:
-                    self.screen += os.read(self.master, 4096)
+                    chunk = os.read(self.master, 4096)
                 except OSError:
+                    chunk = b""
+                if not chunk:
                     break
-        code = self.proc.wait(timeout=max(1, deadline - time.monotonic()))
+                self.screen += chunk
+            elif code is not None:
+                break  # exited, and nothing more came within 0.1 s
+        if code is None:
+            code = self.proc.wait(timeout=max(1, deadline - time.monotonic()))
         os.close(self.master)
         return code
 
