@@ -65,7 +65,10 @@ def start_proxy(proxy, workdir, port, quota, threads):
                 raise RuntimeError("no 1,800/s quota in %s to raise" % config)
             # One log line per request is not what is measured (kmsd runs at
             # warn too); bench/xks.sh measures the proxy both ways.
-            raised = raised.replace("\nlisten:", "\nlog_level: warn\nthreads: %d\nlisten:" % threads, 1)
+            settled = raised.replace("\nlisten:", "\nlog_level: warn\nthreads: %d\nlisten:" % threads, 1)
+            if settled == raised or "\nthreads:" in raised or "\nlog_level:" in raised:
+                raise RuntimeError("cannot set log_level and threads in %s" % config)
+            raised = settled
             with open(config, "w") as f:
                 f.write(raised)
     with open(os.path.join(workdir, "xks-proxy.pid")) as f:
@@ -195,6 +198,8 @@ def main():
         p.error("--duration x --rounds x 2 must stay under the 5-minute life of a signature")
     if args.rounds < 1:
         p.error("--rounds must be at least 1")
+    if not 0 <= args.proxy_threads <= 1024:
+        p.error("--proxy-threads must be 0..1024 (0: one per CPU)")
 
     workdir = tempfile.mkdtemp(prefix="kmsd-bench-xks-")
     proxy_dir = os.path.join(workdir, "proxy")
@@ -224,7 +229,10 @@ def main():
     print_report(results, args)
     if args.json:
         with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
+            json.dump({"settings": {"wrk_threads": args.threads, "connections": args.connections,
+                                    "duration_s": args.duration, "kmsd_threads": args.server_threads,
+                                    "proxy_threads": args.proxy_threads},
+                       "rounds": results}, f, indent=2)
 
 
 if __name__ == "__main__":
