@@ -32,6 +32,7 @@
 #include <time.h>
 
 #include "core/codec.h"
+#include "core/evp_algs.h"
 #include "core/secmem.h"
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
@@ -156,18 +157,6 @@ static int parse_http_date(const char *s, int64_t *out) {
 }
 
 /* ---- streaming SHA-256 of the canonical request ------------------------- */
-
-/* OpenSSL 3 looks an algorithm up by name on every implicit use; fetching
- * SHA-256 once takes that lookup off every request. */
-static EVP_MD *sha256_md;
-static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-
-static void fetch_sha256(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
-
-static const EVP_MD *sha256(void) {
-  pthread_once(&sha256_once, fetch_sha256);
-  return sha256_md ? sha256_md : EVP_sha256();
-}
 
 /* Each thread keeps one digest context for the two hashes of every request
  * (the body, the canonical request): set up again with the same digest it
@@ -404,10 +393,10 @@ static kerr_code canonical_request_hash(const sigv4_request *req, const char *si
   h.n = 0;
   h.failed = 0;
   h.ctx = thread_md_ctx();
-  if (!h.ctx || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1)
+  if (!h.ctx || EVP_DigestInit_ex(h.ctx, evp_sha256(), NULL) != 1)
     return kerr_set(err, KERR_INTERNAL, "SHA-256 unavailable");
   if ((req->body && req->body_len && EVP_DigestUpdate(h.ctx, req->body, req->body_len) != 1) ||
-      EVP_DigestFinal_ex(h.ctx, body_hash, &mdlen) != 1 || EVP_DigestInit_ex(h.ctx, sha256(), NULL) != 1)
+      EVP_DigestFinal_ex(h.ctx, body_hash, &mdlen) != 1 || EVP_DigestInit_ex(h.ctx, evp_sha256(), NULL) != 1)
     return kerr_set(err, KERR_INTERNAL, "SHA-256 failed");
   hex_encode(body_hash, 32, body_hex);
 

@@ -2,28 +2,14 @@
  *
  * A fresh EVP context per call keeps the functions reentrant, and its key
  * schedule is wiped when the context is freed (none outlives the call).
- * The cipher itself is fetched once: given EVP_aes_256_gcm(), OpenSSL 3
- * looks the algorithm up by name in its provider store (a shared lock and
- * reference counts) on every initialization. */
+ * The cipher itself is fetched once (core/evp_algs.h). */
 #include "crypto/aesgcm.h"
 
 #include <limits.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 
+#include "core/evp_algs.h"
 #include "core/secmem.h"
-
-static EVP_CIPHER *gcm_fetched;
-static pthread_once_t gcm_once = PTHREAD_ONCE_INIT;
-
-static void fetch_gcm(void) { gcm_fetched = EVP_CIPHER_fetch(NULL, "AES-256-GCM", NULL); }
-
-/* The fetched cipher, or the implicit one if the fetch failed (it then
- * fails, or works, the same way at initialization). */
-static const EVP_CIPHER *gcm(void) {
-  pthread_once(&gcm_once, fetch_gcm);
-  return gcm_fetched ? gcm_fetched : EVP_aes_256_gcm();
-}
 
 kerr_code aesgcm_seal(const uint8_t key[AESGCM_KEY_LEN], const uint8_t iv[AESGCM_IV_LEN],
                       const uint8_t *aad, size_t aad_len, const uint8_t *pt, size_t pt_len,
@@ -36,7 +22,7 @@ kerr_code aesgcm_seal(const uint8_t key[AESGCM_KEY_LEN], const uint8_t iv[AESGCM
   if (aad_len > INT_MAX || pt_len > INT_MAX) goto fail;
   ctx = EVP_CIPHER_CTX_new();
   if (!ctx) goto fail;
-  if (EVP_EncryptInit_ex(ctx, gcm(), NULL, NULL, NULL) != 1) goto fail;
+  if (EVP_EncryptInit_ex(ctx, evp_aes256gcm(), NULL, NULL, NULL) != 1) goto fail;
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, AESGCM_IV_LEN, NULL) != 1) goto fail;
   if (EVP_EncryptInit_ex(ctx, NULL, NULL, key, iv) != 1) goto fail;
   if (aad_len && EVP_EncryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) goto fail;
@@ -65,7 +51,7 @@ kerr_code aesgcm_open(const uint8_t key[AESGCM_KEY_LEN], const uint8_t iv[AESGCM
   if (aad_len > INT_MAX || ct_len > INT_MAX) goto fail;
   ctx = EVP_CIPHER_CTX_new();
   if (!ctx) goto fail;
-  if (EVP_DecryptInit_ex(ctx, gcm(), NULL, NULL, NULL) != 1) goto fail;
+  if (EVP_DecryptInit_ex(ctx, evp_aes256gcm(), NULL, NULL, NULL) != 1) goto fail;
   if (EVP_CIPHER_CTX_ctrl(ctx, EVP_CTRL_GCM_SET_IVLEN, AESGCM_IV_LEN, NULL) != 1) goto fail;
   if (EVP_DecryptInit_ex(ctx, NULL, NULL, key, iv) != 1) goto fail;
   if (aad_len && EVP_DecryptUpdate(ctx, NULL, &len, aad, (int)aad_len) != 1) goto fail;

@@ -10,12 +10,12 @@
 
 #include <jansson.h>
 #include <openssl/evp.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "core/codec.h"
+#include "core/evp_algs.h"
 #include "xks/xks_flatjson.h"
 
 #define BAD_REPLY KERR_XKS_PROXY_INVALID_RESPONSE
@@ -815,18 +815,6 @@ kerr_code xks_gcm_aad(const uint8_t *aad, size_t aad_len, const uint8_t *md, siz
   return KERR_OK;
 }
 
-/* SHA-256 fetched once: OpenSSL 3 looks EVP_sha256() up by name in its
- * provider store on every EVP_DigestInit_ex, a cost paid per Encrypt. */
-static EVP_MD *cdiv_md;
-static pthread_once_t cdiv_md_once = PTHREAD_ONCE_INIT;
-
-static void fetch_cdiv_md(void) { cdiv_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
-
-static const EVP_MD *sha256_md(void) {
-  pthread_once(&cdiv_md_once, fetch_cdiv_md);
-  return cdiv_md ? cdiv_md : EVP_sha256();
-}
-
 kerr_code xks_cdiv(const uint8_t *aad, size_t aad_len, const uint8_t *md, size_t md_len,
                    const uint8_t *iv, size_t iv_len, const uint8_t *ct, size_t ct_len,
                    const uint8_t *tag, size_t tag_len, uint8_t out[XKS_CDIV_LEN], kerr *err) {
@@ -835,7 +823,7 @@ kerr_code xks_cdiv(const uint8_t *aad, size_t aad_len, const uint8_t *md, size_t
   EVP_MD_CTX *ctx = EVP_MD_CTX_new();
   unsigned int n = 0;
   kerr_code rc = KERR_OK;
-  int ok = ctx && EVP_DigestInit_ex(ctx, sha256_md(), NULL) == 1;
+  int ok = ctx && EVP_DigestInit_ex(ctx, evp_sha256(), NULL) == 1;
 
   for (int i = 0; ok && i < 5; i++)
     if (plen[i]) ok = part[i] && EVP_DigestUpdate(ctx, part[i], plen[i]) == 1;
