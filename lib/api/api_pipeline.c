@@ -425,7 +425,16 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
   }
 
   if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
-    json_t *obj = json_pack("{s:s, s:s}", "status", "ok", "version", KMSD_VERSION);
+    /* The key cache's counts tell an operator (and the tests) that it
+     * serves: hits that stay at 0 under load mean every request reads the
+     * store (docs/storage.md, "The change stamp"). */
+    uint64_t hits = 0, misses = 0;
+    json_t *cache = p->cfg.domain && kms_domain_key_cache_counts(p->cfg.domain, &hits, &misses)
+                        ? json_pack("{s:I, s:I}", "hits", (json_int_t)hits, "misses",
+                                    (json_int_t)misses)
+                        : json_null();
+    json_t *obj = json_pack("{s:s, s:s, s:o}", "status", "ok", "version", KMSD_VERSION,
+                            "keyCache", cache);
     if (obj && set_json_body(resp, obj) == 0) {
       resp->status = 200;
       http_response_header(resp, "Content-Type", "application/json");

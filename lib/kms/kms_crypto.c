@@ -1,16 +1,21 @@
 /* kms_crypto.c - the cryptographic operations on symmetric keys: Encrypt,
  * Decrypt, ReEncrypt, GenerateDataKey(WithoutPlaintext), GenerateRandom.
  *
- * Each checks in AWS's order, in one read transaction: the request's own
- * shape (lengths, context), then the key is resolved (NotFoundException)
- * and authorized (AccessDeniedException), and only then is what the request
- * asks of that key judged: the algorithm (InvalidKeyUsageException), the
- * key's state, DryRun.  A caller who may not use a key, or names none that
- * exists, so never learns anything about it.  ReEncrypt checks both keys
- * that way, source then destination, before DryRun.  Still in the
- * transaction, each key's call is prepared (key_call): its backend and live
- * connection, and the key material kmsd keeps for it when the backend uses
- * some.  Then the transaction ends, and only then does the key's backend
+ * Each checks in AWS's order: the request's own shape (lengths, context),
+ * then the key is resolved (NotFoundException) and authorized
+ * (AccessDeniedException), and only then is what the request asks of that
+ * key judged: the algorithm (InvalidKeyUsageException), the key's state,
+ * DryRun.  A caller who may not use a key, or names none that exists, so
+ * never learns anything about it.  ReEncrypt checks both keys that way,
+ * source then destination, before DryRun.  Then each key's call is prepared
+ * (key_call): its backend and live connection, and the key material kmsd
+ * keeps for it when the backend uses some.  The key comes from the key
+ * cache or a read transaction of its own (kmsi_resolve_read), its policy
+ * and material from their caches or transactions of their own: each read
+ * is of the committed state at that instant, so a change committed while
+ * the request is checked may show in the policy and not in the row, as if
+ * it had come a moment earlier.  No transaction is open when the key's
+ * backend
  * (kms_backend.h: local material, a CloudHSM key store, an external key
  * store's proxy) seal or open the body of a ciphertext blob
  * (lib/crypto/blob.h) whose header is made and read here, the same for
@@ -98,10 +103,10 @@ static kerr_code blob_aad(const uint8_t header[KBLOB_AAD_HEADER_LEN], const uint
   return KERR_OK;
 }
 
-/* One backend call on a resolved, authorized key, prepared inside the
- * operation's transaction so that the call itself needs none: the key's
- * backend and live connection (held until call_end), and, for a backend
- * that uses_material, the unwrapped material in secure memory. */
+/* One backend call on a resolved, authorized key, prepared before it so
+ * that the call itself reads nothing from the store: the key's backend and
+ * live connection (held until call_end), and, for a backend that
+ * uses_material, the unwrapped material in secure memory. */
 typedef struct key_call {
   const kmsi_key *k;
   const kms_backend *b;
@@ -113,16 +118,16 @@ typedef struct key_call {
 } key_call;
 
 /* Prepare a call on key `k` with its material `material_hex` (the current
- * one to encrypt, the one the blob names to decrypt), reading through `tx`:
+ * one to encrypt, the one the blob names to decrypt), from the material
+ * cache or a read transaction of its own:
  * a store that is not connected -> KERR_INVALID_STATE; a caller that must
  * not wait on the key's backend -> KERR_WOULD_BLOCK (kmsi_may_wait: these
  * operations only read, so every check before is answered as usual and the
  * rerun changes nothing twice); a material that is not the key's ->
  * KERR_INVALID_CIPHERTEXT (kmsi_material).  call_end `kc` in every case;
  * `k` must outlive it. */
-static kerr_code call_prepare(kms_domain *d, const kms_call *call, store_tx *tx,
-                              const kmsi_key *k, const char *material_hex, key_call *kc,
-                              kerr *err) {
+static kerr_code call_prepare(kms_domain *d, const kms_call *call, const kmsi_key *k,
+                              const char *material_hex, key_call *kc, kerr *err) {
   kerr_code rc;
   memset(kc, 0, sizeof *kc);
   kc->k = k;
@@ -135,7 +140,11 @@ static kerr_code call_prepare(kms_domain *d, const kms_call *call, store_tx *tx,
   if (kc->b->uses_material) {
     kc->material = secure_alloc(AESGCM_KEY_LEN);
     if (!kc->material) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    rc = kmsi_material(d, tx, k->row.key_id, kc->material_id, kc->material, err);
+    rc = kmsi_material(d, NULL, k->row.key_id, kc->material_id, kc->material, err);
+    /* The key's current material is gone only when the key is: it was
+     * deleted after it was resolved (kmsi_resolve_read). */
+    if (rc == KERR_INVALID_CIPHERTEXT && strcmp(material_hex, k->row.current_material_id) == 0)
+      return kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", k->arn);
     if (rc) return rc;
   }
   kc->bkey.key_id = k->row.key_id;
@@ -233,7 +242,6 @@ void kms_encrypt_output_clear(kms_encrypt_output *o) {
 kerr_code kms_op_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_input *in,
                       kms_encrypt_output *out, kerr *err) {
   kerr_code rc;
-  store_tx *tx = NULL;
   uint8_t *ctx = NULL;
   size_t ctx_len = 0;
   kmsi_key k;
@@ -251,11 +259,9 @@ kerr_code kms_op_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_
                     MAX_PLAINTEXT);
   rc = canonical_context(in->context, in->ncontext, &ctx, &ctx_len, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, false, &tx, err);
+  rc = kmsi_resolve_read(d, call, in->key_id, &KMSI_CRYPTO, &k, err);
   if (rc) goto out;
-  rc = kmsi_resolve(d, &tx, false, call, in->key_id, &KMSI_CRYPTO, &k, err);
-  if (rc) goto out;
-  rc = kmsi_authorize(d, tx, call, &k, "kms:Encrypt", err);
+  rc = kmsi_authorize(d, NULL, call, &k, "kms:Encrypt", err);
   if (rc) goto out;
   rc = check_algorithm(in->encryption_algorithm, err);
   if (rc) goto out;
@@ -265,17 +271,14 @@ kerr_code kms_op_encrypt(kms_domain *d, const kms_call *call, const kms_encrypt_
     rc = kerr_set(err, KERR_DRY_RUN, "%s", dry_run_msg);
     goto out;
   }
-  rc = call_prepare(d, call, tx, &k, k.row.current_material_id, &kc, err);
+  rc = call_prepare(d, call, &k, k.row.current_material_id, &kc, err);
   if (rc) goto out;
-  d->st->ops->rollback(tx);
-  tx = NULL;
   rc = seal_with_key(d, call, "Encrypt", &kc, ctx, ctx_len, in->plaintext, in->plaintext_len,
                      &out->ciphertext, &out->ciphertext_len, err);
   if (rc) goto out;
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
 out:
-  if (tx) d->st->ops->rollback(tx);
   call_end(d, &kc);
   free(ctx);
   kmsi_key_clear(&k);
@@ -285,14 +288,14 @@ out:
 
 /* ---------------------------------------------------------------- Decrypt */
 
-/* The checks of the decrypting half shared by Decrypt and ReEncrypt, in
- * `*tx`: resolve an explicit key id, parse the blob, resolve the blob's key
+/* The checks of the decrypting half shared by Decrypt and ReEncrypt
+ * (keys resolved by kmsi_resolve_read): resolve an explicit key id, parse the blob, resolve the blob's key
  * (or check the explicit one against it), authorize `action`, check
  * `algorithm` and the key's state, then DryRun when `dry_run`.  On KERR_OK
  * *k is the source key, *v the parsed blob (pointing into `blob`),
  * *ctx (free) and *ctx_len the canonical context, material_hex the material
  * the blob names. */
-static kerr_code check_blob(kms_domain *d, store_tx **tx, const kms_call *call,
+static kerr_code check_blob(kms_domain *d, const kms_call *call,
                             const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
                             size_t npairs, const char *key_id, const char *algorithm,
                             const char *action, bool dry_run, kmsi_key *k, kblob_view *v,
@@ -313,7 +316,7 @@ static kerr_code check_blob(kms_domain *d, store_tx **tx, const kms_call *call,
    * does not exist is NotFoundException whatever the blob holds (an RSA
    * ciphertext, say, is no kmsd blob at all). */
   if (key_id) {
-    rc = kmsi_resolve(d, tx, false, call, key_id, &KMSI_CRYPTO, k, err);
+    rc = kmsi_resolve_read(d, call, key_id, &KMSI_CRYPTO, k, err);
     if (rc) return rc;
   }
   rc = kblob_parse(blob, blob_len, v, err);
@@ -324,10 +327,10 @@ static kerr_code check_blob(kms_domain *d, store_tx **tx, const kms_call *call,
                       "The key ID in the request does not identify a KMS key that can perform "
                       "this operation.");
   } else {
-    rc = kmsi_resolve(d, tx, false, call, v->key_id, &KMSI_BLOB, k, err);
+    rc = kmsi_resolve_read(d, call, v->key_id, &KMSI_BLOB, k, err);
     if (rc) return rc;
   }
-  rc = kmsi_authorize(d, *tx, call, k, action, err);
+  rc = kmsi_authorize(d, NULL, call, k, action, err);
   if (rc) return rc;
   rc = check_algorithm(algorithm, err);
   if (rc) return rc;
@@ -347,7 +350,6 @@ void kms_decrypt_output_clear(kms_decrypt_output *o) {
 kerr_code kms_op_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_input *in,
                       kms_decrypt_output *out, kerr *err) {
   kerr_code rc;
-  store_tx *tx = NULL;
   kmsi_key k;
   kblob_view v;
   key_call kc;
@@ -359,16 +361,12 @@ kerr_code kms_op_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_
   memset(out, 0, sizeof *out);
   rc = kmsi_check_call(call, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, false, &tx, err);
-  if (rc) return rc;
-  rc = check_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
+  rc = check_blob(d, call, in->ciphertext, in->ciphertext_len, in->context, in->ncontext,
                   in->key_id, in->encryption_algorithm, "kms:Decrypt", in->dry_run, &k, &v, &ctx,
                   &ctx_len, out->key_material_id, err);
   if (rc) goto out;
-  rc = same_invalid_ciphertext(call_prepare(d, call, tx, &k, out->key_material_id, &kc, err), err);
+  rc = same_invalid_ciphertext(call_prepare(d, call, &k, out->key_material_id, &kc, err), err);
   if (rc) goto out;
-  d->st->ops->rollback(tx);
-  tx = NULL;
   rc = same_invalid_ciphertext(open_with_key(d, call, "Decrypt", &kc, in->ciphertext,
                                              in->ciphertext_len, &v, ctx, ctx_len,
                                              &out->plaintext, err),
@@ -377,7 +375,6 @@ kerr_code kms_op_decrypt(kms_domain *d, const kms_call *call, const kms_decrypt_
   memcpy(out->key_id, k.arn, sizeof out->key_id);
   out->encryption_algorithm = "SYMMETRIC_DEFAULT";
 out:
-  if (tx) d->st->ops->rollback(tx);
   call_end(d, &kc);
   free(ctx);
   kmsi_key_clear(&k);
@@ -395,13 +392,13 @@ void kms_reencrypt_output_clear(kms_reencrypt_output *o) {
 
 /* Both keys are resolved, authorized and judged, source then destination,
  * before DryRun and before anything is opened (docs/kmsd.md, "Order of
- * checks"); both calls are prepared in the one transaction, which ends
- * before the source's backend opens the blob and the destination's seals
- * the plaintext. */
+ * checks"); both calls are prepared before the source's backend opens the
+ * blob and the destination's seals the plaintext.  Each key is read as
+ * committed when it is resolved (kmsi_resolve_read), as two requests
+ * would read them. */
 kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt_input *in,
                         kms_reencrypt_output *out, kerr *err) {
   kerr_code rc;
-  store_tx *tx = NULL;
   kmsi_key src, dst;
   kblob_view v;
   key_call from, to;
@@ -420,17 +417,15 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
     return kerr_set(err, KERR_VALIDATION, "DestinationKeyId is required.");
   rc = canonical_context(in->destination_context, in->ndestination_context, &ctx, &ctx_len, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, false, &tx, err);
-  if (rc) goto out;
   /* DryRun is honoured only after both keys passed every check. */
-  rc = check_blob(d, &tx, call, in->ciphertext, in->ciphertext_len, in->source_context,
+  rc = check_blob(d, call, in->ciphertext, in->ciphertext_len, in->source_context,
                   in->nsource_context, in->source_key_id, in->source_encryption_algorithm,
                   "kms:ReEncryptFrom", false, &src, &v, &src_ctx, &src_ctx_len,
                   out->source_key_material_id, err);
   if (rc) goto out;
-  rc = kmsi_resolve(d, &tx, false, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
+  rc = kmsi_resolve_read(d, call, in->destination_key_id, &KMSI_CRYPTO, &dst, err);
   if (rc) goto out;
-  rc = kmsi_authorize(d, tx, call, &dst, "kms:ReEncryptTo", err);
+  rc = kmsi_authorize(d, NULL, call, &dst, "kms:ReEncryptTo", err);
   if (rc) goto out;
   rc = check_algorithm(in->destination_encryption_algorithm, err);
   if (rc) goto out;
@@ -441,12 +436,10 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
     goto out;
   }
   rc = same_invalid_ciphertext(
-      call_prepare(d, call, tx, &src, out->source_key_material_id, &from, err), err);
+      call_prepare(d, call, &src, out->source_key_material_id, &from, err), err);
   if (rc) goto out;
-  rc = call_prepare(d, call, tx, &dst, dst.row.current_material_id, &to, err);
+  rc = call_prepare(d, call, &dst, dst.row.current_material_id, &to, err);
   if (rc) goto out;
-  d->st->ops->rollback(tx);
-  tx = NULL;
   rc = same_invalid_ciphertext(open_with_key(d, call, "ReEncrypt", &from, in->ciphertext,
                                              in->ciphertext_len, &v, src_ctx, src_ctx_len, &pt,
                                              err),
@@ -462,7 +455,6 @@ kerr_code kms_reencrypt(kms_domain *d, const kms_call *call, const kms_reencrypt
   memcpy(out->destination_key_material_id, dst.row.current_material_id,
          sizeof out->destination_key_material_id);
 out:
-  if (tx) d->st->ops->rollback(tx);
   call_end(d, &from);
   call_end(d, &to);
   kbytes_wipe_free(&pt);
@@ -514,7 +506,6 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
                                    const kms_generate_data_key_input *in, bool with_plaintext,
                                    kms_generate_data_key_output *out, kerr *err) {
   kerr_code rc;
-  store_tx *tx = NULL;
   uint8_t *ctx = NULL;
   size_t ctx_len = 0, n = 0;
   kbytes dk = {0};
@@ -530,11 +521,9 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
   if (rc) return rc;
   rc = canonical_context(in->context, in->ncontext, &ctx, &ctx_len, err);
   if (rc) return rc;
-  rc = kmsi_begin(d, false, &tx, err);
+  rc = kmsi_resolve_read(d, call, in->key_id, &KMSI_CRYPTO, &k, err);
   if (rc) goto out;
-  rc = kmsi_resolve(d, &tx, false, call, in->key_id, &KMSI_CRYPTO, &k, err);
-  if (rc) goto out;
-  rc = kmsi_authorize(d, tx, call, &k,
+  rc = kmsi_authorize(d, NULL, call, &k,
                       with_plaintext ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext",
                       err);
   if (rc) goto out;
@@ -554,10 +543,8 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
     rc = kerr_set(err, KERR_INTERNAL, "The random number generator failed.");
     goto out;
   }
-  rc = call_prepare(d, call, tx, &k, k.row.current_material_id, &kc, err);
+  rc = call_prepare(d, call, &k, k.row.current_material_id, &kc, err);
   if (rc) goto out;
-  d->st->ops->rollback(tx);
-  tx = NULL;
   rc = seal_with_key(d, call,
                      with_plaintext ? "GenerateDataKey" : "GenerateDataKeyWithoutPlaintext", &kc,
                      ctx, ctx_len, dk.data, dk.len, &out->ciphertext, &out->ciphertext_len, err);
@@ -570,7 +557,6 @@ static kerr_code generate_data_key(kms_domain *d, const kms_call *call,
     dk.len = 0;
   }
 out:
-  if (tx) d->st->ops->rollback(tx);
   call_end(d, &kc);
   kbytes_wipe_free(&dk);
   free(ctx);

@@ -18,6 +18,7 @@
 #include "core/secmem.h"
 #include "crypto/blob.h"
 #include "kms/kms_internal.h"
+#include "kms/kms_key_cache.h"
 #include "pkcs11/p11.h"
 
 const kmsi_resolve_opts KMSI_CRYPTO = {.cross_account = true, .allow_alias = true, .invalid_arn = false};
@@ -28,9 +29,10 @@ const kmsi_resolve_opts KMSI_BLOB = {.cross_account = true, .allow_alias = false
                                      .any_account_id = true};
 
 #define DEFAULT_SWEEP_MS 1000
-#define DEFAULT_MATERIAL_SLOTS 1024
-#define POLICY_SLOTS 256
 #define SWEEP_BATCH 100
+
+static kerr_code key_not_found(const char *region, const char *account, const char *key_id,
+                               kerr *err);
 
 /* ------------------------------------------------------------ small utils */
 
@@ -197,7 +199,15 @@ kerr_code kmsi_material(kms_domain *d, store_tx *tx, const char *key_id,
    * key's blob misses here and is refused below exactly as when it was never
    * cached (no answer may depend on what other callers used recently). */
   if (material_cache_get(d->materials, key_id, material_id, out)) return KERR_OK;
-  rc = d->st->ops->material_get(tx, material_id, &m, &ignored);
+  if (tx) {
+    rc = d->st->ops->material_get(tx, material_id, &m, &ignored);
+  } else {
+    store_tx *own = NULL;
+    rc = kmsi_begin(d, false, &own, err);
+    if (rc) return rc;
+    rc = d->st->ops->material_get(own, material_id, &m, &ignored);
+    d->st->ops->rollback(own);
+  }
   if (rc == KERR_NOT_FOUND || (rc == KERR_OK && strcmp(m.key_id, key_id) != 0)) {
     store_material_clear(&m);
     return kerr_set(err, KERR_INVALID_CIPHERTEXT,
@@ -276,7 +286,8 @@ typedef struct policy_slot {
 
 struct kmsi_policy_cache {
   pthread_mutex_t lock;
-  policy_slot slots[POLICY_SLOTS];
+  size_t nslots;
+  policy_slot *slots;
 };
 
 static void policy_ref_drop_locked(kmsi_policy_ref *r) {
@@ -294,7 +305,7 @@ static void policy_release(kms_domain *d, kmsi_policy_ref *r) {
 }
 
 void kmsi_policy_forget(kms_domain *d, const char *key_id) {
-  policy_slot *s = &d->policies->slots[fnv1a(key_id) % POLICY_SLOTS];
+  policy_slot *s = &d->policies->slots[fnv1a(key_id) % d->policies->nslots];
   pthread_mutex_lock(&d->policies->lock);
   if (s->ref && strcmp(s->key_id, key_id) == 0) {
     policy_ref_drop_locked(s->ref);
@@ -308,10 +319,11 @@ void kmsi_policy_forget(kms_domain *d, const char *key_id) {
  * row's policy_version tells whether a cached parse is current. */
 static kerr_code policy_get(kms_domain *d, store_tx *tx, const store_key *k,
                             kmsi_policy_ref **out, kerr *err) {
-  policy_slot *s = &d->policies->slots[fnv1a(k->key_id) % POLICY_SLOTS];
+  policy_slot *s = &d->policies->slots[fnv1a(k->key_id) % d->policies->nslots];
   kmsi_policy_ref *r = NULL;
   char *text = NULL;
   int64_t version = 0;
+  bool uncommitted = false;
   kerr_code rc;
 
   *out = NULL;
@@ -325,7 +337,19 @@ static kerr_code policy_get(kms_domain *d, store_tx *tx, const store_key *k,
     *out = r;
     return KERR_OK;
   }
-  rc = d->st->ops->key_get_policy(tx, k->key_id, &text, &version, err);
+  if (tx) {
+    rc = d->st->ops->key_get_policy(tx, k->key_id, &text, &version, err);
+    /* What a write transaction reads may belong to a batch that is lost
+     * (store.h, reads_uncommitted), and its policy_version may then come
+     * back with another policy: only committed policies are cached. */
+    uncommitted = d->st->ops->reads_uncommitted && d->st->ops->reads_uncommitted(tx);
+  } else {
+    store_tx *own = NULL;
+    rc = kmsi_begin(d, false, &own, err);
+    if (rc) return rc;
+    rc = d->st->ops->key_get_policy(own, k->key_id, &text, &version, err);
+    d->st->ops->rollback(own);
+  }
   if (rc) return rc;
   r = calloc(1, sizeof *r);
   if (!r) {
@@ -339,10 +363,7 @@ static kerr_code policy_get(kms_domain *d, store_tx *tx, const store_key *k,
     /* A stored policy was validated when written; failing now is ours. */
     return kerr_set(err, KERR_INTERNAL, "The stored key policy of %s cannot be parsed.", k->key_id);
   }
-  /* What a write transaction reads may belong to a batch that is lost
-   * (store.h, reads_uncommitted), and its policy_version may then come back
-   * with another policy: only committed policies are cached. */
-  if (d->st->ops->reads_uncommitted && d->st->ops->reads_uncommitted(tx)) {
+  if (uncommitted) {
     r->refs = 1;
     *out = r;
     return KERR_OK;
@@ -358,10 +379,25 @@ static kerr_code policy_get(kms_domain *d, store_tx *tx, const store_key *k,
   return KERR_OK;
 }
 
+static kerr_code policy_cache_new(size_t nslots, kmsi_policy_cache **out, kerr *err) {
+  kmsi_policy_cache *c = calloc(1, sizeof *c);
+  *out = NULL;
+  if (c) c->slots = calloc(nslots, sizeof *c->slots);
+  if (!c || !c->slots) {
+    free(c);
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  c->nslots = nslots;
+  pthread_mutex_init(&c->lock, NULL);
+  *out = c;
+  return KERR_OK;
+}
+
 static void policy_cache_free(kmsi_policy_cache *c) {
   if (!c) return;
-  for (size_t i = 0; i < POLICY_SLOTS; i++) policy_ref_drop_locked(c->slots[i].ref);
+  for (size_t i = 0; i < c->nslots; i++) policy_ref_drop_locked(c->slots[i].ref);
   pthread_mutex_destroy(&c->lock);
+  free(c->slots);
   free(c);
 }
 
@@ -376,6 +412,12 @@ kerr_code kmsi_authorize(kms_domain *d, store_tx *tx, const kms_call *call, cons
   req.action = action;
   if (k) {
     rc = policy_get(d, tx, &k->row, &ref, err);
+    /* Read apart from the key's resolution (tx NULL), the key may have been
+     * deleted in between: answered as a resolution a moment later would
+     * be, naming the caller's account (not the owner's, before any
+     * authorization). */
+    if (rc == KERR_NOT_FOUND && !tx)
+      return key_not_found(call->region, call->caller->account_id, k->row.key_id, err);
     if (rc) return rc;
     req.resource_arn = k->arn;
     req.resource_account = k->row.account_id;
@@ -597,9 +639,40 @@ kerr_code kmsi_resolve(kms_domain *d, store_tx **tx, bool write, const kms_call 
   return resolve_once(d, *tx, call, ref, opts, out, err);
 }
 
+kerr_code kmsi_resolve_read(kms_domain *d, const kms_call *call, const char *ref,
+                            const kmsi_resolve_opts *opts, kmsi_key *out, kerr *err) {
+  store_tx *tx = NULL;
+  store_stamp stamp;
+  unsigned bits = kmsi_key_cache_opts(opts);
+  /* The stamp is read before the transaction begins: an entry is tagged with
+   * a stamp no newer than what it holds, so it is never served after a
+   * commit it did not see. */
+  bool cacheable = d->keys && ref && d->st->ops->change_stamp &&
+                   d->st->ops->change_stamp(d->st, &stamp);
+  kerr_code rc = aws_call_check(call, err);
+  if (rc) return rc;
+  if (cacheable &&
+      kmsi_key_cache_get(d->keys, &stamp, call->caller->account_id, call->region, bits, ref, out)) {
+    if (!maintenance_due(&out->row, kclock_now_ms())) return KERR_OK;
+    kmsi_key_clear(out); /* kmsi_resolve below brings it up to date */
+  }
+  rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = kmsi_resolve(d, &tx, false, call, ref, opts, out, err);
+  d->st->ops->rollback(tx);
+  if (rc == KERR_OK && cacheable)
+    kmsi_key_cache_put(d->keys, &stamp, call->caller->account_id, call->region, bits, ref, out);
+  return rc;
+}
+
 kerr_code kmsi_check_call(const kms_call *call, kerr *err) { return aws_call_check(call, err); }
 
 hsm_service *kms_domain_cloudhsm(kms_domain *d) { return d->hsm; }
+
+bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses) {
+  kmsi_key_cache_counts(d->keys, hits, misses);
+  return d->keys != NULL;
+}
 
 kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
                         const kmsi_resolve_opts *opts, bool write, const char *action,
@@ -834,6 +907,11 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   *out = NULL;
   if (!cfg || !cfg->data_dir || !*cfg->data_dir)
     return kerr_set(err, KERR_VALIDATION, "A data directory is required.");
+  if (cfg->material_cache_entries > KMS_CACHE_ENTRIES_MAX ||
+      cfg->policy_cache_entries > KMS_CACHE_ENTRIES_MAX ||
+      cfg->key_cache_entries > KMS_CACHE_ENTRIES_MAX)
+    return kerr_set(err, KERR_VALIDATION, "A cache may have at most %d entries.",
+                    KMS_CACHE_ENTRIES_MAX);
   d = calloc(1, sizeof *d);
   if (!d) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   pthread_mutex_init(&d->stop_lock, NULL);
@@ -929,15 +1007,19 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   rc = hsm_service_open(&hcfg, &d->hsm, err);
   if (rc) goto out;
   rc = material_cache_new(cfg->material_cache_entries ? cfg->material_cache_entries
-                                                      : DEFAULT_MATERIAL_SLOTS,
+                                                      : KMS_MATERIAL_CACHE_DEFAULT,
                           &d->materials, err);
   if (rc) goto out;
-  d->policies = calloc(1, sizeof *d->policies);
-  if (!d->policies) {
-    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    goto out;
+  rc = policy_cache_new(cfg->policy_cache_entries ? cfg->policy_cache_entries
+                                                  : KMS_POLICY_CACHE_DEFAULT,
+                        &d->policies, err);
+  if (rc) goto out;
+  if (cfg->key_cache_entries >= 0) {
+    rc = kmsi_key_cache_new(cfg->key_cache_entries ? (size_t)cfg->key_cache_entries
+                                                   : KMS_KEY_CACHE_DEFAULT,
+                            &d->keys, err);
+    if (rc) goto out;
   }
-  pthread_mutex_init(&d->policies->lock, NULL);
   /* Catch up on whatever came due while the server was down. */
   rc = kms_domain_sweep(d, err);
   if (rc) goto out;
@@ -981,6 +1063,7 @@ void kms_domain_close(kms_domain *d) {
   if (d->st) d->st->ops->close(d->st);
   material_cache_free(d->materials);
   policy_cache_free(d->policies);
+  kmsi_key_cache_free(d->keys);
   rootkey_free(d->rk);
   datadir_lock_release(d->own_lock);
   pthread_mutex_destroy(&d->stop_lock);

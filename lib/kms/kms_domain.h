@@ -58,6 +58,13 @@ typedef struct kms_domain kms_domain;
 #define KMS_DEFAULT_MAX_KEYS 100000
 #define KMS_MAX_ALIASES_PER_KEY 50
 
+/* The bounds of the domain's caches (kms_domain_config): resolved keys,
+ * unwrapped key materials, parsed key policies, in entries. */
+#define KMS_KEY_CACHE_DEFAULT 4096
+#define KMS_MATERIAL_CACHE_DEFAULT 1024
+#define KMS_POLICY_CACHE_DEFAULT 256
+#define KMS_CACHE_ENTRIES_MAX 1048576
+
 #define KMS_DB_BUSY_TIMEOUT_DEFAULT_MS 10000
 #define KMS_DB_BUSY_TIMEOUT_MIN_MS 1
 #define KMS_DB_BUSY_TIMEOUT_MAX_MS 600000
@@ -117,7 +124,16 @@ typedef struct kms_domain_config {
                                     negative = no sweeper thread (tests call
                                     kms_domain_sweep themselves) */
   size_t material_cache_entries; /* unwrapped key materials kept in wiped
-                                    memory; 0 = 1024 */
+                                    memory; 0 = KMS_MATERIAL_CACHE_DEFAULT */
+  int key_cache_entries;         /* resolved keys kept for the crypto
+                                    operations (lib/kms/kms_key_cache.h);
+                                    0 = KMS_KEY_CACHE_DEFAULT, negative =
+                                    none */
+  size_t policy_cache_entries;   /* parsed key policies; 0 =
+                                    KMS_POLICY_CACHE_DEFAULT.  Any of the
+                                    three above KMS_CACHE_ENTRIES_MAX ->
+                                    kms_domain_open fails with
+                                    KERR_VALIDATION */
   int max_custom_key_stores;     /* custom key stores per account and
                                     Region; 0 = 10, AWS's documented quota;
                                     CreateCustomKeyStore past it ->
@@ -181,6 +197,10 @@ void kms_domain_close(kms_domain *d);
  * handlers call.  Owned by the domain; valid until kms_domain_close. */
 struct hsm_service;
 struct hsm_service *kms_domain_cloudhsm(kms_domain *d);
+
+/* The key cache's lookups served and missed since the domain opened (for
+ * /health, tests and benchmarks); false, and both 0, when it is off. */
+bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses);
 
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns

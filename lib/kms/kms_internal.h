@@ -28,6 +28,7 @@
 
 typedef struct kmsi_material_cache kmsi_material_cache;
 typedef struct kmsi_policy_cache kmsi_policy_cache;
+typedef struct kmsi_key_cache kmsi_key_cache;
 typedef struct kmsi_policy_ref kmsi_policy_ref;
 typedef struct kmsi_cks_manager kmsi_cks_manager;
 
@@ -38,6 +39,7 @@ struct kms_domain {
   rootkey *rk;
   kmsi_material_cache *materials;
   kmsi_policy_cache *policies;
+  kmsi_key_cache *keys; /* NULL: off (kms_domain_config.key_cache_entries) */
   /* The sweeper thread, stopped through stop_cond at close. */
   pthread_t sweeper;
   bool sweeper_running;
@@ -104,6 +106,15 @@ kerr_code kmsi_begin(kms_domain *d, bool write, store_tx **tx, kerr *err);
 kerr_code kmsi_resolve(kms_domain *d, store_tx **tx, bool write, const kms_call *call,
                        const char *ref, const kmsi_resolve_opts *opts, kmsi_key *out, kerr *err);
 
+/* kmsi_resolve for an operation that only reads, with no transaction of
+ * its own: from the key cache (kms_key_cache.h) when nothing was committed
+ * to the store since the entry was filled, else in a read transaction that
+ * ends before this returns (and fills the cache).  The same answers as
+ * kmsi_resolve in a read transaction begun now, maintenance of a due key
+ * included.  Pass a NULL tx to kmsi_authorize and kmsi_material after it. */
+kerr_code kmsi_resolve_read(kms_domain *d, const kms_call *call, const char *ref,
+                            const kmsi_resolve_opts *opts, kmsi_key *out, kerr *err);
+
 /* Check the key state for a kind of operation. */
 typedef enum kmsi_need {
   KMSI_NEED_ANY = 0,        /* DescribeKey, tags listing, policies... */
@@ -113,7 +124,9 @@ typedef enum kmsi_need {
 
 kerr_code kmsi_check_state(const kmsi_key *k, kmsi_need need, kerr *err);
 
-/* authz_check for `action` on key `k` (NULL: resource "*"). */
+/* authz_check for `action` on key `k` (NULL: resource "*").  `tx` NULL:
+ * a key policy not in the parsed-policy cache is read in a read transaction
+ * of its own. */
 kerr_code kmsi_authorize(kms_domain *d, store_tx *tx, const kms_call *call, const kmsi_key *k,
                          const char *action, kerr *err);
 
@@ -130,7 +143,8 @@ char *kmsi_default_policy(const char *account);
 void kmsi_policy_forget(kms_domain *d, const char *key_id);
 
 /* Fetch the unwrapped material `material_id` of key `key_id` into `out`
- * (caller's secret buffer, wiped by the caller), from the cache or the store.
+ * (caller's secret buffer, wiped by the caller), from the cache or the store
+ * (through `tx`, or, when it is NULL, a read transaction of its own).
  * A material that does not exist or does not belong to the key ->
  * KERR_INVALID_CIPHERTEXT, with the same message whether or not the material
  * is cached; `out` holds nothing usable after a failure. */

@@ -40,3 +40,7 @@ void store_wrapped_sample_clear(store_wrapped_sample *w) {
   free(w->wrapped);
   memset(w, 0, sizeof *w);
 }
+
+bool store_stamp_equal(const store_stamp *a, const store_stamp *b) {
+  return memcmp(a->w, b->w, sizeof a->w) == 0;
+}

@@ -283,6 +283,15 @@ typedef struct store_wrapped_sample {
 
 void store_wrapped_sample_clear(store_wrapped_sample *w);
 
+/* A value that changes whenever anything is committed to the store, by this
+ * process or any other: what a cache in front of the store compares to know
+ * that nothing it holds can have changed (store_ops.change_stamp). */
+typedef struct store_stamp {
+  uint32_t w[12];
+} store_stamp;
+
+bool store_stamp_equal(const store_stamp *a, const store_stamp *b);
+
 typedef struct store_ops {
   const char *name; /* "sqlite" */
 
@@ -299,6 +308,16 @@ typedef struct store_ops {
    * between transactions must not keep what such a tx reads (a version
    * number seen there may come back later with other contents). */
   bool (*reads_uncommitted)(store_tx *tx);
+  /* The store's change stamp now: true and *out filled, or false when it
+   * cannot be told at this instant (then nothing may be served from a
+   * cache).  Contract: if two calls return equal stamps, no change was
+   * committed between them, whoever made it (a transaction that changed
+   * nothing may leave the stamp as it was); a transaction begun after a
+   * call sees every commit that call's stamp covers.  Never waits, takes no
+   * lock, safe from any thread; NULL when the backend has no such value.
+   * A backend that is not sure its value follows every commit returns
+   * false, always. */
+  bool (*change_stamp)(store *s, store_stamp *out);
 
   /* Keys. key_get fills *out (clear it with store_key_clear). */
   kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);
@@ -458,5 +477,10 @@ typedef struct store_sqlite_stats {
 
 /* Fill *out for `s`, a store from store_sqlite_open. */
 void store_sqlite_stats_get(store *s, store_sqlite_stats *out);
+
+/* Whether `s` (from store_sqlite_open) has a change stamp: false when this
+ * SQLite's WAL index could not be mapped or is of an unknown version, and
+ * then every change_stamp call returns false. */
+bool store_sqlite_stamp_on(store *s);
 
 #endif

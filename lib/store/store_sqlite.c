@@ -15,6 +15,7 @@
 #include <fcntl.h>
 #include <pthread.h>
 #include <sqlite3.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -331,6 +332,11 @@ typedef struct sq_store {
   int64_t first_member_ms;      /* monotonic: when the batch's first member committed */
   bool poisoned;                /* a member's undo failed: the batch must not commit */
   uint64_t commits, writes;     /* store_sqlite_stats */
+  /* The change stamp (see "change stamp"): a connection used for nothing
+   * else, which keeps the WAL index mapped, and that index's first region;
+   * NULL when the stamp is off. */
+  sq_conn *stamp_conn;
+  const volatile uint32_t *wal_index;
 } sq_store;
 
 /* A transaction is a borrowed connection; it goes back to the pool at commit
@@ -2184,6 +2190,8 @@ static void sq_close(store *base) {
   if (!s) return;
   /* Every transaction must be finished: only idle connections remain. */
   for (size_t i = 0; i < s->nidle; i++) conn_free(s->idle[i]);
+  s->wal_index = NULL;
+  conn_free(s->stamp_conn);
   pthread_mutex_destroy(&s->pool_lock);
   pthread_cond_destroy(&s->pool_cond);
   pthread_mutex_destroy(&s->group_lock);
@@ -2192,12 +2200,103 @@ static void sq_close(store *base) {
   free(s);
 }
 
+/* ------------------------------------------------------------ change stamp
+ *
+ * The stamp is the WAL-index header: the first 48 bytes of the -shm file
+ * every connection to the database maps, in every process (SQLite's file
+ * format, "WAL-index format").  Every commit that writes a page rewrites it:
+ * iChange counts transactions, mxFrame and the frame checksums move on, and
+ * a WAL that restarts from its beginning gets new salts.  A PASSIVE
+ * checkpoint changes neither data nor header; one that truncates the WAL
+ * rewrites the header, which only costs the caches a refill.  A writer
+ * stores the header twice, the second copy first; a reader takes it only
+ * when both copies are equal and its checksum holds, as SQLite's own
+ * readers do (walIndexTryHdr).  Reading it costs nanoseconds, against most
+ * of a microsecond for PRAGMA data_version on a locked connection and
+ * several for a read transaction (bench/README.md, "The key cache").
+ *
+ * The mapping is region 0 of the WAL index (SQLite's 32 KiB regions), asked
+ * of the VFS file of a connection kept for this alone: its shared memory
+ * stays mapped until sq_close, whatever the pool does.  A database not in
+ * WAL mode, a VFS without shared memory or a header of another version
+ * than the documented 3007000 at start turns the stamp off for good; a
+ * header caught half-written turns it off for that call.  Caches then go
+ * to the store every time, never on a guess. */
+#define WALINDEX_REGION_SIZE 32768
+#define WALINDEX_VERSION 3007000u
+#define WALINDEX_HDR_WORDS 12 /* one copy, 48 bytes */
+#define WALINDEX_ISINIT_BYTE 12
+#define WALINDEX_CKSUM_WORD 10 /* aCksum[2], over the 40 bytes before it */
+
+static bool read_wal_header(const volatile uint32_t *h, uint32_t out[WALINDEX_HDR_WORDS]) {
+  uint32_t second[WALINDEX_HDR_WORDS];
+  uint32_t s1 = 0, s2 = 0;
+  for (int i = 0; i < WALINDEX_HDR_WORDS; i++) out[i] = h[i];
+  atomic_thread_fence(memory_order_acquire);
+  for (int i = 0; i < WALINDEX_HDR_WORDS; i++) second[i] = h[WALINDEX_HDR_WORDS + i];
+  if (memcmp(out, second, sizeof second) != 0 || out[0] != WALINDEX_VERSION ||
+      ((const uint8_t *)out)[WALINDEX_ISINIT_BYTE] == 0)
+    return false;
+  /* SQLite's checksum of the header, in native byte order. */
+  for (int i = 0; i < WALINDEX_CKSUM_WORD; i += 2) {
+    s1 += out[i] + s2;
+    s2 += out[i + 1] + s1;
+  }
+  return s1 == out[WALINDEX_CKSUM_WORD] && s2 == out[WALINDEX_CKSUM_WORD + 1];
+}
+
+static bool sq_change_stamp(store *base, store_stamp *out) {
+  sq_store *s = (sq_store *)base;
+  _Static_assert(sizeof out->w == WALINDEX_HDR_WORDS * sizeof(uint32_t), "one header copy");
+  return s->wal_index && read_wal_header(s->wal_index, out->w);
+}
+
+static bool in_wal_mode(sqlite3 *db) {
+  sqlite3_stmt *st = NULL;
+  bool wal = false;
+  if (sqlite3_prepare_v2(db, "PRAGMA journal_mode", -1, &st, NULL) == SQLITE_OK &&
+      sqlite3_step(st) == SQLITE_ROW) {
+    const unsigned char *mode = sqlite3_column_text(st, 0);
+    wal = mode && strcmp((const char *)mode, "wal") == 0;
+  }
+  sqlite3_finalize(st);
+  return wal;
+}
+
+/* Open the stamp's connection and map the WAL index, or leave the stamp off
+ * (and no connection open for it) when anything on the way fails: the store
+ * works without it, only slower. */
+static void stamp_open(sq_store *s) {
+  sqlite3_file *f = NULL;
+  void volatile *region = NULL;
+  uint32_t hdr[WALINDEX_HDR_WORDS];
+  kerr ignored;
+  if (conn_open(s, &s->stamp_conn, &ignored) != KERR_OK) return;
+  /* A read opens the WAL and maps its index. */
+  if (!in_wal_mode(s->stamp_conn->tx.db) ||
+      exec_sql(s->stamp_conn->tx.db, "SELECT count(*) FROM schema_version",
+               "opening the change stamp", &ignored) != KERR_OK ||
+      sqlite3_file_control(s->stamp_conn->tx.db, "main", SQLITE_FCNTL_FILE_POINTER, &f) !=
+          SQLITE_OK ||
+      !f || !f->pMethods || f->pMethods->iVersion < 2 || !f->pMethods->xShmMap ||
+      f->pMethods->xShmMap(f, 0, WALINDEX_REGION_SIZE, 0, &region) != SQLITE_OK || !region ||
+      !read_wal_header((const volatile uint32_t *)region, hdr)) {
+    conn_free(s->stamp_conn);
+    s->stamp_conn = NULL;
+    return;
+  }
+  s->wal_index = (const volatile uint32_t *)region;
+}
+
+bool store_sqlite_stamp_on(store *base) { return ((sq_store *)base)->wal_index != NULL; }
+
 static const store_ops sqlite_ops = {
     .name = "sqlite",
     .begin = sq_begin,
     .commit = sq_commit,
     .rollback = sq_rollback,
     .reads_uncommitted = sq_reads_uncommitted,
+    .change_stamp = sq_change_stamp,
     .key_insert = sq_key_insert,
     .key_get = sq_key_get,
     .key_update = sq_key_update,
@@ -2293,6 +2392,7 @@ kerr_code store_sqlite_open_with(const char *path, const store_sqlite_options *o
   s->idle[s->nidle++] = first;
   s->nopen = 1;
   first = NULL;
+  stamp_open(s);
   *out = &s->base;
   s = NULL;
 out:

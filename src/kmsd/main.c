@@ -73,6 +73,9 @@ typedef struct kmsd_options {
   int xks_timeout_ms;                                 /* --xks-timeout */
   unsigned xks_connections;                           /* --xks-connections; 0: default */
   int xks_health_interval_ms;                         /* --xks-health-interval */
+  int key_cache;              /* --key-cache; 0: default, -1: off */
+  size_t material_cache;      /* --material-cache; 0: default */
+  size_t policy_cache;        /* --policy-cache; 0: default */
   const char *vpc_endpoint_services;                  /* --vpc-endpoint-services FILE */
 } kmsd_options;
 
@@ -142,6 +145,13 @@ static void usage(FILE *f) {
           "  --vpc-endpoint-services FILE  the VPC endpoint services external key stores with\n"
           "                              VPC_ENDPOINT_SERVICE connectivity may name\n"
           "                              (docs/xks-vpc-endpoint-services.md); default none\n"
+          "  --key-cache N               resolved keys kept for Encrypt, Decrypt, ReEncrypt and\n"
+          "                              GenerateDataKey*, each served only until the next\n"
+          "                              commit to the database by anyone, 0-%d (default\n"
+          "                              %d; 0: none)\n"
+          "  --material-cache N          unwrapped key materials kept in wiped memory, 1-%d\n"
+          "                              (default %d)\n"
+          "  --policy-cache N            parsed key policies kept, 1-%d (default %d)\n"
           "  --log-level LEVEL           debug, info, warn or error (default info)\n"
           "  --version                   print the version and exit\n"
           "  -h, --help                  print this help and exit\n"
@@ -159,7 +169,9 @@ static void usage(FILE *f) {
           KMS_HSM_TIMEOUT_DEFAULT_MS, KMS_XKS_CONNECT_TO_MAX, KMS_XKS_TIMEOUT_MIN_MS,
           KMS_XKS_TIMEOUT_MAX_MS, KMS_XKS_TIMEOUT_DEFAULT_MS, KMS_XKS_CONNECTIONS_MAX,
           KMS_XKS_CONNECTIONS_DEFAULT, KMS_XKS_HEALTH_INTERVAL_MIN_MS,
-          KMS_XKS_HEALTH_INTERVAL_MAX_MS, KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS);
+          KMS_XKS_HEALTH_INTERVAL_MAX_MS, KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS,
+          KMS_CACHE_ENTRIES_MAX, KMS_KEY_CACHE_DEFAULT, KMS_CACHE_ENTRIES_MAX,
+          KMS_MATERIAL_CACHE_DEFAULT, KMS_CACHE_ENTRIES_MAX, KMS_POLICY_CACHE_DEFAULT);
 }
 
 /* HOST:PORT:TO_HOST:TO_PORT, as curl's connect-to (a field may be empty; an
@@ -217,6 +229,9 @@ enum {
   OPT_XKS_CONNECTIONS,
   OPT_XKS_HEALTH_INTERVAL,
   OPT_VPC_ENDPOINT_SERVICES,
+  OPT_KEY_CACHE,
+  OPT_MATERIAL_CACHE,
+  OPT_POLICY_CACHE,
   OPT_VERSION,
   OPT_HELP,
 };
@@ -246,6 +261,9 @@ static const cli_flag FLAGS[] = {
     {"--xks-connections", NULL, OPT_XKS_CONNECTIONS, 1},
     {"--xks-health-interval", NULL, OPT_XKS_HEALTH_INTERVAL, 1},
     {"--vpc-endpoint-services", NULL, OPT_VPC_ENDPOINT_SERVICES, 1},
+    {"--key-cache", NULL, OPT_KEY_CACHE, 1},
+    {"--material-cache", NULL, OPT_MATERIAL_CACHE, 1},
+    {"--policy-cache", NULL, OPT_POLICY_CACHE, 1},
     {"--version", NULL, OPT_VERSION, 0},
     {"--help", "-h", OPT_HELP, 0},
 };
@@ -389,6 +407,24 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
         return bad_flag("%s: bad file name '%.64s'", "--vpc-endpoint-services", value);
       o->vpc_endpoint_services = value;
       break;
+    case OPT_KEY_CACHE:
+      if (parse_ll(value, 0, KMS_CACHE_ENTRIES_MAX, &v) != 0)
+        return bad_flag("%s must be a whole number from 0 to %d, not '%.64s'", "--key-cache",
+                        KMS_CACHE_ENTRIES_MAX, value);
+      o->key_cache = v ? (int)v : -1;
+      break;
+    case OPT_MATERIAL_CACHE:
+    case OPT_POLICY_CACHE: {
+      const char *name = item.flag->id == OPT_MATERIAL_CACHE ? "--material-cache" : "--policy-cache";
+      if (parse_ll(value, 1, KMS_CACHE_ENTRIES_MAX, &v) != 0)
+        return bad_flag("%s must be a whole number from 1 to %d, not '%.64s'", name,
+                        KMS_CACHE_ENTRIES_MAX, value);
+      if (item.flag->id == OPT_MATERIAL_CACHE)
+        o->material_cache = (size_t)v;
+      else
+        o->policy_cache = (size_t)v;
+      break;
+    }
     case OPT_VERSION: printf(PROGRAM " " KMSD_VERSION "\n"); return 0;
     case OPT_HELP: usage(stdout); return 0;
     }
@@ -547,6 +583,9 @@ static int run(const kmsd_options *o) {
   dcfg.xks_timeout_ms = o->xks_timeout_ms;
   dcfg.xks_connections = o->xks_connections;
   dcfg.xks_health_interval_ms = o->xks_health_interval_ms;
+  dcfg.key_cache_entries = o->key_cache;
+  dcfg.material_cache_entries = o->material_cache;
+  dcfg.policy_cache_entries = o->policy_cache;
   if (o->vpc_endpoint_services) {
     rc = vpc_registry_load(o->vpc_endpoint_services, &vpc, &err);
     if (rc) goto out;

@@ -70,7 +70,8 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
         server = self.start_server()
         status, headers, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
-        self.assertEqual(h.parse_body(body), {"status": "ok", "version": version})
+        self.assertEqual(h.parse_body(body), {"status": "ok", "version": version,
+                                              "keyCache": {"hits": 0, "misses": 0}})
 
     def test_unknown_flag_is_named_and_swallows_nothing(self):
         for name in ("kmsd", "hsm-cli"):

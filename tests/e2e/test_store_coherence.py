@@ -1,8 +1,9 @@
 """test_store_coherence - a change to a key is seen by the very next request,
 whether kmsd made it or something else wrote the database.
 
-kmsd keeps caches in front of its store (unwrapped key material by material
-id, parsed key policies by policy version).  Each is only worth having if it
+kmsd keeps caches in front of its store (resolved keys by the store's change
+stamp, unwrapped key material by material id, parsed key policies by policy
+version; docs/storage.md).  Each is only worth having if it
 can never serve a request from a state that has changed, and the store may
 be written by more than the kmsd that serves it: an operator's `sqlite3`
 shell today, other nodes once the store is shared.  For each kind of change
@@ -10,8 +11,11 @@ shell today, other nodes once the store is shared.  For each kind of change
 store disconnected) these tests make the change twice, once through the API
 of the serving kmsd and once through a second connection to the same
 database file behind kmsd's back, and check that the very next request
-answers from the new state.  Every request before the change has warmed the
-caches on the same key.
+answers from the new state: for Encrypt, GenerateDataKey and Decrypt when
+the change is to the key's state, its existence or its store, for Encrypt
+(and Decrypt after a rotation) otherwise.  Every request before the change
+has warmed the caches on the same key; /health's counts show the key cache
+served.  The same tests run again with the key cache off (--key-cache 0).
 """
 
 import json
@@ -62,42 +66,83 @@ class Behind:
 
 
 class CoherenceTest(h.KmsdBaseTestCase):
+    SERVER_ARGS = []
 
     def setUp(self):
         super().setUp()
-        self.server = self.start_server()
+        self.server = self.start_server(args=["--enable-admin-api"] + self.SERVER_ARGS)
         self.kms = h.kms_client(self.server)
         self.behind = Behind(self.server)
+        self.blobs = {}
+
+    def tearDown(self):
+        # The key cache served some of the requests above (or is off).
+        status, _, body = self.server.raw_request("GET", "/health")
+        self.assertEqual(status, 200)
+        cache = json.loads(body)["keyCache"]
+        if "--key-cache" in self.SERVER_ARGS:
+            self.assertIsNone(cache)
+        else:
+            self.assertGreater(cache["hits"], 0)
+            self.assertGreater(cache["misses"], 0)
+        super().tearDown()
 
     def new_key(self):
         key = self.kms.create_key()["KeyMetadata"]["KeyId"]
-        self.encrypt(key)  # warms the material and policy caches for it
+        self.blobs[key] = self.encrypt(key)["CiphertextBlob"]
+        self.all_ops(key)  # warms every cache for it, by id and by each operation
         return key
 
     def encrypt(self, key_id):
         return self.kms.encrypt(KeyId=key_id, Plaintext=PLAINTEXT)
 
+    def all_ops(self, key_id):
+        """Encrypt, GenerateDataKey and Decrypt (of a blob made before) on one key."""
+        self.encrypt(key_id)
+        self.kms.generate_data_key(KeyId=key_id, NumberOfBytes=32)
+        self.assertEqual(self.kms.decrypt(CiphertextBlob=self.blobs[key_id])["Plaintext"], PLAINTEXT)
+
+    def all_refused(self, code, key_id):
+        self.assertKmsError(code, self.encrypt, key_id)
+        self.assertKmsError(code, self.kms.generate_data_key, KeyId=key_id, NumberOfBytes=32)
+        self.assertKmsError(code, self.kms.decrypt, CiphertextBlob=self.blobs[key_id])
+
     def test_disabled(self):
         key = self.new_key()
         self.kms.disable_key(KeyId=key)
-        self.assertKmsError("DisabledException", self.encrypt, key)
+        self.all_refused("DisabledException", key)
         self.kms.enable_key(KeyId=key)
-        self.encrypt(key)
+        self.all_ops(key)
 
         self.assertEqual(self.behind.run("UPDATE keys SET key_state='Disabled' WHERE key_id=?", key), 1)
-        self.assertKmsError("DisabledException", self.encrypt, key)
+        self.all_refused("DisabledException", key)
         self.behind.run("UPDATE keys SET key_state='Enabled' WHERE key_id=?", key)
-        self.encrypt(key)
+        self.all_ops(key)
 
     def test_deleted(self):
         key = self.new_key()
         self.kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
-        self.assertKmsError("KMSInvalidStateException", self.encrypt, key)
+        self.all_refused("KMSInvalidStateException", key)
 
         other = self.new_key()
         self.assertEqual(self.behind.run("DELETE FROM keys WHERE key_id=?", other), 1)
         self.assertKmsError("NotFoundException", self.encrypt, other)
+        self.assertKmsError("NotFoundException", self.kms.generate_data_key, KeyId=other,
+                            NumberOfBytes=32)
         self.assertKmsError("NotFoundException", self.kms.describe_key, KeyId=other)
+        # A blob of a key that is gone names a key that does not exist.
+        self.assertKmsError("NotFoundException", self.kms.decrypt, CiphertextBlob=self.blobs[other])
+
+    def test_deletion_due(self):
+        """A key whose deletion date passes while its entry is cached: no
+        commit retires the entry, the clock does.  (The background sweep may
+        delete the key first, a commit that retires the entry: the answer
+        is the same either way.)"""
+        key = self.new_key()
+        self.kms.schedule_key_deletion(KeyId=key, PendingWindowInDays=7)
+        self.all_refused("KMSInvalidStateException", key)
+        h.advance_clock(self.server, 8 * 86400)
+        self.assertKmsError("NotFoundException", self.encrypt, key)
 
     def test_policy(self):
         key = self.new_key()
@@ -143,6 +188,11 @@ class CoherenceTest(h.KmsdBaseTestCase):
         self.assertIn(a, self.encrypt("alias/coherence")["KeyId"])
         self.behind.run("DELETE FROM aliases WHERE alias_name='alias/coherence'")
         self.assertKmsError("NotFoundException", self.encrypt, "alias/coherence")
+
+
+class CoherenceWithoutKeyCacheTest(CoherenceTest):
+    """The same, every key read from the store."""
+    SERVER_ARGS = ["--key-cache", "0"]
 
 
 HOST = "xks.example.com"
@@ -193,9 +243,12 @@ class StoreCoherenceTest(h.KmsdBaseTestCase):
         connect()
         kms.encrypt(KeyId=key, Plaintext=PLAINTEXT)
 
+        blob = kms.encrypt(KeyId=key, Plaintext=PLAINTEXT)["CiphertextBlob"]
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], PLAINTEXT)
         Behind(server).run("UPDATE custom_key_stores SET connection_state='DISCONNECTED' "
                            "WHERE cks_id=?", cks)
         self.assertKmsError("KMSInvalidStateException", kms.encrypt, KeyId=key, Plaintext=PLAINTEXT)
+        self.assertKmsError("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blob)
 
 
 if __name__ == "__main__":

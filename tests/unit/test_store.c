@@ -742,6 +742,66 @@ static void test_group_commit_mixed(void **state) {
   s->ops->close(s);
 }
 
+/* The change stamp (store.h): unchanged by reads, by a rolled back write and
+ * by a passive checkpoint; changed by every commit, the store's own and one
+ * made behind its back through another connection (as another process
+ * makes it), including a commit after the WAL was truncated and restarted. */
+static void test_change_stamp(void **state) {
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k, got;
+  store_stamp a, b;
+  kerr err;
+  (void)state;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_true(store_sqlite_stamp_on(s));
+  assert_true(s->ops->change_stamp(s, &a));
+
+  /* a read and a rolled back write change nothing */
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  s->ops->rollback(tx);
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_true(store_stamp_equal(&a, &b));
+
+  /* the store's own commit */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+
+  /* a commit through another connection, which the store never sees */
+  a = b;
+  raw_exec("UPDATE keys SET key_state='Disabled' WHERE key_id='" K1 "'");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+
+  /* a passive checkpoint changes no data and no stamp */
+  a = b;
+  raw_exec("PRAGMA wal_checkpoint(PASSIVE)");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_true(store_stamp_equal(&a, &b));
+  /* one that truncates the WAL may rewrite the header (a refill, no harm);
+   * the next commit restarts the WAL from its beginning (new salts) and
+   * changes the stamp */
+  raw_exec("PRAGMA wal_checkpoint(TRUNCATE)");
+  assert_true(s->ops->change_stamp(s, &a));
+  raw_exec("UPDATE keys SET key_state='Enabled' WHERE key_id='" K1 "'");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+  /* and so does the commit after it */
+  a = b;
+  raw_exec("UPDATE keys SET key_state='Disabled' WHERE key_id='" K1 "'");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+  s->ops->close(s);
+}
+
 /* The store's metadata and one wrapped value of each kind (what a root
  * key is tried on when the store has no check value yet). */
 static void test_meta_and_wrapped_samples(void **state) {
@@ -811,6 +871,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_group_commit_rollback_inside, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_poisoned_batch, setup, teardown_deny_auth),
       cmocka_unit_test_setup_teardown(test_group_commit_bounded, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_change_stamp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
