@@ -367,3 +367,61 @@ kerr_code api_json_reject_unsupported(json_t *in, kerr *err) {
                     "Recipient (attested enclave delivery) is not supported by this service.");
   return KERR_OK;
 }
+
+/* ------------------------------------------------------------- replies */
+
+static bool plain_text(const char *s, size_t n) {
+  for (size_t i = 0; i < n; i++) {
+    unsigned char c = (unsigned char)s[i];
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') return false;
+  }
+  return true;
+}
+
+char *api_json_dump(const json_t *obj, size_t *len) {
+  const char *key;
+  json_t *value;
+  json_malloc_t alloc;
+  json_free_t release;
+  size_t total = 2, n = 0;
+  char *out, *p;
+
+  *len = 0;
+  if (!json_is_object(obj)) goto jansson;
+  /* json_object_foreach walks members in insertion order, as json_dumps
+   * prints them without JSON_SORT_KEYS. */
+  json_object_foreach((json_t *)obj, key, value) {
+    size_t klen = strlen(key);
+    if (!json_is_string(value) || !plain_text(key, klen) ||
+        !plain_text(json_string_value(value), json_string_length(value)))
+      goto jansson;
+    total += klen + json_string_length(value) + 5 + (n ? 1 : 0); /* "k":"v" and a comma */
+    n++;
+  }
+  json_get_alloc_funcs(&alloc, &release);
+  out = alloc(total + 1);
+  if (!out) return NULL;
+  p = out;
+  *p++ = '{';
+  n = 0;
+  json_object_foreach((json_t *)obj, key, value) {
+    size_t klen = strlen(key), vlen = json_string_length(value);
+    if (n++) *p++ = ',';
+    *p++ = '"';
+    memcpy(p, key, klen);
+    p += klen;
+    memcpy(p, "\":\"", 3);
+    p += 3;
+    memcpy(p, json_string_value(value), vlen);
+    p += vlen;
+    *p++ = '"';
+  }
+  *p++ = '}';
+  *p = '\0';
+  *len = total;
+  return out;
+jansson:
+  out = json_dumps(obj, API_JSON_ENCODE_FLAGS);
+  if (out) *len = strlen(out);
+  return out;
+}

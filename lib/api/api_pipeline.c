@@ -94,10 +94,11 @@ static int64_t monotonic_us(void) {
 
 /* Serialize `obj` (a JSON object) as the reply body.  0 on success. */
 static int set_json_body(http_response *resp, const json_t *obj) {
-  char *text = json_dumps(obj, API_JSON_ENCODE_FLAGS);
+  size_t len;
+  char *text = api_json_dump(obj, &len);
   if (!text) return -1;
   resp->body = text;
-  resp->body_len = strlen(text);
+  resp->body_len = len;
   resp->body_free = wipe_json_text;
   return 0;
 }

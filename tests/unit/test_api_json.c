@@ -1,7 +1,8 @@
 /* test_api_json.c - unit tests of api_json: the wire text of reply values
  * (timestamps serialized exactly as the pipeline serializes replies), request
- * bodies parsed exactly as the pipeline parses them, and the typed access to
- * request members with the validator's rules for integers and NULs. */
+ * bodies parsed exactly as the pipeline parses them, the typed access to
+ * request members with the validator's rules for integers and NULs, and
+ * the reply writer's bytes against jansson's. */
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -191,6 +192,71 @@ static void test_integers_with_zero_fraction(void **state) {
   assert_non_null(strstr(err.msg, "Member must have value greater than or equal to 1"));
 }
 
+/* api_json_dump gives json_dumps' bytes for every reply: flat objects of
+ * plain strings (its own path), and everything else - escapes, non-ASCII,
+ * non-strings, nesting, an empty object, a non-object - through jansson.
+ * Random flat objects of strings drawn from an alphabet with escapes in it
+ * check the boundary between the two. */
+static void expect_same(const json_t *v) {
+  size_t len = 0;
+  char *mine = api_json_dump(v, &len);
+  char *theirs = json_dumps(v, API_JSON_ENCODE_FLAGS);
+  assert_non_null(mine);
+  assert_non_null(theirs);
+  assert_string_equal(mine, theirs);
+  assert_int_equal(len, strlen(theirs));
+  free(mine);
+  free(theirs);
+}
+
+static void test_dump_matches_jansson(void **state) {
+  static const char alphabet[] = "AZaz09+/=:-_ \"\\\n\x01\x7f\xc3\xa9";
+  json_t *v;
+  unsigned seed = 7;
+  (void)state;
+
+  v = json_pack("{s:s, s:s, s:s}", "CiphertextBlob", "AQICAHh+/=", "KeyId",
+                "arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab",
+                "EncryptionAlgorithm", "SYMMETRIC_DEFAULT");
+  expect_same(v);
+  json_decref(v);
+  v = json_object();
+  expect_same(v); /* {} */
+  json_decref(v);
+  v = json_pack("{s:s, s:i, s:b, s:n}", "a", "x", "n", 3, "t", 1, "z");
+  expect_same(v); /* not all strings */
+  json_decref(v);
+  v = json_pack("{s:{s:s}, s:[s]}", "o", "k", "v", "l", "e");
+  expect_same(v); /* nested */
+  json_decref(v);
+  v = json_pack("[s, s]", "a", "b");
+  expect_same(v); /* not an object */
+  json_decref(v);
+  v = json_pack("{s:s%}", "nul", "a\0b", (size_t)3);
+  expect_same(v); /* a NUL inside a string */
+  json_decref(v);
+
+  for (int round = 0; round < 2000; round++) {
+    int members = rand_r(&seed) % 4;
+    v = json_object();
+    assert_non_null(v);
+    for (int m = 0; m < members; m++) {
+      char key[8], value[24];
+      int klen = 1 + rand_r(&seed) % 6, vlen = rand_r(&seed) % 23;
+      for (int i = 0; i < klen; i++) key[i] = (char)('a' + rand_r(&seed) % 26);
+      key[klen] = '\0';
+      for (int i = 0; i < vlen; i++)
+        value[i] = alphabet[rand_r(&seed) % (sizeof alphabet - 1)];
+      value[vlen] = '\0';
+      /* a value that is not UTF-8 (a lone byte of \xc3\xa9) is refused by
+       * jansson and then simply not set */
+      json_object_set_new(v, key, json_string(value));
+    }
+    expect_same(v);
+    json_decref(v);
+  }
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_time_examples),
@@ -198,6 +264,7 @@ int main(void) {
       cmocka_unit_test(test_time_absent),
       cmocka_unit_test(test_nul_is_json_then_validation),
       cmocka_unit_test(test_integers_with_zero_fraction),
+      cmocka_unit_test(test_dump_matches_jansson),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
