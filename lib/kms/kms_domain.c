@@ -1015,10 +1015,15 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
                         &d->policies, err);
   if (rc) goto out;
   if (cfg->key_cache_entries >= 0) {
+    store_stamp probe;
     rc = kmsi_key_cache_new(cfg->key_cache_entries ? (size_t)cfg->key_cache_entries
                                                    : KMS_KEY_CACHE_DEFAULT,
                             &d->keys, err);
     if (rc) goto out;
+    /* Without a stamp the cache never serves: say so once, not per request. */
+    if (!d->st->ops->change_stamp || !d->st->ops->change_stamp(d->st, &probe))
+      log_msg(LOG_WARN, NULL,
+              "the store gives no change stamp: every key is read from it (no key cache)");
   }
   /* Catch up on whatever came due while the server was down. */
   rc = kms_domain_sweep(d, err);
