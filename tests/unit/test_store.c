@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <cmocka.h>
 
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -802,6 +803,52 @@ static void test_change_stamp(void **state) {
   s->ops->close(s);
 }
 
+/* The stamp is refused, never guessed, when the WAL-index header cannot be
+ * trusted: its two copies differ (a writer caught half-way), its checksum
+ * does not hold, or it is not initialized.  The header is changed in the
+ * -shm file itself, which SQLite maps shared, and put back. */
+static void shm_rw(int fd, void *buf, size_t n, bool write) {
+  ssize_t done = write ? pwrite(fd, buf, n, 0) : pread(fd, buf, n, 0);
+  assert_int_equal(done, (ssize_t)n);
+}
+
+static void test_change_stamp_refused(void **state) {
+  store *s = NULL;
+  store_stamp a, b;
+  kerr err;
+  uint8_t good[96], bad[96];
+  char shm[160];
+  int fd;
+  (void)state;
+  assert_int_equal(store_sqlite_open(path, &s, &err), KERR_OK);
+  assert_true(s->ops->change_stamp(s, &a));
+  snprintf(shm, sizeof shm, "%s-shm", path);
+  fd = open(shm, O_RDWR);
+  assert_true(fd >= 0);
+  shm_rw(fd, good, sizeof good, false);
+
+  memcpy(bad, good, sizeof bad);
+  bad[48 + 8] ^= 1; /* copy 1's iChange: the copies differ */
+  shm_rw(fd, bad, sizeof bad, true);
+  assert_false(s->ops->change_stamp(s, &b));
+  memcpy(bad, good, sizeof bad);
+  bad[8] ^= 1; /* iChange in both copies: the checksum fails */
+  bad[48 + 8] ^= 1;
+  shm_rw(fd, bad, sizeof bad, true);
+  assert_false(s->ops->change_stamp(s, &b));
+  memcpy(bad, good, sizeof bad);
+  bad[12] = 0; /* isInit in both copies */
+  bad[48 + 12] = 0;
+  shm_rw(fd, bad, sizeof bad, true);
+  assert_false(s->ops->change_stamp(s, &b));
+
+  shm_rw(fd, good, sizeof good, true);
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_true(store_stamp_equal(&a, &b));
+  close(fd);
+  s->ops->close(s);
+}
+
 /* The store's metadata and one wrapped value of each kind (what a root
  * key is tried on when the store has no check value yet). */
 static void test_meta_and_wrapped_samples(void **state) {
@@ -872,6 +919,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_group_commit_poisoned_batch, setup, teardown_deny_auth),
       cmocka_unit_test_setup_teardown(test_group_commit_bounded, setup, teardown),
       cmocka_unit_test_setup_teardown(test_change_stamp, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_change_stamp_refused, setup, teardown),
       cmocka_unit_test_setup_teardown(test_group_commit_mixed, setup, teardown),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
