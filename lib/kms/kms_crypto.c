@@ -15,9 +15,8 @@
  * is of the committed state at that instant, so a change committed while
  * the request is checked may show in the policy and not in the row, as if
  * it had come a moment earlier.  No transaction is open when the key's
- * backend
- * (kms_backend.h: local material, a CloudHSM key store, an external key
- * store's proxy) seal or open the body of a ciphertext blob
+ * backend (kms_backend.h: local material, a CloudHSM key store, an external
+ * key store's proxy) seals or opens the body of a ciphertext blob
  * (lib/crypto/blob.h) whose header is made and read here, the same for
  * every backend: a proxy that answers slowly holds none of the store's
  * pooled database connections.
@@ -288,13 +287,13 @@ out:
 
 /* ---------------------------------------------------------------- Decrypt */
 
-/* The checks of the decrypting half shared by Decrypt and ReEncrypt
- * (keys resolved by kmsi_resolve_read): resolve an explicit key id, parse the blob, resolve the blob's key
- * (or check the explicit one against it), authorize `action`, check
- * `algorithm` and the key's state, then DryRun when `dry_run`.  On KERR_OK
- * *k is the source key, *v the parsed blob (pointing into `blob`),
- * *ctx (free) and *ctx_len the canonical context, material_hex the material
- * the blob names. */
+/* The checks of the decrypting half shared by Decrypt and ReEncrypt (keys
+ * resolved by kmsi_resolve_read): resolve an explicit key id, parse the
+ * blob, resolve the blob's key (or check the explicit one against it),
+ * authorize `action`, check `algorithm` and the key's state, then DryRun
+ * when `dry_run`.  On KERR_OK *k is the source key, *v the parsed blob
+ * (pointing into `blob`), *ctx (free) and *ctx_len the canonical context,
+ * material_hex the material the blob names. */
 static kerr_code check_blob(kms_domain *d, const kms_call *call,
                             const uint8_t *blob, size_t blob_len, const kms_pair *pairs,
                             size_t npairs, const char *key_id, const char *algorithm,
