@@ -120,6 +120,26 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
             kms.create_key()
         self.assertKmsError("LimitExceededException", kms.create_key)
 
+    def test_cache_bounds(self):
+        """Every cache's bound is a flag, range-checked; --key-cache 0 turns the
+        key cache off (null in /health) and the smallest caches still serve."""
+        for flag, low in (("--key-cache", 0), ("--material-cache", 1), ("--policy-cache", 1)):
+            for bad in (str(low - 1), "1048577", "many"):
+                self.assertUsageError(
+                    self.run_program("kmsd", flag, bad), "kmsd",
+                    "%s must be a whole number from %d to 1048576, not '%s'" % (flag, low, bad))
+        server = self.start_server(args=["--key-cache", "0", "--material-cache", "1",
+                                         "--policy-cache", "1"])
+        status, _, body = server.raw_request("GET", "/health")
+        self.assertEqual(status, 200)
+        self.assertIsNone(h.parse_body(body)["keyCache"])
+        kms = h.kms_client(server)
+        keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(2)]
+        for _ in range(2):
+            for key in keys:  # two keys through one slot of each cache
+                blob = kms.encrypt(KeyId=key, Plaintext=b"x")["CiphertextBlob"]
+                self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"x")
+
 
 if __name__ == "__main__":
     unittest.main()
