@@ -36,18 +36,13 @@ struct kmsi_key_cache {
   atomic_uint_fast64_t hits, misses;
 };
 
-static uint32_t mix(uint32_t h, const char *s) {
-  for (; *s; s++) {
-    h ^= (uint8_t)*s;
-    h *= 16777619u;
-  }
-  return (h ^ 0xffu) * 16777619u; /* a separator: ("ab","c") is not ("a","bc") */
-}
-
+/* The parts are joined by a byte none of them holds, so ("ab", "c") and
+ * ("a", "bc") hash apart. */
 static uint32_t slot_hash(const char *account, const char *region, unsigned opts,
                           const char *ref) {
-  uint32_t h = 2166136261u ^ opts;
-  return mix(mix(mix(h, ref), account), region);
+  uint32_t h = kmsi_fnv1a(KMSI_FNV1A_START ^ opts, ref);
+  h = kmsi_fnv1a(kmsi_fnv1a(h, "\x1f"), account);
+  return kmsi_fnv1a(kmsi_fnv1a(h, "\x1f"), region);
 }
 
 static char *dup_or_null(const char *s, bool *failed) {
