@@ -770,7 +770,8 @@ struct p11_token {
   size_t idle_count;
   CK_SESSION_HANDLE anchor;  /* keeps the login alive; not handed out */
   CK_USER_TYPE login_user;   /* CKU_USER, CKU_SO, or (CK_USER_TYPE)-1 */
-  unsigned generation;       /* bumped at logout: older sessions are closed on release */
+  unsigned generation;       /* bumped when the login ends (logout, close, reinitialization):
+                                older sessions are closed on release, working copies die */
   char label[P11_LABEL_MAX + 1]; /* to find the token again after a reinitialization */
   unsigned long epoch;       /* the module epoch the handles above belong to */
   int slot_stale;            /* `slot` not yet confirmed in this epoch */
@@ -1200,13 +1201,10 @@ static kerr_code check_rv(p11_session *s, p11_err *err, const char *function, CK
 
 static CK_BBOOL ck_true = CK_TRUE, ck_false = CK_FALSE;
 
-/* Up to 2 handles of secret keys whose attribute `type` (CKA_ID or
- * CKA_LABEL) is `value`; *count says how many. */
-/* Token objects only: a session object (such as xks-proxy's working copy of
- * a key) carries its original's id and label and must not count as a second
- * key. */
-/* The secret token keys whose attribute `type` is `value`: up to `max` of
- * them in found[], how many in *count. */
+/* The secret token keys whose attribute `type` (CKA_ID or CKA_LABEL) is
+ * `value`: up to `max` of them in found[], how many in *count.  Token
+ * objects only: a session object (a working copy of a key) carries its
+ * original's id and label and must not count as a second key. */
 static kerr_code find_by_attr_max(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
                                   CK_OBJECT_HANDLE *found, CK_ULONG max, CK_ULONG *count,
                                   p11_err *err) {
@@ -1242,18 +1240,65 @@ static kerr_code find_by_id(p11_session *s, const char *id, CK_OBJECT_HANDLE fou
   return find_by_attr(s, CKA_ID, id, found, count, err);
 }
 
+#define RECHECK_MAX_US 128000 /* searches after 1, 2, 4 ... 128 ms */
+#define MATCHES_MAX 4
+
+/* Keep in keep[0..*nkeep) only the handles that are also in seen[0..nseen). */
+static void keep_common(CK_OBJECT_HANDLE *keep, CK_ULONG *nkeep, const CK_OBJECT_HANDLE *seen,
+                        CK_ULONG nseen) {
+  CK_ULONG kept = 0;
+  for (CK_ULONG i = 0; i < *nkeep; i++)
+    for (CK_ULONG j = 0; j < nseen; j++)
+      if (keep[i] == seen[j]) {
+        keep[kept++] = keep[i];
+        break;
+      }
+  *nkeep = kept;
+}
+
+/* The one secret token key whose attribute `type` is `value` (`how` names
+ * the attribute in messages: "with id", "labelled").  A second match may be
+ * a session object still being made: SoftHSM2's C_CopyObject copies every
+ * attribute of the original, CKA_TOKEN true included, before it applies the
+ * copy's template, so a search in another thread sees a second token key for
+ * a moment.  Each copy is a new object with a new handle, while the key (and
+ * a real twin) keep theirs; so the search is made again, and the handles
+ * found every time are what is really there.  One left: the key.  Two or
+ * more through every search over about a quarter of a second: the attribute
+ * really is carried twice (KERR_CONFLICT). */
+static kerr_code find_one(p11_session *s, CK_ATTRIBUTE_TYPE type, const char *value,
+                          const char *how, CK_OBJECT_HANDLE *out, p11_err *err) {
+  CK_OBJECT_HANDLE found[MATCHES_MAX], every[MATCHES_MAX];
+  CK_ULONG n, n_every = 0;
+  for (long wait_us = 1000;; wait_us *= 2) {
+    kerr_code rc = find_by_attr_max(s, type, value, found, MATCHES_MAX, &n, err);
+    if (rc) return rc;
+    if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key %s %s in the token", how, value);
+    if (n_every == 0) {
+      memcpy(every, found, n * sizeof *found);
+      n_every = n;
+    } else {
+      keep_common(every, &n_every, found, n);
+      if (n_every == 0) { /* the key itself was replaced meanwhile: start again from here */
+        memcpy(every, found, n * sizeof *found);
+        n_every = n;
+      }
+    }
+    if (n_every == 1) break;
+    if (wait_us > RECHECK_MAX_US)
+      return refuse(err, KERR_CONFLICT, "more than one key %s %s in the token", how, value);
+    struct timespec pause = {0, wait_us * 1000};
+    nanosleep(&pause, NULL);
+  }
+  *out = every[0];
+  return KERR_OK;
+}
+
 kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p11_err *err) {
-  CK_OBJECT_HANDLE found[2];
-  CK_ULONG n;
   p11_err_clear(err);
   kerr_code rc = check_id(id, err);
   if (rc) return rc;
-  rc = find_by_id(s, id, found, &n, err);
-  if (rc) return rc;
-  if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key with id %s in the token", id);
-  if (n > 1) return refuse(err, KERR_CONFLICT, "more than one key with id %s in the token", id);
-  *out = found[0];
-  return KERR_OK;
+  return find_one(s, CKA_ID, id, "with id", out, err);
 }
 
 static kerr_code refuse_existing_id(p11_session *s, const char *id, p11_err *err) {
@@ -1443,6 +1488,45 @@ kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err) {
   return check_rv(s, err, "C_DestroyObject", FN(s)->C_DestroyObject(s->h, key));
 }
 
+unsigned p11_session_generation(const p11_session *s) { return s->generation; }
+
+/* Copies are made and destroyed in the anchor, the session holding the
+ * login, which is used only under the token's lock.  The caller's session
+ * keeps reinitializations out, so the anchor is of the current epoch. */
+kerr_code p11_key_copy_working(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *copy,
+                               p11_err *err) {
+  p11_token *t = s->tok;
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &ck_false, sizeof ck_false},
+                         {CKA_PRIVATE, &ck_false, sizeof ck_false}};
+  kerr_code rc;
+  p11_err_clear(err);
+  *copy = CK_INVALID_HANDLE;
+  pthread_mutex_lock(&t->lock);
+  if (t->generation != s->generation || t->login_user == NOBODY || t->anchor == CK_INVALID_HANDLE) {
+    if (err) err->rv = CKR_USER_NOT_LOGGED_IN;
+    rc = err ? kerr_set(&err->e, KERR_INVALID_STATE,
+                        "PKCS#11 token \"%s\": the login this session belongs to has ended",
+                        t->label)
+             : KERR_INVALID_STATE;
+  } else {
+    CK_RV rv = t->mod->fn->C_CopyObject(t->anchor, key, tmpl, 2, copy);
+    if (rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID)
+      rv = t->mod->fn->C_CopyObject(t->anchor, key, tmpl, 1, copy);
+    rc = rv == CKR_OK ? KERR_OK : fail_rv(err, "C_CopyObject", rv);
+    if (rc) *copy = CK_INVALID_HANDLE;
+  }
+  pthread_mutex_unlock(&t->lock);
+  return rc;
+}
+
+void p11_key_drop_working(p11_session *s, CK_OBJECT_HANDLE copy, unsigned generation) {
+  p11_token *t = s->tok;
+  pthread_mutex_lock(&t->lock);
+  if (t->generation == generation && t->anchor != CK_INVALID_HANDLE)
+    t->mod->fn->C_DestroyObject(t->anchor, copy);
+  pthread_mutex_unlock(&t->lock);
+}
+
 /* Refuse unless the module itself says the session is logged in as the
  * user: a session that is not sees only public objects. */
 static kerr_code require_user_session(p11_session *s, p11_err *err) {
@@ -1615,59 +1699,12 @@ static kerr_code crypt_once(p11_session *s, int encrypt, CK_MECHANISM *mech, CK_
 
 /* ---- external keys (xks-proxy) ------------------------------------------ */
 
-#define LABEL_RECHECK_MAX_US 128000 /* searches after 1, 2, 4 ... 128 ms */
-#define LABEL_MATCHES_MAX 4
-
-/* Keep in keep[0..*nkeep) only the handles that are also in seen[0..nseen). */
-static void keep_common(CK_OBJECT_HANDLE *keep, CK_ULONG *nkeep, const CK_OBJECT_HANDLE *seen,
-                        CK_ULONG nseen) {
-  CK_ULONG kept = 0;
-  for (CK_ULONG i = 0; i < *nkeep; i++)
-    for (CK_ULONG j = 0; j < nseen; j++)
-      if (keep[i] == seen[j]) {
-        keep[kept++] = keep[i];
-        break;
-      }
-  *nkeep = kept;
-}
-
 kerr_code p11_key_find_label(p11_session *s, const char *label, CK_OBJECT_HANDLE *out,
                              p11_err *err) {
-  CK_OBJECT_HANDLE found[LABEL_MATCHES_MAX], every[LABEL_MATCHES_MAX];
-  CK_ULONG n, n_every = 0;
   p11_err_clear(err);
   kerr_code rc = check_id(label, err);
   if (rc) return rc;
-  /* A second match may be a session object still being made: SoftHSM2's
-   * C_CopyObject copies every attribute of the original, CKA_TOKEN true
-   * included, before it applies the copy's template, so a search in another
-   * thread sees a second token key for a moment.  Each copy is a new object
-   * with a new handle, while the key (and a real twin) keep theirs; so the
-   * search is made again, and the handles found every time are what is
-   * really there.  One left: the key.  Two or more through every search over
-   * about a quarter of a second: a label carried twice. */
-  for (long wait_us = 1000;; wait_us *= 2) {
-    rc = find_by_attr_max(s, CKA_LABEL, label, found, LABEL_MATCHES_MAX, &n, err);
-    if (rc) return rc;
-    if (n == 0) return refuse(err, KERR_NOT_FOUND, "no key labelled %s in the token", label);
-    if (n_every == 0) {
-      memcpy(every, found, n * sizeof *found);
-      n_every = n;
-    } else {
-      keep_common(every, &n_every, found, n);
-      if (n_every == 0) { /* the key itself was replaced meanwhile: start again from here */
-        memcpy(every, found, n * sizeof *found);
-        n_every = n;
-      }
-    }
-    if (n_every == 1) break;
-    if (wait_us > LABEL_RECHECK_MAX_US)
-      return refuse(err, KERR_CONFLICT, "more than one key labelled %s in the token", label);
-    struct timespec pause = {0, wait_us * 1000};
-    nanosleep(&pause, NULL);
-  }
-  *out = every[0];
-  return KERR_OK;
+  return find_one(s, CKA_LABEL, label, "labelled", out, err);
 }
 
 kerr_code p11_key_generate_usage(p11_session *s, const char *id, int encrypt, int decrypt,

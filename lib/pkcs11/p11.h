@@ -311,9 +311,38 @@ typedef struct p11_key_info {
 kerr_code p11_key_generate(p11_session *s, const char *id, p11_key_kind kind,
                            CK_OBJECT_HANDLE *out, p11_err *err);
 
-/* Find the secret key whose CKA_ID is `id`.  KERR_NOT_FOUND when none;
- * KERR_CONFLICT when more than one carries it. */
+/* Find the secret token key whose CKA_ID is `id`.  KERR_NOT_FOUND when
+ * none; KERR_CONFLICT when more than one carries it through searches over
+ * about a quarter of a second (a module may show a copy being made as a
+ * second token key for a moment). */
 kerr_code p11_key_find(p11_session *s, const char *id, CK_OBJECT_HANDLE *out, p11_err *err);
+
+/* Working copies.  A module that keeps token objects in storage may read
+ * that storage on every use of one (SoftHSM2 re-reads and decrypts the
+ * object's file at each C_FindObjects and C_EncryptInit).  A working copy is
+ * a session object made from a token key with C_CopyObject (CKA_TOKEN
+ * false, every other attribute the original's) in the session that holds
+ * the token's login, so it lives exactly as long as that login: a logout, a
+ * close or a reinitialization of the module ends it, and each of those
+ * moves the token's session generation on.  So a copy made in generation G
+ * is usable from any session of generation G, and from no other.
+ * (p11_keycache.h keeps copies by key id.) */
+
+/* The generation `s` belongs to; fixed while `s` is held. */
+unsigned p11_session_generation(const p11_session *s);
+
+/* Make a working copy of token key `key` for sessions of s's generation.
+ * KERR_INVALID_STATE (rv CKR_USER_NOT_LOGGED_IN) when s's generation is no
+ * longer the token's or the token has no login; the module's refusal
+ * otherwise (a module may not allow copies: use the key itself then). */
+kerr_code p11_key_copy_working(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *copy,
+                               p11_err *err);
+
+/* Destroy working copy `copy` made in `generation`, when that generation is
+ * still the token's (otherwise the copy is gone already, and its handle
+ * number may name another object by now).  `s` is any held session of the
+ * token: holding it keeps reinitializations out. */
+void p11_key_drop_working(p11_session *s, CK_OBJECT_HANDLE copy, unsigned generation);
 
 /* Destroy a key object.  KERR_NOT_FOUND when the handle is stale. */
 kerr_code p11_key_destroy(p11_session *s, CK_OBJECT_HANDLE key, p11_err *err);
