@@ -21,7 +21,7 @@
 #include "core/log.h"
 #include "pkcs11/p11.h"
 #include "xksproxy/xksp_backend.h"
-#include "xksproxy/xksp_ivbatch.h"
+#include "pkcs11/p11_ivbatch.h"
 
 /* p11-kit's pkcs11.h aliases `iv_len` to CK_GCM_PARAMS' ulIvLen; here the
  * name is the XKS messages' field. */
@@ -41,8 +41,6 @@
 /* An external key id is a CKA_LABEL: both bounds are 128 today, and one
  * check of XKS_KEY_ID_MAX is enough only while that holds. */
 _Static_assert(XKS_KEY_ID_MAX <= P11_ID_MAX, "an externalKeyId must fit a PKCS#11 label");
-_Static_assert(XKSP_IV_BYTES == P11_GCM_IV_BYTES, "the batch holds GCM IVs");
-_Static_assert(XKSP_IV_BATCH * XKSP_IV_BYTES <= P11_RANDOM_MAX, "one C_GenerateRandom fills a batch");
 
 typedef enum token_status { ST_ACTIVE = 0, ST_DEGRADED, ST_UNAVAILABLE } token_status;
 
@@ -90,7 +88,7 @@ typedef struct htoken {
   long long key_refresh_ms;        /* KEY_REFRESH_MS or the store's key_refresh_ms; fixed */
   unsigned long generation;        /* bumped at each re-open or re-login: cached handles die */
   int has_rng;
-  xksp_iv_batch ivs;               /* IVs from the token's RNG not yet used (fresh_iv) */
+  p11_iv_batch ivs;               /* IVs from the token's RNG not yet used (fresh_iv) */
   char manufacturer[33];
   char model[MODEL_MAX + 1];
   token_status status;
@@ -764,30 +762,17 @@ typedef struct crypt_ctx {
 } crypt_ctx;
 
 /* A GCM IV never used before.  From the token (iv_source hsm, or auto on a
- * token with an RNG): out of the token's batch, and when that is empty one
- * C_GenerateRandom in this session makes a new batch, made outside the lock
- * so that no other request waits on the module; what this request does not
- * use joins the batch.  Otherwise from the DRBG. */
+ * token with an RNG): out of the token's batch (p11_iv_batch_next).
+ * Otherwise from the DRBG. */
 static kerr_code fresh_iv(xksp_hsm *h, htoken *t, p11_session *s, uint8_t iv[P11_GCM_IV_BYTES],
                           p11_err *pe) {
-  int from_token = h->store->iv_source == XKSP_IV_HSM, taken = 0;
-  pthread_mutex_lock(&t->lock);
-  if (h->store->iv_source == XKSP_IV_AUTO) from_token = t->has_rng;
-  if (from_token) taken = xksp_iv_batch_take(&t->ivs, iv);
-  pthread_mutex_unlock(&t->lock);
-  if (taken) return KERR_OK;
-  if (from_token) {
-    uint8_t fresh[XKSP_IV_BATCH * XKSP_IV_BYTES];
-    kerr_code rc = p11_random(s, fresh, sizeof fresh, pe);
-    if (!rc) {
-      memcpy(iv, fresh, P11_GCM_IV_BYTES);
-      pthread_mutex_lock(&t->lock);
-      xksp_iv_batch_add(&t->ivs, fresh + XKSP_IV_BYTES, XKSP_IV_BATCH - 1);
-      pthread_mutex_unlock(&t->lock);
-    }
-    secure_wipe(fresh, sizeof fresh);
-    return rc;
+  int from_token = h->store->iv_source == XKSP_IV_HSM;
+  if (h->store->iv_source == XKSP_IV_AUTO) {
+    pthread_mutex_lock(&t->lock);
+    from_token = t->has_rng;
+    pthread_mutex_unlock(&t->lock);
   }
+  if (from_token) return p11_iv_batch_next(&t->ivs, &t->lock, s, iv, pe);
   if (RAND_bytes(iv, P11_GCM_IV_BYTES) != 1)
     return kerr_set(&pe->e, KERR_INTERNAL, "the random generator failed to make an IV");
   return KERR_OK;
@@ -1217,7 +1202,7 @@ void xksp_hsm_close(xksp_hsm *h) {
       p11_session_release(s);
     }
     pthread_mutex_destroy(&t->copy_lock);
-    xksp_iv_batch_wipe(&t->ivs);
+    p11_iv_batch_wipe(&t->ivs);
     p11_token_close(t->tok);
     p11_module_release(t->mod);
     pthread_mutex_destroy(&t->lock);

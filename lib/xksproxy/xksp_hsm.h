@@ -71,7 +71,7 @@ kerr_code xksp_hsm_metadata(xksp_hsm *h, const char *key_id, xks_key_metadata *m
 
 /* Encrypt: AES-256-GCM of req->plaintext under the key, with the AAD of
  * xks_gcm_aad(req->aad, no ciphertextMetadata), a fresh 12-byte IV (from the
- * token, drawn XKSP_IV_BATCH at a time (xksp_ivbatch.h), or the DRBG per
+ * token, drawn P11_IV_BATCH at a time (p11_ivbatch.h), or the DRBG per
  * iv_source) and a 16-byte tag split from the
  * token's output.  When req->want_cdiv: the CDIV is computed over that
  * output at once, then the output is decrypted again through the decrypt

@@ -23,7 +23,7 @@
 /* The XKS headers first: p11-kit's pkcs11.h defines `iv_len` as a macro. */
 #include "xksproxy/xksp_backend.h"
 #include "xksproxy/xksp_hsm.h"
-#include "xksproxy/xksp_ivbatch.h"
+#include "pkcs11/p11_ivbatch.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -317,11 +317,11 @@ static void test_round_trip_iv_hsm(void **state) {
   round_trips(XKSP_IV_HSM);
 }
 
-/* IVs from the token come out of batches of XKSP_IV_BATCH: over several
+/* IVs from the token come out of batches of P11_IV_BATCH: over several
  * batches, and from several threads at once, no IV is ever handed out
  * twice, and each ciphertext decrypts with the IV it was returned with. */
 #define IV_THREADS 4
-#define IV_PER_THREAD (XKSP_IV_BATCH + XKSP_IV_BATCH / 2 + 3)
+#define IV_PER_THREAD (P11_IV_BATCH + P11_IV_BATCH / 2 + 3)
 
 typedef struct iv_worker {
   xksp_hsm *h;
