@@ -748,9 +748,13 @@ kerr_code hsm_conn_delete_key(hsm_conn *c, const char *label, kerr *err) {
     p11_err_clear(&pe);
     rc = acquire_logged_in(c, lives[i], &s, &pe);
     if (rc) goto p11fail;
+    /* Its working copy goes too, before and after: a request that found
+     * the key just before it was destroyed may have kept a new one. */
+    p11_keycache_forget(lives[i]->keys, s, label);
     rc = p11_key_find(s, label, &key, &pe);
     if (!rc) rc = p11_key_destroy(s, key, &pe);
     if (rc == KERR_NOT_FOUND) rc = KERR_OK;
+    p11_keycache_forget(lives[i]->keys, s, label);
     p11_session_release(s);
     pthread_rwlock_unlock(&lives[i]->lock);
     if (rc) goto p11fail;
@@ -774,7 +778,7 @@ out:
  * is final, an unreachable or busy HSM moves on to the next.  When none
  * answered and at least one was only busy (no free session within
  * --hsm-timeout), the answer is KERR_DEPENDENCY_TIMEOUT: retrying may work. */
-typedef kerr_code (*hsm_op_fn)(p11_session *s, void *arg, p11_err *pe);
+typedef kerr_code (*hsm_op_fn)(hsm_live *l, p11_session *s, void *arg, p11_err *pe);
 
 static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
   hsm_live **lives = NULL;
@@ -795,7 +799,7 @@ static kerr_code on_some_hsm(hsm_conn *c, hsm_op_fn fn, void *arg, kerr *err) {
       rc = kerr_set(err, KERR_KEY_UNAVAILABLE, "HSM %s: %s", lives[i]->hsm_id, pe.e.msg);
       continue;
     }
-    rc = fn(s, arg, &pe);
+    rc = fn(lives[i], s, arg, &pe);
     p11_session_release(s);
     pthread_rwlock_unlock(&lives[i]->lock);
     if (!rc) break;
@@ -823,12 +827,32 @@ typedef struct gcm_arg {
   uint8_t *out;
 } gcm_arg;
 
-static kerr_code do_encrypt(p11_session *s, void *arg, p11_err *pe) {
-  gcm_arg *a = arg;
-  CK_OBJECT_HANDLE key;
+typedef kerr_code (*gcm_fn)(hsm_live *l, p11_session *s, CK_OBJECT_HANDLE key, gcm_arg *a,
+                            p11_err *pe);
+
+/* Run `use` with a's key on l, from l's working copies (p11_keycache.h).  A
+ * copy the module no longer knows is forgotten and the key found once more. */
+static kerr_code with_key(hsm_live *l, p11_session *s, gcm_arg *a, gcm_fn use, p11_err *pe) {
+  for (int attempt = 0;; attempt++) {
+    p11_keyref key;
+    kerr_code rc = p11_keycache_get(l->keys, s, a->label, &key, pe);
+    if (rc) return rc;
+    rc = use(l, s, key.handle, a, pe);
+    bool stale = rc && attempt == 0 && key.entry &&
+                 (pe->rv == CKR_KEY_HANDLE_INVALID || pe->rv == CKR_OBJECT_HANDLE_INVALID);
+    if (stale) p11_keycache_stale(l->keys, &key);
+    p11_keycache_put(l->keys, s, &key);
+    if (!stale) return rc;
+  }
+}
+
+/* The IV is the HSM's: drawn from its random generator, a batch at a time. */
+static kerr_code encrypt_with(hsm_live *l, p11_session *s, CK_OBJECT_HANDLE key, gcm_arg *a,
+                              p11_err *pe) {
   kbytes ct = {0};
-  kerr_code rc = p11_key_find(s, a->label, &key, pe);
-  if (!rc) rc = p11_gcm_encrypt(s, key, a->aad, a->aad_len, a->in, a->len, a->iv, &ct, pe);
+  kerr_code rc = p11_iv_batch_next(&l->ivs, &l->ivs_lock, s, a->iv, pe);
+  if (!rc)
+    rc = p11_gcm_encrypt_iv(s, key, a->iv, HSM_GCM_IV_LEN, a->aad, a->aad_len, a->in, a->len, &ct, pe);
   if (!rc && ct.len != a->len + HSM_GCM_TAG_LEN) rc = kerr_set(&pe->e, KERR_INTERNAL, "bad GCM output length");
   if (!rc) {
     memcpy(a->out, ct.data, a->len);
@@ -838,21 +862,28 @@ static kerr_code do_encrypt(p11_session *s, void *arg, p11_err *pe) {
   return rc;
 }
 
-static kerr_code do_decrypt(p11_session *s, void *arg, p11_err *pe) {
-  gcm_arg *a = arg;
-  CK_OBJECT_HANDLE key;
+static kerr_code decrypt_with(hsm_live *l, p11_session *s, CK_OBJECT_HANDLE key, gcm_arg *a,
+                              p11_err *pe) {
   kbytes pt = {0};
+  (void)l;
   uint8_t *buf = malloc(a->len + HSM_GCM_TAG_LEN);
   if (!buf) return kerr_set(&pe->e, KERR_INTERNAL, "Out of memory.");
   if (a->len) memcpy(buf, a->in, a->len);
   memcpy(buf + a->len, a->tag, HSM_GCM_TAG_LEN);
-  kerr_code rc = p11_key_find(s, a->label, &key, pe);
-  if (!rc) rc = p11_gcm_decrypt(s, key, a->iv, a->aad, a->aad_len, buf, a->len + HSM_GCM_TAG_LEN, &pt, pe);
+  kerr_code rc = p11_gcm_decrypt(s, key, a->iv, a->aad, a->aad_len, buf, a->len + HSM_GCM_TAG_LEN, &pt, pe);
   if (!rc && pt.len != a->len) rc = kerr_set(&pe->e, KERR_INTERNAL, "bad GCM output length");
   if (!rc && a->len) memcpy(a->out, pt.data, a->len);
   kbytes_wipe_free(&pt);
   free(buf);
   return rc;
+}
+
+static kerr_code do_encrypt(hsm_live *l, p11_session *s, void *arg, p11_err *pe) {
+  return with_key(l, s, arg, encrypt_with, pe);
+}
+
+static kerr_code do_decrypt(hsm_live *l, p11_session *s, void *arg, p11_err *pe) {
+  return with_key(l, s, arg, decrypt_with, pe);
 }
 
 kerr_code hsm_conn_encrypt(hsm_conn *c, const char *label, const uint8_t *pt, size_t len,
@@ -877,8 +908,9 @@ typedef struct random_arg {
   size_t n;
 } random_arg;
 
-static kerr_code do_random(p11_session *s, void *arg, p11_err *pe) {
+static kerr_code do_random(hsm_live *l, p11_session *s, void *arg, p11_err *pe) {
   random_arg *a = arg;
+  (void)l;
   for (size_t off = 0; off < a->n;) {
     size_t chunk = a->n - off > P11_RANDOM_MAX ? P11_RANDOM_MAX : a->n - off;
     kerr_code rc = p11_random(s, a->out + off, chunk, pe);

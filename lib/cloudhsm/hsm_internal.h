@@ -21,6 +21,8 @@
 #include "cloudhsm/hsm_service.h"
 #include "crypto/rootkey.h"
 #include "pkcs11/p11.h"
+#include "pkcs11/p11_ivbatch.h"
+#include "pkcs11/p11_keycache.h"
 #include "store/store.h"
 
 #define HSMI_WRAP_KEY_ID "kmsd-cluster-backup-wrap"
@@ -28,6 +30,10 @@
 #define HSMI_MAX_LOGIN_FAILURES 5
 #define HSMI_POOL_SIZE 8               /* PKCS#11 sessions per token */
 #define HSMI_KMSUSER "kmsuser"
+/* How long a working copy of a key serves before the HSM's key is found and
+ * copied again: the longest a key deleted on the HSM behind kmsd's back
+ * (hsm-cli, another process) stays usable in this one. */
+#define HSMI_KEY_REFRESH_MS 5000
 
 /* Names of wrapped secrets (owner, name) in the store. */
 #define HSMI_SECRET_SO_PIN "so-pin"     /* owner: cluster id */
@@ -43,6 +49,9 @@ typedef struct hsm_live {
   char zone[STORE_REGION_MAX + 2];
   p11_module *mod;
   p11_token *tok;
+  p11_keycache *keys;  /* working copies of its keys; NULL when off */
+  pthread_mutex_t ivs_lock;
+  p11_iv_batch ivs;    /* GCM IVs from its random generator, not yet used */
   /* Readers: crypto calls.  Writer: anything that changes the login state
    * (login, logout, SO work). */
   pthread_rwlock_t lock;
@@ -57,6 +66,7 @@ struct hsm_service {
   rootkey *rk;
   char data_dir[4096];
   int timeout_ms;                  /* wait for a free PKCS#11 session */
+  size_t key_cache;                /* slots of each HSM's p11_keycache */
   pthread_mutex_t lock;            /* lives, pool, softhsm, gen */
   hsm_live *lives;
   p11_module *softhsm;             /* loaded on first use */

@@ -360,6 +360,9 @@ kerr_code hsm_clusters_set_pool(hsm_service *m, const hsm_pool_entry *entries, s
 static void live_free(hsm_live *l) {
   if (!l) return;
   p11_token_close(l->tok);
+  p11_keycache_free(l->keys);
+  p11_iv_batch_wipe(&l->ivs);
+  pthread_mutex_destroy(&l->ivs_lock);
   p11_module_release(l->mod);
   pthread_rwlock_destroy(&l->lock);
   free(l);
@@ -414,12 +417,14 @@ kerr_code hsmi_live_get(hsm_service *m, const store_hsm *h, hsm_live **out, p11_
   snprintf(l->cluster_id, sizeof l->cluster_id, "%s", h->cluster_id);
   snprintf(l->zone, sizeof l->zone, "%s", h->availability_zone);
   pthread_rwlock_init(&l->lock, NULL);
+  pthread_mutex_init(&l->ivs_lock, NULL);
   l->mod = mod;
   mod = NULL;
   rc = p11_token_open(l->mod, h->token_label, HSMI_POOL_SIZE, &l->tok, pe);
   /* The operator's --hsm-timeout: how long a request waits for one of this
    * HSM's sessions when all are busy (DependencyTimeoutException after). */
   if (!rc) rc = p11_token_set_acquire_timeout(l->tok, m->timeout_ms, pe);
+  if (!rc) rc = p11_keycache_new(m->key_cache, HSMI_KEY_REFRESH_MS, &l->keys, pe);
   if (rc) {
     live_free(l);
     goto out;
@@ -1177,12 +1182,16 @@ kerr_code hsm_service_open(const hsm_service_config *cfg, hsm_service **out, ker
   if (cfg->timeout_ms < P11_POOL_WAIT_MIN_MS || cfg->timeout_ms > P11_POOL_WAIT_MAX_MS)
     return kerr_set(err, KERR_VALIDATION, "The HSM timeout must be %d to %d ms.", P11_POOL_WAIT_MIN_MS,
                     P11_POOL_WAIT_MAX_MS);
+  if (cfg->key_cache > P11_KEYCACHE_SLOTS_MAX)
+    return kerr_set(err, KERR_VALIDATION, "The HSM key cache holds at most %d keys.",
+                    P11_KEYCACHE_SLOTS_MAX);
   m = calloc(1, sizeof *m);
   if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   m->st = cfg->st;
   m->rk = cfg->rk;
   snprintf(m->data_dir, sizeof m->data_dir, "%s", cfg->data_dir);
   m->timeout_ms = cfg->timeout_ms;
+  m->key_cache = cfg->key_cache;
   pthread_mutex_init(&m->lock, NULL);
   pthread_cond_init(&m->cond, NULL);
   p11_err_clear(&pe);

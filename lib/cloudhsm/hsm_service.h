@@ -23,6 +23,9 @@ typedef struct hsm_service_config {
   const char *data_dir;   /* required: SoftHSM2 tokens go under <data_dir>/hsm */
   int timeout_ms;         /* wait for a free PKCS#11 session of a busy HSM
                              before KERR_DEPENDENCY_TIMEOUT; 1..600000 */
+  size_t key_cache;       /* working copies of keys kept per HSM
+                             (pkcs11/p11_keycache.h); 0 = none, at most
+                             P11_KEYCACHE_SLOTS_MAX */
 } hsm_service_config;
 
 /* Open the service: take the HSM pool preset by hsm_clusters_preset_pool

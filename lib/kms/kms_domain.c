@@ -910,7 +910,8 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
     return kerr_set(err, KERR_VALIDATION, "A data directory is required.");
   if (cfg->material_cache_entries > KMS_CACHE_ENTRIES_MAX ||
       cfg->policy_cache_entries > KMS_CACHE_ENTRIES_MAX ||
-      cfg->key_cache_entries > KMS_CACHE_ENTRIES_MAX)
+      cfg->key_cache_entries > KMS_CACHE_ENTRIES_MAX ||
+      cfg->hsm_key_cache_entries > KMS_CACHE_ENTRIES_MAX)
     return kerr_set(err, KERR_VALIDATION, "A cache may have at most %d entries.",
                     KMS_CACHE_ENTRIES_MAX);
   d = calloc(1, sizeof *d);
@@ -1004,7 +1005,11 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
   }
   hsm_service_config hcfg = {.st = d->st, .rk = d->rk, .data_dir = d->data_dir,
                              .timeout_ms = cfg->hsm_timeout_ms ? cfg->hsm_timeout_ms
-                                                               : KMS_HSM_TIMEOUT_DEFAULT_MS};
+                                                               : KMS_HSM_TIMEOUT_DEFAULT_MS,
+                             .key_cache = cfg->hsm_key_cache_entries < 0 ? 0
+                                          : cfg->hsm_key_cache_entries
+                                              ? (size_t)cfg->hsm_key_cache_entries
+                                              : KMS_HSM_KEY_CACHE_DEFAULT};
   rc = hsm_service_open(&hcfg, &d->hsm, err);
   if (rc) goto out;
   rc = material_cache_new(cfg->material_cache_entries ? cfg->material_cache_entries

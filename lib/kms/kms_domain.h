@@ -63,6 +63,7 @@ typedef struct kms_domain kms_domain;
 #define KMS_KEY_CACHE_DEFAULT 4096
 #define KMS_MATERIAL_CACHE_DEFAULT 1024
 #define KMS_POLICY_CACHE_DEFAULT 256
+#define KMS_HSM_KEY_CACHE_DEFAULT 1024 /* per HSM: working copies of keys */
 #define KMS_CACHE_ENTRIES_MAX 1048576
 
 #define KMS_DB_BUSY_TIMEOUT_DEFAULT_MS 10000
@@ -134,6 +135,11 @@ typedef struct kms_domain_config {
                                     three above KMS_CACHE_ENTRIES_MAX ->
                                     kms_domain_open fails with
                                     KERR_VALIDATION */
+  int hsm_key_cache_entries;     /* working copies of keys kept per HSM of
+                                    a CloudHSM key store
+                                    (lib/pkcs11/p11_keycache.h); 0 =
+                                    KMS_HSM_KEY_CACHE_DEFAULT, negative =
+                                    none, at most KMS_CACHE_ENTRIES_MAX */
   int max_custom_key_stores;     /* custom key stores per account and
                                     Region; 0 = 10, AWS's documented quota;
                                     CreateCustomKeyStore past it ->

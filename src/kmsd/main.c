@@ -74,6 +74,7 @@ typedef struct kmsd_options {
   unsigned xks_connections;                           /* --xks-connections; 0: default */
   int xks_health_interval_ms;                         /* --xks-health-interval */
   int key_cache;              /* --key-cache; 0: default, -1: off */
+  int hsm_key_cache;          /* --hsm-key-cache; 0: default, -1: off */
   size_t material_cache;      /* --material-cache; 0: default */
   size_t policy_cache;        /* --policy-cache; 0: default */
   const char *vpc_endpoint_services;                  /* --vpc-endpoint-services FILE */
@@ -152,6 +153,9 @@ static void usage(FILE *f) {
           "  --material-cache N          unwrapped key materials kept in wiped memory, 1-%d\n"
           "                              (default %d)\n"
           "  --policy-cache N            parsed key policies kept, 1-%d (default %d)\n"
+          "  --hsm-key-cache N           working copies of keys kept per HSM of a CloudHSM key\n"
+          "                              store, each found again after 5 s, 0-%d (default\n"
+          "                              %d; 0: none)\n"
           "  --log-level LEVEL           debug, info, warn or error (default info)\n"
           "  --version                   print the version and exit\n"
           "  -h, --help                  print this help and exit\n"
@@ -171,7 +175,8 @@ static void usage(FILE *f) {
           KMS_XKS_CONNECTIONS_DEFAULT, KMS_XKS_HEALTH_INTERVAL_MIN_MS,
           KMS_XKS_HEALTH_INTERVAL_MAX_MS, KMS_XKS_HEALTH_INTERVAL_DEFAULT_MS,
           KMS_CACHE_ENTRIES_MAX, KMS_KEY_CACHE_DEFAULT, KMS_CACHE_ENTRIES_MAX,
-          KMS_MATERIAL_CACHE_DEFAULT, KMS_CACHE_ENTRIES_MAX, KMS_POLICY_CACHE_DEFAULT);
+          KMS_MATERIAL_CACHE_DEFAULT, KMS_CACHE_ENTRIES_MAX, KMS_POLICY_CACHE_DEFAULT,
+          KMS_CACHE_ENTRIES_MAX, KMS_HSM_KEY_CACHE_DEFAULT);
 }
 
 /* HOST:PORT:TO_HOST:TO_PORT, as curl's connect-to (a field may be empty; an
@@ -230,6 +235,7 @@ enum {
   OPT_XKS_HEALTH_INTERVAL,
   OPT_VPC_ENDPOINT_SERVICES,
   OPT_KEY_CACHE,
+  OPT_HSM_KEY_CACHE,
   OPT_MATERIAL_CACHE,
   OPT_POLICY_CACHE,
   OPT_VERSION,
@@ -262,6 +268,7 @@ static const cli_flag FLAGS[] = {
     {"--xks-health-interval", NULL, OPT_XKS_HEALTH_INTERVAL, 1},
     {"--vpc-endpoint-services", NULL, OPT_VPC_ENDPOINT_SERVICES, 1},
     {"--key-cache", NULL, OPT_KEY_CACHE, 1},
+    {"--hsm-key-cache", NULL, OPT_HSM_KEY_CACHE, 1},
     {"--material-cache", NULL, OPT_MATERIAL_CACHE, 1},
     {"--policy-cache", NULL, OPT_POLICY_CACHE, 1},
     {"--version", NULL, OPT_VERSION, 0},
@@ -408,11 +415,17 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       o->vpc_endpoint_services = value;
       break;
     case OPT_KEY_CACHE:
+    case OPT_HSM_KEY_CACHE: {
+      const char *name = item.flag->id == OPT_KEY_CACHE ? "--key-cache" : "--hsm-key-cache";
       if (parse_ll(value, 0, KMS_CACHE_ENTRIES_MAX, &v) != 0)
-        return bad_flag("%s must be a whole number from 0 to %d, not '%.64s'", "--key-cache",
+        return bad_flag("%s must be a whole number from 0 to %d, not '%.64s'", name,
                         KMS_CACHE_ENTRIES_MAX, value);
-      o->key_cache = v ? (int)v : -1;
+      if (item.flag->id == OPT_KEY_CACHE)
+        o->key_cache = v ? (int)v : -1;
+      else
+        o->hsm_key_cache = v ? (int)v : -1;
       break;
+    }
     case OPT_MATERIAL_CACHE:
     case OPT_POLICY_CACHE: {
       const char *name = item.flag->id == OPT_MATERIAL_CACHE ? "--material-cache" : "--policy-cache";
@@ -584,6 +597,7 @@ static int run(const kmsd_options *o) {
   dcfg.xks_connections = o->xks_connections;
   dcfg.xks_health_interval_ms = o->xks_health_interval_ms;
   dcfg.key_cache_entries = o->key_cache;
+  dcfg.hsm_key_cache_entries = o->hsm_key_cache;
   dcfg.material_cache_entries = o->material_cache;
   dcfg.policy_cache_entries = o->policy_cache;
   if (o->vpc_endpoint_services) {

@@ -263,5 +263,46 @@ class CloudHsmKeyStoreTest(h.KmsdBaseTestCase):
         kms.delete_custom_key_store(CustomKeyStoreId=cks)
 
 
+class HsmKeyCacheBoundsTest(h.KmsdBaseTestCase):
+    """kmsd keeps working copies of HSM keys (--hsm-key-cache, per HSM).  With
+    one slot, two keys replace each other's copy on every request; with none,
+    every request finds the key in the HSM.  Either way every request works,
+    and a reconnect (a new login, whose copies are new) keeps old ciphertexts
+    decrypting."""
+
+    def check_cache(self, bound):
+        server = h.KmsdServer(args=["--enable-admin-api", "--hsm-key-cache", bound])
+        try:
+            server.start()
+            kms = h.kms_client(server)
+            cluster = fx.make_cluster(server, fx.CertificateAuthority())
+            cks = fx.create_store(kms, cluster, "cache-" + bound)
+            self.assertEqual(fx.connect(kms, cks)["ConnectionState"], "CONNECTED")
+            keys = [kms.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["Arn"]
+                    for _ in range(2)]
+            blobs = []
+            for i in range(6):
+                key = keys[i % 2]
+                data = b"round %d" % i
+                blob = kms.encrypt(KeyId=key, Plaintext=data)["CiphertextBlob"]
+                out = kms.decrypt(CiphertextBlob=blob)
+                self.assertEqual((out["Plaintext"], out["KeyId"]), (data, key))
+                blobs.append((blob, data))
+            kms.disconnect_custom_key_store(CustomKeyStoreId=cks)
+            fx.wait_store_state(kms, cks, ("DISCONNECTED",))
+            self.assertKmsError("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blobs[0][0])
+            self.assertEqual(fx.connect(kms, cks)["ConnectionState"], "CONNECTED")
+            for blob, data in blobs:
+                self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], data)
+        finally:
+            server.cleanup()
+
+    def test_one_slot(self):
+        self.check_cache("1")
+
+    def test_no_cache(self):
+        self.check_cache("0")
+
+
 if __name__ == "__main__":
     unittest.main()

@@ -123,7 +123,8 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
     def test_cache_bounds(self):
         """Every cache's bound is a flag, range-checked; --key-cache 0 turns the
         key cache off (null in /health) and the smallest caches still serve."""
-        for flag, low in (("--key-cache", 0), ("--material-cache", 1), ("--policy-cache", 1)):
+        for flag, low in (("--key-cache", 0), ("--material-cache", 1), ("--policy-cache", 1),
+                          ("--hsm-key-cache", 0)):
             for bad in (str(low - 1), "1048577", "many"):
                 self.assertUsageError(
                     self.run_program("kmsd", flag, bad), "kmsd",
