@@ -1496,8 +1496,7 @@ unsigned p11_session_generation(const p11_session *s) { return s->generation; }
 kerr_code p11_key_copy_working(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_HANDLE *copy,
                                p11_err *err) {
   p11_token *t = s->tok;
-  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &ck_false, sizeof ck_false},
-                         {CKA_PRIVATE, &ck_false, sizeof ck_false}};
+  CK_ATTRIBUTE tmpl[] = {{CKA_TOKEN, &ck_false, sizeof ck_false}};
   kerr_code rc;
   p11_err_clear(err);
   *copy = CK_INVALID_HANDLE;
@@ -1509,9 +1508,7 @@ kerr_code p11_key_copy_working(p11_session *s, CK_OBJECT_HANDLE key, CK_OBJECT_H
                         t->label)
              : KERR_INVALID_STATE;
   } else {
-    CK_RV rv = t->mod->fn->C_CopyObject(t->anchor, key, tmpl, 2, copy);
-    if (rv == CKR_ATTRIBUTE_READ_ONLY || rv == CKR_TEMPLATE_INCONSISTENT || rv == CKR_ATTRIBUTE_VALUE_INVALID)
-      rv = t->mod->fn->C_CopyObject(t->anchor, key, tmpl, 1, copy);
+    CK_RV rv = t->mod->fn->C_CopyObject(t->anchor, key, tmpl, 1, copy);
     rc = rv == CKR_OK ? KERR_OK : fail_rv(err, "C_CopyObject", rv);
     if (rc) *copy = CK_INVALID_HANDLE;
   }

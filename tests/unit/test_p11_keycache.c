@@ -137,6 +137,8 @@ static void test_working_copy(void **state) {
   assert_true(b);
   assert_int_equal(attribute_bool(f->s, copy, CKA_EXTRACTABLE, &b), CKR_OK);
   assert_false(b);
+  assert_int_equal(attribute_bool(f->s, copy, CKA_PRIVATE, &b), CKR_OK);
+  assert_true(b);
   uint8_t value[64];
   CK_ATTRIBUTE a = {CKA_VALUE, value, sizeof value};
   assert_int_equal(p11_module_functions(module)->C_GetAttributeValue(p11_session_handle(f->s), copy,
