@@ -4,16 +4,22 @@
  * behaves at the rate KMS will actually drive it (1,800 requests/s, the
  * default XKS quota per key store), nor what kmsd's latency is at a given
  * share of its peak.  This generator keeps K kept-alive connections (TLS,
- * or plain TCP with --plain), one thread each, and every connection sends the same
- * pre-signed request on a fixed schedule of rate/K per second.  Latency is
+ * or plain TCP with --plain), and every connection sends the same
+ * pre-signed request on a fixed schedule of rate/K per second.  With TLS each
+ * connection has a thread that sleeps until its next send and blocks for the
+ * response.  With --plain, T threads (--threads, default 1) each drive their
+ * share of the connections from one epoll loop: a thread per connection
+ * costs the generator two wake-ups per request, which on a 2-CPU host took
+ * more CPU than the server it measured and capped the rate it could hold.
+ * Latency is
  * measured from the time a request was *meant* to be sent to the end of its
  * response: when the server stalls, the requests that queue behind the stall
  * are charged for their wait instead of silently being sent later (which is
  * what a closed-loop client does, and why its p99 looks too good).
  *
- *   xksload --port P (--ca FILE | --plain) --request FILE [--host 127.0.0.1]
- *           [--server-name NAME] [--rate 1800] [--connections 8]
- *           [--duration 30] [--warmup 2]
+ *   xksload --port P (--ca FILE | --plain [--threads 1]) --request FILE
+ *           [--host 127.0.0.1] [--server-name NAME] [--rate 1800]
+ *           [--connections 8] [--duration 30] [--warmup 2]
  *
  * --request is bench/request.lua's format: "METHOD PATH", header lines, a
  * blank line, the body; Content-Length and Connection are added here.  The
@@ -38,6 +44,8 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -53,6 +61,7 @@ typedef struct {
   int plain; /* plain TCP instead of TLS */
   double rate, duration_s, warmup_s;
   int connections;
+  int threads; /* event threads with --plain */
 } options;
 
 /* One connection's state and results; only its own thread writes it. */
@@ -66,6 +75,14 @@ typedef struct {
   int first_bad_status;
   int64_t last_done_ns;
   char failure[256]; /* empty while healthy */
+  /* The event loop's state (--plain): the schedule, and the request in flight. */
+  int64_t origin_ns, next; /* the n-th send is meant for origin + n * interval */
+  int64_t intended_ns;     /* of the request in flight */
+  int busy, finished;
+  size_t wrote, have;      /* request bytes written; response head bytes in buf */
+  long body_left;          /* -1 while the head is still coming */
+  int status, keep_alive;
+  char *buf;
 } connection;
 
 static options opt;
@@ -259,6 +276,30 @@ static int write_all(connection *c, const char *data, size_t len) {
   return 0;
 }
 
+/* The status of the response head in buf (NUL-terminated, ending at
+ * head_end), its Content-Length and whether the server keeps the connection;
+ * -1 for a head we cannot frame. */
+static int parse_head(const char *buf, const char *head_end, long *content_length,
+                      int *keep_alive) {
+  int status = 0;
+  if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
+    return -1;
+  *content_length = -1;
+  *keep_alive = 1;
+  for (const char *line = strstr(buf, "\r\n"); line != NULL && line < head_end;
+       line = strstr(line + 2, "\r\n")) {
+    const char *h = line + 2;
+    if (strncasecmp(h, "content-length:", 15) == 0)
+      *content_length = strtol(h + 15, NULL, 10);
+    else if (strncasecmp(h, "connection:", 11) == 0 &&
+             strncasecmp(h + 11 + strspn(h + 11, " \t"), "close", 5) == 0)
+      *keep_alive = 0;
+  }
+  if (*content_length < 0 || *content_length > RESPONSE_BODY_MAX)
+    return -1;
+  return status;
+}
+
 /* Read one response (headers, then Content-Length bytes of body); returns
  * its status, or -1 when the connection broke or the response is not one we
  * can frame.  *keep_alive is cleared when the server said it will close. */
@@ -275,21 +316,9 @@ static int read_response(connection *c, char *buf, int *keep_alive) {
     buf[have] = '\0';
     head_end = strstr(buf, "\r\n\r\n");
   }
-  int status = 0;
-  if (sscanf(buf, "HTTP/1.%*d %d", &status) != 1)
-    return -1;
-  long content_length = -1;
-  *keep_alive = 1;
-  for (char *line = strstr(buf, "\r\n"); line != NULL && line < head_end;
-       line = strstr(line + 2, "\r\n")) {
-    const char *h = line + 2;
-    if (strncasecmp(h, "content-length:", 15) == 0)
-      content_length = strtol(h + 15, NULL, 10);
-    else if (strncasecmp(h, "connection:", 11) == 0 &&
-             strncasecmp(h + 11 + strspn(h + 11, " \t"), "close", 5) == 0)
-      *keep_alive = 0;
-  }
-  if (content_length < 0 || content_length > RESPONSE_BODY_MAX)
+  long content_length;
+  int status = parse_head(buf, head_end, &content_length, keep_alive);
+  if (status < 0)
     return -1;
   size_t body_have = have - (size_t)(head_end + 4 - buf);
   size_t body_left = (size_t)content_length > body_have ? (size_t)content_length - body_have : 0;
@@ -301,6 +330,35 @@ static int read_response(connection *c, char *buf, int *keep_alive) {
     body_left -= got;
   }
   return status;
+}
+
+/* Count a response of `status` to the request meant for `intended` that
+ * ended at `done`; its latency is kept when it was meant for after the
+ * warm-up.  -1 (and the connection failed) when memory ran out. */
+static int record(connection *c, int status, int64_t intended, int64_t done, int64_t warmup_end) {
+  if (status == 200) {
+    c->ok++;
+  } else {
+    c->non200++;
+    if (c->first_bad_status == 0)
+      c->first_bad_status = status;
+  }
+  c->last_done_ns = done;
+  if (intended < warmup_end)
+    return 0;
+  if (c->samples == c->samples_cap) {
+    size_t cap = c->samples_cap ? c->samples_cap * 2 : 4096;
+    uint32_t *grown = realloc(c->samples_us, cap * sizeof *grown);
+    if (grown == NULL) {
+      fail(c, "out of memory");
+      return -1;
+    }
+    c->samples_us = grown;
+    c->samples_cap = cap;
+  }
+  int64_t us = (done - intended) / 1000;
+  c->samples_us[c->samples++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
+  return 0;
 }
 
 static void *run_connection(void *arg) {
@@ -342,33 +400,200 @@ static void *run_connection(void *arg) {
       fail(c, "connection broke or response unframed");
       break;
     }
-    if (status == 200) {
-      c->ok++;
-    } else {
-      c->non200++;
-      if (c->first_bad_status == 0)
-        c->first_bad_status = status;
-    }
-    c->last_done_ns = done;
-    if (intended >= warmup_end) {
-      if (c->samples == c->samples_cap) {
-        size_t cap = c->samples_cap ? c->samples_cap * 2 : 4096;
-        uint32_t *grown = realloc(c->samples_us, cap * sizeof *grown);
-        if (grown == NULL) {
-          fail(c, "out of memory");
-          break;
-        }
-        c->samples_us = grown;
-        c->samples_cap = cap;
-      }
-      int64_t us = (done - intended) / 1000;
-      c->samples_us[c->samples++] = us > UINT32_MAX ? UINT32_MAX : (uint32_t)us;
-    }
+    if (record(c, status, intended, done, warmup_end) != 0)
+      break;
     if (!keep_alive)
       close_connection(c);
   }
   close_connection(c);
   free(buf);
+  return NULL;
+}
+
+/* ---- --plain: event threads ---------------------------------------------- */
+
+typedef struct {
+  connection **conns; /* this thread's share */
+  int n;
+} event_thread;
+
+/* Connect c (blocking) and hand it to the loop, non-blocking.  0 on success. */
+static int plain_attach(int ep, connection *c) {
+  if (open_connection(c) != 0)
+    return -1;
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  if (fcntl(c->fd, F_SETFL, fcntl(c->fd, F_GETFL) | O_NONBLOCK) != 0 ||
+      epoll_ctl(ep, EPOLL_CTL_ADD, c->fd, &ev) != 0) {
+    fail(c, strerror(errno));
+    close_connection(c);
+    return -1;
+  }
+  return 0;
+}
+
+static void plain_stop(connection *c, const char *why) {
+  if (why != NULL && c->failure[0] == '\0')
+    fail(c, why);
+  close_connection(c); /* close() also takes it out of the epoll set */
+  c->finished = 1;
+  c->busy = 0;
+}
+
+/* Write what is left of the request; EPOLLOUT is asked for only while a
+ * write is short.  0, or -1 when the connection broke. */
+static int plain_write(int ep, connection *c) {
+  while (c->wrote < request_len) {
+    ssize_t n = send(c->fd, request_bytes + c->wrote, request_len - c->wrote, MSG_NOSIGNAL);
+    if (n > 0) {
+      c->wrote += (size_t)n;
+    } else if (n < 0 && errno == EINTR) {
+      continue;
+    } else if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT, .data.ptr = c};
+      return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+    } else {
+      return -1;
+    }
+  }
+  struct epoll_event ev = {.events = EPOLLIN, .data.ptr = c};
+  return epoll_ctl(ep, EPOLL_CTL_MOD, c->fd, &ev);
+}
+
+/* Read what has arrived of the response.  1 when it is complete, 0 when
+ * more is to come, -1 when the connection broke or the response is unframed. */
+static int plain_read(connection *c) {
+  for (;;) {
+    char scratch[RESPONSE_HEAD_MAX];
+    char *into = c->body_left < 0 ? c->buf + c->have : scratch;
+    size_t room = c->body_left < 0 ? RESPONSE_HEAD_MAX - c->have : sizeof scratch;
+    if (room == 0)
+      return -1;
+    ssize_t n = recv(c->fd, into, room, 0);
+    if (n < 0 && errno == EINTR)
+      continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      return 0;
+    if (n <= 0)
+      return -1;
+    size_t got = (size_t)n;
+    if (c->body_left < 0) {
+      c->have += got;
+      c->buf[c->have] = '\0';
+      char *head_end = strstr(c->buf, "\r\n\r\n");
+      if (head_end == NULL)
+        continue;
+      long content_length;
+      c->status = parse_head(c->buf, head_end, &content_length, &c->keep_alive);
+      if (c->status < 0)
+        return -1;
+      got = c->have - (size_t)(head_end + 4 - c->buf); /* body bytes that came with the head */
+      c->body_left = content_length;
+    }
+    if ((long)got > c->body_left)
+      return -1; /* more than the response: nothing else was asked for */
+    c->body_left -= (long)got;
+    if (c->body_left == 0)
+      return 1;
+  }
+}
+
+static void *run_event_thread(void *arg) {
+  event_thread *t = arg;
+  struct epoll_event events[64];
+  int ep = epoll_create1(0);
+  for (int i = 0; i < t->n; i++) {
+    connection *c = t->conns[i];
+    c->buf = malloc(RESPONSE_HEAD_MAX + 1);
+    if (ep < 0 || c->buf == NULL)
+      fail(c, "cannot set up the event loop");
+    else if (plain_attach(ep, c) != 0)
+      c->finished = 1;
+  }
+  pthread_barrier_wait(&connected);
+  pthread_barrier_wait(&started);
+
+  /* The same schedules as the threaded loop: connection i sends at
+   * start + i*interval/K + n*interval. */
+  const double interval_ns = 1e9 * opt.connections / opt.rate;
+  const int64_t warmup_end = start_ns + (int64_t)(opt.warmup_s * 1e9);
+  const int64_t run_end = warmup_end + (int64_t)(opt.duration_s * 1e9);
+  for (int i = 0; i < t->n; i++)
+    t->conns[i]->origin_ns = start_ns + (int64_t)(interval_ns * t->conns[i]->index / opt.connections);
+  for (;;) {
+    int64_t now = now_ns(), next_send = INT64_MAX;
+    int active = 0;
+    for (int i = 0; i < t->n; i++) {
+      connection *c = t->conns[i];
+      if (c->finished)
+        continue;
+      int64_t intended = c->origin_ns + (int64_t)((double)c->next * interval_ns);
+      if (!c->busy && intended >= run_end) {
+        plain_stop(c, NULL);
+        continue;
+      }
+      active = 1;
+      if (c->busy)
+        continue;
+      if (intended > now) {
+        if (intended < next_send)
+          next_send = intended;
+        continue;
+      }
+      c->intended_ns = intended;
+      c->next++;
+      c->sent++;
+      c->busy = 1;
+      c->wrote = c->have = 0;
+      c->body_left = -1;
+      if (plain_write(ep, c) != 0)
+        plain_stop(c, "connection broke or response unframed");
+    }
+    if (!active)
+      break;
+    struct timespec wait, *waitp = NULL;
+    if (next_send != INT64_MAX) {
+      int64_t ns = next_send - now_ns();
+      if (ns < 0)
+        ns = 0;
+      wait = (struct timespec){.tv_sec = ns / 1000000000, .tv_nsec = ns % 1000000000};
+      waitp = &wait;
+    }
+    int n = epoll_pwait2(ep, events, 64, waitp, NULL);
+    for (int e = 0; e < n; e++) {
+      connection *c = events[e].data.ptr;
+      if (c->finished || !c->busy)
+        continue;
+      if ((events[e].events & EPOLLOUT) && c->wrote < request_len && plain_write(ep, c) != 0) {
+        plain_stop(c, "connection broke or response unframed");
+        continue;
+      }
+      int done = plain_read(c);
+      if (done < 0) {
+        plain_stop(c, "connection broke or response unframed");
+        continue;
+      }
+      if (done == 0)
+        continue;
+      c->busy = 0;
+      if (record(c, c->status, c->intended_ns, now_ns(), warmup_end) != 0) {
+        plain_stop(c, NULL);
+        continue;
+      }
+      if (!c->keep_alive) {
+        close_connection(c);
+        c->reconnects++;
+        if (plain_attach(ep, c) != 0)
+          c->finished = 1;
+      }
+    }
+  }
+  for (int i = 0; i < t->n; i++) {
+    close_connection(t->conns[i]);
+    free(t->conns[i]->buf);
+    t->conns[i]->buf = NULL;
+  }
+  if (ep >= 0)
+    close(ep);
   return NULL;
 }
 
@@ -400,15 +625,15 @@ static double number_arg(const char *flag, const char *value, double min, double
 }
 
 static void usage(void) {
-  fprintf(stderr, "usage: xksload --port P (--ca FILE | --plain) --request FILE [--host 127.0.0.1]\n"
-                  "               [--server-name NAME] [--rate 1800] [--connections 8]\n"
-                  "               [--duration 30] [--warmup 2]\n");
+  fprintf(stderr, "usage: xksload --port P (--ca FILE | --plain [--threads 1]) --request FILE\n"
+                  "               [--host 127.0.0.1] [--server-name NAME] [--rate 1800]\n"
+                  "               [--connections 8] [--duration 30] [--warmup 2]\n");
   exit(2);
 }
 
 static void parse_options(int argc, char **argv) {
   opt = (options){.host = "127.0.0.1", .rate = 1800, .connections = 8, .duration_s = 30,
-                  .warmup_s = 2};
+                  .warmup_s = 2, .threads = 0};
   for (int i = 1; i < argc; i++) {
     const char *flag = argv[i];
     if (strcmp(flag, "--plain") == 0) { /* the one flag without a value */
@@ -436,14 +661,21 @@ static void parse_options(int argc, char **argv) {
       opt.duration_s = number_arg(flag, value, 0.1, 240);
     else if (strcmp(flag, "--warmup") == 0)
       opt.warmup_s = number_arg(flag, value, 0, 60);
+    else if (strcmp(flag, "--threads") == 0)
+      opt.threads = (int)number_arg(flag, value, 1, CONNECTIONS_MAX);
     else
       usage();
   }
   /* TLS needs a CA to verify against; plain TCP has nothing to verify, and
    * a CA or server name given with it is a mistake worth refusing. */
   if (opt.port == 0 || opt.request_file == NULL ||
-      (opt.plain ? opt.ca_file != NULL || opt.server_name != NULL : opt.ca_file == NULL))
+      (opt.plain ? opt.ca_file != NULL || opt.server_name != NULL
+                 : opt.ca_file == NULL || opt.threads != 0))
     usage();
+  if (opt.plain && opt.threads == 0)
+    opt.threads = 1;
+  if (opt.threads > opt.connections)
+    opt.threads = opt.connections;
 }
 
 int main(int argc, char **argv) {
@@ -459,22 +691,36 @@ int main(int argc, char **argv) {
   }
 
   int k = opt.connections;
+  int nthreads = opt.plain ? opt.threads : k;
   connection *conns = calloc((size_t)k, sizeof *conns);
-  pthread_t *threads = calloc((size_t)k, sizeof *threads);
-  if (conns == NULL || threads == NULL)
+  connection **shares = calloc((size_t)k, sizeof *shares);
+  event_thread *loops = calloc((size_t)nthreads, sizeof *loops);
+  pthread_t *threads = calloc((size_t)nthreads, sizeof *threads);
+  if (conns == NULL || shares == NULL || loops == NULL || threads == NULL)
     die("out of memory");
-  pthread_barrier_init(&connected, NULL, (unsigned)k + 1);
-  pthread_barrier_init(&started, NULL, (unsigned)k + 1);
+  pthread_barrier_init(&connected, NULL, (unsigned)nthreads + 1);
+  pthread_barrier_init(&started, NULL, (unsigned)nthreads + 1);
   for (int i = 0; i < k; i++) {
     conns[i].index = i;
     conns[i].fd = -1;
-    if (pthread_create(&threads[i], NULL, run_connection, &conns[i]) != 0)
+  }
+  /* Thread j of the event loops drives connections j, j+T, j+2T... */
+  for (int j = 0, at = 0; opt.plain && j < nthreads; j++) {
+    loops[j].conns = shares + at;
+    for (int i = j; i < k; i += nthreads)
+      shares[at++] = &conns[i];
+    loops[j].n = (int)(shares + at - loops[j].conns);
+  }
+  for (int i = 0; i < nthreads; i++) {
+    int rc = opt.plain ? pthread_create(&threads[i], NULL, run_event_thread, &loops[i])
+                       : pthread_create(&threads[i], NULL, run_connection, &conns[i]);
+    if (rc != 0)
       die("cannot start a thread");
   }
   pthread_barrier_wait(&connected); /* every handshake done (or failed) */
   start_ns = now_ns() + 10 * 1000000;
   pthread_barrier_wait(&started);
-  for (int i = 0; i < k; i++)
+  for (int i = 0; i < nthreads; i++)
     pthread_join(threads[i], NULL);
 
   size_t total = 0;
@@ -524,6 +770,8 @@ int main(int argc, char **argv) {
     free(conns[i].samples_us);
   free(all);
   free(conns);
+  free(shares);
+  free(loops);
   free(threads);
   SSL_CTX_free(tls_ctx);
   return failure != NULL ? 1 : 0;
