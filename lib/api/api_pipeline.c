@@ -426,16 +426,21 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
   }
 
   if (strcmp(path, "/health") == 0 && (strcmp(method, "GET") == 0 || strcmp(method, "HEAD") == 0)) {
-    /* The key cache's counts tell an operator (and the tests) that it
-     * serves: hits that stay at 0 under load mean every request reads the
-     * store (docs/storage.md, "The change stamp"). */
+    /* The caches' counts tell an operator (and the tests) that they serve:
+     * key cache hits that stay at 0 under load mean every request reads the
+     * store (docs/storage.md, "The change stamp"); HSM key cache hits that
+     * stay at 0, that every request searches the HSM (docs/pkcs11.md). */
     uint64_t hits = 0, misses = 0;
     json_t *cache = p->cfg.domain && kms_domain_key_cache_counts(p->cfg.domain, &hits, &misses)
                         ? json_pack("{s:I, s:I}", "hits", (json_int_t)hits, "misses",
                                     (json_int_t)misses)
                         : json_null();
-    json_t *obj = json_pack("{s:s, s:s, s:o}", "status", "ok", "version", KMSD_VERSION,
-                            "keyCache", cache);
+    json_t *hsm_cache =
+        p->cfg.domain && kms_domain_hsm_key_cache_counts(p->cfg.domain, &hits, &misses)
+            ? json_pack("{s:I, s:I}", "hits", (json_int_t)hits, "misses", (json_int_t)misses)
+            : json_null();
+    json_t *obj = json_pack("{s:s, s:s, s:o, s:o}", "status", "ok", "version", KMSD_VERSION,
+                            "keyCache", cache, "hsmKeyCache", hsm_cache);
     if (obj && set_json_body(resp, obj) == 0) {
       resp->status = 200;
       http_response_header(resp, "Content-Type", "application/json");

@@ -377,6 +377,20 @@ static kerr_code softhsm_locked(hsm_service *m, p11_err *pe) {
   return p11_module_load(m->softhsm_path, &m->softhsm, pe);
 }
 
+bool hsm_service_key_cache_counts(hsm_service *svc, uint64_t *hits, uint64_t *misses) {
+  *hits = *misses = 0;
+  if (!svc || svc->key_cache == 0) return false;
+  pthread_mutex_lock(&svc->lock);
+  for (hsm_live *l = svc->lives; l; l = l->next) {
+    uint64_t h, m;
+    p11_keycache_counts(l->keys, &h, &m);
+    *hits += h;
+    *misses += m;
+  }
+  pthread_mutex_unlock(&svc->lock);
+  return true;
+}
+
 kerr_code hsmi_live_get(hsm_service *m, const store_hsm *h, hsm_live **out, p11_err *pe) {
   kerr_code rc = KERR_OK;
   hsm_live *l;

@@ -11,6 +11,9 @@
 #ifndef KMSD_CLOUDHSM_HSM_SERVICE_H
 #define KMSD_CLOUDHSM_HSM_SERVICE_H
 
+#include <stdbool.h>
+#include <stdint.h>
+
 #include "core/kerr.h"
 #include "crypto/rootkey.h"
 #include "store/store.h"
@@ -35,6 +38,11 @@ typedef struct hsm_service_config {
  * those a previous run left mid-way.  On KERR_OK *out is a new service
  * (hsm_service_close); on failure *out is NULL and nothing is left running. */
 kerr_code hsm_service_open(const hsm_service_config *cfg, hsm_service **out, kerr *err);
+
+/* Requests the HSMs' working copies of keys served and missed
+ * (pkcs11/p11_keycache.h), summed over the HSMs open now; false, and both 0,
+ * when kmsd keeps none (key_cache 0). */
+bool hsm_service_key_cache_counts(hsm_service *svc, uint64_t *hits, uint64_t *misses);
 
 /* Stop the worker and close every token.  Call after every user of
  * hsm_conn (hsm_cluster.h) has closed its connections.  NULL is allowed. */

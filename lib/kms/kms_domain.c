@@ -675,6 +675,10 @@ bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses
   return d->keys != NULL;
 }
 
+bool kms_domain_hsm_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses) {
+  return hsm_service_key_cache_counts(d->hsm, hits, misses);
+}
+
 kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
                         const kmsi_resolve_opts *opts, bool write, const char *action,
                         kmsi_key_fn fn, void *arg, kerr *err) {

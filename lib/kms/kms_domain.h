@@ -208,6 +208,10 @@ struct hsm_service *kms_domain_cloudhsm(kms_domain *d);
  * /health, tests and benchmarks); false, and both 0, when it is off. */
 bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses);
 
+/* The same for the working copies of keys CloudHSM key stores' HSMs keep
+ * (--hsm-key-cache), summed over the HSMs open now; false when off. */
+bool kms_domain_hsm_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses);
+
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns
  * KERR_OK or the first store error.  The background sweeper calls this; tests

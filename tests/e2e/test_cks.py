@@ -264,19 +264,26 @@ class CloudHsmKeyStoreTest(h.KmsdBaseTestCase):
 
 
 class HsmKeyCacheBoundsTest(h.KmsdBaseTestCase):
-    """kmsd keeps working copies of HSM keys (--hsm-key-cache, per HSM).  With
-    one slot, two keys replace each other's copy on every request; with none,
-    every request finds the key in the HSM.  Either way every request works,
-    and a reconnect (a new login, whose copies are new) keeps old ciphertexts
-    decrypting."""
+    """kmsd keeps working copies of HSM keys (--hsm-key-cache, per HSM).  By
+    default repeated requests are served from them (/health counts hits);
+    with one slot, two keys replace each other's copy; with none, every
+    request finds the key in the HSM (/health says null).  Either way every
+    request works, and a reconnect (a new login, whose copies are new) keeps
+    old ciphertexts decrypting."""
+
+    def hsm_cache_counts(self, server):
+        status, _, body = server.raw_request("GET", "/health")
+        self.assertEqual(status, 200)
+        return h.parse_body(body)["hsmKeyCache"]
 
     def check_cache(self, bound):
-        server = h.KmsdServer(args=["--enable-admin-api", "--hsm-key-cache", bound])
+        flags = ["--hsm-key-cache", bound] if bound is not None else []
+        server = h.KmsdServer(args=["--enable-admin-api"] + flags)
         try:
             server.start()
             kms = h.kms_client(server)
             cluster = fx.make_cluster(server, fx.CertificateAuthority())
-            cks = fx.create_store(kms, cluster, "cache-" + bound)
+            cks = fx.create_store(kms, cluster, "cache-%s" % (bound or "default"))
             self.assertEqual(fx.connect(kms, cks)["ConnectionState"], "CONNECTED")
             keys = [kms.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["Arn"]
                     for _ in range(2)]
@@ -288,6 +295,16 @@ class HsmKeyCacheBoundsTest(h.KmsdBaseTestCase):
                 out = kms.decrypt(CiphertextBlob=blob)
                 self.assertEqual((out["Plaintext"], out["KeyId"]), (data, key))
                 blobs.append((blob, data))
+            for _ in range(4):  # one key again and again: served from its copies
+                kms.encrypt(KeyId=keys[0], Plaintext=b"again")
+            counts = self.hsm_cache_counts(server)
+            if bound == "0":
+                self.assertIsNone(counts)
+            else:
+                self.assertGreaterEqual(counts["hits"] + counts["misses"], 16)
+                self.assertGreater(counts["misses"], 0)
+                if bound is None:
+                    self.assertGreater(counts["hits"], 0)
             kms.disconnect_custom_key_store(CustomKeyStoreId=cks)
             fx.wait_store_state(kms, cks, ("DISCONNECTED",))
             self.assertKmsError("KMSInvalidStateException", kms.decrypt, CiphertextBlob=blobs[0][0])
@@ -296,6 +313,9 @@ class HsmKeyCacheBoundsTest(h.KmsdBaseTestCase):
                 self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], data)
         finally:
             server.cleanup()
+
+    def test_default(self):
+        self.check_cache(None)
 
     def test_one_slot(self):
         self.check_cache("1")

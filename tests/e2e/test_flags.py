@@ -71,7 +71,8 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
         status, headers, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
         self.assertEqual(h.parse_body(body), {"status": "ok", "version": version,
-                                              "keyCache": {"hits": 0, "misses": 0}})
+                                              "keyCache": {"hits": 0, "misses": 0},
+                                              "hsmKeyCache": {"hits": 0, "misses": 0}})
 
     def test_unknown_flag_is_named_and_swallows_nothing(self):
         for name in ("kmsd", "hsm-cli"):
@@ -130,10 +131,11 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
                     self.run_program("kmsd", flag, bad), "kmsd",
                     "%s must be a whole number from %d to 1048576, not '%s'" % (flag, low, bad))
         server = self.start_server(args=["--key-cache", "0", "--material-cache", "1",
-                                         "--policy-cache", "1"])
+                                         "--policy-cache", "1", "--hsm-key-cache", "0"])
         status, _, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
         self.assertIsNone(h.parse_body(body)["keyCache"])
+        self.assertIsNone(h.parse_body(body)["hsmKeyCache"])
         kms = h.kms_client(server)
         keys = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(2)]
         for _ in range(2):
