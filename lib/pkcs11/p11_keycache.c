@@ -15,9 +15,8 @@
 
 struct p11_keycache_entry {
   char id[P11_ID_MAX + 1];
-  CK_OBJECT_HANDLE handle;
-  int is_copy;          /* handle is a working copy (else the token key's) */
-  int gone;             /* the module refused the handle: never destroy it */
+  CK_OBJECT_HANDLE handle; /* the working copy */
+  int gone;             /* a copy's handle was refused: never destroy it */
   int cached;           /* still in its slot */
   unsigned generation;  /* of the session it was made with */
   long long found_ms;   /* monotonic */
@@ -32,6 +31,8 @@ struct p11_keycache {
   long refresh_ms;
   entry **slots;
   uint64_t hits, misses;
+  uint64_t forgets;     /* forget and stale calls so far: a miss that saw one
+                           happen during its search keeps nothing */
 };
 
 static long long monotonic_ms(void) {
@@ -81,7 +82,7 @@ void p11_keycache_free(p11_keycache *c) {
  * Called without the lock, by whoever took e's last count or its slot. */
 static void release(p11_session *s, entry *e) {
   if (!e) return;
-  if (e->is_copy && !e->gone) p11_key_drop_working(s, e->handle, e->generation);
+  if (!e->gone) p11_key_drop_working(s, e->handle, e->generation);
   free(e);
 }
 
@@ -115,6 +116,7 @@ kerr_code p11_keycache_get(p11_keycache *c, p11_session *s, const char *id, p11_
     return KERR_OK;
   }
   c->misses++;
+  uint64_t forgets = c->forgets;
   pthread_mutex_unlock(&c->lock);
 
   kerr_code rc = p11_key_find(s, id, &key, err);
@@ -122,22 +124,31 @@ kerr_code p11_keycache_get(p11_keycache *c, p11_session *s, const char *id, p11_
     if (rc == KERR_NOT_FOUND) p11_keycache_forget(c, s, id);
     return rc;
   }
+  /* No copy (out of memory, or a module that refuses C_CopyObject): this
+   * request uses the token key it found, and nothing is kept.  A token key's
+   * handle is not cached: on a module that hands out a freed number again,
+   * it could name another object after a deletion behind kmsd's back. */
+  p11_err copy_err;
   entry *fresh = calloc(1, sizeof *fresh);
-  if (!fresh) { /* serve the token key uncached */
+  if (!fresh || p11_key_copy_working(s, key, &fresh->handle, &copy_err) != KERR_OK) {
+    free(fresh);
     ref->handle = key;
     return KERR_OK;
   }
-  p11_err copy_err;
   snprintf(fresh->id, sizeof fresh->id, "%s", id);
-  fresh->is_copy = p11_key_copy_working(s, key, &fresh->handle, &copy_err) == KERR_OK;
-  if (!fresh->is_copy) fresh->handle = key;
   fresh->generation = generation;
   fresh->found_ms = now;
   fresh->refs = 1;
-  fresh->cached = 1;
+  entry *doomed = NULL;
   pthread_mutex_lock(&c->lock);
-  entry *doomed = c->slots[i] ? unslot_locked(c, i) : NULL;
-  c->slots[i] = fresh;
+  /* A forget during the search (the key being deleted, a copy refused) may
+   * have been about this very key: then the copy serves this request only,
+   * and put destroys it. */
+  if (c->forgets == forgets) {
+    fresh->cached = 1;
+    doomed = c->slots[i] ? unslot_locked(c, i) : NULL;
+    c->slots[i] = fresh;
+  }
   pthread_mutex_unlock(&c->lock);
   release(s, doomed);
   ref->handle = fresh->handle;
@@ -161,19 +172,26 @@ void p11_keycache_forget(p11_keycache *c, p11_session *s, const char *id) {
   if (!c) return;
   size_t i = slot_of(c, id);
   pthread_mutex_lock(&c->lock);
+  c->forgets++;
   if (c->slots[i] && strcmp(c->slots[i]->id, id) == 0) doomed = unslot_locked(c, i);
   pthread_mutex_unlock(&c->lock);
   release(s, doomed);
 }
 
+/* A module that drops one copy without ending the login may have dropped
+ * them all, and a dropped copy's number may be handed out again: so every
+ * entry goes, and none is destroyed (a live one among them stays in the
+ * HSM until the login ends, at most one per slot). */
 void p11_keycache_stale(p11_keycache *c, const p11_keyref *ref) {
-  entry *e = ref->entry;
-  if (!c || !e) return;
-  size_t i = slot_of(c, e->id);
+  if (!c || !ref->entry) return;
   pthread_mutex_lock(&c->lock);
-  e->gone = 1;
-  /* The caller still holds e, so taking it out never frees it here. */
-  if (c->slots[i] == e) (void)unslot_locked(c, i);
+  c->forgets++;
+  ref->entry->gone = 1;
+  for (size_t i = 0; i < c->nslots; i++) {
+    if (!c->slots[i]) continue;
+    c->slots[i]->gone = 1;
+    free(unslot_locked(c, i)); /* NULL while held: the last put frees it */
+  }
   pthread_mutex_unlock(&c->lock);
 }
 

@@ -18,8 +18,16 @@
  *  - A copy that leaves the cache (replaced, evicted, forgotten) is
  *    destroyed only when the last request holding it gives it back: a module
  *    may fail a request oddly when its key vanishes under it.
- *  - A module that refuses C_CopyObject: the token key's own handle is kept,
- *    which still saves the search.
+ *  - A module that refuses C_CopyObject: each request finds the token key
+ *    and nothing is kept (a token key's handle number may be handed out
+ *    again after a deletion behind kmsd's back; a copy's cannot while the
+ *    copy exists).
+ *  - A forget during a miss's search keeps that miss's copy out of the
+ *    cache: it serves its request and is destroyed (a key deleted while a
+ *    request was copying it leaves no copy behind).
+ *  - Sessions of one generation only: the caller keeps logouts out while it
+ *    holds a session it passes here (kmsd: the HSM's lock, held for reading
+ *    around every request, for writing around every logout).
  *  - Direct-mapped: `slots` entries, the id hashed; a colliding id replaces.
  *
  * Thread-safe: one lock per cache, never held across a module call. */
@@ -69,9 +77,10 @@ void p11_keycache_put(p11_keycache *c, p11_session *s, p11_keyref *ref);
  * with `s` a held session of the token. */
 void p11_keycache_forget(p11_keycache *c, p11_session *s, const char *id);
 
-/* The module refused ref's handle (CKR_KEY_HANDLE_INVALID...): forget the
- * entry if it is still ref's, so the next get finds the key again.  Call
- * before p11_keycache_put. */
+/* The module refused ref's handle (CKR_KEY_HANDLE_INVALID...), so it may
+ * have dropped other copies too: every entry is forgotten, none destroyed
+ * (a dropped copy's number may name another object by now), and the next
+ * get finds its key again.  Call before p11_keycache_put. */
 void p11_keycache_stale(p11_keycache *c, const p11_keyref *ref);
 
 /* Requests answered from the cache and searches made, since creation. */

@@ -294,17 +294,23 @@ static void test_refresh(void **state) {
   p11_keycache_free(c);
 }
 
-/* A copy the module no longer knows: marked stale, never destroyed again
- * (its number may name another object by then), and replaced at the next get. */
+/* A copy the module no longer knows: the whole cache is forgotten (the
+ * module may have dropped the others too), no entry is destroyed (a
+ * dropped copy's number may name another object by then), and each key is
+ * found and copied again at its next get. */
 static void test_stale_handle(void **state) {
   fixture *f = *state;
   p11_keycache *c = NULL;
-  p11_keyref ref;
+  p11_keyref ref, other;
   p11_err err;
+  uint64_t hits, misses;
   uint8_t iv[P11_GCM_IV_BYTES];
   kbytes ct = {0};
-  CK_OBJECT_HANDLE key = make_key(f->s, "vanishing");
+  CK_OBJECT_HANDLE key = make_key(f->s, "vanishing"), bystander = make_key(f->s, "bystander");
   assert_int_equal(p11_keycache_new(16, 60000, &c, &err), KERR_OK);
+  assert_int_equal(p11_keycache_get(c, f->s, "bystander", &other, &err), KERR_OK);
+  CK_OBJECT_HANDLE bystander_copy = other.handle;
+  p11_keycache_put(c, f->s, &other);
   assert_int_equal(p11_keycache_get(c, f->s, "vanishing", &ref, &err), KERR_OK);
   assert_int_equal(p11_key_destroy(f->s, ref.handle, &err), KERR_OK);
   assert_int_not_equal(p11_gcm_encrypt(f->s, ref.handle, NULL, 0, (const uint8_t *)"x", 1, iv, &ct, &err),
@@ -313,10 +319,18 @@ static void test_stale_handle(void **state) {
   p11_keycache_stale(c, &ref);
   p11_keycache_put(c, f->s, &ref);
   assert_true(exists(f->s, key));
+  assert_true(exists(f->s, bystander_copy)); /* forgotten, not destroyed */
   assert_int_equal(p11_keycache_get(c, f->s, "vanishing", &ref, &err), KERR_OK);
   assert_same_key(f->s, ref.handle, key);
   p11_keycache_put(c, f->s, &ref);
-  assert_int_equal(session_objects(f->s), 1);
+  assert_int_equal(p11_keycache_get(c, f->s, "bystander", &other, &err), KERR_OK);
+  assert_true(other.handle != bystander_copy);
+  assert_same_key(f->s, other.handle, bystander);
+  p11_keycache_put(c, f->s, &other);
+  p11_keycache_counts(c, &hits, &misses);
+  assert_int_equal(hits, 0);
+  assert_int_equal(misses, 4);
+  assert_int_equal(session_objects(f->s), 3); /* two cached, the bystander's old one */
   p11_keycache_free(c);
 }
 
@@ -345,6 +359,7 @@ typedef struct worker {
   p11_token *tok;
   p11_keycache *c;
   int failures;
+  int forgetter; /* forgets "t-a" instead of encrypting */
 } worker;
 
 static void *work(void *arg) {
@@ -360,7 +375,9 @@ static void *work(void *arg) {
       continue;
     }
     const char *id = ids[i % 3];
-    if (p11_keycache_get(w->c, s, id, &ref, &err) == KERR_OK) {
+    if (w->forgetter) {
+      p11_keycache_forget(w->c, s, "t-a");
+    } else if (p11_keycache_get(w->c, s, id, &ref, &err) == KERR_OK) {
       static const uint8_t msg[] = "threads";
       uint8_t iv[P11_GCM_IV_BYTES];
       kbytes ct = {0}, pt = {0};
@@ -379,29 +396,42 @@ static void *work(void *arg) {
   return NULL;
 }
 
-static void test_threads(void **state) {
-  fixture *f = *state;
+/* Four threads over three keys and two slots: with a 1 ms refresh (nearly
+ * every request a miss), then with a long one and a fifth thread forgetting
+ * one key all along (hits, misses and forgets racing). */
+static void run_threads(fixture *f, long refresh_ms, int forgetter) {
   p11_keycache *c = NULL;
   p11_err err;
-  pthread_t threads[4];
-  worker w[4];
-  make_key(f->s, "t-a");
-  make_key(f->s, "t-b");
-  make_key(f->s, "t-c");
-  assert_int_equal(p11_keycache_new(2, 1, &c, &err), KERR_OK);
-  for (int i = 0; i < 4; i++) {
-    w[i] = (worker){f->tok, c, 0};
+  pthread_t threads[5];
+  worker w[5];
+  int n = 4 + forgetter;
+  size_t before = session_objects(f->s);
+  assert_int_equal(p11_keycache_new(2, refresh_ms, &c, &err), KERR_OK);
+  for (int i = 0; i < n; i++) {
+    w[i] = (worker){f->tok, c, 0, i == 4};
     assert_int_equal(pthread_create(&threads[i], NULL, work, &w[i]), 0);
   }
-  for (int i = 0; i < 4; i++) {
+  for (int i = 0; i < n; i++) {
     pthread_join(threads[i], NULL);
     assert_int_equal(w[i].failures, 0);
   }
-  assert_true(session_objects(f->s) <= 2);
+  /* Every copy out of the cache was destroyed.  (Freeing a cache leaves
+   * its copies to the login, so an earlier run's are counted too.) */
+  assert_true(session_objects(f->s) <= before + 2);
   uint64_t hits, misses;
   p11_keycache_counts(c, &hits, &misses);
   assert_int_equal(hits + misses, 4 * 300);
+  if (refresh_ms > 1000) assert_true(hits > 0);
   p11_keycache_free(c);
+}
+
+static void test_threads(void **state) {
+  fixture *f = *state;
+  make_key(f->s, "t-a");
+  make_key(f->s, "t-b");
+  make_key(f->s, "t-c");
+  run_threads(f, 1, 0);
+  run_threads(f, 60000, 1);
 }
 
 int main(void) {
