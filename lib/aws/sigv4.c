@@ -33,6 +33,7 @@
 
 #include "core/codec.h"
 #include "core/evp_algs.h"
+#include "core/fnv.h"
 #include "core/secmem.h"
 
 #define ALGORITHM "AWS4-HMAC-SHA256"
@@ -488,13 +489,8 @@ static pthread_mutex_t cache_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static size_t cache_index(const char *akid, const char *date, const char *region, const char *service) {
   const char *parts[4] = {akid, date, region, service};
-  uint64_t hsh = 1469598103934665603ULL;
-  size_t i;
-  for (i = 0; i < 4; i++) {
-    const char *p;
-    for (p = parts[i]; *p; p++) hsh = (hsh ^ (unsigned char)*p) * 1099511628211ULL;
-    hsh = (hsh ^ 0xff) * 1099511628211ULL;
-  }
+  uint64_t hsh = FNV1A_START;
+  for (size_t i = 0; i < 4; i++) hsh = fnv1a_str(fnv1a_str(hsh, parts[i]), "\xff");
   return (size_t)(hsh % CACHE_SLOTS);
 }
 

@@ -19,6 +19,7 @@
 
 #include "client/kms_client_internal.h"
 #include "core/codec.h"
+#include "core/fnv.h"
 
 /* A blob as both kms_blob and kms_blob_ref of kms_ops.h lay it out. */
 typedef struct codec_blob {
@@ -588,8 +589,7 @@ struct kms_codec_pager {
 };
 
 static uint64_t token_hash(const char *t) {
-  uint64_t h = 1469598103934665603ull;  /* FNV-1a */
-  for (; *t; t++) h = (h ^ (unsigned char)*t) * 1099511628211ull;
+  uint64_t h = fnv1a_str(FNV1A_START, t);
   return h ? h : 1;
 }
 

@@ -13,6 +13,7 @@
 #include "aws/arn.h"
 #include "aws/authz.h"
 #include "core/codec.h"
+#include "core/fnv.h"
 #include "core/kclock.h"
 #include "core/log.h"
 #include "core/secmem.h"
@@ -36,15 +37,7 @@ static kerr_code key_not_found(const char *region, const char *account, const ch
 
 /* ------------------------------------------------------------ small utils */
 
-uint32_t kmsi_fnv1a(uint32_t h, const char *s) {
-  for (; *s; s++) {
-    h ^= (uint8_t)*s;
-    h *= 16777619u;
-  }
-  return h;
-}
-
-static uint32_t fnv1a(const char *s) { return kmsi_fnv1a(KMSI_FNV1A_START, s); }
+static uint64_t fnv1a(const char *s) { return fnv1a_str(FNV1A_START, s); }
 
 kerr_code kmsi_strdup(const char *s, char **out, kerr *err) {
   *out = strdup(s ? s : "");

@@ -96,10 +96,6 @@ typedef struct kmsi_key {
 
 void kmsi_key_clear(kmsi_key *k);
 
-/* FNV-1a of the string `s` continued from `h` (KMSI_FNV1A_START for a fresh
- * hash): how the domain's caches pick a slot. */
-#define KMSI_FNV1A_START 2166136261u
-uint32_t kmsi_fnv1a(uint32_t h, const char *s);
 
 /* Begin a transaction on the domain's store. */
 kerr_code kmsi_begin(kms_domain *d, bool write, store_tx **tx, kerr *err);

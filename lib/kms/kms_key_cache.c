@@ -13,6 +13,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/fnv.h"
+
 /* Slots share this many mutexes (slot index modulo LOCKS): two threads
  * wait on each other only when their keys' slots share one, and the cache
  * needs no mutex per slot. */
@@ -20,7 +22,7 @@
 
 typedef struct key_slot {
   bool used;
-  uint32_t hash;
+  uint64_t hash;
   unsigned opts;
   store_stamp stamp;
   char account[ACCOUNT_ID_LEN + 1];
@@ -38,11 +40,11 @@ struct kmsi_key_cache {
 
 /* The parts are joined by a byte none of them holds, so ("ab", "c") and
  * ("a", "bc") hash apart. */
-static uint32_t slot_hash(const char *account, const char *region, unsigned opts,
+static uint64_t slot_hash(const char *account, const char *region, unsigned opts,
                           const char *ref) {
-  uint32_t h = kmsi_fnv1a(KMSI_FNV1A_START ^ opts, ref);
-  h = kmsi_fnv1a(kmsi_fnv1a(h, "\x1f"), account);
-  return kmsi_fnv1a(kmsi_fnv1a(h, "\x1f"), region);
+  uint64_t h = fnv1a_str(FNV1A_START ^ opts, ref);
+  h = fnv1a_str(fnv1a_str(h, "\x1f"), account);
+  return fnv1a_str(fnv1a_str(h, "\x1f"), region);
 }
 
 static char *dup_or_null(const char *s, bool *failed) {
@@ -109,7 +111,7 @@ unsigned kmsi_key_cache_opts(const kmsi_resolve_opts *opts) {
 
 bool kmsi_key_cache_get(kmsi_key_cache *c, const store_stamp *now, const char *account,
                         const char *region, unsigned opts, const char *ref, kmsi_key *out) {
-  uint32_t h = slot_hash(account, region, opts, ref);
+  uint64_t h = slot_hash(account, region, opts, ref);
   size_t i = h % c->nslots;
   key_slot *s = &c->slots[i];
   bool hit = false;
@@ -127,7 +129,7 @@ bool kmsi_key_cache_get(kmsi_key_cache *c, const store_stamp *now, const char *a
 
 void kmsi_key_cache_put(kmsi_key_cache *c, const store_stamp *stamp, const char *account,
                         const char *region, unsigned opts, const char *ref, const kmsi_key *k) {
-  uint32_t h = slot_hash(account, region, opts, ref);
+  uint64_t h = slot_hash(account, region, opts, ref);
   size_t i = h % c->nslots;
   key_slot fresh, old;
 

@@ -13,6 +13,8 @@
 #include <string.h>
 #include <time.h>
 
+#include "core/fnv.h"
+
 struct p11_keycache_entry {
   char id[P11_ID_MAX + 1];
   CK_OBJECT_HANDLE handle; /* the working copy */
@@ -42,9 +44,7 @@ static long long monotonic_ms(void) {
 }
 
 static size_t slot_of(const p11_keycache *c, const char *id) {
-  uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-  for (const unsigned char *p = (const unsigned char *)id; *p; p++) h = (h ^ *p) * 1099511628211ULL;
-  return (size_t)(h % c->nslots);
+  return (size_t)(fnv1a_str(FNV1A_START, id) % c->nslots);
 }
 
 kerr_code p11_keycache_new(size_t slots, long refresh_ms, p11_keycache **out, p11_err *err) {
