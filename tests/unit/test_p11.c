@@ -23,6 +23,7 @@
 
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
+#include "softhsm_tokens.h"
 
 #define SO_PIN "so-secret-1234"
 #define USER_PIN "kmsuser-pin-5678"
@@ -33,28 +34,14 @@ static p11_module *module;
 
 static int group_setup(void **state) {
   (void)state;
-  p11_err err;
-  if (!mkdtemp(data_dir)) return -1;
-  if (p11_softhsm_find_module(NULL, module_path, sizeof module_path, &err)) return -1;
-  if (p11_softhsm_configure(data_dir, NULL, 0, &err)) return -1;
-  if (p11_module_load(module_path, &module, &err)) return -1;
   const char *labels[] = {"hsm-a", "hsm-b", "hsm-lock", "hsm-pin", "hsm-pool"};
-  for (size_t i = 0; i < sizeof labels / sizeof labels[0]; i++) {
-    CK_SLOT_ID slot;
-    if (p11_softhsm_provision(module, labels[i], SO_PIN, USER_PIN, &slot, &err)) {
-      fprintf(stderr, "provision %s: %s\n", labels[i], err.e.msg);
-      return -1;
-    }
-  }
-  return 0;
+  return softhsm_tokens_setup(data_dir, module_path, sizeof module_path, &module, labels,
+                              sizeof labels / sizeof labels[0], SO_PIN, USER_PIN);
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  p11_module_release(module);
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return softhsm_tokens_teardown(data_dir, module);
 }
 
 static p11_token *open_logged_in(const char *label, size_t pool) {

@@ -20,6 +20,7 @@
 
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
+#include "softhsm_tokens.h"
 
 #define SO_PIN "so-secret-1234"
 #define USER_PIN "kmsuser-pin-5678"
@@ -30,26 +31,13 @@ static p11_module *module;
 
 static int group_setup(void **state) {
   (void)state;
-  char module_path[PATH_MAX];
-  p11_err err;
-  CK_SLOT_ID slot;
-  if (!mkdtemp(data_dir)) return -1;
-  if (p11_softhsm_find_module(NULL, module_path, sizeof module_path, &err)) return -1;
-  if (p11_softhsm_configure(data_dir, NULL, 0, &err)) return -1;
-  if (p11_module_load(module_path, &module, &err)) return -1;
-  if (p11_softhsm_provision(module, LABEL, SO_PIN, USER_PIN, &slot, &err)) {
-    fprintf(stderr, "provision: %s\n", err.e.msg);
-    return -1;
-  }
-  return 0;
+  const char *labels[] = {LABEL};
+  return softhsm_tokens_setup(data_dir, NULL, 0, &module, labels, 1, SO_PIN, USER_PIN);
 }
 
 static int group_teardown(void **state) {
   (void)state;
-  p11_module_release(module);
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return softhsm_tokens_teardown(data_dir, module);
 }
 
 static long elapsed_ms(const struct timespec *from) {

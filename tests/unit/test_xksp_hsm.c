@@ -24,6 +24,7 @@
 #include "xksproxy/xksp_backend.h"
 #include "xksproxy/xksp_hsm.h"
 #include "pkcs11/p11_ivbatch.h"
+#include "softhsm_tokens.h"
 #include "pkcs11/p11.h"
 #include "pkcs11/p11_softhsm.h"
 
@@ -70,10 +71,7 @@ static int group_setup(void **state) {
 
 static int group_teardown(void **state) {
   (void)state;
-  p11_module_release(module);
-  char cmd[PATH_MAX + 16];
-  snprintf(cmd, sizeof cmd, "rm -rf '%s'", data_dir);
-  return system(cmd) == 0 ? 0 : -1;
+  return softhsm_tokens_teardown(data_dir, module);
 }
 
 /* A store of the given tokens ("xa" or "xb"), each through `modules[i]`. */
