@@ -6,11 +6,12 @@ set -euo pipefail
 PACKAGES=(
   build-essential cmake pkg-config
   libmicrohttpd-dev libgnutls28-dev libcurl4-openssl-dev libssl-dev
-  libjansson-dev libpcre2-dev libsqlite3-dev libyaml-dev
+  libjansson-dev libpcre2-dev libsqlite3-dev libpq-dev libyaml-dev
   libp11-kit-dev softhsm2 opensc
   libcmocka-dev wrk openssl curl
   python3 python3-venv
   util-linux valgrind
+  postgresql
 )
 
 missing=()

@@ -21,6 +21,7 @@
 #include "kms/kms_internal.h"
 #include "kms/kms_key_cache.h"
 #include "pkcs11/p11.h"
+#include "store/store_pg.h"
 
 const kmsi_resolve_opts KMSI_CRYPTO = {.cross_account = true, .allow_alias = true, .invalid_arn = false};
 const kmsi_resolve_opts KMSI_DESCRIBE = {.cross_account = true, .allow_alias = true, .invalid_arn = true};
@@ -830,11 +831,41 @@ _Static_assert(KMS_HSM_TIMEOUT_DEFAULT_MS == P11_POOL_WAIT_MS &&
 
 #define ROOT_KEY_CHECK_META "root_key_check"
 
+static bool shared_store(const kms_domain *d) { return d->st && strcmp(d->st->ops->name, "sqlite") != 0; }
+
 static kerr_code root_key_mismatch(const kms_domain *d, kerr *err) {
+  if (shared_store(d))
+    return kerr_set(err, KERR_INTERNAL,
+                    "root.key does not belong to this store: %s/root.key does not open what the "
+                    "database holds. Every node of one database needs the same root.key: copy it "
+                    "from a node that serves this database.",
+                    d->data_dir);
   return kerr_set(err, KERR_INTERNAL,
                   "root.key does not belong to this data directory's store: %s/root.key does not "
                   "open what %s/kmsd.db holds. Restore the root.key that was made with this store.",
                   d->data_dir, d->data_dir);
+}
+
+/* A shared store that already has a root key's check value and a node
+ * without root.key: making a new key would only be refused by
+ * check_root_key, and leave a wrong root.key behind.  Say what to do. */
+static kerr_code root_key_needed(kms_domain *d, const char *key_path, kerr *err) {
+  struct stat st;
+  store_tx *tx = NULL;
+  uint8_t *value = NULL;
+  size_t len = 0;
+  if (lstat(key_path, &st) == 0) return KERR_OK;
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->meta_get(tx, ROOT_KEY_CHECK_META, &value, &len, err);
+  d->st->ops->rollback(tx);
+  free(value);
+  if (rc == KERR_NOT_FOUND) return KERR_OK;
+  if (rc) return rc;
+  return kerr_set(err, KERR_INTERNAL,
+                  "%s does not exist, and the database already holds keys wrapped under a root "
+                  "key. Copy root.key from a node that serves this database.",
+                  key_path);
 }
 
 /* A store without a check value predates it: before trusting the root key
@@ -936,17 +967,29 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  rc = check_data_files(d->data_dir, err);
-  if (rc) goto out;
-  snprintf(path, plen, "%s/root.key", d->data_dir);
-  rc = rootkey_load_or_create(path, &d->rk, err);
-  if (rc) goto out;
-  snprintf(path, plen, "%s/kmsd.db", d->data_dir);
-  store_sqlite_options sopts;
-  memset(&sopts, 0, sizeof sopts);
-  sopts.busy_timeout_ms = cfg->db_busy_timeout_ms;
-  rc = store_sqlite_open_with(path, &sopts, &d->st, err);
-  if (rc) goto out;
+  if (cfg->store_url) {
+    /* A shared database: kmsd.db is not here, and root.key must be the
+     * one every other node has. */
+    rc = store_pg_open(cfg->store_url, cfg->db_busy_timeout_ms, &d->st, err);
+    if (rc) goto out;
+    snprintf(path, plen, "%s/root.key", d->data_dir);
+    rc = root_key_needed(d, path, err);
+    if (rc) goto out;
+    rc = rootkey_load_or_create(path, &d->rk, err);
+    if (rc) goto out;
+  } else {
+    rc = check_data_files(d->data_dir, err);
+    if (rc) goto out;
+    snprintf(path, plen, "%s/root.key", d->data_dir);
+    rc = rootkey_load_or_create(path, &d->rk, err);
+    if (rc) goto out;
+    store_sqlite_options sopts;
+    memset(&sopts, 0, sizeof sopts);
+    sopts.busy_timeout_ms = cfg->db_busy_timeout_ms;
+    snprintf(path, plen, "%s/kmsd.db", d->data_dir);
+    rc = store_sqlite_open_with(path, &sopts, &d->st, err);
+    if (rc) goto out;
+  }
   rc = check_root_key(d, err);
   if (rc) goto out;
   if (cfg->hsm_timeout_ms &&

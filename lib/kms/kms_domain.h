@@ -120,6 +120,10 @@ typedef void (*kms_vpc_judge_fn)(void *arg, const char *name, const char *region
 
 typedef struct kms_domain_config {
   const char *data_dir;          /* required; created (0700) if missing */
+  const char *store_url;         /* NULL: SQLite in <data_dir>/kmsd.db; a
+                                    postgresql:// URL: that database
+                                    (store/store_pg.h), shared with other
+                                    nodes; anything else -> KERR_VALIDATION */
   int sweep_interval_ms;         /* how often the background sweeper runs
                                     deletions and rotations; 0 = 1000 ms;
                                     negative = no sweeper thread (tests call

@@ -44,3 +44,34 @@ void store_wrapped_sample_clear(store_wrapped_sample *w) {
 bool store_stamp_equal(const store_stamp *a, const store_stamp *b) {
   return memcmp(a->w, b->w, sizeof a->w) == 0;
 }
+
+void store_cks_clear(store_cks *c) {
+  if (!c) return;
+  free(c->trust_anchor_pem);
+  free(c->password_wrapped);
+  free(c->pending_password_wrapped);
+  free(c->xks_secret_wrapped);
+  memset(c, 0, sizeof *c);
+}
+
+void store_cks_list_free(store_cks *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) store_cks_clear(&list[i]);
+  free(list);
+}
+
+void store_hsm_cluster_clear(store_hsm_cluster *c) {
+  if (!c) return;
+  free(c->subnets);
+  free(c->tags);
+  free(c->csr_pem);
+  free(c->trust_anchor_pem);
+  free(c->cluster_cert_pem);
+  memset(c, 0, sizeof *c);
+}
+
+void store_hsm_cluster_list_free(store_hsm_cluster *list, size_t n) {
+  if (!list) return;
+  for (size_t i = 0; i < n; i++) store_hsm_cluster_clear(&list[i]);
+  free(list);
+}

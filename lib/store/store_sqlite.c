@@ -1254,21 +1254,6 @@ static kerr_code sq_tag_list(store_tx *tx, const char *key_id, store_tag **out, 
 
 /* ---------------------------------------------------- custom key stores */
 
-void store_cks_clear(store_cks *c) {
-  if (!c) return;
-  free(c->trust_anchor_pem);
-  free(c->password_wrapped);
-  free(c->pending_password_wrapped);
-  free(c->xks_secret_wrapped);
-  memset(c, 0, sizeof *c);
-}
-
-void store_cks_list_free(store_cks *list, size_t n) {
-  if (!list) return;
-  for (size_t i = 0; i < n; i++) store_cks_clear(&list[i]);
-  free(list);
-}
-
 static void bind_blob_or_null(sqlite3_stmt *st, int i, const uint8_t *v, size_t len) {
   if (v && len)
     sqlite3_bind_blob(st, i, v, (int)len, SQLITE_STATIC);
@@ -1518,22 +1503,6 @@ static kerr_code sq_cks_key_by_xks_id(store_tx *tx, const char *cks_id, const ch
 /* ------------------------------------------------------------ HSM clusters
  * The cluster side's tables (store_hsm_ops).  These statements run far less
  * often than key reads, so they are prepared per call instead of cached. */
-
-void store_hsm_cluster_clear(store_hsm_cluster *c) {
-  if (!c) return;
-  free(c->subnets);
-  free(c->tags);
-  free(c->csr_pem);
-  free(c->trust_anchor_pem);
-  free(c->cluster_cert_pem);
-  memset(c, 0, sizeof *c);
-}
-
-void store_hsm_cluster_list_free(store_hsm_cluster *list, size_t n) {
-  if (!list) return;
-  for (size_t i = 0; i < n; i++) store_hsm_cluster_clear(&list[i]);
-  free(list);
-}
 
 static kerr_code hq_prepare(store_tx *tx, const char *sql, sqlite3_stmt **st, kerr *err) {
   if (sqlite3_prepare_v2(tx->db, sql, -1, st, NULL) != SQLITE_OK) {

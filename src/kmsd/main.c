@@ -33,6 +33,7 @@
 #include "http/http_server.h"
 #include "cloudhsm/hsm_admin.h"
 #include "kms/kms_domain.h"
+#include "store/store_pg.h"
 
 #define PROGRAM "kmsd"
 #define DEFAULT_LISTEN "127.0.0.1:4599"
@@ -51,6 +52,7 @@ typedef struct kmsd_options {
   uint16_t port;
   const char *listen;
   const char *data_dir;
+  const char *store; /* --store: NULL for SQLite in the data directory */
   const char *credentials;
   int insecure_any;
   const char *tls_cert;
@@ -90,6 +92,10 @@ static void usage(FILE *f) {
           "  --data-dir DIR              keys, store and default credentials (default " DEFAULT_DATA_DIR
           ");\n"
           "                              created if missing\n"
+          "  --store URL                 where the state lives: sqlite (default: DIR/kmsd.db) or\n"
+          "                              postgresql://USER@HOST:PORT/DB, shared by several\n"
+          "                              kmsd nodes (docs/multi-node.md; give the password in\n"
+          "                              PGPASSWORD or a pgpass file, not in the URL)\n"
           "  --credentials FILE          principals file (default DIR/credentials.json; written\n"
           "                              with AWS's documented example root key pair, marked\n"
           "                              admin, if missing)\n"
@@ -223,6 +229,7 @@ enum {
   OPT_WAIT_QUEUE,
   OPT_MAX_CUSTOM_KEY_STORES,
   OPT_DB_BUSY_TIMEOUT,
+  OPT_STORE,
   OPT_MAX_KEYS,
   OPT_HSM_TIMEOUT,
   OPT_ADMIN,
@@ -256,6 +263,7 @@ static const cli_flag FLAGS[] = {
     {"--clock-offset", NULL, OPT_CLOCK_OFFSET, 1},
     {"--max-custom-key-stores", NULL, OPT_MAX_CUSTOM_KEY_STORES, 1},
     {"--db-busy-timeout", NULL, OPT_DB_BUSY_TIMEOUT, 1},
+    {"--store", NULL, OPT_STORE, 1},
     {"--max-keys", NULL, OPT_MAX_KEYS, 1},
     {"--hsm-timeout", NULL, OPT_HSM_TIMEOUT, 1},
     {"--enable-admin-api", NULL, OPT_ADMIN, 0},
@@ -298,6 +306,17 @@ static int parse_flags(int argc, char **argv, kmsd_options *o) {
       if (!*value || strlen(value) > PATH_MAX_LEN)
         return bad_flag("%s: bad directory '%.64s'", "--data-dir", value);
       o->data_dir = value;
+      break;
+    case OPT_STORE:
+      if (strcmp(value, "sqlite") == 0) {
+        o->store = NULL;
+      } else if (store_pg_is_url(value) && strlen(value) <= PATH_MAX_LEN) {
+        o->store = value;
+      } else {
+        char shown[128];
+        store_pg_redact(value, shown, sizeof shown);
+        return bad_flag("%s must be sqlite or a postgresql:// URL, not '%s'", "--store", shown);
+      }
       break;
     case OPT_CREDENTIALS:
       if (!*value || strlen(value) > PATH_MAX_LEN)
@@ -586,6 +605,7 @@ static int run(const kmsd_options *o) {
   kms_domain_config dcfg;
   memset(&dcfg, 0, sizeof dcfg);
   dcfg.data_dir = o->data_dir;
+  dcfg.store_url = o->store;
   dcfg.max_custom_key_stores = o->max_custom_key_stores;
   dcfg.db_busy_timeout_ms = o->db_busy_timeout_ms;
   dcfg.max_keys = o->max_keys;
@@ -662,11 +682,13 @@ static int run(const kmsd_options *o) {
     log_msg(LOG_WARN, NULL, "admin API enabled: admin principals may move the service clock");
   if (o->clock_offset_s)
     log_msg(LOG_INFO, NULL, "service clock offset %lld s", o->clock_offset_s);
+  char store_shown[256] = "sqlite";
+  if (o->store) store_pg_redact(o->store, store_shown, sizeof store_shown);
   log_msg(LOG_INFO, NULL,
-          "kmsd " KMSD_VERSION " listening on %s://%s data-dir=%s credentials=%s threads=%u "
-          "wait-threads=%u wait-queue=%u max-body=%zu",
-          scheme, where, o->data_dir, creds_path, threads, scfg.wait_threads, scfg.wait_queue,
-          o->max_body);
+          "kmsd " KMSD_VERSION " listening on %s://%s data-dir=%s store=%s credentials=%s "
+          "threads=%u wait-threads=%u wait-queue=%u max-body=%zu",
+          scheme, where, o->data_dir, store_shown, creds_path, threads, scfg.wait_threads,
+          scfg.wait_queue, o->max_body);
   fprintf(stderr, "kmsd listening on %s://%s\n", scheme, where);
 
   int sig = 0;

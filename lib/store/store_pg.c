@@ -1,0 +1,1989 @@
+/* store_pg.c - the PostgreSQL backend of the store (store.h, store_pg.h).
+ *
+ * Why PostgreSQL: several kmsd nodes must share one durable state, and
+ * operators already run PostgreSQL with its replication and failover; kmsd
+ * builds no replication of its own (docs/multi-node.md).
+ *
+ * Transactions keep the SQLite backend's semantics, so the domain's checks
+ * (name uniqueness, quotas, state transitions: read, decide, write) stay
+ * correct when the writers are on several machines:
+ *  - a write transaction takes one transaction-scoped advisory lock
+ *    (WRITE_LOCK) before anything else, as SQLite's BEGIN IMMEDIATE takes
+ *    its write lock, and runs at READ COMMITTED: every statement sees every
+ *    commit made before the lock was granted, and no other writer can commit
+ *    until it ends.  Writes are thus serial cluster-wide, which no
+ *    isolation level alone gives for the domain's check-then-insert, and no
+ *    serialization failure or deadlock can happen between kmsd writers;
+ *  - a read transaction is REPEATABLE READ, READ ONLY: one snapshot, and a
+ *    write through it is refused by the server.
+ * COMMIT's own answer decides: a transaction the server aborted answers
+ * COMMIT with ROLLBACK, and is reported as failed, never acknowledged.
+ *
+ * Connections come from a pool, one per transaction.  A connection that
+ * failed (the server restarted, the network broke) is closed when its
+ * transaction ends instead of going back, and the next transaction opens a
+ * new one, so kmsd recovers by itself when the database returns; meanwhile
+ * calls fail at once (or within STORE_PG_CONNECT_TIMEOUT_S) with
+ * KERR_INTERNAL.  Statements of the hot path are prepared once per
+ * connection.
+ *
+ * Text columns use the "C" collation, so ordering and pagination compare
+ * bytes as SQLite does, whatever the database's locale.  Values travel as
+ * text except blobs, which are sent in binary; results come back as text
+ * (bytea in hex). */
+#include "store/store_pg.h"
+
+#include <errno.h>
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define POOL_MAX 16
+#define MAX_PARAMS 24
+
+/* Advisory lock ids (one 64-bit space per database): "kmsd" in ASCII, then
+ * what the lock is for. */
+#define WRITE_LOCK 0x6b6d736401LL   /* every write transaction */
+#define MIGRATE_LOCK 0x6b6d736402LL /* applying migrations */
+#define NODE_LOCK 0x6b6d736403LL    /* the one node serving the database */
+
+#define T "TEXT COLLATE \"C\""
+
+/* Numbered migrations: index i brings the schema to version i+1.  Never
+ * edit a released one; append.  1 is the SQLite schema's version 6 as one
+ * step, in PostgreSQL's words (triggers keep key_counts and policy_version
+ * as they do there). */
+static const char *const migrations[] = {
+    "CREATE TABLE keys ("
+    "  key_id " T " PRIMARY KEY, account_id " T " NOT NULL, region " T " NOT NULL,"
+    "  created_ms BIGINT NOT NULL, description " T " NOT NULL DEFAULT '',"
+    "  key_state " T " NOT NULL, key_usage " T " NOT NULL, key_spec " T " NOT NULL,"
+    "  origin " T " NOT NULL, custom_key_store_id " T ", xks_key_id " T ","
+    "  policy " T " NOT NULL, policy_version BIGINT NOT NULL DEFAULT 1,"
+    "  deletion_date_ms BIGINT, pending_window_days INTEGER,"
+    "  rotation_enabled INTEGER NOT NULL DEFAULT 0, rotation_period_days INTEGER,"
+    "  next_rotation_ms BIGINT, on_demand_rotations INTEGER NOT NULL DEFAULT 0,"
+    "  current_material_id " T ");"
+    "CREATE INDEX keys_by_owner ON keys(account_id, region, key_id);"
+    "CREATE INDEX keys_by_deletion ON keys(deletion_date_ms) WHERE deletion_date_ms IS NOT NULL;"
+    "CREATE INDEX keys_by_rotation ON keys(next_rotation_ms) WHERE next_rotation_ms IS NOT NULL;"
+    "CREATE INDEX keys_by_custom_key_store ON keys(custom_key_store_id, xks_key_id)"
+    "  WHERE custom_key_store_id IS NOT NULL;"
+    "CREATE TABLE key_materials ("
+    "  material_id " T " PRIMARY KEY,"
+    "  key_id " T " NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  seq BIGINT NOT NULL, wrapped BYTEA NOT NULL, created_ms BIGINT NOT NULL,"
+    "  rotation_type " T " NOT NULL DEFAULT '', UNIQUE (key_id, seq));"
+    "CREATE TABLE aliases ("
+    "  account_id " T " NOT NULL, region " T " NOT NULL, alias_name " T " NOT NULL,"
+    "  key_id " T " NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  created_ms BIGINT NOT NULL, updated_ms BIGINT NOT NULL,"
+    "  PRIMARY KEY (account_id, region, alias_name));"
+    "CREATE INDEX aliases_by_key ON aliases(key_id);"
+    "CREATE TABLE tags ("
+    "  key_id " T " NOT NULL REFERENCES keys(key_id) ON DELETE CASCADE,"
+    "  tag_key " T " NOT NULL, tag_value " T " NOT NULL, PRIMARY KEY (key_id, tag_key));"
+    "CREATE TABLE custom_key_stores ("
+    "  cks_id " T " PRIMARY KEY, account_id " T " NOT NULL, region " T " NOT NULL,"
+    "  name " T " NOT NULL, type " T " NOT NULL, cluster_id " T " NOT NULL DEFAULT '',"
+    "  cluster_lineage " T " NOT NULL DEFAULT '', trust_anchor_pem " T ","
+    "  password_wrapped BYTEA, pending_password_wrapped BYTEA,"
+    "  connection_state " T " NOT NULL, connection_error " T " NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL, state_changed_ms BIGINT NOT NULL,"
+    "  xks_uri_endpoint " T " NOT NULL DEFAULT '', xks_uri_path " T " NOT NULL DEFAULT '',"
+    "  xks_connectivity " T " NOT NULL DEFAULT '', xks_vpc_service_name " T " NOT NULL DEFAULT '',"
+    "  xks_vpc_service_owner " T " NOT NULL DEFAULT '',"
+    "  xks_access_key_id " T " NOT NULL DEFAULT '', xks_secret_wrapped BYTEA,"
+    "  CONSTRAINT custom_key_stores_name UNIQUE (account_id, region, name));"
+    "CREATE TABLE hsm_clusters ("
+    "  cluster_id " T " PRIMARY KEY, account_id " T " NOT NULL, region " T " NOT NULL,"
+    "  state " T " NOT NULL, state_message " T " NOT NULL DEFAULT '',"
+    "  hsm_type " T " NOT NULL, mode " T " NOT NULL, network_type " T " NOT NULL,"
+    "  lineage " T " NOT NULL, source_backup_id " T " NOT NULL DEFAULT '',"
+    "  simulated_failure " T " NOT NULL DEFAULT 'none', security_group " T " NOT NULL,"
+    "  vpc_id " T " NOT NULL, created_ms BIGINT NOT NULL, subnets " T " NOT NULL,"
+    "  tags " T " NOT NULL DEFAULT '', csr_pem " T ", trust_anchor_pem " T ","
+    "  cluster_cert_pem " T ");"
+    "CREATE INDEX hsm_clusters_by_owner ON hsm_clusters(account_id, region, cluster_id);"
+    "CREATE TABLE hsm_hsms ("
+    "  hsm_id " T " PRIMARY KEY,"
+    "  cluster_id " T " NOT NULL REFERENCES hsm_clusters(cluster_id),"
+    "  availability_zone " T " NOT NULL, subnet_id " T " NOT NULL, eni_id " T " NOT NULL,"
+    "  eni_ip " T " NOT NULL, state " T " NOT NULL, state_message " T " NOT NULL DEFAULT '',"
+    "  created_ms BIGINT NOT NULL, pool_index INTEGER NOT NULL, token_label " T " NOT NULL);"
+    "CREATE INDEX hsm_hsms_by_cluster ON hsm_hsms(cluster_id);"
+    "CREATE TABLE hsm_users ("
+    "  cluster_id " T " NOT NULL REFERENCES hsm_clusters(cluster_id),"
+    "  username " T " NOT NULL, role " T " NOT NULL, salt BYTEA NOT NULL, hash BYTEA NOT NULL,"
+    "  failed_logins INTEGER NOT NULL DEFAULT 0, locked INTEGER NOT NULL DEFAULT 0,"
+    "  logged_in INTEGER NOT NULL DEFAULT 0, PRIMARY KEY (cluster_id, username));"
+    "CREATE TABLE hsm_key_blobs ("
+    "  lineage " T " NOT NULL, label " T " NOT NULL, wrapped BYTEA NOT NULL,"
+    "  created_ms BIGINT NOT NULL, PRIMARY KEY (lineage, label));"
+    "CREATE TABLE hsm_backups ("
+    "  backup_id " T " PRIMARY KEY, cluster_id " T " NOT NULL, account_id " T " NOT NULL,"
+    "  region " T " NOT NULL, lineage " T " NOT NULL, state " T " NOT NULL,"
+    "  hsm_type " T " NOT NULL, mode " T " NOT NULL, created_ms BIGINT NOT NULL);"
+    "CREATE TABLE hsm_secrets ("
+    "  owner " T " NOT NULL, name " T " NOT NULL, wrapped BYTEA NOT NULL,"
+    "  PRIMARY KEY (owner, name));"
+    "CREATE TABLE store_meta (name " T " PRIMARY KEY, value BYTEA NOT NULL);"
+    "CREATE TABLE key_counts ("
+    "  account_id " T " NOT NULL, region " T " NOT NULL, n BIGINT NOT NULL,"
+    "  PRIMARY KEY (account_id, region));"
+    "CREATE FUNCTION kmsd_key_counts() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  IF TG_OP IN ('UPDATE', 'DELETE') THEN"
+    "    UPDATE key_counts SET n = n - 1"
+    "      WHERE account_id = OLD.account_id AND region = OLD.region;"
+    "  END IF;"
+    "  IF TG_OP IN ('UPDATE', 'INSERT') THEN"
+    "    INSERT INTO key_counts (account_id, region, n) VALUES (NEW.account_id, NEW.region, 1)"
+    "      ON CONFLICT (account_id, region) DO UPDATE SET n = key_counts.n + 1;"
+    "  END IF;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER key_counts_change AFTER INSERT OR DELETE ON keys"
+    "  FOR EACH ROW EXECUTE FUNCTION kmsd_key_counts();"
+    "CREATE TRIGGER key_counts_move AFTER UPDATE OF account_id, region ON keys FOR EACH ROW"
+    "  WHEN (OLD.account_id IS DISTINCT FROM NEW.account_id OR OLD.region IS DISTINCT FROM"
+    "        NEW.region) EXECUTE FUNCTION kmsd_key_counts();"
+    "CREATE FUNCTION kmsd_policy_version() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  NEW.policy_version := OLD.policy_version + 1; RETURN NEW; END $$;"
+    "CREATE TRIGGER keys_policy_version BEFORE UPDATE OF policy ON keys FOR EACH ROW"
+    "  WHEN (NEW.policy_version = OLD.policy_version AND NEW.policy IS DISTINCT FROM"
+    "        OLD.policy) EXECUTE FUNCTION kmsd_policy_version();",
+};
+#define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
+
+#define KEY_COLUMNS                                                                        \
+  "key_id, account_id, region, created_ms, description, key_state, key_usage, key_spec, " \
+  "origin, custom_key_store_id, xks_key_id, policy_version, deletion_date_ms, "           \
+  "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_ms, "       \
+  "on_demand_rotations, current_material_id"
+
+#define CKS_COLUMNS                                                                          \
+  "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
+  "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
+  "state_changed_ms, cluster_lineage, xks_uri_endpoint, xks_uri_path, xks_connectivity, "   \
+  "xks_vpc_service_name, xks_vpc_service_owner, xks_access_key_id, xks_secret_wrapped"
+
+#define MATERIAL_COLUMNS "material_id, key_id, seq, wrapped, created_ms, rotation_type"
+#define ALIAS_COLUMNS "account_id, region, alias_name, key_id, created_ms, updated_ms"
+
+/* The statements of the key-store side, prepared once per connection; the
+ * cluster side's run far less often and go unprepared (pq_exec). */
+enum stmt_id {
+  ST_KEY_INSERT,
+  ST_KEY_GET,
+  ST_KEY_UPDATE,
+  ST_KEY_SET_POLICY,
+  ST_KEY_GET_POLICY,
+  ST_KEY_DELETE,
+  ST_KEY_LIST,
+  ST_KEYS_DUE,
+  ST_MAT_INSERT,
+  ST_MAT_GET,
+  ST_MAT_LIST,
+  ST_ALIAS_INSERT,
+  ST_ALIAS_GET,
+  ST_ALIAS_UPDATE,
+  ST_ALIAS_DELETE,
+  ST_ALIAS_LIST,
+  ST_ALIAS_LIST_BY_KEY,
+  ST_TAG_PUT,
+  ST_TAG_DELETE,
+  ST_TAG_LIST,
+  ST_CKS_INSERT,
+  ST_CKS_GET,
+  ST_CKS_STATE,
+  ST_CKS_UPDATE,
+  ST_CKS_DELETE,
+  ST_CKS_LIST,
+  ST_CKS_KEY_COUNT,
+  ST_KEY_COUNT,
+  ST_CKS_KEY_BY_XKS_ID,
+  ST_COUNT
+};
+
+static const char *const stmt_sql[ST_COUNT] = {
+    [ST_KEY_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", policy) VALUES "
+                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
+    [ST_KEY_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE key_id = $1",
+    [ST_KEY_UPDATE] = "UPDATE keys SET description=$2, key_state=$3, deletion_date_ms=$4, "
+                      "pending_window_days=$5, rotation_enabled=$6, rotation_period_days=$7, "
+                      "next_rotation_ms=$8, on_demand_rotations=$9, current_material_id=$10, "
+                      "custom_key_store_id=$11, xks_key_id=$12 WHERE key_id=$1",
+    [ST_KEY_SET_POLICY] = "UPDATE keys SET policy=$2, policy_version=policy_version+1 "
+                          "WHERE key_id=$1 RETURNING policy_version",
+    [ST_KEY_GET_POLICY] = "SELECT policy, policy_version FROM keys WHERE key_id=$1",
+    [ST_KEY_DELETE] = "DELETE FROM keys WHERE key_id=$1",
+    /* $4 is '' on the first page: every key id is longer. */
+    [ST_KEY_LIST] = "SELECT key_id FROM keys WHERE account_id=$1 AND region=$2 AND "
+                    "key_id > $4 ORDER BY key_id LIMIT $3",
+    [ST_KEYS_DUE] = "SELECT key_id FROM keys WHERE deletion_date_ms <= $1 "
+                    "AND key_state = 'PendingDeletion' UNION "
+                    "SELECT key_id FROM keys WHERE next_rotation_ms <= $1 "
+                    "AND key_state = 'Enabled' AND rotation_enabled = 1 LIMIT $2",
+    [ST_MAT_INSERT] = "INSERT INTO key_materials (" MATERIAL_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_MAT_GET] = "SELECT " MATERIAL_COLUMNS " FROM key_materials WHERE material_id=$1",
+    [ST_MAT_LIST] = "SELECT " MATERIAL_COLUMNS " FROM key_materials WHERE key_id=$1 ORDER BY seq",
+    [ST_ALIAS_INSERT] = "INSERT INTO aliases (" ALIAS_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_ALIAS_GET] = "SELECT " ALIAS_COLUMNS " FROM aliases "
+                     "WHERE account_id=$1 AND region=$2 AND alias_name=$3",
+    [ST_ALIAS_UPDATE] = "UPDATE aliases SET key_id=$4, updated_ms=$5 "
+                        "WHERE account_id=$1 AND region=$2 AND alias_name=$3",
+    [ST_ALIAS_DELETE] = "DELETE FROM aliases WHERE account_id=$1 AND region=$2 AND alias_name=$3",
+    [ST_ALIAS_LIST] = "SELECT " ALIAS_COLUMNS " FROM aliases WHERE account_id=$1 AND region=$2 "
+                      "AND alias_name > $3 ORDER BY alias_name LIMIT $4",
+    [ST_ALIAS_LIST_BY_KEY] = "SELECT " ALIAS_COLUMNS " FROM aliases WHERE key_id=$5 AND "
+                             "account_id=$1 AND region=$2 AND alias_name > $3 "
+                             "ORDER BY alias_name LIMIT $4",
+    [ST_TAG_PUT] = "INSERT INTO tags (key_id, tag_key, tag_value) VALUES ($1,$2,$3) "
+                   "ON CONFLICT (key_id, tag_key) DO UPDATE SET tag_value=EXCLUDED.tag_value",
+    [ST_TAG_DELETE] = "DELETE FROM tags WHERE key_id=$1 AND tag_key=$2",
+    [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=$1 ORDER BY tag_key",
+    [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
+                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+    [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=$1",
+    [ST_CKS_STATE] = "SELECT connection_state, cluster_id FROM custom_key_stores WHERE cks_id=$1",
+    /* The same 21 parameters as the insert: id, owner, type and creation,
+     * which never change, select the row. */
+    [ST_CKS_UPDATE] = "UPDATE custom_key_stores SET name=$4, cluster_id=$6, trust_anchor_pem=$7, "
+                      "password_wrapped=$8, pending_password_wrapped=$9, connection_state=$10, "
+                      "connection_error=$11, state_changed_ms=$13, cluster_lineage=$14, "
+                      "xks_uri_endpoint=$15, xks_uri_path=$16, xks_connectivity=$17, "
+                      "xks_vpc_service_name=$18, xks_vpc_service_owner=$19, "
+                      "xks_access_key_id=$20, xks_secret_wrapped=$21 WHERE cks_id=$1 "
+                      "AND account_id=$2 AND region=$3 AND type=$5 AND created_ms=$12",
+    [ST_CKS_DELETE] = "DELETE FROM custom_key_stores WHERE cks_id=$1",
+    [ST_CKS_LIST] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE "
+                    "($1::text IS NULL OR account_id=$1) AND ($2::text IS NULL OR region=$2) AND "
+                    "($3::text IS NULL OR cks_id > $3) ORDER BY cks_id LIMIT $4",
+    [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=$1",
+    [ST_KEY_COUNT] = "SELECT COALESCE((SELECT n FROM key_counts WHERE account_id=$1 "
+                     "AND region=$2), 0)",
+    [ST_CKS_KEY_BY_XKS_ID] = "SELECT key_id FROM keys WHERE custom_key_store_id=$1 AND "
+                             "xks_key_id=$2 LIMIT 1",
+};
+
+typedef struct pg_store {
+  store base;
+  char *url;
+  int busy_timeout_ms;
+  pthread_mutex_t pool_lock;
+  pthread_cond_t pool_cond;
+  store_tx *idle[POOL_MAX];
+  size_t nidle;
+  size_t nopen;
+  PGconn *node_conn; /* holds NODE_LOCK for the store's life */
+} pg_store;
+
+/* A transaction is a borrowed connection; it goes back to the pool (or is
+ * closed, when it failed) at commit or rollback. */
+struct store_tx {
+  pg_store *owner;
+  PGconn *db;
+  bool prepared[ST_COUNT];
+  bool write;
+  bool in_tx;
+};
+
+/* The parameters of one statement: text values (or NULL), blobs in binary. */
+typedef struct pq_params {
+  int n;
+  const char *values[MAX_PARAMS];
+  int lengths[MAX_PARAMS];
+  int formats[MAX_PARAMS];
+  char numbers[MAX_PARAMS][24];
+} pq_params;
+
+static void p_text(pq_params *p, const char *v) {
+  p->values[p->n] = v;
+  p->lengths[p->n] = 0;
+  p->formats[p->n] = 0;
+  p->n++;
+}
+
+static void p_int(pq_params *p, int64_t v) {
+  snprintf(p->numbers[p->n], sizeof p->numbers[p->n], "%lld", (long long)v);
+  p_text(p, p->numbers[p->n]);
+}
+
+/* 0 is stored as NULL, as the SQLite backend does. */
+static void p_int_or_null(pq_params *p, int64_t v) {
+  if (v)
+    p_int(p, v);
+  else
+    p_text(p, NULL);
+}
+
+static void p_blob(pq_params *p, const uint8_t *v, size_t len) {
+  static const char empty[1];
+  p->values[p->n] = v ? (const char *)v : empty;
+  p->lengths[p->n] = (int)len;
+  p->formats[p->n] = 1;
+  p->n++;
+}
+
+static void p_blob_or_null(pq_params *p, const uint8_t *v, size_t len) {
+  if (v && len)
+    p_blob(p, v, len);
+  else
+    p_text(p, NULL);
+}
+
+/* libpq's messages end with a newline; keep the first line only. */
+static const char *first_line(const char *msg, char *buf, size_t cap) {
+  size_t n = 0;
+  if (!msg) msg = "unknown error";
+  while (msg[n] && msg[n] != '\n' && n + 1 < cap) n++;
+  memcpy(buf, msg, n);
+  buf[n] = '\0';
+  return buf;
+}
+
+static kerr_code conn_error(PGconn *db, const char *what, kerr *err) {
+  char line[256];
+  return kerr_set(err, KERR_INTERNAL, "Storage error while %s: %s", what,
+                  first_line(db ? PQerrorMessage(db) : NULL, line, sizeof line));
+}
+
+/* The server's primary message only: its DETAIL may quote a row's values. */
+static kerr_code result_error(PGresult *res, PGconn *db, const char *what, kerr *err) {
+  const char *primary = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY) : NULL;
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  char line[256];
+  if (!primary) return conn_error(db, what, err);
+  return kerr_set(err, KERR_INTERNAL, "Storage error while %s: %s (SQLSTATE %s)", what,
+                  first_line(primary, line, sizeof line), state ? state : "?");
+}
+
+static bool is_sqlstate(PGresult *res, const char *code) {
+  const char *state = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+  return state && strcmp(state, code) == 0;
+}
+
+static bool result_ok(PGresult *res) {
+  ExecStatusType st = PQresultStatus(res);
+  return st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK;
+}
+
+/* Run a prepared statement of the key-store side.  *out is the result
+ * (PQclear it) whatever happened, or NULL when libpq had no memory; the
+ * return says whether it succeeded.  A unique violation is
+ * KERR_ALREADY_EXISTS with no message worth showing (the caller words it);
+ * anything else KERR_INTERNAL. */
+static kerr_code pq_run(store_tx *tx, enum stmt_id id, const pq_params *p, PGresult **out,
+                        const char *what, kerr *err) {
+  char name[16];
+  *out = NULL;
+  snprintf(name, sizeof name, "k%d", (int)id);
+  if (!tx->prepared[id]) {
+    PGresult *prep = PQprepare(tx->db, name, stmt_sql[id], 0, NULL);
+    if (!result_ok(prep)) {
+      kerr_code rc = result_error(prep, tx->db, "preparing a statement", err);
+      PQclear(prep);
+      return rc;
+    }
+    PQclear(prep);
+    tx->prepared[id] = true;
+  }
+  *out = PQexecPrepared(tx->db, name, p->n, p->values, p->lengths, p->formats, 0);
+  if (result_ok(*out)) return KERR_OK;
+  if (is_sqlstate(*out, "23505")) return kerr_set(err, KERR_ALREADY_EXISTS, "already exists");
+  return result_error(*out, tx->db, what, err);
+}
+
+/* The same for a statement run once (the cluster side, migrations). */
+static kerr_code pq_exec(store_tx *tx, const char *sql, const pq_params *p, PGresult **out,
+                         const char *what, kerr *err) {
+  *out = PQexecParams(tx->db, sql, p ? p->n : 0, NULL, p ? p->values : NULL,
+                      p ? p->lengths : NULL, p ? p->formats : NULL, 0);
+  if (result_ok(*out)) return KERR_OK;
+  /* Any integrity violation, as the SQLite backend's SQLITE_CONSTRAINT. */
+  if (*out && PQresultErrorField(*out, PG_DIAG_SQLSTATE) &&
+      strncmp(PQresultErrorField(*out, PG_DIAG_SQLSTATE), "23", 2) == 0)
+    return kerr_set(err, KERR_ALREADY_EXISTS, "already exists");
+  return result_error(*out, tx->db, what, err);
+}
+
+/* Run a statement that returns no rows: its error, or KERR_NOT_FOUND with
+ * `missing` when `must_change` and no row changed. */
+static kerr_code pq_change(store_tx *tx, const char *sql, const pq_params *p, bool must_change,
+                           const char *what, const char *missing, kerr *err) {
+  PGresult *res;
+  kerr_code rc = pq_exec(tx, sql, p, &res, what, err);
+  if (!rc && must_change && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "%s", missing);
+  PQclear(res);
+  return rc;
+}
+
+/* ------------------------------------------------------------ columns */
+
+static const char *col(PGresult *r, int row, int c) {
+  return PQgetisnull(r, row, c) ? NULL : PQgetvalue(r, row, c);
+}
+
+static void copy_col(PGresult *r, int row, int c, char *dst, size_t cap) {
+  const char *t = col(r, row, c);
+  size_t n = t ? strlen(t) : 0;
+  if (cap == 0) return;
+  if (n >= cap) n = cap - 1;
+  if (n) memcpy(dst, t, n);
+  dst[n] = '\0';
+}
+
+static int64_t int_col(PGresult *r, int row, int c) {
+  const char *t = col(r, row, c);
+  return t ? strtoll(t, NULL, 10) : 0;
+}
+
+static kerr_code dup_col(PGresult *r, int row, int c, bool nullable, char **out, kerr *err) {
+  const char *t = col(r, row, c);
+  *out = NULL;
+  if (!t && nullable) return KERR_OK;
+  *out = strdup(t ? t : "");
+  return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "Out of memory.");
+}
+
+static int hex_nibble(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+/* A bytea column (text result, hex format "\x...") into a new buffer;
+ * NULL / empty -> *out NULL, *len 0.  `cap` bounds the size (0: none). */
+static kerr_code blob_col(PGresult *r, int row, int c, size_t cap, uint8_t **out, size_t *len,
+                          kerr *err) {
+  const char *t = col(r, row, c);
+  size_t hex;
+  *out = NULL;
+  *len = 0;
+  if (!t || !*t) return KERR_OK;
+  if (t[0] != '\\' || t[1] != 'x' || (hex = strlen(t + 2)) % 2)
+    return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is not in hex form.");
+  if (hex == 0) return KERR_OK;
+  if (cap && hex / 2 > cap)
+    return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is too long.");
+  uint8_t *b = malloc(hex / 2);
+  if (!b) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  for (size_t i = 0; i < hex / 2; i++) {
+    int hi = hex_nibble(t[2 + 2 * i]), lo = hex_nibble(t[3 + 2 * i]);
+    if (hi < 0 || lo < 0) {
+      free(b);
+      return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is not in hex form.");
+    }
+    b[i] = (uint8_t)(hi << 4 | lo);
+  }
+  *out = b;
+  *len = hex / 2;
+  return KERR_OK;
+}
+
+/* Grow *arr (cap elements of `size` bytes) to hold element n; zero-fills. */
+static void *grow_array(void **arr, size_t *cap, size_t n, size_t size) {
+  if (n < *cap) return (char *)*arr + n * size;
+  size_t ncap = *cap ? *cap * 2 : 8;
+  void *p = realloc(*arr, ncap * size);
+  if (!p) return NULL;
+  *arr = p;
+  *cap = ncap;
+  memset((char *)p + n * size, 0, (ncap - n) * size);
+  return (char *)p + n * size;
+}
+
+typedef kerr_code (*row_reader)(PGresult *r, int row, void *elem, kerr *err);
+
+/* Every row of `r` through `read` into a new array; on failure nothing is
+ * left (`release` frees what `read` put into the elements). */
+static kerr_code collect_rows(PGresult *r, size_t size, row_reader read,
+                              void (*release)(void *list, size_t n), void **out, size_t *n,
+                              kerr *err) {
+  void *arr = NULL;
+  size_t cap = 0, count = 0;
+  int rows = PQntuples(r);
+  *out = NULL;
+  *n = 0;
+  for (int i = 0; i < rows; i++) {
+    void *elem = grow_array(&arr, &cap, count, size);
+    kerr_code rc = elem ? read(r, i, elem, err) : kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    if (elem) count++; /* the element may hold part of a row: release it too */
+    if (rc) {
+      if (release)
+        release(arr, count);
+      else
+        free(arr);
+      return rc;
+    }
+  }
+  *out = arr;
+  *n = count;
+  return KERR_OK;
+}
+
+/* ------------------------------------------------------- connections */
+
+static kerr_code conn_open(const char *url, int busy_timeout_ms, PGconn **out, kerr *err) {
+  /* Later keywords win: the URL's own connect_timeout overrides ours. */
+  char timeout[16];
+  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
+  const char *values[] = {timeout, "kmsd", url, NULL};
+  PGconn *db;
+  snprintf(timeout, sizeof timeout, "%d", STORE_PG_CONNECT_TIMEOUT_S);
+  *out = NULL;
+  db = PQconnectdbParams(keys, values, 1);
+  if (!db) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (PQstatus(db) != CONNECTION_OK) {
+    kerr_code rc = conn_error(db, "connecting to the database", err);
+    PQfinish(db);
+    return rc;
+  }
+  char sql[160];
+  snprintf(sql, sizeof sql,
+           "SET lock_timeout = %d; SET client_min_messages = warning; SET TIME ZONE 'UTC'",
+           busy_timeout_ms);
+  PGresult *res = PQexec(db, sql);
+  if (!result_ok(res)) {
+    kerr_code rc = result_error(res, db, "configuring the connection", err);
+    PQclear(res);
+    PQfinish(db);
+    return rc;
+  }
+  PQclear(res);
+  *out = db;
+  return KERR_OK;
+}
+
+static kerr_code pool_take(pg_store *s, store_tx **out, kerr *err) {
+  store_tx *tx = NULL;
+  kerr_code rc;
+  *out = NULL;
+  pthread_mutex_lock(&s->pool_lock);
+  while (!s->nidle && s->nopen >= POOL_MAX) pthread_cond_wait(&s->pool_cond, &s->pool_lock);
+  if (s->nidle)
+    tx = s->idle[--s->nidle];
+  else
+    s->nopen++;
+  pthread_mutex_unlock(&s->pool_lock);
+  if (tx) {
+    *out = tx;
+    return KERR_OK;
+  }
+  tx = calloc(1, sizeof *tx);
+  rc = tx ? conn_open(s->url, s->busy_timeout_ms, &tx->db, err)
+          : kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (rc) {
+    free(tx);
+    pthread_mutex_lock(&s->pool_lock);
+    s->nopen--;
+    pthread_cond_signal(&s->pool_cond);
+    pthread_mutex_unlock(&s->pool_lock);
+    return rc;
+  }
+  tx->owner = s;
+  *out = tx;
+  return KERR_OK;
+}
+
+/* Back to the pool when the connection is sound and outside any
+ * transaction; closed otherwise, and the next transaction opens another. */
+static void pool_give(pg_store *s, store_tx *tx) {
+  bool keep = PQstatus(tx->db) == CONNECTION_OK && PQtransactionStatus(tx->db) == PQTRANS_IDLE;
+  tx->in_tx = false;
+  tx->write = false;
+  if (!keep) {
+    PQfinish(tx->db);
+    free(tx);
+  }
+  pthread_mutex_lock(&s->pool_lock);
+  if (keep)
+    s->idle[s->nidle++] = tx;
+  else
+    s->nopen--;
+  pthread_cond_signal(&s->pool_cond);
+  pthread_mutex_unlock(&s->pool_lock);
+}
+
+/* ------------------------------------------------------ transactions */
+
+static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
+  pg_store *s = (pg_store *)base;
+  store_tx *tx;
+  char sql[128];
+  kerr_code rc = pool_take(s, &tx, err);
+  *out = NULL;
+  if (rc) return rc;
+  if (write)
+    snprintf(sql, sizeof sql,
+             "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%lld)",
+             (long long)WRITE_LOCK);
+  else
+    snprintf(sql, sizeof sql, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+  PGresult *res = PQexec(tx->db, sql);
+  if (!result_ok(res)) {
+    result_error(res, tx->db, "starting a transaction", err);
+    rc = KERR_INTERNAL;
+    PQclear(res);
+    if (PQtransactionStatus(tx->db) != PQTRANS_IDLE) PQclear(PQexec(tx->db, "ROLLBACK"));
+    pool_give(s, tx);
+    return rc;
+  }
+  PQclear(res);
+  tx->write = write;
+  tx->in_tx = true;
+  *out = tx;
+  return KERR_OK;
+}
+
+static kerr_code pg_commit(store_tx *tx, kerr *err) {
+  kerr_code rc = KERR_OK;
+  PGresult *res = PQexec(tx->db, "COMMIT");
+  /* An aborted transaction answers COMMIT with ROLLBACK: nothing was kept. */
+  if (!result_ok(res))
+    rc = result_error(res, tx->db, "committing", err);
+  else if (strcmp(PQcmdStatus(res), "COMMIT") != 0)
+    rc = kerr_set(err, KERR_INTERNAL,
+                  "Storage error while committing: the database rolled the transaction back.");
+  PQclear(res);
+  pool_give(tx->owner, tx);
+  return rc;
+}
+
+static void pg_rollback(store_tx *tx) {
+  if (!tx) return;
+  if (tx->in_tx && PQstatus(tx->db) == CONNECTION_OK) PQclear(PQexec(tx->db, "ROLLBACK"));
+  pool_give(tx->owner, tx);
+}
+
+static bool pg_reads_uncommitted(store_tx *tx) {
+  (void)tx;
+  return false;
+}
+
+/* ---------------------------------------------------------------- keys */
+
+static kerr_code pg_key_insert(store_tx *tx, const store_key *k, const char *policy, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, k->key_id);
+  p_text(&p, k->account_id);
+  p_text(&p, k->region);
+  p_int(&p, k->created_ms);
+  p_text(&p, k->description ? k->description : "");
+  p_text(&p, k->key_state);
+  p_text(&p, k->key_usage);
+  p_text(&p, k->key_spec);
+  p_text(&p, k->origin);
+  p_text(&p, k->custom_key_store_id);
+  p_text(&p, k->xks_key_id);
+  p_int(&p, k->policy_version ? k->policy_version : 1);
+  p_int_or_null(&p, k->deletion_date_ms);
+  p_int_or_null(&p, k->pending_window_days);
+  p_int(&p, k->rotation_enabled ? 1 : 0);
+  p_int_or_null(&p, k->rotation_period_days);
+  p_int_or_null(&p, k->next_rotation_ms);
+  p_int(&p, k->on_demand_rotations);
+  p_text(&p, k->current_material_id[0] ? k->current_material_id : NULL);
+  p_text(&p, policy);
+  kerr_code rc = pq_run(tx, ST_KEY_INSERT, &p, &res, "inserting a key", err);
+  if (rc == KERR_ALREADY_EXISTS) kerr_set(err, rc, "Key %s already exists.", k->key_id);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code read_key_row(PGresult *r, int row, store_key *k, kerr *err) {
+  kerr_code rc;
+  memset(k, 0, sizeof *k);
+  copy_col(r, row, 0, k->key_id, sizeof k->key_id);
+  copy_col(r, row, 1, k->account_id, sizeof k->account_id);
+  copy_col(r, row, 2, k->region, sizeof k->region);
+  k->created_ms = int_col(r, row, 3);
+  if ((rc = dup_col(r, row, 4, false, &k->description, err))) return rc;
+  copy_col(r, row, 5, k->key_state, sizeof k->key_state);
+  copy_col(r, row, 6, k->key_usage, sizeof k->key_usage);
+  copy_col(r, row, 7, k->key_spec, sizeof k->key_spec);
+  copy_col(r, row, 8, k->origin, sizeof k->origin);
+  if ((rc = dup_col(r, row, 9, true, &k->custom_key_store_id, err))) return rc;
+  if ((rc = dup_col(r, row, 10, true, &k->xks_key_id, err))) return rc;
+  k->policy_version = int_col(r, row, 11);
+  k->deletion_date_ms = int_col(r, row, 12);
+  k->pending_window_days = (int)int_col(r, row, 13);
+  k->rotation_enabled = int_col(r, row, 14) != 0;
+  k->rotation_period_days = (int)int_col(r, row, 15);
+  k->next_rotation_ms = int_col(r, row, 16);
+  k->on_demand_rotations = (int)int_col(r, row, 17);
+  copy_col(r, row, 18, k->current_material_id, sizeof k->current_material_id);
+  return KERR_OK;
+}
+
+static kerr_code pg_key_get(store_tx *tx, const char *key_id, store_key *out, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, ST_KEY_GET, &p, &res, "reading a key", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  if (!rc && (rc = read_key_row(res, 0, out, err))) store_key_clear(out);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_key_update(store_tx *tx, const store_key *k, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, k->key_id);
+  p_text(&p, k->description ? k->description : "");
+  p_text(&p, k->key_state);
+  p_int_or_null(&p, k->deletion_date_ms);
+  p_int_or_null(&p, k->pending_window_days);
+  p_int(&p, k->rotation_enabled ? 1 : 0);
+  p_int_or_null(&p, k->rotation_period_days);
+  p_int_or_null(&p, k->next_rotation_ms);
+  p_int(&p, k->on_demand_rotations);
+  p_text(&p, k->current_material_id[0] ? k->current_material_id : NULL);
+  p_text(&p, k->custom_key_store_id);
+  p_text(&p, k->xks_key_id);
+  kerr_code rc = pq_run(tx, ST_KEY_UPDATE, &p, &res, "updating a key", err);
+  if (!rc && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", k->key_id);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_key_set_policy(store_tx *tx, const char *key_id, const char *policy,
+                                   int64_t *new_version, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, key_id);
+  p_text(&p, policy);
+  kerr_code rc = pq_run(tx, ST_KEY_SET_POLICY, &p, &res, "updating a key policy", err);
+  if (!rc && PQntuples(res) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  else if (!rc && new_version)
+    *new_version = int_col(res, 0, 0);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_key_get_policy(store_tx *tx, const char *key_id, char **policy,
+                                   int64_t *version, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *policy = NULL;
+  p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, ST_KEY_GET_POLICY, &p, &res, "reading a key policy", err);
+  if (!rc && PQntuples(res) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  if (!rc) {
+    rc = dup_col(res, 0, 0, false, policy, err);
+    if (version) *version = int_col(res, 0, 1);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_key_delete(store_tx *tx, const char *key_id, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, ST_KEY_DELETE, &p, &res, "deleting a key", err);
+  PQclear(res);
+  return rc;
+}
+
+/* The first column of every row (at most `limit`) as key ids. */
+static kerr_code collect_ids(PGresult *r, size_t limit, char (**ids)[UUID_STR_LEN], size_t *n,
+                             kerr *err) {
+  size_t rows = (size_t)PQntuples(r);
+  char(*arr)[UUID_STR_LEN] = calloc(limit ? limit : 1, UUID_STR_LEN);
+  *ids = NULL;
+  *n = 0;
+  if (!arr) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (rows > limit) rows = limit;
+  for (size_t i = 0; i < rows; i++) copy_col(r, (int)i, 0, arr[i], UUID_STR_LEN);
+  *ids = arr;
+  *n = rows;
+  return KERR_OK;
+}
+
+static kerr_code pg_key_list(store_tx *tx, const char *account_id, const char *region,
+                             const char *after, size_t limit, char (**ids)[UUID_STR_LEN],
+                             size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *ids = NULL;
+  *n = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  p_int(&p, (int64_t)limit);
+  p_text(&p, after ? after : "");
+  kerr_code rc = pq_run(tx, ST_KEY_LIST, &p, &res, "listing keys", err);
+  if (!rc) rc = collect_ids(res, limit, ids, n, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_keys_due(store_tx *tx, int64_t now_ms, size_t limit,
+                             char (**ids)[UUID_STR_LEN], size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *ids = NULL;
+  *n = 0;
+  p_int(&p, now_ms);
+  p_int(&p, (int64_t)limit);
+  kerr_code rc = pq_run(tx, ST_KEYS_DUE, &p, &res, "listing keys due", err);
+  if (!rc) rc = collect_ids(res, limit, ids, n, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_key_count(store_tx *tx, const char *account_id, const char *region,
+                              int64_t *count, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *count = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  kerr_code rc = pq_run(tx, ST_KEY_COUNT, &p, &res, "counting keys", err);
+  if (!rc && PQntuples(res) == 1) *count = int_col(res, 0, 0);
+  PQclear(res);
+  return rc;
+}
+
+/* ----------------------------------------------------------- materials */
+
+static kerr_code pg_material_insert(store_tx *tx, const store_material *m, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, m->material_id);
+  p_text(&p, m->key_id);
+  p_int(&p, m->seq);
+  p_blob(&p, m->wrapped, m->wrapped_len);
+  p_int(&p, m->created_ms);
+  p_text(&p, m->rotation_type);
+  kerr_code rc = pq_run(tx, ST_MAT_INSERT, &p, &res, "storing key material", err);
+  if (rc == KERR_ALREADY_EXISTS)
+    rc = kerr_set(err, KERR_INTERNAL, "Storage error while storing key material: it exists.");
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code read_material_row(PGresult *r, int row, store_material *m, kerr *err) {
+  memset(m, 0, sizeof *m);
+  copy_col(r, row, 0, m->material_id, sizeof m->material_id);
+  copy_col(r, row, 1, m->key_id, sizeof m->key_id);
+  m->seq = int_col(r, row, 2);
+  kerr_code rc = blob_col(r, row, 3, 0, &m->wrapped, &m->wrapped_len, err);
+  if (rc) return rc;
+  if (!m->wrapped && !(m->wrapped = malloc(1))) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  m->created_ms = int_col(r, row, 4);
+  copy_col(r, row, 5, m->rotation_type, sizeof m->rotation_type);
+  return KERR_OK;
+}
+
+static kerr_code pg_material_get(store_tx *tx, const char *material_id, store_material *out,
+                                 kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  p_text(&p, material_id);
+  kerr_code rc = pq_run(tx, ST_MAT_GET, &p, &res, "reading key material", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "Key material not found.");
+  if (!rc && (rc = read_material_row(res, 0, out, err))) store_material_clear(out);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code row_material(PGresult *r, int row, void *elem, kerr *err) {
+  return read_material_row(r, row, elem, err);
+}
+
+static void release_materials(void *list, size_t n) { store_material_list_free(list, n); }
+
+static kerr_code pg_material_list(store_tx *tx, const char *key_id, store_material **out,
+                                  size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, ST_MAT_LIST, &p, &res, "listing key materials", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_material), row_material, release_materials, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+/* ------------------------------------------------------------- aliases */
+
+static void alias_params(pq_params *p, const store_alias *a) {
+  p_text(p, a->account_id);
+  p_text(p, a->region);
+  p_text(p, a->alias_name);
+  p_text(p, a->key_id);
+}
+
+static void read_alias_row(PGresult *r, int row, store_alias *a) {
+  memset(a, 0, sizeof *a);
+  copy_col(r, row, 0, a->account_id, sizeof a->account_id);
+  copy_col(r, row, 1, a->region, sizeof a->region);
+  copy_col(r, row, 2, a->alias_name, sizeof a->alias_name);
+  copy_col(r, row, 3, a->key_id, sizeof a->key_id);
+  a->created_ms = int_col(r, row, 4);
+  a->updated_ms = int_col(r, row, 5);
+}
+
+static kerr_code pg_alias_insert(store_tx *tx, const store_alias *a, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  alias_params(&p, a);
+  p_int(&p, a->created_ms);
+  p_int(&p, a->updated_ms);
+  kerr_code rc = pq_run(tx, ST_ALIAS_INSERT, &p, &res, "creating an alias", err);
+  if (rc == KERR_ALREADY_EXISTS) kerr_set(err, rc, "Alias %s already exists.", a->alias_name);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_alias_get(store_tx *tx, const char *account_id, const char *region,
+                              const char *alias_name, store_alias *out, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  p_text(&p, account_id);
+  p_text(&p, region);
+  p_text(&p, alias_name);
+  kerr_code rc = pq_run(tx, ST_ALIAS_GET, &p, &res, "reading an alias", err);
+  if (!rc && PQntuples(res) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", alias_name);
+  else if (!rc)
+    read_alias_row(res, 0, out);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_alias_update(store_tx *tx, const store_alias *a, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  alias_params(&p, a);
+  p_int(&p, a->updated_ms);
+  kerr_code rc = pq_run(tx, ST_ALIAS_UPDATE, &p, &res, "updating an alias", err);
+  if (!rc && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", a->alias_name);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_alias_delete(store_tx *tx, const char *account_id, const char *region,
+                                 const char *alias_name, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  p_text(&p, alias_name);
+  kerr_code rc = pq_run(tx, ST_ALIAS_DELETE, &p, &res, "deleting an alias", err);
+  if (!rc && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Alias %s is not found.", alias_name);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_alias_list(store_tx *tx, const char *account_id, const char *region,
+                               const char *key_id, const char *after, size_t limit,
+                               store_alias **out, size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  p_text(&p, after ? after : "");
+  p_int(&p, (int64_t)limit);
+  if (key_id) p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, key_id ? ST_ALIAS_LIST_BY_KEY : ST_ALIAS_LIST, &p, &res,
+                        "listing aliases", err);
+  if (!rc) {
+    size_t rows = (size_t)PQntuples(res);
+    store_alias *arr = calloc(limit ? limit : 1, sizeof *arr);
+    if (rows > limit) rows = limit;
+    if (!arr) {
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    } else {
+      for (size_t i = 0; i < rows; i++) read_alias_row(res, (int)i, &arr[i]);
+      *out = arr;
+      *n = rows;
+    }
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* ---------------------------------------------------------------- tags */
+
+static kerr_code pg_tag_put(store_tx *tx, const char *key_id, const char *tag_key,
+                            const char *tag_value, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, key_id);
+  p_text(&p, tag_key);
+  p_text(&p, tag_value);
+  kerr_code rc = pq_run(tx, ST_TAG_PUT, &p, &res, "storing a tag", err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_tag_delete(store_tx *tx, const char *key_id, const char *tag_key, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, key_id);
+  p_text(&p, tag_key);
+  kerr_code rc = pq_run(tx, ST_TAG_DELETE, &p, &res, "deleting a tag", err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code row_tag(PGresult *r, int row, void *elem, kerr *err) {
+  store_tag *t = elem;
+  kerr_code rc = dup_col(r, row, 0, false, &t->key, err);
+  return rc ? rc : dup_col(r, row, 1, false, &t->value, err);
+}
+
+static void release_tags(void *list, size_t n) { store_tag_list_free(list, n); }
+
+static kerr_code pg_tag_list(store_tx *tx, const char *key_id, store_tag **out, size_t *n,
+                             kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, key_id);
+  kerr_code rc = pq_run(tx, ST_TAG_LIST, &p, &res, "listing tags", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_tag), row_tag, release_tags, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+/* --------------------------------------------------- custom key stores */
+
+static void cks_params(pq_params *p, const store_cks *c) {
+  p_text(p, c->cks_id);
+  p_text(p, c->account_id);
+  p_text(p, c->region);
+  p_text(p, c->name);
+  p_text(p, c->type);
+  p_text(p, c->cluster_id);
+  p_text(p, c->trust_anchor_pem);
+  p_blob_or_null(p, c->password_wrapped, c->password_wrapped_len);
+  p_blob_or_null(p, c->pending_password_wrapped, c->pending_password_wrapped_len);
+  p_text(p, c->connection_state);
+  p_text(p, c->connection_error);
+  p_int(p, c->created_ms);
+  p_int(p, c->state_changed_ms);
+  p_text(p, c->cluster_lineage);
+  p_text(p, c->xks_uri_endpoint);
+  p_text(p, c->xks_uri_path);
+  p_text(p, c->xks_connectivity);
+  p_text(p, c->xks_vpc_service_name);
+  p_text(p, c->xks_vpc_service_owner);
+  p_text(p, c->xks_access_key_id);
+  p_blob_or_null(p, c->xks_secret_wrapped, c->xks_secret_wrapped_len);
+}
+
+static kerr_code read_cks_row(PGresult *r, int row, store_cks *c, kerr *err) {
+  kerr_code rc;
+  memset(c, 0, sizeof *c);
+  copy_col(r, row, 0, c->cks_id, sizeof c->cks_id);
+  copy_col(r, row, 1, c->account_id, sizeof c->account_id);
+  copy_col(r, row, 2, c->region, sizeof c->region);
+  copy_col(r, row, 3, c->name, sizeof c->name);
+  copy_col(r, row, 4, c->type, sizeof c->type);
+  copy_col(r, row, 5, c->cluster_id, sizeof c->cluster_id);
+  if ((rc = dup_col(r, row, 6, true, &c->trust_anchor_pem, err)) ||
+      (rc = blob_col(r, row, 7, 0, &c->password_wrapped, &c->password_wrapped_len, err)) ||
+      (rc = blob_col(r, row, 8, 0, &c->pending_password_wrapped, &c->pending_password_wrapped_len,
+                     err)))
+    goto fail;
+  copy_col(r, row, 9, c->connection_state, sizeof c->connection_state);
+  copy_col(r, row, 10, c->connection_error, sizeof c->connection_error);
+  c->created_ms = int_col(r, row, 11);
+  c->state_changed_ms = int_col(r, row, 12);
+  copy_col(r, row, 13, c->cluster_lineage, sizeof c->cluster_lineage);
+  copy_col(r, row, 14, c->xks_uri_endpoint, sizeof c->xks_uri_endpoint);
+  copy_col(r, row, 15, c->xks_uri_path, sizeof c->xks_uri_path);
+  copy_col(r, row, 16, c->xks_connectivity, sizeof c->xks_connectivity);
+  copy_col(r, row, 17, c->xks_vpc_service_name, sizeof c->xks_vpc_service_name);
+  copy_col(r, row, 18, c->xks_vpc_service_owner, sizeof c->xks_vpc_service_owner);
+  copy_col(r, row, 19, c->xks_access_key_id, sizeof c->xks_access_key_id);
+  if ((rc = blob_col(r, row, 20, 0, &c->xks_secret_wrapped, &c->xks_secret_wrapped_len, err)))
+    goto fail;
+  return KERR_OK;
+fail:
+  store_cks_clear(c);
+  return rc;
+}
+
+static kerr_code cks_write(store_tx *tx, enum stmt_id id, const store_cks *c, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  cks_params(&p, c);
+  kerr_code rc = pq_run(tx, id, &p, &res, "writing a custom key store", err);
+  if (rc == KERR_ALREADY_EXISTS) {
+    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
+    if (constraint && strcmp(constraint, "custom_key_stores_name") == 0)
+      kerr_set(err, rc, "Custom key store name %s is in use.", c->name);
+    else
+      kerr_set(err, rc, "Custom key store %s already exists.", c->cks_id);
+  } else if (!rc && id == ST_CKS_UPDATE && strcmp(PQcmdTuples(res), "0") == 0) {
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store %s not found.", c->cks_id);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_insert(store_tx *tx, const store_cks *c, kerr *err) {
+  return cks_write(tx, ST_CKS_INSERT, c, err);
+}
+
+static kerr_code pg_cks_update(store_tx *tx, const store_cks *c, kerr *err) {
+  return cks_write(tx, ST_CKS_UPDATE, c, err);
+}
+
+static kerr_code pg_cks_get(store_tx *tx, const char *cks_id, store_cks *out, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  p_text(&p, cks_id);
+  kerr_code rc = pq_run(tx, ST_CKS_GET, &p, &res, "reading a custom key store", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  if (!rc) rc = read_cks_row(res, 0, out, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_state(store_tx *tx, const char *cks_id, char *state, size_t state_size,
+                              char *cluster_id, size_t cluster_size, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, cks_id);
+  kerr_code rc = pq_run(tx, ST_CKS_STATE, &p, &res, "reading a custom key store's state", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  if (!rc) {
+    copy_col(res, 0, 0, state, state_size);
+    copy_col(res, 0, 1, cluster_id, cluster_size);
+  }
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_delete(store_tx *tx, const char *cks_id, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, cks_id);
+  kerr_code rc = pq_run(tx, ST_CKS_DELETE, &p, &res, "deleting a custom key store", err);
+  if (!rc && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store not found.");
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_list(store_tx *tx, const char *account_id, const char *region,
+                             const char *after, size_t limit, store_cks **out, size_t *n,
+                             kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  store_cks *arr = NULL;
+  size_t count = 0;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  p_text(&p, after);
+  p_int(&p, (int64_t)limit);
+  kerr_code rc = pq_run(tx, ST_CKS_LIST, &p, &res, "listing custom key stores", err);
+  if (rc) goto out;
+  arr = calloc(limit ? limit : 1, sizeof *arr);
+  if (!arr) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  for (int i = 0; i < PQntuples(res) && count < limit; i++) {
+    rc = read_cks_row(res, i, &arr[count], err);
+    if (rc) goto out;
+    count++;
+  }
+  *out = arr;
+  *n = count;
+  arr = NULL;
+  count = 0;
+out:
+  store_cks_list_free(arr, count);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_key_count(store_tx *tx, const char *cks_id, int64_t *count, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  *count = 0;
+  p_text(&p, cks_id);
+  kerr_code rc = pq_run(tx, ST_CKS_KEY_COUNT, &p, &res, "counting the keys of a custom key store",
+                        err);
+  if (!rc && PQntuples(res) == 1) *count = int_col(res, 0, 0);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_cks_key_by_xks_id(store_tx *tx, const char *cks_id, const char *xks_key_id,
+                                      char *key_id_out, bool *found, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  key_id_out[0] = '\0';
+  *found = false;
+  p_text(&p, cks_id);
+  p_text(&p, xks_key_id);
+  kerr_code rc = pq_run(tx, ST_CKS_KEY_BY_XKS_ID, &p, &res, "looking up a key by XksKeyId", err);
+  if (!rc && PQntuples(res) == 1) {
+    copy_col(res, 0, 0, key_id_out, UUID_STR_LEN);
+    *found = true;
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* -------------------------------------------------------- HSM clusters */
+
+#define HSM_CLUSTER_COLUMNS                                                              \
+  "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
+  "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
+  "subnets, tags, csr_pem, trust_anchor_pem, cluster_cert_pem"
+
+static void cluster_params(pq_params *p, const store_hsm_cluster *c) {
+  p_text(p, c->cluster_id);
+  p_text(p, c->account_id);
+  p_text(p, c->region);
+  p_text(p, c->state);
+  p_text(p, c->state_message);
+  p_text(p, c->hsm_type);
+  p_text(p, c->mode);
+  p_text(p, c->network_type);
+  p_text(p, c->lineage);
+  p_text(p, c->source_backup_id);
+  p_text(p, c->simulated_failure);
+  p_text(p, c->security_group);
+  p_text(p, c->vpc_id);
+  p_int(p, c->created_ms);
+  p_text(p, c->subnets ? c->subnets : "");
+  p_text(p, c->tags ? c->tags : "");
+  p_text(p, c->csr_pem);
+  p_text(p, c->trust_anchor_pem);
+  p_text(p, c->cluster_cert_pem);
+}
+
+static kerr_code read_cluster(PGresult *r, int row, void *elem, kerr *err) {
+  store_hsm_cluster *c = elem;
+  kerr_code rc;
+  memset(c, 0, sizeof *c);
+  copy_col(r, row, 0, c->cluster_id, sizeof c->cluster_id);
+  copy_col(r, row, 1, c->account_id, sizeof c->account_id);
+  copy_col(r, row, 2, c->region, sizeof c->region);
+  copy_col(r, row, 3, c->state, sizeof c->state);
+  copy_col(r, row, 4, c->state_message, sizeof c->state_message);
+  copy_col(r, row, 5, c->hsm_type, sizeof c->hsm_type);
+  copy_col(r, row, 6, c->mode, sizeof c->mode);
+  copy_col(r, row, 7, c->network_type, sizeof c->network_type);
+  copy_col(r, row, 8, c->lineage, sizeof c->lineage);
+  copy_col(r, row, 9, c->source_backup_id, sizeof c->source_backup_id);
+  copy_col(r, row, 10, c->simulated_failure, sizeof c->simulated_failure);
+  copy_col(r, row, 11, c->security_group, sizeof c->security_group);
+  copy_col(r, row, 12, c->vpc_id, sizeof c->vpc_id);
+  c->created_ms = int_col(r, row, 13);
+  if ((rc = dup_col(r, row, 14, false, &c->subnets, err)) ||
+      (rc = dup_col(r, row, 15, false, &c->tags, err)) ||
+      (rc = dup_col(r, row, 16, true, &c->csr_pem, err)) ||
+      (rc = dup_col(r, row, 17, true, &c->trust_anchor_pem, err)) ||
+      (rc = dup_col(r, row, 18, true, &c->cluster_cert_pem, err))) {
+    store_hsm_cluster_clear(c);
+    return rc;
+  }
+  return KERR_OK;
+}
+
+static void release_clusters(void *list, size_t n) { store_hsm_cluster_list_free(list, n); }
+
+static kerr_code hp_cluster_insert(store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+  pq_params p = {0};
+  cluster_params(&p, c);
+  return pq_change(tx,
+                   "INSERT INTO hsm_clusters (" HSM_CLUSTER_COLUMNS ") VALUES ($1,$2,$3,$4,$5,"
+                   "$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
+                   &p, false, "inserting a cluster", NULL, err);
+}
+
+static kerr_code hp_cluster_update(store_tx *tx, const store_hsm_cluster *c, kerr *err) {
+  pq_params p = {0};
+  cluster_params(&p, c);
+  return pq_change(tx,
+                   "UPDATE hsm_clusters SET state=$4, state_message=$5, hsm_type=$6, mode=$7, "
+                   "network_type=$8, lineage=$9, source_backup_id=$10, simulated_failure=$11, "
+                   "security_group=$12, vpc_id=$13, subnets=$15, tags=$16, csr_pem=$17, "
+                   "trust_anchor_pem=$18, cluster_cert_pem=$19 WHERE cluster_id=$1 AND "
+                   "account_id=$2 AND region=$3 AND created_ms=$14",
+                   &p, true, "updating a cluster", "no such cluster", err);
+}
+
+static kerr_code hp_cluster_get(store_tx *tx, const char *cluster_id, store_hsm_cluster *out,
+                                kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  p_text(&p, cluster_id);
+  kerr_code rc = pq_exec(tx, "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE cluster_id=$1",
+                         &p, &res, "reading a cluster", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such cluster");
+  if (!rc) rc = read_cluster(res, 0, out, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code hp_cluster_list(store_tx *tx, const char *account_id, const char *region,
+                                 store_hsm_cluster **out, size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE ($1::text IS "
+                         "NULL OR (account_id=$1 AND region=$2::text)) ORDER BY cluster_id",
+                         &p, &res, "listing clusters", err);
+  if (!rc)
+    rc = collect_rows(res, sizeof(store_hsm_cluster), read_cluster, release_clusters, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+#define HSM_HSM_COLUMNS                                                                      \
+  "hsm_id, cluster_id, availability_zone, subnet_id, eni_id, eni_ip, state, state_message, " \
+  "created_ms, pool_index, token_label"
+
+static void hsm_params(pq_params *p, const store_hsm *h) {
+  p_text(p, h->hsm_id);
+  p_text(p, h->cluster_id);
+  p_text(p, h->availability_zone);
+  p_text(p, h->subnet_id);
+  p_text(p, h->eni_id);
+  p_text(p, h->eni_ip);
+  p_text(p, h->state);
+  p_text(p, h->state_message);
+  p_int(p, h->created_ms);
+  p_int(p, h->pool_index);
+  p_text(p, h->token_label);
+}
+
+static kerr_code hp_hsm_insert(store_tx *tx, const store_hsm *h, kerr *err) {
+  pq_params p = {0};
+  hsm_params(&p, h);
+  return pq_change(tx,
+                   "INSERT INTO hsm_hsms (" HSM_HSM_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,"
+                   "$9,$10,$11)",
+                   &p, false, "inserting an HSM", NULL, err);
+}
+
+static kerr_code hp_hsm_update(store_tx *tx, const store_hsm *h, kerr *err) {
+  pq_params p = {0};
+  hsm_params(&p, h);
+  return pq_change(tx,
+                   "UPDATE hsm_hsms SET availability_zone=$3, subnet_id=$4, eni_id=$5, eni_ip=$6, "
+                   "state=$7, state_message=$8, pool_index=$10, token_label=$11 WHERE hsm_id=$1 "
+                   "AND cluster_id=$2 AND created_ms=$9",
+                   &p, true, "updating an HSM", "no such HSM", err);
+}
+
+static kerr_code read_hsm(PGresult *r, int row, void *elem, kerr *err) {
+  store_hsm *h = elem;
+  (void)err;
+  copy_col(r, row, 0, h->hsm_id, sizeof h->hsm_id);
+  copy_col(r, row, 1, h->cluster_id, sizeof h->cluster_id);
+  copy_col(r, row, 2, h->availability_zone, sizeof h->availability_zone);
+  copy_col(r, row, 3, h->subnet_id, sizeof h->subnet_id);
+  copy_col(r, row, 4, h->eni_id, sizeof h->eni_id);
+  copy_col(r, row, 5, h->eni_ip, sizeof h->eni_ip);
+  copy_col(r, row, 6, h->state, sizeof h->state);
+  copy_col(r, row, 7, h->state_message, sizeof h->state_message);
+  h->created_ms = int_col(r, row, 8);
+  h->pool_index = (int)int_col(r, row, 9);
+  copy_col(r, row, 10, h->token_label, sizeof h->token_label);
+  return KERR_OK;
+}
+
+static kerr_code hp_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
+                             kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, cluster_id);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT " HSM_HSM_COLUMNS " FROM hsm_hsms WHERE ($1::text IS NULL OR "
+                         "cluster_id=$1) ORDER BY created_ms, hsm_id",
+                         &p, &res, "listing HSMs", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_hsm), read_hsm, NULL, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+#define HSM_USER_COLUMNS "cluster_id, username, role, salt, hash, failed_logins, locked, logged_in"
+
+/* A fixed-size bytea column into dst[size]; left zero when the size differs. */
+static void fixed_blob_col(PGresult *r, int row, int c, uint8_t *dst, size_t size) {
+  uint8_t *b = NULL;
+  size_t len = 0;
+  if (blob_col(r, row, c, size, &b, &len, NULL) == KERR_OK && len == size) memcpy(dst, b, size);
+  free(b);
+}
+
+static kerr_code read_user(PGresult *r, int row, void *elem, kerr *err) {
+  store_hsm_user *u = elem;
+  (void)err;
+  memset(u, 0, sizeof *u);
+  copy_col(r, row, 0, u->cluster_id, sizeof u->cluster_id);
+  copy_col(r, row, 1, u->username, sizeof u->username);
+  copy_col(r, row, 2, u->role, sizeof u->role);
+  fixed_blob_col(r, row, 3, u->salt, sizeof u->salt);
+  fixed_blob_col(r, row, 4, u->hash, sizeof u->hash);
+  u->failed_logins = (int)int_col(r, row, 5);
+  u->locked = int_col(r, row, 6) != 0;
+  u->logged_in = int_col(r, row, 7) != 0;
+  return KERR_OK;
+}
+
+static kerr_code hp_user_put(store_tx *tx, const store_hsm_user *u, kerr *err) {
+  pq_params p = {0};
+  p_text(&p, u->cluster_id);
+  p_text(&p, u->username);
+  p_text(&p, u->role);
+  p_blob(&p, u->salt, sizeof u->salt);
+  p_blob(&p, u->hash, sizeof u->hash);
+  p_int(&p, u->failed_logins);
+  p_int(&p, u->locked ? 1 : 0);
+  p_int(&p, u->logged_in ? 1 : 0);
+  return pq_change(tx,
+                   "INSERT INTO hsm_users (" HSM_USER_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8) "
+                   "ON CONFLICT (cluster_id, username) DO UPDATE SET role=EXCLUDED.role, "
+                   "salt=EXCLUDED.salt, hash=EXCLUDED.hash, failed_logins=EXCLUDED.failed_logins, "
+                   "locked=EXCLUDED.locked, logged_in=EXCLUDED.logged_in",
+                   &p, false, "writing a user", NULL, err);
+}
+
+static kerr_code hp_user_get(store_tx *tx, const char *cluster_id, const char *username,
+                             store_hsm_user *out, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, cluster_id);
+  p_text(&p, username);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 AND "
+                         "username=$2",
+                         &p, &res, "reading a user", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such user");
+  if (!rc) rc = read_user(res, 0, out, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code hp_user_delete(store_tx *tx, const char *cluster_id, const char *username,
+                                kerr *err) {
+  pq_params p = {0};
+  p_text(&p, cluster_id);
+  p_text(&p, username);
+  return pq_change(tx, "DELETE FROM hsm_users WHERE cluster_id=$1 AND username=$2", &p, true,
+                   "deleting a user", "no such user", err);
+}
+
+static kerr_code hp_user_list(store_tx *tx, const char *cluster_id, store_hsm_user **out,
+                              size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, cluster_id);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 "
+                         "ORDER BY username",
+                         &p, &res, "listing users", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_hsm_user), read_user, NULL, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+static kerr_code hp_blob_put(store_tx *tx, const char *lineage, const store_hsm_blob *b,
+                             kerr *err) {
+  pq_params p = {0};
+  p_text(&p, lineage);
+  p_text(&p, b->label);
+  p_blob(&p, b->wrapped, b->wrapped_len);
+  return pq_change(tx,
+                   "INSERT INTO hsm_key_blobs (lineage, label, wrapped, created_ms) VALUES "
+                   "($1,$2,$3, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
+                   "ON CONFLICT (lineage, label) DO UPDATE SET wrapped=EXCLUDED.wrapped, "
+                   "created_ms=EXCLUDED.created_ms",
+                   &p, false, "writing a key blob", NULL, err);
+}
+
+static kerr_code hp_blob_delete(store_tx *tx, const char *lineage, const char *label, kerr *err) {
+  pq_params p = {0};
+  p_text(&p, lineage);
+  p_text(&p, label);
+  return pq_change(tx, "DELETE FROM hsm_key_blobs WHERE lineage=$1 AND label=$2", &p, false,
+                   "deleting a key blob", NULL, err);
+}
+
+static kerr_code read_blob(PGresult *r, int row, void *elem, kerr *err) {
+  store_hsm_blob *b = elem;
+  uint8_t *bytes = NULL;
+  size_t len = 0;
+  copy_col(r, row, 0, b->label, sizeof b->label);
+  kerr_code rc = blob_col(r, row, 1, sizeof b->wrapped, &bytes, &len, err);
+  if (rc) return kerr_set(err, KERR_INTERNAL, "stored key blob has a bad length");
+  if (len) memcpy(b->wrapped, bytes, len);
+  b->wrapped_len = len;
+  free(bytes);
+  return KERR_OK;
+}
+
+static kerr_code hp_blob_list(store_tx *tx, const char *lineage, store_hsm_blob **out, size_t *n,
+                              kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, lineage);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT label, wrapped FROM hsm_key_blobs WHERE lineage=$1 "
+                         "ORDER BY created_ms, label",
+                         &p, &res, "listing key blobs", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_hsm_blob), read_blob, NULL, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+#define HSM_BACKUP_COLUMNS \
+  "backup_id, cluster_id, account_id, region, lineage, state, hsm_type, mode, created_ms"
+
+static kerr_code read_backup(PGresult *r, int row, void *elem, kerr *err) {
+  store_hsm_backup *b = elem;
+  (void)err;
+  memset(b, 0, sizeof *b);
+  copy_col(r, row, 0, b->backup_id, sizeof b->backup_id);
+  copy_col(r, row, 1, b->cluster_id, sizeof b->cluster_id);
+  copy_col(r, row, 2, b->account_id, sizeof b->account_id);
+  copy_col(r, row, 3, b->region, sizeof b->region);
+  copy_col(r, row, 4, b->lineage, sizeof b->lineage);
+  copy_col(r, row, 5, b->state, sizeof b->state);
+  copy_col(r, row, 6, b->hsm_type, sizeof b->hsm_type);
+  copy_col(r, row, 7, b->mode, sizeof b->mode);
+  b->created_ms = int_col(r, row, 8);
+  return KERR_OK;
+}
+
+static kerr_code hp_backup_insert(store_tx *tx, const store_hsm_backup *b, kerr *err) {
+  pq_params p = {0};
+  p_text(&p, b->backup_id);
+  p_text(&p, b->cluster_id);
+  p_text(&p, b->account_id);
+  p_text(&p, b->region);
+  p_text(&p, b->lineage);
+  p_text(&p, b->state);
+  p_text(&p, b->hsm_type);
+  p_text(&p, b->mode);
+  p_int(&p, b->created_ms);
+  return pq_change(tx,
+                   "INSERT INTO hsm_backups (" HSM_BACKUP_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,"
+                   "$7,$8,$9)",
+                   &p, false, "inserting a backup", NULL, err);
+}
+
+static kerr_code hp_backup_get(store_tx *tx, const char *backup_id, store_hsm_backup *out,
+                               kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  p_text(&p, backup_id);
+  kerr_code rc = pq_exec(tx, "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE backup_id=$1",
+                         &p, &res, "reading a backup", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such backup");
+  if (!rc) rc = read_backup(res, 0, out, err);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code hp_backup_list(store_tx *tx, const char *account_id, const char *region,
+                                store_hsm_backup **out, size_t *n, kerr *err) {
+  pq_params p = {0};
+  PGresult *res;
+  void *list = NULL;
+  *out = NULL;
+  *n = 0;
+  p_text(&p, account_id);
+  p_text(&p, region);
+  kerr_code rc = pq_exec(tx,
+                         "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE account_id=$1 "
+                         "AND region=$2 ORDER BY created_ms, backup_id",
+                         &p, &res, "listing backups", err);
+  if (!rc) rc = collect_rows(res, sizeof(store_hsm_backup), read_backup, NULL, &list, n, err);
+  PQclear(res);
+  *out = list;
+  return rc;
+}
+
+static kerr_code hp_secret_put(store_tx *tx, const char *owner, const char *name,
+                               const uint8_t *wrapped, size_t len, kerr *err) {
+  pq_params p = {0};
+  p_text(&p, owner);
+  p_text(&p, name);
+  p_blob(&p, wrapped, len);
+  return pq_change(tx,
+                   "INSERT INTO hsm_secrets (owner, name, wrapped) VALUES ($1,$2,$3) "
+                   "ON CONFLICT (owner, name) DO UPDATE SET wrapped=EXCLUDED.wrapped",
+                   &p, false, "writing a wrapped secret", NULL, err);
+}
+
+/* One bytea value of a one-column query, or KERR_NOT_FOUND with `missing`. */
+static kerr_code get_one_blob(store_tx *tx, const char *sql, const pq_params *p,
+                              const char *what, const char *missing, uint8_t **out, size_t *len,
+                              kerr *err) {
+  PGresult *res;
+  *out = NULL;
+  *len = 0;
+  kerr_code rc = pq_exec(tx, sql, p, &res, what, err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "%s", missing);
+  if (!rc) rc = blob_col(res, 0, 0, 0, out, len, err);
+  if (!rc && !*out && !(*out = malloc(1))) rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code hp_secret_get(store_tx *tx, const char *owner, const char *name, uint8_t **out,
+                               size_t *len, kerr *err) {
+  pq_params p = {0};
+  p_text(&p, owner);
+  p_text(&p, name);
+  return get_one_blob(tx, "SELECT wrapped FROM hsm_secrets WHERE owner=$1 AND name=$2", &p,
+                      "reading a wrapped secret", "no such secret", out, len, err);
+}
+
+static const store_hsm_ops pg_hsm_ops = {
+    .cluster_insert = hp_cluster_insert,
+    .cluster_get = hp_cluster_get,
+    .cluster_update = hp_cluster_update,
+    .cluster_list = hp_cluster_list,
+    .hsm_insert = hp_hsm_insert,
+    .hsm_update = hp_hsm_update,
+    .hsm_list = hp_hsm_list,
+    .user_put = hp_user_put,
+    .user_get = hp_user_get,
+    .user_delete = hp_user_delete,
+    .user_list = hp_user_list,
+    .blob_put = hp_blob_put,
+    .blob_delete = hp_blob_delete,
+    .blob_list = hp_blob_list,
+    .backup_insert = hp_backup_insert,
+    .backup_get = hp_backup_get,
+    .backup_list = hp_backup_list,
+    .secret_put = hp_secret_put,
+    .secret_get = hp_secret_get,
+};
+
+/* ------------------------------------------------------ store metadata */
+
+static kerr_code pg_meta_get(store_tx *tx, const char *name, uint8_t **value, size_t *len,
+                             kerr *err) {
+  pq_params p = {0};
+  p_text(&p, name);
+  return get_one_blob(tx, "SELECT value FROM store_meta WHERE name=$1", &p,
+                      "reading the store's metadata", "no such metadata", value, len, err);
+}
+
+static kerr_code pg_meta_put(store_tx *tx, const char *name, const uint8_t *value, size_t len,
+                             kerr *err) {
+  pq_params p = {0};
+  p_text(&p, name);
+  p_blob(&p, value, len);
+  return pq_change(tx,
+                   "INSERT INTO store_meta (name, value) VALUES ($1,$2) "
+                   "ON CONFLICT (name) DO UPDATE SET value=EXCLUDED.value",
+                   &p, false, "writing the store's metadata", NULL, err);
+}
+
+static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_wrapped_sample *out,
+                                   kerr *err) {
+  static const char *const sql[] = {
+      [STORE_WRAPPED_KEY_MATERIAL] = "SELECT key_id, material_id, wrapped FROM key_materials LIMIT 1",
+      [STORE_WRAPPED_CKS_PASSWORD] = "SELECT cks_id, '', password_wrapped FROM custom_key_stores "
+                                     "WHERE password_wrapped IS NOT NULL LIMIT 1",
+      [STORE_WRAPPED_HSM_SECRET] = "SELECT owner, name, wrapped FROM hsm_secrets LIMIT 1",
+  };
+  PGresult *res;
+  memset(out, 0, sizeof *out);
+  if ((unsigned)kind >= sizeof sql / sizeof *sql)
+    return kerr_set(err, KERR_INTERNAL, "unknown kind of wrapped value");
+  kerr_code rc = pq_exec(tx, sql[kind], NULL, &res, "reading a wrapped value", err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no wrapped value of that kind");
+  if (!rc) {
+    copy_col(res, 0, 0, out->owner, sizeof out->owner);
+    copy_col(res, 0, 1, out->name, sizeof out->name);
+    rc = blob_col(res, 0, 2, 0, &out->wrapped, &out->wrapped_len, err);
+    if (!rc && !out->wrapped && !(out->wrapped = malloc(1)))
+      rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  }
+  PQclear(res);
+  return rc;
+}
+
+/* ----------------------------------------------------------- lifecycle */
+
+static kerr_code read_version(store_tx *tx, int *version, kerr *err) {
+  PGresult *res;
+  kerr_code rc = pq_exec(tx, "SELECT COALESCE(MAX(version), 0) FROM schema_version", NULL, &res,
+                         "reading the schema version", err);
+  *version = rc || PQntuples(res) != 1 ? 0 : (int)int_col(res, 0, 0);
+  PQclear(res);
+  return rc;
+}
+
+static kerr_code pg_schema_version(store *base, int *version, kerr *err) {
+  store_tx *tx = NULL;
+  kerr_code rc = pg_begin(base, false, &tx, err);
+  if (rc) return rc;
+  rc = read_version(tx, version, err);
+  pg_rollback(tx);
+  return rc;
+}
+
+static kerr_code simple(PGconn *db, const char *sql, const char *what, kerr *err) {
+  PGresult *res = PQexec(db, sql);
+  kerr_code rc = result_ok(res) ? KERR_OK : result_error(res, db, what, err);
+  PQclear(res);
+  return rc;
+}
+
+/* Apply each pending migration in its own transaction, under a session
+ * advisory lock held from before the version is read to after the last
+ * commit: two nodes starting on a new database apply each step once. */
+static kerr_code migrate(store_tx *tx, kerr *err) {
+  char sql[160];
+  kerr_code rc;
+  snprintf(sql, sizeof sql, "SELECT pg_advisory_lock(%lld)", (long long)MIGRATE_LOCK);
+  rc = simple(tx->db, sql, "waiting for the migration lock", err);
+  if (rc) return rc;
+  rc = simple(tx->db,
+              "CREATE TABLE IF NOT EXISTS schema_version ("
+              " version INTEGER PRIMARY KEY, applied_ms BIGINT NOT NULL)",
+              "creating the schema_version table", err);
+  for (; !rc;) {
+    int version = 0;
+    rc = simple(tx->db, "BEGIN", "starting a migration", err);
+    if (rc) break;
+    rc = read_version(tx, &version, err);
+    if (!rc && version > N_MIGRATIONS)
+      rc = kerr_set(err, KERR_INTERNAL,
+                    "The database schema (version %d) is newer than this program (%d).", version,
+                    N_MIGRATIONS);
+    if (!rc && version == N_MIGRATIONS) {
+      rc = simple(tx->db, "COMMIT", "finishing migrations", err);
+      break;
+    }
+    if (!rc) rc = simple(tx->db, migrations[version], "migrating the schema", err);
+    if (!rc) {
+      snprintf(sql, sizeof sql,
+               "INSERT INTO schema_version (version, applied_ms) VALUES "
+               "(%d, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)",
+               version + 1);
+      rc = simple(tx->db, sql, "recording the schema version", err);
+    }
+    if (!rc) rc = simple(tx->db, "COMMIT", "committing a migration", err);
+    if (rc && PQtransactionStatus(tx->db) != PQTRANS_IDLE) PQclear(PQexec(tx->db, "ROLLBACK"));
+  }
+  snprintf(sql, sizeof sql, "SELECT pg_advisory_unlock(%lld)", (long long)MIGRATE_LOCK);
+  PQclear(PQexec(tx->db, sql));
+  return rc;
+}
+
+static void pg_close(store *base) {
+  pg_store *s = (pg_store *)base;
+  if (!s) return;
+  /* Every transaction must be finished: only idle connections remain. */
+  for (size_t i = 0; i < s->nidle; i++) {
+    PQfinish(s->idle[i]->db);
+    free(s->idle[i]);
+  }
+  if (s->node_conn) PQfinish(s->node_conn);
+  pthread_mutex_destroy(&s->pool_lock);
+  pthread_cond_destroy(&s->pool_cond);
+  free(s->url);
+  free(s);
+}
+
+static const store_ops pg_ops = {
+    .name = "postgresql",
+    .begin = pg_begin,
+    .commit = pg_commit,
+    .rollback = pg_rollback,
+    .reads_uncommitted = pg_reads_uncommitted,
+    /* No value follows another node's commits without asking the server,
+     * and change_stamp may not wait: the key cache stays off. */
+    .change_stamp = NULL,
+    .key_insert = pg_key_insert,
+    .key_get = pg_key_get,
+    .key_update = pg_key_update,
+    .key_set_policy = pg_key_set_policy,
+    .key_get_policy = pg_key_get_policy,
+    .key_delete = pg_key_delete,
+    .key_list = pg_key_list,
+    .key_count = pg_key_count,
+    .keys_due = pg_keys_due,
+    .material_insert = pg_material_insert,
+    .material_get = pg_material_get,
+    .material_list = pg_material_list,
+    .alias_insert = pg_alias_insert,
+    .alias_get = pg_alias_get,
+    .alias_update = pg_alias_update,
+    .alias_delete = pg_alias_delete,
+    .alias_list = pg_alias_list,
+    .tag_put = pg_tag_put,
+    .tag_delete = pg_tag_delete,
+    .tag_list = pg_tag_list,
+    .cks_insert = pg_cks_insert,
+    .cks_get = pg_cks_get,
+    .cks_state = pg_cks_state,
+    .cks_update = pg_cks_update,
+    .cks_delete = pg_cks_delete,
+    .cks_list = pg_cks_list,
+    .cks_key_count = pg_cks_key_count,
+    .cks_key_by_xks_id = pg_cks_key_by_xks_id,
+    .meta_get = pg_meta_get,
+    .meta_put = pg_meta_put,
+    .wrapped_sample = pg_wrapped_sample,
+    .schema_version = pg_schema_version,
+    .close = pg_close,
+    .hsm = &pg_hsm_ops,
+};
+
+int store_pg_latest_version(void) { return N_MIGRATIONS; }
+
+bool store_pg_is_url(const char *url) {
+  return url && (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
+}
+
+void store_pg_redact(const char *url, char *out, size_t cap) {
+  const char *scheme_end, *at, *colon;
+  if (!cap) return;
+  out[0] = '\0';
+  if (!url) return;
+  scheme_end = strstr(url, "://");
+  if (!scheme_end) {
+    /* Not a URI (key=value form): say nothing of what it holds. */
+    snprintf(out, cap, "(a connection string)");
+    return;
+  }
+  scheme_end += 3;
+  at = strchr(scheme_end, '@');
+  colon = at ? memchr(scheme_end, ':', (size_t)(at - scheme_end)) : NULL;
+  if (colon)
+    snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
+  else
+    snprintf(out, cap, "%s", url);
+  /* A password may also come as a query parameter. */
+  char *q = strstr(out, "password=");
+  if (q) {
+    q += 9;
+    char *end = q + strcspn(q, "&");
+    size_t tail = strlen(end);
+    if ((size_t)(q - out) + 3 + tail < cap) {
+      memmove(q + 3, end, tail + 1);
+      memcpy(q, "***", 3);
+    } else {
+      *q = '\0';
+    }
+  }
+}
+
+kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr *err) {
+  kerr_code rc = KERR_OK;
+  pg_store *s = NULL;
+  store_tx *first = NULL;
+  char *parse_error = NULL;
+  PQconninfoOption *parsed;
+
+  *out = NULL;
+  if (!store_pg_is_url(url))
+    return kerr_set(err, KERR_VALIDATION, "A PostgreSQL store is named by a postgresql:// URL.");
+  /* libpq's message quotes the part it could not parse, which may be the
+   * password: give none of it. */
+  parsed = PQconninfoParse(url, &parse_error);
+  PQfreemem(parse_error);
+  if (!parsed) return kerr_set(err, KERR_VALIDATION, "The PostgreSQL URL cannot be parsed.");
+  PQconninfoFree(parsed);
+  if (busy_timeout_ms == 0) busy_timeout_ms = STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS;
+  if (busy_timeout_ms < STORE_SQLITE_BUSY_TIMEOUT_MIN_MS ||
+      busy_timeout_ms > STORE_SQLITE_BUSY_TIMEOUT_MAX_MS)
+    return kerr_set(err, KERR_VALIDATION, "The database busy timeout must be %d to %d ms, not %d.",
+                    STORE_SQLITE_BUSY_TIMEOUT_MIN_MS, STORE_SQLITE_BUSY_TIMEOUT_MAX_MS,
+                    busy_timeout_ms);
+
+  s = calloc(1, sizeof *s);
+  if (!s) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  s->base.ops = &pg_ops;
+  s->busy_timeout_ms = busy_timeout_ms;
+  pthread_mutex_init(&s->pool_lock, NULL);
+  pthread_cond_init(&s->pool_cond, NULL);
+  s->url = strdup(url);
+  if (!s->url) {
+    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    goto out;
+  }
+  /* The node lock first, on a connection kept for it alone: a second kmsd
+   * on the same database stops here, before migrating anything. */
+  rc = conn_open(s->url, busy_timeout_ms, &s->node_conn, err);
+  if (rc) goto out;
+  {
+    char sql[96];
+    PGresult *res;
+    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)NODE_LOCK);
+    res = PQexec(s->node_conn, sql);
+    if (!result_ok(res) || PQntuples(res) != 1) {
+      rc = result_error(res, s->node_conn, "taking the node lock", err);
+    } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+      rc = kerr_set(err, KERR_CONFLICT,
+                    "Another kmsd is serving this database (its node lock is held).");
+    }
+    PQclear(res);
+    if (rc) goto out;
+  }
+  rc = pool_take(s, &first, err);
+  if (rc) goto out;
+  rc = migrate(first, err);
+  pool_give(s, first);
+  if (rc) goto out;
+  *out = &s->base;
+  s = NULL;
+out:
+  if (s) pg_close(&s->base);
+  return rc;
+}
