@@ -27,6 +27,11 @@
  * KERR_INTERNAL.  Statements of the hot path are prepared once per
  * connection.
  *
+ * Any error inside a PostgreSQL transaction aborts all of it, where SQLite
+ * fails the one statement; so inserts say ON CONFLICT DO NOTHING and a row
+ * not inserted is KERR_ALREADY_EXISTS, and a caller that goes on after one
+ * (as the SQLite backend allows) still can.
+ *
  * Text columns use the "C" collation, so ordering and pagination compare
  * bytes as SQLite does, whatever the database's locale.  Values travel as
  * text except blobs, which are sent in binary; results come back as text
@@ -209,7 +214,8 @@ enum stmt_id {
 
 static const char *const stmt_sql[ST_COUNT] = {
     [ST_KEY_INSERT] = "INSERT INTO keys (" KEY_COLUMNS ", policy) VALUES "
-                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20)",
+                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20) "
+                      "ON CONFLICT DO NOTHING",
     [ST_KEY_GET] = "SELECT " KEY_COLUMNS " FROM keys WHERE key_id = $1",
     [ST_KEY_UPDATE] = "UPDATE keys SET description=$2, key_state=$3, deletion_date_ms=$4, "
                       "pending_window_days=$5, rotation_enabled=$6, rotation_period_days=$7, "
@@ -226,10 +232,12 @@ static const char *const stmt_sql[ST_COUNT] = {
                     "AND key_state = 'PendingDeletion' UNION "
                     "SELECT key_id FROM keys WHERE next_rotation_ms <= $1 "
                     "AND key_state = 'Enabled' AND rotation_enabled = 1 LIMIT $2",
-    [ST_MAT_INSERT] = "INSERT INTO key_materials (" MATERIAL_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_MAT_INSERT] = "INSERT INTO key_materials (" MATERIAL_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6) "
+                      "ON CONFLICT DO NOTHING",
     [ST_MAT_GET] = "SELECT " MATERIAL_COLUMNS " FROM key_materials WHERE material_id=$1",
     [ST_MAT_LIST] = "SELECT " MATERIAL_COLUMNS " FROM key_materials WHERE key_id=$1 ORDER BY seq",
-    [ST_ALIAS_INSERT] = "INSERT INTO aliases (" ALIAS_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6)",
+    [ST_ALIAS_INSERT] = "INSERT INTO aliases (" ALIAS_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6) "
+                        "ON CONFLICT DO NOTHING",
     [ST_ALIAS_GET] = "SELECT " ALIAS_COLUMNS " FROM aliases "
                      "WHERE account_id=$1 AND region=$2 AND alias_name=$3",
     [ST_ALIAS_UPDATE] = "UPDATE aliases SET key_id=$4, updated_ms=$5 "
@@ -245,7 +253,8 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_TAG_DELETE] = "DELETE FROM tags WHERE key_id=$1 AND tag_key=$2",
     [ST_TAG_LIST] = "SELECT tag_key, tag_value FROM tags WHERE key_id=$1 ORDER BY tag_key",
     [ST_CKS_INSERT] = "INSERT INTO custom_key_stores (" CKS_COLUMNS ") VALUES "
-                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21)",
+                      "($1,$2,$3,$4,$5,$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19,$20,$21) "
+                      "ON CONFLICT DO NOTHING",
     [ST_CKS_GET] = "SELECT " CKS_COLUMNS " FROM custom_key_stores WHERE cks_id=$1",
     [ST_CKS_STATE] = "SELECT connection_state, cluster_id FROM custom_key_stores WHERE cks_id=$1",
     /* The same 21 parameters as the insert: id, owner, type and creation,
@@ -391,7 +400,11 @@ static kerr_code pq_run(store_tx *tx, enum stmt_id id, const pq_params *p, PGres
     tx->prepared[id] = true;
   }
   *out = PQexecPrepared(tx->db, name, p->n, p->values, p->lengths, p->formats, 0);
-  if (result_ok(*out)) return KERR_OK;
+  if (result_ok(*out)) {
+    if (strncmp(stmt_sql[id], "INSERT", 6) == 0 && strcmp(PQcmdStatus(*out), "INSERT 0 0") == 0)
+      return kerr_set(err, KERR_ALREADY_EXISTS, "already exists");
+    return KERR_OK;
+  }
   if (is_sqlstate(*out, "23505")) return kerr_set(err, KERR_ALREADY_EXISTS, "already exists");
   return result_error(*out, tx->db, what, err);
 }
@@ -409,14 +422,14 @@ static kerr_code pq_exec(store_tx *tx, const char *sql, const pq_params *p, PGre
   return result_error(*out, tx->db, what, err);
 }
 
-/* Run a statement that returns no rows: its error, or KERR_NOT_FOUND with
- * `missing` when `must_change` and no row changed. */
-static kerr_code pq_change(store_tx *tx, const char *sql, const pq_params *p, bool must_change,
+/* Run a statement that returns no rows: its error, or `if_none` (with
+ * `missing`) when no row changed and `if_none` is not KERR_OK. */
+static kerr_code pq_change(store_tx *tx, const char *sql, const pq_params *p, kerr_code if_none,
                            const char *what, const char *missing, kerr *err) {
   PGresult *res;
   kerr_code rc = pq_exec(tx, sql, p, &res, what, err);
-  if (!rc && must_change && strcmp(PQcmdTuples(res), "0") == 0)
-    rc = kerr_set(err, KERR_NOT_FOUND, "%s", missing);
+  if (!rc && if_none != KERR_OK && strcmp(PQcmdTuples(res), "0") == 0)
+    rc = kerr_set(err, if_none, "%s", missing);
   PQclear(res);
   return rc;
 }
@@ -1135,12 +1148,22 @@ static kerr_code cks_write(store_tx *tx, enum stmt_id id, const store_cks *c, ke
   PGresult *res;
   cks_params(&p, c);
   kerr_code rc = pq_run(tx, id, &p, &res, "writing a custom key store", err);
-  if (rc == KERR_ALREADY_EXISTS) {
-    const char *constraint = PQresultErrorField(res, PG_DIAG_CONSTRAINT_NAME);
-    if (constraint && strcmp(constraint, "custom_key_stores_name") == 0)
-      kerr_set(err, rc, "Custom key store name %s is in use.", c->name);
-    else
-      kerr_set(err, rc, "Custom key store %s already exists.", c->cks_id);
+  if (rc == KERR_ALREADY_EXISTS && id == ST_CKS_UPDATE) {
+    /* Only the name is unique among what an update writes.  (The server
+     * aborted the transaction: the caller can only roll it back.) */
+    kerr_set(err, rc, "Custom key store name %s is in use.", c->name);
+  } else if (rc == KERR_ALREADY_EXISTS) {
+    /* Not inserted (ON CONFLICT DO NOTHING): the id or the name is taken. */
+    pq_params q = {0};
+    PGresult *found;
+    p_text(&q, c->cks_id);
+    rc = pq_exec(tx, "SELECT 1 FROM custom_key_stores WHERE cks_id=$1", &q, &found,
+                 "writing a custom key store", err);
+    if (!rc && PQntuples(found) > 0)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Custom key store %s already exists.", c->cks_id);
+    else if (!rc)
+      rc = kerr_set(err, KERR_ALREADY_EXISTS, "Custom key store name %s is in use.", c->name);
+    PQclear(found);
   } else if (!rc && id == ST_CKS_UPDATE && strcmp(PQcmdTuples(res), "0") == 0) {
     rc = kerr_set(err, KERR_NOT_FOUND, "Custom key store %s not found.", c->cks_id);
   }
@@ -1323,8 +1346,8 @@ static kerr_code hp_cluster_insert(store_tx *tx, const store_hsm_cluster *c, ker
   cluster_params(&p, c);
   return pq_change(tx,
                    "INSERT INTO hsm_clusters (" HSM_CLUSTER_COLUMNS ") VALUES ($1,$2,$3,$4,$5,"
-                   "$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19)",
-                   &p, false, "inserting a cluster", NULL, err);
+                   "$6,$7,$8,$9,$10,$11,$12,$13,$14,$15,$16,$17,$18,$19) ON CONFLICT DO NOTHING",
+                   &p, KERR_ALREADY_EXISTS, "inserting a cluster", "already exists", err);
 }
 
 static kerr_code hp_cluster_update(store_tx *tx, const store_hsm_cluster *c, kerr *err) {
@@ -1336,7 +1359,7 @@ static kerr_code hp_cluster_update(store_tx *tx, const store_hsm_cluster *c, ker
                    "security_group=$12, vpc_id=$13, subnets=$15, tags=$16, csr_pem=$17, "
                    "trust_anchor_pem=$18, cluster_cert_pem=$19 WHERE cluster_id=$1 AND "
                    "account_id=$2 AND region=$3 AND created_ms=$14",
-                   &p, true, "updating a cluster", "no such cluster", err);
+                   &p, KERR_NOT_FOUND, "updating a cluster", "no such cluster", err);
 }
 
 static kerr_code hp_cluster_get(store_tx *tx, const char *cluster_id, store_hsm_cluster *out,
@@ -1396,8 +1419,8 @@ static kerr_code hp_hsm_insert(store_tx *tx, const store_hsm *h, kerr *err) {
   hsm_params(&p, h);
   return pq_change(tx,
                    "INSERT INTO hsm_hsms (" HSM_HSM_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,$7,$8,"
-                   "$9,$10,$11)",
-                   &p, false, "inserting an HSM", NULL, err);
+                   "$9,$10,$11) ON CONFLICT DO NOTHING",
+                   &p, KERR_ALREADY_EXISTS, "inserting an HSM", "already exists", err);
 }
 
 static kerr_code hp_hsm_update(store_tx *tx, const store_hsm *h, kerr *err) {
@@ -1407,7 +1430,7 @@ static kerr_code hp_hsm_update(store_tx *tx, const store_hsm *h, kerr *err) {
                    "UPDATE hsm_hsms SET availability_zone=$3, subnet_id=$4, eni_id=$5, eni_ip=$6, "
                    "state=$7, state_message=$8, pool_index=$10, token_label=$11 WHERE hsm_id=$1 "
                    "AND cluster_id=$2 AND created_ms=$9",
-                   &p, true, "updating an HSM", "no such HSM", err);
+                   &p, KERR_NOT_FOUND, "updating an HSM", "no such HSM", err);
 }
 
 static kerr_code read_hsm(PGresult *r, int row, void *elem, kerr *err) {
@@ -1485,7 +1508,7 @@ static kerr_code hp_user_put(store_tx *tx, const store_hsm_user *u, kerr *err) {
                    "ON CONFLICT (cluster_id, username) DO UPDATE SET role=EXCLUDED.role, "
                    "salt=EXCLUDED.salt, hash=EXCLUDED.hash, failed_logins=EXCLUDED.failed_logins, "
                    "locked=EXCLUDED.locked, logged_in=EXCLUDED.logged_in",
-                   &p, false, "writing a user", NULL, err);
+                   &p, KERR_OK, "writing a user", NULL, err);
 }
 
 static kerr_code hp_user_get(store_tx *tx, const char *cluster_id, const char *username,
@@ -1509,8 +1532,8 @@ static kerr_code hp_user_delete(store_tx *tx, const char *cluster_id, const char
   pq_params p = {0};
   p_text(&p, cluster_id);
   p_text(&p, username);
-  return pq_change(tx, "DELETE FROM hsm_users WHERE cluster_id=$1 AND username=$2", &p, true,
-                   "deleting a user", "no such user", err);
+  return pq_change(tx, "DELETE FROM hsm_users WHERE cluster_id=$1 AND username=$2", &p,
+                   KERR_NOT_FOUND, "deleting a user", "no such user", err);
 }
 
 static kerr_code hp_user_list(store_tx *tx, const char *cluster_id, store_hsm_user **out,
@@ -1542,15 +1565,15 @@ static kerr_code hp_blob_put(store_tx *tx, const char *lineage, const store_hsm_
                    "($1,$2,$3, (extract(epoch FROM clock_timestamp()) * 1000)::bigint) "
                    "ON CONFLICT (lineage, label) DO UPDATE SET wrapped=EXCLUDED.wrapped, "
                    "created_ms=EXCLUDED.created_ms",
-                   &p, false, "writing a key blob", NULL, err);
+                   &p, KERR_OK, "writing a key blob", NULL, err);
 }
 
 static kerr_code hp_blob_delete(store_tx *tx, const char *lineage, const char *label, kerr *err) {
   pq_params p = {0};
   p_text(&p, lineage);
   p_text(&p, label);
-  return pq_change(tx, "DELETE FROM hsm_key_blobs WHERE lineage=$1 AND label=$2", &p, false,
-                   "deleting a key blob", NULL, err);
+  return pq_change(tx, "DELETE FROM hsm_key_blobs WHERE lineage=$1 AND label=$2", &p,
+                   KERR_OK, "deleting a key blob", NULL, err);
 }
 
 static kerr_code read_blob(PGresult *r, int row, void *elem, kerr *err) {
@@ -1616,8 +1639,8 @@ static kerr_code hp_backup_insert(store_tx *tx, const store_hsm_backup *b, kerr 
   p_int(&p, b->created_ms);
   return pq_change(tx,
                    "INSERT INTO hsm_backups (" HSM_BACKUP_COLUMNS ") VALUES ($1,$2,$3,$4,$5,$6,"
-                   "$7,$8,$9)",
-                   &p, false, "inserting a backup", NULL, err);
+                   "$7,$8,$9) ON CONFLICT DO NOTHING",
+                   &p, KERR_ALREADY_EXISTS, "inserting a backup", "already exists", err);
 }
 
 static kerr_code hp_backup_get(store_tx *tx, const char *backup_id, store_hsm_backup *out,
@@ -1661,7 +1684,7 @@ static kerr_code hp_secret_put(store_tx *tx, const char *owner, const char *name
   return pq_change(tx,
                    "INSERT INTO hsm_secrets (owner, name, wrapped) VALUES ($1,$2,$3) "
                    "ON CONFLICT (owner, name) DO UPDATE SET wrapped=EXCLUDED.wrapped",
-                   &p, false, "writing a wrapped secret", NULL, err);
+                   &p, KERR_OK, "writing a wrapped secret", NULL, err);
 }
 
 /* One bytea value of a one-column query, or KERR_NOT_FOUND with `missing`. */
@@ -1728,7 +1751,7 @@ static kerr_code pg_meta_put(store_tx *tx, const char *name, const uint8_t *valu
   return pq_change(tx,
                    "INSERT INTO store_meta (name, value) VALUES ($1,$2) "
                    "ON CONFLICT (name) DO UPDATE SET value=EXCLUDED.value",
-                   &p, false, "writing the store's metadata", NULL, err);
+                   &p, KERR_OK, "writing the store's metadata", NULL, err);
 }
 
 static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_wrapped_sample *out,

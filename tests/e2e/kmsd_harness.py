@@ -15,6 +15,7 @@ Environment (set by ctest, all optional):
 
 import contextlib
 import datetime
+import hashlib
 import http.client
 import json
 import os
@@ -117,6 +118,175 @@ class KmsdStartError(RuntimeError):
         self.exited = exited  # True: the process ended by itself during start
 
 
+
+# -- the store: SQLite in the data directory, or PostgreSQL ----------------
+#
+# With KMSD_TEST_PG_URL set (the base URL of a server from
+# scripts/pg-test-server.sh), every kmsd a suite starts keeps its state in a
+# PostgreSQL database of its own on that server instead of DIR/kmsd.db: the
+# whole end-to-end suite then runs against the PostgreSQL store.  Tests that
+# write behind kmsd's back go through store_execute / store_fetchone, which
+# speak to whichever store the data directory has.
+
+def on_postgresql():
+    """Whether kmsd servers of this run keep their state in PostgreSQL."""
+    return bool(os.environ.get("KMSD_TEST_PG_URL"))
+
+
+def _pg_database(data_dir):
+    """(pg_fixture server, database name) of `data_dir`, the database made
+    on first use; None on SQLite."""
+    import pg_fixture  # here: it imports this module (free_port)
+    server = pg_fixture.shared_server()
+    if server is None:
+        return None
+    name = "kmsd_" + hashlib.sha256(os.path.realpath(data_dir).encode()).hexdigest()[:24]
+    with _PG_MADE_LOCK:
+        if name not in _PG_MADE:
+            server.create_database(name)
+            _PG_MADE.add(name)
+    return server, name
+
+
+_PG_MADE = set()
+_PG_MADE_LOCK = threading.Lock()
+
+
+def store_args(data_dir):
+    """(extra kmsd arguments, extra environment) that give a kmsd on
+    `data_dir` this run's store: ([], {}) on SQLite; on PostgreSQL a
+    --store URL without the password, which goes in PGPASSWORD."""
+    found = _pg_database(data_dir)
+    if found is None:
+        return [], {}
+    import pg_fixture
+    server, name = found
+    url, password = pg_fixture.split_url(server.url(name))
+    return ["--store", url], ({"PGPASSWORD": password} if password is not None else {})
+
+
+def _pg_literal(value):
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "1" if value else "0"
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, (bytes, bytearray)):
+        return "'\\x%s'::bytea" % bytes(value).hex()
+    return "'%s'" % str(value).replace("'", "''")
+
+
+def _pg_sql(sql, params):
+    """`sql` with its ? placeholders replaced by PostgreSQL literals."""
+    parts = sql.split("?")
+    if len(parts) != len(params) + 1:
+        raise ValueError("%d placeholders, %d values" % (len(parts) - 1, len(params)))
+    out = [parts[0]]
+    for value, part in zip(params, parts[1:]):
+        out += [_pg_literal(value), part]
+    return "".join(out)
+
+
+def _pg_value(text):
+    if text.startswith("\\x"):
+        return bytes.fromhex(text[2:])
+    if text.lstrip("-").isdigit():
+        return int(text)
+    return text
+
+
+def store_execute(data_dir, sql, params=()):
+    """Run one INSERT/UPDATE/DELETE (SQLite syntax, ? placeholders) on the
+    store of `data_dir`, behind kmsd's back; the number of rows it changed."""
+    found = _pg_database(data_dir)
+    if found is None:
+        import sqlite3
+        db = sqlite3.connect(os.path.join(data_dir, "kmsd.db"), timeout=30)
+        try:
+            with db:
+                return db.execute(sql, params).rowcount
+        finally:
+            db.close()
+    server, name = found
+    out = server.psql("WITH changed AS (%s RETURNING 1) SELECT count(*) FROM changed;\n"
+                      % _pg_sql(sql, params), dbname=name)
+    return int(out.strip())
+
+
+def store_fetchone(data_dir, sql, params=()):
+    """The first row of a SELECT (SQLite syntax, ? placeholders) on the
+    store of `data_dir` as a tuple (integers as int, blobs as bytes), or
+    None."""
+    found = _pg_database(data_dir)
+    if found is None:
+        import sqlite3
+        db = sqlite3.connect(os.path.join(data_dir, "kmsd.db"), timeout=30)
+        try:
+            return db.execute(sql, params).fetchone()
+        finally:
+            db.close()
+    server, name = found
+    out = server.psql("\\pset fieldsep '\\037'\n%s;\n" % _pg_sql(sql, params), dbname=name)
+    lines = [line for line in out.split("\n") if line]
+    if not lines:
+        return None
+    return tuple(_pg_value(v) for v in lines[0].split("\x1f"))
+
+
+# The advisory lock every write transaction of kmsd's PostgreSQL store takes
+# first (WRITE_LOCK in lib/store/store_pg.c).
+PG_WRITE_LOCK = 0x6b6d736401
+
+
+@contextlib.contextmanager
+def store_write_locked(data_dir):
+    """Hold the write lock of the store of `data_dir` from another process
+    for the block, as an operator's shell in a transaction would: SQLite's
+    BEGIN IMMEDIATE, or on PostgreSQL the advisory lock kmsd's writers take
+    (held by a psql session until the block ends)."""
+    found = _pg_database(data_dir)
+    if found is None:
+        import sqlite3
+        lock = sqlite3.connect(os.path.join(data_dir, "kmsd.db"), timeout=30, isolation_level=None)
+        try:
+            lock.execute("BEGIN IMMEDIATE")
+            yield
+        finally:
+            lock.execute("ROLLBACK")
+            lock.close()
+        return
+    import pg_fixture
+    server, name = found
+    url, password = pg_fixture.split_url(server.url(name))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+    if password is not None:
+        env["PGPASSWORD"] = password
+    proc = subprocess.Popen([pg_fixture.find_psql(), "-X", "-w", "-q", "-d", url],
+                            stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, env=env, text=True)
+    try:
+        proc.stdin.write("BEGIN; SELECT pg_advisory_xact_lock(%d);\n" % PG_WRITE_LOCK)
+        proc.stdin.flush()
+        deadline = time.monotonic() + 30
+        held = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted AND " \
+               "database = (SELECT oid FROM pg_database WHERE datname = current_database()) " \
+               "AND ((classid::bigint << 32) | objid::bigint) = %d;\n" % PG_WRITE_LOCK
+        while server.psql(held, dbname=name).strip() != "1":
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise RuntimeError("psql did not take the store's write lock")
+            time.sleep(0.05)
+        yield
+    finally:
+        if proc.poll() is None:
+            proc.stdin.write("ROLLBACK;\n\\q\n")
+            proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
 class KmsdServer:
     """One kmsd process on 127.0.0.1 with its own data directory.
 
@@ -202,6 +372,11 @@ class KmsdServer:
 
     def command(self):
         cmd = self.wrapper + [self.binary, "--listen", self.host_port, "--data-dir", self.data_dir]
+        if not any(a == "--store" or a.startswith("--store=") for a in self.args):
+            args, env = store_args(self.data_dir)
+            cmd += args
+            for name, value in env.items():
+                self.env.setdefault(name, value)
         if self.credentials is not None:
             cmd += ["--credentials", self.credentials_path]
         if self.tls:
@@ -231,6 +406,7 @@ class KmsdServer:
             fd = os.open(self.credentials_path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
             with os.fdopen(fd, "w") as f:
                 json.dump(self.credentials, f, indent=2)
+        cmd = self.command()  # first: a PostgreSQL store adds PGPASSWORD to self.env
         env = dict(os.environ)
         for name, value in self.env.items():
             if value is None:
@@ -238,9 +414,9 @@ class KmsdServer:
             else:
                 env[name] = str(value)
         self._log_file = open(self.log_path, "ab")
-        self._log_file.write(("\n=== start %d: %s\n" % (self.starts + 1, " ".join(self.command()))).encode())
+        self._log_file.write(("\n=== start %d: %s\n" % (self.starts + 1, " ".join(cmd))).encode())
         self._log_file.flush()
-        self.proc = subprocess.Popen(self.command(), stdin=subprocess.DEVNULL, env=env,
+        self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, env=env,
                                      stdout=self._log_file, stderr=subprocess.STDOUT)
         self.starts += 1
         self.clock_offset = self._initial_clock_offset()

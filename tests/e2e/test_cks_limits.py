@@ -7,7 +7,6 @@ store, with nothing changed), and a cluster without a reachable HSM
 Clusters are real (CloudHSMv2 API, SoftHSM2 tokens), as in test_cks."""
 
 import os
-import sqlite3
 import time
 import unittest
 
@@ -60,10 +59,7 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
 
         keys_before = kms.list_keys()["Keys"]
 
-        lock = sqlite3.connect(os.path.join(server.data_dir, "kmsd.db"), timeout=30,
-                               isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
+        with h.store_write_locked(server.data_dir):
             calls = [
                 ("CreateCustomKeyStore", lambda: fx.create_store(kms, spare, "locked-new")),
                 ("UpdateCustomKeyStore", lambda: kms.update_custom_key_store(
@@ -86,9 +82,6 @@ class LockedStoreDatabaseTest(h.KmsdBaseTestCase):
                     self.assertNotIn(fx.KMSUSER_PASSWORD, err["Message"])
                     # The flag, not the 10 s default, decided how long it waited.
                     self.assertLess(time.monotonic() - started, 5.0)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
 
         # Nothing changed: the same two stores, in the same states, names intact.
         stores = {s["CustomKeyStoreId"]: s for s in

@@ -19,7 +19,6 @@ fault fired where the test meant it to.
 """
 
 import os
-import sqlite3
 import time
 import unittest
 
@@ -182,11 +181,7 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
         self.assertEqual(self.kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"fresh")
 
     def query(self, sql, *args):
-        db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
-        try:
-            return db.execute(sql, args).fetchone()
-        finally:
-            db.close()
+        return h.store_fetchone(self.server.data_dir, sql, args)
 
     def kmsuser_row(self):
         """(failed_logins, locked) of the cluster's kmsuser."""
@@ -196,7 +191,8 @@ class RotationFaultsTest(h.KmsdBaseTestCase):
     def has_pending_password(self):
         """Whether the store's row holds a pending password (a change of
         kmsuser's password not finished yet)."""
-        return self.query("SELECT pending_password_wrapped IS NOT NULL FROM custom_key_stores "
+        return self.query("SELECT CASE WHEN pending_password_wrapped IS NULL THEN 0 ELSE 1 END "
+                          "FROM custom_key_stores "
                           "WHERE cks_id = ?", self.cks)[0] == 1
 
     def assertRotationFinished(self):

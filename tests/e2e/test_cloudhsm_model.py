@@ -7,7 +7,6 @@ kmsd answered with the CloudHSMv2 name CloudHsmInternalFailureException
 while kmsd is stopped)."""
 
 import os
-import sqlite3
 import subprocess
 import tempfile
 
@@ -75,12 +74,10 @@ class CloudHsmModelTest(h.KmsdBaseTestCase):
         cid, c = self.new_cluster()
         signed = self.ca.sign(c["Certificates"]["ClusterCsr"])
         self.server.stop()
-        db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
-        with db:
-            n = db.execute("UPDATE hsm_clusters SET csr_pem = ? WHERE cluster_id = ?",
-                           ("-----BEGIN CERTIFICATE REQUEST-----\ndamaged\n"
-                            "-----END CERTIFICATE REQUEST-----\n", cid)).rowcount
-        db.close()
+        n = h.store_execute(self.server.data_dir,
+                            "UPDATE hsm_clusters SET csr_pem = ? WHERE cluster_id = ?",
+                            ("-----BEGIN CERTIFICATE REQUEST-----\ndamaged\n"
+                             "-----END CERTIFICATE REQUEST-----\n", cid))
         self.assertEqual(n, 1)
         self.server.start()
         hsm = fx.cloudhsm_client(self.server)

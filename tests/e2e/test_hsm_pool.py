@@ -103,9 +103,11 @@ def pool_entries(tokens, order=("pool-a", "pool-b", "pool-c")):
 
 def run_kmsd_expect_failure(tokens, args, data_dir):
     """kmsd that must refuse to start: returns (exit status, combined output)."""
+    store, store_env = h.store_args(data_dir)
     cmd = [h.find_kmsd_binary(), "--listen", "127.0.0.1:%d" % h.free_port(),
-           "--data-dir", data_dir] + list(args)
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30, env=tokens.env())
+           "--data-dir", data_dir] + store + list(args)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=30,
+                       env=dict(tokens.env(), **store_env))
     return p.returncode, p.stdout + p.stderr
 
 

@@ -10,7 +10,7 @@ shell today, other nodes once the store is shared.  For each kind of change
 (a key disabled, deleted, re-policied, rotated, re-aliased, its custom key
 store disconnected) these tests make the change twice, once through the API
 of the serving kmsd and once through a second connection to the same
-database file behind kmsd's back, and check that the very next request
+database behind kmsd's back, and check that the very next request
 answers from the new state: for Encrypt, GenerateDataKey and Decrypt when
 the change is to the key's state, its existence or its store, for Encrypt
 (and Decrypt after a rotation) otherwise.  Every request before the change
@@ -21,7 +21,6 @@ served.  The same tests run again with the key cache off (--key-cache 0).
 import json
 import os
 import shutil
-import sqlite3
 import tempfile
 import time
 import unittest
@@ -45,24 +44,17 @@ DENY_ENCRYPT = json.dumps({
 
 
 class Behind:
-    """A second connection to kmsd's database, as another process has."""
+    """A second connection to kmsd's database, as another process has (the
+    SQLite file, or the PostgreSQL database of this run's store)."""
 
     def __init__(self, server):
-        self.path = os.path.join(server.data_dir, "kmsd.db")
+        self.data_dir = server.data_dir
 
     def run(self, sql, *args):
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            with db:
-                cur = db.execute(sql, args)
-                self.rows = cur.fetchall()
-                return cur.rowcount
-        finally:
-            db.close()
+        return h.store_execute(self.data_dir, sql, args)
 
     def one(self, sql, *args):
-        self.run(sql, *args)
-        return self.rows[0][0]
+        return h.store_fetchone(self.data_dir, sql, args)[0]
 
 
 class CoherenceTest(h.KmsdBaseTestCase):
@@ -82,6 +74,10 @@ class CoherenceTest(h.KmsdBaseTestCase):
         cache = json.loads(body)["keyCache"]
         if "--key-cache" in self.SERVER_ARGS:
             self.assertIsNone(cache)
+        elif h.on_postgresql():
+            # No change stamp on PostgreSQL (docs/multi-node.md): the cache
+            # is there but never serves.
+            self.assertEqual(cache["hits"], 0)
         else:
             self.assertGreater(cache["hits"], 0)
             self.assertGreater(cache["misses"], 0)

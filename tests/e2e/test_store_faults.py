@@ -149,9 +149,7 @@ class LockedDatabaseTest(FaultTestCase):
                 Policy=policy.replace("Enable IAM User Permissions", "Changed")
                 if "Enable IAM User Permissions" in policy else policy + " ")),
         ]
-        lock = sqlite3.connect(db_path(server), timeout=30, isolation_level=None)
-        try:
-            lock.execute("BEGIN IMMEDIATE")
+        with h.store_write_locked(server.data_dir):
             for name, call in writes:
                 with self.subTest(operation=name):
                     started = time.monotonic()
@@ -174,9 +172,6 @@ class LockedDatabaseTest(FaultTestCase):
                                                            NumberOfBytes=32)["Plaintext"]), 32)
                 self.assertEqual(len(kms.generate_random(NumberOfBytes=16)["Plaintext"]), 16)
                 self.assertEqual(self.snapshot(kms, keys), before)
-        finally:
-            lock.execute("ROLLBACK")
-            lock.close()
 
         # Nothing of any failed call was written.
         self.assertEqual(self.snapshot(kms, keys), before)
@@ -215,14 +210,12 @@ class DamagedKeyMaterialTest(FaultTestCase):
         healthy_blob = kms.encrypt(KeyId=healthy, Plaintext=plaintext)["CiphertextBlob"]
         server.stop()
 
-        with sqlite3.connect(db_path(server)) as db:
-            (wrapped,) = db.execute("SELECT wrapped FROM key_materials WHERE key_id = ?",
-                                    (victim,)).fetchone()
-            damaged = bytearray(wrapped)
-            damaged[20] ^= 0x01   # inside the sealed material, past version and IV
-            db.execute("UPDATE key_materials SET wrapped = ? WHERE key_id = ?",
-                       (bytes(damaged), victim))
-        db.close()
+        (wrapped,) = h.store_fetchone(server.data_dir,
+                                      "SELECT wrapped FROM key_materials WHERE key_id = ?", (victim,))
+        damaged = bytearray(wrapped)
+        damaged[20] ^= 0x01   # inside the sealed material, past version and IV
+        h.store_execute(server.data_dir, "UPDATE key_materials SET wrapped = ? WHERE key_id = ?",
+                        (bytes(damaged), victim))
         server.start()   # a fresh process: no unwrapped material cached
         secrets = root_key_forms(server) + [plaintext.decode(), bytes(wrapped).hex(),
                                             base64.b64encode(wrapped).decode()]
@@ -279,6 +272,8 @@ def damage_pages(path, names):
             f.write(b"\xff" * 12)
 
 
+@unittest.skipIf(h.on_postgresql(), "SQLite's own file: PostgreSQL keeps its pages, and "
+                 "checks them, itself")
 class DamagedDatabaseTest(FaultTestCase):
     """Pages of the database damaged while kmsd was stopped."""
 

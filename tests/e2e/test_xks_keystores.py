@@ -17,7 +17,6 @@ store, made before the failures, refused while the store is FAILED or
 DISCONNECTED and decrypting after each recovery and after a kmsd restart."""
 import json
 import os
-import sqlite3
 import sys
 import tempfile
 import time
@@ -638,17 +637,15 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
 
             # One byte of the wrapped secret changed at rest, its length kept.
             self.server.stop()
-            db = sqlite3.connect(os.path.join(self.server.data_dir, "kmsd.db"))
-            try:
-                (wrapped,) = db.execute("SELECT xks_secret_wrapped FROM custom_key_stores "
-                                        "WHERE cks_id=?", (cks,)).fetchone()
-                bad = bytearray(wrapped)
-                bad[len(bad) // 2] ^= 0x5A
-                db.execute("UPDATE custom_key_stores SET xks_secret_wrapped=? WHERE cks_id=?",
-                           (bytes(bad), cks))
-                db.commit()
-            finally:
-                db.close()
+            (wrapped,) = h.store_fetchone(self.server.data_dir,
+                                          "SELECT xks_secret_wrapped FROM custom_key_stores "
+                                          "WHERE cks_id=?", (cks,))
+            bad = bytearray(wrapped)
+            bad[len(bad) // 2] ^= 0x5A
+            self.assertEqual(h.store_execute(
+                self.server.data_dir,
+                "UPDATE custom_key_stores SET xks_secret_wrapped=? WHERE cks_id=?",
+                (bytes(bad), cks)), 1)
             self.server.start()
             self.assertFailsWith(cks, "INTERNAL_ERROR")
             with open(self.server.log_path, errors="replace") as f:

@@ -1,0 +1,201 @@
+"""test_pg_store - kmsd keeping its state in PostgreSQL (docs/multi-node.md).
+
+Each test runs kmsd with --store postgresql://... on a real PostgreSQL server
+this suite starts from Debian's packages (tests/e2e/pg_fixture.py), so it
+can restart that server under kmsd.  The rest of the end-to-end suite runs
+on PostgreSQL too when scripts/test.sh sets KMSD_TEST_PG_URL; these tests
+cover what only a shared store has:
+
+- the state lives in the database, not the data directory: another data
+  directory holding the same root.key serves the same keys, aliases and
+  ciphertexts;
+- one node per database until leases share the background work out: a
+  second kmsd on the database is refused, the first keeps serving;
+- root.key: one that does not open the database is refused, and a node
+  without one is told to copy it (and none is made for it);
+- PostgreSQL killed and started again under kmsd: calls fail fast with
+  KMSInternalException while the database is down, and work again after it,
+  without restarting kmsd; no acknowledged write is lost;
+- the password of the URL never reaches the log or an error message;
+- concurrent CreateAlias of one name: exactly one success.
+"""
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+import unittest
+
+import botocore.exceptions
+
+import kmsd_harness as h
+import pg_fixture
+
+REFUSAL_SECONDS = 20
+
+
+class PgStoreTest(h.KmsdBaseTestCase):
+
+    @classmethod
+    def setUpClass(cls):
+        super().setUpClass()
+        cls.pg = pg_fixture.PgServer()
+        cls.pg.start()
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.pg.stop()
+        super().tearDownClass()
+
+    def setUp(self):
+        super().setUp()
+        self.db = "pgstore_%s" % self.id().rsplit(".", 1)[-1].lower()
+        self.pg.create_database(self.db)
+        self.url, self.password = pg_fixture.split_url(self.pg.url(self.db))
+
+    def node(self, data_dir=None, url=None, extra_env=None):
+        """A kmsd on this test's database (password through PGPASSWORD)."""
+        env = {"PGPASSWORD": self.password}
+        env.update(extra_env or {})
+        return self.start_server(data_dir=data_dir, args=["--store", url or self.url], env=env)
+
+    def run_refused(self, data_dir, url=None, env=None):
+        """Run kmsd on this test's database expecting it to exit; (rc, stderr)."""
+        run_env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        run_env.update(env if env is not None else {"PGPASSWORD": self.password})
+        proc = subprocess.run([h.find_kmsd_binary(), "--listen", "127.0.0.1:%d" % h.free_port(),
+                               "--data-dir", data_dir, "--store", url or self.url],
+                              capture_output=True, text=True, timeout=REFUSAL_SECONDS, env=run_env)
+        return proc.returncode, proc.stderr
+
+    def new_data_dir(self, root_key_from=None):
+        path = os.path.join(self.pg.dir, "..", "node-%s-%d" % (self.db, time.monotonic_ns()))
+        path = os.path.abspath(path)
+        os.makedirs(path, mode=0o700)
+        self.addCleanup(shutil.rmtree, path, True)
+        if root_key_from:
+            shutil.copy2(os.path.join(root_key_from, "root.key"), os.path.join(path, "root.key"))
+        return path
+
+    def test_state_lives_in_the_database(self):
+        a = self.node()
+        kms = h.kms_client(a)
+        key = kms.create_key(Description="shared")["KeyMetadata"]["KeyId"]
+        kms.create_alias(AliasName="alias/shared", TargetKeyId=key)
+        kms.tag_resource(KeyId=key, Tags=[{"TagKey": "t", "TagValue": "v"}])
+        blob = kms.encrypt(KeyId="alias/shared", Plaintext=b"kept in postgres")["CiphertextBlob"]
+        self.assertFalse(os.path.exists(os.path.join(a.data_dir, "kmsd.db")))
+        self.assertEqual(a.stop(), 0)
+
+        b = self.node(data_dir=self.new_data_dir(root_key_from=a.data_dir))
+        kms = h.kms_client(b)
+        self.assertEqual(kms.describe_key(KeyId="alias/shared")["KeyMetadata"]["Description"],
+                         "shared")
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"kept in postgres")
+        self.assertEqual(kms.list_resource_tags(KeyId=key)["Tags"],
+                         [{"TagKey": "t", "TagValue": "v"}])
+        with open(b.log_path, errors="replace") as f:
+            self.assertIn("store=%s" % self.url, f.read())
+
+    def test_second_node_is_refused(self):
+        a = self.node()
+        kms = h.kms_client(a)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        rc, err = self.run_refused(self.new_data_dir(root_key_from=a.data_dir))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("Another kmsd is serving this database", err)
+        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+
+    def test_root_key_must_be_the_databases(self):
+        a = self.node()
+        h.kms_client(a).create_key()
+        self.assertEqual(a.stop(), 0)
+        # Another root key: refused, the database unchanged.
+        other = self.new_data_dir()
+        with open(os.path.join(other, "root.key"), "wb") as f:
+            f.write(os.urandom(32))
+        os.chmod(os.path.join(other, "root.key"), 0o600)
+        rc, err = self.run_refused(other)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("root.key does not belong to this store", err)
+        # No root key at all: told to copy it, and none made.
+        bare = self.new_data_dir()
+        rc, err = self.run_refused(bare)
+        self.assertEqual(rc, 1, err)
+        self.assertIn("Copy root.key from a node that serves this database", err)
+        self.assertFalse(os.path.exists(os.path.join(bare, "root.key")))
+        # The right one serves.
+        self.node(data_dir=self.new_data_dir(root_key_from=a.data_dir))
+
+    def test_database_restart_is_survived(self):
+        server = self.node()
+        kms = h.kms_client(server)
+        fast = kms  # retries off: each call is one request
+        acknowledged = [kms.create_key()["KeyMetadata"]["KeyId"] for _ in range(3)]
+        blob = kms.encrypt(KeyId=acknowledged[0], Plaintext=b"before")["CiphertextBlob"]
+
+        self.pg.kill()   # harsher than a restart: no goodbye to the connections
+        for call in (lambda: fast.create_key(),
+                     lambda: fast.decrypt(CiphertextBlob=blob)):
+            started = time.monotonic()
+            with self.assertRaises(botocore.exceptions.ClientError) as caught:
+                call()
+            self.assertEqual(caught.exception.response["Error"]["Code"], "KMSInternalException")
+            self.assertLess(time.monotonic() - started, 5.0)
+        self.pg.start()
+
+        # kmsd itself was never restarted.
+        self.assertTrue(server.running())
+        acknowledged.append(kms.create_key()["KeyMetadata"]["KeyId"])
+        listed = {k["KeyId"] for k in kms.list_keys()["Keys"]}
+        self.assertTrue(set(acknowledged) <= listed, (acknowledged, listed))
+        self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"before")
+
+    def test_password_is_never_shown(self):
+        with_password = self.pg.url(self.db)   # the password in the URL itself
+        server = self.start_server(args=["--store", with_password], env={"PGPASSWORD": None})
+        h.kms_client(server).create_key()
+        self.assertEqual(server.stop(), 0)
+        with open(server.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertNotIn(self.password, log.replace(" ".join(server.command()), ""))
+        self.assertIn("store=postgresql://kmsd:***@", log)
+        # A wrong password, and a URL libpq cannot parse: neither quoted.
+        wrong = with_password.replace(self.password, "not-the-s3cret-" + self.password[:4])
+        rc, err = self.run_refused(self.new_data_dir(), url=wrong, env={})
+        self.assertEqual(rc, 1, err)
+        self.assertNotIn("not-the-s3cret", err)
+        rc, err = self.run_refused(self.new_data_dir(), url=with_password + "?bogus=1", env={})
+        self.assertEqual(rc, 1, err)
+        self.assertIn("cannot be parsed", err)
+        self.assertNotIn(self.password, err)
+
+    def test_concurrent_create_alias_has_one_winner(self):
+        server = self.node()
+        kms = h.kms_client(server)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        outcomes = []
+        lock = threading.Lock()
+
+        def create():
+            client = h.kms_client(server)
+            try:
+                client.create_alias(AliasName="alias/race", TargetKeyId=key)
+                result = "ok"
+            except botocore.exceptions.ClientError as e:
+                result = e.response["Error"]["Code"]
+            with lock:
+                outcomes.append(result)
+
+        threads = [threading.Thread(target=create) for _ in range(12)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(outcomes.count("ok"), 1, outcomes)
+        self.assertEqual(outcomes.count("AlreadyExistsException"), 11, outcomes)
+
+
+if __name__ == "__main__":
+    unittest.main()

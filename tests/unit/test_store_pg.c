@@ -1,0 +1,540 @@
+/* test_store_pg.c - the PostgreSQL store on a real PostgreSQL server: the
+ * migrations and the node lock, every record type (the same walk as
+ * test_store.c's for SQLite), an error inside a write transaction (the
+ * server aborts the whole transaction: COMMIT must then fail, and an insert
+ * that finds its row taken must not abort it), read transactions that
+ * refuse writes, writers on many connections that check then insert, the
+ * triggers that keep key_counts and policy_version whoever writes, a
+ * connection the server drops, and the password kept out of messages.
+ *
+ * The server is KMSD_TEST_PG_URL's (a base URL, scripts/pg-test-server.sh)
+ * when set, else one this test starts and stops through that script; each
+ * test gets a database of its own. */
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <libpq-fe.h>
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "store/store_pg.h"
+
+static char server_dir[64];   /* "" when KMSD_TEST_PG_URL names the server */
+static char base_url[512];    /* .../postgres */
+static char url[600];         /* the current test's database */
+static int db_seq;
+
+/* Run `sql` on database `dbname` of the server (a connection of its own). */
+static void admin_sql(const char *dbname, const char *sql) {
+  char u[600];
+  const char *slash = strrchr(base_url, '/');
+  snprintf(u, sizeof u, "%.*s/%s", (int)(slash - base_url), base_url, dbname);
+  PGconn *db = PQconnectdb(u);
+  if (PQstatus(db) != CONNECTION_OK) fail_msg("connect: %s", PQerrorMessage(db));
+  PGresult *res = PQexec(db, sql);
+  if (PQresultStatus(res) != PGRES_COMMAND_OK && PQresultStatus(res) != PGRES_TUPLES_OK)
+    fail_msg("%s: %s", sql, PQerrorMessage(db));
+  PQclear(res);
+  PQfinish(db);
+}
+
+static int group_setup(void **state) {
+  (void)state;
+  const char *given = getenv("KMSD_TEST_PG_URL");
+  if (given && *given) {
+    snprintf(base_url, sizeof base_url, "%s", given);
+    return 0;
+  }
+  snprintf(server_dir, sizeof server_dir, "/tmp/kmsd-test-store-pg-XXXXXX");
+  /* Open to others: the server runs as another user (postgres, when root). */
+  if (!mkdtemp(server_dir) || chmod(server_dir, 0755) != 0) return -1;
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "'%s' start '%s/pg'", PG_TEST_SERVER, server_dir);
+  FILE *p = popen(cmd, "r");
+  if (!p) return -1;
+  if (!fgets(base_url, sizeof base_url, p)) base_url[0] = '\0';
+  int rc = pclose(p);
+  base_url[strcspn(base_url, "\n")] = '\0';
+  return rc == 0 && base_url[0] ? 0 : -1;
+}
+
+static int group_teardown(void **state) {
+  (void)state;
+  if (!server_dir[0]) return 0;
+  char cmd[256];
+  snprintf(cmd, sizeof cmd, "'%s' stop '%s/pg' && rmdir '%s'", PG_TEST_SERVER, server_dir,
+           server_dir);
+  return system(cmd) == 0 ? 0 : -1;
+}
+
+/* A new, empty database for the test; `url` names it. */
+static int setup(void **state) {
+  (void)state;
+  char name[64], sql[128];
+  snprintf(name, sizeof name, "store_pg_%ld_%d", (long)getpid(), ++db_seq);
+  snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+  admin_sql("postgres", sql);
+  const char *slash = strrchr(base_url, '/');
+  snprintf(url, sizeof url, "%.*s/%s", (int)(slash - base_url), base_url, name);
+  return 0;
+}
+
+static int teardown(void **state) {
+  (void)state;
+  char sql[160];
+  const char *name = strrchr(url, '/') + 1;
+  snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s WITH (FORCE)", name);
+  admin_sql("postgres", sql);
+  return 0;
+}
+
+static void make_key(store_key *k, const char *id) {
+  memset(k, 0, sizeof *k);
+  snprintf(k->key_id, sizeof k->key_id, "%s", id);
+  strcpy(k->account_id, "111122223333");
+  strcpy(k->region, "us-east-1");
+  k->created_ms = 1000;
+  k->description = "desc";
+  strcpy(k->key_state, "Enabled");
+  strcpy(k->key_usage, "ENCRYPT_DECRYPT");
+  strcpy(k->key_spec, "SYMMETRIC_DEFAULT");
+  strcpy(k->origin, "AWS_KMS");
+}
+
+#define K1 "00000000-0000-4000-8000-000000000001"
+#define K2 "00000000-0000-4000-8000-000000000002"
+
+static void test_migrations_and_node_lock(void **state) {
+  (void)state;
+  store *s = NULL, *other = NULL;
+  kerr err;
+  int version = 0;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_string_equal(s->ops->name, "postgresql");
+  assert_int_equal(s->ops->schema_version(s, &version, &err), KERR_OK);
+  assert_int_equal(version, store_pg_latest_version());
+  /* One node per database until leases: a second open is refused, and
+   * nothing is left open by the refusal. */
+  assert_int_equal(store_pg_open(url, 0, &other, &err), KERR_CONFLICT);
+  assert_null(other);
+  assert_non_null(strstr(err.msg, "Another kmsd"));
+  s->ops->close(s);
+  /* Reopen: nothing left to migrate, and the lock went with the close. */
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->schema_version(s, &version, &err), KERR_OK);
+  assert_int_equal(version, store_pg_latest_version());
+  s->ops->close(s);
+  /* A schema newer than the program is refused. */
+  admin_sql(strrchr(url, '/') + 1, "INSERT INTO schema_version VALUES (999, 0)");
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_INTERNAL);
+  assert_non_null(strstr(err.msg, "newer than this program"));
+  assert_int_equal(store_pg_open("postgresql://u@h/db", 600001, &s, &err), KERR_VALIDATION);
+}
+
+static void test_keys_materials_aliases_tags(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k, got;
+  kerr err;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{\"p\":1}", &err), KERR_OK);
+  make_key(&k, K2);
+  k.description = NULL;
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  /* Taken: reported, and the transaction goes on (as with SQLite). */
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_ALREADY_EXISTS);
+  uint8_t wrapped[61];
+  for (size_t i = 0; i < sizeof wrapped; i++) wrapped[i] = (uint8_t)(i * 7); /* 0x00 included */
+  store_material m = {.seq = 0, .wrapped = wrapped, .wrapped_len = sizeof wrapped, .created_ms = 5};
+  strcpy(m.material_id, "m1");
+  strcpy(m.key_id, K1);
+  assert_int_equal(s->ops->material_insert(tx, &m, &err), KERR_OK);
+  strcpy(m.material_id, "m2");
+  m.seq = 1;
+  strcpy(m.rotation_type, "ON_DEMAND");
+  assert_int_equal(s->ops->material_insert(tx, &m, &err), KERR_OK);
+  store_alias a = {.created_ms = 1, .updated_ms = 1};
+  strcpy(a.account_id, "111122223333");
+  strcpy(a.region, "us-east-1");
+  strcpy(a.alias_name, "alias/one");
+  strcpy(a.key_id, K1);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_OK);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_ALREADY_EXISTS);
+  assert_int_equal(s->ops->tag_put(tx, K1, "b", "2", &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "a", "1", &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "a", "one", &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+
+  /* a rolled back write leaves nothing */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "c", "3", &err), KERR_OK);
+  s->ops->rollback(tx);
+
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_OK);
+  assert_string_equal(got.description, "desc");
+  assert_string_equal(got.key_state, "Enabled");
+  assert_int_equal(got.policy_version, 1);
+  assert_int_equal(got.created_ms, 1000);
+  assert_null(got.custom_key_store_id);
+  store_key_clear(&got);
+  assert_int_equal(s->ops->key_get(tx, "nope", &got, &err), KERR_NOT_FOUND);
+  store_material *mats = NULL;
+  size_t n = 0;
+  assert_int_equal(s->ops->material_list(tx, K1, &mats, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(mats[0].material_id, "m1");
+  assert_string_equal(mats[1].rotation_type, "ON_DEMAND");
+  assert_int_equal(mats[1].wrapped_len, 61);
+  assert_memory_equal(mats[1].wrapped, wrapped, sizeof wrapped);
+  store_material_list_free(mats, n);
+  store_tag *tags = NULL;
+  assert_int_equal(s->ops->tag_list(tx, K1, &tags, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(tags[0].key, "a");
+  assert_string_equal(tags[0].value, "one");
+  store_tag_list_free(tags, n);
+  char(*ids)[UUID_STR_LEN] = NULL;
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "us-east-1", NULL, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  assert_string_equal(ids[0], K1);
+  free(ids);
+  assert_int_equal(s->ops->key_list(tx, "111122223333", "us-east-1", K1, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(ids[0], K2);
+  free(ids);
+  int64_t count = 0;
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "us-east-1", &count, &err), KERR_OK);
+  assert_int_equal(count, 2);
+  s->ops->rollback(tx);
+
+  /* policy versions, updates, due keys, cascade on delete */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  int64_t ver = 0;
+  char *pol = NULL;
+  assert_int_equal(s->ops->key_set_policy(tx, K1, "{\"p\":2}", &ver, &err), KERR_OK);
+  assert_int_equal(ver, 2);
+  assert_int_equal(s->ops->key_get_policy(tx, K1, &pol, &ver, &err), KERR_OK);
+  assert_string_equal(pol, "{\"p\":2}");
+  free(pol);
+  assert_int_equal(s->ops->key_get(tx, K2, &got, &err), KERR_OK);
+  strcpy(got.key_state, "PendingDeletion");
+  got.deletion_date_ms = 500;
+  assert_int_equal(s->ops->key_update(tx, &got, &err), KERR_OK);
+  store_key_clear(&got);
+  assert_int_equal(s->ops->keys_due(tx, 499, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  free(ids);
+  assert_int_equal(s->ops->keys_due(tx, 500, 10, &ids, &n, &err), KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(ids[0], K2);
+  free(ids);
+  assert_int_equal(s->ops->key_delete(tx, K1, &err), KERR_OK);
+  assert_int_equal(s->ops->alias_get(tx, "111122223333", "us-east-1", "alias/one", &a, &err), KERR_NOT_FOUND);
+  assert_int_equal(s->ops->material_get(tx, "m1", &m, &err), KERR_NOT_FOUND);
+  assert_int_equal(s->ops->tag_list(tx, K1, &tags, &n, &err), KERR_OK);
+  assert_int_equal(n, 0);
+  store_tag_list_free(tags, n);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  s->ops->close(s);
+
+  /* everything committed survives a reopen */
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K2, &got, &err), KERR_OK);
+  assert_string_equal(got.key_state, "PendingDeletion");
+  assert_string_equal(got.description, "");
+  assert_int_equal(got.deletion_date_ms, 500);
+  store_key_clear(&got);
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_NOT_FOUND);
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "us-east-1", &count, &err), KERR_OK);
+  assert_int_equal(count, 1);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+static void fill_cks(store_cks *c, const char *id, const char *name) {
+  memset(c, 0, sizeof *c);
+  snprintf(c->cks_id, sizeof c->cks_id, "%s", id);
+  strcpy(c->account_id, "111122223333");
+  strcpy(c->region, "us-east-1");
+  snprintf(c->name, sizeof c->name, "%s", name);
+  strcpy(c->type, "EXTERNAL_KEY_STORE");
+  strcpy(c->connection_state, "DISCONNECTED");
+  c->created_ms = 7;
+  c->state_changed_ms = 7;
+  strcpy(c->xks_uri_endpoint, "https://xks.example.com");
+  strcpy(c->xks_uri_path, "/kms/xks/v1");
+  strcpy(c->xks_connectivity, "PUBLIC_ENDPOINT");
+  strcpy(c->xks_access_key_id, "ABCDEFGHIJKLMNOPQRST");
+}
+
+static void test_custom_key_stores_and_meta(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_cks c, got;
+  kerr err;
+  uint8_t secret[40];
+  memset(secret, 0xa5, sizeof secret);
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  fill_cks(&c, "cks-00000000000000001", "one");
+  c.xks_secret_wrapped = secret;
+  c.xks_secret_wrapped_len = sizeof secret;
+  assert_int_equal(s->ops->cks_insert(tx, &c, &err), KERR_OK);
+  assert_int_equal(s->ops->cks_insert(tx, &c, &err), KERR_ALREADY_EXISTS);
+  assert_non_null(strstr(err.msg, "already exists"));
+  fill_cks(&c, "cks-00000000000000002", "one");
+  assert_int_equal(s->ops->cks_insert(tx, &c, &err), KERR_ALREADY_EXISTS);
+  assert_non_null(strstr(err.msg, "is in use"));
+  fill_cks(&c, "cks-00000000000000002", "two");
+  assert_int_equal(s->ops->cks_insert(tx, &c, &err), KERR_OK);
+  strcpy(c.connection_state, "CONNECTED");
+  assert_int_equal(s->ops->cks_update(tx, &c, &err), KERR_OK);
+  fill_cks(&c, "cks-00000000000000009", "nine");
+  assert_int_equal(s->ops->cks_update(tx, &c, &err), KERR_NOT_FOUND);
+  uint8_t check[5] = {1, 0, 2, 0, 3};
+  assert_int_equal(s->ops->meta_put(tx, "root_key_check", check, sizeof check, &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->cks_get(tx, "cks-00000000000000001", &got, &err), KERR_OK);
+  assert_int_equal(got.xks_secret_wrapped_len, sizeof secret);
+  assert_memory_equal(got.xks_secret_wrapped, secret, sizeof secret);
+  assert_null(got.password_wrapped);
+  assert_null(got.trust_anchor_pem);
+  assert_string_equal(got.xks_uri_path, "/kms/xks/v1");
+  store_cks_clear(&got);
+  char st[32], cluster[32];
+  assert_int_equal(s->ops->cks_state(tx, "cks-00000000000000002", st, sizeof st, cluster,
+                                     sizeof cluster, &err),
+                   KERR_OK);
+  assert_string_equal(st, "CONNECTED");
+  store_cks *list = NULL;
+  size_t n = 0;
+  assert_int_equal(s->ops->cks_list(tx, NULL, NULL, NULL, 10, &list, &n, &err), KERR_OK);
+  assert_int_equal(n, 2);
+  store_cks_list_free(list, n);
+  assert_int_equal(s->ops->cks_list(tx, "111122223333", "us-east-1", "cks-00000000000000001", 10,
+                                    &list, &n, &err),
+                   KERR_OK);
+  assert_int_equal(n, 1);
+  assert_string_equal(list[0].name, "two");
+  store_cks_list_free(list, n);
+  uint8_t *value = NULL;
+  size_t len = 0;
+  assert_int_equal(s->ops->meta_get(tx, "root_key_check", &value, &len, &err), KERR_OK);
+  assert_int_equal(len, sizeof check);
+  assert_memory_equal(value, check, sizeof check);
+  free(value);
+  assert_int_equal(s->ops->meta_get(tx, "nothing", &value, &len, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+/* An error the server raises inside a write transaction aborts all of it:
+ * the commit must fail and nothing of it stay. */
+static void test_aborted_transaction_is_not_acknowledged(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  /* An alias of a key that does not exist: a foreign-key violation. */
+  store_alias a = {.created_ms = 1, .updated_ms = 1};
+  strcpy(a.account_id, "111122223333");
+  strcpy(a.region, "us-east-1");
+  strcpy(a.alias_name, "alias/orphan");
+  strcpy(a.key_id, K2);
+  assert_int_equal(s->ops->alias_insert(tx, &a, &err), KERR_INTERNAL);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_INTERNAL);
+  assert_non_null(strstr(err.msg, "rolled the transaction back"));
+  /* A read transaction refuses writes. */
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->tag_put(tx, K1, "a", "b", &err), KERR_INTERNAL);
+  s->ops->rollback(tx);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  store_key got;
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+#define THREADS 8
+#define PER_THREAD 10
+
+/* Check, then insert, as CreateKey's quota does: with every write
+ * transaction serialized the count read is always the count of rows, so
+ * every thread's last insert sees exactly the keys made before it. */
+static void *checking_writer(void *arg) {
+  store *s = arg;
+  kerr err;
+  for (int i = 0; i < PER_THREAD; i++) {
+    store_tx *tx = NULL;
+    store_key k;
+    int64_t before = 0, after = 0;
+    char id[UUID_STR_LEN];
+    snprintf(id, sizeof id, "%08lx-0000-4000-8000-%012d",
+             (unsigned long)pthread_self() & 0xffffffffUL, i);
+    make_key(&k, id);
+    if (s->ops->begin(s, true, &tx, &err) != KERR_OK) return (void *)1;
+    if (s->ops->key_count(tx, "111122223333", "us-east-1", &before, &err) != KERR_OK ||
+        s->ops->key_insert(tx, &k, "{}", &err) != KERR_OK ||
+        s->ops->key_count(tx, "111122223333", "us-east-1", &after, &err) != KERR_OK ||
+        after != before + 1) {
+      s->ops->rollback(tx);
+      return (void *)1;
+    }
+    if (s->ops->commit(tx, &err) != KERR_OK) return (void *)1;
+  }
+  return NULL;
+}
+
+static void test_concurrent_checking_writers(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  kerr err;
+  pthread_t t[THREADS];
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  for (int i = 0; i < THREADS; i++) assert_int_equal(pthread_create(&t[i], NULL, checking_writer, s), 0);
+  for (int i = 0; i < THREADS; i++) {
+    void *ret = NULL;
+    pthread_join(t[i], &ret);
+    assert_null(ret);
+  }
+  int64_t count = 0;
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "us-east-1", &count, &err), KERR_OK);
+  assert_int_equal(count, THREADS * PER_THREAD);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+/* key_counts and policy_version follow writes made behind kmsd's back. */
+static void test_triggers_follow_foreign_writes(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  kerr err;
+  const char *db = strrchr(url, '/') + 1;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  admin_sql(db,
+            "INSERT INTO keys (key_id, account_id, region, created_ms, key_state, key_usage, "
+            "key_spec, origin, policy) VALUES ('" K1 "', '111122223333', 'eu-west-1', 1, "
+            "'Enabled', 'ENCRYPT_DECRYPT', 'SYMMETRIC_DEFAULT', 'AWS_KMS', '{}')");
+  admin_sql(db, "UPDATE keys SET policy = '{\"changed\":1}' WHERE key_id = '" K1 "'");
+  int64_t count = 0, version = 0;
+  char *policy = NULL;
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "eu-west-1", &count, &err), KERR_OK);
+  assert_int_equal(count, 1);
+  assert_int_equal(s->ops->key_get_policy(tx, K1, &policy, &version, &err), KERR_OK);
+  assert_int_equal(version, 2);
+  free(policy);
+  s->ops->rollback(tx);
+  admin_sql(db, "UPDATE keys SET region = 'us-west-2' WHERE key_id = '" K1 "'");
+  admin_sql(db, "DELETE FROM keys");
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "eu-west-1", &count, &err), KERR_OK);
+  assert_int_equal(count, 0);
+  assert_int_equal(s->ops->key_count(tx, "111122223333", "us-west-2", &count, &err), KERR_OK);
+  assert_int_equal(count, 0);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+/* The server drops every kmsd connection: the call that meets a dropped
+ * connection fails, and later ones work again on new connections. */
+static void test_dropped_connections_recover(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  kerr err;
+  int version = 0;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->schema_version(s, &version, &err), KERR_OK);
+  admin_sql("postgres",
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE application_name = 'kmsd' AND pid <> pg_backend_pid()");
+  int failures = 0;
+  for (int i = 0; i < 3; i++) {
+    if (s->ops->begin(s, true, &tx, &err) != KERR_OK) {
+      failures++;
+      continue;
+    }
+    make_key(&k, K1);
+    kerr_code rc = s->ops->key_insert(tx, &k, "{}", &err);
+    if (rc == KERR_OK) {
+      assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+      break;
+    }
+    failures++;
+    s->ops->rollback(tx);
+  }
+  assert_true(failures <= 1);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  store_key got;
+  assert_int_equal(s->ops->key_get(tx, K1, &got, &err), KERR_OK);
+  store_key_clear(&got);
+  s->ops->rollback(tx);
+  s->ops->close(s);
+}
+
+static void test_password_never_shown(void **state) {
+  (void)state;
+  char out[128];
+  store *s = NULL;
+  kerr err;
+  store_pg_redact("postgresql://kmsd:s3cret@db.example.com:5432/kms", out, sizeof out);
+  assert_string_equal(out, "postgresql://kmsd:***@db.example.com:5432/kms");
+  store_pg_redact("postgres://db/kms?user=k&password=s3cret&sslmode=require", out, sizeof out);
+  assert_string_equal(out, "postgres://db/kms?user=k&password=***&sslmode=require");
+  store_pg_redact("postgresql://kmsd@db/kms", out, sizeof out);
+  assert_string_equal(out, "postgresql://kmsd@db/kms");
+  store_pg_redact("postgresql://kmsd:s3cret@db/kms", out, 12);
+  assert_null(strstr(out, "s3cret"));
+  /* A URL libpq cannot parse: its message would quote the password. */
+  assert_int_equal(store_pg_open("postgresql://kmsd:s3cret@db/kms?bogus=1", 0, &s, &err),
+                   KERR_VALIDATION);
+  assert_null(strstr(err.msg, "s3cret"));
+  /* A wrong password: the server's refusal names the user, not the password. */
+  char wrong[600];
+  const char *at = strchr(url, '@');
+  snprintf(wrong, sizeof wrong, "postgresql://kmsd:n0t-the-s3cret%s", at);
+  assert_int_equal(store_pg_open(wrong, 0, &s, &err), KERR_INTERNAL);
+  assert_null(strstr(err.msg, "n0t-the-s3cret"));
+  assert_null(s);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test_setup_teardown(test_migrations_and_node_lock, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_custom_key_stores_and_meta, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_aborted_transaction_is_not_acknowledged, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_concurrent_checking_writers, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_triggers_follow_foreign_writes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_dropped_connections_recover, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_password_never_shown, setup, teardown),
+  };
+  return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
