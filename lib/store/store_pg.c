@@ -46,6 +46,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "core/codec.h"
+
 #define POOL_MAX 16
 #define MAX_PARAMS 24
 
@@ -462,13 +464,6 @@ static kerr_code dup_col(PGresult *r, int row, int c, bool nullable, char **out,
   return *out ? KERR_OK : kerr_set(err, KERR_INTERNAL, "Out of memory.");
 }
 
-static int hex_nibble(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 /* A bytea column (text result, hex format "\x...") into a new buffer;
  * NULL / empty -> *out NULL, *len 0.  `cap` bounds the size (0: none). */
 static kerr_code blob_col(PGresult *r, int row, int c, size_t cap, uint8_t **out, size_t *len,
@@ -484,14 +479,11 @@ static kerr_code blob_col(PGresult *r, int row, int c, size_t cap, uint8_t **out
   if (cap && hex / 2 > cap)
     return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is too long.");
   uint8_t *b = malloc(hex / 2);
+  size_t n = 0;
   if (!b) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  for (size_t i = 0; i < hex / 2; i++) {
-    int hi = hex_nibble(t[2 + 2 * i]), lo = hex_nibble(t[3 + 2 * i]);
-    if (hi < 0 || lo < 0) {
-      free(b);
-      return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is not in hex form.");
-    }
-    b[i] = (uint8_t)(hi << 4 | lo);
+  if (hex_decode(t + 2, hex, b, &n) != 0) {
+    free(b);
+    return kerr_set(err, KERR_INTERNAL, "Storage error: a stored value is not in hex form.");
   }
   *out = b;
   *len = hex / 2;
@@ -1919,30 +1911,37 @@ void store_pg_redact(const char *url, char *out, size_t cap) {
   if (!cap) return;
   out[0] = '\0';
   if (!url) return;
-  scheme_end = strstr(url, "://");
-  if (!scheme_end) {
+  /* A URI starts with its scheme: letters, digits, "+-." after a letter. */
+  scheme_end = url + strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+  if (scheme_end == url || strncmp(scheme_end, "://", 3) != 0) {
     /* Not a URI (key=value form): say nothing of what it holds. */
     snprintf(out, cap, "(a connection string)");
     return;
   }
   scheme_end += 3;
-  at = strchr(scheme_end, '@');
+  /* The userinfo ends at the authority's last '@' (a raw '@' in a password
+   * stays hidden with it); the authority ends at the path or query. */
+  at = NULL;
+  for (const char *c = scheme_end; *c && !strchr("/?#", *c); c++)
+    if (*c == '@') at = c;
   colon = at ? memchr(scheme_end, ':', (size_t)(at - scheme_end)) : NULL;
   if (colon)
     snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
   else
     snprintf(out, cap, "%s", url);
-  /* A password may also come as a query parameter. */
-  char *q = strstr(out, "password=");
-  if (q) {
-    q += 9;
-    char *end = q + strcspn(q, "&");
+  /* A password may also come as query parameters: hide each one's value. */
+  for (char *p = strchr(out, '?'); p && *p; p = strchr(p, '&')) {
+    p++;
+    if (strncmp(p, "password=", 9) != 0) continue;
+    char *value = p + 9, *end = value + strcspn(value, "&");
     size_t tail = strlen(end);
-    if ((size_t)(q - out) + 3 + tail < cap) {
-      memmove(q + 3, end, tail + 1);
-      memcpy(q, "***", 3);
+    if ((size_t)(value - out) + 3 + tail < cap) {
+      memmove(value + 3, end, tail + 1);
+      memcpy(value, "***", 3);
+      p = value + 3;
     } else {
-      *q = '\0';
+      *value = '\0'; /* no room: cut the rest rather than show it */
+      break;
     }
   }
 }

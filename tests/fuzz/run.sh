@@ -100,7 +100,7 @@ if [ -z "$cc" ] || ! cc_can_fuzz "$cc"; then
   fi
 fi
 
-pkgs="jansson libpcre2-8 sqlite3 libcurl libssl libcrypto libmicrohttpd gnutls yaml-0.1"
+pkgs="jansson libpcre2-8 sqlite3 libpq libcurl libssl libcrypto libmicrohttpd gnutls yaml-0.1"
 if ! pkg_cflags=$(pkg-config --cflags $pkgs) || ! pkg_libs=$(pkg-config --libs $pkgs); then
   echo "run.sh: missing -dev packages (pkg-config: $pkgs)" >&2; exit 2
 fi
