@@ -439,10 +439,18 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
         p->cfg.domain && kms_domain_hsm_key_cache_counts(p->cfg.domain, &hits, &misses)
             ? json_pack("{s:I, s:I}", "hits", (json_int_t)hits, "misses", (json_int_t)misses)
             : json_null();
-    json_t *obj = json_pack("{s:s, s:s, s:o, s:o}", "status", "ok", "version", KMSD_VERSION,
-                            "keyCache", cache, "hsmKeyCache", hsm_cache);
+    /* A node whose database stopped answering says so, with 503, so that a
+     * load balancer sends requests to the others until it answers again. */
+    bool reachable = !p->cfg.domain || kms_domain_store_reachable(p->cfg.domain);
+    json_t *store = p->cfg.domain ? json_pack("{s:s, s:b}", "backend",
+                                              kms_domain_store_name(p->cfg.domain),
+                                              "reachable", reachable)
+                                  : json_null();
+    json_t *obj = json_pack("{s:s, s:s, s:o, s:o, s:o}", "status",
+                            reachable ? "ok" : "store unreachable", "version", KMSD_VERSION,
+                            "store", store, "keyCache", cache, "hsmKeyCache", hsm_cache);
     if (obj && set_json_body(resp, obj) == 0) {
-      resp->status = 200;
+      resp->status = reachable ? 200 : 503;
       http_response_header(resp, "Content-Type", "application/json");
     } else {
       resp->status = 500;

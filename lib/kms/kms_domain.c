@@ -673,6 +673,12 @@ bool kms_domain_hsm_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *mi
   return hsm_service_key_cache_counts(d->hsm, hits, misses);
 }
 
+const char *kms_domain_store_name(kms_domain *d) { return d->st->ops->name; }
+
+bool kms_domain_store_reachable(kms_domain *d) {
+  return !d->st->ops->reachable || d->st->ops->reachable(d->st);
+}
+
 kerr_code kmsi_with_key(kms_domain *d, const kms_call *call, const char *ref,
                         const kmsi_resolve_opts *opts, bool write, const char *action,
                         kmsi_key_fn fn, void *arg, kerr *err) {

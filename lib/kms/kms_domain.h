@@ -216,6 +216,12 @@ bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses
  * (--hsm-key-cache), summed over the HSMs open now; false when off. */
 bool kms_domain_hsm_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses);
 
+/* Which store the domain keeps its state in ("sqlite", "postgresql") and
+ * whether it answered the last time it was needed (store_ops.reachable: no
+ * I/O, so /health can ask on any thread). */
+const char *kms_domain_store_name(kms_domain *d);
+bool kms_domain_store_reachable(kms_domain *d);
+
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns
  * KERR_OK or the first store error.  The background sweeper calls this; tests

@@ -318,6 +318,11 @@ typedef struct store_ops {
    * A backend that is not sure its value follows every commit returns
    * false, always. */
   bool (*change_stamp)(store *s, store_stamp *out);
+  /* Whether the database answered the last time this process needed it:
+   * false from a connection that could not be opened or broke until a
+   * transaction begins again.  No I/O, safe from any thread; NULL for a
+   * store in the process itself (SQLite), which is always there. */
+  bool (*reachable)(store *s);
 
   /* Keys. key_get fills *out (clear it with store_key_clear). */
   kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);

@@ -41,6 +41,7 @@
 #include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <stdatomic.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -289,6 +290,7 @@ typedef struct pg_store {
   size_t nidle;
   size_t nopen;
   PGconn *node_conn; /* holds NODE_LOCK for the store's life */
+  atomic_bool reachable; /* the database's answer to the last begin or connect */
 } pg_store;
 
 /* A transaction is a borrowed connection; it goes back to the pool (or is
@@ -583,6 +585,7 @@ static kerr_code pool_take(pg_store *s, store_tx **out, kerr *err) {
   rc = tx ? conn_open(s->url, s->busy_timeout_ms, &tx->db, err)
           : kerr_set(err, KERR_INTERNAL, "Out of memory.");
   if (rc) {
+    if (tx) atomic_store(&s->reachable, false);
     free(tx);
     pthread_mutex_lock(&s->pool_lock);
     s->nopen--;
@@ -598,7 +601,9 @@ static kerr_code pool_take(pg_store *s, store_tx **out, kerr *err) {
 /* Back to the pool when the connection is sound and outside any
  * transaction; closed otherwise, and the next transaction opens another. */
 static void pool_give(pg_store *s, store_tx *tx) {
-  bool keep = PQstatus(tx->db) == CONNECTION_OK && PQtransactionStatus(tx->db) == PQTRANS_IDLE;
+  bool sound = PQstatus(tx->db) == CONNECTION_OK;
+  bool keep = sound && PQtransactionStatus(tx->db) == PQTRANS_IDLE;
+  if (!sound) atomic_store(&s->reachable, false);
   tx->in_tx = false;
   tx->write = false;
   if (!keep) {
@@ -639,11 +644,14 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
     return rc;
   }
   PQclear(res);
+  atomic_store(&s->reachable, true);
   tx->write = write;
   tx->in_tx = true;
   *out = tx;
   return KERR_OK;
 }
+
+static bool pg_reachable(store *base) { return atomic_load(&((pg_store *)base)->reachable); }
 
 static kerr_code pg_commit(store_tx *tx, kerr *err) {
   kerr_code rc = KERR_OK;
@@ -1864,6 +1872,7 @@ static const store_ops pg_ops = {
     /* No value follows another node's commits without asking the server,
      * and change_stamp may not wait: the key cache stays off. */
     .change_stamp = NULL,
+    .reachable = pg_reachable,
     .key_insert = pg_key_insert,
     .key_get = pg_key_get,
     .key_update = pg_key_update,
@@ -1973,6 +1982,7 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
   if (!s) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   s->base.ops = &pg_ops;
   s->busy_timeout_ms = busy_timeout_ms;
+  atomic_init(&s->reachable, true);
   pthread_mutex_init(&s->pool_lock, NULL);
   pthread_cond_init(&s->pool_cond, NULL);
   s->url = strdup(url);

@@ -70,7 +70,9 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
         server = self.start_server()
         status, headers, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
+        backend = "postgresql" if h.on_postgresql() else "sqlite"
         self.assertEqual(h.parse_body(body), {"status": "ok", "version": version,
+                                              "store": {"backend": backend, "reachable": True},
                                               "keyCache": {"hits": 0, "misses": 0},
                                               "hsmKeyCache": {"hits": 0, "misses": 0}})
 

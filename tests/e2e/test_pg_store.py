@@ -15,7 +15,8 @@ cover what only a shared store has:
   without one is told to copy it (and none is made for it);
 - PostgreSQL killed and started again under kmsd: calls fail fast with
   KMSInternalException while the database is down, and work again after it,
-  without restarting kmsd; no acknowledged write is lost;
+  without restarting kmsd (GET /health answers 503 meanwhile, so a load
+  balancer can send requests elsewhere); no acknowledged write is lost;
 - the password of the URL never reaches the log or an error message;
 - concurrent CreateAlias of one name: exactly one success.
 """
@@ -143,6 +144,10 @@ class PgStoreTest(h.KmsdBaseTestCase):
                 call()
             self.assertEqual(caught.exception.response["Error"]["Code"], "KMSInternalException")
             self.assertLess(time.monotonic() - started, 5.0)
+        # /health tells a load balancer to send requests elsewhere.
+        status, _, body = server.raw_request("GET", "/health")
+        self.assertEqual(status, 503)
+        self.assertEqual(h.parse_body(body)["store"], {"backend": "postgresql", "reachable": False})
         self.pg.start()
 
         # kmsd itself was never restarted.
@@ -151,6 +156,9 @@ class PgStoreTest(h.KmsdBaseTestCase):
         listed = {k["KeyId"] for k in kms.list_keys()["Keys"]}
         self.assertTrue(set(acknowledged) <= listed, (acknowledged, listed))
         self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"before")
+        status, _, body = server.raw_request("GET", "/health")
+        self.assertEqual(status, 200)
+        self.assertEqual(h.parse_body(body)["status"], "ok")
 
     def test_password_is_never_shown(self):
         with_password = self.pg.url(self.db)   # the password in the URL itself
