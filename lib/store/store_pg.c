@@ -46,11 +46,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "core/codec.h"
+#include "core/log.h"
 
 #define POOL_MAX 16
 #define MAX_PARAMS 24
+#define KEEPER_INTERVAL_MS 1000 /* how often the node lock's connection is checked */
 
 /* Advisory lock ids (one 64-bit space per database): "kmsd" in ASCII, then
  * what the lock is for. */
@@ -289,7 +292,15 @@ typedef struct pg_store {
   store_tx *idle[POOL_MAX];
   size_t nidle;
   size_t nopen;
-  PGconn *node_conn; /* holds NODE_LOCK for the store's life */
+  /* The node lock (see "the node lock"): its connection, used only by
+   * open and then by the keeper thread. */
+  PGconn *node_conn;
+  pthread_t keeper;
+  bool keeper_running;
+  bool stopping;                /* under keeper_lock */
+  pthread_mutex_t keeper_lock;
+  pthread_cond_t keeper_cond;
+  atomic_bool fenced;           /* another kmsd took the database: serve nothing */
   atomic_bool reachable; /* the database's answer to the last begin or connect */
 } pg_store;
 
@@ -535,11 +546,13 @@ static kerr_code collect_rows(PGresult *r, size_t size, row_reader read,
 
 /* ------------------------------------------------------- connections */
 
-static kerr_code conn_open(const char *url, int busy_timeout_ms, PGconn **out, kerr *err) {
+/* `app` is the application_name the server shows for the connection. */
+static kerr_code conn_open(const char *url, const char *app, int busy_timeout_ms, PGconn **out,
+                           kerr *err) {
   /* Later keywords win: the URL's own connect_timeout overrides ours. */
   char timeout[16];
   const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *values[] = {timeout, "kmsd", url, NULL};
+  const char *values[] = {timeout, app, url, NULL};
   PGconn *db;
   snprintf(timeout, sizeof timeout, "%d", STORE_PG_CONNECT_TIMEOUT_S);
   *out = NULL;
@@ -582,7 +595,7 @@ static kerr_code pool_take(pg_store *s, store_tx **out, kerr *err) {
     return KERR_OK;
   }
   tx = calloc(1, sizeof *tx);
-  rc = tx ? conn_open(s->url, s->busy_timeout_ms, &tx->db, err)
+  rc = tx ? conn_open(s->url, "kmsd", s->busy_timeout_ms, &tx->db, err)
           : kerr_set(err, KERR_INTERNAL, "Out of memory.");
   if (rc) {
     if (tx) atomic_store(&s->reachable, false);
@@ -625,8 +638,13 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
   pg_store *s = (pg_store *)base;
   store_tx *tx;
   char sql[128];
-  kerr_code rc = pool_take(s, &tx, err);
+  kerr_code rc;
   *out = NULL;
+  if (atomic_load(&s->fenced))
+    return kerr_set(err, KERR_INTERNAL,
+                    "Storage error: another kmsd took this database while this one was cut off "
+                    "from it. Stop one of them, then restart this one.");
+  rc = pool_take(s, &tx, err);
   if (rc) return rc;
   if (write)
     snprintf(sql, sizeof sql,
@@ -644,14 +662,24 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
     return rc;
   }
   PQclear(res);
-  atomic_store(&s->reachable, true);
+  if (!atomic_exchange(&s->reachable, true)) {
+    /* The database is back: the keeper need not wait for its next tick to
+     * take the node lock again, which shortens the time another kmsd could
+     * take it first. */
+    pthread_mutex_lock(&s->keeper_lock);
+    pthread_cond_signal(&s->keeper_cond);
+    pthread_mutex_unlock(&s->keeper_lock);
+  }
   tx->write = write;
   tx->in_tx = true;
   *out = tx;
   return KERR_OK;
 }
 
-static bool pg_reachable(store *base) { return atomic_load(&((pg_store *)base)->reachable); }
+static bool pg_reachable(store *base) {
+  pg_store *s = (pg_store *)base;
+  return atomic_load(&s->reachable) && !atomic_load(&s->fenced);
+}
 
 static kerr_code pg_commit(store_tx *tx, kerr *err) {
   kerr_code rc = KERR_OK;
@@ -1779,6 +1807,91 @@ static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_
   return rc;
 }
 
+/* ------------------------------------------------------- the node lock
+ *
+ * Until background work is shared out under leases, one kmsd serves a
+ * database: it holds a session advisory lock (NODE_LOCK) on a connection
+ * of its own, which the server releases when that connection ends, also
+ * when the node is killed.  The connection can also end under a live node
+ * (the database restarted, the network broke), and then another kmsd could
+ * start on the database.  So a keeper thread checks the connection every
+ * KEEPER_INTERVAL_MS; when it has ended, it connects again and takes the
+ * lock back.  If another kmsd took it meanwhile, this node is fenced: every
+ * transaction fails from then on (and /health says the store is not
+ * reachable), since two nodes would each run the background work
+ * (recoveries, sweeps) as if alone. */
+
+/* Connect the node lock's connection (if needed) and take the lock: KERR_OK,
+ * KERR_CONFLICT when another session holds it, else KERR_INTERNAL. */
+static kerr_code take_node_lock(pg_store *s, kerr *err) {
+  char sql[96];
+  PGresult *res;
+  kerr_code rc = KERR_OK;
+  if (!s->node_conn) {
+    rc = conn_open(s->url, "kmsd node lock", s->busy_timeout_ms, &s->node_conn, err);
+    if (rc) return rc;
+  }
+  snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)NODE_LOCK);
+  res = PQexec(s->node_conn, sql);
+  if (!result_ok(res) || PQntuples(res) != 1) {
+    result_error(res, s->node_conn, "taking the node lock", err);
+    rc = KERR_INTERNAL;
+  } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
+    rc = kerr_set(err, KERR_CONFLICT,
+                  "Another kmsd is serving this database (its node lock is held).");
+  }
+  PQclear(res);
+  return rc;
+}
+
+static void *keeper_main(void *arg) {
+  pg_store *s = arg;
+  bool lost = false; /* logged that the connection ended, not yet back */
+  pthread_mutex_lock(&s->keeper_lock);
+  while (!s->stopping && !atomic_load(&s->fenced)) {
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_sec += KEEPER_INTERVAL_MS / 1000;
+    ts.tv_nsec += (long)(KEEPER_INTERVAL_MS % 1000) * 1000000L;
+    if (ts.tv_nsec >= 1000000000L) {
+      ts.tv_sec++;
+      ts.tv_nsec -= 1000000000L;
+    }
+    pthread_cond_timedwait(&s->keeper_cond, &s->keeper_lock, &ts);
+    if (s->stopping) break;
+    pthread_mutex_unlock(&s->keeper_lock);
+
+    PGresult *res = s->node_conn ? PQexec(s->node_conn, "SELECT 1") : NULL;
+    bool alive = res && result_ok(res);
+    PQclear(res);
+    if (!alive) {
+      kerr e;
+      kerr_clear(&e);
+      if (s->node_conn) {
+        PQfinish(s->node_conn);
+        s->node_conn = NULL;
+      }
+      if (!lost) log_msg(LOG_WARN, NULL, "store: the node lock's connection to the database ended");
+      lost = true;
+      kerr_code rc = take_node_lock(s, &e);
+      if (rc == KERR_OK) {
+        log_msg(LOG_INFO, NULL, "store: node lock taken again");
+        lost = false;
+      } else if (rc == KERR_CONFLICT) {
+        atomic_store(&s->fenced, true);
+        log_msg(LOG_ERROR, NULL,
+                "store: another kmsd took this database while this one was cut off from it; "
+                "this kmsd serves nothing more: stop one of them, then restart this one");
+      } else {
+        atomic_store(&s->reachable, false); /* tried again at the next tick */
+      }
+    }
+    pthread_mutex_lock(&s->keeper_lock);
+  }
+  pthread_mutex_unlock(&s->keeper_lock);
+  return NULL;
+}
+
 /* ----------------------------------------------------------- lifecycle */
 
 static kerr_code read_version(store_tx *tx, int *version, kerr *err) {
@@ -1851,6 +1964,15 @@ static kerr_code migrate(store_tx *tx, kerr *err) {
 static void pg_close(store *base) {
   pg_store *s = (pg_store *)base;
   if (!s) return;
+  if (s->keeper_running) {
+    pthread_mutex_lock(&s->keeper_lock);
+    s->stopping = true;
+    pthread_cond_signal(&s->keeper_cond);
+    pthread_mutex_unlock(&s->keeper_lock);
+    pthread_join(s->keeper, NULL);
+  }
+  pthread_mutex_destroy(&s->keeper_lock);
+  pthread_cond_destroy(&s->keeper_cond);
   /* Every transaction must be finished: only idle connections remain. */
   for (size_t i = 0; i < s->nidle; i++) {
     PQfinish(s->idle[i]->db);
@@ -1983,6 +2105,9 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
   s->base.ops = &pg_ops;
   s->busy_timeout_ms = busy_timeout_ms;
   atomic_init(&s->reachable, true);
+  atomic_init(&s->fenced, false);
+  pthread_mutex_init(&s->keeper_lock, NULL);
+  pthread_cond_init(&s->keeper_cond, NULL);
   pthread_mutex_init(&s->pool_lock, NULL);
   pthread_cond_init(&s->pool_cond, NULL);
   s->url = strdup(url);
@@ -1990,29 +2115,20 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  /* The node lock first, on a connection kept for it alone: a second kmsd
-   * on the same database stops here, before migrating anything. */
-  rc = conn_open(s->url, busy_timeout_ms, &s->node_conn, err);
+  /* The node lock first: a second kmsd on the same database stops here,
+   * before migrating anything. */
+  rc = take_node_lock(s, err);
   if (rc) goto out;
-  {
-    char sql[96];
-    PGresult *res;
-    snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)NODE_LOCK);
-    res = PQexec(s->node_conn, sql);
-    if (!result_ok(res) || PQntuples(res) != 1) {
-      rc = result_error(res, s->node_conn, "taking the node lock", err);
-    } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-      rc = kerr_set(err, KERR_CONFLICT,
-                    "Another kmsd is serving this database (its node lock is held).");
-    }
-    PQclear(res);
-    if (rc) goto out;
-  }
   rc = pool_take(s, &first, err);
   if (rc) goto out;
   rc = migrate(first, err);
   pool_give(s, first);
   if (rc) goto out;
+  if (pthread_create(&s->keeper, NULL, keeper_main, s) != 0) {
+    rc = kerr_set(err, KERR_INTERNAL, "Cannot start the node lock's keeper thread.");
+    goto out;
+  }
+  s->keeper_running = true;
   *out = &s->base;
   s = NULL;
 out:

@@ -10,7 +10,9 @@ cover what only a shared store has:
   directory holding the same root.key serves the same keys, aliases and
   ciphertexts;
 - one node per database until leases share the background work out: a
-  second kmsd on the database is refused, the first keeps serving;
+  second kmsd on the database is refused, the first keeps serving; a node
+  whose lock's connection ended takes the lock back, and one that finds it
+  taken by another session is fenced (serves nothing, /health 503);
 - root.key: one that does not open the database is refused, and a node
   without one is told to copy it (and none is made for it);
 - PostgreSQL killed and started again under kmsd: calls fail fast with
@@ -34,6 +36,7 @@ import kmsd_harness as h
 import pg_fixture
 
 REFUSAL_SECONDS = 20
+PG_NODE_LOCK = 0x6b6d736403  # NODE_LOCK in lib/store/store_pg.c
 
 
 class PgStoreTest(h.KmsdBaseTestCase):
@@ -159,6 +162,53 @@ class PgStoreTest(h.KmsdBaseTestCase):
         status, _, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
         self.assertEqual(h.parse_body(body)["status"], "ok")
+        # Its node lock went with the crash, and is taken again: then a
+        # second node is still refused.
+        deadline = time.monotonic() + 10
+        while True:
+            with open(server.log_path, errors="replace") as f:
+                if "store: node lock taken again" in f.read():
+                    break
+            self.assertLess(time.monotonic(), deadline, "the node lock was not taken again")
+            time.sleep(0.1)
+        rc, err = self.run_refused(self.new_data_dir(root_key_from=server.data_dir))
+        self.assertEqual(rc, 1, err)
+        self.assertIn("Another kmsd is serving this database", err)
+
+    def test_node_that_lost_its_lock_is_fenced(self):
+        """The node lock's connection ends under a live node and another
+        session takes the lock first: the node serves nothing more."""
+        server = self.node()
+        kms = h.kms_client(server)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        url, password = pg_fixture.split_url(self.pg.url(self.db))
+        env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
+        env["PGPASSWORD"] = password
+        holder = subprocess.Popen([pg_fixture.find_psql(), "-X", "-w", "-q", "-d", url],
+                                  stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                  env=env, text=True)
+        self.addCleanup(holder.wait, 10)
+        self.addCleanup(holder.stdin.close)
+        holder.stdin.write("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                           "WHERE application_name = 'kmsd node lock' "
+                           "AND datname = current_database();\n"
+                           "SELECT pg_advisory_lock(%d);\n" % PG_NODE_LOCK)
+        holder.stdin.flush()
+        deadline = time.monotonic() + 15
+        while True:
+            status, _, body = server.raw_request("GET", "/health")
+            if status == 503:
+                break
+            self.assertLess(time.monotonic(), deadline, "the node was not fenced")
+            time.sleep(0.2)
+        self.assertEqual(h.parse_body(body)["store"]["reachable"], False)
+        for call in (lambda: kms.describe_key(KeyId=key), lambda: kms.create_key()):
+            with self.assertRaises(botocore.exceptions.ClientError) as caught:
+                call()
+            self.assertEqual(caught.exception.response["Error"]["Code"], "KMSInternalException")
+            self.assertIn("another kmsd took this database", caught.exception.response["Error"]["Message"])
+        with open(server.log_path, errors="replace") as f:
+            self.assertIn("another kmsd took this database while this one was cut off", f.read())
 
     def test_password_is_never_shown(self):
         with_password = self.pg.url(self.db)   # the password in the URL itself
