@@ -313,10 +313,12 @@ typedef struct store_ops {
    * cache).  Contract: if two calls return equal stamps, no change was
    * committed between them, whoever made it (a transaction that changed
    * nothing may leave the stamp as it was); a transaction begun after a
-   * call sees every commit that call's stamp covers.  Never waits, takes no
-   * lock, safe from any thread; NULL when the backend has no such value.
-   * A backend that is not sure its value follows every commit returns
-   * false, always. */
+   * call sees every commit that call's stamp covers.  Safe from any thread,
+   * takes no lock another caller could wait on, and far cheaper than the
+   * reads it saves: SQLite's reads shared memory; a server's backend may
+   * ask its server in one round trip (store_pg.c).  NULL when the backend
+   * has no such value.  A backend that is not sure its value follows every
+   * commit returns false, always. */
   bool (*change_stamp)(store *s, store_stamp *out);
   /* Whether the database answered the last time this process needed it:
    * false from a connection that could not be opened or broke until a

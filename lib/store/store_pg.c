@@ -165,6 +165,40 @@ static const char *const migrations[] = {
     "CREATE TRIGGER keys_policy_version BEFORE UPDATE OF policy ON keys FOR EACH ROW"
     "  WHEN (NEW.policy_version = OLD.policy_version AND NEW.policy IS DISTINCT FROM"
     "        OLD.policy) EXECUTE FUNCTION kmsd_policy_version();",
+    /* 2: the change stamp (pg_change_stamp): a value every statement that
+     * writes a table moves, whoever runs it (kmsd, another node, an operator's
+     * psql), in the writer's own transaction.  A new random value rather than
+     * a count: a database restored to an earlier state cannot bring back a
+     * stamp that meant other contents, unless it brings those contents too. */
+    "CREATE TABLE kmsd_changes (id INTEGER PRIMARY KEY CHECK (id = 1), stamp BIGINT NOT NULL);"
+    "INSERT INTO kmsd_changes VALUES (1, (random() * 9.2e18)::bigint);"
+    "CREATE FUNCTION kmsd_changed() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN"
+    "  UPDATE kmsd_changes SET stamp = (random() * 9.2e18)::bigint WHERE id = 1;"
+    "  RETURN NULL; END $$;"
+    "CREATE TRIGGER keys_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON keys"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER key_materials_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON key_materials"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER aliases_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON aliases"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER tags_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON tags"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER custom_key_stores_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON custom_key_stores"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_clusters_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_clusters"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_hsms_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_hsms"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_users_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_users"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_key_blobs_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_key_blobs"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_backups_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_backups"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER hsm_secrets_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON hsm_secrets"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();"
+    "CREATE TRIGGER store_meta_changed AFTER INSERT OR UPDATE OR DELETE OR TRUNCATE ON store_meta"
+    "  FOR EACH STATEMENT EXECUTE FUNCTION kmsd_changed();",
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
@@ -215,6 +249,7 @@ enum stmt_id {
   ST_CKS_KEY_COUNT,
   ST_KEY_COUNT,
   ST_CKS_KEY_BY_XKS_ID,
+  ST_CHANGE_STAMP,
   ST_COUNT
 };
 
@@ -279,6 +314,7 @@ static const char *const stmt_sql[ST_COUNT] = {
     [ST_CKS_KEY_COUNT] = "SELECT COUNT(*) FROM keys WHERE custom_key_store_id=$1",
     [ST_KEY_COUNT] = "SELECT COALESCE((SELECT n FROM key_counts WHERE account_id=$1 "
                      "AND region=$2), 0)",
+    [ST_CHANGE_STAMP] = "SELECT stamp FROM kmsd_changes WHERE id = 1",
     [ST_CKS_KEY_BY_XKS_ID] = "SELECT key_id FROM keys WHERE custom_key_store_id=$1 AND "
                              "xks_key_id=$2 LIMIT 1",
 };
@@ -704,6 +740,32 @@ static void pg_rollback(store_tx *tx) {
 static bool pg_reads_uncommitted(store_tx *tx) {
   (void)tx;
   return false;
+}
+
+/* The change stamp: kmsd_changes' value (migration 2), read on a pooled
+ * connection outside any transaction, so it is the latest committed one.
+ * One round trip where a read would take three (BEGIN, the row, COMMIT),
+ * and exact across nodes: every writing statement moves it in its own
+ * transaction.  A stamp read before a transaction begins is never newer
+ * than what that transaction sees, as store.h asks. */
+static bool pg_change_stamp(store *base, store_stamp *out) {
+  pg_store *s = (pg_store *)base;
+  store_tx *tx = NULL;
+  PGresult *res = NULL;
+  pq_params p = {0};
+  bool ok = false;
+  if (atomic_load(&s->fenced) || pool_take(s, &tx, NULL) != KERR_OK) return false;
+  if (pq_run(tx, ST_CHANGE_STAMP, &p, &res, "reading the change stamp", NULL) == KERR_OK &&
+      PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+    uint64_t v = (uint64_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10);
+    memset(out, 0, sizeof *out);
+    out->w[0] = (uint32_t)v;
+    out->w[1] = (uint32_t)(v >> 32);
+    ok = true;
+  }
+  PQclear(res);
+  pool_give(s, tx);
+  return ok;
 }
 
 /* ---------------------------------------------------------------- keys */
@@ -1991,9 +2053,7 @@ static const store_ops pg_ops = {
     .commit = pg_commit,
     .rollback = pg_rollback,
     .reads_uncommitted = pg_reads_uncommitted,
-    /* No value follows another node's commits without asking the server,
-     * and change_stamp may not wait: the key cache stays off. */
-    .change_stamp = NULL,
+    .change_stamp = pg_change_stamp,
     .reachable = pg_reachable,
     .key_insert = pg_key_insert,
     .key_get = pg_key_get,

@@ -4,7 +4,8 @@
  * server aborts the whole transaction: COMMIT must then fail, and an insert
  * that finds its row taken must not abort it), read transactions that
  * refuse writes, writers on many connections that check then insert, the
- * triggers that keep key_counts and policy_version whoever writes, a
+ * triggers that keep key_counts and policy_version whoever writes, the
+ * change stamp (moved by every committed write, anyone's, and only then), a
  * connection the server drops, and the password kept out of messages.
  *
  * The server is KMSD_TEST_PG_URL's (a base URL, scripts/pg-test-server.sh)
@@ -461,6 +462,46 @@ static void test_triggers_follow_foreign_writes(void **state) {
   s->ops->close(s);
 }
 
+/* The change stamp moves with every committed write, kmsd's or anyone's,
+ * and only then. */
+static void test_change_stamp(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  store_key k;
+  store_stamp a, b;
+  kerr err;
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_non_null(s->ops->change_stamp);
+  assert_true(s->ops->change_stamp(s, &a));
+  /* A read, and a write rolled back, leave it. */
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_get(tx, K1, &k, &err), KERR_NOT_FOUND);
+  s->ops->rollback(tx);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  make_key(&k, K1);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  s->ops->rollback(tx);
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_true(store_stamp_equal(&a, &b));
+  /* Its own commit moves it. */
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->key_insert(tx, &k, "{}", &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+  /* So does another session's, on any table kmsd keeps. */
+  a = b;
+  admin_sql(strrchr(url, '/') + 1, "UPDATE keys SET description = 'by hand'");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+  a = b;
+  admin_sql(strrchr(url, '/') + 1, "DELETE FROM store_meta");
+  assert_true(s->ops->change_stamp(s, &b));
+  assert_false(store_stamp_equal(&a, &b));
+  s->ops->close(s);
+}
+
 /* The server drops every kmsd connection: the call that meets a dropped
  * connection fails, and later ones work again on new connections. */
 static void test_dropped_connections_recover(void **state) {
@@ -537,6 +578,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_aborted_transaction_is_not_acknowledged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_checking_writers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_triggers_follow_foreign_writes, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_change_stamp, setup, teardown),
       cmocka_unit_test_setup_teardown(test_dropped_connections_recover, setup, teardown),
       cmocka_unit_test_setup_teardown(test_password_never_shown, setup, teardown),
   };
