@@ -54,6 +54,12 @@
 #define POOL_MAX 16
 #define MAX_PARAMS 24
 #define KEEPER_INTERVAL_MS 1000 /* how often the node lock's connection is checked */
+/* How long a session may sit idle inside a transaction before the server
+ * ends it: longer than any step kmsd takes inside one (an HSM call is
+ * bounded by --hsm-timeout, at most 600 s, but is not idle-in-transaction
+ * for long in practice), short enough that an orphaned session's write
+ * lock does not outlive it by hours. */
+#define IDLE_IN_TX_S 600
 
 /* Advisory lock ids (one 64-bit space per database): "kmsd" in ASCII, then
  * what the lock is for. */
@@ -325,12 +331,15 @@ typedef struct pg_store {
   int busy_timeout_ms;
   pthread_mutex_t pool_lock;
   pthread_cond_t pool_cond;
+  pthread_mutex_t writer_gate; /* held by the write transaction running */
   store_tx *idle[POOL_MAX];
   size_t nidle;
   size_t nopen;
   /* The node lock (see "the node lock"): its connection, used only by
    * open and then by the keeper thread. */
   PGconn *node_conn;
+  int node_pid;     /* the server's pid of the session holding the lock; 0: not held */
+  int old_node_pid; /* the one before, whose end the server may not have seen */
   pthread_t keeper;
   bool keeper_running;
   bool stopping;                /* under keeper_lock */
@@ -348,6 +357,7 @@ struct store_tx {
   bool prepared[ST_COUNT];
   bool write;
   bool in_tx;
+  char xid[24]; /* a write transaction's id (txid_current), for pg_commit */
 };
 
 /* The parameters of one statement: text values (or NULL), blobs in binary. */
@@ -585,10 +595,15 @@ static kerr_code collect_rows(PGresult *r, size_t size, row_reader read,
 /* `app` is the application_name the server shows for the connection. */
 static kerr_code conn_open(const char *url, const char *app, int busy_timeout_ms, PGconn **out,
                            kerr *err) {
-  /* Later keywords win: the URL's own connect_timeout overrides ours. */
+  /* Later keywords win: the URL's own settings override ours.  Keepalives
+   * and tcp_user_timeout bound how long a call can hang on a connection
+   * whose other end is gone without a word (a NAT or balancer reset, a
+   * partition). */
   char timeout[16];
-  const char *keys[] = {"connect_timeout", "application_name", "dbname", NULL};
-  const char *values[] = {timeout, app, url, NULL};
+  const char *keys[] = {"connect_timeout", "keepalives", "keepalives_idle", "keepalives_interval",
+                        "keepalives_count", "tcp_user_timeout", "application_name", "dbname",
+                        NULL};
+  const char *values[] = {timeout, "1", "10", "5", "3", "30000", app, url, NULL};
   PGconn *db;
   snprintf(timeout, sizeof timeout, "%d", STORE_PG_CONNECT_TIMEOUT_S);
   *out = NULL;
@@ -599,10 +614,19 @@ static kerr_code conn_open(const char *url, const char *app, int busy_timeout_ms
     PQfinish(db);
     return rc;
   }
-  char sql[160];
+  /* The session: what the reads parse is pinned whatever the database or
+   * role says (bytea in hex, UTF-8); and the server, too, notices a client
+   * gone without a word, so that a session of a vanished kmsd cannot keep
+   * the write lock: keepalives on its side, a check of the client during
+   * long statements, and at most IDLE_IN_TX_S idle inside a transaction. */
+  char sql[512];
   snprintf(sql, sizeof sql,
-           "SET lock_timeout = %d; SET client_min_messages = warning; SET TIME ZONE 'UTC'",
-           busy_timeout_ms);
+           "SET lock_timeout = %d; SET client_min_messages = warning; SET TIME ZONE 'UTC';"
+           "SET bytea_output = hex; SET client_encoding = 'UTF8';"
+           "SET tcp_keepalives_idle = 10; SET tcp_keepalives_interval = 5;"
+           "SET tcp_keepalives_count = 3; SET client_connection_check_interval = 10000;"
+           "SET idle_in_transaction_session_timeout = %d",
+           busy_timeout_ms, IDLE_IN_TX_S * 1000);
   PGresult *res = PQexec(db, sql);
   if (!result_ok(res)) {
     kerr_code rc = result_error(res, db, "configuring the connection", err);
@@ -670,34 +694,82 @@ static void pool_give(pg_store *s, store_tx *tx) {
 
 /* ------------------------------------------------------ transactions */
 
+/* Close every idle connection: after one was found dead (the server
+ * restarted, a failover), the others went with it, and each would fail a
+ * call before being dropped. */
+static void pool_flush_idle(pg_store *s) {
+  store_tx *dead[POOL_MAX];
+  size_t n;
+  pthread_mutex_lock(&s->pool_lock);
+  n = s->nidle;
+  memcpy(dead, s->idle, n * sizeof *dead);
+  s->nidle = 0;
+  s->nopen -= n;
+  pthread_cond_broadcast(&s->pool_cond);
+  pthread_mutex_unlock(&s->pool_lock);
+  for (size_t i = 0; i < n; i++) {
+    PQfinish(dead[i]->db);
+    free(dead[i]);
+  }
+}
+
+/* BEGIN on a pooled connection.  On failure the connection goes back (or
+ * is dropped), and *dead says it turned out dead before anything ran: the
+ * caller may try a fresh one.  A write transaction also takes the write
+ * lock and learns its transaction id (for pg_commit's outcome check). */
+static kerr_code begin_on(pg_store *s, store_tx *tx, bool write, bool *dead, kerr *err) {
+  char sql[160];
+  if (write)
+    snprintf(sql, sizeof sql,
+             "BEGIN ISOLATION LEVEL READ COMMITTED; "
+             "SELECT pg_advisory_xact_lock(%lld), txid_current()",
+             (long long)WRITE_LOCK);
+  else
+    snprintf(sql, sizeof sql, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
+  PGresult *res = PQexec(tx->db, sql);
+  *dead = false;
+  if (!result_ok(res)) {
+    *dead = PQstatus(tx->db) != CONNECTION_OK;
+    result_error(res, tx->db, "starting a transaction", err);
+    PQclear(res);
+    if (!*dead && PQtransactionStatus(tx->db) != PQTRANS_IDLE) PQclear(PQexec(tx->db, "ROLLBACK"));
+    pool_give(s, tx);
+    return KERR_INTERNAL;
+  }
+  tx->xid[0] = '\0';
+  if (write && PQntuples(res) == 1)
+    snprintf(tx->xid, sizeof tx->xid, "%s", PQgetvalue(res, 0, 1));
+  PQclear(res);
+  return KERR_OK;
+}
+
 static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
   pg_store *s = (pg_store *)base;
   store_tx *tx;
-  char sql[128];
   kerr_code rc;
   *out = NULL;
   if (atomic_load(&s->fenced))
     return kerr_set(err, KERR_INTERNAL,
                     "Storage error: another kmsd took this database while this one was cut off "
                     "from it. Stop one of them, then restart this one.");
-  rc = pool_take(s, &tx, err);
-  if (rc) return rc;
-  if (write)
-    snprintf(sql, sizeof sql,
-             "BEGIN ISOLATION LEVEL READ COMMITTED; SELECT pg_advisory_xact_lock(%lld)",
-             (long long)WRITE_LOCK);
-  else
-    snprintf(sql, sizeof sql, "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY");
-  PGresult *res = PQexec(tx->db, sql);
-  if (!result_ok(res)) {
-    result_error(res, tx->db, "starting a transaction", err);
-    rc = KERR_INTERNAL;
-    PQclear(res);
-    if (PQtransactionStatus(tx->db) != PQTRANS_IDLE) PQclear(PQexec(tx->db, "ROLLBACK"));
-    pool_give(s, tx);
+  /* Writers take turns here, before a connection: queued on the database's
+   * write lock instead, each would hold one of the pool's connections, and
+   * a read (one nested in a write transaction among them) could find none. */
+  if (write) pthread_mutex_lock(&s->writer_gate);
+  for (int attempt = 0;; attempt++) {
+    bool dead = false;
+    rc = pool_take(s, &tx, err);
+    if (rc) break;
+    rc = begin_on(s, tx, write, &dead, err);
+    if (!rc || !dead || attempt == 1) break;
+    /* Nothing ran: drop the idle connections, which share its fate, and
+     * try once on a new one. */
+    pool_flush_idle(s);
+  }
+  if (rc) {
+    if (write) pthread_mutex_unlock(&s->writer_gate);
     return rc;
   }
-  PQclear(res);
   if (!atomic_exchange(&s->reachable, true)) {
     /* The database is back: the keeper need not wait for its next tick to
      * take the node lock again, which shortens the time another kmsd could
@@ -717,9 +789,48 @@ static bool pg_reachable(store *base) {
   return atomic_load(&s->reachable) && !atomic_load(&s->fenced);
 }
 
+/* The outcome of write transaction `xid` whose COMMIT got no answer (the
+ * connection broke under it), asked on a new connection: true and
+ * *committed when the server knows it.  The old session may still be
+ * finishing: "in progress" is asked again for a moment. */
+static bool commit_outcome(pg_store *s, const char *xid, bool *committed) {
+  PGconn *db = NULL;
+  bool known = false;
+  kerr ignored;
+  if (!xid[0] || conn_open(s->url, "kmsd", s->busy_timeout_ms, &db, &ignored) != KERR_OK)
+    return false;
+  const char *values[1] = {xid};
+  for (int i = 0; i < 50 && !known; i++) {
+    PGresult *res = PQexecParams(db, "SELECT txid_status($1::bigint)", 1, NULL, values, NULL,
+                                 NULL, 0);
+    if (result_ok(res) && PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
+      const char *status = PQgetvalue(res, 0, 0);
+      if (strcmp(status, "committed") == 0 || strcmp(status, "aborted") == 0) {
+        *committed = status[0] == 'c';
+        known = true;
+      }
+    } else if (!result_ok(res)) {
+      PQclear(res);
+      break;
+    }
+    PQclear(res);
+    if (!known) {
+      struct timespec pause = {0, 100 * 1000000L};
+      nanosleep(&pause, NULL);
+    }
+  }
+  PQfinish(db);
+  return known;
+}
+
 static kerr_code pg_commit(store_tx *tx, kerr *err) {
+  pg_store *s = tx->owner;
+  bool write = tx->write;
+  char xid[24];
   kerr_code rc = KERR_OK;
+  snprintf(xid, sizeof xid, "%s", tx->xid);
   PGresult *res = PQexec(tx->db, "COMMIT");
+  bool lost = !result_ok(res) && PQstatus(tx->db) != CONNECTION_OK;
   /* An aborted transaction answers COMMIT with ROLLBACK: nothing was kept. */
   if (!result_ok(res))
     rc = result_error(res, tx->db, "committing", err);
@@ -727,14 +838,30 @@ static kerr_code pg_commit(store_tx *tx, kerr *err) {
     rc = kerr_set(err, KERR_INTERNAL,
                   "Storage error while committing: the database rolled the transaction back.");
   PQclear(res);
-  pool_give(tx->owner, tx);
+  pool_give(s, tx);
+  if (lost && write) {
+    /* No answer to COMMIT: it may have happened.  Find out rather than
+     * report a failure that callers would undo (an HSM key destroyed under
+     * a committed row). */
+    bool committed = false;
+    if (!commit_outcome(s, xid, &committed))
+      rc = kerr_set(err, KERR_INTERNAL,
+                    "Storage error while committing: the connection to the database broke, and "
+                    "whether the change was kept is not known.");
+    else if (committed)
+      rc = KERR_OK;
+  }
+  if (write) pthread_mutex_unlock(&s->writer_gate);
   return rc;
 }
 
 static void pg_rollback(store_tx *tx) {
   if (!tx) return;
+  pg_store *s = tx->owner;
+  bool write = tx->write;
   if (tx->in_tx && PQstatus(tx->db) == CONNECTION_OK) PQclear(PQexec(tx->db, "ROLLBACK"));
-  pool_give(tx->owner, tx);
+  pool_give(s, tx);
+  if (write) pthread_mutex_unlock(&s->writer_gate);
 }
 
 static bool pg_reads_uncommitted(store_tx *tx) {
@@ -1878,17 +2005,22 @@ static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_
  * (the database restarted, the network broke), and then another kmsd could
  * start on the database.  So a keeper thread checks the connection every
  * KEEPER_INTERVAL_MS; when it has ended, it connects again and takes the
- * lock back.  If another kmsd took it meanwhile, this node is fenced: every
+ * lock back.  The server may not have seen the old connection end (a break
+ * on this side only): the old session, still holding the lock, is then
+ * ended.  If another kmsd took it meanwhile, this node is fenced: every
  * transaction fails from then on (and /health says the store is not
  * reachable), since two nodes would each run the background work
  * (recoveries, sweeps) as if alone. */
 
-/* Connect the node lock's connection (if needed) and take the lock: KERR_OK,
- * KERR_CONFLICT when another session holds it, else KERR_INTERNAL. */
+/* Connect the node lock's connection (if needed) and take the lock: KERR_OK
+ * (s->node_pid is then the session holding it), KERR_CONFLICT when another
+ * session holds it, else KERR_INTERNAL. */
 static kerr_code take_node_lock(pg_store *s, kerr *err) {
   char sql[96];
   PGresult *res;
   kerr_code rc = KERR_OK;
+  if (s->node_pid) s->old_node_pid = s->node_pid;
+  s->node_pid = 0;
   if (!s->node_conn) {
     rc = conn_open(s->url, "kmsd node lock", s->busy_timeout_ms, &s->node_conn, err);
     if (rc) return rc;
@@ -1901,9 +2033,70 @@ static kerr_code take_node_lock(pg_store *s, kerr *err) {
   } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
     rc = kerr_set(err, KERR_CONFLICT,
                   "Another kmsd is serving this database (its node lock is held).");
+  } else {
+    s->node_pid = PQbackendPID(s->node_conn);
   }
   PQclear(res);
   return rc;
+}
+
+/* The backend holding the node lock now (0: none, or not known). */
+static int node_lock_holder(pg_store *s) {
+  char sql[320];
+  int pid = 0;
+  snprintf(sql, sizeof sql,
+           "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
+           "database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
+           "((classid::bigint << 32) | objid::bigint) = %lld LIMIT 1",
+           (long long)NODE_LOCK);
+  PGresult *res = PQexec(s->node_conn, sql);
+  if (result_ok(res) && PQntuples(res) == 1) pid = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
+  PQclear(res);
+  return pid;
+}
+
+/* One check of the node lock (see above).  `have` says this node holds it
+ * on s->node_conn; *lost whether the loss was logged already. */
+static void keep_node_lock(pg_store *s, bool *lost) {
+  PGresult *res = s->node_conn && s->node_pid ? PQexec(s->node_conn, "SELECT 1") : NULL;
+  bool alive = res && result_ok(res);
+  PQclear(res);
+  if (alive) return;
+  kerr e;
+  kerr_clear(&e);
+  if (s->node_conn && PQstatus(s->node_conn) != CONNECTION_OK) {
+    PQfinish(s->node_conn);
+    s->node_conn = NULL;
+  }
+  if (!*lost) log_msg(LOG_WARN, NULL, "store: the node lock's connection to the database ended");
+  *lost = true;
+  kerr_code rc = take_node_lock(s, &e);
+  if (rc == KERR_OK) {
+    log_msg(LOG_INFO, NULL, "store: node lock taken again");
+    atomic_store(&s->reachable, true);
+    *lost = false;
+    return;
+  }
+  if (rc != KERR_CONFLICT) {
+    atomic_store(&s->reachable, false); /* tried again at the next tick */
+    return;
+  }
+  /* Held.  By this node's own old session, which the server has not seen
+   * end (the break was on this side only)?  End it, and take the lock at
+   * the next tick.  By anyone else: fenced. */
+  int holder = node_lock_holder(s);
+  if (holder && holder == s->old_node_pid) {
+    char sql[64];
+    snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", holder);
+    PQclear(PQexec(s->node_conn, sql));
+    log_msg(LOG_WARN, NULL, "store: ended this node's old session (%d), which kept the node lock",
+            holder);
+    return;
+  }
+  atomic_store(&s->fenced, true);
+  log_msg(LOG_ERROR, NULL,
+          "store: another kmsd took this database while this one was cut off from it; "
+          "this kmsd serves nothing more: stop one of them, then restart this one");
 }
 
 static void *keeper_main(void *arg) {
@@ -1922,32 +2115,7 @@ static void *keeper_main(void *arg) {
     pthread_cond_timedwait(&s->keeper_cond, &s->keeper_lock, &ts);
     if (s->stopping) break;
     pthread_mutex_unlock(&s->keeper_lock);
-
-    PGresult *res = s->node_conn ? PQexec(s->node_conn, "SELECT 1") : NULL;
-    bool alive = res && result_ok(res);
-    PQclear(res);
-    if (!alive) {
-      kerr e;
-      kerr_clear(&e);
-      if (s->node_conn) {
-        PQfinish(s->node_conn);
-        s->node_conn = NULL;
-      }
-      if (!lost) log_msg(LOG_WARN, NULL, "store: the node lock's connection to the database ended");
-      lost = true;
-      kerr_code rc = take_node_lock(s, &e);
-      if (rc == KERR_OK) {
-        log_msg(LOG_INFO, NULL, "store: node lock taken again");
-        lost = false;
-      } else if (rc == KERR_CONFLICT) {
-        atomic_store(&s->fenced, true);
-        log_msg(LOG_ERROR, NULL,
-                "store: another kmsd took this database while this one was cut off from it; "
-                "this kmsd serves nothing more: stop one of them, then restart this one");
-      } else {
-        atomic_store(&s->reachable, false); /* tried again at the next tick */
-      }
-    }
+    keep_node_lock(s, &lost);
     pthread_mutex_lock(&s->keeper_lock);
   }
   pthread_mutex_unlock(&s->keeper_lock);
@@ -2043,6 +2211,7 @@ static void pg_close(store *base) {
   if (s->node_conn) PQfinish(s->node_conn);
   pthread_mutex_destroy(&s->pool_lock);
   pthread_cond_destroy(&s->pool_cond);
+  pthread_mutex_destroy(&s->writer_gate);
   free(s->url);
   free(s);
 }
@@ -2170,6 +2339,7 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
   pthread_cond_init(&s->keeper_cond, NULL);
   pthread_mutex_init(&s->pool_lock, NULL);
   pthread_cond_init(&s->pool_cond, NULL);
+  pthread_mutex_init(&s->writer_gate, NULL);
   s->url = strdup(url);
   if (!s->url) {
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");

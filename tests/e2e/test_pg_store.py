@@ -25,6 +25,7 @@ cover what only a shared store has:
 
 import os
 import shutil
+import socket
 import subprocess
 import threading
 import time
@@ -36,6 +37,59 @@ import kmsd_harness as h
 import pg_fixture
 
 REFUSAL_SECONDS = 20
+
+
+class OneSidedProxy:
+    """A TCP relay to PostgreSQL that can break connections on the client's
+    side only, as a NAT or load balancer that forgets a connection does: the
+    client's sockets are closed, the server's stay open, so the server
+    keeps those sessions (and their locks) until it notices."""
+
+    def __init__(self, upstream_port):
+        self.upstream_port = upstream_port
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.clients, self.upstreams = [], []
+        self.lock = threading.Lock()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self):
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            with self.lock:
+                self.clients.append(client)
+                self.upstreams.append(upstream)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pump(src, dst):
+        try:
+            while True:
+                data = src.recv(65536)
+                if not data:
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+
+    def break_client_side(self):
+        with self.lock:
+            clients, self.clients = self.clients, []
+        for c in clients:
+            c.shutdown(socket.SHUT_RDWR)
+            c.close()
+
+    def close(self):
+        self.listener.close()
+        self.break_client_side()
+        with self.lock:
+            for u in self.upstreams:
+                u.close()
 PG_NODE_LOCK = 0x6b6d736403  # NODE_LOCK in lib/store/store_pg.c
 
 
@@ -209,6 +263,32 @@ class PgStoreTest(h.KmsdBaseTestCase):
             self.assertIn("another kmsd took this database", caught.exception.response["Error"]["Message"])
         with open(server.log_path, errors="replace") as f:
             self.assertIn("another kmsd took this database while this one was cut off", f.read())
+
+    def test_node_lock_survives_a_break_the_server_did_not_see(self):
+        """The node lock's connection breaks on kmsd's side only: the server
+        still has the old session holding the lock.  kmsd ends its own old
+        session and takes the lock back, rather than fencing itself."""
+        proxy = OneSidedProxy(self.pg.port)
+        self.addCleanup(proxy.close)
+        url = self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port)
+        server = self.node(url=url)
+        kms = h.kms_client(server)
+        key = kms.create_key()["KeyMetadata"]["KeyId"]
+        proxy.break_client_side()
+        deadline = time.monotonic() + 20
+        while True:
+            with open(server.log_path, errors="replace") as f:
+                log = f.read()
+            if "store: node lock taken again" in log:
+                break
+            self.assertNotIn("another kmsd took this database", log)
+            self.assertLess(time.monotonic(), deadline, "the node lock was not taken back")
+            time.sleep(0.2)
+        self.assertIn("ended this node's old session", log)
+        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+        kms.create_key()
+        status, _, _ = server.raw_request("GET", "/health")
+        self.assertEqual(status, 200)
 
     def test_password_is_never_shown(self):
         with_password = self.pg.url(self.db)   # the password in the URL itself
