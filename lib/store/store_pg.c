@@ -414,10 +414,25 @@ static const char *first_line(const char *msg, char *buf, size_t cap) {
   return buf;
 }
 
+/* libpq's reason names the database's host, address, port and user: it
+ * goes to the log (at most every CONN_LOG_INTERVAL_MS, a database that is
+ * down fails every call), and callers, API clients among them, get the
+ * fact only. */
+#define CONN_LOG_INTERVAL_MS 5000
 static kerr_code conn_error(PGconn *db, const char *what, kerr *err) {
+  static _Atomic int64_t last_logged_ms;
+  struct timespec now;
   char line[256];
-  return kerr_set(err, KERR_INTERNAL, "Storage error while %s: %s", what,
-                  first_line(db ? PQerrorMessage(db) : NULL, line, sizeof line));
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  int64_t now_ms = (int64_t)now.tv_sec * 1000 + now.tv_nsec / 1000000;
+  int64_t last = atomic_load(&last_logged_ms);
+  if ((last == 0 || now_ms - last >= CONN_LOG_INTERVAL_MS) &&
+      atomic_compare_exchange_strong(&last_logged_ms, &last, now_ms))
+    log_msg(LOG_ERROR, NULL, "store: %s: %s", what,
+            first_line(db ? PQerrorMessage(db) : NULL, line, sizeof line));
+  return kerr_set(err, KERR_INTERNAL,
+                  "Storage error while %s: the database cannot be reached (the log says why).",
+                  what);
 }
 
 /* The server's primary message only: its DETAIL may quote a row's values. */
@@ -2266,44 +2281,73 @@ bool store_pg_is_url(const char *url) {
   return url && (strncmp(url, "postgresql://", 13) == 0 || strncmp(url, "postgres://", 11) == 0);
 }
 
+/* Where a URI's parts are, as libpq reads them: its authority runs to the
+ * first '/', and its user information to the authority's last '@'.  NULL
+ * `at` when it has none; `query` is the first '?' after the user
+ * information (NULL: none). */
+typedef struct url_parts {
+  const char *rest; /* after "://" */
+  const char *at;
+  const char *colon; /* the ':' before the password, in the user information */
+  const char *query;
+} url_parts;
+
+static bool split_uri(const char *url, url_parts *u) {
+  const char *scheme_end =
+      url + strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
+  if (scheme_end == url || strncmp(scheme_end, "://", 3) != 0) return false;
+  u->rest = scheme_end + 3;
+  u->at = NULL;
+  for (const char *c = u->rest; *c && *c != '/'; c++)
+    if (*c == '@') u->at = c;
+  u->colon = u->at ? memchr(u->rest, ':', (size_t)(u->at - u->rest)) : NULL;
+  u->query = strchr(u->at ? u->at + 1 : u->rest, '?');
+  return true;
+}
+
+/* Whether libpq and split_uri can only read `url` the same way: at most one
+ * '@' in the authority (libpq splits at the first one) and none in the path
+ * (a password holding a raw '/' puts the rest of it there).  Anything else
+ * is refused before libpq sees it, so that what kmsd hides as the password
+ * is what libpq takes for it. */
+static bool uri_unambiguous(const char *url) {
+  url_parts u;
+  if (!split_uri(url, &u)) return false;
+  size_t authority = strcspn(u.rest, "/");
+  size_t ats = 0;
+  for (size_t i = 0; i < authority; i++) ats += u.rest[i] == '@';
+  const char *path = u.rest + authority;
+  return ats <= 1 && !memchr(path, '@', strcspn(path, "?"));
+}
+
 void store_pg_redact(const char *url, char *out, size_t cap) {
-  const char *scheme_end, *at, *colon;
+  url_parts u;
   if (!cap) return;
   out[0] = '\0';
   if (!url) return;
-  /* A URI starts with its scheme: letters, digits, "+-." after a letter. */
-  scheme_end = url + strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
-  if (scheme_end == url || strncmp(scheme_end, "://", 3) != 0) {
+  if (!split_uri(url, &u)) {
     /* Not a URI (key=value form): say nothing of what it holds. */
     snprintf(out, cap, "(a connection string)");
     return;
   }
-  scheme_end += 3;
-  /* The userinfo ends at the authority's last '@' (a raw '@' in a password
-   * stays hidden with it); the authority ends at the path or query. */
-  at = NULL;
-  for (const char *c = scheme_end; *c && !strchr("/?#", *c); c++)
-    if (*c == '@') at = c;
-  colon = at ? memchr(scheme_end, ':', (size_t)(at - scheme_end)) : NULL;
-  if (colon)
-    snprintf(out, cap, "%.*s:***%s", (int)(colon - url), url, at);
-  else
-    snprintf(out, cap, "%s", url);
-  /* A password may also come as query parameters: hide each one's value. */
-  for (char *p = strchr(out, '?'); p && *p; p = strchr(p, '&')) {
-    p++;
-    if (strncmp(p, "password=", 9) != 0) continue;
-    char *value = p + 9, *end = value + strcspn(value, "&");
-    size_t tail = strlen(end);
-    if ((size_t)(value - out) + 3 + tail < cap) {
-      memmove(value + 3, end, tail + 1);
-      memcpy(value, "***", 3);
-      p = value + 3;
-    } else {
-      *value = '\0'; /* no room: cut the rest rather than show it */
-      break;
-    }
+  /* The password of the user information as ***; the query's values, any
+   * of which may be a password (under a percent-encoded name, even), as
+   * *** too.  Built whole, then cut to fit, so a cut never shows more. */
+  size_t len = strlen(url);
+  char *shown = malloc(len + 8);
+  if (!shown) {
+    snprintf(out, cap, "(a connection string)");
+    return;
   }
+  size_t upto = (size_t)((u.query ? u.query : url + len) - url);
+  if (u.colon)
+    snprintf(shown, len + 8, "%.*s:***%.*s", (int)(u.colon - url), url,
+             (int)(upto - (size_t)(u.at - url)), u.at);
+  else
+    snprintf(shown, len + 8, "%.*s", (int)upto, url);
+  if (u.query && u.query[1]) strcat(shown, "?***");
+  snprintf(out, cap, "%s", shown);
+  free(shown);
 }
 
 kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr *err) {
@@ -2316,6 +2360,10 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
   *out = NULL;
   if (!store_pg_is_url(url))
     return kerr_set(err, KERR_VALIDATION, "A PostgreSQL store is named by a postgresql:// URL.");
+  if (!uri_unambiguous(url))
+    return kerr_set(err, KERR_VALIDATION,
+                    "The PostgreSQL URL can be read more than one way: percent-encode '@', '/' "
+                    "and ':' in its user name and password (%%40, %%2F, %%3A).");
   /* libpq's message quotes the part it could not parse, which may be the
    * password: give none of it. */
   parsed = PQconninfoParse(url, &parse_error);

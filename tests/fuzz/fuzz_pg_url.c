@@ -5,10 +5,12 @@
  * The first input byte picks the output size (1..256), the rest is the URL
  * (bytes after a NUL are ignored).  Invariants:
  *   - store_pg_redact always ends its output with a NUL inside the buffer;
- *   - the userinfo password of a "scheme://user:password@" URL shows as
- *     "***" (checked when the output was not cut);
- *   - every "password=" parameter of the output's query has the value
- *     "***", or nothing when the buffer cut it;
+ *   - a string that is not a URI is never shown;
+ *   - the password of the user information, which runs (as libpq reads it)
+ *     to the last '@' before the first '/', shows as "***" (checked when
+ *     the output was not cut);
+ *   - the query shows as "?***" whatever it held (a password may hide
+ *     under a percent-encoded name), checked when the output was not cut;
  *   - store_pg_is_url is true exactly for the two schemes. */
 #include <string.h>
 
@@ -27,22 +29,28 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   FUZZ_CHECK(memchr(out, '\0', cap) != NULL, "output NUL-terminated within its buffer");
   for (size_t i = cap; i < cap + 16; i++) FUZZ_CHECK(out[i] == 'Z', "nothing written past the buffer");
 
+  /* The parts as libpq reads a URI: the authority runs to the first '/',
+   * the user information to the authority's last '@'. */
   const char *scheme_end =
       url + strspn(url, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789+-.");
   if (scheme_end == url || strncmp(scheme_end, "://", 3) != 0) scheme_end = NULL;
-  const char *at = NULL; /* the authority's last '@' */
-  for (const char *c = scheme_end ? scheme_end + 3 : ""; *c && !strchr("/?#", *c); c++)
+  const char *at = NULL;
+  for (const char *c = scheme_end ? scheme_end + 3 : ""; *c && *c != '/'; c++)
     if (*c == '@') at = c;
   const char *colon = at ? memchr(scheme_end + 3, ':', (size_t)(at - scheme_end - 3)) : NULL;
   bool whole = strlen(out) + 1 < cap; /* not cut by the buffer */
+  if (!scheme_end) FUZZ_CHECK(strncmp(out, "(a connection string)", strlen(out)) == 0,
+                              "a string that is not a URI is never shown");
   if (colon && whole) FUZZ_CHECK(strstr(out, ":***@") != NULL, "userinfo password hidden");
-  /* Every password= parameter of the query shows *** (or ends the cut output). */
-  for (const char *p = strchr(out, '?'); p && *p; p = strchr(p, '&')) {
-    p++;
-    if (strncmp(p, "password=", 9) != 0) continue;
-    const char *v = p + 9;
-    FUZZ_CHECK(strncmp(v, "***", 3) == 0 ? (v[3] == '\0' || v[3] == '&') : *v == '\0',
-               "a query password shown as ***");
+  /* The query (its first '?' after the user information) shows as "?***"
+   * at the end of the output, whatever it held. */
+  const char *in_q = scheme_end ? strchr(at ? at + 1 : scheme_end + 3, '?') : NULL;
+  if (whole && in_q && in_q[1]) {
+    size_t n = strlen(out);
+    FUZZ_CHECK(n >= 4 && strcmp(out + n - 4, "?***") == 0, "query values hidden");
+    /* and nothing after the query's start: the output is no longer than
+     * the text before it (with "***" for a password) plus "?***". */
+    FUZZ_CHECK(n <= (size_t)(in_q - url) + 3 + 4, "nothing of the query shown");
   }
 
   bool is = store_pg_is_url(url);

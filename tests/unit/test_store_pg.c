@@ -596,12 +596,28 @@ static void test_password_never_shown(void **state) {
   kerr err;
   store_pg_redact("postgresql://kmsd:s3cret@db.example.com:5432/kms", out, sizeof out);
   assert_string_equal(out, "postgresql://kmsd:***@db.example.com:5432/kms");
-  store_pg_redact("postgres://db/kms?user=k&password=s3cret&sslmode=require", out, sizeof out);
-  assert_string_equal(out, "postgres://db/kms?user=k&password=***&sslmode=require");
+  /* Every query value may be a password (under a percent-encoded name). */
+  store_pg_redact("postgres://db/kms?user=k&pass%77ord=s3cret&sslmode=require", out, sizeof out);
+  assert_string_equal(out, "postgres://db/kms?***");
+  /* libpq reads the user information up to the authority's '@', so a
+   * password holding '?' or '#' is still the password. */
+  store_pg_redact("postgresql://leak:Zq?s3cret#x@db/kms", out, sizeof out);
+  assert_string_equal(out, "postgresql://leak:***@db/kms");
+  store_pg_redact("postgresql://db?password=s3cret", out, sizeof out);
+  assert_string_equal(out, "postgresql://db?***");
+  store_pg_redact("host=db password=s3cret", out, sizeof out);
+  assert_string_equal(out, "(a connection string)");
   store_pg_redact("postgresql://kmsd@db/kms", out, sizeof out);
   assert_string_equal(out, "postgresql://kmsd@db/kms");
   store_pg_redact("postgresql://kmsd:s3cret@db/kms", out, 12);
   assert_null(strstr(out, "s3cret"));
+  /* URLs libpq would read otherwise than the redaction: refused unquoted. */
+  assert_int_equal(store_pg_open("postgresql://leak:Zq/s3cret@db/kms", 0, &s, &err),
+                   KERR_VALIDATION);
+  assert_null(strstr(err.msg, "s3cret"));
+  assert_int_equal(store_pg_open("postgresql://leak:Zq@s3cret@db/kms", 0, &s, &err),
+                   KERR_VALIDATION);
+  assert_null(strstr(err.msg, "s3cret"));
   /* A URL libpq cannot parse: its message would quote the password. */
   assert_int_equal(store_pg_open("postgresql://kmsd:s3cret@db/kms?bogus=1", 0, &s, &err),
                    KERR_VALIDATION);
@@ -612,6 +628,8 @@ static void test_password_never_shown(void **state) {
   snprintf(wrong, sizeof wrong, "postgresql://kmsd:n0t-the-s3cret%s", at);
   assert_int_equal(store_pg_open(wrong, 0, &s, &err), KERR_INTERNAL);
   assert_null(strstr(err.msg, "n0t-the-s3cret"));
+  /* Nor the server's address: the caller may be an API client. */
+  assert_null(strstr(err.msg, "127.0.0.1"));
   assert_null(s);
 }
 
