@@ -19,13 +19,15 @@
  * COMMIT's own answer decides: a transaction the server aborted answers
  * COMMIT with ROLLBACK, and is reported as failed, never acknowledged.
  *
- * Connections come from a pool, one per transaction.  A connection that
- * failed (the server restarted, the network broke) is closed when its
- * transaction ends instead of going back, and the next transaction opens a
- * new one, so kmsd recovers by itself when the database returns; meanwhile
- * calls fail at once (or within STORE_PG_CONNECT_TIMEOUT_S) with
- * KERR_INTERNAL.  Statements of the hot path are prepared once per
- * connection.
+ * Connections come from a pool, one per transaction; writers take turns
+ * in the process before they take one (as SQLite's do), so that queued
+ * writers never hold every connection.  A connection that failed (the
+ * server restarted, the network broke) is closed when its transaction ends
+ * instead of going back; a BEGIN that finds its connection dead closes the
+ * idle ones too and runs on a new one.  So kmsd recovers by itself when the
+ * database returns; meanwhile calls fail at once (or within
+ * STORE_PG_CONNECT_TIMEOUT_S) with KERR_INTERNAL.  Statements of the hot
+ * path are prepared once per connection.
  *
  * Any error inside a PostgreSQL transaction aborts all of it, where SQLite
  * fails the one statement; so inserts say ON CONFLICT DO NOTHING and a row
@@ -38,7 +40,6 @@
  * (bytea in hex). */
 #include "store/store_pg.h"
 
-#include <errno.h>
 #include <libpq-fe.h>
 #include <pthread.h>
 #include <stdatomic.h>
