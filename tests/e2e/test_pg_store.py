@@ -51,6 +51,7 @@ class OneSidedProxy:
         self.port = self.listener.getsockname()[1]
         self.clients, self.upstreams = [], []
         self.lock = threading.Lock()
+        self.break_at_commit = False
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -63,17 +64,23 @@ class OneSidedProxy:
             with self.lock:
                 self.clients.append(client)
                 self.upstreams.append(upstream)
-            for a, b in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(a, b), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
 
-    @staticmethod
-    def _pump(src, dst):
+    def _pump(self, src, dst, from_client):
         try:
             while True:
                 data = src.recv(65536)
                 if not data:
                     break
                 dst.sendall(data)
+                # A simple-protocol COMMIT reached the server: its answer
+                # never reaches the client, whose side is closed.
+                if from_client and self.break_at_commit and b"Q\x00\x00\x00\x0bCOMMIT\x00" in data:
+                    self.break_at_commit = False
+                    src.shutdown(socket.SHUT_RDWR)
+                    src.close()
+                    return
         except OSError:
             pass
 
@@ -81,7 +88,10 @@ class OneSidedProxy:
         with self.lock:
             clients, self.clients = self.clients, []
         for c in clients:
-            c.shutdown(socket.SHUT_RDWR)
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass  # closed already (break_at_commit)
             c.close()
 
     def close(self):
@@ -289,6 +299,25 @@ class PgStoreTest(h.KmsdBaseTestCase):
         kms.create_key()
         status, _, _ = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
+
+    def test_commit_without_an_answer_is_resolved(self):
+        """The connection breaks after COMMIT reached the server and before
+        its answer came back: kmsd asks the server what became of the
+        transaction (txid_status) instead of reporting a failure, so the
+        CreateKey that committed answers 200, once."""
+        proxy = OneSidedProxy(self.pg.port)
+        self.addCleanup(proxy.close)
+        server = self.node(url=self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port))
+        kms = h.kms_client(server)
+        kms.create_key()
+        before = {k["KeyId"] for k in kms.list_keys()["Keys"]}
+        proxy.break_at_commit = True
+        key = kms.create_key(Description="committed unanswered")["KeyMetadata"]["KeyId"]
+        self.assertFalse(proxy.break_at_commit, "no COMMIT was broken")
+        after = {k["KeyId"] for k in kms.list_keys()["Keys"]}
+        self.assertEqual(after - before, {key})
+        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["Description"],
+                         "committed unanswered")
 
     def test_password_is_never_shown(self):
         with_password = self.pg.url(self.db)   # the password in the URL itself
