@@ -51,6 +51,7 @@
 
 #include "core/codec.h"
 #include "core/log.h"
+#include "store/store_sql.h"
 
 #define POOL_MAX 16
 #define MAX_PARAMS 24
@@ -209,20 +210,8 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-#define KEY_COLUMNS                                                                        \
-  "key_id, account_id, region, created_ms, description, key_state, key_usage, key_spec, " \
-  "origin, custom_key_store_id, xks_key_id, policy_version, deletion_date_ms, "           \
-  "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_ms, "       \
-  "on_demand_rotations, current_material_id"
 
-#define CKS_COLUMNS                                                                          \
-  "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
-  "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
-  "state_changed_ms, cluster_lineage, xks_uri_endpoint, xks_uri_path, xks_connectivity, "   \
-  "xks_vpc_service_name, xks_vpc_service_owner, xks_access_key_id, xks_secret_wrapped"
 
-#define MATERIAL_COLUMNS "material_id, key_id, seq, wrapped, created_ms, rotation_type"
-#define ALIAS_COLUMNS "account_id, region, alias_name, key_id, created_ms, updated_ms"
 
 /* The statements of the key-store side, prepared once per connection; the
  * cluster side's run far less often and go unprepared (pq_exec). */
@@ -973,7 +962,8 @@ static kerr_code pg_key_get(store_tx *tx, const char *key_id, store_key *out, ke
   memset(out, 0, sizeof *out);
   p_text(&p, key_id);
   kerr_code rc = pq_run(tx, ST_KEY_GET, &p, &res, "reading a key", err);
-  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
+  if (!rc && PQntuples(res) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "Key '%s' does not exist", key_id);
   if (!rc && (rc = read_key_row(res, 0, out, err))) store_key_clear(out);
   PQclear(res);
   return rc;
@@ -1126,7 +1116,8 @@ static kerr_code read_material_row(PGresult *r, int row, store_material *m, kerr
   m->seq = int_col(r, row, 2);
   kerr_code rc = blob_col(r, row, 3, 0, &m->wrapped, &m->wrapped_len, err);
   if (rc) return rc;
-  if (!m->wrapped && !(m->wrapped = malloc(1))) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  if (!m->wrapped && !(m->wrapped = malloc(1)))
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   m->created_ms = int_col(r, row, 4);
   copy_col(r, row, 5, m->rotation_type, sizeof m->rotation_type);
   return KERR_OK;
@@ -1160,7 +1151,8 @@ static kerr_code pg_material_list(store_tx *tx, const char *key_id, store_materi
   *n = 0;
   p_text(&p, key_id);
   kerr_code rc = pq_run(tx, ST_MAT_LIST, &p, &res, "listing key materials", err);
-  if (!rc) rc = collect_rows(res, sizeof(store_material), row_material, release_materials, &list, n, err);
+  if (!rc)
+    rc = collect_rows(res, sizeof(store_material), row_material, release_materials, &list, n, err);
   PQclear(res);
   *out = list;
   return rc;
@@ -1516,10 +1508,33 @@ static kerr_code pg_cks_key_by_xks_id(store_tx *tx, const char *cks_id, const ch
 
 /* -------------------------------------------------------- HSM clusters */
 
-#define HSM_CLUSTER_COLUMNS                                                              \
-  "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
-  "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
-  "subnets, tags, csr_pem, trust_anchor_pem, cluster_cert_pem"
+/* The one row `sql` (run once) gives, through `read` into *out, or
+ * KERR_NOT_FOUND with `missing` when there is none. */
+static kerr_code get_row(store_tx *tx, const char *sql, const pq_params *p, row_reader read,
+                         void *out, const char *what, const char *missing, kerr *err) {
+  PGresult *res;
+  kerr_code rc = pq_exec(tx, sql, p, &res, what, err);
+  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "%s", missing);
+  if (!rc) rc = read(res, 0, out, err);
+  PQclear(res);
+  return rc;
+}
+
+/* Every row `sql` (run once) gives, through `read` into a new array
+ * (collect_rows); on failure *out is NULL. */
+static kerr_code list_rows(store_tx *tx, const char *sql, const pq_params *p, size_t size,
+                           row_reader read, void (*release)(void *list, size_t n),
+                           const char *what, void **out, size_t *n, kerr *err) {
+  PGresult *res;
+  *out = NULL;
+  *n = 0;
+  kerr_code rc = pq_exec(tx, sql, p, &res, what, err);
+  if (!rc) rc = collect_rows(res, size, read, release, out, n, err);
+  PQclear(res);
+  return rc;
+}
+
+
 
 static void cluster_params(pq_params *p, const store_hsm_cluster *c) {
   p_text(p, c->cluster_id);
@@ -1598,40 +1613,28 @@ static kerr_code hp_cluster_update(store_tx *tx, const store_hsm_cluster *c, ker
 static kerr_code hp_cluster_get(store_tx *tx, const char *cluster_id, store_hsm_cluster *out,
                                 kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   memset(out, 0, sizeof *out);
   p_text(&p, cluster_id);
-  kerr_code rc = pq_exec(tx, "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE cluster_id=$1",
-                         &p, &res, "reading a cluster", err);
-  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such cluster");
-  if (!rc) rc = read_cluster(res, 0, out, err);
-  PQclear(res);
-  return rc;
+  return get_row(tx,
+                 "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE cluster_id=$1",
+                 &p, read_cluster, out, "reading a cluster", "no such cluster", err);
 }
 
 static kerr_code hp_cluster_list(store_tx *tx, const char *account_id, const char *region,
                                  store_hsm_cluster **out, size_t *n, kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   void *list = NULL;
-  *out = NULL;
-  *n = 0;
   p_text(&p, account_id);
   p_text(&p, region);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE ($1::text IS "
-                         "NULL OR (account_id=$1 AND region=$2::text)) ORDER BY cluster_id",
-                         &p, &res, "listing clusters", err);
-  if (!rc)
-    rc = collect_rows(res, sizeof(store_hsm_cluster), read_cluster, release_clusters, &list, n, err);
-  PQclear(res);
+  kerr_code rc = list_rows(tx,
+                           "SELECT " HSM_CLUSTER_COLUMNS " FROM hsm_clusters WHERE ($1::text IS "
+                           "NULL OR (account_id=$1 AND region=$2::text)) ORDER BY cluster_id",
+                           &p, sizeof(store_hsm_cluster), read_cluster, release_clusters,
+                           "listing clusters", &list, n, err);
   *out = list;
   return rc;
 }
 
-#define HSM_HSM_COLUMNS                                                                      \
-  "hsm_id, cluster_id, availability_zone, subnet_id, eni_id, eni_ip, state, state_message, " \
-  "created_ms, pool_index, token_label"
 
 static void hsm_params(pq_params *p, const store_hsm *h) {
   p_text(p, h->hsm_id);
@@ -1686,22 +1689,16 @@ static kerr_code read_hsm(PGresult *r, int row, void *elem, kerr *err) {
 static kerr_code hp_hsm_list(store_tx *tx, const char *cluster_id, store_hsm **out, size_t *n,
                              kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   void *list = NULL;
-  *out = NULL;
-  *n = 0;
   p_text(&p, cluster_id);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT " HSM_HSM_COLUMNS " FROM hsm_hsms WHERE ($1::text IS NULL OR "
-                         "cluster_id=$1) ORDER BY created_ms, hsm_id",
-                         &p, &res, "listing HSMs", err);
-  if (!rc) rc = collect_rows(res, sizeof(store_hsm), read_hsm, NULL, &list, n, err);
-  PQclear(res);
+  kerr_code rc = list_rows(tx,
+                           "SELECT " HSM_HSM_COLUMNS " FROM hsm_hsms WHERE ($1::text IS NULL OR "
+                           "cluster_id=$1) ORDER BY created_ms, hsm_id",
+                           &p, sizeof(store_hsm), read_hsm, NULL, "listing HSMs", &list, n, err);
   *out = list;
   return rc;
 }
 
-#define HSM_USER_COLUMNS "cluster_id, username, role, salt, hash, failed_logins, locked, logged_in"
 
 /* A fixed-size bytea column into dst[size]; left zero when the size differs. */
 static void fixed_blob_col(PGresult *r, int row, int c, uint8_t *dst, size_t size) {
@@ -1747,17 +1744,11 @@ static kerr_code hp_user_put(store_tx *tx, const store_hsm_user *u, kerr *err) {
 static kerr_code hp_user_get(store_tx *tx, const char *cluster_id, const char *username,
                              store_hsm_user *out, kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   p_text(&p, cluster_id);
   p_text(&p, username);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 AND "
-                         "username=$2",
-                         &p, &res, "reading a user", err);
-  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such user");
-  if (!rc) rc = read_user(res, 0, out, err);
-  PQclear(res);
-  return rc;
+  return get_row(tx,
+                 "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 AND "
+                 "username=$2", &p, read_user, out, "reading a user", "no such user", err);
 }
 
 static kerr_code hp_user_delete(store_tx *tx, const char *cluster_id, const char *username,
@@ -1772,17 +1763,13 @@ static kerr_code hp_user_delete(store_tx *tx, const char *cluster_id, const char
 static kerr_code hp_user_list(store_tx *tx, const char *cluster_id, store_hsm_user **out,
                               size_t *n, kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   void *list = NULL;
-  *out = NULL;
-  *n = 0;
   p_text(&p, cluster_id);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 "
-                         "ORDER BY username",
-                         &p, &res, "listing users", err);
-  if (!rc) rc = collect_rows(res, sizeof(store_hsm_user), read_user, NULL, &list, n, err);
-  PQclear(res);
+  kerr_code rc = list_rows(tx,
+                           "SELECT " HSM_USER_COLUMNS " FROM hsm_users WHERE cluster_id=$1 "
+                           "ORDER BY username",
+                           &p, sizeof(store_hsm_user), read_user, NULL, "listing users", &list, n,
+                           err);
   *out = list;
   return rc;
 }
@@ -1825,23 +1812,17 @@ static kerr_code read_blob(PGresult *r, int row, void *elem, kerr *err) {
 static kerr_code hp_blob_list(store_tx *tx, const char *lineage, store_hsm_blob **out, size_t *n,
                               kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   void *list = NULL;
-  *out = NULL;
-  *n = 0;
   p_text(&p, lineage);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT label, wrapped FROM hsm_key_blobs WHERE lineage=$1 "
-                         "ORDER BY created_ms, label",
-                         &p, &res, "listing key blobs", err);
-  if (!rc) rc = collect_rows(res, sizeof(store_hsm_blob), read_blob, NULL, &list, n, err);
-  PQclear(res);
+  kerr_code rc = list_rows(tx,
+                           "SELECT label, wrapped FROM hsm_key_blobs WHERE lineage=$1 "
+                           "ORDER BY created_ms, label",
+                           &p, sizeof(store_hsm_blob), read_blob, NULL, "listing key blobs", &list,
+                           n, err);
   *out = list;
   return rc;
 }
 
-#define HSM_BACKUP_COLUMNS \
-  "backup_id, cluster_id, account_id, region, lineage, state, hsm_type, mode, created_ms"
 
 static kerr_code read_backup(PGresult *r, int row, void *elem, kerr *err) {
   store_hsm_backup *b = elem;
@@ -1879,31 +1860,23 @@ static kerr_code hp_backup_insert(store_tx *tx, const store_hsm_backup *b, kerr 
 static kerr_code hp_backup_get(store_tx *tx, const char *backup_id, store_hsm_backup *out,
                                kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   p_text(&p, backup_id);
-  kerr_code rc = pq_exec(tx, "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE backup_id=$1",
-                         &p, &res, "reading a backup", err);
-  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no such backup");
-  if (!rc) rc = read_backup(res, 0, out, err);
-  PQclear(res);
-  return rc;
+  return get_row(tx,
+                 "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE backup_id=$1",
+                 &p, read_backup, out, "reading a backup", "no such backup", err);
 }
 
 static kerr_code hp_backup_list(store_tx *tx, const char *account_id, const char *region,
                                 store_hsm_backup **out, size_t *n, kerr *err) {
   pq_params p = {0};
-  PGresult *res;
   void *list = NULL;
-  *out = NULL;
-  *n = 0;
   p_text(&p, account_id);
   p_text(&p, region);
-  kerr_code rc = pq_exec(tx,
-                         "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE account_id=$1 "
-                         "AND region=$2 ORDER BY created_ms, backup_id",
-                         &p, &res, "listing backups", err);
-  if (!rc) rc = collect_rows(res, sizeof(store_hsm_backup), read_backup, NULL, &list, n, err);
-  PQclear(res);
+  kerr_code rc = list_rows(tx,
+                           "SELECT " HSM_BACKUP_COLUMNS " FROM hsm_backups WHERE account_id=$1 "
+                           "AND region=$2 ORDER BY created_ms, backup_id",
+                           &p, sizeof(store_hsm_backup), read_backup, NULL, "listing backups",
+                           &list, n, err);
   *out = list;
   return rc;
 }
@@ -2000,7 +1973,8 @@ static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_
   if ((unsigned)kind >= sizeof sql / sizeof *sql)
     return kerr_set(err, KERR_INTERNAL, "unknown kind of wrapped value");
   kerr_code rc = pq_exec(tx, sql[kind], NULL, &res, "reading a wrapped value", err);
-  if (!rc && PQntuples(res) == 0) rc = kerr_set(err, KERR_NOT_FOUND, "no wrapped value of that kind");
+  if (!rc && PQntuples(res) == 0)
+    rc = kerr_set(err, KERR_NOT_FOUND, "no wrapped value of that kind");
   if (!rc) {
     copy_col(res, 0, 0, out->owner, sizeof out->owner);
     copy_col(res, 0, 1, out->name, sizeof out->name);

@@ -10,6 +10,7 @@
  * connection caches its prepared statements, so the hot path (one key read
  * per Encrypt) prepares nothing. */
 #include "store/store.h"
+#include "store/store_sql.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -191,17 +192,7 @@ static const char *const migrations[] = {
 };
 #define N_MIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))
 
-#define KEY_COLUMNS                                                                        \
-  "key_id, account_id, region, created_ms, description, key_state, key_usage, key_spec, " \
-  "origin, custom_key_store_id, xks_key_id, policy_version, deletion_date_ms, "           \
-  "pending_window_days, rotation_enabled, rotation_period_days, next_rotation_ms, "       \
-  "on_demand_rotations, current_material_id"
 
-#define CKS_COLUMNS                                                                    \
-  "cks_id, account_id, region, name, type, cluster_id, trust_anchor_pem, password_wrapped, " \
-  "pending_password_wrapped, connection_state, connection_error, created_ms, "              \
-  "state_changed_ms, cluster_lineage, xks_uri_endpoint, xks_uri_path, xks_connectivity, " \
-  "xks_vpc_service_name, xks_vpc_service_owner, xks_access_key_id, xks_secret_wrapped"
 
 enum stmt_id {
   ST_KEY_INSERT,
@@ -1524,10 +1515,6 @@ static kerr_code hq_exec(store_tx *tx, sqlite3_stmt *st, const char *what, kerr 
   return rc;
 }
 
-#define HSM_CLUSTER_COLUMNS                                                              \
-  "cluster_id, account_id, region, state, state_message, hsm_type, mode, network_type, " \
-  "lineage, source_backup_id, simulated_failure, security_group, vpc_id, created_ms, "   \
-  "subnets, tags, csr_pem, trust_anchor_pem, cluster_cert_pem"
 
 static void hq_bind_cluster(sqlite3_stmt *st, const store_hsm_cluster *c) {
   sqlite3_bind_text(st, 1, c->cluster_id, -1, SQLITE_TRANSIENT);
@@ -1650,9 +1637,6 @@ static kerr_code hq_cluster_list(store_tx *tx, const char *account_id, const cha
   return rc;
 }
 
-#define HSM_HSM_COLUMNS                                                                  \
-  "hsm_id, cluster_id, availability_zone, subnet_id, eni_id, eni_ip, state, state_message, " \
-  "created_ms, pool_index, token_label"
 
 static void hq_bind_hsm(sqlite3_stmt *st, const store_hsm *h) {
   sqlite3_bind_text(st, 1, h->hsm_id, -1, SQLITE_TRANSIENT);
@@ -1743,7 +1727,6 @@ static void hq_read_user(sqlite3_stmt *st, store_hsm_user *u) {
   u->logged_in = sqlite3_column_int(st, 7) != 0;
 }
 
-#define HSM_USER_COLUMNS "cluster_id, username, role, salt, hash, failed_logins, locked, logged_in"
 
 static kerr_code hq_user_put(store_tx *tx, const store_hsm_user *u, kerr *err) {
   sqlite3_stmt *st;
@@ -1877,8 +1860,6 @@ static kerr_code hq_blob_list(store_tx *tx, const char *lineage, store_hsm_blob 
   return rc;
 }
 
-#define HSM_BACKUP_COLUMNS \
-  "backup_id, cluster_id, account_id, region, lineage, state, hsm_type, mode, created_ms"
 
 static void hq_read_backup(sqlite3_stmt *st, store_hsm_backup *b) {
   memset(b, 0, sizeof *b);
