@@ -214,6 +214,32 @@ static void test_custom_key_stores_and_meta(void **state) {
   s->ops->close(s);
 }
 
+/* A database (or role) that sets its own output formats: what the reads
+ * parse is pinned per session, so blobs still read back. */
+static void test_session_settings_pinned(void **state) {
+  (void)state;
+  store *s = NULL;
+  store_tx *tx = NULL;
+  kerr err;
+  char sql[160];
+  const uint8_t value[4] = {0, 1, 0xfe, 0xff};
+  uint8_t *got = NULL;
+  size_t len = 0;
+  snprintf(sql, sizeof sql, "ALTER DATABASE %s SET bytea_output = 'escape'", strrchr(url, '/') + 1);
+  admin_sql("postgres", sql);
+  assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, true, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->meta_put(tx, "probe", value, sizeof value, &err), KERR_OK);
+  assert_int_equal(s->ops->commit(tx, &err), KERR_OK);
+  assert_int_equal(s->ops->begin(s, false, &tx, &err), KERR_OK);
+  assert_int_equal(s->ops->meta_get(tx, "probe", &got, &len, &err), KERR_OK);
+  s->ops->rollback(tx);
+  assert_int_equal(len, sizeof value);
+  assert_memory_equal(got, value, sizeof value);
+  free(got);
+  s->ops->close(s);
+}
+
 /* An error the server raises inside a write transaction aborts all of it:
  * the commit must fail and nothing of it stay. */
 static void test_aborted_transaction_is_not_acknowledged(void **state) {
@@ -505,6 +531,7 @@ int main(void) {
       cmocka_unit_test_setup_teardown(test_migrations_and_node_lock, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_key_stores_and_meta, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_session_settings_pinned, setup, teardown),
       cmocka_unit_test_setup_teardown(test_aborted_transaction_is_not_acknowledged, setup, teardown),
       cmocka_unit_test_setup_teardown(test_concurrent_checking_writers, setup, teardown),
       cmocka_unit_test_setup_teardown(test_nested_reads_among_queued_writers, setup, teardown),
