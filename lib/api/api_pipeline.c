@@ -442,10 +442,15 @@ void api_pipeline_handle(void *ctx, const http_request *req, http_response *resp
     /* A node whose database stopped answering says so, with 503, so that a
      * load balancer sends requests to the others until it answers again. */
     bool reachable = !p->cfg.domain || kms_domain_store_reachable(p->cfg.domain);
-    json_t *store = p->cfg.domain ? json_pack("{s:s, s:b}", "backend",
-                                              kms_domain_store_name(p->cfg.domain),
-                                              "reachable", reachable)
-                                  : json_null();
+    /* The leases this node holds: with several nodes on one database, the
+     * one that lists "background-work" runs the sweeps, connects and
+     * recoveries (docs/multi-node.md). */
+    json_t *store =
+        p->cfg.domain
+            ? json_pack("{s:s, s:b, s:[s*]}", "backend", kms_domain_store_name(p->cfg.domain),
+                        "reachable", reachable, "leases",
+                        kms_domain_lease_held(p->cfg.domain) ? "background-work" : NULL)
+            : json_null();
     json_t *obj = json_pack("{s:s, s:s, s:o, s:o, s:o}", "status",
                             reachable ? "ok" : "store unreachable", "version", KMSD_VERSION,
                             "store", store, "keyCache", cache, "hsmKeyCache", hsm_cache);

@@ -7,7 +7,9 @@
  * DeleteHsm and DeleteCluster return at once and finish later.  The API
  * records the *_IN_PROGRESS state; the worker polls the store for such rows
  * and finishes them.  Because the state is durable, a restart simply
- * resumes: there is no in-memory queue to lose. */
+ * resumes: there is no in-memory queue to lose.  With several nodes on one
+ * store, only the node holding the lease (store_ops.lease_held) runs it,
+ * and another takes over where a dead one stopped. */
 #include "cloudhsm/hsm_internal.h"
 
 #include <errno.h>
@@ -1143,6 +1145,9 @@ static void worker_pass(hsm_service *svc) {
   store_hsm *hs = NULL;
   size_t ncl = 0, nhs = 0;
   kerr err;
+  /* Several nodes on one store: the one holding the lease moves clusters
+   * and HSMs along, the others only serve them. */
+  if (svc->st->ops->lease_held && !svc->st->ops->lease_held(svc->st)) return;
   if (hsmi_begin(svc, false, &tx, &err)) return;
   if (o->cluster_list(tx, NULL, NULL, &cl, &ncl, &err) || o->hsm_list(tx, NULL, &hs, &nhs, &err)) {
     svc->st->ops->rollback(tx);

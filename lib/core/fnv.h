@@ -9,6 +9,7 @@
 #ifndef KMSD_CORE_FNV_H
 #define KMSD_CORE_FNV_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #define FNV1A_START 14695981039346656037ULL /* the offset basis: a fresh hash */
@@ -18,6 +19,13 @@
  * elsewhere, as long as no part holds the separator. */
 static inline uint64_t fnv1a_str(uint64_t h, const char *s) {
   for (; *s; s++) h = (h ^ (uint8_t)*s) * 1099511628211ULL;
+  return h;
+}
+
+/* The hash `h` continued over `n` bytes at `p`. */
+static inline uint64_t fnv1a_bytes(uint64_t h, const void *p, size_t n) {
+  const uint8_t *b = p;
+  for (size_t i = 0; i < n; i++) h = (h ^ b[i]) * 1099511628211ULL;
   return h;
 }
 

@@ -328,6 +328,17 @@ out:
   return rc;
 }
 
+/* A node that did not connect the store logs in to each HSM with the stored
+ * passwords, and changes none: rotating is the connect's, on the node that
+ * runs it.  Sessions logged in before a later rotation stay logged in. */
+static kerr_code chsm_attach(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+                             const char **connection_error, kerr *err) {
+  hsm_conn *conn = NULL;
+  kerr_code rc = login_cluster(cx->d, cx->row, &conn, connection_error, err);
+  *out = rc ? NULL : (kms_backend_conn *)conn;
+  return rc;
+}
+
 static void chsm_disconnect(kms_backend_conn *c) { hsm_conn_close(conn_of(c)); }
 
 /* A round trip into an HSM of the cluster: its generator answers. */
@@ -665,6 +676,7 @@ const kms_backend kms_backend_cloudhsm = {
     .check_config = chsm_check_config,
     .connect = chsm_connect,
     .disconnect = chsm_disconnect,
+    .attach = chsm_attach,
     .health = chsm_health,
     .create_key = chsm_create_key,
     .delete_key = chsm_delete_key,

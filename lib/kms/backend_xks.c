@@ -373,7 +373,7 @@ static void xks_check_row(const store_cks *c, const char **bad) {
 
 /* A connection to the proxy of cx->row: its client, and with `probe` one
  * GetHealthStatus that must succeed (a connect) - without, nothing is sent
- * (a resume after a restart). */
+ * (an attach, kms_backend.attach). */
 static kerr_code open_conn(const kms_backend_connect_ctx *cx, bool probe, kms_backend_conn **out,
                            const char **connection_error, kerr *err) {
   xks_conn *c = NULL;
@@ -411,10 +411,11 @@ static kerr_code xks_connect(const kms_backend_connect_ctx *cx, kms_backend_conn
   return open_conn(cx, true, out, connection_error, err);
 }
 
-/* After a restart a CONNECTED store stays CONNECTED whether or not its proxy
- * answers now (the first periodic health check logs it): the client is
- * built from the stored settings, and nothing is sent. */
-static kerr_code xks_resume(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+/* A node that did not connect the store (another node did, or this one
+ * before a restart) builds its client from the stored settings and sends
+ * nothing: the store stays CONNECTED whether or not its proxy answers now,
+ * and the periodic health check logs a failure. */
+static kerr_code xks_attach(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
                             const char **connection_error, kerr *err) {
   return open_conn(cx, false, out, connection_error, err);
 }
@@ -872,7 +873,7 @@ const kms_backend kms_backend_xks = {
     .probe_differs = kmsi_xks_settings_differ,
     .connect = xks_connect,
     .disconnect = xks_disconnect,
-    .resume = xks_resume,
+    .attach = xks_attach,
     .health = xks_check_health,
     .create_key = xks_create_key,
     .delete_key = NULL,  /* the external key is the customer's: never deleted */

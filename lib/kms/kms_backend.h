@@ -21,7 +21,7 @@
  * Conventions: every method returns a kerr_code and fills `err` (worded for
  * the KMS caller, never holding a secret); NULL methods are operations the
  * kind of store does not have (see each).  Methods that take a connection
- * are called only with one that `connect` (or `resume`) returned and
+ * are called only with one that `connect` (or `attach`) returned and
  * `disconnect` has not closed; the manager keeps a connection alive while
  * any call uses it (a counted reference per call, kms_cks_slot.h), and
  * calls may run on many threads at once, on a connection that has already
@@ -211,16 +211,17 @@ typedef struct kms_backend {
   /* Close a connection.  NULL is allowed.  NULL for local. */
   void (*disconnect)(kms_backend_conn *c);
 
-  /* Rebuild, when kmsd starts, the connection of a store that was CONNECTED
-   * when it stopped, without asking the backing system anything (the store
-   * stays CONNECTED; the periodic `health` checks ask it and log a failure,
-   * as for a running store whose backing system stops answering).
-   * Fails only when the connection cannot be built at all (a damaged stored
-   * secret, settings no longer valid), with *connection_error as for
-   * connect; the manager then connects the store for real.  Must not change
-   * cx->row.  NULL: the store goes through CONNECTING and `connect` again
-   * (CloudHSM, whose connection is logged-in HSM sessions). */
-  kerr_code (*resume)(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
+  /* Open this node's own connection to a store that is CONNECTED already:
+   * connected by another node, or by this one before a restart.  Changes
+   * nothing outside kmsd and nothing in cx->row; asks the backing system at
+   * most what a login needs (CloudHSM logs in to each HSM with the stored
+   * passwords; an external key store's client is only settings and a
+   * credential, and sends nothing).  The periodic `health` checks find a
+   * backing system that stopped answering, as for any running store.  On
+   * failure *connection_error is set as for connect, and the store stays
+   * CONNECTED: this node tries again later (kms_cks_conn.c).  NULL for
+   * local. */
+  kerr_code (*attach)(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
                       const char **connection_error, kerr *err);
 
   /* Whether a connected store still works: KERR_OK, or a failure with

@@ -904,8 +904,6 @@ out:
 
 kerr_code kms_op_disconnect_custom_key_store(kms_domain *d, const kms_call *call,
                                           const char *custom_key_store_id, kerr *err) {
-  static const char *const from_live[] = {"CONNECTED", "CONNECTING", "FAILED", NULL};
-  static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
   store_cks c;
   const kms_backend *b;
   char prev[STORE_ENUM_MAX] = "";
@@ -927,17 +925,10 @@ kerr_code kms_op_disconnect_custom_key_store(kms_domain *d, const kms_call *call
    * connect worker's GetHealthStatus: ask before the state changes. */
   rc = kmsi_may_wait(call, b, c.cks_id, err);
   if (rc) goto out;
-  rc = kmsi_cks_set_state(d, c.cks_id, from_live, "DISCONNECTING", NULL, call->request_id, prev,
-                          err);
-  if (rc == KERR_CONFLICT) {
+  rc = kmsi_cks_disconnect(d, c.cks_id, call->request_id, prev, err);
+  if (rc == KERR_CONFLICT && prev[0])
     rc = kerr_set(err, KERR_CKS_INVALID_STATE, "Custom key store %s is %s; it cannot be disconnected.",
                   c.cks_id, prev);
-    goto out;
-  }
-  if (rc) goto out;
-  kmsi_cks_detach(d, c.cks_id);
-  rc = kmsi_cks_set_state(d, c.cks_id, from_disconnecting, "DISCONNECTED", NULL, call->request_id,
-                          NULL, err);
 out:
   store_cks_clear(&c);
   return rc;

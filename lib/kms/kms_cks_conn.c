@@ -34,6 +34,7 @@
 #include <string.h>
 
 #include "core/codec.h"
+#include "core/fnv.h"
 #include "core/kclock.h"
 #include "core/log.h"
 #include "core/secmem.h"
@@ -47,9 +48,18 @@
 
 typedef struct cks_live {
   char cks_id[STORE_CKS_ID_MAX];
-  kmsi_slot slot;               /* the live connection; empty unless CONNECTED */
-  uint64_t attempt;             /* bumped by every connect and disconnect */
-  pthread_mutex_t connect_lock; /* one connect worker per store at a time */
+  kmsi_slot slot;               /* this node's connection; empty unless CONNECTED */
+  uint64_t attempt;             /* bumped by every connect and disconnect here */
+  pthread_mutex_t connect_lock; /* one connect, refresh or attach per store at a time */
+  /* Under the manager's lock: */
+  uint64_t settings;            /* settings_of() the row the slot's connection was made
+                                   for */
+  store_stamp checked;          /* the change stamp when the slot was last found in
+                                   line with the row */
+  bool checked_valid;
+  int64_t next_attach_ms;       /* no attach before (one failed) */
+  int workers;                  /* connect workers of the store running here */
+  int disconnects;              /* DisconnectCustomKeyStore calls in flight here */
   struct cks_live *next;
 } cks_live;
 
@@ -59,6 +69,10 @@ typedef struct cks_worker {
   kms_domain *d;
   cks_live *live;
   uint64_t attempt;
+  /* The row a connect must still find (still_current): its state and when
+   * that state began.  NULL state: not read yet. */
+  const char *expect_state;
+  int64_t expect_changed_ms;
   char request_id[REQUEST_ID_MAX];
   struct cks_worker *next;
 } cks_worker;
@@ -123,6 +137,32 @@ out:
   return rc;
 }
 
+/* The store's row now, in a short read transaction of its own. */
+static kerr_code read_row(kms_domain *d, const char *cks_id, store_cks *c, kerr *err) {
+  store_tx *tx = NULL;
+  kerr_code rc = kmsi_begin(d, false, &tx, err);
+  if (rc) return rc;
+  rc = d->st->ops->cks_get(tx, cks_id, c, err);
+  d->st->ops->rollback(tx);
+  return rc;
+}
+
+/* What a connection is made from: the settings of `c` that reach its
+ * backing system, as one number.  A node whose connection was made for
+ * other settings makes a new one; a reconnect with the same settings leaves
+ * it (kmsuser's password is not among them: sessions logged in before a
+ * rotation stay logged in). */
+static uint64_t settings_of(const store_cks *c) {
+  const char *const parts[] = {c->type,           c->cluster_id,           c->xks_uri_endpoint,
+                               c->xks_uri_path,   c->xks_connectivity,     c->xks_vpc_service_name,
+                               c->xks_vpc_service_owner, c->xks_access_key_id};
+  uint64_t h = FNV1A_START;
+  for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
+    h = fnv1a_str(fnv1a_str(h, parts[i]), "\x1f");
+  if (c->xks_secret_wrapped) h = fnv1a_bytes(h, c->xks_secret_wrapped, c->xks_secret_wrapped_len);
+  return h;
+}
+
 /* ------------------------------------------------------- live registry */
 
 /* The live record of `cks_id`, or NULL.  Caller holds m->lock. */
@@ -146,76 +186,20 @@ static cks_live *live_get_locked(kmsi_cks_manager *m, const char *cks_id) {
   return l;
 }
 
+static cks_live *live_get(kmsi_cks_manager *m, const char *cks_id) {
+  cks_live *l;
+  pthread_mutex_lock(&m->lock);
+  l = live_get_locked(m, cks_id);
+  pthread_mutex_unlock(&m->lock);
+  return l;
+}
+
 static cks_live *live_find(kmsi_cks_manager *m, const char *cks_id) {
   cks_live *l;
   pthread_mutex_lock(&m->lock);
   l = live_find_locked(m, cks_id);
   pthread_mutex_unlock(&m->lock);
   return l;
-}
-
-/* Take a reference on the live connection of `cks_id` and its backend;
- * false when not connected.  Give it back with conn_release.  A connection
- * replaced meanwhile (UpdateCustomKeyStore) stays open for this call. */
-static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **b,
-                         kms_backend_conn **c) {
-  cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
-  *b = NULL;
-  *c = NULL;
-  return l && kmsi_slot_acquire(&l->slot, b, c);
-}
-
-/* Drop the reference conn_acquire took on `c`; the last reference of a
- * replaced connection closes it, on this thread. */
-static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c) {
-  cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
-  if (!l || !kmsi_slot_release(&l->slot, c))
-    log_msg(LOG_ERROR, NULL, "custom key store %s: a connection released twice or never taken",
-            cks_id);
-}
-
-/* Publish `conn` (of backend `b`) as the live connection of `l` if `attempt`
- * is still the store's, replacing any other at once.  Caller holds m->lock;
- * a replaced connection nobody uses comes back in *to_close, for
- * kmsi_slot_close_retired once the lock is dropped.  KERR_CONFLICT when
- * overtaken, KERR_INTERNAL when out of memory; the caller keeps `conn`
- * unless KERR_OK. */
-static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend *b,
-                                kms_backend_conn *conn, kmsi_slot_ref **to_close, kerr *err) {
-  *to_close = NULL;
-  if (l->attempt != attempt)
-    return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
-  if (!kmsi_slot_install(&l->slot, b, conn, to_close))
-    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
-  return KERR_OK;
-}
-
-void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
-  kmsi_cks_manager *m = d->cks;
-  kmsi_slot_ref *to_close = NULL;
-  cks_live *l;
-  if (!m) return;
-  pthread_mutex_lock(&m->lock);
-  l = live_get_locked(m, cks_id);
-  if (l) {
-    l->attempt++;
-    kmsi_slot_clear(&l->slot, &to_close);
-  }
-  pthread_mutex_unlock(&m->lock);
-  if (!l) return;
-  /* New calls find no connection from here on, so the wait below ends as
-   * soon as the calls already holding it end: no starvation.  The store's
-   * HSM sessions (or proxy client) are closed before Disconnect answers. */
-  kmsi_slot_close_retired(&l->slot, to_close);
-  kmsi_slot_drain(&l->slot);
-  /* Wait for a worker still running for the store: it sees the new attempt
-   * at its next step and stops, changing no state.  After this returns no
-   * worker touches the store's backing system or secrets, so what the
-   * operator does next (UpdateCustomKeyStore, hsm-cli) is not raced by a
-   * stale connect.  Live records live as long as the manager, so `l` stays
-   * valid. */
-  pthread_mutex_lock(&l->connect_lock);
-  pthread_mutex_unlock(&l->connect_lock);
 }
 
 static bool attempt_current(kmsi_cks_manager *m, cks_live *l, uint64_t attempt) {
@@ -227,20 +211,251 @@ static bool attempt_current(kmsi_cks_manager *m, cks_live *l, uint64_t attempt) 
 }
 
 /* KERR_CONFLICT when a disconnect or a newer connect overtook the worker
- * of connect `cx`: what the backend asks before each step that changes
- * anything outside it, so a stale worker stops at the next step. */
+ * of connect `cx`, on this node (its attempt) or on another (the row is no
+ * longer what the worker started from): what the backend asks before each
+ * step that changes anything outside it, so a stale worker stops at the
+ * next step. */
 static kerr_code still_current(const kms_backend_connect_ctx *cx, kerr *err) {
   const cks_worker *w = cx->manager_arg;
-  if (attempt_current(w->d->cks, w->live, w->attempt)) return KERR_OK;
-  return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
+  store_cks c;
+  kerr_code rc;
+  if (!attempt_current(w->d->cks, w->live, w->attempt))
+    return kerr_set(err, KERR_CONFLICT,
+                    "The connect was overtaken by a disconnect or a newer connect.");
+  if (!w->expect_state) return KERR_OK;
+  memset(&c, 0, sizeof c);
+  rc = read_row(w->d, w->live->cks_id, &c, err);
+  if (rc == KERR_OK && (strcmp(c.connection_state, w->expect_state) != 0 ||
+                        c.state_changed_ms != w->expect_changed_ms))
+    rc = kerr_set(err, KERR_CONFLICT, "The connect was overtaken: the store is %s now.",
+                  c.connection_state);
+  else if (rc == KERR_NOT_FOUND)
+    rc = kerr_set(err, KERR_CONFLICT, "The custom key store was deleted meanwhile.");
+  store_cks_clear(&c);
+  return rc;
 }
+
+/* Publish `conn` (of backend `b`, made for settings `settings`) as the live
+ * connection of `l` if `attempt` is still the store's, replacing any other
+ * at once.  Caller holds m->lock; a replaced connection nobody uses comes
+ * back in *to_close, for kmsi_slot_close_retired once the lock is dropped.
+ * KERR_CONFLICT when overtaken, KERR_INTERNAL when out of memory; the
+ * caller keeps `conn` unless KERR_OK. */
+static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend *b,
+                                kms_backend_conn *conn, uint64_t settings,
+                                kmsi_slot_ref **to_close, kerr *err) {
+  *to_close = NULL;
+  if (l->attempt != attempt)
+    return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
+  if (!kmsi_slot_install(&l->slot, b, conn, to_close))
+    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  l->settings = settings;
+  l->checked_valid = false;
+  return KERR_OK;
+}
+
+/* ------------------------------------------- this node's connections
+ *
+ * The connection state is the row's, shared by every node; each node holds
+ * its own connection to a CONNECTED store.  A node brings its connection in
+ * line with the row (reconcile) before using it whenever anything was
+ * committed since it last looked (the store's change stamp moved), and
+ * every sweeper tick: none while the row is not CONNECTED, one made for
+ * the row's settings while it is (attached on first use when another node
+ * connected the store). */
+
+/* Retire this node's connection of `l`, if any, without touching
+ * attempts (a worker here, if any, decides for itself).  `why`: the row's
+ * state, for the log. */
+static void drop_conn(cks_live *l, kmsi_cks_manager *m, const char *why) {
+  kmsi_slot_ref *to_close = NULL;
+  bool had;
+  pthread_mutex_lock(&m->lock);
+  had = kmsi_slot_current(&l->slot, NULL);
+  kmsi_slot_clear(&l->slot, &to_close);
+  pthread_mutex_unlock(&m->lock);
+  kmsi_slot_close_retired(&l->slot, to_close);
+  if (had)
+    log_msg(LOG_INFO, NULL, "custom key store %s: this node's connection is closed (the store "
+            "is %s)", l->cks_id, why);
+}
+
+/* Open this node's connection to CONNECTED row `c` (kms_backend.attach) and
+ * publish it.  Caller holds l->connect_lock. */
+static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
+  kmsi_cks_manager *m = d->cks;
+  const kms_backend *b = kmsi_backend_for_type(c->type);
+  kms_backend_conn *conn = NULL;
+  kmsi_slot_ref *to_close = NULL;
+  kms_backend_connect_ctx cx;
+  cks_worker w;
+  const char *code = NULL;
+  int64_t now = kclock_now_ms();
+  kerr e;
+  kerr_code rc;
+
+  if (!b || !b->attach) return;
+  memset(&w, 0, sizeof w);
+  kerr_clear(&e);
+  pthread_mutex_lock(&m->lock);
+  if (now < l->next_attach_ms) {
+    pthread_mutex_unlock(&m->lock);
+    return;
+  }
+  l->next_attach_ms = now + KMSI_CKS_ATTACH_RETRY_MS;
+  w.attempt = l->attempt;
+  pthread_mutex_unlock(&m->lock);
+  w.d = d;
+  w.live = l;
+  snprintf(w.request_id, sizeof w.request_id, "attach");
+  memset(&cx, 0, sizeof cx);
+  cx.d = d;
+  cx.row = c;
+  cx.request_id = w.request_id;
+  cx.still_current = still_current;
+  cx.manager_arg = &w;
+  rc = kmsi_cks_check_row(c, &e);
+  if (rc == KERR_OK) rc = b->attach(&cx, &conn, &code, &e);
+  if (rc) {
+    log_msg(LOG_WARN, "attach",
+            "custom key store %s is CONNECTED, but this node cannot open its connection (%s): %s",
+            c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+    return;
+  }
+  pthread_mutex_lock(&m->lock);
+  rc = publish_locked(l, w.attempt, b, conn, settings_of(c), &to_close, &e);
+  if (rc == KERR_OK) l->next_attach_ms = 0;
+  pthread_mutex_unlock(&m->lock);
+  kmsi_slot_close_retired(&l->slot, to_close);
+  if (rc) {
+    b->disconnect(conn);
+    return;
+  }
+  log_msg(LOG_INFO, "attach", "custom key store %s: this node's connection is open",
+          c->cks_id);
+}
+
+/* Bring this node's connection of `l` in line with its row (see above).
+ * `now`: the change stamp read before this call (NULL when the store cannot
+ * tell: the row is read every time).  Never waits for a connect or refresh
+ * running here (its worker decides the connection), nor fails: a row that
+ * cannot be read leaves the connection as it is. */
+static void reconcile(kms_domain *d, cks_live *l, const store_stamp *now) {
+  kmsi_cks_manager *m = d->cks;
+  store_cks c;
+  bool in_line;
+  kerr e;
+  kerr_code rc;
+
+  if (now) {
+    pthread_mutex_lock(&m->lock);
+    in_line = l->checked_valid && store_stamp_equal(&l->checked, now);
+    pthread_mutex_unlock(&m->lock);
+    if (in_line) return;
+  }
+  if (pthread_mutex_trylock(&l->connect_lock) != 0) return;
+  memset(&c, 0, sizeof c);
+  kerr_clear(&e);
+  rc = read_row(d, l->cks_id, &c, &e);
+  if (rc && rc != KERR_NOT_FOUND) goto out;
+  if (rc == KERR_NOT_FOUND || strcmp(c.connection_state, STATE_CONNECTED) != 0) {
+    drop_conn(l, m, rc == KERR_NOT_FOUND ? "deleted" : c.connection_state);
+  } else {
+    const kms_backend *b = NULL;
+    pthread_mutex_lock(&m->lock);
+    in_line = kmsi_slot_current(&l->slot, &b) && l->settings == settings_of(&c) &&
+              b == kmsi_backend_for_type(c.type);
+    pthread_mutex_unlock(&m->lock);
+    if (!in_line) attach_conn(d, l, &c);
+  }
+  pthread_mutex_lock(&m->lock);
+  if (now && (kmsi_slot_current(&l->slot, NULL) ||
+              strcmp(c.connection_state, STATE_CONNECTED) != 0)) {
+    l->checked = *now;
+    l->checked_valid = true;
+  }
+  pthread_mutex_unlock(&m->lock);
+out:
+  store_cks_clear(&c);
+  pthread_mutex_unlock(&l->connect_lock);
+}
+
+/* Take a reference on this node's connection of `cks_id` and its backend,
+ * reconciled with the row first; false when there is none.  Give it back
+ * with conn_release.  A connection replaced meanwhile (UpdateCustomKeyStore)
+ * stays open for this call. */
+static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **b,
+                         kms_backend_conn **c) {
+  cks_live *l = d->cks ? live_get(d->cks, cks_id) : NULL;
+  store_stamp now;
+  *b = NULL;
+  *c = NULL;
+  if (!l) return false;
+  bool stamped = d->st->ops->change_stamp && d->st->ops->change_stamp(d->st, &now);
+  reconcile(d, l, stamped ? &now : NULL);
+  return kmsi_slot_acquire(&l->slot, b, c);
+}
+
+/* Drop the reference conn_acquire took on `c`; the last reference of a
+ * replaced connection closes it, on this thread. */
+static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c) {
+  cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
+  if (!l || !kmsi_slot_release(&l->slot, c))
+    log_msg(LOG_ERROR, NULL, "custom key store %s: a connection released twice or never taken",
+            cks_id);
+}
+
+void kmsi_cks_reconcile_all(kms_domain *d) {
+  kmsi_cks_manager *m = d ? d->cks : NULL;
+  store_stamp now;
+  cks_live *l;
+  if (!m) return;
+  bool stamped = d->st->ops->change_stamp && d->st->ops->change_stamp(d->st, &now);
+  pthread_mutex_lock(&m->lock);
+  l = m->live;
+  pthread_mutex_unlock(&m->lock);
+  while (l) {
+    if (kmsi_slot_current(&l->slot, NULL)) reconcile(d, l, stamped ? &now : NULL);
+    pthread_mutex_lock(&m->lock);
+    l = l->next;
+    pthread_mutex_unlock(&m->lock);
+  }
+}
+
+/* ----------------------------------------------------- cluster-wide locks
+ *
+ * Two steps must not overlap across nodes: a connect worker (which may
+ * change kmsuser's password on the HSMs) and the end of a disconnect (after
+ * which the operator may change that password).  Each connect worker holds
+ * the store's "connect" lock for its whole run, and a disconnect, once the
+ * store is DISCONNECTING (so the worker stops at its next step), waits for
+ * that lock before it says DISCONNECTED.  A disconnect also holds the
+ * store's "disconnect" lock throughout, so that the recovery of stores left
+ * DISCONNECTING by a dead node (kmsi_cks_scan) leaves a live one alone.
+ * On a store only this process opens (SQLite), the connect lock and the
+ * live record's counters are enough. */
+
+static kerr_code cluster_lock(kms_domain *d, const char *what, const char *cks_id, int wait_ms,
+                              store_lock **out, kerr *err) {
+  char name[STORE_CKS_ID_MAX + 32];
+  *out = NULL;
+  if (!d->st->ops->lock_named) return KERR_OK;
+  snprintf(name, sizeof name, "custom key store %s %s", cks_id, what);
+  return d->st->ops->lock_named(d->st, name, wait_ms, out, err);
+}
+
+static void cluster_unlock(kms_domain *d, store_lock *l) {
+  if (l) d->st->ops->unlock_named(l);
+}
+
+/* --------------------------------------------------- connect workers */
 
 static void worker_run(cks_worker *w) {
   kms_domain *d = w->d;
   kmsi_cks_manager *m = d->cks;
   static const char *const from_connecting[] = {"CONNECTING", NULL};
-  store_tx *tx = NULL;
   store_cks c;
+  store_lock *lock = NULL;
   const kms_backend *b = NULL;
   kms_backend_conn *conn = NULL;
   kmsi_slot_ref *to_close = NULL;
@@ -250,36 +465,44 @@ static void worker_run(cks_worker *w) {
   kerr_code rc;
 
   memset(&c, 0, sizeof c);
+  memset(&cx, 0, sizeof cx);
   kerr_clear(&e);
   pthread_mutex_lock(&w->live->connect_lock);
   if (!attempt_current(m, w->live, w->attempt)) goto out;
-  rc = kmsi_begin(d, false, &tx, &e);
-  if (rc == KERR_OK) rc = d->st->ops->cks_get(tx, w->live->cks_id, &c, &e);
-  if (tx) d->st->ops->rollback(tx);
+  rc = cluster_lock(d, "connect", w->live->cks_id, KMSI_CKS_CONNECT_LOCK_WAIT_MS, &lock, &e);
+  if (rc) {
+    /* Another node's worker, cut off from its lease, is still at it; the
+     * next scan tries again. */
+    log_msg(LOG_INFO, w->request_id, "custom key store %s: connect deferred: %s",
+            w->live->cks_id, e.msg);
+    goto out;
+  }
+  rc = read_row(d, w->live->cks_id, &c, &e);
   if (rc) {
     log_msg(LOG_WARN, w->request_id, "custom key store %s: cannot read it to connect: %s",
             w->live->cks_id, e.msg);
     goto out;
   }
   if (strcmp(c.connection_state, STATE_CONNECTING) != 0) goto out;
-  b = kmsi_backend_for_type(c.type);
-  if (!b || !b->connect) {
-    kerr_set(&e, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
-    goto failed;
-  }
-  memset(&cx, 0, sizeof cx);
+  w->expect_state = STATE_CONNECTING;
+  w->expect_changed_ms = c.state_changed_ms;
   cx.d = d;
   cx.row = &c;
   cx.request_id = w->request_id;
   cx.still_current = still_current;
   cx.manager_arg = w;
+  b = kmsi_backend_for_type(c.type);
+  if (!b || !b->connect) {
+    kerr_set(&e, KERR_INTERNAL, "kmsd has no backend for key stores of type %s.", c.type);
+    goto failed;
+  }
   rc = b->connect(&cx, &conn, &code, &e);
   if (rc) goto failed;
   /* A connection should not be in the slot, but one that is (left by any
    * path that failed to clear it) is retired and closed by its last user,
    * not leaked. */
   pthread_mutex_lock(&m->lock);
-  rc = publish_locked(w->live, w->attempt, b, conn, &to_close, &e);
+  rc = publish_locked(w->live, w->attempt, b, conn, settings_of(&c), &to_close, &e);
   pthread_mutex_unlock(&m->lock);
   kmsi_slot_close_retired(&w->live->slot, to_close);
   if (rc == KERR_CONFLICT) goto out;
@@ -291,13 +514,14 @@ static void worker_run(cks_worker *w) {
   rc = kmsi_cks_set_state(d, c.cks_id, from_connecting, STATE_CONNECTED, NULL, w->request_id,
                           NULL, &e);
   if (rc) {
-    /* Overtaken by a disconnect, which also takes the connection away. */
+    /* Overtaken by a disconnect, which takes the connection away too (on
+     * another node: this node's next reconcile does). */
     log_msg(LOG_INFO, w->request_id, "custom key store %s: connect overtaken: %s", c.cks_id, e.msg);
   }
   goto out;
 
 failed:
-  if (!attempt_current(m, w->live, w->attempt)) goto out; /* overtaken: no state change */
+  if (still_current(&cx, NULL) != KERR_OK) goto out; /* overtaken: no state change */
   log_msg(LOG_WARN, w->request_id, "custom key store %s: connect failed (%s): %s", c.cks_id,
           code ? code : "INTERNAL_ERROR", e.msg);
   {
@@ -309,6 +533,7 @@ failed:
 out:
   if (conn) b->disconnect(conn);
   store_cks_clear(&c);
+  cluster_unlock(d, lock);
   pthread_mutex_unlock(&w->live->connect_lock);
 }
 
@@ -317,6 +542,7 @@ static void *worker_main(void *arg) {
   worker_run(w);
   pthread_mutex_lock(&w->d->cks->lock);
   w->done = true;
+  w->live->workers--;
   pthread_mutex_unlock(&w->d->cks->lock);
   return NULL;
 }
@@ -337,8 +563,10 @@ static void reap_locked(kmsi_cks_manager *m) {
   }
 }
 
-kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *request_id,
-                                 kerr *err) {
+/* Start a connect worker for `cks_id` on this node.  With `only_if_idle`,
+ * none when one is running here already (the scan's takeover). */
+static kerr_code start_worker(kms_domain *d, const char *cks_id, const char *request_id,
+                              bool only_if_idle, kerr *err) {
   kmsi_cks_manager *m = d->cks;
   cks_worker *w;
   cks_live *l;
@@ -351,10 +579,10 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
   pthread_mutex_lock(&m->lock);
   reap_locked(m);
   l = live_get_locked(m, cks_id);
-  if (!l) {
+  if (!l || (only_if_idle && l->workers > 0)) {
     pthread_mutex_unlock(&m->lock);
     free(w);
-    return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+    return l ? KERR_OK : kerr_set(err, KERR_INTERNAL, "Out of memory.");
   }
   w->live = l;
   w->attempt = ++l->attempt;
@@ -363,119 +591,111 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
     free(w);
     return kerr_set(err, KERR_INTERNAL, "Cannot start a connect worker.");
   }
+  l->workers++;
   w->next = m->workers;
   m->workers = w;
   pthread_mutex_unlock(&m->lock);
   return KERR_OK;
 }
 
-/* ------------------------------------------------------------ lifecycle */
+kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *request_id,
+                                 kerr *err) {
+  if (!d->cks) return kerr_set(err, KERR_INTERNAL, "Custom key stores are not running.");
+  if (!kmsi_lease_held(d)) {
+    /* Connect workers run where the background work runs: the node
+     * holding the lease takes the store up at its next scan. */
+    cks_live *l = live_get(d->cks, cks_id);
+    if (l) {
+      pthread_mutex_lock(&d->cks->lock);
+      l->attempt++; /* a stale worker here, if any, stops */
+      pthread_mutex_unlock(&d->cks->lock);
+    }
+    log_msg(LOG_INFO, request_id,
+            "custom key store %s: the node holding the lease runs the connect", cks_id);
+    return KERR_OK;
+  }
+  return start_worker(d, cks_id, request_id, false, err);
+}
 
-/* A store that was CONNECTED when the previous run stopped gets its live
- * connection back without asking its backing store, when its backend can
- * (kms_backend.resume: an external key store's client is only settings and
- * a credential), and stays CONNECTED: a running kmsd whose proxy stops
- * answering stays CONNECTED too (its health check fails, logged), and a
- * restart must not turn a proxy that is down for a moment into a FAILED
- * store that only a Disconnect and Connect repair.  The sweeper's first
- * round of health checks, one sweep interval after the start, checks it and
- * logs a failure like any periodic check.  False when the backend cannot
- * resume (CloudHSM: its connection is logged-in HSM sessions) or the resume
- * failed: the caller then connects for real. */
-static bool resume_store(kms_domain *d, store_cks *c) {
+/* ------------------------------------------------------------ disconnect */
+
+void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
   kmsi_cks_manager *m = d->cks;
-  const kms_backend *b = kmsi_backend_for_type(c->type);
-  kms_backend_conn *conn = NULL;
   kmsi_slot_ref *to_close = NULL;
-  kms_backend_connect_ctx cx;
-  cks_worker w;
-  const char *code = NULL;
+  store_lock *lock = NULL;
+  cks_live *l;
   kerr e;
+  if (!m) return;
+  pthread_mutex_lock(&m->lock);
+  l = live_get_locked(m, cks_id);
+  if (l) {
+    l->attempt++;
+    kmsi_slot_clear(&l->slot, &to_close);
+  }
+  pthread_mutex_unlock(&m->lock);
+  if (!l) return;
+  /* New calls find no connection from here on, so the wait below ends as
+   * soon as the calls already holding it end: no starvation.  The store's
+   * HSM sessions (or proxy client) are closed before Disconnect answers. */
+  kmsi_slot_close_retired(&l->slot, to_close);
+  kmsi_slot_drain(&l->slot);
+  /* Wait for a worker still running for the store, here or on another
+   * node: it sees the new attempt (or the row no longer CONNECTING) at its
+   * next step and stops, changing no state.  After this returns no worker
+   * touches the store's backing system or secrets, so what the operator
+   * does next (UpdateCustomKeyStore, hsm-cli) is not raced by a stale
+   * connect.  Live records live as long as the manager, so `l` stays
+   * valid. */
+  pthread_mutex_lock(&l->connect_lock);
+  pthread_mutex_unlock(&l->connect_lock);
+  kerr_clear(&e);
+  if (cluster_lock(d, "connect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, &e) != KERR_OK)
+    log_msg(LOG_WARN, NULL, "custom key store %s: disconnected without waiting for a connect "
+            "on another node: %s", cks_id, e.msg);
+  cluster_unlock(d, lock);
+}
+
+kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *request_id,
+                              char *prev_out, kerr *err) {
+  static const char *const from_live[] = {"CONNECTED", "CONNECTING", "FAILED", NULL};
+  static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
+  kmsi_cks_manager *m = d->cks;
+  store_lock *lock = NULL;
+  cks_live *l = m ? live_get(m, cks_id) : NULL;
   kerr_code rc;
 
-  if (!b || !b->resume) return false;
-  memset(&w, 0, sizeof w);
-  kerr_clear(&e);
+  if (!l) return kerr_set(err, KERR_INTERNAL, "Custom key stores are not running.");
   pthread_mutex_lock(&m->lock);
-  w.live = live_get_locked(m, c->cks_id);
-  if (w.live) w.attempt = ++w.live->attempt;
+  l->disconnects++;
   pthread_mutex_unlock(&m->lock);
-  if (!w.live) return false;
-  w.d = d;
-  snprintf(w.request_id, sizeof w.request_id, "recovery");
-  memset(&cx, 0, sizeof cx);
-  cx.d = d;
-  cx.row = c;
-  cx.request_id = w.request_id;
-  cx.still_current = still_current;
-  cx.manager_arg = &w;
-  rc = b->resume(&cx, &conn, &code, &e);
-  if (rc) {
-    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection (%s): %s",
-            c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
-    return false;
+  rc = cluster_lock(d, "disconnect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, err);
+  if (rc == KERR_CONFLICT)
+    rc = kerr_set(err, KERR_INTERNAL, "Custom key store %s is being disconnected elsewhere; try "
+                  "again.", cks_id);
+  if (rc == KERR_OK)
+    rc = kmsi_cks_set_state(d, cks_id, from_live, STATE_DISCONNECTING, NULL, request_id, prev_out,
+                            err);
+  if (rc == KERR_OK) {
+    kmsi_cks_detach(d, cks_id);
+    rc = kmsi_cks_set_state(d, cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, request_id,
+                            NULL, err);
   }
+  cluster_unlock(d, lock);
   pthread_mutex_lock(&m->lock);
-  rc = publish_locked(w.live, w.attempt, b, conn, &to_close, &e);
+  l->disconnects--;
   pthread_mutex_unlock(&m->lock);
-  kmsi_slot_close_retired(&w.live->slot, to_close);
-  if (rc) {
-    b->disconnect(conn);
-    log_msg(LOG_WARN, "recovery", "custom key store %s: cannot rebuild its connection: %s",
-            c->cks_id, e.msg);
-    return false;
-  }
-  log_msg(LOG_INFO, "recovery",
-          "custom key store %s: stays CONNECTED, its connection rebuilt without contacting it",
-          c->cks_id);
-  return true;
+  return rc;
 }
 
-/* Bring one store left mid-transition by the previous run forward. */
-static void recover_store(kms_domain *d, store_cks *c) {
-  static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
-  static const char *const from_connected[] = {"CONNECTED", NULL};
-  kerr e;
-  kerr_clear(&e);
-  if (strcmp(c->connection_state, STATE_DISCONNECTING) == 0) {
-    kmsi_cks_set_state(d, c->cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, "recovery",
-                       NULL, &e);
-  } else if (strcmp(c->connection_state, STATE_CONNECTED) == 0) {
-    /* A damaged row is never resumed: the connect below fails it. */
-    if (kmsi_cks_check_row(c, &e) == KERR_OK && resume_store(d, c)) return;
-    kerr_clear(&e);
-    if (kmsi_cks_set_state(d, c->cks_id, from_connected, STATE_CONNECTING, NULL, "recovery",
-                           NULL, &e) == KERR_OK)
-      kmsi_cks_connect_async(d, c->cks_id, "recovery", &e);
-  } else if (strcmp(c->connection_state, STATE_CONNECTING) == 0) {
-    kmsi_cks_connect_async(d, c->cks_id, "recovery", &e);
-  }
-  if (e.code) log_msg(LOG_WARN, "recovery", "custom key store %s: %s", c->cks_id, e.msg);
-}
+/* ------------------------------------------------------------ lifecycle */
 
 kerr_code kmsi_cks_start(kms_domain *d, kerr *err) {
   kmsi_cks_manager *m = calloc(1, sizeof *m);
-  char after[STORE_CKS_ID_MAX] = "";
-  kerr_code rc = KERR_OK;
-
   if (!m) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   pthread_mutex_init(&m->lock, NULL);
   d->cks = m;
-  for (;;) {
-    store_tx *tx = NULL;
-    store_cks *list = NULL;
-    size_t n = 0;
-    rc = kmsi_begin(d, false, &tx, err);
-    if (rc) break;
-    rc = d->st->ops->cks_list(tx, NULL, NULL, after[0] ? after : NULL, RECOVERY_PAGE, &list, &n,
-                              err);
-    d->st->ops->rollback(tx);
-    if (rc) break;
-    for (size_t i = 0; i < n; i++) recover_store(d, &list[i]);
-    if (n) snprintf(after, sizeof after, "%s", list[n - 1].cks_id);
-    store_cks_list_free(list, n);
-    if (n < RECOVERY_PAGE) break;
-  }
+  if (!kmsi_lease_held(d)) return KERR_OK;
+  kerr_code rc = kmsi_cks_scan(d, false, err);
   if (rc) kmsi_cks_stop(d);
   return rc;
 }
@@ -513,7 +733,6 @@ void kmsi_cks_stop(kms_domain *d) {
 void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id) {
   kmsi_cks_manager *m = d->cks;
   cks_worker w;
-  store_tx *tx = NULL;
   store_cks c;
   const kms_backend *b, *live_b = NULL;
   kms_backend_conn *conn = NULL;
@@ -530,6 +749,8 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
   pthread_mutex_lock(&m->lock);
   w.live = live_get_locked(m, cks_id);
   if (!w.live || !kmsi_slot_current(&w.live->slot, NULL)) {
+    /* No connection here: this node's next use attaches one made for the
+     * new settings. */
     pthread_mutex_unlock(&m->lock);
     return;
   }
@@ -538,11 +759,11 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
   w.d = d;
   snprintf(w.request_id, sizeof w.request_id, "%s", request_id ? request_id : "");
   pthread_mutex_lock(&w.live->connect_lock);
-  rc = kmsi_begin(d, false, &tx, &e);
-  if (rc == KERR_OK) rc = d->st->ops->cks_get(tx, cks_id, &c, &e);
-  if (tx) d->st->ops->rollback(tx);
+  rc = read_row(d, cks_id, &c, &e);
   b = rc ? NULL : kmsi_backend_for_type(c.type);
   if (b && b->connect && attempt_current(m, w.live, w.attempt)) {
+    w.expect_state = STATE_CONNECTED;
+    w.expect_changed_ms = c.state_changed_ms;
     memset(&cx, 0, sizeof cx);
     cx.d = d;
     cx.row = &c;
@@ -562,7 +783,8 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
         /* A disconnect (or a newer connect) came in meanwhile: the new
          * connection is not published (closed below). */
         rc = KERR_OK;
-      } else if (publish_locked(w.live, w.attempt, b, conn, &to_close, &e) == KERR_OK) {
+      } else if (publish_locked(w.live, w.attempt, b, conn, settings_of(&c), &to_close, &e) ==
+                 KERR_OK) {
         conn = NULL;
       } else {
         rc = KERR_INTERNAL;
@@ -579,37 +801,9 @@ void kmsi_cks_refresh(kms_domain *d, const char *cks_id, const char *request_id)
   store_cks_clear(&c);
 }
 
-/* ------------------------------------------------- periodic health */
+/* ------------------------------------------ the lease holder's scan */
 
-/* One GetHealthStatus on the live connection of `l` if it is an external
- * key store's (KMS health-checks XKS proxies; a CloudHSM store's HSMs are
- * not probed behind the operator's back), bounded by --xks-timeout (the
- * client's deadline for every call).  A failure is logged with its
- * ConnectionErrorCode and changes no state, as in KMS: the operations on the
- * store's keys meet the failure themselves. */
-static void check_live(kms_domain *d, cks_live *l, const char *request_id) {
-  const kms_backend *b = NULL;
-  kms_backend_conn *conn = NULL;
-  kms_backend_ctx ctx;
-  const char *code = NULL;
-  kerr e;
-  if (!kmsi_slot_acquire(&l->slot, &b, &conn)) return;
-  if (b == &kms_backend_xks && b->health) {
-    memset(&ctx, 0, sizeof ctx);
-    ctx.d = d;
-    ctx.request_id = request_id;
-    ctx.operation = "KmsHealthCheck";
-    kerr_clear(&e);
-    if (b->health(conn, &ctx, &code, &e) != KERR_OK)
-      log_msg(LOG_WARN, request_id, "custom key store %s: health check failed (%s): %s",
-              l->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
-    else
-      log_msg(LOG_DEBUG, request_id, "custom key store %s: healthy", l->cks_id);
-  }
-  kmsi_slot_release(&l->slot, conn);
-}
-
-/* Whether the domain is closing (the sweep then stops between stores, so a
+/* Whether the domain is closing (the scan then stops between stores, so a
  * long round does not hold up shutdown). */
 static bool domain_stopping(kms_domain *d) {
   bool stopping;
@@ -619,26 +813,112 @@ static bool domain_stopping(kms_domain *d) {
   return stopping;
 }
 
-void kmsi_cks_health_sweep(kms_domain *d) {
-  kmsi_cks_manager *m = d ? d->cks : NULL;
-  int64_t now = kclock_now_ms();
-  cks_live *l;
-  if (!m || d->xks_health_interval_ms <= 0 || now < d->xks_next_health_ms) return;
-  d->xks_next_health_ms = now + d->xks_health_interval_ms;
-  /* Every live record, one at a time, with no copy of the list: the
-   * manager's lock is dropped around each check (records are never freed
-   * while the manager runs, and new ones go to the head, so `next` stays
-   * valid), so memory does not grow with the number of stores and no store
-   * is left out.  Stores connected during the round wait for the next. */
+/* A store left DISCONNECTING by a disconnect that ended without finishing
+ * (its node died, or this one before a restart) -> DISCONNECTED, unless a
+ * disconnect of it is still running somewhere (its locks are held). */
+static void finish_disconnect(kms_domain *d, const char *cks_id) {
+  static const char *const from_disconnecting[] = {"DISCONNECTING", NULL};
+  kmsi_cks_manager *m = d->cks;
+  store_lock *dis = NULL, *con = NULL;
+  cks_live *l = live_get(m, cks_id);
+  bool busy;
+  kerr e;
+  if (!l) return;
   pthread_mutex_lock(&m->lock);
-  l = m->live;
+  busy = l->disconnects > 0 || l->workers > 0;
   pthread_mutex_unlock(&m->lock);
-  while (l && !domain_stopping(d)) {
-    check_live(d, l, "health-check");
-    pthread_mutex_lock(&m->lock);
-    l = l->next;
-    pthread_mutex_unlock(&m->lock);
+  if (busy) return;
+  kerr_clear(&e);
+  if (cluster_lock(d, "disconnect", cks_id, 0, &dis, &e) == KERR_OK &&
+      cluster_lock(d, "connect", cks_id, 0, &con, &e) == KERR_OK) {
+    drop_conn(l, m, STATE_DISCONNECTING);
+    if (kmsi_cks_set_state(d, cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, "recovery",
+                           NULL, &e) != KERR_OK && e.code != KERR_CONFLICT)
+      log_msg(LOG_WARN, "recovery", "custom key store %s: %s", cks_id, e.msg);
   }
+  cluster_unlock(d, con);
+  cluster_unlock(d, dis);
+}
+
+/* One GetHealthStatus on this node's connection of external key store
+ * `cks_id` (attached first when another node connected it), bounded by
+ * --xks-timeout (the client's deadline for every call).  KMS health-checks
+ * XKS proxies; a CloudHSM store's HSMs are not probed behind the operator's
+ * back.  A failure is logged with its ConnectionErrorCode and changes no
+ * state, as in KMS: the operations on the store's keys meet the failure
+ * themselves. */
+static void check_health(kms_domain *d, const char *cks_id) {
+  const kms_backend *b = NULL;
+  kms_backend_conn *conn = NULL;
+  kms_backend_ctx ctx;
+  const char *code = NULL;
+  kerr e;
+  if (!conn_acquire(d, cks_id, &b, &conn)) {
+    log_msg(LOG_WARN, "health-check", "custom key store %s: health check failed: this node has "
+            "no connection to it", cks_id);
+    return;
+  }
+  if (b->health) {
+    memset(&ctx, 0, sizeof ctx);
+    ctx.d = d;
+    ctx.request_id = "health-check";
+    ctx.operation = "KmsHealthCheck";
+    kerr_clear(&e);
+    if (b->health(conn, &ctx, &code, &e) != KERR_OK)
+      log_msg(LOG_WARN, "health-check", "custom key store %s: health check failed (%s): %s",
+              cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+    else
+      log_msg(LOG_DEBUG, "health-check", "custom key store %s: healthy", cks_id);
+  }
+  conn_release(d, cks_id, conn);
+}
+
+kerr_code kmsi_cks_scan(kms_domain *d, bool with_health, kerr *err) {
+  char after[STORE_CKS_ID_MAX] = "";
+  int64_t now = kclock_now_ms();
+  bool health = false;
+  kerr_code rc = KERR_OK;
+
+  if (!d->cks) return KERR_OK;
+  if (with_health && d->xks_health_interval_ms > 0 && now >= d->xks_next_health_ms) {
+    health = true;
+    d->xks_next_health_ms = now + d->xks_health_interval_ms;
+  }
+  for (;;) {
+    store_tx *tx = NULL;
+    store_cks *list = NULL;
+    size_t n = 0;
+    rc = kmsi_begin(d, false, &tx, err);
+    if (rc) break;
+    rc = d->st->ops->cks_list(tx, NULL, NULL, after[0] ? after : NULL, RECOVERY_PAGE, &list, &n,
+                              err);
+    d->st->ops->rollback(tx);
+    if (rc) break;
+    for (size_t i = 0; i < n && !domain_stopping(d); i++) {
+      const store_cks *c = &list[i];
+      kerr e;
+      kerr_clear(&e);
+      if (strcmp(c->connection_state, STATE_CONNECTING) == 0) {
+        if (start_worker(d, c->cks_id, "recovery", true, &e) != KERR_OK)
+          log_msg(LOG_WARN, "recovery", "custom key store %s: %s", c->cks_id, e.msg);
+      } else if (strcmp(c->connection_state, STATE_DISCONNECTING) == 0) {
+        finish_disconnect(d, c->cks_id);
+      } else if (strcmp(c->connection_state, STATE_CONNECTED) == 0 &&
+                 kmsi_cks_check_row(c, &e) != KERR_OK) {
+        /* Damaged at rest: no node can open a connection from it. */
+        static const char *const from_connected[] = {"CONNECTED", NULL};
+        kmsi_cks_set_state(d, c->cks_id, from_connected, STATE_FAILED, "INTERNAL_ERROR",
+                           "recovery", NULL, &e);
+      } else if (health && strcmp(c->connection_state, STATE_CONNECTED) == 0 &&
+                 strcmp(c->type, kms_backend_xks.type) == 0) {
+        check_health(d, c->cks_id);
+      }
+    }
+    if (n) snprintf(after, sizeof after, "%s", list[n - 1].cks_id);
+    store_cks_list_free(list, n);
+    if (n < RECOVERY_PAGE) break;
+  }
+  return rc;
 }
 
 /* ------------------------------------------------- keys in a key store */

@@ -662,6 +662,12 @@ kerr_code kmsi_resolve_read(kms_domain *d, const kms_call *call, const char *ref
 
 kerr_code kmsi_check_call(const kms_call *call, kerr *err) { return aws_call_check(call, err); }
 
+bool kmsi_lease_held(kms_domain *d) {
+  return !d->st->ops->lease_held || d->st->ops->lease_held(d->st);
+}
+
+bool kms_domain_lease_held(kms_domain *d) { return kmsi_lease_held(d); }
+
 hsm_service *kms_domain_cloudhsm(kms_domain *d) { return d->hsm; }
 
 bool kms_domain_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *misses) {
@@ -785,9 +791,23 @@ static void *sweeper_main(void *arg) {
     pthread_mutex_unlock(&d->stop_lock);
     kerr e;
     kerr_clear(&e);
-    if (kms_domain_sweep(d, &e) != KERR_OK)
-      log_msg(LOG_WARN, NULL, "key sweeper: %s", e.msg);
-    kmsi_cks_health_sweep(d);
+    /* A node the database stopped answering asks again each tick, so that
+     * /health turns 200 by itself, with no request needed (a load balancer
+     * sends none to a node that answers 503). */
+    if (!kms_domain_store_reachable(d)) {
+      store_tx *tx = NULL;
+      if (kmsi_begin(d, false, &tx, &e) == KERR_OK) d->st->ops->rollback(tx);
+      kerr_clear(&e);
+    }
+    /* Every node keeps its own connections in line with the rows; the
+     * rest runs on the node holding the lease only. */
+    kmsi_cks_reconcile_all(d);
+    if (kmsi_lease_held(d)) {
+      if (kms_domain_sweep(d, &e) != KERR_OK) log_msg(LOG_WARN, NULL, "key sweeper: %s", e.msg);
+      kerr_clear(&e);
+      if (kmsi_cks_scan(d, true, &e) != KERR_OK)
+        log_msg(LOG_WARN, NULL, "custom key store scan: %s", e.msg);
+    }
     pthread_mutex_lock(&d->stop_lock);
   }
   pthread_mutex_unlock(&d->stop_lock);
@@ -1077,9 +1097,12 @@ kerr_code kms_domain_open(const kms_domain_config *cfg, kms_domain **out, kerr *
       log_msg(LOG_WARN, NULL,
               "the store gives no change stamp: every key is read from it (no key cache)");
   }
-  /* Catch up on whatever came due while the server was down. */
-  rc = kms_domain_sweep(d, err);
-  if (rc) goto out;
+  /* Catch up on whatever came due while the server was down (the node
+   * holding the lease does, for every node). */
+  if (kmsi_lease_held(d)) {
+    rc = kms_domain_sweep(d, err);
+    if (rc) goto out;
+  }
   d->sweep_interval_ms = cfg->sweep_interval_ms ? cfg->sweep_interval_ms : DEFAULT_SWEEP_MS;
   d->max_custom_key_stores = cfg->max_custom_key_stores > 0 ? cfg->max_custom_key_stores
                                                             : KMS_DEFAULT_MAX_CUSTOM_KEY_STORES;

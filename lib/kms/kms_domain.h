@@ -222,6 +222,11 @@ bool kms_domain_hsm_key_cache_counts(kms_domain *d, uint64_t *hits, uint64_t *mi
 const char *kms_domain_store_name(kms_domain *d);
 bool kms_domain_store_reachable(kms_domain *d);
 
+/* Whether this node holds the lease on background work (sweeps, connect
+ * workers, recoveries, health checks; docs/multi-node.md): always, on a
+ * store this process opens alone.  No I/O. */
+bool kms_domain_lease_held(kms_domain *d);
+
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns
  * KERR_OK or the first store error.  The background sweeper calls this; tests

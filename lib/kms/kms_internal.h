@@ -198,25 +198,55 @@ kerr_code kmsi_check_call(const kms_call *call, kerr *err);
 
 #define KMS_STATE_UNAVAILABLE "Unavailable"
 
-/* Create the connection manager (d->cks) and drive stores left
- * mid-transition by a previous run: CONNECTING -> connect again,
- * DISCONNECTING -> DISCONNECTED, CONNECTED -> stays CONNECTED with its
- * connection rebuilt without the backing store where the backend can
- * (external key stores, kms_backend.resume; the sweeper's first health
- * round checks it), else CONNECTING and a real connect (CloudHSM: log in
- * with the stored passwords).  Connects run on worker threads; this returns at once.
- * Call it once the rest of the domain is built (its workers read it).  On
- * failure nothing is left running. */
+/* How long a node waits after an attach that failed before the next
+ * (kms_cks_conn.c); calls meanwhile find no connection. */
+#define KMSI_CKS_ATTACH_RETRY_MS 1000
+/* How long a connect worker waits for another node's worker of the same
+ * store to finish before it leaves the store to the next scan. */
+#define KMSI_CKS_CONNECT_LOCK_WAIT_MS 2000
+/* How long a disconnect waits for a connect worker of the store on another
+ * node to stop (it stops at its next step). */
+#define KMSI_CKS_DETACH_LOCK_WAIT_MS 30000
+
+/* Whether this node runs the background work: it holds the store's lease
+ * (store_ops.lease_held), or the store is this process's alone. */
+bool kmsi_lease_held(kms_domain *d);
+
+/* Create the connection manager (d->cks) and, when this node holds the
+ * lease, run one kmsi_cks_scan without health checks: stores a previous
+ * run left mid-transition move on.  Connects run on worker threads; this
+ * returns at once.  Call it once the rest of the domain is built (its
+ * workers read it).  On failure nothing is left running. */
 kerr_code kmsi_cks_start(kms_domain *d, kerr *err);
 
-/* Health-check every CONNECTED external key store (GetHealthStatus), one
- * after another, each bounded by --xks-timeout, once per
- * d->xks_health_interval_ms; run by the sweeper thread only (it alone
- * touches d->xks_next_health_ms).  A failing check is logged (with its
- * ConnectionErrorCode) and leaves the store CONNECTED, as in KMS: the
- * operations on its keys meet the failure themselves.  Stops between stores
- * when the domain is closing. */
-void kmsi_cks_health_sweep(kms_domain *d);
+/* The lease holder's round over every custom key store (the sweeper calls
+ * it each tick; only one node runs it at a time):
+ *  - CONNECTING with no connect worker here -> a worker (the store's
+ *    connect was asked of another node, or its node died mid-connect; the
+ *    worker takes over, ending CONNECTED or FAILED);
+ *  - DISCONNECTING with no disconnect running anywhere -> DISCONNECTED;
+ *  - CONNECTED with a row damaged at rest -> FAILED (INTERNAL_ERROR);
+ *  - CONNECTED external key stores, with `with_health` once per
+ *    d->xks_health_interval_ms: GetHealthStatus, each bounded by
+ *    --xks-timeout.  A failing check is logged (with its
+ *    ConnectionErrorCode) and leaves the store CONNECTED, as in KMS.
+ * Touches d->xks_next_health_ms, so only one thread may run it.  Stops
+ * between stores when the domain is closing.  KERR_OK or the store's
+ * error listing the stores. */
+kerr_code kmsi_cks_scan(kms_domain *d, bool with_health, kerr *err);
+
+/* Every node, each sweeper tick: bring this node's open connections in
+ * line with their rows (a store disconnected or changed through another
+ * node loses or replaces its connection here). */
+void kmsi_cks_reconcile_all(kms_domain *d);
+
+/* DisconnectCustomKeyStore's state change: CONNECTED, CONNECTING or
+ * FAILED -> DISCONNECTING, every connection and connect worker of the
+ * store stopped (kmsi_cks_detach), -> DISCONNECTED.  *prev_out (may be
+ * NULL; STORE_ENUM_MAX bytes) gets the state found; KERR_CONFLICT when it
+ * was none of those. */
+kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *request_id,
+                              char *prev_out, kerr *err);
 
 /* External key stores (backend_xks.c).  Wrap the credential's secret access
  * key (1..64 characters) under the root key, bound to store `cks_id`; *out
@@ -316,15 +346,18 @@ kerr_code kmsi_cks_set_state(kms_domain *d, const char *cks_id, const char *cons
                              char *prev_out, kerr *err);
 
 /* Start a connect worker for store `cks_id`, which the caller has just
- * moved to CONNECTING.  The worker ends in CONNECTED or FAILED unless a
- * disconnect overtakes it. */
+ * moved to CONNECTING, on this node when it holds the lease; otherwise the
+ * lease holder's next scan starts one.  The worker ends in CONNECTED or
+ * FAILED unless a disconnect overtakes it. */
 kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *request_id,
                                  kerr *err);
 
-/* Invalidate any connect in flight for `cks_id` and take its live
+/* Invalidate any connect in flight for `cks_id` and take this node's
  * connection away at once (new calls find none), then wait until the calls
  * already using it (or an older one it replaced) have finished and it is
- * closed, and for a running connect worker of the store to stop. */
+ * closed, and for a running connect worker of the store, here or on
+ * another node, to stop.  The caller has moved the store out of CONNECTING
+ * and CONNECTED first. */
 void kmsi_cks_detach(kms_domain *d, const char *cks_id);
 
 /* (backend_cloudhsm.c) Whether the wrapped kmsuser password `wrapped` of store `cks_id` is

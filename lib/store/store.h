@@ -32,6 +32,7 @@
 
 typedef struct store store;
 typedef struct store_tx store_tx;
+typedef struct store_lock store_lock;
 
 /* One KMS key (everything but its policy text, which can be large and is
  * read separately only when the parsed-policy cache misses). */
@@ -325,6 +326,29 @@ typedef struct store_ops {
    * transaction begins again.  No I/O, safe from any thread; NULL for a
    * store in the process itself (SQLite), which is always there. */
   bool (*reachable)(store *s);
+
+  /* Several processes on one store (store_pg.c).  Both NULL for a store
+   * that one process opens alone (SQLite, under the data directory's lock):
+   * that process always holds the lease, and its own threads' locks are
+   * enough.
+   *
+   * lease_held: whether this process holds the lease on the background
+   * work (sweeps, connect workers, recoveries, health checks), which runs
+   * in one process at a time.  No I/O, safe from any thread.  The server
+   * ends a lease with its holder's session (at once when the holder is
+   * killed), and another process takes it within about a second; a holder
+   * cut off from the database stops believing it holds the lease within
+   * about a second too.
+   *
+   * lock_named: a lock on `name` among every process on the store, held
+   * until unlock_named or until this process's session ends (so a killed
+   * process never keeps one).  Waits up to wait_ms (0: tries once);
+   * KERR_CONFLICT when another holder kept it that long, KERR_INTERNAL
+   * when the database cannot be reached.  On KERR_OK *out is the lock,
+   * released and freed by unlock_named (NULL allowed).  Not reentrant. */
+  bool (*lease_held)(store *s);
+  kerr_code (*lock_named)(store *s, const char *name, int wait_ms, store_lock **out, kerr *err);
+  void (*unlock_named)(store_lock *l);
 
   /* Keys. key_get fills *out (clear it with store_key_clear). */
   kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);

@@ -34,6 +34,10 @@
  * not inserted is KERR_ALREADY_EXISTS, and a caller that goes on after one
  * (as the SQLite backend allows) still can.
  *
+ * Several nodes: background work runs under a lease, and a few
+ * cluster-wide steps under named locks, both session advisory locks that
+ * the server drops with a dead node's session (see "the lease").
+ *
  * Text columns use the "C" collation, so ordering and pagination compare
  * bytes as SQLite does, whatever the database's locale.  Values travel as
  * text except blobs, which are sent in binary; results come back as text
@@ -55,7 +59,8 @@
 
 #define POOL_MAX 16
 #define MAX_PARAMS 24
-#define KEEPER_INTERVAL_MS 1000 /* how often the node lock's connection is checked */
+#define KEEPER_INTERVAL_MS 1000 /* how often the lease's connection is checked */
+#define NAMED_LOCK_POLL_MS 20   /* how often a waiting lock_named asks again */
 /* How long a session may sit idle inside a transaction before the server
  * ends it: longer than any step kmsd takes inside one (an HSM call is
  * bounded by --hsm-timeout, at most 600 s, but is not idle-in-transaction
@@ -67,7 +72,9 @@
  * what the lock is for. */
 #define WRITE_LOCK 0x6b6d736401LL   /* every write transaction */
 #define MIGRATE_LOCK 0x6b6d736402LL /* applying migrations */
-#define NODE_LOCK 0x6b6d736403LL    /* the one node serving the database */
+#define LEASE_LOCK 0x6b6d736403LL   /* the lease on background work */
+/* The first key of named locks (two int4 keys): "kmsd" in ASCII. */
+#define NAMED_LOCK_CLASS 0x6b6d7364
 
 #define T "TEXT COLLATE \"C\""
 
@@ -325,17 +332,17 @@ typedef struct pg_store {
   store_tx *idle[POOL_MAX];
   size_t nidle;
   size_t nopen;
-  /* The node lock (see "the node lock"): its connection, used only by
-   * open and then by the keeper thread. */
-  PGconn *node_conn;
-  int node_pid;     /* the server's pid of the session holding the lock; 0: not held */
-  int old_node_pid; /* the one before, whose end the server may not have seen */
+  /* The lease (see "the lease"): its connection, used only by open and
+   * then by the keeper thread. */
+  PGconn *lease_conn;
+  int lease_pid;     /* the server's pid of the session holding it; 0: not held */
+  int old_lease_pid; /* the one before, whose end the server may not have seen */
+  atomic_bool lease; /* held now */
   pthread_t keeper;
   bool keeper_running;
   bool stopping;                /* under keeper_lock */
   pthread_mutex_t keeper_lock;
   pthread_cond_t keeper_cond;
-  atomic_bool fenced;           /* another kmsd took the database: serve nothing */
   atomic_bool reachable; /* the database's answer to the last begin or connect */
 } pg_store;
 
@@ -753,10 +760,6 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
   store_tx *tx;
   kerr_code rc;
   *out = NULL;
-  if (atomic_load(&s->fenced))
-    return kerr_set(err, KERR_INTERNAL,
-                    "Storage error: another kmsd took this database while this one was cut off "
-                    "from it. Stop one of them, then restart this one.");
   /* Writers take turns here, before a connection: queued on the database's
    * write lock instead, each would hold one of the pool's connections, and
    * a read (one nested in a write transaction among them) could find none. */
@@ -777,8 +780,7 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
   }
   if (!atomic_exchange(&s->reachable, true)) {
     /* The database is back: the keeper need not wait for its next tick to
-     * take the node lock again, which shortens the time another kmsd could
-     * take it first. */
+     * check the lease's connection and try for the lease. */
     pthread_mutex_lock(&s->keeper_lock);
     pthread_cond_signal(&s->keeper_cond);
     pthread_mutex_unlock(&s->keeper_lock);
@@ -791,7 +793,7 @@ static kerr_code pg_begin(store *base, bool write, store_tx **out, kerr *err) {
 
 static bool pg_reachable(store *base) {
   pg_store *s = (pg_store *)base;
-  return atomic_load(&s->reachable) && !atomic_load(&s->fenced);
+  return atomic_load(&s->reachable);
 }
 
 /* The outcome of write transaction `xid` whose COMMIT got no answer (the
@@ -886,7 +888,7 @@ static bool pg_change_stamp(store *base, store_stamp *out) {
   PGresult *res = NULL;
   pq_params p = {0};
   bool ok = false;
-  if (atomic_load(&s->fenced) || pool_take(s, &tx, NULL) != KERR_OK) return false;
+  if (pool_take(s, &tx, NULL) != KERR_OK) return false;
   if (pq_run(tx, ST_CHANGE_STAMP, &p, &res, "reading the change stamp", NULL) == KERR_OK &&
       PQntuples(res) == 1 && !PQgetisnull(res, 0, 0)) {
     uint64_t v = (uint64_t)strtoll(PQgetvalue(res, 0, 0), NULL, 10);
@@ -1986,114 +1988,111 @@ static kerr_code pg_wrapped_sample(store_tx *tx, store_wrapped_kind kind, store_
   return rc;
 }
 
-/* ------------------------------------------------------- the node lock
+/* ------------------------------------------------------------ the lease
  *
- * Until background work is shared out under leases, one kmsd serves a
- * database: it holds a session advisory lock (NODE_LOCK) on a connection
- * of its own, which the server releases when that connection ends, also
- * when the node is killed.  The connection can also end under a live node
- * (the database restarted, the network broke), and then another kmsd could
- * start on the database.  So a keeper thread checks the connection every
- * KEEPER_INTERVAL_MS; when it has ended, it connects again and takes the
- * lock back.  The server may not have seen the old connection end (a break
- * on this side only): the old session, still holding the lock, is then
- * ended.  If another kmsd took it meanwhile, this node is fenced: every
- * transaction fails from then on (and /health says the store is not
- * reachable), since two nodes would each run the background work
- * (recoveries, sweeps) as if alone. */
+ * Background work (sweeps, connect workers, recoveries, health checks) runs
+ * in one node at a time: the one holding the lease, a session advisory lock
+ * (LEASE_LOCK) on a connection of its own.  The server releases it when
+ * that session ends, at once when the node is killed (its sockets close).
+ * A keeper thread checks the connection every KEEPER_INTERVAL_MS: a holder
+ * whose connection ended stops holding the lease (lease_held turns false)
+ * and tries to take it again with the others; a node without the lease
+ * tries to take it.  The server may not have seen this node's old session
+ * end (a break on this side only): that session, still holding the lease,
+ * is ended, since nobody else can use it. */
 
-/* Connect the node lock's connection (if needed) and take the lock: KERR_OK
- * (s->node_pid is then the session holding it), KERR_CONFLICT when another
+/* Connect the lease's connection (if needed) and try to take the lease:
+ * KERR_OK (held; s->lease_pid is the session), KERR_CONFLICT when another
  * session holds it, else KERR_INTERNAL. */
-static kerr_code take_node_lock(pg_store *s, kerr *err) {
+static kerr_code try_lease(pg_store *s, kerr *err) {
   char sql[96];
   PGresult *res;
   kerr_code rc = KERR_OK;
-  if (s->node_pid) s->old_node_pid = s->node_pid;
-  s->node_pid = 0;
-  if (!s->node_conn) {
-    rc = conn_open(s->url, "kmsd node lock", s->busy_timeout_ms, &s->node_conn, err);
+  if (!s->lease_conn) {
+    rc = conn_open(s->url, "kmsd lease", s->busy_timeout_ms, &s->lease_conn, err);
     if (rc) return rc;
   }
-  snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)NODE_LOCK);
-  res = PQexec(s->node_conn, sql);
+  snprintf(sql, sizeof sql, "SELECT pg_try_advisory_lock(%lld)", (long long)LEASE_LOCK);
+  res = PQexec(s->lease_conn, sql);
   if (!result_ok(res) || PQntuples(res) != 1) {
-    result_error(res, s->node_conn, "taking the node lock", err);
+    result_error(res, s->lease_conn, "taking the lease", err);
     rc = KERR_INTERNAL;
   } else if (strcmp(PQgetvalue(res, 0, 0), "t") != 0) {
-    rc = kerr_set(err, KERR_CONFLICT,
-                  "Another kmsd is serving this database (its node lock is held).");
+    rc = kerr_set(err, KERR_CONFLICT, "Another kmsd holds the lease.");
   } else {
-    s->node_pid = PQbackendPID(s->node_conn);
+    s->lease_pid = PQbackendPID(s->lease_conn);
+    atomic_store(&s->lease, true);
   }
   PQclear(res);
   return rc;
 }
 
-/* The backend holding the node lock now (0: none, or not known). */
-static int node_lock_holder(pg_store *s) {
+/* The backend holding the lease now (0: none, or not known). */
+static int lease_holder(pg_store *s) {
   char sql[320];
   int pid = 0;
   snprintf(sql, sizeof sql,
            "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted AND "
            "database = (SELECT oid FROM pg_database WHERE datname = current_database()) AND "
-           "((classid::bigint << 32) | objid::bigint) = %lld LIMIT 1",
-           (long long)NODE_LOCK);
-  PGresult *res = PQexec(s->node_conn, sql);
+           "((classid::bigint << 32) | objid::bigint) = %lld AND objsubid = 1 LIMIT 1",
+           (long long)LEASE_LOCK);
+  PGresult *res = PQexec(s->lease_conn, sql);
   if (result_ok(res) && PQntuples(res) == 1) pid = (int)strtol(PQgetvalue(res, 0, 0), NULL, 10);
   PQclear(res);
   return pid;
 }
 
-/* One check of the node lock (see above).  `have` says this node holds it
- * on s->node_conn; *lost whether the loss was logged already. */
-static void keep_node_lock(pg_store *s, bool *lost) {
-  PGresult *res = s->node_conn && s->node_pid ? PQexec(s->node_conn, "SELECT 1") : NULL;
-  bool alive = res && result_ok(res);
-  PQclear(res);
-  if (alive) return;
+/* One tick of the keeper (see above). */
+static void keep_lease(pg_store *s) {
   kerr e;
-  kerr_clear(&e);
-  if (s->node_conn && PQstatus(s->node_conn) != CONNECTION_OK) {
-    PQfinish(s->node_conn);
-    s->node_conn = NULL;
+  kerr_code rc;
+  if (atomic_load(&s->lease)) {
+    PGresult *res = PQexec(s->lease_conn, "SELECT 1");
+    bool alive = result_ok(res);
+    PQclear(res);
+    if (alive) return;
+    atomic_store(&s->lease, false);
+    s->old_lease_pid = s->lease_pid;
+    s->lease_pid = 0;
+    log_msg(LOG_WARN, NULL,
+            "store: the lease's connection to the database ended; this node runs no background "
+            "work until it holds the lease again");
   }
-  if (!*lost) log_msg(LOG_WARN, NULL, "store: the node lock's connection to the database ended");
-  *lost = true;
-  kerr_code rc = take_node_lock(s, &e);
+  if (s->lease_conn && PQstatus(s->lease_conn) != CONNECTION_OK) {
+    PQfinish(s->lease_conn);
+    s->lease_conn = NULL;
+  }
+  kerr_clear(&e);
+  rc = try_lease(s, &e);
   if (rc == KERR_OK) {
-    log_msg(LOG_INFO, NULL, "store: node lock taken again");
-    atomic_store(&s->reachable, true);
-    *lost = false;
+    log_msg(LOG_INFO, NULL, "store: this node holds the lease: it runs the background work");
     return;
   }
   if (rc != KERR_CONFLICT) {
-    atomic_store(&s->reachable, false); /* tried again at the next tick */
-    return;
+    if (s->lease_conn && PQstatus(s->lease_conn) != CONNECTION_OK) {
+      PQfinish(s->lease_conn);
+      s->lease_conn = NULL;
+    }
+    return; /* the database does not answer: tried again at the next tick */
   }
-  /* Held.  By this node's own old session, which the server has not seen
-   * end (the break was on this side only)?  End it, and take the lock at
-   * the next tick.  By anyone else: fenced. */
-  int holder = node_lock_holder(s);
-  if (holder && holder == s->old_node_pid) {
+  /* Held by this node's own old session, which the server has not seen end
+   * (the break was on this side only)?  End it: the lease is free at the
+   * next tick, for whichever node takes it first. */
+  int holder = lease_holder(s);
+  if (holder && holder == s->old_lease_pid) {
     char sql[64];
     snprintf(sql, sizeof sql, "SELECT pg_terminate_backend(%d)", holder);
-    PQclear(PQexec(s->node_conn, sql));
-    log_msg(LOG_WARN, NULL, "store: ended this node's old session (%d), which kept the node lock",
+    PQclear(PQexec(s->lease_conn, sql));
+    log_msg(LOG_WARN, NULL, "store: ended this node's old session (%d), which kept the lease",
             holder);
-    return;
+    s->old_lease_pid = 0;
   }
-  atomic_store(&s->fenced, true);
-  log_msg(LOG_ERROR, NULL,
-          "store: another kmsd took this database while this one was cut off from it; "
-          "this kmsd serves nothing more: stop one of them, then restart this one");
 }
 
 static void *keeper_main(void *arg) {
   pg_store *s = arg;
-  bool lost = false; /* logged that the connection ended, not yet back */
   pthread_mutex_lock(&s->keeper_lock);
-  while (!s->stopping && !atomic_load(&s->fenced)) {
+  while (!s->stopping) {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
     ts.tv_sec += KEEPER_INTERVAL_MS / 1000;
@@ -2105,11 +2104,81 @@ static void *keeper_main(void *arg) {
     pthread_cond_timedwait(&s->keeper_cond, &s->keeper_lock, &ts);
     if (s->stopping) break;
     pthread_mutex_unlock(&s->keeper_lock);
-    keep_node_lock(s, &lost);
+    keep_lease(s);
     pthread_mutex_lock(&s->keeper_lock);
   }
   pthread_mutex_unlock(&s->keeper_lock);
   return NULL;
+}
+
+static bool pg_lease_held(store *base) {
+  pg_store *s = (pg_store *)base;
+  return atomic_load(&s->lease);
+}
+
+/* ------------------------------------------------------ named locks */
+
+/* A named lock is a session advisory lock on a connection of its own,
+ * outside the pool: held across waits on HSMs and proxies without taking a
+ * connection from requests, and released by the server if this process
+ * dies.  Its key is (NAMED_LOCK_CLASS, hashtext(name)): two names that hash
+ * alike only share a lock. */
+struct store_lock {
+  PGconn *db;
+};
+
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+static kerr_code pg_lock_named(store *base, const char *name, int wait_ms, store_lock **out,
+                               kerr *err) {
+  pg_store *s = (pg_store *)base;
+  store_lock *l;
+  char cls[16];
+  const char *params[2] = {cls, name};
+  int64_t waited = 0;
+  kerr_code rc;
+  *out = NULL;
+  l = calloc(1, sizeof *l);
+  if (!l) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
+  rc = conn_open(s->url, "kmsd lock", s->busy_timeout_ms, &l->db, err);
+  if (rc) {
+    atomic_store(&s->reachable, false);
+    free(l);
+    return rc;
+  }
+  snprintf(cls, sizeof cls, "%d", NAMED_LOCK_CLASS);
+  for (;;) {
+    PGresult *res = PQexecParams(l->db, "SELECT pg_try_advisory_lock($1::int, hashtext($2))", 2,
+                                 NULL, params, NULL, NULL, 0);
+    bool ok = result_ok(res) && PQntuples(res) == 1;
+    bool got = ok && strcmp(PQgetvalue(res, 0, 0), "t") == 0;
+    if (!ok) rc = result_error(res, l->db, "taking a lock", err);
+    PQclear(res);
+    if (!ok || got) break;
+    if (waited >= wait_ms) {
+      rc = kerr_set(err, KERR_CONFLICT, "The lock %s is held elsewhere.", name);
+      break;
+    }
+    sleep_ms(NAMED_LOCK_POLL_MS);
+    waited += NAMED_LOCK_POLL_MS;
+  }
+  if (rc) {
+    PQfinish(l->db);
+    free(l);
+    return rc;
+  }
+  *out = l;
+  return KERR_OK;
+}
+
+/* Ending the session releases the lock: no unlock statement to lose. */
+static void pg_unlock_named(store_lock *l) {
+  if (!l) return;
+  PQfinish(l->db);
+  free(l);
 }
 
 /* ----------------------------------------------------------- lifecycle */
@@ -2198,7 +2267,7 @@ static void pg_close(store *base) {
     PQfinish(s->idle[i]->db);
     free(s->idle[i]);
   }
-  if (s->node_conn) PQfinish(s->node_conn);
+  if (s->lease_conn) PQfinish(s->lease_conn);
   pthread_mutex_destroy(&s->pool_lock);
   pthread_cond_destroy(&s->pool_cond);
   pthread_mutex_destroy(&s->writer_gate);
@@ -2214,6 +2283,9 @@ static const store_ops pg_ops = {
     .reads_uncommitted = pg_reads_uncommitted,
     .change_stamp = pg_change_stamp,
     .reachable = pg_reachable,
+    .lease_held = pg_lease_held,
+    .lock_named = pg_lock_named,
+    .unlock_named = pg_unlock_named,
     .key_insert = pg_key_insert,
     .key_get = pg_key_get,
     .key_update = pg_key_update,
@@ -2357,7 +2429,7 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
   s->base.ops = &pg_ops;
   s->busy_timeout_ms = busy_timeout_ms;
   atomic_init(&s->reachable, true);
-  atomic_init(&s->fenced, false);
+  atomic_init(&s->lease, false);
   pthread_mutex_init(&s->keeper_lock, NULL);
   pthread_cond_init(&s->keeper_cond, NULL);
   pthread_mutex_init(&s->pool_lock, NULL);
@@ -2368,17 +2440,22 @@ kerr_code store_pg_open(const char *url, int busy_timeout_ms, store **out, kerr 
     rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
     goto out;
   }
-  /* The node lock first: a second kmsd on the same database stops here,
-   * before migrating anything. */
-  rc = take_node_lock(s, err);
-  if (rc) goto out;
+  /* Whether this node holds the lease decides nothing at open: it runs
+   * background work when it does, and the keeper tries again every tick.
+   * Only a database that does not answer stops the open here. */
+  rc = try_lease(s, err);
+  if (rc != KERR_OK && rc != KERR_CONFLICT) goto out;
+  log_msg(LOG_INFO, NULL, "store: %s",
+          rc == KERR_OK ? "this node holds the lease: it runs the background work"
+                        : "another node holds the lease and runs the background work");
+  kerr_clear(err);
   rc = pool_take(s, &first, err);
   if (rc) goto out;
   rc = migrate(first, err);
   pool_give(s, first);
   if (rc) goto out;
   if (pthread_create(&s->keeper, NULL, keeper_main, s) != 0) {
-    rc = kerr_set(err, KERR_INTERNAL, "Cannot start the node lock's keeper thread.");
+    rc = kerr_set(err, KERR_INTERNAL, "Cannot start the lease's keeper thread.");
     goto out;
   }
   s->keeper_running = true;

@@ -30,9 +30,9 @@ void store_pg_redact(const char *url, char *out, size_t cap);
 /* Connect to the database `url` (a libpq connection URI; its password is
  * never logged nor put in an error message; libpq's PGPASSWORD and pgpass
  * file work as usual), run pending migrations under an advisory lock so
- * that one node at a time applies them, and take the node lock: until
- * background work is shared out under leases, one kmsd serves a database
- * (another one holding it -> KERR_CONFLICT).  `busy_timeout_ms` (0: the
+ * that one node at a time applies them, and try for the lease on
+ * background work (store_ops.lease_held; a keeper thread keeps trying).
+ * Any number of nodes may open one database.  `busy_timeout_ms` (0: the
  * SQLite default, STORE_SQLITE_BUSY_TIMEOUT_DEFAULT_MS) bounds how long a
  * statement waits for a lock.  On KERR_OK *out is a new store (close with
  * (*out)->ops->close); on failure *out is NULL and nothing is left open. */

@@ -72,7 +72,8 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
         self.assertEqual(status, 200)
         backend = "postgresql" if h.on_postgresql() else "sqlite"
         self.assertEqual(h.parse_body(body), {"status": "ok", "version": version,
-                                              "store": {"backend": backend, "reachable": True},
+                                              "store": {"backend": backend, "reachable": True,
+                                                        "leases": ["background-work"]},
                                               "keyCache": {"hits": 0, "misses": 0},
                                               "hsmKeyCache": {"hits": 0, "misses": 0}})
 

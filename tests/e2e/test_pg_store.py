@@ -9,10 +9,11 @@ cover what only a shared store has:
 - the state lives in the database, not the data directory: another data
   directory holding the same root.key serves the same keys, aliases and
   ciphertexts;
-- one node per database until leases share the background work out: a
-  second kmsd on the database is refused, the first keeps serving; a node
-  whose lock's connection ended takes the lock back, and one that finds it
-  taken by another session is fenced (serves nothing, /health 503);
+- the lease on background work: a second kmsd on the database serves too,
+  without it; the lease passes to the second when the first stops; a node
+  whose lease was taken by another session serves on without it and takes
+  it back when it is free; a node whose lease's connection broke on its own
+  side only ends its old session and takes the lease back;
 - root.key: one that does not open the database is refused, and a node
   without one is told to copy it (and none is made for it);
 - PostgreSQL killed and started again under kmsd: calls fail fast with
@@ -100,7 +101,20 @@ class OneSidedProxy:
         with self.lock:
             for u in self.upstreams:
                 u.close()
-PG_NODE_LOCK = 0x6b6d736403  # NODE_LOCK in lib/store/store_pg.c
+PG_LEASE_LOCK = 0x6b6d736403  # LEASE_LOCK in lib/store/store_pg.c
+
+
+def leases(server):
+    status, _, body = server.raw_request("GET", "/health")
+    return status, h.parse_body(body)["store"]["leases"]
+
+
+def wait_for(what, predicate, seconds=15):
+    deadline = time.monotonic() + seconds
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError("timed out waiting for " + what)
+        time.sleep(0.1)
 
 
 class PgStoreTest(h.KmsdBaseTestCase):
@@ -166,14 +180,19 @@ class PgStoreTest(h.KmsdBaseTestCase):
         with open(b.log_path, errors="replace") as f:
             self.assertIn("store=%s" % self.url, f.read())
 
-    def test_second_node_is_refused(self):
+    def test_second_node_serves_and_takes_the_lease_over(self):
         a = self.node()
         kms = h.kms_client(a)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
-        rc, err = self.run_refused(self.new_data_dir(root_key_from=a.data_dir))
-        self.assertEqual(rc, 1, err)
-        self.assertIn("Another kmsd is serving this database", err)
-        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+        b = self.node(data_dir=self.new_data_dir(root_key_from=a.data_dir))
+        self.assertEqual(leases(a), (200, ["background-work"]))
+        self.assertEqual(leases(b), (200, []))
+        self.assertEqual(h.kms_client(b).describe_key(KeyId=key)["KeyMetadata"]["KeyState"],
+                         "Enabled")
+        self.assertEqual(a.stop(), 0)
+        wait_for("the lease to pass to the second node", lambda: leases(b)[1] == ["background-work"])
+        with open(b.log_path, errors="replace") as f:
+            self.assertIn("this node holds the lease", f.read())
 
     def test_root_key_must_be_the_databases(self):
         a = self.node()
@@ -214,7 +233,8 @@ class PgStoreTest(h.KmsdBaseTestCase):
         # /health tells a load balancer to send requests elsewhere.
         status, _, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 503)
-        self.assertEqual(h.parse_body(body)["store"], {"backend": "postgresql", "reachable": False})
+        store = h.parse_body(body)["store"]
+        self.assertEqual((store["backend"], store["reachable"]), ("postgresql", False))
         self.pg.start()
 
         # kmsd itself was never restarted.
@@ -226,22 +246,13 @@ class PgStoreTest(h.KmsdBaseTestCase):
         status, _, body = server.raw_request("GET", "/health")
         self.assertEqual(status, 200)
         self.assertEqual(h.parse_body(body)["status"], "ok")
-        # Its node lock went with the crash, and is taken again: then a
-        # second node is still refused.
-        deadline = time.monotonic() + 10
-        while True:
-            with open(server.log_path, errors="replace") as f:
-                if "store: node lock taken again" in f.read():
-                    break
-            self.assertLess(time.monotonic(), deadline, "the node lock was not taken again")
-            time.sleep(0.1)
-        rc, err = self.run_refused(self.new_data_dir(root_key_from=server.data_dir))
-        self.assertEqual(rc, 1, err)
-        self.assertIn("Another kmsd is serving this database", err)
+        # Its lease went with the crash, and it takes it again.
+        wait_for("the lease to be taken again", lambda: leases(server)[1] == ["background-work"])
 
-    def test_node_that_lost_its_lock_is_fenced(self):
-        """The node lock's connection ends under a live node and another
-        session takes the lock first: the node serves nothing more."""
+    def test_lease_taken_by_another_session(self):
+        """Another session ends the lease's connection and takes the lease:
+        the node serves on without background work, and takes the lease
+        back once it is free."""
         server = self.node()
         kms = h.kms_client(server)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
@@ -252,32 +263,24 @@ class PgStoreTest(h.KmsdBaseTestCase):
                                   stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
                                   env=env, text=True)
         self.addCleanup(holder.wait, 10)
-        self.addCleanup(holder.stdin.close)
         holder.stdin.write("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                           "WHERE application_name = 'kmsd node lock' "
+                           "WHERE application_name = 'kmsd lease' "
                            "AND datname = current_database();\n"
-                           "SELECT pg_advisory_lock(%d);\n" % PG_NODE_LOCK)
+                           "SELECT pg_advisory_lock(%d);\n" % PG_LEASE_LOCK)
         holder.stdin.flush()
-        deadline = time.monotonic() + 15
-        while True:
-            status, _, body = server.raw_request("GET", "/health")
-            if status == 503:
-                break
-            self.assertLess(time.monotonic(), deadline, "the node was not fenced")
-            time.sleep(0.2)
-        self.assertEqual(h.parse_body(body)["store"]["reachable"], False)
-        for call in (lambda: kms.describe_key(KeyId=key), lambda: kms.create_key()):
-            with self.assertRaises(botocore.exceptions.ClientError) as caught:
-                call()
-            self.assertEqual(caught.exception.response["Error"]["Code"], "KMSInternalException")
-            self.assertIn("another kmsd took this database", caught.exception.response["Error"]["Message"])
+        wait_for("the node to give the lease up", lambda: leases(server) == (200, []))
+        self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
+        kms.create_key()
+        holder.stdin.close()
+        wait_for("the lease to come back", lambda: leases(server)[1] == ["background-work"])
         with open(server.log_path, errors="replace") as f:
-            self.assertIn("another kmsd took this database while this one was cut off", f.read())
+            log = f.read()
+        self.assertIn("the lease's connection to the database ended", log)
 
-    def test_node_lock_survives_a_break_the_server_did_not_see(self):
-        """The node lock's connection breaks on kmsd's side only: the server
-        still has the old session holding the lock.  kmsd ends its own old
-        session and takes the lock back, rather than fencing itself."""
+    def test_lease_survives_a_break_the_server_did_not_see(self):
+        """The lease's connection breaks on kmsd's side only: the server
+        still has the old session holding the lease.  kmsd ends its own old
+        session and takes the lease back."""
         proxy = OneSidedProxy(self.pg.port)
         self.addCleanup(proxy.close)
         url = self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port)
@@ -285,20 +288,12 @@ class PgStoreTest(h.KmsdBaseTestCase):
         kms = h.kms_client(server)
         key = kms.create_key()["KeyMetadata"]["KeyId"]
         proxy.break_client_side()
-        deadline = time.monotonic() + 20
-        while True:
-            with open(server.log_path, errors="replace") as f:
-                log = f.read()
-            if "store: node lock taken again" in log:
-                break
-            self.assertNotIn("another kmsd took this database", log)
-            self.assertLess(time.monotonic(), deadline, "the node lock was not taken back")
-            time.sleep(0.2)
-        self.assertIn("ended this node's old session", log)
+        wait_for("the node to give the lease up", lambda: leases(server) == (200, []), 20)
+        wait_for("the lease to come back", lambda: leases(server)[1] == ["background-work"], 20)
+        with open(server.log_path, errors="replace") as f:
+            self.assertIn("ended this node's old session", f.read())
         self.assertEqual(kms.describe_key(KeyId=key)["KeyMetadata"]["KeyState"], "Enabled")
         kms.create_key()
-        status, _, _ = server.raw_request("GET", "/health")
-        self.assertEqual(status, 200)
 
     def test_commit_without_an_answer_is_resolved(self):
         """The connection breaks after COMMIT reached the server and before

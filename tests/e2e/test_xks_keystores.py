@@ -742,12 +742,16 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             # The service gone from the registry.
             self.write_registry(("invalid",))
             self.server.restart()
-            # A store left CONNECTED reconnects at start: now FAILED.
+            # A store left CONNECTED stays CONNECTED (a node's restart never
+            # changes a state every node shares), but this node cannot open
+            # its connection: its keys are unusable here, and the log says why.
             entry = self.wait_state(v)
-            self.assertEqual(entry["ConnectionState"], "FAILED", entry)
-            self.assertEqual(entry["ConnectionErrorCode"], "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND")
-            self.assertUnusable(blob, "while the store is FAILED at start with "
-                                "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND")
+            self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+            self.assertUnusable(blob, "while this node cannot open its connection "
+                                "(XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND)")
+            with open(self.server.log_path, errors="replace") as f:
+                self.assertIn("custom key store %s is CONNECTED, but this node cannot open its "
+                              "connection (XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND)" % v, f.read())
             self.disconnect(v)
             self.write_registry(())
             self.server.restart()

@@ -2,13 +2,16 @@
  * (lib/kms/kms_cks_conn.c) across a restart, on a real SQLite file, with no
  * proxy answering (every XKS call goes to a closed port on loopback):
  *
- *  - a store that was CONNECTED comes back CONNECTED with a live connection
- *    (an external key store's client is rebuilt without asking the proxy),
- *    and the health check that follows fails, logged, changing nothing;
- *  - stores that cannot be resumed connect for real: a CloudHSM store (its
- *    connection is HSM sessions), a damaged external one, and one left
- *    CONNECTING, each ending FAILED with its ConnectionErrorCode;
- *  - one round of the health sweep checks every CONNECTED external key
+ *  - a store that was CONNECTED stays CONNECTED, and its connection opens on
+ *    first use (an external key store's client is rebuilt without asking
+ *    the proxy), and the health check that follows fails, logged, changing
+ *    nothing;
+ *  - a CloudHSM store that was CONNECTED stays CONNECTED though its cluster
+ *    is gone: its attach fails, logged, and calls find no connection (a
+ *    restart of one node never changes a state every node shares);
+ *  - a damaged row that was CONNECTED ends FAILED, and one left CONNECTING
+ *    connects for real and ends FAILED with its ConnectionErrorCode;
+ *  - one round of the scan health-checks every CONNECTED external key
  *    store, more than the 100 an earlier version checked;
  *  - opening and closing domains with a running sweeper and recovery work
  *    to do: the sweeper and the recovery workers start only once the domain
@@ -162,7 +165,12 @@ static char *capture_log(void (*fn)(void)) {
   return read_file(path);
 }
 
-static void sweep_now(void) { kmsi_cks_health_sweep(dom); }
+static void sweep_now(void) {
+  kerr err;
+  assert_int_equal(kmsi_cks_scan(dom, true, &err), KERR_OK);
+}
+
+static void attach_cloudhsm(void) { assert_null(live_backend("cks-00000000000000003")); }
 
 static size_t count(const char *hay, const char *needle) {
   size_t n = 0;
@@ -197,12 +205,21 @@ static void test_restart_resumes_connected_external_store(void **state) {
   assert_string_equal(st, "CONNECTED");
   assert_ptr_equal(live_backend("cks-00000000000000001"), &kms_backend_xks);
 
-  /* The others connect for real and fail as a connect does. */
+  /* The damaged one fails; the one left CONNECTING connects for real and
+   * fails as a connect does. */
   wait_failed("cks-00000000000000002", "INTERNAL_ERROR");
-  wait_failed("cks-00000000000000003", "CLUSTER_NOT_FOUND");
   wait_failed("cks-00000000000000004", "XKS_PROXY_NOT_REACHABLE");
   assert_null(live_backend("cks-00000000000000002"));
-  assert_null(live_backend("cks-00000000000000003"));
+
+  /* The CloudHSM store stays CONNECTED; its cluster is gone, so this node
+   * cannot log in: logged, and no connection to use. */
+  log = capture_log(attach_cloudhsm);
+  assert_non_null(log);
+  assert_non_null(strstr(log, "custom key store cks-00000000000000003 is CONNECTED, but this "
+                              "node cannot open its connection (CLUSTER_NOT_FOUND)"));
+  free(log);
+  state_of("cks-00000000000000003", st, code);
+  assert_string_equal(st, "CONNECTED");
 
   /* Disconnect takes the resumed connection away. */
   assert_int_equal(kms_op_disconnect_custom_key_store(dom, &call, "cks-00000000000000001", &err),

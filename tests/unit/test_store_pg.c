@@ -1,5 +1,5 @@
 /* test_store_pg.c - the PostgreSQL store on a real PostgreSQL server: the
- * migrations and the node lock, every record type (the same walk as
+ * migrations, the lease and named locks, every record type (the same walk as
  * test_store.c's for SQLite), an error inside a write transaction (the
  * server aborts the whole transaction: COMMIT must then fail, and an insert
  * that finds its row taken must not abort it), read transactions that
@@ -100,7 +100,24 @@ static int teardown(void **state) {
 }
 
 
-static void test_migrations_and_node_lock(void **state) {
+static void sleep_ms(int ms) {
+  struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+  nanosleep(&ts, NULL);
+}
+
+typedef struct held_lock {
+  store *s;
+  store_lock *l;
+} held_lock;
+
+static void *unlock_later(void *arg) {
+  held_lock *h = arg;
+  sleep_ms(200);
+  h->s->ops->unlock_named(h->l);
+  return NULL;
+}
+
+static void test_migrations_and_lease(void **state) {
   (void)state;
   store *s = NULL, *other = NULL;
   kerr err;
@@ -109,22 +126,57 @@ static void test_migrations_and_node_lock(void **state) {
   assert_string_equal(s->ops->name, "postgresql");
   assert_int_equal(s->ops->schema_version(s, &version, &err), KERR_OK);
   assert_int_equal(version, store_pg_latest_version());
-  /* One node per database until leases: a second open is refused, and
-   * nothing is left open by the refusal. */
-  assert_int_equal(store_pg_open(url, 0, &other, &err), KERR_CONFLICT);
-  assert_null(other);
-  assert_non_null(strstr(err.msg, "Another kmsd"));
+  /* Any number of nodes open one database; the first holds the lease. */
+  assert_int_equal(store_pg_open(url, 0, &other, &err), KERR_OK);
+  assert_true(s->ops->lease_held(s));
+  assert_false(other->ops->lease_held(other));
+  /* The lease goes with its holder's session, and the other takes it at
+   * its keeper's next tick. */
   s->ops->close(s);
-  /* Reopen: nothing left to migrate, and the lock went with the close. */
+  s = NULL;
+  for (int i = 0; i < 100 && !other->ops->lease_held(other); i++) sleep_ms(50);
+  assert_true(other->ops->lease_held(other));
+  other->ops->close(other);
+  /* Reopen: nothing left to migrate. */
   assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_OK);
   assert_int_equal(s->ops->schema_version(s, &version, &err), KERR_OK);
   assert_int_equal(version, store_pg_latest_version());
+  assert_true(s->ops->lease_held(s));
   s->ops->close(s);
   /* A schema newer than the program is refused. */
   admin_sql(strrchr(url, '/') + 1, "INSERT INTO schema_version VALUES (999, 0)");
   assert_int_equal(store_pg_open(url, 0, &s, &err), KERR_INTERNAL);
   assert_non_null(strstr(err.msg, "newer than this program"));
   assert_int_equal(store_pg_open("postgresql://u@h/db", 600001, &s, &err), KERR_VALIDATION);
+}
+
+/* Named locks: one holder among every store on the database, others wait or
+ * give up, a closed store's lock is free, and names do not share. */
+static void test_named_locks(void **state) {
+  (void)state;
+  store *a = NULL, *b = NULL;
+  store_lock *la = NULL, *lb = NULL, *other = NULL;
+  kerr err;
+  assert_int_equal(store_pg_open(url, 0, &a, &err), KERR_OK);
+  assert_int_equal(store_pg_open(url, 0, &b, &err), KERR_OK);
+  assert_int_equal(a->ops->lock_named(a, "cks-1 connect", 0, &la, &err), KERR_OK);
+  assert_int_equal(b->ops->lock_named(b, "cks-1 connect", 0, &lb, &err), KERR_CONFLICT);
+  assert_null(lb);
+  assert_int_equal(b->ops->lock_named(b, "cks-1 connect", 100, &lb, &err), KERR_CONFLICT);
+  assert_int_equal(b->ops->lock_named(b, "cks-2 connect", 0, &other, &err), KERR_OK);
+  a->ops->unlock_named(la);
+  assert_int_equal(b->ops->lock_named(b, "cks-1 connect", 1000, &lb, &err), KERR_OK);
+  /* A waiter gets it as soon as the holder lets go. */
+  b->ops->unlock_named(other);
+  pthread_t t;
+  held_lock h = {b, lb};
+  assert_int_equal(pthread_create(&t, NULL, unlock_later, &h), 0);
+  assert_int_equal(a->ops->lock_named(a, "cks-1 connect", 5000, &la, &err), KERR_OK);
+  pthread_join(t, NULL);
+  b->ops->close(b);
+  a->ops->unlock_named(la);
+  a->ops->unlock_named(NULL);
+  a->ops->close(a);
 }
 
 static kerr_code open_pg(store **out, kerr *err) { return store_pg_open(url, 0, out, err); }
@@ -528,7 +580,8 @@ static void test_password_never_shown(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test_setup_teardown(test_migrations_and_node_lock, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_migrations_and_lease, setup, teardown),
+      cmocka_unit_test_setup_teardown(test_named_locks, setup, teardown),
       cmocka_unit_test_setup_teardown(test_keys_materials_aliases_tags, setup, teardown),
       cmocka_unit_test_setup_teardown(test_custom_key_stores_and_meta, setup, teardown),
       cmocka_unit_test_setup_teardown(test_session_settings_pinned, setup, teardown),
