@@ -58,6 +58,7 @@ typedef struct cks_live {
                                    line with the row */
   bool checked_valid;
   int64_t next_attach_ms;       /* no attach before (one failed) */
+  char attach_error[KMS_CONNECTION_ERROR_MAX]; /* the last attach's failure; "" */
   int workers;                  /* connect workers of the store running here */
   int disconnects;              /* DisconnectCustomKeyStore calls in flight here */
   struct cks_live *next;
@@ -251,6 +252,7 @@ static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend
     return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   l->settings = settings;
   l->checked_valid = false;
+  l->attach_error[0] = '\0';
   return KERR_OK;
 }
 
@@ -273,6 +275,7 @@ static void drop_conn(cks_live *l, kmsi_cks_manager *m, const char *why) {
   pthread_mutex_lock(&m->lock);
   had = kmsi_slot_current(&l->slot, NULL);
   kmsi_slot_clear(&l->slot, &to_close);
+  l->attach_error[0] = '\0'; /* not CONNECTED: nothing to reach */
   pthread_mutex_unlock(&m->lock);
   kmsi_slot_close_retired(&l->slot, to_close);
   if (had)
@@ -320,6 +323,9 @@ static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
     log_msg(LOG_WARN, "attach",
             "custom key store %s is CONNECTED, but this node cannot open its connection (%s): %s",
             c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
+    pthread_mutex_lock(&m->lock);
+    snprintf(l->attach_error, sizeof l->attach_error, "%s", code ? code : "INTERNAL_ERROR");
+    pthread_mutex_unlock(&m->lock);
     return;
   }
   pthread_mutex_lock(&m->lock);
@@ -405,6 +411,23 @@ static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c)
             cks_id);
 }
 
+size_t kms_domain_unreachable_key_stores(kms_domain *d, kms_unreachable_store *out, size_t cap) {
+  kmsi_cks_manager *m = d ? d->cks : NULL;
+  size_t n = 0;
+  if (!m) return 0;
+  pthread_mutex_lock(&m->lock);
+  for (cks_live *l = m->live; l; l = l->next) {
+    if (!l->attach_error[0]) continue;
+    if (n < cap) {
+      snprintf(out[n].cks_id, sizeof out[n].cks_id, "%s", l->cks_id);
+      snprintf(out[n].connection_error, sizeof out[n].connection_error, "%s", l->attach_error);
+    }
+    n++;
+  }
+  pthread_mutex_unlock(&m->lock);
+  return n;
+}
+
 void kmsi_cks_reconcile_all(kms_domain *d) {
   kmsi_cks_manager *m = d ? d->cks : NULL;
   store_stamp now;
@@ -415,7 +438,12 @@ void kmsi_cks_reconcile_all(kms_domain *d) {
   l = m->live;
   pthread_mutex_unlock(&m->lock);
   while (l) {
-    if (kmsi_slot_current(&l->slot, NULL)) reconcile(d, l, stamped ? &now : NULL);
+    /* Records with a connection, and those whose attach failed (tried
+     * again, at most once a second, so /health clears by itself). */
+    pthread_mutex_lock(&m->lock);
+    bool failed = l->attach_error[0] != '\0';
+    pthread_mutex_unlock(&m->lock);
+    if (failed || kmsi_slot_current(&l->slot, NULL)) reconcile(d, l, stamped ? &now : NULL);
     pthread_mutex_lock(&m->lock);
     l = l->next;
     pthread_mutex_unlock(&m->lock);
@@ -514,9 +542,11 @@ static void worker_run(cks_worker *w) {
   rc = kmsi_cks_set_state(d, c.cks_id, from_connecting, STATE_CONNECTED, NULL, w->request_id,
                           NULL, &e);
   if (rc) {
-    /* Overtaken by a disconnect, which takes the connection away too (on
-     * another node: this node's next reconcile does). */
+    /* Overtaken by a disconnect: through this node, it took the connection
+     * away already; through another, it waits for this worker, and the
+     * connection just published goes now. */
     log_msg(LOG_INFO, w->request_id, "custom key store %s: connect overtaken: %s", c.cks_id, e.msg);
+    drop_conn(w->live, m, "no longer CONNECTING");
   }
   goto out;
 

@@ -75,7 +75,9 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
                                               "store": {"backend": backend, "reachable": True,
                                                         "leases": ["background-work"]},
                                               "keyCache": {"hits": 0, "misses": 0},
-                                              "hsmKeyCache": {"hits": 0, "misses": 0}})
+                                              "hsmKeyCache": {"hits": 0, "misses": 0},
+                                              "customKeyStores": {"unreachable": [],
+                                                                  "unreachableCount": 0}})
 
     def test_unknown_flag_is_named_and_swallows_nothing(self):
         for name in ("kmsd", "hsm-cli"):

@@ -752,6 +752,12 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
             with open(self.server.log_path, errors="replace") as f:
                 self.assertIn("custom key store %s is CONNECTED, but this node cannot open its "
                               "connection (XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND)" % v, f.read())
+            status, _, body = self.server.raw_request("GET", "/health")
+            self.assertEqual(status, 200)
+            self.assertEqual(h.parse_body(body)["customKeyStores"], {
+                "unreachable": [{"customKeyStoreId": v,
+                                 "connectionErrorCode": "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND"}],
+                "unreachableCount": 1})
             self.disconnect(v)
             self.write_registry(())
             self.server.restart()
