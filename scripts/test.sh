@@ -30,11 +30,12 @@ ctest --test-dir "$builddir" --output-on-failure -j "$jobs"
 
 # The end-to-end suite on the PostgreSQL store (docs/multi-node.md): one
 # throwaway server from Debian's packages, a database per kmsd
-# (tests/e2e/kmsd_harness.py).  Suites that start no kmsd are not run twice.
+# (tests/e2e/kmsd_harness.py).  Suites that start no kmsd, and those that
+# bring their own PostgreSQL server, are not run twice.
 pgdir=$(mktemp -d /tmp/kmsd-pg-XXXXXX)
 rmdir "$pgdir"
 trap 'scripts/pg-test-server.sh stop "$pgdir" >/dev/null 2>&1 || true' EXIT
 KMSD_TEST_PG_URL=$(scripts/pg-test-server.sh start "$pgdir")
 export KMSD_TEST_PG_URL
 ctest --test-dir "$builddir" --output-on-failure -j "$jobs" -L e2e \
-  -E 'e2e\.test_(cli_output|cli_shorthand|cli_validate|kms_completion|kms_help|pg_fixture|pg_store)$'
+  -E 'e2e\.test_(cli_output|cli_shorthand|cli_validate|kms_completion|kms_help|multi_node|pg_fixture|pg_store)$'

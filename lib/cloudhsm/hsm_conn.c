@@ -239,14 +239,27 @@ static kerr_code login_first_accepted_locked(hsm_live *l, char (*tries)[PIN_BUF]
     return kerr_set(&pe->e, KERR_ACCESS_DENIED, "no kmsuser password to try on HSM %s",
                     l->hsm_id);
   }
-  for (size_t i = 0; i < ntries; i++) {
-    p11_err_clear(pe);
-    rc = hsmi_login_locked(l, tries[i], force && i == 0, pe);
-    if (rc == KERR_OK) {
-      *taken = i;
-      return KERR_OK;
+  for (int round = 0; round < 2; round++) {
+    for (size_t i = 0; i < ntries; i++) {
+      p11_err_clear(pe);
+      rc = hsmi_login_locked(l, tries[i], force && i == 0 && round == 0, pe);
+      if (rc == KERR_OK) {
+        *taken = i;
+        return KERR_OK;
+      }
+      if (pe->rv != CKR_PIN_INCORRECT && pe->rv != CKR_PIN_LEN_RANGE) return rc;
     }
-    if (pe->rv != CKR_PIN_INCORRECT && pe->rv != CKR_PIN_LEN_RANGE) return rc;
+    /* Every password refused.  A module may check PINs against what it read
+     * when it opened the token: SoftHSM2 does, so a token on storage that
+     * several kmsd nodes share keeps, in this process, the PIN it had before
+     * another node's connect rotated it.  On a deliberate login only (a
+     * connect, an attach), reinitialize the module once and try again. */
+    if (!force || round == 1 || pe->rv != CKR_PIN_INCORRECT) break;
+    p11_err re;
+    p11_err_clear(&re);
+    log_msg(LOG_INFO, NULL, "hsm %s: no kmsuser password taken; reloading its PKCS#11 module "
+            "in case another process changed the PIN", l->hsm_id);
+    if (p11_token_recover(l->tok, &re) != KERR_OK) break;
   }
   return rc;
 }

@@ -16,12 +16,20 @@ checked:
 - an external key store connected through one node serves its keys on the
   others (each opens its own connection on first use), and a disconnect
   through a third stops them all at once;
+- DisconnectCustomKeyStore through one node while another's worker is
+  connecting the store waits for that worker, and the store stays
+  DISCONNECTED;
 - ConnectCustomKeyStore through the lease holder, SIGKILLed while the
   proxy is still answering its health check: another node takes the lease
   and finishes the connect (CONNECTED), and the store serves on every node
   left;
 - SIGKILL of a node under a mixed load on all three: every acknowledged
   key, ciphertext, alias and key state is there afterwards;
+- a CloudHSM key store on pool tokens both nodes reach (SoftHSM2 tokens in
+  one directory, one --hsm-pool file): connected through one node, its keys
+  made and used through both, its ciphertexts crossing; disconnected through
+  the other, then connected again (kmsuser's password rotated) and serving
+  both;
 - a PostgreSQL restart under load on two nodes: no node restarted, no
   acknowledged write lost, and the lease held again; and with no load, every
   node's /health goes 503 and back to 200 by itself.
@@ -36,9 +44,11 @@ import unittest
 
 import botocore.exceptions
 
+import cloudhsm_fixture as fx
 import kmsd_harness as h
 import pg_fixture
 import xks_certs
+from test_hsm_pool import SO_PINS, OperatorTokens, pool_entries
 from xks_standin import StandIn
 
 HOST = "xks.example.com"
@@ -296,6 +306,24 @@ class MultiNodeTest(h.KmsdBaseTestCase):
         wait_for("one node to hold the lease again",
                  lambda: sum(leases(n) == ["background-work"] for n in nodes) == 1)
 
+    def test_disconnect_waits_for_a_connect_on_another_node(self):
+        """DisconnectCustomKeyStore through b while a's worker is connecting
+        the store: the disconnect answers only once that worker has stopped,
+        and the store stays DISCONNECTED."""
+        nodes = self.cluster(2)
+        a, b = (h.kms_client(n) for n in nodes)
+        cks = self.create_xks_store(a, "raced")
+        self.proxy.set_delay(3, ops={"health"})
+        a.connect_custom_key_store(CustomKeyStoreId=cks)
+        time.sleep(0.5)  # a's worker is waiting for the proxy's answer
+        started = time.monotonic()
+        b.disconnect_custom_key_store(CustomKeyStoreId=cks)
+        self.assertGreater(time.monotonic() - started, 1.5, "the disconnect did not wait")
+        self.assertEqual(self.store_state(a, cks)["ConnectionState"], "DISCONNECTED")
+        self.assertIn("custom key store %s: connect overtaken" % cks, log_text(nodes[0]))
+        time.sleep(1.5)
+        self.assertEqual(self.store_state(b, cks)["ConnectionState"], "DISCONNECTED")
+
     # ------------------------------------------------------------ under load
 
     def run_load(self, nodes, seconds, during=None, threads_per_node=2):
@@ -410,6 +438,70 @@ class MultiNodeTest(h.KmsdBaseTestCase):
         for n in nodes:
             self.assert_all_there(h.kms_client(n), acked)
         self.assertIn("KMSInternalException", acked["errors"], "the restart was never seen")
+
+
+class CloudHsmAcrossNodesTest(h.KmsdBaseTestCase):
+    """Two nodes sharing HSMs: the operator's SoftHSM2 tokens in one token
+    directory (SOFTHSM2_CONF) listed in one pool file, as a network HSM's
+    tokens would be through its PKCS#11 module on each node."""
+
+    def setUp(self):
+        super().setUp()
+        self.pg = pg_fixture.PgServer()
+        self.pg.start()
+        self.addCleanup(self.pg.stop)
+        self.pg.create_database("cloudhsm_nodes")
+        self.url, self.password = pg_fixture.split_url(self.pg.url("cloudhsm_nodes"))
+        self.tokens = OperatorTokens()
+        self.addCleanup(self.tokens.cleanup)
+        for label, pin in SO_PINS.items():
+            self.tokens.init_token(label, pin)
+        self.pool = self.tokens.write_pool(pool_entries(self.tokens))
+
+    def node(self, root_key_from=None):
+        data_dir = os.path.join(self.tokens.dir, "node-%d" % time.monotonic_ns())
+        os.makedirs(data_dir, mode=0o700)
+        if root_key_from:
+            shutil.copy2(os.path.join(root_key_from.data_dir, "root.key"),
+                         os.path.join(data_dir, "root.key"))
+        return self.start_server(data_dir=data_dir, args=["--store", self.url,
+                                                          "--hsm-pool", self.pool],
+                                 env={"PGPASSWORD": self.password,
+                                      "SOFTHSM2_CONF": self.tokens.conf})
+
+    def test_key_store_on_shared_hsms_serves_both_nodes(self):
+        a_node = self.node()
+        b_node = self.node(root_key_from=a_node)
+        a, b = h.kms_client(a_node), h.kms_client(b_node)
+        cluster = fx.make_cluster(a_node, fx.CertificateAuthority(), hsm_zones=(0, 1))
+        self.assertEqual(len(fx.describe_cluster(fx.cloudhsm_client(b_node),
+                                                 cluster.id)["Hsms"]), 2)
+        cks = fx.create_store(b, cluster, "shared-hsms")
+        entry = fx.connect(b, cks)   # run by a, the lease holder
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        key_a = a.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["KeyId"]
+        key_b = b.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["KeyId"]
+        blobs = []
+        for key in (key_a, key_b):
+            for enc, dec in ((a, b), (b, a)):
+                blob = enc.encrypt(KeyId=key, Plaintext=b"one service")["CiphertextBlob"]
+                self.assertEqual(dec.decrypt(CiphertextBlob=blob)["Plaintext"], b"one service")
+                blobs.append(blob)
+        self.assertIn("custom key store %s: this node's connection is open" % cks,
+                      log_text(b_node))
+        # Disconnected through b: neither node serves the keys.
+        b.disconnect_custom_key_store(CustomKeyStoreId=cks)
+        for kms in (a, b):
+            with self.assertRaises(botocore.exceptions.ClientError) as caught:
+                kms.decrypt(CiphertextBlob=blobs[0])
+            self.assertEqual(error_code(caught.exception), "KMSInvalidStateException")
+        # Connected again (a rotates kmsuser's password on both HSMs): b logs
+        # in with the new one, and every old ciphertext decrypts on both.
+        entry = fx.connect(b, cks)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        for kms in (b, a):
+            for blob in blobs:
+                self.assertEqual(kms.decrypt(CiphertextBlob=blob)["Plaintext"], b"one service")
 
 
 if __name__ == "__main__":
