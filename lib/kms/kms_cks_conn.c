@@ -343,10 +343,12 @@ static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
 
 /* Bring this node's connection of `l` in line with its row (see above).
  * `now`: the change stamp read before this call (NULL when the store cannot
- * tell: the row is read every time).  Never waits for a connect or refresh
- * running here (its worker decides the connection), nor fails: a row that
- * cannot be read leaves the connection as it is. */
-static void reconcile(kms_domain *d, cks_live *l, const store_stamp *now) {
+ * tell: the row is read every time).  While a connect, refresh or attach
+ * runs here, the connection it is replacing is used as it is; with
+ * `may_wait` and no connection yet, this waits for it (a call that would
+ * otherwise fail while another thread attaches), else returns.  Never
+ * fails: a row that cannot be read leaves the connection as it is. */
+static void reconcile(kms_domain *d, cks_live *l, const store_stamp *now, bool may_wait) {
   kmsi_cks_manager *m = d->cks;
   store_cks c;
   bool in_line;
@@ -359,7 +361,14 @@ static void reconcile(kms_domain *d, cks_live *l, const store_stamp *now) {
     pthread_mutex_unlock(&m->lock);
     if (in_line) return;
   }
-  if (pthread_mutex_trylock(&l->connect_lock) != 0) return;
+  if (pthread_mutex_trylock(&l->connect_lock) != 0) {
+    if (!may_wait || kmsi_slot_current(&l->slot, NULL)) return;
+    pthread_mutex_lock(&l->connect_lock);
+    if (kmsi_slot_current(&l->slot, NULL)) {
+      pthread_mutex_unlock(&l->connect_lock); /* the other thread opened it */
+      return;
+    }
+  }
   memset(&c, 0, sizeof c);
   kerr_clear(&e);
   rc = read_row(d, l->cks_id, &c, &e);
@@ -398,7 +407,7 @@ static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **
   *c = NULL;
   if (!l) return false;
   bool stamped = d->st->ops->change_stamp && d->st->ops->change_stamp(d->st, &now);
-  reconcile(d, l, stamped ? &now : NULL);
+  reconcile(d, l, stamped ? &now : NULL, true);
   return kmsi_slot_acquire(&l->slot, b, c);
 }
 
@@ -443,7 +452,8 @@ void kmsi_cks_reconcile_all(kms_domain *d) {
     pthread_mutex_lock(&m->lock);
     bool failed = l->attach_error[0] != '\0';
     pthread_mutex_unlock(&m->lock);
-    if (failed || kmsi_slot_current(&l->slot, NULL)) reconcile(d, l, stamped ? &now : NULL);
+    if (failed || kmsi_slot_current(&l->slot, NULL))
+      reconcile(d, l, stamped ? &now : NULL, false);
     pthread_mutex_lock(&m->lock);
     l = l->next;
     pthread_mutex_unlock(&m->lock);

@@ -480,6 +480,26 @@ class CloudHsmAcrossNodesTest(h.KmsdBaseTestCase):
         entry = fx.connect(b, cks)   # run by a, the lease holder
         self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
         key_a = a.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["KeyId"]
+        # b's first use, from eight threads at once: the ones that find b
+        # logging in to the HSMs wait for it rather than fail.
+        first = a.encrypt(KeyId=key_a, Plaintext=b"first use")["CiphertextBlob"]
+        clients = [h.kms_client(b_node) for _ in range(8)]
+        barrier = threading.Barrier(len(clients))
+        outcomes = []
+
+        def first_use(kms):
+            barrier.wait()
+            try:
+                outcomes.append(kms.decrypt(CiphertextBlob=first)["Plaintext"])
+            except botocore.exceptions.ClientError as e:
+                outcomes.append(error_code(e))
+
+        threads = [threading.Thread(target=first_use, args=(kms,)) for kms in clients]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        self.assertEqual(outcomes, [b"first use"] * len(clients))
         key_b = b.create_key(Origin="AWS_CLOUDHSM", CustomKeyStoreId=cks)["KeyMetadata"]["KeyId"]
         blobs = []
         for key in (key_a, key_b):
