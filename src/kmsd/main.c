@@ -591,7 +591,7 @@ static int run(const kmsd_options *o) {
 
   /* The HSM pool goes in before the domain opens: it decides whose SoftHSM2
    * configuration the process uses and must be there when key stores left
-   * CONNECTED reconnect during kms_domain_open. */
+   * CONNECTING connect again during kms_domain_open. */
   if (o->hsm_pool) {
     hsm_pool_entry *pool = NULL;
     size_t npool = 0;
@@ -600,6 +600,12 @@ static int run(const kmsd_options *o) {
     hsm_pool_entries_free(pool, npool);
     if (rc) goto out;
     log_msg(LOG_INFO, NULL, "HSM pool: %zu token(s) from %s", npool, o->hsm_pool);
+  } else if (o->store && store_pg_is_url(o->store)) {
+    /* Several nodes may share this database, and the SoftHSM2 tokens this
+     * node would make live in its data directory, out of the others' reach. */
+    log_msg(LOG_INFO, NULL, "HSM clusters: HSMs this node creates are SoftHSM2 tokens in its data "
+            "directory, which other nodes on the database cannot use; give every node one "
+            "--hsm-pool for HSMs they all reach (docs/multi-node.md)");
   }
 
   kms_domain_config dcfg;
