@@ -85,6 +85,16 @@ kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const ch
                               size_t npasswords, hsm_conn **out, const char **connection_error,
                               kerr *err);
 
+/* hsm_cluster_connect for a node that opens its own connection to a store
+ * another node (or this one before a restart) connected: the same checks
+ * and login, but a refused password is not counted toward the lockout (nor
+ * a success reset the count), since the node may try again every second;
+ * nothing is written. */
+kerr_code hsm_cluster_attach(hsm_service *svc, const char *account_id, const char *region,
+                             const char *cluster_id, const char *const *passwords,
+                             size_t npasswords, hsm_conn **out, const char **connection_error,
+                             kerr *err);
+
 /* Whether some HSM of the connection has kmsuser's password `password` (it
  * logged in with it, or hsm_conn_set_password gave it to it). */
 bool hsm_conn_has_password(hsm_conn *c, const char *password);

@@ -371,10 +371,12 @@ static const char *simulated_code(const char *kind) {
   return NULL;
 }
 
-kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const char *region,
-                              const char *cluster_id, const char *const *passwords,
-                              size_t npasswords, hsm_conn **out, const char **connection_error,
-                              kerr *err) {
+/* hsm_cluster_connect, and with `attach` hsm_cluster_attach: the same
+ * login, which then neither counts a refusal nor resets the count. */
+static kerr_code cluster_login(hsm_service *svc, const char *account_id, const char *region,
+                               const char *cluster_id, const char *const *passwords,
+                               size_t npasswords, bool attach, hsm_conn **out,
+                               const char **connection_error, kerr *err) {
   store_tx *tx = NULL;
   store_hsm_cluster c;
   store_hsm *hsms = NULL;
@@ -478,7 +480,7 @@ kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const ch
       bool locked_now = false;
       if (pe.rv == CKR_PIN_INCORRECT || pe.rv == CKR_PIN_LEN_RANGE) {
         code = "INVALID_CREDENTIALS";
-        count_failed_login(svc, cluster_id, &locked_now, err);
+        if (!attach) count_failed_login(svc, cluster_id, &locked_now, err);
         rc = kerr_set(err, KERR_ACCESS_DENIED, "kmsuser's password was rejected by HSM %s%s",
                       hsms[i].hsm_id, locked_now ? "; kmsuser is now locked out" : "");
       } else if (pe.rv == CKR_PIN_LOCKED) {
@@ -497,8 +499,10 @@ kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const ch
     pthread_mutex_unlock(&conn->lock);
     if (rc) goto out;
   }
-  rc = reset_failed_logins(svc, cluster_id, err);
-  if (rc) goto out;
+  if (!attach) {
+    rc = reset_failed_logins(svc, cluster_id, err);
+    if (rc) goto out;
+  }
 
   pthread_mutex_lock(&conn->lock);
   rc = refresh_locked(conn, err);
@@ -530,6 +534,22 @@ out:
   store_hsm_cluster_clear(&c);
   if (rc) *connection_error = code;
   return rc;
+}
+
+kerr_code hsm_cluster_connect(hsm_service *svc, const char *account_id, const char *region,
+                              const char *cluster_id, const char *const *passwords,
+                              size_t npasswords, hsm_conn **out, const char **connection_error,
+                              kerr *err) {
+  return cluster_login(svc, account_id, region, cluster_id, passwords, npasswords, false, out,
+                       connection_error, err);
+}
+
+kerr_code hsm_cluster_attach(hsm_service *svc, const char *account_id, const char *region,
+                             const char *cluster_id, const char *const *passwords,
+                             size_t npasswords, hsm_conn **out, const char **connection_error,
+                             kerr *err) {
+  return cluster_login(svc, account_id, region, cluster_id, passwords, npasswords, true, out,
+                       connection_error, err);
 }
 
 void hsm_conn_close(hsm_conn *c) {

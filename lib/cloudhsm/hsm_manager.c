@@ -1138,6 +1138,10 @@ static bool in_progress(const char *state) {
 }
 
 /* One pass over everything mid-transition. */
+static bool lease_held(hsm_service *svc) {
+  return !svc->st->ops->lease_held || svc->st->ops->lease_held(svc->st);
+}
+
 static void worker_pass(hsm_service *svc) {
   const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
@@ -1146,8 +1150,9 @@ static void worker_pass(hsm_service *svc) {
   size_t ncl = 0, nhs = 0;
   kerr err;
   /* Several nodes on one store: the one holding the lease moves clusters
-   * and HSMs along, the others only serve them. */
-  if (svc->st->ops->lease_held && !svc->st->ops->lease_held(svc->st)) return;
+   * and HSMs along, the others only serve them (asked again before each
+   * step, so a node that lost the lease stops between two). */
+  if (!lease_held(svc)) return;
   if (hsmi_begin(svc, false, &tx, &err)) return;
   if (o->cluster_list(tx, NULL, NULL, &cl, &ncl, &err) || o->hsm_list(tx, NULL, &hs, &nhs, &err)) {
     svc->st->ops->rollback(tx);
@@ -1156,10 +1161,10 @@ static void worker_pass(hsm_service *svc) {
   }
   svc->st->ops->rollback(tx);
   /* HSMs first: a cluster being deleted has none left anyway. */
-  for (size_t i = 0; i < nhs; i++)
+  for (size_t i = 0; i < nhs && lease_held(svc); i++)
     if (strcmp(hs[i].state, "CREATE_IN_PROGRESS") == 0 || strcmp(hs[i].state, "DELETE_IN_PROGRESS") == 0)
       step_hsm(svc, &hs[i]);
-  for (size_t i = 0; i < ncl; i++)
+  for (size_t i = 0; i < ncl && lease_held(svc); i++)
     if (in_progress(cl[i].state)) step_cluster(svc, cl[i].cluster_id);
 out:
   store_hsm_cluster_list_free(cl, ncl);

@@ -202,7 +202,7 @@ out:
 /* Log in to the cluster with the store's passwords: each HSM with the one it
  * takes of current and pending.  On KERR_OK *conn is live; else *code is the
  * ConnectionErrorCode. */
-static kerr_code login_cluster(kms_domain *d, const store_cks *c, hsm_conn **conn,
+static kerr_code login_cluster(kms_domain *d, const store_cks *c, bool attach, hsm_conn **conn,
                                const char **code, kerr *err) {
   char *current = secure_alloc(PASSWORD_BUF);
   char *pending = secure_alloc(PASSWORD_BUF);
@@ -229,8 +229,10 @@ static kerr_code login_cluster(kms_domain *d, const store_cks *c, hsm_conn **con
     if (rc) goto out;
     passwords[n++] = pending;
   }
-  rc = hsm_cluster_connect(d->hsm, c->account_id, c->region, c->cluster_id, passwords, n, conn, code,
-                           err);
+  rc = attach ? hsm_cluster_attach(d->hsm, c->account_id, c->region, c->cluster_id, passwords, n,
+                                   conn, code, err)
+              : hsm_cluster_connect(d->hsm, c->account_id, c->region, c->cluster_id, passwords, n,
+                                    conn, code, err);
 out:
   secure_free(current, PASSWORD_BUF);
   secure_free(pending, PASSWORD_BUF);
@@ -301,7 +303,7 @@ static kerr_code chsm_connect(const kms_backend_connect_ctx *cx, kms_backend_con
   kerr_code rc;
 
   *out = NULL;
-  rc = login_cluster(cx->d, c, &conn, connection_error, err);
+  rc = login_cluster(cx->d, c, false, &conn, connection_error, err);
   if (rc) return rc;
   rc = cx->still_current(cx, err);
   if (rc) goto out;
@@ -330,11 +332,13 @@ out:
 
 /* A node that did not connect the store logs in to each HSM with the stored
  * passwords, and changes none: rotating is the connect's, on the node that
- * runs it.  Sessions logged in before a later rotation stay logged in. */
+ * runs it.  A refusal is not counted toward kmsuser's lockout
+ * (hsm_cluster_attach): the node tries again later.  Sessions logged in
+ * before a later rotation stay logged in. */
 static kerr_code chsm_attach(const kms_backend_connect_ctx *cx, kms_backend_conn **out,
                              const char **connection_error, kerr *err) {
   hsm_conn *conn = NULL;
-  kerr_code rc = login_cluster(cx->d, cx->row, &conn, connection_error, err);
+  kerr_code rc = login_cluster(cx->d, cx->row, true, &conn, connection_error, err);
   *out = rc ? NULL : (kms_backend_conn *)conn;
   return rc;
 }

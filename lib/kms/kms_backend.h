@@ -292,9 +292,21 @@ const kms_backend *kmsi_backend_for_type(const char *type);
  * returns the code as is, and the request runs again from the start.
  * Inline and without allocation or lock: it sits on the path of every
  * crypto call on every key. */
+static inline kerr_code kmsi_may_wait_for(const kms_call *kcall, const char *what,
+                                          const char *cks_id, kerr *err);
+
 static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *b,
                                       const char *cks_id, kerr *err) {
   if (!b->waits_on_network) return KERR_OK;
+  return kmsi_may_wait_for(kcall, b->type, cks_id, err);
+}
+
+/* kmsi_may_wait for a wait that is not on a backend's network but as long
+ * (another node's connect worker, through a cluster-wide lock): the same
+ * answer whatever the store's backend.  `what` names the store's type for
+ * the message. */
+static inline kerr_code kmsi_may_wait_for(const kms_call *kcall, const char *what,
+                                          const char *cks_id, kerr *err) {
   if (kcall->wait) {
     size_t n = 0;
     if (cks_id)
@@ -306,7 +318,7 @@ static inline kerr_code kmsi_may_wait(const kms_call *kcall, const kms_backend *
   if (!kcall->must_not_wait) return KERR_OK;
   return kerr_set(err, KERR_WOULD_BLOCK,
                   "A call to a %s key store's backing system would wait on the network here.",
-                  b->type);
+                  what);
 }
 
 #endif

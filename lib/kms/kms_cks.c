@@ -925,6 +925,13 @@ kerr_code kms_op_disconnect_custom_key_store(kms_domain *d, const kms_call *call
    * connect worker's GetHealthStatus: ask before the state changes. */
   rc = kmsi_may_wait(call, b, c.cks_id, err);
   if (rc) goto out;
+  /* With several nodes on the store it may also wait for another node's
+   * connect worker (a cluster-wide lock), as long as a call to a backing
+   * system: never on a thread that must not wait. */
+  if (d->st->ops->lock_named) {
+    rc = kmsi_may_wait_for(call, c.type, c.cks_id, err);
+    if (rc) goto out;
+  }
   rc = kmsi_cks_disconnect(d, c.cks_id, call->request_id, prev, err);
   if (rc == KERR_CONFLICT && prev[0])
     rc = kerr_set(err, KERR_CKS_INVALID_STATE, "Custom key store %s is %s; it cannot be disconnected.",

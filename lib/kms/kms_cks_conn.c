@@ -59,6 +59,8 @@ typedef struct cks_live {
   bool checked_valid;
   int64_t next_attach_ms;       /* no attach before (one failed) */
   char attach_error[KMS_CONNECTION_ERROR_MAX]; /* the last attach's failure; "" */
+  bool attach_final;            /* that failure is the credentials': no retry ... */
+  uint64_t attach_failed_for;   /* ... until the row differs from this version_of() */
   int workers;                  /* connect workers of the store running here */
   int disconnects;              /* DisconnectCustomKeyStore calls in flight here */
   struct cks_live *next;
@@ -74,6 +76,7 @@ typedef struct cks_worker {
    * that state began.  NULL state: not read yet. */
   const char *expect_state;
   int64_t expect_changed_ms;
+  store_lock *lock; /* the store's cluster-wide connect lock, held; NULL: none */
   char request_id[REQUEST_ID_MAX];
   struct cks_worker *next;
 } cks_worker;
@@ -148,11 +151,11 @@ static kerr_code read_row(kms_domain *d, const char *cks_id, store_cks *c, kerr 
   return rc;
 }
 
-/* What a connection is made from: the settings of `c` that reach its
- * backing system, as one number.  A node whose connection was made for
- * other settings makes a new one; a reconnect with the same settings leaves
- * it (kmsuser's password is not among them: sessions logged in before a
- * rotation stay logged in). */
+/* What a connection is made from and for, as one number: the settings of
+ * `c` that reach its backing system, and when its CONNECTED state began (a
+ * reconnect through any node, which may have rotated kmsuser's password,
+ * makes every node open a new connection).  kmsuser's password itself is
+ * not in it: the refresh of an external key store's credential is. */
 static uint64_t settings_of(const store_cks *c) {
   const char *const parts[] = {c->type,           c->cluster_id,           c->xks_uri_endpoint,
                                c->xks_uri_path,   c->xks_connectivity,     c->xks_vpc_service_name,
@@ -161,7 +164,25 @@ static uint64_t settings_of(const store_cks *c) {
   for (size_t i = 0; i < sizeof parts / sizeof *parts; i++)
     h = fnv1a_str(fnv1a_str(h, parts[i]), "\x1f");
   if (c->xks_secret_wrapped) h = fnv1a_bytes(h, c->xks_secret_wrapped, c->xks_secret_wrapped_len);
+  return fnv1a_bytes(h, &c->state_changed_ms, sizeof c->state_changed_ms);
+}
+
+/* settings_of and kmsuser's stored passwords: a row an attach refused on
+ * credentials is not tried again until this changes. */
+static uint64_t version_of(const store_cks *c) {
+  uint64_t h = settings_of(c);
+  if (c->password_wrapped) h = fnv1a_bytes(h, c->password_wrapped, c->password_wrapped_len);
+  h = fnv1a_str(h, "\x1f");
+  if (c->pending_password_wrapped)
+    h = fnv1a_bytes(h, c->pending_password_wrapped, c->pending_password_wrapped_len);
   return h;
+}
+
+/* Whether an attach that failed with ConnectionErrorCode `code` would fail
+ * the same way until the row changes: the credentials were refused. */
+static bool attach_failure_final(const char *code) {
+  return code && (strcmp(code, "INVALID_CREDENTIALS") == 0 ||
+                  strcmp(code, "USER_LOCKED_OUT") == 0 || strcmp(code, "USER_NOT_FOUND") == 0);
 }
 
 /* ------------------------------------------------------- live registry */
@@ -223,6 +244,10 @@ static kerr_code still_current(const kms_backend_connect_ctx *cx, kerr *err) {
   if (!attempt_current(w->d->cks, w->live, w->attempt))
     return kerr_set(err, KERR_CONFLICT,
                     "The connect was overtaken by a disconnect or a newer connect.");
+  if (w->lock && w->d->st->ops->lock_held && !w->d->st->ops->lock_held(w->lock))
+    return kerr_set(err, KERR_CONFLICT,
+                    "The connect lost its lock: its database session ended, and another node may "
+                    "be connecting the store.");
   if (!w->expect_state) return KERR_OK;
   memset(&c, 0, sizeof c);
   rc = read_row(w->d, w->live->cks_id, &c, err);
@@ -253,6 +278,7 @@ static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend
   l->settings = settings;
   l->checked_valid = false;
   l->attach_error[0] = '\0';
+  l->attach_final = false;
   return KERR_OK;
 }
 
@@ -275,7 +301,7 @@ static void drop_conn(cks_live *l, kmsi_cks_manager *m, const char *why) {
   pthread_mutex_lock(&m->lock);
   had = kmsi_slot_current(&l->slot, NULL);
   kmsi_slot_clear(&l->slot, &to_close);
-  l->attach_error[0] = '\0'; /* not CONNECTED: nothing to reach */
+  l->checked_valid = false;
   pthread_mutex_unlock(&m->lock);
   kmsi_slot_close_retired(&l->slot, to_close);
   if (had)
@@ -301,7 +327,7 @@ static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
   memset(&w, 0, sizeof w);
   kerr_clear(&e);
   pthread_mutex_lock(&m->lock);
-  if (now < l->next_attach_ms) {
+  if (now < l->next_attach_ms || (l->attach_final && l->attach_failed_for == version_of(c))) {
     pthread_mutex_unlock(&m->lock);
     return;
   }
@@ -325,6 +351,12 @@ static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
             c->cks_id, code ? code : "INTERNAL_ERROR", e.msg);
     pthread_mutex_lock(&m->lock);
     snprintf(l->attach_error, sizeof l->attach_error, "%s", code ? code : "INTERNAL_ERROR");
+    /* Refused credentials are not tried again until the row changes (a
+     * reconnect, an update): a login every second would be noise on the
+     * HSMs, and on a module that must be reloaded to see a new PIN, a
+     * disruption of every other store's sessions. */
+    l->attach_final = attach_failure_final(code);
+    l->attach_failed_for = version_of(c);
     pthread_mutex_unlock(&m->lock);
     return;
   }
@@ -339,6 +371,14 @@ static void attach_conn(kms_domain *d, cks_live *l, store_cks *c) {
   }
   log_msg(LOG_INFO, "attach", "custom key store %s: this node's connection is open",
           c->cks_id);
+}
+
+/* Whether the connection of `l` was made for CONNECTED row `c`.  Caller
+ * holds m->lock. */
+static bool slot_in_line_locked(cks_live *l, const store_cks *c) {
+  const kms_backend *b = NULL;
+  return kmsi_slot_current(&l->slot, &b) && l->settings == settings_of(c) &&
+         b == kmsi_backend_for_type(c->type);
 }
 
 /* Bring this node's connection of `l` in line with its row (see above).
@@ -373,19 +413,27 @@ static void reconcile(kms_domain *d, cks_live *l, const store_stamp *now, bool m
   kerr_clear(&e);
   rc = read_row(d, l->cks_id, &c, &e);
   if (rc && rc != KERR_NOT_FOUND) goto out;
-  if (rc == KERR_NOT_FOUND || strcmp(c.connection_state, STATE_CONNECTED) != 0) {
+  bool connected = rc == KERR_OK && strcmp(c.connection_state, STATE_CONNECTED) == 0;
+  if (!connected) {
     drop_conn(l, m, rc == KERR_NOT_FOUND ? "deleted" : c.connection_state);
-  } else {
-    const kms_backend *b = NULL;
     pthread_mutex_lock(&m->lock);
-    in_line = kmsi_slot_current(&l->slot, &b) && l->settings == settings_of(&c) &&
-              b == kmsi_backend_for_type(c.type);
+    l->attach_error[0] = '\0'; /* not CONNECTED: nothing to reach */
     pthread_mutex_unlock(&m->lock);
-    if (!in_line) attach_conn(d, l, &c);
+  } else {
+    bool had;
+    pthread_mutex_lock(&m->lock);
+    in_line = slot_in_line_locked(l, &c);
+    had = kmsi_slot_current(&l->slot, NULL);
+    pthread_mutex_unlock(&m->lock);
+    if (!in_line) {
+      /* Made for other settings, or for an earlier connect: never used
+       * again, even if the new one cannot be opened. */
+      if (had) drop_conn(l, m, "CONNECTED with other settings or by a newer connect");
+      attach_conn(d, l, &c);
+    }
   }
   pthread_mutex_lock(&m->lock);
-  if (now && (kmsi_slot_current(&l->slot, NULL) ||
-              strcmp(c.connection_state, STATE_CONNECTED) != 0)) {
+  if (now && (!connected || slot_in_line_locked(l, &c))) {
     l->checked = *now;
     l->checked_valid = true;
   }
@@ -406,6 +454,10 @@ static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **
   *b = NULL;
   *c = NULL;
   if (!l) return false;
+  /* A store only this process opens changes only through this process,
+   * which brings its connections along itself: nothing to check while one
+   * is there. */
+  if (!d->st->ops->lock_named && kmsi_slot_acquire(&l->slot, b, c)) return true;
   bool stamped = d->st->ops->change_stamp && d->st->ops->change_stamp(d->st, &now);
   reconcile(d, l, stamped ? &now : NULL, true);
   return kmsi_slot_acquire(&l->slot, b, c);
@@ -420,19 +472,13 @@ static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c)
             cks_id);
 }
 
-size_t kms_domain_unreachable_key_stores(kms_domain *d, kms_unreachable_store *out, size_t cap) {
+size_t kms_domain_unreachable_key_stores(kms_domain *d) {
   kmsi_cks_manager *m = d ? d->cks : NULL;
   size_t n = 0;
   if (!m) return 0;
   pthread_mutex_lock(&m->lock);
-  for (cks_live *l = m->live; l; l = l->next) {
-    if (!l->attach_error[0]) continue;
-    if (n < cap) {
-      snprintf(out[n].cks_id, sizeof out[n].cks_id, "%s", l->cks_id);
-      snprintf(out[n].connection_error, sizeof out[n].connection_error, "%s", l->attach_error);
-    }
-    n++;
-  }
+  for (cks_live *l = m->live; l; l = l->next)
+    if (l->attach_error[0]) n++;
   pthread_mutex_unlock(&m->lock);
   return n;
 }
@@ -508,6 +554,7 @@ static void worker_run(cks_worker *w) {
   pthread_mutex_lock(&w->live->connect_lock);
   if (!attempt_current(m, w->live, w->attempt)) goto out;
   rc = cluster_lock(d, "connect", w->live->cks_id, KMSI_CKS_CONNECT_LOCK_WAIT_MS, &lock, &e);
+  w->lock = lock;
   if (rc) {
     /* Another node's worker, cut off from its lease, is still at it; the
      * next scan tries again. */
@@ -536,6 +583,13 @@ static void worker_run(cks_worker *w) {
   }
   rc = b->connect(&cx, &conn, &code, &e);
   if (rc) goto failed;
+  /* Still this worker's to finish?  (A backend asks before each step that
+   * changes something; an external key store's connect changes nothing, so
+   * this is its only check.) */
+  if (still_current(&cx, &e) != KERR_OK) {
+    log_msg(LOG_INFO, w->request_id, "custom key store %s: connect stopped: %s", c.cks_id, e.msg);
+    goto out;
+  }
   /* A connection should not be in the slot, but one that is (left by any
    * path that failed to clear it) is retired and closed by its last user,
    * not leaked. */
@@ -557,11 +611,32 @@ static void worker_run(cks_worker *w) {
      * connection just published goes now. */
     log_msg(LOG_INFO, w->request_id, "custom key store %s: connect overtaken: %s", c.cks_id, e.msg);
     drop_conn(w->live, m, "no longer CONNECTING");
+  } else {
+    /* The connection is for the CONNECTED state that began just now: the
+     * row says when (settings_of), and this node's calls must not take it
+     * for an older one's. */
+    store_cks now_row;
+    memset(&now_row, 0, sizeof now_row);
+    if (read_row(d, c.cks_id, &now_row, &e) == KERR_OK &&
+        strcmp(now_row.connection_state, STATE_CONNECTED) == 0) {
+      pthread_mutex_lock(&m->lock);
+      if (w->live->attempt == w->attempt) w->live->settings = settings_of(&now_row);
+      pthread_mutex_unlock(&m->lock);
+    }
+    store_cks_clear(&now_row);
   }
   goto out;
 
 failed:
-  if (still_current(&cx, NULL) != KERR_OK) goto out; /* overtaken: no state change */
+  {
+    kerr why;
+    kerr_clear(&why);
+    if (still_current(&cx, &why) != KERR_OK) { /* overtaken: no state change */
+      log_msg(LOG_INFO, w->request_id, "custom key store %s: connect stopped: %s", c.cks_id,
+              why.msg);
+      goto out;
+    }
+  }
   log_msg(LOG_WARN, w->request_id, "custom key store %s: connect failed (%s): %s", c.cks_id,
           code ? code : "INTERNAL_ERROR", e.msg);
   {
@@ -573,6 +648,7 @@ failed:
 out:
   if (conn) b->disconnect(conn);
   store_cks_clear(&c);
+  w->lock = NULL;
   cluster_unlock(d, lock);
   pthread_mutex_unlock(&w->live->connect_lock);
 }
@@ -649,6 +725,7 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
       pthread_mutex_lock(&d->cks->lock);
       l->attempt++; /* a stale worker here, if any, stops */
       pthread_mutex_unlock(&d->cks->lock);
+      drop_conn(l, d->cks, "CONNECTING"); /* one from before, if this node missed the disconnect */
     }
     log_msg(LOG_INFO, request_id,
             "custom key store %s: the node holding the lease runs the connect", cks_id);
@@ -659,13 +736,13 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
 
 /* ------------------------------------------------------------ disconnect */
 
-void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
+kerr_code kmsi_cks_detach(kms_domain *d, const char *cks_id, kerr *err) {
   kmsi_cks_manager *m = d->cks;
   kmsi_slot_ref *to_close = NULL;
   store_lock *lock = NULL;
   cks_live *l;
   kerr e;
-  if (!m) return;
+  if (!m) return KERR_OK;
   pthread_mutex_lock(&m->lock);
   l = live_get_locked(m, cks_id);
   if (l) {
@@ -673,7 +750,7 @@ void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
     kmsi_slot_clear(&l->slot, &to_close);
   }
   pthread_mutex_unlock(&m->lock);
-  if (!l) return;
+  if (!l) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   /* New calls find no connection from here on, so the wait below ends as
    * soon as the calls already holding it end: no starvation.  The store's
    * HSM sessions (or proxy client) are closed before Disconnect answers. */
@@ -689,10 +766,18 @@ void kmsi_cks_detach(kms_domain *d, const char *cks_id) {
   pthread_mutex_lock(&l->connect_lock);
   pthread_mutex_unlock(&l->connect_lock);
   kerr_clear(&e);
-  if (cluster_lock(d, "connect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, &e) != KERR_OK)
-    log_msg(LOG_WARN, NULL, "custom key store %s: disconnected without waiting for a connect "
-            "on another node: %s", cks_id, e.msg);
+  if (cluster_lock(d, "connect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, &e) != KERR_OK) {
+    /* Not DISCONNECTED while a connect may still change the store's
+     * secrets: the store stays DISCONNECTING, and the lease holder's scan
+     * finishes the disconnect once that connect has stopped. */
+    log_msg(LOG_WARN, NULL, "custom key store %s: a connect on another node has not stopped "
+            "yet: %s", cks_id, e.msg);
+    return kerr_set(err, KERR_INTERNAL,
+                    "Custom key store %s is DISCONNECTING: a connect on another kmsd node has not "
+                    "stopped yet. It becomes DISCONNECTED when it does.", cks_id);
+  }
   cluster_unlock(d, lock);
+  return KERR_OK;
 }
 
 kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *request_id,
@@ -708,17 +793,41 @@ kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *req
   pthread_mutex_lock(&m->lock);
   l->disconnects++;
   pthread_mutex_unlock(&m->lock);
-  rc = cluster_lock(d, "disconnect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, err);
-  if (rc == KERR_CONFLICT)
-    rc = kerr_set(err, KERR_INTERNAL, "Custom key store %s is being disconnected elsewhere; try "
-                  "again.", cks_id);
+  rc = cluster_lock(d, "disconnect", cks_id, 0, &lock, err);
+  if (rc == KERR_CONFLICT) {
+    /* Another disconnect of it is running (here, or on another node).  Once
+     * that one has made it DISCONNECTING, this one answers as a second
+     * disconnect does; before, it waits its turn. */
+    store_cks c;
+    memset(&c, 0, sizeof c);
+    rc = read_row(d, cks_id, &c, err);
+    if (rc == KERR_NOT_FOUND) {
+      rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %s does not exist.", cks_id);
+    } else if (rc == KERR_OK && !state_in(c.connection_state, from_live)) {
+      if (prev_out) snprintf(prev_out, STORE_ENUM_MAX, "%s", c.connection_state);
+      rc = kerr_set(err, KERR_CONFLICT, "Custom key store %s is %s.", cks_id, c.connection_state);
+    } else if (rc == KERR_OK) {
+      rc = cluster_lock(d, "disconnect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, err);
+      if (rc == KERR_CONFLICT)
+        rc = kerr_set(err, KERR_INTERNAL, "Custom key store %s is being disconnected elsewhere; "
+                      "try again.", cks_id);
+    }
+    store_cks_clear(&c);
+  }
   if (rc == KERR_OK)
     rc = kmsi_cks_set_state(d, cks_id, from_live, STATE_DISCONNECTING, NULL, request_id, prev_out,
                             err);
+  if (rc == KERR_OK) rc = kmsi_cks_detach(d, cks_id, err);
   if (rc == KERR_OK) {
-    kmsi_cks_detach(d, cks_id);
+    char now[STORE_ENUM_MAX] = "";
     rc = kmsi_cks_set_state(d, cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, request_id,
-                            NULL, err);
+                            now, err);
+    /* Finished meanwhile by the lease holder's recovery (this node's lock
+     * session ended under it): what was asked is done. */
+    if (rc == KERR_CONFLICT && strcmp(now, STATE_DISCONNECTED) == 0) {
+      rc = KERR_OK;
+      kerr_clear(err);
+    }
   }
   cluster_unlock(d, lock);
   pthread_mutex_lock(&m->lock);
@@ -871,9 +980,13 @@ static void finish_disconnect(kms_domain *d, const char *cks_id) {
   kerr_clear(&e);
   if (cluster_lock(d, "disconnect", cks_id, 0, &dis, &e) == KERR_OK &&
       cluster_lock(d, "connect", cks_id, 0, &con, &e) == KERR_OK) {
-    drop_conn(l, m, STATE_DISCONNECTING);
+    /* The state first: the store may have been disconnected and connected
+     * again since the scan listed it, and its connection is then the new
+     * one's. */
     if (kmsi_cks_set_state(d, cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, "recovery",
-                           NULL, &e) != KERR_OK && e.code != KERR_CONFLICT)
+                           NULL, &e) == KERR_OK)
+      drop_conn(l, m, STATE_DISCONNECTED);
+    else if (e.code != KERR_CONFLICT)
       log_msg(LOG_WARN, "recovery", "custom key store %s: %s", cks_id, e.msg);
   }
   cluster_unlock(d, con);

@@ -227,18 +227,13 @@ bool kms_domain_store_reachable(kms_domain *d);
  * store this process opens alone.  No I/O. */
 bool kms_domain_lease_held(kms_domain *d);
 
-/* A CONNECTED custom key store this node could not open its own
- * connection to the last time it tried (its backing system unreachable
- * from here), and the ConnectionErrorCode that attempt gave. */
+/* How many CONNECTED custom key stores this node could not open its own
+ * connection to the last time it tried (their backing systems unreachable
+ * from here; the log names each, with its ConnectionErrorCode).  For
+ * /health, which any caller may ask: a count, no ids.  No I/O, safe from
+ * any thread. */
 #define KMS_CONNECTION_ERROR_MAX 48
-typedef struct kms_unreachable_store {
-  char cks_id[KMS_CKS_ID_MAX];
-  char connection_error[KMS_CONNECTION_ERROR_MAX];
-} kms_unreachable_store;
-
-/* The first `cap` such stores into out[] (for /health); returns how many
- * there are in all.  No I/O, safe from any thread. */
-size_t kms_domain_unreachable_key_stores(kms_domain *d, kms_unreachable_store *out, size_t cap);
+size_t kms_domain_unreachable_key_stores(kms_domain *d);
 
 /* Run one sweep now: delete keys whose deletion date has passed and rotate
  * keys whose next rotation date has passed (both on the kclock).  Returns

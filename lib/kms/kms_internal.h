@@ -357,8 +357,10 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
  * already using it (or an older one it replaced) have finished and it is
  * closed, and for a running connect worker of the store, here or on
  * another node, to stop.  The caller has moved the store out of CONNECTING
- * and CONNECTED first. */
-void kmsi_cks_detach(kms_domain *d, const char *cks_id);
+ * and CONNECTED first.  KERR_INTERNAL when another node's worker did not
+ * stop within KMSI_CKS_DETACH_LOCK_WAIT_MS: the store must then stay
+ * DISCONNECTING (kmsi_cks_scan finishes it). */
+kerr_code kmsi_cks_detach(kms_domain *d, const char *cks_id, kerr *err);
 
 /* (backend_cloudhsm.c) Whether the wrapped kmsuser password `wrapped` of store `cks_id` is
  * `password`.  False when it does not unwrap. */

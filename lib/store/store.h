@@ -336,19 +336,27 @@ typedef struct store_ops {
    * work (sweeps, connect workers, recoveries, health checks), which runs
    * in one process at a time.  No I/O, safe from any thread.  The server
    * ends a lease with its holder's session (at once when the holder is
-   * killed), and another process takes it within about a second; a holder
+   * killed), and another process takes it within about a second.  A holder
    * cut off from the database stops believing it holds the lease within
-   * about a second too.
+   * about three seconds; the server may see its session end later than that
+   * (its keepalives), and only then can another process take the lease.
    *
    * lock_named: a lock on `name` among every process on the store, held
    * until unlock_named or until this process's session ends (so a killed
    * process never keeps one).  Waits up to wait_ms (0: tries once);
    * KERR_CONFLICT when another holder kept it that long, KERR_INTERNAL
    * when the database cannot be reached.  On KERR_OK *out is the lock,
-   * released and freed by unlock_named (NULL allowed).  Not reentrant. */
+   * released and freed by unlock_named (NULL allowed).  Not reentrant: a
+   * second lock_named of one name in one process waits like any other.
+   *
+   * lock_held: whether `l` is still held, asked of the server (one round
+   * trip): false once its session ended (a restart, a broken connection),
+   * after which another process may hold it.  A holder doing something in
+   * steps asks before each step. */
   bool (*lease_held)(store *s);
   kerr_code (*lock_named)(store *s, const char *name, int wait_ms, store_lock **out, kerr *err);
   void (*unlock_named)(store_lock *l);
+  bool (*lock_held)(store_lock *l);
 
   /* Keys. key_get fills *out (clear it with store_key_clear). */
   kerr_code (*key_insert)(store_tx *tx, const store_key *k, const char *policy, kerr *err);

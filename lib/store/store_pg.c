@@ -44,7 +44,9 @@
  * (bytea in hex). */
 #include "store/store_pg.h"
 
+#include <errno.h>
 #include <libpq-fe.h>
+#include <poll.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdint.h>
@@ -61,6 +63,7 @@
 #define MAX_PARAMS 24
 #define KEEPER_INTERVAL_MS 1000 /* how often the lease's connection is checked */
 #define NAMED_LOCK_POLL_MS 20   /* how often a waiting lock_named asks again */
+#define LEASE_PING_MS 1500      /* how long the lease's or a lock's session may take to answer */
 /* How long a session may sit idle inside a transaction before the server
  * ends it: longer than any step kmsd takes inside one (an HSM call is
  * bounded by --hsm-timeout, at most 600 s, but is not idle-in-transaction
@@ -639,6 +642,11 @@ static kerr_code conn_open(const char *url, const char *app, int busy_timeout_ms
            "SET tcp_keepalives_count = 3; SET client_connection_check_interval = 10000;"
            "SET idle_in_transaction_session_timeout = %d",
            busy_timeout_ms, IDLE_IN_TX_S * 1000);
+  /* A server or role setting idle_session_timeout would end the lease's
+   * and the named locks' sessions, which sit idle by design (PostgreSQL 14
+   * and later have the setting). */
+  if (PQserverVersion(db) >= 140000)
+    snprintf(sql + strlen(sql), sizeof sql - strlen(sql), "; SET idle_session_timeout = 0");
   PGresult *res = PQexec(db, sql);
   if (!result_ok(res)) {
     kerr_code rc = result_error(res, db, "configuring the connection", err);
@@ -2021,6 +2029,7 @@ static kerr_code try_lease(pg_store *s, kerr *err) {
     rc = kerr_set(err, KERR_CONFLICT, "Another kmsd holds the lease.");
   } else {
     s->lease_pid = PQbackendPID(s->lease_conn);
+    s->old_lease_pid = 0; /* its pid may be another session's some day */
     atomic_store(&s->lease, true);
   }
   PQclear(res);
@@ -2042,15 +2051,39 @@ static int lease_holder(pg_store *s) {
   return pid;
 }
 
+/* Whether `db` answers a SELECT 1 within `deadline_ms`.  A connection whose
+ * other end vanished without a word would block a plain PQexec until the
+ * kernel gives up (tcp_user_timeout, 30 s); a lease holder must stop
+ * believing it holds the lease sooner.  A late answer leaves the
+ * connection unusable: the caller closes it. */
+static bool ping(PGconn *db, int deadline_ms) {
+  struct timespec start, now;
+  bool ok = false;
+  if (!db || PQstatus(db) != CONNECTION_OK || !PQsendQuery(db, "SELECT 1")) return false;
+  clock_gettime(CLOCK_MONOTONIC, &start);
+  for (;;) {
+    if (!PQconsumeInput(db)) return false;
+    if (!PQisBusy(db)) break;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    int64_t left = deadline_ms - ((now.tv_sec - start.tv_sec) * 1000 +
+                                  (now.tv_nsec - start.tv_nsec) / 1000000);
+    if (left <= 0) return false;
+    struct pollfd pfd = {PQsocket(db), POLLIN, 0};
+    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return false;
+  }
+  for (PGresult *res; (res = PQgetResult(db)) != NULL; PQclear(res))
+    if (PQresultStatus(res) == PGRES_TUPLES_OK) ok = true;
+  return ok;
+}
+
 /* One tick of the keeper (see above). */
 static void keep_lease(pg_store *s) {
   kerr e;
   kerr_code rc;
+  bool lost_now = false;
   if (atomic_load(&s->lease)) {
-    PGresult *res = PQexec(s->lease_conn, "SELECT 1");
-    bool alive = result_ok(res);
-    PQclear(res);
-    if (alive) return;
+    if (ping(s->lease_conn, LEASE_PING_MS)) return;
+    lost_now = true;
     atomic_store(&s->lease, false);
     s->old_lease_pid = s->lease_pid;
     s->lease_pid = 0;
@@ -2058,7 +2091,9 @@ static void keep_lease(pg_store *s) {
             "store: the lease's connection to the database ended; this node runs no background "
             "work until it holds the lease again");
   }
-  if (s->lease_conn && PQstatus(s->lease_conn) != CONNECTION_OK) {
+  if (s->lease_conn && (lost_now || PQstatus(s->lease_conn) != CONNECTION_OK)) {
+    /* Lost just now, or dead: a connection that did not answer in time
+     * cannot be trusted with the next query either. */
     PQfinish(s->lease_conn);
     s->lease_conn = NULL;
   }
@@ -2138,9 +2173,10 @@ static kerr_code pg_lock_named(store *base, const char *name, int wait_ms, store
   store_lock *l;
   char cls[16];
   const char *params[2] = {cls, name};
-  int64_t waited = 0;
+  struct timespec start, now;
   kerr_code rc;
   *out = NULL;
+  clock_gettime(CLOCK_MONOTONIC, &start);
   l = calloc(1, sizeof *l);
   if (!l) return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   rc = conn_open(s->url, "kmsd lock", s->busy_timeout_ms, &l->db, err);
@@ -2158,12 +2194,12 @@ static kerr_code pg_lock_named(store *base, const char *name, int wait_ms, store
     if (!ok) rc = result_error(res, l->db, "taking a lock", err);
     PQclear(res);
     if (!ok || got) break;
-    if (waited >= wait_ms) {
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    if ((now.tv_sec - start.tv_sec) * 1000 + (now.tv_nsec - start.tv_nsec) / 1000000 >= wait_ms) {
       rc = kerr_set(err, KERR_CONFLICT, "The lock %s is held elsewhere.", name);
       break;
     }
     sleep_ms(NAMED_LOCK_POLL_MS);
-    waited += NAMED_LOCK_POLL_MS;
   }
   if (rc) {
     PQfinish(l->db);
@@ -2173,6 +2209,8 @@ static kerr_code pg_lock_named(store *base, const char *name, int wait_ms, store
   *out = l;
   return KERR_OK;
 }
+
+static bool pg_lock_held(store_lock *l) { return l && ping(l->db, LEASE_PING_MS); }
 
 /* Ending the session releases the lock: no unlock statement to lose. */
 static void pg_unlock_named(store_lock *l) {
@@ -2286,6 +2324,7 @@ static const store_ops pg_ops = {
     .lease_held = pg_lease_held,
     .lock_named = pg_lock_named,
     .unlock_named = pg_unlock_named,
+    .lock_held = pg_lock_held,
     .key_insert = pg_key_insert,
     .key_get = pg_key_get,
     .key_update = pg_key_update,

@@ -466,9 +466,18 @@ class PgServer(_PgClient):
         if pid is None or not _alive(pid):
             return
         _signal(pid, signal.SIGKILL)
-        for p in self.server_pids():
+        pids = self.server_pids()
+        for p in pids:
             _signal(p, signal.SIGKILL)
         self._wait_gone(pid)
+        # A process on its way out stops showing its working directory
+        # (server_pids) a moment before it is a zombie: wait for that too.
+        deadline = time.monotonic() + 30
+        while any(_alive(p) for p in pids):
+            if time.monotonic() > deadline:
+                raise PgError("PostgreSQL processes %s still alive after SIGKILL" %
+                              [p for p in pids if _alive(p)])
+            time.sleep(0.02)
 
     def stop(self):
         """pg_ctl stop -m fast, then remove the directory (unless keep_files).

@@ -1,8 +1,12 @@
 """CloudHSM key store connections: each of the ten CloudHSM ConnectionErrorCodes
 provoked for real (hsm-cli's admin operations, DeleteHsm, DeleteCluster), read
 from DescribeCustomKeyStores, then disconnect, repair, reconnect and CONNECTED.
-Plus ciphertexts that survive a kmsd restart and an HSM replacement."""
+Plus ciphertexts that survive a kmsd restart and an HSM replacement, and a
+restarted kmsd whose HSMs refuse the stored kmsuser password: the store stays
+CONNECTED, the node tries its login once (not once a second, and never toward
+the lockout) until the store's row changes."""
 
+import time
 import unittest
 
 import kmsd_harness as h
@@ -15,7 +19,8 @@ class ConnectionErrorCodesTest(h.KmsdBaseTestCase):
     @classmethod
     def setUpClass(cls):
         super().setUpClass()
-        cls.server = h.KmsdServer(args=["--enable-admin-api"])
+        # A store per test, more tests than AWS's default quota of 10.
+        cls.server = h.KmsdServer(args=["--enable-admin-api", "--max-custom-key-stores", "20"])
         try:
             cls.server.start()
             cls.kms = h.kms_client(cls.server)
@@ -111,6 +116,30 @@ class ConnectionErrorCodesTest(h.KmsdBaseTestCase):
         self.admin("Login", Username=fx.KMSUSER, Password="known-pw-12")
         self.expect_failure("USER_LOGGED_IN")
         self.admin("Logout", Username=fx.KMSUSER)
+        self.expect_connected()
+
+    def test_refused_password_after_a_restart_is_tried_once(self):
+        self.expect_connected()
+        # kmsuser's password changed on the HSMs behind KMS's back, then a
+        # restart: the node must log in again, and the HSMs refuse it.
+        self.admin("ChangePassword", Username=fx.KMSUSER, Password="behind-kms-1")
+        self.server.restart()
+        for _ in range(8):
+            self.assertKmsError("KMSInvalidStateException", self.kms.decrypt,
+                                CiphertextBlob=self.ct)
+            time.sleep(0.5)
+        self.assertEqual(fx.store_entry(self.kms, self.cks)["ConnectionState"], "CONNECTED")
+        status, _, body = self.server.raw_request("GET", "/health")
+        self.assertEqual((status, h.parse_body(body)["customKeyStores"]), (200, {"unreachable": 1}))
+        with open(self.server.log_path, errors="replace") as f:
+            log = f.read()
+        refused = "custom key store %s is CONNECTED, but this node cannot open its connection " \
+                  "(INVALID_CREDENTIALS)" % self.cks
+        self.assertEqual(log.count(refused), 1, "tried more than once on an unchanged row")
+        # Nothing counted toward the lockout: told the password, the store
+        # connects (a locked kmsuser would be USER_LOCKED_OUT).
+        self.kms.disconnect_custom_key_store(CustomKeyStoreId=self.cks)
+        self.kms.update_custom_key_store(CustomKeyStoreId=self.cks, KeyStorePassword="behind-kms-1")
         self.expect_connected()
 
     def test_insufficient_cloudhsm_hsms(self):

@@ -76,8 +76,7 @@ class FlagConventionsTest(h.KmsdBaseTestCase):
                                                         "leases": ["background-work"]},
                                               "keyCache": {"hits": 0, "misses": 0},
                                               "hsmKeyCache": {"hits": 0, "misses": 0},
-                                              "customKeyStores": {"unreachable": [],
-                                                                  "unreachableCount": 0}})
+                                              "customKeyStores": {"unreachable": 0}})
 
     def test_unknown_flag_is_named_and_swallows_nothing(self):
         for name in ("kmsd", "hsm-cli"):

@@ -19,6 +19,8 @@ checked:
 - DisconnectCustomKeyStore through one node while another's worker is
   connecting the store waits for that worker, and the store stays
   DISCONNECTED;
+- a connect worker whose lock's database session is ended stops before it
+  changes the state, and the next scan connects the store;
 - ConnectCustomKeyStore through the lease holder, SIGKILLed while the
   proxy is still answering its health check: another node takes the lease
   and finishes the connect (CONNECTED), and the store serves on every node
@@ -264,6 +266,24 @@ class MultiNodeTest(h.KmsdBaseTestCase):
         for kms in (a, b, c):
             self.assertEqual(kms.decrypt(CiphertextBlob=blob,
                                          EncryptionContext=CONTEXT)["Plaintext"], b"xks")
+
+    def test_connect_that_lost_its_lock_stops(self):
+        """The database ends the session holding a connect worker's lock (an
+        operator, a network break): the worker stops before it changes the
+        state, and the lease holder's next scan connects the store."""
+        nodes = self.cluster(2)
+        a = h.kms_client(nodes[0])
+        cks = self.create_xks_store(a, "lost-lock")
+        self.proxy.set_delay(2, ops={"health"})
+        a.connect_custom_key_store(CustomKeyStoreId=cks)
+        time.sleep(0.5)  # the worker holds its lock and waits for the proxy
+        self.pg.psql("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                     "WHERE application_name = 'kmsd lock'", dbname=self.db)
+        self.proxy.set_delay(0)
+        entry = self.wait_settled(a, cks)
+        self.assertEqual(entry["ConnectionState"], "CONNECTED", entry)
+        self.assertIn("custom key store %s: connect stopped: The connect lost its lock" % cks,
+                      log_text(nodes[0]))
 
     def test_connect_outlives_its_node(self):
         """SIGKILL of the node running a connect: another node takes the

@@ -754,10 +754,7 @@ class ExternalKeyStoreTest(h.KmsdBaseTestCase):
                               "connection (XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND)" % v, f.read())
             status, _, body = self.server.raw_request("GET", "/health")
             self.assertEqual(status, 200)
-            self.assertEqual(h.parse_body(body)["customKeyStores"], {
-                "unreachable": [{"customKeyStoreId": v,
-                                 "connectionErrorCode": "XKS_VPC_ENDPOINT_SERVICE_NOT_FOUND"}],
-                "unreachableCount": 1})
+            self.assertEqual(h.parse_body(body)["customKeyStores"], {"unreachable": 1})
             self.disconnect(v)
             self.write_registry(())
             self.server.restart()
