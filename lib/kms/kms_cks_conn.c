@@ -2,9 +2,11 @@
  * every kind of key store (kms_backend.h): the one function that changes a
  * store's ConnectionState, the asynchronous connect workers, the live
  * backend connections that KMS keys in custom key stores use for their
- * cryptography, recovery after a restart, and the custom-key-store halves of
- * CreateKey, key deletion and GenerateRandom.  It reaches a backing store
- * only through its backend's method table.
+ * cryptography (kept in line with the stores' rows across nodes), and the
+ * lease holder's scan (recovery, takeover of connects, health
+ * checks).  The custom-key-store halves of the key operations are in
+ * kms_cks_keys.c.  It reaches a backing store only through its backend's
+ * method table.
  *
  * Why a manager: ConnectCustomKeyStore must answer at once while connecting
  * to a backing store (logging in to every HSM of a cluster, asking an
@@ -33,12 +35,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "core/codec.h"
 #include "core/fnv.h"
 #include "core/kclock.h"
 #include "core/log.h"
-#include "core/secmem.h"
-#include "crypto/blob.h"
 #include "kms/kms_backend.h"
 #include "kms/kms_cks_slot.h"
 #include "kms/kms_internal.h"
@@ -272,7 +271,8 @@ static kerr_code publish_locked(cks_live *l, uint64_t attempt, const kms_backend
                                 kmsi_slot_ref **to_close, kerr *err) {
   *to_close = NULL;
   if (l->attempt != attempt)
-    return kerr_set(err, KERR_CONFLICT, "The connect was overtaken by a disconnect or a newer connect.");
+    return kerr_set(err, KERR_CONFLICT,
+                    "The connect was overtaken by a disconnect or a newer connect.");
   if (!kmsi_slot_install(&l->slot, b, conn, to_close))
     return kerr_set(err, KERR_INTERNAL, "Out of memory.");
   l->settings = settings;
@@ -443,12 +443,8 @@ out:
   pthread_mutex_unlock(&l->connect_lock);
 }
 
-/* Take a reference on this node's connection of `cks_id` and its backend,
- * reconciled with the row first; false when there is none.  Give it back
- * with conn_release.  A connection replaced meanwhile (UpdateCustomKeyStore)
- * stays open for this call. */
-static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **b,
-                         kms_backend_conn **c) {
+bool kmsi_cks_conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **b,
+                           kms_backend_conn **c) {
   cks_live *l = d->cks ? live_get(d->cks, cks_id) : NULL;
   store_stamp now;
   *b = NULL;
@@ -463,9 +459,7 @@ static bool conn_acquire(kms_domain *d, const char *cks_id, const kms_backend **
   return kmsi_slot_acquire(&l->slot, b, c);
 }
 
-/* Drop the reference conn_acquire took on `c`; the last reference of a
- * replaced connection closes it, on this thread. */
-static void conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c) {
+void kmsi_cks_conn_release(kms_domain *d, const char *cks_id, kms_backend_conn *c) {
   cks_live *l = d->cks ? live_find(d->cks, cks_id) : NULL;
   if (!l || !kmsi_slot_release(&l->slot, c))
     log_msg(LOG_ERROR, NULL, "custom key store %s: a connection released twice or never taken",
@@ -1006,7 +1000,7 @@ static void check_health(kms_domain *d, const char *cks_id) {
   kms_backend_ctx ctx;
   const char *code = NULL;
   kerr e;
-  if (!conn_acquire(d, cks_id, &b, &conn)) {
+  if (!kmsi_cks_conn_acquire(d, cks_id, &b, &conn)) {
     log_msg(LOG_WARN, "health-check", "custom key store %s: health check failed: this node has "
             "no connection to it", cks_id);
     return;
@@ -1023,7 +1017,7 @@ static void check_health(kms_domain *d, const char *cks_id) {
     else
       log_msg(LOG_DEBUG, "health-check", "custom key store %s: healthy", cks_id);
   }
-  conn_release(d, cks_id, conn);
+  kmsi_cks_conn_release(d, cks_id, conn);
 }
 
 kerr_code kmsi_cks_scan(kms_domain *d, bool with_health, kerr *err) {
@@ -1071,195 +1065,5 @@ kerr_code kmsi_cks_scan(kms_domain *d, bool with_health, kerr *err) {
     store_cks_list_free(list, n);
     if (n < RECOVERY_PAGE) break;
   }
-  return rc;
-}
-
-/* ------------------------------------------------- keys in a key store */
-
-const kms_backend *kmsi_backend_for_type(const char *type) {
-  static const kms_backend *const custom[] = {&kms_backend_cloudhsm, &kms_backend_xks};
-  for (size_t i = 0; type && i < sizeof custom / sizeof *custom; i++)
-    if (strcmp(custom[i]->type, type) == 0) return custom[i];
-  return NULL;
-}
-
-kerr_code kmsi_backend_acquire(kms_domain *d, const kmsi_key *k, const kms_backend **b,
-                               kms_backend_conn **conn, kerr *err) {
-  const char *cks_id = k->row.custom_key_store_id;
-  if (!cks_id) {
-    *b = &kms_backend_local;
-    *conn = NULL;
-    return KERR_OK;
-  }
-  if (!conn_acquire(d, cks_id, b, conn))
-    return kerr_set(err, KERR_INVALID_STATE,
-                    "%s is unavailable: its custom key store %s is not connected.", k->arn, cks_id);
-  return KERR_OK;
-}
-
-void kmsi_backend_release(kms_domain *d, const kmsi_key *k, kms_backend_conn *conn) {
-  if (conn && k->row.custom_key_store_id) conn_release(d, k->row.custom_key_store_id, conn);
-}
-
-/* The caller's key store `cks_id` (its account and Region), read in its own
- * short transaction and checked for damage.  Another account's store, or
- * none, is KERR_CKS_NOT_FOUND.  On failure `c` is left empty. */
-static kerr_code load_own_store(kms_domain *d, const kms_call *call, const char *cks_id,
-                                store_cks *c, kerr *err) {
-  store_tx *tx = NULL;
-  kerr_code rc = kmsi_begin(d, false, &tx, err);
-  if (rc) return rc;
-  rc = d->st->ops->cks_get(tx, cks_id, c, err);
-  d->st->ops->rollback(tx);
-  if (rc == KERR_NOT_FOUND ||
-      (rc == KERR_OK && (strcmp(c->account_id, call->caller->account_id) != 0 ||
-                         strcmp(c->region, call->region) != 0)))
-    rc = kerr_set(err, KERR_CKS_NOT_FOUND, "Custom key store %.64s does not exist.", cks_id);
-  if (!rc) rc = kmsi_cks_check_row(c, err);
-  if (rc) store_cks_clear(c);
-  return rc;
-}
-
-kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *cks_id,
-                              const char *key_id, const char *origin, const char *xks_key_id,
-                              char *type_out, char *cluster_id_out, kerr *err) {
-  store_cks c;
-  const kms_backend *b = NULL, *live_b = NULL;
-  kms_backend_conn *conn = NULL;
-  kms_backend_ctx ctx;
-  bool xks;
-  kerr_code rc;
-
-  memset(&c, 0, sizeof c);
-  cluster_id_out[0] = '\0';
-  type_out[0] = '\0';
-  rc = load_own_store(d, call, cks_id, &c, err);
-  if (rc) goto out;
-  b = kmsi_backend_for_type(c.type);
-  if (!b || !b->create_key) {
-    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd cannot create keys in key stores of type %s.",
-                  c.type);
-    goto out;
-  }
-  /* The store's type decides the origin (given or implied) and whether an
-   * XksKeyId belongs. */
-  xks = strcmp(c.type, "EXTERNAL_KEY_STORE") == 0;
-  if (origin && strcmp(origin, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM") != 0) {
-    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                  "Origin %.64s is not valid for a key in %s key store %s; use %s.", origin,
-                  xks ? "external" : "CloudHSM", cks_id, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
-    goto out;
-  }
-  if (xks && !xks_key_id) {
-    rc = kerr_set(err, KERR_VALIDATION,
-                  "XksKeyId is required for a KMS key in an external key store.");
-    goto out;
-  }
-  if (!xks && xks_key_id) {
-    rc = kerr_set(err, KERR_VALIDATION, "XksKeyId is only valid for keys in an external key store.");
-    goto out;
-  }
-  if (strcmp(c.connection_state, STATE_CONNECTED) != 0) {
-    rc = kerr_set(err, KERR_CKS_INVALID_STATE,
-                  "Custom key store %s is %s; it must be CONNECTED to create keys in it.", cks_id,
-                  c.connection_state);
-    goto out;
-  }
-  rc = kmsi_may_wait(call, b, cks_id, err); /* before CreateKey writes anything */
-  if (rc) goto out;
-  if (!conn_acquire(d, cks_id, &live_b, &conn)) {
-    rc = kerr_set(err, KERR_CKS_INVALID_STATE, "Custom key store %s is not connected.", cks_id);
-    goto out;
-  }
-  memset(&ctx, 0, sizeof ctx);
-  ctx.d = d;
-  ctx.request_id = call->request_id;
-  ctx.principal_arn = call->caller->arn;
-  ctx.operation = "CreateKey";
-  rc = live_b->create_key(conn, &ctx, &c, key_id, xks_key_id, err);
-  conn_release(d, cks_id, conn);
-  if (rc) goto out;
-  snprintf(cluster_id_out, KMS_CLUSTER_ID_MAX, "%s", c.cluster_id);
-  snprintf(type_out, STORE_ENUM_MAX, "%s", c.type);
-out:
-  store_cks_clear(&c);
-  return rc;
-}
-
-void kmsi_cks_delete_key(kms_domain *d, const char *cks_id, const char *key_id) {
-  const kms_backend *b = NULL;
-  kms_backend_conn *conn = NULL;
-  kms_backend_ctx ctx;
-  kerr e;
-  kerr_clear(&e);
-  if (!conn_acquire(d, cks_id, &b, &conn)) {
-    log_msg(LOG_WARN, NULL,
-            "key %s deleted while custom key store %s is not connected: its key material stays "
-            "in the key store (delete it there by its label)",
-            key_id, cks_id);
-    return;
-  }
-  memset(&ctx, 0, sizeof ctx);
-  ctx.d = d;
-  ctx.operation = "DeleteKey";
-  if (!b->delete_key)
-    ;
-  else if (b->delete_key(conn, &ctx, key_id, &e) != KERR_OK)
-    log_msg(LOG_WARN, NULL, "key %s: removing its material from the key store failed: %s", key_id,
-            e.msg);
-  else
-    log_msg(LOG_INFO, NULL, "key %s: material removed from custom key store %s", key_id, cks_id);
-  conn_release(d, cks_id, conn);
-}
-
-kerr_code kmsi_cks_random(kms_domain *d, const kms_call *call, const char *cks_id, size_t n,
-                          kbytes *out, kerr *err) {
-  store_cks c;
-  const kms_backend *b = NULL, *live_b = NULL;
-  kms_backend_conn *conn = NULL;
-  kms_backend_ctx ctx;
-  kerr_code rc;
-
-  memset(&c, 0, sizeof c);
-  out->data = NULL;
-  out->len = 0;
-  rc = load_own_store(d, call, cks_id, &c, err);
-  if (rc) goto out;
-  b = kmsi_backend_for_type(c.type);
-  if (!b || !b->random) {
-    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
-                  "GenerateRandom does not accept the ID of an external key store.");
-    goto out;
-  }
-  rc = kmsi_may_wait(call, b, cks_id, err);
-  if (rc) goto out;
-  if (!conn_acquire(d, cks_id, &live_b, &conn) || strcmp(c.connection_state, STATE_CONNECTED) != 0) {
-    rc = kerr_set(err, KERR_CKS_INVALID_STATE,
-                  "Custom key store %s is %s; GenerateRandom needs it CONNECTED.", cks_id,
-                  c.connection_state);
-    goto out;
-  }
-  out->data = secure_alloc(n);
-  if (!out->data) {
-    rc = kerr_set(err, KERR_INTERNAL, "Out of memory.");
-    goto out;
-  }
-  out->len = n;
-  memset(&ctx, 0, sizeof ctx);
-  ctx.d = d;
-  ctx.request_id = call->request_id;
-  ctx.principal_arn = call->caller->arn;
-  ctx.operation = "GenerateRandom";
-  rc = live_b->random(conn, &ctx, out->data, n, err);
-  /* GenerateRandom's model lists DependencyTimeoutException and
-   * KMSInternalException for a backing store that fails, nothing else. */
-  if (rc && rc != KERR_DEPENDENCY_TIMEOUT) {
-    rc = KERR_INTERNAL;
-    if (err) err->code = rc;
-  }
-  if (rc) kbytes_wipe_free(out);
-out:
-  if (conn) conn_release(d, cks_id, conn);
-  store_cks_clear(&c);
   return rc;
 }

@@ -313,6 +313,15 @@ kerr_code kmsi_backend_acquire(kms_domain *d, const kmsi_key *k, const struct km
                                struct kms_backend_conn **conn, kerr *err);
 void kmsi_backend_release(kms_domain *d, const kmsi_key *k, struct kms_backend_conn *conn);
 
+/* Take a reference on this node's connection to custom key store `cks_id`
+ * and its backend, brought in line with the store's row first (opened on
+ * first use when the store is CONNECTED); false when there is none.  Give
+ * it back with kmsi_cks_conn_release, on any thread; the last reference of
+ * a connection replaced meanwhile closes it there. */
+bool kmsi_cks_conn_acquire(kms_domain *d, const char *cks_id, const struct kms_backend **b,
+                           struct kms_backend_conn **c);
+void kmsi_cks_conn_release(kms_domain *d, const char *cks_id, struct kms_backend_conn *c);
+
 /* A zeroed AES-GCM ciphertext body for `pt_len` (1..KBLOB_MAX_PLAINTEXT)
  * bytes: IV || tag || ciphertext, the layout after a blob's header
  * (crypto/blob.h).  *body is new (free). */

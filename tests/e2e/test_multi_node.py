@@ -340,7 +340,8 @@ class MultiNodeTest(h.KmsdBaseTestCase):
         b.disconnect_custom_key_store(CustomKeyStoreId=cks)
         self.assertGreater(time.monotonic() - started, 1.5, "the disconnect did not wait")
         self.assertEqual(self.store_state(a, cks)["ConnectionState"], "DISCONNECTED")
-        self.assertIn("custom key store %s: connect overtaken" % cks, log_text(nodes[0]))
+        self.assertIn("custom key store %s: connect stopped: The connect was overtaken: the store "
+                      "is DISCONNECTING now." % cks, log_text(nodes[0]))
         time.sleep(1.5)
         self.assertEqual(self.store_state(b, cks)["ConnectionState"], "DISCONNECTED")
 
