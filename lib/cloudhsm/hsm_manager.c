@@ -1142,6 +1142,23 @@ static bool lease_held(hsm_service *svc) {
   return !svc->st->ops->lease_held || svc->st->ops->lease_held(svc->st);
 }
 
+/* The cluster-wide lock of one step on HSM or cluster `id`, tried once
+ * (store_ops.lock_named): false when another node's worker is at it (a
+ * holder that lost the lease finishing its step), and the step waits for
+ * the next pass.  True with *l NULL on a store one process opens alone. */
+static bool step_lock(hsm_service *svc, const char *id, store_lock **l) {
+  char name[STORE_HSM_ID_MAX + 32];
+  kerr e;
+  *l = NULL;
+  if (!svc->st->ops->lock_named) return true;
+  snprintf(name, sizeof name, "cluster worker %s", id);
+  return svc->st->ops->lock_named(svc->st, name, 0, l, &e) == KERR_OK;
+}
+
+static void step_unlock(hsm_service *svc, store_lock *l) {
+  if (l) svc->st->ops->unlock_named(l);
+}
+
 static void worker_pass(hsm_service *svc) {
   const store_hsm_ops *o = svc->st->ops->hsm;
   store_tx *tx = NULL;
@@ -1161,11 +1178,22 @@ static void worker_pass(hsm_service *svc) {
   }
   svc->st->ops->rollback(tx);
   /* HSMs first: a cluster being deleted has none left anyway. */
-  for (size_t i = 0; i < nhs && lease_held(svc); i++)
-    if (strcmp(hs[i].state, "CREATE_IN_PROGRESS") == 0 || strcmp(hs[i].state, "DELETE_IN_PROGRESS") == 0)
+  for (size_t i = 0; i < nhs && lease_held(svc); i++) {
+    store_lock *l = NULL;
+    if ((strcmp(hs[i].state, "CREATE_IN_PROGRESS") == 0 ||
+         strcmp(hs[i].state, "DELETE_IN_PROGRESS") == 0) &&
+        step_lock(svc, hs[i].hsm_id, &l)) {
       step_hsm(svc, &hs[i]);
-  for (size_t i = 0; i < ncl && lease_held(svc); i++)
-    if (in_progress(cl[i].state)) step_cluster(svc, cl[i].cluster_id);
+      step_unlock(svc, l);
+    }
+  }
+  for (size_t i = 0; i < ncl && lease_held(svc); i++) {
+    store_lock *l = NULL;
+    if (in_progress(cl[i].state) && step_lock(svc, cl[i].cluster_id, &l)) {
+      step_cluster(svc, cl[i].cluster_id);
+      step_unlock(svc, l);
+    }
+  }
 out:
   store_hsm_cluster_list_free(cl, ncl);
   free(hs);

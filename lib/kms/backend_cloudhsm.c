@@ -138,7 +138,8 @@ static bool same_bytes(const uint8_t *a, size_t alen, const uint8_t *b, size_t b
 
 /* Set the wrapped passwords of store `c->cks_id` to `current` (never NULL)
  * and `pending` (NULL: none), provided the row still holds the two that `c`
- * holds; then `c` holds the new ones.  A row whose passwords changed under
+ * holds and is in the state (and since the time) `c` was read in; then `c`
+ * holds the new ones.  A row whose passwords changed under
  * the worker (an UpdateCustomKeyStore after a disconnect) is the operator's:
  * KERR_CONFLICT, nothing written.  Not a state change.  On failure `c` and
  * the row are unchanged. */
@@ -160,6 +161,16 @@ static kerr_code store_passwords(kms_domain *d, store_cks *c, const uint8_t *cur
   if (rc) goto out;
   rc = d->st->ops->cks_get(tx, c->cks_id, &row, err);
   if (rc) goto out;
+  /* The row must still be the one the connect started from: a disconnect
+   * (through any node) moved it on, and then the passwords are the
+   * operator's to change, not this worker's to record. */
+  if (strcmp(row.connection_state, c->connection_state) != 0 ||
+      row.state_changed_ms != c->state_changed_ms) {
+    rc = kerr_set(err, KERR_CONFLICT,
+                  "Custom key store %s was disconnected meanwhile: the kmsuser password is not "
+                  "recorded.", c->cks_id);
+    goto out;
+  }
   if (!same_bytes(row.password_wrapped, row.password_wrapped_len, c->password_wrapped,
                   c->password_wrapped_len) ||
       !same_bytes(row.pending_password_wrapped, row.pending_password_wrapped_len,

@@ -758,7 +758,14 @@ kerr_code kmsi_cks_detach(kms_domain *d, const char *cks_id, kerr *err) {
    * connect.  Live records live as long as the manager, so `l` stays
    * valid. */
   pthread_mutex_lock(&l->connect_lock);
+  /* An attach that read the row before the state changed may have
+   * published a connection since: it goes too. */
+  pthread_mutex_lock(&m->lock);
+  kmsi_slot_clear(&l->slot, &to_close);
+  pthread_mutex_unlock(&m->lock);
   pthread_mutex_unlock(&l->connect_lock);
+  kmsi_slot_close_retired(&l->slot, to_close);
+  kmsi_slot_drain(&l->slot);
   kerr_clear(&e);
   if (cluster_lock(d, "connect", cks_id, KMSI_CKS_DETACH_LOCK_WAIT_MS, &lock, &e) != KERR_OK) {
     /* Not DISCONNECTED while a connect may still change the store's
@@ -766,9 +773,8 @@ kerr_code kmsi_cks_detach(kms_domain *d, const char *cks_id, kerr *err) {
      * finishes the disconnect once that connect has stopped. */
     log_msg(LOG_WARN, NULL, "custom key store %s: a connect on another node has not stopped "
             "yet: %s", cks_id, e.msg);
-    return kerr_set(err, KERR_INTERNAL,
-                    "Custom key store %s is DISCONNECTING: a connect on another kmsd node has not "
-                    "stopped yet. It becomes DISCONNECTED when it does.", cks_id);
+    return kerr_set(err, KERR_CONFLICT, "Custom key store %s stays DISCONNECTING until a "
+                    "connect on another kmsd node stops.", cks_id);
   }
   cluster_unlock(d, lock);
   return KERR_OK;
@@ -811,7 +817,19 @@ kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *req
   if (rc == KERR_OK)
     rc = kmsi_cks_set_state(d, cks_id, from_live, STATE_DISCONNECTING, NULL, request_id, prev_out,
                             err);
-  if (rc == KERR_OK) rc = kmsi_cks_detach(d, cks_id, err);
+  if (rc == KERR_OK) {
+    rc = kmsi_cks_detach(d, cks_id, err);
+    if (rc == KERR_CONFLICT) {
+      /* Done as far as this call goes: the store is DISCONNECTING, as
+       * DescribeCustomKeyStores shows, and the lease holder's scan makes it
+       * DISCONNECTED once that connect has stopped (as in KMS, where a
+       * disconnect answers before the state reaches DISCONNECTED). */
+      kerr_clear(err);
+      cluster_unlock(d, lock);
+      lock = NULL;
+      goto out;
+    }
+  }
   if (rc == KERR_OK) {
     char now[STORE_ENUM_MAX] = "";
     rc = kmsi_cks_set_state(d, cks_id, from_disconnecting, STATE_DISCONNECTED, NULL, request_id,
@@ -823,6 +841,7 @@ kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *req
       kerr_clear(err);
     }
   }
+out:
   cluster_unlock(d, lock);
   pthread_mutex_lock(&m->lock);
   l->disconnects--;

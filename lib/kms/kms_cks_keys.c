@@ -78,8 +78,8 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   if (rc) goto out;
   b = kmsi_backend_for_type(c.type);
   if (!b || !b->create_key) {
-    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION, "kmsd cannot create keys in key stores of type %s.",
-                  c.type);
+    rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
+                  "kmsd cannot create keys in key stores of type %s.", c.type);
     goto out;
   }
   /* The store's type decides the origin (given or implied) and whether an
@@ -88,7 +88,8 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
   if (origin && strcmp(origin, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM") != 0) {
     rc = kerr_set(err, KERR_UNSUPPORTED_OPERATION,
                   "Origin %.64s is not valid for a key in %s key store %s; use %s.", origin,
-                  xks ? "external" : "CloudHSM", cks_id, xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
+                  xks ? "external" : "CloudHSM", cks_id,
+                  xks ? "EXTERNAL_KEY_STORE" : "AWS_CLOUDHSM");
     goto out;
   }
   if (xks && !xks_key_id) {
@@ -97,7 +98,8 @@ kerr_code kmsi_cks_create_key(kms_domain *d, const kms_call *call, const char *c
     goto out;
   }
   if (!xks && xks_key_id) {
-    rc = kerr_set(err, KERR_VALIDATION, "XksKeyId is only valid for keys in an external key store.");
+    rc = kerr_set(err, KERR_VALIDATION,
+                  "XksKeyId is only valid for keys in an external key store.");
     goto out;
   }
   if (strcmp(c.connection_state, STATE_CONNECTED) != 0) {

@@ -242,9 +242,11 @@ void kmsi_cks_reconcile_all(kms_domain *d);
 
 /* DisconnectCustomKeyStore's state change: CONNECTED, CONNECTING or
  * FAILED -> DISCONNECTING, every connection and connect worker of the
- * store stopped (kmsi_cks_detach), -> DISCONNECTED.  *prev_out (may be
- * NULL; STORE_ENUM_MAX bytes) gets the state found; KERR_CONFLICT when it
- * was none of those. */
+ * store stopped (kmsi_cks_detach), -> DISCONNECTED.  KERR_OK also when the
+ * store is left DISCONNECTING because another node's connect worker has
+ * not stopped within KMSI_CKS_DETACH_LOCK_WAIT_MS (the scan finishes it).
+ * *prev_out (may be NULL; STORE_ENUM_MAX bytes) gets the state found;
+ * KERR_CONFLICT when it was none of those. */
 kerr_code kmsi_cks_disconnect(kms_domain *d, const char *cks_id, const char *request_id,
                               char *prev_out, kerr *err);
 
@@ -366,7 +368,7 @@ kerr_code kmsi_cks_connect_async(kms_domain *d, const char *cks_id, const char *
  * already using it (or an older one it replaced) have finished and it is
  * closed, and for a running connect worker of the store, here or on
  * another node, to stop.  The caller has moved the store out of CONNECTING
- * and CONNECTED first.  KERR_INTERNAL when another node's worker did not
+ * and CONNECTED first.  KERR_CONFLICT when another node's worker did not
  * stop within KMSI_CKS_DETACH_LOCK_WAIT_MS: the store must then stay
  * DISCONNECTING (kmsi_cks_scan finishes it). */
 kerr_code kmsi_cks_detach(kms_domain *d, const char *cks_id, kerr *err);

@@ -63,7 +63,8 @@
 #define MAX_PARAMS 24
 #define KEEPER_INTERVAL_MS 1000 /* how often the lease's connection is checked */
 #define NAMED_LOCK_POLL_MS 20   /* how often a waiting lock_named asks again */
-#define LEASE_PING_MS 1500      /* how long the lease's or a lock's session may take to answer */
+#define LEASE_PING_MS 1500 /* how long the lease's session may take to answer a tick */
+#define LOCK_PING_MS 30000 /* how long a named lock's session may take to answer */
 /* How long a session may sit idle inside a transaction before the server
  * ends it: longer than any step kmsd takes inside one (an HSM call is
  * bounded by --hsm-timeout, at most 600 s, but is not idle-in-transaction
@@ -341,6 +342,7 @@ typedef struct pg_store {
   int lease_pid;     /* the server's pid of the session holding it; 0: not held */
   int old_lease_pid; /* the one before, whose end the server may not have seen */
   atomic_bool lease; /* held now */
+  bool lease_ping_pending; /* a keeper's SELECT 1 not answered yet (keeper only) */
   pthread_t keeper;
   bool keeper_running;
   bool stopping;                /* under keeper_lock */
@@ -2051,29 +2053,42 @@ static int lease_holder(pg_store *s) {
   return pid;
 }
 
-/* Whether `db` answers a SELECT 1 within `deadline_ms`.  A connection whose
+/* What became of a SELECT 1 on a session (ping_wait). */
+typedef enum { PING_OK, PING_PENDING, PING_FAILED } ping_result;
+
+/* Send a SELECT 1 on `db` (with `send`; else one sent earlier is still out)
+ * and wait up to `deadline_ms` for its whole answer.  A connection whose
  * other end vanished without a word would block a plain PQexec until the
- * kernel gives up (tcp_user_timeout, 30 s); a lease holder must stop
- * believing it holds the lease sooner.  A late answer leaves the
- * connection unusable: the caller closes it. */
-static bool ping(PGconn *db, int deadline_ms) {
+ * kernel gives up (tcp_user_timeout, 30 s); this returns PING_PENDING at the
+ * deadline instead, the query still out: ask again with send false, or
+ * close the connection.  PING_FAILED: the session is gone or refused. */
+static ping_result ping_wait(PGconn *db, bool send, int deadline_ms) {
   struct timespec start, now;
-  bool ok = false;
-  if (!db || PQstatus(db) != CONNECTION_OK || !PQsendQuery(db, "SELECT 1")) return false;
+  bool ok = false, bad = false;
+  if (!db || PQstatus(db) != CONNECTION_OK) return PING_FAILED;
+  if (send && !PQsendQuery(db, "SELECT 1")) return PING_FAILED;
   clock_gettime(CLOCK_MONOTONIC, &start);
   for (;;) {
-    if (!PQconsumeInput(db)) return false;
-    if (!PQisBusy(db)) break;
+    if (!PQconsumeInput(db)) return PING_FAILED;
+    if (!PQisBusy(db)) {
+      /* A whole result is in: taking it does not block.  NULL once the
+       * server said it is ready for the next query. */
+      PGresult *res = PQgetResult(db);
+      if (!res) return ok && !bad ? PING_OK : PING_FAILED;
+      if (PQresultStatus(res) == PGRES_TUPLES_OK)
+        ok = true;
+      else
+        bad = true;
+      PQclear(res);
+      continue;
+    }
     clock_gettime(CLOCK_MONOTONIC, &now);
     int64_t left = deadline_ms - ((now.tv_sec - start.tv_sec) * 1000 +
                                   (now.tv_nsec - start.tv_nsec) / 1000000);
-    if (left <= 0) return false;
+    if (left <= 0) return PING_PENDING;
     struct pollfd pfd = {PQsocket(db), POLLIN, 0};
-    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return false;
+    if (poll(&pfd, 1, (int)left) < 0 && errno != EINTR) return PING_FAILED;
   }
-  for (PGresult *res; (res = PQgetResult(db)) != NULL; PQclear(res))
-    if (PQresultStatus(res) == PGRES_TUPLES_OK) ok = true;
-  return ok;
 }
 
 /* One tick of the keeper (see above). */
@@ -2081,8 +2096,26 @@ static void keep_lease(pg_store *s) {
   kerr e;
   kerr_code rc;
   bool lost_now = false;
-  if (atomic_load(&s->lease)) {
-    if (ping(s->lease_conn, LEASE_PING_MS)) return;
+  if (atomic_load(&s->lease) || s->lease_ping_pending) {
+    ping_result r = ping_wait(s->lease_conn, !s->lease_ping_pending, LEASE_PING_MS);
+    if (r == PING_OK) {
+      s->lease_ping_pending = false;
+      if (!atomic_exchange(&s->lease, true))
+        log_msg(LOG_INFO, NULL, "store: the lease's connection answers again: this node runs the "
+                "background work again");
+      return;
+    }
+    if (r == PING_PENDING) {
+      /* A stall or a silent break.  The background work pauses, but the
+       * lease stays this node's while the server keeps its session, so no
+       * other node can take it meanwhile: a stall costs no overlap. */
+      s->lease_ping_pending = true;
+      if (atomic_exchange(&s->lease, false))
+        log_msg(LOG_WARN, NULL, "store: the lease's connection does not answer; background work "
+                "paused until it does");
+      return;
+    }
+    s->lease_ping_pending = false;
     lost_now = true;
     atomic_store(&s->lease, false);
     s->old_lease_pid = s->lease_pid;
@@ -2120,8 +2153,10 @@ static void keep_lease(pg_store *s) {
     PQclear(PQexec(s->lease_conn, sql));
     log_msg(LOG_WARN, NULL, "store: ended this node's old session (%d), which kept the lease",
             holder);
-    s->old_lease_pid = 0;
   }
+  /* Ended, or gone since another session holds the lease (or none does):
+   * its pid may be another session's some day. */
+  s->old_lease_pid = 0;
 }
 
 static void *keeper_main(void *arg) {
@@ -2210,7 +2245,11 @@ static kerr_code pg_lock_named(store *base, const char *name, int wait_ms, store
   return KERR_OK;
 }
 
-static bool pg_lock_held(store_lock *l) { return l && ping(l->db, LEASE_PING_MS); }
+/* A worker may wait for the database: only a session that is gone (or does
+ * not answer within LOCK_PING_MS) counts as a lost lock, not a slow one. */
+static bool pg_lock_held(store_lock *l) {
+  return l && ping_wait(l->db, true, LOCK_PING_MS) == PING_OK;
+}
 
 /* Ending the session releases the lock: no unlock statement to lose. */
 static void pg_unlock_named(store_lock *l) {

@@ -171,7 +171,8 @@ class MultiNodeTest(h.KmsdBaseTestCase):
             b.update_key_description(KeyId=key, Description="v2")
             self.assertEqual(c.describe_key(KeyId=key)["KeyMetadata"]["Description"], "v2")
             c.create_alias(AliasName="alias/multi-%d" % i, TargetKeyId=key)
-            blob = a.encrypt(KeyId="alias/multi-%d" % i, Plaintext=b"across nodes")["CiphertextBlob"]
+            blob = a.encrypt(KeyId="alias/multi-%d" % i,
+                             Plaintext=b"across nodes")["CiphertextBlob"]
             self.assertEqual(b.decrypt(CiphertextBlob=blob)["Plaintext"], b"across nodes")
             a.disable_key(KeyId=key)
             for kms in (b, c):

@@ -13,7 +13,9 @@ cover what only a shared store has:
   without it; the lease passes to the second when the first stops; a node
   whose lease was taken by another session serves on without it and takes
   it back when it is free; a node whose lease's connection broke on its own
-  side only ends its old session and takes the lease back;
+  side only ends its old session and takes the lease back; a holder whose
+  database stalls pauses its background work and keeps the lease (the other
+  node does not take it), then resumes;
 - root.key: one that does not open the database is refused, and a node
   without one is told to copy it (and none is made for it);
 - PostgreSQL killed and started again under kmsd: calls fail fast with
@@ -53,6 +55,7 @@ class OneSidedProxy:
         self.clients, self.upstreams = [], []
         self.lock = threading.Lock()
         self.break_at_commit = False
+        self.stalled = False  # hold every byte until cleared: a stall, nothing lost
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self):
@@ -74,6 +77,8 @@ class OneSidedProxy:
                 data = src.recv(65536)
                 if not data:
                     break
+                while self.stalled:
+                    time.sleep(0.02)
                 dst.sendall(data)
                 # A simple-protocol COMMIT reached the server: its answer
                 # never reaches the client, whose side is closed.
@@ -190,7 +195,8 @@ class PgStoreTest(h.KmsdBaseTestCase):
         self.assertEqual(h.kms_client(b).describe_key(KeyId=key)["KeyMetadata"]["KeyState"],
                          "Enabled")
         self.assertEqual(a.stop(), 0)
-        wait_for("the lease to pass to the second node", lambda: leases(b)[1] == ["background-work"])
+        wait_for("the lease to pass to the second node",
+                 lambda: leases(b)[1] == ["background-work"])
         with open(b.log_path, errors="replace") as f:
             self.assertIn("this node holds the lease", f.read())
 
@@ -276,6 +282,28 @@ class PgStoreTest(h.KmsdBaseTestCase):
         with open(server.log_path, errors="replace") as f:
             log = f.read()
         self.assertIn("the lease's connection to the database ended", log)
+
+    def test_a_stall_pauses_the_lease_without_giving_it_away(self):
+        """The database stops answering the lease holder for a while (its
+        connections stall, nothing breaks): the holder pauses its background
+        work, but keeps the lease, so the other node does not take it; the
+        work resumes when the answers come."""
+        proxy = OneSidedProxy(self.pg.port)
+        self.addCleanup(proxy.close)
+        a = self.node(url=self.url.replace(":%d/" % self.pg.port, ":%d/" % proxy.port))
+        b = self.node(data_dir=self.new_data_dir(root_key_from=a.data_dir))
+        self.assertEqual(leases(a), (200, ["background-work"]))
+        proxy.stalled = True
+        wait_for("the holder to pause", lambda: leases(a) == (200, []), 10)
+        time.sleep(3)  # three of b's ticks
+        self.assertEqual(leases(b), (200, []))
+        proxy.stalled = False
+        wait_for("the holder to resume", lambda: leases(a) == (200, ["background-work"]), 10)
+        self.assertEqual(leases(b), (200, []))
+        with open(a.log_path, errors="replace") as f:
+            log = f.read()
+        self.assertIn("store: the lease's connection does not answer; background work paused", log)
+        self.assertIn("store: the lease's connection answers again", log)
 
     def test_lease_survives_a_break_the_server_did_not_see(self):
         """The lease's connection breaks on kmsd's side only: the server
