@@ -23,13 +23,22 @@
  * CloudHSM backend rotates kmsuser's password) finishes persisting them
  * before the next one reads them.
  *
- * Locks, outermost first: a store's connect_lock (held by its connect
- * worker or refresh for a whole connect), the manager's lock (the list of
- * live records, attempts, workers; never held across a backend call or a
- * wait), a slot's lock (kms_cks_slot.c).  Live records are freed only by
- * kmsi_cks_stop, so a pointer to one stays valid without the manager's lock
- * and the list can be walked a record at a time, dropping the lock between
- * records (the health sweep); new records are only ever added at its head. */
+ * Several nodes on one store: the connection state is the row's; each node
+ * has its own live records and connections, and "still current" also means
+ * that the row is still what the worker started from.  Steps that must not
+ * overlap across nodes take cluster-wide named locks (see "cluster-wide
+ * locks").
+ *
+ * Locks, outermost first: a store's cluster-wide "disconnect" lock (held by
+ * a disconnect throughout), its connect_lock (held by its connect worker,
+ * refresh or attach for the whole of it), its cluster-wide "connect" lock
+ * (taken by a worker under connect_lock; by a disconnect after dropping
+ * it), the manager's lock (the list of live records, attempts, workers;
+ * never held across a backend call, a database call or a wait), a slot's
+ * lock (kms_cks_slot.c).  Live records are freed only by kmsi_cks_stop, so
+ * a pointer to one stays valid without the manager's lock and the list can
+ * be walked a record at a time, dropping the lock between records (the
+ * scan, reconcile_all); new records are only ever added at its head. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
