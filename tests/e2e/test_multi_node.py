@@ -40,6 +40,7 @@ checked:
 import os
 import random
 import shutil
+import tempfile
 import threading
 import time
 import unittest
@@ -100,8 +101,7 @@ class MultiNodeTest(h.KmsdBaseTestCase):
         super().setUpClass()
         cls.pg = pg_fixture.PgServer()
         cls.pg.start()
-        cls.tmp = os.path.abspath(os.path.join(cls.pg.dir, "..", "multi-node"))
-        os.makedirs(cls.tmp, exist_ok=True)
+        cls.tmp = tempfile.mkdtemp(prefix="kmsd-multi-node-")
         cls.certs = xks_certs.make_certs(os.path.join(cls.tmp, "certs"), hostname=HOST)
         cls.proxy = StandIn(cert=cls.certs.good, uri_path=URI_PATH)
         cls.proxy.start()
