@@ -170,6 +170,14 @@ static void sweep_now(void) {
   assert_int_equal(kmsi_cks_scan(dom, true, &err), KERR_OK);
 }
 
+/* Run `fn`; what it logged must contain `needle`. */
+static void expect_logged(void (*fn)(void), const char *needle) {
+  char *log = capture_log(fn);
+  assert_non_null(log);
+  assert_non_null(strstr(log, needle));
+  free(log);
+}
+
 static void attach_cloudhsm(void) { assert_null(live_backend("cks-00000000000000003")); }
 
 static size_t count(const char *hay, const char *needle) {
@@ -179,7 +187,7 @@ static size_t count(const char *hay, const char *needle) {
 }
 
 static void test_restart_resumes_connected_external_store(void **state) {
-  char st[STORE_ENUM_MAX], code[STORE_CKS_ERROR_MAX], *log;
+  char st[STORE_ENUM_MAX], code[STORE_CKS_ERROR_MAX];
   kerr err;
   (void)state;
   put_xks("cks-00000000000000001", 1, "CONNECTED", false);
@@ -196,11 +204,8 @@ static void test_restart_resumes_connected_external_store(void **state) {
 
   /* The health check fails (nothing listens), is logged with its code, and
    * changes nothing. */
-  log = capture_log(sweep_now);
-  assert_non_null(log);
-  assert_non_null(strstr(log, "custom key store cks-00000000000000001: health check failed "
-                              "(XKS_PROXY_NOT_REACHABLE)"));
-  free(log);
+  expect_logged(sweep_now, "custom key store cks-00000000000000001: health check failed "
+                           "(XKS_PROXY_NOT_REACHABLE)");
   state_of("cks-00000000000000001", st, code);
   assert_string_equal(st, "CONNECTED");
   assert_ptr_equal(live_backend("cks-00000000000000001"), &kms_backend_xks);
@@ -213,11 +218,8 @@ static void test_restart_resumes_connected_external_store(void **state) {
 
   /* The CloudHSM store stays CONNECTED; its cluster is gone, so this node
    * cannot log in: logged, and no connection to use. */
-  log = capture_log(attach_cloudhsm);
-  assert_non_null(log);
-  assert_non_null(strstr(log, "custom key store cks-00000000000000003 is CONNECTED, but this "
-                              "node cannot open its connection (CLUSTER_NOT_FOUND)"));
-  free(log);
+  expect_logged(attach_cloudhsm, "custom key store cks-00000000000000003 is CONNECTED, but "
+                                 "this node cannot open its connection (CLUSTER_NOT_FOUND)");
   state_of("cks-00000000000000003", st, code);
   assert_string_equal(st, "CONNECTED");
   /* /health counts it until a disconnect. */
